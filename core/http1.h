@@ -1,0 +1,201 @@
+/*
+ * core/http1: the one strict HTTP/1.1 parser (RFC 9110 / RFC 9112) for request
+ * heads, response heads and chunked bodies.
+ *
+ * It is pure: it never touches a socket, never allocates, and keeps no hidden
+ * state beyond the structs the caller passes in.  Heads are parsed from one
+ * contiguous buffer owned by the caller; every pointer in struct gw_http_head
+ * points into that buffer and is valid as long as the buffer is.
+ *
+ * Strictness (each rejection has its own status and reason string):
+ *   - line endings must be CRLF: a bare CR or a bare LF is rejected (400);
+ *   - no whitespace before the colon, no obs-fold, no CTL/NUL in names or values,
+ *     header names are tokens (400);
+ *   - Content-Length: exactly one, all digits, no overflow; duplicates (even
+ *     identical ones or "5, 5") rejected (400);
+ *   - Transfer-Encoding: the only coding supported is "chunked"
+ *     (case-insensitive, once; several TE fields are combined as a list):
+ *     any other coding is 501 in a request and an error (502) in a response;
+ *     TE together with CL is rejected (400; 502 in a response);
+ *   - HTTP/0.9 (no version) rejected (400); versions other than 1.0/1.1: 505;
+ *   - Host: more than one rejected (400); an HTTP/1.1 request without Host 400;
+ *   - absolute-form with userinfo rejected (400);
+ *   - limits: request line / target over max_uri_bytes -> 414, head over
+ *     max_header_bytes or more than max_headers fields -> 431.
+ */
+#ifndef GW_HTTP1_H
+#define GW_HTTP1_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Methods we name; everything else that is a valid token is GW_M_OTHER. */
+#define GW_METHODS(X) \
+	X(GET, "GET") X(HEAD, "HEAD") X(POST, "POST") X(PUT, "PUT") \
+	X(DELETE, "DELETE") X(CONNECT, "CONNECT") X(OPTIONS, "OPTIONS") \
+	X(TRACE, "TRACE") X(PATCH, "PATCH")
+
+enum gw_method {
+#define X(id, s) GW_M_##id,
+	GW_METHODS(X)
+#undef X
+	GW_M_OTHER
+};
+
+/* Request-target forms (RFC 9112 section 3.2). */
+enum gw_target_form {
+	GW_TF_ORIGIN,      /* /path?query */
+	GW_TF_ABSOLUTE,    /* http://host[:port]/path?query */
+	GW_TF_AUTHORITY,   /* host:port (CONNECT only) */
+	GW_TF_ASTERISK     /* * (OPTIONS only) */
+};
+
+/* How the message body is delimited. */
+enum gw_body_kind {
+	GW_BODY_NONE,      /* no body at all */
+	GW_BODY_LENGTH,    /* exactly content_length bytes (may be 0) */
+	GW_BODY_CHUNKED,   /* chunked transfer coding */
+	GW_BODY_CLOSE      /* response only: until the connection closes */
+};
+
+struct gw_hdr {
+	const char *name;
+	const char *value;     /* leading/trailing OWS already trimmed */
+	uint32_t name_len;
+	uint32_t value_len;
+};
+
+struct gw_http_limits {
+	size_t max_header_bytes;   /* whole head including request/status line */
+	size_t max_headers;        /* number of header fields */
+	size_t max_uri_bytes;      /* request-target length */
+};
+
+/* Flags derived from the header fields while parsing. */
+#define GW_HF_CONN_CLOSE      0x0001u  /* Connection: close */
+#define GW_HF_CONN_KEEPALIVE  0x0002u  /* Connection: keep-alive */
+#define GW_HF_CONN_UPGRADE    0x0004u  /* Connection: upgrade */
+#define GW_HF_UPGRADE         0x0008u  /* an Upgrade header is present */
+#define GW_HF_EXPECT_CONTINUE 0x0010u  /* Expect: 100-continue */
+#define GW_HF_EXPECT_OTHER    0x0020u  /* Expect with any other value (-> 417) */
+#define GW_HF_HAS_CL          0x0040u
+#define GW_HF_HAS_TE          0x0080u
+#define GW_HF_HAS_DATE        0x0100u
+#define GW_HF_MAX_FORWARDS    0x0200u  /* max_forwards is valid */
+
+struct gw_http_head {
+	/* request line (requests only) */
+	enum gw_method method;
+	const char *method_str;
+	size_t method_len;
+	const char *target;
+	size_t target_len;
+	enum gw_target_form target_form;
+	/* parsed target: for absolute-form and authority-form, the authority;
+	 * scheme is "http" / "https" (lower-cased match) for absolute-form */
+	const char *scheme;
+	size_t scheme_len;
+	const char *host;          /* without brackets for IPv6 literals */
+	size_t host_len;
+	uint16_t port;             /* explicit port, or the scheme default, or 0 */
+	const char *path;          /* origin-form path+query; "/" if absolute-form had none */
+	size_t path_len;
+
+	/* status line (responses only) */
+	int status;
+	const char *reason;
+	size_t reason_len;
+
+	int version_minor;         /* 0 or 1 (HTTP/1.x) */
+
+	/* header fields, in order; array supplied by the caller */
+	struct gw_hdr *hdrs;
+	size_t nhdrs;
+	size_t hdrs_cap;           /* set by caller: capacity of hdrs */
+
+	/* request: the single Host field value (NULL if none) */
+	const char *host_hdr;
+	size_t host_hdr_len;
+
+	enum gw_body_kind body;
+	uint64_t content_length;   /* valid when body == GW_BODY_LENGTH */
+	uint32_t flags;            /* GW_HF_* */
+	uint32_t max_forwards;     /* valid with GW_HF_MAX_FORWARDS */
+	size_t head_len;           /* bytes of the head, including the final CRLF CRLF */
+
+	/* on error: the status to answer (400, 414, 431, 501, 505; 502 for
+	 * responses) and a short static reason for the log */
+	int err_status;
+	const char *err_reason;
+};
+
+/*
+ * Parse a request head from buf[0..len).  The caller sets h->hdrs and
+ * h->hdrs_cap (at least lim->max_headers entries) before the call.
+ * Returns >0: the head is complete and that many bytes were consumed;
+ *          0: incomplete, call again with more bytes (never an error for a
+ *             valid prefix; but a prefix that already exceeds a limit or is
+ *             already invalid returns <0 at once);
+ *         <0: invalid; h->err_status and h->err_reason say why.
+ * Framing of the body (h->body, h->content_length) is set on success:
+ * requests without CL or TE have GW_BODY_NONE.
+ */
+ssize_t gw_http1_parse_request(const char *buf, size_t len,
+    const struct gw_http_limits *lim, struct gw_http_head *h);
+
+/*
+ * Parse a response head; same contract as above.  req_method is the method of
+ * the request this answers (HEAD and CONNECT change the framing); framing is set
+ * per RFC 9112 section 6.3: 1xx/204/304 and HEAD have no body; a 2xx reply to
+ * CONNECT has none; otherwise TE chunked, else CL, else until close.
+ * Errors give err_status 502.
+ */
+ssize_t gw_http1_parse_response(const char *buf, size_t len,
+    const struct gw_http_limits *lim, enum gw_method req_method,
+    struct gw_http_head *h);
+
+/*
+ * Parse an authority "host[:port]" (IPv6 in brackets).  Rejects userinfo,
+ * empty host, bad port (0 or > 65535 or non-digits), invalid host characters.
+ * On success returns NULL and sets *host/*host_len (brackets removed) and
+ * *port (default_port when absent).  On failure returns a static reason.
+ */
+const char *gw_http1_parse_authority(const char *s, size_t len, uint16_t default_port,
+    const char **host, size_t *host_len, uint16_t *port);
+
+/* Case-insensitive lookup of the first header named name; NULL if absent. */
+const struct gw_hdr *gw_http1_find(const struct gw_http_head *h, const char *name);
+
+/* True if the comma-separated list in a header value contains token
+ * (case-insensitive, OWS ignored). */
+int gw_http1_list_has(const char *value, size_t len, const char *token);
+
+/* Method name for a method id ("GET"...); "OTHER" for GW_M_OTHER. */
+const char *gw_http1_method_name(enum gw_method m);
+
+/* ---- chunked decoder ---- */
+
+struct gw_chunked {
+	int state;                 /* private */
+	uint64_t remaining;        /* bytes of chunk data still to come */
+	uint32_t aux;              /* private: counts extension/trailer bytes */
+	int done;                  /* set once the last chunk and trailers are read */
+	const char *err_reason;    /* set on error */
+};
+
+void gw_chunked_init(struct gw_chunked *c);
+
+/*
+ * Feed in[0..len) to the decoder.  It consumes framing and at most one span of
+ * chunk data per call.  Returns <0 on a framing error (bad size, overflow past
+ * 2^63, missing CRLF, extension or trailer over 4 KiB or with CTLs), else the
+ * number of input bytes consumed (0 only if len == 0 or more input is needed
+ * to make progress).  If data bytes were consumed, *data_off/*data_len give
+ * the span inside in[] (otherwise *data_len == 0).  Call in a loop until it
+ * returns 0 or c->done is set; bytes after the end are not consumed.
+ */
+ssize_t gw_chunked_decode(struct gw_chunked *c, const char *in, size_t len,
+    size_t *data_off, size_t *data_len);
+
+#endif
