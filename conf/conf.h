@@ -30,7 +30,8 @@ struct conf_errors {
 
 void conf_errors_init(struct conf_errors *e);
 void conf_errors_free(struct conf_errors *e);
-/* Append "file:line: key: <fmt>" (key may be NULL: then "file:line: <fmt>"). */
+/* Append "file:line: key: <fmt>" (key may be NULL: then "file:line: <fmt>";
+ * line <= 0: "file: ..."). */
 void conf_err(struct conf_errors *e, const char *file, int line, const char *key,
     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
@@ -74,9 +75,9 @@ struct conf_cidrs {
 /* ---- global ---- */
 
 struct conf_log {
-	char *error;         /* "stderr", "syslog" or a path */
+	char *error;         /* "stderr", "syslog" or an absolute path */
 	int level;           /* GW_LOG_DEBUG..GW_LOG_ERROR as in core/log.h: 0 debug, 1 info, 2 warn, 3 error */
-	char *access;        /* path, or "" = disabled */
+	char *access;        /* absolute path, "stdout", "stderr", or "" = disabled */
 	int access_json;     /* access_format: 0 combined, 1 json */
 };
 
@@ -134,6 +135,10 @@ struct conf_fwd_rule {
 	char *name;                /* NULL when not given ("rule N" is made by the compiler) */
 	enum conf_action action;
 	struct conf_cidrs clients;
+	/* matchers: an absent key matches anything (n == 0); empty lists are refused.
+	 * methods are upper-cased, schemes lower-cased ("http" | "connect"), domains
+	 * lower-cased; hours strings are validated "[DAYS] [HH:MM-HH:MM]" (a single
+	 * string in the file becomes a one-element list); lists name forward.lists. */
 	struct conf_strs users, groups, domains, lists, urls, methods, hours, schemes;
 	uint16_t *ports;
 	size_t nports;
@@ -148,7 +153,7 @@ struct conf_fwd_pattern {
 
 struct conf_fwd_dlp {
 	int present;
-	int enabled;
+	int enabled;               /* default 1 (when the dlp section is present) */
 	int action_deny;           /* action: "deny" (1) | "log" (0) */
 	int oversize_deny;         /* oversize: "deny" (1) | "allow" (0); default deny */
 	uint64_t max_scan_bytes;
@@ -178,9 +183,9 @@ struct conf_forward {
 	int present;               /* the forward group exists */
 	struct conf_listener *listeners;
 	size_t nlisteners;
-	struct conf_cidrs allow_clients;
-	struct conf_cidrs deny_destinations;
-	uint16_t *connect_ports;
+	struct conf_cidrs allow_clients;       /* key absent: loopback + RFC 1918; [] = nobody */
+	struct conf_cidrs deny_destinations;   /* key absent: 127/8, ::1, 169.254/16, fe80::/10 */
+	uint16_t *connect_ports;               /* key absent: 443 */
 	size_t nconnect_ports;
 	int anonymize;
 	char *block_contact;       /* operator contact line on block pages; "" = none */
@@ -238,6 +243,9 @@ struct conf_rev_upstream {
 	struct conf_src src;
 };
 
+/* set_headers: { X-Name = "value"; ... } (a libconfig group; names are as
+ * written, values have no control characters).  reverse/route.h: set on the
+ * request sent upstream. */
 struct conf_hdr_set {
 	char *name;
 	char *value;
@@ -288,9 +296,9 @@ struct conf_reverse {
 /* ---- admin ---- */
 
 struct conf_admin {
-	int present;
+	int present;               /* no admin section: present = 0 and listen_enabled = 0 */
 	struct conf_addr listen;   /* default 127.0.0.1:9090; text "" = console off */
-	int listen_enabled;
+	int listen_enabled;        /* section present and listen != "" */
 	struct conf_addr metrics_listen;
 	int metrics_enabled;
 	char *users_file;
@@ -301,6 +309,8 @@ struct conf_admin {
 
 struct conf {
 	char *path;                /* the main file as given */
+	char *dir;                 /* absolute directory of the main file; relative paths in the
+	                              file (lists, static dirs, certs, ...) are resolved against it */
 	struct conf_global global;
 	struct conf_forward forward;
 	struct conf_reverse reverse;
@@ -320,7 +330,15 @@ void conf_free(struct conf *c);
 
 /*
  * Helpers shared with the sides' compilers; text parsers return NULL on
- * success or a static message.
+ * success or a message (static, or for conf_parse_cidr's "host bits set;
+ * did you mean 10.0.0.0/8?" a thread-local buffer valid until the next call).
+ *
+ * conf_parse_addr: arena is required (text and host are copied into it);
+ * "localhost" is 127.0.0.1 (is_name 0); "*" is refused when allow_name (it is
+ * only for listening addresses); names are refused unless allow_name.
+ * conf_parse_cidr: a bare address is a host route (/32, /128); host bits set
+ * is an error; "::ffff:a.b.c.d/n" (n >= 96) is stored as the v4 network.
+ * conf_parse_size: digits with an optional k/K, m/M, g/G suffix (1024-based).
  */
 const char *conf_parse_addr(const char *text, int allow_name, struct conf_addr *out, void *arena);
 const char *conf_parse_cidr(const char *text, struct conf_cidr *out);

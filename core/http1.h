@@ -22,6 +22,40 @@
  *   - absolute-form with userinfo rejected (400);
  *   - limits: request line / target over max_uri_bytes -> 414, head over
  *     max_header_bytes or more than max_headers fields -> 431.
+ *
+ * Details of the implementation the callers rely on:
+ *   - lim may be NULL and any limit may be 0: the defaults are 65536 head
+ *     bytes, 100 fields, 8192 target bytes.  The field limit is
+ *     min(max_headers, hdrs_cap); hdrs == NULL means no field is allowed.
+ *   - struct gw_http_head is reset on every call (hdrs/hdrs_cap kept), so the
+ *     caller need not zero it; fields are only meaningful when >0 is
+ *     returned (err_status/err_reason when <0).
+ *   - requests: empty lines (CRLF) before the request line are skipped
+ *     (RFC 9112 section 2.2); they are part of the consumed count / head_len
+ *     and of the head-size limit.  Responses get no such leniency.
+ *   - a method is a token of at most 32 chars (longer: 501); a '#' in the
+ *     target is 400; absolute-form scheme must be http/https and "//" must
+ *     follow; origin-form must start with '/'.
+ *   - host/host_len/port: the target's authority for absolute-form (port =
+ *     explicit or 80/443) and authority-form (CONNECT; port required); for
+ *     origin-form and asterisk-form they come from the Host field (port 0
+ *     when it has none; host NULL when there is no Host, HTTP/1.0 only).
+ *     path is NULL for authority-form and asterisk-form.  See
+ *     GW_HF_PATH_EMPTY for absolute-form without a path.
+ *   - the Host field must be a non-empty authority per
+ *     gw_http1_parse_authority (so "Host:" with an empty value is 400).
+ *   - Transfer-Encoding in an HTTP/1.0 message is rejected (RFC 9112 6.1).
+ *     The combined TE list: empty elements are ignored, no element at all is
+ *     400, "chunked" twice or not last is 400, a non-token element is 400,
+ *     any other coding (also "chunked;param") is 501.  Responses: all 502,
+ *     even for replies without a body (HEAD, 204, 304).
+ *   - content_length is also filled when a response has CL but no body
+ *     (HEAD, 304); it is 0 for requests without CL.
+ *   - Expect flags are never set for HTTP/1.0 requests (RFC 9110 10.1.1); an
+ *     empty Expect counts as "other".  Max-Forwards: 1..10 digits fitting in
+ *     32 bits, else ignored; a second Max-Forwards field clears the flag.
+ *   - numeric hosts such as "2130706433" or "0x7f.1" are syntactically
+ *     valid reg-names: never hand a host to inet_aton()-style parsers.
  */
 #ifndef GW_HTTP1_H
 #define GW_HTTP1_H
@@ -83,6 +117,10 @@ struct gw_http_limits {
 #define GW_HF_HAS_TE          0x0080u
 #define GW_HF_HAS_DATE        0x0100u
 #define GW_HF_MAX_FORWARDS    0x0200u  /* max_forwards is valid */
+#define GW_HF_PATH_EMPTY      0x0400u  /* absolute-form target had an empty path:
+                                        * path is the static "/" when there is no
+                                        * query, else points at "?query" (prepend
+                                        * "/" when forwarding; OPTIONS -> "*") */
 
 struct gw_http_head {
 	/* request line (requests only) */
@@ -140,6 +178,13 @@ struct gw_http_head {
  *         <0: invalid; h->err_status and h->err_reason say why.
  * Framing of the body (h->body, h->content_length) is set on success:
  * requests without CL or TE have GW_BODY_NONE.
+ *
+ * Cost: no state is kept between calls, so each call rescans buf (memchr /
+ * memmem speed, bounded by max_header_bytes).  To keep a slow or one-byte-
+ * per-segment client from making that quadratic, call again only when the
+ * newly read bytes contain '\n' or 1 KiB or more arrived since the last call:
+ * every complete line counts against max_headers, so this bounds the work at
+ * about (max_headers + max_header_bytes / 1024) * max_header_bytes per head.
  */
 ssize_t gw_http1_parse_request(const char *buf, size_t len,
     const struct gw_http_limits *lim, struct gw_http_head *h);
@@ -158,7 +203,11 @@ ssize_t gw_http1_parse_response(const char *buf, size_t len,
 /*
  * Parse an authority "host[:port]" (IPv6 in brackets).  Rejects userinfo,
  * empty host, bad port (0 or > 65535 or non-digits), invalid host characters.
- * On success returns NULL and sets *host/*host_len (brackets removed) and
+ * Host characters allowed: ALPHA DIGIT "-" "." "_" (no pct-encoding or
+ * sub-delims), at most 255; IPv6 literals must pass inet_pton (no zone id, no
+ * IPvFuture).  The port is 1-5 digits (leading zeros allowed); "host:" with
+ * an empty port is rejected.
+ * On success returns NULL and sets *host, *host_len (brackets removed) and
  * *port (default_port when absent).  On failure returns a static reason.
  */
 const char *gw_http1_parse_authority(const char *s, size_t len, uint16_t default_port,
@@ -191,9 +240,22 @@ void gw_chunked_init(struct gw_chunked *c);
  * chunk data per call.  Returns <0 on a framing error (bad size, overflow past
  * 2^63, missing CRLF, extension or trailer over 4 KiB or with CTLs), else the
  * number of input bytes consumed (0 only if len == 0 or more input is needed
- * to make progress).  If data bytes were consumed, *data_off/*data_len give
+ * to make progress).  If data bytes were consumed, *data_off and *data_len give
  * the span inside in[] (otherwise *data_len == 0).  Call in a loop until it
  * returns 0 or c->done is set; bytes after the end are not consumed.
+ *
+ * Partial framing (half a size line, a CR) is absorbed into the state, so
+ * every input byte before the end is consumed and 0 is returned only for
+ * len == 0 or once done.  Errors are sticky.  Grammar (RFC 9112 7.1):
+ * chunk-size is 1-16 hex digits (more is rejected even with leading zeros)
+ * of value at most 2^63-1; chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS
+ * ( token / quoted-string ) ] ), i.e. SP/HTAB is allowed before ';' and
+ * around '=', but not after the size when no ';' follows; extension bytes
+ * (from after the size to the CR) are capped at 4096 per chunk.  Trailer
+ * lines are checked like header lines (token name, colon right after it, no
+ * obs-fold, no CTL/NUL) and capped at 4096 bytes in all including the final
+ * CRLF.  Trailers are not reported: a caller that forwards them forwards the
+ * consumed bytes.
  */
 ssize_t gw_chunked_decode(struct gw_chunked *c, const char *in, size_t len,
     size_t *data_off, size_t *data_len);

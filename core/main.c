@@ -1,3 +1,484 @@
-/* placeholder: replaced by the daemon's start-up code */
-int main(void);
-int main(void) { return 0; }
+/*
+ * core/main: start-up, signals, reload and shutdown.  The only core file that
+ * names the families (forward/, reverse/) and the console: it wires them in.
+ *
+ * The main thread owns the listening-socket registry: for every configured
+ * address it creates one SO_REUSEPORT socket per worker, and on reload it
+ * reuses the sockets of addresses that did not change (no close, no rebind),
+ * so existing connections and the kernel backlog survive a reload.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <event2/thread.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "core/log.h"
+#include "core/proto.h"
+#include "core/sdnotify.h"
+#include "core/snapshot.h"
+#include "core/worker.h"
+#include "forward/forward.h"
+#include "reverse/reverse.h"
+
+static const struct gw_side *const sides[] = { &fwd_side, &rev_side };
+#define NSIDES ((int)(sizeof sides / sizeof sides[0]))
+
+struct reg_ent {
+	char key[160];
+	int fds[GW_MAX_WORKERS];
+	int used;                  /* referenced by the snapshot being built */
+};
+
+static struct {
+	const char *conf_path;
+	int nworkers;
+	struct gw_worker *workers[GW_MAX_WORKERS];
+	struct gw_snapshot *snap;
+	uint64_t generation;
+	struct reg_ent *reg;
+	size_t nreg;
+	struct event_base *base;
+	int stopping;
+	struct event *ev_stopwatch;
+	double stop_deadline;
+	char *last_reload_errors;
+	int privileged_dropped;
+} M;
+
+static double now_wall(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+	    "usage: gatehouse [-c FILE] [-t] [-V]\n"
+	    "  -c FILE  configuration file (default /etc/gatehouse/gatehouse.conf)\n"
+	    "  -t       check the configuration and exit (0 = fine)\n"
+	    "  -V       print the version and exit\n");
+}
+
+static int open_listener(const struct conf_listener *cl, char *err, size_t errlen)
+{
+	const struct sockaddr *sa = (const struct sockaddr *)&cl->addr.ss;
+	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1, zero = 0;
+
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+	if (sa->sa_family == AF_INET6 && cl->addr.host[0] == '\0')
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+	if (bind(fd, sa, cl->addr.sslen) < 0 || listen(fd, 511) < 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", cl->addr.text, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static struct reg_ent *reg_find(const char *key)
+{
+	for (size_t i = 0; i < M.nreg; i++)
+		if (strcmp(M.reg[i].key, key) == 0)
+			return &M.reg[i];
+	return NULL;
+}
+
+/*
+ * Build the listener specs of snapshot s, reusing registry sockets for
+ * unchanged addresses.  On failure, closes only the sockets it created.
+ */
+static int build_listeners(struct gw_snapshot *s, struct conf_errors *errs)
+{
+	size_t total = 0, k = 0;
+	int failed = 0;
+
+	for (int i = 0; i < s->nsides; i++) {
+		size_t n;
+		sides[i]->listeners(s->conf, &n);
+		total += n;
+	}
+	s->listeners = calloc(total ? total : 1, sizeof *s->listeners);
+	if (s->listeners == NULL)
+		return -1;
+	for (size_t i = 0; i < M.nreg; i++)
+		M.reg[i].used = 0;
+	for (int si = 0; si < s->nsides; si++) {
+		size_t n;
+		const struct conf_listener *cls = sides[si]->listeners(s->conf, &n);
+		for (size_t j = 0; j < n; j++) {
+			const struct conf_listener *cl = &cls[j];
+			struct gw_lspec *ls = &s->listeners[k];
+			char key[160];
+			struct reg_ent *e;
+
+			snprintf(key, sizeof key, "%s|%s|%d", sides[si]->proto->name, cl->addr.text, cl->tls);
+			ls->cl = cl;
+			ls->proto = sides[si]->proto;
+			ls->side = si;
+			e = reg_find(key);
+			if (e != NULL) {
+				memcpy(ls->fds, e->fds, sizeof ls->fds);
+				e->used = 1;
+				k++;
+				continue;
+			}
+			for (int w = 0; w < M.nworkers; w++) {
+				char err[256];
+				ls->fds[w] = open_listener(cl, err, sizeof err);
+				if (ls->fds[w] < 0) {
+					conf_err(errs, cl->src.file, cl->src.line, "listeners", "%s", err);
+					for (int x = 0; x < w; x++)
+						close(ls->fds[x]);
+					failed = 1;
+					break;
+				}
+			}
+			if (failed)
+				break;
+			ls->cl = cl;
+			k++;
+			/* new: remembered in the registry once the snapshot is published */
+			ls->side = si;
+		}
+		if (failed)
+			break;
+	}
+	s->nlisteners = k;
+	if (failed) {
+		/* close the sockets this build created (those not in the registry) */
+		for (size_t i = 0; i < k; i++) {
+			char key[160];
+			snprintf(key, sizeof key, "%s|%s|%d", s->listeners[i].proto->name,
+			    s->listeners[i].cl->addr.text, s->listeners[i].cl->tls);
+			if (reg_find(key) == NULL)
+				for (int w = 0; w < M.nworkers; w++)
+					close(s->listeners[i].fds[w]);
+		}
+		s->nlisteners = 0;
+		return -1;
+	}
+	return 0;
+}
+
+/* After publishing s: the registry becomes exactly s's listeners. */
+static void registry_commit(struct gw_snapshot *s)
+{
+	struct reg_ent *reg = calloc(s->nlisteners ? s->nlisteners : 1, sizeof *reg);
+
+	if (reg == NULL)
+		return;
+	for (size_t i = 0; i < s->nlisteners; i++) {
+		snprintf(reg[i].key, sizeof reg[i].key, "%s|%s|%d", s->listeners[i].proto->name,
+		    s->listeners[i].cl->addr.text, s->listeners[i].cl->tls);
+		memcpy(reg[i].fds, s->listeners[i].fds, sizeof reg[i].fds);
+	}
+	free(M.reg);
+	M.reg = reg;
+	M.nreg = s->nlisteners;
+}
+
+/* Load, validate and compile a snapshot (no sockets).  NULL on error. */
+static struct gw_snapshot *snapshot_load(const char *path, struct conf_errors *errs)
+{
+	struct conf *cf = conf_load(path, errs);
+	struct gw_snapshot *s;
+	int bad = 0;
+
+	if (cf == NULL)
+		return NULL;
+	s = calloc(1, sizeof *s);
+	if (s == NULL) {
+		conf_free(cf);
+		return NULL;
+	}
+	atomic_init(&s->refs, 1);
+	s->conf = cf;
+	s->nsides = NSIDES;
+	s->loaded_at = now_wall();
+	for (int i = 0; i < NSIDES; i++) {
+		s->sides[i] = sides[i];
+		if (sides[i]->compile(cf, errs, &s->side_data[i]) < 0)
+			bad = 1;
+	}
+	if (bad) {
+		gw_snapshot_unref(s);
+		return NULL;
+	}
+	return s;
+}
+
+static void print_errors(const struct conf_errors *errs, int to_log)
+{
+	for (size_t i = 0; i < errs->n; i++) {
+		if (to_log)
+			gw_error("%s", errs->msgs[i]);
+		else
+			fprintf(stderr, "%s\n", errs->msgs[i]);
+	}
+}
+
+static int drop_privileges(const char *user)
+{
+	struct passwd *pw;
+
+	if (user == NULL || user[0] == '\0' || geteuid() != 0)
+		return 0;
+	pw = getpwnam(user);
+	if (pw == NULL) {
+		gw_error("global.user: no such user \"%s\"", user);
+		return -1;
+	}
+	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+	    setuid(pw->pw_uid) < 0) {
+		gw_error("cannot switch to user %s: %s", user, strerror(errno));
+		return -1;
+	}
+	M.privileged_dropped = 1;
+	gw_info("running as user %s", user);
+	return 0;
+}
+
+static void announce(const struct gw_snapshot *s)
+{
+	for (size_t i = 0; i < s->nlisteners; i++)
+		gw_info("%s listening on %s%s", s->listeners[i].proto->name,
+		    s->listeners[i].cl->addr.text, s->listeners[i].cl->tls ? " (tls)" : "");
+}
+
+static void reload(void)
+{
+	struct conf_errors errs;
+	struct gw_snapshot *s;
+
+	gw_sd_notify("RELOADING=1");
+	gw_info("reloading %s", M.conf_path);
+	conf_errors_init(&errs);
+	s = snapshot_load(M.conf_path, &errs);
+	if (s != NULL && s->conf->global.workers != M.snap->conf->global.workers)
+		gw_warn("global.workers changed: takes effect at the next restart");
+	if (s != NULL && build_listeners(s, &errs) < 0) {
+		gw_snapshot_unref(s);
+		s = NULL;
+	}
+	if (s == NULL) {
+		print_errors(&errs, 1);
+		gw_error("reload failed (%zu error%s); still serving generation %llu", errs.n,
+		    errs.n == 1 ? "" : "s", (unsigned long long)M.generation);
+		conf_errors_free(&errs);
+		gw_sd_notify("READY=1");
+		return;
+	}
+	conf_errors_free(&errs);
+	s->generation = ++M.generation;
+	registry_commit(s);
+	if (gw_log_open(s->conf->global.log.error, s->conf->global.log.level) < 0)
+		gw_error("cannot open error log %s: %s", s->conf->global.log.error, strerror(errno));
+	if (gw_log_access_open(s->conf->global.log.access, s->conf->global.log.access_json) < 0)
+		gw_error("cannot open access log %s: %s", s->conf->global.log.access, strerror(errno));
+	for (int i = 0; i < M.nworkers; i++)
+		gw_worker_post_snapshot(M.workers[i], s);
+	gw_snapshot_unref(M.snap);
+	M.snap = s;
+	gw_info("configuration generation %llu loaded", (unsigned long long)s->generation);
+	announce(s);
+	gw_sd_notify("READY=1");
+}
+
+static void stopwatch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	int alive = 0;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	for (int i = 0; i < M.nworkers; i++)
+		if (!atomic_load(&M.workers[i]->exited))
+			alive++;
+	if (alive == 0) {
+		event_base_loopbreak(M.base);
+		return;
+	}
+	if (now_wall() > M.stop_deadline && M.stopping == 1) {
+		gw_warn("shutdown grace period over: closing remaining connections");
+		M.stopping = 2;
+		for (int i = 0; i < M.nworkers; i++)
+			gw_worker_post_abort(M.workers[i]);
+	}
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	static const struct timeval tenth = { 0, 100000 };
+
+	(void)what;
+	(void)arg;
+	switch (sig) {
+	case SIGHUP:
+		if (!M.stopping)
+			reload();
+		break;
+	case SIGUSR1:
+		gw_log_reopen();
+		break;
+	case SIGTERM:
+	case SIGINT:
+		if (M.stopping) {
+			if (sig == SIGINT && M.stopping == 1) {
+				M.stop_deadline = 0;
+			}
+			break;
+		}
+		gw_sd_notify("STOPPING=1");
+		gw_info("%s: stopping; in-flight requests get %.1f s", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+		    M.snap->conf->global.timeouts.shutdown_grace);
+		M.stopping = 1;
+		M.stop_deadline = now_wall() + M.snap->conf->global.timeouts.shutdown_grace;
+		for (int i = 0; i < M.nworkers; i++)
+			gw_worker_post_stop(M.workers[i]);
+		M.ev_stopwatch = event_new(M.base, -1, EV_PERSIST, stopwatch_cb, NULL);
+		event_add(M.ev_stopwatch, &tenth);
+		break;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = "/etc/gatehouse/gatehouse.conf";
+	int test_only = 0, opt;
+	struct conf_errors errs;
+	struct gw_snapshot *s;
+	struct event *sigs[4];
+	static const int signums[4] = { SIGHUP, SIGTERM, SIGINT, SIGUSR1 };
+
+	while ((opt = getopt(argc, argv, "c:tVh")) != -1) {
+		switch (opt) {
+		case 'c': path = optarg; break;
+		case 't': test_only = 1; break;
+		case 'V': printf("gatehouse %s\n", GW_VERSION); return 0;
+		case 'h': usage(); return 0;
+		default: usage(); return 2;
+		}
+	}
+	if (optind != argc) {
+		usage();
+		return 2;
+	}
+	M.conf_path = path;
+	signal(SIGPIPE, SIG_IGN);
+	if (evthread_use_pthreads() < 0) {
+		fprintf(stderr, "gatehouse: libevent without thread support\n");
+		return 1;
+	}
+	if (event_get_struct_event_size() != sizeof(struct event)) {
+		fprintf(stderr, "gatehouse: libevent ABI mismatch (struct event size)\n");
+		return 1;
+	}
+	conf_errors_init(&errs);
+	s = snapshot_load(path, &errs);
+	if (s == NULL) {
+		print_errors(&errs, 0);
+		if (errs.n == 0)
+			fprintf(stderr, "%s: cannot load configuration\n", path);
+		conf_errors_free(&errs);
+		return 1;
+	}
+	if (test_only) {
+		fprintf(stderr, "%s: configuration OK\n", path);
+		gw_snapshot_unref(s);
+		conf_errors_free(&errs);
+		return 0;
+	}
+	{
+		unsigned char rnd[3];
+		FILE *f = fopen("/dev/urandom", "rb");
+		if (f == NULL || fread(rnd, 1, 3, f) != 3)
+			memset(rnd, 0, 3);
+		if (f != NULL)
+			fclose(f);
+		snprintf(gw_id_prefix, sizeof gw_id_prefix, "%02x%02x%02x", rnd[0], rnd[1], rnd[2]);
+	}
+	if (gw_log_open(s->conf->global.log.error, s->conf->global.log.level) < 0)
+		fprintf(stderr, "gatehouse: cannot open error log %s: %s\n", s->conf->global.log.error,
+		    strerror(errno));
+	if (gw_log_access_open(s->conf->global.log.access, s->conf->global.log.access_json) < 0)
+		gw_error("cannot open access log %s: %s", s->conf->global.log.access, strerror(errno));
+	M.nworkers = (int)s->conf->global.workers;
+	if (M.nworkers <= 0)
+		M.nworkers = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (M.nworkers <= 0)
+		M.nworkers = 1;
+	if (M.nworkers > GW_MAX_WORKERS)
+		M.nworkers = GW_MAX_WORKERS;
+	/* handlers first: a signal that arrives once we listen must not kill us */
+	M.base = event_base_new();
+	if (M.base == NULL) {
+		fprintf(stderr, "gatehouse: cannot create the event loop\n");
+		return 1;
+	}
+	for (int i = 0; i < 4; i++) {
+		sigs[i] = evsignal_new(M.base, signums[i], signal_cb, NULL);
+		event_add(sigs[i], NULL);
+	}
+	if (build_listeners(s, &errs) < 0) {
+		print_errors(&errs, 1);
+		conf_errors_free(&errs);
+		gw_snapshot_unref(s);
+		return 1;
+	}
+	conf_errors_free(&errs);
+	registry_commit(s);
+	s->generation = M.generation = 1;
+	M.snap = s;
+	if (drop_privileges(s->conf->global.user) < 0)
+		return 1;
+	for (int i = 0; i < M.nworkers; i++) {
+		uint64_t share = (uint64_t)s->conf->global.max_connections / (uint64_t)M.nworkers;
+		M.workers[i] = gw_worker_new(i, s, share ? share : 1);
+		if (M.workers[i] == NULL || gw_worker_start(M.workers[i]) < 0) {
+			gw_error("cannot start worker %d", i);
+			return 1;
+		}
+	}
+	gw_info("gatehouse %s started with %d worker%s (config %s)", GW_VERSION, M.nworkers,
+	    M.nworkers == 1 ? "" : "s", path);
+	announce(s);
+	gw_sd_notify("READY=1");
+
+	event_base_dispatch(M.base);
+
+	for (int i = 0; i < M.nworkers; i++)
+		gw_worker_join_free(M.workers[i]);
+	for (int i = 0; i < 4; i++)
+		event_free(sigs[i]);
+	if (M.ev_stopwatch != NULL)
+		event_free(M.ev_stopwatch);
+	gw_snapshot_unref(M.snap);
+	free(M.reg);
+	event_base_free(M.base);
+	gw_info("stopped");
+	gw_log_close();
+	libevent_global_shutdown();
+	return 0;
+}

@@ -1,0 +1,2091 @@
+/*
+ * core/conn: the connection engine.  A client connection reads request heads,
+ * hands each parsed request to its family (struct gw_proto), then carries out
+ * the decision: a local response, a file, a proxied exchange with an upstream
+ * server, or a tunnel.  Bodies stream in both directions with backpressure:
+ * a side is read only while the other side's pending output is below HIWAT.
+ *
+ * Design rules (DESIGN.md, notes/core-techniques.md):
+ *   - raw events and large readv() reads, no bufferevents on the data path;
+ *     writes happen at once and EV_WRITE is armed only when the kernel is full;
+ *   - messages are re-serialised, never relayed as raw head bytes; bodies are
+ *     decoded and re-encoded (chunk extensions and trailers are dropped);
+ *   - requests on one client connection are answered in order (pipelining:
+ *     the next head is parsed only after the previous response is written);
+ *   - close is the only way out: conn_close() logs the request in flight,
+ *     releases everything and frees the connection from a deferred event, so
+ *     callers only need to check c->state == CS_CLOSED after a call that may
+ *     close.
+ */
+#include "core/conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "core/dns.h"
+#include "core/http1.h"
+#include "core/log.h"
+#include "core/proto.h"
+#include "core/snapshot.h"
+#include "core/stats.h"
+#include "core/status.h"
+#include "core/worker.h"
+
+#define CONN_MAGIC 0x67776331u
+#define UP_MAGIC 0x67777570u
+#define HIWAT (256 * 1024)          /* stop reading the other side above this */
+#define READ_MAX (256 * 1024)       /* bytes per read call */
+#define LINGER_SECS 2.0
+#define SCRATCH_HDRS 4096
+
+/* ---- small per-request arena ---- */
+
+struct arena_blk {
+	struct arena_blk *next;
+	size_t used, cap;
+	_Alignas(16) char data[];
+};
+
+static void *arena_alloc(struct arena_blk **head, size_t n)
+{
+	struct arena_blk *b = *head;
+
+	n = (n + 15) & ~(size_t)15;
+	if (b == NULL || b->cap - b->used < n) {
+		size_t cap = n > 3072 ? n : 3072;
+		b = malloc(sizeof *b + cap);
+		if (b == NULL)
+			return NULL;
+		b->next = *head;
+		b->used = 0;
+		b->cap = cap;
+		*head = b;
+	}
+	void *p = b->data + b->used;
+	b->used += n;
+	memset(p, 0, n);
+	return p;
+}
+
+static void arena_free(struct arena_blk *b)
+{
+	while (b != NULL) {
+		struct arena_blk *n = b->next;
+		free(b);
+		b = n;
+	}
+}
+
+/* ---- types ---- */
+
+enum cstate { CS_HEAD, CS_BUSY, CS_TUNNEL, CS_LINGER, CS_CLOSED };
+enum decision { DEC_NONE, DEC_PROXY, DEC_TUNNEL, DEC_RESPOND, DEC_FILE };
+enum cto { TO_IDLE, TO_HEADER, TO_BODY, TO_SEND, TO_TUNNEL, TO_LINGER };
+
+struct xfer {
+	enum gw_body_kind kind;
+	uint64_t remaining;
+	struct gw_chunked ck;
+	int out_chunked;           /* re-encode as chunked */
+	int done;
+	uint64_t moved;
+};
+
+struct hdr_edit {
+	struct hdr_edit *next;
+	const char *name;
+	const char *value;
+	size_t vlen;
+	int del;
+};
+
+struct upconn;
+
+struct gw_req {
+	struct gw_conn *c;
+	struct arena_blk *arena;
+	struct gw_http_head head;
+	char *headbuf;
+	char id[24];
+	double start, start_mono;
+
+	enum decision dec;
+	char *up_host;
+	uint16_t up_port;
+	char *up_path;
+	size_t up_path_len;
+	char pool_key[300];
+	int status;
+	int file_fd;
+	uint64_t file_off, file_len;
+	const char *content_type;
+	char *body;                /* DEC_RESPOND body (arena) */
+	struct hdr_edit *req_edits, *resp_edits;
+	int no_via;
+	uint64_t max_body;
+	const char *verdict, *rule, *user, *reason;
+	char upstream_str[64];
+	uint64_t bytes_in, bytes_out;
+	int parse_error;
+
+	struct gw_dns_query *dnsq;
+	struct gw_dns_result addrs;
+	int addr_idx;
+	int refused_status;
+	int connect_err;           /* errno of the last failed connect */
+	int sent_continue;
+	int upgrade;               /* request asked for Upgrade and may be tunnelled */
+	struct xfer reqx, respx;
+	int resp_head_done;        /* final head sent to the client */
+	int close_after;           /* close the client connection after this response */
+	int linger;                /* unread request body: lingering close */
+	int retried;
+	int resp_http10;           /* upstream answered HTTP/1.0 */
+	int resp_conn_close;       /* upstream said Connection: close */
+	int body_capped;
+};
+
+struct gw_conn {
+	uint32_t magic;
+	enum cstate state;
+	int fd;
+	struct gw_worker *w;
+	struct gw_snapshot *snap;
+	const struct gw_lspec *lspec;
+	const struct gw_proto *proto;
+	void *side;
+	struct event ev_rd, ev_wr, ev_to, ev_free;
+	struct evbuffer *in, *out;
+	struct sockaddr_storage peer, local;
+	char peer_str[INET6_ADDRSTRLEN];
+	struct gw_req *rq;
+	struct upconn *up;
+	enum cto to_kind;
+	unsigned rd_on : 1, wr_on : 1, rd_eof : 1, wr_shut : 1, head_started : 1;
+	unsigned up_paused : 1;    /* upstream reading paused: our output is full */
+	struct gw_conn *next, *prev;
+};
+
+struct upconn {
+	uint32_t magic;
+	int fd;
+	struct gw_worker *w;
+	struct gw_conn *c;         /* attached client, NULL when pooled */
+	struct event ev_rd, ev_wr, ev_to;
+	struct evbuffer *in, *out;
+	char key[300];
+	char addr_str[64];
+	double idle_since;
+	int connecting, reused, eof, wr_shut, rd_on, wr_on, got_bytes;
+	int cl_paused;             /* client reading paused: our output is full */
+	int family;
+	struct upconn *pnext, *pprev;
+};
+
+/* ---- pool ---- */
+
+#define POOL_BUCKETS 256
+
+struct gw_pool {
+	struct upconn *b[POOL_BUCKETS];
+	size_t n;
+};
+
+static void up_free(struct upconn *u);
+static void up_rd_cb(evutil_socket_t fd, short what, void *arg);
+static void up_wr_cb(evutil_socket_t fd, short what, void *arg);
+static void up_to_cb(evutil_socket_t fd, short what, void *arg);
+
+static unsigned key_hash(const char *k)
+{
+	unsigned x = 2166136261u;
+
+	while (*k)
+		x = (x ^ (unsigned char)*k++) * 16777619u;
+	return x % POOL_BUCKETS;
+}
+
+struct gw_pool *gw_pool_new(void)
+{
+	return calloc(1, sizeof(struct gw_pool));
+}
+
+static void pool_unlink(struct gw_pool *p, struct upconn *u)
+{
+	unsigned h = key_hash(u->key);
+
+	if (u->pprev != NULL)
+		u->pprev->pnext = u->pnext;
+	else
+		p->b[h] = u->pnext;
+	if (u->pnext != NULL)
+		u->pnext->pprev = u->pprev;
+	u->pnext = u->pprev = NULL;
+	p->n--;
+}
+
+void gw_pool_flush(struct gw_pool *p)
+{
+	for (int i = 0; i < POOL_BUCKETS; i++)
+		while (p->b[i] != NULL) {
+			struct upconn *u = p->b[i];
+			pool_unlink(p, u);
+			up_free(u);
+		}
+}
+
+void gw_pool_free(struct gw_pool *p)
+{
+	if (p == NULL)
+		return;
+	gw_pool_flush(p);
+	free(p);
+}
+
+static double mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double wall(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void gw_pool_expire(struct gw_worker *w)
+{
+	struct gw_pool *p = w->pool;
+	double limit = w->snap->conf->global.timeouts.upstream_idle;
+	double now = mono();
+
+	for (int i = 0; i < POOL_BUCKETS; i++) {
+		struct upconn *u = p->b[i];
+		while (u != NULL) {
+			struct upconn *n = u->pnext;
+			if (now - u->idle_since > limit) {
+				pool_unlink(p, u);
+				up_free(u);
+			}
+			u = n;
+		}
+	}
+}
+
+static struct upconn *pool_get(struct gw_worker *w, const char *key)
+{
+	struct gw_pool *p = w->pool;
+
+	for (struct upconn *u = p->b[key_hash(key)]; u != NULL; u = u->pnext)
+		if (strcmp(u->key, key) == 0) {
+			pool_unlink(p, u);
+			event_del(&u->ev_to);
+			return u;
+		}
+	return NULL;
+}
+
+static void pool_put(struct gw_worker *w, struct upconn *u)
+{
+	struct gw_pool *p = w->pool;
+	unsigned h = key_hash(u->key);
+	struct timeval tv;
+	double t = w->snap->conf->global.timeouts.upstream_idle;
+
+	u->c = NULL;
+	u->idle_since = mono();
+	event_del(&u->ev_wr);
+	u->wr_on = 0;
+	/* watch for the origin closing it */
+	if (!u->rd_on) {
+		event_add(&u->ev_rd, NULL);
+		u->rd_on = 1;
+	}
+	tv.tv_sec = (time_t)t;
+	tv.tv_usec = (suseconds_t)((t - (double)tv.tv_sec) * 1e6);
+	event_add(&u->ev_to, &tv);
+	u->pnext = p->b[h];
+	u->pprev = NULL;
+	if (u->pnext != NULL)
+		u->pnext->pprev = u;
+	p->b[h] = u;
+	p->n++;
+}
+
+/* ---- helpers ---- */
+
+static void set_timer(struct event *ev, double secs)
+{
+	struct timeval tv;
+
+	if (secs <= 0) {
+		event_del(ev);
+		return;
+	}
+	tv.tv_sec = (time_t)secs;
+	tv.tv_usec = (suseconds_t)((secs - (double)tv.tv_sec) * 1e6);
+	event_add(ev, &tv);
+}
+
+static const struct conf_timeouts *TO(struct gw_conn *c)
+{
+	return &c->snap->conf->global.timeouts;
+}
+
+static void client_timer(struct gw_conn *c, enum cto kind)
+{
+	const struct conf_timeouts *t = TO(c);
+	double s = 0;
+
+	c->to_kind = kind;
+	switch (kind) {
+	case TO_IDLE: s = t->client_idle; break;
+	case TO_HEADER: s = t->client_header; break;
+	case TO_BODY: s = t->client_body; break;
+	case TO_SEND: s = t->client_idle; break;
+	case TO_TUNNEL: s = t->tunnel_idle; break;
+	case TO_LINGER: s = LINGER_SECS; break;
+	}
+	set_timer(&c->ev_to, s);
+}
+
+static void rd_enable(struct gw_conn *c, int on)
+{
+	if (on && !c->rd_on && !c->rd_eof)
+		event_add(&c->ev_rd, NULL);
+	else if (!on && c->rd_on)
+		event_del(&c->ev_rd);
+	c->rd_on = on && !c->rd_eof;
+}
+
+static void up_rd_enable(struct upconn *u, int on)
+{
+	if (on && !u->rd_on && !u->eof)
+		event_add(&u->ev_rd, NULL);
+	else if (!on && u->rd_on)
+		event_del(&u->ev_rd);
+	u->rd_on = on && !u->eof;
+}
+
+/* Read up to READ_MAX bytes from fd into buf.  Returns bytes read, 0 on EOF,
+ * -1 on error, -2 when nothing is available now. */
+static ssize_t buf_read(struct evbuffer *buf, int fd)
+{
+	struct evbuffer_iovec v[2];
+	int nv = evbuffer_reserve_space(buf, READ_MAX, v, 2);
+	struct iovec iov[2];
+	ssize_t n;
+
+	if (nv <= 0)
+		return -1;
+	for (int i = 0; i < nv; i++) {
+		iov[i].iov_base = v[i].iov_base;
+		iov[i].iov_len = v[i].iov_len;
+	}
+	do
+		n = readv(fd, iov, nv);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		evbuffer_commit_space(buf, v, 0);
+		return (errno == EAGAIN || errno == EWOULDBLOCK) ? -2 : -1;
+	}
+	size_t left = (size_t)n;
+	for (int i = 0; i < nv; i++) {
+		if (v[i].iov_len > left)
+			v[i].iov_len = left;
+		left -= v[i].iov_len;
+	}
+	evbuffer_commit_space(buf, v, nv);
+	return n;
+}
+
+static void date_header(char *out, size_t cap)
+{
+	static __thread time_t last;
+	static __thread char cached[64];
+	time_t now = time(NULL);
+
+	if (now != last) {
+		struct tm tm;
+		gmtime_r(&now, &tm);
+		strftime(cached, sizeof cached, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+		last = now;
+	}
+	snprintf(out, cap, "%s", cached);
+}
+
+static int hdr_is(const struct gw_hdr *h, const char *name)
+{
+	size_t n = strlen(name);
+
+	return h->name_len == n && strncasecmp(h->name, name, n) == 0;
+}
+
+/* Is header h named by any Connection header of head (hop-by-hop)? */
+static int conn_listed(const struct gw_http_head *head, const struct gw_hdr *h)
+{
+	char name[128];
+
+	if (h->name_len >= sizeof name)
+		return 0;
+	memcpy(name, h->name, h->name_len);
+	name[h->name_len] = '\0';
+	for (size_t i = 0; i < head->nhdrs; i++) {
+		const struct gw_hdr *c = &head->hdrs[i];
+		if (hdr_is(c, "connection") && gw_http1_list_has(c->value, c->value_len, name))
+			return 1;
+	}
+	return 0;
+}
+
+static int hop_by_hop(const struct gw_hdr *h)
+{
+	static const char *const names[] = { "connection", "keep-alive", "proxy-connection",
+		"te", "trailer", "transfer-encoding", "upgrade" };
+
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (hdr_is(h, names[i]))
+			return 1;
+	return 0;
+}
+
+static int edit_deleted(const struct hdr_edit *e, const struct gw_hdr *h)
+{
+	for (; e != NULL; e = e->next)
+		if (e->del && hdr_is(h, e->name))
+			return 1;
+	return 0;
+}
+
+static void add_edits(struct evbuffer *b, const struct hdr_edit *e)
+{
+	/* edits are kept newest first; emit in the order they were added */
+	const struct hdr_edit *stack[64];
+	int n = 0;
+
+	for (; e != NULL && n < 64; e = e->next)
+		if (!e->del)
+			stack[n++] = e;
+	while (n-- > 0)
+		evbuffer_add_printf(b, "%s: %.*s\r\n", stack[n]->name, (int)stack[n]->vlen,
+		    stack[n]->value);
+}
+
+static int wants_html(const struct gw_http_head *h)
+{
+	const struct gw_hdr *a = h->hdrs != NULL ? gw_http1_find(h, "accept") : NULL;
+
+	return a != NULL && memmem(a->value, a->value_len, "text/html", 9) != NULL;
+}
+
+static int client_keepalive(const struct gw_http_head *h)
+{
+	if (h->flags & GW_HF_CONN_CLOSE)
+		return 0;
+	if (h->version_minor >= 1)
+		return 1;
+	return (h->flags & GW_HF_CONN_KEEPALIVE) != 0;
+}
+
+/* ---- forward declarations ---- */
+
+static void conn_close(struct gw_conn *c, enum gw_close_reason why);
+static void conn_write(struct gw_conn *c);
+static void finish_request(struct gw_conn *c);
+static void handle_head(struct gw_conn *c);
+static void proxy_start(struct gw_req *rq);
+static void connect_next(struct gw_req *rq);
+static void process_response(struct gw_conn *c);
+static void pump_request_body(struct gw_conn *c);
+static void tunnel_pump(struct gw_conn *c);
+static void send_local(struct gw_req *rq);
+static void up_detach_close(struct gw_conn *c);
+
+/* ---- the request API for families ---- */
+
+const struct gw_http_head *gw_req_head(const struct gw_req *rq) { return &rq->head; }
+const struct sockaddr *gw_req_client(const struct gw_req *rq) { return (const struct sockaddr *)&rq->c->peer; }
+const char *gw_req_client_str(const struct gw_req *rq) { return rq->c->peer_str; }
+const struct sockaddr *gw_req_local(const struct gw_req *rq) { return (const struct sockaddr *)&rq->c->local; }
+const char *gw_req_id(const struct gw_req *rq) { return rq->id; }
+const struct conf *gw_req_conf(const struct gw_req *rq) { return rq->c->snap->conf; }
+int gw_req_is_tls(const struct gw_req *rq) { (void)rq; return 0; }
+
+void *gw_req_alloc(struct gw_req *rq, size_t n)
+{
+	void *p = arena_alloc(&rq->arena, n);
+
+	if (p == NULL)
+		abort();  /* out of memory inside a request: nothing sane to do */
+	return p;
+}
+
+char *gw_req_strndup(struct gw_req *rq, const char *s, size_t n)
+{
+	char *p = gw_req_alloc(rq, n + 1);
+
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+void gw_req_proxy(struct gw_req *rq, const char *host, size_t host_len, uint16_t port,
+    const char *path, size_t path_len)
+{
+	rq->dec = DEC_PROXY;
+	rq->up_host = gw_req_strndup(rq, host, host_len);
+	rq->up_port = port;
+	if (path == NULL) {
+		path = rq->head.path;
+		path_len = rq->head.path_len;
+	}
+	rq->up_path = gw_req_strndup(rq, path, path_len);
+	rq->up_path_len = path_len;
+}
+
+void gw_req_tunnel(struct gw_req *rq, const char *host, size_t host_len, uint16_t port)
+{
+	rq->dec = DEC_TUNNEL;
+	rq->up_host = gw_req_strndup(rq, host, host_len);
+	rq->up_port = port;
+}
+
+void gw_req_respond(struct gw_req *rq, int status, const char *content_type,
+    const char *body, size_t len, const char *detail)
+{
+	char page[4096];
+
+	rq->dec = DEC_RESPOND;
+	rq->status = status;
+	if (body == NULL) {
+		int html = wants_html(&rq->head);
+		len = gw_status_page(page, sizeof page, status, html, detail, rq->id);
+		body = page;
+		content_type = html ? "text/html; charset=utf-8" : "text/plain; charset=utf-8";
+		if (detail != NULL && rq->reason == NULL)
+			rq->reason = gw_req_strndup(rq, detail, strlen(detail));
+	}
+	rq->content_type = content_type ? gw_req_strndup(rq, content_type, strlen(content_type)) : NULL;
+	rq->file_len = len;
+	rq->body = gw_req_strndup(rq, body, len);
+}
+
+void gw_req_respond_file(struct gw_req *rq, int status, const char *content_type,
+    int fd, uint64_t offset, uint64_t len)
+{
+	rq->dec = DEC_FILE;
+	rq->status = status;
+	rq->content_type = content_type ? gw_req_strndup(rq, content_type, strlen(content_type)) : NULL;
+	rq->file_fd = fd;
+	rq->file_off = offset;
+	rq->file_len = len;
+}
+
+static void edit_add(struct gw_req *rq, struct hdr_edit **list, const char *name,
+    const char *value, size_t vlen, int del)
+{
+	struct hdr_edit *e = gw_req_alloc(rq, sizeof *e);
+
+	e->name = gw_req_strndup(rq, name, strlen(name));
+	e->value = value ? gw_req_strndup(rq, value, vlen) : NULL;
+	e->vlen = vlen;
+	e->del = del;
+	e->next = *list;
+	*list = e;
+}
+
+void gw_req_hdr_del(struct gw_req *rq, const char *name) { edit_add(rq, &rq->req_edits, name, NULL, 0, 1); }
+void gw_req_hdr_add(struct gw_req *rq, const char *name, const char *value, size_t vlen) { edit_add(rq, &rq->req_edits, name, value, vlen, 0); }
+void gw_req_resp_hdr_del(struct gw_req *rq, const char *name) { edit_add(rq, &rq->resp_edits, name, NULL, 0, 1); }
+void gw_req_resp_hdr_add(struct gw_req *rq, const char *name, const char *value, size_t vlen) { edit_add(rq, &rq->resp_edits, name, value, vlen, 0); }
+void gw_req_no_via(struct gw_req *rq) { rq->no_via = 1; }
+void gw_req_set_max_body(struct gw_req *rq, uint64_t max) { rq->max_body = max; }
+void gw_req_set_verdict(struct gw_req *rq, const char *verdict, const char *rule) { rq->verdict = verdict; rq->rule = rule; }
+void gw_req_set_user(struct gw_req *rq, const char *user) { rq->user = user; }
+
+/* ---- request lifecycle ---- */
+
+static struct gw_req *req_new(struct gw_conn *c)
+{
+	struct arena_blk *a = NULL;
+	struct gw_req *rq = arena_alloc(&a, sizeof *rq);
+
+	if (rq == NULL)
+		return NULL;
+	rq->arena = a;
+	rq->c = c;
+	rq->start = wall();
+	rq->start_mono = mono();
+	rq->file_fd = -1;
+	rq->max_body = c->snap->conf->global.limits.max_body_bytes;
+	snprintf(rq->id, sizeof rq->id, "%s%02x%08llx", gw_id_prefix, c->w->id & 0xff,
+	    (unsigned long long)++c->w->req_seq);
+	return rq;
+}
+
+static void req_log_free(struct gw_conn *c, struct gw_req *rq)
+{
+	struct gw_access_rec r;
+	const struct gw_http_head *h = &rq->head;
+	const struct gw_hdr *ua = NULL, *ref = NULL;
+	int fam = c->proto->family;
+	int st = rq->status;
+
+	if (c->proto->on_done != NULL && !rq->parse_error)
+		c->proto->on_done(rq, c->side);
+	if (st >= 100 && st < 600)
+		gw_stat_add(&c->w->stats->fam[fam][GW_FC_STATUS_1XX + st / 100 - 1], 1);
+	gw_stat_add(&c->w->stats->fam[fam][GW_FC_BYTES_IN], rq->bytes_in);
+	gw_stat_add(&c->w->stats->fam[fam][GW_FC_BYTES_OUT], rq->bytes_out);
+	if (gw_access_enabled()) {
+		memset(&r, 0, sizeof r);
+		if (!rq->parse_error) {
+			ua = gw_http1_find(h, "user-agent");
+			ref = gw_http1_find(h, "referer");
+		}
+		r.start = rq->start;
+		r.duration = mono() - rq->start_mono;
+		r.client = c->peer_str;
+		r.family = c->proto->name;
+		r.method = h->method_str;
+		r.method_len = h->method_len;
+		r.target = h->target;
+		r.target_len = h->target_len;
+		r.version_minor = h->version_minor;
+		r.status = st;
+		r.bytes_in = rq->bytes_in;
+		r.bytes_out = rq->bytes_out;
+		r.upstream = rq->upstream_str;
+		r.user = rq->user;
+		r.verdict = rq->verdict;
+		r.rule = rq->rule;
+		r.reason = rq->reason;
+		r.request_id = rq->id;
+		r.host = h->host_hdr ? h->host_hdr : h->host;
+		r.host_len = h->host_hdr ? h->host_hdr_len : h->host_len;
+		if (ua) { r.ua = ua->value; r.ua_len = ua->value_len; }
+		if (ref) { r.referer = ref->value; r.referer_len = ref->value_len; }
+		gw_access_log(&c->w->alog, &r);
+	}
+	if (rq->dnsq != NULL)
+		gw_dns_cancel(rq->dnsq);
+	if (rq->file_fd >= 0)
+		close(rq->file_fd);
+	free(rq->headbuf);
+	arena_free(rq->arena);
+}
+
+/* ---- client connection ---- */
+
+static void conn_free_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	evbuffer_free(c->in);
+	evbuffer_free(c->out);
+	gw_snapshot_unref(c->snap);
+	c->magic = 0;
+	free(c);
+}
+
+static void conn_close(struct gw_conn *c, enum gw_close_reason why)
+{
+	struct gw_worker *w = c->w;
+
+	if (c->state == CS_CLOSED)
+		return;
+	if (c->up != NULL)
+		up_detach_close(c);
+	if (c->rq != NULL) {
+		struct gw_req *rq = c->rq;
+		if (rq->status == 0 || !rq->resp_head_done) {
+			if (rq->status == 0)
+				rq->status = 499;  /* closed before a response was sent */
+		}
+		if (rq->reason == NULL)
+			rq->reason = gw_close_reason_names[why];
+		c->rq = NULL;
+		req_log_free(c, rq);
+	}
+	c->state = CS_CLOSED;
+	event_del(&c->ev_rd);
+	event_del(&c->ev_wr);
+	event_del(&c->ev_to);
+	close(c->fd);
+	c->fd = -1;
+	gw_stat_add(&w->stats->close[why], 1);
+	gw_stat_sub(&w->stats->conns_active, 1);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	w->nconns--;
+	if (w->accept_paused && w->nconns < w->max_conns) {
+		extern void gw_worker_resume_accept(struct gw_worker *w);
+		gw_worker_resume_accept(w);
+	}
+	event_assign(&c->ev_free, w->base, -1, 0, conn_free_cb, c);
+	event_active(&c->ev_free, EV_TIMEOUT, 0);
+}
+
+/* Write pending output; arms EV_WRITE when the kernel is full.  When all is
+ * written, moves the state machine on. */
+static void conn_write(struct gw_conn *c)
+{
+	while (evbuffer_get_length(c->out) > 0) {
+		int n = evbuffer_write(c->out, c->fd);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			if (errno == EINTR)
+				continue;
+			conn_close(c, GW_CLOSE_CLIENT_ERROR);
+			return;
+		}
+		if (c->rq != NULL)
+			c->rq->bytes_out += (uint64_t)n;
+		if (n == 0)
+			break;
+	}
+	size_t left = evbuffer_get_length(c->out);
+	if (left > 0) {
+		if (!c->wr_on) {
+			event_add(&c->ev_wr, NULL);
+			c->wr_on = 1;
+		}
+		if (c->state == CS_BUSY && c->to_kind != TO_BODY)
+			client_timer(c, TO_SEND);
+	} else if (c->wr_on) {
+		event_del(&c->ev_wr);
+		c->wr_on = 0;
+	}
+	/* backpressure release */
+	if (left < HIWAT && c->up_paused && c->up != NULL) {
+		c->up_paused = 0;
+		up_rd_enable(c->up, 1);
+		if (evbuffer_get_length(c->up->in) > 0) {
+			if (c->state == CS_TUNNEL)
+				tunnel_pump(c);
+			else
+				process_response(c);
+			return;
+		}
+	}
+	if (left == 0 && c->state == CS_BUSY && c->rq != NULL) {
+		struct gw_req *rq = c->rq;
+		int complete = (rq->dec == DEC_RESPOND || rq->dec == DEC_FILE) ||
+		    (rq->dec == DEC_PROXY && rq->resp_head_done && rq->respx.done);
+		if (complete)
+			finish_request(c);
+	}
+	if (left == 0 && c->state == CS_TUNNEL)
+		tunnel_pump(c);
+}
+
+static void start_linger(struct gw_conn *c)
+{
+	shutdown(c->fd, SHUT_WR);
+	c->wr_shut = 1;
+	c->state = CS_LINGER;
+	evbuffer_drain(c->in, evbuffer_get_length(c->in));
+	rd_enable(c, 1);
+	client_timer(c, TO_LINGER);
+	if (c->rd_eof)
+		conn_close(c, GW_CLOSE_LOCAL_REPLY);
+}
+
+static void finish_request(struct gw_conn *c)
+{
+	struct gw_req *rq = c->rq;
+	int close_after = rq->close_after;
+	int linger = rq->linger;
+	enum gw_close_reason why = GW_CLOSE_NO_KEEPALIVE;
+
+	if (c->up != NULL) {
+		struct upconn *u = c->up;
+		int reuse = rq->dec == DEC_PROXY && rq->respx.done && rq->reqx.done && !u->eof &&
+		    !rq->resp_conn_close && !rq->resp_http10 && rq->respx.kind != GW_BODY_CLOSE &&
+		    evbuffer_get_length(u->in) == 0 && evbuffer_get_length(u->out) == 0 &&
+		    !atomic_load(&c->w->stop);
+		c->up = NULL;
+		u->c = NULL;
+		if (reuse)
+			pool_put(c->w, u);
+		else
+			up_free(u);
+	}
+	if (rq->parse_error || rq->dec == DEC_RESPOND)
+		why = GW_CLOSE_LOCAL_REPLY;
+	c->rq = NULL;
+	req_log_free(c, rq);
+	if (atomic_load(&c->w->stop))
+		close_after = 1, why = GW_CLOSE_SHUTDOWN;
+	if (close_after) {
+		if (linger)
+			start_linger(c);
+		else
+			conn_close(c, why);
+		return;
+	}
+	c->state = CS_HEAD;
+	c->head_started = 0;
+	rd_enable(c, 1);
+	client_timer(c, TO_IDLE);
+	if (evbuffer_get_length(c->in) > 0 || c->rd_eof)
+		event_active(&c->ev_rd, EV_READ, 0);   /* next pipelined request, from the loop */
+}
+
+/* Send a locally generated response for rq (DEC_RESPOND or DEC_FILE). */
+static void send_local(struct gw_req *rq)
+{
+	struct gw_conn *c = rq->c;
+	struct evbuffer *o = c->out;
+	char date[64];
+	int head_only = rq->head.method == GW_M_HEAD;
+	int has_body = rq->head.body == GW_BODY_CHUNKED ||
+	    (rq->head.body == GW_BODY_LENGTH && rq->head.content_length > 0);
+
+	if (rq->parse_error || !client_keepalive(&rq->head))
+		rq->close_after = 1;
+	if (has_body && !rq->reqx.done) {
+		/* the body was never read: we cannot find the next request */
+		rq->close_after = 1;
+		rq->linger = 1;
+	}
+	date_header(date, sizeof date);
+	evbuffer_add_printf(o, "HTTP/1.1 %d %s\r\nDate: %s\r\n", rq->status,
+	    gw_status_reason(rq->status), date);
+	if (rq->status != 304 && rq->status != 204 && !(rq->status >= 100 && rq->status < 200)) {
+		if (rq->content_type != NULL)
+			evbuffer_add_printf(o, "Content-Type: %s\r\n", rq->content_type);
+		evbuffer_add_printf(o, "Content-Length: %llu\r\n", (unsigned long long)rq->file_len);
+	}
+	if (rq->status >= 400 && !rq->close_after)
+		evbuffer_add_printf(o, "Cache-Control: no-store\r\n");
+	add_edits(o, rq->resp_edits);
+	if (rq->close_after)
+		evbuffer_add(o, "Connection: close\r\n", 19);
+	else if (rq->head.version_minor == 0)
+		evbuffer_add(o, "Connection: keep-alive\r\n", 24);
+	evbuffer_add(o, "\r\n", 2);
+	if (!head_only && rq->status != 304 && rq->status != 204) {
+		if (rq->dec == DEC_FILE) {
+			if (rq->file_len > 0) {
+				if (evbuffer_add_file(o, rq->file_fd, (ev_off_t)rq->file_off,
+				    (ev_off_t)rq->file_len) == 0)
+					rq->file_fd = -1;  /* owned by the buffer now */
+				else
+					rq->close_after = 1;
+			}
+		} else {
+			evbuffer_add(o, rq->body, rq->file_len);
+		}
+	}
+	rq->resp_head_done = 1;
+	rd_enable(c, 0);
+	conn_write(c);
+}
+
+/* Answer with a generated error page and close the connection afterwards. */
+static void respond_error(struct gw_req *rq, int status, const char *reason)
+{
+	rq->resp_edits = NULL;
+	gw_req_respond(rq, status, NULL, NULL, 0, NULL);
+	if (reason != NULL)
+		rq->reason = reason;
+	if (status >= 400 && status != 404 && status != 403 && status != 407)
+		rq->close_after = 1;
+	send_local(rq);
+}
+
+static void start_request(struct gw_conn *c, struct gw_req *rq)
+{
+	const struct gw_http_head *h = &rq->head;
+	int fam = c->proto->family;
+
+	gw_stat_add(&c->w->stats->fam[fam][GW_FC_REQUESTS], 1);
+	c->state = CS_BUSY;
+	rd_enable(c, 0);
+	event_del(&c->ev_to);
+
+	if (h->flags & GW_HF_EXPECT_OTHER) {
+		respond_error(rq, 417, "unsupported expectation");
+		return;
+	}
+	if ((h->method == GW_M_OPTIONS || h->method == GW_M_TRACE) &&
+	    (h->flags & GW_HF_MAX_FORWARDS) && h->max_forwards == 0) {
+		/* RFC 9110 7.6.2: we are the final recipient */
+		if (h->method == GW_M_OPTIONS) {
+			gw_req_resp_hdr_add(rq, "Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, CONNECT", 53);
+			gw_req_respond(rq, 200, "text/plain", "", 0, NULL);
+		} else {
+			/* echo the request head, minus credentials and cookies */
+			struct evbuffer *e = evbuffer_new();
+			evbuffer_add_printf(e, "%.*s %.*s HTTP/1.%d\r\n", (int)h->method_len,
+			    h->method_str, (int)h->target_len, h->target, h->version_minor);
+			for (size_t i = 0; i < h->nhdrs; i++) {
+				const struct gw_hdr *x = &h->hdrs[i];
+				if (hdr_is(x, "authorization") || hdr_is(x, "proxy-authorization") ||
+				    hdr_is(x, "cookie"))
+					continue;
+				evbuffer_add_printf(e, "%.*s: %.*s\r\n", (int)x->name_len, x->name,
+				    (int)x->value_len, x->value);
+			}
+			size_t n = evbuffer_get_length(e);
+			gw_req_respond(rq, 200, "message/http", (const char *)evbuffer_pullup(e, -1), n, NULL);
+			evbuffer_free(e);
+		}
+		gw_req_set_verdict(rq, "local", "max-forwards");
+		send_local(rq);
+		return;
+	}
+
+	c->proto->on_request(rq, c->side);
+	if (c->state == CS_CLOSED)
+		return;
+	switch (rq->dec) {
+	case DEC_NONE:
+		gw_error("%s: family decided nothing for request %s", c->proto->name, rq->id);
+		respond_error(rq, 500, "no decision");
+		return;
+	case DEC_RESPOND:
+	case DEC_FILE:
+		send_local(rq);
+		return;
+	case DEC_PROXY:
+		if (h->body == GW_BODY_LENGTH && rq->max_body > 0 && h->content_length > rq->max_body) {
+			respond_error(rq, 413, "body over limit");
+			return;
+		}
+		rq->reqx.kind = h->body;
+		rq->reqx.remaining = h->content_length;
+		gw_chunked_init(&rq->reqx.ck);
+		rq->reqx.out_chunked = h->body == GW_BODY_CHUNKED;
+		rq->reqx.done = h->body == GW_BODY_NONE ||
+		    (h->body == GW_BODY_LENGTH && h->content_length == 0);
+		rq->upgrade = (h->flags & GW_HF_UPGRADE) && (h->flags & GW_HF_CONN_UPGRADE) &&
+		    h->version_minor == 1;
+		proxy_start(rq);
+		return;
+	case DEC_TUNNEL:
+		rq->reqx.done = 1;
+		proxy_start(rq);
+		return;
+	}
+}
+
+/* Parse the next request head out of c->in. */
+static void handle_head(struct gw_conn *c)
+{
+	const struct conf_limits *L = &c->snap->conf->global.limits;
+	struct gw_http_limits lim = { (size_t)L->max_header_bytes, (size_t)L->max_headers,
+		(size_t)L->max_uri_bytes };
+	size_t len;
+	const char *p;
+	struct gw_http_head tmp;
+	struct gw_hdr *scratch = (struct gw_hdr *)c->w->scratch;
+	ssize_t r;
+	struct gw_req *rq;
+
+	/* RFC 9112 2.2: ignore empty lines before a request-line */
+	for (;;) {
+		len = evbuffer_get_length(c->in);
+		if (len < 2)
+			break;
+		p = (const char *)evbuffer_pullup(c->in, 2);
+		if (p[0] != '\r' || p[1] != '\n')
+			break;
+		evbuffer_drain(c->in, 2);
+	}
+	len = evbuffer_get_length(c->in);
+	if (len == 0) {
+		if (c->rd_eof) {
+			conn_close(c, GW_CLOSE_CLIENT_EOF);
+			return;
+		}
+		if (c->head_started)
+			return;
+		client_timer(c, TO_IDLE);
+		return;
+	}
+	if (!c->head_started) {
+		c->head_started = 1;
+		client_timer(c, TO_HEADER);
+	}
+	if (len > lim.max_header_bytes + 8)
+		len = lim.max_header_bytes + 8;
+	p = (const char *)evbuffer_pullup(c->in, (ev_ssize_t)len);
+	memset(&tmp, 0, sizeof tmp);
+	tmp.hdrs = scratch;
+	tmp.hdrs_cap = lim.max_headers < SCRATCH_HDRS ? lim.max_headers : SCRATCH_HDRS;
+	if (lim.max_headers > SCRATCH_HDRS)
+		lim.max_headers = SCRATCH_HDRS;
+	r = gw_http1_parse_request(p, len, &lim, &tmp);
+	if (r == 0) {
+		if (c->rd_eof) {
+			conn_close(c, GW_CLOSE_CLIENT_EOF);
+			return;
+		}
+		if (len >= lim.max_header_bytes) {
+			tmp.err_status = 431;
+			tmp.err_reason = "request head too large";
+			r = -1;
+		} else {
+			rd_enable(c, 1);
+			return;
+		}
+	}
+	rq = req_new(c);
+	if (rq == NULL) {
+		conn_close(c, GW_CLOSE_INTERNAL);
+		return;
+	}
+	c->rq = rq;
+	if (r < 0) {
+		rq->parse_error = 1;
+		memset(&rq->head, 0, sizeof rq->head);
+		gw_stat_add(&c->w->stats->fam[c->proto->family][GW_FC_REQUESTS], 1);
+		c->state = CS_BUSY;
+		gw_debug("%s: bad request from %s: %d %s", c->proto->name, c->peer_str,
+		    tmp.err_status, tmp.err_reason);
+		respond_error(rq, tmp.err_status ? tmp.err_status : 400, tmp.err_reason);
+		return;
+	}
+	/* keep a private copy of the head; re-parse it so every pointer is ours */
+	rq->headbuf = malloc((size_t)r);
+	struct gw_hdr *hdrs = gw_req_alloc(rq, (tmp.nhdrs + 1) * sizeof *hdrs);
+	if (rq->headbuf == NULL) {
+		conn_close(c, GW_CLOSE_INTERNAL);
+		return;
+	}
+	memcpy(rq->headbuf, p, (size_t)r);
+	evbuffer_drain(c->in, (size_t)r);
+	rq->bytes_in = (uint64_t)r;
+	rq->head.hdrs = hdrs;
+	rq->head.hdrs_cap = tmp.nhdrs + 1;
+	lim.max_headers = tmp.nhdrs + 1;
+	if (gw_http1_parse_request(rq->headbuf, (size_t)r, &lim, &rq->head) != r) {
+		gw_error("internal: request head re-parse mismatch");
+		conn_close(c, GW_CLOSE_INTERNAL);
+		return;
+	}
+	start_request(c, rq);
+}
+
+/* ---- bodies ---- */
+
+/*
+ * Move body bytes of x from src to dst, decoding chunked input and encoding
+ * chunked output as x says.  Returns 0, or -1 on a framing error.
+ * x->done is set at the end of the body.
+ */
+static int xfer_pump(struct xfer *x, struct evbuffer *src, struct evbuffer *dst)
+{
+	while (!x->done && evbuffer_get_length(src) > 0) {
+		if (x->kind == GW_BODY_LENGTH) {
+			size_t n = evbuffer_get_length(src);
+			if (n > x->remaining)
+				n = (size_t)x->remaining;
+			evbuffer_remove_buffer(src, dst, n);
+			x->remaining -= n;
+			x->moved += n;
+			if (x->remaining == 0)
+				x->done = 1;
+		} else if (x->kind == GW_BODY_CLOSE) {
+			size_t n = evbuffer_get_length(src);
+			if (x->out_chunked)
+				evbuffer_add_printf(dst, "%zx\r\n", n);
+			evbuffer_remove_buffer(src, dst, n);
+			if (x->out_chunked)
+				evbuffer_add(dst, "\r\n", 2);
+			x->moved += n;
+		} else if (x->kind == GW_BODY_CHUNKED) {
+			struct evbuffer_iovec v;
+			size_t off = 0, dlen = 0;
+			ssize_t r;
+			if (evbuffer_peek(src, -1, NULL, &v, 1) < 1)
+				break;
+			r = gw_chunked_decode(&x->ck, v.iov_base, v.iov_len, &off, &dlen);
+			if (r < 0)
+				return -1;
+			if (r == 0) {
+				/* framing split across buffer chains: make it contiguous */
+				size_t have = evbuffer_get_length(src);
+				if (have <= v.iov_len)
+					break;
+				size_t want = v.iov_len + 4096 < have ? v.iov_len + 4096 : have;
+				const char *p = (const char *)evbuffer_pullup(src, (ev_ssize_t)want);
+				r = gw_chunked_decode(&x->ck, p, want, &off, &dlen);
+				if (r < 0)
+					return -1;
+				if (r == 0)
+					break;
+			}
+			evbuffer_drain(src, off);
+			if (dlen > 0) {
+				if (x->out_chunked)
+					evbuffer_add_printf(dst, "%zx\r\n", dlen);
+				evbuffer_remove_buffer(src, dst, dlen);
+				if (x->out_chunked)
+					evbuffer_add(dst, "\r\n", 2);
+				x->moved += dlen;
+			}
+			evbuffer_drain(src, (size_t)r - off - dlen);
+			if (x->ck.done)
+				x->done = 1;
+		} else {
+			x->done = 1;
+		}
+		if (x->done && x->out_chunked)
+			evbuffer_add(dst, "0\r\n\r\n", 5);
+	}
+	return 0;
+}
+
+/* ---- upstream side ---- */
+
+static struct upconn *up_new(struct gw_worker *w, int fd, const char *key)
+{
+	struct upconn *u = calloc(1, sizeof *u);
+
+	if (u == NULL)
+		return NULL;
+	u->magic = UP_MAGIC;
+	u->fd = fd;
+	u->w = w;
+	u->in = evbuffer_new();
+	u->out = evbuffer_new();
+	if (u->in == NULL || u->out == NULL) {
+		if (u->in) evbuffer_free(u->in);
+		if (u->out) evbuffer_free(u->out);
+		free(u);
+		return NULL;
+	}
+	snprintf(u->key, sizeof u->key, "%s", key);
+	event_assign(&u->ev_rd, w->base, fd, EV_READ | EV_PERSIST, up_rd_cb, u);
+	event_assign(&u->ev_wr, w->base, fd, EV_WRITE | EV_PERSIST, up_wr_cb, u);
+	event_assign(&u->ev_to, w->base, -1, 0, up_to_cb, u);
+	return u;
+}
+
+static void up_free(struct upconn *u)
+{
+	event_del(&u->ev_rd);
+	event_del(&u->ev_wr);
+	event_del(&u->ev_to);
+	if (u->fd >= 0)
+		close(u->fd);
+	evbuffer_free(u->in);
+	evbuffer_free(u->out);
+	u->magic = 0;
+	free(u);
+}
+
+static void up_detach_close(struct gw_conn *c)
+{
+	struct upconn *u = c->up;
+
+	c->up = NULL;
+	u->c = NULL;
+	up_free(u);
+}
+
+static void up_write(struct upconn *u)
+{
+	struct gw_conn *c = u->c;
+
+	if (u->connecting)
+		return;
+	while (evbuffer_get_length(u->out) > 0) {
+		int n = evbuffer_write(u->out, u->fd);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			if (errno == EINTR)
+				continue;
+			/* the origin went away while we were sending: the response
+			 * path reports it (it may already have answered) */
+			u->eof = 1;
+			evbuffer_drain(u->out, evbuffer_get_length(u->out));
+			up_rd_enable(u, 1);
+			event_active(&u->ev_rd, EV_READ, 0);
+			break;
+		}
+		if (n == 0)
+			break;
+	}
+	size_t left = evbuffer_get_length(u->out);
+	if (c != NULL && c->state == CS_BUSY && c->rq != NULL && !c->rq->reqx.done) {
+		/* sending the request body: a stalled upstream is timed out */
+		if (left > 0)
+			set_timer(&u->ev_to, TO(c)->upstream_response);
+		else
+			event_del(&u->ev_to);
+	}
+	if (left > 0 && !u->wr_on) {
+		event_add(&u->ev_wr, NULL);
+		u->wr_on = 1;
+	} else if (left == 0 && u->wr_on) {
+		event_del(&u->ev_wr);
+		u->wr_on = 0;
+	}
+	if (c != NULL && left < HIWAT && u->cl_paused) {
+		u->cl_paused = 0;
+		if (c->state == CS_TUNNEL) {
+			rd_enable(c, 1);
+			if (evbuffer_get_length(c->in) > 0)
+				tunnel_pump(c);
+		} else if (c->rq != NULL && !c->rq->reqx.done) {
+			rd_enable(c, 1);
+			if (evbuffer_get_length(c->in) > 0)
+				pump_request_body(c);
+		}
+		return;
+	}
+	if (c != NULL && c->state == CS_TUNNEL && left == 0)
+		tunnel_pump(c);
+}
+
+/* Fail the request with status (502/504) if nothing was sent to the client
+ * yet, else cut the connection. */
+static void upstream_failed(struct gw_conn *c, int status, const char *reason)
+{
+	struct gw_req *rq = c->rq;
+
+	gw_stat_add(&c->w->stats->fam[c->proto->family][GW_FC_UPSTREAM_ERRORS], 1);
+	if (c->up != NULL)
+		up_detach_close(c);
+	if (rq == NULL) {
+		conn_close(c, GW_CLOSE_UPSTREAM_ERROR);
+		return;
+	}
+	gw_info("%s: request %s from %s: upstream %s: %s", c->proto->name, rq->id, c->peer_str,
+	    rq->upstream_str[0] ? rq->upstream_str : (rq->up_host ? rq->up_host : "-"), reason);
+	if (rq->resp_head_done || c->state == CS_TUNNEL) {
+		rq->reason = reason;
+		conn_close(c, status == 504 ? GW_CLOSE_UPSTREAM_TIMEOUT : GW_CLOSE_UPSTREAM_ERROR);
+		return;
+	}
+	if (!rq->reqx.done)
+		rq->close_after = 1;
+	c->state = CS_BUSY;
+	respond_error(rq, status, reason);
+}
+
+static void send_request_head(struct gw_req *rq, struct upconn *u)
+{
+	const struct gw_http_head *h = &rq->head;
+	struct evbuffer *o = u->out;
+	const char *via = rq->c->snap->conf->global.via_name;
+
+	evbuffer_add_printf(o, "%.*s %.*s HTTP/1.1\r\n", (int)h->method_len, h->method_str,
+	    (int)rq->up_path_len, rq->up_path);
+	if (h->target_form == GW_TF_ABSOLUTE) {
+		/* RFC 9112 3.2.2: the target's authority replaces Host */
+		int v6 = memchr(h->host, ':', h->host_len) != NULL;
+		int dflt = (h->port == 80 && h->scheme_len == 4) || (h->port == 443 && h->scheme_len == 5);
+		evbuffer_add_printf(o, "Host: %s%.*s%s", v6 ? "[" : "", (int)h->host_len, h->host,
+		    v6 ? "]" : "");
+		if (!dflt)
+			evbuffer_add_printf(o, ":%u", h->port);
+		evbuffer_add(o, "\r\n", 2);
+	}
+	for (size_t i = 0; i < h->nhdrs; i++) {
+		const struct gw_hdr *x = &h->hdrs[i];
+		if (hop_by_hop(x) || conn_listed(h, x) || edit_deleted(rq->req_edits, x))
+			continue;
+		if (h->target_form == GW_TF_ABSOLUTE && hdr_is(x, "host"))
+			continue;
+		if (rq->sent_continue && hdr_is(x, "expect"))
+			continue;
+		if (hdr_is(x, "max-forwards") && (h->method == GW_M_OPTIONS || h->method == GW_M_TRACE) &&
+		    (h->flags & GW_HF_MAX_FORWARDS)) {
+			evbuffer_add_printf(o, "Max-Forwards: %u\r\n", h->max_forwards - 1);
+			continue;
+		}
+		evbuffer_add_printf(o, "%.*s: %.*s\r\n", (int)x->name_len, x->name, (int)x->value_len,
+		    x->value);
+	}
+	if (!rq->no_via && via != NULL && via[0] != '\0')
+		evbuffer_add_printf(o, "Via: 1.%d %s\r\n", h->version_minor, via);
+	add_edits(o, rq->req_edits);
+	if (rq->reqx.out_chunked)
+		evbuffer_add(o, "Transfer-Encoding: chunked\r\n", 28);
+	if (rq->upgrade) {
+		const struct gw_hdr *up = gw_http1_find(h, "upgrade");
+		evbuffer_add_printf(o, "Connection: upgrade\r\nUpgrade: %.*s\r\n", (int)up->value_len,
+		    up->value);
+	}
+	evbuffer_add(o, "\r\n", 2);
+}
+
+/* The upstream connection is ready: send the request or open the tunnel. */
+static void upstream_ready(struct gw_conn *c)
+{
+	struct gw_req *rq = c->rq;
+	struct upconn *u = c->up;
+
+	if (rq->dec == DEC_TUNNEL) {
+		static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+		rq->status = 200;
+		rq->resp_head_done = 1;
+		gw_stat_add(&c->w->stats->fam[c->proto->family][GW_FC_TUNNELS], 1);
+		evbuffer_add(c->out, ok, sizeof ok - 1);
+		c->state = CS_TUNNEL;
+		client_timer(c, TO_TUNNEL);
+		rd_enable(c, 1);
+		up_rd_enable(u, 1);
+		conn_write(c);
+		if (c->state == CS_TUNNEL)
+			tunnel_pump(c);
+		return;
+	}
+	if ((rq->head.flags & GW_HF_EXPECT_CONTINUE) && !rq->reqx.done &&
+	    rq->head.version_minor == 1) {
+		evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+		rq->sent_continue = 1;
+	}
+	send_request_head(rq, u);
+	up_rd_enable(u, 1);
+	/* upstream_response counts from the end of the request (a long upload
+	 * is paced by client_body and by write progress instead) */
+	if (rq->reqx.done)
+		set_timer(&u->ev_to, TO(c)->upstream_response);
+	if (!rq->reqx.done) {
+		rd_enable(c, 1);
+		client_timer(c, TO_BODY);
+		pump_request_body(c);
+		if (c->state == CS_CLOSED || c->up != u)
+			return;
+	}
+	up_write(u);
+	if (evbuffer_get_length(c->out) > 0)
+		conn_write(c);
+}
+
+static void pump_request_body(struct gw_conn *c)
+{
+	struct gw_req *rq = c->rq;
+	struct upconn *u = c->up;
+	size_t before = evbuffer_get_length(c->in);
+
+	if (u == NULL || rq == NULL || rq->reqx.done)
+		return;
+	if (xfer_pump(&rq->reqx, c->in, u->out) < 0) {
+		rq->close_after = 1;
+		if (!rq->resp_head_done) {
+			up_detach_close(c);
+			respond_error(rq, 400, "bad chunked request body");
+		} else {
+			conn_close(c, GW_CLOSE_BAD_REQUEST);
+		}
+		return;
+	}
+	rq->bytes_in += before - evbuffer_get_length(c->in);
+	if (rq->max_body > 0 && rq->reqx.moved > rq->max_body) {
+		rq->close_after = 1;
+		if (!rq->resp_head_done) {
+			up_detach_close(c);
+			respond_error(rq, 413, "body over limit");
+		} else {
+			conn_close(c, GW_CLOSE_BAD_REQUEST);
+		}
+		return;
+	}
+	if (rq->reqx.done) {
+		rd_enable(c, 0);
+		event_del(&c->ev_to);
+		if (!rq->resp_head_done)
+			set_timer(&u->ev_to, TO(c)->upstream_response);
+	} else if (c->rd_eof) {
+		rq->reason = "client closed during request body";
+		conn_close(c, GW_CLOSE_CLIENT_EOF);
+		return;
+	} else if (evbuffer_get_length(u->out) >= HIWAT) {
+		rd_enable(c, 0);
+		u->cl_paused = 1;
+	} else {
+		client_timer(c, TO_BODY);
+	}
+	up_write(u);
+}
+
+static void on_connected(struct gw_conn *c)
+{
+	struct upconn *u = c->up;
+
+	u->connecting = 0;
+	event_del(&u->ev_wr);
+	u->wr_on = 0;
+	event_del(&u->ev_to);
+	gw_stat_add(&c->w->stats->fam[c->proto->family][GW_FC_UPSTREAM_CONNECTS], 1);
+	upstream_ready(c);
+}
+
+static void connect_next(struct gw_req *rq)
+{
+	struct gw_conn *c = rq->c;
+	int last_err = rq->connect_err;
+
+	while (rq->addr_idx < rq->addrs.naddrs) {
+		int i = rq->addr_idx++;
+		const struct sockaddr *sa = (const struct sockaddr *)&rq->addrs.addrs[i];
+		int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		int one = 1;
+
+		if (fd < 0) {
+			last_err = errno;
+			continue;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		char host[INET6_ADDRSTRLEN];
+		uint16_t port;
+		if (sa->sa_family == AF_INET) {
+			inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, host, sizeof host);
+			port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+			snprintf(rq->upstream_str, sizeof rq->upstream_str, "%s:%u", host, port);
+		} else {
+			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, host, sizeof host);
+			port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+			snprintf(rq->upstream_str, sizeof rq->upstream_str, "[%s]:%u", host, port);
+		}
+		int r = connect(fd, sa, rq->addrs.lens[i]);
+		if (r < 0 && errno != EINPROGRESS) {
+			last_err = errno;
+			close(fd);
+			continue;
+		}
+		struct upconn *u = up_new(c->w, fd, rq->pool_key);
+		if (u == NULL) {
+			close(fd);
+			last_err = ENOMEM;
+			break;
+		}
+		snprintf(u->addr_str, sizeof u->addr_str, "%s", rq->upstream_str);
+		u->c = c;
+		c->up = u;
+		if (r == 0) {
+			on_connected(c);
+			return;
+		}
+		u->connecting = 1;
+		event_add(&u->ev_wr, NULL);
+		u->wr_on = 1;
+		set_timer(&u->ev_to, TO(c)->upstream_connect);
+		return;
+	}
+	char msg[128];
+	snprintf(msg, sizeof msg, "cannot connect: %s", last_err ? strerror(last_err) : "no address");
+	upstream_failed(c, 502, gw_req_strndup(rq, msg, strlen(msg)));
+}
+
+static void resolved(struct gw_req *rq, const struct gw_dns_result *res)
+{
+	struct gw_conn *c = rq->c;
+	int n = 0;
+
+	rq->refused_status = 0;
+	if (res->naddrs == 0) {
+		char msg[300];
+		snprintf(msg, sizeof msg, "cannot resolve %s: %s", rq->up_host, res->error);
+		gw_stat_add(&c->w->stats->dns_failures, 1);
+		upstream_failed(c, 502, gw_req_strndup(rq, msg, strlen(msg)));
+		return;
+	}
+	memset(&rq->addrs, 0, sizeof rq->addrs);
+	for (int i = 0; i < res->naddrs; i++) {
+		int st = 0;
+		if (c->proto->on_resolved != NULL)
+			st = c->proto->on_resolved(rq, (const struct sockaddr *)&res->addrs[i], c->side);
+		if (st != 0) {
+			rq->refused_status = st;
+			continue;
+		}
+		rq->addrs.addrs[n] = res->addrs[i];
+		rq->addrs.lens[n++] = res->lens[i];
+	}
+	rq->addrs.naddrs = n;
+	rq->addr_idx = 0;
+	if (n == 0) {
+		respond_error(rq, rq->refused_status, "destination address not allowed");
+		return;
+	}
+	connect_next(rq);
+}
+
+static void dns_done(void *arg, const struct gw_dns_result *res)
+{
+	struct gw_req *rq = arg;
+
+	rq->dnsq = NULL;
+	resolved(rq, res);
+}
+
+static void proxy_start(struct gw_req *rq)
+{
+	struct gw_conn *c = rq->c;
+	struct gw_dns_result res;
+	struct upconn *u;
+	int r;
+
+	snprintf(rq->pool_key, sizeof rq->pool_key, "%s:%u", rq->up_host, rq->up_port);
+	if (rq->dec == DEC_PROXY && !rq->upgrade && !rq->retried &&
+	    (u = pool_get(c->w, rq->pool_key)) != NULL) {
+		u->c = c;
+		u->reused = 1;
+		u->got_bytes = 0;
+		c->up = u;
+		snprintf(rq->upstream_str, sizeof rq->upstream_str, "%s", u->addr_str);
+		gw_stat_add(&c->w->stats->fam[c->proto->family][GW_FC_UPSTREAM_REUSED], 1);
+		upstream_ready(c);
+		return;
+	}
+	gw_stat_add(&c->w->stats->dns_queries, 1);
+	r = gw_dns_resolve(c->w->dns, rq->up_host, rq->up_port, &res, dns_done, rq, &rq->dnsq);
+	if (r == 0)
+		return;  /* dns_done() continues */
+	resolved(rq, &res);
+}
+
+/* Start over on a fresh connection after a pooled one failed before answering. */
+static int retry_fresh(struct gw_conn *c)
+{
+	struct gw_req *rq = c->rq;
+	struct upconn *u = c->up;
+
+	if (rq == NULL || u == NULL || !u->reused || u->got_bytes || rq->retried ||
+	    rq->head.body != GW_BODY_NONE || rq->resp_head_done)
+		return 0;
+	rq->retried = 1;
+	up_detach_close(c);
+	evbuffer_drain(c->out, evbuffer_get_length(c->out));
+	rq->sent_continue = 0;
+	gw_debug("request %s: pooled upstream connection closed; retrying on a new one", rq->id);
+	proxy_start(rq);
+	return 1;
+}
+
+static void relay_response_head(struct gw_conn *c, const struct gw_http_head *r)
+{
+	struct gw_req *rq = c->rq;
+	struct evbuffer *o = c->out;
+	const char *via = c->snap->conf->global.via_name;
+	int to_http10 = rq->head.version_minor == 0;
+	char date[64];
+
+	rq->status = r->status;
+	rq->resp_http10 = r->version_minor == 0;
+	rq->resp_conn_close = (r->flags & GW_HF_CONN_CLOSE) != 0 ||
+	    (rq->resp_http10 && !(r->flags & GW_HF_CONN_KEEPALIVE));
+	rq->respx.kind = r->body;
+	rq->respx.remaining = r->content_length;
+	gw_chunked_init(&rq->respx.ck);
+	rq->respx.done = r->body == GW_BODY_NONE || (r->body == GW_BODY_LENGTH && r->content_length == 0);
+	if (!client_keepalive(&rq->head))
+		rq->close_after = 1;
+	if (r->body == GW_BODY_CHUNKED || r->body == GW_BODY_CLOSE) {
+		if (to_http10)
+			rq->close_after = 1;
+		else
+			rq->respx.out_chunked = 1;
+	}
+	if (!rq->reqx.done)
+		rq->close_after = 1;  /* answered before the body ended: cannot resync */
+
+	if (c->proto->on_response_head != NULL)
+		c->proto->on_response_head(rq, r, c->side);
+	evbuffer_add_printf(o, "HTTP/1.1 %d %.*s\r\n", r->status, (int)r->reason_len, r->reason);
+	for (size_t i = 0; i < r->nhdrs; i++) {
+		const struct gw_hdr *x = &r->hdrs[i];
+		if (hop_by_hop(x) || conn_listed(r, x) || edit_deleted(rq->resp_edits, x))
+			continue;
+		evbuffer_add_printf(o, "%.*s: %.*s\r\n", (int)x->name_len, x->name, (int)x->value_len,
+		    x->value);
+	}
+	if (!(r->flags & GW_HF_HAS_DATE)) {
+		date_header(date, sizeof date);
+		evbuffer_add_printf(o, "Date: %s\r\n", date);
+	}
+	if (!rq->no_via && via != NULL && via[0] != '\0')
+		evbuffer_add_printf(o, "Via: 1.%d %s\r\n", r->version_minor, via);
+	add_edits(o, rq->resp_edits);
+	if (rq->respx.out_chunked)
+		evbuffer_add(o, "Transfer-Encoding: chunked\r\n", 28);
+	if (rq->close_after)
+		evbuffer_add(o, "Connection: close\r\n", 19);
+	else if (to_http10)
+		evbuffer_add(o, "Connection: keep-alive\r\n", 24);
+	evbuffer_add(o, "\r\n", 2);
+	rq->resp_head_done = 1;
+}
+
+/* Handle bytes from the upstream: heads (1xx, 101, final), then the body. */
+static void process_response(struct gw_conn *c)
+{
+	struct gw_req *rq = c->rq;
+	struct upconn *u = c->up;
+	const struct conf_limits *L = &c->snap->conf->global.limits;
+
+	if (rq == NULL || u == NULL)
+		return;
+	while (!rq->resp_head_done) {
+		struct gw_http_limits lim = { (size_t)L->max_header_bytes * 2, SCRATCH_HDRS,
+			(size_t)L->max_uri_bytes };
+		struct gw_http_head r;
+		size_t len = evbuffer_get_length(u->in);
+		const char *p;
+		ssize_t n;
+
+		if (len == 0) {
+			if (u->eof) {
+				if (retry_fresh(c))
+					return;
+				upstream_failed(c, 502, "upstream closed the connection before answering");
+			}
+			return;
+		}
+		if (len > lim.max_header_bytes + 8)
+			len = lim.max_header_bytes + 8;
+		p = (const char *)evbuffer_pullup(u->in, (ev_ssize_t)len);
+		memset(&r, 0, sizeof r);
+		r.hdrs = (struct gw_hdr *)c->w->scratch;
+		r.hdrs_cap = SCRATCH_HDRS;
+		n = gw_http1_parse_response(p, len, &lim, rq->head.method, &r);
+		if (n == 0) {
+			if (u->eof)
+				upstream_failed(c, 502, "upstream closed the connection inside the response head");
+			else if (len >= lim.max_header_bytes)
+				upstream_failed(c, 502, "upstream response head too large");
+			return;
+		}
+		if (n < 0) {
+			upstream_failed(c, 502, r.err_reason ? r.err_reason : "invalid response head");
+			return;
+		}
+		if (r.status >= 100 && r.status < 200 && r.status != 101) {
+			/* interim response: pass on to HTTP/1.1 clients (our own
+			 * 100 Continue was sent already) */
+			if (rq->head.version_minor == 1 && !(r.status == 100 && rq->sent_continue) &&
+			    r.status != 100) {
+				evbuffer_add_printf(c->out, "HTTP/1.1 %d %.*s\r\n", r.status,
+				    (int)r.reason_len, r.reason);
+				for (size_t i = 0; i < r.nhdrs; i++)
+					if (!hop_by_hop(&r.hdrs[i]))
+						evbuffer_add_printf(c->out, "%.*s: %.*s\r\n",
+						    (int)r.hdrs[i].name_len, r.hdrs[i].name,
+						    (int)r.hdrs[i].value_len, r.hdrs[i].value);
+				evbuffer_add(c->out, "\r\n", 2);
+			}
+			evbuffer_drain(u->in, (size_t)n);
+			continue;
+		}
+		if (r.status == 101) {
+			if (!rq->upgrade) {
+				upstream_failed(c, 502, "upstream switched protocols without an Upgrade request");
+				return;
+			}
+			/* relay the 101 and become a tunnel */
+			rq->status = 101;
+			evbuffer_add(c->out, "HTTP/1.1 101 Switching Protocols\r\n", 34);
+			for (size_t i = 0; i < r.nhdrs; i++) {
+				const struct gw_hdr *x = &r.hdrs[i];
+				if (hdr_is(x, "connection") || hdr_is(x, "keep-alive") ||
+				    hdr_is(x, "transfer-encoding") || hdr_is(x, "content-length"))
+					continue;
+				evbuffer_add_printf(c->out, "%.*s: %.*s\r\n", (int)x->name_len, x->name,
+				    (int)x->value_len, x->value);
+			}
+			evbuffer_add(c->out, "Connection: upgrade\r\n\r\n", 23);
+			evbuffer_drain(u->in, (size_t)n);
+			rq->resp_head_done = 1;
+			rq->reqx.done = 1;
+			event_del(&u->ev_to);
+			gw_stat_add(&c->w->stats->fam[c->proto->family][GW_FC_TUNNELS], 1);
+			c->state = CS_TUNNEL;
+			client_timer(c, TO_TUNNEL);
+			rd_enable(c, 1);
+			conn_write(c);
+			if (c->state == CS_TUNNEL)
+				tunnel_pump(c);
+			return;
+		}
+		relay_response_head(c, &r);
+		evbuffer_drain(u->in, (size_t)n);
+	}
+	event_del(&u->ev_to);
+	if (!rq->respx.done) {
+		if (xfer_pump(&rq->respx, u->in, c->out) < 0) {
+			upstream_failed(c, 502, "invalid chunked response body");
+			return;
+		}
+		if (!rq->respx.done && u->eof) {
+			if (rq->respx.kind == GW_BODY_CLOSE) {
+				rq->respx.done = 1;
+				if (rq->respx.out_chunked)
+					evbuffer_add(c->out, "0\r\n\r\n", 5);
+			} else {
+				conn_write(c);
+				if (c->state != CS_CLOSED) {
+					rq->reason = "upstream closed mid-body";
+					conn_close(c, GW_CLOSE_UPSTREAM_ERROR);
+				}
+				return;
+			}
+		}
+		if (!rq->respx.done)
+			set_timer(&u->ev_to, TO(c)->upstream_response);
+	}
+	if (rq->respx.done) {
+		up_rd_enable(u, 0);
+		event_del(&u->ev_to);
+	} else if (evbuffer_get_length(c->out) >= HIWAT) {
+		up_rd_enable(u, 0);
+		c->up_paused = 1;
+	}
+	conn_write(c);
+}
+
+static void tunnel_pump(struct gw_conn *c)
+{
+	struct upconn *u = c->up;
+	struct gw_req *rq = c->rq;
+	size_t n;
+
+	if (u == NULL || c->state != CS_TUNNEL)
+		return;
+	n = evbuffer_get_length(c->in);
+	if (n > 0) {
+		evbuffer_remove_buffer(c->in, u->out, n);
+		if (rq != NULL)
+			rq->bytes_in += n;
+	}
+	n = evbuffer_get_length(u->in);
+	if (n > 0)
+		evbuffer_remove_buffer(u->in, c->out, n);
+	/* half-close: pass an EOF on once everything before it is written */
+	if (c->rd_eof && evbuffer_get_length(u->out) == 0 && !u->wr_shut) {
+		shutdown(u->fd, SHUT_WR);
+		u->wr_shut = 1;
+	}
+	if (u->eof && evbuffer_get_length(c->out) == 0 && !c->wr_shut) {
+		shutdown(c->fd, SHUT_WR);
+		c->wr_shut = 1;
+	}
+	if (c->wr_shut && u->wr_shut) {
+		conn_close(c, GW_CLOSE_TUNNEL_DONE);
+		return;
+	}
+	if (evbuffer_get_length(u->out) >= HIWAT) {
+		rd_enable(c, 0);
+		u->cl_paused = 1;
+	} else if (!u->cl_paused) {
+		rd_enable(c, 1);
+	}
+	if (evbuffer_get_length(c->out) >= HIWAT) {
+		up_rd_enable(u, 0);
+		c->up_paused = 1;
+	} else if (!c->up_paused) {
+		up_rd_enable(u, 1);
+	}
+	if (evbuffer_get_length(u->out) > 0)
+		up_write(u);
+	if (c->state == CS_TUNNEL && c->up == u && evbuffer_get_length(c->out) > 0) {
+		size_t before = evbuffer_get_length(c->out);
+		conn_write(c);
+		(void)before;
+	}
+}
+
+/* ---- event callbacks ---- */
+
+static void client_rd_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_conn *c = arg;
+	ssize_t n = 0;
+
+	(void)fd;
+	if (c->state == CS_CLOSED)
+		return;
+	if (c->rd_on || (what & EV_READ)) {
+		if (!c->rd_eof && c->rd_on) {
+			n = buf_read(c->in, c->fd);
+			if (n == 0) {
+				c->rd_eof = 1;
+				rd_enable(c, 0);
+			} else if (n == -1) {
+				if (c->state == CS_TUNNEL) {
+					c->rd_eof = 1;
+					rd_enable(c, 0);
+				} else {
+					conn_close(c, GW_CLOSE_CLIENT_ERROR);
+					return;
+				}
+			}
+		}
+	}
+	switch (c->state) {
+	case CS_HEAD:
+		handle_head(c);
+		break;
+	case CS_BUSY:
+		if (c->rq != NULL && !c->rq->reqx.done && c->up != NULL && !c->up->connecting)
+			pump_request_body(c);
+		else if (c->rd_eof && c->rq != NULL && !c->rq->resp_head_done &&
+		    evbuffer_get_length(c->in) == 0 && !c->rq->reqx.done) {
+			conn_close(c, GW_CLOSE_CLIENT_EOF);
+		}
+		break;
+	case CS_TUNNEL:
+		client_timer(c, TO_TUNNEL);
+		tunnel_pump(c);
+		break;
+	case CS_LINGER:
+		evbuffer_drain(c->in, evbuffer_get_length(c->in));
+		if (c->rd_eof)
+			conn_close(c, GW_CLOSE_LOCAL_REPLY);
+		break;
+	case CS_CLOSED:
+		break;
+	}
+}
+
+static void client_wr_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (c->state == CS_CLOSED)
+		return;
+	if (c->state == CS_TUNNEL)
+		client_timer(c, TO_TUNNEL);
+	else if (c->to_kind == TO_SEND)
+		client_timer(c, TO_SEND);
+	conn_write(c);
+}
+
+static void client_to_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	switch (c->to_kind) {
+	case TO_IDLE:
+		conn_close(c, GW_CLOSE_IDLE_TIMEOUT);
+		return;
+	case TO_HEADER:
+		if (c->state == CS_HEAD && c->rq == NULL) {
+			struct gw_req *rq = req_new(c);
+			if (rq == NULL) {
+				conn_close(c, GW_CLOSE_HEADER_TIMEOUT);
+				return;
+			}
+			c->rq = rq;
+			rq->parse_error = 1;
+			c->state = CS_BUSY;
+			gw_stat_add(&c->w->stats->close[GW_CLOSE_HEADER_TIMEOUT], 1);
+			respond_error(rq, 408, "request head timeout");
+			return;
+		}
+		conn_close(c, GW_CLOSE_HEADER_TIMEOUT);
+		return;
+	case TO_BODY:
+		if (c->rq != NULL && !c->rq->resp_head_done) {
+			if (c->up != NULL)
+				up_detach_close(c);
+			c->rq->close_after = 1;
+			respond_error(c->rq, 408, "request body timeout");
+			return;
+		}
+		conn_close(c, GW_CLOSE_BODY_TIMEOUT);
+		return;
+	case TO_SEND:
+		conn_close(c, GW_CLOSE_SEND_TIMEOUT);
+		return;
+	case TO_TUNNEL:
+		conn_close(c, GW_CLOSE_TUNNEL_IDLE);
+		return;
+	case TO_LINGER:
+		conn_close(c, GW_CLOSE_LOCAL_REPLY);
+		return;
+	}
+}
+
+static void up_rd_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct upconn *u = arg;
+	struct gw_conn *c = u->c;
+	ssize_t n;
+
+	(void)fd;
+	(void)what;
+	if (c == NULL) {
+		/* pooled: any byte or EOF means it is no longer usable */
+		pool_unlink(u->w->pool, u);
+		up_free(u);
+		return;
+	}
+	if (!u->eof && u->rd_on) {
+		n = buf_read(u->in, u->fd);
+		if (n == 0 || n == -1) {
+			u->eof = 1;
+			up_rd_enable(u, 0);
+		} else if (n > 0) {
+			u->got_bytes = 1;
+		}
+	}
+	if (c->state == CS_TUNNEL) {
+		client_timer(c, TO_TUNNEL);
+		tunnel_pump(c);
+	} else {
+		process_response(c);
+	}
+}
+
+static void up_wr_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct upconn *u = arg;
+	struct gw_conn *c = u->c;
+
+	(void)fd;
+	(void)what;
+	if (u->connecting) {
+		int err = 0;
+		socklen_t len = sizeof err;
+		getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+		if (err != 0) {
+			struct gw_req *rq = c->rq;
+			gw_debug("connect to %s failed: %s", u->addr_str, strerror(err));
+			rq->connect_err = err;
+			up_detach_close(c);
+			connect_next(rq);
+			return;
+		}
+		on_connected(c);
+		return;
+	}
+	up_write(u);
+}
+
+static void up_to_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct upconn *u = arg;
+	struct gw_conn *c = u->c;
+
+	(void)fd;
+	(void)what;
+	if (c == NULL) {
+		pool_unlink(u->w->pool, u);
+		up_free(u);
+		return;
+	}
+	if (u->connecting) {
+		struct gw_req *rq = c->rq;
+		up_detach_close(c);
+		rq->connect_err = ETIMEDOUT;
+		if (rq->addr_idx < rq->addrs.naddrs) {
+			connect_next(rq);
+			return;
+		}
+		upstream_failed(c, 504, "upstream connect timeout");
+		return;
+	}
+	upstream_failed(c, 504, "upstream response timeout");
+}
+
+/* ---- accept, drain ---- */
+
+void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, socklen_t plen,
+    const struct gw_lspec *lspec, struct gw_snapshot *snap)
+{
+	struct gw_conn *c = calloc(1, sizeof *c);
+	int one = 1;
+	socklen_t llen = sizeof c->local;
+
+	if (c == NULL || (c->in = evbuffer_new()) == NULL || (c->out = evbuffer_new()) == NULL) {
+		if (c != NULL && c->in != NULL)
+			evbuffer_free(c->in);
+		free(c);
+		close(fd);
+		return;
+	}
+	c->magic = CONN_MAGIC;
+	c->fd = fd;
+	c->w = w;
+	c->snap = snap;
+	gw_snapshot_ref(snap);
+	c->lspec = lspec;
+	c->proto = lspec->proto;
+	c->side = snap->side_data[lspec->side];
+	if (plen > sizeof c->peer)
+		plen = sizeof c->peer;
+	memcpy(&c->peer, peer, plen);
+	getsockname(fd, (struct sockaddr *)&c->local, &llen);
+	if (peer->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)peer;
+		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+			inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], c->peer_str, sizeof c->peer_str);
+		else
+			inet_ntop(AF_INET6, &s6->sin6_addr, c->peer_str, sizeof c->peer_str);
+	} else {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, c->peer_str,
+		    sizeof c->peer_str);
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	event_assign(&c->ev_rd, w->base, fd, EV_READ | EV_PERSIST, client_rd_cb, c);
+	event_assign(&c->ev_wr, w->base, fd, EV_WRITE | EV_PERSIST, client_wr_cb, c);
+	event_assign(&c->ev_to, w->base, -1, 0, client_to_cb, c);
+	c->state = CS_HEAD;
+	c->next = w->conns;
+	if (w->conns != NULL)
+		w->conns->prev = c;
+	w->conns = c;
+	w->nconns++;
+	gw_stat_add(&w->stats->conns_active, 1);
+	gw_stat_add(&w->stats->fam[c->proto->family][GW_FC_CONN_ACCEPTED], 1);
+	rd_enable(c, 1);
+	client_timer(c, TO_IDLE);
+}
+
+void gw_conn_drain_all(struct gw_worker *w)
+{
+	struct gw_conn *c = w->conns;
+
+	while (c != NULL) {
+		struct gw_conn *n = c->next;
+		if (c->state == CS_HEAD && !c->head_started && evbuffer_get_length(c->in) == 0)
+			conn_close(c, GW_CLOSE_SHUTDOWN);
+		c = n;
+	}
+}
+
+void gw_conn_close_all(struct gw_worker *w)
+{
+	while (w->conns != NULL)
+		conn_close(w->conns, GW_CLOSE_SHUTDOWN);
+}

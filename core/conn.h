@@ -1,0 +1,29 @@
+/*
+ * core/conn: client connections and their upstream side (internal to core).
+ * The worker accepts, then hands each socket to gw_conn_accept(); from then
+ * on the connection belongs to the conn module until gw_conn_close().
+ */
+#ifndef GW_CONN_H
+#define GW_CONN_H
+
+#include <sys/socket.h>
+
+struct gw_worker;
+struct gw_lspec;
+struct gw_snapshot;
+
+/* Take ownership of fd accepted on lspec under snapshot snap. */
+void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, socklen_t plen,
+    const struct gw_lspec *lspec, struct gw_snapshot *snap);
+/* Graceful stop: close idle connections now, others after their request. */
+void gw_conn_drain_all(struct gw_worker *w);
+/* Immediate stop: close everything. */
+void gw_conn_close_all(struct gw_worker *w);
+
+/* Per-worker upstream connection pool. */
+struct gw_pool *gw_pool_new(void);
+void gw_pool_flush(struct gw_pool *p);        /* close all idle connections */
+void gw_pool_free(struct gw_pool *p);
+void gw_pool_expire(struct gw_worker *w);     /* close connections idle too long */
+
+#endif

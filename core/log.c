@@ -1,0 +1,324 @@
+/*
+ * core/log: error and access logs.  Both keep a stable file descriptor number
+ * for their lifetime; a reopen (SIGUSR1, logrotate) opens the new file and
+ * dup2()s it over the old number, so worker threads never see a closed or
+ * reused descriptor.
+ */
+#include "core/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static _Atomic int err_level = GW_LOG_INFO;
+static int err_fd = 2;             /* stable number */
+static int err_syslog;
+static char *err_path;              /* file target, for reopen */
+
+static int acc_fd = -1;
+static int acc_json;
+static char *acc_path;
+
+static const char *const level_names[] = { "debug", "info", "warn", "error" };
+
+static int open_append(const char *path)
+{
+	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+}
+
+/* Point *fdp at path; keeps the descriptor number once one is ours. */
+static int attach(int *fdp, const char *path, int owned)
+{
+	int fd;
+
+	if (strcmp(path, "stderr") == 0)
+		fd = dup(2);
+	else if (strcmp(path, "stdout") == 0)
+		fd = dup(1);
+	else
+		fd = open_append(path);
+	if (fd < 0)
+		return -1;
+	if (owned && *fdp > 2) {
+		if (dup2(fd, *fdp) < 0) {
+			int e = errno;
+			close(fd);
+			errno = e;
+			return -1;
+		}
+		close(fd);
+	} else {
+		(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+		*fdp = fd;
+	}
+	return 0;
+}
+
+int gw_log_open(const char *target, int level)
+{
+	atomic_store(&err_level, level);
+	if (strcmp(target, "syslog") == 0) {
+		if (!err_syslog)
+			openlog("gatehouse", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+		err_syslog = 1;
+		free(err_path);
+		err_path = NULL;
+		return 0;
+	}
+	if (attach(&err_fd, target, err_fd > 2) < 0)
+		return -1;
+	err_syslog = 0;
+	free(err_path);
+	err_path = strdup(target);
+	return 0;
+}
+
+int gw_log_access_open(const char *path, int json)
+{
+	acc_json = json;
+	if (path == NULL || path[0] == '\0') {
+		if (acc_fd > 2)
+			close(acc_fd);
+		acc_fd = -1;
+		free(acc_path);
+		acc_path = NULL;
+		return 0;
+	}
+	if (acc_path != NULL && strcmp(acc_path, path) == 0)
+		return 0;
+	if (attach(&acc_fd, path, acc_fd > 2) < 0)
+		return -1;
+	free(acc_path);
+	acc_path = strdup(path);
+	return 0;
+}
+
+void gw_log_reopen(void)
+{
+	if (err_path != NULL && attach(&err_fd, err_path, 1) < 0)
+		gw_error("cannot reopen error log %s: %s", err_path, strerror(errno));
+	if (acc_path != NULL && attach(&acc_fd, acc_path, 1) < 0)
+		gw_error("cannot reopen access log %s: %s", acc_path, strerror(errno));
+	gw_info("log files reopened");
+}
+
+void gw_log_close(void)
+{
+	if (acc_fd > 2)
+		close(acc_fd);
+	acc_fd = -1;
+	free(acc_path);
+	acc_path = NULL;
+	free(err_path);
+	err_path = NULL;
+	if (err_syslog)
+		closelog();
+}
+
+int gw_log_enabled(int level)
+{
+	return level >= atomic_load_explicit(&err_level, memory_order_relaxed);
+}
+
+int gw_access_enabled(void)
+{
+	return acc_fd >= 0;
+}
+
+void gw_logv(int level, const char *fmt, va_list ap)
+{
+	char line[2048];
+	size_t n;
+	int r;
+
+	if (!gw_log_enabled(level))
+		return;
+	if (err_syslog) {
+		static const int prio[] = { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR };
+		vsyslog(prio[level & 3], fmt, ap);
+		return;
+	}
+	{
+		struct timeval tv;
+		struct tm tm;
+		gettimeofday(&tv, NULL);
+		localtime_r(&tv.tv_sec, &tm);
+		n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
+		r = snprintf(line + n, sizeof line - n, ".%03d [%s] ", (int)(tv.tv_usec / 1000),
+		    level_names[level & 3]);
+		n += (size_t)r;
+	}
+	r = vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
+	if (r < 0)
+		r = 0;
+	n += (size_t)r;
+	if (n > sizeof line - 2)
+		n = sizeof line - 2;
+	line[n++] = '\n';
+	(void)!write(err_fd, line, n);
+}
+
+void gw_log(int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	gw_logv(level, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- access log ---- */
+
+#define ALOG_CAP 65536
+
+void gw_alog_buf_init(struct gw_alog_buf *b)
+{
+	b->data = NULL;
+	b->len = 0;
+	b->cap = 0;
+}
+
+void gw_alog_buf_free(struct gw_alog_buf *b)
+{
+	gw_alog_flush(b);
+	free(b->data);
+	b->data = NULL;
+	b->cap = 0;
+}
+
+void gw_alog_flush(struct gw_alog_buf *b)
+{
+	size_t off = 0;
+
+	while (off < b->len && acc_fd >= 0) {
+		ssize_t w = write(acc_fd, b->data + off, b->len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		off += (size_t)w;
+	}
+	b->len = 0;
+}
+
+/* Append s[0..len) escaped for the chosen format. */
+static void put_esc(struct gw_alog_buf *b, const char *s, size_t len, int json)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < len && b->len + 8 < b->cap; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\') {
+			if (json && ch != '"' && ch != '\\') {
+				memcpy(b->data + b->len, "\\u00", 4);
+				b->data[b->len + 4] = hex[ch >> 4];
+				b->data[b->len + 5] = hex[ch & 15];
+				b->len += 6;
+			} else if (json) {
+				b->data[b->len++] = '\\';
+				b->data[b->len++] = (char)ch;
+			} else {
+				b->data[b->len++] = '\\';
+				b->data[b->len++] = 'x';
+				b->data[b->len++] = hex[ch >> 4];
+				b->data[b->len++] = hex[ch & 15];
+			}
+		} else {
+			b->data[b->len++] = (char)ch;
+		}
+	}
+}
+
+static void put(struct gw_alog_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct gw_alog_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+	va_end(ap);
+	if (r > 0)
+		b->len += (size_t)r < b->cap - b->len ? (size_t)r : b->cap - b->len - 1;
+}
+
+static void put_str(struct gw_alog_buf *b, const char *s, size_t len, int json)
+{
+	if (s == NULL || len == 0) {
+		put(b, json ? "\"\"" : "\"-\"");
+		return;
+	}
+	put(b, "\"");
+	put_esc(b, s, len, json);
+	put(b, "\"");
+}
+
+void gw_access_log(struct gw_alog_buf *b, const struct gw_access_rec *r)
+{
+	char ts[64];
+	struct tm tm;
+	time_t t = (time_t)r->start;
+	const char *user = r->user && r->user[0] ? r->user : "-";
+
+	if (acc_fd < 0)
+		return;
+	if (b->data == NULL) {
+		b->data = malloc(ALOG_CAP);
+		if (b->data == NULL)
+			return;
+		b->cap = ALOG_CAP;
+	}
+	if (b->cap - b->len < 6144)
+		gw_alog_flush(b);
+	localtime_r(&t, &tm);
+	if (acc_json) {
+		strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S%z", &tm);
+		put(b, "{\"time\":\"%s\",\"client\":\"%s\",\"family\":\"%s\",\"method\":", ts,
+		    r->client, r->family);
+		put_str(b, r->method, r->method_len, 1);
+		put(b, ",\"target\":");
+		put_str(b, r->target, r->target_len, 1);
+		put(b, ",\"host\":");
+		put_str(b, r->host, r->host_len, 1);
+		put(b, ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration\":%.6f,"
+		    "\"upstream\":\"%s\",\"user\":", r->status,
+		    (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out,
+		    r->duration, r->upstream ? r->upstream : "");
+		put_str(b, user, strlen(user), 1);
+		put(b, ",\"verdict\":\"%s\",\"rule\":", r->verdict ? r->verdict : "");
+		put_str(b, r->rule, r->rule ? strlen(r->rule) : 0, 1);
+		put(b, ",\"reason\":\"%s\",\"request_id\":\"%s\",\"user_agent\":",
+		    r->reason ? r->reason : "", r->request_id);
+		put_str(b, r->ua, r->ua_len, 1);
+		put(b, "}\n");
+	} else {
+		/* combined, then our fields: family, duration, upstream, verdict,
+		 * rule, request id, bytes in, reason */
+		strftime(ts, sizeof ts, "%d/%b/%Y:%H:%M:%S %z", &tm);
+		put(b, "%s - ", r->client);
+		put_esc(b, user, strlen(user), 0);
+		put(b, " [%s] \"", ts);
+		put_esc(b, r->method, r->method_len, 0);
+		put(b, " ");
+		put_esc(b, r->target, r->target_len, 0);
+		put(b, " HTTP/1.%d\" %d %llu ", r->version_minor, r->status,
+		    (unsigned long long)r->bytes_out);
+		put_str(b, r->referer, r->referer_len, 0);
+		put(b, " ");
+		put_str(b, r->ua, r->ua_len, 0);
+		put(b, " %s %.3f up=%s verdict=%s rule=", r->family, r->duration,
+		    r->upstream && r->upstream[0] ? r->upstream : "-",
+		    r->verdict && r->verdict[0] ? r->verdict : "-");
+		put_str(b, r->rule, r->rule ? strlen(r->rule) : 0, 0);
+		put(b, " id=%s in=%llu reason=%s\n", r->request_id,
+		    (unsigned long long)r->bytes_in, r->reason && r->reason[0] ? r->reason : "-");
+	}
+}

@@ -1,0 +1,306 @@
+/*
+ * core/worker: worker threads (see worker.h).  Each worker serves its own
+ * SO_REUSEPORT listening sockets; on a new snapshot it keeps the listeners
+ * whose socket is unchanged (same fd, no rebind), opens the new ones and
+ * closes those that went away, so established connections never notice.
+ */
+#include "core/worker.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "core/conn.h"
+#include "core/dns.h"
+#include "core/proto.h"
+#include "core/snapshot.h"
+
+char gw_id_prefix[8];
+
+#define TICK_SECS 0.2
+
+struct gw_wlistener {
+	struct gw_wlistener *next;
+	struct gw_worker *w;
+	struct evconnlistener *l;
+	struct event *ev_retry;
+	int fd;
+	const struct gw_lspec *lspec;
+};
+
+void gw_worker_resume_accept(struct gw_worker *w);
+
+static void pause_accept(struct gw_worker *w)
+{
+	for (struct gw_wlistener *wl = w->listeners; wl != NULL; wl = wl->next)
+		evconnlistener_disable(wl->l);
+	w->accept_paused = 1;
+}
+
+void gw_worker_resume_accept(struct gw_worker *w)
+{
+	if (atomic_load(&w->stop))
+		return;
+	for (struct gw_wlistener *wl = w->listeners; wl != NULL; wl = wl->next)
+		evconnlistener_enable(wl->l);
+	w->accept_paused = 0;
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct gw_wlistener *wl = arg;
+	struct gw_worker *w = wl->w;
+
+	(void)l;
+	if (atomic_load(&w->stop)) {
+		close(fd);
+		return;
+	}
+	gw_conn_accept(w, fd, sa, (socklen_t)salen, wl->lspec, w->snap);
+	if (w->nconns >= w->max_conns && !w->accept_paused) {
+		gw_warn("worker %d: %llu connections, at its share of global.max_connections; "
+		    "new connections wait in the kernel backlog", w->id, (unsigned long long)w->nconns);
+		pause_accept(w);
+	}
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_wlistener *wl = arg;
+
+	(void)fd;
+	(void)what;
+	if (!wl->w->accept_paused && !atomic_load(&wl->w->stop))
+		evconnlistener_enable(wl->l);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct gw_wlistener *wl = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+	static const struct timeval half = { 0, 500000 };
+
+	/* out of descriptors or memory: stop accepting for a moment; pending
+	 * connections wait in the backlog instead of spinning the loop */
+	gw_warn("worker %d: accept on %s failed: %s; pausing 0.5 s", wl->w->id,
+	    wl->lspec->cl->addr.text, strerror(err));
+	evconnlistener_disable(l);
+	evtimer_add(wl->ev_retry, &half);
+}
+
+static void listeners_apply(struct gw_worker *w, struct gw_snapshot *s)
+{
+	struct gw_wlistener *keep = NULL, *wl, *next;
+
+	for (size_t i = 0; i < s->nlisteners; i++) {
+		const struct gw_lspec *ls = &s->listeners[i];
+		int fd = ls->fds[w->id];
+		struct gw_wlistener **pp;
+
+		for (pp = &w->listeners; *pp != NULL; pp = &(*pp)->next)
+			if ((*pp)->fd == fd)
+				break;
+		if (*pp != NULL) {
+			wl = *pp;
+			*pp = wl->next;
+			wl->lspec = ls;
+		} else {
+			wl = calloc(1, sizeof *wl);
+			if (wl == NULL)
+				continue;
+			wl->w = w;
+			wl->fd = fd;
+			wl->lspec = ls;
+			wl->l = evconnlistener_new(w->base, accept_cb, wl,
+			    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+			if (wl->l == NULL) {
+				gw_error("worker %d: cannot listen on %s", w->id, ls->cl->addr.text);
+				close(fd);
+				free(wl);
+				continue;
+			}
+			wl->ev_retry = evtimer_new(w->base, retry_cb, wl);
+			evconnlistener_set_error_cb(wl->l, accept_error_cb);
+			if (w->accept_paused)
+				evconnlistener_disable(wl->l);
+		}
+		wl->next = keep;
+		keep = wl;
+	}
+	for (wl = w->listeners; wl != NULL; wl = next) {
+		next = wl->next;
+		evconnlistener_free(wl->l);
+		event_free(wl->ev_retry);
+		free(wl);
+	}
+	w->listeners = keep;
+}
+
+static void listeners_close(struct gw_worker *w)
+{
+	struct gw_wlistener *wl, *next;
+
+	for (wl = w->listeners; wl != NULL; wl = next) {
+		next = wl->next;
+		evconnlistener_free(wl->l);
+		event_free(wl->ev_retry);
+		free(wl);
+	}
+	w->listeners = NULL;
+}
+
+static void cmd_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_worker *w = arg;
+	struct gw_snapshot *s = atomic_exchange(&w->pending, NULL);
+
+	(void)fd;
+	(void)what;
+	if (s != NULL) {
+		struct gw_snapshot *old = w->snap;
+		if (atomic_load(&w->stop)) {
+			gw_snapshot_unref(s);
+		} else {
+			listeners_apply(w, s);
+			w->snap = s;
+			gw_pool_flush(w->pool);
+			gw_snapshot_unref(old);
+		}
+	}
+	if (atomic_load(&w->stop) == 1 && w->listeners != NULL) {
+		listeners_close(w);
+		gw_conn_drain_all(w);
+	}
+	if (atomic_load(&w->stop) == 2) {
+		listeners_close(w);
+		gw_conn_close_all(w);
+		gw_pool_flush(w->pool);
+		event_base_loopbreak(w->base);
+	}
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_worker *w = arg;
+	static __thread unsigned n;
+
+	(void)fd;
+	(void)what;
+	gw_alog_flush(&w->alog);
+	if (++n % 5 == 0)
+		gw_pool_expire(w);
+	if (atomic_load(&w->stop) && w->nconns == 0) {
+		gw_pool_flush(w->pool);
+		event_base_loopbreak(w->base);
+	}
+}
+
+struct gw_worker *gw_worker_new(int id, struct gw_snapshot *snap, uint64_t max_conns)
+{
+	struct gw_worker *w = calloc(1, sizeof *w);
+	struct timeval tick = { 0, (suseconds_t)(TICK_SECS * 1e6) };
+
+	if (w == NULL)
+		return NULL;
+	w->id = id;
+	w->max_conns = max_conns > 0 ? max_conns : 1;
+	w->base = event_base_new();
+	w->stats = aligned_alloc(64, (sizeof(struct gw_stats_shard) + 63) & ~(size_t)63);
+	w->scratch = malloc(4096 * 32);
+	w->pool = gw_pool_new();
+	if (w->base == NULL || w->stats == NULL || w->scratch == NULL || w->pool == NULL)
+		goto fail;
+	memset(w->stats, 0, sizeof *w->stats);
+	w->dns = gw_dns_new(w->base, &snap->conf->global.dns);
+	if (w->dns == NULL)
+		goto fail;
+	w->ev_cmd = event_new(w->base, -1, 0, cmd_cb, w);
+	w->ev_tick = event_new(w->base, -1, EV_PERSIST, tick_cb, w);
+	if (w->ev_cmd == NULL || w->ev_tick == NULL)
+		goto fail;
+	event_add(w->ev_tick, &tick);
+	gw_alog_buf_init(&w->alog);
+	gw_snapshot_ref(snap);
+	w->snap = snap;
+	listeners_apply(w, snap);
+	return w;
+fail:
+	gw_worker_join_free(w);
+	return NULL;
+}
+
+static void *worker_main(void *arg)
+{
+	struct gw_worker *w = arg;
+
+	event_base_dispatch(w->base);
+	gw_alog_flush(&w->alog);
+	atomic_store(&w->exited, 1);
+	return NULL;
+}
+
+int gw_worker_start(struct gw_worker *w)
+{
+	return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;
+}
+
+void gw_worker_post_snapshot(struct gw_worker *w, struct gw_snapshot *s)
+{
+	struct gw_snapshot *old;
+
+	gw_snapshot_ref(s);
+	old = atomic_exchange(&w->pending, s);
+	if (old != NULL)
+		gw_snapshot_unref(old);
+	event_active(w->ev_cmd, EV_TIMEOUT, 0);
+}
+
+void gw_worker_post_stop(struct gw_worker *w)
+{
+	atomic_store(&w->stop, 1);
+	event_active(w->ev_cmd, EV_TIMEOUT, 0);
+}
+
+void gw_worker_post_abort(struct gw_worker *w)
+{
+	atomic_store(&w->stop, 2);
+	event_active(w->ev_cmd, EV_TIMEOUT, 0);
+}
+
+void gw_worker_join_free(struct gw_worker *w)
+{
+	struct gw_snapshot *p;
+
+	if (w == NULL)
+		return;
+	if (w->thread)
+		pthread_join(w->thread, NULL);
+	if (w->base != NULL) {
+		listeners_close(w);
+		gw_conn_close_all(w);
+		/* run the deferred frees queued by closes */
+		event_base_loop(w->base, EVLOOP_NONBLOCK);
+	}
+	gw_pool_free(w->pool);
+	gw_dns_free(w->dns);
+	if (w->ev_cmd)
+		event_free(w->ev_cmd);
+	if (w->ev_tick)
+		event_free(w->ev_tick);
+	gw_alog_buf_free(&w->alog);
+	p = atomic_exchange(&w->pending, NULL);
+	if (p != NULL)
+		gw_snapshot_unref(p);
+	if (w->snap != NULL)
+		gw_snapshot_unref(w->snap);
+	if (w->base)
+		event_base_free(w->base);
+	free(w->stats);
+	free(w->scratch);
+	free(w);
+}

@@ -1,0 +1,27 @@
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import pytest  # noqa: E402
+
+import gh  # noqa: E402
+
+
+@pytest.fixture
+def origin():
+    o = gh.Origin()
+    yield o
+    o.stop()
+
+
+@pytest.fixture
+def origin2():
+    o = gh.Origin()
+    yield o
+    o.stop()
+
+
+@pytest.fixture
+def ports():
+    return [gh.free_port() for _ in range(4)]

@@ -1,0 +1,401 @@
+"""Test harness for Gatehouse integration tests.
+
+Starts the real `gatehouse` binary on a generated config, real origin
+servers on loopback, and talks to both with curl and raw sockets.  Only
+loopback addresses are ever used.
+"""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("GATEHOUSE_BIN", os.path.join(ROOT, "build", "gatehouse"))
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer",
+                     "WARNING: ThreadSanitizer")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_port(port, host="127.0.0.1", timeout=10.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection((host, port), timeout=0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.02)
+    return False
+
+
+class Gatehouse:
+    """A running gatehouse process with its config, logs and ports."""
+
+    def __init__(self, conf_text, workers=1, extra_files=None):
+        self.dir = tempfile.mkdtemp(prefix="gh-test-")
+        self.conf = os.path.join(self.dir, "gatehouse.conf")
+        self.access = os.path.join(self.dir, "access.log")
+        self.errlog = os.path.join(self.dir, "stderr.log")
+        for name, data in (extra_files or {}).items():
+            path = os.path.join(self.dir, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb" if isinstance(data, bytes) else "w") as f:
+                f.write(data)
+        self.workers = workers
+        self.write_conf(conf_text)
+        self.proc = None
+
+    def write_conf(self, conf_text):
+        head = ('global: { workers = %d; user = ""; state_dir = "%s";\n'
+                '  log: { error = "stderr"; level = "info"; access = "%s"; };\n'
+                % (self.workers, self.dir, self.access))
+        text = conf_text.replace("@GLOBAL@", head).replace("@DIR@", self.dir)
+        if "global:" not in text:
+            text = head + "};\n" + text
+        with open(self.conf, "w") as f:
+            f.write(text)
+
+    def start(self, wait_ports=()):
+        self.err = open(self.errlog, "wb")
+        self.proc = subprocess.Popen([BIN, "-c", self.conf], stdout=self.err, stderr=self.err)
+        for p in wait_ports:
+            if not wait_port(p):
+                self.stop()
+                raise RuntimeError("gatehouse did not listen on %d:\n%s" % (p, self.stderr()))
+        return self
+
+    def stderr(self):
+        try:
+            with open(self.errlog, "r", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def access_lines(self, wait=0.5):
+        time.sleep(wait)  # the access log is flushed every 0.2 s
+        try:
+            with open(self.access) as f:
+                return f.read().splitlines()
+        except OSError:
+            return []
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def reload(self, conf_text=None, settle=0.5):
+        if conf_text is not None:
+            self.write_conf(conf_text)
+        self.proc.send_signal(signal.SIGHUP)
+        time.sleep(settle)
+
+    def stop(self, timeout=20):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.err.close()
+        rc = self.proc.returncode
+        self.proc = None
+        return rc
+
+    def check_clean(self):
+        """Stop and assert a clean exit with no sanitizer report."""
+        rc = self.stop()
+        err = self.stderr()
+        for m in SANITIZER_MARKERS:
+            assert m not in err, "sanitizer report:\n" + err[-6000:]
+        assert rc == 0, "gatehouse exited %r:\n%s" % (rc, err[-4000:])
+
+
+def curl(*args, timeout=30, input=None):
+    """Run curl; returns (exit code, stdout bytes, stderr text)."""
+    p = subprocess.run(["curl", "-sS", "--max-time", str(timeout), *args], capture_output=True,
+                       timeout=timeout + 10, input=input)
+    return p.returncode, p.stdout, p.stderr.decode(errors="replace")
+
+
+def curl_status(*args, **kw):
+    rc, out, err = curl("-o", "/dev/null", "-w", "%{http_code}", *args, **kw)
+    return int(out or b"0")
+
+
+def raw_exchange(port, data, read_timeout=3.0, shutdown=False):
+    """Send raw bytes, read until the peer closes or read_timeout passes."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=read_timeout)
+    s.sendall(data)
+    if shutdown:
+        s.shutdown(socket.SHUT_WR)
+    chunks = []
+    end = time.time() + read_timeout
+    try:
+        while time.time() < end:
+            b = s.recv(65536)
+            if not b:
+                break
+            chunks.append(b)
+    except (socket.timeout, ConnectionResetError):
+        pass
+    s.close()
+    return b"".join(chunks)
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class PeakRss:
+    """Context manager sampling a process's RSS every 50 ms; .grow_kb after."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+    def __enter__(self):
+        self.start = self.peak = rss_kb(self.pid)
+        self.done = threading.Event()
+        self.t = threading.Thread(target=self._watch, daemon=True)
+        self.t.start()
+        return self
+
+    def _watch(self):
+        while not self.done.is_set():
+            try:
+                self.peak = max(self.peak, rss_kb(self.pid))
+            except OSError:
+                return
+            time.sleep(0.05)
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.t.join()
+        self.grow_kb = self.peak - self.start
+
+
+# ---------------------------------------------------------------- origin ----
+
+class Request:
+    def __init__(self, method, target, version, headers, body):
+        self.method, self.target, self.version = method, target, version
+        self.headers = headers          # list of (name, value)
+        self.body = body
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+
+class Origin:
+    """A small HTTP/1.1 origin server on loopback with scripted behaviours.
+
+    Paths: /echo (request as JSON), /size/N (N bytes, Content-Length),
+    /chunked/N, /close/N (no length; close), /silent (never answers),
+    /garbage, /reset-mid-body, /short-body (CL longer than the body),
+    /stream/N (N bytes streamed), /upload (counts the body without keeping it),
+    /status/N, /slow/S (answers after S seconds).  Every raw byte received is
+    kept in self.raw; every parsed request in self.requests.
+    """
+
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen(256)
+        self.requests = []
+        self.raw = bytearray()
+        self.connections = 0
+        self.lock = threading.Lock()
+        self.stopped = False
+        self.threads = []
+        self.t = threading.Thread(target=self._accept, daemon=True)
+        self.t.start()
+
+    def stop(self):
+        self.stopped = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def _accept(self):
+        while not self.stopped:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+            t = threading.Thread(target=self._serve, args=(c,), daemon=True)
+            t.start()
+
+    def _read_head(self, c, buf):
+        while b"\r\n\r\n" not in buf:
+            b = c.recv(65536)
+            if not b:
+                return None, buf
+            with self.lock:
+                self.raw += b
+            buf += b
+        i = buf.index(b"\r\n\r\n")
+        return buf[:i].decode("latin-1"), buf[i + 4:]
+
+    def _serve(self, c):
+        buf = b""
+        try:
+            while True:
+                head, buf = self._read_head(c, buf)
+                if head is None:
+                    return
+                lines = head.split("\r\n")
+                method, target, version = lines[0].split(" ", 2)
+                headers = [tuple(x.split(": ", 1)) for x in lines[1:] if ": " in x]
+                req = Request(method, target, version, headers, b"")
+                cl = req.header("Content-Length")
+                te = req.header("Transfer-Encoding")
+                count_only = target.startswith("/upload")
+                nbytes = 0
+                if te and "chunked" in te.lower():
+                    body = bytearray()
+                    while True:
+                        while b"\r\n" not in buf:
+                            buf += self._recv(c)
+                        line, buf = buf.split(b"\r\n", 1)
+                        n = int(line.split(b";")[0], 16)
+                        if n == 0:
+                            while b"\r\n" not in buf:
+                                buf += self._recv(c)
+                            _, buf = buf.split(b"\r\n", 1)
+                            break
+                        while len(buf) < n + 2:
+                            buf += self._recv(c)
+                        nbytes += n
+                        if not count_only:
+                            body += buf[:n]
+                        buf = buf[n + 2:]
+                    req.body = bytes(body)
+                elif cl:
+                    n = int(cl)
+                    while nbytes < n:
+                        if not buf:
+                            buf = self._recv(c)
+                        take = min(len(buf), n - nbytes)
+                        if not count_only:
+                            req.body += buf[:take]
+                        nbytes += take
+                        buf = buf[take:]
+                req.nbytes = nbytes
+                with self.lock:
+                    self.requests.append(req)
+                if not self._respond(c, req):
+                    return
+        except (OSError, ValueError):
+            pass
+        finally:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def _recv(self, c):
+        b = c.recv(1 << 20)
+        if not b:
+            raise OSError("eof")
+        if len(self.raw) < (1 << 20):
+            with self.lock:
+                self.raw += b
+        return b
+
+    def _respond(self, c, req):
+        path = req.target
+        if path.startswith("http://"):
+            path = "/" + path.split("/", 3)[-1] if path.count("/") >= 3 else "/"
+        parts = path.split("?")[0].split("/")
+        # skip route prefixes ("/api/echo" is "/echo")
+        known = ("echo", "size", "status", "chunked", "close", "silent", "slow", "garbage",
+                 "reset-mid-body", "short-body", "stream", "upload")
+        while len(parts) > 2 and parts[1] not in known:
+            del parts[1]
+        close = (req.header("Connection") or "").lower() == "close"
+        hdr_close = "Connection: close\r\n" if close else ""
+
+        def send(status, body, extra=""):
+            c.sendall(("HTTP/1.1 %s\r\nContent-Length: %d\r\n%s%s\r\n"
+                       % (status, len(body), extra, hdr_close)).encode() + body)
+            return not close
+
+        if parts[1] == "echo":
+            data = {"method": req.method, "target": req.target, "version": req.version,
+                    "headers": req.headers, "body": req.body.decode("latin-1"),
+                    "nbytes": req.nbytes}
+            return send("200 OK", json.dumps(data).encode(), "Content-Type: application/json\r\n")
+        if parts[1] == "size":
+            return send("200 OK", b"x" * int(parts[2]))
+        if parts[1] == "status":
+            return send("%s X" % parts[2], b"status %s\n" % parts[2].encode())
+        if parts[1] == "chunked":
+            n = int(parts[2])
+            c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n" + hdr_close.encode() + b"\r\n")
+            left = n
+            while left > 0:
+                k = min(left, 1000)
+                c.sendall(b"%x;ext=1\r\n" % k + b"y" * k + b"\r\n")
+                left -= k
+            c.sendall(b"0\r\nX-Trailer: t\r\n\r\n")
+            return not close
+        if parts[1] == "close":
+            c.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"z" * int(parts[2]))
+            return False
+        if parts[1] == "silent":
+            time.sleep(30)
+            return False
+        if parts[1] == "slow":
+            time.sleep(float(parts[2]))
+            return send("200 OK", b"slow done\n")
+        if parts[1] == "garbage":
+            c.sendall(b"this is not http\r\n\r\n")
+            return False
+        if parts[1] == "reset-mid-body":
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"r" * 1000)
+            time.sleep(0.1)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            c.close()
+            return False
+        if parts[1] == "short-body":
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"s" * 100)
+            c.shutdown(socket.SHUT_WR)
+            time.sleep(0.2)
+            return False
+        if parts[1] == "stream":
+            n = int(parts[2])
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n)
+            block = b"s" * (1 << 20)
+            left = n
+            while left > 0:
+                k = min(left, len(block))
+                c.sendall(block[:k])
+                left -= k
+            return not close
+        if parts[1] == "upload":
+            return send("200 OK", b"%d" % req.nbytes)
+        return send("404 Not Found", b"no such test path\n")

@@ -1,0 +1,293 @@
+"""Core robustness: timeouts, broken origins, strict parsing, big bodies,
+reload and shutdown."""
+import json
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+import gh
+
+
+def conf(fport, rport, origin_port, timeouts=""):
+    return """
+@GLOBAL@ timeouts: { %s }; };
+forward: {
+  listeners = ( { address = "127.0.0.1:%d"; } );
+  allow_clients = [ "127.0.0.0/8" ];
+  deny_destinations = [];
+  connect_ports = [ 443 ];
+};
+reverse: {
+  listeners = ( { address = "127.0.0.1:%d"; } );
+  upstreams = ( { name = "o"; servers = ( { address = "127.0.0.1:%d"; } ); } );
+  sites = ( { default = true; routes = ( { path = "/"; upstream = "o"; } ); } );
+};
+""" % (timeouts, fport, rport, origin_port)
+
+
+@pytest.fixture
+def gw(origin, ports):
+    g = gh.Gatehouse(conf(ports[0], ports[1], origin.port,
+                          "client_header = 1.0; upstream_response = 1.5; client_idle = 5.0;"))
+    g.start([ports[0], ports[1]])
+    g.fport, g.rport = ports[0], ports[1]
+    g.rurl = "http://127.0.0.1:%d" % ports[1]
+    yield g
+    g.check_clean()
+
+
+def test_slowloris_closed_by_client_header(gw):
+    s = socket.create_connection(("127.0.0.1", gw.rport), timeout=5)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+    t0 = time.time()
+    data = b""
+    while True:
+        try:
+            b = s.recv(4096)
+        except ConnectionResetError:
+            break
+        if not b:
+            break
+        data += b
+        s.sendall(b"X-a: b\r\n") if False else None
+    took = time.time() - t0
+    assert 0.8 < took < 3.0
+    assert data.startswith(b"HTTP/1.1 408")
+
+
+def test_slowloris_trickle_still_closed(gw):
+    s = socket.create_connection(("127.0.0.1", gw.rport), timeout=5)
+    t0 = time.time()
+    closed = False
+    for i in range(40):
+        try:
+            s.sendall(b"X-%d: y\r\n" % i if i else b"GET / HTTP/1.1\r\nHost: x\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
+            break
+        time.sleep(0.1)
+    assert closed or time.time() - t0 < 5
+    s.settimeout(2)
+    try:
+        data = s.recv(4096)
+        assert data == b"" or data.startswith(b"HTTP/1.1 408")
+    except (ConnectionResetError, socket.timeout):
+        pass
+
+
+def test_origin_silent_gives_504(gw):
+    t0 = time.time()
+    st = gh.curl_status(gw.rurl + "/silent")
+    assert st == 504
+    assert time.time() - t0 < 4
+
+
+def test_origin_garbage_gives_502(gw):
+    assert gh.curl_status(gw.rurl + "/garbage") == 502
+
+
+def test_origin_refused_gives_502_fast(ports, origin):
+    dead = gh.free_port()
+    g = gh.Gatehouse(conf(ports[0], ports[1], dead)).start([ports[1]])
+    try:
+        t0 = time.time()
+        assert gh.curl_status("http://127.0.0.1:%d/" % ports[1]) == 502
+        assert time.time() - t0 < 1.0
+    finally:
+        g.check_clean()
+
+
+def test_origin_reset_mid_body(gw):
+    rc, out, err = gh.curl(gw.rurl + "/reset-mid-body")
+    assert rc != 0  # the client sees a truncated transfer, never a complete one
+    assert len(out) < 100000
+
+
+def test_origin_short_body(gw):
+    rc, out, err = gh.curl(gw.rurl + "/short-body")
+    assert rc == 18 and len(out) == 100   # curl: partial file
+
+
+def test_gateway_keeps_serving_after_errors(gw):
+    for p in ("/garbage", "/reset-mid-body", "/short-body"):
+        gh.curl(gw.rurl + p)
+    rc, out, _ = gh.curl(gw.rurl + "/size/3")
+    assert out == b"xxx"
+
+
+@pytest.mark.parametrize("raw,status", [
+    (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello", 400),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n", 501),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX : a\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\nHost: x\n\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: x\rX: y\r\n\r\n", 400),
+    (b"GET /\r\n\r\n", 400),
+    (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\n\r\n", 400),
+    (b"GET http://u:p@x/ HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n", 400),
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"b" * 40000 + b"\r\n\r\n", 431),
+], ids=lambda v: None if isinstance(v, bytes) else str(v))
+def test_malformed_requests_rejected(gw, origin, raw, status):
+    resp = gh.raw_exchange(gw.rport, raw)
+    assert resp.startswith(b"HTTP/1.1 %d" % status), resp[:200]
+    assert b"Connection: close" in resp
+    assert origin.requests == []
+
+
+def test_smuggling_no_second_request_reaches_origin(gw, origin):
+    # CL.TE: a proxy that used CL would forward the smuggled request in the body
+    raw = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 44\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+    gh.raw_exchange(gw.rport, raw)
+    time.sleep(0.2)
+    assert b"/smuggled" not in bytes(origin.raw)
+    assert origin.requests == []
+
+
+def test_chunked_request_with_bad_framing(gw, origin):
+    raw = (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"zz\r\nhello\r\n0\r\n\r\n")
+    resp = gh.raw_exchange(gw.rport, raw)
+    assert resp.startswith(b"HTTP/1.1 400")
+
+
+def test_big_download_streams_with_bounded_memory(gw):
+    size = 1 << 30
+    with gh.PeakRss(gw.proc.pid) as m:
+        rc, out, err = gh.curl("-o", "/dev/null", "-w", "%{size_download}",
+                               gw.rurl + "/stream/%d" % size, timeout=120)
+    assert rc == 0, err
+    assert int(out) == size
+    print("1 GiB download: RSS %d kB -> peak %d kB (+%d kB)" % (m.start, m.peak, m.grow_kb))
+    assert m.grow_kb < 10 * 1024
+
+
+def test_big_upload_streams_with_bounded_memory(gw):
+    size = 1 << 30
+    with gh.PeakRss(gw.proc.pid) as m:
+        p = subprocess.Popen(["curl", "-sS", "--max-time", "120", "-T", "-", "-H", "Expect:",
+                              gw.rurl + "/upload"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        block = b"u" * (1 << 20)
+        for _ in range(size >> 20):
+            p.stdin.write(block)
+        p.stdin.close()
+        out = p.stdout.read()
+        p.wait()
+    assert out == b"%d" % size
+    print("1 GiB upload: RSS %d kB -> peak %d kB (+%d kB)" % (m.start, m.peak, m.grow_kb))
+    assert m.grow_kb < 10 * 1024
+
+
+def test_reload_under_load_zero_failures(gw, origin):
+    stop = threading.Event()
+    results = {"ok": 0, "bad": 0}
+
+    def load():
+        while not stop.is_set():
+            rc, out, err = gh.curl(gw.rurl + "/size/100", timeout=10)
+            if rc == 0 and out == b"x" * 100:
+                results["ok"] += 1
+            else:
+                results["bad"] += 1
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for i in range(5):
+        time.sleep(0.3)
+        gw.reload(settle=0.1)
+    time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert results["bad"] == 0, results
+    assert results["ok"] > 20
+    assert gw.stderr().count("loaded") >= 5
+
+
+def test_reload_with_bad_config_keeps_serving(gw, origin):
+    good = open(gw.conf).read()
+    with open(gw.conf, "w") as f:
+        f.write(good + "\nbogus_section: { x = 1; };\n")
+    gw.signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert gh.curl(gw.rurl + "/size/2")[1] == b"xx"
+    err = gw.stderr()
+    assert "reload failed" in err and "bogus_section" in err
+    with open(gw.conf, "w") as f:
+        f.write(good)
+
+
+def test_reload_adds_and_removes_listener_without_dropping_connections(gw, origin, ports):
+    # an open keep-alive connection survives a reload that removes the forward listener
+    s = socket.create_connection(("127.0.0.1", gw.rport), timeout=5)
+    s.sendall(b"GET /size/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert s.recv(4096).endswith(b"x")
+    new = open(gw.conf).read().replace("127.0.0.1:%d" % gw.fport, "127.0.0.1:%d" % ports[2])
+    with open(gw.conf, "w") as f:
+        f.write(new)
+    gw.signal(signal.SIGHUP)
+    assert gh.wait_port(ports[2], timeout=3)
+    time.sleep(0.2)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", gw.fport), timeout=1)
+    s.sendall(b"GET /size/2 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert s.recv(4096).endswith(b"xx")
+    s.close()
+
+
+def test_sigterm_lets_inflight_finish(origin, ports):
+    g = gh.Gatehouse(conf(ports[0], ports[1], origin.port, "shutdown_grace = 5.0;")).start([ports[1]])
+    res = {}
+
+    def slow():
+        res["r"] = gh.curl("http://127.0.0.1:%d/slow/1" % ports[1])
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.3)
+    t0 = time.time()
+    g.signal(signal.SIGTERM)
+    time.sleep(0.2)
+    # no new connections once stopping
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", ports[1]), timeout=1)
+    t.join()
+    assert res["r"][1] == b"slow done\n"
+    g.proc.wait(10)
+    assert time.time() - t0 < 4
+    g.check_clean()
+
+
+def test_sigterm_grace_expires(origin, ports):
+    g = gh.Gatehouse(conf(ports[0], ports[1], origin.port,
+                          "shutdown_grace = 0.5; upstream_response = 30.0;")).start([ports[1]])
+    t = threading.Thread(target=lambda: gh.curl("http://127.0.0.1:%d/silent" % ports[1]))
+    t.start()
+    time.sleep(0.3)
+    t0 = time.time()
+    g.signal(signal.SIGTERM)
+    g.proc.wait(10)
+    assert time.time() - t0 < 3
+    t.join()
+    g.check_clean()
+
+
+def test_usr1_reopens_access_log(gw, origin):
+    import os
+    gh.curl(gw.rurl + "/size/1")
+    time.sleep(0.5)
+    os.rename(gw.access, gw.access + ".1")
+    gw.signal(signal.SIGUSR1)
+    time.sleep(0.2)
+    gh.curl(gw.rurl + "/size/2")
+    lines = gw.access_lines()
+    assert len(lines) == 1 and "/size/2" in lines[0]

@@ -1,0 +1,94 @@
+#!/bin/bash
+# The whole test suite: unit tests (with fuzz-corpus replays) and integration
+# tests, first on a normal build, then again on an ASan+UBSan build.  Installs
+# its dependencies, builds, and ends with the line "N passed, N failed".
+#   GW_QUICK=1 tests/run.sh   skip the sanitizer pass
+set -u
+cd "$(dirname "$0")/.."
+bash tests/deps.sh test || { echo "0 passed, 1 failed"; exit 1; }
+
+PASS=0
+FAIL=0
+LOGDIR=$(mktemp -d /tmp/gatehouse-tests.XXXXXX)
+
+note() { printf '== %s\n' "$*" >&2; }
+
+build() {   # build DIR [meson options...]
+	local dir=$1; shift
+	if [ ! -f "$dir/build.ninja" ]; then
+		meson setup "$dir" "$@" >"$LOGDIR/setup-$(basename "$dir").log" 2>&1 ||
+			{ cat "$LOGDIR/setup-$(basename "$dir").log" >&2; return 1; }
+	fi
+	meson compile -C "$dir" >"$LOGDIR/build-$(basename "$dir").log" 2>&1 ||
+		{ tail -50 "$LOGDIR/build-$(basename "$dir").log" >&2; return 1; }
+}
+
+unit() {    # unit DIR LABEL
+	local dir=$1 label=$2 name log rc line p f
+	for name in $(meson test -C "$dir" --no-rebuild --list 2>/dev/null | grep " / " | sed 's/^.* \/ //'); do
+		log="$LOGDIR/unit-$label-$name.log"
+		meson test -C "$dir" -v --no-rebuild "$name" >"$log" 2>&1
+		rc=$?
+		line=$(grep -Eo 'RESULT: [0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+		if [ -n "$line" ]; then
+			p=$(echo "$line" | awk '{print $2}')
+			f=$(echo "$line" | awk '{print $4}')
+			[ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+		elif [ "$rc" -eq 0 ]; then
+			p=1 f=0
+		else
+			p=0 f=1
+		fi
+		PASS=$((PASS + p))
+		FAIL=$((FAIL + f))
+		if [ "$f" -ne 0 ]; then
+			note "$label unit $name: FAILED ($f)"
+			tail -40 "$log" >&2
+		else
+			note "$label unit $name: $p passed"
+		fi
+	done
+}
+
+integration() {   # integration DIR LABEL
+	local dir=$1 label=$2 log="$LOGDIR/integration-$2.log" line p f e
+	GATEHOUSE_BIN="$PWD/$dir/gatehouse" timeout 1800 /usr/bin/python3 -m pytest -q \
+		-p no:cacheprovider tests/integration >"$log" 2>&1
+	line=$(tail -1 "$log")
+	p=$(echo "$line" | grep -Eo '[0-9]+ passed' | awk '{print $1}')
+	f=$(echo "$line" | grep -Eo '[0-9]+ failed' | awk '{print $1}')
+	e=$(echo "$line" | grep -Eo '[0-9]+ errors?' | awk '{print $1}')
+	p=${p:-0} f=${f:-0} e=${e:-0}
+	[ "$p" -eq 0 ] && [ "$f" -eq 0 ] && [ "$e" -eq 0 ] && f=1
+	PASS=$((PASS + p))
+	FAIL=$((FAIL + f + e))
+	note "$label integration: $line"
+	if [ $((f + e)) -ne 0 ]; then
+		grep -E '^(FAILED|ERROR) ' "$log" >&2
+		tail -80 "$log" >&2
+	fi
+}
+
+note "normal build"
+if build build; then
+	unit build plain
+	integration build plain
+else
+	FAIL=$((FAIL + 1))
+fi
+
+if [ "${GW_QUICK:-0}" != 1 ]; then
+	note "ASan+UBSan build"
+	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1
+	export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+	if build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug; then
+		unit build-asan asan
+		integration build-asan asan
+	else
+		FAIL=$((FAIL + 1))
+	fi
+fi
+
+note "logs in $LOGDIR"
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" -eq 0 ]
