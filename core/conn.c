@@ -24,6 +24,8 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -44,6 +46,7 @@
 #include "core/snapshot.h"
 #include "core/stats.h"
 #include "core/status.h"
+#include "core/tls.h"
 #include "core/worker.h"
 
 #define CONN_MAGIC 0x67776331u
@@ -93,8 +96,8 @@ static void arena_free(struct arena_blk *b)
 
 /* ---- types ---- */
 
-enum cstate { CS_HEAD, CS_BUSY, CS_TUNNEL, CS_LINGER, CS_CLOSED };
-enum decision { DEC_NONE, DEC_PROXY, DEC_TUNNEL, DEC_RESPOND, DEC_FILE };
+enum cstate { CS_HANDSHAKE, CS_HEAD, CS_BUSY, CS_TUNNEL, CS_LINGER, CS_CLOSED };
+enum decision { DEC_NONE, DEC_PROXY, DEC_TUNNEL, DEC_RESPOND, DEC_FILE, DEC_DEFER, DEC_READBODY };
 enum cto { TO_IDLE, TO_HEADER, TO_BODY, TO_SEND, TO_TUNNEL, TO_LINGER };
 
 struct xfer {
@@ -130,6 +133,7 @@ struct gw_req {
 	char *up_path;
 	size_t up_path_len;
 	char pool_key[300];
+	int up_tls;                /* upstream index + 1 for TLS to the upstream, 0 = plain */
 	int status;
 	int file_fd;
 	uint64_t file_off, file_len;
@@ -158,6 +162,19 @@ struct gw_req {
 	int resp_http10;           /* upstream answered HTTP/1.0 */
 	int resp_conn_close;       /* upstream said Connection: close */
 	int body_capped;
+
+	/* gw_req_defer / gw_req_wake */
+	struct event ev_wake;
+	void (*wake_fn)(struct gw_req *, void *);
+	void *wake_arg;
+	int deferred, orphan;
+	struct gw_worker *wake_w;   /* the worker that waits (the conn may be gone) */
+	/* gw_req_read_body: the buffered (de-chunked) body */
+	struct evbuffer *bodybuf;
+	uint64_t body_max;
+	int reading_body;
+	int body_complete;         /* bodybuf holds the whole body */
+	int body_buffered;         /* the body went through bodybuf */
 };
 
 struct gw_conn {
@@ -171,12 +188,14 @@ struct gw_conn {
 	void *side;
 	struct event ev_rd, ev_wr, ev_to, ev_free;
 	struct evbuffer *in, *out;
+	SSL *ssl;                  /* TLS listener: the session; NULL = plain */
 	struct sockaddr_storage peer, local;
 	char peer_str[INET6_ADDRSTRLEN];
 	struct gw_req *rq;
 	struct upconn *up;
 	enum cto to_kind;
 	unsigned rd_on : 1, wr_on : 1, rd_eof : 1, wr_shut : 1, head_started : 1;
+	size_t parsed_len;         /* buffered head bytes at the last parse attempt */
 	unsigned up_paused : 1;    /* upstream reading paused: our output is full */
 	struct gw_conn *next, *prev;
 };
@@ -192,6 +211,8 @@ struct upconn {
 	char addr_str[64];
 	double idle_since;
 	int connecting, reused, eof, wr_shut, rd_on, wr_on, got_bytes;
+	SSL *ssl;                  /* TLS to the upstream; NULL = plain */
+	int tls_hs;                /* TLS handshake in progress */
 	int cl_paused;             /* client reading paused: our output is full */
 	int family;
 	struct upconn *pnext, *pprev;
@@ -371,19 +392,25 @@ static void client_timer(struct gw_conn *c, enum cto kind)
 
 static void rd_enable(struct gw_conn *c, int on)
 {
-	if (on && !c->rd_on && !c->rd_eof)
+	if (on && !c->rd_on && !c->rd_eof) {
 		event_add(&c->ev_rd, NULL);
-	else if (!on && c->rd_on)
+		if (c->ssl != NULL && SSL_pending(c->ssl) > 0)
+			event_active(&c->ev_rd, EV_READ, 0);
+	} else if (!on && c->rd_on) {
 		event_del(&c->ev_rd);
+	}
 	c->rd_on = on && !c->rd_eof;
 }
 
 static void up_rd_enable(struct upconn *u, int on)
 {
-	if (on && !u->rd_on && !u->eof)
+	if (on && !u->rd_on && !u->eof) {
 		event_add(&u->ev_rd, NULL);
-	else if (!on && u->rd_on)
+		if (u->ssl != NULL && SSL_pending(u->ssl) > 0)
+			event_active(&u->ev_rd, EV_READ, 0);
+	} else if (!on && u->rd_on) {
 		event_del(&u->ev_rd);
+	}
 	u->rd_on = on && !u->eof;
 }
 
@@ -417,6 +444,85 @@ static ssize_t buf_read(struct evbuffer *buf, int fd)
 	}
 	evbuffer_commit_space(buf, v, nv);
 	return n;
+}
+
+/* Like buf_read, through TLS when ssl is set.  Reads until the TLS layer
+ * has nothing more (level-triggered epoll cannot see bytes OpenSSL holds). */
+static ssize_t io_read(int fd, SSL *ssl, struct evbuffer *buf)
+{
+	size_t total = 0;
+
+	if (ssl == NULL)
+		return buf_read(buf, fd);
+	while (total < READ_MAX) {
+		struct evbuffer_iovec v;
+		int n, e;
+
+		if (evbuffer_reserve_space(buf, 16384, &v, 1) < 1)
+			return -1;
+		ERR_clear_error();
+		n = SSL_read(ssl, v.iov_base, (int)(v.iov_len > 65536 ? 65536 : v.iov_len));
+		if (n > 0) {
+			v.iov_len = (size_t)n;
+			evbuffer_commit_space(buf, &v, 1);
+			total += (size_t)n;
+			continue;
+		}
+		evbuffer_commit_space(buf, &v, 0);
+		e = SSL_get_error(ssl, n);
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+			break;
+		if (e == SSL_ERROR_ZERO_RETURN)
+			return total ? (ssize_t)total : 0;
+		ERR_clear_error();
+		return total ? (ssize_t)total : -1;
+	}
+	return total ? (ssize_t)total : -2;
+}
+
+/* Write from buf (draining what was written).  Returns bytes written, 0 if
+ * the socket is full, -1 on error. */
+static int io_write(int fd, SSL *ssl, struct evbuffer *buf)
+{
+	struct evbuffer_iovec v;
+	int n;
+
+	if (ssl == NULL) {
+		n = evbuffer_write(buf, fd);
+		if (n < 0)
+			return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? 0 : -1;
+		return n;
+	}
+	if (evbuffer_peek(buf, -1, NULL, &v, 1) < 1)
+		return 0;
+	if (v.iov_len < 16384 && evbuffer_get_length(buf) > v.iov_len) {
+		/* one TLS record for a head and the start of its body */
+		size_t want = evbuffer_get_length(buf) < 16384 ? evbuffer_get_length(buf) : 16384;
+		v.iov_base = evbuffer_pullup(buf, (ev_ssize_t)want);
+		v.iov_len = want;
+	}
+	ERR_clear_error();
+	n = SSL_write(ssl, v.iov_base, (int)(v.iov_len > 65536 ? 65536 : v.iov_len));
+	if (n > 0) {
+		evbuffer_drain(buf, (size_t)n);
+		return n;
+	}
+	n = SSL_get_error(ssl, n);
+	if (n == SSL_ERROR_WANT_WRITE || n == SSL_ERROR_WANT_READ)
+		return 0;
+	ERR_clear_error();
+	return -1;
+}
+
+/* Half-close our sending side (TLS: close_notify first). */
+static void io_shutdown(int fd, SSL *ssl)
+{
+	if (ssl != NULL) {
+		ERR_clear_error();
+		(void)SSL_shutdown(ssl);
+		ERR_clear_error();
+	}
+	shutdown(fd, SHUT_WR);
 }
 
 static void date_header(char *out, size_t cap)
@@ -520,6 +626,15 @@ static void pump_request_body(struct gw_conn *c);
 static void tunnel_pump(struct gw_conn *c);
 static void send_local(struct gw_req *rq);
 static void up_detach_close(struct gw_conn *c);
+static void up_handshake(struct upconn *u);
+static void upstream_ready(struct gw_conn *c);
+static int family_retry(struct gw_conn *c, int stage);
+static void upstream_failed(struct gw_conn *c, int status, const char *reason);
+static void dispatch(struct gw_conn *c, struct gw_req *rq);
+static void body_setup(struct gw_req *rq);
+static void buffer_body(struct gw_conn *c);
+static void req_free(struct gw_req *rq);
+static int xfer_pump(struct xfer *x, struct evbuffer *src, struct evbuffer *dst);
 
 /* ---- the request API for families ---- */
 
@@ -529,7 +644,16 @@ const char *gw_req_client_str(const struct gw_req *rq) { return rq->c->peer_str;
 const struct sockaddr *gw_req_local(const struct gw_req *rq) { return (const struct sockaddr *)&rq->c->local; }
 const char *gw_req_id(const struct gw_req *rq) { return rq->id; }
 const struct conf *gw_req_conf(const struct gw_req *rq) { return rq->c->snap->conf; }
-int gw_req_is_tls(const struct gw_req *rq) { (void)rq; return 0; }
+int gw_req_is_tls(const struct gw_req *rq) { return rq->c->ssl != NULL; }
+const char *gw_req_sni(const struct gw_req *rq)
+{
+	return rq->c->ssl ? SSL_get_servername(rq->c->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
+}
+
+void gw_req_upstream_tls(struct gw_req *rq, int upstream)
+{
+	rq->up_tls = upstream + 1;
+}
 
 void *gw_req_alloc(struct gw_req *rq, size_t n)
 {
@@ -558,6 +682,23 @@ void gw_req_proxy(struct gw_req *rq, const char *host, size_t host_len, uint16_t
 	if (path == NULL) {
 		path = rq->head.path;
 		path_len = rq->head.path_len;
+		if (rq->head.flags & GW_HF_PATH_EMPTY) {
+			/* "http://host" or "http://host?q": origin-form needs its "/"
+			 * (RFC 9112 3.2.1), OPTIONS without a path means "*" */
+			char *p = gw_req_alloc(rq, path_len + 2);
+			if (rq->head.method == GW_M_OPTIONS && (path_len == 0 || path[0] != '?')) {
+				p[0] = '*';
+				path_len = 1;
+			} else {
+				p[0] = '/';
+				if (path[0] == '?')
+					memcpy(p + 1, path, path_len);
+				path_len = path[0] == '?' ? path_len + 1 : 1;
+			}
+			rq->up_path = p;
+			rq->up_path_len = path_len;
+			return;
+		}
 	}
 	rq->up_path = gw_req_strndup(rq, path, path_len);
 	rq->up_path_len = path_len;
@@ -657,7 +798,7 @@ static void req_log_free(struct gw_conn *c, struct gw_req *rq)
 		gw_stat_add(&c->w->stats->fam[fam][GW_FC_STATUS_1XX + st / 100 - 1], 1);
 	gw_stat_add(&c->w->stats->fam[fam][GW_FC_BYTES_IN], rq->bytes_in);
 	gw_stat_add(&c->w->stats->fam[fam][GW_FC_BYTES_OUT], rq->bytes_out);
-	if (gw_access_enabled()) {
+	{
 		memset(&r, 0, sizeof r);
 		if (!rq->parse_error) {
 			ua = gw_http1_find(h, "user-agent");
@@ -687,10 +828,23 @@ static void req_log_free(struct gw_conn *c, struct gw_req *rq)
 		if (ref) { r.referer = ref->value; r.referer_len = ref->value_len; }
 		gw_access_log(&c->w->alog, &r);
 	}
-	if (rq->dnsq != NULL)
+	if (rq->dnsq != NULL) {
 		gw_dns_cancel(rq->dnsq);
+		rq->dnsq = NULL;
+	}
+	if (rq->deferred) {
+		rq->orphan = 1;    /* freed when its gw_req_wake() arrives */
+		return;
+	}
+	req_free(rq);
+}
+
+static void req_free(struct gw_req *rq)
+{
 	if (rq->file_fd >= 0)
 		close(rq->file_fd);
+	if (rq->bodybuf != NULL)
+		evbuffer_free(rq->bodybuf);
 	free(rq->headbuf);
 	arena_free(rq->arena);
 }
@@ -729,10 +883,19 @@ static void conn_close(struct gw_conn *c, enum gw_close_reason why)
 		c->rq = NULL;
 		req_log_free(c, rq);
 	}
-	c->state = CS_CLOSED;
 	event_del(&c->ev_rd);
 	event_del(&c->ev_wr);
 	event_del(&c->ev_to);
+	if (c->ssl != NULL) {
+		if (c->state != CS_HANDSHAKE && !c->wr_shut) {
+			ERR_clear_error();
+			(void)SSL_shutdown(c->ssl);   /* best effort close_notify */
+		}
+		ERR_clear_error();
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+	}
+	c->state = CS_CLOSED;
 	close(c->fd);
 	c->fd = -1;
 	gw_stat_add(&w->stats->close[why], 1);
@@ -757,12 +920,8 @@ static void conn_close(struct gw_conn *c, enum gw_close_reason why)
 static void conn_write(struct gw_conn *c)
 {
 	while (evbuffer_get_length(c->out) > 0) {
-		int n = evbuffer_write(c->out, c->fd);
+		int n = io_write(c->fd, c->ssl, c->out);
 		if (n < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			if (errno == EINTR)
-				continue;
 			conn_close(c, GW_CLOSE_CLIENT_ERROR);
 			return;
 		}
@@ -808,7 +967,7 @@ static void conn_write(struct gw_conn *c)
 
 static void start_linger(struct gw_conn *c)
 {
-	shutdown(c->fd, SHUT_WR);
+	io_shutdown(c->fd, c->ssl);
 	c->wr_shut = 1;
 	c->state = CS_LINGER;
 	evbuffer_drain(c->in, evbuffer_get_length(c->in));
@@ -853,6 +1012,7 @@ static void finish_request(struct gw_conn *c)
 	}
 	c->state = CS_HEAD;
 	c->head_started = 0;
+	c->parsed_len = 0;
 	rd_enable(c, 1);
 	client_timer(c, TO_IDLE);
 	if (evbuffer_get_length(c->in) > 0 || c->rd_eof)
@@ -895,11 +1055,17 @@ static void send_local(struct gw_req *rq)
 	if (!head_only && rq->status != 304 && rq->status != 204) {
 		if (rq->dec == DEC_FILE) {
 			if (rq->file_len > 0) {
-				if (evbuffer_add_file(o, rq->file_fd, (ev_off_t)rq->file_off,
-				    (ev_off_t)rq->file_len) == 0)
-					rq->file_fd = -1;  /* owned by the buffer now */
-				else
+				/* sendfile for plain sockets; TLS must see the bytes */
+				struct evbuffer_file_segment *seg = evbuffer_file_segment_new(rq->file_fd,
+				    (ev_off_t)rq->file_off, (ev_off_t)rq->file_len,
+				    EVBUF_FS_CLOSE_ON_FREE | (c->ssl != NULL ? EVBUF_FS_DISABLE_SENDFILE : 0));
+				if (seg != NULL && evbuffer_add_file_segment(o, seg, 0, -1) == 0) {
+					rq->file_fd = -1;  /* owned by the segment now */
+				} else {
 					rq->close_after = 1;
+				}
+				if (seg != NULL)
+					evbuffer_file_segment_free(seg);
 			}
 		} else {
 			evbuffer_add(o, rq->body, rq->file_len);
@@ -921,6 +1087,105 @@ static void respond_error(struct gw_req *rq, int status, const char *reason)
 		rq->close_after = 1;
 	send_local(rq);
 }
+
+/* Request body framing state from the head. */
+static void body_setup(struct gw_req *rq)
+{
+	const struct gw_http_head *h = &rq->head;
+
+	rq->reqx.kind = h->body;
+	rq->reqx.remaining = h->content_length;
+	gw_chunked_init(&rq->reqx.ck);
+	rq->reqx.out_chunked = h->body == GW_BODY_CHUNKED;
+	rq->reqx.done = h->body == GW_BODY_NONE ||
+	    (h->body == GW_BODY_LENGTH && h->content_length == 0);
+}
+
+/* gw_req_read_body: collect the body into rq->bodybuf, then ask the family. */
+static void buffer_body(struct gw_conn *c)
+{
+	struct gw_req *rq = c->rq;
+	size_t before = evbuffer_get_length(c->in), len;
+	const char *data;
+
+	if (xfer_pump(&rq->reqx, c->in, rq->bodybuf) < 0) {
+		rq->reading_body = 0;
+		rq->close_after = 1;
+		respond_error(rq, 400, "bad chunked request body");
+		return;
+	}
+	rq->bytes_in += before - evbuffer_get_length(c->in);
+	len = evbuffer_get_length(rq->bodybuf);
+	if (!rq->reqx.done && len < rq->body_max) {
+		if (c->rd_eof) {
+			rq->reason = "client closed during request body";
+			conn_close(c, GW_CLOSE_CLIENT_EOF);
+		} else {
+			client_timer(c, TO_BODY);
+		}
+		return;
+	}
+	rq->reading_body = 0;
+	rq->body_buffered = 1;
+	rq->body_complete = rq->reqx.done;
+	rd_enable(c, 0);
+	event_del(&c->ev_to);
+	data = (const char *)evbuffer_pullup(rq->bodybuf, -1);
+	rq->dec = DEC_NONE;
+	c->proto->on_body(rq, data ? data : "", len < rq->body_max || rq->body_max == 0 ? len :
+	    (size_t)rq->body_max, rq->body_complete, c->side);
+	if (c->state != CS_CLOSED && c->rq == rq)
+		dispatch(c, rq);
+}
+
+static void wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_req *rq = arg;
+	struct gw_conn *c = rq->c;
+
+	(void)fd;
+	(void)what;
+	rq->deferred = 0;
+	rq->wake_w->ndeferred--;
+	if (rq->orphan) {
+		/* the client went away: let the family clean up, then free */
+		rq->wake_fn(rq, rq->wake_arg);
+		req_free(rq);
+		return;
+	}
+	rq->dec = DEC_NONE;
+	rq->wake_fn(rq, rq->wake_arg);
+	if (c->state != CS_CLOSED && c->rq == rq)
+		dispatch(c, rq);
+}
+
+void gw_req_defer(struct gw_req *rq)
+{
+	rq->dec = DEC_DEFER;
+	rq->deferred = 1;
+	rq->wake_w = rq->c->w;
+	rq->wake_w->ndeferred++;
+	event_assign(&rq->ev_wake, rq->c->w->base, -1, 0, wake_cb, rq);
+}
+
+void gw_req_wake(struct gw_req *rq, void (*fn)(struct gw_req *, void *), void *arg)
+{
+	rq->wake_fn = fn;
+	rq->wake_arg = arg;
+	event_active(&rq->ev_wake, EV_TIMEOUT, 0);   /* thread-safe (evthread_use_pthreads) */
+}
+
+int gw_req_alive(const struct gw_req *rq) { return !rq->orphan; }
+
+void gw_req_read_body(struct gw_req *rq, uint64_t max)
+{
+	rq->dec = DEC_READBODY;
+	rq->body_max = max;
+}
+
+int gw_req_worker(const struct gw_req *rq) { return rq->c->w->id; }
+int gw_req_body_sent(const struct gw_req *rq) { return rq->reqx.moved > 0 || rq->body_buffered; }
+int gw_req_status(const struct gw_req *rq) { return rq->status; }
 
 static void start_request(struct gw_conn *c, struct gw_req *rq)
 {
@@ -967,26 +1232,65 @@ static void start_request(struct gw_conn *c, struct gw_req *rq)
 	c->proto->on_request(rq, c->side);
 	if (c->state == CS_CLOSED)
 		return;
+	dispatch(c, rq);
+}
+
+/* Carry out the family's decision for rq. */
+static void dispatch(struct gw_conn *c, struct gw_req *rq)
+{
+	const struct gw_http_head *h = &rq->head;
+
 	switch (rq->dec) {
 	case DEC_NONE:
 		gw_error("%s: family decided nothing for request %s", c->proto->name, rq->id);
 		respond_error(rq, 500, "no decision");
 		return;
+	case DEC_DEFER:
+		return;  /* gw_req_wake() continues */
 	case DEC_RESPOND:
 	case DEC_FILE:
 		send_local(rq);
 		return;
+	case DEC_READBODY:
+		if (h->body == GW_BODY_NONE || (h->body == GW_BODY_LENGTH && h->content_length == 0)) {
+			rq->dec = DEC_NONE;
+			rq->body_complete = 1;
+			rq->reqx.done = 1;
+			c->proto->on_body(rq, "", 0, 1, c->side);
+			if (c->state != CS_CLOSED)
+				dispatch(c, rq);
+			return;
+		}
+		if (rq->bodybuf == NULL && (rq->bodybuf = evbuffer_new()) == NULL) {
+			respond_error(rq, 500, "out of memory");
+			return;
+		}
+		body_setup(rq);
+		rq->reqx.out_chunked = 0;
+		rq->reading_body = 1;
+		rd_enable(c, 1);
+		client_timer(c, TO_BODY);
+		if ((h->flags & GW_HF_EXPECT_CONTINUE) && h->version_minor == 1 && !rq->sent_continue) {
+			evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+			rq->sent_continue = 1;
+			conn_write(c);
+			if (c->state == CS_CLOSED)
+				return;
+		}
+		buffer_body(c);
+		return;
 	case DEC_PROXY:
-		if (h->body == GW_BODY_LENGTH && rq->max_body > 0 && h->content_length > rq->max_body) {
+		if (!rq->body_buffered && h->body == GW_BODY_LENGTH && rq->max_body > 0 &&
+		    h->content_length > rq->max_body) {
 			respond_error(rq, 413, "body over limit");
 			return;
 		}
-		rq->reqx.kind = h->body;
-		rq->reqx.remaining = h->content_length;
-		gw_chunked_init(&rq->reqx.ck);
-		rq->reqx.out_chunked = h->body == GW_BODY_CHUNKED;
-		rq->reqx.done = h->body == GW_BODY_NONE ||
-		    (h->body == GW_BODY_LENGTH && h->content_length == 0);
+		if (!rq->body_buffered) {
+			body_setup(rq);
+		} else if (!rq->body_complete) {
+			/* the rest streams after the buffered part, framed as it came */
+			rq->reqx.out_chunked = h->body == GW_BODY_CHUNKED;
+		}
 		rq->upgrade = (h->flags & GW_HF_UPGRADE) && (h->flags & GW_HF_CONN_UPGRADE) &&
 		    h->version_minor == 1;
 		proxy_start(rq);
@@ -1039,6 +1343,14 @@ static void handle_head(struct gw_conn *c)
 	if (len > lim.max_header_bytes + 8)
 		len = lim.max_header_bytes + 8;
 	p = (const char *)evbuffer_pullup(c->in, (ev_ssize_t)len);
+	/* the parser rescans from the start: against a byte-at-a-time client,
+	 * try again only once a line ended or 1 KiB more arrived */
+	if (c->parsed_len > 0 && len > c->parsed_len && len - c->parsed_len < 1024 && !c->rd_eof &&
+	    memchr(p + c->parsed_len, '\n', len - c->parsed_len) == NULL) {
+		rd_enable(c, 1);
+		return;
+	}
+	c->parsed_len = len;
 	memset(&tmp, 0, sizeof tmp);
 	tmp.hdrs = scratch;
 	tmp.hdrs_cap = lim.max_headers < SCRATCH_HDRS ? lim.max_headers : SCRATCH_HDRS;
@@ -1084,6 +1396,7 @@ static void handle_head(struct gw_conn *c)
 	}
 	memcpy(rq->headbuf, p, (size_t)r);
 	evbuffer_drain(c->in, (size_t)r);
+	c->parsed_len = 0;
 	rq->bytes_in = (uint64_t)r;
 	rq->head.hdrs = hdrs;
 	rq->head.hdrs_cap = tmp.nhdrs + 1;
@@ -1197,6 +1510,14 @@ static void up_free(struct upconn *u)
 	event_del(&u->ev_rd);
 	event_del(&u->ev_wr);
 	event_del(&u->ev_to);
+	if (u->ssl != NULL) {
+		if (!u->tls_hs && !u->wr_shut && !u->eof) {
+			ERR_clear_error();
+			(void)SSL_shutdown(u->ssl);
+		}
+		ERR_clear_error();
+		SSL_free(u->ssl);
+	}
 	if (u->fd >= 0)
 		close(u->fd);
 	evbuffer_free(u->in);
@@ -1220,13 +1541,11 @@ static void up_write(struct upconn *u)
 
 	if (u->connecting)
 		return;
+	if (u->tls_hs)
+		return;
 	while (evbuffer_get_length(u->out) > 0) {
-		int n = evbuffer_write(u->out, u->fd);
+		int n = io_write(u->fd, u->ssl, u->out);
 		if (n < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			if (errno == EINTR)
-				continue;
 			/* the origin went away while we were sending: the response
 			 * path reports it (it may already have answered) */
 			u->eof = 1;
@@ -1268,6 +1587,34 @@ static void up_write(struct upconn *u)
 	}
 	if (c != NULL && c->state == CS_TUNNEL && left == 0)
 		tunnel_pump(c);
+}
+
+/*
+ * Offer the family a retry (e.g. on another server) after an upstream
+ * failure at stage.  Returns 1 if the request was restarted.
+ */
+static int family_retry(struct gw_conn *c, int stage)
+{
+	struct gw_req *rq = c->rq;
+
+	if (rq == NULL || c->proto->on_upstream_error == NULL || rq->resp_head_done ||
+	    rq->dec != DEC_PROXY || c->state != CS_BUSY)
+		return 0;
+	if (stage != GW_UPFAIL_CONNECT && gw_req_body_sent(rq))
+		return 0;
+	if (c->up != NULL)
+		up_detach_close(c);
+	rq->dec = DEC_NONE;
+	if (!c->proto->on_upstream_error(rq, stage, c->side) || rq->dec != DEC_PROXY) {
+		rq->dec = DEC_PROXY;
+		return 0;
+	}
+	rq->addr_idx = 0;
+	rq->connect_err = 0;
+	rq->retried = 1;   /* a fresh connection, not the pool */
+	gw_stat_add(&c->w->stats->fam[c->proto->family][GW_FC_UPSTREAM_ERRORS], 1);
+	proxy_start(rq);
+	return 1;
 }
 
 /* Fail the request with status (502/504) if nothing was sent to the client
@@ -1320,6 +1667,8 @@ static void send_request_head(struct gw_req *rq, struct upconn *u)
 			continue;
 		if (h->target_form == GW_TF_ABSOLUTE && hdr_is(x, "host"))
 			continue;
+		if (rq->body_complete && hdr_is(x, "content-length"))
+			continue;
 		if (rq->sent_continue && hdr_is(x, "expect"))
 			continue;
 		if (hdr_is(x, "max-forwards") && (h->method == GW_M_OPTIONS || h->method == GW_M_TRACE) &&
@@ -1333,7 +1682,9 @@ static void send_request_head(struct gw_req *rq, struct upconn *u)
 	if (!rq->no_via && via != NULL && via[0] != '\0')
 		evbuffer_add_printf(o, "Via: 1.%d %s\r\n", h->version_minor, via);
 	add_edits(o, rq->req_edits);
-	if (rq->reqx.out_chunked)
+	if (rq->body_complete && (h->body != GW_BODY_NONE))
+		evbuffer_add_printf(o, "Content-Length: %zu\r\n", evbuffer_get_length(rq->bodybuf));
+	else if (rq->reqx.out_chunked)
 		evbuffer_add(o, "Transfer-Encoding: chunked\r\n", 28);
 	if (rq->upgrade) {
 		const struct gw_hdr *up = gw_http1_find(h, "upgrade");
@@ -1365,11 +1716,20 @@ static void upstream_ready(struct gw_conn *c)
 		return;
 	}
 	if ((rq->head.flags & GW_HF_EXPECT_CONTINUE) && !rq->reqx.done &&
-	    rq->head.version_minor == 1) {
+	    rq->head.version_minor == 1 && !rq->sent_continue) {
 		evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 		rq->sent_continue = 1;
 	}
 	send_request_head(rq, u);
+	if (rq->body_buffered) {
+		size_t n = evbuffer_get_length(rq->bodybuf);
+		if (n > 0 && rq->reqx.out_chunked)
+			evbuffer_add_printf(u->out, "%zx\r\n", n);
+		evbuffer_add_buffer(u->out, rq->bodybuf);
+		if (n > 0 && rq->reqx.out_chunked)
+			evbuffer_add(u->out, "\r\n", 2);
+		rq->reqx.moved += n;
+	}
 	up_rd_enable(u, 1);
 	/* upstream_response counts from the end of the request (a long upload
 	 * is paced by client_body and by write progress instead) */
@@ -1437,12 +1797,25 @@ static void pump_request_body(struct gw_conn *c)
 static void on_connected(struct gw_conn *c)
 {
 	struct upconn *u = c->up;
+	struct gw_req *rq = c->rq;
 
 	u->connecting = 0;
 	event_del(&u->ev_wr);
 	u->wr_on = 0;
-	event_del(&u->ev_to);
 	gw_stat_add(&c->w->stats->fam[c->proto->family][GW_FC_UPSTREAM_CONNECTS], 1);
+	if (rq->up_tls > 0) {
+		u->ssl = gw_tls_upstream_ssl(c->snap->tls, rq->up_tls - 1);
+		if (u->ssl == NULL || SSL_set_fd(u->ssl, u->fd) != 1) {
+			up_detach_close(c);
+			upstream_failed(c, 502, "upstream TLS: cannot create a session");
+			return;
+		}
+		SSL_set_connect_state(u->ssl);
+		u->tls_hs = 1;
+		up_handshake(u);   /* the connect timer keeps running until it completes */
+		return;
+	}
+	event_del(&u->ev_to);
 	upstream_ready(c);
 }
 
@@ -1500,7 +1873,9 @@ static void connect_next(struct gw_req *rq)
 	}
 	char msg[128];
 	snprintf(msg, sizeof msg, "cannot connect: %s", last_err ? strerror(last_err) : "no address");
-	upstream_failed(c, 502, gw_req_strndup(rq, msg, strlen(msg)));
+	if (family_retry(c, GW_UPFAIL_CONNECT))
+		return;
+	upstream_failed(c, last_err == ETIMEDOUT ? 504 : 502, gw_req_strndup(rq, msg, strlen(msg)));
 }
 
 static void resolved(struct gw_req *rq, const struct gw_dns_result *res)
@@ -1552,7 +1927,8 @@ static void proxy_start(struct gw_req *rq)
 	struct upconn *u;
 	int r;
 
-	snprintf(rq->pool_key, sizeof rq->pool_key, "%s:%u", rq->up_host, rq->up_port);
+	snprintf(rq->pool_key, sizeof rq->pool_key, "%s%s:%u", rq->up_tls ? "tls|" : "",
+	    rq->up_host, rq->up_port);
 	if (rq->dec == DEC_PROXY && !rq->upgrade && !rq->retried &&
 	    (u = pool_get(c->w, rq->pool_key)) != NULL) {
 		u->c = c;
@@ -1662,7 +2038,7 @@ static void process_response(struct gw_conn *c)
 
 		if (len == 0) {
 			if (u->eof) {
-				if (retry_fresh(c))
+				if (retry_fresh(c) || family_retry(c, GW_UPFAIL_RESET))
 					return;
 				upstream_failed(c, 502, "upstream closed the connection before answering");
 			}
@@ -1733,6 +2109,12 @@ static void process_response(struct gw_conn *c)
 				tunnel_pump(c);
 			return;
 		}
+		if ((r.status == 502 || r.status == 503) && !gw_req_body_sent(rq) &&
+		    (rq->head.method == GW_M_GET || rq->head.method == GW_M_HEAD ||
+		    rq->head.method == GW_M_OPTIONS || rq->head.method == GW_M_PUT ||
+		    rq->head.method == GW_M_DELETE || rq->head.method == GW_M_TRACE) &&
+		    family_retry(c, GW_UPFAIL_STATUS))
+			return;
 		relay_response_head(c, &r);
 		evbuffer_drain(u->in, (size_t)n);
 	}
@@ -1788,11 +2170,11 @@ static void tunnel_pump(struct gw_conn *c)
 		evbuffer_remove_buffer(u->in, c->out, n);
 	/* half-close: pass an EOF on once everything before it is written */
 	if (c->rd_eof && evbuffer_get_length(u->out) == 0 && !u->wr_shut) {
-		shutdown(u->fd, SHUT_WR);
+		io_shutdown(u->fd, u->ssl);
 		u->wr_shut = 1;
 	}
 	if (u->eof && evbuffer_get_length(c->out) == 0 && !c->wr_shut) {
-		shutdown(c->fd, SHUT_WR);
+		io_shutdown(c->fd, c->ssl);
 		c->wr_shut = 1;
 	}
 	if (c->wr_shut && u->wr_shut) {
@@ -1820,6 +2202,104 @@ static void tunnel_pump(struct gw_conn *c)
 	}
 }
 
+/* ---- TLS handshakes ---- */
+
+static void client_handshake(struct gw_conn *c)
+{
+	int r, e;
+
+	ERR_clear_error();
+	r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		c->state = CS_HEAD;
+		if (c->wr_on) {
+			event_del(&c->ev_wr);
+			c->wr_on = 0;
+		}
+		rd_enable(c, 1);
+		/* application data may already sit in OpenSSL's buffer */
+		event_active(&c->ev_rd, EV_READ, 0);
+		return;
+	}
+	e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ) {
+		if (c->wr_on) {
+			event_del(&c->ev_wr);
+			c->wr_on = 0;
+		}
+		rd_enable(c, 1);
+		return;
+	}
+	if (e == SSL_ERROR_WANT_WRITE) {
+		if (!c->wr_on) {
+			event_add(&c->ev_wr, NULL);
+			c->wr_on = 1;
+		}
+		return;
+	}
+	if (gw_log_enabled(GW_LOG_DEBUG)) {
+		char buf[256];
+		ERR_error_string_n(ERR_peek_error(), buf, sizeof buf);
+		gw_debug("TLS handshake with %s failed: %s", c->peer_str, buf);
+	}
+	ERR_clear_error();
+	conn_close(c, GW_CLOSE_CLIENT_ERROR);
+}
+
+static void up_handshake(struct upconn *u)
+{
+	struct gw_conn *c = u->c;
+	int r, e;
+
+	ERR_clear_error();
+	r = SSL_do_handshake(u->ssl);
+	if (r == 1) {
+		u->tls_hs = 0;
+		event_del(&u->ev_wr);
+		u->wr_on = 0;
+		event_del(&u->ev_to);
+		if (!u->rd_on) {
+			event_add(&u->ev_rd, NULL);
+			u->rd_on = 1;
+		}
+		upstream_ready(c);
+		return;
+	}
+	e = SSL_get_error(u->ssl, r);
+	if (e == SSL_ERROR_WANT_READ) {
+		event_del(&u->ev_wr);
+		u->wr_on = 0;
+		if (!u->rd_on) {
+			event_add(&u->ev_rd, NULL);
+			u->rd_on = 1;
+		}
+		return;
+	}
+	if (e == SSL_ERROR_WANT_WRITE) {
+		if (!u->wr_on) {
+			event_add(&u->ev_wr, NULL);
+			u->wr_on = 1;
+		}
+		return;
+	}
+	{
+		struct gw_req *rq = c->rq;
+		char buf[200], msg[300];
+		long vr = SSL_get_verify_result(u->ssl);
+		ERR_error_string_n(ERR_peek_error(), buf, sizeof buf);
+		ERR_clear_error();
+		if (vr != X509_V_OK)
+			snprintf(msg, sizeof msg, "upstream TLS: certificate verification failed: %s",
+			    X509_verify_cert_error_string(vr));
+		else
+			snprintf(msg, sizeof msg, "upstream TLS handshake failed: %s", buf);
+		up_detach_close(c);
+		if (family_retry(c, GW_UPFAIL_CONNECT))
+			return;
+		upstream_failed(c, 502, gw_req_strndup(rq, msg, strlen(msg)));
+	}
+}
+
 /* ---- event callbacks ---- */
 
 static void client_rd_cb(evutil_socket_t fd, short what, void *arg)
@@ -1830,9 +2310,13 @@ static void client_rd_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	if (c->state == CS_CLOSED)
 		return;
+	if (c->state == CS_HANDSHAKE) {
+		client_handshake(c);
+		return;
+	}
 	if (c->rd_on || (what & EV_READ)) {
 		if (!c->rd_eof && c->rd_on) {
-			n = buf_read(c->in, c->fd);
+			n = io_read(c->fd, c->ssl, c->in);
 			if (n == 0) {
 				c->rd_eof = 1;
 				rd_enable(c, 0);
@@ -1852,7 +2336,9 @@ static void client_rd_cb(evutil_socket_t fd, short what, void *arg)
 		handle_head(c);
 		break;
 	case CS_BUSY:
-		if (c->rq != NULL && !c->rq->reqx.done && c->up != NULL && !c->up->connecting)
+		if (c->rq != NULL && c->rq->reading_body)
+			buffer_body(c);
+		else if (c->rq != NULL && !c->rq->reqx.done && c->up != NULL && !c->up->connecting)
 			pump_request_body(c);
 		else if (c->rd_eof && c->rq != NULL && !c->rq->resp_head_done &&
 		    evbuffer_get_length(c->in) == 0 && !c->rq->reqx.done) {
@@ -1868,9 +2354,12 @@ static void client_rd_cb(evutil_socket_t fd, short what, void *arg)
 		if (c->rd_eof)
 			conn_close(c, GW_CLOSE_LOCAL_REPLY);
 		break;
+	case CS_HANDSHAKE:
 	case CS_CLOSED:
 		break;
 	}
+	if (c->state != CS_CLOSED && c->ssl != NULL && c->rd_on && SSL_pending(c->ssl) > 0)
+		event_active(&c->ev_rd, EV_READ, 0);
 }
 
 static void client_wr_cb(evutil_socket_t fd, short what, void *arg)
@@ -1881,6 +2370,10 @@ static void client_wr_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (c->state == CS_CLOSED)
 		return;
+	if (c->state == CS_HANDSHAKE) {
+		client_handshake(c);
+		return;
+	}
 	if (c->state == CS_TUNNEL)
 		client_timer(c, TO_TUNNEL);
 	else if (c->to_kind == TO_SEND)
@@ -1944,6 +2437,23 @@ static void up_rd_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (c != NULL && u->tls_hs) {
+		up_handshake(u);
+		return;
+	}
+	if (c == NULL && u->ssl != NULL) {
+		/* pooled TLS: session tickets arrive after the handshake; only
+		 * application data or a close makes the connection unusable */
+		char b;
+		int r;
+		ERR_clear_error();
+		r = SSL_read(u->ssl, &b, 1);
+		if (r <= 0 && SSL_get_error(u->ssl, r) == SSL_ERROR_WANT_READ) {
+			ERR_clear_error();
+			return;
+		}
+		ERR_clear_error();
+	}
 	if (c == NULL) {
 		/* pooled: any byte or EOF means it is no longer usable */
 		pool_unlink(u->w->pool, u);
@@ -1951,7 +2461,7 @@ static void up_rd_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (!u->eof && u->rd_on) {
-		n = buf_read(u->in, u->fd);
+		n = io_read(u->fd, u->ssl, u->in);
 		if (n == 0 || n == -1) {
 			u->eof = 1;
 			up_rd_enable(u, 0);
@@ -1989,6 +2499,10 @@ static void up_wr_cb(evutil_socket_t fd, short what, void *arg)
 		on_connected(c);
 		return;
 	}
+	if (u->tls_hs) {
+		up_handshake(u);
+		return;
+	}
 	up_write(u);
 }
 
@@ -2004,7 +2518,7 @@ static void up_to_cb(evutil_socket_t fd, short what, void *arg)
 		up_free(u);
 		return;
 	}
-	if (u->connecting) {
+	if (u->connecting || u->tls_hs) {
 		struct gw_req *rq = c->rq;
 		up_detach_close(c);
 		rq->connect_err = ETIMEDOUT;
@@ -2012,9 +2526,13 @@ static void up_to_cb(evutil_socket_t fd, short what, void *arg)
 			connect_next(rq);
 			return;
 		}
+		if (family_retry(c, GW_UPFAIL_CONNECT))
+			return;
 		upstream_failed(c, 504, "upstream connect timeout");
 		return;
 	}
+	if (family_retry(c, GW_UPFAIL_TIMEOUT))
+		return;
 	upstream_failed(c, 504, "upstream response timeout");
 }
 
@@ -2061,6 +2579,21 @@ void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, so
 	event_assign(&c->ev_wr, w->base, fd, EV_WRITE | EV_PERSIST, client_wr_cb, c);
 	event_assign(&c->ev_to, w->base, -1, 0, client_to_cb, c);
 	c->state = CS_HEAD;
+	if (lspec->cl->tls) {
+		c->ssl = gw_tls_server_ssl(snap->tls);
+		if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1) {
+			if (c->ssl != NULL)
+				SSL_free(c->ssl);
+			gw_snapshot_unref(snap);
+			evbuffer_free(c->in);
+			evbuffer_free(c->out);
+			free(c);
+			close(fd);
+			return;
+		}
+		SSL_set_accept_state(c->ssl);
+		c->state = CS_HANDSHAKE;
+	}
 	c->next = w->conns;
 	if (w->conns != NULL)
 		w->conns->prev = c;
@@ -2069,7 +2602,7 @@ void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, so
 	gw_stat_add(&w->stats->conns_active, 1);
 	gw_stat_add(&w->stats->fam[c->proto->family][GW_FC_CONN_ACCEPTED], 1);
 	rd_enable(c, 1);
-	client_timer(c, TO_IDLE);
+	client_timer(c, c->ssl != NULL ? TO_HEADER : TO_IDLE);
 }
 
 void gw_conn_drain_all(struct gw_worker *w)

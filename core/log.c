@@ -6,6 +6,8 @@
  */
 #include "core/log.h"
 
+#include "core/control.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -268,8 +270,6 @@ void gw_access_log(struct gw_alog_buf *b, const struct gw_access_rec *r)
 	time_t t = (time_t)r->start;
 	const char *user = r->user && r->user[0] ? r->user : "-";
 
-	if (acc_fd < 0)
-		return;
 	if (b->data == NULL) {
 		b->data = malloc(ALOG_CAP);
 		if (b->data == NULL)
@@ -278,6 +278,7 @@ void gw_access_log(struct gw_alog_buf *b, const struct gw_access_rec *r)
 	}
 	if (b->cap - b->len < 6144)
 		gw_alog_flush(b);
+	size_t start = b->len;
 	localtime_r(&t, &tm);
 	if (acc_json) {
 		strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S%z", &tm);
@@ -321,4 +322,9 @@ void gw_access_log(struct gw_alog_buf *b, const struct gw_access_rec *r)
 		put(b, " id=%s in=%llu reason=%s\n", r->request_id,
 		    (unsigned long long)r->bytes_in, r->reason && r->reason[0] ? r->reason : "-");
 	}
+	/* the console's live tail sees every line, even with no access file */
+	if (b->len > start)
+		gw_tail_push(b->data + start, b->len - start - 1);
+	if (acc_fd < 0)
+		b->len = start;
 }

@@ -14,6 +14,7 @@
 #include <event2/thread.h>
 #include <grp.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,10 +26,12 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "core/control.h"
 #include "core/log.h"
 #include "core/proto.h"
 #include "core/sdnotify.h"
 #include "core/snapshot.h"
+#include "core/tls.h"
 #include "core/worker.h"
 #include "forward/forward.h"
 #include "reverse/reverse.h"
@@ -54,9 +57,35 @@ static struct {
 	int stopping;
 	struct event *ev_stopwatch;
 	double stop_deadline;
-	char *last_reload_errors;
 	int privileged_dropped;
+	double started_at;
+	/* the last reload attempt, for the console */
+	int reload_ok;
+	double reload_when;
+	char **reload_errors;
+	size_t nreload_errors;
 } M;
+
+static void remember_reload(int ok, const struct conf_errors *errs)
+{
+	for (size_t i = 0; i < M.nreload_errors; i++)
+		free(M.reload_errors[i]);
+	free(M.reload_errors);
+	M.reload_errors = NULL;
+	M.nreload_errors = 0;
+	M.reload_ok = ok;
+	M.reload_when = 0;
+	{
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		M.reload_when = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	}
+	if (errs != NULL && errs->n > 0 && (M.reload_errors = calloc(errs->n, sizeof(char *))) != NULL) {
+		for (size_t i = 0; i < errs->n; i++)
+			if ((M.reload_errors[M.nreload_errors] = strdup(errs->msgs[i])) != NULL)
+				M.nreload_errors++;
+	}
+}
 
 static double now_wall(void)
 {
@@ -222,6 +251,9 @@ static struct gw_snapshot *snapshot_load(const char *path, struct conf_errors *e
 		if (sides[i]->compile(cf, errs, &s->side_data[i]) < 0)
 			bad = 1;
 	}
+	s->tls = gw_tls_new(cf, errs);
+	if (s->tls == NULL)
+		bad = 1;
 	if (bad) {
 		gw_snapshot_unref(s);
 		return NULL;
@@ -260,6 +292,39 @@ static int drop_privileges(const char *user)
 	return 0;
 }
 
+/* Main-thread hooks of each family: s becomes current, old stops being. */
+static void sides_activate(struct gw_snapshot *s, struct gw_snapshot *old)
+{
+	for (int i = 0; i < NSIDES; i++) {
+		if (old != NULL && sides[i]->deactivate != NULL)
+			sides[i]->deactivate(old->side_data[i]);
+		if (s != NULL && sides[i]->activate != NULL)
+			sides[i]->activate(s->side_data[i], M.base);
+	}
+}
+
+/* One line of totals at exit: what this process did. */
+static void log_totals(void)
+{
+	struct gw_stats_snapshot st;
+
+	gw_control_stats(&st);
+	for (int f = 0; f < GW_NFAMILIES; f++)
+		gw_info("totals %s: connections=%llu requests=%llu 2xx=%llu 4xx=%llu 5xx=%llu "
+		    "bytes_in=%llu bytes_out=%llu tunnels=%llu upstream_connects=%llu "
+		    "upstream_reused=%llu", gw_family_names[f],
+		    (unsigned long long)st.fam[f][GW_FC_CONN_ACCEPTED],
+		    (unsigned long long)st.fam[f][GW_FC_REQUESTS],
+		    (unsigned long long)st.fam[f][GW_FC_STATUS_2XX],
+		    (unsigned long long)st.fam[f][GW_FC_STATUS_4XX],
+		    (unsigned long long)st.fam[f][GW_FC_STATUS_5XX],
+		    (unsigned long long)st.fam[f][GW_FC_BYTES_IN],
+		    (unsigned long long)st.fam[f][GW_FC_BYTES_OUT],
+		    (unsigned long long)st.fam[f][GW_FC_TUNNELS],
+		    (unsigned long long)st.fam[f][GW_FC_UPSTREAM_CONNECTS],
+		    (unsigned long long)st.fam[f][GW_FC_UPSTREAM_REUSED]);
+}
+
 static void announce(const struct gw_snapshot *s)
 {
 	for (size_t i = 0; i < s->nlisteners; i++)
@@ -267,7 +332,7 @@ static void announce(const struct gw_snapshot *s)
 		    s->listeners[i].cl->addr.text, s->listeners[i].cl->tls ? " (tls)" : "");
 }
 
-static void reload(void)
+static int reload(void)
 {
 	struct conf_errors errs;
 	struct gw_snapshot *s;
@@ -286,10 +351,12 @@ static void reload(void)
 		print_errors(&errs, 1);
 		gw_error("reload failed (%zu error%s); still serving generation %llu", errs.n,
 		    errs.n == 1 ? "" : "s", (unsigned long long)M.generation);
+		remember_reload(0, &errs);
 		conf_errors_free(&errs);
 		gw_sd_notify("READY=1");
-		return;
+		return -1;
 	}
+	remember_reload(1, NULL);
 	conf_errors_free(&errs);
 	s->generation = ++M.generation;
 	registry_commit(s);
@@ -299,11 +366,47 @@ static void reload(void)
 		gw_error("cannot open access log %s: %s", s->conf->global.log.access, strerror(errno));
 	for (int i = 0; i < M.nworkers; i++)
 		gw_worker_post_snapshot(M.workers[i], s);
+	sides_activate(s, M.snap);
 	gw_snapshot_unref(M.snap);
 	M.snap = s;
+	/* admin console: follows the new generation (users, addresses) */
 	gw_info("configuration generation %llu loaded", (unsigned long long)s->generation);
 	announce(s);
 	gw_sd_notify("READY=1");
+	return 0;
+}
+
+/* ---- core/control.h ---- */
+
+const struct gw_snapshot *gw_control_snapshot(void) { return M.snap; }
+int gw_control_nworkers(void) { return M.nworkers; }
+double gw_control_started_at(void) { return M.started_at; }
+const char *gw_control_config_path(void) { return M.conf_path; }
+
+void gw_control_stats(struct gw_stats_snapshot *out)
+{
+	struct gw_stats_shard *shards[GW_MAX_WORKERS];
+
+	for (int i = 0; i < M.nworkers; i++)
+		shards[i] = M.workers[i]->stats;
+	gw_stats_sum(shards, M.nworkers, out);
+}
+
+int gw_control_reload(void)
+{
+	if (M.stopping)
+		return -1;
+	return reload();
+}
+
+void gw_control_last_reload(int *ok, double *when, uint64_t *generation,
+    const char *const **errors, size_t *nerrors)
+{
+	*ok = M.reload_ok;
+	*when = M.reload_when;
+	*generation = M.generation;
+	*errors = (const char *const *)M.reload_errors;
+	*nerrors = M.nreload_errors;
 }
 
 static void stopwatch_cb(evutil_socket_t fd, short what, void *arg)
@@ -337,7 +440,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	switch (sig) {
 	case SIGHUP:
 		if (!M.stopping)
-			reload();
+			(void)reload();
 		break;
 	case SIGUSR1:
 		gw_log_reopen();
@@ -386,6 +489,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	M.conf_path = path;
+	M.reload_ok = 1;
+	M.started_at = now_wall();
 	signal(SIGPIPE, SIG_IGN);
 	if (evthread_use_pthreads() < 0) {
 		fprintf(stderr, "gatehouse: libevent without thread support\n");
@@ -461,6 +566,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	sides_activate(s, NULL);
 	gw_info("gatehouse %s started with %d worker%s (config %s)", GW_VERSION, M.nworkers,
 	    M.nworkers == 1 ? "" : "s", path);
 	announce(s);
@@ -468,6 +574,12 @@ int main(int argc, char **argv)
 
 	event_base_dispatch(M.base);
 
+
+	sides_activate(NULL, M.snap);
+	for (int i = 0; i < M.nworkers; i++)
+		if (M.workers[i]->thread)
+			pthread_join(M.workers[i]->thread, NULL);
+	log_totals();
 	for (int i = 0; i < M.nworkers; i++)
 		gw_worker_join_free(M.workers[i]);
 	for (int i = 0; i < 4; i++)
@@ -475,6 +587,7 @@ int main(int argc, char **argv)
 	if (M.ev_stopwatch != NULL)
 		event_free(M.ev_stopwatch);
 	gw_snapshot_unref(M.snap);
+	remember_reload(1, NULL);
 	free(M.reg);
 	event_base_free(M.base);
 	gw_info("stopped");

@@ -36,6 +36,26 @@ struct gw_proto {
 	void (*on_response_head)(struct gw_req *rq, const struct gw_http_head *resp, void *side);
 	/* Request finished (logged right after).  May be NULL. */
 	void (*on_done)(struct gw_req *rq, void *side);
+	/* After gw_req_read_body(): the (de-chunked) body, complete or cut at
+	 * the limit the family gave.  Must decide, like on_request.  May be
+	 * NULL if the family never calls gw_req_read_body(). */
+	void (*on_body)(struct gw_req *rq, const char *data, size_t len, int complete, void *side);
+	/*
+	 * The upstream failed before a usable response: stage says how.  The
+	 * family may call gw_req_proxy() again (e.g. another server) and
+	 * return 1 to retry; return 0 to let the core answer 502/504 (or, for
+	 * GW_UPFAIL_STATUS, relay the origin's response).  May be NULL.
+	 */
+	int (*on_upstream_error)(struct gw_req *rq, int stage, void *side);
+};
+
+/* Stages for on_upstream_error. */
+enum gw_upfail {
+	GW_UPFAIL_CONNECT,     /* connect refused, unreachable or timed out: nothing was sent */
+	GW_UPFAIL_RESET,       /* closed or reset before any response byte */
+	GW_UPFAIL_STATUS,      /* answered 502 or 503 (asked only for idempotent methods
+	                        * whose body was not sent) */
+	GW_UPFAIL_TIMEOUT      /* no response head within upstream_response */
 };
 
 /* ---- what the family can read ---- */
@@ -60,6 +80,9 @@ char *gw_req_strndup(struct gw_req *rq, const char *s, size_t n);
  */
 void gw_req_proxy(struct gw_req *rq, const char *host, size_t host_len, uint16_t port,
     const char *path, size_t path_len);
+/* After gw_req_proxy(): speak TLS to the upstream, with the client context
+ * of reverse.upstreams[upstream] (verification, SNI as configured). */
+void gw_req_upstream_tls(struct gw_req *rq, int upstream);
 /* CONNECT: open a tunnel to host:port; the core answers 200 once connected. */
 void gw_req_tunnel(struct gw_req *rq, const char *host, size_t host_len, uint16_t port);
 /*
@@ -73,6 +96,35 @@ void gw_req_respond(struct gw_req *rq, int status, const char *content_type,
  * For HEAD only the head is sent. */
 void gw_req_respond_file(struct gw_req *rq, int status, const char *content_type,
     int fd, uint64_t offset, uint64_t len);
+
+/*
+ * Decide later.  on_request (or on_body) may call gw_req_defer() instead of
+ * deciding, e.g. while a password is verified on another thread.  Exactly
+ * one gw_req_wake() must follow, from any thread: fn(rq, arg) then runs on
+ * the request's worker thread and must decide (or, when gw_req_alive() says
+ * the client went away meanwhile, only clean up arg; the core then frees
+ * the request).
+ */
+void gw_req_defer(struct gw_req *rq);
+void gw_req_wake(struct gw_req *rq, void (*fn)(struct gw_req *rq, void *arg), void *arg);
+int gw_req_alive(const struct gw_req *rq);
+
+/*
+ * Read the request body before deciding: the core reads and de-chunks up
+ * to max bytes, then calls proto->on_body().  If the family then proxies,
+ * the buffered bytes are sent first and the rest (if the body was longer)
+ * streams after them.
+ */
+void gw_req_read_body(struct gw_req *rq, uint64_t max);
+
+/* Worker index of the request's thread (0..N-1), for per-worker counters. */
+int gw_req_worker(const struct gw_req *rq);
+/* 1 once any request body byte was sent upstream. */
+int gw_req_body_sent(const struct gw_req *rq);
+/* The response status sent or being sent (0 before). */
+int gw_req_status(const struct gw_req *rq);
+/* SNI name the client sent on a TLS listener (NULL if none). */
+const char *gw_req_sni(const struct gw_req *rq);
 
 /* ---- request and response header edits ---- */
 

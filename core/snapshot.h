@@ -14,6 +14,8 @@
 #include "conf/conf.h"
 
 struct gw_proto;
+struct event_base;
+struct gw_tls;
 
 #define GW_MAX_WORKERS 64
 #define GW_MAX_SIDES 2
@@ -34,6 +36,11 @@ struct gw_side {
 	void (*free)(void *data);
 	/* The family's listeners in cf. */
 	const struct conf_listener *(*listeners)(const struct conf *cf, size_t *n);
+	/* Main thread: this data became the current generation (start health
+	 * checks, timers on main_base), or stopped being current.  Both may
+	 * be NULL; data may be NULL when the family is not configured. */
+	void (*activate)(void *data, struct event_base *main_base);
+	void (*deactivate)(void *data);
 };
 
 struct gw_snapshot {
@@ -46,6 +53,7 @@ struct gw_snapshot {
 	int nsides;
 	struct gw_lspec *listeners;
 	size_t nlisteners;
+	struct gw_tls *tls;        /* TLS contexts of this generation */
 };
 
 static inline void gw_snapshot_ref(struct gw_snapshot *s)

@@ -278,13 +278,22 @@ void gw_worker_join_free(struct gw_worker *w)
 
 	if (w == NULL)
 		return;
-	if (w->thread)
+	if (w->thread && !atomic_load(&w->exited))
 		pthread_join(w->thread, NULL);
 	if (w->base != NULL) {
+		struct timeval tenth = { 0, 100000 };
 		listeners_close(w);
 		gw_conn_close_all(w);
-		/* run the deferred frees queued by closes */
+		/* run the deferred frees queued by closes, and wait (bounded) for
+		 * requests whose family still owes a gw_req_wake() */
 		event_base_loop(w->base, EVLOOP_NONBLOCK);
+		for (int i = 0; i < 100 && w->ndeferred > 0; i++) {
+			event_base_loopexit(w->base, &tenth);
+			event_base_loop(w->base, EVLOOP_ONCE);
+		}
+		if (w->ndeferred > 0)
+			gw_error("worker %d: %llu requests still wait for their family at exit", w->id,
+			    (unsigned long long)w->ndeferred);
 	}
 	gw_pool_free(w->pool);
 	gw_dns_free(w->dns);

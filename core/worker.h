@@ -46,6 +46,7 @@ struct gw_worker {
 	int accept_paused;
 	struct gw_pool *pool;
 	uint64_t req_seq;
+	uint64_t ndeferred;                    /* requests waiting for gw_req_wake() */
 	unsigned char *scratch;                /* read buffer for heads */
 };
 

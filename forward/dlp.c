@@ -16,11 +16,17 @@
  *                  "41111111111111111234" (one 20-digit group) does not.
  *                  When a group closes, the Luhn sums for every possible
  *                  start are computed in one backward pass (O(19)).
+ *                  A run touching a letter, or a '.' between digits
+ *                  (0.4111111111111111, 4111111111111111.5), is a decimal
+ *                  or an identifier, not a card or SSN.
  *   IBAN           a candidate starts at a digit preceded by two letters
  *                  that begin a word; it is advanced char by char (at most
- *                  11 can overlap, see IBAN_MAXC) and checked with mod-97
+ *                  10 can overlap, see IBAN_MAXC) and checked with mod-97
  *                  once it has exactly the country's length and is followed
- *                  by a non-alphanumeric byte or the end of input.
+ *                  by a non-alphanumeric byte or the end of input.  Where
+ *                  the registry format starts the BBAN with digits, letters
+ *                  there are refused (hex ids like "be6812ab34cd56ef" pass
+ *                  mod-97 once in 97 and would otherwise be Belgian IBANs).
  *
  * Card issuer prefixes: Luhn alone flags 1 in 10 random digit strings, so a
  * number must also carry a known brand prefix with a length valid for that
@@ -32,11 +38,16 @@
  *
  * Custom patterns run over a bounded window: the new bytes plus, per
  * pattern, the bytes from where its last attempt reached the end of the
- * window (PCRE2_PARTIAL_HARD tells us that) and FWD_DLP_MAX_LOOKBEHIND-style
- * context before it.  A complete match under PARTIAL_HARD never depended on
- * bytes past the window end, so it is final.  Restarting at an offset > 0
- * (there is always at least one byte of context unless we are at the true
- * start) keeps ^ and \A from matching in the middle of the stream.
+ * window (PCRE2_PARTIAL_HARD reports that start) and, before it, the
+ * longest lookbehind of any pattern + 1 bytes of context.  A complete match
+ * under PARTIAL_HARD never depended on bytes past the window end (\b, $
+ * and \z there give a partial), so it is final; the last attempt runs
+ * without partial matching in finish().  Restarting at an offset > 0
+ * (there is always context unless we are at the true start) keeps ^ and \A
+ * from matching in the middle of the stream.  A pending attempt is never
+ * kept further back than FWD_DLP_MAX_PATTERN_SPAN bytes: bounded patterns
+ * never reach that clamp, so for them the answer is exactly the one-shot
+ * answer.  A match attempt that exceeds MATCH_LIMIT counts as no match.
  */
 #include "forward/dlp.h"
 
@@ -54,7 +65,7 @@
 #define NR_KEEP 19               /* longest card */
 #define NR_BUF 48                /* digits buffered before compacting to NR_KEEP */
 #define IBAN_MAX 34
-#define IBAN_MAXC 12             /* starts are >= 4 bytes apart, a candidate lives <= 41 bytes */
+#define IBAN_MAXC 12             /* starts are >= 4 bytes apart, a candidate lives <= 40 bytes */
 #define MATCH_LIMIT 1000000u
 
 /* ---------- byte classes ---------- */

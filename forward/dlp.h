@@ -30,6 +30,11 @@
  * attempt of an unbounded pattern that runs longer than that is abandoned,
  * so such a match may be missed.  Lookbehinds may look back at most
  * FWD_DLP_MAX_LOOKBEHIND bytes (longer ones are refused at compile time).
+ * A match attempt that exceeds PCRE2's match limit (10^6) counts as no
+ * match.  \G is not meaningful (attempts restart at arbitrary offsets).
+ *
+ * Not decoded: JSON \u escapes, base64 or quoted-printable multipart
+ * parts, compressed bodies.  Raw mode sees '+' and %XX as they are.
  *
  * Ownership and threads: a struct fwd_dlp is immutable after compile and may
  * be shared by all worker threads; it must outlive every scanner made from

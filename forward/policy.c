@@ -706,8 +706,8 @@ static int rule_matches(const struct fwd_rule *r, const struct fwd_request *rq, 
 	return 1;
 }
 
-const struct fwd_rule *fwd_policy_eval(const struct fwd_policy *p, const struct fwd_request *rq,
-    struct fwd_match *why)
+const struct fwd_rule *fwd_policy_eval_from(const struct fwd_policy *p,
+    const struct fwd_request *rq, size_t first, struct fwd_match *why)
 {
 	struct fwd_match scratch;
 	char host[HOST_MAX + 1];
@@ -727,7 +727,7 @@ const struct fwd_rule *fwd_policy_eval(const struct fwd_policy *p, const struct 
 	if (rq->host)
 		hostlen = norm_host(rq->host, strlen(rq->host), host, &is_ip);
 
-	for (size_t i = 0; i < p->nrules; i++) {
+	for (size_t i = first; i < p->nrules; i++) {
 		const struct fwd_rule *r = &p->rules[i];
 		if (rule_matches(r, rq, host, hostlen, is_ip, why)) {
 			why->rule_index = r->index;
@@ -738,6 +738,12 @@ const struct fwd_rule *fwd_policy_eval(const struct fwd_policy *p, const struct 
 		why->hours = why->domain = why->url = why->list = why->list_entry = NULL;
 	}
 	return NULL;
+}
+
+const struct fwd_rule *fwd_policy_eval(const struct fwd_policy *p, const struct fwd_request *rq,
+    struct fwd_match *why)
+{
+	return fwd_policy_eval_from(p, rq, 0, why);
 }
 
 const char *fwd_action_name(enum conf_action a)
@@ -829,6 +835,16 @@ const struct fwd_domainset *fwd_policy_list(const struct fwd_policy *p, const ch
 	return NULL;
 }
 
+size_t fwd_policy_nlists(const struct fwd_policy *p)
+{
+	return p ? p->nlists : 0;
+}
+
+const char *fwd_policy_list_name(const struct fwd_policy *p, size_t i)
+{
+	return p && i < p->nlists ? p->lists[i].name : NULL;
+}
+
 int fwd_dest_denied(const struct fwd_policy *p, const struct sockaddr *sa)
 {
 	return p && sa && p->deny_destinations.n && conf_cidr_match(&p->deny_destinations, sa);
@@ -859,3 +875,4 @@ void fwd_matchdata_free(struct fwd_matchdata *md)
 {
 	pcre2_match_data_free((pcre2_match_data *)md);
 }
+

@@ -201,6 +201,8 @@ static void on_request(struct gw_req *rq, void *side)
 		}
 		add_forwarding_headers(rq, h, host, hlen);
 		gw_req_proxy(rq, a->host, strlen(a->host), a->port, path, (size_t)plen);
+		if (up->tls)
+			gw_req_upstream_tls(rq, rt->upstream);
 		return;
 	}
 	}

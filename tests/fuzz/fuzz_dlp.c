@@ -1,6 +1,8 @@
 /*
  * fuzz_dlp: libFuzzer target for forward/dlp.  The first three input bytes
- * choose the mode (form or raw) and two cut points; the rest is the body.
+ * choose the mode (bit 0: form), where the cuts go (bit 1: near the end),
+ * whether the body is placed after ~4 KiB of filler (bit 2) and two cut
+ * points; the rest is the body.
  * It checks the streaming promise: the body fed in 2 pieces, in 3 pieces
  * and (for short inputs) byte by byte must give the same answer as the
  * one-shot scan.  With built-in detectors only, the whole hit (detector,
@@ -118,7 +120,9 @@ static void compare(const struct fwd_dlp *d, int full, const uint8_t *p, size_t 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct fwd_dlp *plain, *pats;
+	static uint8_t padded[4096 + 65536];
 	size_t n, c1, c2;
+	unsigned h0, h1, h2;
 	int form;
 
 	if (plain == NULL) {
@@ -128,15 +132,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (size < 3)
 		return 0;
-	form = data[0] & 1;
+	h0 = data[0];
+	h1 = data[1];
+	h2 = data[2];
+	form = h0 & 1;
+	data += 3;
 	n = size - 3;
-	c1 = n ? (size_t)data[1] * 257 % (n + 1) : 0;
-	c2 = n ? (size_t)data[2] * 263 % (n + 1) : 0;
-	if (data[0] & 2) {       /* small cut points: near the start */
-		c1 = c1 % 41 < n ? c1 % 41 : n;
-		c2 = c2 % 43 < n ? c2 % 43 : n;
+	/* bit 2: put the body just before the scanner's internal 4 KiB step
+	 * (filler first), so that short inputs also cross that boundary */
+	if ((h0 & 4) && n <= 65536) {
+		size_t pad = 4096 - 8 - (size_t)(h0 >> 3) % 32;
+		memset(padded, form ? '+' : ' ', pad);
+		memcpy(padded + pad, data, n);
+		data = padded;
+		n += pad;
 	}
-	compare(plain, 1, data + 3, n, form, c1, c2);
-	compare(pats, 0, data + 3, n, form, c1, c2);
+	c1 = n ? (size_t)h1 * 257 % (n + 1) : 0;
+	c2 = n ? (size_t)h2 * 263 % (n + 1) : 0;
+	if (h0 & 2) {            /* cut points near the end instead */
+		c1 = n - c1 % (n < 41 ? n + 1 : 41);
+		c2 = n - c2 % (n < 43 ? n + 1 : 43);
+	}
+	compare(plain, 1, data, n, form, c1, c2);
+	compare(pats, 0, data, n, form, c1, c2);
 	return 0;
 }

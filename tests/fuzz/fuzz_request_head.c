@@ -48,6 +48,7 @@ static void check_ok(const char *b, size_t len, ssize_t r, const struct gw_http_
 		FZ_ASSERT((unsigned char)h->target[i] > 0x20 && (unsigned char)h->target[i] < 0x7f);
 	if (h->host_len)
 		FZ_ASSERT(memchr(h->host, '@', h->host_len) == NULL);
+	fz_check_head_bytes(b, (size_t)r, h);
 }
 
 static void run(const char *b, size_t len, const struct gw_http_limits *lim)

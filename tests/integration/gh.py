@@ -16,6 +16,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("GATEHOUSE_BIN", os.path.join(ROOT, "build", "gatehouse"))
+# ASan keeps freed memory in a quarantine (256 MiB by default): RSS bounds
+# only mean something on the normal build.
+SANITIZED = os.environ.get("GW_SANITIZED") == "1"
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer",
                      "WARNING: ThreadSanitizer")
 
@@ -155,6 +158,26 @@ def raw_exchange(port, data, read_timeout=3.0, shutdown=False):
     return b"".join(chunks)
 
 
+def recv_response(sock, timeout=5.0):
+    """Read one response with a Content-Length body from a socket."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        b = sock.recv(65536)
+        if not b:
+            return data
+        data += b
+    head, body = data.split(b"\r\n\r\n", 1)
+    m = re.search(rb"(?i)content-length: *(\d+)", head)
+    n = int(m.group(1)) if m else 0
+    while len(body) < n:
+        b = sock.recv(65536)
+        if not b:
+            break
+        body += b
+    return head + b"\r\n\r\n" + body
+
+
 def rss_kb(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -192,6 +215,35 @@ class PeakRss:
 
 # ---------------------------------------------------------------- origin ----
 
+def make_ca(dirpath):
+    """A test CA in dirpath: returns (ca_cert_path, ca_key_path)."""
+    key = os.path.join(dirpath, "ca.key")
+    crt = os.path.join(dirpath, "ca.pem")
+    if not os.path.exists(crt):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", key, "-out", crt, "-days", "30", "-subj", "/CN=Gatehouse Test CA"],
+                       check=True, capture_output=True)
+    return crt, key
+
+
+def make_cert(dirpath, name, sans, days=30):
+    """A leaf certificate for sans (DNS names) signed by the test CA in
+    dirpath; returns (cert_path, key_path)."""
+    ca, cakey = make_ca(dirpath)
+    key = os.path.join(dirpath, name + ".key")
+    csr = os.path.join(dirpath, name + ".csr")
+    crt = os.path.join(dirpath, name + ".pem")
+    ext = os.path.join(dirpath, name + ".ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=" + ",".join("DNS:" + s for s in sans) + "\n")
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=" + sans[0]],
+                   check=True, capture_output=True)
+    subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", cakey, "-CAcreateserial",
+                    "-out", crt, "-days", str(days), "-extfile", ext], check=True, capture_output=True)
+    return crt, key
+
+
 class Request:
     def __init__(self, method, target, version, headers, body):
         self.method, self.target, self.version = method, target, version
@@ -216,7 +268,8 @@ class Origin:
     kept in self.raw; every parsed request in self.requests.
     """
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, tls=None):
+        self.tls = tls          # an ssl.SSLContext: serve HTTPS
         self.port = port or free_port()
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -246,7 +299,8 @@ class Origin:
                 return
             with self.lock:
                 self.connections += 1
-            t = threading.Thread(target=self._serve, args=(c,), daemon=True)
+            t = threading.Thread(target=self._serve_tls if self.tls else self._serve, args=(c,),
+                                 daemon=True)
             t.start()
 
     def _read_head(self, c, buf):
@@ -259,6 +313,16 @@ class Origin:
             buf += b
         i = buf.index(b"\r\n\r\n")
         return buf[:i].decode("latin-1"), buf[i + 4:]
+
+    def _serve_tls(self, c):
+        try:
+            c.settimeout(5)
+            c = self.tls.wrap_socket(c, server_side=True)
+            c.settimeout(None)
+        except OSError:
+            c.close()
+            return
+        self._serve(c)
 
     def _serve(self, c):
         buf = b""
@@ -333,7 +397,7 @@ class Origin:
         parts = path.split("?")[0].split("/")
         # skip route prefixes ("/api/echo" is "/echo")
         known = ("echo", "size", "status", "chunked", "close", "silent", "slow", "garbage",
-                 "reset-mid-body", "short-body", "stream", "upload")
+                 "reset-mid-body", "short-body", "stream", "upload", "ws", "no-upgrade")
         while len(parts) > 2 and parts[1] not in known:
             del parts[1]
         close = (req.header("Connection") or "").lower() == "close"
@@ -396,6 +460,48 @@ class Origin:
                 c.sendall(block[:k])
                 left -= k
             return not close
+        if parts[1] == "ws":
+            # WebSocket-style upgrade, then echo raw bytes until EOF
+            if (req.header("Upgrade") or "").lower() != "websocket":
+                return send("400 Bad Request", b"upgrade expected\n")
+            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\nSec-WebSocket-Accept: test\r\n\r\n")
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    return False
+                c.sendall(b)
+        if parts[1] == "no-upgrade":
+            return send("200 OK", b"plain answer\n")
         if parts[1] == "upload":
             return send("200 OK", b"%d" % req.nbytes)
         return send("404 Not Found", b"no such test path\n")
+
+
+# ---- forward-side helpers (added for test_f_*: auth, hosts files) ----
+
+def crypt_hash(password, prefix="$6$", cost=0):
+    """A crypt(3) hash of password made by the system's libcrypt:
+    prefix "$2y$" (bcrypt; cost = log2 rounds), "$6$" (sha512), "$y$" (yescrypt)."""
+    import ctypes
+    import ctypes.util
+    lib = ctypes.CDLL(ctypes.util.find_library("crypt"))
+    lib.crypt_gensalt.restype = ctypes.c_char_p
+    lib.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int]
+    lib.crypt.restype = ctypes.c_char_p
+    lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    setting = lib.crypt_gensalt(prefix.encode(), cost, None, 0)
+    h = lib.crypt(password.encode(), setting)
+    assert h and not h.startswith(b"*"), "libcrypt cannot make %r" % prefix
+    return h.decode()
+
+
+def hosts_file(names, addr="127.0.0.1"):
+    """Text of a hosts file mapping every name in names to addr."""
+    return "".join("%s %s\n" % (addr, n) for n in names)
+
+
+def access_line_for(g, needle, wait=0.5):
+    """The last access-log line of g that contains needle (or None)."""
+    lines = [l for l in g.access_lines(wait) if needle in l]
+    return lines[-1] if lines else None

@@ -169,7 +169,7 @@ def test_big_download_streams_with_bounded_memory(gw):
     assert rc == 0, err
     assert int(out) == size
     print("1 GiB download: RSS %d kB -> peak %d kB (+%d kB)" % (m.start, m.peak, m.grow_kb))
-    assert m.grow_kb < 10 * 1024
+    assert gh.SANITIZED or m.grow_kb < 10 * 1024
 
 
 def test_big_upload_streams_with_bounded_memory(gw):
@@ -185,7 +185,7 @@ def test_big_upload_streams_with_bounded_memory(gw):
         p.wait()
     assert out == b"%d" % size
     print("1 GiB upload: RSS %d kB -> peak %d kB (+%d kB)" % (m.start, m.peak, m.grow_kb))
-    assert m.grow_kb < 10 * 1024
+    assert gh.SANITIZED or m.grow_kb < 10 * 1024
 
 
 def test_reload_under_load_zero_failures(gw, origin):

@@ -169,6 +169,13 @@ static void test_ip(void)
 	CHECK(m(ds, "1.2.3.4.example"), "name ending like a partial IP");
 	CHECK(!m(ds, "not:an:address"), "junk with colons");
 	fwd_domainset_free(ds);
+
+	/* canonical text longer than the line, first line of the buffer */
+	ds = from_str("::ffff:a:b\nx.test\n");
+	CHECK(ds && fwd_domainset_count(ds) == 2, "count %zu", fwd_domainset_count(ds));
+	CHECK(m(ds, "::ffff:0.10.0.11") && m(ds, "[::FFFF:a:b]") && m(ds, "www.x.test"),
+	    "longer canonical IPv6");
+	fwd_domainset_free(ds);
 	END_CASE();
 }
 

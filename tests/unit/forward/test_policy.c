@@ -221,6 +221,14 @@ static void test_first_match_and_names(void)
 	CHECK(r && why.action == CONF_ACT_AUTH && strcmp(fwd_rule_name(r), "rule 2") == 0 &&
 	    fwd_rule_action(r) == CONF_ACT_AUTH, "auth verdict");
 	CHECK(why.domain && strcmp(why.domain, "auth.test") == 0, "why domain");
+	/* continue after a satisfied auth rule */
+	r = fwd_policy_eval_from(p, &rq, why.rule_index + 1, &why);
+	CHECK(r && why.rule_index == 2 && why.domain == NULL, "eval_from next rule");
+	rq.host = "blocked.test";
+	r = fwd_policy_eval_from(p, &rq, 1, &why);
+	CHECK(r && why.rule_index == 1, "eval_from skips earlier rules");
+	r = fwd_policy_eval_from(p, &rq, 3, &why);
+	CHECK(r == NULL && why.rule_index == SIZE_MAX, "eval_from past the end");
 	fwd_policy_free(p);
 	END_CASE();
 }
@@ -522,6 +530,8 @@ static void test_lists(void)
 	CHECK(p != NULL, "compile");
 	CHECK(fwd_domainset_count(fwd_policy_list(p, "malware")) == 2, "list accessor");
 	CHECK(fwd_policy_list(p, "nope") == NULL, "unknown list accessor");
+	CHECK(fwd_policy_nlists(p) == 2 && strcmp(fwd_policy_list_name(p, 1), "ads") == 0 &&
+	    fwd_policy_list_name(p, 2) == NULL, "list iteration");
 	struct fwd_request rq = req("cdn.EVIL.test");
 	struct fwd_match why;
 	const struct fwd_rule *r = fwd_policy_eval(p, &rq, &why);

@@ -1,0 +1,449 @@
+/*
+ * core/tls: server and client SSL_CTX sets per configuration generation
+ * (see tls.h).  Traps from notes/core-techniques.md section 4: options and
+ * ticket handling must sit on the context an SSL was created from (the
+ * default one), not on the SNI-selected one; OpenSSL 3 reports a missing
+ * close_notify as an error unless SSL_OP_IGNORE_UNEXPECTED_EOF is set.
+ */
+#include "core/tls.h"
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ocsp.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "conf/conf.h"
+#include "core/log.h"
+
+#define MAX_NAMES 64
+#define TICKET_ROTATE_SECS (12 * 3600)
+
+struct srv_cert {
+	SSL_CTX *ctx;
+	char *names[MAX_NAMES];    /* lower-case SAN DNS names (or CN) */
+	int nnames;
+	char *names_text;
+	long not_after;
+	unsigned char *ocsp;       /* DER OCSP response to staple, or NULL */
+	long ocsp_len;
+};
+
+struct gw_tls {
+	struct srv_cert *certs;
+	int ncerts;
+	int dflt;
+	SSL_CTX **up;              /* per upstream, NULL when plain */
+	char **up_sni;
+	int nup;
+};
+
+/* ---- session ticket keys: process-wide, survive reloads ---- */
+
+struct ticket_key {
+	unsigned char name[16], aes[32], hmac[32];
+	time_t born;
+};
+
+static pthread_mutex_t tk_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ticket_key tk_cur, tk_prev;
+static int tk_have;
+
+static void tk_fresh(struct ticket_key *k)
+{
+	RAND_bytes(k->name, sizeof k->name);
+	RAND_bytes(k->aes, sizeof k->aes);
+	RAND_bytes(k->hmac, sizeof k->hmac);
+	k->born = time(NULL);
+}
+
+static int ticket_cb(SSL *s, unsigned char key_name[16], unsigned char *iv,
+    EVP_CIPHER_CTX *ctx, EVP_MAC_CTX *hctx, int enc)
+{
+	struct ticket_key k;
+	OSSL_PARAM params[3];
+	int r = 1;
+
+	(void)s;
+	pthread_mutex_lock(&tk_lock);
+	if (!tk_have || time(NULL) - tk_cur.born > TICKET_ROTATE_SECS) {
+		tk_prev = tk_cur;
+		tk_fresh(&tk_cur);
+		if (!tk_have)
+			tk_prev = tk_cur;
+		tk_have = 1;
+	}
+	if (enc) {
+		k = tk_cur;
+	} else if (memcmp(key_name, tk_cur.name, 16) == 0) {
+		k = tk_cur;
+	} else if (memcmp(key_name, tk_prev.name, 16) == 0) {
+		k = tk_prev;
+		r = 2;   /* valid, but issue a new ticket with the current key */
+	} else {
+		pthread_mutex_unlock(&tk_lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&tk_lock);
+	params[0] = OSSL_PARAM_construct_octet_string("key", k.hmac, sizeof k.hmac);
+	params[1] = OSSL_PARAM_construct_utf8_string("digest", (char *)"sha256", 0);
+	params[2] = OSSL_PARAM_construct_end();
+	if (enc) {
+		memcpy(key_name, k.name, 16);
+		if (RAND_bytes(iv, 16) <= 0 ||
+		    !EVP_EncryptInit_ex(ctx, EVP_aes_256_cbc(), NULL, k.aes, iv) ||
+		    !EVP_MAC_CTX_set_params(hctx, params))
+			return -1;
+		return 1;
+	}
+	if (!EVP_DecryptInit_ex(ctx, EVP_aes_256_cbc(), NULL, k.aes, iv) ||
+	    !EVP_MAC_CTX_set_params(hctx, params))
+		return -1;
+	return r;
+}
+
+/* ---- server side ---- */
+
+static int alpn_cb(SSL *s, const unsigned char **out, unsigned char *outlen,
+    const unsigned char *in, unsigned int inlen, void *arg)
+{
+	static const unsigned char h11[] = "\x08http/1.1";
+
+	(void)s;
+	(void)arg;
+	if (SSL_select_next_proto((unsigned char **)out, outlen, h11, sizeof h11 - 1, in, inlen) !=
+	    OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_NOACK;   /* no h2 here: carry on without ALPN */
+	return SSL_TLSEXT_ERR_OK;
+}
+
+static int name_matches(const char *pattern, const char *host)
+{
+	if (strcasecmp(pattern, host) == 0)
+		return 2;
+	if (pattern[0] == '*' && pattern[1] == '.') {
+		const char *dot = strchr(host, '.');
+		/* one label only, as certificate wildcards do */
+		if (dot != NULL && dot != host && strcasecmp(dot + 1, pattern + 2) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static int sni_cb(SSL *s, int *al, void *arg)
+{
+	struct gw_tls *t = arg;
+	const char *host = SSL_get_servername(s, TLSEXT_NAMETYPE_host_name);
+	int best = -1, best_score = 0;
+
+	(void)al;
+	if (host == NULL)
+		return SSL_TLSEXT_ERR_OK;      /* default certificate */
+	for (int i = 0; i < t->ncerts && best_score < 2; i++)
+		for (int j = 0; j < t->certs[i].nnames; j++) {
+			int sc = name_matches(t->certs[i].names[j], host);
+			if (sc > best_score) {
+				best_score = sc;
+				best = i;
+			}
+		}
+	if (best >= 0 && best != t->dflt)
+		SSL_set_SSL_CTX(s, t->certs[best].ctx);
+	return SSL_TLSEXT_ERR_OK;
+}
+
+static int ocsp_cb(SSL *s, void *arg)
+{
+	struct gw_tls *t = arg;
+	SSL_CTX *ctx = SSL_get_SSL_CTX(s);
+
+	for (int i = 0; i < t->ncerts; i++)
+		if (t->certs[i].ctx == ctx && t->certs[i].ocsp != NULL) {
+			unsigned char *copy = OPENSSL_malloc((size_t)t->certs[i].ocsp_len);
+			if (copy == NULL)
+				return SSL_TLSEXT_ERR_NOACK;
+			memcpy(copy, t->certs[i].ocsp, (size_t)t->certs[i].ocsp_len);
+			SSL_set_tlsext_status_ocsp_resp(s, copy, t->certs[i].ocsp_len);
+			return SSL_TLSEXT_ERR_OK;
+		}
+	return SSL_TLSEXT_ERR_NOACK;
+}
+
+static void ssl_errors(char *buf, size_t len)
+{
+	unsigned long e = ERR_get_error();
+
+	if (e == 0)
+		snprintf(buf, len, "unknown error");
+	else
+		ERR_error_string_n(e, buf, len);
+	ERR_clear_error();
+}
+
+static void add_name(struct srv_cert *sc, const char *name, size_t len)
+{
+	char *n;
+
+	if (sc->nnames >= MAX_NAMES || len == 0)
+		return;
+	n = malloc(len + 1);
+	if (n == NULL)
+		return;
+	for (size_t i = 0; i < len; i++)
+		n[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
+	n[len] = '\0';
+	sc->names[sc->nnames++] = n;
+}
+
+static void cert_names(struct srv_cert *sc, X509 *x)
+{
+	GENERAL_NAMES *sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	size_t tl = 0;
+
+	if (sans != NULL) {
+		for (int i = 0; i < sk_GENERAL_NAME_num(sans); i++) {
+			const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
+			if (g->type == GEN_DNS)
+				add_name(sc, (const char *)ASN1_STRING_get0_data(g->d.dNSName),
+				    (size_t)ASN1_STRING_length(g->d.dNSName));
+		}
+		GENERAL_NAMES_free(sans);
+	}
+	if (sc->nnames == 0) {
+		char cn[256];
+		int n = X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof cn);
+		if (n > 0)
+			add_name(sc, cn, (size_t)n);
+	}
+	for (int i = 0; i < sc->nnames; i++)
+		tl += strlen(sc->names[i]) + 2;
+	sc->names_text = calloc(1, tl + 1);
+	if (sc->names_text != NULL)
+		for (int i = 0; i < sc->nnames; i++) {
+			if (i > 0)
+				strcat(sc->names_text, ", ");
+			strcat(sc->names_text, sc->names[i]);
+		}
+	{
+		struct tm tm;
+		if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1)
+			sc->not_after = (long)timegm(&tm);
+	}
+}
+
+static void base_options(SSL_CTX *ctx)
+{
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION |
+	    SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+	    SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!SHA1");
+}
+
+static int load_server_cert(struct gw_tls *t, struct srv_cert *sc, const struct conf_rev_cert *c,
+    struct conf_errors *errs)
+{
+	char err[256];
+	X509 *x;
+
+	sc->ctx = SSL_CTX_new(TLS_server_method());
+	if (sc->ctx == NULL) {
+		conf_err(errs, c->src.file, c->src.line, "reverse.certificates", "cannot create a TLS context");
+		return -1;
+	}
+	base_options(sc->ctx);
+	if (SSL_CTX_use_certificate_chain_file(sc->ctx, c->cert) != 1) {
+		ssl_errors(err, sizeof err);
+		conf_err(errs, c->src.file, c->src.line, "reverse.certificates", "%s: %s", c->cert, err);
+		return -1;
+	}
+	if (SSL_CTX_use_PrivateKey_file(sc->ctx, c->key, SSL_FILETYPE_PEM) != 1) {
+		if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+			ERR_clear_error();
+			conf_err(errs, c->src.file, c->src.line, "reverse.certificates",
+			    "%s does not match the certificate in %s", c->key, c->cert);
+			return -1;
+		}
+		ssl_errors(err, sizeof err);
+		conf_err(errs, c->src.file, c->src.line, "reverse.certificates", "%s: %s", c->key, err);
+		return -1;
+	}
+	if (SSL_CTX_check_private_key(sc->ctx) != 1) {
+		ERR_clear_error();
+		conf_err(errs, c->src.file, c->src.line, "reverse.certificates",
+		    "%s does not match the certificate in %s", c->key, c->cert);
+		return -1;
+	}
+	x = SSL_CTX_get0_certificate(sc->ctx);
+	if (x != NULL)
+		cert_names(sc, x);
+	SSL_CTX_set_alpn_select_cb(sc->ctx, alpn_cb, NULL);
+	SSL_CTX_set_tlsext_ticket_key_evp_cb(sc->ctx, ticket_cb);
+	SSL_CTX_set_num_tickets(sc->ctx, 1);
+	if (c->ocsp != NULL) {
+		FILE *f = fopen(c->ocsp, "rb");
+		long n = -1;
+		if (f != NULL && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && n < (1 << 20) &&
+		    fseek(f, 0, SEEK_SET) == 0 && (sc->ocsp = malloc((size_t)n)) != NULL &&
+		    fread(sc->ocsp, 1, (size_t)n, f) == (size_t)n) {
+			sc->ocsp_len = n;
+		} else {
+			free(sc->ocsp);
+			sc->ocsp = NULL;
+			conf_err(errs, c->src.file, c->src.line, "reverse.certificates", "%s: cannot read OCSP response",
+			    c->ocsp);
+			if (f != NULL)
+				fclose(f);
+			return -1;
+		}
+		fclose(f);
+		SSL_CTX_set_tlsext_status_cb(sc->ctx, ocsp_cb);
+		SSL_CTX_set_tlsext_status_arg(sc->ctx, t);
+	}
+	return 0;
+}
+
+static SSL_CTX *client_ctx(const struct conf_rev_upstream *u, struct conf_errors *errs)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	char err[256];
+
+	if (ctx == NULL)
+		return NULL;
+	base_options(ctx);
+	SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x08http/1.1", 9);
+	if (u->tls_verify) {
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+		if (u->ca_file != NULL ? SSL_CTX_load_verify_locations(ctx, u->ca_file, NULL) != 1 :
+		    SSL_CTX_set_default_verify_paths(ctx) != 1) {
+			ssl_errors(err, sizeof err);
+			conf_err(errs, u->src.file, u->src.line, "reverse.upstreams.ca_file", "%s: %s",
+			    u->ca_file ? u->ca_file : "system store", err);
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+	}
+	return ctx;
+}
+
+struct gw_tls *gw_tls_new(const struct conf *cf, struct conf_errors *errs)
+{
+	struct gw_tls *t = calloc(1, sizeof *t);
+	const struct conf_reverse *r = &cf->reverse;
+	int bad = 0;
+
+	if (t == NULL)
+		return NULL;
+	if (r->present && r->ncertificates > 0) {
+		t->certs = calloc(r->ncertificates, sizeof *t->certs);
+		if (t->certs == NULL)
+			goto fail;
+		t->ncerts = (int)r->ncertificates;
+		for (size_t i = 0; i < r->ncertificates; i++) {
+			if (load_server_cert(t, &t->certs[i], &r->certificates[i], errs) < 0)
+				bad = 1;
+			if (r->certificates[i].is_default)
+				t->dflt = (int)i;
+		}
+		if (!bad) {
+			SSL_CTX *d = t->certs[t->dflt].ctx;
+			SSL_CTX_set_tlsext_servername_callback(d, sni_cb);
+			SSL_CTX_set_tlsext_servername_arg(d, t);
+		}
+	}
+	if (r->present && r->nupstreams > 0) {
+		t->up = calloc(r->nupstreams, sizeof *t->up);
+		t->up_sni = calloc(r->nupstreams, sizeof *t->up_sni);
+		if (t->up == NULL || t->up_sni == NULL)
+			goto fail;
+		t->nup = (int)r->nupstreams;
+		for (size_t i = 0; i < r->nupstreams; i++) {
+			const struct conf_rev_upstream *u = &r->upstreams[i];
+			if (!u->tls)
+				continue;
+			t->up[i] = client_ctx(u, errs);
+			if (t->up[i] == NULL)
+				bad = 1;
+			if (u->sni != NULL)
+				t->up_sni[i] = strdup(u->sni);
+		}
+	}
+	if (r->present) {
+		for (size_t i = 0; i < r->nlisteners; i++)
+			if (r->listeners[i].tls && t->ncerts == 0) {
+				conf_err(errs, r->listeners[i].src.file, r->listeners[i].src.line,
+				    "reverse.listeners", "tls = true needs reverse.certificates");
+				bad = 1;
+			}
+	}
+	if (bad)
+		goto fail;
+	return t;
+fail:
+	gw_tls_free(t);
+	return NULL;
+}
+
+void gw_tls_free(struct gw_tls *t)
+{
+	if (t == NULL)
+		return;
+	for (int i = 0; i < t->ncerts; i++) {
+		SSL_CTX_free(t->certs[i].ctx);
+		for (int j = 0; j < t->certs[i].nnames; j++)
+			free(t->certs[i].names[j]);
+		free(t->certs[i].names_text);
+		free(t->certs[i].ocsp);
+	}
+	free(t->certs);
+	for (int i = 0; i < t->nup; i++) {
+		SSL_CTX_free(t->up[i]);
+		free(t->up_sni[i]);
+	}
+	free(t->up);
+	free(t->up_sni);
+	free(t);
+}
+
+int gw_tls_has_server(const struct gw_tls *t) { return t != NULL && t->ncerts > 0; }
+
+SSL *gw_tls_server_ssl(struct gw_tls *t)
+{
+	if (!gw_tls_has_server(t))
+		return NULL;
+	return SSL_new(t->certs[t->dflt].ctx);
+}
+
+int gw_tls_upstream_enabled(const struct gw_tls *t, int i)
+{
+	return t != NULL && i >= 0 && i < t->nup && t->up[i] != NULL;
+}
+
+SSL *gw_tls_upstream_ssl(struct gw_tls *t, int i)
+{
+	SSL *s;
+
+	if (!gw_tls_upstream_enabled(t, i))
+		return NULL;
+	s = SSL_new(t->up[i]);
+	if (s == NULL)
+		return NULL;
+	if (t->up_sni[i] != NULL) {
+		SSL_set_tlsext_host_name(s, t->up_sni[i]);
+		if (SSL_CTX_get_verify_mode(t->up[i]) & SSL_VERIFY_PEER)
+			SSL_set1_host(s, t->up_sni[i]);
+	}
+	return s;
+}
+
+int gw_tls_ncerts(const struct gw_tls *t) { return t ? t->ncerts : 0; }
+const char *gw_tls_cert_names(const struct gw_tls *t, int i) { return t->certs[i].names_text ? t->certs[i].names_text : ""; }
+long gw_tls_cert_not_after(const struct gw_tls *t, int i) { return t->certs[i].not_after; }

@@ -1,0 +1,212 @@
+"""TLS termination (SNI certificate choice, versions, ALPN, reload), TLS to
+upstream servers, and Upgrade/WebSocket tunnels."""
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+
+import gh
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("pki"))
+    a = gh.make_cert(d, "a", ["a.test"])
+    b = gh.make_cert(d, "b", ["*.b.test", "b.test"])
+    dflt = gh.make_cert(d, "default", ["default.test"])
+    a2 = gh.make_cert(d, "a2", ["a.test", "new.a.test"])
+    origin = gh.make_cert(d, "origin", ["origin.test"])
+    return {"dir": d, "ca": os.path.join(d, "ca.pem"), "a": a, "b": b, "default": dflt,
+            "a2": a2, "origin": origin}
+
+
+def tls_conf(port, pport, origin_port, pki, a=None, up_tls="", extra_sites=""):
+    a = a or pki["a"]
+    return """
+reverse: {
+  listeners = ( { address = "127.0.0.1:%d"; tls = true; }, { address = "127.0.0.1:%d"; } );
+  certificates = (
+    { cert = "%s"; key = "%s"; },
+    { cert = "%s"; key = "%s"; },
+    { cert = "%s"; key = "%s"; default = true; }
+  );
+  upstreams = ( { name = "o"; servers = ( { address = "127.0.0.1:%d"; } ); %s } );
+  sites = ( { hosts = [ "a.test", "*.b.test", "new.a.test" ]; default = true;
+              routes = ( { path = "/"; upstream = "o"; } ); } %s );
+};
+""" % (port, pport, a[0], a[1], pki["b"][0], pki["b"][1], pki["default"][0], pki["default"][1],
+       origin_port, up_tls, extra_sites)
+
+
+def served_cert_cn(port, sni):
+    args = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-brief"]
+    if sni:
+        args += ["-servername", sni]
+    else:
+        args += ["-noservername"]
+    p = subprocess.run(args, input=b"", capture_output=True, timeout=10)
+    out = p.stdout.decode() + p.stderr.decode()
+    for line in out.splitlines():
+        if "Peer certificate:" in line:
+            return line.split("CN", 1)[1].strip(" =")
+    return out
+
+
+@pytest.fixture
+def tgw(origin, ports, pki):
+    g = gh.Gatehouse(tls_conf(ports[0], ports[1], origin.port, pki)).start([ports[0], ports[1]])
+    g.port, g.pport = ports[0], ports[1]
+    yield g
+    g.check_clean()
+
+
+def https(g, pki, host, path, *args):
+    return gh.curl("--cacert", pki["ca"], "--resolve", "%s:%d:127.0.0.1" % (host, g.port),
+                   *args, "https://%s:%d%s" % (host, g.port, path))
+
+
+def test_sni_chooses_certificate(tgw, pki):
+    assert served_cert_cn(tgw.port, "a.test") == "a.test"
+    assert served_cert_cn(tgw.port, "x.b.test") == "*.b.test"
+    assert served_cert_cn(tgw.port, "unknown.test") == "default.test"
+    assert served_cert_cn(tgw.port, None) == "default.test"
+
+
+def test_https_request_verified_by_curl(tgw, pki, origin):
+    rc, out, err = https(tgw, pki, "a.test", "/echo")
+    assert rc == 0, err
+    d = json.loads(out)
+    hdrs = {k.lower(): v for k, v in d["headers"]}
+    assert hdrs["x-forwarded-proto"] == "https"
+    rc, out, err = https(tgw, pki, "x.y.b.test", "/size/3")
+    assert rc != 0   # *.b.test covers one label only: curl refuses the name
+    rc, out, err = https(tgw, pki, "x.b.test", "/size/3")
+    assert rc == 0 and out == b"xxx"
+
+
+def test_keepalive_and_big_body_over_tls(tgw, pki, origin):
+    rc, out, err = https(tgw, pki, "a.test", "/size/3000000", "-o", "/dev/null", "-w", "%{size_download}")
+    assert rc == 0 and out == b"3000000"
+    url = "https://a.test:%d/size/2" % tgw.port
+    rc, out, err = gh.curl("--cacert", pki["ca"], "--resolve", "a.test:%d:127.0.0.1" % tgw.port,
+                           "-w", "%{num_connects}", url, url)
+    assert out == b"xx1xx0"
+
+
+def test_tls_versions_and_alpn(tgw):
+    def handshake(version):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.minimum_version = version
+        ctx.maximum_version = version
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        with socket.create_connection(("127.0.0.1", tgw.port), timeout=5) as s:
+            with ctx.wrap_socket(s, server_hostname="a.test") as t:
+                return t.version(), t.selected_alpn_protocol()
+    assert handshake(ssl.TLSVersion.TLSv1_3) == ("TLSv1.3", "http/1.1")
+    assert handshake(ssl.TLSVersion.TLSv1_2) == ("TLSv1.2", "http/1.1")
+    with pytest.raises(ssl.SSLError):
+        handshake(ssl.TLSVersion.TLSv1_1)
+
+
+def test_plain_and_tls_listeners_side_by_side(tgw, origin):
+    rc, out, err = gh.curl("-H", "Host: a.test", "http://127.0.0.1:%d/echo" % tgw.pport)
+    hdrs = {k.lower(): v for k, v in json.loads(out)["headers"]}
+    assert hdrs["x-forwarded-proto"] == "http"
+
+
+def test_reload_swaps_certificate_keeping_open_connection(tgw, pki, origin, ports):
+    ctx = ssl.create_default_context(cafile=pki["ca"])
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", tgw.port), timeout=5),
+                        server_hostname="a.test")
+    s.sendall(b"GET /size/1 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+    assert gh.recv_response(s).endswith(b"x")
+    tgw.reload(tls_conf(tgw.port, tgw.pport, origin.port, pki, a=pki["a2"]))
+    assert "generation 2 loaded" in tgw.stderr()
+    # the open connection still works
+    s.sendall(b"GET /size/2 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+    assert gh.recv_response(s).endswith(b"xx")
+    s.close()
+    # new connections get the new certificate
+    rc, out, err = https(tgw, pki, "new.a.test", "/size/1")
+    assert rc == 0, err
+
+
+def test_bad_key_is_a_config_error(tmp_path, pki, origin, ports):
+    conf = tls_conf(ports[0], ports[1], origin.port, pki, a=(pki["a"][0], pki["b"][1]))
+    g = gh.Gatehouse(conf)
+    p = subprocess.run([gh.BIN, "-t", "-c", g.conf], capture_output=True, text=True)
+    assert p.returncode == 1
+    assert "does not match the certificate in %s" % pki["a"][0] in p.stderr
+    assert g.conf + ":" in p.stderr
+
+
+def test_upstream_tls_verified(pki, ports):
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(*pki["origin"])
+    o = gh.Origin(tls=ctx)
+    try:
+        good = 'tls = true; ca_file = "%s"; sni = "origin.test";' % pki["ca"]
+        g = gh.Gatehouse(tls_conf(ports[0], ports[1], o.port, pki, up_tls=good)).start([ports[1]])
+        try:
+            rc, out, err = gh.curl("-H", "Host: a.test", "http://127.0.0.1:%d/echo" % ports[1])
+            assert rc == 0 and json.loads(out)["method"] == "GET"
+            # pooled: a second request reuses the TLS connection
+            gh.curl("-H", "Host: a.test", "http://127.0.0.1:%d/size/1" % ports[1])
+            assert o.connections == 1
+        finally:
+            g.check_clean()
+        bad = 'tls = true; ca_file = "%s"; sni = "wrong.test";' % pki["ca"]
+        g = gh.Gatehouse(tls_conf(ports[0], ports[1], o.port, pki, up_tls=bad)).start([ports[1]])
+        try:
+            st = gh.curl_status("-H", "Host: a.test", "http://127.0.0.1:%d/echo" % ports[1])
+            assert st == 502
+            assert "certificate verification failed" in g.stderr()
+        finally:
+            g.check_clean()
+    finally:
+        o.stop()
+
+
+def ws_exchange(sock):
+    sock.sendall(b"GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: x\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    assert b"upgrade" in head.lower()
+    for msg in (b"hello", b"x" * 100000):
+        sock.sendall(msg)
+        got = b""
+        while len(got) < len(msg):
+            got += sock.recv(65536)
+        assert got == msg
+
+
+def test_websocket_tunnel_plain_and_tls(tgw, pki, origin):
+    s = socket.create_connection(("127.0.0.1", tgw.pport), timeout=5)
+    ws_exchange(s)
+    s.close()
+    ctx = ssl.create_default_context(cafile=pki["ca"])
+    t = ctx.wrap_socket(socket.create_connection(("127.0.0.1", tgw.port), timeout=5),
+                        server_hostname="a.test")
+    ws_exchange(t)
+    t.close()
+
+
+def test_upgrade_refused_by_origin_stays_http(tgw, origin):
+    s = socket.create_connection(("127.0.0.1", tgw.pport), timeout=5)
+    s.sendall(b"GET /no-upgrade HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\n"
+              b"Connection: Upgrade\r\n\r\n")
+    time.sleep(0.3)
+    first = gh.recv_response(s)
+    assert first.startswith(b"HTTP/1.1 200") and first.endswith(b"plain answer\n")
+    s.sendall(b"GET /size/2 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+    assert gh.recv_response(s).endswith(b"xx")
