@@ -101,6 +101,9 @@ enum decision { DEC_NONE, DEC_PROXY, DEC_TUNNEL, DEC_RESPOND, DEC_FILE, DEC_DEFE
 enum cto { TO_IDLE, TO_HEADER, TO_BODY, TO_SEND, TO_TUNNEL, TO_LINGER };
 
 struct xfer {
+	/* optional observer of the decoded body bytes (response taps) */
+	void (*tap)(void *arg, const char *p, size_t n);
+	void *tap_arg;
 	enum gw_body_kind kind;
 	uint64_t remaining;
 	struct gw_chunked ck;
@@ -139,6 +142,11 @@ struct gw_req {
 	uint64_t file_off, file_len;
 	const char *content_type;
 	char *body;                /* DEC_RESPOND body (arena) */
+	const char *body_ref;      /* gw_req_respond_ref: body owned by the family */
+	void (*body_cleanup)(const void *data, size_t len, void *arg);
+	void *body_cleanup_arg;
+	int finished;              /* the response was delivered in full */
+	void *family_data;         /* gw_req_set_data */
 	struct hdr_edit *req_edits, *resp_edits;
 	int no_via;
 	uint64_t max_body;
@@ -583,6 +591,14 @@ static int edit_deleted(const struct hdr_edit *e, const struct gw_hdr *h)
 	return 0;
 }
 
+static int edit_has(const struct hdr_edit *e, const char *name)
+{
+	for (; e != NULL; e = e->next)
+		if (!e->del && strcasecmp(e->name, name) == 0)
+			return 1;
+	return 0;
+}
+
 static void add_edits(struct evbuffer *b, const struct hdr_edit *e)
 {
 	/* edits are kept newest first; emit in the order they were added */
@@ -634,6 +650,8 @@ static void dispatch(struct gw_conn *c, struct gw_req *rq);
 static void body_setup(struct gw_req *rq);
 static void buffer_body(struct gw_conn *c);
 static void req_free(struct gw_req *rq);
+static void resp_tap(void *arg, const char *p, size_t n);
+static int edit_has(const struct hdr_edit *e, const char *name);
 static int xfer_pump(struct xfer *x, struct evbuffer *src, struct evbuffer *dst);
 
 /* ---- the request API for families ---- */
@@ -731,6 +749,19 @@ void gw_req_respond(struct gw_req *rq, int status, const char *content_type,
 	rq->body = gw_req_strndup(rq, body, len);
 }
 
+void gw_req_respond_ref(struct gw_req *rq, int status, const char *content_type,
+    const char *body, size_t len, void (*cleanup)(const void *data, size_t len, void *arg), void *arg)
+{
+	rq->dec = DEC_RESPOND;
+	rq->status = status;
+	rq->content_type = content_type ? gw_req_strndup(rq, content_type, strlen(content_type)) : NULL;
+	rq->body = NULL;
+	rq->body_ref = body;
+	rq->file_len = len;
+	rq->body_cleanup = cleanup;
+	rq->body_cleanup_arg = arg;
+}
+
 void gw_req_respond_file(struct gw_req *rq, int status, const char *content_type,
     int fd, uint64_t offset, uint64_t len)
 {
@@ -792,6 +823,9 @@ static void req_log_free(struct gw_conn *c, struct gw_req *rq)
 	int fam = c->proto->family;
 	int st = rq->status;
 
+	if (c->proto->on_response_end != NULL && rq->dec == DEC_PROXY && rq->resp_head_done &&
+	    rq->status != 101)
+		c->proto->on_response_end(rq, rq->finished && rq->respx.done, c->side);
 	if (c->proto->on_done != NULL && !rq->parse_error)
 		c->proto->on_done(rq, c->side);
 	if (st >= 100 && st < 600)
@@ -841,6 +875,8 @@ static void req_log_free(struct gw_conn *c, struct gw_req *rq)
 
 static void req_free(struct gw_req *rq)
 {
+	if (rq->body_cleanup != NULL)
+		rq->body_cleanup(rq->body_ref, rq->file_len, rq->body_cleanup_arg);
 	if (rq->file_fd >= 0)
 		close(rq->file_fd);
 	if (rq->bodybuf != NULL)
@@ -999,6 +1035,7 @@ static void finish_request(struct gw_conn *c)
 	}
 	if (rq->parse_error || rq->dec == DEC_RESPOND)
 		why = GW_CLOSE_LOCAL_REPLY;
+	rq->finished = 1;
 	c->rq = NULL;
 	req_log_free(c, rq);
 	if (atomic_load(&c->w->stop))
@@ -1036,9 +1073,11 @@ static void send_local(struct gw_req *rq)
 		rq->close_after = 1;
 		rq->linger = 1;
 	}
-	date_header(date, sizeof date);
-	evbuffer_add_printf(o, "HTTP/1.1 %d %s\r\nDate: %s\r\n", rq->status,
-	    gw_status_reason(rq->status), date);
+	evbuffer_add_printf(o, "HTTP/1.1 %d %s\r\n", rq->status, gw_status_reason(rq->status));
+	if (!edit_has(rq->resp_edits, "date")) {
+		date_header(date, sizeof date);
+		evbuffer_add_printf(o, "Date: %s\r\n", date);
+	}
 	if (rq->status != 304 && rq->status != 204 && !(rq->status >= 100 && rq->status < 200)) {
 		if (rq->content_type != NULL)
 			evbuffer_add_printf(o, "Content-Type: %s\r\n", rq->content_type);
@@ -1067,6 +1106,10 @@ static void send_local(struct gw_req *rq)
 				if (seg != NULL)
 					evbuffer_file_segment_free(seg);
 			}
+		} else if (rq->body_ref != NULL) {
+			if (evbuffer_add_reference(o, rq->body_ref, rq->file_len, rq->body_cleanup,
+			    rq->body_cleanup_arg) == 0)
+				rq->body_cleanup = NULL;   /* the buffer calls it once sent */
 		} else {
 			evbuffer_add(o, rq->body, rq->file_len);
 		}
@@ -1184,6 +1227,8 @@ void gw_req_read_body(struct gw_req *rq, uint64_t max)
 }
 
 int gw_req_worker(const struct gw_req *rq) { return rq->c->w->id; }
+void gw_req_set_data(struct gw_req *rq, void *data) { rq->family_data = data; }
+void *gw_req_data(const struct gw_req *rq) { return rq->family_data; }
 int gw_req_body_sent(const struct gw_req *rq) { return rq->reqx.moved > 0 || rq->body_buffered; }
 int gw_req_status(const struct gw_req *rq) { return rq->status; }
 
@@ -1416,6 +1461,29 @@ static void handle_head(struct gw_conn *c)
  * chunked output as x says.  Returns 0, or -1 on a framing error.
  * x->done is set at the end of the body.
  */
+/* Show the first n bytes of src to x's tap before they move. */
+static void xfer_tap(struct xfer *x, struct evbuffer *src, size_t n)
+{
+	struct evbuffer_iovec v[16];
+	struct evbuffer_ptr pos;
+	size_t left = n;
+
+	if (x->tap == NULL || n == 0)
+		return;
+	evbuffer_ptr_set(src, &pos, 0, EVBUFFER_PTR_SET);
+	while (left > 0) {
+		int nv = evbuffer_peek(src, (ev_ssize_t)left, &pos, v, 16);
+		if (nv <= 0)
+			break;
+		for (int i = 0; i < nv && i < 16 && left > 0; i++) {
+			size_t k = v[i].iov_len < left ? v[i].iov_len : left;
+			x->tap(x->tap_arg, v[i].iov_base, k);
+			left -= k;
+			evbuffer_ptr_set(src, &pos, k, EVBUFFER_PTR_ADD);
+		}
+	}
+}
+
 static int xfer_pump(struct xfer *x, struct evbuffer *src, struct evbuffer *dst)
 {
 	while (!x->done && evbuffer_get_length(src) > 0) {
@@ -1423,6 +1491,7 @@ static int xfer_pump(struct xfer *x, struct evbuffer *src, struct evbuffer *dst)
 			size_t n = evbuffer_get_length(src);
 			if (n > x->remaining)
 				n = (size_t)x->remaining;
+			xfer_tap(x, src, n);
 			evbuffer_remove_buffer(src, dst, n);
 			x->remaining -= n;
 			x->moved += n;
@@ -1432,6 +1501,7 @@ static int xfer_pump(struct xfer *x, struct evbuffer *src, struct evbuffer *dst)
 			size_t n = evbuffer_get_length(src);
 			if (x->out_chunked)
 				evbuffer_add_printf(dst, "%zx\r\n", n);
+			xfer_tap(x, src, n);
 			evbuffer_remove_buffer(src, dst, n);
 			if (x->out_chunked)
 				evbuffer_add(dst, "\r\n", 2);
@@ -1462,6 +1532,7 @@ static int xfer_pump(struct xfer *x, struct evbuffer *src, struct evbuffer *dst)
 			if (dlen > 0) {
 				if (x->out_chunked)
 					evbuffer_add_printf(dst, "%zx\r\n", dlen);
+				xfer_tap(x, src, dlen);
 				evbuffer_remove_buffer(src, dst, dlen);
 				if (x->out_chunked)
 					evbuffer_add(dst, "\r\n", 2);
@@ -1605,7 +1676,16 @@ static int family_retry(struct gw_conn *c, int stage)
 	if (c->up != NULL)
 		up_detach_close(c);
 	rq->dec = DEC_NONE;
-	if (!c->proto->on_upstream_error(rq, stage, c->side) || rq->dec != DEC_PROXY) {
+	if (!c->proto->on_upstream_error(rq, stage, c->side) || rq->dec == DEC_NONE) {
+		rq->dec = DEC_PROXY;
+		return 0;
+	}
+	if (rq->dec == DEC_RESPOND || rq->dec == DEC_FILE) {
+		/* the family answers instead (e.g. a stale cached copy) */
+		send_local(rq);
+		return 1;
+	}
+	if (rq->dec != DEC_PROXY) {
 		rq->dec = DEC_PROXY;
 		return 0;
 	}
@@ -1965,7 +2045,16 @@ static int retry_fresh(struct gw_conn *c)
 	return 1;
 }
 
-static void relay_response_head(struct gw_conn *c, const struct gw_http_head *r)
+static void resp_tap(void *arg, const char *p, size_t n)
+{
+	struct gw_req *rq = arg;
+
+	rq->c->proto->on_response_body(rq, p, n, rq->c->side);
+}
+
+/* Relay the final response head.  Returns 1 when the family chose in
+ * on_response_head to answer by itself instead (nothing was written). */
+static int relay_response_head(struct gw_conn *c, const struct gw_http_head *r)
 {
 	struct gw_req *rq = c->rq;
 	struct evbuffer *o = c->out;
@@ -1992,8 +2081,15 @@ static void relay_response_head(struct gw_conn *c, const struct gw_http_head *r)
 	if (!rq->reqx.done)
 		rq->close_after = 1;  /* answered before the body ended: cannot resync */
 
-	if (c->proto->on_response_head != NULL)
+	if (c->proto->on_response_head != NULL) {
 		c->proto->on_response_head(rq, r, c->side);
+		if (rq->dec == DEC_RESPOND || rq->dec == DEC_FILE)
+			return 1;
+	}
+	if (c->proto->on_response_body != NULL) {
+		rq->respx.tap = resp_tap;
+		rq->respx.tap_arg = rq;
+	}
 	evbuffer_add_printf(o, "HTTP/1.1 %d %.*s\r\n", r->status, (int)r->reason_len, r->reason);
 	for (size_t i = 0; i < r->nhdrs; i++) {
 		const struct gw_hdr *x = &r->hdrs[i];
@@ -2017,6 +2113,7 @@ static void relay_response_head(struct gw_conn *c, const struct gw_http_head *r)
 		evbuffer_add(o, "Connection: keep-alive\r\n", 24);
 	evbuffer_add(o, "\r\n", 2);
 	rq->resp_head_done = 1;
+	return 0;
 }
 
 /* Handle bytes from the upstream: heads (1xx, 101, final), then the body. */
@@ -2115,7 +2212,22 @@ static void process_response(struct gw_conn *c)
 		    rq->head.method == GW_M_DELETE || rq->head.method == GW_M_TRACE) &&
 		    family_retry(c, GW_UPFAIL_STATUS))
 			return;
-		relay_response_head(c, &r);
+		if (relay_response_head(c, &r)) {
+			/* answered locally: release the upstream, pooled if it is clean */
+			int reuse = r.body == GW_BODY_NONE && !(r.flags & GW_HF_CONN_CLOSE) &&
+			    r.version_minor == 1 && rq->reqx.done;
+			evbuffer_drain(u->in, (size_t)n);
+			reuse = reuse && evbuffer_get_length(u->in) == 0 && !u->eof;
+			c->up = NULL;
+			u->c = NULL;
+			if (reuse)
+				pool_put(c->w, u);
+			else
+				up_free(u);
+			rq->resp_head_done = 0;
+			send_local(rq);
+			return;
+		}
 		evbuffer_drain(u->in, (size_t)n);
 	}
 	event_del(&u->ev_to);

@@ -47,6 +47,12 @@ struct gw_proto {
 	 * GW_UPFAIL_STATUS, relay the origin's response).  May be NULL.
 	 */
 	int (*on_upstream_error)(struct gw_req *rq, int stage, void *side);
+	/* The proxied response body as it streams to the client (decoded
+	 * bytes, in order; e.g. to store it in a cache).  May be NULL. */
+	void (*on_response_body)(struct gw_req *rq, const char *data, size_t len, void *side);
+	/* The proxied response ended; complete = 1 when the whole body reached
+	 * the client.  Called before on_done.  May be NULL. */
+	void (*on_response_end)(struct gw_req *rq, int complete, void *side);
 };
 
 /* Stages for on_upstream_error. */
@@ -92,6 +98,15 @@ void gw_req_tunnel(struct gw_req *rq, const char *host, size_t host_len, uint16_
  */
 void gw_req_respond(struct gw_req *rq, int status, const char *content_type,
     const char *body, size_t len, const char *detail);
+/*
+ * Answer with a body the family owns (no copy, e.g. a cached object):
+ * cleanup(body, len, arg) runs once the core no longer needs it (it may be
+ * NULL).  Headers come from gw_req_resp_hdr_add(); a "Date" added there
+ * replaces the core's own.
+ */
+void gw_req_respond_ref(struct gw_req *rq, int status, const char *content_type,
+    const char *body, size_t len, void (*cleanup)(const void *data, size_t len, void *arg),
+    void *arg);
 /* Answer with len bytes of file fd from offset (the core takes ownership of fd).
  * For HEAD only the head is sent. */
 void gw_req_respond_file(struct gw_req *rq, int status, const char *content_type,
@@ -116,6 +131,10 @@ int gw_req_alive(const struct gw_req *rq);
  * streams after them.
  */
 void gw_req_read_body(struct gw_req *rq, uint64_t max);
+
+/* One pointer of the family's own per-request state (NULL until set). */
+void gw_req_set_data(struct gw_req *rq, void *data);
+void *gw_req_data(const struct gw_req *rq);
 
 /* Worker index of the request's thread (0..N-1), for per-worker counters. */
 int gw_req_worker(const struct gw_req *rq);

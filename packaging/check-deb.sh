@@ -72,10 +72,49 @@ upver=$(dpkg-deb -f "$DEB" Version | sed 's/[-+~].*//')
 check "gatehouse -V prints the version ($upver)" sh -c "/usr/sbin/gatehouse -V 2>&1 | grep -F -q '$upver'"
 check "gatehouse -t accepts the packaged /etc/gatehouse/gatehouse.conf (as user gatehouse)" \
 	runuser -u gatehouse -- /usr/sbin/gatehouse -t -c /etc/gatehouse/gatehouse.conf
-check "gatehouse -t accepts the appliance configuration" \
-	/usr/sbin/gatehouse -t -c "$HERE/appliance/gatehouse.conf"
+# The appliance config names first-boot files: give it throwaway ones.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=check \
+	-keyout "$TMP/console.key" -out "$TMP/console.pem" >/dev/null 2>&1
+printf 'admin:%s:admin\n' "$(openssl passwd -6 check)" > "$TMP/admin.users"
+sed -e "s|/etc/gatehouse/tls/|$TMP/|; s|/etc/gatehouse/admin.users|$TMP/admin.users|" \
+	"$HERE/appliance/gatehouse.conf" > "$TMP/appliance.conf"
+check "gatehouse -t accepts the appliance configuration" /usr/sbin/gatehouse -t -c "$TMP/appliance.conf"
 check "gatehouse -t rejects a broken configuration" sh -c \
 	"printf 'global: { no_such_key = 1; };\n' > '$TMP/bad.conf'; ! /usr/sbin/gatehouse -t -c '$TMP/bad.conf'"
+# Run the installed daemon by hand, as the unit would (user gatehouse), with
+# the packaged config moved to loopback test ports.
+read -r PF PR PA < <(python3 -c 'import socket
+ss = [socket.socket() for _ in range(3)]
+for x in ss: x.bind(("127.0.0.1", 0))
+print(*[x.getsockname()[1] for x in ss])')
+sed -e "s/\"\\*:3128\"/\"127.0.0.1:$PF\"/; s/\"\\*:80\"/\"127.0.0.1:$PR\"/; s/127.0.0.1:9090/127.0.0.1:$PA/" \
+	/etc/gatehouse/gatehouse.conf > "$TMP/run.conf"
+chmod 0644 "$TMP/run.conf"; chmod 0755 "$TMP"
+setpriv --reuid=gatehouse --regid=gatehouse --init-groups -- /usr/sbin/gatehouse -c "$TMP/run.conf" > "$TMP/run.log" 2>&1 &
+gpid=$!
+for _ in $(seq 50); do curl -s -o /dev/null -m 1 http://127.0.0.1:$PR/ && break; sleep 0.2; done
+check "installed daemon, packaged config: forward proxy refuses a denied destination (403)" sh -c \
+	"[ \"\$(curl -s -o /dev/null -w '%{http_code}' -m 5 -x http://127.0.0.1:$PF http://127.0.0.1/)\" = 403 ]"
+check "installed daemon, packaged config: reverse listener answers an unknown host (404)" sh -c \
+	"[ \"\$(curl -s -o /dev/null -w '%{http_code}' -m 5 http://127.0.0.1:$PR/)\" = 404 ]"
+kill -HUP $gpid 2>/dev/null; sleep 1
+check "SIGHUP reload keeps serving" sh -c \
+	"[ \"\$(curl -s -o /dev/null -w '%{http_code}' -m 5 http://127.0.0.1:$PR/)\" = 404 ]"
+# logrotate: rename, then SIGUSR1 must make the daemon open a new file.
+if [ -e /var/log/gatehouse/access.log ]; then
+	mv /var/log/gatehouse/access.log /var/log/gatehouse/access.log.1
+	kill -USR1 $gpid 2>/dev/null; sleep 1
+	curl -s -o /dev/null -m 5 http://127.0.0.1:$PR/
+	check "SIGUSR1 reopens the access log after rotation" test -e /var/log/gatehouse/access.log
+else
+	bad "access log /var/log/gatehouse/access.log written"
+fi
+kill -TERM $gpid 2>/dev/null
+for _ in $(seq 50); do kill -0 $gpid 2>/dev/null || break; sleep 0.2; done
+if kill -0 $gpid 2>/dev/null; then kill -9 $gpid; bad "SIGTERM stops the daemon within 10 s"
+else wait $gpid; r=$?; [ $r = 0 ] && ok "SIGTERM stops the daemon (exit 0)" || { bad "SIGTERM stops the daemon (exit $r)"; tail -5 "$TMP/run.log" | sed 's/^/      | /'; }; fi
+rm -f /var/log/gatehouse/access.log /var/log/gatehouse/access.log.1
+
 check "systemd-analyze verify gatehouse.service" sh -c \
 	'systemd-analyze verify /lib/systemd/system/gatehouse.service 2>&1 | grep -v -e "network-online.target" -e "nss-lookup.target" | { ! grep -q .; }'
 

@@ -8,7 +8,7 @@
 # GW_PKG_EXPECT_CONSOLE=1.  With the default GW_PKG_EXPECT_CONSOLE=0 they still
 # run and are printed as FAIL with the reason, but do not change the exit status.
 #
-# Env: GW_SMOKE_PORT_BASE (default 18000: proxy +128, reverse +80, console +443)
+# Env: GW_SMOKE_PORT_BASE (default: free ports; else proxy +128, reverse +80, console +443)
 #      GW_SMOKE_TIMEOUT     seconds to wait for the boot (default 600)
 #      GW_SMOKE_KEEP=DIR    keep serial log etc. in DIR (default packaging/out/smoke)
 set -uo pipefail
@@ -20,12 +20,20 @@ IMG=${1:-$OUTDIR/gatehouse-appliance.qcow2}
 [ -f "$IMG" ] || { echo "smoke-test: no image (run packaging/appliance/build-image.sh)" >&2; exit 1; }
 case "$IMG" in *.qcow2) FMT=qcow2 ;; *) FMT=raw ;; esac
 EXPECT_CONSOLE=${GW_PKG_EXPECT_CONSOLE:-0}
-BASE=${GW_SMOKE_PORT_BASE:-18000}
-P_PROXY=$((BASE + 128)) P_REV=$((BASE + 80)) P_CON=$((BASE + 443))
+if [ -n "${GW_SMOKE_PORT_BASE:-}" ]; then
+	BASE=$GW_SMOKE_PORT_BASE
+	P_PROXY=$((BASE + 128)) P_REV=$((BASE + 80)) P_CON=$((BASE + 443))
+else   # free ports chosen by the kernel (other jobs share this machine)
+	read -r P_PROXY P_REV P_CON < <(python3 -c 'import socket
+ss = [socket.socket() for _ in range(3)]
+for x in ss: x.bind(("127.0.0.1", 0))
+print(*[x.getsockname()[1] for x in ss])')
+fi
 TIMEOUT=${GW_SMOKE_TIMEOUT:-600}
 RUN=${GW_SMOKE_KEEP:-$OUTDIR/smoke}
 rm -rf "$RUN"; mkdir -p "$RUN"
 SERIAL=$RUN/serial.log
+: > "$RUN/serial.txt"
 
 pass=0 fail=0 xfail=0 QEMU_PID=
 ok()  { pass=$((pass + 1)); printf 'PASS  %s\n' "$*"; }
@@ -58,7 +66,7 @@ qemu-system-x86_64 -machine q35 -accel tcg -cpu max -smp 2 -m 1024 \
 	-drive file="$IMG",format=$FMT,if=virtio,snapshot=on \
 	-netdev user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$P_PROXY-:3128,hostfwd=tcp:127.0.0.1:$P_REV-:80,hostfwd=tcp:127.0.0.1:$P_CON-:8443 \
 	-device virtio-net-pci,netdev=n0 \
-	-display none -monitor none -serial file:"$SERIAL" -no-reboot &
+	-display none -monitor none -serial file:"$SERIAL" -no-reboot 2>"$RUN/qemu.log" &
 QEMU_PID=$!
 
 # Ready = the status unit has reported (it runs after gatehouse.service is up

@@ -505,3 +505,91 @@ def access_line_for(g, needle, wait=0.5):
     """The last access-log line of g that contains needle (or None)."""
     lines = [l for l in g.access_lines(wait) if needle in l]
     return lines[-1] if lines else None
+
+
+class KillableOrigin(Origin):
+    """An Origin that can be killed like a crashed server (listening socket
+    and every open connection closed, so pooled upstream connections die too)
+    and started again on the same port.  /health answers health_status (200
+    by default).  hits() counts requests other than health checks."""
+
+    def __init__(self, port=None, tls=None):
+        self.conns = set()
+        self.health_status = 200
+        self.name = ""
+        super().__init__(port, tls)
+
+    def _serve(self, c):
+        with self.lock:
+            self.conns.add(c)
+        try:
+            super()._serve(c)
+        finally:
+            with self.lock:
+                self.conns.discard(c)
+
+    def _respond(self, c, req):
+        if req.target.startswith("/health"):
+            body = b"ok\n"
+            c.sendall(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n" % (self.health_status, len(body))
+                      + body)
+            return True
+        if req.target.startswith("/whoami"):
+            body = self.name.encode() or str(self.port).encode()
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            return True
+        return super()._respond(c, req)
+
+    def hits(self, prefix=None):
+        with self.lock:
+            return sum(1 for r in self.requests if not r.target.startswith("/health")
+                       and (prefix is None or r.target.startswith(prefix)))
+
+    def health_checks(self):
+        with self.lock:
+            return sum(1 for r in self.requests if r.target.startswith("/health"))
+
+    def kill(self):
+        self.stopped = True
+        try:
+            # wakes the accept() blocked in the other thread (close alone
+            # leaves it accepting on Linux)
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.stop()
+        self.t.join(2)
+        with self.lock:
+            conns = list(self.conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def revive(self):
+        """Listen again on the same port after kill()."""
+        self.stopped = False
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen(256)
+        self.t = threading.Thread(target=self._accept, daemon=True)
+        self.t.start()
+
+
+def http_get(port, path, host, source=None, method="GET", body=None, headers=None, timeout=10):
+    """One request on a new connection (optionally from a source address such
+    as 127.0.0.5); returns (status, headers dict lower-cased, body bytes)."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout,
+                                      source_address=(source, 0) if source else None)
+    try:
+        h = {"Host": host}
+        h.update(headers or {})
+        conn.request(method, path, body=body, headers=h)
+        r = conn.getresponse()
+        data = r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+    finally:
+        conn.close()
