@@ -1595,7 +1595,9 @@ static void read_forward(struct ctx *x, config_setting_t *root)
 /* ---- reverse ---- */
 
 static const char *const k_reverse[] = { "listeners", "certificates", "trusted_proxies", "upstreams",
-    "sites", NULL };
+    "sites", "cache", NULL };
+static const char *const k_cache[] = { "memory", "max_object", "x_cache_header", NULL };
+static const char *const k_route_cache[] = { "ttl", "stale_if_error", NULL };
 static const char *const k_cert[] = { "cert", "key", "ocsp", "default", NULL };
 static const char *const k_upstream[] = { "name", "balance", "servers", "health", "keepalive", "tls",
     "ca_file", "sni", "tls_verify", NULL };
@@ -1606,7 +1608,7 @@ static const char *const k_site[] = { "hosts", "default", "force_https", "allow_
     "deny_clients", "rate_limit", "routes", NULL };
 static const char *const k_rate[] = { "requests_per_second", "burst", NULL };
 static const char *const k_route[] = { "path", "upstream", "static", "redirect", "redirect_status",
-    "strip_prefix", "set_headers", "max_body_bytes", NULL };
+    "strip_prefix", "set_headers", "max_body_bytes", "cache", NULL };
 
 static void read_certs(struct ctx *x, config_setting_t *r)
 {
@@ -1857,6 +1859,36 @@ static void read_set_headers(struct ctx *x, config_setting_t *e, const char *ep,
 	}
 }
 
+/* route cache = true | false | { ttl = ...; stale_if_error = ...; } */
+static void read_route_cache(struct ctx *x, config_setting_t *e, const char *ep,
+    struct conf_rev_route *ro, int upstream_route)
+{
+	config_setting_t *c = member(e, "cache");
+	char p[KP];
+
+	ro->cache_stale_if_error = -1;
+	if (!c)
+		return;
+	kp_child(p, ep, "cache");
+	if (config_setting_type(c) == CONFIG_TYPE_BOOL) {
+		ro->cache = config_setting_get_bool(c) ? 1 : 0;
+	} else if (config_setting_type(c) == CONFIG_TYPE_GROUP) {
+		check_keys(x, c, p, k_route_cache);
+		ro->cache = 1;
+		get_num(x, c, p, "ttl", 0, 31536000, &ro->cache_ttl);
+		get_num(x, c, p, "stale_if_error", 0, 31536000, &ro->cache_stale_if_error);
+	} else {
+		serr(x, c, p, "expected true, false or a group { ttl = ...; stale_if_error = ...; }");
+		return;
+	}
+	if (!ro->cache)
+		return;
+	if (!upstream_route)
+		serr(x, c, p, "only applies to an upstream route");
+	else if (!x->c->reverse.cache.present)
+		serr(x, c, p, "needs reverse.cache = { memory = ...; } to be configured");
+}
+
 static void read_routes(struct ctx *x, config_setting_t *site, const char *sp, struct conf_rev_site *si)
 {
 	config_setting_t *l = get_glist(x, site, sp, "routes");
@@ -1955,6 +1987,7 @@ static void read_routes(struct ctx *x, config_setting_t *site, const char *sp, s
 		get_bool(x, e, ep, "strip_prefix", &ro->strip_prefix);
 		read_set_headers(x, e, ep, ro);
 		get_size(x, e, ep, "max_body_bytes", 0, TB, &ro->max_body_bytes);
+		read_route_cache(x, e, ep, ro, kinds == 1 && ro->kind == CONF_ROUTE_UPSTREAM);
 		if (ok)
 			si->nroutes++;
 	}
@@ -2022,6 +2055,26 @@ static void read_sites(struct ctx *x, config_setting_t *r)
 	}
 }
 
+static void read_cache(struct ctx *x, config_setting_t *r)
+{
+	struct conf_rev_cache *ca = &x->c->reverse.cache;
+	config_setting_t *g = get_group(x, r, "reverse", "cache", k_cache);
+
+	ca->memory = 256ull << 20;
+	ca->max_object = 8ull << 20;
+	ca->x_cache_header = 1;
+	if (!g)
+		return;
+	ca->present = 1;
+	ca->src = src_of(x, g);
+	get_size(x, g, "reverse.cache", "memory", 65536, TB, &ca->memory);
+	if (get_size(x, g, "reverse.cache", "max_object", 1, TB, &ca->max_object) == 1 &&
+	    ca->max_object > ca->memory)
+		serr(x, member(g, "max_object"), "reverse.cache.max_object",
+		    "must not be larger than reverse.cache.memory");
+	get_bool(x, g, "reverse.cache", "x_cache_header", &ca->x_cache_header);
+}
+
 static void read_reverse(struct ctx *x, config_setting_t *root)
 {
 	struct conf_reverse *rv = &x->c->reverse;
@@ -2034,6 +2087,7 @@ static void read_reverse(struct ctx *x, config_setting_t *root)
 	read_certs(x, r);
 	get_cidrs(x, r, "reverse", "trusted_proxies", &rv->trusted_proxies);
 	read_upstreams(x, r);
+	read_cache(x, r);
 	read_sites(x, r);
 }
 

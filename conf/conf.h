@@ -264,6 +264,11 @@ struct conf_rev_route {
 	struct conf_hdr_set *set_headers;
 	size_t nset_headers;
 	uint64_t max_body_bytes;   /* 0 = global limit */
+	/* cache = true | { ttl = 60.0; stale_if_error = 300.0; }: responses of an
+	 * upstream route may be stored in reverse.cache (which must exist) */
+	int cache;
+	double cache_ttl;          /* freshness when the origin gives none; 0 = heuristic only */
+	double cache_stale_if_error;   /* seconds; -1 = the origin's stale-if-error */
 	struct conf_src src;
 };
 
@@ -280,6 +285,15 @@ struct conf_rev_site {
 	struct conf_src src;
 };
 
+/* reverse.cache: the shared in-memory HTTP cache (reverse/cache.h). */
+struct conf_rev_cache {
+	int present;
+	uint64_t memory;           /* bytes, default 256M */
+	uint64_t max_object;       /* bytes, default 8M; larger responses are not stored */
+	int x_cache_header;        /* X-Cache: HIT|MISS|STALE|REVALIDATED; default 1 */
+	struct conf_src src;
+};
+
 struct conf_reverse {
 	int present;
 	struct conf_listener *listeners;
@@ -291,6 +305,7 @@ struct conf_reverse {
 	size_t nupstreams;
 	struct conf_rev_site *sites;
 	size_t nsites;
+	struct conf_rev_cache cache;
 };
 
 /* ---- admin ---- */

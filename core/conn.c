@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "core/control.h"
 #include "core/dns.h"
 #include "core/http1.h"
 #include "core/log.h"
@@ -122,6 +123,12 @@ struct hdr_edit {
 
 struct upconn;
 
+union gw_sa {
+	struct sockaddr sa;
+	struct sockaddr_in in;
+	struct sockaddr_in6 in6;
+};
+
 struct gw_req {
 	struct gw_conn *c;
 	struct arena_blk *arena;
@@ -194,10 +201,10 @@ struct gw_conn {
 	const struct gw_lspec *lspec;
 	const struct gw_proto *proto;
 	void *side;
-	struct event ev_rd, ev_wr, ev_to, ev_free;
+	struct event ev_rd, ev_wr, ev_to;   /* ev_to also carries the deferred free */
 	struct evbuffer *in, *out;
 	SSL *ssl;                  /* TLS listener: the session; NULL = plain */
-	struct sockaddr_storage peer, local;
+	union gw_sa peer, local;   /* compact: idle connections are many */
 	char peer_str[INET6_ADDRSTRLEN];
 	struct gw_req *rq;
 	struct upconn *up;
@@ -591,6 +598,79 @@ static int edit_deleted(const struct hdr_edit *e, const struct gw_hdr *h)
 	return 0;
 }
 
+/*
+ * Head builder: heads are assembled with memcpy in a stack buffer and added
+ * to the evbuffer in one piece (printf-family formatting dominated the
+ * per-request cost; see tests/bench/RESULTS.md).
+ */
+struct hb {
+	struct evbuffer *dst;
+	size_t len;
+	char buf[4096];
+};
+
+static void hb_flush(struct hb *b)
+{
+	if (b->len > 0)
+		evbuffer_add(b->dst, b->buf, b->len);
+	b->len = 0;
+}
+
+static void hb_put(struct hb *b, const char *s, size_t n)
+{
+	if (b->len + n > sizeof b->buf) {
+		hb_flush(b);
+		if (n > sizeof b->buf) {
+			evbuffer_add(b->dst, s, n);
+			return;
+		}
+	}
+	memcpy(b->buf + b->len, s, n);
+	b->len += n;
+}
+
+#define HB_LIT(b, lit) hb_put((b), (lit), sizeof(lit) - 1)
+
+static void hb_str(struct hb *b, const char *s)
+{
+	hb_put(b, s, strlen(s));
+}
+
+static void hb_uint(struct hb *b, unsigned long long v, int base)
+{
+	char tmp[24];
+	int i = (int)sizeof tmp;
+
+	do {
+		tmp[--i] = "0123456789abcdef"[v % (unsigned)base];
+		v /= (unsigned)base;
+	} while (v > 0);
+	hb_put(b, tmp + i, sizeof tmp - (size_t)i);
+}
+
+static void hb_hdr(struct hb *b, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+	hb_put(b, name, nlen);
+	HB_LIT(b, ": ");
+	hb_put(b, value, vlen);
+	HB_LIT(b, "\r\n");
+}
+
+/* Append "<hex>\r\n", a chunk-size line, to dst. */
+static void chunk_line(struct evbuffer *dst, size_t n)
+{
+	char tmp[24];
+	int i = (int)sizeof tmp;
+
+	tmp[--i] = '\n';
+	tmp[--i] = '\r';
+	do {
+		tmp[--i] = "0123456789abcdef"[n & 15];
+		n >>= 4;
+	} while (n > 0);
+	evbuffer_add(dst, tmp + i, sizeof tmp - (size_t)i);
+}
+
 static int edit_has(const struct hdr_edit *e, const char *name)
 {
 	for (; e != NULL; e = e->next)
@@ -599,7 +679,7 @@ static int edit_has(const struct hdr_edit *e, const char *name)
 	return 0;
 }
 
-static void add_edits(struct evbuffer *b, const struct hdr_edit *e)
+static void add_edits(struct hb *b, const struct hdr_edit *e)
 {
 	/* edits are kept newest first; emit in the order they were added */
 	const struct hdr_edit *stack[64];
@@ -609,8 +689,7 @@ static void add_edits(struct evbuffer *b, const struct hdr_edit *e)
 		if (!e->del)
 			stack[n++] = e;
 	while (n-- > 0)
-		evbuffer_add_printf(b, "%s: %.*s\r\n", stack[n]->name, (int)stack[n]->vlen,
-		    stack[n]->value);
+		hb_hdr(b, stack[n]->name, strlen(stack[n]->name), stack[n]->value, stack[n]->vlen);
 }
 
 static int wants_html(const struct gw_http_head *h)
@@ -794,6 +873,7 @@ void gw_req_no_via(struct gw_req *rq) { rq->no_via = 1; }
 void gw_req_set_max_body(struct gw_req *rq, uint64_t max) { rq->max_body = max; }
 void gw_req_set_verdict(struct gw_req *rq, const char *verdict, const char *rule) { rq->verdict = verdict; rq->rule = rule; }
 void gw_req_set_user(struct gw_req *rq, const char *user) { rq->user = user; }
+void gw_req_set_reason(struct gw_req *rq, const char *reason) { rq->reason = reason; }
 
 /* ---- request lifecycle ---- */
 
@@ -810,8 +890,17 @@ static struct gw_req *req_new(struct gw_conn *c)
 	rq->start_mono = mono();
 	rq->file_fd = -1;
 	rq->max_body = c->snap->conf->global.limits.max_body_bytes;
-	snprintf(rq->id, sizeof rq->id, "%s%02x%08llx", gw_id_prefix, c->w->id & 0xff,
-	    (unsigned long long)++c->w->req_seq);
+	{
+		/* "<6 hex process prefix><2 hex worker><8 hex sequence>" */
+		static const char hex[] = "0123456789abcdef";
+		uint64_t seq = ++c->w->req_seq;
+		memcpy(rq->id, gw_id_prefix, 6);
+		rq->id[6] = hex[(c->w->id >> 4) & 15];
+		rq->id[7] = hex[c->w->id & 15];
+		for (int i = 15; i >= 8; i--, seq >>= 4)
+			rq->id[i] = hex[seq & 15];
+		rq->id[16] = '\0';
+	}
 	return rq;
 }
 
@@ -828,6 +917,8 @@ static void req_log_free(struct gw_conn *c, struct gw_req *rq)
 		c->proto->on_response_end(rq, rq->finished && rq->respx.done, c->side);
 	if (c->proto->on_done != NULL && !rq->parse_error)
 		c->proto->on_done(rq, c->side);
+	if (!gw_access_enabled() && !gw_tail_enabled())
+		goto logged;   /* nobody reads the line: do not format it */
 	if (st >= 100 && st < 600)
 		gw_stat_add(&c->w->stats->fam[fam][GW_FC_STATUS_1XX + st / 100 - 1], 1);
 	gw_stat_add(&c->w->stats->fam[fam][GW_FC_BYTES_IN], rq->bytes_in);
@@ -862,6 +953,7 @@ static void req_log_free(struct gw_conn *c, struct gw_req *rq)
 		if (ref) { r.referer = ref->value; r.referer_len = ref->value_len; }
 		gw_access_log(&c->w->alog, &r);
 	}
+logged:
 	if (rq->dnsq != NULL) {
 		gw_dns_cancel(rq->dnsq);
 		rq->dnsq = NULL;
@@ -947,8 +1039,9 @@ static void conn_close(struct gw_conn *c, enum gw_close_reason why)
 		extern void gw_worker_resume_accept(struct gw_worker *w);
 		gw_worker_resume_accept(w);
 	}
-	event_assign(&c->ev_free, w->base, -1, 0, conn_free_cb, c);
-	event_active(&c->ev_free, EV_TIMEOUT, 0);
+	/* the timer event is free now: reuse it to free us from the loop */
+	event_assign(&c->ev_to, w->base, -1, 0, conn_free_cb, c);
+	event_active(&c->ev_to, EV_TIMEOUT, 0);
 }
 
 /* Write pending output; arms EV_WRITE when the kernel is full.  When all is
@@ -1063,6 +1156,7 @@ static void send_local(struct gw_req *rq)
 	struct evbuffer *o = c->out;
 	char date[64];
 	int head_only = rq->head.method == GW_M_HEAD;
+	struct hb hb;
 	int has_body = rq->head.body == GW_BODY_CHUNKED ||
 	    (rq->head.body == GW_BODY_LENGTH && rq->head.content_length > 0);
 
@@ -1073,24 +1167,43 @@ static void send_local(struct gw_req *rq)
 		rq->close_after = 1;
 		rq->linger = 1;
 	}
-	evbuffer_add_printf(o, "HTTP/1.1 %d %s\r\n", rq->status, gw_status_reason(rq->status));
+	hb.dst = o;
+	hb.len = 0;
+	HB_LIT(&hb, "HTTP/1.1 ");
+	hb_uint(&hb, (unsigned)rq->status, 10);
+	HB_LIT(&hb, " ");
+	hb_str(&hb, gw_status_reason(rq->status));
+	HB_LIT(&hb, "\r\n");
 	if (!edit_has(rq->resp_edits, "date")) {
 		date_header(date, sizeof date);
-		evbuffer_add_printf(o, "Date: %s\r\n", date);
+		hb_hdr(&hb, "Date", 4, date, strlen(date));
 	}
 	if (rq->status != 304 && rq->status != 204 && !(rq->status >= 100 && rq->status < 200)) {
 		if (rq->content_type != NULL)
-			evbuffer_add_printf(o, "Content-Type: %s\r\n", rq->content_type);
-		evbuffer_add_printf(o, "Content-Length: %llu\r\n", (unsigned long long)rq->file_len);
+			hb_hdr(&hb, "Content-Type", 12, rq->content_type, strlen(rq->content_type));
+		HB_LIT(&hb, "Content-Length: ");
+		hb_uint(&hb, rq->file_len, 10);
+		HB_LIT(&hb, "\r\n");
 	}
-	if (rq->status >= 400 && !rq->close_after)
-		evbuffer_add_printf(o, "Cache-Control: no-store\r\n");
-	add_edits(o, rq->resp_edits);
+	if (rq->status >= 400 && !rq->close_after && rq->body_ref == NULL &&
+	    !edit_has(rq->resp_edits, "cache-control"))
+		HB_LIT(&hb, "Cache-Control: no-store\r\n");   /* our own error pages */
+	if (rq->body_ref != NULL && !rq->no_via) {
+		/* a stored upstream response: it passed through us */
+		const char *via = c->snap->conf->global.via_name;
+		if (via != NULL && via[0] != '\0') {
+			HB_LIT(&hb, "Via: 1.1 ");
+			hb_str(&hb, via);
+			HB_LIT(&hb, "\r\n");
+		}
+	}
+	add_edits(&hb, rq->resp_edits);
 	if (rq->close_after)
-		evbuffer_add(o, "Connection: close\r\n", 19);
+		HB_LIT(&hb, "Connection: close\r\n");
 	else if (rq->head.version_minor == 0)
-		evbuffer_add(o, "Connection: keep-alive\r\n", 24);
-	evbuffer_add(o, "\r\n", 2);
+		HB_LIT(&hb, "Connection: keep-alive\r\n");
+	HB_LIT(&hb, "\r\n");
+	hb_flush(&hb);
 	if (!head_only && rq->status != 304 && rq->status != 204) {
 		if (rq->dec == DEC_FILE) {
 			if (rq->file_len > 0) {
@@ -1129,6 +1242,21 @@ static void respond_error(struct gw_req *rq, int status, const char *reason)
 	if (status >= 400 && status != 404 && status != 403 && status != 407)
 		rq->close_after = 1;
 	send_local(rq);
+}
+
+/*
+ * Tunnel an Upgrade only for WebSocket.  Other protocols (h2c in particular)
+ * would carry further requests past routing, policy and DLP inside the
+ * tunnel, so their Upgrade header is dropped and the exchange stays HTTP.
+ */
+static int upgrade_allowed(const struct gw_http_head *h)
+{
+	const struct gw_hdr *u;
+
+	if (!(h->flags & GW_HF_UPGRADE) || !(h->flags & GW_HF_CONN_UPGRADE) || h->version_minor != 1)
+		return 0;
+	u = gw_http1_find(h, "upgrade");
+	return u != NULL && u->value_len == 9 && strncasecmp(u->value, "websocket", 9) == 0;
 }
 
 /* Request body framing state from the head. */
@@ -1170,7 +1298,7 @@ static void buffer_body(struct gw_conn *c)
 	}
 	rq->reading_body = 0;
 	rq->body_buffered = 1;
-	rq->body_complete = rq->reqx.done;
+	rq->body_complete = rq->reqx.done && (rq->body_max == 0 || len <= rq->body_max);
 	rd_enable(c, 0);
 	event_del(&c->ev_to);
 	data = (const char *)evbuffer_pullup(rq->bodybuf, -1);
@@ -1336,8 +1464,7 @@ static void dispatch(struct gw_conn *c, struct gw_req *rq)
 			/* the rest streams after the buffered part, framed as it came */
 			rq->reqx.out_chunked = h->body == GW_BODY_CHUNKED;
 		}
-		rq->upgrade = (h->flags & GW_HF_UPGRADE) && (h->flags & GW_HF_CONN_UPGRADE) &&
-		    h->version_minor == 1;
+		rq->upgrade = upgrade_allowed(h);
 		proxy_start(rq);
 		return;
 	case DEC_TUNNEL:
@@ -1500,7 +1627,7 @@ static int xfer_pump(struct xfer *x, struct evbuffer *src, struct evbuffer *dst)
 		} else if (x->kind == GW_BODY_CLOSE) {
 			size_t n = evbuffer_get_length(src);
 			if (x->out_chunked)
-				evbuffer_add_printf(dst, "%zx\r\n", n);
+				chunk_line(dst, n);
 			xfer_tap(x, src, n);
 			evbuffer_remove_buffer(src, dst, n);
 			if (x->out_chunked)
@@ -1531,7 +1658,7 @@ static int xfer_pump(struct xfer *x, struct evbuffer *src, struct evbuffer *dst)
 			evbuffer_drain(src, off);
 			if (dlen > 0) {
 				if (x->out_chunked)
-					evbuffer_add_printf(dst, "%zx\r\n", dlen);
+					chunk_line(dst, dlen);
 				xfer_tap(x, src, dlen);
 				evbuffer_remove_buffer(src, dst, dlen);
 				if (x->out_chunked)
@@ -1673,8 +1800,8 @@ static int family_retry(struct gw_conn *c, int stage)
 		return 0;
 	if (stage != GW_UPFAIL_CONNECT && gw_req_body_sent(rq))
 		return 0;
-	if (c->up != NULL)
-		up_detach_close(c);
+	/* ask first: on "no", the caller may still relay the origin's answer,
+	 * which lives in the upstream connection's buffer */
 	rq->dec = DEC_NONE;
 	if (!c->proto->on_upstream_error(rq, stage, c->side) || rq->dec == DEC_NONE) {
 		rq->dec = DEC_PROXY;
@@ -1682,6 +1809,8 @@ static int family_retry(struct gw_conn *c, int stage)
 	}
 	if (rq->dec == DEC_RESPOND || rq->dec == DEC_FILE) {
 		/* the family answers instead (e.g. a stale cached copy) */
+		if (c->up != NULL)
+			up_detach_close(c);
 		send_local(rq);
 		return 1;
 	}
@@ -1689,6 +1818,8 @@ static int family_retry(struct gw_conn *c, int stage)
 		rq->dec = DEC_PROXY;
 		return 0;
 	}
+	if (c->up != NULL)
+		up_detach_close(c);
 	rq->addr_idx = 0;
 	rq->connect_err = 0;
 	rq->retried = 1;   /* a fresh connection, not the pool */
@@ -1729,17 +1860,29 @@ static void send_request_head(struct gw_req *rq, struct upconn *u)
 	struct evbuffer *o = u->out;
 	const char *via = rq->c->snap->conf->global.via_name;
 
-	evbuffer_add_printf(o, "%.*s %.*s HTTP/1.1\r\n", (int)h->method_len, h->method_str,
-	    (int)rq->up_path_len, rq->up_path);
+	struct hb hb;
+
+	hb.dst = o;
+	hb.len = 0;
+	hb_put(&hb, h->method_str, h->method_len);
+	HB_LIT(&hb, " ");
+	hb_put(&hb, rq->up_path, rq->up_path_len);
+	HB_LIT(&hb, " HTTP/1.1\r\n");
 	if (h->target_form == GW_TF_ABSOLUTE) {
 		/* RFC 9112 3.2.2: the target's authority replaces Host */
 		int v6 = memchr(h->host, ':', h->host_len) != NULL;
 		int dflt = (h->port == 80 && h->scheme_len == 4) || (h->port == 443 && h->scheme_len == 5);
-		evbuffer_add_printf(o, "Host: %s%.*s%s", v6 ? "[" : "", (int)h->host_len, h->host,
-		    v6 ? "]" : "");
-		if (!dflt)
-			evbuffer_add_printf(o, ":%u", h->port);
-		evbuffer_add(o, "\r\n", 2);
+		HB_LIT(&hb, "Host: ");
+		if (v6)
+			HB_LIT(&hb, "[");
+		hb_put(&hb, h->host, h->host_len);
+		if (v6)
+			HB_LIT(&hb, "]");
+		if (!dflt) {
+			HB_LIT(&hb, ":");
+			hb_uint(&hb, h->port, 10);
+		}
+		HB_LIT(&hb, "\r\n");
 	}
 	for (size_t i = 0; i < h->nhdrs; i++) {
 		const struct gw_hdr *x = &h->hdrs[i];
@@ -1753,25 +1896,35 @@ static void send_request_head(struct gw_req *rq, struct upconn *u)
 			continue;
 		if (hdr_is(x, "max-forwards") && (h->method == GW_M_OPTIONS || h->method == GW_M_TRACE) &&
 		    (h->flags & GW_HF_MAX_FORWARDS)) {
-			evbuffer_add_printf(o, "Max-Forwards: %u\r\n", h->max_forwards - 1);
+			HB_LIT(&hb, "Max-Forwards: ");
+			hb_uint(&hb, h->max_forwards - 1, 10);
+			HB_LIT(&hb, "\r\n");
 			continue;
 		}
-		evbuffer_add_printf(o, "%.*s: %.*s\r\n", (int)x->name_len, x->name, (int)x->value_len,
-		    x->value);
+		hb_hdr(&hb, x->name, x->name_len, x->value, x->value_len);
 	}
-	if (!rq->no_via && via != NULL && via[0] != '\0')
-		evbuffer_add_printf(o, "Via: 1.%d %s\r\n", h->version_minor, via);
-	add_edits(o, rq->req_edits);
-	if (rq->body_complete && (h->body != GW_BODY_NONE))
-		evbuffer_add_printf(o, "Content-Length: %zu\r\n", evbuffer_get_length(rq->bodybuf));
-	else if (rq->reqx.out_chunked)
-		evbuffer_add(o, "Transfer-Encoding: chunked\r\n", 28);
+	if (!rq->no_via && via != NULL && via[0] != '\0') {
+		HB_LIT(&hb, "Via: 1.");
+		hb_uint(&hb, (unsigned)h->version_minor, 10);
+		HB_LIT(&hb, " ");
+		hb_str(&hb, via);
+		HB_LIT(&hb, "\r\n");
+	}
+	add_edits(&hb, rq->req_edits);
+	if (rq->body_complete && (h->body != GW_BODY_NONE)) {
+		HB_LIT(&hb, "Content-Length: ");
+		hb_uint(&hb, evbuffer_get_length(rq->bodybuf), 10);
+		HB_LIT(&hb, "\r\n");
+	} else if (rq->reqx.out_chunked) {
+		HB_LIT(&hb, "Transfer-Encoding: chunked\r\n");
+	}
 	if (rq->upgrade) {
 		const struct gw_hdr *up = gw_http1_find(h, "upgrade");
-		evbuffer_add_printf(o, "Connection: upgrade\r\nUpgrade: %.*s\r\n", (int)up->value_len,
-		    up->value);
+		HB_LIT(&hb, "Connection: upgrade\r\n");
+		hb_hdr(&hb, "Upgrade", 7, up->value, up->value_len);
 	}
-	evbuffer_add(o, "\r\n", 2);
+	HB_LIT(&hb, "\r\n");
+	hb_flush(&hb);
 }
 
 /* The upstream connection is ready: send the request or open the tunnel. */
@@ -1804,7 +1957,7 @@ static void upstream_ready(struct gw_conn *c)
 	if (rq->body_buffered) {
 		size_t n = evbuffer_get_length(rq->bodybuf);
 		if (n > 0 && rq->reqx.out_chunked)
-			evbuffer_add_printf(u->out, "%zx\r\n", n);
+			chunk_line(u->out, n);
 		evbuffer_add_buffer(u->out, rq->bodybuf);
 		if (n > 0 && rq->reqx.out_chunked)
 			evbuffer_add(u->out, "\r\n", 2);
@@ -1976,6 +2129,11 @@ static void resolved(struct gw_req *rq, const struct gw_dns_result *res)
 		int st = 0;
 		if (c->proto->on_resolved != NULL)
 			st = c->proto->on_resolved(rq, (const struct sockaddr *)&res->addrs[i], c->side);
+		if (rq->dec == DEC_RESPOND) {
+			/* the family refused with its own page */
+			send_local(rq);
+			return;
+		}
 		if (st != 0) {
 			rq->refused_status = st;
 			continue;
@@ -2061,6 +2219,7 @@ static int relay_response_head(struct gw_conn *c, const struct gw_http_head *r)
 	const char *via = c->snap->conf->global.via_name;
 	int to_http10 = rq->head.version_minor == 0;
 	char date[64];
+	struct hb hb;
 
 	rq->status = r->status;
 	rq->resp_http10 = r->version_minor == 0;
@@ -2090,28 +2249,41 @@ static int relay_response_head(struct gw_conn *c, const struct gw_http_head *r)
 		rq->respx.tap = resp_tap;
 		rq->respx.tap_arg = rq;
 	}
-	evbuffer_add_printf(o, "HTTP/1.1 %d %.*s\r\n", r->status, (int)r->reason_len, r->reason);
+	hb.dst = o;
+	hb.len = 0;
+	HB_LIT(&hb, "HTTP/1.1 ");
+	hb_uint(&hb, (unsigned)r->status, 10);
+	HB_LIT(&hb, " ");
+	hb_put(&hb, r->reason, r->reason_len);
+	HB_LIT(&hb, "\r\n");
 	for (size_t i = 0; i < r->nhdrs; i++) {
 		const struct gw_hdr *x = &r->hdrs[i];
 		if (hop_by_hop(x) || conn_listed(r, x) || edit_deleted(rq->resp_edits, x))
 			continue;
-		evbuffer_add_printf(o, "%.*s: %.*s\r\n", (int)x->name_len, x->name, (int)x->value_len,
-		    x->value);
+		if (r->status == 204 && hdr_is(x, "content-length"))
+			continue;   /* RFC 9110 8.6: never on a 204 */
+		hb_hdr(&hb, x->name, x->name_len, x->value, x->value_len);
 	}
 	if (!(r->flags & GW_HF_HAS_DATE)) {
 		date_header(date, sizeof date);
-		evbuffer_add_printf(o, "Date: %s\r\n", date);
+		hb_hdr(&hb, "Date", 4, date, strlen(date));
 	}
-	if (!rq->no_via && via != NULL && via[0] != '\0')
-		evbuffer_add_printf(o, "Via: 1.%d %s\r\n", r->version_minor, via);
-	add_edits(o, rq->resp_edits);
+	if (!rq->no_via && via != NULL && via[0] != '\0') {
+		HB_LIT(&hb, "Via: 1.");
+		hb_uint(&hb, (unsigned)r->version_minor, 10);
+		HB_LIT(&hb, " ");
+		hb_str(&hb, via);
+		HB_LIT(&hb, "\r\n");
+	}
+	add_edits(&hb, rq->resp_edits);
 	if (rq->respx.out_chunked)
-		evbuffer_add(o, "Transfer-Encoding: chunked\r\n", 28);
+		HB_LIT(&hb, "Transfer-Encoding: chunked\r\n");
 	if (rq->close_after)
-		evbuffer_add(o, "Connection: close\r\n", 19);
+		HB_LIT(&hb, "Connection: close\r\n");
 	else if (to_http10)
-		evbuffer_add(o, "Connection: keep-alive\r\n", 24);
-	evbuffer_add(o, "\r\n", 2);
+		HB_LIT(&hb, "Connection: keep-alive\r\n");
+	HB_LIT(&hb, "\r\n");
+	hb_flush(&hb);
 	rq->resp_head_done = 1;
 	return 0;
 }

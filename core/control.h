@@ -49,6 +49,10 @@ size_t gw_event_recent(struct gw_event *out, size_t max, uint64_t after, uint64_
 /* ---- recent access-log lines (the console's live tail) ---- */
 
 #define GW_TAIL_LINE 512
+/* Whether the console reads the tail (lines are not even formatted when
+ * neither the tail nor an access-log file wants them). */
+void gw_tail_enable(int on);
+int gw_tail_enabled(void);
 /* Any thread: remember one formatted access-log line (without newline). */
 void gw_tail_push(const char *line, size_t len);
 /* Copy up to max lines with seq > after, oldest first; returns count. */

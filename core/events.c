@@ -5,6 +5,7 @@
  * lock; nothing here allocates.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -53,6 +54,11 @@ size_t gw_event_recent(struct gw_event *out, size_t max, uint64_t after, uint64_
 	pthread_mutex_unlock(&ev_lock);
 	return n;
 }
+
+static _Atomic int tail_on;
+
+void gw_tail_enable(int on) { atomic_store_explicit(&tail_on, on, memory_order_relaxed); }
+int gw_tail_enabled(void) { return atomic_load_explicit(&tail_on, memory_order_relaxed); }
 
 void gw_tail_push(const char *line, size_t len)
 {

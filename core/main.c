@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin/admin.h"
 #include "conf/conf.h"
 #include "core/control.h"
 #include "core/log.h"
@@ -364,12 +365,14 @@ static int reload(void)
 		gw_error("cannot open error log %s: %s", s->conf->global.log.error, strerror(errno));
 	if (gw_log_access_open(s->conf->global.log.access, s->conf->global.log.access_json) < 0)
 		gw_error("cannot open access log %s: %s", s->conf->global.log.access, strerror(errno));
+	gw_tail_enable(s->conf->admin.present && s->conf->admin.listen_enabled);
 	for (int i = 0; i < M.nworkers; i++)
 		gw_worker_post_snapshot(M.workers[i], s);
 	sides_activate(s, M.snap);
 	gw_snapshot_unref(M.snap);
 	M.snap = s;
 	/* admin console: follows the new generation (users, addresses) */
+	adm_reconfigure(s);
 	gw_info("configuration generation %llu loaded", (unsigned long long)s->generation);
 	announce(s);
 	gw_sd_notify("READY=1");
@@ -529,6 +532,7 @@ int main(int argc, char **argv)
 		    strerror(errno));
 	if (gw_log_access_open(s->conf->global.log.access, s->conf->global.log.access_json) < 0)
 		gw_error("cannot open access log %s: %s", s->conf->global.log.access, strerror(errno));
+	gw_tail_enable(s->conf->admin.present && s->conf->admin.listen_enabled);
 	M.nworkers = (int)s->conf->global.workers;
 	if (M.nworkers <= 0)
 		M.nworkers = (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -570,10 +574,14 @@ int main(int argc, char **argv)
 	gw_info("gatehouse %s started with %d worker%s (config %s)", GW_VERSION, M.nworkers,
 	    M.nworkers == 1 ? "" : "s", path);
 	announce(s);
+	/* admin console: a console that cannot start must not stop the gateway */
+	if (adm_start(M.base, M.snap) < 0)
+		gw_error("admin console not started; the gateway runs without it");
 	gw_sd_notify("READY=1");
 
 	event_base_dispatch(M.base);
 
+	adm_stop();   /* admin console */
 
 	sides_activate(NULL, M.snap);
 	for (int i = 0; i < M.nworkers; i++)

@@ -29,7 +29,10 @@ struct gw_proto {
 	 * data from the connection's config snapshot. */
 	void (*on_request)(struct gw_req *rq, void *side);
 	/* Each resolved upstream address before connecting: 0 to allow, or
-	 * a status (403) to refuse the address.  May be NULL. */
+	 * a status (403) to refuse the address (the request fails with that
+	 * status when no address is left).  To refuse the whole request with
+	 * its own page, the family calls gw_req_respond() here instead.
+	 * May be NULL. */
 	int (*on_resolved)(struct gw_req *rq, const struct sockaddr *sa, void *side);
 	/* The upstream's final response head is about to be relayed; the
 	 * family may add or remove response headers.  May be NULL. */
@@ -147,7 +150,8 @@ const char *gw_req_sni(const struct gw_req *rq);
 
 /* ---- request and response header edits ---- */
 
-/* Remove every header named name from the request sent upstream. */
+/* Remove every header named name that the client sent from the request
+ * sent upstream (headers added with gw_req_hdr_add() stay). */
 void gw_req_hdr_del(struct gw_req *rq, const char *name);
 /* Add a header to the request sent upstream. */
 void gw_req_hdr_add(struct gw_req *rq, const char *name, const char *value, size_t value_len);
@@ -165,5 +169,7 @@ void gw_req_set_max_body(struct gw_req *rq, uint64_t max);
 /* verdict ("allow", "deny", ...) and rule name: static or request-owned strings. */
 void gw_req_set_verdict(struct gw_req *rq, const char *verdict, const char *rule);
 void gw_req_set_user(struct gw_req *rq, const char *user);
+/* The access log's reason= field (static or request-owned string). */
+void gw_req_set_reason(struct gw_req *rq, const char *reason);
 
 #endif

@@ -1,29 +1,152 @@
 /*
- * forward: decisions for the explicit proxy.  Absolute-form http:// requests
- * and CONNECT tunnels from clients in forward.allow_clients are checked
- * against the compiled policy (before DNS), then every resolved address is
- * checked against forward.deny_destinations and Gatehouse's own listeners
- * (after DNS) before the core connects.
+ * forward: decisions for the explicit proxy.
+ *
+ * A request goes through, in order:
+ *   1. forward.allow_clients (403 block page);
+ *   2. origin-form requests to the proxy itself: /proxy.pac and /wpad.dat
+ *      (forward.pac), anything else 400;
+ *   3. CONNECT port limits, https:// without CONNECT (501);
+ *   4. Basic credentials, when the policy can use them (some rule has action
+ *      "auth" or a users/groups matcher): the verified-credentials cache, else
+ *      per-client backoff, else the verification pool (the request is
+ *      deferred and resumes in auth_wake() on its worker);
+ *   5. the policy (before DNS).  An "auth" rule is satisfied by a valid user:
+ *      evaluation continues after it; without one the answer is 407;
+ *   6. DLP on plain-HTTP requests: the query string at once, the body via
+ *      gw_req_read_body() up to dlp.max_scan_bytes, decided in on_body();
+ *   7. header hygiene (credentials, anonymize) and gw_req_proxy(); every
+ *      resolved address is then checked in on_resolved().
+ *
+ * Counters: per-worker rows of relaxed atomics (one writer each), allocated
+ * by the worker on its first hit, summed by the console (fwd_rule_hits).
  */
 #include "forward/forward.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+
 #include "conf/conf.h"
+#include "core/control.h"
+#include "core/log.h"
 #include "core/proto.h"
+#include "forward/auth.h"
+#include "forward/block.h"
+#include "forward/dlp.h"
+#include "forward/pac.h"
 #include "forward/policy.h"
 
+#define FWD_MAGIC 0x46574431u   /* "FWD1" */
+#define AUTH_THREADS 2
+#define AUTH_MAX_QUEUE 4096
+
 struct fwd_data {
+	uint32_t magic;
 	struct fwd_policy *policy;
 	const struct conf *cf;
+	/* auth (all NULL when forward.auth is absent) */
+	struct fwd_auth_db *db;
+	struct fwd_auth_cache *cache;
+	struct fwd_auth_backoff *backoff;
+	struct fwd_auth_pool *pool;
+	int auth_used;            /* some rule can use a user: credentials are checked */
+	char challenge[300];      /* Proxy-Authenticate value */
+	size_t challenge_len;
+	/* DLP: NULL when off or without detectors */
+	struct fwd_dlp *dlp;
+	/* PAC text; NULL without forward.pac */
+	char *pac;
+	size_t pac_len;
+	/* counters: row = nrules rule hits, 1 no-match, FWD_C_COUNT events */
+	size_t nrules, rowlen;
+	_Atomic(_Atomic uint64_t *) rows[GW_MAX_WORKERS];
 };
+
+struct auth_req;
+
+enum cred { CRED_NONE, CRED_OK, CRED_BAD, CRED_BACKOFF, CRED_BUSY };
+
+const struct fwd_policy *fwd_side_policy(const void *side_data)
+{
+	return side_data != NULL ? ((const struct fwd_data *)side_data)->policy : NULL;
+}
+
+/* ---- counters ---- */
+
+static void bump(struct fwd_data *d, struct gw_req *rq, size_t idx)
+{
+	int w = gw_req_worker(rq);
+	_Atomic uint64_t *row;
+
+	if (w < 0 || w >= GW_MAX_WORKERS || idx >= d->rowlen)
+		return;
+	row = atomic_load_explicit(&d->rows[w], memory_order_acquire);
+	if (row == NULL) {
+		/* only worker w ever writes rows[w] */
+		row = calloc(d->rowlen, sizeof *row);
+		if (row == NULL)
+			return;
+		atomic_store_explicit(&d->rows[w], row, memory_order_release);
+	}
+	atomic_store_explicit(&row[idx], atomic_load_explicit(&row[idx], memory_order_relaxed) + 1,
+	    memory_order_relaxed);
+}
+
+static void count(struct fwd_data *d, struct gw_req *rq, enum fwd_counter c)
+{
+	bump(d, rq, d->nrules + 1 + (size_t)c);
+}
+
+static uint64_t sum(const struct fwd_data *d, size_t idx)
+{
+	uint64_t n = 0;
+
+	for (int w = 0; w < GW_MAX_WORKERS; w++) {
+		_Atomic uint64_t *row = atomic_load_explicit(&((struct fwd_data *)d)->rows[w],
+		    memory_order_acquire);
+		if (row != NULL)
+			n += atomic_load_explicit(&row[idx], memory_order_relaxed);
+	}
+	return n;
+}
+
+size_t fwd_rule_hits(const void *side_data, size_t rule_index)
+{
+	const struct fwd_data *d = side_data;
+
+	if (d == NULL || d->magic != FWD_MAGIC || rule_index > d->nrules)
+		return 0;
+	return (size_t)sum(d, rule_index);
+}
+
+uint64_t fwd_side_counter(const void *side_data, enum fwd_counter c)
+{
+	const struct fwd_data *d = side_data;
+
+	if (d == NULL || d->magic != FWD_MAGIC || (unsigned)c >= FWD_C_COUNT)
+		return 0;
+	return sum(d, d->nrules + 1 + (size_t)c);
+}
+
+const char *fwd_counter_name(enum fwd_counter c)
+{
+	static const char *const names[] = {
+#define X(id, s) s,
+		FWD_COUNTERS(X)
+#undef X
+	};
+	return (unsigned)c < FWD_C_COUNT ? names[c] : "?";
+}
+
+/* ---- helpers ---- */
 
 static pthread_key_t md_key;
 static pthread_once_t md_once = PTHREAD_ONCE_INIT;
@@ -52,16 +175,23 @@ static struct fwd_matchdata *thread_md(void)
 	return md;
 }
 
-static void deny(struct gw_req *rq, int status, const char *rule, const char *detail)
+static double mono_now(void)
 {
-	gw_req_set_verdict(rq, "deny", rule);
-	gw_req_respond(rq, status, NULL, NULL, 0, detail);
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static char *rq_strdup(struct gw_req *rq, const char *s)
+{
+	return gw_req_strndup(rq, s, strlen(s));
 }
 
 /* Lower-cased NUL-terminated copy of the target host. */
 static char *host_lc(struct gw_req *rq, const struct gw_http_head *h)
 {
-	char *s = gw_req_strndup(rq, h->host, h->host_len);
+	char *s = gw_req_strndup(rq, h->host ? h->host : "", h->host ? h->host_len : 0);
 
 	for (char *p = s; *p; p++)
 		if (*p >= 'A' && *p <= 'Z')
@@ -69,34 +199,598 @@ static char *host_lc(struct gw_req *rq, const struct gw_http_head *h)
 	return s;
 }
 
-static void on_request(struct gw_req *rq, void *side)
+/* What the request asked for, for block pages and events (request-owned). */
+static const char *req_url(struct gw_req *rq, const struct gw_http_head *h)
+{
+	if (h->method == GW_M_CONNECT || h->target_form != GW_TF_ABSOLUTE) {
+		char buf[300];
+		int v6 = h->host && memchr(h->host, ':', h->host_len) != NULL;
+		snprintf(buf, sizeof buf, "%s%.*s%s:%u", v6 ? "[" : "", (int)(h->host ? h->host_len : 0),
+		    h->host ? h->host : "", v6 ? "]" : "", h->port);
+		return rq_strdup(rq, buf);
+	}
+	return gw_req_strndup(rq, h->target, h->target_len);
+}
+
+/* Printable, bounded copy for events and the error log. */
+static void printable(char *out, size_t cap, const char *s)
+{
+	size_t i = 0;
+
+	for (; s && *s && i + 1 < cap; s++)
+		out[i++] = (unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f ? '?' : *s;
+	out[i] = '\0';
+}
+
+/* Answer 403 with the block page naming url and reason; log and tell the console. */
+static void block(struct gw_req *rq, struct fwd_data *d, const char *rule, const char *reason)
+{
+	const struct gw_http_head *h = gw_req_head(rq);
+	const struct gw_hdr *acc = gw_http1_find(h, "accept");
+	int html = acc != NULL && fwd_block_wants_html(acc->value, acc->value_len);
+	struct fwd_block b = {
+		.url = req_url(rq, h),
+		.reason = reason,
+		.request_id = gw_req_id(rq),
+		.contact = d->cf->forward.block_contact,
+		.when = time(NULL),
+	};
+	char body[12288], url[120], rn[64];
+	size_t n;
+
+	/* a URL may be 8 KiB (and 6x that escaped): show its start only */
+	if (strlen(b.url) > 1024) {
+		char *cut = gw_req_strndup(rq, b.url, 1024 + 3);
+		memcpy(cut + 1024, "...", 3);
+		b.url = cut;
+	}
+	n = fwd_block_render(body, sizeof body, html, &b);
+
+	gw_req_set_verdict(rq, "deny", rule);
+	count(d, rq, FWD_C_BLOCKS);
+	gw_req_respond(rq, 403, html ? "text/html; charset=utf-8" : "text/plain; charset=utf-8", body, n,
+	    NULL);
+	printable(url, sizeof url, b.url);
+	/* the access log's words (verdict=, rule=, id=), so one grep finds both */
+	printable(rn, sizeof rn, rule);
+	gw_event_push("block", "%s verdict=deny rule=\"%s\" id=%s %s: %s", gw_req_client_str(rq), rn,
+	    gw_req_id(rq), url, reason);
+}
+
+/* ---- PAC ---- */
+
+static int is_pac_path(const struct gw_http_head *h)
+{
+	const char *p = h->path;
+	size_t n = h->path_len;
+
+	if (p == NULL)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (p[i] == '?') {
+			n = i;
+			break;
+		}
+	return (n == 10 && memcmp(p, "/proxy.pac", 10) == 0) ||
+	    (n == 9 && memcmp(p, "/wpad.dat", 9) == 0);
+}
+
+static void serve_local(struct gw_req *rq, struct fwd_data *d)
+{
+	const struct gw_http_head *h = gw_req_head(rq);
+
+	if (h->target_form == GW_TF_ORIGIN && is_pac_path(h) &&
+	    (h->method == GW_M_GET || h->method == GW_M_HEAD)) {
+		gw_req_set_verdict(rq, "local", "pac");
+		if (d->pac == NULL) {
+			gw_req_respond(rq, 404, NULL, NULL, 0, "No PAC file is configured (forward.pac).");
+			return;
+		}
+		count(d, rq, FWD_C_PAC_SERVED);
+		gw_req_resp_hdr_add(rq, "Cache-Control", "max-age=300", 11);
+		gw_req_respond(rq, 200, "application/x-ns-proxy-autoconfig", d->pac, d->pac_len, NULL);
+		return;
+	}
+	gw_req_set_verdict(rq, "local", NULL);
+	gw_req_respond(rq, 400, NULL, NULL, 0,
+	    "This is a proxy: configure it in your browser rather than opening it as a site.");
+}
+
+/* ---- header hygiene and proxying ---- */
+
+/* The registrable part of a host, approximately (no public-suffix list):
+ * the last two labels, or three when the last is a 2-letter country code and
+ * the second-to-last is a common second-level label (co.uk, com.au, ...). */
+static void site_of(const char *h, size_t n, const char **s, size_t *sn)
+{
+	static const char *const sld[] = { "co", "com", "net", "org", "gov", "ac", "edu", "or", "ne",
+	    "go", "gv", "ltd", "plc", "nic", NULL };
+	size_t dots[3] = { 0, 0, 0 };
+	int nd = 0;
+
+	while (n > 0 && h[n - 1] == '.')
+		n--;
+	for (size_t i = n; i-- > 0 && nd < 3;)
+		if (h[i] == '.')
+			dots[nd++] = i;
+	*s = h;
+	*sn = n;
+	if (nd < 2)
+		return;   /* one or two labels: the host itself */
+	size_t keep = dots[1] + 1;   /* start of the last two labels */
+	if (n - dots[0] - 1 == 2 && nd >= 2) {
+		size_t l2 = dots[0] - dots[1] - 1;
+		for (int i = 0; sld[i]; i++)
+			if (strlen(sld[i]) == l2 && strncasecmp(h + dots[1] + 1, sld[i], l2) == 0) {
+				keep = nd >= 3 ? dots[2] + 1 : 0;
+				break;
+			}
+	}
+	*s = h + keep;
+	*sn = n - keep;
+}
+
+static int is_ip_literal(const char *h, size_t n)
+{
+	int digits = 1;
+
+	if (memchr(h, ':', n) != NULL)
+		return 1;
+	for (size_t i = 0; i < n; i++)
+		if (!((h[i] >= '0' && h[i] <= '9') || h[i] == '.'))
+			digits = 0;
+	return digits;
+}
+
+/* 1 if the Referer value points at the same site as the request host. */
+static int same_site_referer(const struct gw_http_head *h, const char *v, size_t n)
+{
+	const char *p = memmem(v, n, "://", 3), *hs, *he;
+	const char *a, *b;
+	size_t an, bn;
+
+	if (p == NULL || h->host == NULL)
+		return 0;
+	hs = p + 3;
+	he = hs;
+	while (he < v + n && *he != '/' && *he != '?' && *he != '#')
+		he++;
+	/* drop userinfo and port */
+	const char *at = memchr(hs, '@', (size_t)(he - hs));
+	if (at != NULL)
+		hs = at + 1;
+	if (hs < he && *hs == '[') {
+		const char *rb = memchr(hs, ']', (size_t)(he - hs));
+		if (rb == NULL)
+			return 0;
+		hs++;
+		he = rb;
+	} else {
+		const char *colon = memchr(hs, ':', (size_t)(he - hs));
+		if (colon != NULL)
+			he = colon;
+	}
+	if (is_ip_literal(hs, (size_t)(he - hs)) || is_ip_literal(h->host, h->host_len))
+		return (size_t)(he - hs) == h->host_len && strncasecmp(hs, h->host, h->host_len) == 0;
+	site_of(hs, (size_t)(he - hs), &a, &an);
+	site_of(h->host, h->host_len, &b, &bn);
+	return an == bn && an > 0 && strncasecmp(a, b, an) == 0;
+}
+
+static void hygiene(struct gw_req *rq, struct fwd_data *d)
+{
+	const struct gw_http_head *h = gw_req_head(rq);
+
+	/* credentials for us are never forwarded */
+	gw_req_hdr_del(rq, "proxy-authorization");
+	gw_req_hdr_del(rq, "proxy-authenticate");
+	if (d->cf->forward.anonymize) {
+		gw_req_no_via(rq);
+		gw_req_hdr_del(rq, "via");
+		gw_req_hdr_del(rq, "x-forwarded-for");
+		gw_req_hdr_del(rq, "forwarded");
+		gw_req_hdr_del(rq, "from");
+		for (size_t i = 0; i < h->nhdrs; i++) {
+			const struct gw_hdr *x = &h->hdrs[i];
+			if (x->name_len > 6 && strncasecmp(x->name, "proxy-", 6) == 0)
+				gw_req_hdr_del(rq, gw_req_strndup(rq, x->name, x->name_len));
+		}
+		const struct gw_hdr *ref = gw_http1_find(h, "referer");
+		if (ref != NULL && !same_site_referer(h, ref->value, ref->value_len))
+			gw_req_hdr_del(rq, "referer");
+		return;
+	}
+	const struct gw_hdr *xff = gw_http1_find(h, "x-forwarded-for");
+	char v[512];
+	int n;
+	if (xff != NULL && xff->value_len < 400)
+		n = snprintf(v, sizeof v, "%.*s, %s", (int)xff->value_len, xff->value,
+		    gw_req_client_str(rq));
+	else
+		n = snprintf(v, sizeof v, "%s", gw_req_client_str(rq));
+	gw_req_hdr_del(rq, "x-forwarded-for");
+	gw_req_hdr_add(rq, "X-Forwarded-For", v, (size_t)n);
+}
+
+static void proxy(struct gw_req *rq, struct fwd_data *d)
+{
+	const struct gw_http_head *h = gw_req_head(rq);
+
+	hygiene(rq, d);
+	gw_req_proxy(rq, h->host, h->host_len, h->port, NULL, 0);
+}
+
+/* ---- DLP ---- */
+
+/* A detector hit: log (redacted), tell the console; returns 1 when the
+ * request was blocked (action deny). */
+static int dlp_hit(struct gw_req *rq, struct fwd_data *d, const struct fwd_dlp_hit *hit,
+    const char *where)
+{
+	const struct gw_http_head *h = gw_req_head(rq);
+	const struct conf_fwd_dlp *cd = &d->cf->forward.dlp;
+	char url[120], det[64], what[200];
+
+	count(d, rq, FWD_C_DLP_HITS);
+	printable(url, sizeof url, req_url(rq, h));
+	printable(det, sizeof det, hit->detector);
+	snprintf(what, sizeof what, "%s %s in the %s", det, hit->redacted, where);
+	gw_info("forward: dlp: %s %s from %s: %s (%s)", gw_req_id(rq), url, gw_req_client_str(rq),
+	    what, cd->action_deny ? "blocked" : "logged");
+	gw_event_push("dlp", "%s %s: %s (%s, id %s)", gw_req_client_str(rq), url, what,
+	    cd->action_deny ? "blocked" : "logged", gw_req_id(rq));
+	if (cd->action_deny) {
+		char reason[256], rule[120];
+		snprintf(reason, sizeof reason, "data-loss prevention: %s", what);
+		snprintf(rule, sizeof rule, "dlp %s %s", det, hit->redacted);
+		block(rq, d, rq_strdup(rq, rule), reason);
+		return 1;
+	}
+	char rule[120];
+	snprintf(rule, sizeof rule, "dlp-log %s %s", det, hit->redacted);
+	gw_req_set_verdict(rq, "allow", rq_strdup(rq, rule));
+	return 0;
+}
+
+static int form_body(const struct gw_http_head *h)
+{
+	const struct gw_hdr *ct = gw_http1_find(h, "content-type");
+	static const char form[] = "application/x-www-form-urlencoded";
+
+	return ct != NULL && ct->value_len >= sizeof form - 1 &&
+	    strncasecmp(ct->value, form, sizeof form - 1) == 0;
+}
+
+static void on_body(struct gw_req *rq, const char *data, size_t len, int complete, void *side)
 {
 	struct fwd_data *d = side;
 	const struct gw_http_head *h = gw_req_head(rq);
-	const struct conf_forward *cf = &d->cf->forward;
+	struct fwd_dlp_scan *sc;
+	const struct fwd_dlp_hit *hit = NULL;
+
+	if (d->dlp == NULL) {
+		proxy(rq, d);
+		return;
+	}
+	count(d, rq, FWD_C_DLP_SCANNED);
+	sc = fwd_dlp_scan_new(d->dlp, form_body(h) ? FWD_DLP_FORM_URLENCODED : FWD_DLP_RAW);
+	if (sc == NULL) {
+		block(rq, d, "dlp", "data-loss prevention: out of memory while scanning");
+		return;
+	}
+	/* the core buffered the whole body (or its first max_scan_bytes); feed
+	 * it in one go: the scanner is streaming, so a secret split across
+	 * chunks or reads of the client is found all the same */
+	int oversize = !complete || len > d->cf->forward.dlp.max_scan_bytes;
+	if (len > d->cf->forward.dlp.max_scan_bytes)
+		len = d->cf->forward.dlp.max_scan_bytes;
+	fwd_dlp_scan_feed(sc, data, len);
+	if (!oversize)
+		fwd_dlp_scan_finish(sc);
+	hit = fwd_dlp_scan_hit(sc);
+	if (hit != NULL && dlp_hit(rq, d, hit, "request body")) {
+		fwd_dlp_scan_free(sc);
+		return;
+	}
+	fwd_dlp_scan_free(sc);
+	if (oversize) {
+		count(d, rq, FWD_C_DLP_OVERSIZE);
+		if (d->cf->forward.dlp.oversize_deny) {
+			char reason[200];
+			snprintf(reason, sizeof reason, "data-loss prevention: the request body is larger "
+			    "than the %llu bytes that can be scanned",
+			    (unsigned long long)d->cf->forward.dlp.max_scan_bytes);
+			block(rq, d, "dlp oversize", reason);
+			return;
+		}
+		gw_info("forward: dlp: %s: body larger than max_scan_bytes passed unscanned past the "
+		    "first %zu bytes (oversize = allow)", gw_req_id(rq), len);
+	}
+	proxy(rq, d);
+}
+
+/* ---- the decision ---- */
+
+static void require_auth(struct gw_req *rq, struct fwd_data *d, const char *rule, enum cred cred,
+    double wait)
+{
+	const char *detail = "Please sign in to use the proxy.";
+	const char *verdict = "auth";
+	char msg[160];
+
+	gw_req_resp_hdr_add(rq, "Proxy-Authenticate", d->challenge, d->challenge_len);
+	count(d, rq, FWD_C_AUTH_REQUIRED);
+	switch (cred) {
+	case CRED_BAD:
+		detail = "The user name or password is not correct.";
+		verdict = "auth-failed";
+		break;
+	case CRED_BACKOFF: {
+		char ra[32];
+		int n = snprintf(ra, sizeof ra, "%.0f", wait < 1 ? 1 : wait + 0.5);
+		gw_req_resp_hdr_add(rq, "Retry-After", ra, (size_t)n);
+		snprintf(msg, sizeof msg, "Too many failed sign-ins from your address: try again in %s "
+		    "seconds.", ra);
+		detail = rq_strdup(rq, msg);
+		verdict = "auth-backoff";
+		break;
+	}
+	case CRED_BUSY:
+		gw_req_set_verdict(rq, "auth-busy", rule);
+		gw_req_respond(rq, 503, NULL, NULL, 0, "Sign-in is overloaded; please try again.");
+		return;
+	default:
+		break;
+	}
+	gw_req_set_verdict(rq, verdict, rule);
+	gw_req_respond(rq, 407, NULL, NULL, 0, detail);
+}
+
+/*
+ * Evaluate the policy for rq with user ui (-1: none) and act on it.  cred
+ * says what happened to the credentials (for the 407's wording); wait is
+ * the backoff left.
+ */
+static void decide(struct gw_req *rq, struct fwd_data *d, long ui, enum cred cred, double wait)
+{
+	const struct gw_http_head *h = gw_req_head(rq);
 	struct fwd_request fr;
 	struct fwd_match why;
 	const struct fwd_rule *rule;
 	char because[512];
 	struct tm tm;
 	time_t now = time(NULL);
-	char *url = NULL;
-	const char *method;
+	size_t first = 0;
+
+	memset(&fr, 0, sizeof fr);
+	if (ui >= 0) {
+		fr.user = fwd_auth_db_name(d->db, ui);
+		fr.groups = fwd_auth_db_groups(d->db, ui, &fr.ngroups);
+		gw_req_set_user(rq, rq_strdup(rq, fr.user));
+	}
+	localtime_r(&now, &tm);
+	fr.client = gw_req_client(rq);
+	fr.scheme = h->method == GW_M_CONNECT ? FWD_SCHEME_CONNECT : FWD_SCHEME_HTTP;
+	fr.method = gw_req_strndup(rq, h->method_str, h->method_len);
+	fr.host = host_lc(rq, h);
+	fr.port = h->port;
+	if (h->method != GW_M_CONNECT) {
+		fr.url = gw_req_strndup(rq, h->target, h->target_len);
+		fr.url_len = h->target_len;
+	}
+	fr.local_time = &tm;
+	fr.md = thread_md();
+	for (;;) {
+		rule = fwd_policy_eval_from(d->policy, &fr, first, &why);
+		/* an "auth" rule is satisfied by an authenticated user */
+		if (rule != NULL && why.action == CONF_ACT_AUTH && fr.user != NULL) {
+			first = why.rule_index + 1;
+			continue;
+		}
+		break;
+	}
+	bump(d, rq, rule != NULL ? why.rule_index : d->nrules);
+	fwd_match_format(&why, because, sizeof because);
+	const char *name = rq_strdup(rq, why.rule_name);
+	if (rule != NULL && why.action == CONF_ACT_AUTH) {
+		if (d->pool == NULL) {
+			/* policy asks for a login but forward.auth is not configured:
+			 * conf/ should refuse this; never let it through */
+			block(rq, d, name, "this rule requires sign-in, but no user database is configured");
+			return;
+		}
+		require_auth(rq, d, name, cred, wait);
+		return;
+	}
+	if (rule == NULL || why.action != CONF_ACT_ALLOW) {
+		block(rq, d, name, because);
+		return;
+	}
+	gw_req_set_verdict(rq, "allow", name);
+	if (h->method == GW_M_CONNECT) {
+		gw_req_tunnel(rq, h->host, h->host_len, h->port);
+		return;
+	}
+	if (d->dlp != NULL) {
+		const char *q = memchr(h->target, '?', h->target_len);
+		if (q != NULL) {
+			struct fwd_dlp_hit hit;
+			size_t qn = h->target_len - (size_t)(q + 1 - h->target);
+			if (fwd_dlp_scan_buffer(d->dlp, q + 1, qn, 1, &hit) == 1 &&
+			    dlp_hit(rq, d, &hit, "query string"))
+				return;
+		}
+		if (h->body != GW_BODY_NONE && !(h->body == GW_BODY_LENGTH && h->content_length == 0)) {
+			/* one byte more than we scan: len > max_scan_bytes in on_body()
+			 * then says "oversize" (the core's complete flag is also 1 when
+			 * the whole body happened to arrive before the cut) */
+			gw_req_read_body(rq, d->cf->forward.dlp.max_scan_bytes + 1);
+			return;   /* on_body() goes on */
+		}
+	}
+	proxy(rq, d);
+}
+
+/* ---- authentication ---- */
+
+struct auth_req {
+	struct fwd_auth_job job;    /* first: the pool hands it back */
+	struct fwd_data *d;
+	struct gw_req *rq;
+	long ui;
+	int result;                 /* 1 ok, 0 bad, -1 cancelled */
+	double wait, t0;
+	struct sockaddr_storage client;
+	char user[FWD_AUTH_USER_MAX + 1];
+};
+
+/* Request finished (its access-log line comes next).  If it still waits
+ * for the pool, the client went away: do not hash for nobody. */
+static void on_done(struct gw_req *rq, void *side)
+{
+	/* the per-request slot holds the auth_req while the request waits for
+	 * the pool (set and cleared on this worker thread; the auth_req lives
+	 * until auth_wake() runs here, after this) */
+	struct auth_req *ar = gw_req_data(rq);
+
+	(void)side;
+	if (ar != NULL)
+		atomic_store_explicit(&ar->job.cancelled, 1, memory_order_release);
+}
+
+/* Worker thread: the verification finished. */
+static void auth_wake(struct gw_req *rq, void *arg)
+{
+	struct auth_req *ar = arg;
+
+	gw_req_set_data(rq, NULL);
+	if (gw_req_alive(rq)) {
+		struct fwd_data *d = ar->d;
+		if (ar->result == 1) {
+			count(d, rq, FWD_C_AUTH_OK);
+			gw_debug("forward: auth: %s verified in %.1f ms", gw_req_id(rq),
+			    (mono_now() - ar->t0) * 1000);
+			decide(rq, d, ar->ui, CRED_OK, 0);
+		} else if (ar->result == 0) {
+			count(d, rq, FWD_C_AUTH_FAIL);
+			decide(rq, d, -1, CRED_BAD, ar->wait);
+		} else {
+			decide(rq, d, -1, CRED_BUSY, 0);
+		}
+	}
+	OPENSSL_cleanse(ar, sizeof *ar);
+	free(ar);
+}
+
+/* Pool thread: record the outcome, then hand the request back to its worker. */
+static void auth_done(struct fwd_auth_job *job, int result)
+{
+	struct auth_req *ar = (struct auth_req *)job;
+	struct fwd_data *d = ar->d;
+	const struct sockaddr *client = (const struct sockaddr *)&ar->client;
+
+	ar->result = ar->ui < 0 && result == 1 ? 0 : result;
+	if (ar->result == 1) {
+		fwd_auth_cache_put(d->cache, ar->user, job->pass, mono_now());
+		fwd_auth_backoff_ok(d->backoff, client);
+	} else if (ar->result == 0) {
+		char who[INET6_ADDRSTRLEN] = "?", user[FWD_AUTH_USER_MAX + 1];
+		unsigned n = 0;
+		ar->wait = fwd_auth_backoff_fail(d->backoff, client, mono_now(), &n);
+		if (client->sa_family == AF_INET)
+			inet_ntop(AF_INET, &((const struct sockaddr_in *)client)->sin_addr, who, sizeof who);
+		else if (client->sa_family == AF_INET6)
+			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)client)->sin6_addr, who, sizeof who);
+		printable(user, 64, ar->user);
+		if (ar->wait > 0)
+			gw_warn("forward: auth: %u failed sign-ins from %s (last as \"%s\"): its credentials "
+			    "are refused unchecked for %.0f s", n, who, user, ar->wait);
+		else
+			gw_info("forward: auth: failed sign-in from %s as \"%s\" (%u)", who, user, n);
+		gw_event_push("auth", "failed sign-in from %s as \"%s\" (%u in a row%s)", who, user, n,
+		    ar->wait > 0 ? ", backing off" : "");
+	}
+	OPENSSL_cleanse(job->pass, sizeof job->pass);
+	gw_req_wake(ar->rq, auth_wake, ar);
+}
+
+/* Credentials present and the policy can use them: returns 1 when the
+ * request was decided or deferred, 0 to go on without a user. */
+static int check_credentials(struct gw_req *rq, struct fwd_data *d, const struct gw_hdr *pa)
+{
+	char user[FWD_AUTH_USER_MAX + 1], pass[FWD_AUTH_PASS_MAX + 1];
+	const struct sockaddr *client = gw_req_client(rq);
+	double now = mono_now(), wait;
+	long ui;
+	struct auth_req *ar;
+
+	if (fwd_auth_parse_basic(pa->value, pa->value_len, user, pass) < 0) {
+		count(d, rq, FWD_C_AUTH_FAIL);
+		decide(rq, d, -1, CRED_BAD, 0);
+		return 1;
+	}
+	ui = fwd_auth_db_find(d->db, user);
+	if (ui >= 0 && fwd_auth_cache_check(d->cache, user, pass, now)) {
+		OPENSSL_cleanse(pass, sizeof pass);
+		count(d, rq, FWD_C_AUTH_CACHED);
+		decide(rq, d, ui, CRED_OK, 0);
+		return 1;
+	}
+	if ((wait = fwd_auth_backoff_wait(d->backoff, client, now)) > 0) {
+		OPENSSL_cleanse(pass, sizeof pass);
+		count(d, rq, FWD_C_AUTH_BACKOFF);
+		decide(rq, d, -1, CRED_BACKOFF, wait);
+		return 1;
+	}
+	ar = calloc(1, sizeof *ar);
+	if (ar == NULL) {
+		OPENSSL_cleanse(pass, sizeof pass);
+		decide(rq, d, -1, CRED_BUSY, 0);
+		return 1;
+	}
+	ar->d = d;
+	ar->rq = rq;
+	ar->ui = ui;
+	ar->t0 = now;
+	ar->job.hash = fwd_auth_db_hash(d->db, ui);   /* NULL for an unknown user: dummy work */
+	ar->job.done = auth_done;
+	memcpy(ar->job.pass, pass, sizeof pass);
+	OPENSSL_cleanse(pass, sizeof pass);
+	memcpy(ar->user, user, sizeof user);
+	if (client != NULL)
+		memcpy(&ar->client, client, client->sa_family == AF_INET6 ?
+		    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+	/* defer first: the pool may finish (and wake) before submit returns */
+	gw_req_defer(rq);   /* auth_done -> gw_req_wake -> auth_wake */
+	gw_req_set_data(rq, ar);   /* for on_done(): cancel if the client leaves */
+	if (fwd_auth_pool_submit(d->pool, &ar->job) < 0) {
+		/* queue full: the deferred request still needs its wake */
+		OPENSSL_cleanse(ar->job.pass, sizeof ar->job.pass);
+		ar->result = -1;
+		gw_req_wake(rq, auth_wake, ar);
+	}
+	return 1;
+}
+
+static void on_request(struct gw_req *rq, void *side)
+{
+	struct fwd_data *d = side;
+	const struct gw_http_head *h = gw_req_head(rq);
 
 	if (!fwd_client_allowed(d->policy, gw_req_client(rq))) {
-		deny(rq, 403, "allow_clients", "Your address may not use this proxy.");
+		block(rq, d, "allow_clients", "your address may not use this proxy (forward.allow_clients)");
 		return;
 	}
 	if (h->target_form == GW_TF_ORIGIN || h->target_form == GW_TF_ASTERISK) {
-		gw_req_set_verdict(rq, "local", NULL);
-		gw_req_respond(rq, 400, NULL, NULL, 0,
-		    "This is a proxy: configure it in your browser rather than opening it as a site.");
+		serve_local(rq, d);
 		return;
 	}
 	if (h->method == GW_M_CONNECT) {
 		if (!fwd_connect_port_allowed(d->policy, h->port)) {
-			snprintf(because, sizeof because, "CONNECT to port %u is not allowed.", h->port);
-			deny(rq, 403, "connect_ports", gw_req_strndup(rq, because, strlen(because)));
+			char because[120];
+			snprintf(because, sizeof because, "CONNECT to port %u is not allowed "
+			    "(forward.connect_ports)", h->port);
+			block(rq, d, "connect_ports", because);
 			return;
 		}
 	} else if (h->scheme_len != 4) {
@@ -104,67 +798,12 @@ static void on_request(struct gw_req *rq, void *side)
 		gw_req_respond(rq, 501, NULL, NULL, 0, "https:// URLs must be requested with CONNECT.");
 		return;
 	}
-	memset(&fr, 0, sizeof fr);
-	localtime_r(&now, &tm);
-	fr.client = gw_req_client(rq);
-	fr.scheme = h->method == GW_M_CONNECT ? FWD_SCHEME_CONNECT : FWD_SCHEME_HTTP;
-	method = gw_req_strndup(rq, h->method_str, h->method_len);
-	fr.method = method;
-	fr.host = host_lc(rq, h);
-	fr.port = h->port;
-	if (h->method != GW_M_CONNECT) {
-		url = gw_req_strndup(rq, h->target, h->target_len);
-		fr.url = url;
-		fr.url_len = h->target_len;
-	}
-	fr.local_time = &tm;
-	fr.md = thread_md();
-	rule = fwd_policy_eval(d->policy, &fr, &why);
-	fwd_match_format(&why, because, sizeof because);
-	if (rule == NULL || why.action != CONF_ACT_ALLOW) {
-		const char *name = gw_req_strndup(rq, why.rule_name, strlen(why.rule_name));
-		char detail[600];
-		snprintf(detail, sizeof detail, "Blocked by %s.", because);
-		if (rule != NULL && why.action == CONF_ACT_AUTH) {
-			/* authentication is not available yet: refuse, clearly */
-			const char *realm = cf->auth.present && cf->auth.realm ? cf->auth.realm : "Gatehouse";
-			char hdr[300];
-			int n = snprintf(hdr, sizeof hdr, "Basic realm=\"%s\"", realm);
-			gw_req_resp_hdr_add(rq, "Proxy-Authenticate", hdr, (size_t)n);
-			gw_req_set_verdict(rq, "auth", name);
-			gw_req_respond(rq, 407, NULL, NULL, 0, "Proxy authentication is required.");
+	if (d->auth_used && d->pool != NULL) {
+		const struct gw_hdr *pa = gw_http1_find(h, "proxy-authorization");
+		if (pa != NULL && check_credentials(rq, d, pa))
 			return;
-		}
-		deny(rq, 403, name, gw_req_strndup(rq, detail, strlen(detail)));
-		return;
 	}
-	gw_req_set_verdict(rq, "allow", gw_req_strndup(rq, why.rule_name, strlen(why.rule_name)));
-	if (h->method == GW_M_CONNECT) {
-		gw_req_tunnel(rq, h->host, h->host_len, h->port);
-		return;
-	}
-	gw_req_hdr_del(rq, "proxy-authorization");
-	gw_req_hdr_del(rq, "proxy-authenticate");
-	if (cf->anonymize) {
-		gw_req_no_via(rq);
-		gw_req_hdr_del(rq, "via");
-		gw_req_hdr_del(rq, "x-forwarded-for");
-		gw_req_hdr_del(rq, "forwarded");
-		gw_req_hdr_del(rq, "from");
-		gw_req_hdr_del(rq, "referer");
-	} else {
-		const struct gw_hdr *xff = gw_http1_find(h, "x-forwarded-for");
-		char v[512];
-		int n;
-		if (xff != NULL && xff->value_len < 400)
-			n = snprintf(v, sizeof v, "%.*s, %s", (int)xff->value_len, xff->value,
-			    gw_req_client_str(rq));
-		else
-			n = snprintf(v, sizeof v, "%s", gw_req_client_str(rq));
-		gw_req_hdr_del(rq, "x-forwarded-for");
-		gw_req_hdr_add(rq, "X-Forwarded-For", v, (size_t)n);
-	}
-	gw_req_proxy(rq, h->host, h->host_len, h->port, NULL, 0);
+	decide(rq, d, -1, CRED_NONE, 0);
 }
 
 /* Is sa one of our own listening addresses (forward, reverse or console)? */
@@ -204,13 +843,26 @@ static int is_own_listener(const struct conf *cf, const struct sockaddr *sa)
 static int on_resolved(struct gw_req *rq, const struct sockaddr *sa, void *side)
 {
 	struct fwd_data *d = side;
+	char a[INET6_ADDRSTRLEN] = "?", url[120];
 
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, a, sizeof a);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, a, sizeof a);
 	if (fwd_dest_denied(d->policy, sa)) {
 		gw_req_set_verdict(rq, "deny", "deny_destinations");
+		count(d, rq, FWD_C_BLOCKS);
+		printable(url, sizeof url, req_url(rq, gw_req_head(rq)));
+		gw_event_push("block", "%s verdict=deny rule=\"deny_destinations\" id=%s %s: resolves "
+		    "to %s", gw_req_client_str(rq), gw_req_id(rq), url, a);
 		return 403;
 	}
 	if (is_own_listener(d->cf, sa)) {
 		gw_req_set_verdict(rq, "deny", "own_listener");
+		count(d, rq, FWD_C_BLOCKS);
+		printable(url, sizeof url, req_url(rq, gw_req_head(rq)));
+		gw_event_push("block", "%s verdict=deny rule=\"own_listener\" id=%s %s: resolves to "
+		    "our own listener %s", gw_req_client_str(rq), gw_req_id(rq), url, a);
 		return 403;
 	}
 	return 0;
@@ -221,36 +873,118 @@ static const struct gw_proto fwd_proto = {
 	.family = 0,
 	.on_request = on_request,
 	.on_resolved = on_resolved,
+	.on_body = on_body,
+	.on_done = on_done,
 };
 
-static int compile(const struct conf *cf, struct conf_errors *errs, void **data)
-{
-	struct fwd_data *d;
-	struct fwd_policy *p;
-
-	*data = NULL;
-	if (!cf->forward.present)
-		return 0;
-	p = fwd_policy_compile(cf, errs);
-	if (p == NULL)
-		return -1;
-	d = calloc(1, sizeof *d);
-	if (d == NULL) {
-		fwd_policy_free(p);
-		return -1;
-	}
-	d->policy = p;
-	d->cf = cf;
-	*data = d;
-	return 0;
-}
+/* ---- per-snapshot data ---- */
 
 static void side_free(void *data)
 {
 	struct fwd_data *d = data;
 
+	if (d == NULL)
+		return;
+	/* first the pool: queued verifications are cancelled (their requests
+	 * are orphans by now: a live request pins this snapshot) */
+	fwd_auth_pool_free(d->pool);
+	fwd_auth_cache_free(d->cache);
+	fwd_auth_backoff_free(d->backoff);
+	fwd_auth_db_free(d->db);
+	fwd_dlp_free(d->dlp);
+	free(d->pac);
 	fwd_policy_free(d->policy);
+	for (int w = 0; w < GW_MAX_WORKERS; w++)
+		free((void *)atomic_load(&d->rows[w]));
+	d->magic = 0;
 	free(d);
+}
+
+static int compile_auth(struct fwd_data *d, const struct conf *cf, struct conf_errors *errs)
+{
+	const struct conf_fwd_auth *au = &cf->forward.auth;
+	char err[512];
+	size_t first, n;
+
+	for (size_t i = 0; i < cf->forward.npolicy; i++) {
+		const struct conf_fwd_rule *r = &cf->forward.policy[i];
+		if (r->action == CONF_ACT_AUTH || r->users.n > 0 || r->groups.n > 0)
+			d->auth_used = 1;   /* (conf/ refuses "auth" without forward.auth) */
+	}
+	if (!au->present)
+		return 0;
+	d->db = fwd_auth_db_load(au->users_file, au->groups_file, err, sizeof err);
+	if (d->db == NULL) {
+		conf_err(errs, au->src.file, au->src.line, "forward.auth", "%s", err);
+		return -1;
+	}
+	if ((n = fwd_auth_db_skipped(d->db, 0, &first)) > 0)
+		gw_warn("forward.auth: %s: %zu line(s) skipped (bad syntax, duplicate user or a hash "
+		    "libcrypt cannot check), first at line %zu", au->users_file, n, first);
+	if ((n = fwd_auth_db_skipped(d->db, 1, &first)) > 0)
+		gw_warn("forward.auth: %s: %zu line(s) skipped, first at line %zu", au->groups_file, n,
+		    first);
+	d->challenge_len = (size_t)snprintf(d->challenge, sizeof d->challenge, "Basic realm=\"%s\"",
+	    au->realm ? au->realm : "Gatehouse");
+	if (d->challenge_len >= sizeof d->challenge)
+		d->challenge_len = sizeof d->challenge - 1;
+	d->cache = fwd_auth_cache_new(4096, au->cache_ttl);
+	d->backoff = fwd_auth_backoff_new(4096);
+	d->pool = fwd_auth_pool_new(AUTH_THREADS, AUTH_MAX_QUEUE);
+	if (d->cache == NULL || d->backoff == NULL || d->pool == NULL) {
+		conf_err(errs, au->src.file, au->src.line, "forward.auth",
+		    "cannot start the verification threads: out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static int compile(const struct conf *cf, struct conf_errors *errs, void **data)
+{
+	struct fwd_data *d;
+	int ok = 1;
+
+	*data = NULL;
+	if (!cf->forward.present)
+		return 0;
+	d = calloc(1, sizeof *d);
+	if (d == NULL)
+		return -1;
+	d->magic = FWD_MAGIC;
+	d->cf = cf;
+	size_t nerr = errs->n;
+	d->policy = fwd_policy_compile(cf, errs);
+	if (d->policy == NULL)
+		ok = 0;
+	else {
+		d->nrules = fwd_policy_nrules(d->policy);
+		d->rowlen = d->nrules + 1 + FWD_C_COUNT;
+	}
+	if (compile_auth(d, cf, errs) < 0 || errs->n > nerr)
+		ok = 0;
+	if (cf->forward.dlp.present && cf->forward.dlp.enabled) {
+		d->dlp = fwd_dlp_compile(&cf->forward.dlp, errs);
+		if (d->dlp == NULL)
+			ok = 0;
+		else if (!fwd_dlp_active(d->dlp)) {
+			fwd_dlp_free(d->dlp);
+			d->dlp = NULL;
+		}
+	}
+	if (cf->forward.pac.present) {
+		d->pac = fwd_pac_build(&cf->forward.pac, &d->pac_len);
+		if (d->pac == NULL) {
+			conf_err(errs, cf->forward.pac.src.file, cf->forward.pac.src.line, "forward.pac",
+			    "cannot build the PAC file (a pattern with characters a host name cannot have?)");
+			ok = 0;
+		}
+	}
+	if (!ok) {
+		side_free(d);
+		return -1;
+	}
+	*data = d;
+	return 0;
 }
 
 static const struct conf_listener *listeners(const struct conf *cf, size_t *n)

@@ -1,13 +1,54 @@
 /*
  * forward: the forward-proxy family (outbound side).  Plugs into the core
- * as a struct gw_side: compiles forward.* of each config snapshot into a
- * policy, and decides each request (who may go where) in on_request().
+ * as a struct gw_side: compiles forward.* of each config snapshot (policy,
+ * users, DLP engine, PAC file) and decides each request (who may go where,
+ * with what data) in on_request() / on_body().
  */
 #ifndef GW_FORWARD_H
 #define GW_FORWARD_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "core/snapshot.h"
 
 extern const struct gw_side fwd_side;
+
+struct fwd_policy;
+/* The compiled policy inside a snapshot's forward side data (side_data[0]),
+ * for the console's policy tester; NULL when side_data is NULL.  Borrowed:
+ * valid while the snapshot lives. */
+const struct fwd_policy *fwd_side_policy(const void *side_data);
+
+/*
+ * Hits of rule rule_index (0-based, as fwd_policy_rule_name()) summed over
+ * the workers; rule_index == fwd_policy_nrules() counts requests that no
+ * rule matched (default deny).  Any thread; relaxed reads, so a value may
+ * lag by a few increments.  0 for a NULL side_data or an index out of range.
+ */
+size_t fwd_rule_hits(const void *side_data, size_t rule_index);
+
+/* Forward-side event counters of one snapshot (same reading rules). */
+#define FWD_COUNTERS(X) \
+	X(BLOCKS, "blocks")              /* 403 block pages sent */ \
+	X(AUTH_OK, "auth_ok")            /* passwords verified on the pool */ \
+	X(AUTH_CACHED, "auth_cached")    /* credentials found in the cache */ \
+	X(AUTH_FAIL, "auth_fail")        /* wrong user or password */ \
+	X(AUTH_BACKOFF, "auth_backoff")  /* credentials refused unchecked (backoff) */ \
+	X(AUTH_REQUIRED, "auth_required") /* 407 sent */ \
+	X(DLP_SCANNED, "dlp_scanned")    /* request bodies scanned */ \
+	X(DLP_HITS, "dlp_hits")          /* detector matches (query or body) */ \
+	X(DLP_OVERSIZE, "dlp_oversize")  /* bodies over max_scan_bytes */ \
+	X(PAC_SERVED, "pac_served")      /* /proxy.pac and /wpad.dat answers */
+
+enum fwd_counter {
+#define X(id, s) FWD_C_##id,
+	FWD_COUNTERS(X)
+#undef X
+	FWD_C_COUNT
+};
+
+uint64_t fwd_side_counter(const void *side_data, enum fwd_counter c);
+const char *fwd_counter_name(enum fwd_counter c);
 
 #endif

@@ -9,17 +9,76 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <math.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+
+#include <event2/event.h>
+
 #include "conf/conf.h"
+#include "core/control.h"
+#include "core/dns.h"
+#include "core/log.h"
 #include "core/proto.h"
+#include "reverse/balance.h"
+#include "reverse/cache_glue.h"
+#include "reverse/hcheck.h"
+#include "reverse/ratelimit.h"
 #include "reverse/route.h"
+#include "reverse/servers.h"
 #include "reverse/static.h"
 
+#define REV_DATA_MAGIC 0x52455644u   /* "REVD" */
+#define RL_CLIENTS 16384             /* rate-limit buckets per worker */
+
+/* One upstream of a snapshot: the shared server states it uses. */
+struct rev_up {
+	const struct conf_rev_upstream *cu;
+	size_t n;
+	struct rev_srv **srv;          /* n references (servers.h) */
+	int threshold;                 /* passive ejection after this many failures */
+	double slow_start;             /* seconds; 0 = off */
+};
+
+/* A proxied request's balancing state (gw_req_data(); the cache glue keeps
+ * its own per-request state elsewhere).  Lives in the request's arena. */
+struct rev_rq {
+	int up;                        /* upstream index */
+	int server;                    /* current server, -1 once released */
+	int attempts;
+	uint64_t *tried;               /* REV_BITS_WORDS(n) words */
+	const char *path;
+	size_t path_len;
+};
+
+/* One worker's private state for one snapshot (only that worker touches it). */
+struct rev_worker {
+	struct rev_balancer **bal;     /* per upstream (NULL if it has no servers) */
+	struct rev_rl *rl;
+	uint64_t *usable;              /* scratch, sized for the largest upstream */
+	uint32_t *in_flight;
+	double *wf;
+};
+
 struct rev_data {
+	uint32_t magic;
 	struct rev_routes *routes;
 	const struct conf *cf;
+	struct rev_up *ups;
+	size_t nups, maxn;
+	struct rev_worker *w[GW_MAX_WORKERS];
+	/* main thread, while active */
+	struct rev_hcheck **hc;
+	size_t nhc;
+	struct gw_dns *dns;            /* resolver on main_base for named servers' checks */
 };
+
+/* The current generation's data (main thread only: console API). */
+static struct rev_data *g_active;
 
 static void hdr_val(const struct gw_http_head *h, const char *name, const char **v, size_t *len)
 {
@@ -98,30 +157,490 @@ static void serve_static(struct gw_req *rq, const struct rev_route *rt, const ch
 	gw_req_respond_file(rq, 200, f.content_type, f.fd, 0, f.size);
 }
 
-static void add_forwarding_headers(struct gw_req *rq, const struct gw_http_head *h,
-    const char *host, size_t hlen)
-{
-	const struct gw_hdr *xff = gw_http1_find(h, "x-forwarded-for");
-	const char *client = gw_req_client_str(rq);
-	char v[600];
-	int n;
+/* ---- forwarding headers ---- */
 
-	if (xff != NULL && xff->value_len < 500)
-		n = snprintf(v, sizeof v, "%.*s, %s", (int)xff->value_len, xff->value, client);
-	else
-		n = snprintf(v, sizeof v, "%s", client);
-	gw_req_hdr_del(rq, "x-forwarded-for");
-	gw_req_hdr_add(rq, "X-Forwarded-For", v, (size_t)n);
-	gw_req_hdr_del(rq, "x-forwarded-proto");
-	gw_req_hdr_add(rq, "X-Forwarded-Proto", gw_req_is_tls(rq) ? "https" : "http",
-	    gw_req_is_tls(rq) ? 5 : 4);
-	gw_req_hdr_del(rq, "x-forwarded-host");
-	gw_req_hdr_add(rq, "X-Forwarded-Host", host, hlen);
-	gw_req_hdr_del(rq, "x-request-id");
-	gw_req_hdr_add(rq, "X-Request-Id", gw_req_id(rq), strlen(gw_req_id(rq)));
+/* Append s[0..len) to v (cap bytes, kept NUL-terminated) at n; new length.
+ * (memcpy rather than snprintf: this runs for every proxied request.) */
+static size_t cat(char *v, size_t cap, size_t n, const char *src, size_t len)
+{
+	if (n + 1 >= cap)
+		return n;
+	if (len > cap - n - 1)
+		len = cap - n - 1;
+	memcpy(v + n, src, len);
+	v[n + len] = '\0';
+	return n + len;
 }
 
+/* Append value to v (cap bytes) at *n, quoting per RFC 7239 when needed. */
+static void fwd_param(char *v, size_t cap, size_t *n, const char *key, const char *val,
+    size_t vlen, int bracket)
+{
+	int token = !bracket;
+
+	for (size_t i = 0; i < vlen && token; i++) {
+		unsigned char c = (unsigned char)val[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		    strchr("!#$%&'*+-.^_`|~", c) != NULL))
+			token = 0;
+	}
+	if (*n >= cap)
+		return;
+	if (*n > 0)
+		*n = cat(v, cap, *n, ";", 1);
+	*n = cat(v, cap, *n, key, strlen(key));
+	*n = cat(v, cap, *n, "=", 1);
+	if (token) {
+		*n = cat(v, cap, *n, val, vlen);
+	} else {
+		char q[300];
+		size_t k = 0;
+		if (bracket)
+			q[k++] = '[';
+		for (size_t i = 0; i < vlen && k + 4 < sizeof q; i++) {
+			if (val[i] == '"' || val[i] == '\\')
+				q[k++] = '\\';
+			q[k++] = val[i];
+		}
+		if (bracket)
+			q[k++] = ']';
+		*n = cat(v, cap, *n, "\"", 1);
+		*n = cat(v, cap, *n, q, k);
+		*n = cat(v, cap, *n, "\"", 1);
+	}
+}
+
+/* All values of a (possibly repeated) header joined by ", " into buf; length or 0. */
+static size_t join_hdr(const struct gw_http_head *h, const char *name, char *buf, size_t cap)
+{
+	size_t n = 0, nl = strlen(name);
+
+	for (size_t i = 0; i < h->nhdrs; i++) {
+		const struct gw_hdr *x = &h->hdrs[i];
+		if (x->name_len != nl || strncasecmp(x->name, name, nl) != 0)
+			continue;
+		if (n + x->value_len + 3 > cap)
+			return 0;   /* too long to keep: start over */
+		if (n > 0) {
+			memcpy(buf + n, ", ", 2);
+			n += 2;
+		}
+		memcpy(buf + n, x->value, x->value_len);
+		n += x->value_len;
+	}
+	return n;
+}
+
+/*
+ * X-Forwarded-For/-Proto/-Host and RFC 7239 Forwarded.  From a client in
+ * reverse.trusted_proxies, incoming X-Forwarded-For and Forwarded are
+ * appended to and incoming X-Forwarded-Proto/-Host kept; from anyone else all
+ * four are replaced (a client cannot forge its address or scheme).  A header
+ * the route's set_headers names is left to set_headers (the operator wins;
+ * gw_req_hdr_del only removes the client's headers, not ones added here).
+ */
+/* Does the route's set_headers set name (then it wins over ours)? */
+static int route_sets(const struct rev_route *rt, const char *name)
+{
+	size_t nl = strlen(name);
+
+	for (size_t i = 0; i < rt->nset_headers; i++)
+		if (rt->set_headers[i].name_len == nl &&
+		    strncasecmp(rt->set_headers[i].name, name, nl) == 0)
+			return 1;
+	return 0;
+}
+
+static void add_forwarding_headers(struct gw_req *rq, const struct rev_data *d,
+    const struct gw_http_head *h, const char *host, size_t hlen, const struct rev_route *rt)
+{
+	const char *client = gw_req_client_str(rq);
+	int trusted = d->cf->reverse.trusted_proxies.n > 0 &&
+	    conf_cidr_match(&d->cf->reverse.trusted_proxies, gw_req_client(rq));
+	int tls = gw_req_is_tls(rq);
+	const char *proto = tls ? "https" : "http";
+	char in[1024], v[1400], fw[600];
+	size_t inl, n = 0, k = 0;
+
+	inl = trusted ? join_hdr(h, "x-forwarded-for", in, sizeof in) : 0;
+	if (inl > 0) {
+		k = cat(v, sizeof v, 0, in, inl);
+		k = cat(v, sizeof v, k, ", ", 2);
+	}
+	k = cat(v, sizeof v, k, client, strlen(client));
+	gw_req_hdr_del(rq, "x-forwarded-for");
+	if (!route_sets(rt, "x-forwarded-for"))
+		gw_req_hdr_add(rq, "X-Forwarded-For", v, k);
+
+	if (!(trusted && gw_http1_find(h, "x-forwarded-proto") != NULL) &&
+	    !route_sets(rt, "x-forwarded-proto")) {
+		gw_req_hdr_del(rq, "x-forwarded-proto");
+		gw_req_hdr_add(rq, "X-Forwarded-Proto", proto, strlen(proto));
+	}
+	if (!(trusted && gw_http1_find(h, "x-forwarded-host") != NULL) &&
+	    !route_sets(rt, "x-forwarded-host")) {
+		gw_req_hdr_del(rq, "x-forwarded-host");
+		gw_req_hdr_add(rq, "X-Forwarded-Host", host, hlen);
+	}
+
+	fw[0] = '\0';
+	fwd_param(fw, sizeof fw, &n, "for", client, strlen(client), strchr(client, ':') != NULL);
+	fwd_param(fw, sizeof fw, &n, "proto", proto, strlen(proto), 0);
+	if (hlen > 0 && hlen < 256)
+		fwd_param(fw, sizeof fw, &n, "host", host, hlen, 0);
+	inl = trusted ? join_hdr(h, "forwarded", in, sizeof in) : 0;
+	k = 0;
+	if (inl > 0) {
+		k = cat(v, sizeof v, 0, in, inl);
+		k = cat(v, sizeof v, k, ", ", 2);
+	}
+	k = cat(v, sizeof v, k, fw, n);
+	gw_req_hdr_del(rq, "forwarded");
+	if (!route_sets(rt, "forwarded"))
+		gw_req_hdr_add(rq, "Forwarded", v, k);
+
+	gw_req_hdr_del(rq, "x-request-id");
+	if (!route_sets(rt, "x-request-id"))
+		gw_req_hdr_add(rq, "X-Request-Id", gw_req_id(rq), strlen(gw_req_id(rq)));
+}
+
+/* ---- per-worker state ---- */
+
+static void worker_free(struct rev_worker *w, size_t nups)
+{
+	if (w == NULL)
+		return;
+	for (size_t i = 0; w->bal != NULL && i < nups; i++)
+		rev_balancer_free(w->bal[i]);
+	free(w->bal);
+	rev_rl_free(w->rl);
+	free(w->usable);
+	free(w->in_flight);
+	free(w->wf);
+	free(w);
+}
+
+/* The calling worker's state, created on first use by that worker. */
+static struct rev_worker *worker_get(struct rev_data *d, const struct gw_req *rq)
+{
+	int id = gw_req_worker(rq);
+	struct rev_worker *w;
+	size_t m = d->maxn ? d->maxn : 1;
+
+	if (id < 0 || id >= GW_MAX_WORKERS)
+		return NULL;
+	if (d->w[id] != NULL)
+		return d->w[id];
+	w = calloc(1, sizeof *w);
+	if (w == NULL)
+		return NULL;
+	w->bal = calloc(d->nups ? d->nups : 1, sizeof *w->bal);
+	w->rl = rev_rl_new(RL_CLIENTS);
+	w->usable = calloc(REV_BITS_WORDS(m), sizeof *w->usable);
+	w->in_flight = calloc(m, sizeof *w->in_flight);
+	w->wf = calloc(m, sizeof *w->wf);
+	if (w->bal == NULL || w->rl == NULL || w->usable == NULL || w->in_flight == NULL ||
+	    w->wf == NULL) {
+		worker_free(w, d->nups);
+		return NULL;
+	}
+	for (size_t i = 0; i < d->nups; i++) {
+		if (d->ups[i].n == 0)
+			continue;
+		w->bal[i] = rev_balancer_new(d->ups[i].cu, 0x9e3779b97f4a7c15ull * (uint64_t)(id + 1));
+		if (w->bal[i] == NULL) {
+			worker_free(w, d->nups);
+			return NULL;
+		}
+	}
+	d->w[id] = w;
+	return w;
+}
+
+/* ---- balancing ---- */
+
+/*
+ * Choose a server of upstream ui for this request (not in tried), and count
+ * it in flight.  max_conns is a global limit per server (all workers): the
+ * in-flight counter is incremented first and undone if that went over.
+ * Returns the index or -1 when no server can take it.
+ */
+static int pick_server(struct rev_data *d, struct rev_worker *w, struct gw_req *rq, int ui,
+    const uint64_t *tried)
+{
+	struct rev_up *up = &d->ups[ui];
+	int64_t now = rev_now_ms();
+	struct rev_pick_ctx ctx;
+	int ramp = 0;
+
+	if (up->n == 0 || w->bal[ui] == NULL)
+		return -1;
+	/* Pass 0 honours passive ejection; if that leaves nothing, pass 1
+	 * ignores it (every server up by health/admin but ejected: trying one
+	 * beats answering 503 for the whole cooldown). */
+	for (int pass = 0, any = 0; pass < 2 && !any; pass++) {
+		memset(w->usable, 0, REV_BITS_WORDS(up->n) * sizeof *w->usable);
+		for (size_t i = 0; i < up->n; i++) {
+			struct rev_srv *s = up->srv[i];
+			int64_t mc = up->cu->servers[i].max_conns;
+			w->in_flight[i] = atomic_load_explicit(&s->in_flight, memory_order_relaxed);
+			if (pass == 0 ? !rev_srv_usable(s, now) :
+			    atomic_load_explicit(&s->state, memory_order_acquire) != REV_SRV_UP)
+				continue;
+			if (mc > 0 && w->in_flight[i] >= (uint64_t)mc)
+				continue;
+			if (tried != NULL && rev_bits_test(tried, i))
+				continue;
+			rev_bits_set(w->usable, i);
+			any = 1;
+			w->wf[i] = up->slow_start > 0 ? rev_srv_weight_factor(s, up->slow_start, now) : 1.0;
+			if (w->wf[i] < 1.0)
+				ramp = 1;
+		}
+	}
+	memset(&ctx, 0, sizeof ctx);
+	ctx.usable = w->usable;
+	ctx.excluded = tried;
+	ctx.in_flight = w->in_flight;
+	ctx.weight_factor = ramp ? w->wf : NULL;
+	ctx.client = gw_req_client(rq);
+	for (;;) {
+		int i = rev_balance_pick(w->bal[ui], &ctx);
+		int64_t mc;
+		uint32_t old;
+		if (i < 0)
+			return -1;
+		mc = up->cu->servers[i].max_conns;
+		old = atomic_fetch_add_explicit(&up->srv[i]->in_flight, 1, memory_order_relaxed);
+		if (mc > 0 && old >= (uint64_t)mc) {
+			atomic_fetch_sub_explicit(&up->srv[i]->in_flight, 1, memory_order_relaxed);
+			rev_bits_clear(w->usable, (size_t)i);
+			continue;
+		}
+		atomic_fetch_add_explicit(&up->srv[i]->requests, 1, memory_order_relaxed);
+		return i;
+	}
+}
+
+static void proxy_to(struct gw_req *rq, const struct rev_data *d, const struct rev_rq *r)
+{
+	const struct conf_rev_upstream *cu = d->ups[r->up].cu;
+	const struct conf_addr *a = &cu->servers[r->server].addr;
+
+	gw_req_proxy(rq, a->host, strlen(a->host), a->port, r->path, r->path_len);
+	if (cu->tls)
+		gw_req_upstream_tls(rq, r->up);
+}
+
+/* The request no longer occupies its server (failed attempt or done). */
+static void release(struct rev_data *d, struct rev_rq *r)
+{
+	if (r->server < 0)
+		return;
+	atomic_fetch_sub_explicit(&d->ups[r->up].srv[r->server]->in_flight, 1, memory_order_relaxed);
+	r->server = -1;
+}
+
+static void no_server(struct gw_req *rq, const char *upname)
+{
+	gw_req_set_verdict(rq, "no_server", upname);
+	gw_req_resp_hdr_add(rq, "Retry-After", "1", 1);
+	gw_req_respond(rq, 503, NULL, NULL, 0, "No server of this application is available.");
+}
+
+static void proxy_upstream(struct gw_req *rq, struct rev_data *d, const struct rev_route *rt,
+    const char *path, size_t plen)
+{
+	struct rev_up *up = &d->ups[rt->upstream];
+	struct rev_worker *w = worker_get(d, rq);
+	struct rev_rq *r;
+	int i;
+
+	if (w == NULL) {
+		gw_req_respond(rq, 503, NULL, NULL, 0, NULL);
+		return;
+	}
+	r = gw_req_alloc(rq, sizeof *r);
+	r->up = rt->upstream;
+	r->tried = gw_req_alloc(rq, REV_BITS_WORDS(up->n ? up->n : 1) * sizeof(uint64_t));
+	i = pick_server(d, w, rq, rt->upstream, NULL);
+	if (i < 0) {
+		if (rev_cache_stale_on_error(rq))
+			return;
+		no_server(rq, up->cu->name);
+		return;
+	}
+	r->server = i;
+	r->attempts = 1;
+	rev_bits_set(r->tried, (size_t)i);
+	r->path = gw_req_strndup(rq, path, plen);
+	r->path_len = plen;
+	for (size_t k = 0; k < rt->nset_headers; k++) {
+		char name[256];
+		snprintf(name, sizeof name, "%.*s", (int)rt->set_headers[k].name_len,
+		    rt->set_headers[k].name);
+		gw_req_hdr_del(rq, name);
+		gw_req_hdr_add(rq, name, rt->set_headers[k].value, rt->set_headers[k].value_len);
+	}
+	gw_req_set_data(rq, r);
+	proxy_to(rq, d, r);
+}
+
+static int idempotent(enum gw_method m)
+{
+	return m == GW_M_GET || m == GW_M_HEAD || m == GW_M_OPTIONS || m == GW_M_PUT ||
+	    m == GW_M_DELETE || m == GW_M_TRACE;
+}
+
+static const char *const stage_names[] = { "connect failed", "reset before answering",
+	"answered 502/503", "response timeout" };
+
+static int on_upstream_error(struct gw_req *rq, int stage, void *side)
+{
+	struct rev_data *d = side;
+	struct rev_worker *w = worker_get(d, rq);
+	struct rev_rq *r = gw_req_data(rq);
+	struct rev_up *up;
+	int failed_server, i;
+
+	if (r == NULL || w == NULL)
+		return rev_cache_stale_on_error(rq);
+	up = &d->ups[r->up];
+	failed_server = r->server;
+	if (failed_server >= 0 && stage != GW_UPFAIL_STATUS) {
+		struct rev_srv *s = up->srv[failed_server];
+		if (rev_srv_failed(s, up->threshold, REV_PASSIVE_COOLDOWN, rev_now_ms())) {
+			gw_warn("upstream %s server %s: ejected for %.0f s after %d consecutive failures "
+			    "(last: %s)", s->upstream, s->address, REV_PASSIVE_COOLDOWN, up->threshold,
+			    stage_names[stage & 3]);
+			gw_event_push("health", "%s %s: ejected for %.0f s after %d failures (%s)",
+			    s->upstream, s->address, REV_PASSIVE_COOLDOWN, up->threshold,
+			    stage_names[stage & 3]);
+		}
+	}
+	/* one retry at most, on another server */
+	i = -1;
+	if (r->attempts < 2 && stage != GW_UPFAIL_TIMEOUT &&
+	    (stage == GW_UPFAIL_CONNECT ||
+	    (idempotent(gw_req_head(rq)->method) && !gw_req_body_sent(rq))))
+		i = pick_server(d, w, rq, r->up, r->tried);
+	if (i < 0 && rev_cache_stale_on_error(rq))
+		return 1;                      /* answered from the cache */
+	if (i < 0)
+		return 0;
+	release(d, r);
+	r->server = i;
+	r->attempts++;
+	rev_bits_set(r->tried, (size_t)i);
+	gw_debug("request %s: upstream %s server %s %s; retrying on %s", gw_req_id(rq),
+	    up->cu->name, failed_server >= 0 ? up->srv[failed_server]->address : "?",
+	    stage_names[stage & 3], up->srv[i]->address);
+	proxy_to(rq, d, r);
+	return 1;
+}
+
+static void on_done(struct gw_req *rq, void *side)
+{
+	struct rev_data *d = side;
+	struct rev_rq *r = gw_req_data(rq);
+	int st;
+
+	rev_cache_done(rq);
+	if (r == NULL)
+		return;
+	gw_req_set_data(rq, NULL);
+	if (r->server >= 0) {
+		st = gw_req_status(rq);
+		/* a response came from this server (core-made 502/504 and client
+		 * aborts are neither success nor failure here) */
+		if (st > 0 && st != 499 && st != 502 && st != 504)
+			rev_srv_succeeded(d->ups[r->up].srv[r->server]);
+		release(d, r);
+	}
+}
+
+/* ---- request decisions ---- */
+
+static int rate_limited(struct gw_req *rq, struct rev_data *d, const struct rev_site *site)
+{
+	const struct sockaddr *sa = gw_req_client(rq);
+	struct rev_worker *w;
+	unsigned char key[20];
+	size_t kl = 4;
+	double retry = 1;
+	struct timespec ts;
+	char ra[32];
+	uint32_t si = (uint32_t)site->index;
+
+	if (site->rate_rps <= 0)
+		return 0;
+	w = worker_get(d, rq);
+	if (w == NULL)
+		return 0;
+	memcpy(key, &si, 4);
+	if (sa->sa_family == AF_INET) {
+		memcpy(key + 4, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+		kl += 4;
+	} else if (sa->sa_family == AF_INET6) {
+		const uint8_t *a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+		static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+		if (memcmp(a, mapped, 12) == 0) {
+			memcpy(key + 4, a + 12, 4);
+			kl += 4;
+		} else {
+			memcpy(key + 4, a, 16);
+			kl += 16;
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (rev_rl_take(w->rl, key, kl, site->rate_rps, site->rate_burst,
+	    (double)ts.tv_sec + ts.tv_nsec / 1e9, &retry))
+		return 0;
+	snprintf(ra, sizeof ra, "%.0f", ceil(retry) < 1 ? 1.0 : ceil(retry));
+	gw_req_set_verdict(rq, "rate_limit", site->name);
+	gw_req_resp_hdr_add(rq, "Retry-After", ra, strlen(ra));
+	gw_req_respond(rq, 429, NULL, NULL, 0, NULL);
+	return 1;
+}
+
+/* force_https: 308 to https://host/target (the plain listener's port dropped). */
+static void redirect_https(struct gw_req *rq, const struct gw_http_head *h, const char *host,
+    size_t hlen)
+{
+	size_t n = hlen;
+	char *loc;
+	int k;
+
+	if (n > 0 && host[0] == '[') {
+		const char *e = memchr(host, ']', hlen);
+		n = e ? (size_t)(e - host) + 1 : hlen;
+	} else {
+		const char *c = memchr(host, ':', hlen);
+		n = c ? (size_t)(c - host) : hlen;
+	}
+	loc = gw_req_alloc(rq, n + h->path_len + 16);
+	k = snprintf(loc, n + h->path_len + 16, "https://%.*s%.*s", (int)n, host,
+	    (int)h->path_len, h->path);
+	gw_req_set_verdict(rq, "force_https", NULL);
+	gw_req_resp_hdr_add(rq, "Location", loc, (size_t)k);
+	gw_req_respond(rq, 308, NULL, NULL, 0, NULL);
+}
+
+static void decide(struct gw_req *rq, void *side, int first);
+
 static void on_request(struct gw_req *rq, void *side)
+{
+	decide(rq, side, 1);
+}
+
+/* The cache glue runs a request again after it waited for an identical one
+ * (collapsed forwarding): the rate limit was already charged. */
+static void restart(struct gw_req *rq, void *side)
+{
+	decide(rq, side, 0);
+}
+
+static void decide(struct gw_req *rq, void *side, int first)
 {
 	struct rev_data *d = side;
 	const struct gw_http_head *h = gw_req_head(rq);
@@ -129,8 +648,8 @@ static void on_request(struct gw_req *rq, void *side)
 	const struct rev_route *rt;
 	const char *host;
 	size_t hlen;
-	char path[8192 + 16];
-	long plen;
+	char norm[8192 + 16], path[8192 + 16];
+	long nlen, plen;
 
 	if (h->target_form == GW_TF_AUTHORITY || h->method == GW_M_CONNECT) {
 		gw_req_respond(rq, 405, NULL, NULL, 0, "CONNECT is not served here.");
@@ -162,7 +681,24 @@ static void on_request(struct gw_req *rq, void *side)
 		gw_req_respond(rq, 403, NULL, NULL, 0, NULL);
 		return;
 	}
-	rt = rev_route_find(site, h->path, h->path_len);
+	if (first && rate_limited(rq, d, site))
+		return;
+	if (site->force_https && !gw_req_is_tls(rq)) {
+		redirect_https(rq, h, host, hlen);
+		return;
+	}
+	/* routes match the normalised path: "/api/../admin" is "/admin" */
+	nlen = rev_path_normalize(h->path, h->path_len, norm, sizeof norm);
+	if (nlen == -2) {
+		gw_req_respond(rq, 414, NULL, NULL, 0, NULL);
+		return;
+	}
+	if (nlen < 0) {
+		gw_req_set_verdict(rq, "bad_path", site->name);
+		gw_req_respond(rq, 400, NULL, NULL, 0, "The request path is not valid.");
+		return;
+	}
+	rt = rev_route_find(site, norm, (size_t)nlen);
 	if (rt == NULL) {
 		gw_req_set_verdict(rq, "no_route", site->name);
 		gw_req_respond(rq, 404, NULL, NULL, 0, NULL);
@@ -171,7 +707,7 @@ static void on_request(struct gw_req *rq, void *side)
 	gw_req_set_verdict(rq, "route", rt->prefix);
 	if (rt->max_body_bytes > 0)
 		gw_req_set_max_body(rq, rt->max_body_bytes);
-	plen = rev_route_upstream_path(rt, h->path, h->path_len, path, sizeof path);
+	plen = rev_route_upstream_path(rt, norm, (size_t)nlen, path, sizeof path);
 	if (plen < 0) {
 		gw_req_respond(rq, 414, NULL, NULL, 0, NULL);
 		return;
@@ -184,27 +720,12 @@ static void on_request(struct gw_req *rq, void *side)
 	case REV_ROUTE_STATIC:
 		serve_static(rq, rt, path, (size_t)plen);
 		return;
-	case REV_ROUTE_UPSTREAM: {
-		const struct conf_rev_upstream *up = &d->cf->reverse.upstreams[rt->upstream];
-		const struct conf_addr *a;
-		if (up->nservers == 0) {
-			gw_req_respond(rq, 503, NULL, NULL, 0, NULL);
-			return;
-		}
-		a = &up->servers[0].addr;
-		for (size_t i = 0; i < rt->nset_headers; i++) {
-			char name[256];
-			snprintf(name, sizeof name, "%.*s", (int)rt->set_headers[i].name_len,
-			    rt->set_headers[i].name);
-			gw_req_hdr_del(rq, name);
-			gw_req_hdr_add(rq, name, rt->set_headers[i].value, rt->set_headers[i].value_len);
-		}
-		add_forwarding_headers(rq, h, host, hlen);
-		gw_req_proxy(rq, a->host, strlen(a->host), a->port, path, (size_t)plen);
-		if (up->tls)
-			gw_req_upstream_tls(rq, rt->upstream);
+	case REV_ROUTE_UPSTREAM:
+		if (rev_cache_request(rq, d->cf, site, rt, side, restart))
+			return;                /* answered from the cache, or waiting */
+		add_forwarding_headers(rq, d, h, host, hlen, rt);
+		proxy_upstream(rq, d, rt, path, (size_t)plen);
 		return;
-	}
 	}
 }
 
@@ -212,12 +733,40 @@ static const struct gw_proto rev_proto = {
 	.name = "reverse",
 	.family = 1,
 	.on_request = on_request,
+	.on_done = on_done,
+	.on_upstream_error = on_upstream_error,
+	.on_response_head = rev_cache_on_response_head,
+	.on_response_body = rev_cache_on_response_body,
+	.on_response_end = rev_cache_on_response_end,
 };
+
+/* ---- snapshot plumbing ---- */
+
+static void side_free(void *data)
+{
+	struct rev_data *d = data;
+
+	if (d == NULL)
+		return;
+	for (int i = 0; i < GW_MAX_WORKERS; i++)
+		worker_free(d->w[i], d->nups);
+	for (size_t i = 0; i < d->nups; i++) {
+		for (size_t k = 0; d->ups[i].srv != NULL && k < d->ups[i].n; k++)
+			rev_srv_put(d->ups[i].srv[k]);
+		free(d->ups[i].srv);
+	}
+	free(d->ups);
+	free(d->hc);
+	rev_routes_free(d->routes);
+	d->magic = 0;
+	free(d);
+}
 
 static int compile(const struct conf *cf, struct conf_errors *errs, void **data)
 {
 	struct rev_data *d;
 	struct rev_routes *rt;
+	size_t nu;
 
 	*data = NULL;
 	if (!cf->reverse.present)
@@ -226,22 +775,40 @@ static int compile(const struct conf *cf, struct conf_errors *errs, void **data)
 	if (rt == NULL)
 		return -1;
 	d = calloc(1, sizeof *d);
-	if (d == NULL) {
+	nu = cf->reverse.nupstreams;
+	if (d == NULL || (d->ups = calloc(nu ? nu : 1, sizeof *d->ups)) == NULL) {
+		free(d);
 		rev_routes_free(rt);
 		return -1;
 	}
+	d->magic = REV_DATA_MAGIC;
 	d->routes = rt;
 	d->cf = cf;
+	d->nups = nu;
+	for (size_t i = 0; i < nu; i++) {
+		const struct conf_rev_upstream *cu = &cf->reverse.upstreams[i];
+		struct rev_up *u = &d->ups[i];
+		u->cu = cu;
+		u->threshold = cu->health.present ? (int)cu->health.fall : REV_PASSIVE_FAILS;
+		u->slow_start = cu->health.present ? cu->health.slow_start : 0;
+		u->srv = calloc(cu->nservers ? cu->nservers : 1, sizeof *u->srv);
+		if (u->srv == NULL)
+			goto fail;
+		for (size_t k = 0; k < cu->nservers; k++) {
+			u->srv[k] = rev_srv_get(cu->name, cu->servers[k].addr.text);
+			if (u->srv[k] == NULL)
+				goto fail;
+			u->n = k + 1;
+		}
+		if (cu->nservers > d->maxn)
+			d->maxn = cu->nservers;
+	}
 	*data = d;
 	return 0;
-}
-
-static void side_free(void *data)
-{
-	struct rev_data *d = data;
-
-	rev_routes_free(d->routes);
-	free(d);
+fail:
+	conf_err(errs, cf->path, 0, "reverse", "out of memory");
+	side_free(d);
+	return -1;
 }
 
 static const struct conf_listener *listeners(const struct conf *cf, size_t *n)
@@ -250,9 +817,135 @@ static const struct conf_listener *listeners(const struct conf *cf, size_t *n)
 	return cf->reverse.listeners;
 }
 
+static void activate(void *data, struct event_base *base)
+{
+	struct rev_data *d = data;
+	size_t total = 0, k = 0;
+
+	g_active = d;
+	if (d == NULL)
+		return;
+	for (size_t i = 0; i < d->nups; i++)
+		total += d->ups[i].cu->health.present ? d->ups[i].n : 0;
+	for (size_t i = 0; i < d->nups; i++) {
+		/* health removed from the config: do not leave a server down */
+		if (d->ups[i].cu->health.present)
+			continue;
+		for (size_t s = 0; s < d->ups[i].n; s++)
+			rev_srv_health_reset(d->ups[i].srv[s]);
+	}
+	if (total == 0)
+		return;
+	d->hc = calloc(total, sizeof *d->hc);
+	if (d->hc == NULL)
+		return;
+	for (size_t i = 0; i < d->nups && d->dns == NULL; i++)
+		for (size_t s = 0; d->ups[i].cu->health.present && s < d->ups[i].n; s++)
+			if (d->ups[i].cu->servers[s].addr.is_name) {
+				d->dns = gw_dns_new(base, &d->cf->global.dns);
+				break;
+			}
+	for (size_t i = 0; i < d->nups; i++) {
+		const struct conf_rev_upstream *cu = d->ups[i].cu;
+		if (!cu->health.present)
+			continue;
+		for (size_t s = 0; s < d->ups[i].n; s++) {
+			/* spread the first checks over the first interval (at most 1 s) */
+			double first = 0.05 + (cu->health.interval < 1 ? cu->health.interval : 1.0) *
+			    (double)k / (double)total;
+			d->hc[k++] = rev_hcheck_start(base, d->dns, d->ups[i].srv[s], cu, &cu->servers[s], first);
+		}
+	}
+	d->nhc = k;
+}
+
+static void deactivate(void *data)
+{
+	struct rev_data *d = data;
+
+	if (d == NULL)
+		return;
+	if (g_active == d)
+		g_active = NULL;
+	for (size_t i = 0; i < d->nhc; i++)
+		rev_hcheck_stop(d->hc[i]);
+	free(d->hc);
+	d->hc = NULL;
+	d->nhc = 0;
+	gw_dns_free(d->dns);
+	d->dns = NULL;
+}
+
 const struct gw_side rev_side = {
 	.proto = &rev_proto,
 	.compile = compile,
 	.free = side_free,
 	.listeners = listeners,
+	.activate = activate,
+	.deactivate = deactivate,
 };
+
+/* ---- console API (reverse.h) ---- */
+
+size_t rev_servers_info(struct rev_server_info *out, size_t max)
+{
+	struct rev_data *d = g_active;
+	int64_t now = rev_now_ms();
+	size_t n = 0;
+
+	if (d == NULL)
+		return 0;
+	for (size_t i = 0; i < d->nups; i++) {
+		const struct rev_up *u = &d->ups[i];
+		for (size_t k = 0; k < u->n; k++, n++) {
+			const struct rev_srv *s = u->srv[k];
+			const struct conf_rev_server *sv = &u->cu->servers[k];
+			struct rev_server_info *o;
+			if (n >= max || out == NULL)
+				continue;
+			o = &out[n];
+			memset(o, 0, sizeof *o);
+			snprintf(o->upstream, sizeof o->upstream, "%s", s->upstream);
+			snprintf(o->address, sizeof o->address, "%s", s->address);
+			o->state = atomic_load(&s->state);
+			o->health_up = atomic_load(&s->health_up);
+			o->admin = atomic_load(&s->admin);
+			o->ejected = atomic_load(&s->ejected_until_ms) > now;
+			o->weight = (int)sv->weight;
+			o->backup = sv->backup;
+			o->max_conns = sv->max_conns;
+			o->in_flight = atomic_load(&s->in_flight);
+			o->weight_factor = u->slow_start > 0 ? rev_srv_weight_factor(s, u->slow_start, now) : 1;
+			o->checked = u->cu->health.present && !sv->addr.is_name;
+			o->last_status = s->last_status;
+			snprintf(o->last_error, sizeof o->last_error, "%s", s->last_error);
+			o->last_latency_ms = s->last_latency_ms;
+			o->last_check = s->last_check;
+			o->last_change = s->last_change;
+			o->checks_ok = s->checks_ok;
+			o->checks_failed = s->checks_failed;
+			o->requests = atomic_load(&s->requests);
+			o->failures = atomic_load(&s->failures);
+			o->ejections = atomic_load(&s->ejections);
+		}
+	}
+	return n;
+}
+
+int rev_server_set_admin_state(const char *upstream, const char *address, int state)
+{
+	struct rev_data *d = g_active;
+
+	if (state != REV_SRV_UP && state != REV_SRV_DRAINING && state != REV_SRV_DISABLED)
+		return -2;
+	if (d == NULL || upstream == NULL || address == NULL)
+		return -1;
+	for (size_t i = 0; i < d->nups; i++) {
+		if (strcmp(d->ups[i].cu->name, upstream) != 0)
+			continue;
+		for (size_t k = 0; k < d->ups[i].n; k++)
+			if (strcmp(d->ups[i].srv[k]->address, address) == 0)
+				return rev_srv_set_admin(d->ups[i].srv[k], state);
+	}
+	return -1;
+}

@@ -573,3 +573,104 @@ long rev_route_upstream_path(const struct rev_route *r, const char *target, size
 	buf[need] = '\0';
 	return (long)need;
 }
+
+/* ---- path normalisation ---- */
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static int unreserved(int c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	    c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+long rev_path_normalize(const char *target, size_t len, char *buf, size_t bufsz)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t i = 0, o = 0, qs;
+
+	if (len == 0 || target[0] != '/' || bufsz < 2)
+		return bufsz < 2 ? -2 : -1;
+	for (qs = 0; qs < len && target[qs] != '?' && target[qs] != '#'; qs++)
+		;
+	/* segment by segment: o is the output length, always ending after a '/' */
+	buf[o++] = '/';
+	i = 1;
+	while (i <= qs) {
+		/* decode one segment into buf at o (after the last '/') */
+		size_t seg = o;
+		while (i < qs && target[i] != '/') {
+			char c = target[i];
+			if (c == '\0')
+				return -1;
+			if (c == '%') {
+				int h1, h2, v;
+				if (i + 2 >= qs)
+					return -1;
+				h1 = hexval(target[i + 1]);
+				h2 = hexval(target[i + 2]);
+				if (h1 < 0 || h2 < 0)
+					return -1;
+				v = h1 * 16 + h2;
+				if (unreserved(v)) {
+					if (o + 1 >= bufsz)
+						return -2;
+					buf[o++] = (char)v;
+				} else {
+					if (o + 3 >= bufsz)
+						return -2;
+					buf[o++] = '%';
+					buf[o++] = hex[h1];
+					buf[o++] = hex[h2];
+				}
+				i += 3;
+				continue;
+			}
+			if (o + 1 >= bufsz)
+				return -2;
+			buf[o++] = c;
+			i++;
+		}
+		/* target[i] is '/' or i == qs: the segment buf[seg..o) is complete */
+		if (o - seg == 1 && buf[seg] == '.') {
+			o = seg;                      /* "." : drop */
+		} else if (o - seg == 2 && buf[seg] == '.' && buf[seg + 1] == '.') {
+			if (seg == 1)
+				return -1;                /* above the root */
+			o = seg - 1;                  /* back over the '/' before the segment */
+			while (o > 0 && buf[o - 1] != '/')
+				o--;
+		} else if (o == seg) {
+			/* empty segment ("//"): merged */
+		} else if (i < qs) {
+			if (o + 1 >= bufsz)
+				return -2;
+			buf[o++] = '/';
+		} else {
+			break;                        /* the last segment, no trailing '/' */
+		}
+		if (i >= qs)
+			break;
+		i++;                                  /* past the '/' */
+	}
+	/* the query, unchanged; a fragment is dropped */
+	if (qs < len && target[qs] == '?') {
+		const char *f = memchr(target + qs, '#', len - qs);
+		size_t ql = f ? (size_t)(f - (target + qs)) : len - qs;
+		if (o + ql >= bufsz)
+			return -2;
+		memcpy(buf + o, target + qs, ql);
+		o += ql;
+	}
+	buf[o] = '\0';
+	return (long)o;
+}

@@ -143,4 +143,20 @@ const struct rev_route *rev_route_find(const struct rev_site *site, const char *
 long rev_route_upstream_path(const struct rev_route *r, const char *target, size_t len,
     char *buf, size_t bufsz);
 
+/*
+ * Normalise the path part of an origin-form target before route lookup, so
+ * that "/api/../admin" cannot reach a route by one prefix and be resolved by
+ * the application under another (nginx does the same):
+ *   - percent-encoded unreserved characters (ALPHA DIGIT - . _ ~) are
+ *     decoded ("%2e" -> "."; "%2F" and other reserved ones stay encoded,
+ *     hex digits of kept escapes are upper-cased);
+ *   - "." and ".." segments are removed (RFC 3986 5.2.4);
+ *   - runs of "/" are merged into one.
+ * The query ("?..." and after) is copied unchanged; a fragment is dropped.
+ * Writes the result NUL-terminated into buf and returns its length; -1 when
+ * the path is invalid (does not start with '/', a malformed "%" escape, a
+ * NUL byte, or ".." climbing above the root), -2 when bufsz is too small.
+ */
+long rev_path_normalize(const char *target, size_t len, char *buf, size_t bufsz);
+
 #endif

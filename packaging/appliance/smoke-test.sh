@@ -4,9 +4,9 @@
 #   packaging/appliance/smoke-test.sh [image.qcow2|image.img]
 # Ends with "N passed, N failed".  Exit status: 1 if a gating check failed.
 #
-# Console checks (HTTPS console, first-boot password) are gating only with
-# GW_PKG_EXPECT_CONSOLE=1.  With the default GW_PKG_EXPECT_CONSOLE=0 they still
-# run and are printed as FAIL with the reason, but do not change the exit status.
+# Console checks (HTTPS console, first-boot password) are gating by default;
+# with GW_PKG_EXPECT_CONSOLE=0 they still run and are printed as FAIL with the
+# reason, but do not change the exit status.
 #
 # Env: GW_SMOKE_PORT_BASE (default: free ports; else proxy +128, reverse +80, console +443)
 #      GW_SMOKE_TIMEOUT     seconds to wait for the boot (default 600)
@@ -19,7 +19,7 @@ IMG=${1:-$OUTDIR/gatehouse-appliance.qcow2}
 [ -f "$IMG" ] || IMG=$OUTDIR/gatehouse-appliance.img
 [ -f "$IMG" ] || { echo "smoke-test: no image (run packaging/appliance/build-image.sh)" >&2; exit 1; }
 case "$IMG" in *.qcow2) FMT=qcow2 ;; *) FMT=raw ;; esac
-EXPECT_CONSOLE=${GW_PKG_EXPECT_CONSOLE:-0}
+EXPECT_CONSOLE=${GW_PKG_EXPECT_CONSOLE:-1}
 if [ -n "${GW_SMOKE_PORT_BASE:-}" ]; then
 	BASE=$GW_SMOKE_PORT_BASE
 	P_PROXY=$((BASE + 128)) P_REV=$((BASE + 80)) P_CON=$((BASE + 443))
@@ -40,7 +40,7 @@ ok()  { pass=$((pass + 1)); printf 'PASS  %s\n' "$*"; }
 bad() { fail=$((fail + 1)); printf 'FAIL  %s\n' "$*"; }
 console_bad() {
 	if [ "$EXPECT_CONSOLE" = 1 ]; then bad "$*"
-	else fail=$((fail + 1)); xfail=$((xfail + 1)); printf 'FAIL  %s  [not gating: GW_PKG_EXPECT_CONSOLE=0, console not implemented yet]\n' "$*"; fi
+	else fail=$((fail + 1)); xfail=$((xfail + 1)); printf 'FAIL  %s  [not gating: GW_PKG_EXPECT_CONSOLE=0]\n' "$*"; fi
 }
 cleanup() {
 	if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2>/dev/null; then
@@ -127,17 +127,15 @@ else
 	console_bad "console serves HTTPS on :8443 with the first-boot certificate (got '${got_fp:-no TLS handshake}')"
 fi
 
-# Login with the first-boot password.  The console's login API is not written
-# yet; this accepts HTTP Basic on / or a form POST to /login, and requires that
-# the right password is accepted (2xx/3xx) while a wrong one is not (same
-# request, different outcome).  Adjust console_login() when the console lands.
-console_login() {   # $1 = password; prints the HTTP status
+# Login with the first-boot password through the console's login API
+# (POST /api/v1/login answers 200 or 401): the right password must be
+# accepted and a wrong one refused.
+console_login() {   # $1 = password; prints "api:<HTTP status>" of the console's login API
 	local c
-	c=$(curl -sk -o /dev/null -w '%{http_code}' -m 15 -u "admin:$1" "https://127.0.0.1:$P_CON/" || true)
-	case "$c" in 2??) echo "basic:$c"; return ;; esac
-	c=$(curl -sk -o /dev/null -w '%{http_code}' -m 15 -c "$RUN/cookies" \
-		--data-urlencode "user=admin" --data-urlencode "password=$1" "https://127.0.0.1:$P_CON/login" || true)
-	echo "form:$c"
+	c=$(curl -sk -o /dev/null -w '%{http_code}' -m 15 -H 'Content-Type: application/json' \
+		--data "{\"user\":\"admin\",\"password\":\"$1\"}" \
+		"https://127.0.0.1:$P_CON/api/v1/login" || true)
+	echo "api:$c"
 }
 if [ -n "$pw" ]; then
 	right=$(console_login "$pw"); wrong=$(console_login "not-the-password-$RANDOM")

@@ -397,7 +397,7 @@ class Origin:
         parts = path.split("?")[0].split("/")
         # skip route prefixes ("/api/echo" is "/echo")
         known = ("echo", "size", "status", "chunked", "close", "silent", "slow", "garbage",
-                 "reset-mid-body", "short-body", "stream", "upload", "ws", "no-upgrade")
+                 "reset-mid-body", "short-body", "stream", "upload", "ws", "no-upgrade", "drop")
         while len(parts) > 2 and parts[1] not in known:
             del parts[1]
         close = (req.header("Connection") or "").lower() == "close"
@@ -471,6 +471,11 @@ class Origin:
                 if not b:
                     return False
                 c.sendall(b)
+        if parts[1] == "drop":
+            # a keep-alive response, then the origin closes the idle connection
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % int(parts[2]) + b"d" * int(parts[2]))
+            time.sleep(0.05)
+            return False
         if parts[1] == "no-upgrade":
             return send("200 OK", b"plain answer\n")
         if parts[1] == "upload":
@@ -593,3 +598,77 @@ def http_get(port, path, host, source=None, method="GET", body=None, headers=Non
         return r.status, {k.lower(): v for k, v in r.getheaders()}, data
     finally:
         conn.close()
+
+
+# ---- reverse cache helpers (added for test_r_cache) ----
+
+class CacheOrigin(KillableOrigin):
+    """A KillableOrigin with scripted responses per exact request target, for
+    cache tests.  script(target, ...) sets what target answers: status,
+    headers (list of (name, value)), body, an optional delay, chunked (no
+    Content-Length), and validators: etag / last_modified answer 304 (with
+    headers_304) to a matching If-None-Match / If-Modified-Since.  headers
+    and body may be callables taking the Request (e.g. for Vary).  count(t)
+    says how many requests for target t reached the origin; last(t) is the
+    last one.  Other targets behave as in Origin."""
+
+    def __init__(self, port=None, tls=None):
+        self.scripts = {}
+        super().__init__(port, tls)
+
+    def script(self, target, status=200, headers=(), body=b"body", delay=0.0, chunked=False,
+               etag=None, last_modified=None, headers_304=()):
+        with self.lock:
+            self.scripts[target] = dict(status=status, headers=headers, body=body, delay=delay,
+                                        chunked=chunked, etag=etag, last_modified=last_modified,
+                                        headers_304=list(headers_304))
+
+    def count(self, target):
+        with self.lock:
+            return sum(1 for r in self.requests if r.target == target)
+
+    def last(self, target):
+        with self.lock:
+            rs = [r for r in self.requests if r.target == target]
+        return rs[-1] if rs else None
+
+    def _respond(self, c, req):
+        with self.lock:
+            s = self.scripts.get(req.target)
+        if s is None:
+            return super()._respond(c, req)
+        if s["delay"]:
+            time.sleep(s["delay"])
+        close = (req.header("Connection") or "").lower() == "close"
+        hdrs = list(s["headers"](req) if callable(s["headers"]) else s["headers"])
+        if s["etag"]:
+            hdrs.append(("ETag", s["etag"]))
+        if s["last_modified"]:
+            hdrs.append(("Last-Modified", s["last_modified"]))
+        inm, ims = req.header("If-None-Match"), req.header("If-Modified-Since")
+        if (inm is not None and s["etag"] and (inm.strip() == "*" or s["etag"] in inm)) or \
+           (inm is None and ims is not None and s["last_modified"] and ims == s["last_modified"]):
+            head = "HTTP/1.1 304 Not Modified\r\n" + "".join(
+                "%s: %s\r\n" % h for h in hdrs + s["headers_304"])
+            c.sendall((head + ("Connection: close\r\n" if close else "") + "\r\n").encode())
+            return not close
+        body = s["body"](req) if callable(s["body"]) else s["body"]
+        head = "HTTP/1.1 %s\r\n" % (s["status"] if isinstance(s["status"], str) else "%d X" % s["status"])
+        head += "".join("%s: %s\r\n" % h for h in hdrs)
+        if close:
+            head += "Connection: close\r\n"
+        if s["chunked"]:
+            c.sendall((head + "Transfer-Encoding: chunked\r\n\r\n").encode())
+            for i in range(0, len(body), 8192):
+                part = body[i:i + 8192]
+                c.sendall(b"%x\r\n" % len(part) + part + b"\r\n")
+            c.sendall(b"0\r\n\r\n")
+        else:
+            c.sendall((head + "Content-Length: %d\r\n\r\n" % len(body)).encode() + body)
+        return not close
+
+
+def http_date(t=None):
+    """An IMF-fixdate for t (default now)."""
+    import email.utils
+    return email.utils.formatdate(time.time() if t is None else t, usegmt=True)

@@ -210,3 +210,49 @@ def test_upgrade_refused_by_origin_stays_http(tgw, origin):
     assert first.startswith(b"HTTP/1.1 200") and first.endswith(b"plain answer\n")
     s.sendall(b"GET /size/2 HTTP/1.1\r\nHost: a.test\r\n\r\n")
     assert gh.recv_response(s).endswith(b"xx")
+
+
+def test_force_https_and_forwarded_proto_over_tls(origin, ports, pki):
+    extra = ', { hosts = [ "secure.b.test" ]; force_https = true; routes = ( { path = "/"; upstream = "o"; } ); }'
+    g = gh.Gatehouse(tls_conf(ports[0], ports[1], origin.port, pki, extra_sites=extra)).start(
+        [ports[0], ports[1]])
+    g.port = ports[0]
+    try:
+        rc, out, err = https(g, pki, "secure.b.test", "/echo?q=1")
+        assert rc == 0, err
+        h = {k.lower(): v for k, v in json.loads(out)["headers"]}
+        assert h["x-forwarded-proto"] == "https"
+        assert h["forwarded"] == 'for=127.0.0.1;proto=https;host="secure.b.test:%d"' % g.port
+        rc, out, err = gh.curl("-i", "-H", "Host: secure.b.test:%d" % ports[1],
+                               "http://127.0.0.1:%d/echo?q=1" % ports[1])
+        assert out.startswith(b"HTTP/1.1 308")
+        assert b"\r\nLocation: https://secure.b.test/echo?q=1\r\n" in out
+    finally:
+        g.check_clean()
+
+
+def test_upstream_tls_health_tcp_check(pki, ports):
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(*pki["origin"])
+    o1, o2 = gh.KillableOrigin(tls=ctx), gh.KillableOrigin(tls=ctx)
+    up = ('tls = true; ca_file = "%s"; sni = "origin.test"; '
+          'health: { path = "/health"; interval = 0.2; timeout = 0.2; rise = 1; fall = 2; };' % pki["ca"])
+    text = tls_conf(ports[0], ports[1], o1.port, pki, up_tls=up).replace(
+        'servers = ( { address = "127.0.0.1:%d"; } );' % o1.port,
+        'servers = ( { address = "127.0.0.1:%d"; }, { address = "127.0.0.1:%d"; } );' % (o1.port, o2.port))
+    g = gh.Gatehouse(text).start([ports[1]])
+    try:
+        url = "http://127.0.0.1:%d/echo" % ports[1]
+        assert [gh.curl_status("-H", "Host: a.test", url) for _ in range(4)] == [200] * 4
+        assert o1.hits() == 2 and o2.hits() == 2
+        o2.kill()
+        end = time.time() + 5
+        while "127.0.0.1:%d: up -> down" % o2.port not in g.stderr() and time.time() < end:
+            time.sleep(0.05)
+        assert "127.0.0.1:%d: up -> down (health check failed 2 times: connect:" % o2.port in g.stderr()
+        assert [gh.curl_status("-H", "Host: a.test", url) for _ in range(6)] == [200] * 6
+        assert o2.hits() == 2
+    finally:
+        g.check_clean()
+        o1.kill()
+        o2.kill()

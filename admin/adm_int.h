@@ -1,0 +1,104 @@
+/*
+ * admin internals shared by the console's files: admin.c (daemons, routing,
+ * headers), auth.c (users, sessions, password thread, rate limit, audit),
+ * api.c (JSON API and the 1 s sampler), metrics.c (Prometheus text).
+ */
+#ifndef GW_ADM_INT_H
+#define GW_ADM_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+#include <microhttpd.h>
+
+struct event_base;
+struct gw_snapshot;
+
+enum adm_role { ADM_NONE = 0, ADM_VIEWER = 1, ADM_ADMIN = 2 };
+
+#define ADM_REQ_MAGIC 0x61646d72u
+#define ADM_BODY_MAX (64 * 1024)
+
+/* Per-request state (MHD's con_cls), owned by admin.c. */
+struct adm_req {
+	unsigned magic;
+	char *body;
+	size_t len, cap;
+	int too_big;
+	int https;
+	/* login: 0 = not started, 1 = hashing on the helper thread, 2 = done */
+	int login_state;
+	int login_ok;
+	struct MHD_Connection *conn;
+	char client[64];
+	char user[64];
+	char *password;            /* wiped and freed after hashing */
+	char hash[256];
+	struct adm_req *next;      /* helper thread queues */
+};
+
+/* Who is asking (filled by adm_auth_check). */
+struct adm_who {
+	enum adm_role role;
+	char user[64];
+	int bearer;                /* token auth: no cookie, so no CSRF check */
+	const char *csrf;          /* the session's CSRF token (session auth) */
+	const char *sid;
+};
+
+/* ---- admin.c ---- */
+extern struct event_base *adm_base;
+const char *adm_client(struct MHD_Connection *c, char *buf, size_t len);
+/* Queue a response with the security headers; takes ownership of body
+ * when must_free (malloc'ed), else copies it. */
+enum MHD_Result adm_send(struct MHD_Connection *c, unsigned status, const char *ctype,
+    const void *body, size_t len, int must_free, const char *hname, const char *hval);
+enum MHD_Result adm_send_json(struct MHD_Connection *c, unsigned status, json_t *j);
+enum MHD_Result adm_send_error(struct MHD_Connection *c, unsigned status, const char *msg);
+/* Resume a suspended connection and run its daemon (main thread). */
+void adm_resume(struct MHD_Connection *c);
+
+/* ---- auth.c ---- */
+int adm_auth_init(const struct gw_snapshot *s);      /* load or create users; start the thread */
+void adm_auth_reload(const struct gw_snapshot *s);
+void adm_auth_free(void);
+/* Finish every queued hash job and resume their connections. */
+void adm_auth_drain(void);
+/* 1 if authenticated (cookie session or bearer token); touches the session. */
+int adm_auth_check(struct MHD_Connection *c, struct adm_who *who);
+/* POST /api/v1/login: called on each handler call for that request. */
+enum MHD_Result adm_login(struct MHD_Connection *c, struct adm_req *r);
+enum MHD_Result adm_logout(struct MHD_Connection *c, const struct adm_who *who, const char *client);
+/* Record an admin action (audit ring + event ring + error log). */
+void adm_audit(const char *user, const char *client, const char *action, const char *outcome,
+    const char *detail);
+json_t *adm_audit_json(void);
+int adm_ct_equal(const char *a, const char *b);       /* constant-time string compare */
+void adm_sessions_gc(void);
+
+/* ---- api.c ---- */
+int adm_api_init(void);
+void adm_api_free(void);
+enum MHD_Result adm_api(struct MHD_Connection *c, const char *url, const char *method,
+    struct adm_req *r, const struct adm_who *who);
+/* Reload counters seen by the sampler (for /metrics). */
+void adm_reload_counts(uint64_t *ok, uint64_t *failed);
+/* The forward family's side data in s (NULL if none). */
+const void *adm_fwd_side(const struct gw_snapshot *s);
+/* A reload succeeded (adm_reconfigure). */
+void adm_api_reloaded(void);
+
+/* ---- metrics.c ---- */
+enum MHD_Result adm_metrics(struct MHD_Connection *c);
+
+/* ---- www.c (generated from admin/www by embed.py) ---- */
+struct adm_asset {
+	const char *path;
+	const char *ctype;
+	const unsigned char *data;
+	size_t len;
+};
+extern const struct adm_asset adm_assets[];
+extern const size_t adm_nassets;
+
+#endif

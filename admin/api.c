@@ -1,0 +1,1070 @@
+/*
+ * admin/api: the JSON API under /api/v1/ (jansson), and the 1 s sampler
+ * that keeps 15 minutes of per-second rates for the Overview charts.
+ * Every handler answers from what the main thread owns: summed stats, the
+ * current snapshot, the event and tail rings.  The policy tester runs
+ * fwd_policy_eval() on the current snapshot's compiled policy: the same
+ * code and data the forward proxy uses.
+ */
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "admin/adm_int.h"
+#include "conf/conf.h"
+#include "core/control.h"
+#include "core/log.h"
+#include "core/snapshot.h"
+#include "core/stats.h"
+#include "forward/forward.h"
+#include "forward/policy.h"
+#include "reverse/cache_glue.h"
+#include "reverse/reverse.h"
+
+#define NSAMPLES 900           /* 15 minutes of 1 s samples */
+
+/* One second of traffic: rates per second, per family (0 forward, 1 reverse). */
+struct sample {
+	double t;
+	float req[GW_NFAMILIES], bin[GW_NFAMILIES], bout[GW_NFAMILIES], e5[GW_NFAMILIES];
+	uint32_t active;
+};
+
+static struct {
+	struct event *ev_tick;
+	struct sample ring[NSAMPLES];
+	uint64_t nsamples;         /* ever taken; sequence of ring[(n-1) % N] is n */
+	struct gw_stats_snapshot prev;
+	double prev_t;
+	double reload_seen;
+	uint64_t reloads_ok, reloads_failed;
+	struct fwd_matchdata *md;
+} S;
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_stats_snapshot st;
+	struct sample *sm;
+	double t = now(), dt;
+	int ok;
+	double when;
+	uint64_t gen;
+	const char *const *errs;
+	size_t nerrs;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	gw_control_stats(&st);
+	dt = t - S.prev_t;
+	if (dt <= 0.05)
+		dt = 0.05;
+	sm = &S.ring[S.nsamples % NSAMPLES];
+	memset(sm, 0, sizeof *sm);
+	sm->t = t;
+	for (int f = 0; f < GW_NFAMILIES; f++) {
+#define RATE(k) (float)((double)(st.fam[f][k] - S.prev.fam[f][k]) / dt)
+		sm->req[f] = RATE(GW_FC_REQUESTS);
+		sm->bin[f] = RATE(GW_FC_BYTES_IN);
+		sm->bout[f] = RATE(GW_FC_BYTES_OUT);
+		sm->e5[f] = RATE(GW_FC_STATUS_5XX);
+#undef RATE
+	}
+	sm->active = (uint32_t)st.conns_active;
+	S.nsamples++;
+	S.prev = st;
+	S.prev_t = t;
+	/* reloads (SIGHUP or console) for /metrics */
+	gw_control_last_reload(&ok, &when, &gen, &errs, &nerrs);
+	if (when > S.reload_seen) {
+		/* successes are counted exactly by adm_api_reloaded(); a SIGHUP
+		 * failure followed by a success within the same second is missed */
+		S.reload_seen = when;
+		if (!ok)
+			S.reloads_failed++;
+	}
+	adm_sessions_gc();
+}
+
+void adm_api_reloaded(void)
+{
+	S.reloads_ok++;
+}
+
+void adm_reload_counts(uint64_t *ok, uint64_t *failed)
+{
+	*ok = S.reloads_ok;
+	*failed = S.reloads_failed;
+}
+
+int adm_api_init(void)
+{
+	static const struct timeval one = { 1, 0 };
+	int ok;
+	uint64_t gen;
+	const char *const *errs;
+	size_t nerrs;
+
+	if (S.ev_tick != NULL)
+		return 0;
+	memset(&S, 0, sizeof S);
+	gw_control_stats(&S.prev);
+	S.prev_t = now();
+	gw_control_last_reload(&ok, &S.reload_seen, &gen, &errs, &nerrs);
+	S.md = fwd_matchdata_new();
+	S.ev_tick = event_new(adm_base, -1, EV_PERSIST, tick, NULL);
+	if (S.ev_tick == NULL || S.md == NULL || event_add(S.ev_tick, &one) < 0)
+		return -1;
+	return 0;
+}
+
+void adm_api_free(void)
+{
+	if (S.ev_tick != NULL)
+		event_free(S.ev_tick);
+	if (S.md != NULL)
+		fwd_matchdata_free(S.md);
+	memset(&S, 0, sizeof S);
+}
+
+/* ---- helpers ---- */
+
+static const char *arg(struct MHD_Connection *c, const char *name)
+{
+	const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+
+	return v != NULL && *v ? v : NULL;
+}
+
+static uint64_t arg_u64(struct MHD_Connection *c, const char *name)
+{
+	const char *v = arg(c, name);
+
+	return v != NULL ? strtoull(v, NULL, 10) : 0;
+}
+
+static json_t *strs_json(const struct conf_strs *s)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < s->n; i++)
+		json_array_append_new(a, json_string(s->v[i]));
+	return a;
+}
+
+static json_t *cidrs_json(const struct conf_cidrs *s)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < s->n; i++) {
+		char buf[INET6_ADDRSTRLEN + 8];
+		const struct conf_cidr *c = &s->v[i];
+		inet_ntop(c->family, c->addr, buf, sizeof buf);
+		snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "/%u", c->prefix);
+		json_array_append_new(a, json_string(buf));
+	}
+	return a;
+}
+
+static json_t *ports_json(const uint16_t *p, size_t n)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_integer(p[i]));
+	return a;
+}
+
+static json_t *src_json(const struct conf_src *s)
+{
+	char buf[600];
+
+	snprintf(buf, sizeof buf, "%s:%d", s->file ? s->file : "?", s->line);
+	return json_string(buf);
+}
+
+static json_t *listeners_json(const struct conf_listener *l, size_t n)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_pack("{s:s,s:b}", "address", l[i].addr.text, "tls", l[i].tls));
+	return a;
+}
+
+static const char *s_or(const char *s, const char *dflt)
+{
+	return s != NULL ? s : dflt;
+}
+
+static json_t *last_reload_json(void)
+{
+	int ok;
+	double when;
+	uint64_t gen;
+	const char *const *errs;
+	size_t nerrs;
+	json_t *e = json_array();
+
+	gw_control_last_reload(&ok, &when, &gen, &errs, &nerrs);
+	for (size_t i = 0; i < nerrs; i++)
+		json_array_append_new(e, json_string(errs[i]));
+	return json_pack("{s:b,s:f,s:I,s:o}", "ok", ok, "when", when, "generation", (json_int_t)gen,
+	    "errors", e);
+}
+
+const void *adm_fwd_side(const struct gw_snapshot *s)
+{
+	for (int i = 0; i < s->nsides; i++)
+		if (s->sides[i] == &fwd_side)
+			return s->side_data[i];
+	return NULL;
+}
+
+static const struct fwd_policy *current_policy(const struct gw_snapshot *s)
+{
+	return fwd_side_policy(adm_fwd_side(s));
+}
+
+/* ---- GET stats ---- */
+
+static json_t *family_json(const struct gw_stats_snapshot *st, int f)
+{
+	json_t *o = json_object();
+
+	for (int k = 0; k < GW_FC__N; k++)
+		json_object_set_new(o, gw_fcounter_names[k], json_integer((json_int_t)st->fam[f][k]));
+	return o;
+}
+
+static json_t *api_stats(struct MHD_Connection *c)
+{
+	struct gw_stats_snapshot st;
+	const struct gw_snapshot *s = gw_control_snapshot();
+	uint64_t since = arg_u64(c, "since"), first, n = S.nsamples;
+	json_t *fam = json_object(), *close = json_object(), *rows = json_array();
+
+	gw_control_stats(&st);
+	for (int f = 0; f < GW_NFAMILIES; f++)
+		json_object_set_new(fam, gw_family_names[f], family_json(&st, f));
+	for (int k = 0; k < GW_CLOSE__N; k++)
+		json_object_set_new(close, gw_close_reason_names[k], json_integer((json_int_t)st.close[k]));
+	first = n > NSAMPLES ? n - NSAMPLES : 0;
+	if (since > first)
+		first = since;
+	for (uint64_t q = first; q < n; q++) {
+		const struct sample *sm = &S.ring[q % NSAMPLES];
+		json_array_append_new(rows, json_pack("[f,f,f,f,f,f,f,f,f,i]", sm->t,
+		    (double)sm->req[0], (double)sm->req[1], (double)sm->bin[0], (double)sm->bin[1],
+		    (double)sm->bout[0], (double)sm->bout[1], (double)sm->e5[0], (double)sm->e5[1],
+		    (int)sm->active));
+	}
+	return json_pack("{s:s,s:f,s:f,s:I,s:f,s:i,s:o,s:o,s:I,s:{s:I,s:I,s:I},s:I,s:[s,s,s,s,s,s,s,s,s,s],"
+	    "s:o,s:o}",
+	    "version", GW_VERSION, "now", now(), "started_at", gw_control_started_at(),
+	    "generation", (json_int_t)s->generation, "loaded_at", s->loaded_at,
+	    "workers", gw_control_nworkers(),
+	    "families", fam, "close_reasons", close,
+	    "active_connections", (json_int_t)st.conns_active,
+	    "dns", "queries", (json_int_t)st.dns_queries, "cache_hits", (json_int_t)st.dns_cache_hits,
+	    "failures", (json_int_t)st.dns_failures,
+	    "seq", (json_int_t)n,
+	    "columns", "t", "fwd_rps", "rev_rps", "fwd_in_bps", "rev_in_bps", "fwd_out_bps", "rev_out_bps",
+	    "fwd_5xx_ps", "rev_5xx_ps", "active",
+	    "samples", rows, "last_reload", last_reload_json());
+}
+
+/* ---- GET events / audit / tail ---- */
+
+static json_t *api_events(struct MHD_Connection *c)
+{
+	struct gw_event *ev = calloc(512, sizeof *ev);
+	const char *kind = arg(c, "kind");
+	uint64_t last = 0;
+	size_t n;
+	json_t *a = json_array();
+
+	if (ev == NULL)
+		return NULL;
+	n = gw_event_recent(ev, 512, arg_u64(c, "after"), &last);
+	for (size_t i = 0; i < n; i++)
+		if (kind == NULL || strcmp(kind, ev[i].kind) == 0)
+			json_array_append_new(a, json_pack("{s:f,s:s,s:s}", "time", ev[i].time, "kind", ev[i].kind,
+			    "text", ev[i].text));
+	free(ev);
+	return json_pack("{s:I,s:o}", "seq", (json_int_t)last, "events", a);
+}
+
+/* Pull client, status and host out of one access-log line (combined or json). */
+static void tail_fields(const char *line, char *client, size_t clen, int *status, char *host, size_t hlen)
+{
+	*status = 0;
+	client[0] = host[0] = '\0';
+	if (line[0] == '{') {
+		json_t *j = json_loads(line, 0, NULL);
+		const char *cl = NULL, *h = NULL;
+		json_int_t stv = 0;
+		if (j != NULL) {
+			json_unpack(j, "{s?s,s?s,s?I}", "client", &cl, "host", &h, "status", &stv);
+			snprintf(client, clen, "%s", s_or(cl, ""));
+			snprintf(host, hlen, "%s", s_or(h, ""));
+			*status = (int)stv;
+			json_decref(j);
+		}
+		return;
+	}
+	{
+		const char *sp = strchr(line, ' '), *q, *p;
+		size_t n = sp ? (size_t)(sp - line) : strlen(line);
+		if (n >= clen)
+			n = clen - 1;
+		memcpy(client, line, n);
+		client[n] = '\0';
+		/* the request line is quoted: status follows its closing quote */
+		q = strstr(line, "] \"");
+		if (q != NULL) {
+			for (p = q + 3; *p && !(p[0] == '"' && p[1] == ' '); p++)
+				if (*p == '\\' && p[1])
+					p++;
+			if (*p == '"')
+				*status = atoi(p + 2);
+			/* absolute-form targets (forward) carry the host */
+			q = strstr(q, "://");
+			if (q != NULL && q < p) {
+				size_t k = strcspn(q + 3, "/: \"");
+				if (k >= hlen)
+					k = hlen - 1;
+				memcpy(host, q + 3, k);
+				host[k] = '\0';
+			}
+		}
+	}
+}
+
+static int status_match(const char *want, int st)
+{
+	char buf[8];
+
+	snprintf(buf, sizeof buf, "%d", st);
+	/* "404" exact, "4" or "4xx" a class */
+	if (strlen(want) == 3 && strcasecmp(want + 1, "xx") == 0)
+		return buf[0] == want[0];
+	if (strlen(want) == 1)
+		return buf[0] == want[0];
+	return strcmp(buf, want) == 0;
+}
+
+/* verdict filter: " verdict=V " (combined) or "verdict":"V" (json). */
+static int word_match(const char *line, const char *key, const char *want)
+{
+	char pat[96];
+
+	if (want == NULL)
+		return 1;
+	snprintf(pat, sizeof pat, line[0] == '{' ? "\"%s\":\"%s\"" : " %s=%s ", key, want);
+	return strstr(line, pat) != NULL;
+}
+
+static int family_match(const char *line, const char *want)
+{
+	char pat[64];
+
+	if (want == NULL)
+		return 1;
+	snprintf(pat, sizeof pat, line[0] == '{' ? "\"family\":\"%s\"" : "\" %s ", want);
+	return strstr(line, pat) != NULL;
+}
+
+static json_t *api_tail(struct MHD_Connection *c)
+{
+	char (*lines)[GW_TAIL_LINE] = calloc(256, GW_TAIL_LINE);
+	const char *fh = arg(c, "host"), *fs = arg(c, "status"), *fc = arg(c, "client");
+	const char *fv = arg(c, "verdict"), *ff = arg(c, "family");
+	uint64_t last = 0;
+	size_t n;
+	json_t *a = json_array();
+
+	if (lines == NULL)
+		return NULL;
+	n = gw_tail_recent(lines, 256, arg_u64(c, "after"), &last);
+	for (size_t i = 0; i < n; i++) {
+		char client[64], host[256];
+		int st;
+		tail_fields(lines[i], client, sizeof client, &st, host, sizeof host);
+		if (fc != NULL && strncmp(client, fc, strlen(fc)) != 0)
+			continue;
+		if (fs != NULL && !status_match(fs, st))
+			continue;
+		if (fh != NULL && strcasestr(host, fh) == NULL && strcasestr(lines[i], fh) == NULL)
+			continue;
+		if (!word_match(lines[i], "verdict", fv) || !family_match(lines[i], ff))
+			continue;
+		json_array_append_new(a, json_pack("{s:s,s:s,s:i,s:s}", "line", lines[i], "client", client,
+		    "status", st, "host", host));
+	}
+	free(lines);
+	return json_pack("{s:I,s:o}", "seq", (json_int_t)last, "lines", a);
+}
+
+/* ---- GET config (secrets redacted) ---- */
+
+static json_t *policy_json(const struct conf *cf, const struct fwd_policy *p, const void *side)
+{
+	json_t *a = json_array();
+	const struct conf_forward *fw = &cf->forward;
+	size_t nr = p != NULL ? fwd_policy_nrules(p) : 0;
+
+	for (size_t i = 0; i < nr; i++) {
+		json_t *r = json_pack("{s:I,s:s,s:s,s:I}", "index", (json_int_t)i, "name", fwd_policy_rule_name(p, i),
+		    "action", fwd_action_name(fwd_policy_rule_action(p, i)),
+		    "hits", (json_int_t)fwd_rule_hits(side, i));
+		if (fw->policy_present && i < fw->npolicy) {
+			const struct conf_fwd_rule *cr = &fw->policy[i];
+			json_t *m = json_object();
+#define STRS(k) if (cr->k.n) json_object_set_new(m, #k, strs_json(&cr->k))
+			if (cr->clients.n)
+				json_object_set_new(m, "clients", cidrs_json(&cr->clients));
+			STRS(users); STRS(groups); STRS(domains); STRS(lists); STRS(urls); STRS(methods);
+			STRS(hours); STRS(schemes);
+#undef STRS
+			if (cr->nports)
+				json_object_set_new(m, "ports", ports_json(cr->ports, cr->nports));
+			json_object_set_new(r, "match", m);
+			json_object_set_new(r, "source", src_json(&cr->src));
+		} else {
+			json_object_set_new(r, "match", json_object());
+		}
+		json_array_append_new(a, r);
+	}
+	return a;
+}
+
+static json_t *forward_json(const struct conf *cf, const struct fwd_policy *p, const void *side)
+{
+	const struct conf_forward *fw = &cf->forward;
+	json_t *lists = json_array(), *pats = json_array(), *o;
+
+	for (size_t i = 0; i < fw->nlists; i++)
+		json_array_append_new(lists, json_pack("{s:s,s:s,s:o}", "name", fw->lists[i].name,
+		    "file", fw->lists[i].file, "source", src_json(&fw->lists[i].src)));
+	for (size_t i = 0; i < fw->dlp.npatterns; i++)   /* the regex may name what it protects */
+		json_array_append_new(pats, json_pack("{s:s,s:s}", "name", fw->dlp.patterns[i].name,
+		    "regex", "(redacted)"));
+	o = json_pack("{s:b,s:o,s:o,s:o,s:o,s:b,s:o,s:o}",
+	    "present", fw->present,
+	    "listeners", listeners_json(fw->listeners, fw->nlisteners),
+	    "allow_clients", cidrs_json(&fw->allow_clients),
+	    "deny_destinations", cidrs_json(&fw->deny_destinations),
+	    "connect_ports", ports_json(fw->connect_ports, fw->nconnect_ports),
+	    "anonymize", fw->anonymize,
+	    "lists", lists,
+	    "policy", policy_json(cf, p, side));
+	{
+		json_t *ctr = json_object();
+		for (int k = 0; k < FWD_C_COUNT; k++)
+			json_object_set_new(ctr, fwd_counter_name((enum fwd_counter)k),
+			    json_integer((json_int_t)fwd_side_counter(side, (enum fwd_counter)k)));
+		json_object_set_new(o, "counters", ctr);
+		json_object_set_new(o, "no_match_hits", json_integer((json_int_t)fwd_rule_hits(side,
+		    p != NULL ? fwd_policy_nrules(p) : 0)));
+	}
+	json_object_set_new(o, "auth", fw->auth.present ? json_pack("{s:s,s:s,s:s}",
+	    "realm", s_or(fw->auth.realm, ""), "users_file", s_or(fw->auth.users_file, ""),
+	    "groups_file", s_or(fw->auth.groups_file, "")) : json_null());
+	json_object_set_new(o, "dlp", fw->dlp.present ? json_pack("{s:b,s:s,s:I,s:o,s:o}",
+	    "enabled", fw->dlp.enabled, "action", fw->dlp.action_deny ? "deny" : "log",
+	    "max_scan_bytes", (json_int_t)fw->dlp.max_scan_bytes, "detectors", strs_json(&fw->dlp.detectors),
+	    "patterns", pats) : (json_decref(pats), json_null()));
+	json_object_set_new(o, "pac", fw->pac.present ? json_pack("{s:s,s:o}", "proxy", s_or(fw->pac.proxy, ""),
+	    "direct", strs_json(&fw->pac.direct)) : json_null());
+	return o;
+}
+
+static const char *const balance_names[] = { "round_robin", "least_conn", "ip_hash", "random_two" };
+
+static json_t *reverse_json(const struct conf *cf)
+{
+	const struct conf_reverse *rv = &cf->reverse;
+	json_t *certs = json_array(), *ups = json_array(), *sites = json_array();
+
+	for (size_t i = 0; i < rv->ncertificates; i++)
+		json_array_append_new(certs, json_pack("{s:s,s:s,s:b}", "cert", rv->certificates[i].cert,
+		    "key", rv->certificates[i].key, "default", rv->certificates[i].is_default));
+	for (size_t i = 0; i < rv->nupstreams; i++) {
+		const struct conf_rev_upstream *u = &rv->upstreams[i];
+		json_t *servers = json_array();
+		for (size_t k = 0; k < u->nservers; k++)
+			json_array_append_new(servers, json_pack("{s:s,s:I,s:b,s:I}", "address", u->servers[k].addr.text,
+			    "weight", (json_int_t)u->servers[k].weight, "backup", u->servers[k].backup,
+			    "max_conns", (json_int_t)u->servers[k].max_conns));
+		json_array_append_new(ups, json_pack("{s:s,s:s,s:o,s:I,s:b,s:o,s:o}", "name", u->name,
+		    "balance", balance_names[u->balance < 4 ? u->balance : 0], "servers", servers,
+		    "keepalive", (json_int_t)u->keepalive, "tls", u->tls,
+		    "health", u->health.present ? json_pack("{s:s,s:f,s:f,s:I,s:I}", "path", s_or(u->health.path, ""),
+		    "interval", u->health.interval, "timeout", u->health.timeout, "rise", (json_int_t)u->health.rise,
+		    "fall", (json_int_t)u->health.fall) : json_null(),
+		    "source", src_json(&u->src)));
+	}
+	for (size_t i = 0; i < rv->nsites; i++) {
+		const struct conf_rev_site *st = &rv->sites[i];
+		json_t *routes = json_array();
+		for (size_t k = 0; k < st->nroutes; k++) {
+			const struct conf_rev_route *r = &st->routes[k];
+			json_t *hs = json_array();
+			const char *kind = r->kind == CONF_ROUTE_UPSTREAM ? "upstream" :
+			    r->kind == CONF_ROUTE_STATIC ? "static" : "redirect";
+			const char *target = r->kind == CONF_ROUTE_UPSTREAM ? r->upstream :
+			    r->kind == CONF_ROUTE_STATIC ? r->static_dir : r->redirect;
+			for (size_t h = 0; h < r->nset_headers; h++)   /* values may carry credentials */
+				json_array_append_new(hs, json_pack("{s:s,s:s}", "name", r->set_headers[h].name,
+				    "value", "(redacted)"));
+			json_array_append_new(routes, json_pack("{s:s,s:s,s:s,s:b,s:o,s:o}", "path", r->path,
+			    "kind", kind, "target", s_or(target, ""), "strip_prefix", r->strip_prefix,
+			    "set_headers", hs, "source", src_json(&r->src)));
+		}
+		json_array_append_new(sites, json_pack("{s:o,s:b,s:b,s:o,s:o,s:f,s:o,s:o}", "hosts", strs_json(&st->hosts),
+		    "default", st->is_default, "force_https", st->force_https,
+		    "allow_clients", cidrs_json(&st->allow_clients), "deny_clients", cidrs_json(&st->deny_clients),
+		    "rate_rps", st->rate_rps, "routes", routes, "source", src_json(&st->src)));
+	}
+	return json_pack("{s:b,s:o,s:o,s:o,s:o,s:o}", "present", rv->present,
+	    "listeners", listeners_json(rv->listeners, rv->nlisteners), "certificates", certs,
+	    "trusted_proxies", cidrs_json(&rv->trusted_proxies), "upstreams", ups, "sites", sites);
+}
+
+static json_t *api_config(void)
+{
+	const struct gw_snapshot *s = gw_control_snapshot();
+	const struct conf *cf = s->conf;
+	const struct conf_global *g = &cf->global;
+	static const char *const levels[] = { "debug", "info", "warn", "error" };
+
+	return json_pack("{s:s,s:I,s:f,s:s,s:{s:I,s:I,s:s,s:{s:s,s:s,s:s,s:s},s:{s:f,s:f,s:f,s:f,s:f,s:f,s:f},"
+	    "s:{s:I,s:I,s:I,s:I}},s:o,s:o,s:{s:s,s:s,s:s,s:b},s:o}",
+	    "path", s_or(cf->path, ""), "generation", (json_int_t)s->generation, "loaded_at", s->loaded_at,
+	    "version", GW_VERSION,
+	    "global", "workers", (json_int_t)g->workers, "max_connections", (json_int_t)g->max_connections,
+	    "state_dir", s_or(g->state_dir, ""),
+	    "log", "error", s_or(g->log.error, ""), "level", levels[g->log.level & 3], "access", s_or(g->log.access, ""),
+	    "access_format", g->log.access_json ? "json" : "combined",
+	    "timeouts", "client_header", g->timeouts.client_header, "client_body", g->timeouts.client_body,
+	    "client_idle", g->timeouts.client_idle, "upstream_connect", g->timeouts.upstream_connect,
+	    "upstream_response", g->timeouts.upstream_response, "tunnel_idle", g->timeouts.tunnel_idle,
+	    "shutdown_grace", g->timeouts.shutdown_grace,
+	    "limits", "max_header_bytes", (json_int_t)g->limits.max_header_bytes,
+	    "max_headers", (json_int_t)g->limits.max_headers, "max_uri_bytes", (json_int_t)g->limits.max_uri_bytes,
+	    "max_body_bytes", (json_int_t)g->limits.max_body_bytes,
+	    "forward", forward_json(cf, current_policy(s), adm_fwd_side(s)),
+	    "reverse", reverse_json(cf),
+	    "admin", "listen", cf->admin.listen_enabled ? cf->admin.listen.text : "",
+	    "metrics_listen", cf->admin.metrics_enabled ? cf->admin.metrics_listen.text : "",
+	    "users_file", s_or(cf->admin.users_file, ""), "https", cf->admin.tls_cert != NULL,
+	    "last_reload", last_reload_json());
+}
+
+/* ---- GET certificates ---- */
+
+static json_t *cert_json(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	X509 *x;
+	json_t *o, *names;
+	char cn[256] = "", issuer[256] = "";
+	GENERAL_NAMES *gens;
+	struct tm tm;
+	int days = 0, secs = 0;
+
+	if (f == NULL)
+		return json_pack("{s:s,s:s}", "file", path, "error", "cannot open the file");
+	x = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	if (x == NULL)
+		return json_pack("{s:s,s:s}", "file", path, "error", "no PEM certificate in the file");
+	X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof cn);
+	X509_NAME_get_text_by_NID(X509_get_issuer_name(x), NID_commonName, issuer, sizeof issuer);
+	names = json_array();
+	gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	for (int i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens); i++) {
+		const GENERAL_NAME *gn = sk_GENERAL_NAME_value(gens, i);
+		if (gn->type == GEN_DNS)
+			json_array_append_new(names, json_stringn((const char *)ASN1_STRING_get0_data(gn->d.dNSName),
+			    (size_t)ASN1_STRING_length(gn->d.dNSName)));
+	}
+	GENERAL_NAMES_free(gens);
+	o = json_pack("{s:s,s:s,s:s,s:o}", "file", path, "subject_cn", cn, "issuer_cn", issuer, "names", names);
+	if (ASN1_TIME_to_tm(X509_get0_notBefore(x), &tm) == 1)
+		json_object_set_new(o, "not_before", json_real((double)timegm(&tm)));
+	if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1)
+		json_object_set_new(o, "not_after", json_real((double)timegm(&tm)));
+	if (ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(x)) == 1)
+		json_object_set_new(o, "days_left", json_integer(days));
+	X509_free(x);
+	return o;
+}
+
+static json_t *api_certificates(void)
+{
+	const struct conf_reverse *rv = &gw_control_snapshot()->conf->reverse;
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < rv->ncertificates; i++) {
+		json_t *o = cert_json(rv->certificates[i].cert);
+		json_object_set_new(o, "key", json_string(rv->certificates[i].key));
+		json_object_set_new(o, "default", json_boolean(rv->certificates[i].is_default));
+		json_array_append_new(a, o);
+	}
+	return json_pack("{s:o}", "certificates", a);
+}
+
+/*
+ * The groups of user in forward.auth.groups_file ("group: user1 user2",
+ * commas allowed, a group may span lines), as forward/auth.c reads it.
+ * Fills up to max names into store (one buffer) / out; returns the count.
+ * TODO: use an accessor to the compiled auth database instead.
+ */
+static size_t user_groups(const char *path, const char *user, char *store, size_t storelen,
+    const char **out, size_t max)
+{
+	FILE *f = path != NULL ? fopen(path, "r") : NULL;
+	char line[4096];
+	size_t n = 0, used = 0;
+
+	if (f == NULL)
+		return 0;
+	while (n < max && fgets(line, sizeof line, f) != NULL) {
+		char *p = line, *colon, *ge, *w, *save = NULL;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '#' || (colon = strchr(p, ':')) == NULL)
+			continue;
+		for (ge = colon; ge > p && (ge[-1] == ' ' || ge[-1] == '\t'); ge--)
+			;
+		*ge = '\0';
+		for (w = strtok_r(colon + 1, " \t,\r\n", &save); w != NULL; w = strtok_r(NULL, " \t,\r\n", &save)) {
+			size_t gl = strlen(p);
+			int dup = 0;
+			if (strcmp(w, user) != 0)
+				continue;
+			for (size_t i = 0; i < n; i++)
+				dup |= strcmp(out[i], p) == 0;
+			if (!dup && used + gl + 1 <= storelen) {
+				memcpy(store + used, p, gl + 1);
+				out[n++] = store + used;
+				used += gl + 1;
+			}
+			break;
+		}
+	}
+	fclose(f);
+	return n;
+}
+
+/* ---- POST policy/test ---- */
+
+static int parse_client(const char *text, struct sockaddr_storage *ss)
+{
+	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof *ss);
+	if (inet_pton(AF_INET, text, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, text, &a6->sin6_addr) == 1) {
+		a6->sin6_family = AF_INET6;
+		return 0;
+	}
+	return -1;
+}
+
+/* Split "scheme://host[:port]/..." or "host:port"; host lower-cased. */
+static const char *parse_target(const char *url, int *connect, char *host, size_t hlen, uint16_t *port)
+{
+	const char *p = url, *hs, *he;
+	unsigned long pt;
+
+	*connect = 0;
+	if (strncasecmp(p, "http://", 7) == 0) {
+		p += 7;
+		*port = 80;
+	} else if (strncasecmp(p, "https://", 8) == 0) {
+		p += 8;
+		*port = 443;
+		*connect = 1;              /* a browser tunnels https:// with CONNECT */
+	} else if (strstr(p, "://") != NULL) {
+		return "only http:// and https:// URLs, or host:port for CONNECT";
+	} else {
+		*connect = 1;
+		*port = 0;
+	}
+	hs = p;
+	if (*p == '[') {
+		he = strchr(p, ']');
+		if (he == NULL)
+			return "unterminated [IPv6] host";
+		hs = p + 1;
+		p = he + 1;
+	} else {
+		he = p + strcspn(p, ":/?#");
+		p = he;
+	}
+	if (he == hs || (size_t)(he - hs) >= hlen)
+		return "no host in the URL";
+	for (size_t i = 0; i < (size_t)(he - hs); i++)
+		host[i] = (char)(hs[i] >= 'A' && hs[i] <= 'Z' ? hs[i] + 32 : hs[i]);
+	host[he - hs] = '\0';
+	if (*p == ':') {
+		char *end;
+		pt = strtoul(p + 1, &end, 10);
+		if (end == p + 1 || pt == 0 || pt > 65535)
+			return "bad port";
+		*port = (uint16_t)pt;
+	}
+	if (*port == 0)
+		return "CONNECT needs host:port";
+	return NULL;
+}
+
+static json_t *verdict(const char *v, int status, const char *stage, const char *rule, const char *why)
+{
+	return json_pack("{s:s,s:i,s:s,s:s,s:s}", "verdict", v, "status", status, "stage", stage,
+	    "rule", rule ? rule : "", "why", why);
+}
+
+static json_t *api_policy_test(struct adm_req *r, const char *console_client, unsigned *status)
+{
+	const struct gw_snapshot *s = gw_control_snapshot();
+	const struct fwd_policy *p = current_policy(s);
+	json_t *in = r->body != NULL ? json_loadb(r->body, r->len, 0, NULL) : NULL;
+	const char *url = NULL, *client = NULL, *user = NULL, *tstr = NULL, *method = NULL, *err;
+	json_t *groups_j = NULL, *out;
+	const char *groups[32];
+	char gstore[2048];
+	size_t ngroups = 0;
+	int groups_from_file = 0;
+	json_t *gj;
+	struct sockaddr_storage ss, dst;
+	struct fwd_request fr;
+	struct fwd_match why;
+	const struct fwd_rule *rule;
+	char host[256], because[512], tbuf[64];
+	uint16_t port;
+	int connect;
+	struct tm tm;
+	time_t t;
+
+	*status = MHD_HTTP_BAD_REQUEST;
+	if (in == NULL || json_unpack(in, "{s:s,s?s,s?s,s?s,s?s,s?o}", "url", &url, "client", &client,
+	    "user", &user, "time", &tstr, "method", &method, "groups", &groups_j) < 0) {
+		json_decref(in);
+		return json_pack("{s:s}", "error", "expected JSON {url, client, user, time, method, groups}");
+	}
+	if (p == NULL) {
+		json_decref(in);
+		return json_pack("{s:s}", "error", "no forward policy in the running configuration");
+	}
+	if ((err = parse_target(url, &connect, host, sizeof host, &port)) != NULL) {
+		out = json_pack("{s:s}", "error", err);
+		json_decref(in);
+		return out;
+	}
+	if (method != NULL && strcasecmp(method, "CONNECT") == 0)
+		connect = 1;
+	if (client == NULL || *client == '\0')
+		client = console_client;
+	if (parse_client(client, &ss) < 0) {
+		json_decref(in);
+		return json_pack("{s:s}", "error", "client must be an IP address");
+	}
+	t = time(NULL);
+	localtime_r(&t, &tm);
+	if (tstr != NULL && *tstr) {
+		struct tm tt;
+		const char *end;
+		memset(&tt, 0, sizeof tt);
+		end = strptime(tstr, "%Y-%m-%dT%H:%M", &tt);
+		if (end != NULL && *end == ':')
+			end = strptime(end, ":%S", &tt);
+		if (end == NULL || *end != '\0') {
+			json_decref(in);
+			return json_pack("{s:s}", "error", "time must be YYYY-MM-DDTHH:MM[:SS] (local time)");
+		}
+		tt.tm_isdst = -1;
+		if (mktime(&tt) == (time_t)-1) {
+			json_decref(in);
+			return json_pack("{s:s}", "error", "time out of range");
+		}
+		tm = tt;
+	}
+	if (json_is_array(groups_j)) {
+		for (size_t i = 0; i < json_array_size(groups_j) && ngroups < 32; i++)
+			if (json_is_string(json_array_get(groups_j, i)))
+				groups[ngroups++] = json_string_value(json_array_get(groups_j, i));
+	}
+	/* no groups given: the user's groups from forward.auth.groups_file, as the proxy sees them */
+	if (ngroups == 0 && json_array_size(groups_j) == 0 && user != NULL && *user && s->conf->forward.auth.present) {
+		ngroups = user_groups(s->conf->forward.auth.groups_file, user, gstore, sizeof gstore, groups, 32);
+		groups_from_file = 1;
+	}
+	*status = MHD_HTTP_OK;
+	strftime(tbuf, sizeof tbuf, "%a %Y-%m-%d %H:%M:%S", &tm);
+	/* the same order of checks as forward/forward.c on_request */
+	if (!fwd_client_allowed(p, (const struct sockaddr *)&ss))
+		out = verdict("deny", 403, "allow_clients", "allow_clients",
+		    "The client address is not in forward.allow_clients.");
+	else if (connect && !fwd_connect_port_allowed(p, port)) {
+		snprintf(because, sizeof because, "CONNECT to port %u is not allowed (forward.connect_ports).", port);
+		out = verdict("deny", 403, "connect_ports", "connect_ports", because);
+	} else {
+		memset(&fr, 0, sizeof fr);
+		fr.client = (const struct sockaddr *)&ss;
+		fr.user = user != NULL && *user ? user : NULL;
+		fr.groups = groups;
+		fr.ngroups = ngroups;
+		fr.scheme = connect ? FWD_SCHEME_CONNECT : FWD_SCHEME_HTTP;
+		fr.method = connect ? "CONNECT" : method != NULL && *method ? method : "GET";
+		fr.host = host;
+		fr.port = port;
+		fr.url = connect ? NULL : url;
+		fr.local_time = &tm;
+		fr.md = S.md;
+		/* as forward.c decide(): an "auth" rule is satisfied by a signed-in
+		 * user (the tester takes the given user as signed in), and
+		 * evaluation goes on with the rules after it */
+		for (size_t first = 0;;) {
+			rule = fwd_policy_eval_from(p, &fr, first, &why);
+			if (rule != NULL && why.action == CONF_ACT_AUTH && fr.user != NULL) {
+				first = why.rule_index + 1;
+				continue;
+			}
+			break;
+		}
+		fwd_match_format(&why, because, sizeof because);
+		if (rule != NULL && why.action == CONF_ACT_AUTH && !s->conf->forward.auth.present)
+			out = verdict("deny", 403, "policy", why.rule_name,
+			    "this rule requires sign-in, but no user database is configured");
+		else if (rule != NULL && why.action == CONF_ACT_AUTH)
+			out = verdict("auth", 407, "policy", why.rule_name, because);
+		else if (rule == NULL || why.action != CONF_ACT_ALLOW)
+			out = verdict("deny", 403, "policy", why.rule_name, because);
+		else {
+			/* an IP literal can be checked against deny_destinations now; names after DNS */
+			if (parse_client(host, &dst) == 0 && fwd_dest_denied(p, (const struct sockaddr *)&dst))
+				out = verdict("deny", 403, "deny_destinations", "deny_destinations",
+				    "The destination address is in forward.deny_destinations.");
+			else
+				out = verdict("allow", 200, "policy", why.rule_name, because);
+		}
+		json_object_set_new(out, "match", json_pack("{s:s?,s:s?,s:s?,s:s?,s:s?}", "list", why.list,
+		    "list_entry", why.list_entry, "domain", why.domain, "url", why.url, "hours", why.hours));
+		if (why.rule_index != SIZE_MAX)
+			json_object_set_new(out, "rule_index", json_integer((json_int_t)why.rule_index));
+	}
+	json_object_set_new(out, "input", json_pack("{s:s,s:s,s:s,s:i,s:s,s:s?,s:s}", "client", client,
+	    "method", connect ? "CONNECT" : method != NULL && *method ? method : "GET", "host", host, "port", port,
+	    "url", url, "user", user, "time", tbuf));
+	gj = json_array();
+	for (size_t i = 0; i < ngroups; i++)
+		json_array_append_new(gj, json_string(groups[i]));
+	json_object_set_new(json_object_get(out, "input"), "groups", gj);
+	json_object_set_new(json_object_get(out, "input"), "groups_from", json_string(groups_from_file ?
+	    "forward.auth.groups_file" : "request"));
+	json_object_set_new(out, "generation", json_integer((json_int_t)s->generation));
+	json_decref(in);
+	return out;
+}
+
+/* ---- POST reload ---- */
+
+static enum MHD_Result api_reload(struct MHD_Connection *c, const struct adm_who *who, const char *client)
+{
+	int rc = gw_control_reload();
+	json_t *lr = last_reload_json();
+	char detail[64];
+
+	snprintf(detail, sizeof detail, "generation=%lld errors=%zu",
+	    (long long)json_integer_value(json_object_get(lr, "generation")),
+	    json_array_size(json_object_get(lr, "errors")));
+	adm_audit(who->user, client, "reload", rc == 0 ? "ok" : "failed", detail);
+	if (rc < 0) {
+		S.reloads_failed++;
+		S.reload_seen = json_real_value(json_object_get(lr, "when"));
+	}
+	return adm_send_json(c, rc == 0 ? MHD_HTTP_OK : MHD_HTTP_UNPROCESSABLE_CONTENT, lr);
+}
+
+/* ---- upstream servers: state, drain / enable / disable ---- */
+
+static json_t *api_upstreams(void)
+{
+	size_t n = rev_servers_info(NULL, 0);
+	struct rev_server_info *v = n ? calloc(n, sizeof *v) : NULL;
+	json_t *a = json_array();
+
+	if (n > 0 && v == NULL)
+		return a;
+	n = rev_servers_info(v, n);
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:s,s:b,s:b,s:i,s:b,s:I,s:f,s:i,s:s,s:f,s:f,s:f,"
+		    "s:I,s:I,s:I,s:I}",
+		    "upstream", v[i].upstream, "address", v[i].address, "state", rev_state_name(v[i].state),
+		    "admin", rev_state_name(v[i].admin), "health_up", v[i].health_up, "ejected", v[i].ejected,
+		    "weight", v[i].weight, "backup", v[i].backup, "in_flight", (json_int_t)v[i].in_flight,
+		    "weight_factor", v[i].weight_factor, "last_status", v[i].last_status,
+		    "last_error", v[i].last_error, "last_latency_ms", v[i].last_latency_ms,
+		    "last_check", v[i].last_check, "last_change", v[i].last_change,
+		    "requests", (json_int_t)v[i].requests, "failures", (json_int_t)v[i].failures,
+		    "checks_ok", (json_int_t)v[i].checks_ok, "checks_failed", (json_int_t)v[i].checks_failed));
+	free(v);
+	return json_pack("{s:o}", "servers", a);
+}
+
+/* POST servers/{drain,enable,disable} with {"upstream": ..., "address": ...} */
+static enum MHD_Result api_server_state(struct MHD_Connection *c, struct adm_req *r,
+    const struct adm_who *who, const char *action)
+{
+	json_t *in = r->body != NULL ? json_loadb(r->body, r->len, 0, NULL) : NULL;
+	const char *up = in ? json_string_value(json_object_get(in, "upstream")) : NULL;
+	const char *addr = in ? json_string_value(json_object_get(in, "address")) : NULL;
+	int state = strcmp(action, "drain") == 0 ? REV_STATE_DRAINING :
+	    strcmp(action, "disable") == 0 ? REV_STATE_DISABLED : REV_STATE_UP;
+	char detail[256];
+	int rc;
+
+	if (up == NULL || addr == NULL) {
+		json_decref(in);
+		return adm_send_error(c, MHD_HTTP_BAD_REQUEST, "send {\"upstream\": ..., \"address\": ...}");
+	}
+	snprintf(detail, sizeof detail, "%s %s", up, addr);
+	if (who->role != ADM_ADMIN) {
+		adm_audit(who->user, r->client, action, "denied", detail);
+		json_decref(in);
+		return adm_send_error(c, MHD_HTTP_FORBIDDEN, "the admin role is required");
+	}
+	rc = rev_server_set_admin_state(up, addr, state);
+	adm_audit(who->user, r->client, action, rc == 0 ? "ok" : "failed", detail);
+	json_decref(in);
+	if (rc != 0)
+		return adm_send_error(c, MHD_HTTP_NOT_FOUND, "no such server");
+	return adm_send_json(c, MHD_HTTP_OK, api_upstreams());
+}
+
+/* ---- cache ---- */
+
+static json_t *api_cache(void)
+{
+	struct rev_cache_stats st;
+
+	rev_cache_stats(&st);
+	return json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "enabled", st.enabled,
+	    "hits", (json_int_t)st.hits, "misses", (json_int_t)st.misses, "stale", (json_int_t)st.stale,
+	    "revalidated", (json_int_t)st.revalidated, "collapsed", (json_int_t)st.collapsed,
+	    "bypass", (json_int_t)st.bypass, "objects", (json_int_t)st.objects,
+	    "bytes", (json_int_t)st.bytes, "memory", (json_int_t)st.memory,
+	    "evictions", (json_int_t)st.evictions, "purged", (json_int_t)st.purged,
+	    "stored", (json_int_t)st.stored);
+}
+
+/* POST cache/purge with {"url": ...} or {"host_prefix": ...} */
+static enum MHD_Result api_cache_purge(struct MHD_Connection *c, struct adm_req *r,
+    const struct adm_who *who)
+{
+	json_t *in = r->body != NULL ? json_loadb(r->body, r->len, 0, NULL) : NULL;
+	const char *url = in ? json_string_value(json_object_get(in, "url")) : NULL;
+	const char *prefix = in ? json_string_value(json_object_get(in, "host_prefix")) : NULL;
+	char detail[300];
+	int n;
+
+	if ((url == NULL) == (prefix == NULL)) {
+		json_decref(in);
+		return adm_send_error(c, MHD_HTTP_BAD_REQUEST, "send {\"url\": ...} or {\"host_prefix\": ...}");
+	}
+	snprintf(detail, sizeof detail, "%s %s", url ? "url" : "host_prefix", url ? url : prefix);
+	if (who->role != ADM_ADMIN) {
+		adm_audit(who->user, r->client, "cache purge", "denied", detail);
+		json_decref(in);
+		return adm_send_error(c, MHD_HTTP_FORBIDDEN, "the admin role is required");
+	}
+	n = url ? rev_cache_purge_url(url) : rev_cache_purge_prefix(prefix);
+	snprintf(detail + strlen(detail), sizeof detail - strlen(detail), " removed=%d", n);
+	adm_audit(who->user, r->client, "cache purge", n < 0 ? "failed" : "ok", detail);
+	json_decref(in);
+	if (n < 0)
+		return adm_send_error(c, MHD_HTTP_BAD_REQUEST, "malformed URL");
+	return adm_send_json(c, MHD_HTTP_OK, json_pack("{s:i}", "purged", n));
+}
+
+/* ---- routing ---- */
+
+enum MHD_Result adm_api(struct MHD_Connection *c, const char *path, const char *method,
+    struct adm_req *r, const struct adm_who *who)
+{
+	int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+	int post = strcmp(method, "POST") == 0;
+	json_t *j = NULL;
+	unsigned status = MHD_HTTP_OK;
+
+	if (get && strcmp(path, "session") == 0)
+		j = json_pack("{s:s,s:s,s:s?,s:b}", "user", who->user, "role", who->role == ADM_ADMIN ? "admin" : "viewer",
+		    "csrf", who->csrf, "bearer", who->bearer);
+	else if (get && strcmp(path, "stats") == 0)
+		j = api_stats(c);
+	else if (get && strcmp(path, "events") == 0)
+		j = api_events(c);
+	else if (get && strcmp(path, "tail") == 0)
+		j = api_tail(c);
+	else if (get && strcmp(path, "config") == 0)
+		j = api_config();
+	else if (get && strcmp(path, "certificates") == 0)
+		j = api_certificates();
+	else if (get && strcmp(path, "audit") == 0)
+		j = json_pack("{s:o}", "audit", adm_audit_json());
+	else if (get && strcmp(path, "reload") == 0)
+		j = last_reload_json();
+	else if (post && strcmp(path, "reload") == 0) {
+		if (who->role != ADM_ADMIN) {
+			adm_audit(who->user, r->client, "reload", "denied", "viewer role");
+			return adm_send_error(c, MHD_HTTP_FORBIDDEN, "the admin role is required");
+		}
+		return api_reload(c, who, r->client);
+	} else if (post && strcmp(path, "policy/test") == 0)
+		j = api_policy_test(r, r->client, &status);
+	else if (get && strcmp(path, "upstreams") == 0)
+		j = api_upstreams();
+	else if (post && (strcmp(path, "servers/drain") == 0 || strcmp(path, "servers/enable") == 0 ||
+	    strcmp(path, "servers/disable") == 0))
+		return api_server_state(c, r, who, path + 8);
+	else if (get && strcmp(path, "cache") == 0)
+		j = api_cache();
+	else if (post && strcmp(path, "cache/purge") == 0)
+		return api_cache_purge(c, r, who);
+	else {
+		static const char *const known[] = { "session", "stats", "events", "tail", "config", "certificates",
+			"audit", "reload", "policy/test", "upstreams", "servers/drain", "servers/enable",
+			"servers/disable", "cache", "cache/purge", NULL };
+		for (int i = 0; known[i]; i++)
+			if (strcmp(path, known[i]) == 0)
+				return adm_send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");
+		return adm_send_error(c, MHD_HTTP_NOT_FOUND, "no such API endpoint");
+	}
+	if (j == NULL)
+		return adm_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+	return adm_send_json(c, status, j);
+}

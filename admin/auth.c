@@ -1,0 +1,753 @@
+/*
+ * admin/auth: who may use the console.
+ *
+ * Users come from admin.users_file, one "user:crypt-hash:role[:token_sha256=HEX]"
+ * per line (role viewer|admin; hashes from crypt(3): $y$, $6$, $2y$, ...).
+ * When that file does not exist, state_dir/admin.users is used; when that
+ * does not exist either, a random password for user "admin" is generated,
+ * its yescrypt hash is written there (mode 0600), and the password is
+ * printed once to the error log; later starts find the file and say nothing.
+ *
+ * Password checks run on one helper thread: the login request is suspended
+ * (MHD_suspend_connection), the thread runs crypt_rn (~10-50 ms for
+ * yescrypt), and the main loop resumes the request from an event the thread
+ * activates.  The main loop never hashes.  Failures are limited per client
+ * address: ADM_FAIL_MAX failures within ADM_FAIL_WINDOW seconds give 429
+ * until the oldest one ages out, before any hashing.
+ *
+ * Sessions: 32 random bytes as hex in an HttpOnly, SameSite=Strict cookie
+ * (Secure under HTTPS), 30 min idle expiry, one CSRF token each.  Scripts
+ * may instead send "Authorization: Bearer TOKEN" where sha256(TOKEN) is the
+ * users-file line's token_sha256 (no cookie, hence no CSRF check).
+ */
+#include <crypt.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "admin/adm_int.h"
+#include "core/control.h"
+#include "core/log.h"
+#include "core/snapshot.h"
+
+#define ADM_MAX_USERS 64
+#define ADM_MAX_SESSIONS 128
+#define ADM_SESSION_IDLE 1800.0
+#define ADM_FAIL_MAX 5
+#define ADM_FAIL_WINDOW 60.0
+#define ADM_RL_SLOTS 256
+#define ADM_AUDIT 128
+
+struct user {
+	char name[64];
+	char hash[256];
+	enum adm_role role;
+	int has_token;
+	unsigned char token[32];   /* sha256 of the bearer token */
+};
+
+struct session {
+	char id[65];
+	char csrf[65];
+	char user[64];
+	enum adm_role role;
+	double last, created;
+	char client[64];
+};
+
+struct rl_slot {
+	char client[64];
+	double fails[ADM_FAIL_MAX];   /* ring of failure times */
+	unsigned n;
+	double last;
+};
+
+struct audit_ent {
+	double time;
+	char user[64], client[64], action[32], outcome[16], detail[200];
+};
+
+static struct {
+	struct user users[ADM_MAX_USERS];
+	size_t nusers;
+	char users_path[512];
+	struct session sess[ADM_MAX_SESSIONS];
+	struct rl_slot rl[ADM_RL_SLOTS];
+	struct audit_ent audit[ADM_AUDIT];
+	uint64_t naudit;
+	/* helper thread */
+	pthread_t thread;
+	int thread_up;
+	pthread_mutex_t lock;
+	pthread_cond_t cond, idle_cond;
+	struct adm_req *todo, *done;
+	int busy, quit;
+	struct event *ev_done;
+} A = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
+	.idle_cond = PTHREAD_COND_INITIALIZER };
+
+/* Unknown users are checked against this yescrypt hash (default cost, of a
+ * throw-away password) so that a wrong user name costs as much as a wrong
+ * password.  A constant: hashing one at start would cost ~100 ms and 16 MiB
+ * on the main thread.  A match is still refused (the user does not exist). */
+static const char dummy_hash[] = "$y$j9T$Vc0q2pkBHNoknOh1Cjfs9/$K6HMKegkdXgEO4TsaRg3SXCC2HjJiRngkU.9Nj20Rq4";
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int adm_ct_equal(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+
+	if (la != lb || la == 0)
+		return 0;
+	return CRYPTO_memcmp(a, b, la) == 0;
+}
+
+static int random_hex(char *out, size_t nbytes)
+{
+	unsigned char buf[64];
+	static const char hx[] = "0123456789abcdef";
+
+	if (nbytes > sizeof buf || getrandom(buf, nbytes, 0) != (ssize_t)nbytes)
+		return -1;
+	for (size_t i = 0; i < nbytes; i++) {
+		out[2 * i] = hx[buf[i] >> 4];
+		out[2 * i + 1] = hx[buf[i] & 15];
+	}
+	out[2 * nbytes] = '\0';
+	OPENSSL_cleanse(buf, sizeof buf);
+	return 0;
+}
+
+static int sha256(const char *s, unsigned char out[32])
+{
+	unsigned int n = 32;
+
+	return EVP_Digest(s, strlen(s), out, &n, EVP_sha256(), NULL) == 1 ? 0 : -1;
+}
+
+/* Hash pw with a fresh yescrypt salt into out; 0 or -1. */
+static int hash_password(const char *pw, char *out, size_t outlen)
+{
+	char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+	struct crypt_data *cd = calloc(1, sizeof *cd);
+	const char *h;
+	int rc = -1;
+
+	if (cd == NULL)
+		return -1;
+	if (crypt_gensalt_rn("$y$", 0, NULL, 0, salt, sizeof salt) != NULL &&
+	    (h = crypt_rn(pw, salt, cd, sizeof *cd)) != NULL && h[0] != '*' && strlen(h) < outlen) {
+		snprintf(out, outlen, "%s", h);
+		rc = 0;
+	}
+	OPENSSL_cleanse(cd, sizeof *cd);
+	free(cd);
+	return rc;
+}
+
+static int verify_password(const char *pw, const char *hash)
+{
+	struct crypt_data *cd = calloc(1, sizeof *cd);
+	const char *h;
+	int ok = 0;
+
+	if (cd == NULL)
+		return 0;
+	h = crypt_rn(pw, hash, cd, sizeof *cd);
+	if (h != NULL && h[0] != '*' && adm_ct_equal(h, hash))
+		ok = 1;
+	OPENSSL_cleanse(cd, sizeof *cd);
+	free(cd);
+	return ok;
+}
+
+/* ---- users file ---- */
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Parse path into users[]; returns count, or -1 if it cannot be opened
+ * (errno kept).  Bad lines are logged as FILE:LINE and skipped. */
+static int load_users(const char *path, struct user *users, size_t max)
+{
+	FILE *f = fopen(path, "r");
+	char line[1024];
+	int lineno = 0;
+	size_t n = 0;
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof line, f) != NULL) {
+		char *fields[5] = { 0 };
+		int nf = 0;
+		char *p = line, *e;
+		struct user u;
+
+		lineno++;
+		line[strcspn(line, "\r\n")] = '\0';
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '\0' || *p == '#')
+			continue;
+		while (nf < 5 && p != NULL) {
+			fields[nf++] = p;
+			if ((e = strchr(p, ':')) != NULL)
+				*e++ = '\0';
+			p = e;
+		}
+		memset(&u, 0, sizeof u);
+		if (nf < 3 || p != NULL) {
+			gw_error("%s:%d: admin user: expected user:hash:role[:token_sha256=HEX]", path, lineno);
+			continue;
+		}
+		if (fields[0][0] == '\0' || strlen(fields[0]) >= sizeof u.name ||
+		    strlen(fields[1]) >= sizeof u.hash || fields[1][0] != '$') {
+			gw_error("%s:%d: admin user: bad user name or hash", path, lineno);
+			continue;
+		}
+		if (strcmp(fields[2], "admin") == 0)
+			u.role = ADM_ADMIN;
+		else if (strcmp(fields[2], "viewer") == 0)
+			u.role = ADM_VIEWER;
+		else {
+			gw_error("%s:%d: admin user %s: role must be viewer or admin", path, lineno, fields[0]);
+			continue;
+		}
+		if (nf == 4) {
+			const char *t = fields[3];
+			if (strncmp(t, "token_sha256=", 13) != 0 || strlen(t + 13) != 64) {
+				gw_error("%s:%d: admin user %s: 4th field must be token_sha256=<64 hex digits>",
+				    path, lineno, fields[0]);
+				continue;
+			}
+			t += 13;
+			for (int i = 0; i < 32; i++) {
+				int hi = hexval(t[2 * i]), lo = hexval(t[2 * i + 1]);
+				if (hi < 0 || lo < 0) {
+					u.has_token = -1;
+					break;
+				}
+				u.token[i] = (unsigned char)(hi << 4 | lo);
+			}
+			if (u.has_token < 0) {
+				gw_error("%s:%d: admin user %s: token_sha256 is not hex", path, lineno, fields[0]);
+				continue;
+			}
+			u.has_token = 1;
+		}
+		snprintf(u.name, sizeof u.name, "%s", fields[0]);
+		snprintf(u.hash, sizeof u.hash, "%s", fields[1]);
+		if (n < max)
+			users[n++] = u;
+		else
+			gw_error("%s:%d: more than %zu admin users; ignored", path, lineno, max);
+	}
+	fclose(f);
+	return (int)n;
+}
+
+/* First start without a users file: make one with a random admin password. */
+static int generate_users(const char *path)
+{
+	static const char alphabet[] = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+	unsigned char rnd[20];
+	char pw[21], hash[256], line[400];
+	int fd, n;
+
+	if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+		return -1;
+	for (size_t i = 0; i < sizeof rnd; i++)
+		pw[i] = alphabet[rnd[i] % (sizeof alphabet - 1)];
+	pw[sizeof rnd] = '\0';
+	OPENSSL_cleanse(rnd, sizeof rnd);
+	if (hash_password(pw, hash, sizeof hash) < 0) {
+		gw_error("admin console: cannot hash the generated password");
+		return -1;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		gw_error("admin console: cannot create %s: %s", path, strerror(errno));
+		OPENSSL_cleanse(pw, sizeof pw);
+		return -1;
+	}
+	n = snprintf(line, sizeof line, "# generated at first start; format user:crypt-hash:role\nadmin:%s:admin\n",
+	    hash);
+	if (write(fd, line, (size_t)n) != n || fsync(fd) < 0) {
+		gw_error("admin console: cannot write %s: %s", path, strerror(errno));
+		close(fd);
+		unlink(path);
+		OPENSSL_cleanse(pw, sizeof pw);
+		return -1;
+	}
+	close(fd);
+	gw_warn("admin console: generated password for user \"admin\": %s (stored hashed in %s; "
+	    "shown this once only)", pw, path);
+	OPENSSL_cleanse(pw, sizeof pw);
+	return 0;
+}
+
+/* Pick the users file for s and load it (generating one if needed). */
+static void users_load(const struct gw_snapshot *s, int may_generate)
+{
+	const struct conf *cf = s->conf;
+	char state_path[512];
+	struct user *nu = calloc(ADM_MAX_USERS, sizeof *nu);
+	int n;
+
+	if (nu == NULL)
+		return;
+	if (!cf->admin.listen_enabled) {
+		/* no console: no users, and nothing generated */
+		free(nu);
+		memset(A.users, 0, sizeof A.users);
+		A.nusers = 0;
+		memset(A.sess, 0, sizeof A.sess);
+		return;
+	}
+	snprintf(state_path, sizeof state_path, "%s/admin.users",
+	    cf->global.state_dir ? cf->global.state_dir : ".");
+	n = load_users(cf->admin.users_file, nu, ADM_MAX_USERS);
+	if (n >= 0) {
+		snprintf(A.users_path, sizeof A.users_path, "%s", cf->admin.users_file);
+	} else {
+		if (errno != ENOENT)
+			gw_error("admin console: cannot read %s: %s", cf->admin.users_file, strerror(errno));
+		n = load_users(state_path, nu, ADM_MAX_USERS);
+		if (n < 0 && errno == ENOENT && may_generate && generate_users(state_path) == 0)
+			n = load_users(state_path, nu, ADM_MAX_USERS);
+		if (n < 0) {
+			gw_error("admin console: no users (%s: %s): nobody can log in", state_path,
+			    strerror(errno));
+			n = 0;
+		}
+		snprintf(A.users_path, sizeof A.users_path, "%s", state_path);
+	}
+	memcpy(A.users, nu, sizeof A.users);
+	A.nusers = (size_t)n;
+	OPENSSL_cleanse(nu, ADM_MAX_USERS * sizeof *nu);
+	free(nu);
+	/* sessions follow the file: a removed user is logged out, a role change applies */
+	for (size_t i = 0; i < ADM_MAX_SESSIONS; i++) {
+		struct session *se = &A.sess[i];
+		size_t k;
+		if (se->id[0] == '\0')
+			continue;
+		for (k = 0; k < A.nusers; k++)
+			if (strcmp(A.users[k].name, se->user) == 0)
+				break;
+		if (k == A.nusers)
+			memset(se, 0, sizeof *se);
+		else
+			se->role = A.users[k].role;
+	}
+}
+
+static const struct user *user_find(const char *name)
+{
+	for (size_t i = 0; i < A.nusers; i++)
+		if (strcmp(A.users[i].name, name) == 0)
+			return &A.users[i];
+	return NULL;
+}
+
+/* ---- helper thread ---- */
+
+static void *hash_thread(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&A.lock);
+	for (;;) {
+		struct adm_req *r;
+		while (A.todo == NULL && !A.quit)
+			pthread_cond_wait(&A.cond, &A.lock);
+		if (A.todo == NULL && A.quit)
+			break;
+		r = A.todo;
+		A.todo = r->next;
+		A.busy = 1;
+		pthread_mutex_unlock(&A.lock);
+		r->login_ok = verify_password(r->password, r->hash);
+		pthread_mutex_lock(&A.lock);
+		r->next = A.done;
+		A.done = r;
+		A.busy = 0;
+		pthread_cond_broadcast(&A.idle_cond);
+		event_active(A.ev_done, EV_READ, 0);
+	}
+	pthread_mutex_unlock(&A.lock);
+	return NULL;
+}
+
+static void done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct adm_req *list;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	pthread_mutex_lock(&A.lock);
+	list = A.done;
+	A.done = NULL;
+	pthread_mutex_unlock(&A.lock);
+	while (list != NULL) {
+		struct adm_req *r = list;
+		list = r->next;
+		r->next = NULL;
+		r->login_state = 2;
+		adm_resume(r->conn);
+	}
+}
+
+void adm_auth_drain(void)
+{
+	pthread_mutex_lock(&A.lock);
+	while (A.todo != NULL || A.busy)
+		pthread_cond_wait(&A.idle_cond, &A.lock);
+	pthread_mutex_unlock(&A.lock);
+	if (A.ev_done != NULL)
+		done_cb(-1, 0, NULL);
+}
+
+int adm_auth_init(const struct gw_snapshot *s)
+{
+	users_load(s, 1);
+	if (A.thread_up)
+		return 0;
+	A.ev_done = event_new(adm_base, -1, 0, done_cb, NULL);
+	if (A.ev_done == NULL)
+		return -1;
+	A.quit = 0;
+	if (pthread_create(&A.thread, NULL, hash_thread, NULL) != 0) {
+		event_free(A.ev_done);
+		A.ev_done = NULL;
+		return -1;
+	}
+	A.thread_up = 1;
+	return 0;
+}
+
+void adm_auth_reload(const struct gw_snapshot *s)
+{
+	users_load(s, 1);
+}
+
+void adm_auth_free(void)
+{
+	if (A.thread_up) {
+		pthread_mutex_lock(&A.lock);
+		A.quit = 1;
+		pthread_cond_broadcast(&A.cond);
+		pthread_mutex_unlock(&A.lock);
+		pthread_join(A.thread, NULL);
+		A.thread_up = 0;
+	}
+	if (A.ev_done != NULL) {
+		event_free(A.ev_done);
+		A.ev_done = NULL;
+	}
+	OPENSSL_cleanse(A.users, sizeof A.users);
+	A.nusers = 0;
+	memset(A.sess, 0, sizeof A.sess);
+	memset(A.rl, 0, sizeof A.rl);
+}
+
+/* ---- sessions ---- */
+
+void adm_sessions_gc(void)
+{
+	double t = now();
+
+	for (size_t i = 0; i < ADM_MAX_SESSIONS; i++)
+		if (A.sess[i].id[0] != '\0' && t - A.sess[i].last > ADM_SESSION_IDLE)
+			memset(&A.sess[i], 0, sizeof A.sess[i]);
+}
+
+static struct session *session_new(const struct user *u, const char *client)
+{
+	struct session *se = NULL;
+	double t = now();
+
+	adm_sessions_gc();
+	for (size_t i = 0; i < ADM_MAX_SESSIONS; i++) {
+		if (A.sess[i].id[0] == '\0') {
+			se = &A.sess[i];
+			break;
+		}
+		if (se == NULL || A.sess[i].last < se->last)
+			se = &A.sess[i];   /* full: the least recently used goes */
+	}
+	memset(se, 0, sizeof *se);
+	if (random_hex(se->id, 32) < 0 || random_hex(se->csrf, 32) < 0) {
+		memset(se, 0, sizeof *se);
+		return NULL;
+	}
+	snprintf(se->user, sizeof se->user, "%s", u->name);
+	snprintf(se->client, sizeof se->client, "%s", client);
+	se->role = u->role;
+	se->created = se->last = t;
+	return se;
+}
+
+static struct session *session_find(const char *id)
+{
+	double t = now();
+
+	if (id == NULL || strlen(id) != 64)
+		return NULL;
+	for (size_t i = 0; i < ADM_MAX_SESSIONS; i++) {
+		struct session *se = &A.sess[i];
+		if (se->id[0] == '\0' || !adm_ct_equal(se->id, id))
+			continue;
+		if (t - se->last > ADM_SESSION_IDLE) {
+			memset(se, 0, sizeof *se);
+			return NULL;
+		}
+		return se;
+	}
+	return NULL;
+}
+
+int adm_auth_check(struct MHD_Connection *c, struct adm_who *who)
+{
+	const char *authz = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	const char *cookie = MHD_lookup_connection_value(c, MHD_COOKIE_KIND, "gh_session");
+	struct session *se;
+
+	memset(who, 0, sizeof *who);
+	if (authz != NULL && strncasecmp(authz, "Bearer ", 7) == 0) {
+		unsigned char h[32];
+		const char *tok = authz + 7;
+		while (*tok == ' ')
+			tok++;
+		if (*tok == '\0' || sha256(tok, h) < 0)
+			return 0;
+		for (size_t i = 0; i < A.nusers; i++) {
+			if (A.users[i].has_token == 1 && CRYPTO_memcmp(A.users[i].token, h, 32) == 0) {
+				who->role = A.users[i].role;
+				snprintf(who->user, sizeof who->user, "%s", A.users[i].name);
+				who->bearer = 1;
+				return 1;
+			}
+		}
+		return 0;
+	}
+	se = session_find(cookie);
+	if (se == NULL)
+		return 0;
+	se->last = now();
+	who->role = se->role;
+	snprintf(who->user, sizeof who->user, "%s", se->user);
+	who->csrf = se->csrf;
+	who->sid = se->id;
+	return 1;
+}
+
+/* ---- login rate limit ---- */
+
+static struct rl_slot *rl_slot(const char *client, int create)
+{
+	struct rl_slot *old = NULL;
+
+	for (size_t i = 0; i < ADM_RL_SLOTS; i++) {
+		if (strcmp(A.rl[i].client, client) == 0)
+			return &A.rl[i];
+		if (old == NULL || A.rl[i].last < old->last)
+			old = &A.rl[i];
+	}
+	if (!create)
+		return NULL;
+	memset(old, 0, sizeof *old);
+	snprintf(old->client, sizeof old->client, "%s", client);
+	return old;
+}
+
+/* Seconds until client may try again; 0 = now. */
+static double rl_wait(const char *client)
+{
+	struct rl_slot *s = rl_slot(client, 0);
+	double oldest, t = now();
+
+	if (s == NULL || s->n < ADM_FAIL_MAX)
+		return 0;
+	oldest = s->fails[s->n % ADM_FAIL_MAX];   /* the ring's oldest entry */
+	return oldest + ADM_FAIL_WINDOW > t ? oldest + ADM_FAIL_WINDOW - t : 0;
+}
+
+static void rl_fail(const char *client)
+{
+	struct rl_slot *s = rl_slot(client, 1);
+
+	s->last = now();
+	s->fails[s->n % ADM_FAIL_MAX] = s->last;
+	s->n++;
+}
+
+static void rl_clear(const char *client)
+{
+	struct rl_slot *s = rl_slot(client, 0);
+
+	if (s != NULL)
+		memset(s, 0, sizeof *s);
+}
+
+/* ---- audit ---- */
+
+void adm_audit(const char *user, const char *client, const char *action, const char *outcome,
+    const char *detail)
+{
+	struct audit_ent *e = &A.audit[A.naudit % ADM_AUDIT];
+
+	memset(e, 0, sizeof *e);
+	e->time = now();
+	snprintf(e->user, sizeof e->user, "%s", user && *user ? user : "-");
+	snprintf(e->client, sizeof e->client, "%s", client);
+	snprintf(e->action, sizeof e->action, "%s", action);
+	snprintf(e->outcome, sizeof e->outcome, "%s", outcome);
+	snprintf(e->detail, sizeof e->detail, "%s", detail ? detail : "");
+	A.naudit++;
+	gw_event_push("admin", "%s user=%s client=%s outcome=%s%s%s", action, e->user, client, outcome,
+	    e->detail[0] ? " " : "", e->detail);
+	gw_log(strcmp(outcome, "ok") == 0 ? GW_LOG_INFO : GW_LOG_WARN,
+	    "admin audit: %s user=%s client=%s outcome=%s%s%s", action, e->user, client, outcome,
+	    e->detail[0] ? " " : "", e->detail);
+}
+
+json_t *adm_audit_json(void)
+{
+	json_t *a = json_array();
+	uint64_t n = A.naudit < ADM_AUDIT ? A.naudit : ADM_AUDIT;
+
+	for (uint64_t i = 0; i < n; i++) {
+		const struct audit_ent *e = &A.audit[(A.naudit - 1 - i) % ADM_AUDIT];
+		json_array_append_new(a, json_pack("{s:f,s:s,s:s,s:s,s:s,s:s}", "time", e->time,
+		    "user", e->user, "client", e->client, "action", e->action, "outcome", e->outcome,
+		    "detail", e->detail));
+	}
+	return a;
+}
+
+/* ---- login / logout ---- */
+
+static enum MHD_Result login_reply(struct MHD_Connection *c, struct adm_req *r)
+{
+	const struct user *u = user_find(r->user);
+	struct session *se;
+	char cookie[256];
+	json_t *j;
+	enum MHD_Result ret;
+
+	if (!r->login_ok || u == NULL) {
+		rl_fail(r->client);
+		adm_audit(r->user, r->client, "login", "failed", "wrong user or password");
+		return adm_send_error(c, MHD_HTTP_UNAUTHORIZED, "wrong user name or password");
+	}
+	rl_clear(r->client);
+	se = session_new(u, r->client);
+	if (se == NULL)
+		return adm_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot create a session");
+	adm_audit(u->name, r->client, "login", "ok", NULL);
+	snprintf(cookie, sizeof cookie, "gh_session=%s; Path=/; HttpOnly; SameSite=Strict%s", se->id,
+	    r->https ? "; Secure" : "");
+	j = json_pack("{s:s,s:s,s:s,s:i}", "user", u->name, "role", u->role == ADM_ADMIN ? "admin" : "viewer",
+	    "csrf", se->csrf, "idle_timeout", (int)ADM_SESSION_IDLE);
+	ret = adm_send(c, MHD_HTTP_OK, "application/json", json_dumps(j, JSON_COMPACT), 0, 2,
+	    MHD_HTTP_HEADER_SET_COOKIE, cookie);
+	json_decref(j);
+	return ret;
+}
+
+/* Extract user/password from a JSON or form body into r (password malloc'ed). */
+static int parse_login(struct adm_req *r)
+{
+	json_t *j;
+	const char *u = NULL, *p = NULL;
+
+	if (r->body == NULL)
+		return -1;
+	j = json_loadb(r->body, r->len, 0, NULL);
+	if (j == NULL || json_unpack(j, "{s:s,s:s}", "user", &u, "password", &p) < 0 ||
+	    strlen(u) >= sizeof r->user || strlen(p) > 1024) {
+		json_decref(j);
+		return -1;
+	}
+	snprintf(r->user, sizeof r->user, "%s", u);
+	r->password = strdup(p);
+	json_decref(j);
+	return r->password != NULL ? 0 : -1;
+}
+
+enum MHD_Result adm_login(struct MHD_Connection *c, struct adm_req *r)
+{
+	const struct user *u;
+	double wait;
+
+	if (r->login_state == 2) {
+		if (r->password != NULL) {
+			OPENSSL_cleanse(r->password, strlen(r->password));
+			free(r->password);
+			r->password = NULL;
+		}
+		r->login_state = 3;
+		return login_reply(c, r);
+	}
+	if (r->login_state != 0)
+		return MHD_NO;
+	if ((wait = rl_wait(r->client)) > 0) {
+		char ra[16];
+		snprintf(ra, sizeof ra, "%d", (int)wait + 1);
+		adm_audit(NULL, r->client, "login", "throttled", "too many failed logins");
+		return adm_send(c, MHD_HTTP_TOO_MANY_REQUESTS, "application/json",
+		    "{\"error\":\"too many failed logins; try again later\"}", 0, 0, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+	}
+	if (parse_login(r) < 0)
+		return adm_send_error(c, MHD_HTTP_BAD_REQUEST, "expected JSON {\"user\":..., \"password\":...}");
+	u = user_find(r->user);
+	snprintf(r->hash, sizeof r->hash, "%s", u != NULL ? u->hash : dummy_hash);
+	r->conn = c;
+	r->login_state = 1;
+	MHD_suspend_connection(c);
+	pthread_mutex_lock(&A.lock);
+	r->next = A.todo;
+	A.todo = r;
+	pthread_cond_signal(&A.cond);
+	pthread_mutex_unlock(&A.lock);
+	return MHD_YES;
+}
+
+enum MHD_Result adm_logout(struct MHD_Connection *c, const struct adm_who *who, const char *client)
+{
+	if (who->sid != NULL) {
+		struct session *se = session_find(who->sid);
+		if (se != NULL)
+			memset(se, 0, sizeof *se);
+	}
+	adm_audit(who->user, client, "logout", "ok", NULL);
+	return adm_send(c, MHD_HTTP_OK, "application/json", "{\"ok\":true}", 0, 0, MHD_HTTP_HEADER_SET_COOKIE,
+	    "gh_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+}

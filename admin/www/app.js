@@ -1,0 +1,377 @@
+/* Gatehouse console: login page and dashboard.  No framework, no inline
+ * script (the CSP forbids it), no external resources.  Data comes from the
+ * JSON API under /api/v1/; charts are drawn on <canvas> by draw(). */
+'use strict';
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+
+  function el(tag, props, ...kids) {
+    const e = document.createElement(tag);
+    if (props) for (const k of Object.keys(props)) {
+      if (k === 'class') e.className = props[k];
+      else if (k === 'text') e.textContent = props[k];
+      else e.setAttribute(k, props[k]);
+    }
+    for (const k of kids) if (k != null) e.append(k instanceof Node ? k : String(k));
+    return e;
+  }
+
+  function clear(e) { while (e.firstChild) e.removeChild(e.firstChild); return e; }
+
+  /* ------------------------------------------------------------ login -- */
+  if (document.body.id === 'login-page') {
+    $('login-form').addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const err = $('login-error');
+      err.textContent = '';
+      $('login-submit').disabled = true;
+      try {
+        const r = await fetch('/api/v1/login', {
+          method: 'POST', credentials: 'same-origin',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ user: $('login-user').value, password: $('login-password').value }),
+        });
+        if (r.ok) { location.href = '/'; return; }
+        if (r.status === 429) err.textContent = 'Too many failed attempts. Try again in ' + (r.headers.get('Retry-After') || 60) + ' s.';
+        else if (r.status === 401) err.textContent = 'Wrong user name or password.';
+        else err.textContent = 'Sign-in failed (' + r.status + ').';
+      } catch (e) {
+        err.textContent = 'Cannot reach the console.';
+      }
+      $('login-submit').disabled = false;
+    });
+    return;
+  }
+
+  /* -------------------------------------------------------- dashboard -- */
+  let session = null;
+
+  async function api(path, opts) {
+    opts = opts || {};
+    const headers = { 'Accept': 'application/json' };
+    if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
+    if ((opts.method || 'GET') !== 'GET' && session) headers['X-CSRF-Token'] = session.csrf;
+    const r = await fetch('/api/v1/' + path, {
+      method: opts.method || 'GET', credentials: 'same-origin', headers,
+      body: opts.body !== undefined ? JSON.stringify(opts.body) : undefined,
+    });
+    if (r.status === 401) { location.href = '/login'; throw new Error('login required'); }
+    let data = null;
+    try { data = await r.json(); } catch (e) { data = null; }
+    return { status: r.status, ok: r.ok, data };
+  }
+
+  const fmtInt = (n) => Math.round(n).toLocaleString('en-US');
+  function fmtNum(v) {
+    const a = Math.abs(v);
+    if (a >= 1e9) return (v / 1e9).toFixed(1) + 'G';
+    if (a >= 1e6) return (v / 1e6).toFixed(1) + 'M';
+    if (a >= 1e4) return (v / 1e3).toFixed(0) + 'k';
+    if (a >= 1e3) return (v / 1e3).toFixed(1) + 'k';
+    if (a >= 10 || v === 0) return v.toFixed(0);
+    return v.toFixed(1);
+  }
+  function fmtTime(t) { return t ? new Date(t * 1000).toLocaleString('sv-SE') : 'never'; }
+  function fmtDur(s) {
+    s = Math.max(0, Math.floor(s));
+    const d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
+    if (d) return d + 'd ' + h + 'h';
+    if (h) return h + 'h ' + m + 'm';
+    return m + 'm ' + (s % 60) + 's';
+  }
+  function tag(text, cls) { return el('span', { class: 'tag ' + (cls || text), text }); }
+
+  /* ---- charts ---- */
+  const COLORS = { fwd: '#1f6feb', rev: '#e8710a', tot: '#5b6472' };
+  const samples = [];          /* rows as the API sends them (see columns) */
+  let seq = 0;
+
+  function series(name) {
+    /* columns: t fwd_rps rev_rps fwd_in rev_in fwd_out rev_out fwd_5xx rev_5xx active */
+    switch (name) {
+      case 'rps': return [{ c: 'fwd', v: samples.map((s) => s[1]) }, { c: 'rev', v: samples.map((s) => s[2]) }];
+      case 'active': return [{ c: 'tot', v: samples.map((s) => s[9]) }];
+      case 'bw': return [{ c: 'fwd', v: samples.map((s) => s[3] + s[5]) }, { c: 'rev', v: samples.map((s) => s[4] + s[6]) }];
+      case 'err': return [
+        { c: 'fwd', v: samples.map((s) => s[1] > 0 ? 100 * s[7] / s[1] : 0) },
+        { c: 'rev', v: samples.map((s) => s[2] > 0 ? 100 * s[8] / s[2] : 0) }];
+    }
+    return [];
+  }
+
+  function draw(canvas, lines, unit) {
+    const dpr = window.devicePixelRatio || 1;
+    const w = canvas.clientWidth || 560, h = canvas.clientHeight || 180;
+    if (canvas.width !== Math.round(w * dpr)) { canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr); }
+    const g = canvas.getContext('2d');
+    g.setTransform(dpr, 0, 0, dpr, 0, 0);
+    g.clearRect(0, 0, w, h);
+    const padL = 44, padR = 8, padT = 8, padB = 18;
+    /* 15 minutes once there is that much; until then zoom to the data (>= 2 min) */
+    const N = Math.min(900, Math.max(120, lines.length ? lines[0].v.length : 0));
+    let max = 0;
+    for (const l of lines) for (const v of l.v) if (v > max) max = v;
+    max = Math.max(max, unit === '#' ? 4 : 1);
+    const nice = Math.pow(10, Math.floor(Math.log10(max)));
+    max = Math.ceil(max / nice) * nice;
+    g.font = '11px DejaVu Sans, sans-serif';
+    g.strokeStyle = '#e6e9ef'; g.fillStyle = '#6b7483'; g.lineWidth = 1;
+    for (let i = 0; i <= 4; i++) {
+      const y = padT + (h - padT - padB) * i / 4;
+      g.beginPath(); g.moveTo(padL, y + 0.5); g.lineTo(w - padR, y + 0.5); g.stroke();
+      const tv = max * (4 - i) / 4;
+      if (unit === '#') { if (Number.isInteger(tv)) g.fillText(String(tv), 2, y + 4); }
+      else g.fillText(fmtNum(tv) + (unit || ''), 2, y + 4);
+    }
+    g.fillText('-' + (N >= 900 ? 15 : Math.round(N / 6) / 10) + ' min', padL, h - 4);
+    g.fillText('now', w - padR - 22, h - 4);
+    const x = (i, n) => padL + (w - padL - padR) * (N - n + i) / (N - 1);
+    const y = (v) => padT + (h - padT - padB) * (1 - v / max);
+    for (const l of lines) {
+      const n = l.v.length;
+      if (!n) continue;
+      g.strokeStyle = COLORS[l.c]; g.lineWidth = 1.6; g.beginPath();
+      l.v.forEach((v, i) => { if (i === 0) g.moveTo(x(i, n), y(v)); else g.lineTo(x(i, n), y(v)); });
+      g.stroke();
+    }
+    /* for tests and tooltips: the newest value of each line */
+    const last = {};
+    for (const l of lines) last[l.c] = l.v.length ? l.v[l.v.length - 1] : 0;
+    canvas.dataset.last = JSON.stringify(last);
+    canvas.dataset.points = String(lines.length ? lines[0].v.length : 0);
+    canvas.title = lines.map((l) => l.c + ': ' + fmtNum(last[l.c]) + (unit === '%' ? '%' : '')).join('  ');
+  }
+
+  function drawAll() {
+    draw($('chart-rps'), series('rps'));
+    draw($('chart-active'), series('active'), '#');
+    draw($('chart-bw'), series('bw'));
+    draw($('chart-err'), series('err'), '%');
+  }
+
+  async function pollStats() {
+    const r = await api('stats?since=' + seq);
+    if (!r.ok) return;
+    const d = r.data;
+    for (const row of d.samples) samples.push(row);
+    while (samples.length > 900) samples.shift();
+    seq = d.seq;
+    $('hdr-version').textContent = 'v' + d.version;
+    $('ov-uptime').textContent = fmtDur(d.now - d.started_at);
+    $('ov-gen').textContent = d.generation;
+    $('ov-loaded').textContent = 'loaded ' + fmtTime(d.loaded_at);
+    $('ov-active').textContent = fmtInt(d.active_connections);
+    const f = d.families.forward, v = d.families.reverse;
+    $('ov-fwd-req').textContent = fmtInt(f.requests);
+    $('ov-fwd-sub').textContent = fmtNum(f.bytes_out) + 'B out · ' + fmtInt(f.responses_4xx) + ' 4xx · ' + fmtInt(f.responses_5xx) + ' 5xx';
+    $('ov-rev-req').textContent = fmtInt(v.requests);
+    $('ov-rev-sub').textContent = fmtNum(v.bytes_out) + 'B out · ' + fmtInt(v.responses_4xx) + ' 4xx · ' + fmtInt(v.responses_5xx) + ' 5xx';
+    const lr = d.last_reload;
+    clear($('ov-reload')).append(lr.when ? tag(lr.ok ? 'ok' : 'failed') : el('span', { text: 'none yet' }));
+    $('ov-reload-when').textContent = lr.when ? fmtTime(lr.when) : '';
+    const b = $('banner');
+    if (lr.when && !lr.ok) {
+      b.textContent = 'The last configuration reload failed (' + lr.errors.length + ' error(s)); generation ' + lr.generation + ' is still serving. See Config.';
+      b.classList.remove('hidden');
+    } else b.classList.add('hidden');
+    drawAll();
+  }
+
+  /* ---- tabs ---- */
+  const loaders = {};
+  let current = 'overview';
+  function show(tab) {
+    current = tab;
+    for (const b of document.querySelectorAll('#tabs button')) b.classList.toggle('active', b.dataset.tab === tab);
+    for (const s of document.querySelectorAll('section.tab')) s.classList.toggle('hidden', s.id !== 'tab-' + tab);
+    if (loaders[tab]) loaders[tab]();
+    if (tab === 'overview') drawAll();
+    if (location.hash !== '#' + tab) history.replaceState(null, '', '#' + tab);
+  }
+
+  function matchText(m) {
+    const parts = [];
+    for (const k of Object.keys(m || {})) parts.push(k + ': ' + m[k].join(', '));
+    return parts.length ? parts.join(' · ') : 'anything';
+  }
+
+  loaders.forward = async () => {
+    const [c, ev, bl] = await Promise.all([api('config'), api('events?kind=block'), api('tail?family=forward&verdict=deny')]);
+    if (!c.ok) return;
+    const fw = c.data.forward, tb = clear($('fw-rules'));
+    for (const r of fw.policy) tb.append(el('tr', null, el('td', { text: r.index + 1 }), el('td', { text: r.name }),
+      el('td', null, tag(r.action)), el('td', { class: 'mono', text: matchText(r.match) }), el('td', { text: fmtInt(r.hits || 0) }),
+      el('td', { class: 'muted small', text: r.source || 'implicit' })));
+    if (fw.policy.length) tb.append(el('tr', null, el('td'), el('td', { class: 'muted', text: '(no rule matched)' }), el('td', null, tag('deny')),
+      el('td', { class: 'muted', text: 'default' }), el('td', { text: fmtInt(fw.no_match_hits || 0) }), el('td')));
+    else tb.append(el('tr', null, el('td', { colspan: 6, class: 'muted', text: 'no forward policy' })));
+    const facts = clear($('fw-facts'));
+    const add = (k, v) => facts.append(el('dt', { text: k }), el('dd', { class: 'mono', text: v }));
+    add('Listeners', fw.listeners.map((l) => l.address).join(', ') || 'none');
+    add('Allowed clients', fw.allow_clients.join(', ') || 'nobody');
+    add('Denied destinations', fw.deny_destinations.join(', ') || 'none');
+    add('CONNECT ports', fw.connect_ports.join(', '));
+    add('Category lists', fw.lists.map((l) => l.name + ' (' + l.file + ')').join(', ') || 'none');
+    add('Anonymize', fw.anonymize ? 'yes' : 'no');
+    if (fw.counters) add('Counters', Object.keys(fw.counters).map((k) => k + ' ' + fmtInt(fw.counters[k])).join(' · '));
+    add('DLP', fw.dlp ? (fw.dlp.enabled ? 'on, action ' + fw.dlp.action + ', detectors ' + fw.dlp.detectors.join(', ') : 'off') : 'not configured');
+    const tb2 = clear($('fw-blocks'));
+    if (ev.ok) for (const e of ev.data.events) tb2.append(el('tr', null, el('td', { text: fmtTime(e.time) }), el('td', { class: 'mono', text: e.text })));
+    /* block events come from the forward family; without any, the access log's denials */
+    if (bl.ok && !tb2.firstChild) for (const l of bl.data.lines.slice(-50).reverse()) {
+      const m = /\[([^\]]+)\]/.exec(l.line);
+      tb2.append(el('tr', null, el('td', { text: m ? m[1] : '' }), el('td', { class: 'mono', text: l.line })));
+    }
+    if (!tb2.firstChild) tb2.append(el('tr', null, el('td', { colspan: 2, class: 'muted', text: 'no blocked requests yet' })));
+  };
+
+  loaders.reverse = async () => {
+    const c = await api('config');
+    if (!c.ok) return;
+    const rv = c.data.reverse, st = clear($('rv-sites'));
+    for (const s of rv.sites) {
+      s.routes.forEach((r, i) => {
+        const opts = [];
+        if (r.strip_prefix) opts.push('strip prefix');
+        if (r.set_headers.length) opts.push('sets ' + r.set_headers.map((h) => h.name).join(', '));
+        if (i === 0 && s.force_https) opts.push('force https');
+        if (i === 0 && s.default) opts.push('default site');
+        st.append(el('tr', null, el('td', { class: 'mono', text: i === 0 ? s.hosts.join(', ') : '' }), el('td', { class: 'mono', text: r.path }),
+          el('td', null, tag(r.kind, 'ok'), ' ', el('span', { class: 'mono', text: r.target })), el('td', { class: 'small', text: opts.join(' · ') })));
+      });
+    }
+    if (!rv.sites.length) st.append(el('tr', null, el('td', { colspan: 4, class: 'muted', text: 'no sites configured' })));
+    const up = clear($('rv-ups'));
+    for (const u of rv.upstreams) {
+      u.servers.forEach((s, i) => up.append(el('tr', null, el('td', { text: i === 0 ? u.name : '' }), el('td', { text: i === 0 ? u.balance : '' }),
+        el('td', { class: 'mono', text: s.address }), el('td', { text: s.weight }), el('td', { text: s.backup ? 'backup' : 'primary' }),
+        el('td', { class: 'small', text: i === 0 && u.health ? u.health.path + ' every ' + u.health.interval + ' s' : '' }))));
+    }
+    if (!rv.upstreams.length) up.append(el('tr', null, el('td', { colspan: 6, class: 'muted', text: 'no upstreams configured' })));
+  };
+
+  function renderReload(lr) {
+    const box = clear($('cf-reload'));
+    if (!lr.when) { box.append(el('p', { class: 'muted', text: 'No reload since start. Generation ' + lr.generation + ' is serving.' })); return; }
+    box.append(el('p', null, tag(lr.ok ? 'ok' : 'failed'), ' ', fmtTime(lr.when), ' · generation ' + lr.generation + ' serving'));
+    if (lr.errors.length) {
+      const ul = el('ul', { class: 'errors', id: 'cf-errors' });
+      for (const e of lr.errors) ul.append(el('li', { text: e }));
+      box.append(ul);
+    }
+  }
+
+  loaders.config = async () => {
+    const c = await api('config');
+    if (!c.ok) return;
+    $('cf-path').textContent = c.data.path + ' · generation ' + c.data.generation;
+    renderReload(c.data.last_reload);
+    $('cf-json').textContent = JSON.stringify(c.data, null, 2);
+    const d = c.data, facts = clear($('cf-facts'));
+    const add = (k, v) => facts.append(el('dt', { text: k }), el('dd', { class: 'mono', text: v }));
+    const ls = (a) => a.map((l) => l.address + (l.tls ? ' (tls)' : '')).join(', ') || 'none';
+    add('Loaded', fmtTime(d.loaded_at) + ' (generation ' + d.generation + ')');
+    add('Workers', d.global.workers === 0 ? 'one per CPU' : d.global.workers);
+    add('Forward listeners', ls(d.forward.listeners));
+    add('Forward policy', d.forward.policy.length + ' rule(s), ' + d.forward.lists.length + ' list(s)');
+    add('Reverse listeners', ls(d.reverse.listeners));
+    add('Reverse', d.reverse.sites.length + ' site(s), ' + d.reverse.upstreams.length + ' upstream(s), ' + d.reverse.certificates.length + ' certificate(s)');
+    add('Console', (d.admin.listen || 'off') + (d.admin.https ? ' (https)' : '') + (d.admin.metrics_listen ? ' · metrics on ' + d.admin.metrics_listen : ''));
+    add('Logs', 'error: ' + d.global.log.error + ' (' + d.global.log.level + ') · access: ' + (d.global.log.access || 'off') + ' (' + d.global.log.access_format + ')');
+    const btn = $('cf-reload-btn');
+    btn.disabled = session.role !== 'admin';
+    $('cf-reload-note').textContent = session.role !== 'admin' ? 'reloading needs the admin role' : '';
+  };
+
+  loaders.certs = async () => {
+    const c = await api('certificates');
+    if (!c.ok) return;
+    const tb = clear($('ct-list'));
+    for (const x of c.data.certificates) {
+      if (x.error) { tb.append(el('tr', null, el('td', { class: 'mono', text: x.file }), el('td', { colspan: 5, class: 'error', text: x.error }))); continue; }
+      const d = x.days_left, cls = d < 0 ? 'days-bad' : d < 14 ? 'days-bad' : d < 30 ? 'days-warn' : 'days-ok';
+      tb.append(el('tr', null, el('td', { class: 'mono', text: x.file }), el('td', { text: x.subject_cn }),
+        el('td', { class: 'mono', text: x.names.join(', ') }), el('td', { text: x.issuer_cn }),
+        el('td', { text: x.not_after ? fmtTime(x.not_after) : '?' }), el('td', { class: cls, text: d < 0 ? 'expired' : d })));
+    }
+    if (!tb.firstChild) tb.append(el('tr', null, el('td', { colspan: 6, class: 'muted', text: 'no certificates configured' })));
+  };
+
+  let tailSeq = 0;
+  const tailLines = [];
+  async function pollTail(reset) {
+    if ($('lg-pause').checked && !reset) return;
+    if (reset) { tailSeq = 0; tailLines.length = 0; }
+    const q = new URLSearchParams();
+    for (const k of ['host', 'status', 'client']) { const v = $('lg-' + k).value.trim(); if (v) q.set(k, v); }
+    q.set('after', tailSeq);
+    const r = await api('tail?' + q.toString());
+    if (!r.ok) return;
+    tailSeq = r.data.seq;
+    for (const l of r.data.lines) tailLines.push(l.line);
+    while (tailLines.length > 500) tailLines.shift();
+    const pre = $('lg-tail');
+    pre.textContent = tailLines.length ? tailLines.join('\n') : '(no matching lines yet)';
+    pre.scrollTop = pre.scrollHeight;
+  }
+
+  loaders.logs = async () => {
+    await pollTail(true);
+    const a = await api('audit');
+    if (!a.ok) return;
+    const tb = clear($('lg-audit'));
+    for (const e of a.data.audit) tb.append(el('tr', null, el('td', { text: fmtTime(e.time) }), el('td', { text: e.user }),
+      el('td', { class: 'mono', text: e.client }), el('td', { text: e.action }), el('td', null, tag(e.outcome)), el('td', { class: 'small', text: e.detail })));
+    if (!tb.firstChild) tb.append(el('tr', null, el('td', { colspan: 6, class: 'muted', text: 'no admin actions yet' })));
+  };
+
+  async function policyTest(ev) {
+    ev.preventDefault();
+    const body = { url: $('pt-url').value.trim(), client: $('pt-client').value.trim(), user: $('pt-user').value.trim(),
+      method: $('pt-method').value, groups: $('pt-groups').value.split(',').map((s) => s.trim()).filter(Boolean) };
+    if ($('pt-time').value) body.time = $('pt-time').value;
+    const r = await api('policy/test', { method: 'POST', body });
+    const box = clear($('pt-result'));
+    box.classList.remove('hidden', 'allow', 'deny', 'auth');
+    if (!r.ok) { box.append(el('p', { class: 'error', text: (r.data && r.data.error) || ('error ' + r.status) })); return; }
+    const d = r.data;
+    box.classList.add(d.verdict);
+    box.append(el('div', { class: 'verdict', id: 'pt-verdict', text: d.verdict }),
+      el('p', null, 'Decided by ', el('strong', { id: 'pt-rule', text: d.rule }), ' (' + d.stage + '), HTTP ' + d.status),
+      el('p', { class: 'mono', text: d.why }),
+      el('p', { class: 'muted small', text: d.input.method + ' ' + d.input.host + ':' + d.input.port + ' from ' + d.input.client +
+        (d.input.user ? ' as ' + d.input.user : '') + ' at ' + d.input.time + ' · generation ' + d.generation }));
+  }
+
+  async function reloadNow() {
+    const btn = $('cf-reload-btn');
+    btn.disabled = true;
+    $('cf-reload-note').textContent = 'reloading…';
+    const r = await api('reload', { method: 'POST', body: {} });
+    $('cf-reload-note').textContent = r.ok ? 'reloaded' : (r.status === 422 ? 'refused: the old configuration keeps serving' : (r.data && r.data.error) || 'error ' + r.status);
+    if (r.data && r.data.when !== undefined) renderReload(r.data);
+    btn.disabled = false;
+    if (r.ok) setTimeout(loaders.config, 300);
+  }
+
+  async function start() {
+    const s = await api('session');
+    if (!s.ok) return;
+    session = s.data;
+    $('who').textContent = session.user + ' (' + session.role + ')';
+    for (const b of document.querySelectorAll('#tabs button')) b.addEventListener('click', () => show(b.dataset.tab));
+    $('logout').addEventListener('click', async () => { await api('logout', { method: 'POST', body: {} }); location.href = '/login'; });
+    $('pt-form').addEventListener('submit', policyTest);
+    $('cf-reload-btn').addEventListener('click', reloadNow);
+    for (const id of ['lg-host', 'lg-status', 'lg-client']) $(id).addEventListener('input', () => pollTail(true));
+    window.addEventListener('resize', drawAll);
+    const tab = location.hash.slice(1);
+    show(loaders[tab] || tab === 'policy' ? tab : 'overview');
+    await pollStats();
+    setInterval(() => { pollStats().catch(() => {}); }, 1000);
+    setInterval(() => { if (current === 'logs') pollTail(false).catch(() => {}); }, 2000);
+  }
+
+  start();
+})();

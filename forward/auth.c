@@ -1,0 +1,926 @@
+/*
+ * forward/auth: user database, Basic credentials, verified-credentials
+ * cache, per-client backoff and the crypt(3) thread pool (see auth.h).
+ *
+ * Why a pool: a bcrypt or yescrypt verification costs 10-100 ms of CPU;
+ * running it on a worker's event loop would stall every connection of that
+ * worker.  Two threads are enough: with the cache, only the first request of
+ * a user per cache_ttl (and failures) reach them, and the backoff keeps a
+ * brute-forcing client from queueing work for long.
+ */
+#include "forward/auth.h"
+
+#include <crypt.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+/* ---------------------------------------------------------------- db */
+
+struct db_user {
+	char *name;
+	char *hash;
+	size_t gstart, gcount;    /* into db->gnames */
+};
+
+struct fwd_auth_db {
+	struct db_user *users;    /* sorted by name */
+	size_t nusers;
+	const char **gnames;      /* group names, grouped per user */
+	size_t ngnames;
+	char **groups;            /* owned group name strings */
+	size_t ngroups;
+	size_t skipped[2], first_skipped[2];
+};
+
+/* By name, then by position in the file (gstart holds it while loading). */
+static int user_cmp(const void *a, const void *b)
+{
+	const struct db_user *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+
+	return c ? c : (x->gstart < y->gstart ? -1 : x->gstart > y->gstart);
+}
+
+static void skip(struct fwd_auth_db *db, int which, size_t line)
+{
+	if (db->skipped[which]++ == 0)
+		db->first_skipped[which] = line;
+}
+
+/* Next line of buf: [*s, *e) without the line end; returns 0 at the end. */
+/* Copy n bytes into a new NUL-terminated string.  (Not strndup: the file
+ * buffer has no terminator, and strndup may look for one past n.) */
+static char *copy_n(const char *s, size_t n)
+{
+	char *p = malloc(n + 1);
+
+	if (p != NULL) {
+		memcpy(p, s, n);
+		p[n] = '\0';
+	}
+	return p;
+}
+
+static int next_line(const char *buf, size_t len, size_t *pos, const char **s, const char **e)
+{
+	const char *nl;
+
+	if (*pos >= len)
+		return 0;
+	*s = buf + *pos;
+	nl = memchr(*s, '\n', len - *pos);
+	*e = nl ? nl : buf + len;
+	*pos = (size_t)(*e - buf) + (nl ? 1 : 0);
+	if (*e > *s && (*e)[-1] == '\r')
+		(*e)--;
+	return 1;
+}
+
+static void trim(const char **s, const char **e)
+{
+	while (*s < *e && (**s == ' ' || **s == '\t'))
+		(*s)++;
+	while (*e > *s && ((*e)[-1] == ' ' || (*e)[-1] == '\t'))
+		(*e)--;
+}
+
+static int valid_name(const char *s, size_t n)
+{
+	if (n == 0 || n > FWD_AUTH_USER_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x21 || c == 0x7f || c == ':')
+			return 0;
+	}
+	return 1;
+}
+
+static int parse_users(struct fwd_auth_db *db, const char *buf, size_t len)
+{
+	size_t pos = 0, line = 0, cap = 0;
+	const char *s, *e;
+
+	while (next_line(buf, len, &pos, &s, &e)) {
+		const char *colon;
+		line++;
+		trim(&s, &e);
+		if (s == e || *s == '#')
+			continue;
+		colon = memchr(s, ':', (size_t)(e - s));
+		if (colon == NULL || !valid_name(s, (size_t)(colon - s)) || colon + 1 == e) {
+			skip(db, 0, line);
+			continue;
+		}
+		/* htpasswd may append ":comment" fields; the hash ends at the next ':' */
+		const char *hs = colon + 1, *he = memchr(hs, ':', (size_t)(e - hs));
+		if (he == NULL)
+			he = e;
+		char *hash = copy_n(hs, (size_t)(he - hs));
+		if (hash == NULL)
+			return -1;
+		if (hash[0] != '$' || crypt_checksalt(hash) != CRYPT_SALT_OK) {
+			free(hash);
+			skip(db, 0, line);
+			continue;
+		}
+		if (db->nusers == cap) {
+			size_t nc = cap ? cap * 2 : 16;
+			struct db_user *nu = realloc(db->users, nc * sizeof *nu);
+			if (nu == NULL) {
+				free(hash);
+				return -1;
+			}
+			db->users = nu;
+			cap = nc;
+		}
+		struct db_user *u = &db->users[db->nusers];
+		memset(u, 0, sizeof *u);
+		u->hash = hash;
+		u->gstart = db->nusers;
+		u->name = copy_n(s, (size_t)(colon - s));
+		if (u->name == NULL) {
+			free(hash);
+			return -1;
+		}
+		db->nusers++;
+	}
+	if (db->nusers > 1) {
+		/* duplicates: the first line wins, later ones are skipped */
+		qsort(db->users, db->nusers, sizeof *db->users, user_cmp);
+		size_t w = 1;
+		for (size_t r = 1; r < db->nusers; r++) {
+			if (strcmp(db->users[r].name, db->users[w - 1].name) == 0) {
+				free(db->users[r].name);
+				free(db->users[r].hash);
+				skip(db, 0, 0);
+				continue;
+			}
+			db->users[w++] = db->users[r];
+		}
+		db->nusers = w;
+	}
+	for (size_t i = 0; i < db->nusers; i++)
+		db->users[i].gstart = 0;
+	return 0;
+}
+
+struct pair {
+	long user;
+	size_t group;
+};
+
+static int pair_cmp(const void *a, const void *b)
+{
+	const struct pair *x = a, *y = b;
+
+	if (x->user != y->user)
+		return x->user < y->user ? -1 : 1;
+	return x->group < y->group ? -1 : x->group > y->group;
+}
+
+static int parse_groups(struct fwd_auth_db *db, const char *buf, size_t len)
+{
+	size_t pos = 0, line = 0, npairs = 0, pcap = 0, gcap = 0;
+	struct pair *pairs = NULL;
+	const char *s, *e;
+	int rc = -1;
+
+	while (next_line(buf, len, &pos, &s, &e)) {
+		const char *colon, *p;
+		line++;
+		trim(&s, &e);
+		if (s == e || *s == '#')
+			continue;
+		colon = memchr(s, ':', (size_t)(e - s));
+		const char *ge = colon;
+		while (colon && ge > s && (ge[-1] == ' ' || ge[-1] == '\t'))
+			ge--;
+		if (colon == NULL || !valid_name(s, (size_t)(ge - s))) {
+			skip(db, 1, line);
+			continue;
+		}
+		/* a group may span several lines */
+		size_t gi;
+		for (gi = 0; gi < db->ngroups; gi++)
+			if (strlen(db->groups[gi]) == (size_t)(ge - s) &&
+			    memcmp(db->groups[gi], s, (size_t)(ge - s)) == 0)
+				break;
+		if (gi == db->ngroups) {
+			if (db->ngroups == gcap) {
+				size_t nc = gcap ? gcap * 2 : 8;
+				char **ng = realloc(db->groups, nc * sizeof *ng);
+				if (ng == NULL)
+					goto out;
+				db->groups = ng;
+				gcap = nc;
+			}
+			if ((db->groups[db->ngroups] = copy_n(s, (size_t)(ge - s))) == NULL)
+				goto out;
+			db->ngroups++;
+		}
+		for (p = colon + 1; p < e;) {
+			const char *w;
+			while (p < e && (*p == ' ' || *p == '\t' || *p == ','))
+				p++;
+			w = p;
+			while (p < e && *p != ' ' && *p != '\t' && *p != ',')
+				p++;
+			if (p == w)
+				break;
+			char name[FWD_AUTH_USER_MAX + 1];
+			if ((size_t)(p - w) > FWD_AUTH_USER_MAX)
+				continue;
+			memcpy(name, w, (size_t)(p - w));
+			name[p - w] = '\0';
+			long ui = fwd_auth_db_find(db, name);
+			if (ui < 0)
+				continue;
+			if (npairs == pcap) {
+				size_t nc = pcap ? pcap * 2 : 16;
+				struct pair *np = realloc(pairs, nc * sizeof *np);
+				if (np == NULL)
+					goto out;
+				pairs = np;
+				pcap = nc;
+			}
+			pairs[npairs].user = ui;
+			pairs[npairs].group = gi;
+			npairs++;
+		}
+	}
+	if (npairs) {
+		qsort(pairs, npairs, sizeof *pairs, pair_cmp);
+		db->gnames = calloc(npairs, sizeof *db->gnames);
+		if (db->gnames == NULL)
+			goto out;
+		for (size_t i = 0; i < npairs; i++) {
+			/* a user listed twice in one group counts once */
+			if (db->ngnames && i > 0 && pairs[i].user == pairs[i - 1].user &&
+			    pairs[i].group == pairs[i - 1].group)
+				continue;
+			struct db_user *u = &db->users[pairs[i].user];
+			if (u->gcount == 0)
+				u->gstart = db->ngnames;
+			u->gcount++;
+			db->gnames[db->ngnames++] = db->groups[pairs[i].group];
+		}
+	}
+	rc = 0;
+out:
+	free(pairs);
+	return rc;
+}
+
+struct fwd_auth_db *fwd_auth_db_parse(const char *users, size_t ulen, const char *groups,
+    size_t glen, char *err, size_t errlen)
+{
+	struct fwd_auth_db *db = calloc(1, sizeof *db);
+
+	if (db == NULL || parse_users(db, users, ulen) < 0 ||
+	    (groups != NULL && parse_groups(db, groups, glen) < 0)) {
+		fwd_auth_db_free(db);
+		if (err && errlen)
+			snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	return db;
+}
+
+static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	size_t cap = 0, n = 0;
+
+	if (f == NULL) {
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	for (;;) {
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 4096;
+			char *nb = realloc(buf, nc);
+			if (nb == NULL || nc > (256u << 20)) {
+				free(nb ? nb : buf);
+				fclose(f);
+				snprintf(err, errlen, "%s: too large or out of memory", path);
+				return NULL;
+			}
+			buf = nb;
+			cap = nc;
+		}
+		size_t r = fread(buf + n, 1, cap - n, f);
+		n += r;
+		if (r == 0)
+			break;
+	}
+	if (ferror(f)) {
+		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+		free(buf);
+		fclose(f);
+		return NULL;
+	}
+	fclose(f);
+	*len = n;
+	return buf;
+}
+
+struct fwd_auth_db *fwd_auth_db_load(const char *users_path, const char *groups_path, char *err,
+    size_t errlen)
+{
+	size_t ulen = 0, glen = 0;
+	char *u, *g = NULL;
+	struct fwd_auth_db *db;
+
+	if ((u = read_file(users_path, &ulen, err, errlen)) == NULL)
+		return NULL;
+	if (groups_path != NULL && (g = read_file(groups_path, &glen, err, errlen)) == NULL) {
+		free(u);
+		return NULL;
+	}
+	db = fwd_auth_db_parse(u, ulen, g, glen, err, errlen);
+	OPENSSL_cleanse(u, ulen);
+	free(u);
+	free(g);
+	return db;
+}
+
+void fwd_auth_db_free(struct fwd_auth_db *db)
+{
+	if (db == NULL)
+		return;
+	for (size_t i = 0; i < db->nusers; i++) {
+		free(db->users[i].name);
+		free(db->users[i].hash);
+	}
+	for (size_t i = 0; i < db->ngroups; i++)
+		free(db->groups[i]);
+	free(db->users);
+	free(db->groups);
+	free(db->gnames);
+	free(db);
+}
+
+size_t fwd_auth_db_nusers(const struct fwd_auth_db *db) { return db ? db->nusers : 0; }
+
+size_t fwd_auth_db_skipped(const struct fwd_auth_db *db, int which, size_t *first_line)
+{
+	if (db == NULL || which < 0 || which > 1) {
+		if (first_line)
+			*first_line = 0;
+		return 0;
+	}
+	if (first_line)
+		*first_line = db->first_skipped[which];
+	return db->skipped[which];
+}
+
+long fwd_auth_db_find(const struct fwd_auth_db *db, const char *user)
+{
+	size_t lo = 0, hi;
+
+	if (db == NULL || user == NULL)
+		return -1;
+	hi = db->nusers;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(user, db->users[mid].name);
+		if (c == 0)
+			return (long)mid;
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return -1;
+}
+
+const char *fwd_auth_db_name(const struct fwd_auth_db *db, long i)
+{
+	return db && i >= 0 && (size_t)i < db->nusers ? db->users[i].name : NULL;
+}
+
+const char *fwd_auth_db_hash(const struct fwd_auth_db *db, long i)
+{
+	return db && i >= 0 && (size_t)i < db->nusers ? db->users[i].hash : NULL;
+}
+
+const char *const *fwd_auth_db_groups(const struct fwd_auth_db *db, long i, size_t *n)
+{
+	if (db == NULL || i < 0 || (size_t)i >= db->nusers || db->users[i].gcount == 0) {
+		*n = 0;
+		return NULL;
+	}
+	*n = db->users[i].gcount;
+	return db->gnames + db->users[i].gstart;
+}
+
+/* ---------------------------------------------------------------- Basic */
+
+static int b64val(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z') return c - 'A';
+	if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+	if (c >= '0' && c <= '9') return c - '0' + 52;
+	if (c == '+') return 62;
+	if (c == '/') return 63;
+	return -1;
+}
+
+int fwd_auth_parse_basic(const char *value, size_t len, char user[FWD_AUTH_USER_MAX + 1],
+    char pass[FWD_AUTH_PASS_MAX + 1])
+{
+	unsigned char out[FWD_AUTH_USER_MAX + FWD_AUTH_PASS_MAX + 8];
+	size_t i = 0, n = 0, pad = 0, nq = 0;
+	uint32_t acc = 0;
+	const unsigned char *colon;
+	int rc = -1;
+
+	while (i < len && (value[i] == ' ' || value[i] == '\t'))
+		i++;
+	if (len - i < 6 || strncasecmp(value + i, "basic", 5) != 0 ||
+	    (value[i + 5] != ' ' && value[i + 5] != '\t'))
+		return -1;
+	i += 6;
+	while (i < len && (value[i] == ' ' || value[i] == '\t'))
+		i++;
+	while (len > i && (value[len - 1] == ' ' || value[len - 1] == '\t'))
+		len--;
+	if ((len - i) % 4 != 0 || len == i)
+		return -1;
+	for (; i < len; i++) {
+		unsigned char c = (unsigned char)value[i];
+		int v;
+		if (c == '=') {
+			if (pad >= 2 || len - i > 2 - pad)
+				return -1;  /* '=' only in the last two places */
+			pad++;
+			v = 0;
+		} else {
+			if (pad)
+				return -1;
+			if ((v = b64val(c)) < 0)
+				return -1;
+		}
+		acc = (acc << 6) | (uint32_t)v;
+		if (++nq == 4) {
+			if (n + 3 > sizeof out)
+				goto out;
+			out[n++] = (unsigned char)(acc >> 16);
+			out[n++] = (unsigned char)(acc >> 8);
+			out[n++] = (unsigned char)acc;
+			nq = 0;
+			acc = 0;
+		}
+	}
+	n -= pad;
+	colon = memchr(out, ':', n);
+	if (colon == NULL || colon == out)
+		goto out;
+	size_t ulen = (size_t)(colon - out), plen = n - ulen - 1;
+	if (ulen > FWD_AUTH_USER_MAX || plen > FWD_AUTH_PASS_MAX)
+		goto out;
+	for (size_t k = 0; k < ulen; k++)
+		if (out[k] < 0x20 || out[k] == 0x7f)
+			goto out;
+	if (memchr(colon + 1, '\0', plen) != NULL)
+		goto out;
+	memcpy(user, out, ulen);
+	user[ulen] = '\0';
+	memcpy(pass, colon + 1, plen);
+	pass[plen] = '\0';
+	rc = 0;
+out:
+	OPENSSL_cleanse(out, sizeof out);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- cache */
+
+struct cache_slot {
+	uint8_t key[32];
+	uint8_t ukey[32];         /* SHA-256(salt, user): to forget a user */
+	double at;                /* 0 = empty */
+};
+
+struct fwd_auth_cache {
+	pthread_mutex_t mu;
+	struct cache_slot *slots;
+	size_t mask;
+	double ttl;
+	uint8_t salt[32];
+};
+
+#define CACHE_PROBE 8
+
+static void digest(const uint8_t salt[32], const char *user, const char *pass, uint8_t out[32])
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned int n = 32;
+
+	if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestUpdate(ctx, salt, 32) != 1 ||
+	    EVP_DigestUpdate(ctx, user, strlen(user) + 1) != 1 ||
+	    (pass != NULL && EVP_DigestUpdate(ctx, pass, strlen(pass)) != 1) ||
+	    EVP_DigestFinal_ex(ctx, out, &n) != 1) {
+		/* cannot hash: make a key nothing matches */
+		memset(out, 0, 32);
+		out[0] = 1;
+		if (pass != NULL)
+			out[1] = 1;
+	}
+	EVP_MD_CTX_free(ctx);
+}
+
+struct fwd_auth_cache *fwd_auth_cache_new(size_t slots, double ttl)
+{
+	struct fwd_auth_cache *c = calloc(1, sizeof *c);
+	size_t n = 16;
+
+	if (c == NULL)
+		return NULL;
+	while (n < slots && n < ((size_t)1 << 24))
+		n <<= 1;
+	c->slots = calloc(n, sizeof *c->slots);
+	if (c->slots == NULL || RAND_bytes(c->salt, sizeof c->salt) != 1) {
+		free(c->slots);
+		free(c);
+		return NULL;
+	}
+	c->mask = n - 1;
+	c->ttl = ttl;
+	pthread_mutex_init(&c->mu, NULL);
+	return c;
+}
+
+void fwd_auth_cache_free(struct fwd_auth_cache *c)
+{
+	if (c == NULL)
+		return;
+	pthread_mutex_destroy(&c->mu);
+	free(c->slots);
+	free(c);
+}
+
+static size_t slot_of(const struct fwd_auth_cache *c, const uint8_t key[32])
+{
+	size_t h;
+
+	memcpy(&h, key, sizeof h);
+	return h & c->mask;
+}
+
+int fwd_auth_cache_check(struct fwd_auth_cache *c, const char *user, const char *pass, double now)
+{
+	uint8_t key[32];
+	int hit = 0;
+
+	if (c == NULL || c->ttl <= 0)
+		return 0;
+	digest(c->salt, user, pass, key);
+	pthread_mutex_lock(&c->mu);
+	for (size_t i = 0, s = slot_of(c, key); i < CACHE_PROBE; i++, s = (s + 1) & c->mask) {
+		struct cache_slot *e = &c->slots[s];
+		if (e->at != 0 && CRYPTO_memcmp(e->key, key, 32) == 0) {
+			hit = now - e->at < c->ttl && now >= e->at;
+			if (!hit)
+				e->at = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&c->mu);
+	return hit;
+}
+
+void fwd_auth_cache_put(struct fwd_auth_cache *c, const char *user, const char *pass, double now)
+{
+	uint8_t key[32], ukey[32];
+	struct cache_slot *victim = NULL;
+
+	if (c == NULL || c->ttl <= 0)
+		return;
+	digest(c->salt, user, pass, key);
+	digest(c->salt, user, NULL, ukey);
+	pthread_mutex_lock(&c->mu);
+	for (size_t i = 0, s = slot_of(c, key); i < CACHE_PROBE; i++, s = (s + 1) & c->mask) {
+		struct cache_slot *e = &c->slots[s];
+		int free_slot = e->at == 0 || now - e->at >= c->ttl;
+		if (e->at != 0 && memcmp(e->key, key, 32) == 0) {
+			victim = e;
+			break;
+		}
+		/* the first empty or expired slot, else the oldest */
+		if (victim == NULL || (free_slot && victim->at != 0 && now - victim->at < c->ttl) ||
+		    (!free_slot && victim->at != 0 && now - victim->at < c->ttl && e->at < victim->at))
+			victim = e;
+	}
+	memcpy(victim->key, key, 32);
+	memcpy(victim->ukey, ukey, 32);
+	victim->at = now;
+	pthread_mutex_unlock(&c->mu);
+}
+
+void fwd_auth_cache_forget(struct fwd_auth_cache *c, const char *user)
+{
+	uint8_t ukey[32];
+
+	if (c == NULL)
+		return;
+	digest(c->salt, user, NULL, ukey);
+	pthread_mutex_lock(&c->mu);
+	for (size_t s = 0; s <= c->mask; s++)
+		if (c->slots[s].at != 0 && memcmp(c->slots[s].ukey, ukey, 32) == 0)
+			c->slots[s].at = 0;
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* ---------------------------------------------------------------- backoff */
+
+struct bo_slot {
+	uint8_t addr[16];
+	int family;               /* 0 = empty */
+	unsigned failures;
+	double last, until;
+};
+
+struct fwd_auth_backoff {
+	pthread_mutex_t mu;
+	struct bo_slot *slots;
+	size_t mask;
+};
+
+struct fwd_auth_backoff *fwd_auth_backoff_new(size_t slots)
+{
+	struct fwd_auth_backoff *b = calloc(1, sizeof *b);
+	size_t n = 16;
+
+	if (b == NULL)
+		return NULL;
+	while (n < slots && n < ((size_t)1 << 20))
+		n <<= 1;
+	if ((b->slots = calloc(n, sizeof *b->slots)) == NULL) {
+		free(b);
+		return NULL;
+	}
+	b->mask = n - 1;
+	pthread_mutex_init(&b->mu, NULL);
+	return b;
+}
+
+void fwd_auth_backoff_free(struct fwd_auth_backoff *b)
+{
+	if (b == NULL)
+		return;
+	pthread_mutex_destroy(&b->mu);
+	free(b->slots);
+	free(b);
+}
+
+static int addr_key(const struct sockaddr *sa, uint8_t out[16])
+{
+	memset(out, 0, 16);
+	if (sa == NULL)
+		return 0;
+	if (sa->sa_family == AF_INET) {
+		memcpy(out, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+		return AF_INET;
+	}
+	if (sa->sa_family == AF_INET6) {
+		memcpy(out, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+		return AF_INET6;
+	}
+	return 0;
+}
+
+/* The slot of client (creating it when create); NULL if none.  Locked. */
+static struct bo_slot *bo_find(struct fwd_auth_backoff *b, const struct sockaddr *client, double now,
+    int create)
+{
+	uint8_t a[16];
+	int fam = addr_key(client, a);
+	uint32_t h = 2166136261u;
+	struct bo_slot *victim = NULL;
+
+	if (fam == 0)
+		return NULL;
+	for (int i = 0; i < 16; i++)
+		h = (h ^ a[i]) * 16777619u;
+	for (size_t i = 0, s = h & b->mask; i < CACHE_PROBE; i++, s = (s + 1) & b->mask) {
+		struct bo_slot *e = &b->slots[s];
+		if (e->family == fam && memcmp(e->addr, a, 16) == 0) {
+			if (now - e->last >= FWD_AUTH_FORGET_AFTER && now >= e->until) {
+				e->failures = 0;
+				e->until = 0;
+			}
+			return e;
+		}
+		if (victim == NULL || e->family == 0 || (victim->family != 0 && e->last < victim->last))
+			victim = e;
+	}
+	if (!create)
+		return NULL;
+	memset(victim, 0, sizeof *victim);
+	victim->family = fam;
+	memcpy(victim->addr, a, 16);
+	return victim;
+}
+
+double fwd_auth_backoff_wait(struct fwd_auth_backoff *b, const struct sockaddr *client, double now)
+{
+	double w = 0;
+
+	if (b == NULL)
+		return 0;
+	pthread_mutex_lock(&b->mu);
+	struct bo_slot *e = bo_find(b, client, now, 0);
+	if (e != NULL && e->until > now)
+		w = e->until - now;
+	pthread_mutex_unlock(&b->mu);
+	return w;
+}
+
+double fwd_auth_backoff_fail(struct fwd_auth_backoff *b, const struct sockaddr *client, double now,
+    unsigned *failures)
+{
+	double d = 0;
+	unsigned n = 0;
+
+	if (b != NULL) {
+		pthread_mutex_lock(&b->mu);
+		struct bo_slot *e = bo_find(b, client, now, 1);
+		if (e != NULL) {
+			n = ++e->failures;
+			e->last = now;
+			if (n >= FWD_AUTH_FREE_FAILURES) {
+				unsigned sh = n - FWD_AUTH_FREE_FAILURES;
+				d = sh >= 6 ? FWD_AUTH_MAX_DELAY : (double)(1u << sh);
+				if (d > FWD_AUTH_MAX_DELAY)
+					d = FWD_AUTH_MAX_DELAY;
+				e->until = now + d;
+			}
+		}
+		pthread_mutex_unlock(&b->mu);
+	}
+	if (failures)
+		*failures = n;
+	return d;
+}
+
+void fwd_auth_backoff_ok(struct fwd_auth_backoff *b, const struct sockaddr *client)
+{
+	if (b == NULL)
+		return;
+	pthread_mutex_lock(&b->mu);
+	struct bo_slot *e = bo_find(b, client, 0, 0);
+	if (e != NULL)
+		memset(e, 0, sizeof *e);
+	pthread_mutex_unlock(&b->mu);
+}
+
+/* ---------------------------------------------------------------- pool */
+
+struct fwd_auth_pool {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct fwd_auth_job *head, *tail;
+	size_t queued, max_queue;
+	int stop;
+	int nthreads;
+	pthread_t threads[8];
+};
+
+/* A sha512 setting: unknown users cost about what a sha512 user costs. */
+static const char dummy_setting[] = "$6$gatehouse.unkn$";
+
+static int verify_with(struct crypt_data *cd, const char *pass, const char *hash)
+{
+	const char *setting = hash ? hash : dummy_setting;
+	size_t hl = strlen(setting);
+	const char *r;
+
+	memset(cd, 0, sizeof *cd);
+	r = crypt_r(pass, setting, cd);
+	if (hash == NULL || r == NULL || r[0] == '*' || strlen(r) != hl)
+		return 0;
+	return CRYPTO_memcmp(r, hash, hl) == 0;
+}
+
+int fwd_auth_verify(const char *pass, const char *hash)
+{
+	struct crypt_data *cd = malloc(sizeof *cd);
+	int ok;
+
+	if (cd == NULL)
+		return 0;
+	ok = verify_with(cd, pass, hash);
+	OPENSSL_cleanse(cd, sizeof *cd);
+	free(cd);
+	return ok;
+}
+
+static void *pool_main(void *arg)
+{
+	struct fwd_auth_pool *p = arg;
+	struct crypt_data *cd = malloc(sizeof *cd);
+
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		while (p->head == NULL && !p->stop)
+			pthread_cond_wait(&p->cv, &p->mu);
+		if (p->stop)
+			break;
+		struct fwd_auth_job *j = p->head;
+		p->head = j->next;
+		if (p->head == NULL)
+			p->tail = NULL;
+		p->queued--;
+		pthread_mutex_unlock(&p->mu);
+		int ok = atomic_load_explicit(&j->cancelled, memory_order_acquire) ? -1 :
+		    cd != NULL && verify_with(cd, j->pass, j->hash);
+		j->done(j, ok);
+		pthread_mutex_lock(&p->mu);
+	}
+	pthread_mutex_unlock(&p->mu);
+	if (cd != NULL)
+		OPENSSL_cleanse(cd, sizeof *cd);
+	free(cd);
+	return NULL;
+}
+
+struct fwd_auth_pool *fwd_auth_pool_new(int nthreads, size_t max_queue)
+{
+	struct fwd_auth_pool *p = calloc(1, sizeof *p);
+
+	if (p == NULL)
+		return NULL;
+	if (nthreads < 1)
+		nthreads = 1;
+	if (nthreads > 8)
+		nthreads = 8;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	p->max_queue = max_queue ? max_queue : 1024;
+	for (int i = 0; i < nthreads; i++) {
+		if (pthread_create(&p->threads[i], NULL, pool_main, p) != 0) {
+			fwd_auth_pool_free(p);
+			return NULL;
+		}
+		p->nthreads++;
+	}
+	return p;
+}
+
+int fwd_auth_pool_submit(struct fwd_auth_pool *p, struct fwd_auth_job *job)
+{
+	int rc = -1;
+
+	pthread_mutex_lock(&p->mu);
+	if (!p->stop && p->queued < p->max_queue) {
+		job->next = NULL;
+		if (p->tail)
+			p->tail->next = job;
+		else
+			p->head = job;
+		p->tail = job;
+		p->queued++;
+		pthread_cond_signal(&p->cv);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+void fwd_auth_pool_free(struct fwd_auth_pool *p)
+{
+	struct fwd_auth_job *j;
+
+	if (p == NULL)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->stop = 1;
+	j = p->head;
+	p->head = p->tail = NULL;
+	p->queued = 0;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	for (int i = 0; i < p->nthreads; i++)
+		pthread_join(p->threads[i], NULL);
+	while (j != NULL) {
+		struct fwd_auth_job *next = j->next;
+		j->done(j, -1);
+		j = next;
+	}
+	pthread_cond_destroy(&p->cv);
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+}

@@ -1,0 +1,147 @@
+/*
+ * forward/auth: Basic proxy authentication for the forward side.
+ *
+ *   - the user database: an htpasswd-format users file ("user:crypt-hash",
+ *     hashes verified by libcrypt: bcrypt $2y$/$2b$, sha512 $6$, yescrypt
+ *     $y$, ...) and an optional groups file ("group: user1 user2"), loaded
+ *     once per config snapshot and immutable afterwards;
+ *   - the Basic credentials parser (pure);
+ *   - the verified-credentials cache: key = SHA-256(per-cache random salt,
+ *     user, NUL, password); the plain password is never kept.  Shared by
+ *     all workers under a mutex (a lookup is one hash and a few compares);
+ *   - per-client-address backoff after repeated failures;
+ *   - a small thread pool that runs crypt_r() off the worker loops.
+ *
+ * Ownership: every object here belongs to the forward side data of one
+ * config snapshot and is freed with it.  Times are passed in (seconds,
+ * CLOCK_MONOTONIC or anything monotonic) so the pure parts are testable.
+ */
+#ifndef GW_FORWARD_AUTH_H
+#define GW_FORWARD_AUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+
+#define FWD_AUTH_USER_MAX 128     /* longest user name accepted */
+#define FWD_AUTH_PASS_MAX 256     /* longest password accepted */
+
+/* ---- user database ---- */
+
+struct fwd_auth_db;
+
+/*
+ * Parse a users file (users[0..ulen)) and an optional groups file
+ * (groups may be NULL).  Lines: '#' comments and blank lines ignored, CRLF
+ * accepted.  Users: "name:hash" (name 1..FWD_AUTH_USER_MAX bytes without
+ * ':' or control characters; hash a crypt(3) setting libcrypt supports,
+ * checked with crypt_checksalt()); a bad line, an unsupported hash (e.g.
+ * htpasswd's $apr1$ or {SHA}) or a duplicate user is skipped and counted.
+ * Groups: "group: user user ..." (blanks or commas between users); users
+ * that are not in the users file are ignored.  Returns NULL with a message
+ * in err only on out of memory.
+ */
+struct fwd_auth_db *fwd_auth_db_parse(const char *users, size_t ulen, const char *groups,
+    size_t glen, char *err, size_t errlen);
+/* Same from files (groups_path may be NULL); NULL with err if a file cannot be read. */
+struct fwd_auth_db *fwd_auth_db_load(const char *users_path, const char *groups_path, char *err,
+    size_t errlen);
+void fwd_auth_db_free(struct fwd_auth_db *db);
+
+size_t fwd_auth_db_nusers(const struct fwd_auth_db *db);
+/* Skipped lines of the users (which = 0) or groups (1) file; *first_line
+ * (if not NULL) gets the 1-based number of the first one (0 if none). */
+size_t fwd_auth_db_skipped(const struct fwd_auth_db *db, int which, size_t *first_line);
+/* Index of user (exact, case-sensitive), or -1. */
+long fwd_auth_db_find(const struct fwd_auth_db *db, const char *user);
+/* The stored name, hash and groups of user index i (pointers into db). */
+const char *fwd_auth_db_name(const struct fwd_auth_db *db, long i);
+const char *fwd_auth_db_hash(const struct fwd_auth_db *db, long i);
+const char *const *fwd_auth_db_groups(const struct fwd_auth_db *db, long i, size_t *n);
+
+/* ---- Basic credentials ---- */
+
+/*
+ * Parse a Proxy-Authorization value "Basic <base64(user:pass)>" (scheme
+ * case-insensitive).  Fills user and pass (NUL-terminated, at most
+ * FWD_AUTH_USER_MAX / FWD_AUTH_PASS_MAX bytes).  Returns 0, or -1 when the
+ * value is not Basic, not valid base64, has no ':', an empty user, a user
+ * or password that is too long, or a NUL/control character in the user.
+ */
+int fwd_auth_parse_basic(const char *value, size_t len, char user[FWD_AUTH_USER_MAX + 1],
+    char pass[FWD_AUTH_PASS_MAX + 1]);
+
+/* ---- verified-credentials cache ---- */
+
+struct fwd_auth_cache;
+
+/* A cache of at most slots entries (rounded up to a power of two). */
+struct fwd_auth_cache *fwd_auth_cache_new(size_t slots, double ttl);
+void fwd_auth_cache_free(struct fwd_auth_cache *c);
+/* 1 if (user, pass) was verified and put less than ttl seconds before now. */
+int fwd_auth_cache_check(struct fwd_auth_cache *c, const char *user, const char *pass, double now);
+/* Remember a verified (user, pass) at now. */
+void fwd_auth_cache_put(struct fwd_auth_cache *c, const char *user, const char *pass, double now);
+/* Forget every entry of user (e.g. after a failed attempt with another password). */
+void fwd_auth_cache_forget(struct fwd_auth_cache *c, const char *user);
+
+/* ---- per-client backoff ---- */
+
+#define FWD_AUTH_FREE_FAILURES 3     /* failures allowed before backoff starts */
+#define FWD_AUTH_MAX_DELAY 60.0      /* longest refusal, seconds */
+#define FWD_AUTH_FORGET_AFTER 300.0  /* a client's failure count resets after this quiet time */
+
+struct fwd_auth_backoff;
+
+struct fwd_auth_backoff *fwd_auth_backoff_new(size_t slots);
+void fwd_auth_backoff_free(struct fwd_auth_backoff *b);
+/* Seconds client must still wait before its credentials are checked (0 = none). */
+double fwd_auth_backoff_wait(struct fwd_auth_backoff *b, const struct sockaddr *client, double now);
+/*
+ * Record a failure.  From the FWD_AUTH_FREE_FAILURES-th failure on, the
+ * client is refused for 2^(failures - FWD_AUTH_FREE_FAILURES) seconds (at
+ * most FWD_AUTH_MAX_DELAY).  Returns that delay (0 below the threshold);
+ * *failures (if not NULL) gets the count.
+ */
+double fwd_auth_backoff_fail(struct fwd_auth_backoff *b, const struct sockaddr *client, double now,
+    unsigned *failures);
+/* A success clears the client's record. */
+void fwd_auth_backoff_ok(struct fwd_auth_backoff *b, const struct sockaddr *client);
+
+/* ---- verification thread pool ---- */
+
+struct fwd_auth_pool;
+
+/*
+ * One verification.  The caller allocates the job (usually inside a bigger
+ * struct of its own), fills hash (must stay valid until done runs; NULL =
+ * unknown user: a dummy hash is computed so timing does not tell) and
+ * pass, and submits it.  done(job, result) runs on a pool thread with
+ * result 1 (password matches), 0 (it does not) or -1 (cancelled: the pool
+ * is being freed or job->cancelled was set; the job was never verified).  done must not block; it
+ * owns the job from then on.  pass is still there in done (to cache the
+ * verified credentials); done must wipe it (OPENSSL_cleanse).
+ */
+struct fwd_auth_job {
+	struct fwd_auth_job *next;
+	const char *hash;
+	char pass[FWD_AUTH_PASS_MAX + 1];
+	void (*done)(struct fwd_auth_job *job, int result);
+	/* set (any thread) when nobody waits for the answer any more: a queued
+	 * job is then not verified and done gets -1 at once */
+	_Atomic int cancelled;
+};
+
+/* Start nthreads threads.  NULL on failure. */
+struct fwd_auth_pool *fwd_auth_pool_new(int nthreads, size_t max_queue);
+/* Queue job: 0, or -1 when the queue is full (done is then not called). */
+int fwd_auth_pool_submit(struct fwd_auth_pool *p, struct fwd_auth_job *job);
+/* Stop: the jobs being verified finish, the queued ones get done(job, -1);
+ * then the threads are joined and everything freed.  NULL is fine. */
+void fwd_auth_pool_free(struct fwd_auth_pool *p);
+
+/* Verify pass against a crypt(3) hash; pure, may take tens of milliseconds. */
+int fwd_auth_verify(const char *pass, const char *hash);
+
+#endif

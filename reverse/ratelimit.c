@@ -1,0 +1,124 @@
+/*
+ * reverse/ratelimit: fixed-size open-addressing table of token buckets (see
+ * ratelimit.h).  Pure: no I/O, no clock reads, one allocation at creation.
+ */
+#include "reverse/ratelimit.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define RL_KEY 32
+#define RL_PROBE 8
+
+struct rl_slot {
+	uint8_t used;
+	uint8_t klen;
+	uint8_t key[RL_KEY];
+	double tokens;
+	double stamp;      /* when tokens was computed */
+};
+
+struct rev_rl {
+	size_t mask;
+	struct rl_slot *slots;
+};
+
+struct rev_rl *rev_rl_new(size_t cap)
+{
+	struct rev_rl *t = calloc(1, sizeof *t);
+	size_t n = 64;
+
+	if (t == NULL)
+		return NULL;
+	while (n < cap)
+		n <<= 1;
+	t->slots = calloc(n, sizeof *t->slots);
+	if (t->slots == NULL) {
+		free(t);
+		return NULL;
+	}
+	t->mask = n - 1;
+	return t;
+}
+
+void rev_rl_free(struct rev_rl *t)
+{
+	if (t == NULL)
+		return;
+	free(t->slots);
+	free(t);
+}
+
+static uint64_t hash(const uint8_t *k, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull;   /* FNV-1a, then a final mix */
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= k[i];
+		h *= 0x100000001b3ull;
+	}
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	return h;
+}
+
+static double refill(const struct rl_slot *s, double rps, double burst, double now)
+{
+	double t = s->tokens + (now - s->stamp) * rps;
+
+	return t > burst ? burst : t;
+}
+
+int rev_rl_take(struct rev_rl *t, const void *key, size_t klen, double rps, double burst,
+    double now, double *retry_after)
+{
+	struct rl_slot *s = NULL, *victim = NULL;
+	double best = -1;
+	size_t h;
+
+	if (rps <= 0)
+		return 1;
+	if (burst < 1)
+		burst = 1;
+	if (klen > RL_KEY)
+		klen = RL_KEY;
+	h = (size_t)hash(key, klen);
+	for (size_t i = 0; i < RL_PROBE; i++) {
+		struct rl_slot *x = &t->slots[(h + i) & t->mask];
+		if (!x->used) {
+			if (victim == NULL || victim->used)
+				victim = x;
+			best = burst + 1;
+			continue;
+		}
+		if (x->klen == klen && memcmp(x->key, key, klen) == 0) {
+			s = x;
+			break;
+		}
+		if (best <= burst) {
+			double f = refill(x, rps, burst, now);
+			if (f > best) {
+				best = f;
+				victim = x;
+			}
+		}
+	}
+	if (s == NULL) {
+		s = victim;
+		s->used = 1;
+		s->klen = (uint8_t)klen;
+		memcpy(s->key, key, klen);
+		s->tokens = burst;
+		s->stamp = now;
+	}
+	s->tokens = refill(s, rps, burst, now);
+	s->stamp = now;
+	if (s->tokens >= 1 - 1e-9) {   /* float drift must not cost a token */
+		s->tokens -= 1;
+		return 1;
+	}
+	if (retry_after != NULL)
+		*retry_after = (1 - s->tokens) / rps;
+	return 0;
+}

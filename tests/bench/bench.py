@@ -1,0 +1,395 @@
+#!/usr/bin/env python3
+"""Gatehouse benchmark driver (run it through tests/bench/run.sh).
+
+Starts the origin (tests/bench/origin.c) and the load tools on CPU 0 and every
+proxy on CPU 1 (taskset), then runs each scenario interleaved: contender A,
+B, C, A, B, C, ... for ROUNDS rounds, and prints medians and Gatehouse/peer
+ratios of the same run.  Results go to OUT/results.json and a Markdown table
+to stdout (tests/bench/RESULTS.md is written from it by hand).
+
+Environment: GATEHOUSE_BIN (default /tmp/build-bench/gatehouse), BENCH_ROUNDS
+(3), BENCH_SECS (5), BENCH_ONLY (comma list of scenario names), BENCH_OUT.
+"""
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+GH = os.environ.get("GATEHOUSE_BIN", "/tmp/build-bench/gatehouse")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+SECS = int(os.environ.get("BENCH_SECS", "5"))
+ONLY = [x for x in os.environ.get("BENCH_ONLY", "").split(",") if x]
+OUT = os.environ.get("BENCH_OUT") or tempfile.mkdtemp(prefix="gatehouse-bench-", dir="/var/tmp")
+os.makedirs(OUT, exist_ok=True)
+os.chmod(OUT, 0o777)
+BIN = os.path.join(OUT, "bin")
+CLK = os.sysconf("SC_CLK_TCK")
+
+P_ORIGIN, P_SINK = 18080, 18090
+P_GH_REV, P_GH_FWD, P_GHL_REV, P_GHL_FWD = 18101, 18102, 18111, 18112
+P_NGINX, P_HAPROXY, P_SQUID, P_TINY = 18201, 18301, 18401, 18501
+
+PROCS = {}
+RESULTS = {}
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def wait_port(port, timeout=15):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def build_tools():
+    os.makedirs(BIN, exist_ok=True)
+    for t in ("origin", "rateload", "connectload", "idleconns"):
+        subprocess.run(["gcc", "-O2", "-Wall", "-o", os.path.join(BIN, t),
+                        os.path.join(HERE, t + ".c")], check=True)
+
+
+def subst(name, **kw):
+    with open(os.path.join(HERE, name)) as f:
+        text = f.read()
+    for k, v in kw.items():
+        text = text.replace("@%s@" % k, str(v))
+    path = os.path.join(OUT, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def gh_conf(tag, rev, fwd, access):
+    d = os.path.join(OUT, tag)
+    os.makedirs(d, exist_ok=True)
+    text = """global: { workers = 1; user = ""; state_dir = "%s"; max_connections = 100000;
+  log: { error = "%s/error.log"; level = "warn"; access = "%s"; };
+};
+forward: {
+  listeners = ( { address = "127.0.0.1:%d"; } );
+  allow_clients = [ "127.0.0.0/8" ];
+  deny_destinations = [ ];
+  connect_ports = [ %d ];
+};
+reverse: {
+  listeners = ( { address = "127.0.0.1:%d"; } );
+  upstreams = ( { name = "origin"; servers = ( { address = "127.0.0.1:%d"; } ); keepalive = 256; } );
+  sites = ( { default = true; routes = ( { path = "/"; upstream = "origin"; } ); } );
+};
+""" % (d, d, access, fwd, P_SINK, rev, P_ORIGIN)
+    path = os.path.join(d, "gatehouse.conf")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def start(name, argv, port, cpu="1", **kw):
+    errf = open(os.path.join(OUT, name + ".out"), "wb")
+    p = subprocess.Popen(["taskset", "-c", cpu] + argv, stdout=errf, stderr=errf,
+                         preexec_fn=raise_nofile, **kw)
+    PROCS[name] = p
+    if port and not wait_port(port):
+        raise SystemExit("%s did not listen on %d; see %s" % (name, port, errf.name))
+    return p
+
+
+def raise_nofile():
+    import resource
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (200000, 200000))   # root may raise the hard limit
+    except (ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def stop(name):
+    p = PROCS.pop(name, None)
+    if p and p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def start_gatehouse(tag, rev, fwd, access=""):
+    conf = gh_conf(tag, rev, fwd, access)
+    start(tag, [GH, "-c", conf], rev)
+    wait_port(fwd)
+
+
+def start_nginx(tag="nginx", port=P_NGINX):
+    d = os.path.join(OUT, tag)
+    os.makedirs(d, exist_ok=True)
+    conf = subst("nginx.conf", DIR=d, PORT=port, ORIGIN=P_ORIGIN, ACCESS="off")
+    os.rename(conf, os.path.join(d, "nginx.conf"))
+    start(tag, ["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf")], port)
+
+
+def start_haproxy(tag="haproxy", port=P_HAPROXY):
+    conf = subst("haproxy.cfg", PORT=port, ORIGIN=P_ORIGIN)
+    start(tag, ["haproxy", "-db", "-f", conf], port)
+
+
+def start_squid():
+    conf = subst("squid.conf", DIR=OUT, PORT=P_SQUID)
+    start("squid", ["squid", "-N", "-f", conf], P_SQUID)
+
+
+def start_tinyproxy():
+    conf = subst("tinyproxy.conf", DIR=OUT, PORT=P_TINY)
+    start("tinyproxy", ["tinyproxy", "-d", "-c", conf], P_TINY)
+
+
+def cpu_s(name):
+    p = PROCS.get(name)
+    if not p:
+        return 0.0
+    with open("/proc/%d/stat" % p.pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK
+
+
+def rss_kb(name):
+    with open("/proc/%d/status" % PROCS[name].pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def fd_count(name):
+    return len(os.listdir("/proc/%d/fd" % PROCS[name].pid))
+
+
+def wrk(port, conns, secs, path="/", env=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    argv = ["taskset", "-c", "0", "wrk", "-t1", "-c%d" % conns, "-d%ds" % secs, "--timeout", "5s",
+            "-s", os.path.join(HERE, "bench.lua"), "http://127.0.0.1:%d%s" % (port, path)]
+    p = subprocess.run(argv, capture_output=True, text=True, env=e, timeout=secs + 60)
+    m = re.search(r"^STATS (.*)$", p.stdout, re.M)
+    if not m:
+        log("wrk failed:", p.stdout, p.stderr)
+        return {"req": 0, "bytes": 0, "dur": 1, "err": 1, "p50": 0, "p99": 0}
+    v = [int(x) for x in m.group(1).split()]
+    lat = [int(x) for x in re.search(r"^LAT (.*)$", p.stdout, re.M).group(1).split()]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", p.stdout)
+    return {"req": v[0], "bytes": v[1], "dur": v[2] / 1e6, "err": sum(v[3:]) +
+            (int(non2xx.group(1)) if non2xx else 0), "p50": lat[0], "p99": lat[1]}
+
+
+def tool(name, *args, timeout=120):
+    p = subprocess.run(["taskset", "-c", "0", os.path.join(BIN, name)] + [str(a) for a in args],
+                       capture_output=True, text=True, timeout=timeout)
+    out = p.stdout.strip().splitlines()
+    return dict(kv.split("=", 1) for kv in (out[-1].split() if out else []) if "=" in kv)
+
+
+def interleave(scenario, contenders, run_one, unit, keys):
+    """contenders: list of (label, procname or None, port/args); run_one -> dict."""
+    if ONLY and scenario not in ONLY:
+        return
+    log("== %s" % scenario)
+    samples = {c[0]: [] for c in contenders}
+    for c in contenders:                      # warm-up, not recorded
+        run_one(c, warm=True)
+    for r in range(ROUNDS):
+        for c in contenders:
+            label, proc = c[0], c[1]
+            c0 = cpu_s(proc) if proc else 0
+            res = run_one(c, warm=False)
+            res["cpu"] = (cpu_s(proc) - c0) if proc else 0
+            if res.get("req"):
+                res["cpu_us_per_req"] = res["cpu"] / res["req"] * 1e6
+            samples[label].append(res)
+            log("  r%d %-12s %s" % (r, label, " ".join("%s=%s" % (k, round(res.get(k, 0), 2))
+                                                       for k in keys)))
+    med = {}
+    for label, rs in samples.items():
+        med[label] = {k: statistics.median([x.get(k, 0) for x in rs]) for k in keys}
+        med[label]["range"] = {k: (min(x.get(k, 0) for x in rs), max(x.get(k, 0) for x in rs))
+                               for k in keys}
+        med[label]["errors"] = sum(x.get("err", 0) for x in rs)
+    RESULTS[scenario] = {"unit": unit, "keys": keys, "median": med, "samples": samples}
+
+
+def wrk_runner(conns, path="/", env=None):
+    def run(c, warm):
+        r = wrk(c[2], conns, 1 if warm else SECS, path, env)
+        r["rps"] = r["req"] / r["dur"]
+        r["MBps"] = r["bytes"] / r["dur"] / 1e6
+        return r
+    return run
+
+
+def main():
+    build_tools()
+    log("output in", OUT)
+    start("origin", [os.path.join(BIN, "origin"), str(P_ORIGIN), str(P_SINK)], P_ORIGIN, cpu="0")
+    start_gatehouse("gatehouse", P_GH_REV, P_GH_FWD)
+    start_gatehouse("gatehouse_log", P_GHL_REV, P_GHL_FWD,
+                    access=os.path.join(OUT, "gatehouse_log", "access.log"))
+    start_nginx()
+    start_haproxy()
+    start_squid()
+    start_tinyproxy()
+    time.sleep(1)
+
+    rev = [("direct", None, P_ORIGIN), ("gatehouse", "gatehouse", P_GH_REV),
+           ("nginx", "nginx", P_NGINX), ("haproxy", "haproxy", P_HAPROXY)]
+    rev_log = rev[:2] + [("gatehouse+log", "gatehouse_log", P_GHL_REV)] + rev[2:]
+    k_small = ["rps", "cpu_us_per_req", "p50", "p99"]
+    interleave("rev_ka_c50", rev_log, wrk_runner(50), "req/s", k_small)
+    interleave("rev_ka_c500", rev, wrk_runner(500), "req/s", k_small)
+    interleave("rev_1m_c4", rev, wrk_runner(4, "/1m"), "MB/s", ["MBps", "cpu", "p50", "p99"])
+    interleave("rev_close_c50", rev, wrk_runner(50, env={"WRK_CLOSE": "1"}), "req/s", k_small)
+
+    fwd_env = {"WRK_PATH": "http://127.0.0.1:%d/" % P_ORIGIN, "WRK_HOST": "127.0.0.1:%d" % P_ORIGIN}
+    fwd = [("direct", None, P_ORIGIN), ("gatehouse", "gatehouse", P_GH_FWD),
+           ("squid", "squid", P_SQUID), ("tinyproxy", "tinyproxy", P_TINY)]
+    interleave("fwd_ka_c50", fwd, wrk_runner(50, env=fwd_env), "req/s", k_small)
+
+    def rate_run(c, warm):
+        r = tool("rateload", "-p", c[2], "-r", 1000, "-d", 2 if warm else 8, "-c", 50,
+                 timeout=60)
+        return {"p50": float(r.get("p50_us", 0)), "p99": float(r.get("p99_us", 0)),
+                "p999": float(r.get("p999_us", 0)), "req": int(r.get("ok", 0)),
+                "err": int(r.get("err", 1))}
+    interleave("rev_latency_1000rps", rev, rate_run, "µs", ["p50", "p99", "p999"])
+
+    conn = [("direct", None, None), ("gatehouse", "gatehouse", P_GH_FWD),
+            ("squid", "squid", P_SQUID), ("tinyproxy", "tinyproxy", P_TINY)]
+
+    def connect_run(mode, conns):
+        def run(c, warm):
+            args = ["-t", P_SINK, "-m", mode, "-d", 1 if warm else SECS, "-c", conns]
+            args += ["-D"] if c[2] is None else ["-p", c[2]]
+            r = tool("connectload", *args, timeout=60)
+            ok = int(r.get("ok", 0))
+            return {"rate": float(r.get("rate", "0/s").rstrip("/s")), "MBps": float(r.get("MBps", 0)),
+                    "req": ok, "err": int(r.get("err", 1))}
+        return run
+    interleave("connect_setup_c16", conn, connect_run("setup", 16), "tunnels/s", ["rate", "cpu"])
+    interleave("connect_bulk_c4", conn, connect_run("bulk", 4), "MB/s", ["MBps", "cpu"])
+
+    # Idle keep-alive connection memory: a fresh process per measurement.
+    if not ONLY or "idle_rss_10k" in ONLY:
+        log("== idle_rss_10k")
+        for n in ("gatehouse", "gatehouse_log", "nginx", "haproxy", "squid", "tinyproxy"):
+            stop(n)
+        samples = {"gatehouse": [], "nginx": []}   # haproxy: maxconn < 10,000 here
+        for r in range(2):
+            for label in samples:
+                if label == "gatehouse":
+                    start_gatehouse("gatehouse", P_GH_REV, P_GH_FWD)
+                elif label == "nginx":
+                    start_nginx()
+                else:
+                    start_haproxy()
+                port = {"gatehouse": P_GH_REV, "nginx": P_NGINX, "haproxy": P_HAPROXY}[label]
+                # warm: one request so lazily-built per-worker state exists
+                wrk(port, 10, 1)
+                time.sleep(0.5)
+                before = rss_kb(label)
+                p = subprocess.Popen(["taskset", "-c", "0", os.path.join(BIN, "idleconns"), "-p",
+                                      str(port), "-n", "10000"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, preexec_fn=raise_nofile)
+                line = p.stdout.readline().strip()
+                time.sleep(1.0)
+                after = rss_kb(label)
+                fds = fd_count(label)
+                p.stdin.close()
+                p.wait(30)
+                ok = int(re.search(r"ok=(\d+)", line).group(1)) if "ok=" in line else 0
+                per = (after - before) * 1024 / max(ok, 1)
+                samples[label].append({"bytes_per_conn": per, "ok": ok, "rss_before_kb": before,
+                                       "rss_after_kb": after, "fds": fds})
+                log("  r%d %-10s %s ok=%d before=%dkB after=%dkB -> %.0f B/conn fds=%d" %
+                    (r, label, line, ok, before, after, per, fds))
+                stop(label)
+                time.sleep(1)
+        RESULTS["idle_rss_10k"] = {"unit": "bytes/conn", "keys": ["bytes_per_conn"], "median": {
+            k: {"bytes_per_conn": statistics.median(x["bytes_per_conn"] for x in v),
+                "range": {"bytes_per_conn": (min(x["bytes_per_conn"] for x in v),
+                                             max(x["bytes_per_conn"] for x in v))},
+                "errors": sum(10000 - x["ok"] for x in v)}
+            for k, v in samples.items()}, "samples": samples}
+
+    if not ONLY or "profile" in ONLY:
+        profile()
+    for n in list(PROCS):
+        stop(n)
+    with open(os.path.join(OUT, "results.json"), "w") as f:
+        json.dump(RESULTS, f, indent=1, default=str)
+    print_table()
+
+
+def profile():
+    """perf record (flat, 499 Hz) of Gatehouse under wrk -c50: reverse, then forward."""
+    log("== profile")
+    for n in ("gatehouse",):
+        stop(n)
+    start_gatehouse("gatehouse", P_GH_REV, P_GH_FWD)
+    fwd_env = {"WRK_PATH": "http://127.0.0.1:%d/" % P_ORIGIN, "WRK_HOST": "127.0.0.1:%d" % P_ORIGIN}
+    for side, port, env in (("reverse", P_GH_REV, None), ("forward", P_GH_FWD, fwd_env)):
+        data = os.path.join(OUT, "perf-%s.data" % side)
+        rec = subprocess.Popen(["perf", "record", "-F", "499", "-p", str(PROCS["gatehouse"].pid),
+                                "-o", data, "--", "sleep", "6"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        wrk(port, 50, 8, "/", env)
+        rec.wait(30)
+        rep = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children",
+                              "--sort", "dso,symbol", "--percent-limit", "0.7"],
+                             capture_output=True, text=True)
+        text = "\n".join(l for l in rep.stdout.splitlines() if l.strip() and not l.startswith("#"))
+        with open(os.path.join(OUT, "perf-%s.txt" % side), "w") as f:
+            f.write(text + "\n")
+        log("-- perf top, %s (self %%):\n%s" % (side, "\n".join(text.splitlines()[:30])))
+    stop("gatehouse")
+
+
+BETTER_LOW = {"cpu_us_per_req", "p50", "p99", "p999", "cpu", "bytes_per_conn"}
+
+
+def print_table():
+    print("| Scenario | Metric | " + " | ".join(["contender", "median", "range", "GH/peer"]) + " |")
+    print("|---|---|---|---|---|---|")
+    for sc, r in RESULTS.items():
+        med = r["median"]
+        gh = med.get("gatehouse", {})
+        for k in r["keys"]:
+            for label, m in med.items():
+                ratio = ""
+                if label not in ("gatehouse", "gatehouse+log") and gh.get(k) and m.get(k):
+                    ratio = "%.2f" % (gh[k] / m[k])
+                lo, hi = m["range"][k]
+                print("| %s | %s | %s | %.1f | %.1f–%.1f | %s |" % (sc, k, label, m[k], lo, hi, ratio))
+            print("| | | | | | |")
+        errs = {l: m["errors"] for l, m in med.items() if m["errors"]}
+        if errs:
+            print("| %s | errors | %s | | | |" % (sc, errs))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        for n in list(PROCS):
+            stop(n)

@@ -1,0 +1,533 @@
+"""Reverse side: the shared HTTP cache (RFC 9111).  Every Cache-Control
+directive, Expires, Age, heuristic freshness, Vary, revalidation with 304,
+client conditionals, stale-while-revalidate, stale-if-error (origin down and
+5xx), collapsed forwarding, eviction at the memory bound, oversize
+pass-through, HEAD from a GET entry, invalidation by unsafe methods,
+X-Cache on/off.  Origins count the requests that reach them.  (Purge has no
+HTTP surface yet: tests/unit/reverse/test_cache.c covers it.)"""
+import threading
+import time
+
+import pytest
+
+import gh
+
+HOST = "app.test"
+
+
+def conf(port, origin_port, memory="16M", max_object="1M", xcache="true"):
+    return """
+reverse: {
+  listeners = ( { address = "127.0.0.1:%d"; } );
+  cache = { memory = "%s"; max_object = "%s"; x_cache_header = %s; };
+  upstreams = ( { name = "app"; servers = ( { address = "127.0.0.1:%d"; } ); } );
+  sites = ( { hosts = [ "%s" ]; routes = (
+      { path = "/"; upstream = "app"; cache = true; },
+      { path = "/ttl/"; upstream = "app"; cache = { ttl = 2.0; stale_if_error = 30.0; }; },
+      { path = "/plain/"; upstream = "app"; }
+  ); } );
+};
+""" % (port, memory, max_object, xcache, origin_port, HOST)
+
+
+@pytest.fixture
+def co():
+    o = gh.CacheOrigin()
+    yield o
+    o.kill()
+
+
+@pytest.fixture
+def gw(co, ports):
+    g = gh.Gatehouse(conf(ports[0], co.port), workers=2).start([ports[0]])
+    g.port = ports[0]
+    yield g
+    g.check_clean()
+
+
+def get(g, path, headers=None, method="GET"):
+    return gh.http_get(g.port, path, HOST, method=method, headers=headers)
+
+
+def xc(h):
+    return h.get("x-cache")
+
+
+# ---- freshness ----
+
+def test_max_age_hit_and_age(gw, co):
+    co.script("/a", headers=[("Cache-Control", "max-age=60"), ("Content-Type", "text/x-a")], body=b"A1")
+    st, h, b = get(gw, "/a")
+    assert (st, xc(h), b) == (200, "MISS", b"A1")
+    time.sleep(1.1)
+    st, h, b = get(gw, "/a")
+    assert (st, xc(h), b) == (200, "HIT", b"A1")
+    assert h["content-type"] == "text/x-a"
+    assert int(h["age"]) >= 1
+    assert "date" in h
+    assert co.count("/a") == 1
+
+
+def test_origin_age_counts(gw, co):
+    co.script("/aged", headers=[("Cache-Control", "max-age=60"), ("Age", "50")])
+    get(gw, "/aged")
+    st, h, _ = get(gw, "/aged")
+    assert xc(h) == "HIT" and int(h["age"]) >= 50
+
+
+def test_max_age_expires(gw, co):
+    co.script("/short", headers=[("Cache-Control", "max-age=1")])
+    get(gw, "/short")
+    assert xc(get(gw, "/short")[1]) == "HIT"
+    time.sleep(1.3)
+    assert xc(get(gw, "/short")[1]) == "MISS"
+    assert co.count("/short") == 2
+
+
+def test_s_maxage_wins_over_max_age(gw, co):
+    co.script("/s", headers=[("Cache-Control", "max-age=0, s-maxage=60")])
+    get(gw, "/s")
+    assert xc(get(gw, "/s")[1]) == "HIT"
+    assert co.count("/s") == 1
+
+
+def test_expires(gw, co):
+    now = time.time()
+    co.script("/exp", headers=[("Date", gh.http_date(now)), ("Expires", gh.http_date(now + 60))])
+    co.script("/exp-past", headers=[("Date", gh.http_date(now)), ("Expires", gh.http_date(now - 60))])
+    co.script("/exp-bad", headers=[("Expires", "0")])
+    for p in ("/exp", "/exp-past", "/exp-bad"):
+        get(gw, p)
+        get(gw, p)
+    assert (co.count("/exp"), co.count("/exp-past"), co.count("/exp-bad")) == (1, 2, 2)
+
+
+def test_heuristic_freshness_only_where_allowed(gw, co):
+    lm = gh.http_date(time.time() - 10000)
+    co.script("/h200", headers=[("Last-Modified", lm)])
+    co.script("/h302", status=302, headers=[("Last-Modified", lm), ("Location", "/x")])
+    co.script("/h200-none")
+    for p in ("/h200", "/h302", "/h200-none"):
+        get(gw, p)
+        get(gw, p)
+    # 200 with Last-Modified: 10% of its age; 302 is not heuristically cacheable
+    assert (co.count("/h200"), co.count("/h302"), co.count("/h200-none")) == (1, 2, 2)
+
+
+def test_route_ttl_when_origin_gives_none(gw, co):
+    co.script("/ttl/x")
+    get(gw, "/ttl/x")
+    assert xc(get(gw, "/ttl/x")[1]) == "HIT"
+    time.sleep(2.3)
+    assert xc(get(gw, "/ttl/x")[1]) == "MISS"
+    assert co.count("/ttl/x") == 2
+
+
+def test_other_cacheable_statuses(gw, co):
+    co.script("/gone", status=404, headers=[("Cache-Control", "max-age=60")], body=b"nope")
+    co.script("/moved", status=301, headers=[("Cache-Control", "max-age=60"), ("Location", "/new")])
+    co.script("/err", status=500, headers=[("Cache-Control", "max-age=60")])
+    co.script("/partial", status=206, headers=[("Cache-Control", "max-age=60"),
+                                               ("Content-Range", "bytes 0-3/10")])
+    for p in ("/gone", "/moved", "/err", "/partial"):
+        get(gw, p)
+        st, h, b = get(gw, p)
+    st, h, b = get(gw, "/gone")
+    assert (st, xc(h), b) == (404, "HIT", b"nope")
+    st, h, _ = get(gw, "/moved")
+    assert (st, h["location"]) == (301, "/new")
+    # 500 with explicit freshness is storable (RFC 9111 3); 206 never
+    assert (co.count("/gone"), co.count("/moved"), co.count("/err"), co.count("/partial")) == (1, 1, 1, 2)
+
+
+# ---- directives that forbid or limit storing ----
+
+@pytest.mark.parametrize("cc,stored", [
+    ("no-store", False),
+    ("private, max-age=60", False),
+    ('private="x-user", max-age=60', False),
+    ("public, max-age=60", True),
+    ("max-age=60, no-transform", True),
+])
+def test_response_directives(gw, co, cc, stored):
+    co.script("/d", headers=[("Cache-Control", cc)])
+    get(gw, "/d")
+    h = get(gw, "/d")[1]
+    assert co.count("/d") == (1 if stored else 2)
+    assert xc(h) == ("HIT" if stored else "MISS")
+
+
+def test_set_cookie_not_stored(gw, co):
+    co.script("/cookie", headers=[("Cache-Control", "max-age=60"), ("Set-Cookie", "s=1")])
+    get(gw, "/cookie")
+    get(gw, "/cookie")
+    assert co.count("/cookie") == 2
+
+
+def test_authorization_needs_public(gw, co):
+    auth = {"Authorization": "Basic dTpw"}
+    co.script("/auth", headers=[("Cache-Control", "max-age=60")])
+    co.script("/auth-pub", headers=[("Cache-Control", "public, max-age=60")])
+    co.script("/auth-s", headers=[("Cache-Control", "s-maxage=60")])
+    for p in ("/auth", "/auth-pub", "/auth-s"):
+        get(gw, p, auth)
+        get(gw, p, auth)
+    assert (co.count("/auth"), co.count("/auth-pub"), co.count("/auth-s")) == (2, 1, 1)
+
+
+def test_no_cache_always_revalidates(gw, co):
+    co.script("/nc", headers=[("Cache-Control", "no-cache")], etag='"v1"', body=b"NC")
+    get(gw, "/nc")
+    st, h, b = get(gw, "/nc")
+    assert (st, xc(h), b) == (200, "REVALIDATED", b"NC")
+    assert co.last("/nc").header("If-None-Match") == '"v1"'
+    assert co.count("/nc") == 2
+
+
+def test_must_revalidate_never_served_stale(gw, co):
+    co.script("/mr", headers=[("Cache-Control", "max-age=1, must-revalidate, stale-if-error=60")])
+    co.script("/pr", headers=[("Cache-Control", "max-age=1, proxy-revalidate, stale-if-error=60")])
+    co.script("/sie", headers=[("Cache-Control", "max-age=1, stale-if-error=60")])
+    for p in ("/mr", "/pr", "/sie"):
+        get(gw, p)
+    time.sleep(1.3)
+    co.kill()
+    assert get(gw, "/mr")[0] == 502
+    assert get(gw, "/pr")[0] == 502
+    st, h, _ = get(gw, "/sie")
+    assert (st, xc(h)) == (200, "STALE")
+
+
+# ---- request directives ----
+
+def test_request_no_cache_and_max_age_0_revalidate(gw, co):
+    co.script("/rq", headers=[("Cache-Control", "max-age=60")], etag='"e"')
+    get(gw, "/rq")
+    h = get(gw, "/rq", {"Cache-Control": "no-cache"})[1]
+    assert xc(h) == "REVALIDATED" and co.last("/rq").header("If-None-Match") == '"e"'
+    h = get(gw, "/rq", {"Cache-Control": "max-age=0"})[1]
+    assert xc(h) == "REVALIDATED"
+    h = get(gw, "/rq", {"Pragma": "no-cache"})[1]
+    assert xc(h) == "REVALIDATED"
+    assert xc(get(gw, "/rq")[1]) == "HIT"
+    assert co.count("/rq") == 4
+
+
+def test_request_no_store_bypasses(gw, co):
+    co.script("/ns", headers=[("Cache-Control", "max-age=60")])
+    get(gw, "/ns", {"Cache-Control": "no-store"})
+    get(gw, "/ns")
+    assert co.count("/ns") == 2
+    assert xc(get(gw, "/ns")[1]) == "HIT"
+
+
+def test_only_if_cached(gw, co):
+    co.script("/oic", headers=[("Cache-Control", "max-age=60")])
+    assert get(gw, "/oic", {"Cache-Control": "only-if-cached"})[0] == 504
+    get(gw, "/oic")
+    assert get(gw, "/oic", {"Cache-Control": "only-if-cached"})[0] == 200
+    assert co.count("/oic") == 1
+
+
+def test_max_stale(gw, co):
+    co.script("/mxs", headers=[("Cache-Control", "max-age=1")])
+    get(gw, "/mxs")
+    time.sleep(1.3)
+    h = get(gw, "/mxs", {"Cache-Control": "max-stale=30"})[1]
+    assert xc(h) == "STALE" and co.count("/mxs") == 1
+
+
+# ---- revalidation ----
+
+def test_revalidation_round_trip_with_etag(gw, co):
+    co.script("/rv", headers=[("Cache-Control", "max-age=1"), ("X-Version", "1")], etag='"v1"',
+              body=b"payload", headers_304=[("Cache-Control", "max-age=60"), ("X-Version", "2")])
+    get(gw, "/rv")
+    time.sleep(1.3)
+    st, h, b = get(gw, "/rv")
+    assert (st, xc(h), b) == (200, "REVALIDATED", b"payload")
+    assert co.last("/rv").header("If-None-Match") == '"v1"'
+    assert h["x-version"] == "2" and h["etag"] == '"v1"'      # 304 refreshed the stored headers
+    st, h, b = get(gw, "/rv")
+    assert (xc(h), b, h["x-version"]) == ("HIT", b"payload", "2")
+    assert co.count("/rv") == 2
+
+
+def test_revalidation_with_last_modified(gw, co):
+    lm = gh.http_date(time.time() - 3600)
+    co.script("/lm", headers=[("Cache-Control", "max-age=1")], last_modified=lm, body=b"L")
+    get(gw, "/lm")
+    time.sleep(1.3)
+    st, h, b = get(gw, "/lm")
+    assert (xc(h), b) == ("REVALIDATED", b"L")
+    assert co.last("/lm").header("If-Modified-Since") == lm
+
+
+def test_changed_content_replaces_entry(gw, co):
+    co.script("/chg", headers=[("Cache-Control", "max-age=1")], etag='"v1"', body=b"old")
+    get(gw, "/chg")
+    time.sleep(1.3)
+    co.script("/chg", headers=[("Cache-Control", "max-age=60")], etag='"v2"', body=b"new")
+    st, h, b = get(gw, "/chg")
+    assert (xc(h), b) == ("MISS", b"new")
+    assert get(gw, "/chg")[2] == b"new" and co.count("/chg") == 2
+
+
+def test_client_conditionals_answered_from_cache(gw, co):
+    lm = gh.http_date(time.time() - 3600)
+    co.script("/cond", headers=[("Cache-Control", "max-age=60")], etag='"c1"', last_modified=lm)
+    get(gw, "/cond")
+    st, h, b = get(gw, "/cond", {"If-None-Match": 'W/"c1"'})
+    assert (st, b, h["etag"]) == (304, b"", '"c1"')
+    assert get(gw, "/cond", {"If-None-Match": '"other"'})[0] == 200
+    assert get(gw, "/cond", {"If-Modified-Since": lm})[0] == 304
+    assert get(gw, "/cond", {"If-Modified-Since": gh.http_date(time.time() - 7200)})[0] == 200
+    assert co.count("/cond") == 1
+    # the origin never sees the client's own validators on a miss
+    co.script("/cond2", headers=[("Cache-Control", "max-age=60")], etag='"c2"', body=b"full")
+    st, _, b = get(gw, "/cond2", {"If-None-Match": '"c2"'})
+    assert (st, b) == (200, b"full") and co.last("/cond2").header("If-None-Match") is None
+
+
+# ---- stale-while-revalidate / stale-if-error ----
+
+def test_stale_while_revalidate_window(gw, co):
+    co.script("/swr", headers=[("Cache-Control", "max-age=1, stale-while-revalidate=2")], etag='"s"')
+    get(gw, "/swr")
+    time.sleep(1.3)                      # stale, inside the window: served at once
+    st, h, _ = get(gw, "/swr")
+    assert (st, xc(h)) == (200, "STALE") and co.count("/swr") == 1
+    time.sleep(2.0)                      # past the window: revalidated
+    assert xc(get(gw, "/swr")[1]) == "REVALIDATED"
+    assert co.count("/swr") == 2
+
+
+def test_stale_if_error_origin_down(gw, co):
+    co.script("/down", headers=[("Cache-Control", "max-age=1, stale-if-error=60")], body=b"kept")
+    co.script("/down-nosie", headers=[("Cache-Control", "max-age=1")], body=b"kept")
+    get(gw, "/down")
+    get(gw, "/down-nosie")
+    time.sleep(1.3)
+    co.kill()
+    st, h, b = get(gw, "/down")
+    assert (st, xc(h), b) == (200, "STALE", b"kept")
+    assert get(gw, "/down-nosie")[0] == 502
+
+
+def test_stale_if_error_on_5xx(gw, co):
+    co.script("/e5", headers=[("Cache-Control", "max-age=1, stale-if-error=60")], body=b"good")
+    get(gw, "/e5")
+    time.sleep(1.3)
+    for status in (500, 502, 503, 504):
+        co.script("/e5", status=status, body=b"bad")
+        st, h, b = get(gw, "/e5")
+        assert (st, xc(h), b) == (200, "STALE", b"good"), status
+    co.script("/e5", status=404, body=b"gone")
+    assert get(gw, "/e5")[0] == 404
+
+
+def test_stale_if_error_route_override(gw, co):
+    co.script("/ttl/sie", headers=[("Cache-Control", "max-age=1")], body=b"route")
+    get(gw, "/ttl/sie")
+    time.sleep(1.3)
+    co.kill()
+    st, h, b = get(gw, "/ttl/sie")
+    assert (st, xc(h), b) == (200, "STALE", b"route")
+
+
+# ---- Vary ----
+
+def test_vary_variants(gw, co):
+    co.script("/v", headers=[("Cache-Control", "max-age=60"), ("Vary", "Accept-Encoding")],
+              body=lambda r: (r.header("Accept-Encoding") or "none").encode())
+    assert get(gw, "/v", {"Accept-Encoding": "gzip"})[2] == b"gzip"
+    assert get(gw, "/v", {"Accept-Encoding": "br"})[2] == b"br"
+    st, h, b = get(gw, "/v", {"Accept-Encoding": "gzip"})
+    assert (xc(h), b) == ("HIT", b"gzip")
+    st, h, b = get(gw, "/v", {"Accept-Encoding": "br"})
+    assert (xc(h), b) == ("HIT", b"br")
+    assert get(gw, "/v")[2] == b"identity"      # http.client sends Accept-Encoding: identity
+    assert co.count("/v") == 3
+
+
+def test_vary_star_never_served(gw, co):
+    co.script("/vs", headers=[("Cache-Control", "max-age=60"), ("Vary", "*")])
+    for _ in range(3):
+        assert xc(get(gw, "/vs")[1]) == "MISS"
+    assert co.count("/vs") == 3
+
+
+# ---- collapsed forwarding ----
+
+def test_collapsed_forwarding(gw, co):
+    co.script("/slow", headers=[("Cache-Control", "max-age=60")], body=b"S" * 5000, delay=1.0)
+    results = []
+
+    def one():
+        results.append(get(gw, "/slow"))
+
+    ts = [threading.Thread(target=one) for _ in range(10)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(20)
+    assert len(results) == 10
+    assert all(st == 200 and b == b"S" * 5000 for st, _, b in results)
+    assert co.count("/slow") == 1
+    assert sorted(xc(h) for _, h, _ in results).count("MISS") == 1
+
+
+# ---- size bounds ----
+
+def test_eviction_at_memory_bound(co, ports):
+    g = gh.Gatehouse(conf(ports[0], co.port, memory="256k", max_object="64k"), workers=1)
+    g.start([ports[0]])
+    g.port = ports[0]
+    try:
+        for i in range(10):
+            co.script("/big/%d" % i, headers=[("Cache-Control", "max-age=60")], body=b"%d" % i * 40000)
+            get(g, "/big/%d" % i)
+        # the last ones are still there, the first ones were evicted
+        assert xc(get(g, "/big/9")[1]) == "HIT"
+        assert xc(get(g, "/big/8")[1]) == "HIT"
+        st, h, b = get(g, "/big/0")
+        assert (xc(h), b) == ("MISS", b"0" * 40000)
+        assert co.count("/big/0") == 2 and co.count("/big/9") == 1
+    finally:
+        g.check_clean()
+
+
+def test_oversize_passed_through(co, ports):
+    g = gh.Gatehouse(conf(ports[0], co.port, memory="1M", max_object="64k"), workers=1)
+    g.start([ports[0]])
+    g.port = ports[0]
+    try:
+        body = bytes(range(256)) * 400          # 102400 bytes
+        co.script("/huge", headers=[("Cache-Control", "max-age=60")], body=body)
+        co.script("/huge-chunked", headers=[("Cache-Control", "max-age=60")], body=body, chunked=True)
+        co.script("/fits", headers=[("Cache-Control", "max-age=60")], body=body[:60000], chunked=True)
+        for p in ("/huge", "/huge-chunked"):
+            for _ in range(2):
+                st, h, b = get(g, p)
+                assert (st, xc(h), b) == (200, "MISS", body)
+            assert co.count(p) == 2
+        get(g, "/fits")
+        st, h, b = get(g, "/fits")
+        assert (xc(h), b) == ("HIT", body[:60000])
+    finally:
+        g.check_clean()
+
+
+# ---- methods, headers ----
+
+def test_head_served_from_get_entry(gw, co):
+    co.script("/hd", headers=[("Cache-Control", "max-age=60")], body=b"0123456789")
+    get(gw, "/hd")
+    st, h, b = get(gw, "/hd", method="HEAD")
+    assert (st, xc(h), b, h["content-length"]) == (200, "HIT", b"", "10")
+    assert co.count("/hd") == 1
+
+
+def test_unsafe_method_invalidates(gw, co):
+    co.script("/inv", headers=[("Cache-Control", "max-age=60")])
+    get(gw, "/inv")
+    assert xc(get(gw, "/inv")[1]) == "HIT"
+    assert gh.http_get(gw.port, "/inv", HOST, method="POST", body=b"x")[0] == 200
+    assert xc(get(gw, "/inv")[1]) == "MISS"
+    assert co.count("/inv") == 3
+
+
+def test_uncached_route_untouched(gw, co):
+    co.script("/plain/p", headers=[("Cache-Control", "max-age=60")])
+    for _ in range(2):
+        assert "x-cache" not in get(gw, "/plain/p")[1]
+    assert co.count("/plain/p") == 2
+
+
+def test_x_cache_header_off(co, ports):
+    g = gh.Gatehouse(conf(ports[0], co.port, xcache="false"), workers=1).start([ports[0]])
+    g.port = ports[0]
+    try:
+        co.script("/q", headers=[("Cache-Control", "max-age=60")])
+        get(g, "/q")
+        st, h, _ = get(g, "/q")
+        assert st == 200 and "x-cache" not in h and "age" in h
+        assert co.count("/q") == 1
+    finally:
+        g.check_clean()
+
+
+def test_keys_host_case_and_query(gw, co):
+    co.script("/k?a=1", headers=[("Cache-Control", "max-age=60")], body=b"one")
+    co.script("/k?a=2", headers=[("Cache-Control", "max-age=60")], body=b"two")
+    assert get(gw, "/k?a=1")[2] == b"one"
+    assert get(gw, "/k?a=2")[2] == b"two"
+    st, h, b = gh.http_get(gw.port, "/k?a=1", "APP.test:80")
+    assert (st, b) == (200, b"one") and co.count("/k?a=1") == 1
+
+
+def test_collapsed_waiters_time_out(gw, co):
+    # the first fetch takes longer than the waiters' 5 s patience: the
+    # waiter goes to the origin itself
+    co.script("/glacial", headers=[("Cache-Control", "max-age=60")], body=b"G", delay=6.5)
+    out = []
+    t = threading.Thread(target=lambda: out.append(get(gw, "/glacial")))
+    t.start()
+    time.sleep(0.3)
+    t0 = time.time()
+    st, h, b = gh.http_get(gw.port, "/glacial", HOST, timeout=20)
+    waited = time.time() - t0
+    t.join(20)
+    assert (st, b) == (200, b"G") and out and out[0][0] == 200
+    assert 5.0 <= waited < 13.5, waited
+    assert co.count("/glacial") == 2
+
+
+def test_uncacheable_key_not_serialised(gw, co):
+    # once a key's response says it cannot be stored, concurrent requests
+    # for it go to the origin in parallel (hit-for-pass), not one by one
+    co.script("/priv", headers=[("Cache-Control", "private")], body=b"P", delay=1.0)
+    get(gw, "/priv")
+    results = []
+    ts = [threading.Thread(target=lambda: results.append(get(gw, "/priv"))) for _ in range(5)]
+    t0 = time.time()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(20)
+    assert [r[0] for r in results] == [200] * 5
+    assert time.time() - t0 < 1.7        # collapsed, they would take 2 s
+    assert co.count("/priv") == 6
+
+
+def test_empty_bodies(gw, co):
+    co.script("/e204", status=204, headers=[("Cache-Control", "max-age=60")], body=b"")
+    co.script("/e200", headers=[("Cache-Control", "max-age=60")], body=b"")
+    for p, st in (("/e204", 204), ("/e200", 200)):
+        get(gw, p)
+        s, h, b = get(gw, p)
+        assert (s, xc(h), b) == (st, "HIT", b"")
+        assert co.count(p) == 1
+
+
+def test_cached_404_keeps_its_cache_control(gw, co):
+    co.script("/g404", status=404, headers=[("Cache-Control", "max-age=60")], body=b"nope")
+    req = b"GET /g404 HTTP/1.1\r\nHost: app.test\r\n\r\n"
+    raw = gh.raw_exchange(gw.port, req + req + req[:-2] + b"Connection: close\r\n\r\n").decode("latin-1")
+    assert raw.count("X-Cache: HIT") == 2
+    assert "no-store" not in raw
+
+
+def test_cache_survives_reload_and_takes_new_settings(co, ports):
+    g = gh.Gatehouse(conf(ports[0], co.port), workers=1).start([ports[0]])
+    g.port = ports[0]
+    try:
+        co.script("/rl", headers=[("Cache-Control", "max-age=60")], body=b"R")
+        get(g, "/rl")
+        assert xc(get(g, "/rl")[1]) == "HIT"
+        g.reload(conf(ports[0], co.port, xcache="false"))
+        st, h, b = get(g, "/rl")
+        assert (st, b, "x-cache" in h) == (200, b"R", False)
+        assert co.count("/rl") == 1
+    finally:
+        g.check_clean()
