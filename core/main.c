@@ -272,6 +272,35 @@ static void print_errors(const struct conf_errors *errs, int to_log)
 	}
 }
 
+/* Create global.state_dir (and its parents) if missing; when we run as
+ * root and will become global.user, hand the new directory to that user. */
+static void make_state_dir(const char *dir, const char *user)
+{
+	char path[4096];
+	struct stat st;
+	size_t n = strlen(dir);
+
+	if (dir[0] == '\0' || n >= sizeof path || stat(dir, &st) == 0)
+		return;
+	memcpy(path, dir, n + 1);
+	for (char *p = path + 1; *p; p++)
+		if (*p == '/') {
+			*p = '\0';
+			(void)mkdir(path, 0755);
+			*p = '/';
+		}
+	if (mkdir(path, 0750) < 0) {
+		gw_warn("global.state_dir: cannot create %s: %s", dir, strerror(errno));
+		return;
+	}
+	if (geteuid() == 0 && user != NULL && user[0] != '\0') {
+		struct passwd *pw = getpwnam(user);
+		if (pw != NULL && chown(path, pw->pw_uid, pw->pw_gid) < 0)
+			gw_warn("global.state_dir: cannot hand %s to %s: %s", dir, user, strerror(errno));
+	}
+	gw_info("created state directory %s", dir);
+}
+
 static int drop_privileges(const char *user)
 {
 	struct passwd *pw;
@@ -560,6 +589,7 @@ int main(int argc, char **argv)
 	registry_commit(s);
 	s->generation = M.generation = 1;
 	M.snap = s;
+	make_state_dir(s->conf->global.state_dir, s->conf->global.user);
 	if (drop_privileges(s->conf->global.user) < 0)
 		return 1;
 	for (int i = 0; i < M.nworkers; i++) {

@@ -256,3 +256,54 @@ def test_upstream_tls_health_tcp_check(pki, ports):
         g.check_clean()
         o1.kill()
         o2.kill()
+
+
+def test_session_resumption_survives_reload(tgw, pki, origin):
+    ctx = ssl.create_default_context(cafile=pki["ca"])
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2   # session objects are simplest to reuse in 1.2
+
+    def connect(session=None):
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", tgw.port), timeout=5),
+                            server_hostname="a.test", session=session)
+        s.sendall(b"GET /size/1 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        assert gh.recv_response(s).endswith(b"x")
+        return s
+    s1 = connect()
+    sess = s1.session
+    s1.close()
+    s2 = connect(sess)
+    assert s2.session_reused
+    s2.close()
+    # ticket keys belong to the process, not the configuration generation
+    tgw.reload()
+    s3 = connect(sess)
+    assert s3.session_reused
+    s3.close()
+
+
+def test_ocsp_stapling_from_file(pki, origin, ports, tmp_path):
+    d = str(tmp_path)
+    index = os.path.join(d, "index.txt")
+    with open(index, "w") as f:
+        pass
+    resp = os.path.join(d, "a.ocsp.der")
+    p = subprocess.run(["openssl", "ocsp", "-index", index, "-rsigner", pki["ca"], "-rkey",
+                        os.path.join(pki["dir"], "ca.key"), "-CA", pki["ca"], "-issuer", pki["ca"],
+                        "-cert", pki["a"][0], "-respout", resp, "-ndays", "1"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and os.path.getsize(resp) > 0, p.stderr
+    conf = tls_conf(ports[0], ports[1], origin.port, pki).replace(
+        '{ cert = "%s"; key = "%s"; },' % pki["a"], '{ cert = "%s"; key = "%s"; ocsp = "%s"; },'
+        % (pki["a"][0], pki["a"][1], resp), 1)
+    g = gh.Gatehouse(conf).start([ports[0]])
+    try:
+        out = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % ports[0],
+                              "-servername", "a.test", "-status"], input=b"", capture_output=True,
+                             timeout=10).stdout.decode(errors="replace")
+        assert "OCSP Response Status: successful" in out
+        out = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % ports[0],
+                              "-servername", "x.b.test", "-status"], input=b"", capture_output=True,
+                             timeout=10).stdout.decode(errors="replace")
+        assert "OCSP response: no response sent" in out
+    finally:
+        g.check_clean()
