@@ -242,13 +242,36 @@
       });
     }
     if (!rv.sites.length) st.append(el('tr', null, el('td', { colspan: 4, class: 'muted', text: 'no sites configured' })));
+    const live = await api('upstreams');
+    const state = {};
+    if (live.ok) for (const v of live.data.servers) state[v.upstream + ' ' + v.address] = v;
+    const admin = session && session.role === 'admin';
     const up = clear($('rv-ups'));
     for (const u of rv.upstreams) {
-      u.servers.forEach((s, i) => up.append(el('tr', null, el('td', { text: i === 0 ? u.name : '' }), el('td', { text: i === 0 ? u.balance : '' }),
-        el('td', { class: 'mono', text: s.address }), el('td', { text: s.weight }), el('td', { text: s.backup ? 'backup' : 'primary' }),
-        el('td', { class: 'small', text: i === 0 && u.health ? u.health.path + ' every ' + u.health.interval + ' s' : '' }))));
+      u.servers.forEach((s, i) => {
+        const v = state[u.name + ' ' + s.address];
+        const check = !v ? '' : v.last_check ? (v.last_error || (v.last_status > 0 ? 'HTTP ' + v.last_status : 'connect ok')) +
+          ' · ' + v.last_latency_ms.toFixed(1) + ' ms' : (v.checked ? 'pending' : 'no checks');
+        const actions = el('td', null);
+        if (admin && v) for (const [label, action] of [['Drain', 'drain'], ['Disable', 'disable'], ['Enable', 'enable']]) {
+          if ((action === 'enable') === (v.admin === 'up')) continue;
+          const b = el('button', { class: 'small-btn', 'data-action': action, 'data-server': s.address, text: label });
+          b.addEventListener('click', async () => {
+            b.disabled = true;
+            await api('servers/' + action, { method: 'POST', body: { upstream: u.name, address: s.address } });
+            await loaders.reverse();
+          });
+          actions.append(b, ' ');
+        }
+        up.append(el('tr', null, el('td', { text: i === 0 ? u.name : '' }), el('td', { text: i === 0 ? u.balance : '' }),
+          el('td', { class: 'mono', text: s.address }), el('td', { text: s.weight }), el('td', { text: s.backup ? 'backup' : 'primary' }),
+          el('td', { 'data-state': s.address }, v ? tag(v.state, v.state === 'up' ? 'ok' : v.state === 'down' ? 'failed' : 'warn') : ''),
+          el('td', { text: v ? v.in_flight : '' }),
+          el('td', { class: 'small', text: (i === 0 && u.health ? u.health.path + ' every ' + u.health.interval + ' s · ' : '') + check }),
+          actions));
+      });
     }
-    if (!rv.upstreams.length) up.append(el('tr', null, el('td', { colspan: 6, class: 'muted', text: 'no upstreams configured' })));
+    if (!rv.upstreams.length) up.append(el('tr', null, el('td', { colspan: 9, class: 'muted', text: 'no upstreams configured' })));
   };
 
   function renderReload(lr) {

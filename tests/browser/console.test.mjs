@@ -153,6 +153,16 @@ try {
   await page.click('#tabs button[data-tab="reverse"]');
   await waitFor(page, () => document.getElementById('rv-ups').textContent.includes('app'));
   check('reverse upstreams listed', (await page.textContent('#rv-ups')).includes('127.0.0.1:'));
+  // drain the first server from its button and see it drained
+  await waitFor(page, () => !!document.querySelector('#rv-ups button[data-action="drain"]'));
+  const server = await page.getAttribute('#rv-ups button[data-action="drain"]', 'data-server');
+  await page.click('#rv-ups button[data-action="drain"]');
+  await waitFor(page, () => /draining/.test(document.querySelector('#rv-ups').textContent));
+  check('server drained from the console', (await page.textContent('#rv-ups')).includes('draining'), server);
+  await page.screenshot({ path: join(SHOTS, 'reverse-drained.png'), fullPage: true });
+  await page.click('#rv-ups button[data-action="enable"]');
+  await waitFor(page, () => !document.querySelector('#rv-ups button[data-action="enable"]'));
+  check('server enabled again', !(await page.textContent('#rv-ups')).includes('draining'));
   await page.screenshot({ path: join(SHOTS, 'reverse.png'), fullPage: true });
   await page.click('#tabs button[data-tab="certs"]');
   await waitFor(page, () => document.getElementById('ct-list').textContent.length > 0);
