@@ -100,7 +100,7 @@ grep -q ' user=gatehouse ' <<<"$status" && ok "daemon runs as user gatehouse" ||
 
 url=$(grep -a -o 'Admin console : https://[^ ]*' "$S" | tail -1 | sed 's/.*: //')
 pw=$(grep -a 'Initial pass  : ' "$S" | tail -1 | sed 's/.*Initial pass  : \([^ ]*\).*/\1/')
-fp=$(grep -a 'TLS SHA-256   : ' "$S" | tail -1 | sed 's/.*: *//' | tr -d '\r ')   # the serial console ends lines with CR
+fp=$(grep -a 'TLS SHA-256   : ' "$S" | tail -1 | sed 's/.*TLS SHA-256   : //' | tr -d '\r ')   # the serial console ends lines with CR
 if [ -n "$url" ] && [ -n "$pw" ] && [ -n "$fp" ] && [[ "$url" != *'\4'* ]]; then
 	ok "login banner shows console URL ($url), initial password and certificate fingerprint"
 else
