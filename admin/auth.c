@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/http1.h"
 #include "admin/adm_int.h"
 #include "core/control.h"
 #include "core/log.h"
@@ -181,17 +182,6 @@ static int verify_password(const char *pw, const char *hash)
 
 /* ---- users file ---- */
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Parse path into users[]; returns count, or -1 if it cannot be opened
  * (errno kept).  Bad lines are logged as FILE:LINE and skipped. */
 static int load_users(const char *path, struct user *users, size_t max)
@@ -248,7 +238,7 @@ static int load_users(const char *path, struct user *users, size_t max)
 			}
 			t += 13;
 			for (int i = 0; i < 32; i++) {
-				int hi = hexval(t[2 * i]), lo = hexval(t[2 * i + 1]);
+				int hi = gw_hexval(t[2 * i]), lo = gw_hexval(t[2 * i + 1]);
 				if (hi < 0 || lo < 0) {
 					u.has_token = -1;
 					break;

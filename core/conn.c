@@ -176,7 +176,6 @@ struct gw_req {
 	int retried;
 	int resp_http10;           /* upstream answered HTTP/1.0 */
 	int resp_conn_close;       /* upstream said Connection: close */
-	int body_capped;
 
 	/* gw_req_defer / gw_req_wake */
 	struct event ev_wake;
@@ -198,7 +197,6 @@ struct gw_conn {
 	int fd;
 	struct gw_worker *w;
 	struct gw_snapshot *snap;
-	const struct gw_lspec *lspec;
 	const struct gw_proto *proto;
 	void *side;
 	struct event ev_rd, ev_wr, ev_to;   /* ev_to also carries the deferred free */
@@ -405,28 +403,28 @@ static void client_timer(struct gw_conn *c, enum cto kind)
 	set_timer(&c->ev_to, s);
 }
 
+/* Arm (on) or disarm a read event; returns whether it is armed now.  Bytes
+ * OpenSSL already holds are invisible to epoll, so arming activates at once. */
+static int read_arm(struct event *ev, int armed, int eof, SSL *ssl, int on)
+{
+	if (on && !armed && !eof) {
+		event_add(ev, NULL);
+		if (ssl != NULL && SSL_pending(ssl) > 0)
+			event_active(ev, EV_READ, 0);
+	} else if (!on && armed) {
+		event_del(ev);
+	}
+	return on && !eof;
+}
+
 static void rd_enable(struct gw_conn *c, int on)
 {
-	if (on && !c->rd_on && !c->rd_eof) {
-		event_add(&c->ev_rd, NULL);
-		if (c->ssl != NULL && SSL_pending(c->ssl) > 0)
-			event_active(&c->ev_rd, EV_READ, 0);
-	} else if (!on && c->rd_on) {
-		event_del(&c->ev_rd);
-	}
-	c->rd_on = on && !c->rd_eof;
+	c->rd_on = read_arm(&c->ev_rd, c->rd_on, c->rd_eof, c->ssl, on);
 }
 
 static void up_rd_enable(struct upconn *u, int on)
 {
-	if (on && !u->rd_on && !u->eof) {
-		event_add(&u->ev_rd, NULL);
-		if (u->ssl != NULL && SSL_pending(u->ssl) > 0)
-			event_active(&u->ev_rd, EV_READ, 0);
-	} else if (!on && u->rd_on) {
-		event_del(&u->ev_rd);
-	}
-	u->rd_on = on && !u->eof;
+	u->rd_on = read_arm(&u->ev_rd, u->rd_on, u->eof, u->ssl, on);
 }
 
 /* Read up to READ_MAX bytes from fd into buf.  Returns bytes read, 0 on EOF,
@@ -2480,9 +2478,7 @@ static void tunnel_pump(struct gw_conn *c)
 	if (evbuffer_get_length(u->out) > 0)
 		up_write(u);
 	if (c->state == CS_TUNNEL && c->up == u && evbuffer_get_length(c->out) > 0) {
-		size_t before = evbuffer_get_length(c->out);
 		conn_write(c);
-		(void)before;
 	}
 }
 
@@ -2841,7 +2837,6 @@ void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, so
 	c->w = w;
 	c->snap = snap;
 	gw_snapshot_ref(snap);
-	c->lspec = lspec;
 	c->proto = lspec->proto;
 	c->side = snap->side_data[lspec->side];
 	if (plen > sizeof c->peer)

@@ -213,6 +213,18 @@ ssize_t gw_http1_parse_response(const char *buf, size_t len,
 const char *gw_http1_parse_authority(const char *s, size_t len, uint16_t default_port,
     const char **host, size_t *host_len, uint16_t *port);
 
+/* Value of one hex digit (0-9, a-f, A-F), or -1: for percent-decoding and
+ * other hex text outside the parser. */
+static inline int gw_hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c |= 0x20;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
 /* Case-insensitive lookup of the first header named name; NULL if absent. */
 const struct gw_hdr *gw_http1_find(const struct gw_http_head *h, const char *name);
 

@@ -58,7 +58,6 @@ static struct {
 	int stopping;
 	struct event *ev_stopwatch;
 	double stop_deadline;
-	int privileged_dropped;
 	double started_at;
 	/* the last reload attempt, for the console */
 	int reload_ok;
@@ -317,7 +316,6 @@ static int drop_privileges(const char *user)
 		gw_error("cannot switch to user %s: %s", user, strerror(errno));
 		return -1;
 	}
-	M.privileged_dropped = 1;
 	gw_info("running as user %s", user);
 	return 0;
 }

@@ -49,6 +49,7 @@
  * never reach that clamp, so for them the answer is exactly the one-shot
  * answer.  A match attempt that exceeds MATCH_LIMIT counts as no match.
  */
+#include "core/http1.h"
 #include "forward/dlp.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -655,16 +656,6 @@ static int patterns_run(struct fwd_dlp_scan *sc, int final)
 
 /* ---------- driving ---------- */
 
-static inline int hexval(unsigned c)
-{
-	if (is_digit(c))
-		return (int)(c - '0');
-	c |= 0x20;
-	if (c - 'a' < 6u)
-		return (int)(c - 'a' + 10);
-	return -1;
-}
-
 /* Decode form bytes into out (room for at least 3 more bytes per input
  * byte is checked); returns bytes written, *used = input consumed. */
 static size_t form_decode(struct fwd_dlp_scan *sc, const uint8_t *in, size_t n, uint8_t *out,
@@ -685,7 +676,7 @@ static size_t form_decode(struct fwd_dlp_scan *sc, const uint8_t *in, size_t n, 
 				continue;
 			}
 		} else if (pct == 1) {
-			if (hexval(c) >= 0) {
+			if (gw_hexval((int)c) >= 0) {
 				pct = 2;
 				pc = c;
 				continue;
@@ -693,8 +684,8 @@ static size_t form_decode(struct fwd_dlp_scan *sc, const uint8_t *in, size_t n, 
 			out[o++] = '%';
 			pct = 0;
 		} else {
-			if ((h = hexval(c)) >= 0) {
-				out[o++] = (uint8_t)(hexval(pc) * 16 + h);
+			if ((h = gw_hexval((int)c)) >= 0) {
+				out[o++] = (uint8_t)(gw_hexval((int)pc) * 16 + h);
 				pct = 0;
 				continue;
 			}

@@ -7,6 +7,7 @@
  * starts at a dot, left to right, so the first hit is the longest wildcard.
  * Everything the table exposes is copied into its own small arena.
  */
+#include "core/http1.h"
 #include "reverse/route.h"
 
 #include <stdio.h>
@@ -576,17 +577,6 @@ long rev_route_upstream_path(const struct rev_route *r, const char *target, size
 
 /* ---- path normalisation ---- */
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static int unreserved(int c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -616,8 +606,8 @@ long rev_path_normalize(const char *target, size_t len, char *buf, size_t bufsz)
 				int h1, h2, v;
 				if (i + 2 >= qs)
 					return -1;
-				h1 = hexval(target[i + 1]);
-				h2 = hexval(target[i + 2]);
+				h1 = gw_hexval(target[i + 1]);
+				h2 = gw_hexval(target[i + 2]);
 				if (h1 < 0 || h2 < 0)
 					return -1;
 				v = h1 * 16 + h2;

@@ -4,6 +4,7 @@
  * fallback), the MIME table, and the pure HTTP logic of static responses:
  * ETag, HTTP dates, RFC 9110 preconditions and single byte ranges.
  */
+#include "core/http1.h"
 #include "reverse/static.h"
 
 #include <errno.h>
@@ -17,17 +18,6 @@
 #include <unistd.h>
 
 /* ---- path decoding ---- */
-
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /*
  * Decode the path part of p into out as a relative path "a/b/c" (no leading
@@ -61,8 +51,8 @@ static int decode_path(const char *p, size_t len, char *out, size_t outsz, size_
 		for (size_t k = i; k < j; k++) {
 			int c = (unsigned char)p[k];
 			if (c == '%') {
-				int hi = k + 2 < j ? hexval(p[k + 1]) : -1;
-				int lo = k + 2 < j ? hexval(p[k + 2]) : -1;
+				int hi = k + 2 < j ? gw_hexval(p[k + 1]) : -1;
+				int lo = k + 2 < j ? gw_hexval(p[k + 2]) : -1;
 				if (hi < 0 || lo < 0)
 					return REV_STATIC_BAD;
 				c = hi * 16 + lo;
