@@ -7,7 +7,7 @@ B, C, A, B, C, ... for ROUNDS rounds, and prints medians and Gatehouse/peer
 ratios of the same run.  Results go to OUT/results.json and a Markdown table
 to stdout (tests/bench/RESULTS.md is written from it by hand).
 
-Environment: GATEHOUSE_BIN (default /tmp/build-bench/gatehouse), BENCH_ROUNDS
+Environment: GATEHOUSE_BIN (default build-release/gatehouse in this tree), BENCH_ROUNDS
 (3), BENCH_SECS (5), BENCH_ONLY (comma list of scenario names), BENCH_OUT.
 """
 import json
@@ -23,7 +23,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-GH = os.environ.get("GATEHOUSE_BIN", "/tmp/build-bench/gatehouse")
+GH = os.environ.get("GATEHOUSE_BIN", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build-release", "gatehouse"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SECS = int(os.environ.get("BENCH_SECS", "5"))
 ONLY = [x for x in os.environ.get("BENCH_ONLY", "").split(",") if x]

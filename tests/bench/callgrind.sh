@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 OUT=${CG_OUT:-$(mktemp -d /var/tmp/gatehouse-callgrind.XXXXXX)}
 mkdir -p "$OUT"
 chmod 777 "$OUT"
-GH=${GATEHOUSE_BIN:-/tmp/build-bench/gatehouse}
+GH=${GATEHOUSE_BIN:-$(cd "$(dirname "$0")/../.." && pwd)/build-release/gatehouse}
 P_ORIGIN=18680 P_GH=18681 P_FWD=18682 P_NGINX=18683 P_HAP=18684
 for t in origin rateload; do gcc -O2 -o "$OUT/$t" "tests/bench/$t.c" || exit 1; done
 taskset -c 0 "$OUT/origin" $P_ORIGIN &

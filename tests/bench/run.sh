@@ -30,7 +30,7 @@ for s in nginx haproxy squid tinyproxy; do
 done
 
 if [ -z "${GATEHOUSE_BIN:-}" ]; then
-	B=/tmp/build-bench
+	B=$ROOT/build-release
 	[ -f $B/build.ninja ] || meson setup $B -Dbuildtype=release >/dev/null
 	meson compile -C $B gatehouse >/dev/null
 	export GATEHOUSE_BIN=$B/gatehouse
