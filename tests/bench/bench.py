@@ -36,6 +36,8 @@ CLK = os.sysconf("SC_CLK_TCK")
 P_ORIGIN, P_SINK = 18080, 18090
 P_GH_REV, P_GH_FWD, P_GHL_REV, P_GHL_FWD = 18101, 18102, 18111, 18112
 P_NGINX, P_HAPROXY, P_SQUID, P_TINY = 18201, 18301, 18401, 18501
+TLS_OFF = 20        # each reverse proxy also listens with TLS on its port + TLS_OFF
+CERT, KEY, PEM = (os.path.join(OUT, n) for n in ("bench.crt", "bench.key", "bench.pem"))
 
 PROCS = {}
 RESULTS = {}
@@ -63,6 +65,18 @@ def build_tools():
                         os.path.join(HERE, t + ".c")], check=True)
 
 
+def make_cert():
+    """One ECDSA P-256 certificate shared by every TLS contender (HAProxy wants
+    certificate and key in one file)."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-days", "30", "-subj", "/CN=bench.test", "-addext",
+                    "subjectAltName=DNS:bench.test,IP:127.0.0.1", "-keyout", KEY, "-out", CERT],
+                   check=True, capture_output=True)
+    os.chmod(KEY, 0o644)
+    with open(PEM, "w") as f:
+        f.write(open(CERT).read() + open(KEY).read())
+
+
 def subst(name, **kw):
     with open(os.path.join(HERE, name)) as f:
         text = f.read()
@@ -87,11 +101,12 @@ forward: {
   connect_ports = [ %d ];
 };
 reverse: {
-  listeners = ( { address = "127.0.0.1:%d"; } );
+  listeners = ( { address = "127.0.0.1:%d"; }, { address = "127.0.0.1:%d"; tls = true; } );
+  certificates = ( { cert = "%s"; key = "%s"; } );
   upstreams = ( { name = "origin"; servers = ( { address = "127.0.0.1:%d"; } ); keepalive = 256; } );
   sites = ( { default = true; routes = ( { path = "/"; upstream = "origin"; } ); } );
 };
-""" % (d, d, access, fwd, P_SINK, rev, P_ORIGIN)
+""" % (d, d, access, fwd, P_SINK, rev, rev + TLS_OFF, CERT, KEY, P_ORIGIN)
     path = os.path.join(d, "gatehouse.conf")
     with open(path, "w") as f:
         f.write(text)
@@ -137,13 +152,14 @@ def start_gatehouse(tag, rev, fwd, access=""):
 def start_nginx(tag="nginx", port=P_NGINX):
     d = os.path.join(OUT, tag)
     os.makedirs(d, exist_ok=True)
-    conf = subst("nginx.conf", DIR=d, PORT=port, ORIGIN=P_ORIGIN, ACCESS="off")
+    conf = subst("nginx.conf", DIR=d, PORT=port, TLSPORT=port + TLS_OFF, CERT=CERT, KEY=KEY,
+                 ORIGIN=P_ORIGIN, ACCESS="off")
     os.rename(conf, os.path.join(d, "nginx.conf"))
     start(tag, ["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf")], port)
 
 
 def start_haproxy(tag="haproxy", port=P_HAPROXY):
-    conf = subst("haproxy.cfg", PORT=port, ORIGIN=P_ORIGIN)
+    conf = subst("haproxy.cfg", PORT=port, TLSPORT=port + TLS_OFF, PEM=PEM, ORIGIN=P_ORIGIN)
     start(tag, ["haproxy", "-db", "-f", conf], port)
 
 
@@ -178,11 +194,11 @@ def fd_count(name):
     return len(os.listdir("/proc/%d/fd" % PROCS[name].pid))
 
 
-def wrk(port, conns, secs, path="/", env=None):
+def wrk(port, conns, secs, path="/", env=None, scheme="http"):
     e = dict(os.environ)
     e.update(env or {})
     argv = ["taskset", "-c", "0", "wrk", "-t1", "-c%d" % conns, "-d%ds" % secs, "--timeout", "5s",
-            "-s", os.path.join(HERE, "bench.lua"), "http://127.0.0.1:%d%s" % (port, path)]
+            "-s", os.path.join(HERE, "bench.lua"), "%s://127.0.0.1:%d%s" % (scheme, port, path)]
     p = subprocess.run(argv, capture_output=True, text=True, env=e, timeout=secs + 60)
     m = re.search(r"^STATS (.*)$", p.stdout, re.M)
     if not m:
@@ -230,9 +246,9 @@ def interleave(scenario, contenders, run_one, unit, keys):
     RESULTS[scenario] = {"unit": unit, "keys": keys, "median": med, "samples": samples}
 
 
-def wrk_runner(conns, path="/", env=None):
+def wrk_runner(conns, path="/", env=None, scheme="http"):
     def run(c, warm):
-        r = wrk(c[2], conns, 1 if warm else SECS, path, env)
+        r = wrk(c[2], conns, 1 if warm else SECS, path, env, scheme)
         r["rps"] = r["req"] / r["dur"]
         r["MBps"] = r["bytes"] / r["dur"] / 1e6
         return r
@@ -241,6 +257,7 @@ def wrk_runner(conns, path="/", env=None):
 
 def main():
     build_tools()
+    make_cert()
     log("output in", OUT)
     start("origin", [os.path.join(BIN, "origin"), str(P_ORIGIN), str(P_SINK)], P_ORIGIN, cpu="0")
     start_gatehouse("gatehouse", P_GH_REV, P_GH_FWD)
@@ -260,6 +277,13 @@ def main():
     interleave("rev_ka_c500", rev, wrk_runner(500), "req/s", k_small)
     interleave("rev_1m_c4", rev, wrk_runner(4, "/1m"), "MB/s", ["MBps", "cpu", "p50", "p99"])
     interleave("rev_close_c50", rev, wrk_runner(50, env={"WRK_CLOSE": "1"}), "req/s", k_small)
+    # TLS termination, same certificate everywhere: keep-alive requests over
+    # TLS, then one request per connection (a full handshake each: wrk does
+    # not resume sessions).
+    rev_tls = [(c[0], c[1], c[2] + TLS_OFF) for c in rev[1:]]
+    interleave("rev_tls_ka_c50", rev_tls, wrk_runner(50, scheme="https"), "req/s", k_small)
+    interleave("rev_tls_new_c50", rev_tls, wrk_runner(50, env={"WRK_CLOSE": "1"}, scheme="https"),
+               "req/s", k_small)
 
     fwd_env = {"WRK_PATH": "http://127.0.0.1:%d/" % P_ORIGIN, "WRK_HOST": "127.0.0.1:%d" % P_ORIGIN}
     fwd = [("direct", None, P_ORIGIN), ("gatehouse", "gatehouse", P_GH_FWD),

@@ -26,9 +26,9 @@ reverse: {
 };
 CONF
 mkdir -p "$OUT/nginx"
-sed -e "s|@DIR@|$OUT/nginx|g" -e "s|@PORT@|$P_NGINX|" -e "s|@ORIGIN@|$P_ORIGIN|" -e "s|@ACCESS@|off|" \
+sed -e "s|@DIR@|$OUT/nginx|g" -e "s|@PORT@|$P_NGINX|" -e "s|@ORIGIN@|$P_ORIGIN|" -e "s|@ACCESS@|off|" -e '/# tls$/d' \
 	tests/bench/nginx.conf >"$OUT/nginx/nginx.conf"
-sed -e "s|@PORT@|$P_HAP|" -e "s|@ORIGIN@|$P_ORIGIN|" tests/bench/haproxy.cfg >"$OUT/haproxy.cfg"
+sed -e "s|@PORT@|$P_HAP|" -e "s|@ORIGIN@|$P_ORIGIN|" -e '/# tls$/d' tests/bench/haproxy.cfg >"$OUT/haproxy.cfg"
 
 run() {   # name port argv...
 	local name=$1 port=$2; shift 2
