@@ -404,11 +404,12 @@ static int cmp_epos(const void *a, const void *b)
 /* Errors in file order (main file first, then included files), stable within a line. */
 static void sort_errors(struct ctx *x)
 {
-	char **m = x->errs->msgs + x->nerr0, **tmp;
+	char **m, **tmp;
 	size_t i;
 
 	if (x->nepos != x->errs->n - x->nerr0 || x->nepos < 2)
 		return;
+	m = x->errs->msgs + x->nerr0;    /* msgs is NULL while there is no error */
 	qsort(x->epos, x->nepos, sizeof(*x->epos), cmp_epos);
 	tmp = malloc(x->nepos * sizeof(*tmp));
 	if (!tmp)

@@ -80,6 +80,7 @@ fi
 if [ "${GW_QUICK:-0}" != 1 ]; then
 	note "ASan+UBSan build"
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1
+	export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
 	export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 	export GW_SANITIZED=1
 	if build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug; then

@@ -12,13 +12,17 @@
 set -eu
 
 if [ $# -ne 2 ]; then
-	echo "usage: $0 TARGET SECONDS   (targets: fuzz_request_head fuzz_response_head fuzz_chunked fuzz_authority)" >&2
+	echo "usage: $0 TARGET SECONDS   (targets: fuzz_request_head fuzz_response_head fuzz_chunked" >&2
+	echo "       fuzz_authority fuzz_dlp fuzz_domainlist fuzz_policy fuzz_config)" >&2
 	exit 2
 fi
 target=$1
 secs=$2
 root=$(cd "$(dirname "$0")/../.." && pwd)
+# the corpus directory is named after the target, or after it without "fuzz_"
+# (as tests/fuzz/meson.build names it)
 corpus=$root/tests/fuzz/corpus/$target
+[ -d "$corpus" ] || corpus=$root/tests/fuzz/corpus/${target#fuzz_}
 build=${FUZZ_BUILD_DIR:-/tmp/gatehouse-fuzz}
 jobs=${FUZZ_JOBS:-1}
 
@@ -42,13 +46,19 @@ fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/gw-fuzz-$target.XXXXXX")
 mkdir "$work/corpus" "$work/artifacts"
 cp "$corpus"/* "$work/corpus/"
-dict=
-[ -f "$root/tests/fuzz/http.dict" ] && dict="-dict=$root/tests/fuzz/http.dict"
+case $target in
+fuzz_dlp) dict=dlp.dict ;;
+fuzz_config) dict=conf.dict ;;
+fuzz_domainlist | fuzz_policy) dict= ;;
+*) dict=http.dict ;;
+esac
+[ -n "$dict" ] && dict="-dict=$root/tests/fuzz/$dict"
 
 par=
 # -jobs makes libFuzzer fork workers that log to ./fuzz-N.log: only when asked
 [ "$jobs" -gt 1 ] && par="-jobs=$jobs -workers=$jobs"
 
+export LSAN_OPTIONS=suppressions=$root/tests/lsan.supp:print_suppressions=0
 echo "fuzzing $target for ${secs}s in $work"
 status=0
 # shellcheck disable=SC2086
