@@ -177,7 +177,9 @@ static void scan_text(struct scanned *sf, const char *t)
 	}
 }
 
-static char *read_all(const char *file)
+/* The whole file, NUL-terminated; *lenp (if given) is its length, which is
+ * beyond the first NUL when the file holds one. */
+static char *read_all(const char *file, size_t *lenp)
 {
 	FILE *f = fopen(file, "r");
 	char *buf = NULL;
@@ -201,6 +203,8 @@ static char *read_all(const char *file)
 	}
 	fclose(f);
 	buf[len] = '\0';
+	if (lenp)
+		*lenp = len;
 	return buf;
 }
 
@@ -232,7 +236,7 @@ static const char *overflowed(struct ctx *x, const config_setting_t *s)
 			if (asprintf(&full, "%s/%s", x->absdir, name) < 0)
 				abort();
 		}
-		text = read_all(full ? full : name);
+		text = read_all(full ? full : name, NULL);
 		free(full);
 		if (text)
 			scan_text(sf, text);
@@ -283,11 +287,21 @@ static int check_regular(const char *file)
 
 static int check_includes(struct ctx *x, const char *open_name, const char *show_name, int depth)
 {
-	char *t = read_all(open_name), *p;
+	size_t len;
+	char *t = read_all(open_name, &len), *p, *nul;
 	int line = 1, bad = 0;
 
 	if (!t)
 		return 0;
+	/* A NUL would hide the rest of the file from this guard (libconfig's
+	 * scanner reads past it); a configuration file is text: refuse it. */
+	if ((nul = memchr(t, '\0', len)) != NULL) {
+		for (p = t; p < nul; p++)
+			line += *p == '\n';
+		cerr(x, show_name, line, NULL, "syntax: a NUL byte in the file (not a text file?)");
+		free(t);
+		return 1;
+	}
 	for (p = t; *p && !bad; ) {
 		if (*p == '\n') {
 			line++;
