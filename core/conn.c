@@ -1472,12 +1472,35 @@ static void dispatch(struct gw_conn *c, struct gw_req *rq)
 	}
 }
 
+/*
+ * A reload happened since this connection's last request: judge its next one
+ * by the current generation (policy, routes, limits), as a new connection
+ * would be.  Called between requests only, so nothing of the old generation
+ * is in use.  A TLS session keeps its own reference to the SSL_CTX it was
+ * made with, and renegotiation is off, so no callback reaches the old
+ * generation's TLS data.  A family missing from the new generation keeps
+ * the old one (its listeners are gone; this connection ends on its own).
+ */
+static void conn_adopt_snapshot(struct gw_conn *c)
+{
+	struct gw_snapshot *s = c->w->snap;
+
+	for (int i = 0; i < s->nsides; i++) {
+		if (s->sides[i]->proto == c->proto) {
+			gw_snapshot_ref(s);
+			gw_snapshot_unref(c->snap);
+			c->snap = s;
+			c->side = s->side_data[i];
+			return;
+		}
+	}
+}
+
 /* Parse the next request head out of c->in. */
 static void handle_head(struct gw_conn *c)
 {
-	const struct conf_limits *L = &c->snap->conf->global.limits;
-	struct gw_http_limits lim = { (size_t)L->max_header_bytes, (size_t)L->max_headers,
-		(size_t)L->max_uri_bytes };
+	const struct conf_limits *L;
+	struct gw_http_limits lim;
 	size_t len;
 	const char *p;
 	struct gw_http_head tmp;
@@ -1485,6 +1508,11 @@ static void handle_head(struct gw_conn *c)
 	ssize_t r;
 	struct gw_req *rq;
 
+	if (!c->head_started && c->snap != c->w->snap)
+		conn_adopt_snapshot(c);
+	L = &c->snap->conf->global.limits;
+	lim = (struct gw_http_limits){ (size_t)L->max_header_bytes, (size_t)L->max_headers,
+		(size_t)L->max_uri_bytes };
 	/* RFC 9112 2.2: ignore empty lines before a request-line */
 	for (;;) {
 		len = evbuffer_get_length(c->in);

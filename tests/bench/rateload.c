@@ -11,6 +11,10 @@
  * -a sends the absolute-form target http://HOST/PATH (forward proxies).
  * Responses must carry Content-Length.  Prints one line:
  *   sent=N ok=N err=N rate=R p50_us=.. p90_us=.. p99_us=.. p999_us=.. max_us=..
+ *   idle_closed=N unanswered=N
+ * idle_closed: keep-alive connections the server closed while idle;
+ * unanswered: errors where the connection closed before any response byte
+ * (a client would retry those: RFC 9112 9.3.1).
  * The first second is warm-up and not recorded.
  */
 #define _GNU_SOURCE
@@ -100,7 +104,7 @@ int main(int argc, char **argv)
 		struct epoll_event e = { .events = EPOLLIN, .data.u32 = i };
 		epoll_ctl(ep, EPOLL_CTL_ADD, c[i].fd, &e);
 	}
-	long total = (long)(rate * dur), warm = (long)rate, sent = 0, ok = 0, err = 0, nl = 0;
+	long total = (long)(rate * dur), warm = (long)rate, sent = 0, ok = 0, err = 0, nl = 0, idle_closed = 0, unanswered = 0;
 	double *lat = malloc(sizeof(double) * (total + 1));
 	double t0 = now() + 0.01;
 	int *idle = malloc(sizeof(int) * nc), nidle = nc;
@@ -188,15 +192,24 @@ int main(int argc, char **argv)
 				epoll_ctl(ep, EPOLL_CTL_DEL, x->fd, NULL);
 				close(x->fd);
 				x->fd = -1;
-				if (x->busy) { err++; done++; }
-				x->busy = 0;
-				idle[nidle++] = ev[k].data.u32;
+				if (x->busy) {
+					if (x->need < 0 && x->in == 0)
+						unanswered++;   /* closed before any response byte */
+					err++; done++;
+					x->busy = 0;
+					idle[nidle++] = ev[k].data.u32;
+				} else {
+					/* closed while idle (it is in idle[] already): redialled
+					 * when next used */
+					idle_closed++;
+				}
 			}
 		}
 	}
 	qsort(lat, nl, sizeof(double), cmpd);
 #define P(q) (nl ? lat[(long)((nl - 1) * (q))] * 1e6 : 0)
-	printf("sent=%ld ok=%ld err=%ld rate=%.0f p50_us=%.0f p90_us=%.0f p99_us=%.0f p999_us=%.0f max_us=%.0f\n",
-	    sent, ok, err + (total - done), rate, P(0.5), P(0.9), P(0.99), P(0.999), nl ? lat[nl - 1] * 1e6 : 0);
+	printf("sent=%ld ok=%ld err=%ld rate=%.0f p50_us=%.0f p90_us=%.0f p99_us=%.0f p999_us=%.0f max_us=%.0f "
+	    "idle_closed=%ld unanswered=%ld\n", sent, ok, err + (total - done), rate, P(0.5), P(0.9), P(0.99),
+	    P(0.999), nl ? lat[nl - 1] * 1e6 : 0, idle_closed, unanswered);
 	return 0;
 }

@@ -268,6 +268,21 @@ def test_reload_adds_and_removes_listener_without_dropping_connections(gw, origi
     s.close()
 
 
+def test_reload_moves_open_keepalive_connection_to_new_routes(gw, origin, origin2):
+    # the next request on a connection opened before the reload follows the
+    # new route (here: to another upstream server)
+    s = socket.create_connection(("127.0.0.1", gw.rport), timeout=5)
+    s.sendall(b"GET /size/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert s.recv(4096).endswith(b"x")
+    n1, n2 = len(origin.requests), len(origin2.requests)
+    gw.reload(open(gw.conf).read().replace("127.0.0.1:%d" % origin.port,
+                                           "127.0.0.1:%d" % origin2.port))
+    s.sendall(b"GET /size/2 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert s.recv(4096).endswith(b"xx")
+    assert len(origin.requests) == n1 and len(origin2.requests) == n2 + 1
+    s.close()
+
+
 def test_sigterm_lets_inflight_finish(origin, ports):
     g = gh.Gatehouse(conf(ports[0], ports[1], origin.port, "shutdown_grace = 5.0;")).start([ports[1]])
     res = {}

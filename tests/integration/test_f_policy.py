@@ -5,6 +5,7 @@ block page (HTML and text)."""
 import datetime
 import json
 import re
+import socket
 
 import pytest
 
@@ -222,3 +223,37 @@ def test_block_page_long_url_is_cut(fwd, origin):
     assert st == 403
     assert body.rstrip().endswith(b"</html>") and b"..." in body
     assert body.count(b"&lt;") < 1100
+
+
+def test_reload_applies_new_policy_to_open_keepalive_connection(fwd, origin, ports):
+    """A client that keeps its connection open across a reload is judged by
+    the new policy from its next request on (nginx and HAProxy get there by
+    closing old connections; Gatehouse moves them to the new generation)."""
+    s = socket.create_connection(("127.0.0.1", fwd.port), timeout=5)
+    req = ("GET http://open.test:%d/echo HTTP/1.1\r\nHost: open.test:%d\r\n\r\n" %
+           (origin.port, origin.port)).encode()
+
+    def ask():
+        s.sendall(req)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(65536)
+            assert chunk, "connection closed"
+            head += chunk
+        h, _, body = head.partition(b"\r\n\r\n")
+        n = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", h).group(1))
+        while len(body) < n:
+            body += s.recv(65536)
+        return int(h.split()[1])
+
+    assert ask() == 200
+    text = open(fwd.conf).read().replace(
+        '{ name = "default"; action = "allow"; }',
+        '{ name = "open-now-denied"; action = "deny"; domains = [ "open.test" ]; },\n'
+        '    { name = "default"; action = "allow"; }')
+    fwd.reload(text)
+    assert "open-now-denied" in open(fwd.conf).read()
+    assert ask() == 403
+    line = gh.access_line_for(fwd, "open.test")
+    assert 'rule="open-now-denied"' in line, line
+    s.close()
