@@ -25,7 +25,6 @@
  */
 #include "reverse/cache_glue.h"
 
-#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -428,7 +427,10 @@ static void serve(struct gw_req *rq, struct cq *q, struct rev_cobj *o, const cha
 			continue;
 		gw_req_resp_hdr_add(rq, v.hdrs[i].name, v.hdrs[i].value, v.hdrs[i].value_len);
 	}
-	n = snprintf(ab, sizeof ab, "%.0f", floor(age < 0 ? 0 : age));
+	/* integer formatting: "%.0f" was 5% of a cache hit's instructions;
+	 * RFC 9111 5.1 caps Age at 2^31 */
+	n = snprintf(ab, sizeof ab, "%llu", (unsigned long long)(age < 0 ? 0 :
+	    age > 2147483648.0 ? 2147483648.0 : age));
 	gw_req_resp_hdr_add(rq, "Age", ab, (size_t)n);
 	if (atomic_load(&g_xcache))
 		gw_req_resp_hdr_add(rq, "X-Cache", label, strlen(label));
