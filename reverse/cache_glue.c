@@ -702,7 +702,8 @@ void rev_cache_on_response_head(struct gw_req *rq, const struct gw_http_head *re
 		struct rev_cobj *n = rev_cstore_refresh(s, q->stale, resp, q->request_time, now,
 		    q->cr->cache_ttl, q->cr->cache_stale_if_error);
 		stat_inc(q->worker, &WS(q)->revalidated);
-		serve(rq, q, n ? n : q->stale, "REVALIDATED", "cache_revalidated");
+		serve(rq, q, n ? n : q->stale, "REVALIDATED",
+		    q->refresh ? "cache_refresh" : "cache_revalidated");   /* the log tells them apart */
 		rev_cobj_put(n);
 		release_leader(q);
 		return;

@@ -341,6 +341,8 @@ def test_swr_background_304_refreshes_entry(gw, co):
     st, h, b = get(gw, "/swr")
     assert (st, xc(h), b, h.get("x-gen")) == (200, "HIT", b"one", "2")
     assert co.count("/swr") == 2            # one refresh, however many stale answers
+    # logged as the cache's own request
+    assert sum('"GET /swr ' in l and "verdict=cache_refresh" in l for l in gw.access_lines()) == 1
 
 
 def test_swr_background_200_replaces_entry(gw, co):
@@ -356,6 +358,7 @@ def test_swr_background_200_replaces_entry(gw, co):
     st, h, b = get(gw, "/swr2")
     assert (st, xc(h), b, h.get("etag")) == (200, "HIT", b"new", '"b"')
     assert co.count("/swr2") == 2
+    assert sum('"GET /swr2 ' in l and "verdict=cache_refresh" in l for l in gw.access_lines()) == 1
     assert co.last("/swr2").header("If-None-Match") == '"a"'
 
 
