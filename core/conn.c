@@ -99,7 +99,7 @@ static void arena_free(struct arena_blk *b)
 
 enum cstate { CS_HANDSHAKE, CS_HEAD, CS_BUSY, CS_TUNNEL, CS_LINGER, CS_CLOSED };
 enum decision { DEC_NONE, DEC_PROXY, DEC_TUNNEL, DEC_RESPOND, DEC_FILE, DEC_DEFER, DEC_READBODY };
-enum cto { TO_IDLE, TO_HEADER, TO_BODY, TO_SEND, TO_TUNNEL, TO_LINGER };
+enum cto { TO_IDLE, TO_HEADER, TO_BODY, TO_SEND, TO_TUNNEL, TO_LINGER, TO_BG };
 
 struct xfer {
 	/* optional observer of the decoded body bytes (response taps) */
@@ -189,6 +189,7 @@ struct gw_req {
 	int reading_body;
 	int body_complete;         /* bodybuf holds the whole body */
 	int body_buffered;         /* the body went through bodybuf */
+	double bg_timeout;         /* gw_req_spawn: the whole exchange is cut after this */
 };
 
 struct gw_conn {
@@ -210,6 +211,7 @@ struct gw_conn {
 	unsigned rd_on : 1, wr_on : 1, rd_eof : 1, wr_shut : 1, head_started : 1;
 	size_t parsed_len;         /* buffered head bytes at the last parse attempt */
 	unsigned up_paused : 1;    /* upstream reading paused: our output is full */
+	unsigned bg : 1, bg_tls : 1;   /* socketless (gw_req_spawn); its parent was on TLS */
 	struct gw_conn *next, *prev;
 };
 
@@ -399,6 +401,7 @@ static void client_timer(struct gw_conn *c, enum cto kind)
 	case TO_SEND: s = t->client_idle; break;
 	case TO_TUNNEL: s = t->tunnel_idle; break;
 	case TO_LINGER: s = LINGER_SECS; break;
+	case TO_BG: s = c->rq != NULL ? c->rq->bg_timeout : 0; break;
 	}
 	set_timer(&c->ev_to, s);
 }
@@ -730,6 +733,7 @@ static void req_free(struct gw_req *rq);
 static void resp_tap(void *arg, const char *p, size_t n);
 static int edit_has(const struct hdr_edit *e, const char *name);
 static int xfer_pump(struct xfer *x, struct evbuffer *src, struct evbuffer *dst);
+static void bg_discard(struct gw_conn *c);
 
 /* ---- the request API for families ---- */
 
@@ -739,7 +743,7 @@ const char *gw_req_client_str(const struct gw_req *rq) { return rq->c->peer_str;
 const struct sockaddr *gw_req_local(const struct gw_req *rq) { return (const struct sockaddr *)&rq->c->local; }
 const char *gw_req_id(const struct gw_req *rq) { return rq->id; }
 const struct conf *gw_req_conf(const struct gw_req *rq) { return rq->c->snap->conf; }
-int gw_req_is_tls(const struct gw_req *rq) { return rq->c->ssl != NULL; }
+int gw_req_is_tls(const struct gw_req *rq) { return rq->c->ssl != NULL || rq->c->bg_tls; }
 const char *gw_req_sni(const struct gw_req *rq)
 {
 	return rq->c->ssl ? SSL_get_servername(rq->c->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
@@ -1022,7 +1026,8 @@ static void conn_close(struct gw_conn *c, enum gw_close_reason why)
 		c->ssl = NULL;
 	}
 	c->state = CS_CLOSED;
-	close(c->fd);
+	if (c->fd >= 0)
+		close(c->fd);
 	c->fd = -1;
 	gw_stat_add(&w->stats->close[why], 1);
 	gw_stat_sub(&w->stats->conns_active, 1);
@@ -1046,6 +1051,8 @@ static void conn_close(struct gw_conn *c, enum gw_close_reason why)
  * written, moves the state machine on. */
 static void conn_write(struct gw_conn *c)
 {
+	if (c->bg)
+		bg_discard(c);
 	while (evbuffer_get_length(c->out) > 0) {
 		int n = io_write(c->fd, c->ssl, c->out);
 		if (n < 0) {
@@ -2734,6 +2741,11 @@ static void client_to_cb(evutil_socket_t fd, short what, void *arg)
 	case TO_LINGER:
 		conn_close(c, GW_CLOSE_LOCAL_REPLY);
 		return;
+	case TO_BG:
+		if (c->rq != NULL)
+			c->rq->reason = "background request timeout";
+		conn_close(c, GW_CLOSE_UPSTREAM_TIMEOUT);
+		return;
 	}
 }
 
@@ -2846,6 +2858,17 @@ static void up_to_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- accept, drain ---- */
 
+/* Enter c in its worker's connection list (conn_close() takes it out). */
+static void conn_link(struct gw_worker *w, struct gw_conn *c)
+{
+	c->next = w->conns;
+	if (w->conns != NULL)
+		w->conns->prev = c;
+	w->conns = c;
+	w->nconns++;
+	gw_stat_add(&w->stats->conns_active, 1);
+}
+
 void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, socklen_t plen,
     const struct gw_lspec *lspec, struct gw_snapshot *snap)
 {
@@ -2901,12 +2924,7 @@ void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, so
 		SSL_set_accept_state(c->ssl);
 		c->state = CS_HANDSHAKE;
 	}
-	c->next = w->conns;
-	if (w->conns != NULL)
-		w->conns->prev = c;
-	w->conns = c;
-	w->nconns++;
-	gw_stat_add(&w->stats->conns_active, 1);
+	conn_link(w, c);
 	gw_stat_add(&w->stats->fam[c->proto->family][GW_FC_CONN_ACCEPTED], 1);
 	rd_enable(c, 1);
 	client_timer(c, c->ssl != NULL ? TO_HEADER : TO_IDLE);
@@ -2918,7 +2936,8 @@ void gw_conn_drain_all(struct gw_worker *w)
 
 	while (c != NULL) {
 		struct gw_conn *n = c->next;
-		if (c->state == CS_HEAD && !c->head_started && evbuffer_get_length(c->in) == 0)
+		/* idle clients, and background requests: nobody waits for them */
+		if (c->bg || (c->state == CS_HEAD && !c->head_started && evbuffer_get_length(c->in) == 0))
 			conn_close(c, GW_CLOSE_SHUTDOWN);
 		c = n;
 	}
@@ -2929,3 +2948,113 @@ void gw_conn_close_all(struct gw_worker *w)
 	while (w->conns != NULL)
 		conn_close(w->conns, GW_CLOSE_SHUTDOWN);
 }
+
+/* ---- background requests (gw_req_spawn) ----
+ *
+ * A background request (e.g. the cache's stale-while-revalidate refresh) runs
+ * on a connection without a socket, cloned from the request that spawned it:
+ * same worker, snapshot (pinned by its own reference), listener family,
+ * addresses and TLS-ness, and a private copy of the same request head.  Why
+ * not a separate HTTP client (a core/fetch.c on the upstream code): this way
+ * the request takes exactly the path a client's takes -- the family's
+ * routing, balancer choice, retries and passive health, forwarding headers,
+ * upstream TLS, pool, DNS, timeouts, response parsing and response taps --
+ * with no second copy of any of it.  The connection differs only in where
+ * its bytes go: conn_write() drops them (bg_discard), it never reads (rd_eof
+ * from the start, so after its one request it closes like a client that hung
+ * up), it has no descriptor to close, and TO_BG bounds the whole exchange.
+ * It is an ordinary member of the worker's connection list, so shutdown and
+ * worker stop close it like any other (the family's on_done still runs).
+ */
+
+static void bg_discard(struct gw_conn *c)
+{
+	size_t n = evbuffer_get_length(c->out);
+
+	evbuffer_drain(c->out, n);   /* also releases referenced bodies */
+	if (c->rq != NULL)
+		c->rq->bytes_out += n;
+}
+
+static void bg_start_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_conn *c = arg;
+	struct gw_req *rq = c->rq;
+
+	(void)fd;
+	(void)what;
+	start_request(c, rq);
+	/* start_request() cleared the client timer; nothing else arms it on a
+	 * socketless connection until the request ends */
+	if (c->state == CS_BUSY && c->rq == rq)
+		client_timer(c, TO_BG);
+}
+
+struct gw_req *gw_req_spawn(struct gw_req *parent, double timeout)
+{
+	struct gw_conn *p = parent->c, *c;
+	struct gw_worker *w = p->w;
+	const struct conf_limits *L = &p->snap->conf->global.limits;
+	struct gw_http_limits lim = { (size_t)L->max_header_bytes, parent->head.nhdrs + 1,
+		(size_t)L->max_uri_bytes };
+	size_t len = parent->head.head_len;
+	struct gw_req *rq;
+
+	if (atomic_load(&w->stop) || parent->parse_error || parent->headbuf == NULL || len == 0)
+		return NULL;
+	c = calloc(1, sizeof *c);
+	if (c == NULL)
+		return NULL;
+	c->in = evbuffer_new();
+	c->out = evbuffer_new();
+	if (c->in == NULL || c->out == NULL)
+		goto fail;
+	c->magic = CONN_MAGIC;
+	c->fd = -1;
+	c->w = w;
+	c->snap = p->snap;
+	c->proto = p->proto;
+	c->side = p->side;
+	c->peer = p->peer;
+	c->local = p->local;
+	memcpy(c->peer_str, p->peer_str, sizeof c->peer_str);
+	c->bg = 1;
+	c->bg_tls = p->ssl != NULL || p->bg_tls;
+	c->rd_eof = 1;
+	c->state = CS_BUSY;
+	event_assign(&c->ev_rd, w->base, -1, 0, client_rd_cb, c);
+	event_assign(&c->ev_wr, w->base, -1, 0, bg_start_cb, c);   /* never used for writing */
+	event_assign(&c->ev_to, w->base, -1, 0, client_to_cb, c);
+	rq = req_new(c);
+	if (rq == NULL)
+		goto fail;
+	rq->headbuf = malloc(len);
+	rq->head.hdrs = gw_req_alloc(rq, lim.max_headers * sizeof *rq->head.hdrs);
+	rq->head.hdrs_cap = lim.max_headers;
+	if (rq->headbuf == NULL) {
+		req_free(rq);
+		goto fail;
+	}
+	memcpy(rq->headbuf, parent->headbuf, len);
+	if (gw_http1_parse_request(rq->headbuf, len, &lim, &rq->head) != (ssize_t)len) {
+		req_free(rq);
+		goto fail;
+	}
+	rq->bytes_in = len;
+	rq->bg_timeout = timeout;
+	c->rq = rq;
+	gw_snapshot_ref(c->snap);
+	conn_link(w, c);
+	/* from the loop: the caller is usually inside its own on_request */
+	event_active(&c->ev_wr, EV_TIMEOUT, 0);
+	return rq;
+fail:
+	if (c->in != NULL)
+		evbuffer_free(c->in);
+	if (c->out != NULL)
+		evbuffer_free(c->out);
+	free(c);
+	return NULL;
+}
+
+int gw_req_is_background(const struct gw_req *rq) { return rq->c->bg; }

@@ -148,6 +148,21 @@ int gw_req_status(const struct gw_req *rq);
 /* SNI name the client sent on a TLS listener (NULL if none). */
 const char *gw_req_sni(const struct gw_req *rq);
 
+/*
+ * Background request: a copy of rq (same head, listener family, config
+ * snapshot, worker, client address and TLS-ness) that runs from the event
+ * loop soon after, independent of rq and its client, and whose response goes
+ * nowhere: the family sees it through its usual hooks (on_request,
+ * on_response_head/body/end, on_done) and tells it apart with
+ * gw_req_is_background().  Before returning to the loop the caller may
+ * attach state to it (gw_req_alloc, header edits).  It ends like any request
+ * (on_done runs once); the whole exchange is cut after timeout seconds, and
+ * at shutdown like a client connection.  NULL when the worker is stopping or
+ * out of memory.  Only for requests without a body.
+ */
+struct gw_req *gw_req_spawn(struct gw_req *rq, double timeout);
+int gw_req_is_background(const struct gw_req *rq);
+
 /* ---- request and response header edits ---- */
 
 /* Remove every header named name that the client sent from the request

@@ -13,13 +13,18 @@
  *                   start storing when the response is storable.
  *   body / end   -> copy decoded bytes; commit when the whole body reached
  *                   the client; wake the waiters.
- * stale-while-revalidate: the core cannot fetch in the background yet, so a
- * stale entry is served within its window and the first request after the
- * window revalidates it (see the report's gw_fetch proposal).
+ * stale-while-revalidate: a request served STALE inside the entry's window
+ * also starts one background refresh of the key (start_refresh): a copy of
+ * the request made by the core (gw_req_spawn) that runs through reverse.c
+ * like any request, unless the key is already being fetched.  Its on_request
+ * here never answers from the cache: it revalidates the entry (conditional
+ * when it has validators), and its response head / body / end go through the
+ * same hooks as above -- 304 refreshes, a storable response replaces, a 5xx
+ * or an upstream failure leaves the entry as it is.  Its own response goes
+ * nowhere.  The first request after the window revalidates in the foreground.
  */
 #include "reverse/cache_glue.h"
 
-#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -69,6 +74,7 @@ struct cq {
 	struct rev_cfill *fill;
 	struct inflight *leader;   /* this request is the one origin fetch for key */
 	int waited;                /* woke up from collapsed forwarding once */
+	int refresh;               /* a background stale-while-revalidate refresh */
 	double deadline;           /* CM_WAIT: go to the origin after this (monotonic) */
 	struct cq *wnext;          /* waiter list */
 	void *side;
@@ -212,6 +218,31 @@ static void wake_list(struct cq *w)
 		gw_req_wake(w->rq, wake_fn, w);
 		w = nx;
 	}
+}
+
+/* The in-flight fetch of key, or NULL.  g_mu held. */
+static struct inflight *inflight_find(const char *key)
+{
+	struct inflight *f;
+
+	for (f = g_inflight[key_slot(key)]; f != NULL; f = f->next)
+		if (strcmp(f->key, key) == 0)
+			break;
+	return f;
+}
+
+/* Enter key (kl bytes) as fetched now; NULL on ENOMEM.  g_mu held. */
+static struct inflight *inflight_add(const char *key, size_t kl)
+{
+	struct inflight *f = malloc(sizeof *f + kl + 1);
+
+	if (f == NULL)
+		return NULL;
+	memcpy(f->key, key, kl + 1);
+	f->waiters = NULL;
+	f->next = g_inflight[key_slot(key)];
+	g_inflight[key_slot(key)] = f;
+	return f;
 }
 
 /* This request no longer leads its key: wake the ones waiting for it. */
@@ -396,7 +427,10 @@ static void serve(struct gw_req *rq, struct cq *q, struct rev_cobj *o, const cha
 			continue;
 		gw_req_resp_hdr_add(rq, v.hdrs[i].name, v.hdrs[i].value, v.hdrs[i].value_len);
 	}
-	n = snprintf(ab, sizeof ab, "%.0f", floor(age < 0 ? 0 : age));
+	/* integer formatting: "%.0f" was 5% of a cache hit's instructions;
+	 * RFC 9111 5.1 caps Age at 2^31 */
+	n = snprintf(ab, sizeof ab, "%llu", (unsigned long long)(age < 0 ? 0 :
+	    age > 2147483648.0 ? 2147483648.0 : age));
 	gw_req_resp_hdr_add(rq, "Age", ab, (size_t)n);
 	if (atomic_load(&g_xcache))
 		gw_req_resp_hdr_add(rq, "X-Cache", label, strlen(label));
@@ -445,6 +479,44 @@ static struct cq *cq_get(struct gw_req *rq, int *fresh)
 	return q;
 }
 
+/* ---- stale-while-revalidate ---- */
+
+/*
+ * rq was just answered from the stale entry of q->key inside its
+ * stale-while-revalidate window: refresh the entry in the background.  The
+ * refresh is a copy of rq (gw_req_spawn: same route, balancer, upstream TLS
+ * and forwarding headers as rq would get) that rev_cache_request() turns into
+ * a conditional request with the entry's validators; its 304 refreshes the
+ * entry, a storable response replaces it, a 5xx or a failure leaves it (see
+ * the response hooks).  One fetch per key at a time: the refresh leads the
+ * key in the collapsed-forwarding table, so a key already being fetched or
+ * refreshed is not refreshed again.  The refresh pins its own config
+ * snapshot, is cut after upstream_connect + upstream_response, and ends
+ * through rev_cache_done() like any request (also at shutdown).
+ */
+static void start_refresh(struct gw_req *rq, const struct cq *q)
+{
+	const struct conf_timeouts *t = &gw_req_conf(rq)->global.timeouts;
+	struct inflight *f;
+	struct gw_req *bg;
+	struct cq *r;
+	int fresh_q;
+
+	pthread_mutex_lock(&g_mu);
+	f = inflight_find(q->key) == NULL ? inflight_add(q->key, strlen(q->key)) : NULL;
+	pthread_mutex_unlock(&g_mu);
+	if (f == NULL)
+		return;
+	bg = gw_req_spawn(rq, t->upstream_connect + t->upstream_response);
+	r = bg != NULL ? cq_get(bg, &fresh_q) : NULL;
+	if (r == NULL) {
+		struct cq none = { .leader = f };
+		release_leader(&none);
+		return;
+	}
+	r->leader = f;
+}
+
 int rev_cache_request(struct gw_req *rq, const struct conf *cf, const struct rev_site *site,
     const struct rev_route *rt, void *side, void (*restart)(struct gw_req *rq, void *side))
 {
@@ -469,6 +541,7 @@ int rev_cache_request(struct gw_req *rq, const struct conf *cf, const struct rev
 	q->cr = cr;
 	q->side = side;
 	q->restart = restart;
+	q->refresh = gw_req_is_background(rq);
 	if (q->stale != NULL) {            /* woken after waiting: look again */
 		rev_cobj_put(q->stale);
 		q->stale = NULL;
@@ -501,10 +574,12 @@ int rev_cache_request(struct gw_req *rq, const struct conf *cf, const struct rev
 	q->key = gw_req_strndup(rq, key, kl);
 	now = wall_now();
 	o = rev_cstore_lookup(s, key, h);
-	if (o != NULL) {
+	if (o != NULL && q->refresh) {
+		q->stale = o;              /* revalidate it whatever its state now */
+	} else if (o != NULL) {
 		struct rev_cobj_view v;
 		double age = rev_cobj_age(o, now), staleness;
-		int fresh, validate;
+		int fresh, validate, swr;
 		rev_cobj_view(o, &v);
 		fresh = age < v.lifetime;
 		if (q->req_cc.max_age >= 0 && age > (double)q->req_cc.max_age)
@@ -519,17 +594,20 @@ int rev_cache_request(struct gw_req *rq, const struct conf *cf, const struct rev
 			return 1;
 		}
 		staleness = age - v.lifetime;
+		swr = v.swr >= 0 && staleness < v.swr && q->req_cc.max_age < 0;
 		if (!fresh && !validate && !v.no_stale &&
-		    ((q->req_cc.max_stale >= 0 && staleness <= (double)q->req_cc.max_stale) ||
-		    (v.swr >= 0 && staleness < v.swr && q->req_cc.max_age < 0))) {
+		    ((q->req_cc.max_stale >= 0 && staleness <= (double)q->req_cc.max_stale) || swr)) {
 			stat_inc(q->worker, &WS(q)->stale);
 			serve(rq, q, o, "STALE", "cache_stale");
 			rev_cobj_put(o);
+			if (swr && h->method == GW_M_GET && h->body == GW_BODY_NONE &&
+			    !(h->flags & GW_HF_UPGRADE))
+				start_refresh(rq, q);
 			return 1;
 		}
 		q->stale = o;
 	}
-	if (q->req_cc.flags & REV_CC_ONLY_IF_CACHED) {
+	if ((q->req_cc.flags & REV_CC_ONLY_IF_CACHED) && !q->refresh) {
 		gw_req_set_verdict(rq, "cache_only", cr->path);
 		gw_req_respond(rq, 504, NULL, NULL, 0, "Not in the cache (only-if-cached).");
 		return 1;
@@ -540,16 +618,14 @@ int rev_cache_request(struct gw_req *rq, const struct conf *cf, const struct rev
 		stat_inc(q->worker, &WS(q)->misses);
 		return 0;
 	}
-	/* collapsed forwarding: one origin fetch per key at a time */
-	if (!q->waited) {
-		size_t slot = key_slot(q->key);
+	/* collapsed forwarding: one origin fetch per key at a time (a refresh
+	 * already leads its key: start_refresh entered it) */
+	if (!q->waited && !q->refresh) {
 		struct inflight *f;
 		int pass;
 		pthread_mutex_lock(&g_mu);
 		pass = pass_check(key_hash(q->key), mono_now());
-		for (f = g_inflight[slot]; f != NULL && !pass; f = f->next)
-			if (strcmp(f->key, q->key) == 0)
-				break;
+		f = pass ? NULL : inflight_find(q->key);
 		if (f != NULL) {
 			if (q->stale != NULL) {    /* looked up again on wake-up */
 				rev_cobj_put(q->stale);
@@ -564,19 +640,15 @@ int rev_cache_request(struct gw_req *rq, const struct conf *cf, const struct rev
 			stat_inc(q->worker, &WS(q)->collapsed);
 			return 1;
 		}
-		f = pass ? NULL : malloc(sizeof *f + kl + 1);
-		if (f != NULL) {
-			memcpy(f->key, q->key, kl + 1);
-			f->waiters = NULL;
-			f->next = g_inflight[slot];
-			g_inflight[slot] = f;
-			q->leader = f;
-		}
+		q->leader = pass ? NULL : inflight_add(q->key, kl);
 		pthread_mutex_unlock(&g_mu);
 	}
 	q->mode = CM_FETCH;
 	q->request_time = now;
-	stat_inc(q->worker, &WS(q)->misses);
+	if (q->refresh)
+		gw_req_set_verdict(rq, "cache_refresh", cr->path);
+	else
+		stat_inc(q->worker, &WS(q)->misses);
 	/* we want a full response to store: the client's validators are
 	 * answered from the stored copy, ours go to the origin */
 	gw_req_hdr_del(rq, "if-none-match");
@@ -630,9 +702,14 @@ void rev_cache_on_response_head(struct gw_req *rq, const struct gw_http_head *re
 		struct rev_cobj *n = rev_cstore_refresh(s, q->stale, resp, q->request_time, now,
 		    q->cr->cache_ttl, q->cr->cache_stale_if_error);
 		stat_inc(q->worker, &WS(q)->revalidated);
-		serve(rq, q, n ? n : q->stale, "REVALIDATED", "cache_revalidated");
+		serve(rq, q, n ? n : q->stale, "REVALIDATED",
+		    q->refresh ? "cache_refresh" : "cache_revalidated");   /* the log tells them apart */
 		rev_cobj_put(n);
 		release_leader(q);
+		return;
+	}
+	if (q->refresh && resp->status >= 500) {
+		release_leader(q);         /* the entry stays as it is */
 		return;
 	}
 	if (q->stale != NULL && (resp->status == 500 || resp->status == 502 || resp->status == 503 ||
@@ -701,7 +778,7 @@ int rev_cache_stale_on_error(struct gw_req *rq)
 {
 	struct cq *q = watched(rq);
 
-	if (q == NULL || q->mode != CM_FETCH || !stale_if_error_ok(q))
+	if (q == NULL || q->mode != CM_FETCH || q->refresh || !stale_if_error_ok(q))
 		return 0;
 	stat_inc(q->worker, &WS(q)->stale);
 	serve(rq, q, q->stale, "STALE", "cache_stale");

@@ -37,7 +37,10 @@ struct rev_route;
  * edited conditional headers and watches the response).  When a parked
  * request wakes up and cannot be served from the cache, restart(rq, side)
  * is called on the request's worker to run on_request again (this function
- * then returns 0 for it).  Does nothing for routes without cache.
+ * then returns 0 for it).  Does nothing for routes without cache.  A STALE
+ * answer inside stale-while-revalidate also starts a background refresh
+ * (gw_req_spawn); background requests come back here and are never answered
+ * from the cache (they revalidate the entry and return 0).
  */
 int rev_cache_request(struct gw_req *rq, const struct conf *cf, const struct rev_site *site,
     const struct rev_route *rt, void *side, void (*restart)(struct gw_req *rq, void *side));

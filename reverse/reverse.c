@@ -681,7 +681,7 @@ static void decide(struct gw_req *rq, void *side, int first)
 		gw_req_respond(rq, 403, NULL, NULL, 0, NULL);
 		return;
 	}
-	if (first && rate_limited(rq, d, site))
+	if (first && !gw_req_is_background(rq) && rate_limited(rq, d, site))   /* cache refreshes are ours */
 		return;
 	if (site->force_https && !gw_req_is_tls(rq)) {
 		redirect_https(rq, h, host, hlen);

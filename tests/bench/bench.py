@@ -36,7 +36,8 @@ CLK = os.sysconf("SC_CLK_TCK")
 P_ORIGIN, P_SINK = 18080, 18090
 P_GH_REV, P_GH_FWD, P_GHL_REV, P_GHL_FWD = 18101, 18102, 18111, 18112
 P_NGINX, P_HAPROXY, P_SQUID, P_TINY = 18201, 18301, 18401, 18501
-TLS_OFF = 20        # each reverse proxy also listens with TLS on its port + TLS_OFF
+P_GHC_REV, P_GHC_FWD, P_NGINX_CACHE, P_VARNISH = 18121, 18122, 18211, 18601
+TLS_OFF = 30        # each reverse proxy also listens with TLS on its port + TLS_OFF
 CERT, KEY, PEM = (os.path.join(OUT, n) for n in ("bench.crt", "bench.key", "bench.pem"))
 
 PROCS = {}
@@ -88,9 +89,13 @@ def subst(name, **kw):
     return path
 
 
-def gh_conf(tag, rev, fwd, access):
+def gh_conf(tag, rev, fwd, access, cache=False):
     d = os.path.join(OUT, tag)
     os.makedirs(d, exist_ok=True)
+    # cache: the whole site cached, an hour of freshness for the origin's
+    # Cache-Control-less answers (as nginx-cache.conf and varnish.vcl give)
+    cache_conf = 'cache = { memory = "256M"; max_object = "1M"; };' if cache else ""
+    route_cache = " cache = { ttl = 3600.0; };" if cache else ""
     text = """global: { workers = 1; user = ""; state_dir = "%s"; max_connections = 100000;
   log: { error = "%s/error.log"; level = "warn"; access = "%s"; };
 };
@@ -103,10 +108,11 @@ forward: {
 reverse: {
   listeners = ( { address = "127.0.0.1:%d"; }, { address = "127.0.0.1:%d"; tls = true; } );
   certificates = ( { cert = "%s"; key = "%s"; } );
+  %s
   upstreams = ( { name = "origin"; servers = ( { address = "127.0.0.1:%d"; } ); keepalive = 256; } );
-  sites = ( { default = true; routes = ( { path = "/"; upstream = "origin"; } ); } );
+  sites = ( { default = true; routes = ( { path = "/"; upstream = "origin";%s } ); } );
 };
-""" % (d, d, access, fwd, P_SINK, rev, rev + TLS_OFF, CERT, KEY, P_ORIGIN)
+""" % (d, d, access, fwd, P_SINK, rev, rev + TLS_OFF, CERT, KEY, cache_conf, P_ORIGIN, route_cache)
     path = os.path.join(d, "gatehouse.conf")
     with open(path, "w") as f:
         f.write(text)
@@ -143,19 +149,46 @@ def stop(name):
             p.wait()
 
 
-def start_gatehouse(tag, rev, fwd, access=""):
-    conf = gh_conf(tag, rev, fwd, access)
+def start_gatehouse(tag, rev, fwd, access="", cache=False):
+    conf = gh_conf(tag, rev, fwd, access, cache)
     start(tag, [GH, "-c", conf], rev)
     wait_port(fwd)
 
 
-def start_nginx(tag="nginx", port=P_NGINX):
+def start_nginx(tag="nginx", port=P_NGINX, conf_name="nginx.conf", **extra):
     d = os.path.join(OUT, tag)
     os.makedirs(d, exist_ok=True)
-    conf = subst("nginx.conf", DIR=d, PORT=port, TLSPORT=port + TLS_OFF, CERT=CERT, KEY=KEY,
-                 ORIGIN=P_ORIGIN, ACCESS="off")
+    conf = subst(conf_name, DIR=d, PORT=port, TLSPORT=port + TLS_OFF, CERT=CERT, KEY=KEY,
+                 ORIGIN=P_ORIGIN, ACCESS="off", **extra)
     os.rename(conf, os.path.join(d, "nginx.conf"))
     start(tag, ["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf")], port)
+
+
+# nginx's proxy_cache directory: on tmpfs (memory-backed), removed at the end
+NGINX_CACHE_DIR = os.path.join("/dev/shm", "gatehouse-bench-" + os.path.basename(OUT))
+
+
+def start_varnish():
+    """varnishd by hand: foreground, loopback, malloc storage, one thread pool."""
+    vcl = subst("varnish.vcl", ORIGIN=P_ORIGIN)
+    work = os.path.join(OUT, "varnish")
+    os.makedirs(work, exist_ok=True)
+    start("varnish", ["varnishd", "-F", "-a", "127.0.0.1:%d" % P_VARNISH, "-f", vcl,
+                      "-s", "malloc,256m", "-n", work, "-p", "thread_pools=1"], P_VARNISH)
+
+
+def cache_status(port):
+    """The cache-status headers of one request (a hit check for the log)."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        c.request("GET", "/")
+        r = c.getresponse()
+        r.read()
+        return " ".join("%s=%s" % (k, v) for k, v in r.getheaders()
+                        if k.lower() in ("x-cache", "x-varnish", "age"))
+    finally:
+        c.close()
 
 
 def start_haproxy(tag="haproxy", port=P_HAPROXY):
@@ -173,13 +206,41 @@ def start_tinyproxy():
     start("tinyproxy", ["tinyproxy", "-d", "-c", conf], P_TINY)
 
 
+def proc_tree(pid):
+    """pid and its descendants (varnishd's manager forks the cache process)."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        x = todo.pop()
+        out.append(x)
+        todo.extend(kids.get(x, []))
+    return out
+
+
+TREE_CPU = {"varnish"}   # contenders whose work runs in a child process
+
+
 def cpu_s(name):
     p = PROCS.get(name)
     if not p:
         return 0.0
-    with open("/proc/%d/stat" % p.pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK
+    total = 0
+    for pid in (proc_tree(p.pid) if name in TREE_CPU else [p.pid]):
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK
 
 
 def rss_kb(name):
@@ -284,6 +345,20 @@ def main():
     interleave("rev_tls_ka_c50", rev_tls, wrk_runner(50, scheme="https"), "req/s", k_small)
     interleave("rev_tls_new_c50", rev_tls, wrk_runner(50, env={"WRK_CLOSE": "1"}, scheme="https"),
                "req/s", k_small)
+
+    # Cache hits: Gatehouse's in-memory cache vs nginx proxy_cache (tmpfs) and
+    # Varnish (malloc); "direct" is the origin itself, uncached.
+    if not ONLY or "rev_cache_hit" in ONLY:
+        start_gatehouse("gatehouse_cache", P_GHC_REV, P_GHC_FWD, cache=True)
+        start_nginx("nginx_cache", P_NGINX_CACHE, "nginx-cache.conf", CACHE=NGINX_CACHE_DIR)
+        start_varnish()
+        cached = [("direct", None, P_ORIGIN), ("gatehouse", "gatehouse_cache", P_GHC_REV),
+                  ("nginx", "nginx_cache", P_NGINX_CACHE), ("varnish", "varnish", P_VARNISH)]
+        interleave("rev_cache_hit", cached, wrk_runner(50), "req/s", k_small)
+        for label, _, port in cached[1:]:
+            log("  hit check %-10s %s" % (label, cache_status(port)))
+        for n in ("gatehouse_cache", "nginx_cache", "varnish"):
+            stop(n)
 
     fwd_env = {"WRK_PATH": "http://127.0.0.1:%d/" % P_ORIGIN, "WRK_HOST": "127.0.0.1:%d" % P_ORIGIN}
     fwd = [("direct", None, P_ORIGIN), ("gatehouse", "gatehouse", P_GH_FWD),
@@ -417,3 +492,4 @@ if __name__ == "__main__":
     finally:
         for n in list(PROCS):
             stop(n)
+        subprocess.run(["rm", "-rf", NGINX_CACHE_DIR])

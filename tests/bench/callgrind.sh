@@ -4,6 +4,8 @@
 # small keep-alive requests (rateload: 500 req/s x 8 s over 10 connections),
 # and prints self Ir per request and each proxy's top functions (cgself.py).
 #     bash tests/bench/callgrind.sh        (after run.sh has installed the peers)
+#     CG_CACHE=1 bash tests/bench/callgrind.sh   cache hits instead: Gatehouse's
+#         reverse.cache vs nginx proxy_cache on tmpfs (nginx-cache.conf)
 # Output dir: $CG_OUT (default a new /tmp/gh-callgrind.*).
 set -u
 cd "$(dirname "$0")/../.."
@@ -12,22 +14,29 @@ mkdir -p "$OUT"
 chmod 777 "$OUT"
 GH=${GATEHOUSE_BIN:-$(cd "$(dirname "$0")/../.." && pwd)/build-release/gatehouse}
 P_ORIGIN=18680 P_GH=18681 P_FWD=18682 P_NGINX=18683 P_HAP=18684
+GH_CACHE="" ROUTE_CACHE="" NGINX_CONF=tests/bench/nginx.conf NGINX_CACHE=/dev/shm/gatehouse-cg-$$
+if [ "${CG_CACHE:-0}" = 1 ]; then
+	GH_CACHE='cache = { memory = "256M"; max_object = "1M"; };'
+	ROUTE_CACHE=' cache = { ttl = 3600.0; };'
+	NGINX_CONF=tests/bench/nginx-cache.conf
+fi
 for t in origin rateload; do gcc -O2 -o "$OUT/$t" "tests/bench/$t.c" || exit 1; done
 taskset -c 0 "$OUT/origin" $P_ORIGIN &
 OPID=$!
-trap 'kill $OPID 2>/dev/null' EXIT
+trap 'kill $OPID 2>/dev/null; rm -rf "$NGINX_CACHE"' EXIT
 cat >"$OUT/gh.conf" <<CONF
 global: { workers = 1; user = ""; state_dir = "$OUT"; log: { error = "$OUT/gh-error.log"; level = "warn"; access = ""; }; };
 forward: { listeners = ( { address = "127.0.0.1:$P_FWD"; } ); allow_clients = [ "127.0.0.0/8" ]; deny_destinations = [ ]; };
 reverse: {
   listeners = ( { address = "127.0.0.1:$P_GH"; } );
+  $GH_CACHE
   upstreams = ( { name = "origin"; servers = ( { address = "127.0.0.1:$P_ORIGIN"; } ); } );
-  sites = ( { default = true; routes = ( { path = "/"; upstream = "origin"; } ); } );
+  sites = ( { default = true; routes = ( { path = "/"; upstream = "origin";$ROUTE_CACHE } ); } );
 };
 CONF
 mkdir -p "$OUT/nginx"
-sed -e "s|@DIR@|$OUT/nginx|g" -e "s|@PORT@|$P_NGINX|" -e "s|@ORIGIN@|$P_ORIGIN|" -e "s|@ACCESS@|off|" -e '/# tls$/d' \
-	tests/bench/nginx.conf >"$OUT/nginx/nginx.conf"
+sed -e "s|@DIR@|$OUT/nginx|g" -e "s|@PORT@|$P_NGINX|" -e "s|@ORIGIN@|$P_ORIGIN|" -e "s|@ACCESS@|off|" \
+	-e "s|@CACHE@|$NGINX_CACHE|" -e '/# tls$/d' "$NGINX_CONF" >"$OUT/nginx/nginx.conf"
 sed -e "s|@PORT@|$P_HAP|" -e "s|@ORIGIN@|$P_ORIGIN|" -e '/# tls$/d' tests/bench/haproxy.cfg >"$OUT/haproxy.cfg"
 
 run() {   # name port argv...

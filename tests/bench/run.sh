@@ -1,6 +1,6 @@
 #!/bin/bash
-# Gatehouse benchmarks against nginx, HAProxy (reverse) and Squid, tinyproxy
-# (forward).  One command, as root, from anywhere:
+# Gatehouse benchmarks against nginx, HAProxy (reverse), nginx proxy_cache and
+# Varnish (reverse cache hits) and Squid, tinyproxy (forward).  One command, as root, from anywhere:
 #     bash tests/bench/run.sh            # everything, ~15-20 minutes
 #     BENCH_ONLY=rev_ka_c50,profile bash tests/bench/run.sh
 # Environment: GATEHOUSE_BIN (skip the build), BENCH_ROUNDS (3), BENCH_SECS (5),
@@ -16,6 +16,7 @@ command -v nginx >/dev/null || need="$need nginx-light"
 command -v haproxy >/dev/null || need="$need haproxy"
 command -v squid >/dev/null || need="$need squid"
 command -v tinyproxy >/dev/null || need="$need tinyproxy"
+command -v varnishd >/dev/null || need="$need varnish"
 command -v wrk >/dev/null || need="$need wrk"
 command -v perf >/dev/null || need="$need linux-perf"
 if [ -n "$need" ]; then
@@ -25,7 +26,7 @@ if [ -n "$need" ]; then
 fi
 # Debian starts the packaged daemons on install (where allowed): stop them,
 # the bench starts its own on its own ports.
-for s in nginx haproxy squid tinyproxy; do
+for s in nginx haproxy squid tinyproxy varnish; do
 	systemctl stop "$s" 2>/dev/null || true
 done
 

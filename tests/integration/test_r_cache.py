@@ -1,7 +1,8 @@
 """Reverse side: the shared HTTP cache (RFC 9111).  Every Cache-Control
 directive, Expires, Age, heuristic freshness, Vary, revalidation with 304,
-client conditionals, stale-while-revalidate, stale-if-error (origin down and
-5xx), collapsed forwarding, eviction at the memory bound, oversize
+client conditionals, stale-while-revalidate (stale answers at once, one
+background refresh per key: 304, 200, 5xx, origin down, shutdown),
+stale-if-error (origin down and 5xx), collapsed forwarding, eviction at the memory bound, oversize
 pass-through, HEAD from a GET entry, invalidation by unsafe methods,
 X-Cache on/off.  Origins count the requests that reach them.  (Purge has no
 HTTP surface yet: tests/unit/reverse/test_cache.c covers it.)"""
@@ -51,6 +52,32 @@ def get(g, path, headers=None, method="GET"):
 
 def xc(h):
     return h.get("x-cache")
+
+
+def wait_for(cond, secs=5.0):
+    end = time.monotonic() + secs
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def timed_get(g, path):
+    t0 = time.monotonic()
+    r = get(g, path)
+    return r, time.monotonic() - t0
+
+
+def concurrently(n, fn):
+    """Run fn() in n threads at once; returns the results that came back."""
+    results = []
+    ts = [threading.Thread(target=lambda: results.append(fn())) for _ in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(20)
+    return results
 
 
 # ---- freshness ----
@@ -291,15 +318,120 @@ def test_client_conditionals_answered_from_cache(gw, co):
 
 # ---- stale-while-revalidate / stale-if-error ----
 
-def test_stale_while_revalidate_window(gw, co):
-    co.script("/swr", headers=[("Cache-Control", "max-age=1, stale-while-revalidate=2")], etag='"s"')
+def test_swr_background_304_refreshes_entry(gw, co):
+    co.script("/swr", headers=[("Cache-Control", "max-age=1, stale-while-revalidate=30"),
+                               ("X-Gen", "1")], etag='"s"', body=b"one")
     get(gw, "/swr")
-    time.sleep(1.3)                      # stale, inside the window: served at once
-    st, h, _ = get(gw, "/swr")
-    assert (st, xc(h)) == (200, "STALE") and co.count("/swr") == 1
-    time.sleep(2.0)                      # past the window: revalidated
-    assert xc(get(gw, "/swr")[1]) == "REVALIDATED"
-    assert co.count("/swr") == 2
+    first = co.last("/swr")
+    time.sleep(1.3)
+    # the refresh takes the origin 1 s: the client must not wait for it
+    co.script("/swr", headers=[("Cache-Control", "max-age=60, stale-while-revalidate=30")],
+              etag='"s"', body=b"unused", delay=1.0, headers_304=[("X-Gen", "2")])
+    (st, h, b), dt = timed_get(gw, "/swr")
+    assert (st, xc(h), b, h.get("x-gen")) == (200, "STALE", b"one", "1")
+    assert dt < 0.5, dt
+    assert wait_for(lambda: co.count("/swr") == 2)
+    refresh = co.last("/swr")
+    assert refresh.header("If-None-Match") == '"s"'
+    # the same upstream request a client's would be (forwarding headers)
+    assert refresh.header("X-Forwarded-For") == first.header("X-Forwarded-For") == "127.0.0.1"
+    assert refresh.header("Host") == HOST
+    # stale answers meanwhile, then the refreshed entry: fresh, new headers, same body
+    assert wait_for(lambda: xc(get(gw, "/swr")[1]) == "HIT")
+    st, h, b = get(gw, "/swr")
+    assert (st, xc(h), b, h.get("x-gen")) == (200, "HIT", b"one", "2")
+    assert co.count("/swr") == 2            # one refresh, however many stale answers
+    # logged as the cache's own request
+    assert sum('"GET /swr ' in l and "verdict=cache_refresh" in l for l in gw.access_lines()) == 1
+
+
+def test_swr_background_200_replaces_entry(gw, co):
+    co.script("/swr2", headers=[("Cache-Control", "max-age=1, stale-while-revalidate=30")],
+              etag='"a"', body=b"old")
+    get(gw, "/swr2")
+    time.sleep(1.3)
+    co.script("/swr2", headers=[("Cache-Control", "max-age=60")], etag='"b"', body=b"new",
+              delay=1.0)
+    (st, h, b), dt = timed_get(gw, "/swr2")
+    assert (st, xc(h), b) == (200, "STALE", b"old") and dt < 0.5, dt
+    assert wait_for(lambda: get(gw, "/swr2")[2] == b"new")
+    st, h, b = get(gw, "/swr2")
+    assert (st, xc(h), b, h.get("etag")) == (200, "HIT", b"new", '"b"')
+    assert co.count("/swr2") == 2
+    assert sum('"GET /swr2 ' in l and "verdict=cache_refresh" in l for l in gw.access_lines()) == 1
+    assert co.last("/swr2").header("If-None-Match") == '"a"'
+
+
+def test_swr_concurrent_stale_requests_one_refresh(gw, co):
+    co.script("/swrc", headers=[("Cache-Control", "max-age=1, stale-while-revalidate=30")],
+              last_modified=gh.http_date(time.time() - 100), body=b"c")
+    get(gw, "/swrc")
+    time.sleep(1.3)
+    co.script("/swrc", headers=[("Cache-Control", "max-age=60")],
+              last_modified=co.scripts["/swrc"]["last_modified"], body=b"c", delay=1.0)
+    results = concurrently(10, lambda: timed_get(gw, "/swrc"))
+    assert len(results) == 10
+    assert all((st, xc(h), b) == (200, "STALE", b"c") for (st, h, b), _ in results)
+    assert max(dt for _, dt in results) < 1.0
+    assert wait_for(lambda: xc(get(gw, "/swrc")[1]) == "HIT")
+    assert co.count("/swrc") == 2
+    assert co.last("/swrc").header("If-Modified-Since") == co.scripts["/swrc"]["last_modified"]
+
+
+def test_swr_refresh_errors_leave_entry(gw, co):
+    # a 5xx to the refresh: the entry stays, and the next stale answer may try again
+    co.script("/swr5", headers=[("Cache-Control", "max-age=1, stale-while-revalidate=30")],
+              etag='"5"', body=b"five")
+    get(gw, "/swr5")
+    time.sleep(1.3)
+    co.script("/swr5", status=503, body=b"bad")
+    assert get(gw, "/swr5")[2] == b"five"
+    assert wait_for(lambda: co.count("/swr5") == 2)
+    time.sleep(0.2)
+    st, h, b = get(gw, "/swr5")
+    assert (st, xc(h), b) == (200, "STALE", b"five")
+    assert wait_for(lambda: co.count("/swr5") == 3)
+
+
+def test_swr_origin_down_then_stale_if_error(gw, co):
+    co.script("/swrd", headers=[("Cache-Control",
+                                 "max-age=1, stale-while-revalidate=2, stale-if-error=60")],
+              etag='"d"', body=b"kept")
+    get(gw, "/swrd")
+    time.sleep(1.3)
+    co.kill()
+    st, h, b = get(gw, "/swrd")             # inside the window: the refresh fails quietly
+    assert (st, xc(h), b) == (200, "STALE", b"kept")
+    time.sleep(0.5)
+    st, h, b = get(gw, "/swrd")
+    assert (st, xc(h), b) == (200, "STALE", b"kept")
+    time.sleep(2.0)                         # past the window: stale-if-error still applies
+    st, h, b = get(gw, "/swrd")
+    assert (st, xc(h), b) == (200, "STALE", b"kept")
+
+
+def test_swr_past_window_revalidates_in_foreground(gw, co):
+    co.script("/swrw", headers=[("Cache-Control", "max-age=1, stale-while-revalidate=1")],
+              etag='"w"')
+    get(gw, "/swrw")
+    time.sleep(2.3)
+    assert xc(get(gw, "/swrw")[1]) == "REVALIDATED"
+    assert co.count("/swrw") == 2
+
+
+def test_swr_refresh_cancelled_at_shutdown(co, ports):
+    g = gh.Gatehouse(conf(ports[0], co.port), workers=1).start([ports[0]])
+    g.port = ports[0]
+    co.script("/swrs", headers=[("Cache-Control", "max-age=1, stale-while-revalidate=30")],
+              etag='"x"')
+    get(g, "/swrs")
+    time.sleep(1.3)
+    co.script("/swrs", headers=[("Cache-Control", "max-age=60")], etag='"x"', delay=5.0)
+    assert xc(get(g, "/swrs")[1]) == "STALE"
+    assert wait_for(lambda: co.count("/swrs") == 2)
+    t0 = time.monotonic()
+    g.check_clean()                         # the refresh in flight does not hold the exit
+    assert time.monotonic() - t0 < 3.0
 
 
 def test_stale_if_error_origin_down(gw, co):
@@ -361,16 +493,7 @@ def test_vary_star_never_served(gw, co):
 
 def test_collapsed_forwarding(gw, co):
     co.script("/slow", headers=[("Cache-Control", "max-age=60")], body=b"S" * 5000, delay=1.0)
-    results = []
-
-    def one():
-        results.append(get(gw, "/slow"))
-
-    ts = [threading.Thread(target=one) for _ in range(10)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(20)
+    results = concurrently(10, lambda: get(gw, "/slow"))
     assert len(results) == 10
     assert all(st == 200 and b == b"S" * 5000 for st, _, b in results)
     assert co.count("/slow") == 1

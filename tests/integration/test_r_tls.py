@@ -307,3 +307,45 @@ def test_ocsp_stapling_from_file(pki, origin, ports, tmp_path):
         assert "OCSP response: no response sent" in out
     finally:
         g.check_clean()
+
+
+def test_cache_refresh_over_tls_both_sides(pki, ports):
+    """stale-while-revalidate behind a TLS listener, to a TLS upstream: the
+    background refresh keeps the https cache key and forwarding headers of the
+    client's request and speaks verified TLS to the upstream."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(*pki["origin"])
+    o = gh.CacheOrigin(tls=ctx)
+    up = 'tls = true; ca_file = "%s"; sni = "origin.test";' % pki["ca"]
+    text = tls_conf(ports[0], ports[1], o.port, pki, up_tls=up)
+    text = text.replace('routes = ( { path = "/"; upstream = "o"; } );',
+                        'routes = ( { path = "/"; upstream = "o"; cache = true; } );')
+    text = text.replace("reverse: {", 'reverse: {\n  cache = { memory = "16M"; };', 1)
+    g = gh.Gatehouse(text).start([ports[0]])
+
+    def get():
+        rc, out, err = gh.curl("-D", "-", "--cacert", pki["ca"], "--resolve",
+                               "a.test:%d:127.0.0.1" % ports[0], "https://a.test:%d/swr" % ports[0])
+        assert rc == 0, err
+        head, _, body = out.partition(b"\r\n\r\n")
+        h = dict(line.split(": ", 1) for line in head.decode().split("\r\n")[1:])
+        return {k.lower(): v for k, v in h.items()}.get("x-cache"), body
+
+    try:
+        o.script("/swr", headers=[("Cache-Control", "max-age=1, stale-while-revalidate=30")],
+                 etag='"t1"', body=b"one")
+        assert get() == ("MISS", b"one")
+        time.sleep(1.3)
+        o.script("/swr", headers=[("Cache-Control", "max-age=60")], etag='"t2"', body=b"two")
+        assert get() == ("STALE", b"one")
+        end = time.monotonic() + 5
+        while get() != ("HIT", b"two") and time.monotonic() < end:
+            time.sleep(0.05)
+        assert get() == ("HIT", b"two")
+        assert o.count("/swr") == 2
+        refresh = o.last("/swr")
+        assert refresh.header("If-None-Match") == '"t1"'
+        assert refresh.header("X-Forwarded-Proto") == "https"
+    finally:
+        g.check_clean()
+        o.kill()
