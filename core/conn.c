@@ -871,6 +871,8 @@ void gw_req_no_via(struct gw_req *rq) { rq->no_via = 1; }
 void gw_req_set_max_body(struct gw_req *rq, uint64_t max) { rq->max_body = max; }
 void gw_req_set_verdict(struct gw_req *rq, const char *verdict, const char *rule) { rq->verdict = verdict; rq->rule = rule; }
 void gw_req_set_user(struct gw_req *rq, const char *user) { rq->user = user; }
+const char *gw_req_verdict(const struct gw_req *rq) { return rq->verdict; }
+const char *gw_req_user(const struct gw_req *rq) { return rq->user; }
 void gw_req_set_reason(struct gw_req *rq, const char *reason) { rq->reason = reason; }
 
 /* ---- request lifecycle ---- */
@@ -915,12 +917,13 @@ static void req_log_free(struct gw_conn *c, struct gw_req *rq)
 		c->proto->on_response_end(rq, rq->finished && rq->respx.done, c->side);
 	if (c->proto->on_done != NULL && !rq->parse_error)
 		c->proto->on_done(rq, c->side);
-	if (!gw_access_enabled() && !gw_tail_enabled())
-		goto logged;   /* nobody reads the line: do not format it */
+	/* counted whether or not anyone reads the log (/metrics may be all there is) */
 	if (st >= 100 && st < 600)
 		gw_stat_add(&c->w->stats->fam[fam][GW_FC_STATUS_1XX + st / 100 - 1], 1);
 	gw_stat_add(&c->w->stats->fam[fam][GW_FC_BYTES_IN], rq->bytes_in);
 	gw_stat_add(&c->w->stats->fam[fam][GW_FC_BYTES_OUT], rq->bytes_out);
+	if (!gw_access_enabled() && !gw_tail_enabled())
+		goto logged;   /* nobody reads the line: do not format it */
 	{
 		memset(&r, 0, sizeof r);
 		if (!rq->parse_error) {
@@ -1025,7 +1028,7 @@ static void conn_close(struct gw_conn *c, enum gw_close_reason why)
 	close(c->fd);
 	c->fd = -1;
 	gw_stat_add(&w->stats->close[why], 1);
-	gw_stat_sub(&w->stats->conns_active, 1);
+	gw_stat_sub(&w->stats->conns_active[c->proto->family], 1);
 	if (c->prev != NULL)
 		c->prev->next = c->next;
 	else
@@ -2878,7 +2881,7 @@ void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, so
 		w->conns->prev = c;
 	w->conns = c;
 	w->nconns++;
-	gw_stat_add(&w->stats->conns_active, 1);
+	gw_stat_add(&w->stats->conns_active[c->proto->family], 1);
 	gw_stat_add(&w->stats->fam[c->proto->family][GW_FC_CONN_ACCEPTED], 1);
 	rd_enable(c, 1);
 	client_timer(c, c->ssl != NULL ? TO_HEADER : TO_IDLE);
