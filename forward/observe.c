@@ -107,19 +107,21 @@ void fwd_obs_request(int worker, int verdict, const char *host, size_t host_len,
 
 size_t fwd_obs_top(int verdict, struct fwd_topk_item *out, size_t max)
 {
-	struct fwd_topk *copy;
+	struct shard *sh[GW_MAX_WORKERS];
 	const struct fwd_topk *tabs[GW_MAX_WORKERS];
-	size_t n = 0, k;
+	struct fwd_topk *copy;
+	size_t ns = 0, n = 0, k;
 
 	if (verdict != FWD_OBS_ALLOWED && verdict != FWD_OBS_BLOCKED)
 		return 0;
-	copy = malloc(GW_MAX_WORKERS * sizeof *copy);
+	for (int w = 0; w < GW_MAX_WORKERS; w++)
+		if ((sh[ns] = atomic_load_explicit(&shards[w], memory_order_acquire)) != NULL)
+			ns++;
+	copy = malloc((ns ? ns : 1) * sizeof *copy);
 	if (copy == NULL)
 		return 0;
-	for (int w = 0; w < GW_MAX_WORKERS; w++) {
-		struct shard *s = atomic_load_explicit(&shards[w], memory_order_acquire);
-		if (s == NULL)
-			continue;
+	for (size_t w = 0; w < ns; w++) {
+		struct shard *s = sh[w];
 		pthread_mutex_lock(&s->lock);
 		copy[n] = s->top[verdict - 1];
 		pthread_mutex_unlock(&s->lock);

@@ -4,18 +4,37 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* FNV-1a over the lower-cased name. */
+#define ONES 0x0101010101010101ull
+
+/* The eight bytes of w with ASCII 'A'..'Z' lower-cased, all at once. */
+static uint64_t lower8(uint64_t w)
+{
+	uint64_t low7 = w & (0x7f * ONES);
+	uint64_t ge_a = low7 + (0x80 - 'A') * ONES;     /* high bit set where byte >= 'A' */
+	uint64_t gt_z = low7 + (0x7f - 'Z') * ONES;     /* high bit set where byte > 'Z' */
+	uint64_t upper = (ge_a ^ gt_z) & ~w & (0x80 * ONES);
+
+	return w | upper >> 2;
+}
+
+/* A hash of the lower-cased name, eight bytes per step (this runs for every
+ * forward request: byte-wise FNV cost three times as many instructions). */
 static uint64_t hash_lc(const char *s, size_t n)
 {
-	uint64_t h = 0xcbf29ce484222325ull;
+	uint64_t h = 0xcbf29ce484222325ull ^ n, w;
 
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c >= 'A' && c <= 'Z')
-			c = (unsigned char)(c + 32);
-		h = (h ^ c) * 0x100000001b3ull;
+	for (; n >= 8; s += 8, n -= 8) {
+		memcpy(&w, s, 8);
+		h = (h ^ lower8(w)) * 0x100000001b3ull;
+		h ^= h >> 29;
 	}
-	return h;
+	if (n > 0) {
+		w = 0;
+		memcpy(&w, s, n);
+		h = (h ^ lower8(w)) * 0x100000001b3ull;
+		h ^= h >> 29;
+	}
+	return h * 0x9e3779b97f4a7c15ull;
 }
 
 static void set_name(char *dst, const char *s, size_t n)
@@ -29,18 +48,22 @@ static void set_name(char *dst, const char *s, size_t n)
 
 void fwd_topk_add(struct fwd_topk *t, const char *name, size_t len)
 {
-	uint64_t h = hash_lc(name, len);
-	uint32_t min = 0;
+	uint64_t h = hash_lc(name, len), minc = UINT64_MAX;
+	uint32_t min = 0, used = t->used;
 
-	/* one pass finds the name or, failing that, the smallest count */
-	for (uint32_t i = 0; i < t->used; i++) {
+	/* the name, in one pass over the hashes; only on a miss in a full
+	 * table, a second pass for the smallest count */
+	for (uint32_t i = 0; i < used; i++)
 		if (t->hash[i] == h) {
 			t->count[i]++;
 			return;
 		}
-		if (t->count[i] < t->count[min])
-			min = i;
-	}
+	if (used == FWD_TOPK_SLOTS)
+		for (uint32_t i = 0; i < used; i++)
+			if (t->count[i] < minc) {
+				minc = t->count[i];
+				min = i;
+			}
 	if (t->used < FWD_TOPK_SLOTS) {
 		min = t->used++;
 		t->count[min] = 0;
