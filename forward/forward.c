@@ -36,6 +36,7 @@
 
 #include "conf/conf.h"
 #include "core/control.h"
+#include "core/counters.h"
 #include "core/log.h"
 #include "core/proto.h"
 #include "forward/auth.h"
@@ -67,8 +68,8 @@ struct fwd_data {
 	char *pac;
 	size_t pac_len;
 	/* counters: row = nrules rule hits, 1 no-match, FWD_C_COUNT events */
-	size_t nrules, rowlen;
-	_Atomic(_Atomic uint64_t *) rows[GW_MAX_WORKERS];
+	size_t nrules;
+	struct gw_counters ctr;
 };
 
 struct auth_req;
@@ -84,21 +85,7 @@ const struct fwd_policy *fwd_side_policy(const void *side_data)
 
 static void bump(struct fwd_data *d, struct gw_req *rq, size_t idx)
 {
-	int w = gw_req_worker(rq);
-	_Atomic uint64_t *row;
-
-	if (w < 0 || w >= GW_MAX_WORKERS || idx >= d->rowlen)
-		return;
-	row = atomic_load_explicit(&d->rows[w], memory_order_acquire);
-	if (row == NULL) {
-		/* only worker w ever writes rows[w] */
-		row = calloc(d->rowlen, sizeof *row);
-		if (row == NULL)
-			return;
-		atomic_store_explicit(&d->rows[w], row, memory_order_release);
-	}
-	atomic_store_explicit(&row[idx], atomic_load_explicit(&row[idx], memory_order_relaxed) + 1,
-	    memory_order_relaxed);
+	gw_counters_add(&d->ctr, gw_req_worker(rq), idx);
 }
 
 static void count(struct fwd_data *d, struct gw_req *rq, enum fwd_counter c)
@@ -108,15 +95,7 @@ static void count(struct fwd_data *d, struct gw_req *rq, enum fwd_counter c)
 
 static uint64_t sum(const struct fwd_data *d, size_t idx)
 {
-	uint64_t n = 0;
-
-	for (int w = 0; w < GW_MAX_WORKERS; w++) {
-		_Atomic uint64_t *row = atomic_load_explicit(&((struct fwd_data *)d)->rows[w],
-		    memory_order_acquire);
-		if (row != NULL)
-			n += atomic_load_explicit(&row[idx], memory_order_relaxed);
-	}
-	return n;
+	return gw_counters_sum(&((struct fwd_data *)d)->ctr, idx);
 }
 
 size_t fwd_rule_hits(const void *side_data, size_t rule_index)
@@ -944,8 +923,7 @@ static void side_free(void *data)
 	fwd_dlp_free(d->dlp);
 	free(d->pac);
 	fwd_policy_free(d->policy);
-	for (int w = 0; w < GW_MAX_WORKERS; w++)
-		free((void *)atomic_load(&d->rows[w]));
+	gw_counters_free(&d->ctr);
 	d->magic = 0;
 	free(d);
 }
@@ -1008,7 +986,7 @@ static int compile(const struct conf *cf, struct conf_errors *errs, void **data)
 		ok = 0;
 	else {
 		d->nrules = fwd_policy_nrules(d->policy);
-		d->rowlen = d->nrules + 1 + FWD_C_COUNT;
+		d->ctr.n = d->nrules + 1 + FWD_C_COUNT;
 	}
 	if (compile_auth(d, cf, errs) < 0 || errs->n > nerr)
 		ok = 0;

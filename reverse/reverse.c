@@ -21,6 +21,7 @@
 
 #include "conf/conf.h"
 #include "core/control.h"
+#include "core/counters.h"
 #include "core/dns.h"
 #include "core/log.h"
 #include "core/proto.h"
@@ -73,15 +74,21 @@ struct rev_data {
 	struct rev_up *ups;
 	size_t nups, maxn;
 	struct rev_worker *w[GW_MAX_WORKERS];
-	/* requests per (site or "none") x (upstream or "local") x status class:
-	 * one row per worker, written by that worker only, summed by the console */
-	size_t nsites, rowlen;
-	_Atomic(_Atomic uint64_t *) site_rows[GW_MAX_WORKERS];
+	/* requests per (site or "none") x (upstream or "local") x status class,
+	 * at site_idx() + class */
+	size_t nsites;
+	struct gw_counters site_ctr;
 	/* main thread, while active */
 	struct rev_hcheck **hc;
 	size_t nhc;
 	struct gw_dns *dns;            /* resolver on main_base for named servers' checks */
 };
+
+/* The first of the 5 status-class counters of (site, upstream slot). */
+static size_t site_idx(const struct rev_data *d, size_t site, size_t slot)
+{
+	return (site * (d->nups + 1) + slot) * 5;
+}
 
 /* The current generation's data (main thread only: console API). */
 static struct rev_data *g_active;
@@ -544,25 +551,14 @@ static int on_upstream_error(struct gw_req *rq, int stage, void *side)
 	return 1;
 }
 
-/* Count the answer for its site and upstream (see rev_data.site_rows). */
+/* Count the answer for its site and upstream (see rev_data.site_ctr). */
 static void count_site(struct rev_data *d, const struct gw_req *rq, const struct rev_rq *r)
 {
-	int w = gw_req_worker(rq), st = gw_req_status(rq);
+	int st = gw_req_status(rq);
 	size_t site = r != NULL ? r->site : d->nsites, slot = r != NULL ? r->slot : d->nups;
-	_Atomic uint64_t *row, *c;
 
-	if (w < 0 || w >= GW_MAX_WORKERS || st < 100 || st > 599)
-		return;
-	row = atomic_load_explicit(&d->site_rows[w], memory_order_acquire);
-	if (row == NULL) {
-		/* once per worker and generation; only worker w writes site_rows[w] */
-		row = calloc(d->rowlen, sizeof *row);
-		if (row == NULL)
-			return;
-		atomic_store_explicit(&d->site_rows[w], row, memory_order_release);
-	}
-	c = &row[(site * (d->nups + 1) + slot) * 5 + (size_t)(st / 100 - 1)];
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
+	if (st >= 100 && st <= 599)
+		gw_counters_add(&d->site_ctr, gw_req_worker(rq), site_idx(d, site, slot) + (size_t)(st / 100 - 1));
 }
 
 static void on_done(struct gw_req *rq, void *side)
@@ -786,10 +782,9 @@ static void side_free(void *data)
 
 	if (d == NULL)
 		return;
-	for (int i = 0; i < GW_MAX_WORKERS; i++) {
+	for (int i = 0; i < GW_MAX_WORKERS; i++)
 		worker_free(d->w[i], d->nups);
-		free((void *)atomic_load(&d->site_rows[i]));
-	}
+	gw_counters_free(&d->site_ctr);
 	for (size_t i = 0; i < d->nups; i++) {
 		for (size_t k = 0; d->ups[i].srv != NULL && k < d->ups[i].n; k++)
 			rev_srv_put(d->ups[i].srv[k]);
@@ -826,7 +821,7 @@ static int compile(const struct conf *cf, struct conf_errors *errs, void **data)
 	d->cf = cf;
 	d->nups = nu;
 	d->nsites = rev_routes_nsites(rt);
-	d->rowlen = (d->nsites + 1) * (nu + 1) * 5;
+	d->site_ctr.n = (d->nsites + 1) * (nu + 1) * 5;
 	for (size_t i = 0; i < nu; i++) {
 		const struct conf_rev_upstream *cu = &cf->reverse.upstreams[i];
 		struct rev_up *u = &d->ups[i];
@@ -1014,14 +1009,8 @@ size_t rev_site_requests(struct rev_site_requests *out, size_t max)
 			memset(o, 0, sizeof *o);
 			o->site = st != NULL ? st->name : "(none)";
 			o->upstream = slot < d->nups ? d->ups[slot].cu->name : "(none)";
-			for (int w = 0; w < GW_MAX_WORKERS; w++) {
-				_Atomic uint64_t *row = atomic_load_explicit(&d->site_rows[w], memory_order_acquire);
-				if (row == NULL)
-					continue;
-				for (int c = 0; c < 5; c++)
-					o->classes[c] += atomic_load_explicit(&row[(site * (d->nups + 1) + slot) * 5 +
-					    (size_t)c], memory_order_relaxed);
-			}
+			for (size_t c = 0; c < 5; c++)
+				o->classes[c] = gw_counters_sum(&d->site_ctr, site_idx(d, site, slot) + c);
 		}
 	}
 	return n;
