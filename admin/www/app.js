@@ -262,6 +262,26 @@
     none(tb2, 7, 'no blocked requests yet');
   };
 
+  /* requests/s per server: the difference of its request counter between two polls */
+  const reqSeen = {};
+  function serverRate(v) {
+    const k = v.upstream + ' ' + v.address, t = performance.now(), p = reqSeen[k];
+    reqSeen[k] = { t, n: v.requests };
+    return p && t > p.t && v.requests >= p.n ? (v.requests - p.n) * 1000 / (t - p.t) : null;
+  }
+
+  /* the live cells of the upstream table, in place (buttons stay where they are) */
+  async function refreshServers() {
+    const live = await api('upstreams');
+    if (!live.ok) return;
+    for (const v of live.data.servers) {
+      const rate = serverRate(v), cell = document.querySelector('#rv-ups td[data-rps="' + CSS.escape(v.upstream + ' ' + v.address) + '"]');
+      if (!cell) continue;
+      if (rate !== null) cell.textContent = fmtNum(rate);
+      cell.previousSibling.textContent = v.in_flight;
+    }
+  }
+
   loaders.reverse = async () => {
     const c = await api('config');
     if (!c.ok) return;
@@ -285,7 +305,7 @@
     const up = clear($('rv-ups'));
     for (const u of rv.upstreams) {
       u.servers.forEach((s, i) => {
-        const v = state[u.name + ' ' + s.address];
+        const v = state[u.name + ' ' + s.address], rate = v ? serverRate(v) : null;
         const check = !v ? '' : v.last_check ? (v.last_error || (v.last_status > 0 ? 'HTTP ' + v.last_status : 'connect ok')) +
           ' · ' + v.last_latency_ms.toFixed(1) + ' ms' : (v.checked ? 'pending' : 'no checks');
         const actions = el('td', null);
@@ -303,11 +323,12 @@
           el('td', { class: 'mono', text: s.address }), el('td', { text: s.weight }), el('td', { text: s.backup ? 'backup' : 'primary' }),
           el('td', { 'data-state': s.address }, v ? tag(v.state, v.state === 'up' ? 'ok' : v.state === 'down' ? 'failed' : 'warn') : ''),
           el('td', { text: v ? v.in_flight : '' }),
+          el('td', { 'data-rps': u.name + ' ' + s.address, text: rate !== null ? fmtNum(rate) : '–' }),
           el('td', { class: 'small', text: (i === 0 && u.health ? u.health.path + ' every ' + u.health.interval + ' s · ' : '') + check }),
           actions));
       });
     }
-    if (!rv.upstreams.length) up.append(el('tr', null, el('td', { colspan: 9, class: 'muted', text: 'no upstreams configured' })));
+    if (!rv.upstreams.length) up.append(el('tr', null, el('td', { colspan: 10, class: 'muted', text: 'no upstreams configured' })));
     const cs = await api('cache');
     const facts = clear($('rv-cache'));
     if (cs.ok) {
@@ -453,6 +474,7 @@
     setInterval(() => { if (current === 'logs') pollTail(false).catch(() => {}); }, 2000);
     setInterval(() => {
       if (current === 'forward') api('forward').then((r) => { if (r.ok) renderObserved(r.data); }).catch(() => {});
+      if (current === 'reverse') refreshServers().catch(() => {});
     }, 2000);
   }
 

@@ -179,6 +179,15 @@ try {
   await page.click('#tabs button[data-tab="reverse"]');
   await waitFor(page, () => document.getElementById('rv-ups').textContent.includes('app'));
   check('reverse upstreams listed', (await page.textContent('#rv-ups')).includes('127.0.0.1:'));
+  // requests/s per server, live: traffic to the upstream route while the page is open
+  let srvRps = 0;
+  for (let i = 0; i < 6 && srvRps <= 0; i++) {
+    await new Promise((resolve) => execFile('curl', ['-s', '-o', '/dev/null', '-H', 'Host: localhost',
+      ...Array.from({ length: 40 }, (_, k) => REVERSE + '/app/echo?' + k)], () => resolve()));
+    await sleep(2100);
+    srvRps = parseFloat(await page.textContent('#rv-ups td[data-rps]')) || 0;
+  }
+  check('server requests/s shown live', srvRps > 0, srvRps);
   // drain the first server from its button and see it drained
   await waitFor(page, () => !!document.querySelector('#rv-ups button[data-action="drain"]'));
   const server = await page.getAttribute('#rv-ups button[data-action="drain"]', 'data-server');
