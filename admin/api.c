@@ -1006,6 +1006,26 @@ static json_t *api_upstreams(void)
 	return json_pack("{s:o}", "servers", a);
 }
 
+/* Requests per reverse site and upstream, by status class (as /metrics). */
+static json_t *api_sites(void)
+{
+	static const char *const classes[] = { "1xx", "2xx", "3xx", "4xx", "5xx" };
+	size_t n = rev_site_requests(NULL, 0);
+	struct rev_site_requests *v = n ? calloc(n, sizeof *v) : NULL;
+	json_t *a = json_array();
+
+	n = v != NULL ? rev_site_requests(v, n) : 0;
+	for (size_t i = 0; i < n; i++) {
+		json_t *c = json_object();
+		for (int k = 0; k < 5; k++)
+			json_object_set_new(c, classes[k], json_integer((json_int_t)v[i].classes[k]));
+		json_array_append_new(a, json_pack("{s:s,s:s,s:o}", "site", v[i].site, "upstream", v[i].upstream,
+		    "requests", c));
+	}
+	free(v);
+	return json_pack("{s:o}", "sites", a);
+}
+
 /* POST servers/{drain,enable,disable} with {"upstream": ..., "address": ...} */
 static enum MHD_Result api_server_state(struct MHD_Connection *c, struct adm_req *r,
     const struct adm_who *who, const char *action)
@@ -1120,6 +1140,8 @@ enum MHD_Result adm_api(struct MHD_Connection *c, const char *path, const char *
 		j = api_policy_test(r, r->client, &status);
 	else if (get && strcmp(path, "upstreams") == 0)
 		j = api_upstreams();
+	else if (get && strcmp(path, "sites") == 0)
+		j = api_sites();
 	else if (post && (strcmp(path, "servers/drain") == 0 || strcmp(path, "servers/enable") == 0 ||
 	    strcmp(path, "servers/disable") == 0))
 		return api_server_state(c, r, who, path + 8);
@@ -1130,7 +1152,7 @@ enum MHD_Result adm_api(struct MHD_Connection *c, const char *path, const char *
 	else {
 		static const char *const known[] = { "session", "stats", "events", "forward", "tail", "config",
 			"certificates",
-			"audit", "reload", "policy/test", "upstreams", "servers/drain", "servers/enable",
+			"audit", "reload", "policy/test", "upstreams", "sites", "servers/drain", "servers/enable",
 			"servers/disable", "cache", "cache/purge", NULL };
 		for (int i = 0; known[i]; i++)
 			if (strcmp(path, known[i]) == 0)

@@ -298,6 +298,11 @@
       });
     }
     if (!rv.sites.length) st.append(el('tr', null, el('td', { colspan: 4, class: 'muted', text: 'no sites configured' })));
+    const sr = await api('sites');
+    const tbs = clear($('rv-site-req'));
+    if (sr.ok) for (const x of sr.data.sites) tbs.append(el('tr', null, el('td', { class: 'mono', text: x.site }),
+      el('td', { class: 'mono', text: x.upstream }), ...['2xx', '3xx', '4xx', '5xx'].map((k) => el('td', { text: fmtInt(x.requests[k]) }))));
+    none(tbs, 6, 'no reverse side configured');
     const live = await api('upstreams');
     const state = {};
     if (live.ok) for (const v of live.data.servers) state[v.upstream + ' ' + v.address] = v;

@@ -188,6 +188,10 @@ try {
     srvRps = parseFloat(await page.textContent('#rv-ups td[data-rps]')) || 0;
   }
   check('server requests/s shown live', srvRps > 0, srvRps);
+  await page.click('#tabs button[data-tab="overview"]');
+  await page.click('#tabs button[data-tab="reverse"]');
+  await waitFor(page, () => /localhost\s*app\s*[1-9]/.test(document.getElementById('rv-site-req').textContent));
+  check('requests by site and upstream', true, await page.textContent('#rv-site-req'));
   // drain the first server from its button and see it drained
   await waitFor(page, () => !!document.querySelector('#rv-ups button[data-action="drain"]'));
   const server = await page.getAttribute('#rv-ups button[data-action="drain"]', 'data-server');

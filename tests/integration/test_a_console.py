@@ -131,7 +131,7 @@ def admin(gw):
 
 
 GET_ENDPOINTS = ["session", "stats", "events", "forward", "tail", "config", "certificates", "audit", "reload",
-                 "upstreams", "cache"]
+                 "upstreams", "sites", "cache"]
 POST_ENDPOINTS = ["reload", "policy/test", "logout", "servers/drain", "cache/purge"]
 
 

@@ -268,6 +268,13 @@ def test_metrics_requests_by_site_and_upstream(gw, admin, origin):
     assert labels == {("localhost", "app"), ("localhost", "(none)"), ("(none)", "(none)")}
     # the family totals agree
     assert m[("gatehouse_requests_total", (("class", "2xx"), ("family", "reverse")))] == 7
+    # the console's API says the same (GET sites, any role)
+    v = tc.Console(gw.adm)
+    assert v.login("viewer", tc.VIEWER_PW).status == 200
+    sites = {(x["site"], x["upstream"]): x["requests"] for x in v.get("/api/v1/sites").json["sites"]}
+    assert sites[("localhost", "app")] == {"1xx": 0, "2xx": 4, "3xx": 0, "4xx": 0, "5xx": 1}
+    assert sites[("(none)", "(none)")]["4xx"] == 1 and len(sites) == 3
+    assert tc.Console(gw.adm).get("/api/v1/sites").status == 401
 
 
 # ---- the sign-in form without JavaScript ----
