@@ -17,8 +17,10 @@
  *   7. header hygiene (credentials, anonymize) and gw_req_proxy(); every
  *      resolved address is then checked in on_resolved().
  *
- * Counters: per-worker rows of relaxed atomics (one writer each), allocated
- * by the worker on its first hit, summed by the console (fwd_rule_hits).
+ * Counters: per-worker rows of relaxed atomics (core/counters.h), summed by
+ * the console (fwd_rule_hits).  What the console lists (top domains,
+ * signed-in users, DLP hits) goes to forward/observe.c from on_done() and
+ * dlp_hit().
  */
 #include "forward/forward.h"
 
@@ -440,6 +442,8 @@ static int dlp_hit(struct gw_req *rq, struct fwd_data *d, const struct fwd_dlp_h
 	char url[120], det[64], what[200];
 
 	count(d, rq, FWD_C_DLP_HITS);
+	if (strcmp(where, "query string") == 0)
+		gw_req_log_no_query(rq);   /* the access log (and the console's tail) too */
 	printable_url(url, sizeof url, req_url(rq, h));
 	printable(det, sizeof det, hit->detector);
 	snprintf(what, sizeof what, "%s %s in the %s", det, hit->redacted, where);

@@ -185,6 +185,10 @@ def test_dlp_hit_list_redacted(gw, admin, origin, ports):
     assert q["url"] == "http://dlp.test:%d/echo?.." % o
     assert b"4111" not in r.body
     assert b"4111" not in admin.get("/api/v1/events").body and "4111" not in gw.stderr()
+    # nor in the access log and the console's tail, which log that request without its query
+    line = gh.access_line_for(gw, "/echo")
+    assert "GET http://dlp.test:%d/echo HTTP/1.1" % o in line and "4111" not in line, line
+    assert b"4111" not in admin.get("/api/v1/tail").body
     # the request id is the access log's
     line = gh.access_line_for(gw, "/upload")
     assert "id=%s" % body["request_id"] in line, (line, body)
