@@ -29,6 +29,7 @@ struct adm_req {
 	/* login: 0 = not started, 1 = hashing on the helper thread, 2 = done */
 	int login_state;
 	int login_ok;
+	int form;                  /* POST /login from the HTML form (no JavaScript): answer 303 */
 	struct MHD_Connection *conn;
 	char client[64];
 	char user[64];
@@ -53,7 +54,19 @@ const char *adm_client(struct MHD_Connection *c, char *buf, size_t len);
  * when must_free (malloc'ed), else copies it. */
 enum MHD_Result adm_send(struct MHD_Connection *c, unsigned status, const char *ctype,
     const void *body, size_t len, int must_free, const char *hname, const char *hval);
+/* The same with any number of headers: hdrs = { name, value, ..., NULL } (may be NULL). */
+enum MHD_Result adm_send_hdrs(struct MHD_Connection *c, unsigned status, const char *ctype,
+    const void *body, size_t len, int must_free, const char *const *hdrs);
 enum MHD_Result adm_send_json(struct MHD_Connection *c, unsigned status, json_t *j);
+/* The sign-in page with msg (a fixed sentence; NULL = none) and a fresh form token;
+ * one optional extra header. */
+enum MHD_Result adm_login_page(struct MHD_Connection *c, unsigned status, const char *msg,
+    const char *hname, const char *hval);
+/* 1 if the request body is application/x-www-form-urlencoded. */
+int adm_is_form(struct MHD_Connection *c);
+/* The URL-decoded value of form field name in r's body, in buf[len]; NULL
+ * when absent, too long or containing a NUL. */
+const char *adm_form_field(const struct adm_req *r, const char *name, char *buf, size_t len);
 enum MHD_Result adm_send_error(struct MHD_Connection *c, unsigned status, const char *msg);
 /* Resume a suspended connection and run its daemon (main thread). */
 void adm_resume(struct MHD_Connection *c);
@@ -74,6 +87,7 @@ void adm_audit(const char *user, const char *client, const char *action, const c
     const char *detail);
 json_t *adm_audit_json(void);
 int adm_ct_equal(const char *a, const char *b);       /* constant-time string compare */
+int adm_random_hex(char *out, size_t nbytes);          /* 2 * nbytes hex digits + NUL; 0 or -1 */
 void adm_sessions_gc(void);
 
 /* ---- api.c ---- */

@@ -26,6 +26,7 @@
 #include "admin/adm_int.h"
 #include "conf/conf.h"
 #include "core/control.h"
+#include "core/http1.h"
 #include "core/log.h"
 #include "core/snapshot.h"
 
@@ -93,6 +94,14 @@ static int conn_https(struct MHD_Connection *c)
 enum MHD_Result adm_send(struct MHD_Connection *c, unsigned status, const char *ctype,
     const void *body, size_t len, int must_free, const char *hname, const char *hval)
 {
+	const char *h[] = { hname, hval, NULL };
+
+	return adm_send_hdrs(c, status, ctype, body, len, must_free, hname != NULL && hval != NULL ? h : NULL);
+}
+
+enum MHD_Result adm_send_hdrs(struct MHD_Connection *c, unsigned status, const char *ctype,
+    const void *body, size_t len, int must_free, const char *const *hdrs)
+{
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
 
@@ -112,8 +121,8 @@ enum MHD_Result adm_send(struct MHD_Connection *c, unsigned status, const char *
 	add_security_headers(resp, conn_https(c));
 	if (ctype != NULL)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-	if (hname != NULL && hval != NULL)
-		MHD_add_response_header(resp, hname, hval);
+	for (size_t i = 0; hdrs != NULL && hdrs[i] != NULL && hdrs[i + 1] != NULL; i += 2)
+		MHD_add_response_header(resp, hdrs[i], hdrs[i + 1]);
 	ret = MHD_queue_response(c, status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -134,6 +143,8 @@ enum MHD_Result adm_send_error(struct MHD_Connection *c, unsigned status, const 
 {
 	return adm_send_json(c, status, json_pack("{s:s}", "error", msg));
 }
+
+static const char login_msg_expired[] = "The sign-in form expired. Please try again.";
 
 static const struct adm_asset *asset_find(const char *url)
 {
@@ -158,29 +169,130 @@ static enum MHD_Result send_asset(struct MHD_Connection *c, const struct adm_ass
 	return ret;
 }
 
+int adm_is_form(struct MHD_Connection *c)
+{
+	const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+
+	return ct != NULL && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0;
+}
+
+const char *adm_form_field(const struct adm_req *r, const char *name, char *buf, size_t len)
+{
+	const char *p = r->body, *end = r->body + r->len;
+	size_t nl = strlen(name);
+
+	if (r->body == NULL || len == 0)
+		return NULL;
+	while (p < end) {
+		const char *amp = memchr(p, '&', (size_t)(end - p));
+		const char *fe = amp ? amp : end;
+		if ((size_t)(fe - p) > nl && memcmp(p, name, nl) == 0 && p[nl] == '=') {
+			size_t o = 0;
+			for (p += nl + 1; p < fe; p++) {
+				int hi, lo;
+				char ch = *p;
+				if (ch == '+')
+					ch = ' ';
+				else if (ch == '%' && fe - p > 2 && (hi = gw_hexval(p[1])) >= 0 &&
+				    (lo = gw_hexval(p[2])) >= 0) {
+					ch = (char)(hi << 4 | lo);
+					p += 2;
+				}
+				if (ch == '\0' || o + 1 >= len)
+					return NULL;   /* no NULs; too long is no answer */
+				buf[o++] = ch;
+			}
+			buf[o] = '\0';
+			return buf;
+		}
+		p = fe + 1;
+	}
+	return NULL;
+}
+
 /* The CSRF token of a POST: the X-CSRF-Token header, else a "csrf" form field. */
 static const char *csrf_given(struct MHD_Connection *c, struct adm_req *r, char *buf, size_t len)
 {
 	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-CSRF-Token");
-	const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
 
 	if (h != NULL)
 		return h;
-	if (ct != NULL && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0 && r->body != NULL) {
-		/* csrf=HEX among the form fields (hex needs no unescaping) */
-		const char *p = r->body, *end = r->body + r->len;
-		while (p < end) {
-			const char *amp = memchr(p, '&', (size_t)(end - p));
-			const char *fe = amp ? amp : end;
-			if ((size_t)(fe - p) > 5 && memcmp(p, "csrf=", 5) == 0 && (size_t)(fe - p - 5) < len) {
-				memcpy(buf, p + 5, (size_t)(fe - p - 5));
-				buf[fe - p - 5] = '\0';
-				return buf;
-			}
-			p = fe + 1;
-		}
+	return adm_is_form(c) ? adm_form_field(r, "csrf", buf, len) : NULL;
+}
+
+/*
+ * The sign-in page.  It works without JavaScript: a plain form POSTs to
+ * /login (see handle()), guarded by a double-submit token: a fresh random
+ * value in a SameSite=Strict cookie scoped to /login and in a hidden field,
+ * which must match.  msg is one of our fixed sentences, never user input.
+ */
+enum MHD_Result adm_login_page(struct MHD_Connection *c, unsigned status, const char *msg,
+    const char *hname, const char *hval)
+{
+	const struct adm_asset *a = asset_find("/login");
+	static const char tok_at[] = "name=\"csrf\" value=\"", msg_at[] = "role=\"alert\">";
+	const char *t, *m;
+	char token[65], cookie[160], *page;
+	size_t n, tl, ml;
+	const char *hdrs[] = { MHD_HTTP_HEADER_SET_COOKIE, cookie, hname, hval, NULL };
+
+	if (a == NULL || adm_random_hex(token, 32) < 0)
+		return MHD_NO;
+	t = strstr((const char *)a->data, tok_at);
+	m = strstr((const char *)a->data, msg_at);
+	if (t == NULL || m == NULL || m < t)
+		return MHD_NO;
+	t += sizeof tok_at - 1;
+	m += sizeof msg_at - 1;
+	tl = strlen(token);
+	ml = msg != NULL ? strlen(msg) : 0;
+	n = a->len + tl + ml;
+	page = malloc(n + 1);
+	if (page == NULL)
+		return MHD_NO;
+	/* the template up to the token, the token, up to the message, the message, the rest */
+	{
+		size_t o = 0, k = (size_t)(t - (const char *)a->data);
+		memcpy(page, a->data, k);
+		o = k;
+		memcpy(page + o, token, tl);
+		o += tl;
+		memcpy(page + o, t, (size_t)(m - t));
+		o += (size_t)(m - t);
+		memcpy(page + o, msg != NULL ? msg : "", ml);
+		o += ml;
+		memcpy(page + o, m, a->len - (size_t)(m - (const char *)a->data));
+		o += a->len - (size_t)(m - (const char *)a->data);
+		page[o] = '\0';
+		n = o;
 	}
+	snprintf(cookie, sizeof cookie, "gh_login=%s; Path=/login; HttpOnly; SameSite=Strict%s", token,
+	    conn_https(c) ? "; Secure" : "");
+	return adm_send_hdrs(c, status, "text/html; charset=utf-8", page, n, 1, hdrs);
+}
+
+/* Messages for /login?e=... (after a form sign-in failed). */
+static const char *login_msg(struct MHD_Connection *c)
+{
+	const char *e = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "e");
+
+	if (e == NULL)
+		return NULL;
+	if (strcmp(e, "wrong") == 0)
+		return "Wrong user name or password.";
+	if (strcmp(e, "expired") == 0)
+		return login_msg_expired;
 	return NULL;
+}
+
+/* POST /login: the form's hidden token must equal its cookie. */
+static int login_form_token_ok(struct MHD_Connection *c, const struct adm_req *r)
+{
+	const char *cookie = MHD_lookup_connection_value(c, MHD_COOKIE_KIND, "gh_login");
+	char field[80];
+	const char *f = adm_is_form(c) ? adm_form_field(r, "csrf", field, sizeof field) : NULL;
+
+	return cookie != NULL && f != NULL && strlen(cookie) == 64 && adm_ct_equal(cookie, f);
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -237,7 +349,20 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		    "only /metrics is served here\n", 0, 0, NULL, NULL);
 	}
 
-	/* open to everyone: the login page and its assets, the login call */
+	/* open to everyone: the login page and its assets, the login calls */
+	if (strcmp(url, "/login") == 0) {
+		if (is_get)
+			return adm_login_page(c, MHD_HTTP_OK, login_msg(c), NULL, NULL);
+		if (!is_post)
+			return adm_send(c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain; charset=utf-8",
+			    "use GET or POST\n", 0, 0, MHD_HTTP_HEADER_ALLOW, "GET, POST");
+		if (r->login_state == 0 && !login_form_token_ok(c, r)) {
+			adm_audit(NULL, r->client, "login", "denied", "form without a valid sign-in token");
+			return adm_login_page(c, MHD_HTTP_FORBIDDEN, login_msg_expired, NULL, NULL);
+		}
+		r->form = 1;
+		return adm_login(c, r);
+	}
 	if (is_get && strcmp(url, "/") != 0 && (a = asset_find(url)) != NULL)
 		return send_asset(c, a);
 	if (strcmp(url, "/api/v1/login") == 0) {

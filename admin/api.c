@@ -25,6 +25,7 @@
 #include "core/snapshot.h"
 #include "core/stats.h"
 #include "forward/forward.h"
+#include "forward/observe.h"
 #include "forward/policy.h"
 #include "reverse/cache_glue.h"
 #include "reverse/reverse.h"
@@ -35,7 +36,7 @@
 struct sample {
 	double t;
 	float req[GW_NFAMILIES], bin[GW_NFAMILIES], bout[GW_NFAMILIES], e5[GW_NFAMILIES];
-	uint32_t active;
+	uint32_t active, active_fam[GW_NFAMILIES];
 };
 
 static struct {
@@ -87,6 +88,8 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 #undef RATE
 	}
 	sm->active = (uint32_t)st.conns_active;
+	for (int f = 0; f < GW_NFAMILIES; f++)
+		sm->active_fam[f] = (uint32_t)st.conns_active_fam[f];
 	S.nsamples++;
 	S.prev = st;
 	S.prev_t = t;
@@ -270,13 +273,16 @@ static json_t *api_stats(struct MHD_Connection *c)
 		first = since;
 	for (uint64_t q = first; q < n; q++) {
 		const struct sample *sm = &S.ring[q % NSAMPLES];
-		json_array_append_new(rows, json_pack("[f,f,f,f,f,f,f,f,f,i]", sm->t,
+		json_array_append_new(rows, json_pack("[f,f,f,f,f,f,f,f,f,I,I,I]", sm->t,
 		    (double)sm->req[0], (double)sm->req[1], (double)sm->bin[0], (double)sm->bin[1],
 		    (double)sm->bout[0], (double)sm->bout[1], (double)sm->e5[0], (double)sm->e5[1],
-		    (int)sm->active));
+		    (json_int_t)sm->active, (json_int_t)sm->active_fam[0], (json_int_t)sm->active_fam[1]));
 	}
-	return json_pack("{s:s,s:f,s:f,s:I,s:f,s:i,s:o,s:o,s:I,s:{s:I,s:I,s:I},s:I,s:[s,s,s,s,s,s,s,s,s,s],"
-	    "s:o,s:o}",
+	for (int f = 0; f < GW_NFAMILIES; f++)
+		json_object_set_new(json_object_get(fam, gw_family_names[f]), "active_connections",
+		    json_integer((json_int_t)st.conns_active_fam[f]));
+	return json_pack("{s:s,s:f,s:f,s:I,s:f,s:i,s:o,s:o,s:I,s:{s:I,s:I,s:I},s:I,"
+	    "s:[s,s,s,s,s,s,s,s,s,s,s,s],s:o,s:o}",
 	    "version", GW_VERSION, "now", now(), "started_at", gw_control_started_at(),
 	    "generation", (json_int_t)s->generation, "loaded_at", s->loaded_at,
 	    "workers", gw_control_nworkers(),
@@ -286,8 +292,72 @@ static json_t *api_stats(struct MHD_Connection *c)
 	    "failures", (json_int_t)st.dns_failures,
 	    "seq", (json_int_t)n,
 	    "columns", "t", "fwd_rps", "rev_rps", "fwd_in_bps", "rev_in_bps", "fwd_out_bps", "rev_out_bps",
-	    "fwd_5xx_ps", "rev_5xx_ps", "active",
+	    "fwd_5xx_ps", "rev_5xx_ps", "active", "fwd_active", "rev_active",
 	    "samples", rows, "last_reload", last_reload_json());
+}
+
+/* ---- GET forward: top domains, signed-in users, DLP hits ---- */
+
+#define TOP_MAX 20
+#define USERS_MAX 256
+#define DLP_MAX 100
+
+static json_t *top_json(int verdict)
+{
+	struct fwd_topk_item it[TOP_MAX];
+	size_t n = fwd_obs_top(verdict, it, TOP_MAX);
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_pack("{s:s,s:I,s:I}", "domain", it[i].name,
+		    "count", (json_int_t)it[i].count, "error", (json_int_t)it[i].err));
+	return a;
+}
+
+static json_t *users_json(void)
+{
+	struct fwd_obs_user *u = calloc(USERS_MAX, sizeof *u);
+	json_t *a = json_array();
+	size_t n;
+
+	if (u == NULL)
+		return a;
+	n = fwd_obs_users(u, USERS_MAX);
+	for (size_t i = 0; i < n; i++) {
+		json_t *cl = json_array();
+		for (unsigned k = 0; k < u[i].nclients; k++)
+			json_array_append_new(cl, json_string(u[i].clients[k]));
+		json_array_append_new(a, json_pack("{s:s,s:o,s:f,s:f,s:I}", "user", u[i].name, "clients", cl,
+		    "first_seen", u[i].first_seen, "last_seen", u[i].last_seen,
+		    "requests", (json_int_t)u[i].requests));
+	}
+	free(u);
+	return a;
+}
+
+static json_t *dlp_json(void)
+{
+	struct fwd_obs_dlp *e = calloc(DLP_MAX, sizeof *e);
+	json_t *a = json_array();
+	uint64_t total = 0;
+	size_t n;
+
+	if (e == NULL)
+		return json_pack("{s:I,s:o}", "total", (json_int_t)0, "hits", a);
+	n = fwd_obs_dlp_recent(e, DLP_MAX, &total);
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_pack("{s:f,s:s,s:s?,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "time", e[i].time,
+		    "client", e[i].client, "user", e[i].user[0] ? e[i].user : NULL, "url", e[i].url,
+		    "host", e[i].host, "detector", e[i].detector, "match", e[i].match, "where", e[i].where,
+		    "action", e[i].deny ? "deny" : "log", "request_id", e[i].request_id));
+	free(e);
+	return json_pack("{s:I,s:o}", "total", (json_int_t)total, "hits", a);
+}
+
+static json_t *api_forward(void)
+{
+	return json_pack("{s:o,s:o,s:o,s:o}", "top_allowed", top_json(FWD_OBS_ALLOWED),
+	    "top_blocked", top_json(FWD_OBS_BLOCKED), "users", users_json(), "dlp", dlp_json());
 }
 
 /* ---- GET events / audit / tail ---- */
@@ -936,6 +1006,26 @@ static json_t *api_upstreams(void)
 	return json_pack("{s:o}", "servers", a);
 }
 
+/* Requests per reverse site and upstream, by status class (as /metrics). */
+static json_t *api_sites(void)
+{
+	static const char *const classes[] = { "1xx", "2xx", "3xx", "4xx", "5xx" };
+	size_t n = rev_site_requests(NULL, 0);
+	struct rev_site_requests *v = n ? calloc(n, sizeof *v) : NULL;
+	json_t *a = json_array();
+
+	n = v != NULL ? rev_site_requests(v, n) : 0;
+	for (size_t i = 0; i < n; i++) {
+		json_t *c = json_object();
+		for (int k = 0; k < 5; k++)
+			json_object_set_new(c, classes[k], json_integer((json_int_t)v[i].classes[k]));
+		json_array_append_new(a, json_pack("{s:s,s:s,s:o}", "site", v[i].site, "upstream", v[i].upstream,
+		    "requests", c));
+	}
+	free(v);
+	return json_pack("{s:o}", "sites", a);
+}
+
 /* POST servers/{drain,enable,disable} with {"upstream": ..., "address": ...} */
 static enum MHD_Result api_server_state(struct MHD_Connection *c, struct adm_req *r,
     const struct adm_who *who, const char *action)
@@ -1028,6 +1118,8 @@ enum MHD_Result adm_api(struct MHD_Connection *c, const char *path, const char *
 		j = api_stats(c);
 	else if (get && strcmp(path, "events") == 0)
 		j = api_events(c);
+	else if (get && strcmp(path, "forward") == 0)
+		j = api_forward();
 	else if (get && strcmp(path, "tail") == 0)
 		j = api_tail(c);
 	else if (get && strcmp(path, "config") == 0)
@@ -1048,6 +1140,8 @@ enum MHD_Result adm_api(struct MHD_Connection *c, const char *path, const char *
 		j = api_policy_test(r, r->client, &status);
 	else if (get && strcmp(path, "upstreams") == 0)
 		j = api_upstreams();
+	else if (get && strcmp(path, "sites") == 0)
+		j = api_sites();
 	else if (post && (strcmp(path, "servers/drain") == 0 || strcmp(path, "servers/enable") == 0 ||
 	    strcmp(path, "servers/disable") == 0))
 		return api_server_state(c, r, who, path + 8);
@@ -1056,8 +1150,9 @@ enum MHD_Result adm_api(struct MHD_Connection *c, const char *path, const char *
 	else if (post && strcmp(path, "cache/purge") == 0)
 		return api_cache_purge(c, r, who);
 	else {
-		static const char *const known[] = { "session", "stats", "events", "tail", "config", "certificates",
-			"audit", "reload", "policy/test", "upstreams", "servers/drain", "servers/enable",
+		static const char *const known[] = { "session", "stats", "events", "forward", "tail", "config",
+			"certificates",
+			"audit", "reload", "policy/test", "upstreams", "sites", "servers/drain", "servers/enable",
 			"servers/disable", "cache", "cache/purge", NULL };
 		for (int i = 0; known[i]; i++)
 			if (strcmp(path, known[i]) == 0)

@@ -121,7 +121,7 @@ int adm_ct_equal(const char *a, const char *b)
 	return CRYPTO_memcmp(a, b, la) == 0;
 }
 
-static int random_hex(char *out, size_t nbytes)
+int adm_random_hex(char *out, size_t nbytes)
 {
 	unsigned char buf[64];
 	static const char hx[] = "0123456789abcdef";
@@ -493,7 +493,7 @@ static struct session *session_new(const struct user *u, const char *client)
 			se = &A.sess[i];   /* full: the least recently used goes */
 	}
 	memset(se, 0, sizeof *se);
-	if (random_hex(se->id, 32) < 0 || random_hex(se->csrf, 32) < 0) {
+	if (adm_random_hex(se->id, 32) < 0 || adm_random_hex(se->csrf, 32) < 0) {
 		memset(se, 0, sizeof *se);
 		return NULL;
 	}
@@ -654,16 +654,24 @@ static enum MHD_Result login_reply(struct MHD_Connection *c, struct adm_req *r)
 
 	if (!r->login_ok || u == NULL) {
 		rl_fail(r->client);
-		adm_audit(r->user, r->client, "login", "failed", "wrong user or password");
+		adm_audit(r->user, r->client, "login", "failed", r->form ? "wrong user or password (form)" :
+		    "wrong user or password");
+		if (r->form)   /* post/redirect/get: a reload does not post the password again */
+			return adm_send(c, MHD_HTTP_SEE_OTHER, "text/plain; charset=utf-8", "sign-in failed\n", 0,
+			    0, MHD_HTTP_HEADER_LOCATION, "/login?e=wrong");
 		return adm_send_error(c, MHD_HTTP_UNAUTHORIZED, "wrong user name or password");
 	}
 	rl_clear(r->client);
 	se = session_new(u, r->client);
 	if (se == NULL)
 		return adm_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot create a session");
-	adm_audit(u->name, r->client, "login", "ok", NULL);
+	adm_audit(u->name, r->client, "login", "ok", r->form ? "form" : NULL);
 	snprintf(cookie, sizeof cookie, "gh_session=%s; Path=/; HttpOnly; SameSite=Strict%s", se->id,
 	    r->https ? "; Secure" : "");
+	if (r->form) {
+		const char *h[] = { MHD_HTTP_HEADER_SET_COOKIE, cookie, MHD_HTTP_HEADER_LOCATION, "/", NULL };
+		return adm_send_hdrs(c, MHD_HTTP_SEE_OTHER, "text/plain; charset=utf-8", "signed in\n", 0, 0, h);
+	}
 	j = json_pack("{s:s,s:s,s:s,s:i}", "user", u->name, "role", u->role == ADM_ADMIN ? "admin" : "viewer",
 	    "csrf", se->csrf, "idle_timeout", (int)ADM_SESSION_IDLE);
 	ret = adm_send(c, MHD_HTTP_OK, "application/json", json_dumps(j, JSON_COMPACT), 0, 2,
@@ -672,7 +680,8 @@ static enum MHD_Result login_reply(struct MHD_Connection *c, struct adm_req *r)
 	return ret;
 }
 
-/* Extract user/password from a JSON or form body into r (password malloc'ed). */
+/* Extract user/password from a JSON body (or the form's fields when
+ * r->form) into r (password malloc'ed). */
 static int parse_login(struct adm_req *r)
 {
 	json_t *j;
@@ -680,6 +689,17 @@ static int parse_login(struct adm_req *r)
 
 	if (r->body == NULL)
 		return -1;
+	if (r->form) {
+		char pw[1025];
+		if (adm_form_field(r, "user", r->user, sizeof r->user) == NULL ||
+		    adm_form_field(r, "password", pw, sizeof pw) == NULL) {
+			r->user[0] = '\0';
+			return -1;
+		}
+		r->password = strdup(pw);
+		OPENSSL_cleanse(pw, sizeof pw);
+		return r->password != NULL ? 0 : -1;
+	}
 	j = json_loadb(r->body, r->len, 0, NULL);
 	if (j == NULL || json_unpack(j, "{s:s,s:s}", "user", &u, "password", &p) < 0 ||
 	    strlen(u) >= sizeof r->user || strlen(p) > 1024) {
@@ -712,11 +732,19 @@ enum MHD_Result adm_login(struct MHD_Connection *c, struct adm_req *r)
 		char ra[16];
 		snprintf(ra, sizeof ra, "%d", (int)wait + 1);
 		adm_audit(NULL, r->client, "login", "throttled", "too many failed logins");
+		if (r->form)
+			return adm_login_page(c, MHD_HTTP_TOO_MANY_REQUESTS,
+			    "Too many failed sign-ins from your address. Try again later.",
+			    MHD_HTTP_HEADER_RETRY_AFTER, ra);
 		return adm_send(c, MHD_HTTP_TOO_MANY_REQUESTS, "application/json",
 		    "{\"error\":\"too many failed logins; try again later\"}", 0, 0, MHD_HTTP_HEADER_RETRY_AFTER, ra);
 	}
-	if (parse_login(r) < 0)
+	if (parse_login(r) < 0) {
+		if (r->form)
+			return adm_login_page(c, MHD_HTTP_BAD_REQUEST, "Please enter a user name and a password.",
+			    NULL, NULL);
 		return adm_send_error(c, MHD_HTTP_BAD_REQUEST, "expected JSON {\"user\":..., \"password\":...}");
+	}
 	u = user_find(r->user);
 	snprintf(r->hash, sizeof r->hash, "%s", u != NULL ? u->hash : dummy_hash);
 	r->conn = c;

@@ -125,9 +125,11 @@ enum MHD_Result adm_metrics(struct MHD_Connection *c)
 	    GW_FC_UPSTREAM_REUSED);
 	family_counter(&b, &st, "upstream_errors_total", "Upstream connect and exchange errors, by family.",
 	    GW_FC_UPSTREAM_ERRORS);
-	put(&b, "# HELP gatehouse_connections_active Client connections open now.\n"
-	    "# TYPE gatehouse_connections_active gauge\ngatehouse_connections_active %llu\n",
-	    (unsigned long long)st.conns_active);
+	put(&b, "# HELP gatehouse_connections_active Client connections open now, by family.\n"
+	    "# TYPE gatehouse_connections_active gauge\n");
+	for (int f = 0; f < GW_NFAMILIES; f++)
+		put(&b, "gatehouse_connections_active{family=\"%s\"} %llu\n", gw_family_names[f],
+		    (unsigned long long)st.conns_active_fam[f]);
 	put(&b, "# HELP gatehouse_connections_closed_total Client connections closed, by reason.\n"
 	    "# TYPE gatehouse_connections_closed_total counter\n");
 	for (int k = 0; k < GW_CLOSE__N; k++)
@@ -203,6 +205,23 @@ enum MHD_Result adm_metrics(struct MHD_Connection *c)
 			}
 			free(v);
 		}
+	}
+	{
+		size_t n = rev_site_requests(NULL, 0);
+		struct rev_site_requests *v = n ? calloc(n, sizeof *v) : NULL;
+		put(&b, "# HELP gatehouse_site_requests_total Reverse requests answered, by site, upstream and "
+		    "status class (this configuration generation).\n"
+		    "# TYPE gatehouse_site_requests_total counter\n");
+		n = v != NULL ? rev_site_requests(v, n) : 0;
+		for (size_t i = 0; i < n; i++)
+			for (int k = 0; k < 5; k++) {
+				put(&b, "gatehouse_site_requests_total{site=\"");
+				put_label(&b, v[i].site);
+				put(&b, "\",upstream=\"");
+				put_label(&b, v[i].upstream);
+				put(&b, "\",class=\"%s\"} %llu\n", classes[k], (unsigned long long)v[i].classes[k]);
+			}
+		free(v);
 	}
 	{
 		struct rev_cache_stats cs;

@@ -156,6 +156,7 @@ struct gw_req {
 	void *family_data;         /* gw_req_set_data */
 	struct hdr_edit *req_edits, *resp_edits;
 	int no_via;
+	int log_no_query;          /* the access log leaves the query string out */
 	uint64_t max_body;
 	const char *verdict, *rule, *user, *reason;
 	char upstream_str[64];
@@ -872,9 +873,12 @@ void gw_req_hdr_add(struct gw_req *rq, const char *name, const char *value, size
 void gw_req_resp_hdr_del(struct gw_req *rq, const char *name) { edit_add(rq, &rq->resp_edits, name, NULL, 0, 1); }
 void gw_req_resp_hdr_add(struct gw_req *rq, const char *name, const char *value, size_t vlen) { edit_add(rq, &rq->resp_edits, name, value, vlen, 0); }
 void gw_req_no_via(struct gw_req *rq) { rq->no_via = 1; }
+void gw_req_log_no_query(struct gw_req *rq) { rq->log_no_query = 1; }
 void gw_req_set_max_body(struct gw_req *rq, uint64_t max) { rq->max_body = max; }
 void gw_req_set_verdict(struct gw_req *rq, const char *verdict, const char *rule) { rq->verdict = verdict; rq->rule = rule; }
 void gw_req_set_user(struct gw_req *rq, const char *user) { rq->user = user; }
+const char *gw_req_verdict(const struct gw_req *rq) { return rq->verdict; }
+const char *gw_req_user(const struct gw_req *rq) { return rq->user; }
 void gw_req_set_reason(struct gw_req *rq, const char *reason) { rq->reason = reason; }
 
 /* ---- request lifecycle ---- */
@@ -919,12 +923,13 @@ static void req_log_free(struct gw_conn *c, struct gw_req *rq)
 		c->proto->on_response_end(rq, rq->finished && rq->respx.done, c->side);
 	if (c->proto->on_done != NULL && !rq->parse_error)
 		c->proto->on_done(rq, c->side);
-	if (!gw_access_enabled() && !gw_tail_enabled())
-		goto logged;   /* nobody reads the line: do not format it */
+	/* counted whether or not anyone reads the log (/metrics may be all there is) */
 	if (st >= 100 && st < 600)
 		gw_stat_add(&c->w->stats->fam[fam][GW_FC_STATUS_1XX + st / 100 - 1], 1);
 	gw_stat_add(&c->w->stats->fam[fam][GW_FC_BYTES_IN], rq->bytes_in);
 	gw_stat_add(&c->w->stats->fam[fam][GW_FC_BYTES_OUT], rq->bytes_out);
+	if (!gw_access_enabled() && !gw_tail_enabled())
+		goto logged;   /* nobody reads the line: do not format it */
 	{
 		memset(&r, 0, sizeof r);
 		if (!rq->parse_error) {
@@ -939,6 +944,11 @@ static void req_log_free(struct gw_conn *c, struct gw_req *rq)
 		r.method_len = h->method_len;
 		r.target = h->target;
 		r.target_len = h->target_len;
+		if (rq->log_no_query && h->target != NULL) {
+			const char *q = memchr(h->target, '?', h->target_len);
+			if (q != NULL)
+				r.target_len = (size_t)(q - h->target);
+		}
 		r.version_minor = h->version_minor;
 		r.status = st;
 		r.bytes_in = rq->bytes_in;
@@ -1030,7 +1040,7 @@ static void conn_close(struct gw_conn *c, enum gw_close_reason why)
 		close(c->fd);
 	c->fd = -1;
 	gw_stat_add(&w->stats->close[why], 1);
-	gw_stat_sub(&w->stats->conns_active, 1);
+	gw_stat_sub(&w->stats->conns_active[c->proto->family], 1);
 	if (c->prev != NULL)
 		c->prev->next = c->next;
 	else
@@ -2866,7 +2876,7 @@ static void conn_link(struct gw_worker *w, struct gw_conn *c)
 		w->conns->prev = c;
 	w->conns = c;
 	w->nconns++;
-	gw_stat_add(&w->stats->conns_active, 1);
+	gw_stat_add(&w->stats->conns_active[c->proto->family], 1);
 }
 
 void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, socklen_t plen,

@@ -184,6 +184,12 @@ void gw_req_set_max_body(struct gw_req *rq, uint64_t max);
 /* verdict ("allow", "deny", ...) and rule name: static or request-owned strings. */
 void gw_req_set_verdict(struct gw_req *rq, const char *verdict, const char *rule);
 void gw_req_set_user(struct gw_req *rq, const char *user);
+/* What gw_req_set_verdict() and gw_req_set_user() stored (NULL if nothing). */
+const char *gw_req_verdict(const struct gw_req *rq);
+const char *gw_req_user(const struct gw_req *rq);
+/* Log the request target without its query string (it held something
+ * sensitive, e.g. what DLP caught). */
+void gw_req_log_no_query(struct gw_req *rq);
 /* The access log's reason= field (static or request-owned string). */
 void gw_req_set_reason(struct gw_req *rq, const char *reason);
 

@@ -27,7 +27,11 @@ void gw_stats_sum(struct gw_stats_shard *const *shards, int n, struct gw_stats_s
 				out->fam[f][k] += atomic_load_explicit(&s->fam[f][k], memory_order_relaxed);
 		for (int k = 0; k < GW_CLOSE__N; k++)
 			out->close[k] += atomic_load_explicit(&s->close[k], memory_order_relaxed);
-		out->conns_active += atomic_load_explicit(&s->conns_active, memory_order_relaxed);
+		for (int f = 0; f < GW_NFAMILIES; f++) {
+			uint64_t a = atomic_load_explicit(&s->conns_active[f], memory_order_relaxed);
+			out->conns_active_fam[f] += a;
+			out->conns_active += a;
+		}
 		out->dns_queries += atomic_load_explicit(&s->dns_queries, memory_order_relaxed);
 		out->dns_cache_hits += atomic_load_explicit(&s->dns_cache_hits, memory_order_relaxed);
 		out->dns_failures += atomic_load_explicit(&s->dns_failures, memory_order_relaxed);

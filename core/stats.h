@@ -64,7 +64,7 @@ enum gw_fcounter {
 struct gw_stats_shard {
 	_Alignas(64) _Atomic uint64_t fam[GW_NFAMILIES][GW_FC__N];
 	_Atomic uint64_t close[GW_CLOSE__N];
-	_Atomic uint64_t conns_active;      /* gauge, owner writes */
+	_Atomic uint64_t conns_active[GW_NFAMILIES];   /* gauges, owner writes */
 	_Atomic uint64_t dns_queries, dns_cache_hits, dns_failures;
 };
 
@@ -84,7 +84,8 @@ static inline void gw_stat_sub(_Atomic uint64_t *c, uint64_t n)
 struct gw_stats_snapshot {
 	uint64_t fam[GW_NFAMILIES][GW_FC__N];
 	uint64_t close[GW_CLOSE__N];
-	uint64_t conns_active;
+	uint64_t conns_active;                  /* all families */
+	uint64_t conns_active_fam[GW_NFAMILIES];
 	uint64_t dns_queries, dns_cache_hits, dns_failures;
 };
 

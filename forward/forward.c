@@ -17,8 +17,10 @@
  *   7. header hygiene (credentials, anonymize) and gw_req_proxy(); every
  *      resolved address is then checked in on_resolved().
  *
- * Counters: per-worker rows of relaxed atomics (one writer each), allocated
- * by the worker on its first hit, summed by the console (fwd_rule_hits).
+ * Counters: per-worker rows of relaxed atomics (core/counters.h), summed by
+ * the console (fwd_rule_hits).  What the console lists (top domains,
+ * signed-in users, DLP hits) goes to forward/observe.c from on_done() and
+ * dlp_hit().
  */
 #include "forward/forward.h"
 
@@ -36,11 +38,13 @@
 
 #include "conf/conf.h"
 #include "core/control.h"
+#include "core/counters.h"
 #include "core/log.h"
 #include "core/proto.h"
 #include "forward/auth.h"
 #include "forward/block.h"
 #include "forward/dlp.h"
+#include "forward/observe.h"
 #include "forward/pac.h"
 #include "forward/policy.h"
 
@@ -66,8 +70,8 @@ struct fwd_data {
 	char *pac;
 	size_t pac_len;
 	/* counters: row = nrules rule hits, 1 no-match, FWD_C_COUNT events */
-	size_t nrules, rowlen;
-	_Atomic(_Atomic uint64_t *) rows[GW_MAX_WORKERS];
+	size_t nrules;
+	struct gw_counters ctr;
 };
 
 struct auth_req;
@@ -83,21 +87,7 @@ const struct fwd_policy *fwd_side_policy(const void *side_data)
 
 static void bump(struct fwd_data *d, struct gw_req *rq, size_t idx)
 {
-	int w = gw_req_worker(rq);
-	_Atomic uint64_t *row;
-
-	if (w < 0 || w >= GW_MAX_WORKERS || idx >= d->rowlen)
-		return;
-	row = atomic_load_explicit(&d->rows[w], memory_order_acquire);
-	if (row == NULL) {
-		/* only worker w ever writes rows[w] */
-		row = calloc(d->rowlen, sizeof *row);
-		if (row == NULL)
-			return;
-		atomic_store_explicit(&d->rows[w], row, memory_order_release);
-	}
-	atomic_store_explicit(&row[idx], atomic_load_explicit(&row[idx], memory_order_relaxed) + 1,
-	    memory_order_relaxed);
+	gw_counters_add(&d->ctr, gw_req_worker(rq), idx);
 }
 
 static void count(struct fwd_data *d, struct gw_req *rq, enum fwd_counter c)
@@ -107,15 +97,7 @@ static void count(struct fwd_data *d, struct gw_req *rq, enum fwd_counter c)
 
 static uint64_t sum(const struct fwd_data *d, size_t idx)
 {
-	uint64_t n = 0;
-
-	for (int w = 0; w < GW_MAX_WORKERS; w++) {
-		_Atomic uint64_t *row = atomic_load_explicit(&((struct fwd_data *)d)->rows[w],
-		    memory_order_acquire);
-		if (row != NULL)
-			n += atomic_load_explicit(&row[idx], memory_order_relaxed);
-	}
-	return n;
+	return gw_counters_sum(&((struct fwd_data *)d)->ctr, idx);
 }
 
 size_t fwd_rule_hits(const void *side_data, size_t rule_index)
@@ -175,6 +157,14 @@ static struct fwd_matchdata *thread_md(void)
 	return md;
 }
 
+static double wall_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static double mono_now(void)
 {
 	struct timespec ts;
@@ -222,6 +212,30 @@ static void printable(char *out, size_t cap, const char *s)
 	out[i] = '\0';
 }
 
+/* The same for a URL shown to the console: its query string (which may be
+ * what DLP caught, or a token) is left out. */
+static void printable_url(char *out, size_t cap, const char *url)
+{
+	const char *q = url != NULL ? strchr(url, '?') : NULL;
+
+	printable(out, cap, url);
+	if (q != NULL && (size_t)(q - url) + 3 < cap)
+		memcpy(out + (q - url), "?..", 4);
+}
+
+/* Tell the console about a blocked request, in the access log's words
+ * (verdict=, rule=, id=), so one grep finds both. */
+static void block_event(struct gw_req *rq, const char *rule, const char *rawurl, const char *reason)
+{
+	char url[120], rn[64], user[64];
+
+	printable_url(url, sizeof url, rawurl);
+	printable(rn, sizeof rn, rule);
+	printable(user, sizeof user, gw_req_user(rq) != NULL ? gw_req_user(rq) : "-");
+	gw_event_push("block", "%s user=%s verdict=deny rule=\"%s\" id=%s %s: %s", gw_req_client_str(rq),
+	    user, rn, gw_req_id(rq), url, reason);
+}
+
 /* Answer 403 with the block page naming url and reason; log and tell the console. */
 static void block(struct gw_req *rq, struct fwd_data *d, const char *rule, const char *reason)
 {
@@ -235,7 +249,7 @@ static void block(struct gw_req *rq, struct fwd_data *d, const char *rule, const
 		.contact = d->cf->forward.block_contact,
 		.when = time(NULL),
 	};
-	char body[12288], url[120], rn[64];
+	char body[12288];
 	size_t n;
 
 	/* a URL may be 8 KiB (and 6x that escaped): show its start only */
@@ -250,11 +264,7 @@ static void block(struct gw_req *rq, struct fwd_data *d, const char *rule, const
 	count(d, rq, FWD_C_BLOCKS);
 	gw_req_respond(rq, 403, html ? "text/html; charset=utf-8" : "text/plain; charset=utf-8", body, n,
 	    NULL);
-	printable(url, sizeof url, b.url);
-	/* the access log's words (verdict=, rule=, id=), so one grep finds both */
-	printable(rn, sizeof rn, rule);
-	gw_event_push("block", "%s verdict=deny rule=\"%s\" id=%s %s: %s", gw_req_client_str(rq), rn,
-	    gw_req_id(rq), url, reason);
+	block_event(rq, rule, b.url, reason);
 }
 
 /* ---- PAC ---- */
@@ -432,13 +442,30 @@ static int dlp_hit(struct gw_req *rq, struct fwd_data *d, const struct fwd_dlp_h
 	char url[120], det[64], what[200];
 
 	count(d, rq, FWD_C_DLP_HITS);
-	printable(url, sizeof url, req_url(rq, h));
+	if (strcmp(where, "query string") == 0)
+		gw_req_log_no_query(rq);   /* the access log (and the console's tail) too */
+	printable_url(url, sizeof url, req_url(rq, h));
 	printable(det, sizeof det, hit->detector);
 	snprintf(what, sizeof what, "%s %s in the %s", det, hit->redacted, where);
 	gw_info("forward: dlp: %s %s from %s: %s (%s)", gw_req_id(rq), url, gw_req_client_str(rq),
 	    what, cd->action_deny ? "blocked" : "logged");
 	gw_event_push("dlp", "%s %s: %s (%s, id %s)", gw_req_client_str(rq), url, what,
 	    cd->action_deny ? "blocked" : "logged", gw_req_id(rq));
+	{
+		struct fwd_obs_dlp e;
+		memset(&e, 0, sizeof e);
+		e.time = wall_now();
+		snprintf(e.client, sizeof e.client, "%s", gw_req_client_str(rq));
+		printable(e.user, sizeof e.user, gw_req_user(rq));
+		printable_url(e.url, sizeof e.url, req_url(rq, h));
+		printable(e.host, sizeof e.host, host_lc(rq, h));
+		snprintf(e.detector, sizeof e.detector, "%s", det);
+		snprintf(e.match, sizeof e.match, "%s", hit->redacted);
+		snprintf(e.where, sizeof e.where, "%s", where);
+		e.deny = cd->action_deny;
+		snprintf(e.request_id, sizeof e.request_id, "%s", gw_req_id(rq));
+		fwd_obs_dlp_push(&e);
+	}
 	if (cd->action_deny) {
 		char reason[256], rule[120];
 		snprintf(reason, sizeof reason, "data-loss prevention: %s", what);
@@ -652,10 +679,18 @@ static void on_done(struct gw_req *rq, void *side)
 	 * the pool (set and cleared on this worker thread; the auth_req lives
 	 * until auth_wake() runs here, after this) */
 	struct auth_req *ar = gw_req_data(rq);
+	const char *v = gw_req_verdict(rq), *user = gw_req_user(rq);
+	const struct gw_http_head *h = gw_req_head(rq);
+	int what = v == NULL ? 0 : strcmp(v, "allow") == 0 ? FWD_OBS_ALLOWED :
+	    strcmp(v, "deny") == 0 ? FWD_OBS_BLOCKED : 0;
 
 	(void)side;
 	if (ar != NULL)
 		atomic_store_explicit(&ar->job.cancelled, 1, memory_order_release);
+	/* for the console: top domains by verdict, signed-in users */
+	if (what != 0 || user != NULL)
+		fwd_obs_request(gw_req_worker(rq), what, h->host, h->host ? h->host_len : 0, user,
+		    gw_req_client_str(rq), user != NULL ? wall_now() : 0);
 }
 
 /* Worker thread: the verification finished. */
@@ -843,7 +878,7 @@ static int is_own_listener(const struct conf *cf, const struct sockaddr *sa)
 static int on_resolved(struct gw_req *rq, const struct sockaddr *sa, void *side)
 {
 	struct fwd_data *d = side;
-	char a[INET6_ADDRSTRLEN] = "?", url[120];
+	char a[INET6_ADDRSTRLEN] = "?", why[INET6_ADDRSTRLEN + 40];
 
 	if (sa->sa_family == AF_INET)
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, a, sizeof a);
@@ -852,17 +887,15 @@ static int on_resolved(struct gw_req *rq, const struct sockaddr *sa, void *side)
 	if (fwd_dest_denied(d->policy, sa)) {
 		gw_req_set_verdict(rq, "deny", "deny_destinations");
 		count(d, rq, FWD_C_BLOCKS);
-		printable(url, sizeof url, req_url(rq, gw_req_head(rq)));
-		gw_event_push("block", "%s verdict=deny rule=\"deny_destinations\" id=%s %s: resolves "
-		    "to %s", gw_req_client_str(rq), gw_req_id(rq), url, a);
+		snprintf(why, sizeof why, "resolves to %s", a);
+		block_event(rq, "deny_destinations", req_url(rq, gw_req_head(rq)), why);
 		return 403;
 	}
 	if (is_own_listener(d->cf, sa)) {
 		gw_req_set_verdict(rq, "deny", "own_listener");
 		count(d, rq, FWD_C_BLOCKS);
-		printable(url, sizeof url, req_url(rq, gw_req_head(rq)));
-		gw_event_push("block", "%s verdict=deny rule=\"own_listener\" id=%s %s: resolves to "
-		    "our own listener %s", gw_req_client_str(rq), gw_req_id(rq), url, a);
+		snprintf(why, sizeof why, "resolves to our own listener %s", a);
+		block_event(rq, "own_listener", req_url(rq, gw_req_head(rq)), why);
 		return 403;
 	}
 	return 0;
@@ -894,8 +927,7 @@ static void side_free(void *data)
 	fwd_dlp_free(d->dlp);
 	free(d->pac);
 	fwd_policy_free(d->policy);
-	for (int w = 0; w < GW_MAX_WORKERS; w++)
-		free((void *)atomic_load(&d->rows[w]));
+	gw_counters_free(&d->ctr);
 	d->magic = 0;
 	free(d);
 }
@@ -958,7 +990,7 @@ static int compile(const struct conf *cf, struct conf_errors *errs, void **data)
 		ok = 0;
 	else {
 		d->nrules = fwd_policy_nrules(d->policy);
-		d->rowlen = d->nrules + 1 + FWD_C_COUNT;
+		d->ctr.n = d->nrules + 1 + FWD_C_COUNT;
 	}
 	if (compile_auth(d, cf, errs) < 0 || errs->n > nerr)
 		ok = 0;

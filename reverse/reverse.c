@@ -21,6 +21,7 @@
 
 #include "conf/conf.h"
 #include "core/control.h"
+#include "core/counters.h"
 #include "core/dns.h"
 #include "core/log.h"
 #include "core/proto.h"
@@ -47,8 +48,10 @@ struct rev_up {
 /* A proxied request's balancing state (gw_req_data(); the cache glue keeps
  * its own per-request state elsewhere).  Lives in the request's arena. */
 struct rev_rq {
-	int up;                        /* upstream index */
-	int server;                    /* current server, -1 once released */
+	int up;                        /* upstream index; -1 until proxied */
+	int server;                    /* current server, -1 once released (or never picked) */
+	uint32_t site;                 /* for the per-site counters: site index, or nsites */
+	uint32_t slot;                 /* upstream index, or nups for a local answer */
 	int attempts;
 	uint64_t *tried;               /* REV_BITS_WORDS(n) words */
 	const char *path;
@@ -71,11 +74,21 @@ struct rev_data {
 	struct rev_up *ups;
 	size_t nups, maxn;
 	struct rev_worker *w[GW_MAX_WORKERS];
+	/* requests per (site or "none") x (upstream or "local") x status class,
+	 * at site_idx() + class */
+	size_t nsites;
+	struct gw_counters site_ctr;
 	/* main thread, while active */
 	struct rev_hcheck **hc;
 	size_t nhc;
 	struct gw_dns *dns;            /* resolver on main_base for named servers' checks */
 };
+
+/* The first of the 5 status-class counters of (site, upstream slot). */
+static size_t site_idx(const struct rev_data *d, size_t site, size_t slot)
+{
+	return (site * (d->nups + 1) + slot) * 5;
+}
 
 /* The current generation's data (main thread only: console API). */
 static struct rev_data *g_active;
@@ -460,7 +473,7 @@ static void proxy_upstream(struct gw_req *rq, struct rev_data *d, const struct r
 		gw_req_respond(rq, 503, NULL, NULL, 0, NULL);
 		return;
 	}
-	r = gw_req_alloc(rq, sizeof *r);
+	r = gw_req_data(rq);           /* set by decide() */
 	r->up = rt->upstream;
 	r->tried = gw_req_alloc(rq, REV_BITS_WORDS(up->n ? up->n : 1) * sizeof(uint64_t));
 	i = pick_server(d, w, rq, rt->upstream, NULL);
@@ -482,7 +495,6 @@ static void proxy_upstream(struct gw_req *rq, struct rev_data *d, const struct r
 		gw_req_hdr_del(rq, name);
 		gw_req_hdr_add(rq, name, rt->set_headers[k].value, rt->set_headers[k].value_len);
 	}
-	gw_req_set_data(rq, r);
 	proxy_to(rq, d, r);
 }
 
@@ -503,7 +515,7 @@ static int on_upstream_error(struct gw_req *rq, int stage, void *side)
 	struct rev_up *up;
 	int failed_server, i;
 
-	if (r == NULL || w == NULL)
+	if (r == NULL || r->up < 0 || w == NULL)
 		return rev_cache_stale_on_error(rq);
 	up = &d->ups[r->up];
 	failed_server = r->server;
@@ -539,6 +551,16 @@ static int on_upstream_error(struct gw_req *rq, int stage, void *side)
 	return 1;
 }
 
+/* Count the answer for its site and upstream (see rev_data.site_ctr). */
+static void count_site(struct rev_data *d, const struct gw_req *rq, const struct rev_rq *r)
+{
+	int st = gw_req_status(rq);
+	size_t site = r != NULL ? r->site : d->nsites, slot = r != NULL ? r->slot : d->nups;
+
+	if (st >= 100 && st <= 599)
+		gw_counters_add(&d->site_ctr, gw_req_worker(rq), site_idx(d, site, slot) + (size_t)(st / 100 - 1));
+}
+
 static void on_done(struct gw_req *rq, void *side)
 {
 	struct rev_data *d = side;
@@ -546,6 +568,7 @@ static void on_done(struct gw_req *rq, void *side)
 	int st;
 
 	rev_cache_done(rq);
+	count_site(d, rq, r);
 	if (r == NULL)
 		return;
 	gw_req_set_data(rq, NULL);
@@ -646,6 +669,7 @@ static void decide(struct gw_req *rq, void *side, int first)
 	const struct gw_http_head *h = gw_req_head(rq);
 	const struct rev_site *site;
 	const struct rev_route *rt;
+	struct rev_rq *r;
 	const char *host;
 	size_t hlen;
 	char norm[8192 + 16], path[8192 + 16];
@@ -674,6 +698,14 @@ static void decide(struct gw_req *rq, void *side, int first)
 		gw_req_set_verdict(rq, "no_site", NULL);
 		gw_req_respond(rq, 404, NULL, NULL, 0, NULL);
 		return;
+	}
+	r = gw_req_data(rq);           /* set already when the cache glue restarts us */
+	if (r == NULL) {
+		r = gw_req_alloc(rq, sizeof *r);
+		r->up = r->server = -1;
+		r->site = (uint32_t)site->index;
+		r->slot = (uint32_t)d->nups;
+		gw_req_set_data(rq, r);
 	}
 	if ((site->allow_clients.n > 0 && !conf_cidr_match(&site->allow_clients, gw_req_client(rq))) ||
 	    (site->deny_clients.n > 0 && conf_cidr_match(&site->deny_clients, gw_req_client(rq)))) {
@@ -705,6 +737,8 @@ static void decide(struct gw_req *rq, void *side, int first)
 		return;
 	}
 	gw_req_set_verdict(rq, "route", rt->prefix);
+	if (rt->kind == REV_ROUTE_UPSTREAM)
+		r->slot = (uint32_t)rt->upstream;
 	if (rt->max_body_bytes > 0)
 		gw_req_set_max_body(rq, rt->max_body_bytes);
 	plen = rev_route_upstream_path(rt, norm, (size_t)nlen, path, sizeof path);
@@ -750,6 +784,7 @@ static void side_free(void *data)
 		return;
 	for (int i = 0; i < GW_MAX_WORKERS; i++)
 		worker_free(d->w[i], d->nups);
+	gw_counters_free(&d->site_ctr);
 	for (size_t i = 0; i < d->nups; i++) {
 		for (size_t k = 0; d->ups[i].srv != NULL && k < d->ups[i].n; k++)
 			rev_srv_put(d->ups[i].srv[k]);
@@ -785,6 +820,8 @@ static int compile(const struct conf *cf, struct conf_errors *errs, void **data)
 	d->routes = rt;
 	d->cf = cf;
 	d->nups = nu;
+	d->nsites = rev_routes_nsites(rt);
+	d->site_ctr.n = (d->nsites + 1) * (nu + 1) * 5;
 	for (size_t i = 0; i < nu; i++) {
 		const struct conf_rev_upstream *cu = &cf->reverse.upstreams[i];
 		struct rev_up *u = &d->ups[i];
@@ -948,4 +985,33 @@ int rev_server_set_admin_state(const char *upstream, const char *address, int st
 				return rev_srv_set_admin(d->ups[i].srv[k], state);
 	}
 	return -1;
+}
+
+size_t rev_site_requests(struct rev_site_requests *out, size_t max)
+{
+	struct rev_data *d = g_active;
+	size_t n = 0;
+
+	if (d == NULL)
+		return 0;
+	for (size_t site = 0; site <= d->nsites; site++) {
+		const struct rev_site *st = site < d->nsites ? rev_routes_site(d->routes, site) : NULL;
+		for (size_t slot = 0; slot <= d->nups; slot++) {
+			int used = slot == d->nups;     /* every site may answer locally */
+			struct rev_site_requests *o;
+			for (size_t k = 0; st != NULL && k < st->nroutes && !used; k++)
+				used = st->routes[k].upstream == (int)slot;
+			if (!used)
+				continue;
+			if (n++ >= max || out == NULL)
+				continue;
+			o = &out[n - 1];
+			memset(o, 0, sizeof *o);
+			o->site = st != NULL ? st->name : "(none)";
+			o->upstream = slot < d->nups ? d->ups[slot].cu->name : "(none)";
+			for (size_t c = 0; c < 5; c++)
+				o->classes[c] = gw_counters_sum(&d->site_ctr, site_idx(d, site, slot) + c);
+		}
+	}
+	return n;
 }

@@ -65,6 +65,26 @@ size_t rev_servers_info(struct rev_server_info *out, size_t max);
  */
 int rev_server_set_admin_state(const char *upstream, const char *address, int state);
 
+/* Requests the current generation answered for one site and upstream, by
+ * status class (1xx..5xx).  site is the site's first host name ("(none)":
+ * no site matched); upstream the upstream's name ("(none)": answered
+ * without one: static, redirect, error).  Strings borrowed from the current
+ * generation (valid until the next reload). */
+struct rev_site_requests {
+	const char *site;
+	const char *upstream;
+	uint64_t classes[5];
+};
+
+/*
+ * Fill out[0..max) with one entry per site and each upstream its routes
+ * use, plus one per site for local answers, in config order; returns the
+ * total number of entries (max = 0 sizes the array).  Counters restart at
+ * each configuration generation; bounded by the configuration, never by
+ * traffic.  Main thread.
+ */
+size_t rev_site_requests(struct rev_site_requests *out, size_t max);
+
 /* "up", "down", "draining", "disabled"; parse also accepts "enabled". */
 const char *rev_state_name(int state);
 int rev_state_parse(const char *name);

@@ -88,10 +88,10 @@
   let seq = 0;
 
   function series(name) {
-    /* columns: t fwd_rps rev_rps fwd_in rev_in fwd_out rev_out fwd_5xx rev_5xx active */
+    /* columns: t fwd_rps rev_rps fwd_in rev_in fwd_out rev_out fwd_5xx rev_5xx active fwd_active rev_active */
     switch (name) {
       case 'rps': return [{ c: 'fwd', v: samples.map((s) => s[1]) }, { c: 'rev', v: samples.map((s) => s[2]) }];
-      case 'active': return [{ c: 'tot', v: samples.map((s) => s[9]) }];
+      case 'active': return [{ c: 'fwd', v: samples.map((s) => s[10] || 0) }, { c: 'rev', v: samples.map((s) => s[11] || 0) }];
       case 'bw': return [{ c: 'fwd', v: samples.map((s) => s[3] + s[5]) }, { c: 'rev', v: samples.map((s) => s[4] + s[6]) }];
       case 'err': return [
         { c: 'fwd', v: samples.map((s) => s[1] > 0 ? 100 * s[7] / s[1] : 0) },
@@ -163,6 +163,7 @@
     $('ov-loaded').textContent = 'loaded ' + fmtTime(d.loaded_at);
     $('ov-active').textContent = fmtInt(d.active_connections);
     const f = d.families.forward, v = d.families.reverse;
+    $('ov-active-sub').textContent = 'forward ' + fmtInt(f.active_connections) + ' · reverse ' + fmtInt(v.active_connections);
     $('ov-fwd-req').textContent = fmtInt(f.requests);
     $('ov-fwd-sub').textContent = fmtNum(f.bytes_out) + 'B out · ' + fmtInt(f.responses_4xx) + ' 4xx · ' + fmtInt(f.responses_5xx) + ' 5xx';
     $('ov-rev-req').textContent = fmtInt(v.requests);
@@ -196,8 +197,37 @@
     return parts.length ? parts.join(' · ') : 'anything';
   }
 
+  const none = (tb, cols, text) => { if (!tb.firstChild) tb.append(el('tr', null, el('td', { colspan: cols, class: 'muted', text }))); };
+
+  function renderTop(tb, list, what) {
+    clear(tb);
+    for (const t of list) tb.append(el('tr', null, el('td', { class: 'mono', text: t.domain }),
+      el('td', { text: fmtInt(t.count) + (t.error ? ' ± ' + fmtInt(t.error) : '') })));
+    none(tb, 2, 'no ' + what + ' requests yet');
+  }
+
+  function renderObserved(o) {
+    renderTop($('fw-top-allowed'), o.top_allowed, 'allowed');
+    renderTop($('fw-top-blocked'), o.top_blocked, 'blocked');
+    const us = clear($('fw-users'));
+    for (const u of o.users) us.append(el('tr', null, el('td', { text: u.user }), el('td', { class: 'mono', text: u.clients.join(', ') }),
+      el('td', { text: fmtTime(u.last_seen) }), el('td', { text: fmtInt(u.requests) })));
+    none(us, 4, 'nobody has signed in to the proxy yet');
+    const dl = clear($('fw-dlp'));
+    for (const h of o.dlp.hits) dl.append(el('tr', null, el('td', { text: fmtTime(h.time) }), el('td', { class: 'mono', text: h.client }),
+      el('td', { text: h.user || '–' }), el('td', { class: 'mono', text: h.url }), el('td', { text: h.detector + ' (' + h.where + ')' }),
+      el('td', { class: 'mono', text: h.match }), el('td', null, tag(h.action, h.action === 'deny' ? 'deny' : 'warn')),
+      el('td', { class: 'mono small', text: h.request_id })));
+    none(dl, 8, 'no DLP hits yet');
+    $('fw-dlp-total').textContent = o.dlp.total + ' since start';
+  }
+
+  /* "CLIENT user=U verdict=deny rule="R" id=ID URL: reason" (forward.c block_event) */
+  const BLOCK_RE = /^(\S+) user=(\S+) verdict=deny rule="([^"]*)" id=(\S+) (\S+): (.*)$/;
+
   loaders.forward = async () => {
-    const [c, ev, bl] = await Promise.all([api('config'), api('events?kind=block'), api('tail?family=forward&verdict=deny')]);
+    const [c, ev, bl, ob] = await Promise.all([api('config'), api('events?kind=block'), api('tail?family=forward&verdict=deny'), api('forward')]);
+    if (ob.ok) renderObserved(ob.data);
     if (!c.ok) return;
     const fw = c.data.forward, tb = clear($('fw-rules'));
     for (const r of fw.policy) tb.append(el('tr', null, el('td', { text: r.index + 1 }), el('td', { text: r.name }),
@@ -217,14 +247,40 @@
     if (fw.counters) add('Counters', Object.keys(fw.counters).map((k) => k + ' ' + fmtInt(fw.counters[k])).join(' · '));
     add('DLP', fw.dlp ? (fw.dlp.enabled ? 'on, action ' + fw.dlp.action + ', detectors ' + fw.dlp.detectors.join(', ') : 'off') : 'not configured');
     const tb2 = clear($('fw-blocks'));
-    if (ev.ok) for (const e of ev.data.events) tb2.append(el('tr', null, el('td', { text: fmtTime(e.time) }), el('td', { class: 'mono', text: e.text })));
+    if (ev.ok) for (const e of ev.data.events) {
+      const m = BLOCK_RE.exec(e.text);
+      if (m) tb2.append(el('tr', null, el('td', { text: fmtTime(e.time) }), el('td', { class: 'mono', text: m[1] }),
+        el('td', { text: m[2] === '-' ? '–' : m[2] }), el('td', { class: 'mono', text: m[5] }), el('td', { text: m[3] }),
+        el('td', { class: 'mono small', text: m[4] }), el('td', { class: 'small', text: m[6] })));
+      else tb2.append(el('tr', null, el('td', { text: fmtTime(e.time) }), el('td', { colspan: 6, class: 'mono', text: e.text })));
+    }
     /* block events come from the forward family; without any, the access log's denials */
     if (bl.ok && !tb2.firstChild) for (const l of bl.data.lines.slice(-50).reverse()) {
       const m = /\[([^\]]+)\]/.exec(l.line);
-      tb2.append(el('tr', null, el('td', { text: m ? m[1] : '' }), el('td', { class: 'mono', text: l.line })));
+      tb2.append(el('tr', null, el('td', { text: m ? m[1] : '' }), el('td', { colspan: 6, class: 'mono', text: l.line })));
     }
-    if (!tb2.firstChild) tb2.append(el('tr', null, el('td', { colspan: 2, class: 'muted', text: 'no blocked requests yet' })));
+    none(tb2, 7, 'no blocked requests yet');
   };
+
+  /* requests/s per server: the difference of its request counter between two polls */
+  const reqSeen = {};
+  function serverRate(v) {
+    const k = v.upstream + ' ' + v.address, t = performance.now(), p = reqSeen[k];
+    reqSeen[k] = { t, n: v.requests };
+    return p && t > p.t && v.requests >= p.n ? (v.requests - p.n) * 1000 / (t - p.t) : null;
+  }
+
+  /* the live cells of the upstream table, in place (buttons stay where they are) */
+  async function refreshServers() {
+    const live = await api('upstreams');
+    if (!live.ok) return;
+    for (const v of live.data.servers) {
+      const rate = serverRate(v), cell = document.querySelector('#rv-ups td[data-rps="' + CSS.escape(v.upstream + ' ' + v.address) + '"]');
+      if (!cell) continue;
+      if (rate !== null) cell.textContent = fmtNum(rate);
+      cell.previousSibling.textContent = v.in_flight;
+    }
+  }
 
   loaders.reverse = async () => {
     const c = await api('config');
@@ -242,6 +298,11 @@
       });
     }
     if (!rv.sites.length) st.append(el('tr', null, el('td', { colspan: 4, class: 'muted', text: 'no sites configured' })));
+    const sr = await api('sites');
+    const tbs = clear($('rv-site-req'));
+    if (sr.ok) for (const x of sr.data.sites) tbs.append(el('tr', null, el('td', { class: 'mono', text: x.site }),
+      el('td', { class: 'mono', text: x.upstream }), ...['2xx', '3xx', '4xx', '5xx'].map((k) => el('td', { text: fmtInt(x.requests[k]) }))));
+    none(tbs, 6, 'no reverse side configured');
     const live = await api('upstreams');
     const state = {};
     if (live.ok) for (const v of live.data.servers) state[v.upstream + ' ' + v.address] = v;
@@ -249,7 +310,7 @@
     const up = clear($('rv-ups'));
     for (const u of rv.upstreams) {
       u.servers.forEach((s, i) => {
-        const v = state[u.name + ' ' + s.address];
+        const v = state[u.name + ' ' + s.address], rate = v ? serverRate(v) : null;
         const check = !v ? '' : v.last_check ? (v.last_error || (v.last_status > 0 ? 'HTTP ' + v.last_status : 'connect ok')) +
           ' · ' + v.last_latency_ms.toFixed(1) + ' ms' : (v.checked ? 'pending' : 'no checks');
         const actions = el('td', null);
@@ -267,12 +328,33 @@
           el('td', { class: 'mono', text: s.address }), el('td', { text: s.weight }), el('td', { text: s.backup ? 'backup' : 'primary' }),
           el('td', { 'data-state': s.address }, v ? tag(v.state, v.state === 'up' ? 'ok' : v.state === 'down' ? 'failed' : 'warn') : ''),
           el('td', { text: v ? v.in_flight : '' }),
+          el('td', { 'data-rps': u.name + ' ' + s.address, text: rate !== null ? fmtNum(rate) : '–' }),
           el('td', { class: 'small', text: (i === 0 && u.health ? u.health.path + ' every ' + u.health.interval + ' s · ' : '') + check }),
           actions));
       });
     }
-    if (!rv.upstreams.length) up.append(el('tr', null, el('td', { colspan: 9, class: 'muted', text: 'no upstreams configured' })));
+    if (!rv.upstreams.length) up.append(el('tr', null, el('td', { colspan: 10, class: 'muted', text: 'no upstreams configured' })));
+    const cs = await api('cache');
+    const facts = clear($('rv-cache'));
+    if (cs.ok) {
+      const k = cs.data, add = (a, b) => facts.append(el('dt', { text: a }), el('dd', { class: 'mono', text: b }));
+      add('Enabled', k.enabled ? 'yes' : 'no (reverse.cache is not configured)');
+      add('Objects', fmtInt(k.objects) + ' · ' + fmtNum(k.bytes) + 'B');
+      add('Requests', 'hits ' + fmtInt(k.hits) + ' · misses ' + fmtInt(k.misses) + ' · stale ' + fmtInt(k.stale) + ' · revalidated ' + fmtInt(k.revalidated));
+      add('Removed', 'purged ' + fmtInt(k.purged) + ' · evicted ' + fmtInt(k.evictions));
+    }
+    $('rv-purge-btn').disabled = !admin;
+    if (!admin) $('rv-purge-note').textContent = 'purging needs the admin role';
   };
+
+  async function purge(ev) {
+    ev.preventDefault();
+    const t = $('rv-purge-target').value.trim();
+    const body = /^https?:\/\//i.test(t) ? { url: t } : { host_prefix: t };
+    const r = await api('cache/purge', { method: 'POST', body });
+    $('rv-purge-note').textContent = r.ok ? 'purged ' + r.data.purged + ' object(s)' : (r.data && r.data.error) || 'error ' + r.status;
+    if (r.ok) await loaders.reverse();
+  }
 
   function renderReload(lr) {
     const box = clear($('cf-reload'));
@@ -386,6 +468,7 @@
     for (const b of document.querySelectorAll('#tabs button')) b.addEventListener('click', () => show(b.dataset.tab));
     $('logout').addEventListener('click', async () => { await api('logout', { method: 'POST', body: {} }); location.href = '/login'; });
     $('pt-form').addEventListener('submit', policyTest);
+    $('rv-purge').addEventListener('submit', purge);
     $('cf-reload-btn').addEventListener('click', reloadNow);
     for (const id of ['lg-host', 'lg-status', 'lg-client']) $(id).addEventListener('input', () => pollTail(true));
     window.addEventListener('resize', drawAll);
@@ -394,6 +477,10 @@
     await pollStats();
     setInterval(() => { pollStats().catch(() => {}); }, 1000);
     setInterval(() => { if (current === 'logs') pollTail(false).catch(() => {}); }, 2000);
+    setInterval(() => {
+      if (current === 'forward') api('forward').then((r) => { if (r.ok) renderObserved(r.data); }).catch(() => {});
+      if (current === 'reverse') refreshServers().catch(() => {});
+    }, 2000);
   }
 
   start();

@@ -3,7 +3,9 @@
 // runs gatehouse and passes where it listens:
 //   GH_CONSOLE  http://127.0.0.1:PORT of the console
 //   GH_REVERSE  http://127.0.0.1:PORT of the reverse listener (traffic goes there)
-//   GH_FORWARD  http://127.0.0.1:PORT of the forward proxy (a few blocked requests)
+//   GH_FORWARD  http://127.0.0.1:PORT of the forward proxy (allowed, blocked and DLP requests)
+//   GH_ORIGIN   http://127.0.0.1:PORT of an origin the proxy may reach
+//   GH_PROXY_USER  user:password of a proxy user (forward.auth)
 //   GH_USER / GH_PASSWORD  an admin login
 //   GH_SHOTS    directory for the PNG screenshots
 //   GH_CONF     the running config file (the test breaks it once, then restores it)
@@ -15,7 +17,7 @@ import { join } from 'node:path';
 
 const env = (k) => { const v = process.env[k]; if (!v) throw new Error(k + ' is not set'); return v; };
 const CONSOLE = env('GH_CONSOLE'), REVERSE = env('GH_REVERSE'), FORWARD = env('GH_FORWARD');
-const CONF = env('GH_CONF');
+const CONF = env('GH_CONF'), ORIGIN = env('GH_ORIGIN'), PROXY_USER = env('GH_PROXY_USER');
 const USER = env('GH_USER'), PASSWORD = env('GH_PASSWORD'), SHOTS = env('GH_SHOTS');
 mkdirSync(SHOTS, { recursive: true });
 
@@ -32,6 +34,8 @@ function curlBurst(n) {
     { maxBuffer: 1 << 20 }, () => resolve()));
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const curl = (...args) => new Promise((resolve) => execFile('curl', ['-s', '-o', '/dev/null', '--max-time', '10', ...args],
+  { maxBuffer: 1 << 20 }, () => resolve()));
 
 // Poll a predicate in the page.  (Not page.waitForFunction: its polling
 // evaluates strings, which the console's CSP rightly forbids.)
@@ -109,6 +113,15 @@ try {
   check('bandwidth chart saw reverse traffic', maxBw > 0, maxBw);
   check('charts gained samples', after > before, { before, after });
   result.max_reverse_rps_seen = maxRev;
+  // the active-connections chart draws forward and reverse apart: hold one of each open
+  const net = await import('node:net');
+  const hold = [FORWARD, REVERSE].map((u) => net.connect(+new URL(u).port, '127.0.0.1'));
+  await waitFor(page, () => { const l = JSON.parse(document.getElementById('chart-active').dataset.last || '{}');
+    return l.fwd >= 1 && l.rev >= 1; });
+  const act = await page.evaluate(() => JSON.parse(document.getElementById('chart-active').dataset.last));
+  check('active connections charted per family', act.fwd >= 1 && act.rev >= 1, act);
+  check('active connections card split by family', /forward \d+ · reverse \d+/.test(await page.textContent('#ov-active-sub')));
+  for (const h of hold) h.destroy();
   const total = await page.textContent('#ov-rev-req');
   check('reverse request total counted', parseInt(total.replace(/,/g, ''), 10) >= 1000, total);
   await page.screenshot({ path: join(SHOTS, 'overview.png'), fullPage: true });
@@ -116,7 +129,7 @@ try {
   // 5. API latency, measured from the page (same cookie, same origin)
   result.api_latency_ms = await page.evaluate(async () => {
     const out = {};
-    for (const ep of ['stats', 'config', 'tail', 'events']) {
+    for (const ep of ['stats', 'config', 'tail', 'events', 'forward']) {
       const t = [];
       for (let i = 0; i < 20; i++) {
         const s = performance.now();
@@ -140,19 +153,45 @@ try {
   check('policy tester: rule', (await page.textContent('#pt-rule')).trim() === 'no-games');
   await page.screenshot({ path: join(SHOTS, 'policy-tester.png'), fullPage: true });
 
-  // 7. the other pages render; first a few requests the proxy blocks
-  await new Promise((resolve) => execFile('curl', ['-s', '-o', '/dev/null', '-x', FORWARD,
-    'http://www.games.example/a', 'http://www.games.example/b', 'http://dl.example.org/tool.exe'], () => resolve()));
+  // 7. the other pages render; first traffic through the proxy: blocked, allowed as a
+  // signed-in user, and a card number in a POST body (DLP)
+  await curl('-x', FORWARD, 'http://www.games.example/a', 'http://www.games.example/b', 'http://dl.example.org/tool.exe');
+  await curl('-x', FORWARD, '--proxy-user', PROXY_USER, ORIGIN + '/echo?1', ORIGIN + '/echo?2', ORIGIN + '/echo?3');
+  await curl('-x', FORWARD, '--proxy-user', PROXY_USER, '--data-binary', 'card 4111 1111 1111 1111', ORIGIN + '/upload');
   await sleep(400);   // the access log is flushed every 0.2 s
   await page.click('#tabs button[data-tab="forward"]');
   await waitFor(page, () => document.querySelectorAll('#fw-rules tr').length >= 2);
   await waitFor(page, () => document.getElementById('fw-blocks').textContent.includes('games.example'));
   check('forward rules listed', (await page.textContent('#fw-rules')).includes('no-games'));
   check('blocked requests listed', (await page.textContent('#fw-blocks')).includes('no-games'));
+  await waitFor(page, () => document.getElementById('fw-dlp').textContent.includes('credit_card'));
+  const topA = await page.textContent('#fw-top-allowed'), topB = await page.textContent('#fw-top-blocked');
+  check('top allowed domains with counts', /127\.0\.0\.1\s*3/.test(topA), topA);
+  check('top blocked domains with counts', /www\.games\.example\s*2/.test(topB) && topB.includes('dl.example.org'), topB);
+  const users = await page.textContent('#fw-users');
+  check('signed-in user listed', users.includes('alice') && users.includes('127.0.0.1'), users);
+  const dlp = await page.textContent('#fw-dlp');
+  check('DLP hit listed, redacted', dlp.includes('****-1111') && dlp.includes('alice') && dlp.includes('deny') &&
+    !dlp.includes('4111'), dlp);
+  const blockRow = await page.textContent('#fw-blocks tr:first-child');
+  check('block events in columns (client, user, URL, rule, id)', blockRow.includes('127.0.0.1') && /[0-9a-f]{16}/.test(blockRow), blockRow);
   await page.screenshot({ path: join(SHOTS, 'forward.png'), fullPage: true });
   await page.click('#tabs button[data-tab="reverse"]');
   await waitFor(page, () => document.getElementById('rv-ups').textContent.includes('app'));
   check('reverse upstreams listed', (await page.textContent('#rv-ups')).includes('127.0.0.1:'));
+  // requests/s per server, live: traffic to the upstream route while the page is open
+  let srvRps = 0;
+  for (let i = 0; i < 6 && srvRps <= 0; i++) {
+    await new Promise((resolve) => execFile('curl', ['-s', '-o', '/dev/null', '-H', 'Host: localhost',
+      ...Array.from({ length: 40 }, (_, k) => REVERSE + '/app/echo?' + k)], () => resolve()));
+    await sleep(2100);
+    srvRps = parseFloat(await page.textContent('#rv-ups td[data-rps]')) || 0;
+  }
+  check('server requests/s shown live', srvRps > 0, srvRps);
+  await page.click('#tabs button[data-tab="overview"]');
+  await page.click('#tabs button[data-tab="reverse"]');
+  await waitFor(page, () => /localhost\s*app\s*[1-9]/.test(document.getElementById('rv-site-req').textContent));
+  check('requests by site and upstream', true, await page.textContent('#rv-site-req'));
   // drain the first server from its button and see it drained
   await waitFor(page, () => !!document.querySelector('#rv-ups button[data-action="drain"]'));
   const server = await page.getAttribute('#rv-ups button[data-action="drain"]', 'data-server');
@@ -163,6 +202,10 @@ try {
   await page.click('#rv-ups button[data-action="enable"]');
   await waitFor(page, () => !document.querySelector('#rv-ups button[data-action="enable"]'));
   check('server enabled again', !(await page.textContent('#rv-ups')).includes('draining'));
+  await page.fill('#rv-purge-target', 'http://localhost/app/old-page');
+  await page.click('#rv-purge-btn');
+  await waitFor(page, () => document.getElementById('rv-purge-note').textContent.startsWith('purged'));
+  check('cache purge from the console', (await page.textContent('#rv-purge-note')) === 'purged 0 object(s)');
   await page.screenshot({ path: join(SHOTS, 'reverse.png'), fullPage: true });
   await page.click('#tabs button[data-tab="certs"]');
   await waitFor(page, () => document.getElementById('ct-list').textContent.length > 0);
@@ -175,6 +218,7 @@ try {
   await waitFor(page, () => document.getElementById('lg-tail').textContent.includes('/missing-page'));
   check('log tail filtered by status', !(await page.textContent('#lg-tail')).includes('GET /?b='));
   check('audit shows the login', (await page.textContent('#lg-audit')).includes('login'));
+  check('audit shows the purge', (await page.textContent('#lg-audit')).includes('cache purge'));
   await page.screenshot({ path: join(SHOTS, 'logs.png'), fullPage: true });
 
   // 8. config: a broken file is refused with FILE:LINE errors, then a good reload
@@ -202,6 +246,24 @@ try {
   check('signed out', r === 401, r);
 
   check('no console errors or CSP violations', problems.length === 0, problems);
+
+  // 10. a browser with JavaScript off signs in with the plain form (POST, 303 to /)
+  const nojs = await browser.newContext({ javaScriptEnabled: false, viewport: { width: 1000, height: 700 } });
+  const p2 = await nojs.newPage();
+  await p2.goto(CONSOLE + '/');
+  check('no-JS: sent to the sign-in page', p2.url().endsWith('/login'), p2.url());
+  await p2.fill('#login-user', USER);
+  await p2.fill('#login-password', 'not the password');
+  await Promise.all([p2.waitForURL(CONSOLE + '/login?e=wrong'), p2.click('#login-submit')]);
+  check('no-JS: wrong password message', (await p2.textContent('#login-error')).includes('Wrong'));
+  await p2.fill('#login-user', USER);
+  await p2.fill('#login-password', PASSWORD);
+  await Promise.all([p2.waitForURL(CONSOLE + '/'), p2.click('#login-submit')]);
+  const jar = await nojs.cookies();
+  check('no-JS: signed in with a session cookie', jar.some((c) => c.name === 'gh_session' && c.httpOnly && c.sameSite === 'Strict'),
+    jar.map((c) => c.name));
+  check('no-JS: the dashboard is served', (await p2.content()).includes('tab-overview'));
+  await nojs.close();
 } catch (e) {
   check('exception', false, String(e && e.stack || e));
 } finally {

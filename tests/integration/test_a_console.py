@@ -130,8 +130,9 @@ def admin(gw):
     return c
 
 
-GET_ENDPOINTS = ["session", "stats", "events", "tail", "config", "certificates", "audit", "reload"]
-POST_ENDPOINTS = ["reload", "policy/test", "logout"]
+GET_ENDPOINTS = ["session", "stats", "events", "forward", "tail", "config", "certificates", "audit", "reload",
+                 "upstreams", "sites", "cache"]
+POST_ENDPOINTS = ["reload", "policy/test", "logout", "servers/drain", "cache/purge"]
 
 
 def test_auth_required_on_every_endpoint(gw):
