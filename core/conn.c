@@ -161,6 +161,8 @@ struct gw_req {
 	char upstream_str[64];
 	uint64_t bytes_in, bytes_out;
 	int parse_error;
+	char client_str[INET6_ADDRSTRLEN];  /* gw_req_client_str, made on first use */
+	union gw_sa *local;        /* gw_req_local, looked up on first use */
 
 	struct gw_dns_query *dnsq;
 	struct gw_dns_result addrs;
@@ -191,26 +193,30 @@ struct gw_req {
 	int body_buffered;         /* the body went through bodybuf */
 };
 
+/*
+ * Idle keep-alive connections are many: while idle a connection holds only
+ * this struct (no buffers, no write event; notes/core-techniques.md 1).
+ */
 struct gw_conn {
 	uint32_t magic;
 	enum cstate state;
 	int fd;
+	enum cto to_kind;
 	struct gw_worker *w;
 	struct gw_snapshot *snap;
 	const struct gw_proto *proto;
 	void *side;
-	struct event ev_rd, ev_wr, ev_to;   /* ev_to also carries the deferred free */
-	struct evbuffer *in, *out;
+	struct event ev_rd, ev_to;   /* ev_to also carries the deferred free */
+	struct event *ev_wr;       /* made when a write first finds the kernel full */
+	struct evbuffer *in, *out; /* NULL while idle (conn_bufs, conn_idle) */
 	SSL *ssl;                  /* TLS listener: the session; NULL = plain */
-	union gw_sa peer, local;   /* compact: idle connections are many */
-	char peer_str[INET6_ADDRSTRLEN];
 	struct gw_req *rq;
 	struct upconn *up;
-	enum cto to_kind;
-	unsigned rd_on : 1, wr_on : 1, rd_eof : 1, wr_shut : 1, head_started : 1;
 	size_t parsed_len;         /* buffered head bytes at the last parse attempt */
-	unsigned up_paused : 1;    /* upstream reading paused: our output is full */
 	struct gw_conn *next, *prev;
+	union gw_sa peer;          /* text made on demand (peer_fmt) */
+	unsigned rd_on : 1, wr_on : 1, rd_eof : 1, wr_shut : 1, head_started : 1;
+	unsigned up_paused : 1;    /* upstream reading paused: our output is full */
 };
 
 struct upconn {
@@ -235,15 +241,21 @@ struct upconn {
 
 #define POOL_BUCKETS 256
 
+#define SPARE_BUFS 128
+
 struct gw_pool {
 	struct upconn *b[POOL_BUCKETS];
 	size_t n;
+	/* empty evbuffers given back by idle client connections, for reuse */
+	struct evbuffer *spare[SPARE_BUFS];
+	int nspare;
 };
 
 static void up_free(struct upconn *u);
 static void up_rd_cb(evutil_socket_t fd, short what, void *arg);
 static void up_wr_cb(evutil_socket_t fd, short what, void *arg);
 static void up_to_cb(evutil_socket_t fd, short what, void *arg);
+static void client_wr_cb(evutil_socket_t fd, short what, void *arg);
 
 static unsigned key_hash(const char *k)
 {
@@ -288,6 +300,8 @@ void gw_pool_free(struct gw_pool *p)
 	if (p == NULL)
 		return;
 	gw_pool_flush(p);
+	while (p->nspare > 0)
+		evbuffer_free(p->spare[--p->nspare]);
 	free(p);
 }
 
@@ -425,6 +439,96 @@ static void rd_enable(struct gw_conn *c, int on)
 static void up_rd_enable(struct upconn *u, int on)
 {
 	u->rd_on = read_arm(&u->ev_rd, u->rd_on, u->eof, u->ssl, on);
+}
+
+/* Arm (on) or disarm EV_WRITE on the client socket.  The event is made the
+ * first time a write finds the kernel full (small responses never need it)
+ * and kept until the connection is freed.  Returns -1 when out of memory. */
+static int wr_enable(struct gw_conn *c, int on)
+{
+	if (on && !c->wr_on) {
+		if (c->ev_wr == NULL &&
+		    (c->ev_wr = event_new(c->w->base, c->fd, EV_WRITE | EV_PERSIST, client_wr_cb, c)) == NULL)
+			return -1;
+		event_add(c->ev_wr, NULL);
+		c->wr_on = 1;
+	} else if (!on && c->wr_on) {
+		event_del(c->ev_wr);
+		c->wr_on = 0;
+	}
+	return 0;
+}
+
+static struct evbuffer *buf_get(struct gw_pool *p)
+{
+	return p->nspare > 0 ? p->spare[--p->nspare] : evbuffer_new();
+}
+
+static void buf_put(struct gw_pool *p, struct evbuffer *b)
+{
+	if (p->nspare < SPARE_BUFS)
+		p->spare[p->nspare++] = b;
+	else
+		evbuffer_free(b);
+}
+
+/* Give c its buffers (none while idle).  Returns -1 when out of memory. */
+static int conn_bufs(struct gw_conn *c)
+{
+	if (c->in != NULL)
+		return 0;
+	c->in = buf_get(c->w->pool);
+	c->out = buf_get(c->w->pool);
+	if (c->in != NULL && c->out != NULL)
+		return 0;
+	if (c->in != NULL)
+		buf_put(c->w->pool, c->in);
+	if (c->out != NULL)
+		buf_put(c->w->pool, c->out);
+	c->in = c->out = NULL;
+	return -1;
+}
+
+/* Between requests: hand the (empty) buffers back to the worker. */
+static void conn_idle(struct gw_conn *c)
+{
+	if (c->in == NULL || evbuffer_get_length(c->in) > 0 || evbuffer_get_length(c->out) > 0)
+		return;
+	buf_put(c->w->pool, c->in);
+	buf_put(c->w->pool, c->out);
+	c->in = c->out = NULL;
+}
+
+/* "a.b.c.d" for the 4 bytes at a, into buf; returns buf. */
+static char *ipv4_fmt(const unsigned char *a, char *buf)
+{
+	char *o = buf;
+
+	for (int i = 0; i < 4; i++) {
+		unsigned v = a[i];
+		if (v >= 100)
+			*o++ = (char)('0' + v / 100);
+		if (v >= 10)
+			*o++ = (char)('0' + v / 10 % 10);
+		*o++ = (char)('0' + v % 10);
+		*o++ = i < 3 ? '.' : '\0';
+	}
+	return buf;
+}
+
+/* The client's numeric address (IPv4-mapped IPv6 as IPv4) into buf
+ * (INET6_ADDRSTRLEN bytes); returns buf. */
+static char *peer_fmt(const struct gw_conn *c, char *buf)
+{
+	if (c->peer.sa.sa_family == AF_INET6) {
+		const struct in6_addr *a = &c->peer.in6.sin6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(a))
+			return ipv4_fmt(&a->s6_addr[12], buf);
+		if (inet_ntop(AF_INET6, a, buf, INET6_ADDRSTRLEN) == NULL)
+			buf[0] = '\0';
+		return buf;
+	}
+	return ipv4_fmt((const unsigned char *)&c->peer.in.sin_addr, buf);
 }
 
 /* Read up to READ_MAX bytes from fd into buf.  Returns bytes read, 0 on EOF,
@@ -735,8 +839,30 @@ static int xfer_pump(struct xfer *x, struct evbuffer *src, struct evbuffer *dst)
 
 const struct gw_http_head *gw_req_head(const struct gw_req *rq) { return &rq->head; }
 const struct sockaddr *gw_req_client(const struct gw_req *rq) { return (const struct sockaddr *)&rq->c->peer; }
-const char *gw_req_client_str(const struct gw_req *rq) { return rq->c->peer_str; }
-const struct sockaddr *gw_req_local(const struct gw_req *rq) { return (const struct sockaddr *)&rq->c->local; }
+
+/* Both made on first use, into the request (they are not kept per
+ * connection: idle connections are many, and few requests ask). */
+const char *gw_req_client_str(const struct gw_req *rq)
+{
+	struct gw_req *m = (struct gw_req *)rq;
+
+	if (m->client_str[0] == '\0')
+		peer_fmt(rq->c, m->client_str);
+	return m->client_str;
+}
+
+const struct sockaddr *gw_req_local(const struct gw_req *rq)
+{
+	struct gw_req *m = (struct gw_req *)rq;
+
+	if (m->local == NULL) {
+		socklen_t len = sizeof *m->local;
+		m->local = gw_req_alloc(m, sizeof *m->local);
+		if (getsockname(rq->c->fd, &m->local->sa, &len) < 0)
+			memset(m->local, 0, sizeof *m->local);
+	}
+	return &m->local->sa;
+}
 const char *gw_req_id(const struct gw_req *rq) { return rq->id; }
 const struct conf *gw_req_conf(const struct gw_req *rq) { return rq->c->snap->conf; }
 int gw_req_is_tls(const struct gw_req *rq) { return rq->c->ssl != NULL; }
@@ -929,7 +1055,7 @@ static void req_log_free(struct gw_conn *c, struct gw_req *rq)
 		}
 		r.start = rq->start;
 		r.duration = mono() - rq->start_mono;
-		r.client = c->peer_str;
+		r.client = gw_req_client_str(rq);
 		r.family = c->proto->name;
 		r.method = h->method_str;
 		r.method_len = h->method_len;
@@ -983,8 +1109,12 @@ static void conn_free_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	evbuffer_free(c->in);
-	evbuffer_free(c->out);
+	if (c->in != NULL) {
+		evbuffer_free(c->in);
+		evbuffer_free(c->out);
+	}
+	if (c->ev_wr != NULL)
+		event_free(c->ev_wr);
 	gw_snapshot_unref(c->snap);
 	c->magic = 0;
 	free(c);
@@ -1010,7 +1140,8 @@ static void conn_close(struct gw_conn *c, enum gw_close_reason why)
 		req_log_free(c, rq);
 	}
 	event_del(&c->ev_rd);
-	event_del(&c->ev_wr);
+	if (c->ev_wr != NULL)
+		event_del(c->ev_wr);
 	event_del(&c->ev_to);
 	if (c->ssl != NULL) {
 		if (c->state != CS_HANDSHAKE && !c->wr_shut) {
@@ -1059,15 +1190,14 @@ static void conn_write(struct gw_conn *c)
 	}
 	size_t left = evbuffer_get_length(c->out);
 	if (left > 0) {
-		if (!c->wr_on) {
-			event_add(&c->ev_wr, NULL);
-			c->wr_on = 1;
+		if (wr_enable(c, 1) < 0) {
+			conn_close(c, GW_CLOSE_INTERNAL);
+			return;
 		}
 		if (c->state == CS_BUSY && c->to_kind != TO_BODY)
 			client_timer(c, TO_SEND);
-	} else if (c->wr_on) {
-		event_del(&c->ev_wr);
-		c->wr_on = 0;
+	} else {
+		wr_enable(c, 0);
 	}
 	/* backpressure release */
 	if (left < HIWAT && c->up_paused && c->up != NULL) {
@@ -1145,6 +1275,8 @@ static void finish_request(struct gw_conn *c)
 	client_timer(c, TO_IDLE);
 	if (evbuffer_get_length(c->in) > 0 || c->rd_eof)
 		event_active(&c->ev_rd, EV_READ, 0);   /* next pipelined request, from the loop */
+	else
+		conn_idle(c);
 }
 
 /* Send a locally generated response for rq (DEC_RESPOND or DEC_FILE). */
@@ -1552,7 +1684,7 @@ static void handle_head(struct gw_conn *c)
 		memset(&rq->head, 0, sizeof rq->head);
 		gw_stat_add(&c->w->stats->fam[c->proto->family][GW_FC_REQUESTS], 1);
 		c->state = CS_BUSY;
-		gw_debug("%s: bad request from %s: %d %s", c->proto->name, c->peer_str,
+		gw_debug("%s: bad request from %s: %d %s", c->proto->name, gw_req_client_str(rq),
 		    tmp.err_status, tmp.err_reason);
 		respond_error(rq, tmp.err_status ? tmp.err_status : 400, tmp.err_reason);
 		return;
@@ -1839,7 +1971,7 @@ static void upstream_failed(struct gw_conn *c, int status, const char *reason)
 		conn_close(c, GW_CLOSE_UPSTREAM_ERROR);
 		return;
 	}
-	gw_info("%s: request %s from %s: upstream %s: %s", c->proto->name, rq->id, c->peer_str,
+	gw_info("%s: request %s from %s: upstream %s: %s", c->proto->name, rq->id, gw_req_client_str(rq),
 	    rq->upstream_str[0] ? rq->upstream_str : (rq->up_host ? rq->up_host : "-"), reason);
 	if (rq->resp_head_done || c->state == CS_TUNNEL) {
 		rq->reason = reason;
@@ -2492,10 +2624,7 @@ static void client_handshake(struct gw_conn *c)
 	r = SSL_do_handshake(c->ssl);
 	if (r == 1) {
 		c->state = CS_HEAD;
-		if (c->wr_on) {
-			event_del(&c->ev_wr);
-			c->wr_on = 0;
-		}
+		wr_enable(c, 0);
 		rd_enable(c, 1);
 		/* application data may already sit in OpenSSL's buffer */
 		event_active(&c->ev_rd, EV_READ, 0);
@@ -2503,24 +2632,17 @@ static void client_handshake(struct gw_conn *c)
 	}
 	e = SSL_get_error(c->ssl, r);
 	if (e == SSL_ERROR_WANT_READ) {
-		if (c->wr_on) {
-			event_del(&c->ev_wr);
-			c->wr_on = 0;
-		}
+		wr_enable(c, 0);
 		rd_enable(c, 1);
 		return;
 	}
 	if (e == SSL_ERROR_WANT_WRITE) {
-		if (!c->wr_on) {
-			event_add(&c->ev_wr, NULL);
-			c->wr_on = 1;
-		}
-		return;
-	}
-	if (gw_log_enabled(GW_LOG_DEBUG)) {
-		char buf[256];
+		if (wr_enable(c, 1) == 0)
+			return;
+	} else if (gw_log_enabled(GW_LOG_DEBUG)) {
+		char buf[256], who[INET6_ADDRSTRLEN];
 		ERR_error_string_n(ERR_peek_error(), buf, sizeof buf);
-		gw_debug("TLS handshake with %s failed: %s", c->peer_str, buf);
+		gw_debug("TLS handshake with %s failed: %s", peer_fmt(c, who), buf);
 	}
 	ERR_clear_error();
 	conn_close(c, GW_CLOSE_CLIENT_ERROR);
@@ -2592,6 +2714,10 @@ static void client_rd_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	if (c->state == CS_HANDSHAKE) {
 		client_handshake(c);
+		return;
+	}
+	if (conn_bufs(c) < 0) {
+		conn_close(c, GW_CLOSE_INTERNAL);
 		return;
 	}
 	if (c->rd_on || (what & EV_READ)) {
@@ -2673,7 +2799,7 @@ static void client_to_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	case TO_HEADER:
 		if (c->state == CS_HEAD && c->rq == NULL) {
-			struct gw_req *rq = req_new(c);
+			struct gw_req *rq = conn_bufs(c) == 0 ? req_new(c) : NULL;
 			if (rq == NULL) {
 				conn_close(c, GW_CLOSE_HEADER_TIMEOUT);
 				return;
@@ -2823,12 +2949,8 @@ void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, so
 {
 	struct gw_conn *c = calloc(1, sizeof *c);
 	int one = 1;
-	socklen_t llen = sizeof c->local;
 
-	if (c == NULL || (c->in = evbuffer_new()) == NULL || (c->out = evbuffer_new()) == NULL) {
-		if (c != NULL && c->in != NULL)
-			evbuffer_free(c->in);
-		free(c);
+	if (c == NULL) {
 		close(fd);
 		return;
 	}
@@ -2842,20 +2964,8 @@ void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, so
 	if (plen > sizeof c->peer)
 		plen = sizeof c->peer;
 	memcpy(&c->peer, peer, plen);
-	getsockname(fd, (struct sockaddr *)&c->local, &llen);
-	if (peer->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)peer;
-		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
-			inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], c->peer_str, sizeof c->peer_str);
-		else
-			inet_ntop(AF_INET6, &s6->sin6_addr, c->peer_str, sizeof c->peer_str);
-	} else {
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, c->peer_str,
-		    sizeof c->peer_str);
-	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	event_assign(&c->ev_rd, w->base, fd, EV_READ | EV_PERSIST, client_rd_cb, c);
-	event_assign(&c->ev_wr, w->base, fd, EV_WRITE | EV_PERSIST, client_wr_cb, c);
 	event_assign(&c->ev_to, w->base, -1, 0, client_to_cb, c);
 	c->state = CS_HEAD;
 	if (lspec->cl->tls) {
@@ -2864,8 +2974,6 @@ void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, so
 			if (c->ssl != NULL)
 				SSL_free(c->ssl);
 			gw_snapshot_unref(snap);
-			evbuffer_free(c->in);
-			evbuffer_free(c->out);
 			free(c);
 			close(fd);
 			return;
@@ -2890,7 +2998,8 @@ void gw_conn_drain_all(struct gw_worker *w)
 
 	while (c != NULL) {
 		struct gw_conn *n = c->next;
-		if (c->state == CS_HEAD && !c->head_started && evbuffer_get_length(c->in) == 0)
+		if (c->state == CS_HEAD && !c->head_started &&
+		    (c->in == NULL || evbuffer_get_length(c->in) == 0))
 			conn_close(c, GW_CLOSE_SHUTDOWN);
 		c = n;
 	}
