@@ -223,7 +223,8 @@ struct gw_conn {
 	size_t parsed_len;         /* buffered head bytes at the last parse attempt */
 	struct gw_conn *next, *prev;
 	union gw_sa peer;          /* text made on demand (peer_fmt) */
-	unsigned rd_on : 1, rd_armed : 1, rd_big : 1, wr_on : 1, rd_eof : 1, wr_shut : 1, head_started : 1;
+	unsigned rd_on : 1, rd_armed : 1, wr_on : 1, rd_eof : 1, wr_shut : 1, head_started : 1;
+	unsigned rd_big : 2;       /* buf_read's *big */
 	unsigned up_paused : 1;    /* upstream reading paused: our output is full */
 };
 
@@ -616,13 +617,20 @@ static char *peer_fmt(const struct gw_conn *c, char *buf)
  * Read from fd into buf: up to READ_MAX bytes when *big, else READ_SMALL
  * (each read reserves a fresh buffer chain, and a 256 KiB one costs more
  * in malloc/free than a small request's whole parse).  *big becomes whether
- * this read was not small.  Returns bytes read, 0 on EOF, -1 on error, -2
- * when nothing is available now.
+ * this read was not small, or READ_ERR_PENDING.  Returns bytes read, 0 on
+ * EOF, -1 on error, -2 when nothing is available now.
  */
+#define READ_ERR_PENDING 2
+
 static ssize_t buf_read(struct evbuffer *buf, int fd, int *big)
 {
 	struct evbuffer_iovec v[2];
 	int was_big = *big;
+
+	if (was_big == READ_ERR_PENDING) {
+		*big = 0;
+		return -1;   /* the error the read after a full small read met */
+	}
 	int nv = evbuffer_reserve_space(buf, was_big ? READ_MAX : READ_SMALL, v, 2);
 	struct iovec iov[2];
 	ssize_t n;
@@ -649,12 +657,12 @@ static ssize_t buf_read(struct evbuffer *buf, int fd, int *big)
 	}
 	evbuffer_commit_space(buf, v, nv);
 	if (*big && !was_big) {
-		/* a full small read: take the rest now (EOF or an error shows
-		 * on the next read) */
+		/* a full small read: take the rest now; an error is kept for the
+		 * next call (the kernel reports it only once), EOF repeats itself */
 		ssize_t m = buf_read(buf, fd, big);
 		if (m > 0)
 			n += m;
-		*big = 1;
+		*big = m == -1 ? READ_ERR_PENDING : 1;
 	}
 	return n;
 }

@@ -324,6 +324,15 @@ def test_idle_keepalive_connection_resumes(gw):
     time.sleep(0.3)
     s.sendall(get % 5)
     assert gh.recv_response(s).endswith(b"\r\n\r\nxxxxx")
+    # a head larger than the small first read (READ_SMALL), twice in one send
+    big_head = b"GET /size/6 HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 3000 + b"\r\n\r\n"
+    s.sendall(big_head + big_head)
+    data = b""
+    while data.count(b"xxxxxx") < 2:
+        b = s.recv(65536)
+        assert b, data
+        data += b
+    assert data.count(b"HTTP/1.1 200") == 2
     # a head started after an idle spell is still bound by client_header
     time.sleep(0.3)
     t0 = time.time()
