@@ -54,10 +54,14 @@
 #define UP_MAGIC 0x67777570u
 #define HIWAT (256 * 1024)          /* stop reading the other side above this */
 #define READ_MAX (256 * 1024)       /* bytes per read call */
+#define READ_SMALL 900              /* ... after a small read: a 1 KiB chain (tcache) */
 #define LINGER_SECS 2.0
 #define SCRATCH_HDRS 4096
+#define POOL_KEY_MAX 300
 
 /* ---- small per-request arena ---- */
+
+#define ARENA_BLK 4000     /* bytes in a standard block (the worker keeps spares) */
 
 struct arena_blk {
 	struct arena_blk *next;
@@ -65,13 +69,14 @@ struct arena_blk {
 	_Alignas(16) char data[];
 };
 
-static void *arena_alloc(struct arena_blk **head, size_t n)
+/* n bytes, not zeroed (arena_alloc zeroes). */
+static void *arena_raw(struct arena_blk **head, size_t n)
 {
 	struct arena_blk *b = *head;
 
 	n = (n + 15) & ~(size_t)15;
 	if (b == NULL || b->cap - b->used < n) {
-		size_t cap = n > 3072 ? n : 3072;
+		size_t cap = n > ARENA_BLK ? n : ARENA_BLK;
 		b = malloc(sizeof *b + cap);
 		if (b == NULL)
 			return NULL;
@@ -82,18 +87,20 @@ static void *arena_alloc(struct arena_blk **head, size_t n)
 	}
 	void *p = b->data + b->used;
 	b->used += n;
-	memset(p, 0, n);
 	return p;
 }
 
-static void arena_free(struct arena_blk *b)
+static void *arena_alloc(struct arena_blk **head, size_t n)
 {
-	while (b != NULL) {
-		struct arena_blk *n = b->next;
-		free(b);
-		b = n;
-	}
+	void *p = arena_raw(head, n);
+
+	if (p != NULL)
+		memset(p, 0, n);
+	return p;
 }
+
+struct gw_pool;
+static void arena_free(struct gw_pool *p, struct arena_blk *b);
 
 /* ---- types ---- */
 
@@ -117,7 +124,7 @@ struct hdr_edit {
 	struct hdr_edit *next;
 	const char *name;
 	const char *value;
-	size_t vlen;
+	size_t nlen, vlen;
 	int del;
 };
 
@@ -132,8 +139,9 @@ union gw_sa {
 struct gw_req {
 	struct gw_conn *c;
 	struct arena_blk *arena;
+	struct gw_pool *pool;      /* the worker's: takes the arena back */
 	struct gw_http_head head;
-	char *headbuf;
+	char *headbuf;             /* (arena) */
 	char id[24];
 	double start, start_mono;
 
@@ -142,7 +150,7 @@ struct gw_req {
 	uint16_t up_port;
 	char *up_path;
 	size_t up_path_len;
-	char pool_key[300];
+	char *pool_key;            /* "[tls|]host:port" (arena) */
 	int up_tls;                /* upstream index + 1 for TLS to the upstream, 0 = plain */
 	int status;
 	int file_fd;
@@ -162,9 +170,11 @@ struct gw_req {
 	char upstream_str[64];
 	uint64_t bytes_in, bytes_out;
 	int parse_error;
+	char client_str[INET6_ADDRSTRLEN];  /* gw_req_client_str, made on first use */
+	union gw_sa *local;        /* gw_req_local, looked up on first use */
 
 	struct gw_dns_query *dnsq;
-	struct gw_dns_result addrs;
+	struct gw_dns_result *addrs;   /* the vetted addresses (arena, once resolved) */
 	int addr_idx;
 	int refused_status;
 	int connect_err;           /* errno of the last failed connect */
@@ -179,7 +189,7 @@ struct gw_req {
 	int resp_conn_close;       /* upstream said Connection: close */
 
 	/* gw_req_defer / gw_req_wake */
-	struct event ev_wake;
+	struct event *ev_wake;     /* (arena) */
 	void (*wake_fn)(struct gw_req *, void *);
 	void *wake_arg;
 	int deferred, orphan;
@@ -193,27 +203,32 @@ struct gw_req {
 	double bg_timeout;         /* gw_req_spawn: the whole exchange is cut after this */
 };
 
+/*
+ * Idle keep-alive connections are many: while idle a connection holds only
+ * this struct (no buffers, no write event; notes/core-techniques.md 1).
+ */
 struct gw_conn {
 	uint32_t magic;
 	enum cstate state;
 	int fd;
+	enum cto to_kind;
 	struct gw_worker *w;
 	struct gw_snapshot *snap;
 	const struct gw_proto *proto;
 	void *side;
-	struct event ev_rd, ev_wr, ev_to;   /* ev_to also carries the deferred free */
-	struct evbuffer *in, *out;
+	struct event ev_rd, ev_to;   /* ev_to also carries the deferred free */
+	struct event *ev_wr;       /* made when a write first finds the kernel full */
+	struct evbuffer *in, *out; /* NULL while idle (conn_bufs, conn_idle) */
 	SSL *ssl;                  /* TLS listener: the session; NULL = plain */
-	union gw_sa peer, local;   /* compact: idle connections are many */
-	char peer_str[INET6_ADDRSTRLEN];
 	struct gw_req *rq;
 	struct upconn *up;
-	enum cto to_kind;
-	unsigned rd_on : 1, wr_on : 1, rd_eof : 1, wr_shut : 1, head_started : 1;
 	size_t parsed_len;         /* buffered head bytes at the last parse attempt */
+	struct gw_conn *next, *prev;
+	union gw_sa peer;          /* text made on demand (peer_fmt) */
+	unsigned rd_on : 1, rd_armed : 1, wr_on : 1, rd_eof : 1, wr_shut : 1, head_started : 1;
+	unsigned rd_big : 2;       /* buf_read's *big */
 	unsigned up_paused : 1;    /* upstream reading paused: our output is full */
 	unsigned bg : 1, bg_tls : 1;   /* socketless (gw_req_spawn); its parent was on TLS */
-	struct gw_conn *next, *prev;
 };
 
 struct upconn {
@@ -223,10 +238,10 @@ struct upconn {
 	struct gw_conn *c;         /* attached client, NULL when pooled */
 	struct event ev_rd, ev_wr, ev_to;
 	struct evbuffer *in, *out;
-	char key[300];
+	char key[POOL_KEY_MAX];
 	char addr_str[64];
 	double idle_since;
-	int connecting, reused, eof, wr_shut, rd_on, wr_on, got_bytes;
+	int connecting, reused, eof, wr_shut, rd_on, rd_armed, rd_big, wr_on, got_bytes;
 	SSL *ssl;                  /* TLS to the upstream; NULL = plain */
 	int tls_hs;                /* TLS handshake in progress */
 	int cl_paused;             /* client reading paused: our output is full */
@@ -238,15 +253,59 @@ struct upconn {
 
 #define POOL_BUCKETS 256
 
+#define SPARE_BUFS 128
+#if defined(__SANITIZE_ADDRESS__)
+#define SPARE_BLKS 0   /* keep use-after-free of request memory visible to ASan */
+#else
+#define SPARE_BLKS 32
+#endif
+
 struct gw_pool {
 	struct upconn *b[POOL_BUCKETS];
 	size_t n;
+	/* empty evbuffers given back by idle client connections, for reuse */
+	struct evbuffer *spare[SPARE_BUFS];
+	int nspare;
+	/* standard arena blocks of finished requests, for reuse (a malloc of
+	 * this size is no tcache hit) */
+	struct arena_blk *spare_blk;
+	int nblk;
 };
+
+static void arena_free(struct gw_pool *p, struct arena_blk *b)
+{
+	while (b != NULL) {
+		struct arena_blk *n = b->next;
+		if (b->cap == ARENA_BLK && p->nblk < SPARE_BLKS) {
+			b->next = p->spare_blk;
+			p->spare_blk = b;
+			p->nblk++;
+		} else {
+			free(b);
+		}
+		b = n;
+	}
+}
+
+/* A standard arena block from the spares, or NULL (arena_raw makes one). */
+static struct arena_blk *arena_spare(struct gw_pool *p)
+{
+	struct arena_blk *b = p->spare_blk;
+
+	if (b != NULL) {
+		p->spare_blk = b->next;
+		p->nblk--;
+		b->next = NULL;
+		b->used = 0;
+	}
+	return b;
+}
 
 static void up_free(struct upconn *u);
 static void up_rd_cb(evutil_socket_t fd, short what, void *arg);
 static void up_wr_cb(evutil_socket_t fd, short what, void *arg);
 static void up_to_cb(evutil_socket_t fd, short what, void *arg);
+static void client_wr_cb(evutil_socket_t fd, short what, void *arg);
 
 static unsigned key_hash(const char *k)
 {
@@ -291,6 +350,13 @@ void gw_pool_free(struct gw_pool *p)
 	if (p == NULL)
 		return;
 	gw_pool_flush(p);
+	while (p->nspare > 0)
+		evbuffer_free(p->spare[--p->nspare]);
+	while (p->spare_blk != NULL) {
+		struct arena_blk *b = p->spare_blk;
+		p->spare_blk = b->next;
+		free(b);
+	}
 	free(p);
 }
 
@@ -335,8 +401,8 @@ static struct upconn *pool_get(struct gw_worker *w, const char *key)
 
 	for (struct upconn *u = p->b[key_hash(key)]; u != NULL; u = u->pnext)
 		if (strcmp(u->key, key) == 0) {
+			/* its idle timer is re-set or removed by upstream_ready() */
 			pool_unlink(p, u);
-			event_del(&u->ev_to);
 			return u;
 		}
 	return NULL;
@@ -351,13 +417,16 @@ static void pool_put(struct gw_worker *w, struct upconn *u)
 
 	u->c = NULL;
 	u->idle_since = mono();
-	event_del(&u->ev_wr);
-	u->wr_on = 0;
-	/* watch for the origin closing it */
-	if (!u->rd_on) {
-		event_add(&u->ev_rd, NULL);
-		u->rd_on = 1;
+	if (u->wr_on) {
+		event_del(&u->ev_wr);
+		u->wr_on = 0;
 	}
+	/* watch for the origin closing it */
+	if (!u->rd_armed) {
+		event_add(&u->ev_rd, NULL);
+		u->rd_armed = 1;
+	}
+	u->rd_on = 1;
 	tv.tv_sec = (time_t)t;
 	tv.tv_usec = (suseconds_t)((t - (double)tv.tv_sec) * 1e6);
 	event_add(&u->ev_to, &tv);
@@ -407,36 +476,166 @@ static void client_timer(struct gw_conn *c, enum cto kind)
 	set_timer(&c->ev_to, s);
 }
 
-/* Arm (on) or disarm a read event; returns whether it is armed now.  Bytes
- * OpenSSL already holds are invisible to epoll, so arming activates at once. */
-static int read_arm(struct event *ev, int armed, int eof, SSL *ssl, int on)
+/*
+ * Want reads on a read event (on) or not; returns whether they are wanted
+ * now (was_on: whether they were).  Arming is at once; disarming is lazy: the
+ * event stays in epoll (*armed) until it fires unwanted and the callback
+ * calls read_unwanted().  A keep-alive client waiting for its response and a
+ * pooled upstream connection send nothing, so a request costs no epoll_ctl
+ * DEL/ADD pair per side.  At EOF the event is removed at once.  Bytes OpenSSL
+ * already holds are invisible to epoll, so wanting reads again activates.
+ */
+static int read_arm(struct event *ev, int was_on, int *armed, int eof, SSL *ssl, int on)
 {
-	if (on && !armed && !eof) {
-		event_add(ev, NULL);
-		if (ssl != NULL && SSL_pending(ssl) > 0)
+	if (on && !eof) {
+		if (!*armed) {
+			event_add(ev, NULL);
+			*armed = 1;
+		}
+		if (!was_on && ssl != NULL && SSL_pending(ssl) > 0)
 			event_active(ev, EV_READ, 0);
-	} else if (!on && armed) {
-		event_del(ev);
+		return 1;
 	}
-	return on && !eof;
+	if (eof && *armed) {
+		event_del(ev);
+		*armed = 0;
+	}
+	return 0;
+}
+
+/* In a read callback: if reads are not wanted, the event fired only because
+ * it is still armed (read_arm): disarm it now; returns 1 if so. */
+static int read_unwanted(struct event *ev, int on, int *armed)
+{
+	if (on || !*armed)
+		return 0;
+	event_del(ev);
+	*armed = 0;
+	return 1;
 }
 
 static void rd_enable(struct gw_conn *c, int on)
 {
-	c->rd_on = read_arm(&c->ev_rd, c->rd_on, c->rd_eof, c->ssl, on);
+	int armed = c->rd_armed;
+
+	c->rd_on = read_arm(&c->ev_rd, c->rd_on, &armed, c->rd_eof, c->ssl, on);
+	c->rd_armed = armed;
 }
 
 static void up_rd_enable(struct upconn *u, int on)
 {
-	u->rd_on = read_arm(&u->ev_rd, u->rd_on, u->eof, u->ssl, on);
+	u->rd_on = read_arm(&u->ev_rd, u->rd_on, &u->rd_armed, u->eof, u->ssl, on);
 }
 
-/* Read up to READ_MAX bytes from fd into buf.  Returns bytes read, 0 on EOF,
- * -1 on error, -2 when nothing is available now. */
-static ssize_t buf_read(struct evbuffer *buf, int fd)
+/* Arm (on) or disarm EV_WRITE on the client socket.  The event is made the
+ * first time a write finds the kernel full (small responses never need it)
+ * and kept until the connection is freed.  Returns -1 when out of memory. */
+static int wr_enable(struct gw_conn *c, int on)
+{
+	if (on && !c->wr_on) {
+		if (c->ev_wr == NULL &&
+		    (c->ev_wr = event_new(c->w->base, c->fd, EV_WRITE | EV_PERSIST, client_wr_cb, c)) == NULL)
+			return -1;
+		event_add(c->ev_wr, NULL);
+		c->wr_on = 1;
+	} else if (!on && c->wr_on) {
+		event_del(c->ev_wr);
+		c->wr_on = 0;
+	}
+	return 0;
+}
+
+static struct evbuffer *buf_get(struct gw_pool *p)
+{
+	return p->nspare > 0 ? p->spare[--p->nspare] : evbuffer_new();
+}
+
+static void buf_put(struct gw_pool *p, struct evbuffer *b)
+{
+	if (p->nspare < SPARE_BUFS)
+		p->spare[p->nspare++] = b;
+	else
+		evbuffer_free(b);
+}
+
+/* Give c its buffers (none while idle).  Returns -1 when out of memory. */
+static int conn_bufs(struct gw_conn *c)
+{
+	if (c->in != NULL)
+		return 0;
+	c->in = buf_get(c->w->pool);
+	c->out = buf_get(c->w->pool);
+	if (c->in != NULL && c->out != NULL)
+		return 0;
+	if (c->in != NULL)
+		buf_put(c->w->pool, c->in);
+	if (c->out != NULL)
+		buf_put(c->w->pool, c->out);
+	c->in = c->out = NULL;
+	return -1;
+}
+
+/* Between requests: hand the (empty) buffers back to the worker. */
+static void conn_idle(struct gw_conn *c)
+{
+	if (c->in == NULL || evbuffer_get_length(c->in) > 0 || evbuffer_get_length(c->out) > 0)
+		return;
+	buf_put(c->w->pool, c->in);
+	buf_put(c->w->pool, c->out);
+	c->in = c->out = NULL;
+}
+
+/* "a.b.c.d" for the 4 bytes at a, into buf; returns buf. */
+static char *ipv4_fmt(const unsigned char *a, char *buf)
+{
+	char *o = buf;
+
+	for (int i = 0; i < 4; i++) {
+		unsigned v = a[i];
+		if (v >= 100)
+			*o++ = (char)('0' + v / 100);
+		if (v >= 10)
+			*o++ = (char)('0' + v / 10 % 10);
+		*o++ = (char)('0' + v % 10);
+		*o++ = i < 3 ? '.' : '\0';
+	}
+	return buf;
+}
+
+/* The client's numeric address (IPv4-mapped IPv6 as IPv4) into buf
+ * (INET6_ADDRSTRLEN bytes); returns buf. */
+static char *peer_fmt(const struct gw_conn *c, char *buf)
+{
+	if (c->peer.sa.sa_family == AF_INET6) {
+		const struct in6_addr *a = &c->peer.in6.sin6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(a))
+			return ipv4_fmt(&a->s6_addr[12], buf);
+		if (inet_ntop(AF_INET6, a, buf, INET6_ADDRSTRLEN) == NULL)
+			buf[0] = '\0';
+		return buf;
+	}
+	return ipv4_fmt((const unsigned char *)&c->peer.in.sin_addr, buf);
+}
+
+/*
+ * Read from fd into buf: up to READ_MAX bytes when *big, else READ_SMALL
+ * (each read reserves a fresh buffer chain, and a 256 KiB one costs more
+ * in malloc/free than a small request's whole parse).  *big becomes whether
+ * this read was not small, or READ_ERR_PENDING.  Returns bytes read, 0 on
+ * EOF, -1 on error, -2 when nothing is available now.
+ */
+#define READ_ERR_PENDING 2
+
+static ssize_t buf_read(struct evbuffer *buf, int fd, int *big)
 {
 	struct evbuffer_iovec v[2];
-	int nv = evbuffer_reserve_space(buf, READ_MAX, v, 2);
+	int was_big = *big;
+
+	if (was_big == READ_ERR_PENDING) {
+		*big = 0;
+		return -1;   /* the error the read after a full small read met */
+	}
+	int nv = evbuffer_reserve_space(buf, was_big ? READ_MAX : READ_SMALL, v, 2);
 	struct iovec iov[2];
 	ssize_t n;
 
@@ -453,6 +652,7 @@ static ssize_t buf_read(struct evbuffer *buf, int fd)
 		evbuffer_commit_space(buf, v, 0);
 		return (errno == EAGAIN || errno == EWOULDBLOCK) ? -2 : -1;
 	}
+	*big = n >= READ_SMALL;
 	size_t left = (size_t)n;
 	for (int i = 0; i < nv; i++) {
 		if (v[i].iov_len > left)
@@ -460,17 +660,25 @@ static ssize_t buf_read(struct evbuffer *buf, int fd)
 		left -= v[i].iov_len;
 	}
 	evbuffer_commit_space(buf, v, nv);
+	if (*big && !was_big) {
+		/* a full small read: take the rest now; an error is kept for the
+		 * next call (the kernel reports it only once), EOF repeats itself */
+		ssize_t m = buf_read(buf, fd, big);
+		if (m > 0)
+			n += m;
+		*big = m == -1 ? READ_ERR_PENDING : 1;
+	}
 	return n;
 }
 
 /* Like buf_read, through TLS when ssl is set.  Reads until the TLS layer
  * has nothing more (level-triggered epoll cannot see bytes OpenSSL holds). */
-static ssize_t io_read(int fd, SSL *ssl, struct evbuffer *buf)
+static ssize_t io_read(int fd, SSL *ssl, struct evbuffer *buf, int *big)
 {
 	size_t total = 0;
 
 	if (ssl == NULL)
-		return buf_read(buf, fd);
+		return buf_read(buf, fd, big);
 	while (total < READ_MAX) {
 		struct evbuffer_iovec v;
 		int n, e;
@@ -542,19 +750,22 @@ static void io_shutdown(int fd, SSL *ssl)
 	shutdown(fd, SHUT_WR);
 }
 
-static void date_header(char *out, size_t cap)
+/* The current IMF-fixdate, formatted once a second per thread; its length. */
+static size_t date_now(const char **out)
 {
 	static __thread time_t last;
 	static __thread char cached[64];
+	static __thread size_t len;
 	time_t now = time(NULL);
 
 	if (now != last) {
 		struct tm tm;
 		gmtime_r(&now, &tm);
-		strftime(cached, sizeof cached, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+		len = strftime(cached, sizeof cached, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 		last = now;
 	}
-	snprintf(out, cap, "%s", cached);
+	*out = cached;
+	return len;
 }
 
 static int hdr_is(const struct gw_hdr *h, const char *name)
@@ -569,7 +780,7 @@ static int conn_listed(const struct gw_http_head *head, const struct gw_hdr *h)
 {
 	char name[128];
 
-	if (h->name_len >= sizeof name)
+	if (!(head->flags & GW_HF_HAS_CONNECTION) || h->name_len >= sizeof name)
 		return 0;
 	memcpy(name, h->name, h->name_len);
 	name[h->name_len] = '\0';
@@ -583,19 +794,23 @@ static int conn_listed(const struct gw_http_head *head, const struct gw_hdr *h)
 
 static int hop_by_hop(const struct gw_hdr *h)
 {
-	static const char *const names[] = { "connection", "keep-alive", "proxy-connection",
-		"te", "trailer", "transfer-encoding", "upgrade" };
-
-	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-		if (hdr_is(h, names[i]))
-			return 1;
-	return 0;
+	/* by length first: this runs for every header of every message */
+	switch (h->name_len) {
+	case 2: return strncasecmp(h->name, "te", 2) == 0;
+	case 7: return strncasecmp(h->name, "trailer", 7) == 0 ||
+	    strncasecmp(h->name, "upgrade", 7) == 0;
+	case 10: return strncasecmp(h->name, "connection", 10) == 0 ||
+	    strncasecmp(h->name, "keep-alive", 10) == 0;
+	case 16: return strncasecmp(h->name, "proxy-connection", 16) == 0;
+	case 17: return strncasecmp(h->name, "transfer-encoding", 17) == 0;
+	default: return 0;
+	}
 }
 
 static int edit_deleted(const struct hdr_edit *e, const struct gw_hdr *h)
 {
 	for (; e != NULL; e = e->next)
-		if (e->del && hdr_is(h, e->name))
+		if (e->del && h->name_len == e->nlen && strncasecmp(h->name, e->name, e->nlen) == 0)
 			return 1;
 	return 0;
 }
@@ -691,7 +906,7 @@ static void add_edits(struct hb *b, const struct hdr_edit *e)
 		if (!e->del)
 			stack[n++] = e;
 	while (n-- > 0)
-		hb_hdr(b, stack[n]->name, strlen(stack[n]->name), stack[n]->value, stack[n]->vlen);
+		hb_hdr(b, stack[n]->name, stack[n]->nlen, stack[n]->value, stack[n]->vlen);
 }
 
 static int wants_html(const struct gw_http_head *h)
@@ -740,8 +955,30 @@ static void bg_discard(struct gw_conn *c);
 
 const struct gw_http_head *gw_req_head(const struct gw_req *rq) { return &rq->head; }
 const struct sockaddr *gw_req_client(const struct gw_req *rq) { return (const struct sockaddr *)&rq->c->peer; }
-const char *gw_req_client_str(const struct gw_req *rq) { return rq->c->peer_str; }
-const struct sockaddr *gw_req_local(const struct gw_req *rq) { return (const struct sockaddr *)&rq->c->local; }
+
+/* Both made on first use, into the request (they are not kept per
+ * connection: idle connections are many, and few requests ask). */
+const char *gw_req_client_str(const struct gw_req *rq)
+{
+	struct gw_req *m = (struct gw_req *)rq;
+
+	if (m->client_str[0] == '\0')
+		peer_fmt(rq->c, m->client_str);
+	return m->client_str;
+}
+
+const struct sockaddr *gw_req_local(const struct gw_req *rq)
+{
+	struct gw_req *m = (struct gw_req *)rq;
+
+	if (m->local == NULL) {
+		socklen_t len = sizeof *m->local;
+		m->local = gw_req_alloc(m, sizeof *m->local);
+		if (getsockname(rq->c->fd, &m->local->sa, &len) < 0)
+			memset(m->local, 0, sizeof *m->local);
+	}
+	return &m->local->sa;
+}
 const char *gw_req_id(const struct gw_req *rq) { return rq->id; }
 const struct conf *gw_req_conf(const struct gw_req *rq) { return rq->c->snap->conf; }
 int gw_req_is_tls(const struct gw_req *rq) { return rq->c->ssl != NULL || rq->c->bg_tls; }
@@ -766,8 +1003,10 @@ void *gw_req_alloc(struct gw_req *rq, size_t n)
 
 char *gw_req_strndup(struct gw_req *rq, const char *s, size_t n)
 {
-	char *p = gw_req_alloc(rq, n + 1);
+	char *p = arena_raw(&rq->arena, n + 1);
 
+	if (p == NULL)
+		abort();  /* as gw_req_alloc */
 	memcpy(p, s, n);
 	p[n] = '\0';
 	return p;
@@ -858,10 +1097,23 @@ void gw_req_respond_file(struct gw_req *rq, int status, const char *content_type
 static void edit_add(struct gw_req *rq, struct hdr_edit **list, const char *name,
     const char *value, size_t vlen, int del)
 {
-	struct hdr_edit *e = gw_req_alloc(rq, sizeof *e);
+	/* the edit, its name and its value in one arena piece */
+	size_t nlen = strlen(name);
+	struct hdr_edit *e = arena_raw(&rq->arena, sizeof *e + nlen + 1 + (value ? vlen + 1 : 0));
+	char *p;
 
-	e->name = gw_req_strndup(rq, name, strlen(name));
-	e->value = value ? gw_req_strndup(rq, value, vlen) : NULL;
+	if (e == NULL)
+		abort();  /* as gw_req_alloc */
+	p = (char *)(e + 1);
+	memcpy(p, name, nlen + 1);
+	e->name = p;
+	e->nlen = nlen;
+	e->value = NULL;
+	if (value != NULL) {
+		memcpy(p + nlen + 1, value, vlen);
+		p[nlen + 1 + vlen] = '\0';
+		e->value = p + nlen + 1;
+	}
 	e->vlen = vlen;
 	e->del = del;
 	e->next = *list;
@@ -885,12 +1137,15 @@ void gw_req_set_reason(struct gw_req *rq, const char *reason) { rq->reason = rea
 
 static struct gw_req *req_new(struct gw_conn *c)
 {
-	struct arena_blk *a = NULL;
+	struct arena_blk *a = arena_spare(c->w->pool);
 	struct gw_req *rq = arena_alloc(&a, sizeof *rq);
 
-	if (rq == NULL)
+	if (rq == NULL) {
+		arena_free(c->w->pool, a);
 		return NULL;
+	}
 	rq->arena = a;
+	rq->pool = c->w->pool;
 	rq->c = c;
 	rq->start = wall();
 	rq->start_mono = mono();
@@ -938,7 +1193,7 @@ static void req_log_free(struct gw_conn *c, struct gw_req *rq)
 		}
 		r.start = rq->start;
 		r.duration = mono() - rq->start_mono;
-		r.client = c->peer_str;
+		r.client = gw_req_client_str(rq);
 		r.family = c->proto->name;
 		r.method = h->method_str;
 		r.method_len = h->method_len;
@@ -985,8 +1240,7 @@ static void req_free(struct gw_req *rq)
 		close(rq->file_fd);
 	if (rq->bodybuf != NULL)
 		evbuffer_free(rq->bodybuf);
-	free(rq->headbuf);
-	arena_free(rq->arena);
+	arena_free(rq->pool, rq->arena);
 }
 
 /* ---- client connection ---- */
@@ -997,8 +1251,12 @@ static void conn_free_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	evbuffer_free(c->in);
-	evbuffer_free(c->out);
+	if (c->in != NULL) {
+		evbuffer_free(c->in);
+		evbuffer_free(c->out);
+	}
+	if (c->ev_wr != NULL)
+		event_free(c->ev_wr);
 	gw_snapshot_unref(c->snap);
 	c->magic = 0;
 	free(c);
@@ -1024,7 +1282,8 @@ static void conn_close(struct gw_conn *c, enum gw_close_reason why)
 		req_log_free(c, rq);
 	}
 	event_del(&c->ev_rd);
-	event_del(&c->ev_wr);
+	if (c->ev_wr != NULL)
+		event_del(c->ev_wr);
 	event_del(&c->ev_to);
 	if (c->ssl != NULL) {
 		if (c->state != CS_HANDSHAKE && !c->wr_shut) {
@@ -1076,15 +1335,14 @@ static void conn_write(struct gw_conn *c)
 	}
 	size_t left = evbuffer_get_length(c->out);
 	if (left > 0) {
-		if (!c->wr_on) {
-			event_add(&c->ev_wr, NULL);
-			c->wr_on = 1;
+		if (wr_enable(c, 1) < 0) {
+			conn_close(c, GW_CLOSE_INTERNAL);
+			return;
 		}
 		if (c->state == CS_BUSY && c->to_kind != TO_BODY)
 			client_timer(c, TO_SEND);
-	} else if (c->wr_on) {
-		event_del(&c->ev_wr);
-		c->wr_on = 0;
+	} else {
+		wr_enable(c, 0);
 	}
 	/* backpressure release */
 	if (left < HIWAT && c->up_paused && c->up != NULL) {
@@ -1162,6 +1420,8 @@ static void finish_request(struct gw_conn *c)
 	client_timer(c, TO_IDLE);
 	if (evbuffer_get_length(c->in) > 0 || c->rd_eof)
 		event_active(&c->ev_rd, EV_READ, 0);   /* next pipelined request, from the loop */
+	else
+		conn_idle(c);
 }
 
 /* Send a locally generated response for rq (DEC_RESPOND or DEC_FILE). */
@@ -1169,7 +1429,7 @@ static void send_local(struct gw_req *rq)
 {
 	struct gw_conn *c = rq->c;
 	struct evbuffer *o = c->out;
-	char date[64];
+	const char *date;
 	int head_only = rq->head.method == GW_M_HEAD;
 	struct hb hb;
 	int has_body = rq->head.body == GW_BODY_CHUNKED ||
@@ -1190,8 +1450,8 @@ static void send_local(struct gw_req *rq)
 	hb_str(&hb, gw_status_reason(rq->status));
 	HB_LIT(&hb, "\r\n");
 	if (!edit_has(rq->resp_edits, "date")) {
-		date_header(date, sizeof date);
-		hb_hdr(&hb, "Date", 4, date, strlen(date));
+		size_t dl = date_now(&date);
+		hb_hdr(&hb, "Date", 4, date, dl);
 	}
 	if (rq->status != 304 && rq->status != 204 && !(rq->status >= 100 && rq->status < 200)) {
 		if (rq->content_type != NULL)
@@ -1351,14 +1611,16 @@ void gw_req_defer(struct gw_req *rq)
 	rq->deferred = 1;
 	rq->wake_w = rq->c->w;
 	rq->wake_w->ndeferred++;
-	event_assign(&rq->ev_wake, rq->c->w->base, -1, 0, wake_cb, rq);
+	if (rq->ev_wake == NULL)
+		rq->ev_wake = gw_req_alloc(rq, sizeof *rq->ev_wake);
+	event_assign(rq->ev_wake, rq->c->w->base, -1, 0, wake_cb, rq);
 }
 
 void gw_req_wake(struct gw_req *rq, void (*fn)(struct gw_req *, void *), void *arg)
 {
 	rq->wake_fn = fn;
 	rq->wake_arg = arg;
-	event_active(&rq->ev_wake, EV_TIMEOUT, 0);   /* thread-safe (evthread_use_pthreads) */
+	event_active(rq->ev_wake, EV_TIMEOUT, 0);   /* thread-safe (evthread_use_pthreads) */
 }
 
 int gw_req_alive(const struct gw_req *rq) { return !rq->orphan; }
@@ -1513,6 +1775,32 @@ static void conn_adopt_snapshot(struct gw_conn *c)
 	}
 }
 
+/* p moved from [from, from + len) to to: where it points now (pointers
+ * outside the range, like a static "/", stay). */
+static const char *moved(const char *p, const char *from, size_t len, const char *to)
+{
+	uintptr_t a = (uintptr_t)p, f = (uintptr_t)from;
+
+	return p != NULL && a >= f && a <= f + len ? to + (a - f) : p;
+}
+
+/* Point a head parsed from [from, from + len) into its copy at to (cheaper
+ * than parsing the copy again). */
+static void head_rebase(struct gw_http_head *h, const char *from, size_t len, const char *to)
+{
+	h->method_str = moved(h->method_str, from, len, to);
+	h->target = moved(h->target, from, len, to);
+	h->scheme = moved(h->scheme, from, len, to);
+	h->host = moved(h->host, from, len, to);
+	h->path = moved(h->path, from, len, to);
+	h->reason = moved(h->reason, from, len, to);
+	h->host_hdr = moved(h->host_hdr, from, len, to);
+	for (size_t i = 0; i < h->nhdrs; i++) {
+		h->hdrs[i].name = moved(h->hdrs[i].name, from, len, to);
+		h->hdrs[i].value = moved(h->hdrs[i].value, from, len, to);
+	}
+}
+
 /* Parse the next request head out of c->in. */
 static void handle_head(struct gw_conn *c)
 {
@@ -1524,6 +1812,7 @@ static void handle_head(struct gw_conn *c)
 	struct gw_hdr *scratch = (struct gw_hdr *)c->w->scratch;
 	ssize_t r;
 	struct gw_req *rq;
+	int new_head = 0;
 
 	if (!c->head_started && c->snap != c->w->snap)
 		conn_adopt_snapshot(c);
@@ -1551,9 +1840,11 @@ static void handle_head(struct gw_conn *c)
 		client_timer(c, TO_IDLE);
 		return;
 	}
+	/* client_header runs from the first byte of a head; armed only when
+	 * the head is not complete at once (start_request stops the timer) */
 	if (!c->head_started) {
 		c->head_started = 1;
-		client_timer(c, TO_HEADER);
+		new_head = 1;
 	}
 	if (len > lim.max_header_bytes + 8)
 		len = lim.max_header_bytes + 8;
@@ -1563,7 +1854,7 @@ static void handle_head(struct gw_conn *c)
 	if (c->parsed_len > 0 && len > c->parsed_len && len - c->parsed_len < 1024 && !c->rd_eof &&
 	    memchr(p + c->parsed_len, '\n', len - c->parsed_len) == NULL) {
 		rd_enable(c, 1);
-		return;
+		return;   /* (parsed_len > 0: not a new head, the timer runs) */
 	}
 	c->parsed_len = len;
 	memset(&tmp, 0, sizeof tmp);
@@ -1582,6 +1873,8 @@ static void handle_head(struct gw_conn *c)
 			tmp.err_reason = "request head too large";
 			r = -1;
 		} else {
+			if (new_head)
+				client_timer(c, TO_HEADER);
 			rd_enable(c, 1);
 			return;
 		}
@@ -1597,30 +1890,27 @@ static void handle_head(struct gw_conn *c)
 		memset(&rq->head, 0, sizeof rq->head);
 		gw_stat_add(&c->w->stats->fam[c->proto->family][GW_FC_REQUESTS], 1);
 		c->state = CS_BUSY;
-		gw_debug("%s: bad request from %s: %d %s", c->proto->name, c->peer_str,
+		gw_debug("%s: bad request from %s: %d %s", c->proto->name, gw_req_client_str(rq),
 		    tmp.err_status, tmp.err_reason);
 		respond_error(rq, tmp.err_status ? tmp.err_status : 400, tmp.err_reason);
 		return;
 	}
-	/* keep a private copy of the head; re-parse it so every pointer is ours */
-	rq->headbuf = malloc((size_t)r);
+	/* keep a private copy of the head and point the parse into it */
+	rq->headbuf = arena_raw(&rq->arena, (size_t)r);
 	struct gw_hdr *hdrs = gw_req_alloc(rq, (tmp.nhdrs + 1) * sizeof *hdrs);
 	if (rq->headbuf == NULL) {
 		conn_close(c, GW_CLOSE_INTERNAL);
 		return;
 	}
 	memcpy(rq->headbuf, p, (size_t)r);
+	memcpy(hdrs, scratch, tmp.nhdrs * sizeof *hdrs);
+	tmp.hdrs = hdrs;
+	tmp.hdrs_cap = tmp.nhdrs + 1;
+	head_rebase(&tmp, p, (size_t)r, rq->headbuf);
+	rq->head = tmp;
 	evbuffer_drain(c->in, (size_t)r);
 	c->parsed_len = 0;
 	rq->bytes_in = (uint64_t)r;
-	rq->head.hdrs = hdrs;
-	rq->head.hdrs_cap = tmp.nhdrs + 1;
-	lim.max_headers = tmp.nhdrs + 1;
-	if (gw_http1_parse_request(rq->headbuf, (size_t)r, &lim, &rq->head) != r) {
-		gw_error("internal: request head re-parse mismatch");
-		conn_close(c, GW_CLOSE_INTERNAL);
-		return;
-	}
 	start_request(c, rq);
 }
 
@@ -1739,7 +2029,7 @@ static struct upconn *up_new(struct gw_worker *w, int fd, const char *key)
 		free(u);
 		return NULL;
 	}
-	snprintf(u->key, sizeof u->key, "%s", key);
+	memcpy(u->key, key, strlen(key) + 1);   /* pool keys fit (proxy_start) */
 	event_assign(&u->ev_rd, w->base, fd, EV_READ | EV_PERSIST, up_rd_cb, u);
 	event_assign(&u->ev_wr, w->base, fd, EV_WRITE | EV_PERSIST, up_wr_cb, u);
 	event_assign(&u->ev_to, w->base, -1, 0, up_to_cb, u);
@@ -1884,7 +2174,7 @@ static void upstream_failed(struct gw_conn *c, int status, const char *reason)
 		conn_close(c, GW_CLOSE_UPSTREAM_ERROR);
 		return;
 	}
-	gw_info("%s: request %s from %s: upstream %s: %s", c->proto->name, rq->id, c->peer_str,
+	gw_info("%s: request %s from %s: upstream %s: %s", c->proto->name, rq->id, gw_req_client_str(rq),
 	    rq->upstream_str[0] ? rq->upstream_str : (rq->up_host ? rq->up_host : "-"), reason);
 	if (rq->resp_head_done || c->state == CS_TUNNEL) {
 		rq->reason = reason;
@@ -2008,9 +2298,12 @@ static void upstream_ready(struct gw_conn *c)
 	}
 	up_rd_enable(u, 1);
 	/* upstream_response counts from the end of the request (a long upload
-	 * is paced by client_body and by write progress instead) */
+	 * is paced by client_body and by write progress instead); this also
+	 * replaces a pooled connection's idle timer */
 	if (rq->reqx.done)
 		set_timer(&u->ev_to, TO(c)->upstream_response);
+	else if (u->reused)
+		event_del(&u->ev_to);
 	if (!rq->reqx.done) {
 		rd_enable(c, 1);
 		client_timer(c, TO_BODY);
@@ -2100,9 +2393,9 @@ static void connect_next(struct gw_req *rq)
 	struct gw_conn *c = rq->c;
 	int last_err = rq->connect_err;
 
-	while (rq->addr_idx < rq->addrs.naddrs) {
+	while (rq->addr_idx < rq->addrs->naddrs) {
 		int i = rq->addr_idx++;
-		const struct sockaddr *sa = (const struct sockaddr *)&rq->addrs.addrs[i];
+		const struct sockaddr *sa = (const struct sockaddr *)&rq->addrs->addrs[i];
 		int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		int one = 1;
 
@@ -2122,7 +2415,7 @@ static void connect_next(struct gw_req *rq)
 			port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
 			snprintf(rq->upstream_str, sizeof rq->upstream_str, "[%s]:%u", host, port);
 		}
-		int r = connect(fd, sa, rq->addrs.lens[i]);
+		int r = connect(fd, sa, rq->addrs->lens[i]);
 		if (r < 0 && errno != EINPROGRESS) {
 			last_err = errno;
 			close(fd);
@@ -2167,7 +2460,9 @@ static void resolved(struct gw_req *rq, const struct gw_dns_result *res)
 		upstream_failed(c, 502, gw_req_strndup(rq, msg, strlen(msg)));
 		return;
 	}
-	memset(&rq->addrs, 0, sizeof rq->addrs);
+	if (rq->addrs == NULL)
+		rq->addrs = gw_req_alloc(rq, sizeof *rq->addrs);
+	memset(rq->addrs, 0, sizeof *rq->addrs);
 	for (int i = 0; i < res->naddrs; i++) {
 		int st = 0;
 		if (c->proto->on_resolved != NULL)
@@ -2181,10 +2476,10 @@ static void resolved(struct gw_req *rq, const struct gw_dns_result *res)
 			rq->refused_status = st;
 			continue;
 		}
-		rq->addrs.addrs[n] = res->addrs[i];
-		rq->addrs.lens[n++] = res->lens[i];
+		rq->addrs->addrs[n] = res->addrs[i];
+		rq->addrs->lens[n++] = res->lens[i];
 	}
-	rq->addrs.naddrs = n;
+	rq->addrs->naddrs = n;
 	rq->addr_idx = 0;
 	if (n == 0) {
 		respond_error(rq, rq->refused_status, "destination address not allowed");
@@ -2208,15 +2503,37 @@ static void proxy_start(struct gw_req *rq)
 	struct upconn *u;
 	int r;
 
-	snprintf(rq->pool_key, sizeof rq->pool_key, "%s%s:%u", rq->up_tls ? "tls|" : "",
-	    rq->up_host, rq->up_port);
+	{
+		/* "[tls|]host:port" (at most POOL_KEY_MAX - 1 bytes, as upconn
+		 * keeps it), without snprintf: this runs for every proxied request;
+		 * built each time, a retry may change the target */
+		size_t hl = strlen(rq->up_host);
+		char *k = rq->pool_key = gw_req_alloc(rq, hl + 12);
+		unsigned port = rq->up_port;
+		char num[8];
+		int i = (int)sizeof num;
+		if (rq->up_tls) {
+			memcpy(k, "tls|", 4);
+			k += 4;
+		}
+		memcpy(k, rq->up_host, hl);
+		k += hl;
+		*k++ = ':';
+		do
+			num[--i] = (char)('0' + port % 10);
+		while ((port /= 10) > 0);
+		memcpy(k, num + i, sizeof num - (size_t)i);
+		k[sizeof num - (size_t)i] = '\0';
+		if (hl + 11 >= POOL_KEY_MAX)
+			rq->pool_key[POOL_KEY_MAX - 1] = '\0';
+	}
 	if (rq->dec == DEC_PROXY && !rq->upgrade && !rq->retried &&
 	    (u = pool_get(c->w, rq->pool_key)) != NULL) {
 		u->c = c;
 		u->reused = 1;
 		u->got_bytes = 0;
 		c->up = u;
-		snprintf(rq->upstream_str, sizeof rq->upstream_str, "%s", u->addr_str);
+		memcpy(rq->upstream_str, u->addr_str, sizeof rq->upstream_str);
 		gw_stat_add(&c->w->stats->fam[c->proto->family][GW_FC_UPSTREAM_REUSED], 1);
 		upstream_ready(c);
 		return;
@@ -2261,7 +2578,7 @@ static int relay_response_head(struct gw_conn *c, const struct gw_http_head *r)
 	struct evbuffer *o = c->out;
 	const char *via = c->snap->conf->global.via_name;
 	int to_http10 = rq->head.version_minor == 0;
-	char date[64];
+	const char *date;
 	struct hb hb;
 
 	rq->status = r->status;
@@ -2308,8 +2625,8 @@ static int relay_response_head(struct gw_conn *c, const struct gw_http_head *r)
 		hb_hdr(&hb, x->name, x->name_len, x->value, x->value_len);
 	}
 	if (!(r->flags & GW_HF_HAS_DATE)) {
-		date_header(date, sizeof date);
-		hb_hdr(&hb, "Date", 4, date, strlen(date));
+		size_t dl = date_now(&date);
+		hb_hdr(&hb, "Date", 4, date, dl);
 	}
 	if (!rq->no_via && via != NULL && via[0] != '\0') {
 		HB_LIT(&hb, "Via: 1.");
@@ -2469,8 +2786,7 @@ static void process_response(struct gw_conn *c)
 			set_timer(&u->ev_to, TO(c)->upstream_response);
 	}
 	if (rq->respx.done) {
-		up_rd_enable(u, 0);
-		event_del(&u->ev_to);
+		up_rd_enable(u, 0);   /* (the timer went above) */
 	} else if (evbuffer_get_length(c->out) >= HIWAT) {
 		up_rd_enable(u, 0);
 		c->up_paused = 1;
@@ -2537,10 +2853,7 @@ static void client_handshake(struct gw_conn *c)
 	r = SSL_do_handshake(c->ssl);
 	if (r == 1) {
 		c->state = CS_HEAD;
-		if (c->wr_on) {
-			event_del(&c->ev_wr);
-			c->wr_on = 0;
-		}
+		wr_enable(c, 0);
 		rd_enable(c, 1);
 		/* application data may already sit in OpenSSL's buffer */
 		event_active(&c->ev_rd, EV_READ, 0);
@@ -2548,24 +2861,17 @@ static void client_handshake(struct gw_conn *c)
 	}
 	e = SSL_get_error(c->ssl, r);
 	if (e == SSL_ERROR_WANT_READ) {
-		if (c->wr_on) {
-			event_del(&c->ev_wr);
-			c->wr_on = 0;
-		}
+		wr_enable(c, 0);
 		rd_enable(c, 1);
 		return;
 	}
 	if (e == SSL_ERROR_WANT_WRITE) {
-		if (!c->wr_on) {
-			event_add(&c->ev_wr, NULL);
-			c->wr_on = 1;
-		}
-		return;
-	}
-	if (gw_log_enabled(GW_LOG_DEBUG)) {
-		char buf[256];
+		if (wr_enable(c, 1) == 0)
+			return;
+	} else if (gw_log_enabled(GW_LOG_DEBUG)) {
+		char buf[256], who[INET6_ADDRSTRLEN];
 		ERR_error_string_n(ERR_peek_error(), buf, sizeof buf);
-		gw_debug("TLS handshake with %s failed: %s", c->peer_str, buf);
+		gw_debug("TLS handshake with %s failed: %s", peer_fmt(c, who), buf);
 	}
 	ERR_clear_error();
 	conn_close(c, GW_CLOSE_CLIENT_ERROR);
@@ -2583,10 +2889,11 @@ static void up_handshake(struct upconn *u)
 		event_del(&u->ev_wr);
 		u->wr_on = 0;
 		event_del(&u->ev_to);
-		if (!u->rd_on) {
+		if (!u->rd_armed) {
 			event_add(&u->ev_rd, NULL);
-			u->rd_on = 1;
+			u->rd_armed = 1;
 		}
+		u->rd_on = 1;
 		upstream_ready(c);
 		return;
 	}
@@ -2594,10 +2901,11 @@ static void up_handshake(struct upconn *u)
 	if (e == SSL_ERROR_WANT_READ) {
 		event_del(&u->ev_wr);
 		u->wr_on = 0;
-		if (!u->rd_on) {
+		if (!u->rd_armed) {
 			event_add(&u->ev_rd, NULL);
-			u->rd_on = 1;
+			u->rd_armed = 1;
 		}
+		u->rd_on = 1;
 		return;
 	}
 	if (e == SSL_ERROR_WANT_WRITE) {
@@ -2639,9 +2947,22 @@ static void client_rd_cb(evutil_socket_t fd, short what, void *arg)
 		client_handshake(c);
 		return;
 	}
+	{
+		int armed = c->rd_armed;
+		int unwanted = read_unwanted(&c->ev_rd, c->rd_on, &armed);
+		c->rd_armed = armed;
+		if (unwanted)
+			return;
+	}
+	if (conn_bufs(c) < 0) {
+		conn_close(c, GW_CLOSE_INTERNAL);
+		return;
+	}
 	if (c->rd_on || (what & EV_READ)) {
 		if (!c->rd_eof && c->rd_on) {
-			n = io_read(c->fd, c->ssl, c->in);
+			int big = c->rd_big;
+			n = io_read(c->fd, c->ssl, c->in, &big);
+			c->rd_big = big;
 			if (n == 0) {
 				c->rd_eof = 1;
 				rd_enable(c, 0);
@@ -2718,7 +3039,7 @@ static void client_to_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	case TO_HEADER:
 		if (c->state == CS_HEAD && c->rq == NULL) {
-			struct gw_req *rq = req_new(c);
+			struct gw_req *rq = conn_bufs(c) == 0 ? req_new(c) : NULL;
 			if (rq == NULL) {
 				conn_close(c, GW_CLOSE_HEADER_TIMEOUT);
 				return;
@@ -2771,6 +3092,8 @@ static void up_rd_cb(evutil_socket_t fd, short what, void *arg)
 		up_handshake(u);
 		return;
 	}
+	if (c != NULL && read_unwanted(&u->ev_rd, u->rd_on, &u->rd_armed))
+		return;
 	if (c == NULL && u->ssl != NULL) {
 		/* pooled TLS: session tickets arrive after the handshake; only
 		 * application data or a close makes the connection unusable */
@@ -2791,7 +3114,7 @@ static void up_rd_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (!u->eof && u->rd_on) {
-		n = io_read(u->fd, u->ssl, u->in);
+		n = io_read(u->fd, u->ssl, u->in, &u->rd_big);
 		if (n == 0 || n == -1) {
 			u->eof = 1;
 			up_rd_enable(u, 0);
@@ -2852,7 +3175,7 @@ static void up_to_cb(evutil_socket_t fd, short what, void *arg)
 		struct gw_req *rq = c->rq;
 		up_detach_close(c);
 		rq->connect_err = ETIMEDOUT;
-		if (rq->addr_idx < rq->addrs.naddrs) {
+		if (rq->addrs != NULL && rq->addr_idx < rq->addrs->naddrs) {
 			connect_next(rq);
 			return;
 		}
@@ -2884,12 +3207,8 @@ void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, so
 {
 	struct gw_conn *c = calloc(1, sizeof *c);
 	int one = 1;
-	socklen_t llen = sizeof c->local;
 
-	if (c == NULL || (c->in = evbuffer_new()) == NULL || (c->out = evbuffer_new()) == NULL) {
-		if (c != NULL && c->in != NULL)
-			evbuffer_free(c->in);
-		free(c);
+	if (c == NULL) {
 		close(fd);
 		return;
 	}
@@ -2903,20 +3222,8 @@ void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, so
 	if (plen > sizeof c->peer)
 		plen = sizeof c->peer;
 	memcpy(&c->peer, peer, plen);
-	getsockname(fd, (struct sockaddr *)&c->local, &llen);
-	if (peer->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)peer;
-		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
-			inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], c->peer_str, sizeof c->peer_str);
-		else
-			inet_ntop(AF_INET6, &s6->sin6_addr, c->peer_str, sizeof c->peer_str);
-	} else {
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, c->peer_str,
-		    sizeof c->peer_str);
-	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	event_assign(&c->ev_rd, w->base, fd, EV_READ | EV_PERSIST, client_rd_cb, c);
-	event_assign(&c->ev_wr, w->base, fd, EV_WRITE | EV_PERSIST, client_wr_cb, c);
 	event_assign(&c->ev_to, w->base, -1, 0, client_to_cb, c);
 	c->state = CS_HEAD;
 	if (lspec->cl->tls) {
@@ -2925,8 +3232,6 @@ void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, so
 			if (c->ssl != NULL)
 				SSL_free(c->ssl);
 			gw_snapshot_unref(snap);
-			evbuffer_free(c->in);
-			evbuffer_free(c->out);
 			free(c);
 			close(fd);
 			return;
@@ -2947,7 +3252,8 @@ void gw_conn_drain_all(struct gw_worker *w)
 	while (c != NULL) {
 		struct gw_conn *n = c->next;
 		/* idle clients, and background requests: nobody waits for them */
-		if (c->bg || (c->state == CS_HEAD && !c->head_started && evbuffer_get_length(c->in) == 0))
+		if (c->bg || (c->state == CS_HEAD && !c->head_started &&
+		    (c->in == NULL || evbuffer_get_length(c->in) == 0)))
 			conn_close(c, GW_CLOSE_SHUTDOWN);
 		c = n;
 	}
@@ -3026,25 +3332,30 @@ struct gw_req *gw_req_spawn(struct gw_req *parent, double timeout)
 	c->proto = p->proto;
 	c->side = p->side;
 	c->peer = p->peer;
-	c->local = p->local;
-	memcpy(c->peer_str, p->peer_str, sizeof c->peer_str);
 	c->bg = 1;
 	c->bg_tls = p->ssl != NULL || p->bg_tls;
 	c->rd_eof = 1;
 	c->state = CS_BUSY;
 	event_assign(&c->ev_rd, w->base, -1, 0, client_rd_cb, c);
-	event_assign(&c->ev_wr, w->base, -1, 0, bg_start_cb, c);   /* never used for writing */
 	event_assign(&c->ev_to, w->base, -1, 0, client_to_cb, c);
+	/* the start event; never a write event (conn_write never waits) */
+	c->ev_wr = event_new(w->base, -1, 0, bg_start_cb, c);
+	if (c->ev_wr == NULL)
+		goto fail;
 	rq = req_new(c);
 	if (rq == NULL)
 		goto fail;
-	rq->headbuf = malloc(len);
+	/* a pristine parse of the raw head (the family may have rewritten the
+	 * parent's), and the parent's local address (there is no socket to ask) */
+	rq->headbuf = arena_raw(&rq->arena, len);
 	rq->head.hdrs = gw_req_alloc(rq, lim.max_headers * sizeof *rq->head.hdrs);
 	rq->head.hdrs_cap = lim.max_headers;
-	if (rq->headbuf == NULL) {
+	rq->local = gw_req_alloc(rq, sizeof *rq->local);
+	if (rq->headbuf == NULL || rq->head.hdrs == NULL || rq->local == NULL) {
 		req_free(rq);
 		goto fail;
 	}
+	memcpy(rq->local, gw_req_local(parent), sizeof *rq->local);
 	memcpy(rq->headbuf, parent->headbuf, len);
 	if (gw_http1_parse_request(rq->headbuf, len, &lim, &rq->head) != (ssize_t)len) {
 		req_free(rq);
@@ -3056,9 +3367,11 @@ struct gw_req *gw_req_spawn(struct gw_req *parent, double timeout)
 	gw_snapshot_ref(c->snap);
 	conn_link(w, c);
 	/* from the loop: the caller is usually inside its own on_request */
-	event_active(&c->ev_wr, EV_TIMEOUT, 0);
+	event_active(c->ev_wr, EV_TIMEOUT, 0);
 	return rq;
 fail:
+	if (c->ev_wr != NULL)
+		event_free(c->ev_wr);
 	if (c->in != NULL)
 		evbuffer_free(c->in);
 	if (c->out != NULL)

@@ -50,19 +50,9 @@ static inline unsigned hex_val(unsigned char c)
 	return is_digit(c) ? (unsigned)(c - '0') : (unsigned)((c | 0x20) - 'a' + 10);
 }
 
-/* tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
- *         "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA */
 static inline int is_tchar(unsigned char c)
 {
-	if (is_alpha(c) || is_digit(c))
-		return 1;
-	switch (c) {
-	case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
-	case '+': case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-		return 1;
-	default:
-		return 0;
-	}
+	return gw_http1_tchar(c);
 }
 
 /* field-vchar / SP / HTAB: everything except CTLs (0x00-0x1f but HTAB, 0x7f). */
@@ -550,6 +540,7 @@ static ssize_t field(struct pctx *p, const char *n, size_t nl, const char *v, si
 		if (ieq(n, nl, "content-length"))
 			return parse_cl(p, v, vl);
 		if (ieq(n, nl, "connection")) {
+			h->flags |= GW_HF_HAS_CONNECTION;
 			while (list_next(v, vl, &pos, &e, &el)) {
 				if (ieq(e, el, "close"))
 					h->flags |= GW_HF_CONN_CLOSE;
@@ -679,6 +670,23 @@ static void setup(struct pctx *p, const char *buf, size_t len,
 		p->max_fields = h->hdrs_cap;
 }
 
+/* The first CR LF CR LF in s[0..n), by LF: memmem's setup costs more than
+ * a whole head of a few lines. */
+static const char *find_crlfcrlf(const char *s, size_t n)
+{
+	const char *p = s, *end = s + n;
+
+	while (end - p >= 4) {
+		const char *lf = memchr(p + 3, '\n', (size_t)(end - p - 3));
+		if (lf == NULL)
+			return NULL;
+		if (lf[-1] == '\r' && lf[-2] == '\n' && lf[-3] == '\r')
+			return lf - 3;
+		p = lf - 2;   /* the next candidate ends after lf */
+	}
+	return NULL;
+}
+
 /* Find the end of the head (just past CRLF CRLF) searching buf[from..), at
  * most up to the head-size limit; 0 if absent. */
 static size_t head_end(struct pctx *p, size_t from)
@@ -689,7 +697,7 @@ static size_t head_end(struct pctx *p, size_t from)
 	size_t s = from >= 2 ? from - 2 : 0;
 	if (lim <= s)
 		return 0;
-	q = memmem(p->buf + s, lim - s, "\r\n\r\n", 4);
+	q = find_crlfcrlf(p->buf + s, lim - s);
 	return q ? (size_t)(q - p->buf) + 4 : 0;
 }
 

@@ -121,6 +121,7 @@ struct gw_http_limits {
                                         * path is the static "/" when there is no
                                         * query, else points at "?query" (prepend
                                         * "/" when forwarding; OPTIONS -> "*") */
+#define GW_HF_HAS_CONNECTION  0x0800u  /* a Connection header is present */
 
 struct gw_http_head {
 	/* request line (requests only) */
@@ -223,6 +224,21 @@ static inline int gw_hexval(int c)
 	if (c >= 'a' && c <= 'f')
 		return c - 'a' + 10;
 	return -1;
+}
+
+/* tchar (RFC 9110 5.6.2): "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" /
+ * "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA */
+static inline int gw_http1_tchar(unsigned char c)
+{
+	if ((c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'))
+		return 1;
+	switch (c) {
+	case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
+	case '+': case '-': case '.': case '^': case '_': case '`': case '|': case '~':
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 /* Case-insensitive lookup of the first header named name; NULL if absent. */

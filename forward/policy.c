@@ -177,7 +177,12 @@ static size_t norm_host(const char *h, size_t len, char *out, int *is_ip)
 	int fam = memchr(out, ':', len) ? AF_INET6 : AF_INET;
 	if (inet_pton(fam, out, bin) == 1) {
 		char tmp[INET6_ADDRSTRLEN];
-		if (inet_ntop(fam, bin, tmp, sizeof(tmp))) {
+		if (fam == AF_INET) {
+			/* inet_pton takes only the 4-decimal form without leading
+			 * zeros: the text is inet_ntop's already (and that costs a
+			 * sprintf per request) */
+			*is_ip = 1;
+		} else if (inet_ntop(fam, bin, tmp, sizeof(tmp))) {
 			len = strlen(tmp);
 			memcpy(out, tmp, len + 1);
 			*is_ip = 1;

@@ -191,12 +191,8 @@ static void fwd_param(char *v, size_t cap, size_t *n, const char *key, const cha
 {
 	int token = !bracket;
 
-	for (size_t i = 0; i < vlen && token; i++) {
-		unsigned char c = (unsigned char)val[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		    strchr("!#$%&'*+-.^_`|~", c) != NULL))
-			token = 0;
-	}
+	for (size_t i = 0; i < vlen && token; i++)
+		token = gw_http1_tchar((unsigned char)val[i]);
 	if (*n >= cap)
 		return;
 	if (*n > 0)
@@ -490,8 +486,10 @@ static void proxy_upstream(struct gw_req *rq, struct rev_data *d, const struct r
 	r->path_len = plen;
 	for (size_t k = 0; k < rt->nset_headers; k++) {
 		char name[256];
-		snprintf(name, sizeof name, "%.*s", (int)rt->set_headers[k].name_len,
-		    rt->set_headers[k].name);
+		size_t nl = rt->set_headers[k].name_len < sizeof name - 1 ?
+		    rt->set_headers[k].name_len : sizeof name - 1;
+		memcpy(name, rt->set_headers[k].name, nl);   /* not snprintf: every request */
+		name[nl] = '\0';
 		gw_req_hdr_del(rq, name);
 		gw_req_hdr_add(rq, name, rt->set_headers[k].value, rt->set_headers[k].value_len);
 	}

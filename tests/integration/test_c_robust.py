@@ -329,3 +329,60 @@ def test_usr1_reopens_access_log(gw, origin):
     gh.curl(gw.rurl + "/size/2")
     lines = gw.access_lines()
     assert len(lines) == 1 and "/size/2" in lines[0]
+
+
+def test_idle_keepalive_connection_resumes(gw):
+    """An idle keep-alive connection gives its buffers back between requests
+    (and makes its write event only when a write first blocks): keep-alive,
+    split heads, pipelining, a large slow-read response and the header and
+    idle timeouts must all behave as on a fresh connection."""
+    s = socket.create_connection(("127.0.0.1", gw.rport), timeout=5)
+    get = b"GET /size/%d HTTP/1.1\r\nHost: x\r\n\r\n"
+    s.sendall(get % 3)
+    assert gh.recv_response(s).endswith(b"\r\n\r\nxxx")
+    time.sleep(0.3)                       # idle: no buffers now
+    s.sendall(b"GET /size/4 HTTP/1.1\r\n")   # a head split across reads
+    time.sleep(0.3)
+    s.sendall(b"Host: x\r\n\r\n")
+    assert gh.recv_response(s).endswith(b"\r\n\r\nxxxx")
+    time.sleep(1.5)                       # idle past client_header, within client_idle
+    s.sendall((get % 1) + (get % 2))      # pipelined pair, answered in order
+    data = b""
+    while data.count(b"HTTP/1.1 200") < 2 or not data.endswith(b"xx"):
+        b = s.recv(65536)
+        assert b, data
+        data += b
+    assert data.startswith(b"HTTP/1.1 200") and b"\r\n\r\nx" in data and data.endswith(b"\r\n\r\nxx")
+    # a response larger than the socket buffers, read slowly: EV_WRITE needed
+    big = 8 << 20
+    s.sendall(get % big)
+    time.sleep(0.5)
+    resp = gh.recv_response(s, timeout=10)
+    assert resp.endswith(b"x" * 16) and len(resp.split(b"\r\n\r\n", 1)[1]) == big
+    time.sleep(0.3)
+    s.sendall(get % 5)
+    assert gh.recv_response(s).endswith(b"\r\n\r\nxxxxx")
+    # a head larger than the small first read (READ_SMALL), twice in one send
+    big_head = b"GET /size/6 HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 3000 + b"\r\n\r\n"
+    s.sendall(big_head + big_head)
+    data = b""
+    while data.count(b"xxxxxx") < 2:
+        b = s.recv(65536)
+        assert b, data
+        data += b
+    assert data.count(b"HTTP/1.1 200") == 2
+    # a head started after an idle spell is still bound by client_header
+    time.sleep(0.3)
+    t0 = time.time()
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+    resp = gh.recv_response(s)
+    assert resp.startswith(b"HTTP/1.1 408") and 0.8 < time.time() - t0 < 3.0
+    s.close()
+    # and an untouched idle connection is closed by client_idle (5 s)
+    s = socket.create_connection(("127.0.0.1", gw.rport), timeout=20)
+    s.sendall(get % 1)
+    assert gh.recv_response(s).endswith(b"\r\n\r\nx")
+    t0 = time.time()
+    assert s.recv(1) == b""
+    assert 4.0 < time.time() - t0 < 15.0   # slack for a loaded machine
+    s.close()
