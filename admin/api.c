@@ -20,6 +20,7 @@
 
 #include "admin/adm_int.h"
 #include "conf/conf.h"
+#include "core/clock.h"
 #include "core/control.h"
 #include "core/log.h"
 #include "core/snapshot.h"
@@ -50,19 +51,12 @@ static struct {
 	struct fwd_matchdata *md;
 } S;
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct gw_stats_snapshot st;
 	struct sample *sm;
-	double t = now(), dt;
+	double t = gw_wall_now(), dt;
 	int ok;
 	double when;
 	uint64_t gen;
@@ -128,7 +122,7 @@ int adm_api_init(void)
 		return 0;
 	memset(&S, 0, sizeof S);
 	gw_control_stats(&S.prev);
-	S.prev_t = now();
+	S.prev_t = gw_wall_now();
 	gw_control_last_reload(&ok, &S.reload_seen, &gen, &errs, &nerrs);
 	S.md = fwd_matchdata_new();
 	S.ev_tick = event_new(adm_base, -1, EV_PERSIST, tick, NULL);
@@ -283,7 +277,7 @@ static json_t *api_stats(struct MHD_Connection *c)
 		    json_integer((json_int_t)st.conns_active_fam[f]));
 	return json_pack("{s:s,s:f,s:f,s:I,s:f,s:i,s:o,s:o,s:I,s:{s:I,s:I,s:I},s:I,"
 	    "s:[s,s,s,s,s,s,s,s,s,s,s,s],s:o,s:o}",
-	    "version", GW_VERSION, "now", now(), "started_at", gw_control_started_at(),
+	    "version", GW_VERSION, "now", gw_wall_now(), "started_at", gw_control_started_at(),
 	    "generation", (json_int_t)s->generation, "loaded_at", s->loaded_at,
 	    "workers", gw_control_nworkers(),
 	    "families", fam, "close_reasons", close,

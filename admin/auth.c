@@ -38,6 +38,7 @@
 
 #include "core/http1.h"
 #include "admin/adm_int.h"
+#include "core/clock.h"
 #include "core/control.h"
 #include "core/log.h"
 #include "core/snapshot.h"
@@ -104,13 +105,6 @@ static struct {
  * on the main thread.  A match is still refused (the user does not exist). */
 static const char dummy_hash[] = "$y$j9T$Vc0q2pkBHNoknOh1Cjfs9/$K6HMKegkdXgEO4TsaRg3SXCC2HjJiRngkU.9Nj20Rq4";
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 int adm_ct_equal(const char *a, const char *b)
 {
@@ -471,7 +465,7 @@ void adm_auth_free(void)
 
 void adm_sessions_gc(void)
 {
-	double t = now();
+	double t = gw_wall_now();
 
 	for (size_t i = 0; i < ADM_MAX_SESSIONS; i++)
 		if (A.sess[i].id[0] != '\0' && t - A.sess[i].last > ADM_SESSION_IDLE)
@@ -481,7 +475,7 @@ void adm_sessions_gc(void)
 static struct session *session_new(const struct user *u, const char *client)
 {
 	struct session *se = NULL;
-	double t = now();
+	double t = gw_wall_now();
 
 	adm_sessions_gc();
 	for (size_t i = 0; i < ADM_MAX_SESSIONS; i++) {
@@ -506,7 +500,7 @@ static struct session *session_new(const struct user *u, const char *client)
 
 static struct session *session_find(const char *id)
 {
-	double t = now();
+	double t = gw_wall_now();
 
 	if (id == NULL || strlen(id) != 64)
 		return NULL;
@@ -550,7 +544,7 @@ int adm_auth_check(struct MHD_Connection *c, struct adm_who *who)
 	se = session_find(cookie);
 	if (se == NULL)
 		return 0;
-	se->last = now();
+	se->last = gw_wall_now();
 	who->role = se->role;
 	snprintf(who->user, sizeof who->user, "%s", se->user);
 	who->csrf = se->csrf;
@@ -581,7 +575,7 @@ static struct rl_slot *rl_slot(const char *client, int create)
 static double rl_wait(const char *client)
 {
 	struct rl_slot *s = rl_slot(client, 0);
-	double oldest, t = now();
+	double oldest, t = gw_wall_now();
 
 	if (s == NULL || s->n < ADM_FAIL_MAX)
 		return 0;
@@ -593,7 +587,7 @@ static void rl_fail(const char *client)
 {
 	struct rl_slot *s = rl_slot(client, 1);
 
-	s->last = now();
+	s->last = gw_wall_now();
 	s->fails[s->n % ADM_FAIL_MAX] = s->last;
 	s->n++;
 }
@@ -614,7 +608,7 @@ void adm_audit(const char *user, const char *client, const char *action, const c
 	struct audit_ent *e = &A.audit[A.naudit % ADM_AUDIT];
 
 	memset(e, 0, sizeof *e);
-	e->time = now();
+	e->time = gw_wall_now();
 	snprintf(e->user, sizeof e->user, "%s", user && *user ? user : "-");
 	snprintf(e->client, sizeof e->client, "%s", client);
 	snprintf(e->action, sizeof e->action, "%s", action);

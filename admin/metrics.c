@@ -3,13 +3,13 @@
  * from the summed worker counters.  Served on the console (login or bearer
  * token) and, without login, on admin.metrics_listen.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "admin/adm_int.h"
 #include "core/control.h"
+#include "core/sbuf.h"
 #include "core/snapshot.h"
 #include "core/stats.h"
 #include "forward/forward.h"
@@ -17,71 +17,31 @@
 #include "reverse/cache_glue.h"
 #include "reverse/reverse.h"
 
-struct buf {
-	char *p;
-	size_t len, cap;
-	int oom;
-};
-
-static void put(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void put(struct buf *b, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (b->oom)
-		return;
-	for (;;) {
-		va_start(ap, fmt);
-		n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			b->oom = 1;
-			return;
-		}
-		if ((size_t)n < b->cap - b->len) {
-			b->len += (size_t)n;
-			return;
-		}
-		{
-			size_t cap = b->cap * 2 + (size_t)n;
-			char *np = realloc(b->p, cap);
-			if (np == NULL) {
-				b->oom = 1;
-				return;
-			}
-			b->p = np;
-			b->cap = cap;
-		}
-	}
-}
-
 /* A label value: backslash, double quote and newline escaped. */
-static void put_label(struct buf *b, const char *v)
+static void put_label(struct gw_sbuf *b, const char *v)
 {
 	for (; *v; v++) {
 		if (*v == '\\' || *v == '"')
-			put(b, "\\%c", *v);
+			gw_sbuf_printf(b, "\\%c", *v);
 		else if (*v == '\n')
-			put(b, "\\n");
+			gw_sbuf_printf(b, "\\n");
 		else
-			put(b, "%c", *v);
+			gw_sbuf_printf(b, "%c", *v);
 	}
 }
 
-static void family_counter(struct buf *b, const struct gw_stats_snapshot *st, const char *name,
+static void family_counter(struct gw_sbuf *b, const struct gw_stats_snapshot *st, const char *name,
     const char *help, enum gw_fcounter k)
 {
-	put(b, "# HELP gatehouse_%s %s\n# TYPE gatehouse_%s counter\n", name, help, name);
+	gw_sbuf_printf(b, "# HELP gatehouse_%s %s\n# TYPE gatehouse_%s counter\n", name, help, name);
 	for (int f = 0; f < GW_NFAMILIES; f++)
-		put(b, "gatehouse_%s{family=\"%s\"} %llu\n", name, gw_family_names[f],
+		gw_sbuf_printf(b, "gatehouse_%s{family=\"%s\"} %llu\n", name, gw_family_names[f],
 		    (unsigned long long)st->fam[f][k]);
 }
 
 enum MHD_Result adm_metrics(struct MHD_Connection *c)
 {
-	struct buf b = { malloc(8192), 0, 8192, 0 };
+	struct gw_sbuf b;
 	struct gw_stats_snapshot st;
 	const struct gw_snapshot *s = gw_control_snapshot();
 	static const char *const classes[] = { "1xx", "2xx", "3xx", "4xx", "5xx" };
@@ -92,24 +52,24 @@ enum MHD_Result adm_metrics(struct MHD_Connection *c)
 	const char *const *errs;
 	size_t nerrs;
 
-	if (b.p == NULL)
+	if (gw_sbuf_init(&b, 8192) < 0)
 		return MHD_NO;
 	gw_control_stats(&st);
 	adm_reload_counts(&rok, &rfail);
 	gw_control_last_reload(&ok, &when, &gen, &errs, &nerrs);
 
-	put(&b, "# HELP gatehouse_build_info Build information.\n# TYPE gatehouse_build_info gauge\n"
+	gw_sbuf_printf(&b, "# HELP gatehouse_build_info Build information.\n# TYPE gatehouse_build_info gauge\n"
 	    "gatehouse_build_info{version=\"%s\"} 1\n", GW_VERSION);
-	put(&b, "# HELP gatehouse_start_time_seconds Start time since the epoch.\n"
+	gw_sbuf_printf(&b, "# HELP gatehouse_start_time_seconds Start time since the epoch.\n"
 	    "# TYPE gatehouse_start_time_seconds gauge\ngatehouse_start_time_seconds %.3f\n",
 	    gw_control_started_at());
-	put(&b, "# HELP gatehouse_workers Worker threads.\n# TYPE gatehouse_workers gauge\ngatehouse_workers %d\n",
+	gw_sbuf_printf(&b, "# HELP gatehouse_workers Worker threads.\n# TYPE gatehouse_workers gauge\ngatehouse_workers %d\n",
 	    gw_control_nworkers());
-	put(&b, "# HELP gatehouse_requests_total Requests answered, by family and status class.\n"
+	gw_sbuf_printf(&b, "# HELP gatehouse_requests_total Requests answered, by family and status class.\n"
 	    "# TYPE gatehouse_requests_total counter\n");
 	for (int f = 0; f < GW_NFAMILIES; f++)
 		for (int k = 0; k < 5; k++)
-			put(&b, "gatehouse_requests_total{family=\"%s\",class=\"%s\"} %llu\n", gw_family_names[f],
+			gw_sbuf_printf(&b, "gatehouse_requests_total{family=\"%s\",class=\"%s\"} %llu\n", gw_family_names[f],
 			    classes[k], (unsigned long long)st.fam[f][GW_FC_STATUS_1XX + k]);
 	family_counter(&b, &st, "requests_received_total", "Requests received (parsed heads), by family.",
 	    GW_FC_REQUESTS);
@@ -125,57 +85,57 @@ enum MHD_Result adm_metrics(struct MHD_Connection *c)
 	    GW_FC_UPSTREAM_REUSED);
 	family_counter(&b, &st, "upstream_errors_total", "Upstream connect and exchange errors, by family.",
 	    GW_FC_UPSTREAM_ERRORS);
-	put(&b, "# HELP gatehouse_connections_active Client connections open now, by family.\n"
+	gw_sbuf_printf(&b, "# HELP gatehouse_connections_active Client connections open now, by family.\n"
 	    "# TYPE gatehouse_connections_active gauge\n");
 	for (int f = 0; f < GW_NFAMILIES; f++)
-		put(&b, "gatehouse_connections_active{family=\"%s\"} %llu\n", gw_family_names[f],
+		gw_sbuf_printf(&b, "gatehouse_connections_active{family=\"%s\"} %llu\n", gw_family_names[f],
 		    (unsigned long long)st.conns_active_fam[f]);
-	put(&b, "# HELP gatehouse_connections_closed_total Client connections closed, by reason.\n"
+	gw_sbuf_printf(&b, "# HELP gatehouse_connections_closed_total Client connections closed, by reason.\n"
 	    "# TYPE gatehouse_connections_closed_total counter\n");
 	for (int k = 0; k < GW_CLOSE__N; k++)
-		put(&b, "gatehouse_connections_closed_total{reason=\"%s\"} %llu\n", gw_close_reason_names[k],
+		gw_sbuf_printf(&b, "gatehouse_connections_closed_total{reason=\"%s\"} %llu\n", gw_close_reason_names[k],
 		    (unsigned long long)st.close[k]);
-	put(&b, "# HELP gatehouse_dns_queries_total DNS lookups.\n# TYPE gatehouse_dns_queries_total counter\n"
+	gw_sbuf_printf(&b, "# HELP gatehouse_dns_queries_total DNS lookups.\n# TYPE gatehouse_dns_queries_total counter\n"
 	    "gatehouse_dns_queries_total %llu\n", (unsigned long long)st.dns_queries);
-	put(&b, "# HELP gatehouse_dns_cache_hits_total DNS answers from the cache.\n"
+	gw_sbuf_printf(&b, "# HELP gatehouse_dns_cache_hits_total DNS answers from the cache.\n"
 	    "# TYPE gatehouse_dns_cache_hits_total counter\ngatehouse_dns_cache_hits_total %llu\n",
 	    (unsigned long long)st.dns_cache_hits);
-	put(&b, "# HELP gatehouse_dns_failures_total Failed DNS lookups.\n"
+	gw_sbuf_printf(&b, "# HELP gatehouse_dns_failures_total Failed DNS lookups.\n"
 	    "# TYPE gatehouse_dns_failures_total counter\ngatehouse_dns_failures_total %llu\n",
 	    (unsigned long long)st.dns_failures);
-	put(&b, "# HELP gatehouse_config_reloads_total Configuration reloads, by result.\n"
+	gw_sbuf_printf(&b, "# HELP gatehouse_config_reloads_total Configuration reloads, by result.\n"
 	    "# TYPE gatehouse_config_reloads_total counter\n"
 	    "gatehouse_config_reloads_total{result=\"success\"} %llu\n"
 	    "gatehouse_config_reloads_total{result=\"failure\"} %llu\n",
 	    (unsigned long long)rok, (unsigned long long)rfail);
-	put(&b, "# HELP gatehouse_config_last_reload_successful Whether the last reload worked (1) or not (0).\n"
+	gw_sbuf_printf(&b, "# HELP gatehouse_config_last_reload_successful Whether the last reload worked (1) or not (0).\n"
 	    "# TYPE gatehouse_config_last_reload_successful gauge\ngatehouse_config_last_reload_successful %d\n",
 	    ok ? 1 : 0);
-	put(&b, "# HELP gatehouse_config_generation The configuration generation being served.\n"
+	gw_sbuf_printf(&b, "# HELP gatehouse_config_generation The configuration generation being served.\n"
 	    "# TYPE gatehouse_config_generation gauge\ngatehouse_config_generation %llu\n",
 	    (unsigned long long)s->generation);
-	put(&b, "# HELP gatehouse_config_loaded_time_seconds When the served configuration was loaded.\n"
+	gw_sbuf_printf(&b, "# HELP gatehouse_config_loaded_time_seconds When the served configuration was loaded.\n"
 	    "# TYPE gatehouse_config_loaded_time_seconds gauge\ngatehouse_config_loaded_time_seconds %.3f\n",
 	    s->loaded_at);
 	{
 		const void *side = adm_fwd_side(s);
 		const struct fwd_policy *p = fwd_side_policy(side);
 		size_t nr = p != NULL ? fwd_policy_nrules(p) : 0;
-		put(&b, "# HELP gatehouse_policy_rule_hits_total Forward requests decided by each policy rule "
+		gw_sbuf_printf(&b, "# HELP gatehouse_policy_rule_hits_total Forward requests decided by each policy rule "
 		    "(this configuration generation).\n# TYPE gatehouse_policy_rule_hits_total counter\n");
 		for (size_t i = 0; i < nr; i++) {
-			put(&b, "gatehouse_policy_rule_hits_total{rule=\"");
+			gw_sbuf_printf(&b, "gatehouse_policy_rule_hits_total{rule=\"");
 			put_label(&b, fwd_policy_rule_name(p, i));
-			put(&b, "\",action=\"%s\"} %zu\n", fwd_action_name(fwd_policy_rule_action(p, i)),
+			gw_sbuf_printf(&b, "\",action=\"%s\"} %zu\n", fwd_action_name(fwd_policy_rule_action(p, i)),
 			    fwd_rule_hits(side, i));
 		}
 		if (p != NULL)
-			put(&b, "gatehouse_policy_rule_hits_total{rule=\"(no match)\",action=\"deny\"} %zu\n",
+			gw_sbuf_printf(&b, "gatehouse_policy_rule_hits_total{rule=\"(no match)\",action=\"deny\"} %zu\n",
 			    fwd_rule_hits(side, nr));
-		put(&b, "# HELP gatehouse_forward_events_total Forward-side events: blocks, sign-ins, DLP, PAC "
+		gw_sbuf_printf(&b, "# HELP gatehouse_forward_events_total Forward-side events: blocks, sign-ins, DLP, PAC "
 		    "(this configuration generation).\n# TYPE gatehouse_forward_events_total counter\n");
 		for (int k = 0; k < FWD_C_COUNT; k++)
-			put(&b, "gatehouse_forward_events_total{event=\"%s\"} %llu\n",
+			gw_sbuf_printf(&b, "gatehouse_forward_events_total{event=\"%s\"} %llu\n",
 			    fwd_counter_name((enum fwd_counter)k),
 			    (unsigned long long)fwd_side_counter(side, (enum fwd_counter)k));
 	}
@@ -184,24 +144,24 @@ enum MHD_Result adm_metrics(struct MHD_Connection *c)
 		struct rev_server_info *v = n ? calloc(n, sizeof *v) : NULL;
 		if (v != NULL) {
 			n = rev_servers_info(v, n);
-			put(&b, "# HELP gatehouse_upstream_server_up Upstream server usable for new requests "
+			gw_sbuf_printf(&b, "# HELP gatehouse_upstream_server_up Upstream server usable for new requests "
 			    "(1) or not (0: down, draining or disabled).\n"
 			    "# TYPE gatehouse_upstream_server_up gauge\n");
 			for (size_t i = 0; i < n; i++) {
-				put(&b, "gatehouse_upstream_server_up{upstream=\"");
+				gw_sbuf_printf(&b, "gatehouse_upstream_server_up{upstream=\"");
 				put_label(&b, v[i].upstream);
-				put(&b, "\",server=\"");
+				gw_sbuf_printf(&b, "\",server=\"");
 				put_label(&b, v[i].address);
-				put(&b, "\",state=\"%s\"} %d\n", rev_state_name(v[i].state), v[i].state == REV_STATE_UP);
+				gw_sbuf_printf(&b, "\",state=\"%s\"} %d\n", rev_state_name(v[i].state), v[i].state == REV_STATE_UP);
 			}
-			put(&b, "# HELP gatehouse_upstream_requests_total Requests sent to each upstream server.\n"
+			gw_sbuf_printf(&b, "# HELP gatehouse_upstream_requests_total Requests sent to each upstream server.\n"
 			    "# TYPE gatehouse_upstream_requests_total counter\n");
 			for (size_t i = 0; i < n; i++) {
-				put(&b, "gatehouse_upstream_requests_total{upstream=\"");
+				gw_sbuf_printf(&b, "gatehouse_upstream_requests_total{upstream=\"");
 				put_label(&b, v[i].upstream);
-				put(&b, "\",server=\"");
+				gw_sbuf_printf(&b, "\",server=\"");
 				put_label(&b, v[i].address);
-				put(&b, "\"} %llu\n", (unsigned long long)v[i].requests);
+				gw_sbuf_printf(&b, "\"} %llu\n", (unsigned long long)v[i].requests);
 			}
 			free(v);
 		}
@@ -209,24 +169,24 @@ enum MHD_Result adm_metrics(struct MHD_Connection *c)
 	{
 		size_t n = rev_site_requests(NULL, 0);
 		struct rev_site_requests *v = n ? calloc(n, sizeof *v) : NULL;
-		put(&b, "# HELP gatehouse_site_requests_total Reverse requests answered, by site, upstream and "
+		gw_sbuf_printf(&b, "# HELP gatehouse_site_requests_total Reverse requests answered, by site, upstream and "
 		    "status class (this configuration generation).\n"
 		    "# TYPE gatehouse_site_requests_total counter\n");
 		n = v != NULL ? rev_site_requests(v, n) : 0;
 		for (size_t i = 0; i < n; i++)
 			for (int k = 0; k < 5; k++) {
-				put(&b, "gatehouse_site_requests_total{site=\"");
+				gw_sbuf_printf(&b, "gatehouse_site_requests_total{site=\"");
 				put_label(&b, v[i].site);
-				put(&b, "\",upstream=\"");
+				gw_sbuf_printf(&b, "\",upstream=\"");
 				put_label(&b, v[i].upstream);
-				put(&b, "\",class=\"%s\"} %llu\n", classes[k], (unsigned long long)v[i].classes[k]);
+				gw_sbuf_printf(&b, "\",class=\"%s\"} %llu\n", classes[k], (unsigned long long)v[i].classes[k]);
 			}
 		free(v);
 	}
 	{
 		struct rev_cache_stats cs;
 		rev_cache_stats(&cs);
-		put(&b, "# HELP gatehouse_cache_requests_total Reverse cache outcomes.\n"
+		gw_sbuf_printf(&b, "# HELP gatehouse_cache_requests_total Reverse cache outcomes.\n"
 		    "# TYPE gatehouse_cache_requests_total counter\n"
 		    "gatehouse_cache_requests_total{result=\"hit\"} %llu\n"
 		    "gatehouse_cache_requests_total{result=\"miss\"} %llu\n"
@@ -234,7 +194,7 @@ enum MHD_Result adm_metrics(struct MHD_Connection *c)
 		    "gatehouse_cache_requests_total{result=\"revalidated\"} %llu\n",
 		    (unsigned long long)cs.hits, (unsigned long long)cs.misses,
 		    (unsigned long long)cs.stale, (unsigned long long)cs.revalidated);
-		put(&b, "# HELP gatehouse_cache_bytes Bytes held by the reverse cache.\n"
+		gw_sbuf_printf(&b, "# HELP gatehouse_cache_bytes Bytes held by the reverse cache.\n"
 		    "# TYPE gatehouse_cache_bytes gauge\ngatehouse_cache_bytes %llu\n"
 		    "# HELP gatehouse_cache_objects Objects held by the reverse cache.\n"
 		    "# TYPE gatehouse_cache_objects gauge\ngatehouse_cache_objects %llu\n",

@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "core/clock.h"
 #include "core/control.h"
 #include "core/dns.h"
 #include "core/http1.h"
@@ -360,27 +361,13 @@ void gw_pool_free(struct gw_pool *p)
 	free(p);
 }
 
-static double mono(void)
-{
-	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double wall(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 void gw_pool_expire(struct gw_worker *w)
 {
 	struct gw_pool *p = w->pool;
 	double limit = w->snap->conf->global.timeouts.upstream_idle;
-	double now = mono();
+	double now = gw_mono_now();
 
 	for (int i = 0; i < POOL_BUCKETS; i++) {
 		struct upconn *u = p->b[i];
@@ -416,7 +403,7 @@ static void pool_put(struct gw_worker *w, struct upconn *u)
 	double t = w->snap->conf->global.timeouts.upstream_idle;
 
 	u->c = NULL;
-	u->idle_since = mono();
+	u->idle_since = gw_mono_now();
 	if (u->wr_on) {
 		event_del(&u->ev_wr);
 		u->wr_on = 0;
@@ -896,6 +883,19 @@ static int edit_has(const struct hdr_edit *e, const char *name)
 	return 0;
 }
 
+/* "Via: 1.<minor> <name>" (RFC 9110 7.6.3), unless the family turned it off
+ * or no name is configured. */
+static void add_via(struct hb *b, const struct gw_req *rq, int minor, const char *via)
+{
+	if (rq->no_via || via == NULL || via[0] == '\0')
+		return;
+	HB_LIT(b, "Via: 1.");
+	hb_uint(b, (unsigned)minor, 10);
+	HB_LIT(b, " ");
+	hb_str(b, via);
+	HB_LIT(b, "\r\n");
+}
+
 static void add_edits(struct hb *b, const struct hdr_edit *e)
 {
 	/* edits are kept newest first; emit in the order they were added */
@@ -1147,8 +1147,8 @@ static struct gw_req *req_new(struct gw_conn *c)
 	rq->arena = a;
 	rq->pool = c->w->pool;
 	rq->c = c;
-	rq->start = wall();
-	rq->start_mono = mono();
+	rq->start = gw_wall_now();
+	rq->start_mono = gw_mono_now();
 	rq->file_fd = -1;
 	rq->max_body = c->snap->conf->global.limits.max_body_bytes;
 	{
@@ -1192,7 +1192,7 @@ static void req_log_free(struct gw_conn *c, struct gw_req *rq)
 			ref = gw_http1_find(h, "referer");
 		}
 		r.start = rq->start;
-		r.duration = mono() - rq->start_mono;
+		r.duration = gw_mono_now() - rq->start_mono;
 		r.client = gw_req_client_str(rq);
 		r.family = c->proto->name;
 		r.method = h->method_str;
@@ -1463,15 +1463,8 @@ static void send_local(struct gw_req *rq)
 	if (rq->status >= 400 && !rq->close_after && rq->body_ref == NULL &&
 	    !edit_has(rq->resp_edits, "cache-control"))
 		HB_LIT(&hb, "Cache-Control: no-store\r\n");   /* our own error pages */
-	if (rq->body_ref != NULL && !rq->no_via) {
-		/* a stored upstream response: it passed through us */
-		const char *via = c->snap->conf->global.via_name;
-		if (via != NULL && via[0] != '\0') {
-			HB_LIT(&hb, "Via: 1.1 ");
-			hb_str(&hb, via);
-			HB_LIT(&hb, "\r\n");
-		}
-	}
+	if (rq->body_ref != NULL)   /* a stored upstream response: it passed through us */
+		add_via(&hb, rq, 1, c->snap->conf->global.via_name);
 	add_edits(&hb, rq->resp_edits);
 	if (rq->close_after)
 		HB_LIT(&hb, "Connection: close\r\n");
@@ -2236,13 +2229,7 @@ static void send_request_head(struct gw_req *rq, struct upconn *u)
 		}
 		hb_hdr(&hb, x->name, x->name_len, x->value, x->value_len);
 	}
-	if (!rq->no_via && via != NULL && via[0] != '\0') {
-		HB_LIT(&hb, "Via: 1.");
-		hb_uint(&hb, (unsigned)h->version_minor, 10);
-		HB_LIT(&hb, " ");
-		hb_str(&hb, via);
-		HB_LIT(&hb, "\r\n");
-	}
+	add_via(&hb, rq, h->version_minor, via);
 	add_edits(&hb, rq->req_edits);
 	if (rq->body_complete && (h->body != GW_BODY_NONE)) {
 		HB_LIT(&hb, "Content-Length: ");
@@ -2628,13 +2615,7 @@ static int relay_response_head(struct gw_conn *c, const struct gw_http_head *r)
 		size_t dl = date_now(&date);
 		hb_hdr(&hb, "Date", 4, date, dl);
 	}
-	if (!rq->no_via && via != NULL && via[0] != '\0') {
-		HB_LIT(&hb, "Via: 1.");
-		hb_uint(&hb, (unsigned)r->version_minor, 10);
-		HB_LIT(&hb, " ");
-		hb_str(&hb, via);
-		HB_LIT(&hb, "\r\n");
-	}
+	add_via(&hb, rq, r->version_minor, via);
 	add_edits(&hb, rq->resp_edits);
 	if (rq->respx.out_chunked)
 		HB_LIT(&hb, "Transfer-Encoding: chunked\r\n");

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "conf/conf.h"
+#include "core/clock.h"
 #include "core/log.h"
 
 #define CACHE_SLOTS 512            /* power of two */
@@ -46,13 +47,6 @@ struct gw_dns_query {
 	char host[256];
 };
 
-static double now_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 struct gw_dns *gw_dns_new(struct event_base *base, const struct conf_dns *cf)
 {
@@ -132,14 +126,14 @@ static void cache_put(struct gw_dns *d, const char *host, const struct gw_dns_re
 	free(e->host);
 	e->host = copy;
 	e->res = *r;
-	e->expires = now_mono() + (r->naddrs > 0 ? d->ttl : NEG_TTL);
+	e->expires = gw_mono_now() + (r->naddrs > 0 ? d->ttl : NEG_TTL);
 }
 
 static int cache_get(struct gw_dns *d, const char *host, struct gw_dns_result *r)
 {
 	struct cache_ent *e = &d->cache[hash_host(host) & (CACHE_SLOTS - 1)];
 
-	if (e->host == NULL || strcasecmp(e->host, host) != 0 || e->expires < now_mono())
+	if (e->host == NULL || strcasecmp(e->host, host) != 0 || e->expires < gw_mono_now())
 		return 0;
 	*r = e->res;
 	return 1;

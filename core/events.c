@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/control.h"
 
 #define EV_RING 512
@@ -27,11 +28,9 @@ static uint64_t tail_seq;
 void gw_event_push(const char *kind, const char *fmt, ...)
 {
 	struct gw_event e;
-	struct timespec ts;
 	va_list ap;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	e.time = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	e.time = gw_wall_now();
 	snprintf(e.kind, sizeof e.kind, "%s", kind);
 	va_start(ap, fmt);
 	vsnprintf(e.text, sizeof e.text, fmt, ap);

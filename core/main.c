@@ -27,6 +27,7 @@
 
 #include "admin/admin.h"
 #include "conf/conf.h"
+#include "core/clock.h"
 #include "core/control.h"
 #include "core/log.h"
 #include "core/proto.h"
@@ -87,13 +88,6 @@ static void remember_reload(int ok, const struct conf_errors *errs)
 	}
 }
 
-static double now_wall(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void usage(void)
 {
@@ -245,7 +239,7 @@ static struct gw_snapshot *snapshot_load(const char *path, struct conf_errors *e
 	atomic_init(&s->refs, 1);
 	s->conf = cf;
 	s->nsides = NSIDES;
-	s->loaded_at = now_wall();
+	s->loaded_at = gw_wall_now();
 	for (int i = 0; i < NSIDES; i++) {
 		s->sides[i] = sides[i];
 		if (sides[i]->compile(cf, errs, &s->side_data[i]) < 0)
@@ -453,7 +447,7 @@ static void stopwatch_cb(evutil_socket_t fd, short what, void *arg)
 		event_base_loopbreak(M.base);
 		return;
 	}
-	if (now_wall() > M.stop_deadline && M.stopping == 1) {
+	if (gw_wall_now() > M.stop_deadline && M.stopping == 1) {
 		gw_warn("shutdown grace period over: closing remaining connections");
 		M.stopping = 2;
 		for (int i = 0; i < M.nworkers; i++)
@@ -487,7 +481,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 		gw_info("%s: stopping; in-flight requests get %.1f s", sig == SIGTERM ? "SIGTERM" : "SIGINT",
 		    M.snap->conf->global.timeouts.shutdown_grace);
 		M.stopping = 1;
-		M.stop_deadline = now_wall() + M.snap->conf->global.timeouts.shutdown_grace;
+		M.stop_deadline = gw_wall_now() + M.snap->conf->global.timeouts.shutdown_grace;
 		for (int i = 0; i < M.nworkers; i++)
 			gw_worker_post_stop(M.workers[i]);
 		M.ev_stopwatch = event_new(M.base, -1, EV_PERSIST, stopwatch_cb, NULL);
@@ -520,7 +514,7 @@ int main(int argc, char **argv)
 	}
 	M.conf_path = path;
 	M.reload_ok = 1;
-	M.started_at = now_wall();
+	M.started_at = gw_wall_now();
 	signal(SIGPIPE, SIG_IGN);
 	if (evthread_use_pthreads() < 0) {
 		fprintf(stderr, "gatehouse: libevent without thread support\n");

@@ -37,6 +37,7 @@
 #include <openssl/crypto.h>
 
 #include "conf/conf.h"
+#include "core/clock.h"
 #include "core/control.h"
 #include "core/counters.h"
 #include "core/log.h"
@@ -157,21 +158,7 @@ static struct fwd_matchdata *thread_md(void)
 	return md;
 }
 
-static double wall_now(void)
-{
-	struct timespec ts;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double mono_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static char *rq_strdup(struct gw_req *rq, const char *s)
 {
@@ -458,7 +445,7 @@ static int dlp_hit(struct gw_req *rq, struct fwd_data *d, const struct fwd_dlp_h
 	{
 		struct fwd_obs_dlp e;
 		memset(&e, 0, sizeof e);
-		e.time = wall_now();
+		e.time = gw_wall_now();
 		snprintf(e.client, sizeof e.client, "%s", gw_req_client_str(rq));
 		printable(e.user, sizeof e.user, gw_req_user(rq));
 		printable_url(e.url, sizeof e.url, req_url(rq, h));
@@ -698,7 +685,7 @@ static void on_done(struct gw_req *rq, void *side)
 	/* for the console: top domains by verdict, signed-in users */
 	if (what != 0 || user != NULL)
 		fwd_obs_request(gw_req_worker(rq), what, h->host, h->host ? h->host_len : 0, user,
-		    gw_req_client_str(rq), user != NULL ? wall_now() : 0);
+		    gw_req_client_str(rq), user != NULL ? gw_wall_now() : 0);
 }
 
 /* Worker thread: the verification finished. */
@@ -712,7 +699,7 @@ static void auth_wake(struct gw_req *rq, void *arg)
 		if (ar->result == 1) {
 			count(d, rq, FWD_C_AUTH_OK);
 			gw_debug("forward: auth: %s verified in %.1f ms", gw_req_id(rq),
-			    (mono_now() - ar->t0) * 1000);
+			    (gw_mono_now() - ar->t0) * 1000);
 			decide(rq, d, ar->ui, CRED_OK, 0);
 		} else if (ar->result == 0) {
 			count(d, rq, FWD_C_AUTH_FAIL);
@@ -734,12 +721,12 @@ static void auth_done(struct fwd_auth_job *job, int result)
 
 	ar->result = ar->ui < 0 && result == 1 ? 0 : result;
 	if (ar->result == 1) {
-		fwd_auth_cache_put(d->cache, ar->user, job->pass, mono_now());
+		fwd_auth_cache_put(d->cache, ar->user, job->pass, gw_mono_now());
 		fwd_auth_backoff_ok(d->backoff, client);
 	} else if (ar->result == 0) {
 		char who[INET6_ADDRSTRLEN] = "?", user[FWD_AUTH_USER_MAX + 1];
 		unsigned n = 0;
-		ar->wait = fwd_auth_backoff_fail(d->backoff, client, mono_now(), &n);
+		ar->wait = fwd_auth_backoff_fail(d->backoff, client, gw_mono_now(), &n);
 		if (client->sa_family == AF_INET)
 			inet_ntop(AF_INET, &((const struct sockaddr_in *)client)->sin_addr, who, sizeof who);
 		else if (client->sa_family == AF_INET6)
@@ -763,7 +750,7 @@ static int check_credentials(struct gw_req *rq, struct fwd_data *d, const struct
 {
 	char user[FWD_AUTH_USER_MAX + 1], pass[FWD_AUTH_PASS_MAX + 1];
 	const struct sockaddr *client = gw_req_client(rq);
-	double now = mono_now(), wait;
+	double now = gw_mono_now(), wait;
 	long ui;
 	struct auth_req *ar;
 

@@ -1115,6 +1115,26 @@ struct rev_cobj *rev_cstore_refresh(struct rev_cstore *s, struct rev_cobj *old,
 
 /* ---- purge ---- */
 
+/* Purge: unlink o (h->mu held) and push it on a list of unlinked objects,
+ * reusing its chain link; the list is released after the lock is dropped. */
+static struct rev_cobj *unlink_onto(struct rev_cstore *s, struct shard *h, struct rev_cobj *o,
+    struct rev_cobj *list)
+{
+	unlink_obj(s, h, o);
+	o->hnext = list;
+	return o;
+}
+
+static void put_unlinked(struct rev_cobj *list)
+{
+	while (list != NULL) {
+		struct rev_cobj *nx = list->hnext;
+		list->hnext = NULL;
+		rev_cobj_put(list);
+		list = nx;
+	}
+}
+
 int rev_cstore_purge_key(struct rev_cstore *s, const char *key)
 {
 	size_t kl = strlen(key);
@@ -1128,18 +1148,11 @@ int rev_cstore_purge_key(struct rev_cstore *s, const char *key)
 		nx = o->hnext;
 		if (o->hash != hash || o->key_len != kl || memcmp(o->key, key, kl) != 0)
 			continue;
-		unlink_obj(s, h, o);
-		o->hnext = gone;     /* reuse the chain link: unlinked now */
-		gone = o;
+		gone = unlink_onto(s, h, o, gone);
 		n++;
 	}
 	pthread_mutex_unlock(&h->mu);
-	while (gone != NULL) {
-		struct rev_cobj *nx = gone->hnext;
-		gone->hnext = NULL;
-		rev_cobj_put(gone);
-		gone = nx;
-	}
+	put_unlinked(gone);
 	atomic_fetch_add(&s->purged, (uint64_t)n);
 	return n;
 }
@@ -1204,19 +1217,12 @@ int rev_cstore_purge_prefix(struct rev_cstore *s, const char *prefix)
 				nx = o->hnext;
 				if (!prefix_match(o->key, scheme, scl, host, hl, has_port, path, pl))
 					continue;
-				unlink_obj(s, h, o);
-				o->hnext = gone;
-				gone = o;
+				gone = unlink_onto(s, h, o, gone);
 				n++;
 			}
 		}
 		pthread_mutex_unlock(&h->mu);
-		while (gone != NULL) {
-			struct rev_cobj *nx = gone->hnext;
-			gone->hnext = NULL;
-			rev_cobj_put(gone);
-			gone = nx;
-		}
+		put_unlinked(gone);
 	}
 	atomic_fetch_add(&s->purged, (uint64_t)n);
 	return n;

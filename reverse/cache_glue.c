@@ -34,6 +34,7 @@
 #include <time.h>
 
 #include "conf/conf.h"
+#include "core/clock.h"
 #include "core/control.h"
 #include "core/log.h"
 #include "core/proto.h"
@@ -107,21 +108,7 @@ static int g_sweeper;
 static struct wstats g_ws[GW_MAX_WORKERS];
 static struct cq *g_map[GW_MAX_WORKERS][MAP_BUCKETS];       /* each row: its worker only */
 
-static double wall_now(void)
-{
-	struct timespec ts;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static double mono_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void stat_inc(int w, _Atomic uint64_t *c)
 {
@@ -191,7 +178,7 @@ static void pass_mark(const char *key, int on)
 	pthread_mutex_lock(&g_mu);
 	if (on) {
 		g_pass[(h >> 7) % PASS_SLOTS].hash = h;
-		g_pass[(h >> 7) % PASS_SLOTS].until = mono_now() + PASS_TTL;
+		g_pass[(h >> 7) % PASS_SLOTS].until = gw_mono_now() + PASS_TTL;
 	} else if (g_pass[(h >> 7) % PASS_SLOTS].hash == h) {
 		g_pass[(h >> 7) % PASS_SLOTS].hash = 0;
 	}
@@ -276,7 +263,7 @@ static void *sweeper(void *arg)
 		struct cq *expired = NULL;
 		double now;
 		nanosleep(&d, NULL);
-		now = mono_now();
+		now = gw_mono_now();
 		pthread_mutex_lock(&g_mu);
 		for (size_t i = 0; i < 64; i++) {
 			for (struct inflight *f = g_inflight[i]; f != NULL; f = f->next) {
@@ -419,7 +406,7 @@ static void serve(struct gw_req *rq, struct cq *q, struct rev_cobj *o, const cha
 	int st, n;
 
 	rev_cobj_view(o, &v);
-	age = rev_cobj_age(o, wall_now());
+	age = rev_cobj_age(o, gw_wall_now());
 	st = client_not_modified(h, &v) ? 304 : v.status;
 	gw_req_resp_hdr_del(rq, "x-cache");
 	for (size_t i = 0; i < v.nhdrs; i++) {
@@ -453,7 +440,7 @@ static int stale_if_error_ok(const struct cq *q)
 	window = q->cr != NULL && q->cr->cache_stale_if_error >= 0 ? q->cr->cache_stale_if_error : v.sie;
 	if (window < 0)
 		return 0;
-	staleness = rev_cobj_age(q->stale, wall_now()) - v.lifetime;
+	staleness = rev_cobj_age(q->stale, gw_wall_now()) - v.lifetime;
 	return staleness <= window;
 }
 
@@ -572,7 +559,7 @@ int rev_cache_request(struct gw_req *rq, const struct conf *cf, const struct rev
 		return 0;
 	}
 	q->key = gw_req_strndup(rq, key, kl);
-	now = wall_now();
+	now = gw_wall_now();
 	o = rev_cstore_lookup(s, key, h);
 	if (o != NULL && q->refresh) {
 		q->stale = o;              /* revalidate it whatever its state now */
@@ -624,7 +611,7 @@ int rev_cache_request(struct gw_req *rq, const struct conf *cf, const struct rev
 		struct inflight *f;
 		int pass;
 		pthread_mutex_lock(&g_mu);
-		pass = pass_check(key_hash(q->key), mono_now());
+		pass = pass_check(key_hash(q->key), gw_mono_now());
 		f = pass ? NULL : inflight_find(q->key);
 		if (f != NULL) {
 			if (q->stale != NULL) {    /* looked up again on wake-up */
@@ -632,7 +619,7 @@ int rev_cache_request(struct gw_req *rq, const struct conf *cf, const struct rev
 				q->stale = NULL;
 			}
 			q->mode = CM_WAIT;
-			q->deadline = mono_now() + REV_CACHE_COLLAPSE_WAIT;
+			q->deadline = gw_mono_now() + REV_CACHE_COLLAPSE_WAIT;
 			gw_req_defer(rq);
 			q->wnext = f->waiters;
 			f->waiters = q;
@@ -697,7 +684,7 @@ void rev_cache_on_response_head(struct gw_req *rq, const struct gw_http_head *re
 	}
 	if (q->mode != CM_FETCH)
 		return;
-	now = wall_now();
+	now = gw_wall_now();
 	if (q->stale != NULL && q->conditional && resp->status == 304) {
 		struct rev_cobj *n = rev_cstore_refresh(s, q->stale, resp, q->request_time, now,
 		    q->cr->cache_ttl, q->cr->cache_stale_if_error);

@@ -20,6 +20,7 @@
 #include <event2/event.h>
 
 #include "conf/conf.h"
+#include "core/clock.h"
 #include "core/control.h"
 #include "core/counters.h"
 #include "core/dns.h"
@@ -589,7 +590,6 @@ static int rate_limited(struct gw_req *rq, struct rev_data *d, const struct rev_
 	unsigned char key[20];
 	size_t kl = 4;
 	double retry = 1;
-	struct timespec ts;
 	char ra[32];
 	uint32_t si = (uint32_t)site->index;
 
@@ -613,9 +613,7 @@ static int rate_limited(struct gw_req *rq, struct rev_data *d, const struct rev_
 			kl += 16;
 		}
 	}
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	if (rev_rl_take(w->rl, key, kl, site->rate_rps, site->rate_burst,
-	    (double)ts.tv_sec + ts.tv_nsec / 1e9, &retry))
+	if (rev_rl_take(w->rl, key, kl, site->rate_rps, site->rate_burst, gw_mono_now(), &retry))
 		return 0;
 	snprintf(ra, sizeof ra, "%.0f", ceil(retry) < 1 ? 1.0 : ceil(retry));
 	gw_req_set_verdict(rq, "rate_limit", site->name);

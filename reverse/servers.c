@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/control.h"
 #include "core/log.h"
 
@@ -29,10 +30,7 @@ int64_t rev_now_ms(void)
 
 double rev_wall(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+	return gw_wall_now();
 }
 
 struct rev_srv *rev_srv_get(const char *upstream, const char *address)
