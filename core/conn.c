@@ -188,6 +188,7 @@ struct gw_req {
 	int retried;
 	int resp_http10;           /* upstream answered HTTP/1.0 */
 	int resp_conn_close;       /* upstream said Connection: close */
+	int resp_ended;            /* on_response_end was called */
 
 	/* gw_req_defer / gw_req_wake */
 	struct event *ev_wake;     /* (arena) */
@@ -1174,8 +1175,8 @@ static void req_log_free(struct gw_conn *c, struct gw_req *rq)
 	int st = rq->status;
 
 	if (c->proto->on_response_end != NULL && rq->dec == DEC_PROXY && rq->resp_head_done &&
-	    rq->status != 101)
-		c->proto->on_response_end(rq, rq->finished && rq->respx.done, c->side);
+	    rq->status != 101 && !rq->resp_ended)
+		c->proto->on_response_end(rq, 0, c->side);
 	if (c->proto->on_done != NULL && !rq->parse_error)
 		c->proto->on_done(rq, c->side);
 	/* counted whether or not anyone reads the log (/metrics may be all there is) */
@@ -2768,6 +2769,13 @@ static void process_response(struct gw_conn *c)
 	}
 	if (rq->respx.done) {
 		up_rd_enable(u, 0);   /* (the timer went above) */
+		if (!rq->resp_ended && c->proto->on_response_end != NULL) {
+			/* the whole body came from the upstream: a cache can
+			 * commit now, not after the last write to the client
+			 * (a request on another worker must not miss it) */
+			rq->resp_ended = 1;
+			c->proto->on_response_end(rq, 1, c->side);
+		}
 	} else if (evbuffer_get_length(c->out) >= HIWAT) {
 		up_rd_enable(u, 0);
 		c->up_paused = 1;

@@ -53,8 +53,10 @@ struct gw_proto {
 	/* The proxied response body as it streams to the client (decoded
 	 * bytes, in order; e.g. to store it in a cache).  May be NULL. */
 	void (*on_response_body)(struct gw_req *rq, const char *data, size_t len, void *side);
-	/* The proxied response ended; complete = 1 when the whole body reached
-	 * the client.  Called before on_done.  May be NULL. */
+	/* The proxied response ended: complete = 1 as soon as the whole body
+	 * has come from the upstream (it may still be on its way to the
+	 * client), else 0 when the request ends without it.  Called once,
+	 * before on_done.  May be NULL. */
 	void (*on_response_end)(struct gw_req *rq, int complete, void *side);
 };
 
