@@ -214,6 +214,7 @@ struct gw_conn {
 	enum cstate state;
 	int fd;
 	enum cto to_kind;
+	int lfd;                   /* the listening socket it came from */
 	struct gw_worker *w;
 	struct gw_snapshot *snap;
 	const struct gw_proto *proto;
@@ -231,6 +232,7 @@ struct gw_conn {
 	unsigned rd_big : 2;       /* buf_read's *big */
 	unsigned up_paused : 1;    /* upstream reading paused: our output is full */
 	unsigned bg : 1, bg_tls : 1;   /* socketless (gw_req_spawn); its parent was on TLS */
+	unsigned unlisted : 1;     /* a reload removed its listener: close after this request */
 };
 
 struct upconn {
@@ -1407,6 +1409,8 @@ static void finish_request(struct gw_conn *c)
 	req_log_free(c, rq);
 	if (atomic_load(&c->w->stop))
 		close_after = 1, why = GW_CLOSE_SHUTDOWN;
+	else if (c->unlisted)
+		close_after = 1, why = GW_CLOSE_LISTENER_REMOVED;
 	if (close_after) {
 		if (linger)
 			start_linger(c);
@@ -1758,6 +1762,8 @@ static void conn_adopt_snapshot(struct gw_conn *c)
 {
 	struct gw_snapshot *s = c->w->snap;
 
+	if (c->unlisted)
+		return;   /* closing after this request, on the rules it began with */
 	for (int i = 0; i < s->nsides; i++) {
 		if (s->sides[i]->proto == c->proto) {
 			gw_snapshot_ref(s);
@@ -3203,6 +3209,7 @@ void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, so
 	}
 	c->magic = CONN_MAGIC;
 	c->fd = fd;
+	c->lfd = lspec->fds[w->id];
 	c->w = w;
 	c->snap = snap;
 	gw_snapshot_ref(snap);
@@ -3244,6 +3251,27 @@ void gw_conn_drain_all(struct gw_worker *w)
 		if (c->bg || (c->state == CS_HEAD && !c->head_started &&
 		    (c->in == NULL || evbuffer_get_length(c->in) == 0)))
 			conn_close(c, GW_CLOSE_SHUTDOWN);
+		c = n;
+	}
+}
+
+void gw_conn_listener_gone(struct gw_worker *w, int lfd)
+{
+	struct gw_conn *c = w->conns;
+
+	while (c != NULL) {
+		struct gw_conn *n = c->next;
+		/* as nginx's old workers do on reload: idle keep-alive clients
+		 * go now, a request under way is answered with Connection: close,
+		 * tunnels run on (they have no request boundary to stop at) */
+		if (c->lfd == lfd && !c->bg) {
+			c->unlisted = 1;
+			if (c->state == CS_HEAD && !c->head_started &&
+			    (c->in == NULL || evbuffer_get_length(c->in) == 0))
+				conn_close(c, GW_CLOSE_LISTENER_REMOVED);
+			else if (c->rq != NULL && !c->rq->resp_head_done)
+				c->rq->close_after = 1;
+		}
 		c = n;
 	}
 }

@@ -19,6 +19,9 @@ void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, so
 void gw_conn_drain_all(struct gw_worker *w);
 /* Immediate stop: close everything. */
 void gw_conn_close_all(struct gw_worker *w);
+/* A reload removed the listening socket lfd: close its idle connections now
+ * and the others after their current request (tunnels run on). */
+void gw_conn_listener_gone(struct gw_worker *w, int lfd);
 
 /* Per-worker upstream connection pool. */
 struct gw_pool *gw_pool_new(void);

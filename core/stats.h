@@ -27,6 +27,7 @@
 	X(TUNNEL_DONE, "tunnel_done") \
 	X(TUNNEL_IDLE, "tunnel_idle") \
 	X(SHUTDOWN, "shutdown") \
+	X(LISTENER_REMOVED, "listener_removed") \
 	X(INTERNAL, "internal")
 
 enum gw_close_reason {

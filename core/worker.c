@@ -134,6 +134,7 @@ static void listeners_apply(struct gw_worker *w, struct gw_snapshot *s)
 	}
 	for (wl = w->listeners; wl != NULL; wl = next) {
 		next = wl->next;
+		gw_conn_listener_gone(w, wl->fd);   /* (before the fd number can be reused) */
 		evconnlistener_free(wl->l);
 		event_free(wl->ev_retry);
 		free(wl);

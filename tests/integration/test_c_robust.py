@@ -268,6 +268,39 @@ def test_reload_adds_and_removes_listener_without_dropping_connections(gw, origi
     s.close()
 
 
+def test_reload_removing_a_listener_closes_its_connections(gw, origin, ports):
+    # as nginx's old workers on reload: an idle keep-alive client of the
+    # removed listener is closed at once; one with a request under way gets
+    # its answer with Connection: close, then the close; the other
+    # listener's clients are untouched
+    fwd = "GET http://127.0.0.1:%d/size/1 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (
+        origin.port, origin.port)
+    idle = socket.create_connection(("127.0.0.1", gw.fport), timeout=5)
+    idle.sendall(fwd.encode())
+    assert gh.recv_response(idle).endswith(b"\r\n\r\nx")
+    busy = socket.create_connection(("127.0.0.1", gw.fport), timeout=5)
+    busy.sendall(("GET http://127.0.0.1:%d/slow/1.0 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+                  % (origin.port, origin.port)).encode())
+    other = socket.create_connection(("127.0.0.1", gw.rport), timeout=5)
+    other.sendall(b"GET /size/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert gh.recv_response(other).endswith(b"\r\n\r\nx")
+    time.sleep(0.2)
+    t0 = time.time()
+    gw.reload(open(gw.conf).read().replace("127.0.0.1:%d" % gw.fport, "127.0.0.1:%d" % ports[2]),
+              settle=0)
+    idle.settimeout(3)
+    assert idle.recv(1) == b"" and time.time() - t0 < 2.0
+    resp = gh.recv_response(busy, timeout=5)
+    assert resp.startswith(b"HTTP/1.1 200") and b"\r\nConnection: close\r\n" in resp
+    assert resp.endswith(b"slow done\n")
+    busy.settimeout(3)
+    assert busy.recv(1) == b""
+    other.sendall(b"GET /size/2 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert gh.recv_response(other).endswith(b"\r\n\r\nxx")
+    for s in (idle, busy, other):
+        s.close()
+
+
 def test_reload_moves_open_keepalive_connection_to_new_routes(gw, origin, origin2):
     # the next request on a connection opened before the reload follows the
     # new route (here: to another upstream server)
