@@ -194,6 +194,14 @@ enum MHD_Result adm_metrics(struct MHD_Connection *c)
 		    "gatehouse_cache_requests_total{result=\"revalidated\"} %llu\n",
 		    (unsigned long long)cs.hits, (unsigned long long)cs.misses,
 		    (unsigned long long)cs.stale, (unsigned long long)cs.revalidated);
+		gw_sbuf_printf(&b, "# HELP gatehouse_cache_refreshes_total Background "
+		    "stale-while-revalidate refreshes started.\n"
+		    "# TYPE gatehouse_cache_refreshes_total counter\ngatehouse_cache_refreshes_total %llu\n"
+		    "# HELP gatehouse_cache_refresh_failures_total Background refreshes that got no "
+		    "usable answer (error, 5xx, cut short).\n"
+		    "# TYPE gatehouse_cache_refresh_failures_total counter\n"
+		    "gatehouse_cache_refresh_failures_total %llu\n",
+		    (unsigned long long)cs.refreshes, (unsigned long long)cs.refresh_failures);
 		gw_sbuf_printf(&b, "# HELP gatehouse_cache_bytes Bytes held by the reverse cache.\n"
 		    "# TYPE gatehouse_cache_bytes gauge\ngatehouse_cache_bytes %llu\n"
 		    "# HELP gatehouse_cache_objects Objects held by the reverse cache.\n"

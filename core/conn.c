@@ -1301,8 +1301,10 @@ static void conn_close(struct gw_conn *c, enum gw_close_reason why)
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
-	gw_stat_add(&w->stats->close[why], 1);
-	gw_stat_sub(&w->stats->conns_active[c->proto->family], 1);
+	if (!c->bg) {   /* (a background request is nobody's connection) */
+		gw_stat_add(&w->stats->close[why], 1);
+		gw_stat_sub(&w->stats->conns_active[c->proto->family], 1);
+	}
 	if (c->prev != NULL)
 		c->prev->next = c->next;
 	else
@@ -3194,7 +3196,8 @@ static void conn_link(struct gw_worker *w, struct gw_conn *c)
 		w->conns->prev = c;
 	w->conns = c;
 	w->nconns++;
-	gw_stat_add(&w->stats->conns_active[c->proto->family], 1);
+	if (!c->bg)
+		gw_stat_add(&w->stats->conns_active[c->proto->family], 1);
 }
 
 void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, socklen_t plen,

@@ -76,6 +76,7 @@ struct cq {
 	struct inflight *leader;   /* this request is the one origin fetch for key */
 	int waited;                /* woke up from collapsed forwarding once */
 	int refresh;               /* a background stale-while-revalidate refresh */
+	int refresh_ok;            /* ... and the origin answered it usably (< 500, whole body) */
 	double deadline;           /* CM_WAIT: go to the origin after this (monotonic) */
 	struct cq *wnext;          /* waiter list */
 	void *side;
@@ -90,6 +91,7 @@ struct inflight {
 
 struct wstats {
 	_Alignas(64) _Atomic uint64_t hits, misses, stale, revalidated, collapsed, bypass;
+	_Atomic uint64_t refreshes, refresh_failures;
 };
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;   /* store creation, inflight table */
@@ -502,6 +504,7 @@ static void start_refresh(struct gw_req *rq, const struct cq *q)
 		return;
 	}
 	r->leader = f;
+	stat_inc(r->worker, &WS(r)->refreshes);
 }
 
 int rev_cache_request(struct gw_req *rq, const struct conf *cf, const struct rev_site *site,
@@ -677,6 +680,8 @@ void rev_cache_on_response_head(struct gw_req *rq, const struct gw_http_head *re
 	(void)side;
 	if (q == NULL || s == NULL)
 		return;
+	if (q->refresh)
+		q->refresh_ok = resp->status < 500;
 	if (q->mode == CM_INVALIDATE) {
 		if (resp->status < 400)
 			rev_cstore_purge_key(s, q->key);
@@ -751,6 +756,8 @@ void rev_cache_on_response_end(struct gw_req *rq, int complete, void *side)
 	(void)side;
 	if ((q = watched(rq)) == NULL)
 		return;
+	if (!complete)
+		q->refresh_ok = 0;
 	if (q->fill != NULL) {
 		if (!complete)
 			rev_cfill_abort(q->fill);
@@ -781,6 +788,8 @@ void rev_cache_done(struct gw_req *rq)
 		return;
 	if (q->mode == CM_WAIT)
 		return;   /* still in a waiter list: its wake-up finds the request dead */
+	if (q->refresh && !q->refresh_ok)
+		stat_inc(q->worker, &WS(q)->refresh_failures);
 	if (q->fill != NULL) {
 		rev_cfill_abort(q->fill);
 		q->fill = NULL;
@@ -808,6 +817,9 @@ void rev_cache_stats(struct rev_cache_stats *out)
 		out->revalidated += atomic_load_explicit(&g_ws[i].revalidated, memory_order_relaxed);
 		out->collapsed += atomic_load_explicit(&g_ws[i].collapsed, memory_order_relaxed);
 		out->bypass += atomic_load_explicit(&g_ws[i].bypass, memory_order_relaxed);
+		out->refreshes += atomic_load_explicit(&g_ws[i].refreshes, memory_order_relaxed);
+		out->refresh_failures += atomic_load_explicit(&g_ws[i].refresh_failures,
+		    memory_order_relaxed);
 	}
 	if (s == NULL)
 		return;

@@ -433,6 +433,49 @@ def test_swr_past_window_revalidates_in_foreground(gw, co):
     assert co.count("/swrw") == 2
 
 
+def metrics(port):
+    out = {}
+    for line in gh.curl("http://127.0.0.1:%d/metrics" % port)[1].decode().splitlines():
+        if line and not line.startswith("#"):
+            k, v = line.rsplit(" ", 1)
+            out[k] = float(v)
+    return out
+
+
+def test_swr_refreshes_counted_and_not_connections(co, ports):
+    # /metrics counts background refreshes and the failed ones; a refresh in
+    # flight is not a client connection in the active-connections gauge
+    mport = ports[2]
+    g = gh.Gatehouse(conf(ports[0], co.port) + 'admin: { listen = "127.0.0.1:%d"; '
+                     'users_file = "@DIR@/users"; metrics_listen = "127.0.0.1:%d"; };\n'
+                     % (ports[1], mport),
+                     workers=2, extra_files={"users": "u:%s:viewer\n" % gh.crypt_hash("pw")})
+    g.start([ports[0], mport])
+    g.port = ports[0]
+    try:
+        co.script("/mr", headers=[("Cache-Control", "max-age=1, stale-while-revalidate=30")],
+                  etag='"m"', body=b"m")
+        get(g, "/mr")
+        time.sleep(1.3)
+        co.script("/mr", headers=[("Cache-Control", "max-age=1, stale-while-revalidate=30")],
+                  etag='"m"', delay=1.5)
+        assert xc(get(g, "/mr")[1]) == "STALE"
+        time.sleep(0.5)                     # the refresh now waits on the origin
+        m = metrics(mport)
+        assert m['gatehouse_connections_active{family="reverse"}'] == 0, m
+        assert m["gatehouse_cache_refreshes_total"] == 1
+        assert wait_for(lambda: co.count("/mr") == 2)
+        time.sleep(1.3)                     # answered 304; stale again after max-age=1
+        co.script("/mr", status=503, body=b"bad")
+        assert xc(get(g, "/mr")[1]) == "STALE"
+        assert wait_for(lambda: metrics(mport)["gatehouse_cache_refresh_failures_total"] == 1)
+        m = metrics(mport)
+        assert m["gatehouse_cache_refreshes_total"] == 2
+        assert m['gatehouse_cache_requests_total{result="revalidated"}'] == 1
+    finally:
+        g.check_clean()
+
+
 def test_swr_refresh_cancelled_at_shutdown(co, ports):
     g = gh.Gatehouse(conf(ports[0], co.port), workers=1).start([ports[0]])
     g.port = ports[0]
