@@ -617,11 +617,12 @@ class CacheOrigin(KillableOrigin):
         super().__init__(port, tls)
 
     def script(self, target, status=200, headers=(), body=b"body", delay=0.0, chunked=False,
-               etag=None, last_modified=None, headers_304=()):
+               etag=None, last_modified=None, headers_304=(), trickle=0.0):
+        """trickle: send a Content-Length body one byte per trickle seconds."""
         with self.lock:
             self.scripts[target] = dict(status=status, headers=headers, body=body, delay=delay,
                                         chunked=chunked, etag=etag, last_modified=last_modified,
-                                        headers_304=list(headers_304))
+                                        headers_304=list(headers_304), trickle=trickle)
 
     def count(self, target):
         with self.lock:
@@ -663,6 +664,11 @@ class CacheOrigin(KillableOrigin):
                 part = body[i:i + 8192]
                 c.sendall(b"%x\r\n" % len(part) + part + b"\r\n")
             c.sendall(b"0\r\n\r\n")
+        elif s["trickle"]:
+            c.sendall((head + "Content-Length: %d\r\n\r\n" % len(body)).encode())
+            for i in range(len(body)):
+                time.sleep(s["trickle"])
+                c.sendall(body[i:i + 1])
         else:
             c.sendall((head + "Content-Length: %d\r\n\r\n" % len(body)).encode() + body)
         return not close

@@ -476,6 +476,36 @@ def test_swr_refreshes_counted_and_not_connections(co, ports):
         g.check_clean()
 
 
+def test_swr_refresh_cut_after_its_own_timeout(co, ports):
+    # a refresh whose origin trickles its body (each byte inside
+    # upstream_response) is cut after upstream_connect + upstream_response in
+    # all; it counts as failed and the entry stays
+    mport = ports[2]
+    g = gh.Gatehouse('@GLOBAL@ timeouts = { upstream_connect = 0.5; upstream_response = 1.0; }; };\n'
+                     + conf(ports[0], co.port) + 'admin: { listen = "127.0.0.1:%d"; '
+                     'users_file = "@DIR@/users"; metrics_listen = "127.0.0.1:%d"; };\n'
+                     % (ports[1], mport),
+                     extra_files={"users": "u:%s:viewer\n" % gh.crypt_hash("pw")})
+    g.start([ports[0], mport])
+    g.port = ports[0]
+    try:
+        co.script("/tr", headers=[("Cache-Control", "max-age=1, stale-while-revalidate=30")],
+                  body=b"kept")
+        get(g, "/tr")
+        time.sleep(1.3)
+        co.script("/tr", headers=[("Cache-Control", "max-age=60")], body=b"0123456789",
+                  trickle=0.4)
+        assert (get(g, "/tr")[2], metrics(mport)["gatehouse_cache_refreshes_total"]) == (b"kept", 1)
+        t0 = time.monotonic()
+        assert wait_for(lambda: metrics(mport)["gatehouse_cache_refresh_failures_total"] == 1, 6)
+        assert 1.0 < time.monotonic() - t0 < 3.5
+        st, h, b = get(g, "/tr")
+        assert (st, xc(h), b) == (200, "STALE", b"kept")
+        assert any("background request timeout" in l for l in g.access_lines()), g.access_lines()
+    finally:
+        g.check_clean()
+
+
 def test_swr_refresh_cancelled_at_shutdown(co, ports):
     g = gh.Gatehouse(conf(ports[0], co.port), workers=1).start([ports[0]])
     g.port = ports[0]
