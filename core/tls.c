@@ -70,7 +70,6 @@ static int ticket_cb(SSL *s, unsigned char key_name[16], unsigned char *iv,
 	OSSL_PARAM params[3];
 	int r = 1;
 
-	(void)s;
 	pthread_mutex_lock(&tk_lock);
 	if (!tk_have || time(NULL) - tk_cur.born > TICKET_ROTATE_SECS) {
 		tk_prev = tk_cur;
@@ -83,6 +82,12 @@ static int ticket_cb(SSL *s, unsigned char key_name[16], unsigned char *iv,
 		k = tk_cur;
 	} else if (memcmp(key_name, tk_cur.name, 16) == 0) {
 		k = tk_cur;
+		/* TLS 1.3 clients use a ticket once (RFC 8446 C.4; OpenSSL's,
+		 * wrk's): with no new ticket after a resumption, their next
+		 * connection is a full handshake.  OpenSSL renews by itself only
+		 * with its built-in keys; a key callback has to ask. */
+		if (SSL_version(s) == TLS1_3_VERSION)
+			r = 2;
 	} else if (memcmp(key_name, tk_prev.name, 16) == 0) {
 		k = tk_prev;
 		r = 2;   /* valid, but issue a new ticket with the current key */

@@ -6,6 +6,7 @@
  * else the default certificate).  TLS 1.2 and 1.3 only, modern ciphers, ALPN
  * "http/1.1", session tickets whose keys live for the process (rotated every
  * 12 hours, the previous key still accepted) so resumption survives reloads,
+ * a new ticket on every TLS 1.3 resumption (clients use a ticket once),
  * optional OCSP stapling from a DER file.
  *
  * Client side (re-encryption to upstream servers): one SSL_CTX per upstream

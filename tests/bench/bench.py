@@ -339,8 +339,10 @@ def main():
     interleave("rev_1m_c4", rev, wrk_runner(4, "/1m"), "MB/s", ["MBps", "cpu", "p50", "p99"])
     interleave("rev_close_c50", rev, wrk_runner(50, env={"WRK_CLOSE": "1"}), "req/s", k_small)
     # TLS termination, same certificate everywhere: keep-alive requests over
-    # TLS, then one request per connection (a full handshake each: wrk does
-    # not resume sessions).
+    # TLS, then one request per connection (wrk resumes each new connection
+    # with the TLS 1.3 ticket of the previous one on its slot: one full
+    # handshake per slot, then resumptions, as long as the server renews the
+    # ticket).
     rev_tls = [(c[0], c[1], c[2] + TLS_OFF) for c in rev[1:]]
     interleave("rev_tls_ka_c50", rev_tls, wrk_runner(50, scheme="https"), "req/s", k_small)
     interleave("rev_tls_new_c50", rev_tls, wrk_runner(50, env={"WRK_CLOSE": "1"}, scheme="https"),

@@ -281,6 +281,39 @@ def test_session_resumption_survives_reload(tgw, pki, origin):
     s3.close()
 
 
+def test_tls13_resumption_issues_a_new_ticket(tgw, pki, origin):
+    """A TLS 1.3 client uses each ticket once (RFC 8446 C.4): a resumed
+    connection must carry a new ticket, or the client's next connection is a
+    full handshake (wrk -H "Connection: close" alternated full and resumed)."""
+    ctx = ssl.create_default_context(cafile=pki["ca"])
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    tickets = []
+
+    def msg_cb(conn, direction, version, content_type, msg_type, data):
+        if direction == "read" and msg_type == ssl._TLSMessageType.NEWSESSION_TICKET:
+            tickets.append(bytes(data))
+    ctx._msg_callback = msg_cb
+
+    def connect(session=None):
+        del tickets[:]
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", tgw.port), timeout=5),
+                            server_hostname="a.test", session=session)
+        s.sendall(b"GET /size/1 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        assert gh.recv_response(s).endswith(b"x")   # the ticket came before the response
+        sess, reused, got = s.session, s.session_reused, len(tickets)
+        s.close()
+        return sess, reused, got
+    sess, reused, got = connect()
+    assert not reused and got == 1
+    seen = {sess.id}
+    for _ in range(3):
+        sess, reused, got = connect(sess)
+        assert reused
+        assert got == 1, "no new ticket on a resumed TLS 1.3 connection"
+        assert sess.id not in seen      # the client holds the new ticket, not the used one
+        seen.add(sess.id)
+
+
 def test_ocsp_stapling_from_file(pki, origin, ports, tmp_path):
     d = str(tmp_path)
     index = os.path.join(d, "index.txt")
