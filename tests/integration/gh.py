@@ -23,12 +23,28 @@ SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSa
                      "WARNING: ThreadSanitizer")
 
 
+_given_ports = set()
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    """A port that is free now, below the kernel's ephemeral range (32768 and
+    up on Linux): a port from bind(0) can be taken as the source port of any
+    outgoing connection before the test's server binds it."""
+    import random
+    for _ in range(1000):
+        p = random.randrange(20000, 32768)
+        if p in _given_ports:
+            continue
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        _given_ports.add(p)
+        return p
+    raise RuntimeError("no free port in 20000-32767")
 
 
 def wait_port(port, host="127.0.0.1", timeout=10.0):
