@@ -8,6 +8,7 @@
  * Design rules (DESIGN.md, notes/core-techniques.md):
  *   - raw events and large readv() reads, no bufferevents on the data path;
  *     writes happen at once and EV_WRITE is armed only when the kernel is full;
+ *     plain tunnels move bulk bytes with splice(2) (see "splice(2) relay");
  *   - messages are re-serialised, never relayed as raw head bytes; bodies are
  *     decoded and re-encoded (chunk extensions and trailers are dropped);
  *   - requests on one client connection are answered in order (pipelining:
@@ -822,8 +823,18 @@ static void sp_maybe_make(struct gw_conn *c, int d, ssize_t n)
 		gw_debug("tunnel: no pipe (%s): staying on buffers", strerror(errno));
 		return;
 	}
-	/* best effort: over the user's pipe page quota it stays at 64 KiB */
-	(void)fcntl(p[1], F_SETPIPE_SZ, PIPE_SIZE);
+	/* over the user's pipe page quota (fs.pipe-user-pages-soft) the resize
+	 * fails, and new pipes even get 2 pages: too small to beat evbuffers */
+	int sz = fcntl(p[1], F_SETPIPE_SZ, PIPE_SIZE);
+	if (sz < 0)
+		sz = fcntl(p[1], F_GETPIPE_SZ);
+	if (sz < 64 * 1024) {
+		close(p[0]);
+		close(p[1]);
+		s->failed |= 1u << d;
+		gw_debug("tunnel: pipe of %d bytes (page quota): staying on buffers", sz);
+		return;
+	}
 	s->r[d] = p[0];
 	s->w[d] = p[1];
 }
@@ -831,7 +842,7 @@ static void sp_maybe_make(struct gw_conn *c, int d, ssize_t n)
 /* Should direction d read into its pipe now (rather than into evbuffers)? */
 static int sp_ready(const struct gw_conn *c, int d)
 {
-	if (!sp_has(c, d))
+	if (!sp_has(c, d) || c->up == NULL)
 		return 0;
 	if (d == SP_C2U)
 		return evbuffer_get_length(c->in) == 0 && evbuffer_get_length(c->up->out) == 0;
