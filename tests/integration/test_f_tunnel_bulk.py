@@ -532,3 +532,60 @@ def test_websocket_bulk_echo_byte_exact(origin):
         assert wait_pipes(pid, base[1])
     finally:
         finish(env)
+
+
+def test_websocket_101_leftovers_then_bulk(origin):
+    """The origin sends its 101 and the first 8 MiB of the tunnel in one
+    write: the bytes read together with the 101 head must reach the client
+    before what is spliced after them, byte-exact, then the origin's EOF."""
+    data = stream(23, 8 * MiB)
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+
+    def serve():
+        c, _ = srv.accept()
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += c.recv(4096)
+        c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+                  + data)
+        c.shutdown(socket.SHUT_WR)
+        while c.recv(65536):
+            pass
+        c.close()
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    peer = BulkPeer()
+    fport, rport = gh.free_port(), gh.free_port()
+    g = gh.Gatehouse(conf(fport, rport, peer.port, srv.getsockname()[1])).start([fport, rport])
+    env = Env(g, peer, fport, rport)
+    try:
+        pid = g.proc.pid
+        base = settled_fds(pid)
+        s = env.sock(socket.create_connection(("127.0.0.1", rport), timeout=20))
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        time.sleep(0.3)       # the origin's bytes pile up behind the 101
+        h, k = hashlib.sha256(), 0
+        spliced = False
+        while True:
+            x = s.recv(1 << 18)
+            if not x:
+                break
+            h.update(x)
+            k += len(x)
+            if not spliced and k > 2 * MiB:
+                spliced = fds(pid)[1] >= base[1] + 2
+        assert (k, h.hexdigest()) == (len(data), sha(data))
+        assert spliced
+        s.close()
+        t.join(10)
+        assert wait_pipes(pid, base[1])
+    finally:
+        srv.close()
+        finish(env)
