@@ -8,6 +8,7 @@
  * Design rules (DESIGN.md, notes/core-techniques.md):
  *   - raw events and large readv() reads, no bufferevents on the data path;
  *     writes happen at once and EV_WRITE is armed only when the kernel is full;
+ *     plain tunnels move bulk bytes with splice(2) (see "splice(2) relay");
  *   - messages are re-serialised, never relayed as raw head bytes; bodies are
  *     decoded and re-encoded (chunk extensions and trailers are dropped);
  *   - requests on one client connection are answered in order (pipelining:
@@ -225,6 +226,7 @@ struct gw_conn {
 	SSL *ssl;                  /* TLS listener: the session; NULL = plain */
 	struct gw_req *rq;
 	struct upconn *up;
+	struct tsplice *sp;        /* plain tunnel moving bulk data: its pipes */
 	size_t parsed_len;         /* buffered head bytes at the last parse attempt */
 	struct gw_conn *next, *prev;
 	union gw_sa peer;          /* text made on demand (peer_fmt) */
@@ -738,6 +740,168 @@ static void io_shutdown(int fd, SSL *ssl)
 		ERR_clear_error();
 	}
 	shutdown(fd, SHUT_WR);
+}
+
+/*
+ * ---- splice(2) relay for plain tunnels ----
+ *
+ * A tunnel with no TLS on either side moves bulk bytes socket -> pipe ->
+ * socket, never copying them through user space.  A direction gets its pipe
+ * lazily, after one evbuffer read of at least SPLICE_AFTER bytes, so the many
+ * small tunnels of a browser do not pay two fds per direction.  Ordering
+ * rule: a direction's bytes are either in evbuffers or in its pipe, never
+ * both; the pipe is filled only while the source's input and the
+ * destination's output evbuffers are empty (bytes read with the CONNECT head,
+ * or a 101's leftovers, go first), and the evbuffer path reads only while the
+ * pipe is empty.  A pipe that could not be made (EMFILE) leaves the direction
+ * on evbuffers.
+ */
+enum { SP_C2U, SP_U2C };                /* client -> upstream, upstream -> client */
+#define SPLICE_AFTER (64 * 1024)
+#define PIPE_SIZE (256 * 1024)          /* as HIWAT; a bit less CPU than 64 KiB (RESULTS.md) */
+
+struct tsplice {
+	int r[2], w[2];            /* per direction: pipe ends, -1 = none */
+	size_t held[2];            /* bytes in the pipe */
+	unsigned failed : 2;       /* per direction: no pipe to be had, stay on evbuffers */
+	unsigned full : 2;         /* per direction: the source is paused until the pipe drains */
+};
+
+static int sp_has(const struct gw_conn *c, int d)
+{
+	return c->sp != NULL && c->sp->r[d] >= 0;
+}
+
+static size_t sp_held(const struct gw_conn *c, int d)
+{
+	return c->sp != NULL ? c->sp->held[d] : 0;
+}
+
+static int sp_full(const struct gw_conn *c, int d)
+{
+	return c->sp != NULL && (c->sp->full & (1u << d));
+}
+
+static void sp_drop(struct tsplice *s, int d)
+{
+	if (s->r[d] >= 0) {
+		close(s->r[d]);
+		close(s->w[d]);
+	}
+	s->r[d] = s->w[d] = -1;
+	s->held[d] = 0;
+	s->full &= ~(1u << d);
+}
+
+static void sp_free(struct gw_conn *c)
+{
+	if (c->sp == NULL)
+		return;
+	sp_drop(c->sp, SP_C2U);
+	sp_drop(c->sp, SP_U2C);
+	free(c->sp);
+	c->sp = NULL;
+}
+
+/* After an evbuffer read of n bytes in direction d of a tunnel: make d's
+ * pipe if the read was big and neither side has TLS.  Failure only means d
+ * stays on evbuffers. */
+static void sp_maybe_make(struct gw_conn *c, int d, ssize_t n)
+{
+	struct tsplice *s = c->sp;
+	int p[2];
+
+	if (n < SPLICE_AFTER || c->ssl != NULL || c->bg || c->up == NULL || c->up->ssl != NULL)
+		return;
+	if (s != NULL && (s->r[d] >= 0 || (s->failed & (1u << d))))
+		return;
+	if (s == NULL) {
+		if ((s = calloc(1, sizeof *s)) == NULL)
+			return;
+		s->r[0] = s->r[1] = s->w[0] = s->w[1] = -1;
+		c->sp = s;
+	}
+	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) {
+		s->failed |= 1u << d;
+		gw_debug("tunnel: no pipe (%s): staying on buffers", strerror(errno));
+		return;
+	}
+	/* over the user's pipe page quota (fs.pipe-user-pages-soft) the resize
+	 * fails, and new pipes even get 2 pages: too small to beat evbuffers */
+	int sz = fcntl(p[1], F_SETPIPE_SZ, PIPE_SIZE);
+	if (sz < 0)
+		sz = fcntl(p[1], F_GETPIPE_SZ);
+	if (sz < 64 * 1024) {
+		close(p[0]);
+		close(p[1]);
+		s->failed |= 1u << d;
+		gw_debug("tunnel: pipe of %d bytes (page quota): staying on buffers", sz);
+		return;
+	}
+	s->r[d] = p[0];
+	s->w[d] = p[1];
+}
+
+/* Should direction d read into its pipe now (rather than into evbuffers)? */
+static int sp_ready(const struct gw_conn *c, int d)
+{
+	if (!sp_has(c, d) || c->up == NULL)
+		return 0;
+	if (d == SP_C2U)
+		return evbuffer_get_length(c->in) == 0 && evbuffer_get_length(c->up->out) == 0;
+	return evbuffer_get_length(c->up->in) == 0 && evbuffer_get_length(c->out) == 0;
+}
+
+/* Socket -> pipe for direction d.  Returns as io_read: bytes, 0 at EOF, -1 on
+ * error, -2 when nothing moved (then, with bytes already in the pipe, it is
+ * taken as full and the source is paused until the pipe drains: splice
+ * cannot tell an empty socket from a full pipe). */
+static ssize_t sp_in(struct gw_conn *c, int d)
+{
+	struct tsplice *s = c->sp;
+	int src = d == SP_C2U ? c->fd : c->up->fd;
+	ssize_t n;
+
+	do
+		n = splice(src, NULL, s->w[d], NULL, READ_MAX, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+	while (n < 0 && errno == EINTR);
+	if (n > 0) {
+		s->held[d] += (size_t)n;
+		if (d == SP_C2U && c->rq != NULL)
+			c->rq->bytes_in += (uint64_t)n;
+		return n;
+	}
+	if (n == 0)
+		return 0;
+	if (errno == EAGAIN || errno == EWOULDBLOCK) {
+		if (s->held[d] > 0)
+			s->full |= 1u << d;
+		return -2;
+	}
+	return -1;
+}
+
+/* Pipe -> socket for direction d.  Returns bytes moved, 0 if the socket is
+ * full, -1 on error. */
+static ssize_t sp_out(struct gw_conn *c, int d)
+{
+	struct tsplice *s = c->sp;
+	int dst = d == SP_C2U ? c->up->fd : c->fd;
+	ssize_t n;
+
+	if (s == NULL || s->held[d] == 0)
+		return 0;
+	do
+		n = splice(s->r[d], NULL, dst, NULL, s->held[d], SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+	s->held[d] -= (size_t)n;
+	if (s->held[d] == 0)
+		s->full &= ~(1u << d);
+	if (d == SP_U2C && c->rq != NULL)
+		c->rq->bytes_out += (uint64_t)n;
+	return n;
 }
 
 /* The current IMF-fixdate, formatted once a second per thread; its length. */
@@ -1273,6 +1437,7 @@ static void conn_close(struct gw_conn *c, enum gw_close_reason why)
 		return;
 	if (c->up != NULL)
 		up_detach_close(c);
+	sp_free(c);
 	if (c->rq != NULL) {
 		struct gw_req *rq = c->rq;
 		if (rq->status == 0 || !rq->resp_head_done) {
@@ -1339,6 +1504,14 @@ static void conn_write(struct gw_conn *c)
 			break;
 	}
 	size_t left = evbuffer_get_length(c->out);
+	if (left == 0 && sp_held(c, SP_U2C) > 0) {
+		/* one splice: a short one means the socket is full */
+		if (sp_out(c, SP_U2C) < 0) {
+			conn_close(c, GW_CLOSE_CLIENT_ERROR);
+			return;
+		}
+		left = sp_held(c, SP_U2C);
+	}
 	if (left > 0) {
 		if (wr_enable(c, 1) < 0) {
 			conn_close(c, GW_CLOSE_INTERNAL);
@@ -1350,7 +1523,7 @@ static void conn_write(struct gw_conn *c)
 		wr_enable(c, 0);
 	}
 	/* backpressure release */
-	if (left < HIWAT && c->up_paused && c->up != NULL) {
+	if (left < HIWAT && c->up_paused && c->up != NULL && !sp_full(c, SP_U2C)) {
 		c->up_paused = 0;
 		up_rd_enable(c->up, 1);
 		if (evbuffer_get_length(c->up->in) > 0) {
@@ -2091,6 +2264,18 @@ static void up_write(struct upconn *u)
 			break;
 	}
 	size_t left = evbuffer_get_length(u->out);
+	if (c != NULL && left == 0 && sp_held(c, SP_C2U) > 0) {
+		if (sp_out(c, SP_C2U) < 0) {
+			/* as above; what the client sends from now on is dropped by
+			 * the evbuffer path (the pipe cannot be drained unread) */
+			u->eof = 1;
+			c->sp->failed |= 1u << SP_C2U;
+			sp_drop(c->sp, SP_C2U);
+			up_rd_enable(u, 1);
+			event_active(&u->ev_rd, EV_READ, 0);
+		}
+		left = sp_held(c, SP_C2U);
+	}
 	if (c != NULL && c->state == CS_BUSY && c->rq != NULL && !c->rq->reqx.done) {
 		/* sending the request body: a stalled upstream is timed out */
 		if (left > 0)
@@ -2105,7 +2290,7 @@ static void up_write(struct upconn *u)
 		event_del(&u->ev_wr);
 		u->wr_on = 0;
 	}
-	if (c != NULL && left < HIWAT && u->cl_paused) {
+	if (c != NULL && left < HIWAT && u->cl_paused && !sp_full(c, SP_C2U)) {
 		u->cl_paused = 0;
 		if (c->state == CS_TUNNEL) {
 			rd_enable(c, 1);
@@ -2809,11 +2994,11 @@ static void tunnel_pump(struct gw_conn *c)
 	if (n > 0)
 		evbuffer_remove_buffer(u->in, c->out, n);
 	/* half-close: pass an EOF on once everything before it is written */
-	if (c->rd_eof && evbuffer_get_length(u->out) == 0 && !u->wr_shut) {
+	if (c->rd_eof && evbuffer_get_length(u->out) == 0 && sp_held(c, SP_C2U) == 0 && !u->wr_shut) {
 		io_shutdown(u->fd, u->ssl);
 		u->wr_shut = 1;
 	}
-	if (u->eof && evbuffer_get_length(c->out) == 0 && !c->wr_shut) {
+	if (u->eof && evbuffer_get_length(c->out) == 0 && sp_held(c, SP_U2C) == 0 && !c->wr_shut) {
 		io_shutdown(c->fd, c->ssl);
 		c->wr_shut = 1;
 	}
@@ -2821,21 +3006,22 @@ static void tunnel_pump(struct gw_conn *c)
 		conn_close(c, GW_CLOSE_TUNNEL_DONE);
 		return;
 	}
-	if (evbuffer_get_length(u->out) >= HIWAT) {
+	if (evbuffer_get_length(u->out) >= HIWAT || sp_full(c, SP_C2U)) {
 		rd_enable(c, 0);
 		u->cl_paused = 1;
 	} else if (!u->cl_paused) {
 		rd_enable(c, 1);
 	}
-	if (evbuffer_get_length(c->out) >= HIWAT) {
+	if (evbuffer_get_length(c->out) >= HIWAT || sp_full(c, SP_U2C)) {
 		up_rd_enable(u, 0);
 		c->up_paused = 1;
 	} else if (!c->up_paused) {
 		up_rd_enable(u, 1);
 	}
-	if (evbuffer_get_length(u->out) > 0)
+	if (evbuffer_get_length(u->out) > 0 || sp_held(c, SP_C2U) > 0)
 		up_write(u);
-	if (c->state == CS_TUNNEL && c->up == u && evbuffer_get_length(c->out) > 0) {
+	if (c->state == CS_TUNNEL && c->up == u &&
+	    (evbuffer_get_length(c->out) > 0 || sp_held(c, SP_U2C) > 0)) {
 		conn_write(c);
 	}
 }
@@ -2957,9 +3143,15 @@ static void client_rd_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (c->rd_on || (what & EV_READ)) {
 		if (!c->rd_eof && c->rd_on) {
-			int big = c->rd_big;
-			n = io_read(c->fd, c->ssl, c->in, &big);
-			c->rd_big = big;
+			if (c->state == CS_TUNNEL && sp_ready(c, SP_C2U)) {
+				n = sp_in(c, SP_C2U);
+			} else {
+				int big = c->rd_big;
+				n = io_read(c->fd, c->ssl, c->in, &big);
+				c->rd_big = big;
+				if (c->state == CS_TUNNEL)
+					sp_maybe_make(c, SP_C2U, n);
+			}
 			if (n == 0) {
 				c->rd_eof = 1;
 				rd_enable(c, 0);
@@ -3111,7 +3303,13 @@ static void up_rd_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (!u->eof && u->rd_on) {
-		n = io_read(u->fd, u->ssl, u->in, &u->rd_big);
+		if (c->state == CS_TUNNEL && sp_ready(c, SP_U2C)) {
+			n = sp_in(c, SP_U2C);
+		} else {
+			n = io_read(u->fd, u->ssl, u->in, &u->rd_big);
+			if (c->state == CS_TUNNEL)
+				sp_maybe_make(c, SP_U2C, n);
+		}
 		if (n == 0 || n == -1) {
 			u->eof = 1;
 			up_rd_enable(u, 0);

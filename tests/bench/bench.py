@@ -7,7 +7,8 @@ B, C, A, B, C, ... for ROUNDS rounds, and prints medians and Gatehouse/peer
 ratios of the same run.  Results go to OUT/results.json and a Markdown table
 to stdout (tests/bench/RESULTS.md is written from it by hand).
 
-Environment: GATEHOUSE_BIN (default build-release/gatehouse in this tree), BENCH_ROUNDS
+Environment: GATEHOUSE_BIN (default build-release/gatehouse in this tree), GATEHOUSE_BIN_B
+(optional second binary, contender "gatehouse-B" in rev_1m_c4 and the CONNECT scenarios), BENCH_ROUNDS
 (3), BENCH_SECS (5), BENCH_ONLY (comma list of scenario names), BENCH_OUT.
 """
 import json
@@ -24,6 +25,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 GH = os.environ.get("GATEHOUSE_BIN", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build-release", "gatehouse"))
+# A/B: a second Gatehouse binary (e.g. the tree before a change), run as the
+# contender "gatehouse-B" in the 1 MiB and CONNECT scenarios, same rounds
+GH_B = os.environ.get("GATEHOUSE_BIN_B", "")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SECS = int(os.environ.get("BENCH_SECS", "5"))
 ONLY = [x for x in os.environ.get("BENCH_ONLY", "").split(",") if x]
@@ -37,6 +41,7 @@ P_ORIGIN, P_SINK = 18080, 18090
 P_GH_REV, P_GH_FWD, P_GHL_REV, P_GHL_FWD = 18101, 18102, 18111, 18112
 P_NGINX, P_HAPROXY, P_SQUID, P_TINY = 18201, 18301, 18401, 18501
 P_GHC_REV, P_GHC_FWD, P_NGINX_CACHE, P_VARNISH = 18121, 18122, 18211, 18601
+P_GHB_REV, P_GHB_FWD = 18131, 18132
 TLS_OFF = 30        # each reverse proxy also listens with TLS on its port + TLS_OFF
 CERT, KEY, PEM = (os.path.join(OUT, n) for n in ("bench.crt", "bench.key", "bench.pem"))
 
@@ -149,9 +154,9 @@ def stop(name):
             p.wait()
 
 
-def start_gatehouse(tag, rev, fwd, access="", cache=False):
+def start_gatehouse(tag, rev, fwd, access="", cache=False, binary=None):
     conf = gh_conf(tag, rev, fwd, access, cache)
-    start(tag, [GH, "-c", conf], rev)
+    start(tag, [binary or GH, "-c", conf], rev)
     wait_port(fwd)
 
 
@@ -324,6 +329,8 @@ def main():
     start_gatehouse("gatehouse", P_GH_REV, P_GH_FWD)
     start_gatehouse("gatehouse_log", P_GHL_REV, P_GHL_FWD,
                     access=os.path.join(OUT, "gatehouse_log", "access.log"))
+    if GH_B:
+        start_gatehouse("gatehouse_b", P_GHB_REV, P_GHB_FWD, binary=GH_B)
     start_nginx()
     start_haproxy()
     start_squid()
@@ -336,7 +343,8 @@ def main():
     k_small = ["rps", "cpu_us_per_req", "p50", "p99"]
     interleave("rev_ka_c50", rev_log, wrk_runner(50), "req/s", k_small)
     interleave("rev_ka_c500", rev, wrk_runner(500), "req/s", k_small)
-    interleave("rev_1m_c4", rev, wrk_runner(4, "/1m"), "MB/s", ["MBps", "cpu", "p50", "p99"])
+    rev_b = rev[:2] + ([("gatehouse-B", "gatehouse_b", P_GHB_REV)] if GH_B else []) + rev[2:]
+    interleave("rev_1m_c4", rev_b, wrk_runner(4, "/1m"), "MB/s", ["MBps", "cpu", "p50", "p99"])
     interleave("rev_close_c50", rev, wrk_runner(50, env={"WRK_CLOSE": "1"}), "req/s", k_small)
     # TLS termination, same certificate everywhere: keep-alive requests over
     # TLS, then one request per connection (wrk resumes each new connection
@@ -375,8 +383,9 @@ def main():
                 "err": int(r.get("err", 1))}
     interleave("rev_latency_1000rps", rev, rate_run, "µs", ["p50", "p99", "p999"])
 
-    conn = [("direct", None, None), ("gatehouse", "gatehouse", P_GH_FWD),
-            ("squid", "squid", P_SQUID), ("tinyproxy", "tinyproxy", P_TINY)]
+    conn = [("direct", None, None), ("gatehouse", "gatehouse", P_GH_FWD)]
+    conn += [("gatehouse-B", "gatehouse_b", P_GHB_FWD)] if GH_B else []
+    conn += [("squid", "squid", P_SQUID), ("tinyproxy", "tinyproxy", P_TINY)]
 
     def connect_run(mode, conns):
         def run(c, warm):
@@ -393,7 +402,7 @@ def main():
     # Idle keep-alive connection memory: a fresh process per measurement.
     if not ONLY or "idle_rss_10k" in ONLY:
         log("== idle_rss_10k")
-        for n in ("gatehouse", "gatehouse_log", "nginx", "haproxy", "squid", "tinyproxy"):
+        for n in ("gatehouse", "gatehouse_log", "gatehouse_b", "nginx", "haproxy", "squid", "tinyproxy"):
             stop(n)
         samples = {"gatehouse": [], "nginx": []}   # haproxy: maxconn < 10,000 here
         for r in range(2):
