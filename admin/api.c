@@ -51,7 +51,6 @@ static struct {
 	struct fwd_matchdata *md;
 } S;
 
-
 static void tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct gw_stats_snapshot st;

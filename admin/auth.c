@@ -105,7 +105,6 @@ static struct {
  * on the main thread.  A match is still refused (the user does not exist). */
 static const char dummy_hash[] = "$y$j9T$Vc0q2pkBHNoknOh1Cjfs9/$K6HMKegkdXgEO4TsaRg3SXCC2HjJiRngkU.9Nj20Rq4";
 
-
 int adm_ct_equal(const char *a, const char *b)
 {
 	size_t la = strlen(a), lb = strlen(b);

@@ -366,8 +366,6 @@ void gw_pool_free(struct gw_pool *p)
 	free(p);
 }
 
-
-
 void gw_pool_expire(struct gw_worker *w)
 {
 	struct gw_pool *p = w->pool;
@@ -3442,6 +3440,13 @@ void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, so
 	client_timer(c, c->ssl != NULL ? TO_HEADER : TO_IDLE);
 }
 
+/* An idle keep-alive client: no request under way and no byte of the next. */
+static int conn_between_requests(const struct gw_conn *c)
+{
+	return c->state == CS_HEAD && !c->head_started &&
+	    (c->in == NULL || evbuffer_get_length(c->in) == 0);
+}
+
 void gw_conn_drain_all(struct gw_worker *w)
 {
 	struct gw_conn *c = w->conns;
@@ -3449,8 +3454,7 @@ void gw_conn_drain_all(struct gw_worker *w)
 	while (c != NULL) {
 		struct gw_conn *n = c->next;
 		/* idle clients, and background requests: nobody waits for them */
-		if (c->bg || (c->state == CS_HEAD && !c->head_started &&
-		    (c->in == NULL || evbuffer_get_length(c->in) == 0)))
+		if (c->bg || conn_between_requests(c))
 			conn_close(c, GW_CLOSE_SHUTDOWN);
 		c = n;
 	}
@@ -3467,8 +3471,7 @@ void gw_conn_listener_gone(struct gw_worker *w, int lfd)
 		 * tunnels run on (they have no request boundary to stop at) */
 		if (c->lfd == lfd && !c->bg) {
 			c->unlisted = 1;
-			if (c->state == CS_HEAD && !c->head_started &&
-			    (c->in == NULL || evbuffer_get_length(c->in) == 0))
+			if (conn_between_requests(c))
 				conn_close(c, GW_CLOSE_LISTENER_REMOVED);
 			else if (c->rq != NULL && !c->rq->resp_head_done)
 				c->rq->close_after = 1;

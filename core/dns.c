@@ -47,7 +47,6 @@ struct gw_dns_query {
 	char host[256];
 };
 
-
 struct gw_dns *gw_dns_new(struct event_base *base, const struct conf_dns *cf)
 {
 	struct gw_dns *d = calloc(1, sizeof *d);

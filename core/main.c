@@ -88,7 +88,6 @@ static void remember_reload(int ok, const struct conf_errors *errs)
 	}
 }
 
-
 static void usage(void)
 {
 	fprintf(stderr,

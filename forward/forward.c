@@ -158,8 +158,6 @@ static struct fwd_matchdata *thread_md(void)
 	return md;
 }
 
-
-
 static char *rq_strdup(struct gw_req *rq, const char *s)
 {
 	return gw_req_strndup(rq, s, strlen(s));

@@ -110,8 +110,6 @@ static int g_sweeper;
 static struct wstats g_ws[GW_MAX_WORKERS];
 static struct cq *g_map[GW_MAX_WORKERS][MAP_BUCKETS];       /* each row: its worker only */
 
-
-
 static void stat_inc(int w, _Atomic uint64_t *c)
 {
 	(void)w;

@@ -243,6 +243,20 @@ def recv_all(s, into=None):
             into.append(len(b))
 
 
+def slow_read(s, n):
+    """Let the sender fill the pipes (a small receive buffer, a pause), then
+    read exactly n bytes; returns their sha256."""
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+    time.sleep(0.3)
+    h, k = hashlib.sha256(), 0
+    while k < n:
+        x = s.recv(1 << 18)
+        assert x
+        h.update(x)
+        k += len(x)
+    return h.hexdigest()
+
+
 def sender(s, data, shut=True, delay_event=None):
     def run():
         if delay_event is not None:
@@ -400,15 +414,7 @@ def test_small_tunnels_hold_no_pipes(origin):
         # client and upstream socket each, no pipes
         assert wait_fds(pid, (base[0] + 80, base[1])) == (base[0] + 80, base[1])
         b = open_tunnel(env, b"%d 99 hold\n" % (16 * MiB))
-        b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
-        time.sleep(0.3)
-        h, k = hashlib.sha256(), 0
-        while k < 16 * MiB:
-            x = b.recv(1 << 18)
-            assert x
-            h.update(x)
-            k += len(x)
-        assert h.hexdigest() == sha(stream(99, 16 * MiB))
+        assert slow_read(b, 16 * MiB) == sha(stream(99, 16 * MiB))
         assert fds(pid)[1] == base[1] + 2
         for s in socks + [b]:
             s.close()
@@ -425,15 +431,7 @@ def test_idle_timeout_closes_spliced_tunnel(origin):
         base = settled_fds(pid)
         n = 8 * MiB
         s = open_tunnel(env, b"%d 13 hold\n" % n)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
-        time.sleep(0.3)
-        h, k = hashlib.sha256(), 0
-        while k < n:
-            x = s.recv(1 << 18)
-            assert x
-            h.update(x)
-            k += len(x)
-        assert h.hexdigest() == sha(stream(13, n))
+        assert slow_read(s, n) == sha(stream(13, n))
         assert fds(pid)[1] == base[1] + 2      # spliced
         t0 = time.time()
         s.settimeout(5)
@@ -477,15 +475,7 @@ def test_no_fd_for_a_pipe_falls_back_to_buffers(origin):
             c.close()
         time.sleep(0.3)
         s = open_tunnel(env, b"%d 33 hold\n" % (8 * MiB))
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
-        time.sleep(0.3)
-        h, k = hashlib.sha256(), 0
-        while k < 8 * MiB:
-            x = s.recv(1 << 18)
-            assert x
-            h.update(x)
-            k += len(x)
-        assert h.hexdigest() == sha(stream(33, 8 * MiB))
+        assert slow_read(s, 8 * MiB) == sha(stream(33, 8 * MiB))
         assert fds(pid)[1] == base[1] + 2
         s.close()
         for c in idle[10:]:

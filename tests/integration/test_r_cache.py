@@ -442,16 +442,22 @@ def metrics(port):
     return out
 
 
+def start_with_metrics(co, ports, head="", workers=1):
+    """The cache gateway on ports[0] with a login-free /metrics on ports[2]."""
+    g = gh.Gatehouse(head + conf(ports[0], co.port) + 'admin: { listen = "127.0.0.1:%d"; '
+                     'users_file = "@DIR@/users"; metrics_listen = "127.0.0.1:%d"; };\n'
+                     % (ports[1], ports[2]),
+                     workers=workers, extra_files={"users": "u:%s:viewer\n" % gh.crypt_hash("pw")})
+    g.start([ports[0], ports[2]])
+    g.port = ports[0]
+    return g
+
+
 def test_swr_refreshes_counted_and_not_connections(co, ports):
     # /metrics counts background refreshes and the failed ones; a refresh in
     # flight is not a client connection in the active-connections gauge
     mport = ports[2]
-    g = gh.Gatehouse(conf(ports[0], co.port) + 'admin: { listen = "127.0.0.1:%d"; '
-                     'users_file = "@DIR@/users"; metrics_listen = "127.0.0.1:%d"; };\n'
-                     % (ports[1], mport),
-                     workers=2, extra_files={"users": "u:%s:viewer\n" % gh.crypt_hash("pw")})
-    g.start([ports[0], mport])
-    g.port = ports[0]
+    g = start_with_metrics(co, ports, workers=2)
     try:
         co.script("/mr", headers=[("Cache-Control", "max-age=1, stale-while-revalidate=30")],
                   etag='"m"', body=b"m")
@@ -481,13 +487,8 @@ def test_swr_refresh_cut_after_its_own_timeout(co, ports):
     # upstream_response) is cut after upstream_connect + upstream_response in
     # all; it counts as failed and the entry stays
     mport = ports[2]
-    g = gh.Gatehouse('@GLOBAL@ timeouts = { upstream_connect = 0.5; upstream_response = 1.0; }; };\n'
-                     + conf(ports[0], co.port) + 'admin: { listen = "127.0.0.1:%d"; '
-                     'users_file = "@DIR@/users"; metrics_listen = "127.0.0.1:%d"; };\n'
-                     % (ports[1], mport),
-                     extra_files={"users": "u:%s:viewer\n" % gh.crypt_hash("pw")})
-    g.start([ports[0], mport])
-    g.port = ports[0]
+    g = start_with_metrics(co, ports, head='@GLOBAL@ timeouts = { upstream_connect = 0.5; '
+                           'upstream_response = 1.0; }; };\n')
     try:
         co.script("/tr", headers=[("Cache-Control", "max-age=1, stale-while-revalidate=30")],
                   body=b"kept")
