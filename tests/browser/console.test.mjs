@@ -93,7 +93,10 @@ try {
   });
   result.dashboard_page = nav;
   check('dashboard loaded', (await page.textContent('#who')).includes(USER));
-  check('uptime shown', (await page.textContent('#ov-uptime')).trim() !== '–');
+  // (filled by the first /api/v1/stats answer, which may land after #who)
+  check('uptime shown', await waitFor(page,
+    () => document.getElementById('ov-uptime').textContent.trim() !== '–', 5000)
+    .then(() => true, () => false));
 
   // 4. the charts move under load
   const before = await page.evaluate(() => document.getElementById('chart-rps').dataset.points | 0);
