@@ -511,7 +511,13 @@ def test_websocket_bulk_echo_byte_exact(origin):
                 time.sleep(0.005)
         st = threading.Thread(target=sample)
         st.start()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
         t = sender(s, data)
+        # not reading yet: the echo backs up, so the pipes stay long enough
+        # for the sampler to see them (a fast run could slip between samples)
+        end = time.time() + 5
+        while peak[0] < base[1] + 2 and time.time() < end:
+            time.sleep(0.01)
         got = recv_all(s)
         t.join()
         stop.set()
