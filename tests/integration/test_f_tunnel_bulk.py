@@ -300,7 +300,13 @@ def test_bulk_both_ways_byte_exact_with_bytes_sent_with_the_head(origin):
                 time.sleep(0.005)
         st = threading.Thread(target=sample)
         st.start()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
         t = sender(s, up[100 * 1024:])
+        # not reading yet: the download backs up, so a pipe stays long enough
+        # for the sampler to see it (a fast run could slip between samples)
+        end = time.time() + 5
+        while peak[0] < base_pipes + 2 and time.time() < end:
+            time.sleep(0.01)
         got = recv_all(s)
         t.join()
         s.close()
