@@ -482,7 +482,7 @@ static int read_arm(struct event *ev, int was_on, int *armed, int eof, SSL *ssl,
 			event_add(ev, NULL);
 			*armed = 1;
 		}
-		if (!was_on && ssl != NULL && SSL_pending(ssl) > 0)
+		if (!was_on && ssl != NULL && SSL_has_pending(ssl))
 			event_active(ev, EV_READ, 0);
 		return 1;
 	}
@@ -662,7 +662,9 @@ static ssize_t buf_read(struct evbuffer *buf, int fd, int *big)
 }
 
 /* Like buf_read, through TLS when ssl is set.  Reads until the TLS layer
- * has nothing more (level-triggered epoll cannot see bytes OpenSSL holds). */
+ * holds nothing more: what it holds, level-triggered epoll cannot see, and
+ * what is still in the socket, epoll reports (so no read(2) ends in EAGAIN
+ * after a request that came in one piece). */
 static ssize_t io_read(int fd, SSL *ssl, struct evbuffer *buf, int *big)
 {
 	size_t total = 0;
@@ -681,6 +683,8 @@ static ssize_t io_read(int fd, SSL *ssl, struct evbuffer *buf, int *big)
 			v.iov_len = (size_t)n;
 			evbuffer_commit_space(buf, &v, 1);
 			total += (size_t)n;
+			if (!SSL_has_pending(ssl))
+				break;
 			continue;
 		}
 		evbuffer_commit_space(buf, &v, 0);
@@ -3191,7 +3195,7 @@ static void client_rd_cb(evutil_socket_t fd, short what, void *arg)
 	case CS_CLOSED:
 		break;
 	}
-	if (c->state != CS_CLOSED && c->ssl != NULL && c->rd_on && SSL_pending(c->ssl) > 0)
+	if (c->state != CS_CLOSED && c->ssl != NULL && c->rd_on && SSL_has_pending(c->ssl))
 		event_active(&c->ev_rd, EV_READ, 0);
 }
 

@@ -251,6 +251,10 @@ static void base_options(SSL_CTX *ctx)
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 	    SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!SHA1");
+	/* one read(2) takes a whole record, not its 5-byte header first; the
+	 * record layer may then hold bytes epoll cannot see: conn.c checks
+	 * SSL_has_pending() wherever it would otherwise wait for the socket */
+	SSL_CTX_set_read_ahead(ctx, 1);
 }
 
 static int load_server_cert(struct gw_tls *t, struct srv_cert *sc, const struct conf_rev_cert *c,

@@ -382,3 +382,94 @@ def test_cache_refresh_over_tls_both_sides(pki, ports):
     finally:
         g.check_clean()
         o.kill()
+
+
+class _Tls13Client:
+    """A TLS 1.3 client over memory BIOs: the test decides which records
+    share a TCP segment (the gateway reads ahead whole records, so bytes can
+    sit in OpenSSL where epoll cannot see them)."""
+
+    def __init__(self, port, ca):
+        ctx = ssl.create_default_context(cafile=ca)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.inc, self.out, server_hostname="a.test")
+        while True:
+            try:
+                self.obj.do_handshake()
+                break          # our Finished is still in self.out, unsent
+            except ssl.SSLWantReadError:
+                if self.out.pending:
+                    self.sock.sendall(self.out.read())
+                self.inc.write(self.sock.recv(65536))
+
+    def send_segment(self, *records):
+        """Each argument one TLS record; all of them (and an unsent
+        Finished) in one send(2)."""
+        for r in records:
+            self.obj.write(r)
+        self.sock.sendall(self.out.read())
+
+    def read_all(self):
+        """Plaintext until the server closes."""
+        got = bytearray()
+        while True:
+            try:
+                d = self.obj.read(65536)
+                if not d:
+                    break      # close_notify
+                got += d
+                continue
+            except ssl.SSLWantReadError:
+                pass
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                break
+            d = self.sock.recv(65536)
+            if not d:
+                break
+            self.inc.write(d)
+        self.sock.close()
+        return bytes(got)
+
+
+def _req(path, close=False, body=b""):
+    head = "%s %s HTTP/1.1\r\nHost: a.test\r\n" % ("POST" if body else "GET", path)
+    if body:
+        head += "Content-Length: %d\r\n" % len(body)
+    if close:
+        head += "Connection: close\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+def _bodies(raw):
+    """The bodies of consecutive Content-Length responses."""
+    out = []
+    while raw:
+        head, rest = raw.split(b"\r\n\r\n", 1)
+        n = int([ln.split(b":", 1)[1] for ln in head.split(b"\r\n")
+                 if ln.lower().startswith(b"content-length:")][0])
+        out.append(rest[:n])
+        raw = rest[n:]
+    return out
+
+
+def test_requests_hidden_in_the_tls_layer_are_served(tgw, pki, origin):
+    # requests in the same segment as the client's Finished
+    c = _Tls13Client(tgw.port, pki["ca"])
+    c.send_segment(_req("/size/3"), _req("/size/5", close=True))
+    assert _bodies(c.read_all()) == [b"xxx", b"xxxxx"]
+    # three pipelined requests in one record, after the handshake
+    c = _Tls13Client(tgw.port, pki["ca"])
+    c.send_segment()
+    time.sleep(0.2)
+    c.send_segment(_req("/size/1") + _req("/size/2") + _req("/size/4", close=True))
+    assert _bodies(c.read_all()) == [b"x", b"xx", b"xxxx"]
+    # an upload larger than one read call (256 KiB) and a request after it,
+    # in one segment: the gateway stops reading mid-way with records left
+    # in OpenSSL's buffer, and must come back for them unprompted
+    body = b"u" * (600 * 1024)
+    c = _Tls13Client(tgw.port, pki["ca"])
+    c.send_segment(*[_req("/upload", body=body)[i:i + 16384]
+                     for i in range(0, len(body) + 100, 16384)] + [_req("/size/2", close=True)])
+    assert _bodies(c.read_all()) == [b"%d" % len(body), b"xx"]
