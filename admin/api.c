@@ -407,15 +407,15 @@ static void tail_fields(const char *line, char *client, size_t clen, int *status
 					p++;
 			if (*p == '"')
 				*status = atoi(p + 2);
-			/* absolute-form targets (forward) carry the host */
-			q = strstr(q, "://");
-			if (q != NULL && q < p) {
-				size_t k = strcspn(q + 3, "/: \"");
-				if (k >= hlen)
-					k = hlen - 1;
-				memcpy(host, q + 3, k);
-				host[k] = '\0';
-			}
+		}
+		/* the last field: host="H" (escaped, so no quote inside) */
+		q = strstr(line, " host=\"");
+		if (q != NULL) {
+			size_t k = strcspn(q + 7, "\"");
+			if (k >= hlen)
+				k = hlen - 1;
+			memcpy(host, q + 7, k);
+			host[k] = '\0';
 		}
 	}
 }
@@ -474,7 +474,7 @@ static json_t *api_tail(struct MHD_Connection *c)
 			continue;
 		if (fs != NULL && !status_match(fs, st))
 			continue;
-		if (fh != NULL && strcasestr(host, fh) == NULL && strcasestr(lines[i], fh) == NULL)
+		if (fh != NULL && strcasestr(host, fh) == NULL)
 			continue;
 		if (!word_match(lines[i], "verdict", fv) || !family_match(lines[i], ff))
 			continue;

@@ -387,6 +387,25 @@ def test_stats_events_tail_api(gw, admin):
     assert admin.request("PUT", "/api/v1/stats").status == 405
 
 
+def test_tail_filters_by_host_status_and_client(gw, admin, origin):
+    rev = "http://127.0.0.1:%d" % gw.rev
+    # origin-form reverse requests: the host is in the Host header only
+    for _ in range(2):
+        gh.curl("-H", "Host: localhost", rev + "/?by-name")
+    gh.curl(rev + "/localhost-in-path")                       # Host: 127.0.0.1, 404
+    gh.curl("-x", "http://127.0.0.1:%d" % gw.fwd, "http://www.games.example/x")
+    time.sleep(0.3)
+    t = admin.get("/api/v1/tail?host=localhost").json["lines"]
+    assert len(t) == 2 and all(l["host"] == "localhost" and "by-name" in l["line"] for l in t), t
+    assert gh.access_line_for(gw, "by-name").endswith(' host="localhost"')
+    t = admin.get("/api/v1/tail?host=games.example").json["lines"]
+    assert len(t) == 1 and t[0]["status"] == 403 and t[0]["host"] == "www.games.example", t
+    t = admin.get("/api/v1/tail?host=127.0.0.1&status=404&client=127.0.0.").json["lines"]
+    assert [l["host"] for l in t] == ["127.0.0.1:%d" % gw.rev] and "localhost-in-path" in t[0]["line"], t
+    assert admin.get("/api/v1/tail?host=localhost&status=4xx").json["lines"] == []
+    assert admin.get("/api/v1/tail?host=localhost&client=10.").json["lines"] == []
+
+
 def test_certificates(origin, ports, tmp_path):
     key, crt = tmp_path / "k.pem", tmp_path / "c.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
