@@ -270,10 +270,32 @@ def test_reload_with_broken_config_shows_errors(gw, admin, origin, ports):
         f.write(good)
     r = admin.post("/api/v1/reload")
     assert r.status == 200 and r.json["generation"] == 2 and r.json["errors"] == []
-    time.sleep(1.3)   # the sampler counts reloads once a second
     m = admin.get("/metrics").body.decode()
     assert 'gatehouse_config_reloads_total{result="failure"} 1' in m
     assert 'gatehouse_config_reloads_total{result="success"} 1' in m
+
+
+def test_sighup_reload_audited_and_counted(gw, admin):
+    good = open(gw.conf).read()
+    # a refused SIGHUP reload, then a good one within the same second
+    gw.reload(good.replace("policy = (", "no_such_key = 1;\n  policy = (", 1), settle=0.2)
+    gw.reload(good, settle=0.3)
+    m = admin.get("/metrics").body.decode()
+    assert 'gatehouse_config_reloads_total{result="failure"} 1' in m
+    assert 'gatehouse_config_reloads_total{result="success"} 1' in m
+    # the console's reload counts the same way, at once
+    assert admin.post("/api/v1/reload").status == 200
+    assert 'gatehouse_config_reloads_total{result="success"} 2' in admin.get("/metrics").body.decode()
+    audit = admin.get("/api/v1/audit").json["audit"]        # newest first
+    got = [(a["action"], a["user"], a["client"], a["outcome"]) for a in audit if a["action"] != "login"]
+    assert got == [("reload", "admin", "127.0.0.1", "ok"), ("config change", "admin", "127.0.0.1", "ok"),
+                   ("reload", "-", "SIGHUP", "ok"), ("config change", "-", "SIGHUP", "ok"),
+                   ("reload", "-", "SIGHUP", "failed")], got
+    assert audit[1]["detail"] == "generation=3 file=%s" % gw.conf
+    assert audit[4]["detail"] == "generation=1 errors=1"
+    err = gw.stderr()
+    assert "admin audit: reload user=- client=SIGHUP outcome=failed generation=1 errors=1" in err
+    assert "admin audit: config change user=- client=SIGHUP outcome=ok generation=2" in err
 
 
 def access_decision(gw, needle):
