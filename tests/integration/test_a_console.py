@@ -187,6 +187,30 @@ def test_login_cookie_flags_and_logout(gw):
     assert ("logout", "ok", "admin") in actions and ("login", "ok", "admin") in actions
 
 
+def test_session_idle_expiry(origin, ports):
+    conf = console_conf(ports, origin.port, admin_extra="session_idle = 2.0;")
+    g = gh.Gatehouse(conf, extra_files={"users": users_file(), "www/index.html": "x"}).start([ports[2]])
+    try:
+        c = Console(ports[2])
+        assert c.login("admin", ADMIN_PW).json["idle_timeout"] == 2.0
+        for _ in range(3):            # each request restarts the idle clock: 3.6 s in all
+            time.sleep(1.2)
+            assert c.get("/api/v1/session").status == 200
+        time.sleep(2.5)
+        assert c.get("/api/v1/session").status == 401
+        assert c.post("/api/v1/reload").status == 401
+        # the bearer token is no session: it does not expire
+        assert c.get("/api/v1/session", cookie=False, headers={"Authorization": "Bearer " + TOKEN}).status == 200
+    finally:
+        g.check_clean()
+    # out of range: refused with FILE:LINE
+    bad = gh.Gatehouse(console_conf(ports, origin.port, admin_extra="session_idle = 0.5;"),
+                       extra_files={"users": users_file(), "www/index.html": "x"})
+    p = subprocess.run([gh.BIN, "-t", "-c", bad.conf], capture_output=True, text=True)
+    assert p.returncode != 0 and re.search(r"gatehouse\.conf:\d+: admin\.session_idle: must be between 1 and 86400",
+                                           p.stderr + p.stdout), p.stderr
+
+
 def test_wrong_password_then_rate_limit(gw):
     c = Console(gw.adm)
     assert c.login("admin", "wrong").status == 401
