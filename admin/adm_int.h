@@ -95,12 +95,10 @@ int adm_api_init(void);
 void adm_api_free(void);
 enum MHD_Result adm_api(struct MHD_Connection *c, const char *url, const char *method,
     struct adm_req *r, const struct adm_who *who);
-/* Reload counters seen by the sampler (for /metrics). */
-void adm_reload_counts(uint64_t *ok, uint64_t *failed);
 /* The forward family's side data in s (NULL if none). */
 const void *adm_fwd_side(const struct gw_snapshot *s);
-/* A reload succeeded (adm_reconfigure). */
-void adm_api_reloaded(void);
+/* s became the current generation (adm_reconfigure): audit the config change. */
+void adm_api_reloaded(const struct gw_snapshot *s);
 
 /* ---- metrics.c ---- */
 enum MHD_Result adm_metrics(struct MHD_Connection *c);

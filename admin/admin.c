@@ -659,9 +659,8 @@ int adm_start(struct event_base *base, const struct gw_snapshot *s)
 
 void adm_reconfigure(const struct gw_snapshot *s)
 {
-	(void)s;
 	if (G.started)
-		adm_api_reloaded();
+		adm_api_reloaded(s);
 	/* deferred: this may run inside a console request (POST /api/v1/reload),
 	 * where the daemon serving it must not be stopped */
 	if (!G.started || G.restart_pending)

@@ -28,6 +28,10 @@ int adm_start(struct event_base *base, const struct gw_snapshot *s);
  * changed.  Safe to call from inside a console request (POST reload). */
 void adm_reconfigure(const struct gw_snapshot *s);
 
+/* A reload asked for by SIGHUP ended with rc (0, or -1 if refused): audit
+ * it like a console reload. */
+void adm_signal_reload(int rc);
+
 /* Stop the daemons and the helper thread and free everything. */
 void adm_stop(void);
 

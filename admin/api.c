@@ -18,6 +18,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "admin/admin.h"
 #include "admin/adm_int.h"
 #include "conf/conf.h"
 #include "core/clock.h"
@@ -46,8 +47,8 @@ static struct {
 	uint64_t nsamples;         /* ever taken; sequence of ring[(n-1) % N] is n */
 	struct gw_stats_snapshot prev;
 	double prev_t;
-	double reload_seen;
-	uint64_t reloads_ok, reloads_failed;
+	const char *actor_user;    /* who asked for the reload now running (console) */
+	const char *actor_client;
 	struct fwd_matchdata *md;
 } S;
 
@@ -56,11 +57,6 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 	struct gw_stats_snapshot st;
 	struct sample *sm;
 	double t = gw_wall_now(), dt;
-	int ok;
-	double when;
-	uint64_t gen;
-	const char *const *errs;
-	size_t nerrs;
 
 	(void)fd;
 	(void)what;
@@ -86,43 +82,18 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 	S.nsamples++;
 	S.prev = st;
 	S.prev_t = t;
-	/* reloads (SIGHUP or console) for /metrics */
-	gw_control_last_reload(&ok, &when, &gen, &errs, &nerrs);
-	if (when > S.reload_seen) {
-		/* successes are counted exactly by adm_api_reloaded(); a SIGHUP
-		 * failure followed by a success within the same second is missed */
-		S.reload_seen = when;
-		if (!ok)
-			S.reloads_failed++;
-	}
 	adm_sessions_gc();
-}
-
-void adm_api_reloaded(void)
-{
-	S.reloads_ok++;
-}
-
-void adm_reload_counts(uint64_t *ok, uint64_t *failed)
-{
-	*ok = S.reloads_ok;
-	*failed = S.reloads_failed;
 }
 
 int adm_api_init(void)
 {
 	static const struct timeval one = { 1, 0 };
-	int ok;
-	uint64_t gen;
-	const char *const *errs;
-	size_t nerrs;
 
 	if (S.ev_tick != NULL)
 		return 0;
 	memset(&S, 0, sizeof S);
 	gw_control_stats(&S.prev);
 	S.prev_t = gw_wall_now();
-	gw_control_last_reload(&ok, &S.reload_seen, &gen, &errs, &nerrs);
 	S.md = fwd_matchdata_new();
 	S.ev_tick = event_new(adm_base, -1, EV_PERSIST, tick, NULL);
 	if (S.ev_tick == NULL || S.md == NULL || event_add(S.ev_tick, &one) < 0)
@@ -407,15 +378,15 @@ static void tail_fields(const char *line, char *client, size_t clen, int *status
 					p++;
 			if (*p == '"')
 				*status = atoi(p + 2);
-			/* absolute-form targets (forward) carry the host */
-			q = strstr(q, "://");
-			if (q != NULL && q < p) {
-				size_t k = strcspn(q + 3, "/: \"");
-				if (k >= hlen)
-					k = hlen - 1;
-				memcpy(host, q + 3, k);
-				host[k] = '\0';
-			}
+		}
+		/* the last field: host="H" (escaped, so no quote inside) */
+		q = strstr(line, " host=\"");
+		if (q != NULL) {
+			size_t k = strcspn(q + 7, "\"");
+			if (k >= hlen)
+				k = hlen - 1;
+			memcpy(host, q + 7, k);
+			host[k] = '\0';
 		}
 	}
 }
@@ -474,7 +445,7 @@ static json_t *api_tail(struct MHD_Connection *c)
 			continue;
 		if (fs != NULL && !status_match(fs, st))
 			continue;
-		if (fh != NULL && strcasestr(host, fh) == NULL && strcasestr(lines[i], fh) == NULL)
+		if (fh != NULL && strcasestr(host, fh) == NULL)
 			continue;
 		if (!word_match(lines[i], "verdict", fv) || !family_match(lines[i], ff))
 			continue;
@@ -956,21 +927,44 @@ static json_t *api_policy_test(struct adm_req *r, const char *console_client, un
 
 /* ---- POST reload ---- */
 
-static enum MHD_Result api_reload(struct MHD_Connection *c, const struct adm_who *who, const char *client)
+/* Audit a finished reload (rc 0 or -1); returns the last reload's JSON. */
+static json_t *reload_audited(const char *user, const char *client, int rc)
 {
-	int rc = gw_control_reload();
 	json_t *lr = last_reload_json();
 	char detail[64];
 
 	snprintf(detail, sizeof detail, "generation=%lld errors=%zu",
 	    (long long)json_integer_value(json_object_get(lr, "generation")),
 	    json_array_size(json_object_get(lr, "errors")));
-	adm_audit(who->user, client, "reload", rc == 0 ? "ok" : "failed", detail);
-	if (rc < 0) {
-		S.reloads_failed++;
-		S.reload_seen = json_real_value(json_object_get(lr, "when"));
-	}
-	return adm_send_json(c, rc == 0 ? MHD_HTTP_OK : MHD_HTTP_UNPROCESSABLE_CONTENT, lr);
+	adm_audit(user, client, "reload", rc == 0 ? "ok" : "failed", detail);
+	return lr;
+}
+
+static enum MHD_Result api_reload(struct MHD_Connection *c, const struct adm_who *who, const char *client)
+{
+	int rc;
+
+	S.actor_user = who->user;
+	S.actor_client = client;
+	rc = gw_control_reload();
+	S.actor_user = S.actor_client = NULL;
+	return adm_send_json(c, rc == 0 ? MHD_HTTP_OK : MHD_HTTP_UNPROCESSABLE_CONTENT,
+	    reload_audited(who->user, client, rc));
+}
+
+void adm_signal_reload(int rc)
+{
+	json_decref(reload_audited(NULL, "SIGHUP", rc));
+}
+
+/* A new generation serves (by the console or SIGHUP): audit the change. */
+void adm_api_reloaded(const struct gw_snapshot *s)
+{
+	char detail[300];
+
+	snprintf(detail, sizeof detail, "generation=%llu file=%s", (unsigned long long)s->generation,
+	    s_or(s->conf->path, ""));
+	adm_audit(S.actor_user, S.actor_client != NULL ? S.actor_client : "SIGHUP", "config change", "ok", detail);
 }
 
 /* ---- upstream servers: state, drain / enable / disable ---- */

@@ -16,7 +16,7 @@
  * until the oldest one ages out, before any hashing.
  *
  * Sessions: 32 random bytes as hex in an HttpOnly, SameSite=Strict cookie
- * (Secure under HTTPS), 30 min idle expiry, one CSRF token each.  Scripts
+ * (Secure under HTTPS), idle expiry (admin.session_idle), one CSRF token each.  Scripts
  * may instead send "Authorization: Bearer TOKEN" where sha256(TOKEN) is the
  * users-file line's token_sha256 (no cookie, hence no CSRF check).
  */
@@ -45,7 +45,6 @@
 
 #define ADM_MAX_USERS 64
 #define ADM_MAX_SESSIONS 128
-#define ADM_SESSION_IDLE 1800.0
 #define ADM_FAIL_MAX 5
 #define ADM_FAIL_WINDOW 60.0
 #define ADM_RL_SLOTS 256
@@ -85,6 +84,7 @@ static struct {
 	size_t nusers;
 	char users_path[512];
 	struct session sess[ADM_MAX_SESSIONS];
+	double idle;               /* admin.session_idle */
 	struct rl_slot rl[ADM_RL_SLOTS];
 	struct audit_ent audit[ADM_AUDIT];
 	uint64_t naudit;
@@ -419,6 +419,7 @@ void adm_auth_drain(void)
 
 int adm_auth_init(const struct gw_snapshot *s)
 {
+	A.idle = s->conf->admin.session_idle;
 	users_load(s, 1);
 	if (A.thread_up)
 		return 0;
@@ -437,6 +438,7 @@ int adm_auth_init(const struct gw_snapshot *s)
 
 void adm_auth_reload(const struct gw_snapshot *s)
 {
+	A.idle = s->conf->admin.session_idle;
 	users_load(s, 1);
 }
 
@@ -467,7 +469,7 @@ void adm_sessions_gc(void)
 	double t = gw_wall_now();
 
 	for (size_t i = 0; i < ADM_MAX_SESSIONS; i++)
-		if (A.sess[i].id[0] != '\0' && t - A.sess[i].last > ADM_SESSION_IDLE)
+		if (A.sess[i].id[0] != '\0' && t - A.sess[i].last > A.idle)
 			memset(&A.sess[i], 0, sizeof A.sess[i]);
 }
 
@@ -507,7 +509,7 @@ static struct session *session_find(const char *id)
 		struct session *se = &A.sess[i];
 		if (se->id[0] == '\0' || !adm_ct_equal(se->id, id))
 			continue;
-		if (t - se->last > ADM_SESSION_IDLE) {
+		if (t - se->last > A.idle) {
 			memset(se, 0, sizeof *se);
 			return NULL;
 		}
@@ -665,8 +667,8 @@ static enum MHD_Result login_reply(struct MHD_Connection *c, struct adm_req *r)
 		const char *h[] = { MHD_HTTP_HEADER_SET_COOKIE, cookie, MHD_HTTP_HEADER_LOCATION, "/", NULL };
 		return adm_send_hdrs(c, MHD_HTTP_SEE_OTHER, "text/plain; charset=utf-8", "signed in\n", 0, 0, h);
 	}
-	j = json_pack("{s:s,s:s,s:s,s:i}", "user", u->name, "role", u->role == ADM_ADMIN ? "admin" : "viewer",
-	    "csrf", se->csrf, "idle_timeout", (int)ADM_SESSION_IDLE);
+	j = json_pack("{s:s,s:s,s:s,s:f}", "user", u->name, "role", u->role == ADM_ADMIN ? "admin" : "viewer",
+	    "csrf", se->csrf, "idle_timeout", A.idle);
 	ret = adm_send(c, MHD_HTTP_OK, "application/json", json_dumps(j, JSON_COMPACT), 0, 2,
 	    MHD_HTTP_HEADER_SET_COOKIE, cookie);
 	json_decref(j);

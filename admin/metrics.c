@@ -55,7 +55,7 @@ enum MHD_Result adm_metrics(struct MHD_Connection *c)
 	if (gw_sbuf_init(&b, 8192) < 0)
 		return MHD_NO;
 	gw_control_stats(&st);
-	adm_reload_counts(&rok, &rfail);
+	gw_control_reload_counts(&rok, &rfail);
 	gw_control_last_reload(&ok, &when, &gen, &errs, &nerrs);
 
 	gw_sbuf_printf(&b, "# HELP gatehouse_build_info Build information.\n# TYPE gatehouse_build_info gauge\n"

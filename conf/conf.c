@@ -2134,7 +2134,7 @@ static void check_route_upstreams(struct ctx *x, config_setting_t *root)
 /* ---- admin ---- */
 
 static const char *const k_admin[] = { "listen", "metrics_listen", "users_file", "tls_cert", "tls_key",
-    NULL };
+    "session_idle", NULL };
 
 static void read_admin(struct ctx *x, config_setting_t *root)
 {
@@ -2146,6 +2146,7 @@ static void read_admin(struct ctx *x, config_setting_t *root)
 	ad->metrics_listen.text = conf_arena_strdup(x->a, "");
 	ad->metrics_listen.host = conf_arena_strdup(x->a, "");
 	ad->users_file = conf_arena_strdup(x->a, "/etc/gatehouse/admin.users");
+	ad->session_idle = 1800.0;
 	if (!g)
 		return;
 	ad->present = 1;
@@ -2172,6 +2173,7 @@ static void read_admin(struct ctx *x, config_setting_t *root)
 	get_path(x, g, "admin", "users_file", 0, &ad->users_file);
 	get_path(x, g, "admin", "tls_cert", 0, &ad->tls_cert);
 	get_path(x, g, "admin", "tls_key", 0, &ad->tls_key);
+	get_num(x, g, "admin", "session_idle", 1.0, 86400.0, &ad->session_idle);
 	if (!ad->tls_cert != !ad->tls_key)
 		serr(x, member(g, ad->tls_cert ? "tls_cert" : "tls_key"), ad->tls_cert ? "admin.tls_cert" : "admin.tls_key",
 		    "set both tls_cert and tls_key, or neither");

@@ -318,6 +318,7 @@ struct conf_admin {
 	int metrics_enabled;
 	char *users_file;
 	char *tls_cert, *tls_key;  /* NULL = plain HTTP */
+	double session_idle;       /* a console session ends after this long without a request */
 };
 
 /* ---- the whole file ---- */

@@ -29,6 +29,8 @@ int gw_control_reload(void);
  * generation now serving, and the error lines of a failed attempt. */
 void gw_control_last_reload(int *ok, double *when, uint64_t *generation,
     const char *const **errors, size_t *nerrors);
+/* Reloads since start (SIGHUP or console) that succeeded and that failed. */
+void gw_control_reload_counts(uint64_t *ok, uint64_t *failed);
 
 /* ---- recent events (block pages, DLP hits, health changes, ...) ---- */
 

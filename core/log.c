@@ -302,7 +302,8 @@ void gw_access_log(struct gw_alog_buf *b, const struct gw_access_rec *r)
 		put(b, "}\n");
 	} else {
 		/* combined, then our fields: family, duration, upstream, verdict,
-		 * rule, request id, bytes in, reason */
+		 * rule, request id, bytes in, reason, host (the Host header, else
+		 * the target's; combined has none, and the console filters on it) */
 		strftime(ts, sizeof ts, "%d/%b/%Y:%H:%M:%S %z", &tm);
 		put(b, "%s - ", r->client);
 		put_esc(b, user, strlen(user), 0);
@@ -319,8 +320,10 @@ void gw_access_log(struct gw_alog_buf *b, const struct gw_access_rec *r)
 		    r->upstream && r->upstream[0] ? r->upstream : "-",
 		    r->verdict && r->verdict[0] ? r->verdict : "-");
 		put_str(b, r->rule, r->rule ? strlen(r->rule) : 0, 0);
-		put(b, " id=%s in=%llu reason=%s\n", r->request_id,
+		put(b, " id=%s in=%llu reason=%s host=", r->request_id,
 		    (unsigned long long)r->bytes_in, r->reason && r->reason[0] ? r->reason : "-");
+		put_str(b, r->host, r->host_len, 0);
+		put(b, "\n");
 	}
 	/* the console's live tail sees every line, even with no access file */
 	if (b->len > start)

@@ -63,6 +63,7 @@ static struct {
 	/* the last reload attempt, for the console */
 	int reload_ok;
 	double reload_when;
+	uint64_t reloads_ok, reloads_failed;
 	char **reload_errors;
 	size_t nreload_errors;
 } M;
@@ -75,6 +76,10 @@ static void remember_reload(int ok, const struct conf_errors *errs)
 	M.reload_errors = NULL;
 	M.nreload_errors = 0;
 	M.reload_ok = ok;
+	if (ok)
+		M.reloads_ok++;
+	else
+		M.reloads_failed++;
 	M.reload_when = 0;
 	{
 		struct timespec ts;
@@ -432,6 +437,12 @@ void gw_control_last_reload(int *ok, double *when, uint64_t *generation,
 	*nerrors = M.nreload_errors;
 }
 
+void gw_control_reload_counts(uint64_t *ok, uint64_t *failed)
+{
+	*ok = M.reloads_ok;
+	*failed = M.reloads_failed;
+}
+
 static void stopwatch_cb(evutil_socket_t fd, short what, void *arg)
 {
 	int alive = 0;
@@ -463,7 +474,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	switch (sig) {
 	case SIGHUP:
 		if (!M.stopping)
-			(void)reload();
+			adm_signal_reload(reload());
 		break;
 	case SIGUSR1:
 		gw_log_reopen();

@@ -213,6 +213,8 @@ try {
   await page.click('#tabs button[data-tab="certs"]');
   await waitFor(page, () => document.getElementById('ct-list').textContent.length > 0);
   check('certificate listed', (await page.textContent('#ct-list')).includes('www.example.test'));
+  const daysLeft = (await page.textContent('#ct-list td.days-warn')).trim();
+  check('certificate days left highlighted (amber under 30)', daysLeft === '19' || daysLeft === '20', daysLeft);
   await page.screenshot({ path: join(SHOTS, 'certificates.png') });
   await page.click('#tabs button[data-tab="logs"]');
   await waitFor(page, () => document.getElementById('lg-tail').textContent.includes('GET /?b='));

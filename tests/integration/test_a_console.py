@@ -187,6 +187,30 @@ def test_login_cookie_flags_and_logout(gw):
     assert ("logout", "ok", "admin") in actions and ("login", "ok", "admin") in actions
 
 
+def test_session_idle_expiry(origin, ports):
+    conf = console_conf(ports, origin.port, admin_extra="session_idle = 2.0;")
+    g = gh.Gatehouse(conf, extra_files={"users": users_file(), "www/index.html": "x"}).start([ports[2]])
+    try:
+        c = Console(ports[2])
+        assert c.login("admin", ADMIN_PW).json["idle_timeout"] == 2.0
+        for _ in range(3):            # each request restarts the idle clock: 3.6 s in all
+            time.sleep(1.2)
+            assert c.get("/api/v1/session").status == 200
+        time.sleep(2.5)
+        assert c.get("/api/v1/session").status == 401
+        assert c.post("/api/v1/reload").status == 401
+        # the bearer token is no session: it does not expire
+        assert c.get("/api/v1/session", cookie=False, headers={"Authorization": "Bearer " + TOKEN}).status == 200
+    finally:
+        g.check_clean()
+    # out of range: refused with FILE:LINE
+    bad = gh.Gatehouse(console_conf(ports, origin.port, admin_extra="session_idle = 0.5;"),
+                       extra_files={"users": users_file(), "www/index.html": "x"})
+    p = subprocess.run([gh.BIN, "-t", "-c", bad.conf], capture_output=True, text=True)
+    assert p.returncode != 0 and re.search(r"gatehouse\.conf:\d+: admin\.session_idle: must be between 1 and 86400",
+                                           p.stderr + p.stdout), p.stderr
+
+
 def test_wrong_password_then_rate_limit(gw):
     c = Console(gw.adm)
     assert c.login("admin", "wrong").status == 401
@@ -270,10 +294,32 @@ def test_reload_with_broken_config_shows_errors(gw, admin, origin, ports):
         f.write(good)
     r = admin.post("/api/v1/reload")
     assert r.status == 200 and r.json["generation"] == 2 and r.json["errors"] == []
-    time.sleep(1.3)   # the sampler counts reloads once a second
     m = admin.get("/metrics").body.decode()
     assert 'gatehouse_config_reloads_total{result="failure"} 1' in m
     assert 'gatehouse_config_reloads_total{result="success"} 1' in m
+
+
+def test_sighup_reload_audited_and_counted(gw, admin):
+    good = open(gw.conf).read()
+    # a refused SIGHUP reload, then a good one within the same second
+    gw.reload(good.replace("policy = (", "no_such_key = 1;\n  policy = (", 1), settle=0.2)
+    gw.reload(good, settle=0.3)
+    m = admin.get("/metrics").body.decode()
+    assert 'gatehouse_config_reloads_total{result="failure"} 1' in m
+    assert 'gatehouse_config_reloads_total{result="success"} 1' in m
+    # the console's reload counts the same way, at once
+    assert admin.post("/api/v1/reload").status == 200
+    assert 'gatehouse_config_reloads_total{result="success"} 2' in admin.get("/metrics").body.decode()
+    audit = admin.get("/api/v1/audit").json["audit"]        # newest first
+    got = [(a["action"], a["user"], a["client"], a["outcome"]) for a in audit if a["action"] != "login"]
+    assert got == [("reload", "admin", "127.0.0.1", "ok"), ("config change", "admin", "127.0.0.1", "ok"),
+                   ("reload", "-", "SIGHUP", "ok"), ("config change", "-", "SIGHUP", "ok"),
+                   ("reload", "-", "SIGHUP", "failed")], got
+    assert audit[1]["detail"] == "generation=3 file=%s" % gw.conf
+    assert audit[4]["detail"] == "generation=1 errors=1"
+    err = gw.stderr()
+    assert "admin audit: reload user=- client=SIGHUP outcome=failed generation=1 errors=1" in err
+    assert "admin audit: config change user=- client=SIGHUP outcome=ok generation=2" in err
 
 
 def access_decision(gw, needle):
@@ -385,6 +431,25 @@ def test_stats_events_tail_api(gw, admin):
     assert [r["name"] for r in cfg["forward"]["policy"]][:2] == ["no-games", "no-exe"]
     assert admin.get("/api/v1/nothing").status == 404
     assert admin.request("PUT", "/api/v1/stats").status == 405
+
+
+def test_tail_filters_by_host_status_and_client(gw, admin, origin):
+    rev = "http://127.0.0.1:%d" % gw.rev
+    # origin-form reverse requests: the host is in the Host header only
+    for _ in range(2):
+        gh.curl("-H", "Host: localhost", rev + "/?by-name")
+    gh.curl(rev + "/localhost-in-path")                       # Host: 127.0.0.1, 404
+    gh.curl("-x", "http://127.0.0.1:%d" % gw.fwd, "http://www.games.example/x")
+    time.sleep(0.3)
+    t = admin.get("/api/v1/tail?host=localhost").json["lines"]
+    assert len(t) == 2 and all(l["host"] == "localhost" and "by-name" in l["line"] for l in t), t
+    assert gh.access_line_for(gw, "by-name").endswith(' host="localhost"')
+    t = admin.get("/api/v1/tail?host=games.example").json["lines"]
+    assert len(t) == 1 and t[0]["status"] == 403 and t[0]["host"] == "www.games.example", t
+    t = admin.get("/api/v1/tail?host=127.0.0.1&status=404&client=127.0.0.").json["lines"]
+    assert [l["host"] for l in t] == ["127.0.0.1:%d" % gw.rev] and "localhost-in-path" in t[0]["line"], t
+    assert admin.get("/api/v1/tail?host=localhost&status=4xx").json["lines"] == []
+    assert admin.get("/api/v1/tail?host=localhost&client=10.").json["lines"] == []
 
 
 def test_certificates(origin, ports, tmp_path):

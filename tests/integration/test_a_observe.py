@@ -185,6 +185,11 @@ def test_dlp_hit_list_redacted(gw, admin, origin, ports):
     assert q["url"] == "http://dlp.test:%d/echo?.." % o
     assert b"4111" not in r.body
     assert b"4111" not in admin.get("/api/v1/events").body and "4111" not in gw.stderr()
+    # /metrics counts them (and the scanned body), never with the match
+    m = admin.get("/metrics").body.decode()
+    assert metric_samples(m)[("gatehouse_forward_events_total", (("event", "dlp_hits"),))] == 2
+    assert metric_samples(m)[("gatehouse_forward_events_total", (("event", "dlp_scanned"),))] >= 1
+    assert "4111" not in m
     # nor in the access log and the console's tail, which log that request without its query
     line = gh.access_line_for(gw, "/echo")
     assert "GET http://dlp.test:%d/echo HTTP/1.1" % o in line and "4111" not in line, line

@@ -66,6 +66,9 @@ def test_drain_takes_effect_immediately_and_enable_restores(gw, origin, origin2)
     assert len(origin2.requests) == 20
     audit = gw.c.get("/api/v1/audit").json["audit"]
     assert any(e.get("action") == "drain" and e.get("outcome") == "ok" for e in audit)
+    assert any(e["action"] == "enable" and e["outcome"] == "ok" and e["user"] == "admin" and
+               e["client"] == "127.0.0.1" and e["detail"] == "app " + a2 for e in audit)
+    assert "admin audit: enable user=admin client=127.0.0.1 outcome=ok app %s" % a2 in gw.stderr()
 
 
 def test_draining_lets_inflight_finish(gw, origin, origin2):
