@@ -1013,22 +1013,42 @@ static json_t *api_sites(void)
 	return json_pack("{s:o}", "sites", a);
 }
 
-/* POST servers/{drain,enable,disable} with {"upstream": ..., "address": ...} */
-static enum MHD_Result api_server_state(struct MHD_Connection *c, struct adm_req *r,
-    const struct adm_who *who, const char *action)
+static int server_action(const char *a)
 {
-	json_t *in = r->body != NULL ? json_loadb(r->body, r->len, 0, NULL) : NULL;
-	const char *up = in ? json_string_value(json_object_get(in, "upstream")) : NULL;
-	const char *addr = in ? json_string_value(json_object_get(in, "address")) : NULL;
-	int state = strcmp(action, "drain") == 0 ? REV_STATE_DRAINING :
-	    strcmp(action, "disable") == 0 ? REV_STATE_DISABLED : REV_STATE_UP;
-	char detail[256];
-	int rc;
+	return strcmp(a, "drain") == 0 || strcmp(a, "enable") == 0 || strcmp(a, "disable") == 0;
+}
 
+/* POST servers/{drain,enable,disable} with {"upstream": ..., "address": ...},
+ * or POST servers/{upstream}/{address}/{action} with no body (id is the
+ * upstream and address as the upstreams view lists them).  path is the part
+ * after "servers/". */
+static enum MHD_Result api_server_state(struct MHD_Connection *c, struct adm_req *r,
+    const struct adm_who *who, const char *path)
+{
+	char id[300], *slash, *act, detail[256];
+	json_t *in = NULL;
+	const char *up, *addr, *action = path;
+	int state, rc;
+
+	if (server_action(path)) {
+		in = r->body != NULL ? json_loadb(r->body, r->len, 0, NULL) : NULL;
+		up = in ? json_string_value(json_object_get(in, "upstream")) : NULL;
+		addr = in ? json_string_value(json_object_get(in, "address")) : NULL;
+	} else {
+		if (strlen(path) >= sizeof id || (act = strrchr(strcpy(id, path), '/')) == NULL ||
+		    !server_action(act + 1) || (slash = strchr(id, '/')) == act)
+			return adm_send_error(c, MHD_HTTP_NOT_FOUND, "no such API endpoint");
+		*slash = *act = '\0';
+		up = id;
+		addr = slash + 1;
+		action = act + 1;
+	}
 	if (up == NULL || addr == NULL) {
 		json_decref(in);
 		return adm_send_error(c, MHD_HTTP_BAD_REQUEST, "send {\"upstream\": ..., \"address\": ...}");
 	}
+	state = strcmp(action, "drain") == 0 ? REV_STATE_DRAINING :
+	    strcmp(action, "disable") == 0 ? REV_STATE_DISABLED : REV_STATE_UP;
 	snprintf(detail, sizeof detail, "%s %s", up, addr);
 	if (who->role != ADM_ADMIN) {
 		adm_audit(who->user, r->client, action, "denied", detail);
@@ -1130,8 +1150,7 @@ enum MHD_Result adm_api(struct MHD_Connection *c, const char *path, const char *
 		j = api_upstreams();
 	else if (get && strcmp(path, "sites") == 0)
 		j = api_sites();
-	else if (post && (strcmp(path, "servers/drain") == 0 || strcmp(path, "servers/enable") == 0 ||
-	    strcmp(path, "servers/disable") == 0))
+	else if (post && strncmp(path, "servers/", 8) == 0)
 		return api_server_state(c, r, who, path + 8);
 	else if (get && strcmp(path, "cache") == 0)
 		j = api_cache();

@@ -71,6 +71,25 @@ def test_drain_takes_effect_immediately_and_enable_restores(gw, origin, origin2)
     assert "admin audit: enable user=admin client=127.0.0.1 outcome=ok app %s" % a2 in gw.stderr()
 
 
+def test_server_in_the_path(gw, origin, origin2):
+    a2 = "127.0.0.1:%d" % origin2.port
+    r = gw.c.post("/api/v1/servers/app/%s/drain" % a2, None)
+    assert r.status == 200
+    assert [s for s in r.json["servers"] if s["address"] == a2][0]["state"] == "draining"
+    spread(gw, 4)
+    assert len(origin2.requests) == 0 and len(origin.requests) == 4
+    assert gw.c.post("/api/v1/servers/app/%s/enable" % a2, None).status == 200
+    spread(gw, 4)
+    assert len(origin2.requests) == 2
+    assert gw.c.post("/api/v1/servers/app/127.0.0.1:1/disable", None).status == 404   # no such server
+    assert gw.c.post("/api/v1/servers/nope/%s/drain" % a2, None).status == 404
+    assert gw.c.post("/api/v1/servers/app/%s/explode" % a2, None).status == 404
+    assert gw.c.post("/api/v1/servers/app%s/drain" % a2, None).status == 404
+    audit = gw.c.get("/api/v1/audit").json["audit"]
+    assert any(e["action"] == "drain" and e["outcome"] == "ok" and e["detail"] == "app " + a2
+               for e in audit)
+
+
 def test_draining_lets_inflight_finish(gw, origin, origin2):
     res = {}
     a1 = "127.0.0.1:%d" % origin.port
