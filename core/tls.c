@@ -269,6 +269,9 @@ static int load_server_cert(struct gw_tls *t, struct srv_cert *sc, const struct 
 		return -1;
 	}
 	base_options(sc->ctx);
+	/* send the chain the file gives, as it is: otherwise OpenSSL tries to
+	 * build one (an X509_verify_cert) on every full handshake */
+	SSL_CTX_set_mode(sc->ctx, SSL_MODE_NO_AUTO_CHAIN);
 	if (SSL_CTX_use_certificate_chain_file(sc->ctx, c->cert) != 1) {
 		ssl_errors(err, sizeof err);
 		conf_err(errs, c->src.file, c->src.line, "reverse.certificates", "%s: %s", c->cert, err);

@@ -66,9 +66,10 @@ def wait_port(port, timeout=15):
 
 def build_tools():
     os.makedirs(BIN, exist_ok=True)
-    for t in ("origin", "rateload", "connectload", "idleconns"):
+    for t in ("origin", "rateload", "connectload", "idleconns", "tlsload"):
         subprocess.run(["gcc", "-O2", "-Wall", "-o", os.path.join(BIN, t),
-                        os.path.join(HERE, t + ".c")], check=True)
+                        os.path.join(HERE, t + ".c")] + (["-lssl", "-lcrypto"] if t == "tlsload" else []),
+                       check=True)
 
 
 def make_cert():
@@ -355,6 +356,14 @@ def main():
     interleave("rev_tls_ka_c50", rev_tls, wrk_runner(50, scheme="https"), "req/s", k_small)
     interleave("rev_tls_new_c50", rev_tls, wrk_runner(50, env={"WRK_CLOSE": "1"}, scheme="https"),
                "req/s", k_small)
+
+    # Full handshakes: tlsload offers no session (wrk would resume), so
+    # every connection costs the server an ECDHE and a signature.
+    def tls_full_run(c, warm):
+        r = tool("tlsload", "-p", c[2], "-d", 1 if warm else SECS, "-c", 50, timeout=60)
+        return {"rps": float(r.get("rate", "0/s").rstrip("/s")), "req": int(r.get("ok", 0)),
+                "err": int(r.get("err", 1))}
+    interleave("rev_tls_full_c50", rev_tls, tls_full_run, "handshakes/s", ["rps", "cpu_us_per_req"])
 
     # Cache hits: Gatehouse's in-memory cache vs nginx proxy_cache (tmpfs) and
     # Varnish (malloc); "direct" is the origin itself, uncached.

@@ -473,3 +473,44 @@ def test_requests_hidden_in_the_tls_layer_are_served(tgw, pki, origin):
     c.send_segment(*[_req("/upload", body=body)[i:i + 16384]
                      for i in range(0, len(body) + 100, 16384)] + [_req("/size/2", close=True)])
     assert _bodies(c.read_all()) == [b"%d" % len(body), b"xx"]
+
+
+def _served_chain(port, sni, ca):
+    p = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-servername", sni,
+                        "-showcerts", "-CAfile", ca, "-verify_return_error"],
+                       input=b"", capture_output=True, timeout=10)
+    out = p.stdout.decode()
+    return out.count("-----BEGIN CERTIFICATE-----"), "Verify return code: 0 (ok)" in out
+
+
+def test_certificate_chain_sent_as_the_file_gives_it(origin, ports, pki, tmp_path):
+    """The gateway sends the chain in the certificate file, no more and no
+    less (it does not build one per handshake): a leaf signed by an
+    intermediate verifies against the root only if the file carries the
+    intermediate."""
+    d = str(tmp_path)
+
+    def signed(name, subj, issuer, issuer_key, ext):
+        key, csr, crt, extf = (os.path.join(d, name + x) for x in (".key", ".csr", ".pem", ".ext"))
+        with open(extf, "w") as f:
+            f.write(ext)
+        for argv in (["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                      "-keyout", key, "-out", csr, "-subj", subj],
+                     ["x509", "-req", "-in", csr, "-CA", issuer, "-CAkey", issuer_key, "-CAcreateserial",
+                      "-out", crt, "-days", "30", "-extfile", extf]):
+            subprocess.run(["openssl"] + argv, check=True, capture_output=True)
+        return crt, key
+
+    ca, cakey = gh.make_ca(pki["dir"])
+    icrt, ik = signed("int", "/CN=Gatehouse Test Intermediate", ca, cakey,
+                      "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n")
+    lcrt, lk = signed("leaf", "/CN=a.test", icrt, ik, "subjectAltName=DNS:a.test\n")
+    full = os.path.join(d, "full.pem")
+    with open(full, "w") as f:
+        f.write(open(lcrt).read() + open(icrt).read())
+    for cert, want in ((full, (2, True)), (lcrt, (1, False))):
+        g = gh.Gatehouse(tls_conf(ports[0], ports[1], origin.port, pki, a=(cert, lk))).start([ports[0]])
+        try:
+            assert _served_chain(ports[0], "a.test", ca) == want
+        finally:
+            g.check_clean()
