@@ -571,12 +571,13 @@ double rev_cobj_age(const struct rev_cobj *o, double now)
 	return o->v.initial_age + resident;
 }
 
-/* Hop-by-hop and fields a cache must not store or must set itself. */
+/* Hop-by-hop and fields a cache must not store or must set itself
+ * (RFC 9111 3.1, including the proxy-specific authentication fields). */
 static int skip_stored(const struct gw_hdr *x, const struct gw_http_head *h)
 {
 	static const char *const names[] = { "connection", "keep-alive", "proxy-connection", "te",
 		"trailer", "transfer-encoding", "upgrade", "content-length", "age", "set-cookie",
-		"set-cookie2", "x-cache", NULL };
+		"set-cookie2", "x-cache", "proxy-authenticate", "proxy-authentication-info", NULL };
 	const struct gw_hdr *conn;
 	char nm[128];
 

@@ -187,9 +187,9 @@ double rev_cobj_age(const struct rev_cobj *o, double now);
  * req; the Vary values are taken from req).  expect_len: the body length if
  * known, else -1; over max_object returns NULL at once.  sie_override >= 0
  * replaces the response's stale-if-error window.  Headers are copied
- * (hop-by-hop, Content-Length, Age, Set-Cookie and X-Cache left out; a Date
- * is added when the response had none).  NULL when not storable by size or
- * on ENOMEM.
+ * (hop-by-hop, Proxy-Authenticate, Proxy-Authentication-Info, Content-Length,
+ * Age, Set-Cookie and X-Cache left out; a Date is added when the response had
+ * none).  NULL when not storable by size or on ENOMEM.
  */
 struct rev_cfill *rev_cfill_begin(struct rev_cstore *s, const char *key,
     const struct gw_http_head *req, const struct gw_http_head *resp,

@@ -191,6 +191,16 @@ def test_set_cookie_not_stored(gw, co):
     assert co.count("/cookie") == 2
 
 
+def test_proxy_authentication_fields_not_stored(gw, co):
+    # RFC 9111 3.1: fields specific to the proxy that forwarded the request
+    co.script("/pa", headers=[("Cache-Control", "max-age=60"), ("Proxy-Authenticate", "Basic"),
+                              ("Proxy-Authentication-Info", "x=1"), ("X-Kept", "k")])
+    get(gw, "/pa")
+    st, h, _ = get(gw, "/pa")
+    assert (st, xc(h), h.get("x-kept")) == (200, "HIT", "k")
+    assert "proxy-authenticate" not in h and "proxy-authentication-info" not in h
+
+
 def test_authorization_needs_public(gw, co):
     auth = {"Authorization": "Basic dTpw"}
     co.script("/auth", headers=[("Cache-Control", "max-age=60")])
