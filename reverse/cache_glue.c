@@ -540,9 +540,9 @@ int rev_cache_request(struct gw_req *rq, const struct conf *cf, const struct rev
 		return 0;
 	}
 	if (h->method != GW_M_GET && h->method != GW_M_HEAD) {
-		/* RFC 9111 4.4: a successful unsafe request invalidates the URI */
-		if (h->method == GW_M_POST || h->method == GW_M_PUT || h->method == GW_M_DELETE ||
-		    h->method == GW_M_PATCH) {
+		/* RFC 9111 4.4: a successful unsafe request invalidates the URI;
+		 * methods not known to be safe (GW_M_OTHER) count as unsafe */
+		if (h->method != GW_M_OPTIONS && h->method != GW_M_TRACE && h->method != GW_M_CONNECT) {
 			q->mode = CM_INVALIDATE;
 			q->key = gw_req_strndup(rq, key, kl);
 		} else {
@@ -659,6 +659,52 @@ int rev_cache_request(struct gw_req *rq, const struct conf *cf, const struct rev
 
 /* ---- response hooks ---- */
 
+/* Length of the "scheme://authority" part of a key. */
+static size_t key_origin_len(const char *key)
+{
+	const char *a = strstr(key, "://");
+
+	return a == NULL ? 0 : (size_t)(a + 3 - key) + strcspn(a + 3, "/");
+}
+
+/*
+ * RFC 9111 4.4: after a successful unsafe request, the URIs in Location and
+ * Content-Location are invalidated too, but only those with the target's
+ * origin.  An absolute URL or an absolute path counts (a fragment is cut);
+ * other relative references are left alone.
+ */
+static void invalidate_related(struct rev_cstore *s, const struct cq *q,
+    const struct gw_http_head *resp)
+{
+	static const char *const names[] = { "location", "content-location", NULL };
+	size_t ol = key_origin_len(q->key);
+
+	if (ol == 0)
+		return;
+	for (int i = 0; names[i] != NULL; i++) {
+		const struct gw_hdr *x = gw_http1_find(resp, names[i]);
+		char url[KEY_MAX], key[KEY_MAX];
+		const char *hash;
+		size_t n;
+		int k;
+
+		if (x == NULL || x->value_len == 0)
+			continue;
+		hash = memchr(x->value, '#', x->value_len);
+		n = hash != NULL ? (size_t)(hash - x->value) : x->value_len;
+		if (x->value[0] == '/' && (n < 2 || x->value[1] != '/'))
+			k = snprintf(url, sizeof url, "%.*s%.*s", (int)ol, q->key, (int)n, x->value);
+		else
+			k = snprintf(url, sizeof url, "%.*s", (int)n, x->value);
+		if (k < 0 || (size_t)k >= sizeof url ||
+		    rev_cache_key_from_url(key, sizeof key, url) == 0)
+			continue;
+		if (strncmp(key, q->key, ol) != 0 || key[ol] != '/' || strcmp(key, q->key) == 0)
+			continue;
+		rev_cstore_purge_key(s, key);
+	}
+}
+
 static struct cq *watched(struct gw_req *rq)
 {
 	struct cq *q = map_find(rq, 0);
@@ -681,8 +727,10 @@ void rev_cache_on_response_head(struct gw_req *rq, const struct gw_http_head *re
 	if (q->refresh)
 		q->refresh_ok = resp->status < 500;
 	if (q->mode == CM_INVALIDATE) {
-		if (resp->status < 400)
+		if (resp->status < 400) {
 			rev_cstore_purge_key(s, q->key);
+			invalidate_related(s, q, resp);
+		}
 		return;
 	}
 	if (q->mode != CM_FETCH)

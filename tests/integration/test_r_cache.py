@@ -658,6 +658,37 @@ def test_unsafe_method_invalidates(gw, co):
     assert co.count("/inv") == 3
 
 
+def test_unknown_methods_invalidate_safe_ones_do_not(gw, co):
+    # RFC 9111 4.4: methods not known to be safe count as unsafe
+    co.script("/inv2", headers=[("Cache-Control", "max-age=60")])
+    get(gw, "/inv2")
+    assert gh.http_get(gw.port, "/inv2", HOST, method="OPTIONS")[0] == 200
+    assert xc(get(gw, "/inv2")[1]) == "HIT"
+    assert gh.http_get(gw.port, "/inv2", HOST, method="PROPPATCH", body=b"x")[0] == 200
+    assert xc(get(gw, "/inv2")[1]) == "MISS"
+    co.script("/inv2", status=404)
+    assert gh.http_get(gw.port, "/inv2", HOST, method="DELETE")[0] == 404   # an error: kept
+    st, h, _ = get(gw, "/inv2")
+    assert (st, xc(h), co.count("/inv2")) == (200, "HIT", 5)
+
+
+def test_unsafe_method_invalidates_location_same_origin_only(gw, co):
+    for p in ("/la", "/lb", "/lc"):
+        co.script(p, headers=[("Cache-Control", "max-age=60")], body=p.encode())
+        get(gw, p)
+    # the same path under another origin (port) must survive
+    other = "%s:8080" % HOST
+    assert gh.http_get(gw.port, "/lc", other)[2] == b"/lc"
+    assert xc(gh.http_get(gw.port, "/lc", other)[1]) == "HIT"
+    co.script("/new", status=201, headers=[("Location", "/la"),
+                                           ("Content-Location", "http://APP.test:80/lb#top")])
+    assert gh.http_get(gw.port, "/new", HOST, method="POST", body=b"x")[0] == 201
+    co.script("/new2", status=303, headers=[("Location", "http://%s/lc" % other)])
+    assert gh.http_get(gw.port, "/new2", HOST, method="POST", body=b"x")[0] == 303
+    assert [xc(get(gw, p)[1]) for p in ("/la", "/lb", "/lc")] == ["MISS", "MISS", "HIT"]
+    assert xc(gh.http_get(gw.port, "/lc", other)[1]) == "HIT"
+
+
 def test_uncached_route_untouched(gw, co):
     co.script("/plain/p", headers=[("Cache-Control", "max-age=60")])
     for _ in range(2):
