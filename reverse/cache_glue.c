@@ -761,6 +761,8 @@ void rev_cache_on_response_head(struct gw_req *rq, const struct gw_http_head *re
 	if (atomic_load(&g_xcache))
 		gw_req_resp_hdr_add(rq, "X-Cache", "MISS", 4);
 	rev_resp_info(resp, &ri);
+	if (q->cr->cache_ignore_set_cookie)
+		ri.set_cookie = 0;         /* stored all the same, never with the cookie */
 	lifetime = rev_cache_lifetime(&ri, now, q->cr->cache_ttl);
 	ns = rev_cache_storable(gw_req_head(rq), &q->req_cc, &ri, lifetime);
 	if (ns == REV_STORE_OK) {

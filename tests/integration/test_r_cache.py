@@ -25,6 +25,7 @@ reverse: {
   sites = ( { hosts = [ "%s" ]; routes = (
       { path = "/"; upstream = "app"; cache = true; },
       { path = "/ttl/"; upstream = "app"; cache = { ttl = 2.0; stale_if_error = 30.0; }; },
+      { path = "/sc/"; upstream = "app"; cache = { ignore_set_cookie = true; }; },
       { path = "/plain/"; upstream = "app"; }
   ); } );
 };
@@ -189,6 +190,17 @@ def test_set_cookie_not_stored(gw, co):
     get(gw, "/cookie")
     get(gw, "/cookie")
     assert co.count("/cookie") == 2
+
+
+def test_set_cookie_opt_in_stores_without_the_cookie(gw, co):
+    # cache = { ignore_set_cookie = true; }: stored all the same; the client
+    # that fetched it gets its cookie, hits never do
+    co.script("/sc/c", headers=[("Cache-Control", "max-age=60"), ("Set-Cookie", "s=1")], body=b"SC")
+    st, h, b = get(gw, "/sc/c")
+    assert (st, xc(h), b, h.get("set-cookie")) == (200, "MISS", b"SC", "s=1")
+    st, h, b = get(gw, "/sc/c")
+    assert (st, xc(h), b) == (200, "HIT", b"SC") and "set-cookie" not in h
+    assert co.count("/sc/c") == 1
 
 
 def test_proxy_authentication_fields_not_stored(gw, co):
