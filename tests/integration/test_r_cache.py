@@ -4,8 +4,10 @@ client conditionals, stale-while-revalidate (stale answers at once, one
 background refresh per key: 304, 200, 5xx, origin down, shutdown),
 stale-if-error (origin down and 5xx), collapsed forwarding, eviction at the memory bound, oversize
 pass-through, HEAD from a GET entry, invalidation by unsafe methods,
-X-Cache on/off.  Origins count the requests that reach them.  (Purge has no
-HTTP surface yet: tests/unit/reverse/test_cache.c covers it.)"""
+X-Cache on/off, the Set-Cookie opt-in, the hit/miss/stale/bytes metrics.
+Origins count the requests that reach them.  Purge through the admin API is
+tested in test_a_servers.py::test_cache_purge."""
+import socket
 import threading
 import time
 
@@ -504,6 +506,23 @@ def test_swr_refreshes_counted_and_not_connections(co, ports):
         g.check_clean()
 
 
+def test_hit_miss_stale_bytes_in_metrics(co, ports):
+    g = start_with_metrics(co, ports)
+    try:
+        co.script("/cm", headers=[("Cache-Control", "max-age=1")], body=b"x" * 1000)
+        assert xc(get(g, "/cm")[1]) == "MISS"
+        assert xc(get(g, "/cm")[1]) == "HIT"
+        assert xc(get(g, "/cm")[1]) == "HIT"
+        time.sleep(1.3)
+        assert xc(get(g, "/cm", {"Cache-Control": "max-stale=30"})[1]) == "STALE"
+        m = metrics(ports[2])
+        assert [m['gatehouse_cache_requests_total{result="%s"}' % r]
+                for r in ("hit", "miss", "stale", "revalidated")] == [2, 1, 1, 0]
+        assert m["gatehouse_cache_objects"] == 1 and m["gatehouse_cache_bytes"] > 1000
+    finally:
+        g.check_clean()
+
+
 def test_swr_refresh_cut_after_its_own_timeout(co, ports):
     # a refresh whose origin trickles its body (each byte inside
     # upstream_response) is cut after upstream_connect + upstream_response in
@@ -699,6 +718,45 @@ def test_unsafe_method_invalidates_location_same_origin_only(gw, co):
     assert gh.http_get(gw.port, "/new2", HOST, method="POST", body=b"x")[0] == 303
     assert [xc(get(gw, p)[1]) for p in ("/la", "/lb", "/lc")] == ["MISS", "MISS", "HIT"]
     assert xc(gh.http_get(gw.port, "/lc", other)[1]) == "HIT"
+
+
+def test_range_requests_bypass_and_206_not_stored(gw, co):
+    co.script("/rg", headers=[("Cache-Control", "max-age=60")], body=b"0123456789")
+    get(gw, "/rg")
+    co.script("/rg", status=206, headers=[("Cache-Control", "max-age=60"),
+                                          ("Content-Range", "bytes 0-1/10")], body=b"01")
+    st, h, b = get(gw, "/rg", {"Range": "bytes=0-1"})
+    assert (st, b) == (206, b"01") and co.last("/rg").header("Range") == "bytes=0-1"
+    st, h, b = get(gw, "/rg")
+    assert (st, xc(h), b) == (200, "HIT", b"0123456789")
+    assert co.count("/rg") == 2
+
+
+def test_streamed_to_the_first_client_while_stored(gw, co):
+    # the origin trickles 10 bytes over ~3 s: the first client sees the head
+    # and the first bytes at once, and the whole object is stored
+    co.script("/tk", headers=[("Cache-Control", "max-age=60")], body=b"0123456789", trickle=0.3)
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    try:
+        t0 = time.monotonic()
+        s.sendall(b"GET /tk HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+        got = b""
+        while b"\r\n\r\n" not in got or len(got.split(b"\r\n\r\n", 1)[1]) == 0:
+            chunk = s.recv(4096)
+            assert chunk, got
+            got += chunk
+        first = time.monotonic() - t0
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+    finally:
+        s.close()
+    assert first < 1.5, first
+    assert got.endswith(b"0123456789") and b"X-Cache: MISS" in got
+    st, h, b = get(gw, "/tk")
+    assert (st, xc(h), b) == (200, "HIT", b"0123456789") and co.count("/tk") == 1
 
 
 def test_uncached_route_untouched(gw, co):
