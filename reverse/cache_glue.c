@@ -53,6 +53,7 @@ enum cmode {
 	CM_NONE,
 	CM_BYPASS,                 /* not cacheable by request: proxied untouched */
 	CM_FETCH,                  /* miss or revalidation: watching the response */
+	CM_HEAD,                   /* HEAD miss: proxied, labelled, not stored */
 	CM_WAIT,                   /* parked behind an identical miss */
 	CM_INVALIDATE              /* unsafe method: purge the key on success */
 };
@@ -601,8 +602,9 @@ int rev_cache_request(struct gw_req *rq, const struct conf *cf, const struct rev
 		return 1;
 	}
 	if (h->method == GW_M_HEAD) {
-		/* a HEAD miss is proxied as it is and not stored */
-		q->mode = CM_BYPASS;
+		/* a HEAD miss is proxied as it is and not stored (a stale entry
+		 * may still answer it under stale-if-error) */
+		q->mode = CM_HEAD;
 		stat_inc(q->worker, &WS(q)->misses);
 		return 0;
 	}
@@ -733,6 +735,18 @@ void rev_cache_on_response_head(struct gw_req *rq, const struct gw_http_head *re
 		}
 		return;
 	}
+	if (q->mode == CM_HEAD) {
+		if (q->stale != NULL && (resp->status == 500 || resp->status == 502 ||
+		    resp->status == 503 || resp->status == 504) && stale_if_error_ok(q)) {
+			stat_inc(q->worker, &WS(q)->stale);
+			serve(rq, q, q->stale, "STALE", "cache_stale");
+		} else {
+			gw_req_resp_hdr_del(rq, "x-cache");
+			if (atomic_load(&g_xcache))
+				gw_req_resp_hdr_add(rq, "X-Cache", "MISS", 4);
+		}
+		return;
+	}
 	if (q->mode != CM_FETCH)
 		return;
 	now = gw_wall_now();
@@ -820,7 +834,8 @@ int rev_cache_stale_on_error(struct gw_req *rq)
 {
 	struct cq *q = watched(rq);
 
-	if (q == NULL || q->mode != CM_FETCH || q->refresh || !stale_if_error_ok(q))
+	if (q == NULL || (q->mode != CM_FETCH && q->mode != CM_HEAD) || q->refresh ||
+	    !stale_if_error_ok(q))
 		return 0;
 	stat_inc(q->worker, &WS(q)->stale);
 	serve(rq, q, q->stale, "STALE", "cache_stale");

@@ -680,6 +680,18 @@ def test_head_served_from_get_entry(gw, co):
     assert co.count("/hd") == 1
 
 
+def test_head_miss_labelled_not_stored_stale_if_error(gw, co):
+    co.script("/hm", headers=[("Cache-Control", "max-age=1, stale-if-error=60")], body=b"HM")
+    st, h, b = get(gw, "/hm", method="HEAD")
+    assert (st, xc(h), b) == (200, "MISS", b"")
+    assert xc(get(gw, "/hm")[1]) == "MISS"           # the HEAD stored nothing
+    time.sleep(1.3)
+    co.kill()
+    st, h, b = get(gw, "/hm", method="HEAD")
+    assert (st, xc(h), b, h["content-length"]) == (200, "STALE", b"", "2")
+    assert co.count("/hm") == 2
+
+
 def test_unsafe_method_invalidates(gw, co):
     co.script("/inv", headers=[("Cache-Control", "max-age=60")])
     get(gw, "/inv")
