@@ -1038,6 +1038,22 @@ int rev_cfill_commit(struct rev_cfill *f)
 
 /* ---- refresh (304) ---- */
 
+/* Take o out of the table if it is still there. */
+static void unpublish(struct rev_cstore *s, struct rev_cobj *o)
+{
+	struct shard *h = shard_of(s, o->hash);
+	int was_linked = 0;
+
+	pthread_mutex_lock(&h->mu);
+	if (o->linked) {
+		unlink_obj(s, h, o);
+		was_linked = 1;
+	}
+	pthread_mutex_unlock(&h->mu);
+	if (was_linked)
+		rev_cobj_put(o);   /* the table's reference */
+}
+
 struct rev_cobj *rev_cstore_refresh(struct rev_cstore *s, struct rev_cobj *old,
     const struct gw_http_head *resp304, double request_time, double response_time,
     double default_ttl, double sie_override)
@@ -1108,7 +1124,12 @@ struct rev_cobj *rev_cstore_refresh(struct rev_cstore *s, struct rev_cobj *old,
 		    o->body->cap + REV_COBJ_OVERHEAD;
 	}
 	rev_cobj_get(o);          /* the caller's reference */
-	if (publish(s, o) < 0) {
+	if (ri.cc.flags & (REV_CC_NO_STORE | REV_CC_PRIVATE)) {
+		/* the origin no longer allows storing it: this answer is the
+		 * last one from the entry */
+		unpublish(s, old);
+		rev_cobj_put(o);
+	} else if (publish(s, o) < 0) {
 		/* did not fit: the caller still gets the refreshed copy to send */
 	}
 	return o;

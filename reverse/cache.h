@@ -207,8 +207,9 @@ void rev_cfill_abort(struct rev_cfill *f);
  * A 304 arrived for old (RFC 9111 4.3.4): publish a copy with the 304's
  * header fields replacing the stored ones of the same name, sharing old's
  * body, with new times.  Returns a new reference to the new object, or NULL
- * on ENOMEM (old stays).  ri describes the merged result's freshness inputs
- * as the caller computed them from the 304 (rev_resp_info() of it).
+ * on ENOMEM (old stays).  When the merged Cache-Control has no-store or
+ * private, nothing is published and old leaves the table: the copy returned
+ * answers this request only.
  */
 struct rev_cobj *rev_cstore_refresh(struct rev_cstore *s, struct rev_cobj *old,
     const struct gw_http_head *resp304, double request_time, double response_time,

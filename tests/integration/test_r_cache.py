@@ -318,6 +318,21 @@ def test_revalidation_round_trip_with_etag(gw, co):
     assert co.count("/rv") == 2
 
 
+def test_revalidation_304_with_no_store_drops_entry(gw, co):
+    # the origin's 304 now says no-store (or private): this answer is served
+    # from the entry one last time, and the entry is gone
+    for p, cc in (("/rvn", "no-store"), ("/rvp", "private")):
+        co.script(p, headers=[("Cache-Control", "max-age=1")], etag='"n"', body=b"N",
+                  headers_304=[("Cache-Control", cc)])
+        get(gw, p)
+        time.sleep(1.1)
+        st, h, b = get(gw, p)
+        assert (st, xc(h), b) == (200, "REVALIDATED", b"N"), p
+        st, h, b = get(gw, p)
+        assert (st, xc(h), b) == (200, "MISS", b"N"), p
+        assert co.count(p) == 3
+
+
 def test_revalidation_with_last_modified(gw, co):
     lm = gh.http_date(time.time() - 3600)
     co.script("/lm", headers=[("Cache-Control", "max-age=1")], last_modified=lm, body=b"L")
