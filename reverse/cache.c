@@ -443,10 +443,32 @@ static long vary_names(const struct gw_http_head *resp, char *out, size_t cap)
 	return (long)n;
 }
 
+/* Copy v (n bytes) to out without the whitespace around its commas or at
+ * its ends (RFC 9111 4.1: values that differ only so match); returns the
+ * length written, at most n. */
+static size_t vary_value(char *out, const char *v, size_t n)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (is_ows(v[i])) {
+			size_t j = i;
+			while (j < n && is_ows(v[j]))
+				j++;
+			if (k == 0 || out[k - 1] == ',' || j == n || v[j] == ',') {
+				i = j - 1;
+				continue;
+			}
+		}
+		out[k++] = v[i];
+	}
+	return k;
+}
+
 /*
  * The request's values for the names list: for each name, every field of
- * that name joined by "," (trimmed), then a NUL; an absent header is "\1".
- * Returns the length or -1 if it does not fit.
+ * that name joined by "," (whitespace around commas removed), then a NUL;
+ * an absent header is "\1".  Returns the length or -1 if it does not fit.
  */
 static long vary_sig(const char *names, const struct gw_http_head *req, char *out, size_t cap)
 {
@@ -465,8 +487,7 @@ static long vary_sig(const char *names, const struct gw_http_head *req, char *ou
 				return -1;
 			if (found)
 				out[n++] = ',';
-			memcpy(out + n, x->value, x->value_len);
-			n += x->value_len;
+			n += vary_value(out + n, x->value, x->value_len);
 			found = 1;
 		}
 		if (n + 2 > cap)

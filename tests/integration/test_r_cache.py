@@ -626,6 +626,22 @@ def test_vary_variants(gw, co):
     assert co.count("/v") == 3
 
 
+def test_vary_values_match_modulo_whitespace_and_field_lines(gw, co):
+    # RFC 9111 4.1: whitespace around commas and split field lines do not
+    # make another variant; a different order does
+    co.script("/vl", headers=[("Cache-Control", "max-age=60"), ("Vary", "Accept-Language")],
+              body=lambda r: (r.header("Accept-Language") or "-").encode())
+    assert xc(get(gw, "/vl", {"Accept-Language": "en, fr"})[1]) == "MISS"
+    for v in ("en,fr", "en ,\tfr"):
+        st, h, b = get(gw, "/vl", {"Accept-Language": v})
+        assert (xc(h), b) == ("HIT", b"en, fr"), v
+    raw = gh.raw_exchange(gw.port, b"GET /vl HTTP/1.1\r\nHost: app.test\r\nAccept-Language: en\r\n"
+                          b"Accept-Language: fr\r\nConnection: close\r\n\r\n")
+    assert b"X-Cache: HIT" in raw and raw.endswith(b"en, fr")
+    assert xc(get(gw, "/vl", {"Accept-Language": "fr, en"})[1]) == "MISS"
+    assert co.count("/vl") == 2
+
+
 def test_vary_star_never_served(gw, co):
     co.script("/vs", headers=[("Cache-Control", "max-age=60"), ("Vary", "*")])
     for _ in range(3):
