@@ -215,6 +215,15 @@ def test_proxy_authentication_fields_not_stored(gw, co):
     assert "proxy-authenticate" not in h and "proxy-authentication-info" not in h
 
 
+def test_hop_by_hop_fields_not_stored(gw, co):
+    co.script("/hop", headers=[("Cache-Control", "max-age=60"), ("Connection", "X-Hop"),
+                               ("X-Hop", "1"), ("Keep-Alive", "timeout=5"), ("X-End", "e")])
+    get(gw, "/hop")
+    st, h, _ = get(gw, "/hop")
+    assert (st, xc(h), h.get("x-end")) == (200, "HIT", "e")
+    assert "x-hop" not in h and "keep-alive" not in h
+
+
 def test_authorization_needs_public(gw, co):
     auth = {"Authorization": "Basic dTpw"}
     co.script("/auth", headers=[("Cache-Control", "max-age=60")])
@@ -262,6 +271,14 @@ def test_request_no_cache_and_max_age_0_revalidate(gw, co):
     assert xc(h) == "REVALIDATED"
     assert xc(get(gw, "/rq")[1]) == "HIT"
     assert co.count("/rq") == 4
+
+
+def test_request_min_fresh(gw, co):
+    co.script("/mf", headers=[("Cache-Control", "max-age=60")], body=b"M")
+    get(gw, "/mf")
+    assert xc(get(gw, "/mf", {"Cache-Control": "min-fresh=30"})[1]) == "HIT"
+    assert xc(get(gw, "/mf", {"Cache-Control": "min-fresh=120"})[1]) == "MISS"
+    assert co.count("/mf") == 2
 
 
 def test_request_no_store_bypasses(gw, co):
