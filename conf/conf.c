@@ -1612,7 +1612,7 @@ static void read_forward(struct ctx *x, config_setting_t *root)
 static const char *const k_reverse[] = { "listeners", "certificates", "trusted_proxies", "upstreams",
     "sites", "cache", NULL };
 static const char *const k_cache[] = { "memory", "max_object", "x_cache_header", NULL };
-static const char *const k_route_cache[] = { "ttl", "stale_if_error", NULL };
+static const char *const k_route_cache[] = { "ttl", "stale_if_error", "ignore_set_cookie", NULL };
 static const char *const k_cert[] = { "cert", "key", "ocsp", "default", NULL };
 static const char *const k_upstream[] = { "name", "balance", "servers", "health", "keepalive", "tls",
     "ca_file", "sni", "tls_verify", NULL };
@@ -1874,7 +1874,7 @@ static void read_set_headers(struct ctx *x, config_setting_t *e, const char *ep,
 	}
 }
 
-/* route cache = true | false | { ttl = ...; stale_if_error = ...; } */
+/* route cache = true | false | { ttl = ...; stale_if_error = ...; ignore_set_cookie = ...; } */
 static void read_route_cache(struct ctx *x, config_setting_t *e, const char *ep,
     struct conf_rev_route *ro, int upstream_route)
 {
@@ -1892,6 +1892,7 @@ static void read_route_cache(struct ctx *x, config_setting_t *e, const char *ep,
 		ro->cache = 1;
 		get_num(x, c, p, "ttl", 0, 31536000, &ro->cache_ttl);
 		get_num(x, c, p, "stale_if_error", 0, 31536000, &ro->cache_stale_if_error);
+		get_bool(x, c, p, "ignore_set_cookie", &ro->cache_ignore_set_cookie);
 	} else {
 		serr(x, c, p, "expected true, false or a group { ttl = ...; stale_if_error = ...; }");
 		return;

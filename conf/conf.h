@@ -264,11 +264,12 @@ struct conf_rev_route {
 	struct conf_hdr_set *set_headers;
 	size_t nset_headers;
 	uint64_t max_body_bytes;   /* 0 = global limit */
-	/* cache = true | { ttl = 60.0; stale_if_error = 300.0; }: responses of an
-	 * upstream route may be stored in reverse.cache (which must exist) */
+	/* cache = true | { ttl = 60.0; stale_if_error = 300.0; ignore_set_cookie = true; }:
+	 * responses of an upstream route may be stored in reverse.cache (which must exist) */
 	int cache;
 	double cache_ttl;          /* freshness when the origin gives none; 0 = heuristic only */
 	double cache_stale_if_error;   /* seconds; -1 = the origin's stale-if-error */
+	int cache_ignore_set_cookie;   /* store responses with Set-Cookie (never the cookie) */
 	struct conf_src src;
 };
 

@@ -443,10 +443,32 @@ static long vary_names(const struct gw_http_head *resp, char *out, size_t cap)
 	return (long)n;
 }
 
+/* Copy v (n bytes) to out without the whitespace around its commas or at
+ * its ends (RFC 9111 4.1: values that differ only so match); returns the
+ * length written, at most n. */
+static size_t vary_value(char *out, const char *v, size_t n)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (is_ows(v[i])) {
+			size_t j = i;
+			while (j < n && is_ows(v[j]))
+				j++;
+			if (k == 0 || out[k - 1] == ',' || j == n || v[j] == ',') {
+				i = j - 1;
+				continue;
+			}
+		}
+		out[k++] = v[i];
+	}
+	return k;
+}
+
 /*
  * The request's values for the names list: for each name, every field of
- * that name joined by "," (trimmed), then a NUL; an absent header is "\1".
- * Returns the length or -1 if it does not fit.
+ * that name joined by "," (whitespace around commas removed), then a NUL;
+ * an absent header is "\1".  Returns the length or -1 if it does not fit.
  */
 static long vary_sig(const char *names, const struct gw_http_head *req, char *out, size_t cap)
 {
@@ -465,8 +487,7 @@ static long vary_sig(const char *names, const struct gw_http_head *req, char *ou
 				return -1;
 			if (found)
 				out[n++] = ',';
-			memcpy(out + n, x->value, x->value_len);
-			n += x->value_len;
+			n += vary_value(out + n, x->value, x->value_len);
 			found = 1;
 		}
 		if (n + 2 > cap)
@@ -571,12 +592,13 @@ double rev_cobj_age(const struct rev_cobj *o, double now)
 	return o->v.initial_age + resident;
 }
 
-/* Hop-by-hop and fields a cache must not store or must set itself. */
+/* Hop-by-hop and fields a cache must not store or must set itself
+ * (RFC 9111 3.1, including the proxy-specific authentication fields). */
 static int skip_stored(const struct gw_hdr *x, const struct gw_http_head *h)
 {
 	static const char *const names[] = { "connection", "keep-alive", "proxy-connection", "te",
 		"trailer", "transfer-encoding", "upgrade", "content-length", "age", "set-cookie",
-		"set-cookie2", "x-cache", NULL };
+		"set-cookie2", "x-cache", "proxy-authenticate", "proxy-authentication-info", NULL };
 	const struct gw_hdr *conn;
 	char nm[128];
 
@@ -1037,6 +1059,22 @@ int rev_cfill_commit(struct rev_cfill *f)
 
 /* ---- refresh (304) ---- */
 
+/* Take o out of the table if it is still there. */
+static void unpublish(struct rev_cstore *s, struct rev_cobj *o)
+{
+	struct shard *h = shard_of(s, o->hash);
+	int was_linked = 0;
+
+	pthread_mutex_lock(&h->mu);
+	if (o->linked) {
+		unlink_obj(s, h, o);
+		was_linked = 1;
+	}
+	pthread_mutex_unlock(&h->mu);
+	if (was_linked)
+		rev_cobj_put(o);   /* the table's reference */
+}
+
 struct rev_cobj *rev_cstore_refresh(struct rev_cstore *s, struct rev_cobj *old,
     const struct gw_http_head *resp304, double request_time, double response_time,
     double default_ttl, double sie_override)
@@ -1107,7 +1145,12 @@ struct rev_cobj *rev_cstore_refresh(struct rev_cstore *s, struct rev_cobj *old,
 		    o->body->cap + REV_COBJ_OVERHEAD;
 	}
 	rev_cobj_get(o);          /* the caller's reference */
-	if (publish(s, o) < 0) {
+	if (ri.cc.flags & (REV_CC_NO_STORE | REV_CC_PRIVATE)) {
+		/* the origin no longer allows storing it: this answer is the
+		 * last one from the entry */
+		unpublish(s, old);
+		rev_cobj_put(o);
+	} else if (publish(s, o) < 0) {
 		/* did not fit: the caller still gets the refreshed copy to send */
 	}
 	return o;

@@ -187,9 +187,9 @@ double rev_cobj_age(const struct rev_cobj *o, double now);
  * req; the Vary values are taken from req).  expect_len: the body length if
  * known, else -1; over max_object returns NULL at once.  sie_override >= 0
  * replaces the response's stale-if-error window.  Headers are copied
- * (hop-by-hop, Content-Length, Age, Set-Cookie and X-Cache left out; a Date
- * is added when the response had none).  NULL when not storable by size or
- * on ENOMEM.
+ * (hop-by-hop, Proxy-Authenticate, Proxy-Authentication-Info, Content-Length,
+ * Age, Set-Cookie and X-Cache left out; a Date is added when the response had
+ * none).  NULL when not storable by size or on ENOMEM.
  */
 struct rev_cfill *rev_cfill_begin(struct rev_cstore *s, const char *key,
     const struct gw_http_head *req, const struct gw_http_head *resp,
@@ -207,8 +207,9 @@ void rev_cfill_abort(struct rev_cfill *f);
  * A 304 arrived for old (RFC 9111 4.3.4): publish a copy with the 304's
  * header fields replacing the stored ones of the same name, sharing old's
  * body, with new times.  Returns a new reference to the new object, or NULL
- * on ENOMEM (old stays).  ri describes the merged result's freshness inputs
- * as the caller computed them from the 304 (rev_resp_info() of it).
+ * on ENOMEM (old stays).  When the merged Cache-Control has no-store or
+ * private, nothing is published and old leaves the table: the copy returned
+ * answers this request only.
  */
 struct rev_cobj *rev_cstore_refresh(struct rev_cstore *s, struct rev_cobj *old,
     const struct gw_http_head *resp304, double request_time, double response_time,

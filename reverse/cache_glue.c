@@ -53,6 +53,7 @@ enum cmode {
 	CM_NONE,
 	CM_BYPASS,                 /* not cacheable by request: proxied untouched */
 	CM_FETCH,                  /* miss or revalidation: watching the response */
+	CM_HEAD,                   /* HEAD miss: proxied, labelled, not stored */
 	CM_WAIT,                   /* parked behind an identical miss */
 	CM_INVALIDATE              /* unsafe method: purge the key on success */
 };
@@ -540,9 +541,9 @@ int rev_cache_request(struct gw_req *rq, const struct conf *cf, const struct rev
 		return 0;
 	}
 	if (h->method != GW_M_GET && h->method != GW_M_HEAD) {
-		/* RFC 9111 4.4: a successful unsafe request invalidates the URI */
-		if (h->method == GW_M_POST || h->method == GW_M_PUT || h->method == GW_M_DELETE ||
-		    h->method == GW_M_PATCH) {
+		/* RFC 9111 4.4: a successful unsafe request invalidates the URI;
+		 * methods not known to be safe (GW_M_OTHER) count as unsafe */
+		if (h->method != GW_M_OPTIONS && h->method != GW_M_TRACE && h->method != GW_M_CONNECT) {
 			q->mode = CM_INVALIDATE;
 			q->key = gw_req_strndup(rq, key, kl);
 		} else {
@@ -601,8 +602,9 @@ int rev_cache_request(struct gw_req *rq, const struct conf *cf, const struct rev
 		return 1;
 	}
 	if (h->method == GW_M_HEAD) {
-		/* a HEAD miss is proxied as it is and not stored */
-		q->mode = CM_BYPASS;
+		/* a HEAD miss is proxied as it is and not stored (a stale entry
+		 * may still answer it under stale-if-error) */
+		q->mode = CM_HEAD;
 		stat_inc(q->worker, &WS(q)->misses);
 		return 0;
 	}
@@ -659,6 +661,52 @@ int rev_cache_request(struct gw_req *rq, const struct conf *cf, const struct rev
 
 /* ---- response hooks ---- */
 
+/* Length of the "scheme://authority" part of a key. */
+static size_t key_origin_len(const char *key)
+{
+	const char *a = strstr(key, "://");
+
+	return a == NULL ? 0 : (size_t)(a + 3 - key) + strcspn(a + 3, "/");
+}
+
+/*
+ * RFC 9111 4.4: after a successful unsafe request, the URIs in Location and
+ * Content-Location are invalidated too, but only those with the target's
+ * origin.  An absolute URL or an absolute path counts (a fragment is cut);
+ * other relative references are left alone.
+ */
+static void invalidate_related(struct rev_cstore *s, const struct cq *q,
+    const struct gw_http_head *resp)
+{
+	static const char *const names[] = { "location", "content-location", NULL };
+	size_t ol = key_origin_len(q->key);
+
+	if (ol == 0)
+		return;
+	for (int i = 0; names[i] != NULL; i++) {
+		const struct gw_hdr *x = gw_http1_find(resp, names[i]);
+		char url[KEY_MAX], key[KEY_MAX];
+		const char *hash;
+		size_t n;
+		int k;
+
+		if (x == NULL || x->value_len == 0)
+			continue;
+		hash = memchr(x->value, '#', x->value_len);
+		n = hash != NULL ? (size_t)(hash - x->value) : x->value_len;
+		if (x->value[0] == '/' && (n < 2 || x->value[1] != '/'))
+			k = snprintf(url, sizeof url, "%.*s%.*s", (int)ol, q->key, (int)n, x->value);
+		else
+			k = snprintf(url, sizeof url, "%.*s", (int)n, x->value);
+		if (k < 0 || (size_t)k >= sizeof url ||
+		    rev_cache_key_from_url(key, sizeof key, url) == 0)
+			continue;
+		if (strncmp(key, q->key, ol) != 0 || key[ol] != '/' || strcmp(key, q->key) == 0)
+			continue;
+		rev_cstore_purge_key(s, key);
+	}
+}
+
 static struct cq *watched(struct gw_req *rq)
 {
 	struct cq *q = map_find(rq, 0);
@@ -681,8 +729,22 @@ void rev_cache_on_response_head(struct gw_req *rq, const struct gw_http_head *re
 	if (q->refresh)
 		q->refresh_ok = resp->status < 500;
 	if (q->mode == CM_INVALIDATE) {
-		if (resp->status < 400)
+		if (resp->status < 400) {
 			rev_cstore_purge_key(s, q->key);
+			invalidate_related(s, q, resp);
+		}
+		return;
+	}
+	if (q->mode == CM_HEAD) {
+		if (q->stale != NULL && (resp->status == 500 || resp->status == 502 ||
+		    resp->status == 503 || resp->status == 504) && stale_if_error_ok(q)) {
+			stat_inc(q->worker, &WS(q)->stale);
+			serve(rq, q, q->stale, "STALE", "cache_stale");
+		} else {
+			gw_req_resp_hdr_del(rq, "x-cache");
+			if (atomic_load(&g_xcache))
+				gw_req_resp_hdr_add(rq, "X-Cache", "MISS", 4);
+		}
 		return;
 	}
 	if (q->mode != CM_FETCH)
@@ -713,6 +775,8 @@ void rev_cache_on_response_head(struct gw_req *rq, const struct gw_http_head *re
 	if (atomic_load(&g_xcache))
 		gw_req_resp_hdr_add(rq, "X-Cache", "MISS", 4);
 	rev_resp_info(resp, &ri);
+	if (q->cr->cache_ignore_set_cookie)
+		ri.set_cookie = 0;         /* stored all the same, never with the cookie */
 	lifetime = rev_cache_lifetime(&ri, now, q->cr->cache_ttl);
 	ns = rev_cache_storable(gw_req_head(rq), &q->req_cc, &ri, lifetime);
 	if (ns == REV_STORE_OK) {
@@ -770,7 +834,8 @@ int rev_cache_stale_on_error(struct gw_req *rq)
 {
 	struct cq *q = watched(rq);
 
-	if (q == NULL || q->mode != CM_FETCH || q->refresh || !stale_if_error_ok(q))
+	if (q == NULL || (q->mode != CM_FETCH && q->mode != CM_HEAD) || q->refresh ||
+	    !stale_if_error_ok(q))
 		return 0;
 	stat_inc(q->worker, &WS(q)->stale);
 	serve(rq, q, q->stale, "STALE", "cache_stale");

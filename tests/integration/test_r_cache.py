@@ -4,8 +4,10 @@ client conditionals, stale-while-revalidate (stale answers at once, one
 background refresh per key: 304, 200, 5xx, origin down, shutdown),
 stale-if-error (origin down and 5xx), collapsed forwarding, eviction at the memory bound, oversize
 pass-through, HEAD from a GET entry, invalidation by unsafe methods,
-X-Cache on/off.  Origins count the requests that reach them.  (Purge has no
-HTTP surface yet: tests/unit/reverse/test_cache.c covers it.)"""
+X-Cache on/off, the Set-Cookie opt-in, the hit/miss/stale/bytes metrics.
+Origins count the requests that reach them.  Purge through the admin API is
+tested in test_a_servers.py::test_cache_purge."""
+import socket
 import threading
 import time
 
@@ -25,6 +27,7 @@ reverse: {
   sites = ( { hosts = [ "%s" ]; routes = (
       { path = "/"; upstream = "app"; cache = true; },
       { path = "/ttl/"; upstream = "app"; cache = { ttl = 2.0; stale_if_error = 30.0; }; },
+      { path = "/sc/"; upstream = "app"; cache = { ignore_set_cookie = true; }; },
       { path = "/plain/"; upstream = "app"; }
   ); } );
 };
@@ -191,6 +194,36 @@ def test_set_cookie_not_stored(gw, co):
     assert co.count("/cookie") == 2
 
 
+def test_set_cookie_opt_in_stores_without_the_cookie(gw, co):
+    # cache = { ignore_set_cookie = true; }: stored all the same; the client
+    # that fetched it gets its cookie, hits never do
+    co.script("/sc/c", headers=[("Cache-Control", "max-age=60"), ("Set-Cookie", "s=1")], body=b"SC")
+    st, h, b = get(gw, "/sc/c")
+    assert (st, xc(h), b, h.get("set-cookie")) == (200, "MISS", b"SC", "s=1")
+    st, h, b = get(gw, "/sc/c")
+    assert (st, xc(h), b) == (200, "HIT", b"SC") and "set-cookie" not in h
+    assert co.count("/sc/c") == 1
+
+
+def test_proxy_authentication_fields_not_stored(gw, co):
+    # RFC 9111 3.1: fields specific to the proxy that forwarded the request
+    co.script("/pa", headers=[("Cache-Control", "max-age=60"), ("Proxy-Authenticate", "Basic"),
+                              ("Proxy-Authentication-Info", "x=1"), ("X-Kept", "k")])
+    get(gw, "/pa")
+    st, h, _ = get(gw, "/pa")
+    assert (st, xc(h), h.get("x-kept")) == (200, "HIT", "k")
+    assert "proxy-authenticate" not in h and "proxy-authentication-info" not in h
+
+
+def test_hop_by_hop_fields_not_stored(gw, co):
+    co.script("/hop", headers=[("Cache-Control", "max-age=60"), ("Connection", "X-Hop"),
+                               ("X-Hop", "1"), ("Keep-Alive", "timeout=5"), ("X-End", "e")])
+    get(gw, "/hop")
+    st, h, _ = get(gw, "/hop")
+    assert (st, xc(h), h.get("x-end")) == (200, "HIT", "e")
+    assert "x-hop" not in h and "keep-alive" not in h
+
+
 def test_authorization_needs_public(gw, co):
     auth = {"Authorization": "Basic dTpw"}
     co.script("/auth", headers=[("Cache-Control", "max-age=60")])
@@ -238,6 +271,14 @@ def test_request_no_cache_and_max_age_0_revalidate(gw, co):
     assert xc(h) == "REVALIDATED"
     assert xc(get(gw, "/rq")[1]) == "HIT"
     assert co.count("/rq") == 4
+
+
+def test_request_min_fresh(gw, co):
+    co.script("/mf", headers=[("Cache-Control", "max-age=60")], body=b"M")
+    get(gw, "/mf")
+    assert xc(get(gw, "/mf", {"Cache-Control": "min-fresh=30"})[1]) == "HIT"
+    assert xc(get(gw, "/mf", {"Cache-Control": "min-fresh=120"})[1]) == "MISS"
+    assert co.count("/mf") == 2
 
 
 def test_request_no_store_bypasses(gw, co):
@@ -292,6 +333,21 @@ def test_revalidation_round_trip_with_etag(gw, co):
     st, h, b = get(gw, "/rv")
     assert (xc(h), b, h["x-version"]) == ("HIT", b"payload", "2")
     assert co.count("/rv") == 2
+
+
+def test_revalidation_304_with_no_store_drops_entry(gw, co):
+    # the origin's 304 now says no-store (or private): this answer is served
+    # from the entry one last time, and the entry is gone
+    for p, cc in (("/rvn", "no-store"), ("/rvp", "private")):
+        co.script(p, headers=[("Cache-Control", "max-age=1")], etag='"n"', body=b"N",
+                  headers_304=[("Cache-Control", cc)])
+        get(gw, p)
+        time.sleep(1.1)
+        st, h, b = get(gw, p)
+        assert (st, xc(h), b) == (200, "REVALIDATED", b"N"), p
+        st, h, b = get(gw, p)
+        assert (st, xc(h), b) == (200, "MISS", b"N"), p
+        assert co.count(p) == 3
 
 
 def test_revalidation_with_last_modified(gw, co):
@@ -482,6 +538,23 @@ def test_swr_refreshes_counted_and_not_connections(co, ports):
         g.check_clean()
 
 
+def test_hit_miss_stale_bytes_in_metrics(co, ports):
+    g = start_with_metrics(co, ports)
+    try:
+        co.script("/cm", headers=[("Cache-Control", "max-age=1")], body=b"x" * 1000)
+        assert xc(get(g, "/cm")[1]) == "MISS"
+        assert xc(get(g, "/cm")[1]) == "HIT"
+        assert xc(get(g, "/cm")[1]) == "HIT"
+        time.sleep(1.3)
+        assert xc(get(g, "/cm", {"Cache-Control": "max-stale=30"})[1]) == "STALE"
+        m = metrics(ports[2])
+        assert [m['gatehouse_cache_requests_total{result="%s"}' % r]
+                for r in ("hit", "miss", "stale", "revalidated")] == [2, 1, 1, 0]
+        assert m["gatehouse_cache_objects"] == 1 and m["gatehouse_cache_bytes"] > 1000
+    finally:
+        g.check_clean()
+
+
 def test_swr_refresh_cut_after_its_own_timeout(co, ports):
     # a refresh whose origin trickles its body (each byte inside
     # upstream_response) is cut after upstream_connect + upstream_response in
@@ -570,6 +643,22 @@ def test_vary_variants(gw, co):
     assert co.count("/v") == 3
 
 
+def test_vary_values_match_modulo_whitespace_and_field_lines(gw, co):
+    # RFC 9111 4.1: whitespace around commas and split field lines do not
+    # make another variant; a different order does
+    co.script("/vl", headers=[("Cache-Control", "max-age=60"), ("Vary", "Accept-Language")],
+              body=lambda r: (r.header("Accept-Language") or "-").encode())
+    assert xc(get(gw, "/vl", {"Accept-Language": "en, fr"})[1]) == "MISS"
+    for v in ("en,fr", "en ,\tfr"):
+        st, h, b = get(gw, "/vl", {"Accept-Language": v})
+        assert (xc(h), b) == ("HIT", b"en, fr"), v
+    raw = gh.raw_exchange(gw.port, b"GET /vl HTTP/1.1\r\nHost: app.test\r\nAccept-Language: en\r\n"
+                          b"Accept-Language: fr\r\nConnection: close\r\n\r\n")
+    assert b"X-Cache: HIT" in raw and raw.endswith(b"en, fr")
+    assert xc(get(gw, "/vl", {"Accept-Language": "fr, en"})[1]) == "MISS"
+    assert co.count("/vl") == 2
+
+
 def test_vary_star_never_served(gw, co):
     co.script("/vs", headers=[("Cache-Control", "max-age=60"), ("Vary", "*")])
     for _ in range(3):
@@ -639,6 +728,18 @@ def test_head_served_from_get_entry(gw, co):
     assert co.count("/hd") == 1
 
 
+def test_head_miss_labelled_not_stored_stale_if_error(gw, co):
+    co.script("/hm", headers=[("Cache-Control", "max-age=1, stale-if-error=60")], body=b"HM")
+    st, h, b = get(gw, "/hm", method="HEAD")
+    assert (st, xc(h), b) == (200, "MISS", b"")
+    assert xc(get(gw, "/hm")[1]) == "MISS"           # the HEAD stored nothing
+    time.sleep(1.3)
+    co.kill()
+    st, h, b = get(gw, "/hm", method="HEAD")
+    assert (st, xc(h), b, h["content-length"]) == (200, "STALE", b"", "2")
+    assert co.count("/hm") == 2
+
+
 def test_unsafe_method_invalidates(gw, co):
     co.script("/inv", headers=[("Cache-Control", "max-age=60")])
     get(gw, "/inv")
@@ -646,6 +747,76 @@ def test_unsafe_method_invalidates(gw, co):
     assert gh.http_get(gw.port, "/inv", HOST, method="POST", body=b"x")[0] == 200
     assert xc(get(gw, "/inv")[1]) == "MISS"
     assert co.count("/inv") == 3
+
+
+def test_unknown_methods_invalidate_safe_ones_do_not(gw, co):
+    # RFC 9111 4.4: methods not known to be safe count as unsafe
+    co.script("/inv2", headers=[("Cache-Control", "max-age=60")])
+    get(gw, "/inv2")
+    assert gh.http_get(gw.port, "/inv2", HOST, method="OPTIONS")[0] == 200
+    assert xc(get(gw, "/inv2")[1]) == "HIT"
+    assert gh.http_get(gw.port, "/inv2", HOST, method="PROPPATCH", body=b"x")[0] == 200
+    assert xc(get(gw, "/inv2")[1]) == "MISS"
+    co.script("/inv2", status=404)
+    assert gh.http_get(gw.port, "/inv2", HOST, method="DELETE")[0] == 404   # an error: kept
+    st, h, _ = get(gw, "/inv2")
+    assert (st, xc(h), co.count("/inv2")) == (200, "HIT", 5)
+
+
+def test_unsafe_method_invalidates_location_same_origin_only(gw, co):
+    for p in ("/la", "/lb", "/lc"):
+        co.script(p, headers=[("Cache-Control", "max-age=60")], body=p.encode())
+        get(gw, p)
+    # the same path under another origin (port) must survive
+    other = "%s:8080" % HOST
+    assert gh.http_get(gw.port, "/lc", other)[2] == b"/lc"
+    assert xc(gh.http_get(gw.port, "/lc", other)[1]) == "HIT"
+    co.script("/new", status=201, headers=[("Location", "/la"),
+                                           ("Content-Location", "http://APP.test:80/lb#top")])
+    assert gh.http_get(gw.port, "/new", HOST, method="POST", body=b"x")[0] == 201
+    co.script("/new2", status=303, headers=[("Location", "http://%s/lc" % other)])
+    assert gh.http_get(gw.port, "/new2", HOST, method="POST", body=b"x")[0] == 303
+    assert [xc(get(gw, p)[1]) for p in ("/la", "/lb", "/lc")] == ["MISS", "MISS", "HIT"]
+    assert xc(gh.http_get(gw.port, "/lc", other)[1]) == "HIT"
+
+
+def test_range_requests_bypass_and_206_not_stored(gw, co):
+    co.script("/rg", headers=[("Cache-Control", "max-age=60")], body=b"0123456789")
+    get(gw, "/rg")
+    co.script("/rg", status=206, headers=[("Cache-Control", "max-age=60"),
+                                          ("Content-Range", "bytes 0-1/10")], body=b"01")
+    st, h, b = get(gw, "/rg", {"Range": "bytes=0-1"})
+    assert (st, b) == (206, b"01") and co.last("/rg").header("Range") == "bytes=0-1"
+    st, h, b = get(gw, "/rg")
+    assert (st, xc(h), b) == (200, "HIT", b"0123456789")
+    assert co.count("/rg") == 2
+
+
+def test_streamed_to_the_first_client_while_stored(gw, co):
+    # the origin trickles 10 bytes over ~3 s: the first client sees the head
+    # and the first bytes at once, and the whole object is stored
+    co.script("/tk", headers=[("Cache-Control", "max-age=60")], body=b"0123456789", trickle=0.3)
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    try:
+        t0 = time.monotonic()
+        s.sendall(b"GET /tk HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+        got = b""
+        while b"\r\n\r\n" not in got or len(got.split(b"\r\n\r\n", 1)[1]) == 0:
+            chunk = s.recv(4096)
+            assert chunk, got
+            got += chunk
+        first = time.monotonic() - t0
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+    finally:
+        s.close()
+    assert first < 1.5, first
+    assert got.endswith(b"0123456789") and b"X-Cache: MISS" in got
+    st, h, b = get(gw, "/tk")
+    assert (st, xc(h), b) == (200, "HIT", b"0123456789") and co.count("/tk") == 1
 
 
 def test_uncached_route_untouched(gw, co):

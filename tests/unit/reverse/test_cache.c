@@ -549,7 +549,8 @@ static void test_conf(void)
 	    "  upstreams = ( { name = \"app\"; servers = ( { address = \"127.0.0.1:9\"; } ); } );\n"
 	    "  sites = ( { hosts = [ \"a.test\" ]; routes = (\n"
 	    "    { path = \"/\"; upstream = \"app\"; cache = true; },\n"
-	    "    { path = \"/t/\"; upstream = \"app\"; cache = { ttl = 60.0; stale_if_error = 300; }; },\n"
+	    "    { path = \"/t/\"; upstream = \"app\"; cache = { ttl = 60.0; stale_if_error = 300;\n"
+	    "      ignore_set_cookie = true; }; },\n"
 	    "    { path = \"/n/\"; upstream = \"app\"; }\n"
 	    "  ); } );\n"
 	    "};\n";
@@ -578,9 +579,11 @@ static void test_conf(void)
 		CHECK(c->reverse.cache.present && c->reverse.cache.memory == 1048576 &&
 		    c->reverse.cache.max_object == 4096 && !c->reverse.cache.x_cache_header, "cache group");
 		CHECK(si->routes[0].cache && si->routes[0].cache_ttl == 0 &&
-		    si->routes[0].cache_stale_if_error == -1, "cache = true");
+		    si->routes[0].cache_stale_if_error == -1 && !si->routes[0].cache_ignore_set_cookie,
+		    "cache = true");
 		CHECK(si->routes[1].cache && si->routes[1].cache_ttl == 60 &&
-		    si->routes[1].cache_stale_if_error == 300, "cache = { ttl; stale_if_error; }");
+		    si->routes[1].cache_stale_if_error == 300 && si->routes[1].cache_ignore_set_cookie,
+		    "cache = { ttl; stale_if_error; ignore_set_cookie; }");
 		CHECK(!si->routes[2].cache, "no cache key: off");
 		conf_free(c);
 	}
