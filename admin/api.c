@@ -1025,7 +1025,7 @@ static int server_action(const char *a)
 static enum MHD_Result api_server_state(struct MHD_Connection *c, struct adm_req *r,
     const struct adm_who *who, const char *path)
 {
-	char id[300], *slash, *act, detail[256];
+	char id[300], *slash, *act, detail[2 * sizeof id];
 	json_t *in = NULL;
 	const char *up, *addr, *action = path;
 	int state, rc;
