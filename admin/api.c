@@ -1070,14 +1070,14 @@ static json_t *api_cache(void)
 	struct rev_cache_stats st;
 
 	rev_cache_stats(&st);
-	return json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "enabled", st.enabled,
+	return json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "enabled", st.enabled,
 	    "hits", (json_int_t)st.hits, "misses", (json_int_t)st.misses, "stale", (json_int_t)st.stale,
 	    "revalidated", (json_int_t)st.revalidated, "collapsed", (json_int_t)st.collapsed,
 	    "bypass", (json_int_t)st.bypass, "objects", (json_int_t)st.objects,
 	    "bytes", (json_int_t)st.bytes, "memory", (json_int_t)st.memory,
 	    "evictions", (json_int_t)st.evictions, "purged", (json_int_t)st.purged,
 	    "stored", (json_int_t)st.stored, "refreshes", (json_int_t)st.refreshes,
-	    "refresh_failures", (json_int_t)st.refresh_failures);
+	    "refresh_failures", (json_int_t)st.refresh_failures, "served_bytes", (json_int_t)st.served_bytes);
 }
 
 /* POST cache/purge with {"url": ...} or {"host_prefix": ...} */

@@ -202,6 +202,9 @@ enum MHD_Result adm_metrics(struct MHD_Connection *c)
 		    "# TYPE gatehouse_cache_refresh_failures_total counter\n"
 		    "gatehouse_cache_refresh_failures_total %llu\n",
 		    (unsigned long long)cs.refreshes, (unsigned long long)cs.refresh_failures);
+		gw_sbuf_printf(&b, "# HELP gatehouse_cache_served_bytes_total Body bytes answered from the "
+		    "reverse cache.\n# TYPE gatehouse_cache_served_bytes_total counter\n"
+		    "gatehouse_cache_served_bytes_total %llu\n", (unsigned long long)cs.served_bytes);
 		gw_sbuf_printf(&b, "# HELP gatehouse_cache_bytes Bytes held by the reverse cache.\n"
 		    "# TYPE gatehouse_cache_bytes gauge\ngatehouse_cache_bytes %llu\n"
 		    "# HELP gatehouse_cache_objects Objects held by the reverse cache.\n"

@@ -92,7 +92,7 @@ struct inflight {
 
 struct wstats {
 	_Alignas(64) _Atomic uint64_t hits, misses, stale, revalidated, collapsed, bypass;
-	_Atomic uint64_t refreshes, refresh_failures;
+	_Atomic uint64_t refreshes, refresh_failures, served_bytes;
 };
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;   /* store creation, inflight table */
@@ -423,6 +423,8 @@ static void serve(struct gw_req *rq, struct cq *q, struct rev_cobj *o, const cha
 	if (atomic_load(&g_xcache))
 		gw_req_resp_hdr_add(rq, "X-Cache", label, strlen(label));
 	gw_req_set_verdict(rq, verdict, q->cr ? q->cr->path : NULL);
+	if (st != 304 && h->method != GW_M_HEAD)
+		atomic_fetch_add_explicit(&WS(q)->served_bytes, v.body_len, memory_order_relaxed);
 	rev_cobj_get(o);   /* released by the core through release_obj */
 	gw_req_respond_ref(rq, st, NULL, v.body, v.body_len, release_obj, o);
 }
@@ -881,6 +883,7 @@ void rev_cache_stats(struct rev_cache_stats *out)
 		out->collapsed += atomic_load_explicit(&g_ws[i].collapsed, memory_order_relaxed);
 		out->bypass += atomic_load_explicit(&g_ws[i].bypass, memory_order_relaxed);
 		out->refreshes += atomic_load_explicit(&g_ws[i].refreshes, memory_order_relaxed);
+		out->served_bytes += atomic_load_explicit(&g_ws[i].served_bytes, memory_order_relaxed);
 		out->refresh_failures += atomic_load_explicit(&g_ws[i].refresh_failures,
 		    memory_order_relaxed);
 	}

@@ -72,6 +72,7 @@ struct rev_cache_stats {
 	uint64_t bypass;           /* not cacheable by request (no-store, Range, methods) */
 	uint64_t refreshes;        /* background stale-while-revalidate refreshes started */
 	uint64_t refresh_failures; /* ... that got no usable answer (error, 5xx, cut short) */
+	uint64_t served_bytes;     /* body bytes answered from the cache (HIT, STALE, REVALIDATED) */
 	uint64_t objects, bytes;   /* stored now (bytes include per-object overhead) */
 	uint64_t memory, max_object;
 	uint64_t evictions, purged, stored;

@@ -341,6 +341,7 @@
       add('Enabled', k.enabled ? 'yes' : 'no (reverse.cache is not configured)');
       add('Objects', fmtInt(k.objects) + ' · ' + fmtNum(k.bytes) + 'B');
       add('Requests', 'hits ' + fmtInt(k.hits) + ' · misses ' + fmtInt(k.misses) + ' · stale ' + fmtInt(k.stale) + ' · revalidated ' + fmtInt(k.revalidated));
+      add('Served', fmtNum(k.served_bytes) + 'B of bodies from the cache');
       add('Refreshes', 'background ' + fmtInt(k.refreshes) + ' · failed ' + fmtInt(k.refresh_failures));
       add('Removed', 'purged ' + fmtInt(k.purged) + ' · evicted ' + fmtInt(k.evictions));
     }

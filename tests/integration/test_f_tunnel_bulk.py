@@ -2,9 +2,10 @@
 arrive exact in both directions, half-close both ways, bytes sent with the
 CONNECT head go first, the access log counts every byte, idle tunnels hold no
 pipes, the idle timeout closes a spliced tunnel, and a tunnel with no fds left
-for a pipe still works (evbuffer path).  Plain tunnels move bulk bytes with
-splice(2) through a pipe per direction, made after the first big read
-(core/conn.c): the pipes are visible in /proc/PID/fd."""
+for a pipe (or over the pipe page quota) still works (evbuffer path).  Plain
+tunnels move bulk bytes with splice(2) through a pipe per direction, made
+after the first big read (core/conn.c): the pipes are visible in
+/proc/PID/fd."""
 import hashlib
 import json
 import os
@@ -145,15 +146,24 @@ class Env:
         return s
 
 
-def start(origin, timeouts="", limited=None):
+def start(origin, timeouts="", limited=None, preload=None):
+    """limited: RLIMIT_NOFILE of the gateway; preload: a shared object to
+    LD_PRELOAD into it."""
     peer = BulkPeer()
     fport, rport = gh.free_port(), gh.free_port()
     g = gh.Gatehouse(conf(fport, rport, peer.port, origin.port, timeouts))
-    if limited:
+    if limited or preload:
         def pre():
-            resource.setrlimit(resource.RLIMIT_NOFILE, (limited, limited))
+            if limited:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limited, limited))
+        env = dict(os.environ)
+        if preload:
+            env["LD_PRELOAD"] = preload
+            # an ASan build wants its runtime first; the shim only wraps fcntl
+            env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
         g.err = open(g.errlog, "wb")
-        g.proc = subprocess.Popen([gh.BIN, "-c", g.conf], stdout=g.err, stderr=g.err, preexec_fn=pre)
+        g.proc = subprocess.Popen([gh.BIN, "-c", g.conf], stdout=g.err, stderr=g.err, preexec_fn=pre,
+                                  env=env)
         for p in (fport, rport):
             assert gh.wait_port(p), g.stderr()
     else:
@@ -487,6 +497,75 @@ def test_no_fd_for_a_pipe_falls_back_to_buffers(origin):
         for c in idle[10:]:
             c.close()
         assert wait_pipes(pid, base[1])
+    finally:
+        finish(env)
+
+
+# The kernel's answer to a user over fs.pipe-user-pages-soft: F_SETPIPE_SZ is
+# refused and the pipe keeps 2 pages.  Root is exempt, so the test makes the
+# gateway see that answer through a preloaded fcntl.
+PIPE_QUOTA_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+static int over_quota(int cmd, int *ret)
+{
+    if (cmd == F_SETPIPE_SZ) {
+        errno = EPERM;
+        *ret = -1;
+        return 1;
+    }
+    if (cmd == F_GETPIPE_SZ) {
+        *ret = 8192;
+        return 1;
+    }
+    return 0;
+}
+
+#define WRAP(name) \
+int name(int fd, int cmd, ...) \
+{ \
+    static int (*real)(int, int, ...); \
+    va_list ap; \
+    void *arg; \
+    int r; \
+    va_start(ap, cmd); \
+    arg = va_arg(ap, void *); \
+    va_end(ap); \
+    if (over_quota(cmd, &r)) \
+        return r; \
+    if (real == NULL) \
+        real = (int (*)(int, int, ...))dlsym(RTLD_NEXT, #name); \
+    return real(fd, cmd, arg); \
+}
+WRAP(fcntl)
+WRAP(fcntl64)
+"""
+
+
+def test_pipe_page_quota_falls_back_to_buffers(origin, tmp_path):
+    """Over the pipe page quota a direction's pipe would be 2 pages: the
+    tunnel closes it and carries every byte on evbuffers."""
+    src, so = tmp_path / "quota.c", str(tmp_path / "quota.so")
+    src.write_text(PIPE_QUOTA_SHIM)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", so, str(src), "-ldl"], check=True)
+    env = start(origin, preload=so)
+    try:
+        pid = env.g.proc.pid
+        base = settled_fds(pid)
+        s = open_tunnel(env, b"%d 41 hold\n" % (8 * MiB))
+        up = stream(42, 2 * MiB)
+        t = sender(s, up, shut=False)
+        assert slow_read(s, 8 * MiB) == sha(stream(41, 8 * MiB))
+        t.join()
+        assert fds(pid)[1] == base[1]          # no pipe kept in either direction
+        s.shutdown(socket.SHUT_WR)
+        assert env.peer.wait_got(1) == [(len(up), sha(up))]
+        s.close()
     finally:
         finish(env)
 

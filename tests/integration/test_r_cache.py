@@ -551,6 +551,9 @@ def test_hit_miss_stale_bytes_in_metrics(co, ports):
         assert [m['gatehouse_cache_requests_total{result="%s"}' % r]
                 for r in ("hit", "miss", "stale", "revalidated")] == [2, 1, 1, 0]
         assert m["gatehouse_cache_objects"] == 1 and m["gatehouse_cache_bytes"] > 1000
+        assert m["gatehouse_cache_served_bytes_total"] == 3000      # 2 hits + 1 stale
+        get(g, "/cm", {"Cache-Control": "max-stale=30"}, method="HEAD")   # no body: not counted
+        assert metrics(ports[2])["gatehouse_cache_served_bytes_total"] == 3000
     finally:
         g.check_clean()
 
