@@ -9,6 +9,7 @@ Origins count the requests that reach them.  Purge through the admin API is
 tested in test_a_servers.py::test_cache_purge."""
 import socket
 import threading
+import re
 import time
 
 import pytest
@@ -309,6 +310,22 @@ def test_stored_before_the_client_has_it(gw, co):
         st, h, b = get(gw, "/imm%d" % i, {"Cache-Control": "only-if-cached"})
         assert (st, xc(h), b) == (200, "HIT", b"b%d" % i), i
         assert co.count("/imm%d" % i) == 1
+
+
+def test_one_store_for_all_workers(gw, co):
+    # the worker that fetched and stored is not the only one that hits: the
+    # request id's characters 6-7 name the worker (core/conn.c), and each
+    # get() is a new connection, spread over the two workers by the kernel
+    co.script("/shared", headers=[("Cache-Control", "max-age=60")], body=b"one copy")
+    for _ in range(30):
+        assert get(gw, "/shared")[2] == b"one copy"
+    assert co.count("/shared") == 1
+    hit, fetched = set(), []
+    for line in gw.access_lines():
+        if '"GET /shared ' in line:
+            worker = re.search(r" id=(\S+)", line).group(1)[6:8]
+            (hit.add if " verdict=cache_hit " in line else fetched.append)(worker)
+    assert len(fetched) == 1 and hit - set(fetched), (fetched, hit)
 
 
 def test_max_stale(gw, co):
