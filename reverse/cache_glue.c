@@ -440,7 +440,14 @@ static int stale_if_error_ok(const struct cq *q)
 	rev_cobj_view(q->stale, &v);
 	if (v.no_stale || v.no_cache)
 		return 0;
-	window = q->cr != NULL && q->cr->cache_stale_if_error >= 0 ? q->cr->cache_stale_if_error : v.sie;
+	if (q->cr != NULL && q->cr->cache_stale_if_error >= 0) {
+		window = q->cr->cache_stale_if_error;    /* the operator's word is final */
+	} else {
+		/* the origin's, or the client's for its own request (RFC 5861 4) */
+		window = v.sie;
+		if (q->req_cc.stale_if_error >= 0 && (double)q->req_cc.stale_if_error > window)
+			window = (double)q->req_cc.stale_if_error;
+	}
 	if (window < 0)
 		return 0;
 	staleness = rev_cobj_age(q->stale, gw_wall_now()) - v.lifetime;

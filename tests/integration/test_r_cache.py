@@ -625,6 +625,11 @@ def test_stale_if_error_origin_down(gw, co):
     st, h, b = get(gw, "/down")
     assert (st, xc(h), b) == (200, "STALE", b"kept")
     assert get(gw, "/down-nosie")[0] == 502
+    # a client may accept a stale answer on error for its own request
+    # (RFC 5861 4), within the window it names
+    st, h, b = get(gw, "/down-nosie", {"Cache-Control": "stale-if-error=60"})
+    assert (st, xc(h), b) == (200, "STALE", b"kept")
+    assert get(gw, "/down-nosie", {"Cache-Control": "stale-if-error=0"})[0] == 502
 
 
 def test_stale_if_error_on_5xx(gw, co):
