@@ -3325,6 +3325,11 @@ static void up_rd_cb(evutil_socket_t fd, short what, void *arg)
 	} else {
 		process_response(c);
 	}
+	/* io_read stopped at READ_MAX with records read ahead into OpenSSL,
+	 * where epoll cannot see them (the client side: end of client_rd_cb) */
+	if (c->state != CS_CLOSED && c->up == u && u->ssl != NULL && u->rd_on && !u->eof &&
+	    SSL_has_pending(u->ssl))
+		event_active(&u->ev_rd, EV_READ, 0);
 }
 
 static void up_wr_cb(evutil_socket_t fd, short what, void *arg)

@@ -514,3 +514,41 @@ def test_certificate_chain_sent_as_the_file_gives_it(origin, ports, pki, tmp_pat
             assert _served_chain(ports[0], "a.test", ca) == want
         finally:
             g.check_clean()
+
+
+def test_big_responses_from_a_tls_upstream_to_a_slow_client(pki, ports):
+    """Responses over TLS from the origin, to a client that pauses before
+    reading: the gateway stops and resumes reading the origin (backpressure);
+    every byte must come, without waiting for a timeout.  (A read call takes
+    at most 256 KiB, so records read ahead can be left in OpenSSL where epoll
+    cannot see them; up_rd_cb wakes itself for them.  This Python origin
+    rarely lands a response's last record exactly there, so the test
+    exercises that path without being sure to catch its absence.)"""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(*pki["origin"])
+    o = gh.Origin(tls=ctx)
+    try:
+        up = 'tls = true; ca_file = "%s"; sni = "origin.test";' % pki["ca"]
+        g = gh.Gatehouse(tls_conf(ports[0], ports[1], o.port, pki, up_tls=up) +
+                         "@GLOBAL@ timeouts = { upstream_response = 20.0; }; };\n").start([ports[1]])
+        try:
+            for n in (262144, 262144 + 100, 300000, 524288 + 17, 1000000, 3000000):
+                for pause in (0, 0.3):
+                    s = socket.create_connection(("127.0.0.1", ports[1]), timeout=10)
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+                    s.sendall(b"GET /size/%d HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n" % n)
+                    time.sleep(pause)
+                    t0, got = time.monotonic(), b""
+                    while True:
+                        d = s.recv(1 << 18)
+                        if not d:
+                            break
+                        got += d
+                    s.close()
+                    head, body = got.split(b"\r\n\r\n", 1)
+                    assert head.startswith(b"HTTP/1.1 200") and len(body) == n, (n, pause, head)
+                    assert time.monotonic() - t0 < 5, (n, pause)
+        finally:
+            g.check_clean()
+    finally:
+        o.stop()
