@@ -122,7 +122,8 @@ enum MHD_Result adm_metrics(struct MHD_Connection *c)
 		const struct fwd_policy *p = fwd_side_policy(side);
 		size_t nr = p != NULL ? fwd_policy_nrules(p) : 0;
 		gw_sbuf_printf(&b, "# HELP gatehouse_policy_rule_hits_total Forward requests decided by each policy rule "
-		    "(this configuration generation).\n# TYPE gatehouse_policy_rule_hits_total counter\n");
+		    "since start (a reload keeps the count of a rule it keeps: same name and action).\n"
+		    "# TYPE gatehouse_policy_rule_hits_total counter\n");
 		for (size_t i = 0; i < nr; i++) {
 			gw_sbuf_printf(&b, "gatehouse_policy_rule_hits_total{rule=\"");
 			put_label(&b, fwd_policy_rule_name(p, i));
@@ -133,7 +134,7 @@ enum MHD_Result adm_metrics(struct MHD_Connection *c)
 			gw_sbuf_printf(&b, "gatehouse_policy_rule_hits_total{rule=\"(no match)\",action=\"deny\"} %zu\n",
 			    fwd_rule_hits(side, nr));
 		gw_sbuf_printf(&b, "# HELP gatehouse_forward_events_total Forward-side events: blocks, sign-ins, DLP, PAC "
-		    "(this configuration generation).\n# TYPE gatehouse_forward_events_total counter\n");
+		    "since start.\n# TYPE gatehouse_forward_events_total counter\n");
 		for (int k = 0; k < FWD_C_COUNT; k++)
 			gw_sbuf_printf(&b, "gatehouse_forward_events_total{event=\"%s\"} %llu\n",
 			    fwd_counter_name((enum fwd_counter)k),

@@ -18,7 +18,10 @@
  *      resolved address is then checked in on_resolved().
  *
  * Counters: per-worker rows of relaxed atomics (core/counters.h), summed by
- * the console (fwd_rule_hits).  What the console lists (top domains,
+ * the console (fwd_rule_hits).  They outlive a configuration generation, so
+ * /metrics counters do not restart at a reload: the events are one set for
+ * the process, and a rule's hits are kept by its name and action (names are
+ * unique within a policy), which a reload that keeps the rule finds again.  What the console lists (top domains,
  * signed-in users, DLP hits) goes to forward/observe.c from on_done() and
  * dlp_hit().
  */
@@ -70,9 +73,9 @@ struct fwd_data {
 	/* PAC text; NULL without forward.pac */
 	char *pac;
 	size_t pac_len;
-	/* counters: row = nrules rule hits, 1 no-match, FWD_C_COUNT events */
+	/* hit counters of rules 0..nrules-1, then of "no match" (see hit_slot) */
 	size_t nrules;
-	struct gw_counters ctr;
+	struct hit_slot **hits;
 };
 
 struct auth_req;
@@ -86,19 +89,48 @@ const struct fwd_policy *fwd_side_policy(const void *side_data)
 
 /* ---- counters ---- */
 
+/* One rule's hits for the life of the process, found by name and action.
+ * Slots are made by compile() and never freed (one per distinct rule ever
+ * configured), so every generation's pointers stay valid. */
+struct hit_slot {
+	struct hit_slot *next;
+	enum conf_action action;
+	struct gw_counters c;      /* one counter */
+	char name[];
+};
+
+static pthread_mutex_t slots_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct hit_slot *slots;
+static struct gw_counters events = { .n = FWD_C_COUNT };
+
+static struct hit_slot *hit_slot(const char *name, enum conf_action action)
+{
+	struct hit_slot *h;
+
+	pthread_mutex_lock(&slots_mu);
+	for (h = slots; h != NULL; h = h->next)
+		if (h->action == action && strcmp(h->name, name) == 0)
+			break;
+	if (h == NULL && (h = calloc(1, sizeof *h + strlen(name) + 1)) != NULL) {
+		h->action = action;
+		h->c.n = 1;
+		strcpy(h->name, name);
+		h->next = slots;
+		slots = h;
+	}
+	pthread_mutex_unlock(&slots_mu);
+	return h;
+}
+
 static void bump(struct fwd_data *d, struct gw_req *rq, size_t idx)
 {
-	gw_counters_add(&d->ctr, gw_req_worker(rq), idx);
+	gw_counters_add(&d->hits[idx]->c, gw_req_worker(rq), 0);
 }
 
 static void count(struct fwd_data *d, struct gw_req *rq, enum fwd_counter c)
 {
-	bump(d, rq, d->nrules + 1 + (size_t)c);
-}
-
-static uint64_t sum(const struct fwd_data *d, size_t idx)
-{
-	return gw_counters_sum(&((struct fwd_data *)d)->ctr, idx);
+	(void)d;
+	gw_counters_add(&events, gw_req_worker(rq), (size_t)c);
 }
 
 size_t fwd_rule_hits(const void *side_data, size_t rule_index)
@@ -107,7 +139,7 @@ size_t fwd_rule_hits(const void *side_data, size_t rule_index)
 
 	if (d == NULL || d->magic != FWD_MAGIC || rule_index > d->nrules)
 		return 0;
-	return (size_t)sum(d, rule_index);
+	return (size_t)gw_counters_sum(&d->hits[rule_index]->c, 0);
 }
 
 uint64_t fwd_side_counter(const void *side_data, enum fwd_counter c)
@@ -116,7 +148,7 @@ uint64_t fwd_side_counter(const void *side_data, enum fwd_counter c)
 
 	if (d == NULL || d->magic != FWD_MAGIC || (unsigned)c >= FWD_C_COUNT)
 		return 0;
-	return sum(d, d->nrules + 1 + (size_t)c);
+	return gw_counters_sum(&events, (size_t)c);
 }
 
 const char *fwd_counter_name(enum fwd_counter c)
@@ -920,7 +952,7 @@ static void side_free(void *data)
 	fwd_dlp_free(d->dlp);
 	free(d->pac);
 	fwd_policy_free(d->policy);
-	gw_counters_free(&d->ctr);
+	free(d->hits);
 	d->magic = 0;
 	free(d);
 }
@@ -964,6 +996,22 @@ static int compile_auth(struct fwd_data *d, const struct conf *cf, struct conf_e
 	return 0;
 }
 
+/* The hit slot of every rule of d's policy, and of "no match". */
+static int compile_hits(struct fwd_data *d)
+{
+	d->hits = calloc(d->nrules + 1, sizeof *d->hits);
+	if (d->hits == NULL)
+		return -1;
+	for (size_t i = 0; i <= d->nrules; i++) {
+		d->hits[i] = i < d->nrules ?
+		    hit_slot(fwd_policy_rule_name(d->policy, i), fwd_policy_rule_action(d->policy, i)) :
+		    hit_slot("", CONF_ACT_DENY);   /* names are never empty */
+		if (d->hits[i] == NULL)
+			return -1;
+	}
+	return 0;
+}
+
 static int compile(const struct conf *cf, struct conf_errors *errs, void **data)
 {
 	struct fwd_data *d;
@@ -983,7 +1031,10 @@ static int compile(const struct conf *cf, struct conf_errors *errs, void **data)
 		ok = 0;
 	else {
 		d->nrules = fwd_policy_nrules(d->policy);
-		d->ctr.n = d->nrules + 1 + FWD_C_COUNT;
+		if (compile_hits(d) < 0) {
+			side_free(d);
+			return -1;
+		}
 	}
 	if (compile_auth(d, cf, errs) < 0 || errs->n > nerr)
 		ok = 0;

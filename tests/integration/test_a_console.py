@@ -382,6 +382,38 @@ def test_policy_tester_agrees_with_proxy(gw, admin, origin):
     assert hits["no-games"] >= 1 and hits["default-allow"] >= 2 and "(no match)" in hits
 
 
+def rule_hits(admin):
+    from prometheus_client.parser import text_string_to_metric_families
+    out = {}
+    for f in text_string_to_metric_families(admin.get("/metrics").body.decode()):
+        for smp in f.samples:
+            if smp.name == "gatehouse_policy_rule_hits_total":
+                out[(smp.labels["rule"], smp.labels["action"])] = smp.value
+            elif smp.name == "gatehouse_forward_events_total" and smp.labels["event"] == "blocks":
+                out["blocks"] = smp.value
+    return out
+
+
+def test_rule_hits_carry_across_a_reload(gw, admin, origin, ports):
+    """Counters a reload keeps: a rule kept (same name and action) keeps its
+    count, a renamed one starts at 0, the forward events go on."""
+    proxy = "http://127.0.0.1:%d" % gw.fwd
+    for url in ("http://www.games.example/", "http://www.games.example/2",
+                "http://127.0.0.1:%d/setup.exe" % origin.port):
+        assert gh.curl("-x", proxy, "-o", "/dev/null", "-w", "%{http_code}", url)[1] == b"403"
+    before = rule_hits(admin)
+    assert before[("no-games", "deny")] == 2 and before[("no-exe", "deny")] == 1
+    assert before["blocks"] == 3
+    conf = console_conf(ports, origin.port).replace('name = "no-exe"', 'name = "no-binaries"')
+    gw.reload(conf)
+    assert admin.get("/api/v1/config").json["generation"] == 2
+    after = rule_hits(admin)
+    assert after[("no-games", "deny")] == 2 and after[("no-binaries", "deny")] == 0
+    assert ("no-exe", "deny") not in after and after["blocks"] == 3
+    assert gh.curl("-x", proxy, "-o", "/dev/null", "-w", "%{http_code}", "http://x.games.example/")[1] == b"403"
+    assert rule_hits(admin)[("no-games", "deny")] == 3
+
+
 def test_metrics_parse_with_prometheus_client(gw, admin):
     from prometheus_client.parser import text_string_to_metric_families
     for _ in range(3):
