@@ -755,8 +755,8 @@ static void io_shutdown(int fd, SSL *ssl)
  * both; the pipe is filled only while the source's input and the
  * destination's output evbuffers are empty (bytes read with the CONNECT head,
  * or a 101's leftovers, go first), and the evbuffer path reads only while the
- * pipe is empty.  A pipe that could not be made (EMFILE) leaves the direction
- * on evbuffers.
+ * pipe is empty.  A pipe that could not be made (EMFILE), or only a small
+ * one (the pipe page quota), leaves the direction on evbuffers.
  */
 enum { SP_C2U, SP_U2C };                /* client -> upstream, upstream -> client */
 #define SPLICE_AFTER (64 * 1024)

@@ -127,9 +127,8 @@ static void bump(struct fwd_data *d, struct gw_req *rq, size_t idx)
 	gw_counters_add(&d->hits[idx]->c, gw_req_worker(rq), 0);
 }
 
-static void count(struct fwd_data *d, struct gw_req *rq, enum fwd_counter c)
+static void count(struct gw_req *rq, enum fwd_counter c)
 {
-	(void)d;
 	gw_counters_add(&events, gw_req_worker(rq), (size_t)c);
 }
 
@@ -278,7 +277,7 @@ static void block(struct gw_req *rq, struct fwd_data *d, const char *rule, const
 	n = fwd_block_render(body, sizeof body, html, &b);
 
 	gw_req_set_verdict(rq, "deny", rule);
-	count(d, rq, FWD_C_BLOCKS);
+	count(rq, FWD_C_BLOCKS);
 	gw_req_respond(rq, 403, html ? "text/html; charset=utf-8" : "text/plain; charset=utf-8", body, n,
 	    NULL);
 	block_event(rq, rule, b.url, reason);
@@ -313,7 +312,7 @@ static void serve_local(struct gw_req *rq, struct fwd_data *d)
 			gw_req_respond(rq, 404, NULL, NULL, 0, "No PAC file is configured (forward.pac).");
 			return;
 		}
-		count(d, rq, FWD_C_PAC_SERVED);
+		count(rq, FWD_C_PAC_SERVED);
 		gw_req_resp_hdr_add(rq, "Cache-Control", "max-age=300", 11);
 		gw_req_respond(rq, 200, "application/x-ns-proxy-autoconfig", d->pac, d->pac_len, NULL);
 		return;
@@ -462,7 +461,7 @@ static int dlp_hit(struct gw_req *rq, struct fwd_data *d, const struct fwd_dlp_h
 	const struct conf_fwd_dlp *cd = &d->cf->forward.dlp;
 	char url[120], det[64], what[200];
 
-	count(d, rq, FWD_C_DLP_HITS);
+	count(rq, FWD_C_DLP_HITS);
 	if (strcmp(where, "query string") == 0)
 		gw_req_log_no_query(rq);   /* the access log (and the console's tail) too */
 	printable_url(url, sizeof url, req_url(rq, h));
@@ -520,7 +519,7 @@ static void on_body(struct gw_req *rq, const char *data, size_t len, int complet
 		proxy(rq, d);
 		return;
 	}
-	count(d, rq, FWD_C_DLP_SCANNED);
+	count(rq, FWD_C_DLP_SCANNED);
 	sc = fwd_dlp_scan_new(d->dlp, form_body(h) ? FWD_DLP_FORM_URLENCODED : FWD_DLP_RAW);
 	if (sc == NULL) {
 		block(rq, d, "dlp", "data-loss prevention: out of memory while scanning");
@@ -542,7 +541,7 @@ static void on_body(struct gw_req *rq, const char *data, size_t len, int complet
 	}
 	fwd_dlp_scan_free(sc);
 	if (oversize) {
-		count(d, rq, FWD_C_DLP_OVERSIZE);
+		count(rq, FWD_C_DLP_OVERSIZE);
 		if (d->cf->forward.dlp.oversize_deny) {
 			char reason[200];
 			snprintf(reason, sizeof reason, "data-loss prevention: the request body is larger "
@@ -567,7 +566,7 @@ static void require_auth(struct gw_req *rq, struct fwd_data *d, const char *rule
 	char msg[160];
 
 	gw_req_resp_hdr_add(rq, "Proxy-Authenticate", d->challenge, d->challenge_len);
-	count(d, rq, FWD_C_AUTH_REQUIRED);
+	count(rq, FWD_C_AUTH_REQUIRED);
 	switch (cred) {
 	case CRED_BAD:
 		detail = "The user name or password is not correct.";
@@ -727,12 +726,12 @@ static void auth_wake(struct gw_req *rq, void *arg)
 	if (gw_req_alive(rq)) {
 		struct fwd_data *d = ar->d;
 		if (ar->result == 1) {
-			count(d, rq, FWD_C_AUTH_OK);
+			count(rq, FWD_C_AUTH_OK);
 			gw_debug("forward: auth: %s verified in %.1f ms", gw_req_id(rq),
 			    (gw_mono_now() - ar->t0) * 1000);
 			decide(rq, d, ar->ui, CRED_OK, 0);
 		} else if (ar->result == 0) {
-			count(d, rq, FWD_C_AUTH_FAIL);
+			count(rq, FWD_C_AUTH_FAIL);
 			decide(rq, d, -1, CRED_BAD, ar->wait);
 		} else {
 			decide(rq, d, -1, CRED_BUSY, 0);
@@ -785,20 +784,20 @@ static int check_credentials(struct gw_req *rq, struct fwd_data *d, const struct
 	struct auth_req *ar;
 
 	if (fwd_auth_parse_basic(pa->value, pa->value_len, user, pass) < 0) {
-		count(d, rq, FWD_C_AUTH_FAIL);
+		count(rq, FWD_C_AUTH_FAIL);
 		decide(rq, d, -1, CRED_BAD, 0);
 		return 1;
 	}
 	ui = fwd_auth_db_find(d->db, user);
 	if (ui >= 0 && fwd_auth_cache_check(d->cache, user, pass, now)) {
 		OPENSSL_cleanse(pass, sizeof pass);
-		count(d, rq, FWD_C_AUTH_CACHED);
+		count(rq, FWD_C_AUTH_CACHED);
 		decide(rq, d, ui, CRED_OK, 0);
 		return 1;
 	}
 	if ((wait = fwd_auth_backoff_wait(d->backoff, client, now)) > 0) {
 		OPENSSL_cleanse(pass, sizeof pass);
-		count(d, rq, FWD_C_AUTH_BACKOFF);
+		count(rq, FWD_C_AUTH_BACKOFF);
 		decide(rq, d, -1, CRED_BACKOFF, wait);
 		return 1;
 	}
@@ -911,14 +910,14 @@ static int on_resolved(struct gw_req *rq, const struct sockaddr *sa, void *side)
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, a, sizeof a);
 	if (fwd_dest_denied(d->policy, sa)) {
 		gw_req_set_verdict(rq, "deny", "deny_destinations");
-		count(d, rq, FWD_C_BLOCKS);
+		count(rq, FWD_C_BLOCKS);
 		snprintf(why, sizeof why, "resolves to %s", a);
 		block_event(rq, "deny_destinations", req_url(rq, gw_req_head(rq)), why);
 		return 403;
 	}
 	if (is_own_listener(d->cf, sa)) {
 		gw_req_set_verdict(rq, "deny", "own_listener");
-		count(d, rq, FWD_C_BLOCKS);
+		count(rq, FWD_C_BLOCKS);
 		snprintf(why, sizeof why, "resolves to our own listener %s", a);
 		block_event(rq, "own_listener", req_url(rq, gw_req_head(rq)), why);
 		return 403;

@@ -203,6 +203,36 @@ def wait_pipes(pid, want, timeout=5.0):
     return False
 
 
+class PipeSampler:
+    """The most pipe fds a process held while running (sampled every 5 ms
+    in a thread; a context manager)."""
+
+    def __init__(self, pid, floor=0):
+        self.pid, self.peak = pid, floor
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self):
+        while not self.stop.is_set():
+            self.peak = max(self.peak, fds(self.pid)[1])
+            time.sleep(0.005)
+
+    def wait_peak(self, want, timeout=5.0):
+        """Until the peak reaches want (a stalled reader keeps the pipes
+        long enough to be seen; a fast run could slip between samples)."""
+        end = time.time() + timeout
+        while self.peak < want and time.time() < end:
+            time.sleep(0.01)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
 def wait_fds(pid, want, timeout=5.0):
     """fds(pid) once it equals want (or whatever it is after timeout)."""
     end = time.time() + timeout
@@ -301,27 +331,13 @@ def test_bulk_both_ways_byte_exact_with_bytes_sent_with_the_head(origin):
         up = stream(7, 8 * MiB)
         line = b"%d 11 both\n" % down
         s = open_tunnel(env, line + up[:100 * 1024])
-        peak = [base_pipes]
-        stop = threading.Event()
-
-        def sample():
-            while not stop.is_set():
-                peak[0] = max(peak[0], fds(pid)[1])
-                time.sleep(0.005)
-        st = threading.Thread(target=sample)
-        st.start()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
-        t = sender(s, up[100 * 1024:])
-        # not reading yet: the download backs up, so a pipe stays long enough
-        # for the sampler to see it (a fast run could slip between samples)
-        end = time.time() + 5
-        while peak[0] < base_pipes + 2 and time.time() < end:
-            time.sleep(0.01)
-        got = recv_all(s)
-        t.join()
-        s.close()
-        stop.set()
-        st.join()
+        with PipeSampler(pid, base_pipes) as ps:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+            t = sender(s, up[100 * 1024:])
+            ps.wait_peak(base_pipes + 2)    # not reading yet: the download backs up
+            got = recv_all(s)
+            t.join()
+            s.close()
         assert got == (down, sha(stream(11, down)))
         assert env.peer.wait_got(1) == [(len(up), sha(up))]
         rec = tunnel_record(env)[0]
@@ -331,7 +347,7 @@ def test_bulk_both_ways_byte_exact_with_bytes_sent_with_the_head(origin):
         assert rec["bytes_in"] == len(head) + len(line) + len(up), rec
         assert rec["bytes_out"] == len(CONNECT_OK) + down, rec
         # bulk moved through pipes, and they are gone with the tunnel
-        assert peak[0] >= base_pipes + 2, (peak[0], base_pipes)
+        assert ps.peak >= base_pipes + 2, (ps.peak, base_pipes)
         assert wait_pipes(pid, base_pipes), fds(pid)
     finally:
         finish(env)
@@ -587,29 +603,15 @@ def test_websocket_bulk_echo_byte_exact(origin):
             head += s.recv(1)
         assert head.startswith(b"HTTP/1.1 101"), head
         data = stream(17, 8 * MiB)
-        peak = [0]
-        stop = threading.Event()
-
-        def sample():
-            while not stop.is_set():
-                peak[0] = max(peak[0], fds(pid)[1])
-                time.sleep(0.005)
-        st = threading.Thread(target=sample)
-        st.start()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
-        t = sender(s, data)
-        # not reading yet: the echo backs up, so the pipes stay long enough
-        # for the sampler to see them (a fast run could slip between samples)
-        end = time.time() + 5
-        while peak[0] < base[1] + 2 and time.time() < end:
-            time.sleep(0.01)
-        got = recv_all(s)
-        t.join()
-        stop.set()
-        st.join()
+        with PipeSampler(pid) as ps:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+            t = sender(s, data)
+            ps.wait_peak(base[1] + 2)       # not reading yet: the echo backs up
+            got = recv_all(s)
+            t.join()
         s.close()
         assert got == (len(data), sha(data))
-        assert peak[0] >= base[1] + 2, (peak, base)
+        assert ps.peak >= base[1] + 2, (ps.peak, base)
         assert wait_pipes(pid, base[1])
     finally:
         finish(env)
