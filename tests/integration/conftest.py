@@ -25,3 +25,12 @@ def origin2():
 @pytest.fixture
 def ports():
     return [gh.free_port() for _ in range(4)]
+
+
+@pytest.fixture
+def netns():
+    """Run the test inside a new network namespace with only `lo` up (see
+    gh.NetNS).  List it first among the test's fixtures."""
+    ns = gh.NetNS().enter()
+    yield ns
+    ns.exit()
