@@ -2135,7 +2135,7 @@ static void check_route_upstreams(struct ctx *x, config_setting_t *root)
 /* ---- admin ---- */
 
 static const char *const k_admin[] = { "listen", "metrics_listen", "users_file", "tls_cert", "tls_key",
-    "session_idle", NULL };
+    "session_idle", "max_conns_per_client", "client_timeout", NULL };
 
 static void read_admin(struct ctx *x, config_setting_t *root)
 {
@@ -2148,6 +2148,8 @@ static void read_admin(struct ctx *x, config_setting_t *root)
 	ad->metrics_listen.host = conf_arena_strdup(x->a, "");
 	ad->users_file = conf_arena_strdup(x->a, "/etc/gatehouse/admin.users");
 	ad->session_idle = 1800.0;
+	ad->max_conns_per_client = 16;
+	ad->client_timeout = 15.0;
 	if (!g)
 		return;
 	ad->present = 1;
@@ -2175,6 +2177,9 @@ static void read_admin(struct ctx *x, config_setting_t *root)
 	get_path(x, g, "admin", "tls_cert", 0, &ad->tls_cert);
 	get_path(x, g, "admin", "tls_key", 0, &ad->tls_key);
 	get_num(x, g, "admin", "session_idle", 1.0, 86400.0, &ad->session_idle);
+	/* the console holds at most 128 connections: a few addresses must not take them all */
+	get_int(x, g, "admin", "max_conns_per_client", 1, 128, &ad->max_conns_per_client);
+	get_num(x, g, "admin", "client_timeout", 1.0, 3600.0, &ad->client_timeout);
 	if (!ad->tls_cert != !ad->tls_key)
 		serr(x, member(g, ad->tls_cert ? "tls_cert" : "tls_key"), ad->tls_cert ? "admin.tls_cert" : "admin.tls_key",
 		    "set both tls_cert and tls_key, or neither");

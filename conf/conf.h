@@ -320,6 +320,8 @@ struct conf_admin {
 	char *users_file;
 	char *tls_cert, *tls_key;  /* NULL = plain HTTP */
 	double session_idle;       /* a console session ends after this long without a request */
+	int64_t max_conns_per_client;   /* console connections one client address may hold */
+	double client_timeout;     /* a console connection idle this long is closed (seconds) */
 };
 
 /* ---- the whole file ---- */

@@ -1,0 +1,119 @@
+"""Console security (issue 13): connection limits per client address and idle
+timeouts (slow clients from a few addresses must not lock the console), and
+brute-force throttling that holds under concurrency and cannot be flushed
+from other addresses, and sign-in timing that does not tell which user names
+exist.  Loopback /8 is all local, so 127.0.0.2... act as other clients."""
+import json
+import socket
+import statistics
+import threading
+import time
+import http.client
+
+import pytest
+
+import gh
+from test_a_console import ADMIN_PW, TOKEN, Console, console_conf, users_file
+
+
+def console(origin, ports, admin_extra="", users=None):
+    files = {"users": users if users is not None else users_file(), "www/index.html": "<h1>hello</h1>\n"}
+    g = gh.Gatehouse(console_conf(ports, origin.port, admin_extra=admin_extra), extra_files=files)
+    g.start([ports[2]])
+    g.adm = ports[2]
+    return g
+
+
+def slow_socket(port, source):
+    """A connection from source that sends half a request head and then nothing."""
+    s = socket.socket()
+    s.settimeout(5)
+    s.bind((source, 0))
+    s.connect(("127.0.0.1", port))
+    s.sendall(b"GET /login HTTP/1.1\r\nHost: console\r\n")
+    return s
+
+
+def still_open(socks, wait=0.01):
+    """How many of socks the server has not closed."""
+    n = 0
+    for s in socks:
+        s.settimeout(wait)
+        try:
+            n += s.recv(1) != b""
+        except socket.timeout:
+            n += 1
+        except OSError:
+            pass
+    return n
+
+
+def console_page(port, source="127.0.0.1", timeout=5):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout, source_address=(source, 0))
+    c.request("GET", "/login")
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    return r.status, body
+
+
+def test_slow_clients_from_five_addresses_do_not_lock_the_console(origin, ports):
+    g = console(origin, ports)
+    socks = []
+    try:
+        for i in range(150):                  # 30 each from 127.0.0.2 .. 127.0.0.6
+            try:
+                socks.append(slow_socket(g.adm, "127.0.0.%d" % (2 + i % 5)))
+            except OSError:
+                pass                          # refused or reset: that is the limit working
+        time.sleep(0.3)
+        t0 = time.time()
+        st, body = console_page(g.adm)
+        took = time.time() - t0
+        print("console page under 150 slow connections: %.0f ms" % (took * 1000))
+        assert st == 200 and b"login-form" in body
+        assert took < 2.0
+        # each of the five addresses got no more than its share; the rest were closed
+        alive = still_open(socks)
+        print("slow connections still open: %d of %d" % (alive, len(socks)))
+        assert alive <= 5 * 16
+    finally:
+        for s in socks:
+            s.close()
+        g.check_clean()
+
+
+def test_idle_console_connections_time_out(origin, ports):
+    g = console(origin, ports, admin_extra="client_timeout = 1; max_conns_per_client = 4;")
+    try:
+        socks = []
+        for _ in range(6):
+            try:
+                socks.append(slow_socket(g.adm, "127.0.0.2"))
+            except OSError:
+                pass
+        time.sleep(0.2)
+        # the 5th and 6th connections of 127.0.0.2 were closed at once
+        assert still_open(socks, 0.05) == 4
+        # another address is not affected
+        assert console_page(g.adm, "127.0.0.3")[0] == 200
+        # the idle ones are closed after about client_timeout
+        time.sleep(2.5)
+        assert still_open(socks, 1) == 0
+        for s in socks:
+            s.close()
+        assert console_page(g.adm, "127.0.0.2")[0] == 200
+    finally:
+        g.check_clean()
+
+
+def test_console_limit_keys_are_checked(origin, ports):
+    import re
+    import subprocess
+    for extra, key in (("max_conns_per_client = 0;", "max_conns_per_client"),
+                       ("client_timeout = 0.1;", "client_timeout")):
+        bad = gh.Gatehouse(console_conf(ports, origin.port, admin_extra=extra),
+                           extra_files={"users": users_file(), "www/index.html": "x"})
+        p = subprocess.run([gh.BIN, "-t", "-c", bad.conf], capture_output=True, text=True)
+        assert p.returncode != 0
+        assert re.search(r"gatehouse\.conf:\d+: admin\.%s: " % key, p.stderr + p.stdout), p.stderr
