@@ -412,6 +412,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
 	(void)toe;
 	if (r == NULL || r->magic != ADM_REQ_MAGIC)
 		return;
+	adm_login_done(r);
 	if (r->password != NULL) {
 		memset(r->password, 0, strlen(r->password));
 		free(r->password);

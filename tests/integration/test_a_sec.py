@@ -117,3 +117,96 @@ def test_console_limit_keys_are_checked(origin, ports):
         p = subprocess.run([gh.BIN, "-t", "-c", bad.conf], capture_output=True, text=True)
         assert p.returncode != 0
         assert re.search(r"gatehouse\.conf:\d+: admin\.%s: " % key, p.stderr + p.stdout), p.stderr
+
+
+# ---- sign-in throttling ----
+
+def login(port, user, pw, source="127.0.0.1", timeout=30):
+    """POST /api/v1/login from source: the status, or 0 if the connection was refused or reset."""
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout, source_address=(source, 0))
+        c.request("POST", "/api/v1/login", body=json.dumps({"user": user, "password": pw}),
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        r.read()
+        c.close()
+        return r.status
+    except OSError:
+        return 0
+
+
+def audit(g):
+    return Console(g.adm).get("/api/v1/audit", headers={"Authorization": "Bearer " + TOKEN}).json["audit"]
+
+
+def outcomes(g):
+    a = [e for e in audit(g) if e["action"] == "login"]
+    return {o: sum(1 for e in a if e["outcome"] == o) for o in ("failed", "throttled", "ok")}
+
+
+def test_concurrent_guesses_are_counted_before_they_are_checked(origin, ports):
+    g = console(origin, ports)
+    try:
+        n = 30
+        barrier = threading.Barrier(n)
+        res = []
+
+        def guess(i):
+            barrier.wait()
+            res.append(login(g.adm, "admin", "guess-%d" % i))
+
+        ts = [threading.Thread(target=guess, args=(i,)) for i in range(n)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        o = outcomes(g)
+        print("30 concurrent guesses: statuses %s, audit %s" % (sorted(res), o))
+        assert 200 not in res
+        assert o["failed"] <= 5                    # checked: at most the limit
+        assert res.count(401) == o["failed"]
+        # and the limit now holds for the right password too
+        assert login(g.adm, "admin", ADMIN_PW) == 429
+    finally:
+        g.check_clean()
+
+
+def test_throttled_address_is_not_flushed_by_other_addresses(origin, ports):
+    g = console(origin, ports)
+    try:
+        for _ in range(5):
+            assert login(g.adm, "admin", "wrong") == 401
+        assert login(g.adm, "admin", ADMIN_PW) == 429
+        # one failure each from 1100 other addresses (more than the table holds)
+        t0 = time.time()
+        st = {}
+        for i in range(1100):
+            src = "127.0.%d.%d" % (i // 250, 2 + i % 250)
+            s = login(g.adm, "admin", "wrong", src)
+            st[s] = st.get(s, 0) + 1
+        print("1100 addresses in %.1f s: %s" % (time.time() - t0, st))
+        # 127.0.0.1 is still throttled: the right password is not even checked
+        assert login(g.adm, "admin", ADMIN_PW) == 429
+    finally:
+        g.check_clean()
+
+
+def test_unknown_user_costs_as_much_as_a_known_one(origin, ports):
+    import hashlib
+    users = ("admin:%s:admin:token_sha256=%s\n"
+             % (gh.crypt_hash(ADMIN_PW, "$2y$", 12), hashlib.sha256(TOKEN.encode()).hexdigest()))
+    g = console(origin, ports, users=users)
+    try:
+        known, unknown = [], []
+        for i in range(7):                        # a fresh address each: no throttling
+            for user, out in (("admin", known), ("nosuchuser", unknown)):
+                src = "127.0.9.%d" % (2 + len(known) + len(unknown))
+                t0 = time.time()
+                assert login(g.adm, user, "wrong-%d" % i, src) == 401
+                out.append(time.time() - t0)
+        k, u = statistics.median(known), statistics.median(unknown)
+        print("wrong password: known user %.1f ms, unknown user %.1f ms (ratio %.2f)"
+              % (k * 1000, u * 1000, k / u))
+        assert 0.5 < k / u < 2.0
+    finally:
+        g.check_clean()
