@@ -7,39 +7,23 @@ the access log says for each request whether its credentials were checked
 (verdict=auth-failed) or refused unchecked (auth-backoff, auth-throttled)."""
 import base64
 import socket
-import statistics
 import struct
 import threading
 import time
 
 import gh
+from test_a_sec import known_unknown_ratio
+from test_f_auth import auth_conf
 
 PW = {"bob": "builder", "carol": "singer"}
-
-
-def conf(port):
-    return """
-@GLOBAL@
-  dns: { hosts_file = "@DIR@/hosts"; };
-};
-forward: {
-  listeners = ( { address = "127.0.0.1:%d"; } );
-  allow_clients = [ "127.0.0.0/8" ];
-  deny_destinations = [ "169.254.0.0/16" ];
-  auth: { realm = "Test"; users_file = "@DIR@/users"; cache_ttl = 60.0; };
-  policy = (
-    { name = "login"; action = "auth"; },
-    { name = "rest"; action = "allow"; }
-  );
-};
-""" % port
 
 
 def start(origin, ports, cost=10):
     # bcrypt for both: a check costs tens of ms, so concurrent guesses overlap
     users = "".join("%s:%s\n" % (u, gh.crypt_hash(p, "$2y$", cost)) for u, p in PW.items())
     users += "dave:%s\n" % gh.crypt_hash("dave-pw", "$6$")
-    g = gh.Gatehouse(conf(ports[0]), extra_files={"users": users, "hosts": gh.hosts_file(["any.test"])})
+    g = gh.Gatehouse(auth_conf(ports[0]), extra_files={"users": users, "groups": "",
+                                                       "hosts": gh.hosts_file(["any.test"])})
     g.start([ports[0]])
     g.port = ports[0]
     g.url = "http://any.test:%d/size/1" % origin.port
@@ -177,16 +161,8 @@ def test_other_addresses_cannot_flush_a_backoff(netns, origin, ports):
 def test_unknown_user_costs_as_much_as_a_known_one(netns, origin, ports):
     g = start(origin, ports)
     try:
-        known, unknown = [], []
-        for i in range(7):                                  # a fresh address each: no backoff
-            for user, out in (("bob", known), ("nosuchuser", unknown)):
-                src = "127.0.4.%d" % (2 + len(known) + len(unknown))
-                t0 = time.time()
-                assert ask(g, user, "wrong-%d" % i, src) == 407
-                out.append(time.time() - t0)
-        k, u = statistics.median(known), statistics.median(unknown)
-        print("wrong password: known user %.1f ms, unknown user %.1f ms (ratio %.2f)"
-              % (k * 1000, u * 1000, k / u))
-        assert 0.5 < k / u < 2.0
+        def attempt(known, src, i):
+            assert ask(g, "bob" if known else "nosuchuser", "wrong-%d" % i, src) == 407
+        assert 0.5 < known_unknown_ratio(attempt, ["127.0.4.%d" % (2 + i) for i in range(14)]) < 2.0
     finally:
         g.check_clean()
