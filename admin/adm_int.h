@@ -36,6 +36,7 @@ struct adm_req {
 	char *password;            /* wiped and freed after hashing */
 	char hash[256];
 	int flying;                /* counted in the sign-ins being checked (admin/auth.c) */
+	char rl_key[64];           /* login: client as rate limited (IPv6: its /64) */
 	int rl_idx;                /* login: the rate-limit slot charged (admin/auth.c) */
 	double rl_at;              /* ... and the failure time charged there, refunded on success */
 	struct adm_req *next;      /* helper thread queues */

@@ -18,6 +18,7 @@
  * when it succeeds, so concurrent guesses cannot all pass the check; and at
  * most ADM_FLY_PER sign-ins per client address and per user name (and
  * ADM_FLY_MAX in all) are checked at once, the others get 429 unchecked.
+ * IPv6 clients count by their /64 (one host usually holds a whole /64).
  * The per-address table cannot be flushed: only slots without a failure in
  * the window are reused; when every slot is live, addresses without a slot
  * share one more slot (so under such a flood a new address may be throttled
@@ -32,6 +33,7 @@
  * may instead send "Authorization: Bearer TOKEN" where sha256(TOKEN) is the
  * users-file line's token_sha256 (no cookie, hence no CSRF check).
  */
+#include <arpa/inet.h>
 #include <crypt.h>
 #include <errno.h>
 #include <event2/event.h>
@@ -577,6 +579,20 @@ static int rl_live(const struct rl_slot *s, double now)
 	return s->client[0] != '\0' && s->last + ADM_FAIL_WINDOW > now;
 }
 
+/* The key client is limited by: IPv6 by its /64, else the address. */
+static void rl_key(const char *client, char *out, size_t len)
+{
+	struct in6_addr a;
+	char t[INET6_ADDRSTRLEN];
+
+	snprintf(out, len, "%s", client);
+	if (strchr(client, ':') == NULL || inet_pton(AF_INET6, client, &a) != 1)
+		return;
+	memset(a.s6_addr + 8, 0, 8);
+	if (inet_ntop(AF_INET6, &a, t, sizeof t) != NULL)
+		snprintf(out, len, "%s/64", t);
+}
+
 /* Index of client's slot, making one from a slot with no failure in the
  * window; ADM_RL_SLOTS = the shared slot (every slot is live).  Never
  * evicts a live slot: that would reset its count. */
@@ -643,7 +659,7 @@ static void rl_refund(const struct adm_req *r)
 			}
 		return;
 	}
-	if (strcmp(s->client, r->client) == 0)
+	if (strcmp(s->client, r->rl_key) == 0)
 		memset(s, 0, sizeof *s);
 }
 
@@ -659,7 +675,7 @@ static int fly_add(struct adm_req *r, int *per_client, int *per_user)
 				fr = i;
 			continue;
 		}
-		*per_client += strcmp(A.fly[i]->client, r->client) == 0;
+		*per_client += strcmp(A.fly[i]->rl_key, r->rl_key) == 0;
 		*per_user += strcmp(A.fly[i]->user, r->user) == 0;
 	}
 	if (fr < 0 || *per_client >= ADM_FLY_PER || *per_user >= ADM_FLY_PER)
@@ -819,7 +835,8 @@ enum MHD_Result adm_login(struct MHD_Connection *c, struct adm_req *r)
 	if (r->login_state != 0)
 		return MHD_NO;
 	/* (a client without a slot and a full table is judged by the shared slot) */
-	r->rl_idx = rl_find(r->client, now);
+	rl_key(r->client, r->rl_key, sizeof r->rl_key);
+	r->rl_idx = rl_find(r->rl_key, now);
 	if ((wait = rl_wait(rl_at(r->rl_idx), now)) > 0)
 		return throttled(c, r, wait, "too many failed logins");
 	if (parse_login(r) < 0) {

@@ -121,10 +121,10 @@ def test_console_limit_keys_are_checked(origin, ports):
 
 # ---- sign-in throttling ----
 
-def login(port, user, pw, source="127.0.0.1", timeout=30):
+def login(port, user, pw, source="127.0.0.1", timeout=30, host="127.0.0.1"):
     """POST /api/v1/login from source: the status, or 0 if the connection was refused or reset."""
     try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout, source_address=(source, 0))
+        c = http.client.HTTPConnection(host, port, timeout=timeout, source_address=(source, 0))
         c.request("POST", "/api/v1/login", body=json.dumps({"user": user, "password": pw}),
                   headers={"Content-Type": "application/json"})
         r = c.getresponse()
@@ -189,6 +189,32 @@ def test_throttled_address_is_not_flushed_by_other_addresses(origin, ports):
         print("1100 addresses in %.1f s: %s" % (time.time() - t0, st))
         # 127.0.0.1 is still throttled: the right password is not even checked
         assert login(g.adm, "admin", ADMIN_PW) == 429
+    finally:
+        g.check_clean()
+
+
+def v6_net(netns):
+    """Make 2001:db8::/48 local inside netns (any address in it can be bound): 2001:db8::1 serves."""
+    import subprocess
+    for cmd in (["ip", "-n", netns.name, "-6", "addr", "add", "2001:db8::1/128", "dev", "lo", "nodad"],
+                ["ip", "-n", netns.name, "-6", "route", "add", "local", "2001:db8::/48", "dev", "lo"],
+                ["ip", "netns", "exec", netns.name, "sysctl", "-qw", "net.ipv6.ip_nonlocal_bind=1"]):
+        subprocess.run(cmd, check=True)
+
+
+def test_ipv6_clients_count_by_their_64(netns, origin, ports):
+    v6_net(netns)
+    text = console_conf(ports, origin.port).replace('listen = "127.0.0.1:%d"' % ports[2],
+                                                    'listen = "[2001:db8::1]:%d"' % ports[2])
+    g = gh.Gatehouse(text, extra_files={"users": users_file(), "www/index.html": "x"}).start()
+    try:
+        assert gh.wait_port(ports[2], "2001:db8::1"), g.stderr()
+        # five failures from five addresses of one /64 (one host rotating its addresses)
+        for i in range(5):
+            assert login(ports[2], "admin", "wrong", "2001:db8::%x" % (0x100 + i), host="2001:db8::1") == 401
+        assert login(ports[2], "admin", ADMIN_PW, "2001:db8::999", host="2001:db8::1") == 429
+        # another /64 is another client
+        assert login(ports[2], "admin", ADMIN_PW, "2001:db8:0:1::5", host="2001:db8::1") == 200
     finally:
         g.check_clean()
 

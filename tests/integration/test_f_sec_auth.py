@@ -12,20 +12,25 @@ import threading
 import time
 
 import gh
-from test_a_sec import known_unknown_ratio
+from test_a_sec import known_unknown_ratio, v6_net
 from test_f_auth import auth_conf
 
 PW = {"bob": "builder", "carol": "singer"}
 
 
-def start(origin, ports, cost=10):
+def start(origin, ports, cost=10, listen=None):
     # bcrypt for both: a check costs tens of ms, so concurrent guesses overlap
     users = "".join("%s:%s\n" % (u, gh.crypt_hash(p, "$2y$", cost)) for u, p in PW.items())
     users += "dave:%s\n" % gh.crypt_hash("dave-pw", "$6$")
-    g = gh.Gatehouse(auth_conf(ports[0]), extra_files={"users": users, "groups": "",
-                                                       "hosts": gh.hosts_file(["any.test"])})
-    g.start([ports[0]])
+    text = auth_conf(ports[0])
+    if listen:   # another listening address, and clients from everywhere
+        text = text.replace('"127.0.0.1:%d"' % ports[0], '"%s:%d"' % (listen, ports[0]))
+        text = text.replace('allow_clients = [ "127.0.0.0/8" ]', 'allow_clients = [ "127.0.0.0/8", "::/0" ]')
+    g = gh.Gatehouse(text, extra_files={"users": users, "groups": "", "hosts": gh.hosts_file(["any.test"])})
+    g.start()
+    assert gh.wait_port(ports[0], listen.strip("[]") if listen else "127.0.0.1"), g.stderr()
     g.port = ports[0]
+    g.host = listen.strip("[]") if listen else "127.0.0.1"
     g.url = "http://any.test:%d/size/1" % origin.port
     return g
 
@@ -34,10 +39,10 @@ def ask(g, user, pw, source="127.0.0.1", timeout=30):
     """One request through the proxy with Basic credentials: its status (0 = no answer)."""
     cred = base64.b64encode(("%s:%s" % (user, pw)).encode()).decode()
     try:
-        s = socket.socket()
+        s = socket.socket(socket.AF_INET6 if ":" in source else socket.AF_INET)
         s.settimeout(timeout)
         s.bind((source, 0))
-        s.connect(("127.0.0.1", g.port))
+        s.connect((g.host, g.port))
         s.sendall(("GET %s HTTP/1.1\r\nHost: any.test\r\nProxy-Authorization: Basic %s\r\n"
                    "Connection: close\r\n\r\n" % (g.url, cred)).encode())
         data = b""
@@ -154,6 +159,21 @@ def test_other_addresses_cannot_flush_a_backoff(netns, origin, ports):
         assert time.time() - t0 < 3.5, "too slow to test within the backoff"
         assert ask(g, "bob", PW["bob"]) == 407              # still backing off
         assert "verdict=auth-backoff" in gh.access_line_for(g, "any.test")
+    finally:
+        g.check_clean()
+
+
+def test_ipv6_clients_count_by_their_64(netns, origin, ports):
+    v6_net(netns)
+    g = start(origin, ports, cost=4, listen="[2001:db8::1]")
+    try:
+        # one guess each from five addresses of one /64: one host rotating its addresses
+        res = [ask(g, "bob", "guess-%d" % i, "2001:db8::%x" % (0x100 + i)) for i in range(5)]
+        v = verdicts(g)
+        print("5 guesses from one /64: %s %s" % (res, v))
+        assert v.get("auth-failed", 0) == 3 and v.get("auth-backoff", 0) == 2
+        # another /64 is another client
+        assert ask(g, "bob", PW["bob"], "2001:db8:0:1::5") == 200
     finally:
         g.check_clean()
 
