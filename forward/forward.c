@@ -8,7 +8,7 @@
  *   3. CONNECT port limits, https:// without CONNECT (501);
  *   4. Basic credentials, when the policy can use them (some rule has action
  *      "auth" or a users/groups matcher): the verified-credentials cache, else
- *      else the verification pool (the request is deferred and resumes in
+ *      the verification pool (the request is deferred and resumes in
  *      auth_wake() on its worker) after the per-client backoff and the
  *      bounds on checks in flight per client and user (forward/auth.h);
  *   5. the policy (before DNS).  An "auth" rule is satisfied by a valid user:
