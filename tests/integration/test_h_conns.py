@@ -177,6 +177,9 @@ def test_forward_first_byte_timeout_and_per_client_cap(netns, origin, ports):
         m = gh.metrics(ports[3])
         assert closed_total(m, "client_limit") >= n - cap - 2, m
         assert closed_total(m, "first_byte_timeout") >= cap - 2, m
+        # the operator is told once, not once per refused connection
+        warned = [l for l in g.stderr().splitlines() if "max_connections_per_client" in l]
+        assert len(warned) == 1 and "127.0.0.2" in warned[0], warned
         f.close()
         # the counts were given back: the same address may hold cap again
         time.sleep(0.3)
