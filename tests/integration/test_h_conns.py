@@ -40,6 +40,9 @@ class Flood:
         for _ in range(n):
             s = socket.socket()
             s.setblocking(False)
+            # IP_BIND_ADDRESS_NO_PORT: the port is picked at connect, per
+            # destination (a bind-time pick scans all bound ports: slow)
+            s.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24), 1)
             s.bind((src, 0))
             s.connect_ex(("127.0.0.1", port))
             self.socks.append(s)
