@@ -85,6 +85,7 @@ struct conf_timeouts {
 	double client_header, client_body, client_idle;
 	double upstream_connect, upstream_response, upstream_idle;
 	double tunnel_idle, shutdown_grace;
+	double client_first_byte;  /* a new connection's first byte (and TLS: first request byte) */
 };
 
 struct conf_limits {
@@ -105,6 +106,7 @@ struct conf_global {
 	int64_t workers;           /* 0 = one per CPU */
 	char *user;                /* "" = do not change user */
 	int64_t max_connections;
+	int64_t max_connections_per_client;   /* per IPv4 address / IPv6 /64; 0 = no limit */
 	char *state_dir;
 	char *via_name;            /* pseudonym in Via; default "gatehouse" */
 	struct conf_log log;
@@ -118,6 +120,7 @@ struct conf_global {
 struct conf_listener {
 	struct conf_addr addr;
 	int tls;
+	int64_t max_connections_per_client;   /* -1 = global.max_connections_per_client */
 	struct conf_src src;
 };
 

@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "core/climit.h"
 #include "core/clock.h"
 #include "core/control.h"
 #include "core/dns.h"
@@ -108,7 +109,7 @@ static void arena_free(struct gw_pool *p, struct arena_blk *b);
 
 enum cstate { CS_HANDSHAKE, CS_HEAD, CS_BUSY, CS_TUNNEL, CS_LINGER, CS_CLOSED };
 enum decision { DEC_NONE, DEC_PROXY, DEC_TUNNEL, DEC_RESPOND, DEC_FILE, DEC_DEFER, DEC_READBODY };
-enum cto { TO_IDLE, TO_HEADER, TO_BODY, TO_SEND, TO_TUNNEL, TO_LINGER, TO_BG };
+enum cto { TO_IDLE, TO_HEADER, TO_BODY, TO_SEND, TO_TUNNEL, TO_LINGER, TO_BG, TO_FIRST };
 
 struct xfer {
 	/* optional observer of the decoded body bytes (response taps) */
@@ -462,6 +463,14 @@ static void client_timer(struct gw_conn *c, enum cto kind)
 	case TO_TUNNEL: s = t->tunnel_idle; break;
 	case TO_LINGER: s = LINGER_SECS; break;
 	case TO_BG: s = c->rq != NULL ? c->rq->bg_timeout : 0; break;
+	case TO_FIRST:
+		/* a new connection that has sent nothing yet (on TLS: no byte of
+		 * the handshake, then no byte of the first request); never longer
+		 * than what it would otherwise get */
+		s = c->state == CS_HANDSHAKE ? t->client_header : t->client_idle;
+		if (t->client_first_byte < s)
+			s = t->client_first_byte;
+		break;
 	}
 	set_timer(&c->ev_to, s);
 }
@@ -1471,6 +1480,7 @@ static void conn_close(struct gw_conn *c, enum gw_close_reason why)
 	if (!c->bg) {   /* (a background request is nobody's connection) */
 		gw_stat_add(&w->stats->close[why], 1);
 		gw_stat_sub(&w->stats->conns_active[c->proto->family], 1);
+		gw_climit_release(&c->peer.sa);
 	}
 	if (c->prev != NULL)
 		c->prev->next = c->next;
@@ -2014,7 +2024,10 @@ static void handle_head(struct gw_conn *c)
 		}
 		if (c->head_started)
 			return;
-		client_timer(c, TO_IDLE);
+		/* only empty lines so far: they do not restart the wait (a CRLF
+		 * every few seconds would otherwise hold the connection forever) */
+		if (c->to_kind != TO_IDLE && c->to_kind != TO_FIRST)
+			client_timer(c, TO_IDLE);
 		return;
 	}
 	/* client_header runs from the first byte of a head; armed only when
@@ -3040,6 +3053,7 @@ static void client_handshake(struct gw_conn *c)
 		c->state = CS_HEAD;
 		wr_enable(c, 0);
 		rd_enable(c, 1);
+		client_timer(c, TO_FIRST);   /* now for the first request byte */
 		/* application data may already sit in OpenSSL's buffer */
 		event_active(&c->ev_rd, EV_READ, 0);
 		return;
@@ -3129,6 +3143,8 @@ static void client_rd_cb(evutil_socket_t fd, short what, void *arg)
 	if (c->state == CS_CLOSED)
 		return;
 	if (c->state == CS_HANDSHAKE) {
+		if (c->to_kind == TO_FIRST)   /* the first handshake bytes: client_header from here */
+			client_timer(c, TO_HEADER);
 		client_handshake(c);
 		return;
 	}
@@ -3268,6 +3284,9 @@ static void client_to_cb(evutil_socket_t fd, short what, void *arg)
 			c->rq->reason = "background request timeout";
 		conn_close(c, GW_CLOSE_UPSTREAM_TIMEOUT);
 		return;
+	case TO_FIRST:
+		conn_close(c, GW_CLOSE_FIRST_BYTE_TIMEOUT);
+		return;
 	}
 }
 
@@ -3405,13 +3424,45 @@ static void conn_link(struct gw_worker *w, struct gw_conn *c)
 		gw_stat_add(&w->stats->conns_active[c->proto->family], 1);
 }
 
+/* Over max_connections_per_client: say so in the log at most every 10 s
+ * (process-wide), not once per refused connection of a flood. */
+static void client_limit_warn(const struct gw_conn *c, uint64_t limit)
+{
+	static _Atomic int64_t last;
+	int64_t now = (int64_t)gw_mono_now(), prev = atomic_load(&last);
+	char who[INET6_ADDRSTRLEN];
+
+	if (now - prev < 10 || !atomic_compare_exchange_strong(&last, &prev, now))
+		return;
+	gw_warn("client %s holds max_connections_per_client (%llu) connections: its new connections are "
+	    "closed at once (counted as close reason client_limit)", peer_fmt(c, who),
+	    (unsigned long long)limit);
+}
+
 void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, socklen_t plen,
     const struct gw_lspec *lspec, struct gw_snapshot *snap)
 {
 	struct gw_conn *c = calloc(1, sizeof *c);
+	int64_t limit = lspec->cl->max_connections_per_client;
 	int one = 1;
 
 	if (c == NULL) {
+		close(fd);
+		return;
+	}
+	if (plen > sizeof c->peer)
+		plen = sizeof c->peer;
+	memcpy(&c->peer, peer, plen);
+	/* per-client cap, counted across all workers (core/climit.h): over it
+	 * the connection is closed before it costs anything (no buffer, no
+	 * TLS handshake); no response, since none can be sent before a
+	 * handshake or without reading the request first */
+	if (limit < 0)
+		limit = snap->conf->global.max_connections_per_client;
+	if (gw_climit_take(&c->peer.sa, (uint64_t)limit) == 0) {
+		client_limit_warn(c, (uint64_t)limit);
+		gw_stat_add(&w->stats->close[GW_CLOSE_CLIENT_LIMIT], 1);
+		free(c);
 		close(fd);
 		return;
 	}
@@ -3423,9 +3474,6 @@ void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, so
 	gw_snapshot_ref(snap);
 	c->proto = lspec->proto;
 	c->side = snap->side_data[lspec->side];
-	if (plen > sizeof c->peer)
-		plen = sizeof c->peer;
-	memcpy(&c->peer, peer, plen);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	event_assign(&c->ev_rd, w->base, fd, EV_READ | EV_PERSIST, client_rd_cb, c);
 	event_assign(&c->ev_to, w->base, -1, 0, client_to_cb, c);
@@ -3436,6 +3484,7 @@ void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, so
 			if (c->ssl != NULL)
 				SSL_free(c->ssl);
 			gw_snapshot_unref(snap);
+			gw_climit_release(&c->peer.sa);
 			free(c);
 			close(fd);
 			return;
@@ -3446,7 +3495,7 @@ void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, so
 	conn_link(w, c);
 	gw_stat_add(&w->stats->fam[c->proto->family][GW_FC_CONN_ACCEPTED], 1);
 	rd_enable(c, 1);
-	client_timer(c, c->ssl != NULL ? TO_HEADER : TO_IDLE);
+	client_timer(c, TO_FIRST);
 }
 
 /* An idle keep-alive client: no request under way and no byte of the next. */
