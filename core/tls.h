@@ -40,6 +40,12 @@ SSL *gw_tls_server_ssl(struct gw_tls *t);
 SSL *gw_tls_upstream_ssl(struct gw_tls *t, int upstream);
 /* Does upstream i use TLS? */
 int gw_tls_upstream_enabled(const struct gw_tls *t, int upstream);
+/* The TLS settings a connection to upstream i is made under (verify, CA
+ * file path and contents, SNI) as GW_TLS_ID_LEN hex digits, equal for equal
+ * settings across upstreams and reloads: part of the upstream pool key.
+ * "" when upstream i has no TLS.  Owned by t. */
+#define GW_TLS_ID_LEN 32
+const char *gw_tls_upstream_id(const struct gw_tls *t, int upstream);
 
 /* Names (SANs) and expiry of server certificate i, for the console. */
 int gw_tls_ncerts(const struct gw_tls *t);
