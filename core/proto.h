@@ -86,8 +86,11 @@ char *gw_req_strndup(struct gw_req *rq, const char *s, size_t n);
 
 /*
  * Proxy to host:port (a DNS name or numeric address, copied) with the
- * origin-form path (copied; NULL = the request's own path).  The upstream
- * connection pool is keyed by host:port.
+ * origin-form path (copied; NULL = the request's own path).  A pooled
+ * upstream connection is reused only for the same listener family, host:port
+ * and upstream TLS settings; with on_resolved, only after the addresses were
+ * vetted and only to one of them; never across client connections once it
+ * carried connection-bound authentication (NTLM, Negotiate).
  */
 void gw_req_proxy(struct gw_req *rq, const char *host, size_t host_len, uint16_t port,
     const char *path, size_t path_len);
