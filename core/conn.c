@@ -2667,7 +2667,7 @@ static void on_connected(struct gw_conn *c)
 	u->wr_on = 0;
 	gw_stat_add(&c->w->stats->fam[c->proto->family][GW_FC_UPSTREAM_CONNECTS], 1);
 	if (rq->up_tls > 0) {
-		u->ssl = gw_tls_upstream_ssl(c->snap->tls, rq->up_tls - 1);
+		u->ssl = gw_tls_upstream_ssl(c->snap->tls, rq->up_tls - 1, rq->up_host);
 		if (u->ssl == NULL || SSL_set_fd(u->ssl, u->fd) != 1) {
 			up_detach_close(c);
 			upstream_failed(c, 502, "upstream TLS: cannot create a session");

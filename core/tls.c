@@ -492,21 +492,34 @@ int gw_tls_upstream_enabled(const struct gw_tls *t, int i)
 	return t != NULL && i >= 0 && i < t->nup && t->up[i] != NULL;
 }
 
-SSL *gw_tls_upstream_ssl(struct gw_tls *t, int i)
+SSL *gw_tls_upstream_ssl(struct gw_tls *t, int i, const char *host)
 {
 	SSL *s;
+	int verify;
 
 	if (!gw_tls_upstream_enabled(t, i))
 		return NULL;
 	s = SSL_new(t->up[i]);
 	if (s == NULL)
 		return NULL;
+	verify = (SSL_CTX_get_verify_mode(t->up[i]) & SSL_VERIFY_PEER) != 0;
 	if (t->up_sni[i] != NULL) {
 		SSL_set_tlsext_host_name(s, t->up_sni[i]);
-		if (SSL_CTX_get_verify_mode(t->up[i]) & SSL_VERIFY_PEER)
-			SSL_set1_host(s, t->up_sni[i]);
+		if (verify && SSL_set1_host(s, t->up_sni[i]) != 1)
+			goto fail;
+	} else if (verify && host != NULL) {
+		/* without a name to check, any certificate the CA (or the system
+		 * store) signed would pass: check the server's own address, as
+		 * nginx's proxy_ssl_verify does (an IP literal against the
+		 * certificate's IP addresses) */
+		X509_VERIFY_PARAM *vp = SSL_get0_param(s);
+		if (X509_VERIFY_PARAM_set1_ip_asc(vp, host) != 1 && SSL_set1_host(s, host) != 1)
+			goto fail;
 	}
 	return s;
+fail:
+	SSL_free(s);
+	return NULL;
 }
 
 const char *gw_tls_upstream_id(const struct gw_tls *t, int i)

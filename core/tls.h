@@ -36,8 +36,11 @@ int gw_tls_has_server(const struct gw_tls *t);
 /* New server-side SSL for an accepted connection (NULL on failure). */
 SSL *gw_tls_server_ssl(struct gw_tls *t);
 /* New client-side SSL towards upstream index i (NULL if that upstream has
- * no TLS).  sni may be NULL (then the upstream's configured sni, if any). */
-SSL *gw_tls_upstream_ssl(struct gw_tls *t, int upstream);
+ * no TLS).  It sends the upstream's configured sni, if any.  When it
+ * verifies, the certificate must name the configured sni, or without one
+ * host (the server's address as configured: a DNS name or an IP literal;
+ * NULL = no name check). */
+SSL *gw_tls_upstream_ssl(struct gw_tls *t, int upstream, const char *host);
 /* Does upstream i use TLS? */
 int gw_tls_upstream_enabled(const struct gw_tls *t, int upstream);
 /* The TLS settings a connection to upstream i is made under (verify, CA

@@ -284,3 +284,31 @@ def test_verified_connection_not_reused_after_ca_file_changes(pki, ports, tmp_pa
     finally:
         g.stop()
         o.stop()
+
+
+def test_verifying_upstream_without_sni_checks_the_server_address(pki, ports):
+    """tls_verify without sni used to check the chain only: any certificate
+    the CA signed passed.  Now the certificate must name the server's
+    configured address: a DNS name, or an IP literal (its IP addresses)."""
+    o = tls_origin(pki)
+    up = 'tls = true; ca_file = "%s";' % pki["ca"]
+    text = """@GLOBAL@ dns: { hosts_file = "@DIR@/hosts"; }; };
+reverse: {
+  listeners = ( { address = "127.0.0.1:%d"; } );
+  upstreams = ( { name = "a"; servers = ( { address = "127.0.0.1:%d"; } ); %s },
+                { name = "b"; servers = ( { address = "origin.test:%d"; } ); %s } );
+  sites = ( { hosts = [ "a.test" ]; default = true; routes = ( { path = "/"; upstream = "a"; } ); },
+            { hosts = [ "b.test" ]; routes = ( { path = "/"; upstream = "b"; } ); } );
+};
+""" % (ports[0], o.port, up, o.port, up)
+    g = gh.Gatehouse(text, extra_files={"hosts": gh.hosts_file(["origin.test"])}).start([ports[0]])
+    try:
+        # the origin's certificate names origin.test, not 127.0.0.1
+        assert gh.http_get(ports[0], "/echo", "a.test")[0] == 502
+        assert gh.http_get(ports[0], "/echo", "b.test")[0] == 200
+        assert len(o.requests) == 1
+        assert "certificate verification failed" in g.stderr()
+        g.check_clean()
+    finally:
+        g.stop()
+        o.stop()
