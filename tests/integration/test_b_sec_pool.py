@@ -200,16 +200,16 @@ def tls_origin(pki):
     return o
 
 
-def two_upstreams(rport, origin_port, a, b):
+def two_upstreams(rport, origin_port, a, b, a_host="127.0.0.1", b_host="127.0.0.1"):
     return """
 reverse: {
   listeners = ( { address = "127.0.0.1:%d"; } );
-  upstreams = ( { name = "a"; servers = ( { address = "127.0.0.1:%d"; } ); %s },
-                { name = "b"; servers = ( { address = "127.0.0.1:%d"; } ); %s } );
+  upstreams = ( { name = "a"; servers = ( { address = "%s:%d"; } ); %s },
+                { name = "b"; servers = ( { address = "%s:%d"; } ); %s } );
   sites = ( { hosts = [ "a.test" ]; default = true; routes = ( { path = "/"; upstream = "a"; } ); },
             { hosts = [ "b.test" ]; routes = ( { path = "/"; upstream = "b"; } ); } );
 };
-""" % (rport, origin_port, a, origin_port, b)
+""" % (rport, a_host, origin_port, a, b_host, origin_port, b)
 
 
 def test_verifying_upstream_never_reuses_an_unverified_connection(pki, ports):
@@ -292,15 +292,8 @@ def test_verifying_upstream_without_sni_checks_the_server_address(pki, ports):
     configured address: a DNS name, or an IP literal (its IP addresses)."""
     o = tls_origin(pki)
     up = 'tls = true; ca_file = "%s";' % pki["ca"]
-    text = """@GLOBAL@ dns: { hosts_file = "@DIR@/hosts"; }; };
-reverse: {
-  listeners = ( { address = "127.0.0.1:%d"; } );
-  upstreams = ( { name = "a"; servers = ( { address = "127.0.0.1:%d"; } ); %s },
-                { name = "b"; servers = ( { address = "origin.test:%d"; } ); %s } );
-  sites = ( { hosts = [ "a.test" ]; default = true; routes = ( { path = "/"; upstream = "a"; } ); },
-            { hosts = [ "b.test" ]; routes = ( { path = "/"; upstream = "b"; } ); } );
-};
-""" % (ports[0], o.port, up, o.port, up)
+    text = ('@GLOBAL@ dns: { hosts_file = "@DIR@/hosts"; }; };\n' +
+            two_upstreams(ports[0], o.port, up, up, b_host="origin.test"))
     g = gh.Gatehouse(text, extra_files={"hosts": gh.hosts_file(["origin.test"])}).start([ports[0]])
     try:
         # the origin's certificate names origin.test, not 127.0.0.1
