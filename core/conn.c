@@ -154,6 +154,7 @@ struct gw_req {
 	size_t up_path_len;
 	char *pool_key;            /* pool_key_make(): "" = never pooled (arena) */
 	int up_tls;                /* upstream index + 1 for TLS to the upstream, 0 = plain */
+	unsigned keepalive;        /* gw_req_upstream_keepalive (default POOL_KEEPALIVE) */
 	int status;
 	int file_fd;
 	uint64_t file_off, file_len;
@@ -258,12 +259,20 @@ struct upconn {
 	 * pool_private), NULL = shared; never a dangling pointer: conn_close()
 	 * drops the pooled connections its client owns */
 	const struct gw_conn *owner;
+	unsigned kh;               /* key_hash32(key) */
+	unsigned keepalive;        /* idle connections of its key that may be pooled */
 	struct upconn *pnext, *pprev;
 };
 
 /* ---- pool ---- */
 
 #define POOL_BUCKETS 256
+/* idle connections per key and worker when the family says nothing (as
+ * reverse.upstreams.keepalive's default) */
+#define POOL_KEEPALIVE 32
+/* idle counts per key hash: keys that share a slot share a bound, which
+ * only costs reuse */
+#define POOL_CSLOTS 4096
 
 #define SPARE_BUFS 128
 #if defined(__SANITIZE_ADDRESS__)
@@ -275,6 +284,7 @@ struct upconn {
 struct gw_pool {
 	struct upconn *b[POOL_BUCKETS];
 	size_t n;
+	uint32_t kcount[POOL_CSLOTS];   /* idle connections per key hash slot */
 	/* empty evbuffers given back by idle client connections, for reuse */
 	struct evbuffer *spare[SPARE_BUFS];
 	int nspare;
@@ -319,13 +329,13 @@ static void up_wr_cb(evutil_socket_t fd, short what, void *arg);
 static void up_to_cb(evutil_socket_t fd, short what, void *arg);
 static void client_wr_cb(evutil_socket_t fd, short what, void *arg);
 
-static unsigned key_hash(const char *k)
+static unsigned key_hash32(const char *k)
 {
 	unsigned x = 2166136261u;
 
 	while (*k)
 		x = (x ^ (unsigned char)*k++) * 16777619u;
-	return x % POOL_BUCKETS;
+	return x;
 }
 
 struct gw_pool *gw_pool_new(void)
@@ -335,7 +345,7 @@ struct gw_pool *gw_pool_new(void)
 
 static void pool_unlink(struct gw_pool *p, struct upconn *u)
 {
-	unsigned h = key_hash(u->key);
+	unsigned h = u->kh % POOL_BUCKETS;
 
 	if (u->pprev != NULL)
 		u->pprev->pnext = u->pnext;
@@ -345,6 +355,7 @@ static void pool_unlink(struct gw_pool *p, struct upconn *u)
 		u->pnext->pprev = u->pprev;
 	u->pnext = u->pprev = NULL;
 	p->n--;
+	p->kcount[u->kh % POOL_CSLOTS]--;
 }
 
 void gw_pool_flush(struct gw_pool *p)
@@ -422,7 +433,7 @@ static struct upconn *pool_get(struct gw_worker *w, const char *key, const struc
 
 	if (key[0] == '\0')
 		return NULL;
-	for (struct upconn *u = p->b[key_hash(key)]; u != NULL; u = u->pnext) {
+	for (struct upconn *u = p->b[key_hash32(key) % POOL_BUCKETS]; u != NULL; u = u->pnext) {
 		if ((u->owner != NULL && u->owner != c) || strcmp(u->key, key) != 0 ||
 		    (vetted != NULL && !addr_vetted(vetted, &u->peer)))
 			continue;
@@ -503,11 +514,15 @@ static void pool_drop_owned(struct gw_pool *p, const struct gw_conn *c)
 static void pool_put(struct gw_worker *w, struct upconn *u)
 {
 	struct gw_pool *p = w->pool;
-	unsigned h = key_hash(u->key);
+	unsigned h = u->kh % POOL_BUCKETS;
 	struct timeval tv;
 	double t = w->snap->conf->global.timeouts.upstream_idle;
 
-	if (u->key[0] == '\0') {   /* its key did not fit: never shared */
+	/* a key that did not fit is never shared; idle connections are bounded
+	 * per key (the family's keepalive) and per worker (its share of
+	 * max_connections): past that the origin gets it closed, not kept */
+	if (u->key[0] == '\0' || p->kcount[u->kh % POOL_CSLOTS] >= u->keepalive ||
+	    p->n >= w->max_conns) {
 		u->c = NULL;
 		up_free(u);
 		return;
@@ -533,6 +548,7 @@ static void pool_put(struct gw_worker *w, struct upconn *u)
 		u->pnext->pprev = u;
 	p->b[h] = u;
 	p->n++;
+	p->kcount[u->kh % POOL_CSLOTS]++;
 }
 
 /* ---- helpers ---- */
@@ -1268,6 +1284,11 @@ void gw_req_upstream_tls(struct gw_req *rq, int upstream)
 	rq->up_tls = upstream + 1;
 }
 
+void gw_req_upstream_keepalive(struct gw_req *rq, unsigned n)
+{
+	rq->keepalive = n;
+}
+
 void *gw_req_alloc(struct gw_req *rq, size_t n)
 {
 	void *p = arena_alloc(&rq->arena, n);
@@ -1294,6 +1315,7 @@ void gw_req_proxy(struct gw_req *rq, const char *host, size_t host_len, uint16_t
 	rq->dec = DEC_PROXY;
 	rq->up_host = gw_req_strndup(rq, host, host_len);
 	rq->up_port = port;
+	rq->keepalive = POOL_KEEPALIVE;
 	if (path == NULL) {
 		path = rq->head.path;
 		path_len = rq->head.path_len;
@@ -2315,7 +2337,8 @@ static struct upconn *up_new(struct gw_worker *w, int fd, const char *key)
 		free(u);
 		return NULL;
 	}
-	memcpy(u->key, key, strlen(key) + 1);   /* pool keys fit (proxy_start) */
+	memcpy(u->key, key, strlen(key) + 1);   /* pool keys fit (pool_key_make) */
+	u->kh = key_hash32(u->key);
 	event_assign(&u->ev_rd, w->base, fd, EV_READ | EV_PERSIST, up_rd_cb, u);
 	event_assign(&u->ev_wr, w->base, fd, EV_WRITE | EV_PERSIST, up_wr_cb, u);
 	event_assign(&u->ev_to, w->base, -1, 0, up_to_cb, u);
@@ -2723,6 +2746,7 @@ static void connect_next(struct gw_req *rq)
 		}
 		snprintf(u->addr_str, sizeof u->addr_str, "%s", rq->upstream_str);
 		memcpy(&u->peer, sa, rq->addrs->lens[i] < sizeof u->peer ? rq->addrs->lens[i] : sizeof u->peer);
+		u->keepalive = rq->keepalive;
 		u->c = c;
 		c->up = u;
 		if (r == 0) {
@@ -2793,6 +2817,7 @@ static int pool_reuse(struct gw_req *rq, const struct gw_dns_result *vetted)
 	u->c = c;
 	u->reused = 1;
 	u->got_bytes = 0;
+	u->keepalive = rq->keepalive;
 	c->up = u;
 	memcpy(rq->upstream_str, u->addr_str, sizeof rq->upstream_str);
 	gw_stat_add(&c->w->stats->fam[c->proto->family][GW_FC_UPSTREAM_REUSED], 1);

@@ -97,6 +97,10 @@ void gw_req_proxy(struct gw_req *rq, const char *host, size_t host_len, uint16_t
 /* After gw_req_proxy(): speak TLS to the upstream, with the client context
  * of reverse.upstreams[upstream] (verification, SNI as configured). */
 void gw_req_upstream_tls(struct gw_req *rq, int upstream);
+/* After gw_req_proxy(): at most n idle connections of this upstream's pool
+ * key are kept per worker (0 = none; default 32).  Every worker also keeps
+ * no more idle upstream connections than its share of max_connections. */
+void gw_req_upstream_keepalive(struct gw_req *rq, unsigned n);
 /* CONNECT: open a tunnel to host:port; the core answers 200 once connected. */
 void gw_req_tunnel(struct gw_req *rq, const char *host, size_t host_len, uint16_t port);
 /*

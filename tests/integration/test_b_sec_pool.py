@@ -305,3 +305,34 @@ def test_verifying_upstream_without_sni_checks_the_server_address(pki, ports):
     finally:
         g.stop()
         o.stop()
+
+
+def test_pool_keeps_at_most_keepalive_idle_connections(ports):
+    """reverse.upstreams.keepalive bounds the idle connections kept per
+    worker: after 6 concurrent requests, 2 stay pooled and 4 are closed."""
+    o = gh.KillableOrigin()
+    g = gh.Gatehouse(conf(gh.free_port(), ports[1], o.port, up_extra="keepalive = 2;"))
+    g.start([ports[1]])
+
+    def wave():
+        res = []
+        ts = [threading.Thread(target=lambda: res.append(gh.http_get(ports[1], "/slow/0.5", "app.test")[0]))
+              for _ in range(6)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(20)
+        return res
+    try:
+        assert wave() == [200] * 6
+        assert o.connections == 6
+        deadline = time.time() + 5
+        while len(o.conns) > 2 and time.time() < deadline:
+            time.sleep(0.05)
+        assert len(o.conns) == 2, "idle upstream connections kept: %d" % len(o.conns)
+        assert wave() == [200] * 6
+        assert o.connections == 10   # 2 reused, 4 new
+        g.check_clean()
+    finally:
+        g.stop()
+        o.stop()
