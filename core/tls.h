@@ -11,7 +11,8 @@
  *
  * Client side (re-encryption to upstream servers): one SSL_CTX per upstream
  * with tls = true, verifying the server certificate against ca_file (or the
- * system store) unless tls_verify = false.
+ * system store) and its name (sni, else the server's address) unless
+ * tls_verify = false.
  *
  * Ownership: struct gw_tls belongs to a snapshot; SSL objects made from it
  * hold their own references to the contexts, so connections outlive a reload.
