@@ -887,7 +887,7 @@ static int evict_one(struct rev_cstore *s, const struct rev_cobj *keep)
 		struct rev_cobj *v;
 		pthread_mutex_lock(&h->mu);
 		v = h->lru_tail;
-		if (v == keep)
+		if (v != NULL && v == keep)
 			v = v->lprev;
 		if (v != NULL) {
 			unlink_obj(s, h, v);
