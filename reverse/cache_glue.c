@@ -659,7 +659,11 @@ int rev_cache_request(struct gw_req *rq, const struct conf *cf, const struct rev
 	 * answered from the stored copy, ours go to the origin */
 	gw_req_hdr_del(rq, "if-none-match");
 	gw_req_hdr_del(rq, "if-modified-since");
-	if (q->stale != NULL) {
+	/* a 304 would merge its header fields into the shared entry; one made
+	 * for a user (Cookie, Authorization) must not: such a request fetches
+	 * in full, and the answer is stored only when it may be (storable()) */
+	if (q->stale != NULL && gw_http1_find(h, "authorization") == NULL &&
+	    (cr->cache_ignore_cookie || gw_http1_find(h, "cookie") == NULL)) {
 		struct rev_cobj_view v;
 		rev_cobj_view(q->stale, &v);
 		if (v.etag != NULL) {

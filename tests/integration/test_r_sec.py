@@ -193,6 +193,21 @@ def test_cookie_request_stored_when_route_opts_in(co, ports):
         g.check_clean()
 
 
+def test_cookie_request_does_not_refresh_shared_entry_with_its_304(cgw, co):
+    # a 304 to a user's request would merge that user's header fields into
+    # the entry everyone gets: a request with Cookie revalidates nothing
+    co.script("/r", headers=lambda r: [("Cache-Control", "max-age=1"), ("X-User", who(r).decode())],
+              etag='"r1"', body=b"page")
+    assert get(cgw, "/r")[1]["x-user"] == "user=anonymous"
+    time.sleep(1.3)                                   # stale now
+    st, h, b = get(cgw, "/r", {"Cookie": "sid=alice"})
+    assert (b, h["x-user"]) == (b"page", "user=sid=alice")
+    assert co.last("/r").header("If-None-Match") is None
+    st, h, b = get(cgw, "/r")
+    assert h["x-user"] == "user=anonymous", h
+    assert co.count("/r") == 3
+
+
 def test_cookie_request_not_stored_collapsed_waiters_go_to_origin(cgw, co):
     # a cookie request leading a key must not hand its answer to the ones
     # waiting behind it (collapsed forwarding)
