@@ -2118,7 +2118,9 @@ static void read_strip_headers(struct ctx *x, config_setting_t *r)
 {
 	static const char *const dflt[] = { "X-Real-IP", "X-Original-URL", "X-Rewrite-URL",
 		"X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Client-IP",
-		"True-Client-IP", "CF-Connecting-IP", "X-Cluster-Client-IP" };
+		"True-Client-IP", "CF-Connecting-IP", "X-Cluster-Client-IP", "X-Forwarded-Server",
+		"X-Forwarded-Prefix", "X-Forwarded-Scheme", "X-Forwarded-Ssl", "Front-End-Https",
+		"X-Original-Host", "X-Host" };
 	struct conf_strs *sh = &x->c->reverse.strip_headers;
 
 	if (get_strs(x, r, "reverse", "strip_headers", 0, chk_strip_header, sh) != 0)

@@ -306,7 +306,9 @@ struct conf_reverse {
 	struct conf_cidrs trusted_proxies;
 	/* removed from requests of clients not in trusted_proxies; default:
 	 * X-Real-IP, X-Original-URL, X-Rewrite-URL, X-Forwarded-Host/-Proto/-Port,
-	 * X-Client-IP, True-Client-IP, CF-Connecting-IP, X-Cluster-Client-IP */
+	 * X-Client-IP, True-Client-IP, CF-Connecting-IP, X-Cluster-Client-IP,
+	 * X-Forwarded-Server/-Prefix/-Scheme/-Ssl, Front-End-Https, X-Original-Host,
+	 * X-Host (conf.c read_strip_headers) */
 	struct conf_strs strip_headers;
 	struct conf_rev_upstream *upstreams;
 	size_t nupstreams;

@@ -333,7 +333,9 @@ reverse: {
 SPOOF = {"X-Real-IP": "10.6.6.6", "X-Original-URL": "/admin", "X-Rewrite-URL": "/admin",
          "X-Forwarded-Port": "1", "X-Client-IP": "10.6.6.6", "True-Client-IP": "10.6.6.6",
          "CF-Connecting-IP": "10.6.6.6", "X-Cluster-Client-IP": "10.6.6.6",
-         "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"}
+         "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https",
+         "X-Forwarded-Prefix": "/evil", "X-Forwarded-Scheme": "https", "X-Original-Host": "evil.example",
+         "X-Host": "evil.example", "X-Forwarded-Server": "evil.example", "X-Forwarded-Ssl": "on"}
 
 
 def hdr_conf(port, origin_port, extra=""):
@@ -373,7 +375,9 @@ def hgw(origin, ports):
 def test_untrusted_client_identity_headers_stripped(hgw, origin):
     h = seen(origin, "127.0.0.1")
     for name in ("x-real-ip", "x-original-url", "x-rewrite-url", "x-forwarded-port", "x-client-ip",
-                 "true-client-ip", "cf-connecting-ip", "x-cluster-client-ip"):
+                 "true-client-ip", "cf-connecting-ip", "x-cluster-client-ip", "x-forwarded-prefix",
+                 "x-forwarded-scheme", "x-original-host", "x-host", "x-forwarded-server",
+                 "x-forwarded-ssl"):
         assert name not in h, (name, h)
     # Gatehouse's own forwarding headers, not the client's
     assert h["x-forwarded-host"] == HOST and h["x-forwarded-proto"] == "http"
