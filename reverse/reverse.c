@@ -362,6 +362,17 @@ static int client_trusted(struct gw_req *rq, const struct rev_data *d)
 	    conf_cidr_match(&d->cf->reverse.trusted_proxies, gw_req_client(rq));
 }
 
+/* The reverse.strip_headers entry for a header name, or NULL. */
+static const char *strip_listed(const struct rev_data *d, const char *name, size_t nl)
+{
+	const struct conf_strs *sh = &d->cf->reverse.strip_headers;
+
+	for (size_t k = 0; k < sh->n; k++)
+		if (strlen(sh->v[k]) == nl && strncasecmp(sh->v[k], name, nl) == 0)
+			return sh->v[k];
+	return NULL;
+}
+
 /*
  * A client not in trusted_proxies cannot speak for a proxy in front of us:
  * drop the identity and rewrite headers of reverse.strip_headers it sent
@@ -373,26 +384,25 @@ static int client_trusted(struct gw_req *rq, const struct rev_data *d)
 static void strip_untrusted(struct gw_req *rq, const struct rev_data *d,
     const struct gw_http_head *h)
 {
-	const struct conf_strs *sh = &d->cf->reverse.strip_headers;
-
 	for (size_t i = 0; i < h->nhdrs; i++) {
-		const struct gw_hdr *x = &h->hdrs[i];
-		for (size_t k = 0; k < sh->n; k++) {
-			if (strlen(sh->v[k]) == x->name_len &&
-			    strncasecmp(sh->v[k], x->name, x->name_len) == 0) {
-				gw_req_hdr_del(rq, sh->v[k]);
-				break;
-			}
-		}
+		const char *name = strip_listed(d, h->hdrs[i].name, h->hdrs[i].name_len);
+		if (name != NULL)
+			gw_req_hdr_del(rq, name);
 	}
 }
 
-/* Headers that make an application serve another path than the target (IIS
- * URL Rewrite, Symfony): the cache's key would not name what was served. */
-static int carries_rewrite(const struct gw_http_head *h)
+/* Does the request pass on a header that makes an application serve another
+ * path than the target (IIS URL Rewrite, Symfony: X-Original-URL,
+ * X-Rewrite-URL)?  Then the cache's key would not name what was served. */
+static int passes_rewrite(const struct rev_data *d, const struct gw_http_head *h, int trusted)
 {
-	return gw_http1_find(h, "x-original-url") != NULL ||
-	    gw_http1_find(h, "x-rewrite-url") != NULL;
+	static const char *const names[] = { "x-original-url", "x-rewrite-url", NULL };
+
+	for (int i = 0; names[i] != NULL; i++)
+		if (gw_http1_find(h, names[i]) != NULL &&
+		    (trusted || strip_listed(d, names[i], strlen(names[i])) == NULL))
+			return 1;
+	return 0;
 }
 
 /* ---- per-worker state ---- */
@@ -836,9 +846,10 @@ static void decide(struct gw_req *rq, void *side, int first)
 		trusted = client_trusted(rq, d);
 		if (!trusted)
 			strip_untrusted(rq, d, h);
-		/* a trusted proxy's rewrite header goes to the application: such a
-		 * request neither reads nor fills the cache */
-		if (!(trusted && carries_rewrite(h)) &&
+		/* a rewrite header that goes to the application (a trusted
+		 * proxy's, or one strip_headers does not list): such a request
+		 * neither reads nor fills the cache */
+		if (!passes_rewrite(d, h, trusted) &&
 		    rev_cache_request(rq, d->cf, site, rt, side, restart))
 			return;                /* answered from the cache, or waiting */
 		add_forwarding_headers(rq, d, h, host, hlen, rt, trusted);

@@ -425,6 +425,12 @@ def test_strip_headers_configurable(origin, ports):
     try:
         h = seen(origin, "127.0.0.1", headers={"X-Internal-User": "root", "X-Real-IP": "1.2.3.4"})
         assert "x-internal-user" not in h and h["x-real-ip"] == "1.2.3.4"
+        # X-Original-URL is not listed: it reaches the application, so the
+        # cache keeps out of it even for an untrusted client
+        rw = {"X-Original-URL": "/admin"}
+        for _ in range(2):
+            st, hd, b = gh.http_get(ports[0], "/c/echo", HOST, headers=rw)
+            assert hd.get("x-cache") is None and b"/admin" in b
     finally:
         g.check_clean()
 
