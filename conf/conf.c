@@ -1617,9 +1617,10 @@ static void read_forward(struct ctx *x, config_setting_t *root)
 /* ---- reverse ---- */
 
 static const char *const k_reverse[] = { "listeners", "certificates", "trusted_proxies", "upstreams",
-    "sites", "cache", NULL };
+    "sites", "cache", "strip_headers", NULL };
 static const char *const k_cache[] = { "memory", "max_object", "x_cache_header", NULL };
-static const char *const k_route_cache[] = { "ttl", "stale_if_error", "ignore_set_cookie", NULL };
+static const char *const k_route_cache[] = { "ttl", "stale_if_error", "ignore_set_cookie",
+    "ignore_cookie", NULL };
 static const char *const k_cert[] = { "cert", "key", "ocsp", "default", NULL };
 static const char *const k_upstream[] = { "name", "balance", "servers", "health", "keepalive", "tls",
     "ca_file", "sni", "tls_verify", NULL };
@@ -1630,7 +1631,7 @@ static const char *const k_site[] = { "hosts", "default", "force_https", "allow_
     "deny_clients", "rate_limit", "routes", NULL };
 static const char *const k_rate[] = { "requests_per_second", "burst", NULL };
 static const char *const k_route[] = { "path", "upstream", "static", "redirect", "redirect_status",
-    "strip_prefix", "set_headers", "max_body_bytes", "cache", NULL };
+    "strip_prefix", "set_headers", "max_body_bytes", "cache", "dotfiles", NULL };
 
 static void read_certs(struct ctx *x, config_setting_t *r)
 {
@@ -1900,6 +1901,7 @@ static void read_route_cache(struct ctx *x, config_setting_t *e, const char *ep,
 		get_num(x, c, p, "ttl", 0, 31536000, &ro->cache_ttl);
 		get_num(x, c, p, "stale_if_error", 0, 31536000, &ro->cache_stale_if_error);
 		get_bool(x, c, p, "ignore_set_cookie", &ro->cache_ignore_set_cookie);
+		get_bool(x, c, p, "ignore_cookie", &ro->cache_ignore_cookie);
 	} else {
 		serr(x, c, p, "expected true, false or a group { ttl = ...; stale_if_error = ...; }");
 		return;
@@ -2008,6 +2010,12 @@ static void read_routes(struct ctx *x, config_setting_t *site, const char *sp, s
 			break;
 		}
 		get_bool(x, e, ep, "strip_prefix", &ro->strip_prefix);
+		if (get_bool(x, e, ep, "dotfiles", &ro->dotfiles) == 1 && kinds == 1 &&
+		    ro->kind != CONF_ROUTE_STATIC) {
+			kp_child(p, ep, "dotfiles");
+			serr(x, member(e, "dotfiles"), p, "only applies to a static route");
+			ok = 0;
+		}
 		read_set_headers(x, e, ep, ro);
 		get_size(x, e, ep, "max_body_bytes", 0, TB, &ro->max_body_bytes);
 		read_route_cache(x, e, ep, ro, kinds == 1 && ro->kind == CONF_ROUTE_UPSTREAM);
@@ -2098,6 +2106,38 @@ static void read_cache(struct ctx *x, config_setting_t *r)
 	get_bool(x, g, "reverse.cache", "x_cache_header", &ca->x_cache_header);
 }
 
+/* A header a client's request may lose: any field but the ones that frame
+ * or route the message. */
+static const char *chk_strip_header(struct ctx *x, char *v)
+{
+	static const char *const never[] = { "host", "content-length", "transfer-encoding",
+		"connection", NULL };
+
+	if (chk_token(x, v))
+		return "not a valid header name";
+	for (int i = 0; never[i] != NULL; i++)
+		if (strcasecmp(v, never[i]) == 0)
+			return "frames or routes the request: it cannot be stripped";
+	return NULL;
+}
+
+static void read_strip_headers(struct ctx *x, config_setting_t *r)
+{
+	static const char *const dflt[] = { "X-Real-IP", "X-Original-URL", "X-Rewrite-URL",
+		"X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Client-IP",
+		"True-Client-IP", "CF-Connecting-IP", "X-Cluster-Client-IP", "X-Forwarded-Server",
+		"X-Forwarded-Prefix", "X-Forwarded-Scheme", "X-Forwarded-Ssl", "Front-End-Https",
+		"X-Original-Host", "X-Host" };
+	struct conf_strs *sh = &x->c->reverse.strip_headers;
+
+	if (get_strs(x, r, "reverse", "strip_headers", 0, chk_strip_header, sh) != 0)
+		return;
+	sh->n = sizeof dflt / sizeof dflt[0];
+	sh->v = conf_arena_alloc(x->a, sh->n * sizeof(char *));
+	for (size_t i = 0; i < sh->n; i++)
+		sh->v[i] = conf_arena_strdup(x->a, dflt[i]);
+}
+
 static void read_reverse(struct ctx *x, config_setting_t *root)
 {
 	struct conf_reverse *rv = &x->c->reverse;
@@ -2109,6 +2149,7 @@ static void read_reverse(struct ctx *x, config_setting_t *root)
 	read_listeners(x, r, "reverse", 1, &rv->listeners, &rv->nlisteners);
 	read_certs(x, r);
 	get_cidrs(x, r, "reverse", "trusted_proxies", &rv->trusted_proxies);
+	read_strip_headers(x, r);
 	read_upstreams(x, r);
 	read_cache(x, r);
 	read_sites(x, r);

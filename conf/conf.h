@@ -273,6 +273,8 @@ struct conf_rev_route {
 	double cache_ttl;          /* freshness when the origin gives none; 0 = heuristic only */
 	double cache_stale_if_error;   /* seconds; -1 = the origin's stale-if-error */
 	int cache_ignore_set_cookie;   /* store responses with Set-Cookie (never the cookie) */
+	int cache_ignore_cookie;   /* store responses to requests with Cookie (default: only "public") */
+	int dotfiles;              /* kind STATIC: serve names starting with '.' (default 0: 404) */
 	struct conf_src src;
 };
 
@@ -305,6 +307,12 @@ struct conf_reverse {
 	struct conf_rev_cert *certificates;
 	size_t ncertificates;
 	struct conf_cidrs trusted_proxies;
+	/* removed from requests of clients not in trusted_proxies; default:
+	 * X-Real-IP, X-Original-URL, X-Rewrite-URL, X-Forwarded-Host/-Proto/-Port,
+	 * X-Client-IP, True-Client-IP, CF-Connecting-IP, X-Cluster-Client-IP,
+	 * X-Forwarded-Server/-Prefix/-Scheme/-Ssl, Front-End-Https, X-Original-Host,
+	 * X-Host (conf.c read_strip_headers) */
+	struct conf_strs strip_headers;
 	struct conf_rev_upstream *upstreams;
 	size_t nupstreams;
 	struct conf_rev_site *sites;

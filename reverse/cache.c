@@ -258,7 +258,7 @@ double rev_cache_lifetime(const struct rev_resp_info *ri, double date, double de
 }
 
 const char *const rev_nostore_names[] = { "ok", "method", "status", "request no-store",
-	"no-store", "private", "authorization", "set-cookie", "vary *", "no freshness" };
+	"no-store", "private", "authorization", "set-cookie", "vary *", "no freshness", "request cookie" };
 
 enum rev_nostore rev_cache_storable(const struct gw_http_head *req, const struct rev_cc *req_cc,
     const struct rev_resp_info *ri, double lifetime)
@@ -288,6 +288,12 @@ enum rev_nostore rev_cache_storable(const struct gw_http_head *req, const struct
 		return REV_NOSTORE_STATUS;
 	if ((lifetime <= 0 || (cc->flags & REV_CC_NO_CACHE)) && !validator)
 		return REV_NOSTORE_NO_FRESHNESS;
+	/* web cache deception: the answer to a request with cookies is
+	 * likely made for that user; stored only when the origin says it is
+	 * for everyone.  Checked last, so a caller whose route opts in
+	 * (cache.ignore_cookie) may treat this one reason as storable. */
+	if (find_hdr(req, "cookie") != NULL && !(cc->flags & REV_CC_PUBLIC))
+		return REV_NOSTORE_REQ_COOKIE;
 	return REV_STORE_OK;
 }
 
@@ -871,28 +877,55 @@ struct rev_cobj *rev_cstore_lookup(struct rev_cstore *s, const char *key,
 	return hit;
 }
 
-/* Evict least recently used objects until the bytes fit (keep is spared). */
-static void enforce(struct rev_cstore *s, const struct rev_cobj *keep)
+/* Evict the least recently used object of the next shard that has one
+ * (keep is spared).  1 if one went, 0 if nothing is left to evict. */
+static int evict_one(struct rev_cstore *s, const struct rev_cobj *keep)
 {
-	unsigned idle = 0;
-
-	while (atomic_load(&s->bytes) > atomic_load(&s->memory) && idle < s->nshards) {
+	for (unsigned idle = 0; idle < s->nshards; idle++) {
 		unsigned i = atomic_fetch_add(&s->evict_cursor, 1) % s->nshards;
 		struct shard *h = &s->sh[i];
 		struct rev_cobj *v;
 		pthread_mutex_lock(&h->mu);
 		v = h->lru_tail;
-		if (v == keep)
+		if (v != NULL && v == keep)
 			v = v->lprev;
 		if (v != NULL) {
 			unlink_obj(s, h, v);
 			atomic_fetch_add(&s->evictions, 1);
-			idle = 0;
-		} else {
-			idle++;
 		}
 		pthread_mutex_unlock(&h->mu);
-		rev_cobj_put(v);
+		if (v != NULL) {
+			rev_cobj_put(v);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Evict least recently used objects until the bytes fit (keep is spared). */
+static void enforce(struct rev_cstore *s, const struct rev_cobj *keep)
+{
+	while (atomic_load(&s->bytes) > atomic_load(&s->memory) && evict_one(s, keep))
+		;
+}
+
+/*
+ * Charge n bytes of a fill in progress to the store's bytes, evicting stored
+ * objects (LRU) to make room.  -1 when even an empty store has no room (the
+ * rest is held by other fills): the caller stops storing.  So bytes, stored
+ * plus being stored, never pass memory.
+ */
+static int reserve(struct rev_cstore *s, uint64_t n)
+{
+	for (;;) {
+		uint64_t cur = atomic_load(&s->bytes);
+		if (cur + n <= atomic_load(&s->memory)) {
+			if (atomic_compare_exchange_weak(&s->bytes, &cur, cur + n))
+				return 0;
+			continue;
+		}
+		if (!evict_one(s, NULL))
+			return -1;
 	}
 }
 
@@ -945,11 +978,15 @@ static int publish(struct rev_cstore *s, struct rev_cobj *o)
 
 /* ---- filling ---- */
 
+/* A fill's bytes (object and headers at once, body bytes as they are
+ * stored) are charged to the store as they come (reserve()), not at commit:
+ * many slow fills in flight cannot pass reverse.cache.memory together. */
 struct rev_cfill {
 	struct rev_cstore *s;
 	struct rev_cobj *o;
 	struct rev_cbody *b;
 	uint64_t max;
+	uint64_t charged;          /* bytes reserved in s->bytes */
 };
 
 struct rev_cfill *rev_cfill_begin(struct rev_cstore *s, const char *key,
@@ -993,14 +1030,21 @@ struct rev_cfill *rev_cfill_begin(struct rev_cstore *s, const char *key,
 		return NULL;
 	}
 	atomic_init(&f->b->refs, 1);
+	f->s = s;
+	f->max = max;
+	if (reserve(s, sizeof *f->o + f->o->v.nhdrs * sizeof(struct rev_chdr) + f->o->blob_len +
+	    REV_COBJ_OVERHEAD) < 0) {
+		rev_cfill_abort(f);
+		return NULL;
+	}
+	f->charged = sizeof *f->o + f->o->v.nhdrs * sizeof(struct rev_chdr) + f->o->blob_len +
+	    REV_COBJ_OVERHEAD;
 	f->b->cap = expect_len >= 0 ? (size_t)expect_len : 0;
 	if (f->b->cap > 0 && (f->b->data = malloc(f->b->cap)) == NULL) {
 		rev_cfill_abort(f);
 		return NULL;
 	}
 	obj_times(f->o, ri, lifetime, request_time, response_time, sie_override);
-	f->s = s;
-	f->max = max;
 	return f;
 }
 
@@ -1010,6 +1054,11 @@ int rev_cfill_data(struct rev_cfill *f, const char *p, size_t n)
 
 	if (b->len + n > f->max)
 		return -1;
+	/* charged as stored (the pages of a larger buffer not yet written are
+	 * not resident: a known length is allocated at once, lazily backed) */
+	if (reserve(f->s, n) < 0)
+		return -1;         /* no room: this one is not stored */
+	f->charged += n;
 	if (b->len + n > b->cap) {
 		size_t cap = b->cap ? b->cap * 2 : FILL_FIRST_CAP;
 		char *d;
@@ -1019,7 +1068,7 @@ int rev_cfill_data(struct rev_cfill *f, const char *p, size_t n)
 			cap = (size_t)f->max;
 		d = realloc(b->data, cap);
 		if (d == NULL)
-			return -1;
+			return -1;         /* the caller aborts f: that returns the charge */
 		b->data = d;
 		b->cap = cap;
 	}
@@ -1032,6 +1081,8 @@ void rev_cfill_abort(struct rev_cfill *f)
 {
 	if (f == NULL)
 		return;
+	if (f->charged > 0)
+		atomic_fetch_sub(&f->s->bytes, f->charged);
 	rev_cobj_put(f->o);
 	body_put(f->b);
 	free(f);
@@ -1053,6 +1104,8 @@ int rev_cfill_commit(struct rev_cfill *f)
 	o->body = b;
 	o->charge = sizeof *o + o->v.nhdrs * sizeof(struct rev_chdr) + o->blob_len + b->cap +
 	    REV_COBJ_OVERHEAD;
+	/* the object's own charge replaces the fill's (publish() adds it) */
+	atomic_fetch_sub(&s->bytes, f->charged);
 	free(f);
 	return publish(s, o);
 }

@@ -97,7 +97,8 @@ enum rev_nostore {
 	REV_NOSTORE_AUTH,          /* request had Authorization; response not public/s-maxage/must-revalidate */
 	REV_NOSTORE_COOKIE,        /* Set-Cookie */
 	REV_NOSTORE_VARY_STAR,
-	REV_NOSTORE_NO_FRESHNESS   /* lifetime 0 and no validator: nothing to reuse */
+	REV_NOSTORE_NO_FRESHNESS,  /* lifetime 0 and no validator: nothing to reuse */
+	REV_NOSTORE_REQ_COOKIE     /* request had Cookie; response not public (always the last check) */
 };
 
 extern const char *const rev_nostore_names[];
@@ -105,6 +106,10 @@ extern const char *const rev_nostore_names[];
 /*
  * May the response to req be stored (RFC 9111 3)?  lifetime is what
  * rev_cache_lifetime() gave.  Returns REV_STORE_OK or the reason.
+ * Beyond RFC 9111: a response to a request carrying Cookie is stored only
+ * when it is explicitly "public" (REV_NOSTORE_REQ_COOKIE, returned only when
+ * every other check passed); Authorization follows RFC 9111 3.5 (public,
+ * s-maxage or must-revalidate).
  */
 enum rev_nostore rev_cache_storable(const struct gw_http_head *req, const struct rev_cc *req_cc,
     const struct rev_resp_info *ri, double lifetime);

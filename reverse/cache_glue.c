@@ -338,6 +338,12 @@ static const struct conf_rev_route *conf_route(const struct conf *cf, const stru
 	return NULL;
 }
 
+/*
+ * The primary key of rq.  The scheme is always the listener's (TLS or not),
+ * never the scheme of an absolute-form target: "GET https://site/x" sent to
+ * the plain listener is a plain-HTTP request and must not fill or read the
+ * entry TLS clients get (it is keyed "http://site:443/x").
+ */
 static size_t make_key(struct gw_req *rq, const struct gw_http_head *h, char *buf, size_t cap)
 {
 	char tmp[320];
@@ -350,7 +356,8 @@ static size_t make_key(struct gw_req *rq, const struct gw_http_head *h, char *bu
 		    (int)h->host_len, h->host, (unsigned)h->port);
 		if (k < 0 || (size_t)k >= sizeof tmp)
 			return 0;
-		return rev_cache_key(buf, cap, h->scheme_len == 5, tmp, (size_t)k, h->path, h->path_len);
+		return rev_cache_key(buf, cap, gw_req_is_tls(rq), tmp, (size_t)k, h->path,
+		    h->path_len);
 	}
 	if (h->host_hdr == NULL)
 		return 0;
@@ -652,7 +659,11 @@ int rev_cache_request(struct gw_req *rq, const struct conf *cf, const struct rev
 	 * answered from the stored copy, ours go to the origin */
 	gw_req_hdr_del(rq, "if-none-match");
 	gw_req_hdr_del(rq, "if-modified-since");
-	if (q->stale != NULL) {
+	/* a 304 would merge its header fields into the shared entry; one made
+	 * for a user (Cookie, Authorization) must not: such a request fetches
+	 * in full, and the answer is stored only when it may be (storable()) */
+	if (q->stale != NULL && gw_http1_find(h, "authorization") == NULL &&
+	    (cr->cache_ignore_cookie || gw_http1_find(h, "cookie") == NULL)) {
 		struct rev_cobj_view v;
 		rev_cobj_view(q->stale, &v);
 		if (v.etag != NULL) {
@@ -788,6 +799,8 @@ void rev_cache_on_response_head(struct gw_req *rq, const struct gw_http_head *re
 		ri.set_cookie = 0;         /* stored all the same, never with the cookie */
 	lifetime = rev_cache_lifetime(&ri, now, q->cr->cache_ttl);
 	ns = rev_cache_storable(gw_req_head(rq), &q->req_cc, &ri, lifetime);
+	if (ns == REV_NOSTORE_REQ_COOKIE && q->cr->cache_ignore_cookie)
+		ns = REV_STORE_OK;         /* the operator says: cookies never change these answers */
 	if (ns == REV_STORE_OK) {
 		expect = resp->body == GW_BODY_LENGTH ? (int64_t)resp->content_length :
 		    resp->body == GW_BODY_NONE ? 0 : -1;
@@ -798,7 +811,7 @@ void rev_cache_on_response_head(struct gw_req *rq, const struct gw_http_head *re
 	}
 	/* the response itself forbids storing (not the request): stop collapsing */
 	if (ns != REV_STORE_OK && ns != REV_NOSTORE_METHOD && ns != REV_NOSTORE_REQ_NO_STORE &&
-	    ns != REV_NOSTORE_AUTH)
+	    ns != REV_NOSTORE_AUTH && ns != REV_NOSTORE_REQ_COOKIE)
 		pass_mark(q->key, 1);
 	if (q->fill == NULL)
 		release_leader(q);   /* nothing will be stored: the waiters go on their own */

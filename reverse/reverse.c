@@ -102,8 +102,49 @@ static void hdr_val(const struct gw_http_head *h, const char *name, const char *
 	*len = x ? x->value_len : 0;
 }
 
+/*
+ * Location for a directory asked for without its trailing '/': the
+ * normalised request path norm ("/a/b?q"; dot-segments resolved, slashes
+ * merged) with '/' after the path.  Built from the normalised path, never the
+ * raw one ("//evil.example/../sub" would be a scheme-relative URL to another
+ * host); bytes a browser might read as a separator or that do not belong in
+ * a header ('\', controls, space, non-ASCII, '"') are percent-encoded.  NULL
+ * when the result would not be a same-origin absolute path ("/x", never "//"
+ * or "/\").
+ */
+static char *dir_location(struct gw_req *rq, const char *norm, size_t nlen, size_t *outlen)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const char *q = memchr(norm, '?', nlen);
+	size_t base = q ? (size_t)(q - norm) : nlen, k = 0;
+	char *loc = gw_req_alloc(rq, nlen * 3 + 2);
+
+	for (size_t i = 0; i <= nlen; i++) {
+		unsigned char c;
+		if (i == base) {
+			loc[k++] = '/';
+			if (i == nlen)
+				break;
+		}
+		if (i == nlen)
+			break;
+		c = (unsigned char)norm[i];
+		if (c <= 0x20 || c >= 0x7f || c == '\\' || c == '"') {
+			loc[k++] = '%';
+			loc[k++] = hex[c >> 4];
+			loc[k++] = hex[c & 15];
+		} else {
+			loc[k++] = (char)c;
+		}
+	}
+	if (k < 2 || loc[0] != '/' || loc[1] == '/' || loc[1] == '\\')
+		return NULL;
+	*outlen = k;
+	return loc;
+}
+
 static void serve_static(struct gw_req *rq, const struct rev_route *rt, const char *path,
-    size_t plen)
+    size_t plen, const char *norm, size_t nlen)
 {
 	const struct gw_http_head *h = gw_req_head(rq);
 	struct rev_static_file f;
@@ -118,15 +159,16 @@ static void serve_static(struct gw_req *rq, const struct rev_route *rt, const ch
 		gw_req_respond(rq, 405, NULL, NULL, 0, NULL);
 		return;
 	}
-	st = rev_static_open(rt->static_dir, path, plen, &f);
+	st = rev_static_open_opt(rt->static_dir, path, plen, rt->dotfiles ? REV_STATIC_DOTFILES : 0,
+	    &f);
 	if (st == REV_STATIC_REDIRECT) {
-		const char *q = memchr(h->path, '?', h->path_len);
-		size_t base = q ? (size_t)(q - h->path) : h->path_len;
-		char *loc = gw_req_alloc(rq, h->path_len + 2);
-		memcpy(loc, h->path, base);
-		loc[base] = '/';
-		memcpy(loc + base + 1, h->path + base, h->path_len - base);
-		gw_req_resp_hdr_add(rq, "Location", loc, h->path_len + 1);
+		size_t ll = 0;
+		char *loc = dir_location(rq, norm, nlen, &ll);
+		if (loc == NULL) {
+			gw_req_respond(rq, 404, NULL, NULL, 0, NULL);
+			return;
+		}
+		gw_req_resp_hdr_add(rq, "Location", loc, ll);
 		gw_req_respond(rq, 301, NULL, NULL, 0, NULL);
 		return;
 	}
@@ -262,11 +304,10 @@ static int route_sets(const struct rev_route *rt, const char *name)
 }
 
 static void add_forwarding_headers(struct gw_req *rq, const struct rev_data *d,
-    const struct gw_http_head *h, const char *host, size_t hlen, const struct rev_route *rt)
+    const struct gw_http_head *h, const char *host, size_t hlen, const struct rev_route *rt,
+    int trusted)
 {
 	const char *client = gw_req_client_str(rq);
-	int trusted = d->cf->reverse.trusted_proxies.n > 0 &&
-	    conf_cidr_match(&d->cf->reverse.trusted_proxies, gw_req_client(rq));
 	int tls = gw_req_is_tls(rq);
 	const char *proto = tls ? "https" : "http";
 	char in[1024], v[1400], fw[600];
@@ -312,6 +353,56 @@ static void add_forwarding_headers(struct gw_req *rq, const struct rev_data *d,
 	gw_req_hdr_del(rq, "x-request-id");
 	if (!route_sets(rt, "x-request-id"))
 		gw_req_hdr_add(rq, "X-Request-Id", gw_req_id(rq), strlen(gw_req_id(rq)));
+}
+
+/* Is the client one of reverse.trusted_proxies? */
+static int client_trusted(struct gw_req *rq, const struct rev_data *d)
+{
+	return d->cf->reverse.trusted_proxies.n > 0 &&
+	    conf_cidr_match(&d->cf->reverse.trusted_proxies, gw_req_client(rq));
+}
+
+/* The reverse.strip_headers entry for a header name, or NULL. */
+static const char *strip_listed(const struct rev_data *d, const char *name, size_t nl)
+{
+	const struct conf_strs *sh = &d->cf->reverse.strip_headers;
+
+	for (size_t k = 0; k < sh->n; k++)
+		if (strlen(sh->v[k]) == nl && strncasecmp(sh->v[k], name, nl) == 0)
+			return sh->v[k];
+	return NULL;
+}
+
+/*
+ * A client not in trusted_proxies cannot speak for a proxy in front of us:
+ * drop the identity and rewrite headers of reverse.strip_headers it sent
+ * (X-Real-IP, X-Original-URL, ...).  Only names present get a delete edit.
+ * X-Forwarded-For/-Proto/-Host and Forwarded are replaced by
+ * add_forwarding_headers(); a route's set_headers are applied afterwards and
+ * win.
+ */
+static void strip_untrusted(struct gw_req *rq, const struct rev_data *d,
+    const struct gw_http_head *h)
+{
+	for (size_t i = 0; i < h->nhdrs; i++) {
+		const char *name = strip_listed(d, h->hdrs[i].name, h->hdrs[i].name_len);
+		if (name != NULL)
+			gw_req_hdr_del(rq, name);
+	}
+}
+
+/* Does the request pass on a header that makes an application serve another
+ * path than the target (IIS URL Rewrite, Symfony: X-Original-URL,
+ * X-Rewrite-URL)?  Then the cache's key would not name what was served. */
+static int passes_rewrite(const struct rev_data *d, const struct gw_http_head *h, int trusted)
+{
+	static const char *const names[] = { "x-original-url", "x-rewrite-url", NULL };
+
+	for (int i = 0; names[i] != NULL; i++)
+		if (gw_http1_find(h, names[i]) != NULL &&
+		    (trusted || strip_listed(d, names[i], strlen(names[i])) == NULL))
+			return 1;
+	return 0;
 }
 
 /* ---- per-worker state ---- */
@@ -671,6 +762,7 @@ static void decide(struct gw_req *rq, void *side, int first)
 	size_t hlen;
 	char norm[8192 + 16], path[8192 + 16];
 	long nlen, plen;
+	int trusted;
 
 	if (h->target_form == GW_TF_AUTHORITY || h->method == GW_M_CONNECT) {
 		gw_req_respond(rq, 405, NULL, NULL, 0, "CONNECT is not served here.");
@@ -749,12 +841,19 @@ static void decide(struct gw_req *rq, void *side, int first)
 		gw_req_respond(rq, rt->redirect_status, NULL, NULL, 0, NULL);
 		return;
 	case REV_ROUTE_STATIC:
-		serve_static(rq, rt, path, (size_t)plen);
+		serve_static(rq, rt, path, (size_t)plen, norm, (size_t)nlen);
 		return;
 	case REV_ROUTE_UPSTREAM:
-		if (rev_cache_request(rq, d->cf, site, rt, side, restart))
+		trusted = client_trusted(rq, d);
+		if (!trusted)
+			strip_untrusted(rq, d, h);
+		/* a rewrite header that goes to the application (a trusted
+		 * proxy's, or one strip_headers does not list): such a request
+		 * neither reads nor fills the cache */
+		if (!passes_rewrite(d, h, trusted) &&
+		    rev_cache_request(rq, d->cf, site, rt, side, restart))
 			return;                /* answered from the cache, or waiting */
-		add_forwarding_headers(rq, d, h, host, hlen, rt);
+		add_forwarding_headers(rq, d, h, host, hlen, rt, trusted);
 		proxy_upstream(rq, d, rt, path, (size_t)plen);
 		return;
 	}

@@ -215,6 +215,7 @@ static int compile_route(struct rev_routes *rt, const struct conf *cf, const str
 	r->prefix_len = strlen(r->prefix);
 	r->kind = (enum rev_route_kind)cr->kind;
 	r->strip_prefix = cr->strip_prefix;
+	r->dotfiles = cr->dotfiles;
 	r->max_body_bytes = cr->max_body_bytes;
 	switch (cr->kind) {
 	case CONF_ROUTE_UPSTREAM:

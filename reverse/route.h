@@ -62,6 +62,7 @@ struct rev_route {
 	const char *redirect;          /* REDIRECT: target URL; else NULL */
 	int redirect_status;           /* REDIRECT: 301, 302, 307 or 308 */
 	int strip_prefix;              /* 1: remove prefix before forwarding / static lookup */
+	int dotfiles;                  /* STATIC: serve names starting with '.' (REV_STATIC_DOTFILES) */
 	const struct rev_header *set_headers;   /* headers set on the upstream request */
 	size_t nset_headers;
 	uint64_t max_body_bytes;       /* 0 = the global limit applies */

@@ -24,7 +24,8 @@
  * slash, "." and empty segments dropped).  Returns 0 or REV_STATIC_BAD.
  * *trailing is set when the raw path ends with '/'.
  */
-static int decode_path(const char *p, size_t len, char *out, size_t outsz, size_t *outlen, int *trailing)
+static int decode_path(const char *p, size_t len, char *out, size_t outsz, size_t *outlen, int *trailing,
+    int *dotfile)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < len; i++)
@@ -72,6 +73,9 @@ static int decode_path(const char *p, size_t len, char *out, size_t outsz, size_
 		if (sl == 0 || (sl == 1 && out[seg] == '.')) {
 			/* drop the segment and the separator we put before it */
 			n = seg > 0 ? seg - 1 : 0;
+		} else if (out[seg] == '.' && !(seg == 0 && sl == 11 &&
+		    memcmp(out, ".well-known", 11) == 0)) {
+			*dotfile = 1;          /* decoded: "%2egit" is ".git" too */
 		}
 		i = j + 1;
 	}
@@ -177,9 +181,15 @@ static int fill(int fd, const struct stat *st, const char *name, size_t namelen,
 
 int rev_static_openat(int rootfd, const char *urlpath, size_t len, struct rev_static_file *out)
 {
+	return rev_static_openat_opt(rootfd, urlpath, len, 0, out);
+}
+
+int rev_static_openat_opt(int rootfd, const char *urlpath, size_t len, unsigned opts,
+    struct rev_static_file *out)
+{
 	char rel[PATH_MAX];
 	size_t rl = 0;
-	int trailing = 0;
+	int trailing = 0, dotfile = 0;
 	out->fd = -1;
 	out->size = 0;
 	out->mtime.tv_sec = 0;
@@ -188,8 +198,10 @@ int rev_static_openat(int rootfd, const char *urlpath, size_t len, struct rev_st
 	if (!urlpath)
 		return REV_STATIC_BAD;
 	/* leave room for "/index.html" */
-	if (decode_path(urlpath, len, rel, sizeof(rel) - 12, &rl, &trailing) != 0)
+	if (decode_path(urlpath, len, rel, sizeof(rel) - 12, &rl, &trailing, &dotfile) != 0)
 		return REV_STATIC_BAD;
+	if (dotfile && !(opts & REV_STATIC_DOTFILES))
+		return REV_STATIC_NOT_FOUND;   /* as if absent: do not confirm it exists */
 	int fd = open_beneath(rootfd, rel);
 	if (fd < 0)
 		return errno_status(errno);
@@ -228,6 +240,12 @@ int rev_static_openat(int rootfd, const char *urlpath, size_t len, struct rev_st
 
 int rev_static_open(const char *root, const char *urlpath, size_t len, struct rev_static_file *out)
 {
+	return rev_static_open_opt(root, urlpath, len, 0, out);
+}
+
+int rev_static_open_opt(const char *root, const char *urlpath, size_t len, unsigned opts,
+    struct rev_static_file *out)
+{
 	out->fd = -1;
 	int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (rootfd < 0) {
@@ -236,7 +254,7 @@ int rev_static_open(const char *root, const char *urlpath, size_t len, struct re
 		return errno == EACCES ? REV_STATIC_FORBIDDEN :
 		    (errno == ENOENT || errno == ENOTDIR) ? REV_STATIC_NOT_FOUND : REV_STATIC_ERROR;
 	}
-	int r = rev_static_openat(rootfd, urlpath, len, out);
+	int r = rev_static_openat_opt(rootfd, urlpath, len, opts, out);
 	close(rootfd);
 	return r;
 }

@@ -14,6 +14,8 @@
  *     encoded, even one that would stay inside the root), a path not starting
  *     with '/', or a decoded path longer than PATH_MAX;
  *   - "." and empty segments are skipped ("/a/./b//c" = "/a/b/c");
+ *   - a segment starting with '.' (decoded) is 404 unless REV_STATIC_DOTFILES
+ *     (route key dotfiles = true); "/.well-known/..." is always allowed;
  *   - opened with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) below the
  *     root: symlinks inside the root work, symlinks leading outside fail (404).
  *     Where openat2 is missing (Linux < 5.6, or refused by a seccomp filter),
@@ -66,6 +68,18 @@ int rev_static_open(const char *root, const char *urlpath, size_t len, struct re
 /* Same with the root already open (O_PATH or O_RDONLY directory fd; not
  * consumed).  Lets the engine keep one root fd per static route. */
 int rev_static_openat(int rootfd, const char *urlpath, size_t len, struct rev_static_file *out);
+
+/* Serve path segments starting with '.' (".git/config", ".env", "%2ehtpasswd").
+ * Without it such a path is REV_STATIC_NOT_FOUND, except a first segment
+ * ".well-known" (RFC 8615: public by definition). */
+#define REV_STATIC_DOTFILES 0x1u
+
+/* rev_static_open / rev_static_openat with REV_STATIC_* options.  The plain
+ * ones pass 0: dotfiles are not served. */
+int rev_static_open_opt(const char *root, const char *urlpath, size_t len, unsigned opts,
+    struct rev_static_file *out);
+int rev_static_openat_opt(int rootfd, const char *urlpath, size_t len, unsigned opts,
+    struct rev_static_file *out);
 
 /* For tests: 0 forces the O_NOFOLLOW walk even where openat2 exists; 1
  * (default) uses openat2 when the kernel has it.  Process-wide. */

@@ -210,6 +210,12 @@ static void test_storable(void)
 		{ GW_M_GET, { NULL }, 200, { "Cache-Control: no-cache", "ETag: \"v1\"" }, REV_STORE_OK },
 		{ GW_M_GET, { NULL }, 200, { "Cache-Control: no-cache" }, REV_NOSTORE_NO_FRESHNESS },
 		{ GW_M_GET, { NULL }, 200, { "Cache-Control: max-age=0", "ETag: \"v1\"" }, REV_STORE_OK },
+		/* web cache deception: a cookie request's answer only when public */
+		{ GW_M_GET, { "Cookie: sid=a" }, 200, { "Cache-Control: max-age=60" }, REV_NOSTORE_REQ_COOKIE },
+		{ GW_M_GET, { "Cookie: sid=a" }, 200, { "Cache-Control: public, max-age=60" }, REV_STORE_OK },
+		{ GW_M_GET, { "Cookie: sid=a" }, 200, { "Cache-Control: s-maxage=60" }, REV_NOSTORE_REQ_COOKIE },
+		{ GW_M_GET, { "Cookie: sid=a" }, 200, { "Cache-Control: private, max-age=60" }, REV_NOSTORE_PRIVATE },
+		{ GW_M_GET, { "Cookie: sid=a" }, 200, { "Content-Type: text/plain" }, REV_NOSTORE_NO_FRESHNESS },
 	};
 
 	BEGIN_CASE("storability per directive");
@@ -599,6 +605,60 @@ static void test_conf(void)
 	END_CASE();
 }
 
+/* Fills in flight are charged to the memory bound as their bytes come: many
+ * open fills cannot hold more than memory together; a fill that finds no room
+ * fails (the caller stops storing) and gives its charge back. */
+static void test_fill_budget(void)
+{
+	struct rev_cstore *s = rev_cstore_new(65536, 65536, 4);
+	const char *const none[] = { NULL };
+	struct rev_cfill *f[16];
+	struct rev_cstore_stats st;
+	struct head rq, rs;
+	struct rev_resp_info ri;
+	char chunk[4096], key[64];
+	int dead = 0, over = 0;
+
+	memset(chunk, 'c', sizeof chunk);
+	BEGIN_CASE("fills in flight are bounded by memory");
+	CHECK(put(s, "http://h/old", none, MAXAGE, "old", T0) == 0, "an object to evict");
+	mkhead(&rq, GW_M_GET, 0, none);
+	mkhead(&rs, GW_M_GET, 200, MAXAGE);
+	rev_resp_info(&rs.h, &ri);
+	for (int i = 0; i < 16; i++) {
+		snprintf(key, sizeof key, "http://h/f%d", i);
+		f[i] = rev_cfill_begin(s, key, &rq.h, &rs.h, &ri, 60, T0, T0, -1, -1);
+	}
+	for (int round = 0; round < 8; round++) {
+		for (int i = 0; i < 16; i++) {
+			if (f[i] == NULL)
+				continue;
+			if (rev_cfill_data(f[i], chunk, sizeof chunk) < 0) {
+				rev_cfill_abort(f[i]);
+				f[i] = NULL;
+				dead++;
+			}
+			rev_cstore_stats(s, &st);
+			if (st.bytes > 65536)
+				over = 1;
+		}
+	}
+	CHECK(!over, "bytes never above memory");
+	CHECK(dead > 0, "fills without room stopped: %d", dead);
+	CHECK(get(s, "http://h/old", none) == NULL, "stored objects evicted for fills first");
+	for (int i = 0; i < 16; i++)
+		if (f[i] != NULL && rev_cfill_commit(f[i]) != 0)
+			CHECK(0, "commit %d", i);
+	rev_cstore_stats(s, &st);
+	CHECK(st.bytes <= 65536 && st.objects > 0, "committed: %llu bytes, %llu objects",
+	    (unsigned long long)st.bytes, (unsigned long long)st.objects);
+	CHECK(rev_cstore_purge_prefix(s, "h") == (int)st.objects, "purge all");
+	rev_cstore_stats(s, &st);
+	CHECK(st.bytes == 0, "aborted fills gave their charge back: %llu", (unsigned long long)st.bytes);
+	END_CASE();
+	rev_cstore_free(s);
+}
+
 int main(void)
 {
 	test_conf();
@@ -611,5 +671,6 @@ int main(void)
 	test_lru();
 	test_refresh();
 	test_purge();
+	test_fill_budget();
 	return check_done();
 }

@@ -224,6 +224,31 @@ static void test_open_misc(void)
 	CHECK(fcntl(rfd, F_GETFD) >= 0, "root fd not consumed");
 	close(rfd);
 	END_CASE();
+
+	BEGIN_CASE("open: dotfiles only with REV_STATIC_DOTFILES");
+	mk("www/.git");
+	put("www/.git/config", "secret");
+	put("www/.env", "secret");
+	mk("www/.well-known");
+	put("www/.well-known/x.txt", "public");
+	mk("www/d");
+	put("www/d/.htpasswd", "secret");
+	static const char *const hidden[] = { "/.env", "/.git/config", "/d/.htpasswd", "/%2eenv",
+		"/%2Egit/config", "/d/%2e%68tpasswd", "/./.env", "//.env", "/.git/", "/d/.well-known" };
+	for (size_t i = 0; i < sizeof hidden / sizeof hidden[0]; i++) {
+		CHECK(rev_static_open(root, hidden[i], strlen(hidden[i]), &f) == 404 && f.fd == -1,
+		    "%s hidden", hidden[i]);
+	}
+	CHECK(rev_static_open_opt(root, "/.env", 5, REV_STATIC_DOTFILES, &f) == 200, "opt in");
+	if (f.fd >= 0)
+		close(f.fd);
+	CHECK(rev_static_open(root, "/.well-known/x.txt", 18, &f) == 200, ".well-known served");
+	if (f.fd >= 0)
+		close(f.fd);
+	CHECK(rev_static_open(root, "/a.txt", 6, &f) == 200, "plain names unaffected");
+	if (f.fd >= 0)
+		close(f.fd);
+	END_CASE();
 }
 
 static void test_mime(void)
