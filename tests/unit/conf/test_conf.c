@@ -415,6 +415,8 @@ static void test_cidr(void)
 		{ "10.0.0.0/", "missing prefix length after '/'", 0, 0 },
 		{ "10.0.0.0/x", "prefix length is not a number", 0, 0 },
 		{ "10.0.0/8", "not an IP address or CIDR (e.g. \"10.0.0.0/8\")", 0, 0 },
+		{ "010.0.0.0/8", "not an IP address or CIDR (e.g. \"10.0.0.0/8\")", 0, 0 },
+		{ "0x0a.0.0.0/8", "not an IP address or CIDR (e.g. \"10.0.0.0/8\")", 0, 0 },
 		{ "example.com", "not an IP address or CIDR (e.g. \"10.0.0.0/8\")", 0, 0 },
 		{ "", "empty address; expected \"10.0.0.0/8\", \"::1/128\" or an address", 0, 0 },
 		{ "10.0.0.0/99999999999999999999", "prefix length must be between 0 and 32", 0, 0 },
@@ -468,7 +470,9 @@ static void test_cidr_match(void)
 	CHECK(match(&set, "::ffff:10.9.9.9"), "v4-mapped v6 client counts as v4");
 	CHECK(!match(&set, "::ffff:11.9.9.9"), "v4-mapped outside");
 	CHECK(match(&set, "fd12::1") && !match(&set, "fe80::1"), "v6");
-	CHECK(!match(&set, "::a00:1"), "v4-compatible (not mapped) is not v4");
+	CHECK(match(&set, "::a00:1") && match(&set, "::ffff:0:a00:1"),
+	    "v4-compatible and v4-translated count as v4 (core/addr canonical form)");
+	CHECK(!match(&set, "::1") && !match(&set, "::"), ":: and ::1 stay v6");
 	CHECK(match(&set, "100.64.0.1") && match(&set, "::ffff:100.127.255.255") && !match(&set, "100.128.0.0"),
 	    "mapped CIDR matches v4 clients");
 	CHECK(!match(&none, "10.0.0.1"), "empty set");
