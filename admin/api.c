@@ -729,6 +729,16 @@ static int parse_client(const char *text, struct sockaddr_storage *ss)
 	return -1;
 }
 
+/* Put port into an address from parse_client(); returns 1. */
+static int set_port(struct sockaddr_storage *ss, uint16_t port)
+{
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)ss)->sin_port = htons(port);
+	else
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+	return 1;
+}
+
 /* Split "scheme://host[:port]/..." or "host:port"; host lower-cased. */
 static const char *parse_target(const char *url, int *connect, char *host, size_t hlen, uint16_t *port)
 {
@@ -802,6 +812,7 @@ static json_t *api_policy_test(struct adm_req *r, const char *console_client, un
 	const struct fwd_policy *p = current_policy(s);
 	json_t *in = r->body != NULL ? json_loadb(r->body, r->len, 0, NULL) : NULL;
 	const char *url = NULL, *client = NULL, *user = NULL, *tstr = NULL, *method = NULL, *err;
+	const char *drule;
 	const char *nurl = NULL;   /* url normalised (fwd_url_normalise), in nurl_store */
 	char *nurl_store = NULL;
 	json_t *groups_j = NULL, *out;
@@ -875,7 +886,7 @@ static json_t *api_policy_test(struct adm_req *r, const char *console_client, un
 	}
 	if (!connect) {
 		/* the URL rules see what forward's decide() gives them */
-		size_t ulen = strlen(url), cap = 2 * ulen + FWD_URL_NORM_EXTRA, n;
+		size_t ulen = strlen(url), cap = 3 * ulen + FWD_URL_NORM_EXTRA, n;
 		nurl = nurl_store = malloc(cap);
 		err = nurl != NULL ? fwd_url_normalise(url, ulen, nurl_store, cap, &n) : "out of memory";
 		if (err != NULL) {
@@ -894,6 +905,12 @@ static json_t *api_policy_test(struct adm_req *r, const char *console_client, un
 	else if (connect && !fwd_connect_port_allowed(p, port)) {
 		snprintf(because, sizeof because, "CONNECT to port %u is not allowed (forward.connect_ports).", port);
 		out = verdict("deny", 403, "connect_ports", "connect_ports", because);
+	} else if (parse_client(host, &dst) == 0 && set_port(&dst, port) &&
+	    (drule = fwd_dest_refused(adm_fwd_side(s), (const struct sockaddr *)&dst, because,
+	    sizeof because)) != NULL) {
+		/* an IP literal is checked before the policy, as forward.c does
+		 * (host is canonical here: parse_target); names after DNS */
+		out = verdict("deny", 403, drule, drule, because);
 	} else {
 		memset(&fr, 0, sizeof fr);
 		fr.client = (const struct sockaddr *)&ss;
@@ -926,14 +943,8 @@ static json_t *api_policy_test(struct adm_req *r, const char *console_client, un
 			out = verdict("auth", 407, "policy", why.rule_name, because);
 		else if (rule == NULL || why.action != CONF_ACT_ALLOW)
 			out = verdict("deny", 403, "policy", why.rule_name, because);
-		else {
-			/* an IP literal can be checked against deny_destinations now; names after DNS */
-			if (parse_client(host, &dst) == 0 && fwd_dest_denied(p, (const struct sockaddr *)&dst))
-				out = verdict("deny", 403, "deny_destinations", "deny_destinations",
-				    "The destination address is in forward.deny_destinations.");
-			else
-				out = verdict("allow", 200, "policy", why.rule_name, because);
-		}
+		else
+			out = verdict("allow", 200, "policy", why.rule_name, because);
 		json_object_set_new(out, "match", json_pack("{s:s?,s:s?,s:s?,s:s?,s:s?}", "list", why.list,
 		    "list_entry", why.list_entry, "domain", why.domain, "url", why.url, "hours", why.hours));
 		if (why.rule_index != SIZE_MAX)

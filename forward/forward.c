@@ -629,7 +629,7 @@ static void decide(struct gw_req *rq, struct fwd_data *d, long ui, enum cred cre
 	if (h->method != GW_M_CONNECT) {
 		/* rules see the normalised URL: "HTTP://H/%2e%2e/x.exe" is
 		 * "http://h/x.exe" to them, as to the origin */
-		size_t cap = 2 * h->target_len + FWD_URL_NORM_EXTRA, n;
+		size_t cap = 3 * h->target_len + FWD_URL_NORM_EXTRA, n;
 		char *u = gw_req_alloc(rq, cap);
 		const char *uerr = fwd_url_normalise(h->target, h->target_len, u, cap, &n);
 		if (uerr != NULL) {
@@ -979,6 +979,15 @@ static const char *dest_refused(struct fwd_data *d, const struct sockaddr *sa, c
 		return "own_listener";
 	}
 	return NULL;
+}
+
+const char *fwd_dest_refused(const void *side_data, const struct sockaddr *sa, char *why, size_t cap)
+{
+	const struct fwd_data *d = side_data;
+
+	if (d == NULL || d->magic != FWD_MAGIC || sa == NULL)
+		return NULL;
+	return dest_refused((struct fwd_data *)d, sa, why, cap);
 }
 
 static int on_resolved(struct gw_req *rq, const struct sockaddr *sa, void *side)

@@ -265,9 +265,10 @@ static int hexval(unsigned char c)
 }
 
 /* Copy s[0..n) to o with escapes normalised: %XX of an unreserved character
- * decoded, any other %XX kept with upper-case hex.  Returns the length
- * written, or -1 for a '%' not followed by two hex digits. */
-static long copy_escapes(const char *s, size_t n, char *o)
+ * decoded, any other %XX kept with upper-case hex.  A '%' not followed by
+ * two hex digits: -1, or with lenient "%25" (at most 3 * n bytes written).
+ * Returns the length written. */
+static long copy_escapes(const char *s, size_t n, char *o, int lenient)
 {
 	size_t k = 0;
 
@@ -276,12 +277,15 @@ static long copy_escapes(const char *s, size_t n, char *o)
 			o[k++] = s[i];
 			continue;
 		}
-		if (i + 2 >= n)
-			return -1;
-		int hi = hexval((unsigned char)s[i + 1]);
-		int lo = hexval((unsigned char)s[i + 2]);
-		if (hi < 0 || lo < 0)
-			return -1;
+		int hi = i + 2 < n ? hexval((unsigned char)s[i + 1]) : -1;
+		int lo = i + 2 < n ? hexval((unsigned char)s[i + 2]) : -1;
+		if (hi < 0 || lo < 0) {
+			if (!lenient)
+				return -1;
+			memcpy(o + k, "%25", 3);
+			k += 3;
+			continue;
+		}
 		unsigned char c = (unsigned char)(hi * 16 + lo);
 		if (unreserved(c)) {
 			o[k++] = (char)c;
@@ -358,7 +362,7 @@ const char *fwd_url_normalise(const char *url, size_t len, char *out, size_t cap
 	long m;
 
 	*outlen = 0;
-	if (url == NULL || cap < 2 * len + FWD_URL_NORM_EXTRA)
+	if (url == NULL || cap < 3 * len + FWD_URL_NORM_EXTRA)
 		return "URL too long to normalise";
 	sep = len >= 3 ? memmem(url, len, "://", 3) : NULL;
 	if (sep == NULL)
@@ -401,15 +405,15 @@ const char *fwd_url_normalise(const char *url, size_t len, char *out, size_t cap
 		;
 	{
 		char *tmp = out + cap - (ps - ae);
-		if ((m = copy_escapes(url + ae, ps - ae, tmp)) < 0)
-			return "invalid percent-escape in the URL";
+		if ((m = copy_escapes(url + ae, ps - ae, tmp, 0)) < 0)
+			return "invalid percent-escape in the URL path";
 		k += resolve_path(tmp, (size_t)m, out + k);
 	}
 	if (ps < len) {
 		out[k++] = '?';
-		if ((m = copy_escapes(url + ps + 1, len - ps - 1, out + k)) < 0)
-			return "invalid percent-escape in the URL";
-		k += (size_t)m;
+		/* a bare '%' in a query is common (browsers send "?q=100%" as
+		 * typed) and routes nothing: kept, as "%25" */
+		k += (size_t)copy_escapes(url + ps + 1, len - ps - 1, out + k, 1);
 	}
 	out[k] = '\0';
 	*outlen = k;

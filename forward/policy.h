@@ -175,11 +175,13 @@ int fwd_websocket_port_allowed(const struct fwd_policy *p, uint16_t port);
  * kept with upper-case hex (so %2F stays "%2F": a rule on a path segment
  * must allow for it, e.g. "/a(/|%2F)b"); then dot-segments resolved (RFC
  * 3986 5.2.4, also ".%2e" and "..;x" as Tomcat reads it) and empty segments
- * merged ("//" -> "/").  The query keeps its dots and slashes.
- * out must hold 2 * len + FWD_URL_NORM_EXTRA bytes; the result is
+ * merged ("//" -> "/").  The query keeps its dots and slashes, and a '%'
+ * in it without two hex digits becomes "%25" (browsers send "?q=100%").
+ * out must hold 3 * len + FWD_URL_NORM_EXTRA bytes; the result is
  * NUL-terminated, its length in *outlen.  Returns NULL, or a static reason
- * (a '%' without two hex digits, a bad or ambiguous host, not http(s)://):
- * forward answers 400 and the console's tester reports it.  Pure.
+ * (a '%' without two hex digits in the path: servers such as IIS read
+ * "%u0061" as "a"; a bad or ambiguous host; not http(s)://): forward
+ * answers 400 and the console's tester reports it.  Pure.
  */
 #define FWD_URL_NORM_EXTRA 64
 const char *fwd_url_normalise(const char *url, size_t len, char *out, size_t cap, size_t *outlen);

@@ -185,6 +185,19 @@ def test_own_listener_and_console_by_any_name(netns, origin, ports):
         # not over-blocking: 0.0.0.0 is 127.0.0.1 here, where the origin is
         st, data = get(ports[0], "http://0.0.0.0:%d/echo?ok" % origin.port)
         assert st == 200, data[:300]
+        # the console's tester gives the proxy's answers
+        c = Console(ports[2])
+        assert c.login("admin", ADMIN_PW).status == 200
+        for url, verdict, rule in [("http://0.0.0.0:%d/" % ports[2], "deny", "own_listener"),
+                                   ("http://[::ffff:0.0.0.0]:%d/" % ports[0], "deny", "own_listener"),
+                                   ("http://127.0.0.1:%d/" % ports[1], "deny", "own_listener"),
+                                   ("0.0.0.0:%d" % ports[0], "deny", "own_listener"),
+                                   ("http://0.0.0.0:%d/echo" % origin.port, "allow", "default")]:
+            body = {"url": url, "client": "127.0.0.1"}
+            if "://" not in url:
+                body["method"] = "CONNECT"
+            r = c.post("/api/v1/policy/test", body)
+            assert r.status == 200 and (r.json["verdict"], r.json["rule"]) == (verdict, rule), (url, r.json)
     finally:
         g.check_clean()
 
@@ -210,8 +223,12 @@ def test_policy_bypasses_closed(netns, origin, origin2, ports):
                     "http://127.0.0.1:%d/x/..;/admin/x" % o]:
             st, data = get(ports[0], url, host="127.0.0.1:%d" % o)
             assert st == 403 and b"no-admin" in data, (url, data[:400])
-        st, data = get(ports[0], "http://127.0.0.1:%d/x%%zz" % o, host="127.0.0.1:%d" % o)
-        assert st == 400 and b"percent-escape" in data, data[:400]
+        for path in ["/x%zz", "/%u0061dmin/x", "/x%4"]:
+            st, data = get(ports[0], "http://127.0.0.1:%d%s" % (o, path), host="127.0.0.1:%d" % o)
+            assert st == 400 and b"percent-escape" in data, (path, data[:400])
+        # a bare '%' in the query is what browsers send as typed: fine
+        st, data = get(ports[0], "http://127.0.0.1:%d/echo?q=100%%" % o)
+        assert st == 200, data[:300]
         # methods compare case-insensitively
         for m in ["POST", "post", "pOsT"]:
             st, data = get(ports[0], "http://127.0.0.1:%d/echo?m" % o, method=m, extra="Content-Length: 0\r\n")

@@ -459,11 +459,13 @@ static void test_url_normalise(void)
 		{ "http://[2001:DB8:0::1]:81/", "http://[2001:db8::1]:81/" },
 		{ "https://h.test/x", "https://h.test/x" },
 		{ "https://h.test:443/x", "https://h.test/x" },
+		{ "http://h.test/x?q=100%&r=%zz%4", "http://h.test/x?q=100%25&r=%25zz%254" },
+		{ "http://h.test/?%%%", "http://h.test/?%25%25%25" },
 	};
 	static const struct { const char *in, *err; } bad[] = {
 		{ "http://h.test/%zz", "invalid percent-escape" },
 		{ "http://h.test/%4", "invalid percent-escape" },
-		{ "http://h.test/x?%", "invalid percent-escape" },
+		{ "http://h.test/%u0061dmin", "invalid percent-escape" },
 		{ "http://0177.0.0.1/", "ambiguous IPv4 address" },
 		{ "http://127.1/", "ambiguous IPv4 address" },
 		{ "http://0x7f.0.0.1/", "ambiguous IPv4 address" },
@@ -483,7 +485,7 @@ static void test_url_normalise(void)
 		CHECK(err != NULL && strstr(err, bad[i].err) != NULL, "%s: got %s", bad[i].in,
 		    err ? err : out);
 	}
-	CHECK(fwd_url_normalise("http://h.test/abc", 17, out, 2 * 17 + FWD_URL_NORM_EXTRA - 1, &n) != NULL,
+	CHECK(fwd_url_normalise("http://h.test/abc", 17, out, 3 * 17 + FWD_URL_NORM_EXTRA - 1, &n) != NULL,
 	    "too small a buffer is refused");
 	/* a rule on the normalised URL is not bypassed by case, escapes or dots */
 	struct conf_fwd_rule rules[2] = { rule(CONF_ACT_DENY, 1), rule(CONF_ACT_ALLOW, 2) };
