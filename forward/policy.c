@@ -765,10 +765,12 @@ struct fwd_policy *fwd_policy_compile(const struct conf *cf, struct conf_errors 
 		size_t n = fw->websocket_ports != NULL ? fw->nwebsocket_ports : fw->nconnect_ports + 1;
 		p->websocket_ports = arena_alloc(a, (n ? n : 1) * sizeof(*p->websocket_ports));
 		if (fw->websocket_ports != NULL) {
-			memcpy(p->websocket_ports, fw->websocket_ports, n * sizeof(*p->websocket_ports));
+			if (n)
+				memcpy(p->websocket_ports, fw->websocket_ports, n * sizeof(*p->websocket_ports));
 		} else {
-			memcpy(p->websocket_ports, fw->connect_ports,
-			    fw->nconnect_ports * sizeof(*p->websocket_ports));
+			if (fw->nconnect_ports)
+				memcpy(p->websocket_ports, fw->connect_ports,
+				    fw->nconnect_ports * sizeof(*p->websocket_ports));
 			p->websocket_ports[n - 1] = 80;
 		}
 		p->nwebsocket_ports = n;

@@ -479,6 +479,10 @@ static void test_url_normalise(void)
 		const char *err = fwd_url_normalise(t[i].in, strlen(t[i].in), out, sizeof out, &n);
 		CHECK(err == NULL && strcmp(out, t[i].want) == 0 && n == strlen(out),
 		    "%s: got \"%s\" (%s), want \"%s\"", t[i].in, err ? "" : out, err ? err : "ok", t[i].want);
+		char again[512];
+		size_t n2;
+		CHECK(err == NULL && fwd_url_normalise(out, n, again, sizeof again, &n2) == NULL &&
+		    strcmp(again, out) == 0, "%s: not idempotent: %s", t[i].in, again);
 	}
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		const char *err = fwd_url_normalise(bad[i].in, strlen(bad[i].in), out, sizeof out, &n);
