@@ -116,10 +116,15 @@ const char *gw_addr_parse_host(const char *s, size_t n, struct gw_addr *out, int
 		n--;   /* one trailing dot: the root, "a.b.c.d." is a.b.c.d */
 	if (n == 0)
 		return "empty host";
-	if (s[0] == '.' || s[n - 1] == '.' || memmem(s, n, "..", 2) != NULL)
+	ls = 0;    /* start of the last label */
+	for (size_t i = 0; i < n; i++)
+		if (s[i] == '.') {
+			if (i == ls)
+				return "empty label in host";
+			ls = i + 1;
+		}
+	if (ls == n)
 		return "empty label in host";
-	for (ls = n; ls > 0 && s[ls - 1] != '.'; ls--)
-		;
 	if (!numeric_label(s + ls, n - ls))
 		return NULL;   /* a name */
 	return parse_v4(s, n, out, is_ip);

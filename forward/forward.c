@@ -357,16 +357,13 @@ static void site_of(const char *h, size_t n, const char **s, size_t *sn)
 	*sn = n - keep;
 }
 
+/* An IP literal (core/addr.h), or something an address parser would read as
+ * one: compared exactly, never by its "site". */
 static int is_ip_literal(const char *h, size_t n)
 {
-	int digits = 1;
+	int ip;
 
-	if (memchr(h, ':', n) != NULL)
-		return 1;
-	for (size_t i = 0; i < n; i++)
-		if (!((h[i] >= '0' && h[i] <= '9') || h[i] == '.'))
-			digits = 0;
-	return digits;
+	return gw_addr_parse_host(h, n, NULL, &ip) != NULL || ip;
 }
 
 /* 1 if the Referer value points at the same site as the request host. */

@@ -354,7 +354,7 @@ static size_t resolve_path(const char *p, size_t n, char *o)
 
 const char *fwd_url_normalise(const char *url, size_t len, char *out, size_t cap, size_t *outlen)
 {
-	const char *host, *err, *sep;
+	const char *host, *err;
 	size_t hlen, k, as, ae, ps;
 	uint16_t port, defport;
 	char hbuf[HOST_MAX + 1];
@@ -364,10 +364,11 @@ const char *fwd_url_normalise(const char *url, size_t len, char *out, size_t cap
 	*outlen = 0;
 	if (url == NULL || cap < 3 * len + FWD_URL_NORM_EXTRA)
 		return "URL too long to normalise";
-	sep = len >= 3 ? memmem(url, len, "://", 3) : NULL;
-	if (sep == NULL)
+	for (k = 0; k < len && (isalnum((unsigned char)url[k]) || url[k] == '+' || url[k] == '-' ||
+	    url[k] == '.'); k++)
+		;
+	if (k == 0 || len - k < 3 || memcmp(url + k, "://", 3) != 0)
 		return "not an absolute URL";
-	k = (size_t)(sep - url);
 	if (k == 4 && strncasecmp(url, "http", 4) == 0)
 		defport = 80;
 	else if (k == 5 && strncasecmp(url, "https", 5) == 0)
