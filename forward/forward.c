@@ -5,13 +5,18 @@
  *   1. forward.allow_clients (403 block page);
  *   2. origin-form requests to the proxy itself: /proxy.pac and /wpad.dat
  *      (forward.pac), anything else 400;
- *   3. CONNECT port limits, https:// without CONNECT (501);
+ *   3. CONNECT port limits, https:// without CONNECT (501), WebSocket
+ *      upgrades outside forward.websocket_ports (403: a tunnel after 101);
+ *   3a. an IP-literal target: deny_destinations and our own listeners, judged
+ *      as the address it reaches (core/addr.h), before any connection;
  *   4. Basic credentials, when the policy can use them (some rule has action
  *      "auth" or a users/groups matcher): the verified-credentials cache, else
  *      per-client backoff, else the verification pool (the request is
  *      deferred and resumes in auth_wake() on its worker);
- *   5. the policy (before DNS).  An "auth" rule is satisfied by a valid user:
- *      evaluation continues after it; without one the answer is 407;
+ *   5. the policy (before DNS), on the normalised URL (fwd_url_normalise:
+ *      an invalid escape in the path is 400) and canonical host.  An "auth"
+ *      rule is satisfied by a valid user: evaluation continues after it;
+ *      without one the answer is 407;
  *   6. DLP on plain-HTTP requests: the query string at once, the body via
  *      gw_req_read_body() up to dlp.max_scan_bytes, decided in on_body();
  *   7. header hygiene (credentials, anonymize) and gw_req_proxy(); every
