@@ -1055,12 +1055,17 @@ int fwd_dest_denied(const struct fwd_policy *p, const struct sockaddr *sa)
 
 	if (!p || !sa || !p->deny_destinations.n || gw_addr_from_sa(sa, &a) < 0)
 		return 0;
-	/* as the address connect() reaches: 0.0.0.0 and :: are this host */
+	/* as written ("0.0.0.0/8" may be listed) and as the address connect()
+	 * reaches: 0.0.0.0 and :: are this host */
+	if (conf_cidr_match_addr(&p->deny_destinations, &a))
+		return 1;
 	gw_addr_reached(&a);
 	if (conf_cidr_match_addr(&p->deny_destinations, &a))
 		return 1;
 	/* NAT64 / 6to4: denied when the IPv4 address inside is */
 	if (gw_addr_embedded_v4(&a, &v4)) {
+		if (conf_cidr_match_addr(&p->deny_destinations, &v4))
+			return 1;
 		gw_addr_reached(&v4);
 		return conf_cidr_match_addr(&p->deny_destinations, &v4);
 	}

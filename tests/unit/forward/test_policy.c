@@ -789,6 +789,18 @@ static void test_dest_clients_ports(void)
 	CHECK(fwd_dest_denied(p, sa("2002:7f00:1::1")), "6to4 of loopback");
 	CHECK(!fwd_dest_denied(p, sa("64:ff9b::5db8:d822")), "NAT64 of a public v4");
 	CHECK(!fwd_dest_denied(p, sa("2002:5db8:d822::1")), "6to4 of a public v4");
+	fwd_policy_free(p);
+	/* an operator who lists 0.0.0.0/8 and ::/128 (but not loopback) */
+	struct conf_cidr deny0[] = { cidr("0.0.0.0", 8), cidr("::", 128) };
+	cf.forward.deny_destinations = (struct conf_cidrs){ deny0, 2 };
+	p = compile_ok(&cf);
+	CHECK(p && fwd_dest_denied(p, sa("0.0.0.0")) && fwd_dest_denied(p, sa("0.9.9.9")) &&
+	    fwd_dest_denied(p, sa("::")) && fwd_dest_denied(p, sa("::ffff:0.0.0.0")) &&
+	    fwd_dest_denied(p, sa("64:ff9b::1")), "the unspecified address as written");
+	CHECK(p && !fwd_dest_denied(p, sa("127.0.0.1")), "loopback not listed here");
+	fwd_policy_free(p);
+	cf.forward.deny_destinations = (struct conf_cidrs){ deny, 4 };
+	p = compile_ok(&cf);
 	CHECK(fwd_dest_denied(p, sa("169.254.169.254")), "metadata");
 	CHECK(fwd_dest_denied(p, sa("fe80::1")), "link-local v6");
 	CHECK(!fwd_dest_denied(p, sa("93.184.216.34")), "public v4");
