@@ -149,6 +149,22 @@ def test_odd_dns_answers_denied(shipped, origin):
     assert line and 'rule="deny_destinations"' in line, line
 
 
+def test_refusals_hold_memory_flat(shipped, origin):
+    """2,000 refused requests (literals, names, CONNECT, ambiguous) leave
+    RSS where it was: a refusal keeps nothing."""
+    before = gh.rss_kb(shipped.proc.pid)
+    with gh.PeakRss(shipped.proc.pid) as peak:
+        for i in range(250):
+            for host in ["0.0.0.0", "[::]", "zero4.test", "0177.0.0.1"]:
+                st, _ = get(shipped.fwd, "http://%s:%d/echo?%d" % (host, origin.port, i))
+                assert st in (400, 403)
+                st, _ = connect(shipped.fwd, "%s:%d" % (host, shipped.adm))
+                assert st in (400, 403)
+    after = gh.rss_kb(shipped.proc.pid)
+    print("rss before %d KiB, after %d KiB, peak %d KiB" % (before, after, peak.peak))
+    assert gh.SANITIZED or (peak.peak < 64 * 1024 and after - before < 8 * 1024), (before, after, peak.peak)
+
+
 def test_ambiguous_ipv4_refused_400(shipped, origin):
     for host in AMBIGUOUS:
         st, data = get(shipped.fwd, "http://%s:%d/echo?amb" % (host, origin.port))
