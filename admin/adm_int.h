@@ -35,6 +35,10 @@ struct adm_req {
 	char user[64];
 	char *password;            /* wiped and freed after hashing */
 	char hash[256];
+	int flying;                /* counted in the sign-ins being checked (admin/auth.c) */
+	char rl_key[64];           /* login: client as rate limited (IPv6: its /64) */
+	int rl_idx;                /* login: the rate-limit slot charged (admin/auth.c) */
+	double rl_at;              /* ... and the failure time charged there, refunded on success */
 	struct adm_req *next;      /* helper thread queues */
 };
 
@@ -81,6 +85,8 @@ void adm_auth_drain(void);
 int adm_auth_check(struct MHD_Connection *c, struct adm_who *who);
 /* POST /api/v1/login: called on each handler call for that request. */
 enum MHD_Result adm_login(struct MHD_Connection *c, struct adm_req *r);
+/* r is being freed (request completed or aborted): drop it from the sign-ins in flight. */
+void adm_login_done(struct adm_req *r);
 enum MHD_Result adm_logout(struct MHD_Connection *c, const struct adm_who *who, const char *client);
 /* Record an admin action (audit ring + event ring + error log). */
 void adm_audit(const char *user, const char *client, const char *action, const char *outcome,

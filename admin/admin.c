@@ -38,6 +38,7 @@ struct daemon {
 	int metrics_only;
 	int https;
 	char addr[160];            /* what it listens on, to notice changes */
+	unsigned per_ip, timeout;  /* admin.max_conns_per_client, admin.client_timeout (whole s) */
 	char cert[512], key[512];
 };
 
@@ -411,6 +412,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
 	(void)toe;
 	if (r == NULL || r->magic != ADM_REQ_MAGIC)
 		return;
+	adm_login_done(r);
 	if (r->password != NULL) {
 		memset(r->password, 0, strlen(r->password));
 		free(r->password);
@@ -503,8 +505,15 @@ static void daemon_stop(struct daemon *dm)
 	memset(dm, 0, sizeof *dm);
 }
 
+/* The connection limits of ad as libmicrohttpd takes them. */
+static void conn_limits(const struct conf_admin *ad, unsigned *per_ip, unsigned *timeout)
+{
+	*per_ip = (unsigned)ad->max_conns_per_client;
+	*timeout = (unsigned)(ad->client_timeout + 0.999);   /* whole seconds, never 0 (= no timeout) */
+}
+
 static int daemon_start(struct daemon *dm, const struct conf_addr *addr, int metrics_only, const char *cert,
-    const char *key)
+    const char *key, const struct conf_admin *ad)
 {
 	unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
 	char *certpem = NULL, *keypem = NULL;
@@ -515,6 +524,7 @@ static int daemon_start(struct daemon *dm, const struct conf_addr *addr, int met
 	memset(dm, 0, sizeof *dm);
 	dm->metrics_only = metrics_only;
 	snprintf(dm->addr, sizeof dm->addr, "%s", addr->text);
+	conn_limits(ad, &dm->per_ip, &dm->timeout);
 	/* our own listening socket: MHD 0.9.75 mishandles SOCK_ADDR together
 	 * with DUAL_STACK for the "*:port" wildcard ("bind to port 0") */
 	lfd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -554,9 +564,11 @@ static int daemon_start(struct daemon *dm, const struct conf_addr *addr, int met
 	dm->d = MHD_start_daemon(flags, 0, NULL, NULL, handle, dm,
 	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 	    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)lfd,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30,
+	    /* slow or idle clients must not hold the 128 connections: a short
+	     * idle timeout and a per-address cap (more are closed at accept) */
+	    MHD_OPTION_CONNECTION_TIMEOUT, dm->timeout,
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)128,
-	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)32,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, dm->per_ip,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024),
 	    MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
 	    MHD_OPTION_ARRAY, opts,
@@ -592,10 +604,10 @@ static int daemons_start(const struct gw_snapshot *s)
 	int rc = 0;
 
 	if (ad->listen_enabled && G.console.d == NULL &&
-	    daemon_start(&G.console, &ad->listen, 0, ad->tls_cert, ad->tls_key) < 0)
+	    daemon_start(&G.console, &ad->listen, 0, ad->tls_cert, ad->tls_key, ad) < 0)
 		rc = -1;
 	if (ad->metrics_enabled && G.metrics.d == NULL &&
-	    daemon_start(&G.metrics, &ad->metrics_listen, 1, NULL, NULL) < 0)
+	    daemon_start(&G.metrics, &ad->metrics_listen, 1, NULL, NULL, ad) < 0)
 		rc = -1;
 	return rc;
 }
@@ -617,6 +629,7 @@ static void restart_cb(evutil_socket_t fd, short what, void *arg)
 {
 	const struct gw_snapshot *s = gw_control_snapshot();
 	const struct conf_admin *ad;
+	unsigned per_ip, timeout;
 
 	(void)fd;
 	(void)what;
@@ -626,12 +639,16 @@ static void restart_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	ad = &s->conf->admin;
 	adm_auth_reload(s);
+	/* MHD takes its limits at start only: a change restarts the daemon */
+	conn_limits(ad, &per_ip, &timeout);
 	if (G.console.d != NULL && (!ad->listen_enabled || !same(G.console.addr, ad->listen.text) ||
-	    !same(G.console.cert, ad->tls_cert) || !same(G.console.key, ad->tls_key))) {
+	    !same(G.console.cert, ad->tls_cert) || !same(G.console.key, ad->tls_key) ||
+	    G.console.per_ip != per_ip || G.console.timeout != timeout)) {
 		adm_auth_drain();
 		daemon_stop(&G.console);
 	}
-	if (G.metrics.d != NULL && (!ad->metrics_enabled || !same(G.metrics.addr, ad->metrics_listen.text))) {
+	if (G.metrics.d != NULL && (!ad->metrics_enabled || !same(G.metrics.addr, ad->metrics_listen.text) ||
+	    G.metrics.per_ip != per_ip || G.metrics.timeout != timeout)) {
 		adm_auth_drain();
 		daemon_stop(&G.metrics);
 	}

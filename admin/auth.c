@@ -13,13 +13,27 @@
  * yescrypt), and the main loop resumes the request from an event the thread
  * activates.  The main loop never hashes.  Failures are limited per client
  * address: ADM_FAIL_MAX failures within ADM_FAIL_WINDOW seconds give 429
- * until the oldest one ages out, before any hashing.
+ * until the oldest one ages out, before any hashing.  An attempt is charged
+ * as a failure when it is queued, before the hash is checked, and refunded
+ * when it succeeds, so concurrent guesses cannot all pass the check; and at
+ * most ADM_FLY_PER sign-ins per client address and per user name (and
+ * ADM_FLY_MAX in all) are checked at once, the others get 429 unchecked.
+ * IPv6 clients count by their /64 (one host usually holds a whole /64).
+ * The per-address table cannot be flushed: only slots without a failure in
+ * the window are reused; when every slot is live, addresses without a slot
+ * share one more slot (so under such a flood a new address may be throttled
+ * by others' failures; it never gets more tries).
+ *
+ * Unknown user names are checked against the first user's hash (the same
+ * algorithm and cost as the real entries, which are usually all made alike),
+ * so a wrong user name takes as long as a wrong password.
  *
  * Sessions: 32 random bytes as hex in an HttpOnly, SameSite=Strict cookie
  * (Secure under HTTPS), idle expiry (admin.session_idle), one CSRF token each.  Scripts
  * may instead send "Authorization: Bearer TOKEN" where sha256(TOKEN) is the
  * users-file line's token_sha256 (no cookie, hence no CSRF check).
  */
+#include <arpa/inet.h>
 #include <crypt.h>
 #include <errno.h>
 #include <event2/event.h>
@@ -47,7 +61,9 @@
 #define ADM_MAX_SESSIONS 128
 #define ADM_FAIL_MAX 5
 #define ADM_FAIL_WINDOW 60.0
-#define ADM_RL_SLOTS 256
+#define ADM_RL_SLOTS 1024
+#define ADM_FLY_MAX 16        /* sign-ins being checked at once, in all */
+#define ADM_FLY_PER 2         /* ... per client address and per user name */
 #define ADM_AUDIT 128
 
 struct user {
@@ -68,10 +84,9 @@ struct session {
 };
 
 struct rl_slot {
-	char client[64];
-	double fails[ADM_FAIL_MAX];   /* ring of failure times */
-	unsigned n;
-	double last;
+	char client[64];              /* "" = free */
+	double fails[ADM_FAIL_MAX];   /* failure times (0 = none); the oldest is replaced */
+	double last;                  /* the newest failure */
 };
 
 struct audit_ent {
@@ -86,6 +101,8 @@ static struct {
 	struct session sess[ADM_MAX_SESSIONS];
 	double idle;               /* admin.session_idle */
 	struct rl_slot rl[ADM_RL_SLOTS];
+	struct rl_slot rl_shared;  /* for addresses that find every slot live */
+	struct adm_req *fly[ADM_FLY_MAX];   /* sign-ins being checked */
 	struct audit_ent audit[ADM_AUDIT];
 	uint64_t naudit;
 	/* helper thread */
@@ -99,10 +116,10 @@ static struct {
 } A = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
 	.idle_cond = PTHREAD_COND_INITIALIZER };
 
-/* Unknown users are checked against this yescrypt hash (default cost, of a
- * throw-away password) so that a wrong user name costs as much as a wrong
- * password.  A constant: hashing one at start would cost ~100 ms and 16 MiB
- * on the main thread.  A match is still refused (the user does not exist). */
+/* Unknown users are checked against the first user's hash; without users,
+ * against this yescrypt hash (default cost, of a throw-away password).  A
+ * constant: hashing one at start would cost ~100 ms and 16 MiB on the main
+ * thread.  A match is still refused (the user does not exist). */
 static const char dummy_hash[] = "$y$j9T$Vc0q2pkBHNoknOh1Cjfs9/$K6HMKegkdXgEO4TsaRg3SXCC2HjJiRngkU.9Nj20Rq4";
 
 int adm_ct_equal(const char *a, const char *b)
@@ -460,6 +477,8 @@ void adm_auth_free(void)
 	A.nusers = 0;
 	memset(A.sess, 0, sizeof A.sess);
 	memset(A.rl, 0, sizeof A.rl);
+	memset(&A.rl_shared, 0, sizeof A.rl_shared);
+	memset(A.fly, 0, sizeof A.fly);
 }
 
 /* ---- sessions ---- */
@@ -555,50 +574,125 @@ int adm_auth_check(struct MHD_Connection *c, struct adm_who *who)
 
 /* ---- login rate limit ---- */
 
-static struct rl_slot *rl_slot(const char *client, int create)
+static int rl_live(const struct rl_slot *s, double now)
 {
-	struct rl_slot *old = NULL;
+	return s->client[0] != '\0' && s->last + ADM_FAIL_WINDOW > now;
+}
 
-	for (size_t i = 0; i < ADM_RL_SLOTS; i++) {
+/* The key client is limited by: IPv6 by its /64, else the address. */
+static void rl_key(const char *client, char *out, size_t len)
+{
+	struct in6_addr a;
+	char t[INET6_ADDRSTRLEN];
+
+	snprintf(out, len, "%s", client);
+	if (strchr(client, ':') == NULL || inet_pton(AF_INET6, client, &a) != 1)
+		return;
+	memset(a.s6_addr + 8, 0, 8);
+	if (inet_ntop(AF_INET6, &a, t, sizeof t) != NULL)
+		snprintf(out, len, "%s/64", t);
+}
+
+/* Index of client's slot, making one from a slot with no failure in the
+ * window; ADM_RL_SLOTS = the shared slot (every slot is live).  Never
+ * evicts a live slot: that would reset its count. */
+static int rl_find(const char *client, double now)
+{
+	int spare = -1;
+
+	for (int i = 0; i < ADM_RL_SLOTS; i++) {
 		if (strcmp(A.rl[i].client, client) == 0)
-			return &A.rl[i];
-		if (old == NULL || A.rl[i].last < old->last)
-			old = &A.rl[i];
+			return i;
+		if (spare < 0 && !rl_live(&A.rl[i], now))
+			spare = i;
 	}
-	if (!create)
-		return NULL;
-	memset(old, 0, sizeof *old);
-	snprintf(old->client, sizeof old->client, "%s", client);
-	return old;
+	if (spare < 0)
+		return ADM_RL_SLOTS;
+	memset(&A.rl[spare], 0, sizeof A.rl[spare]);
+	snprintf(A.rl[spare].client, sizeof A.rl[spare].client, "%s", client);
+	return spare;
 }
 
-/* Seconds until client may try again; 0 = now. */
-static double rl_wait(const char *client)
+static struct rl_slot *rl_at(int idx)
 {
-	struct rl_slot *s = rl_slot(client, 0);
-	double oldest, t = gw_wall_now();
-
-	if (s == NULL || s->n < ADM_FAIL_MAX)
-		return 0;
-	oldest = s->fails[s->n % ADM_FAIL_MAX];   /* the ring's oldest entry */
-	return oldest + ADM_FAIL_WINDOW > t ? oldest + ADM_FAIL_WINDOW - t : 0;
+	return idx == ADM_RL_SLOTS ? &A.rl_shared : &A.rl[idx];
 }
 
-static void rl_fail(const char *client)
+/* Seconds until the slot's client may try again; 0 = now. */
+static double rl_wait(const struct rl_slot *s, double now)
 {
-	struct rl_slot *s = rl_slot(client, 1);
+	double oldest = 0;
+	int n = 0;
 
-	s->last = gw_wall_now();
-	s->fails[s->n % ADM_FAIL_MAX] = s->last;
-	s->n++;
+	for (int i = 0; i < ADM_FAIL_MAX; i++) {
+		if (s->fails[i] + ADM_FAIL_WINDOW <= now)
+			continue;
+		if (n++ == 0 || s->fails[i] < oldest)
+			oldest = s->fails[i];
+	}
+	return n >= ADM_FAIL_MAX ? oldest + ADM_FAIL_WINDOW - now : 0;
 }
 
-static void rl_clear(const char *client)
+/* Charge a failure at now (replacing the oldest). */
+static void rl_charge(struct rl_slot *s, double now)
 {
-	struct rl_slot *s = rl_slot(client, 0);
+	int o = 0;
 
-	if (s != NULL)
+	for (int i = 1; i < ADM_FAIL_MAX; i++)
+		if (s->fails[i] < s->fails[o])
+			o = i;
+	s->fails[o] = now;
+	s->last = now;
+}
+
+/* The sign-in of r succeeded: take back what it was charged.  Its own
+ * slot starts afresh (as before); the shared slot loses that one charge. */
+static void rl_refund(const struct adm_req *r)
+{
+	struct rl_slot *s = rl_at(r->rl_idx);
+
+	if (s == &A.rl_shared) {
+		for (int i = 0; i < ADM_FAIL_MAX; i++)
+			if (s->fails[i] == r->rl_at) {
+				s->fails[i] = 0;
+				break;
+			}
+		return;
+	}
+	if (strcmp(s->client, r->rl_key) == 0)
 		memset(s, 0, sizeof *s);
+}
+
+/* Sign-ins being checked now from r's address and as r's user; 0 = none. */
+static int fly_add(struct adm_req *r, int *per_client, int *per_user)
+{
+	int fr = -1;
+
+	*per_client = *per_user = 0;
+	for (int i = 0; i < ADM_FLY_MAX; i++) {
+		if (A.fly[i] == NULL) {
+			if (fr < 0)
+				fr = i;
+			continue;
+		}
+		*per_client += strcmp(A.fly[i]->rl_key, r->rl_key) == 0;
+		*per_user += strcmp(A.fly[i]->user, r->user) == 0;
+	}
+	if (fr < 0 || *per_client >= ADM_FLY_PER || *per_user >= ADM_FLY_PER)
+		return -1;
+	A.fly[fr] = r;
+	r->flying = 1;
+	return 0;
+}
+
+void adm_login_done(struct adm_req *r)
+{
+	if (!r->flying)
+		return;
+	for (int i = 0; i < ADM_FLY_MAX; i++)
+		if (A.fly[i] == r)
+			A.fly[i] = NULL;
+	r->flying = 0;
 }
 
 /* ---- audit ---- */
@@ -648,7 +742,7 @@ static enum MHD_Result login_reply(struct MHD_Connection *c, struct adm_req *r)
 	enum MHD_Result ret;
 
 	if (!r->login_ok || u == NULL) {
-		rl_fail(r->client);
+		/* charged when it was queued (adm_login) */
 		adm_audit(r->user, r->client, "login", "failed", r->form ? "wrong user or password (form)" :
 		    "wrong user or password");
 		if (r->form)   /* post/redirect/get: a reload does not post the password again */
@@ -656,7 +750,7 @@ static enum MHD_Result login_reply(struct MHD_Connection *c, struct adm_req *r)
 			    0, MHD_HTTP_HEADER_LOCATION, "/login?e=wrong");
 		return adm_send_error(c, MHD_HTTP_UNAUTHORIZED, "wrong user name or password");
 	}
-	rl_clear(r->client);
+	rl_refund(r);
 	se = session_new(u, r->client);
 	if (se == NULL)
 		return adm_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot create a session");
@@ -707,10 +801,26 @@ static int parse_login(struct adm_req *r)
 	return r->password != NULL ? 0 : -1;
 }
 
+/* 429 for a sign-in that is not checked; why goes to the audit log. */
+static enum MHD_Result throttled(struct MHD_Connection *c, struct adm_req *r, double wait, const char *why)
+{
+	char ra[16];
+
+	snprintf(ra, sizeof ra, "%d", (int)wait + 1);
+	adm_audit(r->user, r->client, "login", "throttled", why);
+	if (r->form)
+		return adm_login_page(c, MHD_HTTP_TOO_MANY_REQUESTS,
+		    "Too many failed sign-ins from your address. Try again later.",
+		    MHD_HTTP_HEADER_RETRY_AFTER, ra);
+	return adm_send(c, MHD_HTTP_TOO_MANY_REQUESTS, "application/json",
+	    "{\"error\":\"too many failed logins; try again later\"}", 0, 0, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+}
+
 enum MHD_Result adm_login(struct MHD_Connection *c, struct adm_req *r)
 {
 	const struct user *u;
-	double wait;
+	double wait, now = gw_wall_now();
+	int nc, nu;
 
 	if (r->login_state == 2) {
 		if (r->password != NULL) {
@@ -719,29 +829,30 @@ enum MHD_Result adm_login(struct MHD_Connection *c, struct adm_req *r)
 			r->password = NULL;
 		}
 		r->login_state = 3;
+		adm_login_done(r);
 		return login_reply(c, r);
 	}
 	if (r->login_state != 0)
 		return MHD_NO;
-	if ((wait = rl_wait(r->client)) > 0) {
-		char ra[16];
-		snprintf(ra, sizeof ra, "%d", (int)wait + 1);
-		adm_audit(NULL, r->client, "login", "throttled", "too many failed logins");
-		if (r->form)
-			return adm_login_page(c, MHD_HTTP_TOO_MANY_REQUESTS,
-			    "Too many failed sign-ins from your address. Try again later.",
-			    MHD_HTTP_HEADER_RETRY_AFTER, ra);
-		return adm_send(c, MHD_HTTP_TOO_MANY_REQUESTS, "application/json",
-		    "{\"error\":\"too many failed logins; try again later\"}", 0, 0, MHD_HTTP_HEADER_RETRY_AFTER, ra);
-	}
+	/* (a client without a slot and a full table is judged by the shared slot) */
+	rl_key(r->client, r->rl_key, sizeof r->rl_key);
+	r->rl_idx = rl_find(r->rl_key, now);
+	if ((wait = rl_wait(rl_at(r->rl_idx), now)) > 0)
+		return throttled(c, r, wait, "too many failed logins");
 	if (parse_login(r) < 0) {
 		if (r->form)
 			return adm_login_page(c, MHD_HTTP_BAD_REQUEST, "Please enter a user name and a password.",
 			    NULL, NULL);
 		return adm_send_error(c, MHD_HTTP_BAD_REQUEST, "expected JSON {\"user\":..., \"password\":...}");
 	}
+	if (fly_add(r, &nc, &nu) < 0)
+		return throttled(c, r, 0, nc >= ADM_FLY_PER ? "a sign-in from this address is being checked" :
+		    nu >= ADM_FLY_PER ? "sign-ins as this user are being checked" : "too many sign-ins at once");
+	/* charge before checking: the next concurrent guess already sees it */
+	r->rl_at = now;
+	rl_charge(rl_at(r->rl_idx), now);
 	u = user_find(r->user);
-	snprintf(r->hash, sizeof r->hash, "%s", u != NULL ? u->hash : dummy_hash);
+	snprintf(r->hash, sizeof r->hash, "%s", u != NULL ? u->hash : A.nusers > 0 ? A.users[0].hash : dummy_hash);
 	r->conn = c;
 	r->login_state = 1;
 	MHD_suspend_connection(c);

@@ -1147,10 +1147,11 @@ static const char *chk_hours(struct ctx *x, char *v)
 
 static const char *const k_root[] = { "global", "forward", "reverse", "admin", NULL };
 static const char *const k_global[] = { "workers", "user", "max_connections", "state_dir", "via_name",
-    "log", "timeouts", "limits", "dns", NULL };
+    "log", "timeouts", "limits", "dns", "max_connections_per_client", NULL };
 static const char *const k_log[] = { "error", "level", "access", "access_format", NULL };
 static const char *const k_timeouts[] = { "client_header", "client_body", "client_idle",
-    "upstream_connect", "upstream_response", "upstream_idle", "tunnel_idle", "shutdown_grace", NULL };
+    "upstream_connect", "upstream_response", "upstream_idle", "tunnel_idle", "shutdown_grace",
+    "client_first_byte", NULL };
 static const char *const k_limits[] = { "max_header_bytes", "max_headers", "max_uri_bytes",
     "max_body_bytes", NULL };
 static const char *const k_dns[] = { "servers", "cache_ttl_max", "timeout", "hosts_file", NULL };
@@ -1170,6 +1171,7 @@ static void read_global(struct ctx *x, config_setting_t *root)
 	gl->workers = 0;
 	gl->user = conf_arena_strdup(x->a, "gatehouse");
 	gl->max_connections = 100000;
+	gl->max_connections_per_client = 1000;
 	gl->state_dir = conf_arena_strdup(x->a, "/var/lib/gatehouse");
 	gl->via_name = conf_arena_strdup(x->a, "gatehouse");
 	gl->log.error = conf_arena_strdup(x->a, "stderr");
@@ -1184,6 +1186,7 @@ static void read_global(struct ctx *x, config_setting_t *root)
 	gl->timeouts.upstream_idle = 60.0;
 	gl->timeouts.tunnel_idle = 300.0;
 	gl->timeouts.shutdown_grace = 30.0;
+	gl->timeouts.client_first_byte = 10.0;
 	gl->limits.max_header_bytes = 32768;
 	gl->limits.max_headers = 100;
 	gl->limits.max_uri_bytes = 8192;
@@ -1200,6 +1203,7 @@ static void read_global(struct ctx *x, config_setting_t *root)
 	get_int(x, g, "global", "workers", 0, 1024, &gl->workers);
 	get_text(x, g, "global", "user", 1, &gl->user);
 	get_int(x, g, "global", "max_connections", 1, 10000000, &gl->max_connections);
+	get_int(x, g, "global", "max_connections_per_client", 0, 10000000, &gl->max_connections_per_client);
 	get_path(x, g, "global", "state_dir", 0, &gl->state_dir);
 	if ((s = member(g, "via_name")) && get_str(x, g, "global", "via_name", &v) == 1) {
 		if (chk_token(x, v))
@@ -1228,6 +1232,7 @@ static void read_global(struct ctx *x, config_setting_t *root)
 		get_num(x, s, t, "upstream_idle", 0.001, MAX_TIMEOUT, &gl->timeouts.upstream_idle);
 		get_num(x, s, t, "tunnel_idle", 0.001, MAX_TIMEOUT, &gl->timeouts.tunnel_idle);
 		get_num(x, s, t, "shutdown_grace", 0, MAX_TIMEOUT, &gl->timeouts.shutdown_grace);
+		get_num(x, s, t, "client_first_byte", 0.001, MAX_TIMEOUT, &gl->timeouts.client_first_byte);
 	}
 	if ((s = get_group(x, g, "global", "limits", k_limits))) {
 		int64_t n;
@@ -1248,8 +1253,8 @@ static void read_global(struct ctx *x, config_setting_t *root)
 
 /* ---- listeners ---- */
 
-static const char *const k_flistener[] = { "address", NULL };
-static const char *const k_rlistener[] = { "address", "tls", NULL };
+static const char *const k_flistener[] = { "address", "max_connections_per_client", NULL };
+static const char *const k_rlistener[] = { "address", "tls", "max_connections_per_client", NULL };
 
 static void read_listeners(struct ctx *x, config_setting_t *g, const char *path, int allow_tls,
     struct conf_listener **out, size_t *nout)
@@ -1272,6 +1277,8 @@ static void read_listeners(struct ctx *x, config_setting_t *g, const char *path,
 			continue;
 		memset(li, 0, sizeof(*li));   /* the slot may hold a rejected element */
 		li->src = src_of(x, e);
+		li->max_connections_per_client = -1;
+		get_int(x, e, ep, "max_connections_per_client", 0, 10000000, &li->max_connections_per_client);
 		if (get_addr(x, e, ep, "address", 0, &li->addr) == 0) {
 			missing(x, e, ep, "address");
 			continue;
@@ -2137,7 +2144,7 @@ static void check_route_upstreams(struct ctx *x, config_setting_t *root)
 /* ---- admin ---- */
 
 static const char *const k_admin[] = { "listen", "metrics_listen", "users_file", "tls_cert", "tls_key",
-    "session_idle", NULL };
+    "session_idle", "max_conns_per_client", "client_timeout", NULL };
 
 static void read_admin(struct ctx *x, config_setting_t *root)
 {
@@ -2150,6 +2157,8 @@ static void read_admin(struct ctx *x, config_setting_t *root)
 	ad->metrics_listen.host = conf_arena_strdup(x->a, "");
 	ad->users_file = conf_arena_strdup(x->a, "/etc/gatehouse/admin.users");
 	ad->session_idle = 1800.0;
+	ad->max_conns_per_client = 16;
+	ad->client_timeout = 15.0;
 	if (!g)
 		return;
 	ad->present = 1;
@@ -2177,6 +2186,9 @@ static void read_admin(struct ctx *x, config_setting_t *root)
 	get_path(x, g, "admin", "tls_cert", 0, &ad->tls_cert);
 	get_path(x, g, "admin", "tls_key", 0, &ad->tls_key);
 	get_num(x, g, "admin", "session_idle", 1.0, 86400.0, &ad->session_idle);
+	/* the console holds at most 128 connections: a few addresses must not take them all */
+	get_int(x, g, "admin", "max_conns_per_client", 1, 128, &ad->max_conns_per_client);
+	get_num(x, g, "admin", "client_timeout", 1.0, 3600.0, &ad->client_timeout);
 	if (!ad->tls_cert != !ad->tls_key)
 		serr(x, member(g, ad->tls_cert ? "tls_cert" : "tls_key"), ad->tls_cert ? "admin.tls_cert" : "admin.tls_key",
 		    "set both tls_cert and tls_key, or neither");

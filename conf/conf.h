@@ -87,6 +87,7 @@ struct conf_timeouts {
 	double client_header, client_body, client_idle;
 	double upstream_connect, upstream_response, upstream_idle;
 	double tunnel_idle, shutdown_grace;
+	double client_first_byte;  /* a new connection's first byte (and TLS: first request byte) */
 };
 
 struct conf_limits {
@@ -107,6 +108,7 @@ struct conf_global {
 	int64_t workers;           /* 0 = one per CPU */
 	char *user;                /* "" = do not change user */
 	int64_t max_connections;
+	int64_t max_connections_per_client;   /* per IPv4 address / IPv6 /64; 0 = no limit */
 	char *state_dir;
 	char *via_name;            /* pseudonym in Via; default "gatehouse" */
 	struct conf_log log;
@@ -120,6 +122,7 @@ struct conf_global {
 struct conf_listener {
 	struct conf_addr addr;
 	int tls;
+	int64_t max_connections_per_client;   /* -1 = global.max_connections_per_client */
 	struct conf_src src;
 };
 
@@ -326,6 +329,8 @@ struct conf_admin {
 	char *users_file;
 	char *tls_cert, *tls_key;  /* NULL = plain HTTP */
 	double session_idle;       /* a console session ends after this long without a request */
+	int64_t max_conns_per_client;   /* console connections one client address may hold */
+	double client_timeout;     /* a console connection idle this long is closed (seconds) */
 };
 
 /* ---- the whole file ---- */

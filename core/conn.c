@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "core/climit.h"
 #include "core/clock.h"
 #include "core/control.h"
 #include "core/dns.h"
@@ -108,7 +109,7 @@ static void arena_free(struct gw_pool *p, struct arena_blk *b);
 
 enum cstate { CS_HANDSHAKE, CS_HEAD, CS_BUSY, CS_TUNNEL, CS_LINGER, CS_CLOSED };
 enum decision { DEC_NONE, DEC_PROXY, DEC_TUNNEL, DEC_RESPOND, DEC_FILE, DEC_DEFER, DEC_READBODY };
-enum cto { TO_IDLE, TO_HEADER, TO_BODY, TO_SEND, TO_TUNNEL, TO_LINGER, TO_BG };
+enum cto { TO_IDLE, TO_HEADER, TO_BODY, TO_SEND, TO_TUNNEL, TO_LINGER, TO_BG, TO_FIRST };
 
 struct xfer {
 	/* optional observer of the decoded body bytes (response taps) */
@@ -152,8 +153,9 @@ struct gw_req {
 	uint16_t up_port;
 	char *up_path;
 	size_t up_path_len;
-	char *pool_key;            /* "[tls|]host:port" (arena) */
+	char *pool_key;            /* pool_key_make(): "" = never pooled (arena) */
 	int up_tls;                /* upstream index + 1 for TLS to the upstream, 0 = plain */
+	unsigned keepalive;        /* gw_req_upstream_keepalive (default POOL_KEEPALIVE) */
 	int status;
 	int file_fd;
 	uint64_t file_off, file_len;
@@ -235,6 +237,7 @@ struct gw_conn {
 	unsigned up_paused : 1;    /* upstream reading paused: our output is full */
 	unsigned bg : 1, bg_tls : 1;   /* socketless (gw_req_spawn); its parent was on TLS */
 	unsigned unlisted : 1;     /* a reload removed its listener: close after this request */
+	unsigned has_private : 1;  /* some upstream connection is private to it (pool_private) */
 };
 
 struct upconn {
@@ -252,12 +255,25 @@ struct upconn {
 	int tls_hs;                /* TLS handshake in progress */
 	int cl_paused;             /* client reading paused: our output is full */
 	int family;
+	union gw_sa peer;          /* the (vetted) address it is connected to */
+	/* private to this client connection (connection-bound authentication,
+	 * pool_private), NULL = shared; never a dangling pointer: conn_close()
+	 * drops the pooled connections its client owns */
+	const struct gw_conn *owner;
+	unsigned kh;               /* key_hash32(key) */
+	unsigned keepalive;        /* idle connections of its key that may be pooled */
 	struct upconn *pnext, *pprev;
 };
 
 /* ---- pool ---- */
 
 #define POOL_BUCKETS 256
+/* idle connections per key and worker when the family says nothing (as
+ * reverse.upstreams.keepalive's default) */
+#define POOL_KEEPALIVE 32
+/* idle counts per key hash: keys that share a slot share a bound, which
+ * only costs reuse */
+#define POOL_CSLOTS 4096
 
 #define SPARE_BUFS 128
 #if defined(__SANITIZE_ADDRESS__)
@@ -269,6 +285,7 @@ struct upconn {
 struct gw_pool {
 	struct upconn *b[POOL_BUCKETS];
 	size_t n;
+	uint32_t kcount[POOL_CSLOTS];   /* idle connections per key hash slot */
 	/* empty evbuffers given back by idle client connections, for reuse */
 	struct evbuffer *spare[SPARE_BUFS];
 	int nspare;
@@ -313,13 +330,13 @@ static void up_wr_cb(evutil_socket_t fd, short what, void *arg);
 static void up_to_cb(evutil_socket_t fd, short what, void *arg);
 static void client_wr_cb(evutil_socket_t fd, short what, void *arg);
 
-static unsigned key_hash(const char *k)
+static unsigned key_hash32(const char *k)
 {
 	unsigned x = 2166136261u;
 
 	while (*k)
 		x = (x ^ (unsigned char)*k++) * 16777619u;
-	return x % POOL_BUCKETS;
+	return x;
 }
 
 struct gw_pool *gw_pool_new(void)
@@ -329,7 +346,7 @@ struct gw_pool *gw_pool_new(void)
 
 static void pool_unlink(struct gw_pool *p, struct upconn *u)
 {
-	unsigned h = key_hash(u->key);
+	unsigned h = u->kh % POOL_BUCKETS;
 
 	if (u->pprev != NULL)
 		u->pprev->pnext = u->pnext;
@@ -339,6 +356,7 @@ static void pool_unlink(struct gw_pool *p, struct upconn *u)
 		u->pnext->pprev = u->pprev;
 	u->pnext = u->pprev = NULL;
 	p->n--;
+	p->kcount[u->kh % POOL_CSLOTS]--;
 }
 
 void gw_pool_flush(struct gw_pool *p)
@@ -385,26 +403,131 @@ void gw_pool_expire(struct gw_worker *w)
 	}
 }
 
-static struct upconn *pool_get(struct gw_worker *w, const char *key)
+static int addr_vetted(const struct gw_dns_result *v, const union gw_sa *a)
+{
+	for (int i = 0; i < v->naddrs; i++) {
+		const union gw_sa *x = (const union gw_sa *)&v->addrs[i];
+		if (x->sa.sa_family != a->sa.sa_family)
+			continue;
+		if (a->sa.sa_family == AF_INET ? x->in.sin_port == a->in.sin_port &&
+		    x->in.sin_addr.s_addr == a->in.sin_addr.s_addr :
+		    x->in6.sin6_port == a->in6.sin6_port &&
+		    memcmp(&x->in6.sin6_addr, &a->in6.sin6_addr, 16) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * An idle connection for client c under key (pool_key_make: side, TLS
+ * settings, host:port), taken out of the pool, or NULL.  vetted, when not
+ * NULL, are the addresses the family allowed for this request: a connection
+ * to any other address is not used.  A connection private to another client
+ * connection is never returned; one private to c is preferred (its
+ * connection-bound authentication lives there).
+ */
+static struct upconn *pool_get(struct gw_worker *w, const char *key, const struct gw_conn *c,
+    const struct gw_dns_result *vetted)
 {
 	struct gw_pool *p = w->pool;
+	struct upconn *shared = NULL;
 
-	for (struct upconn *u = p->b[key_hash(key)]; u != NULL; u = u->pnext)
-		if (strcmp(u->key, key) == 0) {
-			/* its idle timer is re-set or removed by upstream_ready() */
-			pool_unlink(p, u);
-			return u;
+	if (key[0] == '\0')
+		return NULL;
+	for (struct upconn *u = p->b[key_hash32(key) % POOL_BUCKETS]; u != NULL; u = u->pnext) {
+		if ((u->owner != NULL && u->owner != c) || strcmp(u->key, key) != 0 ||
+		    (vetted != NULL && !addr_vetted(vetted, &u->peer)))
+			continue;
+		if (u->owner == c) {
+			shared = u;
+			break;
 		}
-	return NULL;
+		if (shared == NULL) {
+			shared = u;
+			if (!c->has_private)
+				break;
+		}
+	}
+	/* its idle timer is re-set or removed by upstream_ready() */
+	if (shared != NULL)
+		pool_unlink(p, shared);
+	return shared;
+}
+
+/* Connection-bound authentication (NTLM, Negotiate, Kerberos) authenticates
+ * the TCP connection, not the request (RFC 4559 and MS-NTHT; Squid, HAProxy
+ * and nginx's ntlm module bind such a connection to its client): once an
+ * upstream connection carried such a challenge or credentials, it serves
+ * only the client connection that made it. */
+static int conn_bound_scheme(const char *v, size_t n)
+{
+	static const char *const words[] = { "ntlm", "negotiate", "kerberos" };
+
+	/* anywhere in the value (a challenge list may name several schemes):
+	 * a false match only costs the sharing of one connection */
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 0; k < sizeof words / sizeof words[0]; k++) {
+			size_t wl = strlen(words[k]);
+			if (n - i >= wl && strncasecmp(v + i, words[k], wl) == 0)
+				return 1;
+		}
+	return 0;
+}
+
+static void pool_private(struct upconn *u, struct gw_conn *c)
+{
+	if (u->owner == NULL)
+		gw_debug("upstream %s: connection-bound authentication: private to one client connection",
+		    u->addr_str);
+	u->owner = c;
+	c->has_private = 1;
+}
+
+/* Did head (a request, or a 401/407 response) carry connection-bound
+ * credentials or a challenge? */
+static int head_conn_bound(const struct gw_http_head *h, const char *name, size_t nlen)
+{
+	for (size_t i = 0; i < h->nhdrs; i++) {
+		const struct gw_hdr *x = &h->hdrs[i];
+		if (x->name_len == nlen && strncasecmp(x->name, name, nlen) == 0 &&
+		    conn_bound_scheme(x->value, x->value_len))
+			return 1;
+	}
+	return 0;
+}
+
+/* Close the pooled connections private to c (c is closing). */
+static void pool_drop_owned(struct gw_pool *p, const struct gw_conn *c)
+{
+	for (int i = 0; i < POOL_BUCKETS; i++) {
+		struct upconn *u = p->b[i];
+		while (u != NULL) {
+			struct upconn *n = u->pnext;
+			if (u->owner == c) {
+				pool_unlink(p, u);
+				up_free(u);
+			}
+			u = n;
+		}
+	}
 }
 
 static void pool_put(struct gw_worker *w, struct upconn *u)
 {
 	struct gw_pool *p = w->pool;
-	unsigned h = key_hash(u->key);
+	unsigned h = u->kh % POOL_BUCKETS;
 	struct timeval tv;
 	double t = w->snap->conf->global.timeouts.upstream_idle;
 
+	/* a key that did not fit is never shared; idle connections are bounded
+	 * per key (the family's keepalive) and per worker (its share of
+	 * max_connections): past that the origin gets it closed, not kept */
+	if (u->key[0] == '\0' || p->kcount[u->kh % POOL_CSLOTS] >= u->keepalive ||
+	    p->n >= w->max_conns) {
+		u->c = NULL;
+		up_free(u);
+		return;
+	}
 	u->c = NULL;
 	u->idle_since = gw_mono_now();
 	if (u->wr_on) {
@@ -426,6 +549,7 @@ static void pool_put(struct gw_worker *w, struct upconn *u)
 		u->pnext->pprev = u;
 	p->b[h] = u;
 	p->n++;
+	p->kcount[u->kh % POOL_CSLOTS]++;
 }
 
 /* ---- helpers ---- */
@@ -462,6 +586,14 @@ static void client_timer(struct gw_conn *c, enum cto kind)
 	case TO_TUNNEL: s = t->tunnel_idle; break;
 	case TO_LINGER: s = LINGER_SECS; break;
 	case TO_BG: s = c->rq != NULL ? c->rq->bg_timeout : 0; break;
+	case TO_FIRST:
+		/* a new connection that has sent nothing yet (on TLS: no byte of
+		 * the handshake, then no byte of the first request); never longer
+		 * than what it would otherwise get */
+		s = c->state == CS_HANDSHAKE ? t->client_header : t->client_idle;
+		if (t->client_first_byte < s)
+			s = t->client_first_byte;
+		break;
 	}
 	set_timer(&c->ev_to, s);
 }
@@ -1161,6 +1293,11 @@ void gw_req_upstream_tls(struct gw_req *rq, int upstream)
 	rq->up_tls = upstream + 1;
 }
 
+void gw_req_upstream_keepalive(struct gw_req *rq, unsigned n)
+{
+	rq->keepalive = n;
+}
+
 void *gw_req_alloc(struct gw_req *rq, size_t n)
 {
 	void *p = arena_alloc(&rq->arena, n);
@@ -1187,6 +1324,7 @@ void gw_req_proxy(struct gw_req *rq, const char *host, size_t host_len, uint16_t
 	rq->dec = DEC_PROXY;
 	rq->up_host = gw_req_strndup(rq, host, host_len);
 	rq->up_port = port;
+	rq->keepalive = POOL_KEEPALIVE;
 	if (path == NULL) {
 		path = rq->head.path;
 		path_len = rq->head.path_len;
@@ -1439,6 +1577,8 @@ static void conn_close(struct gw_conn *c, enum gw_close_reason why)
 		return;
 	if (c->up != NULL)
 		up_detach_close(c);
+	if (c->has_private)
+		pool_drop_owned(w->pool, c);
 	sp_free(c);
 	if (c->rq != NULL) {
 		struct gw_req *rq = c->rq;
@@ -1471,6 +1611,7 @@ static void conn_close(struct gw_conn *c, enum gw_close_reason why)
 	if (!c->bg) {   /* (a background request is nobody's connection) */
 		gw_stat_add(&w->stats->close[why], 1);
 		gw_stat_sub(&w->stats->conns_active[c->proto->family], 1);
+		gw_climit_release(&c->peer.sa);
 	}
 	if (c->prev != NULL)
 		c->prev->next = c->next;
@@ -2014,7 +2155,10 @@ static void handle_head(struct gw_conn *c)
 		}
 		if (c->head_started)
 			return;
-		client_timer(c, TO_IDLE);
+		/* only empty lines so far: they do not restart the wait (a CRLF
+		 * every few seconds would otherwise hold the connection forever) */
+		if (c->to_kind != TO_IDLE && c->to_kind != TO_FIRST)
+			client_timer(c, TO_IDLE);
 		return;
 	}
 	/* client_header runs from the first byte of a head; armed only when
@@ -2206,7 +2350,8 @@ static struct upconn *up_new(struct gw_worker *w, int fd, const char *key)
 		free(u);
 		return NULL;
 	}
-	memcpy(u->key, key, strlen(key) + 1);   /* pool keys fit (proxy_start) */
+	memcpy(u->key, key, strlen(key) + 1);   /* pool keys fit (pool_key_make) */
+	u->kh = key_hash32(u->key);
 	event_assign(&u->ev_rd, w->base, fd, EV_READ | EV_PERSIST, up_rd_cb, u);
 	event_assign(&u->ev_wr, w->base, fd, EV_WRITE | EV_PERSIST, up_wr_cb, u);
 	event_assign(&u->ev_to, w->base, -1, 0, up_to_cb, u);
@@ -2469,6 +2614,8 @@ static void upstream_ready(struct gw_conn *c)
 		evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 		rq->sent_continue = 1;
 	}
+	if (u->owner == NULL && head_conn_bound(&rq->head, "authorization", 13))
+		pool_private(u, c);
 	send_request_head(rq, u);
 	if (rq->body_buffered) {
 		size_t n = evbuffer_get_length(rq->bodybuf);
@@ -2556,7 +2703,7 @@ static void on_connected(struct gw_conn *c)
 	u->wr_on = 0;
 	gw_stat_add(&c->w->stats->fam[c->proto->family][GW_FC_UPSTREAM_CONNECTS], 1);
 	if (rq->up_tls > 0) {
-		u->ssl = gw_tls_upstream_ssl(c->snap->tls, rq->up_tls - 1);
+		u->ssl = gw_tls_upstream_ssl(c->snap->tls, rq->up_tls - 1, rq->up_host);
 		if (u->ssl == NULL || SSL_set_fd(u->ssl, u->fd) != 1) {
 			up_detach_close(c);
 			upstream_failed(c, 502, "upstream TLS: cannot create a session");
@@ -2611,6 +2758,8 @@ static void connect_next(struct gw_req *rq)
 			break;
 		}
 		snprintf(u->addr_str, sizeof u->addr_str, "%s", rq->upstream_str);
+		memcpy(&u->peer, sa, rq->addrs->lens[i] < sizeof u->peer ? rq->addrs->lens[i] : sizeof u->peer);
+		u->keepalive = rq->keepalive;
 		u->c = c;
 		c->up = u;
 		if (r == 0) {
@@ -2628,6 +2777,65 @@ static void connect_next(struct gw_req *rq)
 	if (family_retry(c, GW_UPFAIL_CONNECT))
 		return;
 	upstream_failed(c, last_err == ETIMEDOUT ? 504 : 502, gw_req_strndup(rq, msg, strlen(msg)));
+}
+
+/*
+ * The pool key of rq's upstream (arena): the side (forward and reverse never
+ * share), the TLS settings (gw_tls_upstream_id: verify, CA, SNI) and
+ * host:port, as "<family>p|host:port" or "<family>t<tls id>|host:port".
+ * Without snprintf: this runs for every proxied request; built each time, a
+ * retry may change the target.  A key longer than upconn keeps is "" (never
+ * pooled), never cut: a cut key could match another host.
+ */
+static void pool_key_make(struct gw_req *rq)
+{
+	struct gw_conn *c = rq->c;
+	size_t hl = strlen(rq->up_host);
+	const char *tid = rq->up_tls ? gw_tls_upstream_id(c->snap->tls, rq->up_tls - 1) : "";
+	size_t tl = strlen(tid);
+	char *k = rq->pool_key = gw_req_alloc(rq, hl + tl + 12);
+	unsigned port = rq->up_port;
+	char num[8];
+	int i = (int)sizeof num;
+
+	if (hl + tl + 11 >= POOL_KEY_MAX) {
+		k[0] = '\0';
+		return;
+	}
+	*k++ = (char)('0' + c->proto->family);
+	*k++ = rq->up_tls ? 't' : 'p';
+	memcpy(k, tid, tl);
+	k += tl;
+	*k++ = '|';
+	memcpy(k, rq->up_host, hl);
+	k += hl;
+	*k++ = ':';
+	do
+		num[--i] = (char)('0' + port % 10);
+	while ((port /= 10) > 0);
+	memcpy(k, num + i, sizeof num - (size_t)i);
+	k[sizeof num - (size_t)i] = '\0';
+}
+
+/* Send rq on a pooled connection if one fits (pool_get; vetted: the
+ * addresses the family allowed, NULL = any): 1 if so. */
+static int pool_reuse(struct gw_req *rq, const struct gw_dns_result *vetted)
+{
+	struct gw_conn *c = rq->c;
+	struct upconn *u;
+
+	if (rq->dec != DEC_PROXY || rq->upgrade || rq->retried ||
+	    (u = pool_get(c->w, rq->pool_key, c, vetted)) == NULL)
+		return 0;
+	u->c = c;
+	u->reused = 1;
+	u->got_bytes = 0;
+	u->keepalive = rq->keepalive;
+	c->up = u;
+	memcpy(rq->upstream_str, u->addr_str, sizeof rq->upstream_str);
+	gw_stat_add(&c->w->stats->fam[c->proto->family][GW_FC_UPSTREAM_REUSED], 1);
+	upstream_ready(c);
+	return 1;
 }
 
 static void resolved(struct gw_req *rq, const struct gw_dns_result *res)
@@ -2668,6 +2876,8 @@ static void resolved(struct gw_req *rq, const struct gw_dns_result *res)
 		respond_error(rq, rq->refused_status, "destination address not allowed");
 		return;
 	}
+	if (c->proto->on_resolved != NULL && pool_reuse(rq, rq->addrs))
+		return;
 	connect_next(rq);
 }
 
@@ -2683,44 +2893,13 @@ static void proxy_start(struct gw_req *rq)
 {
 	struct gw_conn *c = rq->c;
 	struct gw_dns_result res;
-	struct upconn *u;
 	int r;
 
-	{
-		/* "[tls|]host:port" (at most POOL_KEY_MAX - 1 bytes, as upconn
-		 * keeps it), without snprintf: this runs for every proxied request;
-		 * built each time, a retry may change the target */
-		size_t hl = strlen(rq->up_host);
-		char *k = rq->pool_key = gw_req_alloc(rq, hl + 12);
-		unsigned port = rq->up_port;
-		char num[8];
-		int i = (int)sizeof num;
-		if (rq->up_tls) {
-			memcpy(k, "tls|", 4);
-			k += 4;
-		}
-		memcpy(k, rq->up_host, hl);
-		k += hl;
-		*k++ = ':';
-		do
-			num[--i] = (char)('0' + port % 10);
-		while ((port /= 10) > 0);
-		memcpy(k, num + i, sizeof num - (size_t)i);
-		k[sizeof num - (size_t)i] = '\0';
-		if (hl + 11 >= POOL_KEY_MAX)
-			rq->pool_key[POOL_KEY_MAX - 1] = '\0';
-	}
-	if (rq->dec == DEC_PROXY && !rq->upgrade && !rq->retried &&
-	    (u = pool_get(c->w, rq->pool_key)) != NULL) {
-		u->c = c;
-		u->reused = 1;
-		u->got_bytes = 0;
-		c->up = u;
-		memcpy(rq->upstream_str, u->addr_str, sizeof rq->upstream_str);
-		gw_stat_add(&c->w->stats->fam[c->proto->family][GW_FC_UPSTREAM_REUSED], 1);
-		upstream_ready(c);
+	pool_key_make(rq);
+	/* a family that vets addresses (on_resolved) takes a pooled connection
+	 * only after its checks passed, from resolved() */
+	if (c->proto->on_resolved == NULL && pool_reuse(rq, NULL))
 		return;
-	}
 	gw_stat_add(&c->w->stats->dns_queries, 1);
 	r = gw_dns_resolve(c->w->dns, rq->up_host, rq->up_port, &res, dns_done, rq, &rq->dnsq);
 	if (r == 0)
@@ -2915,6 +3094,9 @@ static void process_response(struct gw_conn *c)
 				tunnel_pump(c);
 			return;
 		}
+		if ((r.status == 401 && head_conn_bound(&r, "www-authenticate", 16)) ||
+		    (r.status == 407 && head_conn_bound(&r, "proxy-authenticate", 18)))
+			pool_private(u, c);
 		if ((r.status == 502 || r.status == 503) && !gw_req_body_sent(rq) &&
 		    (rq->head.method == GW_M_GET || rq->head.method == GW_M_HEAD ||
 		    rq->head.method == GW_M_OPTIONS || rq->head.method == GW_M_PUT ||
@@ -3040,6 +3222,7 @@ static void client_handshake(struct gw_conn *c)
 		c->state = CS_HEAD;
 		wr_enable(c, 0);
 		rd_enable(c, 1);
+		client_timer(c, TO_FIRST);   /* now for the first request byte */
 		/* application data may already sit in OpenSSL's buffer */
 		event_active(&c->ev_rd, EV_READ, 0);
 		return;
@@ -3129,6 +3312,8 @@ static void client_rd_cb(evutil_socket_t fd, short what, void *arg)
 	if (c->state == CS_CLOSED)
 		return;
 	if (c->state == CS_HANDSHAKE) {
+		if (c->to_kind == TO_FIRST)   /* the first handshake bytes: client_header from here */
+			client_timer(c, TO_HEADER);
 		client_handshake(c);
 		return;
 	}
@@ -3268,6 +3453,9 @@ static void client_to_cb(evutil_socket_t fd, short what, void *arg)
 			c->rq->reason = "background request timeout";
 		conn_close(c, GW_CLOSE_UPSTREAM_TIMEOUT);
 		return;
+	case TO_FIRST:
+		conn_close(c, GW_CLOSE_FIRST_BYTE_TIMEOUT);
+		return;
 	}
 }
 
@@ -3405,13 +3593,45 @@ static void conn_link(struct gw_worker *w, struct gw_conn *c)
 		gw_stat_add(&w->stats->conns_active[c->proto->family], 1);
 }
 
+/* Over max_connections_per_client: say so in the log at most every 10 s
+ * (process-wide), not once per refused connection of a flood. */
+static void client_limit_warn(const struct gw_conn *c, uint64_t limit)
+{
+	static _Atomic int64_t last;
+	int64_t now = (int64_t)gw_mono_now(), prev = atomic_load(&last);
+	char who[INET6_ADDRSTRLEN];
+
+	if (now - prev < 10 || !atomic_compare_exchange_strong(&last, &prev, now))
+		return;
+	gw_warn("client %s holds max_connections_per_client (%llu) connections: its new connections are "
+	    "closed at once (counted as close reason client_limit)", peer_fmt(c, who),
+	    (unsigned long long)limit);
+}
+
 void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, socklen_t plen,
     const struct gw_lspec *lspec, struct gw_snapshot *snap)
 {
 	struct gw_conn *c = calloc(1, sizeof *c);
+	int64_t limit = lspec->cl->max_connections_per_client;
 	int one = 1;
 
 	if (c == NULL) {
+		close(fd);
+		return;
+	}
+	if (plen > sizeof c->peer)
+		plen = sizeof c->peer;
+	memcpy(&c->peer, peer, plen);
+	/* per-client cap, counted across all workers (core/climit.h): over it
+	 * the connection is closed before it costs anything (no buffer, no
+	 * TLS handshake); no response, since none can be sent before a
+	 * handshake or without reading the request first */
+	if (limit < 0)
+		limit = snap->conf->global.max_connections_per_client;
+	if (gw_climit_take(&c->peer.sa, (uint64_t)limit) == 0) {
+		client_limit_warn(c, (uint64_t)limit);
+		gw_stat_add(&w->stats->close[GW_CLOSE_CLIENT_LIMIT], 1);
+		free(c);
 		close(fd);
 		return;
 	}
@@ -3423,9 +3643,6 @@ void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, so
 	gw_snapshot_ref(snap);
 	c->proto = lspec->proto;
 	c->side = snap->side_data[lspec->side];
-	if (plen > sizeof c->peer)
-		plen = sizeof c->peer;
-	memcpy(&c->peer, peer, plen);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	event_assign(&c->ev_rd, w->base, fd, EV_READ | EV_PERSIST, client_rd_cb, c);
 	event_assign(&c->ev_to, w->base, -1, 0, client_to_cb, c);
@@ -3436,6 +3653,7 @@ void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, so
 			if (c->ssl != NULL)
 				SSL_free(c->ssl);
 			gw_snapshot_unref(snap);
+			gw_climit_release(&c->peer.sa);
 			free(c);
 			close(fd);
 			return;
@@ -3446,7 +3664,7 @@ void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, so
 	conn_link(w, c);
 	gw_stat_add(&w->stats->fam[c->proto->family][GW_FC_CONN_ACCEPTED], 1);
 	rd_enable(c, 1);
-	client_timer(c, c->ssl != NULL ? TO_HEADER : TO_IDLE);
+	client_timer(c, TO_FIRST);
 }
 
 /* An idle keep-alive client: no request under way and no byte of the next. */

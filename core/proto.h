@@ -86,14 +86,21 @@ char *gw_req_strndup(struct gw_req *rq, const char *s, size_t n);
 
 /*
  * Proxy to host:port (a DNS name or numeric address, copied) with the
- * origin-form path (copied; NULL = the request's own path).  The upstream
- * connection pool is keyed by host:port.
+ * origin-form path (copied; NULL = the request's own path).  A pooled
+ * upstream connection is reused only for the same listener family, host:port
+ * and upstream TLS settings; with on_resolved, only after the addresses were
+ * vetted and only to one of them; never across client connections once it
+ * carried connection-bound authentication (NTLM, Negotiate).
  */
 void gw_req_proxy(struct gw_req *rq, const char *host, size_t host_len, uint16_t port,
     const char *path, size_t path_len);
 /* After gw_req_proxy(): speak TLS to the upstream, with the client context
  * of reverse.upstreams[upstream] (verification, SNI as configured). */
 void gw_req_upstream_tls(struct gw_req *rq, int upstream);
+/* After gw_req_proxy(): at most n idle connections of this upstream's pool
+ * key are kept per worker (0 = none; default 32).  Every worker also keeps
+ * no more idle upstream connections than its share of max_connections. */
+void gw_req_upstream_keepalive(struct gw_req *rq, unsigned n);
 /* CONNECT: open a tunnel to host:port; the core answers 200 once connected. */
 void gw_req_tunnel(struct gw_req *rq, const char *host, size_t host_len, uint16_t port);
 /*

@@ -28,7 +28,9 @@
 	X(TUNNEL_IDLE, "tunnel_idle") \
 	X(SHUTDOWN, "shutdown") \
 	X(LISTENER_REMOVED, "listener_removed") \
-	X(INTERNAL, "internal")
+	X(INTERNAL, "internal") \
+	X(FIRST_BYTE_TIMEOUT, "first_byte_timeout") \
+	X(CLIENT_LIMIT, "client_limit")
 
 enum gw_close_reason {
 #define X(id, s) GW_CLOSE_##id,

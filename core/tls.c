@@ -41,6 +41,7 @@ struct gw_tls {
 	int dflt;
 	SSL_CTX **up;              /* per upstream, NULL when plain */
 	char **up_sni;
+	char (*up_id)[GW_TLS_ID_LEN + 1];   /* per upstream: gw_tls_upstream_id() */
 	int nup;
 };
 
@@ -346,6 +347,55 @@ static SSL_CTX *client_ctx(const struct conf_rev_upstream *u, struct conf_errors
 	return ctx;
 }
 
+/*
+ * What a connection to upstream u is accepted under: the verify switch, the
+ * CA file's path and bytes (a reload that changes the file changes it) and
+ * the SNI name, as the first 16 bytes of their SHA-256 in hex.  The upstream
+ * pool keys TLS connections with it, so a connection made under one setting
+ * never serves another.  The file was read once already by client_ctx(); a
+ * read error here only leaves its bytes out.
+ */
+static void up_identity(const struct conf_rev_upstream *u, char out[GW_TLS_ID_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	EVP_MD_CTX *m = EVP_MD_CTX_new();
+	char buf[8192];
+	size_t n;
+
+	memset(out, '0', GW_TLS_ID_LEN);
+	out[GW_TLS_ID_LEN] = '\0';
+	if (m == NULL || EVP_DigestInit_ex(m, EVP_sha256(), NULL) != 1)
+		goto done;
+	n = (size_t)snprintf(buf, sizeof buf, "verify=%d", u->tls_verify ? 1 : 0);
+	EVP_DigestUpdate(m, buf, n + 1);
+	/* each field with its terminating NUL, so fields cannot run together */
+	EVP_DigestUpdate(m, "sni=", 4);
+	if (u->sni != NULL)
+		EVP_DigestUpdate(m, u->sni, strlen(u->sni) + 1);
+	else
+		EVP_DigestUpdate(m, "\0\0", 2);   /* unlike any name */
+	EVP_DigestUpdate(m, "ca=", 3);
+	if (u->tls_verify && u->ca_file != NULL) {
+		FILE *f = fopen(u->ca_file, "rb");
+		EVP_DigestUpdate(m, u->ca_file, strlen(u->ca_file) + 1);
+		if (f != NULL) {
+			while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+				EVP_DigestUpdate(m, buf, n);
+			fclose(f);
+		}
+	}
+	if (EVP_DigestFinal_ex(m, md, &mdlen) != 1 || mdlen * 2 < GW_TLS_ID_LEN)
+		goto done;
+	for (int i = 0; i < GW_TLS_ID_LEN / 2; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+done:
+	EVP_MD_CTX_free(m);
+}
+
 struct gw_tls *gw_tls_new(const struct conf *cf, struct conf_errors *errs)
 {
 	struct gw_tls *t = calloc(1, sizeof *t);
@@ -374,7 +424,8 @@ struct gw_tls *gw_tls_new(const struct conf *cf, struct conf_errors *errs)
 	if (r->present && r->nupstreams > 0) {
 		t->up = calloc(r->nupstreams, sizeof *t->up);
 		t->up_sni = calloc(r->nupstreams, sizeof *t->up_sni);
-		if (t->up == NULL || t->up_sni == NULL)
+		t->up_id = calloc(r->nupstreams, sizeof *t->up_id);
+		if (t->up == NULL || t->up_sni == NULL || t->up_id == NULL)
 			goto fail;
 		t->nup = (int)r->nupstreams;
 		for (size_t i = 0; i < r->nupstreams; i++) {
@@ -386,6 +437,7 @@ struct gw_tls *gw_tls_new(const struct conf *cf, struct conf_errors *errs)
 				bad = 1;
 			if (u->sni != NULL)
 				t->up_sni[i] = strdup(u->sni);
+			up_identity(u, t->up_id[i]);
 		}
 	}
 	if (r->present) {
@@ -422,6 +474,7 @@ void gw_tls_free(struct gw_tls *t)
 	}
 	free(t->up);
 	free(t->up_sni);
+	free(t->up_id);
 	free(t);
 }
 
@@ -439,21 +492,39 @@ int gw_tls_upstream_enabled(const struct gw_tls *t, int i)
 	return t != NULL && i >= 0 && i < t->nup && t->up[i] != NULL;
 }
 
-SSL *gw_tls_upstream_ssl(struct gw_tls *t, int i)
+SSL *gw_tls_upstream_ssl(struct gw_tls *t, int i, const char *host)
 {
 	SSL *s;
+	int verify;
 
 	if (!gw_tls_upstream_enabled(t, i))
 		return NULL;
 	s = SSL_new(t->up[i]);
 	if (s == NULL)
 		return NULL;
+	verify = (SSL_CTX_get_verify_mode(t->up[i]) & SSL_VERIFY_PEER) != 0;
 	if (t->up_sni[i] != NULL) {
 		SSL_set_tlsext_host_name(s, t->up_sni[i]);
-		if (SSL_CTX_get_verify_mode(t->up[i]) & SSL_VERIFY_PEER)
-			SSL_set1_host(s, t->up_sni[i]);
+		if (verify && SSL_set1_host(s, t->up_sni[i]) != 1)
+			goto fail;
+	} else if (verify && host != NULL) {
+		/* without a name to check, any certificate the CA (or the system
+		 * store) signed would pass: check the server's own address, as
+		 * nginx's proxy_ssl_verify does (an IP literal against the
+		 * certificate's IP addresses) */
+		X509_VERIFY_PARAM *vp = SSL_get0_param(s);
+		if (X509_VERIFY_PARAM_set1_ip_asc(vp, host) != 1 && SSL_set1_host(s, host) != 1)
+			goto fail;
 	}
 	return s;
+fail:
+	SSL_free(s);
+	return NULL;
+}
+
+const char *gw_tls_upstream_id(const struct gw_tls *t, int i)
+{
+	return gw_tls_upstream_enabled(t, i) ? t->up_id[i] : "";
 }
 
 int gw_tls_ncerts(const struct gw_tls *t) { return t ? t->ncerts : 0; }

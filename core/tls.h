@@ -11,7 +11,8 @@
  *
  * Client side (re-encryption to upstream servers): one SSL_CTX per upstream
  * with tls = true, verifying the server certificate against ca_file (or the
- * system store) unless tls_verify = false.
+ * system store) and its name (sni, else the server's address) unless
+ * tls_verify = false.
  *
  * Ownership: struct gw_tls belongs to a snapshot; SSL objects made from it
  * hold their own references to the contexts, so connections outlive a reload.
@@ -36,10 +37,19 @@ int gw_tls_has_server(const struct gw_tls *t);
 /* New server-side SSL for an accepted connection (NULL on failure). */
 SSL *gw_tls_server_ssl(struct gw_tls *t);
 /* New client-side SSL towards upstream index i (NULL if that upstream has
- * no TLS).  sni may be NULL (then the upstream's configured sni, if any). */
-SSL *gw_tls_upstream_ssl(struct gw_tls *t, int upstream);
+ * no TLS).  It sends the upstream's configured sni, if any.  When it
+ * verifies, the certificate must name the configured sni, or without one
+ * host (the server's address as configured: a DNS name or an IP literal;
+ * NULL = no name check). */
+SSL *gw_tls_upstream_ssl(struct gw_tls *t, int upstream, const char *host);
 /* Does upstream i use TLS? */
 int gw_tls_upstream_enabled(const struct gw_tls *t, int upstream);
+/* The TLS settings a connection to upstream i is made under (verify, CA
+ * file path and contents, SNI) as GW_TLS_ID_LEN hex digits, equal for equal
+ * settings across upstreams and reloads: part of the upstream pool key.
+ * "" when upstream i has no TLS.  Owned by t. */
+#define GW_TLS_ID_LEN 32
+const char *gw_tls_upstream_id(const struct gw_tls *t, int upstream);
 
 /* Names (SANs) and expiry of server certificate i, for the console. */
 int gw_tls_ncerts(const struct gw_tls *t);

@@ -39,6 +39,7 @@ struct fwd_auth_db {
 	char **groups;            /* owned group name strings */
 	size_t ngroups;
 	size_t skipped[2], first_skipped[2];
+	const char *dummy;        /* a users[].hash of the most common cost (fwd_auth_db_dummy) */
 };
 
 /* By name, then by position in the file (gstart holds it while loading). */
@@ -281,6 +282,52 @@ out:
 	return rc;
 }
 
+/* Length of the part of a crypt(3) hash that sets its cost: the method and
+ * its parameters ("$2b$12$", "$y$j9T$", "$6$rounds=N$", "$6$"), not the salt. */
+static size_t cost_prefix(const char *h)
+{
+	const char *id = h + 1, *p = strchr(id, '$'), *q;
+	size_t idlen;
+
+	if (p == NULL)
+		return strlen(h);
+	idlen = (size_t)(p - id);
+	p++;
+	if (idlen == 1 && (*id == '5' || *id == '6') && strncmp(p, "rounds=", 7) != 0)
+		return (size_t)(p - h);
+	if ((idlen == 1 && (*id == '5' || *id == '6' || *id == 'y')) || (idlen == 2 && (id[0] == '2' ||
+	    memcmp(id, "gy", 2) == 0)))
+		return (q = strchr(p, '$')) != NULL ? (size_t)(q + 1 - h) : strlen(h);
+	return (size_t)(p - h);
+}
+
+/* db->dummy: the first user of the most common cost (few distinct costs are
+ * looked at; a file is usually made by one tool with one setting). */
+static void pick_dummy(struct fwd_auth_db *db)
+{
+	enum { NC = 16 };
+	size_t first[NC], count[NC], nc = 0, best = 0;
+
+	for (size_t i = 0; i < db->nusers; i++) {
+		const char *h = db->users[i].hash;
+		size_t n = cost_prefix(h), c;
+		for (c = 0; c < nc; c++) {
+			const char *f = db->users[first[c]].hash;
+			if (cost_prefix(f) == n && memcmp(f, h, n) == 0)
+				break;
+		}
+		if (c == nc) {
+			if (nc == NC)
+				continue;
+			first[nc] = i;
+			count[nc++] = 0;
+		}
+		if (++count[c] > count[best])
+			best = c;
+	}
+	db->dummy = nc > 0 ? db->users[first[best]].hash : NULL;
+}
+
 struct fwd_auth_db *fwd_auth_db_parse(const char *users, size_t ulen, const char *groups,
     size_t glen, char *err, size_t errlen)
 {
@@ -293,6 +340,7 @@ struct fwd_auth_db *fwd_auth_db_parse(const char *users, size_t ulen, const char
 			snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	pick_dummy(db);
 	return db;
 }
 
@@ -413,6 +461,11 @@ const char *fwd_auth_db_name(const struct fwd_auth_db *db, long i)
 const char *fwd_auth_db_hash(const struct fwd_auth_db *db, long i)
 {
 	return db && i >= 0 && (size_t)i < db->nusers ? db->users[i].hash : NULL;
+}
+
+const char *fwd_auth_db_dummy(const struct fwd_auth_db *db)
+{
+	return db != NULL ? db->dummy : NULL;
 }
 
 const char *const *fwd_auth_db_groups(const struct fwd_auth_db *db, long i, size_t *n)
@@ -646,10 +699,13 @@ void fwd_auth_cache_forget(struct fwd_auth_cache *c, const char *user)
 
 /* ---------------------------------------------------------------- backoff */
 
+enum { BO_EMPTY, BO_CLIENT, BO_USER };
+
 struct bo_slot {
-	uint8_t addr[16];
-	int family;               /* 0 = empty */
-	unsigned failures;
+	uint8_t key[16];          /* keyed digest of the address or user name */
+	int kind;                 /* BO_* */
+	unsigned failures;        /* clients only: user names are never locked out */
+	unsigned inflight;
 	double last, until;
 };
 
@@ -657,6 +713,7 @@ struct fwd_auth_backoff {
 	pthread_mutex_t mu;
 	struct bo_slot *slots;
 	size_t mask;
+	uint8_t salt[32];
 };
 
 struct fwd_auth_backoff *fwd_auth_backoff_new(size_t slots)
@@ -668,7 +725,8 @@ struct fwd_auth_backoff *fwd_auth_backoff_new(size_t slots)
 		return NULL;
 	while (n < slots && n < ((size_t)1 << 20))
 		n <<= 1;
-	if ((b->slots = calloc(n, sizeof *b->slots)) == NULL) {
+	if ((b->slots = calloc(n, sizeof *b->slots)) == NULL || RAND_bytes(b->salt, sizeof b->salt) != 1) {
+		free(b->slots);
 		free(b);
 		return NULL;
 	}
@@ -686,105 +744,152 @@ void fwd_auth_backoff_free(struct fwd_auth_backoff *b)
 	free(b);
 }
 
-static int addr_key(const struct sockaddr *sa, uint8_t out[16])
+/* The text a client is keyed by: "4" + IPv4 (also v4-mapped), "6" + the /64
+ * of other IPv6 addresses; 0 if sa is neither. */
+static size_t addr_text(const struct sockaddr *sa, char out[17])
 {
-	memset(out, 0, 16);
-	if (sa == NULL)
-		return 0;
-	if (sa->sa_family == AF_INET) {
-		memcpy(out, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-		return AF_INET;
+	memset(out, 0, 17);
+	if (sa != NULL && sa->sa_family == AF_INET) {
+		out[0] = '4';
+		memcpy(out + 1, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+		return 5;
 	}
-	if (sa->sa_family == AF_INET6) {
-		memcpy(out, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-		return AF_INET6;
+	if (sa != NULL && sa->sa_family == AF_INET6) {
+		const uint8_t *a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+		static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+		if (memcmp(a, mapped, 12) == 0) {
+			out[0] = '4';
+			memcpy(out + 1, a + 12, 4);
+			return 5;
+		}
+		out[0] = '6';
+		memcpy(out + 1, a, 8);
+		return 9;
 	}
 	return 0;
 }
 
-/* The slot of client (creating it when create); NULL if none.  Locked. */
-static struct bo_slot *bo_find(struct fwd_auth_backoff *b, const struct sockaddr *client, double now,
-    int create)
+/*
+ * The slot of (kind, the n bytes at s), made when missing; NULL when none
+ * can be had.  Locked.  The key and the probe start come from a digest
+ * keyed by the table's random salt.  A slot is reused only when it refuses
+ * nobody (see auth.h): evicting a live one would reset its count.
+ */
+static struct bo_slot *bo_find(struct fwd_auth_backoff *b, int kind, const void *s, size_t n, double now)
 {
-	uint8_t a[16];
-	int fam = addr_key(client, a);
-	uint32_t h = 2166136261u;
+	uint8_t d[32];
+	unsigned int dl = sizeof d;
 	struct bo_slot *victim = NULL;
+	uint64_t h;
 
-	if (fam == 0)
+	if (EVP_Digest(s, n, d, &dl, EVP_sha256(), NULL) != 1)
 		return NULL;
-	for (int i = 0; i < 16; i++)
-		h = (h ^ a[i]) * 16777619u;
-	for (size_t i = 0, s = h & b->mask; i < CACHE_PROBE; i++, s = (s + 1) & b->mask) {
-		struct bo_slot *e = &b->slots[s];
-		if (e->family == fam && memcmp(e->addr, a, 16) == 0) {
-			if (now - e->last >= FWD_AUTH_FORGET_AFTER && now >= e->until) {
+	/* keyed: salt, then the digest of the key text (EVP_Digest takes one buffer) */
+	uint8_t k[64];
+	memcpy(k, b->salt, 32);
+	memcpy(k + 32, d, 32);
+	k[0] ^= (uint8_t)kind;
+	dl = sizeof d;
+	if (EVP_Digest(k, sizeof k, d, &dl, EVP_sha256(), NULL) != 1)
+		return NULL;
+	memcpy(&h, d + 16, sizeof h);
+	for (size_t i = 0, j = h & b->mask; i < CACHE_PROBE; i++, j = (j + 1) & b->mask) {
+		struct bo_slot *e = &b->slots[j];
+		if (e->kind == kind && memcmp(e->key, d, 16) == 0) {
+			if (now - e->last >= FWD_AUTH_FORGET_AFTER && now >= e->until)
 				e->failures = 0;
-				e->until = 0;
-			}
 			return e;
 		}
-		if (victim == NULL || e->family == 0 || (victim->family != 0 && e->last < victim->last))
+		int dead = e->kind == BO_EMPTY || (e->inflight == 0 && e->until <= now &&
+		    (e->failures < FWD_AUTH_FREE_FAILURES || now - e->last >= FWD_AUTH_FORGET_AFTER));
+		if (dead && (victim == NULL || (victim->kind != BO_EMPTY &&
+		    (e->kind == BO_EMPTY || e->last < victim->last))))
 			victim = e;
 	}
-	if (!create)
+	if (victim == NULL)
 		return NULL;
 	memset(victim, 0, sizeof *victim);
-	victim->family = fam;
-	memcpy(victim->addr, a, 16);
+	victim->kind = kind;
+	memcpy(victim->key, d, 16);
 	return victim;
 }
 
-double fwd_auth_backoff_wait(struct fwd_auth_backoff *b, const struct sockaddr *client, double now)
+enum fwd_auth_gate fwd_auth_backoff_begin(struct fwd_auth_backoff *b, const struct sockaddr *client,
+    const char *user, double now, double *wait)
 {
-	double w = 0;
+	char a[17];
+	size_t an = addr_text(client, a);
+	struct bo_slot *e = NULL, *u;
+	enum fwd_auth_gate g = FWD_AUTH_BUSY;
 
+	*wait = 1;
 	if (b == NULL)
-		return 0;
+		return FWD_AUTH_GO;
 	pthread_mutex_lock(&b->mu);
-	struct bo_slot *e = bo_find(b, client, now, 0);
-	if (e != NULL && e->until > now)
-		w = e->until - now;
+	if (an > 0 && (e = bo_find(b, BO_CLIENT, a, an, now)) == NULL)
+		goto out;                 /* every slot it could have is live: refuse */
+	if (e != NULL && e->until > now) {
+		*wait = e->until - now;
+		g = FWD_AUTH_WAIT;
+		goto out;
+	}
+	if (e != NULL && e->inflight >= FWD_AUTH_FLY_PER)
+		goto out;
+	if (e != NULL)
+		e->inflight++;            /* now live: the user's slot cannot take it */
+	u = bo_find(b, BO_USER, user, strlen(user), now);
+	if (u == NULL || u->inflight >= FWD_AUTH_FLY_PER) {
+		if (e != NULL)
+			e->inflight--;
+		goto out;
+	}
+	u->inflight++;
+	if (e != NULL) {
+		/* charged now, before the check: the next guess already sees it */
+		unsigned n = ++e->failures;
+		e->last = now;
+		if (n >= FWD_AUTH_FREE_FAILURES) {
+			unsigned sh = n - FWD_AUTH_FREE_FAILURES;
+			double d = sh >= 6 ? FWD_AUTH_MAX_DELAY : (double)(1u << sh);
+			e->until = now + (d > FWD_AUTH_MAX_DELAY ? FWD_AUTH_MAX_DELAY : d);
+		}
+	}
+	*wait = 0;
+	g = FWD_AUTH_GO;
+out:
 	pthread_mutex_unlock(&b->mu);
-	return w;
+	return g;
 }
 
-double fwd_auth_backoff_fail(struct fwd_auth_backoff *b, const struct sockaddr *client, double now,
-    unsigned *failures)
+double fwd_auth_backoff_end(struct fwd_auth_backoff *b, const struct sockaddr *client, const char *user,
+    int ok, double now, unsigned *failures)
 {
-	double d = 0;
+	char a[17];
+	size_t an = addr_text(client, a);
+	struct bo_slot *e = NULL, *u;
+	double w = 0;
 	unsigned n = 0;
 
 	if (b != NULL) {
 		pthread_mutex_lock(&b->mu);
-		struct bo_slot *e = bo_find(b, client, now, 1);
-		if (e != NULL) {
-			n = ++e->failures;
-			e->last = now;
-			if (n >= FWD_AUTH_FREE_FAILURES) {
-				unsigned sh = n - FWD_AUTH_FREE_FAILURES;
-				d = sh >= 6 ? FWD_AUTH_MAX_DELAY : (double)(1u << sh);
-				if (d > FWD_AUTH_MAX_DELAY)
-					d = FWD_AUTH_MAX_DELAY;
-				e->until = now + d;
+		/* both are found: their inflight count keeps them from reuse */
+		if ((u = bo_find(b, BO_USER, user, strlen(user), now)) != NULL && u->inflight > 0)
+			u->inflight--;
+		if (an > 0 && (e = bo_find(b, BO_CLIENT, a, an, now)) != NULL) {
+			if (e->inflight > 0)
+				e->inflight--;
+			if (ok) {
+				e->failures = 0;
+				e->until = 0;
 			}
+			n = e->failures;
+			w = e->until > now ? e->until - now : 0;
 		}
 		pthread_mutex_unlock(&b->mu);
 	}
 	if (failures)
 		*failures = n;
-	return d;
-}
-
-void fwd_auth_backoff_ok(struct fwd_auth_backoff *b, const struct sockaddr *client)
-{
-	if (b == NULL)
-		return;
-	pthread_mutex_lock(&b->mu);
-	struct bo_slot *e = bo_find(b, client, 0, 0);
-	if (e != NULL)
-		memset(e, 0, sizeof *e);
-	pthread_mutex_unlock(&b->mu);
+	return w;
 }
 
 /* ---------------------------------------------------------------- pool */
@@ -797,9 +902,11 @@ struct fwd_auth_pool {
 	int stop;
 	int nthreads;
 	pthread_t threads[8];
+	struct fwd_auth_job *running[8];   /* being verified (for fwd_auth_pool_join) */
 };
 
-/* A sha512 setting: unknown users cost about what a sha512 user costs. */
+/* Without a users file's own dummy (fwd_auth_db_dummy) unknown users are
+ * checked against this sha512 setting. */
 static const char dummy_setting[] = "$6$gatehouse.unkn$";
 
 static int verify_with(struct crypt_data *cd, const char *pass, const char *hash)
@@ -828,6 +935,19 @@ int fwd_auth_verify(const char *pass, const char *hash)
 	return ok;
 }
 
+/* done(job) and done(each job that joined it) with result; the jobs are
+ * out of the pool's lists already (nobody can join any more). */
+static void finish(struct fwd_auth_job *j, struct fwd_auth_job *dups, int result)
+{
+	j->done(j, result);
+	while (dups != NULL) {
+		struct fwd_auth_job *next = dups->dups;
+		dups->dups = NULL;
+		dups->done(dups, result);
+		dups = next;
+	}
+}
+
 static void *pool_main(void *arg)
 {
 	struct fwd_auth_pool *p = arg;
@@ -839,15 +959,28 @@ static void *pool_main(void *arg)
 			pthread_cond_wait(&p->cv, &p->mu);
 		if (p->stop)
 			break;
-		struct fwd_auth_job *j = p->head;
+		struct fwd_auth_job *j = p->head, *dups;
+		int slot = -1;
 		p->head = j->next;
 		if (p->head == NULL)
 			p->tail = NULL;
 		p->queued--;
+		/* nobody waits for it (and nobody joined): not verified */
+		int skip = atomic_load_explicit(&j->cancelled, memory_order_acquire) && j->dups == NULL;
+		for (int i = 0; !skip && i < 8; i++)
+			if (p->running[i] == NULL) {
+				p->running[slot = i] = j;
+				break;
+			}
 		pthread_mutex_unlock(&p->mu);
-		int ok = atomic_load_explicit(&j->cancelled, memory_order_acquire) ? -1 :
-		    cd != NULL && verify_with(cd, j->pass, j->hash);
-		j->done(j, ok);
+		int ok = skip ? -1 : cd != NULL && verify_with(cd, j->pass, j->hash);
+		pthread_mutex_lock(&p->mu);
+		if (slot >= 0)
+			p->running[slot] = NULL;
+		dups = j->dups;
+		j->dups = NULL;
+		pthread_mutex_unlock(&p->mu);
+		finish(j, dups, ok);
 		pthread_mutex_lock(&p->mu);
 	}
 	pthread_mutex_unlock(&p->mu);
@@ -887,6 +1020,7 @@ int fwd_auth_pool_submit(struct fwd_auth_pool *p, struct fwd_auth_job *job)
 	pthread_mutex_lock(&p->mu);
 	if (!p->stop && p->queued < p->max_queue) {
 		job->next = NULL;
+		job->dups = NULL;
 		if (p->tail)
 			p->tail->next = job;
 		else
@@ -898,6 +1032,37 @@ int fwd_auth_pool_submit(struct fwd_auth_pool *p, struct fwd_auth_job *job)
 	}
 	pthread_mutex_unlock(&p->mu);
 	return rc;
+}
+
+static int same_job(const struct fwd_auth_job *a, const struct fwd_auth_job *b)
+{
+	size_t n = strlen(a->pass);
+
+	return a->hash != NULL && a->hash == b->hash && n == strlen(b->pass) &&
+	    CRYPTO_memcmp(a->pass, b->pass, n) == 0;
+}
+
+int fwd_auth_pool_join(struct fwd_auth_pool *p, struct fwd_auth_job *job)
+{
+	struct fwd_auth_job *j = NULL;
+
+	if (job->hash == NULL)
+		return 0;
+	pthread_mutex_lock(&p->mu);
+	for (int i = 0; j == NULL && i < 8; i++)
+		if (p->running[i] != NULL && same_job(p->running[i], job))
+			j = p->running[i];
+	for (struct fwd_auth_job *q = p->head; j == NULL && q != NULL; q = q->next)
+		if (same_job(q, job))
+			j = q;
+	if (j != NULL && !p->stop) {
+		job->dups = j->dups;
+		j->dups = job;
+	} else {
+		j = NULL;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return j != NULL;
 }
 
 void fwd_auth_pool_free(struct fwd_auth_pool *p)
@@ -916,8 +1081,9 @@ void fwd_auth_pool_free(struct fwd_auth_pool *p)
 	for (int i = 0; i < p->nthreads; i++)
 		pthread_join(p->threads[i], NULL);
 	while (j != NULL) {
-		struct fwd_auth_job *next = j->next;
-		j->done(j, -1);
+		struct fwd_auth_job *next = j->next, *dups = j->dups;
+		j->dups = NULL;
+		finish(j, dups, -1);
 		j = next;
 	}
 	pthread_cond_destroy(&p->cv);

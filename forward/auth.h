@@ -59,6 +59,10 @@ long fwd_auth_db_find(const struct fwd_auth_db *db, const char *user);
 const char *fwd_auth_db_name(const struct fwd_auth_db *db, long i);
 const char *fwd_auth_db_hash(const struct fwd_auth_db *db, long i);
 const char *const *fwd_auth_db_groups(const struct fwd_auth_db *db, long i, size_t *n);
+/* The hash to check unknown users against: a user's hash of the most common
+ * method and cost in the file (so an unknown name costs what a known one
+ * does; the result must be ignored), or NULL without users. */
+const char *fwd_auth_db_dummy(const struct fwd_auth_db *db);
 
 /* ---- Basic credentials ---- */
 
@@ -86,28 +90,49 @@ void fwd_auth_cache_put(struct fwd_auth_cache *c, const char *user, const char *
 /* Forget every entry of user (e.g. after a failed attempt with another password). */
 void fwd_auth_cache_forget(struct fwd_auth_cache *c, const char *user);
 
-/* ---- per-client backoff ---- */
+/* ---- per-client backoff and checks in flight ---- */
 
 #define FWD_AUTH_FREE_FAILURES 3     /* failures allowed before backoff starts */
 #define FWD_AUTH_MAX_DELAY 60.0      /* longest refusal, seconds */
 #define FWD_AUTH_FORGET_AFTER 300.0  /* a client's failure count resets after this quiet time */
+#define FWD_AUTH_FLY_PER 2           /* checks in flight per client address and per user name */
 
+/*
+ * Clients are keyed by address (IPv4, v4-mapped IPv6 as IPv4, other IPv6 by
+ * its /64: one host usually owns a whole /64) through a keyed hash, so
+ * nobody can aim addresses at a victim's slots.  A slot is only reused when
+ * it holds nothing that refuses anyone (no backoff running, no count at or
+ * over FWD_AUTH_FREE_FAILURES within FWD_AUTH_FORGET_AFTER, nothing in
+ * flight): rotating source addresses cannot flush a record.  When no slot is
+ * free for a new key, its checks are refused (BUSY) until one is.
+ */
 struct fwd_auth_backoff;
+
+enum fwd_auth_gate {
+	FWD_AUTH_GO,      /* check now: the attempt is charged; call fwd_auth_backoff_end() after */
+	FWD_AUTH_WAIT,    /* the client is backing off: refuse unchecked for *wait seconds */
+	FWD_AUTH_BUSY,    /* too many checks in flight for the client or user (or no slot): refuse unchecked */
+};
 
 struct fwd_auth_backoff *fwd_auth_backoff_new(size_t slots);
 void fwd_auth_backoff_free(struct fwd_auth_backoff *b);
-/* Seconds client must still wait before its credentials are checked (0 = none). */
-double fwd_auth_backoff_wait(struct fwd_auth_backoff *b, const struct sockaddr *client, double now);
 /*
- * Record a failure.  From the FWD_AUTH_FREE_FAILURES-th failure on, the
- * client is refused for 2^(failures - FWD_AUTH_FREE_FAILURES) seconds (at
- * most FWD_AUTH_MAX_DELAY).  Returns that delay (0 below the threshold);
- * *failures (if not NULL) gets the count.
+ * Before checking credentials of user from client.  GO charges the attempt
+ * as a failure at once (from the FWD_AUTH_FREE_FAILURES-th on the client is
+ * refused for 2^(failures - FWD_AUTH_FREE_FAILURES) s, at most
+ * FWD_AUTH_MAX_DELAY) and counts it in flight for the client and the user,
+ * so concurrent guesses see it before any hash is checked.  WAIT and BUSY
+ * charge nothing; *wait gets the seconds to wait (1 for BUSY).
  */
-double fwd_auth_backoff_fail(struct fwd_auth_backoff *b, const struct sockaddr *client, double now,
-    unsigned *failures);
-/* A success clears the client's record. */
-void fwd_auth_backoff_ok(struct fwd_auth_backoff *b, const struct sockaddr *client);
+enum fwd_auth_gate fwd_auth_backoff_begin(struct fwd_auth_backoff *b, const struct sockaddr *client,
+    const char *user, double now, double *wait);
+/*
+ * The check begun by a GO ended: ok refunds the charge (a success clears
+ * the client's record); a failure stays charged.  Returns the seconds the
+ * client is now refused (0 = none); *failures (if not NULL) gets its count.
+ */
+double fwd_auth_backoff_end(struct fwd_auth_backoff *b, const struct sockaddr *client, const char *user,
+    int ok, double now, unsigned *failures);
 
 /* ---- verification thread pool ---- */
 
@@ -131,12 +156,20 @@ struct fwd_auth_job {
 	/* set (any thread) when nobody waits for the answer any more: a queued
 	 * job is then not verified and done gets -1 at once */
 	_Atomic int cancelled;
+	struct fwd_auth_job *dups;  /* private (pool): jobs that joined this one */
 };
 
 /* Start nthreads threads.  NULL on failure. */
 struct fwd_auth_pool *fwd_auth_pool_new(int nthreads, size_t max_queue);
 /* Queue job: 0, or -1 when the queue is full (done is then not called). */
 int fwd_auth_pool_submit(struct fwd_auth_pool *p, struct fwd_auth_job *job);
+/*
+ * If a job with the same hash (the same pointer, not NULL) and pass is
+ * queued or being verified, attach job to it and return 1: job's done then
+ * gets that job's result (parallel requests with the same credentials cost
+ * one check and one charge).  0 = nothing to join (job untouched).
+ */
+int fwd_auth_pool_join(struct fwd_auth_pool *p, struct fwd_auth_job *job);
 /* Stop: the jobs being verified finish, the queued ones get done(job, -1);
  * then the threads are joined and everything freed.  NULL is fine. */
 void fwd_auth_pool_free(struct fwd_auth_pool *p);

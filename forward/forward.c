@@ -11,8 +11,9 @@
  *      as the address it reaches (core/addr.h), before any connection;
  *   4. Basic credentials, when the policy can use them (some rule has action
  *      "auth" or a users/groups matcher): the verified-credentials cache, else
- *      per-client backoff, else the verification pool (the request is
- *      deferred and resumes in auth_wake() on its worker);
+ *      the verification pool (the request is deferred and resumes in
+ *      auth_wake() on its worker) after the per-client backoff and the
+ *      bounds on checks in flight per client and user (forward/auth.h);
  *   5. the policy (before DNS), on the normalised URL (fwd_url_normalise:
  *      an invalid escape in the path is 400) and canonical host.  An "auth"
  *      rule is satisfied by a valid user: evaluation continues after it;
@@ -86,7 +87,7 @@ struct fwd_data {
 
 struct auth_req;
 
-enum cred { CRED_NONE, CRED_OK, CRED_BAD, CRED_BACKOFF, CRED_BUSY };
+enum cred { CRED_NONE, CRED_OK, CRED_BAD, CRED_BACKOFF, CRED_BUSY, CRED_THROTTLED };
 
 const struct fwd_policy *fwd_side_policy(const void *side_data)
 {
@@ -589,6 +590,12 @@ static void require_auth(struct gw_req *rq, struct fwd_data *d, const char *rule
 		gw_req_set_verdict(rq, "auth-busy", rule);
 		gw_req_respond(rq, 503, NULL, NULL, 0, "Sign-in is overloaded; please try again.");
 		return;
+	case CRED_THROTTLED:   /* not a 407: that would make a browser ask for the password again */
+		gw_req_resp_hdr_add(rq, "Retry-After", "1", 1);
+		gw_req_set_verdict(rq, "auth-throttled", rule);
+		gw_req_respond(rq, 429, NULL, NULL, 0, "Other sign-ins from your address or as this user are "
+		    "being checked; please try again in a second.");
+		return;
 	default:
 		break;
 	}
@@ -702,7 +709,8 @@ struct auth_req {
 	struct fwd_data *d;
 	struct gw_req *rq;
 	long ui;
-	int result;                 /* 1 ok, 0 bad, -1 cancelled */
+	int result;                 /* 1 ok, 0 bad, -1 cancelled, -2 backing off, -3 too many in flight */
+	int began;                  /* fwd_auth_backoff_begin said GO: _end is owed */
 	double wait, t0;
 	struct sockaddr_storage client;
 	char user[FWD_AUTH_USER_MAX + 1];
@@ -746,6 +754,9 @@ static void auth_wake(struct gw_req *rq, void *arg)
 		} else if (ar->result == 0) {
 			count(rq, FWD_C_AUTH_FAIL);
 			decide(rq, d, -1, CRED_BAD, ar->wait);
+		} else if (ar->result <= -2) {
+			count(rq, FWD_C_AUTH_BACKOFF);
+			decide(rq, d, -1, ar->result == -2 ? CRED_BACKOFF : CRED_THROTTLED, ar->wait);
 		} else {
 			decide(rq, d, -1, CRED_BUSY, 0);
 		}
@@ -762,13 +773,14 @@ static void auth_done(struct fwd_auth_job *job, int result)
 	const struct sockaddr *client = (const struct sockaddr *)&ar->client;
 
 	ar->result = ar->ui < 0 && result == 1 ? 0 : result;
-	if (ar->result == 1) {
+	if (ar->result == 1)
 		fwd_auth_cache_put(d->cache, ar->user, job->pass, gw_mono_now());
-		fwd_auth_backoff_ok(d->backoff, client);
-	} else if (ar->result == 0) {
+	if (ar->began) {   /* (a job that joined another one was not charged) */
 		char who[INET6_ADDRSTRLEN] = "?", user[FWD_AUTH_USER_MAX + 1];
 		unsigned n = 0;
-		ar->wait = fwd_auth_backoff_fail(d->backoff, client, gw_mono_now(), &n);
+		ar->wait = fwd_auth_backoff_end(d->backoff, client, ar->user, ar->result == 1, gw_mono_now(), &n);
+		if (ar->result != 0)
+			goto wake;
 		if (client->sa_family == AF_INET)
 			inet_ntop(AF_INET, &((const struct sockaddr_in *)client)->sin_addr, who, sizeof who);
 		else if (client->sa_family == AF_INET6)
@@ -782,6 +794,7 @@ static void auth_done(struct fwd_auth_job *job, int result)
 		gw_event_push("auth", "failed sign-in from %s as \"%s\" (%u in a row%s)", who, user, n,
 		    ar->wait > 0 ? ", backing off" : "");
 	}
+wake:
 	OPENSSL_cleanse(job->pass, sizeof job->pass);
 	gw_req_wake(ar->rq, auth_wake, ar);
 }
@@ -792,7 +805,8 @@ static int check_credentials(struct gw_req *rq, struct fwd_data *d, const struct
 {
 	char user[FWD_AUTH_USER_MAX + 1], pass[FWD_AUTH_PASS_MAX + 1];
 	const struct sockaddr *client = gw_req_client(rq);
-	double now = gw_mono_now(), wait;
+	double now = gw_mono_now();
+	enum fwd_auth_gate gate;
 	long ui;
 	struct auth_req *ar;
 
@@ -808,12 +822,6 @@ static int check_credentials(struct gw_req *rq, struct fwd_data *d, const struct
 		decide(rq, d, ui, CRED_OK, 0);
 		return 1;
 	}
-	if ((wait = fwd_auth_backoff_wait(d->backoff, client, now)) > 0) {
-		OPENSSL_cleanse(pass, sizeof pass);
-		count(rq, FWD_C_AUTH_BACKOFF);
-		decide(rq, d, -1, CRED_BACKOFF, wait);
-		return 1;
-	}
 	ar = calloc(1, sizeof *ar);
 	if (ar == NULL) {
 		OPENSSL_cleanse(pass, sizeof pass);
@@ -824,7 +832,9 @@ static int check_credentials(struct gw_req *rq, struct fwd_data *d, const struct
 	ar->rq = rq;
 	ar->ui = ui;
 	ar->t0 = now;
-	ar->job.hash = fwd_auth_db_hash(d->db, ui);   /* NULL for an unknown user: dummy work */
+	/* an unknown user is checked against a real entry's hash (same method
+	 * and cost, result ignored): timing does not tell who exists */
+	ar->job.hash = ui >= 0 ? fwd_auth_db_hash(d->db, ui) : fwd_auth_db_dummy(d->db);
 	ar->job.done = auth_done;
 	memcpy(ar->job.pass, pass, sizeof pass);
 	OPENSSL_cleanse(pass, sizeof pass);
@@ -835,9 +845,23 @@ static int check_credentials(struct gw_req *rq, struct fwd_data *d, const struct
 	/* defer first: the pool may finish (and wake) before submit returns */
 	gw_req_defer(rq);   /* auth_done -> gw_req_wake -> auth_wake */
 	gw_req_set_data(rq, ar);   /* for on_done(): cancel if the client leaves */
+	/* the same credentials being checked already (a browser's parallel
+	 * requests after a sign-in): share that answer, uncharged */
+	if (fwd_auth_pool_join(d->pool, &ar->job))
+		return 1;
+	/* counted before the check, bounded in flight per client and user */
+	gate = fwd_auth_backoff_begin(d->backoff, client, user, now, &ar->wait);
+	if (gate != FWD_AUTH_GO) {
+		OPENSSL_cleanse(ar->job.pass, sizeof ar->job.pass);
+		ar->result = gate == FWD_AUTH_WAIT ? -2 : -3;
+		gw_req_wake(rq, auth_wake, ar);
+		return 1;
+	}
+	ar->began = 1;
 	if (fwd_auth_pool_submit(d->pool, &ar->job) < 0) {
 		/* queue full: the deferred request still needs its wake */
 		OPENSSL_cleanse(ar->job.pass, sizeof ar->job.pass);
+		fwd_auth_backoff_end(d->backoff, client, ar->user, 0, now, NULL);
 		ar->result = -1;
 		gw_req_wake(rq, auth_wake, ar);
 	}

@@ -35,7 +35,7 @@ size_t fwd_rule_hits(const void *side_data, size_t rule_index);
 	X(AUTH_OK, "auth_ok")            /* passwords verified on the pool */ \
 	X(AUTH_CACHED, "auth_cached")    /* credentials found in the cache */ \
 	X(AUTH_FAIL, "auth_fail")        /* wrong user or password */ \
-	X(AUTH_BACKOFF, "auth_backoff")  /* credentials refused unchecked (backoff) */ \
+	X(AUTH_BACKOFF, "auth_backoff")  /* credentials refused unchecked (backoff, or too many checks in flight) */ \
 	X(AUTH_REQUIRED, "auth_required") /* 407 sent */ \
 	X(DLP_SCANNED, "dlp_scanned")    /* request bodies scanned */ \
 	X(DLP_HITS, "dlp_hits")          /* detector matches (query or body) */ \

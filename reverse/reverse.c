@@ -438,6 +438,7 @@ static void proxy_to(struct gw_req *rq, const struct rev_data *d, const struct r
 	const struct conf_addr *a = &cu->servers[r->server].addr;
 
 	gw_req_proxy(rq, a->host, strlen(a->host), a->port, r->path, r->path_len);
+	gw_req_upstream_keepalive(rq, (unsigned)cu->keepalive);
 	if (cu->tls)
 		gw_req_upstream_tls(rq, r->up);
 }

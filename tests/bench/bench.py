@@ -102,7 +102,9 @@ def gh_conf(tag, rev, fwd, access, cache=False):
     # Cache-Control-less answers (as nginx-cache.conf and varnish.vcl give)
     cache_conf = 'cache = { memory = "256M"; max_object = "1M"; };' if cache else ""
     route_cache = " cache = { ttl = 3600.0; };" if cache else ""
+    # max_connections_per_client = 0: the load generators are every client, from one address
     text = """global: { workers = 1; user = ""; state_dir = "%s"; max_connections = 100000;
+  max_connections_per_client = 0;
   log: { error = "%s/error.log"; level = "warn"; access = "%s"; };
 };
 forward: {

@@ -194,6 +194,16 @@ def recv_response(sock, timeout=5.0):
     return head + b"\r\n\r\n" + body
 
 
+def metrics(port):
+    """/metrics on a login-free metrics_listen port, as {"name{labels}": value}."""
+    out = {}
+    for line in curl("http://127.0.0.1:%d/metrics" % port)[1].decode().splitlines():
+        if line and not line.startswith("#"):
+            k, v = line.rsplit(" ", 1)
+            out[k] = float(v)
+    return out
+
+
 def rss_kb(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:

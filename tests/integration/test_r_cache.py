@@ -506,13 +506,7 @@ def test_swr_past_window_revalidates_in_foreground(gw, co):
     assert co.count("/swrw") == 2
 
 
-def metrics(port):
-    out = {}
-    for line in gh.curl("http://127.0.0.1:%d/metrics" % port)[1].decode().splitlines():
-        if line and not line.startswith("#"):
-            k, v = line.rsplit(" ", 1)
-            out[k] = float(v)
-    return out
+metrics = gh.metrics
 
 
 def start_with_metrics(co, ports, head="", workers=1):

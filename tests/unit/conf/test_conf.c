@@ -137,6 +137,7 @@ static void test_full(void)
 	}
 	CHECK(c->global.workers == 4 && strcmp(c->global.user, "nobody") == 0, "workers/user");
 	CHECK(c->global.max_connections == 5000, "max_connections");
+	CHECK(c->global.max_connections_per_client == 300, "max_connections_per_client");
 	CHECK(in_path(c->global.state_dir, "tests/config/good/state"), "state_dir");
 	CHECK(strcmp(c->global.via_name, "gw1") == 0, "via_name");
 	CHECK(in_path(c->global.log.error, "tests/config/good/logs/error.log"), "log.error");
@@ -145,7 +146,8 @@ static void test_full(void)
 	CHECK(c->global.timeouts.client_header == 5.0 && c->global.timeouts.client_body == 15.5 &&
 	    c->global.timeouts.client_idle == 20.0 && c->global.timeouts.upstream_connect == 2.0 &&
 	    c->global.timeouts.upstream_response == 45.0 && c->global.timeouts.upstream_idle == 30.0 &&
-	    c->global.timeouts.tunnel_idle == 600.0 && c->global.timeouts.shutdown_grace == 0.0, "timeouts");
+	    c->global.timeouts.tunnel_idle == 600.0 && c->global.timeouts.shutdown_grace == 0.0 &&
+	    c->global.timeouts.client_first_byte == 3.5, "timeouts");
 	CHECK(c->global.limits.max_header_bytes == 65536 && c->global.limits.max_headers == 50 &&
 	    c->global.limits.max_uri_bytes == 4096 && c->global.limits.max_body_bytes == 5000000000ull, "limits");
 	CHECK(c->global.dns.servers.n == 3 && strcmp(c->global.dns.servers.v[2], "[2620:fe::fe]:53") == 0, "dns");
@@ -156,6 +158,8 @@ static void test_full(void)
 	CHECK(f->present && f->nlisteners == 2, "fwd listeners");
 	CHECK(f->nlisteners == 2 && strcmp(f->listeners[0].addr.host, "") == 0 &&
 	    f->listeners[0].addr.ss.ss_family == AF_INET6 && f->listeners[1].addr.port == 3129, "fwd addr");
+	CHECK(f->nlisteners == 2 && f->listeners[0].max_connections_per_client == -1 &&
+	    f->listeners[1].max_connections_per_client == 4000, "fwd listener max_connections_per_client");
 	CHECK(f->allow_clients.n == 3 && f->allow_clients.v[2].prefix == 32, "allow_clients");
 	CHECK(f->deny_destinations.n == 1, "deny_destinations");
 	CHECK(f->nconnect_ports == 2 && f->connect_ports[1] == 8443, "connect_ports");
@@ -188,6 +192,8 @@ static void test_full(void)
 
 	r = &c->reverse;
 	CHECK(r->present && r->nlisteners == 2 && !r->listeners[0].tls && r->listeners[1].tls, "rev listeners");
+	CHECK(r->nlisteners == 2 && r->listeners[0].max_connections_per_client == -1 &&
+	    r->listeners[1].max_connections_per_client == 0, "rev listener max_connections_per_client");
 	CHECK(r->ncertificates == 2 && r->certificates[0].is_default &&
 	    in_path(r->certificates[0].ocsp, "tests/config/good/tls/example.ocsp") &&
 	    r->certificates[1].ocsp == NULL && !r->certificates[1].is_default, "certificates");
@@ -253,13 +259,14 @@ static void test_defaults(void)
 	if (c) {
 		const struct conf_global *g = &c->global;
 		CHECK(g->workers == 0 && strcmp(g->user, "gatehouse") == 0 && g->max_connections == 100000 &&
+		    g->max_connections_per_client == 1000 &&
 		    strcmp(g->state_dir, "/var/lib/gatehouse") == 0 && strcmp(g->via_name, "gatehouse") == 0, "global");
 		CHECK(strcmp(g->log.error, "stderr") == 0 && g->log.level == 1 &&
 		    strcmp(g->log.access, "/var/log/gatehouse/access.log") == 0 && g->log.access_json == 0, "log");
 		CHECK(g->timeouts.client_header == 10 && g->timeouts.client_body == 30 && g->timeouts.client_idle == 60 &&
 		    g->timeouts.upstream_connect == 5 && g->timeouts.upstream_response == 60 &&
 		    g->timeouts.upstream_idle == 60 && g->timeouts.tunnel_idle == 300 &&
-		    g->timeouts.shutdown_grace == 30, "timeouts");
+		    g->timeouts.shutdown_grace == 30 && g->timeouts.client_first_byte == 10, "timeouts");
 		CHECK(g->limits.max_header_bytes == 32768 && g->limits.max_headers == 100 &&
 		    g->limits.max_uri_bytes == 8192 && g->limits.max_body_bytes == 0, "limits");
 		CHECK(g->dns.servers.n == 0 && g->dns.cache_ttl_max == 300 && g->dns.timeout == 2.0 &&

@@ -69,7 +69,20 @@ static void test_db(void)
 	    strstr(err, "cannot open") != NULL, "missing file: %s", err);
 	db = fwd_auth_db_parse("", 0, NULL, 0, err, sizeof err);
 	CHECK(db != NULL && fwd_auth_db_nusers(db) == 0, "empty file");
+	CHECK(fwd_auth_db_dummy(db) == NULL, "no users, no dummy");
 	fwd_auth_db_free(db);
+	END_CASE();
+
+	BEGIN_CASE("db: unknown users are checked against the most common method and cost");
+	char *b5a = mkhash("x", "$2y$", 5), *b5b = mkhash("y", "$2y$", 5), *b6 = mkhash("z", "$2y$", 6);
+	snprintf(users, sizeof users, "a:%s\nb:%s\nc:%s\nd:%s\ne:%s\n", h1, b6, b5a, h3, b5b);
+	db = fwd_auth_db_parse(users, strlen(users), NULL, 0, err, sizeof err);
+	CHECK(db != NULL && fwd_auth_db_dummy(db) != NULL && strncmp(fwd_auth_db_dummy(db), "$2y$05$", 7) == 0,
+	    "bcrypt cost 5 (2 of 5 users): %s", db ? fwd_auth_db_dummy(db) : "-");
+	fwd_auth_db_free(db);
+	free(b5a);
+	free(b5b);
+	free(b6);
 	END_CASE();
 
 	BEGIN_CASE("verify: bcrypt, sha512, yescrypt, wrong, unknown");
@@ -149,40 +162,101 @@ static void test_cache(void)
 	END_CASE();
 }
 
+/* One whole check of user from c at t: begin, then end with ok; the end's
+ * delay (or -1 if not GO), its count in *n. */
+static double attempt(struct fwd_auth_backoff *b, const void *c, const char *user, double t, int ok,
+    unsigned *n)
+{
+	double w;
+
+	if (fwd_auth_backoff_begin(b, (const struct sockaddr *)c, user, t, &w) != FWD_AUTH_GO)
+		return -1;
+	return fwd_auth_backoff_end(b, (const struct sockaddr *)c, user, ok, t, n);
+}
+
+static struct sockaddr_in v4(unsigned host)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+
+	a.sin_addr.s_addr = htonl(0x0a000000u | host);   /* 10.x.y.z */
+	return a;
+}
+
 static void test_backoff(void)
 {
 	struct fwd_auth_backoff *b = fwd_auth_backoff_new(64);
-	struct sockaddr_in a = { .sin_family = AF_INET }, o = { .sin_family = AF_INET };
-	struct sockaddr_in6 v6 = { .sin6_family = AF_INET6 };
+	struct sockaddr_in a = v4(1), o = v4(2);
+	struct sockaddr_in6 v6 = { .sin6_family = AF_INET6 }, v6b = { .sin6_family = AF_INET6 };
 	unsigned n;
-	double d;
+	double d, w;
 
-	inet_pton(AF_INET, "10.0.0.1", &a.sin_addr);
-	inet_pton(AF_INET, "10.0.0.2", &o.sin_addr);
-	inet_pton(AF_INET6, "::a00:1", &v6.sin6_addr);
+	inet_pton(AF_INET6, "2001:db8::1", &v6.sin6_addr);
+	inet_pton(AF_INET6, "2001:db8::2", &v6b.sin6_addr);
 	BEGIN_CASE("backoff: free failures, doubling, cap, reset");
-	CHECK(fwd_auth_backoff_wait(b, (struct sockaddr *)&a, 0) == 0, "clean");
-	d = fwd_auth_backoff_fail(b, (struct sockaddr *)&a, 10, &n);
+	d = attempt(b, &a, "u", 10, 0, &n);
 	CHECK(d == 0 && n == 1, "1st free");
-	d = fwd_auth_backoff_fail(b, (struct sockaddr *)&a, 11, &n);
+	d = attempt(b, &a, "u", 11, 0, &n);
 	CHECK(d == 0 && n == 2, "2nd free");
-	d = fwd_auth_backoff_fail(b, (struct sockaddr *)&a, 12, &n);
+	d = attempt(b, &a, "u", 12, 0, &n);
 	CHECK(d == 1 && n == 3, "3rd: 1 s (%g)", d);
-	CHECK(fwd_auth_backoff_wait(b, (struct sockaddr *)&a, 12.5) == 0.5, "waits");
-	CHECK(fwd_auth_backoff_wait(b, (struct sockaddr *)&o, 12.5) == 0, "other client unaffected");
-	CHECK(fwd_auth_backoff_wait(b, (struct sockaddr *)&v6, 12.5) == 0, "v6 is another key");
-	CHECK(fwd_auth_backoff_wait(b, (struct sockaddr *)&a, 13) == 0, "over");
-	d = fwd_auth_backoff_fail(b, (struct sockaddr *)&a, 13, &n);
-	CHECK(d == 2, "4th: 2 s");
-	for (int i = 0; i < 20; i++)
-		d = fwd_auth_backoff_fail(b, (struct sockaddr *)&a, 14, &n);
+	CHECK(fwd_auth_backoff_begin(b, (struct sockaddr *)&a, "u", 12.5, &w) == FWD_AUTH_WAIT && w == 0.5,
+	    "waits");
+	CHECK(attempt(b, &o, "u", 12.5, 0, &n) == 0 && n == 1, "other client unaffected");
+	d = attempt(b, &a, "u", 13, 0, &n);
+	CHECK(d == 2 && n == 4, "4th: 2 s");
+	for (double t = 15; t < 1000; t += 61)
+		d = attempt(b, &a, "u", t, 0, &n);
 	CHECK(d == FWD_AUTH_MAX_DELAY, "capped: %g", d);
-	fwd_auth_backoff_ok(b, (struct sockaddr *)&a);
-	CHECK(fwd_auth_backoff_wait(b, (struct sockaddr *)&a, 15) == 0, "success clears");
-	fwd_auth_backoff_fail(b, (struct sockaddr *)&o, 100, &n);
-	fwd_auth_backoff_fail(b, (struct sockaddr *)&o, 101, &n);
-	fwd_auth_backoff_fail(b, (struct sockaddr *)&o, 101 + FWD_AUTH_FORGET_AFTER + 1, &n);
+	CHECK(attempt(b, &a, "u", 2000, 1, &n) == 0 && n == 0, "success refunds and clears");
+	CHECK(attempt(b, &a, "u", 2001, 0, &n) == 0 && n == 1, "counting again from 1");
+	attempt(b, &o, "u", 3000, 0, &n);
+	attempt(b, &o, "u", 3001, 0, &n);
+	attempt(b, &o, "u", 3001 + FWD_AUTH_FORGET_AFTER + 1, 0, &n);
 	CHECK(n == 1, "quiet period resets the count: %u", n);
+	/* IPv6 clients are keyed by their /64 */
+	attempt(b, &v6, "u", 4000, 0, &n);
+	attempt(b, &v6b, "u", 4000, 0, &n);
+	CHECK(n == 2, "same /64 counts together: %u", n);
+	fwd_auth_backoff_free(b);
+	END_CASE();
+
+	BEGIN_CASE("backoff: charged before the check, bounded in flight per client and user");
+	b = fwd_auth_backoff_new(64);
+	struct sockaddr_in c1 = v4(11), c2 = v4(12), c3 = v4(13);
+	CHECK(fwd_auth_backoff_begin(b, (struct sockaddr *)&c1, "x", 1, &w) == FWD_AUTH_GO, "1st");
+	CHECK(fwd_auth_backoff_begin(b, (struct sockaddr *)&c1, "y", 1, &w) == FWD_AUTH_GO, "2nd");
+	CHECK(fwd_auth_backoff_begin(b, (struct sockaddr *)&c1, "z", 1, &w) == FWD_AUTH_BUSY, "3rd in flight");
+	fwd_auth_backoff_end(b, (struct sockaddr *)&c1, "x", 0, 1, &n);
+	CHECK(n == 2, "both charged at begin: %u", n);
+	CHECK(fwd_auth_backoff_begin(b, (struct sockaddr *)&c1, "x", 1, &w) == FWD_AUTH_GO, "3rd");
+	CHECK(fwd_auth_backoff_begin(b, (struct sockaddr *)&c1, "w", 1, &w) == FWD_AUTH_WAIT && w == 1,
+	    "the 3rd charge started the backoff before any end");
+	fwd_auth_backoff_end(b, (struct sockaddr *)&c1, "y", 1, 1, &n);
+	fwd_auth_backoff_end(b, (struct sockaddr *)&c1, "x", 0, 1, &n);
+	CHECK(fwd_auth_backoff_begin(b, (struct sockaddr *)&c2, "root", 2, &w) == FWD_AUTH_GO &&
+	    fwd_auth_backoff_begin(b, (struct sockaddr *)&c3, "root", 2, &w) == FWD_AUTH_GO, "two as root");
+	CHECK(fwd_auth_backoff_begin(b, (struct sockaddr *)&o, "root", 2, &w) == FWD_AUTH_BUSY,
+	    "a third as root from elsewhere waits");
+	fwd_auth_backoff_end(b, (struct sockaddr *)&c2, "root", 0, 2, NULL);
+	CHECK(fwd_auth_backoff_begin(b, (struct sockaddr *)&o, "root", 2, &w) == FWD_AUTH_GO, "then it may");
+	fwd_auth_backoff_free(b);
+	END_CASE();
+
+	BEGIN_CASE("backoff: other addresses cannot flush a record");
+	b = fwd_auth_backoff_new(16);
+	struct sockaddr_in victim = v4(99);
+	for (int i = 0; i < 3; i++)
+		attempt(b, &victim, "v", 10, 0, &n);
+	int busy = 0;
+	for (unsigned i = 0; i < 2000; i++) {
+		struct sockaddr_in x = v4(1000 + i);
+		for (int k = 0; k < 3; k++)   /* each makes its own record live */
+			busy += attempt(b, &x, "v", 10.5, 0, &n) < 0;
+	}
+	CHECK(fwd_auth_backoff_begin(b, (struct sockaddr *)&victim, "v", 10.6, &w) == FWD_AUTH_WAIT,
+	    "the victim is still backing off");
+	CHECK(busy > 0, "a full table refuses new addresses (%d)", busy);
+	CHECK(attempt(b, &victim, "v", 12, 1, &n) == 0, "its own backoff over: checked");
 	fwd_auth_backoff_free(b);
 	END_CASE();
 }
@@ -243,6 +317,31 @@ static void test_pool(void)
 	if (r3 < 0)
 		free(j3);
 	fwd_auth_pool_free(p);
+	END_CASE();
+
+	BEGIN_CASE("pool: identical checks join the one in flight");
+	char *slow = mkhash("pw", "$2y$", 10);
+	memset(&rec, 0, sizeof rec);
+	pthread_mutex_init(&rec.mu, NULL);
+	p = fwd_auth_pool_new(1, 100);
+	struct fwd_auth_job *js[4];
+	int joined = 0;
+	for (int i = 0; i < 4; i++) {
+		js[i] = calloc(1, sizeof *js[i]);
+		js[i]->hash = i < 3 ? slow : h;
+		snprintf(js[i]->pass, sizeof js[i]->pass, "%s", i == 2 ? "other" : "pw");
+		js[i]->done = on_done;
+	}
+	CHECK(fwd_auth_pool_submit(p, js[0]) == 0, "first queued");
+	joined += fwd_auth_pool_join(p, js[1]);
+	CHECK(joined == 1, "same hash and password: joined");
+	CHECK(fwd_auth_pool_join(p, js[2]) == 0 && fwd_auth_pool_submit(p, js[2]) == 0, "other password: own check");
+	CHECK(fwd_auth_pool_join(p, js[3]) == 0 && fwd_auth_pool_submit(p, js[3]) == 0, "other hash: own check");
+	for (int i = 0; i < 500 && rec.ok + rec.bad + rec.cancelled < 4; i++)
+		usleep(10000);
+	CHECK(rec.ok == 3 && rec.bad == 1, "every waiter got its answer: ok %d bad %d", rec.ok, rec.bad);
+	fwd_auth_pool_free(p);
+	free(slow);
 	free(h);
 	END_CASE();
 }
