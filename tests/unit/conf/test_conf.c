@@ -100,6 +100,8 @@ static void test_shipped(void)
 		    "forward listener");
 		CHECK(c->forward.allow_clients.n == 2, "allow_clients");
 		CHECK(c->forward.nconnect_ports == 1 && c->forward.connect_ports[0] == 443, "connect_ports");
+		CHECK(c->forward.websocket_ports == NULL && c->forward.nwebsocket_ports == 0,
+		    "websocket_ports absent: connect_ports and 80 (forward/policy.c)");
 		CHECK(c->forward.policy_present && c->forward.npolicy >= 1 &&
 		    c->forward.policy[c->forward.npolicy - 1].action == CONF_ACT_ALLOW, "policy ends in allow");
 		CHECK(!c->forward.auth.present && !c->forward.dlp.present && !c->forward.pac.present, "optional off");
@@ -163,6 +165,8 @@ static void test_full(void)
 	CHECK(f->allow_clients.n == 3 && f->allow_clients.v[2].prefix == 32, "allow_clients");
 	CHECK(f->deny_destinations.n == 1, "deny_destinations");
 	CHECK(f->nconnect_ports == 2 && f->connect_ports[1] == 8443, "connect_ports");
+	CHECK(f->websocket_ports != NULL && f->nwebsocket_ports == 3 && f->websocket_ports[2] == 8080,
+	    "websocket_ports");
 	CHECK(f->anonymize == 1 && strcmp(f->block_contact, "Call the helpdesk on 1234") == 0, "anonymize");
 	CHECK(f->auth.present && strcmp(f->auth.realm, "Corp Proxy") == 0 &&
 	    strcmp(f->auth.users_file, "/etc/gatehouse/users") == 0 &&
