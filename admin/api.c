@@ -21,6 +21,7 @@
 #include "admin/admin.h"
 #include "admin/adm_int.h"
 #include "conf/conf.h"
+#include "core/addr.h"
 #include "core/clock.h"
 #include "core/control.h"
 #include "core/log.h"
@@ -728,6 +729,16 @@ static int parse_client(const char *text, struct sockaddr_storage *ss)
 	return -1;
 }
 
+/* Put port into an address from parse_client(); returns 1. */
+static int set_port(struct sockaddr_storage *ss, uint16_t port)
+{
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)ss)->sin_port = htons(port);
+	else
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+	return 1;
+}
+
 /* Split "scheme://host[:port]/..." or "host:port"; host lower-cased. */
 static const char *parse_target(const char *url, int *connect, char *host, size_t hlen, uint16_t *port)
 {
@@ -764,6 +775,19 @@ static const char *parse_target(const char *url, int *connect, char *host, size_
 	for (size_t i = 0; i < (size_t)(he - hs); i++)
 		host[i] = (char)(hs[i] >= 'A' && hs[i] <= 'Z' ? hs[i] + 32 : hs[i]);
 	host[he - hs] = '\0';
+	{
+		/* as the proxy reads it (core/addr.h): "0177.0.0.1" is refused,
+		 * "[::ffff:10.1.2.3]" is 10.1.2.3 */
+		struct gw_addr a;
+		int is_ip;
+		const char *aerr = gw_addr_parse_host(host, (size_t)(he - hs), &a, &is_ip);
+		if (aerr != NULL)
+			return aerr;
+		if (is_ip) {
+			gw_addr_canon(&a);
+			gw_addr_format(&a, host, hlen);
+		}
+	}
 	if (*p == ':') {
 		char *end;
 		pt = strtoul(p + 1, &end, 10);
@@ -788,6 +812,9 @@ static json_t *api_policy_test(struct adm_req *r, const char *console_client, un
 	const struct fwd_policy *p = current_policy(s);
 	json_t *in = r->body != NULL ? json_loadb(r->body, r->len, 0, NULL) : NULL;
 	const char *url = NULL, *client = NULL, *user = NULL, *tstr = NULL, *method = NULL, *err;
+	const char *drule;
+	const char *nurl = NULL;   /* url normalised (fwd_url_normalise), in nurl_store */
+	char *nurl_store = NULL;
 	json_t *groups_j = NULL, *out;
 	const char *groups[32];
 	char gstore[2048];
@@ -857,6 +884,18 @@ static json_t *api_policy_test(struct adm_req *r, const char *console_client, un
 		ngroups = user_groups(s->conf->forward.auth.groups_file, user, gstore, sizeof gstore, groups, 32);
 		groups_from_file = 1;
 	}
+	if (!connect) {
+		/* the URL rules see what forward's decide() gives them */
+		size_t ulen = strlen(url), cap = 3 * ulen + FWD_URL_NORM_EXTRA, n;
+		nurl = nurl_store = malloc(cap);
+		err = nurl != NULL ? fwd_url_normalise(url, ulen, nurl_store, cap, &n) : "out of memory";
+		if (err != NULL) {
+			out = json_pack("{s:s}", "error", err);
+			free(nurl_store);
+			json_decref(in);
+			return out;
+		}
+	}
 	*status = MHD_HTTP_OK;
 	strftime(tbuf, sizeof tbuf, "%a %Y-%m-%d %H:%M:%S", &tm);
 	/* the same order of checks as forward/forward.c on_request */
@@ -866,6 +905,12 @@ static json_t *api_policy_test(struct adm_req *r, const char *console_client, un
 	else if (connect && !fwd_connect_port_allowed(p, port)) {
 		snprintf(because, sizeof because, "CONNECT to port %u is not allowed (forward.connect_ports).", port);
 		out = verdict("deny", 403, "connect_ports", "connect_ports", because);
+	} else if (parse_client(host, &dst) == 0 && set_port(&dst, port) &&
+	    (drule = fwd_dest_refused(adm_fwd_side(s), (const struct sockaddr *)&dst, because,
+	    sizeof because)) != NULL) {
+		/* an IP literal is checked before the policy, as forward.c does
+		 * (host is canonical here: parse_target); names after DNS */
+		out = verdict("deny", 403, drule, drule, because);
 	} else {
 		memset(&fr, 0, sizeof fr);
 		fr.client = (const struct sockaddr *)&ss;
@@ -876,7 +921,7 @@ static json_t *api_policy_test(struct adm_req *r, const char *console_client, un
 		fr.method = connect ? "CONNECT" : method != NULL && *method ? method : "GET";
 		fr.host = host;
 		fr.port = port;
-		fr.url = connect ? NULL : url;
+		fr.url = connect ? NULL : nurl;
 		fr.local_time = &tm;
 		fr.md = S.md;
 		/* as forward.c decide(): an "auth" rule is satisfied by a signed-in
@@ -898,14 +943,8 @@ static json_t *api_policy_test(struct adm_req *r, const char *console_client, un
 			out = verdict("auth", 407, "policy", why.rule_name, because);
 		else if (rule == NULL || why.action != CONF_ACT_ALLOW)
 			out = verdict("deny", 403, "policy", why.rule_name, because);
-		else {
-			/* an IP literal can be checked against deny_destinations now; names after DNS */
-			if (parse_client(host, &dst) == 0 && fwd_dest_denied(p, (const struct sockaddr *)&dst))
-				out = verdict("deny", 403, "deny_destinations", "deny_destinations",
-				    "The destination address is in forward.deny_destinations.");
-			else
-				out = verdict("allow", 200, "policy", why.rule_name, because);
-		}
+		else
+			out = verdict("allow", 200, "policy", why.rule_name, because);
 		json_object_set_new(out, "match", json_pack("{s:s?,s:s?,s:s?,s:s?,s:s?}", "list", why.list,
 		    "list_entry", why.list_entry, "domain", why.domain, "url", why.url, "hours", why.hours));
 		if (why.rule_index != SIZE_MAX)
@@ -921,6 +960,7 @@ static json_t *api_policy_test(struct adm_req *r, const char *console_client, un
 	json_object_set_new(json_object_get(out, "input"), "groups_from", json_string(groups_from_file ?
 	    "forward.auth.groups_file" : "request"));
 	json_object_set_new(out, "generation", json_integer((json_int_t)s->generation));
+	free(nurl_store);
 	json_decref(in);
 	return out;
 }

@@ -1294,7 +1294,8 @@ static void read_listeners(struct ctx *x, config_setting_t *g, const char *path,
 /* ---- forward ---- */
 
 static const char *const k_forward[] = { "listeners", "allow_clients", "deny_destinations",
-    "connect_ports", "anonymize", "block_contact", "auth", "lists", "policy", "dlp", "pac", NULL };
+    "connect_ports", "anonymize", "block_contact", "auth", "lists", "policy", "dlp", "pac",
+    "websocket_ports", NULL };
 static const char *const k_auth[] = { "realm", "users_file", "groups_file", "cache_ttl", NULL };
 static const char *const k_list[] = { "name", "file", NULL };
 static const char *const k_rule[] = { "name", "action", "clients", "users", "groups", "domains",
@@ -1605,6 +1606,7 @@ static void read_forward(struct ctx *x, config_setting_t *root)
 	get_cidrs(x, f, "forward", "allow_clients", &fw->allow_clients);
 	get_cidrs(x, f, "forward", "deny_destinations", &fw->deny_destinations);
 	get_ports(x, f, "forward", "connect_ports", &fw->connect_ports, &fw->nconnect_ports);
+	get_ports(x, f, "forward", "websocket_ports", &fw->websocket_ports, &fw->nwebsocket_ports);
 	get_bool(x, f, "forward", "anonymize", &fw->anonymize);
 	get_text(x, f, "forward", "block_contact", 1, &fw->block_contact);
 	read_auth(x, f);

@@ -21,6 +21,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "core/addr.h"
+
 /* ---- error list ---- */
 
 struct conf_errors {
@@ -190,6 +192,10 @@ struct conf_forward {
 	struct conf_cidrs deny_destinations;   /* key absent: 127/8, ::1, 169.254/16, fe80::/10 */
 	uint16_t *connect_ports;               /* key absent: 443 */
 	size_t nconnect_ports;
+	uint16_t *websocket_ports;             /* WebSocket upgrades (a tunnel after 101) only to
+	                                        * these ports; key absent: NULL = connect_ports
+	                                        * and 80; [] = no WebSocket */
+	size_t nwebsocket_ports;
 	int anonymize;
 	char *block_contact;       /* operator contact line on block pages; "" = none */
 	struct conf_fwd_auth auth;
@@ -372,8 +378,12 @@ void conf_free(struct conf *c);
  */
 const char *conf_parse_addr(const char *text, int allow_name, struct conf_addr *out, void *arena);
 const char *conf_parse_cidr(const char *text, struct conf_cidr *out);
-/* 1 if the address (AF_INET/AF_INET6 sockaddr; v4-mapped v6 counts as v4) is in the set. */
+/* 1 if the address (AF_INET/AF_INET6 sockaddr) is in the set.  The address
+ * is canonicalised first (core/addr.h: IPv4-mapped, -translated and
+ * -compatible IPv6 count as IPv4). */
 int conf_cidr_match(const struct conf_cidrs *set, const struct sockaddr *sa);
+/* The same for an address already canonical (gw_addr_canon). */
+int conf_cidr_match_addr(const struct conf_cidrs *set, const struct gw_addr *a);
 const char *conf_parse_size(const char *text, uint64_t *out);   /* "64k", "256M", "1G", "123" */
 
 /* Arena allocation used by conf and by the sides for per-snapshot data. */

@@ -192,6 +192,9 @@ const char *conf_parse_addr(const char *text, int allow_name, struct conf_addr *
 	int bracket = 0;
 	struct sockaddr_in *s4 = (struct sockaddr_in *)&out->ss;
 	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&out->ss;
+	struct gw_addr ga;
+	const char *aerr;
+	int is_ip;
 
 	memset(out, 0, sizeof(*out));
 	if (!text || !*text)
@@ -247,10 +250,10 @@ const char *conf_parse_addr(const char *text, int allow_name, struct conf_addr *
 		s6->sin6_family = AF_INET6;
 		s6->sin6_port = htons((uint16_t)port);
 		out->sslen = sizeof(*s6);
-	} else if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons((uint16_t)port);
-		out->sslen = sizeof(*s4);
+	} else if ((aerr = gw_addr_parse_host(host, hostlen, &ga, &is_ip)) != NULL) {
+		return aerr;   /* "0177.0.0.1" would be a name to evdns, read as 177.0.0.1 */
+	} else if (is_ip) {
+		out->sslen = gw_addr_to_sa(&ga, (uint16_t)port, &out->ss);
 	} else if (strcasecmp(host, "localhost") == 0) {
 		s4->sin_family = AF_INET;
 		s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -290,14 +293,15 @@ const char *conf_parse_cidr(const char *text, struct conf_cidr *out)
 		return "not an IP address or CIDR (e.g. \"10.0.0.0/8\")";
 	memcpy(addr, text, alen);
 	addr[alen] = '\0';
-	if (inet_pton(AF_INET, addr, out->addr) == 1) {
-		out->family = AF_INET;
-		maxp = 32;
-	} else if (inet_pton(AF_INET6, addr, out->addr) == 1) {
-		out->family = AF_INET6;
-		maxp = 128;
-	} else {
-		return "not an IP address or CIDR (e.g. \"10.0.0.0/8\")";
+	{
+		struct gw_addr ga;
+		int is_ip;
+		/* strict (core/addr.h): "010.0.0.0/8" is not 10.0.0.0/8 to everyone */
+		if (gw_addr_parse_host(addr, alen, &ga, &is_ip) != NULL || !is_ip)
+			return "not an IP address or CIDR (e.g. \"10.0.0.0/8\")";
+		out->family = ga.family;
+		memcpy(out->addr, ga.a, sizeof(out->addr));
+		maxp = ga.family == AF_INET ? 32 : 128;
 	}
 	if (slash) {
 		const char *p = slash + 1;
@@ -346,46 +350,25 @@ const char *conf_parse_cidr(const char *text, struct conf_cidr *out)
 	return NULL;
 }
 
-static int prefix_eq(const uint8_t *a, const uint8_t *b, unsigned prefix)
+int conf_cidr_match_addr(const struct conf_cidrs *set, const struct gw_addr *a)
 {
-	unsigned full = prefix / 8, rest = prefix % 8;
+	size_t i;
 
-	if (memcmp(a, b, full) != 0)
+	if (!set || !a)
 		return 0;
-	if (rest) {
-		uint8_t mask = (uint8_t)(0xffu << (8 - rest));
-		if ((a[full] & mask) != (b[full] & mask))
-			return 0;
-	}
-	return 1;
+	for (i = 0; i < set->n; i++)
+		if (gw_addr_in_prefix(a, set->v[i].family, set->v[i].addr, set->v[i].prefix))
+			return 1;
+	return 0;
 }
 
 int conf_cidr_match(const struct conf_cidrs *set, const struct sockaddr *sa)
 {
-	const uint8_t *a;
-	int fam;
-	size_t i;
+	struct gw_addr a;
 
-	if (!set || !sa)
+	if (!set || gw_addr_from_sa(sa, &a) < 0)
 		return 0;
-	if (sa->sa_family == AF_INET) {
-		a = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
-		fam = AF_INET;
-	} else if (sa->sa_family == AF_INET6) {
-		const struct in6_addr *in6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-		a = in6->s6_addr;
-		fam = AF_INET6;
-		if (IN6_IS_ADDR_V4MAPPED(in6)) {
-			a += 12;
-			fam = AF_INET;
-		}
-	} else {
-		return 0;
-	}
-	for (i = 0; i < set->n; i++)
-		if (set->v[i].family == fam && prefix_eq(a, set->v[i].addr, set->v[i].prefix))
-			return 1;
-	return 0;
+	return conf_cidr_match_addr(set, &a);
 }
 
 /* ---- sizes ---- */

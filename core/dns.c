@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "conf/conf.h"
+#include "core/addr.h"
 #include "core/clock.h"
 #include "core/log.h"
 
@@ -150,10 +151,13 @@ static void fill_result(struct gw_dns_result *r, int err, struct evutil_addrinfo
 	for (int pass = 0; pass < 2; pass++)
 		for (struct evutil_addrinfo *p = ai; p != NULL && r->naddrs < GW_DNS_MAX_ADDRS; p = p->ai_next) {
 			int fam = pass == 0 ? AF_INET : AF_INET6;
-			if (p->ai_family != fam || p->ai_addrlen > sizeof r->addrs[0])
+			struct gw_addr a;
+			if (p->ai_family != fam || gw_addr_from_sa(p->ai_addr, &a) < 0)
 				continue;
-			memcpy(&r->addrs[r->naddrs], p->ai_addr, p->ai_addrlen);
-			r->lens[r->naddrs++] = (socklen_t)p->ai_addrlen;
+			/* canonical: an AAAA answer ::ffff:127.0.0.1 is 127.0.0.1 to
+			 * every check after us and to connect() */
+			r->lens[r->naddrs] = gw_addr_to_sa(&a, 0, &r->addrs[r->naddrs]);
+			r->naddrs++;
 		}
 	if (r->naddrs == 0)
 		r->error = "no addresses";
@@ -182,27 +186,28 @@ static void on_answer(int err, struct evutil_addrinfo *ai, void *arg)
 	free(q);
 }
 
+/* A literal is answered at once, in canonical form (core/addr.h: a mapped
+ * ::ffff:a.b.c.d is a.b.c.d).  Returns 1 for an address, 0 for a name, -1
+ * (res->error set) for an ambiguous or malformed literal: "0177.0.0.1" must
+ * never reach evdns, whose evutil_inet_pton() would read it as 177.0.0.1. */
 static int numeric(const char *host, uint16_t port, struct gw_dns_result *res)
 {
-	struct sockaddr_in *s4 = (struct sockaddr_in *)&res->addrs[0];
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&res->addrs[0];
+	struct gw_addr a;
+	int is_ip;
+	const char *err;
 
 	memset(res, 0, sizeof *res);
-	if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons(port);
-		res->lens[0] = sizeof *s4;
-		res->naddrs = 1;
-		return 1;
+	err = gw_addr_parse_host(host, strlen(host), &a, &is_ip);
+	if (err != NULL) {
+		res->error = err;
+		return -1;
 	}
-	if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons(port);
-		res->lens[0] = sizeof *s6;
-		res->naddrs = 1;
-		return 1;
-	}
-	return 0;
+	if (!is_ip)
+		return 0;
+	gw_addr_canon(&a);
+	res->lens[0] = gw_addr_to_sa(&a, port, &res->addrs[0]);
+	res->naddrs = 1;
+	return 1;
 }
 
 int gw_dns_resolve(struct gw_dns *d, const char *host, uint16_t port,
@@ -210,10 +215,11 @@ int gw_dns_resolve(struct gw_dns *d, const char *host, uint16_t port,
 {
 	struct evutil_addrinfo hints;
 	struct gw_dns_query *q;
+	int r;
 
 	*qp = NULL;
-	if (numeric(host, port, res))
-		return 1;
+	if ((r = numeric(host, port, res)) != 0)
+		return r;
 	if (strlen(host) >= sizeof q->host) {
 		memset(res, 0, sizeof *res);
 		res->error = "name too long";

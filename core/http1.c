@@ -20,6 +20,8 @@
  */
 #include "core/http1.h"
 
+#include "core/addr.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <string.h>
@@ -197,6 +199,12 @@ static const char *authority(const char *s, size_t len, uint16_t default_port,
 			return "empty host";
 		if (hl > 255)
 			return "host too long";
+		/* "0177.0.0.1", "127.1", "2130706433", "0x7f.1": one host, several
+		 * addresses depending on who parses it; refused (core/addr.h) */
+		int is_ip;
+		const char *aerr = gw_addr_parse_host(hs, hl, NULL, &is_ip);
+		if (aerr != NULL)
+			return aerr;
 	}
 	if (i == len) {
 		*port = default_port;

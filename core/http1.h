@@ -54,8 +54,9 @@
  *   - Expect flags are never set for HTTP/1.0 requests (RFC 9110 10.1.1); an
  *     empty Expect counts as "other".  Max-Forwards: 1..10 digits fitting in
  *     32 bits, else ignored; a second Max-Forwards field clears the flag.
- *   - numeric hosts such as "2130706433" or "0x7f.1" are syntactically
- *     valid reg-names: never hand a host to inet_aton()-style parsers.
+ *   - numeric hosts that are not exactly a.b.c.d in decimal without leading
+ *     zeros ("2130706433", "0x7f.1", "127.1", "0177.0.0.1") are refused with
+ *     400 and core/addr's reason: parsers disagree on the address they mean.
  */
 #ifndef GW_HTTP1_H
 #define GW_HTTP1_H
@@ -206,8 +207,10 @@ ssize_t gw_http1_parse_response(const char *buf, size_t len,
  * empty host, bad port (0 or > 65535 or non-digits), invalid host characters.
  * Host characters allowed: ALPHA DIGIT "-" "." "_" (no pct-encoding or
  * sub-delims), at most 255; IPv6 literals must pass inet_pton (no zone id, no
- * IPvFuture).  The port is 1-5 digits (leading zeros allowed); "host:" with
- * an empty port is rejected.
+ * IPvFuture); a host whose last label is numeric must be a strict IPv4
+ * address (gw_addr_parse_host), and empty labels ("a..b") are refused.
+ * The port is 1-5 digits (leading zeros allowed); "host:" with an empty port
+ * is rejected.
  * On success returns NULL and sets *host, *host_len (brackets removed) and
  * *port (default_port when absent).  On failure returns a static reason.
  */

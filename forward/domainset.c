@@ -39,6 +39,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/addr.h"
+
 #define DS_MAGIC 0x64736574u   /* "dset" */
 #define DS_MAX_NAME 253
 #define DS_POOL_MAX 0x7ffffff0u  /* offsets are 31 bits */
@@ -137,26 +139,20 @@ static int valid_domain(const char *s, size_t len)
 
 /*
  * If s[0..len) is an IPv4 or IPv6 address (v6 optionally in brackets), write
- * its canonical text (inet_ntop) into out (size >= INET6_ADDRSTRLEN) and
- * return its length; otherwise return 0.  Input case must already be lower.
+ * its canonical text into out (size >= INET6_ADDRSTRLEN) and return its
+ * length; otherwise return 0.  Canonical as core/addr makes it, as the
+ * policy does for the request's host: "::ffff:10.1.2.3" is "10.1.2.3", and
+ * an ambiguous "010.1.2.3" is no address (the entry is skipped).
  */
 static size_t canonical_ip(const char *s, size_t len, char *out)
 {
-	char tmp[INET6_ADDRSTRLEN + 2];
-	unsigned char bin[16];
-	if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
-		s++;
-		len -= 2;
-	}
-	if (len == 0 || len >= sizeof(tmp))
+	struct gw_addr a;
+	int is_ip;
+
+	if (gw_addr_parse_host(s, len, &a, &is_ip) != NULL || !is_ip)
 		return 0;
-	memcpy(tmp, s, len);
-	tmp[len] = '\0';
-	int fam = memchr(s, ':', len) ? AF_INET6 : AF_INET;
-	if (inet_pton(fam, tmp, bin) != 1)
-		return 0;
-	if (!inet_ntop(fam, bin, out, INET6_ADDRSTRLEN))
-		return 0;
+	gw_addr_canon(&a);
+	gw_addr_format(&a, out, INET6_ADDRSTRLEN);
 	return strlen(out);
 }
 

@@ -5,14 +5,19 @@
  *   1. forward.allow_clients (403 block page);
  *   2. origin-form requests to the proxy itself: /proxy.pac and /wpad.dat
  *      (forward.pac), anything else 400;
- *   3. CONNECT port limits, https:// without CONNECT (501);
+ *   3. CONNECT port limits, https:// without CONNECT (501), WebSocket
+ *      upgrades outside forward.websocket_ports (403: a tunnel after 101);
+ *   3a. an IP-literal target: deny_destinations and our own listeners, judged
+ *      as the address it reaches (core/addr.h), before any connection;
  *   4. Basic credentials, when the policy can use them (some rule has action
  *      "auth" or a users/groups matcher): the verified-credentials cache, else
  *      the verification pool (the request is deferred and resumes in
  *      auth_wake() on its worker) after the per-client backoff and the
  *      bounds on checks in flight per client and user (forward/auth.h);
- *   5. the policy (before DNS).  An "auth" rule is satisfied by a valid user:
- *      evaluation continues after it; without one the answer is 407;
+ *   5. the policy (before DNS), on the normalised URL (fwd_url_normalise:
+ *      an invalid escape in the path is 400) and canonical host.  An "auth"
+ *      rule is satisfied by a valid user: evaluation continues after it;
+ *      without one the answer is 407;
  *   6. DLP on plain-HTTP requests: the query string at once, the body via
  *      gw_req_read_body() up to dlp.max_scan_bytes, decided in on_body();
  *   7. header hygiene (credentials, anonymize) and gw_req_proxy(); every
@@ -41,6 +46,7 @@
 #include <openssl/crypto.h>
 
 #include "conf/conf.h"
+#include "core/addr.h"
 #include "core/clock.h"
 #include "core/control.h"
 #include "core/counters.h"
@@ -357,16 +363,13 @@ static void site_of(const char *h, size_t n, const char **s, size_t *sn)
 	*sn = n - keep;
 }
 
+/* An IP literal (core/addr.h), or something an address parser would read as
+ * one: compared exactly, never by its "site". */
 static int is_ip_literal(const char *h, size_t n)
 {
-	int digits = 1;
+	int ip;
 
-	if (memchr(h, ':', n) != NULL)
-		return 1;
-	for (size_t i = 0; i < n; i++)
-		if (!((h[i] >= '0' && h[i] <= '9') || h[i] == '.'))
-			digits = 0;
-	return digits;
+	return gw_addr_parse_host(h, n, NULL, &ip) != NULL || ip;
 }
 
 /* 1 if the Referer value points at the same site as the request host. */
@@ -633,8 +636,18 @@ static void decide(struct gw_req *rq, struct fwd_data *d, long ui, enum cred cre
 	fr.host = host_lc(rq, h);
 	fr.port = h->port;
 	if (h->method != GW_M_CONNECT) {
-		fr.url = gw_req_strndup(rq, h->target, h->target_len);
-		fr.url_len = h->target_len;
+		/* rules see the normalised URL: "HTTP://H/%2e%2e/x.exe" is
+		 * "http://h/x.exe" to them, as to the origin */
+		size_t cap = 3 * h->target_len + FWD_URL_NORM_EXTRA, n;
+		char *u = gw_req_alloc(rq, cap);
+		const char *uerr = fwd_url_normalise(h->target, h->target_len, u, cap, &n);
+		if (uerr != NULL) {
+			gw_req_set_verdict(rq, "local", NULL);
+			gw_req_respond(rq, 400, NULL, NULL, 0, uerr);
+			return;
+		}
+		fr.url = u;
+		fr.url_len = n;
 	}
 	fr.local_time = &tm;
 	fr.md = thread_md();
@@ -855,6 +868,43 @@ static int check_credentials(struct gw_req *rq, struct fwd_data *d, const struct
 	return 1;
 }
 
+/* The core tunnels an HTTP/1.1 "Upgrade: websocket" with "Connection:
+ * upgrade" once the origin answers 101 (core/conn.c upgrade_allowed). */
+static int wants_websocket(const struct gw_http_head *h)
+{
+	const struct gw_hdr *u;
+
+	if (!(h->flags & GW_HF_UPGRADE) || !(h->flags & GW_HF_CONN_UPGRADE))
+		return 0;
+	u = gw_http1_find(h, "upgrade");
+	return u != NULL && gw_http1_list_has(u->value, u->value_len, "websocket");
+}
+
+static const char *dest_refused(struct fwd_data *d, const struct sockaddr *sa, char *why, size_t cap);
+
+/* An IP-literal target is checked against deny_destinations and our own
+ * listeners at once, before credentials, policy and any upstream
+ * connection (pooled or not); names are checked in on_resolved().  Returns
+ * 1 when the request was refused. */
+static int literal_refused(struct gw_req *rq, struct fwd_data *d)
+{
+	const struct gw_http_head *h = gw_req_head(rq);
+	struct sockaddr_storage ss;
+	struct gw_addr a;
+	char why[INET6_ADDRSTRLEN + 40];
+	const char *rule;
+	int is_ip;
+
+	if (h->host == NULL || gw_addr_parse_host(h->host, h->host_len, &a, &is_ip) != NULL || !is_ip)
+		return 0;   /* a name (the parser refused ambiguous literals) */
+	gw_addr_canon(&a);
+	gw_addr_to_sa(&a, h->port, &ss);
+	if ((rule = dest_refused(d, (const struct sockaddr *)&ss, why, sizeof why)) == NULL)
+		return 0;
+	block(rq, d, rule, why);
+	return 1;
+}
+
 static void on_request(struct gw_req *rq, void *side)
 {
 	struct fwd_data *d = side;
@@ -880,7 +930,16 @@ static void on_request(struct gw_req *rq, void *side)
 		gw_req_set_verdict(rq, "local", NULL);
 		gw_req_respond(rq, 501, NULL, NULL, 0, "https:// URLs must be requested with CONNECT.");
 		return;
+	} else if (wants_websocket(h) && !fwd_websocket_port_allowed(d->policy, h->port)) {
+		/* after its 101 a WebSocket is a raw tunnel, as CONNECT is */
+		char because[120];
+		snprintf(because, sizeof because, "WebSocket to port %u is not allowed "
+		    "(forward.websocket_ports)", h->port);
+		block(rq, d, "websocket_ports", because);
+		return;
 	}
+	if (literal_refused(rq, d))
+		return;
 	if (d->auth_used && d->pool != NULL) {
 		const struct gw_hdr *pa = gw_http1_find(h, "proxy-authorization");
 		if (pa != NULL && check_credentials(rq, d, pa))
@@ -889,14 +948,21 @@ static void on_request(struct gw_req *rq, void *side)
 	decide(rq, d, -1, CRED_NONE, 0);
 }
 
-/* Is sa one of our own listening addresses (forward, reverse or console)? */
+/* Is sa one of our own listening addresses (forward, reverse or console)?
+ * Both sides are canonical (core/addr.h); a destination 0.0.0.0 or :: is the
+ * loopback address it reaches, and a listener on 0.0.0.0 or [::] (or "*")
+ * takes every local address. */
 static int is_own_listener(const struct conf *cf, const struct sockaddr *sa)
 {
 	uint16_t port = sa->sa_family == AF_INET ? ntohs(((const struct sockaddr_in *)sa)->sin_port)
 	    : ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
 	const struct conf_addr *addrs[64];
+	struct gw_addr dst, la;
 	size_t n = 0;
 
+	if (gw_addr_from_sa(sa, &dst) < 0)
+		return 0;
+	gw_addr_reached(&dst);
 	for (size_t i = 0; i < cf->forward.nlisteners && n < 60; i++)
 		addrs[n++] = &cf->forward.listeners[i].addr;
 	for (size_t i = 0; i < cf->reverse.nlisteners && n < 62; i++)
@@ -906,47 +972,62 @@ static int is_own_listener(const struct conf *cf, const struct sockaddr *sa)
 	if (cf->admin.metrics_enabled)
 		addrs[n++] = &cf->admin.metrics_listen;
 	for (size_t i = 0; i < n; i++) {
-		const struct sockaddr *la = (const struct sockaddr *)&addrs[i]->ss;
 		if (addrs[i]->port != port)
 			continue;
 		if (addrs[i]->host[0] == '\0')
 			return 1;  /* wildcard: every local address */
-		if (la->sa_family == AF_INET && sa->sa_family == AF_INET &&
-		    memcmp(&((const struct sockaddr_in *)la)->sin_addr,
-		    &((const struct sockaddr_in *)sa)->sin_addr, 4) == 0)
-			return 1;
-		if (la->sa_family == AF_INET6 && sa->sa_family == AF_INET6 &&
-		    memcmp(&((const struct sockaddr_in6 *)la)->sin6_addr,
-		    &((const struct sockaddr_in6 *)sa)->sin6_addr, 16) == 0)
+		if (gw_addr_from_sa((const struct sockaddr *)&addrs[i]->ss, &la) < 0)
+			continue;
+		if (gw_addr_is_unspecified(&la))
+			return 1;  /* 0.0.0.0 or [::]: every local address too */
+		if (la.family == dst.family && memcmp(la.a, dst.a, sizeof la.a) == 0)
 			return 1;
 	}
 	return 0;
 }
 
+/* The destination checks for one address (after DNS, and before it for an
+ * IP literal): returns the rule that refuses sa ("deny_destinations" or
+ * "own_listener") with the reason in why, or NULL. */
+static const char *dest_refused(struct fwd_data *d, const struct sockaddr *sa, char *why, size_t cap)
+{
+	char a[INET6_ADDRSTRLEN] = "?";
+	struct gw_addr ga;
+
+	if (gw_addr_from_sa(sa, &ga) == 0)
+		gw_addr_format(&ga, a, sizeof a);
+	if (fwd_dest_denied(d->policy, sa)) {
+		snprintf(why, cap, "resolves to %s", a);
+		return "deny_destinations";
+	}
+	if (is_own_listener(d->cf, sa)) {
+		snprintf(why, cap, "resolves to our own listener %s", a);
+		return "own_listener";
+	}
+	return NULL;
+}
+
+const char *fwd_dest_refused(const void *side_data, const struct sockaddr *sa, char *why, size_t cap)
+{
+	const struct fwd_data *d = side_data;
+
+	if (d == NULL || d->magic != FWD_MAGIC || sa == NULL)
+		return NULL;
+	return dest_refused((struct fwd_data *)d, sa, why, cap);
+}
+
 static int on_resolved(struct gw_req *rq, const struct sockaddr *sa, void *side)
 {
 	struct fwd_data *d = side;
-	char a[INET6_ADDRSTRLEN] = "?", why[INET6_ADDRSTRLEN + 40];
+	char why[INET6_ADDRSTRLEN + 40];
+	const char *rule = dest_refused(d, sa, why, sizeof why);
 
-	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, a, sizeof a);
-	else if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, a, sizeof a);
-	if (fwd_dest_denied(d->policy, sa)) {
-		gw_req_set_verdict(rq, "deny", "deny_destinations");
-		count(rq, FWD_C_BLOCKS);
-		snprintf(why, sizeof why, "resolves to %s", a);
-		block_event(rq, "deny_destinations", req_url(rq, gw_req_head(rq)), why);
-		return 403;
-	}
-	if (is_own_listener(d->cf, sa)) {
-		gw_req_set_verdict(rq, "deny", "own_listener");
-		count(rq, FWD_C_BLOCKS);
-		snprintf(why, sizeof why, "resolves to our own listener %s", a);
-		block_event(rq, "own_listener", req_url(rq, gw_req_head(rq)), why);
-		return 403;
-	}
-	return 0;
+	if (rule == NULL)
+		return 0;
+	gw_req_set_verdict(rq, "deny", rule);
+	count(rq, FWD_C_BLOCKS);
+	block_event(rq, rule, req_url(rq, gw_req_head(rq)), why);
+	return 403;
 }
 
 static const struct gw_proto fwd_proto = {

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "core/snapshot.h"
 
@@ -47,6 +48,16 @@ enum fwd_counter {
 #undef X
 	FWD_C_COUNT
 };
+
+/*
+ * The destination checks the proxy applies to an IP-literal target before
+ * anything else and to every resolved address (forward.deny_destinations
+ * and our own listeners and console, judged as the address sa reaches, see
+ * core/addr.h).  sa is AF_INET/AF_INET6 with the target port.  Returns the
+ * rule that refuses it ("deny_destinations" or "own_listener", static) with
+ * a reason in why, or NULL.  For the console's tester; any thread.
+ */
+const char *fwd_dest_refused(const void *side_data, const struct sockaddr *sa, char *why, size_t cap);
 
 uint64_t fwd_side_counter(const void *side_data, enum fwd_counter c);
 const char *fwd_counter_name(enum fwd_counter c);

@@ -21,8 +21,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <pcre2.h>
+
+#include "core/addr.h"
+#include "core/http1.h"
 
 #include "forward/domainset.h"
 
@@ -143,6 +147,8 @@ struct fwd_policy {
 	struct conf_cidrs allow_clients;
 	uint16_t *connect_ports;
 	size_t nconnect_ports;
+	uint16_t *websocket_ports;
+	size_t nwebsocket_ports;
 	int has_urls;
 };
 
@@ -155,39 +161,34 @@ static char lower(char c)
 
 /*
  * Normalise a host (or domain pattern body) into out (size HOST_MAX + 1):
- * lower-case, without one trailing dot, IP literals (v6 with or without
- * brackets) in inet_ntop form.  Returns the length, or 0 if empty/too long.
+ * lower-case, without one trailing dot; IP literals (v6 with or without
+ * brackets) canonical (core/addr.h: "::ffff:10.1.2.3" is "10.1.2.3") in
+ * inet_ntop form.  Returns the length, or 0 if empty/too long, or 0 with
+ * *err set for a literal core/addr refuses ("10.1.2.03", "127.1", "[1::x]").
  * *is_ip is set for IP literals.
  */
-static size_t norm_host(const char *h, size_t len, char *out, int *is_ip)
+static size_t norm_host(const char *h, size_t len, char *out, int *is_ip, const char **err)
 {
+	struct gw_addr a;
+
 	*is_ip = 0;
-	if (len > 0 && h[len - 1] == '.')
-		len--;
-	if (len >= 2 && h[0] == '[' && h[len - 1] == ']') {
-		h++;
-		len -= 2;
+	*err = NULL;
+	if (len == 0 || len > HOST_MAX + 2)
+		return 0;
+	if ((*err = gw_addr_parse_host(h, len, &a, is_ip)) != NULL)
+		return 0;
+	if (*is_ip) {
+		gw_addr_canon(&a);
+		gw_addr_format(&a, out, HOST_MAX + 1);
+		return strlen(out);
 	}
+	if (h[len - 1] == '.')
+		len--;
 	if (len == 0 || len > HOST_MAX)
 		return 0;
 	for (size_t i = 0; i < len; i++)
 		out[i] = lower(h[i]);
 	out[len] = '\0';
-	unsigned char bin[16];
-	int fam = memchr(out, ':', len) ? AF_INET6 : AF_INET;
-	if (inet_pton(fam, out, bin) == 1) {
-		char tmp[INET6_ADDRSTRLEN];
-		if (fam == AF_INET) {
-			/* inet_pton takes only the 4-decimal form without leading
-			 * zeros: the text is inet_ntop's already (and that costs a
-			 * sprintf per request) */
-			*is_ip = 1;
-		} else if (inet_ntop(fam, bin, tmp, sizeof(tmp))) {
-			len = strlen(tmp);
-			memcpy(out, tmp, len + 1);
-			*is_ip = 1;
-		}
-	}
 	return len;
 }
 
@@ -224,7 +225,10 @@ static const char *parse_domain(struct arena *a, const char *text, struct dom_pa
 		out->kind = DOM_APEX_SUB;
 		s += 1;
 	}
-	size_t len = norm_host(s, strlen(s), buf, &is_ip);
+	const char *aerr;
+	size_t len = norm_host(s, strlen(s), buf, &is_ip, &aerr);
+	if (aerr != NULL)
+		return aerr;
 	if (len == 0)
 		return "empty or over-long domain pattern";
 	if (is_ip) {
@@ -245,6 +249,176 @@ static int dom_match(const struct dom_pat *d, const char *h, size_t hlen)
 	if (hlen > d->len && d->kind != DOM_EXACT)
 		return h[hlen - d->len - 1] == '.' && memcmp(h + hlen - d->len, d->name, d->len) == 0;
 	return 0;
+}
+
+/* ---- URL normalisation ---- */
+
+static int unreserved(unsigned char c)
+{
+	return isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+static int hexval(unsigned char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ?
+	    (c | 0x20) - 'a' + 10 : -1;
+}
+
+/* Copy s[0..n) to o with escapes normalised: %XX of an unreserved character
+ * decoded, any other %XX kept with upper-case hex.  A '%' not followed by
+ * two hex digits: -1, or with lenient "%25" (at most 3 * n bytes written).
+ * Returns the length written. */
+static long copy_escapes(const char *s, size_t n, char *o, int lenient)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] != '%') {
+			o[k++] = s[i];
+			continue;
+		}
+		int hi = i + 2 < n ? hexval((unsigned char)s[i + 1]) : -1;
+		int lo = i + 2 < n ? hexval((unsigned char)s[i + 2]) : -1;
+		if (hi < 0 || lo < 0) {
+			if (!lenient)
+				return -1;
+			memcpy(o + k, "%25", 3);
+			k += 3;
+			continue;
+		}
+		unsigned char c = (unsigned char)(hi * 16 + lo);
+		if (unreserved(c)) {
+			o[k++] = (char)c;
+		} else {
+			o[k++] = '%';
+			o[k++] = "0123456789ABCDEF"[hi];
+			o[k++] = "0123456789ABCDEF"[lo];
+		}
+		i += 2;
+	}
+	return (long)k;
+}
+
+/* Is seg[0..n) "." or ".." (also "..;x", which Tomcat and others read as
+ * ".."): returns 1 or 2, else 0. */
+static int dot_segment(const char *seg, size_t n)
+{
+	const char *semi = memchr(seg, ';', n);
+
+	if (semi != NULL)
+		n = (size_t)(semi - seg);
+	if (n == 1 && seg[0] == '.')
+		return 1;
+	if (n == 2 && seg[0] == '.' && seg[1] == '.')
+		return 2;
+	return 0;
+}
+
+/* Resolve dot-segments of the absolute path p[0..n) (escapes already
+ * normalised) into o, and merge empty segments ("//" -> "/"): RFC 3986
+ * 5.2.4 plus what servers such as nginx (merge_slashes) do.  Returns the
+ * length (at least 1, "/"). */
+static size_t resolve_path(const char *p, size_t n, char *o)
+{
+	size_t k = 0, i = 0;
+	int trailing = 1;
+
+	while (i < n) {
+		if (p[i] == '/') {
+			i++;
+			continue;
+		}
+		size_t st = i;
+		while (i < n && p[i] != '/')
+			i++;
+		int d = dot_segment(p + st, i - st);
+		if (d == 2) {
+			while (k > 0 && o[k - 1] != '/')
+				k--;
+			if (k > 0)
+				k--;   /* the slash before it */
+		}
+		if (d != 0) {
+			trailing = 1;
+			continue;
+		}
+		o[k++] = '/';
+		memcpy(o + k, p + st, i - st);
+		k += i - st;
+		trailing = i < n;   /* "/a/" keeps its slash */
+	}
+	if (trailing || k == 0)
+		o[k++] = '/';
+	return k;
+}
+
+const char *fwd_url_normalise(const char *url, size_t len, char *out, size_t cap, size_t *outlen)
+{
+	const char *host, *err;
+	size_t hlen, k, as, ae, ps;
+	uint16_t port, defport;
+	char hbuf[HOST_MAX + 1];
+	int is_ip;
+	long m;
+
+	*outlen = 0;
+	if (url == NULL || cap < 3 * len + FWD_URL_NORM_EXTRA)
+		return "URL too long to normalise";
+	for (k = 0; k < len && (isalnum((unsigned char)url[k]) || url[k] == '+' || url[k] == '-' ||
+	    url[k] == '.'); k++)
+		;
+	if (k == 0 || len - k < 3 || memcmp(url + k, "://", 3) != 0)
+		return "not an absolute URL";
+	if (k == 4 && strncasecmp(url, "http", 4) == 0)
+		defport = 80;
+	else if (k == 5 && strncasecmp(url, "https", 5) == 0)
+		defport = 443;
+	else
+		return "only http:// and https:// URLs";
+	as = k + 3;
+	for (ae = as; ae < len && url[ae] != '/' && url[ae] != '?'; ae++)
+		;
+	if ((err = gw_http1_parse_authority(url + as, ae - as, defport, &host, &hlen, &port)) != NULL)
+		return err;
+	/* the authority parser took the brackets off an IPv6 literal */
+	hlen = norm_host(host, hlen, hbuf, &is_ip, &err);
+	if (err != NULL)
+		return err;
+	if (hlen == 0)
+		return "empty or over-long host";
+	for (size_t i = 0; i < k; i++)
+		out[i] = lower(url[i]);
+	memcpy(out + k, "://", 3);
+	k += 3;
+	int v6 = is_ip && memchr(hbuf, ':', hlen) != NULL;
+	if (v6)
+		out[k++] = '[';
+	memcpy(out + k, hbuf, hlen);
+	k += hlen;
+	if (v6)
+		out[k++] = ']';
+	if (port != defport)
+		k += (size_t)snprintf(out + k, 8, ":%u", (unsigned)port);
+	/* path: escapes first (so "%2e%2e" is ".."), then dot-segments; the
+	 * escape-normalised copy goes to the end of out (it is never longer
+	 * than the raw path), the resolved path from out + k */
+	for (ps = ae; ps < len && url[ps] != '?'; ps++)
+		;
+	{
+		char *tmp = out + cap - (ps - ae);
+		if ((m = copy_escapes(url + ae, ps - ae, tmp, 0)) < 0)
+			return "invalid percent-escape in the URL path";
+		k += resolve_path(tmp, (size_t)m, out + k);
+	}
+	if (ps < len) {
+		out[k++] = '?';
+		/* a bare '%' in a query is common (browsers send "?q=100%" as
+		 * typed) and routes nothing: kept, as "%25" */
+		k += (size_t)copy_escapes(url + ps + 1, len - ps - 1, out + k, 1);
+	}
+	out[k] = '\0';
+	*outlen = k;
+	return NULL;
 }
 
 /* ---- hours ---- */
@@ -587,6 +761,21 @@ struct fwd_policy *fwd_policy_compile(const struct conf *cf, struct conf_errors 
 		    fw->nconnect_ports * sizeof(*p->connect_ports));
 		p->nconnect_ports = fw->nconnect_ports;
 	}
+	/* websocket_ports absent: where CONNECT may go, and 80 (ws:// itself) */
+	{
+		size_t n = fw->websocket_ports != NULL ? fw->nwebsocket_ports : fw->nconnect_ports + 1;
+		p->websocket_ports = arena_alloc(a, (n ? n : 1) * sizeof(*p->websocket_ports));
+		if (fw->websocket_ports != NULL) {
+			if (n)
+				memcpy(p->websocket_ports, fw->websocket_ports, n * sizeof(*p->websocket_ports));
+		} else {
+			if (fw->nconnect_ports)
+				memcpy(p->websocket_ports, fw->connect_ports,
+				    fw->nconnect_ports * sizeof(*p->websocket_ports));
+			p->websocket_ports[n - 1] = 80;
+		}
+		p->nwebsocket_ports = n;
+	}
 
 	if (nerr) {
 		fwd_policy_free(p);
@@ -635,7 +824,9 @@ static int rule_matches(const struct fwd_rule *r, const struct fwd_request *rq, 
 		size_t i;
 		if (!rq->method)
 			return 0;
-		for (i = 0; i < r->nmethods && strcmp(r->methods[i], rq->method) != 0; i++)
+		/* case-insensitive on purpose: "post" is another method to RFC 9110,
+		 * but many servers treat it as POST; it must not slip past a rule */
+		for (i = 0; i < r->nmethods && strcasecmp(r->methods[i], rq->method) != 0; i++)
 			;
 		if (i == r->nmethods)
 			return 0;
@@ -729,8 +920,16 @@ const struct fwd_rule *fwd_policy_eval_from(const struct fwd_policy *p,
 		return NULL;
 	/* An over-long or empty host matches no domains/lists pattern; such a
 	 * host cannot be resolved either, and the HTTP layer rejects it. */
-	if (rq->host)
-		hostlen = norm_host(rq->host, strlen(rq->host), host, &is_ip);
+	if (rq->host) {
+		const char *aerr;
+		hostlen = norm_host(rq->host, strlen(rq->host), host, &is_ip, &aerr);
+		if (aerr != NULL) {
+			/* an address parsers disagree on matches no rule, not even a
+			 * catch-all allow (the HTTP parser refuses it before us) */
+			why->rule_name = "invalid host address";
+			return NULL;
+		}
+	}
 
 	for (size_t i = first; i < p->nrules; i++) {
 		const struct fwd_rule *r = &p->rules[i];
@@ -852,7 +1051,25 @@ const char *fwd_policy_list_name(const struct fwd_policy *p, size_t i)
 
 int fwd_dest_denied(const struct fwd_policy *p, const struct sockaddr *sa)
 {
-	return p && sa && p->deny_destinations.n && conf_cidr_match(&p->deny_destinations, sa);
+	struct gw_addr a, v4;
+
+	if (!p || !sa || !p->deny_destinations.n || gw_addr_from_sa(sa, &a) < 0)
+		return 0;
+	/* as written ("0.0.0.0/8" may be listed) and as the address connect()
+	 * reaches: 0.0.0.0 and :: are this host */
+	if (conf_cidr_match_addr(&p->deny_destinations, &a))
+		return 1;
+	gw_addr_reached(&a);
+	if (conf_cidr_match_addr(&p->deny_destinations, &a))
+		return 1;
+	/* NAT64 / 6to4: denied when the IPv4 address inside is */
+	if (gw_addr_embedded_v4(&a, &v4)) {
+		if (conf_cidr_match_addr(&p->deny_destinations, &v4))
+			return 1;
+		gw_addr_reached(&v4);
+		return conf_cidr_match_addr(&p->deny_destinations, &v4);
+	}
+	return 0;
 }
 
 int fwd_client_allowed(const struct fwd_policy *p, const struct sockaddr *sa)
@@ -860,14 +1077,22 @@ int fwd_client_allowed(const struct fwd_policy *p, const struct sockaddr *sa)
 	return p && sa && p->allow_clients.n && conf_cidr_match(&p->allow_clients, sa);
 }
 
-int fwd_connect_port_allowed(const struct fwd_policy *p, uint16_t port)
+static int port_in(const uint16_t *v, size_t n, uint16_t port)
 {
-	if (!p)
-		return 0;
-	for (size_t i = 0; i < p->nconnect_ports; i++)
-		if (p->connect_ports[i] == port)
+	for (size_t i = 0; i < n; i++)
+		if (v[i] == port)
 			return 1;
 	return 0;
+}
+
+int fwd_connect_port_allowed(const struct fwd_policy *p, uint16_t port)
+{
+	return p && port_in(p->connect_ports, p->nconnect_ports, port);
+}
+
+int fwd_websocket_port_allowed(const struct fwd_policy *p, uint16_t port)
+{
+	return p && port_in(p->websocket_ports, p->nwebsocket_ports, port);
 }
 
 struct fwd_matchdata *fwd_matchdata_new(void)

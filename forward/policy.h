@@ -24,9 +24,12 @@
  *            a trailing dot on the host is ignored;
  *   lists    names of forward.lists entries (fwd_domainset semantics: an
  *            entry matches the domain and its subdomains);
- *   urls     PCRE2 regexes (JIT-compiled) searched in the full request URL;
+ *   urls     PCRE2 regexes (JIT-compiled) searched in the normalised request
+ *            URL (fwd_url_normalise; callers pass that, not the raw target);
  *            a rule with urls never matches CONNECT (there is no URL);
- *   methods  request methods; compiled upper-case, compared exactly;
+ *   methods  request methods; compiled upper-case, compared case-insensitively
+ *            ("post" is an extension method to RFC 9110, but servers that
+ *            read it as POST must not let it slip past a rule on POST);
  *   ports    destination port;
  *   hours    "[DAYS] [HH:MM-HH:MM]", several strings allowed (any may match).
  *            DAYS: comma-separated days or day ranges (Mon..Sun, full names
@@ -77,7 +80,8 @@ struct fwd_request {
 	                                  * case-insensitive anyway); may end with '.';
 	                                  * IPv6 literal with or without brackets */
 	uint16_t port;
-	const char *url;                 /* full absolute URL for HTTP; NULL for CONNECT */
+	const char *url;                 /* absolute URL for HTTP, normalised by
+	                                  * fwd_url_normalise(); NULL for CONNECT */
 	size_t url_len;                  /* 0: strlen(url) */
 	const struct sockaddr *resolved; /* resolved destination, NULL before DNS; no rule
 	                                  * matcher uses it today (see fwd_dest_denied) */
@@ -149,12 +153,38 @@ const struct fwd_domainset *fwd_policy_list(const struct fwd_policy *p, const ch
 size_t fwd_policy_nlists(const struct fwd_policy *p);
 const char *fwd_policy_list_name(const struct fwd_policy *p, size_t i);
 
-/* 1 if sa (a resolved destination) is in forward.deny_destinations. Pure. */
+/* 1 if sa (a resolved destination) is in forward.deny_destinations, judged
+ * as the address it reaches (core/addr.h): canonical (::ffff:a.b.c.d is
+ * a.b.c.d), unspecified as loopback (0.0.0.0/8 as 127.0.0.1, :: as ::1),
+ * and NAT64/6to4 addresses also by the IPv4 address they carry. Pure. */
 int fwd_dest_denied(const struct fwd_policy *p, const struct sockaddr *sa);
 /* 1 if sa (a client) is in forward.allow_clients (an empty list allows nobody). Pure. */
 int fwd_client_allowed(const struct fwd_policy *p, const struct sockaddr *sa);
 /* 1 if port is in forward.connect_ports. Pure. */
 int fwd_connect_port_allowed(const struct fwd_policy *p, uint16_t port);
+/* 1 if a WebSocket upgrade (which becomes a raw tunnel after the 101) may go
+ * to port: forward.websocket_ports, or when absent connect_ports and 80. Pure. */
+int fwd_websocket_port_allowed(const struct fwd_policy *p, uint16_t port);
+
+/*
+ * The URL `urls` rules are matched against (fwd_request.url), from the raw
+ * absolute-form target url[0..len): scheme and host lower-case, the host
+ * canonical (core/addr.h; IPv6 in brackets), the port only when not the
+ * scheme's default, an empty path "/"; in path and query every %XX of an
+ * unreserved character (ALPHA DIGIT - . _ ~) decoded and every other %XX
+ * kept with upper-case hex (so %2F stays "%2F": a rule on a path segment
+ * must allow for it, e.g. "/a(/|%2F)b"); then dot-segments resolved (RFC
+ * 3986 5.2.4, also ".%2e" and "..;x" as Tomcat reads it) and empty segments
+ * merged ("//" -> "/").  The query keeps its dots and slashes, and a '%'
+ * in it without two hex digits becomes "%25" (browsers send "?q=100%").
+ * out must hold 3 * len + FWD_URL_NORM_EXTRA bytes; the result is
+ * NUL-terminated, its length in *outlen.  Returns NULL, or a static reason
+ * (a '%' without two hex digits in the path: servers such as IIS read
+ * "%u0061" as "a"; a bad or ambiguous host; not http(s)://): forward
+ * answers 400 and the console's tester reports it.  Pure.
+ */
+#define FWD_URL_NORM_EXTRA 64
+const char *fwd_url_normalise(const char *url, size_t len, char *out, size_t cap, size_t *outlen);
 
 /* Per-thread PCRE2 match block for fwd_request.md; NULL on OOM. */
 struct fwd_matchdata *fwd_matchdata_new(void);

@@ -2,8 +2,10 @@
  * fuzz_authority: gw_http1_parse_authority and gw_http1_list_has on arbitrary
  * bytes.  Invariants: no crash; on success the host is non-empty, inside the
  * input, free of '@', '/', whitespace and CTLs, and the port is the default or
- * 1..65535; on failure a reason is given.
+ * 1..65535, and core/addr takes the host (never an ambiguous IPv4 literal);
+ * on failure a reason is given.
  */
+#include "core/addr.h"
 #include "core/http1.h"
 #include "fuzz.h"
 
@@ -26,6 +28,8 @@ static void run(const char *s, size_t len, uint16_t defport)
 		FZ_ASSERT(c > 0x20 && c < 0x7f && c != '/' && c != '@' && c != '[' && c != ']');
 	}
 	FZ_ASSERT(port != 0 || defport == 0);
+	int is_ip;
+	FZ_ASSERT(gw_addr_parse_host(host, hl, NULL, &is_ip) == NULL);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

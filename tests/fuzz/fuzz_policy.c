@@ -75,6 +75,22 @@ static int parse_sa(const char *txt, struct sockaddr_storage *ss)
 
 static struct fwd_matchdata *md;
 
+/* fwd_url_normalise stays inside its buffer, and is idempotent: what the
+ * rules see normalises to itself. */
+static void check_normalise(const char *url)
+{
+	static char a[3 * 4096 + FWD_URL_NORM_EXTRA], b[sizeof a * 3 + FWD_URL_NORM_EXTRA];
+	size_t len = strlen(url), na, nb;
+
+	if (len > 4096)
+		return;
+	if (fwd_url_normalise(url, len, a, 3 * len + FWD_URL_NORM_EXTRA, &na) != NULL)
+		return;
+	FZ_ASSERT(na < 3 * len + FWD_URL_NORM_EXTRA && a[na] == '\0' && strlen(a) == na);
+	FZ_ASSERT(fwd_url_normalise(a, na, b, 3 * na + FWD_URL_NORM_EXTRA, &nb) == NULL);
+	FZ_ASSERT(nb == na && memcmp(a, b, na) == 0);
+}
+
 static void check_eval(const struct fwd_policy *p, const struct fwd_request *rq)
 {
 	struct fwd_match why, why2;
@@ -258,8 +274,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				check_eval(p, &rq);
 			else if (strcmp(line, "qhost") == 0)
 				rq.host = arg;
-			else if (strcmp(line, "qurl") == 0)
+			else if (strcmp(line, "qurl") == 0) {
 				rq.url = *arg ? arg : NULL;
+				check_normalise(arg);
+			}
 			else if (strcmp(line, "qmethod") == 0)
 				rq.method = arg;
 			else if (strcmp(line, "quser") == 0)

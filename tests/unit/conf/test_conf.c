@@ -100,6 +100,8 @@ static void test_shipped(void)
 		    "forward listener");
 		CHECK(c->forward.allow_clients.n == 2, "allow_clients");
 		CHECK(c->forward.nconnect_ports == 1 && c->forward.connect_ports[0] == 443, "connect_ports");
+		CHECK(c->forward.websocket_ports == NULL && c->forward.nwebsocket_ports == 0,
+		    "websocket_ports absent: connect_ports and 80 (forward/policy.c)");
 		CHECK(c->forward.policy_present && c->forward.npolicy >= 1 &&
 		    c->forward.policy[c->forward.npolicy - 1].action == CONF_ACT_ALLOW, "policy ends in allow");
 		CHECK(!c->forward.auth.present && !c->forward.dlp.present && !c->forward.pac.present, "optional off");
@@ -163,6 +165,8 @@ static void test_full(void)
 	CHECK(f->allow_clients.n == 3 && f->allow_clients.v[2].prefix == 32, "allow_clients");
 	CHECK(f->deny_destinations.n == 1, "deny_destinations");
 	CHECK(f->nconnect_ports == 2 && f->connect_ports[1] == 8443, "connect_ports");
+	CHECK(f->websocket_ports != NULL && f->nwebsocket_ports == 3 && f->websocket_ports[2] == 8080,
+	    "websocket_ports");
 	CHECK(f->anonymize == 1 && strcmp(f->block_contact, "Call the helpdesk on 1234") == 0, "anonymize");
 	CHECK(f->auth.present && strcmp(f->auth.realm, "Corp Proxy") == 0 &&
 	    strcmp(f->auth.users_file, "/etc/gatehouse/users") == 0 &&
@@ -422,6 +426,8 @@ static void test_cidr(void)
 		{ "10.0.0.0/", "missing prefix length after '/'", 0, 0 },
 		{ "10.0.0.0/x", "prefix length is not a number", 0, 0 },
 		{ "10.0.0/8", "not an IP address or CIDR (e.g. \"10.0.0.0/8\")", 0, 0 },
+		{ "010.0.0.0/8", "not an IP address or CIDR (e.g. \"10.0.0.0/8\")", 0, 0 },
+		{ "0x0a.0.0.0/8", "not an IP address or CIDR (e.g. \"10.0.0.0/8\")", 0, 0 },
 		{ "example.com", "not an IP address or CIDR (e.g. \"10.0.0.0/8\")", 0, 0 },
 		{ "", "empty address; expected \"10.0.0.0/8\", \"::1/128\" or an address", 0, 0 },
 		{ "10.0.0.0/99999999999999999999", "prefix length must be between 0 and 32", 0, 0 },
@@ -475,7 +481,9 @@ static void test_cidr_match(void)
 	CHECK(match(&set, "::ffff:10.9.9.9"), "v4-mapped v6 client counts as v4");
 	CHECK(!match(&set, "::ffff:11.9.9.9"), "v4-mapped outside");
 	CHECK(match(&set, "fd12::1") && !match(&set, "fe80::1"), "v6");
-	CHECK(!match(&set, "::a00:1"), "v4-compatible (not mapped) is not v4");
+	CHECK(match(&set, "::a00:1") && match(&set, "::ffff:0:a00:1"),
+	    "v4-compatible and v4-translated count as v4 (core/addr canonical form)");
+	CHECK(!match(&set, "::1") && !match(&set, "::"), ":: and ::1 stay v6");
 	CHECK(match(&set, "100.64.0.1") && match(&set, "::ffff:100.127.255.255") && !match(&set, "100.128.0.0"),
 	    "mapped CIDR matches v4 clients");
 	CHECK(!match(&none, "10.0.0.1"), "empty set");

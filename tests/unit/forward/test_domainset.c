@@ -164,6 +164,9 @@ static void test_ip(void)
 	CHECK(m(ds, "[2001:db8::2]"), "bracketed entry");
 	CHECK(!m(ds, "2001:db8::3"), "v6 other");
 	CHECK(m(ds, "::ffff:198.51.100.7"), "mapped");
+	CHECK(m(ds, "198.51.100.7") && m(ds, "[::ffff:c633:6407]"),
+	    "a mapped entry is its IPv4 address (core/addr canonical form), as the policy's host is");
+	CHECK(!m(ds, "198.51.100.07"), "ambiguous host is no address");
 	CHECK(strcmp(entry(ds, "[2001:DB8:0::1]"), "2001:db8::1") == 0, "canonical entry %s",
 	    entry(ds, "[2001:DB8:0::1]"));
 	CHECK(m(ds, "1.2.3.4.example"), "name ending like a partial IP");

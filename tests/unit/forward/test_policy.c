@@ -241,7 +241,7 @@ static void test_domains(void)
 	rules[0].domains = STRS("Exact.Test");
 	rules[1].domains = STRS("*.star.test");
 	rules[2].domains = STRS(".dot.test");
-	rules[3].domains = STRS("192.0.2.1", "[2001:db8::1]", "3.4");
+	rules[3].domains = STRS("192.0.2.1", "[2001:db8::1]", "::ffff:198.51.100.7");
 	struct conf cf;
 	conf_init(&cf, rules, 4);
 	struct fwd_policy *p = compile_ok(&cf);
@@ -253,7 +253,13 @@ static void test_domains(void)
 		{ "A.Star.Test.", 1 }, { "xstar.test", -1 },
 		{ "dot.test", 2 }, { "a.dot.test", 2 }, { "adot.test", -1 },
 		{ "192.0.2.1", 3 }, { "192.0.2.10", -1 }, { "2001:db8::1", 3 },
-		{ "[2001:DB8:0::1]", 3 }, { "1.2.3.4", -1 }, { "3.4", 3 },
+		{ "[2001:DB8:0::1]", 3 }, { "1.2.3.4", -1 },
+		/* canonical addresses (core/addr.h): mapped forms are the v4 */
+		{ "[::ffff:192.0.2.1]", 3 }, { "::ffff:c000:201", 3 }, { "192.0.2.1.", 3 },
+		{ "198.51.100.7", 3 }, { "[::ffff:198.51.100.7]", 3 },
+		/* ambiguous literals match nothing (not even a later allow) */
+		{ "3.4", -1 }, { "192.0.2.01", -1 }, { "0300.0.2.1", -1 }, { "3221225985", -1 },
+		{ "0xc0.0.2.1", -1 },
 		{ "", -1 }, { "test", -1 },
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
@@ -272,6 +278,11 @@ static void test_domains(void)
 	    "bad domain");
 	bad.domains = STRS("*.192.0.2.1");
 	CHECK(compile_fails(&cf, "IP address"), "prefixed IP");
+	bad.domains = STRS("192.0.2.01");
+	CHECK(compile_fails(&cf, "ambiguous IPv4 address: a part with a leading zero"),
+	    "ambiguous IP pattern refused");
+	bad.domains = STRS("3.4");
+	CHECK(compile_fails(&cf, "fewer than four parts"), "short numeric pattern refused");
 	bad.domains = STRS("*");
 	CHECK(compile_fails(&cf, "\"*\""), "lone star");
 	bad.domains = STRS("");
@@ -349,7 +360,9 @@ static void test_methods_ports_schemes(void)
 	rq.method = "PUT";
 	CHECK(eval(p, &rq) == 0, "PUT");
 	rq.method = "put";
-	CHECK(eval(p, &rq) == -1, "request methods are case-sensitive");
+	CHECK(eval(p, &rq) == 0, "methods compare case-insensitively: put is PUT to the rule");
+	rq.method = "pOsT";
+	CHECK(eval(p, &rq) == 0, "pOsT is POST to the rule");
 	rq.method = "GET";
 	CHECK(eval(p, &rq) == -1, "GET port 80");
 	rq.port = 8080;
@@ -416,6 +429,84 @@ static void test_urls(void)
 	    "missing closing parenthesis at offset 7"), "bad regex 1");
 	CHECK(compile_fails(&cf, "test.conf:22: forward.policy.urls: second: bad regex"),
 	    "bad regex 2 also reported");
+	END_CASE();
+}
+
+static void test_url_normalise(void)
+{
+	BEGIN_CASE("fwd_url_normalise: what url rules see");
+	static const struct { const char *in, *want; } t[] = {
+		{ "http://h.test/a/b?q=1", "http://h.test/a/b?q=1" },
+		{ "HTTP://H.Test/A", "http://h.test/A" },
+		{ "http://h.test", "http://h.test/" },
+		{ "http://h.test?x", "http://h.test/?x" },
+		{ "http://h.test:80/x", "http://h.test/x" },
+		{ "http://h.test:080/x", "http://h.test/x" },
+		{ "http://h.test:8080/x", "http://h.test:8080/x" },
+		{ "http://h.test./x", "http://h.test/x" },
+		{ "http://h.test/a/../b", "http://h.test/b" },
+		{ "http://h.test/a/./b/", "http://h.test/a/b/" },
+		{ "http://h.test/../../b", "http://h.test/b" },
+		{ "http://h.test/a/..", "http://h.test/" },
+		{ "http://h.test/a/%2e%2E/x.exe", "http://h.test/x.exe" },
+		{ "http://h.test/a/.%2e/x", "http://h.test/x" },
+		{ "http://h.test/a/..;x=1/y", "http://h.test/y" },
+		{ "http://h.test//a///b", "http://h.test/a/b" },
+		{ "http://h.test/%7euser/%41%62", "http://h.test/~user/Ab" },
+		{ "http://h.test/a%2fb%2F..%2f", "http://h.test/a%2Fb%2F..%2F" },
+		{ "http://h.test/x?a=%2e%2e/%41&b=%3d", "http://h.test/x?a=../A&b=%3D" },
+		{ "http://[::ffff:127.0.0.1]/", "http://127.0.0.1/" },
+		{ "http://[2001:DB8:0::1]:81/", "http://[2001:db8::1]:81/" },
+		{ "https://h.test/x", "https://h.test/x" },
+		{ "https://h.test:443/x", "https://h.test/x" },
+		{ "http://h.test/x?q=100%&r=%zz%4", "http://h.test/x?q=100%25&r=%25zz%254" },
+		{ "http://h.test/?%%%", "http://h.test/?%25%25%25" },
+	};
+	static const struct { const char *in, *err; } bad[] = {
+		{ "http://h.test/%zz", "invalid percent-escape" },
+		{ "http://h.test/%4", "invalid percent-escape" },
+		{ "http://h.test/%u0061dmin", "invalid percent-escape" },
+		{ "http://0177.0.0.1/", "ambiguous IPv4 address" },
+		{ "http://127.1/", "ambiguous IPv4 address" },
+		{ "http://0x7f.0.0.1/", "ambiguous IPv4 address" },
+		{ "http://u@h.test/", "userinfo" },
+		{ "ftp://h.test/", "only http" },
+		{ "h.test/x", "not an absolute URL" },
+	};
+	char out[512];
+	size_t n;
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		const char *err = fwd_url_normalise(t[i].in, strlen(t[i].in), out, sizeof out, &n);
+		CHECK(err == NULL && strcmp(out, t[i].want) == 0 && n == strlen(out),
+		    "%s: got \"%s\" (%s), want \"%s\"", t[i].in, err ? "" : out, err ? err : "ok", t[i].want);
+		char again[512];
+		size_t n2;
+		CHECK(err == NULL && fwd_url_normalise(out, n, again, sizeof again, &n2) == NULL &&
+		    strcmp(again, out) == 0, "%s: not idempotent: %s", t[i].in, again);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *err = fwd_url_normalise(bad[i].in, strlen(bad[i].in), out, sizeof out, &n);
+		CHECK(err != NULL && strstr(err, bad[i].err) != NULL, "%s: got %s", bad[i].in,
+		    err ? err : out);
+	}
+	CHECK(fwd_url_normalise("http://h.test/abc", 17, out, 3 * 17 + FWD_URL_NORM_EXTRA - 1, &n) != NULL,
+	    "too small a buffer is refused");
+	/* a rule on the normalised URL is not bypassed by case, escapes or dots */
+	struct conf_fwd_rule rules[2] = { rule(CONF_ACT_DENY, 1), rule(CONF_ACT_ALLOW, 2) };
+	rules[0].urls = STRS("^http://h\\.test/admin/");
+	struct conf cf;
+	conf_init(&cf, rules, 2);
+	struct fwd_policy *p = compile_ok(&cf);
+	static const char *const evasions[] = { "HTTP://H.TEST/admin/x", "http://h.test/%61dmin/x",
+	    "http://h.test/x/../admin/x", "http://h.test/%2e/admin/x", "http://h.test//admin/x",
+	    "http://h.test:80/admin/x", "http://h.test./admin/x" };
+	for (size_t i = 0; i < sizeof(evasions) / sizeof(evasions[0]); i++) {
+		struct fwd_request rq = req("h.test");
+		const char *err = fwd_url_normalise(evasions[i], strlen(evasions[i]), out, sizeof out, &n);
+		rq.url = out;
+		CHECK(err == NULL && eval(p, &rq) == 0, "%s evades the rule", evasions[i]);
+	}
+	fwd_policy_free(p);
 	END_CASE();
 }
 
@@ -686,6 +777,30 @@ static void test_dest_clients_ports(void)
 	CHECK(fwd_dest_denied(p, sa("127.255.1.2")), "loopback /8");
 	CHECK(fwd_dest_denied(p, sa("::1")), "v6 loopback");
 	CHECK(fwd_dest_denied(p, sa("::ffff:127.0.0.1")), "v4-mapped loopback");
+	/* the address a connect() reaches (core/addr.h) */
+	CHECK(fwd_dest_denied(p, sa("0.0.0.0")), "0.0.0.0 is this host");
+	CHECK(fwd_dest_denied(p, sa("0.1.2.3")), "0.0.0.0/8 is this host");
+	CHECK(fwd_dest_denied(p, sa("::")), ":: is this host");
+	CHECK(fwd_dest_denied(p, sa("::ffff:0.0.0.0")), "mapped 0.0.0.0");
+	CHECK(fwd_dest_denied(p, sa("::127.0.0.1")), "v4-compatible loopback");
+	CHECK(fwd_dest_denied(p, sa("::ffff:0:127.0.0.1")), "v4-translated loopback");
+	CHECK(fwd_dest_denied(p, sa("64:ff9b::127.0.0.1")), "NAT64 of loopback");
+	CHECK(fwd_dest_denied(p, sa("64:ff9b::a9fe:a9fe")), "NAT64 of metadata");
+	CHECK(fwd_dest_denied(p, sa("2002:7f00:1::1")), "6to4 of loopback");
+	CHECK(!fwd_dest_denied(p, sa("64:ff9b::5db8:d822")), "NAT64 of a public v4");
+	CHECK(!fwd_dest_denied(p, sa("2002:5db8:d822::1")), "6to4 of a public v4");
+	fwd_policy_free(p);
+	/* an operator who lists 0.0.0.0/8 and ::/128 (but not loopback) */
+	struct conf_cidr deny0[] = { cidr("0.0.0.0", 8), cidr("::", 128) };
+	cf.forward.deny_destinations = (struct conf_cidrs){ deny0, 2 };
+	p = compile_ok(&cf);
+	CHECK(p && fwd_dest_denied(p, sa("0.0.0.0")) && fwd_dest_denied(p, sa("0.9.9.9")) &&
+	    fwd_dest_denied(p, sa("::")) && fwd_dest_denied(p, sa("::ffff:0.0.0.0")) &&
+	    fwd_dest_denied(p, sa("64:ff9b::1")), "the unspecified address as written");
+	CHECK(p && !fwd_dest_denied(p, sa("127.0.0.1")), "loopback not listed here");
+	fwd_policy_free(p);
+	cf.forward.deny_destinations = (struct conf_cidrs){ deny, 4 };
+	p = compile_ok(&cf);
 	CHECK(fwd_dest_denied(p, sa("169.254.169.254")), "metadata");
 	CHECK(fwd_dest_denied(p, sa("fe80::1")), "link-local v6");
 	CHECK(!fwd_dest_denied(p, sa("93.184.216.34")), "public v4");
@@ -695,6 +810,21 @@ static void test_dest_clients_ports(void)
 	CHECK(!fwd_client_allowed(p, sa("11.2.3.4")), "client refused");
 	CHECK(fwd_connect_port_allowed(p, 443) && fwd_connect_port_allowed(p, 8443), "ports");
 	CHECK(!fwd_connect_port_allowed(p, 22), "port 22");
+	CHECK(fwd_websocket_port_allowed(p, 443) && fwd_websocket_port_allowed(p, 8443) &&
+	    fwd_websocket_port_allowed(p, 80), "websocket_ports absent: connect_ports and 80");
+	CHECK(!fwd_websocket_port_allowed(p, 22) && !fwd_websocket_port_allowed(p, 8080),
+	    "websocket elsewhere refused");
+	fwd_policy_free(p);
+	uint16_t wports[] = { 8080 };
+	cf.forward.websocket_ports = wports;
+	cf.forward.nwebsocket_ports = 1;
+	p = compile_ok(&cf);
+	CHECK(p != NULL && fwd_websocket_port_allowed(p, 8080) && !fwd_websocket_port_allowed(p, 80) &&
+	    !fwd_websocket_port_allowed(p, 443), "websocket_ports given: only those");
+	fwd_policy_free(p);
+	cf.forward.nwebsocket_ports = 0;
+	p = compile_ok(&cf);
+	CHECK(p != NULL && !fwd_websocket_port_allowed(p, 80), "websocket_ports = []: none");
 	fwd_policy_free(p);
 	END_CASE();
 }
@@ -730,6 +860,7 @@ int main(void)
 	test_clients_users_groups();
 	test_methods_ports_schemes();
 	test_urls();
+	test_url_normalise();
 	test_hours();
 	test_lists();
 	test_combined();
