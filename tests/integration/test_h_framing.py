@@ -392,3 +392,33 @@ def test_interim_backpressure_slow_client(netns, ports, listener):
     finally:
         g.check_clean()
         o.stop()
+
+
+def test_cache_never_stores_fields_named_by_a_second_connection_header(ports):
+    """The reverse cache drops, like the relay, the fields named by every
+    Connection header of a response, not only the first one: a hit must not
+    serve a hop-by-hop field the origin meant for the proxy alone."""
+    o = ScriptOrigin(lambda c, n: c.sendall(
+        b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nConnection: keep-alive\r\n"
+        b"Connection: x-secret\r\nX-Secret: for-the-proxy\r\nContent-Length: 2\r\n\r\nok"))
+    rport = ports[1]
+    text = """
+reverse: {
+  listeners = ( { address = "127.0.0.1:%d"; } );
+  cache = { memory = "4M"; max_object = "1M"; x_cache_header = true; };
+  upstreams = ( { name = "o"; servers = ( { address = "127.0.0.1:%d"; } ); } );
+  sites = ( { default = true; routes = ( { path = "/"; upstream = "o"; cache = true; } ); } );
+};
+""" % (rport, o.port)
+    g = gh.Gatehouse(text).start([rport])
+    try:
+        req = b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        miss = gh.raw_exchange(rport, req)
+        hit = gh.raw_exchange(rport, req)
+        assert miss.endswith(b"\r\n\r\nok") and hit.endswith(b"\r\n\r\nok"), (miss, hit)
+        assert b"X-Cache: HIT" in hit, hit
+        assert len(o.heads) == 1
+        assert b"x-secret" not in miss.lower() and b"x-secret" not in hit.lower(), (miss, hit)
+    finally:
+        g.check_clean()
+        o.stop()
