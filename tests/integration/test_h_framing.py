@@ -15,7 +15,6 @@ Both listeners; forward-side tests run in their own network namespace.
 """
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
@@ -27,20 +26,8 @@ MAX_INTERIM = 16          # core/conn.c MAX_INTERIM (documented in the README)
 
 
 def conf(fport, rport, origin_port, timeouts="upstream_response = 3.0;", limits=""):
-    return """
-@GLOBAL@ timeouts: { client_header = 3.0; client_body = 3.0; %s }; %s };
-forward: {
-  listeners = ( { address = "127.0.0.1:%d"; } );
-  allow_clients = [ "127.0.0.0/8" ];
-  deny_destinations = [];
-  connect_ports = [ 443 ];
-};
-reverse: {
-  listeners = ( { address = "127.0.0.1:%d"; } );
-  upstreams = ( { name = "o"; servers = ( { address = "127.0.0.1:%d"; } ); } );
-  sites = ( { default = true; routes = ( { path = "/"; upstream = "o"; } ); } );
-};
-""" % (timeouts, limits, fport, rport, origin_port)
+    return gh.both_doors_conf(fport, rport, origin_port,
+                              "timeouts: { client_header = 3.0; client_body = 3.0; %s }; %s" % (timeouts, limits))
 
 
 def start(ports, origin_port, **kw):
@@ -62,57 +49,6 @@ def port_of(g, listener):
 
 def status_of(resp):
     return int(resp[9:12]) if resp[:9] in (b"HTTP/1.1 ", b"HTTP/1.0 ") and resp[9:12].isdigit() else None
-
-
-class ScriptOrigin:
-    """Keep-alive origin: after each request head it calls script(sock, n)
-    (n counts requests on the connection; the request body is not read).
-    .send_failed_at: when a send failed (Gatehouse closed the connection)."""
-
-    def __init__(self, script):
-        self.script = script
-        self.heads = []
-        self.send_failed_at = None
-        self.sent_all_at = None
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.port = gh.free_port()
-        self.sock.bind(("127.0.0.1", self.port))
-        self.sock.listen(64)
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
-        buf, n = b"", 0
-        try:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    b = c.recv(65536)
-                    if not b:
-                        return
-                    buf += b
-                head, buf = buf.split(b"\r\n\r\n", 1)
-                self.heads.append(head)
-                try:
-                    self.script(c, n)
-                except OSError:
-                    self.send_failed_at = time.monotonic()
-                    return
-                n += 1
-        except OSError:
-            pass
-        finally:
-            c.close()
-
-    def stop(self):
-        self.sock.close()
 
 
 # ------------------------------------------------- 1. request side (smuggling)
@@ -246,7 +182,7 @@ def test_response_connection_naming_framing_field_is_502(netns, ports, listener,
     """The client gets 502 with Connection: close, none of the origin's body
     and no second response on its connection (before: the head went out
     without framing and the next response ran into the first body)."""
-    o = ScriptOrigin(lambda c, n: c.sendall(first if n == 0 else
+    o = gh.ScriptOrigin(lambda c, n: c.sendall(first if n == 0 else
                                              b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nPOISON"))
     g = start(ports, o.port)
     try:
@@ -289,7 +225,7 @@ def test_interim_flood_is_cut(netns, ports, listener, version):
     16 of them (none for HTTP/1.0) and then a 502 with Connection: close, the
     upstream connection is closed at once (long before upstream_response),
     and RSS stays bounded (before: 6 GB within the response timeout)."""
-    o = ScriptOrigin(_flood())
+    o = gh.ScriptOrigin(_flood())
     g = start(ports, o.port, timeouts="upstream_response = 20.0;")
     try:
         with gh.PeakRss(g.proc.pid) as m:
@@ -325,7 +261,7 @@ def test_client_gone_closes_interim_upstream(netns, ports, listener):
         for _ in range(100):
             c.sendall(HINT)
             time.sleep(0.3)
-    o = ScriptOrigin(script)
+    o = gh.ScriptOrigin(script)
     g = start(ports, o.port, timeouts="upstream_response = 20.0;")
     try:
         s = socket.create_connection(("127.0.0.1", port_of(g, listener)), timeout=1.5)
@@ -366,7 +302,7 @@ def test_interim_backpressure_slow_client(netns, ports, listener):
             c.sendall(big)
         o.sent_all_at = time.monotonic()
         c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
-    o = ScriptOrigin(script)
+    o = gh.ScriptOrigin(script)
     g = start(ports, o.port, timeouts="upstream_response = 30.0; client_idle = 30.0;",
               limits="limits: { max_header_bytes = 1048576; };")
     try:
@@ -398,7 +334,7 @@ def test_cache_never_stores_fields_named_by_a_second_connection_header(ports):
     """The reverse cache drops, like the relay, the fields named by every
     Connection header of a response, not only the first one: a hit must not
     serve a hop-by-hop field the origin meant for the proxy alone."""
-    o = ScriptOrigin(lambda c, n: c.sendall(
+    o = gh.ScriptOrigin(lambda c, n: c.sendall(
         b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nConnection: keep-alive\r\n"
         b"Connection: x-secret\r\nX-Secret: for-the-proxy\r\nContent-Length: 2\r\n\r\nok"))
     rport = ports[1]
