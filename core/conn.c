@@ -2409,8 +2409,9 @@ static int send_request_head(struct gw_req *rq, struct upconn *u)
 	HB_LIT(&hb, " ");
 	hb_put(&hb, rq->up_path, rq->up_path_len);
 	HB_LIT(&hb, " HTTP/1.1\r\n");
-	if (h->target_form == GW_TF_ABSOLUTE) {
-		/* RFC 9112 3.2.2: the target's authority replaces Host */
+	if (h->target_form == GW_TF_ABSOLUTE && !edit_has(rq->req_edits, "host")) {
+		/* RFC 9112 3.2.2: the target's authority replaces Host (a
+		 * family's Host edit replaces both: one Host, never two) */
 		int v6 = memchr(h->host, ':', h->host_len) != NULL;
 		int dflt = (h->port == 80 && h->scheme_len == 4) || (h->port == 443 && h->scheme_len == 5);
 		HB_LIT(&hb, "Host: ");

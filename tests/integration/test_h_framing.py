@@ -358,3 +358,28 @@ reverse: {
     finally:
         g.check_clean()
         o.stop()
+
+
+def test_set_headers_host_with_absolute_form_sends_one_host(origin, ports):
+    """Reverse route with set_headers Host and a client using absolute-form:
+    the origin gets exactly one Host, the configured one (before: the
+    target's authority and the configured Host, two Host fields)."""
+    import json
+    rport = ports[1]
+    text = """
+reverse: {
+  listeners = ( { address = "127.0.0.1:%d"; } );
+  upstreams = ( { name = "o"; servers = ( { address = "127.0.0.1:%d"; } ); } );
+  sites = ( { hosts = [ "pub.example" ];
+              routes = ( { path = "/"; upstream = "o"; set_headers: { Host = "app.internal"; }; } ); } );
+};
+""" % (rport, origin.port)
+    g = gh.Gatehouse(text).start([rport])
+    try:
+        for t in (b"/echo", b"http://pub.example/echo"):
+            resp = gh.raw_exchange(rport, b"GET %s HTTP/1.1\r\nHost: pub.example\r\nConnection: close\r\n\r\n" % t)
+            assert resp.startswith(b"HTTP/1.1 200"), resp[:300]
+            hosts = [v for k, v in json.loads(resp.split(b"\r\n\r\n", 1)[1])["headers"] if k.lower() == "host"]
+            assert hosts == ["app.internal"], (t, hosts)
+    finally:
+        g.check_clean()
