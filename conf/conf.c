@@ -1844,6 +1844,18 @@ static void read_upstreams(struct ctx *x, config_setting_t *r)
 	}
 }
 
+/* Headers only the core writes (message framing and the connection). */
+static int core_owned_header(const char *name)
+{
+	static const char *const owned[] = { "content-length", "transfer-encoding", "connection",
+		"keep-alive", "proxy-connection", "te", "trailer", "upgrade", NULL };
+
+	for (int i = 0; owned[i] != NULL; i++)
+		if (strcasecmp(name, owned[i]) == 0)
+			return 1;
+	return 0;
+}
+
 static void read_set_headers(struct ctx *x, config_setting_t *e, const char *ep,
     struct conf_rev_route *ro)
 {
@@ -1868,6 +1880,12 @@ static void read_set_headers(struct ctx *x, config_setting_t *e, const char *ep,
 		nm = conf_arena_strdup(x->a, name);
 		if (chk_token(x, nm)) {
 			serr(x, h, hp, "not a valid header name");
+			continue;
+		}
+		if (core_owned_header(nm)) {
+			/* the core frames the body and runs the connection: an edit of
+			 * these would send a body the next hop reads differently */
+			serr(x, h, hp, "a framing or hop-by-hop header: only Gatehouse sets it");
 			continue;
 		}
 		if (config_setting_type(h) != CONFIG_TYPE_STRING) {

@@ -61,6 +61,7 @@
 #define LINGER_SECS 2.0
 #define SCRATCH_HDRS 4096
 #define POOL_KEY_MAX 300
+#define MAX_INTERIM 16              /* 1xx responses per request; one more is 502 */
 
 /* ---- small per-request arena ---- */
 
@@ -192,6 +193,7 @@ struct gw_req {
 	int resp_http10;           /* upstream answered HTTP/1.0 */
 	int resp_conn_close;       /* upstream said Connection: close */
 	int resp_ended;            /* on_response_end was called */
+	int interim;               /* 1xx responses read for this request (MAX_INTERIM) */
 
 	/* gw_req_defer / gw_req_wake */
 	struct event *ev_wake;     /* (arena) */
@@ -1095,8 +1097,18 @@ static int hop_by_hop(const struct gw_hdr *h)
 	}
 }
 
+/* Content-Length or Transfer-Encoding: the fields that frame a body. */
+static int framing_hdr(const char *name, size_t len)
+{
+	return (len == 14 && strncasecmp(name, "content-length", 14) == 0) ||
+	    (len == 17 && strncasecmp(name, "transfer-encoding", 17) == 0);
+}
+
 static int edit_deleted(const struct hdr_edit *e, const struct gw_hdr *h)
 {
+	/* framing is the core's: no edit unframes a body (the writers check) */
+	if (e == NULL || framing_hdr(h->name, h->name_len))
+		return 0;
 	for (; e != NULL; e = e->next)
 		if (e->del && h->name_len == e->nlen && strncasecmp(h->name, e->name, e->nlen) == 0)
 			return 1;
@@ -1203,9 +1215,12 @@ static void add_edits(struct hb *b, const struct hdr_edit *e)
 	const struct hdr_edit *stack[64];
 	int n = 0;
 
-	for (; e != NULL && n < 64; e = e->next)
-		if (!e->del)
+	for (; e != NULL && n < 64; e = e->next) {
+		struct gw_hdr x = { .name = e->name, .name_len = (uint32_t)e->nlen };
+		/* framing and connection fields are the core's to write */
+		if (!e->del && !framing_hdr(e->name, e->nlen) && !hop_by_hop(&x))
 			stack[n++] = e;
+	}
 	while (n-- > 0)
 		hb_hdr(b, stack[n]->name, stack[n]->nlen, stack[n]->value, stack[n]->vlen);
 }
@@ -2521,12 +2536,16 @@ static void upstream_failed(struct gw_conn *c, int status, const char *reason)
 	respond_error(rq, status, reason);
 }
 
-static void send_request_head(struct gw_req *rq, struct upconn *u)
+/*
+ * Write rq's head to u->out.  Returns 0, or -1 when the head would not frame
+ * the body (the invariant below): then nothing must be sent on u.
+ */
+static int send_request_head(struct gw_req *rq, struct upconn *u)
 {
 	const struct gw_http_head *h = &rq->head;
 	struct evbuffer *o = u->out;
 	const char *via = rq->c->snap->conf->global.via_name;
-
+	int framing = 0;           /* framing fields written */
 	struct hb hb;
 
 	hb.dst = o;
@@ -2535,8 +2554,9 @@ static void send_request_head(struct gw_req *rq, struct upconn *u)
 	HB_LIT(&hb, " ");
 	hb_put(&hb, rq->up_path, rq->up_path_len);
 	HB_LIT(&hb, " HTTP/1.1\r\n");
-	if (h->target_form == GW_TF_ABSOLUTE) {
-		/* RFC 9112 3.2.2: the target's authority replaces Host */
+	if (h->target_form == GW_TF_ABSOLUTE && !edit_has(rq->req_edits, "host")) {
+		/* RFC 9112 3.2.2: the target's authority replaces Host (a
+		 * family's Host edit replaces both: one Host, never two) */
 		int v6 = memchr(h->host, ':', h->host_len) != NULL;
 		int dflt = (h->port == 80 && h->scheme_len == 4) || (h->port == 443 && h->scheme_len == 5);
 		HB_LIT(&hb, "Host: ");
@@ -2568,6 +2588,7 @@ static void send_request_head(struct gw_req *rq, struct upconn *u)
 			HB_LIT(&hb, "\r\n");
 			continue;
 		}
+		framing += hdr_is(x, "content-length");
 		hb_hdr(&hb, x->name, x->name_len, x->value, x->value_len);
 	}
 	add_via(&hb, rq, h->version_minor, via);
@@ -2576,9 +2597,18 @@ static void send_request_head(struct gw_req *rq, struct upconn *u)
 		HB_LIT(&hb, "Content-Length: ");
 		hb_uint(&hb, evbuffer_get_length(rq->bodybuf), 10);
 		HB_LIT(&hb, "\r\n");
+		framing++;
 	} else if (rq->reqx.out_chunked) {
 		HB_LIT(&hb, "Transfer-Encoding: chunked\r\n");
+		framing++;
 	}
+	/* The writer's invariant, checked always (it costs a compare): body
+	 * bytes never go out without exactly one framing field, else the
+	 * origin reads them as the next request (parser, set_headers and edits
+	 * keep it true; this is the last line). */
+	if (framing > 1 || (framing == 0 && (h->body == GW_BODY_CHUNKED ||
+	    (h->body == GW_BODY_LENGTH && h->content_length > 0))))
+		return -1;
 	if (rq->upgrade) {
 		const struct gw_hdr *up = gw_http1_find(h, "upgrade");
 		HB_LIT(&hb, "Connection: upgrade\r\n");
@@ -2586,6 +2616,7 @@ static void send_request_head(struct gw_req *rq, struct upconn *u)
 	}
 	HB_LIT(&hb, "\r\n");
 	hb_flush(&hb);
+	return 0;
 }
 
 /* The upstream connection is ready: send the request or open the tunnel. */
@@ -2616,7 +2647,13 @@ static void upstream_ready(struct gw_conn *c)
 	}
 	if (u->owner == NULL && head_conn_bound(&rq->head, "authorization", 13))
 		pool_private(u, c);
-	send_request_head(rq, u);
+	if (send_request_head(rq, u) < 0) {
+		gw_error("%s: request %s: not sent: its body would go upstream without framing",
+		    c->proto->name, rq->id);
+		up_detach_close(c);   /* with the head bytes: none of it is sent */
+		respond_error(rq, 500, "request body without framing");
+		return;
+	}
 	if (rq->body_buffered) {
 		size_t n = evbuffer_get_length(rq->bodybuf);
 		if (n > 0 && rq->reqx.out_chunked)
@@ -2932,8 +2969,29 @@ static void resp_tap(void *arg, const char *p, size_t n)
 	rq->c->proto->on_response_body(rq, p, n, rq->c->side);
 }
 
+/* Drop what was added to b after its first keep bytes (nothing of it was
+ * written yet).  Returns 0, or -1 out of memory. */
+static int buf_truncate(struct evbuffer *b, size_t keep)
+{
+	struct evbuffer *t;
+
+	if (keep == 0) {
+		evbuffer_drain(b, evbuffer_get_length(b));
+		return 0;
+	}
+	if ((t = evbuffer_new()) == NULL)
+		return -1;
+	evbuffer_remove_buffer(b, t, keep);
+	evbuffer_drain(b, evbuffer_get_length(b));
+	evbuffer_add_buffer(b, t);
+	evbuffer_free(t);
+	return 0;
+}
+
 /* Relay the final response head.  Returns 1 when the family chose in
- * on_response_head to answer by itself instead (nothing was written). */
+ * on_response_head to answer by itself instead (nothing was written); -1
+ * when the head would not frame the body (the invariant below; nothing was
+ * written, the caller fails the exchange). */
 static int relay_response_head(struct gw_conn *c, const struct gw_http_head *r)
 {
 	struct gw_req *rq = c->rq;
@@ -2942,6 +3000,8 @@ static int relay_response_head(struct gw_conn *c, const struct gw_http_head *r)
 	int to_http10 = rq->head.version_minor == 0;
 	const char *date;
 	struct hb hb;
+	size_t before;
+	int framing = 0;           /* framing fields written */
 
 	rq->status = r->status;
 	rq->resp_http10 = r->version_minor == 0;
@@ -2971,6 +3031,7 @@ static int relay_response_head(struct gw_conn *c, const struct gw_http_head *r)
 		rq->respx.tap = resp_tap;
 		rq->respx.tap_arg = rq;
 	}
+	before = evbuffer_get_length(o);
 	hb.dst = o;
 	hb.len = 0;
 	HB_LIT(&hb, "HTTP/1.1 ");
@@ -2984,6 +3045,7 @@ static int relay_response_head(struct gw_conn *c, const struct gw_http_head *r)
 			continue;
 		if (r->status == 204 && hdr_is(x, "content-length"))
 			continue;   /* RFC 9110 8.6: never on a 204 */
+		framing += hdr_is(x, "content-length");
 		hb_hdr(&hb, x->name, x->name_len, x->value, x->value_len);
 	}
 	if (!(r->flags & GW_HF_HAS_DATE)) {
@@ -2992,8 +3054,24 @@ static int relay_response_head(struct gw_conn *c, const struct gw_http_head *r)
 	}
 	add_via(&hb, rq, r->version_minor, via);
 	add_edits(&hb, rq->resp_edits);
-	if (rq->respx.out_chunked)
+	if (rq->respx.out_chunked) {
 		HB_LIT(&hb, "Transfer-Encoding: chunked\r\n");
+		framing++;
+	}
+	/* The writer's invariant, checked always: a body goes to the client
+	 * with exactly one framing field, or delimited by the close of the
+	 * connection (announced: Connection: close below); a Content-Length
+	 * body always with its Content-Length.  Else the client would read
+	 * the body, or the next response, as something else. */
+	if (framing > 1 || (framing == 0 && ((r->body == GW_BODY_LENGTH && r->content_length > 0) ||
+	    ((r->body == GW_BODY_CHUNKED || r->body == GW_BODY_CLOSE) && !rq->close_after)))) {
+		gw_error("%s: request %s: response not relayed: its body would go to the client "
+		    "without framing", c->proto->name, rq->id);
+		hb.len = 0;
+		if (buf_truncate(o, before) < 0)
+			conn_close(c, GW_CLOSE_INTERNAL);
+		return -1;
+	}
 	if (rq->close_after)
 		HB_LIT(&hb, "Connection: close\r\n");
 	else if (to_http10)
@@ -3026,6 +3104,8 @@ static void process_response(struct gw_conn *c)
 				if (retry_fresh(c) || family_retry(c, GW_UPFAIL_RESET))
 					return;
 				upstream_failed(c, 502, "upstream closed the connection before answering");
+			} else if (evbuffer_get_length(c->out) > 0) {
+				conn_write(c);   /* interim responses relayed above */
 			}
 			return;
 		}
@@ -3041,6 +3121,8 @@ static void process_response(struct gw_conn *c)
 				upstream_failed(c, 502, "upstream closed the connection inside the response head");
 			else if (len >= lim.max_header_bytes)
 				upstream_failed(c, 502, "upstream response head too large");
+			else if (evbuffer_get_length(c->out) > 0)
+				conn_write(c);   /* interim responses relayed above */
 			return;
 		}
 		if (n < 0) {
@@ -3048,20 +3130,33 @@ static void process_response(struct gw_conn *c)
 			return;
 		}
 		if (r.status >= 100 && r.status < 200 && r.status != 101) {
-			/* interim response: pass on to HTTP/1.1 clients (our own
-			 * 100 Continue was sent already) */
-			if (rq->head.version_minor == 1 && !(r.status == 100 && rq->sent_continue) &&
-			    r.status != 100) {
+			/* interim response: passed on to HTTP/1.1 clients as it comes
+			 * (never a 100: ours went out already, or the client did not
+			 * ask), under the same backpressure as a body, and at most
+			 * MAX_INTERIM per request: an origin that streams 1xx forever
+			 * must hold neither our memory nor the connection */
+			if (++rq->interim > MAX_INTERIM) {
+				upstream_failed(c, 502, "too many interim (1xx) responses");
+				return;
+			}
+			if (rq->head.version_minor == 1 && r.status != 100) {
 				evbuffer_add_printf(c->out, "HTTP/1.1 %d %.*s\r\n", r.status,
 				    (int)r.reason_len, r.reason);
 				for (size_t i = 0; i < r.nhdrs; i++)
-					if (!hop_by_hop(&r.hdrs[i]))
+					if (!hop_by_hop(&r.hdrs[i]) && !conn_listed(&r, &r.hdrs[i]))
 						evbuffer_add_printf(c->out, "%.*s: %.*s\r\n",
 						    (int)r.hdrs[i].name_len, r.hdrs[i].name,
 						    (int)r.hdrs[i].value_len, r.hdrs[i].value);
 				evbuffer_add(c->out, "\r\n", 2);
 			}
 			evbuffer_drain(u->in, (size_t)n);
+			if (evbuffer_get_length(c->out) >= HIWAT) {
+				/* conn_write() reads on once the client took it */
+				up_rd_enable(u, 0);
+				c->up_paused = 1;
+				conn_write(c);
+				return;
+			}
 			continue;
 		}
 		if (r.status == 101) {
@@ -3074,8 +3169,11 @@ static void process_response(struct gw_conn *c)
 			evbuffer_add(c->out, "HTTP/1.1 101 Switching Protocols\r\n", 34);
 			for (size_t i = 0; i < r.nhdrs; i++) {
 				const struct gw_hdr *x = &r.hdrs[i];
-				if (hdr_is(x, "connection") || hdr_is(x, "keep-alive") ||
-				    hdr_is(x, "transfer-encoding") || hdr_is(x, "content-length"))
+				/* hop-by-hop as in any head, but Upgrade (named by
+				 * Connection: upgrade) goes on with the tunnel; no
+				 * framing fields: what follows is not HTTP */
+				if (((hop_by_hop(x) || conn_listed(&r, x)) && !hdr_is(x, "upgrade")) ||
+				    hdr_is(x, "content-length"))
 					continue;
 				evbuffer_add_printf(c->out, "%.*s: %.*s\r\n", (int)x->name_len, x->name,
 				    (int)x->value_len, x->value);
@@ -3103,7 +3201,13 @@ static void process_response(struct gw_conn *c)
 		    rq->head.method == GW_M_DELETE || rq->head.method == GW_M_TRACE) &&
 		    family_retry(c, GW_UPFAIL_STATUS))
 			return;
-		if (relay_response_head(c, &r)) {
+		int relayed = relay_response_head(c, &r);
+		if (relayed < 0) {
+			if (c->state != CS_CLOSED)
+				upstream_failed(c, 502, "response body without framing");
+			return;
+		}
+		if (relayed) {
 			/* answered locally: release the upstream, pooled if it is clean */
 			int reuse = r.body == GW_BODY_NONE && !(r.flags & GW_HF_CONN_CLOSE) &&
 			    r.version_minor == 1 && rq->reqx.done;

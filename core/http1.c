@@ -262,6 +262,7 @@ struct pctx {
 	int host_count;
 	int maxfwd_seen;
 	int te_bad, te_elems, te_chunked, te_chunked_last, te_unknown;
+	const char *conn_framing;  /* reason: Connection names a framing field */
 };
 
 static ssize_t fail(struct pctx *p, int status, const char *reason)
@@ -529,6 +530,27 @@ static void parse_max_forwards(struct pctx *p, const char *v, size_t vl)
 	p->h->flags |= GW_HF_MAX_FORWARDS;
 }
 
+/*
+ * A Connection option that names a field the message cannot lose: a
+ * forwarder drops every field Connection names (RFC 9110 7.6.1), and dropping
+ * Content-Length or Transfer-Encoding while the body still follows leaves the
+ * next hop to read that body as the next message (request smuggling,
+ * response splitting); dropping Host leaves the next hop to route a request
+ * we routed by it.  No real sender lists them.  Returns the rejection reason,
+ * or NULL.  The match is the one the forwarders use (gw_http1_list_has), so
+ * the check and the drop cannot disagree.
+ */
+static const char *conn_names_framing(const struct pctx *p, const char *e, size_t el)
+{
+	if (ieq(e, el, "content-length"))
+		return "Connection names Content-Length";
+	if (ieq(e, el, "transfer-encoding"))
+		return "Connection names Transfer-Encoding";
+	if (!p->resp && ieq(e, el, "host"))
+		return "Connection names Host";
+	return NULL;
+}
+
 static ssize_t field(struct pctx *p, const char *n, size_t nl, const char *v, size_t vl)
 {
 	struct gw_http_head *h = p->h;
@@ -556,6 +578,8 @@ static ssize_t field(struct pctx *p, const char *n, size_t nl, const char *v, si
 					h->flags |= GW_HF_CONN_KEEPALIVE;
 				else if (ieq(e, el, "upgrade"))
 					h->flags |= GW_HF_CONN_UPGRADE;
+				else if (!p->conn_framing)
+					p->conn_framing = conn_names_framing(p, e, el);
 			}
 		}
 		break;
@@ -855,6 +879,8 @@ ssize_t gw_http1_parse_request(const char *buf, size_t len,
 		return -1;
 	h->head_len = end;
 
+	if (p.conn_framing)
+		return fail(&p, 400, p.conn_framing);
 	if (te_cl(&p) < 0)
 		return -1;
 	if (h->flags & GW_HF_HAS_TE) {
@@ -922,6 +948,8 @@ ssize_t gw_http1_parse_response(const char *buf, size_t len,
 	if (fields(&p, after_line, end) < 0)
 		return -1;
 	h->head_len = end;
+	if (p.conn_framing)
+		return fail(&p, 502, p.conn_framing);
 	if (te_cl(&p) < 0)
 		return -1;
 

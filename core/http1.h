@@ -19,6 +19,11 @@
  *     TE together with CL is rejected (400; 502 in a response);
  *   - HTTP/0.9 (no version) rejected (400); versions other than 1.0/1.1: 505;
  *   - Host: more than one rejected (400); an HTTP/1.1 request without Host 400;
+ *   - a Connection header (any of them) naming Content-Length or
+ *     Transfer-Encoding (and, in a request, Host) is rejected (400; 502 in a
+ *     response): forwarders drop the fields Connection names, and these must
+ *     never be dropped while the body or the routing still depends on them
+ *     (request smuggling / response splitting);
  *   - absolute-form with userinfo rejected (400);
  *   - limits: request line / target over max_uri_bytes -> 414, head over
  *     max_header_bytes or more than max_headers fields -> 431.

@@ -605,19 +605,21 @@ static int skip_stored(const struct gw_hdr *x, const struct gw_http_head *h)
 	static const char *const names[] = { "connection", "keep-alive", "proxy-connection", "te",
 		"trailer", "transfer-encoding", "upgrade", "content-length", "age", "set-cookie",
 		"set-cookie2", "x-cache", "proxy-authenticate", "proxy-authentication-info", NULL };
-	const struct gw_hdr *conn;
 	char nm[128];
 
 	for (int i = 0; names[i] != NULL; i++)
 		if (hdr_named(x, names[i]))
 			return 1;
-	/* fields named by Connection are hop-by-hop too */
-	if (h != NULL && (conn = find_hdr(h, "connection")) != NULL && x->name_len < sizeof nm) {
-		memcpy(nm, x->name, x->name_len);
-		nm[x->name_len] = '\0';
-		if (list_has(conn->value, conn->value_len, nm))
+	/* fields named by Connection are hop-by-hop too: by every Connection
+	 * header, as the core's relay drops them */
+	if (h == NULL || x->name_len >= sizeof nm)
+		return 0;
+	memcpy(nm, x->name, x->name_len);
+	nm[x->name_len] = '\0';
+	for (size_t i = 0; i < h->nhdrs; i++)
+		if (hdr_named(&h->hdrs[i], "connection") &&
+		    list_has(h->hdrs[i].value, h->hdrs[i].value_len, nm))
 			return 1;
-	}
 	return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -66,6 +67,21 @@ static inline void fz_check_head_bytes(const char *b, size_t n, const struct gw_
 			FZ_ASSERT(f->value[0] != ' ' && f->value[0] != '\t');
 			FZ_ASSERT(f->value[f->value_len - 1] != ' ' && f->value[f->value_len - 1] != '\t');
 		}
+	}
+}
+
+/* An accepted head never has a Connection header naming a field that a
+ * forwarder must not drop (Content-Length, Transfer-Encoding; Host in a
+ * request), by the match the forwarders use to drop. */
+static inline void fz_check_connection(const struct gw_http_head *h, int resp)
+{
+	for (size_t i = 0; i < h->nhdrs; i++) {
+		const struct gw_hdr *f = &h->hdrs[i];
+		if (f->name_len != 10 || strncasecmp(f->name, "connection", 10) != 0)
+			continue;
+		FZ_ASSERT(!gw_http1_list_has(f->value, f->value_len, "content-length"));
+		FZ_ASSERT(!gw_http1_list_has(f->value, f->value_len, "transfer-encoding"));
+		FZ_ASSERT(resp || !gw_http1_list_has(f->value, f->value_len, "host"));
 	}
 }
 #endif

@@ -49,6 +49,7 @@ static void check_ok(const char *b, size_t len, ssize_t r, const struct gw_http_
 	if (h->host_len)
 		FZ_ASSERT(memchr(h->host, '@', h->host_len) == NULL);
 	fz_check_head_bytes(b, (size_t)r, h);
+	fz_check_connection(h, 0);
 }
 
 static void run(const char *b, size_t len, const struct gw_http_limits *lim)

@@ -37,6 +37,7 @@ static void run(const char *b, size_t len, enum gw_method m, const struct gw_htt
 	}
 	FZ_ASSERT(!((h.flags & GW_HF_HAS_CL) && (h.flags & GW_HF_HAS_TE)));
 	fz_check_head_bytes(b, (size_t)r, &h);
+	fz_check_connection(&h, 1);
 	if (m == GW_M_HEAD || h.status < 200 || h.status == 204 || h.status == 304)
 		FZ_ASSERT(h.body == GW_BODY_NONE);
 	if (h.body == GW_BODY_CHUNKED)

@@ -776,3 +776,81 @@ class NetNS:
 
     def __exit__(self, *exc):
         self.exit()
+
+
+class ScriptOrigin:
+    """A keep-alive loopback origin run by a script: after each request head
+    on a connection it calls script(sock, n), n counting the requests of that
+    connection (a request body is left unread); bytes it returns are sent.
+    .heads: every request head; .conns: connections accepted;
+    .send_failed_at: time.monotonic() when a send failed (the proxy closed
+    the connection); .sent_all_at: free for scripts to set."""
+
+    def __init__(self, script):
+        self.script = script
+        self.heads = []
+        self.conns = 0
+        self.send_failed_at = None
+        self.sent_all_at = None
+        self.port = free_port()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen(64)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns += 1
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        buf, n = b"", 0
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    b = c.recv(65536)
+                    if not b:
+                        return
+                    buf += b
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                self.heads.append(head)
+                try:
+                    out = self.script(c, n)
+                    if out:
+                        c.sendall(out)
+                except OSError:
+                    self.send_failed_at = time.monotonic()
+                    return
+                n += 1
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def stop(self):
+        self.sock.close()
+
+
+def both_doors_conf(fport, rport, origin_port, global_extra=""):
+    """A forward listener (loopback clients, no destination denied) and a
+    reverse listener routing everything to one origin; global_extra goes into
+    the global group (e.g. "timeouts: { upstream_response = 2.0; };")."""
+    return """
+@GLOBAL@ %s };
+forward: {
+  listeners = ( { address = "127.0.0.1:%d"; } );
+  allow_clients = [ "127.0.0.0/8" ];
+  deny_destinations = [];
+  connect_ports = [ 443 ];
+};
+reverse: {
+  listeners = ( { address = "127.0.0.1:%d"; } );
+  upstreams = ( { name = "o"; servers = ( { address = "127.0.0.1:%d"; } ); } );
+  sites = ( { default = true; routes = ( { path = "/"; upstream = "o"; } ); } );
+};
+""" % (global_extra, fport, rport, origin_port)

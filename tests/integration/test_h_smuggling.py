@@ -16,20 +16,8 @@ import gh
 
 
 def conf(fport, rport, origin_port):
-    return """
-@GLOBAL@ timeouts: { client_header = 2.0; client_body = 2.0; upstream_response = 2.0; }; };
-forward: {
-  listeners = ( { address = "127.0.0.1:%d"; } );
-  allow_clients = [ "127.0.0.0/8" ];
-  deny_destinations = [];
-  connect_ports = [ 443 ];
-};
-reverse: {
-  listeners = ( { address = "127.0.0.1:%d"; } );
-  upstreams = ( { name = "o"; servers = ( { address = "127.0.0.1:%d"; } ); } );
-  sites = ( { default = true; routes = ( { path = "/"; upstream = "o"; } ); } );
-};
-""" % (fport, rport, origin_port)
+    return gh.both_doors_conf(fport, rport, origin_port,
+                              "timeouts: { client_header = 2.0; client_body = 2.0; upstream_response = 2.0; };")
 
 
 @pytest.fixture(scope="module")
@@ -268,55 +256,13 @@ def test_clean_request_still_works(env):
 
 # ------------------------------------------- response side (upstream desync)
 
-class KeepAliveScriptOrigin:
+def KeepAliveScriptOrigin(script):
     """Keep-alive origin: for the n-th request on a connection, sends
     script(n) (bytes, or a callable taking the socket)."""
-
-    def __init__(self, script):
-        import socket
-        import threading
-        self.script = script
-        self.conns = 0
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        import threading
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns += 1
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
-        buf, n = b"", 0
-        try:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    b = c.recv(65536)
-                    if not b:
-                        return
-                    buf += b
-                _, buf = buf.split(b"\r\n\r\n", 1)
-                out = self.script(n)
-                if callable(out):
-                    out(c)
-                else:
-                    c.sendall(out)
-                n += 1
-        except OSError:
-            pass
-        finally:
-            c.close()
-
-    def stop(self):
-        self.sock.close()
+    def run(c, n):
+        out = script(n)
+        return out(c) if callable(out) else out
+    return gh.ScriptOrigin(run)
 
 
 CLEAN = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nclean"

@@ -167,6 +167,18 @@ static const struct rq reqs[] = {
 	  .path = "/", .flags = GW_HF_HAS_CONNECTION | GW_HF_CONN_CLOSE, H11, .nh = 3 },
 	{ S("GET / HTTP/1.1\r\nHost: a\r\nConnection: closed, keep-alives\r\n\r\n"), .host = "a",
 	  .path = "/", .flags = GW_HF_HAS_CONNECTION, H11, .nh = 2 },
+	/* near misses of the framing names are ordinary hop-by-hop options */
+	{ S("POST / HTTP/1.1\r\nHost: a\r\nConnection: content-lengthx, x-content-length, content-length;q\r\n"
+	    "Content-Length: 5\r\n\r\n"), .m = GW_M_POST, .host = "a", .path = "/", .body = GW_BODY_LENGTH,
+	  .cl = 5, .flags = GW_HF_HAS_CONNECTION | GW_HF_HAS_CL, H11, .nh = 3 },
+	{ S("POST / HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\n"), .m = GW_M_POST,
+	  .path = "/", .body = GW_BODY_LENGTH, .cl = 5,
+	  .flags = GW_HF_HAS_CONNECTION | GW_HF_CONN_KEEPALIVE | GW_HF_HAS_CL, .nh = 2 },
+	{ S("POST / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 5\r\n\r\n"), .m = GW_M_POST,
+	  .host = "a", .path = "/", .body = GW_BODY_LENGTH, .cl = 5,
+	  .flags = GW_HF_HAS_CONNECTION | GW_HF_CONN_CLOSE | GW_HF_HAS_CL, H11, .nh = 3 },
+	{ S("GET / HTTP/1.1\r\nHost: a\r\nConnection: hostname, x-host\r\n\r\n"), .host = "a",
+	  .path = "/", .flags = GW_HF_HAS_CONNECTION, H11, .nh = 2 },
 	{ S("PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n"), .m = GW_M_PUT,
 	  .host = "a", .path = "/", .body = GW_BODY_LENGTH, .cl = 1,
 	  .flags = GW_HF_EXPECT_CONTINUE | GW_HF_HAS_CL, H11, .nh = 3 },
@@ -374,6 +386,31 @@ static const struct rq reqs[] = {
 	{ S("GET / HTTP/1.1\r\nHost: ::1\r\n\r\n"), .st = 400, .why = "Host" },
 	{ S("GET / HTTP/1.1\r\nHost: h\xc3\xa9\r\n\r\n"), .st = 400, .why = "Host" },
 	{ S("GET / HTTP/1.1\r\nHost: h:\r\n\r\n"), .st = 400, .why = "Host" },
+
+	/* ---- Connection naming a field the message cannot lose (smuggling) ---- */
+	{ S("POST / HTTP/1.1\r\nHost: a\r\nConnection: content-length\r\nContent-Length: 5\r\n\r\n"),
+	  .st = 400, .why = "Connection names Content-Length" },
+	{ S("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: Content-Length\r\n\r\n"),
+	  .st = 400, .why = "Connection names Content-Length" },
+	{ S("POST / HTTP/1.1\r\nHost: a\r\nConnection: close, CONTENT-LENGTH \r\nContent-Length: 5\r\n\r\n"),
+	  .st = 400, .why = "Content-Length" },
+	{ S("POST / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive,,\tcontent-length\r\n"
+	    "Content-Length: 5\r\n\r\n"), .st = 400, .why = "Content-Length" },
+	{ S("POST / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nConnection: content-length\r\n"
+	    "Content-Length: 5\r\n\r\n"), .st = 400, .why = "Content-Length" },
+	{ S("POST / HTTP/1.0\r\nConnection: keep-alive, content-length\r\nContent-Length: 5\r\n\r\n"),
+	  .st = 400, .why = "Content-Length" },
+	{ S("GET / HTTP/1.1\r\nHost: a\r\nConnection: content-length\r\n\r\n"), .st = 400,
+	  .why = "Content-Length" },
+	{ S("POST / HTTP/1.1\r\nHost: a\r\nConnection: transfer-encoding\r\n"
+	    "Transfer-Encoding: chunked\r\n\r\n"), .st = 400, .why = "Connection names Transfer-Encoding" },
+	{ S("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: upgrade, Transfer-Encoding\r\n\r\n"),
+	  .st = 400, .why = "Transfer-Encoding" },
+	{ S("GET / HTTP/1.1\r\nHost: a\r\nConnection: host\r\n\r\n"), .st = 400,
+	  .why = "Connection names Host" },
+	{ S("GET http://a/ HTTP/1.1\r\nHost: a\r\nConnection: Host\r\n\r\n"), .st = 400,
+	  .why = "Connection names Host" },
+	{ S("GET / HTTP/1.0\r\nHost: a\r\nConnection: host\r\n\r\n"), .st = 400, .why = "Host" },
 };
 
 /* Custom-limit request cases (lim given), including early failure of an
@@ -650,6 +687,9 @@ static const struct rs resps[] = {
 	{ S("HTTP/1.1 599 X\r\n\r\n"), GW_M_GET, 0, 599, GW_BODY_CLOSE, 0, "X" },
 	{ S("HTTP/1.1 500 Internal  Server Error\r\nDate: x\r\n\r\n"), GW_M_GET, 0, 500, GW_BODY_CLOSE, 0,
 	  "Internal  Server Error" },
+	/* Host is not a response field: a response's Connection may name it */
+	{ S("HTTP/1.1 200 OK\r\nConnection: host, x-y\r\nContent-Length: 1\r\n\r\n"), GW_M_GET, 0, 200,
+	  GW_BODY_LENGTH, 1, "OK" },
 
 	{ S("HTTP/1.1 099 X\r\n\r\n"), GW_M_GET, 502 },
 	{ S("HTTP/1.1 600 X\r\n\r\n"), GW_M_GET, 502 },
@@ -682,6 +722,19 @@ static const struct rs resps[] = {
 	{ S("HTTP/1.1 200 OK\r\nX\r\n\r\n"), GW_M_GET, 502 },
 	{ S("\r\nHTTP/1.1 200 OK\r\n\r\n"), GW_M_GET, 502 },
 	{ S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"), GW_M_HEAD, 502 },
+	/* Connection naming a framing field: response splitting */
+	{ S("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: content-length\r\n\r\n"), GW_M_GET, 502,
+	  .why = "Connection names Content-Length" },
+	{ S("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nConnection: Content-Length, close\r\n"
+	    "Content-Length: 5\r\n\r\n"), GW_M_GET, 502, .why = "Content-Length" },
+	{ S("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: transfer-encoding\r\n\r\n"),
+	  GW_M_GET, 502, .why = "Connection names Transfer-Encoding" },
+	{ S("HTTP/1.1 304 Not Modified\r\nConnection: content-length\r\n\r\n"), GW_M_GET, 502,
+	  .why = "Content-Length" },
+	{ S("HTTP/1.1 103 Early Hints\r\nConnection: content-length\r\n\r\n"), GW_M_GET, 502,
+	  .why = "Content-Length" },
+	{ S("HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade, transfer-encoding\r\n"
+	    "Upgrade: websocket\r\n\r\n"), GW_M_GET, 502, .why = "Transfer-Encoding" },
 };
 
 static void test_responses(void)
