@@ -2477,6 +2477,13 @@ static void upstream_ready(struct gw_conn *c)
 		evbuffer_add_buffer(u->out, rq->bodybuf);
 		if (n > 0 && rq->reqx.out_chunked)
 			evbuffer_add(u->out, "\r\n", 2);
+		/* a body cut at the family's limit may still have been read to
+		 * its end while buffering (chunks decoded without re-framing):
+		 * xfer_pump() will not run again to end the chunked stream, so
+		 * end it here or the upstream waits (and a pooled connection
+		 * desyncs) */
+		if (rq->reqx.done && rq->reqx.out_chunked)
+			evbuffer_add(u->out, "0\r\n\r\n", 5);
 		rq->reqx.moved += n;
 	}
 	up_rd_enable(u, 1);

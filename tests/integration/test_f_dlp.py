@@ -177,3 +177,47 @@ def test_dlp_overhead_reported(fwd, origin, ports):
         st, _ = post(fwd, origin, data, path="/upload")
         assert st == 200
     print("dlp: 20 uploads of %d bytes in %.3f s" % (len(data), time.time() - t0))
+
+
+# ---- issue 13 item 8: oversize = "allow" with a chunked body ----
+
+@pytest.mark.parametrize("split", [False, True])
+def test_oversize_allow_chunked_body_is_terminated(netns, origin, ports, split):
+    """A chunked upload over max_scan_bytes that arrives whole before the
+    cut: the origin must get the whole body and its terminating chunk, and
+    the upstream connection must stay in step for the next request (before
+    the fix the last chunk never went out: the origin waited, the client
+    got a 504, or the half-sent connection was pooled)."""
+    g = start(ports, oversize="allow")
+    try:
+        s = socket.create_connection(("127.0.0.1", g.port), timeout=5)
+        body = b"x" * 6000
+        req = (b"POST http://127.0.0.1:%d/echo HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               b"Transfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n" % origin.port)
+        req += b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+        if split:               # the cut comes first, the rest streams after the scan
+            s.sendall(req[:len(req) - 1000])
+            time.sleep(0.3)
+            s.sendall(req[len(req) - 1000:])
+        else:                   # one write: the whole body is there before the cut
+            s.sendall(req)
+        try:
+            resp = gh.recv_response(s, timeout=4)
+        except socket.timeout:
+            pytest.fail("no response: the origin is still waiting for the last chunk")
+        assert resp.startswith(b"HTTP/1.1 200"), resp[:200]
+        assert b'"nbytes": 6000' in resp
+        assert origin.requests[0].body == body
+        # the terminating chunk reached the origin
+        assert origin.raw.rstrip(b"\r\n").endswith(b"\r\n0") or b"\r\n0\r\n\r\n" in origin.raw
+        # the next request on the same client connection takes the pooled
+        # upstream connection and is answered in step
+        s.sendall(b"GET http://127.0.0.1:%d/echo?n=2 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % origin.port)
+        resp = gh.recv_response(s, timeout=4)
+        assert resp.startswith(b"HTTP/1.1 200"), resp[:200]
+        assert b'"target": "/echo?n=2"' in resp
+        assert origin.connections == 1
+        assert [r.method for r in origin.requests] == ["POST", "GET"]
+        s.close()
+    finally:
+        g.check_clean()
