@@ -452,6 +452,85 @@ static void proxy(struct gw_req *rq, struct fwd_data *d)
 
 /* ---- DLP ---- */
 
+/*
+ * Scan memory: bodies held for scanning, in bytes, summed over every worker
+ * and configuration generation.  A request reserves what its held body can
+ * reach before gw_req_read_body() (forward.dlp.max_scan_memory bounds the
+ * sum; over it the upload gets 503 with Retry-After), trims the reservation
+ * to what is really held once the body is scanned, and gives it back in
+ * on_done(), after which the core frees the buffer.
+ */
+static _Atomic uint64_t scan_held;
+
+/* The core pumps a whole read (<= 256 KiB) into the body buffer, and the
+ * read that brought the head may carry as much body again: a chunked body's
+ * buffer can pass the limit given to gw_req_read_body() by this much. */
+#define SCAN_SLACK (512u * 1024)
+
+/* The request's family data slot holds an auth_req while the request waits
+ * for the auth pool, and a scan_hold after decide() reserved scan memory;
+ * the two never overlap (auth_wake() clears the slot before decide()).  A
+ * scan_hold is stored with the low bit set to tell them apart (both are
+ * aligned allocations). */
+struct scan_hold {
+	uint64_t bytes;
+};
+#define HOLD_TAG ((uintptr_t)1)
+
+static struct scan_hold *scan_hold_of(void *slot)
+{
+	return ((uintptr_t)slot & HOLD_TAG) ? (struct scan_hold *)((uintptr_t)slot & ~HOLD_TAG) : NULL;
+}
+
+uint64_t fwd_dlp_scan_memory(void)
+{
+	return atomic_load_explicit(&scan_held, memory_order_relaxed);
+}
+
+/* Bytes the held body of h can reach with a cut at max + 1. */
+static uint64_t scan_need(const struct gw_http_head *h, uint64_t max)
+{
+	if (h->body == GW_BODY_LENGTH)
+		return h->content_length < max + 1 ? h->content_length : max + 1;
+	return max + 1 + SCAN_SLACK;
+}
+
+/* Reserve want bytes (at most the whole budget) for rq: 0, or -1 when the
+ * budget is spent (nothing reserved). */
+static int scan_reserve(struct gw_req *rq, const struct fwd_data *d, uint64_t want)
+{
+	uint64_t limit = d->cf->forward.dlp.max_scan_memory;
+	uint64_t cur = atomic_load_explicit(&scan_held, memory_order_relaxed);
+	struct scan_hold *sh;
+
+	if (want > limit)
+		want = limit;   /* conf/ keeps limit >= max_scan_bytes: one upload always fits */
+	do {
+		if (cur + want > limit)
+			return -1;
+	} while (!atomic_compare_exchange_weak_explicit(&scan_held, &cur, cur + want,
+	    memory_order_relaxed, memory_order_relaxed));
+	sh = gw_req_alloc(rq, sizeof *sh);
+	if (sh == NULL) {
+		atomic_fetch_sub_explicit(&scan_held, want, memory_order_relaxed);
+		return -1;
+	}
+	sh->bytes = want;
+	gw_req_set_data(rq, (void *)((uintptr_t)sh | HOLD_TAG));
+	return 0;
+}
+
+/* Keep at most keep bytes of rq's reservation (0: give it all back). */
+static void scan_trim(struct gw_req *rq, uint64_t keep)
+{
+	struct scan_hold *sh = scan_hold_of(gw_req_data(rq));
+
+	if (sh == NULL || sh->bytes <= keep)
+		return;
+	atomic_fetch_sub_explicit(&scan_held, sh->bytes - keep, memory_order_relaxed);
+	sh->bytes = keep;
+}
+
 /* A detector hit: log (redacted), tell the console; returns 1 when the
  * request was blocked (action deny). */
 static int dlp_hit(struct gw_req *rq, struct fwd_data *d, const struct fwd_dlp_hit *hit,
@@ -519,6 +598,10 @@ static void on_body(struct gw_req *rq, const char *data, size_t len, int complet
 		proxy(rq, d);
 		return;
 	}
+	/* what stays held is this body (cut at max_scan_bytes + 1), until it
+	 * has gone upstream or been dropped with the request */
+	if (complete)
+		scan_trim(rq, len);
 	count(rq, FWD_C_DLP_SCANNED);
 	sc = fwd_dlp_scan_new(d->dlp, form_body(h) ? FWD_DLP_FORM_URLENCODED : FWD_DLP_RAW);
 	if (sc == NULL) {
@@ -672,10 +755,18 @@ static void decide(struct gw_req *rq, struct fwd_data *d, long ui, enum cred cre
 				return;
 		}
 		if (h->body != GW_BODY_NONE && !(h->body == GW_BODY_LENGTH && h->content_length == 0)) {
+			uint64_t max = d->cf->forward.dlp.max_scan_bytes;
+			if (scan_reserve(rq, d, scan_need(h, max)) < 0) {
+				count(rq, FWD_C_DLP_BUSY);
+				gw_req_resp_hdr_add(rq, "Retry-After", "2", 1);
+				gw_req_set_verdict(rq, "dlp-busy", "dlp max_scan_memory");
+				gw_req_respond(rq, 503, NULL, NULL, 0, "Too many uploads are being scanned for "
+				    "data-loss prevention; please try again.");
+				return;
+			}
 			/* one byte more than we scan: len > max_scan_bytes in on_body()
-			 * then says "oversize" (the core's complete flag is also 1 when
-			 * the whole body happened to arrive before the cut) */
-			gw_req_read_body(rq, d->cf->forward.dlp.max_scan_bytes + 1);
+			 * then says "oversize" */
+			gw_req_read_body(rq, max + 1);
 			return;   /* on_body() goes on */
 		}
 	}
@@ -702,7 +793,7 @@ static void on_done(struct gw_req *rq, void *side)
 	/* the per-request slot holds the auth_req while the request waits for
 	 * the pool (set and cleared on this worker thread; the auth_req lives
 	 * until auth_wake() runs here, after this) */
-	struct auth_req *ar = gw_req_data(rq);
+	struct auth_req *ar = scan_hold_of(gw_req_data(rq)) == NULL ? gw_req_data(rq) : NULL;
 	const char *v = gw_req_verdict(rq), *user = gw_req_user(rq);
 	const struct gw_http_head *h = gw_req_head(rq);
 	int what = v == NULL ? 0 : strcmp(v, "allow") == 0 ? FWD_OBS_ALLOWED :
@@ -711,6 +802,7 @@ static void on_done(struct gw_req *rq, void *side)
 	(void)side;
 	if (ar != NULL)
 		atomic_store_explicit(&ar->job.cancelled, 1, memory_order_release);
+	scan_trim(rq, 0);
 	/* for the console: top domains by verdict, signed-in users */
 	if (what != 0 || user != NULL)
 		fwd_obs_request(gw_req_worker(rq), what, h->host, h->host ? h->host_len : 0, user,

@@ -14,7 +14,7 @@ CARD = "4111 1111 1111 1111"
 IBAN = "DE89 3704 0044 0532 0130 00"
 
 
-def dlp_conf(port, action="deny", oversize="deny", max_scan="4k"):
+def dlp_conf(port, action="deny", oversize="deny", max_scan="4k", extra=""):
     return """
 forward: {
   listeners = ( { address = "127.0.0.1:%d"; } );
@@ -28,13 +28,14 @@ forward: {
     max_scan_bytes = "%s";
     detectors = [ "credit_card", "iban", "us_ssn" ];
     patterns = ( { name = "codename"; regex = "(?i)\\\\bbluebird\\\\b"; } );
+    %s
   };
 };
-""" % (port, action, oversize, max_scan)
+""" % (port, action, oversize, max_scan, extra)
 
 
-def start(ports, **kw):
-    g = gh.Gatehouse(dlp_conf(ports[0], **kw)).start([ports[0]])
+def start(ports, workers=1, **kw):
+    g = gh.Gatehouse(dlp_conf(ports[0], **kw), workers=workers).start([ports[0]])
     g.port = ports[0]
     g.proxy = "http://127.0.0.1:%d" % ports[0]
     return g
@@ -220,4 +221,68 @@ def test_oversize_allow_chunked_body_is_terminated(netns, origin, ports, split):
         assert [r.method for r in origin.requests] == ["POST", "GET"]
         s.close()
     finally:
+        g.check_clean()
+
+
+# ---- issue 13 item 5: a process-wide budget for bodies held for scanning ----
+
+def test_scan_memory_budget(netns, origin, ports):
+    """60 concurrent 4 MiB uploads, each held one KiB short of its end so
+    that all are in the scan buffer at once, against max_scan_memory = 16M:
+    at most 4 are held, the others get 503 with Retry-After at once, RSS
+    stays far below 60 x 4 MiB, the held ones are scanned correctly when
+    they end (a card at the very end is caught), and once they are done
+    the budget is free again.  Before the fix all 60 were held (~240 MiB)."""
+    import select
+    n, size = 60, 4 << 20
+    g = start(ports, workers=2, max_scan="4M", extra='max_scan_memory = "16M";')
+    socks = []
+    try:
+        with gh.PeakRss(g.proc.pid) as m:
+            for i in range(n):
+                s = socket.create_connection(("127.0.0.1", g.port), timeout=10)
+                s.sendall(b"POST http://127.0.0.1:%d/upload/%d HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                          b"Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n"
+                          % (origin.port, i, size))
+                try:
+                    s.sendall(b"a" * (size - 1024))
+                except OSError:
+                    pass        # refused early: the proxy may stop reading it
+                socks.append(s)
+            time.sleep(0.5)
+            answered = {}
+            for i, s in enumerate(socks):
+                if select.select([s], [], [], 0.05)[0]:
+                    answered[i] = gh.recv_response(s, timeout=5)
+            held = [i for i in range(n) if i not in answered]
+            busy = [i for i, r in answered.items() if r.startswith(b"HTTP/1.1 503")]
+            assert len(held) <= 4, "%d uploads held at once over a 16M budget" % len(held)
+            assert len(held) >= 1 and len(busy) == n - len(held), \
+                {i: r[:80] for i, r in answered.items()}
+            assert all(b"Retry-After: 2" in answered[i] for i in busy)
+            # the held uploads end now; odd ones carry a card in the last bytes
+            for i in held:
+                tail = (b"x" * 1000 + b" 4111 1111 1111 1111" if i % 2 else b"b" * 1020).ljust(1024, b" ")
+                socks[i].sendall(tail)
+            for i in held:
+                r = gh.recv_response(socks[i], timeout=10)
+                if i % 2:
+                    assert r.startswith(b"HTTP/1.1 403") and b"credit_card" in r, r[:200]
+                else:
+                    assert r.startswith(b"HTTP/1.1 200") and r.endswith(b"%d" % size), r[:200]
+        print("scan budget: %d held, %d refused, RSS grew %d KiB (start %d KiB)"
+              % (len(held), len(busy), m.grow_kb, m.start))
+        if not gh.SANITIZED:
+            assert m.grow_kb < 64 * 1024, "RSS grew %d KiB" % m.grow_kb
+        for s in socks:
+            s.close()
+        socks = []
+        # the budget is free again: a later upload is scanned, not refused
+        st, body = post(g, origin, ("late %s" % CARD).encode())
+        assert st == 403 and b"credit_card" in body
+        st, body = post(g, origin, b"a" * 3000, path="/upload")
+        assert st == 200 and body == b"3000"
+    finally:
+        for s in socks:
+            s.close()
         g.check_clean()
