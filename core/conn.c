@@ -166,7 +166,7 @@ struct gw_req {
 	void *family_data;         /* gw_req_set_data */
 	struct hdr_edit *req_edits, *resp_edits;
 	int no_via;
-	int log_no_query;          /* the access log leaves the query string out */
+	int log_no_query;          /* the access log leaves the query string (2: and the path) out */
 	uint64_t max_body;
 	const char *verdict, *rule, *user, *reason;
 	char upstream_str[64];
@@ -1294,7 +1294,8 @@ void gw_req_hdr_add(struct gw_req *rq, const char *name, const char *value, size
 void gw_req_resp_hdr_del(struct gw_req *rq, const char *name) { edit_add(rq, &rq->resp_edits, name, NULL, 0, 1); }
 void gw_req_resp_hdr_add(struct gw_req *rq, const char *name, const char *value, size_t vlen) { edit_add(rq, &rq->resp_edits, name, value, vlen, 0); }
 void gw_req_no_via(struct gw_req *rq) { rq->no_via = 1; }
-void gw_req_log_no_query(struct gw_req *rq) { rq->log_no_query = 1; }
+void gw_req_log_no_query(struct gw_req *rq) { rq->log_no_query = rq->log_no_query ? rq->log_no_query : 1; }
+void gw_req_log_no_path(struct gw_req *rq) { rq->log_no_query = 2; }
 void gw_req_set_max_body(struct gw_req *rq, uint64_t max) { rq->max_body = max; }
 void gw_req_set_verdict(struct gw_req *rq, const char *verdict, const char *rule) { rq->verdict = verdict; rq->rule = rule; }
 void gw_req_set_user(struct gw_req *rq, const char *user) { rq->user = user; }
@@ -1372,6 +1373,11 @@ static void req_log_free(struct gw_conn *c, struct gw_req *rq)
 			const char *q = memchr(h->target, '?', h->target_len);
 			if (q != NULL)
 				r.target_len = (size_t)(q - h->target);
+			/* h->path points into the target unless it is the static "/" */
+			if (rq->log_no_query == 2 && h->path != NULL &&
+			    (uintptr_t)h->path >= (uintptr_t)h->target &&
+			    (uintptr_t)h->path < (uintptr_t)(h->target + h->target_len))
+				r.target_len = (size_t)(h->path - h->target);
 		}
 		r.version_minor = h->version_minor;
 		r.status = st;

@@ -3,8 +3,11 @@ requests are held and scanned before the origin sees anything.  Valid card
 blocked (origin saw nothing), Luhn-invalid passes, IBAN, custom pattern,
 form decoding, a card split across chunks, oversize deny/allow, action log
 (redacted only)."""
+import base64
+import gzip
 import socket
 import time
+import zlib
 
 import pytest
 
@@ -97,9 +100,6 @@ def test_form_urlencoded_is_decoded(fwd, origin):
     st, body = post(fwd, origin, b"name=x&cc=4111%201111%201111%201111&go=1",
                     "application/x-www-form-urlencoded")
     assert st == 403 and b"credit_card" in body
-    # the same bytes as plain text are not a card (no decoding)
-    st, body = post(fwd, origin, b"cc=4111%201111%201111%201111", "text/plain")
-    assert st == 200
 
 
 def test_multipart_scanned_as_is(fwd, origin):
@@ -286,3 +286,139 @@ def test_scan_memory_budget(netns, origin, ports):
         for s in socks:
             s.close()
         g.check_clean()
+
+
+# ---- issue 13 item 15: what DLP did not read ----
+
+@pytest.fixture
+def fwdn(netns, ports):
+    """The DLP proxy inside the test's network namespace (list after netns, origin)."""
+    g = start(ports)
+    yield g
+    g.check_clean()
+
+
+def req_status(fwd, method, url, *extra):
+    return gh.curl_status("-x", fwd.proxy, "-X", method, *extra, url)
+
+
+def test_url_path_scanned_any_method(netns, origin, fwdn):
+    """A card in the path, plain or percent-encoded, is caught on GET,
+    DELETE and HEAD (before: only the query string was read); the access
+    log and the console keep the path out."""
+    base = "http://127.0.0.1:%d" % origin.port
+    for method, path in [("GET", "/acct/4111111111111111/view"),
+                         ("DELETE", "/acct/4111%201111%201111%201111"),
+                         ("GET", "/qq/" + base64.urlsafe_b64encode(b"card 4111 1111 1111 1111").decode())]:
+        st = req_status(fwdn, method, base + path)
+        assert st == 403, (method, path, st)
+    rc, out, err = gh.curl("-s", "-I", "-o", "/dev/null", "-w", "%{http_code}", "-x", fwdn.proxy,
+                           base + "/4111-1111-1111-1111")
+    assert out == b"403"
+    assert origin.requests == []
+    assert req_status(fwdn, "GET", base + "/echo/order/12345") == 200
+    lines = [x for x in fwdn.access_lines() if "verdict=deny" in x]
+    assert len(lines) == 4 and all("4111" not in x and "acct" not in x for x in lines), lines
+    assert "4111" not in fwdn.stderr()
+
+
+def test_header_values_scanned(netns, origin, fwdn):
+    url = "http://127.0.0.1:%d/echo" % origin.port
+    rc, out, err = gh.curl("-s", "-x", fwdn.proxy, "-H", "X-Data: 4111 1111 1111 1111", url)
+    assert b"credit_card" in out and b"header X-Data" in out, out[:300]
+    assert req_status(fwdn, "GET", url, "-H", "X-Data: " + base64.b64encode(b"ssn 123-45-6789").decode()) == 403
+    assert req_status(fwdn, "GET", url, "-H", "Cookie: a=1; acct=DE89370400440532013000") == 403
+    assert req_status(fwdn, "GET", url, "-H", "X-Tag: Bluebird") == 403
+    assert origin.requests == []
+    assert req_status(fwdn, "GET", url, "-H", "X-Data: order 12345", "-H", "Cookie: sid=abc123") == 200
+    # the proxy's own credentials are not read (they never leave it)
+    assert req_status(fwdn, "GET", url, "-H", "Proxy-Authorization: Basic " +
+                      base64.b64encode(b"u:4111111111111111").decode()) == 200
+
+
+def post_raw(fwd, origin, data, *headers):
+    args = []
+    for h in headers:
+        args += ["-H", h]
+    rc, out, err = gh.curl("-s", "-o", "-", "-w", "\n%{http_code}", "-x", fwd.proxy, *args,
+                           "--data-binary", "@-", "http://127.0.0.1:%d/echo" % origin.port, input=data)
+    body, _, code = out.rpartition(b"\n")
+    return int(code or b"0"), body
+
+
+def test_compressed_bodies_inflated(netns, origin, fwdn):
+    secret = b"invoice for card 4111 1111 1111 1111, thanks"
+    raw_deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    bodies = {"gzip": gzip.compress(secret), "x-gzip": gzip.compress(secret),
+              "deflate": zlib.compress(secret),
+              "Deflate": raw_deflate.compress(secret) + raw_deflate.flush()}
+    for coding, data in bodies.items():
+        st, body = post_raw(fwdn, origin, data, "Content-Type: text/plain", "Content-Encoding: " + coding)
+        assert st == 403 and b"credit_card" in body and b"inflated" in body, (coding, st, body[:300])
+    # two gzip members are one body
+    st, _ = post_raw(fwdn, origin, gzip.compress(b"hello ") + gzip.compress(b"ssn 123-45-6789"),
+                     "Content-Encoding: gzip")
+    assert st == 403
+    assert origin.requests == []
+    # a clean compressed body reaches the origin as sent
+    clean = gzip.compress(b"nothing to see " * 50)
+    st, body = post_raw(fwdn, origin, clean, "Content-Encoding: gzip")
+    assert st == 200 and origin.requests[-1].body == clean
+    # what cannot be read whole is handled like an oversize body (deny here)
+    st, body = post_raw(fwdn, origin, b"\x1f\x8b\x08\x00garbage", "Content-Encoding: gzip")
+    assert st == 403 and b"cannot be scanned" in body
+    st, body = post_raw(fwdn, origin, b"opaque", "Content-Encoding: br")
+    assert st == 403 and b"cannot be scanned" in body
+    st, body = post_raw(fwdn, origin, gzip.compress(gzip.compress(secret)), "Content-Encoding: gzip, gzip")
+    assert st == 403
+
+
+def test_gzip_bomb_capped(netns, origin, ports):
+    """100 MB of zeros in 100 KB of gzip against max_scan_bytes = 1M: the
+    inflater stops at 1 MiB (deny: oversize; allow: forwarded unscanned),
+    quickly and without the memory of the decoded body."""
+    bomb = gzip.compress(b"\0" * (100 << 20), 9)
+    for oversize, want in (("deny", 403), ("allow", 200)):
+        g = start(ports, oversize=oversize, max_scan="1M")
+        try:
+            with gh.PeakRss(g.proc.pid) as m:
+                t0 = time.time()
+                st, body = post_raw(g, origin, bomb, "Content-Encoding: gzip")
+                took = time.time() - t0
+            assert st == want, body[:300]
+            if want == 403:
+                assert b"decoded larger" in body
+            print("gzip bomb (%d bytes): %s in %.3f s, RSS +%d KiB" % (len(bomb), st, took, m.grow_kb))
+            if not gh.SANITIZED:
+                assert m.grow_kb < 16 * 1024
+        finally:
+            g.check_clean()
+    assert len(origin.requests) == 1 and origin.requests[0].body == bomb
+
+
+def test_base64_bodies_decoded(netns, origin, fwdn):
+    b64 = base64.b64encode(b"card 4111 1111 1111 1111 exp 12/29").decode()
+    mime = base64.encodebytes(b"x" * 100 + b" iban DE89 3704 0044 0532 0130 00 " + b"y" * 100).decode()
+    cases = [(b64, "text/plain"),
+             ('{"name": "report.txt", "data": "%s"}' % b64, "application/json"),
+             (mime, "text/plain"),
+             ("file=" + base64.b64encode(b"ssn 123-45-6789!!").decode().replace("+", "%2B")
+              .replace("/", "%2F").replace("=", "%3D"), "application/x-www-form-urlencoded")]
+    for text, ctype in cases:
+        st, body = post(fwdn, origin, text.encode(), ctype)
+        assert st == 403 and b"base64-decoded" in body, (text, st, body[:300])
+    assert origin.requests == []
+    clean = base64.b64encode(b"just a harmless attachment, order 12345").decode()
+    st, body = post(fwdn, origin, ('{"data": "%s"}' % clean).encode(), "application/json")
+    assert st == 200
+
+
+def test_form_data_without_form_type(netns, origin, fwdn):
+    """Form encoding is decoded whatever the Content-Type says (the origin
+    may parse it as a form all the same)."""
+    for data, ctype in [(b"cc=4111%201111%201111%201111", "text/plain"),
+                        (b"cc=4111+1111+1111+1111&x=1", "application/octet-stream"),
+                        (b"iban=DE89%203704%200044%200532%200130%2000", "application/json")]:
+        st, body = post(fwdn, origin, data, ctype)
+        assert st == 403 and b"percent-decoded" in body, (data, st, body[:300])
+    assert origin.requests == []
