@@ -563,9 +563,10 @@ static const char *req_origin(struct gw_req *rq, const struct gw_http_head *h)
 }
 
 /* A detector hit: log (redacted), tell the console; returns 1 when the
- * request was blocked (action deny).  where: "URL...", "header NAME...",
- * "request body..."; a hit in the URL keeps its path and query out of the
- * logs, the console and the block page. */
+ * request was blocked (action deny).  where: "URL..." (host and path),
+ * "query string...", "header NAME...", "request body..."; a hit in the URL
+ * keeps its path and query out of the logs, the console and the block
+ * page, a hit in the query its query. */
 static int dlp_hit(struct gw_req *rq, struct fwd_data *d, const struct fwd_dlp_hit *hit,
     const char *where)
 {
@@ -578,6 +579,8 @@ static int dlp_hit(struct gw_req *rq, struct fwd_data *d, const struct fwd_dlp_h
 	count(rq, FWD_C_DLP_HITS);
 	if (in_url)
 		gw_req_log_no_path(rq);   /* the access log (and the console's tail) too */
+	else if (strncmp(where, "query string", 12) == 0)
+		gw_req_log_no_query(rq);
 	printable_url(url, sizeof url, shown);
 	printable(det, sizeof det, hit->detector);
 	printable(wh, sizeof wh, where);
@@ -653,15 +656,21 @@ static int dlp_head(struct gw_req *rq, struct fwd_data *d)
 	const struct gw_http_head *h = gw_req_head(rq);
 	struct fwd_dlp_views *v = views_of(rq, d);
 	struct fwd_dlp_hit hit;
-	const char *view = "";
+	const char *view = "", *q;
 	char where[64], what[48];
+	size_t pn;
 
 	if (v == NULL) {
 		block(rq, d, "dlp", "data-loss prevention: out of memory while scanning");
 		return 1;
 	}
-	if (fwd_dlp_views_buffer(v, h->target, h->target_len, &hit, &view) == 1)
+	/* the query apart, so that a hit there hides only the query */
+	q = memchr(h->target, '?', h->target_len);
+	pn = q != NULL ? (size_t)(q - h->target) : h->target_len;
+	if (fwd_dlp_views_buffer(v, h->target, pn, &hit, &view) == 1)
 		return dlp_hit(rq, d, &hit, where_of(where, sizeof where, "URL", view));
+	if (q != NULL && fwd_dlp_views_buffer(v, q + 1, h->target_len - pn - 1, &hit, &view) == 1)
+		return dlp_hit(rq, d, &hit, where_of(where, sizeof where, "query string", view));
 	/* the values as one stream, NUL between them (no detector and no view
 	 * reads across a NUL): one pass per request, not one per header */
 	fwd_dlp_views_reset(v);
