@@ -12,11 +12,11 @@
  *      deferred and resumes in auth_wake() on its worker);
  *   5. the policy (before DNS).  An "auth" rule is satisfied by a valid user:
  *      evaluation continues after it; without one the answer is 407;
- *   6. DLP on plain-HTTP requests: the URL and the header values at once,
- *      the body via gw_req_read_body() up to dlp.max_scan_bytes (within the
- *      process-wide dlp.max_scan_memory), decided in on_body(); each in the
- *      views of forward/dlp_body.h (raw, percent-decoded, base64; bodies
- *      also inflated);
+ *   6. DLP on plain-HTTP requests: the URL path and query and the header
+ *      values at once, the body via gw_req_read_body() up to
+ *      dlp.max_scan_bytes (within the process-wide dlp.max_scan_memory),
+ *      decided in on_body(); each in the views of forward/dlp_body.h (raw,
+ *      percent-decoded, base64; bodies also inflated);
  *   7. header hygiene (credentials, anonymize) and gw_req_proxy(); every
  *      resolved address is then checked in on_resolved().
  *
@@ -563,10 +563,10 @@ static const char *req_origin(struct gw_req *rq, const struct gw_http_head *h)
 }
 
 /* A detector hit: log (redacted), tell the console; returns 1 when the
- * request was blocked (action deny).  where: "URL..." (host and path),
- * "query string...", "header NAME...", "request body..."; a hit in the URL
- * keeps its path and query out of the logs, the console and the block
- * page, a hit in the query its query. */
+ * request was blocked (action deny).  where: "URL path...", "query
+ * string...", "header NAME...", "request body..."; a hit in the path keeps
+ * path and query out of the logs, the console and the block page, a hit
+ * in the query its query. */
 static int dlp_hit(struct gw_req *rq, struct fwd_data *d, const struct fwd_dlp_hit *hit,
     const char *where)
 {
@@ -638,38 +638,45 @@ static struct fwd_dlp_views *views_of(struct gw_req *rq, struct fwd_data *d)
 	return d->views[w];
 }
 
-/* Proxy-Authorization is the proxy's own credential, removed before forwarding. */
+/* Proxy-Authorization is the proxy's own credential, removed before
+ * forwarding; Host is the destination (see dlp_head()). */
 static int dlp_skip_header(const struct gw_hdr *x)
 {
-	return x->name_len == 19 && strncasecmp(x->name, "proxy-authorization", 19) == 0;
+	return (x->name_len == 19 && strncasecmp(x->name, "proxy-authorization", 19) == 0) ||
+	    (x->name_len == 4 && strncasecmp(x->name, "host", 4) == 0);
 }
 
 /*
  * DLP on what a request carries in its head, whatever the method: the
- * target (path and query; the host too, since a name can carry data out),
- * and every header value but Proxy-Authorization (the proxy's own
- * credentials, removed before forwarding).  Cookie is scanned: a page can
- * write what it likes into a cookie.  Returns 1 when rq was answered.
+ * path and the query, and every header value but Proxy-Authorization (the
+ * proxy's own credentials, removed before forwarding) and Host.  Cookie is
+ * scanned: a page can write what it likes into a cookie.  The destination
+ * host (URL authority, Host, CONNECT) is not: it is what the policy judges
+ * and what every log names, so a hit there could not be kept out of them.
+ * Returns 1 when rq was answered.
  */
 static int dlp_head(struct gw_req *rq, struct fwd_data *d)
 {
 	const struct gw_http_head *h = gw_req_head(rq);
 	struct fwd_dlp_views *v = views_of(rq, d);
 	struct fwd_dlp_hit hit;
-	const char *view = "", *q;
+	const char *view = "", *p, *q;
 	char where[64], what[48];
-	size_t pn;
+	size_t plen, pn;
 
 	if (v == NULL) {
 		block(rq, d, "dlp", "data-loss prevention: out of memory while scanning");
 		return 1;
 	}
-	/* the query apart, so that a hit there hides only the query */
-	q = memchr(h->target, '?', h->target_len);
-	pn = q != NULL ? (size_t)(q - h->target) : h->target_len;
-	if (fwd_dlp_views_buffer(v, h->target, pn, &hit, &view) == 1)
-		return dlp_hit(rq, d, &hit, where_of(where, sizeof where, "URL", view));
-	if (q != NULL && fwd_dlp_views_buffer(v, q + 1, h->target_len - pn - 1, &hit, &view) == 1)
+	/* the path (h->path: path and query, after the authority), and the
+	 * query apart, so that a hit there hides only the query */
+	p = h->path != NULL ? h->path : "";
+	plen = h->path != NULL ? h->path_len : 0;
+	q = memchr(p, '?', plen);
+	pn = q != NULL ? (size_t)(q - p) : plen;
+	if (fwd_dlp_views_buffer(v, p, pn, &hit, &view) == 1)
+		return dlp_hit(rq, d, &hit, where_of(where, sizeof where, "URL path", view));
+	if (q != NULL && fwd_dlp_views_buffer(v, q + 1, plen - pn - 1, &hit, &view) == 1)
 		return dlp_hit(rq, d, &hit, where_of(where, sizeof where, "query string", view));
 	/* the values as one stream, NUL between them (no detector and no view
 	 * reads across a NUL): one pass per request, not one per header */
