@@ -139,6 +139,10 @@ enum MHD_Result adm_metrics(struct MHD_Connection *c)
 			gw_sbuf_printf(&b, "gatehouse_forward_events_total{event=\"%s\"} %llu\n",
 			    fwd_counter_name((enum fwd_counter)k),
 			    (unsigned long long)fwd_side_counter(side, (enum fwd_counter)k));
+		gw_sbuf_printf(&b, "# HELP gatehouse_forward_dlp_scan_memory_bytes Request bodies held for DLP "
+		    "scanning now (bounded by forward.dlp.max_scan_memory).\n"
+		    "# TYPE gatehouse_forward_dlp_scan_memory_bytes gauge\n"
+		    "gatehouse_forward_dlp_scan_memory_bytes %llu\n", (unsigned long long)fwd_dlp_scan_memory());
 	}
 	{
 		size_t n = rev_servers_info(NULL, 0);

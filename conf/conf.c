@@ -1301,7 +1301,7 @@ static const char *const k_list[] = { "name", "file", NULL };
 static const char *const k_rule[] = { "name", "action", "clients", "users", "groups", "domains",
     "lists", "urls", "methods", "ports", "hours", "schemes", NULL };
 static const char *const k_dlp[] = { "enabled", "action", "oversize", "max_scan_bytes", "detectors",
-    "patterns", NULL };
+    "patterns", "max_scan_memory", NULL };
 static const char *const k_pattern[] = { "name", "regex", NULL };
 static const char *const k_pac[] = { "proxy", "direct", NULL };
 
@@ -1506,6 +1506,7 @@ static void read_dlp(struct ctx *x, config_setting_t *f)
 	d->action_deny = 1;
 	d->oversize_deny = 1;
 	d->max_scan_bytes = 16u * 1024 * 1024;
+	d->max_scan_memory = 256u * 1024 * 1024;
 	if (!g)
 		return;
 	d->present = 1;
@@ -1514,6 +1515,19 @@ static void read_dlp(struct ctx *x, config_setting_t *f)
 	get_enum(x, g, "forward.dlp", "action", actions, &d->action_deny);
 	get_enum(x, g, "forward.dlp", "oversize", oversize, &d->oversize_deny);
 	get_size(x, g, "forward.dlp", "max_scan_bytes", 1024, 1024ull * 1024 * 1024, &d->max_scan_bytes);
+	switch (get_size(x, g, "forward.dlp", "max_scan_memory", 64u * 1024, 1024ull * 1024 * 1024 * 1024,
+	    &d->max_scan_memory)) {
+	case 0:   /* the default holds at least one upload of the largest scanned size */
+		if (d->max_scan_memory < d->max_scan_bytes)
+			d->max_scan_memory = d->max_scan_bytes;
+		break;
+	case 1:
+		if (d->max_scan_memory < d->max_scan_bytes)
+			serr(x, member(g, "max_scan_memory"), "forward.dlp.max_scan_memory",
+			    "must be at least max_scan_bytes (%llu), or no upload of that size could be scanned",
+			    (unsigned long long)d->max_scan_bytes);
+		break;
+	}
 	get_strs(x, g, "forward.dlp", "detectors", 0, chk_detector, &d->detectors);
 	l = get_glist(x, g, "forward.dlp", "patterns");
 	if (!l)

@@ -162,6 +162,8 @@ struct conf_fwd_dlp {
 	int action_deny;           /* action: "deny" (1) | "log" (0) */
 	int oversize_deny;         /* oversize: "deny" (1) | "allow" (0); default deny */
 	uint64_t max_scan_bytes;
+	/* process-wide bound on bodies held for scanning; default 256M */
+	uint64_t max_scan_memory;
 	struct conf_strs detectors;    /* "credit_card", "iban", "us_ssn" */
 	struct conf_fwd_pattern *patterns;
 	size_t npatterns;

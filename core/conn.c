@@ -169,7 +169,7 @@ struct gw_req {
 	void *family_data;         /* gw_req_set_data */
 	struct hdr_edit *req_edits, *resp_edits;
 	int no_via;
-	int log_no_query;          /* the access log leaves the query string out */
+	int log_no_query;          /* the access log leaves the query string (2: and the path) out */
 	uint64_t max_body;
 	const char *verdict, *rule, *user, *reason;
 	char upstream_str[64];
@@ -1447,7 +1447,8 @@ void gw_req_hdr_add(struct gw_req *rq, const char *name, const char *value, size
 void gw_req_resp_hdr_del(struct gw_req *rq, const char *name) { edit_add(rq, &rq->resp_edits, name, NULL, 0, 1); }
 void gw_req_resp_hdr_add(struct gw_req *rq, const char *name, const char *value, size_t vlen) { edit_add(rq, &rq->resp_edits, name, value, vlen, 0); }
 void gw_req_no_via(struct gw_req *rq) { rq->no_via = 1; }
-void gw_req_log_no_query(struct gw_req *rq) { rq->log_no_query = 1; }
+void gw_req_log_no_query(struct gw_req *rq) { rq->log_no_query = rq->log_no_query ? rq->log_no_query : 1; }
+void gw_req_log_no_path(struct gw_req *rq) { rq->log_no_query = 2; }
 void gw_req_set_max_body(struct gw_req *rq, uint64_t max) { rq->max_body = max; }
 void gw_req_set_verdict(struct gw_req *rq, const char *verdict, const char *rule) { rq->verdict = verdict; rq->rule = rule; }
 void gw_req_set_user(struct gw_req *rq, const char *user) { rq->user = user; }
@@ -1525,6 +1526,11 @@ static void req_log_free(struct gw_conn *c, struct gw_req *rq)
 			const char *q = memchr(h->target, '?', h->target_len);
 			if (q != NULL)
 				r.target_len = (size_t)(q - h->target);
+			/* h->path points into the target unless it is the static "/" */
+			if (rq->log_no_query == 2 && h->path != NULL &&
+			    (uintptr_t)h->path >= (uintptr_t)h->target &&
+			    (uintptr_t)h->path < (uintptr_t)(h->target + h->target_len))
+				r.target_len = (size_t)(h->path - h->target);
 		}
 		r.version_minor = h->version_minor;
 		r.status = st;
@@ -1878,14 +1884,52 @@ static void body_setup(struct gw_req *rq)
 	    (h->body == GW_BODY_LENGTH && h->content_length == 0);
 }
 
+/*
+ * Append src to dst by copy.  xfer_pump() moves whole chains, and a client
+ * read leaves its chain (1 KiB, or 256 KiB after a full one) however few
+ * bytes it got: a held body trickled in small reads would take hundreds of
+ * times its size (40 bodies of 6 KB sent a byte at a time: +36 MB).  Copies
+ * fill chains that grow to 4 KiB, so a held body costs about its size.
+ * Returns 0, or -1 when out of memory (src is then emptied all the same).
+ */
+static int append_copy(struct evbuffer *dst, struct evbuffer *src)
+{
+	struct evbuffer_iovec v[16];
+	int n, rc = 0;
+
+	while ((n = evbuffer_peek(src, -1, NULL, v, 16)) > 0) {
+		size_t done = 0;
+		for (int i = 0; i < n && i < 16; i++) {
+			if (rc == 0 && evbuffer_add(dst, v[i].iov_base, v[i].iov_len) < 0)
+				rc = -1;
+			done += v[i].iov_len;
+		}
+		evbuffer_drain(src, done);
+	}
+	return rc;
+}
+
 /* gw_req_read_body: collect the body into rq->bodybuf, then ask the family. */
 static void buffer_body(struct gw_conn *c)
 {
 	struct gw_req *rq = c->rq;
 	size_t before = evbuffer_get_length(c->in), len;
+	struct evbuffer *tmp = buf_get(c->w->pool);
 	const char *data;
+	int bad;
 
-	if (xfer_pump(&rq->reqx, c->in, rq->bodybuf) < 0) {
+	if (tmp == NULL) {
+		conn_close(c, GW_CLOSE_INTERNAL);
+		return;
+	}
+	bad = xfer_pump(&rq->reqx, c->in, tmp) < 0;
+	if (append_copy(rq->bodybuf, tmp) < 0) {
+		buf_put(c->w->pool, tmp);
+		conn_close(c, GW_CLOSE_INTERNAL);
+		return;
+	}
+	buf_put(c->w->pool, tmp);
+	if (bad) {
 		rq->reading_body = 0;
 		rq->close_after = 1;
 		respond_error(rq, 400, "bad chunked request body");
@@ -2661,6 +2705,13 @@ static void upstream_ready(struct gw_conn *c)
 		evbuffer_add_buffer(u->out, rq->bodybuf);
 		if (n > 0 && rq->reqx.out_chunked)
 			evbuffer_add(u->out, "\r\n", 2);
+		/* a body cut at the family's limit may still have been read to
+		 * its end while buffering (chunks decoded without re-framing):
+		 * xfer_pump() will not run again to end the chunked stream, so
+		 * end it here or the upstream waits (and a pooled connection
+		 * desyncs) */
+		if (rq->reqx.done && rq->reqx.out_chunked)
+			evbuffer_add(u->out, "0\r\n\r\n", 5);
 		rq->reqx.moved += n;
 	}
 	up_rd_enable(u, 1);

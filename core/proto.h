@@ -199,6 +199,8 @@ const char *gw_req_user(const struct gw_req *rq);
 /* Log the request target without its query string (it held something
  * sensitive, e.g. what DLP caught). */
 void gw_req_log_no_query(struct gw_req *rq);
+/* The same without its path either: scheme and authority only. */
+void gw_req_log_no_path(struct gw_req *rq);
 /* The access log's reason= field (static or request-owned string). */
 void gw_req_set_reason(struct gw_req *rq, const char *reason);
 

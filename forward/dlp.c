@@ -835,6 +835,47 @@ fail:
 	return NULL;
 }
 
+/* What a scanner keeps of its own when its state is reset or copied:
+ * its mode and its allocations. */
+static void keep_own(struct fwd_dlp_scan *sc, const struct fwd_dlp_scan *own)
+{
+	sc->mode = own->mode;
+	sc->buf = own->buf;
+	sc->bufcap = own->bufcap;
+	sc->next = own->next;
+	sc->md = own->md;
+}
+
+void fwd_dlp_scan_reset(struct fwd_dlp_scan *sc)
+{
+	struct fwd_dlp_scan keep = *sc;
+
+	if (sc->magic != SCAN_MAGIC)
+		abort();
+	memset(sc, 0, sizeof *sc);
+	sc->magic = SCAN_MAGIC;
+	sc->dlp = keep.dlp;
+	keep_own(sc, &keep);
+	if (sc->next != NULL)
+		memset(sc->next, 0, sc->dlp->npats * sizeof sc->next[0]);
+}
+
+void fwd_dlp_scan_copy(struct fwd_dlp_scan *dst, const struct fwd_dlp_scan *src)
+{
+	struct fwd_dlp_scan keep = *dst;
+
+	if (dst->magic != SCAN_MAGIC || src->magic != SCAN_MAGIC || dst->dlp != src->dlp || src->pct)
+		abort();
+	*dst = *src;
+	keep_own(dst, &keep);
+	/* without patterns the window is empty between feeds; with patterns
+	 * both scanners have the same buffer size */
+	if (src->wlen > 0)
+		memcpy(dst->buf, src->buf, src->wlen);
+	if (src->next != NULL)
+		memcpy(dst->next, src->next, src->dlp->npats * sizeof src->next[0]);
+}
+
 void fwd_dlp_scan_free(struct fwd_dlp_scan *sc)
 {
 	if (sc == NULL)

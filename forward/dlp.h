@@ -33,8 +33,10 @@
  * A match attempt that exceeds PCRE2's match limit (10^6) counts as no
  * match.  \G is not meaningful (attempts restart at arbitrary offsets).
  *
- * Not decoded: JSON \u escapes, base64 or quoted-printable multipart
- * parts, compressed bodies.  Raw mode sees '+' and %XX as they are.
+ * This engine decodes nothing but form encoding (mode FORM): the views
+ * of a request that also see base64 runs and compressed bodies are built
+ * on it in forward/dlp_body.h.  Not decoded anywhere: JSON \u escapes,
+ * quoted-printable.  Raw mode sees '+' and %XX as they are.
  *
  * Ownership and threads: a struct fwd_dlp is immutable after compile and may
  * be shared by all worker threads; it must outlive every scanner made from
@@ -128,6 +130,15 @@ const struct fwd_dlp_hit *fwd_dlp_scan_hit(const struct fwd_dlp_scan *sc);
 
 /* Number of (decoded) bytes scanned so far. */
 uint64_t fwd_dlp_scan_bytes(const struct fwd_dlp_scan *sc);
+
+/* Start over on a new stream (same engine and mode), keeping the
+ * scanner's memory: as fwd_dlp_scan_new() without the allocations. */
+void fwd_dlp_scan_reset(struct fwd_dlp_scan *sc);
+
+/* Make dst (same engine, any mode) continue from src's state as if it had
+ * been fed src's bytes: for a view that reads like src until some byte
+ * shows up.  src must not be inside a %XX (mode FORM). */
+void fwd_dlp_scan_copy(struct fwd_dlp_scan *dst, const struct fwd_dlp_scan *src);
 
 /* Free a scanner (NULL is fine). */
 void fwd_dlp_scan_free(struct fwd_dlp_scan *sc);

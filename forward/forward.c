@@ -18,8 +18,11 @@
  *      an invalid escape in the path is 400) and canonical host.  An "auth"
  *      rule is satisfied by a valid user: evaluation continues after it;
  *      without one the answer is 407;
- *   6. DLP on plain-HTTP requests: the query string at once, the body via
- *      gw_req_read_body() up to dlp.max_scan_bytes, decided in on_body();
+ *   6. DLP on plain-HTTP requests: the URL path and query and the header
+ *      values at once, the body via gw_req_read_body() up to
+ *      dlp.max_scan_bytes (within the process-wide dlp.max_scan_memory),
+ *      decided in on_body(); each in the views of forward/dlp_body.h (raw,
+ *      percent-decoded, base64; bodies also inflated);
  *   7. header hygiene (credentials, anonymize) and gw_req_proxy(); every
  *      resolved address is then checked in on_resolved().
  *
@@ -55,6 +58,7 @@
 #include "forward/auth.h"
 #include "forward/block.h"
 #include "forward/dlp.h"
+#include "forward/dlp_body.h"
 #include "forward/observe.h"
 #include "forward/pac.h"
 #include "forward/policy.h"
@@ -77,6 +81,9 @@ struct fwd_data {
 	size_t challenge_len;
 	/* DLP: NULL when off or without detectors */
 	struct fwd_dlp *dlp;
+	/* per worker, made on its first scan: scans run to the end within one
+	 * callback, so a worker never needs two at once */
+	struct fwd_dlp_views *views[GW_MAX_WORKERS];
 	/* PAC text; NULL without forward.pac */
 	char *pac;
 	size_t pac_len;
@@ -260,13 +267,14 @@ static void block_event(struct gw_req *rq, const char *rule, const char *rawurl,
 }
 
 /* Answer 403 with the block page naming url and reason; log and tell the console. */
-static void block(struct gw_req *rq, struct fwd_data *d, const char *rule, const char *reason)
+static void block_url(struct gw_req *rq, struct fwd_data *d, const char *rule, const char *reason,
+    const char *url)
 {
 	const struct gw_http_head *h = gw_req_head(rq);
 	const struct gw_hdr *acc = gw_http1_find(h, "accept");
 	int html = acc != NULL && fwd_block_wants_html(acc->value, acc->value_len);
 	struct fwd_block b = {
-		.url = req_url(rq, h),
+		.url = url,
 		.reason = reason,
 		.request_id = gw_req_id(rq),
 		.contact = d->cf->forward.block_contact,
@@ -288,6 +296,11 @@ static void block(struct gw_req *rq, struct fwd_data *d, const char *rule, const
 	gw_req_respond(rq, 403, html ? "text/html; charset=utf-8" : "text/plain; charset=utf-8", body, n,
 	    NULL);
 	block_event(rq, rule, b.url, reason);
+}
+
+static void block(struct gw_req *rq, struct fwd_data *d, const char *rule, const char *reason)
+{
+	block_url(rq, d, rule, reason, req_url(rq, gw_req_head(rq)));
 }
 
 /* ---- PAC ---- */
@@ -456,21 +469,126 @@ static void proxy(struct gw_req *rq, struct fwd_data *d)
 
 /* ---- DLP ---- */
 
+/*
+ * Scan memory: bodies held for scanning, in bytes, summed over every worker
+ * and configuration generation.  A request reserves what its held body can
+ * reach before gw_req_read_body() (forward.dlp.max_scan_memory bounds the
+ * sum; over it the upload gets 503 with Retry-After), trims the reservation
+ * to what is really held once the body is scanned, and gives it back in
+ * on_done(), after which the core frees the buffer.
+ */
+static _Atomic uint64_t scan_held;
+
+/* The core pumps a whole read (<= 256 KiB) into the body buffer, and the
+ * read that brought the head may carry as much body again: a chunked body's
+ * buffer can pass the limit given to gw_req_read_body() by this much. */
+#define SCAN_SLACK (512u * 1024)
+
+/* The request's family data slot holds an auth_req while the request waits
+ * for the auth pool, and a scan_hold after decide() reserved scan memory;
+ * the two never overlap (auth_wake() clears the slot before decide()).  A
+ * scan_hold is stored with the low bit set to tell them apart (both are
+ * aligned allocations). */
+struct scan_hold {
+	uint64_t bytes;
+};
+#define HOLD_TAG ((uintptr_t)1)
+
+static struct scan_hold *scan_hold_of(void *slot)
+{
+	return ((uintptr_t)slot & HOLD_TAG) ? (struct scan_hold *)((uintptr_t)slot & ~HOLD_TAG) : NULL;
+}
+
+uint64_t fwd_dlp_scan_memory(void)
+{
+	return atomic_load_explicit(&scan_held, memory_order_relaxed);
+}
+
+/* Bytes the held body of h can reach with a cut at max + 1. */
+static uint64_t scan_need(const struct gw_http_head *h, uint64_t max)
+{
+	if (h->body == GW_BODY_LENGTH)
+		return h->content_length < max + 1 ? h->content_length : max + 1;
+	return max + 1 + SCAN_SLACK;
+}
+
+/* Reserve want bytes (at most the whole budget) for rq: 0, or -1 when the
+ * budget is spent (nothing reserved). */
+static int scan_reserve(struct gw_req *rq, const struct fwd_data *d, uint64_t want)
+{
+	uint64_t limit = d->cf->forward.dlp.max_scan_memory;
+	uint64_t cur = atomic_load_explicit(&scan_held, memory_order_relaxed);
+	struct scan_hold *sh;
+
+	if (want > limit)
+		want = limit;   /* conf/ keeps limit >= max_scan_bytes: one upload always fits */
+	do {
+		if (cur + want > limit)
+			return -1;
+	} while (!atomic_compare_exchange_weak_explicit(&scan_held, &cur, cur + want,
+	    memory_order_relaxed, memory_order_relaxed));
+	sh = gw_req_alloc(rq, sizeof *sh);
+	if (sh == NULL) {
+		atomic_fetch_sub_explicit(&scan_held, want, memory_order_relaxed);
+		return -1;
+	}
+	sh->bytes = want;
+	gw_req_set_data(rq, (void *)((uintptr_t)sh | HOLD_TAG));
+	return 0;
+}
+
+/* Keep at most keep bytes of rq's reservation (0: give it all back). */
+static void scan_trim(struct gw_req *rq, uint64_t keep)
+{
+	struct scan_hold *sh = scan_hold_of(gw_req_data(rq));
+
+	if (sh == NULL || sh->bytes <= keep)
+		return;
+	atomic_fetch_sub_explicit(&scan_held, sh->bytes - keep, memory_order_relaxed);
+	sh->bytes = keep;
+}
+
+/* req_url() without path and query (scheme and authority, then "/..."):
+ * what is shown of a URL in which DLP found something. */
+static const char *req_origin(struct gw_req *rq, const struct gw_http_head *h)
+{
+	if (h->target_form == GW_TF_ABSOLUTE && h->path != NULL &&
+	    (uintptr_t)h->path > (uintptr_t)h->target &&
+	    (uintptr_t)h->path <= (uintptr_t)(h->target + h->target_len)) {
+		size_t n = (size_t)(h->path - h->target);
+		char *s = gw_req_alloc(rq, n + 5);
+		if (s == NULL)
+			return "-";
+		memcpy(s, h->target, n);
+		memcpy(s + n, "/...", 5);
+		return s;
+	}
+	return req_url(rq, h);   /* host:port only */
+}
+
 /* A detector hit: log (redacted), tell the console; returns 1 when the
- * request was blocked (action deny). */
+ * request was blocked (action deny).  where: "URL path...", "query
+ * string...", "header NAME...", "request body..."; a hit in the path keeps
+ * path and query out of the logs, the console and the block page, a hit
+ * in the query its query. */
 static int dlp_hit(struct gw_req *rq, struct fwd_data *d, const struct fwd_dlp_hit *hit,
     const char *where)
 {
 	const struct gw_http_head *h = gw_req_head(rq);
 	const struct conf_fwd_dlp *cd = &d->cf->forward.dlp;
-	char url[120], det[64], what[200];
+	int in_url = strncmp(where, "URL", 3) == 0;
+	const char *shown = in_url ? req_origin(rq, h) : req_url(rq, h);
+	char url[120], det[64], what[200], wh[64];
 
 	count(rq, FWD_C_DLP_HITS);
-	if (strcmp(where, "query string") == 0)
-		gw_req_log_no_query(rq);   /* the access log (and the console's tail) too */
-	printable_url(url, sizeof url, req_url(rq, h));
+	if (in_url)
+		gw_req_log_no_path(rq);   /* the access log (and the console's tail) too */
+	else if (strncmp(where, "query string", 12) == 0)
+		gw_req_log_no_query(rq);
+	printable_url(url, sizeof url, shown);
 	printable(det, sizeof det, hit->detector);
-	snprintf(what, sizeof what, "%s %s in the %s", det, hit->redacted, where);
+	printable(wh, sizeof wh, where);
+	snprintf(what, sizeof what, "%s %s in the %s", det, hit->redacted, wh);
 	gw_info("forward: dlp: %s %s from %s: %s (%s)", gw_req_id(rq), url, gw_req_client_str(rq),
 	    what, cd->action_deny ? "blocked" : "logged");
 	gw_event_push("dlp", "%s %s: %s (%s, id %s)", gw_req_client_str(rq), url, what,
@@ -481,11 +599,11 @@ static int dlp_hit(struct gw_req *rq, struct fwd_data *d, const struct fwd_dlp_h
 		e.time = gw_wall_now();
 		snprintf(e.client, sizeof e.client, "%s", gw_req_client_str(rq));
 		printable(e.user, sizeof e.user, gw_req_user(rq));
-		printable_url(e.url, sizeof e.url, req_url(rq, h));
+		printable_url(e.url, sizeof e.url, shown);
 		printable(e.host, sizeof e.host, host_lc(rq, h));
 		snprintf(e.detector, sizeof e.detector, "%s", det);
 		snprintf(e.match, sizeof e.match, "%s", hit->redacted);
-		snprintf(e.where, sizeof e.where, "%s", where);
+		snprintf(e.where, sizeof e.where, "%s", wh);
 		e.deny = cd->action_deny;
 		snprintf(e.request_id, sizeof e.request_id, "%s", gw_req_id(rq));
 		fwd_obs_dlp_push(&e);
@@ -494,7 +612,7 @@ static int dlp_hit(struct gw_req *rq, struct fwd_data *d, const struct fwd_dlp_h
 		char reason[256], rule[120];
 		snprintf(reason, sizeof reason, "data-loss prevention: %s", what);
 		snprintf(rule, sizeof rule, "dlp %s %s", det, hit->redacted);
-		block(rq, d, rq_strdup(rq, rule), reason);
+		block_url(rq, d, rq_strdup(rq, rule), reason, shown);
 		return 1;
 	}
 	char rule[120];
@@ -503,59 +621,169 @@ static int dlp_hit(struct gw_req *rq, struct fwd_data *d, const struct fwd_dlp_h
 	return 0;
 }
 
-static int form_body(const struct gw_http_head *h)
+/* "what" or "what (view)" into buf. */
+static const char *where_of(char *buf, size_t cap, const char *what, const char *view)
 {
-	const struct gw_hdr *ct = gw_http1_find(h, "content-type");
-	static const char form[] = "application/x-www-form-urlencoded";
+	snprintf(buf, cap, view != NULL && *view ? "%s (%s)" : "%s", what, view);
+	return buf;
+}
 
-	return ct != NULL && ct->value_len >= sizeof form - 1 &&
-	    strncasecmp(ct->value, form, sizeof form - 1) == 0;
+/* This worker's views on d's engine, made on first use and freed with d
+ * (a scan runs to its end within one callback: one per worker is enough).
+ * NULL on out of memory. */
+static struct fwd_dlp_views *views_of(struct gw_req *rq, struct fwd_data *d)
+{
+	int w = gw_req_worker(rq);
+
+	if (w < 0 || w >= GW_MAX_WORKERS)
+		return NULL;
+	if (d->views[w] == NULL)
+		d->views[w] = fwd_dlp_views_new(d->dlp);
+	return d->views[w];
+}
+
+/* Proxy-Authorization is the proxy's own credential, removed before
+ * forwarding; Host is the destination (see dlp_head()). */
+static int dlp_skip_header(const struct gw_hdr *x)
+{
+	return (x->name_len == 19 && strncasecmp(x->name, "proxy-authorization", 19) == 0) ||
+	    (x->name_len == 4 && strncasecmp(x->name, "host", 4) == 0);
+}
+
+/*
+ * DLP on what a request carries in its head, whatever the method: the
+ * path and the query, and every header value but Proxy-Authorization (the
+ * proxy's own credentials, removed before forwarding) and Host.  Cookie is
+ * scanned: a page can write what it likes into a cookie.  The destination
+ * host (URL authority, Host, CONNECT) is not: it is what the policy judges
+ * and what every log names, so a hit there could not be kept out of them.
+ * Returns 1 when rq was answered.
+ */
+static int dlp_head(struct gw_req *rq, struct fwd_data *d)
+{
+	const struct gw_http_head *h = gw_req_head(rq);
+	struct fwd_dlp_views *v = views_of(rq, d);
+	struct fwd_dlp_hit hit;
+	const char *view = "", *p, *q;
+	char where[64], what[48];
+	size_t plen, pn;
+
+	if (v == NULL) {
+		block(rq, d, "dlp", "data-loss prevention: out of memory while scanning");
+		return 1;
+	}
+	/* the path (h->path: path and query, after the authority), and the
+	 * query apart, so that a hit there hides only the query */
+	p = h->path != NULL ? h->path : "";
+	plen = h->path != NULL ? h->path_len : 0;
+	q = memchr(p, '?', plen);
+	pn = q != NULL ? (size_t)(q - p) : plen;
+	if (fwd_dlp_views_buffer(v, p, pn, &hit, &view) == 1)
+		return dlp_hit(rq, d, &hit, where_of(where, sizeof where, "URL path", view));
+	if (q != NULL && fwd_dlp_views_buffer(v, q + 1, plen - pn - 1, &hit, &view) == 1)
+		return dlp_hit(rq, d, &hit, where_of(where, sizeof where, "query string", view));
+	/* the values as one stream, NUL between them (no detector and no view
+	 * reads across a NUL): one pass per request, not one per header */
+	fwd_dlp_views_reset(v);
+	for (size_t i = 0; i < h->nhdrs; i++) {
+		const struct gw_hdr *x = &h->hdrs[i];
+		if (dlp_skip_header(x))
+			continue;
+		if (fwd_dlp_views_feed(v, x->value, x->value_len) || fwd_dlp_views_feed(v, "", 1))
+			break;
+	}
+	if (!fwd_dlp_views_finish(v))
+		return 0;
+	hit = *fwd_dlp_views_hit(v, &view);
+	snprintf(what, sizeof what, "headers");
+	/* which one: only after a hit, the values again one by one (a custom
+	 * pattern spanning two of them stays "headers") */
+	for (size_t i = 0; i < h->nhdrs; i++) {
+		const struct gw_hdr *x = &h->hdrs[i];
+		if (!dlp_skip_header(x) && fwd_dlp_views_buffer(v, x->value, x->value_len, NULL, NULL) == 1) {
+			snprintf(what, sizeof what, "header %.*s", (int)(x->name_len < 32 ? x->name_len : 32),
+			    x->name);
+			break;
+		}
+	}
+	return dlp_hit(rq, d, &hit, where_of(where, sizeof where, what, view));
+}
+
+/* The body's Content-Encoding as DLP can read it: several header lines
+ * are stacked codings. */
+static enum fwd_coding body_coding(const struct gw_http_head *h)
+{
+	enum fwd_coding c = FWD_CODING_IDENTITY;
+
+	for (size_t i = 0; i < h->nhdrs; i++) {
+		const struct gw_hdr *x = &h->hdrs[i];
+		enum fwd_coding one;
+		if (x->name_len != 16 || strncasecmp(x->name, "content-encoding", 16) != 0)
+			continue;
+		one = fwd_dlp_coding(x->value, x->value_len);
+		if (one == FWD_CODING_IDENTITY)
+			continue;
+		if (c != FWD_CODING_IDENTITY)
+			return FWD_CODING_OTHER;
+		c = one;
+	}
+	return c;
 }
 
 static void on_body(struct gw_req *rq, const char *data, size_t len, int complete, void *side)
 {
 	struct fwd_data *d = side;
-	const struct gw_http_head *h = gw_req_head(rq);
-	struct fwd_dlp_scan *sc;
-	const struct fwd_dlp_hit *hit = NULL;
+	const struct conf_fwd_dlp *cd;
+	struct fwd_dlp_views *v;
+	struct fwd_dlp_hit hit;
+	const char *view = "", *why = "";
+	char where[64];
 
 	if (d->dlp == NULL) {
 		proxy(rq, d);
 		return;
 	}
+	cd = &d->cf->forward.dlp;
+	/* what stays held is this body (cut at max_scan_bytes + 1), until it
+	 * has gone upstream or been dropped with the request */
+	if (complete)
+		scan_trim(rq, len);
 	count(rq, FWD_C_DLP_SCANNED);
-	sc = fwd_dlp_scan_new(d->dlp, form_body(h) ? FWD_DLP_FORM_URLENCODED : FWD_DLP_RAW);
-	if (sc == NULL) {
+	v = views_of(rq, d);
+	if (v == NULL) {
 		block(rq, d, "dlp", "data-loss prevention: out of memory while scanning");
 		return;
 	}
-	/* the core buffered the whole body (or its first max_scan_bytes); feed
-	 * it in one go: the scanner is streaming, so a secret split across
-	 * chunks or reads of the client is found all the same */
-	int oversize = !complete || len > d->cf->forward.dlp.max_scan_bytes;
-	if (len > d->cf->forward.dlp.max_scan_bytes)
-		len = d->cf->forward.dlp.max_scan_bytes;
-	fwd_dlp_scan_feed(sc, data, len);
-	if (!oversize)
-		fwd_dlp_scan_finish(sc);
-	hit = fwd_dlp_scan_hit(sc);
-	if (hit != NULL && dlp_hit(rq, d, hit, "request body")) {
-		fwd_dlp_scan_free(sc);
+	/* the core buffered the whole body (or its first max_scan_bytes + 1):
+	 * the views are streaming, so a secret split across chunks or reads
+	 * of the client is found all the same */
+	switch (fwd_dlp_scan_body(v, data, len, complete, body_coding(gw_req_head(rq)), cd->max_scan_bytes,
+	    &hit, &view, &why)) {
+	case FWD_DLP_BODY_NOMEM:
+		block(rq, d, "dlp", "data-loss prevention: out of memory while scanning");
 		return;
-	}
-	fwd_dlp_scan_free(sc);
-	if (oversize) {
+	case FWD_DLP_BODY_HIT:
+		if (dlp_hit(rq, d, &hit, where_of(where, sizeof where, "request body", view)))
+			return;
+		break;
+	case FWD_DLP_BODY_PARTIAL:
 		count(rq, FWD_C_DLP_OVERSIZE);
-		if (d->cf->forward.dlp.oversize_deny) {
+		if (cd->oversize_deny) {
 			char reason[200];
-			snprintf(reason, sizeof reason, "data-loss prevention: the request body is larger "
-			    "than the %llu bytes that can be scanned",
-			    (unsigned long long)d->cf->forward.dlp.max_scan_bytes);
+			if (strcmp(why, "larger than max_scan_bytes") == 0)
+				snprintf(reason, sizeof reason, "data-loss prevention: the request body is larger "
+				    "than the %llu bytes that can be scanned", (unsigned long long)cd->max_scan_bytes);
+			else
+				snprintf(reason, sizeof reason, "data-loss prevention: the request body cannot be "
+				    "scanned: %s (limit %llu bytes)", why, (unsigned long long)cd->max_scan_bytes);
 			block(rq, d, "dlp oversize", reason);
 			return;
 		}
-		gw_info("forward: dlp: %s: body larger than max_scan_bytes passed unscanned past the "
-		    "first %zu bytes (oversize = allow)", gw_req_id(rq), len);
+		gw_info("forward: dlp: %s: request body not scanned whole (%s) passed (oversize = allow)",
+		    gw_req_id(rq), why);
+		break;
+	case FWD_DLP_BODY_CLEAN:
+		break;
 	}
 	proxy(rq, d);
 }
@@ -683,19 +911,21 @@ static void decide(struct gw_req *rq, struct fwd_data *d, long ui, enum cred cre
 		return;
 	}
 	if (d->dlp != NULL) {
-		const char *q = memchr(h->target, '?', h->target_len);
-		if (q != NULL) {
-			struct fwd_dlp_hit hit;
-			size_t qn = h->target_len - (size_t)(q + 1 - h->target);
-			if (fwd_dlp_scan_buffer(d->dlp, q + 1, qn, 1, &hit) == 1 &&
-			    dlp_hit(rq, d, &hit, "query string"))
-				return;
-		}
+		if (dlp_head(rq, d))
+			return;
 		if (h->body != GW_BODY_NONE && !(h->body == GW_BODY_LENGTH && h->content_length == 0)) {
+			uint64_t max = d->cf->forward.dlp.max_scan_bytes;
+			if (scan_reserve(rq, d, scan_need(h, max)) < 0) {
+				count(rq, FWD_C_DLP_BUSY);
+				gw_req_resp_hdr_add(rq, "Retry-After", "2", 1);
+				gw_req_set_verdict(rq, "dlp-busy", "dlp max_scan_memory");
+				gw_req_respond(rq, 503, NULL, NULL, 0, "Too many uploads are being scanned for "
+				    "data-loss prevention; please try again.");
+				return;
+			}
 			/* one byte more than we scan: len > max_scan_bytes in on_body()
-			 * then says "oversize" (the core's complete flag is also 1 when
-			 * the whole body happened to arrive before the cut) */
-			gw_req_read_body(rq, d->cf->forward.dlp.max_scan_bytes + 1);
+			 * then says "oversize" */
+			gw_req_read_body(rq, max + 1);
 			return;   /* on_body() goes on */
 		}
 	}
@@ -723,7 +953,7 @@ static void on_done(struct gw_req *rq, void *side)
 	/* the per-request slot holds the auth_req while the request waits for
 	 * the pool (set and cleared on this worker thread; the auth_req lives
 	 * until auth_wake() runs here, after this) */
-	struct auth_req *ar = gw_req_data(rq);
+	struct auth_req *ar = scan_hold_of(gw_req_data(rq)) == NULL ? gw_req_data(rq) : NULL;
 	const char *v = gw_req_verdict(rq), *user = gw_req_user(rq);
 	const struct gw_http_head *h = gw_req_head(rq);
 	int what = v == NULL ? 0 : strcmp(v, "allow") == 0 ? FWD_OBS_ALLOWED :
@@ -732,6 +962,7 @@ static void on_done(struct gw_req *rq, void *side)
 	(void)side;
 	if (ar != NULL)
 		atomic_store_explicit(&ar->job.cancelled, 1, memory_order_release);
+	scan_trim(rq, 0);
 	/* for the console: top domains by verdict, signed-in users */
 	if (what != 0 || user != NULL)
 		fwd_obs_request(gw_req_worker(rq), what, h->host, h->host ? h->host_len : 0, user,
@@ -1053,6 +1284,8 @@ static void side_free(void *data)
 	fwd_auth_cache_free(d->cache);
 	fwd_auth_backoff_free(d->backoff);
 	fwd_auth_db_free(d->db);
+	for (int w = 0; w < GW_MAX_WORKERS; w++)
+		fwd_dlp_views_free(d->views[w]);
 	fwd_dlp_free(d->dlp);
 	free(d->pac);
 	fwd_policy_free(d->policy);

@@ -40,6 +40,7 @@ size_t fwd_rule_hits(const void *side_data, size_t rule_index);
 	X(DLP_SCANNED, "dlp_scanned")    /* request bodies scanned */ \
 	X(DLP_HITS, "dlp_hits")          /* detector matches (query or body) */ \
 	X(DLP_OVERSIZE, "dlp_oversize")  /* bodies over max_scan_bytes */ \
+	X(DLP_BUSY, "dlp_busy")          /* uploads refused with 503: max_scan_memory spent */ \
 	X(PAC_SERVED, "pac_served")      /* /proxy.pac and /wpad.dat answers */
 
 enum fwd_counter {
@@ -58,6 +59,10 @@ enum fwd_counter {
  * a reason in why, or NULL.  For the console's tester; any thread.
  */
 const char *fwd_dest_refused(const void *side_data, const struct sockaddr *sa, char *why, size_t cap);
+
+/* Bytes of request bodies held for DLP scanning now, over all workers
+ * (bounded by forward.dlp.max_scan_memory).  Any thread; relaxed read. */
+uint64_t fwd_dlp_scan_memory(void);
 
 uint64_t fwd_side_counter(const void *side_data, enum fwd_counter c);
 const char *fwd_counter_name(enum fwd_counter c);

@@ -39,7 +39,7 @@ struct fwd_obs_dlp {
 	char host[128];
 	char detector[64];                 /* "credit_card", ..., or the pattern's name */
 	char match[48];                    /* redacted by forward/dlp: never the secret */
-	char where[16];                    /* "query string" or "request body" */
+	char where[64];                    /* "URL", "header X-Data", "request body (inflated)" */
 	int deny;                          /* 1 blocked, 0 logged (forwarded) */
 	char request_id[24];
 };

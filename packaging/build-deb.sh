@@ -27,7 +27,7 @@ log() { printf '== build-deb: %s\n' "$*"; }
 if [ "${GW_PKG_NO_APT:-0}" != 1 ]; then
 	need=(build-essential debhelper devscripts lintian fakeroot rsync git
 	      meson ninja-build pkg-config libevent-dev libssl-dev libconfig-dev
-	      libmicrohttpd-dev libpcre2-dev libcrypt-dev libjansson-dev)
+	      libmicrohttpd-dev libpcre2-dev libcrypt-dev libjansson-dev zlib1g-dev)
 	missing=()
 	for p in "${need[@]}"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -4,7 +4,7 @@
 #   tests/deps.sh test    also what the test suite uses
 set -eu
 BUILD="gcc meson ninja-build pkg-config libevent-dev libssl-dev libconfig-dev libmicrohttpd-dev
-       libpcre2-dev libcrypt-dev libjansson-dev"
+       libpcre2-dev libcrypt-dev libjansson-dev zlib1g-dev"
 TEST="python3 python3-pytest curl openssl procps iproute2 clang libclang-rt-14-dev
       python3-prometheus-client chromium nodejs"
 want="$BUILD"

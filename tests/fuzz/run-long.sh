@@ -13,7 +13,7 @@ set -eu
 
 if [ $# -ne 2 ]; then
 	echo "usage: $0 TARGET SECONDS   (targets: fuzz_request_head fuzz_response_head fuzz_chunked" >&2
-	echo "       fuzz_authority fuzz_dlp fuzz_domainlist fuzz_policy fuzz_config)" >&2
+	echo "       fuzz_authority fuzz_dlp fuzz_dlp_body fuzz_domainlist fuzz_policy fuzz_config)" >&2
 	exit 2
 fi
 target=$1

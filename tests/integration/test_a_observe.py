@@ -189,6 +189,9 @@ def test_dlp_hit_list_redacted(gw, admin, origin, ports):
     m = admin.get("/metrics").body.decode()
     assert metric_samples(m)[("gatehouse_forward_events_total", (("event", "dlp_hits"),))] == 2
     assert metric_samples(m)[("gatehouse_forward_events_total", (("event", "dlp_scanned"),))] >= 1
+    # the scan memory the uploads reserved is given back when they end
+    assert metric_samples(m)[("gatehouse_forward_dlp_scan_memory_bytes", ())] == 0
+    assert metric_samples(m)[("gatehouse_forward_events_total", (("event", "dlp_busy"),))] == 0
     assert "4111" not in m
     # nor in the access log and the console's tail, which log that request without its query
     line = gh.access_line_for(gw, "/echo")
