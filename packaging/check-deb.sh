@@ -12,6 +12,14 @@ set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUTDIR=$HERE/out
+# What the checks run: lintian, systemd-analyze, man, logrotate, curl,
+# openssl, python3 (the free ports); runuser/setpriv come with util-linux.
+. "$HERE/need.sh"
+gw_need_pkgs check-deb lintian systemd man-db logrotate curl openssl python3 ||
+	{ echo "check-deb: installing the tools failed"; echo "0 passed, 1 failed"; exit 1; }
+gw_need_cmds check-deb lintian:lintian systemd-analyze:systemd man:man-db logrotate:logrotate curl:curl \
+	openssl:openssl python3:python3 runuser:util-linux setpriv:util-linux ||
+	{ echo "0 passed, 1 failed"; exit 1; }
 DEB=${1:-$(ls "$OUTDIR"/gatehouse_*_amd64.deb 2>/dev/null | sort -V | tail -1)}
 [ -f "${DEB:-}" ] || { echo "check-deb: no .deb (run packaging/build-deb.sh first)" >&2; exit 1; }
 DEB=$(realpath "$DEB")
