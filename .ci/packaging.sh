@@ -41,7 +41,7 @@ if [ -f "$(ls "$P"/out/gatehouse_*_amd64.deb 2>/dev/null | head -1)" ]; then
 		if [ "${GW_PKG_KEEP_IMAGE:-0}" = 1 ] || [ $rc != 0 ]; then
 			echo "=== packaging: kept for the next look:"
 			ls -d "$P/out/image-work/rootfs" "$P/out/gatehouse-appliance.img" "$P/out/gatehouse-appliance.qcow2" \
-				"$P/out/smoke/serial.txt" "$P/out/smoke/qemu.log" 2>/dev/null | sed 's/^/    /'
+				"$P/out/smoke/serial.log" "$P/out/smoke/serial.txt" "$P/out/smoke/qemu.log" 2>/dev/null | sed 's/^/    /'
 		else
 			rm -rf "$P/out/image-work" "$P/out/gatehouse-appliance.img" "$P/out/gatehouse-appliance.qcow2"
 		fi
