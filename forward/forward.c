@@ -1234,20 +1234,25 @@ static int is_own_listener(const struct conf *cf, const struct sockaddr *sa)
  * "own_listener") with the reason in why, or NULL. */
 static const char *dest_refused(struct fwd_data *d, const struct sockaddr *sa, char *why, size_t cap)
 {
+	const char *rule, *what;
 	char a[INET6_ADDRSTRLEN] = "?";
 	struct gw_addr ga;
 
+	/* this runs for every proxied request: the address is only formatted
+	 * when it is refused */
+	if (fwd_dest_denied(d->policy, sa)) {
+		rule = "deny_destinations";
+		what = "";
+	} else if (is_own_listener(d->cf, sa)) {
+		rule = "own_listener";
+		what = "our own listener ";
+	} else {
+		return NULL;
+	}
 	if (gw_addr_from_sa(sa, &ga) == 0)
 		gw_addr_format(&ga, a, sizeof a);
-	if (fwd_dest_denied(d->policy, sa)) {
-		snprintf(why, cap, "resolves to %s", a);
-		return "deny_destinations";
-	}
-	if (is_own_listener(d->cf, sa)) {
-		snprintf(why, cap, "resolves to our own listener %s", a);
-		return "own_listener";
-	}
-	return NULL;
+	snprintf(why, cap, "resolves to %s%s", what, a);
+	return rule;
 }
 
 const char *fwd_dest_refused(const void *side_data, const struct sockaddr *sa, char *why, size_t cap)
