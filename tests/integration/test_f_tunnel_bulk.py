@@ -468,11 +468,15 @@ def test_idle_timeout_closes_spliced_tunnel(origin):
         t0 = time.time()
         s.settimeout(5)
         assert s.recv(1) == b""                # the gateway closed it when idle
-        assert 0.7 < time.time() - t0 < 3.5
+        # no lower bound: the idle clock starts at the gateway's last write,
+        # which can come well before slow_read drains the socket buffers
+        # (0.68 s seen on a loaded ASan run); the log's reason says why
+        assert time.time() - t0 < 3.5
         s.close()
         assert wait_pipes(pid, base[1])
         rec = tunnel_record(env)[0]
         assert rec["bytes_out"] == len(CONNECT_OK) + n, rec
+        assert rec["reason"] == "tunnel_idle", rec
     finally:
         finish(env)
 
