@@ -1170,6 +1170,8 @@ static void read_global(struct ctx *x, config_setting_t *root)
 
 	gl->workers = 0;
 	gl->user = conf_arena_strdup(x->a, "gatehouse");
+	gl->user_src.file = conf_arena_strdup(x->a, x->path);
+	gl->user_src.line = 0;
 	gl->max_connections = 100000;
 	gl->max_connections_per_client = 1000;
 	gl->state_dir = conf_arena_strdup(x->a, "/var/lib/gatehouse");
@@ -1202,6 +1204,8 @@ static void read_global(struct ctx *x, config_setting_t *root)
 		return;
 	get_int(x, g, "global", "workers", 0, 1024, &gl->workers);
 	get_text(x, g, "global", "user", 1, &gl->user);
+	if ((s = member(g, "user")) != NULL)
+		gl->user_src = src_of(x, s);
 	get_int(x, g, "global", "max_connections", 1, 10000000, &gl->max_connections);
 	get_int(x, g, "global", "max_connections_per_client", 0, 10000000, &gl->max_connections_per_client);
 	get_path(x, g, "global", "state_dir", 0, &gl->state_dir);

@@ -107,6 +107,7 @@ struct conf_dns {
 struct conf_global {
 	int64_t workers;           /* 0 = one per CPU */
 	char *user;                /* "" = do not change user */
+	struct conf_src user_src;  /* where user was set (the main file, line 0, for the default) */
 	int64_t max_connections;
 	int64_t max_connections_per_client;   /* per IPv4 address / IPv6 /64; 0 = no limit */
 	char *state_dir;

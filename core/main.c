@@ -298,6 +298,35 @@ static void make_state_dir(const char *dir, const char *user)
 	gw_info("created state directory %s", dir);
 }
 
+/*
+ * The account the start becomes (global.user, only when run as root) and its
+ * primary group must exist.  Run by -t and by the start before anything is
+ * bound, so "-t says fine" and "the start works" cannot disagree on it.
+ * Returns 0 if fine, else -1 with "FILE:LINE: global.user: ..." in errs.
+ */
+static int check_user(const struct conf_global *gl, struct conf_errors *errs)
+{
+	const char *file = gl->user_src.file ? gl->user_src.file : M.conf_path;
+	struct passwd *pw;
+
+	if (gl->user == NULL || gl->user[0] == '\0' || geteuid() != 0)
+		return 0;
+	pw = getpwnam(gl->user);
+	if (pw == NULL) {
+		conf_err(errs, file, gl->user_src.line, "global.user",
+		    "no such user \"%s\" (run as root, gatehouse switches to it%s)", gl->user,
+		    gl->user_src.line > 0 ? "" : "; that is the default: create the user or set global.user");
+		return -1;
+	}
+	if (getgrgid(pw->pw_gid) == NULL) {
+		conf_err(errs, file, gl->user_src.line, "global.user",
+		    "the primary group (gid %lu) of user \"%s\" does not exist", (unsigned long)pw->pw_gid,
+		    gl->user);
+		return -1;
+	}
+	return 0;
+}
+
 static int drop_privileges(const char *user)
 {
 	struct passwd *pw;
@@ -541,6 +570,12 @@ int main(int argc, char **argv)
 		if (errs.n == 0)
 			fprintf(stderr, "%s: cannot load configuration\n", path);
 		conf_errors_free(&errs);
+		return 1;
+	}
+	if (check_user(&s->conf->global, &errs) < 0) {
+		print_errors(&errs, 0);
+		conf_errors_free(&errs);
+		gw_snapshot_unref(s);
 		return 1;
 	}
 	if (test_only) {

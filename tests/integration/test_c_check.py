@@ -1,0 +1,163 @@
+"""gatehouse -t checks what the start checks (except binding): the account
+the start switches to, every file the configuration names (users, groups,
+lists, certificates), with FILE:LINE errors and exit 1; what -t accepts
+starts.  Also htpasswd's $apr1$ and {SHA} users lines (migrating from
+Squid/Apache) and the per-line report of skipped users-file lines."""
+import base64
+import hashlib
+import os
+import re
+import subprocess
+
+import pytest
+
+import gh
+
+
+def check(g):
+    p = subprocess.run([gh.BIN, "-t", "-c", g.conf], capture_output=True, text=True, timeout=30)
+    return p.returncode, p.stderr + p.stdout
+
+
+def line_of(path, needle):
+    with open(path) as f:
+        for i, l in enumerate(f, 1):
+            if needle in l:
+                return i
+    raise AssertionError("%r not in %s" % (needle, path))
+
+
+def fwd_conf(port, glob_extra="", fwd_extra=""):
+    return """global: { workers = 1; user = ""; state_dir = "@DIR@"; %s
+  log: { error = "stderr"; level = "info"; access = "@DIR@/access.log"; };
+  dns: { hosts_file = "@DIR@/hosts"; };
+};
+forward: {
+  listeners = ( { address = "127.0.0.1:%d"; } );
+  allow_clients = [ "127.0.0.0/8" ];
+  deny_destinations = [ "169.254.0.0/16" ];
+  %s
+};
+""" % (glob_extra, port, fwd_extra)
+
+
+# ---- the account ----
+
+def test_check_refuses_a_user_that_does_not_exist(ports):
+    assert os.geteuid() == 0, "the start only switches user when run as root"
+    g = gh.Gatehouse(fwd_conf(ports[0]).replace('user = "";', 'user = "gh-no-such-user";'),
+                     extra_files={"hosts": gh.hosts_file(["a.test"])})
+    rc, out = check(g)
+    n = line_of(g.conf, "gh-no-such-user")
+    assert rc == 1, out
+    assert re.search(r"^%s:%d: global\.user: no such user \"gh-no-such-user\"" % (re.escape(g.conf), n),
+                     out, re.M), out
+    # the start refuses it too, before binding anything
+    p = subprocess.run([gh.BIN, "-c", g.conf], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1 and "global.user: no such user" in p.stderr
+    assert "listening" not in p.stderr
+
+
+def test_check_passes_then_start_works_as_that_user(origin, ports):
+    """-t accepts user "nobody"; the start then drops to it and proxies."""
+    g = gh.Gatehouse(fwd_conf(ports[0]).replace('user = "";', 'user = "nobody";'),
+                     extra_files={"hosts": gh.hosts_file(["a.test"])})
+    os.chmod(g.dir, 0o755)     # the workers read the hosts file as nobody
+    rc, out = check(g)
+    assert rc == 0 and "configuration OK" in out, out
+    g.start([ports[0]])
+    try:
+        rc, body, _ = gh.curl("-s", "-x", "http://127.0.0.1:%d" % ports[0],
+                              "http://a.test:%d/echo" % origin.port)
+        assert rc == 0 and b'"target": "/echo"' in body, (body, g.stderr())
+        assert "running as user nobody" in g.stderr()
+    finally:
+        g.stop()
+
+
+# ---- files ----
+
+CASES = {
+    "users_file": ('auth: { users_file = "@DIR@/missing-users"; };', "users_file", "forward.auth",
+                   "missing-users"),
+    "groups_file": ('auth: { users_file = "@DIR@/users"; groups_file = "@DIR@/missing-groups"; };',
+                    "groups_file", "forward.auth", "missing-groups"),
+    "list_file": ('lists = ( { name = "ads"; file = "@DIR@/missing-list"; } );\n'
+                  '  policy = ( { action = "deny"; lists = [ "ads" ]; }, { action = "allow"; } );',
+                  "missing-list", "forward.lists.file", "missing-list"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_check_reports_each_missing_file(ports, case):
+    extra, needle, key, name = CASES[case]
+    g = gh.Gatehouse(fwd_conf(ports[0], fwd_extra=extra),
+                     extra_files={"hosts": gh.hosts_file(["a.test"]), "users": "u:{SHA}" +
+                                  base64.b64encode(hashlib.sha1(b"x").digest()).decode() + "\n"})
+    rc, out = check(g)
+    assert rc == 1, out
+    n = line_of(g.conf, "auth:" if key == "forward.auth" else "name =")
+    assert re.search(r"^%s:%d: %s: .*%s" % (re.escape(g.conf), n, re.escape(key), re.escape(name)),
+                     out, re.M), out
+
+
+# ---- htpasswd's $apr1$ and {SHA} ----
+
+def apr1(password, salt):
+    p = subprocess.run(["openssl", "passwd", "-apr1", "-salt", salt, password],
+                       capture_output=True, text=True, check=True)
+    return p.stdout.strip()
+
+
+def sha(password):
+    return "{SHA}" + base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()
+
+
+HT_USERS = {"ann": ("apr-secret", lambda p: apr1(p, "abcdefgh")),
+            "abe": ("x" * 40, lambda p: apr1(p, "Q1")),          # long password, short salt
+            "sam": ("sha-secret", sha)}
+
+
+@pytest.fixture
+def htfwd(origin, ports):
+    users = "".join("%s:%s\n" % (u, mk(p)) for u, (p, mk) in HT_USERS.items())
+    users += "zed:plaintext-password\n"           # line 4: cannot be checked
+    users += "nocolon\n"                          # line 5
+    users += "ann:%s\n" % sha("dup")              # line 6: duplicate
+    extra = ('auth: { users_file = "@DIR@/users"; };\n'
+             '  policy = ( { action = "auth"; }, { action = "allow"; } );')
+    g = gh.Gatehouse(fwd_conf(ports[0], fwd_extra=extra),
+                     extra_files={"hosts": gh.hosts_file(["a.test"]), "users": users})
+    g.port = ports[0]
+    yield g
+    if g.proc is not None:
+        g.check_clean()
+
+
+def get(g, origin, cred):
+    args = ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-x", "http://127.0.0.1:%d" % g.port]
+    if cred:
+        args += ["--proxy-user", cred]
+    rc, out, _ = gh.curl(*args, "http://a.test:%d/echo" % origin.port)
+    return int(out or 0)
+
+
+def test_htpasswd_apr1_and_sha_users_log_in(htfwd, origin):
+    htfwd.start([htfwd.port])
+    for u, (pw, _) in HT_USERS.items():
+        assert get(htfwd, origin, "%s:%s" % (u, pw)) == 200, (u, htfwd.stderr())
+        assert get(htfwd, origin, "%s:%s" % (u, pw + "x")) == 407, u
+    # unknown users are checked against the file's most common method: still 407
+    assert get(htfwd, origin, "nobody:apr-secret") == 407
+    assert get(htfwd, origin, "zed:plaintext-password") == 407     # skipped line
+    assert get(htfwd, origin, "ann:dup") == 407                    # the first line wins
+
+
+def test_check_reports_skipped_users_lines(htfwd):
+    rc, out = check(htfwd)
+    users = os.path.join(htfwd.dir, "users")
+    assert rc == 0, out                 # the start accepts them too: reported, not refused
+    for n in (4, 5, 6):
+        assert re.search(r"%s:%d: line skipped: " % (re.escape(users), n), out), out
+    assert "3 line(s) skipped, first at line 4" in out
+    assert not re.search(r"%s:[123]: " % re.escape(users), out), out
