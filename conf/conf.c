@@ -1301,7 +1301,7 @@ static const char *const k_forward[] = { "listeners", "allow_clients", "deny_des
     "connect_ports", "anonymize", "block_contact", "auth", "lists", "policy", "dlp", "pac",
     "websocket_ports", NULL };
 static const char *const k_auth[] = { "realm", "users_file", "groups_file", "cache_ttl", NULL };
-static const char *const k_list[] = { "name", "file", NULL };
+static const char *const k_list[] = { "name", "file", "domains", "urls", NULL };
 static const char *const k_rule[] = { "name", "action", "clients", "users", "groups", "domains",
     "lists", "urls", "methods", "ports", "hours", "schemes", NULL };
 static const char *const k_dlp[] = { "enabled", "action", "oversize", "max_scan_bytes", "detectors",
@@ -1381,9 +1381,19 @@ static void read_lists(struct ctx *x, config_setting_t *f)
 				}
 			}
 		}
-		if (get_path(x, e, ep, "file", 0, &li->file) != 1) {
-			if (!member(e, "file"))
-				missing(x, e, ep, "file");
+		/* "domains" is "file" by its squidGuard name; "urls" beside it */
+		int rf = get_path(x, e, ep, "file", 0, &li->file);
+		int rd = member(e, "domains") ? get_path(x, e, ep, "domains", 0, &li->file) : 0;
+		int ru = get_path(x, e, ep, "urls", 0, &li->urls);
+		if (rf < 0 || rd < 0 || ru < 0)
+			ok = 0;
+		else if (rf == 1 && rd == 1) {
+			char p[KP];
+			kp_child(p, ep, "domains");
+			serr(x, member(e, "domains"), p, "give \"file\" or \"domains\" (the same), not both");
+			ok = 0;
+		} else if (rf == 0 && rd == 0 && ru == 0) {
+			missing(x, e, ep, "file");
 			ok = 0;
 		}
 		if (ok)

@@ -133,8 +133,9 @@ enum conf_action { CONF_ACT_ALLOW, CONF_ACT_DENY, CONF_ACT_AUTH };
 
 struct conf_fwd_list {
 	char *name;
-	char *file;
+	char *file;                /* domains (key "file" or "domains"); NULL: only urls */
 	struct conf_src src;
+	char *urls;                /* squidGuard/UT1 "urls" file (host/path prefixes); NULL: none */
 };
 
 struct conf_fwd_rule {

@@ -9,6 +9,7 @@
  * brute-forcing client from queueing work for long.
  */
 #include "forward/auth.h"
+#include "forward/readfile.h"
 
 #include <crypt.h>
 #include <errno.h>
@@ -469,45 +470,6 @@ struct fwd_auth_db *fwd_auth_db_parse(const char *users, size_t ulen, const char
 	return db;
 }
 
-static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	size_t cap = 0, n = 0;
-
-	if (f == NULL) {
-		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-		return NULL;
-	}
-	for (;;) {
-		if (n == cap) {
-			size_t nc = cap ? cap * 2 : 4096;
-			char *nb = realloc(buf, nc);
-			if (nb == NULL || nc > (256u << 20)) {
-				free(nb ? nb : buf);
-				fclose(f);
-				snprintf(err, errlen, "%s: too large or out of memory", path);
-				return NULL;
-			}
-			buf = nb;
-			cap = nc;
-		}
-		size_t r = fread(buf + n, 1, cap - n, f);
-		n += r;
-		if (r == 0)
-			break;
-	}
-	if (ferror(f)) {
-		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
-		free(buf);
-		fclose(f);
-		return NULL;
-	}
-	fclose(f);
-	*len = n;
-	return buf;
-}
-
 struct fwd_auth_db *fwd_auth_db_load(const char *users_path, const char *groups_path, char *err,
     size_t errlen)
 {
@@ -515,9 +477,9 @@ struct fwd_auth_db *fwd_auth_db_load(const char *users_path, const char *groups_
 	char *u, *g = NULL;
 	struct fwd_auth_db *db;
 
-	if ((u = read_file(users_path, &ulen, err, errlen)) == NULL)
+	if ((u = fwd_read_file(users_path, &ulen, err, errlen)) == NULL)
 		return NULL;
-	if (groups_path != NULL && (g = read_file(groups_path, &glen, err, errlen)) == NULL) {
+	if (groups_path != NULL && (g = fwd_read_file(groups_path, &glen, err, errlen)) == NULL) {
 		free(u);
 		return NULL;
 	}

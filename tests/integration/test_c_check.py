@@ -161,3 +161,84 @@ def test_check_reports_skipped_users_lines(htfwd):
         assert re.search(r"%s:%d: line skipped: " % (re.escape(users), n), out), out
     assert "3 line(s) skipped, first at line 4" in out
     assert not re.search(r"%s:[123]: " % re.escape(users), out), out
+
+
+# ---- squidGuard/UT1 categories: domains and urls ----
+
+UT1_DOMAINS = "# UT1 adult/domains\nblocked.test\nnot a domain\nexample.test/a/path\n"
+UT1_URLS = ("# UT1 adult/urls\n"
+            "ads.test/banners\n"                # 2
+            "ads.test/x/\n"                     # 3
+            "http://news.test/Sport/Live\n"     # 4: scheme accepted, case-insensitive
+            "what is this\n"                    # 5: bad
+            "localhost/x\n"                     # 6: bad (no dot: no category lists it)
+            "/no/host\n")                       # 7: bad
+
+
+@pytest.fixture
+def ut1(origin, ports):
+    extra = ('lists = ( { name = "adult"; domains = "@DIR@/adult/domains"; urls = "@DIR@/adult/urls"; } );\n'
+             '  policy = ( { name = "ut1"; action = "deny"; lists = [ "adult" ]; },'
+             ' { name = "rest"; action = "allow"; } );')
+    g = gh.Gatehouse(fwd_conf(ports[0], fwd_extra=extra),
+                     extra_files={"hosts": gh.hosts_file(["ads.test", "sub.ads.test", "news.test",
+                                                          "blocked.test", "other.test"]),
+                                  "adult/domains": UT1_DOMAINS, "adult/urls": UT1_URLS})
+    g.port = ports[0]
+    yield g
+    if g.proc is not None:
+        g.check_clean()
+
+
+def status(g, url):
+    return gh.curl_status("-x", "http://127.0.0.1:%d" % g.port, url)
+
+
+def test_ut1_urls_file_blocks_under_its_prefixes_only(ut1, origin):
+    ut1.start([ut1.port])
+    o = origin.port
+    blocked = ["http://ads.test:%d/banners" % o, "http://ads.test:%d/banners/big.gif" % o,
+               "http://ads.test:%d/banners?id=1" % o, "http://sub.ads.test:%d/banners/1" % o,
+               "http://ads.test:%d/x/y" % o, "http://ads.test:%d/%%62anners/a" % o,
+               "http://news.test:%d/sport/live/today" % o, "http://blocked.test:%d/" % o]
+    allowed = ["http://ads.test:%d/bannersX" % o, "http://ads.test:%d/other" % o,
+               "http://ads.test:%d/x" % o, "http://ads.test:%d/" % o,
+               "http://news.test:%d/sport" % o, "http://other.test:%d/banners" % o]
+    for u in blocked:
+        assert status(ut1, u) == 403, u
+    assert origin.requests == []
+    for i, u in enumerate(allowed):
+        assert status(ut1, u) in (200, 404), u       # the origin answers (404: no such page)
+        assert len(origin.requests) == i + 1, u
+    # the block page names the list entry that matched
+    rc, body, _ = gh.curl("-s", "-x", "http://127.0.0.1:%d" % ut1.port,
+                          "http://sub.ads.test:%d/banners/big.gif" % o)
+    assert b'adult' in body and b'ads.test/banners' in body, body
+
+
+def test_ut1_bad_lines_reported_with_file_line(ut1):
+    rc, out = check(ut1)
+    assert rc == 0, out                  # skipped lines do not stop the start either
+    d, u = os.path.join(ut1.dir, "adult/domains"), os.path.join(ut1.dir, "adult/urls")
+    for f, n in ((d, 3), (d, 4), (u, 5), (u, 6), (u, 7)):
+        assert re.search(r"%s:%d: list \"adult\": line skipped" % (re.escape(f), n), out), (f, n, out)
+    for f, n in ((d, 2), (u, 2), (u, 3), (u, 4)):
+        assert not re.search(r"%s:%d: " % (re.escape(f), n), out), (f, n, out)
+    assert "%s: 2 line(s) skipped" % d in out and "%s: 3 line(s) skipped" % u in out
+    # the same report at start
+    ut1.start([ut1.port])
+    assert re.search(r"%s:5: list \"adult\": line skipped" % re.escape(u), ut1.stderr())
+
+
+def test_list_skipped_lines_capped(ports):
+    bad = "".join("bad line %d\n" % i for i in range(25))
+    extra = ('lists = ( { name = "big"; file = "@DIR@/big"; } );\n'
+             '  policy = ( { action = "deny"; lists = [ "big" ]; }, { action = "allow"; } );')
+    g = gh.Gatehouse(fwd_conf(ports[0], fwd_extra=extra),
+                     extra_files={"hosts": gh.hosts_file(["a.test"]), "big": "ok.test\n" + bad})
+    rc, out = check(g)
+    f = os.path.join(g.dir, "big")
+    assert rc == 0, out
+    assert len(re.findall(r"%s:\d+: list \"big\": line skipped" % re.escape(f), out)) == 10, out
+    assert "%s:2: " % f in out and "%s:11: " % f in out and "%s:12: " % f not in out
+    assert "%s: 25 line(s) skipped (the first ones shown)" % f in out
