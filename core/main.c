@@ -22,8 +22,12 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "admin/admin.h"
 #include "conf/conf.h"
@@ -327,6 +331,101 @@ static int check_user(const struct conf_global *gl, struct conf_errors *errs)
 	return 0;
 }
 
+/*
+ * -t as root with global.user: the start reads the files as root, but a
+ * reload (SIGHUP) reads them again as that user, and the workers read
+ * global.dns.hosts_file as that user.  Load the configuration once more, with
+ * the start's own code, in a child that has become the user, and print what
+ * it cannot read as warnings (the start itself would work).  Returns the
+ * number of problems found (0: none, or not root).
+ */
+static int check_as_user(const char *path, const struct conf *cf)
+{
+	const char *user = cf->global.user;
+	struct passwd *pw;
+	int status = 0;
+	pid_t pid;
+
+	if (user == NULL || user[0] == '\0' || geteuid() != 0 || (pw = getpwnam(user)) == NULL)
+		return 0;
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0)
+		return 0;
+	if (pid == 0) {
+		struct conf_errors errs;
+		struct gw_snapshot *s;
+		const char *hosts = cf->global.dns.hosts_file;
+		int bad = 0;
+
+		if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+		    setuid(pw->pw_uid) < 0)
+			_exit(0);   /* cannot tell: the start reports it */
+		(void)gw_log_open("stderr", GW_LOG_ERROR);   /* the parent printed the warnings */
+		conf_errors_init(&errs);
+		s = snapshot_load(path, &errs);
+		for (size_t i = 0; i < errs.n; i++, bad++)
+			fprintf(stderr, "warning: as user \"%s\" (a reload reads the files as it): %s\n",
+			    user, errs.msgs[i]);
+		if (s == NULL && errs.n == 0 && ++bad)
+			fprintf(stderr, "warning: as user \"%s\": %s: cannot load the configuration\n", user,
+			    path);
+		if (hosts != NULL && hosts[0] != '\0' && access(hosts, R_OK) < 0 && ++bad)
+			fprintf(stderr, "warning: %s: global.dns.hosts_file: user \"%s\" cannot read %s "
+			    "(the workers read it as that user): %s\n", path, user, hosts, strerror(errno));
+		fflush(stderr);
+		_exit(bad > 255 ? 255 : bad);
+	}
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 0;
+}
+
+/*
+ * The console's TLS files (admin.tls_cert / admin.tls_key): the console
+ * loads them only when it starts (libmicrohttpd), after the gateway is up,
+ * and a console that cannot start does not stop the gateway; -t reads them
+ * here so that a typo does not wait for the start.  0 or -1 with errs.
+ */
+static int check_admin_tls(const struct conf *cf, struct conf_errors *errs)
+{
+	const struct conf_admin *ad = &cf->admin;
+	X509 *x = NULL;
+	EVP_PKEY *k = NULL;
+	FILE *f;
+	int bad = 0;
+
+	if (!ad->listen_enabled || ad->tls_cert == NULL)
+		return 0;
+	if ((f = fopen(ad->tls_cert, "r")) == NULL || (x = PEM_read_X509(f, NULL, NULL, NULL)) == NULL) {
+		conf_err(errs, cf->path, 0, "admin.tls_cert", "%s: %s", ad->tls_cert,
+		    f == NULL ? strerror(errno) : "no PEM certificate in it");
+		bad = 1;
+	}
+	if (f != NULL)
+		fclose(f);
+	f = NULL;
+	if (ad->tls_key == NULL) {
+		conf_err(errs, cf->path, 0, "admin.tls_key", "required with admin.tls_cert");
+		bad = 1;
+	} else if ((f = fopen(ad->tls_key, "r")) == NULL ||
+	    (k = PEM_read_PrivateKey(f, NULL, NULL, NULL)) == NULL) {
+		conf_err(errs, cf->path, 0, "admin.tls_key", "%s: %s", ad->tls_key,
+		    f == NULL ? strerror(errno) : "no PEM private key in it (or it is encrypted)");
+		bad = 1;
+	}
+	if (f != NULL)
+		fclose(f);
+	if (!bad && X509_check_private_key(x, k) != 1) {
+		conf_err(errs, cf->path, 0, "admin.tls_key", "%s does not match the certificate %s",
+		    ad->tls_key, ad->tls_cert);
+		bad = 1;
+	}
+	X509_free(x);
+	EVP_PKEY_free(k);
+	return bad ? -1 : 0;
+}
+
 static int drop_privileges(const char *user)
 {
 	struct passwd *pw;
@@ -578,8 +677,16 @@ int main(int argc, char **argv)
 		gw_snapshot_unref(s);
 		return 1;
 	}
+	if (test_only && check_admin_tls(s->conf, &errs) < 0) {
+		print_errors(&errs, 0);
+		conf_errors_free(&errs);
+		gw_snapshot_unref(s);
+		return 1;
+	}
 	if (test_only) {
-		fprintf(stderr, "%s: configuration OK\n", path);
+		int warned = check_as_user(path, s->conf);
+		fprintf(stderr, "%s: configuration OK%s\n", path,
+		    warned ? " (with the warnings above)" : "");
 		gw_snapshot_unref(s);
 		conf_errors_free(&errs);
 		return 0;

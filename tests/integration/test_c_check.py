@@ -242,3 +242,55 @@ def test_list_skipped_lines_capped(ports):
     assert len(re.findall(r"%s:\d+: list \"big\": line skipped" % re.escape(f), out)) == 10, out
     assert "%s:2: " % f in out and "%s:11: " % f in out and "%s:12: " % f not in out
     assert "%s: 25 line(s) skipped (the first ones shown)" % f in out
+
+
+# ---- files the dropped user reads; the console's TLS files ----
+
+def test_check_warns_of_files_the_user_cannot_read(ports):
+    """Run as root with user "nobody": the start reads the files as root, a
+    reload and the workers' DNS read them as nobody.  Files readable by root
+    only: -t says so, as warnings (the start itself works)."""
+    extra = ('lists = ( { name = "ads"; file = "@DIR@/ads"; } );\n'
+             '  policy = ( { action = "deny"; lists = [ "ads" ]; }, { action = "allow"; } );')
+    g = gh.Gatehouse(fwd_conf(ports[0], fwd_extra=extra).replace('user = "";', 'user = "nobody";'),
+                     extra_files={"hosts": gh.hosts_file(["a.test"]), "ads": "ads.test\n"})
+    os.chmod(g.dir, 0o700)
+    rc, out = check(g)
+    assert rc == 0 and re.search(r'^warning: as user "nobody" .*%s: cannot open: Permission denied'
+                                 % re.escape(g.conf), out, re.M), out
+    os.chmod(g.dir, 0o755)
+    for f in ("ads", "hosts"):
+        os.chmod(os.path.join(g.dir, f), 0o600)
+    rc, out = check(g)
+    assert rc == 0 and "configuration OK (with the warnings above)" in out, out
+    assert re.search(r'^warning: as user "nobody" .*%s:\d+: forward\.lists\.file: .*Permission denied'
+                     % re.escape(g.conf), out, re.M), out
+    assert re.search(r'global\.dns\.hosts_file: user "nobody" cannot read %s'
+                     % re.escape(os.path.join(g.dir, "hosts")), out), out
+    for f in ("ads", "hosts"):
+        os.chmod(os.path.join(g.dir, f), 0o644)
+    rc, out = check(g)
+    assert rc == 0 and "warning" not in out and "configuration OK" in out, out
+
+
+def admin_conf(port, aport, tls):
+    return fwd_conf(port) + 'admin: { listen = "127.0.0.1:%d"; %s };\n' % (aport, tls)
+
+
+def test_check_reads_the_console_tls_files(ports):
+    g = gh.Gatehouse(admin_conf(ports[0], ports[1], ""), extra_files={"hosts": gh.hosts_file(["a.test"])})
+    crt, key = gh.make_cert(g.dir, "console", ["console.test"])
+    crt2, key2 = gh.make_cert(g.dir, "other", ["other.test"])
+    for tls, msg in (('tls_cert = "%s"; tls_key = "%s";' % (crt, key2),
+                      r"admin\.tls_key: %s does not match the certificate" % re.escape(key2)),
+                     ('tls_cert = "%s/nope.pem"; tls_key = "%s";' % (g.dir, key),
+                      r"admin\.tls_cert: %s/nope\.pem: No such file" % re.escape(g.dir)),
+                     ('tls_cert = "%s"; tls_key = "%s";' % (key, key),
+                      r"admin\.tls_cert: %s: no PEM certificate" % re.escape(key))):
+        g.write_conf(admin_conf(ports[0], ports[1], tls))
+        rc, out = check(g)
+        assert rc == 1, (tls, out)
+        assert re.search(r"^%s: %s" % (re.escape(g.conf), msg), out, re.M), out
+    g.write_conf(admin_conf(ports[0], ports[1], 'tls_cert = "%s"; tls_key = "%s";' % (crt, key)))
+    rc, out = check(g)
+    assert rc == 0 and "configuration OK" in out, out
