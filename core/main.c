@@ -426,6 +426,59 @@ static int check_admin_tls(const struct conf *cf, struct conf_errors *errs)
 	return bad ? -1 : 0;
 }
 
+/* The directory part of path is a directory (for a file the start creates). */
+static int parent_is_dir(const char *path)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+	struct stat st;
+	size_t n = slash == NULL ? 1 : slash == path ? 1 : (size_t)(slash - path);
+
+	if (n >= sizeof dir)
+		return 1;
+	memcpy(dir, slash == NULL ? "." : path, n);
+	dir[n] = '\0';
+	return stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/*
+ * -t: what the start does not refuse but cannot use, as warnings: a static
+ * route's directory that is not one (every request of it would be a 404),
+ * and log files whose directory does not exist (the start logs an error and
+ * runs without them).  Returns the number of warnings.
+ */
+static int check_paths(const struct conf *cf)
+{
+	const char *logs[2] = { cf->global.log.error, cf->global.log.access };
+	static const char *const keys[2] = { "global.log.error", "global.log.access" };
+	struct stat st;
+	int n = 0;
+
+	for (size_t i = 0; cf->reverse.present && i < cf->reverse.nsites; i++)
+		for (size_t j = 0; j < cf->reverse.sites[i].nroutes; j++) {
+			const struct conf_rev_route *r = &cf->reverse.sites[i].routes[j];
+			int e;
+			if (r->kind != CONF_ROUTE_STATIC || r->static_dir == NULL)
+				continue;
+			e = stat(r->static_dir, &st) < 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+			if (e == 0)
+				continue;
+			fprintf(stderr, "warning: %s:%d: reverse route \"%s\": static: %s: %s (every request of "
+			    "the route would be a 404)\n", r->src.file ? r->src.file : cf->path, r->src.line,
+			    r->path ? r->path : "", r->static_dir, strerror(e));
+			n++;
+		}
+	for (int i = 0; i < 2; i++) {
+		const char *l = logs[i];
+		if (l == NULL || l[0] != '/' || parent_is_dir(l))
+			continue;
+		fprintf(stderr, "warning: %s: %s: the directory of %s does not exist (the start would run "
+		    "without this log)\n", cf->path, keys[i], l);
+		n++;
+	}
+	return n;
+}
+
 static int drop_privileges(const char *user)
 {
 	struct passwd *pw;
@@ -684,7 +737,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (test_only) {
-		int warned = check_as_user(path, s->conf);
+		int warned = check_paths(s->conf);
+		warned += check_as_user(path, s->conf);
 		fprintf(stderr, "%s: configuration OK%s\n", path,
 		    warned ? " (with the warnings above)" : "");
 		gw_snapshot_unref(s);

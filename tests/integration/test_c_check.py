@@ -294,3 +294,24 @@ def test_check_reads_the_console_tls_files(ports):
     g.write_conf(admin_conf(ports[0], ports[1], 'tls_cert = "%s"; tls_key = "%s";' % (crt, key)))
     rc, out = check(g)
     assert rc == 0 and "configuration OK" in out, out
+
+
+def test_check_warns_of_static_dirs_and_log_dirs(ports):
+    conf = ("""global: { workers = 1; user = ""; state_dir = "@DIR@";
+  log: { error = "stderr"; level = "info"; access = "@DIR@/no-such-dir/access.log"; };
+};
+reverse: {
+  listeners = ( { address = "127.0.0.1:%d"; } );
+  sites = ( { hosts = [ "localhost" ]; default = true;
+              routes = ( { path = "/site/"; static = "@DIR@/wwww"; },
+                         { path = "/"; static = "@DIR@/www"; } ); } );
+};
+""" % ports[0])
+    g = gh.Gatehouse(conf, extra_files={"www/index.html": "hi"})
+    rc, out = check(g)
+    n = line_of(g.conf, "wwww")
+    assert rc == 0 and "configuration OK (with the warnings above)" in out, out
+    assert re.search(r'^warning: %s:%d: reverse route "/site/": static: %s/wwww: No such file'
+                     % (re.escape(g.conf), n, re.escape(g.dir)), out, re.M), out
+    assert "global.log.access: the directory of %s/no-such-dir/access.log does not exist" % g.dir in out
+    assert out.count("warning: ") == 2, out
