@@ -1170,6 +1170,8 @@ static void read_global(struct ctx *x, config_setting_t *root)
 
 	gl->workers = 0;
 	gl->user = conf_arena_strdup(x->a, "gatehouse");
+	gl->user_src.file = conf_arena_strdup(x->a, x->path);
+	gl->user_src.line = 0;
 	gl->max_connections = 100000;
 	gl->max_connections_per_client = 1000;
 	gl->state_dir = conf_arena_strdup(x->a, "/var/lib/gatehouse");
@@ -1202,6 +1204,8 @@ static void read_global(struct ctx *x, config_setting_t *root)
 		return;
 	get_int(x, g, "global", "workers", 0, 1024, &gl->workers);
 	get_text(x, g, "global", "user", 1, &gl->user);
+	if ((s = member(g, "user")) != NULL)
+		gl->user_src = src_of(x, s);
 	get_int(x, g, "global", "max_connections", 1, 10000000, &gl->max_connections);
 	get_int(x, g, "global", "max_connections_per_client", 0, 10000000, &gl->max_connections_per_client);
 	get_path(x, g, "global", "state_dir", 0, &gl->state_dir);
@@ -1297,7 +1301,7 @@ static const char *const k_forward[] = { "listeners", "allow_clients", "deny_des
     "connect_ports", "anonymize", "block_contact", "auth", "lists", "policy", "dlp", "pac",
     "websocket_ports", NULL };
 static const char *const k_auth[] = { "realm", "users_file", "groups_file", "cache_ttl", NULL };
-static const char *const k_list[] = { "name", "file", NULL };
+static const char *const k_list[] = { "name", "file", "domains", "urls", NULL };
 static const char *const k_rule[] = { "name", "action", "clients", "users", "groups", "domains",
     "lists", "urls", "methods", "ports", "hours", "schemes", NULL };
 static const char *const k_dlp[] = { "enabled", "action", "oversize", "max_scan_bytes", "detectors",
@@ -1377,9 +1381,19 @@ static void read_lists(struct ctx *x, config_setting_t *f)
 				}
 			}
 		}
-		if (get_path(x, e, ep, "file", 0, &li->file) != 1) {
-			if (!member(e, "file"))
-				missing(x, e, ep, "file");
+		/* "domains" is "file" by its squidGuard name; "urls" beside it */
+		int rf = get_path(x, e, ep, "file", 0, &li->file);
+		int rd = member(e, "domains") ? get_path(x, e, ep, "domains", 0, &li->file) : 0;
+		int ru = get_path(x, e, ep, "urls", 0, &li->urls);
+		if (rf < 0 || rd < 0 || ru < 0)
+			ok = 0;
+		else if (rf == 1 && rd == 1) {
+			char p[KP];
+			kp_child(p, ep, "domains");
+			serr(x, member(e, "domains"), p, "give \"file\" or \"domains\" (the same), not both");
+			ok = 0;
+		} else if (rf == 0 && rd == 0 && ru == 0) {
+			missing(x, e, ep, "file");
 			ok = 0;
 		}
 		if (ok)

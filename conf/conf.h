@@ -107,6 +107,7 @@ struct conf_dns {
 struct conf_global {
 	int64_t workers;           /* 0 = one per CPU */
 	char *user;                /* "" = do not change user */
+	struct conf_src user_src;  /* where user was set (the main file, line 0, for the default) */
 	int64_t max_connections;
 	int64_t max_connections_per_client;   /* per IPv4 address / IPv6 /64; 0 = no limit */
 	char *state_dir;
@@ -132,8 +133,9 @@ enum conf_action { CONF_ACT_ALLOW, CONF_ACT_DENY, CONF_ACT_AUTH };
 
 struct conf_fwd_list {
 	char *name;
-	char *file;
+	char *file;                /* domains (key "file" or "domains"); NULL: only urls */
 	struct conf_src src;
+	char *urls;                /* squidGuard/UT1 "urls" file (host/path prefixes); NULL: none */
 };
 
 struct conf_fwd_rule {

@@ -22,8 +22,12 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "admin/admin.h"
 #include "conf/conf.h"
@@ -298,6 +302,183 @@ static void make_state_dir(const char *dir, const char *user)
 	gw_info("created state directory %s", dir);
 }
 
+/*
+ * The account the start becomes (global.user, only when run as root) and its
+ * primary group must exist.  Run by -t and by the start before anything is
+ * bound, so "-t says fine" and "the start works" cannot disagree on it.
+ * Returns 0 if fine, else -1 with "FILE:LINE: global.user: ..." in errs.
+ */
+static int check_user(const struct conf_global *gl, struct conf_errors *errs)
+{
+	const char *file = gl->user_src.file ? gl->user_src.file : M.conf_path;
+	struct passwd *pw;
+
+	if (gl->user == NULL || gl->user[0] == '\0' || geteuid() != 0)
+		return 0;
+	pw = getpwnam(gl->user);
+	if (pw == NULL) {
+		conf_err(errs, file, gl->user_src.line, "global.user",
+		    "no such user \"%s\" (run as root, gatehouse switches to it%s)", gl->user,
+		    gl->user_src.line > 0 ? "" : "; that is the default: create the user or set global.user");
+		return -1;
+	}
+	if (getgrgid(pw->pw_gid) == NULL) {
+		conf_err(errs, file, gl->user_src.line, "global.user",
+		    "the primary group (gid %lu) of user \"%s\" does not exist", (unsigned long)pw->pw_gid,
+		    gl->user);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * -t as root with global.user: the start reads the files as root, but a
+ * reload (SIGHUP) reads them again as that user, and the workers read
+ * global.dns.hosts_file as that user.  Load the configuration once more, with
+ * the start's own code, in a child that has become the user, and print what
+ * it cannot read as warnings (the start itself would work).  Returns the
+ * number of problems found (0: none, or not root).
+ */
+static int check_as_user(const char *path, const struct conf *cf)
+{
+	const char *user = cf->global.user;
+	struct passwd *pw;
+	int status = 0;
+	pid_t pid;
+
+	if (user == NULL || user[0] == '\0' || geteuid() != 0 || (pw = getpwnam(user)) == NULL)
+		return 0;
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0)
+		return 0;
+	if (pid == 0) {
+		struct conf_errors errs;
+		struct gw_snapshot *s;
+		const char *hosts = cf->global.dns.hosts_file;
+		int bad = 0;
+
+		if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+		    setuid(pw->pw_uid) < 0)
+			_exit(0);   /* cannot tell: the start reports it */
+		(void)gw_log_open("stderr", GW_LOG_ERROR);   /* the parent printed the warnings */
+		conf_errors_init(&errs);
+		s = snapshot_load(path, &errs);
+		for (size_t i = 0; i < errs.n; i++, bad++)
+			fprintf(stderr, "warning: as user \"%s\" (a reload reads the files as it): %s\n",
+			    user, errs.msgs[i]);
+		if (s == NULL && errs.n == 0 && ++bad)
+			fprintf(stderr, "warning: as user \"%s\": %s: cannot load the configuration\n", user,
+			    path);
+		if (hosts != NULL && hosts[0] != '\0' && access(hosts, R_OK) < 0 && ++bad)
+			fprintf(stderr, "warning: %s: global.dns.hosts_file: user \"%s\" cannot read %s "
+			    "(the workers read it as that user): %s\n", path, user, hosts, strerror(errno));
+		fflush(stderr);
+		_exit(bad > 255 ? 255 : bad);
+	}
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 0;
+}
+
+/*
+ * The console's TLS files (admin.tls_cert / admin.tls_key): the console
+ * loads them only when it starts (libmicrohttpd), after the gateway is up,
+ * and a console that cannot start does not stop the gateway; -t reads them
+ * here so that a typo does not wait for the start.  0 or -1 with errs.
+ */
+static int check_admin_tls(const struct conf *cf, struct conf_errors *errs)
+{
+	const struct conf_admin *ad = &cf->admin;
+	X509 *x = NULL;
+	EVP_PKEY *k = NULL;
+	FILE *f;
+	int bad = 0;
+
+	if (!ad->listen_enabled || ad->tls_cert == NULL)
+		return 0;
+	if ((f = fopen(ad->tls_cert, "r")) == NULL || (x = PEM_read_X509(f, NULL, NULL, NULL)) == NULL) {
+		conf_err(errs, cf->path, 0, "admin.tls_cert", "%s: %s", ad->tls_cert,
+		    f == NULL ? strerror(errno) : "no PEM certificate in it");
+		bad = 1;
+	}
+	if (f != NULL)
+		fclose(f);
+	f = NULL;
+	if (ad->tls_key == NULL) {
+		conf_err(errs, cf->path, 0, "admin.tls_key", "required with admin.tls_cert");
+		bad = 1;
+	} else if ((f = fopen(ad->tls_key, "r")) == NULL ||
+	    (k = PEM_read_PrivateKey(f, NULL, NULL, NULL)) == NULL) {
+		conf_err(errs, cf->path, 0, "admin.tls_key", "%s: %s", ad->tls_key,
+		    f == NULL ? strerror(errno) : "no PEM private key in it (or it is encrypted)");
+		bad = 1;
+	}
+	if (f != NULL)
+		fclose(f);
+	if (!bad && X509_check_private_key(x, k) != 1) {
+		conf_err(errs, cf->path, 0, "admin.tls_key", "%s does not match the certificate %s",
+		    ad->tls_key, ad->tls_cert);
+		bad = 1;
+	}
+	X509_free(x);
+	EVP_PKEY_free(k);
+	return bad ? -1 : 0;
+}
+
+/* The directory part of path is a directory (for a file the start creates). */
+static int parent_is_dir(const char *path)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+	struct stat st;
+	size_t n = slash == NULL ? 1 : slash == path ? 1 : (size_t)(slash - path);
+
+	if (n >= sizeof dir)
+		return 1;
+	memcpy(dir, slash == NULL ? "." : path, n);
+	dir[n] = '\0';
+	return stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/*
+ * -t: what the start does not refuse but cannot use, as warnings: a static
+ * route's directory that is not one (every request of it would be a 404),
+ * and log files whose directory does not exist (the start logs an error and
+ * runs without them).  Returns the number of warnings.
+ */
+static int check_paths(const struct conf *cf)
+{
+	const char *logs[2] = { cf->global.log.error, cf->global.log.access };
+	static const char *const keys[2] = { "global.log.error", "global.log.access" };
+	struct stat st;
+	int n = 0;
+
+	for (size_t i = 0; cf->reverse.present && i < cf->reverse.nsites; i++)
+		for (size_t j = 0; j < cf->reverse.sites[i].nroutes; j++) {
+			const struct conf_rev_route *r = &cf->reverse.sites[i].routes[j];
+			int e;
+			if (r->kind != CONF_ROUTE_STATIC || r->static_dir == NULL)
+				continue;
+			e = stat(r->static_dir, &st) < 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+			if (e == 0)
+				continue;
+			fprintf(stderr, "warning: %s:%d: reverse route \"%s\": static: %s: %s (every request of "
+			    "the route would be a 404)\n", r->src.file ? r->src.file : cf->path, r->src.line,
+			    r->path ? r->path : "", r->static_dir, strerror(e));
+			n++;
+		}
+	for (int i = 0; i < 2; i++) {
+		const char *l = logs[i];
+		if (l == NULL || l[0] != '/' || parent_is_dir(l))
+			continue;
+		fprintf(stderr, "warning: %s: %s: the directory of %s does not exist (the start would run "
+		    "without this log)\n", cf->path, keys[i], l);
+		n++;
+	}
+	return n;
+}
+
 static int drop_privileges(const char *user)
 {
 	struct passwd *pw;
@@ -543,8 +724,23 @@ int main(int argc, char **argv)
 		conf_errors_free(&errs);
 		return 1;
 	}
+	if (check_user(&s->conf->global, &errs) < 0) {
+		print_errors(&errs, 0);
+		conf_errors_free(&errs);
+		gw_snapshot_unref(s);
+		return 1;
+	}
+	if (test_only && check_admin_tls(s->conf, &errs) < 0) {
+		print_errors(&errs, 0);
+		conf_errors_free(&errs);
+		gw_snapshot_unref(s);
+		return 1;
+	}
 	if (test_only) {
-		fprintf(stderr, "%s: configuration OK\n", path);
+		int warned = check_paths(s->conf);
+		warned += check_as_user(path, s->conf);
+		fprintf(stderr, "%s: configuration OK%s\n", path,
+		    warned ? " (with the warnings above)" : "");
 		gw_snapshot_unref(s);
 		conf_errors_free(&errs);
 		return 0;

@@ -9,6 +9,7 @@
  * brute-forcing client from queueing work for long.
  */
 #include "forward/auth.h"
+#include "forward/readfile.h"
 
 #include <crypt.h>
 #include <errno.h>
@@ -29,6 +30,7 @@ struct db_user {
 	char *name;
 	char *hash;
 	size_t gstart, gcount;    /* into db->gnames */
+	size_t line;              /* of the users file, for a duplicate's report */
 };
 
 struct fwd_auth_db {
@@ -39,6 +41,7 @@ struct fwd_auth_db {
 	char **groups;            /* owned group name strings */
 	size_t ngroups;
 	size_t skipped[2], first_skipped[2];
+	struct { size_t line; const char *why; } notes[2][FWD_AUTH_SKIP_NOTES];
 	const char *dummy;        /* a users[].hash of the most common cost (fwd_auth_db_dummy) */
 };
 
@@ -51,9 +54,13 @@ static int user_cmp(const void *a, const void *b)
 	return c ? c : (x->gstart < y->gstart ? -1 : x->gstart > y->gstart);
 }
 
-static void skip(struct fwd_auth_db *db, int which, size_t line)
+static void skip(struct fwd_auth_db *db, int which, size_t line, const char *why)
 {
-	if (db->skipped[which]++ == 0)
+	if (db->skipped[which] < FWD_AUTH_SKIP_NOTES) {
+		db->notes[which][db->skipped[which]].line = line;
+		db->notes[which][db->skipped[which]].why = why;
+	}
+	if (db->skipped[which]++ == 0 || line < db->first_skipped[which])
 		db->first_skipped[which] = line;
 }
 
@@ -106,6 +113,117 @@ static int valid_name(const char *s, size_t n)
 	return 1;
 }
 
+/* ---- htpasswd's own methods: $apr1$ (Apache MD5-crypt) and {SHA} ----
+ * Both are weak (fast hashes): accepted so that a Squid/Apache users file
+ * works as it is; the docs tell how to move to bcrypt (htpasswd -B). */
+
+static const char itoa64[] = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/* Length of the salt of "$apr1$SALT$..." (1..8 characters), 0 if h is not one. */
+static size_t apr1_salt_len(const char *h)
+{
+	size_t n = 0;
+
+	if (strncmp(h, "$apr1$", 6) != 0)
+		return 0;
+	while (h[6 + n] != '\0' && h[6 + n] != '$' && n < 9)
+		n++;
+	return n >= 1 && n <= 8 && h[6 + n] == '$' ? n : 0;
+}
+
+/* A well-formed "$apr1$SALT$22chars" or "{SHA}28 base64 chars". */
+static int htpasswd_hash_ok(const char *h)
+{
+	size_t sl = apr1_salt_len(h);
+
+	if (sl > 0) {
+		const char *d = h + 6 + sl + 1;
+		return strlen(d) == 22 && strspn(d, itoa64) == 22;
+	}
+	if (strncmp(h, "{SHA}", 5) == 0)
+		return strlen(h + 5) == 28 && h[32] == '=' && strspn(h + 5,
+		    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/") == 27;
+	return 0;
+}
+
+static int md5_step(EVP_MD_CTX *c, const void *p, size_t n)
+{
+	return EVP_DigestUpdate(c, p, n) == 1 ? 0 : -1;
+}
+
+/* Apache's MD5-crypt of pass with salt[0..sl): the 22 characters after the
+ * last '$' into out (NUL-terminated).  0, or -1 if MD5 is unavailable. */
+static int apr1_digest(const char *pass, const char *salt, size_t sl, char out[23])
+{
+	EVP_MD_CTX *c = EVP_MD_CTX_new(), *c1 = EVP_MD_CTX_new();
+	const EVP_MD *md5 = EVP_md5();
+	unsigned char fin[16];
+	size_t pl = strlen(pass);
+	int bad = c == NULL || c1 == NULL || md5 == NULL;
+
+	if (!bad) {
+		/* alternate sum: MD5(pass salt pass) */
+		bad |= EVP_DigestInit_ex(c1, md5, NULL) != 1;
+		bad |= md5_step(c1, pass, pl) | md5_step(c1, salt, sl) | md5_step(c1, pass, pl);
+		bad |= EVP_DigestFinal_ex(c1, fin, NULL) != 1;
+		bad |= EVP_DigestInit_ex(c, md5, NULL) != 1;
+		bad |= md5_step(c, pass, pl) | md5_step(c, "$apr1$", 6) | md5_step(c, salt, sl);
+		for (size_t n = pl; n > 0; n -= n > 16 ? 16 : n)
+			bad |= md5_step(c, fin, n > 16 ? 16 : n);
+		for (size_t i = pl; i != 0; i >>= 1)
+			bad |= md5_step(c, (i & 1) ? "" : pass, 1);
+		bad |= EVP_DigestFinal_ex(c, fin, NULL) != 1;
+		for (int i = 0; i < 1000 && !bad; i++) {
+			bad |= EVP_DigestInit_ex(c1, md5, NULL) != 1;
+			bad |= (i & 1) ? md5_step(c1, pass, pl) : md5_step(c1, fin, 16);
+			if (i % 3)
+				bad |= md5_step(c1, salt, sl);
+			if (i % 7)
+				bad |= md5_step(c1, pass, pl);
+			bad |= (i & 1) ? md5_step(c1, fin, 16) : md5_step(c1, pass, pl);
+			bad |= EVP_DigestFinal_ex(c1, fin, NULL) != 1;
+		}
+	}
+	if (!bad) {
+		static const unsigned char ord[5][3] = { { 0, 6, 12 }, { 1, 7, 13 }, { 2, 8, 14 },
+		    { 3, 9, 15 }, { 4, 10, 5 } };
+		char *o = out;
+		for (int g = 0; g < 6; g++) {
+			unsigned long v = g < 5 ? (unsigned long)fin[ord[g][0]] << 16 |
+			    (unsigned long)fin[ord[g][1]] << 8 | fin[ord[g][2]] : fin[11];
+			for (int k = 0; k < (g < 5 ? 4 : 2); k++, v >>= 6)
+				*o++ = itoa64[v & 0x3f];
+		}
+		*o = '\0';
+	}
+	OPENSSL_cleanse(fin, sizeof fin);
+	EVP_MD_CTX_free(c);
+	EVP_MD_CTX_free(c1);
+	return bad ? -1 : 0;
+}
+
+/* pass against an $apr1$ or {SHA} hash: 1 match, 0 not, -1 not such a hash. */
+static int htpasswd_verify(const char *pass, const char *hash)
+{
+	size_t sl = apr1_salt_len(hash);
+	char got[29];
+	int ok;
+
+	if (!htpasswd_hash_ok(hash))
+		return -1;
+	if (sl > 0) {
+		ok = apr1_digest(pass, hash + 6, sl, got) == 0 && CRYPTO_memcmp(got, hash + 6 + sl + 1, 22) == 0;
+	} else {
+		unsigned char md[20];
+		ok = EVP_Digest(pass, strlen(pass), md, NULL, EVP_sha1(), NULL) == 1 &&
+		    EVP_EncodeBlock((unsigned char *)got, md, 20) == 28 &&
+		    CRYPTO_memcmp(got, hash + 5, 28) == 0;
+		OPENSSL_cleanse(md, sizeof md);
+	}
+	OPENSSL_cleanse(got, sizeof got);
+	return ok;
+}
+
 static int parse_users(struct fwd_auth_db *db, const char *buf, size_t len)
 {
 	size_t pos = 0, line = 0, cap = 0;
@@ -118,8 +236,12 @@ static int parse_users(struct fwd_auth_db *db, const char *buf, size_t len)
 		if (s == e || *s == '#')
 			continue;
 		colon = memchr(s, ':', (size_t)(e - s));
-		if (colon == NULL || !valid_name(s, (size_t)(colon - s)) || colon + 1 == e) {
-			skip(db, 0, line);
+		if (colon == NULL || colon + 1 == e) {
+			skip(db, 0, line, "not \"user:hash\"");
+			continue;
+		}
+		if (!valid_name(s, (size_t)(colon - s))) {
+			skip(db, 0, line, "bad user name (empty, too long or a control character)");
 			continue;
 		}
 		/* htpasswd may append ":comment" fields; the hash ends at the next ':' */
@@ -129,9 +251,10 @@ static int parse_users(struct fwd_auth_db *db, const char *buf, size_t len)
 		char *hash = copy_n(hs, (size_t)(he - hs));
 		if (hash == NULL)
 			return -1;
-		if (hash[0] != '$' || crypt_checksalt(hash) != CRYPT_SALT_OK) {
+		if (!htpasswd_hash_ok(hash) && (hash[0] != '$' || crypt_checksalt(hash) != CRYPT_SALT_OK)) {
 			free(hash);
-			skip(db, 0, line);
+			skip(db, 0, line, "a password hash this system cannot check (crypt, bcrypt $2y$, "
+			    "sha512 $6$, yescrypt $y$, $apr1$ and {SHA} are; plain text and DES are not)");
 			continue;
 		}
 		if (db->nusers == cap) {
@@ -148,6 +271,7 @@ static int parse_users(struct fwd_auth_db *db, const char *buf, size_t len)
 		memset(u, 0, sizeof *u);
 		u->hash = hash;
 		u->gstart = db->nusers;
+		u->line = line;
 		u->name = copy_n(s, (size_t)(colon - s));
 		if (u->name == NULL) {
 			free(hash);
@@ -161,9 +285,9 @@ static int parse_users(struct fwd_auth_db *db, const char *buf, size_t len)
 		size_t w = 1;
 		for (size_t r = 1; r < db->nusers; r++) {
 			if (strcmp(db->users[r].name, db->users[w - 1].name) == 0) {
+				skip(db, 0, db->users[r].line, "duplicate user (the first line wins)");
 				free(db->users[r].name);
 				free(db->users[r].hash);
-				skip(db, 0, 0);
 				continue;
 			}
 			db->users[w++] = db->users[r];
@@ -207,7 +331,7 @@ static int parse_groups(struct fwd_auth_db *db, const char *buf, size_t len)
 		while (colon && ge > s && (ge[-1] == ' ' || ge[-1] == '\t'))
 			ge--;
 		if (colon == NULL || !valid_name(s, (size_t)(ge - s))) {
-			skip(db, 1, line);
+			skip(db, 1, line, colon == NULL ? "not \"group: user ...\"" : "bad group name");
 			continue;
 		}
 		/* a group may span several lines */
@@ -289,6 +413,8 @@ static size_t cost_prefix(const char *h)
 	const char *id = h + 1, *p = strchr(id, '$'), *q;
 	size_t idlen;
 
+	if (strncmp(h, "{SHA}", 5) == 0)
+		return 5;
 	if (p == NULL)
 		return strlen(h);
 	idlen = (size_t)(p - id);
@@ -344,45 +470,6 @@ struct fwd_auth_db *fwd_auth_db_parse(const char *users, size_t ulen, const char
 	return db;
 }
 
-static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	size_t cap = 0, n = 0;
-
-	if (f == NULL) {
-		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-		return NULL;
-	}
-	for (;;) {
-		if (n == cap) {
-			size_t nc = cap ? cap * 2 : 4096;
-			char *nb = realloc(buf, nc);
-			if (nb == NULL || nc > (256u << 20)) {
-				free(nb ? nb : buf);
-				fclose(f);
-				snprintf(err, errlen, "%s: too large or out of memory", path);
-				return NULL;
-			}
-			buf = nb;
-			cap = nc;
-		}
-		size_t r = fread(buf + n, 1, cap - n, f);
-		n += r;
-		if (r == 0)
-			break;
-	}
-	if (ferror(f)) {
-		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
-		free(buf);
-		fclose(f);
-		return NULL;
-	}
-	fclose(f);
-	*len = n;
-	return buf;
-}
-
 struct fwd_auth_db *fwd_auth_db_load(const char *users_path, const char *groups_path, char *err,
     size_t errlen)
 {
@@ -390,9 +477,9 @@ struct fwd_auth_db *fwd_auth_db_load(const char *users_path, const char *groups_
 	char *u, *g = NULL;
 	struct fwd_auth_db *db;
 
-	if ((u = read_file(users_path, &ulen, err, errlen)) == NULL)
+	if ((u = fwd_read_file(users_path, &ulen, err, errlen)) == NULL)
 		return NULL;
-	if (groups_path != NULL && (g = read_file(groups_path, &glen, err, errlen)) == NULL) {
+	if (groups_path != NULL && (g = fwd_read_file(groups_path, &glen, err, errlen)) == NULL) {
 		free(u);
 		return NULL;
 	}
@@ -420,6 +507,14 @@ void fwd_auth_db_free(struct fwd_auth_db *db)
 }
 
 size_t fwd_auth_db_nusers(const struct fwd_auth_db *db) { return db ? db->nusers : 0; }
+
+const char *fwd_auth_db_skip_note(const struct fwd_auth_db *db, int which, size_t k, size_t *line)
+{
+	if (db == NULL || which < 0 || which > 1 || k >= db->skipped[which] || k >= FWD_AUTH_SKIP_NOTES)
+		return NULL;
+	*line = db->notes[which][k].line;
+	return db->notes[which][k].why;
+}
 
 size_t fwd_auth_db_skipped(const struct fwd_auth_db *db, int which, size_t *first_line)
 {
@@ -914,7 +1009,10 @@ static int verify_with(struct crypt_data *cd, const char *pass, const char *hash
 	const char *setting = hash ? hash : dummy_setting;
 	size_t hl = strlen(setting);
 	const char *r;
+	int h = htpasswd_verify(pass, setting);
 
+	if (h >= 0)
+		return h;
 	memset(cd, 0, sizeof *cd);
 	r = crypt_r(pass, setting, cd);
 	if (hash == NULL || r == NULL || r[0] == '*' || strlen(r) != hl)

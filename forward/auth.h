@@ -36,8 +36,9 @@ struct fwd_auth_db;
  * (groups may be NULL).  Lines: '#' comments and blank lines ignored, CRLF
  * accepted.  Users: "name:hash" (name 1..FWD_AUTH_USER_MAX bytes without
  * ':' or control characters; hash a crypt(3) setting libcrypt supports,
- * checked with crypt_checksalt()); a bad line, an unsupported hash (e.g.
- * htpasswd's $apr1$ or {SHA}) or a duplicate user is skipped and counted.
+ * checked with crypt_checksalt(), or htpasswd's $apr1$ (Apache MD5) or
+ * {SHA}); a bad line, an unsupported hash (plain text, DES) or a duplicate
+ * user is skipped and counted, the first FWD_AUTH_SKIP_NOTES with a reason.
  * Groups: "group: user user ..." (blanks or commas between users); users
  * that are not in the users file are ignored.  Returns NULL with a message
  * in err only on out of memory.
@@ -53,6 +54,10 @@ size_t fwd_auth_db_nusers(const struct fwd_auth_db *db);
 /* Skipped lines of the users (which = 0) or groups (1) file; *first_line
  * (if not NULL) gets the 1-based number of the first one (0 if none). */
 size_t fwd_auth_db_skipped(const struct fwd_auth_db *db, int which, size_t *first_line);
+/* The k-th skipped line (k < FWD_AUTH_SKIP_NOTES) of the users (0) or groups
+ * (1) file: its reason (static text) and *line; NULL past the last one. */
+#define FWD_AUTH_SKIP_NOTES 10
+const char *fwd_auth_db_skip_note(const struct fwd_auth_db *db, int which, size_t k, size_t *line);
 /* Index of user (exact, case-sensitive), or -1. */
 long fwd_auth_db_find(const struct fwd_auth_db *db, const char *user);
 /* The stored name, hash and groups of user index i (pointers into db). */

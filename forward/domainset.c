@@ -56,6 +56,7 @@ struct fwd_domainset {
 	size_t count;            /* distinct entries */
 	size_t invalid;
 	size_t first_invalid;    /* 1-based line number, 0 = none */
+	size_t invalid_lines[FWD_DOMAINSET_NOTES];   /* the first ones, for the load's report */
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
@@ -303,6 +304,8 @@ static size_t normalise(struct fwd_domainset *ds, char *buf, size_t len, struct 
 		n++;
 		continue;
 invalid:
+		if (ds->invalid < FWD_DOMAINSET_NOTES)
+			ds->invalid_lines[ds->invalid] = lineno;
 		if (ds->invalid++ == 0)
 			ds->first_invalid = lineno;
 	}
@@ -587,6 +590,12 @@ size_t fwd_domainset_invalid(const struct fwd_domainset *ds, size_t *first_line)
 	if (first_line)
 		*first_line = ds->first_invalid;
 	return ds->invalid;
+}
+
+size_t fwd_domainset_invalid_line(const struct fwd_domainset *ds, size_t k)
+{
+	return ds && ds->magic == DS_MAGIC && k < ds->invalid && k < FWD_DOMAINSET_NOTES ?
+	    ds->invalid_lines[k] : 0;
 }
 
 size_t fwd_domainset_memory(const struct fwd_domainset *ds)

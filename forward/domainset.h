@@ -67,6 +67,9 @@ size_t fwd_domainset_count(const struct fwd_domainset *set);
  * 1-based line number of the first one, 0 if none.
  */
 size_t fwd_domainset_invalid(const struct fwd_domainset *set, size_t *first_line);
+/* The line number of the k-th invalid line, k < FWD_DOMAINSET_NOTES; 0 past the end. */
+#define FWD_DOMAINSET_NOTES 10
+size_t fwd_domainset_invalid_line(const struct fwd_domainset *set, size_t k);
 
 /* Bytes of heap held by the set (pool + table), for stats. */
 size_t fwd_domainset_memory(const struct fwd_domainset *set);

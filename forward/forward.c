@@ -1329,12 +1329,15 @@ static int compile_auth(struct fwd_data *d, const struct conf *cf, struct conf_e
 		conf_err(errs, au->src.file, au->src.line, "forward.auth", "%s", err);
 		return -1;
 	}
-	if ((n = fwd_auth_db_skipped(d->db, 0, &first)) > 0)
-		gw_warn("forward.auth: %s: %zu line(s) skipped (bad syntax, duplicate user or a hash "
-		    "libcrypt cannot check), first at line %zu", au->users_file, n, first);
-	if ((n = fwd_auth_db_skipped(d->db, 1, &first)) > 0)
-		gw_warn("forward.auth: %s: %zu line(s) skipped, first at line %zu", au->groups_file, n,
-		    first);
+	for (int w = 0; w < 2; w++) {
+		const char *file = w == 0 ? au->users_file : au->groups_file, *why;
+		size_t line;
+		if ((n = fwd_auth_db_skipped(d->db, w, &first)) == 0)
+			continue;
+		for (size_t k = 0; (why = fwd_auth_db_skip_note(d->db, w, k, &line)) != NULL; k++)
+			gw_warn("%s:%zu: line skipped: %s", file, line, why);
+		gw_warn("forward.auth: %s: %zu line(s) skipped, first at line %zu", file, n, first);
+	}
 	d->challenge_len = (size_t)snprintf(d->challenge, sizeof d->challenge, "Basic realm=\"%s\"",
 	    au->realm ? au->realm : "Gatehouse");
 	if (d->challenge_len >= sizeof d->challenge)

@@ -28,7 +28,9 @@
 #include "core/addr.h"
 #include "core/http1.h"
 
+#include "core/log.h"
 #include "forward/domainset.h"
+#include "forward/urlset.h"
 
 #define POLICY_MAGIC 0x706f6c69u   /* "poli" */
 #define HOST_MAX 253
@@ -102,7 +104,8 @@ struct hours_pat {
 
 struct plist {
 	const char *name;
-	struct fwd_domainset *set;
+	struct fwd_domainset *set;   /* NULL: the list has only urls */
+	struct fwd_urlset *urls;     /* NULL: no urls file */
 };
 
 struct regex {
@@ -698,6 +701,28 @@ static void compile_rule(struct fwd_policy *p, const struct conf_fwd_rule *cr, s
 	}
 }
 
+/* Lines of a list that are no entry: logged as "FILE:LINE: ..." (the first
+ * few, then a total), at every load and so by -t, which runs the same load. */
+static void report_skipped(const struct conf_fwd_list *cl, const struct fwd_domainset *set,
+    const struct fwd_urlset *us)
+{
+	size_t n = fwd_domainset_invalid(set, NULL), k, line;
+
+	for (k = 0; (line = fwd_domainset_invalid_line(set, k)) != 0; k++)
+		gw_warn("%s:%zu: list \"%s\": line skipped: not a domain or an IP address%s", cl->file,
+		    line, cl->name, cl->urls == NULL ? " (a host/path belongs in a \"urls\" file)" : "");
+	if (n > 0)
+		gw_warn("forward.lists: %s: %zu line(s) skipped%s", cl->file, n,
+		    n > k ? " (the first ones shown)" : "");
+	n = fwd_urlset_invalid(us);
+	for (k = 0; (line = fwd_urlset_invalid_line(us, k)) != 0; k++)
+		gw_warn("%s:%zu: list \"%s\": line skipped: not a host/path URL prefix", cl->urls, line,
+		    cl->name);
+	if (n > 0)
+		gw_warn("forward.lists: %s: %zu line(s) skipped%s", cl->urls, n,
+		    n > k ? " (the first ones shown)" : "");
+}
+
 struct fwd_policy *fwd_policy_compile(const struct conf *cf, struct conf_errors *errs)
 {
 	const struct conf_forward *fw = &cf->forward;
@@ -727,16 +752,25 @@ struct fwd_policy *fwd_policy_compile(const struct conf *cf, struct conf_errors 
 				continue;
 			}
 			char err[512];
-			struct fwd_domainset *set = fwd_domainset_load(cl->file ? cl->file : "", err,
-			    sizeof(err));
-			if (!set) {
+			struct fwd_domainset *set = NULL;
+			struct fwd_urlset *us = NULL;
+			if (cl->file != NULL && (set = fwd_domainset_load(cl->file, err, sizeof(err))) == NULL) {
 				conf_err(errs, file, cl->src.line, "forward.lists.file", "list \"%s\": %s",
 				    name, err);
 				nerr++;
 				continue;
 			}
+			if (cl->urls != NULL && (us = fwd_urlset_load(cl->urls, err, sizeof(err))) == NULL) {
+				conf_err(errs, file, cl->src.line, "forward.lists.urls", "list \"%s\": %s",
+				    name, err);
+				fwd_domainset_free(set);
+				nerr++;
+				continue;
+			}
+			report_skipped(cl, set, us);
 			p->lists[p->nlists].name = arena_strdup(a, name);
 			p->lists[p->nlists].set = set;
+			p->lists[p->nlists].urls = us;
 			p->nlists++;
 		}
 	}
@@ -793,8 +827,10 @@ void fwd_policy_free(struct fwd_policy *p)
 	for (size_t i = 0; i < p->nrules; i++)
 		for (size_t k = 0; k < p->rules[i].nurls; k++)
 			pcre2_code_free(p->rules[i].urls[k].code);
-	for (size_t i = 0; i < p->nlists; i++)
+	for (size_t i = 0; i < p->nlists; i++) {
 		fwd_domainset_free(p->lists[i].set);
+		fwd_urlset_free(p->lists[i].urls);
+	}
 	p->magic = 0;
 	arena_free(&p->arena);
 	free(p);
@@ -879,7 +915,10 @@ static int rule_matches(const struct fwd_rule *r, const struct fwd_request *rq, 
 		if (hostlen == 0)
 			return 0;
 		for (size_t i = 0; i < r->nlists && !hit; i++)
-			if (fwd_domainset_match(r->lists[i]->set, host, hostlen, &entry))
+			if (fwd_domainset_match(r->lists[i]->set, host, hostlen, &entry) ||
+			    (r->lists[i]->urls != NULL && rq->url != NULL &&
+			    fwd_urlset_match(r->lists[i]->urls, rq->url, rq->url_len ? rq->url_len :
+			    strlen(rq->url), &entry)))
 				hit = r->lists[i];
 		if (!hit)
 			return 0;

@@ -93,6 +93,26 @@ static void test_db(void)
 	CHECK(fwd_auth_verify("pw1", NULL) == 0, "unknown user");
 	CHECK(fwd_auth_verify("pw1", "$6$") == 0 && fwd_auth_verify("x", "garbage") == 0, "bad hash");
 	END_CASE();
+
+	BEGIN_CASE("verify: htpasswd $apr1$ (Apache MD5) and {SHA}; their dummy");
+	/* vectors: Apache's documented example, and openssl passwd -apr1 */
+	CHECK(fwd_auth_verify("myPassword", "$apr1$r31.....$HqJZimcKQFAMYayBlzkrA/") == 1, "apr1 example");
+	CHECK(fwd_auth_verify("", "$apr1$12345678$sHuPAw7VA9xjRbJz7zKV7/") == 1, "apr1 empty password");
+	CHECK(fwd_auth_verify("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "$apr1$Q1$vMAAKZrGBdnRxYpusSeoA1") == 1,
+	    "apr1 40-byte password, 2-byte salt");
+	CHECK(fwd_auth_verify("myPasswore", "$apr1$r31.....$HqJZimcKQFAMYayBlzkrA/") == 0, "apr1 wrong");
+	CHECK(fwd_auth_verify("myPassword", "$apr1$r31.....$HqJZimcKQFAMYayBlzkrA") == 0, "apr1 cut");
+	CHECK(fwd_auth_verify("secret", "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=") == 1, "sha");
+	CHECK(fwd_auth_verify("Secret", "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=") == 0, "sha wrong");
+	snprintf(users, sizeof users, "b:$apr1$Q1$vMAAKZrGBdnRxYpusSeoA1\na:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\n"
+	    "c:{SHA}qUqP5cyxm6YcTAhz05Hph5gvu9M=\n");   /* 2 of 3 are {SHA}: one method, no salt */
+	db = fwd_auth_db_parse(users, strlen(users), NULL, 0, err, sizeof err);
+	CHECK(db != NULL && fwd_auth_db_nusers(db) == 3 && fwd_auth_db_skipped(db, 0, NULL) == 0, "all 3 kept");
+	CHECK(db != NULL && fwd_auth_db_dummy(db) != NULL && strncmp(fwd_auth_db_dummy(db), "{SHA}", 5) == 0,
+	    "dummy of a mostly-{SHA} file is {SHA}: %s", db ? fwd_auth_db_dummy(db) : "-");
+	CHECK(db != NULL && fwd_auth_verify("secret", fwd_auth_db_dummy(db)) >= 0, "dummy verifies");
+	fwd_auth_db_free(db);
+	END_CASE();
 	free(h1);
 	free(h2);
 	free(h3);

@@ -607,8 +607,8 @@ static void test_lists(void)
 	char *f1 = write_tmp("# malware\r\nevil.test\r\n192.0.2.66\r\n");
 	char *f2 = write_tmp("ads.test\n");
 	struct conf_fwd_list lists[2] = {
-		{ "malware", f1, { "test.conf", 3 } },
-		{ "ads", f2, { "test.conf", 4 } },
+		{ "malware", f1, { "test.conf", 3 }, NULL },
+		{ "ads", f2, { "test.conf", 4 }, NULL },
 	};
 	struct conf_fwd_rule rules[2] = { rule(CONF_ACT_DENY, 5), rule(CONF_ACT_ALLOW, 6) };
 	rules[0].lists = STRS("ads", "malware");
@@ -645,9 +645,9 @@ static void test_lists(void)
 
 	/* unknown list name, missing file, duplicate name: all reported */
 	struct conf_fwd_list bad_lists[3] = {
-		{ "malware", f1, { "test.conf", 3 } },
-		{ "gone", "/nonexistent/gw.list", { "test.conf", 4 } },
-		{ "malware", f2, { "test.conf", 5 } },
+		{ "malware", f1, { "test.conf", 3 }, NULL },
+		{ "gone", "/nonexistent/gw.list", { "test.conf", 4 }, NULL },
+		{ "malware", f2, { "test.conf", 5 }, NULL },
 	};
 	rules[0].lists = STRS("malware", "typo");
 	cf.forward.lists = bad_lists;
@@ -667,7 +667,7 @@ static void test_combined(void)
 {
 	BEGIN_CASE("all matchers together (CONFIG.md example)");
 	char *f = write_tmp("malware.test\n");
-	struct conf_fwd_list lists[1] = { { "malware", f, { "gh.conf", 2 } } };
+	struct conf_fwd_list lists[1] = { { "malware", f, { "gh.conf", 2 }, NULL } };
 	struct conf_fwd_rule rules[4] = { rule(CONF_ACT_DENY, 10), rule(CONF_ACT_DENY, 11),
 	                                  rule(CONF_ACT_DENY, 12), rule(CONF_ACT_ALLOW, 13) };
 	rules[0].lists = STRS("malware");
