@@ -1639,7 +1639,7 @@ static const char *const k_route_cache[] = { "ttl", "stale_if_error", "ignore_se
     "ignore_cookie", NULL };
 static const char *const k_cert[] = { "cert", "key", "ocsp", "default", NULL };
 static const char *const k_upstream[] = { "name", "balance", "servers", "health", "keepalive", "tls",
-    "ca_file", "sni", "tls_verify", NULL };
+    "ca_file", "sni", "tls_verify", "max_fails", "fail_timeout", NULL };
 static const char *const k_server[] = { "address", "weight", "backup", "max_conns", NULL };
 static const char *const k_health[] = { "path", "interval", "timeout", "rise", "fall", "expect_status",
     "slow_start", NULL };
@@ -1760,6 +1760,8 @@ static void read_upstreams(struct ctx *x, config_setting_t *r)
 		u->src = src_of(x, e);
 		u->keepalive = 32;
 		u->tls_verify = 1;
+		u->max_fails = -1;
+		u->fail_timeout = 10.0;
 		he->path = conf_arena_strdup(x->a, "/");
 		he->status_min = 200;
 		he->status_max = 399;
@@ -1801,6 +1803,8 @@ static void read_upstreams(struct ctx *x, config_setting_t *r)
 			serr(x, member(e, "sni"), p, "not a valid host name");
 		}
 		get_bool(x, e, ep, "tls_verify", &u->tls_verify);
+		get_int(x, e, ep, "max_fails", 0, 1000, &u->max_fails);
+		get_num(x, e, ep, "fail_timeout", 0.1, 86400, &u->fail_timeout);
 
 		kp_child(sp, ep, "servers");
 		sl = get_glist(x, e, ep, "servers");

@@ -251,6 +251,8 @@ struct conf_rev_upstream {
 	char *ca_file;             /* NULL = system default store */
 	char *sni;                 /* NULL = none */
 	int tls_verify;            /* default 1 */
+	int64_t max_fails;         /* passive ejection threshold; -1 = unset (health.fall, else 3); 0 = off */
+	double fail_timeout;       /* seconds, default 10: failure window and ejection length */
 	struct conf_src src;
 };
 

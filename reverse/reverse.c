@@ -42,7 +42,8 @@ struct rev_up {
 	const struct conf_rev_upstream *cu;
 	size_t n;
 	struct rev_srv **srv;          /* n references (servers.h) */
-	int threshold;                 /* passive ejection after this many failures */
+	int threshold;                 /* max_fails: passive ejection after this many failures; 0 = off */
+	double fail_timeout;           /* seconds: failure window and ejection length */
 	double slow_start;             /* seconds; 0 = off */
 };
 
@@ -460,6 +461,17 @@ static struct rev_worker *worker_get(struct rev_data *d, const struct gw_req *rq
 
 /* ---- balancing ---- */
 
+/* The end of a passive ejection is not an event anyone waits for: the first
+ * balancing pass that sees it over reports it (once, rev_srv_back()). */
+static void log_back(struct rev_srv *s, const struct rev_up *up, int64_t now)
+{
+	if (!rev_srv_back(s, now))
+		return;
+	gw_info("upstream %s server %s: back in rotation (passive ejection of %g s over)",
+	    s->upstream, s->address, up->fail_timeout);
+	gw_event_push("health", "%s %s: back after passive ejection", s->upstream, s->address);
+}
+
 /*
  * Choose a server of upstream ui for this request (not in tried), and count
  * it in flight.  max_conns is a global limit per server (all workers): the
@@ -484,6 +496,8 @@ static int pick_server(struct rev_data *d, struct rev_worker *w, struct gw_req *
 		for (size_t i = 0; i < up->n; i++) {
 			struct rev_srv *s = up->srv[i];
 			int64_t mc = up->cu->servers[i].max_conns;
+			if (pass == 0)
+				log_back(s, up, now);
 			w->in_flight[i] = atomic_load_explicit(&s->in_flight, memory_order_relaxed);
 			if (pass == 0 ? !rev_srv_usable(s, now) :
 			    atomic_load_explicit(&s->state, memory_order_acquire) != REV_SRV_UP)
@@ -612,12 +626,12 @@ static int on_upstream_error(struct gw_req *rq, int stage, void *side)
 	failed_server = r->server;
 	if (failed_server >= 0 && stage != GW_UPFAIL_STATUS) {
 		struct rev_srv *s = up->srv[failed_server];
-		if (rev_srv_failed(s, up->threshold, REV_PASSIVE_COOLDOWN, rev_now_ms())) {
-			gw_warn("upstream %s server %s: ejected for %.0f s after %d consecutive failures "
-			    "(last: %s)", s->upstream, s->address, REV_PASSIVE_COOLDOWN, up->threshold,
-			    stage_names[stage & 3]);
-			gw_event_push("health", "%s %s: ejected for %.0f s after %d failures (%s)",
-			    s->upstream, s->address, REV_PASSIVE_COOLDOWN, up->threshold,
+		if (rev_srv_failed(s, up->threshold, up->fail_timeout, rev_now_ms())) {
+			gw_warn("upstream %s server %s: ejected for %g s after %d failures within %g s "
+			    "(max_fails; last: %s)", s->upstream, s->address, up->fail_timeout, up->threshold,
+			    up->fail_timeout, stage_names[stage & 3]);
+			gw_event_push("health", "%s %s: ejected for %g s after %d failures (%s)",
+			    s->upstream, s->address, up->fail_timeout, up->threshold,
 			    stage_names[stage & 3]);
 		}
 	}
@@ -922,7 +936,9 @@ static int compile(const struct conf *cf, struct conf_errors *errs, void **data)
 		const struct conf_rev_upstream *cu = &cf->reverse.upstreams[i];
 		struct rev_up *u = &d->ups[i];
 		u->cu = cu;
-		u->threshold = cu->health.present ? (int)cu->health.fall : REV_PASSIVE_FAILS;
+		u->threshold = cu->max_fails >= 0 ? (int)cu->max_fails :
+		    cu->health.present ? (int)cu->health.fall : REV_PASSIVE_FAILS;
+		u->fail_timeout = cu->fail_timeout;
 		u->slow_start = cu->health.present ? cu->health.slow_start : 0;
 		u->srv = calloc(cu->nservers ? cu->nservers : 1, sizeof *u->srv);
 		if (u->srv == NULL)
