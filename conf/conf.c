@@ -1647,7 +1647,7 @@ static const char *const k_site[] = { "hosts", "default", "force_https", "allow_
     "deny_clients", "rate_limit", "routes", NULL };
 static const char *const k_rate[] = { "requests_per_second", "burst", NULL };
 static const char *const k_route[] = { "path", "upstream", "static", "redirect", "redirect_status",
-    "strip_prefix", "set_headers", "max_body_bytes", "cache", "dotfiles", NULL };
+    "strip_prefix", "set_headers", "max_body_bytes", "cache", "dotfiles", "keep_path", NULL };
 
 static void read_certs(struct ctx *x, config_setting_t *r)
 {
@@ -2052,6 +2052,12 @@ static void read_routes(struct ctx *x, config_setting_t *site, const char *sp, s
 		    ro->kind != CONF_ROUTE_STATIC) {
 			kp_child(p, ep, "dotfiles");
 			serr(x, member(e, "dotfiles"), p, "only applies to a static route");
+			ok = 0;
+		}
+		if (get_bool(x, e, ep, "keep_path", &ro->keep_path) == 1 && kinds == 1 &&
+		    ro->kind != CONF_ROUTE_REDIRECT) {
+			kp_child(p, ep, "keep_path");
+			serr(x, member(e, "keep_path"), p, "only applies to a redirect route");
 			ok = 0;
 		}
 		read_set_headers(x, e, ep, ro);

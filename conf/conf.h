@@ -285,6 +285,7 @@ struct conf_rev_route {
 	int cache_ignore_set_cookie;   /* store responses with Set-Cookie (never the cookie) */
 	int cache_ignore_cookie;   /* store responses to requests with Cookie (default: only "public") */
 	int dotfiles;              /* kind STATIC: serve names starting with '.' (default 0: 404) */
+	int keep_path;             /* kind REDIRECT: append the request's path and query to redirect */
 	struct conf_src src;
 };
 

@@ -103,6 +103,23 @@ static void hdr_val(const struct gw_http_head *h, const char *name, const char *
 	*len = x ? x->value_len : 0;
 }
 
+/* Append c to a Location at loc[k] (room for 3), percent-encoding what a
+ * browser might read as a separator or that does not belong in a header:
+ * '\', controls, space, non-ASCII, '"'.  Returns the new length. */
+static size_t loc_put(char *loc, size_t k, unsigned char c)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	if (c <= 0x20 || c >= 0x7f || c == '\\' || c == '"') {
+		loc[k++] = '%';
+		loc[k++] = hex[c >> 4];
+		loc[k++] = hex[c & 15];
+	} else {
+		loc[k++] = (char)c;
+	}
+	return k;
+}
+
 /*
  * Location for a directory asked for without its trailing '/': the
  * normalised request path norm ("/a/b?q"; dot-segments resolved, slashes
@@ -115,7 +132,6 @@ static void hdr_val(const struct gw_http_head *h, const char *name, const char *
  */
 static char *dir_location(struct gw_req *rq, const char *norm, size_t nlen, size_t *outlen)
 {
-	static const char hex[] = "0123456789ABCDEF";
 	const char *q = memchr(norm, '?', nlen);
 	size_t base = q ? (size_t)(q - norm) : nlen, k = 0;
 	char *loc = gw_req_alloc(rq, nlen * 3 + 2);
@@ -130,13 +146,7 @@ static char *dir_location(struct gw_req *rq, const char *norm, size_t nlen, size
 		if (i == nlen)
 			break;
 		c = (unsigned char)norm[i];
-		if (c <= 0x20 || c >= 0x7f || c == '\\' || c == '"') {
-			loc[k++] = '%';
-			loc[k++] = hex[c >> 4];
-			loc[k++] = hex[c & 15];
-		} else {
-			loc[k++] = (char)c;
-		}
+		k = loc_put(loc, k, c);
 	}
 	if (k < 2 || loc[0] != '/' || loc[1] == '/' || loc[1] == '\\')
 		return NULL;
@@ -751,6 +761,45 @@ static void redirect_https(struct gw_req *rq, const struct gw_http_head *h, cons
 	gw_req_respond(rq, 308, NULL, NULL, 0, NULL);
 }
 
+/*
+ * A redirect route's answer.  keep_path appends path (the request's path and
+ * query as sent, after strip_prefix: see rev_route_upstream_path_raw) to the
+ * target, without doubling the '/' between them (nginx's
+ * "return 301 https://host$request_uri").  The path is the client's, so it
+ * is made safe for a Location header: controls, space, non-ASCII, '"' and
+ * '\' percent-encoded (no header splitting, no "/\" a browser reads as
+ * "//"), and after a relative target ("/", "/new") a leading run of '/' is
+ * merged so the result is never a scheme-relative "//host" URL.  After an
+ * absolute target a "//" only follows the configured host: harmless.
+ */
+static void redirect_route(struct gw_req *rq, const struct rev_route *rt, const char *path,
+    size_t plen)
+{
+	size_t tl = strlen(rt->redirect), k;
+	char *loc;
+
+	if (!rt->keep_path) {
+		gw_req_resp_hdr_add(rq, "Location", rt->redirect, tl);
+		gw_req_respond(rq, rt->redirect_status, NULL, NULL, 0, NULL);
+		return;
+	}
+	if (tl > 0 && rt->redirect[tl - 1] == '/')
+		tl--;                          /* path starts with '/' */
+	loc = gw_req_alloc(rq, tl + plen * 3 + 2);
+	memcpy(loc, rt->redirect, tl);
+	k = tl;
+	for (size_t i = 0; i < plen; i++) {
+		unsigned char c = (unsigned char)path[i];
+		if (c == '/' && k > 0 && loc[k - 1] == '/' && k == tl + 1 && rt->redirect[0] == '/')
+			continue;              /* relative target: "/" + "//evil" is not "//evil" */
+		k = loc_put(loc, k, c);
+	}
+	if (k == 0)
+		loc[k++] = '/';
+	gw_req_resp_hdr_add(rq, "Location", loc, k);
+	gw_req_respond(rq, rt->redirect_status, NULL, NULL, 0, NULL);
+}
+
 static void decide(struct gw_req *rq, void *side, int first);
 
 static void on_request(struct gw_req *rq, void *side)
@@ -849,10 +898,20 @@ static void decide(struct gw_req *rq, void *side, int first)
 		gw_req_respond(rq, 414, NULL, NULL, 0, NULL);
 		return;
 	}
+	/* static lookups use the normalised path; what goes upstream or after a
+	 * redirect target is what the client sent, where that is equivalent */
+	if (rt->kind != REV_ROUTE_STATIC) {
+		int raw_used;
+		plen = rev_route_upstream_path_raw(rt, h->path, h->path_len, norm, (size_t)nlen, path,
+		    sizeof path, &raw_used);
+		if (plen < 0) {
+			gw_req_respond(rq, 414, NULL, NULL, 0, NULL);
+			return;
+		}
+	}
 	switch (rt->kind) {
 	case REV_ROUTE_REDIRECT:
-		gw_req_resp_hdr_add(rq, "Location", rt->redirect, strlen(rt->redirect));
-		gw_req_respond(rq, rt->redirect_status, NULL, NULL, 0, NULL);
+		redirect_route(rq, rt, path, (size_t)plen);
 		return;
 	case REV_ROUTE_STATIC:
 		serve_static(rq, rt, path, (size_t)plen, norm, (size_t)nlen);
