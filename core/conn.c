@@ -2230,8 +2230,11 @@ static void handle_head(struct gw_conn *c)
 		len = lim.max_header_bytes + 8;
 	p = (const char *)evbuffer_pullup(c->in, (ev_ssize_t)len);
 	/* the parser rescans from the start: against a byte-at-a-time client,
-	 * try again only once a line ended or 1 KiB more arrived */
+	 * try again only once a line ended or 1 KiB more arrived, or the limit
+	 * is reached (len is capped there: waiting for 1 KiB more would wait
+	 * for the header timeout, 408, instead of answering 431 now) */
 	if (c->parsed_len > 0 && len > c->parsed_len && len - c->parsed_len < 1024 && !c->rd_eof &&
+	    len < lim.max_header_bytes &&
 	    memchr(p + c->parsed_len, '\n', len - c->parsed_len) == NULL) {
 		rd_enable(c, 1);
 		return;   /* (parsed_len > 0: not a new head, the timer runs) */

@@ -239,3 +239,72 @@ def test_upstream_gets_raw_path(two, ports):
         assert gh.http_get(ports[0], "/a/../../x", HOST)[0] == 400
     finally:
         g.check_clean()
+
+
+# ---- 4. an over-long header line: 431 as soon as the limit is passed ----
+
+LIMIT = 32768          # global.limits.max_header_bytes (the default)
+
+
+def send_long_header(port, first, mode, budget=6.0):
+    """Send `first` then one header line of 128 KiB (mode "one": one write;
+    "kib": 1 KiB pieces; "trickle": 1 KiB pieces to near the limit, then one
+    byte at a time to just over it) and stop sending once an answer came.
+    Returns (status, seconds from the first byte to the answer)."""
+    import select
+    s = socket.create_connection(("127.0.0.1", port), timeout=budget + 20)
+    t0 = time.monotonic()
+    line = first + b"X-Long: " + b"a" * (128 * 1024) + b"\r\n\r\n"
+    if mode == "one":
+        pieces = [line]
+    elif mode == "kib":
+        pieces = [first] + [line[i:i + 1024] for i in range(len(first), len(line), 1024)]
+    else:
+        near = LIMIT - 1500
+        pieces = [first] + [line[i:min(i + 1024, near)] for i in range(len(first), near, 1024)]
+        pieces += [line[i:i + 1] for i in range(near, LIMIT + 64)]
+    got = b""
+    try:
+        for pc in pieces:
+            r, _, _ = select.select([s], [], [], 0)
+            if r:
+                break
+            try:
+                s.sendall(pc)
+            except OSError:
+                break
+            if mode != "one":
+                time.sleep(0.0005 if len(pc) == 1 else 0.002)
+        while b"\r\n" not in got and time.monotonic() - t0 < budget + 20:
+            try:
+                chunk = s.recv(4096)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            got += chunk
+    finally:
+        s.close()
+    dt = time.monotonic() - t0
+    st = int(got.split(b" ")[1]) if got.startswith(b"HTTP/1.1 ") else 0
+    return st, dt
+
+
+@pytest.mark.parametrize("mode", ["one", "kib", "trickle"])
+def test_long_header_line_431_promptly_both_listeners(netns, mode, ports):
+    origin = gh.Origin()
+    g = gh.Gatehouse(gh.both_doors_conf(ports[0], ports[1], origin.port,
+                                        'timeouts: { client_header = 20.0; };'))
+    g.start([ports[0], ports[1]])
+    try:
+        for port, first in ((ports[1], b"GET / HTTP/1.1\r\nHost: app.test\r\n"),
+                            (ports[0], b"GET http://127.0.0.1:%d/ HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                             % (origin.port, origin.port))):
+            t0 = time.monotonic()
+            st, dt = send_long_header(port, first, mode)
+            # the trickle itself takes ~1.5 s of sending; the header timeout is 20 s
+            assert (st, dt < 8.0) == (431, True), (port, mode, st, dt)
+            print("%s port %d: 431 after %.2f s" % (mode, port, time.monotonic() - t0))
+    finally:
+        g.check_clean()
+        origin.stop()
