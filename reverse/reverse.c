@@ -5,6 +5,7 @@
  */
 #include "reverse/reverse.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -318,7 +319,7 @@ static void add_forwarding_headers(struct gw_req *rq, const struct rev_data *d,
     const struct gw_http_head *h, const char *host, size_t hlen, const struct rev_route *rt,
     int trusted)
 {
-	const char *client = gw_req_client_str(rq);
+	const char *client = gw_req_peer_str(rq);   /* each hop appends who connected to it */
 	int tls = gw_req_is_tls(rq);
 	const char *proto = tls ? "https" : "http";
 	char in[1024], v[1400], fw[600];
@@ -366,11 +367,106 @@ static void add_forwarding_headers(struct gw_req *rq, const struct rev_data *d,
 		gw_req_hdr_add(rq, "X-Request-Id", gw_req_id(rq), strlen(gw_req_id(rq)));
 }
 
-/* Is the client one of reverse.trusted_proxies? */
+/* Is the TCP peer one of reverse.trusted_proxies? */
 static int client_trusted(struct gw_req *rq, const struct rev_data *d)
 {
 	return d->cf->reverse.trusted_proxies.n > 0 &&
-	    conf_cidr_match(&d->cf->reverse.trusted_proxies, gw_req_client(rq));
+	    conf_cidr_match(&d->cf->reverse.trusted_proxies, gw_req_peer(rq));
+}
+
+/*
+ * One element of X-Forwarded-For ("1.2.3.4", "1.2.3.4:80", "[::1]:80",
+ * "::1") or the for= of one Forwarded element (quoted or not) as an
+ * address into ss.  Strict (inet_pton): "127.1", names, "unknown" and
+ * obfuscated identifiers are not addresses.  Returns 0 or -1.
+ */
+static int fwd_elem_addr(const char *e, size_t n, int forwarded, struct sockaddr_storage *ss)
+{
+	char t[INET6_ADDRSTRLEN + 8];
+	const char *c;
+
+	if (forwarded) {
+		/* for=... among ';'-separated pairs */
+		const char *f = NULL;
+		for (size_t i = 0; i + 4 <= n; i++)
+			if ((i == 0 || e[i - 1] == ';' || e[i - 1] == ' ') && strncasecmp(e + i, "for=", 4) == 0) {
+				f = e + i + 4;
+				break;
+			}
+		if (f == NULL)
+			return -1;
+		n -= (size_t)(f - e);
+		e = f;
+		for (size_t i = 0; i < n; i++)
+			if (e[i] == ';') {
+				n = i;
+				break;
+			}
+	}
+	while (n > 0 && (e[0] == ' ' || e[0] == '\t' || e[0] == '"')) {
+		e++;
+		n--;
+	}
+	while (n > 0 && (e[n - 1] == ' ' || e[n - 1] == '\t' || e[n - 1] == '"'))
+		n--;
+	if (n > 0 && e[0] == '[') {
+		c = memchr(e, ']', n);
+		if (c == NULL)
+			return -1;
+		n = (size_t)(c - e) - 1;
+		e++;
+	} else if ((c = memchr(e, ':', n)) != NULL && memchr(c + 1, ':', n - (size_t)(c + 1 - e)) == NULL) {
+		n = (size_t)(c - e);           /* IPv4 with a port */
+	}
+	if (n == 0 || n >= sizeof t)
+		return -1;
+	memcpy(t, e, n);
+	t[n] = '\0';
+	memset(ss, 0, sizeof *ss);
+	if (inet_pton(AF_INET, t, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
+		ss->ss_family = AF_INET;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, t, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
+		ss->ss_family = AF_INET6;
+		return 0;
+	}
+	return -1;
+}
+
+/*
+ * Behind a trusted proxy, the client is the first address from the right of
+ * X-Forwarded-For (else Forwarded for=) that is not itself in
+ * trusted_proxies (nginx realip with real_ip_recursive on); when all are
+ * trusted, the leftmost.  It becomes the request's client (rate limit,
+ * allow/deny_clients, ip_hash, logs); the peer stays gw_req_peer.  A list
+ * that cannot be read from the right (an element that is no address before
+ * an untrusted one is found, or over 4 KiB) leaves the client the peer.
+ */
+static void real_client(struct gw_req *rq, const struct rev_data *d, const struct gw_http_head *h)
+{
+	char list[4096];
+	struct sockaddr_storage ss;
+	int forwarded = 0, have = 0;
+	size_t n = join_hdr(h, "x-forwarded-for", list, sizeof list), e;
+
+	if (n == 0) {
+		n = join_hdr(h, "forwarded", list, sizeof list);
+		forwarded = 1;
+	}
+	for (e = n; e > 0; ) {
+		size_t b = e;
+		while (b > 0 && list[b - 1] != ',')
+			b--;
+		if (fwd_elem_addr(list + b, e - b, forwarded, &ss) != 0)
+			return;
+		have = 1;
+		if (!conf_cidr_match(&d->cf->reverse.trusted_proxies, (const struct sockaddr *)&ss))
+			break;
+		e = b > 0 ? b - 1 : 0;
+	}
+	if (have)
+		gw_req_set_client(rq, (const struct sockaddr *)&ss);
 }
 
 /* The reverse.strip_headers entry for a header name, or NULL. */
@@ -836,6 +932,8 @@ static void decide(struct gw_req *rq, void *side, int first)
 		gw_req_respond(rq, 200, "text/plain", "", 0, NULL);
 		return;
 	}
+	if (client_trusted(rq, d))
+		real_client(rq, d, h);
 	if (h->target_form == GW_TF_ABSOLUTE) {
 		/* never an open proxy: only hosts we publish */
 		host = h->host;

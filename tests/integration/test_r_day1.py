@@ -308,3 +308,65 @@ def test_long_header_line_431_promptly_both_listeners(netns, mode, ports):
     finally:
         g.check_clean()
         origin.stop()
+
+
+# ---- 5. behind a load balancer: the real client ----
+
+LB_CONF = """
+reverse: {
+  listeners = ( { address = "127.0.0.1:%d"; } );
+  trusted_proxies = [ "127.0.0.1/32", "127.0.0.5/32" ];
+  upstreams = ( { name = "app"; servers = ( { address = "127.0.0.1:%d"; } ); } );
+  sites = (
+    { hosts = [ "app.test" ]; rate_limit = { requests_per_second = 0.01; burst = 2.0; };
+      routes = ( { path = "/"; upstream = "app"; } ); },
+    { hosts = [ "inner.test" ]; allow_clients = [ "10.0.0.0/8" ]; deny_clients = [ "10.9.0.0/16" ];
+      routes = ( { path = "/"; upstream = "app"; } ); }
+  );
+};
+"""
+
+
+def test_real_client_behind_trusted_proxy(two, ports):
+    a, _ = two
+    g = gh.Gatehouse(LB_CONF % (ports[0], a.port)).start([ports[0]])
+    try:
+        def get(host, xff=None, source=None, fwd=None):
+            h = {}
+            if xff is not None:
+                h["X-Forwarded-For"] = xff
+            if fwd is not None:
+                h["Forwarded"] = fwd
+            return gh.http_get(ports[0], "/echo", host, source=source, headers=h)[0]
+
+        # six clients behind the balancer at 127.0.0.1: six buckets of 2
+        for i in range(1, 7):
+            assert [get(HOST, "10.0.0.%d" % i) for _ in range(2)] == [200, 200], i
+        assert get(HOST, "10.0.0.1") == 429            # client 1's own bucket is empty
+        # recursive: trusted hops on the right are skipped ("198.51.100.7" is the
+        # client's own claim, left of the first untrusted address: ignored)
+        assert [get(HOST, "198.51.100.7, 10.0.0.8, 127.0.0.5") for _ in range(2)] == [200, 200]
+        assert get(HOST, "10.0.0.8") == 429
+        # Forwarded for= when there is no X-Forwarded-For
+        assert [get(HOST, fwd='for="[2001:db8::1]:4711";proto=https') for _ in range(2)] == [200, 200]
+        assert get(HOST, fwd="for=\"[2001:db8::1]\"") == 429
+        # an untrusted peer's X-Forwarded-For is ignored: one bucket for 127.0.0.2
+        assert [get(HOST, "10.1.0.%d" % i, source="127.0.0.2") for i in range(3)] == [200, 200, 429]
+        # allow_clients / deny_clients apply to the real client
+        assert get("inner.test", "10.0.0.3") == 200
+        assert get("inner.test", "192.0.2.1") == 403
+        assert get("inner.test", "10.9.0.1") == 403
+        assert get("inner.test", "10.0.0.3", source="127.0.0.2") == 403
+        assert get("inner.test", "not-an-address, 10.0.0.3") == 200
+        assert get("inner.test", "10.0.0.3, bogus") == 403  # unreadable from the right: the peer
+        # the upstream gets the list with the balancer appended (each hop adds its peer)
+        with a.lock:
+            xff = [r.header("X-Forwarded-For") for r in a.requests[-2:]]
+        assert xff == ["10.0.0.3, 127.0.0.1", "not-an-address, 10.0.0.3, 127.0.0.1"], xff
+        lines = g.access_lines(wait=0.6)
+        mine = [l for l in lines if "inner.test" in l]
+        assert mine[0].startswith("10.0.0.3 - ") and mine[0].endswith(" peer=127.0.0.1"), mine[0]
+        assert mine[3].startswith("127.0.0.2 - ") and "peer=" not in mine[3], mine[3]
+        assert any(l.startswith("2001:db8::1 - ") and l.endswith(" peer=127.0.0.1") for l in lines)
+    finally:
+        g.check_clean()
