@@ -12,6 +12,10 @@
 #   GW_PKG_SKIP_IMAGE=1  stop after the package checks (about 1 minute).
 #   GW_PKG_KEEP_IMAGE=1  keep the raw/qcow2 images and the rootfs tree
 #       (otherwise the ~2 GB of scratch is removed at the end; the .deb stays).
+#       They are always kept when build-image or the smoke test failed, next to
+#       the smoke test's serial log (packaging/out/smoke/), for the next look.
+# Every step installs the Debian packages it runs (packaging/need.sh), so a
+# fresh Debian 12 machine needs nothing but the checkout.
 set -uo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 P=$TOP/packaging
@@ -34,7 +38,11 @@ if [ -f "$(ls "$P"/out/gatehouse_*_amd64.deb 2>/dev/null | head -1)" ]; then
 		if [ -f "$P/out/gatehouse-appliance.qcow2" ]; then
 			step smoke-test timeout 900 "$P/appliance/smoke-test.sh"
 		fi
-		if [ "${GW_PKG_KEEP_IMAGE:-0}" != 1 ]; then
+		if [ "${GW_PKG_KEEP_IMAGE:-0}" = 1 ] || [ $rc != 0 ]; then
+			echo "=== packaging: kept for the next look:"
+			ls -d "$P/out/image-work/rootfs" "$P/out/gatehouse-appliance.img" "$P/out/gatehouse-appliance.qcow2" \
+				"$P/out/smoke/serial.log" "$P/out/smoke/serial.txt" "$P/out/smoke/qemu.log" 2>/dev/null | sed 's/^/    /'
+		else
 			rm -rf "$P/out/image-work" "$P/out/gatehouse-appliance.img" "$P/out/gatehouse-appliance.qcow2"
 		fi
 	fi

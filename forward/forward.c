@@ -420,6 +420,13 @@ static int same_site_referer(const struct gw_http_head *h, const char *v, size_t
 	return an == bn && an > 0 && strncasecmp(a, b, an) == 0;
 }
 
+/* Client-identifying fields removed by forward.anonymize, beside Via,
+ * X-Forwarded-For, Forwarded and From. */
+static const char *const identity_headers[] = { "x-real-ip", "x-client-ip", "true-client-ip",
+    "cf-connecting-ip", "x-cluster-client-ip", "client-ip", "x-originating-ip", "x-remote-ip",
+    "x-remote-addr", "x-forwarded", "forwarded-for", "x-forwarded-host", "x-forwarded-server",
+    "x-proxyuser-ip", NULL };
+
 static void hygiene(struct gw_req *rq, struct fwd_data *d)
 {
 	const struct gw_http_head *h = gw_req_head(rq);
@@ -433,6 +440,11 @@ static void hygiene(struct gw_req *rq, struct fwd_data *d)
 		gw_req_hdr_del(rq, "x-forwarded-for");
 		gw_req_hdr_del(rq, "forwarded");
 		gw_req_hdr_del(rq, "from");
+		/* what other proxies and client software add to name the client:
+		 * anonymity means none of it leaves (the reverse side strips the
+		 * same family from untrusted clients, reverse.strip_headers) */
+		for (const char *const *n = identity_headers; *n != NULL; n++)
+			gw_req_hdr_del(rq, *n);
 		for (size_t i = 0; i < h->nhdrs; i++) {
 			const struct gw_hdr *x = &h->hdrs[i];
 			if (x->name_len > 6 && strncasecmp(x->name, "proxy-", 6) == 0)
@@ -1222,20 +1234,25 @@ static int is_own_listener(const struct conf *cf, const struct sockaddr *sa)
  * "own_listener") with the reason in why, or NULL. */
 static const char *dest_refused(struct fwd_data *d, const struct sockaddr *sa, char *why, size_t cap)
 {
+	const char *rule, *what;
 	char a[INET6_ADDRSTRLEN] = "?";
 	struct gw_addr ga;
 
+	/* this runs for every proxied request: the address is only formatted
+	 * when it is refused */
+	if (fwd_dest_denied(d->policy, sa)) {
+		rule = "deny_destinations";
+		what = "";
+	} else if (is_own_listener(d->cf, sa)) {
+		rule = "own_listener";
+		what = "our own listener ";
+	} else {
+		return NULL;
+	}
 	if (gw_addr_from_sa(sa, &ga) == 0)
 		gw_addr_format(&ga, a, sizeof a);
-	if (fwd_dest_denied(d->policy, sa)) {
-		snprintf(why, cap, "resolves to %s", a);
-		return "deny_destinations";
-	}
-	if (is_own_listener(d->cf, sa)) {
-		snprintf(why, cap, "resolves to our own listener %s", a);
-		return "own_listener";
-	}
-	return NULL;
+	snprintf(why, cap, "resolves to %s%s", what, a);
+	return rule;
 }
 
 const char *fwd_dest_refused(const void *side_data, const struct sockaddr *sa, char *why, size_t cap)

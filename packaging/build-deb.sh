@@ -24,20 +24,11 @@ t0=$(date +%s)
 
 log() { printf '== build-deb: %s\n' "$*"; }
 
-if [ "${GW_PKG_NO_APT:-0}" != 1 ]; then
-	need=(build-essential debhelper devscripts lintian fakeroot rsync git
-	      meson ninja-build pkg-config libevent-dev libssl-dev libconfig-dev
-	      libmicrohttpd-dev libpcre2-dev libcrypt-dev libjansson-dev zlib1g-dev)
-	missing=()
-	for p in "${need[@]}"; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
-	done
-	if [ ${#missing[@]} -gt 0 ]; then
-		log "installing ${missing[*]}"
-		"${APT[@]}" update -q
-		DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y -q --no-install-recommends "${missing[@]}"
-	fi
-fi
+. "$HERE/need.sh"
+gw_need_pkgs build-deb build-essential debhelper devscripts lintian fakeroot rsync git \
+	meson ninja-build pkg-config libevent-dev libssl-dev libconfig-dev \
+	libmicrohttpd-dev libpcre2-dev libcrypt-dev libjansson-dev zlib1g-dev
+gw_need_cmds build-deb dpkg-buildpackage:dpkg-dev lintian:lintian rsync:rsync git:git || exit 1
 
 log "scratch copy of the $FROM tree in $SCRATCH/src"
 rm -rf "$SCRATCH"

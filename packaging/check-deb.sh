@@ -12,6 +12,14 @@ set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUTDIR=$HERE/out
+# What the checks run: lintian, systemd-analyze, man, logrotate, curl,
+# openssl, python3 (the free ports); runuser/setpriv come with util-linux.
+. "$HERE/need.sh"
+gw_need_pkgs check-deb lintian systemd man-db logrotate curl openssl python3 ||
+	{ echo "check-deb: installing the tools failed"; echo "0 passed, 1 failed"; exit 1; }
+gw_need_cmds check-deb lintian:lintian systemd-analyze:systemd man:man-db logrotate:logrotate curl:curl \
+	openssl:openssl python3:python3 runuser:util-linux setpriv:util-linux ||
+	{ echo "0 passed, 1 failed"; exit 1; }
 DEB=${1:-$(ls "$OUTDIR"/gatehouse_*_amd64.deb 2>/dev/null | sort -V | tail -1)}
 [ -f "${DEB:-}" ] || { echo "check-deb: no .deb (run packaging/build-deb.sh first)" >&2; exit 1; }
 DEB=$(realpath "$DEB")
@@ -54,7 +62,6 @@ done
 grep -q ' ./usr/sbin/gatehouse$' "$TMP/contents" && ok "package contents (binary, conffile, unit, sysusers, tmpfiles, logrotate, man pages, examples)"
 check "man pages render without warnings" sh -c \
 	"for m in '$HERE'/man/*.[0-9]; do out=\$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l -Tutf8 -Z \"\$m\" 2>&1 >/dev/null); [ -z \"\$out\" ] || { echo \"\$m: \$out\"; exit 1; }; done"
-check "logrotate config parses" sh -c "logrotate -d '$HERE/debian/gatehouse.logrotate' 2>&1 | grep -qv 'error:' && ! logrotate -d '$HERE/debian/gatehouse.logrotate' 2>&1 | grep -q 'error:'"
 
 # ---- install / upgrade / remove / purge ----------------------------------
 if dpkg-query -W -f='${Status}' gatehouse 2>/dev/null | grep -q 'ok installed'; then
@@ -64,6 +71,10 @@ fi
 
 check "install (apt-get install ./deb, no systemd running)" "${APT[@]}" install "$DEB"
 check "user gatehouse exists with a nologin shell" sh -c 'getent passwd gatehouse | grep -q ":/usr/sbin/nologin$"'
+# After the install: the config says "su gatehouse gatehouse", and logrotate
+# rejects it while that user does not exist (a fresh machine).
+check "logrotate config parses (installed /etc/logrotate.d/gatehouse)" sh -c \
+	'out=$(logrotate -d /etc/logrotate.d/gatehouse 2>&1); echo "$out" | grep error:; ! echo "$out" | grep -q error:'
 check "/var/lib/gatehouse and /var/log/gatehouse exist, owned by gatehouse" sh -c \
 	'[ "$(stat -c %U:%G /var/lib/gatehouse)" = gatehouse:gatehouse ] && [ "$(stat -c %U:%G /var/log/gatehouse)" = gatehouse:gatehouse ]'
 check "unit enabled (multi-user.target.wants symlink), not started" \

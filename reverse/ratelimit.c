@@ -1,11 +1,13 @@
 /*
  * reverse/ratelimit: fixed-size open-addressing table of token buckets (see
- * ratelimit.h).  Pure: no I/O, no clock reads, one allocation at creation.
+ * ratelimit.h).  No clock reads, one allocation and one getrandom(2) (the
+ * hash key) at creation.
  */
 #include "reverse/ratelimit.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #define RL_KEY 32
 #define RL_PROBE 8
@@ -20,6 +22,7 @@ struct rl_slot {
 
 struct rev_rl {
 	size_t mask;
+	uint64_t seed;     /* secret: nobody can aim addresses at a client's probe window */
 	struct rl_slot *slots;
 };
 
@@ -38,6 +41,8 @@ struct rev_rl *rev_rl_new(size_t cap)
 		return NULL;
 	}
 	t->mask = n - 1;
+	if (getrandom(&t->seed, sizeof t->seed, 0) != (ssize_t)sizeof t->seed)
+		t->seed = (uint64_t)(uintptr_t)t ^ 0x9e3779b97f4a7c15ull;   /* not secret, still works */
 	return t;
 }
 
@@ -49,9 +54,9 @@ void rev_rl_free(struct rev_rl *t)
 	free(t);
 }
 
-static uint64_t hash(const uint8_t *k, size_t n)
+static uint64_t hash(uint64_t seed, const uint8_t *k, size_t n)
 {
-	uint64_t h = 0xcbf29ce484222325ull;   /* FNV-1a, then a final mix */
+	uint64_t h = 0xcbf29ce484222325ull ^ seed;   /* keyed FNV-1a, then a final mix */
 
 	for (size_t i = 0; i < n; i++) {
 		h ^= k[i];
@@ -83,7 +88,7 @@ int rev_rl_take(struct rev_rl *t, const void *key, size_t klen, double rps, doub
 		burst = 1;
 	if (klen > RL_KEY)
 		klen = RL_KEY;
-	h = (size_t)hash(key, klen);
+	h = (size_t)hash(t->seed, key, klen);
 	for (size_t i = 0; i < RL_PROBE; i++) {
 		struct rl_slot *x = &t->slots[(h + i) & t->mask];
 		if (!x->used) {

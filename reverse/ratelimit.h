@@ -11,6 +11,8 @@
  * that would be the fullest by now (the least recently limited client) is
  * taken over.  An evicted client starts again with a full bucket, so under a
  * flood of distinct addresses the limit errs on the side of letting through.
+ * The table's hash is keyed with a random secret, so addresses cannot be
+ * chosen to land in (and push out) one client's probe window.
  */
 #ifndef GW_REV_RATELIMIT_H
 #define GW_REV_RATELIMIT_H

@@ -821,8 +821,10 @@ static int rate_limited(struct gw_req *rq, struct rev_data *d, const struct rev_
 			memcpy(key + 4, a + 12, 4);
 			kl += 4;
 		} else {
-			memcpy(key + 4, a, 16);
-			kl += 16;
+			/* one host owns its whole /64 (SLAAC, privacy addresses):
+			 * keyed by the full address, a client had 2^64 buckets */
+			memcpy(key + 4, a, 8);
+			kl += 8;
 		}
 	}
 	if (rev_rl_take(w->rl, key, kl, site->rate_rps, site->rate_burst, gw_mono_now(), &retry))

@@ -29,24 +29,16 @@ IMG=$OUTDIR/gatehouse-appliance.img
 QCOW=$OUTDIR/gatehouse-appliance.qcow2
 ROOT=$WORK/rootfs
 ESP_MB=128 ROOT_MB=2048 DATA_MB=256   # fixed layout: updates replace p1+p2 in place
-APT=(apt-get -o DPkg::Lock::Timeout=600)
 t0=$(date +%s)
 log() { printf '== build-image [%4ss]: %s\n' "$(( $(date +%s) - t0 ))" "$*"; }
 
 [ "$(id -u)" = 0 ] || { echo "build-image: must run as root (mmdebstrap --mode=root)" >&2; exit 1; }
 
-if [ "${GW_IMG_NO_APT:-0}" != 1 ]; then
-	need=(mmdebstrap qemu-utils fdisk dosfstools mtools systemd-boot-efi e2fsprogs)
-	missing=()
-	for p in "${need[@]}"; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
-	done
-	if [ ${#missing[@]} -gt 0 ]; then
-		log "installing ${missing[*]}"
-		"${APT[@]}" update -q
-		DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y -q --no-install-recommends "${missing[@]}"
-	fi
-fi
+. "$HERE/../need.sh"
+[ "${GW_IMG_NO_APT:-0}" = 1 ] ||
+	gw_need_pkgs build-image mmdebstrap qemu-utils fdisk dosfstools mtools systemd-boot-efi e2fsprogs
+gw_need_cmds build-image mmdebstrap:mmdebstrap qemu-img:qemu-utils sfdisk:fdisk mkfs.vfat:dosfstools \
+	mcopy:mtools /usr/lib/systemd/boot/efi/systemd-bootx64.efi:systemd-boot-efi mkfs.ext4:e2fsprogs || exit 1
 
 mkdir -p "$WORK"
 # No MIRROR argument on purpose: mmdebstrap then adds bookworm-updates and

@@ -15,6 +15,15 @@ set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUTDIR=$(cd "$HERE/.." && pwd)/out
+OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd OVMF_VARS=/usr/share/OVMF/OVMF_VARS_4M.fd
+# Install what the test runs (unless GW_PKG_NO_APT=1), then name the first
+# thing still missing instead of failing every check.
+. "$HERE/../need.sh"
+gw_need_pkgs smoke-test qemu-system-x86 ovmf curl openssl python3 ||
+	echo "smoke-test: installing the tools failed" >&2
+gw_need_cmds smoke-test qemu-system-x86_64:qemu-system-x86 $OVMF_CODE:ovmf $OVMF_VARS:ovmf \
+	curl:curl openssl:openssl python3:python3 timeout:coreutils ||
+	{ echo "0 passed, 1 failed"; exit 1; }
 IMG=${1:-$OUTDIR/gatehouse-appliance.qcow2}
 [ -f "$IMG" ] || IMG=$OUTDIR/gatehouse-appliance.img
 [ -f "$IMG" ] || { echo "smoke-test: no image (run packaging/appliance/build-image.sh)" >&2; exit 1; }
@@ -57,11 +66,14 @@ for p in $P_PROXY $P_REV $P_CON; do
 	fi
 done
 
-cp /usr/share/OVMF/OVMF_VARS_4M.fd "$RUN/vars.fd"
-echo "== smoke-test: booting $(basename "$IMG") (UEFI, TCG); ports: proxy $P_PROXY, reverse $P_REV, console $P_CON"
+cp "$OVMF_VARS" "$RUN/vars.fd"
+# KVM when this machine has it (qemu falls back to TCG if it cannot open it).
+ACCEL=(-accel tcg) accel=TCG
+[ -w /dev/kvm ] && ACCEL=(-accel kvm -accel tcg) accel="KVM, else TCG"
+echo "== smoke-test: booting $(basename "$IMG") (UEFI, $accel); ports: proxy $P_PROXY, reverse $P_REV, console $P_CON"
 t0=$(date +%s)
-qemu-system-x86_64 -machine q35 -accel tcg -cpu max -smp 2 -m 1024 \
-	-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd \
+qemu-system-x86_64 -machine q35 "${ACCEL[@]}" -cpu max -smp 2 -m 1024 \
+	-drive if=pflash,format=raw,unit=0,readonly=on,file="$OVMF_CODE" \
 	-drive if=pflash,format=raw,unit=1,file="$RUN/vars.fd" \
 	-drive file="$IMG",format=$FMT,if=virtio,snapshot=on \
 	-netdev user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$P_PROXY-:3128,hostfwd=tcp:127.0.0.1:$P_REV-:80,hostfwd=tcp:127.0.0.1:$P_CON-:8443 \
@@ -149,6 +161,11 @@ else
 fi
 
 cleanup; QEMU_PID=
+if [ "$fail" -gt 0 ]; then   # the CI log is often all there is to look at
+	echo "      last lines of the serial console ($S):"
+	tail -25 "$S" | sed 's/^/      | /'
+	[ -s "$RUN/qemu.log" ] && { echo "      qemu stderr:"; tail -10 "$RUN/qemu.log" | sed 's/^/      | /'; }
+fi
 echo "      serial log: $SERIAL"
 [ "$xfail" -gt 0 ] && echo "      ($xfail of the failures are console checks, not gating while GW_PKG_EXPECT_CONSOLE=0)"
 echo "$pass passed, $fail failed"

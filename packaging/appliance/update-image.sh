@@ -9,6 +9,9 @@
 # from build-image.sh do: the sizes are fixed).
 # For a qcow2 disk: qemu-nbd --connect=/dev/nbd0 disk.qcow2, then TARGET=/dev/nbd0.
 set -euo pipefail
+# An operator's tool: it names what is missing rather than installing it.
+. "$(dirname "$0")/../need.sh"
+gw_need_cmds update-image sfdisk:fdisk python3:python3 || exit 1
 NEW=${1:?usage: update-image.sh NEW.img TARGET}
 TARGET=${2:?usage: update-image.sh NEW.img TARGET}
 parts() { sfdisk -J "$1" | python3 -c '

@@ -96,7 +96,12 @@ def test_no_pac_configured_404(ports):
 
 
 SENT = [("Via", "1.1 inner-proxy"), ("X-Forwarded-For", "10.1.1.1"), ("Forwarded", "for=10.1.1.1"),
-        ("From", "alice@corp.test"), ("Proxy-Foo", "secret"), ("X-Keep", "yes")]
+        ("From", "alice@corp.test"), ("Proxy-Foo", "secret"), ("X-Keep", "yes"),
+        ("X-Real-IP", "10.1.1.1"), ("X-Client-IP", "10.1.1.1"), ("True-Client-IP", "10.1.1.1"),
+        ("CF-Connecting-IP", "10.1.1.1"), ("X-Cluster-Client-IP", "10.1.1.1"),
+        ("X-Originating-IP", "10.1.1.1"), ("X-Forwarded-Host", "intranet.corp.test")]
+IDENTITY = ("x-real-ip", "x-client-ip", "true-client-ip", "cf-connecting-ip", "x-cluster-client-ip",
+            "x-originating-ip", "x-forwarded-host")
 
 
 def send(g, origin, referer):
@@ -113,7 +118,7 @@ def test_anonymize_on(origin, ports):
     g = start(ports, anonymize="true")
     try:
         head, h = send(g, origin, "http://other.example/page")
-        for name in ("via", "x-forwarded-for", "forwarded", "from", "proxy-foo", "referer"):
+        for name in ("via", "x-forwarded-for", "forwarded", "from", "proxy-foo", "referer") + IDENTITY:
             assert name not in h, (name, h)
         assert h["x-keep"] == "yes"
         assert "127.0.0.1" not in json.dumps(h).replace("127.0.0.1:%d" % origin.port, "")
@@ -130,6 +135,7 @@ def test_anonymize_off(fwd, origin):
     assert h["x-forwarded-for"] == "10.1.1.1, 127.0.0.1"
     assert h["via"].endswith("1.1 gatehouse")
     assert h["from"] == "alice@corp.test" and h["referer"] == "http://other.example/page"
+    assert all(h[name] for name in IDENTITY)   # anonymize off: passed as sent
     assert "via: 1.1 gatehouse" in head.lower()
 
 

@@ -162,3 +162,35 @@ def test_dot_segments_normalised_before_routing(gw, origin, origin2):
     assert st == 400
     st, r = raw_get(gw, "/bad%zzescape")
     assert st == 400
+
+
+def test_rate_limit_counts_an_ipv6_client_by_its_64(netns, origin, origin2, ports):
+    """One host owns its /64 (privacy addresses): rotating the low 64 bits
+    must not give it a fresh bucket per address."""
+    import http.client
+    import subprocess
+    for cmd in (["ip", "-n", netns.name, "-6", "addr", "add", "2001:db8::1/128", "dev", "lo", "nodad"],
+                ["ip", "-n", netns.name, "-6", "route", "add", "local", "2001:db8::/48", "dev", "lo"],
+                ["ip", "netns", "exec", netns.name, "sysctl", "-qw", "net.ipv6.ip_nonlocal_bind=1"]):
+        subprocess.run(cmd, check=True)
+    text = conf(ports[0], origin.port, origin2.port).replace(
+        'address = "127.0.0.1:%d"; } );\n  trusted' % ports[0],
+        'address = "[2001:db8::1]:%d"; } );\n  trusted' % ports[0])
+    g = gh.Gatehouse(text).start()
+    try:
+        assert gh.wait_port(ports[0], "2001:db8::1"), g.stderr()
+
+        def get(src):
+            c = http.client.HTTPConnection("2001:db8::1", ports[0], timeout=10, source_address=(src, 0))
+            try:
+                c.request("GET", "/echo", headers={"Host": "limited.test"})
+                return c.getresponse().status
+            finally:
+                c.close()
+        # burst 3 at 2/s: six quick requests from six addresses of one /64
+        codes = [get("2001:db8::%x" % (0x100 + i)) for i in range(6)]
+        assert codes[:3] == [200, 200, 200] and codes.count(429) >= 2, codes
+        # another /64 is another client
+        assert get("2001:db8:0:1::5") == 200
+    finally:
+        g.check_clean()
