@@ -1653,7 +1653,7 @@ static const char *const k_route_cache[] = { "ttl", "stale_if_error", "ignore_se
     "ignore_cookie", NULL };
 static const char *const k_cert[] = { "cert", "key", "ocsp", "default", NULL };
 static const char *const k_upstream[] = { "name", "balance", "servers", "health", "keepalive", "tls",
-    "ca_file", "sni", "tls_verify", NULL };
+    "ca_file", "sni", "tls_verify", "max_fails", "fail_timeout", NULL };
 static const char *const k_server[] = { "address", "weight", "backup", "max_conns", NULL };
 static const char *const k_health[] = { "path", "interval", "timeout", "rise", "fall", "expect_status",
     "slow_start", NULL };
@@ -1661,7 +1661,7 @@ static const char *const k_site[] = { "hosts", "default", "force_https", "allow_
     "deny_clients", "rate_limit", "routes", NULL };
 static const char *const k_rate[] = { "requests_per_second", "burst", NULL };
 static const char *const k_route[] = { "path", "upstream", "static", "redirect", "redirect_status",
-    "strip_prefix", "set_headers", "max_body_bytes", "cache", "dotfiles", NULL };
+    "strip_prefix", "set_headers", "max_body_bytes", "cache", "dotfiles", "keep_path", NULL };
 
 static void read_certs(struct ctx *x, config_setting_t *r)
 {
@@ -1774,6 +1774,8 @@ static void read_upstreams(struct ctx *x, config_setting_t *r)
 		u->src = src_of(x, e);
 		u->keepalive = 32;
 		u->tls_verify = 1;
+		u->max_fails = -1;
+		u->fail_timeout = 10.0;
 		he->path = conf_arena_strdup(x->a, "/");
 		he->status_min = 200;
 		he->status_max = 399;
@@ -1815,6 +1817,8 @@ static void read_upstreams(struct ctx *x, config_setting_t *r)
 			serr(x, member(e, "sni"), p, "not a valid host name");
 		}
 		get_bool(x, e, ep, "tls_verify", &u->tls_verify);
+		get_int(x, e, ep, "max_fails", 0, 1000, &u->max_fails);
+		get_num(x, e, ep, "fail_timeout", 0.1, 86400, &u->fail_timeout);
 
 		kp_child(sp, ep, "servers");
 		sl = get_glist(x, e, ep, "servers");
@@ -2062,6 +2066,12 @@ static void read_routes(struct ctx *x, config_setting_t *site, const char *sp, s
 		    ro->kind != CONF_ROUTE_STATIC) {
 			kp_child(p, ep, "dotfiles");
 			serr(x, member(e, "dotfiles"), p, "only applies to a static route");
+			ok = 0;
+		}
+		if (get_bool(x, e, ep, "keep_path", &ro->keep_path) == 1 && kinds == 1 &&
+		    ro->kind != CONF_ROUTE_REDIRECT) {
+			kp_child(p, ep, "keep_path");
+			serr(x, member(e, "keep_path"), p, "only applies to a redirect route");
 			ok = 0;
 		}
 		read_set_headers(x, e, ep, ro);

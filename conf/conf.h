@@ -253,6 +253,8 @@ struct conf_rev_upstream {
 	char *ca_file;             /* NULL = system default store */
 	char *sni;                 /* NULL = none */
 	int tls_verify;            /* default 1 */
+	int64_t max_fails;         /* passive ejection threshold; -1 = unset (health.fall, else 3); 0 = off */
+	double fail_timeout;       /* seconds, default 10: failure window and ejection length */
 	struct conf_src src;
 };
 
@@ -285,6 +287,7 @@ struct conf_rev_route {
 	int cache_ignore_set_cookie;   /* store responses with Set-Cookie (never the cookie) */
 	int cache_ignore_cookie;   /* store responses to requests with Cookie (default: only "public") */
 	int dotfiles;              /* kind STATIC: serve names starting with '.' (default 0: 404) */
+	int keep_path;             /* kind REDIRECT: append the request's path and query to redirect */
 	struct conf_src src;
 };
 

@@ -176,6 +176,8 @@ struct gw_req {
 	uint64_t bytes_in, bytes_out;
 	int parse_error;
 	char client_str[INET6_ADDRSTRLEN];  /* gw_req_client_str, made on first use */
+	union gw_sa *client;       /* gw_req_set_client (arena); NULL: the TCP peer */
+	char *peer_str;            /* gw_req_peer_str once a client was set (arena) */
 	union gw_sa *local;        /* gw_req_local, looked up on first use */
 
 	struct gw_dns_query *dnsq;
@@ -726,19 +728,25 @@ static char *ipv4_fmt(const unsigned char *a, char *buf)
 	return buf;
 }
 
-/* The client's numeric address (IPv4-mapped IPv6 as IPv4) into buf
+/* An address's numeric form (IPv4-mapped IPv6 as IPv4) into buf
  * (INET6_ADDRSTRLEN bytes); returns buf. */
-static char *peer_fmt(const struct gw_conn *c, char *buf)
+static char *sa_fmt(const union gw_sa *sa, char *buf)
 {
-	if (c->peer.sa.sa_family == AF_INET6) {
-		const struct in6_addr *a = &c->peer.in6.sin6_addr;
+	if (sa->sa.sa_family == AF_INET6) {
+		const struct in6_addr *a = &sa->in6.sin6_addr;
 		if (IN6_IS_ADDR_V4MAPPED(a))
 			return ipv4_fmt(&a->s6_addr[12], buf);
 		if (inet_ntop(AF_INET6, a, buf, INET6_ADDRSTRLEN) == NULL)
 			buf[0] = '\0';
 		return buf;
 	}
-	return ipv4_fmt((const unsigned char *)&c->peer.in.sin_addr, buf);
+	return ipv4_fmt((const unsigned char *)&sa->in.sin_addr, buf);
+}
+
+/* The TCP peer's numeric address into buf; returns buf. */
+static char *peer_fmt(const struct gw_conn *c, char *buf)
+{
+	return sa_fmt(&c->peer, buf);
 }
 
 /*
@@ -1270,7 +1278,40 @@ static void bg_discard(struct gw_conn *c);
 /* ---- the request API for families ---- */
 
 const struct gw_http_head *gw_req_head(const struct gw_req *rq) { return &rq->head; }
-const struct sockaddr *gw_req_client(const struct gw_req *rq) { return (const struct sockaddr *)&rq->c->peer; }
+const struct sockaddr *gw_req_client(const struct gw_req *rq)
+{
+	return rq->client != NULL ? &rq->client->sa : (const struct sockaddr *)&rq->c->peer;
+}
+
+const struct sockaddr *gw_req_peer(const struct gw_req *rq) { return (const struct sockaddr *)&rq->c->peer; }
+
+int gw_req_set_client(struct gw_req *rq, const struct sockaddr *sa)
+{
+	size_t n = sa->sa_family == AF_INET ? sizeof(struct sockaddr_in) :
+	    sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : 0;
+
+	if (n == 0)
+		return -1;
+	if (rq->client == NULL && (rq->client = gw_req_alloc(rq, sizeof *rq->client)) == NULL)
+		return -1;
+	memset(rq->client, 0, sizeof *rq->client);
+	memcpy(rq->client, sa, n);
+	rq->client_str[0] = '\0';     /* made again from the new address */
+	return 0;
+}
+
+const char *gw_req_peer_str(const struct gw_req *rq)
+{
+	struct gw_req *m = (struct gw_req *)rq;
+
+	if (rq->client == NULL)
+		return gw_req_client_str(rq);
+	if (m->peer_str == NULL && (m->peer_str = gw_req_alloc(m, INET6_ADDRSTRLEN)) == NULL)
+		return "";
+	if (m->peer_str[0] == '\0')
+		peer_fmt(rq->c, m->peer_str);
+	return m->peer_str;
+}
 
 /* Both made on first use, into the request (they are not kept per
  * connection: idle connections are many, and few requests ask). */
@@ -1278,8 +1319,12 @@ const char *gw_req_client_str(const struct gw_req *rq)
 {
 	struct gw_req *m = (struct gw_req *)rq;
 
-	if (m->client_str[0] == '\0')
-		peer_fmt(rq->c, m->client_str);
+	if (m->client_str[0] == '\0') {
+		if (rq->client != NULL)
+			sa_fmt(rq->client, m->client_str);
+		else
+			peer_fmt(rq->c, m->client_str);
+	}
 	return m->client_str;
 }
 
@@ -1517,6 +1562,7 @@ static void req_log_free(struct gw_conn *c, struct gw_req *rq)
 		r.start = rq->start;
 		r.duration = gw_mono_now() - rq->start_mono;
 		r.client = gw_req_client_str(rq);
+		r.peer = rq->client != NULL ? gw_req_peer_str(rq) : NULL;
 		r.family = c->proto->name;
 		r.method = h->method_str;
 		r.method_len = h->method_len;
@@ -2230,8 +2276,11 @@ static void handle_head(struct gw_conn *c)
 		len = lim.max_header_bytes + 8;
 	p = (const char *)evbuffer_pullup(c->in, (ev_ssize_t)len);
 	/* the parser rescans from the start: against a byte-at-a-time client,
-	 * try again only once a line ended or 1 KiB more arrived */
+	 * try again only once a line ended or 1 KiB more arrived, or the limit
+	 * is reached (len is capped there: waiting for 1 KiB more would wait
+	 * for the header timeout, 408, instead of answering 431 now) */
 	if (c->parsed_len > 0 && len > c->parsed_len && len - c->parsed_len < 1024 && !c->rd_eof &&
+	    len < lim.max_header_bytes &&
 	    memchr(p + c->parsed_len, '\n', len - c->parsed_len) == NULL) {
 		rd_enable(c, 1);
 		return;   /* (parsed_len > 0: not a new head, the timer runs) */

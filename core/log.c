@@ -299,6 +299,8 @@ void gw_access_log(struct gw_alog_buf *b, const struct gw_access_rec *r)
 		put(b, ",\"reason\":\"%s\",\"request_id\":\"%s\",\"user_agent\":",
 		    r->reason ? r->reason : "", r->request_id);
 		put_str(b, r->ua, r->ua_len, 1);
+		if (r->peer != NULL)
+			put(b, ",\"peer\":\"%s\"", r->peer);
 		put(b, "}\n");
 	} else {
 		/* combined, then our fields: family, duration, upstream, verdict,
@@ -323,6 +325,8 @@ void gw_access_log(struct gw_alog_buf *b, const struct gw_access_rec *r)
 		put(b, " id=%s in=%llu reason=%s host=", r->request_id,
 		    (unsigned long long)r->bytes_in, r->reason && r->reason[0] ? r->reason : "-");
 		put_str(b, r->host, r->host_len, 0);
+		if (r->peer != NULL)
+			put(b, " peer=%s", r->peer);
 		put(b, "\n");
 	}
 	/* the console's live tail sees every line, even with no access file */

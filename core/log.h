@@ -40,6 +40,7 @@ struct gw_access_rec {
 	double start;              /* wall clock, seconds */
 	double duration;           /* seconds */
 	const char *client;        /* numeric address */
+	const char *peer;          /* TCP peer when the client is another (a trusted proxy's); else NULL */
 	const char *family;        /* "forward" / "reverse" */
 	const char *method; size_t method_len;
 	const char *target; size_t target_len;

@@ -74,6 +74,17 @@ enum gw_upfail {
 const struct gw_http_head *gw_req_head(const struct gw_req *rq);
 const struct sockaddr *gw_req_client(const struct gw_req *rq);
 const char *gw_req_client_str(const struct gw_req *rq);     /* numeric address */
+/*
+ * The effective client is the TCP peer unless the family set another one
+ * (the reverse side: the address a trusted proxy forwarded for).  After
+ * gw_req_set_client(rq, sa) (AF_INET or AF_INET6; copied; 0, or -1 for
+ * another family or no memory), gw_req_client/_str give sa for the rest of
+ * the request, the access log names it as the client and the peer beside it
+ * (peer=); gw_req_peer/_str always give the TCP peer.
+ */
+int gw_req_set_client(struct gw_req *rq, const struct sockaddr *sa);
+const struct sockaddr *gw_req_peer(const struct gw_req *rq);
+const char *gw_req_peer_str(const struct gw_req *rq);
 const struct sockaddr *gw_req_local(const struct gw_req *rq);
 const char *gw_req_id(const struct gw_req *rq);
 const struct conf *gw_req_conf(const struct gw_req *rq);

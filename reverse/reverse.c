@@ -5,6 +5,7 @@
  */
 #include "reverse/reverse.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +43,8 @@ struct rev_up {
 	const struct conf_rev_upstream *cu;
 	size_t n;
 	struct rev_srv **srv;          /* n references (servers.h) */
-	int threshold;                 /* passive ejection after this many failures */
+	int threshold;                 /* max_fails: passive ejection after this many failures; 0 = off */
+	double fail_timeout;           /* seconds: failure window and ejection length */
 	double slow_start;             /* seconds; 0 = off */
 };
 
@@ -102,6 +104,23 @@ static void hdr_val(const struct gw_http_head *h, const char *name, const char *
 	*len = x ? x->value_len : 0;
 }
 
+/* Append c to a Location at loc[k] (room for 3), percent-encoding what a
+ * browser might read as a separator or that does not belong in a header:
+ * '\', controls, space, non-ASCII, '"'.  Returns the new length. */
+static size_t loc_put(char *loc, size_t k, unsigned char c)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	if (c <= 0x20 || c >= 0x7f || c == '\\' || c == '"') {
+		loc[k++] = '%';
+		loc[k++] = hex[c >> 4];
+		loc[k++] = hex[c & 15];
+	} else {
+		loc[k++] = (char)c;
+	}
+	return k;
+}
+
 /*
  * Location for a directory asked for without its trailing '/': the
  * normalised request path norm ("/a/b?q"; dot-segments resolved, slashes
@@ -114,7 +133,6 @@ static void hdr_val(const struct gw_http_head *h, const char *name, const char *
  */
 static char *dir_location(struct gw_req *rq, const char *norm, size_t nlen, size_t *outlen)
 {
-	static const char hex[] = "0123456789ABCDEF";
 	const char *q = memchr(norm, '?', nlen);
 	size_t base = q ? (size_t)(q - norm) : nlen, k = 0;
 	char *loc = gw_req_alloc(rq, nlen * 3 + 2);
@@ -129,13 +147,7 @@ static char *dir_location(struct gw_req *rq, const char *norm, size_t nlen, size
 		if (i == nlen)
 			break;
 		c = (unsigned char)norm[i];
-		if (c <= 0x20 || c >= 0x7f || c == '\\' || c == '"') {
-			loc[k++] = '%';
-			loc[k++] = hex[c >> 4];
-			loc[k++] = hex[c & 15];
-		} else {
-			loc[k++] = (char)c;
-		}
+		k = loc_put(loc, k, c);
 	}
 	if (k < 2 || loc[0] != '/' || loc[1] == '/' || loc[1] == '\\')
 		return NULL;
@@ -307,7 +319,7 @@ static void add_forwarding_headers(struct gw_req *rq, const struct rev_data *d,
     const struct gw_http_head *h, const char *host, size_t hlen, const struct rev_route *rt,
     int trusted)
 {
-	const char *client = gw_req_client_str(rq);
+	const char *client = gw_req_peer_str(rq);   /* each hop appends who connected to it */
 	int tls = gw_req_is_tls(rq);
 	const char *proto = tls ? "https" : "http";
 	char in[1024], v[1400], fw[600];
@@ -355,11 +367,106 @@ static void add_forwarding_headers(struct gw_req *rq, const struct rev_data *d,
 		gw_req_hdr_add(rq, "X-Request-Id", gw_req_id(rq), strlen(gw_req_id(rq)));
 }
 
-/* Is the client one of reverse.trusted_proxies? */
+/* Is the TCP peer one of reverse.trusted_proxies? */
 static int client_trusted(struct gw_req *rq, const struct rev_data *d)
 {
 	return d->cf->reverse.trusted_proxies.n > 0 &&
-	    conf_cidr_match(&d->cf->reverse.trusted_proxies, gw_req_client(rq));
+	    conf_cidr_match(&d->cf->reverse.trusted_proxies, gw_req_peer(rq));
+}
+
+/*
+ * One element of X-Forwarded-For ("1.2.3.4", "1.2.3.4:80", "[::1]:80",
+ * "::1") or the for= of one Forwarded element (quoted or not) as an
+ * address into ss.  Strict (inet_pton): "127.1", names, "unknown" and
+ * obfuscated identifiers are not addresses.  Returns 0 or -1.
+ */
+static int fwd_elem_addr(const char *e, size_t n, int forwarded, struct sockaddr_storage *ss)
+{
+	char t[INET6_ADDRSTRLEN + 8];
+	const char *c;
+
+	if (forwarded) {
+		/* for=... among ';'-separated pairs */
+		const char *f = NULL;
+		for (size_t i = 0; i + 4 <= n; i++)
+			if ((i == 0 || e[i - 1] == ';' || e[i - 1] == ' ') && strncasecmp(e + i, "for=", 4) == 0) {
+				f = e + i + 4;
+				break;
+			}
+		if (f == NULL)
+			return -1;
+		n -= (size_t)(f - e);
+		e = f;
+		for (size_t i = 0; i < n; i++)
+			if (e[i] == ';') {
+				n = i;
+				break;
+			}
+	}
+	while (n > 0 && (e[0] == ' ' || e[0] == '\t' || e[0] == '"')) {
+		e++;
+		n--;
+	}
+	while (n > 0 && (e[n - 1] == ' ' || e[n - 1] == '\t' || e[n - 1] == '"'))
+		n--;
+	if (n > 0 && e[0] == '[') {
+		c = memchr(e, ']', n);
+		if (c == NULL)
+			return -1;
+		n = (size_t)(c - e) - 1;
+		e++;
+	} else if ((c = memchr(e, ':', n)) != NULL && memchr(c + 1, ':', n - (size_t)(c + 1 - e)) == NULL) {
+		n = (size_t)(c - e);           /* IPv4 with a port */
+	}
+	if (n == 0 || n >= sizeof t)
+		return -1;
+	memcpy(t, e, n);
+	t[n] = '\0';
+	memset(ss, 0, sizeof *ss);
+	if (inet_pton(AF_INET, t, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
+		ss->ss_family = AF_INET;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, t, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
+		ss->ss_family = AF_INET6;
+		return 0;
+	}
+	return -1;
+}
+
+/*
+ * Behind a trusted proxy, the client is the first address from the right of
+ * X-Forwarded-For (else Forwarded for=) that is not itself in
+ * trusted_proxies (nginx realip with real_ip_recursive on); when all are
+ * trusted, the leftmost.  It becomes the request's client (rate limit,
+ * allow/deny_clients, ip_hash, logs); the peer stays gw_req_peer.  A list
+ * that cannot be read from the right (an element that is no address before
+ * an untrusted one is found, or over 4 KiB) leaves the client the peer.
+ */
+static void real_client(struct gw_req *rq, const struct rev_data *d, const struct gw_http_head *h)
+{
+	char list[4096];
+	struct sockaddr_storage ss;
+	int forwarded = 0, have = 0;
+	size_t n = join_hdr(h, "x-forwarded-for", list, sizeof list), e;
+
+	if (n == 0) {
+		n = join_hdr(h, "forwarded", list, sizeof list);
+		forwarded = 1;
+	}
+	for (e = n; e > 0; ) {
+		size_t b = e;
+		while (b > 0 && list[b - 1] != ',')
+			b--;
+		if (fwd_elem_addr(list + b, e - b, forwarded, &ss) != 0)
+			return;
+		have = 1;
+		if (!conf_cidr_match(&d->cf->reverse.trusted_proxies, (const struct sockaddr *)&ss))
+			break;
+		e = b > 0 ? b - 1 : 0;
+	}
+	if (have)
+		gw_req_set_client(rq, (const struct sockaddr *)&ss);
 }
 
 /* The reverse.strip_headers entry for a header name, or NULL. */
@@ -460,6 +567,17 @@ static struct rev_worker *worker_get(struct rev_data *d, const struct gw_req *rq
 
 /* ---- balancing ---- */
 
+/* The end of a passive ejection is not an event anyone waits for: the first
+ * balancing pass that sees it over reports it (once, rev_srv_back()). */
+static void log_back(struct rev_srv *s, const struct rev_up *up, int64_t now)
+{
+	if (!rev_srv_back(s, now))
+		return;
+	gw_info("upstream %s server %s: back in rotation (passive ejection of %g s over)",
+	    s->upstream, s->address, up->fail_timeout);
+	gw_event_push("health", "%s %s: back after passive ejection", s->upstream, s->address);
+}
+
 /*
  * Choose a server of upstream ui for this request (not in tried), and count
  * it in flight.  max_conns is a global limit per server (all workers): the
@@ -484,6 +602,8 @@ static int pick_server(struct rev_data *d, struct rev_worker *w, struct gw_req *
 		for (size_t i = 0; i < up->n; i++) {
 			struct rev_srv *s = up->srv[i];
 			int64_t mc = up->cu->servers[i].max_conns;
+			if (pass == 0)
+				log_back(s, up, now);
 			w->in_flight[i] = atomic_load_explicit(&s->in_flight, memory_order_relaxed);
 			if (pass == 0 ? !rev_srv_usable(s, now) :
 			    atomic_load_explicit(&s->state, memory_order_acquire) != REV_SRV_UP)
@@ -612,12 +732,12 @@ static int on_upstream_error(struct gw_req *rq, int stage, void *side)
 	failed_server = r->server;
 	if (failed_server >= 0 && stage != GW_UPFAIL_STATUS) {
 		struct rev_srv *s = up->srv[failed_server];
-		if (rev_srv_failed(s, up->threshold, REV_PASSIVE_COOLDOWN, rev_now_ms())) {
-			gw_warn("upstream %s server %s: ejected for %.0f s after %d consecutive failures "
-			    "(last: %s)", s->upstream, s->address, REV_PASSIVE_COOLDOWN, up->threshold,
-			    stage_names[stage & 3]);
-			gw_event_push("health", "%s %s: ejected for %.0f s after %d failures (%s)",
-			    s->upstream, s->address, REV_PASSIVE_COOLDOWN, up->threshold,
+		if (rev_srv_failed(s, up->threshold, up->fail_timeout, rev_now_ms())) {
+			gw_warn("upstream %s server %s: ejected for %g s after %d failures within %g s "
+			    "(max_fails; last: %s)", s->upstream, s->address, up->fail_timeout, up->threshold,
+			    up->fail_timeout, stage_names[stage & 3]);
+			gw_event_push("health", "%s %s: ejected for %g s after %d failures (%s)",
+			    s->upstream, s->address, up->fail_timeout, up->threshold,
 			    stage_names[stage & 3]);
 		}
 	}
@@ -739,6 +859,45 @@ static void redirect_https(struct gw_req *rq, const struct gw_http_head *h, cons
 	gw_req_respond(rq, 308, NULL, NULL, 0, NULL);
 }
 
+/*
+ * A redirect route's answer.  keep_path appends path (the request's path and
+ * query as sent, after strip_prefix: see rev_route_upstream_path_raw) to the
+ * target, without doubling the '/' between them (nginx's
+ * "return 301 https://host$request_uri").  The path is the client's, so it
+ * is made safe for a Location header: controls, space, non-ASCII, '"' and
+ * '\' percent-encoded (no header splitting, no "/\" a browser reads as
+ * "//"), and after a relative target ("/", "/new") a leading run of '/' is
+ * merged so the result is never a scheme-relative "//host" URL.  After an
+ * absolute target a "//" only follows the configured host: harmless.
+ */
+static void redirect_route(struct gw_req *rq, const struct rev_route *rt, const char *path,
+    size_t plen)
+{
+	size_t tl = strlen(rt->redirect), k;
+	char *loc;
+
+	if (!rt->keep_path) {
+		gw_req_resp_hdr_add(rq, "Location", rt->redirect, tl);
+		gw_req_respond(rq, rt->redirect_status, NULL, NULL, 0, NULL);
+		return;
+	}
+	if (tl > 0 && rt->redirect[tl - 1] == '/')
+		tl--;                          /* path starts with '/' */
+	loc = gw_req_alloc(rq, tl + plen * 3 + 2);
+	memcpy(loc, rt->redirect, tl);
+	k = tl;
+	for (size_t i = 0; i < plen; i++) {
+		unsigned char c = (unsigned char)path[i];
+		if (c == '/' && k > 0 && loc[k - 1] == '/' && k == tl + 1 && rt->redirect[0] == '/')
+			continue;              /* relative target: "/" + "//evil" is not "//evil" */
+		k = loc_put(loc, k, c);
+	}
+	if (k == 0)
+		loc[k++] = '/';
+	gw_req_resp_hdr_add(rq, "Location", loc, k);
+	gw_req_respond(rq, rt->redirect_status, NULL, NULL, 0, NULL);
+}
+
 static void decide(struct gw_req *rq, void *side, int first);
 
 static void on_request(struct gw_req *rq, void *side)
@@ -775,6 +934,8 @@ static void decide(struct gw_req *rq, void *side, int first)
 		gw_req_respond(rq, 200, "text/plain", "", 0, NULL);
 		return;
 	}
+	if (client_trusted(rq, d))
+		real_client(rq, d, h);
 	if (h->target_form == GW_TF_ABSOLUTE) {
 		/* never an open proxy: only hosts we publish */
 		host = h->host;
@@ -837,10 +998,20 @@ static void decide(struct gw_req *rq, void *side, int first)
 		gw_req_respond(rq, 414, NULL, NULL, 0, NULL);
 		return;
 	}
+	/* static lookups use the normalised path; what goes upstream or after a
+	 * redirect target is what the client sent, where that is equivalent */
+	if (rt->kind != REV_ROUTE_STATIC) {
+		int raw_used;
+		plen = rev_route_upstream_path_raw(rt, h->path, h->path_len, norm, (size_t)nlen, path,
+		    sizeof path, &raw_used);
+		if (plen < 0) {
+			gw_req_respond(rq, 414, NULL, NULL, 0, NULL);
+			return;
+		}
+	}
 	switch (rt->kind) {
 	case REV_ROUTE_REDIRECT:
-		gw_req_resp_hdr_add(rq, "Location", rt->redirect, strlen(rt->redirect));
-		gw_req_respond(rq, rt->redirect_status, NULL, NULL, 0, NULL);
+		redirect_route(rq, rt, path, (size_t)plen);
 		return;
 	case REV_ROUTE_STATIC:
 		serve_static(rq, rt, path, (size_t)plen, norm, (size_t)nlen);
@@ -924,7 +1095,9 @@ static int compile(const struct conf *cf, struct conf_errors *errs, void **data)
 		const struct conf_rev_upstream *cu = &cf->reverse.upstreams[i];
 		struct rev_up *u = &d->ups[i];
 		u->cu = cu;
-		u->threshold = cu->health.present ? (int)cu->health.fall : REV_PASSIVE_FAILS;
+		u->threshold = cu->max_fails >= 0 ? (int)cu->max_fails :
+		    cu->health.present ? (int)cu->health.fall : REV_PASSIVE_FAILS;
+		u->fail_timeout = cu->fail_timeout;
 		u->slow_start = cu->health.present ? cu->health.slow_start : 0;
 		u->srv = calloc(cu->nservers ? cu->nservers : 1, sizeof *u->srv);
 		if (u->srv == NULL)

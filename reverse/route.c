@@ -216,6 +216,7 @@ static int compile_route(struct rev_routes *rt, const struct conf *cf, const str
 	r->kind = (enum rev_route_kind)cr->kind;
 	r->strip_prefix = cr->strip_prefix;
 	r->dotfiles = cr->dotfiles;
+	r->keep_path = cr->keep_path;
 	r->max_body_bytes = cr->max_body_bytes;
 	switch (cr->kind) {
 	case CONF_ROUTE_UPSTREAM:
@@ -582,6 +583,91 @@ static int unreserved(int c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
 	    c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+static int hexeq(char a, char b)
+{
+	return gw_hexval(a) >= 0 && gw_hexval(a) == gw_hexval(b);
+}
+
+/*
+ * Walk the path parts of raw and its normalised form in step, each raw octet
+ * or escape against what rev_path_normalize() made of it.  Returns 0 when
+ * normalising only decoded unreserved escapes or changed hex case; then
+ * *cut (when mark <= the normalised path length) is the raw offset that
+ * corresponds to normalised offset mark.  -1 otherwise (dot-segments, "//",
+ * or mark inside a kept escape).
+ */
+static int raw_walk(const char *raw, size_t rl, const char *norm, size_t nl, size_t mark, size_t *cut)
+{
+	size_t i = 0, o = 0;
+
+	*cut = (size_t)-1;
+	while (i < rl && o < nl) {
+		if (o == mark)
+			*cut = i;
+		if (raw[i] == '%' && i + 2 < rl && gw_hexval(raw[i + 1]) >= 0 && gw_hexval(raw[i + 2]) >= 0) {
+			int v = gw_hexval(raw[i + 1]) * 16 + gw_hexval(raw[i + 2]);
+			if (unreserved(v)) {
+				if (norm[o] != (char)v)
+					return -1;
+				o++;
+			} else {
+				if (o + 3 > nl || norm[o] != '%' || !hexeq(raw[i + 1], norm[o + 1]) ||
+				    !hexeq(raw[i + 2], norm[o + 2]))
+					return -1;
+				if (mark > o && mark < o + 3)
+					return -1;
+				o += 3;
+			}
+			i += 3;
+			continue;
+		}
+		if (raw[i] != norm[o])
+			return -1;
+		i++;
+		o++;
+	}
+	if (i != rl || o != nl)
+		return -1;
+	if (o == mark)
+		*cut = i;
+	return *cut == (size_t)-1 && mark <= nl ? -1 : 0;
+}
+
+long rev_route_upstream_path_raw(const struct rev_route *r, const char *raw, size_t raw_len,
+    const char *norm, size_t nlen, char *buf, size_t bufsz, int *raw_used)
+{
+	size_t rl, nl = path_part_len(norm, nlen), cut = 0, restlen, need;
+	const char *hash, *rest;
+	int slash = 0;
+
+	*raw_used = 0;
+	if (!r || !raw || !norm || !buf)
+		return -1;
+	hash = memchr(raw, '#', raw_len);
+	if (hash)
+		raw_len = (size_t)(hash - raw);
+	rl = path_part_len(raw, raw_len);
+	if (raw_walk(raw, rl, norm, nl, r->strip_prefix ? r->prefix_len : 0, &cut) != 0 ||
+	    r->prefix_len > nl || memcmp(r->prefix, norm, r->prefix_len) != 0)
+		return rev_route_upstream_path(r, norm, nlen, buf, bufsz);
+	rest = raw;
+	restlen = raw_len;
+	if (r->strip_prefix) {
+		rest = raw + cut;
+		restlen = raw_len - cut;
+		slash = (restlen == 0 || rest[0] != '/');
+	}
+	need = (size_t)slash + restlen;
+	if (need + 1 > bufsz)
+		return rev_route_upstream_path(r, norm, nlen, buf, bufsz);
+	if (slash)
+		buf[0] = '/';
+	memcpy(buf + slash, rest, restlen);
+	buf[need] = '\0';
+	*raw_used = 1;
+	return (long)need;
 }
 
 long rev_path_normalize(const char *target, size_t len, char *buf, size_t bufsz)

@@ -63,6 +63,7 @@ struct rev_route {
 	int redirect_status;           /* REDIRECT: 301, 302, 307 or 308 */
 	int strip_prefix;              /* 1: remove prefix before forwarding / static lookup */
 	int dotfiles;                  /* STATIC: serve names starting with '.' (REV_STATIC_DOTFILES) */
+	int keep_path;                 /* REDIRECT: append the request's path and query */
 	const struct rev_header *set_headers;   /* headers set on the upstream request */
 	size_t nset_headers;
 	uint64_t max_body_bytes;       /* 0 = the global limit applies */
@@ -143,6 +144,21 @@ const struct rev_route *rev_route_find(const struct rev_site *site, const char *
  */
 long rev_route_upstream_path(const struct rev_route *r, const char *target, size_t len,
     char *buf, size_t bufsz);
+
+/*
+ * The same from the target as the client sent it (raw, raw_len) and its
+ * normalised form (norm, nlen, from rev_path_normalize): the client's octets
+ * are kept (escapes stay as sent: "/%7Euser", "/a%2fb"; signed URLs keep
+ * working) when normalising only decoded unreserved escapes or upper-cased
+ * hex digits.  When it did more (dot-segments, "//" merged), or when the
+ * strip_prefix boundary falls inside an escape the normaliser kept (the raw
+ * boundary is then ambiguous), the normalised form is used instead, as
+ * rev_route_upstream_path() builds it: the application never sees a path
+ * that resolves differently from the one the route was chosen by.  A
+ * fragment is dropped.  Same return values; *raw_used says which was used.
+ */
+long rev_route_upstream_path_raw(const struct rev_route *r, const char *raw, size_t raw_len,
+    const char *norm, size_t nlen, char *buf, size_t bufsz, int *raw_used);
 
 /*
  * Normalise the path part of an origin-form target before route lookup, so

@@ -109,23 +109,46 @@ double rev_srv_weight_factor(const struct rev_srv *s, double slow_start, int64_t
 	return rev_slow_start_factor(a > b ? a : b, now_ms, slow_start);
 }
 
-int rev_srv_failed(struct rev_srv *s, int threshold, double cooldown, int64_t now_ms)
+int rev_srv_failed(struct rev_srv *s, int max_fails, double fail_timeout, int64_t now_ms)
 {
-	int n = atomic_fetch_add_explicit(&s->fails, 1, memory_order_relaxed) + 1;
-	int64_t until, old;
+	int64_t win = (int64_t)(fail_timeout * 1000), start, until, old;
+	int n;
 
 	atomic_fetch_add_explicit(&s->failures, 1, memory_order_relaxed);
-	if (threshold <= 0 || n < threshold)
+	if (max_fails <= 0)
+		return 0;   /* max_fails = 0: passive ejection off */
+	/* nginx semantics: max_fails failures within fail_timeout.  A failure
+	 * after the window opened by the first one starts a new window (racy
+	 * between workers by one failure at most: good enough for a heuristic). */
+	start = atomic_load_explicit(&s->fail_since_ms, memory_order_relaxed);
+	if (start == 0 || now_ms - start > win ||
+	    atomic_load_explicit(&s->fails, memory_order_relaxed) == 0) {
+		atomic_store_explicit(&s->fail_since_ms, now_ms, memory_order_relaxed);
+		atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
+	}
+	n = atomic_fetch_add_explicit(&s->fails, 1, memory_order_relaxed) + 1;
+	if (n < max_fails)
 		return 0;
 	old = atomic_load_explicit(&s->ejected_until_ms, memory_order_relaxed);
 	if (old > now_ms)
 		return 0;   /* already ejected */
-	until = now_ms + (int64_t)(cooldown * 1000);
+	until = now_ms + win;
 	if (!atomic_compare_exchange_strong(&s->ejected_until_ms, &old, until))
 		return 0;   /* another worker ejected it */
 	atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
+	atomic_store_explicit(&s->ejected, 1, memory_order_release);
 	atomic_fetch_add_explicit(&s->ejections, 1, memory_order_relaxed);
 	return 1;
+}
+
+int rev_srv_back(struct rev_srv *s, int64_t now_ms)
+{
+	int one = 1;
+
+	if (atomic_load_explicit(&s->ejected, memory_order_relaxed) == 0 ||
+	    atomic_load_explicit(&s->ejected_until_ms, memory_order_relaxed) > now_ms)
+		return 0;
+	return atomic_compare_exchange_strong(&s->ejected, &one, 0);
 }
 
 void rev_srv_succeeded(struct rev_srv *s)
@@ -198,7 +221,10 @@ int rev_srv_set_admin(struct rev_srv *s, int admin)
 		return -1;
 	atomic_store(&s->admin, admin);
 	if (admin == REV_SRV_UP)
+	{
 		atomic_store(&s->ejected_until_ms, 0);   /* an operator's enable clears ejection */
+		atomic_store(&s->ejected, 0);            /* (publish() logs that edge) */
+	}
 	publish(s, "set by operator");
 	return 0;
 }

@@ -15,9 +15,10 @@
  *   health  up/down, written by the main thread from active checks (rise/fall)
  *   admin   enabled/draining/disabled, written by the console (main thread)
  *   state   the published effective state: admin if not enabled, else health
- *   ejected_until  passive ejection: a worker that saw `threshold` consecutive
- *           failures (connect error, reset, timeout) sets it to now + cooldown;
- *           the server is unusable until then.
+ *   ejected_until  passive ejection: a worker that saw max_fails failures
+ *           (connect error, reset, timeout) within fail_timeout seconds, with
+ *           no success in between, sets it to now + fail_timeout; the server
+ *           is unusable until then (nginx's max_fails / fail_timeout).
  * A usable server (state up, not ejected) that recently became usable again
  * has its weight ramped over slow_start seconds (rev_srv_weight_factor).
  *
@@ -39,9 +40,9 @@ enum rev_srv_state {
 	REV_SRV_DISABLED = 3
 };
 
-/* Passive ejection defaults (no config keys): nginx-like max_fails / fail_timeout. */
-#define REV_PASSIVE_FAILS 3        /* used when the upstream has no health group; else health.fall */
-#define REV_PASSIVE_COOLDOWN 10.0  /* seconds */
+/* Passive ejection defaults (upstream keys max_fails / fail_timeout). */
+#define REV_PASSIVE_FAILS 3        /* used when max_fails is unset and there is no health group; else health.fall */
+#define REV_PASSIVE_COOLDOWN 10.0  /* seconds (fail_timeout default) */
 
 #define REV_SRV_MAGIC 0x53525652u  /* "RVRS" */
 
@@ -56,7 +57,9 @@ struct rev_srv {
 	_Atomic int health_up;     /* 1 up, 0 down (1 when no active checks) */
 	_Atomic int64_t usable_since_ms;   /* monotonic ms when it last became usable (0 = start) */
 	_Atomic int64_t ejected_until_ms;  /* passive ejection end (monotonic ms; 0 = none) */
-	_Atomic int fails;         /* consecutive passive failures */
+	_Atomic int fails;         /* passive failures in the current window */
+	_Atomic int64_t fail_since_ms;     /* that window's first failure (monotonic ms) */
+	_Atomic int ejected;       /* 1 from an ejection until rev_srv_back() reports its end */
 	_Atomic uint32_t in_flight;        /* requests in flight, all workers */
 	_Atomic uint64_t requests, failures, ejections;
 	/* ---- main thread only (health checker, console) ---- */
@@ -90,10 +93,13 @@ int rev_srv_usable(const struct rev_srv *s, int64_t now_ms);
 double rev_srv_weight_factor(const struct rev_srv *s, double slow_start, int64_t now_ms);
 /*
  * A request to s failed (connect/reset/timeout) or succeeded.  On failure,
- * when the consecutive count reaches threshold, s is ejected for cooldown
- * seconds (returns 1 exactly once per ejection: the caller logs it).
+ * when max_fails failures fell within fail_timeout seconds (a success resets
+ * the count), s is ejected for fail_timeout seconds; returns 1 exactly once
+ * per ejection (the caller logs it).  max_fails <= 0: never ejects.
  */
-int rev_srv_failed(struct rev_srv *s, int threshold, double cooldown, int64_t now_ms);
+int rev_srv_failed(struct rev_srv *s, int max_fails, double fail_timeout, int64_t now_ms);
+/* Returns 1 exactly once after an ejection has ended (the caller logs "back"). */
+int rev_srv_back(struct rev_srv *s, int64_t now_ms);
 void rev_srv_succeeded(struct rev_srv *s);
 
 /*

@@ -78,6 +78,17 @@ static void test_passive(void)
 	CHECK(rev_srv_weight_factor(s, 10, now + 15000) == 0.5, "ramp after ejection: %g",
 	    rev_srv_weight_factor(s, 10, now + 15000));
 	CHECK(atomic_load(&s->ejections) == 1, "ejection counted");
+	CHECK(rev_srv_back(s, now + 9999) == 0, "not back during the ejection");
+	CHECK(rev_srv_back(s, now + 10000) == 1, "back reported once");
+	CHECK(rev_srv_back(s, now + 10001) == 0, "... only once");
+	/* failures further apart than fail_timeout do not add up */
+	now += 100000;
+	CHECK(rev_srv_failed(s, 2, 1, now) == 0, "window 1: 1");
+	CHECK(rev_srv_failed(s, 2, 1, now + 1500) == 0, "window 2: 1");
+	CHECK(rev_srv_failed(s, 2, 1, now + 2000) == 1, "window 2: 2 -> ejected for 1 s");
+	CHECK(!rev_srv_usable(s, now + 2999) && rev_srv_usable(s, now + 3000), "1 s");
+	CHECK(rev_srv_failed(s, 0, 10, now + 5000) == 0 && rev_srv_failed(s, 0, 10, now + 5000) == 0 &&
+	    rev_srv_usable(s, now + 5000), "max_fails 0: never");
 	END_CASE();
 	rev_srv_put(s);
 }

@@ -304,6 +304,39 @@ int main(void)
 	CHECK(n == 9 && strcmp(out, "/apix?a=b") == 0, "unchanged: %s", out);
 	END_CASE();
 
+	BEGIN_CASE("raw upstream paths");
+	{
+		/* raw target, its normalised form, strip_prefix route or not, expected, raw used */
+		static const struct { const char *raw, *norm; int strip; const char *want; int used; } t[] = {
+			{ "/api/%7Euser", "/api/~user", 0, "/api/%7Euser", 1 },
+			{ "/api/a%2fb?s=%2B", "/api/a%2Fb?s=%2B", 0, "/api/a%2fb?s=%2B", 1 },
+			{ "/api/%7Ex", "/api/~x", 1, "/%7Ex", 1 },
+			{ "/%61pi/x", "/api/x", 1, "/x", 1 },
+			{ "/ap%69/x", "/api/x", 1, "/x", 1 },
+			{ "/api/", "/api/", 1, "/", 1 },
+			{ "/api/a/../%7E", "/api/~", 1, "/~", 0 },
+			{ "/api//x%7E", "/api/x~", 1, "/x~", 0 },
+			{ "/api/x/./y", "/api/x/y", 0, "/api/x/y", 0 },
+		};
+		struct rev_route c2 = *route(S0, "/api/");
+		for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+			int used = -1;
+			c2.strip_prefix = t[i].strip;
+			n = rev_route_upstream_path_raw(&c2, t[i].raw, strlen(t[i].raw), t[i].norm,
+			    strlen(t[i].norm), out, sizeof out, &used);
+			CHECK(n == (long)strlen(t[i].want) && strcmp(out, t[i].want) == 0 && used == t[i].used,
+			    "%s: %ld %s %d", t[i].raw, n, out, used);
+		}
+		/* a prefix ending inside an escape the normaliser kept: ambiguous */
+		c2.prefix = "/a%2";
+		c2.prefix_len = 4;
+		c2.strip_prefix = 1;
+		int used = -1;
+		n = rev_route_upstream_path_raw(&c2, "/a%2fb", 6, "/a%2Fb", 6, out, sizeof out, &used);
+		CHECK(n == 3 && strcmp(out, "/Fb") == 0 && used == 0, "inside an escape: %ld %s %d", n, out, used);
+	}
+	END_CASE();
+
 	BEGIN_CASE("table independent of the config");
 	/* scribble over the config: the compiled table keeps its copies */
 	const struct rev_route *api = route(S0, "/api/");
