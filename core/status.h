@@ -13,6 +13,7 @@
 	X(200, "OK", "") \
 	X(301, "Moved Permanently", "The resource has moved.") \
 	X(302, "Found", "The resource is elsewhere.") \
+	X(303, "See Other", "The answer is elsewhere.") \
 	X(304, "Not Modified", "") \
 	X(307, "Temporary Redirect", "The resource is temporarily elsewhere.") \
 	X(308, "Permanent Redirect", "The resource has moved.") \

@@ -243,10 +243,10 @@ static int compile_route(struct rev_routes *rt, const struct conf *cf, const str
 		break;
 	case CONF_ROUTE_REDIRECT:
 		r->redirect_status = cr->redirect_status ? cr->redirect_status : 302;
-		if (r->redirect_status != 301 && r->redirect_status != 302 &&
+		if (r->redirect_status != 301 && r->redirect_status != 302 && r->redirect_status != 303 &&
 		    r->redirect_status != 307 && r->redirect_status != 308) {
 			conf_err(errs, src_file(&cr->src), cr->src.line, key(k, kp, "redirect_status"),
-			    "must be 301, 302, 307 or 308 (got %d)", r->redirect_status);
+			    "must be 301, 302, 303, 307 or 308 (got %d)", r->redirect_status);
 			ok = 0;
 		}
 		if (!cr->redirect || !cr->redirect[0]) {

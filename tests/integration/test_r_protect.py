@@ -26,7 +26,8 @@ reverse: {
         { path = "/"; upstream = "app1"; },
         { path = "/api/"; upstream = "app2"; set_headers = { X-App = "two"; X-Forwarded-Host = "fixed.test"; }; },
         { path = "/small/"; upstream = "app1"; max_body_bytes = 100; },
-        { path = "/old/"; redirect = "https://new.test/"; redirect_status = 301; }
+        { path = "/old/"; redirect = "https://new.test/"; redirect_status = 301; },
+        { path = "/see/"; redirect = "https://other.test/"; redirect_status = 303; }
       );
     },
     { hosts = [ "limited.test" ]; rate_limit = { requests_per_second = 2.0; burst = 3.0; };
@@ -126,6 +127,8 @@ def test_set_headers_and_redirect_route(gw, origin2):
     assert h["x-forwarded-host"] == ["fixed.test"]       # the route's explicit value wins
     st, hd, _ = gh.http_get(gw.port, "/old/page", "www.test")
     assert st == 301 and hd["location"] == "https://new.test/"
+    st, hd, _ = gh.http_get(gw.port, "/see/x", "www.test", method="POST", body=b"x")
+    assert st == 303 and hd["location"] == "https://other.test/"   # documented, was refused at load
 
 
 def test_route_max_body_413(gw, origin):
