@@ -210,21 +210,27 @@ void gw_alog_flush(struct gw_alog_buf *b)
 	b->len = 0;
 }
 
-/* Append s[0..len) escaped for the chosen format. */
-static void put_esc(struct gw_alog_buf *b, const char *s, size_t len, int json)
+/* How put_esc escapes: inside a JSON string, inside a combined-format
+ * "quoted" field, or as a bare combined field (space-separated, so a space
+ * is escaped too: one field never splits into two). */
+enum esc_mode { ESC_QUOTED, ESC_JSON, ESC_BARE };
+
+/* Append s[0..len) escaped for mode: combined writes \" \\ and \xHH for
+ * control and non-ASCII octets, JSON \" \\ and \u00HH. */
+static void put_esc(struct gw_alog_buf *b, const char *s, size_t len, enum esc_mode mode)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t i;
 
 	for (i = 0; i < len && b->len + 8 < b->cap; i++) {
 		unsigned char ch = (unsigned char)s[i];
-		if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\') {
-			if (json && ch != '"' && ch != '\\') {
+		if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\' || (ch == ' ' && mode == ESC_BARE)) {
+			if (mode == ESC_JSON && ch != '"' && ch != '\\') {
 				memcpy(b->data + b->len, "\\u00", 4);
 				b->data[b->len + 4] = hex[ch >> 4];
 				b->data[b->len + 5] = hex[ch & 15];
 				b->len += 6;
-			} else if (json) {
+			} else if (mode == ESC_JSON) {
 				b->data[b->len++] = '\\';
 				b->data[b->len++] = (char)ch;
 			} else {
@@ -252,6 +258,7 @@ static void put(struct gw_alog_buf *b, const char *fmt, ...)
 		b->len += (size_t)r < b->cap - b->len ? (size_t)r : b->cap - b->len - 1;
 }
 
+/* A quoted field: "" (json) or "-" (combined) when empty. */
 static void put_str(struct gw_alog_buf *b, const char *s, size_t len, int json)
 {
 	if (s == NULL || len == 0) {
@@ -259,8 +266,23 @@ static void put_str(struct gw_alog_buf *b, const char *s, size_t len, int json)
 		return;
 	}
 	put(b, "\"");
-	put_esc(b, s, len, json);
+	put_esc(b, s, len, json ? ESC_JSON : ESC_QUOTED);
 	put(b, "\"");
+}
+
+/* A NUL-terminated quoted field (NULL = empty). */
+static void put_cstr(struct gw_alog_buf *b, const char *s, int json)
+{
+	put_str(b, s, s != NULL ? strlen(s) : 0, json);
+}
+
+/* A bare combined field: "-" when empty, else escaped with no space left. */
+static void put_bare(struct gw_alog_buf *b, const char *s)
+{
+	if (s == NULL || s[0] == '\0')
+		put(b, "-");
+	else
+		put_esc(b, s, strlen(s), ESC_BARE);
 }
 
 void gw_access_log(struct gw_alog_buf *b, const struct gw_access_rec *r)
@@ -280,48 +302,69 @@ void gw_access_log(struct gw_alog_buf *b, const struct gw_access_rec *r)
 		gw_alog_flush(b);
 	size_t start = b->len;
 	localtime_r(&t, &tm);
+	/* every field that is not a number goes through put_esc: names come from
+	 * the configuration and the client, reasons carry peer-supplied text */
 	if (acc_json) {
 		strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S%z", &tm);
-		put(b, "{\"time\":\"%s\",\"client\":\"%s\",\"family\":\"%s\",\"method\":", ts,
-		    r->client, r->family);
+		put(b, "{\"time\":\"%s\",\"client\":", ts);
+		put_cstr(b, r->client, 1);
+		put(b, ",\"family\":");
+		put_cstr(b, r->family, 1);
+		put(b, ",\"method\":");
 		put_str(b, r->method, r->method_len, 1);
 		put(b, ",\"target\":");
 		put_str(b, r->target, r->target_len, 1);
 		put(b, ",\"host\":");
 		put_str(b, r->host, r->host_len, 1);
 		put(b, ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration\":%.6f,"
-		    "\"upstream\":\"%s\",\"user\":", r->status,
-		    (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out,
-		    r->duration, r->upstream ? r->upstream : "");
-		put_str(b, user, strlen(user), 1);
-		put(b, ",\"verdict\":\"%s\",\"rule\":", r->verdict ? r->verdict : "");
-		put_str(b, r->rule, r->rule ? strlen(r->rule) : 0, 1);
-		put(b, ",\"reason\":\"%s\",\"request_id\":\"%s\",\"user_agent\":",
-		    r->reason ? r->reason : "", r->request_id);
+		    "\"upstream\":", r->status,
+		    (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out, r->duration);
+		put_cstr(b, r->upstream, 1);
+		put(b, ",\"user\":");
+		put_cstr(b, user, 1);
+		put(b, ",\"verdict\":");
+		put_cstr(b, r->verdict, 1);
+		put(b, ",\"rule\":");
+		put_cstr(b, r->rule, 1);
+		put(b, ",\"reason\":");
+		put_cstr(b, r->reason, 1);
+		put(b, ",\"request_id\":");
+		put_cstr(b, r->request_id, 1);
+		put(b, ",\"user_agent\":");
 		put_str(b, r->ua, r->ua_len, 1);
 		put(b, "}\n");
 	} else {
 		/* combined, then our fields: family, duration, upstream, verdict,
 		 * rule, request id, bytes in, reason, host (the Host header, else
-		 * the target's; combined has none, and the console filters on it) */
+		 * the target's; combined has none, and the console filters on it).
+		 * Bare fields escape spaces, free text is quoted: a line always
+		 * splits into the same fields (shlex, or a regex on "..."/\S+). */
 		strftime(ts, sizeof ts, "%d/%b/%Y:%H:%M:%S %z", &tm);
-		put(b, "%s - ", r->client);
-		put_esc(b, user, strlen(user), 0);
+		put_bare(b, r->client);
+		put(b, " - ");
+		put_bare(b, user);
 		put(b, " [%s] \"", ts);
-		put_esc(b, r->method, r->method_len, 0);
+		put_esc(b, r->method, r->method_len, ESC_BARE);
 		put(b, " ");
-		put_esc(b, r->target, r->target_len, 0);
+		put_esc(b, r->target, r->target_len, ESC_BARE);
 		put(b, " HTTP/1.%d\" %d %llu ", r->version_minor, r->status,
 		    (unsigned long long)r->bytes_out);
 		put_str(b, r->referer, r->referer_len, 0);
 		put(b, " ");
 		put_str(b, r->ua, r->ua_len, 0);
-		put(b, " %s %.3f up=%s verdict=%s rule=", r->family, r->duration,
-		    r->upstream && r->upstream[0] ? r->upstream : "-",
-		    r->verdict && r->verdict[0] ? r->verdict : "-");
-		put_str(b, r->rule, r->rule ? strlen(r->rule) : 0, 0);
-		put(b, " id=%s in=%llu reason=%s host=", r->request_id,
-		    (unsigned long long)r->bytes_in, r->reason && r->reason[0] ? r->reason : "-");
+		put(b, " ");
+		put_bare(b, r->family);
+		put(b, " %.3f up=", r->duration);
+		put_bare(b, r->upstream);
+		put(b, " verdict=");
+		put_bare(b, r->verdict);
+		put(b, " rule=");
+		put_cstr(b, r->rule, 0);
+		put(b, " id=");
+		put_bare(b, r->request_id);
+		put(b, " in=%llu reason=", (unsigned long long)r->bytes_in);
+		put_cstr(b, r->reason, 0);
+		put(b, " host=");
 		put_str(b, r->host, r->host_len, 0);
 		put(b, "\n");
 	}
