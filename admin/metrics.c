@@ -10,6 +10,7 @@
 #include "admin/adm_int.h"
 #include "core/control.h"
 #include "core/hist.h"
+#include "core/log.h"
 #include "core/sbuf.h"
 #include "core/snapshot.h"
 #include "core/stats.h"
@@ -268,6 +269,17 @@ enum MHD_Result adm_metrics(struct MHD_Connection *c)
 		    (unsigned long long)cs.bytes, (unsigned long long)cs.objects);
 	}
 	latency_metrics(&b);
+	{
+		uint64_t sent, dropped;
+		int on;
+		gw_log_syslog_counts(&sent, &dropped, &on);
+		gw_sbuf_printf(&b, "# HELP gatehouse_access_log_syslog_lines_total Access-log lines handed to syslog "
+		    "(global.log.access = \"syslog:...\"), by result (dropped: the queue was full or the "
+		    "socket refused them at once).\n# TYPE gatehouse_access_log_syslog_lines_total counter\n"
+		    "gatehouse_access_log_syslog_lines_total{result=\"sent\"} %llu\n"
+		    "gatehouse_access_log_syslog_lines_total{result=\"dropped\"} %llu\n",
+		    (unsigned long long)sent, (unsigned long long)dropped);
+	}
 	if (b.oom) {
 		free(b.p);
 		return MHD_NO;
