@@ -5,6 +5,7 @@ spaces in bare fields; JSON escapes every string field."""
 import json
 import re
 import shlex
+import time
 
 import gh
 
@@ -70,3 +71,24 @@ def test_json_free_text_is_escaped(netns, ports):
     d = json.loads(line)
     assert d["reason"] == 'rule "%s" (deny): domain "blocked.test"' % RULE, d
     assert d["rule"] == RULE and d["user_agent"] == UA and d["verdict"] == "deny", d
+
+
+def test_audit_user_cannot_forge_log_lines(netns, origin, ports):
+    # a sign-in name is attacker-chosen: it must not start a new error-log line
+    # or pose as another field of the audit line
+    import test_a_console as tc
+    g = gh.Gatehouse(tc.console_conf(ports, origin.port),
+                     extra_files={"users": tc.users_file(), "www/index.html": "x\n"})
+    g.start([ports[0], ports[1], ports[2]])
+    try:
+        c = tc.Console(ports[2])
+        r = c.request("POST", "/api/v1/login", {"user": "eve outcome=ok\n2026 [error] FORGED", "password": "x"},
+                      cookie=False)
+        assert r.status in (401, 429), r.status
+        time.sleep(0.3)
+        err = g.stderr()
+        assert "FORGED" in err and not any(l.startswith("2026 [error] FORGED") for l in err.splitlines()), err
+        assert "user=eve\\x20outcome\\x3dok\\x0a2026\\x20[error]\\x20FORGED client=" in err, err
+        g.check_clean()
+    finally:
+        g.stop()
