@@ -225,3 +225,21 @@ def test_syslog_target_validated(ports):
     g = gh.Gatehouse('global: { workers = 1; user = ""; state_dir = "@DIR@"; log: { syslog_tag = "a b"; }; };\n')
     out = gh.subprocess.run([gh.BIN, "-t", "-c", g.conf], capture_output=True, text=True)
     assert out.returncode != 0 and "global.log.syslog_tag" in out.stderr, out.stderr
+
+
+def test_unix_datagram_socket(origin, ports, tmp_path):
+    path = str(tmp_path / "log.sock")
+    rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    rx.bind(path)
+    rx.settimeout(5)
+    g = start(ports, origin, "syslog:unix:" + path, fmt="combined")
+    try:
+        requests(ports[0], 2)
+        for _ in range(2):
+            m = HEAD.match(rx.recv(65536).decode())
+            assert m is not None and m.group(1) == "158" and m.group(6).startswith("127.0.0.1 - - ["), m
+        assert syslog_counts(ports[1]) == (2, 0)
+        g.check_clean()
+    finally:
+        g.stop()
+        rx.close()
