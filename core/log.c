@@ -239,6 +239,10 @@ static void sl_send_lines(const char *data, size_t len)
 	gmtime_r(&tv.tv_sec, &tm);
 	strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
 	pthread_mutex_lock(&sl.mu);
+	if (!atomic_load(&sl.on)) {        /* a reload moved the log away meanwhile */
+		pthread_mutex_unlock(&sl.mu);
+		return;
+	}
 	hl = (size_t)snprintf(head, sizeof head, "<%d>1 %s.%03dZ %s %s %d access - ", sl.pri, ts,
 	    (int)(tv.tv_usec / 1000), sl.host, sl.tag, (int)getpid());
 	if (hl >= sizeof head)
@@ -621,6 +625,8 @@ void gw_access_log(struct gw_alog_buf *b, const struct gw_access_rec *r)
 		put_cstr(b, r->request_id, 1);
 		put(b, ",\"user_agent\":");
 		put_str(b, r->ua, r->ua_len, 1);
+		put(b, ",\"referer\":");
+		put_str(b, r->referer, r->referer_len, 1);
 		put(b, "}\n");
 	} else {
 		/* combined, then our fields: family, duration, upstream, verdict,

@@ -70,7 +70,7 @@ def test_json_free_text_is_escaped(netns, ports):
     line = run("json", ports)
     d = json.loads(line)
     assert d["reason"] == 'rule "%s" (deny): domain "blocked.test"' % RULE, d
-    assert d["rule"] == RULE and d["user_agent"] == UA and d["verdict"] == "deny", d
+    assert d["rule"] == RULE and d["user_agent"] == UA and d["referer"] == REF and d["verdict"] == "deny", d
 
 
 def test_audit_user_cannot_forge_log_lines(netns, origin, ports):
