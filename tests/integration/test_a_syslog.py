@@ -243,3 +243,27 @@ def test_unix_datagram_socket(origin, ports, tmp_path):
     finally:
         g.stop()
         rx.close()
+
+
+def test_reload_moves_the_log_between_file_and_syslog(origin, ports):
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(5)
+    target = "syslog:udp:127.0.0.1:%d" % rx.getsockname()[1]
+    g = start(ports, origin, "@DIR@/access.log")
+    try:
+        requests(ports[0], 1, path="/echo/file1")
+        time.sleep(0.5)              # flushed (a line still buffered goes where the log goes now)
+        g.reload(conf(ports, origin.port, target, "json"))
+        requests(ports[0], 1, path="/echo/syslog")
+        assert json.loads(HEAD.match(rx.recv(65536).decode()).group(6))["target"].startswith("/echo/syslog")
+        time.sleep(0.5)
+        g.reload(conf(ports, origin.port, "@DIR@/access.log", "json"))
+        requests(ports[0], 1, path="/echo/file2")
+        lines = g.access_lines()
+        assert any("/echo/file1" in l for l in lines) and any("/echo/file2" in l for l in lines), lines
+        assert not any("/echo/syslog" in l for l in lines), lines
+        g.check_clean()
+    finally:
+        g.stop()
+        rx.close()
