@@ -26,6 +26,7 @@
 #include "core/control.h"
 #include "core/log.h"
 #include "core/snapshot.h"
+#include "core/hist.h"
 #include "core/stats.h"
 #include "forward/forward.h"
 #include "forward/observe.h"
@@ -221,6 +222,21 @@ static json_t *family_json(const struct gw_stats_snapshot *st, int f)
 	return o;
 }
 
+/* {count, p50, p95} of one latency histogram since start (seconds, null
+ * when empty), estimated from the /metrics buckets. */
+static json_t *latency_json(enum gw_hist_kind kind, int slot)
+{
+	uint64_t cum[GW_HIST_NB + 1];
+	double sum, p50, p95;
+
+	gw_hist_read(kind, slot, cum, &sum);
+	p50 = gw_hist_quantile(cum, 0.5);
+	p95 = gw_hist_quantile(cum, 0.95);
+	return json_pack("{s:I,s:o,s:o,s:f}", "count", (json_int_t)cum[GW_HIST_NB],
+	    "p50", p50 < 0 ? json_null() : json_real(p50), "p95", p95 < 0 ? json_null() : json_real(p95),
+	    "sum", sum);
+}
+
 static json_t *api_stats(struct MHD_Connection *c)
 {
 	struct gw_stats_snapshot st;
@@ -243,9 +259,19 @@ static json_t *api_stats(struct MHD_Connection *c)
 		    (double)sm->bout[0], (double)sm->bout[1], (double)sm->e5[0], (double)sm->e5[1],
 		    (json_int_t)sm->active, (json_int_t)sm->active_fam[0], (json_int_t)sm->active_fam[1]));
 	}
-	for (int f = 0; f < GW_NFAMILIES; f++)
+	for (int f = 0; f < GW_NFAMILIES; f++) {
 		json_object_set_new(json_object_get(fam, gw_family_names[f]), "active_connections",
 		    json_integer((json_int_t)st.conns_active_fam[f]));
+		json_object_set_new(json_object_get(fam, gw_family_names[f]), "latency",
+		    latency_json(GW_H_REQ_FAMILY, f));
+	}
+	{
+		/* reverse sites: the site names requests used (bounded, see core/hist.h) */
+		json_t *sites = json_object();
+		for (int i = 0; i < gw_hist_nslots(GW_HT_SITE); i++)
+			json_object_set_new(sites, gw_hist_slot_name(GW_HT_SITE, i), latency_json(GW_H_REQ_SITE, i));
+		json_object_set_new(json_object_get(fam, "reverse"), "site_latency", sites);
+	}
 	return json_pack("{s:s,s:f,s:f,s:I,s:f,s:i,s:o,s:o,s:I,s:{s:I,s:I,s:I},s:I,"
 	    "s:[s,s,s,s,s,s,s,s,s,s,s,s],s:o,s:o}",
 	    "version", GW_VERSION, "now", gw_wall_now(), "started_at", gw_control_started_at(),

@@ -697,6 +697,29 @@ void adm_login_done(struct adm_req *r)
 
 /* ---- audit ---- */
 
+/* Copy src for a log line: control bytes as \xHH, and in a bare field
+ * (bare = 1: "user=U") non-ASCII, '"', '\\', spaces and '=' too, so a
+ * sign-in name can neither start a new log line nor pose as another field. */
+static void audit_clean(char *dst, size_t cap, const char *src, int bare)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	for (; *src && o + 5 < cap; src++) {
+		unsigned char ch = (unsigned char)*src;
+		if (ch < 0x20 || ch == 0x7f ||
+		    (bare && (ch > 0x7f || ch == '"' || ch == '\\' || ch == ' ' || ch == '='))) {
+			dst[o++] = '\\';
+			dst[o++] = 'x';
+			dst[o++] = hex[ch >> 4];
+			dst[o++] = hex[ch & 15];
+		} else {
+			dst[o++] = (char)ch;
+		}
+	}
+	dst[o] = '\0';
+}
+
 void adm_audit(const char *user, const char *client, const char *action, const char *outcome,
     const char *detail)
 {
@@ -704,11 +727,11 @@ void adm_audit(const char *user, const char *client, const char *action, const c
 
 	memset(e, 0, sizeof *e);
 	e->time = gw_wall_now();
-	snprintf(e->user, sizeof e->user, "%s", user && *user ? user : "-");
+	audit_clean(e->user, sizeof e->user, user && *user ? user : "-", 1);
 	snprintf(e->client, sizeof e->client, "%s", client);
-	snprintf(e->action, sizeof e->action, "%s", action);
+	audit_clean(e->action, sizeof e->action, action, 0);   /* may be a request path */
 	snprintf(e->outcome, sizeof e->outcome, "%s", outcome);
-	snprintf(e->detail, sizeof e->detail, "%s", detail ? detail : "");
+	audit_clean(e->detail, sizeof e->detail, detail ? detail : "", 0);
 	A.naudit++;
 	gw_event_push("admin", "%s user=%s client=%s outcome=%s%s%s", action, e->user, client, outcome,
 	    e->detail[0] ? " " : "", e->detail);

@@ -9,6 +9,8 @@
 
 #include "admin/adm_int.h"
 #include "core/control.h"
+#include "core/hist.h"
+#include "core/log.h"
 #include "core/sbuf.h"
 #include "core/snapshot.h"
 #include "core/stats.h"
@@ -37,6 +39,56 @@ static void family_counter(struct gw_sbuf *b, const struct gw_stats_snapshot *st
 	for (int f = 0; f < GW_NFAMILIES; f++)
 		gw_sbuf_printf(b, "gatehouse_%s{family=\"%s\"} %llu\n", name, gw_family_names[f],
 		    (unsigned long long)st->fam[f][k]);
+}
+
+/* One histogram series: cumulative _bucket lines, _sum and _count.
+ * label is the already-formatted label pair ('family="forward"'). */
+static void hist_series(struct gw_sbuf *b, const char *name, const char *lname, const char *lvalue,
+    enum gw_hist_kind kind, int slot)
+{
+	uint64_t cum[GW_HIST_NB + 1];
+	double sum;
+
+	gw_hist_read(kind, slot, cum, &sum);
+	for (int i = 0; i <= GW_HIST_NB; i++) {
+		gw_sbuf_printf(b, "gatehouse_%s_bucket{%s=\"", name, lname);
+		put_label(b, lvalue);
+		if (i < GW_HIST_NB)
+			gw_sbuf_printf(b, "\",le=\"%g\"} %llu\n", gw_hist_bounds[i], (unsigned long long)cum[i]);
+		else
+			gw_sbuf_printf(b, "\",le=\"+Inf\"} %llu\n", (unsigned long long)cum[i]);
+	}
+	gw_sbuf_printf(b, "gatehouse_%s_sum{%s=\"", name, lname);
+	put_label(b, lvalue);
+	gw_sbuf_printf(b, "\"} %.6f\ngatehouse_%s_count{%s=\"", sum, name, lname);
+	put_label(b, lvalue);
+	gw_sbuf_printf(b, "\"} %llu\n", (unsigned long long)cum[GW_HIST_NB]);
+}
+
+/* A histogram over one interned label table (every name seen so far). */
+static void hist_table(struct gw_sbuf *b, const char *name, const char *help, const char *lname,
+    enum gw_hist_table t, enum gw_hist_kind kind)
+{
+	int n = gw_hist_nslots(t);
+
+	gw_sbuf_printf(b, "# HELP gatehouse_%s %s\n# TYPE gatehouse_%s histogram\n", name, help, name);
+	for (int i = 0; i < n; i++)
+		hist_series(b, name, lname, gw_hist_slot_name(t, i), kind, i);
+}
+
+static void latency_metrics(struct gw_sbuf *b)
+{
+	gw_sbuf_printf(b, "# HELP gatehouse_request_duration_seconds Time from the request's first byte to its "
+	    "end, by family.\n# TYPE gatehouse_request_duration_seconds histogram\n");
+	for (int f = 0; f < GW_NFAMILIES; f++)
+		hist_series(b, "request_duration_seconds", "family", gw_family_names[f], GW_H_REQ_FAMILY, f);
+	hist_table(b, "site_request_duration_seconds", "Reverse request duration, by site (configured site "
+	    "names; requests for no site: \"(unknown)\").", "site", GW_HT_SITE, GW_H_REQ_SITE);
+	hist_table(b, "upstream_connect_seconds", "Upstream TCP connect time, by upstream (forward: one label).",
+	    "upstream", GW_HT_UPSTREAM, GW_H_UP_CONNECT);
+	hist_table(b, "upstream_first_byte_seconds", "Time from sending the request head upstream to the "
+	    "first response byte, by upstream (forward: one label).", "upstream", GW_HT_UPSTREAM,
+	    GW_H_UP_FIRST_BYTE);
 }
 
 enum MHD_Result adm_metrics(struct MHD_Connection *c)
@@ -215,6 +267,18 @@ enum MHD_Result adm_metrics(struct MHD_Connection *c)
 		    "# HELP gatehouse_cache_objects Objects held by the reverse cache.\n"
 		    "# TYPE gatehouse_cache_objects gauge\ngatehouse_cache_objects %llu\n",
 		    (unsigned long long)cs.bytes, (unsigned long long)cs.objects);
+	}
+	latency_metrics(&b);
+	{
+		uint64_t sent, dropped;
+		int on;
+		gw_log_syslog_counts(&sent, &dropped, &on);
+		gw_sbuf_printf(&b, "# HELP gatehouse_access_log_syslog_lines_total Access-log lines handed to syslog "
+		    "(global.log.access = \"syslog:...\"), by result (dropped: the queue was full or the "
+		    "socket refused them at once).\n# TYPE gatehouse_access_log_syslog_lines_total counter\n"
+		    "gatehouse_access_log_syslog_lines_total{result=\"sent\"} %llu\n"
+		    "gatehouse_access_log_syslog_lines_total{result=\"dropped\"} %llu\n",
+		    (unsigned long long)sent, (unsigned long long)dropped);
 	}
 	if (b.oom) {
 		free(b.p);

@@ -1148,7 +1148,8 @@ static const char *chk_hours(struct ctx *x, char *v)
 static const char *const k_root[] = { "global", "forward", "reverse", "admin", NULL };
 static const char *const k_global[] = { "workers", "user", "max_connections", "state_dir", "via_name",
     "log", "timeouts", "limits", "dns", "max_connections_per_client", NULL };
-static const char *const k_log[] = { "error", "level", "access", "access_format", NULL };
+static const char *const k_log[] = { "error", "level", "access", "access_format", "syslog_facility",
+    "syslog_tag", NULL };
 static const char *const k_timeouts[] = { "client_header", "client_body", "client_idle",
     "upstream_connect", "upstream_response", "upstream_idle", "tunnel_idle", "shutdown_grace",
     "client_first_byte", NULL };
@@ -1180,6 +1181,8 @@ static void read_global(struct ctx *x, config_setting_t *root)
 	gl->log.level = 1;
 	gl->log.access = conf_arena_strdup(x->a, "/var/log/gatehouse/access.log");
 	gl->log.access_json = 0;
+	gl->log.syslog_facility = 16;
+	gl->log.syslog_tag = conf_arena_strdup(x->a, "gatehouse");
 	gl->timeouts.client_header = 10.0;
 	gl->timeouts.client_body = 30.0;
 	gl->timeouts.client_idle = 60.0;
@@ -1221,8 +1224,38 @@ static void read_global(struct ctx *x, config_setting_t *root)
 			gl->log.error = strcmp(v, "stderr") == 0 || strcmp(v, "syslog") == 0 ? v : abs_path(x, v);
 		if (get_enum(x, s, "global.log", "level", levels, &i) == 1)
 			gl->log.level = i;
-		if (get_text(x, s, "global.log", "access", 1, &v) == 1)
-			gl->log.access = strcmp(v, "stdout") == 0 || strcmp(v, "stderr") == 0 ? v : abs_path(x, v);
+		if (get_text(x, s, "global.log", "access", 1, &v) == 1) {
+			struct sockaddr_storage ss;
+			socklen_t sl;
+			const char *why;
+			int tr;
+			if (strncmp(v, "syslog:", 7) == 0) {
+				if ((why = gw_addr_parse_syslog(v, &tr, &ss, &sl)) != NULL)
+					serr(x, member(s, "access"), "global.log.access", "%s", why);
+				else
+					gl->log.access = v;
+			} else {
+				gl->log.access = strcmp(v, "stdout") == 0 || strcmp(v, "stderr") == 0 ? v : abs_path(x, v);
+			}
+		}
+		{
+			static const char *const facilities[] = { "kern", "user", "mail", "daemon", "auth", "syslog",
+			    "lpr", "news", "uucp", "cron", "authpriv", "ftp", "ntp", "audit", "alert", "clock",
+			    "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7", NULL };
+			if (get_enum(x, s, "global.log", "syslog_facility", facilities, &i) == 1)
+				gl->log.syslog_facility = i;
+		}
+		if (get_text(x, s, "global.log", "syslog_tag", 0, &v) == 1) {
+			/* RFC 5424 APP-NAME: 1..48 printable ASCII, no space */
+			size_t k = strlen(v), bad = k == 0 || k > 48;
+			for (size_t j = 0; j < k; j++)
+				bad |= v[j] <= 0x20 || v[j] >= 0x7f;
+			if (bad)
+				serr(x, member(s, "syslog_tag"), "global.log.syslog_tag",
+				    "must be 1 to 48 printable ASCII characters without spaces");
+			else
+				gl->log.syslog_tag = v;
+		}
 		if (get_enum(x, s, "global.log", "access_format", formats, &i) == 1)
 			gl->log.access_json = i;
 	}

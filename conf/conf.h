@@ -81,6 +81,8 @@ struct conf_log {
 	int level;           /* GW_LOG_DEBUG..GW_LOG_ERROR as in core/log.h: 0 debug, 1 info, 2 warn, 3 error */
 	char *access;        /* absolute path, "stdout", "stderr", or "" = disabled */
 	int access_json;     /* access_format: 0 combined, 1 json */
+	int syslog_facility; /* access to syslog: facility number (local0 = 16) */
+	char *syslog_tag;    /* access to syslog: APP-NAME */
 };
 
 struct conf_timeouts {

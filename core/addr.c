@@ -5,6 +5,9 @@
  */
 #include "core/addr.h"
 
+#include <stdlib.h>
+#include <sys/un.h>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <string.h>
@@ -261,4 +264,49 @@ socklen_t gw_addr_to_sa(const struct gw_addr *a, uint16_t port, struct sockaddr_
 	s6->sin6_port = htons(port);
 	memcpy(&s6->sin6_addr, a->a, 16);
 	return sizeof *s6;
+}
+
+const char *gw_addr_parse_syslog(const char *s, int *transport, struct sockaddr_storage *ss, socklen_t *len)
+{
+	const char *h, *colon, *end;
+	struct gw_addr a;
+	unsigned long port = 0;
+	int is_ip = 0;
+
+	memset(ss, 0, sizeof *ss);
+	if (strncmp(s, "syslog:unix:", 12) == 0) {
+		struct sockaddr_un *un = (struct sockaddr_un *)ss;
+		s += 12;
+		if (s[0] != '/')
+			return "the unix socket path must be absolute (syslog:unix:/dev/log)";
+		if (strlen(s) >= sizeof un->sun_path)
+			return "the unix socket path is too long";
+		un->sun_family = AF_UNIX;
+		memcpy(un->sun_path, s, strlen(s) + 1);
+		*transport = GW_SYSLOG_UNIX;
+		*len = (socklen_t)sizeof *un;
+		return NULL;
+	}
+	if (strncmp(s, "syslog:udp:", 11) == 0)
+		*transport = GW_SYSLOG_UDP;
+	else if (strncmp(s, "syslog:tcp:", 11) == 0)
+		*transport = GW_SYSLOG_TCP;
+	else
+		return "expected syslog:unix:PATH, syslog:udp:HOST:PORT or syslog:tcp:HOST:PORT";
+	h = s + 11;
+	colon = strrchr(h, ':');
+	if (colon == NULL || colon == h)
+		return "expected HOST:PORT after syslog:udp: or syslog:tcp:";
+	if (colon[1] >= '0' && colon[1] <= '9')
+		port = strtoul(colon + 1, (char **)&end, 10);
+	else
+		end = colon + 1;
+	if (*end != '\0' || port == 0 || port > 65535)
+		return "the port must be a number from 1 to 65535";
+	if (gw_addr_parse_host(h, (size_t)(colon - h), &a, &is_ip) != NULL || !is_ip)
+		return "the host must be a numeric address (IPv6 in brackets)";
+	if (a.family == AF_INET6 && h[0] != '[')
+		return "an IPv6 host must be in brackets: [::1]:514";
+	*len = gw_addr_to_sa(&a, (uint16_t)port, ss);
+	return NULL;
 }

@@ -87,4 +87,14 @@ char *gw_addr_format(const struct gw_addr *a, char *buf, size_t cap);
 /* Fill *ss with a and port; returns the sockaddr's length. */
 socklen_t gw_addr_to_sa(const struct gw_addr *a, uint16_t port, struct sockaddr_storage *ss);
 
+/*
+ * A syslog target "syslog:unix:/abs/path", "syslog:udp:HOST:PORT" or
+ * "syslog:tcp:HOST:PORT" (HOST a numeric IPv4 address or a bracketed IPv6
+ * one: no name lookups in the log path).  Returns NULL with *transport
+ * (GW_SYSLOG_UNIX/UDP/TCP) and ss/len filled (a sockaddr_un for unix), or a
+ * static reason.
+ */
+enum { GW_SYSLOG_UNIX, GW_SYSLOG_UDP, GW_SYSLOG_TCP };
+const char *gw_addr_parse_syslog(const char *s, int *transport, struct sockaddr_storage *ss, socklen_t *len);
+
 #endif

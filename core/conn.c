@@ -44,6 +44,7 @@
 #include "core/clock.h"
 #include "core/control.h"
 #include "core/dns.h"
+#include "core/hist.h"
 #include "core/http1.h"
 #include "core/log.h"
 #include "core/proto.h"
@@ -173,6 +174,8 @@ struct gw_req {
 	uint64_t max_body;
 	const char *verdict, *rule, *user, *reason;
 	char upstream_str[64];
+	int m_site, m_up;          /* gw_hist slot + 1 (0 = unset): latency labels */
+	double up_t0, up_sent;     /* mono: connect started, request sent (0 = recorded) */
 	uint64_t bytes_in, bytes_out;
 	int parse_error;
 	char client_str[INET6_ADDRSTRLEN];  /* gw_req_client_str, made on first use */
@@ -1500,6 +1503,23 @@ void gw_req_set_user(struct gw_req *rq, const char *user) { rq->user = user; }
 const char *gw_req_verdict(const struct gw_req *rq) { return rq->verdict; }
 const char *gw_req_user(const struct gw_req *rq) { return rq->user; }
 void gw_req_set_reason(struct gw_req *rq, const char *reason) { rq->reason = reason; }
+void gw_req_set_metric_site(struct gw_req *rq, const char *site)
+{
+	rq->m_site = gw_hist_slot(GW_HT_SITE, site) + 1;
+}
+void gw_req_set_metric_upstream(struct gw_req *rq, const char *upstream)
+{
+	rq->m_up = gw_hist_slot(GW_HT_UPSTREAM, upstream) + 1;
+}
+
+/* The upstream label: the family's (reverse: the upstream name), else the
+ * family name (forward has no upstream names: one label). */
+static int metric_up(struct gw_req *rq)
+{
+	if (rq->m_up == 0)
+		rq->m_up = gw_hist_slot(GW_HT_UPSTREAM, rq->c->proto->name) + 1;
+	return rq->m_up - 1;
+}
 
 /* ---- request lifecycle ---- */
 
@@ -1551,6 +1571,13 @@ static void req_log_free(struct gw_conn *c, struct gw_req *rq)
 		gw_stat_add(&c->w->stats->fam[fam][GW_FC_STATUS_1XX + st / 100 - 1], 1);
 	gw_stat_add(&c->w->stats->fam[fam][GW_FC_BYTES_IN], rq->bytes_in);
 	gw_stat_add(&c->w->stats->fam[fam][GW_FC_BYTES_OUT], rq->bytes_out);
+	{
+		double took = gw_mono_now() - rq->start_mono;
+		gw_hist_observe(c->w->id, GW_H_REQ_FAMILY, fam, took);
+		if (fam == 1)   /* reverse: per site, unknown hosts under one label */
+			gw_hist_observe(c->w->id, GW_H_REQ_SITE, rq->m_site ? rq->m_site - 1 :
+			    gw_hist_slot(GW_HT_SITE, "(unknown)"), took);
+	}
 	if (!gw_access_enabled() && !gw_tail_enabled())
 		goto logged;   /* nobody reads the line: do not format it */
 	{
@@ -2740,6 +2767,7 @@ static void upstream_ready(struct gw_conn *c)
 	}
 	if (u->owner == NULL && head_conn_bound(&rq->head, "authorization", 13))
 		pool_private(u, c);
+	rq->up_sent = gw_mono_now();   /* first-byte time runs from here */
 	if (send_request_head(rq, u) < 0) {
 		gw_error("%s: request %s: not sent: its body would go upstream without framing",
 		    c->proto->name, rq->id);
@@ -2839,6 +2867,10 @@ static void on_connected(struct gw_conn *c)
 	event_del(&u->ev_wr);
 	u->wr_on = 0;
 	gw_stat_add(&c->w->stats->fam[c->proto->family][GW_FC_UPSTREAM_CONNECTS], 1);
+	if (rq->up_t0 > 0) {
+		gw_hist_observe(c->w->id, GW_H_UP_CONNECT, metric_up(rq), gw_mono_now() - rq->up_t0);
+		rq->up_t0 = 0;
+	}
 	if (rq->up_tls > 0) {
 		u->ssl = gw_tls_upstream_ssl(c->snap->tls, rq->up_tls - 1, rq->up_host);
 		if (u->ssl == NULL || SSL_set_fd(u->ssl, u->fd) != 1) {
@@ -2882,6 +2914,7 @@ static void connect_next(struct gw_req *rq)
 			port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
 			snprintf(rq->upstream_str, sizeof rq->upstream_str, "[%s]:%u", host, port);
 		}
+		rq->up_t0 = gw_mono_now();
 		int r = connect(fd, sa, rq->addrs->lens[i]);
 		if (r < 0 && errno != EINPROGRESS) {
 			last_err = errno;
@@ -3197,6 +3230,11 @@ static void process_response(struct gw_conn *c)
 		struct gw_http_head r;
 		size_t len = evbuffer_get_length(u->in);
 		const char *p;
+
+		if (len > 0 && rq->up_sent > 0) {
+			gw_hist_observe(c->w->id, GW_H_UP_FIRST_BYTE, metric_up(rq), gw_mono_now() - rq->up_sent);
+			rq->up_sent = 0;
+		}
 		ssize_t n;
 
 		if (len == 0) {

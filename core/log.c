@@ -6,14 +6,19 @@
  */
 #include "core/log.h"
 
+#include "core/addr.h"
+#include "core/clock.h"
 #include "core/control.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <syslog.h>
 #include <sys/time.h>
 #include <time.h>
@@ -29,6 +34,39 @@ static int acc_json;
 static char *acc_path;
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
+
+/*
+ * The access log sent to syslog (global.log.access = "syslog:..."): one
+ * RFC 5424 message per line, "<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID
+ * access - MSG".  Workers hand their buffered lines over when they flush
+ * (every 0.2 s), never waiting on the network: datagrams (udp, unix) go out
+ * with MSG_DONTWAIT, one line each, cut at SL_MSG_MAX; TCP frames (RFC 6587
+ * octet counting, "LEN SP MSG") queue in a bounded buffer drained by
+ * non-blocking sends on later flushes.  A line that does not fit, or that the
+ * kernel refuses at once, is dropped and counted (/metrics).  A lost TCP
+ * connection is retried with backoff (0.5 s doubling to 30 s); queued frames
+ * wait for it, a partly sent frame is dropped (the receiver saw half a frame
+ * on the old connection, never on the new one).
+ */
+#define SL_MSG_MAX 4096
+#define SL_PEND_MAX (512 * 1024)
+
+static struct {
+	pthread_mutex_t mu;            /* everything below but the counters */
+	_Atomic int on;                /* the access log goes to syslog */
+	int transport;                 /* GW_SYSLOG_* */
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	char *target;
+	int fd, connecting;
+	double next_try, backoff;
+	char *pend;                    /* TCP: queued frames, SL_PEND_MAX */
+	size_t plen, psent;            /* psent: bytes of pend[0]'s frame already sent */
+	_Atomic size_t pending;        /* plen, read without the lock */
+	int pri;
+	char tag[49], host[256];
+	_Atomic uint64_t sent, dropped;
+} sl = { .mu = PTHREAD_MUTEX_INITIALIZER, .fd = -1, .pri = 16 * 8 + 6 };
 
 static int open_append(const char *path)
 {
@@ -82,9 +120,246 @@ int gw_log_open(const char *target, int level)
 	return 0;
 }
 
+/* Close the syslog socket (lock held); TCP: drop a partly sent frame. */
+static void sl_disconnect(double backoff_from)
+{
+	if (sl.fd >= 0)
+		close(sl.fd);
+	sl.fd = -1;
+	sl.connecting = 0;
+	if (sl.psent > 0 && sl.plen > 0) {
+		size_t flen = 0, i = 0;
+		while (i < sl.plen && sl.pend[i] != ' ')
+			flen = flen * 10 + (size_t)(sl.pend[i++] - '0');
+		flen += i + 1;
+		if (flen > sl.plen)
+			flen = sl.plen;
+		memmove(sl.pend, sl.pend + flen, sl.plen - flen);
+		sl.plen -= flen;
+		atomic_store(&sl.pending, sl.plen);
+		atomic_fetch_add_explicit(&sl.dropped, 1, memory_order_relaxed);
+	}
+	sl.psent = 0;
+	sl.backoff = sl.backoff <= 0 ? 0.5 : sl.backoff * 2 > 30 ? 30 : sl.backoff * 2;
+	sl.next_try = backoff_from + sl.backoff;
+}
+
+/* Open the socket when none is (lock held): non-blocking, never waits. */
+static void sl_connect(double now)
+{
+	int fam = sl.sa.ss_family;
+
+	if (sl.fd >= 0 || now < sl.next_try)
+		return;
+	sl.fd = socket(fam, (sl.transport == GW_SYSLOG_TCP ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0);
+	if (sl.fd < 0) {
+		sl_disconnect(now);
+		return;
+	}
+	if (connect(sl.fd, (const struct sockaddr *)&sl.sa, sl.salen) < 0) {
+		if (errno != EINPROGRESS || sl.transport != GW_SYSLOG_TCP) {
+			sl_disconnect(now);
+			return;
+		}
+		sl.connecting = 1;
+		return;
+	}
+	sl.backoff = 0;
+}
+
+/* TCP: send what is queued, as far as the kernel takes it now (lock held). */
+static void sl_pump(double now)
+{
+	sl_connect(now);
+	if (sl.fd < 0)
+		return;
+	if (sl.connecting) {
+		struct pollfd p = { .fd = sl.fd, .events = POLLOUT };
+		int err = 0;
+		socklen_t el = sizeof err;
+		if (poll(&p, 1, 0) <= 0)
+			return;
+		if (getsockopt(sl.fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err != 0) {
+			sl_disconnect(now);
+			return;
+		}
+		sl.connecting = 0;
+		sl.backoff = 0;
+	} else if (sl.plen > sl.psent) {
+		/* a receiver never talks: readable means it closed (or reset);
+		 * frames sent now would vanish, so reconnect first */
+		struct pollfd p = { .fd = sl.fd, .events = POLLIN | POLLRDHUP };
+		if (poll(&p, 1, 0) > 0) {
+			sl_disconnect(now);
+			return;
+		}
+	}
+	while (sl.plen > sl.psent) {
+		ssize_t w = send(sl.fd, sl.pend + sl.psent, sl.plen - sl.psent, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (w <= 0) {
+			sl_disconnect(now);
+			return;
+		}
+		sl.psent += (size_t)w;
+	}
+	if (sl.psent > 0) {
+		/* keep pend starting at a frame: drop the frames sent in full */
+		size_t off = 0;
+		while (off < sl.psent) {
+			size_t flen = 0, i = off;
+			while (i < sl.plen && sl.pend[i] != ' ')
+				flen = flen * 10 + (size_t)(sl.pend[i++] - '0');
+			if (i + 1 + flen > sl.psent)
+				break;
+			off = i + 1 + flen;
+			atomic_fetch_add_explicit(&sl.sent, 1, memory_order_relaxed);
+		}
+		memmove(sl.pend, sl.pend + off, sl.plen - off);
+		sl.plen -= off;
+		sl.psent -= off;
+		atomic_store(&sl.pending, sl.plen);
+	}
+}
+
+/* Send or queue the lines of data[0..len) (each ends in '\n'). */
+static void sl_send_lines(const char *data, size_t len)
+{
+	char head[400], ts[40];
+	struct timeval tv;
+	struct tm tm;
+	size_t hl, off = 0;
+	double now = gw_mono_now();
+
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+	pthread_mutex_lock(&sl.mu);
+	if (!atomic_load(&sl.on)) {        /* a reload moved the log away meanwhile */
+		pthread_mutex_unlock(&sl.mu);
+		return;
+	}
+	hl = (size_t)snprintf(head, sizeof head, "<%d>1 %s.%03dZ %s %s %d access - ", sl.pri, ts,
+	    (int)(tv.tv_usec / 1000), sl.host, sl.tag, (int)getpid());
+	if (hl >= sizeof head)
+		hl = sizeof head - 1;
+	if (sl.transport != GW_SYSLOG_TCP)
+		sl_connect(now);
+	while (off < len) {
+		const char *nl = memchr(data + off, '\n', len - off);
+		size_t ml = (nl != NULL ? (size_t)(nl - (data + off)) : len - off);
+		const char *m = data + off;
+		off += ml + 1;
+		if (hl + ml > SL_MSG_MAX)
+			ml = SL_MSG_MAX - hl;   /* a datagram or frame this long is cut */
+		if (sl.transport != GW_SYSLOG_TCP) {
+			struct iovec iov[2] = { { head, hl }, { (void *)m, ml } };
+			struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+			if (sl.fd >= 0 && sendmsg(sl.fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0) {
+				atomic_fetch_add_explicit(&sl.sent, 1, memory_order_relaxed);
+				continue;
+			}
+			atomic_fetch_add_explicit(&sl.dropped, 1, memory_order_relaxed);
+			/* a unix socket whose daemon restarted: connect again later */
+			if (sl.fd >= 0 && sl.transport == GW_SYSLOG_UNIX &&
+			    (errno == ECONNREFUSED || errno == ENOTCONN || errno == ENOENT))
+				sl_disconnect(now);
+			continue;
+		}
+		{
+			char pfx[24];
+			int pl = snprintf(pfx, sizeof pfx, "%zu ", hl + ml);
+			if (sl.pend == NULL)
+				sl.pend = malloc(SL_PEND_MAX);
+			if (sl.pend == NULL || sl.plen + (size_t)pl + hl + ml > SL_PEND_MAX) {
+				atomic_fetch_add_explicit(&sl.dropped, 1, memory_order_relaxed);
+				continue;
+			}
+			memcpy(sl.pend + sl.plen, pfx, (size_t)pl);
+			memcpy(sl.pend + sl.plen + pl, head, hl);
+			memcpy(sl.pend + sl.plen + pl + hl, m, ml);
+			sl.plen += (size_t)pl + hl + ml;
+		}
+	}
+	if (sl.transport == GW_SYSLOG_TCP) {
+		atomic_store(&sl.pending, sl.plen);
+		sl_pump(now);
+	}
+	pthread_mutex_unlock(&sl.mu);
+}
+
+void gw_log_syslog_options(int facility, const char *tag)
+{
+	pthread_mutex_lock(&sl.mu);
+	sl.pri = (facility >= 0 && facility <= 23 ? facility : 16) * 8 + 6;   /* severity: informational */
+	snprintf(sl.tag, sizeof sl.tag, "%s", tag != NULL && tag[0] ? tag : "gatehouse");
+	if (gethostname(sl.host, sizeof sl.host) != 0 || sl.host[0] == '\0')
+		snprintf(sl.host, sizeof sl.host, "-");
+	sl.host[sizeof sl.host - 1] = '\0';
+	pthread_mutex_unlock(&sl.mu);
+}
+
+void gw_log_syslog_counts(uint64_t *sent, uint64_t *dropped, int *on)
+{
+	*sent = atomic_load_explicit(&sl.sent, memory_order_relaxed);
+	*dropped = atomic_load_explicit(&sl.dropped, memory_order_relaxed);
+	*on = atomic_load(&sl.on);
+}
+
+/* Point the access log at a syslog target (or away from one: target NULL). */
+static int sl_open(const char *target)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int tr;
+
+	if (target != NULL && gw_addr_parse_syslog(target, &tr, &ss, &len) != NULL) {
+		errno = EINVAL;
+		return -1;
+	}
+	pthread_mutex_lock(&sl.mu);
+	if (target == NULL || sl.target == NULL || strcmp(sl.target, target) != 0) {
+		if (sl.fd >= 0)
+			close(sl.fd);
+		sl.fd = -1;
+		sl.connecting = 0;
+		sl.plen = sl.psent = 0;
+		atomic_store(&sl.pending, 0);
+		sl.next_try = 0;
+		sl.backoff = 0;
+		free(sl.target);
+		sl.target = NULL;
+		if (target != NULL) {
+			sl.target = strdup(target);
+			sl.transport = tr;
+			sl.sa = ss;
+			sl.salen = len;
+			if (sl.host[0] == '\0' && gethostname(sl.host, sizeof sl.host) != 0)
+				snprintf(sl.host, sizeof sl.host, "-");
+			if (sl.tag[0] == '\0')
+				snprintf(sl.tag, sizeof sl.tag, "gatehouse");
+		}
+	}
+	atomic_store(&sl.on, target != NULL);
+	pthread_mutex_unlock(&sl.mu);
+	return 0;
+}
+
 int gw_log_access_open(const char *path, int json)
 {
 	acc_json = json;
+	if (path != NULL && strncmp(path, "syslog:", 7) == 0) {
+		/* the file descriptor (if any) stays open: a worker may be writing
+		 * to it right now; it is unused until the access log is a file again */
+		free(acc_path);
+		acc_path = NULL;
+		return sl_open(path);
+	}
+	(void)sl_open(NULL);
 	if (path == NULL || path[0] == '\0') {
 		if (acc_fd > 2)
 			close(acc_fd);
@@ -118,6 +393,11 @@ void gw_log_close(void)
 	acc_fd = -1;
 	free(acc_path);
 	acc_path = NULL;
+	(void)sl_open(NULL);
+	pthread_mutex_lock(&sl.mu);
+	free(sl.pend);
+	sl.pend = NULL;
+	pthread_mutex_unlock(&sl.mu);
 	free(err_path);
 	err_path = NULL;
 	if (err_syslog)
@@ -131,7 +411,7 @@ int gw_log_enabled(int level)
 
 int gw_access_enabled(void)
 {
-	return acc_fd >= 0;
+	return acc_fd >= 0 || atomic_load_explicit(&sl.on, memory_order_relaxed);
 }
 
 void gw_logv(int level, const char *fmt, va_list ap)
@@ -199,6 +479,19 @@ void gw_alog_flush(struct gw_alog_buf *b)
 {
 	size_t off = 0;
 
+	if (atomic_load_explicit(&sl.on, memory_order_relaxed)) {
+		if (b->len > 0)
+			sl_send_lines(b->data, b->len);
+		else if (atomic_load_explicit(&sl.pending, memory_order_relaxed) > 0 &&
+		    pthread_mutex_trylock(&sl.mu) == 0) {
+			/* queued TCP frames drain on the flush timer too; a busy lock
+			 * means another worker is draining */
+			sl_pump(gw_mono_now());
+			pthread_mutex_unlock(&sl.mu);
+		}
+		b->len = 0;
+		return;
+	}
 	while (off < b->len && acc_fd >= 0) {
 		ssize_t w = write(acc_fd, b->data + off, b->len - off);
 		if (w < 0 && errno == EINTR)
@@ -210,21 +503,27 @@ void gw_alog_flush(struct gw_alog_buf *b)
 	b->len = 0;
 }
 
-/* Append s[0..len) escaped for the chosen format. */
-static void put_esc(struct gw_alog_buf *b, const char *s, size_t len, int json)
+/* How put_esc escapes: inside a JSON string, inside a combined-format
+ * "quoted" field, or as a bare combined field (space-separated, so a space
+ * is escaped too: one field never splits into two). */
+enum esc_mode { ESC_QUOTED, ESC_JSON, ESC_BARE };
+
+/* Append s[0..len) escaped for mode: combined writes \" \\ and \xHH for
+ * control and non-ASCII octets, JSON \" \\ and \u00HH. */
+static void put_esc(struct gw_alog_buf *b, const char *s, size_t len, enum esc_mode mode)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t i;
 
 	for (i = 0; i < len && b->len + 8 < b->cap; i++) {
 		unsigned char ch = (unsigned char)s[i];
-		if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\') {
-			if (json && ch != '"' && ch != '\\') {
+		if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\' || (ch == ' ' && mode == ESC_BARE)) {
+			if (mode == ESC_JSON && ch != '"' && ch != '\\') {
 				memcpy(b->data + b->len, "\\u00", 4);
 				b->data[b->len + 4] = hex[ch >> 4];
 				b->data[b->len + 5] = hex[ch & 15];
 				b->len += 6;
-			} else if (json) {
+			} else if (mode == ESC_JSON) {
 				b->data[b->len++] = '\\';
 				b->data[b->len++] = (char)ch;
 			} else {
@@ -252,6 +551,7 @@ static void put(struct gw_alog_buf *b, const char *fmt, ...)
 		b->len += (size_t)r < b->cap - b->len ? (size_t)r : b->cap - b->len - 1;
 }
 
+/* A quoted field: "" (json) or "-" (combined) when empty. */
 static void put_str(struct gw_alog_buf *b, const char *s, size_t len, int json)
 {
 	if (s == NULL || len == 0) {
@@ -259,8 +559,23 @@ static void put_str(struct gw_alog_buf *b, const char *s, size_t len, int json)
 		return;
 	}
 	put(b, "\"");
-	put_esc(b, s, len, json);
+	put_esc(b, s, len, json ? ESC_JSON : ESC_QUOTED);
 	put(b, "\"");
+}
+
+/* A NUL-terminated quoted field (NULL = empty). */
+static void put_cstr(struct gw_alog_buf *b, const char *s, int json)
+{
+	put_str(b, s, s != NULL ? strlen(s) : 0, json);
+}
+
+/* A bare combined field: "-" when empty, else escaped with no space left. */
+static void put_bare(struct gw_alog_buf *b, const char *s)
+{
+	if (s == NULL || s[0] == '\0')
+		put(b, "-");
+	else
+		put_esc(b, s, strlen(s), ESC_BARE);
 }
 
 void gw_access_log(struct gw_alog_buf *b, const struct gw_access_rec *r)
@@ -280,58 +595,85 @@ void gw_access_log(struct gw_alog_buf *b, const struct gw_access_rec *r)
 		gw_alog_flush(b);
 	size_t start = b->len;
 	localtime_r(&t, &tm);
+	/* every field that is not a number goes through put_esc: names come from
+	 * the configuration and the client, reasons carry peer-supplied text */
 	if (acc_json) {
 		strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S%z", &tm);
-		put(b, "{\"time\":\"%s\",\"client\":\"%s\",\"family\":\"%s\",\"method\":", ts,
-		    r->client, r->family);
+		put(b, "{\"time\":\"%s\",\"client\":", ts);
+		put_cstr(b, r->client, 1);
+		put(b, ",\"family\":");
+		put_cstr(b, r->family, 1);
+		put(b, ",\"method\":");
 		put_str(b, r->method, r->method_len, 1);
 		put(b, ",\"target\":");
 		put_str(b, r->target, r->target_len, 1);
 		put(b, ",\"host\":");
 		put_str(b, r->host, r->host_len, 1);
 		put(b, ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration\":%.6f,"
-		    "\"upstream\":\"%s\",\"user\":", r->status,
-		    (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out,
-		    r->duration, r->upstream ? r->upstream : "");
-		put_str(b, user, strlen(user), 1);
-		put(b, ",\"verdict\":\"%s\",\"rule\":", r->verdict ? r->verdict : "");
-		put_str(b, r->rule, r->rule ? strlen(r->rule) : 0, 1);
-		put(b, ",\"reason\":\"%s\",\"request_id\":\"%s\",\"user_agent\":",
-		    r->reason ? r->reason : "", r->request_id);
+		    "\"upstream\":", r->status,
+		    (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out, r->duration);
+		put_cstr(b, r->upstream, 1);
+		put(b, ",\"user\":");
+		put_cstr(b, user, 1);
+		put(b, ",\"verdict\":");
+		put_cstr(b, r->verdict, 1);
+		put(b, ",\"rule\":");
+		put_cstr(b, r->rule, 1);
+		put(b, ",\"reason\":");
+		put_cstr(b, r->reason, 1);
+		put(b, ",\"request_id\":");
+		put_cstr(b, r->request_id, 1);
+		put(b, ",\"user_agent\":");
 		put_str(b, r->ua, r->ua_len, 1);
-		if (r->peer != NULL)
-			put(b, ",\"peer\":\"%s\"", r->peer);
+		put(b, ",\"referer\":");
+		put_str(b, r->referer, r->referer_len, 1);
+		if (r->peer != NULL) {
+			put(b, ",\"peer\":");
+			put_cstr(b, r->peer, 1);
+		}
 		put(b, "}\n");
 	} else {
 		/* combined, then our fields: family, duration, upstream, verdict,
 		 * rule, request id, bytes in, reason, host (the Host header, else
-		 * the target's; combined has none, and the console filters on it) */
+		 * the target's; combined has none, and the console filters on it).
+		 * Bare fields escape spaces, free text is quoted: a line always
+		 * splits into the same fields (shlex, or a regex on "..."/\S+). */
 		strftime(ts, sizeof ts, "%d/%b/%Y:%H:%M:%S %z", &tm);
-		put(b, "%s - ", r->client);
-		put_esc(b, user, strlen(user), 0);
+		put_bare(b, r->client);
+		put(b, " - ");
+		put_bare(b, user);
 		put(b, " [%s] \"", ts);
-		put_esc(b, r->method, r->method_len, 0);
+		put_esc(b, r->method, r->method_len, ESC_BARE);
 		put(b, " ");
-		put_esc(b, r->target, r->target_len, 0);
+		put_esc(b, r->target, r->target_len, ESC_BARE);
 		put(b, " HTTP/1.%d\" %d %llu ", r->version_minor, r->status,
 		    (unsigned long long)r->bytes_out);
 		put_str(b, r->referer, r->referer_len, 0);
 		put(b, " ");
 		put_str(b, r->ua, r->ua_len, 0);
-		put(b, " %s %.3f up=%s verdict=%s rule=", r->family, r->duration,
-		    r->upstream && r->upstream[0] ? r->upstream : "-",
-		    r->verdict && r->verdict[0] ? r->verdict : "-");
-		put_str(b, r->rule, r->rule ? strlen(r->rule) : 0, 0);
-		put(b, " id=%s in=%llu reason=%s host=", r->request_id,
-		    (unsigned long long)r->bytes_in, r->reason && r->reason[0] ? r->reason : "-");
+		put(b, " ");
+		put_bare(b, r->family);
+		put(b, " %.3f up=", r->duration);
+		put_bare(b, r->upstream);
+		put(b, " verdict=");
+		put_bare(b, r->verdict);
+		put(b, " rule=");
+		put_cstr(b, r->rule, 0);
+		put(b, " id=");
+		put_bare(b, r->request_id);
+		put(b, " in=%llu reason=", (unsigned long long)r->bytes_in);
+		put_cstr(b, r->reason, 0);
+		put(b, " host=");
 		put_str(b, r->host, r->host_len, 0);
-		if (r->peer != NULL)
-			put(b, " peer=%s", r->peer);
+		if (r->peer != NULL) {
+			put(b, " peer=");
+			put_bare(b, r->peer);
+		}
 		put(b, "\n");
 	}
 	/* the console's live tail sees every line, even with no access file */
 	if (b->len > start)
 		gw_tail_push(b->data + start, b->len - start - 1);
-	if (acc_fd < 0)
+	if (!gw_access_enabled())
 		b->len = start;
 }

@@ -20,8 +20,16 @@ enum gw_log_level { GW_LOG_DEBUG, GW_LOG_INFO, GW_LOG_WARN, GW_LOG_ERROR };
  * Returns 0, or -1 with errno set when the file cannot be opened (the
  * previous target stays in use).  Main thread only. */
 int gw_log_open(const char *target, int level);
-/* Configure the access log: path ("" = off, "stdout", "stderr"), format. */
+/* Configure the access log: path ("" = off, "stdout", "stderr", or a syslog
+ * target "syslog:unix:PATH", "syslog:udp:HOST:PORT", "syslog:tcp:HOST:PORT",
+ * see gw_addr_parse_syslog), format. */
 int gw_log_access_open(const char *path, int json);
+/* Syslog facility (0..23, LOG_LOCAL0 >> 3 = 16) and APP-NAME of the access
+ * log's syslog messages.  Main thread, before gw_log_access_open. */
+void gw_log_syslog_options(int facility, const char *tag);
+/* Lines sent to and dropped on the way to syslog since start; *on: the
+ * access log goes to syslog now.  Any thread. */
+void gw_log_syslog_counts(uint64_t *sent, uint64_t *dropped, int *on);
 /* Reopen both log files (SIGUSR1).  Main thread only. */
 void gw_log_reopen(void);
 void gw_log_close(void);

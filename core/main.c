@@ -569,6 +569,7 @@ static int reload(void)
 	registry_commit(s);
 	if (gw_log_open(s->conf->global.log.error, s->conf->global.log.level) < 0)
 		gw_error("cannot open error log %s: %s", s->conf->global.log.error, strerror(errno));
+	gw_log_syslog_options(s->conf->global.log.syslog_facility, s->conf->global.log.syslog_tag);
 	if (gw_log_access_open(s->conf->global.log.access, s->conf->global.log.access_json) < 0)
 		gw_error("cannot open access log %s: %s", s->conf->global.log.access, strerror(errno));
 	gw_tail_enable(s->conf->admin.present && s->conf->admin.listen_enabled);
@@ -757,6 +758,7 @@ int main(int argc, char **argv)
 	if (gw_log_open(s->conf->global.log.error, s->conf->global.log.level) < 0)
 		fprintf(stderr, "gatehouse: cannot open error log %s: %s\n", s->conf->global.log.error,
 		    strerror(errno));
+	gw_log_syslog_options(s->conf->global.log.syslog_facility, s->conf->global.log.syslog_tag);
 	if (gw_log_access_open(s->conf->global.log.access, s->conf->global.log.access_json) < 0)
 		gw_error("cannot open access log %s: %s", s->conf->global.log.access, strerror(errno));
 	gw_tail_enable(s->conf->admin.present && s->conf->admin.listen_enabled);

@@ -292,6 +292,7 @@ static void block_url(struct gw_req *rq, struct fwd_data *d, const char *rule, c
 	n = fwd_block_render(body, sizeof body, html, &b);
 
 	gw_req_set_verdict(rq, "deny", rule);
+	gw_req_set_reason(rq, gw_req_strndup(rq, reason, strlen(reason)));   /* the log's reason= */
 	count(rq, FWD_C_BLOCKS);
 	gw_req_respond(rq, 403, html ? "text/html; charset=utf-8" : "text/plain; charset=utf-8", body, n,
 	    NULL);
@@ -1273,6 +1274,7 @@ static int on_resolved(struct gw_req *rq, const struct sockaddr *sa, void *side)
 	if (rule == NULL)
 		return 0;
 	gw_req_set_verdict(rq, "deny", rule);
+	gw_req_set_reason(rq, gw_req_strndup(rq, why, strlen(why)));
 	count(rq, FWD_C_BLOCKS);
 	block_event(rq, rule, req_url(rq, gw_req_head(rq)), why);
 	return 403;

@@ -959,6 +959,7 @@ static void decide(struct gw_req *rq, void *side, int first)
 		r->slot = (uint32_t)d->nups;
 		gw_req_set_data(rq, r);
 	}
+	gw_req_set_metric_site(rq, site->name);
 	if ((site->allow_clients.n > 0 && !conf_cidr_match(&site->allow_clients, gw_req_client(rq))) ||
 	    (site->deny_clients.n > 0 && conf_cidr_match(&site->deny_clients, gw_req_client(rq)))) {
 		gw_req_set_verdict(rq, "deny", site->name);
@@ -989,8 +990,10 @@ static void decide(struct gw_req *rq, void *side, int first)
 		return;
 	}
 	gw_req_set_verdict(rq, "route", rt->prefix);
-	if (rt->kind == REV_ROUTE_UPSTREAM)
+	if (rt->kind == REV_ROUTE_UPSTREAM) {
 		r->slot = (uint32_t)rt->upstream;
+		gw_req_set_metric_upstream(rq, d->ups[rt->upstream].cu->name);
+	}
 	if (rt->max_body_bytes > 0)
 		gw_req_set_max_body(rq, rt->max_body_bytes);
 	plen = rev_route_upstream_path(rt, norm, (size_t)nlen, path, sizeof path);

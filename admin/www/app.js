@@ -168,6 +168,11 @@
     $('ov-fwd-sub').textContent = fmtNum(f.bytes_out) + 'B out · ' + fmtInt(f.responses_4xx) + ' 4xx · ' + fmtInt(f.responses_5xx) + ' 5xx';
     $('ov-rev-req').textContent = fmtInt(v.requests);
     $('ov-rev-sub').textContent = fmtNum(v.bytes_out) + 'B out · ' + fmtInt(v.responses_4xx) + ' 4xx · ' + fmtInt(v.responses_5xx) + ' 5xx';
+    /* p50/p95 since start, from the /metrics histogram buckets (api stats) */
+    const ms = (x) => x == null ? '–' : (x * 1000 < 10 ? (x * 1000).toFixed(1) : Math.round(x * 1000)) + ' ms';
+    const lat = (l) => ms(l.p50) + ' / ' + ms(l.p95);
+    $('ov-lat').textContent = lat(v.latency);
+    $('ov-lat-sub').textContent = 'reverse · forward ' + lat(f.latency);
     const lr = d.last_reload;
     clear($('ov-reload')).append(lr.when ? tag(lr.ok ? 'ok' : 'failed') : el('span', { text: 'none yet' }));
     $('ov-reload-when').textContent = lr.when ? fmtTime(lr.when) : '';
