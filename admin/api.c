@@ -637,8 +637,8 @@ static json_t *tail_parse(const char *line)
 	json_t *o = line[0] == '{' ? parse_json_line(line) : parse_combined(line);
 	static const char *const need[] = { "client", "user", "host", "verdict", "rule", "family", NULL };
 
-	for (int i = 0; need[i]; i++)
-		if (!json_is_string(json_object_get(o, need[i])))
+	for (int i = 0; need[i]; i++)   /* absent or "-" (none, in either format): "" */
+		if (!json_is_string(json_object_get(o, need[i])) || strcmp(jstr(o, need[i]), "-") == 0)
 			json_object_set_new(o, need[i], json_string(""));
 	if (!json_is_integer(json_object_get(o, "status")))
 		json_object_set_new(o, "status", json_integer(0));
