@@ -350,24 +350,30 @@ static void users_load(const struct gw_snapshot *s, int may_generate)
 		}
 		snprintf(A.users_path, sizeof A.users_path, "%s", state_path);
 	}
+	/* sessions follow the file: a removed user is logged out, a role change
+	 * applies, and a password changed in the file ends the user's sessions
+	 * (as a change from the console ends the others) */
+	for (size_t i = 0; i < ADM_MAX_SESSIONS; i++) {
+		struct session *se = &A.sess[i];
+		const struct user *old = NULL;
+		int k;
+		if (se->id[0] == '\0')
+			continue;
+		for (k = 0; k < n; k++)
+			if (strcmp(nu[k].name, se->user) == 0)
+				break;
+		for (size_t o = 0; o < A.nusers; o++)
+			if (strcmp(A.users[o].name, se->user) == 0)
+				old = &A.users[o];
+		if (k == n || (old != NULL && strcmp(old->hash, nu[k].hash) != 0))
+			memset(se, 0, sizeof *se);
+		else
+			se->role = nu[k].role;
+	}
 	memcpy(A.users, nu, sizeof A.users);
 	A.nusers = (size_t)n;
 	OPENSSL_cleanse(nu, ADM_MAX_USERS * sizeof *nu);
 	free(nu);
-	/* sessions follow the file: a removed user is logged out, a role change applies */
-	for (size_t i = 0; i < ADM_MAX_SESSIONS; i++) {
-		struct session *se = &A.sess[i];
-		size_t k;
-		if (se->id[0] == '\0')
-			continue;
-		for (k = 0; k < A.nusers; k++)
-			if (strcmp(A.users[k].name, se->user) == 0)
-				break;
-		if (k == A.nusers)
-			memset(se, 0, sizeof *se);
-		else
-			se->role = A.users[k].role;
-	}
 }
 
 static const struct user *user_find(const char *name)

@@ -215,7 +215,7 @@
     none(us, 4, 'nobody has signed in to the proxy yet');
     const dl = clear($('fw-dlp'));
     for (const h of o.dlp.hits) dl.append(el('tr', null, el('td', { text: fmtTime(h.time) }), el('td', { class: 'mono', text: h.client }),
-      el('td', { text: h.user || '–' }), el('td', { class: 'mono', text: h.url }), el('td', { text: h.detector + ' (' + h.where + ')' }),
+      el('td', { text: h.user || '–' }), el('td', { class: 'mono url', text: h.url }), el('td', { text: h.detector + ' (' + h.where + ')' }),
       el('td', { class: 'mono', text: h.match }), el('td', null, tag(h.action, h.action === 'deny' ? 'deny' : 'warn')),
       el('td', { class: 'mono small', text: h.request_id })));
     none(dl, 8, 'no DLP hits yet');
@@ -358,6 +358,9 @@
           if ((action === 'enable') === (v.admin === 'up')) continue;
           const b = el('button', { class: 'small-btn', 'data-action': action, 'data-server': s.address, text: label });
           b.addEventListener('click', async () => {
+            /* disabling cuts a server off at once: ask first (drain lets requests finish) */
+            if (action === 'disable' && !await confirmDialog('Disable ' + s.address + ' of ' + u.name +
+              ' now? It gets no new requests until enabled again.', 'Disable')) return;
             b.disabled = true;
             await api('servers/' + action, { method: 'POST', body: { upstream: u.name, address: s.address } });
             await loaders.reverse();

@@ -219,3 +219,24 @@ def test_wrong_current_password_is_rate_limited(origin, ports):
         assert tc.Console(ports[2]).login("admin", tc.ADMIN_PW).status == 429
     finally:
         g.check_clean()
+
+
+def test_password_changed_in_the_file_ends_sessions_at_reload(origin, ports):
+    g = start(origin, ports)
+    users = os.path.join(g.dir, "users")
+    try:
+        a, v = tc.Console(ports[2]), tc.Console(ports[2])
+        assert a.login("admin", tc.ADMIN_PW).status == 200
+        assert v.login("viewer", tc.VIEWER_PW).status == 200
+        text = open(users).read().splitlines()
+        text[2] = "viewer:%s:viewer" % tc.crypt_hash(NEW_PW, "-5")
+        open(users, "w").write("\n".join(text) + "\n")
+        g.proc.send_signal(signal.SIGHUP)
+        end = time.time() + 5
+        while v.get("/api/v1/session").status != 401 and time.time() < end:
+            time.sleep(0.1)
+        assert v.get("/api/v1/session").status == 401
+        assert a.get("/api/v1/session").status == 200       # unchanged user: signed in still
+        assert tc.Console(ports[2]).login("viewer", NEW_PW).status == 200
+    finally:
+        g.check_clean()
