@@ -1011,7 +1011,7 @@ enum MHD_Result adm_password(struct MHD_Connection *c, struct adm_req *r, const 
 	const char *cur = NULL, *nw = NULL;
 	double wait, now = gw_wall_now();
 	json_t *j;
-	int nc, nu;
+	int nc, nu, same;
 	size_t nl;
 
 	if (r->login_state == 2) {
@@ -1044,10 +1044,11 @@ enum MHD_Result adm_password(struct MHD_Connection *c, struct adm_req *r, const 
 		return adm_send_error(c, MHD_HTTP_BAD_REQUEST, "expected JSON {\"current\": ..., \"new\": ...}");
 	}
 	nl = strlen(nw);
-	if (nl < ADM_PW_MIN || nl > ADM_PW_MAX || strlen(cur) > ADM_PW_MAX || strcmp(cur, nw) == 0) {
+	same = strcmp(cur, nw) == 0;
+	if (nl < ADM_PW_MIN || nl > ADM_PW_MAX || strlen(cur) > ADM_PW_MAX || same) {
 		json_decref(j);
 		adm_audit(who->user, r->client, "password change", "failed", "new password refused");
-		return adm_send_error(c, MHD_HTTP_BAD_REQUEST, strcmp(cur, nw) == 0 ?
+		return adm_send_error(c, MHD_HTTP_BAD_REQUEST, same ?
 		    "the new password must differ from the current one" :
 		    "the new password must have 12 to 1024 characters");
 	}
