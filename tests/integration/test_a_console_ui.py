@@ -240,3 +240,27 @@ def test_password_changed_in_the_file_ends_sessions_at_reload(origin, ports):
         assert tc.Console(ports[2]).login("viewer", NEW_PW).status == 200
     finally:
         g.check_clean()
+
+
+def test_tail_reason_with_spaces_reads_whole(ports):
+    # the upstream is down: reason "cannot connect: ..." has spaces (written bare by the
+    # combined format before it was quoted, quoted after; both read whole), then host="..."
+    for fmt in ("combined", "json"):
+        dead = gh.free_port()
+        conf = tc.console_conf(ports, dead)
+        g = gh.Gatehouse(conf, extra_files={"users": tc.users_file(), "www/index.html": "x"})
+        if fmt == "json":
+            text = open(g.conf).read().replace('access = "%s";' % g.access,
+                                               'access = "%s"; access_format = "json";' % g.access, 1)
+            open(g.conf, "w").write(text)
+        g.start([ports[1], ports[2]])
+        try:
+            c = tc.Console(ports[2])
+            assert c.login("admin", tc.ADMIN_PW).status == 200
+            curl("-H", "Host: localhost", "http://127.0.0.1:%d/app/x" % ports[1])
+            lines = wait_tail(c, lambda ls: any(l["status"] == 502 for l in ls))
+            l = [x for x in lines if x["status"] == 502][0]
+            assert l["reason"].startswith("cannot connect: ") and " " in l["reason"][16:], (fmt, l)
+            assert l["host"] == "localhost" and l["rule"] == "/app/" and l["verdict"] == "route", l
+        finally:
+            g.check_clean()
