@@ -918,13 +918,17 @@ static int users_file_set_hash(const char *path, const char *user, const char *h
 		snprintf(why, wlen, "cannot read %s: %s", path, strerror(errno));
 		goto out;
 	}
-	if (snprintf(tmp, sizeof tmp, "%s.new", path) >= (int)sizeof tmp ||
-	    (fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, st.st_mode & 0600)) < 0 ||
-	    !(made = 1) || (out = fdopen(fd, "w")) == NULL) {
+	if (snprintf(tmp, sizeof tmp, "%s.new", path) >= (int)sizeof tmp) {
+		snprintf(why, wlen, "%s: path too long", path);
+		goto out;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, st.st_mode & 0600);
+	made = fd >= 0;
+	if (fd < 0 || (out = fdopen(fd, "w")) == NULL) {
 		snprintf(why, wlen, "cannot write %s: %s", tmp, strerror(errno));
 		goto out;
 	}
-	fd = -1;
+	fd = -1;   /* out owns it now */
 	while (fgets(line, sizeof line, in) != NULL) {
 		const char *p = line, *h;
 		while (*p == ' ' || *p == '\t')

@@ -264,3 +264,27 @@ def test_tail_reason_with_spaces_reads_whole(ports):
             assert l["host"] == "localhost" and l["rule"] == "/app/" and l["verdict"] == "route", l
         finally:
             g.check_clean()
+
+
+def test_password_change_that_cannot_be_stored_changes_nothing(origin, ports):
+    g = start(origin, ports)
+    users = os.path.join(g.dir, "users")
+    before = open(users).read()
+    try:
+        c = tc.Console(ports[2])
+        assert c.login("admin", tc.ADMIN_PW).status == 200
+        os.mkdir(users + ".new")          # the file beside it cannot be made (EISDIR, even as root)
+        r = c.post("/api/v1/account/password", {"current": tc.ADMIN_PW, "new": NEW_PW})
+        assert r.status == 500 and "cannot write" in r.json["error"], r.json
+        assert open(users).read() == before and os.path.isdir(users + ".new")
+        assert tc.Console(ports[2]).login("admin", tc.ADMIN_PW).status == 200
+        assert tc.Console(ports[2]).login("admin", NEW_PW).status == 401
+        assert c.get("/api/v1/audit").json["audit"][2]["outcome"] == "failed"
+        os.rmdir(users + ".new")
+        # the user's line is gone from the file (not yet reloaded): refused, nothing written
+        open(users, "w").write("\n".join(l for l in before.splitlines() if not l.startswith("admin:")) + "\n")
+        r = c.post("/api/v1/account/password", {"current": tc.ADMIN_PW, "new": NEW_PW})
+        assert r.status == 500 and "not in" in r.json["error"], r.json
+        assert "admin:" not in open(users).read() and not os.path.exists(users + ".new")
+    finally:
+        g.check_clean()
