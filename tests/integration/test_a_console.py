@@ -131,8 +131,8 @@ def admin(gw):
 
 
 GET_ENDPOINTS = ["session", "stats", "events", "forward", "tail", "config", "certificates", "audit", "reload",
-                 "upstreams", "sites", "cache"]
-POST_ENDPOINTS = ["reload", "policy/test", "logout", "servers/drain", "cache/purge"]
+                 "upstreams", "sites", "cache", "forward/blocks"]
+POST_ENDPOINTS = ["reload", "policy/test", "logout", "servers/drain", "cache/purge", "account/password"]
 
 
 def test_auth_required_on_every_endpoint(gw):
