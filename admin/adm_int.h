@@ -40,6 +40,11 @@ struct adm_req {
 	int rl_idx;                /* login: the rate-limit slot charged (admin/auth.c) */
 	double rl_at;              /* ... and the failure time charged there, refunded on success */
 	struct adm_req *next;      /* helper thread queues */
+	/* POST account/password: the new password (wiped and freed after
+	 * hashing) and its hash, made on the helper thread once the current
+	 * password (password, checked against hash) is verified */
+	char *new_password;
+	char new_hash[256];
 };
 
 /* Who is asking (filled by adm_auth_check). */
@@ -87,6 +92,10 @@ int adm_auth_check(struct MHD_Connection *c, struct adm_who *who);
 enum MHD_Result adm_login(struct MHD_Connection *c, struct adm_req *r);
 /* r is being freed (request completed or aborted): drop it from the sign-ins in flight. */
 void adm_login_done(struct adm_req *r);
+/* POST /api/v1/account/password {current, new}: who changes its own password
+ * (checked and hashed on the helper thread, like a sign-in); the users file
+ * is rewritten and who's other sessions end.  Called on each handler call. */
+enum MHD_Result adm_password(struct MHD_Connection *c, struct adm_req *r, const struct adm_who *who);
 enum MHD_Result adm_logout(struct MHD_Connection *c, const struct adm_who *who, const char *client);
 /* Record an admin action (audit ring + event ring + error log). */
 void adm_audit(const char *user, const char *client, const char *action, const char *outcome,

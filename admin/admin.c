@@ -398,6 +398,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		return adm_metrics(c);
 	if (is_post && strcmp(url, "/api/v1/logout") == 0)
 		return adm_logout(c, &who, r->client);
+	if (strcmp(url, "/api/v1/account/password") == 0) {
+		if (!is_post)
+			return adm_send(c, MHD_HTTP_METHOD_NOT_ALLOWED, "application/json",
+			    "{\"error\":\"use POST\"}", 0, 0, MHD_HTTP_HEADER_ALLOW, "POST");
+		return adm_password(c, r, &who);
+	}
 	if (strncmp(url, "/api/v1/", 8) == 0)
 		return adm_api(c, url + 8, method, r, &who);
 	return adm_send(c, MHD_HTTP_NOT_FOUND, "text/plain; charset=utf-8", "not found\n", 0, 0, NULL, NULL);
@@ -416,6 +422,10 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
 	if (r->password != NULL) {
 		memset(r->password, 0, strlen(r->password));
 		free(r->password);
+	}
+	if (r->new_password != NULL) {
+		memset(r->new_password, 0, strlen(r->new_password));
+		free(r->new_password);
 	}
 	free(r->body);
 	r->magic = 0;

@@ -24,10 +24,12 @@
 #include "core/addr.h"
 #include "core/clock.h"
 #include "core/control.h"
+#include "core/http1.h"
 #include "core/log.h"
 #include "core/snapshot.h"
 #include "core/hist.h"
 #include "core/stats.h"
+#include "forward/domainset.h"
 #include "forward/forward.h"
 #include "forward/observe.h"
 #include "forward/policy.h"
@@ -126,6 +128,14 @@ static uint64_t arg_u64(struct MHD_Connection *c, const char *name)
 	const char *v = arg(c, name);
 
 	return v != NULL ? strtoull(v, NULL, 10) : 0;
+}
+
+/* The string k of o; "" if absent. */
+static const char *jstr(const json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+
+	return s != NULL ? s : "";
 }
 
 static json_t *strs_json(const struct conf_strs *s)
@@ -351,6 +361,102 @@ static json_t *api_forward(void)
 	    "top_blocked", top_json(FWD_OBS_BLOCKED), "users", users_json(), "dlp", dlp_json());
 }
 
+/* ---- GET forward/blocks: the block events, newest first, paged and filtered ---- */
+
+#define BLOCKS_PAGE 25
+#define BLOCKS_PAGE_MAX 200
+
+/* Cut "... KEY" up to the next space of s into out[len]; the rest after it. */
+static const char *word_after(const char *s, const char *key, char *out, size_t len)
+{
+	const char *p = strstr(s, key);
+	size_t n;
+
+	out[0] = '\0';
+	if (p == NULL)
+		return NULL;
+	p += strlen(key);
+	n = strcspn(p, " ");
+	snprintf(out, len, "%.*s", (int)n, p);
+	return p + n;
+}
+
+/* One block event's text, "CLIENT user=U verdict=deny rule="R" id=ID URL: reason"
+ * (forward.c block_event), as an object; NULL if it is not one. */
+static json_t *block_json(const struct gw_event *e)
+{
+	char client[64], user[64], rule[64], id[64], url[GW_EVENT_TEXT], host[256];
+	const char *p = e->text, *q, *h;
+	size_t n = strcspn(p, " "), hl;
+
+	if (n == 0 || n >= sizeof client)
+		return NULL;
+	snprintf(client, sizeof client, "%.*s", (int)n, p);
+	if ((p = word_after(p + n, " user=", user, sizeof user)) == NULL || strncmp(p, " verdict=deny rule=\"", 20) != 0)
+		return NULL;
+	p += 20;
+	if ((q = strstr(p, "\" id=")) == NULL || (size_t)(q - p) >= sizeof rule)
+		return NULL;
+	snprintf(rule, sizeof rule, "%.*s", (int)(q - p), p);
+	if ((p = word_after(q + 1, " id=", id, sizeof id)) == NULL || *p++ != ' ' || (q = strstr(p, ": ")) == NULL)
+		return NULL;
+	snprintf(url, sizeof url, "%.*s", (int)(q - p), p);
+	/* the host: of an absolute URL, or a CONNECT target host:port */
+	h = strstr(url, "://");
+	h = h != NULL ? h + 3 : url;
+	hl = *h == '[' ? strcspn(h, "]") + 1 : strcspn(h, ":/?");
+	snprintf(host, sizeof host, "%.*s", (int)(hl < sizeof host ? hl : sizeof host - 1), h);
+	return json_pack("{s:f,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "time", e->time, "client", client,
+	    "user", strcmp(user, "-") == 0 ? "" : user, "rule", rule, "request_id", id, "url", url,
+	    "host", host, "reason", q + 2);
+}
+
+static int block_match(const json_t *b, const char *q)
+{
+	static const char *const keys[] = { "client", "user", "host", "rule", "url", NULL };
+
+	for (int i = 0; keys[i]; i++)
+		if (strcasestr(jstr(b, keys[i]), q) != NULL)
+			return 1;
+	return 0;
+}
+
+/* ?offset=&limit=&q=: q is a case-insensitive substring of the client,
+ * user, host, rule or URL.  total counts the matching events the ring holds. */
+static json_t *api_blocks(struct MHD_Connection *c)
+{
+	struct gw_event *ev = calloc(512, sizeof *ev);
+	const char *q = arg(c, "q");
+	uint64_t last = 0, offset = arg_u64(c, "offset"), limit = arg_u64(c, "limit"), total = 0;
+	size_t n;
+	json_t *a = json_array();
+
+	if (ev == NULL)
+		return NULL;
+	if (limit == 0)
+		limit = BLOCKS_PAGE;
+	if (limit > BLOCKS_PAGE_MAX)
+		limit = BLOCKS_PAGE_MAX;
+	n = gw_event_recent(ev, 512, 0, &last);
+	for (size_t i = 0; i < n; i++) {
+		json_t *b;
+		if (strcmp(ev[i].kind, "block") != 0 || (b = block_json(&ev[i])) == NULL)
+			continue;
+		if (q != NULL && !block_match(b, q)) {
+			json_decref(b);
+			continue;
+		}
+		if (total >= offset && total - offset < limit)
+			json_array_append_new(a, b);
+		else
+			json_decref(b);
+		total++;
+	}
+	free(ev);
+	return json_pack("{s:I,s:I,s:I,s:I,s:o}", "total", (json_int_t)total, "offset", (json_int_t)offset,
+	    "limit", (json_int_t)limit, "seq", (json_int_t)last, "blocks", a);
+}
+
 /* ---- GET events / audit / tail ---- */
 
 static json_t *api_events(struct MHD_Connection *c)
@@ -372,51 +478,199 @@ static json_t *api_events(struct MHD_Connection *c)
 	return json_pack("{s:I,s:o}", "seq", (json_int_t)last, "events", a);
 }
 
-/* Pull client, status and host out of one access-log line (combined or json). */
-static void tail_fields(const char *line, char *client, size_t clen, int *status, char *host, size_t hlen)
+/* ---- access-log lines, parsed (the Logs page's table and the tail filters) ---- */
+
+/* Seconds since the epoch of an access-log time stamp (combined
+ * "06/Dec/2026:09:00:00 +0000" or json "2026-12-06T09:00:00+0000"); 0 if not one. */
+static double log_time(const char *s, int json)
 {
-	*status = 0;
-	client[0] = host[0] = '\0';
-	if (line[0] == '{') {
-		json_t *j = json_loads(line, 0, NULL);
-		const char *cl = NULL, *h = NULL;
-		json_int_t stv = 0;
-		if (j != NULL) {
-			json_unpack(j, "{s?s,s?s,s?I}", "client", &cl, "host", &h, "status", &stv);
-			snprintf(client, clen, "%s", s_or(cl, ""));
-			snprintf(host, hlen, "%s", s_or(h, ""));
-			*status = (int)stv;
-			json_decref(j);
+	struct tm tm;
+	const char *end;
+
+	memset(&tm, 0, sizeof tm);
+	end = strptime(s, json ? "%Y-%m-%dT%H:%M:%S%z" : "%d/%b/%Y:%H:%M:%S %z", &tm);
+	if (end == NULL)
+		return 0;
+	return (double)(timegm(&tm) - tm.tm_gmtoff);
+}
+
+/* s as a JSON string; bytes that are not UTF-8 (an escape undone) become '?'. */
+static json_t *jtext(const char *s)
+{
+	json_t *j = json_string(s);
+	char buf[GW_TAIL_LINE];
+	size_t i;
+
+	if (j != NULL)
+		return j;
+	for (i = 0; s[i] && i + 1 < sizeof buf; i++)
+		buf[i] = (unsigned char)s[i] >= 0x80 ? '?' : s[i];
+	buf[i] = '\0';
+	return json_string(buf);
+}
+
+/*
+ * One value of a combined-format line at *pp into out[len]: "quoted" with
+ * \xHH, \" and \\ escapes undone, or unquoted up to the next space (when
+ * to_key, up to the next " name=", so the old unquoted reason= with spaces
+ * still reads whole).  Advances *pp past the value; out is cut to fit.
+ */
+static void comb_value(const char **pp, char *out, size_t len, int to_key)
+{
+	const char *p = *pp;
+	size_t o = 0;
+
+	if (*p == '"') {
+		for (p++; *p && *p != '"'; p++) {
+			char ch = *p;
+			if (ch == '\\' && p[1] == 'x' && gw_hexval(p[2]) >= 0 && gw_hexval(p[3]) >= 0) {
+				ch = (char)(gw_hexval(p[2]) << 4 | gw_hexval(p[3]));
+				p += 3;
+			} else if (ch == '\\' && p[1] != '\0') {
+				ch = *++p;
+			}
+			if (o + 1 < len)
+				out[o++] = ch;
 		}
-		return;
+		if (*p == '"')
+			p++;
+	} else {
+		for (; *p; p++) {
+			if (*p == ' ') {
+				const char *k = p + 1;
+				if (!to_key)
+					break;
+				while ((*k >= 'a' && *k <= 'z') || *k == '_')
+					k++;
+				if (k > p + 1 && *k == '=')
+					break;
+			}
+			if (o + 1 < len)
+				out[o++] = *p;
+		}
+	}
+	if (len > 0)
+		out[o] = '\0';
+	while (*p == ' ')
+		p++;
+	*pp = p;
+}
+
+/* The fields of a combined line: client, user, time, request, status,
+ * bytes, referer, agent, family, duration, then name=value pairs. */
+static json_t *parse_combined(const char *line)
+{
+	json_t *o = json_object();
+	const char *p = line;
+	char v[GW_TAIL_LINE], ts[64];
+	const char *sp;
+
+	comb_value(&p, v, sizeof v, 0);
+	json_object_set_new(o, "client", jtext(v));
+	comb_value(&p, v, sizeof v, 0);        /* ident: "-" */
+	comb_value(&p, v, sizeof v, 0);
+	json_object_set_new(o, "user", jtext(strcmp(v, "-") == 0 ? "" : v));
+	if (*p == '[' && (sp = strchr(p, ']')) != NULL && (size_t)(sp - p) < sizeof ts) {
+		memcpy(ts, p + 1, (size_t)(sp - p - 1));
+		ts[sp - p - 1] = '\0';
+		json_object_set_new(o, "time", json_real(log_time(ts, 0)));
+		for (p = sp + 1; *p == ' '; p++)
+			;
+	}
+	if (*p == '"') {
+		char *target, *proto;
+		comb_value(&p, v, sizeof v, 0);
+		/* METHOD TARGET HTTP/1.x (each escaped, so no space inside) */
+		target = strchr(v, ' ');
+		if (target != NULL) {
+			*target++ = '\0';
+			if ((proto = strrchr(target, ' ')) != NULL)
+				*proto = '\0';
+			json_object_set_new(o, "target", jtext(target));
+		}
+		json_object_set_new(o, "method", jtext(v));
+	}
+	comb_value(&p, v, sizeof v, 0);
+	json_object_set_new(o, "status", json_integer(atoi(v)));
+	comb_value(&p, v, sizeof v, 0);
+	json_object_set_new(o, "bytes_out", json_integer(strtoll(v, NULL, 10)));
+	comb_value(&p, v, sizeof v, 0);        /* referer */
+	comb_value(&p, v, sizeof v, 0);
+	json_object_set_new(o, "user_agent", jtext(v));
+	comb_value(&p, v, sizeof v, 0);
+	json_object_set_new(o, "family", jtext(v));
+	comb_value(&p, v, sizeof v, 0);
+	json_object_set_new(o, "duration", json_real(strtod(v, NULL)));
+	while (*p) {
+		char key[32];
+		size_t k = strcspn(p, "= ");
+		if (p[k] != '=' || k == 0 || k >= sizeof key) {
+			comb_value(&p, v, sizeof v, 0);   /* not name=value: skip it */
+			continue;
+		}
+		memcpy(key, p, k);
+		key[k] = '\0';
+		p += k + 1;
+		comb_value(&p, v, sizeof v, 1);
+		if (strcmp(key, "id") == 0)
+			snprintf(key, sizeof key, "request_id");
+		else if (strcmp(key, "up") == 0)
+			snprintf(key, sizeof key, "upstream");
+		else if (strcmp(key, "in") == 0)
+			snprintf(key, sizeof key, "bytes_in");
+		json_object_set_new(o, key, jtext(strcmp(v, "-") == 0 ? "" : v));   /* "-": none */
+	}
+	return o;
+}
+
+/* A json line; one cut at GW_TAIL_LINE is read up to its last whole field. */
+static json_t *parse_json_line(const char *line)
+{
+	char buf[GW_TAIL_LINE + 2];
+	json_t *o = json_loads(line, 0, NULL);
+	size_t n = strlen(line);
+
+	if (o == NULL && n < GW_TAIL_LINE) {
+		memcpy(buf, line, n + 1);
+		for (int tries = 0; o == NULL && tries < 8; tries++) {
+			char *cut = NULL;
+			for (char *q = buf; (q = strstr(q, ",\"")) != NULL; q++)
+				cut = q;
+			if (cut == NULL)
+				break;
+			cut[0] = '}';
+			cut[1] = '\0';
+			o = json_loads(buf, 0, NULL);
+		}
+	}
+	if (!json_is_object(o)) {
+		json_decref(o);
+		return json_object();
 	}
 	{
-		const char *sp = strchr(line, ' '), *q, *p;
-		size_t n = sp ? (size_t)(sp - line) : strlen(line);
-		if (n >= clen)
-			n = clen - 1;
-		memcpy(client, line, n);
-		client[n] = '\0';
-		/* the request line is quoted: status follows its closing quote */
-		q = strstr(line, "] \"");
-		if (q != NULL) {
-			for (p = q + 3; *p && !(p[0] == '"' && p[1] == ' '); p++)
-				if (*p == '\\' && p[1])
-					p++;
-			if (*p == '"')
-				*status = atoi(p + 2);
-		}
-		/* the last field: host="H" (escaped, so no quote inside) */
-		q = strstr(line, " host=\"");
-		if (q != NULL) {
-			size_t k = strcspn(q + 7, "\"");
-			if (k >= hlen)
-				k = hlen - 1;
-			memcpy(host, q + 7, k);
-			host[k] = '\0';
-		}
+		json_t *t = json_object_get(o, "time");
+		if (json_is_string(t))
+			json_object_set_new(o, "time", json_real(log_time(json_string_value(t), 1)));
 	}
+	return o;
 }
+
+/* The fields of one access-log line (combined or json), as an object with
+ * client, user, time, method, target, host, status, verdict, rule, reason,
+ * request_id, family, ... ("" or absent when the line has none). */
+static json_t *tail_parse(const char *line)
+{
+	json_t *o = line[0] == '{' ? parse_json_line(line) : parse_combined(line);
+	static const char *const need[] = { "client", "user", "host", "verdict", "rule", "family", NULL };
+
+	for (int i = 0; need[i]; i++)   /* absent or "-" (none, in either format): "" */
+		if (!json_is_string(json_object_get(o, need[i])) || strcmp(jstr(o, need[i]), "-") == 0)
+			json_object_set_new(o, need[i], json_string(""));
+	if (!json_is_integer(json_object_get(o, "status")))
+		json_object_set_new(o, "status", json_integer(0));
+	return o;
+}
+
 
 static int status_match(const char *want, int st)
 {
@@ -429,27 +683,6 @@ static int status_match(const char *want, int st)
 	if (strlen(want) == 1)
 		return buf[0] == want[0];
 	return strcmp(buf, want) == 0;
-}
-
-/* verdict filter: " verdict=V " (combined) or "verdict":"V" (json). */
-static int word_match(const char *line, const char *key, const char *want)
-{
-	char pat[96];
-
-	if (want == NULL)
-		return 1;
-	snprintf(pat, sizeof pat, line[0] == '{' ? "\"%s\":\"%s\"" : " %s=%s ", key, want);
-	return strstr(line, pat) != NULL;
-}
-
-static int family_match(const char *line, const char *want)
-{
-	char pat[64];
-
-	if (want == NULL)
-		return 1;
-	snprintf(pat, sizeof pat, line[0] == '{' ? "\"family\":\"%s\"" : "\" %s ", want);
-	return strstr(line, pat) != NULL;
 }
 
 static json_t *api_tail(struct MHD_Connection *c)
@@ -465,19 +698,17 @@ static json_t *api_tail(struct MHD_Connection *c)
 		return NULL;
 	n = gw_tail_recent(lines, 256, arg_u64(c, "after"), &last);
 	for (size_t i = 0; i < n; i++) {
-		char client[64], host[256];
-		int st;
-		tail_fields(lines[i], client, sizeof client, &st, host, sizeof host);
-		if (fc != NULL && strncmp(client, fc, strlen(fc)) != 0)
+		json_t *o = tail_parse(lines[i]);
+		if ((fc != NULL && strncmp(jstr(o, "client"), fc, strlen(fc)) != 0) ||
+		    (fs != NULL && !status_match(fs, (int)json_integer_value(json_object_get(o, "status")))) ||
+		    (fh != NULL && strcasestr(jstr(o, "host"), fh) == NULL) ||
+		    (fv != NULL && strcmp(jstr(o, "verdict"), fv) != 0) ||
+		    (ff != NULL && strcmp(jstr(o, "family"), ff) != 0)) {
+			json_decref(o);
 			continue;
-		if (fs != NULL && !status_match(fs, st))
-			continue;
-		if (fh != NULL && strcasestr(host, fh) == NULL)
-			continue;
-		if (!word_match(lines[i], "verdict", fv) || !family_match(lines[i], ff))
-			continue;
-		json_array_append_new(a, json_pack("{s:s,s:s,s:i,s:s}", "line", lines[i], "client", client,
-		    "status", st, "host", host));
+		}
+		json_object_set_new(o, "line", json_string(lines[i]));
+		json_array_append_new(a, o);
 	}
 	free(lines);
 	return json_pack("{s:I,s:o}", "seq", (json_int_t)last, "lines", a);
@@ -521,9 +752,14 @@ static json_t *forward_json(const struct conf *cf, const struct fwd_policy *p, c
 	const struct conf_forward *fw = &cf->forward;
 	json_t *lists = json_array(), *pats = json_array(), *o;
 
-	for (size_t i = 0; i < fw->nlists; i++)
-		json_array_append_new(lists, json_pack("{s:s,s:s,s:o}", "name", fw->lists[i].name,
-		    "file", fw->lists[i].file, "source", src_json(&fw->lists[i].src)));
+	for (size_t i = 0; i < fw->nlists; i++) {
+		/* entries as compiled (distinct), and the lines skipped as invalid */
+		const struct fwd_domainset *ds = p != NULL ? fwd_policy_list(p, fw->lists[i].name) : NULL;
+		size_t first_bad = 0, bad = fwd_domainset_invalid(ds, &first_bad);
+		json_array_append_new(lists, json_pack("{s:s,s:s,s:o,s:I,s:I}", "name", fw->lists[i].name,
+		    "file", fw->lists[i].file, "source", src_json(&fw->lists[i].src),
+		    "entries", (json_int_t)fwd_domainset_count(ds), "invalid_lines", (json_int_t)bad));
+	}
 	for (size_t i = 0; i < fw->dlp.npatterns; i++)   /* the regex may name what it protects */
 		json_array_append_new(pats, json_pack("{s:s,s:s}", "name", fw->dlp.patterns[i].name,
 		    "regex", "(redacted)"));
@@ -595,14 +831,23 @@ static json_t *reverse_json(const struct conf *cf)
 			for (size_t h = 0; h < r->nset_headers; h++)   /* values may carry credentials */
 				json_array_append_new(hs, json_pack("{s:s,s:s}", "name", r->set_headers[h].name,
 				    "value", "(redacted)"));
-			json_array_append_new(routes, json_pack("{s:s,s:s,s:s,s:b,s:o,s:o}", "path", r->path,
+			json_array_append_new(routes, json_pack("{s:s,s:s,s:s,s:b,s:o,s:o,s:o,s:I}", "path", r->path,
 			    "kind", kind, "target", s_or(target, ""), "strip_prefix", r->strip_prefix,
-			    "set_headers", hs, "source", src_json(&r->src)));
+			    "set_headers", hs, "source", src_json(&r->src),
+			    /* route.cache; null when the route is not cached */
+			    "cache", r->cache ? json_pack("{s:f,s:f,s:b,s:b}", "ttl", r->cache_ttl,
+			    "stale_if_error", r->cache_stale_if_error, "ignore_set_cookie", r->cache_ignore_set_cookie,
+			    "ignore_cookie", r->cache_ignore_cookie) : json_null(),
+			    "max_body_bytes", (json_int_t)r->max_body_bytes));
 		}
 		json_array_append_new(sites, json_pack("{s:o,s:b,s:b,s:o,s:o,s:f,s:o,s:o}", "hosts", strs_json(&st->hosts),
 		    "default", st->is_default, "force_https", st->force_https,
 		    "allow_clients", cidrs_json(&st->allow_clients), "deny_clients", cidrs_json(&st->deny_clients),
 		    "rate_rps", st->rate_rps, "routes", routes, "source", src_json(&st->src)));
+		/* the site's rate limit applies to each of its routes */
+		json_object_set_new(json_array_get(sites, json_array_size(sites) - 1), "rate_limit",
+		    st->rate_rps > 0 ? json_pack("{s:f,s:f}", "requests_per_second", st->rate_rps,
+		    "burst", st->rate_burst) : json_null());
 	}
 	return json_pack("{s:b,s:o,s:o,s:o,s:o,s:o}", "present", rv->present,
 	    "listeners", listeners_json(rv->listeners, rv->nlisteners), "certificates", certs,
@@ -1194,6 +1439,8 @@ enum MHD_Result adm_api(struct MHD_Connection *c, const char *path, const char *
 		j = api_events(c);
 	else if (get && strcmp(path, "forward") == 0)
 		j = api_forward();
+	else if (get && strcmp(path, "forward/blocks") == 0)
+		j = api_blocks(c);
 	else if (get && strcmp(path, "tail") == 0)
 		j = api_tail(c);
 	else if (get && strcmp(path, "config") == 0)
@@ -1223,7 +1470,7 @@ enum MHD_Result adm_api(struct MHD_Connection *c, const char *path, const char *
 	else if (post && strcmp(path, "cache/purge") == 0)
 		return api_cache_purge(c, r, who);
 	else {
-		static const char *const known[] = { "session", "stats", "events", "forward", "tail", "config",
+		static const char *const known[] = { "session", "stats", "events", "forward", "forward/blocks", "tail", "config",
 			"certificates",
 			"audit", "reload", "policy/test", "upstreams", "sites", "servers/drain", "servers/enable",
 			"servers/disable", "cache", "cache/purge", NULL };

@@ -65,6 +65,8 @@
 #define ADM_FLY_MAX 16        /* sign-ins being checked at once, in all */
 #define ADM_FLY_PER 2         /* ... per client address and per user name */
 #define ADM_AUDIT 128
+#define ADM_PW_MIN 12         /* characters of a password set from the console */
+#define ADM_PW_MAX 1024
 
 struct user {
 	char name[64];
@@ -348,24 +350,30 @@ static void users_load(const struct gw_snapshot *s, int may_generate)
 		}
 		snprintf(A.users_path, sizeof A.users_path, "%s", state_path);
 	}
+	/* sessions follow the file: a removed user is logged out, a role change
+	 * applies, and a password changed in the file ends the user's sessions
+	 * (as a change from the console ends the others) */
+	for (size_t i = 0; i < ADM_MAX_SESSIONS; i++) {
+		struct session *se = &A.sess[i];
+		const struct user *old = NULL;
+		int k;
+		if (se->id[0] == '\0')
+			continue;
+		for (k = 0; k < n; k++)
+			if (strcmp(nu[k].name, se->user) == 0)
+				break;
+		for (size_t o = 0; o < A.nusers; o++)
+			if (strcmp(A.users[o].name, se->user) == 0)
+				old = &A.users[o];
+		if (k == n || (old != NULL && strcmp(old->hash, nu[k].hash) != 0))
+			memset(se, 0, sizeof *se);
+		else
+			se->role = nu[k].role;
+	}
 	memcpy(A.users, nu, sizeof A.users);
 	A.nusers = (size_t)n;
 	OPENSSL_cleanse(nu, ADM_MAX_USERS * sizeof *nu);
 	free(nu);
-	/* sessions follow the file: a removed user is logged out, a role change applies */
-	for (size_t i = 0; i < ADM_MAX_SESSIONS; i++) {
-		struct session *se = &A.sess[i];
-		size_t k;
-		if (se->id[0] == '\0')
-			continue;
-		for (k = 0; k < A.nusers; k++)
-			if (strcmp(A.users[k].name, se->user) == 0)
-				break;
-		if (k == A.nusers)
-			memset(se, 0, sizeof *se);
-		else
-			se->role = A.users[k].role;
-	}
 }
 
 static const struct user *user_find(const char *name)
@@ -393,6 +401,10 @@ static void *hash_thread(void *arg)
 		A.busy = 1;
 		pthread_mutex_unlock(&A.lock);
 		r->login_ok = verify_password(r->password, r->hash);
+		/* a password change: hash the new one here too, never on the loop */
+		if (r->login_ok && r->new_password != NULL &&
+		    hash_password(r->new_password, r->new_hash, sizeof r->new_hash) < 0)
+			r->new_hash[0] = '\0';
 		pthread_mutex_lock(&A.lock);
 		r->next = A.done;
 		A.done = r;
@@ -897,4 +909,202 @@ enum MHD_Result adm_logout(struct MHD_Connection *c, const struct adm_who *who, 
 	adm_audit(who->user, client, "logout", "ok", NULL);
 	return adm_send(c, MHD_HTTP_OK, "application/json", "{\"ok\":true}", 0, 0, MHD_HTTP_HEADER_SET_COOKIE,
 	    "gh_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+}
+
+/* ---- changing one's own password ---- */
+
+static void wipe_free(char **p)
+{
+	if (*p != NULL) {
+		OPENSSL_cleanse(*p, strlen(*p));
+		free(*p);
+		*p = NULL;
+	}
+}
+
+/*
+ * Put hash as user's password in the users file at path, keeping every
+ * other line (comments, other users, this user's role and token) as it is.
+ * The new file is written beside it and renamed over it (mode kept), so a
+ * crash leaves the old or the new file, never half of one.  0, or -1 with
+ * why (a sentence for the log and the answer).
+ */
+static int users_file_set_hash(const char *path, const char *user, const char *hash, char *why, size_t wlen)
+{
+	FILE *in = fopen(path, "r"), *out = NULL;
+	char tmp[600], line[1024];
+	struct stat st;
+	int fd = -1, found = 0, rc = -1, made = 0;
+	size_t ul = strlen(user);
+
+	if (in == NULL || fstat(fileno(in), &st) < 0) {
+		snprintf(why, wlen, "cannot read %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (snprintf(tmp, sizeof tmp, "%s.new", path) >= (int)sizeof tmp) {
+		snprintf(why, wlen, "%s: path too long", path);
+		goto out;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, st.st_mode & 0600);
+	made = fd >= 0;
+	if (fd < 0 || (out = fdopen(fd, "w")) == NULL) {
+		snprintf(why, wlen, "cannot write %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	fd = -1;   /* out owns it now */
+	while (fgets(line, sizeof line, in) != NULL) {
+		const char *p = line, *h;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		/* "user:OLDHASH:rest": the same fields as load_users reads */
+		if (!found && strncmp(p, user, ul) == 0 && p[ul] == ':' && (h = strchr(p + ul + 1, ':')) != NULL) {
+			fprintf(out, "%.*s%s%s", (int)(p + ul + 1 - line), line, hash, h);
+			found = 1;
+		} else {
+			fputs(line, out);
+		}
+	}
+	if (!found) {
+		snprintf(why, wlen, "user %s is not in %s", user, path);
+		goto out;
+	}
+	if (ferror(in) || fflush(out) != 0 || fsync(fileno(out)) < 0 || fchmod(fileno(out), st.st_mode & 07777) < 0) {
+		snprintf(why, wlen, "cannot write %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	if (fclose(out) != 0) {
+		out = NULL;
+		snprintf(why, wlen, "cannot write %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	out = NULL;
+	if (rename(tmp, path) < 0) {
+		snprintf(why, wlen, "cannot replace %s: %s", path, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	OPENSSL_cleanse(line, sizeof line);
+	if (out != NULL)
+		fclose(out);
+	if (fd >= 0)
+		close(fd);
+	if (rc < 0 && made)
+		unlink(tmp);
+	if (in != NULL)
+		fclose(in);
+	return rc;
+}
+
+/* The helper thread is done with r: store the new hash, end who's other sessions, answer. */
+static enum MHD_Result password_reply(struct MHD_Connection *c, struct adm_req *r, const struct adm_who *who)
+{
+	struct user *u = (struct user *)user_find(who->user);
+	char why[700], detail[800];
+	int ended = 0;
+
+	if (!r->login_ok || u == NULL) {
+		adm_audit(who->user, r->client, "password change", "failed", "wrong current password");
+		return adm_send_error(c, MHD_HTTP_FORBIDDEN, "the current password is wrong");
+	}
+	rl_refund(r);
+	if (r->new_hash[0] == '\0' || users_file_set_hash(A.users_path, u->name, r->new_hash, why, sizeof why) < 0) {
+		if (r->new_hash[0] == '\0')
+			snprintf(why, sizeof why, "cannot hash the new password");
+		gw_error("admin console: password change for %s: %s", u->name, why);
+		adm_audit(who->user, r->client, "password change", "failed", why);
+		return adm_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, why);
+	}
+	snprintf(u->hash, sizeof u->hash, "%s", r->new_hash);
+	OPENSSL_cleanse(r->new_hash, sizeof r->new_hash);
+	/* whoever else holds a session as this user (a stolen cookie, another
+	 * browser) must sign in again, with the new password */
+	for (size_t i = 0; i < ADM_MAX_SESSIONS; i++) {
+		struct session *se = &A.sess[i];
+		if (se->id[0] != '\0' && strcmp(se->user, u->name) == 0 &&
+		    (who->sid == NULL || !adm_ct_equal(se->id, who->sid))) {
+			memset(se, 0, sizeof *se);
+			ended++;
+		}
+	}
+	snprintf(detail, sizeof detail, "stored in %s; ended %d other session(s)", A.users_path, ended);
+	adm_audit(u->name, r->client, "password change", "ok", detail);
+	return adm_send_json(c, MHD_HTTP_OK, json_pack("{s:b,s:i}", "ok", 1, "ended_sessions", ended));
+}
+
+enum MHD_Result adm_password(struct MHD_Connection *c, struct adm_req *r, const struct adm_who *who)
+{
+	const struct user *u;
+	const char *cur = NULL, *nw = NULL;
+	double wait, now = gw_wall_now();
+	json_t *j;
+	int nc, nu, same;
+	size_t nl;
+
+	if (r->login_state == 2) {
+		wipe_free(&r->password);
+		wipe_free(&r->new_password);
+		r->login_state = 3;
+		adm_login_done(r);
+		return password_reply(c, r, who);
+	}
+	if (r->login_state != 0)
+		return MHD_NO;
+	if (who->sid == NULL || (u = user_find(who->user)) == NULL) {
+		adm_audit(who->user, r->client, "password change", "denied", "not signed in with a session");
+		return adm_send_error(c, MHD_HTTP_FORBIDDEN, "sign in with a user name and password to change it");
+	}
+	/* a wrong current password counts as a failed sign-in (same limit) */
+	snprintf(r->user, sizeof r->user, "%s", u->name);
+	rl_key(r->client, r->rl_key, sizeof r->rl_key);
+	r->rl_idx = rl_find(r->rl_key, now);
+	if ((wait = rl_wait(rl_at(r->rl_idx), now)) > 0) {
+		char ra[16];
+		snprintf(ra, sizeof ra, "%d", (int)wait + 1);
+		adm_audit(who->user, r->client, "password change", "throttled", "too many failed attempts");
+		return adm_send(c, MHD_HTTP_TOO_MANY_REQUESTS, "application/json",
+		    "{\"error\":\"too many failed attempts; try again later\"}", 0, 0, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+	}
+	j = r->body != NULL ? json_loadb(r->body, r->len, 0, NULL) : NULL;
+	if (j == NULL || json_unpack(j, "{s:s,s:s}", "current", &cur, "new", &nw) < 0) {
+		json_decref(j);
+		return adm_send_error(c, MHD_HTTP_BAD_REQUEST, "expected JSON {\"current\": ..., \"new\": ...}");
+	}
+	nl = strlen(nw);
+	same = strcmp(cur, nw) == 0;
+	if (nl < ADM_PW_MIN || nl > ADM_PW_MAX || strlen(cur) > ADM_PW_MAX || same) {
+		json_decref(j);
+		adm_audit(who->user, r->client, "password change", "failed", "new password refused");
+		return adm_send_error(c, MHD_HTTP_BAD_REQUEST, same ?
+		    "the new password must differ from the current one" :
+		    "the new password must have 12 to 1024 characters");
+	}
+	r->password = strdup(cur);
+	r->new_password = strdup(nw);
+	json_decref(j);   /* (its copies of the passwords are freed unwiped: jansson owns them) */
+	if (r->password == NULL || r->new_password == NULL) {
+		wipe_free(&r->password);
+		wipe_free(&r->new_password);
+		return adm_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+	}
+	if (fly_add(r, &nc, &nu) < 0) {
+		wipe_free(&r->password);
+		wipe_free(&r->new_password);
+		adm_audit(who->user, r->client, "password change", "throttled", "too many checks at once");
+		return adm_send(c, MHD_HTTP_TOO_MANY_REQUESTS, "application/json",
+		    "{\"error\":\"a password check is already running; try again\"}", 0, 0,
+		    MHD_HTTP_HEADER_RETRY_AFTER, "1");
+	}
+	r->rl_at = now;
+	rl_charge(rl_at(r->rl_idx), now);
+	snprintf(r->hash, sizeof r->hash, "%s", u->hash);
+	r->conn = c;
+	r->login_state = 1;
+	MHD_suspend_connection(c);
+	pthread_mutex_lock(&A.lock);
+	r->next = A.todo;
+	A.todo = r;
+	pthread_cond_signal(&A.cond);
+	pthread_mutex_unlock(&A.lock);
+	return MHD_YES;
 }

@@ -220,18 +220,57 @@
     none(us, 4, 'nobody has signed in to the proxy yet');
     const dl = clear($('fw-dlp'));
     for (const h of o.dlp.hits) dl.append(el('tr', null, el('td', { text: fmtTime(h.time) }), el('td', { class: 'mono', text: h.client }),
-      el('td', { text: h.user || '–' }), el('td', { class: 'mono', text: h.url }), el('td', { text: h.detector + ' (' + h.where + ')' }),
+      el('td', { text: h.user || '–' }), el('td', { class: 'mono url', text: h.url }), el('td', { text: h.detector + ' (' + h.where + ')' }),
       el('td', { class: 'mono', text: h.match }), el('td', null, tag(h.action, h.action === 'deny' ? 'deny' : 'warn')),
       el('td', { class: 'mono small', text: h.request_id })));
     none(dl, 8, 'no DLP hits yet');
     $('fw-dlp-total').textContent = o.dlp.total + ' since start';
   }
 
-  /* "CLIENT user=U verdict=deny rule="R" id=ID URL: reason" (forward.c block_event) */
-  const BLOCK_RE = /^(\S+) user=(\S+) verdict=deny rule="([^"]*)" id=(\S+) (\S+): (.*)$/;
+  /* forward.h FWD_COUNTERS, in words and groups; an unknown name shows as it is */
+  const COUNTERS = [
+    ['Block pages', [['blocks', 'sent']]],
+    ['Proxy sign-in', [['auth_ok', 'verified'], ['auth_cached', 'from cache'], ['auth_fail', 'wrong'],
+      ['auth_backoff', 'refused (backoff)'], ['auth_required', '407 sent']]],
+    ['DLP', [['dlp_scanned', 'bodies scanned'], ['dlp_hits', 'hits'], ['dlp_oversize', 'over max_scan_bytes'],
+      ['dlp_busy', 'refused (busy)']]],
+    ['PAC', [['pac_served', 'files served']]],
+  ];
+
+  function renderCounters(ctr) {
+    const box = clear($('fw-counters')), seen = new Set();
+    const card = (group, label, name) => {
+      seen.add(name);
+      box.append(el('div', { class: 'card', 'data-counter': name, title: name },
+        el('div', { class: 'k', text: group + ': ' + label }), el('div', { class: 'v', text: fmtInt(ctr[name] || 0) })));
+    };
+    for (const [group, items] of COUNTERS) for (const [name, label] of items) if (name in ctr) card(group, label, name);
+    for (const name of Object.keys(ctr)) if (!seen.has(name)) card('Other', name.replace(/_/g, ' '), name);
+  }
+
+  /* block events: newest first, a page at a time, filtered by the API */
+  const BLOCKS_PAGE = 25;
+  const blocks = { offset: 0, q: '' };
+  async function loadBlocks() {
+    const q = new URLSearchParams({ offset: blocks.offset, limit: BLOCKS_PAGE });
+    if (blocks.q) q.set('q', blocks.q);
+    const r = await api('forward/blocks?' + q.toString());
+    if (!r.ok) return;
+    const d = r.data, tb = clear($('fw-blocks'));
+    if (d.total && blocks.offset >= d.total) { blocks.offset = Math.floor((d.total - 1) / BLOCKS_PAGE) * BLOCKS_PAGE; return loadBlocks(); }
+    for (const b of d.blocks) tb.append(el('tr', null, el('td', { text: fmtTime(b.time) }), el('td', { class: 'mono', text: b.client }),
+      el('td', { text: b.user || '–' }), el('td', { class: 'mono url', text: b.url }), el('td', { text: b.rule }),
+      el('td', { class: 'mono small', text: b.request_id }), el('td', { class: 'small', text: b.reason })));
+    none(tb, 7, blocks.q ? 'no block events match' : 'no blocked requests yet');
+    const last = Math.min(d.offset + d.blocks.length, d.total);
+    $('fw-blocks-page').textContent = d.total ? (d.offset + 1) + '–' + last + ' of ' + d.total : '';
+    $('fw-blocks-total').textContent = blocks.q ? d.total + ' matching' : d.total + ' kept';
+    $('fw-blocks-prev').disabled = d.offset === 0;
+    $('fw-blocks-next').disabled = last >= d.total;
+  }
 
   loaders.forward = async () => {
-    const [c, ev, bl, ob] = await Promise.all([api('config'), api('events?kind=block'), api('tail?family=forward&verdict=deny'), api('forward')]);
+    const [c, ob] = await Promise.all([api('config'), api('forward')]);
     if (ob.ok) renderObserved(ob.data);
     if (!c.ok) return;
     const fw = c.data.forward, tb = clear($('fw-rules'));
@@ -247,24 +286,17 @@
     add('Allowed clients', fw.allow_clients.join(', ') || 'nobody');
     add('Denied destinations', fw.deny_destinations.join(', ') || 'none');
     add('CONNECT ports', fw.connect_ports.join(', '));
-    add('Category lists', fw.lists.map((l) => l.name + ' (' + l.file + ')').join(', ') || 'none');
+    const lists = el('dd', { id: 'fw-lists' });
+    for (const l of fw.lists) lists.append(el('div', { 'data-list': l.name }, el('strong', { text: l.name }), ': ' +
+      fmtInt(l.entries || 0) + ' entr' + (l.entries === 1 ? 'y' : 'ies') +
+      (l.invalid_lines ? ', ' + fmtInt(l.invalid_lines) + ' invalid line(s) skipped' : '') + ' · ',
+      el('span', { class: 'mono small', text: l.file })));
+    if (!fw.lists.length) lists.textContent = 'none';
+    facts.append(el('dt', { text: 'Category lists' }), lists);
     add('Anonymize', fw.anonymize ? 'yes' : 'no');
-    if (fw.counters) add('Counters', Object.keys(fw.counters).map((k) => k + ' ' + fmtInt(fw.counters[k])).join(' · '));
     add('DLP', fw.dlp ? (fw.dlp.enabled ? 'on, action ' + fw.dlp.action + ', detectors ' + fw.dlp.detectors.join(', ') : 'off') : 'not configured');
-    const tb2 = clear($('fw-blocks'));
-    if (ev.ok) for (const e of ev.data.events) {
-      const m = BLOCK_RE.exec(e.text);
-      if (m) tb2.append(el('tr', null, el('td', { text: fmtTime(e.time) }), el('td', { class: 'mono', text: m[1] }),
-        el('td', { text: m[2] === '-' ? '–' : m[2] }), el('td', { class: 'mono', text: m[5] }), el('td', { text: m[3] }),
-        el('td', { class: 'mono small', text: m[4] }), el('td', { class: 'small', text: m[6] })));
-      else tb2.append(el('tr', null, el('td', { text: fmtTime(e.time) }), el('td', { colspan: 6, class: 'mono', text: e.text })));
-    }
-    /* block events come from the forward family; without any, the access log's denials */
-    if (bl.ok && !tb2.firstChild) for (const l of bl.data.lines.slice(-50).reverse()) {
-      const m = /\[([^\]]+)\]/.exec(l.line);
-      tb2.append(el('tr', null, el('td', { text: m ? m[1] : '' }), el('td', { colspan: 6, class: 'mono', text: l.line })));
-    }
-    none(tb2, 7, 'no blocked requests yet');
+    if (fw.counters) renderCounters(fw.counters);
+    await loadBlocks();
   };
 
   /* requests/s per server: the difference of its request counter between two polls */
@@ -298,11 +330,19 @@
         if (r.set_headers.length) opts.push('sets ' + r.set_headers.map((h) => h.name).join(', '));
         if (i === 0 && s.force_https) opts.push('force https');
         if (i === 0 && s.default) opts.push('default site');
+        if (r.max_body_bytes) opts.push('max body ' + fmtNum(r.max_body_bytes) + 'B');
+        const k = r.cache, rl = s.rate_limit;
+        const cache = !k ? '–' : 'on' + (k.ttl > 0 ? ', ttl ' + k.ttl + ' s' : ', origin ttl') +
+          (k.stale_if_error >= 0 ? ', stale if error ' + k.stale_if_error + ' s' : '') +
+          (k.ignore_set_cookie ? ', ignores Set-Cookie' : '') + (k.ignore_cookie ? ', ignores Cookie' : '');
+        const rate = !rl ? '–' : rl.requests_per_second + ' req/s per client, burst ' + rl.burst + ' (site)';
         st.append(el('tr', null, el('td', { class: 'mono', text: i === 0 ? s.hosts.join(', ') : '' }), el('td', { class: 'mono', text: r.path }),
-          el('td', null, tag(r.kind, 'ok'), ' ', el('span', { class: 'mono', text: r.target })), el('td', { class: 'small', text: opts.join(' · ') })));
+          el('td', null, tag(r.kind, 'ok'), ' ', el('span', { class: 'mono', text: r.target })),
+          el('td', { class: 'small', 'data-cache': r.path, text: cache }), el('td', { class: 'small', 'data-rate': r.path, text: rate }),
+          el('td', { class: 'small', text: opts.join(' · ') })));
       });
     }
-    if (!rv.sites.length) st.append(el('tr', null, el('td', { colspan: 4, class: 'muted', text: 'no sites configured' })));
+    if (!rv.sites.length) st.append(el('tr', null, el('td', { colspan: 6, class: 'muted', text: 'no sites configured' })));
     const sr = await api('sites');
     const tbs = clear($('rv-site-req'));
     if (sr.ok) for (const x of sr.data.sites) tbs.append(el('tr', null, el('td', { class: 'mono', text: x.site }),
@@ -323,6 +363,9 @@
           if ((action === 'enable') === (v.admin === 'up')) continue;
           const b = el('button', { class: 'small-btn', 'data-action': action, 'data-server': s.address, text: label });
           b.addEventListener('click', async () => {
+            /* disabling cuts a server off at once: ask first (drain lets requests finish) */
+            if (action === 'disable' && !await confirmDialog('Disable ' + s.address + ' of ' + u.name +
+              ' now? It gets no new requests until enabled again.', 'Disable')) return;
             b.disabled = true;
             await api('servers/' + action, { method: 'POST', body: { upstream: u.name, address: s.address } });
             await loaders.reverse();
@@ -410,22 +453,38 @@
     if (!tb.firstChild) tb.append(el('tr', null, el('td', { colspan: 6, class: 'muted', text: 'no certificates configured' })));
   };
 
+  /* the live tail: the API parses each line (combined or json); a row opens its raw line */
   let tailSeq = 0;
   const tailLines = [];
+  const TAIL_MAX = 500;
+  function tailRow(l) {
+    const url = l.target && l.target.startsWith('/') && l.host ? l.host + l.target : (l.target || '');
+    const tr = el('tr', { class: 'line' }, el('td', { text: l.time ? new Date(l.time * 1000).toLocaleTimeString('sv-SE') : '' }),
+      el('td', { class: 'mono', text: l.client }), el('td', { text: l.user || '–' }),
+      el('td', null, l.verdict ? tag(l.verdict, l.verdict === 'deny' ? 'deny' : l.verdict === 'auth' ? 'auth' : 'allow') : '–'),
+      el('td', { text: l.rule || '–', title: l.reason || '' }),
+      el('td', { class: l.status >= 500 ? 'days-bad' : l.status >= 400 ? 'days-warn' : '', text: l.status || '' }),
+      el('td', { class: 'mono url', text: (l.method ? l.method + ' ' : '') + url }));
+    const raw = el('tr', { class: 'raw' + ($('lg-raw').checked ? '' : ' hidden') }, el('td', { colspan: 7, class: 'mono', text: l.line }));
+    tr.addEventListener('click', () => raw.classList.toggle('hidden'));
+    return [tr, raw];
+  }
   async function pollTail(reset) {
     if ($('lg-pause').checked && !reset) return;
-    if (reset) { tailSeq = 0; tailLines.length = 0; }
     const q = new URLSearchParams();
     for (const k of ['host', 'status', 'client']) { const v = $('lg-' + k).value.trim(); if (v) q.set(k, v); }
-    q.set('after', tailSeq);
+    q.set('after', reset ? 0 : tailSeq);
     const r = await api('tail?' + q.toString());
     if (!r.ok) return;
+    const tb = $('lg-tail'), box = $('lg-scroll');
+    const atEnd = box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
+    if (reset) { tailLines.length = 0; clear(tb); }
     tailSeq = r.data.seq;
-    for (const l of r.data.lines) tailLines.push(l.line);
-    while (tailLines.length > 500) tailLines.shift();
-    const pre = $('lg-tail');
-    pre.textContent = tailLines.length ? tailLines.join('\n') : '(no matching lines yet)';
-    pre.scrollTop = pre.scrollHeight;
+    if (tb.firstChild && tb.firstChild.classList.contains('empty')) clear(tb);
+    for (const l of r.data.lines) { tailLines.push(l); tb.append(...tailRow(l)); }
+    while (tailLines.length > TAIL_MAX) { tailLines.shift(); tb.firstChild.remove(); tb.firstChild.remove(); }
+    if (!tb.firstChild) tb.append(el('tr', { class: 'empty' }, el('td', { colspan: 7, class: 'muted', text: '(no matching lines yet)' })));
+    if (atEnd || reset) box.scrollTop = box.scrollHeight;
   }
 
   loaders.logs = async () => {
@@ -456,7 +515,27 @@
         (d.input.user ? ' as ' + d.input.user : '') + ' at ' + d.input.time + ' · generation ' + d.generation }));
   }
 
+  /* a question in the page: resolves true on OK, false on Cancel or Escape */
+  function confirmDialog(text, okLabel) {
+    const d = $('confirm-dlg');
+    $('confirm-text').textContent = text;
+    $('confirm-ok').textContent = okLabel;
+    return new Promise((resolve) => {
+      const done = (v) => { d.removeEventListener('close', onClose); if (d.open) d.close(); resolve(v); };
+      const onClose = () => done(false);
+      $('confirm-ok').onclick = () => done(true);
+      $('confirm-cancel').onclick = () => done(false);
+      d.addEventListener('close', onClose);
+      d.showModal();
+    });
+  }
+
   async function reloadNow() {
+    if (!await confirmDialog('Reload the configuration from ' + ($('cf-path').textContent.split(' · ')[0] || 'its file') +
+      ' now? A configuration that does not load is refused and the running one keeps serving.', 'Reload')) {
+      $('cf-reload-note').textContent = 'not reloaded';
+      return;
+    }
     const btn = $('cf-reload-btn');
     btn.disabled = true;
     $('cf-reload-note').textContent = 'reloading…';
@@ -465,6 +544,29 @@
     if (r.data && r.data.when !== undefined) renderReload(r.data);
     btn.disabled = false;
     if (r.ok) setTimeout(loaders.config, 300);
+  }
+
+  function openPassword() {
+    $('pw-form').reset();
+    $('pw-user').value = session.user;
+    $('pw-error').textContent = '';
+    $('pw-dlg').showModal();
+  }
+
+  async function changePassword(ev) {
+    ev.preventDefault();
+    const err = $('pw-error'), cur = $('pw-current').value, nw = $('pw-new').value;
+    if (nw !== $('pw-new2').value) { err.textContent = 'The new passwords differ.'; return; }
+    $('pw-submit').disabled = true;
+    const r = await api('account/password', { method: 'POST', body: { current: cur, new: nw } });
+    $('pw-submit').disabled = false;
+    if (!r.ok) {
+      err.textContent = r.status === 429 ? 'Too many failed attempts. Try again later.' : (r.data && r.data.error) || 'error ' + r.status;
+      return;
+    }
+    $('pw-dlg').close();
+    $('who').textContent = session.user + ' (' + session.role + ') · password changed' +
+      (r.data.ended_sessions ? ', ' + r.data.ended_sessions + ' other session(s) signed out' : '');
   }
 
   async function start() {
@@ -477,6 +579,15 @@
     $('pt-form').addEventListener('submit', policyTest);
     $('rv-purge').addEventListener('submit', purge);
     $('cf-reload-btn').addEventListener('click', reloadNow);
+    $('pw-open').addEventListener('click', openPassword);
+    $('pw-cancel').addEventListener('click', () => $('pw-dlg').close());
+    $('pw-form').addEventListener('submit', changePassword);
+    $('lg-raw').addEventListener('change', () => { for (const r of document.querySelectorAll('#lg-tail tr.raw')) r.classList.toggle('hidden', !$('lg-raw').checked); });
+    let bq = null;
+    $('fw-blocks-q').addEventListener('input', () => { clearTimeout(bq); bq = setTimeout(() => { blocks.q = $('fw-blocks-q').value.trim(); blocks.offset = 0; loadBlocks(); }, 200); });
+    $('fw-blocks-form').addEventListener('submit', (ev) => ev.preventDefault());
+    $('fw-blocks-prev').addEventListener('click', () => { blocks.offset = Math.max(0, blocks.offset - BLOCKS_PAGE); loadBlocks(); });
+    $('fw-blocks-next').addEventListener('click', () => { blocks.offset += BLOCKS_PAGE; loadBlocks(); });
     for (const id of ['lg-host', 'lg-status', 'lg-client']) $(id).addEventListener('input', () => pollTail(true));
     window.addEventListener('resize', drawAll);
     const tab = location.hash.slice(1);
@@ -485,7 +596,10 @@
     setInterval(() => { pollStats().catch(() => {}); }, 1000);
     setInterval(() => { if (current === 'logs') pollTail(false).catch(() => {}); }, 2000);
     setInterval(() => {
-      if (current === 'forward') api('forward').then((r) => { if (r.ok) renderObserved(r.data); }).catch(() => {});
+      if (current === 'forward') {
+        api('forward').then((r) => { if (r.ok) renderObserved(r.data); }).catch(() => {});
+        loadBlocks().catch(() => {});
+      }
       if (current === 'reverse') refreshServers().catch(() => {});
     }, 2000);
   }

@@ -7,6 +7,7 @@
 //   GH_ORIGIN   http://127.0.0.1:PORT of an origin the proxy may reach
 //   GH_PROXY_USER  user:password of a proxy user (forward.auth)
 //   GH_USER / GH_PASSWORD  an admin login
+//   GH_NEW_PASSWORD  the password the test changes it to (through the console)
 //   GH_SHOTS    directory for the PNG screenshots
 //   GH_CONF     the running config file (the test breaks it once, then restores it)
 // Prints one "BROWSER-RESULT {json}" line and exits 0 when every check passed.
@@ -19,6 +20,7 @@ const env = (k) => { const v = process.env[k]; if (!v) throw new Error(k + ' is 
 const CONSOLE = env('GH_CONSOLE'), REVERSE = env('GH_REVERSE'), FORWARD = env('GH_FORWARD');
 const CONF = env('GH_CONF'), ORIGIN = env('GH_ORIGIN'), PROXY_USER = env('GH_PROXY_USER');
 const USER = env('GH_USER'), PASSWORD = env('GH_PASSWORD'), SHOTS = env('GH_SHOTS');
+const NEW_PASSWORD = env('GH_NEW_PASSWORD');
 mkdirSync(SHOTS, { recursive: true });
 
 const checks = [];
@@ -59,8 +61,9 @@ try {
   const ctx = await browser.newContext({ viewport: { width: 1360, height: 900 } });
   const page = await ctx.newPage();
   const problems = [];
-  // expected: 401 (the wrong password, the check after signing out), 422 (the refused reload)
-  page.on('console', (m) => { if (m.type() === 'error' && !/status of (401|422)/.test(m.text())) problems.push(m.text()); });
+  // expected: 401 (the wrong password, the check after signing out), 422 (the refused reload),
+  // 400 and 403 (a short new password, a wrong current password)
+  page.on('console', (m) => { if (m.type() === 'error' && !/status of (400|401|403|422)/.test(m.text())) problems.push(m.text()); });
   page.on('pageerror', (e) => problems.push(String(e)));
 
   // 1. not logged in: the console sends us to the login page
@@ -178,10 +181,54 @@ try {
     !dlp.includes('4111'), dlp);
   const blockRow = await page.textContent('#fw-blocks tr:first-child');
   check('block events in columns (client, user, URL, rule, id)', blockRow.includes('127.0.0.1') && /[0-9a-f]{16}/.test(blockRow), blockRow);
+  // the counters as labelled cards, a list's entry count
+  check('forward counters as labelled cards', await page.evaluate(() => {
+    const c = document.querySelector('#fw-counters .card[data-counter="blocks"]');
+    return !!c && /Block pages/.test(c.textContent) && parseInt(c.querySelector('.v').textContent, 10) >= 2 &&
+      !/blocks \d+ · /.test(document.getElementById('fw-facts').textContent);
+  }), await page.textContent('#fw-counters'));
+  const listText = await page.textContent('#fw-lists');
+  check('list entry count shown (3 distinct, 1 invalid line)', /ads: 3 entries, 1 invalid line/.test(listText), listText);
+  // 250 blocks: the table shows a page of 25, newest first, and pages back
+  await new Promise((resolve) => execFile('curl', ['-s', '-o', '/dev/null', '--max-time', '30', '-x', FORWARD,
+    ...Array.from({ length: 250 }, (_, i) => 'http://www.games.example/many/' + i)], { maxBuffer: 1 << 20 }, () => resolve()));
+  await curl('-x', FORWARD, 'http://ads.example/pixel');
+  await waitFor(page, () => document.getElementById('fw-blocks').textContent.includes('ads.example'), 8000);
+  const pg = await page.evaluate(() => ({ rows: document.querySelectorAll('#fw-blocks tr').length,
+    height: document.getElementById('fw-blocks').getBoundingClientRect().height,
+    first: document.querySelector('#fw-blocks tr').textContent, label: document.getElementById('fw-blocks-page').textContent,
+    prev: document.getElementById('fw-blocks-prev').disabled }));
+  check('block events paged: 25 rows, newest first', pg.rows === 25 && pg.first.includes('ads.example') && pg.prev &&
+    /^1–25 of \d+$/.test(pg.label) && parseInt(pg.label.split(' of ')[1], 10) >= 250, pg);
+  check('block table height bounded', pg.height < 1600, pg.height);
+  await page.click('#fw-blocks-next');
+  await waitFor(page, () => document.getElementById('fw-blocks-page').textContent.startsWith('26–50'));
+  const older = await page.textContent('#fw-blocks');
+  check('next page: older events', !older.includes('ads.example') && older.includes('/many/'), older.slice(0, 200));
+  await page.click('#fw-blocks-prev');
+  await waitFor(page, () => document.getElementById('fw-blocks-page').textContent.startsWith('1–25'));
+  await page.fill('#fw-blocks-q', 'ads.exam');
+  await waitFor(page, () => / 1 matching/.test(' ' + document.getElementById('fw-blocks-total').textContent));
+  const fq = await page.evaluate(() => [...document.querySelectorAll('#fw-blocks tr')].map((r) => r.textContent));
+  check('block filter (host)', fq.length === 1 && fq[0].includes('no-ads'), fq);
+  await page.fill('#fw-blocks-q', 'no-ads');
+  await waitFor(page, () => / 1 matching/.test(' ' + document.getElementById('fw-blocks-total').textContent));
+  check('block filter (rule)', true);
+  const apiPage = await page.evaluate(async () => (await fetch('/api/v1/forward/blocks?offset=10&limit=5&q=games')).json());
+  check('API pages and filters blocks server-side', apiPage.blocks.length === 5 && apiPage.total >= 250 &&
+    apiPage.offset === 10 && apiPage.blocks.every((b) => b.host === 'www.games.example' && b.rule === 'no-games' && b.client === '127.0.0.1'),
+    { total: apiPage.total, n: apiPage.blocks.length, first: apiPage.blocks[0] });
+  await page.fill('#fw-blocks-q', '');
+  await waitFor(page, () => / kept$/.test(document.getElementById('fw-blocks-total').textContent));
   await page.screenshot({ path: join(SHOTS, 'forward.png'), fullPage: true });
   await page.click('#tabs button[data-tab="reverse"]');
   await waitFor(page, () => document.getElementById('rv-ups').textContent.includes('app'));
   check('reverse upstreams listed', (await page.textContent('#rv-ups')).includes('127.0.0.1:'));
+  const cacheCell = await page.textContent('#rv-sites td[data-cache="/cached/"]');
+  const rateCell = await page.textContent('#rv-sites td[data-rate="/cached/"]');
+  check('route cache settings shown', /ttl 60 s/.test(cacheCell) && /stale if error 300 s/.test(cacheCell) &&
+    (await page.textContent('#rv-sites td[data-cache="/app/"]')).trim() === '–', cacheCell);
+  check('route rate limit shown', /5000 req\/s per client, burst 20000/.test(rateCell), rateCell);
   // requests/s per server, live: traffic to the upstream route while the page is open
   let srvRps = 0;
   for (let i = 0; i < 6 && srvRps <= 0; i++) {
@@ -216,12 +263,37 @@ try {
   const daysLeft = (await page.textContent('#ct-list td.days-warn')).trim();
   check('certificate days left highlighted (amber under 30)', daysLeft === '19' || daysLeft === '20', daysLeft);
   await page.screenshot({ path: join(SHOTS, 'certificates.png') });
+  // (the tail keeps the last 256 lines: make fresh ones, an allowed and a denied one)
+  await curlBurst(3);
+  await curl('-x', FORWARD, 'http://ads.example/pixel');
+  await sleep(400);
   await page.click('#tabs button[data-tab="logs"]');
-  await waitFor(page, () => document.getElementById('lg-tail').textContent.includes('GET /?b='));
+  await waitFor(page, () => document.getElementById('lg-tail').textContent.includes('/?b='));
+  await waitFor(page, () => document.getElementById('lg-tail').textContent.includes('ads.example/pixel'));
+  // a parsed table: time, client, user, verdict, rule, status, URL; the raw line on a click
+  const row = await page.evaluate(() => {
+    const tr = [...document.querySelectorAll('#lg-tail tr.line')].find((r) => r.textContent.includes('/?b='));
+    return tr ? [...tr.children].map((td) => td.textContent) : null;
+  });
+  check('log tail parsed into columns', row && row.length === 7 && /^\d\d:\d\d:\d\d$/.test(row[0]) && row[1] === '127.0.0.1' &&
+    row[3] === 'route' && row[4] === '/' && row[5] === '200' && /^GET (localhost|127\.0\.0\.1:\d+)\/\?b=\d+$/.test(row[6]), row);
+  const den = await page.evaluate(() => {
+    const tr = [...document.querySelectorAll('#lg-tail tr.line')].find((r) => r.textContent.includes('ads.example/pixel'));
+    return tr ? [...tr.children].map((td) => td.textContent) : null;
+  });
+  check('log tail: a forward denial with verdict, rule and status', den && den[3] === 'deny' && den[4] === 'no-ads' &&
+    den[5] === '403', den);
+  const rawHidden = await page.evaluate(() => document.querySelector('#lg-tail tr.raw').classList.contains('hidden'));
+  await page.click('#lg-tail tr.line');
+  const raw = await page.evaluate(() => { const r = document.querySelector('#lg-tail tr.raw');
+    return { shown: !r.classList.contains('hidden'), text: r.textContent }; });
+  check('raw line on a click', rawHidden && raw.shown && /HTTP\/1\.1" \d{3} /.test(raw.text), raw);
+  check('log tail does not widen the page', await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth));
+  await page.click('#lg-tail tr.line');
   await page.fill('#lg-status', '404');
   await curlBurst(3).then(() => execFile('curl', ['-s', '-o', '/dev/null', REVERSE + '/missing-page']));
   await waitFor(page, () => document.getElementById('lg-tail').textContent.includes('/missing-page'));
-  check('log tail filtered by status', !(await page.textContent('#lg-tail')).includes('GET /?b='));
+  check('log tail filtered by status', !(await page.textContent('#lg-tail')).includes('/?b='));
   check('audit shows the login', (await page.textContent('#lg-audit')).includes('login'));
   check('audit shows the purge', (await page.textContent('#lg-audit')).includes('cache purge'));
   await page.screenshot({ path: join(SHOTS, 'logs.png'), fullPage: true });
@@ -230,8 +302,22 @@ try {
   await page.click('#tabs button[data-tab="config"]');
   await waitFor(page, () => document.getElementById('cf-json').textContent.includes('generation'));
   const good = readFileSync(CONF, 'utf8');
+  // reload asks first: Cancel does nothing
+  const genBefore = await page.evaluate(async () => (await (await fetch('/api/v1/reload')).json()));
+  await page.click('#cf-reload-btn');
+  await waitFor(page, () => document.getElementById('confirm-dlg').open);
+  check('reload asks for confirmation', (await page.textContent('#confirm-text')).includes('Reload'));
+  await page.screenshot({ path: join(SHOTS, 'config-reload-confirm.png') });
+  await page.click('#confirm-cancel');
+  await waitFor(page, () => !document.getElementById('confirm-dlg').open);
+  await sleep(300);
+  const genAfter = await page.evaluate(async () => (await (await fetch('/api/v1/reload')).json()));
+  check('cancel does not reload', genAfter.when === genBefore.when && genAfter.generation === genBefore.generation &&
+    (await page.textContent('#cf-reload-note')) === 'not reloaded', { genBefore, genAfter });
   writeFileSync(CONF, good.replace('admin: {', 'admin: {\n  bogus_key = 1;'));
   await page.click('#cf-reload-btn');
+  await waitFor(page, () => document.getElementById('confirm-dlg').open);
+  await page.click('#confirm-ok');
   await waitFor(page, () => document.getElementById('cf-reload-note').textContent.startsWith('refused'));
   const errs = await page.textContent('#cf-errors');
   check('reload errors shown as FILE:LINE', /gatehouse\.conf:\d+: /.test(errs) && errs.includes('bogus_key'), errs);
@@ -240,19 +326,82 @@ try {
   await page.screenshot({ path: join(SHOTS, 'config-reload-error.png') });
   writeFileSync(CONF, good);
   await page.click('#cf-reload-btn');
+  await waitFor(page, () => document.getElementById('confirm-dlg').open);
+  await page.click('#confirm-ok');
   await waitFor(page, () => document.getElementById('cf-reload-note').textContent === 'reloaded');
   check('reload from the console', true);
   await waitFor(page, () => document.getElementById('cf-path').textContent.includes('generation 2'));
   await page.screenshot({ path: join(SHOTS, 'config.png') });
 
-  // 9. sign out
+  // 9. a phone during an incident: 420 px wide, every tab reachable, no sideways page scroll
+  await page.setViewportSize({ width: 420, height: 800 });
+  const narrow = [];
+  for (const tab of ['overview', 'forward', 'reverse', 'policy', 'config', 'certs', 'logs']) {
+    const box = await page.locator('#tabs button[data-tab="' + tab + '"]').boundingBox();
+    await page.click('#tabs button[data-tab="' + tab + '"]', { trial: false });
+    await sleep(tab === 'forward' || tab === 'reverse' || tab === 'logs' ? 700 : 250);
+    const m = await page.evaluate((t) => ({ sw: document.documentElement.scrollWidth,
+      shown: !document.getElementById('tab-' + t).classList.contains('hidden') }), tab);
+    narrow.push({ tab, x: box && Math.round(box.x), right: box && Math.round(box.x + box.width), sw: m.sw, shown: m.shown });
+    if (tab === 'forward' || tab === 'logs') await page.screenshot({ path: join(SHOTS, 'phone-' + tab + '.png'), fullPage: true });
+  }
+  check('420 px: every tab visible in the bar', narrow.every((n) => n.x !== null && n.x >= 0 && n.right <= 420), narrow);
+  check('420 px: every tab opens', narrow.every((n) => n.shown), narrow);
+  check('420 px: no horizontal page scroll on any tab', narrow.every((n) => n.sw <= 420), narrow);
+  await page.setViewportSize({ width: 1360, height: 900 });
+
+  // 10. change one's own password: another session of the same user ends, this one stays
+  const other = await browser.newContext();
+  const op = await other.newPage();
+  await op.goto(CONSOLE + '/login');
+  await op.fill('#login-user', USER);
+  await op.fill('#login-password', PASSWORD);
+  await Promise.all([op.waitForURL(CONSOLE + '/'), op.click('#login-submit')]);
+  check('a second session signed in', await op.evaluate(async () => (await fetch('/api/v1/stats')).status) === 200);
+  await page.click('#pw-open');
+  await waitFor(page, () => document.getElementById('pw-dlg').open);
+  await page.fill('#pw-current', PASSWORD);
+  await page.fill('#pw-new', 'short');
+  await page.fill('#pw-new2', 'short');
+  await page.evaluate(() => { for (const i of document.querySelectorAll('#pw-form input')) i.removeAttribute('minlength'); });
+  await page.click('#pw-submit');
+  await waitFor(page, () => document.getElementById('pw-error').textContent.length > 0);
+  check('a short new password is refused', (await page.textContent('#pw-error')).includes('12'), await page.textContent('#pw-error'));
+  await page.fill('#pw-current', 'not the password');
+  await page.fill('#pw-new', NEW_PASSWORD);
+  await page.fill('#pw-new2', NEW_PASSWORD);
+  await page.click('#pw-submit');
+  await waitFor(page, () => /wrong/.test(document.getElementById('pw-error').textContent));
+  check('a wrong current password is refused', true, await page.textContent('#pw-error'));
+  await page.fill('#pw-current', PASSWORD);
+  await page.click('#pw-submit');
+  await waitFor(page, () => document.getElementById('who').textContent.includes('password changed'));
+  check('password changed', !(await page.evaluate(() => document.getElementById('pw-dlg').open)), await page.textContent('#who'));
+  check('this session stays signed in', await page.evaluate(async () => (await fetch('/api/v1/stats')).status) === 200);
+  check("the user's other session ended", await op.evaluate(async () => (await fetch('/api/v1/stats')).status) === 401);
+  await other.close();
+  await page.click('#tabs button[data-tab="logs"]');
+  await waitFor(page, () => document.getElementById('lg-audit').textContent.includes('password change'));
+  check('password change audited', /password change.*ok/s.test(await page.textContent('#lg-audit')));
+
+  // 11. sign out; the old password fails, the new one works
   await Promise.all([page.waitForURL(CONSOLE + '/login'), page.click('#logout')]);
   const r = await page.evaluate(async () => (await fetch('/api/v1/stats')).status);
   check('signed out', r === 401, r);
+  await page.fill('#login-user', USER);
+  await page.fill('#login-password', PASSWORD);
+  await page.click('#login-submit');
+  await waitFor(page, () => document.getElementById('login-error').textContent.length > 0);
+  check('the old password fails', (await page.textContent('#login-error')).includes('Wrong'));
+  await page.fill('#login-password', NEW_PASSWORD);
+  await Promise.all([page.waitForURL(CONSOLE + '/'), page.click('#login-submit')]);
+  await waitFor(page, () => document.getElementById('who').textContent.includes('(admin)'));
+  check('signed in with the new password', true);
+  await Promise.all([page.waitForURL(CONSOLE + '/login'), page.click('#logout')]);
 
   check('no console errors or CSP violations', problems.length === 0, problems);
 
-  // 10. a browser with JavaScript off signs in with the plain form (POST, 303 to /)
+  // 12. a browser with JavaScript off signs in with the plain form (POST, 303 to /)
   const nojs = await browser.newContext({ javaScriptEnabled: false, viewport: { width: 1000, height: 700 } });
   const p2 = await nojs.newPage();
   await p2.goto(CONSOLE + '/');
@@ -262,7 +411,7 @@ try {
   await Promise.all([p2.waitForURL(CONSOLE + '/login?e=wrong'), p2.click('#login-submit')]);
   check('no-JS: wrong password message', (await p2.textContent('#login-error')).includes('Wrong'));
   await p2.fill('#login-user', USER);
-  await p2.fill('#login-password', PASSWORD);
+  await p2.fill('#login-password', NEW_PASSWORD);
   await Promise.all([p2.waitForURL(CONSOLE + '/'), p2.click('#login-submit')]);
   const jar = await nojs.cookies();
   check('no-JS: signed in with a session cookie', jar.some((c) => c.name === 'gh_session' && c.httpOnly && c.sameSite === 'Strict'),

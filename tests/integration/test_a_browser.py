@@ -2,7 +2,9 @@
 playwright-core (tests/browser/console.test.mjs) logs in, watches the charts
 move under curl load, sees the forward page's top domains, signed-in users
 and DLP hits, signs in once more with JavaScript off (the plain form), uses
-the policy tester, purges the cache, reloads, and takes
+the policy tester, purges the cache, pages and filters the block events,
+reads the parsed log tail, reloads through a confirmation, changes its
+password, is used at a phone's width (420 px), and takes
 screenshots (into tests/browser/screenshots/ with GW_UPDATE_SCREENSHOTS=1,
 else into the test's temporary directory)."""
 import json
@@ -13,6 +15,7 @@ import gh
 import test_a_console as tc
 
 BROWSER_DIR = os.path.join(gh.ROOT, "tests", "browser")
+NEW_PW = "a changed pass phrase 2"
 
 
 def ensure_node_modules():
@@ -36,9 +39,21 @@ def test_console_in_chromium(origin, ports, tmp_path):
     conf = conf.replace('    { name = "no-games";',
                         '    { name = "intranet-login"; action = "auth"; urls = [ "/intranet/" ]; },\n'
                         '    { name = "no-games";', 1)
+    # a list (its entry count is shown), a cached route and a site rate limit (shown per route)
+    conf = conf.replace("  policy = (", '  lists = ( { name = "ads"; file = "@DIR@/ads.domains"; } );\n  policy = (', 1)
+    conf = conf.replace('{ name = "default-allow";',
+                        '{ name = "no-ads"; action = "deny"; lists = [ "ads" ]; },\n    { name = "default-allow";', 1)
+    conf = conf.replace('reverse: {', 'reverse: {\n  cache: { memory = "16M"; };', 1)
+    conf = conf.replace('routes = ( { path = "/"; static = "@DIR@/www"; },',
+                        'rate_limit = { requests_per_second = 5000.0; burst = 20000; };\n'
+                        '              routes = ( { path = "/"; static = "@DIR@/www"; },\n'
+                        '                         { path = "/cached/"; upstream = "app";'
+                        ' cache = { ttl = 60.0; stale_if_error = 300.0; }; },', 1)
     g = gh.Gatehouse(conf, extra_files={"users": tc.users_file(), "www/index.html": "<h1>hello</h1>\n",
                                         "fwd.users": "alice:%s\n" % tc.crypt_hash("alice-pw"),
-                                        "fwd.groups": "staff: alice\n"})
+                                        "fwd.groups": "staff: alice\n",
+                                        "ads.domains": "ads.example\ntracker.example\nads.example\n"
+                                                       "pixel.example\nnot a domain\n"})
     g.start([ports[0], ports[1], ports[2]])
     # the committed screenshots (README) change only when asked for
     shots = (os.path.join(BROWSER_DIR, "screenshots") if os.environ.get("GW_UPDATE_SCREENSHOTS") == "1"
@@ -48,7 +63,8 @@ def test_console_in_chromium(origin, ports, tmp_path):
                    GH_REVERSE="http://127.0.0.1:%d" % ports[1],
                    GH_FORWARD="http://127.0.0.1:%d" % ports[0], GH_ORIGIN="http://127.0.0.1:%d" % origin.port,
                    GH_PROXY_USER="alice:alice-pw", GH_USER="admin",
-                   GH_PASSWORD=tc.ADMIN_PW, GH_CONF=g.conf, GH_SHOTS=shots)
+                   GH_PASSWORD=tc.ADMIN_PW, GH_NEW_PASSWORD=NEW_PW,
+                   GH_CONF=g.conf, GH_SHOTS=shots)
         p = subprocess.run(["node", os.path.join(BROWSER_DIR, "console.test.mjs")], env=env,
                            capture_output=True, text=True, timeout=180)
         print(p.stdout)
@@ -56,7 +72,15 @@ def test_console_in_chromium(origin, ports, tmp_path):
         assert p.returncode == 0, p.stdout + p.stderr + g.stderr()[-3000:]
         res = [l for l in p.stdout.splitlines() if l.startswith("BROWSER-RESULT ")]
         result = json.loads(res[-1].split(" ", 1)[1])
-        assert all(c["ok"] for c in result["checks"]) and len(result["checks"]) >= 28
+        assert all(c["ok"] for c in result["checks"]) and len(result["checks"]) >= 50
         assert result["max_reverse_rps_seen"] > 0
+        # the changed password is stored hashed in the users file the console reads, the
+        # line's role and token kept, the other user untouched
+        lines = open(os.path.join(g.dir, "users")).read().splitlines()
+        admin = [l for l in lines if l.startswith("admin:")]
+        assert len(admin) == 1 and admin[0].split(":")[1].startswith("$y$"), lines
+        assert admin[0].endswith(":admin:token_sha256=%s" % tc.hashlib.sha256(tc.TOKEN.encode()).hexdigest())
+        assert lines[0] == "# test users" and any(l.startswith("viewer:$5$") for l in lines)
+        assert NEW_PW not in open(os.path.join(g.dir, "users")).read()
     finally:
         g.check_clean()

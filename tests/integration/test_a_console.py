@@ -131,8 +131,8 @@ def admin(gw):
 
 
 GET_ENDPOINTS = ["session", "stats", "events", "forward", "tail", "config", "certificates", "audit", "reload",
-                 "upstreams", "sites", "cache"]
-POST_ENDPOINTS = ["reload", "policy/test", "logout", "servers/drain", "cache/purge"]
+                 "upstreams", "sites", "cache", "forward/blocks"]
+POST_ENDPOINTS = ["reload", "policy/test", "logout", "servers/drain", "cache/purge", "account/password"]
 
 
 def test_auth_required_on_every_endpoint(gw):
@@ -618,8 +618,11 @@ def test_reload_moves_console_and_rereads_users(gw, admin, ports):
     # removing a user ends that user's sessions
     c2 = Console(new)
     assert c2.login("carol", "carol-pw").status == 200
-    with open(os.path.join(gw.dir, "users"), "w") as f:
-        f.write(users_file())
+    # (the other lines stay as they are: a changed hash ends that user's sessions too)
+    path = os.path.join(gw.dir, "users")
+    kept = [l for l in open(path).read().splitlines(True) if not l.startswith("carol:")]
+    with open(path, "w") as f:
+        f.write("".join(kept))
     gw.reload()
     assert c2.get("/api/v1/session").status == 401
     assert moved.get("/api/v1/session").status == 200
