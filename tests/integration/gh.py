@@ -766,6 +766,14 @@ class NetNS:
             self.home = None
         subprocess.run(["ip", "netns", "del", self.name])
 
+    def v6_local(self):
+        """Make 2001:db8::/48 local (any address in it can be bound as a
+        client source); 2001:db8::1 is configured for servers."""
+        for cmd in (["ip", "-n", self.name, "-6", "addr", "add", "2001:db8::1/128", "dev", "lo", "nodad"],
+                    ["ip", "-n", self.name, "-6", "route", "add", "local", "2001:db8::/48", "dev", "lo"],
+                    ["ip", "netns", "exec", self.name, "sysctl", "-qw", "net.ipv6.ip_nonlocal_bind=1"]):
+            subprocess.run(cmd, check=True)
+
     @staticmethod
     def inside():
         """True when the calling thread is not in the host's namespace."""

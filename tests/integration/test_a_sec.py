@@ -194,12 +194,7 @@ def test_throttled_address_is_not_flushed_by_other_addresses(origin, ports):
 
 
 def v6_net(netns):
-    """Make 2001:db8::/48 local inside netns (any address in it can be bound): 2001:db8::1 serves."""
-    import subprocess
-    for cmd in (["ip", "-n", netns.name, "-6", "addr", "add", "2001:db8::1/128", "dev", "lo", "nodad"],
-                ["ip", "-n", netns.name, "-6", "route", "add", "local", "2001:db8::/48", "dev", "lo"],
-                ["ip", "netns", "exec", netns.name, "sysctl", "-qw", "net.ipv6.ip_nonlocal_bind=1"]):
-        subprocess.run(cmd, check=True)
+    netns.v6_local()
 
 
 def test_ipv6_clients_count_by_their_64(netns, origin, ports):

@@ -171,11 +171,7 @@ def test_rate_limit_counts_an_ipv6_client_by_its_64(netns, origin, origin2, port
     """One host owns its /64 (privacy addresses): rotating the low 64 bits
     must not give it a fresh bucket per address."""
     import http.client
-    import subprocess
-    for cmd in (["ip", "-n", netns.name, "-6", "addr", "add", "2001:db8::1/128", "dev", "lo", "nodad"],
-                ["ip", "-n", netns.name, "-6", "route", "add", "local", "2001:db8::/48", "dev", "lo"],
-                ["ip", "netns", "exec", netns.name, "sysctl", "-qw", "net.ipv6.ip_nonlocal_bind=1"]):
-        subprocess.run(cmd, check=True)
+    netns.v6_local()
     text = conf(ports[0], origin.port, origin2.port).replace(
         'address = "127.0.0.1:%d"; } );\n  trusted' % ports[0],
         'address = "[2001:db8::1]:%d"; } );\n  trusted' % ports[0])
