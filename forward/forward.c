@@ -793,7 +793,7 @@ static void on_body(struct gw_req *rq, const char *data, size_t len, int complet
 static void require_auth(struct gw_req *rq, struct fwd_data *d, const char *rule, enum cred cred,
     double wait)
 {
-	const char *detail = "Please sign in to use the proxy.";
+	const char *detail = NULL;   /* the 407's own line already asks to sign in */
 	const char *verdict = "auth";
 	char msg[160];
 
