@@ -1303,7 +1303,7 @@ static const char *const k_rule[] = { "name", "action", "clients", "users", "gro
 static const char *const k_dlp[] = { "enabled", "action", "oversize", "max_scan_bytes", "detectors",
     "patterns", "max_scan_memory", NULL };
 static const char *const k_pattern[] = { "name", "regex", NULL };
-static const char *const k_pac[] = { "proxy", "direct", NULL };
+static const char *const k_pac[] = { "proxy", "direct", "fallback", "direct_private", NULL };
 
 static void default_cidrs(struct ctx *x, struct conf_cidrs *out, const char *const *list)
 {
@@ -1594,6 +1594,14 @@ static void read_pac(struct ctx *x, config_setting_t *f)
 		break;
 	}
 	get_strs(x, g, "forward.pac", "direct", 0, chk_host, &pc->direct);
+	{
+		static const char *const fb[] = { "none", "direct", NULL };
+		int i = 1;   /* "direct": what every PAC file served before the key existed said */
+
+		get_enum(x, g, "forward.pac", "fallback", fb, &i);
+		pc->fallback_none = i == 0;
+	}
+	get_bool(x, g, "forward.pac", "direct_private", &pc->direct_private);
 }
 
 static void read_forward(struct ctx *x, config_setting_t *root)

@@ -183,6 +183,8 @@ struct conf_fwd_pac {
 	int present;
 	char *proxy;               /* "host:port" the PAC file points browsers at */
 	struct conf_strs direct;   /* host patterns sent DIRECT */
+	int fallback_none;         /* fallback = "none": no "; DIRECT" (0, the default: "direct") */
+	int direct_private;        /* direct_private: private/loopback IPv4 and ULA literals go DIRECT */
 	struct conf_src src;
 };
 

@@ -48,3 +48,98 @@ def test_407_says_sign_in_once(netns, origin, ports):
         assert body.count(b"Please sign in to use the proxy.") == 1
     finally:
         g.check_clean()
+
+
+# ---- PAC: fallback choice, private ranges ----
+
+PAC_HARNESS = r"""
+function isPlainHostName(h) { return h.indexOf(".") < 0 && h.indexOf(":") < 0; }
+function dnsDomainIs(h, d) { return h.length >= d.length && h.substring(h.length - d.length) == d; }
+function shExpMatch(s, p) {
+  var re = new RegExp("^" + p.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".") + "$");
+  return re.test(s);
+}
+var resolved = [];
+function dnsResolve(h) { resolved.push(h); return null; }
+function ip4(a) { var p = a.split("."); return (((+p[0]) << 24) | ((+p[1]) << 16) | ((+p[2]) << 8) | (+p[3])) >>> 0; }
+function isInNet(h, net, mask) {
+  if (!/^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$/.test(h)) { dnsResolve(h); return false; }
+  return ((ip4(h) & ip4(mask)) >>> 0) == ((ip4(net) & ip4(mask)) >>> 0);
+}
+var hosts = %s;
+var out = {};
+hosts.forEach(function (h) { out[h] = FindProxyForURL("http://" + h + "/", h); });
+out.__resolved = resolved;
+console.log(JSON.stringify(out));
+"""
+
+PAC_HOSTS = ["intranet", "10.1.2.3", "10.255.0.1", "172.16.0.1", "172.31.255.255", "172.32.0.1",
+             "192.168.7.7", "192.169.0.1", "127.0.0.2", "8.8.8.8", "fd12:3456::1", "2001:db8::1",
+             "app.corp.test", "corp.test", "x.lab.test", "example.com", "10.example.com"]
+
+
+def pac_conf(port, pac):
+    return """
+forward: {
+  listeners = ( { address = "127.0.0.1:%d"; } );
+  allow_clients = [ "127.0.0.0/8" ];
+  policy = ( { name = "all"; action = "allow"; } );
+  pac: { proxy = "gw.corp.test:3128"; direct = [ "*.corp.test", ".lab.test" ]; %s };
+};
+""" % (port, pac)
+
+
+def run_pac(port):
+    rc, pac, err = gh.curl("http://127.0.0.1:%d/proxy.pac" % port)
+    assert rc == 0, err
+    with tempfile.NamedTemporaryFile("w", suffix=".js", delete=False) as f:
+        f.write(pac.decode() + PAC_HARNESS % json.dumps(PAC_HOSTS))
+    try:
+        res = json.loads(subprocess.run(["node", f.name], capture_output=True, check=True).stdout)
+    finally:
+        os.unlink(f.name)
+    return pac.decode(), res
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node not installed")
+@pytest.mark.parametrize("pac,fallback,private", [
+    ("", "; DIRECT", False),                                     # today's behaviour stays the default
+    ('fallback = "direct";', "; DIRECT", False),
+    ('fallback = "none";', "", False),
+    ('fallback = "none"; direct_private = true;', "", True),
+    ('direct_private = true;', "; DIRECT", True),
+])
+def test_pac_fallback_and_private(netns, ports, pac, fallback, private):
+    g = gh.Gatehouse(pac_conf(ports[0], pac)).start([ports[0]])
+    try:
+        text, res = run_pac(ports[0])
+        proxy = "PROXY gw.corp.test:3128" + fallback
+        private_set = {"10.1.2.3", "10.255.0.1", "172.16.0.1", "172.31.255.255", "192.168.7.7",
+                       "fd12:3456::1"}
+        want = {}
+        for h in PAC_HOSTS:
+            if h in ("intranet", "127.0.0.2", "app.corp.test", "x.lab.test"):
+                want[h] = "DIRECT"
+            elif private and h in private_set:
+                want[h] = "DIRECT"
+            else:
+                want[h] = proxy
+        resolved = res.pop("__resolved")
+        assert res == want
+        assert resolved == []   # names are never resolved to decide
+        assert ("isInNet" in text) == private
+        assert "DIRECT\";\n}" not in text or fallback   # no trailing DIRECT when failing closed
+    finally:
+        g.check_clean()
+
+
+@pytest.mark.parametrize("pac,msg", [
+    ('fallback = "maybe";', 'forward.pac.fallback: must be "none" or "direct"'),
+    ('direct_private = "yes";', "forward.pac.direct_private: expected true or false"),
+])
+def test_pac_bad_keys(netns, ports, pac, msg):
+    g = gh.Gatehouse(pac_conf(ports[0], pac))
+    p = subprocess.run([gh.BIN, "-t", "-c", g.conf], capture_output=True, text=True)
+    assert p.returncode != 0
+    assert msg in p.stderr + p.stdout
+    assert "gatehouse.conf:" in p.stderr + p.stdout
