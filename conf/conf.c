@@ -1294,7 +1294,7 @@ static void read_listeners(struct ctx *x, config_setting_t *g, const char *path,
 /* ---- forward ---- */
 
 static const char *const k_forward[] = { "listeners", "allow_clients", "deny_destinations",
-    "connect_ports", "anonymize", "block_contact", "auth", "lists", "policy", "dlp", "pac",
+    "connect_ports", "anonymize", "block_contact", "block_page", "auth", "lists", "policy", "dlp", "pac",
     "websocket_ports", NULL };
 static const char *const k_auth[] = { "realm", "users_file", "groups_file", "cache_ttl", NULL };
 static const char *const k_list[] = { "name", "file", NULL };
@@ -1604,6 +1604,92 @@ static void read_pac(struct ctx *x, config_setting_t *f)
 	get_bool(x, g, "forward.pac", "direct_private", &pc->direct_private);
 }
 
+/* The index of the first unknown or unclosed "{{...}}" in t, or -1. */
+static long bad_placeholder(const char *t, size_t n)
+{
+	static const char *const names[] = {
+#define X(name) #name,
+		CONF_BLOCK_PLACEHOLDERS(X)
+#undef X
+		NULL };
+
+	for (size_t i = 0; i + 1 < n; i++) {
+		const char *e;
+		size_t k;
+
+		if (t[i] != '{' || t[i + 1] != '{')
+			continue;
+		e = memmem(t + i + 2, n - i - 2, "}}", 2);
+		if (e == NULL)
+			return (long)i;
+		for (k = 0; names[k]; k++)
+			if ((size_t)(e - t - (long)i - 2) == strlen(names[k]) &&
+			    memcmp(t + i + 2, names[k], strlen(names[k])) == 0)
+				break;
+		if (names[k] == NULL)
+			return (long)i;
+		i = (size_t)(e - t) + 1;
+	}
+	return -1;
+}
+
+/* forward.block_page is read here, so a start, reload or -t with a missing,
+ * unreadable, oversized or malformed template fails with FILE:LINE. */
+static void read_block_page(struct ctx *x, config_setting_t *f)
+{
+	struct conf_forward *fw = &x->c->forward;
+	config_setting_t *s = member(f, "block_page");
+	char *path = NULL, *buf;
+	struct stat st;
+	size_t n;
+	long bad;
+	FILE *fp;
+
+	if (get_path(x, f, "forward", "block_page", 0, &path) != 1)
+		return;
+	fp = fopen(path, "r");
+	if (fp == NULL) {
+		serr(x, s, "forward.block_page", "%s: %s", path, strerror(errno));
+		return;
+	}
+	if (fstat(fileno(fp), &st) < 0 || !S_ISREG(st.st_mode)) {
+		serr(x, s, "forward.block_page", "%s: not a regular file", path);
+		fclose(fp);
+		return;
+	}
+	if (st.st_size > CONF_BLOCK_PAGE_MAX) {
+		serr(x, s, "forward.block_page", "%s: larger than %d bytes", path, CONF_BLOCK_PAGE_MAX);
+		fclose(fp);
+		return;
+	}
+	buf = conf_arena_alloc(x->a, (size_t)st.st_size + 1);
+	n = fread(buf, 1, (size_t)st.st_size, fp);
+	if (ferror(fp)) {
+		serr(x, s, "forward.block_page", "%s: %s", path, strerror(errno));
+		fclose(fp);
+		return;
+	}
+	fclose(fp);
+	buf[n] = '\0';
+	if (memchr(buf, '\0', n) != NULL) {
+		serr(x, s, "forward.block_page", "%s: contains a NUL byte", path);
+		return;
+	}
+	bad = bad_placeholder(buf, n);
+	if (bad >= 0) {
+		size_t line = 1, show = strcspn(buf + bad, "\r\n\t");
+		for (long i = 0; i < bad; i++)
+			line += buf[i] == '\n';
+		serr(x, s, "forward.block_page", "%s:%zu: unknown or unclosed placeholder \"%.*s\" "
+		    "(known: {{reason}} {{rule}} {{url}} {{request_id}} {{contact}} {{client}} {{user}} {{time}})",
+		    path, line, (int)(show < 24 ? show : 24), buf + bad);
+		return;
+	}
+	fw->block_page = path;
+	fw->block_page_text = buf;
+	fw->block_page_len = n;
+}
+
 static void read_forward(struct ctx *x, config_setting_t *root)
 {
 	static const char *const def_allow[] = { "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12",
@@ -1631,6 +1717,7 @@ static void read_forward(struct ctx *x, config_setting_t *root)
 	get_ports(x, f, "forward", "websocket_ports", &fw->websocket_ports, &fw->nwebsocket_ports);
 	get_bool(x, f, "forward", "anonymize", &fw->anonymize);
 	get_text(x, f, "forward", "block_contact", 1, &fw->block_contact);
+	read_block_page(x, f);
 	read_auth(x, f);
 	read_lists(x, f);
 	read_policy(x, f);

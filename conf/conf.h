@@ -179,6 +179,12 @@ struct conf_fwd_auth {
 	struct conf_src src;
 };
 
+/* The placeholders forward.block_page may use, as "{{name}}" (checked at
+ * load; each value is HTML-escaped when substituted). */
+#define CONF_BLOCK_PLACEHOLDERS(X) \
+	X(reason) X(rule) X(url) X(request_id) X(contact) X(client) X(user) X(time)
+#define CONF_BLOCK_PAGE_MAX (64 * 1024)   /* bytes of template read */
+
 struct conf_fwd_pac {
 	int present;
 	char *proxy;               /* "host:port" the PAC file points browsers at */
@@ -202,6 +208,9 @@ struct conf_forward {
 	size_t nwebsocket_ports;
 	int anonymize;
 	char *block_contact;       /* operator contact line on block pages; "" = none */
+	char *block_page;          /* forward.block_page template path; NULL = the built-in page */
+	char *block_page_text;     /* its contents (NUL-terminated), read at load/reload */
+	size_t block_page_len;
 	struct conf_fwd_auth auth;
 	struct conf_fwd_list *lists;
 	size_t nlists;

@@ -266,6 +266,8 @@ static void block_event(struct gw_req *rq, const char *rule, const char *rawurl,
 	    user, rn, gw_req_id(rq), url, reason);
 }
 
+#define FWD_BLOCK_PAGE_OUT_MAX (256 * 1024)   /* bytes of a rendered forward.block_page */
+
 /* Answer 403 with the block page naming url and reason; log and tell the console. */
 static void block_url(struct gw_req *rq, struct fwd_data *d, const char *rule, const char *reason,
     const char *url)
@@ -289,10 +291,32 @@ static void block_url(struct gw_req *rq, struct fwd_data *d, const char *rule, c
 		memcpy(cut + 1024, "...", 3);
 		b.url = cut;
 	}
-	n = fwd_block_render(body, sizeof body, html, &b);
-
 	gw_req_set_verdict(rq, "deny", rule);
 	count(rq, FWD_C_BLOCKS);
+	if (html && d->cf->forward.block_page_text != NULL) {
+		/* The operator's page; text clients keep the built-in text.  A
+		 * template repeating {{url}} could grow without bound: cap it. */
+		const struct conf_forward *fw = &d->cf->forward;
+		size_t need;
+		char *page;
+
+		b.rule = rule;
+		b.client = gw_req_client_str(rq);
+		b.user = gw_req_user(rq);
+		need = fwd_block_render_template(NULL, 0, fw->block_page_text, fw->block_page_len, &b);
+		if (need > FWD_BLOCK_PAGE_OUT_MAX)
+			need = FWD_BLOCK_PAGE_OUT_MAX;
+		page = malloc(need + 1);
+		if (page != NULL) {
+			n = fwd_block_render_template(page, need + 1, fw->block_page_text, fw->block_page_len,
+			    &b);
+			gw_req_respond(rq, 403, "text/html; charset=utf-8", page, n < need ? n : need, NULL);
+			free(page);
+			block_event(rq, rule, b.url, reason);
+			return;
+		}   /* out of memory: the built-in page below still says why */
+	}
+	n = fwd_block_render(body, sizeof body, html, &b);
 	gw_req_respond(rq, 403, html ? "text/html; charset=utf-8" : "text/plain; charset=utf-8", body, n,
 	    NULL);
 	block_event(rq, rule, b.url, reason);

@@ -143,3 +143,117 @@ def test_pac_bad_keys(netns, ports, pac, msg):
     assert p.returncode != 0
     assert msg in p.stderr + p.stdout
     assert "gatehouse.conf:" in p.stderr + p.stdout
+
+
+# ---- block page template ----
+
+TEMPLATE = """<!DOCTYPE html><html><body class="acme">
+<h1>ACME says no</h1>
+<p id="reason">{{reason}}</p><p id="rule">{{rule}}</p><p id="url">{{url}}</p>
+<p id="id">{{request_id}}</p><p id="contact">{{contact}}</p><p id="client">{{client}}</p>
+<p id="user">{{user}}</p><p id="time">{{time}}</p><p id="again">{{url}}</p>
+</body></html>
+"""
+
+
+def block_conf(port, page='block_page = "@DIR@/block.html";'):
+    return """
+@GLOBAL@
+  dns: { hosts_file = "@DIR@/hosts"; };
+};
+forward: {
+  listeners = ( { address = "127.0.0.1:%d"; } );
+  allow_clients = [ "127.0.0.0/8" ];
+  deny_destinations = [ "169.254.0.0/16" ];
+  block_contact = "Ask <helpdesk> & co";
+  %s
+  policy = ( { name = "no-bad"; action = "deny"; domains = [ "bad.test" ]; },
+             { name = "rest"; action = "allow"; } );
+};
+""" % (port, page)
+
+
+def get_block(port, url, accept="text/html"):
+    rc, out, err = gh.curl("-i", "--path-as-is", "-g", "-x", "http://127.0.0.1:%d" % port,
+                           "-H", "Accept: " + accept, url)
+    head, _, body = out.partition(b"\r\n\r\n")
+    return head.decode("latin-1"), body.decode()
+
+
+def test_block_page_template(netns, origin, ports):
+    files = {"block.html": TEMPLATE, "hosts": gh.hosts_file(["bad.test", "good.test"])}
+    g = gh.Gatehouse(block_conf(ports[0]), extra_files=files).start([ports[0]])
+    try:
+        url = 'http://bad.test:%d/x?q=<script>alert("x")</script>&a=\'1\'' % origin.port
+        head, body = get_block(ports[0], url)
+        assert " 403 " in head.split("\r\n")[0]
+        assert "text/html" in head.lower()
+        assert '<body class="acme">' in body and "<h1>ACME says no</h1>" in body
+        assert "<script>" not in body and "{{" not in body
+        esc = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;a=&#39;1&#39;"
+        assert body.count(esc) == 2, body
+        assert '<p id="rule">no-bad</p>' in body
+        assert "bad.test" in body.split('<p id="reason">')[1].split("</p>")[0]
+        assert '<p id="contact">Ask &lt;helpdesk&gt; &amp; co</p>' in body
+        assert '<p id="client">127.0.0.1</p>' in body
+        assert '<p id="user">-</p>' in body
+        rid = body.split('<p id="id">')[1].split("</p>")[0]
+        line = gh.access_line_for(g, "bad.test")
+        assert rid and ("id=" + rid) in line
+        # text clients keep the built-in text page
+        head, body = get_block(ports[0], "http://bad.test:%d/" % origin.port, accept="*/*")
+        assert "text/plain" in head.lower() and "ACME" not in body
+        assert "Blocked by the web gateway" in body
+        # allowed requests are untouched
+        assert gh.curl_status("-x", "http://127.0.0.1:%d" % ports[0],
+                              "http://good.test:%d/echo" % origin.port) == 200
+        # reload reads the file again
+        with open(os.path.join(g.dir, "block.html"), "w") as f:
+            f.write("<p>v2 {{rule}}</p>")
+        g.reload()
+        head, body = get_block(ports[0], "http://bad.test:%d/" % origin.port)
+        assert body == "<p>v2 no-bad</p>"
+    finally:
+        g.check_clean()
+
+
+def test_block_page_default_builtin(netns, origin, ports):
+    g = gh.Gatehouse(block_conf(ports[0], page=""),
+                     extra_files={"hosts": gh.hosts_file(["bad.test"])}).start([ports[0]])
+    try:
+        head, body = get_block(ports[0], "http://bad.test:%d/" % origin.port)
+        assert "This page is blocked" in body and "Ask &lt;helpdesk&gt; &amp; co" in body
+    finally:
+        g.check_clean()
+
+
+@pytest.mark.parametrize("files,page,msg", [
+    ({}, "@DIR@/missing.html", "missing.html: No such file or directory"),
+    ({"big.html": "x" * (64 * 1024 + 1)}, "@DIR@/big.html", "larger than 65536 bytes"),
+    ({"bad.html": "<p>\n{{reason}} {{password}}</p>"}, "@DIR@/bad.html",
+     'bad.html:2: unknown or unclosed placeholder "{{password}}</p>"'),
+    ({"open.html": "<p>{{reason</p>"}, "@DIR@/open.html", "unknown or unclosed placeholder"),
+    ({}, "@DIR@", "not a regular file"),
+])
+def test_block_page_errors(netns, ports, files, page, msg):
+    g = gh.Gatehouse(block_conf(ports[0], 'block_page = "%s";' % page), extra_files=files)
+    text = open(g.conf).read()
+    line = [i + 1 for i, l in enumerate(text.splitlines()) if "block_page" in l][0]
+    p = subprocess.run([gh.BIN, "-t", "-c", g.conf], capture_output=True, text=True)
+    out = p.stderr + p.stdout
+    assert p.returncode != 0
+    assert "gatehouse.conf:%d: forward.block_page: " % line in out, out
+    assert msg in out, out
+
+
+def test_block_page_bad_reload_keeps_old(netns, origin, ports):
+    files = {"block.html": "<p>v1 {{rule}}</p>", "hosts": gh.hosts_file(["bad.test"])}
+    g = gh.Gatehouse(block_conf(ports[0]), extra_files=files).start([ports[0]])
+    try:
+        os.unlink(os.path.join(g.dir, "block.html"))
+        g.reload()
+        assert "forward.block_page" in g.stderr()
+        head, body = get_block(ports[0], "http://bad.test:%d/" % origin.port)
+        assert body == "<p>v1 no-bad</p>"
+    finally:
+        g.check_clean()
