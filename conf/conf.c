@@ -1294,7 +1294,7 @@ static void read_listeners(struct ctx *x, config_setting_t *g, const char *path,
 /* ---- forward ---- */
 
 static const char *const k_forward[] = { "listeners", "allow_clients", "deny_destinations",
-    "connect_ports", "anonymize", "block_contact", "block_page", "auth", "lists", "policy", "dlp", "pac",
+    "connect_ports", "anonymize", "block_contact", "block_page", "auth", "lists", "policy", "dlp", "pac", "parent",
     "websocket_ports", NULL };
 static const char *const k_auth[] = { "realm", "users_file", "groups_file", "cache_ttl", NULL };
 static const char *const k_list[] = { "name", "file", NULL };
@@ -1566,6 +1566,47 @@ static void read_dlp(struct ctx *x, config_setting_t *f)
 	}
 }
 
+static const char *const k_parent[] = { "address", "auth", "bypass_domains", NULL };
+
+static void read_parent(struct ctx *x, config_setting_t *f)
+{
+	struct conf_fwd_parent *pp = &x->c->forward.parent;
+	config_setting_t *g = get_group(x, f, "forward", "parent", k_parent);
+	struct conf_strs a = { NULL, 0 };
+	char *v = NULL;
+
+	if (!g)
+		return;
+	pp->present = 1;
+	pp->src = src_of(x, g);
+	switch (get_strs(x, g, "forward.parent", "address", 1, NULL, &a)) {
+	case 0:
+		missing(x, g, "forward.parent", "address");
+		break;
+	case 1:
+		pp->addrs = conf_arena_alloc(x->a, (a.n ? a.n : 1) * sizeof *pp->addrs);
+		for (size_t i = 0; i < a.n; i++) {
+			const char *msg = conf_parse_addr(a.v[i], 1, &pp->addrs[pp->naddrs], x->a);
+			if (msg)
+				serr(x, member(g, "address"), "forward.parent.address", "%s: %s", a.v[i], msg);
+			else
+				pp->naddrs++;
+		}
+		if (a.n == 0)
+			serr(x, member(g, "address"), "forward.parent.address", "must name at least one proxy");
+		break;
+	default:
+		break;
+	}
+	if (get_text(x, g, "forward.parent", "auth", 0, &v) == 1) {
+		if (strchr(v, ':') == NULL)
+			serr(x, member(g, "auth"), "forward.parent.auth", "must be \"user:password\"");
+		else
+			pp->auth = v;
+	}
+	get_strs(x, g, "forward.parent", "bypass_domains", 0, chk_host, &pp->bypass);
+}
+
 static void read_pac(struct ctx *x, config_setting_t *f)
 {
 	struct conf_fwd_pac *pc = &x->c->forward.pac;
@@ -1723,6 +1764,7 @@ static void read_forward(struct ctx *x, config_setting_t *root)
 	read_policy(x, f);
 	read_dlp(x, f);
 	read_pac(x, f);
+	read_parent(x, f);
 }
 
 /* ---- reverse ---- */

@@ -185,6 +185,18 @@ struct conf_fwd_auth {
 	X(reason) X(rule) X(url) X(request_id) X(contact) X(client) X(user) X(time)
 #define CONF_BLOCK_PAGE_MAX (64 * 1024)   /* bytes of template read */
 
+/* forward.parent: plain requests go to a parent proxy (absolute-form, with
+ * Proxy-Authorization when auth is set); the first reachable address in
+ * order is used, one that failed is skipped for a while. */
+struct conf_fwd_parent {
+	int present;
+	struct conf_addr *addrs;   /* address: "host:port" or a list, in failover order */
+	size_t naddrs;
+	char *auth;                /* "user:password" or NULL */
+	struct conf_strs bypass;   /* bypass_domains: host patterns that go direct */
+	struct conf_src src;
+};
+
 struct conf_fwd_pac {
 	int present;
 	char *proxy;               /* "host:port" the PAC file points browsers at */
@@ -219,6 +231,7 @@ struct conf_forward {
 	int policy_present;        /* no policy given: allow (clients are still limited by allow_clients) */
 	struct conf_fwd_dlp dlp;
 	struct conf_fwd_pac pac;
+	struct conf_fwd_parent parent;
 };
 
 /* ---- reverse ---- */
