@@ -1406,6 +1406,21 @@ static int on_upstream_error(struct gw_req *rq, int stage, void *side)
 	return 1;
 }
 
+/* A parent's 407 means our forward.parent.auth is wrong: relayed, the
+ * client would take it as our own challenge and ask its user for a
+ * password.  It is the gateway's failure: 502.  (Its 403 is the parent's
+ * block page, and is relayed.) */
+static void on_response_head(struct gw_req *rq, const struct gw_http_head *resp, void *side)
+{
+	struct fwd_data *d = side;
+
+	if (resp->status != 407 || !via_parent(d, gw_req_head(rq)))
+		return;
+	gw_warn("forward: %s: parent proxy answered 407: check forward.parent.auth", gw_req_id(rq));
+	gw_req_set_reason(rq, "parent proxy answered 407 (forward.parent.auth)");
+	gw_req_respond(rq, 502, NULL, NULL, 0, "The upstream proxy refused the gateway's credentials.");
+}
+
 static const struct gw_proto fwd_proto = {
 	.name = "forward",
 	.family = 0,
@@ -1414,6 +1429,7 @@ static const struct gw_proto fwd_proto = {
 	.on_body = on_body,
 	.on_done = on_done,
 	.on_upstream_error = on_upstream_error,
+	.on_response_head = on_response_head,
 };
 
 /* ---- per-snapshot data ---- */

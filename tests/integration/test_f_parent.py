@@ -97,12 +97,16 @@ def test_plain_get_through_parent(netns, origin, ports):
 
 
 def test_parent_rejects_bad_auth(netns, origin, ports):
-    # Known gap: a plain request's 407 from the parent is relayed as is (the
-    # core has no status override for on_response_head); CONNECT maps it to 502.
+    # the parent's 407 is the gateway's failure: the client must not see a
+    # challenge (its browser would ask the user for the parent's password)
     parent, child = start_pair(ports, auth='auth = "child:wrong";')
     try:
-        st, body = get(ports[0], "http://only-parent.test:%d/echo" % origin.port)
-        assert st == 407
+        rc, out, err = gh.curl("-i", "-x", "http://127.0.0.1:%d" % ports[0],
+                               "http://only-parent.test:%d/echo" % origin.port)
+        assert b" 502 " in out.split(b"\r\n")[0], out
+        assert b"proxy-authenticate" not in out.lower()
+        cl = gh.access_line_for(child, "only-parent.test")
+        assert "parent proxy answered 407" in cl, cl
         assert origin.requests == []
     finally:
         child.check_clean()
