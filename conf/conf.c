@@ -1566,7 +1566,7 @@ static void read_dlp(struct ctx *x, config_setting_t *f)
 	}
 }
 
-static const char *const k_parent[] = { "address", "auth", "bypass_domains", NULL };
+static const char *const k_parent[] = { "address", "auth", "bypass_domains", "fail_timeout", NULL };
 
 static void read_parent(struct ctx *x, config_setting_t *f)
 {
@@ -1579,6 +1579,8 @@ static void read_parent(struct ctx *x, config_setting_t *f)
 		return;
 	pp->present = 1;
 	pp->src = src_of(x, g);
+	pp->fail_timeout = 10.0;
+	get_num(x, g, "forward.parent", "fail_timeout", 0, 3600, &pp->fail_timeout);
 	switch (get_strs(x, g, "forward.parent", "address", 1, NULL, &a)) {
 	case 0:
 		missing(x, g, "forward.parent", "address");

@@ -194,6 +194,7 @@ struct conf_fwd_parent {
 	size_t naddrs;
 	char *auth;                /* "user:password" or NULL */
 	struct conf_strs bypass;   /* bypass_domains: host patterns that go direct */
+	double fail_timeout;       /* seconds a parent that failed to connect is skipped (10) */
 	struct conf_src src;
 };
 

@@ -514,8 +514,6 @@ static int host_listed(const struct conf_strs *l, const char *host, size_t n)
 	return 0;
 }
 
-#define PARENT_FAIL_TIMEOUT 10.0   /* seconds a parent that failed to connect is skipped */
-
 /* Does a request go through forward.parent?  Not without it, not for a
  * bypass_domains host.  Pure on the config, so on_resolved() gives the
  * same answer as proxy() and decide(). */
@@ -535,9 +533,16 @@ static size_t parent_pick(const struct fwd_data *d, size_t from)
 	size_t n = d->cf->forward.parent.naddrs;
 	double now = gw_mono_now();
 
-	for (size_t i = from; i < n; i++)
-		if (atomic_load(&d->parent_down[i]) <= now)
-			return i;
+	for (size_t i = from; i < n; i++) {
+		double until = atomic_load(&d->parent_down[i]);
+		if (until > now)
+			continue;
+		/* the end of a skip is logged once (the thread that clears it) */
+		if (until > 0 && atomic_compare_exchange_strong(&d->parent_down[i], &until, 0.0))
+			gw_info("forward: parent proxy %s: tried again after %g s (fail_timeout)",
+			    d->cf->forward.parent.addrs[i].text, d->cf->forward.parent.fail_timeout);
+		return i;
+	}
 	return from;
 }
 
@@ -1378,7 +1383,7 @@ static int on_resolved(struct gw_req *rq, const struct sockaddr *sa, void *side)
 	return 403;
 }
 
-/* A parent that cannot be reached is skipped for PARENT_FAIL_TIMEOUT and
+/* A parent that cannot be reached is skipped for forward.parent.fail_timeout and
  * the request tries the next one in order (nothing was sent yet). */
 static int on_upstream_error(struct gw_req *rq, int stage, void *side)
 {
@@ -1395,10 +1400,12 @@ static int on_upstream_error(struct gw_req *rq, int stage, void *side)
 			break;
 	if (i == pp->naddrs)
 		return 0;
-	if (atomic_load(&d->parent_down[i]) <= gw_mono_now())
-		gw_warn("forward: parent proxy %s cannot be reached: skipped for %.0f s",
-		    pp->addrs[i].text, PARENT_FAIL_TIMEOUT);
-	atomic_store(&d->parent_down[i], gw_mono_now() + PARENT_FAIL_TIMEOUT);
+	if (pp->fail_timeout > 0) {   /* 0: never skipped, only the next one tried */
+		if (atomic_load(&d->parent_down[i]) <= gw_mono_now())
+			gw_warn("forward: parent proxy %s cannot be reached: skipped for %g s (fail_timeout)",
+			    pp->addrs[i].text, pp->fail_timeout);
+		atomic_store(&d->parent_down[i], gw_mono_now() + pp->fail_timeout);
+	}
 	next = parent_pick(d, i + 1);
 	if (next >= pp->naddrs)
 		return 0;

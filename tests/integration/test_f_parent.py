@@ -5,6 +5,7 @@ parent's address trusted (not checked against deny_destinations), the
 client's target still checked, bypass_domains going direct, failover from
 a dead parent with passive health, a parent's 403/407 to CONNECT as 502."""
 import json
+import time
 
 import gh
 
@@ -29,7 +30,7 @@ forward: {
 """ % (PARENT_ADDR, port, cports)
 
 
-def child_conf(port, pport, auth='auth = "child:s3cret";', cports="443"):
+def child_conf(port, pport, auth='auth = "child:s3cret";', cports="443", fail_timeout=1):
     return """
 @GLOBAL@
   dns: { hosts_file = "@DIR@/hosts"; };
@@ -40,19 +41,19 @@ forward: {
   deny_destinations = [ "169.254.0.0/16", "%s/32" ];
   connect_ports = [ %s ];
   policy = ( { name = "all"; action = "allow"; } );
-  parent: { address = "%s:%d"; %s bypass_domains = [ ".direct.test" ]; };
+  parent: { address = "%s:%d"; %s bypass_domains = [ ".direct.test" ]; fail_timeout = %s; };
 };
-""" % (port, PARENT_ADDR, cports, PARENT_ADDR, pport, auth)
+""" % (port, PARENT_ADDR, cports, PARENT_ADDR, pport, auth, fail_timeout)
 
 
-def start_pair(ports, auth='auth = "child:s3cret";', cports="443", dead=None):
+def start_pair(ports, auth='auth = "child:s3cret";', cports="443", dead=None, fail_timeout=1):
     """A parent and a child; with dead, the child lists a dead parent first."""
     parent = gh.Gatehouse(parent_conf(ports[1], cports), extra_files={
         "users": "child:%s\n" % gh.crypt_hash("s3cret", "$6$"),
         "hosts": gh.hosts_file(["only-parent.test", "denied-by-parent.test"])})
     parent.start()
     assert gh.wait_port(ports[1], host=PARENT_ADDR)
-    text = child_conf(ports[0], ports[1], auth, cports)
+    text = child_conf(ports[0], ports[1], auth, cports, fail_timeout)
     if dead is not None:
         text = text.replace('address = "%s:%d";' % (PARENT_ADDR, ports[1]),
                             'address = [ "%s:%d", "%s:%d" ];' % (PARENT_ADDR, dead, PARENT_ADDR, ports[1]))
@@ -115,7 +116,7 @@ def test_parent_rejects_bad_auth(netns, origin, ports):
 
 def test_failover_to_live_parent(netns, origin, ports):
     dead = gh.free_port()
-    parent, child = start_pair(ports, dead=dead)
+    parent, child = start_pair(ports, dead=dead, fail_timeout=4)
     try:
         for i in range(3):
             st, body = get(ports[0], "http://only-parent.test:%d/echo?n=%d" % (origin.port, i))
@@ -125,6 +126,13 @@ def test_failover_to_live_parent(netns, origin, ports):
         warns = [l for l in child.stderr().splitlines() if "cannot be reached" in l]
         assert len(warns) == 1, child.stderr()
         assert "%s:%d" % (PARENT_ADDR, dead) in warns[0]
+        # after fail_timeout it is tried again (logged), fails again, and is reported again
+        time.sleep(4.3)
+        st, body = get(ports[0], "http://only-parent.test:%d/echo?n=again" % origin.port)
+        assert st == 200, body
+        err = child.stderr()
+        assert "parent proxy %s:%d: tried again after 4 s" % (PARENT_ADDR, dead) in err, err
+        assert len([l for l in err.splitlines() if "cannot be reached" in l]) == 2
     finally:
         child.check_clean()
         parent.check_clean()
