@@ -1371,10 +1371,16 @@ static int on_resolved(struct gw_req *rq, const struct sockaddr *sa, void *side)
 	const char *rule;
 
 	/* the parent proxy is trusted: the client's target was checked (an IP
-	 * literal in literal_refused()) and the parent resolves the name */
-	if (via_parent(d, gw_req_head(rq)))
-		return 0;
-	rule = dest_refused(d, sa, why, sizeof why);
+	 * literal in literal_refused()) and the parent resolves the name; but a
+	 * "parent" that is one of our own listeners would be a loop */
+	if (via_parent(d, gw_req_head(rq))) {
+		if (!is_own_listener(d->cf, sa))
+			return 0;
+		rule = "own_listener";
+		snprintf(why, sizeof why, "forward.parent is our own listener");
+	} else {
+		rule = dest_refused(d, sa, why, sizeof why);
+	}
 	if (rule == NULL)
 		return 0;
 	gw_req_set_verdict(rq, "deny", rule);

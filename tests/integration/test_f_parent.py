@@ -5,7 +5,10 @@ parent's address trusted (not checked against deny_destinations), the
 client's target still checked, bypass_domains going direct, failover from
 a dead parent with passive health, a parent's 403/407 to CONNECT as 502."""
 import json
+import subprocess
 import time
+
+import pytest
 
 import gh
 
@@ -199,3 +202,37 @@ def test_connect_failover(netns, origin, ports):
     finally:
         child.check_clean()
         parent.check_clean()
+
+
+def test_parent_is_own_listener_refused(netns, origin, ports):
+    # a parent pointing back at ourselves would loop: refused, not followed
+    text = child_conf(ports[0], ports[0]).replace('address = "%s:' % PARENT_ADDR, 'address = "127.0.0.1:')
+    child = gh.Gatehouse(text).start([ports[0]])
+    try:
+        st, body = get(ports[0], "http://only-parent.test:%d/echo" % origin.port)
+        assert st == 403
+        assert 'rule="own_listener"' in gh.access_line_for(child, "only-parent.test")
+    finally:
+        child.check_clean()
+
+
+@pytest.mark.parametrize("parent,msg", [
+    ('address = "no-port.example";', "forward.parent.address"),
+    ('address = [ ];', "forward.parent.address: must name at least one proxy"),
+    ('address = "p.example:8080"; auth = "nocolon";', 'forward.parent.auth: must be "user:password"'),
+    ('address = "p.example:8080"; fail_timeout = -1;', "forward.parent.fail_timeout"),
+    ('auth = "a:b";', "forward.parent.address: required key is missing"),
+    ('address = "p.example:8080"; via = "x";', "forward.parent.via: unknown key"),
+])
+def test_parent_config_errors(netns, ports, parent, msg):
+    g = gh.Gatehouse("""
+forward: {
+  listeners = ( { address = "127.0.0.1:%d"; } );
+  policy = ( { name = "all"; action = "allow"; } );
+  parent: { %s };
+};
+""" % (ports[0], parent))
+    p = subprocess.run([gh.BIN, "-t", "-c", g.conf], capture_output=True, text=True)
+    out = p.stderr + p.stdout
+    assert p.returncode != 0
+    assert "gatehouse.conf:" in out and msg in out, out
