@@ -3679,7 +3679,7 @@ static void parent_answer(struct gw_conn *c)
 	}
 	n = evbuffer_copyout(u->in, line, sizeof line - 1) > 0 ? strcspn(line, "\r") : 0;
 	line[n < sizeof line ? n : sizeof line - 1] = '\0';
-	if (n > 12 && strncmp(line, "HTTP/1.", 7) == 0 && line[8] == ' ')
+	if (n >= 12 && strncmp(line, "HTTP/1.", 7) == 0 && line[8] == ' ')
 		status = atoi(line + 9);
 	evbuffer_drain(u->in, (size_t)end.pos + 4);
 	rq->tun_wait = 0;

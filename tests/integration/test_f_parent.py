@@ -236,3 +236,29 @@ forward: {
     out = p.stderr + p.stdout
     assert p.returncode != 0
     assert "gatehouse.conf:" in out and msg in out, out
+
+
+def test_connect_scripted_parent(netns, ports):
+    """A minimal parent: 'HTTP/1.0 200' without a reason phrase, with the
+    target's first bytes in the same segment; the CONNECT line, Host and
+    Proxy-Authorization it receives are checked."""
+    def script(sock, n):
+        if n == 0:
+            return b"HTTP/1.0 200\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+        return b""
+    sp = gh.ScriptOrigin(script)
+    text = child_conf(ports[0], sp.port, cports="4443").replace(
+        'address = "%s:%d"' % (PARENT_ADDR, sp.port), 'address = "127.0.0.1:%d"' % sp.port)
+    child = gh.Gatehouse(text).start([ports[0]])
+    try:
+        rc, out, err = tunnel_get(ports[0], "http://target.example:4443/x")
+        assert rc == 0, err
+        assert out.endswith(b"hello"), out
+        head = sp.heads[0].decode()
+        lines = head.split("\r\n")
+        assert lines[0] == "CONNECT target.example:4443 HTTP/1.1"
+        assert "Host: target.example:4443" in lines
+        assert "Proxy-Authorization: Basic Y2hpbGQ6czNjcmV0" in lines   # child:s3cret
+    finally:
+        child.check_clean()
+        sp.stop()
