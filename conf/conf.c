@@ -1331,7 +1331,7 @@ static void read_listeners(struct ctx *x, config_setting_t *g, const char *path,
 /* ---- forward ---- */
 
 static const char *const k_forward[] = { "listeners", "allow_clients", "deny_destinations",
-    "connect_ports", "anonymize", "block_contact", "auth", "lists", "policy", "dlp", "pac",
+    "connect_ports", "anonymize", "block_contact", "block_page", "auth", "lists", "policy", "dlp", "pac", "parent",
     "websocket_ports", NULL };
 static const char *const k_auth[] = { "realm", "users_file", "groups_file", "cache_ttl", NULL };
 static const char *const k_list[] = { "name", "file", "domains", "urls", NULL };
@@ -1340,7 +1340,7 @@ static const char *const k_rule[] = { "name", "action", "clients", "users", "gro
 static const char *const k_dlp[] = { "enabled", "action", "oversize", "max_scan_bytes", "detectors",
     "patterns", "max_scan_memory", NULL };
 static const char *const k_pattern[] = { "name", "regex", NULL };
-static const char *const k_pac[] = { "proxy", "direct", NULL };
+static const char *const k_pac[] = { "proxy", "direct", "fallback", "direct_private", NULL };
 
 static void default_cidrs(struct ctx *x, struct conf_cidrs *out, const char *const *list)
 {
@@ -1613,6 +1613,49 @@ static void read_dlp(struct ctx *x, config_setting_t *f)
 	}
 }
 
+static const char *const k_parent[] = { "address", "auth", "bypass_domains", "fail_timeout", NULL };
+
+static void read_parent(struct ctx *x, config_setting_t *f)
+{
+	struct conf_fwd_parent *pp = &x->c->forward.parent;
+	config_setting_t *g = get_group(x, f, "forward", "parent", k_parent);
+	struct conf_strs a = { NULL, 0 };
+	char *v = NULL;
+
+	if (!g)
+		return;
+	pp->present = 1;
+	pp->src = src_of(x, g);
+	pp->fail_timeout = 10.0;
+	get_num(x, g, "forward.parent", "fail_timeout", 0, 3600, &pp->fail_timeout);
+	switch (get_strs(x, g, "forward.parent", "address", 1, NULL, &a)) {
+	case 0:
+		missing(x, g, "forward.parent", "address");
+		break;
+	case 1:
+		pp->addrs = conf_arena_alloc(x->a, (a.n ? a.n : 1) * sizeof *pp->addrs);
+		for (size_t i = 0; i < a.n; i++) {
+			const char *msg = conf_parse_addr(a.v[i], 1, &pp->addrs[pp->naddrs], x->a);
+			if (msg)
+				serr(x, member(g, "address"), "forward.parent.address", "%s: %s", a.v[i], msg);
+			else
+				pp->naddrs++;
+		}
+		if (a.n == 0)
+			serr(x, member(g, "address"), "forward.parent.address", "must name at least one proxy");
+		break;
+	default:
+		break;
+	}
+	if (get_text(x, g, "forward.parent", "auth", 0, &v) == 1) {
+		if (strchr(v, ':') == NULL)
+			serr(x, member(g, "auth"), "forward.parent.auth", "must be \"user:password\"");
+		else
+			pp->auth = v;
+	}
+	get_strs(x, g, "forward.parent", "bypass_domains", 0, chk_host, &pp->bypass);
+}
+
 static void read_pac(struct ctx *x, config_setting_t *f)
 {
 	struct conf_fwd_pac *pc = &x->c->forward.pac;
@@ -1641,6 +1684,100 @@ static void read_pac(struct ctx *x, config_setting_t *f)
 		break;
 	}
 	get_strs(x, g, "forward.pac", "direct", 0, chk_host, &pc->direct);
+	{
+		static const char *const fb[] = { "none", "direct", NULL };
+		int i = 1;   /* "direct": what every PAC file served before the key existed said */
+
+		get_enum(x, g, "forward.pac", "fallback", fb, &i);
+		pc->fallback_none = i == 0;
+	}
+	get_bool(x, g, "forward.pac", "direct_private", &pc->direct_private);
+}
+
+/* The index of the first unknown or unclosed "{{...}}" in t, or -1. */
+static long bad_placeholder(const char *t, size_t n)
+{
+	static const char *const names[] = {
+#define X(name) #name,
+		CONF_BLOCK_PLACEHOLDERS(X)
+#undef X
+		NULL };
+
+	for (size_t i = 0; i + 1 < n; i++) {
+		const char *e;
+		size_t k;
+
+		if (t[i] != '{' || t[i + 1] != '{')
+			continue;
+		e = memmem(t + i + 2, n - i - 2, "}}", 2);
+		if (e == NULL)
+			return (long)i;
+		for (k = 0; names[k]; k++)
+			if ((size_t)(e - t - (long)i - 2) == strlen(names[k]) &&
+			    memcmp(t + i + 2, names[k], strlen(names[k])) == 0)
+				break;
+		if (names[k] == NULL)
+			return (long)i;
+		i = (size_t)(e - t) + 1;
+	}
+	return -1;
+}
+
+/* forward.block_page is read here, so a start, reload or -t with a missing,
+ * unreadable, oversized or malformed template fails with FILE:LINE. */
+static void read_block_page(struct ctx *x, config_setting_t *f)
+{
+	struct conf_forward *fw = &x->c->forward;
+	config_setting_t *s = member(f, "block_page");
+	char *path = NULL, *buf;
+	struct stat st;
+	size_t n;
+	long bad;
+	FILE *fp;
+
+	if (get_path(x, f, "forward", "block_page", 0, &path) != 1)
+		return;
+	fp = fopen(path, "r");
+	if (fp == NULL) {
+		serr(x, s, "forward.block_page", "%s: %s", path, strerror(errno));
+		return;
+	}
+	if (fstat(fileno(fp), &st) < 0 || !S_ISREG(st.st_mode)) {
+		serr(x, s, "forward.block_page", "%s: not a regular file", path);
+		fclose(fp);
+		return;
+	}
+	if (st.st_size > CONF_BLOCK_PAGE_MAX) {
+		serr(x, s, "forward.block_page", "%s: larger than %d bytes", path, CONF_BLOCK_PAGE_MAX);
+		fclose(fp);
+		return;
+	}
+	buf = conf_arena_alloc(x->a, (size_t)st.st_size + 1);
+	n = fread(buf, 1, (size_t)st.st_size, fp);
+	if (ferror(fp)) {
+		serr(x, s, "forward.block_page", "%s: %s", path, strerror(errno));
+		fclose(fp);
+		return;
+	}
+	fclose(fp);
+	buf[n] = '\0';
+	if (memchr(buf, '\0', n) != NULL) {
+		serr(x, s, "forward.block_page", "%s: contains a NUL byte", path);
+		return;
+	}
+	bad = bad_placeholder(buf, n);
+	if (bad >= 0) {
+		size_t line = 1, show = strcspn(buf + bad, "\r\n\t");
+		for (long i = 0; i < bad; i++)
+			line += buf[i] == '\n';
+		serr(x, s, "forward.block_page", "%s:%zu: unknown or unclosed placeholder \"%.*s\" "
+		    "(known: {{reason}} {{rule}} {{url}} {{request_id}} {{contact}} {{client}} {{user}} {{time}})",
+		    path, line, (int)(show < 24 ? show : 24), buf + bad);
+		return;
+	}
+	fw->block_page = path;
+	fw->block_page_text = buf;
+	fw->block_page_len = n;
 }
 
 static void read_forward(struct ctx *x, config_setting_t *root)
@@ -1670,11 +1807,13 @@ static void read_forward(struct ctx *x, config_setting_t *root)
 	get_ports(x, f, "forward", "websocket_ports", &fw->websocket_ports, &fw->nwebsocket_ports);
 	get_bool(x, f, "forward", "anonymize", &fw->anonymize);
 	get_text(x, f, "forward", "block_contact", 1, &fw->block_contact);
+	read_block_page(x, f);
 	read_auth(x, f);
 	read_lists(x, f);
 	read_policy(x, f);
 	read_dlp(x, f);
 	read_pac(x, f);
+	read_parent(x, f);
 }
 
 /* ---- reverse ---- */

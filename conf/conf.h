@@ -183,10 +183,31 @@ struct conf_fwd_auth {
 	struct conf_src src;
 };
 
+/* The placeholders forward.block_page may use, as "{{name}}" (checked at
+ * load; each value is HTML-escaped when substituted). */
+#define CONF_BLOCK_PLACEHOLDERS(X) \
+	X(reason) X(rule) X(url) X(request_id) X(contact) X(client) X(user) X(time)
+#define CONF_BLOCK_PAGE_MAX (64 * 1024)   /* bytes of template read */
+
+/* forward.parent: plain requests go to a parent proxy (absolute-form, with
+ * Proxy-Authorization when auth is set); the first reachable address in
+ * order is used, one that failed is skipped for a while. */
+struct conf_fwd_parent {
+	int present;
+	struct conf_addr *addrs;   /* address: "host:port" or a list, in failover order */
+	size_t naddrs;
+	char *auth;                /* "user:password" or NULL */
+	struct conf_strs bypass;   /* bypass_domains: host patterns that go direct */
+	double fail_timeout;       /* seconds a parent that failed to connect is skipped (10) */
+	struct conf_src src;
+};
+
 struct conf_fwd_pac {
 	int present;
 	char *proxy;               /* "host:port" the PAC file points browsers at */
 	struct conf_strs direct;   /* host patterns sent DIRECT */
+	int fallback_none;         /* fallback = "none": no "; DIRECT" (0, the default: "direct") */
+	int direct_private;        /* direct_private: private/loopback IPv4 and ULA literals go DIRECT */
 	struct conf_src src;
 };
 
@@ -204,6 +225,9 @@ struct conf_forward {
 	size_t nwebsocket_ports;
 	int anonymize;
 	char *block_contact;       /* operator contact line on block pages; "" = none */
+	char *block_page;          /* forward.block_page template path; NULL = the built-in page */
+	char *block_page_text;     /* its contents (NUL-terminated), read at load/reload */
+	size_t block_page_len;
 	struct conf_fwd_auth auth;
 	struct conf_fwd_list *lists;
 	size_t nlists;
@@ -212,6 +236,7 @@ struct conf_forward {
 	int policy_present;        /* no policy given: allow (clients are still limited by allow_clients) */
 	struct conf_fwd_dlp dlp;
 	struct conf_fwd_pac pac;
+	struct conf_fwd_parent parent;
 };
 
 /* ---- reverse ---- */

@@ -199,6 +199,11 @@ struct gw_req {
 	int resp_conn_close;       /* upstream said Connection: close */
 	int resp_ended;            /* on_response_end was called */
 	int interim;               /* 1xx responses read for this request (MAX_INTERIM) */
+	/* gw_req_tunnel_via: the CONNECT sent to the parent ("host:port" and
+	 * extra header lines, arena); tun_wait while its answer is awaited */
+	char *tun_target, *tun_extra;
+	size_t tun_extra_len;
+	int tun_wait, tun_ok;
 
 	/* gw_req_defer / gw_req_wake */
 	struct event *ev_wake;     /* (arena) */
@@ -1413,11 +1418,31 @@ void gw_req_proxy(struct gw_req *rq, const char *host, size_t host_len, uint16_t
 	rq->up_path_len = path_len;
 }
 
+const char *gw_req_upstream_host(const struct gw_req *rq, uint16_t *port)
+{
+	*port = rq->up_port;
+	return rq->up_host;
+}
+
 void gw_req_tunnel(struct gw_req *rq, const char *host, size_t host_len, uint16_t port)
 {
 	rq->dec = DEC_TUNNEL;
 	rq->up_host = gw_req_strndup(rq, host, host_len);
 	rq->up_port = port;
+}
+
+void gw_req_tunnel_via(struct gw_req *rq, const char *phost, size_t phost_len, uint16_t pport,
+    const char *extra, size_t extra_len)
+{
+	int v6 = strchr(rq->up_host, ':') != NULL;
+	size_t n = strlen(rq->up_host) + 10;
+
+	rq->tun_target = gw_req_alloc(rq, n);
+	snprintf(rq->tun_target, n, "%s%s%s:%u", v6 ? "[" : "", rq->up_host, v6 ? "]" : "", rq->up_port);
+	rq->tun_extra = extra != NULL ? gw_req_strndup(rq, extra, extra_len) : NULL;
+	rq->tun_extra_len = extra != NULL ? extra_len : 0;
+	rq->up_host = gw_req_strndup(rq, phost, phost_len);
+	rq->up_port = pport;
 }
 
 void gw_req_respond(struct gw_req *rq, int status, const char *content_type,
@@ -2596,17 +2621,22 @@ static void up_write(struct upconn *u)
 static int family_retry(struct gw_conn *c, int stage)
 {
 	struct gw_req *rq = c->rq;
+	enum decision was;
 
+	/* a tunnel may be retried elsewhere only while nothing was sent
+	 * (e.g. the next parent proxy after a failed connect) */
 	if (rq == NULL || c->proto->on_upstream_error == NULL || rq->resp_head_done ||
-	    rq->dec != DEC_PROXY || c->state != CS_BUSY)
+	    (rq->dec != DEC_PROXY && !(rq->dec == DEC_TUNNEL && stage == GW_UPFAIL_CONNECT)) ||
+	    c->state != CS_BUSY)
 		return 0;
 	if (stage != GW_UPFAIL_CONNECT && gw_req_body_sent(rq))
 		return 0;
+	was = rq->dec;
 	/* ask first: on "no", the caller may still relay the origin's answer,
 	 * which lives in the upstream connection's buffer */
 	rq->dec = DEC_NONE;
 	if (!c->proto->on_upstream_error(rq, stage, c->side) || rq->dec == DEC_NONE) {
-		rq->dec = DEC_PROXY;
+		rq->dec = was;
 		return 0;
 	}
 	if (rq->dec == DEC_RESPOND || rq->dec == DEC_FILE) {
@@ -2616,8 +2646,8 @@ static int family_retry(struct gw_conn *c, int stage)
 		send_local(rq);
 		return 1;
 	}
-	if (rq->dec != DEC_PROXY) {
-		rq->dec = DEC_PROXY;
+	if (rq->dec != was) {
+		rq->dec = was;
 		return 0;
 	}
 	if (c->up != NULL)
@@ -2745,6 +2775,19 @@ static void upstream_ready(struct gw_conn *c)
 	struct gw_req *rq = c->rq;
 	struct upconn *u = c->up;
 
+	if (rq->dec == DEC_TUNNEL && rq->tun_target != NULL && !rq->tun_ok) {
+		/* through a parent: ask it first; parent_answer() goes on */
+		evbuffer_add_printf(u->out, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n", rq->tun_target,
+		    rq->tun_target);
+		if (rq->tun_extra_len > 0)
+			evbuffer_add(u->out, rq->tun_extra, rq->tun_extra_len);
+		evbuffer_add(u->out, "\r\n", 2);
+		rq->tun_wait = 1;
+		set_timer(&u->ev_to, TO(c)->upstream_response);
+		up_rd_enable(u, 1);
+		up_write(u);
+		return;
+	}
 	if (rq->dec == DEC_TUNNEL) {
 		static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
 		rq->status = 200;
@@ -3701,6 +3744,47 @@ static void client_to_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+#define PARENT_HEAD_MAX (16 * 1024)
+
+/* The parent's answer to our CONNECT (gw_req_tunnel_via): 2xx opens the
+ * tunnel (bytes after its head are the target's); anything else is 502. */
+static void parent_answer(struct gw_conn *c)
+{
+	struct gw_req *rq = c->rq;
+	struct upconn *u = c->up;
+	struct evbuffer_ptr end = evbuffer_search(u->in, "\r\n\r\n", 4, NULL);
+	char line[80], *reason;
+	size_t n;
+	int status = 0;
+
+	if (end.pos < 0) {
+		if (evbuffer_get_length(u->in) > PARENT_HEAD_MAX)
+			upstream_failed(c, 502, "parent proxy: CONNECT answer head too large");
+		else if (u->eof)
+			upstream_failed(c, 502, "parent proxy closed without answering CONNECT");
+		return;
+	}
+	n = evbuffer_copyout(u->in, line, sizeof line - 1) > 0 ? strcspn(line, "\r") : 0;
+	line[n < sizeof line ? n : sizeof line - 1] = '\0';
+	if (n >= 12 && strncmp(line, "HTTP/1.", 7) == 0 && line[8] == ' ')
+		status = atoi(line + 9);
+	evbuffer_drain(u->in, (size_t)end.pos + 4);
+	rq->tun_wait = 0;
+	event_del(&u->ev_to);
+	if (status < 200 || status > 299) {
+		char msg[120];
+		for (char *p = line; *p; p++)
+			if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f || *p == '"')
+				*p = '?';
+		snprintf(msg, sizeof msg, "parent proxy refused CONNECT: %s", line[0] ? line : "no status");
+		reason = gw_req_strndup(rq, msg, strlen(msg));
+		upstream_failed(c, 502, reason);
+		return;
+	}
+	rq->tun_ok = 1;
+	upstream_ready(c);
+}
+
 static void up_rd_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct upconn *u = arg;
@@ -3752,6 +3836,8 @@ static void up_rd_cb(evutil_socket_t fd, short what, void *arg)
 	if (c->state == CS_TUNNEL) {
 		client_timer(c, TO_TUNNEL);
 		tunnel_pump(c);
+	} else if (c->rq != NULL && c->rq->tun_wait) {
+		parent_answer(c);
 	} else {
 		process_response(c);
 	}

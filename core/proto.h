@@ -112,8 +112,23 @@ void gw_req_upstream_tls(struct gw_req *rq, int upstream);
  * key are kept per worker (0 = none; default 32).  Every worker also keeps
  * no more idle upstream connections than its share of max_connections. */
 void gw_req_upstream_keepalive(struct gw_req *rq, unsigned n);
+/* After gw_req_proxy(): the host it names (as copied) and its port in
+ * *port; NULL before any gw_req_proxy()/gw_req_tunnel().  For
+ * on_upstream_error(): which server failed. */
+const char *gw_req_upstream_host(const struct gw_req *rq, uint16_t *port);
 /* CONNECT: open a tunnel to host:port; the core answers 200 once connected. */
 void gw_req_tunnel(struct gw_req *rq, const char *host, size_t host_len, uint16_t port);
+/*
+ * After gw_req_tunnel(): reach its host:port through the proxy at
+ * phost:pport instead.  The core connects to the parent (the name resolved
+ * and vetted by on_resolved as for any upstream), sends "CONNECT host:port"
+ * with extra (complete "Name: value\r\n" lines, copied; may be NULL), and
+ * answers the client 200 only once the parent answered 2xx; another answer,
+ * none within upstream_response, or a head over 16 KiB is 502 (504 for the
+ * timeout) with the parent's status line as the logged reason.
+ */
+void gw_req_tunnel_via(struct gw_req *rq, const char *phost, size_t phost_len, uint16_t pport,
+    const char *extra, size_t extra_len);
 /*
  * Answer locally.  body NULL: the standard error page for status (HTML or
  * text by the client's Accept), with detail (may be NULL) as an extra line.

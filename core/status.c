@@ -80,6 +80,9 @@ size_t gw_status_page(char *buf, size_t cap, int status, int html, const char *d
 
 	if (cap == 0)
 		return 0;
+	/* A detail that only repeats the status's own line would be shown twice. */
+	if (detail != NULL && (detail[0] == '\0' || strcmp(detail, text) == 0))
+		detail = NULL;
 	if (!html) {
 		r = snprintf(buf, cap, "%d %s\n%s\n%s%s%srequest id: %s\n", status, reason, text,
 		    detail ? detail : "", detail ? "\n" : "", "", request_id);

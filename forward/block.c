@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "conf/conf.h"
 #include "core/status.h"
 
 static void add(char *buf, size_t cap, size_t *len, const char *s)
@@ -91,6 +92,81 @@ size_t fwd_block_render(char *buf, size_t cap, int html, const struct fwd_block 
 	else
 		add(buf, cap, &len, "\nQuote the request id when you ask about this page.\n");
 	return len;
+}
+
+/* An output that counts past its capacity, so one function both measures
+ * and writes. */
+struct out {
+	char *buf;
+	size_t cap, len;
+};
+
+static void put(struct out *o, const char *s, size_t n)
+{
+	if (o->len < o->cap) {
+		size_t room = o->cap - o->len;
+		memcpy(o->buf + o->len, s, n < room ? n : room);
+	}
+	o->len += n;
+}
+
+static void put_escaped(struct out *o, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		switch (c) {
+		case '&': put(o, "&amp;", 5); break;
+		case '<': put(o, "&lt;", 4); break;
+		case '>': put(o, "&gt;", 4); break;
+		case '"': put(o, "&quot;", 6); break;
+		case '\'': put(o, "&#39;", 5); break;
+		default:
+			put(o, c < 0x20 || c == 0x7f ? "?" : s, 1);
+		}
+	}
+}
+
+size_t fwd_block_render_template(char *buf, size_t cap, const char *t, size_t tlen,
+    const struct fwd_block *b)
+{
+	struct out o = { buf, cap > 0 ? cap - 1 : 0, 0 };
+	char when[64];
+	struct tm tm;
+
+	localtime_r(&b->when, &tm);
+	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S %Z", &tm);
+	for (size_t i = 0; i < tlen;) {
+		const char *v = NULL, *e;
+		size_t n;
+
+		if (i + 1 >= tlen || t[i] != '{' || t[i + 1] != '{' ||
+		    (e = memmem(t + i + 2, tlen - i - 2, "}}", 2)) == NULL) {
+			put(&o, t + i, 1);
+			i++;
+			continue;
+		}
+		n = (size_t)(e - (t + i + 2));
+#define IS(name) (n == sizeof(#name) - 1 && memcmp(t + i + 2, #name, n) == 0)
+		if (IS(reason)) v = b->reason;
+		else if (IS(rule)) v = b->rule;
+		else if (IS(url)) v = b->url;
+		else if (IS(request_id)) v = b->request_id;
+		else if (IS(contact)) v = b->contact != NULL ? b->contact : "";
+		else if (IS(client)) v = b->client;
+		else if (IS(user)) v = b->user;
+		else if (IS(time)) v = when;
+		else {   /* not ours (checked at load, so only if the lists drift): keep it */
+			put(&o, t + i, n + 4);
+			i += n + 4;
+			continue;
+		}
+#undef IS
+		put_escaped(&o, v != NULL ? v : "-");
+		i += n + 4;
+	}
+	if (cap > 0)
+		buf[o.len < cap - 1 ? o.len : cap - 1] = '\0';
+	return o.len;
 }
 
 int fwd_block_wants_html(const char *accept, size_t len)

@@ -47,6 +47,7 @@
 #include <time.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "conf/conf.h"
 #include "core/addr.h"
@@ -84,6 +85,12 @@ struct fwd_data {
 	/* per worker, made on its first scan: scans run to the end within one
 	 * callback, so a worker never needs two at once */
 	struct fwd_dlp_views *views[GW_MAX_WORKERS];
+	/* forward.parent: per address, until when (gw_mono_now) it is skipped
+	 * after a failed connect (passive health; a reload starts afresh) */
+	_Atomic double *parent_down;
+	/* forward.parent.auth as a Proxy-Authorization value ("" = none) */
+	char parent_auth[700];
+	size_t parent_auth_len;
 	/* PAC text; NULL without forward.pac */
 	char *pac;
 	size_t pac_len;
@@ -266,6 +273,8 @@ static void block_event(struct gw_req *rq, const char *rule, const char *rawurl,
 	    user, rn, gw_req_id(rq), url, reason);
 }
 
+#define FWD_BLOCK_PAGE_OUT_MAX (256 * 1024)   /* bytes of a rendered forward.block_page */
+
 /* Answer 403 with the block page naming url and reason; log and tell the console. */
 static void block_url(struct gw_req *rq, struct fwd_data *d, const char *rule, const char *reason,
     const char *url)
@@ -289,11 +298,33 @@ static void block_url(struct gw_req *rq, struct fwd_data *d, const char *rule, c
 		memcpy(cut + 1024, "...", 3);
 		b.url = cut;
 	}
-	n = fwd_block_render(body, sizeof body, html, &b);
-
 	gw_req_set_verdict(rq, "deny", rule);
 	gw_req_set_reason(rq, gw_req_strndup(rq, reason, strlen(reason)));   /* the log's reason= */
 	count(rq, FWD_C_BLOCKS);
+	if (html && d->cf->forward.block_page_text != NULL) {
+		/* The operator's page; text clients keep the built-in text.  A
+		 * template repeating {{url}} could grow without bound: cap it. */
+		const struct conf_forward *fw = &d->cf->forward;
+		size_t need;
+		char *page;
+
+		b.rule = rule;
+		b.client = gw_req_client_str(rq);
+		b.user = gw_req_user(rq);
+		need = fwd_block_render_template(NULL, 0, fw->block_page_text, fw->block_page_len, &b);
+		if (need > FWD_BLOCK_PAGE_OUT_MAX)
+			need = FWD_BLOCK_PAGE_OUT_MAX;
+		page = malloc(need + 1);
+		if (page != NULL) {
+			n = fwd_block_render_template(page, need + 1, fw->block_page_text, fw->block_page_len,
+			    &b);
+			gw_req_respond(rq, 403, "text/html; charset=utf-8", page, n < need ? n : need, NULL);
+			free(page);
+			block_event(rq, rule, b.url, reason);
+			return;
+		}   /* out of memory: the built-in page below still says why */
+	}
+	n = fwd_block_render(body, sizeof body, html, &b);
 	gw_req_respond(rq, 403, html ? "text/html; charset=utf-8" : "text/plain; charset=utf-8", body, n,
 	    NULL);
 	block_event(rq, rule, b.url, reason);
@@ -472,11 +503,94 @@ static void hygiene(struct gw_req *rq, struct fwd_data *d)
 	gw_req_hdr_add(rq, "X-Forwarded-For", v, n);
 }
 
+/* Does host match a bypass pattern ("name", "*.name" subdomains, ".name"
+ * the domain and its subdomains)?  Patterns are lower-case (conf). */
+static int host_listed(const struct conf_strs *l, const char *host, size_t n)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		const char *p = l->v[i];
+		size_t pn = strlen(p);
+		int sub = p[0] == '*' || p[0] == '.';
+		const char *dom = p[0] == '*' ? p + 1 : p;     /* ".name" */
+		size_t dn = strlen(dom);
+
+		if (!sub) {
+			if (pn == n && strncasecmp(p, host, n) == 0)
+				return 1;
+			continue;
+		}
+		if (p[0] == '.' && n == dn - 1 && strncasecmp(dom + 1, host, n) == 0)
+			return 1;
+		if (n > dn && strncasecmp(host + n - dn, dom, dn) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Does a request go through forward.parent?  Not without it, not for a
+ * bypass_domains host.  Pure on the config, so on_resolved() gives the
+ * same answer as proxy() and decide(). */
+static int via_parent(const struct fwd_data *d, const struct gw_http_head *h)
+{
+	const struct conf_fwd_parent *pp = &d->cf->forward.parent;
+
+	return pp->present && pp->naddrs > 0 && h->host != NULL &&
+	    !host_listed(&pp->bypass, h->host, h->host_len);
+}
+
+/* The first parent from index from on that is not being skipped; when all
+ * of them are, the first one from there (trying beats refusing).  Returns
+ * naddrs when from is past the end. */
+static size_t parent_pick(const struct fwd_data *d, size_t from)
+{
+	size_t n = d->cf->forward.parent.naddrs;
+	double now = gw_mono_now();
+
+	for (size_t i = from; i < n; i++) {
+		double until = atomic_load(&d->parent_down[i]);
+		if (until > now)
+			continue;
+		/* the end of a skip is logged once (the thread that clears it) */
+		if (until > 0 && atomic_compare_exchange_strong(&d->parent_down[i], &until, 0.0))
+			gw_info("forward: parent proxy %s: tried again after %g s (fail_timeout)",
+			    d->cf->forward.parent.addrs[i].text, d->cf->forward.parent.fail_timeout);
+		return i;
+	}
+	return from;
+}
+
+/* Send rq to parent i: a plain request in absolute-form as the client sent
+ * it (RFC 9112 3.2.2), a CONNECT as a CONNECT to the parent first; the
+ * parent resolves the target's name. */
+static void to_parent(struct gw_req *rq, struct fwd_data *d, size_t i)
+{
+	const struct gw_http_head *h = gw_req_head(rq);
+	const struct conf_addr *pa = &d->cf->forward.parent.addrs[i];
+
+	if (h->method == GW_M_CONNECT) {
+		char extra[sizeof d->parent_auth + 24];
+		int n = d->parent_auth_len == 0 ? 0 : snprintf(extra, sizeof extra,
+		    "Proxy-Authorization: %s\r\n", d->parent_auth);
+		gw_req_tunnel(rq, h->host, h->host_len, h->port);
+		gw_req_tunnel_via(rq, pa->host, strlen(pa->host), pa->port, n > 0 ? extra : NULL,
+		    n > 0 ? (size_t)n : 0);
+		return;
+	}
+	gw_req_proxy(rq, pa->host, strlen(pa->host), pa->port, h->target, h->target_len);
+}
+
 static void proxy(struct gw_req *rq, struct fwd_data *d)
 {
 	const struct gw_http_head *h = gw_req_head(rq);
 
 	hygiene(rq, d);
+	if (via_parent(d, h)) {
+		/* added once: header edits stay through a failover */
+		if (d->parent_auth_len > 0)
+			gw_req_hdr_add(rq, "Proxy-Authorization", d->parent_auth, d->parent_auth_len);
+		to_parent(rq, d, parent_pick(d, 0));
+		return;
+	}
 	gw_req_proxy(rq, h->host, h->host_len, h->port, NULL, 0);
 }
 
@@ -806,7 +920,7 @@ static void on_body(struct gw_req *rq, const char *data, size_t len, int complet
 static void require_auth(struct gw_req *rq, struct fwd_data *d, const char *rule, enum cred cred,
     double wait)
 {
-	const char *detail = "Please sign in to use the proxy.";
+	const char *detail = NULL;   /* the 407's own line already asks to sign in */
 	const char *verdict = "auth";
 	char msg[160];
 
@@ -920,7 +1034,10 @@ static void decide(struct gw_req *rq, struct fwd_data *d, long ui, enum cred cre
 	}
 	gw_req_set_verdict(rq, "allow", name);
 	if (h->method == GW_M_CONNECT) {
-		gw_req_tunnel(rq, h->host, h->host_len, h->port);
+		if (via_parent(d, h))
+			to_parent(rq, d, parent_pick(d, 0));
+		else
+			gw_req_tunnel(rq, h->host, h->host_len, h->port);
 		return;
 	}
 	if (d->dlp != NULL) {
@@ -1269,8 +1386,19 @@ static int on_resolved(struct gw_req *rq, const struct sockaddr *sa, void *side)
 {
 	struct fwd_data *d = side;
 	char why[INET6_ADDRSTRLEN + 40];
-	const char *rule = dest_refused(d, sa, why, sizeof why);
+	const char *rule;
 
+	/* the parent proxy is trusted: the client's target was checked (an IP
+	 * literal in literal_refused()) and the parent resolves the name; but a
+	 * "parent" that is one of our own listeners would be a loop */
+	if (via_parent(d, gw_req_head(rq))) {
+		if (!is_own_listener(d->cf, sa))
+			return 0;
+		rule = "own_listener";
+		snprintf(why, sizeof why, "forward.parent is our own listener");
+	} else {
+		rule = dest_refused(d, sa, why, sizeof why);
+	}
 	if (rule == NULL)
 		return 0;
 	gw_req_set_verdict(rq, "deny", rule);
@@ -1280,6 +1408,51 @@ static int on_resolved(struct gw_req *rq, const struct sockaddr *sa, void *side)
 	return 403;
 }
 
+/* A parent that cannot be reached is skipped for forward.parent.fail_timeout and
+ * the request tries the next one in order (nothing was sent yet). */
+static int on_upstream_error(struct gw_req *rq, int stage, void *side)
+{
+	struct fwd_data *d = side;
+	const struct conf_fwd_parent *pp = &d->cf->forward.parent;
+	uint16_t port;
+	const char *host = gw_req_upstream_host(rq, &port);
+	size_t i, next;
+
+	if (stage != GW_UPFAIL_CONNECT || host == NULL || !via_parent(d, gw_req_head(rq)))
+		return 0;
+	for (i = 0; i < pp->naddrs; i++)
+		if (pp->addrs[i].port == port && strcmp(pp->addrs[i].host, host) == 0)
+			break;
+	if (i == pp->naddrs)
+		return 0;
+	if (pp->fail_timeout > 0) {   /* 0: never skipped, only the next one tried */
+		if (atomic_load(&d->parent_down[i]) <= gw_mono_now())
+			gw_warn("forward: parent proxy %s cannot be reached: skipped for %g s (fail_timeout)",
+			    pp->addrs[i].text, pp->fail_timeout);
+		atomic_store(&d->parent_down[i], gw_mono_now() + pp->fail_timeout);
+	}
+	next = parent_pick(d, i + 1);
+	if (next >= pp->naddrs)
+		return 0;
+	to_parent(rq, d, next);
+	return 1;
+}
+
+/* A parent's 407 means our forward.parent.auth is wrong: relayed, the
+ * client would take it as our own challenge and ask its user for a
+ * password.  It is the gateway's failure: 502.  (Its 403 is the parent's
+ * block page, and is relayed.) */
+static void on_response_head(struct gw_req *rq, const struct gw_http_head *resp, void *side)
+{
+	struct fwd_data *d = side;
+
+	if (resp->status != 407 || !via_parent(d, gw_req_head(rq)))
+		return;
+	gw_warn("forward: %s: parent proxy answered 407: check forward.parent.auth", gw_req_id(rq));
+	gw_req_set_reason(rq, "parent proxy answered 407 (forward.parent.auth)");
+	gw_req_respond(rq, 502, NULL, NULL, 0, "The upstream proxy refused the gateway's credentials.");
+}
+
 static const struct gw_proto fwd_proto = {
 	.name = "forward",
 	.family = 0,
@@ -1287,6 +1460,8 @@ static const struct gw_proto fwd_proto = {
 	.on_resolved = on_resolved,
 	.on_body = on_body,
 	.on_done = on_done,
+	.on_upstream_error = on_upstream_error,
+	.on_response_head = on_response_head,
 };
 
 /* ---- per-snapshot data ---- */
@@ -1307,6 +1482,7 @@ static void side_free(void *data)
 		fwd_dlp_views_free(d->views[w]);
 	fwd_dlp_free(d->dlp);
 	free(d->pac);
+	free(d->parent_down);
 	fwd_policy_free(d->policy);
 	free(d->hits);
 	d->magic = 0;
@@ -1404,6 +1580,25 @@ static int compile(const struct conf *cf, struct conf_errors *errs, void **data)
 		else if (!fwd_dlp_active(d->dlp)) {
 			fwd_dlp_free(d->dlp);
 			d->dlp = NULL;
+		}
+	}
+	if (cf->forward.parent.naddrs > 0) {
+		d->parent_down = calloc(cf->forward.parent.naddrs, sizeof *d->parent_down);
+		if (d->parent_down == NULL) {
+			side_free(d);
+			return -1;
+		}
+	}
+	if (cf->forward.parent.auth != NULL) {
+		size_t n = strlen(cf->forward.parent.auth);
+		if (n > (sizeof d->parent_auth - 7) / 4 * 3 - 3) {
+			conf_err(errs, cf->forward.parent.src.file, cf->forward.parent.src.line,
+			    "forward.parent.auth", "too long");
+			ok = 0;
+		} else {
+			memcpy(d->parent_auth, "Basic ", 6);
+			d->parent_auth_len = 6 + (size_t)EVP_EncodeBlock((unsigned char *)d->parent_auth + 6,
+			    (const unsigned char *)cf->forward.parent.auth, (int)n);
 		}
 	}
 	if (cf->forward.pac.present) {

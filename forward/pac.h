@@ -11,12 +11,20 @@
  *     "*.example.com" subdomains only (shExpMatch), ".example.com" the domain
  *     and its subdomains (dnsDomainIs), IP literals exactly; host names are
  *     compared lower-cased;
- *   - everything else: "PROXY <forward.pac.proxy>; DIRECT".
+ *   - with forward.pac.direct_private, private address literals go DIRECT:
+ *     IPv4 10/8, 172.16/12, 192.168/16, 127/8 (isInNet, only on literals so
+ *     the browser never resolves a name just to choose) and IPv6 fc00::/7;
+ *   - everything else: "PROXY <forward.pac.proxy>; DIRECT" (fallback =
+ *     "direct", the default) or "PROXY <forward.pac.proxy>" (fallback =
+ *     "none").
  * Fallback choice: browsers try the entries in order, so DIRECT is only
- * used when the proxy cannot be reached at all.  That keeps people working
- * when Gatehouse is down, at the price of unfiltered access during the
- * outage; networks that must fail closed should block outbound 80/443 at
- * the firewall for clients (then DIRECT simply fails).
+ * used when the proxy cannot be reached at all.  "direct" keeps people
+ * working when Gatehouse is down, at the price of unfiltered access during
+ * the outage; it stays the default because every PAC file served before the
+ * key existed said so, and silently failing closed on upgrade would take a
+ * company offline.  "none" fails closed (what compliance usually wants);
+ * clients can still ignore the PAC file, so also block outbound 80/443 at
+ * the firewall.
  */
 #ifndef GW_FORWARD_PAC_H
 #define GW_FORWARD_PAC_H
