@@ -712,10 +712,14 @@ def http_date(t=None):
 # odd address leaves the machine.  Tests that feed the forward side attacks,
 # odd addresses or odd names run inside a network namespace made for the test
 # with only `lo` up: there, a connection to anything but loopback fails with
-# ENETUNREACH.  The namespace is entered by the calling thread (setns(2) is
-# per thread); sockets, threads and processes made afterwards (origins,
-# gatehouse, curl) live in it.  Use the `netns` fixture, listed FIRST in the
-# test's arguments so that it is set up before any origin fixture.
+# ENETUNREACH.  The calling thread gets a new namespace of its own with
+# unshare(2) (namespaces are per thread) and goes home with setns(2);
+# sockets, threads and processes made in between (origins, gatehouse, curl)
+# live in it, and it goes away with the last of them.  No named namespace
+# (`ip netns add`) is made: `ip -n`/`ip netns exec` remount / and /sys, which
+# fails where / is not a mount point (a chroot).  Use the `netns` fixture,
+# listed FIRST in the test's arguments so that it is set up before any origin
+# fixture.
 
 _CLONE_NEWNET = 0x40000000
 _ns_seq = [0]
@@ -727,11 +731,11 @@ def _libc():
     return ctypes.CDLL(None, use_errno=True)
 
 
-def _setns(fd):
+def _ns_call(fn, *args):
     import ctypes
-    if _libc().setns(fd, _CLONE_NEWNET) != 0:
+    if fn(*args) != 0:
         e = ctypes.get_errno()
-        raise OSError(e, "setns: " + os.strerror(e))
+        raise OSError(e, "%s: %s" % (fn.__name__, os.strerror(e)))
 
 
 class NetNS:
@@ -744,34 +748,35 @@ class NetNS:
         self.home = None
 
     def enter(self):
-        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        self.home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         try:
-            subprocess.run(["ip", "-n", self.name, "link", "set", "lo", "up"], check=True)
-            self.home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-            fd = os.open("/run/netns/" + self.name, os.O_RDONLY)
-            try:
-                _setns(fd)
-            finally:
-                os.close(fd)
+            _ns_call(_libc().unshare, _CLONE_NEWNET)
         except BaseException:
-            subprocess.run(["ip", "netns", "del", self.name])
+            os.close(self.home)
+            self.home = None
+            raise
+        try:
+            subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        except BaseException:
+            self.exit()
             raise
         _given_ports.clear()   # a new port space
         return self
 
     def exit(self):
         if self.home is not None:
-            _setns(self.home)
+            _ns_call(_libc().setns, self.home, _CLONE_NEWNET)
             os.close(self.home)
             self.home = None
-        subprocess.run(["ip", "netns", "del", self.name])
 
     def v6_local(self):
         """Make 2001:db8::/48 local (any address in it can be bound as a
-        client source); 2001:db8::1 is configured for servers."""
-        for cmd in (["ip", "-n", self.name, "-6", "addr", "add", "2001:db8::1/128", "dev", "lo", "nodad"],
-                    ["ip", "-n", self.name, "-6", "route", "add", "local", "2001:db8::/48", "dev", "lo"],
-                    ["ip", "netns", "exec", self.name, "sysctl", "-qw", "net.ipv6.ip_nonlocal_bind=1"]):
+        client source); 2001:db8::1 is configured for servers.  Run from the
+        thread inside the namespace."""
+        assert NetNS.inside()
+        for cmd in (["ip", "-6", "addr", "add", "2001:db8::1/128", "dev", "lo", "nodad"],
+                    ["ip", "-6", "route", "add", "local", "2001:db8::/48", "dev", "lo"],
+                    ["sysctl", "-qw", "net.ipv6.ip_nonlocal_bind=1"]):
             subprocess.run(cmd, check=True)
 
     @staticmethod

@@ -147,6 +147,7 @@ reverse: {
   upstreams = ( { name = "o"; servers = ( { address = "127.0.0.1:9"; } ); } );
   sites = ( { default = true; routes = ( { path = "/"; upstream = "o"; set_headers: { %s }; } ); } );
 };
+global: { user = ""; };
 """
     for key, bad in (('Content-Length = "0";', True), ('Transfer-Encoding = "chunked";', True),
                      ('connection = "content-length";', True), ('Upgrade = "h2c";', True),
