@@ -111,7 +111,7 @@ static void arena_free(struct gw_pool *p, struct arena_blk *b);
 
 enum cstate { CS_HANDSHAKE, CS_HEAD, CS_BUSY, CS_TUNNEL, CS_LINGER, CS_CLOSED };
 enum decision { DEC_NONE, DEC_PROXY, DEC_TUNNEL, DEC_RESPOND, DEC_FILE, DEC_DEFER, DEC_READBODY };
-enum cto { TO_IDLE, TO_HEADER, TO_BODY, TO_SEND, TO_TUNNEL, TO_LINGER, TO_BG, TO_FIRST };
+enum cto { TO_IDLE, TO_HEADER, TO_BODY, TO_SEND, TO_TUNNEL, TO_LINGER, TO_BG, TO_FIRST, TO_DNS };
 
 struct xfer {
 	/* optional observer of the decoded body bytes (response taps) */
@@ -633,6 +633,7 @@ static void client_timer(struct gw_conn *c, enum cto kind)
 	case TO_TUNNEL: s = t->tunnel_idle; break;
 	case TO_LINGER: s = LINGER_SECS; break;
 	case TO_BG: s = c->rq != NULL ? c->rq->bg_timeout : 0; break;
+	case TO_DNS: s = t->upstream_connect; break;
 	case TO_FIRST:
 		/* a new connection that has sent nothing yet (on TLS: no byte of
 		 * the handshake, then no byte of the first request); never longer
@@ -3139,6 +3140,8 @@ static void dns_done(void *arg, const struct gw_dns_result *res)
 	struct gw_req *rq = arg;
 
 	rq->dnsq = NULL;
+	if (rq->c->to_kind == TO_DNS)
+		event_del(&rq->c->ev_to);
 	resolved(rq, res);
 }
 
@@ -3155,8 +3158,14 @@ static void proxy_start(struct gw_req *rq)
 		return;
 	gw_stat_add(&c->w->stats->dns_queries, 1);
 	r = gw_dns_resolve(c->w->dns, rq->up_host, rq->up_port, &res, dns_done, rq, &rq->dnsq);
-	if (r == 0)
+	if (r == 0) {
+		/* evdns's own timeout does not cover a query waiting in its queue
+		 * (over 64 in flight): upstream_connect bounds the resolution too
+		 * (client_to_cb).  A background request keeps its TO_BG bound. */
+		if (c->to_kind != TO_BG)
+			client_timer(c, TO_DNS);
 		return;  /* dns_done() continues */
+	}
 	resolved(rq, &res);
 }
 
@@ -3787,6 +3796,14 @@ static void client_to_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	case TO_FIRST:
 		conn_close(c, GW_CLOSE_FIRST_BYTE_TIMEOUT);
+		return;
+	case TO_DNS:
+		if (c->rq == NULL || c->rq->dnsq == NULL)
+			return;
+		gw_dns_cancel(c->rq->dnsq);
+		c->rq->dnsq = NULL;
+		gw_stat_add(&c->w->stats->dns_failures, 1);
+		upstream_failed(c, 504, "DNS timeout");
 		return;
 	}
 }

@@ -100,3 +100,52 @@ def test_min_rate_zero_keeps_only_the_pause_bound(netns, origin, ports):
         assert resp == b"" and took >= 3.0, (resp[:200], took)
     finally:
         g.check_clean()
+
+
+class SilentDns:
+    """A UDP DNS server on loopback that reads every query and never answers."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.queries = 0
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self):
+        while True:
+            try:
+                self.sock.recvfrom(4096)
+            except OSError:
+                return
+            self.queries += 1
+
+    def stop(self):
+        self.sock.close()
+
+
+def test_dns_that_never_answers_is_bounded_by_upstream_connect(netns, origin, ports):
+    # evdns alone would wait 30 s x 2 attempts: only the new bound can answer
+    d = SilentDns()
+    g = start(ports, "upstream_connect = 1.5;",
+              dns='dns: { servers = [ "127.0.0.1:%d" ]; timeout = 30.0; hosts_file = ""; };' % d.port)
+    try:
+        t0 = time.time()
+        rc, out, err = gh.curl("-s", "-o", "-", "-w", "\n%{http_code}", "-x", "http://127.0.0.1:%d" % g.port,
+                               "http://never-answers.test:%d/" % origin.port, timeout=10)
+        took = time.time() - t0
+        body, _, code = out.rpartition(b"\n")
+        assert code == b"504" and 1.3 < took < 5.0, (rc, code, took)
+        assert d.queries >= 1
+        m = gh.metrics(g.mport)
+        assert m.get("gatehouse_dns_failures_total") == 1, m.get("gatehouse_dns_failures_total")
+        # the worker still serves, and a second query is bounded the same way
+        assert gh.curl_status("-x", "http://127.0.0.1:%d" % g.port,
+                              "http://127.0.0.1:%d/size/1" % origin.port) == 200
+        t0 = time.time()
+        assert gh.curl_status("-x", "http://127.0.0.1:%d" % g.port,
+                              "http://other.test:%d/" % origin.port) == 504
+        assert time.time() - t0 < 5.0
+    finally:
+        g.check_clean()
+        d.stop()
