@@ -5,12 +5,12 @@ upload is not; a DNS query that never gets an answer is bounded by
 upstream_connect (504 "DNS timeout") even when the resolver's own timeout is
 long."""
 import socket
-import threading
 import time
 
 import pytest
 
 import gh
+from test_h_faults import FakeDns
 
 
 def conf(ports, timeouts, dns="", dlp=False):
@@ -102,31 +102,9 @@ def test_min_rate_zero_keeps_only_the_pause_bound(netns, origin, ports):
         g.check_clean()
 
 
-class SilentDns:
-    """A UDP DNS server on loopback that reads every query and never answers."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.queries = 0
-        threading.Thread(target=self._loop, daemon=True).start()
-
-    def _loop(self):
-        while True:
-            try:
-                self.sock.recvfrom(4096)
-            except OSError:
-                return
-            self.queries += 1
-
-    def stop(self):
-        self.sock.close()
-
-
 def test_dns_that_never_answers_is_bounded_by_upstream_connect(netns, origin, ports):
     # evdns alone would wait 30 s x 2 attempts: only the new bound can answer
-    d = SilentDns()
+    d = FakeDns("swallow")   # reads every query, never answers
     g = start(ports, "upstream_connect = 1.5;",
               dns='dns: { servers = [ "127.0.0.1:%d" ]; timeout = 30.0; hosts_file = ""; };' % d.port)
     try:
