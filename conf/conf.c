@@ -1152,7 +1152,7 @@ static const char *const k_log[] = { "error", "level", "access", "access_format"
     "syslog_tag", NULL };
 static const char *const k_timeouts[] = { "client_header", "client_body", "client_idle",
     "upstream_connect", "upstream_response", "upstream_idle", "tunnel_idle", "shutdown_grace",
-    "client_first_byte", NULL };
+    "client_first_byte", "client_body_min_rate", NULL };
 static const char *const k_limits[] = { "max_header_bytes", "max_headers", "max_uri_bytes",
     "max_body_bytes", NULL };
 static const char *const k_dns[] = { "servers", "cache_ttl_max", "timeout", "hosts_file", NULL };
@@ -1185,6 +1185,7 @@ static void read_global(struct ctx *x, config_setting_t *root)
 	gl->log.syslog_tag = conf_arena_strdup(x->a, "gatehouse");
 	gl->timeouts.client_header = 10.0;
 	gl->timeouts.client_body = 30.0;
+	gl->timeouts.client_body_min_rate = 1024;
 	gl->timeouts.client_idle = 60.0;
 	gl->timeouts.upstream_connect = 5.0;
 	gl->timeouts.upstream_response = 60.0;
@@ -1270,6 +1271,7 @@ static void read_global(struct ctx *x, config_setting_t *root)
 		get_num(x, s, t, "tunnel_idle", 0.001, MAX_TIMEOUT, &gl->timeouts.tunnel_idle);
 		get_num(x, s, t, "shutdown_grace", 0, MAX_TIMEOUT, &gl->timeouts.shutdown_grace);
 		get_num(x, s, t, "client_first_byte", 0.001, MAX_TIMEOUT, &gl->timeouts.client_first_byte);
+		get_num(x, s, t, "client_body_min_rate", 0, 1e9, &gl->timeouts.client_body_min_rate);
 	}
 	if ((s = get_group(x, g, "global", "limits", k_limits))) {
 		int64_t n;

@@ -90,6 +90,7 @@ struct conf_timeouts {
 	double upstream_connect, upstream_response, upstream_idle;
 	double tunnel_idle, shutdown_grace;
 	double client_first_byte;  /* a new connection's first byte (and TLS: first request byte) */
+	double client_body_min_rate;  /* bytes/s, average over the body after client_body s; 0 = off */
 };
 
 struct conf_limits {

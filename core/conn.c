@@ -111,7 +111,7 @@ static void arena_free(struct gw_pool *p, struct arena_blk *b);
 
 enum cstate { CS_HANDSHAKE, CS_HEAD, CS_BUSY, CS_TUNNEL, CS_LINGER, CS_CLOSED };
 enum decision { DEC_NONE, DEC_PROXY, DEC_TUNNEL, DEC_RESPOND, DEC_FILE, DEC_DEFER, DEC_READBODY };
-enum cto { TO_IDLE, TO_HEADER, TO_BODY, TO_SEND, TO_TUNNEL, TO_LINGER, TO_BG, TO_FIRST };
+enum cto { TO_IDLE, TO_HEADER, TO_BODY, TO_SEND, TO_TUNNEL, TO_LINGER, TO_BG, TO_FIRST, TO_DNS };
 
 struct xfer {
 	/* optional observer of the decoded body bytes (response taps) */
@@ -177,6 +177,9 @@ struct gw_req {
 	int m_site, m_up;          /* gw_hist slot + 1 (0 = unset): latency labels */
 	double up_t0, up_sent;     /* mono: connect started, request sent (0 = recorded) */
 	uint64_t bytes_in, bytes_out;
+	double body_t0;            /* mono: start of the body rate window (0: not started) */
+	uint64_t body_n0;          /* bytes_in at body_t0 */
+	int body_slow;             /* the TO_BODY timer is the min-rate deadline */
 	int parse_error;
 	char client_str[INET6_ADDRSTRLEN];  /* gw_req_client_str, made on first use */
 	union gw_sa *client;       /* gw_req_set_client (arena); NULL: the TCP peer */
@@ -584,6 +587,38 @@ static const struct conf_timeouts *TO(struct gw_conn *c)
 	return &c->snap->conf->global.timeouts;
 }
 
+/*
+ * The TO_BODY timer: client_body bounds the pause between body bytes, and
+ * client_body_min_rate the average since the body started (after a grace of
+ * client_body seconds), so a trickle of a byte per pause cannot hold the
+ * connection (and an upstream one) forever.  The timer is cut to the moment
+ * the average would fall under the rate if nothing more came; rq->body_slow
+ * tells client_to_cb which bound fired.
+ */
+static double body_timeout(struct gw_conn *c, const struct conf_timeouts *t)
+{
+	struct gw_req *rq = c->rq;
+	double now, due;
+
+	if (rq == NULL)
+		return t->client_body;
+	rq->body_slow = 0;
+	if (t->client_body_min_rate <= 0)
+		return t->client_body;
+	now = gw_mono_now();
+	if (rq->body_t0 == 0) {
+		rq->body_t0 = now;
+		rq->body_n0 = rq->bytes_in;
+	}
+	due = rq->body_t0 + (double)(rq->bytes_in - rq->body_n0) / t->client_body_min_rate;
+	if (due < rq->body_t0 + t->client_body)
+		due = rq->body_t0 + t->client_body;
+	if (due - now >= t->client_body)
+		return t->client_body;
+	rq->body_slow = 1;
+	return due - now > 0.001 ? due - now : 0.001;
+}
+
 static void client_timer(struct gw_conn *c, enum cto kind)
 {
 	const struct conf_timeouts *t = TO(c);
@@ -593,11 +628,12 @@ static void client_timer(struct gw_conn *c, enum cto kind)
 	switch (kind) {
 	case TO_IDLE: s = t->client_idle; break;
 	case TO_HEADER: s = t->client_header; break;
-	case TO_BODY: s = t->client_body; break;
+	case TO_BODY: s = body_timeout(c, t); break;
 	case TO_SEND: s = t->client_idle; break;
 	case TO_TUNNEL: s = t->tunnel_idle; break;
 	case TO_LINGER: s = LINGER_SECS; break;
 	case TO_BG: s = c->rq != NULL ? c->rq->bg_timeout : 0; break;
+	case TO_DNS: s = t->upstream_connect; break;
 	case TO_FIRST:
 		/* a new connection that has sent nothing yet (on TLS: no byte of
 		 * the handshake, then no byte of the first request); never longer
@@ -2604,6 +2640,7 @@ static void up_write(struct upconn *u)
 			if (evbuffer_get_length(c->in) > 0)
 				tunnel_pump(c);
 		} else if (c->rq != NULL && !c->rq->reqx.done) {
+			c->rq->body_t0 = 0;   /* body rate: a new window (pump_request_body) */
 			rd_enable(c, 1);
 			if (evbuffer_get_length(c->in) > 0)
 				pump_request_body(c);
@@ -2895,6 +2932,10 @@ static void pump_request_body(struct gw_conn *c)
 	} else if (evbuffer_get_length(u->out) >= HIWAT) {
 		rd_enable(c, 0);
 		u->cl_paused = 1;
+		/* the upstream is slow, not the client: the rate window
+		 * starts again when reading resumes */
+		rq->body_t0 = 0;
+		client_timer(c, TO_BODY);
 	} else {
 		client_timer(c, TO_BODY);
 	}
@@ -3099,6 +3140,8 @@ static void dns_done(void *arg, const struct gw_dns_result *res)
 	struct gw_req *rq = arg;
 
 	rq->dnsq = NULL;
+	if (rq->c->to_kind == TO_DNS)
+		event_del(&rq->c->ev_to);
 	resolved(rq, res);
 }
 
@@ -3115,8 +3158,14 @@ static void proxy_start(struct gw_req *rq)
 		return;
 	gw_stat_add(&c->w->stats->dns_queries, 1);
 	r = gw_dns_resolve(c->w->dns, rq->up_host, rq->up_port, &res, dns_done, rq, &rq->dnsq);
-	if (r == 0)
+	if (r == 0) {
+		/* evdns's own timeout does not cover a query waiting in its queue
+		 * (over 64 in flight): upstream_connect bounds the resolution too
+		 * (client_to_cb).  A background request keeps its TO_BG bound. */
+		if (c->to_kind != TO_BG)
+			client_timer(c, TO_DNS);
 		return;  /* dns_done() continues */
+	}
 	resolved(rq, &res);
 }
 
@@ -3714,16 +3763,23 @@ static void client_to_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		conn_close(c, GW_CLOSE_HEADER_TIMEOUT);
 		return;
-	case TO_BODY:
+	case TO_BODY: {
+		int slow = c->rq != NULL && c->rq->body_slow;
+
 		if (c->rq != NULL && !c->rq->resp_head_done) {
 			if (c->up != NULL)
 				up_detach_close(c);
 			c->rq->close_after = 1;
-			respond_error(c->rq, 408, "request body timeout");
+			if (slow)
+				gw_stat_add(&c->w->stats->close[GW_CLOSE_BODY_TOO_SLOW], 1);
+			respond_error(c->rq, 408, slow ? "request body too slow" : "request body timeout");
 			return;
 		}
-		conn_close(c, GW_CLOSE_BODY_TIMEOUT);
+		if (slow)
+			c->rq->reason = "request body too slow";
+		conn_close(c, slow ? GW_CLOSE_BODY_TOO_SLOW : GW_CLOSE_BODY_TIMEOUT);
 		return;
+	}
 	case TO_SEND:
 		conn_close(c, GW_CLOSE_SEND_TIMEOUT);
 		return;
@@ -3740,6 +3796,14 @@ static void client_to_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	case TO_FIRST:
 		conn_close(c, GW_CLOSE_FIRST_BYTE_TIMEOUT);
+		return;
+	case TO_DNS:
+		if (c->rq == NULL || c->rq->dnsq == NULL)
+			return;
+		gw_dns_cancel(c->rq->dnsq);
+		c->rq->dnsq = NULL;
+		gw_stat_add(&c->w->stats->dns_failures, 1);
+		upstream_failed(c, 504, "DNS timeout");
 		return;
 	}
 }

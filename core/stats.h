@@ -30,7 +30,8 @@
 	X(LISTENER_REMOVED, "listener_removed") \
 	X(INTERNAL, "internal") \
 	X(FIRST_BYTE_TIMEOUT, "first_byte_timeout") \
-	X(CLIENT_LIMIT, "client_limit")
+	X(CLIENT_LIMIT, "client_limit") \
+	X(BODY_TOO_SLOW, "body_too_slow")
 
 enum gw_close_reason {
 #define X(id, s) GW_CLOSE_##id,
