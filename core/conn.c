@@ -1635,9 +1635,8 @@ static void req_log_free(struct gw_conn *c, struct gw_req *rq)
 	{
 		double took = gw_mono_now() - rq->start_mono;
 		gw_hist_observe(c->w->id, GW_H_REQ_FAMILY, fam, took);
-		if (fam == 1)   /* reverse: per site, unknown hosts under one label */
-			gw_hist_observe(c->w->id, GW_H_REQ_SITE, rq->m_site ? rq->m_site - 1 :
-			    gw_hist_slot(GW_HT_SITE, "(unknown)"), took);
+		if (rq->m_site != 0)   /* the family gave a site label */
+			gw_hist_observe(c->w->id, GW_H_REQ_SITE, rq->m_site - 1, took);
 	}
 	if (!gw_access_enabled() && !gw_tail_enabled())
 		goto logged;   /* nobody reads the line: do not format it */

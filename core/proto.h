@@ -229,9 +229,10 @@ void gw_req_log_no_query(struct gw_req *rq);
 void gw_req_log_no_path(struct gw_req *rq);
 /* The access log's reason= field (static or request-owned string). */
 void gw_req_set_reason(struct gw_req *rq, const char *reason);
-/* Labels of the latency histograms (core/hist.h): the reverse site and the
- * upstream name; configured names only (the label set must stay bounded).
- * Unset: site "(unknown)", upstream the family name. */
+/* Labels of the latency histograms (core/hist.h): a site and an upstream
+ * name; configured names only (the label set must stay bounded).  Unset:
+ * the request is not in the per-site histogram, and its upstream label is
+ * the family name. */
 void gw_req_set_metric_site(struct gw_req *rq, const char *site);
 void gw_req_set_metric_upstream(struct gw_req *rq, const char *upstream);
 

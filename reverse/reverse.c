@@ -902,6 +902,9 @@ static void decide(struct gw_req *rq, void *side, int first);
 
 static void on_request(struct gw_req *rq, void *side)
 {
+	/* the latency label until a site is found: requests for no site
+	 * (or answered before the site lookup) under one label */
+	gw_req_set_metric_site(rq, "(unknown)");
 	decide(rq, side, 1);
 }
 
