@@ -448,9 +448,14 @@ static void real_client(struct gw_req *rq, const struct rev_data *d, const struc
 	char list[4096];
 	struct sockaddr_storage ss;
 	int forwarded = 0, have = 0;
-	size_t n = join_hdr(h, "x-forwarded-for", list, sizeof list), e;
+	size_t n, e;
 
-	if (n == 0) {
+	/* Forwarded only when there is no X-Forwarded-For at all: a list too
+	 * long to keep (join_hdr's 0) must not hand the choice to the other
+	 * header, which the client may have sent past the proxy untouched */
+	if (gw_http1_find(h, "x-forwarded-for") != NULL) {
+		n = join_hdr(h, "x-forwarded-for", list, sizeof list);
+	} else {
 		n = join_hdr(h, "forwarded", list, sizeof list);
 		forwarded = 1;
 	}

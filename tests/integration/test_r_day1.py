@@ -359,6 +359,9 @@ def test_real_client_behind_trusted_proxy(two, ports):
         assert get("inner.test", "10.0.0.3", source="127.0.0.2") == 403
         assert get("inner.test", "not-an-address, 10.0.0.3") == 200
         assert get("inner.test", "10.0.0.3, bogus") == 403  # unreadable from the right: the peer
+        # an X-Forwarded-For over 4 KiB leaves the client the peer; it must not
+        # hand the choice to a Forwarded header the client sent past the proxy
+        assert get("inner.test", "10.0.0.3, " * 420 + "192.0.2.1", fwd="for=10.0.0.3") == 403
         # the upstream gets the list with the balancer appended (each hop adds its peer)
         with a.lock:
             xff = [r.header("X-Forwarded-For") for r in a.requests[-2:]]
