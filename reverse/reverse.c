@@ -907,9 +907,6 @@ static void decide(struct gw_req *rq, void *side, int first);
 
 static void on_request(struct gw_req *rq, void *side)
 {
-	/* the latency label until a site is found: requests for no site
-	 * (or answered before the site lookup) under one label */
-	gw_req_set_metric_site(rq, "(unknown)");
 	decide(rq, side, 1);
 }
 
@@ -955,6 +952,9 @@ static void decide(struct gw_req *rq, void *side, int first)
 		site = rev_site_find(d->routes, host, hlen);
 	}
 	if (site == NULL) {
+		/* the latency label of requests for no site (a name lookup: only
+		 * on this path, not on every request) */
+		gw_req_set_metric_site(rq, "(unknown)");
 		gw_req_set_verdict(rq, "no_site", NULL);
 		gw_req_respond(rq, 404, NULL, NULL, 0, NULL);
 		return;
