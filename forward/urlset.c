@@ -283,7 +283,13 @@ int fwd_urlset_match(const struct fwd_urlset *s, const char *url, size_t len,
 	pl = rl - hl;
 	while (pl > 0 && *p != '/' && *p != '?')
 		p++, pl--;   /* the port */
-	is_ip = r[0] == '[' || strspn(r, "0123456789.") >= hl;
+	is_ip = r[0] == '[';
+	if (!is_ip) {   /* all digits and dots: an IPv4 literal (within hl, not up to a NUL) */
+		size_t k = 0;
+		while (k < hl && ((r[k] >= '0' && r[k] <= '9') || r[k] == '.'))
+			k++;
+		is_ip = k == hl;
+	}
 	for (size_t off = 0; off < hl;) {
 		const struct uent *e = match_host(s, r + off, hl - off, p, pl);
 		if (e != NULL) {
