@@ -120,13 +120,38 @@ int gw_log_open(const char *target, int level)
 	return 0;
 }
 
-/* Close the syslog socket (lock held); TCP: drop a partly sent frame. */
+/* TCP: drop the frames sent in full from the queue, so that it starts at a
+ * frame (lock held); psent is then within the first frame. */
+static void sl_drop_sent(void)
+{
+	size_t off = 0;
+
+	if (sl.psent == 0)
+		return;
+	while (off < sl.psent) {
+		size_t flen = 0, i = off;
+		while (i < sl.plen && sl.pend[i] != ' ')
+			flen = flen * 10 + (size_t)(sl.pend[i++] - '0');
+		if (i + 1 + flen > sl.psent)
+			break;
+		off = i + 1 + flen;
+		atomic_fetch_add_explicit(&sl.sent, 1, memory_order_relaxed);
+	}
+	memmove(sl.pend, sl.pend + off, sl.plen - off);
+	sl.plen -= off;
+	sl.psent -= off;
+	atomic_store(&sl.pending, sl.plen);
+}
+
+/* Close the syslog socket (lock held); TCP: the frames sent in full are
+ * done, a partly sent one is dropped (never sent twice). */
 static void sl_disconnect(double backoff_from)
 {
 	if (sl.fd >= 0)
 		close(sl.fd);
 	sl.fd = -1;
 	sl.connecting = 0;
+	sl_drop_sent();
 	if (sl.psent > 0 && sl.plen > 0) {
 		size_t flen = 0, i = 0;
 		while (i < sl.plen && sl.pend[i] != ' ')
@@ -207,23 +232,7 @@ static void sl_pump(double now)
 		}
 		sl.psent += (size_t)w;
 	}
-	if (sl.psent > 0) {
-		/* keep pend starting at a frame: drop the frames sent in full */
-		size_t off = 0;
-		while (off < sl.psent) {
-			size_t flen = 0, i = off;
-			while (i < sl.plen && sl.pend[i] != ' ')
-				flen = flen * 10 + (size_t)(sl.pend[i++] - '0');
-			if (i + 1 + flen > sl.psent)
-				break;
-			off = i + 1 + flen;
-			atomic_fetch_add_explicit(&sl.sent, 1, memory_order_relaxed);
-		}
-		memmove(sl.pend, sl.pend + off, sl.plen - off);
-		sl.plen -= off;
-		sl.psent -= off;
-		atomic_store(&sl.pending, sl.plen);
-	}
+	sl_drop_sent();
 }
 
 /* Send or queue the lines of data[0..len) (each ends in '\n'). */
