@@ -396,6 +396,22 @@ def test_gzip_bomb_capped(netns, origin, ports):
     assert len(origin.requests) == 1 and origin.requests[0].body == bomb
 
 
+def test_gzip_ratio_capped(netns, origin, ports):
+    """A small body must not buy a large scan on the worker's loop: 8 MiB of
+    zeros in 8 KB of gzip, under max_scan_bytes = 16M, stops at 1 MiB (over
+    100x its size) and is handled as oversize; ordinary gzip text passes."""
+    bomb = gzip.compress(b"\0" * (8 << 20), 9)
+    g = start(ports, oversize="deny", max_scan="16M")
+    try:
+        st, body = post_raw(g, origin, bomb, "Content-Encoding: gzip")
+        assert st == 403 and b"compression bomb" in body, body[:300]
+        text = gzip.compress(b"".join(b"line %d of an ordinary log upload\n" % i for i in range(40000)))
+        st, body = post_raw(g, origin, text, "Content-Encoding: gzip")
+        assert st == 200, body[:300]
+    finally:
+        g.check_clean()
+
+
 def test_base64_bodies_decoded(netns, origin, fwdn):
     b64 = base64.b64encode(b"card 4111 1111 1111 1111 exp 12/29").decode()
     mime = base64.encodebytes(b"x" * 100 + b" iban DE89 3704 0044 0532 0130 00 " + b"y" * 100).decode()
