@@ -939,7 +939,8 @@ static void decide(struct gw_req *rq, void *side, int first)
 		gw_req_respond(rq, 200, "text/plain", "", 0, NULL);
 		return;
 	}
-	if (client_trusted(rq, d))
+	trusted = client_trusted(rq, d);   /* the TCP peer's trust: set_client does not change it */
+	if (trusted)
 		real_client(rq, d, h);
 	if (h->target_form == GW_TF_ABSOLUTE) {
 		/* never an open proxy: only hosts we publish */
@@ -1004,21 +1005,18 @@ static void decide(struct gw_req *rq, void *side, int first)
 	}
 	if (rt->max_body_bytes > 0)
 		gw_req_set_max_body(rq, rt->max_body_bytes);
-	plen = rev_route_upstream_path(rt, norm, (size_t)nlen, path, sizeof path);
-	if (plen < 0) {
-		gw_req_respond(rq, 414, NULL, NULL, 0, NULL);
-		return;
-	}
 	/* static lookups use the normalised path; what goes upstream or after a
 	 * redirect target is what the client sent, where that is equivalent */
-	if (rt->kind != REV_ROUTE_STATIC) {
+	if (rt->kind == REV_ROUTE_STATIC) {
+		plen = rev_route_upstream_path(rt, norm, (size_t)nlen, path, sizeof path);
+	} else {
 		int raw_used;
 		plen = rev_route_upstream_path_raw(rt, h->path, h->path_len, norm, (size_t)nlen, path,
 		    sizeof path, &raw_used);
-		if (plen < 0) {
-			gw_req_respond(rq, 414, NULL, NULL, 0, NULL);
-			return;
-		}
+	}
+	if (plen < 0) {
+		gw_req_respond(rq, 414, NULL, NULL, 0, NULL);
+		return;
 	}
 	switch (rt->kind) {
 	case REV_ROUTE_REDIRECT:
@@ -1028,7 +1026,6 @@ static void decide(struct gw_req *rq, void *side, int first)
 		serve_static(rq, rt, path, (size_t)plen, norm, (size_t)nlen);
 		return;
 	case REV_ROUTE_UPSTREAM:
-		trusted = client_trusted(rq, d);
 		if (!trusted)
 			strip_untrusted(rq, d, h);
 		/* a rewrite header that goes to the application (a trusted
