@@ -47,6 +47,15 @@
   /* -------------------------------------------------------- dashboard -- */
   let session = null;
 
+  /* One way to the sign-in page: a poll that meets 401 while sign-out is
+   * under way must not start a second navigation (it aborts the first). */
+  let leaving = false;
+  function toLogin() {
+    if (leaving) return;
+    leaving = true;
+    location.href = '/login';
+  }
+
   async function api(path, opts) {
     opts = opts || {};
     const headers = { 'Accept': 'application/json' };
@@ -56,7 +65,7 @@
       method: opts.method || 'GET', credentials: 'same-origin', headers,
       body: opts.body !== undefined ? JSON.stringify(opts.body) : undefined,
     });
-    if (r.status === 401) { location.href = '/login'; throw new Error('login required'); }
+    if (r.status === 401) { toLogin(); throw new Error('login required'); }
     let data = null;
     try { data = await r.json(); } catch (e) { data = null; }
     return { status: r.status, ok: r.ok, data };
@@ -575,7 +584,9 @@
     session = s.data;
     $('who').textContent = session.user + ' (' + session.role + ')';
     for (const b of document.querySelectorAll('#tabs button')) b.addEventListener('click', () => show(b.dataset.tab));
-    $('logout').addEventListener('click', async () => { await api('logout', { method: 'POST', body: {} }); location.href = '/login'; });
+    $('logout').addEventListener('click', async () => {
+      try { await api('logout', { method: 'POST', body: {} }); } finally { toLogin(); }
+    });
     $('pt-form').addEventListener('submit', policyTest);
     $('rv-purge').addEventListener('submit', purge);
     $('cf-reload-btn').addEventListener('click', reloadNow);
