@@ -248,6 +248,55 @@ config_setting_t *conf_glist_elem(struct conf_ctx *x, config_setting_t *l, const
 	return e;
 }
 
+void *conf_get_named_glist(struct conf_ctx *x, const config_setting_t *g, const char *path,
+    const char *name, const char *const *keys, const char *what, size_t elem_size, size_t name_off,
+    size_t src_off, int (*read)(struct conf_ctx *x, config_setting_t *e, const char *ep, void *elem),
+    size_t *n)
+{
+	config_setting_t *l = conf_get_glist(x, g, path, name);
+	char lp[CONF_KP], ep[CONF_KP];
+	unsigned i, len;
+	size_t j;
+	char *v;
+
+	*n = 0;
+	if (!l)
+		return NULL;
+	conf_kp_child(lp, path, name);
+	len = (unsigned)config_setting_length(l);
+	v = conf_arena_alloc(x->a, (len ? len : 1) * elem_size);
+	for (i = 0; i < len; i++) {
+		char *el = v + *n * elem_size, **elname = (char **)(el + name_off);
+		config_setting_t *e = conf_glist_elem(x, l, lp, i, keys, ep);
+		int ok = 1;
+		if (!e)
+			continue;
+		memset(el, 0, elem_size);   /* the slot may hold a rejected element */
+		*(struct conf_src *)(el + src_off) = conf_src_of(x, e);
+		if (conf_get_text(x, e, ep, "name", 0, elname) != 1) {
+			if (!conf_member(e, "name"))
+				conf_missing(x, e, ep, "name");
+			ok = 0;
+		} else {
+			for (j = 0; j < *n; j++) {
+				const char *prev = v + j * elem_size;
+				if (strcmp(*(char *const *)(prev + name_off), *elname) == 0) {
+					char p[CONF_KP];
+					conf_kp_child(p, ep, "name");
+					conf_serr(x, conf_member(e, "name"), p, "%s \"%s\" is already defined at line %d",
+					    what, *elname, ((const struct conf_src *)(prev + src_off))->line);
+					ok = 0;
+				}
+			}
+		}
+		if (read && !read(x, e, ep, el))
+			ok = 0;
+		if (ok)
+			(*n)++;
+	}
+	return v;
+}
+
 int conf_has_ctl(const char *s)
 {
 	for (; *s; s++)

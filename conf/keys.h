@@ -100,6 +100,20 @@ config_setting_t *conf_get_glist(struct conf_ctx *x, const config_setting_t *g, 
 config_setting_t *conf_glist_elem(struct conf_ctx *x, config_setting_t *l, const char *path,
     unsigned i, const char *const *keys, char *ep);
 
+/*
+ * g.name as a list of named groups (forward.lists, forward.dlp.patterns):
+ * each element a group with allowed keys and a required "name" unique in
+ * the list ("<what> \"NAME\" is already defined at line L").  Elements are
+ * elem_size bytes, zeroed, with their name (char *) at name_off and their
+ * struct conf_src at src_off; read (may be NULL) reads an element's other
+ * keys and returns 0 to drop it.  Returns the elements (arena; NULL when
+ * absent or not a list) and sets *n to how many were kept.
+ */
+void *conf_get_named_glist(struct conf_ctx *x, const config_setting_t *g, const char *path,
+    const char *name, const char *const *keys, const char *what, size_t elem_size, size_t name_off,
+    size_t src_off, int (*read)(struct conf_ctx *x, config_setting_t *e, const char *ep, void *elem),
+    size_t *n);
+
 /* ---- typed getters (1 read, 0 absent, -1 reported) ---- */
 
 int conf_get_str(struct conf_ctx *x, const config_setting_t *g, const char *path, const char *name,

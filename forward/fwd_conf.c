@@ -171,59 +171,36 @@ static void read_auth(struct conf_ctx *x, config_setting_t *f)
 	conf_get_num(x, g, "forward.auth", "cache_ttl", 0, CONF_MAX_TIMEOUT, &au->cache_ttl);
 }
 
+/* The rest of one forward.lists element: its files. */
+static int read_list(struct conf_ctx *x, config_setting_t *e, const char *ep, void *elem)
+{
+	struct conf_fwd_list *li = elem;
+	int ok = 1;
+
+	/* "domains" is "file" by its squidGuard name; "urls" beside it */
+	int rf = conf_get_path(x, e, ep, "file", 0, &li->file);
+	int rd = conf_member(e, "domains") ? conf_get_path(x, e, ep, "domains", 0, &li->file) : 0;
+	int ru = conf_get_path(x, e, ep, "urls", 0, &li->urls);
+	if (rf < 0 || rd < 0 || ru < 0)
+		ok = 0;
+	else if (rf == 1 && rd == 1) {
+		char p[CONF_KP];
+		conf_kp_child(p, ep, "domains");
+		conf_serr(x, conf_member(e, "domains"), p, "give \"file\" or \"domains\" (the same), not both");
+		ok = 0;
+	} else if (rf == 0 && rd == 0 && ru == 0) {
+		conf_missing(x, e, ep, "file");
+		ok = 0;
+	}
+	return ok;
+}
+
 static void read_lists(struct conf_ctx *x, config_setting_t *f)
 {
 	struct conf_forward *fw = fwd_of(x);
-	config_setting_t *l = conf_get_glist(x, f, "forward", "lists");
-	char ep[CONF_KP];
-	unsigned i, n;
-	size_t j;
 
-	if (!l)
-		return;
-	n = (unsigned)config_setting_length(l);
-	fw->lists = conf_arena_alloc(conf_ctx_arena(x), (n ? n : 1) * sizeof(*fw->lists));
-	for (i = 0; i < n; i++) {
-		struct conf_fwd_list *li = &fw->lists[fw->nlists];
-		config_setting_t *e = conf_glist_elem(x, l, "forward.lists", i, k_list, ep);
-		int ok = 1;
-		if (!e)
-			continue;
-		memset(li, 0, sizeof(*li));   /* the slot may hold a rejected element */
-		li->src = conf_src_of(x, e);
-		if (conf_get_text(x, e, ep, "name", 0, &li->name) != 1) {
-			if (!conf_member(e, "name"))
-				conf_missing(x, e, ep, "name");
-			ok = 0;
-		} else {
-			for (j = 0; j < fw->nlists; j++) {
-				if (strcmp(fw->lists[j].name, li->name) == 0) {
-					char p[CONF_KP];
-					conf_kp_child(p, ep, "name");
-					conf_serr(x, conf_member(e, "name"), p, "list \"%s\" is already defined at line %d",
-					    li->name, fw->lists[j].src.line);
-					ok = 0;
-				}
-			}
-		}
-		/* "domains" is "file" by its squidGuard name; "urls" beside it */
-		int rf = conf_get_path(x, e, ep, "file", 0, &li->file);
-		int rd = conf_member(e, "domains") ? conf_get_path(x, e, ep, "domains", 0, &li->file) : 0;
-		int ru = conf_get_path(x, e, ep, "urls", 0, &li->urls);
-		if (rf < 0 || rd < 0 || ru < 0)
-			ok = 0;
-		else if (rf == 1 && rd == 1) {
-			char p[CONF_KP];
-			conf_kp_child(p, ep, "domains");
-			conf_serr(x, conf_member(e, "domains"), p, "give \"file\" or \"domains\" (the same), not both");
-			ok = 0;
-		} else if (rf == 0 && rd == 0 && ru == 0) {
-			conf_missing(x, e, ep, "file");
-			ok = 0;
-		}
-		if (ok)
-			fw->nlists++;
-	}
+	fw->lists = conf_get_named_glist(x, f, "forward", "lists", k_list, "list", sizeof(*fw->lists),
+	    offsetof(struct conf_fwd_list, name), offsetof(struct conf_fwd_list, src), read_list, &fw->nlists);
 }
 
 static void read_policy(struct conf_ctx *x, config_setting_t *f)
@@ -331,15 +308,25 @@ static void read_policy(struct conf_ctx *x, config_setting_t *f)
 	}
 }
 
+/* The rest of one forward.dlp.patterns element: its regex. */
+static int read_pattern(struct conf_ctx *x, config_setting_t *e, const char *ep, void *elem)
+{
+	struct conf_fwd_pattern *pt = elem;
+
+	if (conf_get_text(x, e, ep, "regex", 0, &pt->regex) != 1) {
+		if (!conf_member(e, "regex"))
+			conf_missing(x, e, ep, "regex");
+		return 0;
+	}
+	return 1;
+}
+
 static void read_dlp(struct conf_ctx *x, config_setting_t *f)
 {
 	static const char *const actions[] = { "log", "deny", NULL };
 	static const char *const oversize[] = { "allow", "deny", NULL };
 	struct conf_fwd_dlp *d = &fwd_of(x)->dlp;
-	config_setting_t *g = conf_get_group(x, f, "forward", "dlp", k_dlp), *l;
-	char ep[CONF_KP], p[CONF_KP];
-	unsigned i, n;
-	size_t j;
+	config_setting_t *g = conf_get_group(x, f, "forward", "dlp", k_dlp);
 
 	d->enabled = 1;
 	d->action_deny = 1;
@@ -368,41 +355,9 @@ static void read_dlp(struct conf_ctx *x, config_setting_t *f)
 		break;
 	}
 	conf_get_strs(x, g, "forward.dlp", "detectors", 0, chk_detector, &d->detectors);
-	l = conf_get_glist(x, g, "forward.dlp", "patterns");
-	if (!l)
-		return;
-	n = (unsigned)config_setting_length(l);
-	d->patterns = conf_arena_alloc(conf_ctx_arena(x), (n ? n : 1) * sizeof(*d->patterns));
-	for (i = 0; i < n; i++) {
-		struct conf_fwd_pattern *pt = &d->patterns[d->npatterns];
-		config_setting_t *e = conf_glist_elem(x, l, "forward.dlp.patterns", i, k_pattern, ep);
-		int ok = 1;
-		if (!e)
-			continue;
-		memset(pt, 0, sizeof(*pt));   /* the slot may hold a rejected element */
-		pt->src = conf_src_of(x, e);
-		if (conf_get_text(x, e, ep, "name", 0, &pt->name) != 1) {
-			if (!conf_member(e, "name"))
-				conf_missing(x, e, ep, "name");
-			ok = 0;
-		} else {
-			for (j = 0; j < d->npatterns; j++) {
-				if (strcmp(d->patterns[j].name, pt->name) == 0) {
-					conf_kp_child(p, ep, "name");
-					conf_serr(x, conf_member(e, "name"), p, "pattern \"%s\" is already defined at line %d",
-					    pt->name, d->patterns[j].src.line);
-					ok = 0;
-				}
-			}
-		}
-		if (conf_get_text(x, e, ep, "regex", 0, &pt->regex) != 1) {
-			if (!conf_member(e, "regex"))
-				conf_missing(x, e, ep, "regex");
-			ok = 0;
-		}
-		if (ok)
-			d->npatterns++;
-	}
+	d->patterns = conf_get_named_glist(x, g, "forward.dlp", "patterns", k_pattern, "pattern",
+	    sizeof(*d->patterns), offsetof(struct conf_fwd_pattern, name), offsetof(struct conf_fwd_pattern, src),
+	    read_pattern, &d->npatterns);
 }
 
 static const char *const k_parent[] = { "address", "auth", "bypass_domains", "fail_timeout", NULL };
