@@ -9,6 +9,11 @@
  * from it (one arena); conf_free() releases everything.  The struct is never
  * modified after conf_load() returns, so it may be read from any thread.
  *
+ * struct conf embeds each side's section (forward/fwd_conf.h,
+ * reverse/rev_conf.h, admin/adm_conf.h: the sides own their keys, readers and
+ * types); the engine (conf.c, keys.c, scan.c) reads none of them, and
+ * conf/sections.c is the one table that plugs them in.
+ *
  * The sides (forward/, reverse/) compile their part of the struct into their
  * own immutable data; errors found while compiling (a regex that does not
  * compile, an upstream name that does not exist) are reported through

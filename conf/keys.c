@@ -693,7 +693,7 @@ int conf_get_addr(struct conf_ctx *x, const config_setting_t *g, const char *pat
 	return 1;
 }
 
-/* ---- element validators (str_check) ---- */
+/* ---- element validators (for conf_get_strs) ---- */
 
 const char *conf_chk_token(struct conf_ctx *x, char *v)
 {
