@@ -58,6 +58,7 @@
 #include "core/worker.h"
 
 #include "core/conn_int.h"
+#include "core/strlit.h"
 
 #define LINGER_SECS 2.0
 
@@ -609,7 +610,7 @@ static void start_request(struct gw_conn *c, struct gw_req *rq)
 	    (h->flags & GW_HF_MAX_FORWARDS) && h->max_forwards == 0) {
 		/* RFC 9110 7.6.2: we are the final recipient */
 		if (h->method == GW_M_OPTIONS) {
-			gw_req_resp_hdr_add(rq, "Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, CONNECT", 53);
+			gw_req_resp_hdr_add(rq, "Allow", GW_STRLIT("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, CONNECT"));
 			gw_req_respond(rq, 200, "text/plain", "", 0, NULL);
 		} else {
 			/* echo the request head, minus credentials and cookies */
@@ -675,7 +676,7 @@ static void dispatch(struct gw_conn *c, struct gw_req *rq)
 		gw_relay_rd_enable(c, 1);
 		gw_conn__timer(c, TO_BODY);
 		if ((h->flags & GW_HF_EXPECT_CONTINUE) && h->version_minor == 1 && !rq->sent_continue) {
-			evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+			evbuffer_add(c->out, GW_STRLIT("HTTP/1.1 100 Continue\r\n\r\n"));
 			rq->sent_continue = 1;
 			gw_conn__write(c);
 			if (c->state == CS_CLOSED)

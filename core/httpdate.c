@@ -7,6 +7,7 @@
  * also takes the two obsolete forms.  Pure: no locale, no I/O.
  */
 #include "core/httpdate.h"
+#include "core/strlit.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -95,7 +96,7 @@ int gw_httpdate_parse(const char *s, size_t len, time_t *out)
 	if (len == 29 && s[3] == ',') {
 		/* IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT */
 		if (!wkday_ok(s, 3, 0) || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' ||
-		    memcmp(s + 25, " GMT", 4) != 0)
+		    memcmp(s + 25, GW_STRLIT(" GMT")) != 0)
 			return -1;
 		if (num(s + 5, 2, &d) || !(mo = month_num(s + 8)) || num(s + 12, 4, &y) ||
 		    hms(s + 17, &h, &mi, &se))
@@ -124,7 +125,7 @@ int gw_httpdate_parse(const char *s, size_t len, time_t *out)
 			return -1;
 		const char *p = comma + 1;
 		if (p[0] != ' ' || p[3] != '-' || p[7] != '-' || p[10] != ' ' ||
-		    memcmp(p + 19, " GMT", 4) != 0)
+		    memcmp(p + 19, GW_STRLIT(" GMT")) != 0)
 			return -1;
 		if (num(p + 1, 2, &d) || !(mo = month_num(p + 4)) || num(p + 8, 2, &y) ||
 		    hms(p + 11, &h, &mi, &se))

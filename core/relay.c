@@ -23,6 +23,7 @@
 #include "core/conn_int.h"
 #include "core/http1_out.h"
 #include "core/log.h"
+#include "core/strlit.h"
 
 /*
  * Want reads on a read event (on) or not; returns whether they are wanted
@@ -439,7 +440,7 @@ int gw_relay_xfer_pump(struct xfer *x, struct evbuffer *src, struct evbuffer *ds
 			xfer_tap(x, src, n);
 			evbuffer_remove_buffer(src, dst, n);
 			if (x->out_chunked)
-				evbuffer_add(dst, "\r\n", 2);
+				evbuffer_add(dst, GW_STRLIT("\r\n"));
 			x->moved += n;
 		} else if (x->kind == GW_BODY_CHUNKED) {
 			struct evbuffer_iovec v;
@@ -470,7 +471,7 @@ int gw_relay_xfer_pump(struct xfer *x, struct evbuffer *src, struct evbuffer *ds
 				xfer_tap(x, src, dlen);
 				evbuffer_remove_buffer(src, dst, dlen);
 				if (x->out_chunked)
-					evbuffer_add(dst, "\r\n", 2);
+					evbuffer_add(dst, GW_STRLIT("\r\n"));
 				x->moved += dlen;
 			}
 			evbuffer_drain(src, (size_t)r - off - dlen);
@@ -480,7 +481,7 @@ int gw_relay_xfer_pump(struct xfer *x, struct evbuffer *src, struct evbuffer *ds
 			x->done = 1;
 		}
 		if (x->done && x->out_chunked)
-			evbuffer_add(dst, "0\r\n\r\n", 5);
+			evbuffer_add(dst, GW_STRLIT("0\r\n\r\n"));
 	}
 	return 0;
 }

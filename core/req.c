@@ -44,6 +44,7 @@
 #include "core/worker.h"
 
 #include "core/conn_int.h"
+#include "core/strlit.h"
 
 /* ---- addresses ---- */
 
@@ -83,7 +84,7 @@ static int wants_html(const struct gw_http_head *h)
 {
 	const struct gw_hdr *a = h->hdrs != NULL ? gw_http1_find(h, "accept") : NULL;
 
-	return a != NULL && memmem(a->value, a->value_len, "text/html", 9) != NULL;
+	return a != NULL && memmem(a->value, a->value_len, GW_STRLIT("text/html")) != NULL;
 }
 
 /* ---- the request API for families ---- */

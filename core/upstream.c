@@ -51,6 +51,7 @@
 #include "core/worker.h"
 
 #include "core/conn_int.h"
+#include "core/strlit.h"
 
 #define MAX_INTERIM 16              /* 1xx responses per request; one more is 502 */
 
@@ -579,7 +580,7 @@ static void upstream_ready(struct gw_conn *c)
 		    rq->tun_target);
 		if (rq->tun_extra_len > 0)
 			evbuffer_add(u->out, rq->tun_extra, rq->tun_extra_len);
-		evbuffer_add(u->out, "\r\n", 2);
+		evbuffer_add(u->out, GW_STRLIT("\r\n"));
 		rq->tun_wait = 1;
 		set_timer(&u->ev_to, TO(c)->upstream_response);
 		gw_relay_up_rd_enable(u, 1);
@@ -603,10 +604,10 @@ static void upstream_ready(struct gw_conn *c)
 	}
 	if ((rq->head.flags & GW_HF_EXPECT_CONTINUE) && !rq->reqx.done &&
 	    rq->head.version_minor == 1 && !rq->sent_continue) {
-		evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+		evbuffer_add(c->out, GW_STRLIT("HTTP/1.1 100 Continue\r\n\r\n"));
 		rq->sent_continue = 1;
 	}
-	if (u->owner == NULL && head_conn_bound(&rq->head, "authorization", 13))
+	if (u->owner == NULL && head_conn_bound(&rq->head, GW_STRLIT("authorization")))
 		pool_private(u, c);
 	rq->up_sent = gw_mono_now();   /* first-byte time runs from here */
 	if (send_request_head(rq, u) < 0) {
@@ -622,14 +623,14 @@ static void upstream_ready(struct gw_conn *c)
 			gw_h1out_chunk_line(u->out, n);
 		evbuffer_add_buffer(u->out, rq->bodybuf);
 		if (n > 0 && rq->reqx.out_chunked)
-			evbuffer_add(u->out, "\r\n", 2);
+			evbuffer_add(u->out, GW_STRLIT("\r\n"));
 		/* a body cut at the family's limit may still have been read to
 		 * its end while buffering (chunks decoded without re-framing):
 		 * gw_relay_xfer_pump() will not run again to end the chunked stream, so
 		 * end it here or the upstream waits (and a pooled connection
 		 * desyncs) */
 		if (rq->reqx.done && rq->reqx.out_chunked)
-			evbuffer_add(u->out, "0\r\n\r\n", 5);
+			evbuffer_add(u->out, GW_STRLIT("0\r\n\r\n"));
 		rq->reqx.moved += n;
 	}
 	gw_relay_up_rd_enable(u, 1);
@@ -1124,7 +1125,7 @@ void gw_upstream__response(struct gw_conn *c)
 						evbuffer_add_printf(c->out, "%.*s: %.*s\r\n",
 						    (int)r.hdrs[i].name_len, r.hdrs[i].name,
 						    (int)r.hdrs[i].value_len, r.hdrs[i].value);
-				evbuffer_add(c->out, "\r\n", 2);
+				evbuffer_add(c->out, GW_STRLIT("\r\n"));
 			}
 			evbuffer_drain(u->in, (size_t)n);
 			if (evbuffer_get_length(c->out) >= HIWAT) {
@@ -1143,7 +1144,7 @@ void gw_upstream__response(struct gw_conn *c)
 			}
 			/* relay the 101 and become a tunnel */
 			rq->status = 101;
-			evbuffer_add(c->out, "HTTP/1.1 101 Switching Protocols\r\n", 34);
+			evbuffer_add(c->out, GW_STRLIT("HTTP/1.1 101 Switching Protocols\r\n"));
 			for (size_t i = 0; i < r.nhdrs; i++) {
 				const struct gw_hdr *x = &r.hdrs[i];
 				/* hop-by-hop as in any head, but Upgrade (named by
@@ -1155,7 +1156,7 @@ void gw_upstream__response(struct gw_conn *c)
 				evbuffer_add_printf(c->out, "%.*s: %.*s\r\n", (int)x->name_len, x->name,
 				    (int)x->value_len, x->value);
 			}
-			evbuffer_add(c->out, "Connection: upgrade\r\n\r\n", 23);
+			evbuffer_add(c->out, GW_STRLIT("Connection: upgrade\r\n\r\n"));
 			evbuffer_drain(u->in, (size_t)n);
 			rq->resp_head_done = 1;
 			rq->reqx.done = 1;
@@ -1169,8 +1170,8 @@ void gw_upstream__response(struct gw_conn *c)
 				gw_conn__tunnel_pump(c);
 			return;
 		}
-		if ((r.status == 401 && head_conn_bound(&r, "www-authenticate", 16)) ||
-		    (r.status == 407 && head_conn_bound(&r, "proxy-authenticate", 18)))
+		if ((r.status == 401 && head_conn_bound(&r, GW_STRLIT("www-authenticate"))) ||
+		    (r.status == 407 && head_conn_bound(&r, GW_STRLIT("proxy-authenticate"))))
 			pool_private(u, c);
 		if ((r.status == 502 || r.status == 503) && !gw_req_body_sent(rq) &&
 		    (rq->head.method == GW_M_GET || rq->head.method == GW_M_HEAD ||
@@ -1212,7 +1213,7 @@ void gw_upstream__response(struct gw_conn *c)
 			if (rq->respx.kind == GW_BODY_CLOSE) {
 				rq->respx.done = 1;
 				if (rq->respx.out_chunked)
-					evbuffer_add(c->out, "0\r\n\r\n", 5);
+					evbuffer_add(c->out, GW_STRLIT("0\r\n\r\n"));
 			} else {
 				gw_conn__write(c);
 				if (c->state != CS_CLOSED) {
@@ -1323,7 +1324,7 @@ static void parent_answer(struct gw_conn *c)
 	}
 	n = evbuffer_copyout(u->in, line, sizeof line - 1) > 0 ? strcspn(line, "\r") : 0;
 	line[n < sizeof line ? n : sizeof line - 1] = '\0';
-	if (n >= 12 && strncmp(line, "HTTP/1.", 7) == 0 && line[8] == ' ')
+	if (n >= 12 && strncmp(line, GW_STRLIT("HTTP/1.")) == 0 && line[8] == ' ')
 		status = atoi(line + 9);
 	evbuffer_drain(u->in, (size_t)end.pos + 4);
 	rq->tun_wait = 0;
