@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "core/check.h"
 #include "core/climit.h"
 #include "core/clock.h"
 #include "core/control.h"
@@ -194,6 +195,7 @@ static void conn_free_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct gw_conn *c = arg;
 
+	GW_CHECK_OBJ(c, CONN_MAGIC);
 	(void)fd;
 	(void)what;
 	if (c->in != NULL) {
@@ -568,6 +570,7 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 		gw_req__free(rq);
 		return;
 	}
+	GW_CHECK_OBJ(c, CONN_MAGIC);   /* not orphaned: its connection still lives */
 	rq->dec = DEC_NONE;
 	rq->wake_fn(rq, rq->wake_arg);
 	if (c->state != CS_CLOSED && c->rq == rq)
@@ -973,6 +976,7 @@ static void client_rd_cb(evutil_socket_t fd, short what, void *arg)
 	struct gw_conn *c = arg;
 	ssize_t n = 0;
 
+	GW_CHECK_OBJ(c, CONN_MAGIC);
 	(void)fd;
 	if (c->state == CS_CLOSED)
 		return;
@@ -1053,6 +1057,7 @@ static void client_wr_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct gw_conn *c = arg;
 
+	GW_CHECK_OBJ(c, CONN_MAGIC);
 	(void)fd;
 	(void)what;
 	if (c->state == CS_CLOSED)
@@ -1072,6 +1077,7 @@ static void client_to_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct gw_conn *c = arg;
 
+	GW_CHECK_OBJ(c, CONN_MAGIC);
 	(void)fd;
 	(void)what;
 	switch (c->to_kind) {
@@ -1303,8 +1309,10 @@ static void bg_discard(struct gw_conn *c)
 static void bg_start_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct gw_conn *c = arg;
-	struct gw_req *rq = c->rq;
+	struct gw_req *rq;
 
+	GW_CHECK_OBJ(c, CONN_MAGIC);
+	rq = c->rq;
 	(void)fd;
 	(void)what;
 	start_request(c, rq);

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "core/check.h"
 #include "core/climit.h"
 #include "core/clock.h"
 #include "core/control.h"
@@ -1346,9 +1347,13 @@ static void parent_answer(struct gw_conn *c)
 static void up_rd_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct upconn *u = arg;
-	struct gw_conn *c = u->c;
+	struct gw_conn *c;
 	ssize_t n;
 
+	GW_CHECK_OBJ(u, UP_MAGIC);
+	c = u->c;
+	if (c != NULL)
+		GW_CHECK_OBJ(c, CONN_MAGIC);
 	(void)fd;
 	(void)what;
 	if (c != NULL && u->tls_hs) {
@@ -1409,8 +1414,12 @@ static void up_rd_cb(evutil_socket_t fd, short what, void *arg)
 static void up_wr_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct upconn *u = arg;
-	struct gw_conn *c = u->c;
+	struct gw_conn *c;
 
+	GW_CHECK_OBJ(u, UP_MAGIC);
+	c = u->c;
+	if (c != NULL)
+		GW_CHECK_OBJ(c, CONN_MAGIC);
 	(void)fd;
 	(void)what;
 	if (u->connecting) {
@@ -1438,8 +1447,12 @@ static void up_wr_cb(evutil_socket_t fd, short what, void *arg)
 static void up_to_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct upconn *u = arg;
-	struct gw_conn *c = u->c;
+	struct gw_conn *c;
 
+	GW_CHECK_OBJ(u, UP_MAGIC);
+	c = u->c;
+	if (c != NULL)
+		GW_CHECK_OBJ(c, CONN_MAGIC);
 	(void)fd;
 	(void)what;
 	if (c == NULL) {
