@@ -398,6 +398,10 @@ void gw_conn__send_local(struct gw_req *rq)
 	int has_body = rq->head.body == GW_BODY_CHUNKED ||
 	    (rq->head.body == GW_BODY_LENGTH && rq->head.content_length > 0);
 
+	if (rq->oom) {   /* the answer may lack parts (its body, a header) */
+		gw_conn__oom(rq);
+		return;
+	}
 	if (rq->parse_error || !gw_h1out_keepalive(&rq->head))
 		rq->close_after = 1;
 	if (has_body && !rq->reqx.done) {
@@ -476,6 +480,20 @@ void gw_conn__respond_error(struct gw_req *rq, int status, const char *reason)
 }
 
 /* ---- bodies, defer/wake, start and dispatch ---- */
+
+void gw_conn__oom(struct gw_req *rq)
+{
+	struct gw_conn *c = rq->c;
+
+	if (rq->oom_503 || rq->resp_head_done) {
+		gw_conn__close(c, GW_CLOSE_INTERNAL);
+		return;
+	}
+	gw_error("%s: request %s: out of memory", c->proto->name, rq->id);
+	rq->oom = 0;
+	rq->oom_503 = 1;   /* if the page cannot be made either: close */
+	gw_conn__respond_error(rq, 503, "out of memory");
+}
 
 /*
  * Tunnel an Upgrade only for WebSocket.  Other protocols (h2c in particular)
@@ -585,14 +603,21 @@ void gw_req_defer(struct gw_req *rq)
 	rq->wake_w->ndeferred++;
 	if (rq->ev_wake == NULL)
 		rq->ev_wake = gw_req_alloc(rq, sizeof *rq->ev_wake);
-	event_assign(rq->ev_wake, rq->c->w->base, -1, 0, wake_cb, rq);
+	if (rq->ev_wake != NULL)
+		event_assign(rq->ev_wake, rq->c->w->base, -1, 0, wake_cb, rq);
+	/* else rq->oom: gw_req_wake uses a one-shot event, wake_cb answers 503 */
 }
 
 void gw_req_wake(struct gw_req *rq, void (*fn)(struct gw_req *, void *), void *arg)
 {
+	static const struct timeval now;
+
 	rq->wake_fn = fn;
 	rq->wake_arg = arg;
-	event_active(rq->ev_wake, EV_TIMEOUT, 0);   /* thread-safe (evthread_use_pthreads) */
+	if (rq->ev_wake != NULL)
+		event_active(rq->ev_wake, EV_TIMEOUT, 0);   /* thread-safe (evthread_use_pthreads) */
+	else if (event_base_once(rq->wake_w->base, -1, EV_TIMEOUT, wake_cb, rq, &now) < 0)
+		gw_error("request %s: out of memory: its wake-up is lost", rq->id);
 }
 
 static void start_request(struct gw_conn *c, struct gw_req *rq)
@@ -648,6 +673,10 @@ static void dispatch(struct gw_conn *c, struct gw_req *rq)
 {
 	const struct gw_http_head *h = &rq->head;
 
+	if (rq->oom) {   /* the family's decision may lack parts */
+		gw_conn__oom(rq);
+		return;
+	}
 	switch (rq->dec) {
 	case DEC_NONE:
 		gw_error("%s: family decided nothing for request %s", c->proto->name, rq->id);
@@ -866,7 +895,7 @@ static void handle_head(struct gw_conn *c)
 	/* keep a private copy of the head and point the parse into it */
 	rq->headbuf = gw_arena_raw(&rq->arena, (size_t)r);
 	struct gw_hdr *hdrs = gw_req_alloc(rq, (tmp.nhdrs + 1) * sizeof *hdrs);
-	if (rq->headbuf == NULL) {
+	if (rq->headbuf == NULL || hdrs == NULL) {
 		gw_conn__close(c, GW_CLOSE_INTERNAL);
 		return;
 	}

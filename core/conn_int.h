@@ -113,6 +113,8 @@ struct gw_req {
 	int close_after;           /* close the client connection after this response */
 	int linger;                /* unread request body: lingering close */
 	int retried;
+	int oom;                   /* an arena allocation failed: the request fails with 503 */
+	int oom_503;               /* ... and that 503 is under way (a second failure closes) */
 	int resp_http10;           /* upstream answered HTTP/1.0 */
 	int resp_conn_close;       /* upstream said Connection: close */
 	int resp_ended;            /* on_response_end was called */
@@ -254,6 +256,9 @@ void gw_conn__send_local(struct gw_req *rq);
 void gw_conn__respond_error(struct gw_req *rq, int status, const char *reason);
 /* Move tunnel bytes both ways, with half-close and backpressure. */
 void gw_conn__tunnel_pump(struct gw_conn *c);
+/* rq ran out of memory (rq->oom): answer 503 if nothing was sent yet and
+ * the page can be made, else close the connection (GW_CLOSE_INTERNAL). */
+void gw_conn__oom(struct gw_req *rq);
 
 /* req.c: the request's life. */
 /* A new request on c (arena from the worker's spares), or NULL. */

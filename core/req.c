@@ -145,8 +145,11 @@ const struct sockaddr *gw_req_local(const struct gw_req *rq)
 	struct gw_req *m = (struct gw_req *)rq;
 
 	if (m->local == NULL) {
+		static const union gw_sa none;   /* out of memory: no address */
 		socklen_t len = sizeof *m->local;
 		m->local = gw_req_alloc(m, sizeof *m->local);
+		if (m->local == NULL)
+			return &none.sa;
 		if (getsockname(rq->c->fd, &m->local->sa, &len) < 0)
 			memset(m->local, 0, sizeof *m->local);
 	}
@@ -175,7 +178,7 @@ void *gw_req_alloc(struct gw_req *rq, size_t n)
 	void *p = gw_arena_alloc(&rq->arena, n);
 
 	if (p == NULL)
-		abort();  /* out of memory inside a request: nothing sane to do */
+		rq->oom = 1;   /* the request fails with 503 (gw_conn__oom) */
 	return p;
 }
 
@@ -183,8 +186,10 @@ char *gw_req_strndup(struct gw_req *rq, const char *s, size_t n)
 {
 	char *p = gw_arena_raw(&rq->arena, n + 1);
 
-	if (p == NULL)
-		abort();  /* as gw_req_alloc */
+	if (p == NULL) {
+		rq->oom = 1;   /* as gw_req_alloc */
+		return NULL;
+	}
 	memcpy(p, s, n);
 	p[n] = '\0';
 	return p;
@@ -204,6 +209,8 @@ void gw_req_proxy(struct gw_req *rq, const char *host, size_t host_len, uint16_t
 			/* "http://host" or "http://host?q": origin-form needs its "/"
 			 * (RFC 9112 3.2.1), OPTIONS without a path means "*" */
 			char *p = gw_req_alloc(rq, path_len + 2);
+			if (p == NULL)
+				return;   /* rq->oom: fails with 503 */
 			if (rq->head.method == GW_M_OPTIONS && (path_len == 0 || path[0] != '?')) {
 				p[0] = '*';
 				path_len = 1;
@@ -238,10 +245,18 @@ void gw_req_tunnel(struct gw_req *rq, const char *host, size_t host_len, uint16_
 void gw_req_tunnel_via(struct gw_req *rq, const char *phost, size_t phost_len, uint16_t pport,
     const char *extra, size_t extra_len)
 {
-	int v6 = strchr(rq->up_host, ':') != NULL;
-	size_t n = strlen(rq->up_host) + 10;
+	int v6;
+	size_t n;
 
+	if (rq->up_host == NULL) {   /* gw_req_tunnel ran out of memory (rq->oom) */
+		rq->oom = 1;
+		return;
+	}
+	v6 = strchr(rq->up_host, ':') != NULL;
+	n = strlen(rq->up_host) + 10;
 	rq->tun_target = gw_req_alloc(rq, n);
+	if (rq->tun_target == NULL)
+		return;   /* rq->oom: fails with 503 */
 	snprintf(rq->tun_target, n, "%s%s%s:%u", v6 ? "[" : "", rq->up_host, v6 ? "]" : "", rq->up_port);
 	rq->tun_extra = extra != NULL ? gw_req_strndup(rq, extra, extra_len) : NULL;
 	rq->tun_extra_len = extra != NULL ? extra_len : 0;
@@ -297,12 +312,21 @@ static void edit_add(struct gw_req *rq, struct gw_hdr_edit **list, const char *n
     const char *value, size_t vlen, int del)
 {
 	/* the edit, its name and its value in one arena piece */
-	size_t nlen = strlen(name);
-	struct gw_hdr_edit *e = gw_arena_raw(&rq->arena, sizeof *e + nlen + 1 + (value ? vlen + 1 : 0));
+	size_t nlen;
+	struct gw_hdr_edit *e;
 	char *p;
 
-	if (e == NULL)
-		abort();  /* as gw_req_alloc */
+	/* a name or value a family could not allocate: the request fails */
+	if (name == NULL || (value == NULL && vlen > 0)) {
+		rq->oom = 1;
+		return;
+	}
+	nlen = strlen(name);
+	e = gw_arena_raw(&rq->arena, sizeof *e + nlen + 1 + (value ? vlen + 1 : 0));
+	if (e == NULL) {
+		rq->oom = 1;   /* as gw_req_alloc */
+		return;
+	}
 	p = (char *)(e + 1);
 	memcpy(p, name, nlen + 1);
 	e->name = p;

@@ -463,6 +463,8 @@ void gw_upstream__failed(struct gw_conn *c, int status, const char *reason)
 {
 	struct gw_req *rq = c->rq;
 
+	if (reason == NULL)
+		reason = "out of memory";   /* its copy failed; the answer is a 503 (rq->oom) */
 	gw_stat_add(&c->w->stats->fam[c->proto->family][GW_FC_UPSTREAM_ERRORS], 1);
 	if (c->up != NULL)
 		gw_upstream__detach(c);
@@ -817,6 +819,8 @@ static void pool_key_make(struct gw_req *rq)
 	char num[8];
 	int i = (int)sizeof num;
 
+	if (k == NULL)
+		return;   /* rq->oom: gw_upstream__start fails the request */
 	if (hl + tl + 11 >= POOL_KEY_MAX) {
 		k[0] = '\0';
 		return;
@@ -870,8 +874,10 @@ static void resolved(struct gw_req *rq, const struct gw_dns_result *res)
 		gw_upstream__failed(c, 502, gw_req_strndup(rq, msg, strlen(msg)));
 		return;
 	}
-	if (rq->addrs == NULL)
-		rq->addrs = gw_req_alloc(rq, sizeof *rq->addrs);
+	if (rq->addrs == NULL && (rq->addrs = gw_req_alloc(rq, sizeof *rq->addrs)) == NULL) {
+		gw_conn__oom(rq);
+		return;
+	}
 	memset(rq->addrs, 0, sizeof *rq->addrs);
 	for (int i = 0; i < res->naddrs; i++) {
 		int st = 0;
@@ -916,7 +922,12 @@ void gw_upstream__start(struct gw_req *rq)
 	struct gw_dns_result res;
 	int r;
 
-	pool_key_make(rq);
+	if (!rq->oom)
+		pool_key_make(rq);
+	if (rq->oom) {   /* the decision (host, path, CONNECT line) or the key lacks parts */
+		gw_conn__oom(rq);
+		return;
+	}
 	/* a family that vets addresses (on_resolved) takes a pooled connection
 	 * only after its checks passed, from resolved() */
 	if (c->proto->on_resolved == NULL && pool_reuse(rq, NULL))
@@ -997,8 +1008,8 @@ static int relay_response_head(struct gw_conn *c, const struct gw_http_head *r)
 
 	if (c->proto->on_response_head != NULL) {
 		c->proto->on_response_head(rq, r, c->side);
-		if (rq->dec == DEC_RESPOND || rq->dec == DEC_FILE)
-			return 1;
+		if (rq->dec == DEC_RESPOND || rq->dec == DEC_FILE || rq->oom)
+			return 1;   /* (out of memory: send_local answers 503) */
 	}
 	if (c->proto->on_response_body != NULL) {
 		rq->respx.tap = resp_tap;

@@ -221,7 +221,7 @@ static char *host_lc(struct gw_req *rq, const struct gw_http_head *h)
 {
 	char *s = gw_req_strndup(rq, h->host ? h->host : "", h->host ? h->host_len : 0);
 
-	for (char *p = s; *p; p++)
+	for (char *p = s; p != NULL && *p; p++)   /* NULL: out of memory */
 		if (*p >= 'A' && *p <= 'Z')
 			*p = (char)(*p + 32);
 	return s;
@@ -230,14 +230,18 @@ static char *host_lc(struct gw_req *rq, const struct gw_http_head *h)
 /* What the request asked for, for block pages and events (request-owned). */
 static const char *req_url(struct gw_req *rq, const struct gw_http_head *h)
 {
+	const char *s;
+
 	if (h->method == GW_M_CONNECT || h->target_form != GW_TF_ABSOLUTE) {
 		char buf[300];
 		int v6 = h->host && memchr(h->host, ':', h->host_len) != NULL;
 		snprintf(buf, sizeof buf, "%s%.*s%s:%u", v6 ? "[" : "", (int)(h->host ? h->host_len : 0),
 		    h->host ? h->host : "", v6 ? "]" : "", h->port);
-		return rq_strdup(rq, buf);
+		s = rq_strdup(rq, buf);
+	} else {
+		s = gw_req_strndup(rq, h->target, h->target_len);
 	}
-	return gw_req_strndup(rq, h->target, h->target_len);
+	return s != NULL ? s : "-";   /* out of memory: the core answers 503 */
 }
 
 /* Printable, bounded copy for events and the error log. */
@@ -296,6 +300,8 @@ static void block_url(struct gw_req *rq, struct fwd_data *d, const char *rule, c
 	/* a URL may be 8 KiB (and 6x that escaped): show its start only */
 	if (strlen(b.url) > 1024) {
 		char *cut = gw_req_strndup(rq, b.url, 1024 + 3);
+		if (cut == NULL)
+			return;   /* out of memory: the core answers 503 */
 		memcpy(cut + 1024, GW_STRLIT("..."));
 		b.url = cut;
 	}
@@ -991,11 +997,15 @@ static void decide(struct gw_req *rq, struct fwd_data *d, long ui, enum cred cre
 	fr.method = gw_req_strndup(rq, h->method_str, h->method_len);
 	fr.host = host_lc(rq, h);
 	fr.port = h->port;
+	if (fr.method == NULL || fr.host == NULL)
+		return;   /* out of memory: the core answers 503 */
 	if (h->method != GW_M_CONNECT) {
 		/* rules see the normalised URL: "HTTP://H/%2e%2e/x.exe" is
 		 * "http://h/x.exe" to them, as to the origin */
 		size_t cap = 3 * h->target_len + FWD_URL_NORM_EXTRA, n;
 		char *u = gw_req_alloc(rq, cap);
+		if (u == NULL)
+			return;   /* out of memory: the core answers 503 */
 		const char *uerr = fwd_url_normalise(h->target, h->target_len, u, cap, &n);
 		if (uerr != NULL) {
 			gw_req_set_verdict(rq, "local", NULL);

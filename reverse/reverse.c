@@ -138,6 +138,8 @@ static char *dir_location(struct gw_req *rq, const char *norm, size_t nlen, size
 	size_t base = q ? (size_t)(q - norm) : nlen, k = 0;
 	char *loc = gw_req_alloc(rq, nlen * 3 + 2);
 
+	if (loc == NULL)
+		return NULL;   /* out of memory: the core answers 503 */
 	for (size_t i = 0; i <= nlen; i++) {
 		unsigned char c;
 		if (i == base) {
@@ -691,6 +693,8 @@ static void proxy_upstream(struct gw_req *rq, struct rev_data *d, const struct r
 	r = gw_req_data(rq);           /* set by decide() */
 	r->up = rt->upstream;
 	r->tried = gw_req_alloc(rq, REV_BITS_WORDS(up->n ? up->n : 1) * sizeof(uint64_t));
+	if (r->tried == NULL)
+		return;   /* out of memory: the core answers 503 */
 	i = pick_server(d, w, rq, rt->upstream, NULL);
 	if (i < 0) {
 		if (rev_cache_stale_on_error(rq))
@@ -858,6 +862,8 @@ static void redirect_https(struct gw_req *rq, const struct gw_http_head *h, cons
 		n = c ? (size_t)(c - host) : hlen;
 	}
 	loc = gw_req_alloc(rq, n + h->path_len + 16);
+	if (loc == NULL)
+		return;   /* out of memory: the core answers 503 */
 	k = snprintf(loc, n + h->path_len + 16, "https://%.*s%.*s", (int)n, host,
 	    (int)h->path_len, h->path);
 	gw_req_set_verdict(rq, "force_https", NULL);
@@ -890,6 +896,8 @@ static void redirect_route(struct gw_req *rq, const struct rev_route *rt, const 
 	if (tl > 0 && rt->redirect[tl - 1] == '/')
 		tl--;                          /* path starts with '/' */
 	loc = gw_req_alloc(rq, tl + plen * 3 + 2);
+	if (loc == NULL)
+		return;   /* out of memory: the core answers 503 */
 	memcpy(loc, rt->redirect, tl);
 	k = tl;
 	for (size_t i = 0; i < plen; i++) {
@@ -964,6 +972,8 @@ static void decide(struct gw_req *rq, void *side, int first)
 	r = gw_req_data(rq);           /* set already when the cache glue restarts us */
 	if (r == NULL) {
 		r = gw_req_alloc(rq, sizeof *r);
+		if (r == NULL)
+			return;   /* out of memory: the core answers 503 */
 		r->up = r->server = -1;
 		r->site = (uint32_t)site->index;
 		r->slot = (uint32_t)d->nups;
