@@ -392,11 +392,6 @@ int gw_relay_append_copy(struct evbuffer *dst, struct evbuffer *src)
 	return rc;
 }
 
-/*
- * Move body bytes of x from src to dst, decoding chunked input and encoding
- * chunked output as x says.  Returns 0, or -1 on a framing error.
- * x->done is set at the end of the body.
- */
 /* Show the first n bytes of src to x's tap before they move. */
 static void xfer_tap(struct xfer *x, struct evbuffer *src, size_t n)
 {
@@ -420,6 +415,11 @@ static void xfer_tap(struct xfer *x, struct evbuffer *src, size_t n)
 	}
 }
 
+/*
+ * Move body bytes of x from src to dst, decoding chunked input and encoding
+ * chunked output as x says.  Returns 0, or -1 on a framing error.
+ * x->done is set at the end of the body.
+ */
 int gw_relay_xfer_pump(struct xfer *x, struct evbuffer *src, struct evbuffer *dst)
 {
 	while (!x->done && evbuffer_get_length(src) > 0) {
