@@ -29,6 +29,7 @@
 #include "core/http1.h"
 #include "core/log.h"
 #include "core/snapshot.h"
+#include "core/strlit.h"
 
 struct event_base *adm_base;
 
@@ -174,7 +175,7 @@ int adm_is_form(struct MHD_Connection *c)
 {
 	const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
 
-	return ct != NULL && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0;
+	return ct != NULL && strncasecmp(ct, GW_STRLIT("application/x-www-form-urlencoded")) == 0;
 }
 
 const char *adm_form_field(const struct adm_req *r, const char *name, char *buf, size_t len)
@@ -374,7 +375,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	}
 
 	if (!adm_auth_check(c, &who)) {
-		if (strncmp(url, "/api/", 5) == 0 || strcmp(url, "/metrics") == 0)
+		if (strncmp(url, GW_STRLIT("/api/")) == 0 || strcmp(url, "/metrics") == 0)
 			return adm_send(c, MHD_HTTP_UNAUTHORIZED, "application/json",
 			    "{\"error\":\"login required\"}", 0, 0, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
 			    "Bearer realm=\"gatehouse\"");
@@ -404,7 +405,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 			    "{\"error\":\"use POST\"}", 0, 0, MHD_HTTP_HEADER_ALLOW, "POST");
 		return adm_password(c, r, &who);
 	}
-	if (strncmp(url, "/api/v1/", 8) == 0)
+	if (strncmp(url, GW_STRLIT("/api/v1/")) == 0)
 		return adm_api(c, url + 8, method, r, &who);
 	return adm_send(c, MHD_HTTP_NOT_FOUND, "text/plain; charset=utf-8", "not found\n", 0, 0, NULL, NULL);
 }

@@ -1,5 +1,5 @@
 /*
- * core/conn: client connections and their upstream side (internal to core).
+ * core/conn: client connections (internal to core).
  * The worker accepts, then hands each socket to gw_conn_accept(); from then
  * on the connection belongs to the conn module until gw_conn_close().
  */
@@ -7,6 +7,8 @@
 #define GW_CONN_H
 
 #include <sys/socket.h>
+
+#include "core/upstream.h"   /* the pool, for the worker */
 
 struct gw_worker;
 struct gw_lspec;
@@ -22,11 +24,5 @@ void gw_conn_close_all(struct gw_worker *w);
 /* A reload removed the listening socket lfd: close its idle connections now
  * and the others after their current request (tunnels run on). */
 void gw_conn_listener_gone(struct gw_worker *w, int lfd);
-
-/* Per-worker upstream connection pool. */
-struct gw_pool *gw_pool_new(void);
-void gw_pool_flush(struct gw_pool *p);        /* close all idle connections */
-void gw_pool_free(struct gw_pool *p);
-void gw_pool_expire(struct gw_worker *w);     /* close connections idle too long */
 
 #endif

@@ -89,7 +89,14 @@ const struct sockaddr *gw_req_local(const struct gw_req *rq);
 const char *gw_req_id(const struct gw_req *rq);
 const struct conf *gw_req_conf(const struct gw_req *rq);
 int gw_req_is_tls(const struct gw_req *rq);
-/* Allocate n zeroed bytes that live as long as the request. */
+/*
+ * Allocate n zeroed bytes (gw_req_strndup: a NUL-terminated copy of n bytes
+ * of s) that live as long as the request.  NULL when out of memory: the
+ * request is then marked and fails with 503 at its next step (the process
+ * lives), so a caller only has to stop using the result, typically by
+ * returning without a decision.  Header edits and decisions that cannot
+ * keep what they were given mark the request the same way.
+ */
 void *gw_req_alloc(struct gw_req *rq, size_t n);
 char *gw_req_strndup(struct gw_req *rq, const char *s, size_t n);
 

@@ -56,6 +56,7 @@
 #include "core/counters.h"
 #include "core/log.h"
 #include "core/proto.h"
+#include "core/strlit.h"
 #include "forward/auth.h"
 #include "forward/block.h"
 #include "forward/dlp.h"
@@ -220,7 +221,7 @@ static char *host_lc(struct gw_req *rq, const struct gw_http_head *h)
 {
 	char *s = gw_req_strndup(rq, h->host ? h->host : "", h->host ? h->host_len : 0);
 
-	for (char *p = s; *p; p++)
+	for (char *p = s; p != NULL && *p; p++)   /* NULL: out of memory */
 		if (*p >= 'A' && *p <= 'Z')
 			*p = (char)(*p + 32);
 	return s;
@@ -229,14 +230,18 @@ static char *host_lc(struct gw_req *rq, const struct gw_http_head *h)
 /* What the request asked for, for block pages and events (request-owned). */
 static const char *req_url(struct gw_req *rq, const struct gw_http_head *h)
 {
+	const char *s;
+
 	if (h->method == GW_M_CONNECT || h->target_form != GW_TF_ABSOLUTE) {
 		char buf[300];
 		int v6 = h->host && memchr(h->host, ':', h->host_len) != NULL;
 		snprintf(buf, sizeof buf, "%s%.*s%s:%u", v6 ? "[" : "", (int)(h->host ? h->host_len : 0),
 		    h->host ? h->host : "", v6 ? "]" : "", h->port);
-		return rq_strdup(rq, buf);
+		s = rq_strdup(rq, buf);
+	} else {
+		s = gw_req_strndup(rq, h->target, h->target_len);
 	}
-	return gw_req_strndup(rq, h->target, h->target_len);
+	return s != NULL ? s : "-";   /* out of memory: the core answers 503 */
 }
 
 /* Printable, bounded copy for events and the error log. */
@@ -295,7 +300,9 @@ static void block_url(struct gw_req *rq, struct fwd_data *d, const char *rule, c
 	/* a URL may be 8 KiB (and 6x that escaped): show its start only */
 	if (strlen(b.url) > 1024) {
 		char *cut = gw_req_strndup(rq, b.url, 1024 + 3);
-		memcpy(cut + 1024, "...", 3);
+		if (cut == NULL)
+			return;   /* out of memory: the core answers 503 */
+		memcpy(cut + 1024, GW_STRLIT("..."));
 		b.url = cut;
 	}
 	gw_req_set_verdict(rq, "deny", rule);
@@ -365,7 +372,7 @@ static void serve_local(struct gw_req *rq, struct fwd_data *d)
 			return;
 		}
 		count(rq, FWD_C_PAC_SERVED);
-		gw_req_resp_hdr_add(rq, "Cache-Control", "max-age=300", 11);
+		gw_req_resp_hdr_add(rq, "Cache-Control", GW_STRLIT("max-age=300"));
 		gw_req_respond(rq, 200, "application/x-ns-proxy-autoconfig", d->pac, d->pac_len, NULL);
 		return;
 	}
@@ -420,7 +427,7 @@ static int is_ip_literal(const char *h, size_t n)
 /* 1 if the Referer value points at the same site as the request host. */
 static int same_site_referer(const struct gw_http_head *h, const char *v, size_t n)
 {
-	const char *p = memmem(v, n, "://", 3), *hs, *he;
+	const char *p = memmem(v, n, GW_STRLIT("://")), *hs, *he;
 	const char *a, *b;
 	size_t an, bn;
 
@@ -494,7 +501,7 @@ static void hygiene(struct gw_req *rq, struct fwd_data *d)
 	/* memcpy, not snprintf: this runs for every forwarded request */
 	if (xff != NULL && xff->value_len < 400) {
 		memcpy(v, xff->value, xff->value_len);
-		memcpy(v + xff->value_len, ", ", 2);
+		memcpy(v + xff->value_len, GW_STRLIT(", "));
 		n = xff->value_len + 2;
 	}
 	memcpy(v + n, client, cl);   /* cl < INET6_ADDRSTRLEN: fits */
@@ -703,14 +710,14 @@ static int dlp_hit(struct gw_req *rq, struct fwd_data *d, const struct fwd_dlp_h
 {
 	const struct gw_http_head *h = gw_req_head(rq);
 	const struct conf_fwd_dlp *cd = &d->cf->forward.dlp;
-	int in_url = strncmp(where, "URL", 3) == 0;
+	int in_url = strncmp(where, GW_STRLIT("URL")) == 0;
 	const char *shown = in_url ? req_origin(rq, h) : req_url(rq, h);
 	char url[120], det[64], what[200], wh[64];
 
 	count(rq, FWD_C_DLP_HITS);
 	if (in_url)
 		gw_req_log_no_path(rq);   /* the access log (and the console's tail) too */
-	else if (strncmp(where, "query string", 12) == 0)
+	else if (strncmp(where, GW_STRLIT("query string")) == 0)
 		gw_req_log_no_query(rq);
 	printable_url(url, sizeof url, shown);
 	printable(det, sizeof det, hit->detector);
@@ -946,7 +953,7 @@ static void require_auth(struct gw_req *rq, struct fwd_data *d, const char *rule
 		gw_req_respond(rq, 503, NULL, NULL, 0, "Sign-in is overloaded; please try again.");
 		return;
 	case CRED_THROTTLED:   /* not a 407: that would make a browser ask for the password again */
-		gw_req_resp_hdr_add(rq, "Retry-After", "1", 1);
+		gw_req_resp_hdr_add(rq, "Retry-After", GW_STRLIT("1"));
 		gw_req_set_verdict(rq, "auth-throttled", rule);
 		gw_req_respond(rq, 429, NULL, NULL, 0, "Other sign-ins from your address or as this user are "
 		    "being checked; please try again in a second.");
@@ -990,11 +997,15 @@ static void decide(struct gw_req *rq, struct fwd_data *d, long ui, enum cred cre
 	fr.method = gw_req_strndup(rq, h->method_str, h->method_len);
 	fr.host = host_lc(rq, h);
 	fr.port = h->port;
+	if (fr.method == NULL || fr.host == NULL)
+		return;   /* out of memory: the core answers 503 */
 	if (h->method != GW_M_CONNECT) {
 		/* rules see the normalised URL: "HTTP://H/%2e%2e/x.exe" is
 		 * "http://h/x.exe" to them, as to the origin */
 		size_t cap = 3 * h->target_len + FWD_URL_NORM_EXTRA, n;
 		char *u = gw_req_alloc(rq, cap);
+		if (u == NULL)
+			return;   /* out of memory: the core answers 503 */
 		const char *uerr = fwd_url_normalise(h->target, h->target_len, u, cap, &n);
 		if (uerr != NULL) {
 			gw_req_set_verdict(rq, "local", NULL);
@@ -1047,7 +1058,7 @@ static void decide(struct gw_req *rq, struct fwd_data *d, long ui, enum cred cre
 			uint64_t max = d->cf->forward.dlp.max_scan_bytes;
 			if (scan_reserve(rq, d, scan_need(h, max)) < 0) {
 				count(rq, FWD_C_DLP_BUSY);
-				gw_req_resp_hdr_add(rq, "Retry-After", "2", 1);
+				gw_req_resp_hdr_add(rq, "Retry-After", GW_STRLIT("2"));
 				gw_req_set_verdict(rq, "dlp-busy", "dlp max_scan_memory");
 				gw_req_respond(rq, 503, NULL, NULL, 0, "Too many uploads are being scanned for "
 				    "data-loss prevention; please try again.");
@@ -1596,7 +1607,7 @@ static int compile(const struct conf *cf, struct conf_errors *errs, void **data)
 			    "forward.parent.auth", "too long");
 			ok = 0;
 		} else {
-			memcpy(d->parent_auth, "Basic ", 6);
+			memcpy(d->parent_auth, GW_STRLIT("Basic "));
 			d->parent_auth_len = 6 + (size_t)EVP_EncodeBlock((unsigned char *)d->parent_auth + 6,
 			    (const unsigned char *)cf->forward.parent.auth, (int)n);
 		}

@@ -17,7 +17,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "reverse/static.h"
+#include "core/httpdate.h"
 
 #define COBJ_MAGIC 0x434f424au      /* "COBJ" */
 #define MAX_STORED_HDRS 48           /* the core emits at most 64 header edits */
@@ -171,7 +171,7 @@ static double date_of(const struct gw_http_head *h, const char *name, double inv
 
 	if (x == NULL)
 		return -1;
-	if (rev_http_date_parse(x->value, x->value_len, &t) != 0)
+	if (gw_httpdate_parse(x->value, x->value_len, &t) != 0)
 		return invalid;
 	return (double)t;
 }
@@ -999,7 +999,7 @@ struct rev_cfill *rev_cfill_begin(struct rev_cstore *s, const char *key,
 	uint64_t max = atomic_load(&s->max_object);
 	struct gw_hdr keep[MAX_STORED_HDRS];
 	size_t nk = 0;
-	char names[512], sig[VARY_SIG_MAX], date[REV_HTTP_DATE_MAX];
+	char names[512], sig[VARY_SIG_MAX], date[GW_HTTPDATE_MAX];
 	long nl, sl = 0;
 	struct rev_cfill *f;
 
@@ -1018,7 +1018,7 @@ struct rev_cfill *rev_cfill_begin(struct rev_cstore *s, const char *key,
 		keep[nk++] = resp->hdrs[i];
 	}
 	if (ri->date < 0)
-		rev_http_date((time_t)response_time, date);
+		gw_httpdate_fmt((time_t)response_time, date);
 	f = calloc(1, sizeof *f);
 	if (f == NULL)
 		return NULL;
@@ -1175,13 +1175,13 @@ struct rev_cobj *rev_cstore_refresh(struct rev_cstore *s, struct rev_cobj *old,
 	has_date = find_hdr(resp304, "date") != NULL;
 	if (!has_date) {
 		/* the stored Date is stale now: the refresh happened at response_time */
-		char date[REV_HTTP_DATE_MAX];
+		char date[GW_HTTPDATE_MAX];
 		size_t w = 0;
 		for (size_t i = 0; i < n; i++)
 			if (!hdr_named(&merged[i], "date"))
 				merged[w++] = merged[i];
 		n = w;
-		rev_http_date((time_t)response_time, date);
+		gw_httpdate_fmt((time_t)response_time, date);
 		ri.date = -1;
 		o = obj_build(old->key, old->v.status, merged, n, date, old->vnames, old->vsig,
 		    old->vsig_len);

@@ -474,6 +474,8 @@ static struct cq *cq_get(struct gw_req *rq, int *fresh)
 	if (w < 0 || w >= GW_MAX_WORKERS)
 		return NULL;
 	q = gw_req_alloc(rq, sizeof *q);
+	if (q == NULL)
+		return NULL;   /* out of memory: the core answers 503 */
 	q->magic = CQ_MAGIC;
 	q->rq = rq;
 	q->worker = w;
@@ -560,8 +562,8 @@ int rev_cache_request(struct gw_req *rq, const struct conf *cf, const struct rev
 		/* RFC 9111 4.4: a successful unsafe request invalidates the URI;
 		 * methods not known to be safe (GW_M_OTHER) count as unsafe */
 		if (h->method != GW_M_OPTIONS && h->method != GW_M_TRACE && h->method != GW_M_CONNECT) {
-			q->mode = CM_INVALIDATE;
 			q->key = gw_req_strndup(rq, key, kl);
+			q->mode = q->key != NULL ? CM_INVALIDATE : CM_BYPASS;   /* NULL: 503 */
 		} else {
 			q->mode = CM_BYPASS;
 		}
@@ -577,6 +579,10 @@ int rev_cache_request(struct gw_req *rq, const struct conf *cf, const struct rev
 		return 0;
 	}
 	q->key = gw_req_strndup(rq, key, kl);
+	if (q->key == NULL) {
+		q->mode = CM_BYPASS;   /* out of memory: the core answers 503 */
+		return 0;
+	}
 	now = gw_wall_now();
 	o = rev_cstore_lookup(s, key, h);
 	if (o != NULL && q->refresh) {

@@ -27,6 +27,7 @@
 #include "core/dns.h"
 #include "core/log.h"
 #include "core/proto.h"
+#include "core/strlit.h"
 #include "reverse/balance.h"
 #include "reverse/cache_glue.h"
 #include "reverse/hcheck.h"
@@ -138,6 +139,8 @@ static char *dir_location(struct gw_req *rq, const char *norm, size_t nlen, size
 	size_t base = q ? (size_t)(q - norm) : nlen, k = 0;
 	char *loc = gw_req_alloc(rq, nlen * 3 + 2);
 
+	if (loc == NULL)
+		return NULL;   /* out of memory: the core answers 503 */
 	for (size_t i = 0; i <= nlen; i++) {
 		unsigned char c;
 		if (i == base) {
@@ -168,7 +171,7 @@ static void serve_static(struct gw_req *rq, const struct rev_route *rt, const ch
 	int st;
 
 	if (h->method != GW_M_GET && h->method != GW_M_HEAD) {
-		gw_req_resp_hdr_add(rq, "Allow", "GET, HEAD", 9);
+		gw_req_resp_hdr_add(rq, "Allow", GW_STRLIT("GET, HEAD"));
 		gw_req_respond(rq, 405, NULL, NULL, 0, NULL);
 		return;
 	}
@@ -202,7 +205,7 @@ static void serve_static(struct gw_req *rq, const struct rev_route *rt, const ch
 	hdr_val(h, "range", &sr.range, &sr.range_len);
 	gw_req_resp_hdr_add(rq, "ETag", etag, elen);
 	gw_req_resp_hdr_add(rq, "Last-Modified", lm, strlen(lm));
-	gw_req_resp_hdr_add(rq, "Accept-Ranges", "bytes", 5);
+	gw_req_resp_hdr_add(rq, "Accept-Ranges", GW_STRLIT("bytes"));
 	st = rev_static_conditional(&sr, etag, elen, f.mtime.tv_sec);
 	if (st != 200) {
 		close(f.fd);
@@ -252,9 +255,9 @@ static void fwd_param(char *v, size_t cap, size_t *n, const char *key, const cha
 	if (*n >= cap)
 		return;
 	if (*n > 0)
-		*n = cat(v, cap, *n, ";", 1);
+		*n = cat(v, cap, *n, GW_STRLIT(";"));
 	*n = cat(v, cap, *n, key, strlen(key));
-	*n = cat(v, cap, *n, "=", 1);
+	*n = cat(v, cap, *n, GW_STRLIT("="));
 	if (token) {
 		*n = cat(v, cap, *n, val, vlen);
 	} else {
@@ -269,9 +272,9 @@ static void fwd_param(char *v, size_t cap, size_t *n, const char *key, const cha
 		}
 		if (bracket)
 			q[k++] = ']';
-		*n = cat(v, cap, *n, "\"", 1);
+		*n = cat(v, cap, *n, GW_STRLIT("\""));
 		*n = cat(v, cap, *n, q, k);
-		*n = cat(v, cap, *n, "\"", 1);
+		*n = cat(v, cap, *n, GW_STRLIT("\""));
 	}
 }
 
@@ -287,7 +290,7 @@ static size_t join_hdr(const struct gw_http_head *h, const char *name, char *buf
 		if (n + x->value_len + 3 > cap)
 			return 0;   /* too long to keep: start over */
 		if (n > 0) {
-			memcpy(buf + n, ", ", 2);
+			memcpy(buf + n, GW_STRLIT(", "));
 			n += 2;
 		}
 		memcpy(buf + n, x->value, x->value_len);
@@ -329,7 +332,7 @@ static void add_forwarding_headers(struct gw_req *rq, const struct rev_data *d,
 	inl = trusted ? join_hdr(h, "x-forwarded-for", in, sizeof in) : 0;
 	if (inl > 0) {
 		k = cat(v, sizeof v, 0, in, inl);
-		k = cat(v, sizeof v, k, ", ", 2);
+		k = cat(v, sizeof v, k, GW_STRLIT(", "));
 	}
 	k = cat(v, sizeof v, k, client, strlen(client));
 	gw_req_hdr_del(rq, "x-forwarded-for");
@@ -356,7 +359,7 @@ static void add_forwarding_headers(struct gw_req *rq, const struct rev_data *d,
 	k = 0;
 	if (inl > 0) {
 		k = cat(v, sizeof v, 0, in, inl);
-		k = cat(v, sizeof v, k, ", ", 2);
+		k = cat(v, sizeof v, k, GW_STRLIT(", "));
 	}
 	k = cat(v, sizeof v, k, fw, n);
 	gw_req_hdr_del(rq, "forwarded");
@@ -390,7 +393,7 @@ static int fwd_elem_addr(const char *e, size_t n, int forwarded, struct sockaddr
 		/* for=... among ';'-separated pairs */
 		const char *f = NULL;
 		for (size_t i = 0; i + 4 <= n; i++)
-			if ((i == 0 || e[i - 1] == ';' || e[i - 1] == ' ') && strncasecmp(e + i, "for=", 4) == 0) {
+			if ((i == 0 || e[i - 1] == ';' || e[i - 1] == ' ') && strncasecmp(e + i, GW_STRLIT("for=")) == 0) {
 				f = e + i + 4;
 				break;
 			}
@@ -672,7 +675,7 @@ static void release(struct rev_data *d, struct rev_rq *r)
 static void no_server(struct gw_req *rq, const char *upname)
 {
 	gw_req_set_verdict(rq, "no_server", upname);
-	gw_req_resp_hdr_add(rq, "Retry-After", "1", 1);
+	gw_req_resp_hdr_add(rq, "Retry-After", GW_STRLIT("1"));
 	gw_req_respond(rq, 503, NULL, NULL, 0, "No server of this application is available.");
 }
 
@@ -691,6 +694,8 @@ static void proxy_upstream(struct gw_req *rq, struct rev_data *d, const struct r
 	r = gw_req_data(rq);           /* set by decide() */
 	r->up = rt->upstream;
 	r->tried = gw_req_alloc(rq, REV_BITS_WORDS(up->n ? up->n : 1) * sizeof(uint64_t));
+	if (r->tried == NULL)
+		return;   /* out of memory: the core answers 503 */
 	i = pick_server(d, w, rq, rt->upstream, NULL);
 	if (i < 0) {
 		if (rev_cache_stale_on_error(rq))
@@ -858,6 +863,8 @@ static void redirect_https(struct gw_req *rq, const struct gw_http_head *h, cons
 		n = c ? (size_t)(c - host) : hlen;
 	}
 	loc = gw_req_alloc(rq, n + h->path_len + 16);
+	if (loc == NULL)
+		return;   /* out of memory: the core answers 503 */
 	k = snprintf(loc, n + h->path_len + 16, "https://%.*s%.*s", (int)n, host,
 	    (int)h->path_len, h->path);
 	gw_req_set_verdict(rq, "force_https", NULL);
@@ -890,6 +897,8 @@ static void redirect_route(struct gw_req *rq, const struct rev_route *rt, const 
 	if (tl > 0 && rt->redirect[tl - 1] == '/')
 		tl--;                          /* path starts with '/' */
 	loc = gw_req_alloc(rq, tl + plen * 3 + 2);
+	if (loc == NULL)
+		return;   /* out of memory: the core answers 503 */
 	memcpy(loc, rt->redirect, tl);
 	k = tl;
 	for (size_t i = 0; i < plen; i++) {
@@ -936,7 +945,7 @@ static void decide(struct gw_req *rq, void *side, int first)
 		return;
 	}
 	if (h->target_form == GW_TF_ASTERISK) {
-		gw_req_resp_hdr_add(rq, "Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH", 44);
+		gw_req_resp_hdr_add(rq, "Allow", GW_STRLIT("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"));
 		gw_req_respond(rq, 200, "text/plain", "", 0, NULL);
 		return;
 	}
@@ -964,6 +973,8 @@ static void decide(struct gw_req *rq, void *side, int first)
 	r = gw_req_data(rq);           /* set already when the cache glue restarts us */
 	if (r == NULL) {
 		r = gw_req_alloc(rq, sizeof *r);
+		if (r == NULL)
+			return;   /* out of memory: the core answers 503 */
 		r->up = r->server = -1;
 		r->site = (uint32_t)site->index;
 		r->slot = (uint32_t)d->nups;

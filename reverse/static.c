@@ -5,6 +5,7 @@
  * ETag, HTTP dates, RFC 9110 preconditions and single byte ranges.
  */
 #include "core/http1.h"
+#include "core/httpdate.h"
 #include "reverse/static.h"
 
 #include <errno.h>
@@ -341,138 +342,6 @@ size_t rev_static_etag(const struct rev_static_file *f, char *buf, size_t bufsz)
 	return (size_t)n;
 }
 
-static const char wkday[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
-static const char *const wkday_long[7] = { "Sunday", "Monday", "Tuesday", "Wednesday", "Thursday",
-	"Friday", "Saturday" };
-static const char month[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
-	"Nov", "Dec" };
-
-size_t rev_http_date(time_t t, char *buf)
-{
-	struct tm tm;
-	if (!gmtime_r(&t, &tm)) {
-		t = 0;
-		gmtime_r(&t, &tm);
-	}
-	int n = snprintf(buf, REV_HTTP_DATE_MAX, "%s, %02d %s %04d %02d:%02d:%02d GMT", wkday[tm.tm_wday % 7],
-	    tm.tm_mday, month[tm.tm_mon % 12], (tm.tm_year + 1900) % 10000, tm.tm_hour, tm.tm_min, tm.tm_sec);
-	return n > 0 ? (size_t)n : 0;
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-	y -= m <= 2;
-	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	int64_t yoe = y - era * 400;
-	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-static int num(const char *s, size_t n, int *out)
-{
-	int v = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	*out = v;
-	return 0;
-}
-
-static int month_num(const char *s)
-{
-	for (int i = 0; i < 12; i++)
-		if (memcmp(s, month[i], 3) == 0)
-			return i + 1;
-	return 0;
-}
-
-static int wkday_ok(const char *s, size_t n, int longform)
-{
-	for (int i = 0; i < 7; i++) {
-		const char *w = longform ? wkday_long[i] : wkday[i];
-		if (strlen(w) == n && memcmp(s, w, n) == 0)
-			return 1;
-	}
-	return 0;
-}
-
-/* "HH:MM:SS" */
-static int hms(const char *s, int *h, int *mi, int *se)
-{
-	if (s[2] != ':' || s[5] != ':')
-		return -1;
-	if (num(s, 2, h) || num(s + 3, 2, mi) || num(s + 6, 2, se))
-		return -1;
-	return 0;
-}
-
-int rev_http_date_parse(const char *s, size_t len, time_t *out)
-{
-	int y, mo, d, h, mi, se;
-	if (!s)
-		return -1;
-	while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
-		len--;
-	while (len > 0 && (s[0] == ' ' || s[0] == '\t')) {
-		s++;
-		len--;
-	}
-	if (len == 29 && s[3] == ',') {
-		/* IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT */
-		if (!wkday_ok(s, 3, 0) || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' ||
-		    memcmp(s + 25, " GMT", 4) != 0)
-			return -1;
-		if (num(s + 5, 2, &d) || !(mo = month_num(s + 8)) || num(s + 12, 4, &y) ||
-		    hms(s + 17, &h, &mi, &se))
-			return -1;
-	} else if (len == 24 && s[3] == ' ') {
-		/* asctime: Sun Nov  6 08:49:37 1994 */
-		if (!wkday_ok(s, 3, 0) || s[7] != ' ' || s[10] != ' ' || s[19] != ' ')
-			return -1;
-		if (!(mo = month_num(s + 4)))
-			return -1;
-		if (s[8] == ' ') {
-			if (num(s + 9, 1, &d))
-				return -1;
-		} else if (num(s + 8, 2, &d)) {
-			return -1;
-		}
-		if (hms(s + 11, &h, &mi, &se) || num(s + 20, 4, &y))
-			return -1;
-	} else {
-		/* RFC 850: Sunday, 06-Nov-94 08:49:37 GMT */
-		const char *comma = memchr(s, ',', len);
-		if (!comma)
-			return -1;
-		size_t wl = (size_t)(comma - s);
-		if (!wkday_ok(s, wl, 1) || len != wl + 24)
-			return -1;
-		const char *p = comma + 1;
-		if (p[0] != ' ' || p[3] != '-' || p[7] != '-' || p[10] != ' ' ||
-		    memcmp(p + 19, " GMT", 4) != 0)
-			return -1;
-		if (num(p + 1, 2, &d) || !(mo = month_num(p + 4)) || num(p + 8, 2, &y) ||
-		    hms(p + 11, &h, &mi, &se))
-			return -1;
-		y += y < 70 ? 2000 : 1900;
-	}
-	static const int mdays[12] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-	int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-	if (d < 1 || d > mdays[mo - 1] || (mo == 2 && !leap && d > 28) || h > 23 || mi > 59 || se > 60)
-		return -1;
-	if (se == 60)
-		se = 59;
-	int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se;
-	if (sizeof(time_t) < 8 && (t > INT32_MAX || t < INT32_MIN))
-		return -1;
-	*out = (time_t)t;
-	return 0;
-}
-
 /* ---- entity tags ---- */
 
 struct etag {
@@ -573,7 +442,7 @@ int rev_static_conditional(const struct rev_static_req *rq, const char *etag, si
 		    !(have_etag && etag_list_match(rq->if_match, rq->if_match_len, &ours, 1)))
 			return 412;
 	} else if (rq->if_unmodified_since &&
-	    rev_http_date_parse(rq->if_unmodified_since, rq->if_unmodified_since_len, &t) == 0) {
+	    gw_httpdate_parse(rq->if_unmodified_since, rq->if_unmodified_since_len, &t) == 0) {
 		if (mtime > t)
 			return 412;
 	}
@@ -582,7 +451,7 @@ int rev_static_conditional(const struct rev_static_req *rq, const char *etag, si
 		    (have_etag && etag_list_match(rq->if_none_match, rq->if_none_match_len, &ours, 0)))
 			return safe ? 304 : 412;
 	} else if (safe && rq->if_modified_since &&
-	    rev_http_date_parse(rq->if_modified_since, rq->if_modified_since_len, &t) == 0) {
+	    gw_httpdate_parse(rq->if_modified_since, rq->if_modified_since_len, &t) == 0) {
 		if (mtime <= t)
 			return 304;
 	}
@@ -626,7 +495,7 @@ static int if_range_matches(const struct rev_static_req *rq, const char *etag, s
 		return !t.weak && !ours.weak && t.oplen == ours.oplen && memcmp(t.op, ours.op, t.oplen) == 0;
 	}
 	time_t t;
-	return rev_http_date_parse(s, len, &t) == 0 && t == mtime;
+	return gw_httpdate_parse(s, len, &t) == 0 && t == mtime;
 }
 
 int rev_static_range(const struct rev_static_req *rq, uint64_t size, const char *etag, size_t etag_len,

@@ -40,6 +40,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "core/httpdate.h"
+
 /* Outcomes of rev_static_open, as the HTTP status the engine should answer. */
 enum rev_static_status {
 	REV_STATIC_OK = 200,          /* out is filled; fd open, caller closes it */
@@ -97,14 +99,14 @@ const char *rev_static_mime(const char *name, size_t len);
 #define REV_STATIC_ETAG_MAX 48
 size_t rev_static_etag(const struct rev_static_file *f, char *buf, size_t bufsz);
 
-/* IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") for t into buf
- * (REV_HTTP_DATE_MAX bytes); returns the length (29). */
-#define REV_HTTP_DATE_MAX 30
-size_t rev_http_date(time_t t, char *buf);
-
-/* Parse an HTTP-date in any of the three RFC 9110 formats (IMF-fixdate,
- * RFC 850, asctime).  Returns 0 and sets *out, or -1 if not a valid date. */
-int rev_http_date_parse(const char *s, size_t len, time_t *out);
+/* The HTTP-date helpers under their old names, for the callers that still
+ * use them: core/httpdate.h is the one implementation (new code includes it). */
+#define REV_HTTP_DATE_MAX GW_HTTPDATE_MAX
+static inline size_t rev_http_date(time_t t, char *buf) { return gw_httpdate_fmt(t, buf); }
+static inline int rev_http_date_parse(const char *s, size_t len, time_t *out)
+{
+	return gw_httpdate_parse(s, len, out);
+}
 
 /* The request headers that matter for a static response. */
 struct rev_static_req {

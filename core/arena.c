@@ -1,0 +1,87 @@
+/*
+ * core/arena: the per-request arena and the worker's spare blocks.  A
+ * request's memory is carved from blocks freed all at once when the request
+ * ends (gw_arena_free); standard blocks go back to the worker's spares for
+ * the next request, since a malloc of this size is no tcache hit.  One
+ * worker thread owns a spares list; nothing here locks.
+ */
+#include "core/arena.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SPARE_BLKS 0   /* keep use-after-free of request memory visible to ASan */
+#else
+#define SPARE_BLKS 32
+#endif
+
+/* n bytes, not zeroed (gw_arena_alloc zeroes). */
+void *gw_arena_raw(struct gw_arena_blk **head, size_t n)
+{
+	struct gw_arena_blk *b = *head;
+
+	n = (n + 15) & ~(size_t)15;
+	if (b == NULL || b->cap - b->used < n) {
+		size_t cap = n > GW_ARENA_BLK ? n : GW_ARENA_BLK;
+		b = malloc(sizeof *b + cap);
+		if (b == NULL)
+			return NULL;
+		b->next = *head;
+		b->used = 0;
+		b->cap = cap;
+		*head = b;
+	}
+	void *p = b->data + b->used;
+	b->used += n;
+	return p;
+}
+
+void *gw_arena_alloc(struct gw_arena_blk **head, size_t n)
+{
+	void *p = gw_arena_raw(head, n);
+
+	if (p != NULL)
+		memset(p, 0, n);
+	return p;
+}
+
+void gw_arena_free(struct gw_arena_spares *p, struct gw_arena_blk *b)
+{
+	while (b != NULL) {
+		struct gw_arena_blk *n = b->next;
+		if (b->cap == GW_ARENA_BLK && p->nblk < SPARE_BLKS) {
+			b->next = p->spare_blk;
+			p->spare_blk = b;
+			p->nblk++;
+		} else {
+			free(b);
+		}
+		b = n;
+	}
+}
+
+/* A standard arena block from the spares, or NULL (gw_arena_raw makes one). */
+struct gw_arena_blk *gw_arena_spare(struct gw_arena_spares *p)
+{
+	struct gw_arena_blk *b = p->spare_blk;
+
+	if (b != NULL) {
+		p->spare_blk = b->next;
+		p->nblk--;
+		b->next = NULL;
+		b->used = 0;
+	}
+	return b;
+}
+
+/* Free the spares themselves (the worker is going away). */
+void gw_arena_spares_clear(struct gw_arena_spares *p)
+{
+	while (p->spare_blk != NULL) {
+		struct gw_arena_blk *b = p->spare_blk;
+		p->spare_blk = b->next;
+		free(b);
+	}
+	p->nblk = 0;
+}

@@ -1,0 +1,304 @@
+/*
+ * core/conn_int.h: the core-private layouts of a client connection
+ * (struct gw_conn), its request (struct gw_req), its upstream connection
+ * (struct upconn) and the worker's pool, and the friend calls the pieces of
+ * the connection engine make on each other (HAProxy's -t.h role, Varnish's
+ * FOO__bar friends).  Only conn.c, req.c, upstream.c and relay.c include it;
+ * everything else sees struct gw_req through core/proto.h.
+ *
+ * The pieces: conn.c (the HTTP/1 client connection), req.c (the family API
+ * of proto.h and the request's life), upstream.c (the upstream engine),
+ * relay.c (byte movers), on top of the leaves http1_out.c, arena.c and
+ * httpdate.c.  The one circle, conn.c <-> upstream.c, is carried only by the
+ * gw_conn__* and gw_upstream__* calls declared here.
+ */
+#ifndef GW_CONN_INT_H
+#define GW_CONN_INT_H
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "conf/conf.h"
+#include "core/arena.h"
+#include "core/http1.h"
+#include "core/http1_out.h"
+#include "core/proto.h"
+#include "core/relay.h"
+#include "core/snapshot.h"
+#include "core/stats.h"
+#include "core/upstream.h"
+#include "core/worker.h"
+
+#define CONN_MAGIC 0x67776331u
+#define UP_MAGIC 0x67777570u
+#define HIWAT (256 * 1024)          /* stop reading the other side above this */
+#define READ_MAX (256 * 1024)       /* bytes per read call */
+#define READ_SMALL 900              /* ... after a small read: a 1 KiB chain (tcache) */
+#define LINGER_SECS 2.0
+#define SCRATCH_HDRS 4096
+#define POOL_KEY_MAX 300
+#define MAX_INTERIM 16              /* 1xx responses per request; one more is 502 */
+
+enum cstate { CS_HANDSHAKE, CS_HEAD, CS_BUSY, CS_TUNNEL, CS_LINGER, CS_CLOSED };
+enum decision { DEC_NONE, DEC_PROXY, DEC_TUNNEL, DEC_RESPOND, DEC_FILE, DEC_DEFER, DEC_READBODY };
+enum cto { TO_IDLE, TO_HEADER, TO_BODY, TO_SEND, TO_TUNNEL, TO_LINGER, TO_BG, TO_FIRST, TO_DNS };
+
+struct upconn;
+
+union gw_sa {
+	struct sockaddr sa;
+	struct sockaddr_in in;
+	struct sockaddr_in6 in6;
+};
+
+struct gw_req {
+	struct gw_conn *c;
+	struct gw_arena_blk *arena;
+	struct gw_pool *pool;      /* the worker's: takes the arena back */
+	struct gw_http_head head;
+	char *headbuf;             /* (arena) */
+	char id[24];
+	double start, start_mono;
+
+	enum decision dec;
+	char *up_host;
+	uint16_t up_port;
+	char *up_path;
+	size_t up_path_len;
+	char *pool_key;            /* pool_key_make(): "" = never pooled (arena) */
+	int up_tls;                /* upstream index + 1 for TLS to the upstream, 0 = plain */
+	unsigned keepalive;        /* gw_req_upstream_keepalive (default POOL_KEEPALIVE) */
+	int status;
+	int file_fd;
+	uint64_t file_off, file_len;
+	const char *content_type;
+	char *body;                /* DEC_RESPOND body (arena) */
+	const char *body_ref;      /* gw_req_respond_ref: body owned by the family */
+	void (*body_cleanup)(const void *data, size_t len, void *arg);
+	void *body_cleanup_arg;
+	int finished;              /* the response was delivered in full */
+	void *family_data;         /* gw_req_set_data */
+	struct gw_hdr_edit *req_edits, *resp_edits;
+	int no_via;
+	int log_no_query;          /* the access log leaves the query string (2: and the path) out */
+	uint64_t max_body;
+	const char *verdict, *rule, *user, *reason;
+	char upstream_str[64];
+	int m_site, m_up;          /* gw_hist slot + 1 (0 = unset): latency labels */
+	double up_t0, up_sent;     /* mono: connect started, request sent (0 = recorded) */
+	uint64_t bytes_in, bytes_out;
+	double body_t0;            /* mono: start of the body rate window (0: not started) */
+	uint64_t body_n0;          /* bytes_in at body_t0 */
+	int body_slow;             /* the TO_BODY timer is the min-rate deadline */
+	int parse_error;
+	char client_str[INET6_ADDRSTRLEN];  /* gw_req_client_str, made on first use */
+	union gw_sa *client;       /* gw_req_set_client (arena); NULL: the TCP peer */
+	char *peer_str;            /* gw_req_peer_str once a client was set (arena) */
+	union gw_sa *local;        /* gw_req_local, looked up on first use */
+
+	struct gw_dns_query *dnsq;
+	struct gw_dns_result *addrs;   /* the vetted addresses (arena, once resolved) */
+	int addr_idx;
+	int refused_status;
+	int connect_err;           /* errno of the last failed connect */
+	int sent_continue;
+	int upgrade;               /* request asked for Upgrade and may be tunnelled */
+	struct xfer reqx, respx;
+	int resp_head_done;        /* final head sent to the client */
+	int close_after;           /* close the client connection after this response */
+	int linger;                /* unread request body: lingering close */
+	int retried;
+	int oom;                   /* an arena allocation failed: the request fails with 503 */
+	int oom_503;               /* ... and that 503 is under way (a second failure closes) */
+	int resp_http10;           /* upstream answered HTTP/1.0 */
+	int resp_conn_close;       /* upstream said Connection: close */
+	int resp_ended;            /* on_response_end was called */
+	int interim;               /* 1xx responses read for this request (MAX_INTERIM) */
+	/* gw_req_tunnel_via: the CONNECT sent to the parent ("host:port" and
+	 * extra header lines, arena); tun_wait while its answer is awaited */
+	char *tun_target, *tun_extra;
+	size_t tun_extra_len;
+	int tun_wait, tun_ok;
+
+	/* gw_req_defer / gw_req_wake */
+	struct event *ev_wake;     /* (arena) */
+	void (*wake_fn)(struct gw_req *, void *);
+	void *wake_arg;
+	int deferred, orphan;
+	struct gw_worker *wake_w;   /* the worker that waits (the conn may be gone) */
+	/* gw_req_read_body: the buffered (de-chunked) body */
+	struct evbuffer *bodybuf;
+	uint64_t body_max;
+	int reading_body;
+	int body_complete;         /* bodybuf holds the whole body */
+	int body_buffered;         /* the body went through bodybuf */
+	double bg_timeout;         /* gw_req_spawn: the whole exchange is cut after this */
+};
+
+/*
+ * Idle keep-alive connections are many: while idle a connection holds only
+ * this struct (no buffers, no write event; notes/core-techniques.md 1).
+ */
+struct gw_conn {
+	uint32_t magic;
+	enum cstate state;
+	int fd;
+	enum cto to_kind;
+	int lfd;                   /* the listening socket it came from */
+	struct gw_worker *w;
+	struct gw_snapshot *snap;
+	const struct gw_proto *proto;
+	void *side;
+	struct event ev_rd, ev_to;   /* ev_to also carries the deferred free */
+	struct event *ev_wr;       /* made when a write first finds the kernel full */
+	struct evbuffer *in, *out; /* NULL while idle (conn_bufs, conn_idle) */
+	SSL *ssl;                  /* TLS listener: the session; NULL = plain */
+	struct gw_req *rq;
+	struct upconn *up;
+	struct tsplice *sp;        /* plain tunnel moving bulk data: its pipes */
+	size_t parsed_len;         /* buffered head bytes at the last parse attempt */
+	struct gw_conn *next, *prev;
+	union gw_sa peer;          /* text made on demand (peer_fmt) */
+	unsigned rd_on : 1, rd_armed : 1, wr_on : 1, rd_eof : 1, wr_shut : 1, head_started : 1;
+	unsigned rd_big : 2;       /* buf_read's *big */
+	unsigned up_paused : 1;    /* upstream reading paused: our output is full */
+	unsigned bg : 1, bg_tls : 1;   /* socketless (gw_req_spawn); its parent was on TLS */
+	unsigned unlisted : 1;     /* a reload removed its listener: close after this request */
+	unsigned has_private : 1;  /* some upstream connection is private to it (pool_private) */
+};
+
+struct upconn {
+	uint32_t magic;
+	int fd;
+	struct gw_worker *w;
+	struct gw_conn *c;         /* attached client, NULL when pooled */
+	struct event ev_rd, ev_wr, ev_to;
+	struct evbuffer *in, *out;
+	char key[POOL_KEY_MAX];
+	char addr_str[64];
+	double idle_since;
+	int connecting, reused, eof, wr_shut, rd_on, rd_armed, rd_big, wr_on, got_bytes;
+	SSL *ssl;                  /* TLS to the upstream; NULL = plain */
+	int tls_hs;                /* TLS handshake in progress */
+	int cl_paused;             /* client reading paused: our output is full */
+	int family;
+	union gw_sa peer;          /* the (vetted) address it is connected to */
+	/* private to this client connection (connection-bound authentication,
+	 * pool_private), NULL = shared; never a dangling pointer: conn_close()
+	 * drops the pooled connections its client owns */
+	const struct gw_conn *owner;
+	unsigned kh;               /* key_hash32(key) */
+	unsigned keepalive;        /* idle connections of its key that may be pooled */
+	struct upconn *pnext, *pprev;
+};
+
+#define POOL_BUCKETS 256
+/* idle connections per key and worker when the family says nothing (as
+ * reverse.upstreams.keepalive's default) */
+#define POOL_KEEPALIVE 32
+/* idle counts per key hash: keys that share a slot share a bound, which
+ * only costs reuse */
+#define POOL_CSLOTS 4096
+
+#define SPARE_BUFS 128
+
+struct gw_pool {
+	struct upconn *b[POOL_BUCKETS];
+	size_t n;
+	uint32_t kcount[POOL_CSLOTS];   /* idle connections per key hash slot */
+	/* empty evbuffers given back by idle client connections, for reuse */
+	struct evbuffer *spare[SPARE_BUFS];
+	int nspare;
+	/* standard arena blocks of finished requests, for reuse (a malloc of
+	 * this size is no tcache hit) */
+	struct gw_arena_spares blks;
+};
+
+/* ---- small helpers of both ends ---- */
+
+static inline void set_timer(struct event *ev, double secs)
+{
+	struct timeval tv;
+
+	if (secs <= 0) {
+		event_del(ev);
+		return;
+	}
+	tv.tv_sec = (time_t)secs;
+	tv.tv_usec = (suseconds_t)((secs - (double)tv.tv_sec) * 1e6);
+	event_add(ev, &tv);
+}
+
+static inline const struct conf_timeouts *TO(struct gw_conn *c)
+{
+	return &c->snap->conf->global.timeouts;
+}
+
+/* ---- friend calls ---- */
+
+/* conn.c: the client connection. */
+/* The only way out: logs the request in flight, releases everything and
+ * frees c from a deferred event; callers check c->state == CS_CLOSED. */
+void gw_conn__close(struct gw_conn *c, enum gw_close_reason why);
+/* Write pending output (EV_WRITE when the kernel is full), then move the
+ * state machine on (finish the request, release backpressure, pump a tunnel). */
+void gw_conn__write(struct gw_conn *c);
+/* (Re)arm c's timer for kind. */
+void gw_conn__timer(struct gw_conn *c, enum cto kind);
+/* Send rq's local response (DEC_RESPOND or DEC_FILE). */
+void gw_conn__send_local(struct gw_req *rq);
+/* Answer rq with a generated error page (closing after it for most statuses). */
+void gw_conn__respond_error(struct gw_req *rq, int status, const char *reason);
+/* Move tunnel bytes both ways, with half-close and backpressure. */
+void gw_conn__tunnel_pump(struct gw_conn *c);
+/* rq ran out of memory (rq->oom): answer 503 if nothing was sent yet and
+ * the page can be made, else close the connection (GW_CLOSE_INTERNAL). */
+void gw_conn__oom(struct gw_req *rq);
+
+/* req.c: the request's life. */
+/* A new request on c (arena from the worker's spares), or NULL. */
+struct gw_req *gw_req__new(struct gw_conn *c);
+/* Run the family's end hooks, count and log rq, then free it (or leave it
+ * to gw_req_wake when deferred). */
+void gw_req__log_free(struct gw_conn *c, struct gw_req *rq);
+/* Free rq and everything it holds. */
+void gw_req__free(struct gw_req *rq);
+/* rq's upstream latency label (a gw_hist slot). */
+int gw_req__metric_up(struct gw_req *rq);
+/* An address's numeric form (IPv4-mapped IPv6 as IPv4) into buf
+ * (INET6_ADDRSTRLEN bytes); returns buf. */
+char *gw_req__sa_fmt(const union gw_sa *sa, char *buf);
+
+/* The TCP peer's numeric address into buf; returns buf. */
+static inline char *peer_fmt(const struct gw_conn *c, char *buf)
+{
+	return gw_req__sa_fmt(&c->peer, buf);
+}
+
+/* upstream.c: the upstream engine. */
+/* Resolve, vet, connect or reuse, then send rq (gw_req_proxy/tunnel). */
+void gw_upstream__start(struct gw_req *rq);
+/* Bytes from the upstream: 1xx, 101, the final head, then the body. */
+void gw_upstream__response(struct gw_conn *c);
+/* Move request body bytes from the client to the upstream. */
+void gw_upstream__pump_body(struct gw_conn *c);
+/* Write pending bytes to the upstream; releases the client's backpressure. */
+void gw_upstream__write(struct upconn *u);
+/* Fail the request with status (502/504), or cut the connection if the
+ * response already began. */
+void gw_upstream__failed(struct gw_conn *c, int status, const char *reason);
+/* Close and detach c's upstream connection. */
+void gw_upstream__detach(struct gw_conn *c);
+/* Free an upstream connection (not pooled). */
+void gw_upstream__free(struct upconn *u);
+/* Pool u as idle (or close it when over the bounds). */
+void gw_upstream__pool_put(struct gw_worker *w, struct upconn *u);
+/* Close the pooled connections private to c (c is closing). */
+void gw_upstream__drop_owned(struct gw_pool *p, const struct gw_conn *c);
+
+#endif
