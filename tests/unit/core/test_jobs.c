@@ -232,18 +232,61 @@ static void test_full(void)
 
 /* ---- shutdown ---- */
 
+struct closer {
+	struct gw_jobs_port *port;
+	int *gate;
+	struct counts *probes;
+};
+
+/* Open *gate once cl->port refuses jobs, i.e. once it is being freed: the
+ * blocked run() then ends after the port's queue was taken (no timing). */
+static void *open_when_closing(void *arg)
+{
+	struct closer *cl = arg;
+
+	for (;;) {
+		struct tjob *t = tjob_new(cl->probes, 0);
+		if (gw_jobs_submit(cl->port, &t->job) < 0) {
+			free(t);
+			break;
+		}
+		usleep(1000);
+	}
+	open_gate(cl->gate);
+	return NULL;
+}
+
+/* Free port while its one running job waits on *gate. */
+static void free_while_blocked(struct gw_jobs_port *port, int *gate, struct counts *probes)
+{
+	struct closer cl = { port, gate, probes };
+	pthread_t th;
+
+	pthread_create(&th, NULL, open_when_closing, &cl);
+	gw_jobs_port_free(port);
+	pthread_join(th, NULL);
+}
+
 static void test_shutdown(void)
 {
-	struct gw_jobs *pool = gw_jobs_new(2, 0);
+	struct gw_jobs *one = gw_jobs_new(1, 0), *pool = gw_jobs_new(2, 0);
 	struct event_base *base = event_base_new();
-	struct gw_jobs_port *plain = gw_jobs_port_new(pool, NULL, 0), *loop = gw_jobs_port_new(pool, base, 0);
-	struct counts c1, c2, c3;
-	int gate = 0;
+	struct gw_jobs_port *plain = gw_jobs_port_new(one, NULL, 0), *loop = gw_jobs_port_new(one, base, 0);
+	struct counts c1, c2, c3, probes;
+	int gate = 0, gate1 = 0, gate2 = 0;
+	struct tjob *b1 = tjob_new(&c1, 0), *b2 = tjob_new(&c2, 0);
 
 	memset(&c1, 0, sizeof c1);
 	memset(&c2, 0, sizeof c2);
 	memset(&c3, 0, sizeof c3);
+	memset(&probes, 0, sizeof probes);
 	BEGIN_CASE("freeing ports with jobs queued and running: each done() once, nothing after");
+	b1->gate = &gate1;
+	b2->gate = &gate2;
+	b2->check_loop = 1;
+	b2->loop = pthread_self();
+	CHECK(gw_jobs_submit(plain, &b1->job) == 0 && gw_jobs_submit(loop, &b2->job) == 0, "blockers");
+	CHECK(wait_for(&c1.started, 1), "the one thread runs the first");
 	for (int i = 0; i < 30; i++) {
 		struct tjob *t = tjob_new(&c1, 2000);
 		CHECK(gw_jobs_submit(plain, &t->job) == 0, "plain %d", i);
@@ -252,17 +295,19 @@ static void test_shutdown(void)
 		t->loop = pthread_self();
 		CHECK(gw_jobs_submit(loop, &t->job) == 0, "loop %d", i);
 	}
-	CHECK(wait_for(&c1.started, 1), "some started");
-	gw_jobs_port_free(plain);
-	gw_jobs_port_free(loop);   /* this thread is loop's: done() runs here */
-	CHECK(c1.ok + c1.cancelled == 30 && c2.ok + c2.cancelled == 30, "all answered: %d+%d %d+%d",
-	    c1.ok, c1.cancelled, c2.ok, c2.cancelled);
-	CHECK(c1.ran == c1.ok && c2.ran == c2.ok, "done == run: %d/%d %d/%d", c1.ran, c1.ok, c2.ran, c2.ok);
-	CHECK(c1.cancelled > 0 && c2.cancelled > 0, "queued ones cancelled: %d %d", c1.cancelled, c2.cancelled);
+	free_while_blocked(plain, &gate1, &probes);
+	/* the thread goes on with loop's first job (waiting on gate2) */
+	free_while_blocked(loop, &gate2, &probes);   /* this thread is loop's: done() runs here */
+	CHECK(c1.ok == 1 && c1.cancelled == 30 && c2.ok == 1 && c2.cancelled == 30,
+	    "the running ones finished, the queued ones were cancelled: %d+%d %d+%d", c1.ok, c1.cancelled,
+	    c2.ok, c2.cancelled);
+	CHECK(c1.ran == 1 && c2.ran == 1 && probes.ran == 0 && probes.ok == 0, "nothing else ran: %d %d %d",
+	    c1.ran, c2.ran, probes.ran);
 	CHECK(c2.wrong == 0, "loop port's done() on its thread");
 	usleep(20000);
 	event_base_loop(base, EVLOOP_NONBLOCK);
-	CHECK(c1.ok + c1.cancelled == 30 && c2.ok + c2.cancelled == 30, "nothing after the free");
+	CHECK(c1.ok + c1.cancelled == 31 && c2.ok + c2.cancelled == 31, "nothing after the free");
+	gw_jobs_free(one);
 	END_CASE();
 
 	BEGIN_CASE("freeing the pool with a port left: running finish, queued cancelled");
