@@ -1,6 +1,6 @@
 /*
  * admin internals shared by the console's files: admin.c (daemons, routing,
- * headers), auth.c (users, sessions, password thread, rate limit, audit),
+ * headers), auth.c (users, sessions, password checks, rate limit, audit),
  * api.c (JSON API and the 1 s sampler), metrics.c (Prometheus text).
  */
 #ifndef GW_ADM_INT_H
@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <jansson.h>
 #include <microhttpd.h>
+
+#include "core/jobs.h"
 
 struct event_base;
 struct gw_snapshot;
@@ -26,7 +28,7 @@ struct adm_req {
 	size_t len, cap;
 	int too_big;
 	int https;
-	/* login: 0 = not started, 1 = hashing on the helper thread, 2 = done */
+	/* login: 0 = not started, 1 = hashing on the job pool, 2 = done */
 	int login_state;
 	int login_ok;
 	int form;                  /* POST /login from the HTML form (no JavaScript): answer 303 */
@@ -39,9 +41,9 @@ struct adm_req {
 	char rl_key[64];           /* login: client as rate limited (IPv6: its /64) */
 	int rl_idx;                /* login: the rate-limit slot charged (admin/auth.c) */
 	double rl_at;              /* ... and the failure time charged there, refunded on success */
-	struct adm_req *next;      /* helper thread queues */
+	struct gw_job job;         /* login / password change: the check on the job pool */
 	/* POST account/password: the new password (wiped and freed after
-	 * hashing) and its hash, made on the helper thread once the current
+	 * hashing) and its hash, made on the job pool once the current
 	 * password (password, checked against hash) is verified */
 	char *new_password;
 	char new_hash[256];
@@ -81,7 +83,7 @@ enum MHD_Result adm_send_error(struct MHD_Connection *c, unsigned status, const 
 void adm_resume(struct MHD_Connection *c);
 
 /* ---- auth.c ---- */
-int adm_auth_init(const struct gw_snapshot *s);      /* load or create users; start the thread */
+int adm_auth_init(const struct gw_snapshot *s);      /* load or create users; open the job port */
 void adm_auth_reload(const struct gw_snapshot *s);
 void adm_auth_free(void);
 /* Finish every queued hash job and resume their connections. */
@@ -93,7 +95,7 @@ enum MHD_Result adm_login(struct MHD_Connection *c, struct adm_req *r);
 /* r is being freed (request completed or aborted): drop it from the sign-ins in flight. */
 void adm_login_done(struct adm_req *r);
 /* POST /api/v1/account/password {current, new}: who changes its own password
- * (checked and hashed on the helper thread, like a sign-in); the users file
+ * (checked and hashed on the job pool, like a sign-in); the users file
  * is rewritten and who's other sessions end.  Called on each handler call. */
 enum MHD_Result adm_password(struct MHD_Connection *c, struct adm_req *r, const struct adm_who *who);
 enum MHD_Result adm_logout(struct MHD_Connection *c, const struct adm_who *who, const char *client);

@@ -5,7 +5,7 @@
  * is one level-triggered libevent event and MHD_get_timeout() re-arms a
  * timer.  Handlers therefore run on the main thread and only read what the
  * main thread owns (core/control.h, the current snapshot); they never touch
- * a worker's connections.  Password hashing runs on one helper thread.
+ * a worker's connections.  Password hashing runs on the job pool (core/jobs.h).
  *
  * Main thread only.
  */
@@ -32,7 +32,7 @@ void adm_reconfigure(const struct gw_snapshot *s);
  * it like a console reload. */
 void adm_signal_reload(int rc);
 
-/* Stop the daemons and the helper thread and free everything. */
+/* Stop the daemons, answer the password checks under way, free everything. */
 void adm_stop(void);
 
 #endif

@@ -8,10 +8,11 @@
  * its yescrypt hash is written there (mode 0600), and the password is
  * printed once to the error log; later starts find the file and say nothing.
  *
- * Password checks run on one helper thread: the login request is suspended
- * (MHD_suspend_connection), the thread runs crypt_rn (~10-50 ms for
- * yescrypt), and the main loop resumes the request from an event the thread
- * activates.  The main loop never hashes.  Failures are limited per client
+ * Password checks run on the process's job pool (core/jobs.h): the login
+ * request is suspended (MHD_suspend_connection), a pool thread runs crypt_rn
+ * (~10-50 ms for yescrypt), and the main loop resumes the request when the
+ * job's completion comes back to it (the port's event on the main loop).
+ * The main loop never hashes.  Failures are limited per client
  * address: ADM_FAIL_MAX failures within ADM_FAIL_WINDOW seconds give 429
  * until the oldest one ages out, before any hashing.  An attempt is charged
  * as a failure when it is queued, before the hash is checked, and refunded
@@ -36,11 +37,9 @@
 #include <arpa/inet.h>
 #include <crypt.h>
 #include <errno.h>
-#include <event2/event.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +53,7 @@
 #include "admin/adm_int.h"
 #include "core/clock.h"
 #include "core/control.h"
+#include "core/jobs.h"
 #include "core/log.h"
 #include "core/snapshot.h"
 
@@ -107,16 +107,9 @@ static struct {
 	struct adm_req *fly[ADM_FLY_MAX];   /* sign-ins being checked */
 	struct audit_ent audit[ADM_AUDIT];
 	uint64_t naudit;
-	/* helper thread */
-	pthread_t thread;
-	int thread_up;
-	pthread_mutex_t lock;
-	pthread_cond_t cond, idle_cond;
-	struct adm_req *todo, *done;
-	int busy, quit;
-	struct event *ev_done;
-} A = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,
-	.idle_cond = PTHREAD_COND_INITIALIZER };
+	/* password checks: on the job pool, answered on the main loop */
+	struct gw_jobs_port *port;
+} A;
 
 /* Unknown users are checked against the first user's hash; without users,
  * against this yescrypt hash (default cost, of a throw-away password).  A
@@ -384,85 +377,61 @@ static const struct user *user_find(const char *name)
 	return NULL;
 }
 
-/* ---- helper thread ---- */
+/* ---- password checks (job pool) ---- */
 
-static void *hash_thread(void *arg)
+/* A pool thread: check the password; for a change, hash the new one too. */
+static void check_run(struct gw_job *job)
 {
-	(void)arg;
-	pthread_mutex_lock(&A.lock);
-	for (;;) {
-		struct adm_req *r;
-		while (A.todo == NULL && !A.quit)
-			pthread_cond_wait(&A.cond, &A.lock);
-		if (A.todo == NULL && A.quit)
-			break;
-		r = A.todo;
-		A.todo = r->next;
-		A.busy = 1;
-		pthread_mutex_unlock(&A.lock);
-		r->login_ok = verify_password(r->password, r->hash);
-		/* a password change: hash the new one here too, never on the loop */
-		if (r->login_ok && r->new_password != NULL &&
-		    hash_password(r->new_password, r->new_hash, sizeof r->new_hash) < 0)
-			r->new_hash[0] = '\0';
-		pthread_mutex_lock(&A.lock);
-		r->next = A.done;
-		A.done = r;
-		A.busy = 0;
-		pthread_cond_broadcast(&A.idle_cond);
-		event_active(A.ev_done, EV_READ, 0);
-	}
-	pthread_mutex_unlock(&A.lock);
-	return NULL;
+	struct adm_req *r = (struct adm_req *)((char *)job - offsetof(struct adm_req, job));
+
+	r->login_ok = verify_password(r->password, r->hash);
+	/* a password change: hash the new one here too, never on the loop */
+	if (r->login_ok && r->new_password != NULL &&
+	    hash_password(r->new_password, r->new_hash, sizeof r->new_hash) < 0)
+		r->new_hash[0] = '\0';
 }
 
-static void done_cb(evutil_socket_t fd, short what, void *arg)
+/* Main loop: answer the suspended request (its handler runs again with
+ * login_state 2).  Never cancelled: a suspended connection stays until
+ * resumed, and the console drains the port before its daemons stop. */
+static void check_done(struct gw_job *job, int result)
 {
-	struct adm_req *list;
+	struct adm_req *r = (struct adm_req *)((char *)job - offsetof(struct adm_req, job));
 
-	(void)fd;
-	(void)what;
-	(void)arg;
-	pthread_mutex_lock(&A.lock);
-	list = A.done;
-	A.done = NULL;
-	pthread_mutex_unlock(&A.lock);
-	while (list != NULL) {
-		struct adm_req *r = list;
-		list = r->next;
-		r->next = NULL;
-		r->login_state = 2;
-		adm_resume(r->conn);
+	(void)result;
+	r->login_state = 2;
+	adm_resume(r->conn);
+}
+
+/* Suspend r's connection while a pool thread checks its password; -1 when
+ * the pool is full (nothing suspended). */
+static int check_submit(struct MHD_Connection *c, struct adm_req *r)
+{
+	r->job.run = check_run;
+	r->job.done = check_done;
+	r->conn = c;
+	r->login_state = 1;
+	if (gw_jobs_submit(A.port, &r->job) < 0) {
+		r->login_state = 0;
+		return -1;
 	}
+	/* (check_done runs on this loop, after this handler returns) */
+	MHD_suspend_connection(c);
+	return 0;
 }
 
 void adm_auth_drain(void)
 {
-	pthread_mutex_lock(&A.lock);
-	while (A.todo != NULL || A.busy)
-		pthread_cond_wait(&A.idle_cond, &A.lock);
-	pthread_mutex_unlock(&A.lock);
-	if (A.ev_done != NULL)
-		done_cb(-1, 0, NULL);
+	gw_jobs_port_drain(A.port);
 }
 
 int adm_auth_init(const struct gw_snapshot *s)
 {
 	A.idle = s->conf->admin.session_idle;
 	users_load(s, 1);
-	if (A.thread_up)
-		return 0;
-	A.ev_done = event_new(adm_base, -1, 0, done_cb, NULL);
-	if (A.ev_done == NULL)
-		return -1;
-	A.quit = 0;
-	if (pthread_create(&A.thread, NULL, hash_thread, NULL) != 0) {
-		event_free(A.ev_done);
-		A.ev_done = NULL;
-		return -1;
-	}
-	A.thread_up = 1;
-	return 0;
+	if (A.port == NULL)
+		A.port = gw_jobs_port_new(gw_jobs_shared(), adm_base, 0);
+	return A.port != NULL ? 0 : -1;
 }
 
 void adm_auth_reload(const struct gw_snapshot *s)
@@ -473,18 +442,10 @@ void adm_auth_reload(const struct gw_snapshot *s)
 
 void adm_auth_free(void)
 {
-	if (A.thread_up) {
-		pthread_mutex_lock(&A.lock);
-		A.quit = 1;
-		pthread_cond_broadcast(&A.cond);
-		pthread_mutex_unlock(&A.lock);
-		pthread_join(A.thread, NULL);
-		A.thread_up = 0;
-	}
-	if (A.ev_done != NULL) {
-		event_free(A.ev_done);
-		A.ev_done = NULL;
-	}
+	/* every check answered first (the queued ones too), as the daemons stop */
+	gw_jobs_port_drain(A.port);
+	gw_jobs_port_free(A.port);
+	A.port = NULL;
 	OPENSSL_cleanse(A.users, sizeof A.users);
 	A.nusers = 0;
 	memset(A.sess, 0, sizeof A.sess);
@@ -883,19 +844,17 @@ enum MHD_Result adm_login(struct MHD_Connection *c, struct adm_req *r)
 	if (fly_add(r, &nc, &nu) < 0)
 		return throttled(c, r, 0, nc >= ADM_FLY_PER ? "a sign-in from this address is being checked" :
 		    nu >= ADM_FLY_PER ? "sign-ins as this user are being checked" : "too many sign-ins at once");
-	/* charge before checking: the next concurrent guess already sees it */
-	r->rl_at = now;
-	rl_charge(rl_at(r->rl_idx), now);
 	u = user_find(r->user);
 	snprintf(r->hash, sizeof r->hash, "%s", u != NULL ? u->hash : A.nusers > 0 ? A.users[0].hash : dummy_hash);
-	r->conn = c;
-	r->login_state = 1;
-	MHD_suspend_connection(c);
-	pthread_mutex_lock(&A.lock);
-	r->next = A.todo;
-	A.todo = r;
-	pthread_cond_signal(&A.cond);
-	pthread_mutex_unlock(&A.lock);
+	if (check_submit(c, r) < 0) {
+		/* the job pool is full: refused as when too many are checked at once */
+		adm_login_done(r);
+		return throttled(c, r, 0, "too many sign-ins at once");
+	}
+	/* charge before the check ends (it answers on this loop, after this
+	 * handler): the next concurrent guess already sees it */
+	r->rl_at = now;
+	rl_charge(rl_at(r->rl_idx), now);
 	return MHD_YES;
 }
 
@@ -996,7 +955,7 @@ out:
 	return rc;
 }
 
-/* The helper thread is done with r: store the new hash, end who's other sessions, answer. */
+/* The job pool is done with r: store the new hash, end who's other sessions, answer. */
 static enum MHD_Result password_reply(struct MHD_Connection *c, struct adm_req *r, const struct adm_who *who)
 {
 	struct user *u = (struct user *)user_find(who->user);
@@ -1087,7 +1046,10 @@ enum MHD_Result adm_password(struct MHD_Connection *c, struct adm_req *r, const 
 		wipe_free(&r->new_password);
 		return adm_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
 	}
-	if (fly_add(r, &nc, &nu) < 0) {
+	snprintf(r->hash, sizeof r->hash, "%s", u->hash);
+	/* (a full job pool is refused as too many checks at once) */
+	if (fly_add(r, &nc, &nu) < 0 || check_submit(c, r) < 0) {
+		adm_login_done(r);
 		wipe_free(&r->password);
 		wipe_free(&r->new_password);
 		adm_audit(who->user, r->client, "password change", "throttled", "too many checks at once");
@@ -1097,14 +1059,5 @@ enum MHD_Result adm_password(struct MHD_Connection *c, struct adm_req *r, const 
 	}
 	r->rl_at = now;
 	rl_charge(rl_at(r->rl_idx), now);
-	snprintf(r->hash, sizeof r->hash, "%s", u->hash);
-	r->conn = c;
-	r->login_state = 1;
-	MHD_suspend_connection(c);
-	pthread_mutex_lock(&A.lock);
-	r->next = A.todo;
-	A.todo = r;
-	pthread_cond_signal(&A.cond);
-	pthread_mutex_unlock(&A.lock);
 	return MHD_YES;
 }

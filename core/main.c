@@ -33,6 +33,7 @@
 #include "conf/conf.h"
 #include "core/clock.h"
 #include "core/control.h"
+#include "core/jobs.h"
 #include "core/log.h"
 #include "core/proto.h"
 #include "core/sdnotify.h"
@@ -722,6 +723,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "gatehouse: libevent ABI mismatch (struct event size)\n");
 		return 1;
 	}
+	/* ---- jobs: the off-loop thread pool (core/jobs.h), before any snapshot
+	 * (forward auth makes its port at compile); stopped by every way out of
+	 * main, after the snapshots and the console freed their ports ---- */
+	if (gw_jobs_start(GW_JOBS_THREADS, GW_JOBS_QUEUE) < 0) {
+		fprintf(stderr, "gatehouse: cannot start the job threads\n");
+		return 1;
+	}
+	atexit(gw_jobs_stop);
+	/* ---- end jobs ---- */
 	conf_errors_init(&errs);
 	s = snapshot_load(path, &errs);
 	if (s == NULL) {

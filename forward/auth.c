@@ -1,15 +1,19 @@
 /*
  * forward/auth: user database, Basic credentials, verified-credentials
- * cache, per-client backoff and the crypt(3) thread pool (see auth.h).
+ * cache, per-client backoff and the verification pool (see auth.h).
  *
- * Why a pool: a bcrypt or yescrypt verification costs 10-100 ms of CPU;
- * running it on a worker's event loop would stall every connection of that
- * worker.  Two threads are enough: with the cache, only the first request of
- * a user per cache_ttl (and failures) reach them, and the backoff keeps a
- * brute-forcing client from queueing work for long.
+ * Why off the loop: a bcrypt or yescrypt verification costs 10-100 ms of
+ * CPU; running it on a worker's event loop would stall every connection of
+ * that worker.  The process's job pool (core/jobs.h, two threads) is
+ * enough: with the cache, only the first request of a user per cache_ttl
+ * (and failures) reach it, and the backoff keeps a brute-forcing client
+ * from queueing work for long.  The answer goes back to the request's
+ * worker through gw_req_wake() (forward.c), so the job port has no loop.
  */
 #include "forward/auth.h"
 #include "forward/readfile.h"
+
+#include "core/jobs.h"
 
 #include <crypt.h>
 #include <errno.h>
@@ -990,14 +994,11 @@ double fwd_auth_backoff_end(struct fwd_auth_backoff *b, const struct sockaddr *c
 /* ---------------------------------------------------------------- pool */
 
 struct fwd_auth_pool {
+	struct gw_jobs *own;               /* only without a process job pool */
+	struct gw_jobs_port *port;         /* done() on the pool thread */
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct fwd_auth_job *head, *tail;
-	size_t queued, max_queue;
+	struct fwd_auth_job *flying;       /* queued or being verified (for fwd_auth_pool_join) */
 	int stop;
-	int nthreads;
-	pthread_t threads[8];
-	struct fwd_auth_job *running[8];   /* being verified (for fwd_auth_pool_join) */
 };
 
 /* Without a users file's own dummy (fwd_auth_db_dummy) unknown users are
@@ -1046,88 +1047,87 @@ static void finish(struct fwd_auth_job *j, struct fwd_auth_job *dups, int result
 	}
 }
 
-static void *pool_main(void *arg)
+/* Take j out of the jobs one can join; returns the ones that joined it.  Locked. */
+static struct fwd_auth_job *unfly(struct fwd_auth_pool *p, struct fwd_auth_job *j)
 {
-	struct fwd_auth_pool *p = arg;
-	struct crypt_data *cd = malloc(sizeof *cd);
+	struct fwd_auth_job *dups = j->dups;
+
+	for (struct fwd_auth_job **pp = &p->flying; *pp != NULL; pp = &(*pp)->fnext)
+		if (*pp == j) {
+			*pp = j->fnext;
+			break;
+		}
+	j->fnext = NULL;
+	j->dups = NULL;
+	return dups;
+}
+
+/* A job pool thread: verify, unless nobody waits for the answer (and
+ * nobody joined). */
+static void job_run(struct gw_job *gj)
+{
+	struct fwd_auth_job *j = (struct fwd_auth_job *)gj;
+	struct fwd_auth_pool *p = j->pool;
+	int skip;
 
 	pthread_mutex_lock(&p->mu);
-	for (;;) {
-		while (p->head == NULL && !p->stop)
-			pthread_cond_wait(&p->cv, &p->mu);
-		if (p->stop)
-			break;
-		struct fwd_auth_job *j = p->head, *dups;
-		int slot = -1;
-		p->head = j->next;
-		if (p->head == NULL)
-			p->tail = NULL;
-		p->queued--;
-		/* nobody waits for it (and nobody joined): not verified */
-		int skip = atomic_load_explicit(&j->cancelled, memory_order_acquire) && j->dups == NULL;
-		for (int i = 0; !skip && i < 8; i++)
-			if (p->running[i] == NULL) {
-				p->running[slot = i] = j;
-				break;
-			}
-		pthread_mutex_unlock(&p->mu);
-		int ok = skip ? -1 : cd != NULL && verify_with(cd, j->pass, j->hash);
-		pthread_mutex_lock(&p->mu);
-		if (slot >= 0)
-			p->running[slot] = NULL;
-		dups = j->dups;
-		j->dups = NULL;
-		pthread_mutex_unlock(&p->mu);
-		finish(j, dups, ok);
-		pthread_mutex_lock(&p->mu);
-	}
+	skip = atomic_load_explicit(&j->cancelled, memory_order_acquire) && j->dups == NULL;
+	if (skip)
+		j->dups = unfly(p, j);   /* (NULL) nobody can join it any more */
 	pthread_mutex_unlock(&p->mu);
-	if (cd != NULL)
-		OPENSSL_cleanse(cd, sizeof *cd);
-	free(cd);
-	return NULL;
+	j->result = skip ? -1 : fwd_auth_verify(j->pass, j->hash);
+}
+
+/* A job pool thread after job_run (or, dropped unrun, the thread freeing
+ * the pool): answer j and the jobs that joined it. */
+static void job_done(struct gw_job *gj, int result)
+{
+	struct fwd_auth_job *j = (struct fwd_auth_job *)gj;
+	struct fwd_auth_pool *p = j->pool;
+	struct fwd_auth_job *dups;
+
+	pthread_mutex_lock(&p->mu);
+	dups = unfly(p, j);
+	pthread_mutex_unlock(&p->mu);
+	finish(j, dups, result == GW_JOB_DONE ? j->result : -1);
 }
 
 struct fwd_auth_pool *fwd_auth_pool_new(int nthreads, size_t max_queue)
 {
 	struct fwd_auth_pool *p = calloc(1, sizeof *p);
+	struct gw_jobs *jobs = gw_jobs_shared();
 
 	if (p == NULL)
 		return NULL;
-	if (nthreads < 1)
-		nthreads = 1;
-	if (nthreads > 8)
-		nthreads = 8;
-	pthread_mutex_init(&p->mu, NULL);
-	pthread_cond_init(&p->cv, NULL);
-	p->max_queue = max_queue ? max_queue : 1024;
-	for (int i = 0; i < nthreads; i++) {
-		if (pthread_create(&p->threads[i], NULL, pool_main, p) != 0) {
-			fwd_auth_pool_free(p);
-			return NULL;
-		}
-		p->nthreads++;
+	if (jobs == NULL && (jobs = p->own = gw_jobs_new(nthreads, 0)) == NULL) {
+		free(p);
+		return NULL;
 	}
+	p->port = gw_jobs_port_new(jobs, NULL, max_queue ? max_queue : 1024);
+	if (p->port == NULL) {
+		gw_jobs_free(p->own);
+		free(p);
+		return NULL;
+	}
+	pthread_mutex_init(&p->mu, NULL);
 	return p;
 }
 
 int fwd_auth_pool_submit(struct fwd_auth_pool *p, struct fwd_auth_job *job)
 {
-	int rc = -1;
+	int rc;
 
+	job->pool = p;
+	job->dups = NULL;
+	job->gj.run = job_run;
+	job->gj.done = job_done;
 	pthread_mutex_lock(&p->mu);
-	if (!p->stop && p->queued < p->max_queue) {
-		job->next = NULL;
-		job->dups = NULL;
-		if (p->tail)
-			p->tail->next = job;
-		else
-			p->head = job;
-		p->tail = job;
-		p->queued++;
-		pthread_cond_signal(&p->cv);
-		rc = 0;
-	}
+	/* joinable before it can run: the lock keeps job_done from looking first */
+	job->fnext = p->flying;
+	p->flying = job;
+	rc = p->stop ? -1 : gw_jobs_submit(p->port, &job->gj);
+	if (rc < 0)
+		unfly(p, job);
 	pthread_mutex_unlock(&p->mu);
 	return rc;
 }
@@ -1147,10 +1147,7 @@ int fwd_auth_pool_join(struct fwd_auth_pool *p, struct fwd_auth_job *job)
 	if (job->hash == NULL)
 		return 0;
 	pthread_mutex_lock(&p->mu);
-	for (int i = 0; j == NULL && i < 8; i++)
-		if (p->running[i] != NULL && same_job(p->running[i], job))
-			j = p->running[i];
-	for (struct fwd_auth_job *q = p->head; j == NULL && q != NULL; q = q->next)
+	for (struct fwd_auth_job *q = p->flying; j == NULL && q != NULL; q = q->fnext)
 		if (same_job(q, job))
 			j = q;
 	if (j != NULL && !p->stop) {
@@ -1165,26 +1162,14 @@ int fwd_auth_pool_join(struct fwd_auth_pool *p, struct fwd_auth_job *job)
 
 void fwd_auth_pool_free(struct fwd_auth_pool *p)
 {
-	struct fwd_auth_job *j;
-
 	if (p == NULL)
 		return;
 	pthread_mutex_lock(&p->mu);
 	p->stop = 1;
-	j = p->head;
-	p->head = p->tail = NULL;
-	p->queued = 0;
-	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->mu);
-	for (int i = 0; i < p->nthreads; i++)
-		pthread_join(p->threads[i], NULL);
-	while (j != NULL) {
-		struct fwd_auth_job *next = j->next, *dups = j->dups;
-		j->dups = NULL;
-		finish(j, dups, -1);
-		j = next;
-	}
-	pthread_cond_destroy(&p->cv);
+	/* queued jobs come back through job_done with -1, running ones finish */
+	gw_jobs_port_free(p->port);
+	gw_jobs_free(p->own);
 	pthread_mutex_destroy(&p->mu);
 	free(p);
 }

@@ -10,7 +10,8 @@
  *     user, NUL, password); the plain password is never kept.  Shared by
  *     all workers under a mutex (a lookup is one hash and a few compares);
  *   - per-client-address backoff after repeated failures;
- *   - a small thread pool that runs crypt_r() off the worker loops.
+ *   - the verification pool: crypt_r() runs off the worker loops, on the
+ *     process's job pool (core/jobs.h).
  *
  * Ownership: every object here belongs to the forward side data of one
  * config snapshot and is freed with it.  Times are passed in (seconds,
@@ -23,6 +24,8 @@
 #include <stdint.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
+
+#include "core/jobs.h"
 
 #define FWD_AUTH_USER_MAX 128     /* longest user name accepted */
 #define FWD_AUTH_PASS_MAX 256     /* longest password accepted */
@@ -139,8 +142,15 @@ enum fwd_auth_gate fwd_auth_backoff_begin(struct fwd_auth_backoff *b, const stru
 double fwd_auth_backoff_end(struct fwd_auth_backoff *b, const struct sockaddr *client, const char *user,
     int ok, double now, unsigned *failures);
 
-/* ---- verification thread pool ---- */
+/* ---- verification pool ---- */
 
+/*
+ * The verifications of one config snapshot: a port on the process's job
+ * pool (core/jobs.h), or, where none is started (unit tests, tools), on a
+ * pool of nthreads threads of its own.  It adds to the jobs what sign-ins
+ * need: a bound on the verifications waiting, joining identical ones, and
+ * skipping the ones nobody waits for.
+ */
 struct fwd_auth_pool;
 
 /*
@@ -150,11 +160,12 @@ struct fwd_auth_pool;
  * pass, and submits it.  done(job, result) runs on a pool thread with
  * result 1 (password matches), 0 (it does not) or -1 (cancelled: the pool
  * is being freed or job->cancelled was set; the job was never verified).  done must not block; it
- * owns the job from then on.  pass is still there in done (to cache the
+ * owns the job from then on (it hands the answer to the request's worker
+ * with gw_req_wake()).  pass is still there in done (to cache the
  * verified credentials); done must wipe it (OPENSSL_cleanse).
  */
 struct fwd_auth_job {
-	struct fwd_auth_job *next;
+	struct gw_job gj;           /* private (the job pool) */
 	const char *hash;
 	char pass[FWD_AUTH_PASS_MAX + 1];
 	void (*done)(struct fwd_auth_job *job, int result);
@@ -162,9 +173,13 @@ struct fwd_auth_job {
 	 * job is then not verified and done gets -1 at once */
 	_Atomic int cancelled;
 	struct fwd_auth_job *dups;  /* private (pool): jobs that joined this one */
+	struct fwd_auth_job *fnext; /* private (pool): queued or being verified */
+	struct fwd_auth_pool *pool; /* private (pool) */
+	int result;                 /* private (pool) */
 };
 
-/* Start nthreads threads.  NULL on failure. */
+/* A pool whose queue holds at most max_queue verifications (0 = 1024);
+ * nthreads is used only without a process job pool.  NULL on failure. */
 struct fwd_auth_pool *fwd_auth_pool_new(int nthreads, size_t max_queue);
 /* Queue job: 0, or -1 when the queue is full (done is then not called). */
 int fwd_auth_pool_submit(struct fwd_auth_pool *p, struct fwd_auth_job *job);
@@ -176,7 +191,7 @@ int fwd_auth_pool_submit(struct fwd_auth_pool *p, struct fwd_auth_job *job);
  */
 int fwd_auth_pool_join(struct fwd_auth_pool *p, struct fwd_auth_job *job);
 /* Stop: the jobs being verified finish, the queued ones get done(job, -1);
- * then the threads are joined and everything freed.  NULL is fine. */
+ * then everything is freed (and a pool's own threads joined).  NULL is fine. */
 void fwd_auth_pool_free(struct fwd_auth_pool *p);
 
 /* Verify pass against a crypt(3) hash; pure, may take tens of milliseconds. */

@@ -31,11 +31,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "conf/conf.h"
 #include "core/clock.h"
 #include "core/control.h"
+#include "core/jobs.h"
 #include "core/log.h"
 #include "core/proto.h"
 #include "core/snapshot.h"
@@ -48,6 +48,7 @@
 #define CQ_MAGIC 0x43514d47u        /* "CQMG" */
 #define PASS_SLOTS 4096              /* keys recently found uncacheable */
 #define PASS_TTL 10.0                /* ... are not collapsed for this long */
+#define SWEEP_INTERVAL 0.1           /* how often waiters past their deadline are let go */
 
 enum cmode {
 	CM_NONE,
@@ -107,7 +108,7 @@ static struct {
 	uint64_t hash;
 	double until;
 } g_pass[PASS_SLOTS];
-static int g_sweeper;
+static struct gw_jobs_every *g_sweeper;                    /* main thread (activate) */
 static struct wstats g_ws[GW_MAX_WORKERS];
 static struct cq *g_map[GW_MAX_WORKERS][MAP_BUCKETS];       /* each row: its worker only */
 
@@ -255,36 +256,49 @@ static void release_leader(struct cq *q)
 	wake_list(w);
 }
 
-/* Waiters past their deadline go to the origin themselves. */
-static void *sweeper(void *arg)
+/* Waiters past their deadline go to the origin themselves.  A job pool
+ * thread, every SWEEP_INTERVAL (rev_cache_activate). */
+static void sweep(void *arg)
 {
+	struct cq *expired = NULL;
+	double now = gw_mono_now();
+
 	(void)arg;
-	for (;;) {
-		struct timespec d = { 0, 100 * 1000 * 1000 };
-		struct cq *expired = NULL;
-		double now;
-		nanosleep(&d, NULL);
-		now = gw_mono_now();
-		pthread_mutex_lock(&g_mu);
-		for (size_t i = 0; i < 64; i++) {
-			for (struct inflight *f = g_inflight[i]; f != NULL; f = f->next) {
-				struct cq **pp = &f->waiters;
-				while (*pp != NULL) {
-					struct cq *w = *pp;
-					if (w->deadline <= now) {
-						*pp = w->wnext;
-						w->wnext = expired;
-						expired = w;
-					} else {
-						pp = &w->wnext;
-					}
+	pthread_mutex_lock(&g_mu);
+	for (size_t i = 0; i < 64; i++) {
+		for (struct inflight *f = g_inflight[i]; f != NULL; f = f->next) {
+			struct cq **pp = &f->waiters;
+			while (*pp != NULL) {
+				struct cq *w = *pp;
+				if (w->deadline <= now) {
+					*pp = w->wnext;
+					w->wnext = expired;
+					expired = w;
+				} else {
+					pp = &w->wnext;
 				}
 			}
 		}
-		pthread_mutex_unlock(&g_mu);
-		wake_list(expired);
 	}
-	return NULL;
+	pthread_mutex_unlock(&g_mu);
+	wake_list(expired);
+}
+
+void rev_cache_activate(const struct conf *cf, struct event_base *base)
+{
+	/* a store left from a generation with a cache may still have waiters */
+	if (g_sweeper != NULL || ((cf == NULL || !cf->reverse.cache.present) && atomic_load(&g_store) == NULL))
+		return;
+	g_sweeper = gw_jobs_every_new(gw_jobs_shared(), base, SWEEP_INTERVAL, sweep, NULL);
+	if (g_sweeper == NULL)
+		gw_error("reverse cache: cannot start the sweeper: requests waiting for an identical miss "
+		    "wait for it to end");
+}
+
+void rev_cache_deactivate(void)
+{
+	gw_jobs_every_free(g_sweeper);
+	g_sweeper = NULL;
 }
 
 /* ---- the store ---- */
@@ -309,13 +323,6 @@ static struct rev_cstore *store_for(const struct conf *cf)
 		}
 	} else {
 		rev_cstore_set_limits(s, cc->memory, cc->max_object);
-	}
-	if (s != NULL && !g_sweeper) {
-		pthread_t t;
-		if (pthread_create(&t, NULL, sweeper, NULL) == 0) {
-			pthread_detach(t);
-			g_sweeper = 1;
-		}
 	}
 	atomic_store(&g_xcache, cc->x_cache_header);
 	atomic_store(&g_memory, cc->memory);

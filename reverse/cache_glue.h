@@ -11,7 +11,8 @@
  * Threads: the store is shared by all workers; per-request state is touched
  * only by the request's worker; collapsed-forwarding waiters are woken with
  * gw_req_wake() from whichever thread finishes the first request, or from
- * the cache's timeout thread.
+ * the sweeper (a periodic job on core/jobs.h's pool, started by the reverse
+ * side's activate hook) once they waited REV_CACHE_COLLAPSE_WAIT.
  */
 #ifndef GW_REV_CACHE_GLUE_H
 #define GW_REV_CACHE_GLUE_H
@@ -22,6 +23,7 @@
 struct gw_req;
 struct gw_http_head;
 struct conf;
+struct event_base;
 struct rev_site;
 struct rev_route;
 
@@ -59,6 +61,15 @@ int rev_cache_stale_on_error(struct gw_req *rq);
 
 /* on_done: release the request's cache state.  Always call it. */
 void rev_cache_done(struct gw_req *rq);
+
+/*
+ * Main thread, from the reverse side's activate / deactivate hooks: start
+ * the sweeper (waiters past their deadline go to the origin themselves; a
+ * timer on base hands the sweep to the job pool) when cf has a cache or a
+ * store exists; stop it (deactivate, and at exit).  cf may be NULL.
+ */
+void rev_cache_activate(const struct conf *cf, struct event_base *base);
+void rev_cache_deactivate(void);
 
 /* ---- console / metrics (any thread) ---- */
 

@@ -1151,6 +1151,7 @@ static void activate(void *data, struct event_base *base)
 	size_t total = 0, k = 0;
 
 	g_active = d;
+	rev_cache_activate(d != NULL ? d->cf : NULL, base);
 	if (d == NULL)
 		return;
 	for (size_t i = 0; i < d->nups; i++)
@@ -1191,6 +1192,7 @@ static void deactivate(void *data)
 {
 	struct rev_data *d = data;
 
+	rev_cache_deactivate();   /* (the next activate starts it again) */
 	if (d == NULL)
 		return;
 	if (g_active == d)
