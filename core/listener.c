@@ -1,0 +1,155 @@
+/*
+ * core/listener: the listening-socket registry (see listener.h).  A socket
+ * is known by "family|address|tls"; the registry holds the sockets of the
+ * generation being served.
+ */
+#include "core/listener.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "core/proto.h"
+#include "core/snapshot.h"
+
+struct reg_ent {
+	char key[160];
+	int fds[GW_MAX_WORKERS];
+	int used;                  /* referenced by the snapshot being built */
+};
+
+static struct {
+	struct reg_ent *reg;
+	size_t nreg;
+} L;
+
+static int open_listener(const struct conf_listener *cl, char *err, size_t errlen)
+{
+	const struct sockaddr *sa = (const struct sockaddr *)&cl->addr.ss;
+	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1, zero = 0;
+
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+	if (sa->sa_family == AF_INET6 && cl->addr.host[0] == '\0')
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+	if (bind(fd, sa, cl->addr.sslen) < 0 || listen(fd, 511) < 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", cl->addr.text, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static struct reg_ent *reg_find(const char *key)
+{
+	for (size_t i = 0; i < L.nreg; i++)
+		if (strcmp(L.reg[i].key, key) == 0)
+			return &L.reg[i];
+	return NULL;
+}
+
+int gw_listener_build(struct gw_snapshot *s, int nworkers, struct conf_errors *errs)
+{
+	size_t total = 0, k = 0;
+	int failed = 0;
+
+	for (int i = 0; i < s->nsides; i++) {
+		size_t n;
+		s->sides[i]->listeners(s->conf, &n);
+		total += n;
+	}
+	s->listeners = calloc(total ? total : 1, sizeof *s->listeners);
+	if (s->listeners == NULL)
+		return -1;
+	for (size_t i = 0; i < L.nreg; i++)
+		L.reg[i].used = 0;
+	for (int si = 0; si < s->nsides; si++) {
+		size_t n;
+		const struct conf_listener *cls = s->sides[si]->listeners(s->conf, &n);
+		for (size_t j = 0; j < n; j++) {
+			const struct conf_listener *cl = &cls[j];
+			struct gw_lspec *ls = &s->listeners[k];
+			char key[160];
+			struct reg_ent *e;
+
+			snprintf(key, sizeof key, "%s|%s|%d", s->sides[si]->proto->name, cl->addr.text, cl->tls);
+			ls->cl = cl;
+			ls->proto = s->sides[si]->proto;
+			ls->side = si;
+			e = reg_find(key);
+			if (e != NULL) {
+				memcpy(ls->fds, e->fds, sizeof ls->fds);
+				e->used = 1;
+				k++;
+				continue;
+			}
+			for (int w = 0; w < nworkers; w++) {
+				char err[256];
+				ls->fds[w] = open_listener(cl, err, sizeof err);
+				if (ls->fds[w] < 0) {
+					conf_err(errs, cl->src.file, cl->src.line, "listeners", "%s", err);
+					for (int x = 0; x < w; x++)
+						close(ls->fds[x]);
+					failed = 1;
+					break;
+				}
+			}
+			if (failed)
+				break;
+			ls->cl = cl;
+			k++;
+			/* new: remembered in the registry once the snapshot is published */
+			ls->side = si;
+		}
+		if (failed)
+			break;
+	}
+	s->nlisteners = k;
+	if (failed) {
+		/* close the sockets this build created (those not in the registry) */
+		for (size_t i = 0; i < k; i++) {
+			char key[160];
+			snprintf(key, sizeof key, "%s|%s|%d", s->listeners[i].proto->name,
+			    s->listeners[i].cl->addr.text, s->listeners[i].cl->tls);
+			if (reg_find(key) == NULL)
+				for (int w = 0; w < nworkers; w++)
+					close(s->listeners[i].fds[w]);
+		}
+		s->nlisteners = 0;
+		return -1;
+	}
+	return 0;
+}
+
+void gw_listener_commit(const struct gw_snapshot *s)
+{
+	struct reg_ent *reg = calloc(s->nlisteners ? s->nlisteners : 1, sizeof *reg);
+
+	if (reg == NULL)
+		return;
+	for (size_t i = 0; i < s->nlisteners; i++) {
+		snprintf(reg[i].key, sizeof reg[i].key, "%s|%s|%d", s->listeners[i].proto->name,
+		    s->listeners[i].cl->addr.text, s->listeners[i].cl->tls);
+		memcpy(reg[i].fds, s->listeners[i].fds, sizeof reg[i].fds);
+	}
+	free(L.reg);
+	L.reg = reg;
+	L.nreg = s->nlisteners;
+}
+
+void gw_listener_free(void)
+{
+	free(L.reg);
+	L.reg = NULL;
+	L.nreg = 0;
+}
