@@ -15,7 +15,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "admin/admin.h"
 #include "conf/conf.h"
 #include "core/clock.h"
 #include "core/listener.h"
@@ -45,6 +44,11 @@ static struct {
 	uint64_t reloads_ok, reloads_failed;
 	char **reload_errors;
 	size_t nreload_errors;
+	struct sub {
+		void (*fn)(int rc, const struct gw_snapshot *s, void *arg);
+		void *arg;
+	} subs[GW_CONTROL_MAX_SUBS];
+	int nsubs;
 } M;
 
 static void remember_reload(int ok, const struct conf_errors *errs)
@@ -81,10 +85,30 @@ void gw_control_init(const char *conf_path)
 
 int gw_control_add_side(const struct gw_side *side)
 {
-	if (M.nsides >= GW_MAX_SIDES)
+	int f;
+
+	if (M.nsides >= GW_MAX_SIDES || (f = gw_stats_add_family(side->proto->name, side->short_name)) < 0)
 		return -1;
+	side->proto->family = f;
 	M.sides[M.nsides++] = side;
 	return 0;
+}
+
+int gw_control_subscribe(void (*fn)(int rc, const struct gw_snapshot *s, void *arg), void *arg)
+{
+	if (M.nsubs >= GW_CONTROL_MAX_SUBS)
+		return -1;
+	M.subs[M.nsubs].fn = fn;
+	M.subs[M.nsubs].arg = arg;
+	M.nsubs++;
+	return 0;
+}
+
+/* Tell the subscribers how a reload attempt ended (see control.h). */
+static void notify(int rc)
+{
+	for (int i = 0; i < M.nsubs; i++)
+		M.subs[i].fn(rc, M.snap, M.subs[i].arg);
 }
 
 struct gw_snapshot *gw_control_load(const char *path, struct conf_errors *errs)
@@ -136,10 +160,10 @@ static void log_totals(void)
 	struct gw_stats_snapshot st;
 
 	gw_control_stats(&st);
-	for (int f = 0; f < GW_NFAMILIES; f++)
+	for (int f = 0; f < gw_stats_nfamilies(); f++)
 		gw_info("totals %s: connections=%llu requests=%llu 2xx=%llu 4xx=%llu 5xx=%llu "
 		    "bytes_in=%llu bytes_out=%llu tunnels=%llu upstream_connects=%llu "
-		    "upstream_reused=%llu", gw_family_names[f],
+		    "upstream_reused=%llu", gw_stats_family_name(f),
 		    (unsigned long long)st.fam[f][GW_FC_CONN_ACCEPTED],
 		    (unsigned long long)st.fam[f][GW_FC_REQUESTS],
 		    (unsigned long long)st.fam[f][GW_FC_STATUS_2XX],
@@ -181,6 +205,7 @@ static int reload(void)
 		    errs.n == 1 ? "" : "s", (unsigned long long)M.generation);
 		remember_reload(0, &errs);
 		conf_errors_free(&errs);
+		notify(-1);
 		gw_sd_notify("READY=1");
 		return -1;
 	}
@@ -193,16 +218,14 @@ static int reload(void)
 	gw_log_syslog_options(s->conf->global.log.syslog_facility, s->conf->global.log.syslog_tag);
 	if (gw_log_access_open(s->conf->global.log.access, s->conf->global.log.access_json) < 0)
 		gw_error("cannot open access log %s: %s", s->conf->global.log.access, strerror(errno));
-	gw_tail_enable(s->conf->admin.present && s->conf->admin.listen_enabled);
 	for (int i = 0; i < M.nworkers; i++)
 		gw_worker_post_snapshot(M.workers[i], s);
 	sides_activate(s, M.snap);
 	gw_snapshot_unref(M.snap);
 	M.snap = s;
-	/* admin console: follows the new generation (users, addresses) */
-	adm_reconfigure(s);
 	gw_info("configuration generation %llu loaded", (unsigned long long)s->generation);
 	announce(s);
+	notify(0);
 	gw_sd_notify("READY=1");
 	return 0;
 }
@@ -324,8 +347,6 @@ void gw_control_stop(const char *why, int hurry)
 	M.ev_stopwatch = event_new(M.base, -1, EV_PERSIST, stopwatch_cb, NULL);
 	event_add(M.ev_stopwatch, &tenth);
 }
-
-int gw_control_stopping(void) { return M.stopping; }
 
 void gw_control_shutdown(void)
 {

@@ -26,9 +26,25 @@ struct conf_errors;
 
 /* Remember the configuration file that reloads read; the start time. */
 void gw_control_init(const char *conf_path);
-/* Register a side (a family and its part of each snapshot), before the
- * first gw_control_load().  Returns 0, or -1 when GW_MAX_SIDES are in. */
+/*
+ * Register a side (a family and its part of each snapshot), before the
+ * first gw_control_load().  Its protocol becomes a stats family: the next
+ * index, stored in side->proto->family, named side->proto->name.  Sides
+ * compile, listen and appear in stats in the order they were added.
+ * Returns 0, or -1 when GW_MAX_SIDES are in.
+ */
 int gw_control_add_side(const struct gw_side *side);
+
+#define GW_CONTROL_MAX_SUBS 8
+/*
+ * Reload subscribers (the console): fn(rc, s, arg) runs on the main thread
+ * after every reload attempt, SIGHUP's or gw_control_reload()'s, once it
+ * is over: rc 0 and s the new generation, now serving and announced; or
+ * rc -1 and s the generation that goes on serving (the attempt was
+ * refused).  A reload refused because a stop has begun is not told.
+ * Returns 0, or -1 when GW_CONTROL_MAX_SUBS are in.
+ */
+int gw_control_subscribe(void (*fn)(int rc, const struct gw_snapshot *s, void *arg), void *arg);
 /* Load, validate and compile a snapshot from path (no sockets).  NULL on
  * error (errors appended to errs).  The caller owns the reference. */
 struct gw_snapshot *gw_control_load(const char *path, struct conf_errors *errs);
@@ -49,8 +65,6 @@ int gw_control_start_workers(void);
  * ends the grace period now.
  */
 void gw_control_stop(const char *why, int hurry);
-/* Whether a stop has begun. */
-int gw_control_stopping(void);
 /* After the main loop: deactivate the sides, join and free the workers,
  * log the totals, release the generation. */
 void gw_control_shutdown(void);

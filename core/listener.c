@@ -50,6 +50,12 @@ static int open_listener(const struct conf_listener *cl, char *err, size_t errle
 	return fd;
 }
 
+/* A socket's registry key: "family|address|tls". */
+static void reg_key(char *key, size_t len, const struct gw_proto *proto, const struct conf_listener *cl)
+{
+	snprintf(key, len, "%s|%s|%d", proto->name, cl->addr.text, cl->tls);
+}
+
 static struct reg_ent *reg_find(const char *key)
 {
 	for (size_t i = 0; i < L.nreg; i++)
@@ -82,7 +88,7 @@ int gw_listener_build(struct gw_snapshot *s, int nworkers, struct conf_errors *e
 			char key[160];
 			struct reg_ent *e;
 
-			snprintf(key, sizeof key, "%s|%s|%d", s->sides[si]->proto->name, cl->addr.text, cl->tls);
+			reg_key(key, sizeof key, s->sides[si]->proto, cl);
 			ls->cl = cl;
 			ls->proto = s->sides[si]->proto;
 			ls->side = si;
@@ -119,8 +125,7 @@ int gw_listener_build(struct gw_snapshot *s, int nworkers, struct conf_errors *e
 		/* close the sockets this build created (those not in the registry) */
 		for (size_t i = 0; i < k; i++) {
 			char key[160];
-			snprintf(key, sizeof key, "%s|%s|%d", s->listeners[i].proto->name,
-			    s->listeners[i].cl->addr.text, s->listeners[i].cl->tls);
+			reg_key(key, sizeof key, s->listeners[i].proto, s->listeners[i].cl);
 			if (reg_find(key) == NULL)
 				for (int w = 0; w < nworkers; w++)
 					close(s->listeners[i].fds[w]);
@@ -138,8 +143,7 @@ void gw_listener_commit(const struct gw_snapshot *s)
 	if (reg == NULL)
 		return;
 	for (size_t i = 0; i < s->nlisteners; i++) {
-		snprintf(reg[i].key, sizeof reg[i].key, "%s|%s|%d", s->listeners[i].proto->name,
-		    s->listeners[i].cl->addr.text, s->listeners[i].cl->tls);
+		reg_key(reg[i].key, sizeof reg[i].key, s->listeners[i].proto, s->listeners[i].cl);
 		memcpy(reg[i].fds, s->listeners[i].fds, sizeof reg[i].fds);
 	}
 	free(L.reg);

@@ -286,8 +286,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	(void)arg;
 	switch (sig) {
 	case SIGHUP:
-		if (!gw_control_stopping())
-			adm_signal_reload(gw_control_reload());
+		(void)gw_control_reload();   /* the console hears of it as a subscriber */
 		break;
 	case SIGUSR1:
 		gw_log_reopen();
