@@ -1,11 +1,14 @@
 /*
  * core/listener: the listening-socket registry (see listener.h).  A socket
  * is known by "family|address|tls"; the registry holds the sockets of the
- * generation being served.
+ * generation being served.  Below it, each worker's side: one
+ * evconnlistener per socket of its column, paused at its connection share.
  */
 #include "core/listener.h"
 
 #include <errno.h>
+#include <event2/event.h>
+#include <event2/listener.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,8 +17,11 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "core/conn.h"
+#include "core/log.h"
 #include "core/proto.h"
 #include "core/snapshot.h"
+#include "core/worker.h"
 
 struct reg_ent {
 	char key[160];
@@ -156,4 +162,136 @@ void gw_listener_free(void)
 	free(L.reg);
 	L.reg = NULL;
 	L.nreg = 0;
+}
+
+/* ---- each worker's listeners (worker thread) ---- */
+
+struct gw_wlistener {
+	struct gw_wlistener *next;
+	struct gw_worker *w;
+	struct evconnlistener *l;
+	struct event *ev_retry;
+	int fd;
+	const struct gw_lspec *lspec;
+};
+
+static void pause_accept(struct gw_worker *w)
+{
+	for (struct gw_wlistener *wl = w->listeners; wl != NULL; wl = wl->next)
+		evconnlistener_disable(wl->l);
+	w->accept_paused = 1;
+}
+
+void gw_listener_resume(struct gw_worker *w)
+{
+	if (atomic_load(&w->stop))
+		return;
+	for (struct gw_wlistener *wl = w->listeners; wl != NULL; wl = wl->next)
+		evconnlistener_enable(wl->l);
+	w->accept_paused = 0;
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct gw_wlistener *wl = arg;
+	struct gw_worker *w = wl->w;
+
+	(void)l;
+	if (atomic_load(&w->stop)) {
+		close(fd);
+		return;
+	}
+	gw_conn_accept(w, fd, sa, (socklen_t)salen, wl->lspec, w->snap);
+	if (w->nconns >= w->max_conns && !w->accept_paused) {
+		gw_warn("worker %d: %llu connections, at its share of global.max_connections; "
+		    "new connections wait in the kernel backlog", w->id, (unsigned long long)w->nconns);
+		pause_accept(w);
+	}
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_wlistener *wl = arg;
+
+	(void)fd;
+	(void)what;
+	if (!wl->w->accept_paused && !atomic_load(&wl->w->stop))
+		evconnlistener_enable(wl->l);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct gw_wlistener *wl = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+	static const struct timeval half = { 0, 500000 };
+
+	/* out of descriptors or memory: stop accepting for a moment; pending
+	 * connections wait in the backlog instead of spinning the loop */
+	gw_warn("worker %d: accept on %s failed: %s; pausing 0.5 s", wl->w->id,
+	    wl->lspec->cl->addr.text, strerror(err));
+	evconnlistener_disable(l);
+	evtimer_add(wl->ev_retry, &half);
+}
+
+void gw_listener_apply(struct gw_worker *w, const struct gw_snapshot *s)
+{
+	struct gw_wlistener *keep = NULL, *wl, *next;
+
+	for (size_t i = 0; i < s->nlisteners; i++) {
+		const struct gw_lspec *ls = &s->listeners[i];
+		int fd = ls->fds[w->id];
+		struct gw_wlistener **pp;
+
+		for (pp = &w->listeners; *pp != NULL; pp = &(*pp)->next)
+			if ((*pp)->fd == fd)
+				break;
+		if (*pp != NULL) {
+			wl = *pp;
+			*pp = wl->next;
+			wl->lspec = ls;
+		} else {
+			wl = calloc(1, sizeof *wl);
+			if (wl == NULL)
+				continue;
+			wl->w = w;
+			wl->fd = fd;
+			wl->lspec = ls;
+			wl->l = evconnlistener_new(w->base, accept_cb, wl,
+			    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+			if (wl->l == NULL) {
+				gw_error("worker %d: cannot listen on %s", w->id, ls->cl->addr.text);
+				close(fd);
+				free(wl);
+				continue;
+			}
+			wl->ev_retry = evtimer_new(w->base, retry_cb, wl);
+			evconnlistener_set_error_cb(wl->l, accept_error_cb);
+			if (w->accept_paused)
+				evconnlistener_disable(wl->l);
+		}
+		wl->next = keep;
+		keep = wl;
+	}
+	for (wl = w->listeners; wl != NULL; wl = next) {
+		next = wl->next;
+		gw_conn_listener_gone(w, wl->fd);   /* (before the fd number can be reused) */
+		evconnlistener_free(wl->l);
+		event_free(wl->ev_retry);
+		free(wl);
+	}
+	w->listeners = keep;
+}
+
+void gw_listener_close_all(struct gw_worker *w)
+{
+	struct gw_wlistener *wl, *next;
+
+	for (wl = w->listeners; wl != NULL; wl = next) {
+		next = wl->next;
+		evconnlistener_free(wl->l);
+		event_free(wl->ev_retry);
+		free(wl);
+	}
+	w->listeners = NULL;
 }
