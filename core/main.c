@@ -280,6 +280,17 @@ static int drop_privileges(const char *user)
 }
 
 
+/*
+ * The wiring: everything the core does not name.  The sides in the order
+ * of their listeners and stats families (forward is family 0, reverse 1).
+ * The console wires itself to reloads when it starts (adm_start).
+ */
+static void wire(void)
+{
+	gw_control_add_side(&fwd_side);
+	gw_control_add_side(&rev_side);
+}
+
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	(void)what;
@@ -323,9 +334,7 @@ int main(int argc, char **argv)
 	}
 	conf_path = path;
 	gw_control_init(path);
-	/* the sides, in the order of their listeners and stats */
-	gw_control_add_side(&fwd_side);
-	gw_control_add_side(&rev_side);
+	wire();
 	signal(SIGPIPE, SIG_IGN);
 	if (evthread_use_pthreads() < 0) {
 		fprintf(stderr, "gatehouse: libevent without thread support\n");
