@@ -114,8 +114,12 @@ enum MHD_Result adm_api(struct MHD_Connection *c, const char *url, const char *m
     struct adm_req *r, const struct adm_who *who);
 /* The forward family's side data in s (NULL if none). */
 const void *adm_fwd_side(const struct gw_snapshot *s);
-/* s became the current generation (adm_reconfigure): audit the config change. */
+/* s became the current generation (a reload subscriber): audit the config change. */
 void adm_api_reloaded(const struct gw_snapshot *s);
+/* A reload attempt ended with rc (0, or -1 if refused): audit it unless the
+ * console asked for it (then its own request audits it, with the answer):
+ * any other reload is SIGHUP's. */
+void adm_api_reload_done(int rc);
 
 /* ---- metrics.c ---- */
 enum MHD_Result adm_metrics(struct MHD_Connection *c);

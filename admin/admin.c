@@ -50,6 +50,8 @@ static struct {
 	int restart_pending;
 } G;
 
+static int subscribed;         /* to core/control's reloads (once per process) */
+
 static const char CSP[] = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
@@ -667,11 +669,42 @@ static void restart_cb(evutil_socket_t fd, short what, void *arg)
 		gw_error("admin console: not (fully) running after the reload");
 }
 
+/* s became the current generation: re-read the users file, and restart the
+ * daemons (deferred to the next loop turn) if their addresses or TLS files
+ * changed.  Safe to call from inside a console request (POST reload). */
+static void reconfigure(const struct gw_snapshot *s)
+{
+	if (G.started)
+		adm_api_reloaded(s);
+	/* deferred: this may run inside a console request (POST /api/v1/reload),
+	 * where the daemon serving it must not be stopped */
+	if (!G.started || G.restart_pending)
+		return;
+	G.restart_pending = 1;
+	event_active(G.ev_restart, EV_TIMEOUT, 0);
+}
+
+/* Reload subscriber (core/control.h): the console follows a new generation
+ * (and the access-log tail is kept only while the console may read it);
+ * every attempt ends in the audit. */
+static void reloaded(int rc, const struct gw_snapshot *s, void *arg)
+{
+	(void)arg;
+	if (rc == 0) {
+		gw_tail_enable(s->conf->admin.present && s->conf->admin.listen_enabled);
+		reconfigure(s);
+	}
+	adm_api_reload_done(rc);
+}
+
 int adm_start(struct event_base *base, const struct gw_snapshot *s)
 {
 	const struct conf_admin *ad = &s->conf->admin;
 
 	adm_base = base;
+	/* first: reloads are audited even when the console does not start */
+	if (!subscribed && gw_control_subscribe(reloaded, NULL) == 0)
+		subscribed = 1;
 	G.ev_restart = event_new(base, -1, 0, restart_cb, NULL);
 	if (G.ev_restart == NULL)
 		return -1;
@@ -683,18 +716,6 @@ int adm_start(struct event_base *base, const struct gw_snapshot *s)
 	if (!ad->listen_enabled && !ad->metrics_enabled)
 		return 0;
 	return daemons_start(s);
-}
-
-void adm_reconfigure(const struct gw_snapshot *s)
-{
-	if (G.started)
-		adm_api_reloaded(s);
-	/* deferred: this may run inside a console request (POST /api/v1/reload),
-	 * where the daemon serving it must not be stopped */
-	if (!G.started || G.restart_pending)
-		return;
-	G.restart_pending = 1;
-	event_active(G.ev_restart, EV_TIMEOUT, 0);
 }
 
 void adm_stop(void)

@@ -17,20 +17,14 @@ struct gw_snapshot;
 
 /*
  * Start the console for snapshot s (borrowed; the console re-reads the
- * current one through gw_control_snapshot()).  Does nothing but remember
- * base when the config has no admin section.  Returns 0, or -1 after
- * logging why (the gateway should go on without a console).
+ * current one through gw_control_snapshot()), and subscribe to reloads
+ * (gw_control_subscribe): each new generation re-reads the users file and
+ * restarts the daemons if their addresses or TLS files changed; a reload
+ * asked for by SIGHUP is audited like a console reload.  Does nothing else
+ * when the config has no admin section.  Returns 0, or -1 after logging
+ * why (the gateway should go on without a console).
  */
 int adm_start(struct event_base *base, const struct gw_snapshot *s);
-
-/* s became the current generation: re-read the users file, and restart the
- * daemons (deferred to the next loop turn) if their addresses or TLS files
- * changed.  Safe to call from inside a console request (POST reload). */
-void adm_reconfigure(const struct gw_snapshot *s);
-
-/* A reload asked for by SIGHUP ended with rc (0, or -1 if refused): audit
- * it like a console reload. */
-void adm_signal_reload(int rc);
 
 /* Stop the daemons, answer the password checks under way, free everything. */
 void adm_stop(void);

@@ -38,11 +38,11 @@
 
 #define NSAMPLES 900           /* 15 minutes of 1 s samples */
 
-/* One second of traffic: rates per second, per family (0 forward, 1 reverse). */
+/* One second of traffic: rates per second, per family (core/stats.h). */
 struct sample {
 	double t;
-	float req[GW_NFAMILIES], bin[GW_NFAMILIES], bout[GW_NFAMILIES], e5[GW_NFAMILIES];
-	uint32_t active, active_fam[GW_NFAMILIES];
+	float req[GW_MAX_FAMILIES], bin[GW_MAX_FAMILIES], bout[GW_MAX_FAMILIES], e5[GW_MAX_FAMILIES];
+	uint32_t active, active_fam[GW_MAX_FAMILIES];
 };
 
 static struct {
@@ -72,7 +72,7 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 	sm = &S.ring[S.nsamples % NSAMPLES];
 	memset(sm, 0, sizeof *sm);
 	sm->t = t;
-	for (int f = 0; f < GW_NFAMILIES; f++) {
+	for (int f = 0; f < gw_stats_nfamilies(); f++) {
 #define RATE(k) (float)((double)(st.fam[f][k] - S.prev.fam[f][k]) / dt)
 		sm->req[f] = RATE(GW_FC_REQUESTS);
 		sm->bin[f] = RATE(GW_FC_BYTES_IN);
@@ -81,7 +81,7 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 #undef RATE
 	}
 	sm->active = (uint32_t)st.conns_active;
-	for (int f = 0; f < GW_NFAMILIES; f++)
+	for (int f = 0; f < gw_stats_nfamilies(); f++)
 		sm->active_fam[f] = (uint32_t)st.conns_active_fam[f];
 	S.nsamples++;
 	S.prev = st;
@@ -247,6 +247,42 @@ static json_t *latency_json(enum gw_hist_kind kind, int slot)
 	    "sum", sum);
 }
 
+/* The samples' column names: "t", each rate per family ("fwd_rps",
+ * "rev_rps", ...: families by short name), "active", each family's active
+ * connections.  sample_json() writes a row in the same order. */
+static json_t *sample_columns(void)
+{
+	static const char *const rates[] = { "rps", "in_bps", "out_bps", "5xx_ps" };
+	json_t *a = json_pack("[s]", "t");
+	char name[64];
+
+	for (size_t r = 0; r < sizeof rates / sizeof rates[0]; r++)
+		for (int f = 0; f < gw_stats_nfamilies(); f++) {
+			snprintf(name, sizeof name, "%s_%s", gw_stats_family_short(f), rates[r]);
+			json_array_append_new(a, json_string(name));
+		}
+	json_array_append_new(a, json_string("active"));
+	for (int f = 0; f < gw_stats_nfamilies(); f++) {
+		snprintf(name, sizeof name, "%s_active", gw_stats_family_short(f));
+		json_array_append_new(a, json_string(name));
+	}
+	return a;
+}
+
+static json_t *sample_json(const struct sample *sm)
+{
+	const float *rates[] = { sm->req, sm->bin, sm->bout, sm->e5 };
+	json_t *a = json_pack("[f]", sm->t);
+
+	for (size_t r = 0; r < sizeof rates / sizeof rates[0]; r++)
+		for (int f = 0; f < gw_stats_nfamilies(); f++)
+			json_array_append_new(a, json_real((double)rates[r][f]));
+	json_array_append_new(a, json_integer((json_int_t)sm->active));
+	for (int f = 0; f < gw_stats_nfamilies(); f++)
+		json_array_append_new(a, json_integer((json_int_t)sm->active_fam[f]));
+	return a;
+}
+
 static json_t *api_stats(struct MHD_Connection *c)
 {
 	struct gw_stats_snapshot st;
@@ -255,24 +291,19 @@ static json_t *api_stats(struct MHD_Connection *c)
 	json_t *fam = json_object(), *close = json_object(), *rows = json_array();
 
 	gw_control_stats(&st);
-	for (int f = 0; f < GW_NFAMILIES; f++)
-		json_object_set_new(fam, gw_family_names[f], family_json(&st, f));
+	for (int f = 0; f < gw_stats_nfamilies(); f++)
+		json_object_set_new(fam, gw_stats_family_name(f), family_json(&st, f));
 	for (int k = 0; k < GW_CLOSE__N; k++)
 		json_object_set_new(close, gw_close_reason_names[k], json_integer((json_int_t)st.close[k]));
 	first = n > NSAMPLES ? n - NSAMPLES : 0;
 	if (since > first)
 		first = since;
-	for (uint64_t q = first; q < n; q++) {
-		const struct sample *sm = &S.ring[q % NSAMPLES];
-		json_array_append_new(rows, json_pack("[f,f,f,f,f,f,f,f,f,I,I,I]", sm->t,
-		    (double)sm->req[0], (double)sm->req[1], (double)sm->bin[0], (double)sm->bin[1],
-		    (double)sm->bout[0], (double)sm->bout[1], (double)sm->e5[0], (double)sm->e5[1],
-		    (json_int_t)sm->active, (json_int_t)sm->active_fam[0], (json_int_t)sm->active_fam[1]));
-	}
-	for (int f = 0; f < GW_NFAMILIES; f++) {
-		json_object_set_new(json_object_get(fam, gw_family_names[f]), "active_connections",
+	for (uint64_t q = first; q < n; q++)
+		json_array_append_new(rows, sample_json(&S.ring[q % NSAMPLES]));
+	for (int f = 0; f < gw_stats_nfamilies(); f++) {
+		json_object_set_new(json_object_get(fam, gw_stats_family_name(f)), "active_connections",
 		    json_integer((json_int_t)st.conns_active_fam[f]));
-		json_object_set_new(json_object_get(fam, gw_family_names[f]), "latency",
+		json_object_set_new(json_object_get(fam, gw_stats_family_name(f)), "latency",
 		    latency_json(GW_H_REQ_FAMILY, f));
 	}
 	{
@@ -283,7 +314,7 @@ static json_t *api_stats(struct MHD_Connection *c)
 		json_object_set_new(json_object_get(fam, "reverse"), "site_latency", sites);
 	}
 	return json_pack("{s:s,s:f,s:f,s:I,s:f,s:i,s:o,s:o,s:I,s:{s:I,s:I,s:I},s:I,"
-	    "s:[s,s,s,s,s,s,s,s,s,s,s,s],s:o,s:o}",
+	    "s:o,s:o,s:o}",
 	    "version", GW_VERSION, "now", gw_wall_now(), "started_at", gw_control_started_at(),
 	    "generation", (json_int_t)s->generation, "loaded_at", s->loaded_at,
 	    "workers", gw_control_nworkers(),
@@ -292,8 +323,7 @@ static json_t *api_stats(struct MHD_Connection *c)
 	    "dns", "queries", (json_int_t)st.dns_queries, "cache_hits", (json_int_t)st.dns_cache_hits,
 	    "failures", (json_int_t)st.dns_failures,
 	    "seq", (json_int_t)n,
-	    "columns", "t", "fwd_rps", "rev_rps", "fwd_in_bps", "rev_in_bps", "fwd_out_bps", "rev_out_bps",
-	    "fwd_5xx_ps", "rev_5xx_ps", "active", "fwd_active", "rev_active",
+	    "columns", sample_columns(),
 	    "samples", rows, "last_reload", last_reload_json());
 }
 
@@ -1263,9 +1293,10 @@ static enum MHD_Result api_reload(struct MHD_Connection *c, const struct adm_who
 	    reload_audited(who->user, client, rc));
 }
 
-void adm_signal_reload(int rc)
+void adm_api_reload_done(int rc)
 {
-	json_decref(reload_audited(NULL, "SIGHUP", rc));
+	if (S.actor_client == NULL)   /* not the console's own (api_reload audits it) */
+		json_decref(reload_audited(NULL, "SIGHUP", rc));
 }
 
 /* A new generation serves (by the console or SIGHUP): audit the change. */

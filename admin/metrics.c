@@ -36,8 +36,8 @@ static void family_counter(struct gw_sbuf *b, const struct gw_stats_snapshot *st
     const char *help, enum gw_fcounter k)
 {
 	gw_sbuf_printf(b, "# HELP gatehouse_%s %s\n# TYPE gatehouse_%s counter\n", name, help, name);
-	for (int f = 0; f < GW_NFAMILIES; f++)
-		gw_sbuf_printf(b, "gatehouse_%s{family=\"%s\"} %llu\n", name, gw_family_names[f],
+	for (int f = 0; f < gw_stats_nfamilies(); f++)
+		gw_sbuf_printf(b, "gatehouse_%s{family=\"%s\"} %llu\n", name, gw_stats_family_name(f),
 		    (unsigned long long)st->fam[f][k]);
 }
 
@@ -80,8 +80,8 @@ static void latency_metrics(struct gw_sbuf *b)
 {
 	gw_sbuf_printf(b, "# HELP gatehouse_request_duration_seconds Time from the request's first byte to its "
 	    "end, by family.\n# TYPE gatehouse_request_duration_seconds histogram\n");
-	for (int f = 0; f < GW_NFAMILIES; f++)
-		hist_series(b, "request_duration_seconds", "family", gw_family_names[f], GW_H_REQ_FAMILY, f);
+	for (int f = 0; f < gw_stats_nfamilies(); f++)
+		hist_series(b, "request_duration_seconds", "family", gw_stats_family_name(f), GW_H_REQ_FAMILY, f);
 	hist_table(b, "site_request_duration_seconds", "Reverse request duration, by site (configured site "
 	    "names; requests for no site: \"(unknown)\").", "site", GW_HT_SITE, GW_H_REQ_SITE);
 	hist_table(b, "upstream_connect_seconds", "Upstream TCP connect time, by upstream (forward: one label).",
@@ -119,9 +119,9 @@ enum MHD_Result adm_metrics(struct MHD_Connection *c)
 	    gw_control_nworkers());
 	gw_sbuf_printf(&b, "# HELP gatehouse_requests_total Requests answered, by family and status class.\n"
 	    "# TYPE gatehouse_requests_total counter\n");
-	for (int f = 0; f < GW_NFAMILIES; f++)
+	for (int f = 0; f < gw_stats_nfamilies(); f++)
 		for (int k = 0; k < 5; k++)
-			gw_sbuf_printf(&b, "gatehouse_requests_total{family=\"%s\",class=\"%s\"} %llu\n", gw_family_names[f],
+			gw_sbuf_printf(&b, "gatehouse_requests_total{family=\"%s\",class=\"%s\"} %llu\n", gw_stats_family_name(f),
 			    classes[k], (unsigned long long)st.fam[f][GW_FC_STATUS_1XX + k]);
 	family_counter(&b, &st, "requests_received_total", "Requests received (parsed heads), by family.",
 	    GW_FC_REQUESTS);
@@ -139,8 +139,8 @@ enum MHD_Result adm_metrics(struct MHD_Connection *c)
 	    GW_FC_UPSTREAM_ERRORS);
 	gw_sbuf_printf(&b, "# HELP gatehouse_connections_active Client connections open now, by family.\n"
 	    "# TYPE gatehouse_connections_active gauge\n");
-	for (int f = 0; f < GW_NFAMILIES; f++)
-		gw_sbuf_printf(&b, "gatehouse_connections_active{family=\"%s\"} %llu\n", gw_family_names[f],
+	for (int f = 0; f < gw_stats_nfamilies(); f++)
+		gw_sbuf_printf(&b, "gatehouse_connections_active{family=\"%s\"} %llu\n", gw_stats_family_name(f),
 		    (unsigned long long)st.conns_active_fam[f]);
 	gw_sbuf_printf(&b, "# HELP gatehouse_connections_closed_total Client connections closed, by reason.\n"
 	    "# TYPE gatehouse_connections_closed_total counter\n");

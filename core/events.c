@@ -12,7 +12,7 @@
 #include <time.h>
 
 #include "core/clock.h"
-#include "core/control.h"
+#include "core/events.h"
 
 #define EV_RING 512
 #define TAIL_RING 256

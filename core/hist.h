@@ -21,7 +21,7 @@
 #define GW_HIST_SLOTS 64               /* names per label table (the last is "(other)") */
 
 enum gw_hist_kind {
-	GW_H_REQ_FAMILY,    /* request duration, slot = family (0 forward, 1 reverse) */
+	GW_H_REQ_FAMILY,    /* request duration, slot = family index (core/stats.h) */
 	GW_H_REQ_SITE,      /* reverse request duration, slot = site table */
 	GW_H_UP_CONNECT,    /* upstream TCP connect time, slot = upstream table */
 	GW_H_UP_FIRST_BYTE, /* request sent to first response byte, slot = upstream table */

@@ -8,7 +8,7 @@
 
 #include "core/addr.h"
 #include "core/clock.h"
-#include "core/control.h"
+#include "core/events.h"
 
 #include <errno.h>
 #include <fcntl.h>

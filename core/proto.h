@@ -24,7 +24,7 @@ struct conf;
 
 struct gw_proto {
 	const char *name;          /* "forward" / "reverse": log family */
-	int family;                /* stats family index: 0 forward, 1 reverse */
+	int family;                /* stats family index: set by gw_control_add_side() */
 	/* Decide what to do with a request.  side is this family's compiled
 	 * data from the connection's config snapshot. */
 	void (*on_request)(struct gw_req *rq, void *side);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "conf/conf.h"
+#include "core/stats.h"
 
 struct gw_proto;
 struct event_base;
@@ -19,7 +20,7 @@ struct gw_tls;
 struct gw_tls_specs;
 
 #define GW_MAX_WORKERS 64
-#define GW_MAX_SIDES 2
+#define GW_MAX_SIDES GW_MAX_FAMILIES   /* one family (protocol) per side */
 
 /* One listening address; fds[i] is worker i's SO_REUSEPORT socket. */
 struct gw_lspec {
@@ -29,9 +30,14 @@ struct gw_lspec {
 	int fds[GW_MAX_WORKERS];
 };
 
-/* How a family plugs into snapshots: compile its data from the config. */
+/*
+ * How a family plugs into snapshots: compile its data from the config.
+ * Registered at start with gw_control_add_side(), which gives the family
+ * its stats index (proto->family) under proto->name and short_name.
+ */
 struct gw_side {
-	const struct gw_proto *proto;
+	struct gw_proto *proto;
+	const char *short_name;    /* the console's compact columns: "fwd", "rev" */
 	/* Compile; returns 0 (and *data) or -1 after appending errors. */
 	int (*compile)(const struct conf *cf, struct conf_errors *errs, void **data);
 	void (*free)(void *data);

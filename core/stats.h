@@ -40,7 +40,7 @@ enum gw_close_reason {
 	GW_CLOSE__N
 };
 
-/* Per family (forward = 0, reverse = 1) counters. */
+/* Per family counters (a family is a registered protocol: forward, reverse). */
 #define GW_FAMILY_COUNTERS(X) \
 	X(CONN_ACCEPTED, "connections_accepted") \
 	X(REQUESTS, "requests") \
@@ -63,12 +63,17 @@ enum gw_fcounter {
 	GW_FC__N
 };
 
-#define GW_NFAMILIES 2
+/*
+ * Families are not known to the core: each side registers its protocol at
+ * start (gw_stats_add_family, through gw_control_add_side) and gets the
+ * index its counters use.  Rows are reserved for GW_MAX_FAMILIES.
+ */
+#define GW_MAX_FAMILIES 4
 
 struct gw_stats_shard {
-	_Alignas(64) _Atomic uint64_t fam[GW_NFAMILIES][GW_FC__N];
+	_Alignas(64) _Atomic uint64_t fam[GW_MAX_FAMILIES][GW_FC__N];
 	_Atomic uint64_t close[GW_CLOSE__N];
-	_Atomic uint64_t conns_active[GW_NFAMILIES];   /* gauges, owner writes */
+	_Atomic uint64_t conns_active[GW_MAX_FAMILIES];   /* gauges, owner writes */
 	_Atomic uint64_t dns_queries, dns_cache_hits, dns_failures;
 };
 
@@ -86,16 +91,29 @@ static inline void gw_stat_sub(_Atomic uint64_t *c, uint64_t n)
 }
 
 struct gw_stats_snapshot {
-	uint64_t fam[GW_NFAMILIES][GW_FC__N];
+	uint64_t fam[GW_MAX_FAMILIES][GW_FC__N];
 	uint64_t close[GW_CLOSE__N];
 	uint64_t conns_active;                  /* all families */
-	uint64_t conns_active_fam[GW_NFAMILIES];
+	uint64_t conns_active_fam[GW_MAX_FAMILIES];
 	uint64_t dns_queries, dns_cache_hits, dns_failures;
 };
 
 extern const char *const gw_close_reason_names[GW_CLOSE__N];
 extern const char *const gw_fcounter_names[GW_FC__N];
-extern const char *const gw_family_names[GW_NFAMILIES];
+
+/*
+ * Register a family: name labels its counters in JSON and /metrics
+ * ("forward"), short_name the console's compact rate columns ("fwd"); both
+ * are borrowed for the life of the process.  Main thread, before any worker
+ * starts.  Returns the family's index (0, 1, ... in the order of the calls),
+ * or -1 when GW_MAX_FAMILIES are registered.
+ */
+int gw_stats_add_family(const char *name, const char *short_name);
+/* Families registered so far, and family f's names (any thread once the
+ * workers run: the table does not change after start). */
+int gw_stats_nfamilies(void);
+const char *gw_stats_family_name(int f);
+const char *gw_stats_family_short(int f);
 
 /* Sum shards[0..n) into out (any thread). */
 void gw_stats_sum(struct gw_stats_shard *const *shards, int n, struct gw_stats_snapshot *out);

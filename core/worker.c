@@ -1,21 +1,20 @@
 /*
  * core/worker: worker threads (see worker.h).  Each worker serves its own
- * SO_REUSEPORT listening sockets; on a new snapshot it keeps the listeners
- * whose socket is unchanged (same fd, no rebind), opens the new ones and
- * closes those that went away, so established connections never notice.
+ * SO_REUSEPORT listening sockets (core/listener.c); on a new snapshot it
+ * keeps the listeners whose socket is unchanged (same fd, no rebind), opens
+ * the new ones and closes those that went away, so established connections
+ * never notice.
  */
 #include "core/worker.h"
 
-#include <errno.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "conf/conf.h"
 #include "core/conn.h"
 #include "core/dns.h"
+#include "core/listener.h"
 #include "core/proto.h"
 #include "core/snapshot.h"
 
@@ -23,136 +22,10 @@ char gw_id_prefix[8];
 
 #define TICK_SECS 0.2
 
-struct gw_wlistener {
-	struct gw_wlistener *next;
-	struct gw_worker *w;
-	struct evconnlistener *l;
-	struct event *ev_retry;
-	int fd;
-	const struct gw_lspec *lspec;
-};
-
-void gw_worker_resume_accept(struct gw_worker *w);
-
-static void pause_accept(struct gw_worker *w)
-{
-	for (struct gw_wlistener *wl = w->listeners; wl != NULL; wl = wl->next)
-		evconnlistener_disable(wl->l);
-	w->accept_paused = 1;
-}
-
+/* conn.c resumes accepting when a connection ends below max_conns. */
 void gw_worker_resume_accept(struct gw_worker *w)
 {
-	if (atomic_load(&w->stop))
-		return;
-	for (struct gw_wlistener *wl = w->listeners; wl != NULL; wl = wl->next)
-		evconnlistener_enable(wl->l);
-	w->accept_paused = 0;
-}
-
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-    int salen, void *arg)
-{
-	struct gw_wlistener *wl = arg;
-	struct gw_worker *w = wl->w;
-
-	(void)l;
-	if (atomic_load(&w->stop)) {
-		close(fd);
-		return;
-	}
-	gw_conn_accept(w, fd, sa, (socklen_t)salen, wl->lspec, w->snap);
-	if (w->nconns >= w->max_conns && !w->accept_paused) {
-		gw_warn("worker %d: %llu connections, at its share of global.max_connections; "
-		    "new connections wait in the kernel backlog", w->id, (unsigned long long)w->nconns);
-		pause_accept(w);
-	}
-}
-
-static void retry_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct gw_wlistener *wl = arg;
-
-	(void)fd;
-	(void)what;
-	if (!wl->w->accept_paused && !atomic_load(&wl->w->stop))
-		evconnlistener_enable(wl->l);
-}
-
-static void accept_error_cb(struct evconnlistener *l, void *arg)
-{
-	struct gw_wlistener *wl = arg;
-	int err = EVUTIL_SOCKET_ERROR();
-	static const struct timeval half = { 0, 500000 };
-
-	/* out of descriptors or memory: stop accepting for a moment; pending
-	 * connections wait in the backlog instead of spinning the loop */
-	gw_warn("worker %d: accept on %s failed: %s; pausing 0.5 s", wl->w->id,
-	    wl->lspec->cl->addr.text, strerror(err));
-	evconnlistener_disable(l);
-	evtimer_add(wl->ev_retry, &half);
-}
-
-static void listeners_apply(struct gw_worker *w, struct gw_snapshot *s)
-{
-	struct gw_wlistener *keep = NULL, *wl, *next;
-
-	for (size_t i = 0; i < s->nlisteners; i++) {
-		const struct gw_lspec *ls = &s->listeners[i];
-		int fd = ls->fds[w->id];
-		struct gw_wlistener **pp;
-
-		for (pp = &w->listeners; *pp != NULL; pp = &(*pp)->next)
-			if ((*pp)->fd == fd)
-				break;
-		if (*pp != NULL) {
-			wl = *pp;
-			*pp = wl->next;
-			wl->lspec = ls;
-		} else {
-			wl = calloc(1, sizeof *wl);
-			if (wl == NULL)
-				continue;
-			wl->w = w;
-			wl->fd = fd;
-			wl->lspec = ls;
-			wl->l = evconnlistener_new(w->base, accept_cb, wl,
-			    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
-			if (wl->l == NULL) {
-				gw_error("worker %d: cannot listen on %s", w->id, ls->cl->addr.text);
-				close(fd);
-				free(wl);
-				continue;
-			}
-			wl->ev_retry = evtimer_new(w->base, retry_cb, wl);
-			evconnlistener_set_error_cb(wl->l, accept_error_cb);
-			if (w->accept_paused)
-				evconnlistener_disable(wl->l);
-		}
-		wl->next = keep;
-		keep = wl;
-	}
-	for (wl = w->listeners; wl != NULL; wl = next) {
-		next = wl->next;
-		gw_conn_listener_gone(w, wl->fd);   /* (before the fd number can be reused) */
-		evconnlistener_free(wl->l);
-		event_free(wl->ev_retry);
-		free(wl);
-	}
-	w->listeners = keep;
-}
-
-static void listeners_close(struct gw_worker *w)
-{
-	struct gw_wlistener *wl, *next;
-
-	for (wl = w->listeners; wl != NULL; wl = next) {
-		next = wl->next;
-		evconnlistener_free(wl->l);
-		event_free(wl->ev_retry);
-		free(wl);
-	}
-	w->listeners = NULL;
+	gw_listener_resume(w);
 }
 
 static void cmd_cb(evutil_socket_t fd, short what, void *arg)
@@ -167,18 +40,18 @@ static void cmd_cb(evutil_socket_t fd, short what, void *arg)
 		if (atomic_load(&w->stop)) {
 			gw_snapshot_unref(s);
 		} else {
-			listeners_apply(w, s);
+			gw_listener_apply(w, s);
 			w->snap = s;
 			gw_pool_flush(w->pool);
 			gw_snapshot_unref(old);
 		}
 	}
 	if (atomic_load(&w->stop) == 1 && w->listeners != NULL) {
-		listeners_close(w);
+		gw_listener_close_all(w);
 		gw_conn_drain_all(w);
 	}
 	if (atomic_load(&w->stop) == 2) {
-		listeners_close(w);
+		gw_listener_close_all(w);
 		gw_conn_close_all(w);
 		gw_pool_flush(w->pool);
 		event_base_loopbreak(w->base);
@@ -228,7 +101,7 @@ struct gw_worker *gw_worker_new(int id, struct gw_snapshot *snap, uint64_t max_c
 	gw_alog_buf_init(&w->alog);
 	gw_snapshot_ref(snap);
 	w->snap = snap;
-	listeners_apply(w, snap);
+	gw_listener_apply(w, snap);
 	return w;
 fail:
 	gw_worker_join_free(w);
@@ -283,7 +156,7 @@ void gw_worker_join_free(struct gw_worker *w)
 		pthread_join(w->thread, NULL);
 	if (w->base != NULL) {
 		struct timeval tenth = { 0, 100000 };
-		listeners_close(w);
+		gw_listener_close_all(w);
 		gw_conn_close_all(w);
 		/* run the deferred frees queued by closes, and wait (bounded) for
 		 * requests whose family still owes a gw_req_wake() */

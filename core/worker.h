@@ -59,6 +59,9 @@ void gw_worker_post_snapshot(struct gw_worker *w, struct gw_snapshot *s);
 void gw_worker_post_stop(struct gw_worker *w);
 /* Ask for an immediate stop (grace period over). */
 void gw_worker_post_abort(struct gw_worker *w);
+/* Worker thread: accept again after a connection ended below the worker's
+ * share of max_connections (core/listener.c pauses accepting at it). */
+void gw_worker_resume_accept(struct gw_worker *w);
 void gw_worker_join_free(struct gw_worker *w);
 
 /* Process-wide random prefix for request ids (set once at start). */

@@ -1464,9 +1464,8 @@ static void on_response_head(struct gw_req *rq, const struct gw_http_head *resp,
 	gw_req_respond(rq, 502, NULL, NULL, 0, "The upstream proxy refused the gateway's credentials.");
 }
 
-static const struct gw_proto fwd_proto = {
+static struct gw_proto fwd_proto = {   /* .family: set by gw_control_add_side() */
 	.name = "forward",
-	.family = 0,
 	.on_request = on_request,
 	.on_resolved = on_resolved,
 	.on_body = on_body,
@@ -1636,6 +1635,7 @@ static const struct conf_listener *listeners(const struct conf *cf, size_t *n)
 
 const struct gw_side fwd_side = {
 	.proto = &fwd_proto,
+	.short_name = "fwd",
 	.compile = compile,
 	.free = side_free,
 	.listeners = listeners,

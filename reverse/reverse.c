@@ -1052,9 +1052,8 @@ static void decide(struct gw_req *rq, void *side, int first)
 	}
 }
 
-static const struct gw_proto rev_proto = {
+static struct gw_proto rev_proto = {   /* .family: set by gw_control_add_side() */
 	.name = "reverse",
-	.family = 1,
 	.on_request = on_request,
 	.on_done = on_done,
 	.on_upstream_error = on_upstream_error,
@@ -1208,6 +1207,7 @@ static void deactivate(void *data)
 
 const struct gw_side rev_side = {
 	.proto = &rev_proto,
+	.short_name = "rev",
 	.compile = compile,
 	.free = side_free,
 	.listeners = listeners,
