@@ -58,6 +58,7 @@
 #include "core/proto.h"
 #include "forward/auth.h"
 #include "forward/block.h"
+#include "forward/decide.h"
 #include "forward/dlp.h"
 #include "forward/dlp_body.h"
 #include "forward/observe.h"
@@ -1241,8 +1242,6 @@ static int wants_websocket(const struct gw_http_head *h)
 	return u != NULL && gw_http1_list_has(u->value, u->value_len, "websocket");
 }
 
-static const char *dest_refused(struct fwd_data *d, const struct sockaddr *sa, char *why, size_t cap);
-
 /* An IP-literal target is checked against deny_destinations and our own
  * listeners at once, before credentials, policy and any upstream
  * connection (pooled or not); names are checked in on_resolved().  Returns
@@ -1260,7 +1259,7 @@ static int literal_refused(struct gw_req *rq, struct fwd_data *d)
 		return 0;   /* a name (the parser refused ambiguous literals) */
 	gw_addr_canon(&a);
 	gw_addr_to_sa(&a, h->port, &ss);
-	if ((rule = dest_refused(d, (const struct sockaddr *)&ss, why, sizeof why)) == NULL)
+	if ((rule = fwd_dest_check(d->policy, d->cf, (const struct sockaddr *)&ss, why, sizeof why)) == NULL)
 		return 0;
 	block(rq, d, rule, why);
 	return 1;
@@ -1309,77 +1308,13 @@ static void on_request(struct gw_req *rq, void *side)
 	decide(rq, d, -1, CRED_NONE, 0);
 }
 
-/* Is sa one of our own listening addresses (forward, reverse or console)?
- * Both sides are canonical (core/addr.h); a destination 0.0.0.0 or :: is the
- * loopback address it reaches, and a listener on 0.0.0.0 or [::] (or "*")
- * takes every local address. */
-static int is_own_listener(const struct conf *cf, const struct sockaddr *sa)
-{
-	uint16_t port = sa->sa_family == AF_INET ? ntohs(((const struct sockaddr_in *)sa)->sin_port)
-	    : ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
-	const struct conf_addr *addrs[64];
-	struct gw_addr dst, la;
-	size_t n = 0;
-
-	if (gw_addr_from_sa(sa, &dst) < 0)
-		return 0;
-	gw_addr_reached(&dst);
-	for (size_t i = 0; i < cf->forward.nlisteners && n < 60; i++)
-		addrs[n++] = &cf->forward.listeners[i].addr;
-	for (size_t i = 0; i < cf->reverse.nlisteners && n < 62; i++)
-		addrs[n++] = &cf->reverse.listeners[i].addr;
-	if (cf->admin.listen_enabled)
-		addrs[n++] = &cf->admin.listen;
-	if (cf->admin.metrics_enabled)
-		addrs[n++] = &cf->admin.metrics_listen;
-	for (size_t i = 0; i < n; i++) {
-		if (addrs[i]->port != port)
-			continue;
-		if (addrs[i]->host[0] == '\0')
-			return 1;  /* wildcard: every local address */
-		if (gw_addr_from_sa((const struct sockaddr *)&addrs[i]->ss, &la) < 0)
-			continue;
-		if (gw_addr_is_unspecified(&la))
-			return 1;  /* 0.0.0.0 or [::]: every local address too */
-		if (la.family == dst.family && memcmp(la.a, dst.a, sizeof la.a) == 0)
-			return 1;
-	}
-	return 0;
-}
-
-/* The destination checks for one address (after DNS, and before it for an
- * IP literal): returns the rule that refuses sa ("deny_destinations" or
- * "own_listener") with the reason in why, or NULL. */
-static const char *dest_refused(struct fwd_data *d, const struct sockaddr *sa, char *why, size_t cap)
-{
-	const char *rule, *what;
-	char a[INET6_ADDRSTRLEN] = "?";
-	struct gw_addr ga;
-
-	/* this runs for every proxied request: the address is only formatted
-	 * when it is refused */
-	if (fwd_dest_denied(d->policy, sa)) {
-		rule = "deny_destinations";
-		what = "";
-	} else if (is_own_listener(d->cf, sa)) {
-		rule = "own_listener";
-		what = "our own listener ";
-	} else {
-		return NULL;
-	}
-	if (gw_addr_from_sa(sa, &ga) == 0)
-		gw_addr_format(&ga, a, sizeof a);
-	snprintf(why, cap, "resolves to %s%s", what, a);
-	return rule;
-}
-
 const char *fwd_dest_refused(const void *side_data, const struct sockaddr *sa, char *why, size_t cap)
 {
 	const struct fwd_data *d = side_data;
 
 	if (d == NULL || d->magic != FWD_MAGIC || sa == NULL)
 		return NULL;
-	return dest_refused((struct fwd_data *)d, sa, why, cap);
+	return fwd_dest_check(d->policy, d->cf, sa, why, cap);
 }
 
 static int on_resolved(struct gw_req *rq, const struct sockaddr *sa, void *side)
@@ -1392,12 +1327,12 @@ static int on_resolved(struct gw_req *rq, const struct sockaddr *sa, void *side)
 	 * literal in literal_refused()) and the parent resolves the name; but a
 	 * "parent" that is one of our own listeners would be a loop */
 	if (via_parent(d, gw_req_head(rq))) {
-		if (!is_own_listener(d->cf, sa))
+		if (!fwd_own_listener(d->cf, sa))
 			return 0;
 		rule = "own_listener";
 		snprintf(why, sizeof why, "forward.parent is our own listener");
 	} else {
-		rule = dest_refused(d, sa, why, sizeof why);
+		rule = fwd_dest_check(d->policy, d->cf, sa, why, sizeof why);
 	}
 	if (rule == NULL)
 		return 0;
