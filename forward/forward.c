@@ -1,6 +1,10 @@
 /*
  * forward: decisions for the explicit proxy.
  *
+ * Steps 1-5 are decided by fwd_decide() (forward/decide.c), a pure
+ * function that the console's policy tester calls as well: decide()
+ * gathers the request's facts, calls it and acts on the verdict (and on
+ * "verify", checks the credentials and decides again with the outcome).
  * A request goes through, in order:
  *   1. forward.allow_clients (403 block page);
  *   2. origin-form requests to the proxy itself: /proxy.pac and /wpad.dat
