@@ -235,7 +235,8 @@ static struct gw_snapshot *snapshot_load(const char *path, struct conf_errors *e
 {
 	struct conf *cf = conf_load(path, errs);
 	struct gw_snapshot *s;
-	int bad = 0;
+	struct gw_tls_specs ts;
+	int bad = 0, nomem = 0;
 
 	if (cf == NULL)
 		return NULL;
@@ -253,7 +254,12 @@ static struct gw_snapshot *snapshot_load(const char *path, struct conf_errors *e
 		if (sides[i]->compile(cf, errs, &s->side_data[i]) < 0)
 			bad = 1;
 	}
-	s->tls = gw_tls_new(cf, errs);
+	gw_tls_specs_init(&ts);
+	for (int i = 0; i < NSIDES; i++)
+		if (sides[i]->tls != NULL && sides[i]->tls(cf, &ts) < 0)
+			nomem = 1;
+	s->tls = nomem ? NULL : gw_tls_new(&ts, errs);
+	gw_tls_specs_free(&ts);
 	if (s->tls == NULL)
 		bad = 1;
 	if (bad) {

@@ -16,6 +16,7 @@
 struct gw_proto;
 struct event_base;
 struct gw_tls;
+struct gw_tls_specs;
 
 #define GW_MAX_WORKERS 64
 #define GW_MAX_SIDES 2
@@ -36,6 +37,9 @@ struct gw_side {
 	void (*free)(void *data);
 	/* The family's listeners in cf. */
 	const struct conf_listener *(*listeners)(const struct conf *cf, size_t *n);
+	/* Add the family's TLS specs in cf to sp (core/tls.h); 0, or -1 when
+	 * out of memory.  NULL: the family has no TLS. */
+	int (*tls)(const struct conf *cf, struct gw_tls_specs *sp);
 	/* Main thread: this data became the current generation (start health
 	 * checks, timers on main_base), or stopped being current.  Both may
 	 * be NULL; data may be NULL when the family is not configured. */

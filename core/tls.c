@@ -4,6 +4,9 @@
  * ticket handling must sit on the context an SSL was created from (the
  * default one), not on the SNI-selected one; OpenSSL 3 reports a missing
  * close_notify as an error unless SSL_OP_IGNORE_UNEXPECTED_EOF is set.
+ *
+ * Every error names the file, line and key its spec carries, so the texts
+ * are the side's own (the golden tests compare them byte for byte).
  */
 #include "core/tls.h"
 
@@ -35,14 +38,21 @@ struct srv_cert {
 	long ocsp_len;
 };
 
+struct gw_tls_client {
+	SSL_CTX *ctx;
+	char *name;                /* NULL = unnamed */
+	char *sni;
+	char id[GW_TLS_ID_LEN + 1];   /* gw_tls_client_id() */
+};
+
 struct gw_tls {
 	struct srv_cert *certs;
 	int ncerts;
 	int dflt;
-	SSL_CTX **up;              /* per upstream, NULL when plain */
-	char **up_sni;
-	char (*up_id)[GW_TLS_ID_LEN + 1];   /* per upstream: gw_tls_upstream_id() */
-	int nup;
+	struct gw_tls_client *clients;
+	int nclients;
+	struct gw_tls_client **by_index;   /* [index] -> client, NULL when none */
+	int nindex;
 };
 
 /* ---- session ticket keys: process-wide, survive reloads ---- */
@@ -258,7 +268,7 @@ static void base_options(SSL_CTX *ctx)
 	SSL_CTX_set_read_ahead(ctx, 1);
 }
 
-static int load_server_cert(struct gw_tls *t, struct srv_cert *sc, const struct conf_rev_cert *c,
+static int load_server_cert(struct gw_tls *t, struct srv_cert *sc, const struct gw_tls_server_spec *c,
     struct conf_errors *errs)
 {
 	char err[256];
@@ -266,7 +276,7 @@ static int load_server_cert(struct gw_tls *t, struct srv_cert *sc, const struct 
 
 	sc->ctx = SSL_CTX_new(TLS_server_method());
 	if (sc->ctx == NULL) {
-		conf_err(errs, c->src.file, c->src.line, "reverse.certificates", "cannot create a TLS context");
+		conf_err(errs, c->file, c->line, c->key_name, "cannot create a TLS context");
 		return -1;
 	}
 	base_options(sc->ctx);
@@ -275,23 +285,23 @@ static int load_server_cert(struct gw_tls *t, struct srv_cert *sc, const struct 
 	SSL_CTX_set_mode(sc->ctx, SSL_MODE_NO_AUTO_CHAIN);
 	if (SSL_CTX_use_certificate_chain_file(sc->ctx, c->cert) != 1) {
 		ssl_errors(err, sizeof err);
-		conf_err(errs, c->src.file, c->src.line, "reverse.certificates", "%s: %s", c->cert, err);
+		conf_err(errs, c->file, c->line, c->key_name, "%s: %s", c->cert, err);
 		return -1;
 	}
 	if (SSL_CTX_use_PrivateKey_file(sc->ctx, c->key, SSL_FILETYPE_PEM) != 1) {
 		if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
 			ERR_clear_error();
-			conf_err(errs, c->src.file, c->src.line, "reverse.certificates",
+			conf_err(errs, c->file, c->line, c->key_name,
 			    "%s does not match the certificate in %s", c->key, c->cert);
 			return -1;
 		}
 		ssl_errors(err, sizeof err);
-		conf_err(errs, c->src.file, c->src.line, "reverse.certificates", "%s: %s", c->key, err);
+		conf_err(errs, c->file, c->line, c->key_name, "%s: %s", c->key, err);
 		return -1;
 	}
 	if (SSL_CTX_check_private_key(sc->ctx) != 1) {
 		ERR_clear_error();
-		conf_err(errs, c->src.file, c->src.line, "reverse.certificates",
+		conf_err(errs, c->file, c->line, c->key_name,
 		    "%s does not match the certificate in %s", c->key, c->cert);
 		return -1;
 	}
@@ -311,7 +321,7 @@ static int load_server_cert(struct gw_tls *t, struct srv_cert *sc, const struct 
 		} else {
 			free(sc->ocsp);
 			sc->ocsp = NULL;
-			conf_err(errs, c->src.file, c->src.line, "reverse.certificates", "%s: cannot read OCSP response",
+			conf_err(errs, c->file, c->line, c->key_name, "%s: cannot read OCSP response",
 			    c->ocsp);
 			if (f != NULL)
 				fclose(f);
@@ -324,7 +334,7 @@ static int load_server_cert(struct gw_tls *t, struct srv_cert *sc, const struct 
 	return 0;
 }
 
-static SSL_CTX *client_ctx(const struct conf_rev_upstream *u, struct conf_errors *errs)
+static SSL_CTX *client_ctx(const struct gw_tls_client_spec *u, struct conf_errors *errs)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 	char err[256];
@@ -333,12 +343,12 @@ static SSL_CTX *client_ctx(const struct conf_rev_upstream *u, struct conf_errors
 		return NULL;
 	base_options(ctx);
 	SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x08http/1.1", 9);
-	if (u->tls_verify) {
+	if (u->verify) {
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 		if (u->ca_file != NULL ? SSL_CTX_load_verify_locations(ctx, u->ca_file, NULL) != 1 :
 		    SSL_CTX_set_default_verify_paths(ctx) != 1) {
 			ssl_errors(err, sizeof err);
-			conf_err(errs, u->src.file, u->src.line, "reverse.upstreams.ca_file", "%s: %s",
+			conf_err(errs, u->file, u->line, u->key_name, "%s: %s",
 			    u->ca_file ? u->ca_file : "system store", err);
 			SSL_CTX_free(ctx);
 			return NULL;
@@ -348,14 +358,14 @@ static SSL_CTX *client_ctx(const struct conf_rev_upstream *u, struct conf_errors
 }
 
 /*
- * What a connection to upstream u is accepted under: the verify switch, the
+ * What a connection made from client spec u is accepted under: the verify switch, the
  * CA file's path and bytes (a reload that changes the file changes it) and
  * the SNI name, as the first 16 bytes of their SHA-256 in hex.  The upstream
  * pool keys TLS connections with it, so a connection made under one setting
  * never serves another.  The file was read once already by client_ctx(); a
  * read error here only leaves its bytes out.
  */
-static void up_identity(const struct conf_rev_upstream *u, char out[GW_TLS_ID_LEN + 1])
+static void client_identity(const struct gw_tls_client_spec *u, char out[GW_TLS_ID_LEN + 1])
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];
@@ -368,7 +378,7 @@ static void up_identity(const struct conf_rev_upstream *u, char out[GW_TLS_ID_LE
 	out[GW_TLS_ID_LEN] = '\0';
 	if (m == NULL || EVP_DigestInit_ex(m, EVP_sha256(), NULL) != 1)
 		goto done;
-	n = (size_t)snprintf(buf, sizeof buf, "verify=%d", u->tls_verify ? 1 : 0);
+	n = (size_t)snprintf(buf, sizeof buf, "verify=%d", u->verify ? 1 : 0);
 	EVP_DigestUpdate(m, buf, n + 1);
 	/* each field with its terminating NUL, so fields cannot run together */
 	EVP_DigestUpdate(m, "sni=", 4);
@@ -377,7 +387,7 @@ static void up_identity(const struct conf_rev_upstream *u, char out[GW_TLS_ID_LE
 	else
 		EVP_DigestUpdate(m, "\0\0", 2);   /* unlike any name */
 	EVP_DigestUpdate(m, "ca=", 3);
-	if (u->tls_verify && u->ca_file != NULL) {
+	if (u->verify && u->ca_file != NULL) {
 		FILE *f = fopen(u->ca_file, "rb");
 		EVP_DigestUpdate(m, u->ca_file, strlen(u->ca_file) + 1);
 		if (f != NULL) {
@@ -396,23 +406,72 @@ done:
 	EVP_MD_CTX_free(m);
 }
 
-struct gw_tls *gw_tls_new(const struct conf *cf, struct conf_errors *errs)
+/* ---- specs ---- */
+
+void gw_tls_specs_init(struct gw_tls_specs *sp)
+{
+	memset(sp, 0, sizeof *sp);
+}
+
+void gw_tls_specs_free(struct gw_tls_specs *sp)
+{
+	free(sp->servers);
+	free(sp->clients);
+	free(sp->listeners);
+	gw_tls_specs_init(sp);
+}
+
+/* Append the size-byte item to *arr (n items, room for *cap). */
+static int spec_push(void *arr, size_t *n, size_t *cap, size_t size, const void *item)
+{
+	char **a = arr;
+
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 8;
+		char *na = realloc(*a, ncap * size);
+		if (na == NULL)
+			return -1;
+		*a = na;
+		*cap = ncap;
+	}
+	memcpy(*a + *n * size, item, size);
+	(*n)++;
+	return 0;
+}
+
+int gw_tls_specs_add_server(struct gw_tls_specs *sp, const struct gw_tls_server_spec *s)
+{
+	return spec_push(&sp->servers, &sp->nservers, &sp->cap_servers, sizeof *s, s);
+}
+
+int gw_tls_specs_add_client(struct gw_tls_specs *sp, const struct gw_tls_client_spec *c)
+{
+	return spec_push(&sp->clients, &sp->nclients, &sp->cap_clients, sizeof *c, c);
+}
+
+int gw_tls_specs_add_listener(struct gw_tls_specs *sp, const struct gw_tls_listener_spec *l)
+{
+	return spec_push(&sp->listeners, &sp->nlisteners, &sp->cap_listeners, sizeof *l, l);
+}
+
+/* ---- the set ---- */
+
+struct gw_tls *gw_tls_new(const struct gw_tls_specs *sp, struct conf_errors *errs)
 {
 	struct gw_tls *t = calloc(1, sizeof *t);
-	const struct conf_reverse *r = &cf->reverse;
 	int bad = 0;
 
 	if (t == NULL)
 		return NULL;
-	if (r->present && r->ncertificates > 0) {
-		t->certs = calloc(r->ncertificates, sizeof *t->certs);
+	if (sp->nservers > 0) {
+		t->certs = calloc(sp->nservers, sizeof *t->certs);
 		if (t->certs == NULL)
 			goto fail;
-		t->ncerts = (int)r->ncertificates;
-		for (size_t i = 0; i < r->ncertificates; i++) {
-			if (load_server_cert(t, &t->certs[i], &r->certificates[i], errs) < 0)
+		t->ncerts = (int)sp->nservers;
+		for (size_t i = 0; i < sp->nservers; i++) {
+			if (load_server_cert(t, &t->certs[i], &sp->servers[i], errs) < 0)
 				bad = 1;
-			if (r->certificates[i].is_default)
+			if (sp->servers[i].is_default)
 				t->dflt = (int)i;
 		}
 		if (!bad) {
@@ -421,33 +480,41 @@ struct gw_tls *gw_tls_new(const struct conf *cf, struct conf_errors *errs)
 			SSL_CTX_set_tlsext_servername_arg(d, t);
 		}
 	}
-	if (r->present && r->nupstreams > 0) {
-		t->up = calloc(r->nupstreams, sizeof *t->up);
-		t->up_sni = calloc(r->nupstreams, sizeof *t->up_sni);
-		t->up_id = calloc(r->nupstreams, sizeof *t->up_id);
-		if (t->up == NULL || t->up_sni == NULL || t->up_id == NULL)
+	if (sp->nclients > 0) {
+		int maxi = -1;
+		t->clients = calloc(sp->nclients, sizeof *t->clients);
+		if (t->clients == NULL)
 			goto fail;
-		t->nup = (int)r->nupstreams;
-		for (size_t i = 0; i < r->nupstreams; i++) {
-			const struct conf_rev_upstream *u = &r->upstreams[i];
-			if (!u->tls)
-				continue;
-			t->up[i] = client_ctx(u, errs);
-			if (t->up[i] == NULL)
+		t->nclients = (int)sp->nclients;
+		for (size_t i = 0; i < sp->nclients; i++) {
+			const struct gw_tls_client_spec *u = &sp->clients[i];
+			struct gw_tls_client *c = &t->clients[i];
+			if (u->index > maxi)
+				maxi = u->index;
+			c->ctx = client_ctx(u, errs);
+			if (c->ctx == NULL)
 				bad = 1;
-			if (u->sni != NULL)
-				t->up_sni[i] = strdup(u->sni);
-			up_identity(u, t->up_id[i]);
+			if ((u->name != NULL && (c->name = strdup(u->name)) == NULL) ||
+			    (u->sni != NULL && (c->sni = strdup(u->sni)) == NULL))
+				goto fail;
+			client_identity(u, c->id);
+		}
+		if (maxi >= 0) {
+			t->by_index = calloc((size_t)maxi + 1, sizeof *t->by_index);
+			if (t->by_index == NULL)
+				goto fail;
+			t->nindex = maxi + 1;
+			for (int i = 0; i < t->nclients; i++)
+				if (sp->clients[i].index >= 0 && t->by_index[sp->clients[i].index] == NULL)
+					t->by_index[sp->clients[i].index] = &t->clients[i];
 		}
 	}
-	if (r->present) {
-		for (size_t i = 0; i < r->nlisteners; i++)
-			if (r->listeners[i].tls && t->ncerts == 0) {
-				conf_err(errs, r->listeners[i].src.file, r->listeners[i].src.line,
-				    "reverse.listeners", "tls = true needs reverse.certificates");
-				bad = 1;
-			}
-	}
+	for (size_t i = 0; i < sp->nlisteners; i++)
+		if (t->ncerts == 0) {
+			const struct gw_tls_listener_spec *l = &sp->listeners[i];
+			conf_err(errs, l->file, l->line, l->key_name, "tls = true needs %s", l->needs);
+			bad = 1;
+		}
 	if (bad)
 		goto fail;
 	return t;
@@ -468,13 +535,13 @@ void gw_tls_free(struct gw_tls *t)
 		free(t->certs[i].ocsp);
 	}
 	free(t->certs);
-	for (int i = 0; i < t->nup; i++) {
-		SSL_CTX_free(t->up[i]);
-		free(t->up_sni[i]);
+	for (int i = 0; i < t->nclients; i++) {
+		SSL_CTX_free(t->clients[i].ctx);
+		free(t->clients[i].name);
+		free(t->clients[i].sni);
 	}
-	free(t->up);
-	free(t->up_sni);
-	free(t->up_id);
+	free(t->clients);
+	free(t->by_index);
 	free(t);
 }
 
@@ -487,25 +554,35 @@ SSL *gw_tls_server_ssl(struct gw_tls *t)
 	return SSL_new(t->certs[t->dflt].ctx);
 }
 
-int gw_tls_upstream_enabled(const struct gw_tls *t, int i)
+const struct gw_tls_client *gw_tls_client_find(const struct gw_tls *t, const char *name)
 {
-	return t != NULL && i >= 0 && i < t->nup && t->up[i] != NULL;
+	if (t == NULL || name == NULL)
+		return NULL;
+	for (int i = 0; i < t->nclients; i++)
+		if (t->clients[i].name != NULL && strcmp(t->clients[i].name, name) == 0)
+			return &t->clients[i];
+	return NULL;
 }
 
-SSL *gw_tls_upstream_ssl(struct gw_tls *t, int i, const char *host)
+const struct gw_tls_client *gw_tls_client_at(const struct gw_tls *t, int i)
+{
+	return t != NULL && i >= 0 && i < t->nindex ? t->by_index[i] : NULL;
+}
+
+SSL *gw_tls_client_ssl(const struct gw_tls_client *c, const char *host)
 {
 	SSL *s;
 	int verify;
 
-	if (!gw_tls_upstream_enabled(t, i))
+	if (c == NULL)
 		return NULL;
-	s = SSL_new(t->up[i]);
+	s = SSL_new(c->ctx);
 	if (s == NULL)
 		return NULL;
-	verify = (SSL_CTX_get_verify_mode(t->up[i]) & SSL_VERIFY_PEER) != 0;
-	if (t->up_sni[i] != NULL) {
-		SSL_set_tlsext_host_name(s, t->up_sni[i]);
-		if (verify && SSL_set1_host(s, t->up_sni[i]) != 1)
+	verify = (SSL_CTX_get_verify_mode(c->ctx) & SSL_VERIFY_PEER) != 0;
+	if (c->sni != NULL) {
+		SSL_set_tlsext_host_name(s, c->sni);
+		if (verify && SSL_set1_host(s, c->sni) != 1)
 			goto fail;
 	} else if (verify && host != NULL) {
 		/* without a name to check, any certificate the CA (or the system
@@ -522,9 +599,16 @@ fail:
 	return NULL;
 }
 
+const char *gw_tls_client_id(const struct gw_tls_client *c) { return c != NULL ? c->id : ""; }
+
+SSL *gw_tls_upstream_ssl(struct gw_tls *t, int i, const char *host)
+{
+	return gw_tls_client_ssl(gw_tls_client_at(t, i), host);
+}
+
 const char *gw_tls_upstream_id(const struct gw_tls *t, int i)
 {
-	return gw_tls_upstream_enabled(t, i) ? t->up_id[i] : "";
+	return gw_tls_client_id(gw_tls_client_at(t, i));
 }
 
 int gw_tls_ncerts(const struct gw_tls *t) { return t ? t->ncerts : 0; }

@@ -32,6 +32,7 @@
 #include "reverse/hcheck.h"
 #include "reverse/ratelimit.h"
 #include "reverse/route.h"
+#include "reverse/rev_tls.h"
 #include "reverse/servers.h"
 #include "reverse/static.h"
 
@@ -1197,6 +1198,7 @@ const struct gw_side rev_side = {
 	.compile = compile,
 	.free = side_free,
 	.listeners = listeners,
+	.tls = rev_tls_specs,
 	.activate = activate,
 	.deactivate = deactivate,
 };

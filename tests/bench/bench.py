@@ -342,11 +342,12 @@ def main():
 
     rev = [("direct", None, P_ORIGIN), ("gatehouse", "gatehouse", P_GH_REV),
            ("nginx", "nginx", P_NGINX), ("haproxy", "haproxy", P_HAPROXY)]
-    rev_log = rev[:2] + [("gatehouse+log", "gatehouse_log", P_GHL_REV)] + rev[2:]
+    gh_b_rev = [("gatehouse-B", "gatehouse_b", P_GHB_REV)] if GH_B else []
+    rev_log = rev[:2] + gh_b_rev + [("gatehouse+log", "gatehouse_log", P_GHL_REV)] + rev[2:]
     k_small = ["rps", "cpu_us_per_req", "p50", "p99"]
     interleave("rev_ka_c50", rev_log, wrk_runner(50), "req/s", k_small)
     interleave("rev_ka_c500", rev, wrk_runner(500), "req/s", k_small)
-    rev_b = rev[:2] + ([("gatehouse-B", "gatehouse_b", P_GHB_REV)] if GH_B else []) + rev[2:]
+    rev_b = rev[:2] + gh_b_rev + rev[2:]
     interleave("rev_1m_c4", rev_b, wrk_runner(4, "/1m"), "MB/s", ["MBps", "cpu", "p50", "p99"])
     interleave("rev_close_c50", rev, wrk_runner(50, env={"WRK_CLOSE": "1"}), "req/s", k_small)
     # TLS termination, same certificate everywhere: keep-alive requests over
@@ -384,6 +385,7 @@ def main():
     fwd_env = {"WRK_PATH": "http://127.0.0.1:%d/" % P_ORIGIN, "WRK_HOST": "127.0.0.1:%d" % P_ORIGIN}
     fwd = [("direct", None, P_ORIGIN), ("gatehouse", "gatehouse", P_GH_FWD),
            ("squid", "squid", P_SQUID), ("tinyproxy", "tinyproxy", P_TINY)]
+    fwd[2:2] = [("gatehouse-B", "gatehouse_b", P_GHB_FWD)] if GH_B else []
     interleave("fwd_ka_c50", fwd, wrk_runner(50, env=fwd_env), "req/s", k_small)
 
     def rate_run(c, warm):

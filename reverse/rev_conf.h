@@ -1,0 +1,141 @@
+/*
+ * reverse/rev_conf: the reverse section of the configuration (reverse.*):
+ * its types, as conf_load() leaves them in struct conf's reverse member, and
+ * its reader and cross-checks, which the configuration engine calls through
+ * the section table (conf/sections.c).
+ */
+#ifndef GW_REV_CONF_H
+#define GW_REV_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf/types.h"
+
+struct conf_ctx;
+struct config_setting_t;
+
+enum conf_balance { CONF_BAL_ROUND_ROBIN, CONF_BAL_LEAST_CONN, CONF_BAL_IP_HASH, CONF_BAL_RANDOM_TWO };
+
+struct conf_rev_cert {
+	char *cert;
+	char *key;
+	char *ocsp;                /* optional DER OCSP response file; NULL = none */
+	int is_default;
+	struct conf_src src;
+};
+
+struct conf_rev_server {
+	struct conf_addr addr;
+	int64_t weight;            /* default 1, 1..1000 */
+	int backup;
+	int64_t max_conns;         /* 0 = unlimited */
+	struct conf_src src;
+};
+
+struct conf_rev_health {
+	int present;
+	char *path;
+	int status_min, status_max;  /* expected status range, default 200..399 */
+	double interval, timeout;
+	int64_t rise, fall;
+	double slow_start;         /* seconds; 0 = off */
+	struct conf_src src;
+};
+
+struct conf_rev_upstream {
+	char *name;
+	enum conf_balance balance;
+	struct conf_rev_server *servers;
+	size_t nservers;
+	struct conf_rev_health health;
+	int64_t keepalive;         /* idle pooled connections per worker, default 32 */
+	int tls;
+	char *ca_file;             /* NULL = system default store */
+	char *sni;                 /* NULL = none */
+	int tls_verify;            /* default 1 */
+	int64_t max_fails;         /* passive ejection threshold; -1 = unset (health.fall, else 3); 0 = off */
+	double fail_timeout;       /* seconds, default 10: failure window and ejection length */
+	struct conf_src src;
+};
+
+/* set_headers: { X-Name = "value"; ... } (a libconfig group; names are as
+ * written, values have no control characters).  reverse/route.h: set on the
+ * request sent upstream. */
+struct conf_hdr_set {
+	char *name;
+	char *value;
+};
+
+enum conf_route_kind { CONF_ROUTE_UPSTREAM, CONF_ROUTE_STATIC, CONF_ROUTE_REDIRECT };
+
+struct conf_rev_route {
+	char *path;                /* prefix, starts with '/' */
+	enum conf_route_kind kind;
+	char *upstream;            /* kind UPSTREAM: upstream name */
+	char *static_dir;          /* kind STATIC: directory */
+	char *redirect;            /* kind REDIRECT: target URL */
+	int redirect_status;       /* 301, 302, 307, 308; default 302 */
+	int strip_prefix;
+	struct conf_hdr_set *set_headers;
+	size_t nset_headers;
+	uint64_t max_body_bytes;   /* 0 = global limit */
+	/* cache = true | { ttl = 60.0; stale_if_error = 300.0; ignore_set_cookie = true; }:
+	 * responses of an upstream route may be stored in reverse.cache (which must exist) */
+	int cache;
+	double cache_ttl;          /* freshness when the origin gives none; 0 = heuristic only */
+	double cache_stale_if_error;   /* seconds; -1 = the origin's stale-if-error */
+	int cache_ignore_set_cookie;   /* store responses with Set-Cookie (never the cookie) */
+	int cache_ignore_cookie;   /* store responses to requests with Cookie (default: only "public") */
+	int dotfiles;              /* kind STATIC: serve names starting with '.' (default 0: 404) */
+	int keep_path;             /* kind REDIRECT: append the request's path and query to redirect */
+	struct conf_src src;
+};
+
+struct conf_rev_site {
+	struct conf_strs hosts;    /* lower-cased; "*.example.com" wildcards */
+	int is_default;
+	int force_https;
+	struct conf_cidrs allow_clients;   /* empty = all */
+	struct conf_cidrs deny_clients;
+	double rate_rps;           /* rate_limit.requests_per_second; 0 = off */
+	double rate_burst;
+	struct conf_rev_route *routes;
+	size_t nroutes;
+	struct conf_src src;
+};
+
+/* reverse.cache: the shared in-memory HTTP cache (reverse/cache.h). */
+struct conf_rev_cache {
+	int present;
+	uint64_t memory;           /* bytes, default 256M */
+	uint64_t max_object;       /* bytes, default 8M; larger responses are not stored */
+	int x_cache_header;        /* X-Cache: HIT|MISS|STALE|REVALIDATED; default 1 */
+	struct conf_src src;
+};
+
+struct conf_reverse {
+	int present;
+	struct conf_listener *listeners;
+	size_t nlisteners;
+	struct conf_rev_cert *certificates;
+	size_t ncertificates;
+	struct conf_cidrs trusted_proxies;
+	/* removed from requests of clients not in trusted_proxies; default:
+	 * X-Real-IP, X-Original-URL, X-Rewrite-URL, X-Forwarded-Host/-Proto/-Port,
+	 * X-Client-IP, True-Client-IP, CF-Connecting-IP, X-Cluster-Client-IP,
+	 * X-Forwarded-Server/-Prefix/-Scheme/-Ssl, Front-End-Https, X-Original-Host,
+	 * X-Host (conf.c read_strip_headers) */
+	struct conf_strs strip_headers;
+	struct conf_rev_upstream *upstreams;
+	size_t nupstreams;
+	struct conf_rev_site *sites;
+	size_t nsites;
+	struct conf_rev_cache cache;
+};
+
+/* The reverse section's reader and cross-checks (conf/keys.h struct conf_section). */
+void rev_conf_read(struct conf_ctx *x, struct config_setting_t *root);
+void rev_conf_check(struct conf_ctx *x, struct config_setting_t *root);
+
+#endif
