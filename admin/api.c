@@ -3,8 +3,8 @@
  * that keeps 15 minutes of per-second rates for the Overview charts.
  * Every handler answers from what the main thread owns: summed stats, the
  * current snapshot, the event and tail rings.  The policy tester runs
- * fwd_policy_eval() on the current snapshot's compiled policy: the same
- * code and data the forward proxy uses.
+ * fwd_decide() (forward/decide.h) on the current snapshot's forward data:
+ * the same function and data the forward proxy's on_request() uses.
  */
 #include <arpa/inet.h>
 #include <event2/event.h>
@@ -29,6 +29,8 @@
 #include "core/snapshot.h"
 #include "core/hist.h"
 #include "core/stats.h"
+#include "forward/auth.h"
+#include "forward/decide.h"
 #include "forward/domainset.h"
 #include "forward/forward.h"
 #include "forward/observe.h"
@@ -968,49 +970,6 @@ static json_t *api_certificates(void)
 	return json_pack("{s:o}", "certificates", a);
 }
 
-/*
- * The groups of user in forward.auth.groups_file ("group: user1 user2",
- * commas allowed, a group may span lines), as forward/auth.c reads it.
- * Fills up to max names into store (one buffer) / out; returns the count.
- * TODO: use an accessor to the compiled auth database instead.
- */
-static size_t user_groups(const char *path, const char *user, char *store, size_t storelen,
-    const char **out, size_t max)
-{
-	FILE *f = path != NULL ? fopen(path, "r") : NULL;
-	char line[4096];
-	size_t n = 0, used = 0;
-
-	if (f == NULL)
-		return 0;
-	while (n < max && fgets(line, sizeof line, f) != NULL) {
-		char *p = line, *colon, *ge, *w, *save = NULL;
-		while (*p == ' ' || *p == '\t')
-			p++;
-		if (*p == '#' || (colon = strchr(p, ':')) == NULL)
-			continue;
-		for (ge = colon; ge > p && (ge[-1] == ' ' || ge[-1] == '\t'); ge--)
-			;
-		*ge = '\0';
-		for (w = strtok_r(colon + 1, " \t,\r\n", &save); w != NULL; w = strtok_r(NULL, " \t,\r\n", &save)) {
-			size_t gl = strlen(p);
-			int dup = 0;
-			if (strcmp(w, user) != 0)
-				continue;
-			for (size_t i = 0; i < n; i++)
-				dup |= strcmp(out[i], p) == 0;
-			if (!dup && used + gl + 1 <= storelen) {
-				memcpy(store + used, p, gl + 1);
-				out[n++] = store + used;
-				used += gl + 1;
-			}
-			break;
-		}
-	}
-	fclose(f);
-	return n;
-}
-
 /* ---- POST policy/test ---- */
 
 static int parse_client(const char *text, struct sockaddr_storage *ss)
@@ -1030,34 +989,29 @@ static int parse_client(const char *text, struct sockaddr_storage *ss)
 	return -1;
 }
 
-/* Put port into an address from parse_client(); returns 1. */
-static int set_port(struct sockaddr_storage *ss, uint16_t port)
-{
-	if (ss->ss_family == AF_INET)
-		((struct sockaddr_in *)ss)->sin_port = htons(port);
-	else
-		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
-	return 1;
-}
+enum url_kind { URL_HTTP, URL_HTTPS, URL_AUTHORITY };
 
-/* Split "scheme://host[:port]/..." or "host:port"; host lower-cased. */
-static const char *parse_target(const char *url, int *connect, char *host, size_t hlen, uint16_t *port)
+/* Split "scheme://host[:port]/..." or "host:port"; host lower-cased, an IP
+ * literal canonical (as the proxy reads it, core/addr.h: "0177.0.0.1" is
+ * refused, "[::ffff:10.1.2.3]" is 10.1.2.3). */
+static const char *parse_target(const char *url, enum url_kind *kind, char *host, size_t hlen,
+    uint16_t *port)
 {
 	const char *p = url, *hs, *he;
 	unsigned long pt;
 
-	*connect = 0;
 	if (strncasecmp(p, "http://", 7) == 0) {
 		p += 7;
 		*port = 80;
+		*kind = URL_HTTP;
 	} else if (strncasecmp(p, "https://", 8) == 0) {
 		p += 8;
 		*port = 443;
-		*connect = 1;              /* a browser tunnels https:// with CONNECT */
+		*kind = URL_HTTPS;
 	} else if (strstr(p, "://") != NULL) {
 		return "only http:// and https:// URLs, or host:port for CONNECT";
 	} else {
-		*connect = 1;
+		*kind = URL_AUTHORITY;
 		*port = 0;
 	}
 	hs = p;
@@ -1077,8 +1031,6 @@ static const char *parse_target(const char *url, int *connect, char *host, size_
 		host[i] = (char)(hs[i] >= 'A' && hs[i] <= 'Z' ? hs[i] + 32 : hs[i]);
 	host[he - hs] = '\0';
 	{
-		/* as the proxy reads it (core/addr.h): "0177.0.0.1" is refused,
-		 * "[::ffff:10.1.2.3]" is 10.1.2.3 */
 		struct gw_addr a;
 		int is_ip;
 		const char *aerr = gw_addr_parse_host(host, (size_t)(he - hs), &a, &is_ip);
@@ -1101,60 +1053,148 @@ static const char *parse_target(const char *url, int *connect, char *host, size_
 	return NULL;
 }
 
+/* The request line the form describes, as the proxy would receive it:
+ *   "/path"                 origin-form: a request to the proxy itself (PAC)
+ *   "*"                     asterisk-form (OPTIONS)
+ *   "host:port"             CONNECT
+ *   "https://host[:port]/"  CONNECT host:port (a browser tunnels https://),
+ *                           unless another method is given: then the
+ *                           absolute-form request the proxy answers 501
+ *   "http://..."            absolute-form (method CONNECT: a tunnel to it)
+ * Fills f's form, connect, https, method, host and port; NULL or an error. */
+static const char *tester_target(const char *url, const char *method, struct fwd_facts *f, char *host,
+    size_t hlen)
+{
+	enum url_kind kind;
+	const char *err;
+	int is_connect = method != NULL && strcmp(method, "CONNECT") == 0;
+
+	host[0] = '\0';
+	f->target = url;
+	f->target_len = strlen(url);
+	if (url[0] == '/' || strcmp(url, "*") == 0) {
+		f->form = url[0] == '/' ? GW_TF_ORIGIN : GW_TF_ASTERISK;
+		f->method = method != NULL ? method : url[0] == '/' ? "GET" : "OPTIONS";
+		if (f->form == GW_TF_ASTERISK && strcmp(f->method, "OPTIONS") != 0)
+			return "asterisk-form only with OPTIONS";
+		if (is_connect)
+			return "CONNECT needs host:port";
+		f->path = url;
+		f->path_len = f->target_len;
+		f->host = host;
+		return NULL;
+	}
+	if ((err = parse_target(url, &kind, host, hlen, &f->port)) != NULL)
+		return err;
+	f->host = host;
+	f->host_len = strlen(host);
+	if (kind == URL_AUTHORITY && method != NULL && !is_connect)
+		return "authority-form (host:port) only with CONNECT";
+	if (kind == URL_AUTHORITY || is_connect || (kind == URL_HTTPS && method == NULL)) {
+		f->form = GW_TF_AUTHORITY;
+		f->connect = 1;
+		f->method = "CONNECT";
+		return NULL;
+	}
+	f->form = GW_TF_ABSOLUTE;
+	f->https = kind == URL_HTTPS;
+	f->method = method != NULL ? method : "GET";
+	return NULL;
+}
+
+/* The form's user as the proxy would see it signed in: *cred, the user,
+ * and (unless the form names groups) the user's groups from the compiled
+ * forward.auth; what the tester cannot know goes to notes. */
+static const char *tester_user(const void *side, const struct fwd_decider *dc, const char *user,
+    struct fwd_facts *f, json_t *notes)
+{
+	const struct fwd_auth_db *db = fwd_side_auth_db(side);
+	long ui;
+
+	f->cred = FWD_CRED_NONE;
+	if (user == NULL)
+		return NULL;
+	if (db == NULL) {
+		json_array_append_new(notes, json_string("forward.auth is not configured: the proxy signs "
+		    "no one in, so the user is not used"));
+		return NULL;
+	}
+	if (!dc->auth_used) {
+		json_array_append_new(notes, json_string("no rule has users, groups or action \"auth\": the "
+		    "proxy does not check credentials, so the user is not used"));
+		return NULL;
+	}
+	if ((ui = fwd_auth_db_find(db, user)) < 0) {
+		f->cred = FWD_CRED_BAD;
+		json_array_append_new(notes, json_string("the user is not in forward.auth.users_file: "
+		    "a sign-in as this user fails (auth-failed where a rule asks to sign in)"));
+		return NULL;
+	}
+	f->cred = FWD_CRED_OK;
+	f->user = fwd_auth_db_name(db, ui);
+	if (f->ngroups == 0)
+		f->groups = fwd_auth_db_groups(db, ui, &f->ngroups);
+	json_array_append_new(notes, json_string("the password is not checked: the user is taken as "
+	    "signed in"));
+	return "forward.auth.groups_file";
+}
+
 static json_t *verdict(const char *v, int status, const char *stage, const char *rule, const char *why)
 {
 	return json_pack("{s:s,s:i,s:s,s:s,s:s}", "verdict", v, "status", status, "stage", stage,
 	    "rule", rule ? rule : "", "why", why);
 }
 
+/* The form's request through fwd_decide() on the current snapshot: the
+ * proxy's own checks, order and texts (forward/decide.h). */
 static json_t *api_policy_test(struct adm_req *r, const char *console_client, unsigned *status)
 {
 	const struct gw_snapshot *s = gw_control_snapshot();
-	const struct fwd_policy *p = current_policy(s);
+	const void *side = adm_fwd_side(s);
+	const struct fwd_decider *dc = fwd_side_decider(side);
 	json_t *in = r->body != NULL ? json_loadb(r->body, r->len, 0, NULL) : NULL;
 	const char *url = NULL, *client = NULL, *user = NULL, *tstr = NULL, *method = NULL, *err;
-	const char *drule;
-	const char *nurl = NULL;   /* url normalised (fwd_url_normalise), in nurl_store */
-	char *nurl_store = NULL;
-	json_t *groups_j = NULL, *out;
+	const char *groups_from = "request";
+	json_t *groups_j = NULL, *out, *notes, *gj;
 	const char *groups[32];
-	char gstore[2048];
 	size_t ngroups = 0;
-	int groups_from_file = 0;
-	json_t *gj;
-	struct sockaddr_storage ss, dst;
-	struct fwd_request fr;
-	struct fwd_match why;
-	const struct fwd_rule *rule;
-	char host[256], because[512], tbuf[64];
-	uint16_t port;
-	int connect;
+	int websocket = 0;
+	struct sockaddr_storage ss;
+	struct fwd_facts f;
+	struct fwd_verdict v;
+	char host[256], tbuf[64];
 	struct tm tm;
 	time_t t;
 
 	*status = MHD_HTTP_BAD_REQUEST;
-	if (in == NULL || json_unpack(in, "{s:s,s?s,s?s,s?s,s?s,s?o}", "url", &url, "client", &client,
-	    "user", &user, "time", &tstr, "method", &method, "groups", &groups_j) < 0) {
+	if (in == NULL || json_unpack(in, "{s:s,s?s,s?s,s?s,s?s,s?o,s?b}", "url", &url, "client", &client,
+	    "user", &user, "time", &tstr, "method", &method, "groups", &groups_j, "websocket", &websocket) < 0) {
 		json_decref(in);
-		return json_pack("{s:s}", "error", "expected JSON {url, client, user, time, method, groups}");
+		return json_pack("{s:s}", "error", "expected JSON {url, client, user, time, method, groups, "
+		    "websocket}");
 	}
-	if (p == NULL) {
+	if (dc == NULL) {
 		json_decref(in);
 		return json_pack("{s:s}", "error", "no forward policy in the running configuration");
 	}
-	if ((err = parse_target(url, &connect, host, sizeof host, &port)) != NULL) {
+	memset(&f, 0, sizeof f);
+	if (method != NULL && *method == '\0')
+		method = NULL;      /* "as a browser would" */
+	if (user != NULL && *user == '\0')
+		user = NULL;
+	if ((err = tester_target(url, method, &f, host, sizeof host)) != NULL) {
 		out = json_pack("{s:s}", "error", err);
 		json_decref(in);
 		return out;
 	}
-	if (method != NULL && strcasecmp(method, "CONNECT") == 0)
-		connect = 1;
+	f.websocket = websocket && !f.connect;
 	if (client == NULL || *client == '\0')
 		client = console_client;
 	if (parse_client(client, &ss) < 0) {
 		json_decref(in);
 		return json_pack("{s:s}", "error", "client must be an IP address");
 	}
+	f.client = (const struct sockaddr *)&ss;
 	t = time(NULL);
 	localtime_r(&t, &tm);
 	if (tstr != NULL && *tstr) {
@@ -1175,93 +1215,68 @@ static json_t *api_policy_test(struct adm_req *r, const char *console_client, un
 		}
 		tm = tt;
 	}
+	f.local_time = &tm;
 	if (json_is_array(groups_j)) {
 		for (size_t i = 0; i < json_array_size(groups_j) && ngroups < 32; i++)
 			if (json_is_string(json_array_get(groups_j, i)))
 				groups[ngroups++] = json_string_value(json_array_get(groups_j, i));
 	}
-	/* no groups given: the user's groups from forward.auth.groups_file, as the proxy sees them */
-	if (ngroups == 0 && json_array_size(groups_j) == 0 && user != NULL && *user && s->conf->forward.auth.present) {
-		ngroups = user_groups(s->conf->forward.auth.groups_file, user, gstore, sizeof gstore, groups, 32);
-		groups_from_file = 1;
+	f.groups = groups;
+	f.ngroups = ngroups;
+	notes = json_array();
+	if (tester_user(side, dc, user, &f, notes) != NULL && ngroups == 0)
+		groups_from = "forward.auth.groups_file";
+	if (f.cred != FWD_CRED_OK) {
+		f.groups = NULL;
+		f.ngroups = 0;
 	}
-	if (!connect) {
-		/* the URL rules see what forward's decide() gives them */
-		size_t ulen = strlen(url), cap = 3 * ulen + FWD_URL_NORM_EXTRA, n;
-		nurl = nurl_store = malloc(cap);
-		err = nurl != NULL ? fwd_url_normalise(url, ulen, nurl_store, cap, &n) : "out of memory";
-		if (err != NULL) {
-			out = json_pack("{s:s}", "error", err);
-			free(nurl_store);
-			json_decref(in);
-			return out;
-		}
+	if (f.form == GW_TF_ABSOLUTE && !f.connect) {
+		f.url_cap = 3 * f.target_len + FWD_URL_NORM_EXTRA;
+		f.url_buf = malloc(f.url_cap);
+		if (f.url_buf == NULL)
+			f.url_cap = 0;
 	}
-	*status = MHD_HTTP_OK;
+	f.explain = 1;
+	f.md = S.md;
+	fwd_decide(dc, &f, &v);
+	free(f.url_buf);
+	f.url_buf = NULL;
+	/* a URL the proxy cannot read is an error in the form as well (400) */
+	*status = v.stage == FWD_STAGE_URL ? MHD_HTTP_BAD_REQUEST : MHD_HTTP_OK;
+	out = verdict(fwd_verdict_name(v.verdict), v.status, fwd_stage_name(v.stage), v.rule, v.reason);
+	if (v.stage == FWD_STAGE_URL)
+		json_object_set_new(out, "error", json_string(v.reason));
+	if (v.stage == FWD_STAGE_POLICY) {
+		const struct fwd_match *why = &v.match;
+		json_object_set_new(out, "match", json_pack("{s:s?,s:s?,s:s?,s:s?,s:s?}", "list", why->list,
+		    "list_entry", why->list_entry, "domain", why->domain, "url", why->url, "hours", why->hours));
+		if (why->rule_index != SIZE_MAX)
+			json_object_set_new(out, "rule_index", json_integer((json_int_t)why->rule_index));
+	}
+	/* what only the request itself can tell */
+	if (v.verdict == FWD_V_ALLOW) {
+		struct gw_addr a;
+		int is_ip = 0;
+		gw_addr_parse_host(host, strlen(host), &a, &is_ip);
+		if (!is_ip)
+			json_array_append_new(notes, json_string("the host is resolved when the request is made: "
+			    "each address it resolves to is then checked against deny_destinations and "
+			    "Gatehouse's own listeners (403 deny_destinations or own_listener)"));
+		if (!f.connect && s->conf->forward.dlp.present && s->conf->forward.dlp.enabled)
+			json_array_append_new(notes, json_string("DLP reads the URL, the headers and the body "
+			    "when the request is made"));
+	}
+	json_object_set_new(out, "notes", notes);
 	strftime(tbuf, sizeof tbuf, "%a %Y-%m-%d %H:%M:%S", &tm);
-	/* the same order of checks as forward/forward.c on_request */
-	if (!fwd_client_allowed(p, (const struct sockaddr *)&ss))
-		out = verdict("deny", 403, "allow_clients", "allow_clients",
-		    "The client address is not in forward.allow_clients.");
-	else if (connect && !fwd_connect_port_allowed(p, port)) {
-		snprintf(because, sizeof because, "CONNECT to port %u is not allowed (forward.connect_ports).", port);
-		out = verdict("deny", 403, "connect_ports", "connect_ports", because);
-	} else if (parse_client(host, &dst) == 0 && set_port(&dst, port) &&
-	    (drule = fwd_dest_refused(adm_fwd_side(s), (const struct sockaddr *)&dst, because,
-	    sizeof because)) != NULL) {
-		/* an IP literal is checked before the policy, as forward.c does
-		 * (host is canonical here: parse_target); names after DNS */
-		out = verdict("deny", 403, drule, drule, because);
-	} else {
-		memset(&fr, 0, sizeof fr);
-		fr.client = (const struct sockaddr *)&ss;
-		fr.user = user != NULL && *user ? user : NULL;
-		fr.groups = groups;
-		fr.ngroups = ngroups;
-		fr.scheme = connect ? FWD_SCHEME_CONNECT : FWD_SCHEME_HTTP;
-		fr.method = connect ? "CONNECT" : method != NULL && *method ? method : "GET";
-		fr.host = host;
-		fr.port = port;
-		fr.url = connect ? NULL : nurl;
-		fr.local_time = &tm;
-		fr.md = S.md;
-		/* as forward.c decide(): an "auth" rule is satisfied by a signed-in
-		 * user (the tester takes the given user as signed in), and
-		 * evaluation goes on with the rules after it */
-		for (size_t first = 0;;) {
-			rule = fwd_policy_eval_from(p, &fr, first, &why);
-			if (rule != NULL && why.action == CONF_ACT_AUTH && fr.user != NULL) {
-				first = why.rule_index + 1;
-				continue;
-			}
-			break;
-		}
-		fwd_match_format(&why, because, sizeof because);
-		if (rule != NULL && why.action == CONF_ACT_AUTH && !s->conf->forward.auth.present)
-			out = verdict("deny", 403, "policy", why.rule_name,
-			    "this rule requires sign-in, but no user database is configured");
-		else if (rule != NULL && why.action == CONF_ACT_AUTH)
-			out = verdict("auth", 407, "policy", why.rule_name, because);
-		else if (rule == NULL || why.action != CONF_ACT_ALLOW)
-			out = verdict("deny", 403, "policy", why.rule_name, because);
-		else
-			out = verdict("allow", 200, "policy", why.rule_name, because);
-		json_object_set_new(out, "match", json_pack("{s:s?,s:s?,s:s?,s:s?,s:s?}", "list", why.list,
-		    "list_entry", why.list_entry, "domain", why.domain, "url", why.url, "hours", why.hours));
-		if (why.rule_index != SIZE_MAX)
-			json_object_set_new(out, "rule_index", json_integer((json_int_t)why.rule_index));
-	}
-	json_object_set_new(out, "input", json_pack("{s:s,s:s,s:s,s:i,s:s,s:s?,s:s}", "client", client,
-	    "method", connect ? "CONNECT" : method != NULL && *method ? method : "GET", "host", host, "port", port,
-	    "url", url, "user", user, "time", tbuf));
+	json_object_set_new(out, "input", json_pack("{s:s,s:s,s:s,s:i,s:s,s:s?,s:s,s:b}", "client", client,
+	    "method", f.method, "host", host, "port", f.port, "url", url, "user", user, "time", tbuf,
+	    "websocket", f.websocket));
 	gj = json_array();
-	for (size_t i = 0; i < ngroups; i++)
-		json_array_append_new(gj, json_string(groups[i]));
+	for (size_t i = 0; i < f.ngroups; i++)
+		json_array_append_new(gj, json_string(f.groups[i]));
 	json_object_set_new(json_object_get(out, "input"), "groups", gj);
-	json_object_set_new(json_object_get(out, "input"), "groups_from", json_string(groups_from_file ?
-	    "forward.auth.groups_file" : "request"));
+	json_object_set_new(json_object_get(out, "input"), "groups_from", json_string(groups_from));
 	json_object_set_new(out, "generation", json_integer((json_int_t)s->generation));
-	free(nurl_store);
 	json_decref(in);
 	return out;
 }

@@ -1,6 +1,10 @@
 /*
  * forward: decisions for the explicit proxy.
  *
+ * Steps 1-5 are decided by fwd_decide() (forward/decide.c), a pure
+ * function that the console's policy tester calls as well: decide()
+ * gathers the request's facts, calls it and acts on the verdict (and on
+ * "verify", checks the credentials and decides again with the outcome).
  * A request goes through, in order:
  *   1. forward.allow_clients (403 block page);
  *   2. origin-form requests to the proxy itself: /proxy.pac and /wpad.dat
@@ -59,6 +63,7 @@
 #include "core/strlit.h"
 #include "forward/auth.h"
 #include "forward/block.h"
+#include "forward/decide.h"
 #include "forward/dlp.h"
 #include "forward/dlp_body.h"
 #include "forward/observe.h"
@@ -73,12 +78,12 @@ struct fwd_data {
 	uint32_t magic;
 	struct fwd_policy *policy;
 	const struct conf *cf;
+	struct fwd_decider dc;    /* what fwd_decide() reads: policy, cf, auth */
 	/* auth (all NULL when forward.auth is absent) */
 	struct fwd_auth_db *db;
 	struct fwd_auth_cache *cache;
 	struct fwd_auth_backoff *backoff;
 	struct fwd_auth_pool *pool;
-	int auth_used;            /* some rule can use a user: credentials are checked */
 	char challenge[300];      /* Proxy-Authenticate value */
 	size_t challenge_len;
 	/* DLP: NULL when off or without detectors */
@@ -102,11 +107,25 @@ struct fwd_data {
 
 struct auth_req;
 
-enum cred { CRED_NONE, CRED_OK, CRED_BAD, CRED_BACKOFF, CRED_BUSY, CRED_THROTTLED };
+static int check_credentials(struct gw_req *rq, struct fwd_data *d, const struct gw_hdr *pa);
 
 const struct fwd_policy *fwd_side_policy(const void *side_data)
 {
 	return side_data != NULL ? ((const struct fwd_data *)side_data)->policy : NULL;
+}
+
+const struct fwd_decider *fwd_side_decider(const void *side_data)
+{
+	const struct fwd_data *d = side_data;
+
+	return d != NULL && d->magic == FWD_MAGIC ? &d->dc : NULL;
+}
+
+const struct fwd_auth_db *fwd_side_auth_db(const void *side_data)
+{
+	const struct fwd_data *d = side_data;
+
+	return d != NULL && d->magic == FWD_MAGIC ? d->db : NULL;
 }
 
 /* ---- counters ---- */
@@ -344,41 +363,17 @@ static void block(struct gw_req *rq, struct fwd_data *d, const char *rule, const
 
 /* ---- PAC ---- */
 
-static int is_pac_path(const struct gw_http_head *h)
+/* The PAC file, or 404 without forward.pac (fwd_decide() said which). */
+static void serve_pac(struct gw_req *rq, struct fwd_data *d, const struct fwd_verdict *v)
 {
-	const char *p = h->path;
-	size_t n = h->path_len;
-
-	if (p == NULL)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (p[i] == '?') {
-			n = i;
-			break;
-		}
-	return (n == 10 && memcmp(p, "/proxy.pac", 10) == 0) ||
-	    (n == 9 && memcmp(p, "/wpad.dat", 9) == 0);
-}
-
-static void serve_local(struct gw_req *rq, struct fwd_data *d)
-{
-	const struct gw_http_head *h = gw_req_head(rq);
-
-	if (h->target_form == GW_TF_ORIGIN && is_pac_path(h) &&
-	    (h->method == GW_M_GET || h->method == GW_M_HEAD)) {
-		gw_req_set_verdict(rq, "local", "pac");
-		if (d->pac == NULL) {
-			gw_req_respond(rq, 404, NULL, NULL, 0, "No PAC file is configured (forward.pac).");
-			return;
-		}
-		count(rq, FWD_C_PAC_SERVED);
-		gw_req_resp_hdr_add(rq, "Cache-Control", GW_STRLIT("max-age=300"));
-		gw_req_respond(rq, 200, "application/x-ns-proxy-autoconfig", d->pac, d->pac_len, NULL);
+	gw_req_set_verdict(rq, "local", "pac");
+	if (v->status != 200 || d->pac == NULL) {
+		gw_req_respond(rq, 404, NULL, NULL, 0, v->reason);
 		return;
 	}
-	gw_req_set_verdict(rq, "local", NULL);
-	gw_req_respond(rq, 400, NULL, NULL, 0,
-	    "This is a proxy: configure it in your browser rather than opening it as a site.");
+	count(rq, FWD_C_PAC_SERVED);
+	gw_req_resp_hdr_add(rq, "Cache-Control", GW_STRLIT("max-age=300"));
+	gw_req_respond(rq, 200, "application/x-ns-proxy-autoconfig", d->pac, d->pac_len, NULL);
 }
 
 /* ---- header hygiene and proxying ---- */
@@ -924,127 +919,152 @@ static void on_body(struct gw_req *rq, const char *data, size_t len, int complet
 
 /* ---- the decision ---- */
 
-static void require_auth(struct gw_req *rq, struct fwd_data *d, const char *rule, enum cred cred,
-    double wait)
+static void require_auth(struct gw_req *rq, struct fwd_data *d, const char *rule,
+    const struct fwd_verdict *v, double wait)
 {
 	const char *detail = NULL;   /* the 407's own line already asks to sign in */
-	const char *verdict = "auth";
 	char msg[160];
 
 	gw_req_resp_hdr_add(rq, "Proxy-Authenticate", d->challenge, d->challenge_len);
 	count(rq, FWD_C_AUTH_REQUIRED);
-	switch (cred) {
-	case CRED_BAD:
+	gw_req_set_verdict(rq, fwd_verdict_name(v->verdict), rule);
+	switch (v->verdict) {
+	case FWD_V_AUTH_FAILED:
 		detail = "The user name or password is not correct.";
-		verdict = "auth-failed";
 		break;
-	case CRED_BACKOFF: {
+	case FWD_V_AUTH_BACKOFF: {
 		char ra[32];
 		int n = snprintf(ra, sizeof ra, "%.0f", wait < 1 ? 1 : wait + 0.5);
 		gw_req_resp_hdr_add(rq, "Retry-After", ra, (size_t)n);
 		snprintf(msg, sizeof msg, "Too many failed sign-ins from your address: try again in %s "
 		    "seconds.", ra);
 		detail = rq_strdup(rq, msg);
-		verdict = "auth-backoff";
 		break;
 	}
-	case CRED_BUSY:
-		gw_req_set_verdict(rq, "auth-busy", rule);
-		gw_req_respond(rq, 503, NULL, NULL, 0, "Sign-in is overloaded; please try again.");
+	case FWD_V_AUTH_BUSY:
+		gw_req_respond(rq, v->status, NULL, NULL, 0, "Sign-in is overloaded; please try again.");
 		return;
-	case CRED_THROTTLED:   /* not a 407: that would make a browser ask for the password again */
+	case FWD_V_AUTH_THROTTLED:   /* not a 407: that would make a browser ask for the password again */
 		gw_req_resp_hdr_add(rq, "Retry-After", GW_STRLIT("1"));
-		gw_req_set_verdict(rq, "auth-throttled", rule);
-		gw_req_respond(rq, 429, NULL, NULL, 0, "Other sign-ins from your address or as this user are "
-		    "being checked; please try again in a second.");
+		gw_req_respond(rq, v->status, NULL, NULL, 0, "Other sign-ins from your address or as this user "
+		    "are being checked; please try again in a second.");
 		return;
 	default:
 		break;
 	}
-	gw_req_set_verdict(rq, verdict, rule);
-	gw_req_respond(rq, 407, NULL, NULL, 0, detail);
+	gw_req_respond(rq, v->status, NULL, NULL, 0, detail);
 }
 
-/*
- * Evaluate the policy for rq with user ui (-1: none) and act on it.  cred
- * says what happened to the credentials (for the 407's wording); wait is
- * the backoff left.
- */
-static void decide(struct gw_req *rq, struct fwd_data *d, long ui, enum cred cred, double wait)
+/* The core tunnels an HTTP/1.1 "Upgrade: websocket" with "Connection:
+ * upgrade" once the origin answers 101 (core/conn.c upgrade_allowed). */
+static int wants_websocket(const struct gw_http_head *h)
+{
+	const struct gw_hdr *u;
+
+	if (!(h->flags & GW_HF_UPGRADE) || !(h->flags & GW_HF_CONN_UPGRADE))
+		return 0;
+	u = gw_http1_find(h, "upgrade");
+	return u != NULL && gw_http1_list_has(u->value, u->value_len, "websocket");
+}
+
+/* The facts of rq for fwd_decide(), with user ui (-1: none) and what
+ * became of the credentials; strings and work space in rq's arena.
+ * Returns -1 when out of memory (the core then answers 503). */
+static int facts_of(struct gw_req *rq, struct fwd_data *d, long ui, enum fwd_cred cred,
+    struct fwd_facts *f)
 {
 	const struct gw_http_head *h = gw_req_head(rq);
-	struct fwd_request fr;
-	struct fwd_match why;
-	const struct fwd_rule *rule;
-	char because[512];
 	static __thread time_t tm_at;
 	static __thread struct tm tm;   /* local time, made once a second */
 	time_t now = time(NULL);
-	size_t first = 0;
 
-	memset(&fr, 0, sizeof fr);
-	if (ui >= 0) {
-		fr.user = fwd_auth_db_name(d->db, ui);
-		fr.groups = fwd_auth_db_groups(d->db, ui, &fr.ngroups);
-		gw_req_set_user(rq, rq_strdup(rq, fr.user));
-	}
+	memset(f, 0, sizeof *f);
 	if (now != tm_at) {
 		localtime_r(&now, &tm);
 		tm_at = now;
 	}
-	fr.client = gw_req_client(rq);
-	fr.scheme = h->method == GW_M_CONNECT ? FWD_SCHEME_CONNECT : FWD_SCHEME_HTTP;
-	fr.method = gw_req_strndup(rq, h->method_str, h->method_len);
-	fr.host = host_lc(rq, h);
-	fr.port = h->port;
-	if (fr.method == NULL || fr.host == NULL)
+	f->client = gw_req_client(rq);
+	f->form = h->target_form;
+	f->connect = h->method == GW_M_CONNECT;
+	f->https = h->target_form == GW_TF_ABSOLUTE && h->scheme_len != 4;
+	f->websocket = wants_websocket(h);
+	f->method = gw_req_strndup(rq, h->method_str, h->method_len);
+	f->host = host_lc(rq, h);
+	f->host_len = h->host != NULL ? h->host_len : 0;
+	f->port = h->port;
+	f->target = h->target;
+	f->target_len = h->target_len;
+	f->path = h->path;
+	f->path_len = h->path_len;
+	f->cred = cred;
+	if (ui >= 0) {
+		f->user = fwd_auth_db_name(d->db, ui);
+		f->groups = fwd_auth_db_groups(d->db, ui, &f->ngroups);
+		gw_req_set_user(rq, rq_strdup(rq, f->user));
+	}
+	f->local_time = &tm;
+	f->md = thread_md();
+	if (h->target_form == GW_TF_ABSOLUTE && !f->connect) {
+		f->url_cap = 3 * h->target_len + FWD_URL_NORM_EXTRA;
+		f->url_buf = gw_req_alloc(rq, f->url_cap);
+		if (f->url_buf == NULL)
+			return -1;
+	}
+	return f->method != NULL && f->host != NULL ? 0 : -1;
+}
+
+/*
+ * Decide rq (fwd_decide) with user ui (-1: none) and act on the verdict.
+ * cred says what happened to the credentials (FWD_CRED_GIVEN: sent, not
+ * checked yet; the 407's wording); wait is the backoff left.
+ */
+static void decide(struct gw_req *rq, struct fwd_data *d, long ui, enum fwd_cred cred, double wait)
+{
+	const struct gw_http_head *h = gw_req_head(rq);
+	struct fwd_facts f;
+	struct fwd_verdict v;
+	const char *name;
+
+	if (facts_of(rq, d, ui, cred, &f) < 0)
 		return;   /* out of memory: the core answers 503 */
-	if (h->method != GW_M_CONNECT) {
-		/* rules see the normalised URL: "HTTP://H/%2e%2e/x.exe" is
-		 * "http://h/x.exe" to them, as to the origin */
-		size_t cap = 3 * h->target_len + FWD_URL_NORM_EXTRA, n;
-		char *u = gw_req_alloc(rq, cap);
-		if (u == NULL)
-			return;   /* out of memory: the core answers 503 */
-		const char *uerr = fwd_url_normalise(h->target, h->target_len, u, cap, &n);
-		if (uerr != NULL) {
-			gw_req_set_verdict(rq, "local", NULL);
-			gw_req_respond(rq, 400, NULL, NULL, 0, uerr);
-			return;
-		}
-		fr.url = u;
-		fr.url_len = n;
-	}
-	fr.local_time = &tm;
-	fr.md = thread_md();
-	for (;;) {
-		rule = fwd_policy_eval_from(d->policy, &fr, first, &why);
-		/* an "auth" rule is satisfied by an authenticated user */
-		if (rule != NULL && why.action == CONF_ACT_AUTH && fr.user != NULL) {
-			first = why.rule_index + 1;
-			continue;
-		}
-		break;
-	}
-	bump(d, rq, rule != NULL ? why.rule_index : d->nrules);
-	const char *name = rq_strdup(rq, why.rule_name);
-	if (rule != NULL && why.action == CONF_ACT_AUTH) {
-		if (d->pool == NULL) {
-			/* policy asks for a login but forward.auth is not configured:
-			 * conf/ should refuse this; never let it through */
-			block(rq, d, name, "this rule requires sign-in, but no user database is configured");
-			return;
-		}
-		require_auth(rq, d, name, cred, wait);
+	if (fwd_decide(&d->dc, &f, &v) < 0) {
+		gw_req_set_verdict(rq, "local", NULL);
+		gw_req_respond(rq, 500, NULL, NULL, 0, NULL);
 		return;
 	}
-	if (rule == NULL || why.action != CONF_ACT_ALLOW) {
-		fwd_match_format(&why, because, sizeof because);   /* only a block says why */
-		block(rq, d, name, because);
+	if (v.stage == FWD_STAGE_POLICY)
+		bump(d, rq, v.match.rule_index != SIZE_MAX ? v.match.rule_index : d->nrules);
+	/* a rule's name lives with the policy; the log line may outlive it */
+	name = v.rule != NULL && v.stage == FWD_STAGE_POLICY ? rq_strdup(rq, v.rule) : v.rule;
+	switch (v.verdict) {
+	case FWD_V_VERIFY: {
+		/* resumes in decide() with the outcome (at once, or from auth_wake()) */
+		const struct gw_hdr *pa = gw_http1_find(h, "proxy-authorization");
+		if (pa == NULL)
+			decide(rq, d, -1, FWD_CRED_NONE, 0);   /* (only sent ones are GIVEN) */
+		else
+			check_credentials(rq, d, pa);
+		return;
+	}
+	case FWD_V_LOCAL:
+		if (name != NULL && strcmp(name, "pac") == 0) {
+			serve_pac(rq, d, &v);
+			return;
+		}
+		gw_req_set_verdict(rq, "local", name);
+		gw_req_respond(rq, v.status, NULL, NULL, 0, v.reason);
+		return;
+	case FWD_V_DENY:
+		block(rq, d, name, v.reason);
+		return;
+	case FWD_V_ALLOW:
+		break;
+	default:   /* the auth verdicts */
+		require_auth(rq, d, name, &v, wait);
 		return;
 	}
 	gw_req_set_verdict(rq, "allow", name);
-	if (h->method == GW_M_CONNECT) {
+	if (f.connect) {
 		if (via_parent(d, h))
 			to_parent(rq, d, parent_pick(d, 0));
 		else
@@ -1122,15 +1142,15 @@ static void auth_wake(struct gw_req *rq, void *arg)
 			count(rq, FWD_C_AUTH_OK);
 			gw_debug("forward: auth: %s verified in %.1f ms", gw_req_id(rq),
 			    (gw_mono_now() - ar->t0) * 1000);
-			decide(rq, d, ar->ui, CRED_OK, 0);
+			decide(rq, d, ar->ui, FWD_CRED_OK, 0);
 		} else if (ar->result == 0) {
 			count(rq, FWD_C_AUTH_FAIL);
-			decide(rq, d, -1, CRED_BAD, ar->wait);
+			decide(rq, d, -1, FWD_CRED_BAD, ar->wait);
 		} else if (ar->result <= -2) {
 			count(rq, FWD_C_AUTH_BACKOFF);
-			decide(rq, d, -1, ar->result == -2 ? CRED_BACKOFF : CRED_THROTTLED, ar->wait);
+			decide(rq, d, -1, ar->result == -2 ? FWD_CRED_BACKOFF : FWD_CRED_THROTTLED, ar->wait);
 		} else {
-			decide(rq, d, -1, CRED_BUSY, 0);
+			decide(rq, d, -1, FWD_CRED_BUSY, 0);
 		}
 	}
 	OPENSSL_cleanse(ar, sizeof *ar);
@@ -1184,20 +1204,20 @@ static int check_credentials(struct gw_req *rq, struct fwd_data *d, const struct
 
 	if (fwd_auth_parse_basic(pa->value, pa->value_len, user, pass) < 0) {
 		count(rq, FWD_C_AUTH_FAIL);
-		decide(rq, d, -1, CRED_BAD, 0);
+		decide(rq, d, -1, FWD_CRED_BAD, 0);
 		return 1;
 	}
 	ui = fwd_auth_db_find(d->db, user);
 	if (ui >= 0 && fwd_auth_cache_check(d->cache, user, pass, now)) {
 		OPENSSL_cleanse(pass, sizeof pass);
 		count(rq, FWD_C_AUTH_CACHED);
-		decide(rq, d, ui, CRED_OK, 0);
+		decide(rq, d, ui, FWD_CRED_OK, 0);
 		return 1;
 	}
 	ar = calloc(1, sizeof *ar);
 	if (ar == NULL) {
 		OPENSSL_cleanse(pass, sizeof pass);
-		decide(rq, d, -1, CRED_BUSY, 0);
+		decide(rq, d, -1, FWD_CRED_BUSY, 0);
 		return 1;
 	}
 	ar->d = d;
@@ -1240,157 +1260,16 @@ static int check_credentials(struct gw_req *rq, struct fwd_data *d, const struct
 	return 1;
 }
 
-/* The core tunnels an HTTP/1.1 "Upgrade: websocket" with "Connection:
- * upgrade" once the origin answers 101 (core/conn.c upgrade_allowed). */
-static int wants_websocket(const struct gw_http_head *h)
-{
-	const struct gw_hdr *u;
-
-	if (!(h->flags & GW_HF_UPGRADE) || !(h->flags & GW_HF_CONN_UPGRADE))
-		return 0;
-	u = gw_http1_find(h, "upgrade");
-	return u != NULL && gw_http1_list_has(u->value, u->value_len, "websocket");
-}
-
-static const char *dest_refused(struct fwd_data *d, const struct sockaddr *sa, char *why, size_t cap);
-
-/* An IP-literal target is checked against deny_destinations and our own
- * listeners at once, before credentials, policy and any upstream
- * connection (pooled or not); names are checked in on_resolved().  Returns
- * 1 when the request was refused. */
-static int literal_refused(struct gw_req *rq, struct fwd_data *d)
-{
-	const struct gw_http_head *h = gw_req_head(rq);
-	struct sockaddr_storage ss;
-	struct gw_addr a;
-	char why[INET6_ADDRSTRLEN + 40];
-	const char *rule;
-	int is_ip;
-
-	if (h->host == NULL || gw_addr_parse_host(h->host, h->host_len, &a, &is_ip) != NULL || !is_ip)
-		return 0;   /* a name (the parser refused ambiguous literals) */
-	gw_addr_canon(&a);
-	gw_addr_to_sa(&a, h->port, &ss);
-	if ((rule = dest_refused(d, (const struct sockaddr *)&ss, why, sizeof why)) == NULL)
-		return 0;
-	block(rq, d, rule, why);
-	return 1;
-}
-
+/* The checks and the policy are fwd_decide()'s (forward/decide.c); the
+ * credentials, when sent and the policy can use them, are checked when it
+ * asks (verdict "verify"). */
 static void on_request(struct gw_req *rq, void *side)
 {
 	struct fwd_data *d = side;
-	const struct gw_http_head *h = gw_req_head(rq);
+	int sent = d->dc.auth_used && d->pool != NULL &&
+	    gw_http1_find(gw_req_head(rq), "proxy-authorization") != NULL;
 
-	if (!fwd_client_allowed(d->policy, gw_req_client(rq))) {
-		block(rq, d, "allow_clients", "your address may not use this proxy (forward.allow_clients)");
-		return;
-	}
-	if (h->target_form == GW_TF_ORIGIN || h->target_form == GW_TF_ASTERISK) {
-		serve_local(rq, d);
-		return;
-	}
-	if (h->method == GW_M_CONNECT) {
-		if (!fwd_connect_port_allowed(d->policy, h->port)) {
-			char because[120];
-			snprintf(because, sizeof because, "CONNECT to port %u is not allowed "
-			    "(forward.connect_ports)", h->port);
-			block(rq, d, "connect_ports", because);
-			return;
-		}
-	} else if (h->scheme_len != 4) {
-		gw_req_set_verdict(rq, "local", NULL);
-		gw_req_respond(rq, 501, NULL, NULL, 0, "https:// URLs must be requested with CONNECT.");
-		return;
-	} else if (wants_websocket(h) && !fwd_websocket_port_allowed(d->policy, h->port)) {
-		/* after its 101 a WebSocket is a raw tunnel, as CONNECT is */
-		char because[120];
-		snprintf(because, sizeof because, "WebSocket to port %u is not allowed "
-		    "(forward.websocket_ports)", h->port);
-		block(rq, d, "websocket_ports", because);
-		return;
-	}
-	if (literal_refused(rq, d))
-		return;
-	if (d->auth_used && d->pool != NULL) {
-		const struct gw_hdr *pa = gw_http1_find(h, "proxy-authorization");
-		if (pa != NULL && check_credentials(rq, d, pa))
-			return;
-	}
-	decide(rq, d, -1, CRED_NONE, 0);
-}
-
-/* Is sa one of our own listening addresses (forward, reverse or console)?
- * Both sides are canonical (core/addr.h); a destination 0.0.0.0 or :: is the
- * loopback address it reaches, and a listener on 0.0.0.0 or [::] (or "*")
- * takes every local address. */
-static int is_own_listener(const struct conf *cf, const struct sockaddr *sa)
-{
-	uint16_t port = sa->sa_family == AF_INET ? ntohs(((const struct sockaddr_in *)sa)->sin_port)
-	    : ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
-	const struct conf_addr *addrs[64];
-	struct gw_addr dst, la;
-	size_t n = 0;
-
-	if (gw_addr_from_sa(sa, &dst) < 0)
-		return 0;
-	gw_addr_reached(&dst);
-	for (size_t i = 0; i < cf->forward.nlisteners && n < 60; i++)
-		addrs[n++] = &cf->forward.listeners[i].addr;
-	for (size_t i = 0; i < cf->reverse.nlisteners && n < 62; i++)
-		addrs[n++] = &cf->reverse.listeners[i].addr;
-	if (cf->admin.listen_enabled)
-		addrs[n++] = &cf->admin.listen;
-	if (cf->admin.metrics_enabled)
-		addrs[n++] = &cf->admin.metrics_listen;
-	for (size_t i = 0; i < n; i++) {
-		if (addrs[i]->port != port)
-			continue;
-		if (addrs[i]->host[0] == '\0')
-			return 1;  /* wildcard: every local address */
-		if (gw_addr_from_sa((const struct sockaddr *)&addrs[i]->ss, &la) < 0)
-			continue;
-		if (gw_addr_is_unspecified(&la))
-			return 1;  /* 0.0.0.0 or [::]: every local address too */
-		if (la.family == dst.family && memcmp(la.a, dst.a, sizeof la.a) == 0)
-			return 1;
-	}
-	return 0;
-}
-
-/* The destination checks for one address (after DNS, and before it for an
- * IP literal): returns the rule that refuses sa ("deny_destinations" or
- * "own_listener") with the reason in why, or NULL. */
-static const char *dest_refused(struct fwd_data *d, const struct sockaddr *sa, char *why, size_t cap)
-{
-	const char *rule, *what;
-	char a[INET6_ADDRSTRLEN] = "?";
-	struct gw_addr ga;
-
-	/* this runs for every proxied request: the address is only formatted
-	 * when it is refused */
-	if (fwd_dest_denied(d->policy, sa)) {
-		rule = "deny_destinations";
-		what = "";
-	} else if (is_own_listener(d->cf, sa)) {
-		rule = "own_listener";
-		what = "our own listener ";
-	} else {
-		return NULL;
-	}
-	if (gw_addr_from_sa(sa, &ga) == 0)
-		gw_addr_format(&ga, a, sizeof a);
-	snprintf(why, cap, "resolves to %s%s", what, a);
-	return rule;
-}
-
-const char *fwd_dest_refused(const void *side_data, const struct sockaddr *sa, char *why, size_t cap)
-{
-	const struct fwd_data *d = side_data;
-
-	if (d == NULL || d->magic != FWD_MAGIC || sa == NULL)
-		return NULL;
-	return dest_refused((struct fwd_data *)d, sa, why, cap);
+	decide(rq, d, -1, sent ? FWD_CRED_GIVEN : FWD_CRED_NONE, 0);
 }
 
 static int on_resolved(struct gw_req *rq, const struct sockaddr *sa, void *side)
@@ -1403,12 +1282,12 @@ static int on_resolved(struct gw_req *rq, const struct sockaddr *sa, void *side)
 	 * literal in literal_refused()) and the parent resolves the name; but a
 	 * "parent" that is one of our own listeners would be a loop */
 	if (via_parent(d, gw_req_head(rq))) {
-		if (!is_own_listener(d->cf, sa))
+		if (!fwd_own_listener(d->cf, sa))
 			return 0;
 		rule = "own_listener";
 		snprintf(why, sizeof why, "forward.parent is our own listener");
 	} else {
-		rule = dest_refused(d, sa, why, sizeof why);
+		rule = fwd_dest_check(d->policy, d->cf, sa, why, sizeof why);
 	}
 	if (rule == NULL)
 		return 0;
@@ -1464,8 +1343,9 @@ static void on_response_head(struct gw_req *rq, const struct gw_http_head *resp,
 	gw_req_respond(rq, 502, NULL, NULL, 0, "The upstream proxy refused the gateway's credentials.");
 }
 
-static struct gw_proto fwd_proto = {   /* .family: set by gw_control_add_side() */
+static const struct gw_proto fwd_proto = {
 	.name = "forward",
+	.family = 0,
 	.on_request = on_request,
 	.on_resolved = on_resolved,
 	.on_body = on_body,
@@ -1505,11 +1385,6 @@ static int compile_auth(struct fwd_data *d, const struct conf *cf, struct conf_e
 	char err[512];
 	size_t first, n;
 
-	for (size_t i = 0; i < cf->forward.npolicy; i++) {
-		const struct conf_fwd_rule *r = &cf->forward.policy[i];
-		if (r->action == CONF_ACT_AUTH || r->users.n > 0 || r->groups.n > 0)
-			d->auth_used = 1;   /* (conf/ refuses "auth" without forward.auth) */
-	}
 	if (!au->present)
 		return 0;
 	d->db = fwd_auth_db_load(au->users_file, au->groups_file, err, sizeof err);
@@ -1576,6 +1451,7 @@ static int compile(const struct conf *cf, struct conf_errors *errs, void **data)
 		ok = 0;
 	else {
 		d->nrules = fwd_policy_nrules(d->policy);
+		fwd_decider_init(&d->dc, d->policy, cf);
 		if (compile_hits(d) < 0) {
 			side_free(d);
 			return -1;
@@ -1635,7 +1511,6 @@ static const struct conf_listener *listeners(const struct conf *cf, size_t *n)
 
 const struct gw_side fwd_side = {
 	.proto = &fwd_proto,
-	.short_name = "fwd",
 	.compile = compile,
 	.free = side_free,
 	.listeners = listeners,

@@ -21,6 +21,15 @@ struct fwd_policy;
  * valid while the snapshot lives. */
 const struct fwd_policy *fwd_side_policy(const void *side_data);
 
+struct fwd_decider;
+struct fwd_auth_db;
+/* For the console's policy tester, from the same side data (NULL when
+ * side_data is NULL or not forward's): what fwd_decide() (forward/decide.h)
+ * reads, and the users and groups loaded from forward.auth (NULL without
+ * it; forward/auth.h).  Borrowed, immutable: valid while the snapshot lives. */
+const struct fwd_decider *fwd_side_decider(const void *side_data);
+const struct fwd_auth_db *fwd_side_auth_db(const void *side_data);
+
 /*
  * Hits of rule rule_index (0-based, as fwd_policy_rule_name()) summed over
  * the workers; rule_index == fwd_policy_nrules() counts requests that no
@@ -50,15 +59,6 @@ enum fwd_counter {
 	FWD_C_COUNT
 };
 
-/*
- * The destination checks the proxy applies to an IP-literal target before
- * anything else and to every resolved address (forward.deny_destinations
- * and our own listeners and console, judged as the address sa reaches, see
- * core/addr.h).  sa is AF_INET/AF_INET6 with the target port.  Returns the
- * rule that refuses it ("deny_destinations" or "own_listener", static) with
- * a reason in why, or NULL.  For the console's tester; any thread.
- */
-const char *fwd_dest_refused(const void *side_data, const struct sockaddr *sa, char *why, size_t cap);
 
 /* Bytes of request bodies held for DLP scanning now, over all workers
  * (bounded by forward.dlp.max_scan_memory).  Any thread; relaxed read. */

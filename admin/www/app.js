@@ -522,6 +522,7 @@
       el('p', { class: 'mono', text: d.why }),
       el('p', { class: 'muted small', text: d.input.method + ' ' + d.input.host + ':' + d.input.port + ' from ' + d.input.client +
         (d.input.user ? ' as ' + d.input.user : '') + ' at ' + d.input.time + ' · generation ' + d.generation }));
+    for (const n of d.notes || []) box.append(el('p', { class: 'muted small', text: 'Not known here: ' + n }));
   }
 
   /* a question in the page: resolves true on OK, false on Cancel or Escape */
