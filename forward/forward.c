@@ -1343,7 +1343,7 @@ static void on_response_head(struct gw_req *rq, const struct gw_http_head *resp,
 	gw_req_respond(rq, 502, NULL, NULL, 0, "The upstream proxy refused the gateway's credentials.");
 }
 
-static const struct gw_proto fwd_proto = {
+static struct gw_proto fwd_proto = {   /* .family: set by gw_control_add_side() */
 	.name = "forward",
 	.family = 0,
 	.on_request = on_request,
