@@ -1,7 +1,8 @@
 /*
  * admin internals shared by the console's files: admin.c (daemons, routing,
  * headers), auth.c (users, sessions, password checks, rate limit, audit),
- * api.c (JSON API and the 1 s sampler), metrics.c (Prometheus text).
+ * api.c and api_*.c (JSON API and the 1 s sampler; their own calls on each
+ * other are in admin/api_int.h), metrics.c (Prometheus text).
  */
 #ifndef GW_ADM_INT_H
 #define GW_ADM_INT_H
@@ -107,12 +108,12 @@ int adm_ct_equal(const char *a, const char *b);       /* constant-time string co
 int adm_random_hex(char *out, size_t nbytes);          /* 2 * nbytes hex digits + NUL; 0 or -1 */
 void adm_sessions_gc(void);
 
-/* ---- api.c ---- */
+/* ---- api.c (the router; the handlers are in api_*.c) ---- */
 int adm_api_init(void);
 void adm_api_free(void);
 enum MHD_Result adm_api(struct MHD_Connection *c, const char *url, const char *method,
     struct adm_req *r, const struct adm_who *who);
-/* The forward family's side data in s (NULL if none). */
+/* The forward family's side data in s (NULL if none); api_fwd.c. */
 const void *adm_fwd_side(const struct gw_snapshot *s);
 /* s became the current generation (a reload subscriber): audit the config change. */
 void adm_api_reloaded(const struct gw_snapshot *s);

@@ -3,7 +3,7 @@
  * pure function over the compiled configuration: no I/O, no request
  * object, no allocation.  forward.c's on_request() gathers the facts of a
  * request and acts on the verdict; the console's policy tester
- * (admin/api.c) gathers the same facts from its form and shows the
+ * (admin/api_fwd.c) gathers the same facts from its form and shows the
  * verdict.  Both therefore run the same checks in the same order:
  *
  *   1. allow_clients                         deny 403   rule allow_clients
