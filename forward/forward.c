@@ -1345,7 +1345,6 @@ static void on_response_head(struct gw_req *rq, const struct gw_http_head *resp,
 
 static struct gw_proto fwd_proto = {   /* .family: set by gw_control_add_side() */
 	.name = "forward",
-	.family = 0,
 	.on_request = on_request,
 	.on_resolved = on_resolved,
 	.on_body = on_body,
@@ -1511,6 +1510,7 @@ static const struct conf_listener *listeners(const struct conf *cf, size_t *n)
 
 const struct gw_side fwd_side = {
 	.proto = &fwd_proto,
+	.short_name = "fwd",
 	.compile = compile,
 	.free = side_free,
 	.listeners = listeners,
