@@ -38,6 +38,19 @@ json_t *adm_api_events(struct MHD_Connection *c)
 
 /* ---- access-log lines, parsed (the Logs page's table and the tail filters) ---- */
 
+/*
+ * This reader is the other half of gw_access_log() (core/log.c), and knows
+ * the line's format a second time: combined's positional fields (client,
+ * ident, user, [time], "request", status, bytes, "referer", "agent",
+ * family, duration), the short names id= up= in= of the json keys
+ * request_id, upstream and bytes_in, the \xHH \" \\ escapes, the two time
+ * formats, and "-" for none.  A change to the writer must be made here too
+ * (test_a_console_ui's tail tests read both formats back).  What the
+ * reader does not know, it leaves as the line has it: combined's name=value
+ * fields are strings (bytes_in too, a number in json) and its referer is
+ * skipped (json keeps it).
+ */
+
 /* Seconds since the epoch of an access-log time stamp (combined
  * "06/Dec/2026:09:00:00 +0000" or json "2026-12-06T09:00:00+0000"); 0 if not one. */
 static double log_time(const char *s, int json)
