@@ -16,34 +16,18 @@
 #define SPARE_BLKS 32
 #endif
 
-/* n bytes, not zeroed (gw_arena_alloc zeroes). */
-void *gw_arena_raw(struct gw_arena_blk **head, size_t n)
+void *gw_arena_grow(struct gw_arena_blk **head, size_t n)
 {
-	struct gw_arena_blk *b = *head;
+	size_t cap = n > GW_ARENA_BLK ? n : GW_ARENA_BLK;
+	struct gw_arena_blk *b = malloc(sizeof *b + cap);
 
-	n = (n + 15) & ~(size_t)15;
-	if (b == NULL || b->cap - b->used < n) {
-		size_t cap = n > GW_ARENA_BLK ? n : GW_ARENA_BLK;
-		b = malloc(sizeof *b + cap);
-		if (b == NULL)
-			return NULL;
-		b->next = *head;
-		b->used = 0;
-		b->cap = cap;
-		*head = b;
-	}
-	void *p = b->data + b->used;
-	b->used += n;
-	return p;
-}
-
-void *gw_arena_alloc(struct gw_arena_blk **head, size_t n)
-{
-	void *p = gw_arena_raw(head, n);
-
-	if (p != NULL)
-		memset(p, 0, n);
-	return p;
+	if (b == NULL)
+		return NULL;
+	b->next = *head;
+	b->used = n;
+	b->cap = cap;
+	*head = b;
+	return b->data;
 }
 
 void gw_arena_free(struct gw_arena_spares *p, struct gw_arena_blk *b)

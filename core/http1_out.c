@@ -77,22 +77,15 @@ void gw_h1out_flush(struct gw_h1out *b)
 	b->len = 0;
 }
 
-void gw_h1out_put(struct gw_h1out *b, const char *s, size_t n)
+void gw_h1out_put_slow(struct gw_h1out *b, const char *s, size_t n)
 {
-	if (b->len + n > sizeof b->buf) {
-		gw_h1out_flush(b);
-		if (n > sizeof b->buf) {
-			evbuffer_add(b->dst, s, n);
-			return;
-		}
+	gw_h1out_flush(b);
+	if (n > sizeof b->buf) {
+		evbuffer_add(b->dst, s, n);
+		return;
 	}
-	memcpy(b->buf + b->len, s, n);
-	b->len += n;
-}
-
-void gw_h1out_str(struct gw_h1out *b, const char *s)
-{
-	gw_h1out_put(b, s, strlen(s));
+	memcpy(b->buf, s, n);
+	b->len = n;
 }
 
 void gw_h1out_uint(struct gw_h1out *b, unsigned long long v, int base)
@@ -105,14 +98,6 @@ void gw_h1out_uint(struct gw_h1out *b, unsigned long long v, int base)
 		v /= (unsigned)base;
 	} while (v > 0);
 	gw_h1out_put(b, tmp + i, sizeof tmp - (size_t)i);
-}
-
-void gw_h1out_hdr(struct gw_h1out *b, const char *name, size_t nlen, const char *value, size_t vlen)
-{
-	gw_h1out_put(b, name, nlen);
-	GW_H1OUT_LIT(b, ": ");
-	gw_h1out_put(b, value, vlen);
-	GW_H1OUT_LIT(b, "\r\n");
 }
 
 /* Append "<hex>\r\n", a chunk-size line, to dst. */

@@ -6,6 +6,7 @@
 #define GW_HTTP1_OUT_H
 
 #include <stddef.h>
+#include <string.h>
 
 #include "core/http1.h"
 
@@ -34,13 +35,39 @@ struct gw_h1out {
 };
 
 void gw_h1out_flush(struct gw_h1out *b);
-void gw_h1out_put(struct gw_h1out *b, const char *s, size_t n);
+/* gw_h1out_put's rare path: flush, then buffer s or add it straight to dst. */
+void gw_h1out_put_slow(struct gw_h1out *b, const char *s, size_t n);
+
+/* The put, str and hdr calls are inline: they run a dozen times per head,
+ * mostly with literal lengths the compiler then copies without a call. */
+static inline void gw_h1out_put(struct gw_h1out *b, const char *s, size_t n)
+{
+	if (__builtin_expect(b->len + n > sizeof b->buf, 0)) {
+		gw_h1out_put_slow(b, s, n);
+		return;
+	}
+	memcpy(b->buf + b->len, s, n);
+	b->len += n;
+}
 #define GW_H1OUT_LIT(b, lit) gw_h1out_put((b), (lit), sizeof(lit) - 1)
-void gw_h1out_str(struct gw_h1out *b, const char *s);
+
+static inline void gw_h1out_str(struct gw_h1out *b, const char *s)
+{
+	gw_h1out_put(b, s, strlen(s));
+}
+
+/* "<name>: <value>\r\n" */
+static inline void gw_h1out_hdr(struct gw_h1out *b, const char *name, size_t nlen,
+    const char *value, size_t vlen)
+{
+	gw_h1out_put(b, name, nlen);
+	GW_H1OUT_LIT(b, ": ");
+	gw_h1out_put(b, value, vlen);
+	GW_H1OUT_LIT(b, "\r\n");
+}
+
 /* v in base 10 or 16 (lower case). */
 void gw_h1out_uint(struct gw_h1out *b, unsigned long long v, int base);
-/* "<name>: <value>\r\n" */
-void gw_h1out_hdr(struct gw_h1out *b, const char *name, size_t nlen, const char *value, size_t vlen);
 /* "Via: 1.<minor> <via>\r\n"; nothing when via is NULL or empty. */
 void gw_h1out_via(struct gw_h1out *b, int minor, const char *via);
 /* The additions of the edit list e, oldest first (at most 64); framing and

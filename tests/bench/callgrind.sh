@@ -6,6 +6,9 @@
 #     bash tests/bench/callgrind.sh        (after run.sh has installed the peers)
 #     CG_CACHE=1 bash tests/bench/callgrind.sh   cache hits instead: Gatehouse's
 #         reverse.cache vs nginx proxy_cache on tmpfs (nginx-cache.conf)
+#     GATEHOUSE_BIN_B=/other/gatehouse bash tests/bench/callgrind.sh   A/B of two
+#         builds: both on the reverse door, then both on the forward door
+#         (absolute-form GETs to the origin), then nginx and HAProxy
 # Output dir: $CG_OUT (default a new /tmp/gh-callgrind.*).
 set -u
 cd "$(dirname "$0")/../.."
@@ -42,15 +45,15 @@ sed -e "s|@DIR@|$OUT/nginx|g" -e "s|@PORT@|$P_NGINX|" -e "s|@ORIGIN@|$P_ORIGIN|"
 sed -e "s|@PORT@|$P_HAP|" -e "s|@ORIGIN@|$P_ORIGIN|" -e "s|maxconn 9990|maxconn 4000|" -e '/# tls$/d' \
 	tests/bench/haproxy.cfg >"$OUT/haproxy.cfg"
 
-run() {   # name port argv...
+run() {   # name port argv...   (RL_ARGS: extra rateload arguments)
 	local name=$1 port=$2; shift 2
 	taskset -c 1 valgrind --tool=callgrind --compress-strings=no --compress-pos=no --callgrind-out-file="$OUT/$name.cg" "$@" >"$OUT/$name.log" 2>&1 &
 	local pid=$!
 	for _ in $(seq 900); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-	taskset -c 0 "$OUT/rateload" -p "$port" -r 200 -c 10 -d 2 >/dev/null      # warm-up
+	taskset -c 0 "$OUT/rateload" -p "$port" ${RL_ARGS:-} -r 200 -c 10 -d 2 >/dev/null      # warm-up
 	# zero the counters after warm-up, then the measured requests
 	callgrind_control -z "$pid" >/dev/null 2>&1
-	local res; res=$(taskset -c 0 "$OUT/rateload" -p "$port" -r 500 -c 10 -d 8)
+	local res; res=$(taskset -c 0 "$OUT/rateload" -p "$port" ${RL_ARGS:-} -r 500 -c 10 -d 8)
 	callgrind_control -d "$pid" >/dev/null 2>&1
 	sleep 1
 	kill -TERM "$pid"; wait "$pid" 2>/dev/null
@@ -60,6 +63,11 @@ run() {   # name port argv...
 	python3 tests/bench/cgself.py "$f" 20 "${ok:-1}"
 }
 run gatehouse $P_GH "$GH" -c "$OUT/gh.conf"
+if [ -n "${GATEHOUSE_BIN_B:-}" ]; then
+	run gatehouse-B $P_GH "$GATEHOUSE_BIN_B" -c "$OUT/gh.conf"
+	RL_ARGS="-a -H 127.0.0.1:$P_ORIGIN" run gatehouse-fwd $P_FWD "$GH" -c "$OUT/gh.conf"
+	RL_ARGS="-a -H 127.0.0.1:$P_ORIGIN" run gatehouse-B-fwd $P_FWD "$GATEHOUSE_BIN_B" -c "$OUT/gh.conf"
+fi
 run nginx $P_NGINX nginx -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf"
 run haproxy $P_HAP haproxy -db -f "$OUT/haproxy.cfg"
 echo "# callgrind files in $OUT"
