@@ -215,10 +215,10 @@ void gw_conn__close(struct gw_conn *c, enum gw_close_reason why)
 
 	if (c->state == CS_CLOSED)
 		return;
-	if (c->up != NULL)
-		gw_upstream__detach(c);
-	if (c->has_private)
-		gw_upstream__drop_owned(w->pool, c);
+	if (conn_up(c) != NULL)
+		gw_upstream_detach(c->rq);
+	if (c->upo.has_private)
+		gw_upstream_drop_owned(w->pool, &c->upo);
 	gw_relay_sp_free(c);
 	if (c->rq != NULL) {
 		struct gw_req *rq = c->rq;
@@ -306,14 +306,15 @@ void gw_conn__write(struct gw_conn *c)
 		wr_enable(c, 0);
 	}
 	/* backpressure release */
-	if (left < HIWAT && c->up_paused && c->up != NULL && !gw_relay_sp_full(c, SP_U2C)) {
+	if (left < HIWAT && c->up_paused && conn_up(c) != NULL && !gw_relay_sp_full(c, SP_U2C)) {
+		struct upconn *u = conn_up(c);
 		c->up_paused = 0;
-		gw_relay_up_rd_enable(c->up, 1);
-		if (evbuffer_get_length(c->up->in) > 0) {
+		gw_relay_up_rd_enable(u, 1);
+		if (evbuffer_get_length(u->in) > 0) {
 			if (c->state == CS_TUNNEL)
 				gw_conn__tunnel_pump(c);
 			else
-				gw_upstream__response(c);
+				gw_upstream_resume(c->rq);
 			return;
 		}
 	}
@@ -347,14 +348,14 @@ static void finish_request(struct gw_conn *c)
 	int linger = rq->linger;
 	enum gw_close_reason why = GW_CLOSE_NO_KEEPALIVE;
 
-	if (c->up != NULL) {
-		struct upconn *u = c->up;
+	if (rq->up != NULL) {
+		struct upconn *u = rq->up;
 		int reuse = rq->dec == DEC_PROXY && rq->respx.done && rq->reqx.done && !u->eof &&
 		    !rq->resp_conn_close && !rq->resp_http10 && rq->respx.kind != GW_BODY_CLOSE &&
 		    evbuffer_get_length(u->in) == 0 && evbuffer_get_length(u->out) == 0 &&
 		    !atomic_load(&c->w->stop);
-		c->up = NULL;
-		u->c = NULL;
+		rq->up = NULL;
+		u->rq = NULL;
 		if (reuse)
 			gw_upstream__pool_put(c->w, u);
 		else
@@ -729,11 +730,11 @@ static void dispatch(struct gw_conn *c, struct gw_req *rq)
 			rq->reqx.out_chunked = h->body == GW_BODY_CHUNKED;
 		}
 		rq->upgrade = upgrade_allowed(h);
-		gw_upstream__start(rq);
+		gw_upstream_start(rq);
 		return;
 	case DEC_TUNNEL:
 		rq->reqx.done = 1;
-		gw_upstream__start(rq);
+		gw_upstream_start(rq);
 		return;
 	}
 }
@@ -911,11 +912,376 @@ static void handle_head(struct gw_conn *c)
 	start_request(c, rq);
 }
 
+/* ---- the sink: the upstream engine reports here ----
+ *
+ * conn.c implements struct gw_sink (core/upstream.h) for the one request
+ * at a time of an HTTP/1 client connection: it writes the heads as
+ * HTTP/1, frames the body for the client, holds the engine while its
+ * output is full (c->up_paused, released by gw_conn__write), and is the
+ * source of the request body and the client end of tunnels.
+ */
+
+/* Move request body bytes from the client to the upstream. */
+static void pump_body(struct gw_conn *c)
+{
+	struct gw_req *rq = c->rq;
+	struct upconn *u = rq != NULL ? rq->up : NULL;
+	size_t before = evbuffer_get_length(c->in);
+
+	if (u == NULL || rq == NULL || rq->reqx.done)
+		return;
+	if (gw_relay_xfer_pump(&rq->reqx, c->in, u->out) < 0) {
+		rq->close_after = 1;
+		if (!rq->resp_head_done) {
+			gw_upstream_detach(rq);
+			gw_conn__respond_error(rq, 400, "bad chunked request body");
+		} else {
+			gw_conn__close(c, GW_CLOSE_BAD_REQUEST);
+		}
+		return;
+	}
+	rq->bytes_in += before - evbuffer_get_length(c->in);
+	if (rq->max_body > 0 && rq->reqx.moved > rq->max_body) {
+		rq->close_after = 1;
+		if (!rq->resp_head_done) {
+			gw_upstream_detach(rq);
+			gw_conn__respond_error(rq, 413, "body over limit");
+		} else {
+			gw_conn__close(c, GW_CLOSE_BAD_REQUEST);
+		}
+		return;
+	}
+	if (rq->reqx.done) {
+		gw_relay_rd_enable(c, 0);
+		event_del(&c->ev_to);
+		if (!rq->resp_head_done)
+			set_timer(&u->ev_to, TO(c)->upstream_response);
+	} else if (c->rd_eof) {
+		rq->reason = "client closed during request body";
+		gw_conn__close(c, GW_CLOSE_CLIENT_EOF);
+		return;
+	} else if (evbuffer_get_length(u->out) >= HIWAT) {
+		gw_relay_rd_enable(c, 0);
+		u->cl_paused = 1;
+		/* the upstream is slow, not the client: the rate window
+		 * starts again when reading resumes */
+		rq->body_t0 = 0;
+		gw_conn__timer(c, TO_BODY);
+	} else {
+		gw_conn__timer(c, TO_BODY);
+	}
+	gw_upstream__write(u);
+}
+
+static int h1_on_interim(struct gw_req *rq, const struct gw_http_head *r)
+{
+	struct gw_conn *c = rq->sink_arg;
+
+	/* passed on to HTTP/1.1 clients only */
+	if (rq->head.version_minor == 1) {
+		evbuffer_add_printf(c->out, "HTTP/1.1 %d %.*s\r\n", r->status,
+		    (int)r->reason_len, r->reason);
+		for (size_t i = 0; i < r->nhdrs; i++)
+			if (!gw_h1out_hop_by_hop(&r->hdrs[i]) && !gw_h1out_conn_listed(r, &r->hdrs[i]))
+				evbuffer_add_printf(c->out, "%.*s: %.*s\r\n",
+				    (int)r->hdrs[i].name_len, r->hdrs[i].name,
+				    (int)r->hdrs[i].value_len, r->hdrs[i].value);
+		evbuffer_add(c->out, GW_STRLIT("\r\n"));
+	}
+	if (evbuffer_get_length(c->out) >= HIWAT) {
+		c->up_paused = 1;   /* gw_conn__write() resumes once the client took it */
+		return GW_SINK_HOLD;
+	}
+	return GW_SINK_GO;
+}
+
+/* The final response head, as HTTP/1 for this client. */
+static int h1_on_head(struct gw_req *rq, const struct gw_http_head *r)
+{
+	struct gw_conn *c = rq->sink_arg;
+	struct evbuffer *o = c->out;
+	const char *via = c->snap->conf->global.via_name;
+	int to_http10 = rq->head.version_minor == 0;
+	const char *date;
+	struct gw_h1out hb;
+	size_t before;
+	int framing = 0;           /* framing fields written */
+
+	if (!gw_h1out_keepalive(&rq->head))
+		rq->close_after = 1;
+	if (r->body == GW_BODY_CHUNKED || r->body == GW_BODY_CLOSE) {
+		if (to_http10)
+			rq->close_after = 1;
+		else
+			rq->respx.out_chunked = 1;
+	}
+	if (!rq->reqx.done)
+		rq->close_after = 1;  /* answered before the body ended: cannot resync */
+
+	if (gw_upstream__head_hook(rq, r))
+		return GW_SINK_LOCAL;
+	before = evbuffer_get_length(o);
+	hb.dst = o;
+	hb.len = 0;
+	GW_H1OUT_LIT(&hb, "HTTP/1.1 ");
+	gw_h1out_uint(&hb, (unsigned)r->status, 10);
+	GW_H1OUT_LIT(&hb, " ");
+	gw_h1out_put(&hb, r->reason, r->reason_len);
+	GW_H1OUT_LIT(&hb, "\r\n");
+	for (size_t i = 0; i < r->nhdrs; i++) {
+		const struct gw_hdr *x = &r->hdrs[i];
+		if (gw_h1out_hop_by_hop(x) || gw_h1out_conn_listed(r, x) || gw_h1out_edit_deleted(rq->resp_edits, x))
+			continue;
+		if (r->status == 204 && gw_h1out_hdr_is(x, "content-length"))
+			continue;   /* RFC 9110 8.6: never on a 204 */
+		framing += gw_h1out_hdr_is(x, "content-length");
+		gw_h1out_hdr(&hb, x->name, x->name_len, x->value, x->value_len);
+	}
+	if (!(r->flags & GW_HF_HAS_DATE)) {
+		size_t dl = gw_httpdate_now(&date);
+		gw_h1out_hdr(&hb, "Date", 4, date, dl);
+	}
+	if (!rq->no_via)
+		gw_h1out_via(&hb, r->version_minor, via);
+	gw_h1out_edits(&hb, rq->resp_edits);
+	if (rq->respx.out_chunked) {
+		GW_H1OUT_LIT(&hb, "Transfer-Encoding: chunked\r\n");
+		framing++;
+	}
+	/* The writer's invariant, checked always: a body goes to the client
+	 * with exactly one framing field, or delimited by the close of the
+	 * connection (announced: Connection: close below); a Content-Length
+	 * body always with its Content-Length.  Else the client would read
+	 * the body, or the next response, as something else. */
+	if (framing > 1 || (framing == 0 && ((r->body == GW_BODY_LENGTH && r->content_length > 0) ||
+	    ((r->body == GW_BODY_CHUNKED || r->body == GW_BODY_CLOSE) && !rq->close_after)))) {
+		gw_error("%s: request %s: response not relayed: its body would go to the client "
+		    "without framing", c->proto->name, rq->id);
+		hb.len = 0;
+		if (gw_relay_truncate(o, before) < 0) {
+			gw_conn__close(c, GW_CLOSE_INTERNAL);
+			return GW_SINK_GONE;
+		}
+		return GW_SINK_FAIL;
+	}
+	if (rq->close_after)
+		GW_H1OUT_LIT(&hb, "Connection: close\r\n");
+	else if (to_http10)
+		GW_H1OUT_LIT(&hb, "Connection: keep-alive\r\n");
+	GW_H1OUT_LIT(&hb, "\r\n");
+	gw_h1out_flush(&hb);
+	return GW_SINK_GO;   /* (the engine marks the head done) */
+}
+
+static int h1_on_body(struct gw_req *rq, struct evbuffer *src, int eof)
+{
+	struct gw_conn *c = rq->sink_arg;
+
+	if (gw_relay_xfer_pump(&rq->respx, src, c->out) < 0)
+		return GW_SINK_FAIL;
+	if (!rq->respx.done && eof) {
+		if (rq->respx.kind == GW_BODY_CLOSE) {
+			rq->respx.done = 1;
+			if (rq->respx.out_chunked)
+				evbuffer_add(c->out, GW_STRLIT("0\r\n\r\n"));
+		} else {
+			gw_conn__write(c);
+			if (c->state != CS_CLOSED) {
+				rq->reason = "upstream closed mid-body";
+				gw_conn__close(c, GW_CLOSE_UPSTREAM_ERROR);
+			}
+			return GW_SINK_GONE;
+		}
+	}
+	if (!rq->respx.done && evbuffer_get_length(c->out) >= HIWAT) {
+		c->up_paused = 1;   /* gw_conn__write() resumes once the client took it */
+		return GW_SINK_HOLD;
+	}
+	return GW_SINK_GO;
+}
+
+static void h1_on_flush(struct gw_req *rq)
+{
+	gw_conn__write(rq->sink_arg);
+}
+
+static void h1_on_error(struct gw_req *rq, int status, const char *reason)
+{
+	struct gw_conn *c = rq->sink_arg;
+
+	if (reason == NULL) {
+		gw_conn__oom(rq);
+		return;
+	}
+	if (rq->resp_head_done || c->state == CS_TUNNEL) {
+		rq->reason = reason;
+		gw_conn__close(c, status == 504 ? GW_CLOSE_UPSTREAM_TIMEOUT : GW_CLOSE_UPSTREAM_ERROR);
+		return;
+	}
+	if (!rq->reqx.done)
+		rq->close_after = 1;
+	c->state = CS_BUSY;
+	gw_conn__respond_error(rq, status, reason);
+}
+
+static int h1_on_ready(struct gw_req *rq)
+{
+	struct gw_conn *c = rq->sink_arg;
+	struct upconn *u = rq->up;
+
+	gw_relay_rd_enable(c, 1);
+	gw_conn__timer(c, TO_BODY);
+	pump_body(c);
+	if (c->state == CS_CLOSED || c->rq != rq || rq->up != u)
+		return GW_SINK_GONE;
+	return GW_SINK_GO;
+}
+
+static void h1_on_sent(struct gw_req *rq, struct upconn *u)
+{
+	struct gw_conn *c = rq->sink_arg;
+	size_t left = evbuffer_get_length(u->out);
+
+	if (left == 0 && gw_relay_sp_held(c, SP_C2U) > 0) {
+		if (gw_relay_sp_out(c, SP_C2U) < 0) {
+			/* as in gw_upstream__write; what the client sends from now
+			 * on is dropped by the evbuffer path (the pipe cannot be
+			 * drained unread) */
+			u->eof = 1;
+			c->sp->failed |= 1u << SP_C2U;
+			gw_relay_sp_drop(c->sp, SP_C2U);
+			gw_relay_up_rd_enable(u, 1);
+			event_active(&u->ev_rd, EV_READ, 0);
+		}
+		left = gw_relay_sp_held(c, SP_C2U);
+	}
+	if (c->state == CS_BUSY && c->rq != NULL && !c->rq->reqx.done) {
+		/* sending the request body: a stalled upstream is timed out */
+		if (left > 0)
+			set_timer(&u->ev_to, TO(c)->upstream_response);
+		else
+			event_del(&u->ev_to);
+	}
+	gw_upstream__arm_write(u, left);
+	if (left < HIWAT && u->cl_paused && !gw_relay_sp_full(c, SP_C2U)) {
+		u->cl_paused = 0;
+		if (c->state == CS_TUNNEL) {
+			gw_relay_rd_enable(c, 1);
+			if (evbuffer_get_length(c->in) > 0)
+				gw_conn__tunnel_pump(c);
+		} else if (c->rq != NULL && !c->rq->reqx.done) {
+			c->rq->body_t0 = 0;   /* body rate: a new window (pump_body) */
+			gw_relay_rd_enable(c, 1);
+			if (evbuffer_get_length(c->in) > 0)
+				pump_body(c);
+		}
+		return;
+	}
+	if (c->state == CS_TUNNEL && left == 0)
+		gw_conn__tunnel_pump(c);
+}
+
+static void h1_on_tunnel(struct gw_req *rq, const struct gw_http_head *r)
+{
+	struct gw_conn *c = rq->sink_arg;
+
+	if (r == NULL) {
+		static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+		evbuffer_add(c->out, ok, sizeof ok - 1);
+	} else {
+		evbuffer_add(c->out, GW_STRLIT("HTTP/1.1 101 Switching Protocols\r\n"));
+		for (size_t i = 0; i < r->nhdrs; i++) {
+			const struct gw_hdr *x = &r->hdrs[i];
+			/* hop-by-hop as in any head, but Upgrade (named by
+			 * Connection: upgrade) goes on with the tunnel; no
+			 * framing fields: what follows is not HTTP */
+			if (((gw_h1out_hop_by_hop(x) || gw_h1out_conn_listed(r, x)) && !gw_h1out_hdr_is(x, "upgrade")) ||
+			    gw_h1out_hdr_is(x, "content-length"))
+				continue;
+			evbuffer_add_printf(c->out, "%.*s: %.*s\r\n", (int)x->name_len, x->name,
+			    (int)x->value_len, x->value);
+		}
+		evbuffer_add(c->out, GW_STRLIT("Connection: upgrade\r\n\r\n"));
+		evbuffer_drain(rq->up->in, r->head_len);
+	}
+	c->state = CS_TUNNEL;
+	gw_conn__timer(c, TO_TUNNEL);
+	gw_relay_rd_enable(c, 1);
+	gw_conn__write(c);
+	if (c->state == CS_TUNNEL)
+		gw_conn__tunnel_pump(c);
+}
+
+static void h1_on_tunnel_rd(struct gw_req *rq, struct upconn *u)
+{
+	struct gw_conn *c = rq->sink_arg;
+	ssize_t n;
+
+	if (gw_relay_read_unwanted(&u->ev_rd, u->rd_on, &u->rd_armed))
+		return;
+	if (!u->eof && u->rd_on) {
+		if (gw_relay_sp_ready(c, SP_U2C)) {
+			n = gw_relay_sp_in(c, SP_U2C);
+		} else {
+			n = gw_relay_read(u->fd, u->ssl, u->in, &u->rd_big);
+			gw_relay_sp_maybe_make(c, SP_U2C, n);
+		}
+		if (n == 0 || n == -1) {
+			u->eof = 1;
+			gw_relay_up_rd_enable(u, 0);
+		} else if (n > 0) {
+			u->got_bytes = 1;
+		}
+	}
+	gw_conn__timer(c, TO_TUNNEL);
+	gw_conn__tunnel_pump(c);
+	/* gw_relay_read stopped at READ_MAX with records read ahead into OpenSSL,
+	 * where epoll cannot see them (as at the end of client_rd_cb) */
+	if (c->state != CS_CLOSED && conn_up(c) == u && u->ssl != NULL && u->rd_on && !u->eof &&
+	    SSL_has_pending(u->ssl))
+		event_active(&u->ev_rd, EV_READ, 0);
+}
+
+static void h1_on_dns(struct gw_req *rq, int waiting)
+{
+	struct gw_conn *c = rq->sink_arg;
+
+	/* evdns's own timeout does not cover a query waiting in its queue
+	 * (over 64 in flight): upstream_connect bounds the resolution too
+	 * (client_to_cb).  A background request keeps its TO_BG bound. */
+	if (waiting && c->to_kind != TO_BG)
+		gw_conn__timer(c, TO_DNS);
+	else if (!waiting && c->to_kind == TO_DNS)
+		event_del(&c->ev_to);
+}
+
+static void h1_on_retry(struct gw_req *rq)
+{
+	struct gw_conn *c = rq->sink_arg;
+
+	evbuffer_drain(c->out, evbuffer_get_length(c->out));
+}
+
+const struct gw_sink gw_conn__sink = {
+	.on_interim = h1_on_interim,
+	.on_head = h1_on_head,
+	.on_body = h1_on_body,
+	.on_flush = h1_on_flush,
+	.on_error = h1_on_error,
+	.on_local = gw_conn__send_local,
+	.on_ready = h1_on_ready,
+	.on_sent = h1_on_sent,
+	.on_tunnel = h1_on_tunnel,
+	.on_tunnel_rd = h1_on_tunnel_rd,
+	.on_dns = h1_on_dns,
+	.on_retry = h1_on_retry,
+};
+
 /* ---- tunnel pump ---- */
 
 void gw_conn__tunnel_pump(struct gw_conn *c)
 {
-	struct upconn *u = c->up;
+	struct upconn *u = conn_up(c);
 	struct gw_req *rq = c->rq;
 	size_t n;
 
@@ -957,7 +1323,7 @@ void gw_conn__tunnel_pump(struct gw_conn *c)
 	}
 	if (evbuffer_get_length(u->out) > 0 || gw_relay_sp_held(c, SP_C2U) > 0)
 		gw_upstream__write(u);
-	if (c->state == CS_TUNNEL && c->up == u &&
+	if (c->state == CS_TUNNEL && conn_up(c) == u &&
 	    (evbuffer_get_length(c->out) > 0 || gw_relay_sp_held(c, SP_U2C) > 0)) {
 		gw_conn__write(c);
 	}
@@ -1058,8 +1424,8 @@ static void client_rd_cb(evutil_socket_t fd, short what, void *arg)
 	case CS_BUSY:
 		if (c->rq != NULL && c->rq->reading_body)
 			buffer_body(c);
-		else if (c->rq != NULL && !c->rq->reqx.done && c->up != NULL && !c->up->connecting)
-			gw_upstream__pump_body(c);
+		else if (c->rq != NULL && !c->rq->reqx.done && c->rq->up != NULL && !c->rq->up->connecting)
+			pump_body(c);
 		else if (c->rd_eof && c->rq != NULL && !c->rq->resp_head_done &&
 		    evbuffer_get_length(c->in) == 0 && !c->rq->reqx.done) {
 			gw_conn__close(c, GW_CLOSE_CLIENT_EOF);
@@ -1133,8 +1499,8 @@ static void client_to_cb(evutil_socket_t fd, short what, void *arg)
 		int slow = c->rq != NULL && c->rq->body_slow;
 
 		if (c->rq != NULL && !c->rq->resp_head_done) {
-			if (c->up != NULL)
-				gw_upstream__detach(c);
+			if (c->rq->up != NULL)
+				gw_upstream_detach(c->rq);
 			c->rq->close_after = 1;
 			if (slow)
 				gw_stat_add(&c->w->stats->close[GW_CLOSE_BODY_TOO_SLOW], 1);
@@ -1169,7 +1535,7 @@ static void client_to_cb(evutil_socket_t fd, short what, void *arg)
 		gw_dns_cancel(c->rq->dnsq);
 		c->rq->dnsq = NULL;
 		gw_stat_add(&c->w->stats->dns_failures, 1);
-		gw_upstream__failed(c, 504, "DNS timeout");
+		gw_upstream_fail(c->rq, 504, "DNS timeout");
 		return;
 	}
 }

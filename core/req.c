@@ -134,8 +134,10 @@ const char *gw_req_client_str(const struct gw_req *rq)
 	if (m->client_str[0] == '\0') {
 		if (rq->client != NULL)
 			gw_req__sa_fmt(rq->client, m->client_str);
-		else
+		else if (rq->c != NULL)
 			peer_fmt(rq->c, m->client_str);
+		else
+			memcpy(m->client_str, "-", 2);   /* an exchange without a client */
 	}
 	return m->client_str;
 }
@@ -370,7 +372,7 @@ void gw_req_set_metric_upstream(struct gw_req *rq, const char *upstream)
 int gw_req__metric_up(struct gw_req *rq)
 {
 	if (rq->m_up == 0)
-		rq->m_up = gw_hist_slot(GW_HT_UPSTREAM, rq->c->proto->name) + 1;
+		rq->m_up = gw_hist_slot(GW_HT_UPSTREAM, rq->proto->name) + 1;
 	return rq->m_up - 1;
 }
 
@@ -388,6 +390,13 @@ struct gw_req *gw_req__new(struct gw_conn *c)
 	rq->arena = a;
 	rq->pool = c->w->pool;
 	rq->c = c;
+	rq->w = c->w;
+	rq->snap = c->snap;
+	rq->proto = c->proto;
+	rq->side = c->side;
+	rq->sink = &gw_conn__sink;
+	rq->sink_arg = c;
+	rq->owner = &c->upo;
 	rq->start = gw_wall_now();
 	rq->start_mono = gw_mono_now();
 	rq->file_fd = -1;
