@@ -68,7 +68,8 @@ static void finish_request(struct gw_conn *c);
 static void handle_head(struct gw_conn *c);
 static void dispatch(struct gw_conn *c, struct gw_req *rq);
 static void buffer_body(struct gw_conn *c);
-static void bg_discard(struct gw_conn *c);
+static void bg_dispatch(struct gw_req *rq);
+static void bg_cancel(struct gw_req *rq, enum gw_close_reason why);
 
 /* ---- timers and buffers ---- */
 
@@ -117,7 +118,6 @@ void gw_conn__timer(struct gw_conn *c, enum cto kind)
 	case TO_SEND: s = t->client_idle; break;
 	case TO_TUNNEL: s = t->tunnel_idle; break;
 	case TO_LINGER: s = LINGER_SECS; break;
-	case TO_BG: s = c->rq != NULL ? c->rq->bg_timeout : 0; break;
 	case TO_DNS: s = t->upstream_connect; break;
 	case TO_FIRST:
 		/* a new connection that has sent nothing yet (on TLS: no byte of
@@ -229,7 +229,7 @@ void gw_conn__close(struct gw_conn *c, enum gw_close_reason why)
 		if (rq->reason == NULL)
 			rq->reason = gw_close_reason_names[why];
 		c->rq = NULL;
-		gw_req__log_free(c, rq);
+		gw_req__log_free(rq);
 	}
 	event_del(&c->ev_rd);
 	if (c->ev_wr != NULL)
@@ -248,11 +248,9 @@ void gw_conn__close(struct gw_conn *c, enum gw_close_reason why)
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
-	if (!c->bg) {   /* (a background request is nobody's connection) */
-		gw_stat_add(&w->stats->close[why], 1);
-		gw_stat_sub(&w->stats->conns_active[c->proto->family], 1);
-		gw_climit_release(&c->peer.sa);
-	}
+	gw_stat_add(&w->stats->close[why], 1);
+	gw_stat_sub(&w->stats->conns_active[c->proto->family], 1);
+	gw_climit_release(&c->peer.sa);
 	if (c->prev != NULL)
 		c->prev->next = c->next;
 	else
@@ -273,8 +271,6 @@ void gw_conn__close(struct gw_conn *c, enum gw_close_reason why)
  * written, moves the state machine on. */
 void gw_conn__write(struct gw_conn *c)
 {
-	if (c->bg)
-		bg_discard(c);
 	while (evbuffer_get_length(c->out) > 0) {
 		int n = gw_relay_write(c->fd, c->ssl, c->out);
 		if (n < 0) {
@@ -348,24 +344,13 @@ static void finish_request(struct gw_conn *c)
 	int linger = rq->linger;
 	enum gw_close_reason why = GW_CLOSE_NO_KEEPALIVE;
 
-	if (rq->up != NULL) {
-		struct upconn *u = rq->up;
-		int reuse = rq->dec == DEC_PROXY && rq->respx.done && rq->reqx.done && !u->eof &&
-		    !rq->resp_conn_close && !rq->resp_http10 && rq->respx.kind != GW_BODY_CLOSE &&
-		    evbuffer_get_length(u->in) == 0 && evbuffer_get_length(u->out) == 0 &&
-		    !atomic_load(&c->w->stop);
-		rq->up = NULL;
-		u->rq = NULL;
-		if (reuse)
-			gw_upstream__pool_put(c->w, u);
-		else
-			gw_upstream__free(u);
-	}
+	if (rq->up != NULL)
+		gw_upstream_release(rq);
 	if (rq->parse_error || rq->dec == DEC_RESPOND)
 		why = GW_CLOSE_LOCAL_REPLY;
 	rq->finished = 1;
 	c->rq = NULL;
-	gw_req__log_free(c, rq);
+	gw_req__log_free(rq);
 	if (atomic_load(&c->w->stop))
 		close_after = 1, why = GW_CLOSE_SHUTDOWN;
 	else if (c->unlisted)
@@ -589,8 +574,13 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 		gw_req__free(rq);
 		return;
 	}
-	GW_CHECK_OBJ(c, CONN_MAGIC);   /* not orphaned: its connection still lives */
 	rq->dec = DEC_NONE;
+	if (rq->bg) {   /* a background request: no connection */
+		rq->wake_fn(rq, rq->wake_arg);
+		bg_dispatch(rq);
+		return;
+	}
+	GW_CHECK_OBJ(c, CONN_MAGIC);   /* not orphaned: its connection still lives */
 	rq->wake_fn(rq, rq->wake_arg);
 	if (c->state != CS_CLOSED && c->rq == rq)
 		dispatch(c, rq);
@@ -600,12 +590,12 @@ void gw_req_defer(struct gw_req *rq)
 {
 	rq->dec = DEC_DEFER;
 	rq->deferred = 1;
-	rq->wake_w = rq->c->w;
+	rq->wake_w = rq->w;
 	rq->wake_w->ndeferred++;
 	if (rq->ev_wake == NULL)
 		rq->ev_wake = gw_req_alloc(rq, sizeof *rq->ev_wake);
 	if (rq->ev_wake != NULL)
-		event_assign(rq->ev_wake, rq->c->w->base, -1, 0, wake_cb, rq);
+		event_assign(rq->ev_wake, rq->w->base, -1, 0, wake_cb, rq);
 	/* else rq->oom: gw_req_wake uses a one-shot event, wake_cb answers 503 */
 }
 
@@ -1248,8 +1238,8 @@ static void h1_on_dns(struct gw_req *rq, int waiting)
 
 	/* evdns's own timeout does not cover a query waiting in its queue
 	 * (over 64 in flight): upstream_connect bounds the resolution too
-	 * (client_to_cb).  A background request keeps its TO_BG bound. */
-	if (waiting && c->to_kind != TO_BG)
+	 * (client_to_cb) */
+	if (waiting)
 		gw_conn__timer(c, TO_DNS);
 	else if (!waiting && c->to_kind == TO_DNS)
 		event_del(&c->ev_to);
@@ -1521,11 +1511,6 @@ static void client_to_cb(evutil_socket_t fd, short what, void *arg)
 	case TO_LINGER:
 		gw_conn__close(c, GW_CLOSE_LOCAL_REPLY);
 		return;
-	case TO_BG:
-		if (c->rq != NULL)
-			c->rq->reason = "background request timeout";
-		gw_conn__close(c, GW_CLOSE_UPSTREAM_TIMEOUT);
-		return;
 	case TO_FIRST:
 		gw_conn__close(c, GW_CLOSE_FIRST_BYTE_TIMEOUT);
 		return;
@@ -1550,8 +1535,7 @@ static void conn_link(struct gw_worker *w, struct gw_conn *c)
 		w->conns->prev = c;
 	w->conns = c;
 	w->nconns++;
-	if (!c->bg)
-		gw_stat_add(&w->stats->conns_active[c->proto->family], 1);
+	gw_stat_add(&w->stats->conns_active[c->proto->family], 1);
 }
 
 /* Over max_connections_per_client: say so in the log at most every 10 s
@@ -1641,11 +1625,14 @@ void gw_conn_drain_all(struct gw_worker *w)
 
 	while (c != NULL) {
 		struct gw_conn *n = c->next;
-		/* idle clients, and background requests: nobody waits for them */
-		if (c->bg || conn_between_requests(c))
+		/* idle clients: nobody waits for them */
+		if (conn_between_requests(c))
 			gw_conn__close(c, GW_CLOSE_SHUTDOWN);
 		c = n;
 	}
+	/* background requests: nobody waits for them either */
+	while (w->pool->bg != NULL)
+		bg_cancel(w->pool->bg, GW_CLOSE_SHUTDOWN);
 }
 
 void gw_conn_listener_gone(struct gw_worker *w, int lfd)
@@ -1657,7 +1644,7 @@ void gw_conn_listener_gone(struct gw_worker *w, int lfd)
 		/* as nginx's old workers do on reload: idle keep-alive clients
 		 * go now, a request under way is answered with Connection: close,
 		 * tunnels run on (they have no request boundary to stop at) */
-		if (c->lfd == lfd && !c->bg) {
+		if (c->lfd == lfd) {
 			c->unlisted = 1;
 			if (conn_between_requests(c))
 				gw_conn__close(c, GW_CLOSE_LISTENER_REMOVED);
@@ -1672,121 +1659,251 @@ void gw_conn_close_all(struct gw_worker *w)
 {
 	while (w->conns != NULL)
 		gw_conn__close(w->conns, GW_CLOSE_SHUTDOWN);
+	while (w->pool->bg != NULL)
+		bg_cancel(w->pool->bg, GW_CLOSE_SHUTDOWN);
 }
 
 /* ---- background requests (gw_req_spawn) ----
  *
- * A background request (e.g. the cache's stale-while-revalidate refresh) runs
- * on a connection without a socket, cloned from the request that spawned it:
- * same worker, snapshot (pinned by its own reference), listener family,
- * addresses and TLS-ness, and a private copy of the same request head.  Why
- * not a separate HTTP client (a core/fetch.c on the upstream code): this way
- * the request takes exactly the path a client's takes -- the family's
- * routing, balancer choice, retries and passive health, forwarding headers,
- * upstream TLS, pool, DNS, timeouts, response parsing and response taps --
- * with no second copy of any of it.  The connection differs only in where
- * its bytes go: gw_conn__write() drops them (bg_discard), it never reads (rd_eof
- * from the start, so after its one request it closes like a client that hung
- * up), it has no descriptor to close, and TO_BG bounds the whole exchange.
- * It is an ordinary member of the worker's connection list, so shutdown and
- * worker stop close it like any other (the family's on_done still runs).
+ * A background request (e.g. the cache's stale-while-revalidate refresh) is
+ * a request without a client connection, cloned from the request that
+ * spawned it: same worker, snapshot (pinned by its own reference), family
+ * and side, TCP peer and TLS-ness, and a private copy of the same request
+ * head.  It takes the path a client's takes -- the family's on_request
+ * (routing, balancer choice, forwarding headers, deferral), then the
+ * upstream engine (retries, passive health, upstream TLS, pool, DNS,
+ * timeouts, response parsing and the family's response hooks and taps) --
+ * with a sink that keeps nothing: the body bytes pass the family's tap and
+ * are dropped.  One timer bounds the whole exchange.  The worker's pool
+ * lists them, and w->nconns counts them, so shutdown and worker stop end
+ * them like connections (the family's on_done still runs).
  */
 
-static void bg_discard(struct gw_conn *c)
+/* End rq: its upstream connection is released (pooled when clean), it is
+ * logged and freed (gw_req__log_free), its snapshot reference dropped. */
+static void bg_end(struct gw_req *rq)
 {
-	size_t n = evbuffer_get_length(c->out);
+	struct gw_worker *w = rq->w;
+	struct gw_snapshot *snap = rq->snap;
 
-	evbuffer_drain(c->out, n);   /* also releases referenced bodies */
-	if (c->rq != NULL)
-		c->rq->bytes_out += n;
+	event_del(rq->ev_bg);
+	if (rq->bg_prev != NULL)
+		rq->bg_prev->bg_next = rq->bg_next;
+	else
+		w->pool->bg = rq->bg_next;
+	if (rq->bg_next != NULL)
+		rq->bg_next->bg_prev = rq->bg_prev;
+	if (rq->up != NULL)
+		gw_upstream_release(rq);
+	gw_req__log_free(rq);
+	gw_snapshot_unref(snap);
+	w->nconns--;
+	if (w->accept_paused && w->nconns < w->max_conns) {
+		extern void gw_worker_resume_accept(struct gw_worker *w);
+		gw_worker_resume_accept(w);
+	}
 }
 
-static void bg_start_cb(evutil_socket_t fd, short what, void *arg)
+/* Cut rq before its end (timeout, shutdown), as a client's close would. */
+static void bg_cancel(struct gw_req *rq, enum gw_close_reason why)
 {
-	struct gw_conn *c = arg;
-	struct gw_req *rq;
+	if (rq->up != NULL)
+		gw_upstream_detach(rq);
+	if (rq->status == 0)
+		rq->status = 499;  /* ended before a response */
+	if (rq->reason == NULL)
+		rq->reason = gw_close_reason_names[why];
+	bg_end(rq);
+}
 
-	GW_CHECK_OBJ(c, CONN_MAGIC);
-	rq = c->rq;
+/* Fail rq with status (nothing is answered: it is logged so). */
+static void bg_fail(struct gw_req *rq, int status, const char *reason)
+{
+	if (!rq->resp_head_done)
+		rq->status = status;
+	rq->reason = reason;
+	bg_end(rq);
+}
+
+static int bg_on_interim(struct gw_req *rq, const struct gw_http_head *r)
+{
+	(void)rq;
+	(void)r;
+	return GW_SINK_GO;
+}
+
+static int bg_on_head(struct gw_req *rq, const struct gw_http_head *r)
+{
+	return gw_upstream__head_hook(rq, r) ? GW_SINK_LOCAL : GW_SINK_GO;
+}
+
+static int bg_on_body(struct gw_req *rq, struct evbuffer *src, int eof)
+{
+	size_t n;
+	int r;
+
+	/* (a background request has no request body: bodybuf is free) */
+	if (rq->bodybuf == NULL && (rq->bodybuf = evbuffer_new()) == NULL)
+		return GW_SINK_FAIL;
+	r = gw_upstream_body_take(rq, src, rq->bodybuf, eof);
+	n = evbuffer_get_length(rq->bodybuf);
+	evbuffer_drain(rq->bodybuf, n);
+	rq->bytes_out += n;
+	if (r == -1)
+		return GW_SINK_FAIL;
+	if (r == -2) {
+		if (rq->up != NULL)
+			gw_upstream_detach(rq);
+		bg_fail(rq, rq->status, "upstream closed mid-body");
+		return GW_SINK_GONE;
+	}
+	return GW_SINK_GO;
+}
+
+static void bg_on_flush(struct gw_req *rq)
+{
+	if (gw_upstream_complete(rq)) {
+		rq->finished = 1;
+		bg_end(rq);
+	}
+}
+
+static void bg_on_error(struct gw_req *rq, int status, const char *reason)
+{
+	if (reason == NULL)
+		status = 503, reason = "out of memory";
+	bg_fail(rq, status, reason);
+}
+
+/* The family answered by itself (rq->status is its status). */
+static void bg_on_local(struct gw_req *rq)
+{
+	rq->finished = 1;
+	bg_end(rq);
+}
+
+static const struct gw_sink bg_sink = {
+	.on_interim = bg_on_interim,
+	.on_head = bg_on_head,
+	.on_body = bg_on_body,
+	.on_flush = bg_on_flush,
+	.on_error = bg_on_error,
+	.on_local = bg_on_local,
+};
+
+/* Carry out the family's decision for a background request. */
+static void bg_dispatch(struct gw_req *rq)
+{
+	const struct gw_http_head *h = &rq->head;
+
+	if (rq->oom) {
+		bg_fail(rq, 503, "out of memory");
+		return;
+	}
+	switch (rq->dec) {
+	case DEC_NONE:
+		gw_error("%s: family decided nothing for request %s", rq->proto->name, rq->id);
+		bg_fail(rq, 500, "no decision");
+		return;
+	case DEC_DEFER:
+		return;  /* gw_req_wake() continues */
+	case DEC_RESPOND:
+	case DEC_FILE:
+		bg_on_local(rq);
+		return;
+	case DEC_READBODY:
+		if (h->body != GW_BODY_NONE && !(h->body == GW_BODY_LENGTH && h->content_length == 0))
+			break;
+		rq->dec = DEC_NONE;
+		rq->body_complete = 1;
+		rq->reqx.done = 1;
+		rq->proto->on_body(rq, "", 0, 1, rq->side);
+		bg_dispatch(rq);
+		return;
+	case DEC_PROXY:
+		if (h->body != GW_BODY_NONE)
+			break;
+		rq->reqx.done = 1;
+		gw_upstream_start(rq);
+		return;
+	case DEC_TUNNEL:
+		break;
+	}
+	bg_fail(rq, 500, "not for a background request");
+}
+
+/* The start (from the loop: the spawner is inside its own on_request),
+ * then the whole exchange's timeout. */
+static void bg_ev_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_req *rq = arg;
+	struct timeval tv;
+
 	(void)fd;
 	(void)what;
-	start_request(c, rq);
-	/* start_request() cleared the client timer; nothing else arms it on a
-	 * socketless connection until the request ends */
-	if (c->state == CS_BUSY && c->rq == rq)
-		gw_conn__timer(c, TO_BG);
+	if (rq->bg == 2) {
+		rq->reason = "background request timeout";
+		bg_cancel(rq, GW_CLOSE_UPSTREAM_TIMEOUT);
+		return;
+	}
+	rq->bg = 2;
+	tv.tv_sec = (time_t)rq->bg_timeout;
+	tv.tv_usec = (suseconds_t)((rq->bg_timeout - (double)tv.tv_sec) * 1e6);
+	event_add(rq->ev_bg, &tv);
+	gw_stat_add(&rq->w->stats->fam[rq->proto->family][GW_FC_REQUESTS], 1);
+	rq->proto->on_request(rq, rq->side);
+	bg_dispatch(rq);
 }
 
 struct gw_req *gw_req_spawn(struct gw_req *parent, double timeout)
 {
-	struct gw_conn *p = parent->c, *c;
-	struct gw_worker *w = p->w;
-	const struct conf_limits *L = &p->snap->conf->global.limits;
+	struct gw_worker *w = parent->w;
+	const struct conf_limits *L = &parent->snap->conf->global.limits;
 	struct gw_http_limits lim = { (size_t)L->max_header_bytes, parent->head.nhdrs + 1,
 		(size_t)L->max_uri_bytes };
 	size_t len = parent->head.head_len;
 	struct gw_req *rq;
+	union gw_sa *peer;
 
 	if (atomic_load(&w->stop) || parent->parse_error || parent->headbuf == NULL || len == 0)
 		return NULL;
-	c = calloc(1, sizeof *c);
-	if (c == NULL)
-		return NULL;
-	c->in = evbuffer_new();
-	c->out = evbuffer_new();
-	if (c->in == NULL || c->out == NULL)
-		goto fail;
-	c->magic = CONN_MAGIC;
-	c->fd = -1;
-	c->w = w;
-	c->snap = p->snap;
-	c->proto = p->proto;
-	c->side = p->side;
-	c->peer = p->peer;
-	c->bg = 1;
-	c->bg_tls = p->ssl != NULL || p->bg_tls;
-	c->rd_eof = 1;
-	c->state = CS_BUSY;
-	event_assign(&c->ev_rd, w->base, -1, 0, client_rd_cb, c);
-	event_assign(&c->ev_to, w->base, -1, 0, client_to_cb, c);
-	/* the start event; never a write event (gw_conn__write never waits) */
-	c->ev_wr = event_new(w->base, -1, 0, bg_start_cb, c);
-	if (c->ev_wr == NULL)
-		goto fail;
-	rq = gw_req__new(c);
+	rq = gw_req__new_bare(w, parent->snap, parent->proto, parent->side);
 	if (rq == NULL)
-		goto fail;
+		return NULL;
+	rq->sink = &bg_sink;
+	rq->sink_arg = rq;
+	rq->bg = 1;
+	rq->tls = parent->tls;
+	rq->bg_timeout = timeout;
 	/* a pristine parse of the raw head (the family may have rewritten the
-	 * parent's), and the parent's local address (there is no socket to ask) */
+	 * parent's), the parent's TCP peer and local address (there is no
+	 * socket to ask) */
 	rq->headbuf = gw_arena_raw(&rq->arena, len);
 	rq->head.hdrs = gw_req_alloc(rq, lim.max_headers * sizeof *rq->head.hdrs);
 	rq->head.hdrs_cap = lim.max_headers;
 	rq->local = gw_req_alloc(rq, sizeof *rq->local);
-	if (rq->headbuf == NULL || rq->head.hdrs == NULL || rq->local == NULL) {
+	rq->peer = peer = gw_req_alloc(rq, sizeof *peer);
+	rq->ev_bg = gw_req_alloc(rq, sizeof *rq->ev_bg);
+	if (rq->headbuf == NULL || rq->head.hdrs == NULL || rq->local == NULL || peer == NULL ||
+	    rq->ev_bg == NULL) {
 		gw_req__free(rq);
-		goto fail;
+		return NULL;
 	}
 	memcpy(rq->local, gw_req_local(parent), sizeof *rq->local);
+	memcpy(peer, parent->peer, sizeof *peer);
 	memcpy(rq->headbuf, parent->headbuf, len);
 	if (gw_http1_parse_request(rq->headbuf, len, &lim, &rq->head) != (ssize_t)len) {
 		gw_req__free(rq);
-		goto fail;
+		return NULL;
 	}
 	rq->bytes_in = len;
-	rq->bg_timeout = timeout;
-	c->rq = rq;
-	gw_snapshot_ref(c->snap);
-	conn_link(w, c);
-	/* from the loop: the caller is usually inside its own on_request */
-	event_active(c->ev_wr, EV_TIMEOUT, 0);
+	gw_snapshot_ref(rq->snap);
+	rq->bg_next = w->pool->bg;
+	if (rq->bg_next != NULL)
+		rq->bg_next->bg_prev = rq;
+	w->pool->bg = rq;
+	w->nconns++;
+	event_assign(rq->ev_bg, w->base, -1, 0, bg_ev_cb, rq);
+	event_active(rq->ev_bg, EV_TIMEOUT, 0);
 	return rq;
-fail:
-	if (c->ev_wr != NULL)
-		event_free(c->ev_wr);
-	if (c->in != NULL)
-		evbuffer_free(c->in);
-	if (c->out != NULL)
-		evbuffer_free(c->out);
-	free(c);
-	return NULL;
 }

@@ -47,7 +47,7 @@
 
 enum cstate { CS_HANDSHAKE, CS_HEAD, CS_BUSY, CS_TUNNEL, CS_LINGER, CS_CLOSED };
 enum decision { DEC_NONE, DEC_PROXY, DEC_TUNNEL, DEC_RESPOND, DEC_FILE, DEC_DEFER, DEC_READBODY };
-enum cto { TO_IDLE, TO_HEADER, TO_BODY, TO_SEND, TO_TUNNEL, TO_LINGER, TO_BG, TO_FIRST, TO_DNS };
+enum cto { TO_IDLE, TO_HEADER, TO_BODY, TO_SEND, TO_TUNNEL, TO_LINGER, TO_FIRST, TO_DNS };
 
 struct upconn;
 
@@ -150,7 +150,16 @@ struct gw_req {
 	int reading_body;
 	int body_complete;         /* bodybuf holds the whole body */
 	int body_buffered;         /* the body went through bodybuf */
-	double bg_timeout;         /* gw_req_spawn: the whole exchange is cut after this */
+	/* who asked: the TCP peer (the connection's, or a background
+	 * request's copy of its parent's), and whether on TLS */
+	const union gw_sa *peer;
+	int tls;
+	/* gw_req_spawn: a background request (no client connection); the
+	 * worker's list of them (struct gw_pool), its whole-exchange bound */
+	int bg;
+	struct gw_req *bg_next, *bg_prev;
+	struct event *ev_bg;       /* (arena) */
+	double bg_timeout;
 };
 
 /*
@@ -179,7 +188,6 @@ struct gw_conn {
 	unsigned rd_on : 1, rd_armed : 1, wr_on : 1, rd_eof : 1, wr_shut : 1, head_started : 1;
 	unsigned rd_big : 2;       /* buf_read's *big */
 	unsigned up_paused : 1;    /* upstream reading paused: our output is full */
-	unsigned bg : 1, bg_tls : 1;   /* socketless (gw_req_spawn); its parent was on TLS */
 	unsigned unlisted : 1;     /* a reload removed its listener: close after this request */
 	struct gw_upowner upo;     /* owner of private upstream connections (pool_private) */
 };
@@ -236,6 +244,8 @@ struct gw_pool {
 	/* standard arena blocks of finished requests, for reuse (a malloc of
 	 * this size is no tcache hit) */
 	struct gw_arena_spares blks;
+	/* the worker's background requests (gw_req_spawn, core/conn.c) */
+	struct gw_req *bg;
 };
 
 /* ---- small helpers of both ends ---- */
@@ -289,9 +299,12 @@ void gw_conn__oom(struct gw_req *rq);
 /* req.c: the request's life. */
 /* A new request on c (arena from the worker's spares), or NULL. */
 struct gw_req *gw_req__new(struct gw_conn *c);
+/* A new request without a client connection (background), or NULL. */
+struct gw_req *gw_req__new_bare(struct gw_worker *w, struct gw_snapshot *snap,
+    const struct gw_proto *proto, void *side);
 /* Run the family's end hooks, count and log rq, then free it (or leave it
  * to gw_req_wake when deferred). */
-void gw_req__log_free(struct gw_conn *c, struct gw_req *rq);
+void gw_req__log_free(struct gw_req *rq);
 /* Free rq and everything it holds. */
 void gw_req__free(struct gw_req *rq);
 /* rq's upstream latency label (a gw_hist slot). */

@@ -274,7 +274,7 @@ void gw_relay_sp_maybe_make(struct gw_conn *c, int d, ssize_t n)
 	struct tsplice *s = c->sp;
 	int p[2];
 
-	if (n < SPLICE_AFTER || c->ssl != NULL || c->bg || conn_up(c) == NULL || conn_up(c)->ssl != NULL)
+	if (n < SPLICE_AFTER || c->ssl != NULL || conn_up(c) == NULL || conn_up(c)->ssl != NULL)
 		return;
 	if (s != NULL && (s->r[d] >= 0 || (s->failed & (1u << d))))
 		return;

@@ -391,6 +391,19 @@ void gw_upstream__write(struct upconn *u)
 	gw_upstream__arm_write(u, evbuffer_get_length(u->out));
 }
 
+/* Detach rq's upstream connection: pooled when reuse, else closed. */
+static void up_let_go(struct gw_req *rq, int reuse)
+{
+	struct upconn *u = rq->up;
+
+	rq->up = NULL;
+	u->rq = NULL;
+	if (reuse)
+		gw_upstream__pool_put(rq->w, u);
+	else
+		gw_upstream__free(u);
+}
+
 /* ---- retries and failures ---- */
 
 /*
@@ -1012,13 +1025,7 @@ static void upstream_response(struct gw_req *rq)
 			int reuse = r.body == GW_BODY_NONE && !(r.flags & GW_HF_CONN_CLOSE) &&
 			    r.version_minor == 1 && rq->reqx.done;
 			evbuffer_drain(u->in, (size_t)n);
-			reuse = reuse && evbuffer_get_length(u->in) == 0 && !u->eof;
-			rq->up = NULL;
-			u->rq = NULL;
-			if (reuse)
-				gw_upstream__pool_put(rq->w, u);
-			else
-				gw_upstream__free(u);
+			up_let_go(rq, reuse && evbuffer_get_length(u->in) == 0 && !u->eof);
 			rq->resp_head_done = 0;
 			rq->sink->on_local(rq);
 			return;
@@ -1303,6 +1310,16 @@ static void up_to_cb(evutil_socket_t fd, short what, void *arg)
 	upstream_failed(rq, 504, "upstream response timeout");
 }
 
+void gw_upstream_release(struct gw_req *rq)
+{
+	struct upconn *u = rq->up;
+
+	up_let_go(rq, rq->dec == DEC_PROXY && rq->respx.done && rq->reqx.done && !u->eof &&
+	    !rq->resp_conn_close && !rq->resp_http10 && rq->respx.kind != GW_BODY_CLOSE &&
+	    evbuffer_get_length(u->in) == 0 && evbuffer_get_length(u->out) == 0 &&
+	    !atomic_load(&rq->w->stop));
+}
+
 /* ---- exchanges without a client connection ----
  *
  * Health checks (reverse/hcheck.c) and tests run exchanges on a loop that
@@ -1348,25 +1365,13 @@ struct gw_req *gw_upstream_req_new(struct gw_worker *w, struct gw_snapshot *snap
 {
 	const struct conf_limits *L = &snap->conf->global.limits;
 	struct gw_http_limits lim = { (size_t)L->max_header_bytes, 64, (size_t)L->max_uri_bytes };
-	struct gw_arena_blk *a = gw_arena_spare(&w->pool->blks);
-	struct gw_req *rq = gw_arena_alloc(&a, sizeof *rq);
+	struct gw_req *rq = gw_req__new_bare(w, snap, proto, NULL);
 
-	if (rq == NULL) {
-		gw_arena_free(&w->pool->blks, a);
+	if (rq == NULL)
 		return NULL;
-	}
-	rq->arena = a;
-	rq->pool = w->pool;
-	rq->w = w;
-	rq->snap = snap;
 	w->snap = snap;            /* (pool_put reads the idle timeout there) */
-	rq->proto = proto;
 	rq->sink = sink;
 	rq->sink_arg = sink_arg;
-	rq->file_fd = -1;
-	rq->start = gw_wall_now();
-	rq->start_mono = gw_mono_now();
-	memcpy(rq->id, "-", 2);
 	rq->no_via = 1;
 	rq->headbuf = gw_arena_raw(&rq->arena, len);
 	rq->head.hdrs = gw_req_alloc(rq, lim.max_headers * sizeof *rq->head.hdrs);

@@ -116,6 +116,9 @@ int gw_upstream_complete(const struct gw_req *rq);
 void gw_upstream_fail(struct gw_req *rq, int status, const char *reason);
 /* Close and detach rq's upstream connection (not pooled). */
 void gw_upstream_detach(struct gw_req *rq);
+/* The exchange is over (rq->up not NULL): pool its upstream connection
+ * if the exchange left it clean and reusable, else close it. */
+void gw_upstream_release(struct gw_req *rq);
 /* Close the pooled connections private to owner (it is going away). */
 void gw_upstream_drop_owned(struct gw_pool *p, const struct gw_upowner *owner);
 
