@@ -305,19 +305,20 @@ void gw_conn__write(struct gw_conn *c)
 	if (left < HIWAT && c->up_paused && conn_up(c) != NULL && !gw_relay_sp_full(c, SP_U2C)) {
 		struct upconn *u = conn_up(c);
 		c->up_paused = 0;
+		if (c->state != CS_TUNNEL && (evbuffer_get_length(u->in) > 0 || c->rq->filtering)) {
+			gw_upstream_resume(c->rq);   /* (reads on, hands over what waits) */
+			return;
+		}
 		gw_relay_up_rd_enable(u, 1);
 		if (evbuffer_get_length(u->in) > 0) {
-			if (c->state == CS_TUNNEL)
-				gw_conn__tunnel_pump(c);
-			else
-				gw_upstream_resume(c->rq);
+			gw_conn__tunnel_pump(c);
 			return;
 		}
 	}
 	if (left == 0 && c->state == CS_BUSY && c->rq != NULL) {
 		struct gw_req *rq = c->rq;
 		int complete = (rq->dec == DEC_RESPOND || rq->dec == DEC_FILE) ||
-		    (rq->dec == DEC_PROXY && rq->resp_head_done && rq->respx.done);
+		    (rq->dec == DEC_PROXY && rq->resp_head_done && GW_SINK_XFER(rq)->done);
 		if (complete)
 			finish_request(c);
 	}
@@ -992,6 +993,8 @@ static int h1_on_head(struct gw_req *rq, const struct gw_http_head *r)
 	struct evbuffer *o = c->out;
 	const char *via = c->snap->conf->global.via_name;
 	int to_http10 = rq->head.version_minor == 0;
+	enum gw_body_kind kind = r->body;   /* the body the client gets */
+	uint64_t clen = r->content_length;
 	const char *date;
 	struct gw_h1out hb;
 	size_t before;
@@ -1008,8 +1011,20 @@ static int h1_on_head(struct gw_req *rq, const struct gw_http_head *r)
 	if (!rq->reqx.done)
 		rq->close_after = 1;  /* answered before the body ended: cannot resync */
 
-	if (gw_upstream__head_hook(rq, r))
+	if (gw_upstream_head_hook(rq, r))
 		return GW_SINK_LOCAL;
+	if (rq->filtering) {
+		/* the filter's output: a body of unknown length, chunked to an
+		 * HTTP/1.1 client, close-delimited to an HTTP/1.0 one (and the
+		 * upstream's body comes without its framing) */
+		rq->respx.out_chunked = 0;
+		kind = GW_BODY_CLOSE;
+		clen = 0;
+		if (to_http10)
+			rq->close_after = 1;
+		else
+			rq->fx.out_chunked = 1;
+	}
 	before = evbuffer_get_length(o);
 	hb.dst = o;
 	hb.len = 0;
@@ -1022,8 +1037,8 @@ static int h1_on_head(struct gw_req *rq, const struct gw_http_head *r)
 		const struct gw_hdr *x = &r->hdrs[i];
 		if (gw_h1out_hop_by_hop(x) || gw_h1out_conn_listed(r, x) || gw_h1out_edit_deleted(rq->resp_edits, x))
 			continue;
-		if (r->status == 204 && gw_h1out_hdr_is(x, "content-length"))
-			continue;   /* RFC 9110 8.6: never on a 204 */
+		if ((r->status == 204 || rq->filtering) && gw_h1out_hdr_is(x, "content-length"))
+			continue;   /* RFC 9110 8.6: never on a 204; a filter's length is unknown */
 		framing += gw_h1out_hdr_is(x, "content-length");
 		gw_h1out_hdr(&hb, x->name, x->name_len, x->value, x->value_len);
 	}
@@ -1034,7 +1049,7 @@ static int h1_on_head(struct gw_req *rq, const struct gw_http_head *r)
 	if (!rq->no_via)
 		gw_h1out_via(&hb, r->version_minor, via);
 	gw_h1out_edits(&hb, rq->resp_edits);
-	if (rq->respx.out_chunked) {
+	if (rq->respx.out_chunked || rq->fx.out_chunked) {
 		GW_H1OUT_LIT(&hb, "Transfer-Encoding: chunked\r\n");
 		framing++;
 	}
@@ -1043,8 +1058,8 @@ static int h1_on_head(struct gw_req *rq, const struct gw_http_head *r)
 	 * connection (announced: Connection: close below); a Content-Length
 	 * body always with its Content-Length.  Else the client would read
 	 * the body, or the next response, as something else. */
-	if (framing > 1 || (framing == 0 && ((r->body == GW_BODY_LENGTH && r->content_length > 0) ||
-	    ((r->body == GW_BODY_CHUNKED || r->body == GW_BODY_CLOSE) && !rq->close_after)))) {
+	if (framing > 1 || (framing == 0 && ((kind == GW_BODY_LENGTH && clen > 0) ||
+	    ((kind == GW_BODY_CHUNKED || kind == GW_BODY_CLOSE) && !rq->close_after)))) {
 		gw_error("%s: request %s: response not relayed: its body would go to the client "
 		    "without framing", c->proto->name, rq->id);
 		hb.len = 0;
@@ -1066,13 +1081,14 @@ static int h1_on_head(struct gw_req *rq, const struct gw_http_head *r)
 static int h1_on_body(struct gw_req *rq, struct evbuffer *src, int eof)
 {
 	struct gw_conn *c = rq->sink_arg;
+	struct xfer *x = GW_SINK_XFER(rq);
 
-	if (gw_relay_xfer_pump(&rq->respx, src, c->out) < 0)
+	if (gw_relay_xfer_pump(x, src, c->out) < 0)
 		return GW_SINK_FAIL;
-	if (!rq->respx.done && eof) {
-		if (rq->respx.kind == GW_BODY_CLOSE) {
-			rq->respx.done = 1;
-			if (rq->respx.out_chunked)
+	if (!x->done && eof) {
+		if (x->kind == GW_BODY_CLOSE) {
+			x->done = 1;
+			if (x->out_chunked)
 				evbuffer_add(c->out, GW_STRLIT("0\r\n\r\n"));
 		} else {
 			gw_conn__write(c);
@@ -1083,7 +1099,7 @@ static int h1_on_body(struct gw_req *rq, struct evbuffer *src, int eof)
 			return GW_SINK_GONE;
 		}
 	}
-	if (!rq->respx.done && evbuffer_get_length(c->out) >= HIWAT) {
+	if (!x->done && evbuffer_get_length(c->out) >= HIWAT) {
 		c->up_paused = 1;   /* gw_conn__write() resumes once the client took it */
 		return GW_SINK_HOLD;
 	}
@@ -1734,7 +1750,7 @@ static int bg_on_interim(struct gw_req *rq, const struct gw_http_head *r)
 
 static int bg_on_head(struct gw_req *rq, const struct gw_http_head *r)
 {
-	return gw_upstream__head_hook(rq, r) ? GW_SINK_LOCAL : GW_SINK_GO;
+	return gw_upstream_head_hook(rq, r) ? GW_SINK_LOCAL : GW_SINK_GO;
 }
 
 static int bg_on_body(struct gw_req *rq, struct evbuffer *src, int eof)

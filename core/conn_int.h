@@ -160,6 +160,12 @@ struct gw_req {
 	struct gw_req *bg_next, *bg_prev;
 	struct event *ev_bg;       /* (arena) */
 	double bg_timeout;
+	/* on_response_filter (gw_req_filter_response): the de-framed body
+	 * waiting for the filter, what it emitted, and the sink's side of
+	 * the framing (a close-delimited body: its end is the last emit) */
+	int filtering, filt_held, filt_last_given, filt_last_emitted;
+	struct evbuffer *filt_in, *filt_out;
+	struct xfer fx;
 };
 
 /*
@@ -191,6 +197,10 @@ struct gw_conn {
 	unsigned unlisted : 1;     /* a reload removed its listener: close after this request */
 	struct gw_upowner upo;     /* owner of private upstream connections (pool_private) */
 };
+
+/* The body framing a sink reads (src of its on_body): the upstream's, or,
+ * for a filtered response, the filter's output (close-delimited). */
+#define GW_SINK_XFER(rq) ((rq)->filtering ? &(rq)->fx : &(rq)->respx)
 
 /* The client connection's upstream connection (that of its request). */
 static inline struct upconn *conn_up(const struct gw_conn *c)
@@ -331,9 +341,5 @@ void gw_upstream__arm_write(struct upconn *u, size_t left);
 void gw_upstream__free(struct upconn *u);
 /* Pool u as idle (or close it when over the bounds). */
 void gw_upstream__pool_put(struct gw_worker *w, struct upconn *u);
-/* For a sink's on_head: run the family's on_response_head (and install
- * its on_response_body tap).  Returns 1 when the family chose to answer
- * by itself instead (or ran out of memory): the sink writes nothing. */
-int gw_upstream__head_hook(struct gw_req *rq, const struct gw_http_head *r);
 
 #endif

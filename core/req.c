@@ -514,6 +514,10 @@ void gw_req__free(struct gw_req *rq)
 		close(rq->file_fd);
 	if (rq->bodybuf != NULL)
 		evbuffer_free(rq->bodybuf);
+	if (rq->filt_in != NULL)
+		evbuffer_free(rq->filt_in);
+	if (rq->filt_out != NULL)
+		evbuffer_free(rq->filt_out);
 	gw_arena_free(&rq->pool->blks, rq->arena);
 }
 

@@ -67,6 +67,7 @@ static void upstream_ready(struct gw_req *rq);
 static int family_retry(struct gw_req *rq, int stage);
 static void upstream_failed(struct gw_req *rq, int status, const char *reason);
 static void resp_tap(void *arg, const char *p, size_t n);
+static void filter_pump(struct gw_req *rq);
 
 /* ---- pool ---- */
 
@@ -882,6 +883,103 @@ static int retry_fresh(struct gw_req *rq)
 	return 1;
 }
 
+static void response_ended(struct gw_req *rq)
+{
+	if (!rq->resp_ended && rq->proto->on_response_end != NULL) {
+		/* the whole body came from the upstream: a cache can
+		 * commit now, not after the last write to the client
+		 * (a request on another worker must not miss it) */
+		rq->resp_ended = 1;
+		rq->proto->on_response_end(rq, 1, rq->side);
+	}
+}
+
+/*
+ * The body of a filtered response (on_response_filter): from the upstream
+ * (without its framing) to rq->filt_in, from there through the filter
+ * (unless it holds), and what the filter emitted (rq->filt_out) to the
+ * sink, as a close-delimited body that ends with the filter's last emit.
+ */
+static void filter_pump(struct gw_req *rq)
+{
+	struct upconn *u = rq->up;
+	int st;
+
+	if (!rq->respx.done) {
+		if (gw_relay_xfer_pump(&rq->respx, u->in, rq->filt_in) < 0) {
+			upstream_failed(rq, 502, "invalid chunked response body");
+			return;
+		}
+		if (!rq->respx.done && u->eof) {
+			if (rq->respx.kind != GW_BODY_CLOSE) {
+				upstream_failed(rq, 502, "upstream closed mid-body");
+				return;
+			}
+			rq->respx.done = 1;
+		}
+	}
+	while (!rq->filt_held && !rq->filt_last_given) {
+		struct evbuffer_iovec v;
+		size_t left = evbuffer_get_length(rq->filt_in), n = 0;
+		int last;
+
+		if (left > 0 && evbuffer_peek(rq->filt_in, -1, NULL, &v, 1) == 1)
+			n = v.iov_len;
+		if (n == 0 && !rq->respx.done)
+			break;
+		last = rq->respx.done && n == left;
+		st = rq->proto->on_response_filter(rq, n > 0 ? v.iov_base : "", n, last, rq->side);
+		evbuffer_drain(rq->filt_in, n);
+		rq->filt_last_given |= last;
+		rq->filt_held = st == GW_FILTER_HOLD;
+	}
+	if (rq->respx.done) {
+		gw_relay_up_rd_enable(u, 0);
+		response_ended(rq);
+	} else if (rq->filt_held) {
+		gw_relay_up_rd_enable(u, 0);   /* gw_req_resume() reads on */
+		event_del(&u->ev_to);          /* (nothing is awaited from the upstream) */
+	} else {
+		set_timer(&u->ev_to, RTO(rq)->upstream_response);
+	}
+	st = rq->sink->on_body(rq, rq->filt_out, rq->filt_last_emitted);
+	if (st == GW_SINK_GONE)
+		return;
+	if (st == GW_SINK_FAIL) {
+		upstream_failed(rq, 502, "response body not taken");
+		return;
+	}
+	if (st == GW_SINK_HOLD)
+		gw_relay_up_rd_enable(u, 0);   /* the sink resumes (gw_upstream_resume) */
+	rq->sink->on_flush(rq);
+}
+
+int gw_req_filter_response(struct gw_req *rq)
+{
+	if (rq->respx.done || rq->proto->on_response_filter == NULL)
+		return 0;   /* no body to filter (or no filter) */
+	if ((rq->filt_in == NULL && (rq->filt_in = evbuffer_new()) == NULL) ||
+	    (rq->filt_out == NULL && (rq->filt_out = evbuffer_new()) == NULL))
+		return -1;
+	rq->filtering = 1;
+	rq->fx.kind = GW_BODY_CLOSE;   /* its end: the filter's last emit */
+	return 0;
+}
+
+void gw_req_body_emit(struct gw_req *rq, const void *p, size_t n, int last)
+{
+	if (n > 0 && evbuffer_add(rq->filt_out, p, n) < 0)
+		rq->oom = 1;
+	rq->filt_last_emitted |= last;
+}
+
+void gw_req_resume(struct gw_req *rq)
+{
+	rq->filt_held = 0;
+	if (rq->up != NULL)
+		gw_upstream_resume(rq);
+}
+
 static void resp_tap(void *arg, const char *p, size_t n)
 {
 	struct gw_req *rq = arg;
@@ -889,7 +987,7 @@ static void resp_tap(void *arg, const char *p, size_t n)
 	rq->proto->on_response_body(rq, p, n, rq->side);
 }
 
-int gw_upstream__head_hook(struct gw_req *rq, const struct gw_http_head *r)
+int gw_upstream_head_hook(struct gw_req *rq, const struct gw_http_head *r)
 {
 	if (rq->proto->on_response_head != NULL) {
 		rq->proto->on_response_head(rq, r, rq->side);
@@ -1034,6 +1132,10 @@ static void upstream_response(struct gw_req *rq)
 		evbuffer_drain(u->in, (size_t)n);
 	}
 	event_del(&u->ev_to);
+	if (rq->filtering) {
+		filter_pump(rq);
+		return;
+	}
 	st = GW_SINK_GO;
 	if (!rq->respx.done) {
 		st = rq->sink->on_body(rq, u->in, u->eof);
@@ -1048,13 +1150,7 @@ static void upstream_response(struct gw_req *rq)
 	}
 	if (rq->respx.done) {
 		gw_relay_up_rd_enable(u, 0);   /* (the timer went above) */
-		if (!rq->resp_ended && rq->proto->on_response_end != NULL) {
-			/* the whole body came from the upstream: a cache can
-			 * commit now, not after the last write to the client
-			 * (a request on another worker must not miss it) */
-			rq->resp_ended = 1;
-			rq->proto->on_response_end(rq, 1, rq->side);
-		}
+		response_ended(rq);
 	} else if (st == GW_SINK_HOLD) {
 		gw_relay_up_rd_enable(u, 0);   /* the sink resumes (gw_upstream_resume) */
 	}
@@ -1063,27 +1159,32 @@ static void upstream_response(struct gw_req *rq)
 
 int gw_upstream_body_take(struct gw_req *rq, struct evbuffer *src, struct evbuffer *dst, int eof)
 {
-	if (gw_relay_xfer_pump(&rq->respx, src, dst) < 0)
+	struct xfer *x = GW_SINK_XFER(rq);
+
+	if (gw_relay_xfer_pump(x, src, dst) < 0)
 		return -1;
-	if (!rq->respx.done && eof) {
-		if (rq->respx.kind != GW_BODY_CLOSE)
+	if (!x->done && eof) {
+		if (x->kind != GW_BODY_CLOSE)
 			return -2;
-		rq->respx.done = 1;
+		x->done = 1;
 	}
-	return rq->respx.done;
+	return x->done;
 }
 
 int gw_upstream_complete(const struct gw_req *rq)
 {
-	return rq->resp_head_done && rq->respx.done;
+	return rq->resp_head_done && GW_SINK_XFER(rq)->done;
 }
 
 void gw_upstream_resume(struct gw_req *rq)
 {
 	struct upconn *u = rq->up;
 
-	gw_relay_up_rd_enable(u, 1);
-	if (evbuffer_get_length(u->in) > 0)
+	if (!rq->respx.done && !rq->filt_held)
+		gw_relay_up_rd_enable(u, 1);
+	if (rq->filtering && rq->resp_head_done)
+		filter_pump(rq);   /* (what the filter emitted meanwhile goes out too) */
+	else if (evbuffer_get_length(u->in) > 0)
 		upstream_response(rq);
 }
 

@@ -45,7 +45,7 @@ struct gw_sink {
 	 * reading and calls on_flush). */
 	int (*on_interim)(struct gw_req *rq, const struct gw_http_head *r);
 	/* The final response head (r valid only during the call).  The sink
-	 * runs gw_upstream__head_hook (the family's on_response_head) when it
+	 * runs gw_upstream_head_hook (the family's on_response_head) when it
 	 * sees fit, sets rq->respx's output framing, and writes the head.  GO
 	 * (the engine marks the head done; the body follows), LOCAL (the
 	 * family answers instead: the engine releases the upstream and calls
@@ -103,6 +103,11 @@ void gw_upstream_start(struct gw_req *rq);
 /* The sink took enough after a HOLD: read the upstream again (and hand
  * over what is already buffered). */
 void gw_upstream_resume(struct gw_req *rq);
+/* For a sink's on_head: run the family's on_response_head (and install
+ * its on_response_body tap; it may turn the response filter on).  Returns
+ * 1 when the family chose to answer by itself instead (or ran out of
+ * memory): the sink writes nothing and returns GW_SINK_LOCAL. */
+int gw_upstream_head_hook(struct gw_req *rq, const struct gw_http_head *r);
 /* For an on_body that keeps the bytes as they are (no framing of its
  * own): move the body from src to dst without the upstream's framing
  * (the family's on_response_body tap sees them).  1: the body is complete;

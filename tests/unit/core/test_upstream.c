@@ -106,7 +106,7 @@ static int t_on_head(struct gw_req *rq, const struct gw_http_head *r)
 	struct tsink *t = gw_req_data(rq);
 
 	t->status = r->status;
-	return GW_SINK_GO;
+	return gw_upstream_head_hook(rq, r) ? GW_SINK_LOCAL : GW_SINK_GO;
 }
 
 static int t_on_body(struct gw_req *rq, struct evbuffer *src, int eof)
@@ -183,9 +183,67 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
 
 static const struct gw_proto tproto = { .name = "test", .family = 0 };
 
+/* ---- a response filter (on_response_filter): upper-cases the body, holds
+ * once (resumed from a timer, having emitted meanwhile), and ends it with
+ * "!" ---- */
+
+static struct event *g_filt_ev;
+static struct gw_req *g_filt_rq;
+static int g_filt_calls, g_filt_holds, g_filt_lasts;
+
+static void f_on_response_head(struct gw_req *rq, const struct gw_http_head *r, void *side)
+{
+	(void)r;
+	(void)side;
+	gw_req_filter_response(rq);
+}
+
+static void filt_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	gw_req_body_emit(g_filt_rq, "<", 1, 0);   /* emitted while held: goes out on resume */
+	gw_req_resume(g_filt_rq);
+}
+
+static int f_on_response_filter(struct gw_req *rq, const char *p, size_t n, int last, void *side)
+{
+	char buf[4096];
+
+	(void)side;
+	g_filt_calls++;
+	for (size_t off = 0; off < n; off += sizeof buf) {
+		size_t k = n - off < sizeof buf ? n - off : sizeof buf;
+		for (size_t i = 0; i < k; i++)
+			buf[i] = (char)(p[off + i] >= 'a' && p[off + i] <= 'z' ? p[off + i] - 32 : p[off + i]);
+		gw_req_body_emit(rq, buf, k, 0);
+	}
+	if (last) {
+		g_filt_lasts++;
+		gw_req_body_emit(rq, "!", 1, 1);
+		return GW_FILTER_GO;
+	}
+	if (g_filt_holds == 0) {
+		struct timeval tv = { 0, 20000 };
+		g_filt_holds++;
+		g_filt_rq = rq;
+		evtimer_add(g_filt_ev, &tv);
+		return GW_FILTER_HOLD;
+	}
+	return GW_FILTER_GO;
+}
+
+static const struct gw_proto fproto = {
+	.name = "test-filter",
+	.family = 0,
+	.on_response_head = f_on_response_head,
+	.on_response_filter = f_on_response_filter,
+};
+
 /* Run one exchange GET /x to port; the sink's record in *t. */
-static void run(struct event_base *base, struct gw_worker *w, struct gw_snapshot *snap,
-    uint16_t port, struct tsink *t, int hold_once)
+static void run_as(const struct gw_proto *proto, struct event_base *base, struct gw_worker *w,
+    struct gw_snapshot *snap, uint16_t port, struct tsink *t, int hold_once)
 {
 	static const char head[] = "GET /x HTTP/1.1\r\nHost: origin.test\r\n\r\n";
 	struct timeval limit = { 5, 0 };
@@ -195,7 +253,7 @@ static void run(struct event_base *base, struct gw_worker *w, struct gw_snapshot
 	t->body = evbuffer_new();
 	t->hold_once = hold_once;
 	t->ev_resume = evtimer_new(base, resume_cb, t);
-	t->rq = gw_upstream_req_new(w, snap, &tproto, &tsink_ops, NULL, head, sizeof head - 1);
+	t->rq = gw_upstream_req_new(w, snap, proto, &tsink_ops, NULL, head, sizeof head - 1);
 	if (t->rq == NULL)
 		return;
 	gw_req_set_data(t->rq, t);
@@ -210,6 +268,41 @@ static void run(struct event_base *base, struct gw_worker *w, struct gw_snapshot
 		t->rq = NULL;
 	}
 	event_free(t->ev_resume);
+}
+
+static void run(struct event_base *base, struct gw_worker *w, struct gw_snapshot *snap,
+    uint16_t port, struct tsink *t, int hold_once)
+{
+	run_as(&tproto, base, w, snap, port, t, hold_once);
+}
+
+/* n bytes of "abc...zabc..." (malloc) */
+static char *letters(size_t n)
+{
+	char *p = malloc(n);
+
+	for (size_t i = 0; i < n; i++)
+		p[i] = (char)('a' + i % 26);
+	return p;
+}
+
+/* The origin's next answer: a 200 with body (n bytes) in chunks of cl. */
+static void chunked_answer(const char *body, size_t n, size_t cl)
+{
+	char *r = malloc(n + n / cl * 16 + 256);
+	size_t len = (size_t)sprintf(r, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+
+	for (size_t off = 0; off < n; off += cl) {
+		size_t k = n - off < cl ? n - off : cl;
+		len += (size_t)sprintf(r + len, "%zx\r\n", k);
+		memcpy(r + len, body + off, k);
+		len += k;
+		memcpy(r + len, "\r\n", 2);
+		len += 2;
+	}
+	len += (size_t)sprintf(r + len, "0\r\n\r\n");
+	origin_answer(r, len);
+	free(r);
 }
 
 static int body_is(struct tsink *t, const char *want, size_t len)
@@ -265,27 +358,51 @@ int main(void)
 
 	BEGIN_CASE("chunked 600 KB body under backpressure: hold, resume, all bytes");
 	{
-		size_t n = 600 * 1024, cl = 4096, len = 0;
-		char *r = malloc(n + n / cl * 16 + 256), *want = malloc(n);
-		for (size_t i = 0; i < n; i++)
-			want[i] = (char)('a' + i % 26);
-		len += (size_t)sprintf(r, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
-		for (size_t off = 0; off < n; off += cl) {
-			len += (size_t)sprintf(r + len, "%zx\r\n", cl);
-			memcpy(r + len, want + off, cl);
-			len += cl;
-			memcpy(r + len, "\r\n", 2);
-			len += 2;
-		}
-		len += (size_t)sprintf(r + len, "0\r\n\r\n");
-		origin_answer(r, len);
+		size_t n = 600 * 1024;
+		char *want = letters(n);
+		chunked_answer(want, n, 4096);
 		run(base, w, &snap, g_port, &t, 1);
 		CHECK(t.status == 200, "status %d", t.status);
 		CHECK(t.held, "the sink never held");
 		CHECK(body_is(&t, want, n), "body of %zu bytes, want %zu", evbuffer_get_length(t.body), n);
 		CHECK(t.ended && !t.errored, "ended %d errored %d (%s)", t.ended, t.errored, t.reason);
 		evbuffer_free(t.body);
-		free(r);
+		free(want);
+	}
+	END_CASE();
+
+	BEGIN_CASE("a response filter holds and replaces the body (chunked in, 200 KB)");
+	{
+		size_t n = 200 * 1024, o = 0;
+		char *in = letters(n), *want = malloc(n + 2);
+		chunked_answer(in, n, 1000);
+		g_filt_ev = evtimer_new(base, filt_resume_cb, NULL);
+		run_as(&fproto, base, w, &snap, g_port, &t, 0);
+		CHECK(t.status == 200, "status %d", t.status);
+		CHECK(g_filt_holds == 1 && g_filt_lasts == 1 && g_filt_calls >= 2, "holds %d lasts %d calls %d",
+		    g_filt_holds, g_filt_lasts, g_filt_calls);
+		CHECK(t.ended && !t.errored, "ended %d errored %d (%s)", t.ended, t.errored, t.reason);
+		{
+			/* upper case, with the "<" emitted while held somewhere
+			 * inside, and "!" at the end */
+			size_t got = evbuffer_get_length(t.body);
+			const char *b = (const char *)evbuffer_pullup(t.body, -1);
+			for (size_t i = 0; i < n; i++)
+				want[i] = (char)(in[i] - 32);
+			CHECK(got == n + 2 && b[got - 1] == '!', "body of %zu bytes, want %zu", got, n + 2);
+			for (size_t i = 0; got == n + 2 && i < got - 1; i++) {
+				if (b[i] == '<')
+					continue;
+				if (b[i] != want[o++]) {
+					CHECK(0, "byte %zu differs", i);
+					break;
+				}
+			}
+			CHECK(o == n, "%zu body bytes matched, want %zu", o, n);
+		}
+		event_free(g_filt_ev);
+		evbuffer_free(t.body);
+		free(in);
 		free(want);
 	}
 	END_CASE();
