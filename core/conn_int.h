@@ -4,7 +4,8 @@
  * (struct upconn) and the worker's pool, and the friend calls the pieces of
  * the connection engine make on each other (HAProxy's -t.h role, Varnish's
  * FOO__bar friends).  Only conn.c, req.c, upstream.c and relay.c include it;
- * everything else sees struct gw_req through core/proto.h.
+ * everything else sees struct gw_req through core/proto.h (conn_sink.c and
+ * bgreq.c, the connection's sink and background requests, include it too).
  *
  * The pieces: conn.c (the HTTP/1 client connection), req.c (the family API
  * of proto.h and the request's life), upstream.c (the upstream engine),
@@ -61,7 +62,7 @@ struct gw_req {
 	struct gw_conn *c;         /* the HTTP/1 client connection (not seen by upstream.c) */
 	/* the exchange's context, all upstream.c knows of who asked: the
 	 * worker, the snapshot, the family, its side, and the sink it reports
-	 * to (conn.c's gw_conn_sink with sink_arg = the connection) */
+	 * to (conn_sink.c's gw_conn_sink with sink_arg = the connection) */
 	struct gw_worker *w;
 	struct gw_snapshot *snap;
 	const struct gw_proto *proto;
@@ -298,8 +299,18 @@ void gw_conn__timer(struct gw_conn *c, enum cto kind);
 void gw_conn__send_local(struct gw_req *rq);
 /* Answer rq with a generated error page (closing after it for most statuses). */
 void gw_conn__respond_error(struct gw_req *rq, int status, const char *reason);
-/* The HTTP/1 connection's sink (struct gw_sink), the sink of its requests. */
-extern const struct gw_sink gw_conn__sink;
+/* conn_sink.c: the HTTP/1 connection's sink (struct gw_sink), the sink
+ * of its requests. */
+extern const struct gw_sink gw_conn_sink;
+/* Move request body bytes from the client to the upstream. */
+void gw_conn_sink__pump_body(struct gw_conn *c);
+
+/* bgreq.c: background requests (gw_req_spawn). */
+/* Carry out the family's decision for a background request (also after
+ * its gw_req_wake). */
+void gw_bgreq__dispatch(struct gw_req *rq);
+/* Cut a background request before its end (timeout, shutdown). */
+void gw_bgreq__cancel(struct gw_req *rq, enum gw_close_reason why);
 /* Move tunnel bytes both ways, with half-close and backpressure. */
 void gw_conn__tunnel_pump(struct gw_conn *c);
 /* rq ran out of memory (rq->oom): answer 503 if nothing was sent yet and

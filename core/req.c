@@ -419,7 +419,7 @@ struct gw_req *gw_req__new(struct gw_conn *c)
 	if (rq == NULL)
 		return NULL;
 	rq->c = c;
-	rq->sink = &gw_conn__sink;
+	rq->sink = &gw_conn_sink;
 	rq->sink_arg = c;
 	rq->owner = &c->upo;
 	rq->peer = &c->peer;
