@@ -156,10 +156,11 @@ static int addr_vetted(const struct gw_dns_result *v, const union gw_sa *a)
 }
 
 /*
- * An idle connection for client c under key (pool_key_make: side, TLS
- * settings, host:port), taken out of the pool, or NULL.  vetted, when not
- * NULL, are the addresses the family allowed for this request: a connection
- * to any other address is not used.  A connection private to another client
+ * An idle connection for owner c (the client connection, NULL for a
+ * one-off exchange) under key (pool_key_make: side, TLS settings,
+ * host:port), taken out of the pool, or NULL.  vetted, when not NULL, are
+ * the addresses the family allowed for this request: a connection to any
+ * other address is not used.  A connection private to another client
  * connection is never returned; one private to c is preferred (its
  * connection-bound authentication lives there).
  */

@@ -51,12 +51,14 @@ struct gw_sink {
 	 * family answers instead: the engine releases the upstream and calls
 	 * on_local), FAIL (502) or GONE. */
 	int (*on_head)(struct gw_req *rq, const struct gw_http_head *r);
-	/* Body bytes: src is the upstream's buffer, framed as rq->respx says;
-	 * the sink moves what it takes (gw_relay_xfer_pump strips the
-	 * upstream's framing, runs the on_response_body tap, and frames for
-	 * the sink; no copy).  eof: the upstream closed.  GO, HOLD (output
-	 * full: stop reading until gw_upstream_resume), FAIL (bad framing:
-	 * 502) or GONE. */
+	/* Body bytes: src is the upstream's buffer (or, for a filtered
+	 * response, what the filter emitted); the sink moves what it takes
+	 * with gw_upstream_body_take (core sinks: gw_relay_xfer_pump on
+	 * GW_SINK_XFER(rq), which also frames for the client): the source's
+	 * framing is stripped, the on_response_body tap runs, no copy.  eof:
+	 * nothing follows src (the upstream closed, or the filter's last
+	 * emit).  GO, HOLD (output full: stop reading until
+	 * gw_upstream_resume), FAIL (bad framing: 502) or GONE. */
 	int (*on_body)(struct gw_req *rq, struct evbuffer *src, int eof);
 	/* Nothing more to hand over for now (the response may be complete:
 	 * rq->respx.done): write what is queued.  May end the exchange. */

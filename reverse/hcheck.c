@@ -187,7 +187,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 		finish(hc, 0, -1, "no TLS context for the upstream");
 		return;
 	}
-	g_loop->dns = hc->dns;
+	g_loop->dns = hc->dns;   /* (read by the engine when the exchange starts) */
 	rq = gw_upstream_req_new(g_loop, snap, &hc_proto, &hc_sink, NULL, hc->req, hc->req_len);
 	if (rq == NULL) {
 		finish(hc, 0, -1, "cannot make the request");
