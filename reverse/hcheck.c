@@ -136,9 +136,15 @@ static void hc_on_error(struct gw_req *rq, int status, const char *reason)
 	(void)status;
 	if (reason == NULL)
 		reason = "out of memory";
-	/* the engine's "cannot connect: <why>" is a check's "connect: <why>" */
+	/* in a check's words, as before the engine ran them: "connect: <why>",
+	 * "dns: <why>", "timeout" */
 	if (strncmp(reason, "cannot connect: ", 16) == 0)
 		snprintf(msg, sizeof msg, "connect: %s", reason + 16);
+	else if (strncmp(reason, "cannot resolve ", 15) == 0 && strstr(reason, ": ") != NULL)
+		snprintf(msg, sizeof msg, "dns: %s", strstr(reason, ": ") + 2);
+	else if (strcmp(reason, "upstream connect timeout") == 0 ||
+	    strcmp(reason, "upstream response timeout") == 0)
+		snprintf(msg, sizeof msg, "timeout");
 	else
 		snprintf(msg, sizeof msg, "%s", reason);
 	finish(hc, 0, -1, msg);
