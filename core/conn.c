@@ -2,8 +2,9 @@
  * core/conn: the HTTP/1 client connection.  It accepts, reads request heads,
  * hands each parsed request to its family (struct gw_proto), then carries out
  * the decision: a local response, a file, a proxied exchange with an upstream
- * server (core/upstream.c), or a tunnel.  Also here: defer/wake, lingering
- * close, drain, and background requests (gw_req_spawn).  Bodies stream in
+ * server (core/upstream.c, which reports to the connection's sink in
+ * core/conn_sink.c), or a tunnel.  Also here: defer/wake, lingering close,
+ * drain (background requests are core/bgreq.c).  Bodies stream in
  * both directions with backpressure: a side is read only while the other
  * side's pending output is below HIWAT.
  *
@@ -68,7 +69,6 @@ static void finish_request(struct gw_conn *c);
 static void handle_head(struct gw_conn *c);
 static void dispatch(struct gw_conn *c, struct gw_req *rq);
 static void buffer_body(struct gw_conn *c);
-static void bg_discard(struct gw_conn *c);
 
 /* ---- timers and buffers ---- */
 
@@ -117,7 +117,6 @@ void gw_conn__timer(struct gw_conn *c, enum cto kind)
 	case TO_SEND: s = t->client_idle; break;
 	case TO_TUNNEL: s = t->tunnel_idle; break;
 	case TO_LINGER: s = LINGER_SECS; break;
-	case TO_BG: s = c->rq != NULL ? c->rq->bg_timeout : 0; break;
 	case TO_DNS: s = t->upstream_connect; break;
 	case TO_FIRST:
 		/* a new connection that has sent nothing yet (on TLS: no byte of
@@ -215,10 +214,10 @@ void gw_conn__close(struct gw_conn *c, enum gw_close_reason why)
 
 	if (c->state == CS_CLOSED)
 		return;
-	if (c->up != NULL)
-		gw_upstream__detach(c);
-	if (c->has_private)
-		gw_upstream__drop_owned(w->pool, c);
+	if (conn_up(c) != NULL)
+		gw_upstream_detach(c->rq);
+	if (c->upo.has_private)
+		gw_upstream_drop_owned(w->pool, &c->upo);
 	gw_relay_sp_free(c);
 	if (c->rq != NULL) {
 		struct gw_req *rq = c->rq;
@@ -229,7 +228,7 @@ void gw_conn__close(struct gw_conn *c, enum gw_close_reason why)
 		if (rq->reason == NULL)
 			rq->reason = gw_close_reason_names[why];
 		c->rq = NULL;
-		gw_req__log_free(c, rq);
+		gw_req__log_free(rq);
 	}
 	event_del(&c->ev_rd);
 	if (c->ev_wr != NULL)
@@ -248,11 +247,9 @@ void gw_conn__close(struct gw_conn *c, enum gw_close_reason why)
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
-	if (!c->bg) {   /* (a background request is nobody's connection) */
-		gw_stat_add(&w->stats->close[why], 1);
-		gw_stat_sub(&w->stats->conns_active[c->proto->family], 1);
-		gw_climit_release(&c->peer.sa);
-	}
+	gw_stat_add(&w->stats->close[why], 1);
+	gw_stat_sub(&w->stats->conns_active[c->proto->family], 1);
+	gw_climit_release(&c->peer.sa);
 	if (c->prev != NULL)
 		c->prev->next = c->next;
 	else
@@ -273,8 +270,6 @@ void gw_conn__close(struct gw_conn *c, enum gw_close_reason why)
  * written, moves the state machine on. */
 void gw_conn__write(struct gw_conn *c)
 {
-	if (c->bg)
-		bg_discard(c);
 	while (evbuffer_get_length(c->out) > 0) {
 		int n = gw_relay_write(c->fd, c->ssl, c->out);
 		if (n < 0) {
@@ -306,21 +301,23 @@ void gw_conn__write(struct gw_conn *c)
 		wr_enable(c, 0);
 	}
 	/* backpressure release */
-	if (left < HIWAT && c->up_paused && c->up != NULL && !gw_relay_sp_full(c, SP_U2C)) {
+	if (left < HIWAT && c->up_paused && conn_up(c) != NULL && !gw_relay_sp_full(c, SP_U2C)) {
+		struct upconn *u = conn_up(c);
 		c->up_paused = 0;
-		gw_relay_up_rd_enable(c->up, 1);
-		if (evbuffer_get_length(c->up->in) > 0) {
-			if (c->state == CS_TUNNEL)
-				gw_conn__tunnel_pump(c);
-			else
-				gw_upstream__response(c);
+		if (c->state != CS_TUNNEL && (evbuffer_get_length(u->in) > 0 || c->rq->filtering)) {
+			gw_upstream_resume(c->rq);   /* (reads on, hands over what waits) */
+			return;
+		}
+		gw_relay_up_rd_enable(u, 1);
+		if (evbuffer_get_length(u->in) > 0) {
+			gw_conn__tunnel_pump(c);
 			return;
 		}
 	}
 	if (left == 0 && c->state == CS_BUSY && c->rq != NULL) {
 		struct gw_req *rq = c->rq;
 		int complete = (rq->dec == DEC_RESPOND || rq->dec == DEC_FILE) ||
-		    (rq->dec == DEC_PROXY && rq->resp_head_done && rq->respx.done);
+		    (rq->dec == DEC_PROXY && rq->resp_head_done && GW_SINK_XFER(rq)->done);
 		if (complete)
 			finish_request(c);
 	}
@@ -347,24 +344,13 @@ static void finish_request(struct gw_conn *c)
 	int linger = rq->linger;
 	enum gw_close_reason why = GW_CLOSE_NO_KEEPALIVE;
 
-	if (c->up != NULL) {
-		struct upconn *u = c->up;
-		int reuse = rq->dec == DEC_PROXY && rq->respx.done && rq->reqx.done && !u->eof &&
-		    !rq->resp_conn_close && !rq->resp_http10 && rq->respx.kind != GW_BODY_CLOSE &&
-		    evbuffer_get_length(u->in) == 0 && evbuffer_get_length(u->out) == 0 &&
-		    !atomic_load(&c->w->stop);
-		c->up = NULL;
-		u->c = NULL;
-		if (reuse)
-			gw_upstream__pool_put(c->w, u);
-		else
-			gw_upstream__free(u);
-	}
+	if (rq->up != NULL)
+		gw_upstream_release(rq);
 	if (rq->parse_error || rq->dec == DEC_RESPOND)
 		why = GW_CLOSE_LOCAL_REPLY;
 	rq->finished = 1;
 	c->rq = NULL;
-	gw_req__log_free(c, rq);
+	gw_req__log_free(rq);
 	if (atomic_load(&c->w->stop))
 		close_after = 1, why = GW_CLOSE_SHUTDOWN;
 	else if (c->unlisted)
@@ -588,8 +574,13 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 		gw_req__free(rq);
 		return;
 	}
-	GW_CHECK_OBJ(c, CONN_MAGIC);   /* not orphaned: its connection still lives */
 	rq->dec = DEC_NONE;
+	if (rq->bg) {   /* a background request: no connection */
+		rq->wake_fn(rq, rq->wake_arg);
+		gw_bgreq__dispatch(rq);
+		return;
+	}
+	GW_CHECK_OBJ(c, CONN_MAGIC);   /* not orphaned: its connection still lives */
 	rq->wake_fn(rq, rq->wake_arg);
 	if (c->state != CS_CLOSED && c->rq == rq)
 		dispatch(c, rq);
@@ -599,12 +590,12 @@ void gw_req_defer(struct gw_req *rq)
 {
 	rq->dec = DEC_DEFER;
 	rq->deferred = 1;
-	rq->wake_w = rq->c->w;
+	rq->wake_w = rq->w;
 	rq->wake_w->ndeferred++;
 	if (rq->ev_wake == NULL)
 		rq->ev_wake = gw_req_alloc(rq, sizeof *rq->ev_wake);
 	if (rq->ev_wake != NULL)
-		event_assign(rq->ev_wake, rq->c->w->base, -1, 0, wake_cb, rq);
+		event_assign(rq->ev_wake, rq->w->base, -1, 0, wake_cb, rq);
 	/* else rq->oom: gw_req_wake uses a one-shot event, wake_cb answers 503 */
 }
 
@@ -729,11 +720,11 @@ static void dispatch(struct gw_conn *c, struct gw_req *rq)
 			rq->reqx.out_chunked = h->body == GW_BODY_CHUNKED;
 		}
 		rq->upgrade = upgrade_allowed(h);
-		gw_upstream__start(rq);
+		gw_upstream_start(rq);
 		return;
 	case DEC_TUNNEL:
 		rq->reqx.done = 1;
-		gw_upstream__start(rq);
+		gw_upstream_start(rq);
 		return;
 	}
 }
@@ -915,7 +906,7 @@ static void handle_head(struct gw_conn *c)
 
 void gw_conn__tunnel_pump(struct gw_conn *c)
 {
-	struct upconn *u = c->up;
+	struct upconn *u = conn_up(c);
 	struct gw_req *rq = c->rq;
 	size_t n;
 
@@ -957,7 +948,7 @@ void gw_conn__tunnel_pump(struct gw_conn *c)
 	}
 	if (evbuffer_get_length(u->out) > 0 || gw_relay_sp_held(c, SP_C2U) > 0)
 		gw_upstream__write(u);
-	if (c->state == CS_TUNNEL && c->up == u &&
+	if (c->state == CS_TUNNEL && conn_up(c) == u &&
 	    (evbuffer_get_length(c->out) > 0 || gw_relay_sp_held(c, SP_U2C) > 0)) {
 		gw_conn__write(c);
 	}
@@ -1058,8 +1049,8 @@ static void client_rd_cb(evutil_socket_t fd, short what, void *arg)
 	case CS_BUSY:
 		if (c->rq != NULL && c->rq->reading_body)
 			buffer_body(c);
-		else if (c->rq != NULL && !c->rq->reqx.done && c->up != NULL && !c->up->connecting)
-			gw_upstream__pump_body(c);
+		else if (c->rq != NULL && !c->rq->reqx.done && c->rq->up != NULL && !c->rq->up->connecting)
+			gw_conn_sink__pump_body(c);
 		else if (c->rd_eof && c->rq != NULL && !c->rq->resp_head_done &&
 		    evbuffer_get_length(c->in) == 0 && !c->rq->reqx.done) {
 			gw_conn__close(c, GW_CLOSE_CLIENT_EOF);
@@ -1133,8 +1124,8 @@ static void client_to_cb(evutil_socket_t fd, short what, void *arg)
 		int slow = c->rq != NULL && c->rq->body_slow;
 
 		if (c->rq != NULL && !c->rq->resp_head_done) {
-			if (c->up != NULL)
-				gw_upstream__detach(c);
+			if (c->rq->up != NULL)
+				gw_upstream_detach(c->rq);
 			c->rq->close_after = 1;
 			if (slow)
 				gw_stat_add(&c->w->stats->close[GW_CLOSE_BODY_TOO_SLOW], 1);
@@ -1155,11 +1146,6 @@ static void client_to_cb(evutil_socket_t fd, short what, void *arg)
 	case TO_LINGER:
 		gw_conn__close(c, GW_CLOSE_LOCAL_REPLY);
 		return;
-	case TO_BG:
-		if (c->rq != NULL)
-			c->rq->reason = "background request timeout";
-		gw_conn__close(c, GW_CLOSE_UPSTREAM_TIMEOUT);
-		return;
 	case TO_FIRST:
 		gw_conn__close(c, GW_CLOSE_FIRST_BYTE_TIMEOUT);
 		return;
@@ -1169,7 +1155,7 @@ static void client_to_cb(evutil_socket_t fd, short what, void *arg)
 		gw_dns_cancel(c->rq->dnsq);
 		c->rq->dnsq = NULL;
 		gw_stat_add(&c->w->stats->dns_failures, 1);
-		gw_upstream__failed(c, 504, "DNS timeout");
+		gw_upstream_fail(c->rq, 504, "DNS timeout");
 		return;
 	}
 }
@@ -1184,8 +1170,7 @@ static void conn_link(struct gw_worker *w, struct gw_conn *c)
 		w->conns->prev = c;
 	w->conns = c;
 	w->nconns++;
-	if (!c->bg)
-		gw_stat_add(&w->stats->conns_active[c->proto->family], 1);
+	gw_stat_add(&w->stats->conns_active[c->proto->family], 1);
 }
 
 /* Over max_connections_per_client: say so in the log at most every 10 s
@@ -1275,11 +1260,14 @@ void gw_conn_drain_all(struct gw_worker *w)
 
 	while (c != NULL) {
 		struct gw_conn *n = c->next;
-		/* idle clients, and background requests: nobody waits for them */
-		if (c->bg || conn_between_requests(c))
+		/* idle clients: nobody waits for them */
+		if (conn_between_requests(c))
 			gw_conn__close(c, GW_CLOSE_SHUTDOWN);
 		c = n;
 	}
+	/* background requests: nobody waits for them either */
+	while (w->pool->bg != NULL)
+		gw_bgreq__cancel(w->pool->bg, GW_CLOSE_SHUTDOWN);
 }
 
 void gw_conn_listener_gone(struct gw_worker *w, int lfd)
@@ -1291,7 +1279,7 @@ void gw_conn_listener_gone(struct gw_worker *w, int lfd)
 		/* as nginx's old workers do on reload: idle keep-alive clients
 		 * go now, a request under way is answered with Connection: close,
 		 * tunnels run on (they have no request boundary to stop at) */
-		if (c->lfd == lfd && !c->bg) {
+		if (c->lfd == lfd) {
 			c->unlisted = 1;
 			if (conn_between_requests(c))
 				gw_conn__close(c, GW_CLOSE_LISTENER_REMOVED);
@@ -1306,121 +1294,6 @@ void gw_conn_close_all(struct gw_worker *w)
 {
 	while (w->conns != NULL)
 		gw_conn__close(w->conns, GW_CLOSE_SHUTDOWN);
-}
-
-/* ---- background requests (gw_req_spawn) ----
- *
- * A background request (e.g. the cache's stale-while-revalidate refresh) runs
- * on a connection without a socket, cloned from the request that spawned it:
- * same worker, snapshot (pinned by its own reference), listener family,
- * addresses and TLS-ness, and a private copy of the same request head.  Why
- * not a separate HTTP client (a core/fetch.c on the upstream code): this way
- * the request takes exactly the path a client's takes -- the family's
- * routing, balancer choice, retries and passive health, forwarding headers,
- * upstream TLS, pool, DNS, timeouts, response parsing and response taps --
- * with no second copy of any of it.  The connection differs only in where
- * its bytes go: gw_conn__write() drops them (bg_discard), it never reads (rd_eof
- * from the start, so after its one request it closes like a client that hung
- * up), it has no descriptor to close, and TO_BG bounds the whole exchange.
- * It is an ordinary member of the worker's connection list, so shutdown and
- * worker stop close it like any other (the family's on_done still runs).
- */
-
-static void bg_discard(struct gw_conn *c)
-{
-	size_t n = evbuffer_get_length(c->out);
-
-	evbuffer_drain(c->out, n);   /* also releases referenced bodies */
-	if (c->rq != NULL)
-		c->rq->bytes_out += n;
-}
-
-static void bg_start_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct gw_conn *c = arg;
-	struct gw_req *rq;
-
-	GW_CHECK_OBJ(c, CONN_MAGIC);
-	rq = c->rq;
-	(void)fd;
-	(void)what;
-	start_request(c, rq);
-	/* start_request() cleared the client timer; nothing else arms it on a
-	 * socketless connection until the request ends */
-	if (c->state == CS_BUSY && c->rq == rq)
-		gw_conn__timer(c, TO_BG);
-}
-
-struct gw_req *gw_req_spawn(struct gw_req *parent, double timeout)
-{
-	struct gw_conn *p = parent->c, *c;
-	struct gw_worker *w = p->w;
-	const struct conf_limits *L = &p->snap->conf->global.limits;
-	struct gw_http_limits lim = { (size_t)L->max_header_bytes, parent->head.nhdrs + 1,
-		(size_t)L->max_uri_bytes };
-	size_t len = parent->head.head_len;
-	struct gw_req *rq;
-
-	if (atomic_load(&w->stop) || parent->parse_error || parent->headbuf == NULL || len == 0)
-		return NULL;
-	c = calloc(1, sizeof *c);
-	if (c == NULL)
-		return NULL;
-	c->in = evbuffer_new();
-	c->out = evbuffer_new();
-	if (c->in == NULL || c->out == NULL)
-		goto fail;
-	c->magic = CONN_MAGIC;
-	c->fd = -1;
-	c->w = w;
-	c->snap = p->snap;
-	c->proto = p->proto;
-	c->side = p->side;
-	c->peer = p->peer;
-	c->bg = 1;
-	c->bg_tls = p->ssl != NULL || p->bg_tls;
-	c->rd_eof = 1;
-	c->state = CS_BUSY;
-	event_assign(&c->ev_rd, w->base, -1, 0, client_rd_cb, c);
-	event_assign(&c->ev_to, w->base, -1, 0, client_to_cb, c);
-	/* the start event; never a write event (gw_conn__write never waits) */
-	c->ev_wr = event_new(w->base, -1, 0, bg_start_cb, c);
-	if (c->ev_wr == NULL)
-		goto fail;
-	rq = gw_req__new(c);
-	if (rq == NULL)
-		goto fail;
-	/* a pristine parse of the raw head (the family may have rewritten the
-	 * parent's), and the parent's local address (there is no socket to ask) */
-	rq->headbuf = gw_arena_raw(&rq->arena, len);
-	rq->head.hdrs = gw_req_alloc(rq, lim.max_headers * sizeof *rq->head.hdrs);
-	rq->head.hdrs_cap = lim.max_headers;
-	rq->local = gw_req_alloc(rq, sizeof *rq->local);
-	if (rq->headbuf == NULL || rq->head.hdrs == NULL || rq->local == NULL) {
-		gw_req__free(rq);
-		goto fail;
-	}
-	memcpy(rq->local, gw_req_local(parent), sizeof *rq->local);
-	memcpy(rq->headbuf, parent->headbuf, len);
-	if (gw_http1_parse_request(rq->headbuf, len, &lim, &rq->head) != (ssize_t)len) {
-		gw_req__free(rq);
-		goto fail;
-	}
-	rq->bytes_in = len;
-	rq->bg_timeout = timeout;
-	c->rq = rq;
-	gw_snapshot_ref(c->snap);
-	conn_link(w, c);
-	/* from the loop: the caller is usually inside its own on_request */
-	event_active(c->ev_wr, EV_TIMEOUT, 0);
-	return rq;
-fail:
-	if (c->ev_wr != NULL)
-		event_free(c->ev_wr);
-	if (c->in != NULL)
-		evbuffer_free(c->in);
-	if (c->out != NULL)
-		evbuffer_free(c->out);
-	free(c);
-	return NULL;
+	while (w->pool->bg != NULL)
+		gw_bgreq__cancel(w->pool->bg, GW_CLOSE_SHUTDOWN);
 }

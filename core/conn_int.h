@@ -4,13 +4,15 @@
  * (struct upconn) and the worker's pool, and the friend calls the pieces of
  * the connection engine make on each other (HAProxy's -t.h role, Varnish's
  * FOO__bar friends).  Only conn.c, req.c, upstream.c and relay.c include it;
- * everything else sees struct gw_req through core/proto.h.
+ * everything else sees struct gw_req through core/proto.h (conn_sink.c and
+ * bgreq.c, the connection's sink and background requests, include it too).
  *
  * The pieces: conn.c (the HTTP/1 client connection), req.c (the family API
  * of proto.h and the request's life), upstream.c (the upstream engine),
  * relay.c (byte movers), on top of the leaves http1_out.c, arena.c and
- * httpdate.c.  The one circle, conn.c <-> upstream.c, is carried only by the
- * gw_conn__* and gw_upstream__* calls declared here.
+ * httpdate.c.  upstream.c reports to the connection only through the sink
+ * of core/upstream.h (conn.c implements it); conn.c calls the engine's
+ * entry points there and the few gw_upstream__* internals declared here.
  */
 #ifndef GW_CONN_INT_H
 #define GW_CONN_INT_H
@@ -46,7 +48,7 @@
 
 enum cstate { CS_HANDSHAKE, CS_HEAD, CS_BUSY, CS_TUNNEL, CS_LINGER, CS_CLOSED };
 enum decision { DEC_NONE, DEC_PROXY, DEC_TUNNEL, DEC_RESPOND, DEC_FILE, DEC_DEFER, DEC_READBODY };
-enum cto { TO_IDLE, TO_HEADER, TO_BODY, TO_SEND, TO_TUNNEL, TO_LINGER, TO_BG, TO_FIRST, TO_DNS };
+enum cto { TO_IDLE, TO_HEADER, TO_BODY, TO_SEND, TO_TUNNEL, TO_LINGER, TO_FIRST, TO_DNS };
 
 struct upconn;
 
@@ -57,7 +59,19 @@ union gw_sa {
 };
 
 struct gw_req {
-	struct gw_conn *c;
+	struct gw_conn *c;         /* the HTTP/1 client connection (not seen by upstream.c) */
+	/* the exchange's context, all upstream.c knows of who asked: the
+	 * worker, the snapshot, the family, its side, and the sink it reports
+	 * to (conn_sink.c's gw_conn_sink with sink_arg = the connection) */
+	struct gw_worker *w;
+	struct gw_snapshot *snap;
+	const struct gw_proto *proto;
+	void *side;
+	const struct gw_sink *sink;
+	void *sink_arg;
+	struct gw_upowner *owner;  /* may own private upstream connections; NULL = never */
+	struct upconn *up;         /* the upstream connection of this exchange, or NULL */
+	int tunnel;                /* the exchange became a tunnel (sink->on_tunnel) */
 	struct gw_arena_blk *arena;
 	struct gw_pool *pool;      /* the worker's: takes the arena back */
 	struct gw_http_head head;
@@ -137,7 +151,22 @@ struct gw_req {
 	int reading_body;
 	int body_complete;         /* bodybuf holds the whole body */
 	int body_buffered;         /* the body went through bodybuf */
-	double bg_timeout;         /* gw_req_spawn: the whole exchange is cut after this */
+	/* who asked: the TCP peer (the connection's, or a background
+	 * request's copy of its parent's), and whether on TLS */
+	const union gw_sa *peer;
+	int tls;
+	/* gw_req_spawn: a background request (no client connection); the
+	 * worker's list of them (struct gw_pool), its whole-exchange bound */
+	int bg;
+	struct gw_req *bg_next, *bg_prev;
+	struct event *ev_bg;       /* (arena) */
+	double bg_timeout;
+	/* on_response_filter (gw_req_filter_response): the de-framed body
+	 * waiting for the filter, what it emitted, and the sink's side of
+	 * the framing (a close-delimited body: its end is the last emit) */
+	int filtering, filt_held, filt_last_given, filt_last_emitted;
+	struct evbuffer *filt_in, *filt_out;
+	struct xfer fx;
 };
 
 /*
@@ -159,7 +188,6 @@ struct gw_conn {
 	struct evbuffer *in, *out; /* NULL while idle (conn_bufs, conn_idle) */
 	SSL *ssl;                  /* TLS listener: the session; NULL = plain */
 	struct gw_req *rq;
-	struct upconn *up;
 	struct tsplice *sp;        /* plain tunnel moving bulk data: its pipes */
 	size_t parsed_len;         /* buffered head bytes at the last parse attempt */
 	struct gw_conn *next, *prev;
@@ -167,16 +195,26 @@ struct gw_conn {
 	unsigned rd_on : 1, rd_armed : 1, wr_on : 1, rd_eof : 1, wr_shut : 1, head_started : 1;
 	unsigned rd_big : 2;       /* buf_read's *big */
 	unsigned up_paused : 1;    /* upstream reading paused: our output is full */
-	unsigned bg : 1, bg_tls : 1;   /* socketless (gw_req_spawn); its parent was on TLS */
 	unsigned unlisted : 1;     /* a reload removed its listener: close after this request */
-	unsigned has_private : 1;  /* some upstream connection is private to it (pool_private) */
+	struct gw_upowner upo;     /* owner of private upstream connections (pool_private) */
 };
+
+/* The body framing a sink reads (src of its on_body): the upstream's, or,
+ * for a filtered response, the filter's output (close-delimited). */
+#define GW_SINK_XFER(rq) ((rq)->filtering ? &(rq)->fx : &(rq)->respx)
+
+/* The client connection's upstream connection (that of its request). */
+static inline struct upconn *conn_up(const struct gw_conn *c)
+{
+	return c->rq != NULL ? c->rq->up : NULL;
+}
 
 struct upconn {
 	uint32_t magic;
 	int fd;
 	struct gw_worker *w;
-	struct gw_conn *c;         /* attached client, NULL when pooled */
+	struct gw_req *rq;         /* the exchange it serves, NULL when pooled */
+	int *dead;                 /* set to 1 when freed (a callback's liveness flag) */
 	struct event ev_rd, ev_wr, ev_to;
 	struct evbuffer *in, *out;
 	char key[POOL_KEY_MAX];
@@ -191,7 +229,7 @@ struct upconn {
 	/* private to this client connection (connection-bound authentication,
 	 * pool_private), NULL = shared; never a dangling pointer: conn_close()
 	 * drops the pooled connections its client owns */
-	const struct gw_conn *owner;
+	const struct gw_upowner *owner;
 	unsigned kh;               /* key_hash32(key) */
 	unsigned keepalive;        /* idle connections of its key that may be pooled */
 	struct upconn *pnext, *pprev;
@@ -217,6 +255,8 @@ struct gw_pool {
 	/* standard arena blocks of finished requests, for reuse (a malloc of
 	 * this size is no tcache hit) */
 	struct gw_arena_spares blks;
+	/* the worker's background requests (gw_req_spawn, core/conn.c) */
+	struct gw_req *bg;
 };
 
 /* ---- small helpers of both ends ---- */
@@ -239,6 +279,11 @@ static inline const struct conf_timeouts *TO(struct gw_conn *c)
 	return &c->snap->conf->global.timeouts;
 }
 
+static inline const struct conf_timeouts *RTO(const struct gw_req *rq)
+{
+	return &rq->snap->conf->global.timeouts;
+}
+
 /* ---- friend calls ---- */
 
 /* conn.c: the client connection. */
@@ -254,6 +299,18 @@ void gw_conn__timer(struct gw_conn *c, enum cto kind);
 void gw_conn__send_local(struct gw_req *rq);
 /* Answer rq with a generated error page (closing after it for most statuses). */
 void gw_conn__respond_error(struct gw_req *rq, int status, const char *reason);
+/* conn_sink.c: the HTTP/1 connection's sink (struct gw_sink), the sink
+ * of its requests. */
+extern const struct gw_sink gw_conn_sink;
+/* Move request body bytes from the client to the upstream. */
+void gw_conn_sink__pump_body(struct gw_conn *c);
+
+/* bgreq.c: background requests (gw_req_spawn). */
+/* Carry out the family's decision for a background request (also after
+ * its gw_req_wake). */
+void gw_bgreq__dispatch(struct gw_req *rq);
+/* Cut a background request before its end (timeout, shutdown). */
+void gw_bgreq__cancel(struct gw_req *rq, enum gw_close_reason why);
 /* Move tunnel bytes both ways, with half-close and backpressure. */
 void gw_conn__tunnel_pump(struct gw_conn *c);
 /* rq ran out of memory (rq->oom): answer 503 if nothing was sent yet and
@@ -263,9 +320,12 @@ void gw_conn__oom(struct gw_req *rq);
 /* req.c: the request's life. */
 /* A new request on c (arena from the worker's spares), or NULL. */
 struct gw_req *gw_req__new(struct gw_conn *c);
+/* A new request without a client connection (background), or NULL. */
+struct gw_req *gw_req__new_bare(struct gw_worker *w, struct gw_snapshot *snap,
+    const struct gw_proto *proto, void *side);
 /* Run the family's end hooks, count and log rq, then free it (or leave it
  * to gw_req_wake when deferred). */
-void gw_req__log_free(struct gw_conn *c, struct gw_req *rq);
+void gw_req__log_free(struct gw_req *rq);
 /* Free rq and everything it holds. */
 void gw_req__free(struct gw_req *rq);
 /* rq's upstream latency label (a gw_hist slot). */
@@ -280,25 +340,17 @@ static inline char *peer_fmt(const struct gw_conn *c, char *buf)
 	return gw_req__sa_fmt(&c->peer, buf);
 }
 
-/* upstream.c: the upstream engine. */
-/* Resolve, vet, connect or reuse, then send rq (gw_req_proxy/tunnel). */
-void gw_upstream__start(struct gw_req *rq);
-/* Bytes from the upstream: 1xx, 101, the final head, then the body. */
-void gw_upstream__response(struct gw_conn *c);
-/* Move request body bytes from the client to the upstream. */
-void gw_upstream__pump_body(struct gw_conn *c);
-/* Write pending bytes to the upstream; releases the client's backpressure. */
+/* upstream.c: the upstream engine's internals the HTTP/1 connection
+ * (its sink, in conn.c) uses for tunnels and for the request body it
+ * pumps itself; the engine's entry points are in core/upstream.h. */
+/* Write pending bytes to the upstream; then, for an exchange whose sink
+ * has on_sent, hands over to it (backpressure release, tunnel pumping). */
 void gw_upstream__write(struct upconn *u);
-/* Fail the request with status (502/504), or cut the connection if the
- * response already began. */
-void gw_upstream__failed(struct gw_conn *c, int status, const char *reason);
-/* Close and detach c's upstream connection. */
-void gw_upstream__detach(struct gw_conn *c);
+/* Arm or disarm u's write event for left bytes still to send. */
+void gw_upstream__arm_write(struct upconn *u, size_t left);
 /* Free an upstream connection (not pooled). */
 void gw_upstream__free(struct upconn *u);
 /* Pool u as idle (or close it when over the bounds). */
 void gw_upstream__pool_put(struct gw_worker *w, struct upconn *u);
-/* Close the pooled connections private to c (c is closing). */
-void gw_upstream__drop_owned(struct gw_pool *p, const struct gw_conn *c);
 
 #endif

@@ -53,12 +53,32 @@ struct gw_proto {
 	/* The proxied response body as it streams to the client (decoded
 	 * bytes, in order; e.g. to store it in a cache).  May be NULL. */
 	void (*on_response_body)(struct gw_req *rq, const char *data, size_t len, void *side);
+	/*
+	 * A filter that may hold and replace the proxied response body (e.g.
+	 * ICAP, rewriting), beside the observing on_response_body.  Active
+	 * for a request only once the family called gw_req_filter_response()
+	 * in on_response_head.  Called with each run of the body as it comes,
+	 * without the upstream's framing (after on_response_body saw it);
+	 * last = 1 exactly once, with the final run (n may be 0).  Nothing
+	 * reaches the client unless the filter passes it on with
+	 * gw_req_body_emit() (any bytes, now or later; the last emit says
+	 * last).  Returns GW_FILTER_GO for more, or GW_FILTER_HOLD: the core
+	 * stops reading the upstream and calls the filter no more until
+	 * gw_req_resume() (which also sends what was emitted meanwhile).
+	 * The response then goes to the client without Content-Length
+	 * (chunked to HTTP/1.1 clients, close-delimited to HTTP/1.0 ones).
+	 * May be NULL.
+	 */
+	int (*on_response_filter)(struct gw_req *rq, const char *p, size_t n, int last, void *side);
 	/* The proxied response ended: complete = 1 as soon as the whole body
 	 * has come from the upstream (it may still be on its way to the
 	 * client), else 0 when the request ends without it.  Called once,
 	 * before on_done.  May be NULL. */
 	void (*on_response_end)(struct gw_req *rq, int complete, void *side);
 };
+
+/* What on_response_filter returns. */
+enum { GW_FILTER_GO = 0, GW_FILTER_HOLD = 1 };
 
 /* Stages for on_upstream_error. */
 enum gw_upfail {
@@ -176,6 +196,15 @@ int gw_req_alive(const struct gw_req *rq);
  * streams after them.
  */
 void gw_req_read_body(struct gw_req *rq, uint64_t max);
+
+/* The response filter (on_response_filter): gw_req_filter_response() turns
+ * it on for rq (from on_response_head; 0, or -1 when out of memory: then
+ * the response is not filtered); the filter passes bytes on with
+ * gw_req_body_emit() (last: nothing follows); gw_req_resume() ends a
+ * GW_FILTER_HOLD (on rq's worker, e.g. from a gw_req_wake()-like event). */
+int gw_req_filter_response(struct gw_req *rq);
+void gw_req_body_emit(struct gw_req *rq, const void *p, size_t n, int last);
+void gw_req_resume(struct gw_req *rq);
 
 /* One pointer of the family's own per-request state (NULL until set). */
 void gw_req_set_data(struct gw_req *rq, void *data);

@@ -274,7 +274,7 @@ void gw_relay_sp_maybe_make(struct gw_conn *c, int d, ssize_t n)
 	struct tsplice *s = c->sp;
 	int p[2];
 
-	if (n < SPLICE_AFTER || c->ssl != NULL || c->bg || c->up == NULL || c->up->ssl != NULL)
+	if (n < SPLICE_AFTER || c->ssl != NULL || conn_up(c) == NULL || conn_up(c)->ssl != NULL)
 		return;
 	if (s != NULL && (s->r[d] >= 0 || (s->failed & (1u << d))))
 		return;
@@ -308,11 +308,11 @@ void gw_relay_sp_maybe_make(struct gw_conn *c, int d, ssize_t n)
 /* Should direction d read into its pipe now (rather than into evbuffers)? */
 int gw_relay_sp_ready(const struct gw_conn *c, int d)
 {
-	if (!sp_has(c, d) || c->up == NULL)
+	if (!sp_has(c, d) || conn_up(c) == NULL)
 		return 0;
 	if (d == SP_C2U)
-		return evbuffer_get_length(c->in) == 0 && evbuffer_get_length(c->up->out) == 0;
-	return evbuffer_get_length(c->up->in) == 0 && evbuffer_get_length(c->out) == 0;
+		return evbuffer_get_length(c->in) == 0 && evbuffer_get_length(conn_up(c)->out) == 0;
+	return evbuffer_get_length(conn_up(c)->in) == 0 && evbuffer_get_length(c->out) == 0;
 }
 
 /* Socket -> pipe for direction d.  Returns as gw_relay_read: bytes, 0 at EOF, -1 on
@@ -322,7 +322,7 @@ int gw_relay_sp_ready(const struct gw_conn *c, int d)
 ssize_t gw_relay_sp_in(struct gw_conn *c, int d)
 {
 	struct tsplice *s = c->sp;
-	int src = d == SP_C2U ? c->fd : c->up->fd;
+	int src = d == SP_C2U ? c->fd : conn_up(c)->fd;
 	ssize_t n;
 
 	do
@@ -349,7 +349,7 @@ ssize_t gw_relay_sp_in(struct gw_conn *c, int d)
 ssize_t gw_relay_sp_out(struct gw_conn *c, int d)
 {
 	struct tsplice *s = c->sp;
-	int dst = d == SP_C2U ? c->up->fd : c->fd;
+	int dst = d == SP_C2U ? conn_up(c)->fd : c->fd;
 	ssize_t n;
 
 	if (s == NULL || s->held[d] == 0)

@@ -92,10 +92,10 @@ static int wants_html(const struct gw_http_head *h)
 const struct gw_http_head *gw_req_head(const struct gw_req *rq) { return &rq->head; }
 const struct sockaddr *gw_req_client(const struct gw_req *rq)
 {
-	return rq->client != NULL ? &rq->client->sa : (const struct sockaddr *)&rq->c->peer;
+	return rq->client != NULL ? &rq->client->sa : (const struct sockaddr *)rq->peer;
 }
 
-const struct sockaddr *gw_req_peer(const struct gw_req *rq) { return (const struct sockaddr *)&rq->c->peer; }
+const struct sockaddr *gw_req_peer(const struct gw_req *rq) { return (const struct sockaddr *)rq->peer; }
 
 int gw_req_set_client(struct gw_req *rq, const struct sockaddr *sa)
 {
@@ -121,7 +121,7 @@ const char *gw_req_peer_str(const struct gw_req *rq)
 	if (m->peer_str == NULL && (m->peer_str = gw_req_alloc(m, INET6_ADDRSTRLEN)) == NULL)
 		return "";
 	if (m->peer_str[0] == '\0')
-		peer_fmt(rq->c, m->peer_str);
+		gw_req__sa_fmt(rq->peer, m->peer_str);
 	return m->peer_str;
 }
 
@@ -134,8 +134,10 @@ const char *gw_req_client_str(const struct gw_req *rq)
 	if (m->client_str[0] == '\0') {
 		if (rq->client != NULL)
 			gw_req__sa_fmt(rq->client, m->client_str);
+		else if (rq->peer != NULL)
+			gw_req__sa_fmt(rq->peer, m->client_str);
 		else
-			peer_fmt(rq->c, m->client_str);
+			memcpy(m->client_str, "-", 2);   /* an exchange nobody asked for (health check) */
 	}
 	return m->client_str;
 }
@@ -150,17 +152,17 @@ const struct sockaddr *gw_req_local(const struct gw_req *rq)
 		m->local = gw_req_alloc(m, sizeof *m->local);
 		if (m->local == NULL)
 			return &none.sa;
-		if (getsockname(rq->c->fd, &m->local->sa, &len) < 0)
+		if (rq->c == NULL || getsockname(rq->c->fd, &m->local->sa, &len) < 0)
 			memset(m->local, 0, sizeof *m->local);
 	}
 	return &m->local->sa;
 }
 const char *gw_req_id(const struct gw_req *rq) { return rq->id; }
-const struct conf *gw_req_conf(const struct gw_req *rq) { return rq->c->snap->conf; }
-int gw_req_is_tls(const struct gw_req *rq) { return rq->c->ssl != NULL || rq->c->bg_tls; }
+const struct conf *gw_req_conf(const struct gw_req *rq) { return rq->snap->conf; }
+int gw_req_is_tls(const struct gw_req *rq) { return rq->tls; }
 const char *gw_req_sni(const struct gw_req *rq)
 {
-	return rq->c->ssl ? SSL_get_servername(rq->c->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
+	return rq->c != NULL && rq->c->ssl ? SSL_get_servername(rq->c->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
 }
 
 void gw_req_upstream_tls(struct gw_req *rq, int upstream)
@@ -370,35 +372,39 @@ void gw_req_set_metric_upstream(struct gw_req *rq, const char *upstream)
 int gw_req__metric_up(struct gw_req *rq)
 {
 	if (rq->m_up == 0)
-		rq->m_up = gw_hist_slot(GW_HT_UPSTREAM, rq->c->proto->name) + 1;
+		rq->m_up = gw_hist_slot(GW_HT_UPSTREAM, rq->proto->name) + 1;
 	return rq->m_up - 1;
 }
 
 /* ---- request lifecycle ---- */
 
-struct gw_req *gw_req__new(struct gw_conn *c)
+struct gw_req *gw_req__new_bare(struct gw_worker *w, struct gw_snapshot *snap,
+    const struct gw_proto *proto, void *side)
 {
-	struct gw_arena_blk *a = gw_arena_spare(&c->w->pool->blks);
+	struct gw_arena_blk *a = gw_arena_spare(&w->pool->blks);
 	struct gw_req *rq = gw_arena_alloc(&a, sizeof *rq);
 
 	if (rq == NULL) {
-		gw_arena_free(&c->w->pool->blks, a);
+		gw_arena_free(&w->pool->blks, a);
 		return NULL;
 	}
 	rq->arena = a;
-	rq->pool = c->w->pool;
-	rq->c = c;
+	rq->pool = w->pool;
+	rq->w = w;
+	rq->snap = snap;
+	rq->proto = proto;
+	rq->side = side;
 	rq->start = gw_wall_now();
 	rq->start_mono = gw_mono_now();
 	rq->file_fd = -1;
-	rq->max_body = c->snap->conf->global.limits.max_body_bytes;
+	rq->max_body = snap->conf->global.limits.max_body_bytes;
 	{
 		/* "<6 hex process prefix><2 hex worker><8 hex sequence>" */
 		static const char hex[] = "0123456789abcdef";
-		uint64_t seq = ++c->w->req_seq;
+		uint64_t seq = ++w->req_seq;
 		memcpy(rq->id, gw_id_prefix, 6);
-		rq->id[6] = hex[(c->w->id >> 4) & 15];
-		rq->id[7] = hex[c->w->id & 15];
+		rq->id[6] = hex[(w->id >> 4) & 15];
+		rq->id[7] = hex[w->id & 15];
 		for (int i = 15; i >= 8; i--, seq >>= 4)
 			rq->id[i] = hex[seq & 15];
 		rq->id[16] = '\0';
@@ -406,29 +412,44 @@ struct gw_req *gw_req__new(struct gw_conn *c)
 	return rq;
 }
 
-void gw_req__log_free(struct gw_conn *c, struct gw_req *rq)
+struct gw_req *gw_req__new(struct gw_conn *c)
+{
+	struct gw_req *rq = gw_req__new_bare(c->w, c->snap, c->proto, c->side);
+
+	if (rq == NULL)
+		return NULL;
+	rq->c = c;
+	rq->sink = &gw_conn_sink;
+	rq->sink_arg = c;
+	rq->owner = &c->upo;
+	rq->peer = &c->peer;
+	rq->tls = c->ssl != NULL;
+	return rq;
+}
+
+void gw_req__log_free(struct gw_req *rq)
 {
 	struct gw_access_rec r;
 	const struct gw_http_head *h = &rq->head;
 	const struct gw_hdr *ua = NULL, *ref = NULL;
-	int fam = c->proto->family;
+	int fam = rq->proto->family;
 	int st = rq->status;
 
-	if (c->proto->on_response_end != NULL && rq->dec == DEC_PROXY && rq->resp_head_done &&
+	if (rq->proto->on_response_end != NULL && rq->dec == DEC_PROXY && rq->resp_head_done &&
 	    rq->status != 101 && !rq->resp_ended)
-		c->proto->on_response_end(rq, 0, c->side);
-	if (c->proto->on_done != NULL && !rq->parse_error)
-		c->proto->on_done(rq, c->side);
+		rq->proto->on_response_end(rq, 0, rq->side);
+	if (rq->proto->on_done != NULL && !rq->parse_error)
+		rq->proto->on_done(rq, rq->side);
 	/* counted whether or not anyone reads the log (/metrics may be all there is) */
 	if (st >= 100 && st < 600)
-		gw_stat_add(&c->w->stats->fam[fam][GW_FC_STATUS_1XX + st / 100 - 1], 1);
-	gw_stat_add(&c->w->stats->fam[fam][GW_FC_BYTES_IN], rq->bytes_in);
-	gw_stat_add(&c->w->stats->fam[fam][GW_FC_BYTES_OUT], rq->bytes_out);
+		gw_stat_add(&rq->w->stats->fam[fam][GW_FC_STATUS_1XX + st / 100 - 1], 1);
+	gw_stat_add(&rq->w->stats->fam[fam][GW_FC_BYTES_IN], rq->bytes_in);
+	gw_stat_add(&rq->w->stats->fam[fam][GW_FC_BYTES_OUT], rq->bytes_out);
 	{
 		double took = gw_mono_now() - rq->start_mono;
-		gw_hist_observe(c->w->id, GW_H_REQ_FAMILY, fam, took);
+		gw_hist_observe(rq->w->id, GW_H_REQ_FAMILY, fam, took);
 		if (rq->m_site != 0)   /* the family gave a site label */
-			gw_hist_observe(c->w->id, GW_H_REQ_SITE, rq->m_site - 1, took);
+			gw_hist_observe(rq->w->id, GW_H_REQ_SITE, rq->m_site - 1, took);
 	}
 	if (!gw_access_enabled() && !gw_tail_enabled())
 		goto logged;   /* nobody reads the line: do not format it */
@@ -442,7 +463,7 @@ void gw_req__log_free(struct gw_conn *c, struct gw_req *rq)
 		r.duration = gw_mono_now() - rq->start_mono;
 		r.client = gw_req_client_str(rq);
 		r.peer = rq->client != NULL ? gw_req_peer_str(rq) : NULL;
-		r.family = c->proto->name;
+		r.family = rq->proto->name;
 		r.method = h->method_str;
 		r.method_len = h->method_len;
 		r.target = h->target;
@@ -471,7 +492,7 @@ void gw_req__log_free(struct gw_conn *c, struct gw_req *rq)
 		r.host_len = h->host_hdr ? h->host_hdr_len : h->host_len;
 		if (ua) { r.ua = ua->value; r.ua_len = ua->value_len; }
 		if (ref) { r.referer = ref->value; r.referer_len = ref->value_len; }
-		gw_access_log(&c->w->alog, &r);
+		gw_access_log(&rq->w->alog, &r);
 	}
 logged:
 	if (rq->dnsq != NULL) {
@@ -493,6 +514,10 @@ void gw_req__free(struct gw_req *rq)
 		close(rq->file_fd);
 	if (rq->bodybuf != NULL)
 		evbuffer_free(rq->bodybuf);
+	if (rq->filt_in != NULL)
+		evbuffer_free(rq->filt_in);
+	if (rq->filt_out != NULL)
+		evbuffer_free(rq->filt_out);
 	gw_arena_free(&rq->pool->blks, rq->arena);
 }
 
@@ -504,10 +529,10 @@ void gw_req_read_body(struct gw_req *rq, uint64_t max)
 	rq->body_max = max;
 }
 
-int gw_req_worker(const struct gw_req *rq) { return rq->c->w->id; }
+int gw_req_worker(const struct gw_req *rq) { return rq->w->id; }
 void gw_req_set_data(struct gw_req *rq, void *data) { rq->family_data = data; }
 void *gw_req_data(const struct gw_req *rq) { return rq->family_data; }
 int gw_req_body_sent(const struct gw_req *rq) { return rq->reqx.moved > 0 || rq->body_buffered; }
 int gw_req_status(const struct gw_req *rq) { return rq->status; }
 
-int gw_req_is_background(const struct gw_req *rq) { return rq->c->bg; }
+int gw_req_is_background(const struct gw_req *rq) { return rq->bg; }

@@ -9,9 +9,11 @@
  * connections is here too, keyed by everything that made one acceptable
  * (side, upstream TLS settings, host:port; see pool_key_make).
  *
- * It drives the client connection through the gw_conn__* friends of
- * core/conn_int.h (close, write, local answers, the tunnel pump), as nginx's
- * ngx_http_upstream.c finalizes requests.
+ * It knows no client connection: it reports to the exchange's sink
+ * (struct gw_sink, core/upstream.h: interim and final heads, body bytes
+ * with backpressure, errors, tunnels), which the HTTP/1 connection
+ * (core/conn.c) implements, as nginx's ngx_http_upstream.c reports to
+ * ngx_http_request.c through the request's handlers.
  */
 #include "core/upstream.h"
 
@@ -61,9 +63,11 @@ static void up_wr_cb(evutil_socket_t fd, short what, void *arg);
 static void up_to_cb(evutil_socket_t fd, short what, void *arg);
 static void connect_next(struct gw_req *rq);
 static void up_handshake(struct upconn *u);
-static void upstream_ready(struct gw_conn *c);
-static int family_retry(struct gw_conn *c, int stage);
+static void upstream_ready(struct gw_req *rq);
+static int family_retry(struct gw_req *rq, int stage);
+static void upstream_failed(struct gw_req *rq, int status, const char *reason);
 static void resp_tap(void *arg, const char *p, size_t n);
+static void filter_pump(struct gw_req *rq);
 
 /* ---- pool ---- */
 
@@ -152,14 +156,15 @@ static int addr_vetted(const struct gw_dns_result *v, const union gw_sa *a)
 }
 
 /*
- * An idle connection for client c under key (pool_key_make: side, TLS
- * settings, host:port), taken out of the pool, or NULL.  vetted, when not
- * NULL, are the addresses the family allowed for this request: a connection
- * to any other address is not used.  A connection private to another client
+ * An idle connection for owner c (the client connection, NULL for a
+ * one-off exchange) under key (pool_key_make: side, TLS settings,
+ * host:port), taken out of the pool, or NULL.  vetted, when not NULL, are
+ * the addresses the family allowed for this request: a connection to any
+ * other address is not used.  A connection private to another client
  * connection is never returned; one private to c is preferred (its
  * connection-bound authentication lives there).
  */
-static struct upconn *pool_get(struct gw_worker *w, const char *key, const struct gw_conn *c,
+static struct upconn *pool_get(struct gw_worker *w, const char *key, const struct gw_upowner *c,
     const struct gw_dns_result *vetted)
 {
 	struct gw_pool *p = w->pool;
@@ -177,7 +182,7 @@ static struct upconn *pool_get(struct gw_worker *w, const char *key, const struc
 		}
 		if (shared == NULL) {
 			shared = u;
-			if (!c->has_private)
+			if (c == NULL || !c->has_private)
 				break;
 		}
 	}
@@ -207,13 +212,18 @@ static int conn_bound_scheme(const char *v, size_t n)
 	return 0;
 }
 
-static void pool_private(struct upconn *u, struct gw_conn *c)
+static void pool_private(struct upconn *u, struct gw_req *rq)
 {
+	if (rq->owner == NULL) {
+		/* nobody to keep it for (a one-off exchange): never pooled */
+		u->keepalive = 0;
+		return;
+	}
 	if (u->owner == NULL)
 		gw_debug("upstream %s: connection-bound authentication: private to one client connection",
 		    u->addr_str);
-	u->owner = c;
-	c->has_private = 1;
+	u->owner = rq->owner;
+	rq->owner->has_private = 1;
 }
 
 /* Did head (a request, or a 401/407 response) carry connection-bound
@@ -229,8 +239,7 @@ static int head_conn_bound(const struct gw_http_head *h, const char *name, size_
 	return 0;
 }
 
-/* Close the pooled connections private to c (c is closing). */
-void gw_upstream__drop_owned(struct gw_pool *p, const struct gw_conn *c)
+void gw_upstream_drop_owned(struct gw_pool *p, const struct gw_upowner *c)
 {
 	for (int i = 0; i < POOL_BUCKETS; i++) {
 		struct upconn *u = p->b[i];
@@ -257,11 +266,11 @@ void gw_upstream__pool_put(struct gw_worker *w, struct upconn *u)
 	 * max_connections): past that the origin gets it closed, not kept */
 	if (u->key[0] == '\0' || p->kcount[u->kh % POOL_CSLOTS] >= u->keepalive ||
 	    p->n >= w->max_conns) {
-		u->c = NULL;
+		u->rq = NULL;
 		gw_upstream__free(u);
 		return;
 	}
-	u->c = NULL;
+	u->rq = NULL;
 	u->idle_since = gw_mono_now();
 	if (u->wr_on) {
 		event_del(&u->ev_wr);
@@ -314,6 +323,8 @@ static struct upconn *up_new(struct gw_worker *w, int fd, const char *key)
 
 void gw_upstream__free(struct upconn *u)
 {
+	if (u->dead != NULL)
+		*u->dead = 1;
 	event_del(&u->ev_rd);
 	event_del(&u->ev_wr);
 	event_del(&u->ev_to);
@@ -333,18 +344,29 @@ void gw_upstream__free(struct upconn *u)
 	free(u);
 }
 
-void gw_upstream__detach(struct gw_conn *c)
+void gw_upstream_detach(struct gw_req *rq)
 {
-	struct upconn *u = c->up;
+	struct upconn *u = rq->up;
 
-	c->up = NULL;
-	u->c = NULL;
+	rq->up = NULL;
+	u->rq = NULL;
 	gw_upstream__free(u);
+}
+
+void gw_upstream__arm_write(struct upconn *u, size_t left)
+{
+	if (left > 0 && !u->wr_on) {
+		event_add(&u->ev_wr, NULL);
+		u->wr_on = 1;
+	} else if (left == 0 && u->wr_on) {
+		event_del(&u->ev_wr);
+		u->wr_on = 0;
+	}
 }
 
 void gw_upstream__write(struct upconn *u)
 {
-	struct gw_conn *c = u->c;
+	struct gw_req *rq = u->rq;
 
 	if (u->connecting)
 		return;
@@ -364,49 +386,24 @@ void gw_upstream__write(struct upconn *u)
 		if (n == 0)
 			break;
 	}
-	size_t left = evbuffer_get_length(u->out);
-	if (c != NULL && left == 0 && gw_relay_sp_held(c, SP_C2U) > 0) {
-		if (gw_relay_sp_out(c, SP_C2U) < 0) {
-			/* as above; what the client sends from now on is dropped by
-			 * the evbuffer path (the pipe cannot be drained unread) */
-			u->eof = 1;
-			c->sp->failed |= 1u << SP_C2U;
-			gw_relay_sp_drop(c->sp, SP_C2U);
-			gw_relay_up_rd_enable(u, 1);
-			event_active(&u->ev_rd, EV_READ, 0);
-		}
-		left = gw_relay_sp_held(c, SP_C2U);
-	}
-	if (c != NULL && c->state == CS_BUSY && c->rq != NULL && !c->rq->reqx.done) {
-		/* sending the request body: a stalled upstream is timed out */
-		if (left > 0)
-			set_timer(&u->ev_to, TO(c)->upstream_response);
-		else
-			event_del(&u->ev_to);
-	}
-	if (left > 0 && !u->wr_on) {
-		event_add(&u->ev_wr, NULL);
-		u->wr_on = 1;
-	} else if (left == 0 && u->wr_on) {
-		event_del(&u->ev_wr);
-		u->wr_on = 0;
-	}
-	if (c != NULL && left < HIWAT && u->cl_paused && !gw_relay_sp_full(c, SP_C2U)) {
-		u->cl_paused = 0;
-		if (c->state == CS_TUNNEL) {
-			gw_relay_rd_enable(c, 1);
-			if (evbuffer_get_length(c->in) > 0)
-				gw_conn__tunnel_pump(c);
-		} else if (c->rq != NULL && !c->rq->reqx.done) {
-			c->rq->body_t0 = 0;   /* body rate: a new window (gw_upstream__pump_body) */
-			gw_relay_rd_enable(c, 1);
-			if (evbuffer_get_length(c->in) > 0)
-				gw_upstream__pump_body(c);
-		}
+	if (rq != NULL && rq->sink->on_sent != NULL) {
+		rq->sink->on_sent(rq, u);   /* a source: backpressure, splice, tunnel */
 		return;
 	}
-	if (c != NULL && c->state == CS_TUNNEL && left == 0)
-		gw_conn__tunnel_pump(c);
+	gw_upstream__arm_write(u, evbuffer_get_length(u->out));
+}
+
+/* Detach rq's upstream connection: pooled when reuse, else closed. */
+static void up_let_go(struct gw_req *rq, int reuse)
+{
+	struct upconn *u = rq->up;
+
+	rq->up = NULL;
+	u->rq = NULL;
+	if (reuse)
+		gw_upstream__pool_put(rq->w, u);
+	else
+		gw_upstream__free(u);
 }
 
 /* ---- retries and failures ---- */
@@ -415,16 +412,15 @@ void gw_upstream__write(struct upconn *u)
  * Offer the family a retry (e.g. on another server) after an upstream
  * failure at stage.  Returns 1 if the request was restarted.
  */
-static int family_retry(struct gw_conn *c, int stage)
+static int family_retry(struct gw_req *rq, int stage)
 {
-	struct gw_req *rq = c->rq;
 	enum decision was;
 
 	/* a tunnel may be retried elsewhere only while nothing was sent
 	 * (e.g. the next parent proxy after a failed connect) */
-	if (rq == NULL || c->proto->on_upstream_error == NULL || rq->resp_head_done ||
+	if (rq->proto->on_upstream_error == NULL || rq->resp_head_done ||
 	    (rq->dec != DEC_PROXY && !(rq->dec == DEC_TUNNEL && stage == GW_UPFAIL_CONNECT)) ||
-	    c->state != CS_BUSY)
+	    rq->tunnel)
 		return 0;
 	if (stage != GW_UPFAIL_CONNECT && gw_req_body_sent(rq))
 		return 0;
@@ -432,57 +428,48 @@ static int family_retry(struct gw_conn *c, int stage)
 	/* ask first: on "no", the caller may still relay the origin's answer,
 	 * which lives in the upstream connection's buffer */
 	rq->dec = DEC_NONE;
-	if (!c->proto->on_upstream_error(rq, stage, c->side) || rq->dec == DEC_NONE) {
+	if (!rq->proto->on_upstream_error(rq, stage, rq->side) || rq->dec == DEC_NONE) {
 		rq->dec = was;
 		return 0;
 	}
 	if (rq->dec == DEC_RESPOND || rq->dec == DEC_FILE) {
 		/* the family answers instead (e.g. a stale cached copy) */
-		if (c->up != NULL)
-			gw_upstream__detach(c);
-		gw_conn__send_local(rq);
+		if (rq->up != NULL)
+			gw_upstream_detach(rq);
+		rq->sink->on_local(rq);
 		return 1;
 	}
 	if (rq->dec != was) {
 		rq->dec = was;
 		return 0;
 	}
-	if (c->up != NULL)
-		gw_upstream__detach(c);
+	if (rq->up != NULL)
+		gw_upstream_detach(rq);
 	rq->addr_idx = 0;
 	rq->connect_err = 0;
 	rq->retried = 1;   /* a fresh connection, not the pool */
-	gw_stat_add(&c->w->stats->fam[c->proto->family][GW_FC_UPSTREAM_ERRORS], 1);
-	gw_upstream__start(rq);
+	gw_stat_add(&rq->w->stats->fam[rq->proto->family][GW_FC_UPSTREAM_ERRORS], 1);
+	gw_upstream_start(rq);
 	return 1;
 }
 
-/* Fail the request with status (502/504) if nothing was sent to the client
- * yet, else cut the connection. */
-void gw_upstream__failed(struct gw_conn *c, int status, const char *reason)
+/* Fail the exchange with status (502/504): count, log, release the
+ * upstream; the sink answers or cuts (on_error). */
+static void upstream_failed(struct gw_req *rq, int status, const char *reason)
 {
-	struct gw_req *rq = c->rq;
-
 	if (reason == NULL)
 		reason = "out of memory";   /* its copy failed; the answer is a 503 (rq->oom) */
-	gw_stat_add(&c->w->stats->fam[c->proto->family][GW_FC_UPSTREAM_ERRORS], 1);
-	if (c->up != NULL)
-		gw_upstream__detach(c);
-	if (rq == NULL) {
-		gw_conn__close(c, GW_CLOSE_UPSTREAM_ERROR);
-		return;
-	}
-	gw_info("%s: request %s from %s: upstream %s: %s", c->proto->name, rq->id, gw_req_client_str(rq),
+	gw_stat_add(&rq->w->stats->fam[rq->proto->family][GW_FC_UPSTREAM_ERRORS], 1);
+	if (rq->up != NULL)
+		gw_upstream_detach(rq);
+	gw_info("%s: request %s from %s: upstream %s: %s", rq->proto->name, rq->id, gw_req_client_str(rq),
 	    rq->upstream_str[0] ? rq->upstream_str : (rq->up_host ? rq->up_host : "-"), reason);
-	if (rq->resp_head_done || c->state == CS_TUNNEL) {
-		rq->reason = reason;
-		gw_conn__close(c, status == 504 ? GW_CLOSE_UPSTREAM_TIMEOUT : GW_CLOSE_UPSTREAM_ERROR);
-		return;
-	}
-	if (!rq->reqx.done)
-		rq->close_after = 1;
-	c->state = CS_BUSY;
-	gw_conn__respond_error(rq, status, reason);
+	rq->sink->on_error(rq, status, reason);
+}
+
+void gw_upstream_fail(struct gw_req *rq, int status, const char *reason)
+{
+	upstream_failed(rq, status, reason);
 }
 
 /* ---- request out ---- */
@@ -495,7 +482,7 @@ static int send_request_head(struct gw_req *rq, struct upconn *u)
 {
 	const struct gw_http_head *h = &rq->head;
 	struct evbuffer *o = u->out;
-	const char *via = rq->c->snap->conf->global.via_name;
+	const char *via = rq->snap->conf->global.via_name;
 	int framing = 0;           /* framing fields written */
 	struct gw_h1out hb;
 
@@ -572,10 +559,9 @@ static int send_request_head(struct gw_req *rq, struct upconn *u)
 }
 
 /* The upstream connection is ready: send the request or open the tunnel. */
-static void upstream_ready(struct gw_conn *c)
+static void upstream_ready(struct gw_req *rq)
 {
-	struct gw_req *rq = c->rq;
-	struct upconn *u = c->up;
+	struct upconn *u = rq->up;
 
 	if (rq->dec == DEC_TUNNEL && rq->tun_target != NULL && !rq->tun_ok) {
 		/* through a parent: ask it first; parent_answer() goes on */
@@ -585,39 +571,35 @@ static void upstream_ready(struct gw_conn *c)
 			evbuffer_add(u->out, rq->tun_extra, rq->tun_extra_len);
 		evbuffer_add(u->out, GW_STRLIT("\r\n"));
 		rq->tun_wait = 1;
-		set_timer(&u->ev_to, TO(c)->upstream_response);
+		set_timer(&u->ev_to, RTO(rq)->upstream_response);
 		gw_relay_up_rd_enable(u, 1);
 		gw_upstream__write(u);
 		return;
 	}
 	if (rq->dec == DEC_TUNNEL) {
-		static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
 		rq->status = 200;
 		rq->resp_head_done = 1;
-		gw_stat_add(&c->w->stats->fam[c->proto->family][GW_FC_TUNNELS], 1);
-		evbuffer_add(c->out, ok, sizeof ok - 1);
-		c->state = CS_TUNNEL;
-		gw_conn__timer(c, TO_TUNNEL);
-		gw_relay_rd_enable(c, 1);
+		rq->tunnel = 1;
+		gw_stat_add(&rq->w->stats->fam[rq->proto->family][GW_FC_TUNNELS], 1);
 		gw_relay_up_rd_enable(u, 1);
-		gw_conn__write(c);
-		if (c->state == CS_TUNNEL)
-			gw_conn__tunnel_pump(c);
+		rq->sink->on_tunnel(rq, NULL);
 		return;
 	}
 	if ((rq->head.flags & GW_HF_EXPECT_CONTINUE) && !rq->reqx.done &&
 	    rq->head.version_minor == 1 && !rq->sent_continue) {
-		evbuffer_add(c->out, GW_STRLIT("HTTP/1.1 100 Continue\r\n\r\n"));
+		static const struct gw_http_head cont = { .status = 100, .reason = "Continue",
+			.reason_len = 8, .version_minor = 1 };
+		(void)rq->sink->on_interim(rq, &cont);
 		rq->sent_continue = 1;
 	}
 	if (u->owner == NULL && head_conn_bound(&rq->head, GW_STRLIT("authorization")))
-		pool_private(u, c);
+		pool_private(u, rq);
 	rq->up_sent = gw_mono_now();   /* first-byte time runs from here */
 	if (send_request_head(rq, u) < 0) {
 		gw_error("%s: request %s: not sent: its body would go upstream without framing",
-		    c->proto->name, rq->id);
-		gw_upstream__detach(c);   /* with the head bytes: none of it is sent */
-		gw_conn__respond_error(rq, 500, "request body without framing");
+		    rq->proto->name, rq->id);
+		gw_upstream_detach(rq);   /* with the head bytes: none of it is sent */
+		rq->sink->on_error(rq, 500, "request body without framing");
 		return;
 	}
 	if (rq->body_buffered) {
@@ -641,92 +623,34 @@ static void upstream_ready(struct gw_conn *c)
 	 * is paced by client_body and by write progress instead); this also
 	 * replaces a pooled connection's idle timer */
 	if (rq->reqx.done)
-		set_timer(&u->ev_to, TO(c)->upstream_response);
+		set_timer(&u->ev_to, RTO(rq)->upstream_response);
 	else if (u->reused)
 		event_del(&u->ev_to);
-	if (!rq->reqx.done) {
-		gw_relay_rd_enable(c, 1);
-		gw_conn__timer(c, TO_BODY);
-		gw_upstream__pump_body(c);
-		if (c->state == CS_CLOSED || c->up != u)
-			return;
-	}
+	if (!rq->reqx.done && rq->sink->on_ready(rq) == GW_SINK_GONE)
+		return;
 	gw_upstream__write(u);
-	if (evbuffer_get_length(c->out) > 0)
-		gw_conn__write(c);
-}
-
-void gw_upstream__pump_body(struct gw_conn *c)
-{
-	struct gw_req *rq = c->rq;
-	struct upconn *u = c->up;
-	size_t before = evbuffer_get_length(c->in);
-
-	if (u == NULL || rq == NULL || rq->reqx.done)
-		return;
-	if (gw_relay_xfer_pump(&rq->reqx, c->in, u->out) < 0) {
-		rq->close_after = 1;
-		if (!rq->resp_head_done) {
-			gw_upstream__detach(c);
-			gw_conn__respond_error(rq, 400, "bad chunked request body");
-		} else {
-			gw_conn__close(c, GW_CLOSE_BAD_REQUEST);
-		}
-		return;
-	}
-	rq->bytes_in += before - evbuffer_get_length(c->in);
-	if (rq->max_body > 0 && rq->reqx.moved > rq->max_body) {
-		rq->close_after = 1;
-		if (!rq->resp_head_done) {
-			gw_upstream__detach(c);
-			gw_conn__respond_error(rq, 413, "body over limit");
-		} else {
-			gw_conn__close(c, GW_CLOSE_BAD_REQUEST);
-		}
-		return;
-	}
-	if (rq->reqx.done) {
-		gw_relay_rd_enable(c, 0);
-		event_del(&c->ev_to);
-		if (!rq->resp_head_done)
-			set_timer(&u->ev_to, TO(c)->upstream_response);
-	} else if (c->rd_eof) {
-		rq->reason = "client closed during request body";
-		gw_conn__close(c, GW_CLOSE_CLIENT_EOF);
-		return;
-	} else if (evbuffer_get_length(u->out) >= HIWAT) {
-		gw_relay_rd_enable(c, 0);
-		u->cl_paused = 1;
-		/* the upstream is slow, not the client: the rate window
-		 * starts again when reading resumes */
-		rq->body_t0 = 0;
-		gw_conn__timer(c, TO_BODY);
-	} else {
-		gw_conn__timer(c, TO_BODY);
-	}
-	gw_upstream__write(u);
+	rq->sink->on_flush(rq);
 }
 
 /* ---- connect, DNS ---- */
 
-static void on_connected(struct gw_conn *c)
+static void on_connected(struct gw_req *rq)
 {
-	struct upconn *u = c->up;
-	struct gw_req *rq = c->rq;
+	struct upconn *u = rq->up;
 
 	u->connecting = 0;
 	event_del(&u->ev_wr);
 	u->wr_on = 0;
-	gw_stat_add(&c->w->stats->fam[c->proto->family][GW_FC_UPSTREAM_CONNECTS], 1);
+	gw_stat_add(&rq->w->stats->fam[rq->proto->family][GW_FC_UPSTREAM_CONNECTS], 1);
 	if (rq->up_t0 > 0) {
-		gw_hist_observe(c->w->id, GW_H_UP_CONNECT, gw_req__metric_up(rq), gw_mono_now() - rq->up_t0);
+		gw_hist_observe(rq->w->id, GW_H_UP_CONNECT, gw_req__metric_up(rq), gw_mono_now() - rq->up_t0);
 		rq->up_t0 = 0;
 	}
 	if (rq->up_tls > 0) {
-		u->ssl = gw_tls_upstream_ssl(c->snap->tls, rq->up_tls - 1, rq->up_host);
+		u->ssl = gw_tls_upstream_ssl(rq->snap->tls, rq->up_tls - 1, rq->up_host);
 		if (u->ssl == NULL || SSL_set_fd(u->ssl, u->fd) != 1) {
-			gw_upstream__detach(c);
-			gw_upstream__failed(c, 502, "upstream TLS: cannot create a session");
+			gw_upstream_detach(rq);
+			upstream_failed(rq, 502, "upstream TLS: cannot create a session");
 			return;
 		}
 		SSL_set_connect_state(u->ssl);
@@ -735,12 +659,11 @@ static void on_connected(struct gw_conn *c)
 		return;
 	}
 	event_del(&u->ev_to);
-	upstream_ready(c);
+	upstream_ready(rq);
 }
 
 static void connect_next(struct gw_req *rq)
 {
-	struct gw_conn *c = rq->c;
 	int last_err = rq->connect_err;
 
 	while (rq->addr_idx < rq->addrs->naddrs) {
@@ -772,7 +695,7 @@ static void connect_next(struct gw_req *rq)
 			close(fd);
 			continue;
 		}
-		struct upconn *u = up_new(c->w, fd, rq->pool_key);
+		struct upconn *u = up_new(rq->w, fd, rq->pool_key);
 		if (u == NULL) {
 			close(fd);
 			last_err = ENOMEM;
@@ -781,23 +704,23 @@ static void connect_next(struct gw_req *rq)
 		snprintf(u->addr_str, sizeof u->addr_str, "%s", rq->upstream_str);
 		memcpy(&u->peer, sa, rq->addrs->lens[i] < sizeof u->peer ? rq->addrs->lens[i] : sizeof u->peer);
 		u->keepalive = rq->keepalive;
-		u->c = c;
-		c->up = u;
+		u->rq = rq;
+		rq->up = u;
 		if (r == 0) {
-			on_connected(c);
+			on_connected(rq);
 			return;
 		}
 		u->connecting = 1;
 		event_add(&u->ev_wr, NULL);
 		u->wr_on = 1;
-		set_timer(&u->ev_to, TO(c)->upstream_connect);
+		set_timer(&u->ev_to, RTO(rq)->upstream_connect);
 		return;
 	}
 	char msg[128];
 	snprintf(msg, sizeof msg, "cannot connect: %s", last_err ? strerror(last_err) : "no address");
-	if (family_retry(c, GW_UPFAIL_CONNECT))
+	if (family_retry(rq, GW_UPFAIL_CONNECT))
 		return;
-	gw_upstream__failed(c, last_err == ETIMEDOUT ? 504 : 502, gw_req_strndup(rq, msg, strlen(msg)));
+	upstream_failed(rq, last_err == ETIMEDOUT ? 504 : 502, gw_req_strndup(rq, msg, strlen(msg)));
 }
 
 /*
@@ -810,9 +733,8 @@ static void connect_next(struct gw_req *rq)
  */
 static void pool_key_make(struct gw_req *rq)
 {
-	struct gw_conn *c = rq->c;
 	size_t hl = strlen(rq->up_host);
-	const char *tid = rq->up_tls ? gw_tls_upstream_id(c->snap->tls, rq->up_tls - 1) : "";
+	const char *tid = rq->up_tls ? gw_tls_upstream_id(rq->snap->tls, rq->up_tls - 1) : "";
 	size_t tl = strlen(tid);
 	char *k = rq->pool_key = gw_req_alloc(rq, hl + tl + 12);
 	unsigned port = rq->up_port;
@@ -820,12 +742,12 @@ static void pool_key_make(struct gw_req *rq)
 	int i = (int)sizeof num;
 
 	if (k == NULL)
-		return;   /* rq->oom: gw_upstream__start fails the request */
+		return;   /* rq->oom: gw_upstream_start fails the request */
 	if (hl + tl + 11 >= POOL_KEY_MAX) {
 		k[0] = '\0';
 		return;
 	}
-	*k++ = (char)('0' + c->proto->family);
+	*k++ = (char)('0' + rq->proto->family);
 	*k++ = rq->up_tls ? 't' : 'p';
 	memcpy(k, tid, tl);
 	k += tl;
@@ -844,48 +766,46 @@ static void pool_key_make(struct gw_req *rq)
  * addresses the family allowed, NULL = any): 1 if so. */
 static int pool_reuse(struct gw_req *rq, const struct gw_dns_result *vetted)
 {
-	struct gw_conn *c = rq->c;
 	struct upconn *u;
 
 	if (rq->dec != DEC_PROXY || rq->upgrade || rq->retried ||
-	    (u = pool_get(c->w, rq->pool_key, c, vetted)) == NULL)
+	    (u = pool_get(rq->w, rq->pool_key, rq->owner, vetted)) == NULL)
 		return 0;
-	u->c = c;
+	u->rq = rq;
 	u->reused = 1;
 	u->got_bytes = 0;
 	u->keepalive = rq->keepalive;
-	c->up = u;
+	rq->up = u;
 	memcpy(rq->upstream_str, u->addr_str, sizeof rq->upstream_str);
-	gw_stat_add(&c->w->stats->fam[c->proto->family][GW_FC_UPSTREAM_REUSED], 1);
-	upstream_ready(c);
+	gw_stat_add(&rq->w->stats->fam[rq->proto->family][GW_FC_UPSTREAM_REUSED], 1);
+	upstream_ready(rq);
 	return 1;
 }
 
 static void resolved(struct gw_req *rq, const struct gw_dns_result *res)
 {
-	struct gw_conn *c = rq->c;
 	int n = 0;
 
 	rq->refused_status = 0;
 	if (res->naddrs == 0) {
 		char msg[300];
 		snprintf(msg, sizeof msg, "cannot resolve %s: %s", rq->up_host, res->error);
-		gw_stat_add(&c->w->stats->dns_failures, 1);
-		gw_upstream__failed(c, 502, gw_req_strndup(rq, msg, strlen(msg)));
+		gw_stat_add(&rq->w->stats->dns_failures, 1);
+		upstream_failed(rq, 502, gw_req_strndup(rq, msg, strlen(msg)));
 		return;
 	}
 	if (rq->addrs == NULL && (rq->addrs = gw_req_alloc(rq, sizeof *rq->addrs)) == NULL) {
-		gw_conn__oom(rq);
+		rq->sink->on_error(rq, 503, NULL);
 		return;
 	}
 	memset(rq->addrs, 0, sizeof *rq->addrs);
 	for (int i = 0; i < res->naddrs; i++) {
 		int st = 0;
-		if (c->proto->on_resolved != NULL)
-			st = c->proto->on_resolved(rq, (const struct sockaddr *)&res->addrs[i], c->side);
+		if (rq->proto->on_resolved != NULL)
+			st = rq->proto->on_resolved(rq, (const struct sockaddr *)&res->addrs[i], rq->side);
 		if (rq->dec == DEC_RESPOND) {
 			/* the family refused with its own page */
-			gw_conn__send_local(rq);
+			rq->sink->on_local(rq);
 			return;
 		}
 		if (st != 0) {
@@ -898,10 +818,10 @@ static void resolved(struct gw_req *rq, const struct gw_dns_result *res)
 	rq->addrs->naddrs = n;
 	rq->addr_idx = 0;
 	if (n == 0) {
-		gw_conn__respond_error(rq, rq->refused_status, "destination address not allowed");
+		rq->sink->on_error(rq, rq->refused_status, "destination address not allowed");
 		return;
 	}
-	if (c->proto->on_resolved != NULL && pool_reuse(rq, rq->addrs))
+	if (rq->proto->on_resolved != NULL && pool_reuse(rq, rq->addrs))
 		return;
 	connect_next(rq);
 }
@@ -911,35 +831,34 @@ static void dns_done(void *arg, const struct gw_dns_result *res)
 	struct gw_req *rq = arg;
 
 	rq->dnsq = NULL;
-	if (rq->c->to_kind == TO_DNS)
-		event_del(&rq->c->ev_to);
+	if (rq->sink->on_dns != NULL)
+		rq->sink->on_dns(rq, 0);
 	resolved(rq, res);
 }
 
-void gw_upstream__start(struct gw_req *rq)
+void gw_upstream_start(struct gw_req *rq)
 {
-	struct gw_conn *c = rq->c;
 	struct gw_dns_result res;
 	int r;
 
 	if (!rq->oom)
 		pool_key_make(rq);
 	if (rq->oom) {   /* the decision (host, path, CONNECT line) or the key lacks parts */
-		gw_conn__oom(rq);
+		rq->sink->on_error(rq, 503, NULL);
 		return;
 	}
 	/* a family that vets addresses (on_resolved) takes a pooled connection
 	 * only after its checks passed, from resolved() */
-	if (c->proto->on_resolved == NULL && pool_reuse(rq, NULL))
+	if (rq->proto->on_resolved == NULL && pool_reuse(rq, NULL))
 		return;
-	gw_stat_add(&c->w->stats->dns_queries, 1);
-	r = gw_dns_resolve(c->w->dns, rq->up_host, rq->up_port, &res, dns_done, rq, &rq->dnsq);
+	gw_stat_add(&rq->w->stats->dns_queries, 1);
+	r = gw_dns_resolve(rq->w->dns, rq->up_host, rq->up_port, &res, dns_done, rq, &rq->dnsq);
 	if (r == 0) {
 		/* evdns's own timeout does not cover a query waiting in its queue
 		 * (over 64 in flight): upstream_connect bounds the resolution too
-		 * (client_to_cb).  A background request keeps its TO_BG bound. */
-		if (c->to_kind != TO_BG)
-			gw_conn__timer(c, TO_DNS);
+		 * (the sink's on_dns: the HTTP/1 connection's TO_DNS). */
+		if (rq->sink->on_dns != NULL)
+			rq->sink->on_dns(rq, 1);
 		return;  /* dns_done() continues */
 	}
 	resolved(rq, &res);
@@ -948,45 +867,145 @@ void gw_upstream__start(struct gw_req *rq)
 /* ---- response in ---- */
 
 /* Start over on a fresh connection after a pooled one failed before answering. */
-static int retry_fresh(struct gw_conn *c)
+static int retry_fresh(struct gw_req *rq)
 {
-	struct gw_req *rq = c->rq;
-	struct upconn *u = c->up;
+	struct upconn *u = rq->up;
 
-	if (rq == NULL || u == NULL || !u->reused || u->got_bytes || rq->retried ||
+	if (u == NULL || !u->reused || u->got_bytes || rq->retried ||
 	    rq->head.body != GW_BODY_NONE || rq->resp_head_done)
 		return 0;
 	rq->retried = 1;
-	gw_upstream__detach(c);
-	evbuffer_drain(c->out, evbuffer_get_length(c->out));
+	gw_upstream_detach(rq);
+	if (rq->sink->on_retry != NULL)
+		rq->sink->on_retry(rq);
 	rq->sent_continue = 0;
 	gw_debug("request %s: pooled upstream connection closed; retrying on a new one", rq->id);
-	gw_upstream__start(rq);
+	gw_upstream_start(rq);
 	return 1;
+}
+
+static void response_ended(struct gw_req *rq)
+{
+	if (!rq->resp_ended && rq->proto->on_response_end != NULL) {
+		/* the whole body came from the upstream: a cache can
+		 * commit now, not after the last write to the client
+		 * (a request on another worker must not miss it) */
+		rq->resp_ended = 1;
+		rq->proto->on_response_end(rq, 1, rq->side);
+	}
+}
+
+/*
+ * The body of a filtered response (on_response_filter): from the upstream
+ * (without its framing) to rq->filt_in, from there through the filter
+ * (unless it holds), and what the filter emitted (rq->filt_out) to the
+ * sink, as a close-delimited body that ends with the filter's last emit.
+ */
+static void filter_pump(struct gw_req *rq)
+{
+	struct upconn *u = rq->up;
+	int st;
+
+	if (!rq->respx.done) {
+		if (gw_relay_xfer_pump(&rq->respx, u->in, rq->filt_in) < 0) {
+			upstream_failed(rq, 502, "invalid chunked response body");
+			return;
+		}
+		if (!rq->respx.done && u->eof) {
+			if (rq->respx.kind != GW_BODY_CLOSE) {
+				upstream_failed(rq, 502, "upstream closed mid-body");
+				return;
+			}
+			rq->respx.done = 1;
+		}
+	}
+	while (!rq->filt_held && !rq->filt_last_given) {
+		struct evbuffer_iovec v;
+		size_t left = evbuffer_get_length(rq->filt_in), n = 0;
+		int last;
+
+		if (left > 0 && evbuffer_peek(rq->filt_in, -1, NULL, &v, 1) == 1)
+			n = v.iov_len;
+		if (n == 0 && !rq->respx.done)
+			break;
+		last = rq->respx.done && n == left;
+		st = rq->proto->on_response_filter(rq, n > 0 ? v.iov_base : "", n, last, rq->side);
+		evbuffer_drain(rq->filt_in, n);
+		rq->filt_last_given |= last;
+		rq->filt_held = st == GW_FILTER_HOLD;
+	}
+	if (rq->respx.done) {
+		gw_relay_up_rd_enable(u, 0);
+		response_ended(rq);
+	} else if (rq->filt_held) {
+		gw_relay_up_rd_enable(u, 0);   /* gw_req_resume() reads on */
+		event_del(&u->ev_to);          /* (nothing is awaited from the upstream) */
+	} else {
+		set_timer(&u->ev_to, RTO(rq)->upstream_response);
+	}
+	st = rq->sink->on_body(rq, rq->filt_out, rq->filt_last_emitted);
+	if (st == GW_SINK_GONE)
+		return;
+	if (st == GW_SINK_FAIL) {
+		upstream_failed(rq, 502, "response body not taken");
+		return;
+	}
+	if (st == GW_SINK_HOLD)
+		gw_relay_up_rd_enable(u, 0);   /* the sink resumes (gw_upstream_resume) */
+	rq->sink->on_flush(rq);
+}
+
+int gw_req_filter_response(struct gw_req *rq)
+{
+	if (rq->respx.done || rq->proto->on_response_filter == NULL)
+		return 0;   /* no body to filter (or no filter) */
+	if ((rq->filt_in == NULL && (rq->filt_in = evbuffer_new()) == NULL) ||
+	    (rq->filt_out == NULL && (rq->filt_out = evbuffer_new()) == NULL))
+		return -1;
+	rq->filtering = 1;
+	rq->fx.kind = GW_BODY_CLOSE;   /* its end: the filter's last emit */
+	return 0;
+}
+
+void gw_req_body_emit(struct gw_req *rq, const void *p, size_t n, int last)
+{
+	if (n > 0 && evbuffer_add(rq->filt_out, p, n) < 0)
+		rq->oom = 1;
+	rq->filt_last_emitted |= last;
+}
+
+void gw_req_resume(struct gw_req *rq)
+{
+	rq->filt_held = 0;
+	if (rq->up != NULL)
+		gw_upstream_resume(rq);
 }
 
 static void resp_tap(void *arg, const char *p, size_t n)
 {
 	struct gw_req *rq = arg;
 
-	rq->c->proto->on_response_body(rq, p, n, rq->c->side);
+	rq->proto->on_response_body(rq, p, n, rq->side);
 }
 
-/* Relay the final response head.  Returns 1 when the family chose in
- * on_response_head to answer by itself instead (nothing was written); -1
- * when the head would not frame the body (the invariant below; nothing was
- * written, the caller fails the exchange). */
-static int relay_response_head(struct gw_conn *c, const struct gw_http_head *r)
+int gw_upstream_head_hook(struct gw_req *rq, const struct gw_http_head *r)
 {
-	struct gw_req *rq = c->rq;
-	struct evbuffer *o = c->out;
-	const char *via = c->snap->conf->global.via_name;
-	int to_http10 = rq->head.version_minor == 0;
-	const char *date;
-	struct gw_h1out hb;
-	size_t before;
-	int framing = 0;           /* framing fields written */
+	if (rq->proto->on_response_head != NULL) {
+		rq->proto->on_response_head(rq, r, rq->side);
+		if (rq->dec == DEC_RESPOND || rq->dec == DEC_FILE || rq->oom)
+			return 1;   /* (out of memory: send_local answers 503) */
+	}
+	if (rq->proto->on_response_body != NULL) {
+		rq->respx.tap = resp_tap;
+		rq->respx.tap_arg = rq;
+	}
+	return 0;
+}
 
+/* Set up rq->respx and the response fields of rq from the final head r
+ * (the sink adds its own output framing in on_head). */
+static void response_begin(struct gw_req *rq, const struct gw_http_head *r)
+{
 	rq->status = r->status;
 	rq->resp_http10 = r->version_minor == 0;
 	rq->resp_conn_close = (r->flags & GW_HF_CONN_CLOSE) != 0 ||
@@ -995,87 +1014,15 @@ static int relay_response_head(struct gw_conn *c, const struct gw_http_head *r)
 	rq->respx.remaining = r->content_length;
 	gw_chunked_init(&rq->respx.ck);
 	rq->respx.done = r->body == GW_BODY_NONE || (r->body == GW_BODY_LENGTH && r->content_length == 0);
-	if (!gw_h1out_keepalive(&rq->head))
-		rq->close_after = 1;
-	if (r->body == GW_BODY_CHUNKED || r->body == GW_BODY_CLOSE) {
-		if (to_http10)
-			rq->close_after = 1;
-		else
-			rq->respx.out_chunked = 1;
-	}
-	if (!rq->reqx.done)
-		rq->close_after = 1;  /* answered before the body ended: cannot resync */
-
-	if (c->proto->on_response_head != NULL) {
-		c->proto->on_response_head(rq, r, c->side);
-		if (rq->dec == DEC_RESPOND || rq->dec == DEC_FILE || rq->oom)
-			return 1;   /* (out of memory: send_local answers 503) */
-	}
-	if (c->proto->on_response_body != NULL) {
-		rq->respx.tap = resp_tap;
-		rq->respx.tap_arg = rq;
-	}
-	before = evbuffer_get_length(o);
-	hb.dst = o;
-	hb.len = 0;
-	GW_H1OUT_LIT(&hb, "HTTP/1.1 ");
-	gw_h1out_uint(&hb, (unsigned)r->status, 10);
-	GW_H1OUT_LIT(&hb, " ");
-	gw_h1out_put(&hb, r->reason, r->reason_len);
-	GW_H1OUT_LIT(&hb, "\r\n");
-	for (size_t i = 0; i < r->nhdrs; i++) {
-		const struct gw_hdr *x = &r->hdrs[i];
-		if (gw_h1out_hop_by_hop(x) || gw_h1out_conn_listed(r, x) || gw_h1out_edit_deleted(rq->resp_edits, x))
-			continue;
-		if (r->status == 204 && gw_h1out_hdr_is(x, "content-length"))
-			continue;   /* RFC 9110 8.6: never on a 204 */
-		framing += gw_h1out_hdr_is(x, "content-length");
-		gw_h1out_hdr(&hb, x->name, x->name_len, x->value, x->value_len);
-	}
-	if (!(r->flags & GW_HF_HAS_DATE)) {
-		size_t dl = gw_httpdate_now(&date);
-		gw_h1out_hdr(&hb, "Date", 4, date, dl);
-	}
-	if (!rq->no_via)
-		gw_h1out_via(&hb, r->version_minor, via);
-	gw_h1out_edits(&hb, rq->resp_edits);
-	if (rq->respx.out_chunked) {
-		GW_H1OUT_LIT(&hb, "Transfer-Encoding: chunked\r\n");
-		framing++;
-	}
-	/* The writer's invariant, checked always: a body goes to the client
-	 * with exactly one framing field, or delimited by the close of the
-	 * connection (announced: Connection: close below); a Content-Length
-	 * body always with its Content-Length.  Else the client would read
-	 * the body, or the next response, as something else. */
-	if (framing > 1 || (framing == 0 && ((r->body == GW_BODY_LENGTH && r->content_length > 0) ||
-	    ((r->body == GW_BODY_CHUNKED || r->body == GW_BODY_CLOSE) && !rq->close_after)))) {
-		gw_error("%s: request %s: response not relayed: its body would go to the client "
-		    "without framing", c->proto->name, rq->id);
-		hb.len = 0;
-		if (gw_relay_truncate(o, before) < 0)
-			gw_conn__close(c, GW_CLOSE_INTERNAL);
-		return -1;
-	}
-	if (rq->close_after)
-		GW_H1OUT_LIT(&hb, "Connection: close\r\n");
-	else if (to_http10)
-		GW_H1OUT_LIT(&hb, "Connection: keep-alive\r\n");
-	GW_H1OUT_LIT(&hb, "\r\n");
-	gw_h1out_flush(&hb);
-	rq->resp_head_done = 1;
-	return 0;
 }
 
 /* Handle bytes from the upstream: heads (1xx, 101, final), then the body. */
-void gw_upstream__response(struct gw_conn *c)
+static void upstream_response(struct gw_req *rq)
 {
-	struct gw_req *rq = c->rq;
-	struct upconn *u = c->up;
-	const struct conf_limits *L = &c->snap->conf->global.limits;
+	struct upconn *u = rq->up;
+	const struct conf_limits *L = &rq->snap->conf->global.limits;
+	int st;
 
-	if (rq == NULL || u == NULL)
-		return;
 	while (!rq->resp_head_done) {
 		struct gw_http_limits lim = { (size_t)L->max_header_bytes * 2, SCRATCH_HDRS,
 			(size_t)L->max_uri_bytes };
@@ -1084,18 +1031,18 @@ void gw_upstream__response(struct gw_conn *c)
 		const char *p;
 
 		if (len > 0 && rq->up_sent > 0) {
-			gw_hist_observe(c->w->id, GW_H_UP_FIRST_BYTE, gw_req__metric_up(rq), gw_mono_now() - rq->up_sent);
+			gw_hist_observe(rq->w->id, GW_H_UP_FIRST_BYTE, gw_req__metric_up(rq), gw_mono_now() - rq->up_sent);
 			rq->up_sent = 0;
 		}
 		ssize_t n;
 
 		if (len == 0) {
 			if (u->eof) {
-				if (retry_fresh(c) || family_retry(c, GW_UPFAIL_RESET))
+				if (retry_fresh(rq) || family_retry(rq, GW_UPFAIL_RESET))
 					return;
-				gw_upstream__failed(c, 502, "upstream closed the connection before answering");
-			} else if (evbuffer_get_length(c->out) > 0) {
-				gw_conn__write(c);   /* interim responses relayed above */
+				upstream_failed(rq, 502, "upstream closed the connection before answering");
+			} else {
+				rq->sink->on_flush(rq);   /* interim responses relayed above */
 			}
 			return;
 		}
@@ -1103,162 +1050,150 @@ void gw_upstream__response(struct gw_conn *c)
 			len = lim.max_header_bytes + 8;
 		p = (const char *)evbuffer_pullup(u->in, (ev_ssize_t)len);
 		memset(&r, 0, sizeof r);
-		r.hdrs = (struct gw_hdr *)c->w->scratch;
+		r.hdrs = (struct gw_hdr *)rq->w->scratch;
 		r.hdrs_cap = SCRATCH_HDRS;
 		n = gw_http1_parse_response(p, len, &lim, rq->head.method, &r);
 		if (n == 0) {
 			if (u->eof)
-				gw_upstream__failed(c, 502, "upstream closed the connection inside the response head");
+				upstream_failed(rq, 502, "upstream closed the connection inside the response head");
 			else if (len >= lim.max_header_bytes)
-				gw_upstream__failed(c, 502, "upstream response head too large");
-			else if (evbuffer_get_length(c->out) > 0)
-				gw_conn__write(c);   /* interim responses relayed above */
+				upstream_failed(rq, 502, "upstream response head too large");
+			else
+				rq->sink->on_flush(rq);   /* interim responses relayed above */
 			return;
 		}
 		if (n < 0) {
-			gw_upstream__failed(c, 502, r.err_reason ? r.err_reason : "invalid response head");
+			upstream_failed(rq, 502, r.err_reason ? r.err_reason : "invalid response head");
 			return;
 		}
 		if (r.status >= 100 && r.status < 200 && r.status != 101) {
-			/* interim response: passed on to HTTP/1.1 clients as it comes
-			 * (never a 100: ours went out already, or the client did not
-			 * ask), under the same backpressure as a body, and at most
-			 * MAX_INTERIM per request: an origin that streams 1xx forever
-			 * must hold neither our memory nor the connection */
+			/* interim response: passed on by the sink as it comes, under
+			 * the same backpressure as a body, and at most MAX_INTERIM per
+			 * request: an origin that streams 1xx forever must hold
+			 * neither our memory nor the connection */
 			if (++rq->interim > MAX_INTERIM) {
-				gw_upstream__failed(c, 502, "too many interim (1xx) responses");
+				upstream_failed(rq, 502, "too many interim (1xx) responses");
 				return;
 			}
-			if (rq->head.version_minor == 1 && r.status != 100) {
-				evbuffer_add_printf(c->out, "HTTP/1.1 %d %.*s\r\n", r.status,
-				    (int)r.reason_len, r.reason);
-				for (size_t i = 0; i < r.nhdrs; i++)
-					if (!gw_h1out_hop_by_hop(&r.hdrs[i]) && !gw_h1out_conn_listed(&r, &r.hdrs[i]))
-						evbuffer_add_printf(c->out, "%.*s: %.*s\r\n",
-						    (int)r.hdrs[i].name_len, r.hdrs[i].name,
-						    (int)r.hdrs[i].value_len, r.hdrs[i].value);
-				evbuffer_add(c->out, GW_STRLIT("\r\n"));
-			}
+			/* never a 100: ours went out already (upstream_ready), or
+			 * the client did not ask */
+			st = r.status != 100 ? rq->sink->on_interim(rq, &r) : GW_SINK_GO;
 			evbuffer_drain(u->in, (size_t)n);
-			if (evbuffer_get_length(c->out) >= HIWAT) {
-				/* gw_conn__write() reads on once the client took it */
+			if (st == GW_SINK_HOLD) {
+				/* the sink resumes (gw_upstream_resume) once it wrote */
 				gw_relay_up_rd_enable(u, 0);
-				c->up_paused = 1;
-				gw_conn__write(c);
+				rq->sink->on_flush(rq);
 				return;
 			}
 			continue;
 		}
 		if (r.status == 101) {
 			if (!rq->upgrade) {
-				gw_upstream__failed(c, 502, "upstream switched protocols without an Upgrade request");
+				upstream_failed(rq, 502, "upstream switched protocols without an Upgrade request");
 				return;
 			}
 			/* relay the 101 and become a tunnel */
 			rq->status = 101;
-			evbuffer_add(c->out, GW_STRLIT("HTTP/1.1 101 Switching Protocols\r\n"));
-			for (size_t i = 0; i < r.nhdrs; i++) {
-				const struct gw_hdr *x = &r.hdrs[i];
-				/* hop-by-hop as in any head, but Upgrade (named by
-				 * Connection: upgrade) goes on with the tunnel; no
-				 * framing fields: what follows is not HTTP */
-				if (((gw_h1out_hop_by_hop(x) || gw_h1out_conn_listed(&r, x)) && !gw_h1out_hdr_is(x, "upgrade")) ||
-				    gw_h1out_hdr_is(x, "content-length"))
-					continue;
-				evbuffer_add_printf(c->out, "%.*s: %.*s\r\n", (int)x->name_len, x->name,
-				    (int)x->value_len, x->value);
-			}
-			evbuffer_add(c->out, GW_STRLIT("Connection: upgrade\r\n\r\n"));
-			evbuffer_drain(u->in, (size_t)n);
 			rq->resp_head_done = 1;
 			rq->reqx.done = 1;
+			rq->tunnel = 1;
 			event_del(&u->ev_to);
-			gw_stat_add(&c->w->stats->fam[c->proto->family][GW_FC_TUNNELS], 1);
-			c->state = CS_TUNNEL;
-			gw_conn__timer(c, TO_TUNNEL);
-			gw_relay_rd_enable(c, 1);
-			gw_conn__write(c);
-			if (c->state == CS_TUNNEL)
-				gw_conn__tunnel_pump(c);
+			gw_stat_add(&rq->w->stats->fam[rq->proto->family][GW_FC_TUNNELS], 1);
+			rq->sink->on_tunnel(rq, &r);   /* (drains the head: r points into u->in) */
 			return;
 		}
 		if ((r.status == 401 && head_conn_bound(&r, GW_STRLIT("www-authenticate"))) ||
 		    (r.status == 407 && head_conn_bound(&r, GW_STRLIT("proxy-authenticate"))))
-			pool_private(u, c);
+			pool_private(u, rq);
 		if ((r.status == 502 || r.status == 503) && !gw_req_body_sent(rq) &&
 		    (rq->head.method == GW_M_GET || rq->head.method == GW_M_HEAD ||
 		    rq->head.method == GW_M_OPTIONS || rq->head.method == GW_M_PUT ||
 		    rq->head.method == GW_M_DELETE || rq->head.method == GW_M_TRACE) &&
-		    family_retry(c, GW_UPFAIL_STATUS))
+		    family_retry(rq, GW_UPFAIL_STATUS))
 			return;
-		int relayed = relay_response_head(c, &r);
-		if (relayed < 0) {
-			if (c->state != CS_CLOSED)
-				gw_upstream__failed(c, 502, "response body without framing");
+		response_begin(rq, &r);
+		st = rq->sink->on_head(rq, &r);
+		if (st == GW_SINK_GONE)
+			return;
+		if (st == GW_SINK_FAIL) {
+			upstream_failed(rq, 502, "response body without framing");
 			return;
 		}
-		if (relayed) {
+		if (st == GW_SINK_LOCAL) {
 			/* answered locally: release the upstream, pooled if it is clean */
 			int reuse = r.body == GW_BODY_NONE && !(r.flags & GW_HF_CONN_CLOSE) &&
 			    r.version_minor == 1 && rq->reqx.done;
 			evbuffer_drain(u->in, (size_t)n);
-			reuse = reuse && evbuffer_get_length(u->in) == 0 && !u->eof;
-			c->up = NULL;
-			u->c = NULL;
-			if (reuse)
-				gw_upstream__pool_put(c->w, u);
-			else
-				gw_upstream__free(u);
+			up_let_go(rq, reuse && evbuffer_get_length(u->in) == 0 && !u->eof);
 			rq->resp_head_done = 0;
-			gw_conn__send_local(rq);
+			rq->sink->on_local(rq);
 			return;
 		}
+		rq->resp_head_done = 1;
 		evbuffer_drain(u->in, (size_t)n);
 	}
 	event_del(&u->ev_to);
+	if (rq->filtering) {
+		filter_pump(rq);
+		return;
+	}
+	st = GW_SINK_GO;
 	if (!rq->respx.done) {
-		if (gw_relay_xfer_pump(&rq->respx, u->in, c->out) < 0) {
-			gw_upstream__failed(c, 502, "invalid chunked response body");
+		st = rq->sink->on_body(rq, u->in, u->eof);
+		if (st == GW_SINK_GONE)
+			return;
+		if (st == GW_SINK_FAIL) {
+			upstream_failed(rq, 502, "invalid chunked response body");
 			return;
 		}
-		if (!rq->respx.done && u->eof) {
-			if (rq->respx.kind == GW_BODY_CLOSE) {
-				rq->respx.done = 1;
-				if (rq->respx.out_chunked)
-					evbuffer_add(c->out, GW_STRLIT("0\r\n\r\n"));
-			} else {
-				gw_conn__write(c);
-				if (c->state != CS_CLOSED) {
-					rq->reason = "upstream closed mid-body";
-					gw_conn__close(c, GW_CLOSE_UPSTREAM_ERROR);
-				}
-				return;
-			}
-		}
 		if (!rq->respx.done)
-			set_timer(&u->ev_to, TO(c)->upstream_response);
+			set_timer(&u->ev_to, RTO(rq)->upstream_response);
 	}
 	if (rq->respx.done) {
 		gw_relay_up_rd_enable(u, 0);   /* (the timer went above) */
-		if (!rq->resp_ended && c->proto->on_response_end != NULL) {
-			/* the whole body came from the upstream: a cache can
-			 * commit now, not after the last write to the client
-			 * (a request on another worker must not miss it) */
-			rq->resp_ended = 1;
-			c->proto->on_response_end(rq, 1, c->side);
-		}
-	} else if (evbuffer_get_length(c->out) >= HIWAT) {
-		gw_relay_up_rd_enable(u, 0);
-		c->up_paused = 1;
+		response_ended(rq);
+	} else if (st == GW_SINK_HOLD) {
+		gw_relay_up_rd_enable(u, 0);   /* the sink resumes (gw_upstream_resume) */
 	}
-	gw_conn__write(c);
+	rq->sink->on_flush(rq);
+}
+
+int gw_upstream_body_take(struct gw_req *rq, struct evbuffer *src, struct evbuffer *dst, int eof)
+{
+	struct xfer *x = GW_SINK_XFER(rq);
+
+	if (gw_relay_xfer_pump(x, src, dst) < 0)
+		return -1;
+	if (!x->done && eof) {
+		if (x->kind != GW_BODY_CLOSE)
+			return -2;
+		x->done = 1;
+	}
+	return x->done;
+}
+
+int gw_upstream_complete(const struct gw_req *rq)
+{
+	return rq->resp_head_done && GW_SINK_XFER(rq)->done;
+}
+
+void gw_upstream_resume(struct gw_req *rq)
+{
+	struct upconn *u = rq->up;
+
+	if (!rq->respx.done && !rq->filt_held)
+		gw_relay_up_rd_enable(u, 1);
+	if (rq->filtering && rq->resp_head_done)
+		filter_pump(rq);   /* (what the filter emitted meanwhile goes out too) */
+	else if (evbuffer_get_length(u->in) > 0)
+		upstream_response(rq);
 }
 
 /* ---- TLS handshake ---- */
 
 static void up_handshake(struct upconn *u)
 {
-	struct gw_conn *c = u->c;
+	struct gw_req *rq = u->rq;
 	int r, e;
 
 	ERR_clear_error();
@@ -1273,7 +1208,7 @@ static void up_handshake(struct upconn *u)
 			u->rd_armed = 1;
 		}
 		u->rd_on = 1;
-		upstream_ready(c);
+		upstream_ready(rq);
 		return;
 	}
 	e = SSL_get_error(u->ssl, r);
@@ -1295,7 +1230,6 @@ static void up_handshake(struct upconn *u)
 		return;
 	}
 	{
-		struct gw_req *rq = c->rq;
 		char buf[200], msg[300];
 		long vr = SSL_get_verify_result(u->ssl);
 		ERR_error_string_n(ERR_peek_error(), buf, sizeof buf);
@@ -1305,10 +1239,10 @@ static void up_handshake(struct upconn *u)
 			    X509_verify_cert_error_string(vr));
 		else
 			snprintf(msg, sizeof msg, "upstream TLS handshake failed: %s", buf);
-		gw_upstream__detach(c);
-		if (family_retry(c, GW_UPFAIL_CONNECT))
+		gw_upstream_detach(rq);
+		if (family_retry(rq, GW_UPFAIL_CONNECT))
 			return;
-		gw_upstream__failed(c, 502, gw_req_strndup(rq, msg, strlen(msg)));
+		upstream_failed(rq, 502, gw_req_strndup(rq, msg, strlen(msg)));
 	}
 }
 
@@ -1318,10 +1252,9 @@ static void up_handshake(struct upconn *u)
 
 /* The parent's answer to our CONNECT (gw_req_tunnel_via): 2xx opens the
  * tunnel (bytes after its head are the target's); anything else is 502. */
-static void parent_answer(struct gw_conn *c)
+static void parent_answer(struct gw_req *rq)
 {
-	struct gw_req *rq = c->rq;
-	struct upconn *u = c->up;
+	struct upconn *u = rq->up;
 	struct evbuffer_ptr end = evbuffer_search(u->in, "\r\n\r\n", 4, NULL);
 	char line[80], *reason;
 	size_t n;
@@ -1329,9 +1262,9 @@ static void parent_answer(struct gw_conn *c)
 
 	if (end.pos < 0) {
 		if (evbuffer_get_length(u->in) > PARENT_HEAD_MAX)
-			gw_upstream__failed(c, 502, "parent proxy: CONNECT answer head too large");
+			upstream_failed(rq, 502, "parent proxy: CONNECT answer head too large");
 		else if (u->eof)
-			gw_upstream__failed(c, 502, "parent proxy closed without answering CONNECT");
+			upstream_failed(rq, 502, "parent proxy closed without answering CONNECT");
 		return;
 	}
 	n = evbuffer_copyout(u->in, line, sizeof line - 1) > 0 ? strcspn(line, "\r") : 0;
@@ -1348,32 +1281,35 @@ static void parent_answer(struct gw_conn *c)
 				*p = '?';
 		snprintf(msg, sizeof msg, "parent proxy refused CONNECT: %s", line[0] ? line : "no status");
 		reason = gw_req_strndup(rq, msg, strlen(msg));
-		gw_upstream__failed(c, 502, reason);
+		upstream_failed(rq, 502, reason);
 		return;
 	}
 	rq->tun_ok = 1;
-	upstream_ready(c);
+	upstream_ready(rq);
 }
 
 static void up_rd_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct upconn *u = arg;
-	struct gw_conn *c;
+	struct gw_req *rq;
 	ssize_t n;
+	int dead = 0;
 
 	GW_CHECK_OBJ(u, UP_MAGIC);
-	c = u->c;
-	if (c != NULL)
-		GW_CHECK_OBJ(c, CONN_MAGIC);
+	rq = u->rq;
 	(void)fd;
 	(void)what;
-	if (c != NULL && u->tls_hs) {
+	if (rq != NULL && u->tls_hs) {
 		up_handshake(u);
 		return;
 	}
-	if (c != NULL && gw_relay_read_unwanted(&u->ev_rd, u->rd_on, &u->rd_armed))
+	if (rq != NULL && rq->tunnel) {
+		rq->sink->on_tunnel_rd(rq, u);   /* the sink moves tunnel bytes */
 		return;
-	if (c == NULL && u->ssl != NULL) {
+	}
+	if (rq != NULL && gw_relay_read_unwanted(&u->ev_rd, u->rd_on, &u->rd_armed))
+		return;
+	if (rq == NULL && u->ssl != NULL) {
 		/* pooled TLS: session tickets arrive after the handshake; only
 		 * application data or a close makes the connection unusable */
 		char b;
@@ -1386,20 +1322,14 @@ static void up_rd_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		ERR_clear_error();
 	}
-	if (c == NULL) {
+	if (rq == NULL) {
 		/* pooled: any byte or EOF means it is no longer usable */
 		pool_unlink(u->w->pool, u);
 		gw_upstream__free(u);
 		return;
 	}
 	if (!u->eof && u->rd_on) {
-		if (c->state == CS_TUNNEL && gw_relay_sp_ready(c, SP_U2C)) {
-			n = gw_relay_sp_in(c, SP_U2C);
-		} else {
-			n = gw_relay_read(u->fd, u->ssl, u->in, &u->rd_big);
-			if (c->state == CS_TUNNEL)
-				gw_relay_sp_maybe_make(c, SP_U2C, n);
-		}
+		n = gw_relay_read(u->fd, u->ssl, u->in, &u->rd_big);
 		if (n == 0 || n == -1) {
 			u->eof = 1;
 			gw_relay_up_rd_enable(u, 0);
@@ -1407,30 +1337,27 @@ static void up_rd_cb(evutil_socket_t fd, short what, void *arg)
 			u->got_bytes = 1;
 		}
 	}
-	if (c->state == CS_TUNNEL) {
-		gw_conn__timer(c, TO_TUNNEL);
-		gw_conn__tunnel_pump(c);
-	} else if (c->rq != NULL && c->rq->tun_wait) {
-		parent_answer(c);
-	} else {
-		gw_upstream__response(c);
-	}
+	u->dead = &dead;   /* (gw_upstream__free sets it) */
+	if (rq->tun_wait)
+		parent_answer(rq);
+	else
+		upstream_response(rq);
+	if (dead)
+		return;
+	u->dead = NULL;
 	/* gw_relay_read stopped at READ_MAX with records read ahead into OpenSSL,
 	 * where epoll cannot see them (the client side: end of client_rd_cb) */
-	if (c->state != CS_CLOSED && c->up == u && u->ssl != NULL && u->rd_on && !u->eof &&
-	    SSL_has_pending(u->ssl))
+	if (u->rq != NULL && u->ssl != NULL && u->rd_on && !u->eof && SSL_has_pending(u->ssl))
 		event_active(&u->ev_rd, EV_READ, 0);
 }
 
 static void up_wr_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct upconn *u = arg;
-	struct gw_conn *c;
+	struct gw_req *rq;
 
 	GW_CHECK_OBJ(u, UP_MAGIC);
-	c = u->c;
-	if (c != NULL)
-		GW_CHECK_OBJ(c, CONN_MAGIC);
+	rq = u->rq;
 	(void)fd;
 	(void)what;
 	if (u->connecting) {
@@ -1438,14 +1365,13 @@ static void up_wr_cb(evutil_socket_t fd, short what, void *arg)
 		socklen_t len = sizeof err;
 		getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &len);
 		if (err != 0) {
-			struct gw_req *rq = c->rq;
 			gw_debug("connect to %s failed: %s", u->addr_str, strerror(err));
 			rq->connect_err = err;
-			gw_upstream__detach(c);
+			gw_upstream_detach(rq);
 			connect_next(rq);
 			return;
 		}
-		on_connected(c);
+		on_connected(rq);
 		return;
 	}
 	if (u->tls_hs) {
@@ -1458,33 +1384,123 @@ static void up_wr_cb(evutil_socket_t fd, short what, void *arg)
 static void up_to_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct upconn *u = arg;
-	struct gw_conn *c;
+	struct gw_req *rq;
 
 	GW_CHECK_OBJ(u, UP_MAGIC);
-	c = u->c;
-	if (c != NULL)
-		GW_CHECK_OBJ(c, CONN_MAGIC);
+	rq = u->rq;
 	(void)fd;
 	(void)what;
-	if (c == NULL) {
+	if (rq == NULL) {
 		pool_unlink(u->w->pool, u);
 		gw_upstream__free(u);
 		return;
 	}
 	if (u->connecting || u->tls_hs) {
-		struct gw_req *rq = c->rq;
-		gw_upstream__detach(c);
+		gw_upstream_detach(rq);
 		rq->connect_err = ETIMEDOUT;
 		if (rq->addrs != NULL && rq->addr_idx < rq->addrs->naddrs) {
 			connect_next(rq);
 			return;
 		}
-		if (family_retry(c, GW_UPFAIL_CONNECT))
+		if (family_retry(rq, GW_UPFAIL_CONNECT))
 			return;
-		gw_upstream__failed(c, 504, "upstream connect timeout");
+		upstream_failed(rq, 504, "upstream connect timeout");
 		return;
 	}
-	if (family_retry(c, GW_UPFAIL_TIMEOUT))
+	if (family_retry(rq, GW_UPFAIL_TIMEOUT))
 		return;
-	gw_upstream__failed(c, 504, "upstream response timeout");
+	upstream_failed(rq, 504, "upstream response timeout");
+}
+
+void gw_upstream_release(struct gw_req *rq)
+{
+	struct upconn *u = rq->up;
+
+	up_let_go(rq, rq->dec == DEC_PROXY && rq->respx.done && rq->reqx.done && !u->eof &&
+	    !rq->resp_conn_close && !rq->resp_http10 && rq->respx.kind != GW_BODY_CLOSE &&
+	    evbuffer_get_length(u->in) == 0 && evbuffer_get_length(u->out) == 0 &&
+	    !atomic_load(&rq->w->stop));
+}
+
+/* ---- exchanges without a client connection ----
+ *
+ * Health checks (reverse/hcheck.c) and tests run exchanges on a loop that
+ * is not a worker's: gw_upstream_loop_new gives them the little of a worker
+ * the engine uses (event base, resolver, pool, counters, head scratch).
+ * Its pool keeps nothing (max_conns 0: each connection closes after its
+ * exchange) and its id is -1 (no latency histograms).
+ */
+
+struct gw_worker *gw_upstream_loop_new(struct event_base *base, struct gw_dns *dns)
+{
+	struct gw_worker *w = calloc(1, sizeof *w);
+
+	if (w == NULL)
+		return NULL;
+	w->id = -1;
+	w->base = base;
+	w->dns = dns;
+	w->stats = calloc(1, sizeof *w->stats);
+	w->pool = gw_pool_new();
+	w->scratch = malloc(SCRATCH_HDRS * sizeof(struct gw_hdr));
+	if (w->stats == NULL || w->pool == NULL || w->scratch == NULL) {
+		gw_upstream_loop_free(w);
+		return NULL;
+	}
+	return w;
+}
+
+void gw_upstream_loop_free(struct gw_worker *w)
+{
+	if (w == NULL)
+		return;
+	if (w->pool != NULL)
+		gw_pool_free(w->pool);
+	free(w->stats);
+	free(w->scratch);
+	free(w);
+}
+
+struct gw_req *gw_upstream_req_new(struct gw_worker *w, struct gw_snapshot *snap,
+    const struct gw_proto *proto, const struct gw_sink *sink, void *sink_arg,
+    const char *head, size_t len)
+{
+	const struct conf_limits *L = &snap->conf->global.limits;
+	struct gw_http_limits lim = { (size_t)L->max_header_bytes, 64, (size_t)L->max_uri_bytes };
+	struct gw_req *rq = gw_req__new_bare(w, snap, proto, NULL);
+
+	if (rq == NULL)
+		return NULL;
+	w->snap = snap;            /* (pool_put reads the idle timeout there) */
+	rq->sink = sink;
+	rq->sink_arg = sink_arg;
+	rq->no_via = 1;
+	rq->headbuf = gw_arena_raw(&rq->arena, len);
+	rq->head.hdrs = gw_req_alloc(rq, lim.max_headers * sizeof *rq->head.hdrs);
+	rq->head.hdrs_cap = lim.max_headers;
+	if (rq->headbuf == NULL || rq->head.hdrs == NULL) {
+		gw_req__free(rq);
+		return NULL;
+	}
+	memcpy(rq->headbuf, head, len);
+	if (gw_http1_parse_request(rq->headbuf, len, &lim, &rq->head) != (ssize_t)len ||
+	    rq->head.body != GW_BODY_NONE) {
+		gw_req__free(rq);
+		return NULL;
+	}
+	rq->reqx.done = 1;         /* no request body */
+	return rq;
+}
+
+void gw_upstream_req_free(struct gw_req *rq)
+{
+	if (rq == NULL)
+		return;
+	if (rq->dnsq != NULL) {
+		gw_dns_cancel(rq->dnsq);
+		rq->dnsq = NULL;
+	}
+	if (rq->up != NULL)
+		gw_upstream_detach(rq);
+	gw_req__free(rq);
 }

@@ -1,24 +1,30 @@
 /*
- * reverse/hcheck: one active health checker per server (see hcheck.h).  A
- * small state machine on raw libevent events: idle (timer) -> connecting
- * (EV_WRITE) -> reading the status line (EV_READ) -> idle.  A timeout event
- * bounds each check.  Nothing here blocks.
+ * reverse/hcheck: one active health checker per server (see hcheck.h).
+ * Each check is an exchange of the core's upstream engine (core/upstream.h)
+ * with a status sink: no client connection, the engine connects (TLS to
+ * the upstream as the proxied requests do), sends the request head and
+ * reads the response head; the sink keeps the status and the engine
+ * closes the connection.  A timeout event bounds each check.  Nothing here
+ * blocks.
  */
 #include "reverse/hcheck.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <event2/event.h>
 
-#include "core/dns.h"
+#include "core/control.h"
+#include "core/http1.h"
 #include "core/log.h"
+#include "core/proto.h"
+#include "core/snapshot.h"
+#include "core/tls.h"
+#include "core/upstream.h"
+#include "core/worker.h"
+#include "reverse/servers.h"
 
 #define HC_MAGIC 0x48434b52u   /* "HCKR" */
 
@@ -28,20 +34,31 @@ struct rev_hcheck {
 	struct rev_srv *srv;
 	const struct conf_rev_upstream *up;
 	const struct conf_rev_server *sv;
-	struct event *ev_tick, *ev_io, *ev_to;
+	struct event *ev_tick, *ev_to;
 	struct gw_dns *dns;            /* main-thread resolver for named servers; NULL = none */
-	struct gw_dns_query *dq;       /* pending resolution */
-	int fd;
-	int sending;
+	struct gw_req *rq;             /* the check under way, or NULL */
+	int status;                    /* its response status (0: none yet) */
 	int64_t started_ms;
-	size_t got;
-	char buf[256];
+	char host[256];                 /* the server's name or numeric address */
+	uint16_t port;
 	char req[1200];
 	size_t req_len;
 };
 
+/* The checks' engine context on the main loop, shared by all checkers
+ * (main thread only; its resolver is set per check). */
+static struct gw_worker *g_loop;
+static int g_loop_refs;
+
+/* Exchanges of health checks: no family hooks; their counters land in the
+ * checks' own stats shard (gw_upstream_loop_new), which no total sums, so
+ * any family index is as good: 0. */
+static const struct gw_proto hc_proto = {
+	.name = "health",
+	.family = 0,
+};
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg);
-static void io_cb(evutil_socket_t fd, short what, void *arg);
 static void to_cb(evutil_socket_t fd, short what, void *arg);
 
 static void schedule(struct rev_hcheck *hc, double secs)
@@ -57,155 +74,140 @@ static void finish(struct rev_hcheck *hc, int ok, int status, const char *err)
 {
 	double lat = (double)(rev_now_ms() - hc->started_ms);
 
-	event_del(hc->ev_io);
 	event_del(hc->ev_to);
-	if (hc->dq != NULL) {
-		gw_dns_cancel(hc->dq);
-		hc->dq = NULL;
-	}
-	if (hc->fd >= 0) {
-		close(hc->fd);
-		hc->fd = -1;
+	if (hc->rq != NULL) {
+		gw_upstream_req_free(hc->rq);
+		hc->rq = NULL;
 	}
 	rev_srv_check_result(hc->srv, ok, status, lat, err, (int)hc->up->health.rise,
 	    (int)hc->up->health.fall);
 	schedule(hc, hc->up->health.interval);
 }
 
-static void connect_to(struct rev_hcheck *hc, const struct sockaddr *sa, socklen_t len)
-{
-	char msg[64];
+/* ---- the status sink ---- */
 
-	hc->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (hc->fd < 0) {
-		snprintf(msg, sizeof msg, "socket: %s", strerror(errno));
-		finish(hc, 0, -1, msg);
-		return;
-	}
-	if (connect(hc->fd, sa, len) < 0 && errno != EINPROGRESS) {
-		snprintf(msg, sizeof msg, "connect: %s", strerror(errno));
-		finish(hc, 0, -1, msg);
-		return;
-	}
-	event_assign(hc->ev_io, hc->base, hc->fd, EV_WRITE | EV_PERSIST, io_cb, hc);
-	event_add(hc->ev_io, NULL);
+static int hc_on_interim(struct gw_req *rq, const struct gw_http_head *r)
+{
+	(void)rq;
+	(void)r;
+	return GW_SINK_GO;
 }
 
-static void dns_cb(void *arg, const struct gw_dns_result *res)
+/* The status is all a check needs: the engine releases the connection
+ * (its pool keeps none) and calls on_local. */
+static int hc_on_head(struct gw_req *rq, const struct gw_http_head *r)
 {
-	struct rev_hcheck *hc = arg;
+	struct rev_hcheck *hc = gw_req_data(rq);
+
+	hc->status = r->status;
+	return GW_SINK_LOCAL;
+}
+
+static int hc_on_body(struct gw_req *rq, struct evbuffer *src, int eof)
+{
+	(void)rq;
+	(void)src;
+	(void)eof;
+	return GW_SINK_FAIL;   /* (never: on_head ends the exchange) */
+}
+
+static void hc_on_flush(struct gw_req *rq)
+{
+	(void)rq;
+}
+
+static void hc_on_local(struct gw_req *rq)
+{
+	struct rev_hcheck *hc = gw_req_data(rq);
+	int st = hc->status;
 	char msg[64];
 
-	hc->dq = NULL;
-	if (res->naddrs == 0) {
-		snprintf(msg, sizeof msg, "dns: %s", res->error ? res->error : "no address");
-		finish(hc, 0, -1, msg);
+	if (st >= hc->up->health.status_min && st <= hc->up->health.status_max) {
+		finish(hc, 1, st, NULL);
 		return;
 	}
-	connect_to(hc, (const struct sockaddr *)&res->addrs[0], res->lens[0]);
+	snprintf(msg, sizeof msg, "status %d", st);
+	finish(hc, 0, st, msg);
+}
+
+static void hc_on_error(struct gw_req *rq, int status, const char *reason)
+{
+	struct rev_hcheck *hc = gw_req_data(rq);
+	char msg[200];
+
+	(void)status;
+	if (reason == NULL)
+		reason = "out of memory";
+	/* in a check's words, as before the engine ran them: "connect: <why>",
+	 * "dns: <why>", "timeout" */
+	if (strncmp(reason, "cannot connect: ", 16) == 0)
+		snprintf(msg, sizeof msg, "connect: %s", reason + 16);
+	else if (strncmp(reason, "cannot resolve ", 15) == 0 && strstr(reason, ": ") != NULL)
+		snprintf(msg, sizeof msg, "dns: %s", strstr(reason, ": ") + 2);
+	else if (strcmp(reason, "upstream connect timeout") == 0 ||
+	    strcmp(reason, "upstream response timeout") == 0)
+		snprintf(msg, sizeof msg, "timeout");
+	else
+		snprintf(msg, sizeof msg, "%s", reason);
+	finish(hc, 0, -1, msg);
+}
+
+static const struct gw_sink hc_sink = {
+	.on_interim = hc_on_interim,
+	.on_head = hc_on_head,
+	.on_body = hc_on_body,
+	.on_flush = hc_on_flush,
+	.on_error = hc_on_error,
+	.on_local = hc_on_local,
+};
+
+/* The index of upstream up's TLS client context in t, or -1. */
+static int tls_index(const struct gw_tls *t, const char *name)
+{
+	const struct gw_tls_client *want = gw_tls_client_find(t, name), *c;
+
+	for (int i = 0; want != NULL && (c = gw_tls_client_at(t, i)) != NULL; i++)
+		if (c == want)
+			return i;
+	return -1;
 }
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct rev_hcheck *hc = arg;
-	const struct conf_addr *a = &hc->sv->addr;
-	struct gw_dns_result res;
+	struct gw_snapshot *snap = (struct gw_snapshot *)gw_control_snapshot();
+	struct gw_req *rq;
 	struct timeval tv;
+	int tls = -1;
 
 	(void)fd;
 	(void)what;
 	hc->started_ms = rev_now_ms();
-	hc->got = 0;
-	hc->sending = 1;
+	hc->status = 0;
 	tv.tv_sec = (time_t)hc->up->health.timeout;
 	tv.tv_usec = (suseconds_t)((hc->up->health.timeout - (double)tv.tv_sec) * 1e6);
-	evtimer_add(hc->ev_to, &tv);
-	if (!a->is_name) {
-		connect_to(hc, (const struct sockaddr *)&a->ss, a->sslen);
+	evtimer_add(hc->ev_to, &tv);   /* the timeout covers the resolution too */
+	if (snap == NULL) {
+		finish(hc, 0, -1, "no configuration");
 		return;
 	}
-	/* the timeout covers the resolution too */
-	switch (gw_dns_resolve(hc->dns, a->host, a->port, &res, dns_cb, hc, &hc->dq)) {
-	case 0:
-		return;                 /* dns_cb continues */
-	case 1:
-		hc->dq = NULL;
-		dns_cb(hc, &res);
-		return;
-	default:
-		hc->dq = NULL;
-		dns_cb(hc, &res);
+	if (hc->up->tls && (tls = tls_index(snap->tls, hc->up->name)) < 0) {
+		finish(hc, 0, -1, "no TLS context for the upstream");
 		return;
 	}
-}
-
-/* Parse "HTTP/1.x NNN" at the start of buf; 0 = need more, -1 = not HTTP. */
-static int parse_status(const char *b, size_t n)
-{
-	if (n < 12)
-		return memchr(b, '\n', n) ? -1 : 0;
-	if (memcmp(b, "HTTP/1.", 7) != 0 || b[8] != ' ' || b[9] < '1' || b[9] > '5' ||
-	    b[10] < '0' || b[10] > '9' || b[11] < '0' || b[11] > '9')
-		return -1;
-	return (b[9] - '0') * 100 + (b[10] - '0') * 10 + (b[11] - '0');
-}
-
-static void io_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct rev_hcheck *hc = arg;
-	char msg[64];
-	ssize_t n;
-	int st;
-
-	(void)what;
-	if (hc->sending) {
-		int err = 0;
-		socklen_t len = sizeof err;
-		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-			err = errno;
-		if (err != 0) {
-			snprintf(msg, sizeof msg, "connect: %s", strerror(err));
-			finish(hc, 0, -1, msg);
-			return;
-		}
-		if (hc->up->tls) {
-			finish(hc, 1, 0, NULL);   /* TCP check for TLS upstreams */
-			return;
-		}
-		n = send(fd, hc->req, hc->req_len, MSG_NOSIGNAL);
-		if (n != (ssize_t)hc->req_len) {
-			snprintf(msg, sizeof msg, "send: %s", n < 0 ? strerror(errno) : "short write");
-			finish(hc, 0, -1, msg);
-			return;
-		}
-		hc->sending = 0;
-		event_del(hc->ev_io);
-		event_assign(hc->ev_io, hc->base, hc->fd, EV_READ | EV_PERSIST, io_cb, hc);
-		event_add(hc->ev_io, NULL);
+	g_loop->dns = hc->dns;   /* (read by the engine when the exchange starts) */
+	rq = gw_upstream_req_new(g_loop, snap, &hc_proto, &hc_sink, NULL, hc->req, hc->req_len);
+	if (rq == NULL) {
+		finish(hc, 0, -1, "cannot make the request");
 		return;
 	}
-	n = recv(fd, hc->buf + hc->got, sizeof hc->buf - hc->got, 0);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n <= 0) {
-		snprintf(msg, sizeof msg, "%s", n < 0 ? strerror(errno) : "closed before a status line");
-		finish(hc, 0, -1, msg);
-		return;
-	}
-	hc->got += (size_t)n;
-	st = parse_status(hc->buf, hc->got);
-	if (st == 0 && hc->got < sizeof hc->buf)
-		return;
-	if (st <= 0) {
-		finish(hc, 0, -1, "not an HTTP response");
-		return;
-	}
-	if (st >= hc->up->health.status_min && st <= hc->up->health.status_max)
-		finish(hc, 1, st, NULL);
-	else {
-		snprintf(msg, sizeof msg, "status %d", st);
-		finish(hc, 0, st, msg);
-	}
+	gw_req_set_data(rq, hc);
+	gw_req_proxy(rq, hc->host, strlen(hc->host), hc->port, hc->up->health.path,
+	    strlen(hc->up->health.path));
+	if (tls >= 0)
+		gw_req_upstream_tls(rq, tls);
+	hc->rq = rq;
+	gw_upstream_start(rq);   /* (may finish at once: every outcome reaches the sink) */
 }
 
 static void to_cb(evutil_socket_t fd, short what, void *arg)
@@ -230,25 +232,35 @@ struct rev_hcheck *rev_hcheck_start(struct event_base *base, struct gw_dns *dns,
 		    "(passive ejection only)", up->name, sv->addr.text);
 		return NULL;
 	}
-	hc = calloc(1, sizeof *hc);
-	if (hc == NULL)
+	if (g_loop == NULL && (g_loop = gw_upstream_loop_new(base, NULL)) == NULL) {
+		gw_warn("upstream %s server %s: cannot start health checks", up->name, sv->addr.text);
 		return NULL;
+	}
+	g_loop_refs++;
+	hc = calloc(1, sizeof *hc);
+	if (hc == NULL) {
+		if (--g_loop_refs == 0) {
+			gw_upstream_loop_free(g_loop);
+			g_loop = NULL;
+		}
+		return NULL;
+	}
 	hc->magic = HC_MAGIC;
 	hc->base = base;
 	hc->dns = dns;
 	hc->srv = rev_srv_get(srv->upstream, srv->address);   /* own reference */
 	hc->up = up;
 	hc->sv = sv;
-	hc->fd = -1;
+	hc->port = sv->addr.port;
+	snprintf(hc->host, sizeof hc->host, "%s", sv->addr.host != NULL ? sv->addr.host : "");
 	host = up->sni != NULL ? up->sni : sv->addr.text;
 	n = snprintf(hc->req, sizeof hc->req,
 	    "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: gatehouse-health\r\nAccept: */*\r\n"
 	    "Connection: close\r\n\r\n", up->health.path, host);
 	hc->ev_tick = evtimer_new(base, tick_cb, hc);
-	hc->ev_io = event_new(base, -1, 0, io_cb, hc);
 	hc->ev_to = evtimer_new(base, to_cb, hc);
 	if (hc->srv == NULL || n <= 0 || (size_t)n >= sizeof hc->req || hc->ev_tick == NULL ||
-	    hc->ev_io == NULL || hc->ev_to == NULL) {
+	    hc->ev_to == NULL || hc->host[0] == '\0') {
 		gw_warn("upstream %s server %s: cannot start health checks", up->name, sv->addr.text);
 		rev_hcheck_stop(hc);
 		return NULL;
@@ -262,17 +274,17 @@ void rev_hcheck_stop(struct rev_hcheck *hc)
 {
 	if (hc == NULL)
 		return;
+	if (hc->rq != NULL)
+		gw_upstream_req_free(hc->rq);
 	if (hc->ev_tick)
 		event_free(hc->ev_tick);
-	if (hc->ev_io)
-		event_free(hc->ev_io);
 	if (hc->ev_to)
 		event_free(hc->ev_to);
-	if (hc->dq != NULL)
-		gw_dns_cancel(hc->dq);
-	if (hc->fd >= 0)
-		close(hc->fd);
 	rev_srv_put(hc->srv);
 	hc->magic = 0;
 	free(hc);
+	if (--g_loop_refs == 0) {
+		gw_upstream_loop_free(g_loop);
+		g_loop = NULL;
+	}
 }

@@ -2,11 +2,11 @@
  * reverse/hcheck: active health checks of upstream servers, run on the main
  * thread's event base (started by the reverse side's activate hook, stopped
  * by deactivate).  Each checked server gets one struct rev_hcheck: every
- * health.interval seconds a non-blocking connect, then (plain upstreams)
- * "GET health.path HTTP/1.1" with Connection: close and the status line read
- * within health.timeout; the status must be in health's expected range.
- * TLS upstreams get a TCP connect check only (the core owns upstream TLS
- * contexts; a connect check still catches dead hosts and closed ports).
+ * health.interval seconds "GET health.path HTTP/1.1" sent as an exchange
+ * of the core's upstream engine (TLS upstreams over TLS, with the
+ * upstream's verification and SNI, as proxied requests) and its response
+ * head read within health.timeout; the status must be in health's expected
+ * range.
  * Results feed rev_srv_check_result() (rise/fall, logging, events).
  * Servers configured by DNS name are resolved before each check with a
  * core/dns resolver on the main loop (global.dns settings, hosts file

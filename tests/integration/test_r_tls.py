@@ -231,16 +231,24 @@ def test_force_https_and_forwarded_proto_over_tls(origin, ports, pki):
         g.check_clean()
 
 
-def test_upstream_tls_health_tcp_check(pki, ports):
+def two_tls_origins(pki, ports, every):
+    """Two TLS origins as servers of upstream "o" (verified: CA, SNI
+    origin.test) with health checks every `every` s (rise 1, fall 2), and the
+    gateway started on them."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(*pki["origin"])
     o1, o2 = gh.KillableOrigin(tls=ctx), gh.KillableOrigin(tls=ctx)
     up = ('tls = true; ca_file = "%s"; sni = "origin.test"; '
-          'health: { path = "/health"; interval = 0.2; timeout = 0.2; rise = 1; fall = 2; };' % pki["ca"])
+          'health: { path = "/health"; interval = %s; timeout = %s; rise = 1; fall = 2; };'
+          % (pki["ca"], every, every))
     text = tls_conf(ports[0], ports[1], o1.port, pki, up_tls=up).replace(
         'servers = ( { address = "127.0.0.1:%d"; } );' % o1.port,
         'servers = ( { address = "127.0.0.1:%d"; }, { address = "127.0.0.1:%d"; } );' % (o1.port, o2.port))
-    g = gh.Gatehouse(text).start([ports[1]])
+    return o1, o2, gh.Gatehouse(text).start([ports[1]])
+
+
+def test_upstream_tls_health_tcp_check(pki, ports):
+    o1, o2, g = two_tls_origins(pki, ports, 0.2)
     try:
         url = "http://127.0.0.1:%d/echo" % ports[1]
         assert [gh.curl_status("-H", "Host: a.test", url) for _ in range(4)] == [200] * 4
@@ -552,3 +560,38 @@ def test_big_responses_from_a_tls_upstream_to_a_slow_client(pki, ports):
             g.check_clean()
     finally:
         o.stop()
+
+
+def test_upstream_tls_health_http_check(pki, ports):
+    """A TLS upstream gets a real HTTP health check (an exchange of the
+    upstream engine over TLS, with the upstream's CA and SNI): a server
+    whose /health answers 500 over TLS is marked down although it accepts
+    connections, and up again once /health answers 200."""
+    o1, o2, g = two_tls_origins(pki, ports, 0.3)
+    try:
+        url = "http://127.0.0.1:%d/echo" % ports[1]
+        down = "127.0.0.1:%d: up -> down (health check failed 2 times: status 500" % o2.port
+        up_again = "127.0.0.1:%d: down -> up" % o2.port
+        end = time.time() + 5
+        while o2.health_checks() < 2 and time.time() < end:
+            time.sleep(0.05)
+        assert o2.health_checks() >= 2       # the checks reach the TLS origin as HTTP requests
+        o2.health_status = 500
+        end = time.time() + 10
+        while down not in g.stderr() and time.time() < end:
+            time.sleep(0.05)
+        assert down in g.stderr()
+        before = o2.hits()
+        assert [gh.curl_status("-H", "Host: a.test", url) for _ in range(6)] == [200] * 6
+        assert o2.hits() == before           # all went to o1
+        o2.health_status = 200
+        end = time.time() + 10
+        while up_again not in g.stderr() and time.time() < end:
+            time.sleep(0.05)
+        assert up_again in g.stderr()
+        assert [gh.curl_status("-H", "Host: a.test", url) for _ in range(6)] == [200] * 6
+        assert o2.hits() > before            # o2 serves again
+    finally:
+        g.check_clean()
+        o1.kill()
+        o2.kill()
