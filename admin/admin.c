@@ -26,6 +26,7 @@
 #include "admin/adm_int.h"
 #include "conf/conf.h"
 #include "core/control.h"
+#include "core/events.h"
 #include "core/http1.h"
 #include "core/log.h"
 #include "core/snapshot.h"

@@ -52,7 +52,7 @@
 #include "core/http1.h"
 #include "admin/adm_int.h"
 #include "core/clock.h"
-#include "core/control.h"
+#include "core/events.h"
 #include "core/jobs.h"
 #include "core/log.h"
 #include "core/snapshot.h"

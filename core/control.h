@@ -6,7 +6,7 @@
  * generation, the last reload).  core/main.c wires and boots it.
  *
  * Main thread only.  (The event and tail rings the console also reads are
- * core/events.h, included here for the files that reach them through it.)
+ * core/events.h.)
  */
 #ifndef GW_CONTROL_H
 #define GW_CONTROL_H
@@ -14,7 +14,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/events.h"
 #include "core/stats.h"
 
 struct gw_snapshot;

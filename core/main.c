@@ -25,6 +25,7 @@
 #include "admin/admin.h"
 #include "conf/conf.h"
 #include "core/control.h"
+#include "core/events.h"
 #include "core/jobs.h"
 #include "core/log.h"
 #include "core/sdnotify.h"

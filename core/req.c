@@ -31,7 +31,7 @@
 #include "conf/conf.h"
 #include "core/climit.h"
 #include "core/clock.h"
-#include "core/control.h"
+#include "core/events.h"
 #include "core/dns.h"
 #include "core/hist.h"
 #include "core/http1.h"

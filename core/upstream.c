@@ -40,7 +40,6 @@
 #include "core/check.h"
 #include "core/climit.h"
 #include "core/clock.h"
-#include "core/control.h"
 #include "core/dns.h"
 #include "core/hist.h"
 #include "core/http1.h"

@@ -57,6 +57,7 @@
 #include "core/addr.h"
 #include "core/clock.h"
 #include "core/control.h"
+#include "core/events.h"
 #include "core/counters.h"
 #include "core/log.h"
 #include "core/proto.h"

@@ -34,7 +34,7 @@
 
 #include "conf/conf.h"
 #include "core/clock.h"
-#include "core/control.h"
+#include "core/events.h"
 #include "core/jobs.h"
 #include "core/log.h"
 #include "core/proto.h"

@@ -23,6 +23,7 @@
 #include "conf/conf.h"
 #include "core/clock.h"
 #include "core/control.h"
+#include "core/events.h"
 #include "core/counters.h"
 #include "core/dns.h"
 #include "core/log.h"

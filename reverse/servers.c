@@ -14,7 +14,7 @@
 #include <time.h>
 
 #include "core/clock.h"
-#include "core/control.h"
+#include "core/events.h"
 #include "core/log.h"
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
