@@ -154,6 +154,19 @@ static int addr_vetted(const struct gw_dns_result *v, const union gw_sa *a)
 	return 0;
 }
 
+/* Arm u's read event and want reads: an idle pooled connection (to see
+ * the origin close it) and a TLS handshake waiting for the origin.  Not
+ * gw_relay_up_rd_enable: no EOF or pending-TLS-bytes handling is wanted
+ * here. */
+static void watch_read(struct upconn *u)
+{
+	if (!u->rd_armed) {
+		event_add(&u->ev_rd, NULL);
+		u->rd_armed = 1;
+	}
+	u->rd_on = 1;
+}
+
 /*
  * An idle connection for owner c (the client connection, NULL for a
  * one-off exchange) under key (pool_key_make: side, TLS settings,
@@ -275,12 +288,7 @@ void gw_upstream__pool_put(struct gw_worker *w, struct upconn *u)
 		event_del(&u->ev_wr);
 		u->wr_on = 0;
 	}
-	/* watch for the origin closing it */
-	if (!u->rd_armed) {
-		event_add(&u->ev_rd, NULL);
-		u->rd_armed = 1;
-	}
-	u->rd_on = 1;
+	watch_read(u);   /* for the origin closing it */
 	tv.tv_sec = (time_t)t;
 	tv.tv_usec = (suseconds_t)((t - (double)tv.tv_sec) * 1e6);
 	event_add(&u->ev_to, &tv);
@@ -1202,11 +1210,7 @@ static void up_handshake(struct upconn *u)
 		event_del(&u->ev_wr);
 		u->wr_on = 0;
 		event_del(&u->ev_to);
-		if (!u->rd_armed) {
-			event_add(&u->ev_rd, NULL);
-			u->rd_armed = 1;
-		}
-		u->rd_on = 1;
+		watch_read(u);
 		upstream_ready(rq);
 		return;
 	}
@@ -1214,11 +1218,7 @@ static void up_handshake(struct upconn *u)
 	if (e == SSL_ERROR_WANT_READ) {
 		event_del(&u->ev_wr);
 		u->wr_on = 0;
-		if (!u->rd_armed) {
-			event_add(&u->ev_rd, NULL);
-			u->rd_armed = 1;
-		}
-		u->rd_on = 1;
+		watch_read(u);
 		return;
 	}
 	if (e == SSL_ERROR_WANT_WRITE) {

@@ -21,6 +21,7 @@
 #include "core/log.h"
 #include "core/proto.h"
 #include "core/snapshot.h"
+#include "core/strlit.h"
 #include "core/tls.h"
 #include "core/upstream.h"
 #include "core/worker.h"
@@ -140,9 +141,9 @@ static void hc_on_error(struct gw_req *rq, int status, const char *reason)
 		reason = "out of memory";
 	/* in a check's words, as before the engine ran them: "connect: <why>",
 	 * "dns: <why>", "timeout" */
-	if (strncmp(reason, "cannot connect: ", 16) == 0)
-		snprintf(msg, sizeof msg, "connect: %s", reason + 16);
-	else if (strncmp(reason, "cannot resolve ", 15) == 0 && strstr(reason, ": ") != NULL)
+	if (strncmp(reason, GW_STRLIT("cannot connect: ")) == 0)
+		snprintf(msg, sizeof msg, "connect: %s", reason + sizeof "cannot connect: " - 1);
+	else if (strncmp(reason, GW_STRLIT("cannot resolve ")) == 0 && strstr(reason, ": ") != NULL)
 		snprintf(msg, sizeof msg, "dns: %s", strstr(reason, ": ") + 2);
 	else if (strcmp(reason, "upstream connect timeout") == 0 ||
 	    strcmp(reason, "upstream response timeout") == 0)
