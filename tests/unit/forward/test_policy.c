@@ -15,22 +15,10 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "conf_fixture.h"
 #include "forward/domainset.h"
 #include "forward/policy.h"
 
-#define STRS(...) ((struct conf_strs){ (char *[]){ __VA_ARGS__ }, \
-	sizeof((char *[]){ __VA_ARGS__ }) / sizeof(char *) })
-
-static struct conf_cidr cidr(const char *addr, int prefix)
-{
-	struct conf_cidr c;
-	memset(&c, 0, sizeof(c));
-	c.family = strchr(addr, ':') ? AF_INET6 : AF_INET;
-	c.prefix = (uint8_t)prefix;
-	if (inet_pton(c.family, addr, c.addr) != 1)
-		abort();
-	return c;
-}
 
 static struct sockaddr_storage sa_store[8];
 static int sa_next;
