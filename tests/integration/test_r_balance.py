@@ -329,3 +329,46 @@ def test_sole_server_ejected_is_still_tried(origins, ports):
         assert run(g, 3) == [200] * 3
     finally:
         g.check_clean()
+
+
+def test_health_check_hostile_origins(ports):
+    """Health checks are exchanges of the upstream engine, so an origin
+    cannot steer them past the engine's bounds: one that answers /health
+    with an endless stream of 100 Continue is marked down (at most
+    MAX_INTERIM interim answers, then the check fails) instead of holding
+    the check; one that answers 200 with a 1 GB body stays up and its body
+    is not read (the check ends at the head and closes the connection)."""
+    def storm(sock, n):
+        try:
+            for _ in range(200):
+                sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                time.sleep(0.001)
+        except OSError:
+            pass
+        time.sleep(5)
+        return b""
+
+    sent = [0]
+
+    def endless(sock, n):
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n")
+        chunk = b"x" * 65536
+        while sent[0] < 64 * 1024 * 1024:   # a reader of the body would take it all
+            sock.sendall(chunk)             # OSError once the check closed it
+            sent[0] += len(chunk)
+        return b""
+
+    s, e = gh.ScriptOrigin(storm), gh.ScriptOrigin(endless)
+    g = start(conf(ports[0], [(s.port, ""), (e.port, "")], health=HEALTH), ports[0])
+    try:
+        down = "127.0.0.1:%d: up -> down (health check failed 2 times" % s.port
+        assert wait_for(lambda: down in g.stderr(), 10), g.stderr()
+        assert wait_for(lambda: e.send_failed_at is not None and len(e.heads) >= 3, 10), \
+            (len(e.heads), sent[0])
+        assert sent[0] < 16 * 1024 * 1024, sent[0]
+        assert "127.0.0.1:%d: up -> down" % e.port not in g.stderr()
+        assert all(x.startswith(b"GET /health ") for x in e.heads)
+    finally:
+        g.check_clean()
+        s.stop()
+        e.stop()
