@@ -106,45 +106,19 @@ static int h1_on_interim(struct gw_req *rq, const struct gw_http_head *r)
 	return GW_SINK_GO;
 }
 
-/* The final response head, as HTTP/1 for this client. */
-static int h1_on_head(struct gw_req *rq, const struct gw_http_head *r)
+/* Write the final head r to o as HTTP/1 for this client (kind, clen: the
+ * body the client gets).  GO, FAIL (it would go out without framing:
+ * nothing written) or GONE. */
+static int h1_head_write(struct gw_req *rq, struct gw_conn *c, const struct gw_http_head *r,
+    struct evbuffer *o, enum gw_body_kind kind, uint64_t clen)
 {
-	struct gw_conn *c = rq->sink_arg;
-	struct evbuffer *o = c->out;
 	const char *via = c->snap->conf->global.via_name;
 	int to_http10 = rq->head.version_minor == 0;
-	enum gw_body_kind kind = r->body;   /* the body the client gets */
-	uint64_t clen = r->content_length;
 	const char *date;
 	struct gw_h1out hb;
 	size_t before;
 	int framing = 0;           /* framing fields written */
 
-	if (!gw_h1out_keepalive(&rq->head))
-		rq->close_after = 1;
-	if (r->body == GW_BODY_CHUNKED || r->body == GW_BODY_CLOSE) {
-		if (to_http10)
-			rq->close_after = 1;
-		else
-			rq->respx.out_chunked = 1;
-	}
-	if (!rq->reqx.done)
-		rq->close_after = 1;  /* answered before the body ended: cannot resync */
-
-	if (gw_upstream_head_hook(rq, r))
-		return GW_SINK_LOCAL;
-	if (rq->filtering) {
-		/* the filter's output: a body of unknown length, chunked to an
-		 * HTTP/1.1 client, close-delimited to an HTTP/1.0 one (and the
-		 * upstream's body comes without its framing) */
-		rq->respx.out_chunked = 0;
-		kind = GW_BODY_CLOSE;
-		clen = 0;
-		if (to_http10)
-			rq->close_after = 1;
-		else
-			rq->fx.out_chunked = 1;
-	}
 	before = evbuffer_get_length(o);
 	hb.dst = o;
 	hb.len = 0;
@@ -195,7 +169,68 @@ static int h1_on_head(struct gw_req *rq, const struct gw_http_head *r)
 		GW_H1OUT_LIT(&hb, "Connection: keep-alive\r\n");
 	GW_H1OUT_LIT(&hb, "\r\n");
 	gw_h1out_flush(&hb);
-	return GW_SINK_GO;   /* (the engine marks the head done) */
+	return GW_SINK_GO;
+}
+
+/*
+ * A held head (gw_req_filter_hold_head) goes out with the filter's first
+ * bytes: the upstream's as rendered, or the filter's replacement, written
+ * now with the same framing (the filter's output).  GO, FAIL or GONE.
+ */
+static int h1_head_release(struct gw_req *rq, struct gw_conn *c)
+{
+	struct gw_http_limits lim = { rq->filt_newhead_len, SCRATCH_HDRS, rq->filt_newhead_len };
+	struct gw_http_head r;
+
+	rq->filt_hold_head = 0;
+	if (rq->filt_newhead == NULL)
+		return evbuffer_add_buffer(c->out, rq->filt_head) < 0 ? GW_SINK_FAIL : GW_SINK_GO;
+	memset(&r, 0, sizeof r);
+	r.hdrs = (struct gw_hdr *)rq->w->scratch;
+	r.hdrs_cap = SCRATCH_HDRS;
+	if (gw_http1_parse_response(rq->filt_newhead, rq->filt_newhead_len, &lim, rq->head.method, &r) < 0)
+		return GW_SINK_FAIL;   /* (parsed once already in gw_req_filter_replace_head) */
+	rq->status = r.status;
+	return h1_head_write(rq, c, &r, c->out, GW_BODY_CLOSE, 0);
+}
+
+/* The final response head, as HTTP/1 for this client. */
+static int h1_on_head(struct gw_req *rq, const struct gw_http_head *r)
+{
+	struct gw_conn *c = rq->sink_arg;
+	struct evbuffer *o = c->out;
+	int to_http10 = rq->head.version_minor == 0;
+	enum gw_body_kind kind = r->body;   /* the body the client gets */
+	uint64_t clen = r->content_length;
+
+	if (!gw_h1out_keepalive(&rq->head))
+		rq->close_after = 1;
+	if (r->body == GW_BODY_CHUNKED || r->body == GW_BODY_CLOSE) {
+		if (to_http10)
+			rq->close_after = 1;
+		else
+			rq->respx.out_chunked = 1;
+	}
+	if (!rq->reqx.done)
+		rq->close_after = 1;  /* answered before the body ended: cannot resync */
+
+	if (gw_upstream_head_hook(rq, r))
+		return GW_SINK_LOCAL;
+	if (rq->filtering) {
+		/* the filter's output: a body of unknown length, chunked to an
+		 * HTTP/1.1 client, close-delimited to an HTTP/1.0 one (and the
+		 * upstream's body comes without its framing) */
+		rq->respx.out_chunked = 0;
+		kind = GW_BODY_CLOSE;
+		clen = 0;
+		if (to_http10)
+			rq->close_after = 1;
+		else
+			rq->fx.out_chunked = 1;
+	}
+	if (rq->filt_hold_head)
+		return h1_head_write(rq, c, r, rq->filt_head, kind, clen);   /* h1_head_release() sends it */
+	return h1_head_write(rq, c, r, o, kind, clen);   /* (GO: the engine marks the head done) */
 }
 
 static int h1_on_body(struct gw_req *rq, struct evbuffer *src, int eof)
@@ -203,6 +238,11 @@ static int h1_on_body(struct gw_req *rq, struct evbuffer *src, int eof)
 	struct gw_conn *c = rq->sink_arg;
 	struct xfer *x = GW_SINK_XFER(rq);
 
+	if (rq->filt_hold_head && (evbuffer_get_length(src) > 0 || eof)) {
+		int st = h1_head_release(rq, c);
+		if (st != GW_SINK_GO)
+			return st;
+	}
 	if (gw_relay_xfer_pump(x, src, c->out) < 0)
 		return GW_SINK_FAIL;
 	if (!x->done && eof) {

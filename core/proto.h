@@ -205,6 +205,24 @@ void gw_req_read_body(struct gw_req *rq, uint64_t max);
 int gw_req_filter_response(struct gw_req *rq);
 void gw_req_body_emit(struct gw_req *rq, const void *p, size_t n, int last);
 void gw_req_resume(struct gw_req *rq);
+/*
+ * With the filter on (in on_response_head, after gw_req_filter_response):
+ * the response head is held too, and goes to the client with the filter's
+ * first emit that carries bytes (or its last), so that the filter may
+ * still replace it: gw_req_filter_replace_head() gives a complete HTTP/1.x
+ * response head (copied; parsed as an upstream's; its framing fields are
+ * dropped: the body is the filter's output) to send instead.  Both return
+ * 0, or -1 (no filter, head already sent, head not parsable, no memory).
+ */
+int gw_req_filter_hold_head(struct gw_req *rq);
+int gw_req_filter_replace_head(struct gw_req *rq, const char *head, size_t len);
+/* The filter cannot finish a response it began (e.g. its source broke
+ * mid-body): the exchange fails, the client connection is cut, so the
+ * client never takes a truncated body for a whole one. */
+void gw_req_filter_abort(struct gw_req *rq, const char *reason);
+/* The event loop of rq's worker (a filter's own I/O runs on it). */
+struct event_base;
+struct event_base *gw_req_base(const struct gw_req *rq);
 
 /* One pointer of the family's own per-request state (NULL until set). */
 void gw_req_set_data(struct gw_req *rq, void *data);

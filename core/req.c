@@ -518,6 +518,8 @@ void gw_req__free(struct gw_req *rq)
 		evbuffer_free(rq->filt_in);
 	if (rq->filt_out != NULL)
 		evbuffer_free(rq->filt_out);
+	if (rq->filt_head != NULL)
+		evbuffer_free(rq->filt_head);
 	gw_arena_free(&rq->pool->blks, rq->arena);
 }
 
@@ -530,6 +532,7 @@ void gw_req_read_body(struct gw_req *rq, uint64_t max)
 }
 
 int gw_req_worker(const struct gw_req *rq) { return rq->w->id; }
+struct event_base *gw_req_base(const struct gw_req *rq) { return rq->w->base; }
 void gw_req_set_data(struct gw_req *rq, void *data) { rq->family_data = data; }
 void *gw_req_data(const struct gw_req *rq) { return rq->family_data; }
 int gw_req_body_sent(const struct gw_req *rq) { return rq->reqx.moved > 0 || rq->body_buffered; }

@@ -67,6 +67,7 @@
 #include "forward/decide.h"
 #include "forward/dlp.h"
 #include "forward/dlp_body.h"
+#include "forward/icap.h"
 #include "forward/observe.h"
 #include "forward/pac.h"
 #include "forward/policy.h"
@@ -101,6 +102,10 @@ struct fwd_data {
 	/* PAC text; NULL without forward.pac */
 	char *pac;
 	size_t pac_len;
+	/* ICAP (forward.icap): NULL without services; the respmod service of
+	 * each rule (-1 none) and of forward.icap_default */
+	struct fwd_icap *icap;
+	int *rule_resp, def_resp;
 	/* hit counters of rules 0..nrules-1, then of "no match" (see hit_slot) */
 	size_t nrules;
 	struct hit_slot **hits;
@@ -624,6 +629,41 @@ struct scan_hold {
 };
 #define HOLD_TAG ((uintptr_t)1)
 
+/* A request that goes to ICAP: its state in the data slot, tagged with
+ * ICAP_TAG, holding what the slot held otherwise (inner: a scan_hold). */
+struct rq_icap {
+	void *inner;
+	int resp;                  /* respmod service */
+	struct fwd_icap_tx *tx;
+	char server_ip[48];
+};
+#define ICAP_TAG ((uintptr_t)2)
+
+static struct rq_icap *icap_of(struct gw_req *rq)
+{
+	uintptr_t v = (uintptr_t)gw_req_data(rq);
+
+	return (v & ICAP_TAG) ? (struct rq_icap *)(v & ~ICAP_TAG) : NULL;
+}
+
+/* The data slot as the rest of this file sees it (through rq_icap). */
+static void *slot_get(struct gw_req *rq)
+{
+	struct rq_icap *ri = icap_of(rq);
+
+	return ri != NULL ? ri->inner : gw_req_data(rq);
+}
+
+static void slot_set(struct gw_req *rq, void *v)
+{
+	struct rq_icap *ri = icap_of(rq);
+
+	if (ri != NULL)
+		ri->inner = v;
+	else
+		gw_req_set_data(rq, v);
+}
+
 static struct scan_hold *scan_hold_of(void *slot)
 {
 	return ((uintptr_t)slot & HOLD_TAG) ? (struct scan_hold *)((uintptr_t)slot & ~HOLD_TAG) : NULL;
@@ -663,14 +703,14 @@ static int scan_reserve(struct gw_req *rq, const struct fwd_data *d, uint64_t wa
 		return -1;
 	}
 	sh->bytes = want;
-	gw_req_set_data(rq, (void *)((uintptr_t)sh | HOLD_TAG));
+	slot_set(rq, (void *)((uintptr_t)sh | HOLD_TAG));
 	return 0;
 }
 
 /* Keep at most keep bytes of rq's reservation (0: give it all back). */
 static void scan_trim(struct gw_req *rq, uint64_t keep)
 {
-	struct scan_hold *sh = scan_hold_of(gw_req_data(rq));
+	struct scan_hold *sh = scan_hold_of(slot_get(rq));
 
 	if (sh == NULL || sh->bytes <= keep)
 		return;
@@ -1019,6 +1059,22 @@ static int facts_of(struct gw_req *rq, struct fwd_data *d, long ui, enum fwd_cre
  * cred says what happened to the credentials (FWD_CRED_GIVEN: sent, not
  * checked yet; the 407's wording); wait is the backoff left.
  */
+/* An allowed plain request whose response goes to a respmod service (the
+ * matching rule's icap, else forward.icap_default): its rq_icap. */
+static void icap_plan(struct gw_req *rq, struct fwd_data *d, size_t rule)
+{
+	int svc = rule != SIZE_MAX && rule < d->nrules ? d->rule_resp[rule] : d->def_resp;
+	struct rq_icap *ri;
+
+	if (d->icap == NULL || svc < 0 || icap_of(rq) != NULL)
+		return;
+	if ((ri = gw_req_alloc(rq, sizeof *ri)) == NULL)
+		return;   /* (the core answers 503) */
+	ri->inner = gw_req_data(rq);
+	ri->resp = svc;
+	gw_req_set_data(rq, (void *)((uintptr_t)ri | ICAP_TAG));
+}
+
 static void decide(struct gw_req *rq, struct fwd_data *d, long ui, enum fwd_cred cred, double wait)
 {
 	const struct gw_http_head *h = gw_req_head(rq);
@@ -1065,6 +1121,8 @@ static void decide(struct gw_req *rq, struct fwd_data *d, long ui, enum fwd_cred
 		return;
 	}
 	gw_req_set_verdict(rq, "allow", name);
+	if (!f.connect)
+		icap_plan(rq, d, v.stage == FWD_STAGE_POLICY ? v.match.rule_index : SIZE_MAX);
 	if (f.connect) {
 		if (via_parent(d, h))
 			to_parent(rq, d, parent_pick(d, 0));
@@ -1115,7 +1173,8 @@ static void on_done(struct gw_req *rq, void *side)
 	/* the per-request slot holds the auth_req while the request waits for
 	 * the pool (set and cleared on this worker thread; the auth_req lives
 	 * until auth_wake() runs here, after this) */
-	struct auth_req *ar = scan_hold_of(gw_req_data(rq)) == NULL ? gw_req_data(rq) : NULL;
+	struct auth_req *ar = scan_hold_of(slot_get(rq)) == NULL ? slot_get(rq) : NULL;
+	struct rq_icap *ri = icap_of(rq);
 	const char *v = gw_req_verdict(rq), *user = gw_req_user(rq);
 	const struct gw_http_head *h = gw_req_head(rq);
 	int what = v == NULL ? 0 : strcmp(v, "allow") == 0 ? FWD_OBS_ALLOWED :
@@ -1125,6 +1184,10 @@ static void on_done(struct gw_req *rq, void *side)
 	if (ar != NULL)
 		atomic_store_explicit(&ar->job.cancelled, 1, memory_order_release);
 	scan_trim(rq, 0);
+	if (ri != NULL) {
+		fwd_icap_done(ri->tx);
+		ri->tx = NULL;
+	}
 	/* for the console: top domains by verdict, signed-in users */
 	if (what != 0 || user != NULL)
 		fwd_obs_request(gw_req_worker(rq), what, h->host, h->host ? h->host_len : 0, user,
@@ -1290,8 +1353,12 @@ static int on_resolved(struct gw_req *rq, const struct sockaddr *sa, void *side)
 	} else {
 		rule = fwd_dest_check(d->policy, d->cf, sa, why, sizeof why);
 	}
-	if (rule == NULL)
+	if (rule == NULL) {
+		struct rq_icap *ri = icap_of(rq);
+		if (ri != NULL)
+			fwd_icap_addr_str(sa, ri->server_ip, sizeof ri->server_ip);
 		return 0;
+	}
 	gw_req_set_verdict(rq, "deny", rule);
 	gw_req_set_reason(rq, gw_req_strndup(rq, why, strlen(why)));
 	count(rq, FWD_C_BLOCKS);
@@ -1337,11 +1404,27 @@ static void on_response_head(struct gw_req *rq, const struct gw_http_head *resp,
 {
 	struct fwd_data *d = side;
 
-	if (resp->status != 407 || !via_parent(d, gw_req_head(rq)))
+	if (resp->status != 407 || !via_parent(d, gw_req_head(rq))) {
+		struct rq_icap *ri = icap_of(rq);
+		if (ri != NULL && ri->tx == NULL)
+			fwd_icap_respmod(d->icap, ri->resp, rq, resp, ri->server_ip, &ri->tx);
 		return;
+	}
 	gw_warn("forward: %s: parent proxy answered 407: check forward.parent.auth", gw_req_id(rq));
 	gw_req_set_reason(rq, "parent proxy answered 407 (forward.parent.auth)");
 	gw_req_respond(rq, 502, NULL, NULL, 0, "The upstream proxy refused the gateway's credentials.");
+}
+
+static int on_response_filter(struct gw_req *rq, const char *p, size_t n, int last, void *side)
+{
+	struct rq_icap *ri = icap_of(rq);
+
+	(void)side;
+	if (ri == NULL || ri->tx == NULL) {   /* (not turned on without one) */
+		gw_req_body_emit(rq, p, n, last);
+		return GW_FILTER_GO;
+	}
+	return fwd_icap_filter(ri->tx, p, n, last);
 }
 
 static struct gw_proto fwd_proto = {   /* .family: set by gw_control_add_side() */
@@ -1352,6 +1435,7 @@ static struct gw_proto fwd_proto = {   /* .family: set by gw_control_add_side() 
 	.on_done = on_done,
 	.on_upstream_error = on_upstream_error,
 	.on_response_head = on_response_head,
+	.on_response_filter = on_response_filter,
 };
 
 /* ---- per-snapshot data ---- */
@@ -1374,6 +1458,8 @@ static void side_free(void *data)
 	free(d->pac);
 	free(d->parent_down);
 	fwd_policy_free(d->policy);
+	fwd_icap_free(d->icap);
+	free(d->rule_resp);
 	free(d->hits);
 	d->magic = 0;
 	free(d);
@@ -1432,6 +1518,37 @@ static int compile_hits(struct fwd_data *d)
 	return 0;
 }
 
+/* The first respmod service of a list of names, or -1. */
+static int respmod_of(const struct fwd_icap *ic, const struct conf_strs *names)
+{
+	for (size_t i = 0; i < names->n; i++) {
+		int k = fwd_icap_find(ic, names->v[i]);
+		if (k >= 0 && !fwd_icap_is_reqmod(ic, k))
+			return k;
+	}
+	return -1;
+}
+
+/* forward.icap: the services, and which respmod service each rule uses
+ * (conf/ checked the names). */
+static int compile_icap(struct fwd_data *d, const struct conf *cf)
+{
+	int oom;
+
+	d->def_resp = -1;
+	d->icap = fwd_icap_new(&cf->forward, &oom);
+	if (d->icap == NULL)
+		return oom ? -1 : 0;
+	d->def_resp = respmod_of(d->icap, &cf->forward.icap_default);
+	if ((d->rule_resp = calloc(d->nrules + 1, sizeof *d->rule_resp)) == NULL)
+		return -1;
+	for (size_t i = 0; i <= d->nrules; i++) {   /* (the rules are compiled in file order) */
+		const struct conf_fwd_rule *r = i < cf->forward.npolicy ? &cf->forward.policy[i] : NULL;
+		d->rule_resp[i] = r != NULL && r->icap_set ? respmod_of(d->icap, &r->icap) : d->def_resp;
+	}
+	return 0;
+}
+
 static int compile(const struct conf *cf, struct conf_errors *errs, void **data)
 {
 	struct fwd_data *d;
@@ -1467,6 +1584,10 @@ static int compile(const struct conf *cf, struct conf_errors *errs, void **data)
 			fwd_dlp_free(d->dlp);
 			d->dlp = NULL;
 		}
+	}
+	if (ok && compile_icap(d, cf) < 0) {
+		side_free(d);
+		return -1;
 	}
 	if (cf->forward.parent.naddrs > 0) {
 		d->parent_down = calloc(cf->forward.parent.naddrs, sizeof *d->parent_down);

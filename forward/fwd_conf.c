@@ -7,6 +7,7 @@
  */
 #include "forward/fwd_conf.h"
 #include "conf/keys.h"
+#include "forward/icap_conf.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -25,11 +26,11 @@ static struct conf_forward *fwd_of(struct conf_ctx *x)
 
 static const char *const k_forward[] = { "listeners", "allow_clients", "deny_destinations",
     "connect_ports", "anonymize", "block_contact", "block_page", "auth", "lists", "policy", "dlp", "pac", "parent",
-    "websocket_ports", NULL };
+    "websocket_ports", "icap", "icap_default", NULL };
 static const char *const k_auth[] = { "realm", "users_file", "groups_file", "cache_ttl", NULL };
 static const char *const k_list[] = { "name", "file", "domains", "urls", NULL };
 static const char *const k_rule[] = { "name", "action", "clients", "users", "groups", "domains",
-    "lists", "urls", "methods", "ports", "hours", "schemes", NULL };
+    "lists", "urls", "methods", "ports", "hours", "schemes", "icap", NULL };
 static const char *const k_dlp[] = { "enabled", "action", "oversize", "max_scan_bytes", "detectors",
     "patterns", "max_scan_memory", NULL };
 static const char *const k_pattern[] = { "name", "regex", NULL };
@@ -289,6 +290,17 @@ static void read_policy(struct conf_ctx *x, config_setting_t *f)
 			ok = 0;
 		if (conf_get_strs(x, e, ep, "schemes", 0, chk_scheme, &r->schemes) < 0)
 			ok = 0;
+		switch (conf_get_strs(x, e, ep, "icap", 0, conf_chk_name, &r->icap)) {
+		case 1:
+			r->icap_set = 1;
+			conf_kp_child(p, ep, "icap");
+			if (!fwd_icap_names_ok(x, conf_member(e, "icap"), p, &r->icap))
+				ok = 0;
+			break;
+		case -1:
+			ok = 0;
+			break;
+		}
 		{
 			static const char *const matchers[] = { "clients", "users", "groups", "domains", "lists",
 			    "urls", "methods", "ports", "hours", "schemes", NULL };
@@ -558,6 +570,7 @@ void fwd_conf_read(struct conf_ctx *x, config_setting_t *root)
 	read_block_page(x, f);
 	read_auth(x, f);
 	read_lists(x, f);
+	fwd_icap_conf_read(x, f);
 	read_policy(x, f);
 	read_dlp(x, f);
 	read_pac(x, f);

@@ -37,6 +37,10 @@ struct conf_fwd_rule {
 	uint16_t *ports;
 	size_t nports;
 	struct conf_src src;
+	/* icap: names from forward.icap (at most one respmod and one reqmod
+	 * service); icap_set: the key was given (else forward.icap_default) */
+	struct conf_strs icap;
+	int icap_set;
 };
 
 struct conf_fwd_pattern {
@@ -96,6 +100,22 @@ struct conf_fwd_pac {
 	struct conf_src src;
 };
 
+/* forward.icap: one ICAP (RFC 3507) service; uri "icap://ADDR[:PORT]/SERVICE"
+ * with a numeric address (default port 1344). */
+struct conf_fwd_icap {
+	char *name;
+	struct conf_src src;
+	char *uri;
+	char *host;                /* numeric, without brackets */
+	uint16_t port;
+	char *service;             /* the path after the authority, without '/' */
+	int reqmod;                /* method: "respmod" (0, default) | "reqmod" (1) */
+	int bypass_on_error;       /* default 0: an ICAP failure blocks (fail closed) */
+	uint64_t max_body_bytes;   /* default 32M: bodies held for the verdict up to this */
+	int oversize_block;        /* on_oversize: "pass" (0) | "block" (1, default) */
+	double timeout;            /* seconds for a whole ICAP exchange (default 30) */
+};
+
 struct conf_forward {
 	int present;               /* the forward group exists */
 	struct conf_listener *listeners;
@@ -122,6 +142,9 @@ struct conf_forward {
 	struct conf_fwd_dlp dlp;
 	struct conf_fwd_pac pac;
 	struct conf_fwd_parent parent;
+	struct conf_fwd_icap *icap;
+	size_t nicap;
+	struct conf_strs icap_default;   /* services for allowed traffic without a rule's icap */
 };
 
 /* The forward section's reader (conf/keys.h struct conf_section). */

@@ -1,0 +1,1211 @@
+/*
+ * forward/icap: ICAP client (RFC 3507) for the forward side; see icap.h.
+ *
+ * One exchange (struct fwd_icap_tx) per held response, on the request's
+ * worker loop, non-blocking: connect (or take a pooled connection), an
+ * OPTIONS first when this worker's view of the service is missing or
+ * older than Options-TTL, then the RESPMOD: the ICAP head, the
+ * encapsulated request and response heads, and the body in chunks as the
+ * core's response filter hands it over: the first Preview bytes, then "0"
+ * (more follows: wait for 100 Continue) or "0; ieof" (that was all).
+ *
+ * The original body is kept (up to max_body_bytes) until the verdict: a
+ * 204, inside or outside the preview, sends it on as it came; a 200's
+ * encapsulated response replaces the head (gw_req_filter_replace_head)
+ * and its de-chunked body is emitted as it arrives.  While the body waits
+ * (unsent to the service, or the 100 Continue not yet there) more than
+ * HIWAT bytes, the filter holds the upstream (backpressure).
+ *
+ * Never touch a tx after gw_req_resume()/gw_req_filter_abort(): the
+ * request may end inside them, and fwd_icap_done() frees the tx.
+ */
+#include "forward/icap.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/evp.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "core/clock.h"
+#include "core/http1.h"
+#include "core/log.h"
+#include "core/proto.h"
+#include "core/snapshot.h"
+#include "core/strlit.h"
+#include "forward/fwd_conf.h"
+
+#define ICAP_HEAD_MAX (16 * 1024)     /* an ICAP head, and an encapsulated head, at most */
+#define HIWAT (256 * 1024)            /* body bytes waiting for the service before we hold */
+#define IDLE_MAX 16                   /* idle connections kept per worker and service */
+#define DEFAULT_MAXCONN 100u          /* before OPTIONS said (c-icap's MaxServers*Threads is more) */
+
+struct icap_conn {
+	int fd;
+	unsigned uses;
+};
+
+struct icap_tx_q;
+
+/* One worker's view of a service (touched only on that worker). */
+struct icap_wsvc {
+	int have_opts;
+	double opts_until;         /* gw_mono_now() when OPTIONS are stale */
+	long preview;              /* -1: none */
+	int allow204;
+	unsigned max_conns;
+	char ignore[256], complete[256];   /* Transfer-Ignore / -Complete lists */
+	struct icap_conn idle[IDLE_MAX];
+	int nidle;
+	unsigned busy;             /* connections in use */
+	struct fwd_icap_tx *wait_head, *wait_tail;   /* waiting for a connection */
+};
+
+struct icap_svc {
+	const struct conf_fwd_icap *c;
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	char authority[80];
+	struct icap_wsvc *w[GW_MAX_WORKERS];
+	_Atomic uint64_t n[FWD_ICAP_C_COUNT];
+	_Atomic int health;
+	_Atomic unsigned istag_gen;
+	char istag[72];            /* written by any worker: read with istag_gen (seqlock) */
+};
+
+struct fwd_icap {
+	size_t n;
+	struct icap_svc *s;
+	unsigned nworkers;
+};
+
+enum tx_state {
+	TX_WAIT,      /* for a connection */
+	TX_CONNECT,   /* connecting */
+	TX_OPTIONS,   /* OPTIONS sent, reading its answer */
+	TX_PREVIEW,   /* RESPMOD head sent; the preview goes when there is enough body */
+	TX_WAIT100,   /* preview sent without ieof: waiting for 100 or a final answer */
+	TX_SEND,      /* the body goes as it comes */
+	TX_SENT       /* all sent: waiting for the answer */
+};
+
+struct fwd_icap_tx {
+	struct fwd_icap *ic;
+	struct icap_svc *s;
+	struct icap_wsvc *ws;
+	struct gw_req *rq;
+	struct event_base *base;
+	enum tx_state st;
+	int fd;
+	int reused, retried, have_ev;
+	struct event ev_rd, ev_wr, ev_to, ev_go;
+	struct evbuffer *out, *in, *orig;
+	char *heads;                /* encapsulated req-hdr + res-hdr */
+	size_t req_len, res_len;
+	char server_ip[48];
+	uint64_t total, sent;       /* body bytes seen, and queued to the service */
+	long preview;               /* this exchange's preview size, -1 none */
+	int body_last, term_sent, ieof;
+	int verdict;                /* 0 pending, 204, 200 */
+	int passing;                /* original relayed: the filter emits what comes */
+	int discard;                /* the answer is complete: the filter drops what comes */
+	int replying, resp_done, conn_close, emitted_last, held;
+	struct gw_chunked ck;
+	struct fwd_icap_tx *wnext;
+	int queued;
+	int sock_err;               /* socket()/connect() failed at once: tx_go reports it */
+};
+
+static const char *const ctr_names[] = {
+#define X(id, s) s,
+	FWD_ICAP_COUNTERS(X)
+#undef X
+};
+
+/* ---- compiled services ---- */
+
+struct fwd_icap *fwd_icap_new(const struct conf_forward *fw, int *oom)
+{
+	struct fwd_icap *ic;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+	*oom = 0;
+	if (fw->nicap == 0)
+		return NULL;
+	ic = calloc(1, sizeof *ic);
+	if (ic == NULL || (ic->s = calloc(fw->nicap, sizeof *ic->s)) == NULL) {
+		free(ic);
+		*oom = 1;
+		return NULL;
+	}
+	ic->n = fw->nicap;
+	ic->nworkers = ncpu > 0 ? (unsigned)ncpu : 1;
+	for (size_t i = 0; i < fw->nicap; i++) {
+		struct icap_svc *s = &ic->s[i];
+		const struct conf_fwd_icap *c = &fw->icap[i];
+		struct sockaddr_in *a4 = (struct sockaddr_in *)&s->sa;
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&s->sa;
+
+		s->c = c;
+		atomic_init(&s->health, -1);
+		if (inet_pton(AF_INET, c->host, &a4->sin_addr) == 1) {
+			a4->sin_family = AF_INET;
+			a4->sin_port = htons(c->port);
+			s->salen = sizeof *a4;
+			snprintf(s->authority, sizeof s->authority, "%s:%u", c->host, (unsigned)c->port);
+		} else {   /* (conf/ checked it is one or the other) */
+			inet_pton(AF_INET6, c->host, &a6->sin6_addr);
+			a6->sin6_family = AF_INET6;
+			a6->sin6_port = htons(c->port);
+			s->salen = sizeof *a6;
+			snprintf(s->authority, sizeof s->authority, "[%s]:%u", c->host, (unsigned)c->port);
+		}
+	}
+	return ic;
+}
+
+void fwd_icap_free(struct fwd_icap *ic)
+{
+	if (ic == NULL)
+		return;
+	for (size_t i = 0; i < ic->n; i++) {
+		for (int w = 0; w < GW_MAX_WORKERS; w++) {
+			struct icap_wsvc *ws = ic->s[i].w[w];
+			if (ws == NULL)
+				continue;
+			for (int k = 0; k < ws->nidle; k++)
+				close(ws->idle[k].fd);   /* (idle ones have no event) */
+			free(ws);
+		}
+	}
+	free(ic->s);
+	free(ic);
+}
+
+int fwd_icap_find(const struct fwd_icap *ic, const char *name)
+{
+	for (size_t i = 0; ic != NULL && i < ic->n; i++)
+		if (strcmp(ic->s[i].c->name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+int fwd_icap_is_reqmod(const struct fwd_icap *ic, int i)
+{
+	return ic->s[i].c->reqmod;
+}
+
+size_t fwd_icap_count(const struct fwd_icap *ic) { return ic != NULL ? ic->n : 0; }
+const char *fwd_icap_name(const struct fwd_icap *ic, size_t i) { return ic->s[i].c->name; }
+const char *fwd_icap_counter_name(enum fwd_icap_counter c) { return ctr_names[c]; }
+
+uint64_t fwd_icap_counter(const struct fwd_icap *ic, size_t i, enum fwd_icap_counter c)
+{
+	return atomic_load_explicit(&ic->s[i].n[c], memory_order_relaxed);
+}
+
+int fwd_icap_health(const struct fwd_icap *ic, size_t i, char *istag, size_t cap)
+{
+	const struct icap_svc *s = &ic->s[i];
+	unsigned g0, g1;
+
+	do {   /* a torn read is retried (writers bump the generation around the copy) */
+		g0 = atomic_load(&s->istag_gen);
+		snprintf(istag, cap, "%s", s->istag);
+		g1 = atomic_load(&s->istag_gen);
+	} while (g0 != g1 || (g0 & 1));
+	return atomic_load(&s->health);
+}
+
+static void bump(struct icap_svc *s, enum fwd_icap_counter c)
+{
+	atomic_fetch_add_explicit(&s->n[c], 1, memory_order_relaxed);
+}
+
+static void set_istag(struct icap_svc *s, const char *v, size_t n)
+{
+	if (n >= sizeof s->istag)
+		n = sizeof s->istag - 1;
+	if (strlen(s->istag) == n && memcmp(s->istag, v, n) == 0)
+		return;
+	atomic_fetch_add(&s->istag_gen, 1);
+	memcpy(s->istag, v, n);
+	s->istag[n] = '\0';
+	atomic_fetch_add(&s->istag_gen, 1);
+}
+
+void fwd_icap_addr_str(const struct sockaddr *sa, char *buf, size_t cap)
+{
+	buf[0] = '\0';
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)cap);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, (socklen_t)cap);
+}
+
+/* ---- ICAP heads ---- */
+
+struct icap_head {
+	int status;
+	const char *hdrs;           /* after the status line */
+	size_t hdrs_len;
+	size_t len;                 /* whole head with the empty line */
+};
+
+/* Parse an ICAP response head at the start of buf: 1 complete, 0 more
+ * needed, -1 malformed or over ICAP_HEAD_MAX. */
+static int head_parse(const char *buf, size_t len, struct icap_head *h)
+{
+	const char *end = memmem(buf, len < ICAP_HEAD_MAX ? len : ICAP_HEAD_MAX, "\r\n\r\n", 4);
+	const char *eol;
+
+	if (end == NULL)
+		return len >= ICAP_HEAD_MAX ? -1 : 0;
+	if (end - buf < 12 || memcmp(buf, "ICAP/1.", 7) != 0 || buf[8] != ' ' ||
+	    buf[9] < '1' || buf[9] > '5' || buf[10] < '0' || buf[10] > '9' || buf[11] < '0' || buf[11] > '9')
+		return -1;
+	h->status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
+	eol = memmem(buf, (size_t)(end - buf) + 2, "\r\n", 2);
+	h->hdrs = eol + 2;
+	h->hdrs_len = (size_t)(end + 2 - h->hdrs);
+	h->len = (size_t)(end - buf) + 4;
+	for (const char *p = buf; p < end; p++)
+		if (*p == '\0')
+			return -1;
+	return 1;
+}
+
+/* The value of header name in h (trimmed), or NULL. */
+static const char *head_get(const struct icap_head *h, const char *name, size_t *vlen)
+{
+	size_t nl = strlen(name);
+	const char *p = h->hdrs, *e = h->hdrs + h->hdrs_len;
+
+	while (p < e) {
+		const char *eol = memmem(p, (size_t)(e - p), "\r\n", 2);
+		if (eol == NULL)
+			eol = e;
+		if ((size_t)(eol - p) > nl && p[nl] == ':' && strncasecmp(p, name, nl) == 0) {
+			const char *v = p + nl + 1, *ve = eol;
+			while (v < ve && (*v == ' ' || *v == '\t'))
+				v++;
+			while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+				ve--;
+			*vlen = (size_t)(ve - v);
+			return v;
+		}
+		p = eol + 2;
+	}
+	return NULL;
+}
+
+static long head_num(const struct icap_head *h, const char *name, long dflt)
+{
+	size_t n;
+	const char *v = head_get(h, name, &n);
+	long r = 0;
+
+	if (v == NULL || n == 0 || n > 9)
+		return dflt;
+	for (size_t i = 0; i < n; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return dflt;
+		r = r * 10 + (v[i] - '0');
+	}
+	return r;
+}
+
+/* Encapsulated: the offset of part (e.g. "res-hdr"), -1 absent, -2 bad. */
+static long encap_off(const char *v, size_t n, const char *part)
+{
+	size_t pl = strlen(part);
+
+	for (size_t i = 0; i + pl < n; i++) {
+		if ((i == 0 || v[i - 1] == ' ' || v[i - 1] == ',') && strncasecmp(v + i, part, pl) == 0 &&
+		    v[i + pl] == '=') {
+			long r = 0;
+			size_t k = i + pl + 1, d = 0;
+			while (k < n && v[k] >= '0' && v[k] <= '9' && d < 9)
+				r = r * 10 + (v[k++] - '0'), d++;
+			return d == 0 || (k < n && v[k] != ',' && v[k] != ' ') ? -2 : r;
+		}
+	}
+	return -1;
+}
+
+/* ---- per-worker service state and the pool ---- */
+
+static struct icap_wsvc *wsvc(struct icap_svc *s, int w)
+{
+	if (s->w[w] == NULL && (s->w[w] = calloc(1, sizeof *s->w[w])) != NULL) {
+		s->w[w]->preview = -1;
+		s->w[w]->max_conns = DEFAULT_MAXCONN;
+	}
+	return s->w[w];
+}
+
+static unsigned share(const struct fwd_icap *ic, const struct icap_wsvc *ws)
+{
+	unsigned m = ws->max_conns / ic->nworkers;
+
+	return m > 0 ? m : 1;
+}
+
+/* An idle connection that the server did not close meanwhile, or -1. */
+static int pool_take(struct icap_wsvc *ws)
+{
+	while (ws->nidle > 0) {
+		struct icap_conn c = ws->idle[--ws->nidle];
+		char b;
+		ssize_t r = recv(c.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return c.fd;
+		close(c.fd);   /* closed (or answering nothing asked): not usable */
+		ws->busy--;
+	}
+	return -1;
+}
+
+/* ---- the exchange ---- */
+
+static void tx_rd(evutil_socket_t fd, short what, void *arg);
+static void tx_wr(evutil_socket_t fd, short what, void *arg);
+static void tx_to(evutil_socket_t fd, short what, void *arg);
+static void tx_go(evutil_socket_t fd, short what, void *arg);
+static void tx_begin_conn(struct fwd_icap_tx *tx);
+static void conn_release(struct fwd_icap_tx *tx, int reuse);
+
+static void emit_orig(struct fwd_icap_tx *tx)
+{
+	while (evbuffer_get_length(tx->orig) > 0) {
+		struct evbuffer_iovec v;
+		if (evbuffer_peek(tx->orig, -1, NULL, &v, 1) != 1)
+			break;
+		gw_req_body_emit(tx->rq, v.iov_base, v.iov_len, 0);
+		evbuffer_drain(tx->orig, v.iov_len);
+	}
+}
+
+/* Let the original through: what was held, and from now on what comes. */
+static void pass_original(struct fwd_icap_tx *tx)
+{
+	tx->passing = 1;
+	emit_orig(tx);
+	if (tx->body_last && !tx->emitted_last) {
+		tx->emitted_last = 1;
+		gw_req_body_emit(tx->rq, "", 0, 1);
+	}
+}
+
+/* Answer with a page of our own instead of the response (the held head is
+ * replaced), and drop the rest of the upstream's body. */
+static void local_page(struct fwd_icap_tx *tx, int status, const char *title, const char *text)
+{
+	char head[256], body[1024];
+	int hl, bl;
+
+	bl = snprintf(body, sizeof body, "<!DOCTYPE html>\n<html><head><title>%d %s</title></head><body>\n"
+	    "<h1>%s</h1>\n<p>%s</p>\n<p>Request %s</p>\n</body></html>\n", status, title, title, text,
+	    gw_req_id(tx->rq));
+	hl = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: text/html; charset=utf-8\r\n"
+	    "Cache-Control: no-store\r\n\r\n", status, title);
+	tx->discard = 1;
+	evbuffer_drain(tx->orig, evbuffer_get_length(tx->orig));
+	if (gw_req_filter_replace_head(tx->rq, head, (size_t)hl) < 0) {
+		gw_req_filter_abort(tx->rq, "ICAP: cannot answer with a page");
+		return;
+	}
+	tx->emitted_last = 1;
+	gw_req_body_emit(tx->rq, body, (size_t)bl, 1);
+}
+
+static void conn_close(struct fwd_icap_tx *tx)
+{
+	if (tx->have_ev) {
+		event_del(&tx->ev_rd);
+		event_del(&tx->ev_wr);
+		tx->have_ev = 0;
+	}
+	if (tx->fd >= 0) {
+		close(tx->fd);
+		tx->fd = -1;
+		tx->ws->busy--;
+	}
+}
+
+/* A connection came free (or a slot for one): the first waiter takes it. */
+static void wake_waiter(struct icap_wsvc *ws)
+{
+	struct fwd_icap_tx *t = ws->wait_head;
+
+	if (t == NULL)
+		return;
+	ws->wait_head = t->wnext;
+	if (ws->wait_head == NULL)
+		ws->wait_tail = NULL;
+	t->queued = 0;
+	t->wnext = NULL;
+	event_active(&t->ev_go, 0, 0);
+}
+
+/* Done with the exchange's connection: pool it (reuse) or close it. */
+static void conn_release(struct fwd_icap_tx *tx, int reuse)
+{
+	if (tx->fd < 0)
+		return;
+	if (reuse && !tx->conn_close && tx->ws->nidle < IDLE_MAX && evbuffer_get_length(tx->in) == 0) {
+		event_del(&tx->ev_rd);
+		event_del(&tx->ev_wr);
+		tx->have_ev = 0;
+		tx->ws->idle[tx->ws->nidle].fd = tx->fd;
+		tx->ws->idle[tx->ws->nidle++].uses = 0;
+		tx->fd = -1;
+	} else {
+		conn_close(tx);
+	}
+	wake_waiter(tx->ws);
+}
+
+/*
+ * The exchange failed.  Before anything of the answer went to the client,
+ * bypass_on_error decides: the original passes, or a 502 page; after (a
+ * 200's body was being relayed), the client's response is cut.  Returns 1
+ * when the caller must resume the request (and touch tx no more).
+ */
+static int tx_fail(struct fwd_icap_tx *tx, const char *why)
+{
+	struct icap_svc *s = tx->s;
+
+	gw_warn("forward: %s: ICAP service %s (%s): %s", gw_req_id(tx->rq), s->c->name, s->authority, why);
+	atomic_store(&s->health, 0);
+	bump(s, FWD_ICAP_C_ERRORS);
+	conn_close(tx);
+	wake_waiter(tx->ws);
+	event_del(&tx->ev_to);
+	tx->resp_done = 1;
+	if (tx->replying) {
+		gw_req_set_reason(tx->rq, "ICAP answer broke mid-body");
+		gw_req_filter_abort(tx->rq, "ICAP answer broke mid-body");
+		return 0;   /* (the request may be gone: the caller returns) */
+	}
+	if (s->c->bypass_on_error) {
+		bump(s, FWD_ICAP_C_BYPASSED);
+		gw_req_set_reason(tx->rq, "ICAP failed: bypassed");
+		pass_original(tx);
+	} else {
+		gw_req_set_reason(tx->rq, "ICAP failed: blocked");
+		local_page(tx, 502, "Content scan failed",
+		    "The content scanner could not check this response, so it was withheld.");
+	}
+	return 1;
+}
+
+static void add_chunk(struct evbuffer *o, struct evbuffer *src, size_t off, size_t n)
+{
+	struct evbuffer_ptr pos;
+	char tmp[16 * 1024];
+
+	evbuffer_add_printf(o, "%zx\r\n", n);
+	evbuffer_ptr_set(src, &pos, off, EVBUFFER_PTR_SET);
+	while (n > 0) {
+		size_t k = n < sizeof tmp ? n : sizeof tmp;
+		ev_ssize_t got = evbuffer_copyout_from(src, &pos, tmp, k);
+		if (got <= 0)
+			break;
+		evbuffer_add(o, tmp, (size_t)got);
+		evbuffer_ptr_set(src, &pos, (size_t)got, EVBUFFER_PTR_ADD);
+		n -= (size_t)got;
+	}
+	evbuffer_add(o, GW_STRLIT("\r\n"));
+}
+
+/* Queue what the state allows of the held body for the service. */
+static void feed(struct fwd_icap_tx *tx)
+{
+	size_t have = evbuffer_get_length(tx->orig);
+	/* bytes of orig already queued (orig keeps everything until the
+	 * verdict; after a 200 it is drained as it goes) */
+	size_t queued = (size_t)(tx->sent - (tx->total - have));
+
+	if (tx->fd < 0 || tx->term_sent)
+		return;
+	if (tx->st == TX_PREVIEW) {
+		if ((long)tx->total < tx->preview && !tx->body_last)
+			return;
+		size_t n = tx->total < (uint64_t)tx->preview ? (size_t)tx->total : (size_t)tx->preview;
+		if (n > 0)
+			add_chunk(tx->out, tx->orig, 0, n);
+		tx->sent = n;
+		if (tx->body_last && tx->total <= (uint64_t)tx->preview) {
+			evbuffer_add(tx->out, GW_STRLIT("0; ieof\r\n\r\n"));
+			tx->term_sent = tx->ieof = 1;
+			tx->st = TX_SENT;
+		} else {
+			evbuffer_add(tx->out, GW_STRLIT("0\r\n\r\n"));
+			tx->st = TX_WAIT100;
+		}
+	} else if (tx->st == TX_SEND) {
+		if (have > queued)
+			add_chunk(tx->out, tx->orig, queued, have - queued);
+		tx->sent += have - queued;
+		if (tx->verdict == 200)
+			evbuffer_drain(tx->orig, have);   /* no 204 can come now */
+		if (tx->body_last) {
+			evbuffer_add(tx->out, GW_STRLIT("0\r\n\r\n"));
+			tx->term_sent = 1;
+			tx->st = TX_SENT;
+		}
+	}
+	if (evbuffer_get_length(tx->out) > 0)
+		event_add(&tx->ev_wr, NULL);
+}
+
+static int ext_listed(const char *list, const char *path, size_t plen)
+{
+	const char *q = memchr(path, '?', plen), *dot, *e;
+	size_t el;
+
+	if (q != NULL)
+		plen = (size_t)(q - path);
+	e = path + plen;
+	for (dot = e; dot > path && dot[-1] != '.' && dot[-1] != '/'; dot--)
+		;
+	if (dot == path || dot[-1] != '.')
+		return strcmp(list, "*") == 0;
+	el = (size_t)(e - dot);
+	for (const char *p = list; *p;) {
+		size_t n = strcspn(p, ", ");
+		if ((n == 1 && *p == '*') || (n == el && strncasecmp(p, dot, n) == 0))
+			return 1;
+		p += n;
+		p += strspn(p, ", ");
+	}
+	return 0;
+}
+
+/* Send the RESPMOD head and heads (the body follows through feed()). */
+static void send_respmod(struct fwd_icap_tx *tx)
+{
+	const struct gw_http_head *h = gw_req_head(tx->rq);
+	const char *user = gw_req_user(tx->rq);
+
+	tx->preview = tx->ws->preview;
+	if (h->path != NULL && tx->ws->complete[0] && ext_listed(tx->ws->complete, h->path, h->path_len))
+		tx->preview = -1;   /* Transfer-Complete: the whole body, no preview */
+	evbuffer_add_printf(tx->out, "RESPMOD icap://%s/%s ICAP/1.0\r\nHost: %s\r\n", tx->s->authority,
+	    tx->s->c->service, tx->s->authority);
+	if (tx->ws->allow204)
+		evbuffer_add(tx->out, GW_STRLIT("Allow: 204\r\n"));
+	if (tx->preview >= 0)
+		evbuffer_add_printf(tx->out, "Preview: %ld\r\n", tx->preview);
+	evbuffer_add_printf(tx->out, "X-Client-IP: %s\r\n", gw_req_client_str(tx->rq));
+	if (tx->server_ip[0])
+		evbuffer_add_printf(tx->out, "X-Server-IP: %s\r\n", tx->server_ip);
+	if (user != NULL && strlen(user) <= 256) {
+		unsigned char b64[400];
+		int n = EVP_EncodeBlock(b64, (const unsigned char *)user, (int)strlen(user));
+		evbuffer_add_printf(tx->out, "X-Authenticated-User: %.*s\r\n", n, b64);
+	}
+	evbuffer_add_printf(tx->out, "Encapsulated: req-hdr=0, res-hdr=%zu, res-body=%zu\r\n\r\n",
+	    tx->req_len, tx->req_len + tx->res_len);
+	evbuffer_add(tx->out, tx->heads, tx->req_len + tx->res_len);
+	tx->sent = 0;
+	tx->st = tx->preview >= 0 ? TX_PREVIEW : TX_SEND;
+	feed(tx);
+	event_add(&tx->ev_wr, NULL);
+}
+
+static void send_options(struct fwd_icap_tx *tx)
+{
+	evbuffer_add_printf(tx->out, "OPTIONS icap://%s/%s ICAP/1.0\r\nHost: %s\r\n"
+	    "Encapsulated: null-body=0\r\n\r\n", tx->s->authority, tx->s->c->service, tx->s->authority);
+	tx->st = TX_OPTIONS;
+	event_add(&tx->ev_wr, NULL);
+}
+
+static void arm(struct fwd_icap_tx *tx)
+{
+	event_assign(&tx->ev_rd, tx->base, tx->fd, EV_READ | EV_PERSIST, tx_rd, tx);
+	event_assign(&tx->ev_wr, tx->base, tx->fd, EV_WRITE | EV_PERSIST, tx_wr, tx);
+	tx->have_ev = 1;
+	event_add(&tx->ev_rd, NULL);
+}
+
+/* The exchange has a connection: OPTIONS first when this worker's are
+ * missing or stale, else the RESPMOD. */
+static void on_conn(struct fwd_icap_tx *tx)
+{
+	arm(tx);
+	if (!tx->ws->have_opts || gw_mono_now() >= tx->ws->opts_until)
+		send_options(tx);
+	else
+		send_respmod(tx);
+}
+
+/* Take a pooled connection, or connect, or wait for one. */
+static void tx_begin_conn(struct fwd_icap_tx *tx)
+{
+	int fd = pool_take(tx->ws), one = 1;
+
+	if (fd >= 0) {
+		tx->fd = fd;
+		tx->reused = 1;
+		on_conn(tx);
+		return;
+	}
+	if (tx->ws->busy >= share(tx->ic, tx->ws)) {
+		tx->st = TX_WAIT;
+		tx->queued = 1;
+		if (tx->ws->wait_tail != NULL)
+			tx->ws->wait_tail->wnext = tx;
+		else
+			tx->ws->wait_head = tx;
+		tx->ws->wait_tail = tx;
+		return;
+	}
+	tx->reused = 0;
+	fd = socket(tx->s->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		tx->sock_err = errno;
+		event_active(&tx->ev_go, EV_TIMEOUT, 0);   /* fails in tx_go (not inside the filter) */
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	tx->fd = fd;
+	tx->ws->busy++;
+	if (connect(fd, (struct sockaddr *)&tx->s->sa, tx->s->salen) < 0 && errno != EINPROGRESS) {
+		tx->sock_err = errno;
+		event_active(&tx->ev_go, EV_TIMEOUT, 0);
+		return;
+	}
+	tx->st = TX_CONNECT;
+	event_assign(&tx->ev_rd, tx->base, tx->fd, EV_READ | EV_PERSIST, tx_rd, tx);
+	event_assign(&tx->ev_wr, tx->base, tx->fd, EV_WRITE | EV_PERSIST, tx_wr, tx);
+	tx->have_ev = 1;
+	event_add(&tx->ev_wr, NULL);
+}
+
+/* A pooled connection died before any answer: once more on a fresh one
+ * (nothing reached the client; the held body is still whole). */
+static int tx_retry(struct fwd_icap_tx *tx)
+{
+	if (!tx->reused || tx->retried || tx->verdict != 0 || evbuffer_get_length(tx->orig) != tx->total)
+		return 0;
+	tx->retried = 1;
+	conn_close(tx);
+	evbuffer_drain(tx->out, evbuffer_get_length(tx->out));
+	evbuffer_drain(tx->in, evbuffer_get_length(tx->in));
+	tx->term_sent = tx->ieof = 0;
+	tx->sent = 0;
+	tx_begin_conn(tx);
+	return 1;
+}
+
+static void tx_go(evutil_socket_t fd, short what, void *arg)
+{
+	struct fwd_icap_tx *tx = arg;
+
+	(void)fd;
+	(void)what;
+	if (tx->sock_err) {   /* a socket error in tx_begin_conn */
+		char why[128];
+		snprintf(why, sizeof why, "cannot connect: %s", strerror(tx->sock_err));
+		tx->sock_err = 0;
+		if (tx_fail(tx, why))
+			gw_req_resume(tx->rq);
+		return;
+	}
+	tx_begin_conn(tx);
+}
+
+/* Out of the queue of exchanges waiting for a connection. */
+static void unqueue(struct fwd_icap_tx *tx)
+{
+	struct fwd_icap_tx **pp = &tx->ws->wait_head, *prev = NULL;
+
+	if (!tx->queued)
+		return;
+	for (; *pp != NULL && *pp != tx; prev = *pp, pp = &(*pp)->wnext)
+		;
+	if (*pp == tx) {
+		*pp = tx->wnext;
+		if (tx->ws->wait_tail == tx)
+			tx->ws->wait_tail = prev;
+	}
+	tx->queued = 0;
+}
+
+static void tx_to(evutil_socket_t fd, short what, void *arg)
+{
+	struct fwd_icap_tx *tx = arg;
+
+	(void)fd;
+	(void)what;
+	unqueue(tx);
+	if (tx_fail(tx, "timed out (timeout)"))
+		gw_req_resume(tx->rq);
+}
+
+static void tx_wr(evutil_socket_t fd, short what, void *arg)
+{
+	struct fwd_icap_tx *tx = arg;
+	int err = 0;
+	socklen_t el = sizeof err;
+
+	(void)what;
+	if (tx->st == TX_CONNECT) {
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err != 0) {
+			char why[128];
+			snprintf(why, sizeof why, "cannot connect: %s", strerror(err ? err : errno));
+			if (tx_fail(tx, why))
+				gw_req_resume(tx->rq);
+			return;
+		}
+		event_del(&tx->ev_wr);
+		on_conn(tx);
+		return;
+	}
+	while (evbuffer_get_length(tx->out) > 0) {
+		int n = evbuffer_write(tx->out, fd);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			return;
+		if (n <= 0) {
+			if (tx_retry(tx))
+				return;
+			if (tx->resp_done)
+				return;   /* (answered: what it did not read does not matter) */
+			if (tx_fail(tx, "connection lost while sending"))
+				gw_req_resume(tx->rq);
+			return;
+		}
+	}
+	event_del(&tx->ev_wr);
+	if (tx->resp_done && tx->term_sent) {
+		conn_release(tx, 1);
+		return;
+	}
+	if (tx->held && (tx->total - tx->sent) < HIWAT / 4 && tx->st != TX_WAIT100 && tx->st != TX_PREVIEW) {
+		tx->held = 0;
+		gw_req_resume(tx->rq);
+	}
+}
+
+/* The OPTIONS answer: what this worker knows of the service from now. */
+static int took_options(struct fwd_icap_tx *tx, const struct icap_head *h)
+{
+	struct icap_wsvc *ws = tx->ws;
+	const char *v;
+	size_t n;
+	long ttl, mc;
+
+	if (h->status != 200)
+		return -1;
+	v = head_get(h, "Methods", &n);
+	if (v == NULL || !gw_http1_list_has(v, n, "RESPMOD"))
+		return -2;
+	ws->preview = head_num(h, "Preview", -1);
+	ws->allow204 = (v = head_get(h, "Allow", &n)) != NULL && gw_http1_list_has(v, n, "204");
+	ttl = head_num(h, "Options-TTL", 3600);
+	mc = head_num(h, "Max-Connections", (long)DEFAULT_MAXCONN);
+	ws->max_conns = mc > 0 ? (unsigned)mc : 1;
+	ws->opts_until = gw_mono_now() + (double)(ttl > 0 ? ttl : 1);
+	ws->ignore[0] = ws->complete[0] = '\0';
+	if ((v = head_get(h, "Transfer-Ignore", &n)) != NULL && n < sizeof ws->ignore)
+		memcpy(ws->ignore, v, n), ws->ignore[n] = '\0';
+	if ((v = head_get(h, "Transfer-Complete", &n)) != NULL && n < sizeof ws->complete)
+		memcpy(ws->complete, v, n), ws->complete[n] = '\0';
+	if ((v = head_get(h, "ISTag", &n)) != NULL)
+		set_istag(tx->s, v, n);
+	ws->have_opts = 1;
+	return 0;
+}
+
+/* Relay what there is of a 200's encapsulated body.  0 fine, -1 framing. */
+static int relay_body(struct fwd_icap_tx *tx)
+{
+	for (;;) {
+		size_t len = evbuffer_get_length(tx->in), off = 0, dl = 0;
+		const char *p;
+		ssize_t used;
+
+		if (len == 0 || tx->ck.done)
+			break;
+		if (len > 64 * 1024)
+			len = 64 * 1024;
+		p = (const char *)evbuffer_pullup(tx->in, (ev_ssize_t)len);
+		used = gw_chunked_decode(&tx->ck, p, len, &off, &dl);
+		if (used < 0)
+			return -1;
+		if (used == 0)
+			break;
+		if (dl > 0)
+			gw_req_body_emit(tx->rq, p + off, dl, 0);
+		evbuffer_drain(tx->in, (size_t)used);
+	}
+	if (tx->ck.done) {
+		tx->emitted_last = 1;
+		gw_req_body_emit(tx->rq, "", 0, 1);
+	}
+	return 0;
+}
+
+/* A final answer (204 or 200) was read; returns 1 to resume, -1 failed (resume). */
+static int took_answer(struct fwd_icap_tx *tx, const struct icap_head *h)
+{
+	const char *v, *t;
+	size_t n, tn;
+	long rh, rb, nb;
+
+	if ((v = head_get(h, "ISTag", &n)) != NULL)
+		set_istag(tx->s, v, n);
+	if ((v = head_get(h, "Connection", &n)) != NULL && gw_http1_list_has(v, n, "close"))
+		tx->conn_close = 1;
+	if (h->status == 204) {
+		evbuffer_drain(tx->in, h->len);
+		tx->verdict = 204;
+		tx->resp_done = 1;
+		bump(tx->s, FWD_ICAP_C_PASS204);
+		pass_original(tx);
+		return 1;
+	}
+	if (h->status != 200)
+		return -1;
+	v = head_get(h, "Encapsulated", &n);
+	if (v == NULL)
+		return -1;
+	rh = encap_off(v, n, "res-hdr");
+	rb = encap_off(v, n, "res-body");
+	nb = encap_off(v, n, "null-body");
+	if (rh != 0 || (rb < 0) == (nb < 0) || encap_off(v, n, "req-hdr") != -1 || encap_off(v, n, "req-body") != -1)
+		return -1;   /* a RESPMOD answer: res-hdr first at 0, then res-body or null-body */
+	if (rb < 0)
+		rb = nb;
+	if (rb > ICAP_HEAD_MAX || rb < 12)
+		return -1;
+	if (evbuffer_get_length(tx->in) < h->len + (size_t)rb)
+		return 0;   /* the encapsulated head is still coming */
+	tx->verdict = 200;
+	if (gw_req_filter_replace_head(tx->rq, (const char *)evbuffer_pullup(tx->in,
+	    (ev_ssize_t)(h->len + (size_t)rb)) + h->len, (size_t)rb) < 0)
+		return -1;
+	evbuffer_drain(tx->in, h->len + (size_t)rb);
+	if ((t = head_get(h, "X-Infection-Found", &tn)) != NULL ||
+	    head_num(h, "X-Violations-Found", 0) > 0) {
+		const char *th = t != NULL ? memmem(t, tn, "Threat=", 7) : NULL;
+		char *note;
+		bump(tx->s, FWD_ICAP_C_INFECTED);
+		if (th != NULL) {
+			size_t k = strcspn(th + 7, ";");
+			if (k > (size_t)(t + tn - th - 7))
+				k = (size_t)(t + tn - th - 7);
+			note = gw_req_alloc(tx->rq, k + 40);
+			if (note != NULL) {
+				snprintf(note, k + 40, "ICAP %s: %.*s", tx->s->c->name, (int)k, th + 7);
+				gw_req_set_reason(tx->rq, note);
+			}
+		} else {
+			gw_req_set_reason(tx->rq, "ICAP: violation found");
+		}
+		gw_warn("forward: %s: ICAP service %s found %.*s", gw_req_id(tx->rq), tx->s->c->name,
+		    t != NULL ? (int)tn : 10, t != NULL ? t : "violations");
+	} else {
+		bump(tx->s, FWD_ICAP_C_MODIFIED);
+	}
+	/* no 204 can come now: what the service has of the body is not kept */
+	evbuffer_drain(tx->orig, (size_t)(tx->sent - (tx->total - evbuffer_get_length(tx->orig))));
+	if (nb >= 0 && rb == nb) {
+		tx->resp_done = 1;
+		tx->emitted_last = 1;
+		gw_req_body_emit(tx->rq, "", 0, 1);
+	} else {
+		tx->replying = 1;
+		gw_chunked_init(&tx->ck);
+	}
+	tx->discard = 1;   /* the upstream's body no longer goes to the client */
+	return 1;
+}
+
+static void tx_rd(evutil_socket_t fd, short what, void *arg)
+{
+	struct fwd_icap_tx *tx = arg;
+	struct icap_head h;
+	int n, r, resume = 0;
+
+	(void)what;
+	n = evbuffer_read(tx->in, fd, 64 * 1024);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n <= 0 && evbuffer_get_length(tx->in) == 0 && tx->verdict == 0 && tx_retry(tx))
+		return;
+	for (;;) {
+		if (tx->replying) {
+			if (relay_body(tx) < 0) {
+				tx_fail(tx, "bad chunk framing in the answer's body");
+				return;
+			}
+			resume = 1;
+			if (tx->ck.done) {
+				tx->replying = 0;
+				tx->resp_done = 1;
+				atomic_store(&tx->s->health, 1);
+				event_del(&tx->ev_to);
+				conn_release(tx, tx->term_sent && evbuffer_get_length(tx->out) == 0);
+				break;
+			}
+			if (n <= 0) {
+				tx_fail(tx, n == 0 ? "the service closed the connection mid-answer" :
+				    "connection reset mid-answer");
+				return;
+			}
+			break;
+		}
+		if (tx->resp_done) {
+			if (n <= 0 || evbuffer_get_length(tx->in) > 0) {
+				conn_close(tx);   /* closed, or more than was asked */
+				wake_waiter(tx->ws);
+			}
+			break;
+		}
+		r = head_parse((const char *)evbuffer_pullup(tx->in, -1), evbuffer_get_length(tx->in), &h);
+		if (r < 0 || (r == 0 && n <= 0)) {
+			const char *why = r < 0 ? (evbuffer_get_length(tx->in) >= ICAP_HEAD_MAX ?
+			    "answer head too long" : "malformed answer") :
+			    n == 0 ? "the service closed the connection without answering" : "connection reset";
+			if (tx_fail(tx, why))
+				resume = 1;
+			goto out;
+		}
+		if (r == 0)
+			break;
+		if (tx->st == TX_OPTIONS) {
+			int k = took_options(tx, &h);
+			if (k < 0) {
+				char why[96];
+				snprintf(why, sizeof why, k == -1 ? "OPTIONS answered %d" :
+				    "OPTIONS: the service does not do RESPMOD (status %d)", h.status);
+				if (tx_fail(tx, why))
+					resume = 1;
+				goto out;
+			}
+			atomic_store(&tx->s->health, 1);
+			{
+				size_t cl;
+				const char *cv = head_get(&h, "Connection", &cl);
+				tx->conn_close = cv != NULL && gw_http1_list_has(cv, cl, "close");
+			}
+			evbuffer_drain(tx->in, h.len);
+			if (tx->conn_close) {   /* a fresh connection for the RESPMOD */
+				tx->conn_close = 0;
+				conn_close(tx);
+				tx_begin_conn(tx);
+				return;
+			}
+			send_respmod(tx);
+			continue;
+		}
+		if (h.status == 100) {
+			evbuffer_drain(tx->in, h.len);
+			if (tx->st != TX_WAIT100) {
+				if (tx_fail(tx, "100 Continue not asked for"))
+					resume = 1;
+				goto out;
+			}
+			tx->st = TX_SEND;
+			feed(tx);
+			continue;
+		}
+		r = took_answer(tx, &h);
+		if (r == 0) {
+			if (n <= 0) {
+				if (tx_fail(tx, "the service closed mid-answer"))
+					resume = 1;
+				goto out;
+			}
+			break;   /* (the head is read again with the rest) */
+		}
+		if (r < 0) {
+			char why[64];
+			snprintf(why, sizeof why, "answered %d%s", h.status, h.status == 200 ?
+			    " with a bad Encapsulated head" : "");
+			if (tx_fail(tx, why))
+				resume = 1;
+			goto out;
+		}
+		resume = 1;
+		if (tx->resp_done) {
+			atomic_store(&tx->s->health, 1);
+			event_del(&tx->ev_to);
+			/* 204 after the whole body, or inside the preview: the
+			 * connection is clean; else what we still owe is dropped */
+			if ((tx->term_sent && evbuffer_get_length(tx->out) == 0) || tx->st == TX_WAIT100)
+				conn_release(tx, 1);
+			else if (!tx->term_sent)
+				conn_close(tx), wake_waiter(tx->ws);
+			break;
+		}
+	}
+out:
+	if (resume || tx->held) {
+		tx->held = 0;
+		gw_req_resume(tx->rq);
+	}
+}
+
+/* ---- the hooks ---- */
+
+/* The heads the service sees: the client's request, the origin's response. */
+static char *build_heads(struct gw_req *rq, const struct gw_http_head *resp, size_t *rql, size_t *rsl)
+{
+	const struct gw_http_head *h = gw_req_head(rq);
+	struct evbuffer *b = evbuffer_new();
+	char *out = NULL;
+
+	if (b == NULL)
+		return NULL;
+	evbuffer_add_printf(b, "%.*s %.*s HTTP/1.1\r\n", (int)h->method_len, h->method_str,
+	    (int)h->target_len, h->target);
+	for (size_t i = 0; i < h->nhdrs; i++)
+		evbuffer_add_printf(b, "%.*s: %.*s\r\n", (int)h->hdrs[i].name_len, h->hdrs[i].name,
+		    (int)h->hdrs[i].value_len, h->hdrs[i].value);
+	evbuffer_add(b, GW_STRLIT("\r\n"));
+	*rql = evbuffer_get_length(b);
+	evbuffer_add_printf(b, "HTTP/1.1 %d %.*s\r\n", resp->status, (int)resp->reason_len, resp->reason);
+	for (size_t i = 0; i < resp->nhdrs; i++)
+		evbuffer_add_printf(b, "%.*s: %.*s\r\n", (int)resp->hdrs[i].name_len, resp->hdrs[i].name,
+		    (int)resp->hdrs[i].value_len, resp->hdrs[i].value);
+	evbuffer_add(b, GW_STRLIT("\r\n"));
+	*rsl = evbuffer_get_length(b) - *rql;
+	if ((out = malloc(*rql + *rsl)) != NULL)
+		evbuffer_copyout(b, out, *rql + *rsl);
+	evbuffer_free(b);
+	return out;
+}
+
+void fwd_icap_respmod(struct fwd_icap *ic, int svc, struct gw_req *rq, const struct gw_http_head *resp,
+    const char *server_ip, struct fwd_icap_tx **txp)
+{
+	struct icap_svc *s = &ic->s[svc];
+	struct icap_wsvc *ws;
+	struct fwd_icap_tx *tx;
+	const struct gw_http_head *h = gw_req_head(rq);
+	struct timeval tv;
+
+	if (resp->body == GW_BODY_NONE || (resp->body == GW_BODY_LENGTH && resp->content_length == 0))
+		return;   /* nothing to scan */
+	if (resp->body == GW_BODY_LENGTH && resp->content_length > s->c->max_body_bytes) {
+		bump(s, FWD_ICAP_C_OVERSIZE);
+		if (s->c->oversize_block) {
+			gw_req_set_reason(rq, "ICAP: response over max_body_bytes");
+			gw_req_respond(rq, 403, NULL, NULL, 0, "The response is too large to be scanned for "
+			    "malware, and the gateway is set to withhold such responses.");
+		}
+		return;
+	}
+	if (h->path != NULL && (ws = s->w[gw_req_worker(rq)]) != NULL && ws->have_opts &&
+	    ws->ignore[0] && ext_listed(ws->ignore, h->path, h->path_len))
+		return;   /* Transfer-Ignore */
+	if ((ws = wsvc(s, gw_req_worker(rq))) == NULL || (tx = calloc(1, sizeof *tx)) == NULL)
+		goto oom;
+	tx->ic = ic;
+	tx->s = s;
+	tx->ws = ws;
+	tx->rq = rq;
+	tx->fd = -1;
+	tx->base = gw_req_base(rq);
+	snprintf(tx->server_ip, sizeof tx->server_ip, "%s", server_ip ? server_ip : "");
+	tx->out = evbuffer_new();
+	tx->in = evbuffer_new();
+	tx->orig = evbuffer_new();
+	tx->heads = build_heads(rq, resp, &tx->req_len, &tx->res_len);
+	event_assign(&tx->ev_to, tx->base, -1, 0, tx_to, tx);
+	event_assign(&tx->ev_go, tx->base, -1, 0, tx_go, tx);
+	*txp = tx;   /* (fwd_icap_done frees it from now on) */
+	if (tx->out == NULL || tx->in == NULL || tx->orig == NULL || tx->heads == NULL ||
+	    gw_req_filter_response(rq) < 0 || gw_req_filter_hold_head(rq) < 0)
+		goto oom;
+	tv.tv_sec = (time_t)s->c->timeout;
+	tv.tv_usec = (suseconds_t)((s->c->timeout - (double)tv.tv_sec) * 1e6);
+	event_add(&tx->ev_to, &tv);
+	tx_begin_conn(tx);
+	return;
+oom:
+	gw_req_set_reason(rq, "ICAP: out of memory");
+	gw_req_respond(rq, 503, NULL, NULL, 0, NULL);
+}
+
+int fwd_icap_filter(struct fwd_icap_tx *tx, const char *p, size_t n, int last)
+{
+	if (tx->passing) {
+		tx->emitted_last |= last;
+		gw_req_body_emit(tx->rq, p, n, last);
+		return GW_FILTER_GO;
+	}
+	tx->total += n;
+	tx->body_last |= last;
+	if (tx->discard) {
+		if (tx->fd >= 0 && !tx->term_sent && tx->st == TX_SEND) {
+			evbuffer_add(tx->orig, p, n);   /* the service still reads the body */
+			feed(tx);
+		}
+		return GW_FILTER_GO;
+	}
+	if (tx->verdict == 0 && tx->total > tx->s->c->max_body_bytes) {
+		bump(tx->s, FWD_ICAP_C_OVERSIZE);
+		conn_close(tx);
+		wake_waiter(tx->ws);
+		event_del(&tx->ev_to);
+		tx->resp_done = 1;
+		if (tx->s->c->oversize_block) {
+			gw_req_set_reason(tx->rq, "ICAP: response over max_body_bytes");
+			local_page(tx, 403, "Too large to scan", "The response is too large to be scanned for "
+			    "malware, and the gateway is set to withhold such responses.");
+		} else {
+			gw_req_set_reason(tx->rq, "ICAP: over max_body_bytes: passed unscanned");
+			evbuffer_add(tx->orig, p, n);
+			pass_original(tx);
+		}
+		return GW_FILTER_GO;
+	}
+	if (n > 0 && evbuffer_add(tx->orig, p, n) < 0) {
+		gw_req_filter_abort(tx->rq, "ICAP: out of memory");   /* (the core stops at once) */
+		return GW_FILTER_HOLD;
+	}
+	feed(tx);
+	if (tx->total - tx->sent > HIWAT || evbuffer_get_length(tx->out) > HIWAT) {
+		tx->held = 1;
+		return GW_FILTER_HOLD;
+	}
+	return GW_FILTER_GO;
+}
+
+void fwd_icap_done(struct fwd_icap_tx *tx)
+{
+	if (tx == NULL)
+		return;
+	unqueue(tx);
+	/* a connection still busy with this exchange cannot be reused (the
+	 * service may still answer); an idle-clean one went back already */
+	conn_close(tx);
+	wake_waiter(tx->ws);
+	event_del(&tx->ev_to);
+	event_del(&tx->ev_go);
+	if (tx->out)
+		evbuffer_free(tx->out);
+	if (tx->in)
+		evbuffer_free(tx->in);
+	if (tx->orig)
+		evbuffer_free(tx->orig);
+	free(tx->heads);
+	free(tx);
+}

@@ -1,0 +1,142 @@
+/*
+ * forward/icap_conf: the reader of forward.icap (ICAP services: where,
+ * which method, how to fail) and of the lists of service names
+ * (forward.icap_default, a policy rule's icap).  Errors are FILE:LINE.
+ */
+#include "forward/icap_conf.h"
+
+#include <arpa/inet.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf/keys.h"
+#include "forward/fwd_conf.h"
+
+static const char *const k_icap[] = { "name", "uri", "method", "bypass_on_error", "max_body_bytes",
+    "on_oversize", "timeout", NULL };
+
+/* "icap://ADDR[:PORT]/SERVICE": NULL, or what is wrong. */
+static const char *parse_uri(struct conf_ctx *x, struct conf_fwd_icap *s, const char *uri)
+{
+	const char *p = uri, *h, *he, *slash;
+	unsigned char tmp[16];
+	long port = 1344;
+
+	if (strncmp(p, "icap://", 7) != 0)
+		return "must start with \"icap://\" (icaps is not supported)";
+	p += 7;
+	if (*p == '[') {
+		h = p + 1;
+		he = strchr(h, ']');
+		if (he == NULL)
+			return "unclosed '[' in the address";
+		p = he + 1;
+	} else {
+		h = p;
+		he = p + strcspn(p, ":/");
+		p = he;
+	}
+	if (*p == ':') {
+		char *end;
+		port = strtol(p + 1, &end, 10);
+		if (end == p + 1 || port < 1 || port > 65535)
+			return "bad port (1..65535)";
+		p = end;
+	}
+	if (*p != '/' || p[1] == '\0')
+		return "needs a service path, e.g. icap://127.0.0.1:1344/avscan";
+	slash = p;
+	s->host = conf_arena_alloc(conf_ctx_arena(x), (size_t)(he - h) + 1);
+	memcpy(s->host, h, (size_t)(he - h));
+	s->host[he - h] = '\0';
+	if (inet_pton(AF_INET, s->host, tmp) != 1 && inet_pton(AF_INET6, s->host, tmp) != 1)
+		return "the server must be a numeric IPv4 or IPv6 address";
+	for (const char *q = slash + 1; *q; q++)
+		if ((unsigned char)*q <= ' ' || *q == '#' || *q == '?' || (unsigned char)*q >= 127)
+			return "the service path has a character that is not allowed";
+	s->service = conf_arena_strdup(conf_ctx_arena(x), slash + 1);
+	s->port = (uint16_t)port;
+	return NULL;
+}
+
+static int read_service(struct conf_ctx *x, config_setting_t *e, const char *ep, void *elem)
+{
+	static const char *const methods[] = { "respmod", "reqmod", NULL };
+	static const char *const oversize[] = { "pass", "block", NULL };
+	struct conf_fwd_icap *s = elem;
+	char p[CONF_KP];
+	const char *msg;
+	int ok = 1;
+
+	s->max_body_bytes = 32u * 1024 * 1024;
+	s->oversize_block = 1;
+	s->timeout = 30.0;
+	switch (conf_get_text(x, e, ep, "uri", 0, &s->uri)) {
+	case 0:
+		conf_missing(x, e, ep, "uri");
+		return 0;
+	case 1:
+		if ((msg = parse_uri(x, s, s->uri)) != NULL) {
+			conf_kp_child(p, ep, "uri");
+			conf_serr(x, conf_member(e, "uri"), p, "%s", msg);
+			ok = 0;
+		}
+		break;
+	default:
+		return 0;
+	}
+	if (conf_get_enum(x, e, ep, "method", methods, &s->reqmod) < 0)
+		ok = 0;
+	if (conf_get_bool(x, e, ep, "bypass_on_error", &s->bypass_on_error) < 0)
+		ok = 0;
+	if (conf_get_size(x, e, ep, "max_body_bytes", 1024, 1024ull * 1024 * 1024, &s->max_body_bytes) < 0)
+		ok = 0;
+	if (conf_get_enum(x, e, ep, "on_oversize", oversize, &s->oversize_block) < 0)
+		ok = 0;
+	if (conf_get_num(x, e, ep, "timeout", 0.1, CONF_MAX_TIMEOUT, &s->timeout) < 0)
+		ok = 0;
+	return ok;
+}
+
+int fwd_icap_names_ok(struct conf_ctx *x, const config_setting_t *s, const char *p,
+    const struct conf_strs *names)
+{
+	const struct conf_forward *fw = conf_section(x);
+	char lp[CONF_KP];
+	int ok = 1, seen[2] = { -1, -1 };
+
+	for (size_t j = 0; j < names->n; j++) {
+		size_t k;
+		for (k = 0; k < fw->nicap; k++)
+			if (strcmp(fw->icap[k].name, names->v[j]) == 0)
+				break;
+		conf_kp_elem(lp, p, (unsigned)j);
+		if (k == fw->nicap) {
+			conf_serr(x, config_setting_get_elem(s, (unsigned)j), lp,
+			    "no service named \"%s\" in forward.icap", names->v[j]);
+			ok = 0;
+		} else if (seen[fw->icap[k].reqmod] >= 0) {
+			conf_serr(x, config_setting_get_elem(s, (unsigned)j), lp,
+			    "\"%s\" is a second %s service in this list (one of each method: chaining is not "
+			    "supported)", names->v[j], fw->icap[k].reqmod ? "reqmod" : "respmod");
+			ok = 0;
+		} else {
+			seen[fw->icap[k].reqmod] = (int)k;
+		}
+	}
+	return ok;
+}
+
+void fwd_icap_conf_read(struct conf_ctx *x, config_setting_t *f)
+{
+	struct conf_forward *fw = conf_section(x);
+
+	fw->icap = conf_get_named_glist(x, f, "forward", "icap", k_icap, "service", sizeof(*fw->icap),
+	    offsetof(struct conf_fwd_icap, name), offsetof(struct conf_fwd_icap, src), read_service,
+	    &fw->nicap);
+	if (conf_get_strs(x, f, "forward", "icap_default", 0, conf_chk_name, &fw->icap_default) == 1)
+		if (!fwd_icap_names_ok(x, conf_member(f, "icap_default"), "forward.icap_default",
+		    &fw->icap_default))
+			fw->icap_default.n = 0;
+}

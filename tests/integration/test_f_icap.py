@@ -1,0 +1,135 @@
+"""ICAP (issue 19): responses of the forward side go to a content scanner
+over RESPMOD before the client sees them.  Real peers: c-icap with its echo
+service and its virus_scan module backed by clamd, whose signature database
+the test writes (EICAR's MD5).  The EICAR download is replaced by the
+scanner's block page; clean files pass byte-identical (204, or 200 with the
+same body); an ICAP server that is down fails open or closed per
+bypass_on_error; oversize bodies follow on_oversize."""
+import os
+import subprocess
+
+import pytest
+
+import gh
+import icap_peers
+
+CLEAN_SMALL = b"hello, this is a small clean text file\n" * 10          # inside the 1024-byte preview
+CLEAN_BIG = bytes((i * 7 + (i >> 9)) % 251 for i in range(300 * 1024))   # outside it
+
+
+def conf(port, icap_port, dead_port):
+    return """
+forward: {
+  listeners = ( { address = "127.0.0.1:%(P)d"; } );
+  allow_clients = [ "127.0.0.0/8" ];
+  deny_destinations = [ "169.254.0.0/16" ];
+  icap = (
+    { name = "av"; uri = "icap://127.0.0.1:%(I)d/virus_scan"; method = "respmod";
+      bypass_on_error = false; max_body_bytes = "32M"; on_oversize = "pass"; },
+    { name = "echo"; uri = "icap://127.0.0.1:%(I)d/echo"; },
+    { name = "small"; uri = "icap://127.0.0.1:%(I)d/echo"; max_body_bytes = "64K"; on_oversize = "block"; },
+    { name = "small_pass"; uri = "icap://127.0.0.1:%(I)d/echo"; max_body_bytes = "64K"; on_oversize = "pass"; },
+    { name = "down_open"; uri = "icap://127.0.0.1:%(D)d/x"; bypass_on_error = true; timeout = 5; },
+    { name = "down_closed"; uri = "icap://127.0.0.1:%(D)d/x"; bypass_on_error = false; timeout = 5; }
+  );
+  icap_default = [ "av" ];
+  policy = (
+    { name = "echo"; action = "allow"; urls = [ "/via-echo/" ]; icap = [ "echo" ]; },
+    { name = "small"; action = "allow"; urls = [ "/via-small/" ]; icap = [ "small" ]; },
+    { name = "small-pass"; action = "allow"; urls = [ "/via-small-pass/" ]; icap = [ "small_pass" ]; },
+    { name = "open"; action = "allow"; urls = [ "/down-open/" ]; icap = [ "down_open" ]; },
+    { name = "closed"; action = "allow"; urls = [ "/down-closed/" ]; icap = [ "down_closed" ]; },
+    { name = "all"; action = "allow"; }
+  );
+};
+""" % dict(P=port, I=icap_port, D=dead_port)
+
+
+@pytest.fixture(scope="module")
+def env():
+    peers = icap_peers.IcapPeers().start()
+    origin = gh.CacheOrigin()
+    for pre in ("", "/via-echo", "/via-small", "/via-small-pass", "/down-open", "/down-closed"):
+        origin.script(pre + "/eicar.com", headers=[("Content-Type", "application/octet-stream")],
+                      body=icap_peers.EICAR)
+        origin.script(pre + "/small.txt", headers=[("Content-Type", "text/plain")], body=CLEAN_SMALL)
+        origin.script(pre + "/big.bin", headers=[("Content-Type", "application/octet-stream")],
+                      body=CLEAN_BIG)
+        origin.script(pre + "/big-chunked.bin", headers=[("Content-Type", "application/octet-stream")],
+                      body=CLEAN_BIG, chunked=True)
+    port, dead = gh.free_port(), gh.free_port()
+    g = gh.Gatehouse(conf(port, peers.port, dead))
+    g.start(wait_ports=[port])
+    yield g, port, origin, peers
+    origin.stop()
+    g.check_clean()
+    peers.stop()
+
+
+def get(env, path, *extra):
+    g, port, origin, _ = env
+    out = subprocess.run(["curl", "-s", "-x", "127.0.0.1:%d" % port, "-o", "-", "-w", "\n%{http_code}",
+                          *extra, "http://127.0.0.1:%d%s" % (origin.port, path)],
+                         capture_output=True, timeout=60).stdout
+    body, _, code = out.rpartition(b"\n")
+    return int(code), body
+
+
+def test_eicar_blocked_with_the_scanners_page(env):
+    code, body = get(env, "/eicar.com")
+    assert code == 403, body[:500]
+    assert b"VIRUS FOUND" in body and b"eicar.com.UNOFFICIAL" in body
+    assert icap_peers.EICAR not in body
+    line = gh.access_line_for(env[0], "/eicar.com")
+    assert "ICAP av: eicar.com.UNOFFICIAL" in line, line
+
+
+def test_clean_files_pass_byte_identical(env):
+    for path, want in (("/small.txt", CLEAN_SMALL), ("/big.bin", CLEAN_BIG),
+                       ("/big-chunked.bin", CLEAN_BIG)):
+        for _ in range(2):
+            code, body = get(env, path)
+            assert code == 200 and body == want, (path, code, len(body))
+    # c-icap saw the exchanges (its access log names the service)
+    with open(os.path.join(env[3].dir, "access.log")) as f:
+        log = f.read()
+    assert "virus_scan" in log
+
+
+def test_echo_alternating_200_204_is_identical(env):
+    # c-icap 0.5's echo answers bodies 200 (echoed) and 204 in turn
+    for _ in range(4):
+        code, body = get(env, "/via-echo/big.bin")
+        assert code == 200 and body == CLEAN_BIG
+        code, body = get(env, "/via-echo/small.txt")
+        assert code == 200 and body == CLEAN_SMALL
+    code, body = get(env, "/via-echo/eicar.com")   # echo does not scan
+    assert code == 200 and body == icap_peers.EICAR
+
+
+def test_http10_client_gets_the_block_page(env):
+    code, body = get(env, "/eicar.com", "-0")
+    assert code == 403 and b"VIRUS FOUND" in body
+
+
+def test_icap_down_fails_open_or_closed(env):
+    code, body = get(env, "/down-open/big.bin")
+    assert code == 200 and body == CLEAN_BIG
+    code, body = get(env, "/down-closed/big.bin")
+    assert code == 502 and CLEAN_BIG[:100] not in body
+    assert b"Content scan failed" in body
+    err = env[0].stderr()
+    assert "ICAP service down_closed" in err and "cannot connect" in err
+
+
+def test_oversize_pass_and_block(env):
+    # Content-Length over max_body_bytes: decided at the head
+    code, body = get(env, "/via-small/big.bin")
+    assert code == 403
+    code, body = get(env, "/via-small-pass/big.bin")
+    assert code == 200 and body == CLEAN_BIG
+    # chunked: found while the body streams
+    code, body = get(env, "/via-small/big-chunked.bin")
+    assert code == 403 and b"too large to be scanned" in body
+    code, body = get(env, "/via-small-pass/big-chunked.bin")
+    assert code == 200 and body == CLEAN_BIG
