@@ -106,6 +106,7 @@ struct fwd_data {
 	 * each rule (-1 none) and of forward.icap_default */
 	struct fwd_icap *icap;
 	int *rule_resp, def_resp;
+	int *rule_req, def_req;   /* the same for reqmod */
 	/* hit counters of rules 0..nrules-1, then of "no match" (see hit_slot) */
 	size_t nrules;
 	struct hit_slot **hits;
@@ -114,6 +115,7 @@ struct fwd_data {
 struct auth_req;
 
 static int check_credentials(struct gw_req *rq, struct fwd_data *d, const struct gw_hdr *pa);
+static void proxy_upload(struct gw_req *rq, struct fwd_data *d, const char *data, size_t len, int complete);
 
 const struct fwd_policy *fwd_side_policy(const void *side_data)
 {
@@ -633,8 +635,10 @@ struct scan_hold {
  * ICAP_TAG, holding what the slot held otherwise (inner: a scan_hold). */
 struct rq_icap {
 	void *inner;
-	int resp;                  /* respmod service */
-	struct fwd_icap_tx *tx;
+	int resp, req;             /* respmod and reqmod services (-1 none) */
+	struct fwd_icap_tx *tx;    /* the response's exchange */
+	struct fwd_icap_tx *rtx;   /* the upload's */
+	struct fwd_data *d;
 	char server_ip[48];
 };
 #define ICAP_TAG ((uintptr_t)2)
@@ -910,7 +914,7 @@ static void on_body(struct gw_req *rq, const char *data, size_t len, int complet
 	char where[64];
 
 	if (d->dlp == NULL) {
-		proxy(rq, d);
+		proxy_upload(rq, d, data, len, complete);
 		return;
 	}
 	cd = &d->cf->forward.dlp;
@@ -955,7 +959,7 @@ static void on_body(struct gw_req *rq, const char *data, size_t len, int complet
 	case FWD_DLP_BODY_CLEAN:
 		break;
 	}
-	proxy(rq, d);
+	proxy_upload(rq, d, data, len, complete);
 }
 
 /* ---- the decision ---- */
@@ -1063,15 +1067,21 @@ static int facts_of(struct gw_req *rq, struct fwd_data *d, long ui, enum fwd_cre
  * matching rule's icap, else forward.icap_default): its rq_icap. */
 static void icap_plan(struct gw_req *rq, struct fwd_data *d, size_t rule)
 {
-	int svc = rule != SIZE_MAX && rule < d->nrules ? d->rule_resp[rule] : d->def_resp;
 	struct rq_icap *ri;
+	int svc, req;
 
-	if (d->icap == NULL || svc < 0 || icap_of(rq) != NULL)
+	if (d->icap == NULL || icap_of(rq) != NULL)
+		return;
+	svc = rule != SIZE_MAX && rule < d->nrules ? d->rule_resp[rule] : d->def_resp;
+	req = rule != SIZE_MAX && rule < d->nrules ? d->rule_req[rule] : d->def_req;
+	if (svc < 0 && req < 0)
 		return;
 	if ((ri = gw_req_alloc(rq, sizeof *ri)) == NULL)
 		return;   /* (the core answers 503) */
 	ri->inner = gw_req_data(rq);
 	ri->resp = svc;
+	ri->req = req;
+	ri->d = d;
 	gw_req_set_data(rq, (void *)((uintptr_t)ri | ICAP_TAG));
 }
 
@@ -1149,7 +1159,52 @@ static void decide(struct gw_req *rq, struct fwd_data *d, long ui, enum fwd_cred
 			return;   /* on_body() goes on */
 		}
 	}
+	if (icap_of(rq) != NULL && icap_of(rq)->req >= 0 && h->body != GW_BODY_NONE &&
+	    !(h->body == GW_BODY_LENGTH && h->content_length == 0)) {
+		/* the upload goes to the reqmod service first (on_body()), held
+		 * within the same memory bound as DLP's */
+		uint64_t max = fwd_icap_max_body(d->icap, icap_of(rq)->req);
+		if (scan_reserve(rq, d, scan_need(h, max)) < 0) {
+			gw_req_resp_hdr_add(rq, "Retry-After", GW_STRLIT("2"));
+			gw_req_set_verdict(rq, "icap-busy", "max_scan_memory");
+			gw_req_respond(rq, 503, NULL, NULL, 0, "Too many uploads are being scanned; please "
+			    "try again.");
+			return;
+		}
+		gw_req_read_body(rq, max + 1);
+		return;
+	}
 	proxy(rq, d);
+}
+
+/* The upload's REQMOD is decided (gw_req_wake from forward/icap.c). */
+static void upload_scanned(struct gw_req *rq, void *arg)
+{
+	struct fwd_icap_tx *tx = arg;
+	const char *ctype, *body;
+	size_t len;
+	int status;
+
+	if (!gw_req_alive(rq))
+		return;   /* (on_done frees the exchange) */
+	if (fwd_icap_outcome(tx, &status, &ctype, &body, &len) == FWD_ICAP_RESPOND) {
+		gw_req_respond(rq, status, ctype, body, len, NULL);
+		return;
+	}
+	proxy(rq, icap_of(rq)->d);
+}
+
+/* After DLP (if any): the upload to the reqmod service, else on. */
+static void proxy_upload(struct gw_req *rq, struct fwd_data *d, const char *data, size_t len, int complete)
+{
+	struct rq_icap *ri = icap_of(rq);
+
+	if (ri == NULL || ri->req < 0 || ri->rtx != NULL) {
+		proxy(rq, d);
+		return;
+	}
+	if (fwd_icap_reqmod(d->icap, ri->req, rq, data, len, complete, &ri->rtx, upload_scanned) == 1)
+		proxy(rq, d);
 }
 
 /* ---- authentication ---- */
@@ -1186,7 +1241,8 @@ static void on_done(struct gw_req *rq, void *side)
 	scan_trim(rq, 0);
 	if (ri != NULL) {
 		fwd_icap_done(ri->tx);
-		ri->tx = NULL;
+		fwd_icap_done(ri->rtx);
+		ri->tx = ri->rtx = NULL;
 	}
 	/* for the console: top domains by verdict, signed-in users */
 	if (what != 0 || user != NULL)
@@ -1406,7 +1462,7 @@ static void on_response_head(struct gw_req *rq, const struct gw_http_head *resp,
 
 	if (resp->status != 407 || !via_parent(d, gw_req_head(rq))) {
 		struct rq_icap *ri = icap_of(rq);
-		if (ri != NULL && ri->tx == NULL)
+		if (ri != NULL && ri->resp >= 0 && ri->tx == NULL)
 			fwd_icap_respmod(d->icap, ri->resp, rq, resp, ri->server_ip, &ri->tx);
 		return;
 	}
@@ -1460,6 +1516,7 @@ static void side_free(void *data)
 	fwd_policy_free(d->policy);
 	fwd_icap_free(d->icap);
 	free(d->rule_resp);
+	free(d->rule_req);
 	free(d->hits);
 	d->magic = 0;
 	free(d);
@@ -1518,12 +1575,12 @@ static int compile_hits(struct fwd_data *d)
 	return 0;
 }
 
-/* The first respmod service of a list of names, or -1. */
-static int respmod_of(const struct fwd_icap *ic, const struct conf_strs *names)
+/* The service of a list of names for a method (reqmod 0/1), or -1. */
+static int service_of(const struct fwd_icap *ic, const struct conf_strs *names, int reqmod)
 {
 	for (size_t i = 0; i < names->n; i++) {
 		int k = fwd_icap_find(ic, names->v[i]);
-		if (k >= 0 && !fwd_icap_is_reqmod(ic, k))
+		if (k >= 0 && fwd_icap_is_reqmod(ic, k) == reqmod)
 			return k;
 	}
 	return -1;
@@ -1535,16 +1592,20 @@ static int compile_icap(struct fwd_data *d, const struct conf *cf)
 {
 	int oom;
 
-	d->def_resp = -1;
+	d->def_resp = d->def_req = -1;
 	d->icap = fwd_icap_new(&cf->forward, &oom);
 	if (d->icap == NULL)
 		return oom ? -1 : 0;
-	d->def_resp = respmod_of(d->icap, &cf->forward.icap_default);
-	if ((d->rule_resp = calloc(d->nrules + 1, sizeof *d->rule_resp)) == NULL)
+	d->def_resp = service_of(d->icap, &cf->forward.icap_default, 0);
+	d->def_req = service_of(d->icap, &cf->forward.icap_default, 1);
+	if ((d->rule_resp = calloc(d->nrules + 1, sizeof *d->rule_resp)) == NULL ||
+	    (d->rule_req = calloc(d->nrules + 1, sizeof *d->rule_req)) == NULL)
 		return -1;
 	for (size_t i = 0; i <= d->nrules; i++) {   /* (the rules are compiled in file order) */
 		const struct conf_fwd_rule *r = i < cf->forward.npolicy ? &cf->forward.policy[i] : NULL;
-		d->rule_resp[i] = r != NULL && r->icap_set ? respmod_of(d->icap, &r->icap) : d->def_resp;
+		int own = r != NULL && r->icap_set;
+		d->rule_resp[i] = own ? service_of(d->icap, &r->icap, 0) : d->def_resp;
+		d->rule_req[i] = own ? service_of(d->icap, &r->icap, 1) : d->def_req;
 	}
 	return 0;
 }

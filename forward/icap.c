@@ -16,8 +16,13 @@
  * (unsent to the service, or the 100 Continue not yet there) more than
  * HIWAT bytes, the filter holds the upstream (backpressure).
  *
- * Never touch a tx after gw_req_resume()/gw_req_filter_abort(): the
- * request may end inside them, and fwd_icap_done() frees the tx.
+ * A REQMOD exchange (an upload) is the same machine on a body the core
+ * read whole before deciding: the request waits (gw_req_defer) and the
+ * outcome (send it on, answer with the service's page, or fail) is handed
+ * back through gw_req_wake.
+ *
+ * Never touch a tx after tx_kick()/gw_req_filter_abort(): the request
+ * may end inside them, and fwd_icap_done() frees the tx.
  */
 #include "forward/icap.h"
 
@@ -125,7 +130,17 @@ struct fwd_icap_tx {
 	struct fwd_icap_tx *wnext;
 	int queued;
 	int sock_err;               /* socket()/connect() failed at once: tx_go reports it */
+	/* REQMOD: the request waits (gw_req_defer) for the outcome; fin runs
+	 * through gw_req_wake once it is decided */
+	int reqmod, decided, woken, req_reply;
+	enum fwd_icap_outcome outcome;
+	int page_status;
+	char page_type[128];
+	struct evbuffer *reply;     /* a 200's encapsulated body (REQMOD) */
+	void (*fin)(struct gw_req *rq, void *arg);
 };
+
+#define REPLY_MAX (1024 * 1024)   /* a REQMOD answer's page or request body kept at most */
 
 static const char *const ctr_names[] = {
 #define X(id, s) s,
@@ -199,6 +214,11 @@ int fwd_icap_find(const struct fwd_icap *ic, const char *name)
 		if (strcmp(ic->s[i].c->name, name) == 0)
 			return (int)i;
 	return -1;
+}
+
+uint64_t fwd_icap_max_body(const struct fwd_icap *ic, int svc)
+{
+	return ic->s[svc].c->max_body_bytes;
 }
 
 int fwd_icap_is_reqmod(const struct fwd_icap *ic, int i)
@@ -384,7 +404,26 @@ static void tx_wr(evutil_socket_t fd, short what, void *arg);
 static void tx_to(evutil_socket_t fd, short what, void *arg);
 static void tx_go(evutil_socket_t fd, short what, void *arg);
 static void tx_begin_conn(struct fwd_icap_tx *tx);
+static void tx_kick(struct fwd_icap_tx *tx);
 static void conn_release(struct fwd_icap_tx *tx, int reuse);
+
+/* Go on with the request: a held response is resumed; a waiting upload
+ * is woken once its outcome is known.  Touch tx no more after it. */
+static void tx_kick(struct fwd_icap_tx *tx)
+{
+	if (!tx->reqmod) {
+		gw_req_resume(tx->rq);
+	} else if (tx->decided && !tx->woken) {
+		tx->woken = 1;
+		gw_req_wake(tx->rq, tx->fin, tx);
+	}
+}
+
+static void decide_req(struct fwd_icap_tx *tx, enum fwd_icap_outcome o)
+{
+	tx->outcome = o;
+	tx->decided = 1;
+}
 
 static void emit_orig(struct fwd_icap_tx *tx)
 {
@@ -400,6 +439,10 @@ static void emit_orig(struct fwd_icap_tx *tx)
 /* Let the original through: what was held, and from now on what comes. */
 static void pass_original(struct fwd_icap_tx *tx)
 {
+	if (tx->reqmod) {
+		decide_req(tx, FWD_ICAP_PROXY);
+		return;
+	}
 	tx->passing = 1;
 	emit_orig(tx);
 	if (tx->body_last && !tx->emitted_last) {
@@ -415,6 +458,16 @@ static void local_page(struct fwd_icap_tx *tx, int status, const char *title, co
 	char head[256], body[1024];
 	int hl, bl;
 
+	if (tx->reqmod) {
+		tx->page_status = status;
+		snprintf(tx->page_type, sizeof tx->page_type, "text/html; charset=utf-8");
+		evbuffer_drain(tx->reply, evbuffer_get_length(tx->reply));
+		evbuffer_add_printf(tx->reply, "<!DOCTYPE html>\n<html><head><title>%d %s</title></head><body>\n"
+		    "<h1>%s</h1>\n<p>%s</p>\n<p>Request %s</p>\n</body></html>\n", status, title, title, text,
+		    gw_req_id(tx->rq));
+		decide_req(tx, FWD_ICAP_RESPOND);
+		return;
+	}
 	bl = snprintf(body, sizeof body, "<!DOCTYPE html>\n<html><head><title>%d %s</title></head><body>\n"
 	    "<h1>%s</h1>\n<p>%s</p>\n<p>Request %s</p>\n</body></html>\n", status, title, title, text,
 	    gw_req_id(tx->rq));
@@ -494,7 +547,7 @@ static int tx_fail(struct fwd_icap_tx *tx, const char *why)
 	wake_waiter(tx->ws);
 	event_del(&tx->ev_to);
 	tx->resp_done = 1;
-	if (tx->replying) {
+	if (tx->replying && !tx->reqmod) {
 		gw_req_set_reason(tx->rq, "ICAP answer broke mid-body");
 		gw_req_filter_abort(tx->rq, "ICAP answer broke mid-body");
 		return 0;   /* (the request may be gone: the caller returns) */
@@ -505,7 +558,8 @@ static int tx_fail(struct fwd_icap_tx *tx, const char *why)
 		pass_original(tx);
 	} else {
 		gw_req_set_reason(tx->rq, "ICAP failed: blocked");
-		local_page(tx, 502, "Content scan failed",
+		local_page(tx, 502, "Content scan failed", tx->reqmod ?
+		    "The content scanner could not check this upload, so it was not sent." :
 		    "The content scanner could not check this response, so it was withheld.");
 	}
 	return 1;
@@ -559,7 +613,7 @@ static void feed(struct fwd_icap_tx *tx)
 		if (have > queued)
 			add_chunk(tx->out, tx->orig, queued, have - queued);
 		tx->sent += have - queued;
-		if (tx->verdict == 200)
+		if (tx->verdict == 200 && !tx->reqmod)
 			evbuffer_drain(tx->orig, have);   /* no 204 can come now */
 		if (tx->body_last) {
 			evbuffer_add(tx->out, GW_STRLIT("0\r\n\r\n"));
@@ -603,8 +657,8 @@ static void send_respmod(struct fwd_icap_tx *tx)
 	tx->preview = tx->ws->preview;
 	if (h->path != NULL && tx->ws->complete[0] && ext_listed(tx->ws->complete, h->path, h->path_len))
 		tx->preview = -1;   /* Transfer-Complete: the whole body, no preview */
-	evbuffer_add_printf(tx->out, "RESPMOD icap://%s/%s ICAP/1.0\r\nHost: %s\r\n", tx->s->authority,
-	    tx->s->c->service, tx->s->authority);
+	evbuffer_add_printf(tx->out, "%s icap://%s/%s ICAP/1.0\r\nHost: %s\r\n",
+	    tx->reqmod ? "REQMOD" : "RESPMOD", tx->s->authority, tx->s->c->service, tx->s->authority);
 	if (tx->ws->allow204)
 		evbuffer_add(tx->out, GW_STRLIT("Allow: 204\r\n"));
 	if (tx->preview >= 0)
@@ -617,8 +671,11 @@ static void send_respmod(struct fwd_icap_tx *tx)
 		int n = EVP_EncodeBlock(b64, (const unsigned char *)user, (int)strlen(user));
 		evbuffer_add_printf(tx->out, "X-Authenticated-User: %.*s\r\n", n, b64);
 	}
-	evbuffer_add_printf(tx->out, "Encapsulated: req-hdr=0, res-hdr=%zu, res-body=%zu\r\n\r\n",
-	    tx->req_len, tx->req_len + tx->res_len);
+	if (tx->reqmod)
+		evbuffer_add_printf(tx->out, "Encapsulated: req-hdr=0, req-body=%zu\r\n\r\n", tx->req_len);
+	else
+		evbuffer_add_printf(tx->out, "Encapsulated: req-hdr=0, res-hdr=%zu, res-body=%zu\r\n\r\n",
+		    tx->req_len, tx->req_len + tx->res_len);
 	evbuffer_add(tx->out, tx->heads, tx->req_len + tx->res_len);
 	tx->sent = 0;
 	tx->st = tx->preview >= 0 ? TX_PREVIEW : TX_SEND;
@@ -723,7 +780,7 @@ static void tx_go(evutil_socket_t fd, short what, void *arg)
 		snprintf(why, sizeof why, "cannot connect: %s", strerror(tx->sock_err));
 		tx->sock_err = 0;
 		if (tx_fail(tx, why))
-			gw_req_resume(tx->rq);
+			tx_kick(tx);
 		return;
 	}
 	tx_begin_conn(tx);
@@ -754,7 +811,7 @@ static void tx_to(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	unqueue(tx);
 	if (tx_fail(tx, "timed out (timeout)"))
-		gw_req_resume(tx->rq);
+		tx_kick(tx);
 }
 
 static void tx_wr(evutil_socket_t fd, short what, void *arg)
@@ -769,7 +826,7 @@ static void tx_wr(evutil_socket_t fd, short what, void *arg)
 			char why[128];
 			snprintf(why, sizeof why, "cannot connect: %s", strerror(err ? err : errno));
 			if (tx_fail(tx, why))
-				gw_req_resume(tx->rq);
+				tx_kick(tx);
 			return;
 		}
 		event_del(&tx->ev_wr);
@@ -786,7 +843,7 @@ static void tx_wr(evutil_socket_t fd, short what, void *arg)
 			if (tx->resp_done)
 				return;   /* (answered: what it did not read does not matter) */
 			if (tx_fail(tx, "connection lost while sending"))
-				gw_req_resume(tx->rq);
+				tx_kick(tx);
 			return;
 		}
 	}
@@ -797,7 +854,7 @@ static void tx_wr(evutil_socket_t fd, short what, void *arg)
 	}
 	if (tx->held && (tx->total - tx->sent) < HIWAT / 4 && tx->st != TX_WAIT100 && tx->st != TX_PREVIEW) {
 		tx->held = 0;
-		gw_req_resume(tx->rq);
+		tx_kick(tx);
 	}
 }
 
@@ -812,7 +869,7 @@ static int took_options(struct fwd_icap_tx *tx, const struct icap_head *h)
 	if (h->status != 200)
 		return -1;
 	v = head_get(h, "Methods", &n);
-	if (v == NULL || !gw_http1_list_has(v, n, "RESPMOD"))
+	if (v == NULL || !gw_http1_list_has(v, n, tx->reqmod ? "REQMOD" : "RESPMOD"))
 		return -2;
 	ws->preview = head_num(h, "Preview", -1);
 	ws->allow204 = (v = head_get(h, "Allow", &n)) != NULL && gw_http1_list_has(v, n, "204");
@@ -829,6 +886,29 @@ static int took_options(struct fwd_icap_tx *tx, const struct icap_head *h)
 		set_istag(tx->s, v, n);
 	ws->have_opts = 1;
 	return 0;
+}
+
+/* A REQMOD 200 read whole: its response goes to the client (a block
+ * page), or its request goes on when it is the one sent (Gatehouse does
+ * not send a request the service rewrote: a different body fails). */
+static void reqmod_answered(struct fwd_icap_tx *tx)
+{
+	size_t n = evbuffer_get_length(tx->reply);
+
+	if (!tx->req_reply) {
+		decide_req(tx, FWD_ICAP_RESPOND);
+		return;
+	}
+	if (n == evbuffer_get_length(tx->orig) &&
+	    (n == 0 || memcmp(evbuffer_pullup(tx->reply, -1), evbuffer_pullup(tx->orig, -1), n) == 0)) {
+		decide_req(tx, FWD_ICAP_PROXY);
+		return;
+	}
+	gw_warn("forward: %s: ICAP service %s rewrote the request body: not supported, not sent",
+	    gw_req_id(tx->rq), tx->s->c->name);
+	gw_req_set_reason(tx->rq, "ICAP: the service rewrote the upload (not supported)");
+	local_page(tx, 502, "Upload not sent", "The content scanner changed this upload; the gateway "
+	    "does not send changed uploads.");
 }
 
 /* Relay what there is of a 200's encapsulated body.  0 fine, -1 framing. */
@@ -849,57 +929,30 @@ static int relay_body(struct fwd_icap_tx *tx)
 			return -1;
 		if (used == 0)
 			break;
-		if (dl > 0)
+		if (dl > 0 && tx->reqmod) {
+			if (evbuffer_get_length(tx->reply) + dl > REPLY_MAX)
+				return -1;
+			evbuffer_add(tx->reply, p + off, dl);
+		} else if (dl > 0) {
 			gw_req_body_emit(tx->rq, p + off, dl, 0);
+		}
 		evbuffer_drain(tx->in, (size_t)used);
 	}
-	if (tx->ck.done) {
+	if (tx->ck.done && tx->reqmod)
+		reqmod_answered(tx);
+	else if (tx->ck.done) {
 		tx->emitted_last = 1;
 		gw_req_body_emit(tx->rq, "", 0, 1);
 	}
 	return 0;
 }
 
-/* A final answer (204 or 200) was read; returns 1 to resume, -1 failed (resume). */
-static int took_answer(struct fwd_icap_tx *tx, const struct icap_head *h)
+/* A 200 naming what the service found: counted, logged (the Threat). */
+static void note_threat(struct fwd_icap_tx *tx, const struct icap_head *h)
 {
-	const char *v, *t;
-	size_t n, tn;
-	long rh, rb, nb;
+	const char *t;
+	size_t tn;
 
-	if ((v = head_get(h, "ISTag", &n)) != NULL)
-		set_istag(tx->s, v, n);
-	if ((v = head_get(h, "Connection", &n)) != NULL && gw_http1_list_has(v, n, "close"))
-		tx->conn_close = 1;
-	if (h->status == 204) {
-		evbuffer_drain(tx->in, h->len);
-		tx->verdict = 204;
-		tx->resp_done = 1;
-		bump(tx->s, FWD_ICAP_C_PASS204);
-		pass_original(tx);
-		return 1;
-	}
-	if (h->status != 200)
-		return -1;
-	v = head_get(h, "Encapsulated", &n);
-	if (v == NULL)
-		return -1;
-	rh = encap_off(v, n, "res-hdr");
-	rb = encap_off(v, n, "res-body");
-	nb = encap_off(v, n, "null-body");
-	if (rh != 0 || (rb < 0) == (nb < 0) || encap_off(v, n, "req-hdr") != -1 || encap_off(v, n, "req-body") != -1)
-		return -1;   /* a RESPMOD answer: res-hdr first at 0, then res-body or null-body */
-	if (rb < 0)
-		rb = nb;
-	if (rb > ICAP_HEAD_MAX || rb < 12)
-		return -1;
-	if (evbuffer_get_length(tx->in) < h->len + (size_t)rb)
-		return 0;   /* the encapsulated head is still coming */
-	tx->verdict = 200;
-	if (gw_req_filter_replace_head(tx->rq, (const char *)evbuffer_pullup(tx->in,
-	    (ev_ssize_t)(h->len + (size_t)rb)) + h->len, (size_t)rb) < 0)
-		return -1;
-	evbuffer_drain(tx->in, h->len + (size_t)rb);
 	if ((t = head_get(h, "X-Infection-Found", &tn)) != NULL ||
 	    head_num(h, "X-Violations-Found", 0) > 0) {
 		const char *th = t != NULL ? memmem(t, tn, "Threat=", 7) : NULL;
@@ -922,6 +975,102 @@ static int took_answer(struct fwd_icap_tx *tx, const struct icap_head *h)
 	} else {
 		bump(tx->s, FWD_ICAP_C_MODIFIED);
 	}
+}
+
+
+/* A REQMOD 200: a response for the client (res-hdr) or the request
+ * (req-hdr), each with a body or null-body.  As took_answer. */
+static int took_reqmod_200(struct fwd_icap_tx *tx, const struct icap_head *h, const char *v, size_t n)
+{
+	long rh = encap_off(v, n, "res-hdr"), qh = encap_off(v, n, "req-hdr");
+	long rb, nb = encap_off(v, n, "null-body");
+	struct gw_hdr hdrs[64];
+	struct gw_http_head r;
+	struct gw_http_limits lim = { ICAP_HEAD_MAX, 64, ICAP_HEAD_MAX };
+	const char *p;
+
+	tx->req_reply = rh < 0 && qh == 0;
+	rb = encap_off(v, n, tx->req_reply ? "req-body" : "res-body");
+	if ((rh != 0 && qh != 0) || (rh == 0 && qh >= 0) || (rb < 0) == (nb < 0))
+		return -1;
+	if (rb < 0)
+		rb = nb;
+	if (rb > ICAP_HEAD_MAX || rb < 12)
+		return -1;
+	if (evbuffer_get_length(tx->in) < h->len + (size_t)rb)
+		return 0;
+	tx->verdict = 200;
+	p = (const char *)evbuffer_pullup(tx->in, (ev_ssize_t)(h->len + (size_t)rb)) + h->len;
+	if (!tx->req_reply) {
+		const struct gw_hdr *ct;
+		memset(&r, 0, sizeof r);
+		r.hdrs = hdrs;
+		r.hdrs_cap = 64;
+		if (gw_http1_parse_response(p, (size_t)rb, &lim, GW_M_GET, &r) != (ssize_t)rb)
+			return -1;
+		tx->page_status = r.status;
+		ct = gw_http1_find(&r, "content-type");
+		snprintf(tx->page_type, sizeof tx->page_type, "%.*s", ct ? (int)ct->value_len : 9,
+		    ct ? ct->value : "text/html");
+		note_threat(tx, h);
+	} else {
+		bump(tx->s, FWD_ICAP_C_MODIFIED);
+	}
+	evbuffer_drain(tx->in, h->len + (size_t)rb);
+	tx->discard = 1;
+	if (nb >= 0 && rb == nb) {
+		tx->resp_done = 1;
+		reqmod_answered(tx);
+	} else {
+		tx->replying = 1;
+		gw_chunked_init(&tx->ck);
+	}
+	return 1;
+}
+
+/* A final answer (204 or 200) was read; returns 1 to resume, -1 failed (resume). */
+static int took_answer(struct fwd_icap_tx *tx, const struct icap_head *h)
+{
+	const char *v;
+	size_t n;
+	long rh, rb, nb;
+
+	if ((v = head_get(h, "ISTag", &n)) != NULL)
+		set_istag(tx->s, v, n);
+	if ((v = head_get(h, "Connection", &n)) != NULL && gw_http1_list_has(v, n, "close"))
+		tx->conn_close = 1;
+	if (h->status == 204) {
+		evbuffer_drain(tx->in, h->len);
+		tx->verdict = 204;
+		tx->resp_done = 1;
+		bump(tx->s, FWD_ICAP_C_PASS204);
+		pass_original(tx);
+		return 1;
+	}
+	if (h->status != 200)
+		return -1;
+	v = head_get(h, "Encapsulated", &n);
+	if (v == NULL)
+		return -1;
+	if (tx->reqmod)
+		return took_reqmod_200(tx, h, v, n);
+	rh = encap_off(v, n, "res-hdr");
+	rb = encap_off(v, n, "res-body");
+	nb = encap_off(v, n, "null-body");
+	if (rh != 0 || (rb < 0) == (nb < 0) || encap_off(v, n, "req-hdr") != -1 || encap_off(v, n, "req-body") != -1)
+		return -1;   /* a RESPMOD answer: res-hdr first at 0, then res-body or null-body */
+	if (rb < 0)
+		rb = nb;
+	if (rb > ICAP_HEAD_MAX || rb < 12)
+		return -1;
+	if (evbuffer_get_length(tx->in) < h->len + (size_t)rb)
+		return 0;   /* the encapsulated head is still coming */
+	tx->verdict = 200;
+	if (gw_req_filter_replace_head(tx->rq, (const char *)evbuffer_pullup(tx->in,
+	    (ev_ssize_t)(h->len + (size_t)rb)) + h->len, (size_t)rb) < 0)
+		return -1;
+	evbuffer_drain(tx->in, h->len + (size_t)rb);
+	note_threat(tx, h);
 	/* no 204 can come now: what the service has of the body is not kept */
 	evbuffer_drain(tx->orig, (size_t)(tx->sent - (tx->total - evbuffer_get_length(tx->orig))));
 	if (nb >= 0 && rb == nb) {
@@ -993,7 +1142,7 @@ static void tx_rd(evutil_socket_t fd, short what, void *arg)
 			if (k < 0) {
 				char why[96];
 				snprintf(why, sizeof why, k == -1 ? "OPTIONS answered %d" :
-				    "OPTIONS: the service does not do RESPMOD (status %d)", h.status);
+				    "OPTIONS: the service does not offer this method (status %d)", h.status);
 				if (tx_fail(tx, why))
 					resume = 1;
 				goto out;
@@ -1058,7 +1207,7 @@ static void tx_rd(evutil_socket_t fd, short what, void *arg)
 out:
 	if (resume || tx->held) {
 		tx->held = 0;
-		gw_req_resume(tx->rq);
+		tx_kick(tx);
 	}
 }
 
@@ -1080,16 +1229,45 @@ static char *build_heads(struct gw_req *rq, const struct gw_http_head *resp, siz
 		    (int)h->hdrs[i].value_len, h->hdrs[i].value);
 	evbuffer_add(b, GW_STRLIT("\r\n"));
 	*rql = evbuffer_get_length(b);
-	evbuffer_add_printf(b, "HTTP/1.1 %d %.*s\r\n", resp->status, (int)resp->reason_len, resp->reason);
-	for (size_t i = 0; i < resp->nhdrs; i++)
-		evbuffer_add_printf(b, "%.*s: %.*s\r\n", (int)resp->hdrs[i].name_len, resp->hdrs[i].name,
-		    (int)resp->hdrs[i].value_len, resp->hdrs[i].value);
-	evbuffer_add(b, GW_STRLIT("\r\n"));
+	if (resp != NULL) {
+		evbuffer_add_printf(b, "HTTP/1.1 %d %.*s\r\n", resp->status, (int)resp->reason_len, resp->reason);
+		for (size_t i = 0; i < resp->nhdrs; i++)
+			evbuffer_add_printf(b, "%.*s: %.*s\r\n", (int)resp->hdrs[i].name_len, resp->hdrs[i].name,
+			    (int)resp->hdrs[i].value_len, resp->hdrs[i].value);
+		evbuffer_add(b, GW_STRLIT("\r\n"));
+	}
 	*rsl = evbuffer_get_length(b) - *rql;
 	if ((out = malloc(*rql + *rsl)) != NULL)
 		evbuffer_copyout(b, out, *rql + *rsl);
 	evbuffer_free(b);
 	return out;
+}
+
+/* A tx for rq on service svc (its timeout armed); NULL out of memory. */
+static struct fwd_icap_tx *tx_new(struct fwd_icap *ic, int svc, struct gw_req *rq, const char *server_ip)
+{
+	struct icap_svc *s = &ic->s[svc];
+	struct fwd_icap_tx *tx;
+	struct timeval tv;
+
+	if (wsvc(s, gw_req_worker(rq)) == NULL || (tx = calloc(1, sizeof *tx)) == NULL)
+		return NULL;
+	tx->ic = ic;
+	tx->s = s;
+	tx->ws = s->w[gw_req_worker(rq)];
+	tx->rq = rq;
+	tx->fd = -1;
+	tx->base = gw_req_base(rq);
+	snprintf(tx->server_ip, sizeof tx->server_ip, "%s", server_ip ? server_ip : "");
+	tx->out = evbuffer_new();
+	tx->in = evbuffer_new();
+	tx->orig = evbuffer_new();
+	event_assign(&tx->ev_to, tx->base, -1, 0, tx_to, tx);
+	event_assign(&tx->ev_go, tx->base, -1, 0, tx_go, tx);
+	tv.tv_sec = (time_t)s->c->timeout;
+	tv.tv_usec = (suseconds_t)((s->c->timeout - (double)tv.tv_sec) * 1e6);
+	event_add(&tx->ev_to, &tv);
+	return tx;
 }
 
 void fwd_icap_respmod(struct fwd_icap *ic, int svc, struct gw_req *rq, const struct gw_http_head *resp,
@@ -1099,7 +1277,6 @@ void fwd_icap_respmod(struct fwd_icap *ic, int svc, struct gw_req *rq, const str
 	struct icap_wsvc *ws;
 	struct fwd_icap_tx *tx;
 	const struct gw_http_head *h = gw_req_head(rq);
-	struct timeval tv;
 
 	if (resp->body == GW_BODY_NONE || (resp->body == GW_BODY_LENGTH && resp->content_length == 0))
 		return;   /* nothing to scan */
@@ -1115,33 +1292,69 @@ void fwd_icap_respmod(struct fwd_icap *ic, int svc, struct gw_req *rq, const str
 	if (h->path != NULL && (ws = s->w[gw_req_worker(rq)]) != NULL && ws->have_opts &&
 	    ws->ignore[0] && ext_listed(ws->ignore, h->path, h->path_len))
 		return;   /* Transfer-Ignore */
-	if ((ws = wsvc(s, gw_req_worker(rq))) == NULL || (tx = calloc(1, sizeof *tx)) == NULL)
+	if ((tx = tx_new(ic, svc, rq, server_ip)) == NULL)
 		goto oom;
-	tx->ic = ic;
-	tx->s = s;
-	tx->ws = ws;
-	tx->rq = rq;
-	tx->fd = -1;
-	tx->base = gw_req_base(rq);
-	snprintf(tx->server_ip, sizeof tx->server_ip, "%s", server_ip ? server_ip : "");
-	tx->out = evbuffer_new();
-	tx->in = evbuffer_new();
-	tx->orig = evbuffer_new();
 	tx->heads = build_heads(rq, resp, &tx->req_len, &tx->res_len);
-	event_assign(&tx->ev_to, tx->base, -1, 0, tx_to, tx);
-	event_assign(&tx->ev_go, tx->base, -1, 0, tx_go, tx);
 	*txp = tx;   /* (fwd_icap_done frees it from now on) */
 	if (tx->out == NULL || tx->in == NULL || tx->orig == NULL || tx->heads == NULL ||
 	    gw_req_filter_response(rq) < 0 || gw_req_filter_hold_head(rq) < 0)
 		goto oom;
-	tv.tv_sec = (time_t)s->c->timeout;
-	tv.tv_usec = (suseconds_t)((s->c->timeout - (double)tv.tv_sec) * 1e6);
-	event_add(&tx->ev_to, &tv);
 	tx_begin_conn(tx);
 	return;
 oom:
 	gw_req_set_reason(rq, "ICAP: out of memory");
 	gw_req_respond(rq, 503, NULL, NULL, 0, NULL);
+}
+
+int fwd_icap_reqmod(struct fwd_icap *ic, int svc, struct gw_req *rq, const char *body, size_t len,
+    int complete, struct fwd_icap_tx **txp, void (*fin)(struct gw_req *rq, void *arg))
+{
+	struct icap_svc *s = &ic->s[svc];
+	struct fwd_icap_tx *tx;
+	size_t rsl;
+
+	if (!complete || len > s->c->max_body_bytes) {
+		bump(s, FWD_ICAP_C_OVERSIZE);
+		if (!s->c->oversize_block) {
+			gw_req_set_reason(rq, "ICAP: upload over max_body_bytes: sent unscanned");
+			return 1;
+		}
+		gw_req_set_reason(rq, "ICAP: upload over max_body_bytes");
+		gw_req_respond(rq, 403, NULL, NULL, 0, "The upload is too large to be scanned, and the "
+		    "gateway is set to refuse such uploads.");
+		return 2;
+	}
+	if ((tx = tx_new(ic, svc, rq, NULL)) == NULL)
+		goto oom;
+	*txp = tx;   /* (fwd_icap_done frees it from now on) */
+	tx->reqmod = 1;
+	tx->fin = fin;
+	tx->reply = evbuffer_new();
+	tx->heads = build_heads(rq, NULL, &tx->req_len, &rsl);
+	if (tx->out == NULL || tx->in == NULL || tx->orig == NULL || tx->reply == NULL || tx->heads == NULL ||
+	    evbuffer_add(tx->orig, body, len) < 0)
+		goto oom;
+	tx->total = len;
+	tx->body_last = 1;
+	gw_req_defer(rq);
+	tx_begin_conn(tx);
+	return 0;
+oom:
+	gw_req_set_reason(rq, "ICAP: out of memory");
+	gw_req_respond(rq, 503, NULL, NULL, 0, NULL);
+	return 2;
+}
+
+enum fwd_icap_outcome fwd_icap_outcome(struct fwd_icap_tx *tx, int *status, const char **ctype,
+    const char **body, size_t *len)
+{
+	if (tx->outcome == FWD_ICAP_RESPOND) {
+		*status = tx->page_status >= 200 && tx->page_status <= 599 ? tx->page_status : 403;
+		*ctype = tx->page_type[0] ? tx->page_type : "text/html";
+		*len = evbuffer_get_length(tx->reply);
+		*body = *len > 0 ? (const char *)evbuffer_pullup(tx->reply, -1) : "";
+	}
+	return tx->outcome;
 }
 
 int fwd_icap_filter(struct fwd_icap_tx *tx, const char *p, size_t n, int last)
@@ -1206,6 +1419,8 @@ void fwd_icap_done(struct fwd_icap_tx *tx)
 		evbuffer_free(tx->in);
 	if (tx->orig)
 		evbuffer_free(tx->orig);
+	if (tx->reply)
+		evbuffer_free(tx->reply);
 	free(tx->heads);
 	free(tx);
 }

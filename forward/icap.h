@@ -43,6 +43,29 @@ int fwd_icap_is_reqmod(const struct fwd_icap *ic, int i);
  */
 void fwd_icap_respmod(struct fwd_icap *ic, int svc, struct gw_req *rq, const struct gw_http_head *resp,
     const char *server_ip, struct fwd_icap_tx **txp);
+/* What a REQMOD exchange decided. */
+enum fwd_icap_outcome {
+	FWD_ICAP_PROXY = 0,   /* send the request on as it is */
+	FWD_ICAP_RESPOND      /* answer with the page fwd_icap_outcome() gives */
+};
+/*
+ * From on_body: send the upload of rq (body[0..len), complete or cut at
+ * the limit the caller read) to REQMOD service svc.  Returns 0: the
+ * request is deferred and fin(rq, tx) runs once decided (gw_req_wake;
+ * it reads fwd_icap_outcome() and decides); 1: send it on now (over
+ * max_body_bytes with on_oversize "pass"); 2: answered already (403 over
+ * max_body_bytes, or 503 out of memory).  *txp receives the exchange
+ * (fwd_icap_done frees it).
+ */
+int fwd_icap_reqmod(struct fwd_icap *ic, int svc, struct gw_req *rq, const char *body, size_t len,
+    int complete, struct fwd_icap_tx **txp, void (*fin)(struct gw_req *rq, void *arg));
+/* The outcome, and for FWD_ICAP_RESPOND the page (valid until
+ * fwd_icap_done): status, content type, body. */
+enum fwd_icap_outcome fwd_icap_outcome(struct fwd_icap_tx *tx, int *status, const char **ctype,
+    const char **body, size_t *len);
+/* max_body_bytes of service svc. */
+uint64_t fwd_icap_max_body(const struct fwd_icap *ic, int svc);
+
 /* on_response_filter for a request with an exchange (GW_FILTER_GO/HOLD). */
 int fwd_icap_filter(struct fwd_icap_tx *tx, const char *p, size_t n, int last);
 /* The request ended (on_done): cancel what is under way, free tx.  For

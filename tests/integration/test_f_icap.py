@@ -29,6 +29,8 @@ forward: {
     { name = "echo"; uri = "icap://127.0.0.1:%(I)d/echo"; },
     { name = "small"; uri = "icap://127.0.0.1:%(I)d/echo"; max_body_bytes = "64K"; on_oversize = "block"; },
     { name = "small_pass"; uri = "icap://127.0.0.1:%(I)d/echo"; max_body_bytes = "64K"; on_oversize = "pass"; },
+    { name = "av_up"; uri = "icap://127.0.0.1:%(I)d/virus_scan"; method = "reqmod"; },
+    { name = "echo_up"; uri = "icap://127.0.0.1:%(I)d/echo"; method = "reqmod"; },
     { name = "down_open"; uri = "icap://127.0.0.1:%(D)d/x"; bypass_on_error = true; timeout = 5; },
     { name = "down_closed"; uri = "icap://127.0.0.1:%(D)d/x"; bypass_on_error = false; timeout = 5; }
   );
@@ -39,6 +41,8 @@ forward: {
     { name = "small-pass"; action = "allow"; urls = [ "/via-small-pass/" ]; icap = [ "small_pass" ]; },
     { name = "open"; action = "allow"; urls = [ "/down-open/" ]; icap = [ "down_open" ]; },
     { name = "closed"; action = "allow"; urls = [ "/down-closed/" ]; icap = [ "down_closed" ]; },
+    { name = "up-av"; action = "allow"; urls = [ "/up-av/" ]; icap = [ "av_up" ]; },
+    { name = "up-echo"; action = "allow"; urls = [ "/up-echo/" ]; icap = [ "echo_up", "echo" ]; },
     { name = "all"; action = "allow"; }
   );
 };
@@ -49,12 +53,13 @@ forward: {
 def env():
     peers = icap_peers.IcapPeers().start()
     origin = gh.CacheOrigin()
-    for pre in ("", "/via-echo", "/via-small", "/via-small-pass", "/down-open", "/down-closed"):
+    for pre in ("/up-av", "/up-echo", "", "/via-echo", "/via-small", "/via-small-pass", "/down-open", "/down-closed"):
         origin.script(pre + "/eicar.com", headers=[("Content-Type", "application/octet-stream")],
                       body=icap_peers.EICAR)
         origin.script(pre + "/small.txt", headers=[("Content-Type", "text/plain")], body=CLEAN_SMALL)
         origin.script(pre + "/big.bin", headers=[("Content-Type", "application/octet-stream")],
                       body=CLEAN_BIG)
+        origin.script(pre + "/up", body=b"stored\n")
         origin.script(pre + "/big-chunked.bin", headers=[("Content-Type", "application/octet-stream")],
                       body=CLEAN_BIG, chunked=True)
     port, dead = gh.free_port(), gh.free_port()
@@ -133,3 +138,40 @@ def test_oversize_pass_and_block(env):
     assert code == 403 and b"too large to be scanned" in body
     code, body = get(env, "/via-small-pass/big-chunked.bin")
     assert code == 200 and body == CLEAN_BIG
+
+
+def post(env, path, data, *extra):
+    g, port, origin, _ = env
+    out = subprocess.run(["curl", "-s", "-x", "127.0.0.1:%d" % port, "-o", "-", "-w", "\n%{http_code}",
+                          "--data-binary", "@-", "-H", "Content-Type: application/octet-stream", *extra,
+                          "http://127.0.0.1:%d%s" % (origin.port, path)],
+                         input=data, capture_output=True, timeout=60).stdout
+    body, _, code = out.rpartition(b"\n")
+    return int(code), body
+
+
+def test_upload_scanned_by_reqmod(env):
+    origin = env[2]
+    before = origin.count("/up-av/up")
+    code, body = post(env, "/up-av/up", icap_peers.EICAR)
+    assert code == 403 and b"VIRUS FOUND" in body, body[:300]
+    assert origin.count("/up-av/up") == before     # never reached the origin
+    line = gh.access_line_for(env[0], "POST http://127.0.0.1:%d/up-av/up" % origin.port)
+    assert "ICAP av_up: eicar.com.UNOFFICIAL" in line, line
+    for data in (CLEAN_SMALL, CLEAN_BIG):
+        code, body = post(env, "/up-av/up", data)
+        assert code == 200 and body == b"stored\n"
+        assert origin.last("/up-av/up").body == data
+    # chunked upload
+    code, body = post(env, "/up-av/up", CLEAN_BIG, "-H", "Transfer-Encoding: chunked")
+    assert code == 200 and origin.last("/up-av/up").body == CLEAN_BIG
+
+
+def test_upload_through_echo_200_and_204(env):
+    # echo answers the upload 200 (the same request) and 204 in turn: both go on unchanged;
+    # the response then goes through the respmod echo of the same rule
+    origin = env[2]
+    for _ in range(3):
+        code, body = post(env, "/up-echo/up", CLEAN_BIG)
+        assert code == 200 and body == b"stored\n"
+        assert origin.last("/up-echo/up").body == CLEAN_BIG

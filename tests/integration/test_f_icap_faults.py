@@ -1,0 +1,204 @@
+"""ICAP (issue 19) faults: an ICAP peer that misbehaves.  This is fault
+injection (a small Python ICAP server whose service path picks the fault):
+garbage, wrong chunk framing in the 200's body, an ICAP head or an
+encapsulated HTTP head longer than allowed, a 200 whose body is cut off, a
+reset mid-answer, a server that never answers (timeout); and a client that
+disconnects while its download is held.  Each ends in a clear outcome
+(502 page, or the client's connection cut once a replacement began), the
+proxy keeps serving, and the ICAP connection of an abandoned exchange is
+closed."""
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+import gh
+
+BODY = b"just some clean text for the scanner\n" * 200
+
+
+class BadIcap:
+    def __init__(self):
+        self.port = gh.free_port()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen(64)
+        self.closed = []          # services whose connection the client closed
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def _read_msg(c, buf):
+        while b"\r\n\r\n" not in buf:
+            d = c.recv(65536)
+            if not d:
+                return None, buf
+            buf += d
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        if b"null-body" in head:
+            return head, rest
+        while b"0\r\n\r\n" not in rest:       # (the test bodies never hold it)
+            d = c.recv(65536)
+            if not d:
+                return None, rest
+            rest += d
+        return head, rest[rest.index(b"0\r\n\r\n") + 5:]
+
+    def _serve(self, c):
+        buf = b""
+        try:
+            while True:
+                head, buf = self._read_msg(c, buf)
+                if head is None:
+                    return
+                line = head.split(b"\r\n", 1)[0].decode()
+                method, uri = line.split()[:2]
+                mode = uri.rsplit("/", 1)[1]
+                if method == "OPTIONS":
+                    c.sendall(b"ICAP/1.0 200 OK\r\nMethods: RESPMOD\r\nISTag: \"bad-1\"\r\n"
+                              b"Options-TTL: 60\r\nEncapsulated: null-body=0\r\n\r\n")
+                    continue
+                self.fault(c, mode)
+                return
+        except OSError:
+            return
+        finally:
+            c.close()
+
+    def fault(self, c, mode):
+        res_hdr = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n"
+        ok = b"ICAP/1.0 200 OK\r\nISTag: \"bad-1\"\r\nEncapsulated: res-hdr=0, res-body=%d\r\n\r\n" % len(res_hdr)
+        if mode == "garbage":
+            c.sendall(b"HELLO THIS IS NOT ICAP\r\n\r\n")
+        elif mode == "badchunk":
+            c.sendall(ok + res_hdr + b"zz\r\nxyz\r\n0\r\n\r\n")
+        elif mode == "longhead":
+            c.sendall(b"ICAP/1.0 200 OK\r\nX-Pad: " + b"a" * 20000 + b"\r\n\r\n")
+        elif mode == "longenc":
+            c.sendall(b"ICAP/1.0 200 OK\r\nEncapsulated: res-hdr=0, res-body=40000\r\n\r\n"
+                      + b"HTTP/1.1 200 OK\r\nX-Pad: " + b"b" * 39000)
+        elif mode == "truncated":
+            c.sendall(ok + res_hdr + b"1000\r\n" + b"partial" * 10)
+            time.sleep(0.2)
+        elif mode == "reset":
+            c.sendall(b"ICAP/1.0 200 OK\r\nISTag: \"bad")
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        elif mode == "slow":
+            c.settimeout(30)
+            try:
+                d = c.recv(1)             # until the proxy gives up and closes
+            except OSError:
+                d = b"?"
+            with self.lock:
+                self.closed.append((mode, d))
+        elif mode == "204late":
+            c.sendall(b"ICAP/1.0 204 No Content\r\nISTag: \"bad-1\"\r\nEncapsulated: null-body=0\r\n\r\n")
+
+
+MODES = ("garbage", "badchunk", "longhead", "longenc", "truncated", "reset", "slow", "204late")
+
+
+def conf(port, icap_port):
+    svcs = ",\n".join('{ name = "%s"; uri = "icap://127.0.0.1:%d/%s"; timeout = %s; }'
+                      % (m, icap_port, m, "1.5" if m == "slow" else "10") for m in MODES)
+    rules = "\n".join('{ name = "%s"; action = "allow"; urls = [ "/%s/" ]; icap = [ "%s" ]; },' % (m, m, m)
+                      for m in MODES)
+    return """
+forward: {
+  listeners = ( { address = "127.0.0.1:%d"; } );
+  allow_clients = [ "127.0.0.0/8" ];
+  deny_destinations = [ "169.254.0.0/16" ];
+  icap = ( %s );
+  policy = ( %s { name = "all"; action = "allow"; } );
+};
+""" % (port, svcs, rules)
+
+
+@pytest.fixture(scope="module")
+def env():
+    bad = BadIcap()
+    origin = gh.CacheOrigin()
+    for m in MODES:
+        origin.script("/%s/f.txt" % m, headers=[("Content-Type", "text/plain")], body=BODY)
+    origin.script("/plain.txt", body=BODY)
+    port = gh.free_port()
+    g = gh.Gatehouse(conf(port, bad.port))
+    g.start(wait_ports=[port])
+    yield g, port, origin, bad
+    origin.stop()
+    g.check_clean()
+
+
+def fetch(env, path):
+    g, port, origin, _ = env
+    p = subprocess.run(["curl", "-s", "-x", "127.0.0.1:%d" % port, "-o", "-", "-w", "\n%{http_code}",
+                        "http://127.0.0.1:%d%s" % (origin.port, path)], capture_output=True, timeout=60)
+    body, _, code = p.stdout.rpartition(b"\n")
+    return p.returncode, int(code or 0), body
+
+
+@pytest.mark.parametrize("mode,why", [
+    ("garbage", "malformed answer"),
+    ("longhead", "answer head too long"),
+    ("longenc", "with a bad Encapsulated head"),
+    ("reset", "connection reset"),
+    ("slow", "timed out"),
+])
+def test_fault_before_the_answer_fails_closed(env, mode, why):
+    rc, code, body = fetch(env, "/%s/f.txt" % mode)
+    assert rc == 0 and code == 502, (mode, rc, code, body[:300])
+    assert b"Content scan failed" in body and BODY[:50] not in body
+    err = env[0].stderr()
+    assert "ICAP service %s" % mode in err and why in err, err[-2000:]
+    rc, code, body = fetch(env, "/plain.txt")        # still serving
+    assert code == 200 and body == BODY
+
+
+@pytest.mark.parametrize("mode", ["badchunk", "truncated"])
+def test_broken_replacement_body_cuts_the_client(env, mode):
+    rc, code, body = fetch(env, "/%s/f.txt" % mode)
+    # the replacement began (200 head and maybe bytes): the client must see
+    # an incomplete response (curl error), never a short body as complete
+    assert rc != 0, (mode, rc, code, body[:200])
+    assert BODY not in body
+    rc, code, body = fetch(env, "/plain.txt")
+    assert code == 200 and body == BODY
+
+
+def test_204_after_the_whole_body(env):
+    rc, code, body = fetch(env, "/204late/f.txt")
+    assert rc == 0 and code == 200 and body == BODY
+
+
+def test_client_gone_while_held(env):
+    g, port, origin, bad = env
+    with bad.lock:
+        bad.closed.clear()
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET http://127.0.0.1:%d/slow/f.txt HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+              % (origin.port, origin.port))
+    time.sleep(0.5)
+    s.close()
+    # the held exchange is abandoned: its ICAP connection closed at once
+    # (well before the service's 1.5 s timeout)
+    end = time.time() + 1.0
+    while time.time() < end:
+        with bad.lock:
+            if any(d == b"" for _, d in bad.closed):
+                break
+        time.sleep(0.05)
+    with bad.lock:
+        assert any(d == b"" for _, d in bad.closed), bad.closed
+    rc, code, body = fetch(env, "/plain.txt")
+    assert code == 200 and body == BODY
