@@ -19,6 +19,7 @@
 #include "core/snapshot.h"
 #include "forward/domainset.h"
 #include "forward/forward.h"
+#include "forward/icap.h"
 #include "forward/policy.h"
 
 static json_t *strs_json(const struct conf_strs *s)
@@ -108,6 +109,30 @@ static json_t *policy_json(const struct conf *cf, const struct fwd_policy *p, co
 	return a;
 }
 
+/* forward.icap: each service as configured, with its health, last ISTag
+ * and verdict counts. */
+static json_t *icap_json(const struct conf_forward *fw, const struct fwd_icap *ic)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < fw->nicap && ic != NULL && i < fwd_icap_count(ic); i++) {
+		const struct conf_fwd_icap *c = &fw->icap[i];
+		json_t *ctr = json_object();
+		char istag[80];
+		int h = fwd_icap_health(ic, i, istag, sizeof istag);
+
+		for (int k = 0; k < FWD_ICAP_C_COUNT; k++)
+			json_object_set_new(ctr, fwd_icap_counter_name((enum fwd_icap_counter)k),
+			    json_integer((json_int_t)fwd_icap_counter(ic, i, (enum fwd_icap_counter)k)));
+		json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:b,s:I,s:s,s:s,s:s,s:o}", "name", c->name,
+		    "uri", c->uri, "method", c->reqmod ? "reqmod" : "respmod", "bypass_on_error",
+		    c->bypass_on_error, "max_body_bytes", (json_int_t)c->max_body_bytes,
+		    "on_oversize", c->oversize_block ? "block" : "pass",
+		    "health", h < 0 ? "unknown" : h ? "up" : "failing", "istag", istag, "counters", ctr));
+	}
+	return a;
+}
+
 static json_t *forward_json(const struct conf *cf, const struct fwd_policy *p, const void *side)
 {
 	const struct conf_forward *fw = &cf->forward;
@@ -149,6 +174,7 @@ static json_t *forward_json(const struct conf *cf, const struct fwd_policy *p, c
 	    "enabled", fw->dlp.enabled, "action", fw->dlp.action_deny ? "deny" : "log",
 	    "max_scan_bytes", (json_int_t)fw->dlp.max_scan_bytes, "detectors", strs_json(&fw->dlp.detectors),
 	    "patterns", pats) : (json_decref(pats), json_null()));
+	json_object_set_new(o, "icap", icap_json(fw, fwd_side_icap(side)));
 	json_object_set_new(o, "pac", fw->pac.present ? json_pack("{s:s,s:o}", "proxy", adm_s_or(fw->pac.proxy, ""),
 	    "direct", strs_json(&fw->pac.direct)) : json_null());
 	return o;

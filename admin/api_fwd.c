@@ -507,6 +507,17 @@ json_t *adm_api_policy_test(struct adm_req *r, const char *console_client, unsig
 			json_array_append_new(notes, json_string("the host is resolved when the request is made: "
 			    "each address it resolves to is then checked against deny_destinations and "
 			    "Gatehouse's own listeners (403 deny_destinations or own_listener)"));
+		if (!f.connect) {   /* the content scanners it would go to (forward.icap) */
+			const struct conf_forward *fw = &s->conf->forward;
+			const struct conf_strs *l = &fw->icap_default;
+			json_t *ia = json_array();
+			if (v.stage == FWD_STAGE_POLICY && v.match.rule_index < fw->npolicy &&
+			    fw->policy[v.match.rule_index].icap_set)
+				l = &fw->policy[v.match.rule_index].icap;
+			for (size_t i = 0; i < l->n; i++)
+				json_array_append_new(ia, json_string(l->v[i]));
+			json_object_set_new(out, "icap", ia);
+		}
 		if (!f.connect && s->conf->forward.dlp.present && s->conf->forward.dlp.enabled)
 			json_array_append_new(notes, json_string("DLP reads the URL, the headers and the body "
 			    "when the request is made"));

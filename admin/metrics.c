@@ -15,6 +15,7 @@
 #include "core/snapshot.h"
 #include "core/stats.h"
 #include "forward/forward.h"
+#include "forward/icap.h"
 #include "forward/policy.h"
 #include "reverse/cache_glue.h"
 #include "reverse/reverse.h"
@@ -29,6 +30,33 @@ static void put_label(struct gw_sbuf *b, const char *v)
 			gw_sbuf_printf(b, "\\n");
 		else
 			gw_sbuf_printf(b, "%c", *v);
+	}
+}
+
+/* forward.icap: verdicts per service, and whether each is up. */
+static void icap_metrics(struct gw_sbuf *b, const struct fwd_icap *ic)
+{
+	size_t n = fwd_icap_count(ic);
+	char istag[80];
+
+	if (n == 0)
+		return;
+	gw_sbuf_printf(b, "# HELP gatehouse_icap_verdicts_total ICAP exchanges by service and outcome.\n"
+	    "# TYPE gatehouse_icap_verdicts_total counter\n");
+	for (size_t i = 0; i < n; i++)
+		for (int k = 0; k < FWD_ICAP_C_COUNT; k++) {
+			gw_sbuf_printf(b, "gatehouse_icap_verdicts_total{service=\"");
+			put_label(b, fwd_icap_name(ic, i));
+			gw_sbuf_printf(b, "\",outcome=\"%s\"} %llu\n", fwd_icap_counter_name((enum fwd_icap_counter)k),
+			    (unsigned long long)fwd_icap_counter(ic, i, (enum fwd_icap_counter)k));
+		}
+	gw_sbuf_printf(b, "# HELP gatehouse_icap_up 1 when the service's last exchange went well, 0 after a "
+	    "failure, -1 before any.\n# TYPE gatehouse_icap_up gauge\n");
+	for (size_t i = 0; i < n; i++) {
+		int h = fwd_icap_health(ic, i, istag, sizeof istag);
+		gw_sbuf_printf(b, "gatehouse_icap_up{service=\"");
+		put_label(b, fwd_icap_name(ic, i));
+		gw_sbuf_printf(b, "\"} %d\n", h);
 	}
 }
 
@@ -191,6 +219,7 @@ enum MHD_Result adm_metrics(struct MHD_Connection *c)
 			gw_sbuf_printf(&b, "gatehouse_forward_events_total{event=\"%s\"} %llu\n",
 			    fwd_counter_name((enum fwd_counter)k),
 			    (unsigned long long)fwd_side_counter(side, (enum fwd_counter)k));
+		icap_metrics(&b, fwd_side_icap(side));
 		gw_sbuf_printf(&b, "# HELP gatehouse_forward_dlp_scan_memory_bytes Request bodies held for DLP "
 		    "scanning now (bounded by forward.dlp.max_scan_memory).\n"
 		    "# TYPE gatehouse_forward_dlp_scan_memory_bytes gauge\n"

@@ -122,6 +122,13 @@ const struct fwd_policy *fwd_side_policy(const void *side_data)
 	return side_data != NULL ? ((const struct fwd_data *)side_data)->policy : NULL;
 }
 
+const struct fwd_icap *fwd_side_icap(const void *side_data)
+{
+	const struct fwd_data *d = side_data;
+
+	return d != NULL && d->magic == FWD_MAGIC ? d->icap : NULL;
+}
+
 const struct fwd_decider *fwd_side_decider(const void *side_data)
 {
 	const struct fwd_data *d = side_data;

@@ -21,6 +21,11 @@ struct fwd_policy;
  * valid while the snapshot lives. */
 const struct fwd_policy *fwd_side_policy(const void *side_data);
 
+struct fwd_icap;
+/* The ICAP services of the same side data (NULL without forward.icap;
+ * forward/icap.h), for the console and /metrics.  Borrowed. */
+const struct fwd_icap *fwd_side_icap(const void *side_data);
+
 struct fwd_decider;
 struct fwd_auth_db;
 /* For the console's policy tester, from the same side data (NULL when

@@ -947,6 +947,18 @@ static int relay_body(struct fwd_icap_tx *tx)
 	return 0;
 }
 
+/* The access log's reason=: "ICAP <service>: <what>". */
+static void log_verdict(struct fwd_icap_tx *tx, const char *what)
+{
+	size_t n = strlen(tx->s->c->name) + strlen(what) + 8;
+	char *note = gw_req_alloc(tx->rq, n);
+
+	if (note != NULL) {
+		snprintf(note, n, "ICAP %s: %s", tx->s->c->name, what);
+		gw_req_set_reason(tx->rq, note);
+	}
+}
+
 /* A 200 naming what the service found: counted, logged (the Threat). */
 static void note_threat(struct fwd_icap_tx *tx, const struct icap_head *h)
 {
@@ -974,6 +986,7 @@ static void note_threat(struct fwd_icap_tx *tx, const struct icap_head *h)
 		    t != NULL ? (int)tn : 10, t != NULL ? t : "violations");
 	} else {
 		bump(tx->s, FWD_ICAP_C_MODIFIED);
+		log_verdict(tx, "modified (200)");
 	}
 }
 
@@ -1015,6 +1028,7 @@ static int took_reqmod_200(struct fwd_icap_tx *tx, const struct icap_head *h, co
 		note_threat(tx, h);
 	} else {
 		bump(tx->s, FWD_ICAP_C_MODIFIED);
+		log_verdict(tx, "request returned (200)");
 	}
 	evbuffer_drain(tx->in, h->len + (size_t)rb);
 	tx->discard = 1;
@@ -1041,6 +1055,7 @@ static int took_answer(struct fwd_icap_tx *tx, const struct icap_head *h)
 		tx->conn_close = 1;
 	if (h->status == 204) {
 		evbuffer_drain(tx->in, h->len);
+		log_verdict(tx, "unchanged (204)");
 		tx->verdict = 204;
 		tx->resp_done = 1;
 		bump(tx->s, FWD_ICAP_C_PASS204);

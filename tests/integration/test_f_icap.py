@@ -5,6 +5,9 @@ the test writes (EICAR's MD5).  The EICAR download is replaced by the
 scanner's block page; clean files pass byte-identical (204, or 200 with the
 same body); an ICAP server that is down fails open or closed per
 bypass_on_error; oversize bodies follow on_oversize."""
+import hashlib
+import http.client
+import json
 import os
 import subprocess
 
@@ -17,8 +20,13 @@ CLEAN_SMALL = b"hello, this is a small clean text file\n" * 10          # inside
 CLEAN_BIG = bytes((i * 7 + (i >> 9)) % 251 for i in range(300 * 1024))   # outside it
 
 
-def conf(port, icap_port, dead_port):
-    return """
+TOKEN = "feedfacecafe0123456789abcdef0123456789abcdef0123456789abcdef4567"
+
+
+def conf(port, icap_port, dead_port, admin_port=None):
+    adm = ('admin: { listen = "127.0.0.1:%d"; users_file = "@DIR@/users"; };' % admin_port
+           if admin_port else "")
+    return adm + """
 forward: {
   listeners = ( { address = "127.0.0.1:%(P)d"; } );
   allow_clients = [ "127.0.0.0/8" ];
@@ -62,9 +70,12 @@ def env():
         origin.script(pre + "/up", body=b"stored\n")
         origin.script(pre + "/big-chunked.bin", headers=[("Content-Type", "application/octet-stream")],
                       body=CLEAN_BIG, chunked=True)
-    port, dead = gh.free_port(), gh.free_port()
-    g = gh.Gatehouse(conf(port, peers.port, dead))
-    g.start(wait_ports=[port])
+    port, dead, adm = gh.free_port(), gh.free_port(), gh.free_port()
+    users = "admin:%s:admin:token_sha256=%s\n" % (gh.crypt_hash("pw-not-used"),
+                                                   hashlib.sha256(TOKEN.encode()).hexdigest())
+    g = gh.Gatehouse(conf(port, peers.port, dead, adm), extra_files={"users": users})
+    g.start(wait_ports=[port, adm])
+    g.adm = adm
     yield g, port, origin, peers
     origin.stop()
     g.check_clean()
@@ -175,3 +186,38 @@ def test_upload_through_echo_200_and_204(env):
         code, body = post(env, "/up-echo/up", CLEAN_BIG)
         assert code == 200 and body == b"stored\n"
         assert origin.last("/up-echo/up").body == CLEAN_BIG
+
+
+def api(env, method, path, body=None):
+    c = http.client.HTTPConnection("127.0.0.1", env[0].adm, timeout=10)
+    c.request(method, path, body=json.dumps(body) if body is not None else None,
+              headers={"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, data
+
+
+def test_console_metrics_and_policy_tester_name_the_services(env):
+    get(env, "/eicar.com")
+    get(env, "/small.txt")
+    get(env, "/down-closed/big.bin")
+    st, data = api(env, "GET", "/api/v1/config")
+    assert st == 200
+    svcs = {s["name"]: s for s in json.loads(data)["forward"]["icap"]}
+    av = svcs["av"]
+    assert av["health"] == "up" and av["istag"].startswith('"CI0001'), av
+    assert av["counters"]["infected"] >= 1 and av["counters"]["pass_204"] >= 1, av
+    assert svcs["down_closed"]["health"] == "failing" and svcs["down_closed"]["counters"]["errors"] >= 1
+    st, data = api(env, "GET", "/metrics")
+    text = data.decode()
+    assert 'gatehouse_icap_verdicts_total{service="av",outcome="infected"}' in text
+    assert 'gatehouse_icap_up{service="av"} 1' in text
+    origin = env[2]
+    for path, want in (("/via-echo/x", ["echo"]), ("/x", ["av"]), ("/up-echo/x", ["echo_up", "echo"])):
+        st, data = api(env, "POST", "/api/v1/policy/test",
+                       {"url": "http://127.0.0.1:%d%s" % (origin.port, path), "client": "127.0.0.1"})
+        assert st == 200 and json.loads(data)["icap"] == want, data
+    # the access log names the service and its verdict
+    line = gh.access_line_for(env[0], "/small.txt")
+    assert 'reason="ICAP av: unchanged (204)"' in line, line
