@@ -287,9 +287,11 @@ struct icap_head {
  * needed, -1 malformed or over ICAP_HEAD_MAX. */
 static int head_parse(const char *buf, size_t len, struct icap_head *h)
 {
-	const char *end = memmem(buf, len < ICAP_HEAD_MAX ? len : ICAP_HEAD_MAX, "\r\n\r\n", 4);
-	const char *eol;
+	const char *end, *eol;
 
+	if (len == 0)
+		return 0;
+	end = memmem(buf, len < ICAP_HEAD_MAX ? len : ICAP_HEAD_MAX, "\r\n\r\n", 4);
 	if (end == NULL)
 		return len >= ICAP_HEAD_MAX ? -1 : 0;
 	if (end - buf < 12 || memcmp(buf, "ICAP/1.", 7) != 0 || buf[8] != ' ' ||
@@ -971,12 +973,20 @@ static void note_threat(struct fwd_icap_tx *tx, const struct icap_head *h)
 		char *note;
 		bump(tx->s, FWD_ICAP_C_INFECTED);
 		if (th != NULL) {
-			size_t k = strcspn(th + 7, ";");
-			if (k > (size_t)(t + tn - th - 7))
-				k = (size_t)(t + tn - th - 7);
-			note = gw_req_alloc(tx->rq, k + 40);
+			size_t left = (size_t)(t + tn - th - 7), k = 0, cap;
+			const char *semi = memchr(th + 7, ';', left);
+			k = semi != NULL ? (size_t)(semi - th - 7) : left;
+			if (k > 128)
+				k = 128;
+			cap = k + strlen(tx->s->c->name) + 16;
+			note = gw_req_alloc(tx->rq, cap);
 			if (note != NULL) {
-				snprintf(note, k + 40, "ICAP %s: %.*s", tx->s->c->name, (int)k, th + 7);
+				int at = snprintf(note, cap, "ICAP %s: ", tx->s->c->name);
+				for (size_t i = 0; i < k && at >= 0 && (size_t)at + 1 < cap; i++) {
+					unsigned char ch = (unsigned char)th[7 + i];
+					note[at++] = ch > ' ' && ch < 127 && ch != '"' && ch != '\\' ? (char)ch : '_';
+				}
+				note[at] = '\0';
 				gw_req_set_reason(tx->rq, note);
 			}
 		} else {
@@ -1084,8 +1094,8 @@ static int took_answer(struct fwd_icap_tx *tx, const struct icap_head *h)
 	if (gw_req_filter_replace_head(tx->rq, (const char *)evbuffer_pullup(tx->in,
 	    (ev_ssize_t)(h->len + (size_t)rb)) + h->len, (size_t)rb) < 0)
 		return -1;
+	note_threat(tx, h);   /* (before the drain: h points into tx->in) */
 	evbuffer_drain(tx->in, h->len + (size_t)rb);
-	note_threat(tx, h);
 	/* no 204 can come now: what the service has of the body is not kept */
 	evbuffer_drain(tx->orig, (size_t)(tx->sent - (tx->total - evbuffer_get_length(tx->orig))));
 	if (nb >= 0 && rb == nb) {
