@@ -42,6 +42,7 @@ P_GH_REV, P_GH_FWD, P_GHL_REV, P_GHL_FWD = 18101, 18102, 18111, 18112
 P_NGINX, P_HAPROXY, P_SQUID, P_TINY = 18201, 18301, 18401, 18501
 P_GHC_REV, P_GHC_FWD, P_NGINX_CACHE, P_VARNISH = 18121, 18122, 18211, 18601
 P_GHB_REV, P_GHB_FWD = 18131, 18132
+P_ICAP, P_GHI_REV, P_GHI_FWD, P_SQUID_ICAP = 18701, 18141, 18142, 18411
 TLS_OFF = 30        # each reverse proxy also listens with TLS on its port + TLS_OFF
 CERT, KEY, PEM = (os.path.join(OUT, n) for n in ("bench.crt", "bench.key", "bench.pem"))
 
@@ -95,7 +96,7 @@ def subst(name, **kw):
     return path
 
 
-def gh_conf(tag, rev, fwd, access, cache=False):
+def gh_conf(tag, rev, fwd, access, cache=False, fwd_extra=""):
     d = os.path.join(OUT, tag)
     os.makedirs(d, exist_ok=True)
     # cache: the whole site cached, an hour of freshness for the origin's
@@ -112,6 +113,7 @@ forward: {
   allow_clients = [ "127.0.0.0/8" ];
   deny_destinations = [ ];
   connect_ports = [ %d ];
+  %s
 };
 reverse: {
   listeners = ( { address = "127.0.0.1:%d"; }, { address = "127.0.0.1:%d"; tls = true; } );
@@ -120,7 +122,7 @@ reverse: {
   upstreams = ( { name = "origin"; servers = ( { address = "127.0.0.1:%d"; } ); keepalive = 256; } );
   sites = ( { default = true; routes = ( { path = "/"; upstream = "origin";%s } ); } );
 };
-""" % (d, d, access, fwd, P_SINK, rev, rev + TLS_OFF, CERT, KEY, cache_conf, P_ORIGIN, route_cache)
+""" % (d, d, access, fwd, P_SINK, fwd_extra, rev, rev + TLS_OFF, CERT, KEY, cache_conf, P_ORIGIN, route_cache)
     path = os.path.join(d, "gatehouse.conf")
     with open(path, "w") as f:
         f.write(text)
@@ -157,8 +159,8 @@ def stop(name):
             p.wait()
 
 
-def start_gatehouse(tag, rev, fwd, access="", cache=False, binary=None):
-    conf = gh_conf(tag, rev, fwd, access, cache)
+def start_gatehouse(tag, rev, fwd, access="", cache=False, binary=None, fwd_extra=""):
+    conf = gh_conf(tag, rev, fwd, access, cache, fwd_extra)
     start(tag, [binary or GH, "-c", conf], rev)
     wait_port(fwd)
 
@@ -207,6 +209,29 @@ def start_haproxy(tag="haproxy", port=P_HAPROXY):
 def start_squid():
     conf = subst("squid.conf", DIR=OUT, PORT=P_SQUID)
     start("squid", ["squid", "-N", "-f", conf], P_SQUID)
+
+
+def start_icap_pair():
+    """c-icap with its echo service (CPU 0, beside the origin), and Gatehouse
+    and Squid each sending every response to it over RESPMOD (preview on,
+    persistent connections, fail closed)."""
+    d = os.path.join(OUT, "c-icap")
+    os.makedirs(d, exist_ok=True)
+    lib = "/usr/lib/x86_64-linux-gnu/c_icap"
+    with open(os.path.join(d, "c-icap.conf"), "w") as f:
+        f.write("PidFile %s/c-icap.pid\nCommandsSocket %s/c-icap.ctl\nTmpDir %s\nServerLog %s/server.log\n"
+                "AccessLog /dev/null\nPort 127.0.0.1:%d\nStartServers 1\nMaxServers 1\n"
+                "ThreadsPerChild 128\nMinSpareThreads 8\nMaxSpareThreads 128\nTimeout 300\n"
+                "MaxKeepAliveRequests 100000\nKeepAliveTimeout 600\nMaxMemObject 2097152\n"
+                "ModulesDir %s\nServicesDir %s\nTemplateDir /usr/share/c_icap/templates/\n"
+                "LoadMagicFile /etc/c-icap/c-icap.magic\nService echo srv_echo.so\n"
+                % (d, d, d, d, P_ICAP, lib, lib))
+    start("c-icap", ["c-icap", "-f", os.path.join(d, "c-icap.conf"), "-N"], P_ICAP, cpu="0")
+    start_gatehouse("gatehouse_icap", P_GHI_REV, P_GHI_FWD, fwd_extra=(
+        'icap = ( { name = "echo"; uri = "icap://127.0.0.1:%d/echo"; max_body_bytes = "4M"; } );\n'
+        '  icap_default = [ "echo" ];' % P_ICAP))
+    conf = subst("squid-icap.conf", DIR=OUT, PORT=P_SQUID_ICAP, ICAP=P_ICAP)
+    start("squid_icap", ["squid", "-N", "-f", conf], P_SQUID_ICAP)
 
 
 def start_tinyproxy():
@@ -387,6 +412,19 @@ def main():
            ("squid", "squid", P_SQUID), ("tinyproxy", "tinyproxy", P_TINY)]
     fwd[2:2] = [("gatehouse-B", "gatehouse_b", P_GHB_FWD)] if GH_B else []
     interleave("fwd_ka_c50", fwd, wrk_runner(50, env=fwd_env), "req/s", k_small)
+
+    # RESPMOD through c-icap's echo: small responses (the 0.5.x echo service
+    # answers bodies 200 and 204 in turn: both proxies get the same mix) and
+    # 1 MiB ones; "fwd-plain" is the same Gatehouse path without ICAP.
+    if not ONLY or any(x.startswith("fwd_icap") for x in ONLY):
+        start_icap_pair()
+        icap = [("gatehouse", "gatehouse_icap", P_GHI_FWD), ("squid", "squid_icap", P_SQUID_ICAP),
+                ("fwd-plain", "gatehouse", P_GH_FWD)]
+        interleave("fwd_icap_small_c50", icap, wrk_runner(50, env=fwd_env), "req/s", k_small)
+        env_1m = {"WRK_PATH": "http://127.0.0.1:%d/1m" % P_ORIGIN, "WRK_HOST": "127.0.0.1:%d" % P_ORIGIN}
+        interleave("fwd_icap_1m_c4", icap, wrk_runner(4, env=env_1m), "MB/s", ["MBps", "cpu", "p50", "p99"])
+        for n in ("gatehouse_icap", "squid_icap", "c-icap"):
+            stop(n)
 
     def rate_run(c, warm):
         r = tool("rateload", "-p", c[2], "-r", 1000, "-d", 2 if warm else 8, "-c", 50,

@@ -27,6 +27,7 @@ class BadIcap:
         self.sock.bind(("127.0.0.1", self.port))
         self.sock.listen(64)
         self.closed = []          # services whose connection the client closed
+        self.seen = []            # (mode, method, what the proxy sent) of the modes that record
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -48,12 +49,18 @@ class BadIcap:
         head, _, rest = buf.partition(b"\r\n\r\n")
         if b"null-body" in head:
             return head, rest
-        while b"0\r\n\r\n" not in rest:       # (the test bodies never hold it)
+
+        def term(b):   # end of the last chunk: "0" or "0; ieof" (the test bodies never hold them)
+            ends = [b.find(t) + len(t) for t in (b"\r\n0\r\n\r\n", b"\r\n0; ieof\r\n\r\n") if t in b]
+            return min(ends) if ends else -1
+        while term(rest) < 0:
             d = c.recv(65536)
             if not d:
                 return None, rest
             rest += d
-        return head, rest[rest.index(b"0\r\n\r\n") + 5:]
+        end = term(rest)
+        # the whole message (head, heads and body as sent) for the modes that look at it
+        return head + b"\r\n\r\n" + rest[:end], rest[end:]
 
     def _serve(self, c):
         buf = b""
@@ -66,8 +73,15 @@ class BadIcap:
                 method, uri = line.split()[:2]
                 mode = uri.rsplit("/", 1)[1]
                 if method == "OPTIONS":
-                    c.sendall(b"ICAP/1.0 200 OK\r\nMethods: RESPMOD\r\nISTag: \"bad-1\"\r\n"
-                              b"Options-TTL: 60\r\nEncapsulated: null-body=0\r\n\r\n")
+                    with self.lock:
+                        self.seen.append((mode, "OPTIONS", b""))
+                    extra = b"Preview: 10\r\nAllow: 204\r\n" if mode == "preview" else b""
+                    ttl = b"1" if mode == "preview" else b"60"
+                    c.sendall(b"ICAP/1.0 200 OK\r\nMethods: RESPMOD\r\nISTag: \"bad-1\"\r\n" + extra +
+                              b"Options-TTL: " + ttl + b"\r\nEncapsulated: null-body=0\r\n\r\n")
+                    continue
+                if mode == "preview":
+                    buf = self.preview(c, head, buf)
                     continue
                 self.fault(c, mode)
                 return
@@ -75,6 +89,25 @@ class BadIcap:
             return
         finally:
             c.close()
+
+    def preview(self, c, head, rest):
+        """Preview: 10.  A body within it comes with ieof (answer 204 at
+        once); a longer one waits for our 100 Continue, then comes whole."""
+        _, _, first = head.partition(b"\r\n\r\n")
+        got = head
+        if b"0; ieof\r\n\r\n" not in head and not head.endswith(b"0; ieof"):
+            c.sendall(b"ICAP/1.0 100 Continue\r\n\r\n")
+            while b"0\r\n\r\n" not in rest:
+                d = c.recv(65536)
+                if not d:
+                    return b""
+                rest += d
+            got += b"|CONTINUED|" + rest[:rest.index(b"0\r\n\r\n") + 5]
+            rest = rest[rest.index(b"0\r\n\r\n") + 5:]
+        with self.lock:
+            self.seen.append(("preview", "RESPMOD", got))
+        c.sendall(b"ICAP/1.0 204 No Content\r\nISTag: \"bad-1\"\r\nEncapsulated: null-body=0\r\n\r\n")
+        return rest
 
     def fault(self, c, mode):
         res_hdr = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n"
@@ -106,7 +139,7 @@ class BadIcap:
             c.sendall(b"ICAP/1.0 204 No Content\r\nISTag: \"bad-1\"\r\nEncapsulated: null-body=0\r\n\r\n")
 
 
-MODES = ("garbage", "badchunk", "longhead", "longenc", "truncated", "reset", "slow", "204late")
+MODES = ("garbage", "badchunk", "longhead", "longenc", "truncated", "reset", "slow", "204late", "preview")
 
 
 def conf(port, icap_port):
@@ -132,6 +165,7 @@ def env():
     for m in MODES:
         origin.script("/%s/f.txt" % m, headers=[("Content-Type", "text/plain")], body=BODY)
     origin.script("/plain.txt", body=BODY)
+    origin.script("/preview/tiny.txt", body=b"tiny!")
     port = gh.free_port()
     g = gh.Gatehouse(conf(port, bad.port))
     g.start(wait_ports=[port])
@@ -202,3 +236,32 @@ def test_client_gone_while_held(env):
         assert any(d == b"" for _, d in bad.closed), bad.closed
     rc, code, body = fetch(env, "/plain.txt")
     assert code == 200 and body == BODY
+
+
+def test_preview_ieof_100_continue_and_options_ttl(env):
+    g, port, origin, bad = env
+    with bad.lock:
+        bad.seen.clear()
+    rc, code, body = fetch(env, "/preview/tiny.txt")
+    assert code == 200 and body == b"tiny!"
+    rc, code, body = fetch(env, "/preview/f.txt")
+    assert code == 200 and body == BODY
+    with bad.lock:
+        seen = [x for x in bad.seen if x[0] == "preview"]
+    assert [m for _, m, _ in seen] == ["OPTIONS", "RESPMOD", "RESPMOD"], seen
+    tiny, big = seen[1][2], seen[2][2]
+    assert b"Allow: 204\r\n" in tiny and b"Preview: 10\r\n" in tiny and b"X-Client-IP: 127.0.0.1\r\n" in tiny
+    assert b"X-Server-IP: 127.0.0.1\r\n" in tiny
+    # the whole body inside the preview: one chunk, then "0; ieof"
+    assert tiny.endswith(b"\r\n5\r\ntiny!\r\n0; ieof\r\n\r\n"), tiny[-80:]
+    # a longer one: 10 bytes, "0", and the rest only after our 100 Continue
+    pre, _, rest = big.partition(b"|CONTINUED|")
+    assert pre.endswith(b"\r\na\r\n" + BODY[:10] + b"\r\n0\r\n\r\n"), pre[-60:]
+    assert rest.startswith(b"%x\r\n" % (len(BODY) - 10) + BODY[10:20])
+    # Options-TTL: 1: the next exchange after a second asks OPTIONS again
+    import time as _t
+    _t.sleep(1.3)
+    rc, code, body = fetch(env, "/preview/tiny.txt")
+    assert code == 200 and body == b"tiny!"
+    with bad.lock:
+        assert [m for mm, m, _ in bad.seen if mm == "preview"].count("OPTIONS") == 2, bad.seen
