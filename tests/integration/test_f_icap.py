@@ -39,6 +39,9 @@ forward: {
     { name = "small_pass"; uri = "icap://127.0.0.1:%(I)d/echo"; max_body_bytes = "64K"; on_oversize = "pass"; },
     { name = "av_up"; uri = "icap://127.0.0.1:%(I)d/virus_scan"; method = "reqmod"; },
     { name = "echo_up"; uri = "icap://127.0.0.1:%(I)d/echo"; method = "reqmod"; },
+    { name = "up_down_open"; uri = "icap://127.0.0.1:%(D)d/x"; method = "reqmod"; bypass_on_error = true; },
+    { name = "up_down_closed"; uri = "icap://127.0.0.1:%(D)d/x"; method = "reqmod"; },
+    { name = "up_small"; uri = "icap://127.0.0.1:%(I)d/echo"; method = "reqmod"; max_body_bytes = "64K"; },
     { name = "down_open"; uri = "icap://127.0.0.1:%(D)d/x"; bypass_on_error = true; timeout = 5; },
     { name = "down_closed"; uri = "icap://127.0.0.1:%(D)d/x"; bypass_on_error = false; timeout = 5; }
   );
@@ -51,6 +54,9 @@ forward: {
     { name = "closed"; action = "allow"; urls = [ "/down-closed/" ]; icap = [ "down_closed" ]; },
     { name = "up-av"; action = "allow"; urls = [ "/up-av/" ]; icap = [ "av_up" ]; },
     { name = "up-echo"; action = "allow"; urls = [ "/up-echo/" ]; icap = [ "echo_up", "echo" ]; },
+    { name = "up-down-open"; action = "allow"; urls = [ "/up-down-open/" ]; icap = [ "up_down_open" ]; },
+    { name = "up-down-closed"; action = "allow"; urls = [ "/up-down-closed/" ]; icap = [ "up_down_closed" ]; },
+    { name = "up-small"; action = "allow"; urls = [ "/up-small/" ]; icap = [ "up_small" ]; },
     { name = "all"; action = "allow"; }
   );
 };
@@ -61,7 +67,7 @@ forward: {
 def env():
     peers = icap_peers.IcapPeers().start()
     origin = gh.CacheOrigin()
-    for pre in ("/up-av", "/up-echo", "", "/via-echo", "/via-small", "/via-small-pass", "/down-open", "/down-closed"):
+    for pre in ("/up-av", "/up-echo", "/up-down-open", "/up-down-closed", "/up-small", "", "/via-echo", "/via-small", "/via-small-pass", "/down-open", "/down-closed"):
         origin.script(pre + "/eicar.com", headers=[("Content-Type", "application/octet-stream")],
                       body=icap_peers.EICAR)
         origin.script(pre + "/small.txt", headers=[("Content-Type", "text/plain")], body=CLEAN_SMALL)
@@ -221,3 +227,18 @@ def test_console_metrics_and_policy_tester_name_the_services(env):
     # the access log names the service and its verdict
     line = gh.access_line_for(env[0], "/small.txt")
     assert 'reason="ICAP av: unchanged (204)"' in line, line
+
+
+def test_upload_faults_and_oversize(env):
+    origin = env[2]
+    code, body = post(env, "/up-down-open/up", CLEAN_BIG)          # fail open: sent unscanned
+    assert code == 200 and origin.last("/up-down-open/up").body == CLEAN_BIG
+    before = origin.count("/up-down-closed/up")
+    code, body = post(env, "/up-down-closed/up", CLEAN_BIG)        # fail closed: 502, not sent
+    assert code == 502 and b"could not check this upload" in body
+    assert origin.count("/up-down-closed/up") == before
+    before = origin.count("/up-small/up")
+    code, body = post(env, "/up-small/up", CLEAN_BIG)              # over max_body_bytes: block
+    assert code == 403 and origin.count("/up-small/up") == before
+    code, body = post(env, "/up-small/up", CLEAN_SMALL)
+    assert code == 200 and origin.last("/up-small/up").body == CLEAN_SMALL
