@@ -646,6 +646,7 @@ struct rq_icap {
 	struct fwd_icap_tx *tx;    /* the response's exchange */
 	struct fwd_icap_tx *rtx;   /* the upload's */
 	struct fwd_data *d;
+	uint64_t held;             /* scan memory reserved for the held response */
 	char server_ip[48];
 };
 #define ICAP_TAG ((uintptr_t)2)
@@ -1250,6 +1251,8 @@ static void on_done(struct gw_req *rq, void *side)
 		fwd_icap_done(ri->tx);
 		fwd_icap_done(ri->rtx);
 		ri->tx = ri->rtx = NULL;
+		atomic_fetch_sub_explicit(&scan_held, ri->held, memory_order_relaxed);
+		ri->held = 0;
 	}
 	/* for the console: top domains by verdict, signed-in users */
 	if (what != 0 || user != NULL)
@@ -1459,6 +1462,42 @@ static int on_upstream_error(struct gw_req *rq, int stage, void *side)
 	return 1;
 }
 
+/*
+ * A response held for its RESPMOD verdict takes scan memory (the process-wide
+ * forward.dlp.max_scan_memory, shared with uploads held for DLP and REQMOD):
+ * its Content-Length, or max_body_bytes, at most.  Without room it is not
+ * held: passed unscanned when the service may be bypassed, else 503.
+ * Returns 1 to go on with the exchange.
+ */
+static int icap_reserve(struct gw_req *rq, struct fwd_data *d, struct rq_icap *ri,
+    const struct gw_http_head *resp)
+{
+	uint64_t max = fwd_icap_max_body(d->icap, ri->resp), want = max + SCAN_SLACK;
+	uint64_t limit = d->cf->forward.dlp.max_scan_memory;
+	uint64_t cur = atomic_load_explicit(&scan_held, memory_order_relaxed);
+
+	if (resp->body == GW_BODY_NONE || (resp->body == GW_BODY_LENGTH && resp->content_length == 0))
+		return 1;   /* nothing to hold (fwd_icap_respmod skips it) */
+	if (resp->body == GW_BODY_LENGTH)
+		want = resp->content_length < max ? resp->content_length : max;
+	do {
+		if (cur + want > limit) {
+			if (fwd_icap_bypassable(d->icap, ri->resp)) {
+				gw_req_set_reason(rq, "ICAP: max_scan_memory spent: passed unscanned");
+				return 0;
+			}
+			gw_req_resp_hdr_add(rq, "Retry-After", GW_STRLIT("2"));
+			gw_req_set_reason(rq, "ICAP: max_scan_memory spent");
+			gw_req_respond(rq, 503, NULL, NULL, 0, "Too many downloads are being scanned; please "
+			    "try again.");
+			return 0;
+		}
+	} while (!atomic_compare_exchange_weak_explicit(&scan_held, &cur, cur + want,
+	    memory_order_relaxed, memory_order_relaxed));
+	ri->held = want;
+	return 1;
+}
+
 /* A parent's 407 means our forward.parent.auth is wrong: relayed, the
  * client would take it as our own challenge and ask its user for a
  * password.  It is the gateway's failure: 502.  (Its 403 is the parent's
@@ -1469,7 +1508,7 @@ static void on_response_head(struct gw_req *rq, const struct gw_http_head *resp,
 
 	if (resp->status != 407 || !via_parent(d, gw_req_head(rq))) {
 		struct rq_icap *ri = icap_of(rq);
-		if (ri != NULL && ri->resp >= 0 && ri->tx == NULL)
+		if (ri != NULL && ri->resp >= 0 && ri->tx == NULL && icap_reserve(rq, d, ri, resp))
 			fwd_icap_respmod(d->icap, ri->resp, rq, resp, ri->server_ip, &ri->tx);
 		return;
 	}

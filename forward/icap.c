@@ -221,6 +221,11 @@ uint64_t fwd_icap_max_body(const struct fwd_icap *ic, int svc)
 	return ic->s[svc].c->max_body_bytes;
 }
 
+int fwd_icap_bypassable(const struct fwd_icap *ic, int svc)
+{
+	return ic->s[svc].c->bypass_on_error;
+}
+
 int fwd_icap_is_reqmod(const struct fwd_icap *ic, int i)
 {
 	return ic->s[i].c->reqmod;

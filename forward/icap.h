@@ -63,8 +63,9 @@ int fwd_icap_reqmod(struct fwd_icap *ic, int svc, struct gw_req *rq, const char 
  * fwd_icap_done): status, content type, body. */
 enum fwd_icap_outcome fwd_icap_outcome(struct fwd_icap_tx *tx, int *status, const char **ctype,
     const char **body, size_t *len);
-/* max_body_bytes of service svc. */
+/* max_body_bytes of service svc, and its bypass_on_error. */
 uint64_t fwd_icap_max_body(const struct fwd_icap *ic, int svc);
+int fwd_icap_bypassable(const struct fwd_icap *ic, int svc);
 
 /* on_response_filter for a request with an exchange (GW_FILTER_GO/HOLD). */
 int fwd_icap_filter(struct fwd_icap_tx *tx, const char *p, size_t n, int last);

@@ -166,6 +166,8 @@ def env():
         origin.script("/%s/f.txt" % m, headers=[("Content-Type", "text/plain")], body=BODY)
     origin.script("/plain.txt", body=BODY)
     origin.script("/preview/tiny.txt", body=b"tiny!")
+    origin.script("/204late/chunked.txt", body=BODY, chunked=True)
+    origin.script("/204late/chunked.txt?open", body=BODY, chunked=True)
     port = gh.free_port()
     g = gh.Gatehouse(conf(port, bad.port))
     g.start(wait_ports=[port])
@@ -265,3 +267,36 @@ def test_preview_ieof_100_continue_and_options_ttl(env):
     assert code == 200 and body == b"tiny!"
     with bad.lock:
         assert [m for mm, m, _ in bad.seen if mm == "preview"].count("OPTIONS") == 2, bad.seen
+
+
+def test_scan_memory_bound(env):
+    """Held responses share forward.dlp.max_scan_memory: a chunked one reserves
+    max_body_bytes; without room it is refused (503) or, with bypass_on_error,
+    passed unscanned; one that fits is still scanned."""
+    _, _, origin, bad = env
+    port = gh.free_port()
+    g = gh.Gatehouse("""
+forward: {
+  listeners = ( { address = "127.0.0.1:%d"; } );
+  allow_clients = [ "127.0.0.0/8" ];
+  deny_destinations = [ "169.254.0.0/16" ];
+  dlp: { enabled = false; max_scan_bytes = "1K"; max_scan_memory = "64K"; };
+  icap = ( { name = "closed"; uri = "icap://127.0.0.1:%d/204late"; max_body_bytes = "1M"; },
+           { name = "open"; uri = "icap://127.0.0.1:%d/204late"; max_body_bytes = "1M";
+             bypass_on_error = true; } );
+  policy = ( { name = "o"; action = "allow"; urls = [ "[?]open" ]; icap = [ "open" ]; },
+             { name = "c"; action = "allow"; icap = [ "closed" ]; } );
+};
+""" % (port, bad.port, bad.port))
+    g.start(wait_ports=[port])
+    try:
+        e = (g, port, origin, bad)
+        rc, code, body = fetch(e, "/204late/f.txt")             # Content-Length 7400: fits
+        assert code == 200 and body == BODY
+        rc, code, body = fetch(e, "/204late/chunked.txt")       # 1M + slack: no room
+        assert code == 503
+        rc, code, body = fetch(e, "/204late/chunked.txt?open")
+        assert code == 200 and body == BODY
+        assert "passed unscanned" in gh.access_line_for(g, "chunked.txt?open")
+    finally:
+        g.check_clean()
