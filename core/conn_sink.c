@@ -266,6 +266,13 @@ static int h1_on_body(struct gw_req *rq, struct evbuffer *src, int eof)
 	return GW_SINK_GO;
 }
 
+static int h1_on_full(struct gw_req *rq)
+{
+	struct gw_conn *c = rq->sink_arg;
+
+	return c->out != NULL && evbuffer_get_length(c->out) >= HIWAT;
+}
+
 static void h1_on_flush(struct gw_req *rq)
 {
 	gw_conn__write(rq->sink_arg);
@@ -441,4 +448,5 @@ const struct gw_sink gw_conn_sink = {
 	.on_tunnel_rd = h1_on_tunnel_rd,
 	.on_dns = h1_on_dns,
 	.on_retry = h1_on_retry,
+	.on_full = h1_on_full,
 };

@@ -220,6 +220,10 @@ int gw_req_filter_replace_head(struct gw_req *rq, const char *head, size_t len);
  * mid-body): the exchange fails, the client connection is cut, so the
  * client never takes a truncated body for a whole one. */
 void gw_req_filter_abort(struct gw_req *rq, const char *reason);
+/* 1 while the client's side of rq cannot take more now: a filter whose
+ * bytes come from elsewhere than the upstream (e.g. an ICAP server)
+ * waits (and looks again later) instead of emitting without bound. */
+int gw_req_output_full(const struct gw_req *rq);
 /* The event loop of rq's worker (a filter's own I/O runs on it). */
 struct event_base;
 struct event_base *gw_req_base(const struct gw_req *rq);

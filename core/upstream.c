@@ -1003,6 +1003,11 @@ int gw_req_filter_replace_head(struct gw_req *rq, const char *head, size_t len)
 	return 0;
 }
 
+int gw_req_output_full(const struct gw_req *rq)
+{
+	return rq->sink->on_full != NULL && rq->sink->on_full((struct gw_req *)rq);
+}
+
 void gw_req_filter_abort(struct gw_req *rq, const char *reason)
 {
 	if (rq->up != NULL)

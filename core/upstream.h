@@ -90,6 +90,10 @@ struct gw_sink {
 	/* A retry on a fresh connection: drop what was queued for the client
 	 * but not sent (a 100 Continue). */
 	void (*on_retry)(struct gw_req *rq);
+	/* (opt) 1 while the client's output is full (the sink held the
+	 * body): gw_req_output_full() for a response filter whose source is
+	 * not the upstream (it then waits before producing more). */
+	int (*on_full)(struct gw_req *rq);
 };
 
 /* An owner of private upstream connections (connection-bound

@@ -115,6 +115,7 @@ struct fwd_icap_tx {
 	int fd;
 	int reused, retried, have_ev;
 	struct event ev_rd, ev_wr, ev_to, ev_go;
+	struct event ev_bp;         /* replaying a 200 to a full client: look again later */
 	struct evbuffer *out, *in, *orig;
 	char *heads;                /* encapsulated req-hdr + res-hdr */
 	size_t req_len, res_len;
@@ -810,6 +811,16 @@ static void unqueue(struct fwd_icap_tx *tx)
 	tx->queued = 0;
 }
 
+static void tx_bp(evutil_socket_t fd, short what, void *arg)
+{
+	struct fwd_icap_tx *tx = arg;
+
+	(void)fd;
+	(void)what;
+	if (tx->fd >= 0 && tx->have_ev)
+		event_add(&tx->ev_rd, NULL);   /* (tx_rd pauses again while still full) */
+}
+
 static void tx_to(evutil_socket_t fd, short what, void *arg)
 {
 	struct fwd_icap_tx *tx = arg;
@@ -1122,6 +1133,14 @@ static void tx_rd(evutil_socket_t fd, short what, void *arg)
 	int n, r, resume = 0;
 
 	(void)what;
+	if (tx->replying && !tx->reqmod && gw_req_output_full(tx->rq)) {
+		/* the client is slow: read the service no faster than it takes
+		 * (the core does not call us when it drains, so look again soon) */
+		static const struct timeval again = { 0, 10 * 1000 };
+		event_del(&tx->ev_rd);
+		event_add(&tx->ev_bp, &again);
+		return;
+	}
 	n = evbuffer_read(tx->in, fd, 64 * 1024);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
@@ -1294,6 +1313,7 @@ static struct fwd_icap_tx *tx_new(struct fwd_icap *ic, int svc, struct gw_req *r
 	tx->orig = evbuffer_new();
 	event_assign(&tx->ev_to, tx->base, -1, 0, tx_to, tx);
 	event_assign(&tx->ev_go, tx->base, -1, 0, tx_go, tx);
+	event_assign(&tx->ev_bp, tx->base, -1, 0, tx_bp, tx);
 	tv.tv_sec = (time_t)s->c->timeout;
 	tv.tv_usec = (suseconds_t)((s->c->timeout - (double)tv.tv_sec) * 1e6);
 	event_add(&tx->ev_to, &tv);
@@ -1443,6 +1463,7 @@ void fwd_icap_done(struct fwd_icap_tx *tx)
 	wake_waiter(tx->ws);
 	event_del(&tx->ev_to);
 	event_del(&tx->ev_go);
+	event_del(&tx->ev_bp);
 	if (tx->out)
 		evbuffer_free(tx->out);
 	if (tx->in)

@@ -135,11 +135,21 @@ class BadIcap:
                 d = b"?"
             with self.lock:
                 self.closed.append((mode, d))
+        elif mode == "endless":
+            c.sendall(ok + res_hdr)
+            chunk = b"10000\r\n" + b"e" * 0x10000 + b"\r\n"
+            c.settimeout(20)
+            try:
+                while True:
+                    c.sendall(chunk)
+            except OSError:
+                pass
         elif mode == "204late":
             c.sendall(b"ICAP/1.0 204 No Content\r\nISTag: \"bad-1\"\r\nEncapsulated: null-body=0\r\n\r\n")
 
 
-MODES = ("garbage", "badchunk", "longhead", "longenc", "truncated", "reset", "slow", "204late", "preview")
+MODES = ("garbage", "badchunk", "longhead", "longenc", "truncated", "reset", "slow", "204late", "preview",
+         "endless")
 
 
 def conf(port, icap_port):
@@ -300,3 +310,22 @@ forward: {
         assert "passed unscanned" in gh.access_line_for(g, "chunked.txt?open")
     finally:
         g.check_clean()
+
+
+def test_endless_answer_to_a_slow_client_is_bounded(env):
+    """A 200 whose body never ends, to a client that does not read: the
+    service is read no faster than the client takes (memory stays bounded)."""
+    g, port, origin, bad = env
+    before = gh.rss_kb(g.proc.pid)
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(b"GET http://127.0.0.1:%d/endless/f.txt HTTP/1.1\r\nHost: x\r\n\r\n" % origin.port)
+    time.sleep(2.0)
+    grown = gh.rss_kb(g.proc.pid) - before
+    got = s.recv(65536)
+    s.close()
+    assert got.startswith(b"HTTP/1.1 200"), got[:100]
+    if not gh.SANITIZED:
+        assert grown < 16 * 1024, "RSS grew by %d kB" % grown
+    rc, code, body = fetch(env, "/plain.txt")
+    assert code == 200 and body == BODY
