@@ -1639,7 +1639,7 @@ static int compile_icap(struct fwd_data *d, const struct conf *cf)
 	int oom;
 
 	d->def_resp = d->def_req = -1;
-	d->icap = fwd_icap_new(&cf->forward, &oom);
+	d->icap = fwd_icap_new(&cf->forward, (long)cf->global.workers, &oom);
 	if (d->icap == NULL)
 		return oom ? -1 : 0;
 	d->def_resp = service_of(d->icap, &cf->forward.icap_default, 0);

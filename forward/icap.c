@@ -151,10 +151,10 @@ static const char *const ctr_names[] = {
 
 /* ---- compiled services ---- */
 
-struct fwd_icap *fwd_icap_new(const struct conf_forward *fw, int *oom)
+struct fwd_icap *fwd_icap_new(const struct conf_forward *fw, long workers, int *oom)
 {
 	struct fwd_icap *ic;
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	long ncpu = workers > 0 ? workers : sysconf(_SC_NPROCESSORS_ONLN);
 
 	*oom = 0;
 	if (fw->nicap == 0)

@@ -23,8 +23,10 @@ struct gw_req;
 struct fwd_icap;
 struct fwd_icap_tx;
 
-/* The services of fw (NULL with none, or out of memory: *oom set). */
-struct fwd_icap *fwd_icap_new(const struct conf_forward *fw, int *oom);
+/* The services of fw for a process of workers worker threads (0: one per
+ * CPU; each keeps its share of a service's Max-Connections).  NULL with
+ * none, or out of memory (*oom set). */
+struct fwd_icap *fwd_icap_new(const struct conf_forward *fw, long workers, int *oom);
 /* Any thread, once no request uses the snapshot: closes idle connections. */
 void fwd_icap_free(struct fwd_icap *ic);
 /* Index of the service named name, or -1. */

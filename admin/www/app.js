@@ -304,6 +304,13 @@
     facts.append(el('dt', { text: 'Category lists' }), lists);
     add('Anonymize', fw.anonymize ? 'yes' : 'no');
     add('DLP', fw.dlp ? (fw.dlp.enabled ? 'on, action ' + fw.dlp.action + ', detectors ' + fw.dlp.detectors.join(', ') : 'off') : 'not configured');
+    const icap = el('dd', { id: 'fw-icap' });   /* forward.icap: health, ISTag, verdicts per service */
+    for (const v of fw.icap || []) icap.append(el('div', { 'data-icap': v.name }, el('strong', { text: v.name }),
+      ' (' + v.method + ') ', tag(v.health, v.health === 'up' ? 'allow' : v.health === 'failing' ? 'deny' : 'warn'),
+      ' ISTag ' + (v.istag || '–') + ' · ' + Object.entries(v.counters).map(([k, n]) => k.replace(/_/g, ' ') + ' ' + fmtInt(n)).join(', ') + ' · ',
+      el('span', { class: 'mono small', text: v.uri })));
+    if (!(fw.icap || []).length) icap.textContent = 'none';
+    facts.append(el('dt', { text: 'ICAP services' }), icap);
     if (fw.counters) renderCounters(fw.counters);
     await loadBlocks();
   };
@@ -522,6 +529,7 @@
       el('p', { class: 'mono', text: d.why }),
       el('p', { class: 'muted small', text: d.input.method + ' ' + d.input.host + ':' + d.input.port + ' from ' + d.input.client +
         (d.input.user ? ' as ' + d.input.user : '') + ' at ' + d.input.time + ' · generation ' + d.generation }));
+    if (d.icap) box.append(el('p', { id: 'pt-icap', text: 'Content scanners (ICAP): ' + (d.icap.length ? d.icap.join(', ') : 'none') }));
     for (const n of d.notes || []) box.append(el('p', { class: 'muted small', text: 'Not known here: ' + n }));
   }
 

@@ -28,6 +28,7 @@ class BadIcap:
         self.sock.listen(64)
         self.closed = []          # services whose connection the client closed
         self.seen = []            # (mode, method, what the proxy sent) of the modes that record
+        self.active = self.max_active = 0
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -75,13 +76,23 @@ class BadIcap:
                 if method == "OPTIONS":
                     with self.lock:
                         self.seen.append((mode, "OPTIONS", b""))
-                    extra = b"Preview: 10\r\nAllow: 204\r\n" if mode == "preview" else b""
+                    extra = b"Preview: 10\r\nAllow: 204\r\n" if mode == "preview" else \
+                        b"Max-Connections: 1\r\n" if mode == "maxconn" else b""
                     ttl = b"1" if mode == "preview" else b"60"
                     c.sendall(b"ICAP/1.0 200 OK\r\nMethods: RESPMOD\r\nISTag: \"bad-1\"\r\n" + extra +
                               b"Options-TTL: " + ttl + b"\r\nEncapsulated: null-body=0\r\n\r\n")
                     continue
                 if mode == "preview":
                     buf = self.preview(c, head, buf)
+                    continue
+                if mode == "maxconn":       # slow 204s on a kept connection, counting overlap
+                    with self.lock:
+                        self.active += 1
+                        self.max_active = max(self.max_active, self.active)
+                    time.sleep(0.3)
+                    with self.lock:
+                        self.active -= 1
+                    c.sendall(b"ICAP/1.0 204 No Content\r\nEncapsulated: null-body=0\r\n\r\n")
                     continue
                 self.fault(c, mode)
                 return
@@ -149,7 +160,7 @@ class BadIcap:
 
 
 MODES = ("garbage", "badchunk", "longhead", "longenc", "truncated", "reset", "slow", "204late", "preview",
-         "endless")
+         "endless", "maxconn")
 
 
 def conf(port, icap_port):
@@ -329,3 +340,20 @@ def test_endless_answer_to_a_slow_client_is_bounded(env):
         assert grown < 16 * 1024, "RSS grew by %d kB" % grown
     rc, code, body = fetch(env, "/plain.txt")
     assert code == 200 and body == BODY
+
+
+def test_max_connections_respected(env):
+    """OPTIONS said Max-Connections: 1: parallel downloads wait for the one
+    connection (pooled, persistent) instead of opening more."""
+    g, port, origin, bad = env
+    assert fetch(env, "/maxconn/f.txt")[1] == 200        # learns the OPTIONS
+    with bad.lock:
+        bad.max_active = 0
+    out = []
+    ts = [threading.Thread(target=lambda: out.append(fetch(env, "/maxconn/f.txt"))) for _ in range(3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert [(c, b == BODY) for _, c, b in out] == [(200, True)] * 3
+    assert bad.max_active == 1
