@@ -65,6 +65,7 @@ class BadIcap:
 
     def _serve(self, c):
         buf = b""
+        served = 0
         try:
             while True:
                 head, buf = self._read_msg(c, buf)
@@ -84,6 +85,14 @@ class BadIcap:
                     continue
                 if mode == "preview":
                     buf = self.preview(c, head, buf)
+                    continue
+                if mode == "dropsecond":    # a kept connection that dies under its second request
+                    served += 1
+                    with self.lock:
+                        self.seen.append((mode, "RESPMOD", b"%d" % served))
+                    if served == 2:
+                        return
+                    c.sendall(b"ICAP/1.0 204 No Content\r\nEncapsulated: null-body=0\r\n\r\n")
                     continue
                 if mode == "maxconn":       # slow 204s on a kept connection, counting overlap
                     with self.lock:
@@ -160,7 +169,7 @@ class BadIcap:
 
 
 MODES = ("garbage", "badchunk", "longhead", "longenc", "truncated", "reset", "slow", "204late", "preview",
-         "endless", "maxconn")
+         "endless", "maxconn", "dropsecond")
 
 
 def conf(port, icap_port):
@@ -357,3 +366,16 @@ def test_max_connections_respected(env):
         t.join()
     assert [(c, b == BODY) for _, c, b in out] == [(200, True)] * 3
     assert bad.max_active == 1
+
+
+def test_pooled_connection_dead_under_the_request_is_retried_once(env):
+    g, port, origin, bad = env
+    with bad.lock:
+        bad.seen.clear()
+    for _ in range(2):
+        rc, code, body = fetch(env, "/dropsecond/f.txt")
+        assert code == 200 and body == BODY
+    with bad.lock:
+        tries = [x[2] for x in bad.seen if x[0] == "dropsecond" and x[1] == "RESPMOD"]
+    # first on a new connection; the second on the pooled one (dropped), then on a new one
+    assert tries == [b"1", b"2", b"1"], tries
