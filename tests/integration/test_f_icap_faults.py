@@ -78,13 +78,20 @@ class BadIcap:
                     with self.lock:
                         self.seen.append((mode, "OPTIONS", b""))
                     extra = b"Preview: 10\r\nAllow: 204\r\n" if mode == "preview" else \
-                        b"Max-Connections: 1\r\n" if mode == "maxconn" else b""
+                        b"Max-Connections: 1\r\n" if mode == "maxconn" else \
+                        b"Preview: 10\r\nAllow: 204\r\nTransfer-Preview: *\r\nTransfer-Ignore: jpg, png\r\n" \
+                        b"Transfer-Complete: exe\r\n" if mode == "xfer" else b""
                     ttl = b"1" if mode == "preview" else b"60"
                     c.sendall(b"ICAP/1.0 200 OK\r\nMethods: RESPMOD\r\nISTag: \"bad-1\"\r\n" + extra +
                               b"Options-TTL: " + ttl + b"\r\nEncapsulated: null-body=0\r\n\r\n")
                     continue
                 if mode == "preview":
                     buf = self.preview(c, head, buf)
+                    continue
+                if mode == "xfer":          # records what came, 204 (inside the preview, or after all)
+                    with self.lock:
+                        self.seen.append((mode, "RESPMOD", head))
+                    c.sendall(b"ICAP/1.0 204 No Content\r\nEncapsulated: null-body=0\r\n\r\n")
                     continue
                 if mode == "dropsecond":    # a kept connection that dies under its second request
                     served += 1
@@ -169,7 +176,7 @@ class BadIcap:
 
 
 MODES = ("garbage", "badchunk", "longhead", "longenc", "truncated", "reset", "slow", "204late", "preview",
-         "endless", "maxconn", "dropsecond")
+         "endless", "maxconn", "dropsecond", "xfer")
 
 
 def conf(port, icap_port):
@@ -195,6 +202,8 @@ def env():
     for m in MODES:
         origin.script("/%s/f.txt" % m, headers=[("Content-Type", "text/plain")], body=BODY)
     origin.script("/plain.txt", body=BODY)
+    for f in ("a.jpg", "a.exe", "a.txt"):
+        origin.script("/xfer/" + f, body=BODY)
     origin.script("/preview/tiny.txt", body=b"tiny!")
     origin.script("/204late/chunked.txt", body=BODY, chunked=True)
     origin.script("/204late/chunked.txt?open", body=BODY, chunked=True)
@@ -379,3 +388,22 @@ def test_pooled_connection_dead_under_the_request_is_retried_once(env):
         tries = [x[2] for x in bad.seen if x[0] == "dropsecond" and x[1] == "RESPMOD"]
     # first on a new connection; the second on the pooled one (dropped), then on a new one
     assert tries == [b"1", b"2", b"1"], tries
+
+
+def test_transfer_ignore_and_complete(env):
+    """OPTIONS' Transfer-Ignore (jpg, png): not sent at all; Transfer-Complete
+    (exe): sent whole, without Preview; others with the preview."""
+    g, port, origin, bad = env
+    with bad.lock:
+        bad.seen.clear()
+    for f in ("a.txt", "a.jpg", "a.exe", "a.txt"):
+        rc, code, body = fetch(env, "/xfer/" + f)
+        assert code == 200 and body == BODY, f
+    with bad.lock:
+        seen = [x for x in bad.seen if x[0] == "xfer"]
+    assert [x[1] for x in seen] == ["OPTIONS", "RESPMOD", "RESPMOD", "RESPMOD"], seen
+    heads = [x[2] for x in seen[1:]]
+    assert b"/xfer/a.txt" in heads[0] and b"Preview: 10" in heads[0]
+    assert b"/xfer/a.exe" in heads[1] and b"Preview:" not in heads[1]
+    assert heads[1].endswith(b"\r\n0\r\n\r\n") and BODY[-50:] in heads[1]   # the whole body
+    assert b"/xfer/a.txt" in heads[2]
