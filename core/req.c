@@ -41,6 +41,7 @@
 #include "core/stats.h"
 #include "core/status.h"
 #include "core/tls.h"
+#include "core/upstream.h"
 #include "core/worker.h"
 
 #include "core/conn_int.h"
@@ -539,3 +540,46 @@ int gw_req_body_sent(const struct gw_req *rq) { return rq->reqx.moved > 0 || rq-
 int gw_req_status(const struct gw_req *rq) { return rq->status; }
 
 int gw_req_is_background(const struct gw_req *rq) { return rq->bg; }
+
+/* ---- the response filter's head and output (core/proto.h; the filter
+ * itself is pumped in core/upstream.c) ---- */
+
+int gw_req_filter_hold_head(struct gw_req *rq)
+{
+	if (!rq->filtering || rq->resp_head_done)
+		return -1;
+	if (rq->filt_head == NULL && (rq->filt_head = evbuffer_new()) == NULL)
+		return -1;
+	rq->filt_hold_head = 1;
+	return 0;
+}
+
+int gw_req_filter_replace_head(struct gw_req *rq, const char *head, size_t len)
+{
+	struct gw_http_limits lim = { len, SCRATCH_HDRS, len };
+	struct gw_http_head r;
+
+	if (!rq->filt_hold_head || len == 0)
+		return -1;
+	memset(&r, 0, sizeof r);
+	r.hdrs = (struct gw_hdr *)rq->w->scratch;
+	r.hdrs_cap = SCRATCH_HDRS;
+	if (gw_http1_parse_response(head, len, &lim, rq->head.method, &r) != (ssize_t)len)
+		return -1;   /* (not exactly one complete head) */
+	if ((rq->filt_newhead = gw_req_alloc(rq, len)) == NULL)
+		return -1;
+	memcpy(rq->filt_newhead, head, len);
+	rq->filt_newhead_len = len;
+	return 0;
+}
+
+int gw_req_output_full(const struct gw_req *rq)
+{
+	return rq->sink->on_full != NULL && rq->sink->on_full((struct gw_req *)rq);
+}
+
+void gw_req_filter_abort(struct gw_req *rq, const char *reason)
+{
+	if (rq->up != NULL)
+		gw_upstream_fail(rq, 502, reason);
+}
