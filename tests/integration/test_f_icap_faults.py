@@ -407,3 +407,34 @@ def test_transfer_ignore_and_complete(env):
     assert b"/xfer/a.exe" in heads[1] and b"Preview:" not in heads[1]
     assert heads[1].endswith(b"\r\n0\r\n\r\n") and BODY[-50:] in heads[1]   # the whole body
     assert b"/xfer/a.txt" in heads[2]
+
+
+def test_authenticated_user_sent_base64(env):
+    """A user signed in to the proxy is named to the service: X-Authenticated-User,
+    base64 (c-icap's RemoteProxyUserHeaderEncoded default)."""
+    import base64
+    _, _, origin, bad = env
+    port = gh.free_port()
+    g = gh.Gatehouse("""
+forward: {
+  listeners = ( { address = "127.0.0.1:%d"; } );
+  allow_clients = [ "127.0.0.0/8" ];
+  deny_destinations = [ "169.254.0.0/16" ];
+  auth: { users_file = "@DIR@/users"; };
+  icap = ( { name = "x"; uri = "icap://127.0.0.1:%d/xfer"; } );
+  icap_default = [ "x" ];
+  policy = ( { name = "login"; action = "auth"; }, { name = "all"; action = "allow"; } );
+};
+""" % (port, bad.port), extra_files={"users": "alice:%s\n" % gh.crypt_hash("s3cret")})
+    g.start(wait_ports=[port])
+    try:
+        with bad.lock:
+            bad.seen.clear()
+        p = subprocess.run(["curl", "-s", "-x", "127.0.0.1:%d" % port, "-U", "alice:s3cret", "-o", "-",
+                            "http://127.0.0.1:%d/xfer/a.txt" % origin.port], capture_output=True, timeout=30)
+        assert p.stdout == BODY
+        with bad.lock:
+            heads = [x[2] for x in bad.seen if x[0] == "xfer" and x[1] == "RESPMOD"]
+        assert heads and b"X-Authenticated-User: " + base64.b64encode(b"alice") + b"\r\n" in heads[0]
+    finally:
+        g.check_clean()
