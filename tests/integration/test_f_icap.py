@@ -242,3 +242,16 @@ def test_upload_faults_and_oversize(env):
     assert code == 403 and origin.count("/up-small/up") == before
     code, body = post(env, "/up-small/up", CLEAN_SMALL)
     assert code == 200 and origin.last("/up-small/up").body == CLEAN_SMALL
+
+
+def test_reload_keeps_scanning(env):
+    # a reload compiles new services (pools and OPTIONS start afresh); the old
+    # snapshot's pooled connections are closed once no request uses it
+    g = env[0]
+    for _ in range(2):
+        g.reload()
+        code, body = get(env, "/eicar.com")
+        assert code == 403 and b"VIRUS FOUND" in body
+        code, body = get(env, "/big.bin")
+        assert code == 200 and body == CLEAN_BIG
+    assert g.proc.poll() is None
