@@ -1054,6 +1054,17 @@ static void client_rd_cb(evutil_socket_t fd, short what, void *arg)
 		    evbuffer_get_length(c->in) == 0 && !c->rq->reqx.done) {
 			gw_conn__close(c, GW_CLOSE_CLIENT_EOF);
 		}
+		else if (c->rq != NULL && c->rq->filt_hold_head) {
+			/* a response held by its filter (h1_on_head reads on for
+			 * this): a client that leaves meanwhile is seen here, as
+			 * no write would tell; pipelined bytes wait for the end */
+			if (c->rd_eof && evbuffer_get_length(c->in) == 0) {
+				c->rq->reason = "client closed while the response was held";
+				gw_conn__close(c, GW_CLOSE_CLIENT_EOF);
+			} else if (evbuffer_get_length(c->in) > 0) {
+				gw_relay_rd_enable(c, 0);
+			}
+		}
 		break;
 	case CS_TUNNEL:
 		gw_conn__timer(c, TO_TUNNEL);

@@ -183,6 +183,8 @@ static int h1_head_release(struct gw_req *rq, struct gw_conn *c)
 	struct gw_http_head r;
 
 	rq->filt_hold_head = 0;
+	if (rq->reqx.done)
+		gw_relay_rd_enable(c, 0);   /* (as for any response: writes see a gone client) */
 	if (rq->filt_newhead == NULL)
 		return evbuffer_add_buffer(c->out, rq->filt_head) < 0 ? GW_SINK_FAIL : GW_SINK_GO;
 	memset(&r, 0, sizeof r);
@@ -228,8 +230,13 @@ static int h1_on_head(struct gw_req *rq, const struct gw_http_head *r)
 		else
 			rq->fx.out_chunked = 1;
 	}
-	if (rq->filt_hold_head)
+	if (rq->filt_hold_head) {
+		/* nothing is written until the filter decides: read the client
+		 * meanwhile, or its leaving would go unseen (conn.c, CS_BUSY) */
+		if (rq->reqx.done && !c->rd_eof)
+			gw_relay_rd_enable(c, 1);
 		return h1_head_write(rq, c, r, rq->filt_head, kind, clen);   /* h1_head_release() sends it */
+	}
 	return h1_head_write(rq, c, r, o, kind, clen);   /* (GO: the engine marks the head done) */
 }
 

@@ -1149,7 +1149,9 @@ static void tx_rd(evutil_socket_t fd, short what, void *arg)
 	for (;;) {
 		if (tx->replying) {
 			if (relay_body(tx) < 0) {
-				tx_fail(tx, "bad chunk framing in the answer's body");
+				/* (a response: cut, tx may be gone; an upload: decided) */
+				if (tx_fail(tx, "bad chunk framing in the answer's body"))
+					tx_kick(tx);
 				return;
 			}
 			resume = 1;
@@ -1162,8 +1164,9 @@ static void tx_rd(evutil_socket_t fd, short what, void *arg)
 				break;
 			}
 			if (n <= 0) {
-				tx_fail(tx, n == 0 ? "the service closed the connection mid-answer" :
-				    "connection reset mid-answer");
+				if (tx_fail(tx, n == 0 ? "the service closed the connection mid-answer" :
+				    "connection reset mid-answer"))
+					tx_kick(tx);
 				return;
 			}
 			break;

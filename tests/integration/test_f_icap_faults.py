@@ -82,7 +82,7 @@ class BadIcap:
                         b"Preview: 10\r\nAllow: 204\r\nTransfer-Preview: *\r\nTransfer-Ignore: jpg, png\r\n" \
                         b"Transfer-Complete: exe\r\n" if mode == "xfer" else b""
                     ttl = b"1" if mode == "preview" else b"60"
-                    c.sendall(b"ICAP/1.0 200 OK\r\nMethods: RESPMOD\r\nISTag: \"bad-1\"\r\n" + extra +
+                    c.sendall(b"ICAP/1.0 200 OK\r\nMethods: RESPMOD, REQMOD\r\nISTag: \"bad-1\"\r\n" + extra +
                               b"Options-TTL: " + ttl + b"\r\nEncapsulated: null-body=0\r\n\r\n")
                     continue
                 if mode == "preview":
@@ -179,6 +179,12 @@ MODES = ("garbage", "badchunk", "longhead", "longenc", "truncated", "reset", "sl
          "endless", "maxconn", "dropsecond", "xfer")
 
 
+EXTRA = """,
+    { name = "rq_badchunk"; uri = "icap://127.0.0.1:%d/badchunk"; method = "reqmod"; timeout = 20; },
+    { name = "rq_truncated"; uri = "icap://127.0.0.1:%d/truncated"; method = "reqmod"; timeout = 20; },
+    { name = "held"; uri = "icap://127.0.0.1:%d/slow"; timeout = 20; }"""
+
+
 def conf(port, icap_port):
     svcs = ",\n".join('{ name = "%s"; uri = "icap://127.0.0.1:%d/%s"; timeout = %s; }'
                       % (m, icap_port, m, "1.5" if m == "slow" else "10") for m in MODES)
@@ -190,9 +196,13 @@ forward: {
   allow_clients = [ "127.0.0.0/8" ];
   deny_destinations = [ "169.254.0.0/16" ];
   icap = ( %s );
-  policy = ( %s { name = "all"; action = "allow"; } );
+  policy = ( %s
+    { name = "rq-badchunk"; action = "allow"; urls = [ "/rq-badchunk/" ]; icap = [ "rq_badchunk" ]; },
+    { name = "rq-truncated"; action = "allow"; urls = [ "/rq-truncated/" ]; icap = [ "rq_truncated" ]; },
+    { name = "held"; action = "allow"; urls = [ "/held/" ]; icap = [ "held" ]; },
+    { name = "all"; action = "allow"; } );
 };
-""" % (port, svcs, rules)
+""" % (port, svcs + EXTRA % (icap_port, icap_port, icap_port), rules)
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +212,7 @@ def env():
     for m in MODES:
         origin.script("/%s/f.txt" % m, headers=[("Content-Type", "text/plain")], body=BODY)
     origin.script("/plain.txt", body=BODY)
+    origin.script("/held/f.txt", body=BODY)
     for f in ("a.jpg", "a.exe", "a.txt"):
         origin.script("/xfer/" + f, body=BODY)
     origin.script("/preview/tiny.txt", body=b"tiny!")
@@ -261,13 +272,13 @@ def test_client_gone_while_held(env):
     with bad.lock:
         bad.closed.clear()
     s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(b"GET http://127.0.0.1:%d/slow/f.txt HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+    s.sendall(b"GET http://127.0.0.1:%d/held/f.txt HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
               % (origin.port, origin.port))
     time.sleep(0.5)
     s.close()
     # the held exchange is abandoned: its ICAP connection closed at once
-    # (well before the service's 1.5 s timeout)
-    end = time.time() + 1.0
+    # (well before the service's 20 s timeout)
+    end = time.time() + 5.0
     while time.time() < end:
         with bad.lock:
             if any(d == b"" for _, d in bad.closed):
@@ -438,3 +449,18 @@ forward: {
         assert heads and b"X-Authenticated-User: " + base64.b64encode(b"alice") + b"\r\n" in heads[0]
     finally:
         g.check_clean()
+
+
+@pytest.mark.parametrize("mode", ["badchunk", "truncated"])
+def test_upload_answer_broken_mid_body_fails_closed(env, mode):
+    """REQMOD: the service's page breaks mid-body: the upload is not sent and
+    the client gets the 502 page at once (not after the exchange's timeout)."""
+    g, port, origin, bad = env
+    t0 = time.time()
+    p = subprocess.run(["curl", "-s", "-x", "127.0.0.1:%d" % port, "-o", "-", "-w", "\n%{http_code}",
+                        "--data-binary", "@-", "http://127.0.0.1:%d/rq-%s/up" % (origin.port, mode)],
+                       input=BODY, capture_output=True, timeout=60)
+    body, _, code = p.stdout.rpartition(b"\n")
+    assert code == b"502" and b"could not check this upload" in body, p.stdout[-300:]
+    assert time.time() - t0 < 10
+    assert origin.count("/rq-%s/up" % mode) == 0
