@@ -125,6 +125,10 @@ def test_echo_alternating_200_204_is_identical(env):
         assert code == 200 and body == CLEAN_BIG
         code, body = get(env, "/via-echo/small.txt")
         assert code == 200 and body == CLEAN_SMALL
+        code, body = get(env, "/via-echo/big-chunked.bin")
+        assert code == 200 and body == CLEAN_BIG
+    code, body = get(env, "/via-echo/big.bin", "-I")             # HEAD: no body, nothing to scan
+    assert code == 200 and body.startswith(b"HTTP/1.1 200")
     code, body = get(env, "/via-echo/eicar.com")   # echo does not scan
     assert code == 200 and body == icap_peers.EICAR
 
