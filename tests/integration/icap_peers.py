@@ -31,6 +31,13 @@ class IcapPeers:
         self.with_clamd = with_clamd
 
     def start(self):
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()      # (nothing of a failed start stays running)
+            raise
+
+    def _start(self):
         T = self.dir
         if self.with_clamd:
             clamd = _need("clamd")

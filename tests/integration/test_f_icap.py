@@ -66,26 +66,34 @@ forward: {
 @pytest.fixture(scope="module")
 def env():
     peers = icap_peers.IcapPeers().start()
-    origin = gh.CacheOrigin()
-    for pre in ("/up-av", "/up-echo", "/up-down-open", "/up-down-closed", "/up-small", "", "/via-echo", "/via-small", "/via-small-pass", "/down-open", "/down-closed"):
-        origin.script(pre + "/eicar.com", headers=[("Content-Type", "application/octet-stream")],
-                      body=icap_peers.EICAR)
-        origin.script(pre + "/small.txt", headers=[("Content-Type", "text/plain")], body=CLEAN_SMALL)
-        origin.script(pre + "/big.bin", headers=[("Content-Type", "application/octet-stream")],
-                      body=CLEAN_BIG)
-        origin.script(pre + "/up", body=b"stored\n")
-        origin.script(pre + "/big-chunked.bin", headers=[("Content-Type", "application/octet-stream")],
-                      body=CLEAN_BIG, chunked=True)
-    port, dead, adm = gh.free_port(), gh.free_port(), gh.free_port()
-    users = "admin:%s:admin:token_sha256=%s\n" % (gh.crypt_hash("pw-not-used"),
-                                                   hashlib.sha256(TOKEN.encode()).hexdigest())
-    g = gh.Gatehouse(conf(port, peers.port, dead, adm), extra_files={"users": users})
-    g.start(wait_ports=[port, adm])
-    g.adm = adm
-    yield g, port, origin, peers
-    origin.stop()
-    g.check_clean()
-    peers.stop()
+    origin = g = None
+    try:
+        origin = gh.CacheOrigin()
+        for pre in ("/up-av", "/up-echo", "/up-down-open", "/up-down-closed", "/up-small", "", "/via-echo",
+                    "/via-small", "/via-small-pass", "/down-open", "/down-closed"):
+            origin.script(pre + "/eicar.com", headers=[("Content-Type", "application/octet-stream")],
+                          body=icap_peers.EICAR)
+            origin.script(pre + "/small.txt", headers=[("Content-Type", "text/plain")], body=CLEAN_SMALL)
+            origin.script(pre + "/big.bin", headers=[("Content-Type", "application/octet-stream")],
+                          body=CLEAN_BIG)
+            origin.script(pre + "/up", body=b"stored\n")
+            origin.script(pre + "/big-chunked.bin", headers=[("Content-Type", "application/octet-stream")],
+                          body=CLEAN_BIG, chunked=True)
+        port, dead, adm = gh.free_port(), gh.free_port(), gh.free_port()
+        users = "admin:%s:admin:token_sha256=%s\n" % (gh.crypt_hash("pw-not-used"),
+                                                       hashlib.sha256(TOKEN.encode()).hexdigest())
+        g = gh.Gatehouse(conf(port, peers.port, dead, adm), extra_files={"users": users})
+        g.start(wait_ports=[port, adm])
+        g.adm = adm
+        yield g, port, origin, peers
+    finally:
+        try:
+            if origin is not None:
+                origin.stop()
+            if g is not None:
+                g.check_clean()
+        finally:
+            peers.stop()
 
 
 def get(env, path, *extra):
