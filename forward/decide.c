@@ -203,6 +203,7 @@ static int policy_answer(const struct fwd_decider *dc, const struct fwd_facts *f
 	memset(&fr, 0, sizeof fr);
 	if (f->cred == FWD_CRED_OK && f->user != NULL) {
 		fr.user = f->user;
+		fr.user_short = f->user_short;
 		fr.groups = f->groups;
 		fr.ngroups = f->ngroups;
 	}

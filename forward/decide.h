@@ -119,6 +119,7 @@ struct fwd_facts {
 	size_t path_len;
 	enum fwd_cred cred;
 	const char *user;                /* cred FWD_CRED_OK: the signed-in user, else ignored */
+	const char *user_short;          /* ... a Kerberos principal's name without "@REALM" (NULL) */
 	const char *const *groups;       /* ... and that user's groups */
 	size_t ngroups;
 	const struct tm *local_time;     /* for `hours`; NULL: they never match */
