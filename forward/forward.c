@@ -107,6 +107,9 @@ struct fwd_data {
 };
 
 struct auth_req;
+struct fwd_who;
+
+static void dir_resume(struct gw_req *rq, void *arg, const struct fwd_who *who, enum fwd_cred cred);
 
 static int check_credentials(struct gw_req *rq, struct fwd_data *d, const struct gw_hdr *pa);
 
@@ -942,8 +945,10 @@ static void require_auth(struct gw_req *rq, struct fwd_data *d, const char *rule
 		detail = rq_strdup(rq, msg);
 		break;
 	}
-	case FWD_V_AUTH_BUSY:
-		gw_req_respond(rq, v->status, NULL, NULL, 0, "Sign-in is overloaded; please try again.");
+	case FWD_V_AUTH_BUSY:   /* (a reason: the directory is unreachable) */
+		gw_req_resp_hdr_add(rq, "Retry-After", GW_STRLIT("5"));
+		gw_req_respond(rq, v->status, NULL, NULL, 0, v->reason[0] ? rq_strdup(rq, v->reason) :
+		    "Sign-in is overloaded; please try again.");
 		return;
 	case FWD_V_AUTH_THROTTLED:   /* not a 407: that would make a browser ask for the password again */
 		gw_req_resp_hdr_add(rq, "Retry-After", GW_STRLIT("1"));
@@ -1028,7 +1033,16 @@ static void decide(struct gw_req *rq, struct fwd_data *d, const struct fwd_who *
 	struct fwd_facts f;
 	struct fwd_verdict v;
 	const char *name;
+	struct fwd_who dw;
 
+	/* a signed-in user's directory groups: cached, or looked up first
+	 * (decide() is called again from dir_resume()) */
+	if (who != NULL && cred == FWD_CRED_OK && !who->dir_done && fwd_sso_directory(d->sso)) {
+		dw = *who;
+		if (!fwd_sso_groups(d->sso, rq, &dw, dir_resume, d))
+			return;
+		who = &dw;
+	}
 	if (facts_of(rq, who, cred, &f) < 0)
 		return;   /* out of memory: the core answers 503 */
 	if (fwd_decide(&d->dc, &f, &v) < 0) {
@@ -1147,8 +1161,16 @@ static const struct fwd_who *db_who(const struct fwd_data *d, long ui, struct fw
 /* Worker thread: a Negotiate check's outcome (forward/sso.c). */
 static void sso_resume(struct gw_req *rq, void *arg, const struct fwd_who *who, enum fwd_cred cred)
 {
-	count(rq, cred == FWD_CRED_OK ? FWD_C_AUTH_OK : cred == FWD_CRED_BAD ? FWD_C_AUTH_FAIL :
-	    FWD_C_AUTH_BACKOFF);
+	if (cred == FWD_CRED_OK || cred == FWD_CRED_BAD)
+		count(rq, cred == FWD_CRED_OK ? FWD_C_AUTH_OK : FWD_C_AUTH_FAIL);
+	else if (cred == FWD_CRED_BACKOFF || cred == FWD_CRED_THROTTLED)
+		count(rq, FWD_C_AUTH_BACKOFF);
+	decide(rq, arg, who, cred, 0);
+}
+
+/* Worker thread: a directory lookup's outcome (forward/sso.c). */
+static void dir_resume(struct gw_req *rq, void *arg, const struct fwd_who *who, enum fwd_cred cred)
+{
 	decide(rq, arg, who, cred, 0);
 }
 
@@ -1234,6 +1256,11 @@ static int check_credentials(struct gw_req *rq, struct fwd_data *d, const struct
 		return 1;
 	}
 	ui = fwd_auth_db_find(d->db, user);
+	/* not in the users file: the directory (forward.auth.ldap.basic_bind) */
+	if (ui < 0 && fwd_sso_basic_bind(d->sso, rq, user, pass, sso_resume, d)) {
+		OPENSSL_cleanse(pass, sizeof pass);
+		return 1;
+	}
 	if (ui >= 0 && fwd_auth_cache_check(d->cache, user, pass, now)) {
 		OPENSSL_cleanse(pass, sizeof pass);
 		count(rq, FWD_C_AUTH_CACHED);
@@ -1436,8 +1463,6 @@ static int compile_auth(struct fwd_data *d, const struct conf *cf, struct conf_e
 			gw_warn("%s:%zu: line skipped: %s", file, line, why);
 		gw_warn("forward.auth: %s: %zu line(s) skipped, first at line %zu", file, n, first);
 	}
-	if ((d->sso = fwd_sso_new(au, d->db, errs)) == NULL)
-		return -1;
 	d->cache = fwd_auth_cache_new(4096, au->cache_ttl);
 	d->backoff = fwd_auth_backoff_new(4096);
 	d->pool = fwd_auth_pool_new(AUTH_THREADS, AUTH_MAX_QUEUE);
@@ -1446,7 +1471,7 @@ static int compile_auth(struct fwd_data *d, const struct conf *cf, struct conf_e
 		    "cannot start the verification threads: out of memory");
 		return -1;
 	}
-	return 0;
+	return (d->sso = fwd_sso_new(au, d->db, d->cache, d->backoff, errs)) == NULL ? -1 : 0;
 }
 
 /* The hit slot of every rule of d's policy, and of "no match". */

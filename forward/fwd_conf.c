@@ -27,7 +27,7 @@ static const char *const k_forward[] = { "listeners", "allow_clients", "deny_des
     "connect_ports", "anonymize", "block_contact", "block_page", "auth", "lists", "policy", "dlp", "pac", "parent",
     "websocket_ports", NULL };
 static const char *const k_auth[] = { "realm", "users_file", "groups_file", "cache_ttl",
-    "schemes", "kerberos", NULL };   /* the last ones: forward/sso_conf.c */
+    "schemes", "kerberos", "ldap", NULL };   /* the last ones: forward/sso_conf.c */
 static const char *const k_list[] = { "name", "file", "domains", "urls", NULL };
 static const char *const k_rule[] = { "name", "action", "clients", "users", "groups", "domains",
     "lists", "urls", "methods", "ports", "hours", "schemes", NULL };

@@ -26,6 +26,8 @@
 
 struct gw_req;
 struct fwd_auth_db;
+struct fwd_auth_cache;
+struct fwd_auth_backoff;
 struct conf_errors;
 
 /* Who is signed in.  Strings borrowed (the request's arena, the db). */
@@ -34,7 +36,9 @@ struct fwd_who {
 	const char *user_short;        /* a principal's name without "@REALM"; NULL for Basic users */
 	const char *const *groups;
 	size_t ngroups;
-	const char *groups_from;       /* "forward.auth.groups_file", ... (the console) */
+	size_t nfile;                  /* groups[0..nfile) from the groups file, the rest from the directory */
+	const char *groups_from;       /* "forward.auth.groups_file", "ldap memberof", ... (the console) */
+	int dir_done;                  /* the directory's groups were added (or there is none) */
 };
 
 struct fwd_sso;
@@ -42,11 +46,13 @@ struct fwd_sso;
 /*
  * The SSO part of forward.auth au (present): the Negotiate acceptor when
  * "negotiate" is offered, the challenges.  db: the users/groups files
- * (borrowed; groups of a principal's short name are taken from it).  NULL
+ * (borrowed; groups of a principal's short name are taken from it);
+ * cache and backoff: the Basic ones (borrowed: passwords checked by binding
+ * to the directory are cached and throttled like the users file's).  NULL
  * with the error reported to errs at forward.auth.kerberos's line.
  */
 struct fwd_sso *fwd_sso_new(const struct conf_fwd_auth *au, const struct fwd_auth_db *db,
-    struct conf_errors *errs);
+    struct fwd_auth_cache *cache, struct fwd_auth_backoff *backoff, struct conf_errors *errs);
 void fwd_sso_free(struct fwd_sso *s);
 
 /* Add the Proxy-Authenticate fields of a 407 to rq, one per scheme in the
@@ -73,6 +79,32 @@ int fwd_sso_conn_who(const struct fwd_sso *s, struct gw_req *rq, struct fwd_who 
  * principal is also kept on rq's connection.
  */
 int fwd_sso_negotiate(struct fwd_sso *s, struct gw_req *rq, const struct gw_hdr *pa,
+    void (*resume)(struct gw_req *rq, void *arg, const struct fwd_who *who, enum fwd_cred cred), void *arg);
+
+/* 1 if signed-in users get groups from the directory (forward.auth.ldap). */
+int fwd_sso_directory(const struct fwd_sso *s);
+
+/*
+ * Add the directory's groups of who (by user_short, else user) to *who
+ * (a new list in rq's arena: the groups file's first) and set dir_done.
+ * Returns 1 when done at once (cached: go on with *who), 0 when rq was
+ * deferred: resume then gets the completed who and FWD_CRED_OK, or NULL
+ * and FWD_CRED_DIR_DOWN when the directory cannot be reached and nothing
+ * is cached for the user (a stale entry is used instead, logged).
+ */
+int fwd_sso_groups(struct fwd_sso *s, struct gw_req *rq, struct fwd_who *who,
+    void (*resume)(struct gw_req *rq, void *arg, const struct fwd_who *who, enum fwd_cred cred), void *arg);
+
+/*
+ * Basic credentials of a user the users file does not have, when
+ * forward.auth.ldap.basic_bind is on: 0 if not (the caller goes on), else
+ * 1 and rq is answered through resume: from the Basic cache at once, or
+ * after binding to the directory as the user (deferred): FWD_CRED_OK with
+ * who, BAD (wrong or empty password, unknown user), BACKOFF/THROTTLED (the
+ * per-client backoff), DIR_DOWN (the directory cannot be reached).  pass is
+ * copied (the caller wipes its own).
+ */
+int fwd_sso_basic_bind(struct fwd_sso *s, struct gw_req *rq, const char *user, const char *pass,
     void (*resume)(struct gw_req *rq, void *arg, const struct fwd_who *who, enum fwd_cred cred), void *arg);
 
 #endif

@@ -167,3 +167,203 @@ def fresh_token(env, host="localhost"):
     srv.close()
     assert got and got[0].startswith("Negotiate "), "curl sent no Negotiate token"
     return got[0]
+
+
+BASE = "dc=corp,dc=test"
+SVC_DN = "cn=gatehouse,ou=svc," + BASE
+
+LDIF = """dn: %(b)s
+objectClass: dcObject
+objectClass: organization
+dc: corp
+o: Corp
+
+dn: ou=people,%(b)s
+objectClass: organizationalUnit
+ou: people
+
+dn: ou=groups,%(b)s
+objectClass: organizationalUnit
+ou: groups
+
+dn: ou=posix,%(b)s
+objectClass: organizationalUnit
+ou: posix
+
+dn: ou=svc,%(b)s
+objectClass: organizationalUnit
+ou: svc
+
+dn: %(svc)s
+objectClass: organizationalRole
+objectClass: simpleSecurityObject
+cn: gatehouse
+userPassword: svcpw
+
+dn: uid=alice,ou=people,%(b)s
+objectClass: inetOrgPerson
+uid: alice
+cn: Alice
+sn: A
+userPassword: alicepw
+
+dn: uid=bob,ou=people,%(b)s
+objectClass: inetOrgPerson
+uid: bob
+cn: Bob
+sn: B
+userPassword: bobpw
+
+dn: uid=carol,ou=people,%(b)s
+objectClass: inetOrgPerson
+uid: carol
+cn: Carol
+sn: C
+userPassword: carolpw
+
+dn: cn=devs,ou=groups,%(b)s
+objectClass: groupOfNames
+cn: devs
+member: uid=alice,ou=people,%(b)s
+
+dn: cn=staff,ou=groups,%(b)s
+objectClass: groupOfNames
+cn: staff
+member: cn=devs,ou=groups,%(b)s
+member: uid=bob,ou=people,%(b)s
+
+dn: cn=everyone,ou=groups,%(b)s
+objectClass: groupOfNames
+cn: everyone
+member: cn=staff,ou=groups,%(b)s
+
+dn: cn=unix-devs,ou=posix,%(b)s
+objectClass: posixGroup
+cn: unix-devs
+gidNumber: 5001
+memberUid: alice
+""" % {"b": BASE, "svc": SVC_DN}
+
+
+def leaf_cert(d, ca, cakey, name):
+    """A server certificate for localhost and 127.0.0.1 signed by ca."""
+    key, csr, crt, ext = (os.path.join(d, name + s) for s in (".key", ".csr", ".pem", ".ext"))
+    with open(ext, "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    subprocess.run(["openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+                    "-subj", "/CN=localhost"], check=True, capture_output=True)
+    subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", cakey, "-CAcreateserial",
+                    "-out", crt, "-days", "5", "-extfile", ext], check=True, capture_output=True)
+    return crt, key
+
+
+class Slapd:
+    """OpenLDAP slapd for dc=corp,dc=test on 127.0.0.1: plain (port, with
+    StartTLS) and LDAPS (tls_port), its certificate from a CA of its own
+    (ca); users alice, bob, carol; groups devs (alice) in staff (+ bob) in
+    everyone; posix group unix-devs (alice).  memberOf comes from
+    slapo-dynlist, recursive (the trailing '*'), like AD's nested view."""
+
+    def __init__(self):
+        need("slapd", "slapadd")
+        self.dir = tempfile.mkdtemp(prefix="gh-slapd-")
+        d = self.dir
+        self.port, self.tls_port = gh.free_port(), gh.free_port()
+        self.ca, cakey = gh.make_ca(d)
+        cert, key = leaf_cert(d, self.ca, cakey, "ldap")
+        os.makedirs(os.path.join(d, "db"))
+        self.conf = os.path.join(d, "slapd.conf")
+        with open(self.conf, "w") as f:
+            f.write("""include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/inetorgperson.schema
+include /etc/ldap/schema/nis.schema
+include /etc/ldap/schema/dyngroup.schema
+modulepath /usr/lib/ldap
+moduleload back_mdb
+moduleload dynlist
+pidfile %(d)s/slapd.pid
+argsfile %(d)s/slapd.args
+TLSCACertificateFile %(ca)s
+TLSCertificateFile %(cert)s
+TLSCertificateKeyFile %(key)s
+database mdb
+maxsize 10485760
+suffix "%(b)s"
+rootdn "cn=admin,%(b)s"
+rootpw adminpw
+directory %(d)s/db
+access to attrs=userPassword by anonymous auth by * none
+access to * by dn.exact="%(svc)s" read by self read by anonymous auth by * none
+overlay dynlist
+dynlist-attrset groupOfURLs memberURL member+memberOf@groupOfNames*
+""" % {"svc": SVC_DN, "d": d, "ca": self.ca, "cert": cert, "key": key, "b": BASE})
+        ldif = os.path.join(d, "data.ldif")
+        with open(ldif, "w") as f:
+            f.write(LDIF)
+        p = subprocess.run(["slapadd", "-f", self.conf, "-l", ldif], capture_output=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        self.pw_file = os.path.join(d, "svc.secret")
+        with open(self.pw_file, "w") as f:
+            f.write("svcpw\n")
+        self.proc = None
+        self.start()
+
+    def start(self):
+        # -d 256 (stats): every operation and the filter it searched for, in self.log
+        self.log = os.path.join(self.dir, "slapd.log")
+        self.logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(["slapd", "-d", "256", "-f", self.conf, "-h",
+                                      "ldap://127.0.0.1:%d/ ldaps://127.0.0.1:%d/" % (self.port, self.tls_port)],
+                                     stdout=self.logf, stderr=self.logf)
+        if not (gh.wait_port(self.port) and gh.wait_port(self.tls_port)):
+            self.stop()
+            raise RuntimeError("slapd did not listen")
+
+    def stop(self):
+        """Stop slapd (its data stays: start() again brings it back)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.logf.close()
+        self.proc = None
+
+    def log_text(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Blackhole:
+    """A TCP port that accepts and never answers: a directory that hangs."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.stopped = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stopped:
+            try:
+                c, _ = self.sock.accept()
+                self.conns.append(c)
+            except OSError:
+                return
+
+    def close(self):
+        self.stopped = True
+        self.sock.close()
+        for c in self.conns:
+            c.close()
