@@ -171,6 +171,35 @@ enum fwd_dir_cache fwd_directory_cached(struct fwd_directory *d, const char *use
 	return r;
 }
 
+char **fwd_directory_groups_copy(struct fwd_directory *d, const char *user, double now, size_t *n,
+    int *stale, int *known)
+{
+	struct cache_ent *e;
+	char **v = NULL;
+
+	*n = 0;
+	*stale = 0;
+	*known = 1;
+	pthread_mutex_lock(&d->mu);
+	e = cache_slot(d, user, 0);
+	if (e != NULL && !e->known)
+		*known = 0;
+	if (e != NULL && e->known && (v = malloc((e->n + 1) * sizeof *v + e->len + 1)) != NULL) {
+		char *s = (char *)(v + e->n + 1);
+		if (e->len > 0)
+			memcpy(s, e->names, e->len);
+		for (size_t i = 0, off = 0; i < e->n; i++) {
+			v[i] = s + off;
+			off += strlen(s + off) + 1;
+		}
+		v[e->n] = NULL;
+		*n = e->n;
+		*stale = !(now - e->at < d->c->cache_ttl && now >= e->at);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return v;
+}
+
 /* ---------------------------------------------------------------- names */
 
 struct names {
@@ -652,7 +681,11 @@ struct fwd_directory *fwd_directory_new(const struct conf_fwd_ldap *c, char *err
 			free(buf);
 			goto fail;
 		}
-		d->bind_pw = strndup(buf, k);
+		/* (not strndup: the file buffer has no terminator) */
+		if ((d->bind_pw = malloc(k + 1)) != NULL) {
+			memcpy(d->bind_pw, buf, k);
+			d->bind_pw[k] = '\0';
+		}
 		OPENSSL_cleanse(buf, n);
 		free(buf);
 		if (d->bind_pw == NULL) {

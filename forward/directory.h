@@ -64,6 +64,16 @@ enum fwd_dir_cache {
 enum fwd_dir_cache fwd_directory_cached(struct fwd_directory *d, const char *user, double now,
     struct gw_req *rq, const char *const **groups, size_t *n, int *known);
 
+/*
+ * The cached groups of user (fresh or stale) for the console: a
+ * NULL-terminated array of strings in one malloc'd block (free() it once),
+ * *n of them, *stale set when expired; NULL when nothing is cached for
+ * user (*known then tells a cached "not in the directory" apart: 0) or out
+ * of memory.  Any thread.
+ */
+char **fwd_directory_groups_copy(struct fwd_directory *d, const char *user, double now, size_t *n,
+    int *stale, int *known);
+
 /* The kinds of directory work. */
 enum fwd_dir_kind {
 	FWD_DIR_GROUPS,    /* look up user's groups into the cache */

@@ -125,6 +125,13 @@ const struct fwd_decider *fwd_side_decider(const void *side_data)
 	return d != NULL && d->magic == FWD_MAGIC ? &d->dc : NULL;
 }
 
+struct fwd_directory *fwd_side_directory(const void *side_data)
+{
+	const struct fwd_data *d = side_data;
+
+	return d != NULL && d->magic == FWD_MAGIC ? fwd_sso_dir(d->sso) : NULL;
+}
+
 const struct fwd_auth_db *fwd_side_auth_db(const void *side_data)
 {
 	const struct fwd_data *d = side_data;

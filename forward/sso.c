@@ -289,6 +289,11 @@ int fwd_sso_directory(const struct fwd_sso *s)
 	return s != NULL && s->dir != NULL;
 }
 
+struct fwd_directory *fwd_sso_dir(const struct fwd_sso *s)
+{
+	return s != NULL ? s->dir : NULL;
+}
+
 /* A directory job in flight for a request. */
 struct dir_req {
 	struct fwd_directory_job job;      /* first: the pool hands it back */

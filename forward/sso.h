@@ -83,6 +83,8 @@ int fwd_sso_negotiate(struct fwd_sso *s, struct gw_req *rq, const struct gw_hdr 
 
 /* 1 if signed-in users get groups from the directory (forward.auth.ldap). */
 int fwd_sso_directory(const struct fwd_sso *s);
+/* That directory (NULL: none; s may be NULL). */
+struct fwd_directory *fwd_sso_dir(const struct fwd_sso *s);
 
 /*
  * Add the directory's groups of who (by user_short, else user) to *who

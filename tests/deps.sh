@@ -8,7 +8,7 @@ BUILD="gcc meson ninja-build pkg-config libevent-dev libssl-dev libconfig-dev li
        libldap-dev"
 TEST="python3 python3-pytest curl openssl procps iproute2 clang libclang-rt-14-dev
       python3-prometheus-client chromium nodejs krb5-kdc krb5-admin-server krb5-user
-      slapd ldap-utils"
+      slapd ldap-utils faketime"
 want="$BUILD"
 [ "${1:-build}" = test ] && want="$BUILD $TEST"
 missing=""

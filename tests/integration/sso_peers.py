@@ -68,11 +68,22 @@ class Kdc:
                         KRB5_KDC_PROFILE=os.path.join(d, "kdc.conf"), KRB5RCACHEDIR=d,
                         KRB5_TRACE="/dev/null")
         self.run("kdb5_util", "create", "-s", "-r", REALM, "-P", "masterpw")
-        self.proc = subprocess.Popen(["krb5kdc", "-n", "-P", os.path.join(d, "kdc.pid")], env=self.env,
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(["krb5kdc", "-n", "-P", os.path.join(self.dir, "kdc.pid")], env=self.env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not gh.wait_port(self.port):
             self.stop()
             raise RuntimeError("krb5kdc did not listen on %d" % self.port)
+
+    def stop_kdc(self):
+        """Stop krb5kdc only (start() brings it back with the same realm)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(10)
+        self.proc = None
 
     def run(self, *cmd, input=None):
         p = subprocess.run(list(cmd), env=self.env, capture_output=True, input=input, timeout=30)
@@ -113,9 +124,10 @@ class Kdc:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def curl_env(env, *args, timeout=30):
-    """curl with the given environment (a ccache from Kdc.kinit)."""
-    p = subprocess.run(["curl", "-sS", "--max-time", str(timeout), *args], capture_output=True,
+def curl_env(env, *args, timeout=30, wrap=()):
+    """curl with the given environment (a ccache from Kdc.kinit), run
+    through wrap (e.g. ["faketime", "-f", "+10m"]) if given."""
+    p = subprocess.run([*wrap, "curl", "-sS", "--max-time", str(timeout), *args], capture_output=True,
                        timeout=timeout + 10, env=env)
     return p.returncode, p.stdout, p.stderr.decode(errors="replace")
 

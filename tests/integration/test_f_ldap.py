@@ -301,3 +301,47 @@ def test_kerberos_principal_gets_directory_groups(slapd, origin):
             else:
                 os.environ[n] = v
         kdc.stop()
+
+
+def test_console_shows_directory_groups_and_their_source(slapd, origin):
+    import hashlib
+    import http.client
+    import json
+    token = "c0ffee" * 10
+    adm = gh.free_port()
+    files = dict(FILES, admin_users="admin:%s:admin:token_sha256=%s\n"
+                 % (gh.crypt_hash("adminpw-long-enough"), hashlib.sha256(token.encode()).hexdigest()))
+    g = start(lambda p: conf(p, ldap_block(slapd)) + 'admin: { listen = "127.0.0.1:%d"; '
+              'users_file = "@DIR@/admin_users"; };\n' % adm, files)
+    try:
+        assert gh.wait_port(adm)
+
+        def api(method, path, body=None):
+            c = http.client.HTTPConnection("127.0.0.1", adm, timeout=10)
+            c.request(method, path, body=json.dumps(body) if body is not None else None,
+                      headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+            r = c.getresponse()
+            data = json.loads(r.read())
+            c.close()
+            return r.status, data
+
+        assert st(g, "dev.test", origin, "alice:alicepw") == 200
+        assert st(g, "file.test", origin, "dave:davepw") == 200
+        time.sleep(1.2)      # the signed-in users table is filled from finished requests
+        code, fwd = api("GET", "/api/v1/forward")
+        assert code == 200
+        users = {u["user"]: u for u in fwd["users"]}
+        a = users["alice"]
+        assert "devs" in a["groups"] and "cn=everyone,ou=groups,%s" % BASE in a["groups"], a
+        assert set(a["groups_from"]) == {"ldap memberof"}
+        d = users["dave"]
+        assert d["groups"][0] == "filegroup" and d["groups_from"][0] == "forward.auth.groups_file", d
+
+        code, t = api("POST", "/api/v1/policy/test", {"url": "http://dev.test/", "user": "alice"})
+        assert code == 200 and t["verdict"] == "allow" and t["rule"] == "devs-site", t
+        assert "devs" in t["input"]["groups"] and t["input"]["groups_from"] == "ldap memberof", t
+        code, t = api("POST", "/api/v1/policy/test", {"url": "http://dev.test/", "user": "carol"})
+        assert t["verdict"] == "deny", t
+        assert any("not cached yet" in n for n in t["notes"]), t
+    finally:
+        g.check_clean()

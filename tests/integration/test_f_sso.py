@@ -229,6 +229,35 @@ def test_negotiate_only_without_users_file(kdc, origin):
         g.check_clean()
 
 
+def test_clock_skew_is_refused(kdc, fwd, origin):
+    env = kdc.kinit("alice", "alicepw")
+    # the service ticket first (real time): only the authenticator is late
+    subprocess.run(["kvno", "HTTP/localhost"], env=env, capture_output=True, timeout=30, check=True)
+    sso_peers.need("faketime")
+    rc, out, err = curl_env(env, "-s", "-o", "/dev/null", "-w", "%{http_code}", "--proxy-negotiate", "-U", ":",
+                            "-x", "http://localhost:%d" % fwd.port, "http://any.test:%d/echo" % origin.port,
+                            wrap=["faketime", "-f", "+10m"])
+    assert out == b"407", (out, err)
+    assert origin.requests == []
+    assert "skew" in fwd.stderr().lower()
+
+
+def test_kdc_down_signed_in_users_keep_working(kdc, fwd, origin):
+    env = kdc.kinit("alice", "alicepw")
+    subprocess.run(["kvno", "HTTP/localhost"], env=env, capture_output=True, timeout=30, check=True)
+    kdc.stop_kdc()
+    try:
+        # the proxy needs no KDC: it accepts tickets with its keytab
+        st, out = neg(env, fwd, "http://any.test:%d/echo" % origin.port)
+        assert st[-1] == 200, out
+        # a user without a ticket cannot get one: curl gets 407 (and says so)
+        fresh = dict(env, KRB5CCNAME="FILE:" + os.path.join(kdc.dir, "cc_none"))
+        st, out = neg(fresh, fwd, "http://any.test:%d/echo" % origin.port)
+        assert st[-1] == 407
+    finally:
+        kdc.start()
+
+
 @pytest.mark.parametrize("auth,msg", [
     ('schemes = [ "ntlm" ]; users_file = "u";', 'forward.auth.schemes.[0]: "ntlm" is not offered'),
     ('schemes = [ "negotiate" ];', '"negotiate" needs a forward.auth.kerberos section'),
