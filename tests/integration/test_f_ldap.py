@@ -345,3 +345,43 @@ def test_console_shows_directory_groups_and_their_source(slapd, origin):
         assert any("not cached yet" in n for n in t["notes"]), t
     finally:
         g.check_clean()
+
+
+def test_console_sign_in_with_ldap_roles(slapd, origin):
+    import http.client
+    import json
+    adm = gh.free_port()
+    files = dict(FILES, admin_users="root:%s:admin\n" % gh.crypt_hash("root-password-long"))
+    roles = ('admin: { listen = "127.0.0.1:%d"; users_file = "@DIR@/admin_users";\n'
+             '  ldap_roles = { admin = "cn=devs,ou=groups,%s"; viewer = "staff"; }; };\n' % (adm, BASE))
+    g = start(lambda p: conf(p, ldap_block(slapd, basic_bind="false")) + roles, files)
+    try:
+        assert gh.wait_port(adm)
+
+        def login(user, pw):
+            c = http.client.HTTPConnection("127.0.0.1", adm, timeout=15)
+            c.request("POST", "/api/v1/login", body=json.dumps({"user": user, "password": pw}),
+                      headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            body = r.read()
+            c.close()
+            return r.status, json.loads(body) if body else None
+
+        st_, j = login("alice", "alicepw")            # devs (by DN) -> admin
+        assert st_ == 200 and j["role"] == "admin", j
+        st_, j = login("bob", "bobpw")                # staff (by name) -> viewer
+        assert st_ == 200 and j["role"] == "viewer", j
+        assert login("carol", "carolpw")[0] == 401   # in neither group
+        assert login("alice", "wrong")[0] == 401
+        st_, j = login("root", "root-password-long")  # the users file still works
+        assert st_ == 200 and j["role"] == "admin"
+    finally:
+        g.check_clean()
+
+
+def test_ldap_roles_needs_the_directory(tmp_path):
+    c = tmp_path / "g.conf"
+    c.write_text('global: { user = ""; };\nadmin: { listen = "127.0.0.1:%d";\n'
+                 '  ldap_roles = { admin = "cn=a,dc=x"; }; };\n' % gh.free_port())
+    p = subprocess.run([gh.BIN, "-t", "-c", str(c)], capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0 and "g.conf:3: admin.ldap_roles: needs forward.auth.ldap" in p.stderr, p.stderr
