@@ -385,3 +385,24 @@ def test_ldap_roles_needs_the_directory(tmp_path):
                  '  ldap_roles = { admin = "cn=a,dc=x"; }; };\n' % gh.free_port())
     p = subprocess.run([gh.BIN, "-t", "-c", str(c)], capture_output=True, text=True, timeout=30)
     assert p.returncode != 0 and "g.conf:3: admin.ldap_roles: needs forward.auth.ldap" in p.stderr, p.stderr
+
+
+def test_pooled_connection_and_negative_cache(slapd, origin):
+    g = start(lambda p: conf(p, ldap_block(slapd, cache_ttl="0.2", negative_ttl="30.0")))
+    try:
+        before = slapd.log_text()
+        assert st(g, "dev.test", origin, "alice:alicepw") == 200
+        time.sleep(0.3)                                               # alice's groups expire: asked again
+        assert st(g, "dev.test", origin, "alice:alicepw") == 200
+        assert st(g, "file.test", origin, "dave:davepw") == 200       # dave: users file only
+        assert st(g, "file.test", origin, "dave:davepw") == 200
+        time.sleep(0.3)
+        log = slapd.log_text()[len(before):]
+        # one service bind: the lookups share the pooled connection
+        assert log.count('BIND dn="%s" method=128' % SVC_DN) == 1, log
+        assert log.count('BIND dn="uid=alice,ou=people,%s" method=128' % BASE) == 1     # the password, once (cached)
+        assert log.count('filter="(&(objectClass=person)(uid=alice))"') >= 3   # bind's search + 2 lookups
+        # a user the directory does not know is asked once per negative_ttl
+        assert log.count('filter="(&(objectClass=person)(uid=dave))"') == 1, log
+    finally:
+        g.check_clean()
