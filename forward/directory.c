@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include <ldap.h>
@@ -58,6 +59,7 @@ struct fwd_directory {
 	pthread_mutex_t mu;                /* slots, down, cache */
 	struct conn_slot slots[DIR_SLOTS];
 	double *down_until;                /* per URI (gw_mono_now) */
+	struct ldap_conncb conncb;         /* bounds every socket read and write (sock_timeouts) */
 	struct cache_ent *cache;
 	uint64_t seed;
 };
@@ -272,6 +274,74 @@ static void set_tv(struct timeval *tv, double secs)
 }
 
 /*
+ * A socket read or write timing out returns EAGAIN, and libldap's TLS
+ * handshake (GnuTLS on Debian) tries again without end.  This I/O layer
+ * between TLS and TCP fails them for good (ETIMEDOUT) once the thread's
+ * connection setup (conn_open: connect, TLS, StartTLS, bind) is past its
+ * deadline; outside a setup it only passes data through.
+ */
+static __thread double setup_deadline;   /* gw_mono_now(); 0: no setup running on this thread */
+
+static ber_slen_t guard_read(Sockbuf_IO_Desc *sbiod, void *buf, ber_len_t len)
+{
+	if (setup_deadline > 0 && gw_mono_now() > setup_deadline) {
+		errno = ETIMEDOUT;
+		return -1;
+	}
+	return LBER_SBIOD_READ_NEXT(sbiod, buf, len);
+}
+
+static ber_slen_t guard_write(Sockbuf_IO_Desc *sbiod, void *buf, ber_len_t len)
+{
+	if (setup_deadline > 0 && gw_mono_now() > setup_deadline) {
+		errno = ETIMEDOUT;
+		return -1;
+	}
+	return LBER_SBIOD_WRITE_NEXT(sbiod, buf, len);
+}
+
+static int guard_ctrl(Sockbuf_IO_Desc *sbiod, int opt, void *arg)
+{
+	return LBER_SBIOD_CTRL_NEXT(sbiod, opt, arg);
+}
+
+static Sockbuf_IO guard_io = { NULL, NULL, guard_ctrl, guard_read, guard_write, NULL };
+
+/*
+ * libldap's connection callback: socket read and write timeouts of
+ * forward.auth.ldap.timeout on every connection it opens.  LDAP_OPT_TIMEOUT
+ * bounds the wait for an answer and NETWORK_TIMEOUT the connect, but the
+ * TLS handshake of an ldaps:// connection blocks in a read that neither
+ * bounds: a peer that accepts and never answers would hold the thread
+ * forever (and a reload waiting for it).
+ */
+static int sock_timeouts(LDAP *ld, Sockbuf *sb, LDAPURLDesc *srv, struct sockaddr *addr, struct ldap_conncb *ctx)
+{
+	const struct fwd_directory *d = ctx->lc_arg;
+	struct timeval tv;
+	ber_socket_t fd = -1;
+
+	(void)ld;
+	(void)srv;
+	(void)addr;
+	set_tv(&tv, d->c->timeout);
+	if (ber_sockbuf_ctrl(sb, LBER_SB_OPT_GET_FD, &fd) == 1 && fd >= 0) {
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	}
+	/* below TLS, above TCP: ends the setup's retries at its deadline */
+	ber_sockbuf_add_io(sb, &guard_io, LBER_SBIOD_LEVEL_PROVIDER + 1, NULL);
+	return 0;
+}
+
+static void sock_closed(LDAP *ld, Sockbuf *sb, struct ldap_conncb *ctx)
+{
+	(void)ld;
+	(void)sb;
+	(void)ctx;
+}
+
+/*
  * A connection to the first URI that answers (URIs that failed lately
  * last), bound as dn/pw (NULL dn: anonymous).  NULL with why in err;
  * *bad_creds set when a server said the credentials are wrong (a user's
@@ -305,18 +375,21 @@ static LDAP *conn_open(struct fwd_directory *d, const char *dn, const char *pw, 
 			ldap_set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF);   /* AD's referrals: not chased */
 			ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &tv);
 			ldap_set_option(ld, LDAP_OPT_TIMEOUT, &tv);
+			ldap_set_option(ld, LDAP_OPT_CONNECT_CB, &d->conncb);
 			ldap_set_option(ld, LDAP_OPT_X_TLS_REQUIRE_CERT, &demand);
 			if (c->ca_file != NULL)
 				ldap_set_option(ld, LDAP_OPT_X_TLS_CACERTFILE, c->ca_file);
 			/* last: the options above apply only to a new TLS context */
 			ldap_set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &zero);
 			rc = LDAP_SUCCESS;
+			setup_deadline = gw_mono_now() + c->timeout;
 			if (c->starttls && strncmp(uri, "ldap://", 7) == 0)
 				rc = ldap_start_tls_s(ld, NULL, NULL);
 			if (rc == LDAP_SUCCESS) {
 				struct berval cred = { pw ? strlen(pw) : 0, (char *)(pw ? pw : "") };
 				rc = ldap_sasl_bind_s(ld, dn, LDAP_SASL_SIMPLE, &cred, NULL, NULL, NULL);
 			}
+			setup_deadline = 0;
 			if (rc == LDAP_SUCCESS) {
 				pthread_mutex_lock(&d->mu);
 				d->down_until[i] = 0;
@@ -665,6 +738,9 @@ struct fwd_directory *fwd_directory_new(const struct conf_fwd_ldap *c, char *err
 	}
 	d->magic = DIR_MAGIC;
 	d->c = c;
+	d->conncb.lc_add = sock_timeouts;
+	d->conncb.lc_del = sock_closed;
+	d->conncb.lc_arg = d;
 	pthread_mutex_init(&d->mu, NULL);
 	if (c->bind_password_file != NULL) {
 		size_t n;

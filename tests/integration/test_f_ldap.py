@@ -215,9 +215,12 @@ def test_directory_down_cache_keeps_users_working(slapd, origin):
         g.check_clean()
 
 
-def test_hanging_directory_answers_503_and_never_blocks(slapd, origin):
+@pytest.mark.parametrize("scheme,starttls", [("ldap", "false"), ("ldaps", "false"), ("ldap", "true")])
+def test_hanging_directory_answers_503_and_never_blocks(slapd, origin, scheme, starttls):
+    # a peer that accepts and never answers: the bind, the TLS handshake or StartTLS hangs
     hole = sso_peers.Blackhole()
-    g = start(lambda p: conf(p, ldap_block(slapd, uris='[ "ldap://127.0.0.1:%d" ]' % hole.port, timeout="1.0")))
+    g = start(lambda p: conf(p, ldap_block(slapd, uris='[ "%s://127.0.0.1:%d" ]' % (scheme, hole.port),
+                                           timeout="1.0", starttls=starttls, ca_file='"%s"' % slapd.ca)))
     try:
         import threading
         res = {}
