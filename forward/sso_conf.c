@@ -9,8 +9,6 @@
 
 #include <string.h>
 
-const char *const fwd_sso_conf_keys[] = { "schemes", "kerberos", "ldap", NULL };
-
 static const char *const k_kerberos[] = { "keytab", "principal", NULL };
 static const char *const k_ldap[] = { "uris", "starttls", "ca_file", "bind_dn", "bind_password_file",
     "base", "user_filter", "groups", "cache_ttl", "negative_ttl", "timeout", "basic_bind", NULL };

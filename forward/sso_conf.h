@@ -78,7 +78,4 @@ struct conf_fwd_sso {
  */
 int fwd_sso_conf_read(struct conf_ctx *x, struct config_setting_t *g, struct conf_fwd_sso *s);
 
-/* The key names read_auth() must allow beside its own (NULL-terminated). */
-extern const char *const fwd_sso_conf_keys[];
-
 #endif
