@@ -36,6 +36,7 @@
 #define DIR_SLOTS DIR_THREADS     /* pooled connections: one per thread is all that can be busy */
 #define CACHE_SLOTS 4096
 #define CACHE_PROBE 8
+#define DIR_PAGE 500             /* entries per page of a group search (AD's MaxPageSize is 1000) */
 
 struct cache_ent {
 	char user[FWD_AUTH_USER_MAX + 1];  /* "" = empty slot */
@@ -516,16 +517,38 @@ static int find_user(struct fwd_directory *d, LDAP *ld, const char *user, char *
 	return 1;
 }
 
-/* Every entry of a search for filter (the DN of each) into nm.  LDAP code. */
+/* Every entry of a search for filter (the DN of each) into nm; DNs not
+ * seen before also onto *newdns (when not NULL).  Paged (RFC 2696): Active
+ * Directory answers at most MaxPageSize (1000) entries per search without
+ * paging, slapd its size limit.  LDAP code. */
 static int add_group_dns(struct fwd_directory *d, LDAP *ld, const char *filter, struct names *nm,
     char ***newdns, size_t *nnew)
 {
 	static char *no_attrs[] = { LDAP_NO_ATTRS, NULL };
-	LDAPMessage *res, *e;
-	int rc = search(d, ld, filter, no_attrs, FWD_DIR_MAX_GROUPS, &res);
+	struct berval cookie = { 0, NULL };
+	int rc, pages = 0;
 
-	if (rc == LDAP_SUCCESS) {
-		for (e = ldap_first_entry(ld, res); e != NULL; e = ldap_next_entry(ld, e)) {
+	do {
+		LDAPControl *page = NULL, *ctrls[2] = { NULL, NULL }, **rctrls = NULL;
+		LDAPMessage *res = NULL, *e;
+		struct timeval tv;
+
+		rc = ldap_create_page_control(ld, DIR_PAGE, cookie.bv_val != NULL ? &cookie : NULL, 0, &page);
+		ber_memfree(cookie.bv_val);
+		cookie.bv_val = NULL;
+		cookie.bv_len = 0;
+		if (rc != LDAP_SUCCESS)
+			break;
+		ctrls[0] = page;
+		set_tv(&tv, d->c->timeout);
+		rc = ldap_search_ext_s(ld, d->c->base, LDAP_SCOPE_SUBTREE, filter, no_attrs, 0, ctrls, NULL, &tv,
+		    FWD_DIR_MAX_GROUPS, &res);
+		ldap_control_free(page);
+		if (rc == LDAP_SIZELIMIT_EXCEEDED)
+			rc = LDAP_SUCCESS;   /* what came is used */
+		if (rc == LDAP_SUCCESS && res == NULL)
+			rc = LDAP_SERVER_DOWN;
+		for (e = rc == LDAP_SUCCESS ? ldap_first_entry(ld, res) : NULL; e != NULL; e = ldap_next_entry(ld, e)) {
 			char *gdn = ldap_get_dn(ld, e);
 			if (gdn == NULL)
 				continue;
@@ -533,15 +556,25 @@ static int add_group_dns(struct fwd_directory *d, LDAP *ld, const char *filter, 
 				char **v = realloc(*newdns, (*nnew + 1) * sizeof *v);
 				if (v != NULL) {
 					*newdns = v;
-					v[(*nnew)++] = strdup(gdn);
+					if ((v[*nnew] = strdup(gdn)) != NULL)
+						(*nnew)++;
 				}
 			}
 			if (names_add_dn(nm, gdn) < 0)
 				rc = LDAP_NO_MEMORY;
 			ldap_memfree(gdn);
 		}
-	}
-	ldap_msgfree(res);
+		if (rc == LDAP_SUCCESS && ldap_parse_result(ld, res, NULL, NULL, NULL, NULL, &rctrls, 0) == LDAP_SUCCESS &&
+		    rctrls != NULL) {
+			LDAPControl *pr = ldap_control_find(LDAP_CONTROL_PAGEDRESULTS, rctrls, NULL);
+			ber_int_t estimate;
+			if (pr != NULL)
+				ldap_parse_pageresponse_control(ld, pr, &estimate, &cookie);
+			ldap_controls_free(rctrls);
+		}
+		ldap_msgfree(res);
+	} while (rc == LDAP_SUCCESS && cookie.bv_len > 0 && nm->n < 2 * FWD_DIR_MAX_GROUPS && ++pages < 100);
+	ber_memfree(cookie.bv_val);
 	return rc;
 }
 

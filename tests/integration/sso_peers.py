@@ -254,6 +254,30 @@ objectClass: posixGroup
 cn: unix-devs
 gidNumber: 5001
 memberUid: alice
+
+dn: cn=unix-a,ou=posix,%(b)s
+objectClass: posixGroup
+cn: unix-a
+gidNumber: 5002
+memberUid: alice
+
+dn: cn=unix-b,ou=posix,%(b)s
+objectClass: posixGroup
+cn: unix-b
+gidNumber: 5003
+memberUid: alice
+
+dn: cn=unix-c,ou=posix,%(b)s
+objectClass: posixGroup
+cn: unix-c
+gidNumber: 5004
+memberUid: alice
+
+dn: cn=unix-d,ou=posix,%(b)s
+objectClass: posixGroup
+cn: unix-d
+gidNumber: 5005
+memberUid: alice
 """ % {"b": BASE, "svc": SVC_DN}
 
 
@@ -273,7 +297,9 @@ class Slapd:
     """OpenLDAP slapd for dc=corp,dc=test on 127.0.0.1: plain (port, with
     StartTLS) and LDAPS (tls_port), its certificate from a CA of its own
     (ca); users alice, bob, carol; groups devs (alice) in staff (+ bob) in
-    everyone; posix group unix-devs (alice).  memberOf comes from
+    everyone; posix groups unix-devs, unix-a .. unix-d (alice).  The service
+    account (SVC_DN) gets at most 2 entries from a search that is not paged
+    (slapd `limits`): more need paged results (RFC 2696), as on AD.  memberOf comes from
     slapo-dynlist, recursive (the trailing '*'), like AD's nested view."""
 
     def __init__(self):
@@ -305,6 +331,7 @@ suffix "%(b)s"
 rootdn "cn=admin,%(b)s"
 rootpw adminpw
 directory %(d)s/db
+limits dn.exact="%(svc)s" size.soft=2 size.hard=2 size.pr=unlimited size.prtotal=unlimited
 access to attrs=userPassword by anonymous auth by * none
 access to * by dn.exact="%(svc)s" read by self read by anonymous auth by * none
 overlay dynlist

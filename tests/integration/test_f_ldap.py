@@ -26,7 +26,7 @@ def slapd():
     s.close()
 
 
-DOMAINS = ["open.test", "dev.test", "all.test", "unix.test", "file.test", "any.test"]
+DOMAINS = ["open.test", "dev.test", "all.test", "unix.test", "unixd.test", "file.test", "any.test"]
 
 
 def conf(port, ldap, schemes='[ "basic" ]', extra_auth=""):
@@ -49,8 +49,10 @@ forward: {
     { name = "devs-site"; action = "allow"; groups = [ "devs" ]; domains = [ "dev.test" ]; },
     { name = "all-by-dn"; action = "allow"; groups = [ "cn=everyone,ou=groups,%s" ]; domains = [ "all.test" ]; },
     { name = "unix-site"; action = "allow"; groups = [ "unix-devs" ]; domains = [ "unix.test" ]; },
+    { name = "unix-d-site"; action = "allow"; groups = [ "unix-d" ]; domains = [ "unixd.test" ]; },
     { name = "file-site"; action = "allow"; groups = [ "filegroup" ]; domains = [ "file.test" ]; },
-    { name = "members-only"; action = "deny"; domains = [ "dev.test", "all.test", "unix.test", "file.test" ]; },
+    { name = "members-only"; action = "deny"; domains = [ "dev.test", "all.test", "unix.test", "unixd.test",
+                                                          "file.test" ]; },
     { name = "rest"; action = "allow"; }
   );
 };
@@ -125,6 +127,9 @@ def test_posix_groups(slapd, origin):
     g = start(lambda p: conf(p, ldap_block(slapd, groups='"posix"')))
     try:
         assert st(g, "unix.test", origin, "alice:alicepw") == 200
+        # alice's 5th posix group: the service account gets 2 entries per search
+        # unless it pages (RFC 2696), as AD caps unpaged searches at MaxPageSize
+        assert st(g, "unixd.test", origin, "alice:alicepw") == 200
         assert st(g, "unix.test", origin, "bob:bobpw") == 403
         assert st(g, "dev.test", origin, "alice:alicepw") == 403     # memberOf is not read in posix mode
     finally:
