@@ -471,9 +471,10 @@ static const char *tester_user(const void *side, const struct fwd_decider *dc, c
 	}
 	f->cred = FWD_CRED_OK;
 	f->user = ui >= 0 && f->user_short == NULL ? fwd_auth_db_name(db, ui) : user;
-	json_array_append_new(notes, json_string(ui >= 0 || f->user_short != NULL ? "the password or ticket is "
-	    "not checked: the user is taken as signed in" : "the user is not in forward.auth.users_file: taken "
-	    "as signed in by Kerberos or a directory bind (not checked here)"));
+	json_array_append_new(notes, json_string(f->user_short != NULL ? "the Kerberos ticket is not checked: "
+	    "the principal is taken as signed in" : ui >= 0 ? "the password is not checked: the user is taken as "
+	    "signed in" : "the user is not in forward.auth.users_file: taken as signed in by Kerberos or a "
+	    "directory bind (not checked here)"));
 	if (f->ngroups > 0)
 		return NULL;   /* the form's groups */
 	if (ui >= 0 && (f->groups = fwd_auth_db_groups(db, ui, &f->ngroups)) != NULL && f->ngroups > 0)
