@@ -414,3 +414,17 @@ def test_pooled_connection_and_negative_cache(slapd, origin):
         assert log.count('filter="(&(objectClass=person)(uid=dave))"') == 1, log
     finally:
         g.check_clean()
+
+
+def test_reload_with_the_directory(slapd, origin):
+    g = start(lambda p: conf(p, ldap_block(slapd)))
+    try:
+        assert st(g, "dev.test", origin, "alice:alicepw") == 200
+        g.reload()              # a new snapshot: its own directory threads, connections and cache
+        assert st(g, "dev.test", origin, "alice:alicepw") == 200
+        assert st(g, "dev.test", origin, "bob:bobpw") == 403
+        g.reload()
+        assert st(g, "all.test", origin, "bob:bobpw") == 200
+        assert "reload" in g.stderr().lower()
+    finally:
+        g.check_clean()

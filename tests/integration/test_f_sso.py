@@ -204,6 +204,21 @@ def test_stale_keytab(kdc, origin):
         g.check_clean()
 
 
+def test_reload_keeps_signed_in_connections(kdc, fwd, origin):
+    tok = sso_peers.fresh_token(kdc.kinit("alice", "alicepw"))
+    s = socket.create_connection(("127.0.0.1", fwd.port), timeout=10)
+    try:
+        s.sendall(get("any.test", origin.port, tok).encode())
+        assert gh.recv_response(s).startswith(b"HTTP/1.1 200")
+        fwd.reload()          # a new acceptor; the connection keeps its principal
+        s.sendall(get("alice.test", origin.port).encode())
+        assert gh.recv_response(s).startswith(b"HTTP/1.1 200")
+    finally:
+        s.close()
+    env = kdc.kinit("alice", "alicepw")
+    assert neg(env, fwd, "http://any.test:%d/echo" % origin.port)[0][-1] == 200
+
+
 def test_basic_still_works_beside_negotiate(fwd, origin):
     rc = gh.curl_status("-x", "http://127.0.0.1:%d" % fwd.port, "--proxy-user", "alice:basicpw",
                         "http://staff.test:%d/echo" % origin.port)
