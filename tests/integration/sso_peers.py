@@ -307,6 +307,8 @@ class Slapd:
         self.dir = tempfile.mkdtemp(prefix="gh-slapd-")
         d = self.dir
         self.port, self.tls_port = gh.free_port(), gh.free_port()
+        # also LDAPS on 127.0.0.2, a name the certificate does not carry
+        self.other_tls_port = gh.free_port()
         self.ca, cakey = gh.make_ca(d)
         cert, key = leaf_cert(d, self.ca, cakey, "ldap")
         os.makedirs(os.path.join(d, "db"))
@@ -353,7 +355,8 @@ dynlist-attrset groupOfURLs memberURL member+memberOf@groupOfNames*
         self.log = os.path.join(self.dir, "slapd.log")
         self.logf = open(self.log, "ab")
         self.proc = subprocess.Popen(["slapd", "-d", "256", "-f", self.conf, "-h",
-                                      "ldap://127.0.0.1:%d/ ldaps://127.0.0.1:%d/" % (self.port, self.tls_port)],
+                                      "ldap://127.0.0.1:%d/ ldaps://127.0.0.1:%d/ ldaps://127.0.0.2:%d/"
+                                      % (self.port, self.tls_port, self.other_tls_port)],
                                      stdout=self.logf, stderr=self.logf)
         if not (gh.wait_port(self.port) and gh.wait_port(self.tls_port)):
             self.stop()

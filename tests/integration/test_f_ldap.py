@@ -173,6 +173,17 @@ def test_ldaps_and_starttls_with_ca(slapd, origin, tmp_path):
             g.check_clean()
 
 
+def test_ldaps_checks_the_server_name(slapd, origin):
+    # the right CA, but the certificate names localhost and 127.0.0.1, not 127.0.0.2
+    g = start(lambda p: conf(p, ldap_block(slapd, uris='[ "ldaps://127.0.0.2:%d" ]' % slapd.other_tls_port,
+                                           ca_file='"%s"' % slapd.ca)))
+    try:
+        assert st(g, "dev.test", origin, "alice:alicepw") == 503
+        assert "directory unreachable" in g.stderr()
+    finally:
+        g.check_clean()
+
+
 def test_failover_to_the_second_uri(slapd, origin):
     dead = gh.free_port()
     g = start(lambda p: conf(p, ldap_block(slapd, uris='[ "ldap://127.0.0.1:%d", "ldap://127.0.0.1:%d" ]'
