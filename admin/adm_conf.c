@@ -12,7 +12,25 @@
 /* ---- admin ---- */
 
 static const char *const k_admin[] = { "listen", "metrics_listen", "users_file", "tls_cert", "tls_key",
-    "session_idle", "max_conns_per_client", "client_timeout", NULL };
+    "session_idle", "max_conns_per_client", "client_timeout", "ldap_roles", NULL };
+static const char *const k_ldap_roles[] = { "admin", "viewer", NULL };
+
+/* admin.ldap_roles: group DNs (or names) per role; the directory is
+ * forward.auth.ldap's, which must exist. */
+static void read_ldap_roles(struct conf_ctx *x, config_setting_t *root, config_setting_t *g,
+    struct conf_admin *ad)
+{
+	config_setting_t *r = conf_get_group(x, g, "admin", "ldap_roles", k_ldap_roles);
+
+	if (r == NULL)
+		return;
+	conf_get_text(x, r, "admin.ldap_roles", "admin", 0, &ad->ldap_admin);
+	conf_get_text(x, r, "admin.ldap_roles", "viewer", 0, &ad->ldap_viewer);
+	if (ad->ldap_admin == NULL && ad->ldap_viewer == NULL)
+		conf_serr(x, r, "admin.ldap_roles", "name the group of \"admin\" or \"viewer\" (or both)");
+	else if (config_setting_lookup(root, "forward.auth.ldap") == NULL)
+		conf_serr(x, r, "admin.ldap_roles", "needs forward.auth.ldap (the directory it signs in with)");
+}
 
 void adm_conf_read(struct conf_ctx *x, config_setting_t *root)
 {
@@ -58,6 +76,7 @@ void adm_conf_read(struct conf_ctx *x, config_setting_t *root)
 	/* the console holds at most 128 connections: a few addresses must not take them all */
 	conf_get_int(x, g, "admin", "max_conns_per_client", 1, 128, &ad->max_conns_per_client);
 	conf_get_num(x, g, "admin", "client_timeout", 1.0, 3600.0, &ad->client_timeout);
+	read_ldap_roles(x, root, g, ad);
 	if (!ad->tls_cert != !ad->tls_key)
 		conf_serr(x, conf_member(g, ad->tls_cert ? "tls_cert" : "tls_key"), ad->tls_cert ? "admin.tls_cert" : "admin.tls_key",
 		    "set both tls_cert and tls_key, or neither");

@@ -26,6 +26,10 @@ struct conf_admin {
 	double session_idle;       /* a console session ends after this long without a request */
 	int64_t max_conns_per_client;   /* console connections one client address may hold */
 	double client_timeout;     /* a console connection idle this long is closed (seconds) */
+	/* admin.ldap_roles: console sign-in through forward.auth.ldap for users
+	 * not in users_file; the role of a member of these groups (DN or name;
+	 * NULL: none).  Admin wins over viewer. */
+	char *ldap_admin, *ldap_viewer;
 };
 
 /* The admin section's reader (conf/keys.h struct conf_section). */

@@ -14,6 +14,8 @@
 
 #include "core/jobs.h"
 
+struct gw_snapshot;
+
 struct event_base;
 struct gw_snapshot;
 
@@ -48,6 +50,12 @@ struct adm_req {
 	 * password (password, checked against hash) is verified */
 	char *new_password;
 	char new_hash[256];
+	/* login through the directory (admin.ldap_roles): the snapshot whose
+	 * forward.auth.ldap is asked (a reference, dropped on the main loop),
+	 * the role found (-1: none) and why not */
+	struct gw_snapshot *dir_snap;
+	int dir_role;
+	char dir_err[200];
 };
 
 /* Who is asking (filled by adm_auth_check). */

@@ -19,12 +19,14 @@
 #include "admin/api_int.h"
 #include "conf/conf.h"
 #include "core/addr.h"
+#include "core/clock.h"
 #include "core/control.h"
 #include "core/http1.h"
 #include "core/events.h"
 #include "core/snapshot.h"
 #include "forward/auth.h"
 #include "forward/decide.h"
+#include "forward/directory.h"
 #include "forward/forward.h"
 #include "forward/observe.h"
 #include "forward/policy.h"
@@ -73,10 +75,51 @@ static json_t *top_json(int verdict)
 	return a;
 }
 
+/* A signed-in user's groups (the groups file's, the directory's cached
+ * ones) and where they came from, into o. */
+static void user_groups(const void *side, const char *name, json_t *o)
+{
+	const struct fwd_auth_db *db = fwd_side_auth_db(side);
+	struct fwd_directory *dir = fwd_side_directory(side);
+	const char *at = strrchr(name, '@');
+	char shortname[FWD_AUTH_USER_MAX + 1];
+	const char *key = name;
+	json_t *g = json_array(), *src = json_array();
+	size_t n = 0;
+	long ui;
+
+	if (at != NULL && at > name && (size_t)(at - name) < sizeof shortname) {
+		memcpy(shortname, name, (size_t)(at - name));
+		shortname[at - name] = '\0';
+		key = shortname;
+	}
+	if (db != NULL && ((ui = fwd_auth_db_find(db, name)) >= 0 || (ui = fwd_auth_db_find(db, key)) >= 0)) {
+		const char *const *fg = fwd_auth_db_groups(db, ui, &n);
+		for (size_t i = 0; i < n; i++) {
+			json_array_append_new(g, json_string(fg[i]));
+			json_array_append_new(src, json_string("forward.auth.groups_file"));
+		}
+	}
+	if (dir != NULL) {
+		int stale, known;
+		char **v = fwd_directory_groups_copy(dir, key, gw_mono_now(), &n, &stale, &known);
+		for (size_t i = 0; v != NULL && i < n; i++) {
+			json_array_append_new(g, json_string(v[i]));
+			json_array_append_new(src, json_string(fwd_directory_source(dir)));
+		}
+		if (v != NULL && stale)
+			json_object_set_new(o, "groups_stale", json_true());
+		free(v);
+	}
+	json_object_set_new(o, "groups", g);
+	json_object_set_new(o, "groups_from", src);
+}
+
 static json_t *users_json(void)
 {
 	struct fwd_obs_user *u = calloc(USERS_MAX, sizeof *u);
 	json_t *a = json_array();
+	const void *side = adm_fwd_side(gw_control_snapshot());
 	size_t n;
 
 	if (u == NULL)
@@ -86,9 +129,12 @@ static json_t *users_json(void)
 		json_t *cl = json_array();
 		for (unsigned k = 0; k < u[i].nclients; k++)
 			json_array_append_new(cl, json_string(u[i].clients[k]));
-		json_array_append_new(a, json_pack("{s:s,s:o,s:f,s:f,s:I}", "user", u[i].name, "clients", cl,
+		json_t *o = json_pack("{s:s,s:o,s:f,s:f,s:I}", "user", u[i].name, "clients", cl,
 		    "first_seen", u[i].first_seen, "last_seen", u[i].last_seen,
-		    "requests", (json_int_t)u[i].requests));
+		    "requests", (json_int_t)u[i].requests);
+		if (o != NULL && side != NULL)
+			user_groups(side, u[i].name, o);
+		json_array_append_new(a, o);
 	}
 	free(u);
 	return a;
@@ -347,13 +393,54 @@ static const char *tester_target(const char *url, const char *method, struct fwd
 	return NULL;
 }
 
+/*
+ * The directory's cached groups of user (forward.auth.ldap) added to f's
+ * groups: *block and *merged are malloc'd for the caller to free.  Only
+ * the cache is read (the console's loop never waits for a directory);
+ * what is not cached yet goes to notes.  Returns the directory's source
+ * name when groups were added, else NULL.
+ */
+static const char *tester_dir_groups(struct fwd_directory *dir, const char *user, struct fwd_facts *f,
+    json_t *notes, char ***block, const char ***merged)
+{
+	size_t n = 0;
+	int stale = 0, known = 1;
+	const char **m;
+
+	*block = fwd_directory_groups_copy(dir, user, gw_mono_now(), &n, &stale, &known);
+	if (*block == NULL) {
+		json_array_append_new(notes, json_string(known ? "the directory's groups of this user are not "
+		    "cached yet (they are looked up at the user's next request through the proxy)" :
+		    "the directory does not know this user (cached answer): no directory groups"));
+		return NULL;
+	}
+	if (stale)
+		json_array_append_new(notes, json_string("the directory's groups of this user are cached but "
+		    "expired: they are looked up again at the user's next request"));
+	if (n == 0 || (m = malloc((f->ngroups + n) * sizeof *m)) == NULL)
+		return NULL;
+	for (size_t i = 0; i < f->ngroups; i++)
+		m[i] = f->groups[i];
+	for (size_t i = 0; i < n; i++)
+		m[f->ngroups + i] = (*block)[i];
+	f->groups = m;
+	f->ngroups += n;
+	*merged = m;
+	return fwd_directory_source(dir);
+}
+
 /* The form's user as the proxy would see it signed in: *cred, the user,
  * and (unless the form names groups) the user's groups from the compiled
- * forward.auth; what the tester cannot know goes to notes. */
+ * forward.auth (groups file, the directory's cache); what the tester cannot
+ * know goes to notes.  *block and *merged: see tester_dir_groups(). */
 static const char *tester_user(const void *side, const struct fwd_decider *dc, const char *user,
-    struct fwd_facts *f, json_t *notes)
+    struct fwd_facts *f, json_t *notes, char ***block, const char ***merged)
 {
 	const struct fwd_auth_db *db = fwd_side_auth_db(side);
+	struct fwd_directory *dir = fwd_side_directory(side);
+	const struct conf_fwd_auth *au = &dc->cf->forward.auth;
+	const char *at = user != NULL ? strrchr(user, '@') : NULL, *from = NULL;
+	static char shortname[FWD_AUTH_USER_MAX + 1];   /* f->user_short outlives the call (main loop only) */
 	long ui;
 
 	f->cred = FWD_CRED_NONE;
@@ -369,19 +456,36 @@ static const char *tester_user(const void *side, const struct fwd_decider *dc, c
 		    "proxy does not check credentials, so the user is not used"));
 		return NULL;
 	}
-	if ((ui = fwd_auth_db_find(db, user)) < 0) {
+	/* a Kerberos principal: policy users match it and its short name */
+	if (at != NULL && at > user && au->sso.kerberos.present && (size_t)(at - user) < sizeof shortname) {
+		memcpy(shortname, user, (size_t)(at - user));
+		shortname[at - user] = '\0';
+		f->user_short = shortname;
+	}
+	ui = fwd_auth_db_find(db, f->user_short != NULL ? f->user_short : user);
+	if (ui < 0 && dir == NULL && !au->sso.kerberos.present) {
 		f->cred = FWD_CRED_BAD;
 		json_array_append_new(notes, json_string("the user is not in forward.auth.users_file: "
 		    "a sign-in as this user fails (auth-failed where a rule asks to sign in)"));
 		return NULL;
 	}
 	f->cred = FWD_CRED_OK;
-	f->user = fwd_auth_db_name(db, ui);
-	if (f->ngroups == 0)
-		f->groups = fwd_auth_db_groups(db, ui, &f->ngroups);
-	json_array_append_new(notes, json_string("the password is not checked: the user is taken as "
-	    "signed in"));
-	return "forward.auth.groups_file";
+	f->user = ui >= 0 && f->user_short == NULL ? fwd_auth_db_name(db, ui) : user;
+	json_array_append_new(notes, json_string(f->user_short != NULL ? "the Kerberos ticket is not checked: "
+	    "the principal is taken as signed in" : ui >= 0 ? "the password is not checked: the user is taken as "
+	    "signed in" : "the user is not in forward.auth.users_file: taken as signed in by Kerberos or a "
+	    "directory bind (not checked here)"));
+	if (f->ngroups > 0)
+		return NULL;   /* the form's groups */
+	if (ui >= 0 && (f->groups = fwd_auth_db_groups(db, ui, &f->ngroups)) != NULL && f->ngroups > 0)
+		from = "forward.auth.groups_file";
+	if (dir != NULL) {
+		const char *d = tester_dir_groups(dir, f->user_short != NULL ? f->user_short : user, f, notes, block,
+		    merged);
+		if (d != NULL)
+			from = from != NULL ? "forward.auth.groups_file + directory" : d;
+	}
+	return from != NULL ? from : "forward.auth.groups_file";
 }
 
 static json_t *verdict(const char *v, int status, const char *stage, const char *rule, const char *why)
@@ -399,7 +503,9 @@ json_t *adm_api_policy_test(struct adm_req *r, const char *console_client, unsig
 	const struct fwd_decider *dc = fwd_side_decider(side);
 	json_t *in = r->body != NULL ? json_loadb(r->body, r->len, 0, NULL) : NULL;
 	const char *url = NULL, *client = NULL, *user = NULL, *tstr = NULL, *method = NULL, *err;
-	const char *groups_from = "request";
+	const char *groups_from = "request", *gfrom;
+	char **dir_block = NULL;
+	const char **merged = NULL;
 	json_t *groups_j = NULL, *out, *notes, *gj;
 	const char *groups[32];
 	size_t ngroups = 0;
@@ -469,8 +575,8 @@ json_t *adm_api_policy_test(struct adm_req *r, const char *console_client, unsig
 	f.groups = groups;
 	f.ngroups = ngroups;
 	notes = json_array();
-	if (tester_user(side, dc, user, &f, notes) != NULL && ngroups == 0)
-		groups_from = "forward.auth.groups_file";
+	if ((gfrom = tester_user(side, dc, user, &f, notes, &dir_block, &merged)) != NULL && ngroups == 0)
+		groups_from = gfrom;
 	if (f.cred != FWD_CRED_OK) {
 		f.groups = NULL;
 		f.ngroups = 0;
@@ -532,6 +638,8 @@ json_t *adm_api_policy_test(struct adm_req *r, const char *console_client, unsig
 		json_array_append_new(gj, json_string(f.groups[i]));
 	json_object_set_new(json_object_get(out, "input"), "groups", gj);
 	json_object_set_new(json_object_get(out, "input"), "groups_from", json_string(groups_from));
+	free(merged);
+	free(dir_block);
 	json_object_set_new(out, "generation", json_integer((json_int_t)s->generation));
 	json_decref(in);
 	return out;

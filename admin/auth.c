@@ -29,6 +29,13 @@
  * algorithm and cost as the real entries, which are usually all made alike),
  * so a wrong user name takes as long as a wrong password.
  *
+ * Users not in the users file may sign in through the directory when
+ * admin.ldap_roles is set: on the job pool, a bind as the user to
+ * forward.auth.ldap's directory (the snapshot is referenced meanwhile), then
+ * the user's groups: a member of ldap_roles.admin gets admin, of .viewer
+ * viewer, anyone else fails like a wrong password.  The directory's calls
+ * are bounded by forward.auth.ldap.timeout.
+ *
  * Sessions: 32 random bytes as hex in an HttpOnly, SameSite=Strict cookie
  * (Secure under HTTPS), idle expiry (admin.session_idle), one CSRF token each.  Scripts
  * may instead send "Authorization: Bearer TOKEN" where sha256(TOKEN) is the
@@ -56,6 +63,9 @@
 #include "core/jobs.h"
 #include "core/log.h"
 #include "core/snapshot.h"
+#include "core/control.h"
+#include "forward/directory.h"
+#include "forward/forward.h"
 
 #define ADM_MAX_USERS 64
 #define ADM_MAX_SESSIONS 128
@@ -379,11 +389,55 @@ static const struct user *user_find(const char *name)
 
 /* ---- password checks (job pool) ---- */
 
+/* 1 if one of groups[0..n) is group (a DN or a name; case-insensitive). */
+static int in_group(char **groups, size_t n, const char *group)
+{
+	for (size_t i = 0; group != NULL && i < n; i++)
+		if (strcasecmp(groups[i], group) == 0)
+			return 1;
+	return 0;
+}
+
+/* A pool thread: r's user and password through the directory (bind as the
+ * user, then the groups); sets login_ok and dir_role. */
+static void dir_check(struct adm_req *r)
+{
+	const struct conf_admin *ad = &r->dir_snap->conf->admin;
+	struct fwd_directory *dir = fwd_side_directory(adm_fwd_side(r->dir_snap));
+	char **groups;
+	size_t n = 0;
+	int stale, known, rc;
+
+	r->login_ok = 0;
+	r->dir_role = -1;
+	if (dir == NULL) {
+		snprintf(r->dir_err, sizeof r->dir_err, "forward.auth.ldap is not running");
+		return;
+	}
+	if ((rc = fwd_directory_bind(dir, r->user, r->password, r->dir_err, sizeof r->dir_err)) != 1)
+		return;
+	if (fwd_directory_lookup(dir, r->user, r->dir_err, sizeof r->dir_err) != 1)
+		return;
+	groups = fwd_directory_groups_copy(dir, r->user, gw_mono_now(), &n, &stale, &known);
+	if (in_group(groups, n, ad->ldap_admin))
+		r->dir_role = ADM_ADMIN;
+	else if (in_group(groups, n, ad->ldap_viewer))
+		r->dir_role = ADM_VIEWER;
+	else
+		snprintf(r->dir_err, sizeof r->dir_err, "not in the groups of admin.ldap_roles");
+	free(groups);
+	r->login_ok = r->dir_role >= 0;
+}
+
 /* A pool thread: check the password; for a change, hash the new one too. */
 static void check_run(struct gw_job *job)
 {
 	struct adm_req *r = (struct adm_req *)((char *)job - offsetof(struct adm_req, job));
 
+	if (r->dir_snap != NULL) {
+		dir_check(r);
+		return;
+	}
 	r->login_ok = verify_password(r->password, r->hash);
 	/* a password change: hash the new one here too, never on the loop */
 	if (r->login_ok && r->new_password != NULL &&
@@ -400,6 +454,10 @@ static void check_done(struct gw_job *job, int result)
 
 	(void)result;
 	r->login_state = 2;
+	if (r->dir_snap != NULL) {   /* (the main loop: the snapshot may be the last reference) */
+		gw_snapshot_unref(r->dir_snap);
+		r->dir_snap = NULL;
+	}
 	adm_resume(r->conn);
 }
 
@@ -732,15 +790,23 @@ json_t *adm_audit_json(void)
 static enum MHD_Result login_reply(struct MHD_Connection *c, struct adm_req *r)
 {
 	const struct user *u = user_find(r->user);
+	struct user du;   /* a directory user (admin.ldap_roles) */
 	struct session *se;
+
+	if (u == NULL && r->dir_role >= 0 && r->login_ok) {
+		memset(&du, 0, sizeof du);
+		snprintf(du.name, sizeof du.name, "%s", r->user);
+		du.role = (enum adm_role)r->dir_role;
+		u = &du;
+	}
 	char cookie[256];
 	json_t *j;
 	enum MHD_Result ret;
 
 	if (!r->login_ok || u == NULL) {
 		/* charged when it was queued (adm_login) */
-		adm_audit(r->user, r->client, "login", "failed", r->form ? "wrong user or password (form)" :
-		    "wrong user or password");
+		adm_audit(r->user, r->client, "login", "failed", r->dir_err[0] ? r->dir_err :
+		    r->form ? "wrong user or password (form)" : "wrong user or password");
 		if (r->form)   /* post/redirect/get: a reload does not post the password again */
 			return adm_send(c, MHD_HTTP_SEE_OTHER, "text/plain; charset=utf-8", "sign-in failed\n", 0,
 			    0, MHD_HTTP_HEADER_LOCATION, "/login?e=wrong");
@@ -750,7 +816,8 @@ static enum MHD_Result login_reply(struct MHD_Connection *c, struct adm_req *r)
 	se = session_new(u, r->client);
 	if (se == NULL)
 		return adm_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot create a session");
-	adm_audit(u->name, r->client, "login", "ok", r->form ? "form" : NULL);
+	adm_audit(u->name, r->client, "login", "ok", u == &du ? "directory (admin.ldap_roles)" : r->form ? "form" :
+	    NULL);
 	snprintf(cookie, sizeof cookie, "gh_session=%s; Path=/; HttpOnly; SameSite=Strict%s", se->id,
 	    r->https ? "; Secure" : "");
 	if (r->form) {
@@ -846,7 +913,20 @@ enum MHD_Result adm_login(struct MHD_Connection *c, struct adm_req *r)
 		    nu >= ADM_FLY_PER ? "sign-ins as this user are being checked" : "too many sign-ins at once");
 	u = user_find(r->user);
 	snprintf(r->hash, sizeof r->hash, "%s", u != NULL ? u->hash : A.nusers > 0 ? A.users[0].hash : dummy_hash);
+	r->dir_role = -1;
+	if (u == NULL) {   /* the directory, when admin.ldap_roles names it */
+		struct gw_snapshot *s = (struct gw_snapshot *)gw_control_snapshot();
+		if (s != NULL && (s->conf->admin.ldap_admin != NULL || s->conf->admin.ldap_viewer != NULL) &&
+		    fwd_side_directory(adm_fwd_side(s)) != NULL) {
+			gw_snapshot_ref(s);
+			r->dir_snap = s;
+		}
+	}
 	if (check_submit(c, r) < 0) {
+		if (r->dir_snap != NULL) {
+			gw_snapshot_unref(r->dir_snap);
+			r->dir_snap = NULL;
+		}
 		/* the job pool is full: refused as when too many are checked at once */
 		adm_login_done(r);
 		return throttled(c, r, 0, "too many sign-ins at once");

@@ -202,6 +202,8 @@ static void conn_free_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (c->ev_wr != NULL)
 		event_free(c->ev_wr);
+	if (c->fam_data != NULL && c->fam_data_free != NULL)
+		c->fam_data_free(c->fam_data);
 	gw_snapshot_unref(c->snap);
 	c->magic = 0;
 	free(c);

@@ -204,6 +204,8 @@ struct gw_conn {
 	unsigned up_paused : 1;    /* upstream reading paused: our output is full */
 	unsigned unlisted : 1;     /* a reload removed its listener: close after this request */
 	struct gw_upowner upo;     /* owner of private upstream connections (pool_private) */
+	void *fam_data;            /* gw_req_set_conn_data (freed with the connection) */
+	void (*fam_data_free)(void *);
 };
 
 /* The body framing a sink reads (src of its on_body): the upstream's, or,

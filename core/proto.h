@@ -231,6 +231,17 @@ struct event_base *gw_req_base(const struct gw_req *rq);
 /* One pointer of the family's own per-request state (NULL until set). */
 void gw_req_set_data(struct gw_req *rq, void *data);
 void *gw_req_data(const struct gw_req *rq);
+/*
+ * One pointer of the family's own per-connection state: what was
+ * authenticated on the connection (Negotiate authenticates a connection,
+ * not a request: browsers send the token once after a 407 and later
+ * requests on that connection without it).  data is owned by the
+ * connection from then on; free_fn(data) runs when the connection is freed
+ * or the data replaced.  A request without a client connection (background
+ * requests) keeps nothing: free_fn runs at once.  NULL until set.
+ */
+void gw_req_set_conn_data(struct gw_req *rq, void *data, void (*free_fn)(void *data));
+void *gw_req_conn_data(const struct gw_req *rq);
 
 /* Worker index of the request's thread (0..N-1), for per-worker counters. */
 int gw_req_worker(const struct gw_req *rq);

@@ -536,6 +536,26 @@ int gw_req_worker(const struct gw_req *rq) { return rq->w->id; }
 struct event_base *gw_req_base(const struct gw_req *rq) { return rq->w->base; }
 void gw_req_set_data(struct gw_req *rq, void *data) { rq->family_data = data; }
 void *gw_req_data(const struct gw_req *rq) { return rq->family_data; }
+
+void gw_req_set_conn_data(struct gw_req *rq, void *data, void (*free_fn)(void *data))
+{
+	struct gw_conn *c = rq->c;
+
+	if (c == NULL) {
+		if (data != NULL && free_fn != NULL)
+			free_fn(data);
+		return;
+	}
+	if (c->fam_data != NULL && c->fam_data_free != NULL)
+		c->fam_data_free(c->fam_data);
+	c->fam_data = data;
+	c->fam_data_free = free_fn;
+}
+
+void *gw_req_conn_data(const struct gw_req *rq)
+{
+	return rq->c != NULL ? rq->c->fam_data : NULL;
+}
 int gw_req_body_sent(const struct gw_req *rq) { return rq->reqx.moved > 0 || rq->body_buffered; }
 int gw_req_status(const struct gw_req *rq) { return rq->status; }
 

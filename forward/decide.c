@@ -203,6 +203,7 @@ static int policy_answer(const struct fwd_decider *dc, const struct fwd_facts *f
 	memset(&fr, 0, sizeof fr);
 	if (f->cred == FWD_CRED_OK && f->user != NULL) {
 		fr.user = f->user;
+		fr.user_short = f->user_short;
 		fr.groups = f->groups;
 		fr.ngroups = f->ngroups;
 	}
@@ -244,6 +245,11 @@ static int policy_answer(const struct fwd_decider *dc, const struct fwd_facts *f
 		case FWD_CRED_BUSY:
 			v->verdict = FWD_V_AUTH_BUSY, v->status = 503;
 			break;
+		case FWD_CRED_DIR_DOWN:
+			v->verdict = FWD_V_AUTH_BUSY, v->status = 503;
+			snprintf(v->reason, sizeof v->reason, "The directory that checks sign-ins and groups "
+			    "cannot be reached (directory unreachable); please try again shortly.");
+			return 0;
 		case FWD_CRED_THROTTLED:   /* not a 407: that would make a browser ask again */
 			v->verdict = FWD_V_AUTH_THROTTLED, v->status = 429;
 			break;

@@ -20,8 +20,9 @@
  *   6. the URL normalised (fwd_url_normalise)  local 400 when it cannot be
  *   7. the policy: an "auth" rule is satisfied by a signed-in user and
  *      evaluation goes on after it; unsatisfied, 407 (worded by the outcome
- *      of the credentials: auth-failed, auth-backoff; auth-busy 503,
- *      auth-throttled 429); no rule or a deny rule 403; allow.
+ *      of the credentials: auth-failed, auth-backoff; auth-busy 503 (also
+ *      when the directory is unreachable), auth-throttled 429); no rule or
+ *      a deny rule 403; allow.
  *
  * What needs I/O stays with the callers: resolving a name (each resolved
  * address then goes through fwd_dest_check(), in forward.c on_resolved()),
@@ -86,7 +87,9 @@ enum fwd_cred {
 	FWD_CRED_BAD,         /* wrong user or password, or not Basic */
 	FWD_CRED_BACKOFF,     /* refused unchecked (per-client backoff) */
 	FWD_CRED_BUSY,        /* the check could not run (queue full, out of memory) */
-	FWD_CRED_THROTTLED    /* too many checks in flight for this client or user */
+	FWD_CRED_THROTTLED,   /* too many checks in flight for this client or user */
+	FWD_CRED_DIR_DOWN     /* the directory (LDAP) could not be reached: no sign-in or no
+	                       * groups, nothing cached (503 "directory unreachable") */
 };
 
 /* What fwd_decide() reads of one configuration snapshot: made by forward.c
@@ -119,6 +122,7 @@ struct fwd_facts {
 	size_t path_len;
 	enum fwd_cred cred;
 	const char *user;                /* cred FWD_CRED_OK: the signed-in user, else ignored */
+	const char *user_short;          /* ... a Kerberos principal's name without "@REALM" (NULL) */
 	const char *const *groups;       /* ... and that user's groups */
 	size_t ngroups;
 	const struct tm *local_time;     /* for `hours`; NULL: they never match */

@@ -71,6 +71,7 @@
 #include "forward/observe.h"
 #include "forward/pac.h"
 #include "forward/policy.h"
+#include "forward/sso.h"
 
 #define FWD_MAGIC 0x46574431u   /* "FWD1" */
 #define AUTH_THREADS 2
@@ -86,8 +87,7 @@ struct fwd_data {
 	struct fwd_auth_cache *cache;
 	struct fwd_auth_backoff *backoff;
 	struct fwd_auth_pool *pool;
-	char challenge[300];      /* Proxy-Authenticate value */
-	size_t challenge_len;
+	struct fwd_sso *sso;      /* schemes offered, Negotiate (forward/sso.h) */
 	/* DLP: NULL when off or without detectors */
 	struct fwd_dlp *dlp;
 	/* per worker, made on its first scan: scans run to the end within one
@@ -113,6 +113,9 @@ struct fwd_data {
 };
 
 struct auth_req;
+struct fwd_who;
+
+static void dir_resume(struct gw_req *rq, void *arg, const struct fwd_who *who, enum fwd_cred cred);
 
 static int check_credentials(struct gw_req *rq, struct fwd_data *d, const struct gw_hdr *pa);
 static void proxy_upload(struct gw_req *rq, struct fwd_data *d, const char *data, size_t len, int complete);
@@ -134,6 +137,13 @@ const struct fwd_decider *fwd_side_decider(const void *side_data)
 	const struct fwd_data *d = side_data;
 
 	return d != NULL && d->magic == FWD_MAGIC ? &d->dc : NULL;
+}
+
+struct fwd_directory *fwd_side_directory(const void *side_data)
+{
+	const struct fwd_data *d = side_data;
+
+	return d != NULL && d->magic == FWD_MAGIC ? fwd_sso_dir(d->sso) : NULL;
 }
 
 const struct fwd_auth_db *fwd_side_auth_db(const void *side_data)
@@ -978,7 +988,7 @@ static void require_auth(struct gw_req *rq, struct fwd_data *d, const char *rule
 	const char *detail = NULL;   /* the 407's own line already asks to sign in */
 	char msg[160];
 
-	gw_req_resp_hdr_add(rq, "Proxy-Authenticate", d->challenge, d->challenge_len);
+	fwd_sso_challenge(d->sso, rq);
 	count(rq, FWD_C_AUTH_REQUIRED);
 	gw_req_set_verdict(rq, fwd_verdict_name(v->verdict), rule);
 	switch (v->verdict) {
@@ -994,8 +1004,10 @@ static void require_auth(struct gw_req *rq, struct fwd_data *d, const char *rule
 		detail = rq_strdup(rq, msg);
 		break;
 	}
-	case FWD_V_AUTH_BUSY:
-		gw_req_respond(rq, v->status, NULL, NULL, 0, "Sign-in is overloaded; please try again.");
+	case FWD_V_AUTH_BUSY:   /* (a reason: the directory is unreachable) */
+		gw_req_resp_hdr_add(rq, "Retry-After", GW_STRLIT("5"));
+		gw_req_respond(rq, v->status, NULL, NULL, 0, v->reason[0] ? rq_strdup(rq, v->reason) :
+		    "Sign-in is overloaded; please try again.");
 		return;
 	case FWD_V_AUTH_THROTTLED:   /* not a 407: that would make a browser ask for the password again */
 		gw_req_resp_hdr_add(rq, "Retry-After", GW_STRLIT("1"));
@@ -1020,10 +1032,10 @@ static int wants_websocket(const struct gw_http_head *h)
 	return u != NULL && gw_http1_list_has(u->value, u->value_len, "websocket");
 }
 
-/* The facts of rq for fwd_decide(), with user ui (-1: none) and what
- * became of the credentials; strings and work space in rq's arena.
- * Returns -1 when out of memory (the core then answers 503). */
-static int facts_of(struct gw_req *rq, struct fwd_data *d, long ui, enum fwd_cred cred,
+/* The facts of rq for fwd_decide(), with who is signed in (NULL: nobody)
+ * and what became of the credentials; strings and work space in rq's
+ * arena.  Returns -1 when out of memory (the core then answers 503). */
+static int facts_of(struct gw_req *rq, const struct fwd_who *who, enum fwd_cred cred,
     struct fwd_facts *f)
 {
 	const struct gw_http_head *h = gw_req_head(rq);
@@ -1050,9 +1062,11 @@ static int facts_of(struct gw_req *rq, struct fwd_data *d, long ui, enum fwd_cre
 	f->path = h->path;
 	f->path_len = h->path_len;
 	f->cred = cred;
-	if (ui >= 0) {
-		f->user = fwd_auth_db_name(d->db, ui);
-		f->groups = fwd_auth_db_groups(d->db, ui, &f->ngroups);
+	if (who != NULL) {
+		f->user = who->user;
+		f->user_short = who->user_short;
+		f->groups = who->groups;
+		f->ngroups = who->ngroups;
 		gw_req_set_user(rq, rq_strdup(rq, f->user));
 	}
 	f->local_time = &tm;
@@ -1066,11 +1080,6 @@ static int facts_of(struct gw_req *rq, struct fwd_data *d, long ui, enum fwd_cre
 	return f->method != NULL && f->host != NULL ? 0 : -1;
 }
 
-/*
- * Decide rq (fwd_decide) with user ui (-1: none) and act on the verdict.
- * cred says what happened to the credentials (FWD_CRED_GIVEN: sent, not
- * checked yet; the 407's wording); wait is the backoff left.
- */
 /* An allowed plain request whose response goes to a respmod service (the
  * matching rule's icap, else forward.icap_default): its rq_icap. */
 static void icap_plan(struct gw_req *rq, struct fwd_data *d, size_t rule)
@@ -1093,14 +1102,29 @@ static void icap_plan(struct gw_req *rq, struct fwd_data *d, size_t rule)
 	gw_req_set_data(rq, (void *)((uintptr_t)ri | ICAP_TAG));
 }
 
-static void decide(struct gw_req *rq, struct fwd_data *d, long ui, enum fwd_cred cred, double wait)
+/*
+ * Decide rq (fwd_decide) with who is signed in (NULL: nobody) and act on the verdict.
+ * cred says what happened to the credentials (FWD_CRED_GIVEN: sent, not
+ * checked yet; the 407's wording); wait is the backoff left.
+ */
+static void decide(struct gw_req *rq, struct fwd_data *d, const struct fwd_who *who, enum fwd_cred cred,
+    double wait)
 {
 	const struct gw_http_head *h = gw_req_head(rq);
 	struct fwd_facts f;
 	struct fwd_verdict v;
 	const char *name;
+	struct fwd_who dw;
 
-	if (facts_of(rq, d, ui, cred, &f) < 0)
+	/* a signed-in user's directory groups: cached, or looked up first
+	 * (decide() is called again from dir_resume()) */
+	if (who != NULL && cred == FWD_CRED_OK && !who->dir_done && fwd_sso_directory(d->sso)) {
+		dw = *who;
+		if (!fwd_sso_groups(d->sso, rq, &dw, dir_resume, d))
+			return;
+		who = &dw;
+	}
+	if (facts_of(rq, who, cred, &f) < 0)
 		return;   /* out of memory: the core answers 503 */
 	if (fwd_decide(&d->dc, &f, &v) < 0) {
 		gw_req_set_verdict(rq, "local", NULL);
@@ -1116,7 +1140,7 @@ static void decide(struct gw_req *rq, struct fwd_data *d, long ui, enum fwd_cred
 		/* resumes in decide() with the outcome (at once, or from auth_wake()) */
 		const struct gw_hdr *pa = gw_http1_find(h, "proxy-authorization");
 		if (pa == NULL)
-			decide(rq, d, -1, FWD_CRED_NONE, 0);   /* (only sent ones are GIVEN) */
+			decide(rq, d, NULL, FWD_CRED_NONE, 0);   /* (only sent ones are GIVEN) */
 		else
 			check_credentials(rq, d, pa);
 		return;
@@ -1260,10 +1284,37 @@ static void on_done(struct gw_req *rq, void *side)
 		    gw_req_client_str(rq), user != NULL ? gw_wall_now() : 0);
 }
 
+/* A users-file user (index ui) as a signed-in who. */
+static const struct fwd_who *db_who(const struct fwd_data *d, long ui, struct fwd_who *who)
+{
+	memset(who, 0, sizeof *who);
+	who->user = fwd_auth_db_name(d->db, ui);
+	who->groups = fwd_auth_db_groups(d->db, ui, &who->ngroups);
+	who->groups_from = "forward.auth.groups_file";
+	return who;
+}
+
+/* Worker thread: a Negotiate check's outcome (forward/sso.c). */
+static void sso_resume(struct gw_req *rq, void *arg, const struct fwd_who *who, enum fwd_cred cred)
+{
+	if (cred == FWD_CRED_OK || cred == FWD_CRED_BAD)
+		count(rq, cred == FWD_CRED_OK ? FWD_C_AUTH_OK : FWD_C_AUTH_FAIL);
+	else if (cred == FWD_CRED_BACKOFF || cred == FWD_CRED_THROTTLED)
+		count(rq, FWD_C_AUTH_BACKOFF);
+	decide(rq, arg, who, cred, 0);
+}
+
+/* Worker thread: a directory lookup's outcome (forward/sso.c). */
+static void dir_resume(struct gw_req *rq, void *arg, const struct fwd_who *who, enum fwd_cred cred)
+{
+	decide(rq, arg, who, cred, 0);
+}
+
 /* Worker thread: the verification finished. */
 static void auth_wake(struct gw_req *rq, void *arg)
 {
 	struct auth_req *ar = arg;
+	struct fwd_who who;
 
 	gw_req_set_data(rq, NULL);
 	if (gw_req_alive(rq)) {
@@ -1272,15 +1323,15 @@ static void auth_wake(struct gw_req *rq, void *arg)
 			count(rq, FWD_C_AUTH_OK);
 			gw_debug("forward: auth: %s verified in %.1f ms", gw_req_id(rq),
 			    (gw_mono_now() - ar->t0) * 1000);
-			decide(rq, d, ar->ui, FWD_CRED_OK, 0);
+			decide(rq, d, db_who(d, ar->ui, &who), FWD_CRED_OK, 0);
 		} else if (ar->result == 0) {
 			count(rq, FWD_C_AUTH_FAIL);
-			decide(rq, d, -1, FWD_CRED_BAD, ar->wait);
+			decide(rq, d, NULL, FWD_CRED_BAD, ar->wait);
 		} else if (ar->result <= -2) {
 			count(rq, FWD_C_AUTH_BACKOFF);
-			decide(rq, d, -1, ar->result == -2 ? FWD_CRED_BACKOFF : FWD_CRED_THROTTLED, ar->wait);
+			decide(rq, d, NULL, ar->result == -2 ? FWD_CRED_BACKOFF : FWD_CRED_THROTTLED, ar->wait);
 		} else {
-			decide(rq, d, -1, FWD_CRED_BUSY, 0);
+			decide(rq, d, NULL, FWD_CRED_BUSY, 0);
 		}
 	}
 	OPENSSL_cleanse(ar, sizeof *ar);
@@ -1331,23 +1382,31 @@ static int check_credentials(struct gw_req *rq, struct fwd_data *d, const struct
 	enum fwd_auth_gate gate;
 	long ui;
 	struct auth_req *ar;
+	struct fwd_who who;
 
-	if (fwd_auth_parse_basic(pa->value, pa->value_len, user, pass) < 0) {
+	if (fwd_sso_negotiate(d->sso, rq, pa, sso_resume, d))
+		return 1;
+	if (!fwd_sso_basic(d->sso) || fwd_auth_parse_basic(pa->value, pa->value_len, user, pass) < 0) {
 		count(rq, FWD_C_AUTH_FAIL);
-		decide(rq, d, -1, FWD_CRED_BAD, 0);
+		decide(rq, d, NULL, FWD_CRED_BAD, 0);
 		return 1;
 	}
 	ui = fwd_auth_db_find(d->db, user);
+	/* not in the users file: the directory (forward.auth.ldap.basic_bind) */
+	if (ui < 0 && fwd_sso_basic_bind(d->sso, rq, user, pass, sso_resume, d)) {
+		OPENSSL_cleanse(pass, sizeof pass);
+		return 1;
+	}
 	if (ui >= 0 && fwd_auth_cache_check(d->cache, user, pass, now)) {
 		OPENSSL_cleanse(pass, sizeof pass);
 		count(rq, FWD_C_AUTH_CACHED);
-		decide(rq, d, ui, FWD_CRED_OK, 0);
+		decide(rq, d, db_who(d, ui, &who), FWD_CRED_OK, 0);
 		return 1;
 	}
 	ar = calloc(1, sizeof *ar);
 	if (ar == NULL) {
 		OPENSSL_cleanse(pass, sizeof pass);
-		decide(rq, d, -1, FWD_CRED_BUSY, 0);
+		decide(rq, d, NULL, FWD_CRED_BUSY, 0);
 		return 1;
 	}
 	ar->d = d;
@@ -1398,8 +1457,15 @@ static void on_request(struct gw_req *rq, void *side)
 	struct fwd_data *d = side;
 	int sent = d->dc.auth_used && d->pool != NULL &&
 	    gw_http1_find(gw_req_head(rq), "proxy-authorization") != NULL;
+	struct fwd_who who;
 
-	decide(rq, d, -1, sent ? FWD_CRED_GIVEN : FWD_CRED_NONE, 0);
+	/* signed in on this connection by Negotiate (no new token sent) */
+	if (!sent && d->dc.auth_used && fwd_sso_conn_who(d->sso, rq, &who)) {
+		count(rq, FWD_C_AUTH_CACHED);
+		decide(rq, d, &who, FWD_CRED_OK, 0);
+		return;
+	}
+	decide(rq, d, NULL, sent ? FWD_CRED_GIVEN : FWD_CRED_NONE, 0);
 }
 
 static int on_resolved(struct gw_req *rq, const struct sockaddr *sa, void *side)
@@ -1551,6 +1617,7 @@ static void side_free(void *data)
 	/* first the pool: queued verifications are cancelled (their requests
 	 * are orphans by now: a live request pins this snapshot) */
 	fwd_auth_pool_free(d->pool);
+	fwd_sso_free(d->sso);
 	fwd_auth_cache_free(d->cache);
 	fwd_auth_backoff_free(d->backoff);
 	fwd_auth_db_free(d->db);
@@ -1576,7 +1643,9 @@ static int compile_auth(struct fwd_data *d, const struct conf *cf, struct conf_e
 
 	if (!au->present)
 		return 0;
-	d->db = fwd_auth_db_load(au->users_file, au->groups_file, err, sizeof err);
+	/* without a users file (Negotiate only) an empty one: groups still apply */
+	d->db = au->users_file != NULL ? fwd_auth_db_load(au->users_file, au->groups_file, err, sizeof err) :
+	    fwd_auth_db_parse("", 0, NULL, 0, err, sizeof err);
 	if (d->db == NULL) {
 		conf_err(errs, au->src.file, au->src.line, "forward.auth", "%s", err);
 		return -1;
@@ -1590,10 +1659,6 @@ static int compile_auth(struct fwd_data *d, const struct conf *cf, struct conf_e
 			gw_warn("%s:%zu: line skipped: %s", file, line, why);
 		gw_warn("forward.auth: %s: %zu line(s) skipped, first at line %zu", file, n, first);
 	}
-	d->challenge_len = (size_t)snprintf(d->challenge, sizeof d->challenge, "Basic realm=\"%s\"",
-	    au->realm ? au->realm : "Gatehouse");
-	if (d->challenge_len >= sizeof d->challenge)
-		d->challenge_len = sizeof d->challenge - 1;
 	d->cache = fwd_auth_cache_new(4096, au->cache_ttl);
 	d->backoff = fwd_auth_backoff_new(4096);
 	d->pool = fwd_auth_pool_new(AUTH_THREADS, AUTH_MAX_QUEUE);
@@ -1602,7 +1667,7 @@ static int compile_auth(struct fwd_data *d, const struct conf *cf, struct conf_e
 		    "cannot start the verification threads: out of memory");
 		return -1;
 	}
-	return 0;
+	return (d->sso = fwd_sso_new(au, d->db, d->cache, d->backoff, errs)) == NULL ? -1 : 0;
 }
 
 /* The hit slot of every rule of d's policy, and of "no match". */

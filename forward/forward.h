@@ -34,6 +34,10 @@ struct fwd_auth_db;
  * it; forward/auth.h).  Borrowed, immutable: valid while the snapshot lives. */
 const struct fwd_decider *fwd_side_decider(const void *side_data);
 const struct fwd_auth_db *fwd_side_auth_db(const void *side_data);
+/* The directory of forward.auth.ldap (forward/directory.h; NULL without
+ * it): the console reads its groups cache.  Borrowed like the db. */
+struct fwd_directory;
+struct fwd_directory *fwd_side_directory(const void *side_data);
 
 /*
  * Hits of rule rule_index (0-based, as fwd_policy_rule_name()) summed over

@@ -27,7 +27,8 @@ static struct conf_forward *fwd_of(struct conf_ctx *x)
 static const char *const k_forward[] = { "listeners", "allow_clients", "deny_destinations",
     "connect_ports", "anonymize", "block_contact", "block_page", "auth", "lists", "policy", "dlp", "pac", "parent",
     "websocket_ports", "icap", "icap_default", NULL };
-static const char *const k_auth[] = { "realm", "users_file", "groups_file", "cache_ttl", NULL };
+static const char *const k_auth[] = { "realm", "users_file", "groups_file", "cache_ttl",
+    "schemes", "kerberos", "ldap", NULL };   /* the last ones: forward/sso_conf.c */
 static const char *const k_list[] = { "name", "file", "domains", "urls", NULL };
 static const char *const k_rule[] = { "name", "action", "clients", "users", "groups", "domains",
     "lists", "urls", "methods", "ports", "hours", "schemes", "icap", NULL };
@@ -156,8 +157,10 @@ static void read_auth(struct conf_ctx *x, config_setting_t *f)
 
 	au->realm = conf_arena_strdup(conf_ctx_arena(x), "Gatehouse");
 	au->cache_ttl = 60.0;
-	if (!g)
+	if (!g) {
+		fwd_sso_conf_read(x, NULL, &au->sso);
 		return;
+	}
 	au->present = 1;
 	au->src = conf_src_of(x, g);
 	if (conf_get_text(x, g, "forward.auth", "realm", 0, &v) == 1) {
@@ -166,7 +169,9 @@ static void read_auth(struct conf_ctx *x, config_setting_t *f)
 		else
 			au->realm = v;
 	}
-	if (conf_get_path(x, g, "forward.auth", "users_file", 0, &au->users_file) == 0)
+	/* without Basic (Negotiate only) a users file is optional */
+	int basic = fwd_sso_conf_read(x, g, &au->sso);
+	if (conf_get_path(x, g, "forward.auth", "users_file", 0, &au->users_file) == 0 && basic)
 		conf_missing(x, g, "forward.auth", "users_file");
 	conf_get_path(x, g, "forward.auth", "groups_file", 0, &au->groups_file);
 	conf_get_num(x, g, "forward.auth", "cache_ttl", 0, CONF_MAX_TIMEOUT, &au->cache_ttl);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "conf/types.h"
+#include "forward/sso_conf.h"
 
 struct conf_ctx;
 struct config_setting_t;
@@ -70,6 +71,7 @@ struct conf_fwd_auth {
 	char *groups_file;
 	double cache_ttl;          /* verified-credential cache TTL, default 60.0 */
 	struct conf_src src;
+	struct conf_fwd_sso sso;   /* schemes, kerberos (forward/sso_conf.h) */
 };
 
 /* The placeholders forward.block_page may use, as "{{name}}" (checked at

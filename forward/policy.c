@@ -873,7 +873,8 @@ static int rule_matches(const struct fwd_rule *r, const struct fwd_request *rq, 
 		size_t i;
 		if (!rq->user)
 			return 0;
-		for (i = 0; i < r->nusers && strcmp(r->users[i], rq->user) != 0; i++)
+		for (i = 0; i < r->nusers && strcmp(r->users[i], rq->user) != 0 &&
+		    (rq->user_short == NULL || strcmp(r->users[i], rq->user_short) != 0); i++)
 			;
 		if (i == r->nusers)
 			return 0;

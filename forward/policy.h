@@ -13,7 +13,9 @@
  * Matchers:
  *   clients  CIDRs, against the client address (conf_cidr_match);
  *   users    exact, case-sensitive user names; never matches an
- *            unauthenticated request (user == NULL);
+ *            unauthenticated request (user == NULL); a Kerberos principal
+ *            "alice@CORP.EXAMPLE" is matched by "alice@CORP.EXAMPLE" and
+ *            by "alice" (its user_short);
  *   groups   exact, case-sensitive group names; matches when any of the
  *            request's groups is listed;
  *   domains  "example.com"   the host exactly;
@@ -72,6 +74,8 @@ enum fwd_scheme { FWD_SCHEME_HTTP, FWD_SCHEME_CONNECT };
 struct fwd_request {
 	const struct sockaddr *client;   /* AF_INET/AF_INET6; NULL: `clients` never match */
 	const char *user;                /* authenticated user; NULL if none */
+	const char *user_short;          /* a principal's name without "@REALM" ("alice" of
+	                                  * "alice@CORP.EXAMPLE"): `users` match either; NULL */
 	const char *const *groups;       /* the user's groups (from the auth module) */
 	size_t ngroups;
 	enum fwd_scheme scheme;

@@ -220,13 +220,22 @@
     none(tb, 2, 'no ' + what + ' requests yet');
   }
 
+  /* "devs, staff (ldap memberof); filegroup (forward.auth.groups_file)": groups by where they came from */
+  function groupsText(u) {
+    const by = {};
+    (u.groups || []).forEach((g, i) => { const f = (u.groups_from || [])[i] || '?'; (by[f] = by[f] || []).push(g); });
+    const t = Object.keys(by).map((f) => by[f].join(', ') + ' (' + f + ')').join('; ');
+    return (t || '–') + (u.groups_stale ? ' · cached, expired' : '');
+  }
+
   function renderObserved(o) {
     renderTop($('fw-top-allowed'), o.top_allowed, 'allowed');
     renderTop($('fw-top-blocked'), o.top_blocked, 'blocked');
     const us = clear($('fw-users'));
-    for (const u of o.users) us.append(el('tr', null, el('td', { text: u.user }), el('td', { class: 'mono', text: u.clients.join(', ') }),
+    for (const u of o.users) us.append(el('tr', null, el('td', { text: u.user }), el('td', { class: 'small', text: groupsText(u) }),
+      el('td', { class: 'mono', text: u.clients.join(', ') }),
       el('td', { text: fmtTime(u.last_seen) }), el('td', { text: fmtInt(u.requests) })));
-    none(us, 4, 'nobody has signed in to the proxy yet');
+    none(us, 5, 'nobody has signed in to the proxy yet');
     const dl = clear($('fw-dlp'));
     for (const h of o.dlp.hits) dl.append(el('tr', null, el('td', { text: fmtTime(h.time) }), el('td', { class: 'mono', text: h.client }),
       el('td', { text: h.user || '–' }), el('td', { class: 'mono url', text: h.url }), el('td', { text: h.detector + ' (' + h.where + ')' }),
@@ -530,6 +539,8 @@
       el('p', { class: 'muted small', text: d.input.method + ' ' + d.input.host + ':' + d.input.port + ' from ' + d.input.client +
         (d.input.user ? ' as ' + d.input.user : '') + ' at ' + d.input.time + ' · generation ' + d.generation }));
     if (d.icap) box.append(el('p', { id: 'pt-icap', text: 'Content scanners (ICAP): ' + (d.icap.length ? d.icap.join(', ') : 'none') }));
+    if (d.input.groups && d.input.groups.length)
+      box.append(el('p', { class: 'muted small', text: 'Groups: ' + d.input.groups.join(', ') + ' (from ' + d.input.groups_from + ')' }));
     for (const n of d.notes || []) box.append(el('p', { class: 'muted small', text: 'Not known here: ' + n }));
   }
 

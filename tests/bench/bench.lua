@@ -8,6 +8,9 @@ local p = os.getenv("WRK_PATH")
 if p and p ~= "" then wrk.path = p end
 local h = os.getenv("WRK_HOST")
 if h and h ~= "" then wrk.headers["Host"] = h end
+-- WRK_AUTH (optional): a Proxy-Authorization value sent with every request.
+local a = os.getenv("WRK_AUTH")
+if a and a ~= "" then wrk.headers["Proxy-Authorization"] = a end
 if os.getenv("WRK_CLOSE") == "1" then wrk.headers["Connection"] = "close" end
 
 done = function(summary, latency, requests)

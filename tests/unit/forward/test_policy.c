@@ -327,6 +327,37 @@ static void test_clients_users_groups(void)
 	END_CASE();
 }
 
+/* A Kerberos principal: "alice" and "alice@CORP.TEST" both match it, and
+ * "alice" matches only through user_short (a Basic user named
+ * "alice@corp.test" is not "alice"). */
+static void test_principal_short_name(void)
+{
+	BEGIN_CASE("principal and its short name");
+	struct conf_fwd_rule rules[2] = { rule(CONF_ACT_ALLOW, 1), rule(CONF_ACT_ALLOW, 2) };
+	rules[0].users = STRS("alice");
+	rules[1].users = STRS("bob@CORP.TEST");
+	struct conf cf;
+	conf_init(&cf, rules, 2);
+	struct fwd_policy *p = compile_ok(&cf);
+	CHECK(p != NULL, "compile");
+
+	struct fwd_request rq = req("x.test");
+	rq.client = NULL;
+	rq.user = "alice@CORP.TEST";
+	rq.user_short = "alice";
+	CHECK(eval(p, &rq) == 0, "short name matches the principal");
+	rq.user_short = NULL;
+	CHECK(eval(p, &rq) == -1, "no short name: the full name only");
+	rq.user = "bob@CORP.TEST";
+	rq.user_short = "bob";
+	CHECK(eval(p, &rq) == 1, "full principal matches");
+	rq.user = "bob";
+	rq.user_short = NULL;
+	CHECK(eval(p, &rq) == -1, "a rule's principal does not match the bare name");
+	fwd_policy_free(p);
+	END_CASE();
+}
+
 static void test_methods_ports_schemes(void)
 {
 	BEGIN_CASE("methods, ports, schemes");
@@ -846,6 +877,7 @@ int main(void)
 	test_first_match_and_names();
 	test_domains();
 	test_clients_users_groups();
+	test_principal_short_name();
 	test_methods_ports_schemes();
 	test_urls();
 	test_url_normalise();
