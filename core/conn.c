@@ -47,6 +47,7 @@
 #include "core/climit.h"
 #include "core/clock.h"
 #include "core/dns.h"
+#include "core/h2.h"
 #include "core/hist.h"
 #include "core/http1.h"
 #include "core/httpdate.h"
@@ -213,6 +214,8 @@ void gw_conn__close(struct gw_conn *c, enum gw_close_reason why)
 
 	if (c->state == CS_CLOSED)
 		return;
+	if (c->h2 != NULL)
+		gw_h2_conn_gone(c, why);   /* its streams end first */
 	if (conn_up(c) != NULL)
 		gw_upstream_detach(c->rq);
 	if (c->upo.has_private)
@@ -579,6 +582,11 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 		gw_bgreq__dispatch(rq);
 		return;
 	}
+	if (rq->h2s != NULL) {   /* an HTTP/2 stream's request (core/h2.c) */
+		rq->wake_fn(rq, rq->wake_arg);
+		gw_h2_dispatch(rq);
+		return;
+	}
 	GW_CHECK_OBJ(c, CONN_MAGIC);   /* not orphaned: its connection still lives */
 	rq->wake_fn(rq, rq->wake_arg);
 	if (c->state != CS_CLOSED && c->rq == rq)
@@ -811,6 +819,8 @@ static void handle_head(struct gw_conn *c)
 		evbuffer_drain(c->in, 2);
 	}
 	len = evbuffer_get_length(c->in);
+	if (len > 0 && c->h2c_ok && gw_h2c_sniff(c))
+		return;   /* HTTP/2 with prior knowledge (core/h2.c) */
 	if (len == 0) {
 		if (c->rd_eof) {
 			gw_conn__close(c, GW_CLOSE_CLIENT_EOF);
@@ -961,6 +971,10 @@ static void client_handshake(struct gw_conn *c)
 
 	ERR_clear_error();
 	r = SSL_do_handshake(c->ssl);
+	if (r == 1 && gw_tls_is_h2(c->ssl)) {
+		gw_h2_start(c, NULL);   /* ALPN chose h2 (core/h2.c) */
+		return;
+	}
 	if (r == 1) {
 		c->state = CS_HEAD;
 		wr_enable(c, 0);
@@ -1239,7 +1253,10 @@ void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, so
 		}
 		SSL_set_accept_state(c->ssl);
 		c->state = CS_HANDSHAKE;
+		if (lspec->cl->http2)
+			gw_tls_allow_h2(c->ssl);
 	}
+	c->h2c_ok = !lspec->cl->tls && lspec->cl->h2c;
 	conn_link(w, c);
 	gw_stat_add(&w->stats->fam[c->proto->family][GW_FC_CONN_ACCEPTED], 1);
 	gw_relay_rd_enable(c, 1);
@@ -1259,8 +1276,10 @@ void gw_conn_drain_all(struct gw_worker *w)
 
 	while (c != NULL) {
 		struct gw_conn *n = c->next;
-		/* idle clients: nobody waits for them */
-		if (conn_between_requests(c))
+		/* idle clients: nobody waits for them (HTTP/2: GOAWAY) */
+		if (c->h2 != NULL)
+			gw_h2_drain(c);
+		else if (conn_between_requests(c))
 			gw_conn__close(c, GW_CLOSE_SHUTDOWN);
 		c = n;
 	}
@@ -1280,7 +1299,9 @@ void gw_conn_listener_gone(struct gw_worker *w, int lfd)
 		 * tunnels run on (they have no request boundary to stop at) */
 		if (c->lfd == lfd) {
 			c->unlisted = 1;
-			if (conn_between_requests(c))
+			if (c->h2 != NULL)
+				gw_h2_drain(c);
+			else if (conn_between_requests(c))
 				gw_conn__close(c, GW_CLOSE_LISTENER_REMOVED);
 			else if (c->rq != NULL && !c->rq->resp_head_done)
 				c->rq->close_after = 1;

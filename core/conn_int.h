@@ -167,6 +167,8 @@ struct gw_req {
 	int filtering, filt_held, filt_last_given, filt_last_emitted;
 	struct evbuffer *filt_in, *filt_out;
 	struct xfer fx;
+	/* an HTTP/2 stream's request (core/h2.c): its stream, NULL for HTTP/1 */
+	struct gw_h2s *h2s;
 };
 
 /*
@@ -196,6 +198,8 @@ struct gw_conn {
 	unsigned rd_big : 2;       /* buf_read's *big */
 	unsigned up_paused : 1;    /* upstream reading paused: our output is full */
 	unsigned unlisted : 1;     /* a reload removed its listener: close after this request */
+	unsigned h2c_ok : 1;       /* h2c listener: the first bytes may be the HTTP/2 preface */
+	struct gw_h2 *h2;          /* HTTP/2 (core/h2.c) runs this connection; NULL = HTTP/1 */
 	struct gw_upowner upo;     /* owner of private upstream connections (pool_private) */
 };
 

@@ -479,6 +479,7 @@ void gw_req__log_free(struct gw_req *rq)
 				r.target_len = (size_t)(h->path - h->target);
 		}
 		r.version_minor = h->version_minor;
+		r.http2 = rq->h2s != NULL;
 		r.status = st;
 		r.bytes_in = rq->bytes_in;
 		r.bytes_out = rq->bytes_out;

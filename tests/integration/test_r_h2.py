@@ -1,0 +1,260 @@
+"""HTTP/2 on the reverse side (core/h2.c): ALPN h2 on TLS listeners, h2c with
+prior knowledge on plain listeners that ask for it, every stream a request
+through the reverse side, bodies both ways with flow control, and the known
+HTTP/2 attacks (with a raw frame client built on Debian's python3-h2 stack:
+hyperframe + hpack), against real curl, nghttp and h2load."""
+import json
+import os
+import re
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+
+import gh
+
+import hpack  # python3-hpack and python3-hyperframe come with python3-h2: missing = the test fails
+import hyperframe.frame as hyperframe
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def h2_conf(port, pport, hport, origin_port, pki, extra_listener=""):
+    return """@GLOBAL@
+  timeouts: { client_idle = 3; client_body = 3; };
+};
+reverse: {
+  listeners = ( { address = "127.0.0.1:%d"; tls = true; },
+                { address = "127.0.0.1:%d"; },
+                { address = "127.0.0.1:%d"; h2c = true; } %s );
+  certificates = ( { cert = "%s"; key = "%s"; } );
+  upstreams = ( { name = "o"; servers = ( { address = "127.0.0.1:%d"; } ); } );
+  sites = ( { hosts = [ "a.test" ]; default = true; routes = ( { path = "/"; upstream = "o"; } ); } );
+};
+""" % (port, pport, hport, extra_listener, pki[0], pki[1], origin_port)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("pki"))
+    cert = gh.make_cert(d, "a", ["a.test"])
+    o = gh.Origin()
+    port, pport, hport = gh.free_port(), gh.free_port(), gh.free_port()
+    g = gh.Gatehouse(h2_conf(port, pport, hport, o.port, cert)).start([port, pport, hport])
+    g.port, g.pport, g.hport = port, pport, hport
+    g.ca = os.path.join(d, "ca.pem")
+    g.origin = o
+    yield g
+    g.check_clean()
+    o.stop()
+
+
+def h2curl(g, path, *args, **kw):
+    return gh.curl("--http2", "--cacert", g.ca, "--resolve", "a.test:%d:127.0.0.1" % g.port,
+                   *args, "https://a.test:%d%s" % (g.port, path), **kw)
+
+
+# ---- a raw HTTP/2 client: frames as the test writes them ----
+
+class Raw:
+    def __init__(self, g, tls=True, settings=None):
+        s = socket.create_connection(("127.0.0.1", g.port if tls else g.hport), timeout=5)
+        if tls:
+            ctx = ssl.create_default_context(cafile=g.ca)
+            ctx.set_alpn_protocols(["h2"])
+            s = ctx.wrap_socket(s, server_hostname="a.test")
+            assert s.selected_alpn_protocol() == "h2"
+        self.s = s
+        self.enc = hpack.Encoder()
+        self.dec = hpack.Decoder()
+        self.dec.max_header_list_size = 1 << 24
+        self.buf = b""
+        self.closed = False
+        self.frames = []
+        self.server_settings = {}
+        sf = hyperframe.SettingsFrame(0)
+        sf.settings = settings or {}
+        s.sendall(PREFACE + sf.serialize())
+
+    def send(self, *frames):
+        self.s.sendall(b"".join(f.serialize() for f in frames))
+
+    def headers(self, sid, path="/size/1", method="GET", extra=(), end_stream=True, end_headers=True,
+                authority="a.test"):
+        hdrs = [(":method", method), (":scheme", "https"), (":authority", authority), (":path", path)]
+        f = hyperframe.HeadersFrame(sid)
+        f.data = self.enc.encode(hdrs + list(extra))
+        if end_headers:
+            f.flags.add("END_HEADERS")
+        if end_stream:
+            f.flags.add("END_STREAM")
+        return f
+
+    def data(self, sid, payload, end_stream=True):
+        f = hyperframe.DataFrame(sid)
+        f.data = payload
+        if end_stream:
+            f.flags.add("END_STREAM")
+        return f
+
+    def read(self, timeout=5.0, until=None):
+        """Read frames until until(frame) is true, the peer closes, or timeout."""
+        end = time.time() + timeout
+        got = []
+        while time.time() < end and not self.closed:
+            while len(self.buf) >= 9:
+                f, length = hyperframe.Frame.parse_frame_header(memoryview(self.buf[:9]))
+                if len(self.buf) < 9 + length:
+                    break
+                f.parse_body(memoryview(self.buf[9:9 + length]))
+                self.buf = self.buf[9 + length:]
+                if isinstance(f, (hyperframe.HeadersFrame, hyperframe.PushPromiseFrame)):
+                    f.headers = [(k.decode() if isinstance(k, bytes) else k, v.decode() if isinstance(v, bytes) else v)
+                                 for k, v in self.dec.decode(f.data)]
+                if isinstance(f, hyperframe.SettingsFrame) and "ACK" not in f.flags:
+                    self.server_settings.update(f.settings)
+                    ack = hyperframe.SettingsFrame(0)
+                    ack.flags.add("ACK")
+                    try:
+                        self.s.sendall(ack.serialize())
+                    except OSError:
+                        pass
+                got.append(f)
+                self.frames.append(f)
+                if until is not None and until(f):
+                    return got
+            self.s.settimeout(max(0.05, end - time.time()))
+            try:
+                b = self.s.recv(1 << 16)
+            except socket.timeout:
+                continue
+            except (ConnectionResetError, ssl.SSLError, OSError):
+                b = b""
+            if not b:
+                self.closed = True
+                break
+            self.buf += b
+        return got
+
+    def response(self, sid, timeout=5.0):
+        """(status, headers, body, rst_code) of stream sid."""
+        status, hdrs, body, rst = None, [], b"", None
+        done = lambda f: f.stream_id == sid and ("END_STREAM" in f.flags or isinstance(f, hyperframe.RstStreamFrame))
+        for f in [x for x in self.frames if x.stream_id == sid] + self.read(timeout, done):
+            if f.stream_id != sid:
+                continue
+            if isinstance(f, hyperframe.HeadersFrame):
+                d = dict(f.headers)
+                if ":status" in d and not d[":status"].startswith("1"):
+                    status, hdrs = int(d[":status"]), f.headers
+            elif isinstance(f, hyperframe.DataFrame):
+                body += f.data
+                if f.flow_controlled_length:
+                    wu = hyperframe.WindowUpdateFrame(0)
+                    wu.window_increment = f.flow_controlled_length
+                    wu2 = hyperframe.WindowUpdateFrame(sid)
+                    wu2.window_increment = f.flow_controlled_length
+                    try:
+                        self.send(wu, wu2)
+                    except OSError:
+                        pass
+            elif isinstance(f, hyperframe.RstStreamFrame):
+                rst = f.error_code
+        return status, hdrs, body, rst
+
+    def goaway(self, timeout=10.0):
+        for f in self.frames + self.read(timeout, lambda f: isinstance(f, hyperframe.GoAwayFrame)):
+            if isinstance(f, hyperframe.GoAwayFrame):
+                return f
+        return None
+
+    def close(self):
+        try:
+            self.s.close()
+        except OSError:
+            pass
+
+
+# ---- step 1: real clients ----
+
+def test_curl_http2_get_post_and_log(env):
+    rc, out, err = h2curl(env, "/echo", "-H", "X-Test: one", "-w", "\n%{http_version}")
+    assert rc == 0, err
+    body, ver = out.rsplit(b"\n", 1)
+    assert ver == b"2"
+    d = json.loads(body)
+    hdrs = {k.lower(): v for k, v in d["headers"]}
+    assert d["version"] == "HTTP/1.1"                  # pooled HTTP/1.1 to the upstream
+    assert hdrs["host"] == "a.test:%d" % env.port      # from :authority
+    assert hdrs["x-test"] == "one"
+    assert hdrs["x-forwarded-proto"] == "https"
+    rc, out, err = h2curl(env, "/echo", "--data-binary", "hello=world")
+    d = json.loads(out)
+    assert d["method"] == "POST" and d["body"] == "hello=world"
+    assert ["content-length", "11"] in [[k.lower(), v] for k, v in d["headers"]]
+    line = gh.access_line_for(env, '"POST /echo HTTP/2.0" 200')
+    assert line is not None, env.access_lines()
+
+
+def test_cookies_joined_and_host_checked(env):
+    r = Raw(env)
+    r.send(r.headers(1, "/echo", extra=[("cookie", "a=1"), ("cookie", "b=2"), ("accept", "*/*")]))
+    st, hdrs, body, rst = r.response(1)
+    assert st == 200, (st, rst)
+    got = {k.lower(): v for k, v in json.loads(body)["headers"]}
+    assert got["cookie"] == "a=1; b=2"
+    # a Host that names something else than :authority is malformed
+    r.send(r.headers(3, "/echo", extra=[("host", "evil.test")]))
+    st, hdrs, body, rst = r.response(3)
+    assert st == 400, (st, rst)
+    r.close()
+
+
+def test_h2c_prior_knowledge_only_where_enabled(env):
+    rc, out, err = gh.curl("--http2-prior-knowledge", "-w", "\n%{http_version}", "-H", "Host: a.test",
+                           "http://127.0.0.1:%d/size/5" % env.hport)
+    assert rc == 0, err
+    assert out == b"xxxxx\n2"
+    # off by default: the preface is not HTTP/1 either
+    st = gh.curl_status("--http2-prior-knowledge", "-H", "Host: a.test", "http://127.0.0.1:%d/size/5" % env.pport)
+    assert st != 200
+    # the Upgrade: h2c dance stays refused: the answer is HTTP/1.1
+    rc, out, err = gh.curl("--http2", "-w", "\n%{http_version}", "-H", "Host: a.test",
+                           "http://127.0.0.1:%d/size/3" % env.hport)
+    assert out == b"xxx\n1.1"
+
+
+def test_many_concurrent_streams_h2load(env):
+    p = subprocess.run(["h2load", "-n", "2000", "-c", "4", "-m", "50", "-t", "1",
+                        "https://127.0.0.1:%d/size/100" % env.port],
+                       capture_output=True, text=True, timeout=120)
+    assert "requests: 2000 total, 2000 started, 2000 done, 2000 succeeded" in p.stdout, p.stdout
+    assert "status codes: 2000 2xx" in p.stdout
+    assert "h2" in p.stdout   # "Application protocol: h2"
+
+
+def test_large_bodies_both_ways(env, tmp_path):
+    rc, out, err = h2curl(env, "/stream/6000000", "-o", "/dev/null", "-w", "%{size_download} %{http_version}")
+    assert rc == 0, err
+    assert out == b"6000000 2"
+    big = tmp_path / "up.bin"
+    big.write_bytes(os.urandom(1 << 20) * 8)
+    rc, out, err = h2curl(env, "/upload", "--data-binary", "@%s" % big)
+    assert rc == 0 and out == b"%d" % (8 << 20), (out, err)
+    # a body of unknown length (no content-length): chunked to the upstream
+    rc, out, err = h2curl(env, "/upload", "-T", "-", input=b"z" * 3000000)
+    assert rc == 0 and out == b"3000000", (out, err)
+    ups = [r for r in env.origin.requests if r.target == "/upload" and r.header("Transfer-Encoding")]
+    assert ups and ups[-1].header("Transfer-Encoding") == "chunked"
+
+
+def test_nghttp_settings_no_extended_connect(env):
+    p = subprocess.run(["nghttp", "-nv", "https://127.0.0.1:%d/size/10" % env.port],
+                       capture_output=True, text=True, timeout=30)
+    out = p.stdout
+    assert "SETTINGS_MAX_CONCURRENT_STREAMS(0x03):128" in out, out
+    # RFC 8441 is not implemented: never advertised
+    assert "0x08" not in out and "ENABLE_CONNECT_PROTOCOL" not in out
+    assert ":status: 200" in out
