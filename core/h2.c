@@ -52,6 +52,7 @@
 static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 static void h2_close(struct gw_h2 *h, enum gw_close_reason why);
+static void linger(struct gw_h2 *h);
 
 /* ---- timers ---- */
 
@@ -130,7 +131,8 @@ static void conn_to_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	h2_close(h, h->c->to_kind == TO_SEND ? GW_CLOSE_SEND_TIMEOUT : GW_CLOSE_IDLE_TIMEOUT);
+	h2_close(h, h->c->to_kind == TO_LINGER ? h->why :
+	    h->c->to_kind == TO_SEND ? GW_CLOSE_SEND_TIMEOUT : GW_CLOSE_IDLE_TIMEOUT);
 }
 
 static void conn_timer(struct gw_h2 *h, int progress)
@@ -182,6 +184,8 @@ static void stream_end(struct gw_h2s *s, uint32_t code, int session_alive)
 	event_del(&s->ev_to);
 	if (rq != NULL) {
 		int complete = s->sent_end;   /* (a reset after the end changes nothing) */
+		if (complete && h->reset_budget < H2_RESET_BUDGET)
+			h->reset_budget++;
 		if (rq->up != NULL) {
 			if (complete && gw_upstream_complete(rq) && rq->reqx.done)
 				gw_upstream_release(rq);
@@ -524,6 +528,48 @@ void gw_h2_dispatch(struct gw_req *rq)
 
 /* ---- the session's callbacks ---- */
 
+/* A client that floods: GOAWAY(ENHANCE_YOUR_CALM), then close. */
+static int abuse(struct gw_h2 *h, nghttp2_session *ng, const char *what)
+{
+	char who[INET6_ADDRSTRLEN];
+
+	gw_warn("HTTP/2 client %s: too many %s (%llu requests): GOAWAY", peer_fmt(h->c, who), what,
+	    (unsigned long long)h->requests);
+	nghttp2_session_terminate_session(ng, NGHTTP2_ENHANCE_YOUR_CALM);
+	h->fatal = 1;
+	h->why = GW_CLOSE_BAD_REQUEST;
+	return 0;
+}
+
+/* Frames that ask work of us without carrying a request: a client that
+ * sends many more of them than requests is flooding (nginx, HAProxy and
+ * h2o judge the same way). */
+static int cb_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *arg)
+{
+	struct gw_h2 *h = arg;
+
+	switch (hd->type) {
+	case NGHTTP2_PING:
+	case NGHTTP2_SETTINGS:
+		if (!(hd->flags & NGHTTP2_FLAG_ACK))
+			h->ctrl_frames++;
+		break;
+	case NGHTTP2_PRIORITY:
+	case NGHTTP2_RST_STREAM:
+		h->ctrl_frames++;
+		break;
+	case NGHTTP2_DATA:
+		if (hd->length == 0 && !(hd->flags & NGHTTP2_FLAG_END_STREAM))
+			h->ctrl_frames++;
+		break;
+	default:
+		break;
+	}
+	if (h->ctrl_frames > 1000 + 2 * h->requests && !h->fatal)
+		return abuse(h, ng, "control frames");
+	return 0;
+}
+
 static int cb_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *arg)
 {
 	struct gw_h2 *h = arg;
@@ -543,40 +589,25 @@ static int cb_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
 	case NGHTTP2_DATA:
 		if (s != NULL && end)
 			s->in_done = 1;
-		if (frame->hd.length == 0 && !end)
-			h->ctrl_frames++;
 		break;
 	case NGHTTP2_RST_STREAM:
-		h->ctrl_frames++;
 		gw_stat_add(&h->c->w->stats->fam[h->c->proto->family][GW_FC_H2_RESETS], 1);
-		if (s != NULL && s->rq != NULL && s->rq->reason == NULL)
+		if (s == NULL || s->sent_end)
+			break;
+		if (s->rq != NULL && s->rq->reason == NULL)
 			s->rq->reason = "client reset the stream";
+		/* rapid reset (CVE-2023-44487): each stream the client cancels
+		 * before its answer costs budget, each answered one gives some
+		 * back (h2o's rule); an empty budget ends the connection */
+		if (--h->reset_budget <= 0 && !h->fatal)
+			return abuse(h, ng, "streams reset before their response");
 		break;
 	case NGHTTP2_PING:
-		if (frame->hd.flags & NGHTTP2_FLAG_ACK) {
-			if (h->draining && !h->final_goaway)
-				event_active(&h->ev_goaway, EV_TIMEOUT, 0);   /* a round trip later */
-			break;
-		}
-		h->ctrl_frames++;
-		break;
-	case NGHTTP2_SETTINGS:
-		if (!(frame->hd.flags & NGHTTP2_FLAG_ACK))
-			h->ctrl_frames++;
-		break;
-	case NGHTTP2_PRIORITY:
-		h->ctrl_frames++;
+		if ((frame->hd.flags & NGHTTP2_FLAG_ACK) && h->draining && !h->final_goaway)
+			event_active(&h->ev_goaway, EV_TIMEOUT, 0);   /* a round trip later */
 		break;
 	default:
 		break;
-	}
-	if (h->ctrl_frames > 1000 + 2 * h->requests && !h->fatal) {
-		char who[INET6_ADDRSTRLEN];
-		gw_warn("HTTP/2 client %s: %llu control frames for %llu requests: flood, GOAWAY",
-		    peer_fmt(h->c, who), (unsigned long long)h->ctrl_frames, (unsigned long long)h->requests);
-		nghttp2_session_terminate_session(ng, NGHTTP2_ENHANCE_YOUR_CALM);
-		h->fatal = 1;
-		h->why = GW_CLOSE_BAD_REQUEST;
 	}
 	return 0;
 }
@@ -731,6 +762,8 @@ void gw_h2__io(struct gw_h2 *h)
 		h->again = 1;
 		return;
 	}
+	if (h->lingering)
+		return;
 	h->busy = 1;
 	do {
 		h->again = 0;
@@ -753,7 +786,7 @@ void gw_h2__io(struct gw_h2 *h)
 	} while (h->again && ++rounds < 64);
 	h->busy = 0;
 	if (h->fatal && (evbuffer_get_length(h->out) == 0 || !wrote)) {
-		h2_close(h, h->why);
+		linger(h);
 		return;
 	}
 	if (evbuffer_get_length(h->out) == 0 && !nghttp2_session_want_read(h->ng) &&
@@ -775,6 +808,30 @@ void gw_h2__io(struct gw_h2 *h)
 		h->rd_off = 0;
 	}
 	conn_timer(h, wrote);
+}
+
+/*
+ * After GOAWAY for an error: half-close and read (dropping it) what the
+ * client still sends, for LINGER_SECS at most.  Closing at once with its
+ * bytes unread would reset the connection, and the client might never
+ * see the GOAWAY that says why.
+ */
+static void linger(struct gw_h2 *h)
+{
+	struct gw_conn *c = h->c;
+
+	if (h->lingering)
+		return;
+	h->lingering = 1;
+	gw_relay_shutdown(c->fd, c->ssl);
+	c->wr_shut = 1;
+	evbuffer_drain(h->in, evbuffer_get_length(h->in));
+	if (h->rd_off) {
+		event_add(&h->ev_rd, NULL);
+		h->rd_off = 0;
+	}
+	c->to_kind = TO_LINGER;
+	set_timer(&h->ev_to, LINGER_SECS);
 }
 
 static void feed(struct gw_h2 *h)
@@ -811,6 +868,14 @@ static void rd_cb(evutil_socket_t fd, short what, void *arg)
 	if (h->gone)
 		return;
 	n = gw_relay_read(c->fd, c->ssl, h->in, &h->rd_big);
+	if (h->lingering) {
+		evbuffer_drain(h->in, evbuffer_get_length(h->in));
+		if (n == 0 || n == -1)
+			h2_close(h, h->why);
+		else if (c->ssl != NULL && SSL_has_pending(c->ssl))
+			event_active(&h->ev_rd, EV_READ, 0);
+		return;
+	}
 	if (n == 0 || n == -1) {
 		h2_close(h, n == 0 ? GW_CLOSE_CLIENT_EOF : GW_CLOSE_CLIENT_ERROR);
 		return;
@@ -952,6 +1017,7 @@ void gw_h2_start(struct gw_conn *c, struct evbuffer *pre)
 		h = NULL;
 		goto fail;
 	}
+	nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, cb_begin_frame);
 	nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, cb_begin_headers);
 	nghttp2_session_callbacks_set_on_header_callback(cbs, cb_header);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, cb_frame_recv);
@@ -984,6 +1050,7 @@ void gw_h2_start(struct gw_conn *c, struct evbuffer *pre)
 		goto fail;
 	}
 	h->c = c;
+	h->reset_budget = H2_RESET_BUDGET;
 	c->h2 = h;
 	c->state = CS_BUSY;
 	c->to_kind = TO_FIRST;

@@ -21,6 +21,8 @@
  * client may have in flight towards us, all streams together. */
 #define H2_CONN_WINDOW (1 << 20)
 #define H2_MAX_STREAMS 128
+/* Streams a client may reset before their answer, net of answered ones. */
+#define H2_RESET_BUDGET 100
 
 enum h2_sto { STO_NONE, STO_HEADER, STO_BODY, STO_SEND, STO_DNS };
 
@@ -63,9 +65,10 @@ struct gw_h2 {
 	unsigned nstreams;
 	int rd_big;
 	unsigned wr_on : 1, busy : 1, again : 1, gone : 1, draining : 1, final_goaway : 1,
-	    fatal : 1, rd_off : 1;
+	    fatal : 1, rd_off : 1, lingering : 1;
 	uint64_t requests;         /* streams that carried a request */
 	uint64_t ctrl_frames;      /* PING, SETTINGS, PRIORITY, RST_STREAM, empty DATA */
+	int reset_budget;          /* H2_RESET_BUDGET: see cb_frame_recv */
 	enum gw_close_reason why;  /* for the close once the output drained */
 };
 

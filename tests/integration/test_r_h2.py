@@ -258,3 +258,201 @@ def test_nghttp_settings_no_extended_connect(env):
     # RFC 8441 is not implemented: never advertised
     assert "0x08" not in out and "ENABLE_CONNECT_PROTOCOL" not in out
     assert ":status: 200" in out
+
+
+# ---- step 2: limits and attacks ----
+
+def test_max_concurrent_streams(env):
+    r = Raw(env)
+    # 130 requests whose bodies are still to come: 128 streams may be open
+    for sid in range(1, 261, 2):
+        r.send(r.headers(sid, "/upload", method="POST", extra=[("content-length", "2")], end_stream=False))
+    refused = [f for f in r.read(1.0, lambda f: False) if isinstance(f, hyperframe.RstStreamFrame)]
+    assert r.server_settings.get(3) == 128
+    assert sorted(f.stream_id for f in refused) == [257, 259], [(f.stream_id, f.error_code) for f in refused]
+    assert all(f.error_code in (1, 7) for f in refused)    # PROTOCOL_ERROR / REFUSED_STREAM
+    # the open ones are served once their bodies come
+    for sid in (1, 3, 255):
+        r.send(r.data(sid, b"ok"))
+        st, hdrs, body, rst = r.response(sid)
+        assert st == 200 and body == b"2", (sid, st, rst)
+    r.close()
+
+
+def test_rapid_reset_ends_in_goaway(env):
+    r = Raw(env)
+    frames = []
+    for sid in range(1, 2 * 3000, 2):
+        rst = hyperframe.RstStreamFrame(sid)
+        rst.error_code = 8   # CANCEL
+        frames += [r.headers(sid, "/size/1"), rst]
+        if len(frames) >= 200:
+            try:
+                r.send(*frames)
+            except OSError:
+                break
+            frames = []
+    ga = r.goaway(10)
+    assert ga is not None, "no GOAWAY after 3000 HEADERS+RST_STREAM pairs"
+    r.close()
+    # the gateway serves the next client as usual
+    rc, out, err = h2curl(env, "/size/4")
+    assert rc == 0 and out == b"xxxx", err
+
+
+def test_continuation_flood_is_cut(env):
+    r = Raw(env)
+    first = r.headers(1, "/size/1", end_headers=False)
+    frames = [first]
+    for i in range(40):
+        c = hyperframe.ContinuationFrame(1)
+        c.data = r.enc.encode([("x-c%d" % i, "v")])
+        frames.append(c)
+    try:
+        r.send(*frames)
+    except OSError:
+        pass
+    r.read(5)
+    assert r.closed or r.goaway(1) is not None
+    assert not any(isinstance(f, hyperframe.HeadersFrame) and f.stream_id == 1 for f in r.frames)
+    r.close()
+
+
+def test_hpack_bomb_bounded_by_max_header_bytes(env):
+    r = Raw(env)
+    big = "b" * 4000
+    # one 4 KB entry in the dynamic table, then referenced 40 times: 160 KB
+    # of header list from ~4 KB on the wire (max_header_bytes: 64 KiB)
+    r.send(r.headers(1, "/echo", extra=[("x-bomb", big)] * 40))
+    st, hdrs, body, rst = r.response(1)
+    assert st == 431, (st, rst)
+    # the connection (and its HPACK state) goes on
+    r.send(r.headers(3, "/size/2"))
+    st, hdrs, body, rst = r.response(3)
+    assert st == 200 and body == b"xx"
+    r.close()
+
+
+@pytest.mark.parametrize("kind", ["ping", "settings", "priority", "empty-data"])
+def test_control_frame_floods_end_in_goaway(env, kind):
+    r = Raw(env)
+    if kind == "empty-data":
+        r.send(r.headers(1, "/upload", method="POST", end_stream=False))
+    frames = []
+    for i in range(5000):
+        if kind == "ping":
+            f = hyperframe.PingFrame(0)
+            f.opaque_data = b"%08d" % i
+        elif kind == "settings":
+            f = hyperframe.SettingsFrame(0)
+        elif kind == "priority":
+            f = hyperframe.PriorityFrame(2 * i + 1)
+            f.depends_on = 0
+            f.stream_weight = 15
+        else:
+            f = r.data(1, b"", end_stream=False)
+        frames.append(f)
+    try:
+        r.send(*frames)
+    except OSError:
+        pass
+    ga = r.goaway(10)
+    assert ga is not None, kind
+    r.read(5)
+    assert r.closed, kind
+    r.close()
+
+
+def test_zero_window_stall_is_timed_out(env):
+    # the client never opens its window: the stream cannot send its body;
+    # client_idle (3 s here) still ends it
+    r = Raw(env, settings={4: 0})   # SETTINGS_INITIAL_WINDOW_SIZE = 0
+    t0 = time.time()
+    r.send(r.headers(1, "/size/100000"))
+    got = r.read(12, lambda f: isinstance(f, hyperframe.RstStreamFrame) or isinstance(f, hyperframe.GoAwayFrame))
+    took = time.time() - t0
+    assert any(isinstance(f, hyperframe.HeadersFrame) and f.stream_id == 1 for f in r.frames)
+    assert got and isinstance(got[-1], (hyperframe.RstStreamFrame, hyperframe.GoAwayFrame)), r.frames
+    assert 2 <= took < 12
+    assert gh.access_line_for(env, "send timeout") is not None
+    r.close()
+
+
+@pytest.mark.parametrize("hdrs", [
+    [(":method", "GET"), (":scheme", "https"), (":authority", "a.test")],                    # no :path
+    [(":method", "GET"), (":scheme", "https"), (":authority", "a.test"), (":path", "/"), (":foo", "x")],
+    [(":method", "GET"), (":scheme", "https"), (":path", "/"), (":authority", "a.test"), ("X-Upper", "1")],
+    [(":method", "GET"), (":scheme", "https"), (":authority", "a.test"), (":path", "/"), ("connection", "keep-alive")],
+    [(":method", "GET"), (":scheme", "https"), (":authority", "a.test"), (":path", "/"), ("te", "gzip")],
+    [(":method", "GET"), (":scheme", "https"), (":authority", "a.test"), (":path", "/"),
+     ("transfer-encoding", "chunked")],
+    [(":method", "GET"), (":scheme", "https"), (":authority", "a.test"), (":path", "/"), ("upgrade", "h2c")],
+    [(":method", "GET"), ("x-a", "1"), (":scheme", "https"), (":authority", "a.test"), (":path", "/")],
+], ids=["no-path", "unknown-pseudo", "uppercase", "connection", "te", "transfer-encoding", "upgrade",
+        "pseudo-after-regular"])
+def test_malformed_requests_are_reset(env, hdrs):
+    before = len(env.origin.requests)
+    r = Raw(env)
+    f = hyperframe.HeadersFrame(1)
+    f.data = r.enc.encode(hdrs)
+    f.flags.add("END_HEADERS")
+    f.flags.add("END_STREAM")
+    r.send(f)
+    st, h, body, rst = r.response(1)
+    assert st is None and rst == 1, (st, rst)    # RST_STREAM(PROTOCOL_ERROR)
+    r.send(r.headers(3, "/size/1"))
+    assert r.response(3)[0] == 200
+    r.close()
+    assert len(env.origin.requests) == before + 1
+
+
+@pytest.mark.parametrize("chunks", [[b"x" * 11], [b"x" * 10, b"y"], [b"x" * 9]], ids=["one-frame", "extra-frame", "short"])
+def test_content_length_mismatch_not_relayed(env, chunks):
+    r = Raw(env)
+    env.origin.raw.clear()
+    r.send(r.headers(1, "/echo", method="POST", extra=[("content-length", "10")], end_stream=False))
+    for i, c in enumerate(chunks):
+        r.send(r.data(1, c, end_stream=i == len(chunks) - 1))
+    st, h, body, rst = r.response(1)
+    assert rst == 1 or st == 400, (st, rst, body)
+    time.sleep(0.3)
+    raw = bytes(env.origin.raw)
+    # never a byte past content-length, never a complete short body
+    assert b"y" not in raw.split(b"\r\n\r\n", 1)[-1] and b"x" * 11 not in raw
+    if chunks == [b"x" * 9]:
+        assert not [q for q in env.origin.requests if q.target == "/echo" and q.body == b"x" * 9]
+    r.send(r.headers(3, "/size/1"))
+    assert r.response(3)[0] == 200
+    r.close()
+
+
+def test_http2_off_per_listener_and_config_errors(env, tmp_path):
+    cert = (os.path.join(os.path.dirname(env.ca), "a.pem"), os.path.join(os.path.dirname(env.ca), "a.key"))
+    port = gh.free_port()
+    conf = h2_conf(env.port, env.pport, env.hport, env.origin.port, cert)
+    off = conf.replace('{ address = "127.0.0.1:%d"; tls = true; },' % env.port,
+                       '{ address = "127.0.0.1:%d"; tls = true; http2 = false; },' % port)
+    g = gh.Gatehouse(off).start([port])
+    try:
+        ctx = ssl.create_default_context(cafile=env.ca)
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
+                             server_hostname="a.test") as t:
+            assert t.selected_alpn_protocol() == "http/1.1"
+    finally:
+        g.check_clean()
+    # on the module's TLS listener, a client offering only http/1.1 gets it
+    ctx = ssl.create_default_context(cafile=env.ca)
+    ctx.set_alpn_protocols(["http/1.1"])
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", env.port), timeout=5),
+                         server_hostname="a.test") as t:
+        assert t.selected_alpn_protocol() == "http/1.1"
+    for bad, msg in (('{ address = "127.0.0.1:%d"; },' % env.pport, "http2: needs tls = true"),
+                     ('{ address = "127.0.0.1:%d"; tls = true; },' % env.port, "h2c: only for plain listeners")):
+        key = "http2 = true;" if "http2" in msg else "h2c = true;"
+        text = conf.replace(bad, bad.replace("}", key + " }"))
+        b = gh.Gatehouse(text)
+        p = subprocess.run([gh.BIN, "-t", "-c", b.conf], capture_output=True, text=True)
+        assert p.returncode == 1, p.stderr
+        assert re.search(re.escape(b.conf) + r":\d+: reverse\.listeners\.\[\d\]\." + msg.replace(".", r"\."), p.stderr), \
+            p.stderr
