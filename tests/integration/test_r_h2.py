@@ -6,6 +6,7 @@ hyperframe + hpack), against real curl, nghttp and h2load."""
 import json
 import os
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -21,10 +22,11 @@ import hyperframe.frame as hyperframe
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
-def h2_conf(port, pport, hport, origin_port, pki, extra_listener=""):
+def h2_conf(port, pport, hport, origin_port, pki, extra_listener="", mport=0):
     return """@GLOBAL@
   timeouts: { client_idle = 3; client_body = 3; };
 };
+admin: { listen = ""; metrics_listen = "%s"; };
 reverse: {
   listeners = ( { address = "127.0.0.1:%d"; tls = true; },
                 { address = "127.0.0.1:%d"; },
@@ -33,7 +35,7 @@ reverse: {
   upstreams = ( { name = "o"; servers = ( { address = "127.0.0.1:%d"; } ); } );
   sites = ( { hosts = [ "a.test" ]; default = true; routes = ( { path = "/"; upstream = "o"; } ); } );
 };
-""" % (port, pport, hport, extra_listener, pki[0], pki[1], origin_port)
+""" % ("127.0.0.1:%d" % mport if mport else "", port, pport, hport, extra_listener, pki[0], pki[1], origin_port)
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +43,9 @@ def env(tmp_path_factory):
     d = str(tmp_path_factory.mktemp("pki"))
     cert = gh.make_cert(d, "a", ["a.test"])
     o = gh.Origin()
-    port, pport, hport = gh.free_port(), gh.free_port(), gh.free_port()
-    g = gh.Gatehouse(h2_conf(port, pport, hport, o.port, cert)).start([port, pport, hport])
-    g.port, g.pport, g.hport = port, pport, hport
+    port, pport, hport, mport = gh.free_port(), gh.free_port(), gh.free_port(), gh.free_port()
+    g = gh.Gatehouse(h2_conf(port, pport, hport, o.port, cert, mport=mport)).start([port, pport, hport, mport])
+    g.port, g.pport, g.hport, g.mport = port, pport, hport, mport
     g.ca = os.path.join(d, "ca.pem")
     g.origin = o
     yield g
@@ -456,3 +458,71 @@ def test_http2_off_per_listener_and_config_errors(env, tmp_path):
         assert p.returncode == 1, p.stderr
         assert re.search(re.escape(b.conf) + r":\d+: reverse\.listeners\.\[\d\]\." + msg.replace(".", r"\."), p.stderr), \
             p.stderr
+
+
+# ---- step 3: graceful stop, reloads, counters ----
+
+def small_gw(env, origin_port=None, extra=""):
+    cert = (os.path.join(os.path.dirname(env.ca), "a.pem"), os.path.join(os.path.dirname(env.ca), "a.key"))
+    p = [gh.free_port() for _ in range(3)]
+    conf = h2_conf(p[0], p[1], p[2], origin_port or env.origin.port, cert)
+    g = gh.Gatehouse(conf).start(p)
+    g.port, g.pport, g.hport, g.ca, g.cert = p[0], p[1], p[2], env.ca, cert
+    return g
+
+
+def drain_and_finish(g, r, trigger):
+    r.send(r.headers(1, "/slow/1.5"))
+    time.sleep(0.3)
+    trigger()
+    ga = r.read(5, lambda f: isinstance(f, hyperframe.GoAwayFrame) and f.last_stream_id < 2 ** 31 - 1)
+    goaways = [f for f in r.frames if isinstance(f, hyperframe.GoAwayFrame)]
+    assert goaways, r.frames
+    assert goaways[-1].last_stream_id == 1 and goaways[-1].error_code == 0, goaways
+    st, hdrs, body, rst = r.response(1, timeout=5)
+    assert st == 200 and body == b"slow done\n", (st, rst)   # the stream in flight finished
+    r.read(5)
+    assert r.closed                                          # then the connection closed
+
+
+def test_goaway_on_shutdown_stream_in_flight_finishes(env):
+    g = small_gw(env)
+    r = Raw(g)
+    try:
+        drain_and_finish(g, r, lambda: g.signal(signal.SIGTERM))
+        assert g.proc.wait(10) == 0
+        assert gh.access_line_for(g, '"GET /slow/1.5 HTTP/2.0" 200') is not None
+    finally:
+        r.close()
+        g.check_clean()
+
+
+def test_reload_goaway_when_listener_removed_and_new_rules_otherwise(env, origin2):
+    g = small_gw(env)
+    r = Raw(g)
+    try:
+        r.send(r.headers(1, "/echo"))
+        assert r.response(1)[0] == 200
+        # the listener stays: the connection goes on under the new rules
+        conf = h2_conf(g.port, g.pport, g.hport, origin2.port, g.cert)
+        g.reload(conf)
+        r.send(r.headers(3, "/echo"))
+        assert r.response(3)[0] == 200
+        assert [q.target for q in origin2.requests] == ["/echo"]
+        assert not [f for f in r.frames if isinstance(f, hyperframe.GoAwayFrame)]
+        r2 = Raw(g)
+        gone = conf.replace('{ address = "127.0.0.1:%d"; tls = true; },' % g.port, "")
+        drain_and_finish(g, r2, lambda: g.reload(gone, settle=0))
+        r2.close()
+    finally:
+        r.close()
+        g.check_clean()
+
+
+def test_h2_counters_in_metrics(env):
+    rc, out, err = h2curl(env, "/size/1")
+    m = gh.metrics(env.mport)
+    assert m['gatehouse_h2_connections_total{family="reverse"}'] >= 1
+    assert m['gatehouse_h2_streams_total{family="reverse"}'] >= 1
+    assert m['gatehouse_h2_resets_received_total{family="reverse"}'] >= 100   # the rapid reset test
+    assert m['gatehouse_h2_goaways_sent_total{family="reverse"}'] >= 1
