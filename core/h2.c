@@ -465,6 +465,7 @@ static void stream_start(struct gw_h2s *s)
 void gw_h2_dispatch(struct gw_req *rq)
 {
 	struct gw_h2s *s = rq->h2s;
+	struct gw_h2 *h = s->h;
 	const struct gw_http_head *hd = &rq->head;
 
 	if (rq->oom) {
@@ -476,7 +477,7 @@ void gw_h2_dispatch(struct gw_req *rq)
 			rq->oom_503 = 1;
 			gw_h2__respond_error(rq, 503, "out of memory");
 		}
-		gw_h2__io(s->h);
+		gw_h2__io(h);
 		return;
 	}
 	switch (rq->dec) {
@@ -521,9 +522,9 @@ void gw_h2_dispatch(struct gw_req *rq)
 		gw_h2__respond_error(rq, 501, "CONNECT over HTTP/2 is not supported on this listener");
 		break;
 	}
-	if (rq->h2s == s && !s->closed)
-		gw_h2__stream_timer(s);
-	gw_h2__io(s->h);
+	/* (rq and s may be gone now: an answer may have been sent in full
+	 * and the stream closed; run_streams sets the timers) */
+	gw_h2__io(h);
 }
 
 /* ---- the session's callbacks ---- */

@@ -74,6 +74,7 @@ class Raw:
         self.dec.max_header_list_size = 1 << 24
         self.buf = b""
         self.closed = False
+        self.window_updates = True    # give back what DATA took (a reading client)
         self.frames = []
         self.server_settings = {}
         sf = hyperframe.SettingsFrame(0)
@@ -123,6 +124,15 @@ class Raw:
                         self.s.sendall(ack.serialize())
                     except OSError:
                         pass
+                if isinstance(f, hyperframe.DataFrame) and f.flow_controlled_length and self.window_updates:
+                    wu = hyperframe.WindowUpdateFrame(0)
+                    wu.window_increment = f.flow_controlled_length
+                    wu2 = hyperframe.WindowUpdateFrame(f.stream_id)
+                    wu2.window_increment = f.flow_controlled_length
+                    try:
+                        self.send(wu, wu2)
+                    except OSError:
+                        pass
                 got.append(f)
                 self.frames.append(f)
                 if until is not None and until(f):
@@ -153,15 +163,6 @@ class Raw:
                     status, hdrs = int(d[":status"]), f.headers
             elif isinstance(f, hyperframe.DataFrame):
                 body += f.data
-                if f.flow_controlled_length:
-                    wu = hyperframe.WindowUpdateFrame(0)
-                    wu.window_increment = f.flow_controlled_length
-                    wu2 = hyperframe.WindowUpdateFrame(sid)
-                    wu2.window_increment = f.flow_controlled_length
-                    try:
-                        self.send(wu, wu2)
-                    except OSError:
-                        pass
             elif isinstance(f, hyperframe.RstStreamFrame):
                 rst = f.error_code
         return status, hdrs, body, rst
@@ -526,3 +527,68 @@ def test_h2_counters_in_metrics(env):
     assert m['gatehouse_h2_streams_total{family="reverse"}'] >= 1
     assert m['gatehouse_h2_resets_received_total{family="reverse"}'] >= 100   # the rapid reset test
     assert m['gatehouse_h2_goaways_sent_total{family="reverse"}'] >= 1
+
+
+def test_reverse_features_per_stream(env, tmp_path):
+    """Cache with collapsed forwarding across streams of one connection, a
+    static file, a redirect: each stream is an ordinary reverse request."""
+    co = gh.CacheOrigin()
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "f.txt").write_bytes(b"F" * 300000)
+    cert = (os.path.join(os.path.dirname(env.ca), "a.pem"), os.path.join(os.path.dirname(env.ca), "a.key"))
+    port = gh.free_port()
+    conf = """
+reverse: {
+  listeners = ( { address = "127.0.0.1:%d"; tls = true; } );
+  certificates = ( { cert = "%s"; key = "%s"; } );
+  cache = { memory = "16M"; max_object = "1M"; x_cache_header = true; };
+  upstreams = ( { name = "app"; servers = ( { address = "127.0.0.1:%d"; } ); } );
+  sites = ( { hosts = [ "a.test" ]; default = true; routes = (
+      { path = "/c/"; upstream = "app"; cache = true; },
+      { path = "/www/"; static = "%s"; },
+      { path = "/go/"; redirect = "https://elsewhere.test/"; redirect_status = 301; }
+  ); } );
+};
+""" % (port, cert[0], cert[1], co.port, str(tmp_path))
+    g = gh.Gatehouse(conf).start([port])
+    g.port, g.ca = port, env.ca
+    try:
+        co.script("/c/slow", headers=[("Cache-Control", "max-age=60")], body=b"S" * 5000, delay=1.0)
+        r = Raw(g)
+        for sid in range(1, 20, 2):
+            r.send(r.headers(sid, "/c/slow"))
+        res = [r.response(sid, timeout=10) for sid in range(1, 20, 2)]
+        assert all(st == 200 and body == b"S" * 5000 for st, h, body, rst in res), [x[0] for x in res]
+        assert co.count("/c/slow") == 1
+        assert sorted(dict(h).get("x-cache") for st, h, body, rst in res).count("MISS") == 1
+        r.send(r.headers(21, "/www/f.txt"))
+        st, h, body, rst = r.response(21, timeout=10)
+        assert st == 200 and body == b"F" * 300000
+        r.send(r.headers(23, "/go/x"))
+        st, h, body, rst = r.response(23)
+        assert st == 301 and dict(h)["location"].startswith("https://elsewhere.test/")
+        r.send(r.headers(25, "/www/f.txt", method="HEAD"))
+        st, h, body, rst = r.response(25)
+        assert st == 200 and body == b"" and dict(h)["content-length"] == "300000"
+        r.close()
+    finally:
+        g.check_clean()
+        co.kill()
+
+
+def test_slow_reader_holds_the_upstream(env):
+    """A client that takes nothing past its first window: the stream holds
+    the upstream (HOLD) instead of buffering a 200 MB response."""
+    r = Raw(env)
+    r.window_updates = False
+    r.send(r.headers(1, "/stream/200000000"))
+    r.read(3)
+    got = sum(len(f.data) for f in r.frames if isinstance(f, hyperframe.DataFrame) and f.stream_id == 1)
+    assert 0 < got <= 65535
+    if not gh.SANITIZED:
+        assert gh.rss_kb(env.proc.pid) < 80 * 1024, gh.rss_kb(env.proc.pid)
+    r.close()
+    # the gateway lets the stream and its upstream go with the connection
+    rc, out, err = h2curl(env, "/size/3")
+    assert out == b"xxx"
