@@ -273,6 +273,7 @@ static int cb_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
 	s->h = h;
 	s->id = frame->hd.stream_id;
 	s->snap = c->snap;
+	s->side = c->side;
 	gw_snapshot_ref(s->snap);
 	event_assign(&s->ev_to, c->w->base, -1, 0, stream_to_cb, s);
 	s->next = h->streams;
@@ -418,7 +419,9 @@ static void stream_start(struct gw_h2s *s)
 		gw_h2__reset(s, NGHTTP2_INTERNAL_ERROR, NULL);
 		return;
 	}
-	rq->snap = s->snap;
+	rq->snap = s->snap;   /* (c's may be newer by now) */
+	rq->side = s->side;
+	rq->max_body = s->snap->conf->global.limits.max_body_bytes;
 	rq->sink = &gw_h2_sink;
 	rq->sink_arg = s;
 	rq->h2s = s;
@@ -458,7 +461,7 @@ static void stream_start(struct gw_h2s *s)
 		gw_h2__respond_error(rq, 417, "unsupported expectation");
 		return;
 	}
-	c->proto->on_request(rq, c->side);
+	c->proto->on_request(rq, rq->side);
 	gw_h2_dispatch(rq);
 }
 

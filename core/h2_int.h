@@ -31,6 +31,7 @@ struct gw_h2s {
 	int32_t id;
 	struct gw_req *rq;         /* from the complete request head on */
 	struct gw_snapshot *snap;  /* the stream's reference (rq->snap) */
+	void *side;                /* its family's data in snap */
 	struct evbuffer *in;       /* request body received, not yet passed on */
 	struct evbuffer *out;      /* response body waiting for the peer's window */
 	/* the request head as it arrives: HTTP/1 field lines, cookies, pseudo-headers */

@@ -592,3 +592,47 @@ def test_slow_reader_holds_the_upstream(env):
     # the gateway lets the stream and its upstream go with the connection
     rc, out, err = h2curl(env, "/size/3")
     assert out == b"xxx"
+
+
+def test_chromium_loads_a_published_page_over_h2(env, tmp_path):
+    """Debian's headless Chromium loads a page and its subresources (script,
+    images) from a static site and an upstream through the TLS listener:
+    every request is HTTP/2 in the access log."""
+    assert os.path.exists("/usr/bin/chromium"), "chromium missing: run tests/deps.sh test"
+    cert = (os.path.join(os.path.dirname(env.ca), "a.pem"), os.path.join(os.path.dirname(env.ca), "a.key"))
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text(
+        "<html><body><h1 id=t>static</h1>" + "".join('<img src="/www/i%d.gif">' % i for i in range(6)) +
+        '<script src="/www/app.js"></script></body></html>')
+    (www / "app.js").write_text(
+        "fetch('/size/7').then(r => r.text()).then(t => {"
+        " document.getElementById('t').textContent = 'loaded ' + t.length; });")
+    gif = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
+    for i in range(6):
+        (www / ("i%d.gif" % i)).write_bytes(gif)
+    port = gh.free_port()
+    conf = """
+reverse: {
+  listeners = ( { address = "127.0.0.1:%d"; tls = true; } );
+  certificates = ( { cert = "%s"; key = "%s"; } );
+  upstreams = ( { name = "o"; servers = ( { address = "127.0.0.1:%d"; } ); } );
+  sites = ( { hosts = [ "a.test" ]; default = true; routes = (
+      { path = "/www/"; static = "%s"; }, { path = "/"; upstream = "o"; } ); } );
+};
+""" % (port, cert[0], cert[1], env.origin.port, str(tmp_path))
+    g = gh.Gatehouse(conf).start([port])
+    try:
+        prof = tmp_path / "profile"
+        p = subprocess.run(["/usr/bin/chromium", "--headless=new", "--no-sandbox", "--disable-gpu",
+                            "--ignore-certificate-errors", "--user-data-dir=%s" % prof,
+                            "--host-resolver-rules=MAP a.test 127.0.0.1", "--virtual-time-budget=5000",
+                            "--dump-dom", "https://a.test:%d/www/index.html" % port],
+                           capture_output=True, text=True, timeout=90)
+        assert "loaded 7" in p.stdout, (p.stdout[-2000:], p.stderr[-2000:])
+        lines = g.access_lines()
+        for path in ["/www/index.html", "/www/app.js", "/size/7"] + ["/www/i%d.gif" % i for i in range(6)]:
+            assert any('"GET %s HTTP/2.0" 200' % path in l for l in lines), (path, lines)
+        assert not any("HTTP/1.1\"" in l for l in lines), lines
+    finally:
+        g.check_clean()
