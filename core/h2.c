@@ -715,6 +715,7 @@ static void session_send(struct gw_h2 *h)
 {
 	while (evbuffer_get_length(h->out) < HIWAT) {
 		const uint8_t *d;
+		size_t before = evbuffer_get_length(h->out);
 		ssize_t n = nghttp2_session_mem_send(h->ng, &d);
 		if (n < 0) {
 			gw_debug("HTTP/2 send: %s", nghttp2_strerror((int)n));
@@ -722,9 +723,9 @@ static void session_send(struct gw_h2 *h)
 			h->why = GW_CLOSE_INTERNAL;
 			return;
 		}
-		if (n == 0)
-			return;
-		if (evbuffer_add(h->out, d, (size_t)n) < 0) {
+		if (n == 0 && evbuffer_get_length(h->out) == before)
+			return;   /* (a DATA frame written by gw_h2__send_data returns 0 too) */
+		if (n > 0 && evbuffer_add(h->out, d, (size_t)n) < 0) {
 			h->fatal = 1;
 			h->why = GW_CLOSE_INTERNAL;
 			return;
@@ -1028,6 +1029,7 @@ void gw_h2_start(struct gw_conn *c, struct evbuffer *pre)
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, cb_data_chunk);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, cb_stream_close);
 	nghttp2_session_callbacks_set_on_frame_send_callback(cbs, cb_frame_send);
+	nghttp2_session_callbacks_set_send_data_callback(cbs, gw_h2__send_data);
 	nghttp2_option_set_no_auto_window_update(opt, 1);
 	nghttp2_option_set_no_closed_streams(opt, 1);
 	nghttp2_option_set_max_continuations(opt, 8);

@@ -96,6 +96,9 @@ void gw_h2__pump_body(struct gw_h2s *s);
 /* nghttp2's data source for a stream's response body. */
 ssize_t gw_h2__data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len,
     uint32_t *flags, nghttp2_data_source *src, void *arg);
+/* nghttp2's send_data_callback: a DATA frame from the stream's buffer. */
+int gw_h2__send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *framehd, size_t len,
+    nghttp2_data_source *src, void *arg);
 /* After the session sent: let held upstreams go on. */
 void gw_h2__resume_held(struct gw_h2s *s);
 

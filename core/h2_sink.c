@@ -213,35 +213,56 @@ void gw_h2__respond_error(struct gw_req *rq, int status, const char *reason)
 
 /* ---- the response body: nghttp2's data source ---- */
 
+/* The body is not copied into nghttp2's buffer: the data source only says
+ * how much goes into the next DATA frame (NO_COPY), and gw_h2__send_data
+ * copies those bytes once, from the stream's buffer to the connection's
+ * output right behind the frame header. */
 ssize_t gw_h2__data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len,
     uint32_t *flags, nghttp2_data_source *src, void *arg)
 {
 	struct gw_h2s *s = src->ptr;
-	int n = 0;
+	size_t have = s->out != NULL ? evbuffer_get_length(s->out) : 0, n = have < len ? have : len;
 
 	(void)ng;
 	(void)id;
+	(void)buf;
 	(void)arg;
-	if (s->out != NULL && evbuffer_get_length(s->out) > 0) {
-		n = evbuffer_remove(s->out, buf, len);
-		if (n < 0)
-			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-		if (s->rq != NULL)
-			s->rq->bytes_out += (uint64_t)n;
-		if (s->to_kind == STO_SEND)
-			s->to_kind = STO_NONE;   /* progress: the send timer starts again */
-		if (s->up_held)
-			s->h->again = 1;     /* (gw_h2__resume_held, after the session call) */
+	if (n == 0 && !s->out_eof) {
+		s->deferred = 1;
+		return NGHTTP2_ERR_DEFERRED;   /* resumed by on_body */
 	}
-	if (s->out == NULL || evbuffer_get_length(s->out) == 0) {
-		if (s->out_eof) {
-			*flags |= NGHTTP2_DATA_FLAG_EOF;
-		} else if (n == 0) {
-			s->deferred = 1;
-			return NGHTTP2_ERR_DEFERRED;   /* resumed by on_body */
-		}
-	}
-	return n;
+	*flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+	if (n == have && s->out_eof)
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+	return (ssize_t)n;
+}
+
+int gw_h2__send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *framehd, size_t len,
+    nghttp2_data_source *src, void *arg)
+{
+	struct gw_h2 *h = arg;
+	struct gw_h2s *s = src->ptr;
+	struct evbuffer_iovec v;
+
+	(void)ng;
+	(void)frame;   /* (no padding is ever chosen: padlen is 0) */
+	/* one contiguous piece with its header (a header in a chain of its
+	 * own would become a TLS record of its own) */
+	if (evbuffer_reserve_space(h->out, (ev_ssize_t)(9 + len), &v, 1) < 1 || v.iov_len < 9 + len)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	memcpy(v.iov_base, framehd, 9);
+	if (len > 0 && evbuffer_remove(s->out, (char *)v.iov_base + 9, len) != (int)len)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	v.iov_len = 9 + len;
+	if (evbuffer_commit_space(h->out, &v, 1) != 0)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	if (s->rq != NULL)
+		s->rq->bytes_out += len;
+	if (s->to_kind == STO_SEND)
+		s->to_kind = STO_NONE;   /* progress: the send timer starts again */
+	if (s->up_held)
+		h->again = 1;            /* (gw_h2__resume_held, after the session call) */
+	return 0;
 }
 
 void gw_h2__resume_held(struct gw_h2s *s)
