@@ -72,36 +72,11 @@ static void buffer_body(struct gw_conn *c);
 
 /* ---- timers and buffers ---- */
 
-/*
- * The TO_BODY timer: client_body bounds the pause between body bytes, and
- * client_body_min_rate the average since the body started (after a grace of
- * client_body seconds), so a trickle of a byte per pause cannot hold the
- * connection (and an upstream one) forever.  The timer is cut to the moment
- * the average would fall under the rate if nothing more came; rq->body_slow
- * tells client_to_cb which bound fired.
- */
+/* The TO_BODY timer (gw_req__body_timeout, core/req.c); rq->body_slow
+ * tells client_to_cb which bound fired. */
 static double body_timeout(struct gw_conn *c, const struct conf_timeouts *t)
 {
-	struct gw_req *rq = c->rq;
-	double now, due;
-
-	if (rq == NULL)
-		return t->client_body;
-	rq->body_slow = 0;
-	if (t->client_body_min_rate <= 0)
-		return t->client_body;
-	now = gw_mono_now();
-	if (rq->body_t0 == 0) {
-		rq->body_t0 = now;
-		rq->body_n0 = rq->bytes_in;
-	}
-	due = rq->body_t0 + (double)(rq->bytes_in - rq->body_n0) / t->client_body_min_rate;
-	if (due < rq->body_t0 + t->client_body)
-		due = rq->body_t0 + t->client_body;
-	if (due - now >= t->client_body)
-		return t->client_body;
-	rq->body_slow = 1;
-	return due - now > 0.001 ? due - now : 0.001;
+	return c->rq != NULL ? gw_req__body_timeout(c->rq, t) : t->client_body;
 }
 
 void gw_conn__timer(struct gw_conn *c, enum cto kind)

@@ -332,6 +332,9 @@ struct gw_req *gw_req__new_bare(struct gw_worker *w, struct gw_snapshot *snap,
 void gw_req__log_free(struct gw_req *rq);
 /* Free rq and everything it holds. */
 void gw_req__free(struct gw_req *rq);
+/* The TO_BODY timer's length for rq's body (client_body, or sooner under
+ * client_body_min_rate: then rq->body_slow is set). */
+double gw_req__body_timeout(struct gw_req *rq, const struct conf_timeouts *t);
 /* rq's upstream latency label (a gw_hist slot). */
 int gw_req__metric_up(struct gw_req *rq);
 /* An address's numeric form (IPv4-mapped IPv6 as IPv4) into buf

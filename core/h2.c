@@ -70,15 +70,17 @@ static void stream_to_cb(evutil_socket_t fd, short what, void *arg)
 	case STO_HEADER:
 		gw_h2__reset(s, NGHTTP2_CANCEL, "request head timeout");
 		break;
-	case STO_BODY:
+	case STO_BODY: {
+		const char *why = rq != NULL && rq->body_slow ? "request body too slow" : "request body timeout";
 		if (rq != NULL && !rq->resp_head_done && !s->resp_started) {
 			if (rq->up != NULL)
 				gw_upstream_detach(rq);
-			gw_h2__respond_error(rq, 408, "request body timeout");
+			gw_h2__respond_error(rq, 408, why);
 		} else {
-			gw_h2__reset(s, NGHTTP2_CANCEL, "request body timeout");
+			gw_h2__reset(s, NGHTTP2_CANCEL, why);
 		}
 		break;
+	}
 	case STO_SEND:
 		gw_h2__reset(s, NGHTTP2_CANCEL, "send timeout: the client's flow-control window stayed closed");
 		break;
@@ -117,7 +119,8 @@ void gw_h2__stream_timer(struct gw_h2s *s)
 		stream_arm(s, STO_SEND, t->client_idle);
 	} else if (rq != NULL && !s->in_done && !s->discard && !rq->reqx.done &&
 	    (s->reading_body || (rq->up != NULL && s->up_ready && !s->in_paused))) {
-		stream_arm(s, STO_BODY, t->client_body);
+		if (s->to_kind != STO_BODY)   /* (a pause, or its min-rate deadline) */
+			stream_arm(s, STO_BODY, gw_req__body_timeout(rq, t));
 	} else {
 		stream_arm(s, STO_NONE, 0);
 	}

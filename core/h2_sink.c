@@ -325,6 +325,7 @@ void gw_h2__pump_body(struct gw_h2s *s)
 		return;
 	if (evbuffer_get_length(u->out) >= HIWAT) {
 		s->in_paused = 1;
+		rq->body_t0 = 0;   /* the upstream is slow, not the client: a new rate window */
 		return;
 	}
 	before = s->in != NULL ? evbuffer_get_length(s->in) : 0;
@@ -362,8 +363,10 @@ void gw_h2__pump_body(struct gw_h2s *s)
 	}
 	if (rq->reqx.done && !rq->resp_head_done)
 		set_timer(&u->ev_to, RTO(rq)->upstream_response);
-	if (evbuffer_get_length(u->out) >= HIWAT)
+	if (evbuffer_get_length(u->out) >= HIWAT) {
 		s->in_paused = 1;
+		rq->body_t0 = 0;
+	}
 	gw_upstream__write(u);
 }
 

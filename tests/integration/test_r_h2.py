@@ -636,3 +636,28 @@ reverse: {
         assert not any("HTTP/1.1\"" in l for l in lines), lines
     finally:
         g.check_clean()
+
+
+def test_trickled_request_body_is_cut_at_min_rate(env):
+    """client_body_min_rate (1024 B/s by default) holds per stream: a body
+    trickled at 20 B/s is answered 408 after the client_body grace (3 s),
+    although each pause is shorter than client_body."""
+    r = Raw(env)
+    r.send(r.headers(1, "/upload", method="POST", extra=[("content-length", "100000")], end_stream=False))
+    t0 = time.time()
+    st = None
+    while time.time() - t0 < 10 and st is None:
+        try:
+            r.send(r.data(1, b"t" * 10, end_stream=False))
+        except OSError:
+            break
+        for f in r.read(0.5, lambda f: f.stream_id == 1 and isinstance(f, (hyperframe.HeadersFrame,
+                                                                            hyperframe.RstStreamFrame))):
+            if isinstance(f, hyperframe.HeadersFrame):
+                st = int(dict(f.headers)[":status"])
+            elif isinstance(f, hyperframe.RstStreamFrame):
+                st = -f.error_code
+    assert st == 408, st
+    assert 2.5 <= time.time() - t0 < 8
+    assert gh.access_line_for(env, "request body too slow") is not None
+    r.close()
