@@ -193,6 +193,7 @@ def test_curl_http2_get_post_and_log(env):
     assert hdrs["host"] == "a.test:%d" % env.port      # from :authority
     assert hdrs["x-test"] == "one"
     assert hdrs["x-forwarded-proto"] == "https"
+    assert hdrs["via"] == "2 gatehouse"                # received over HTTP/2 (RFC 9110 7.6.3)
     rc, out, err = h2curl(env, "/echo", "--data-binary", "hello=world")
     d = json.loads(out)
     assert d["method"] == "POST" and d["body"] == "hello=world"
