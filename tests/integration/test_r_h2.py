@@ -662,3 +662,21 @@ def test_trickled_request_body_is_cut_at_min_rate(env):
     assert 2.5 <= time.time() - t0 < 8
     assert gh.access_line_for(env, "request body too slow") is not None
     r.close()
+
+
+def test_expect_100_continue_over_h2(env):
+    """The engine's 100 Continue reaches an HTTP/2 client as an interim
+    HEADERS frame; the body follows and the upstream gets no Expect."""
+    r = Raw(env)
+    r.send(r.headers(1, "/echo", method="POST", extra=[("content-length", "5"), ("expect", "100-continue")],
+                     end_stream=False))
+    got = r.read(5, lambda f: isinstance(f, hyperframe.HeadersFrame) and f.stream_id == 1)
+    heads = [dict(f.headers) for f in got if isinstance(f, hyperframe.HeadersFrame)]
+    assert heads and heads[-1][":status"] == "100", heads
+    r.send(r.data(1, b"hello"))
+    st, h, body, rst = r.response(1)
+    assert st == 200, (st, rst)
+    d = json.loads(body)
+    assert d["body"] == "hello"
+    assert "expect" not in [k.lower() for k, v in d["headers"]]
+    r.close()
