@@ -464,6 +464,20 @@ static void stream_start(struct gw_h2s *s)
 		gw_h2__respond_error(rq, 417, "unsupported expectation");
 		return;
 	}
+	if ((rq->head.method == GW_M_OPTIONS || rq->head.method == GW_M_TRACE) &&
+	    (rq->head.flags & GW_HF_MAX_FORWARDS) && rq->head.max_forwards == 0) {
+		/* RFC 9110 7.6.2: we are the final recipient (as for HTTP/1,
+		 * core/conn.c); a TRACE is not echoed over HTTP/2 */
+		gw_req_set_verdict(rq, "local", "max-forwards");
+		if (rq->head.method == GW_M_TRACE) {
+			gw_h2__respond_error(rq, 405, "TRACE is not echoed over HTTP/2");
+			return;
+		}
+		gw_req_resp_hdr_add(rq, "Allow", GW_STRLIT("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"));
+		gw_req_respond(rq, 200, "text/plain", "", 0, NULL);
+		gw_h2__send_local(rq);
+		return;
+	}
 	c->proto->on_request(rq, rq->side);
 	gw_h2_dispatch(rq);
 }

@@ -680,3 +680,19 @@ def test_expect_100_continue_over_h2(env):
     assert d["body"] == "hello"
     assert "expect" not in [k.lower() for k, v in d["headers"]]
     r.close()
+
+
+def test_max_forwards_zero_answered_here(env):
+    before = len(env.origin.requests)
+    r = Raw(env)
+    r.send(r.headers(1, "*", method="OPTIONS", extra=[("max-forwards", "0")]))
+    st, h, body, rst = r.response(1)
+    assert st == 200 and "GET" in dict(h)["allow"], (st, rst)
+    r.send(r.headers(3, "/echo", method="TRACE", extra=[("max-forwards", "0")]))
+    assert r.response(3)[0] == 405
+    r.send(r.headers(5, "/echo", method="OPTIONS", extra=[("max-forwards", "3")]))
+    st, h, body, rst = r.response(5)
+    assert st == 200, (st, rst)
+    assert {k.lower(): v for k, v in json.loads(body)["headers"]}["max-forwards"] == "2"   # one hop less
+    r.close()
+    assert len(env.origin.requests) == before + 1
