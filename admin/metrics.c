@@ -165,6 +165,13 @@ enum MHD_Result adm_metrics(struct MHD_Connection *c)
 	    GW_FC_UPSTREAM_REUSED);
 	family_counter(&b, &st, "upstream_errors_total", "Upstream connect and exchange errors, by family.",
 	    GW_FC_UPSTREAM_ERRORS);
+	/* HTTP/2 (core/h2.c): the rest of connections_total is HTTP/1 */
+	family_counter(&b, &st, "h2_connections_total", "Client connections that spoke HTTP/2, by family.",
+	    GW_FC_H2_CONNS);
+	family_counter(&b, &st, "h2_streams_total", "HTTP/2 streams opened by clients, by family.", GW_FC_H2_STREAMS);
+	family_counter(&b, &st, "h2_resets_received_total", "HTTP/2 RST_STREAM frames from clients, by family.",
+	    GW_FC_H2_RESETS);
+	family_counter(&b, &st, "h2_goaways_sent_total", "HTTP/2 GOAWAY frames sent, by family.", GW_FC_H2_GOAWAYS);
 	gw_sbuf_printf(&b, "# HELP gatehouse_connections_active Client connections open now, by family.\n"
 	    "# TYPE gatehouse_connections_active gauge\n");
 	for (int f = 0; f < gw_stats_nfamilies(); f++)

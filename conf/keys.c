@@ -747,7 +747,30 @@ const char *conf_chk_host(struct conf_ctx *x, char *v)
 /* ---- listeners ---- */
 
 static const char *const k_flistener[] = { "address", "max_connections_per_client", NULL };
-static const char *const k_rlistener[] = { "address", "tls", "max_connections_per_client", NULL };
+static const char *const k_rlistener[] = { "address", "tls", "max_connections_per_client", "http2", "h2c",
+	NULL };
+
+/* http2 (TLS listeners: ALPN h2, on by default) and h2c (plain listeners:
+ * HTTP/2 with prior knowledge, off by default); each only where it applies. */
+static void conf_read_listener_h2(struct conf_ctx *x, config_setting_t *e, const char *ep,
+    struct conf_listener *li)
+{
+	int http2 = -1, h2c = 0;
+	char kp[CONF_KP];
+
+	if (conf_get_bool(x, e, ep, "http2", &http2) > 0 && http2 && !li->tls) {
+		conf_kp_child(kp, ep, "http2");
+		conf_serr(x, conf_member(e, "http2"), kp, "needs tls = true (a plain listener speaks "
+		    "HTTP/2 only with h2c = true)");
+	}
+	if (conf_get_bool(x, e, ep, "h2c", &h2c) > 0 && h2c && li->tls) {
+		conf_kp_child(kp, ep, "h2c");
+		conf_serr(x, conf_member(e, "h2c"), kp, "only for plain listeners (a TLS listener offers "
+		    "h2 with http2 = true)");
+	}
+	li->http2 = li->tls && http2 != 0;
+	li->h2c = !li->tls && h2c;
+}
 
 void conf_read_listeners(struct conf_ctx *x, config_setting_t *g, const char *path, int allow_tls,
     struct conf_listener **out, size_t *nout)
@@ -778,8 +801,10 @@ void conf_read_listeners(struct conf_ctx *x, config_setting_t *g, const char *pa
 		}
 		if (!li->addr.text)
 			continue;
-		if (allow_tls)
+		if (allow_tls) {
 			conf_get_bool(x, e, ep, "tls", &li->tls);
+			conf_read_listener_h2(x, e, ep, li);
+		}
 		(*nout)++;
 	}
 }

@@ -71,6 +71,8 @@ struct conf_listener {
 	struct conf_addr addr;
 	int tls;
 	int64_t max_connections_per_client;   /* -1 = global.max_connections_per_client */
+	int http2;                 /* TLS: offer h2 in ALPN (reverse; default on) */
+	int h2c;                   /* plain: HTTP/2 with prior knowledge (default off) */
 	struct conf_src src;
 };
 

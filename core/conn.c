@@ -47,6 +47,7 @@
 #include "core/climit.h"
 #include "core/clock.h"
 #include "core/dns.h"
+#include "core/h2.h"
 #include "core/hist.h"
 #include "core/http1.h"
 #include "core/httpdate.h"
@@ -71,36 +72,11 @@ static void buffer_body(struct gw_conn *c);
 
 /* ---- timers and buffers ---- */
 
-/*
- * The TO_BODY timer: client_body bounds the pause between body bytes, and
- * client_body_min_rate the average since the body started (after a grace of
- * client_body seconds), so a trickle of a byte per pause cannot hold the
- * connection (and an upstream one) forever.  The timer is cut to the moment
- * the average would fall under the rate if nothing more came; rq->body_slow
- * tells client_to_cb which bound fired.
- */
+/* The TO_BODY timer (gw_req__body_timeout, core/req.c); rq->body_slow
+ * tells client_to_cb which bound fired. */
 static double body_timeout(struct gw_conn *c, const struct conf_timeouts *t)
 {
-	struct gw_req *rq = c->rq;
-	double now, due;
-
-	if (rq == NULL)
-		return t->client_body;
-	rq->body_slow = 0;
-	if (t->client_body_min_rate <= 0)
-		return t->client_body;
-	now = gw_mono_now();
-	if (rq->body_t0 == 0) {
-		rq->body_t0 = now;
-		rq->body_n0 = rq->bytes_in;
-	}
-	due = rq->body_t0 + (double)(rq->bytes_in - rq->body_n0) / t->client_body_min_rate;
-	if (due < rq->body_t0 + t->client_body)
-		due = rq->body_t0 + t->client_body;
-	if (due - now >= t->client_body)
-		return t->client_body;
-	rq->body_slow = 1;
-	return due - now > 0.001 ? due - now : 0.001;
+	return c->rq != NULL ? gw_req__body_timeout(c->rq, t) : t->client_body;
 }
 
 void gw_conn__timer(struct gw_conn *c, enum cto kind)
@@ -215,6 +191,8 @@ void gw_conn__close(struct gw_conn *c, enum gw_close_reason why)
 
 	if (c->state == CS_CLOSED)
 		return;
+	if (c->h2 != NULL)
+		gw_h2_conn_gone(c, why);   /* its streams end first */
 	if (conn_up(c) != NULL)
 		gw_upstream_detach(c->rq);
 	if (c->upo.has_private)
@@ -581,6 +559,11 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 		gw_bgreq__dispatch(rq);
 		return;
 	}
+	if (rq->h2s != NULL) {   /* an HTTP/2 stream's request (core/h2.c) */
+		rq->wake_fn(rq, rq->wake_arg);
+		gw_h2_dispatch(rq);
+		return;
+	}
 	GW_CHECK_OBJ(c, CONN_MAGIC);   /* not orphaned: its connection still lives */
 	rq->wake_fn(rq, rq->wake_arg);
 	if (c->state != CS_CLOSED && c->rq == rq)
@@ -813,6 +796,8 @@ static void handle_head(struct gw_conn *c)
 		evbuffer_drain(c->in, 2);
 	}
 	len = evbuffer_get_length(c->in);
+	if (len > 0 && c->h2c_ok && gw_h2c_sniff(c))
+		return;   /* HTTP/2 with prior knowledge (core/h2.c) */
 	if (len == 0) {
 		if (c->rd_eof) {
 			gw_conn__close(c, GW_CLOSE_CLIENT_EOF);
@@ -963,6 +948,10 @@ static void client_handshake(struct gw_conn *c)
 
 	ERR_clear_error();
 	r = SSL_do_handshake(c->ssl);
+	if (r == 1 && gw_tls_is_h2(c->ssl)) {
+		gw_h2_start(c, NULL);   /* ALPN chose h2 (core/h2.c) */
+		return;
+	}
 	if (r == 1) {
 		c->state = CS_HEAD;
 		wr_enable(c, 0);
@@ -1252,7 +1241,10 @@ void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, so
 		}
 		SSL_set_accept_state(c->ssl);
 		c->state = CS_HANDSHAKE;
+		if (lspec->cl->http2)
+			gw_tls_allow_h2(c->ssl);
 	}
+	c->h2c_ok = !lspec->cl->tls && lspec->cl->h2c;
 	conn_link(w, c);
 	gw_stat_add(&w->stats->fam[c->proto->family][GW_FC_CONN_ACCEPTED], 1);
 	gw_relay_rd_enable(c, 1);
@@ -1272,8 +1264,10 @@ void gw_conn_drain_all(struct gw_worker *w)
 
 	while (c != NULL) {
 		struct gw_conn *n = c->next;
-		/* idle clients: nobody waits for them */
-		if (conn_between_requests(c))
+		/* idle clients: nobody waits for them (HTTP/2: GOAWAY) */
+		if (c->h2 != NULL)
+			gw_h2_drain(c);
+		else if (conn_between_requests(c))
 			gw_conn__close(c, GW_CLOSE_SHUTDOWN);
 		c = n;
 	}
@@ -1293,7 +1287,9 @@ void gw_conn_listener_gone(struct gw_worker *w, int lfd)
 		 * tunnels run on (they have no request boundary to stop at) */
 		if (c->lfd == lfd) {
 			c->unlisted = 1;
-			if (conn_between_requests(c))
+			if (c->h2 != NULL)
+				gw_h2_drain(c);
+			else if (conn_between_requests(c))
 				gw_conn__close(c, GW_CLOSE_LISTENER_REMOVED);
 			else if (c->rq != NULL && !c->rq->resp_head_done)
 				c->rq->close_after = 1;

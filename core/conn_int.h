@@ -174,6 +174,8 @@ struct gw_req {
 	char *filt_newhead;
 	size_t filt_newhead_len;
 	struct xfer fx;
+	/* an HTTP/2 stream's request (core/h2.c): its stream, NULL for HTTP/1 */
+	struct gw_h2s *h2s;
 };
 
 /*
@@ -203,6 +205,8 @@ struct gw_conn {
 	unsigned rd_big : 2;       /* buf_read's *big */
 	unsigned up_paused : 1;    /* upstream reading paused: our output is full */
 	unsigned unlisted : 1;     /* a reload removed its listener: close after this request */
+	unsigned h2c_ok : 1;       /* h2c listener: the first bytes may be the HTTP/2 preface */
+	struct gw_h2 *h2;          /* HTTP/2 (core/h2.c) runs this connection; NULL = HTTP/1 */
 	struct gw_upowner upo;     /* owner of private upstream connections (pool_private) */
 	void *fam_data;            /* gw_req_set_conn_data (freed with the connection) */
 	void (*fam_data_free)(void *);
@@ -337,6 +341,9 @@ struct gw_req *gw_req__new_bare(struct gw_worker *w, struct gw_snapshot *snap,
 void gw_req__log_free(struct gw_req *rq);
 /* Free rq and everything it holds. */
 void gw_req__free(struct gw_req *rq);
+/* The TO_BODY timer's length for rq's body (client_body, or sooner under
+ * client_body_min_rate: then rq->body_slow is set). */
+double gw_req__body_timeout(struct gw_req *rq, const struct conf_timeouts *t);
 /* rq's upstream latency label (a gw_hist slot). */
 int gw_req__metric_up(struct gw_req *rq);
 /* An address's numeric form (IPv4-mapped IPv6 as IPv4) into buf

@@ -128,6 +128,12 @@ void gw_h1out_via(struct gw_h1out *b, int minor, const char *via)
 {
 	if (via == NULL || via[0] == '\0')
 		return;
+	if (minor == GW_H1OUT_VIA_H2) {
+		GW_H1OUT_LIT(b, "Via: 2 ");   /* RFC 9110 7.6.3: received over HTTP/2 */
+		gw_h1out_str(b, via);
+		GW_H1OUT_LIT(b, "\r\n");
+		return;
+	}
 	GW_H1OUT_LIT(b, "Via: 1.");
 	gw_h1out_uint(b, (unsigned)minor, 10);
 	GW_H1OUT_LIT(b, " ");

@@ -69,6 +69,8 @@ static inline void gw_h1out_hdr(struct gw_h1out *b, const char *name, size_t nle
 /* v in base 10 or 16 (lower case). */
 void gw_h1out_uint(struct gw_h1out *b, unsigned long long v, int base);
 /* "Via: 1.<minor> <via>\r\n"; nothing when via is NULL or empty. */
+/* (minor GW_H1OUT_VIA_H2: the message came over HTTP/2, "Via: 2 name") */
+#define GW_H1OUT_VIA_H2 (-2)
 void gw_h1out_via(struct gw_h1out *b, int minor, const char *via);
 /* The additions of the edit list e, oldest first (at most 64); framing and
  * hop-by-hop fields are never added. */

@@ -655,7 +655,7 @@ void gw_access_log(struct gw_alog_buf *b, const struct gw_access_rec *r)
 		put_esc(b, r->method, r->method_len, ESC_BARE);
 		put(b, " ");
 		put_esc(b, r->target, r->target_len, ESC_BARE);
-		put(b, " HTTP/1.%d\" %d %llu ", r->version_minor, r->status,
+		put(b, " HTTP/%d.%d\" %d %llu ", r->http2 ? 2 : 1, r->http2 ? 0 : r->version_minor, r->status,
 		    (unsigned long long)r->bytes_out);
 		put_str(b, r->referer, r->referer_len, 0);
 		put(b, " ");

@@ -53,6 +53,7 @@ struct gw_access_rec {
 	const char *method; size_t method_len;
 	const char *target; size_t target_len;
 	int version_minor;
+	int http2;                 /* came over HTTP/2: logged as HTTP/2.0 */
 	int status;
 	uint64_t bytes_in, bytes_out;
 	const char *upstream;      /* "" when none */

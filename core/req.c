@@ -377,6 +377,36 @@ int gw_req__metric_up(struct gw_req *rq)
 	return rq->m_up - 1;
 }
 
+/*
+ * The TO_BODY bound of a request body (HTTP/1 connection or HTTP/2
+ * stream): client_body bounds the pause between body bytes, and
+ * client_body_min_rate the average since the body started (after a grace
+ * of client_body seconds), so a trickle of a byte per pause cannot hold the
+ * exchange (and an upstream connection) forever.  The timer is cut to the
+ * moment the average would fall under the rate if nothing more came;
+ * rq->body_slow says which bound it is.
+ */
+double gw_req__body_timeout(struct gw_req *rq, const struct conf_timeouts *t)
+{
+	double now, due;
+
+	rq->body_slow = 0;
+	if (t->client_body_min_rate <= 0)
+		return t->client_body;
+	now = gw_mono_now();
+	if (rq->body_t0 == 0) {
+		rq->body_t0 = now;
+		rq->body_n0 = rq->bytes_in;
+	}
+	due = rq->body_t0 + (double)(rq->bytes_in - rq->body_n0) / t->client_body_min_rate;
+	if (due < rq->body_t0 + t->client_body)
+		due = rq->body_t0 + t->client_body;
+	if (due - now >= t->client_body)
+		return t->client_body;
+	rq->body_slow = 1;
+	return due - now > 0.001 ? due - now : 0.001;
+}
+
 /* ---- request lifecycle ---- */
 
 struct gw_req *gw_req__new_bare(struct gw_worker *w, struct gw_snapshot *snap,
@@ -480,6 +510,7 @@ void gw_req__log_free(struct gw_req *rq)
 				r.target_len = (size_t)(h->path - h->target);
 		}
 		r.version_minor = h->version_minor;
+		r.http2 = rq->h2s != NULL;
 		r.status = st;
 		r.bytes_in = rq->bytes_in;
 		r.bytes_out = rq->bytes_out;

@@ -54,7 +54,11 @@ enum gw_close_reason {
 	X(TUNNELS, "tunnels") \
 	X(UPSTREAM_CONNECTS, "upstream_connects") \
 	X(UPSTREAM_REUSED, "upstream_reused") \
-	X(UPSTREAM_ERRORS, "upstream_errors")
+	X(UPSTREAM_ERRORS, "upstream_errors") \
+	X(H2_CONNS, "h2_connections") \
+	X(H2_STREAMS, "h2_streams") \
+	X(H2_RESETS, "h2_resets_received") \
+	X(H2_GOAWAYS, "h2_goaways_sent")
 
 enum gw_fcounter {
 #define X(id, s) GW_FC_##id,

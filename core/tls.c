@@ -126,16 +126,43 @@ static int ticket_cb(SSL *s, unsigned char key_name[16], unsigned char *iv,
 
 /* ---- server side ---- */
 
+/* ---- ALPN: http/1.1, and h2 where the listener allows it ---- */
+
+static int h2_idx = -1;
+static pthread_once_t h2_once = PTHREAD_ONCE_INIT;
+
+static void h2_idx_make(void)
+{
+	h2_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+void gw_tls_allow_h2(SSL *s)
+{
+	pthread_once(&h2_once, h2_idx_make);
+	if (h2_idx >= 0)
+		SSL_set_ex_data(s, h2_idx, (void *)1);
+}
+
+int gw_tls_is_h2(const SSL *s)
+{
+	const unsigned char *p = NULL;
+	unsigned int n = 0;
+
+	SSL_get0_alpn_selected(s, &p, &n);
+	return n == 2 && memcmp(p, "h2", 2) == 0;
+}
+
 static int alpn_cb(SSL *s, const unsigned char **out, unsigned char *outlen,
     const unsigned char *in, unsigned int inlen, void *arg)
 {
 	static const unsigned char h11[] = "\x08http/1.1";
+	static const unsigned char both[] = "\x02h2\x08http/1.1";   /* ours first: h2 preferred */
+	int h2 = h2_idx >= 0 && SSL_get_ex_data(s, h2_idx) != NULL;
 
-	(void)s;
 	(void)arg;
-	if (SSL_select_next_proto((unsigned char **)out, outlen, h11, sizeof h11 - 1, in, inlen) !=
-	    OPENSSL_NPN_NEGOTIATED)
-		return SSL_TLSEXT_ERR_NOACK;   /* no h2 here: carry on without ALPN */
+	if (SSL_select_next_proto((unsigned char **)out, outlen, h2 ? both : h11,
+	    h2 ? sizeof both - 1 : sizeof h11 - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_NOACK;   /* nothing in common: carry on without ALPN */
 	return SSL_TLSEXT_ERR_OK;
 }
 

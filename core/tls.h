@@ -121,6 +121,11 @@ const char *gw_tls_client_id(const struct gw_tls_client *c);
 SSL *gw_tls_upstream_ssl(struct gw_tls *t, int upstream, const char *host);
 const char *gw_tls_upstream_id(const struct gw_tls *t, int upstream);
 
+/* ALPN h2 (core/h2.c): offer h2 before http/1.1 on server session s (its
+ * listener allows HTTP/2); after the handshake, whether h2 was chosen. */
+void gw_tls_allow_h2(SSL *s);
+int gw_tls_is_h2(const SSL *s);
+
 /* Names (SANs) and expiry of server certificate i, for the console. */
 int gw_tls_ncerts(const struct gw_tls *t);
 const char *gw_tls_cert_names(const struct gw_tls *t, int i);   /* "a.example, *.b.example" */

@@ -537,7 +537,7 @@ static int send_request_head(struct gw_req *rq, struct upconn *u)
 		gw_h1out_hdr(&hb, x->name, x->name_len, x->value, x->value_len);
 	}
 	if (!rq->no_via)
-		gw_h1out_via(&hb, h->version_minor, via);
+		gw_h1out_via(&hb, rq->h2s != NULL ? GW_H1OUT_VIA_H2 : h->version_minor, via);
 	gw_h1out_edits(&hb, rq->req_edits);
 	if (rq->body_complete && (h->body != GW_BODY_NONE)) {
 		GW_H1OUT_LIT(&hb, "Content-Length: ");

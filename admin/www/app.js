@@ -176,7 +176,8 @@
     $('ov-fwd-req').textContent = fmtInt(f.requests);
     $('ov-fwd-sub').textContent = fmtNum(f.bytes_out) + 'B out · ' + fmtInt(f.responses_4xx) + ' 4xx · ' + fmtInt(f.responses_5xx) + ' 5xx';
     $('ov-rev-req').textContent = fmtInt(v.requests);
-    $('ov-rev-sub').textContent = fmtNum(v.bytes_out) + 'B out · ' + fmtInt(v.responses_4xx) + ' 4xx · ' + fmtInt(v.responses_5xx) + ' 5xx';
+    $('ov-rev-sub').textContent = fmtNum(v.bytes_out) + 'B out · ' + fmtInt(v.responses_4xx) + ' 4xx · ' + fmtInt(v.responses_5xx) + ' 5xx' +
+      (v.h2_streams ? ' · ' + fmtInt(v.h2_streams) + ' over HTTP/2' : '');
     /* p50/p95 since start, from the /metrics histogram buckets (api stats) */
     const ms = (x) => x == null ? '–' : (x * 1000 < 10 ? (x * 1000).toFixed(1) : Math.round(x * 1000)) + ' ms';
     const lat = (l) => ms(l.p50) + ' / ' + ms(l.p95);

@@ -305,6 +305,28 @@ def wrk(port, conns, secs, path="/", env=None, scheme="http"):
             (int(non2xx.group(1)) if non2xx else 0), "p50": lat[0], "p99": lat[1]}
 
 
+def h2load(port, conns, streams, secs, path="/"):
+    """h2load (nghttp2-client) over TLS with ALPN h2: -c conns, -m streams per connection."""
+    argv = ["taskset", "-c", "0", "h2load", "-t", "1", "-c", str(conns), "-m", str(streams),
+            "-D", str(secs), "--warm-up-time", "1", "https://127.0.0.1:%d%s" % (port, path)]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=secs + 60)
+    m = re.search(r"finished in ([\d.]+)s, ([\d.]+) req/s, ([\d.]+)([KMG]?)B/s", p.stdout)
+    n = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored",
+                  p.stdout)
+    if not m or not n or "h2" not in p.stdout:
+        log("h2load failed:", p.stdout[-800:], p.stderr[-400:])
+        return {"req": 0, "rps": 0, "MBps": 0, "err": 1}
+    scale = {"": 1e-6, "K": 1e-3, "M": 1, "G": 1e3}[m.group(4)]
+    return {"req": int(n.group(1)), "rps": float(m.group(2)), "MBps": float(m.group(3)) * scale,
+            "err": int(n.group(2)) + int(n.group(3))}
+
+
+def h2load_runner(conns, streams, path="/"):
+    def run(c, warm):
+        return h2load(c[2], conns, streams, 1 if warm else SECS, path)
+    return run
+
+
 def tool(name, *args, timeout=120):
     p = subprocess.run(["taskset", "-c", "0", os.path.join(BIN, name)] + [str(a) for a in args],
                        capture_output=True, text=True, timeout=timeout)
@@ -384,6 +406,14 @@ def main():
     interleave("rev_tls_ka_c50", rev_tls, wrk_runner(50, scheme="https"), "req/s", k_small)
     interleave("rev_tls_new_c50", rev_tls, wrk_runner(50, env={"WRK_CLOSE": "1"}, scheme="https"),
                "req/s", k_small)
+
+    # HTTP/2 (issue 17): h2load with ALPN h2 against each TLS listener (nginx
+    # "listen ... ssl http2", HAProxy "alpn h2,http/1.1", Gatehouse's default
+    # http2 = true): small responses multiplexed, then 1 MiB responses, the
+    # latter beside Gatehouse's own HTTP/1.1 over TLS (rev_tls_1m_c4, wrk).
+    interleave("rev_h2_c50_m10", rev_tls, h2load_runner(50, 10), "req/s", k_small[:2])
+    interleave("rev_h2_1m_c4", rev_tls, h2load_runner(4, 1, "/1m"), "MB/s", ["MBps", "cpu"])
+    interleave("rev_tls_1m_c4", rev_tls[:1], wrk_runner(4, "/1m", scheme="https"), "MB/s", ["MBps", "cpu"])
 
     # Full handshakes: tlsload offers no session (wrk would resume), so
     # every connection costs the server an ECDHE and a signature.

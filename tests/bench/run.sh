@@ -18,6 +18,7 @@ command -v squid >/dev/null || need="$need squid"
 command -v tinyproxy >/dev/null || need="$need tinyproxy"
 command -v varnishd >/dev/null || need="$need varnish"
 command -v wrk >/dev/null || need="$need wrk"
+command -v h2load >/dev/null || need="$need nghttp2-client"
 command -v perf >/dev/null || need="$need linux-perf"
 if [ -n "$need" ]; then
 	echo "installing:$need" >&2

@@ -109,8 +109,10 @@ def test_tls_versions_and_alpn(tgw):
         with socket.create_connection(("127.0.0.1", tgw.port), timeout=5) as s:
             with ctx.wrap_socket(s, server_hostname="a.test") as t:
                 return t.version(), t.selected_alpn_protocol()
-    assert handshake(ssl.TLSVersion.TLSv1_3) == ("TLSv1.3", "http/1.1")
-    assert handshake(ssl.TLSVersion.TLSv1_2) == ("TLSv1.2", "http/1.1")
+    # http2 is on by default for TLS listeners (issue 17): h2 is chosen
+    # when offered, http/1.1 for clients that offer only that
+    assert handshake(ssl.TLSVersion.TLSv1_3) == ("TLSv1.3", "h2")
+    assert handshake(ssl.TLSVersion.TLSv1_2) == ("TLSv1.2", "h2")
     with pytest.raises(ssl.SSLError):
         handshake(ssl.TLSVersion.TLSv1_1)
 

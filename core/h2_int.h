@@ -1,0 +1,105 @@
+/*
+ * core/h2_int: the HTTP/2 connection (struct gw_h2) and stream (struct
+ * gw_h2s) shared by core/h2.c (session, I/O, streams, requests) and
+ * core/h2_sink.c (the stream as the upstream engine's sink, local answers,
+ * the request body source).  Included by those two only.
+ */
+#ifndef GW_H2_INT_H
+#define GW_H2_INT_H
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <nghttp2/nghttp2.h>
+#include <stdint.h>
+
+#include "core/conn_int.h"
+
+/* Stop taking response body from the upstream above this much queued for
+ * one stream (the peer's flow-control window drains it). */
+#define H2_STREAM_HIWAT (128 * 1024)
+/* Connection receive window (streams keep the 64 KiB default): what a
+ * client may have in flight towards us, all streams together. */
+#define H2_CONN_WINDOW (1 << 20)
+#define H2_MAX_STREAMS 128
+/* Streams a client may reset before their answer, net of answered ones. */
+#define H2_RESET_BUDGET 100
+
+enum h2_sto { STO_NONE, STO_HEADER, STO_BODY, STO_SEND, STO_DNS };
+
+struct gw_h2s {
+	struct gw_h2 *h;
+	int32_t id;
+	struct gw_req *rq;         /* from the complete request head on */
+	struct gw_snapshot *snap;  /* the stream's reference (rq->snap) */
+	void *side;                /* its family's data in snap */
+	struct evbuffer *in;       /* request body received, not yet passed on */
+	struct evbuffer *out;      /* response body waiting for the peer's window */
+	/* the request head as it arrives: HTTP/1 field lines, cookies, pseudo-headers */
+	struct evbuffer *hdrs, *cookie;
+	char *method, *path, *scheme, *authority, *host;
+	size_t hdr_bytes, nhdrs;
+	int hdr_err;               /* a status to answer (431) instead of the request */
+	struct event ev_to;
+	enum h2_sto to_kind;
+	struct gw_h2s *next, *prev;
+	unsigned in_done : 1;      /* END_STREAM received */
+	unsigned started : 1;      /* the request went to its family */
+	unsigned start_due : 1;    /* its head is complete: start it after the read */
+	unsigned up_ready : 1;     /* the upstream took the head: the body may follow */
+	unsigned in_paused : 1;    /* the upstream's output is full: body waits in in */
+	unsigned resp_started : 1; /* a final response head was submitted */
+	unsigned out_eof : 1;      /* the whole response body is in out */
+	unsigned deferred : 1;     /* the data source said DEFERRED: resume it */
+	unsigned up_held : 1;      /* the sink said HOLD to the engine */
+	unsigned discard : 1;      /* request body bytes are dropped (answered already) */
+	unsigned reading_body : 1; /* gw_req_read_body under way */
+	unsigned closed : 1;       /* nghttp2 closed the stream */
+	unsigned sent_end : 1;     /* END_STREAM of the response went out */
+};
+
+struct gw_h2 {
+	struct gw_conn *c;
+	nghttp2_session *ng;
+	struct event ev_rd, ev_wr, ev_to, ev_free, ev_goaway, ev_kick;
+	struct evbuffer *in, *out;
+	struct gw_h2s *streams;
+	unsigned nstreams;
+	int rd_big;
+	unsigned wr_on : 1, busy : 1, again : 1, gone : 1, draining : 1, final_goaway : 1,
+	    fatal : 1, rd_off : 1, lingering : 1;
+	uint64_t requests;         /* streams that carried a request */
+	uint64_t ctrl_frames;      /* PING, SETTINGS, PRIORITY, RST_STREAM, empty DATA */
+	int reset_budget;          /* H2_RESET_BUDGET: see cb_frame_recv */
+	enum gw_close_reason why;  /* for the close once the output drained */
+};
+
+/* h2.c */
+/* Send what the session has and write it out; process what streams
+ * wait for.  Safe to call from anywhere (inside the session it only marks). */
+void gw_h2__io(struct gw_h2 *h);
+/* Run gw_h2__io soon (from the loop; at once if the session is busy:
+ * after its call) -- for sink calls that must not end the exchange. */
+void gw_h2__kick(struct gw_h2 *h);
+/* Arm or disarm s's timer after a change of its state. */
+void gw_h2__stream_timer(struct gw_h2s *s);
+/* Reset stream s with code (the request ends when nghttp2 closes it). */
+void gw_h2__reset(struct gw_h2s *s, uint32_t code, const char *reason);
+
+/* h2_sink.c */
+extern const struct gw_sink gw_h2_sink;
+/* Answer rq locally (DEC_RESPOND / DEC_FILE). */
+void gw_h2__send_local(struct gw_req *rq);
+/* Answer rq with a generated error page. */
+void gw_h2__respond_error(struct gw_req *rq, int status, const char *reason);
+/* Move request body from s->in onwards (upstream, or the read_body buffer). */
+void gw_h2__pump_body(struct gw_h2s *s);
+/* nghttp2's data source for a stream's response body. */
+ssize_t gw_h2__data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len,
+    uint32_t *flags, nghttp2_data_source *src, void *arg);
+/* nghttp2's send_data_callback: a DATA frame from the stream's buffer. */
+int gw_h2__send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *framehd, size_t len,
+    nghttp2_data_source *src, void *arg);
+/* After the session sent: let held upstreams go on. */
+void gw_h2__resume_held(struct gw_h2s *s);
+
+#endif
