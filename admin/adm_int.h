@@ -124,6 +124,11 @@ void adm_api_reload_done(int rc);
 
 /* ---- metrics.c ---- */
 enum MHD_Result adm_metrics(struct MHD_Connection *c);
+/* GET /healthz (no login, for a VRRP track script or a load balancer): 200
+ * "ok" when a configuration is loaded and every listening socket accepts;
+ * 503 with the reason while stopping (SIGTERM's grace period) or when a
+ * listener is not accepting. */
+enum MHD_Result adm_healthz(struct MHD_Connection *c);
 
 /* ---- www.c (generated from admin/www by embed.py) ---- */
 struct adm_asset {

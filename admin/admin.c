@@ -347,6 +347,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	if (r->too_big)
 		return adm_send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
 
+	if (is_get && strcmp(url, "/healthz") == 0)
+		return adm_healthz(c);
 	if (dm->metrics_only) {
 		if (strcmp(url, "/metrics") == 0 && is_get)
 			return adm_metrics(c);

@@ -71,6 +71,7 @@ struct conf_listener {
 	struct conf_addr addr;
 	int tls;
 	int64_t max_connections_per_client;   /* -1 = global.max_connections_per_client */
+	int freebind;              /* IP_FREEBIND: bind an address the box does not hold (yet): a VRRP VIP */
 	struct conf_src src;
 };
 

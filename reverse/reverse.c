@@ -36,6 +36,7 @@
 #include "reverse/route.h"
 #include "reverse/rev_tls.h"
 #include "reverse/servers.h"
+#include "reverse/srvstate.h"
 #include "reverse/static.h"
 
 #define REV_DATA_MAGIC 0x52455644u   /* "REVD" */
@@ -1145,15 +1146,27 @@ static const struct conf_listener *listeners(const struct conf *cf, size_t *n)
 	return cf->reverse.listeners;
 }
 
+static int restore_admin_state(const char *upstream, const char *address, int state, void *arg)
+{
+	(void)arg;
+	return rev_server_set_admin_state(upstream, address, state) == 0 ? 0 : -1;
+}
+
 static void activate(void *data, struct event_base *base)
 {
 	struct rev_data *d = data;
 	size_t total = 0, k = 0;
+	static int state_loaded;
 
 	g_active = d;
 	rev_cache_activate(d != NULL ? d->cf : NULL, base);
 	if (d == NULL)
 		return;
+	if (!state_loaded) {
+		/* drained/disabled servers stay so across a restart */
+		state_loaded = 1;
+		rev_srvstate_load(d->cf->global.state_dir, restore_admin_state, NULL);
+	}
 	for (size_t i = 0; i < d->nups; i++)
 		total += d->ups[i].cu->health.present ? d->ups[i].n : 0;
 	for (size_t i = 0; i < d->nups; i++) {
@@ -1264,6 +1277,32 @@ size_t rev_servers_info(struct rev_server_info *out, size_t max)
 	return n;
 }
 
+/* Rewrite the server state file with every configured server not enabled. */
+static void save_admin_state(const struct rev_data *d)
+{
+	size_t total = 0, n = 0;
+	struct rev_srvstate_ent *v;
+
+	for (size_t i = 0; i < d->nups; i++)
+		total += d->ups[i].n;
+	v = calloc(total ? total : 1, sizeof *v);
+	if (v == NULL) {
+		gw_error("server state: out of memory; the file is not updated");
+		return;
+	}
+	for (size_t i = 0; i < d->nups; i++)
+		for (size_t k = 0; k < d->ups[i].n; k++) {
+			int a = atomic_load(&d->ups[i].srv[k]->admin);
+			if (a == REV_SRV_UP)
+				continue;
+			v[n].upstream = d->ups[i].srv[k]->upstream;
+			v[n].address = d->ups[i].srv[k]->address;
+			v[n++].state = a;
+		}
+	rev_srvstate_save(d->cf->global.state_dir, v, n);
+	free(v);
+}
+
 int rev_server_set_admin_state(const char *upstream, const char *address, int state)
 {
 	struct rev_data *d = g_active;
@@ -1276,8 +1315,12 @@ int rev_server_set_admin_state(const char *upstream, const char *address, int st
 		if (strcmp(d->ups[i].cu->name, upstream) != 0)
 			continue;
 		for (size_t k = 0; k < d->ups[i].n; k++)
-			if (strcmp(d->ups[i].srv[k]->address, address) == 0)
-				return rev_srv_set_admin(d->ups[i].srv[k], state);
+			if (strcmp(d->ups[i].srv[k]->address, address) == 0) {
+				int rc = rev_srv_set_admin(d->ups[i].srv[k], state);
+				if (rc == 0)
+					save_admin_state(d);
+				return rc;
+			}
 	}
 	return -1;
 }
