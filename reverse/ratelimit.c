@@ -1,10 +1,11 @@
 /*
  * reverse/ratelimit: fixed-size open-addressing table of token buckets (see
  * ratelimit.h).  No clock reads, one allocation and one getrandom(2) (the
- * hash key) at creation.
+ * hash key) at creation; one mutex around each take.
  */
 #include "reverse/ratelimit.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -21,6 +22,7 @@ struct rl_slot {
 };
 
 struct rev_rl {
+	pthread_mutex_t lock;      /* the table is the whole process's: workers share it */
 	size_t mask;
 	uint64_t seed;     /* secret: nobody can aim addresses at a client's probe window */
 	struct rl_slot *slots;
@@ -41,6 +43,7 @@ struct rev_rl *rev_rl_new(size_t cap)
 		return NULL;
 	}
 	t->mask = n - 1;
+	pthread_mutex_init(&t->lock, NULL);
 	if (getrandom(&t->seed, sizeof t->seed, 0) != (ssize_t)sizeof t->seed)
 		t->seed = (uint64_t)(uintptr_t)t ^ 0x9e3779b97f4a7c15ull;   /* not secret, still works */
 	return t;
@@ -50,6 +53,7 @@ void rev_rl_free(struct rev_rl *t)
 {
 	if (t == NULL)
 		return;
+	pthread_mutex_destroy(&t->lock);
 	free(t->slots);
 	free(t);
 }
@@ -75,19 +79,13 @@ static double refill(const struct rl_slot *s, double rps, double burst, double n
 	return t > burst ? burst : t;
 }
 
-int rev_rl_take(struct rev_rl *t, const void *key, size_t klen, double rps, double burst,
+static int take_locked(struct rev_rl *t, const void *key, size_t klen, double rps, double burst,
     double now, double *retry_after)
 {
 	struct rl_slot *s = NULL, *victim = NULL;
 	double best = -1;
 	size_t h;
 
-	if (rps <= 0)
-		return 1;
-	if (burst < 1)
-		burst = 1;
-	if (klen > RL_KEY)
-		klen = RL_KEY;
 	h = (size_t)hash(t->seed, key, klen);
 	for (size_t i = 0; i < RL_PROBE; i++) {
 		struct rl_slot *x = &t->slots[(h + i) & t->mask];
@@ -126,4 +124,23 @@ int rev_rl_take(struct rev_rl *t, const void *key, size_t klen, double rps, doub
 	if (retry_after != NULL)
 		*retry_after = (1 - s->tokens) / rps;
 	return 0;
+}
+
+int rev_rl_take(struct rev_rl *t, const void *key, size_t klen, double rps, double burst,
+    double now, double *retry_after)
+{
+	int ok;
+
+	if (rps <= 0)
+		return 1;
+	if (burst < 1)
+		burst = 1;
+	if (klen > RL_KEY)
+		klen = RL_KEY;
+	/* a few probes under the lock: cheaper than a client getting a budget
+	 * per worker (connections are spread over workers by the kernel) */
+	pthread_mutex_lock(&t->lock);
+	ok = take_locked(t, key, klen, rps, burst, now, retry_after);
+	pthread_mutex_unlock(&t->lock);
+	return ok;
 }

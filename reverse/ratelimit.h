@@ -2,10 +2,9 @@
  * reverse/ratelimit: token buckets per client, for a site's rate_limit.
  *
  * A struct rev_rl is a fixed-size table of buckets keyed by opaque bytes (the
- * caller uses site index + client address).  It belongs to one worker thread
- * (no locking); each worker has its own, so a client spread over several
- * connections on several workers may get up to workers x the configured
- * rate (connections stay on the worker that accepted them).
+ * caller uses site index + client address).  One table serves the whole
+ * process: every worker takes from it (under its mutex), so a client spread
+ * over connections on several workers has one budget, not one per worker.
  *
  * The table never grows: when the probe window of a key is full, the bucket
  * that would be the fullest by now (the least recently limited client) is

@@ -143,3 +143,19 @@ def test_freebind_listener_waits_for_its_vip(netns, origin, origin2, ports):
         assert (rc, out) == (0, b"xxx")
     finally:
         g.check_clean()
+
+
+def test_rate_limit_is_one_budget_across_workers(origin, origin2, ports):
+    """A client's connections land on several workers (SO_REUSEPORT hashes
+    their source ports): they still share one bucket (was one per worker)."""
+    mport = gh.free_port()
+    text = conf(ports, origin.port, origin2.port, mport).replace(
+        'hosts = [ "app.test" ];', 'hosts = [ "app.test" ]; rate_limit = { requests_per_second = 0.01; burst = 5.0; };')
+    g = gh.Gatehouse(text, workers=4, extra_files={"users": users_file()})
+    g.start([ports[0], ports[2]])
+    try:
+        codes = [gh.curl_status("-H", "Host: " + HOST, "http://127.0.0.1:%d/size/1" % ports[0])
+                 for _ in range(24)]      # one connection each: spread over the 4 workers
+        assert codes.count(200) == 5 and codes.count(429) == 19, codes
+    finally:
+        g.check_clean()
