@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "admin/adm_int.h"
+#include "cluster/cluster.h"
 #include "core/control.h"
 #include "core/hist.h"
 #include "core/listener.h"
@@ -272,6 +273,15 @@ enum MHD_Result adm_metrics(struct MHD_Connection *c)
 		    (unsigned long long)cs.bytes, (unsigned long long)cs.objects);
 	}
 	latency_metrics(&b);
+	{
+		struct clu_status cs;
+		clu_status(&cs);
+		gw_sbuf_printf(&b, "# HELP gatehouse_cluster_redis_up The shared Redis of cluster.redis is connected (1), "
+		    "or not (0: limits count per node); absent without cluster.redis.\n"
+		    "# TYPE gatehouse_cluster_redis_up gauge\n");
+		if (cs.configured)
+			gw_sbuf_printf(&b, "gatehouse_cluster_redis_up %d\n", cs.up);
+	}
 	{
 		uint64_t sent, dropped;
 		int on;

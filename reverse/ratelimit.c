@@ -19,6 +19,9 @@ struct rl_slot {
 	uint8_t key[RL_KEY];
 	double tokens;
 	double stamp;      /* when tokens was computed */
+	double rps, burst; /* of the last take (for the cluster's sync) */
+	uint32_t pending;  /* tokens taken here since the last rev_rl_collect */
+	uint64_t gseen;    /* the cluster-wide total this node last saw (rev_rl_remote) */
 };
 
 struct rev_rl {
@@ -114,11 +117,16 @@ static int take_locked(struct rev_rl *t, const void *key, size_t klen, double rp
 		memcpy(s->key, key, klen);
 		s->tokens = burst;
 		s->stamp = now;
+		s->pending = 0;
+		s->gseen = 0;
 	}
+	s->rps = rps;
+	s->burst = burst;
 	s->tokens = refill(s, rps, burst, now);
 	s->stamp = now;
 	if (s->tokens >= 1 - 1e-9) {   /* float drift must not cost a token */
 		s->tokens -= 1;
+		s->pending++;
 		return 1;
 	}
 	if (retry_after != NULL)
@@ -143,4 +151,63 @@ int rev_rl_take(struct rev_rl *t, const void *key, size_t klen, double rps, doub
 	ok = take_locked(t, key, klen, rps, burst, now, retry_after);
 	pthread_mutex_unlock(&t->lock);
 	return ok;
+}
+
+size_t rev_rl_collect(struct rev_rl *t, struct rev_rl_delta *out, size_t max)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&t->lock);
+	for (size_t i = 0; i <= t->mask && n < max; i++) {
+		struct rl_slot *s = &t->slots[i];
+		if (!s->used || s->pending == 0)
+			continue;
+		memcpy(out[n].key, s->key, s->klen);
+		out[n].klen = s->klen;
+		out[n].taken = s->pending;
+		out[n].rps = s->rps;
+		out[n].burst = s->burst;
+		s->pending = 0;
+		n++;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
+static struct rl_slot *find_locked(struct rev_rl *t, const void *key, size_t klen)
+{
+	size_t h = (size_t)hash(t->seed, key, klen);
+
+	for (size_t i = 0; i < RL_PROBE; i++) {
+		struct rl_slot *x = &t->slots[(h + i) & t->mask];
+		if (x->used && x->klen == klen && memcmp(x->key, key, klen) == 0)
+			return x;
+	}
+	return NULL;
+}
+
+uint64_t rev_rl_remote(struct rev_rl *t, const void *key, size_t klen, uint64_t total, uint64_t mine)
+{
+	struct rl_slot *s;
+	uint64_t others = 0;
+
+	if (klen > RL_KEY)
+		klen = RL_KEY;
+	pthread_mutex_lock(&t->lock);
+	s = find_locked(t, key, klen);
+	if (s != NULL) {
+		/* total - mine is every take before ours; what the other nodes
+		 * added is what this node had not seen of it.  A total below what
+		 * we saw: the key expired and started again */
+		uint64_t before = total >= mine ? total - mine : 0;
+		others = before >= s->gseen ? before - s->gseen : before;
+		s->gseen = total;
+		s->tokens -= (double)others;
+		/* a client that went over on several nodes at once owes at most
+		 * one more burst: it is not shut out for longer than that */
+		if (s->tokens < -s->burst)
+			s->tokens = -s->burst;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return others;
 }

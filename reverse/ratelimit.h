@@ -36,4 +36,28 @@ void rev_rl_free(struct rev_rl *t);
 int rev_rl_take(struct rev_rl *t, const void *key, size_t klen, double rps, double burst,
     double now, double *retry_after);
 
+/*
+ * Sharing the buckets between nodes (cluster/, main thread).  Each node
+ * counts locally (a worker never waits for the network) and adds what it
+ * took to a counter per client in Redis every tick; the counter's reply is
+ * the cluster's total, and what the other nodes took since the last sync is
+ * taken out of the local bucket.  A client spread over nodes thus has one
+ * budget, within one tick's worth of requests per node.
+ */
+struct rev_rl_delta {
+	uint8_t key[32];
+	size_t klen;
+	uint32_t taken;            /* tokens taken on this node since the last collect */
+	double rps, burst;         /* the bucket's limits (for the counter's expiry) */
+};
+/* Copy out up to max buckets with tokens taken since the last call, and
+ * reset their counts.  Returns how many. */
+size_t rev_rl_collect(struct rev_rl *t, struct rev_rl_delta *out, size_t max);
+/*
+ * The cluster-wide counter of key is total after this node added mine:
+ * charge the bucket (if still held) with the other nodes' takes since the
+ * last call.  Returns what was charged.
+ */
+uint64_t rev_rl_remote(struct rev_rl *t, const void *key, size_t klen, uint64_t total, uint64_t mine);
+
 #endif

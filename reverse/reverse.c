@@ -1323,6 +1323,11 @@ int rev_server_set_admin_state(const char *upstream, const char *address, int st
 	return -1;
 }
 
+struct rev_rl *rev_rate_table(void)
+{
+	return g_active != NULL ? g_active->rl : NULL;
+}
+
 size_t rev_site_requests(struct rev_site_requests *out, size_t max)
 {
 	struct rev_data *d = g_active;
