@@ -379,6 +379,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		return adm_login(c, r);
 	}
 
+	/* the pair's own calls: signed with the cluster token, no session */
+	if (strcmp(url, "/api/v1/cluster/sync") == 0 || strcmp(url, "/api/v1/cluster/state") == 0)
+		return adm_api_cluster_peer(c, method, url + 16, r);
 	if (!adm_auth_check(c, &who)) {
 		if (strncmp(url, GW_STRLIT("/api/")) == 0 || strcmp(url, "/metrics") == 0)
 			return adm_send(c, MHD_HTTP_UNAUTHORIZED, "application/json",

@@ -70,4 +70,5 @@ enum MHD_Result adm_api_cache_purge(struct MHD_Connection *c, struct adm_req *r,
 /* ---- api_cluster.c ---- */
 json_t *adm_api_cluster(void);                                       /* GET cluster */
 
+
 #endif

@@ -5,9 +5,35 @@
 #include "cluster/clu_conf.h"
 #include "conf/keys.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
-static const char *const k_cluster[] = { "redis", "redis_prefix", NULL };
+static const char *const k_cluster[] = { "redis", "redis_prefix", "peers", "token_file", NULL };
+
+/* The token file's first line into the arena; NULL after reporting why not. */
+static char *read_token(struct conf_ctx *x, const config_setting_t *s, const char *path)
+{
+	char line[512];
+	FILE *f = fopen(path, "re");
+	size_t n;
+
+	if (f == NULL) {
+		conf_serr(x, s, "cluster.token_file", "cannot read %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fgets(line, sizeof line, f) == NULL)
+		line[0] = '\0';
+	fclose(f);
+	n = strcspn(line, "\r\n");
+	line[n] = '\0';
+	if (n < 16 || conf_has_ctl(line) || strchr(line, ' ') != NULL) {
+		conf_serr(x, s, "cluster.token_file", "%s: the first line must be a secret of at least 16 "
+		    "characters without spaces (e.g. openssl rand -hex 32)", path);
+		return NULL;
+	}
+	return conf_arena_strdup(conf_ctx_arena(x), line);
+}
 
 void clu_conf_read(struct conf_ctx *x, config_setting_t *root)
 {
@@ -31,6 +57,26 @@ void clu_conf_read(struct conf_ctx *x, config_setting_t *root)
 		}
 	}
 	conf_get_text(x, g, "cluster", "redis_prefix", 0, &cl->redis_prefix);
+	{
+		struct conf_strs peers = { NULL, 0 };
+		if (conf_get_strs(x, g, "cluster", "peers", 0, NULL, &peers) == 1 && peers.n > 0) {
+			cl->peers = conf_arena_alloc(conf_ctx_arena(x), peers.n * sizeof *cl->peers);
+			for (size_t i = 0; i < peers.n; i++) {
+				const char *e = conf_parse_addr(peers.v[i], 0, &cl->peers[cl->npeers], conf_ctx_arena(x));
+				if (e == NULL && (cl->peers[cl->npeers].host[0] == '\0' || cl->peers[cl->npeers].port == 0))
+					e = "give a peer's console as \"ip:port\"";
+				if (e != NULL)
+					conf_serr(x, conf_member(g, "peers"), "cluster.peers", "\"%s\": %s", peers.v[i], e);
+				else
+					cl->npeers++;
+			}
+		}
+	}
+	if (conf_get_path(x, g, "cluster", "token_file", 0, &cl->token_file) == 1)
+		cl->token = read_token(x, conf_member(g, "token_file"), cl->token_file);
+	if (cl->npeers > 0 && cl->token_file == NULL)
+		conf_serr(x, conf_member(g, "peers"), "cluster.peers", "set cluster.token_file too: the peers "
+		    "authenticate each other with it");
 	if ((s = conf_member(g, "redis_prefix")) && strpbrk(cl->redis_prefix, " \t") != NULL)
 		conf_serr(x, s, "cluster.redis_prefix", "no spaces in a key prefix");
 }

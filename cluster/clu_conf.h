@@ -17,6 +17,10 @@ struct conf_cluster {
 	struct conf_addr redis;    /* "ip:port" of the shared Redis; text "" = none (state stays local) */
 	int redis_enabled;
 	char *redis_prefix;        /* every key and channel starts with it; default "gatehouse:" */
+	struct conf_addr *peers;   /* other nodes' consoles ("ip:port"): a reload here is offered to them */
+	size_t npeers;
+	char *token_file;          /* the pair's shared secret (required with peers) */
+	char *token;               /* its first line, read at load (>= 16 characters) */
 };
 
 /* The cluster section's reader (conf/keys.h struct conf_section). */

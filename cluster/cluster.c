@@ -12,6 +12,7 @@
  * state and a deferred event does the freeing from a clean stack.
  */
 #include "cluster/cluster.h"
+#include "cluster/sync.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -562,8 +563,11 @@ static void configure(const struct conf_cluster *cl)
 static void reloaded(int rc, const struct gw_snapshot *s, void *arg)
 {
 	(void)arg;
-	if (rc == 0 && C.base != NULL)
-		configure(&s->conf->cluster);
+	if (rc != 0 || C.base == NULL)
+		return;
+	configure(&s->conf->cluster);
+	clu_sync_configure(C.base, s);
+	clu_sync_reloaded();
 }
 
 int clu_start(struct event_base *base, const struct gw_snapshot *s)
@@ -587,6 +591,7 @@ int clu_start(struct event_base *base, const struct gw_snapshot *s)
 	if (!C.subscribed && gw_control_subscribe(reloaded, NULL) == 0)
 		C.subscribed = 1;
 	configure(&s->conf->cluster);
+	clu_sync_configure(base, s);
 	return 0;
 }
 
@@ -595,6 +600,7 @@ void clu_stop(void)
 	int subscribed = C.subscribed;
 
 	C.enabled = 0;
+	clu_sync_stop();
 	drop_contexts();
 	for (size_t i = 0; i < C.nqueue; i++)
 		queue_free(&C.queue[i]);

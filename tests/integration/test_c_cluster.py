@@ -3,7 +3,6 @@ one rate budget for a client alternating between the nodes, drain/disable
 and cache purges applied on both, and the fallback when Redis dies (local
 limits, logged once, shown in the console) with the catch-up when it is
 back.  redis-server is Debian's, started by the test on a loopback port."""
-import os
 import shutil
 import subprocess
 import tempfile
@@ -195,8 +194,14 @@ def test_cluster_config_errors(tmp_path):
     for text, want in (('cluster: { redis = "localhost-ish:6379"; };', "cluster.redis"),
                        ('cluster: { redis = "*:6379"; };', 'give the Redis server as "ip:port"'),
                        ('cluster: { redis_prefix = "a b"; };', "no spaces in a key prefix"),
-                       ('cluster: { sentinel = "x"; };', "sentinel")):
+                       ('cluster: { sentinel = "x"; };', "sentinel"),
+                       ('cluster: { peers = [ "127.0.0.1:9090" ]; };', "set cluster.token_file too"),
+                       ('cluster: { peers = [ "peer.example:9090" ]; token_file = "t"; };', "peer.example"),
+                       ('cluster: { token_file = "nope"; };', "cannot read"),
+                       ('cluster: { token_file = "short"; };', "at least 16 characters")):
         p = tmp_path / "g.conf"
+        (tmp_path / "short").write_text("abc\n")
+        (tmp_path / "t").write_text("0123456789abcdef0123\n")
         p.write_text('reverse: { listeners = ( { address = "127.0.0.1:1"; } ); };\n' + text + "\n")
         r = subprocess.run([gh.BIN, "-t", "-c", str(p)], capture_output=True, text=True, timeout=30)
         assert r.returncode != 0 and want in r.stderr and "g.conf:2" in r.stderr, r.stderr

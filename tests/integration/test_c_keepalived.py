@@ -11,7 +11,6 @@ The failover times and failed requests are printed (pytest -s) and bounded.
 
 Namespaces are held by `unshare -n sleep` processes and entered with
 nsenter, so nothing is mounted (no /run/netns) and nothing is left behind."""
-import json
 import os
 import re
 import signal
@@ -22,6 +21,7 @@ import time
 
 import gh
 from test_a_console import users_file
+from test_c_cluster import wait_for
 
 PKG = os.path.join(gh.ROOT, "packaging", "keepalived")
 VIP = "192.0.2.100"
@@ -74,10 +74,10 @@ cluster: { redis = "%s:16379"; };
 """ % (VIP, HUB, HUB)
 
 LOAD = r"""
-import json, socket, sys, time
-end = time.time() + float(sys.argv[1])
-out = []
-while time.time() < end:
+import os, socket, sys, time
+stop, out = sys.argv[1], open(sys.argv[3], "a", buffering=1)
+end = time.time() + 60
+while time.time() < end and not os.path.exists(stop):
     t = time.time()
     ok = False
     try:
@@ -94,19 +94,9 @@ while time.time() < end:
         ok = data.startswith(b"HTTP/1.1 200") and data.endswith(b"origin\n")
     except OSError:
         pass
-    out.append((t, ok))
+    out.write("%.4f %d\n" % (t, ok))
     time.sleep(max(0.0, 0.05 - (time.time() - t)))
-print(json.dumps(out))
 """
-
-
-def wait_for(fn, timeout):
-    end = time.time() + timeout
-    while time.time() < end:
-        if fn():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 class Node:
@@ -151,13 +141,31 @@ class Node:
             return f.read()
 
 
-def run_load(client, seconds):
-    return client.popen("python3", "-c", LOAD, str(seconds), VIP, stdout=subprocess.PIPE, text=True)
+class Load:
+    """A sequential client in its namespace: one new connection at a time,
+    at most one every 50 ms, each with a 1 s timeout; results in a file."""
 
+    def __init__(self, client, tmp):
+        self.tmp = tmp
+        self.out = tempfile.mktemp(prefix="load-", dir=tmp)
+        self.stop_file = self.out + ".stop"
+        self.p = client.popen("python3", "-c", LOAD, self.stop_file, VIP, self.out)
 
-def load_result(p):
-    out, _ = p.communicate(timeout=60)
-    return json.loads(out)
+    def samples(self):
+        try:
+            with open(self.out) as f:
+                return [(float(a), b == "1") for a, b in (ln.split() for ln in f if ln.endswith("\n"))]
+        except OSError:
+            return []
+
+    def wait_ok(self, n=10, timeout=20):
+        assert wait_for(lambda: sum(ok for t, ok in self.samples()) >= n, timeout), self.samples()[-5:]
+
+    def finish(self, after):
+        time.sleep(after)
+        open(self.stop_file, "w").close()
+        self.p.wait(30)
+        return self.samples()
 
 
 def failover(samples, t_event):
@@ -214,13 +222,14 @@ def test_failover_under_load_and_no_preemption():
             assert "Unsafe permissions" not in nd.klog_text() and "SECURITY VIOLATION" not in nd.klog_text()
 
         # 1. the active node's gatehouse dies
-        p = run_load(cl, 7)
-        time.sleep(2)
+        load = Load(cl, tmp)
+        load.wait_ok()
         t_kill = time.time()
         active.g.proc.kill()
-        samples = load_result(p)
         active.g.proc.wait()
+        active.g.proc = None
         active.g.err.close()
+        samples = load.finish(5)
         assert standby.ns.has_vip() and not active.ns.has_vip()
         before = [ok for t, ok in samples if t < t_kill - 0.1]
         assert before and all(before)
@@ -231,19 +240,20 @@ def test_failover_under_load_and_no_preemption():
         assert t1 < 4.0, t1                    # goal 3 s (1 s check + skew); slack for a loaded machine
 
         # 2. it comes back: no preemption, no failed request
-        p = run_load(cl, 6)
+        load = Load(cl, tmp)
+        load.wait_ok(5)
         active.start_gatehouse()
-        samples = load_result(p)
+        samples = load.finish(4)
         assert standby.ns.has_vip() and not active.ns.has_vip()
         assert all(ok for t, ok in samples), [t for t, ok in samples if not ok]
         print("HA: restarted node stayed BACKUP (nopreempt); %d requests, none failed" % len(samples))
 
         # 3. the now active node dies (link down: no more adverts)
-        p = run_load(cl, 7)
-        time.sleep(2)
+        load = Load(cl, tmp)
+        load.wait_ok()
         t_down = time.time()
         standby.ns.run("ip", "link", "set", "eth0", "down")
-        samples = load_result(p)
+        samples = load.finish(5)
         assert active.ns.has_vip()
         t3, failed3, late3 = failover(samples, t_down)
         print("HA: active node's link down: failover %.2f s, %d of %d requests failed"
