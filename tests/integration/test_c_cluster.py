@@ -95,7 +95,9 @@ class Pair:
 
 
 def get(g, path):
-    return gh.curl_status("-H", "Host: " + HOST, "http://127.0.0.1:%d%s" % (g.lport, path))
+    """A request to node g (or to the reverse port g) for the rate-limited site."""
+    port = g if isinstance(g, int) else g.lport
+    return gh.curl_status("-H", "Host: " + HOST, "http://127.0.0.1:%d%s" % (port, path))
 
 
 def state_of(g, addr):
@@ -205,3 +207,52 @@ def test_cluster_config_errors(tmp_path):
         p.write_text('reverse: { listeners = ( { address = "127.0.0.1:1"; } ); };\n' + text + "\n")
         r = subprocess.run([gh.BIN, "-t", "-c", str(p)], capture_output=True, text=True, timeout=30)
         assert r.returncode != 0 and want in r.stderr and "g.conf:2" in r.stderr, r.stderr
+
+
+def test_redis_that_does_not_answer(redis, origin, origin2):
+    """hiredis 0.14 has no timeouts of its own: a Redis that accepts but never
+    answers (a black hole) and one that stops answering (SIGSTOP) are both
+    given up after 2 s, and requests never wait for it."""
+    import signal
+    import socket
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)                 # the kernel completes the handshakes; nobody reads
+    co = gh.CacheOrigin()
+    lport, aport = gh.free_port(), gh.free_port()
+    g = gh.Gatehouse(node_conf(lport, aport, origin.port, origin2.port, co.port, hole.getsockname()[1],
+                               "ghtest3:"), workers=2, extra_files={"users": users_file()})
+    g.start([lport, aport])
+    try:
+        c = Console(aport)
+        assert c.login("admin", ADMIN_PW).status == 200
+        assert wait_for(lambda: "no connection within 2 s" in g.stderr(), 6), g.stderr()[-2000:]
+        t = time.time()
+        assert [get(lport, "/size/1") for _ in range(7)] == [200] * 6 + [429]
+        assert time.time() - t < 3
+        st = c.get("/api/v1/cluster").json["redis"]
+        assert st["fallback"] and st["outages"] == 1
+    finally:
+        g.check_clean()
+        hole.close()
+    # a Redis that stops answering once connected
+    g = gh.Gatehouse(node_conf(lport, aport, origin.port, origin2.port, co.port, redis.port, "ghtest4:"),
+                     workers=2, extra_files={"users": users_file()})
+    g.start([lport, aport])
+    try:
+        c = Console(aport)
+        assert c.login("admin", ADMIN_PW).status == 200
+        assert wait_for(lambda: c.get("/api/v1/cluster").json["redis"]["up"], 8)
+        redis.proc.send_signal(signal.SIGSTOP)
+        try:
+            t = time.time()
+            codes = [get(lport, "/size/1") for _ in range(3)]       # counts to sync: commands wait
+            assert codes == [200] * 3 and time.time() - t < 2
+            assert wait_for(lambda: "no answer within 2 s" in g.stderr(), 6), g.stderr()[-2000:]
+            assert c.get("/api/v1/cluster").json["redis"]["fallback"]
+        finally:
+            redis.proc.send_signal(signal.SIGCONT)
+        assert wait_for(lambda: c.get("/api/v1/cluster").json["redis"]["up"], 8)
+    finally:
+        g.check_clean()
+        co.stop()
