@@ -7,6 +7,8 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -15,6 +17,7 @@
 #include <openssl/evp.h>
 #include <openssl/core_names.h>
 #include <openssl/params.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +41,6 @@ struct peer {
 	char addr[80];             /* "ip:port" as configured */
 	char host[64];
 	int port;
-	struct evhttp_connection *conn;
 	/* what the console shows */
 	int reachable, healthy;
 	long long generation;
@@ -49,11 +51,13 @@ struct peer {
 	char last_result[240];     /* "applied", "unchanged", "refused: ...", "unreachable", ... */
 };
 
-struct call {                  /* one request in flight */
+struct call {                  /* one request in flight, on its own connection */
 	struct call *next;
+	struct evhttp_connection *conn;   /* freed by libevent once answered */
 	unsigned epoch;
 	int peer;
 	int is_sync;
+	int dropping;              /* its connection is being freed by us: not by answered() */
 };
 
 static struct {
@@ -62,6 +66,8 @@ static struct {
 	struct peer peers[SYNC_MAX_PEERS];
 	int npeers;
 	char token[512];
+	int https;                 /* our console has TLS: so have the peers' */
+	SSL_CTX *tls;
 	char sha[65];              /* of our main file, as last loaded */
 	int applying;              /* a peer's file is being applied: do not offer it back */
 	struct event *ev_poll;
@@ -166,6 +172,7 @@ static void our_sha(void)
 
 /* ---- client: offers and polls ---- */
 
+/* Forget c; its connection is libevent's to free (after the answer). */
 static void call_forget(struct call *c)
 {
 	for (struct call **pp = &S.calls; *pp != NULL; pp = &(*pp)->next)
@@ -202,6 +209,8 @@ static void answered(struct evhttp_request *req, void *arg)
 	int code = req != NULL ? evhttp_request_get_response_code(req) : 0;
 	json_t *j;
 
+	if (c->dropping)
+		return;
 	if (c->epoch != S.epoch || c->peer >= S.npeers) {
 		call_forget(c);
 		return;
@@ -263,16 +272,34 @@ static void send_call(int i, int is_sync, const char *body, size_t len)
 	char sig[65], hdr[120], host[100];
 	long long t = (long long)time(NULL);
 
-	if (p->conn == NULL && (p->conn = evhttp_connection_base_new(S.base, NULL, p->host,
-	    (unsigned short)p->port)) != NULL)
-		evhttp_connection_set_timeout(p->conn, SYNC_TIMEOUT_S);
-	if (p->conn == NULL || (c = calloc(1, sizeof *c)) == NULL)
+	if ((c = calloc(1, sizeof *c)) == NULL)
 		return;
+	if (S.https) {
+		/* the peer is not verified: the signature already proves who wrote
+		 * the request and what it says; TLS keeps the file from onlookers */
+		SSL *ssl = S.tls != NULL ? SSL_new(S.tls) : NULL;
+		struct bufferevent *bev = ssl != NULL ? bufferevent_openssl_socket_new(S.base, -1, ssl,
+		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS) : NULL;
+		if (bev == NULL)
+			SSL_free(ssl);
+		c->conn = bev != NULL ? evhttp_connection_base_bufferevent_new(S.base, NULL, bev, p->host,
+		    (unsigned short)p->port) : NULL;
+		if (c->conn == NULL && bev != NULL)
+			bufferevent_free(bev);
+	} else {
+		c->conn = evhttp_connection_base_new(S.base, NULL, p->host, (unsigned short)p->port);
+	}
+	if (c->conn == NULL) {
+		free(c);
+		return;
+	}
+	evhttp_connection_set_timeout(c->conn, SYNC_TIMEOUT_S);
 	c->epoch = S.epoch;
 	c->peer = i;
 	c->is_sync = is_sync;
 	req = evhttp_request_new(answered, c);
 	if (req == NULL) {
+		evhttp_connection_free(c->conn);
 		free(c);
 		return;
 	}
@@ -287,8 +314,20 @@ static void send_call(int i, int is_sync, const char *body, size_t len)
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
 		evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
 	}
-	/* on failure libevent has freed req and called answered() (code 0) */
-	evhttp_make_request(p->conn, req, is_sync ? EVHTTP_REQ_POST : EVHTTP_REQ_GET, path);
+	/* one connection per call (a TLS bufferevent cannot reconnect): it
+	 * goes once answered; on failure libevent has freed req */
+	if (evhttp_make_request(c->conn, req, is_sync ? EVHTTP_REQ_POST : EVHTTP_REQ_GET, path) == 0) {
+		evhttp_connection_free_on_completion(c->conn);
+		return;
+	}
+	for (struct call **pp = &S.calls; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			c->dropping = 1;
+			evhttp_connection_free(c->conn);
+			free(c);
+			break;
+		}
 }
 
 static void poll_cb(evutil_socket_t fd, short what, void *arg)
@@ -328,13 +367,17 @@ void clu_sync_reloaded(void)
 
 static void drop_peers(void)
 {
-	for (int i = 0; i < S.npeers; i++)
-		if (S.peers[i].conn != NULL)
-			evhttp_connection_free(S.peers[i].conn);   /* may answer its calls (code 0) */
 	S.npeers = 0;
 	S.epoch++;
-	while (S.calls != NULL)
-		call_forget(S.calls);
+	/* calls in flight: their connections go now (this may answer them) */
+	while (S.calls != NULL) {
+		struct call *c = S.calls;
+		S.calls = c->next;
+		c->next = NULL;
+		c->dropping = 1;
+		evhttp_connection_free(c->conn);
+		free(c);
+	}
 }
 
 void clu_sync_configure(struct event_base *base, const struct gw_snapshot *s)
@@ -346,6 +389,11 @@ void clu_sync_configure(struct event_base *base, const struct gw_snapshot *s)
 	S.base = base;
 	our_sha();
 	snprintf(S.token, sizeof S.token, "%s", cl->token != NULL ? cl->token : "");
+	S.https = s->conf->admin.tls_cert != NULL;
+	if (S.https && S.tls == NULL && (S.tls = SSL_CTX_new(TLS_client_method())) != NULL) {
+		SSL_CTX_set_min_proto_version(S.tls, TLS1_2_VERSION);
+		SSL_CTX_set_verify(S.tls, SSL_VERIFY_NONE, NULL);
+	}
 	for (size_t i = 0; same && i < cl->npeers; i++)
 		same = strcmp(S.peers[i].addr, cl->peers[i].text) == 0;
 	if (same)
@@ -370,6 +418,8 @@ void clu_sync_configure(struct event_base *base, const struct gw_snapshot *s)
 void clu_sync_stop(void)
 {
 	drop_peers();
+	SSL_CTX_free(S.tls);
+	S.tls = NULL;
 	if (S.ev_poll != NULL)
 		event_free(S.ev_poll);
 	S.ev_poll = NULL;

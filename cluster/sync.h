@@ -20,8 +20,11 @@
  * file); the console shows each peer's generation, health and last sync,
  * and flags the pair as diverged when the files differ.
  *
- * Plain HTTP to the peers' consoles (the signature protects integrity and
- * the token, not the file's confidentiality).  Main thread only.
+ * HTTPS to the peers' consoles when this node's console has TLS
+ * (admin.tls_cert: the pair is configured alike), plain HTTP otherwise.  The
+ * peer's certificate is not verified (consoles usually have self-signed
+ * ones): the signature protects integrity and the token; TLS keeps the file
+ * from passive onlookers only.  One connection per call.  Main thread only.
  */
 #ifndef GW_CLU_SYNC_H
 #define GW_CLU_SYNC_H
