@@ -57,7 +57,8 @@ struct call {                  /* one request in flight, on its own connection *
 	unsigned epoch;
 	int peer;
 	int is_sync;
-	int dropping;              /* its connection is being freed by us: not by answered() */
+	int dropping;              /* its connection is being freed: answered() must not touch it */
+	int done;                  /* answered: the reaper frees it */
 };
 
 static struct {
@@ -70,7 +71,7 @@ static struct {
 	SSL_CTX *tls;
 	char sha[65];              /* of our main file, as last loaded */
 	int applying;              /* a peer's file is being applied: do not offer it back */
-	struct event *ev_poll;
+	struct event *ev_poll, *ev_reap;
 	struct call *calls;
 	/* the last offer received */
 	double recv_when;
@@ -172,15 +173,39 @@ static void our_sha(void)
 
 /* ---- client: offers and polls ---- */
 
-/* Forget c; its connection is libevent's to free (after the answer). */
-static void call_forget(struct call *c)
+/* c was answered: its connection is freed from the reaper, after libevent
+ * is done with the request (never inside the request's own callback). */
+static void call_done(struct call *c)
 {
-	for (struct call **pp = &S.calls; *pp != NULL; pp = &(*pp)->next)
-		if (*pp == c) {
-			*pp = c->next;
-			break;
+	c->done = 1;
+	if (S.ev_reap != NULL)
+		event_active(S.ev_reap, EV_TIMEOUT, 0);
+}
+
+/* Free the connections of the calls that are done (all = every call). */
+static void reap(int all)
+{
+	struct call **pp = &S.calls;
+
+	while (*pp != NULL) {
+		struct call *c = *pp;
+		if (!all && !c->done) {
+			pp = &c->next;
+			continue;
 		}
-	free(c);
+		*pp = c->next;
+		c->dropping = 1;
+		evhttp_connection_free(c->conn);
+		free(c);
+	}
+}
+
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	reap(0);
 }
 
 /* The JSON body of a response (a new reference or NULL). */
@@ -212,7 +237,7 @@ static void answered(struct evhttp_request *req, void *arg)
 	if (c->dropping)
 		return;
 	if (c->epoch != S.epoch || c->peer >= S.npeers) {
-		call_forget(c);
+		call_done(c);
 		return;
 	}
 	p = &S.peers[c->peer];
@@ -259,7 +284,7 @@ static void answered(struct evhttp_request *req, void *arg)
 		}
 	}
 	json_decref(j);
-	call_forget(c);
+	call_done(c);
 }
 
 static void send_call(int i, int is_sync, const char *body, size_t len)
@@ -310,24 +335,17 @@ static void send_call(int i, int is_sync, const char *body, size_t len)
 	snprintf(host, sizeof host, "%s", p->addr);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Host", host);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "X-Gatehouse-Cluster", hdr);
+	/* libevent frees an auto-free connection only when it closes after the
+	 * answer; a kept-alive one would idle until exit */
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 	if (is_sync) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
 		evbuffer_add(evhttp_request_get_output_buffer(req), body, len);
 	}
-	/* one connection per call (a TLS bufferevent cannot reconnect): it
-	 * goes once answered; on failure libevent has freed req */
-	if (evhttp_make_request(c->conn, req, is_sync ? EVHTTP_REQ_POST : EVHTTP_REQ_GET, path) == 0) {
-		evhttp_connection_free_on_completion(c->conn);
-		return;
-	}
-	for (struct call **pp = &S.calls; *pp != NULL; pp = &(*pp)->next)
-		if (*pp == c) {
-			*pp = c->next;
-			c->dropping = 1;
-			evhttp_connection_free(c->conn);
-			free(c);
-			break;
-		}
+	/* one connection per call (a TLS bufferevent cannot reconnect), freed
+	 * by the reaper once answered */
+	if (evhttp_make_request(c->conn, req, is_sync ? EVHTTP_REQ_POST : EVHTTP_REQ_GET, path) != 0)
+		call_done(c);   /* libevent freed req; the reaper frees the rest */
 }
 
 static void poll_cb(evutil_socket_t fd, short what, void *arg)
@@ -369,15 +387,7 @@ static void drop_peers(void)
 {
 	S.npeers = 0;
 	S.epoch++;
-	/* calls in flight: their connections go now (this may answer them) */
-	while (S.calls != NULL) {
-		struct call *c = S.calls;
-		S.calls = c->next;
-		c->next = NULL;
-		c->dropping = 1;
-		evhttp_connection_free(c->conn);
-		free(c);
-	}
+	reap(1);   /* calls in flight: their connections go now */
 }
 
 void clu_sync_configure(struct event_base *base, const struct gw_snapshot *s)
@@ -409,6 +419,8 @@ void clu_sync_configure(struct event_base *base, const struct gw_snapshot *s)
 	}
 	if (cl->npeers > SYNC_MAX_PEERS)
 		gw_warn("cluster: only the first %d peers are used", SYNC_MAX_PEERS);
+	if (S.ev_reap == NULL)
+		S.ev_reap = event_new(base, -1, 0, reap_cb, NULL);
 	if (S.ev_poll == NULL && (S.ev_poll = event_new(base, -1, EV_PERSIST, poll_cb, NULL)) != NULL)
 		event_add(S.ev_poll, &poll);
 	if (S.npeers > 0)
@@ -422,7 +434,9 @@ void clu_sync_stop(void)
 	S.tls = NULL;
 	if (S.ev_poll != NULL)
 		event_free(S.ev_poll);
-	S.ev_poll = NULL;
+	if (S.ev_reap != NULL)
+		event_free(S.ev_reap);
+	S.ev_poll = S.ev_reap = NULL;
 }
 
 /* ---- server: the endpoints ---- */
