@@ -552,8 +552,18 @@ json_t *clu_sync_endpoint(const char *method, const char *path, const char *sig,
 	}
 	snprintf(full, sizeof full, "/api/v1/cluster/%s", path);
 	if (!sig_ok(sig, method, full, body != NULL ? body : "", body != NULL ? len : 0, &why)) {
+		static double last_log;
+		static unsigned quiet;
 		*status = 401;
-		gw_warn("cluster: %s from a peer refused: %s", full, why);
+		/* anyone can knock: at most one line per 10 s */
+		if (gw_wall_now() - last_log >= 10) {
+			gw_warn("cluster: %s from a peer refused: %s%s", full, why,
+			    quiet ? " (and earlier ones not logged)" : "");
+			last_log = gw_wall_now();
+			quiet = 0;
+		} else {
+			quiet++;
+		}
 		return json_pack("{s:s}", "error", why);
 	}
 	if (!is_sync) {
