@@ -9,17 +9,20 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const k_cluster[] = { "redis", "redis_prefix", "peers", "token_file", NULL };
+static const char *const k_cluster[] = { "redis", "redis_prefix", "redis_password_file", "peers", "token_file",
+    NULL };
 
-/* The token file's first line into the arena; NULL after reporting why not. */
-static char *read_token(struct conf_ctx *x, const config_setting_t *s, const char *path)
+/* A secret file's first line into the arena (at least min characters, no
+ * spaces); NULL after reporting why not under key. */
+static char *read_secret(struct conf_ctx *x, const config_setting_t *s, const char *key, const char *path,
+    size_t min)
 {
 	char line[512];
 	FILE *f = fopen(path, "re");
 	size_t n;
 
 	if (f == NULL) {
-		conf_serr(x, s, "cluster.token_file", "cannot read %s: %s", path, strerror(errno));
+		conf_serr(x, s, key, "cannot read %s: %s", path, strerror(errno));
 		return NULL;
 	}
 	if (fgets(line, sizeof line, f) == NULL)
@@ -27,9 +30,9 @@ static char *read_token(struct conf_ctx *x, const config_setting_t *s, const cha
 	fclose(f);
 	n = strcspn(line, "\r\n");
 	line[n] = '\0';
-	if (n < 16 || conf_has_ctl(line) || strchr(line, ' ') != NULL) {
-		conf_serr(x, s, "cluster.token_file", "%s: the first line must be a secret of at least 16 "
-		    "characters without spaces (e.g. openssl rand -hex 32)", path);
+	if (n < min || conf_has_ctl(line) || strchr(line, ' ') != NULL) {
+		conf_serr(x, s, key, "%s: the first line must be a secret of at least %zu "
+		    "characters without spaces (e.g. openssl rand -hex 32)", path, min);
 		return NULL;
 	}
 	return conf_arena_strdup(conf_ctx_arena(x), line);
@@ -73,7 +76,10 @@ void clu_conf_read(struct conf_ctx *x, config_setting_t *root)
 		}
 	}
 	if (conf_get_path(x, g, "cluster", "token_file", 0, &cl->token_file) == 1)
-		cl->token = read_token(x, conf_member(g, "token_file"), cl->token_file);
+		cl->token = read_secret(x, conf_member(g, "token_file"), "cluster.token_file", cl->token_file, 16);
+	if (conf_get_path(x, g, "cluster", "redis_password_file", 0, &cl->redis_password_file) == 1)
+		cl->redis_password = read_secret(x, conf_member(g, "redis_password_file"), "cluster.redis_password_file",
+		    cl->redis_password_file, 1);
 	if (cl->npeers > 0 && cl->token_file == NULL)
 		conf_serr(x, conf_member(g, "peers"), "cluster.peers", "set cluster.token_file too: the peers "
 		    "authenticate each other with it");

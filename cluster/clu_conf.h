@@ -17,6 +17,8 @@ struct conf_cluster {
 	struct conf_addr redis;    /* "ip:port" of the shared Redis; text "" = none (state stays local) */
 	int redis_enabled;
 	char *redis_prefix;        /* every key and channel starts with it; default "gatehouse:" */
+	char *redis_password_file; /* Redis's requirepass, first line (NULL = no AUTH) */
+	char *redis_password;
 	struct conf_addr *peers;   /* other nodes' consoles ("ip:port"): a reload here is offered to them */
 	size_t npeers;
 	char *token_file;          /* the pair's shared secret (required with peers) */

@@ -68,6 +68,7 @@ static struct {
 	char host[64];
 	int port;
 	char prefix[64];
+	char password[256];        /* cluster.redis_password_file's line ("" = none) */
 	redisAsyncContext *ac[2];
 	int connected[2];          /* CMD: connected; SUB: subscribed */
 	int up;
@@ -412,6 +413,37 @@ static void sub_reply(redisAsyncContext *ac, void *reply, void *priv)
 	}
 }
 
+/* Connection i is connected (and authenticated): the command one is ready,
+ * the other subscribes. */
+static void ready(int i)
+{
+	if (i == SUB) {
+		if (redisAsyncCommand(C.ac[SUB], sub_reply, NULL, "SUBSCRIBE %sevents", C.prefix) != REDIS_OK)
+			fail(NULL, "cannot subscribe");
+		return;
+	}
+	C.connected[CMD] = 1;
+	if (C.connected[SUB] && !C.up)
+		came_up();
+}
+
+static void auth_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	const redisReply *r = reply;
+	int i = ac == C.ac[CMD] ? CMD : ac == C.ac[SUB] ? SUB : -1;
+	char why[200];
+
+	(void)priv;
+	if (r == NULL || i < 0)
+		return;
+	if (r->type == REDIS_REPLY_ERROR) {
+		snprintf(why, sizeof why, "AUTH refused: %s", r->str);
+		fail(NULL, why);
+		return;
+	}
+	ready(i);
+}
+
 static void on_connect(const redisAsyncContext *ac, int status)
 {
 	int i = ac == C.ac[CMD] ? CMD : ac == C.ac[SUB] ? SUB : -1;
@@ -422,14 +454,13 @@ static void on_connect(const redisAsyncContext *ac, int status)
 		fail(ac, ac->errstr[0] ? ac->errstr : "connect failed");   /* hiredis frees ac */
 		return;
 	}
-	if (i == SUB) {
-		if (redisAsyncCommand(C.ac[SUB], sub_reply, NULL, "SUBSCRIBE %sevents", C.prefix) != REDIS_OK)
-			fail(NULL, "cannot subscribe");
+	if (C.password[0]) {
+		/* the first command on either connection; ready once it is accepted */
+		if (redisAsyncCommand(C.ac[i], auth_reply, NULL, "AUTH %s", C.password) != REDIS_OK)
+			fail(NULL, "cannot send AUTH");
 		return;
 	}
-	C.connected[CMD] = 1;
-	if (C.connected[SUB] && !C.up)
-		came_up();
+	ready(i);
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -532,8 +563,10 @@ static void configure(const struct conf_cluster *cl)
 {
 	int en = cl->present && cl->redis_enabled;
 
+	const char *pw = cl->redis_password != NULL ? cl->redis_password : "";
+
 	if (en == C.enabled && (!en || (strcmp(C.host, cl->redis.host) == 0 && C.port == cl->redis.port &&
-	    strcmp(C.prefix, cl->redis_prefix) == 0)))
+	    strcmp(C.prefix, cl->redis_prefix) == 0 && strcmp(C.password, pw) == 0)))
 		return;
 	evtimer_del(C.ev_retry);
 	drop_contexts();
@@ -555,6 +588,7 @@ static void configure(const struct conf_cluster *cl)
 	snprintf(C.host, sizeof C.host, "%s", cl->redis.host);
 	C.port = cl->redis.port;
 	snprintf(C.prefix, sizeof C.prefix, "%s", cl->redis_prefix);
+	snprintf(C.password, sizeof C.password, "%s", pw);
 	snprintf(C.st.address, sizeof C.st.address, "%s", cl->redis.text);
 	C.backoff = CLU_BACKOFF_MIN;
 	connect_all();

@@ -21,17 +21,18 @@ class Redis:
         self.port = port or gh.free_port()
         self.dir = tempfile.mkdtemp(prefix="gh-redis-")
         self.proc = None
+        self.auth = []
 
-    def start(self):
+    def start(self, *extra):
         # FileNotFoundError when redis-server is missing: the test fails, it is not skipped
         self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                                      "--save", "", "--appendonly", "no", "--dir", self.dir],
+                                      "--save", "", "--appendonly", "no", "--dir", self.dir, *extra],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         assert gh.wait_port(self.port), "redis-server did not start"
         return self
 
     def cli(self, *args):
-        return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
+        return subprocess.run(["redis-cli", "-p", str(self.port), *self.auth, *args], capture_output=True,
                               text=True, timeout=10).stdout
 
     def kill(self):
@@ -256,3 +257,31 @@ def test_redis_that_does_not_answer(redis, origin, origin2):
     finally:
         g.check_clean()
         co.stop()
+
+
+def test_redis_with_a_password(origin, origin2):
+    r = Redis().start("--requirepass", "s3cret-redis-pw")
+    r.auth = ["--no-auth-warning", "-a", "s3cret-redis-pw"]
+    co = gh.CacheOrigin()
+    try:
+        for pw, want_up in (("s3cret-redis-pw", True), ("wrong-pw", False)):
+            lport, aport = gh.free_port(), gh.free_port()
+            text = node_conf(lport, aport, origin.port, origin2.port, co.port, r.port, "ghtest5:").replace(
+                'redis_prefix = "ghtest5:";', 'redis_prefix = "ghtest5:"; redis_password_file = "@DIR@/redis.pw";')
+            g = gh.Gatehouse(text, extra_files={"users": users_file(), "redis.pw": pw + "\n"})
+            g.start([lport, aport])
+            try:
+                c = Console(aport)
+                assert c.login("admin", ADMIN_PW).status == 200
+                if want_up:
+                    assert wait_for(lambda: c.get("/api/v1/cluster").json["redis"]["up"], 8), g.stderr()[-2000:]
+                    assert get(lport, "/size/1") == 200
+                    assert wait_for(lambda: r.cli("--scan", "--pattern", "ghtest5:rl:*").split() != [], 5)
+                else:
+                    assert wait_for(lambda: "AUTH refused" in c.get("/api/v1/cluster").json["redis"]["last_error"], 8)
+                    assert get(lport, "/size/1") == 200            # local limits meanwhile
+            finally:
+                g.check_clean()
+    finally:
+        co.stop()
+        r.stop()
