@@ -48,7 +48,8 @@ struct peer {
 	char node[20];
 	double last_seen;          /* wall clock of the last state answer */
 	double last_sync;          /* wall clock of the last offer's answer */
-	char last_result[240];     /* "applied", "unchanged", "refused: ...", "unreachable", ... */
+	char last_result[240];     /* of the last offer: "applied", "unchanged", "refused: ...", ... */
+	char state_error[80];      /* why the last state poll got no state ("" = it did) */
 };
 
 struct call {                  /* one request in flight, on its own connection */
@@ -247,6 +248,7 @@ static void answered(struct evhttp_request *req, void *arg)
 			gw_warn("cluster: peer %s unreachable", p->addr);
 		p->reachable = 0;
 		p->healthy = 0;
+		snprintf(p->state_error, sizeof p->state_error, "unreachable");
 		if (c->is_sync) {
 			p->last_sync = gw_wall_now();
 			snprintf(p->last_result, sizeof p->last_result, "unreachable");
@@ -261,9 +263,11 @@ static void answered(struct evhttp_request *req, void *arg)
 			snprintf(p->node, sizeof p->node, "%s", json_string_value(json_object_get(j, "node")) ?
 			    json_string_value(json_object_get(j, "node")) : "");
 			p->last_seen = gw_wall_now();
+			p->state_error[0] = '\0';
 		} else {
 			p->healthy = 0;
-			snprintf(p->last_result, sizeof p->last_result, "state: HTTP %d (token?)", code);
+			snprintf(p->state_error, sizeof p->state_error, "HTTP %d%s", code,
+			    code == 401 ? " (not the same cluster token?)" : "");
 		}
 	} else {
 		char why[200];
@@ -611,8 +615,9 @@ json_t *clu_sync_json(void)
 
 	for (int i = 0; i < S.npeers; i++) {
 		const struct peer *p = &S.peers[i];
-		json_array_append_new(a, json_pack("{s:s,s:b,s:b,s:I,s:s,s:f,s:f,s:s,s:b}", "address", p->addr,
-		    "reachable", p->reachable, "healthy", p->healthy, "generation", (json_int_t)p->generation,
+		json_array_append_new(a, json_pack("{s:s,s:b,s:b,s:s,s:I,s:s,s:f,s:f,s:s,s:b}", "address", p->addr,
+		    "reachable", p->reachable, "healthy", p->healthy, "state_error", p->state_error,
+		    "generation", (json_int_t)p->generation,
 		    "config_sha256", p->sha, "last_seen", p->last_seen, "last_sync", p->last_sync,
 		    "last_result", p->last_result,
 		    "diverged", p->reachable && p->sha[0] && strcmp(p->sha, S.sha) != 0));

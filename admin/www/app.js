@@ -456,6 +456,7 @@
       for (const p of sy.peers) {
         line('Peer ' + p.address, tag(!p.reachable ? 'unreachable' : p.healthy ? 'healthy' : 'unhealthy',
           p.reachable && p.healthy ? 'ok' : 'failed'), p.diverged ? tag('diverged', 'warn') : '',
+          (p.state_error && p.reachable ? ' ' + p.state_error + ' ·' : '') +
           ' generation ' + p.generation + ' · last sync ' + fmtTime(p.last_sync) + ': ' + p.last_result);
       }
       if (sy.received && sy.received.when) line('Last offer received', fmtTime(sy.received.when) + ': ' + sy.received.result);

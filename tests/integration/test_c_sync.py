@@ -132,6 +132,8 @@ def test_wrong_token_is_refused(origin):
         a.signal(signal.SIGHUP)
         assert wait_for(lambda: cluster(c)["peers"][0]["last_result"].startswith("not authorized"))
         assert "wrong signature" in cluster(c)["peers"][0]["last_result"]
+        assert wait_for(lambda: "cluster token" in cluster(c)["peers"][0]["state_error"], 12)   # the polls too
+        assert "wrong signature" in cluster(c)["peers"][0]["last_result"]                 # still there
         assert b.main() == before
         # an unsigned call gets 401 too, and a replayed old signature as well
         r = Console(ab).request("POST", "/api/v1/cluster/sync", body="x")
