@@ -264,20 +264,28 @@ def test_failover_under_load_and_no_preemption():
             text = nd.klog_text()
             assert "Entering MASTER STATE" in text or nd is standby
     finally:
-        for nd in nodes:
-            if nd.ka is not None:
-                nd.ka.send_signal(signal.SIGTERM)
-                try:
-                    nd.ka.wait(10)
-                except subprocess.TimeoutExpired:
-                    nd.ka.kill()
-                    nd.ka.wait()
-        for nd in nodes:
-            if nd.g.proc is not None:
-                nd.g.check_clean()
-        for pr in procs:
-            pr.kill()
-            pr.wait()
-        for ns in nss:
-            ns.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            for nd in nodes:
+                if nd.ka is not None:
+                    nd.ka.send_signal(signal.SIGTERM)
+                    try:
+                        nd.ka.wait(10)
+                    except subprocess.TimeoutExpired:
+                        nd.ka.kill()
+                        nd.ka.wait()
+            unclean = []
+            for nd in nodes:
+                if nd.g.proc is not None:
+                    try:
+                        nd.g.check_clean()
+                    except AssertionError as e:
+                        unclean.append(e)
+            assert not unclean, unclean[0]
+        finally:
+            # whatever happened above, nothing the test started outlives it
+            for pr in procs:
+                pr.kill()
+                pr.wait()
+            for ns in nss:
+                ns.close()
+            shutil.rmtree(tmp, ignore_errors=True)
