@@ -130,8 +130,19 @@ void adm_api_reloaded(const struct gw_snapshot *s);
  * any other reload is SIGHUP's. */
 void adm_api_reload_done(int rc);
 
+/* ---- api_cluster.c ---- */
+/* /api/v1/cluster/{sync,state} from a peer (signed with the cluster token,
+ * no login); path is the part after "/api/v1/cluster/". */
+enum MHD_Result adm_api_cluster_peer(struct MHD_Connection *c, const char *method, const char *path,
+    struct adm_req *r);
+
 /* ---- metrics.c ---- */
 enum MHD_Result adm_metrics(struct MHD_Connection *c);
+/* GET /healthz (no login, for a VRRP track script or a load balancer): 200
+ * "ok" when a configuration is loaded and every listening socket accepts;
+ * 503 with the reason while stopping (SIGTERM's grace period) or when a
+ * listener is not accepting. */
+enum MHD_Result adm_healthz(struct MHD_Connection *c);
 
 /* ---- www.c (generated from admin/www by embed.py) ---- */
 struct adm_asset {

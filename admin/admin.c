@@ -347,6 +347,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	if (r->too_big)
 		return adm_send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
 
+	if (is_get && strcmp(url, "/healthz") == 0)
+		return adm_healthz(c);
 	if (dm->metrics_only) {
 		if (strcmp(url, "/metrics") == 0 && is_get)
 			return adm_metrics(c);
@@ -377,6 +379,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		return adm_login(c, r);
 	}
 
+	/* the pair's own calls: signed with the cluster token, no session */
+	if (strcmp(url, "/api/v1/cluster/sync") == 0 || strcmp(url, "/api/v1/cluster/state") == 0)
+		return adm_api_cluster_peer(c, method, url + 16, r);
 	if (!adm_auth_check(c, &who)) {
 		if (strncmp(url, GW_STRLIT("/api/")) == 0 || strcmp(url, "/metrics") == 0)
 			return adm_send(c, MHD_HTTP_UNAUTHORIZED, "application/json",

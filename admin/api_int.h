@@ -67,4 +67,8 @@ json_t *adm_api_cache(void);                                         /* GET cach
 enum MHD_Result adm_api_cache_purge(struct MHD_Connection *c, struct adm_req *r,
     const struct adm_who *who);                                      /* POST cache/purge */
 
+/* ---- api_cluster.c ---- */
+json_t *adm_api_cluster(void);                                       /* GET cluster */
+
+
 #endif

@@ -10,6 +10,7 @@
 
 #include "admin/adm_int.h"
 #include "admin/api_int.h"
+#include "cluster/cluster.h"
 #include "reverse/cache_glue.h"
 #include "reverse/reverse.h"
 
@@ -102,6 +103,8 @@ enum MHD_Result adm_api_server_state(struct MHD_Connection *c, struct adm_req *r
 		return adm_send_error(c, MHD_HTTP_FORBIDDEN, "the admin role is required");
 	}
 	rc = rev_server_set_admin_state(up, addr, state);
+	if (rc == 0)
+		clu_server_state(up, addr, state);   /* the HA partner follows */
 	adm_audit(who->user, r->client, action, rc == 0 ? "ok" : "failed", detail);
 	json_decref(in);
 	if (rc != 0)
@@ -147,6 +150,8 @@ enum MHD_Result adm_api_cache_purge(struct MHD_Connection *c, struct adm_req *r,
 		return adm_send_error(c, MHD_HTTP_FORBIDDEN, "the admin role is required");
 	}
 	n = url ? rev_cache_purge_url(url) : rev_cache_purge_prefix(prefix);
+	if (n >= 0)
+		clu_purge(url != NULL, url ? url : prefix);
 	snprintf(detail + strlen(detail), sizeof detail - strlen(detail), " removed=%d", n);
 	adm_audit(who->user, r->client, "cache purge", n < 0 ? "failed" : "ok", detail);
 	json_decref(in);

@@ -1,15 +1,19 @@
 /*
  * admin/metrics: /metrics in the Prometheus text exposition format (0.0.4),
  * from the summed worker counters.  Served on the console (login or bearer
- * token) and, without login, on admin.metrics_listen.
+ * token) and, without login, on admin.metrics_listen.  Also /healthz, the
+ * node's cheap liveness answer for keepalived's track script (no login on
+ * either port).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "admin/adm_int.h"
+#include "cluster/cluster.h"
 #include "core/control.h"
 #include "core/hist.h"
+#include "core/listener.h"
 #include "core/log.h"
 #include "core/sbuf.h"
 #include "core/snapshot.h"
@@ -306,6 +310,15 @@ enum MHD_Result adm_metrics(struct MHD_Connection *c)
 	}
 	latency_metrics(&b);
 	{
+		struct clu_status cs;
+		clu_status(&cs);
+		gw_sbuf_printf(&b, "# HELP gatehouse_cluster_redis_up The shared Redis of cluster.redis is connected (1), "
+		    "or not (0: limits count per node); absent without cluster.redis.\n"
+		    "# TYPE gatehouse_cluster_redis_up gauge\n");
+		if (cs.configured)
+			gw_sbuf_printf(&b, "gatehouse_cluster_redis_up %d\n", cs.up);
+	}
+	{
 		uint64_t sent, dropped;
 		int on;
 		gw_log_syslog_counts(&sent, &dropped, &on);
@@ -321,4 +334,23 @@ enum MHD_Result adm_metrics(struct MHD_Connection *c)
 		return MHD_NO;
 	}
 	return adm_send(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len, 1, NULL, NULL);
+}
+
+enum MHD_Result adm_healthz(struct MHD_Connection *c)
+{
+	const struct gw_snapshot *s = gw_control_snapshot();
+	char why[200];
+
+	/* a stopping node must lose the VIP before its grace period ends, so
+	 * the standby takes new connections while this one finishes its own */
+	if (gw_control_stopping())
+		snprintf(why, sizeof why, "stopping\n");
+	else if (s == NULL)
+		snprintf(why, sizeof why, "no configuration loaded\n");
+	else if (gw_listener_accepting(s, gw_control_nworkers(), why, sizeof why - 1))
+		return adm_send(c, MHD_HTTP_OK, "text/plain; charset=utf-8", "ok\n", 0, 0, NULL, NULL);
+	else
+		strcat(why, "\n");
+	return adm_send(c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", why, 0, 0,
+	    MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 }

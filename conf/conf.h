@@ -26,6 +26,7 @@
 #include "forward/fwd_conf.h"
 #include "reverse/rev_conf.h"
 #include "admin/adm_conf.h"
+#include "cluster/clu_conf.h"
 
 /* ---- global ---- */
 
@@ -84,6 +85,7 @@ struct conf {
 	struct conf_forward forward;
 	struct conf_reverse reverse;
 	struct conf_admin admin;
+	struct conf_cluster cluster;
 	void *arena;               /* private: owns every string and array above */
 };
 

@@ -746,9 +746,9 @@ const char *conf_chk_host(struct conf_ctx *x, char *v)
 
 /* ---- listeners ---- */
 
-static const char *const k_flistener[] = { "address", "max_connections_per_client", NULL };
+static const char *const k_flistener[] = { "address", "max_connections_per_client", "freebind", NULL };
 static const char *const k_rlistener[] = { "address", "tls", "max_connections_per_client", "http2", "h2c",
-	NULL };
+	"freebind", NULL };
 
 /* http2 (TLS listeners: ALPN h2, on by default) and h2c (plain listeners:
  * HTTP/2 with prior knowledge, off by default); each only where it applies. */
@@ -805,6 +805,7 @@ void conf_read_listeners(struct conf_ctx *x, config_setting_t *g, const char *pa
 			conf_get_bool(x, e, ep, "tls", &li->tls);
 			conf_read_listener_h2(x, e, ep, li);
 		}
+		conf_get_bool(x, e, ep, "freebind", &li->freebind);
 		(*nout)++;
 	}
 }

@@ -14,6 +14,7 @@ static const struct conf_section sections[] = {
 	{ "forward", offsetof(struct conf, forward), fwd_conf_read, NULL },
 	{ "reverse", offsetof(struct conf, reverse), rev_conf_read, rev_conf_check },
 	{ "admin", offsetof(struct conf, admin), adm_conf_read, NULL },
+	{ "cluster", offsetof(struct conf, cluster), clu_conf_read, NULL },
 };
 
 struct conf *conf_load(const char *path, struct conf_errors *errs)

@@ -73,6 +73,7 @@ struct conf_listener {
 	int64_t max_connections_per_client;   /* -1 = global.max_connections_per_client */
 	int http2;                 /* TLS: offer h2 in ALPN (reverse; default on) */
 	int h2c;                   /* plain: HTTP/2 with prior knowledge (default off) */
+	int freebind;              /* IP_FREEBIND: bind an address the box does not hold (yet): a VRRP VIP */
 	struct conf_src src;
 };
 

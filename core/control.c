@@ -309,6 +309,11 @@ void gw_control_reload_counts(uint64_t *ok, uint64_t *failed)
 	*failed = M.reloads_failed;
 }
 
+int gw_control_stopping(void)
+{
+	return M.stopping != 0;
+}
+
 /* ---- stopping ---- */
 
 static void stopwatch_cb(evutil_socket_t fd, short what, void *arg)

@@ -88,5 +88,7 @@ void gw_control_last_reload(int *ok, double *when, uint64_t *generation,
     const char *const **errors, size_t *nerrors);
 /* Reloads since start (SIGHUP or console) that succeeded and that failed. */
 void gw_control_reload_counts(uint64_t *ok, uint64_t *failed);
+/* 1 once a stop has begun (SIGTERM/SIGINT: the grace period, then closing), else 0. */
+int gw_control_stopping(void);
 
 #endif

@@ -48,6 +48,13 @@ static int open_listener(const struct conf_listener *cl, char *err, size_t errle
 	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
 	if (sa->sa_family == AF_INET6 && cl->addr.host[0] == '\0')
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+	/* a VRRP VIP is held by one node at a time: the standby listens on it
+	 * before keepalived adds it (IP_FREEBIND covers IPv6 sockets too) */
+	if (cl->freebind && setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof one) < 0) {
+		snprintf(err, errlen, "cannot set IP_FREEBIND on %s: %s", cl->addr.text, strerror(errno));
+		close(fd);
+		return -1;
+	}
 	if (bind(fd, sa, cl->addr.sslen) < 0 || listen(fd, 511) < 0) {
 		snprintf(err, errlen, "cannot listen on %s: %s", cl->addr.text, strerror(errno));
 		close(fd);
@@ -155,6 +162,21 @@ void gw_listener_commit(const struct gw_snapshot *s)
 	free(L.reg);
 	L.reg = reg;
 	L.nreg = s->nlisteners;
+}
+
+int gw_listener_accepting(const struct gw_snapshot *s, int nworkers, char *why, size_t whylen)
+{
+	for (size_t i = 0; i < s->nlisteners; i++)
+		for (int w = 0; w < nworkers; w++) {
+			int on = 0;
+			socklen_t len = sizeof on;
+			if (getsockopt(s->listeners[i].fds[w], SOL_SOCKET, SO_ACCEPTCONN, &on, &len) < 0 || !on) {
+				snprintf(why, whylen, "listener %s (worker %d) is not accepting",
+				    s->listeners[i].cl->addr.text, w);
+				return 0;
+			}
+		}
+	return 1;
 }
 
 void gw_listener_free(void)

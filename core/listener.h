@@ -15,6 +15,8 @@
 #ifndef GW_LISTENER_H
 #define GW_LISTENER_H
 
+#include <stddef.h>
+
 struct gw_snapshot;
 struct gw_worker;
 struct conf_errors;
@@ -30,6 +32,14 @@ int gw_listener_build(struct gw_snapshot *s, int nworkers, struct conf_errors *e
 /* s was published: the registry becomes exactly s's listeners (the sockets
  * now belong to the workers, which close those that went away). */
 void gw_listener_commit(const struct gw_snapshot *s);
+
+/*
+ * Main thread, for /healthz: 1 when every socket of s (the serving
+ * generation, nworkers columns) is in the listening state (SO_ACCEPTCONN);
+ * else 0 with why naming the first one that is not.  Only while no stop
+ * has begun (stopping workers close their sockets).
+ */
+int gw_listener_accepting(const struct gw_snapshot *s, int nworkers, char *why, size_t whylen);
 
 /* Forget the registry (at exit; the sockets are the workers' to close). */
 void gw_listener_free(void);

@@ -23,6 +23,7 @@
 #include <openssl/x509.h>
 
 #include "admin/admin.h"
+#include "cluster/cluster.h"
 #include "conf/conf.h"
 #include "core/control.h"
 #include "core/events.h"
@@ -432,11 +433,13 @@ int main(int argc, char **argv)
 	/* admin console: a console that cannot start must not stop the gateway */
 	if (adm_start(base, s) < 0)
 		gw_error("admin console not started; the gateway runs without it");
+	clu_start(base, s);   /* cluster.redis: shared state with the HA partner */
 	gw_sd_notify("READY=1");
 
 	event_base_dispatch(base);
 
 	adm_stop();   /* admin console */
+	clu_stop();
 
 	gw_control_shutdown();
 	for (int i = 0; i < 4; i++)

@@ -27,7 +27,7 @@ log() { printf '== build-deb: %s\n' "$*"; }
 . "$HERE/need.sh"
 gw_need_pkgs build-deb build-essential debhelper devscripts lintian fakeroot rsync git \
 	meson ninja-build pkg-config libevent-dev libssl-dev libconfig-dev \
-	libmicrohttpd-dev libpcre2-dev libcrypt-dev libjansson-dev zlib1g-dev
+	libmicrohttpd-dev libpcre2-dev libcrypt-dev libjansson-dev zlib1g-dev libhiredis-dev
 gw_need_cmds build-deb dpkg-buildpackage:dpkg-dev lintian:lintian rsync:rsync git:git || exit 1
 
 log "scratch copy of the $FROM tree in $SCRATCH/src"

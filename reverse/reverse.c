@@ -36,10 +36,11 @@
 #include "reverse/route.h"
 #include "reverse/rev_tls.h"
 #include "reverse/servers.h"
+#include "reverse/srvstate.h"
 #include "reverse/static.h"
 
 #define REV_DATA_MAGIC 0x52455644u   /* "REVD" */
-#define RL_CLIENTS 16384             /* rate-limit buckets per worker */
+#define RL_CLIENTS 65536             /* rate-limit buckets, all workers */
 
 /* One upstream of a snapshot: the shared server states it uses. */
 struct rev_up {
@@ -67,7 +68,6 @@ struct rev_rq {
 /* One worker's private state for one snapshot (only that worker touches it). */
 struct rev_worker {
 	struct rev_balancer **bal;     /* per upstream (NULL if it has no servers) */
-	struct rev_rl *rl;
 	uint64_t *usable;              /* scratch, sized for the largest upstream */
 	uint32_t *in_flight;
 	double *wf;
@@ -79,6 +79,7 @@ struct rev_data {
 	const struct conf *cf;
 	struct rev_up *ups;
 	size_t nups, maxn;
+	struct rev_rl *rl;             /* per-client rate limits: one table for all workers (NULL: no site limits) */
 	struct rev_worker *w[GW_MAX_WORKERS];
 	/* requests per (site or "none") x (upstream or "local") x status class,
 	 * at site_idx() + class */
@@ -531,7 +532,6 @@ static void worker_free(struct rev_worker *w, size_t nups)
 	for (size_t i = 0; w->bal != NULL && i < nups; i++)
 		rev_balancer_free(w->bal[i]);
 	free(w->bal);
-	rev_rl_free(w->rl);
 	free(w->usable);
 	free(w->in_flight);
 	free(w->wf);
@@ -553,11 +553,10 @@ static struct rev_worker *worker_get(struct rev_data *d, const struct gw_req *rq
 	if (w == NULL)
 		return NULL;
 	w->bal = calloc(d->nups ? d->nups : 1, sizeof *w->bal);
-	w->rl = rev_rl_new(RL_CLIENTS);
 	w->usable = calloc(REV_BITS_WORDS(m), sizeof *w->usable);
 	w->in_flight = calloc(m, sizeof *w->in_flight);
 	w->wf = calloc(m, sizeof *w->wf);
-	if (w->bal == NULL || w->rl == NULL || w->usable == NULL || w->in_flight == NULL ||
+	if (w->bal == NULL || w->usable == NULL || w->in_flight == NULL ||
 	    w->wf == NULL) {
 		worker_free(w, d->nups);
 		return NULL;
@@ -810,17 +809,13 @@ static void on_done(struct gw_req *rq, void *side)
 static int rate_limited(struct gw_req *rq, struct rev_data *d, const struct rev_site *site)
 {
 	const struct sockaddr *sa = gw_req_client(rq);
-	struct rev_worker *w;
 	unsigned char key[20];
 	size_t kl = 4;
 	double retry = 1;
 	char ra[32];
 	uint32_t si = (uint32_t)site->index;
 
-	if (site->rate_rps <= 0)
-		return 0;
-	w = worker_get(d, rq);
-	if (w == NULL)
+	if (site->rate_rps <= 0 || d->rl == NULL)
 		return 0;
 	memcpy(key, &si, 4);
 	if (sa->sa_family == AF_INET) {
@@ -839,7 +834,7 @@ static int rate_limited(struct gw_req *rq, struct rev_data *d, const struct rev_
 			kl += 8;
 		}
 	}
-	if (rev_rl_take(w->rl, key, kl, site->rate_rps, site->rate_burst, gw_mono_now(), &retry))
+	if (rev_rl_take(d->rl, key, kl, site->rate_rps, site->rate_burst, gw_mono_now(), &retry))
 		return 0;
 	snprintf(ra, sizeof ra, "%.0f", ceil(retry) < 1 ? 1.0 : ceil(retry));
 	gw_req_set_verdict(rq, "rate_limit", site->name);
@@ -1073,6 +1068,7 @@ static void side_free(void *data)
 		return;
 	for (int i = 0; i < GW_MAX_WORKERS; i++)
 		worker_free(d->w[i], d->nups);
+	rev_rl_free(d->rl);
 	gw_counters_free(&d->site_ctr);
 	for (size_t i = 0; i < d->nups; i++) {
 		for (size_t k = 0; d->ups[i].srv != NULL && k < d->ups[i].n; k++)
@@ -1110,6 +1106,9 @@ static int compile(const struct conf *cf, struct conf_errors *errs, void **data)
 	d->cf = cf;
 	d->nups = nu;
 	d->nsites = rev_routes_nsites(rt);
+	for (size_t i = 0; i < d->nsites && d->rl == NULL; i++)
+		if (rev_routes_site(rt, i)->rate_rps > 0 && (d->rl = rev_rl_new(RL_CLIENTS)) == NULL)
+			goto fail;
 	d->site_ctr.n = (d->nsites + 1) * (nu + 1) * 5;
 	for (size_t i = 0; i < nu; i++) {
 		const struct conf_rev_upstream *cu = &cf->reverse.upstreams[i];
@@ -1145,15 +1144,27 @@ static const struct conf_listener *listeners(const struct conf *cf, size_t *n)
 	return cf->reverse.listeners;
 }
 
+static int restore_admin_state(const char *upstream, const char *address, int state, void *arg)
+{
+	(void)arg;
+	return rev_server_set_admin_state(upstream, address, state) == 0 ? 0 : -1;
+}
+
 static void activate(void *data, struct event_base *base)
 {
 	struct rev_data *d = data;
 	size_t total = 0, k = 0;
+	static int state_loaded;
 
 	g_active = d;
 	rev_cache_activate(d != NULL ? d->cf : NULL, base);
 	if (d == NULL)
 		return;
+	if (!state_loaded) {
+		/* drained/disabled servers stay so across a restart */
+		state_loaded = 1;
+		rev_srvstate_load(d->cf->global.state_dir, restore_admin_state, NULL);
+	}
 	for (size_t i = 0; i < d->nups; i++)
 		total += d->ups[i].cu->health.present ? d->ups[i].n : 0;
 	for (size_t i = 0; i < d->nups; i++) {
@@ -1264,6 +1275,32 @@ size_t rev_servers_info(struct rev_server_info *out, size_t max)
 	return n;
 }
 
+/* Rewrite the server state file with every configured server not enabled. */
+static void save_admin_state(const struct rev_data *d)
+{
+	size_t total = 0, n = 0;
+	struct rev_srvstate_ent *v;
+
+	for (size_t i = 0; i < d->nups; i++)
+		total += d->ups[i].n;
+	v = calloc(total ? total : 1, sizeof *v);
+	if (v == NULL) {
+		gw_error("server state: out of memory; the file is not updated");
+		return;
+	}
+	for (size_t i = 0; i < d->nups; i++)
+		for (size_t k = 0; k < d->ups[i].n; k++) {
+			int a = atomic_load(&d->ups[i].srv[k]->admin);
+			if (a == REV_SRV_UP)
+				continue;
+			v[n].upstream = d->ups[i].srv[k]->upstream;
+			v[n].address = d->ups[i].srv[k]->address;
+			v[n++].state = a;
+		}
+	rev_srvstate_save(d->cf->global.state_dir, v, n);
+	free(v);
+}
+
 int rev_server_set_admin_state(const char *upstream, const char *address, int state)
 {
 	struct rev_data *d = g_active;
@@ -1276,10 +1313,19 @@ int rev_server_set_admin_state(const char *upstream, const char *address, int st
 		if (strcmp(d->ups[i].cu->name, upstream) != 0)
 			continue;
 		for (size_t k = 0; k < d->ups[i].n; k++)
-			if (strcmp(d->ups[i].srv[k]->address, address) == 0)
-				return rev_srv_set_admin(d->ups[i].srv[k], state);
+			if (strcmp(d->ups[i].srv[k]->address, address) == 0) {
+				int rc = rev_srv_set_admin(d->ups[i].srv[k], state);
+				if (rc == 0)
+					save_admin_state(d);
+				return rc;
+			}
 	}
 	return -1;
+}
+
+struct rev_rl *rev_rate_table(void)
+{
+	return g_active != NULL ? g_active->rl : NULL;
 }
 
 size_t rev_site_requests(struct rev_site_requests *out, size_t max)

@@ -65,6 +65,11 @@ size_t rev_servers_info(struct rev_server_info *out, size_t max);
  */
 int rev_server_set_admin_state(const char *upstream, const char *address, int state);
 
+/* The current generation's per-client rate-limit table (reverse/ratelimit.h;
+ * NULL when no site has rate_limit), for the cluster's sync.  Valid until the
+ * next reload.  Main thread. */
+struct rev_rl *rev_rate_table(void);
+
 /* Requests the current generation answered for one site and upstream, by
  * status class (1xx..5xx).  site is the site's first host name ("(none)":
  * no site matched); upstream the upstream's name ("(none)": answered

@@ -5,10 +5,11 @@
 set -eu
 BUILD="gcc meson ninja-build pkg-config libevent-dev libssl-dev libconfig-dev libmicrohttpd-dev
        libpcre2-dev libcrypt-dev libjansson-dev zlib1g-dev libkrb5-dev
-       libldap-dev libnghttp2-dev"
+       libldap-dev libnghttp2-dev libhiredis-dev"
 TEST="python3 python3-pytest curl openssl procps iproute2 clang libclang-rt-14-dev
       python3-prometheus-client chromium nodejs c-icap libc-icap-mod-virus-scan clamav-daemon clamav
-      krb5-kdc krb5-admin-server krb5-user slapd ldap-utils faketime nghttp2-client python3-h2"
+      krb5-kdc krb5-admin-server krb5-user slapd ldap-utils faketime nghttp2-client python3-h2
+      redis-server redis-tools keepalived"
 want="$BUILD"
 [ "${1:-build}" = test ] && want="$BUILD $TEST"
 missing=""

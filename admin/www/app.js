@@ -460,6 +460,24 @@
     add('Reverse', d.reverse.sites.length + ' site(s), ' + d.reverse.upstreams.length + ' upstream(s), ' + d.reverse.certificates.length + ' certificate(s)');
     add('Console', (d.admin.listen || 'off') + (d.admin.https ? ' (https)' : '') + (d.admin.metrics_listen ? ' · metrics on ' + d.admin.metrics_listen : ''));
     add('Logs', 'error: ' + d.global.log.error + ' (' + d.global.log.level + ') · access: ' + (d.global.log.access || 'off') + ' (' + d.global.log.access_format + ')');
+    /* the HA pair: shared state in Redis and the peers' config sync */
+    const cl = await api('cluster');
+    if (cl.ok) {
+      const r = cl.data.redis, sy = cl.data.sync;
+      const line = (k, ...kids) => facts.append(el('dt', { text: k }), el('dd', { class: 'mono' }, ...kids));
+      if (!r.configured) line('Shared state', 'local (no cluster.redis)');
+      else if (r.up) line('Shared state', tag('connected', 'ok'), ' Redis ' + r.address + ' since ' + fmtTime(r.since));
+      else line('Shared state', tag('fallback', 'failed'), ' Redis ' + r.address + ' unreachable' +
+        (r.since ? ' since ' + fmtTime(r.since) : '') + ': limits count per node (' + (r.last_error || '?') + ')' +
+        (r.queued ? ', ' + r.queued + ' change(s) waiting' : ''));
+      for (const p of sy.peers) {
+        line('Peer ' + p.address, tag(!p.reachable ? 'unreachable' : p.healthy ? 'healthy' : 'unhealthy',
+          p.reachable && p.healthy ? 'ok' : 'failed'), p.diverged ? tag('diverged', 'warn') : '',
+          (p.state_error && p.reachable ? ' ' + p.state_error + ' ·' : '') +
+          ' generation ' + p.generation + ' · last sync ' + fmtTime(p.last_sync) + ': ' + p.last_result);
+      }
+      if (sy.received && sy.received.when) line('Last offer received', fmtTime(sy.received.when) + ': ' + sy.received.result);
+    }
     const btn = $('cf-reload-btn');
     btn.disabled = session.role !== 'admin';
     $('cf-reload-note').textContent = session.role !== 'admin' ? 'reloading needs the admin role' : '';

@@ -53,7 +53,7 @@ else
 	log "mmdebstrap bookworm minbase + $(basename "$DEB") (several minutes)"
 	mmdebstrap --mode=root --variant=minbase --quiet \
 		--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount \
-		--include=systemd-sysv,udev,dbus,systemd-resolved,linux-image-amd64,busybox,openssl,logrotate,iproute2,ca-certificates,login,passwd,vim-tiny,less \
+		--include=systemd-sysv,udev,dbus,systemd-resolved,linux-image-amd64,busybox,openssl,logrotate,iproute2,ca-certificates,login,passwd,vim-tiny,less,keepalived,curl \
 		--include="$DEB" \
 		--customize-hook='chroot "$1" apt-get clean' \
 		bookworm "$ROOT"
@@ -64,7 +64,10 @@ cp -a "$HERE/overlay/." "$ROOT/"
 install -D -m 0644 "$HERE/gatehouse.conf" "$ROOT/usr/share/gatehouse-appliance/gatehouse.conf"
 install -m 0644 "$HERE/gatehouse.conf" "$ROOT/etc/gatehouse/gatehouse.conf"
 chroot "$ROOT" systemctl enable gatehouse.service systemd-networkd.service systemd-resolved.service \
-	gatehouse-appliance-init.service gatehouse-appliance-status.service >/dev/null 2>&1
+	gatehouse-appliance-init.service gatehouse-appliance-status.service gatehouse-keepalived.path >/dev/null 2>&1
+# HA off by default: keepalived starts only once /etc/gatehouse/keepalived.conf
+# exists (gatehouse-keepalived.path; see keepalived.service.d/gatehouse.conf)
+chroot "$ROOT" systemctl disable keepalived.service >/dev/null 2>&1 || true
 # Test-friendly and quiet: no clock sync against the internet by default (set
 # NTP= in /etc/systemd/timesyncd.conf and unmask to enable), no apt timers.
 chroot "$ROOT" systemctl mask systemd-timesyncd.service apt-daily.timer apt-daily-upgrade.timer >/dev/null 2>&1 || true

@@ -109,6 +109,8 @@ echo "      ${status:-no status line}"
 grep -q 'state=active/running' <<<"$status" && ok "gatehouse.service is active (Type=notify READY received)" \
 	|| { bad "gatehouse.service is active (Type=notify READY received)"; grep -a 'gatehouse-appliance: log: ' "$S" | tail -15 | sed 's/^/      | /'; }
 grep -q ' user=gatehouse ' <<<"$status" && ok "daemon runs as user gatehouse" || bad "daemon runs as user gatehouse"
+grep -q ' keepalived=inactive/disabled' <<<"$status" && ok "keepalived installed and off (no /etc/gatehouse/keepalived.conf)" \
+	|| bad "keepalived installed and off (no /etc/gatehouse/keepalived.conf)"
 
 url=$(grep -a -o 'Admin console : https://[^ ]*' "$S" | tail -1 | sed 's/.*: //')
 pw=$(grep -a 'Initial pass  : ' "$S" | tail -1 | sed 's/.*Initial pass  : \([^ ]*\).*/\1/')

@@ -301,6 +301,8 @@ try {
   // 8. config: a broken file is refused with FILE:LINE errors, then a good reload
   await page.click('#tabs button[data-tab="config"]');
   await waitFor(page, () => document.getElementById('cf-json').textContent.includes('generation'));
+  await waitFor(page, () => document.getElementById('cf-facts').textContent.includes('Shared state'));
+  check('HA state shown (a box alone)', (await page.textContent('#cf-facts')).includes('local (no cluster.redis)'));
   const good = readFileSync(CONF, 'utf8');
   // reload asks first: Cancel does nothing
   const genBefore = await page.evaluate(async () => (await (await fetch('/api/v1/reload')).json()));

@@ -4,7 +4,7 @@
  * families in order, with the names JSON and /metrics print; the socket
  * registry hands an unchanged address the very sockets of the last
  * generation, opens one socket per worker for a new one, and when a build
- * fails closes only what that build opened.
+ * fails closes only what that build opened; /healthz's listening check.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -197,6 +197,23 @@ int main(void)
 	CHECK(gw_listener_build(s4, NW, &errs) == 0, "build");
 	CHECK(memcmp(s4->listeners[0].fds, s2->listeners[0].fds, sizeof(int) * NW) == 0 &&
 	    memcmp(s4->listeners[1].fds, s2->listeners[1].fds, sizeof(int) * NW) == 0, "same sockets");
+	END_CASE();
+
+	BEGIN_CASE("/healthz's check: every socket listening, else the first that is not");
+	{
+		char why[200] = "";
+		struct gw_lspec keep = s4->listeners[1];
+		int plain = socket(AF_INET, SOCK_STREAM, 0);   /* open, never listening */
+		CHECK(gw_listener_accepting(s4, NW, why, sizeof why) == 1, "all listen");
+		s4->listeners[1].fds[1] = plain;
+		CHECK(gw_listener_accepting(s4, NW, why, sizeof why) == 0, "one does not");
+		CHECK(strstr(why, "listener 127.0.0.1:") != NULL && strstr(why, "(worker 1) is not accepting") != NULL,
+		    "why: %s", why);
+		s4->listeners[1].fds[1] = -1;
+		CHECK(gw_listener_accepting(s4, NW, why, sizeof why) == 0, "a closed one neither");
+		s4->listeners[1] = keep;
+		close(plain);
+	}
 	END_CASE();
 
 	for (size_t i = 0; i < s2->nlisteners; i++)

@@ -63,10 +63,41 @@ static void test_eviction(void)
 	rev_rl_free(t);
 }
 
+/* The cluster's sync: what this node took is collected once; the other
+ * nodes' takes (from the shared counter's total) are charged to the bucket;
+ * a counter that expired and started again is not mistaken for a debt. */
+static void test_cluster_sync(void)
+{
+	struct rev_rl *t = rev_rl_new(64);
+	struct rev_rl_delta d[4];
+	uint32_t k = 7, other = 8;
+	double ra;
+
+	for (int i = 0; i < 3; i++)
+		CHECK(rev_rl_take(t, &k, 4, 0.01, 6, 100.0, &ra) == 1, "take");
+	CHECK(rev_rl_collect(t, d, 4) == 1 && d[0].taken == 3 && d[0].klen == 4 && d[0].burst == 6,
+	    "one bucket with 3 taken");
+	CHECK(rev_rl_collect(t, d, 4) == 0, "collected once");
+	/* the cluster counter is now 5: 2 were the other node's */
+	CHECK(rev_rl_remote(t, &k, 4, 5, 3) == 2, "2 charged");
+	CHECK(rev_rl_take(t, &k, 4, 0.01, 6, 100.0, &ra) == 1, "6 - 3 - 2 = 1 left");
+	CHECK(rev_rl_take(t, &k, 4, 0.01, 6, 100.0, &ra) == 0, "then none");
+	CHECK(rev_rl_collect(t, d, 4) == 1 && d[0].taken == 1, "the last take");
+	CHECK(rev_rl_remote(t, &k, 4, 6, 1) == 0, "nobody else took any");
+	/* the counter expired: it restarts at our 1 take plus 1 of the other node */
+	CHECK(rev_rl_take(t, &k, 4, 0.01, 6, 1000.0, &ra) == 1, "refilled later");
+	CHECK(rev_rl_collect(t, d, 4) == 1, "collected");
+	CHECK(rev_rl_remote(t, &k, 4, 2, 1) == 1, "a restarted counter: only what is in it");
+	CHECK(rev_rl_remote(t, &other, 4, 50, 0) == 0, "a client not held here: nothing to charge");
+	END_CASE();
+	rev_rl_free(t);
+}
+
 int main(void)
 {
 	test_bucket();
 	test_rate();
 	test_eviction();
+	test_cluster_sync();
 	return check_done();
 }
