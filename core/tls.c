@@ -16,6 +16,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +46,21 @@ struct gw_tls_client {
 	char id[GW_TLS_ID_LEN + 1];   /* gw_tls_client_id() */
 };
 
+/* Client certificates asked for under some SNI names (gw_tls_verify_spec). */
+struct srv_verify {
+	int id;
+	char **hosts;
+	size_t nhosts;
+	X509_STORE *store;
+	STACK_OF(X509_NAME) *names;    /* CA names sent in the CertificateRequest */
+	int required;
+	unsigned char sid[SSL_MAX_SID_CTX_LENGTH];
+	unsigned sidlen;
+};
+
 struct gw_tls {
+	struct srv_verify *verifies;
+	int nverifies;
 	struct srv_cert *certs;
 	int ncerts;
 	int dflt;
@@ -152,6 +167,149 @@ static int name_matches(const char *pattern, const char *host)
 	return 0;
 }
 
+/* ---- client certificates (per SNI name) ---- */
+
+static void ssl_errors(char *buf, size_t len);
+
+static int vx_idx = -1;        /* SSL ex_data: the verify spec's id + 1 */
+static pthread_once_t vx_once = PTHREAD_ONCE_INIT;
+
+static void vx_init(void)
+{
+	vx_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+/* optional: the handshake goes on whatever the certificate; the verdict
+ * stays in SSL_get_verify_result() for the side */
+static int verify_optional_cb(int preverify, X509_STORE_CTX *x)
+{
+	(void)preverify;
+	(void)x;
+	return 1;
+}
+
+/*
+ * If host is one of a verify spec's names (exact first, then a wildcard),
+ * ask for a client certificate under that spec's CA.  Called from the SNI
+ * callback after the certificate's context is chosen: SSL_set_SSL_CTX()
+ * replaces the verify store and resets the session id context, so both are
+ * set after it.  The per-spec session id context keeps a session made
+ * without a client certificate (another site, or none) from being resumed
+ * here (nginx's CVE-2014-3616 class).
+ */
+static void verify_select(struct gw_tls *t, SSL *s, const char *host)
+{
+	struct srv_verify *v = NULL;
+	int best = 0;
+
+	for (int i = 0; i < t->nverifies && best < 2; i++)
+		for (size_t j = 0; j < t->verifies[i].nhosts; j++) {
+			int sc = name_matches(t->verifies[i].hosts[j], host);
+			if (sc > best) {
+				best = sc;
+				v = &t->verifies[i];
+			}
+		}
+	if (v == NULL)
+		return;
+	SSL_set_ex_data(s, vx_idx, (void *)(intptr_t)(v->id + 1));
+	SSL_set1_verify_cert_store(s, v->store);
+	SSL_set_client_CA_list(s, SSL_dup_CA_list(v->names));
+	SSL_set_session_id_context(s, v->sid, v->sidlen);
+	SSL_set_verify(s, SSL_VERIFY_PEER | (v->required ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+	    v->required ? NULL : verify_optional_cb);
+}
+
+int gw_tls_client_cert(SSL *s, int id, char *subject, size_t slen, char fp[65])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	X509 *x;
+	BIO *b;
+	long n;
+
+	if (s == NULL || vx_idx < 0 || (intptr_t)SSL_get_ex_data(s, vx_idx) != (intptr_t)id + 1)
+		return 0;
+	x = SSL_get0_peer_certificate(s);
+	if (x == NULL || SSL_get_verify_result(s) != X509_V_OK)
+		return 0;
+	if (X509_digest(x, EVP_sha256(), md, &mdlen) != 1 || mdlen != 32)
+		return 0;
+	for (unsigned i = 0; i < mdlen; i++) {
+		fp[2 * i] = hex[md[i] >> 4];
+		fp[2 * i + 1] = hex[md[i] & 15];
+	}
+	fp[64] = '\0';
+	subject[0] = '\0';
+	b = BIO_new(BIO_s_mem());
+	if (b == NULL)
+		return 0;
+	/* RFC 2253 escapes controls and non-ASCII bytes (\XX), so the text
+	 * is safe in a header; the loop below is a second guard */
+	X509_NAME_print_ex(b, X509_get_subject_name(x), 0, XN_FLAG_RFC2253);
+	n = BIO_read(b, subject, (int)slen - 1);
+	BIO_free(b);
+	subject[n > 0 ? n : 0] = '\0';
+	for (char *p = subject; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	return 1;
+}
+
+/*
+ * The client hello callback runs before OpenSSL looks up a TLS 1.2 session
+ * (the SNI callback runs after it): the session id context must be the
+ * site's by then, or a session from a site that asked no certificate would
+ * be resumed on one that requires it.  So the SNI is read here from the raw
+ * extension (RFC 6066 3: list length, then type 0, length, name).
+ */
+static int client_hello_cb(SSL *s, int *al, void *arg)
+{
+	struct gw_tls *t = arg;
+	const unsigned char *p;
+	size_t len, nlen;
+	char host[256];
+
+	(void)al;
+	if (!SSL_client_hello_get0_ext(s, TLSEXT_TYPE_server_name, &p, &len) || len < 5 ||
+	    (((size_t)p[0] << 8) | p[1]) != len - 2 || p[2] != TLSEXT_NAMETYPE_host_name)
+		return SSL_CLIENT_HELLO_SUCCESS;
+	nlen = ((size_t)p[3] << 8) | p[4];
+	if (nlen == 0 || nlen >= sizeof host || nlen > len - 5 || memchr(p + 5, 0, nlen) != NULL)
+		return SSL_CLIENT_HELLO_SUCCESS;   /* OpenSSL itself refuses it later */
+	memcpy(host, p + 5, nlen);
+	host[nlen] = '\0';
+	verify_select(t, s, host);
+	return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+static int load_verify(struct srv_verify *v, const struct gw_tls_verify_spec *vs, struct conf_errors *errs)
+{
+	char err[256];
+
+	v->id = vs->id;
+	v->required = vs->required;
+	v->hosts = calloc(vs->nhosts ? vs->nhosts : 1, sizeof *v->hosts);
+	if (v->hosts == NULL)
+		return -1;
+	for (size_t i = 0; i < vs->nhosts; i++) {
+		if ((v->hosts[i] = strdup(vs->hosts[i])) == NULL)
+			return -1;
+		v->nhosts++;
+	}
+	v->sidlen = (unsigned)snprintf((char *)v->sid, sizeof v->sid, "gw-verify-%d", vs->id);
+	v->store = X509_STORE_new();
+	if (v->store == NULL || X509_STORE_load_file(v->store, vs->ca_file) != 1 ||
+	    (v->names = SSL_load_client_CA_file(vs->ca_file)) == NULL) {
+		ssl_errors(err, sizeof err);
+		conf_err(errs, vs->file, vs->line, vs->key_name, "%s: no CA certificate could be read (%s)",
+		    vs->ca_file, err);
+		return -1;
+	}
+	return 0;
+}
+
 static int sni_cb(SSL *s, int *al, void *arg)
 {
 	struct gw_tls *t = arg;
@@ -171,6 +329,8 @@ static int sni_cb(SSL *s, int *al, void *arg)
 		}
 	if (best >= 0 && best != t->dflt)
 		SSL_set_SSL_CTX(s, t->certs[best].ctx);
+	/* again: SSL_set_SSL_CTX() replaced the verify store */
+	verify_select(t, s, host);
 	return SSL_TLSEXT_ERR_OK;
 }
 
@@ -268,6 +428,23 @@ static void base_options(SSL_CTX *ctx)
 	SSL_CTX_set_read_ahead(ctx, 1);
 }
 
+/* The side checked the strings; a failure here is reported all the same. */
+static int apply_policy(SSL_CTX *ctx, const struct gw_tls_policy *p, const struct gw_tls_server_spec *c,
+    struct conf_errors *errs)
+{
+	char err[256];
+
+	if ((p->min_version != 0 && SSL_CTX_set_min_proto_version(ctx, p->min_version) != 1) ||
+	    (p->ciphers != NULL && SSL_CTX_set_cipher_list(ctx, p->ciphers) != 1) ||
+	    (p->ciphersuites != NULL && SSL_CTX_set_ciphersuites(ctx, p->ciphersuites) != 1) ||
+	    (p->groups != NULL && SSL_CTX_set1_groups_list(ctx, p->groups) != 1)) {
+		ssl_errors(err, sizeof err);
+		conf_err(errs, c->file, c->line, c->key_name, "TLS policy: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
 static int load_server_cert(struct gw_tls *t, struct srv_cert *sc, const struct gw_tls_server_spec *c,
     struct conf_errors *errs)
 {
@@ -280,6 +457,8 @@ static int load_server_cert(struct gw_tls *t, struct srv_cert *sc, const struct 
 		return -1;
 	}
 	base_options(sc->ctx);
+	if (apply_policy(sc->ctx, &c->policy, c, errs) < 0)
+		return -1;
 	/* send the chain the file gives, as it is: otherwise OpenSSL tries to
 	 * build one (an X509_verify_cert) on every full handshake */
 	SSL_CTX_set_mode(sc->ctx, SSL_MODE_NO_AUTO_CHAIN);
@@ -418,6 +597,7 @@ void gw_tls_specs_free(struct gw_tls_specs *sp)
 	free(sp->servers);
 	free(sp->clients);
 	free(sp->listeners);
+	free(sp->verifies);
 	gw_tls_specs_init(sp);
 }
 
@@ -454,6 +634,11 @@ int gw_tls_specs_add_listener(struct gw_tls_specs *sp, const struct gw_tls_liste
 	return spec_push(&sp->listeners, &sp->nlisteners, &sp->cap_listeners, sizeof *l, l);
 }
 
+int gw_tls_specs_add_verify(struct gw_tls_specs *sp, const struct gw_tls_verify_spec *v)
+{
+	return spec_push(&sp->verifies, &sp->nverifies, &sp->cap_verifies, sizeof *v, v);
+}
+
 /* ---- the set ---- */
 
 struct gw_tls *gw_tls_new(const struct gw_tls_specs *sp, struct conf_errors *errs)
@@ -463,6 +648,16 @@ struct gw_tls *gw_tls_new(const struct gw_tls_specs *sp, struct conf_errors *err
 
 	if (t == NULL)
 		return NULL;
+	pthread_once(&vx_once, vx_init);
+	if (sp->nverifies > 0) {
+		t->verifies = calloc(sp->nverifies, sizeof *t->verifies);
+		if (t->verifies == NULL)
+			goto fail;
+		t->nverifies = (int)sp->nverifies;
+		for (size_t i = 0; i < sp->nverifies; i++)
+			if (load_verify(&t->verifies[i], &sp->verifies[i], errs) < 0)
+				bad = 1;
+	}
 	if (sp->nservers > 0) {
 		t->certs = calloc(sp->nservers, sizeof *t->certs);
 		if (t->certs == NULL)
@@ -478,6 +673,8 @@ struct gw_tls *gw_tls_new(const struct gw_tls_specs *sp, struct conf_errors *err
 			SSL_CTX *d = t->certs[t->dflt].ctx;
 			SSL_CTX_set_tlsext_servername_callback(d, sni_cb);
 			SSL_CTX_set_tlsext_servername_arg(d, t);
+			if (t->nverifies > 0)
+				SSL_CTX_set_client_hello_cb(d, client_hello_cb, t);
 		}
 	}
 	if (sp->nclients > 0) {
@@ -527,6 +724,14 @@ void gw_tls_free(struct gw_tls *t)
 {
 	if (t == NULL)
 		return;
+	for (int i = 0; i < t->nverifies; i++) {
+		for (size_t j = 0; j < t->verifies[i].nhosts; j++)
+			free(t->verifies[i].hosts[j]);
+		free(t->verifies[i].hosts);
+		X509_STORE_free(t->verifies[i].store);
+		sk_X509_NAME_pop_free(t->verifies[i].names, X509_NAME_free);
+	}
+	free(t->verifies);
 	for (int i = 0; i < t->ncerts; i++) {
 		SSL_CTX_free(t->certs[i].ctx);
 		for (int j = 0; j < t->certs[i].nnames; j++)

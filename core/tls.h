@@ -33,12 +33,23 @@ struct conf_errors;
 struct gw_tls;
 struct gw_tls_client;
 
+/* A server-side TLS policy; members left 0/NULL keep the defaults (TLS 1.2
+ * and 1.3, ECDHE with AES-GCM or ChaCha20, OpenSSL's suites and groups).
+ * The side checks the strings when it reads them. */
+struct gw_tls_policy {
+	int min_version;           /* TLS1_2_VERSION, TLS1_3_VERSION; 0 = 1.2 */
+	const char *ciphers;       /* TLS 1.2 cipher list */
+	const char *ciphersuites;  /* TLS 1.3 suites */
+	const char *groups;        /* "X25519:P-256" */
+};
+
 /* A server certificate.  Errors about it read "file:line: key_name: ...". */
 struct gw_tls_server_spec {
 	const char *cert;          /* PEM file: the certificate, then its chain */
 	const char *key;           /* PEM private key file */
 	const char *ocsp;          /* DER OCSP response to staple; NULL = none */
 	int is_default;            /* served without SNI or on no match (else the first) */
+	struct gw_tls_policy policy;   /* all 0 = defaults */
 	const char *file;          /* where it was configured */
 	int line;
 	const char *key_name;      /* the side's key, as its errors have always named it */
@@ -66,6 +77,24 @@ struct gw_tls_listener_spec {
 	const char *needs;         /* the side's certificates key (what to configure) */
 };
 
+/* Client certificates asked for in the handshake when the client's SNI is
+ * one of hosts (exact, or "*.x" for one label), checked against ca_file:
+ * required = a missing or bad certificate ends the handshake with an
+ * alert; else the handshake goes on and the side decides (the result is
+ * gw_tls_client_cert()).  Each gets its own session id context, so a
+ * session made under one (or none) is never resumed under another.
+ * Errors about the CA file read "file:line: key_name: ...". */
+struct gw_tls_verify_spec {
+	int id;                    /* the side's number for it (>= 0), e.g. its site index */
+	char *const *hosts;
+	size_t nhosts;
+	const char *ca_file;
+	int required;
+	const char *file;
+	int line;
+	const char *key_name;
+};
+
 /* What the sides hand in: growable arrays, filled by the add functions
  * below (each side's struct gw_side.tls hook adds its own). */
 struct gw_tls_specs {
@@ -75,7 +104,9 @@ struct gw_tls_specs {
 	size_t nclients;
 	struct gw_tls_listener_spec *listeners;
 	size_t nlisteners;
-	size_t cap_servers, cap_clients, cap_listeners;
+	struct gw_tls_verify_spec *verifies;
+	size_t nverifies;
+	size_t cap_servers, cap_clients, cap_listeners, cap_verifies;
 };
 
 void gw_tls_specs_init(struct gw_tls_specs *sp);
@@ -86,6 +117,7 @@ void gw_tls_specs_free(struct gw_tls_specs *sp);
 int gw_tls_specs_add_server(struct gw_tls_specs *sp, const struct gw_tls_server_spec *s);
 int gw_tls_specs_add_client(struct gw_tls_specs *sp, const struct gw_tls_client_spec *c);
 int gw_tls_specs_add_listener(struct gw_tls_specs *sp, const struct gw_tls_listener_spec *l);
+int gw_tls_specs_add_verify(struct gw_tls_specs *sp, const struct gw_tls_verify_spec *v);
 
 /* Build every context of sp.  NULL with errors appended (a certificate or
  * key that cannot be read, a key that does not match its certificate, a CA
@@ -99,6 +131,13 @@ void gw_tls_free(struct gw_tls *t);
 int gw_tls_has_server(const struct gw_tls *t);
 /* New server-side SSL for an accepted connection (NULL on failure). */
 SSL *gw_tls_server_ssl(struct gw_tls *t);
+
+/* 1 when server-side connection s asked for a client certificate under
+ * verify spec id (its SNI chose it) and the client presented one that
+ * verified; then subject (RFC 2253, at most slen - 1 bytes) and fp (the
+ * certificate's SHA-256, lower-case hex) are filled in.  0 otherwise (s may
+ * be NULL: a plain connection). */
+int gw_tls_client_cert(SSL *s, int id, char *subject, size_t slen, char fp[65]);
 
 /* The client context named name, or the one given number index; NULL when
  * there is none (t may be NULL).  Owned by t. */

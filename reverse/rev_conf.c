@@ -8,6 +8,7 @@
  */
 #include "reverse/rev_conf.h"
 #include "conf/keys.h"
+#include "reverse/rev_conf_tls.h"
 
 #include <ctype.h>
 #include <limits.h>
@@ -24,7 +25,7 @@ static struct conf_reverse *rev_of(struct conf_ctx *x)
 /* ---- reverse ---- */
 
 static const char *const k_reverse[] = { "listeners", "certificates", "trusted_proxies", "upstreams",
-    "sites", "cache", "strip_headers", NULL };
+    "sites", "cache", "strip_headers", "tls", NULL };
 static const char *const k_cache[] = { "memory", "max_object", "x_cache_header", NULL };
 static const char *const k_route_cache[] = { "ttl", "stale_if_error", "ignore_set_cookie",
     "ignore_cookie", NULL };
@@ -35,7 +36,7 @@ static const char *const k_server[] = { "address", "weight", "backup", "max_conn
 static const char *const k_health[] = { "path", "interval", "timeout", "rise", "fall", "expect_status",
     "slow_start", NULL };
 static const char *const k_site[] = { "hosts", "default", "force_https", "allow_clients",
-    "deny_clients", "rate_limit", "routes", NULL };
+    "deny_clients", "rate_limit", "routes", "hsts", "client_ca", "client_verify", NULL };
 static const char *const k_rate[] = { "requests_per_second", "burst", NULL };
 static const char *const k_route[] = { "path", "upstream", "static", "redirect", "redirect_status",
     "strip_prefix", "set_headers", "max_body_bytes", "cache", "dotfiles", "keep_path", NULL };
@@ -517,6 +518,7 @@ static void read_sites(struct conf_ctx *x, config_setting_t *r)
 				si->rate_burst = si->rate_rps < 1 ? 1 : si->rate_rps;
 		}
 		read_routes(x, e, ep, si);
+		rev_conf_tls_site(x, e, ep, si);
 		rv->nsites++;
 	}
 }
@@ -584,6 +586,7 @@ void rev_conf_read(struct conf_ctx *x, config_setting_t *root)
 	conf_read_listeners(x, r, "reverse", 1, &rv->listeners, &rv->nlisteners);
 	conf_bind_listeners(x, "reverse", rv->listeners, rv->nlisteners);
 	read_certs(x, r);
+	rev_conf_tls_read(x, r, &rv->tls);
 	conf_get_cidrs(x, r, "reverse", "trusted_proxies", &rv->trusted_proxies);
 	read_strip_headers(x, r);
 	read_upstreams(x, r);

@@ -102,7 +102,22 @@ struct conf_rev_site {
 	double rate_burst;
 	struct conf_rev_route *routes;
 	size_t nroutes;
+	char *hsts;                /* Strict-Transport-Security value sent over TLS; NULL = none */
+	char *client_ca;           /* PEM CA file for client certificates; NULL = none asked */
+	int client_verify;         /* CONF_CLIENT_VERIFY_* (REQUIRED when client_ca is set alone) */
 	struct conf_src src;
+};
+
+enum { CONF_CLIENT_VERIFY_NONE, CONF_CLIENT_VERIFY_REQUIRED, CONF_CLIENT_VERIFY_OPTIONAL };
+
+/* reverse.tls: the TLS policy of the reverse listeners (rev_conf_tls.c);
+ * unset members keep core/tls.c's defaults. */
+struct conf_rev_tls {
+	int present;
+	int min_version;           /* TLS1_2_VERSION or TLS1_3_VERSION; 0 = default (1.2) */
+	char *ciphers;             /* TLS 1.2 cipher list; NULL = default */
+	char *ciphersuites;        /* TLS 1.3 suites; NULL = default */
+	char *groups;              /* key exchange groups; NULL = default */
 };
 
 /* reverse.cache: the shared in-memory HTTP cache (reverse/cache.h). */
@@ -132,6 +147,7 @@ struct conf_reverse {
 	struct conf_rev_site *sites;
 	size_t nsites;
 	struct conf_rev_cache cache;
+	struct conf_rev_tls tls;
 };
 
 /* The reverse section's reader and cross-checks (conf/keys.h struct conf_section). */

@@ -990,6 +990,8 @@ static void decide(struct gw_req *rq, void *side, int first)
 	}
 	if (first && !gw_req_is_background(rq) && rate_limited(rq, d, site))   /* cache refreshes are ours */
 		return;
+	if (rev_tls_site_gate(rq, &d->cf->reverse.sites[site->index], site->index))
+		return;
 	if (site->force_https && !gw_req_is_tls(rq)) {
 		redirect_https(rq, h, host, hlen);
 		return;
@@ -1041,6 +1043,7 @@ static void decide(struct gw_req *rq, void *side, int first)
 	case REV_ROUTE_UPSTREAM:
 		if (!trusted)
 			strip_untrusted(rq, d, h);
+		rev_tls_client_headers(rq, &d->cf->reverse.sites[site->index], site->index);
 		/* a rewrite header that goes to the application (a trusted
 		 * proxy's, or one strip_headers does not list): such a request
 		 * neither reads nor fills the cache */

@@ -1,0 +1,161 @@
+/*
+ * reverse/rev_conf_tls: reads the TLS controls of the reverse section
+ * (reverse.tls: min_version, ciphers, ciphersuites, groups) and of a site
+ * (hsts, client_ca, client_verify) into struct conf_reverse (see
+ * rev_conf_tls.h).  Cipher, suite and group strings are tried on a scratch
+ * OpenSSL context here, so a typo is a FILE:LINE error at -t instead of a
+ * setting OpenSSL would silently ignore or a start that fails later.
+ */
+#include "reverse/rev_conf_tls.h"
+#include "conf/keys.h"
+#include "reverse/rev_conf.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+static const char *const k_tls[] = { "min_version", "ciphers", "ciphersuites", "groups", NULL };
+
+/*
+ * OpenSSL takes a cipher or suite list when any one element is known and
+ * drops the others without a word: each element is tried alone, so a typo
+ * in one is reported.  A cipher element with an operator (!, -, +) is tried
+ * without it, at security level 0 ("!aNULL" names ciphers the default level
+ * would not select); "@SECLEVEL=n" and "@STRENGTH" are taken as they are.
+ */
+static int each_elem(SSL_CTX *c, const char *v, int suites, char *bad, size_t blen)
+{
+	char e[256];
+	const char *p = v;
+
+	while (*p != '\0') {
+		size_t n = strcspn(p, suites ? ":" : ": ,");
+		const char *q = p;
+		size_t k = n;
+		if (!suites && k > 0 && (*q == '!' || *q == '-' || *q == '+')) {
+			q++;
+			k--;
+		}
+		snprintf(bad, blen, "%.*s", (int)n, p);
+		if (k >= sizeof e - 16)
+			return 0;
+		if (k > 0 && *q != '@') {
+			memcpy(e, q, k);
+			e[k] = '\0';
+			if (!suites)
+				strcat(e, ":@SECLEVEL=0");
+			if ((suites ? SSL_CTX_set_ciphersuites(c, e) : SSL_CTX_set_cipher_list(c, e)) != 1)
+				return 0;
+		}
+		p += n;
+		if (*p != '\0')
+			p++;
+	}
+	return 1;
+}
+
+/* An OpenSSL setter for one policy string: 1 when OpenSSL takes it whole;
+ * else bad names the element it refused (or is the whole string). */
+static int try_ciphers(SSL_CTX *c, const char *v, char *bad, size_t blen)
+{
+	snprintf(bad, blen, "%s", v);
+	return SSL_CTX_set_cipher_list(c, v) == 1 && each_elem(c, v, 0, bad, blen);
+}
+
+static int try_suites(SSL_CTX *c, const char *v, char *bad, size_t blen)
+{
+	snprintf(bad, blen, "%s", v);
+	return SSL_CTX_set_ciphersuites(c, v) == 1 && each_elem(c, v, 1, bad, blen);
+}
+
+static int try_groups(SSL_CTX *c, const char *v, char *bad, size_t blen)
+{
+	snprintf(bad, blen, "%s", v);
+	return SSL_CTX_set1_groups_list(c, v);
+}
+
+/* Read g.name as a policy string and check it with set(); what names the
+ * kind of value in the error. */
+static void read_policy_str(struct conf_ctx *x, config_setting_t *g, const char *path, const char *name,
+    int (*set)(SSL_CTX *, const char *, char *, size_t), const char *what, char **out)
+{
+	SSL_CTX *c;
+	char p[CONF_KP], bad[256];
+	int ok;
+
+	if (conf_get_text(x, g, path, name, 0, out) != 1)
+		return;
+	c = SSL_CTX_new(TLS_server_method());
+	if (c == NULL)
+		return;                /* out of memory: the real context will say */
+	ok = set(c, *out, bad, sizeof bad) == 1;
+	SSL_CTX_free(c);
+	ERR_clear_error();
+	if (!ok) {
+		conf_kp_child(p, path, name);
+		conf_serr(x, conf_member(g, name), p, "\"%s\" %s", bad, what);
+		*out = NULL;
+	}
+}
+
+void rev_conf_tls_read(struct conf_ctx *x, config_setting_t *r, struct conf_rev_tls *t)
+{
+	static const char *const versions[] = { "1.2", "1.3", NULL };
+	config_setting_t *g = conf_get_group(x, r, "reverse", "tls", k_tls), *mv;
+	int v;
+
+	if (g == NULL)
+		return;
+	t->present = 1;
+	mv = conf_member(g, "min_version");
+	if (mv != NULL && config_setting_type(mv) == CONFIG_TYPE_STRING &&
+	    (strcmp(config_setting_get_string(mv), "1.0") == 0 ||
+	    strcmp(config_setting_get_string(mv), "1.1") == 0)) {
+		/* OpenSSL 3 refuses them at its default security level, and
+		 * PCI DSS forbids them: say so rather than lower the level */
+		conf_serr(x, mv, "reverse.tls.min_version",
+		    "TLS %s is not offered (deprecated by RFC 8996); use \"1.2\" or \"1.3\"",
+		    config_setting_get_string(mv));
+	} else if (conf_get_enum(x, g, "reverse.tls", "min_version", versions, &v) == 1) {
+		t->min_version = v == 0 ? TLS1_2_VERSION : TLS1_3_VERSION;
+	}
+	read_policy_str(x, g, "reverse.tls", "ciphers", try_ciphers,
+	    "is not a TLS 1.2 cipher or cipher class OpenSSL knows", &t->ciphers);
+	read_policy_str(x, g, "reverse.tls", "ciphersuites", try_suites,
+	    "is not a TLS 1.3 suite OpenSSL knows (such as \"TLS_AES_256_GCM_SHA384\")",
+	    &t->ciphersuites);
+	read_policy_str(x, g, "reverse.tls", "groups", try_groups,
+	    "is not a list of groups OpenSSL knows (such as \"X25519:P-256\")", &t->groups);
+}
+
+void rev_conf_tls_site(struct conf_ctx *x, config_setting_t *e, const char *ep, struct conf_rev_site *si)
+{
+	static const char *const verifies[] = { "required", "optional", NULL };
+	char p[CONF_KP];
+	int v;
+
+	if (conf_get_text(x, e, ep, "hsts", 0, &si->hsts) == 1 && strncasecmp(si->hsts, "max-age=", 8) != 0) {
+		conf_kp_child(p, ep, "hsts");
+		conf_serr(x, conf_member(e, "hsts"), p,
+		    "must start with max-age= (RFC 6797), such as \"max-age=31536000; includeSubDomains\"");
+		si->hsts = NULL;
+	}
+	conf_get_path(x, e, ep, "client_ca", 0, &si->client_ca);
+	if (conf_get_enum(x, e, ep, "client_verify", verifies, &v) == 1) {
+		si->client_verify = v == 0 ? CONF_CLIENT_VERIFY_REQUIRED : CONF_CLIENT_VERIFY_OPTIONAL;
+		if (si->client_ca == NULL && !conf_member(e, "client_ca")) {
+			conf_kp_child(p, ep, "client_verify");
+			conf_serr(x, conf_member(e, "client_verify"), p, "needs client_ca (the CA that signs client certificates)");
+		}
+	} else if (si->client_ca != NULL) {
+		si->client_verify = CONF_CLIENT_VERIFY_REQUIRED;
+	}
+	if (si->client_ca != NULL && si->hosts.n == 0) {
+		/* the certificate is asked for in the handshake, chosen by SNI */
+		conf_kp_child(p, ep, "client_ca");
+		conf_serr(x, conf_member(e, "client_ca"), p,
+		    "needs hosts: the client certificate is asked for by the name the client connects to (SNI)");
+	}
+}

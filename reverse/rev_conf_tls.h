@@ -1,0 +1,22 @@
+/*
+ * reverse/rev_conf_tls: the reverse section's TLS controls, read for
+ * reverse/rev_conf.c: reverse.tls (the server-side TLS policy) and a site's
+ * hsts, client_ca and client_verify.  Errors go through the conf engine as
+ * "FILE:LINE: key: what is wrong".
+ */
+#ifndef GW_REV_CONF_TLS_H
+#define GW_REV_CONF_TLS_H
+
+#include <libconfig.h>
+
+struct conf_ctx;
+struct conf_rev_tls;
+struct conf_rev_site;
+
+/* reverse.tls (r is the reverse group) into *t (zeroed by the caller). */
+void rev_conf_tls_read(struct conf_ctx *x, config_setting_t *r, struct conf_rev_tls *t);
+/* The TLS keys of site element e (key path ep): hsts, client_ca, client_verify.
+ * Call after the site's hosts are read. */
+void rev_conf_tls_site(struct conf_ctx *x, config_setting_t *e, const char *ep, struct conf_rev_site *si);
+
+#endif
