@@ -31,6 +31,7 @@
 
 struct srv_cert {
 	SSL_CTX *ctx;
+	char *live_id;             /* gw_tls_live_install() may replace it; NULL = never */
 	char *names[MAX_NAMES];    /* lower-case SAN DNS names (or CN) */
 	int nnames;
 	char *names_text;
@@ -165,6 +166,53 @@ static int name_matches(const char *pattern, const char *host)
 			return 1;
 	}
 	return 0;
+}
+
+/* ---- live certificates (gw_tls_live_install): process-wide ---- */
+
+struct live_cert {
+	char *id;
+	SSL_CTX *ctx;
+};
+
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct live_cert *live;
+static size_t nlive;
+
+static void live_free_all(void);
+
+static void live_atexit(void)
+{
+	atexit(live_free_all);
+}
+
+static void live_free_all(void)
+{
+	pthread_mutex_lock(&live_lock);
+	for (size_t i = 0; i < nlive; i++) {
+		free(live[i].id);
+		SSL_CTX_free(live[i].ctx);
+	}
+	free(live);
+	live = NULL;
+	nlive = 0;
+	pthread_mutex_unlock(&live_lock);
+}
+
+/* The live context of id, with a reference for the caller; NULL = none. */
+static SSL_CTX *live_get(const char *id)
+{
+	SSL_CTX *c = NULL;
+
+	pthread_mutex_lock(&live_lock);
+	for (size_t i = 0; i < nlive; i++)
+		if (strcmp(live[i].id, id) == 0) {
+			c = live[i].ctx;
+			SSL_CTX_up_ref(c);
+			break;
+		}
+	pthread_mutex_unlock(&live_lock);
+	return c;
 }
 
 /* ---- client certificates (per SNI name) ---- */
@@ -310,6 +358,19 @@ static int load_verify(struct srv_verify *v, const struct gw_tls_verify_spec *vs
 	return 0;
 }
 
+/* Serve certificate i: its live replacement when it has one. */
+static void use_cert(struct gw_tls *t, SSL *s, int i)
+{
+	SSL_CTX *lc = t->certs[i].live_id != NULL ? live_get(t->certs[i].live_id) : NULL;
+
+	if (lc != NULL) {
+		SSL_set_SSL_CTX(s, lc);        /* takes its own reference */
+		SSL_CTX_free(lc);
+	} else if (i != t->dflt) {
+		SSL_set_SSL_CTX(s, t->certs[i].ctx);
+	}
+}
+
 static int sni_cb(SSL *s, int *al, void *arg)
 {
 	struct gw_tls *t = arg;
@@ -317,8 +378,10 @@ static int sni_cb(SSL *s, int *al, void *arg)
 	int best = -1, best_score = 0;
 
 	(void)al;
-	if (host == NULL)
-		return SSL_TLSEXT_ERR_OK;      /* default certificate */
+	if (host == NULL) {
+		use_cert(t, s, t->dflt);       /* the default certificate */
+		return SSL_TLSEXT_ERR_OK;
+	}
 	for (int i = 0; i < t->ncerts && best_score < 2; i++)
 		for (int j = 0; j < t->certs[i].nnames; j++) {
 			int sc = name_matches(t->certs[i].names[j], host);
@@ -327,8 +390,7 @@ static int sni_cb(SSL *s, int *al, void *arg)
 				best = i;
 			}
 		}
-	if (best >= 0 && best != t->dflt)
-		SSL_set_SSL_CTX(s, t->certs[best].ctx);
+	use_cert(t, s, best >= 0 ? best : t->dflt);
 	/* again: SSL_set_SSL_CTX() replaced the verify store */
 	verify_select(t, s, host);
 	return SSL_TLSEXT_ERR_OK;
@@ -445,6 +507,62 @@ static int apply_policy(SSL_CTX *ctx, const struct gw_tls_policy *p, const struc
 	return 0;
 }
 
+/* What every server context has, whoever loads its certificate. */
+static void server_callbacks(SSL_CTX *ctx)
+{
+	SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+	SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
+	SSL_CTX_set_num_tickets(ctx, 1);
+}
+
+int gw_tls_live_install(const char *id, const char *cert, const char *key, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	struct live_cert *nl;
+	char *nid;
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	if (ctx == NULL) {
+		snprintf(err, errlen, "cannot create a TLS context");
+		return -1;
+	}
+	base_options(ctx);
+	SSL_CTX_set_mode(ctx, SSL_MODE_NO_AUTO_CHAIN);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		ssl_errors(err, errlen);
+		SSL_CTX_free(ctx);
+		return -1;
+	}
+	server_callbacks(ctx);
+	pthread_once(&once, live_atexit);
+	pthread_mutex_lock(&live_lock);
+	for (size_t i = 0; i < nlive; i++)
+		if (strcmp(live[i].id, id) == 0) {
+			SSL_CTX_free(live[i].ctx);
+			live[i].ctx = ctx;
+			pthread_mutex_unlock(&live_lock);
+			return 0;
+		}
+	nl = realloc(live, (nlive + 1) * sizeof *live);
+	nid = strdup(id);
+	if (nl != NULL)
+		live = nl;
+	if (nl == NULL || nid == NULL) {
+		pthread_mutex_unlock(&live_lock);
+		free(nid);
+		SSL_CTX_free(ctx);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	live[nlive].id = nid;
+	live[nlive].ctx = ctx;
+	nlive++;
+	pthread_mutex_unlock(&live_lock);
+	return 0;
+}
+
 static int load_server_cert(struct gw_tls *t, struct srv_cert *sc, const struct gw_tls_server_spec *c,
     struct conf_errors *errs)
 {
@@ -462,12 +580,23 @@ static int load_server_cert(struct gw_tls *t, struct srv_cert *sc, const struct 
 	/* send the chain the file gives, as it is: otherwise OpenSSL tries to
 	 * build one (an X509_verify_cert) on every full handshake */
 	SSL_CTX_set_mode(sc->ctx, SSL_MODE_NO_AUTO_CHAIN);
-	if (SSL_CTX_use_certificate_chain_file(sc->ctx, c->cert) != 1) {
+	if (c->live_id != NULL && (sc->live_id = strdup(c->live_id)) == NULL) {
+		conf_err(errs, c->file, c->line, c->key_name, "out of memory");
+		return -1;
+	}
+	if (c->cert == NULL) {
+		if (SSL_CTX_use_certificate(sc->ctx, c->mem_cert) != 1 ||
+		    SSL_CTX_use_PrivateKey(sc->ctx, c->mem_key) != 1) {
+			ssl_errors(err, sizeof err);
+			conf_err(errs, c->file, c->line, c->key_name, "%s", err);
+			return -1;
+		}
+	} else if (SSL_CTX_use_certificate_chain_file(sc->ctx, c->cert) != 1) {
 		ssl_errors(err, sizeof err);
 		conf_err(errs, c->file, c->line, c->key_name, "%s: %s", c->cert, err);
 		return -1;
 	}
-	if (SSL_CTX_use_PrivateKey_file(sc->ctx, c->key, SSL_FILETYPE_PEM) != 1) {
+	if (c->cert != NULL && SSL_CTX_use_PrivateKey_file(sc->ctx, c->key, SSL_FILETYPE_PEM) != 1) {
 		if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
 			ERR_clear_error();
 			conf_err(errs, c->file, c->line, c->key_name,
@@ -487,9 +616,7 @@ static int load_server_cert(struct gw_tls *t, struct srv_cert *sc, const struct 
 	x = SSL_CTX_get0_certificate(sc->ctx);
 	if (x != NULL)
 		cert_names(sc, x);
-	SSL_CTX_set_alpn_select_cb(sc->ctx, alpn_cb, NULL);
-	SSL_CTX_set_tlsext_ticket_key_evp_cb(sc->ctx, ticket_cb);
-	SSL_CTX_set_num_tickets(sc->ctx, 1);
+	server_callbacks(sc->ctx);
 	if (c->ocsp != NULL) {
 		FILE *f = fopen(c->ocsp, "rb");
 		long n = -1;
@@ -734,6 +861,7 @@ void gw_tls_free(struct gw_tls *t)
 	free(t->verifies);
 	for (int i = 0; i < t->ncerts; i++) {
 		SSL_CTX_free(t->certs[i].ctx);
+		free(t->certs[i].live_id);
 		for (int j = 0; j < t->certs[i].nnames; j++)
 			free(t->certs[i].names[j]);
 		free(t->certs[i].names_text);

@@ -50,6 +50,10 @@ struct gw_tls_server_spec {
 	const char *ocsp;          /* DER OCSP response to staple; NULL = none */
 	int is_default;            /* served without SNI or on no match (else the first) */
 	struct gw_tls_policy policy;   /* all 0 = defaults */
+	X509 *mem_cert;            /* with cert NULL: this certificate and key instead of files */
+	EVP_PKEY *mem_key;         /* (borrowed; the context takes its own references) */
+	const char *live_id;       /* not NULL: gw_tls_live_install(live_id, ...) replaces this
+	                            * certificate for new handshakes, without a reload */
 	const char *file;          /* where it was configured */
 	int line;
 	const char *key_name;      /* the side's key, as its errors have always named it */
@@ -159,6 +163,13 @@ const char *gw_tls_client_id(const struct gw_tls_client *c);
  * does not exist (a plain upstream). */
 SSL *gw_tls_upstream_ssl(struct gw_tls *t, int upstream, const char *host);
 const char *gw_tls_upstream_id(const struct gw_tls *t, int upstream);
+
+/* Install cert (PEM chain, leaf first) and key files as the live certificate
+ * id: every generation's server certificate whose spec has that live_id is
+ * served from it by SNI from the next handshake on (connections already up
+ * keep theirs).  Any thread.  0, or -1 with err filled in (the previous
+ * live certificate, if any, stays). */
+int gw_tls_live_install(const char *id, const char *cert, const char *key, char *err, size_t errlen);
 
 /* Names (SANs) and expiry of server certificate i, for the console. */
 int gw_tls_ncerts(const struct gw_tls *t);

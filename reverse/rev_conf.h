@@ -18,6 +18,7 @@ struct config_setting_t;
 enum conf_balance { CONF_BAL_ROUND_ROBIN, CONF_BAL_LEAST_CONN, CONF_BAL_IP_HASH, CONF_BAL_RANDOM_TWO };
 
 struct conf_rev_cert {
+	struct conf_strs acme;     /* acme = [ names ]: obtained from reverse.acme (then no cert/key) */
 	char *cert;
 	char *key;
 	char *ocsp;                /* optional DER OCSP response file; NULL = none */
@@ -129,6 +130,16 @@ struct conf_rev_cache {
 	struct conf_src src;
 };
 
+/* reverse.acme: the ACME (RFC 8555) server certificates with acme = [...] come from. */
+struct conf_rev_acme {
+	int present;
+	char *directory;           /* https:// URL of the directory */
+	char *email;               /* account contact; NULL = none */
+	char *ca_file;             /* trust for the ACME server; NULL = system store */
+	double renew_before;       /* days before expiry (default 30; at most a third of the lifetime) */
+	struct conf_src src;
+};
+
 struct conf_reverse {
 	int present;
 	struct conf_listener *listeners;
@@ -148,6 +159,7 @@ struct conf_reverse {
 	size_t nsites;
 	struct conf_rev_cache cache;
 	struct conf_rev_tls tls;
+	struct conf_rev_acme acme;
 };
 
 /* The reverse section's reader and cross-checks (conf/keys.h struct conf_section). */

@@ -9,6 +9,7 @@
 #include "reverse/rev_conf_tls.h"
 #include "conf/keys.h"
 #include "reverse/rev_conf.h"
+#include "conf/types.h"
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -158,4 +159,71 @@ void rev_conf_tls_site(struct conf_ctx *x, config_setting_t *e, const char *ep, 
 		conf_serr(x, conf_member(e, "client_ca"), p,
 		    "needs hosts: the client certificate is asked for by the name the client connects to (SNI)");
 	}
+}
+
+static const char *const k_acme[] = { "directory", "email", "ca_file", "renew_before", NULL };
+
+void rev_conf_tls_acme(struct conf_ctx *x, config_setting_t *r, struct conf_rev_acme *a)
+{
+	config_setting_t *g = conf_get_group(x, r, "reverse", "acme", k_acme);
+
+	a->renew_before = 30.0;
+	if (g == NULL)
+		return;
+	a->present = 1;
+	a->src = conf_src_of(x, g);
+	switch (conf_get_text(x, g, "reverse.acme", "directory", 0, &a->directory)) {
+	case 0:
+		conf_missing(x, g, "reverse.acme", "directory");
+		break;
+	case 1:
+		if (strncmp(a->directory, "https://", 8) != 0 || strchr(a->directory, ' ') != NULL)
+			conf_serr(x, conf_member(g, "directory"), "reverse.acme.directory",
+			    "must be an https:// URL (the ACME server's directory)");
+		break;
+	}
+	if (conf_get_text(x, g, "reverse.acme", "email", 0, &a->email) == 1 &&
+	    (strchr(a->email, '@') == NULL || strpbrk(a->email, " ,<>\"") != NULL))
+		conf_serr(x, conf_member(g, "email"), "reverse.acme.email", "not an e-mail address");
+	if (conf_get_path(x, g, "reverse.acme", "ca_file", 1, &a->ca_file) == 1 && a->ca_file[0] == '\0')
+		a->ca_file = NULL;
+	conf_get_num(x, g, "reverse.acme", "renew_before", 0.001, 365, &a->renew_before);
+}
+
+/* An ACME name: a host name, no wildcard, no IP literal (HTTP-01 proves a DNS name). */
+static const char *chk_acme_name(struct conf_ctx *x, char *v)
+{
+	const char *e = conf_chk_host(x, v);
+
+	if (e != NULL)
+		return e;
+	if (strchr(v, '*') != NULL)
+		return "a wildcard needs DNS-01, which Gatehouse does not answer";
+	if (strspn(v, "0123456789.") == strlen(v) || strchr(v, ':') != NULL)
+		return "an IP address: give a DNS name";
+	return NULL;
+}
+
+int rev_conf_tls_cert_acme(struct conf_ctx *x, config_setting_t *e, const char *ep, struct conf_rev_cert *ce)
+{
+	const struct conf_rev_acme *a = &((struct conf_reverse *)conf_section(x))->acme;
+	char p[CONF_KP];
+	int ok = 1;
+
+	conf_kp_child(p, ep, "acme");
+	if (conf_get_strs(x, e, ep, "acme", 0, chk_acme_name, &ce->acme) != 1)
+		return -1;
+	if (ce->acme.n == 0) {
+		conf_serr(x, conf_member(e, "acme"), p, "needs at least one name");
+		ok = 0;
+	}
+	if (conf_member(e, "cert") || conf_member(e, "key") || conf_member(e, "ocsp")) {
+		conf_serr(x, e, ep, "give either acme or cert and key");
+		ok = 0;
+	}
+	if (!a->present) {
+		conf_serr(x, conf_member(e, "acme"), p, "needs reverse.acme { directory = \"https://...\"; }");
+		ok = 0;
+	}
+	return ok ? 0 : -1;
 }

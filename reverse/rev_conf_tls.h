@@ -12,11 +12,20 @@
 struct conf_ctx;
 struct conf_rev_tls;
 struct conf_rev_site;
+struct conf_rev_acme;
+struct conf_rev_cert;
 
 /* reverse.tls (r is the reverse group) into *t (zeroed by the caller). */
 void rev_conf_tls_read(struct conf_ctx *x, config_setting_t *r, struct conf_rev_tls *t);
 /* The TLS keys of site element e (key path ep): hsts, client_ca, client_verify.
  * Call after the site's hosts are read. */
 void rev_conf_tls_site(struct conf_ctx *x, config_setting_t *e, const char *ep, struct conf_rev_site *si);
+
+/* reverse.acme (read before the certificates). */
+void rev_conf_tls_acme(struct conf_ctx *x, config_setting_t *r, struct conf_rev_acme *a);
+/* A certificates element e with acme = [ names ]: the names (host names, no
+ * wildcard: HTTP-01 cannot prove one), no cert or key beside them, and
+ * reverse.acme configured.  0, or -1 (reported). */
+int rev_conf_tls_cert_acme(struct conf_ctx *x, config_setting_t *e, const char *ep, struct conf_rev_cert *ce);
 
 #endif

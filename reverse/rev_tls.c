@@ -11,6 +11,7 @@
 #include "core/proto.h"
 #include "core/strlit.h"
 #include "core/tls.h"
+#include "reverse/acme.h"
 
 int rev_tls_specs(const struct conf *cf, struct gw_tls_specs *sp)
 {
@@ -30,6 +31,8 @@ int rev_tls_specs(const struct conf *cf, struct gw_tls_specs *sp)
 			.policy = pol, .file = c->src.file, .line = c->src.line,
 			.key_name = "reverse.certificates",
 		};
+		if (c->acme.n > 0 && acme_server_spec(cf, c, &s) < 0)
+			return -1;
 		if (gw_tls_specs_add_server(sp, &s) < 0)
 			return -1;
 	}
@@ -98,4 +101,20 @@ void rev_tls_client_headers(struct gw_req *rq, const struct conf_rev_site *cs, s
 		return;
 	gw_req_hdr_add(rq, "X-Client-Cert-Subject", subject, strlen(subject));
 	gw_req_hdr_add(rq, "X-Client-Cert-Fingerprint", fp, strlen(fp));
+}
+
+int rev_tls_acme_challenge(struct gw_req *rq, const char *path, size_t len)
+{
+	static const char prefix[] = "/.well-known/acme-challenge/";
+	char ka[512];
+	long n;
+
+	if (len <= sizeof prefix - 1 || memcmp(path, prefix, sizeof prefix - 1) != 0)
+		return 0;
+	n = acme_http01(path + sizeof prefix - 1, len - (sizeof prefix - 1), ka, sizeof ka);
+	if (n < 0)
+		return 0;              /* not ours: the site may serve its own */
+	gw_req_set_verdict(rq, "acme_challenge", NULL);
+	gw_req_respond(rq, 200, "application/octet-stream", ka, (size_t)n, NULL);
+	return 1;
 }

@@ -31,4 +31,10 @@ int rev_tls_site_gate(struct gw_req *rq, const struct conf_rev_site *cs, size_t 
  * certificate (RFC 2253 subject, SHA-256 hex) on a client_ca site. */
 void rev_tls_client_headers(struct gw_req *rq, const struct conf_rev_site *cs, size_t index);
 
+/* An ACME HTTP-01 request (RFC 8555 8.3): GET path
+ * /.well-known/acme-challenge/TOKEN for a token the ACME client waits on is
+ * answered with its key authorization, before any site, route, redirect or
+ * client check.  1 when answered. */
+int rev_tls_acme_challenge(struct gw_req *rq, const char *path, size_t len);
+
 #endif

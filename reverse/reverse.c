@@ -29,6 +29,7 @@
 #include "core/log.h"
 #include "core/proto.h"
 #include "core/strlit.h"
+#include "reverse/acme.h"
 #include "reverse/balance.h"
 #include "reverse/cache_glue.h"
 #include "reverse/hcheck.h"
@@ -950,6 +951,8 @@ static void decide(struct gw_req *rq, void *side, int first)
 		gw_req_respond(rq, 200, "text/plain", "", 0, NULL);
 		return;
 	}
+	if (rev_tls_acme_challenge(rq, h->path, h->path_len))
+		return;
 	trusted = client_trusted(rq, d);   /* the TCP peer's trust: set_client does not change it */
 	if (trusted)
 		real_client(rq, d, h);
@@ -1157,6 +1160,7 @@ static void activate(void *data, struct event_base *base)
 	rev_cache_activate(d != NULL ? d->cf : NULL, base);
 	if (d == NULL)
 		return;
+	acme_activate(d->cf);
 	for (size_t i = 0; i < d->nups; i++)
 		total += d->ups[i].cu->health.present ? d->ups[i].n : 0;
 	for (size_t i = 0; i < d->nups; i++) {

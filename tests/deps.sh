@@ -6,7 +6,7 @@ set -eu
 BUILD="gcc meson ninja-build pkg-config libevent-dev libssl-dev libconfig-dev libmicrohttpd-dev
        libpcre2-dev libcrypt-dev libjansson-dev zlib1g-dev"
 TEST="python3 python3-pytest curl openssl procps iproute2 clang libclang-rt-14-dev
-      python3-prometheus-client chromium nodejs sslscan"
+      python3-prometheus-client chromium nodejs sslscan pebble"
 want="$BUILD"
 [ "${1:-build}" = test ] && want="$BUILD $TEST"
 missing=""

@@ -186,7 +186,7 @@ def test_host_header_cannot_borrow_another_sites_handshake(env, pki):
 def test_session_from_another_site_is_not_resumed_on_a_client_cert_site(env, pki, tmp_path, version):
     g, _ = env
     sess = str(tmp_path / "s.pem")
-    args = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % g.port, version]
+    args = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % g.port, version, "-ign_eof"]
     p = subprocess.run(args + ["-servername", "www.test", "-sess_out", sess],
                        input=b"GET / HTTP/1.1\r\nHost: www.test\r\nConnection: close\r\n\r\n",
                        capture_output=True, timeout=15)
