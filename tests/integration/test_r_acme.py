@@ -21,6 +21,7 @@ import urllib.request
 import pytest
 
 import gh
+from test_a_console import ADMIN_PW, VIEWER_PW, Console, users_file
 
 LIFETIME = 30          # seconds: renewal at two thirds of it
 
@@ -101,8 +102,9 @@ def dns_set(env, name, addr):
     urllib.request.urlopen(req, timeout=5).read()
 
 
-def conf(env, names, directory=None, extra_certs=""):
-    return """
+def conf(env, names, directory=None, extra_certs="", admin_port=None):
+    adm = 'admin: { listen = "127.0.0.1:%d"; users_file = "@DIR@/users"; };' % admin_port if admin_port else ""
+    return adm + """
 reverse: {
   listeners = ( { address = "127.0.0.1:%d"; }, { address = "127.0.0.1:%d"; tls = true; } );
   acme: { directory = "%s"; email = "ops@example.com"; ca_file = "%s"; renew_before = 30.0; };
@@ -221,24 +223,50 @@ def test_failed_validation_keeps_the_old_certificate(acme):
         dns_set(env, "keep.acme.test", "127.0.0.1")
 
 
-def test_pebble_down_at_start_then_up(acme):
+def test_pebble_down_at_start_then_up_and_the_console(acme):
+    """The console shows why the placeholder is served; "renew now" (admin
+    only, audited) orders at once instead of waiting out the backoff."""
     env = acme
-    port = gh.free_port()
+    port, aport = gh.free_port(), gh.free_port()
     directory = "https://127.0.0.1:%d/dir" % port
-    g = gh.Gatehouse(conf(env, ["late.acme.test"], directory=directory)).start([env["http_port"], env["tls_port"]])
+    g = gh.Gatehouse(conf(env, ["late.acme.test", "late2.acme.test"], directory=directory, admin_port=aport),
+                     extra_files={"users": users_file()}).start([env["http_port"], env["tls_port"], aport])
     p = None
     try:
         out = served(env, "late.acme.test")
         assert "O = Gatehouse placeholder (ACME certificate pending)" in out, out
         deadline = time.time() + 10
-        while "acme: order for late.acme.test failed" not in g.stderr() and time.time() < deadline:
+        while "acme: order for late.acme.test,late2.acme.test failed" not in g.stderr() and time.time() < deadline:
             time.sleep(0.2)
         err = g.stderr()
-        assert "acme: order for late.acme.test failed: cannot connect to 127.0.0.1:%d" % port in err, err
+        assert "acme: order for late.acme.test,late2.acme.test failed: cannot connect to 127.0.0.1:%d" % port \
+            in err, err
         assert "the placeholder stays; next try in 10 s" in err
+        admin, viewer = Console(aport), Console(aport)
+        assert admin.login("admin", ADMIN_PW).status == 200 and viewer.login("viewer", VIEWER_PW).status == 200
+        orders = admin.get("/api/v1/certificates").json["acme"]
+        assert len(orders) == 1 and orders[0]["names"] == "late.acme.test, late2.acme.test"
+        assert orders[0]["state"] == "failed" and "not_after" not in orders[0]
+        assert orders[0]["last_error"].startswith("cannot connect to 127.0.0.1:%d" % port), orders
+        assert orders[0]["next"] > time.time()
+
         p = Pebble(env["dir"], env["http_port"], env["tls_port"], env["dns_port"], port=port)
         root = p.root(os.path.join(env["dir"], "root2.pem"))
-        wait_issued(dict(env, root=root), "late.acme.test", timeout=30)
+        assert viewer.post("/api/v1/certificates/renew", {"name": "late.acme.test"}).status == 403
+        assert admin.post("/api/v1/certificates/renew", {"name": "nope.test"}).status == 404
+        t0 = time.time()
+        r = admin.post("/api/v1/certificates/renew", {"name": "late.acme.test"})
+        assert r.status == 200, r.body
+        wait_issued(dict(env, root=root), "late2.acme.test", timeout=30)
+        assert time.time() - t0 < 10 or "next try in 10 s" not in err
+        orders = admin.get("/api/v1/certificates").json
+        o = orders["acme"][0]
+        assert o["state"] == "valid" and o["last_error"] == "" and o["not_after"] > time.time(), o
+        c = orders["certificates"][0]
+        assert c["acme"] == ["late.acme.test", "late2.acme.test"] and c["names"] == ["late.acme.test", "late2.acme.test"]
+        audit = admin.get("/api/v1/audit").json["audit"]
+        mine = [(e["user"], e["outcome"]) for e in audit if e.get("action") == "certificate renew"]
+        assert ("viewer", "denied") in mine and ("admin", "ok") in mine and ("admin", "failed") in mine, audit
     finally:
         g.check_clean()
         if p is not None:
