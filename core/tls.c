@@ -168,46 +168,58 @@ static int name_matches(const char *pattern, const char *host)
 	return 0;
 }
 
-/* ---- live certificates (gw_tls_live_install): process-wide ---- */
+/* ---- contexts a side replaces at run time: process-wide, by name ----
+ * Live certificates (gw_tls_live_install) and TLS-ALPN-01 challenge
+ * certificates (gw_tls_acme_challenge_set), each a set of (name, context)
+ * under one lock; names compare without case. */
 
-struct live_cert {
-	char *id;
+struct named_ctx {
+	char *name;
 	SSL_CTX *ctx;
 };
 
-static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct live_cert *live;
-static size_t nlive;
+struct ctx_set {
+	struct named_ctx *v;
+	size_t n;
+};
 
-static void live_free_all(void);
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ctx_set live, chals;
+static pthread_once_t live_once = PTHREAD_ONCE_INIT;
+
+static void set_clear(struct ctx_set *st)
+{
+	for (size_t i = 0; i < st->n; i++) {
+		free(st->v[i].name);
+		SSL_CTX_free(st->v[i].ctx);
+	}
+	free(st->v);
+	st->v = NULL;
+	st->n = 0;
+}
+
+static void live_free_all(void)
+{
+	pthread_mutex_lock(&live_lock);
+	set_clear(&live);
+	set_clear(&chals);
+	pthread_mutex_unlock(&live_lock);
+}
 
 static void live_atexit(void)
 {
 	atexit(live_free_all);
 }
 
-static void live_free_all(void)
-{
-	pthread_mutex_lock(&live_lock);
-	for (size_t i = 0; i < nlive; i++) {
-		free(live[i].id);
-		SSL_CTX_free(live[i].ctx);
-	}
-	free(live);
-	live = NULL;
-	nlive = 0;
-	pthread_mutex_unlock(&live_lock);
-}
-
-/* The live context of id, with a reference for the caller; NULL = none. */
-static SSL_CTX *live_get(const char *id)
+/* name's context in st, with a reference for the caller; NULL = none. */
+static SSL_CTX *set_get(struct ctx_set *st, const char *name)
 {
 	SSL_CTX *c = NULL;
 
 	pthread_mutex_lock(&live_lock);
-	for (size_t i = 0; i < nlive; i++)
-		if (strcmp(live[i].id, id) == 0) {
-			c = live[i].ctx;
+	for (size_t i = 0; i < st->n; i++)
+		if (strcasecmp(st->v[i].name, name) == 0) {
+			c = st->v[i].ctx;
 			SSL_CTX_up_ref(c);
 			break;
 		}
@@ -215,16 +227,118 @@ static SSL_CTX *live_get(const char *id)
 	return c;
 }
 
+/* Make ctx (its reference taken over, freed on failure) name's in st.  0, or -1. */
+static int set_put(struct ctx_set *st, const char *name, SSL_CTX *ctx)
+{
+	struct named_ctx *nv;
+	char *nn;
+
+	pthread_once(&live_once, live_atexit);
+	pthread_mutex_lock(&live_lock);
+	for (size_t i = 0; i < st->n; i++)
+		if (strcasecmp(st->v[i].name, name) == 0) {
+			SSL_CTX_free(st->v[i].ctx);
+			st->v[i].ctx = ctx;
+			pthread_mutex_unlock(&live_lock);
+			return 0;
+		}
+	nv = realloc(st->v, (st->n + 1) * sizeof *st->v);
+	nn = strdup(name);
+	if (nv != NULL)
+		st->v = nv;
+	if (nv == NULL || nn == NULL) {
+		pthread_mutex_unlock(&live_lock);
+		free(nn);
+		SSL_CTX_free(ctx);
+		return -1;
+	}
+	st->v[st->n].name = nn;
+	st->v[st->n].ctx = ctx;
+	st->n++;
+	pthread_mutex_unlock(&live_lock);
+	return 0;
+}
+
+static void set_del(struct ctx_set *st, const char *name)
+{
+	pthread_mutex_lock(&live_lock);
+	for (size_t i = 0; i < st->n; i++)
+		if (strcasecmp(st->v[i].name, name) == 0) {
+			free(st->v[i].name);
+			SSL_CTX_free(st->v[i].ctx);
+			st->v[i] = st->v[--st->n];
+			break;
+		}
+	if (st->n == 0)
+		set_clear(st);
+	pthread_mutex_unlock(&live_lock);
+}
+
 /* ---- client certificates (per SNI name) ---- */
 
 static void ssl_errors(char *buf, size_t len);
 
 static int vx_idx = -1;        /* SSL ex_data: the verify spec's id + 1 */
+static int ax_idx = -1;        /* SSL ex_data: non-NULL = a TLS-ALPN-01 validation */
 static pthread_once_t vx_once = PTHREAD_ONCE_INIT;
 
 static void vx_init(void)
 {
 	vx_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	ax_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+/* ---- TLS-ALPN-01 challenge certificates (RFC 8737): process-wide ---- */
+
+
+static const unsigned char acme_tls1[] = "\x0a" "acme-tls/1";
+
+static int acme_alpn_cb(SSL *s, const unsigned char **out, unsigned char *outlen,
+    const unsigned char *in, unsigned int inlen, void *arg)
+{
+	(void)s;
+	(void)arg;
+	if (SSL_select_next_proto((unsigned char **)out, outlen, acme_tls1, sizeof acme_tls1 - 1, in, inlen) !=
+	    OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+int gw_tls_acme_challenge_set(const char *name, X509 *x, EVP_PKEY *k)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	if (ctx == NULL)
+		return -1;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_TICKET);
+	if (SSL_CTX_use_certificate(ctx, x) != 1 || SSL_CTX_use_PrivateKey(ctx, k) != 1) {
+		ERR_clear_error();
+		SSL_CTX_free(ctx);
+		return -1;
+	}
+	SSL_CTX_set_alpn_select_cb(ctx, acme_alpn_cb, NULL);
+	return set_put(&chals, name, ctx);
+}
+
+void gw_tls_acme_challenge_clear(const char *name)
+{
+	set_del(&chals, name);
+}
+
+/* A validator's hello offers acme-tls/1 alone (RFC 8737 3): the challenge
+ * context for host, with a reference; NULL = an ordinary hello, or no
+ * challenge waits for host. */
+static SSL_CTX *acme_hello(SSL *s, const char *host)
+{
+	const unsigned char *p;
+	size_t len;
+
+	if (!SSL_client_hello_get0_ext(s, TLSEXT_TYPE_application_layer_protocol_negotiation, &p, &len) ||
+	    len != sizeof acme_tls1 + 1 || p[0] != 0 || p[1] != sizeof acme_tls1 - 1 ||
+	    memcmp(p + 2, acme_tls1, sizeof acme_tls1 - 1) != 0)
+		return NULL;
+	return set_get(&chals, host);
 }
 
 /* optional: the handshake goes on whatever the certificate; the verdict
@@ -315,6 +429,7 @@ int gw_tls_client_cert(SSL *s, int id, char *subject, size_t slen, char fp[65])
 static int client_hello_cb(SSL *s, int *al, void *arg)
 {
 	struct gw_tls *t = arg;
+	SSL_CTX *ac;
 	const unsigned char *p;
 	size_t len, nlen;
 	char host[256];
@@ -328,6 +443,14 @@ static int client_hello_cb(SSL *s, int *al, void *arg)
 		return SSL_CLIENT_HELLO_SUCCESS;   /* OpenSSL itself refuses it later */
 	memcpy(host, p + 5, nlen);
 	host[nlen] = '\0';
+	/* the ALPN callback cannot change the certificate and the SNI
+	 * callback cannot see the ALPN list: a validator is told apart here */
+	if ((ac = acme_hello(s, host)) != NULL) {
+		SSL_set_SSL_CTX(s, ac);
+		SSL_CTX_free(ac);
+		SSL_set_ex_data(s, ax_idx, (void *)1);
+		return SSL_CLIENT_HELLO_SUCCESS;
+	}
 	verify_select(t, s, host);
 	return SSL_CLIENT_HELLO_SUCCESS;
 }
@@ -361,7 +484,7 @@ static int load_verify(struct srv_verify *v, const struct gw_tls_verify_spec *vs
 /* Serve certificate i: its live replacement when it has one. */
 static void use_cert(struct gw_tls *t, SSL *s, int i)
 {
-	SSL_CTX *lc = t->certs[i].live_id != NULL ? live_get(t->certs[i].live_id) : NULL;
+	SSL_CTX *lc = t->certs[i].live_id != NULL ? set_get(&live, t->certs[i].live_id) : NULL;
 
 	if (lc != NULL) {
 		SSL_set_SSL_CTX(s, lc);        /* takes its own reference */
@@ -378,6 +501,8 @@ static int sni_cb(SSL *s, int *al, void *arg)
 	int best = -1, best_score = 0;
 
 	(void)al;
+	if (ax_idx >= 0 && SSL_get_ex_data(s, ax_idx) != NULL)
+		return SSL_TLSEXT_ERR_OK;      /* a TLS-ALPN-01 validation: its certificate is set */
 	if (host == NULL) {
 		use_cert(t, s, t->dflt);       /* the default certificate */
 		return SSL_TLSEXT_ERR_OK;
@@ -518,9 +643,6 @@ static void server_callbacks(SSL_CTX *ctx)
 int gw_tls_live_install(const char *id, const char *cert, const char *key, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-	struct live_cert *nl;
-	char *nid;
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 	if (ctx == NULL) {
 		snprintf(err, errlen, "cannot create a TLS context");
@@ -536,30 +658,10 @@ int gw_tls_live_install(const char *id, const char *cert, const char *key, char 
 		return -1;
 	}
 	server_callbacks(ctx);
-	pthread_once(&once, live_atexit);
-	pthread_mutex_lock(&live_lock);
-	for (size_t i = 0; i < nlive; i++)
-		if (strcmp(live[i].id, id) == 0) {
-			SSL_CTX_free(live[i].ctx);
-			live[i].ctx = ctx;
-			pthread_mutex_unlock(&live_lock);
-			return 0;
-		}
-	nl = realloc(live, (nlive + 1) * sizeof *live);
-	nid = strdup(id);
-	if (nl != NULL)
-		live = nl;
-	if (nl == NULL || nid == NULL) {
-		pthread_mutex_unlock(&live_lock);
-		free(nid);
-		SSL_CTX_free(ctx);
+	if (set_put(&live, id, ctx) < 0) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	live[nlive].id = nid;
-	live[nlive].ctx = ctx;
-	nlive++;
-	pthread_mutex_unlock(&live_lock);
 	return 0;
 }
 
@@ -800,8 +902,7 @@ struct gw_tls *gw_tls_new(const struct gw_tls_specs *sp, struct conf_errors *err
 			SSL_CTX *d = t->certs[t->dflt].ctx;
 			SSL_CTX_set_tlsext_servername_callback(d, sni_cb);
 			SSL_CTX_set_tlsext_servername_arg(d, t);
-			if (t->nverifies > 0)
-				SSL_CTX_set_client_hello_cb(d, client_hello_cb, t);
+			SSL_CTX_set_client_hello_cb(d, client_hello_cb, t);
 		}
 	}
 	if (sp->nclients > 0) {

@@ -171,6 +171,13 @@ const char *gw_tls_upstream_id(const struct gw_tls *t, int upstream);
  * live certificate, if any, stays). */
 int gw_tls_live_install(const char *id, const char *cert, const char *key, char *err, size_t errlen);
 
+/* TLS-ALPN-01 (RFC 8737): until cleared, a hello whose SNI is name and
+ * whose ALPN list is "acme-tls/1" alone gets certificate x with key k (the
+ * context takes references) and acme-tls/1, on every TLS listener; other
+ * hellos are not affected.  Any thread.  0, or -1. */
+int gw_tls_acme_challenge_set(const char *name, X509 *x, EVP_PKEY *k);
+void gw_tls_acme_challenge_clear(const char *name);
+
 /* Names (SANs) and expiry of server certificate i, for the console. */
 int gw_tls_ncerts(const struct gw_tls *t);
 const char *gw_tls_cert_names(const struct gw_tls *t, int i);   /* "a.example, *.b.example" */

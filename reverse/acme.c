@@ -70,6 +70,7 @@ static struct {
 	/* the configuration the thread follows (copies) */
 	char *directory, *email, *ca_file, *state_dir;
 	double renew_before;
+	int challenge;             /* CONF_ACME_* */
 	int started, stop, cur_fd;
 	pthread_t thread;
 } g = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .cur_fd = -1 };
@@ -252,6 +253,7 @@ struct session {
 	char *jwk, *thumb, *kid;
 	char nonce[256];
 	long retry_after;          /* from the last error response; -1 = none */
+	int challenge;             /* CONF_ACME_*, for this order */
 };
 
 static void session_clear(struct session *s)
@@ -515,9 +517,37 @@ static void authz_error(json_t *a, const char *name, char *err, size_t errlen)
 	    json_string_value(json_object_get(a, "status")) ? json_string_value(json_object_get(a, "status")) : "?");
 }
 
-/* Get authorization url valid: answer its http-01 challenge if need be. */
+/* Answer a challenge: HTTP-01 through the token table the reverse
+ * listeners read, TLS-ALPN-01 through core/tls's challenge certificates.
+ * 0, or -1. */
+static int publish(const struct session *s, const char *name, const char *token, const char *keyauth)
+{
+	X509 *x;
+	EVP_PKEY *k;
+	int rc;
+
+	if (s->challenge == CONF_ACME_HTTP01)
+		return token_add(token, keyauth);
+	if (acme_alpn_cert(name, keyauth, &x, &k) < 0)
+		return -1;
+	rc = gw_tls_acme_challenge_set(name, x, k);
+	X509_free(x);
+	EVP_PKEY_free(k);
+	return rc;
+}
+
+static void unpublish(const struct session *s, const char *name, const char *token)
+{
+	if (s->challenge == CONF_ACME_HTTP01)
+		token_del(token);
+	else
+		gw_tls_acme_challenge_clear(name);
+}
+
+/* Get authorization url valid: answer its challenge if need be. */
 static int authorize(struct session *s, const char *url, char *err, size_t errlen)
 {
+	const char *want = s->challenge == CONF_ACME_HTTP01 ? "http-01" : "tls-alpn-01";
 	struct acme_resp r;
 	json_t *a, *ch, *c, *http = NULL;
 	const char *st, *name;
@@ -545,20 +575,23 @@ static int authorize(struct session *s, const char *url, char *err, size_t errle
 	ch = json_object_get(a, "challenges");
 	json_array_foreach(ch, i, c) {
 		const char *t = json_string_value(json_object_get(c, "type"));
-		if (t != NULL && strcmp(t, "http-01") == 0)
+		if (t != NULL && strcmp(t, want) == 0)
 			http = c;
 	}
-	if (http == NULL || (token = jstr(http, "token")) == NULL || (curl = jstr(http, "url")) == NULL ||
+	if (name == NULL || http == NULL || (token = jstr(http, "token")) == NULL ||
+	    (curl = jstr(http, "url")) == NULL ||
 	    strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != strlen(token)) {
-		snprintf(err, errlen, "authorization for %s offers no usable http-01 challenge", name ? name : "?");
+		snprintf(err, errlen, "authorization for %s offers no usable %s challenge", name ? name : "?", want);
 		goto out;
 	}
 	if (asprintf(&keyauth, "%s.%s", token, s->thumb) < 0) {
 		keyauth = NULL;
 		goto out;
 	}
-	if (token_add(token, keyauth) < 0)
+	if (publish(s, name, token, keyauth) < 0) {
+		snprintf(err, errlen, "cannot prepare the %s answer for %s", want, name);
 		goto out;
+	}
 	if (post(s, curl, "{}", 0, "challenge", &r, err, errlen) == 0) {
 		json_t *done;
 		acme_resp_free(&r);
@@ -572,7 +605,7 @@ static int authorize(struct session *s, const char *url, char *err, size_t errle
 			json_decref(done);
 		}
 	}
-	token_del(token);
+	unpublish(s, name, token);
 out:
 	json_decref(a);
 	free(token);
@@ -725,6 +758,7 @@ static void *acme_main(void *arg)
 		}
 		state_dir = dup_or_null(g.state_dir);
 		rb = g.renew_before;
+		s.challenge = g.challenge;
 		c->state = ST_ORDERING;
 		pthread_mutex_unlock(&g.lock);
 
@@ -831,6 +865,7 @@ void acme_activate(const struct conf *cf)
 		replace(&g.ca_file, r->acme.ca_file);
 		replace(&g.state_dir, cf->global.state_dir);
 		g.renew_before = r->acme.renew_before;
+		g.challenge = r->acme.challenge;
 	}
 	if (any && !g.started) {
 		if (pthread_create(&g.thread, NULL, acme_main, NULL) == 0) {

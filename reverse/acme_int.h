@@ -73,5 +73,8 @@ char *acme_key_pem(EVP_PKEY *k, size_t *n);
 int acme_cert_times(const char *path, time_t *nb, time_t *na);
 /* A self-signed certificate for names, valid a day, with a new key. */
 int acme_placeholder(char *const *names, size_t n, X509 **x, EVP_PKEY **k);
+/* The TLS-ALPN-01 answer for name (RFC 8737 3): self-signed, that dNSName,
+ * the critical acmeIdentifier extension over SHA-256(keyauth). */
+int acme_alpn_cert(const char *name, const char *keyauth, X509 **x, EVP_PKEY **k);
 
 #endif

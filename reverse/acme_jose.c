@@ -297,7 +297,11 @@ int acme_cert_times(const char *path, time_t *nb, time_t *na)
 	return *na > 0 ? 0 : -1;
 }
 
-int acme_placeholder(char *const *names, size_t n, X509 **xo, EVP_PKEY **ko)
+/* A self-signed certificate for names (CN the first, all dNSName SANs)
+ * with a new key, valid an hour before to a day after now; O = org when not
+ * NULL; extra (may be NULL) added as it is.  0, or -1. */
+static int self_signed(char *const *names, size_t n, const char *org, X509_EXTENSION *extra, X509 **xo,
+    EVP_PKEY **ko)
 {
 	EVP_PKEY *k = acme_key_new();
 	X509 *x = X509_new();
@@ -316,12 +320,13 @@ int acme_placeholder(char *const *names, size_t n, X509 **xo, EVP_PKEY **ko)
 	    BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) == NULL ||
 	    X509_set_version(x, 2) != 1 ||
 	    X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)names[0], -1, -1, 0) != 1 ||
-	    X509_NAME_add_entry_by_txt(nm, "O", MBSTRING_ASC,
-	    (const unsigned char *)"Gatehouse placeholder (ACME certificate pending)", -1, -1, 0) != 1 ||
+	    (org != NULL &&
+	    X509_NAME_add_entry_by_txt(nm, "O", MBSTRING_ASC, (const unsigned char *)org, -1, -1, 0) != 1) ||
 	    X509_set_issuer_name(x, nm) != 1 || X509_gmtime_adj(X509_getm_notBefore(x), -3600) == NULL ||
 	    X509_gmtime_adj(X509_getm_notAfter(x), 86400) == NULL || X509_set_pubkey(x, k) != 1 ||
 	    (ext = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, sans)) == NULL ||
-	    X509_add_ext(x, ext, -1) != 1 || X509_sign(x, k, EVP_sha256()) <= 0)
+	    X509_add_ext(x, ext, -1) != 1 || (extra != NULL && X509_add_ext(x, extra, -1) != 1) ||
+	    X509_sign(x, k, EVP_sha256()) <= 0)
 		goto done;
 	ok = 1;
 done:
@@ -337,4 +342,34 @@ done:
 	*xo = x;
 	*ko = k;
 	return 0;
+}
+
+int acme_placeholder(char *const *names, size_t n, X509 **x, EVP_PKEY **k)
+{
+	return self_signed(names, n, "Gatehouse placeholder (ACME certificate pending)", NULL, x, k);
+}
+
+int acme_alpn_cert(const char *name, const char *keyauth, X509 **x, EVP_PKEY **k)
+{
+	/* id-pe-acmeIdentifier, critical, holding the DER OCTET STRING of
+	 * SHA-256(keyAuthorization) (RFC 8737 3) */
+	unsigned char der[2 + 32];
+	ASN1_OBJECT *oid = OBJ_txt2obj("1.3.6.1.5.5.7.1.31", 1);
+	ASN1_OCTET_STRING *os = ASN1_OCTET_STRING_new();
+	X509_EXTENSION *ext = NULL;
+	char *names[1] = { (char *)name };
+	int rc = -1;
+
+	der[0] = 0x04;
+	der[1] = 32;
+	if (oid != NULL && os != NULL &&
+	    EVP_Digest(keyauth, strlen(keyauth), der + 2, NULL, EVP_sha256(), NULL) == 1 &&
+	    ASN1_OCTET_STRING_set(os, der, sizeof der) == 1 &&
+	    X509_EXTENSION_create_by_OBJ(&ext, oid, 1, os) != NULL)
+		rc = self_signed(names, 1, NULL, ext, x, k);
+	ERR_clear_error();
+	X509_EXTENSION_free(ext);
+	ASN1_OCTET_STRING_free(os);
+	ASN1_OBJECT_free(oid);
+	return rc;
 }

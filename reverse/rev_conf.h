@@ -130,6 +130,8 @@ struct conf_rev_cache {
 	struct conf_src src;
 };
 
+enum { CONF_ACME_HTTP01, CONF_ACME_TLSALPN01 };
+
 /* reverse.acme: the ACME (RFC 8555) server certificates with acme = [...] come from. */
 struct conf_rev_acme {
 	int present;
@@ -137,6 +139,7 @@ struct conf_rev_acme {
 	char *email;               /* account contact; NULL = none */
 	char *ca_file;             /* trust for the ACME server; NULL = system store */
 	double renew_before;       /* days before expiry (default 30; at most a third of the lifetime) */
+	int challenge;             /* CONF_ACME_HTTP01 (default) or CONF_ACME_TLSALPN01 */
 	struct conf_src src;
 };
 

@@ -161,7 +161,7 @@ void rev_conf_tls_site(struct conf_ctx *x, config_setting_t *e, const char *ep, 
 	}
 }
 
-static const char *const k_acme[] = { "directory", "email", "ca_file", "renew_before", NULL };
+static const char *const k_acme[] = { "directory", "email", "ca_file", "renew_before", "challenge", NULL };
 
 void rev_conf_tls_acme(struct conf_ctx *x, config_setting_t *r, struct conf_rev_acme *a)
 {
@@ -188,6 +188,10 @@ void rev_conf_tls_acme(struct conf_ctx *x, config_setting_t *r, struct conf_rev_
 	if (conf_get_path(x, g, "reverse.acme", "ca_file", 1, &a->ca_file) == 1 && a->ca_file[0] == '\0')
 		a->ca_file = NULL;
 	conf_get_num(x, g, "reverse.acme", "renew_before", 0.001, 365, &a->renew_before);
+	{
+		static const char *const kinds[] = { "http-01", "tls-alpn-01", NULL };
+		conf_get_enum(x, g, "reverse.acme", "challenge", kinds, &a->challenge);
+	}
 }
 
 /* An ACME name: a host name, no wildcard, no IP literal (HTTP-01 proves a DNS name). */

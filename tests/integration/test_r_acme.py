@@ -102,9 +102,9 @@ def dns_set(env, name, addr):
     urllib.request.urlopen(req, timeout=5).read()
 
 
-def conf(env, names, directory=None, extra_certs="", admin_port=None):
+def conf(env, names, directory=None, extra_certs="", admin_port=None, alpn=False):
     adm = 'admin: { listen = "127.0.0.1:%d"; users_file = "@DIR@/users"; };' % admin_port if admin_port else ""
-    return adm + """
+    text = adm + """
 reverse: {
   listeners = ( { address = "127.0.0.1:%d"; }, { address = "127.0.0.1:%d"; tls = true; } );
   acme: { directory = "%s"; email = "ops@example.com"; ca_file = "%s"; renew_before = 30.0; };
@@ -113,6 +113,10 @@ reverse: {
 };
 """ % (env["http_port"], env["tls_port"], directory or env["pebble"].directory, env["pebble"].cert,
        ", ".join('"%s"' % n for n in names), extra_certs, ", ".join('"%s"' % n for n in names))
+    if alpn:   # no plain listener: only the TLS handshake can prove the name
+        text = text.replace('{ address = "127.0.0.1:%d"; }, ' % env["http_port"], "")
+        text = text.replace('renew_before = 30.0;', 'renew_before = 30.0; challenge = "tls-alpn-01";')
+    return text
 
 
 def served(env, name, timeout=10):
@@ -198,6 +202,25 @@ def test_issue_by_http01_renew_and_restart(acme):
         g2.check_clean()
 
 
+def test_issue_by_tls_alpn01(acme):
+    env = acme
+    g = gh.Gatehouse(conf(env, ["alpn.acme.test"], alpn=True)).start([env["tls_port"]])
+    try:
+        assert not gh.wait_port(env["http_port"], timeout=0.2)
+        wait_issued(env, "alpn.acme.test")
+        rc, code, err = https_ok(env, "alpn.acme.test")
+        assert rc == 0 and code == b"302", err
+        # a hello offering acme-tls/1 with no validation under way gets the
+        # ordinary certificate, and no protocol
+        ctx = ssl.create_default_context(cafile=env["root"])
+        ctx.set_alpn_protocols(["acme-tls/1"])
+        with socket.create_connection(("127.0.0.1", env["tls_port"]), timeout=10) as s:
+            with ctx.wrap_socket(s, server_hostname="alpn.acme.test") as t:
+                assert t.selected_alpn_protocol() is None
+    finally:
+        g.check_clean()
+
+
 def test_failed_validation_keeps_the_old_certificate(acme):
     env = acme
     g = gh.Gatehouse(conf(env, ["keep.acme.test"])).start([env["http_port"], env["tls_port"]])
@@ -276,7 +299,8 @@ def test_pebble_down_at_start_then_up_and_the_console(acme):
 def test_acme_config_errors(tmp_path):
     path = tmp_path / "g.conf"
     path.write_text("""reverse: {
-  acme: { directory = "http://acme.example/dir"; email = "nobody"; renew_before = 0; size = 1; };
+  acme: { directory = "http://acme.example/dir"; email = "nobody"; renew_before = 0; size = 1;
+          challenge = "dns-01"; };
   certificates = ( { acme = [ "*.example.com", "10.0.0.1" ]; },
                    { acme = [ "a.example.com" ]; cert = "x.pem"; key = "x.key"; } );
 };
@@ -288,9 +312,10 @@ def test_acme_config_errors(tmp_path):
         "%s:2: reverse.acme.directory: must be an https:// URL (the ACME server's directory)" % path,
         "%s:2: reverse.acme.email: not an e-mail address" % path,
         "%s:2: reverse.acme.renew_before: must be between 0.001 and 365" % path,
-        "%s:3: reverse.certificates.[0].acme.[0]: a wildcard needs DNS-01, which Gatehouse does not answer" % path,
-        "%s:3: reverse.certificates.[0].acme.[1]: an IP address: give a DNS name" % path,
-        "%s:4: reverse.certificates.[1]: give either acme or cert and key" % path,
+        '%s:3: reverse.acme.challenge: must be "http-01" or "tls-alpn-01"' % path,
+        "%s:4: reverse.certificates.[0].acme.[0]: a wildcard needs DNS-01, which Gatehouse does not answer" % path,
+        "%s:4: reverse.certificates.[0].acme.[1]: an IP address: give a DNS name" % path,
+        "%s:5: reverse.certificates.[1]: give either acme or cert and key" % path,
     ], p.stderr
     path.write_text('reverse: { certificates = ( { acme = [ "a.example.com" ]; } ); };\n')
     p = subprocess.run([gh.BIN, "-t", "-c", str(path)], capture_output=True, text=True)
