@@ -747,7 +747,8 @@ const char *conf_chk_host(struct conf_ctx *x, char *v)
 /* ---- listeners ---- */
 
 static const char *const k_flistener[] = { "address", "max_connections_per_client", NULL };
-static const char *const k_rlistener[] = { "address", "tls", "max_connections_per_client", NULL };
+static const char *const k_rlistener[] = { "address", "tls", "max_connections_per_client", "tls_policy",
+	NULL };
 
 void conf_read_listeners(struct conf_ctx *x, config_setting_t *g, const char *path, int allow_tls,
     struct conf_listener **out, size_t *nout)

@@ -59,7 +59,16 @@ struct srv_verify {
 	unsigned sidlen;
 };
 
+/* A listener's own policy, applied to each SSL accepted on it. */
+struct lst_policy {
+	const void *listener;
+	int min_version;
+	char *ciphers, *ciphersuites, *groups;
+};
+
 struct gw_tls {
+	struct lst_policy *lpol;
+	int nlpol;
 	struct srv_verify *verifies;
 	int nverifies;
 	struct srv_cert *certs;
@@ -870,6 +879,35 @@ int gw_tls_specs_add_verify(struct gw_tls_specs *sp, const struct gw_tls_verify_
 
 /* ---- the set ---- */
 
+/* Keep listener spec l's policy (checked on a scratch context first, so a
+ * bad one is a configuration error, not a refused connection).  0, or -1. */
+static int keep_listener_policy(struct gw_tls *t, const struct gw_tls_listener_spec *l,
+    struct conf_errors *errs)
+{
+	struct lst_policy *p = &t->lpol[t->nlpol];
+	struct gw_tls_server_spec probe = { .file = l->file, .line = l->line, .key_name = l->key_name };
+	SSL_CTX *c = SSL_CTX_new(TLS_server_method());
+	int bad;
+
+	if (c == NULL)
+		return -1;
+	bad = apply_policy(c, &l->policy, &probe, errs) < 0;
+	SSL_CTX_free(c);
+	if (bad)
+		return -1;
+	p->listener = l->listener;
+	p->min_version = l->policy.min_version;
+	if ((l->policy.ciphers != NULL && (p->ciphers = strdup(l->policy.ciphers)) == NULL) ||
+	    (l->policy.ciphersuites != NULL && (p->ciphersuites = strdup(l->policy.ciphersuites)) == NULL) ||
+	    (l->policy.groups != NULL && (p->groups = strdup(l->policy.groups)) == NULL)) {
+		free(p->ciphers);
+		free(p->ciphersuites);
+		return -1;
+	}
+	t->nlpol++;
+	return 0;
+}
+
 struct gw_tls *gw_tls_new(const struct gw_tls_specs *sp, struct conf_errors *errs)
 {
 	struct gw_tls *t = calloc(1, sizeof *t);
@@ -934,12 +972,17 @@ struct gw_tls *gw_tls_new(const struct gw_tls_specs *sp, struct conf_errors *err
 					t->by_index[sp->clients[i].index] = &t->clients[i];
 		}
 	}
-	for (size_t i = 0; i < sp->nlisteners; i++)
+	if (sp->nlisteners > 0 && (t->lpol = calloc(sp->nlisteners, sizeof *t->lpol)) == NULL)
+		goto fail;
+	for (size_t i = 0; i < sp->nlisteners; i++) {
+		const struct gw_tls_listener_spec *l = &sp->listeners[i];
 		if (t->ncerts == 0) {
-			const struct gw_tls_listener_spec *l = &sp->listeners[i];
 			conf_err(errs, l->file, l->line, l->key_name, "tls = true needs %s", l->needs);
 			bad = 1;
+		} else if (l->has_policy && keep_listener_policy(t, l, errs) < 0) {
+			bad = 1;
 		}
+	}
 	if (bad)
 		goto fail;
 	return t;
@@ -952,6 +995,12 @@ void gw_tls_free(struct gw_tls *t)
 {
 	if (t == NULL)
 		return;
+	for (int i = 0; i < t->nlpol; i++) {
+		free(t->lpol[i].ciphers);
+		free(t->lpol[i].ciphersuites);
+		free(t->lpol[i].groups);
+	}
+	free(t->lpol);
 	for (int i = 0; i < t->nverifies; i++) {
 		for (size_t j = 0; j < t->verifies[i].nhosts; j++)
 			free(t->verifies[i].hosts[j]);
@@ -987,6 +1036,29 @@ SSL *gw_tls_server_ssl(struct gw_tls *t)
 		return NULL;
 	return SSL_new(t->certs[t->dflt].ctx);
 }
+
+SSL *gw_tls_server_ssl_on(struct gw_tls *t, const void *listener)
+{
+	SSL *s = gw_tls_server_ssl(t);
+
+	for (int i = 0; s != NULL && i < t->nlpol; i++) {
+		const struct lst_policy *p = &t->lpol[i];
+		if (p->listener != listener)
+			continue;
+		/* SSL-level settings: an SNI switch of context keeps them */
+		if ((p->min_version != 0 && SSL_set_min_proto_version(s, p->min_version) != 1) ||
+		    (p->ciphers != NULL && SSL_set_cipher_list(s, p->ciphers) != 1) ||
+		    (p->ciphersuites != NULL && SSL_set_ciphersuites(s, p->ciphersuites) != 1) ||
+		    (p->groups != NULL && SSL_set1_groups_list(s, p->groups) != 1)) {
+			ERR_clear_error();
+			SSL_free(s);
+			return NULL;
+		}
+		break;
+	}
+	return s;
+}
+
 
 const struct gw_tls_client *gw_tls_client_find(const struct gw_tls *t, const char *name)
 {

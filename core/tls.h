@@ -79,6 +79,10 @@ struct gw_tls_listener_spec {
 	int line;
 	const char *key_name;      /* the side's listeners key */
 	const char *needs;         /* the side's certificates key (what to configure) */
+	const void *listener;      /* the side's listener (its struct conf_listener), the key
+	                            * of gw_tls_server_ssl_on(); NULL = none */
+	int has_policy;            /* policy replaces the certificates' for this listener */
+	struct gw_tls_policy policy;
 };
 
 /* Client certificates asked for in the handshake when the client's SNI is
@@ -135,6 +139,9 @@ void gw_tls_free(struct gw_tls *t);
 int gw_tls_has_server(const struct gw_tls *t);
 /* New server-side SSL for an accepted connection (NULL on failure). */
 SSL *gw_tls_server_ssl(struct gw_tls *t);
+/* The same for a connection accepted on listener (the spec's listener
+ * key): with that listener's policy when its spec has one. */
+SSL *gw_tls_server_ssl_on(struct gw_tls *t, const void *listener);
 
 /* 1 when server-side connection s asked for a client certificate under
  * verify spec id (its SNI chose it) and the client presented one that

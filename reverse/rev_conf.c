@@ -588,6 +588,7 @@ void rev_conf_read(struct conf_ctx *x, config_setting_t *root)
 	rv->present = 1;
 	conf_read_listeners(x, r, "reverse", 1, &rv->listeners, &rv->nlisteners);
 	conf_bind_listeners(x, "reverse", rv->listeners, rv->nlisteners);
+	rev_conf_tls_listeners(x, r, rv);
 	rev_conf_tls_acme(x, r, &rv->acme);
 	read_certs(x, r);
 	rev_conf_tls_read(x, r, &rv->tls);

@@ -162,6 +162,9 @@ struct conf_reverse {
 	size_t nsites;
 	struct conf_rev_cache cache;
 	struct conf_rev_tls tls;
+	/* per listener (same index as listeners): its tls_policy, whose keys
+	 * override reverse.tls's; NULL = reverse.tls alone */
+	struct conf_rev_tls **listener_tls;
 	struct conf_rev_acme acme;
 };
 

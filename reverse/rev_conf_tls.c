@@ -101,34 +101,80 @@ static void read_policy_str(struct conf_ctx *x, config_setting_t *g, const char 
 	}
 }
 
-void rev_conf_tls_read(struct conf_ctx *x, config_setting_t *r, struct conf_rev_tls *t)
+/* The policy group g (key path path) into *t. */
+static void read_policy(struct conf_ctx *x, config_setting_t *g, const char *path, struct conf_rev_tls *t)
 {
 	static const char *const versions[] = { "1.2", "1.3", NULL };
-	config_setting_t *g = conf_get_group(x, r, "reverse", "tls", k_tls), *mv;
+	config_setting_t *mv = conf_member(g, "min_version");
+	char p[CONF_KP];
 	int v;
 
-	if (g == NULL)
-		return;
 	t->present = 1;
-	mv = conf_member(g, "min_version");
 	if (mv != NULL && config_setting_type(mv) == CONFIG_TYPE_STRING &&
 	    (strcmp(config_setting_get_string(mv), "1.0") == 0 ||
 	    strcmp(config_setting_get_string(mv), "1.1") == 0)) {
 		/* OpenSSL 3 refuses them at its default security level, and
 		 * PCI DSS forbids them: say so rather than lower the level */
-		conf_serr(x, mv, "reverse.tls.min_version",
-		    "TLS %s is not offered (deprecated by RFC 8996); use \"1.2\" or \"1.3\"",
+		conf_kp_child(p, path, "min_version");
+		conf_serr(x, mv, p, "TLS %s is not offered (deprecated by RFC 8996); use \"1.2\" or \"1.3\"",
 		    config_setting_get_string(mv));
-	} else if (conf_get_enum(x, g, "reverse.tls", "min_version", versions, &v) == 1) {
+	} else if (conf_get_enum(x, g, path, "min_version", versions, &v) == 1) {
 		t->min_version = v == 0 ? TLS1_2_VERSION : TLS1_3_VERSION;
 	}
-	read_policy_str(x, g, "reverse.tls", "ciphers", try_ciphers,
+	read_policy_str(x, g, path, "ciphers", try_ciphers,
 	    "is not a TLS 1.2 cipher or cipher class OpenSSL knows", &t->ciphers);
-	read_policy_str(x, g, "reverse.tls", "ciphersuites", try_suites,
-	    "is not a TLS 1.3 suite OpenSSL knows (such as \"TLS_AES_256_GCM_SHA384\")",
-	    &t->ciphersuites);
-	read_policy_str(x, g, "reverse.tls", "groups", try_groups,
+	read_policy_str(x, g, path, "ciphersuites", try_suites,
+	    "is not a TLS 1.3 suite OpenSSL knows (such as \"TLS_AES_256_GCM_SHA384\")", &t->ciphersuites);
+	read_policy_str(x, g, path, "groups", try_groups,
 	    "is not a list of groups OpenSSL knows (such as \"X25519:P-256\")", &t->groups);
+}
+
+void rev_conf_tls_read(struct conf_ctx *x, config_setting_t *r, struct conf_rev_tls *t)
+{
+	config_setting_t *g = conf_get_group(x, r, "reverse", "tls", k_tls);
+
+	if (g != NULL)
+		read_policy(x, g, "reverse.tls", t);
+}
+
+void rev_conf_tls_listeners(struct conf_ctx *x, config_setting_t *r, struct conf_reverse *rv)
+{
+	config_setting_t *l = conf_member(r, "listeners");
+	unsigned n = l != NULL && config_setting_is_list(l) ? (unsigned)config_setting_length(l) : 0;
+	char ep[CONF_KP], p[CONF_KP];
+
+	if (rv->nlisteners == 0)
+		return;
+	rv->listener_tls = conf_arena_alloc(conf_ctx_arena(x), rv->nlisteners * sizeof *rv->listener_tls);
+	for (unsigned i = 0; i < n; i++) {
+		config_setting_t *e = config_setting_get_elem(l, i), *g, *a;
+		struct conf_addr addr;
+		size_t k;
+		if (config_setting_type(e) != CONFIG_TYPE_GROUP || conf_member(e, "tls_policy") == NULL)
+			continue;
+		snprintf(ep, sizeof ep, "reverse.listeners.[%u]", i);
+		/* the listener this element became (conf_read_listeners kept it,
+		 * or reported why not): by its address */
+		a = conf_member(e, "address");
+		if (a == NULL || config_setting_type(a) != CONFIG_TYPE_STRING ||
+		    conf_parse_addr(config_setting_get_string(a), 0, &addr, conf_ctx_arena(x)) != NULL)
+			continue;
+		for (k = 0; k < rv->nlisteners; k++)
+			if (strcmp(rv->listeners[k].addr.text, addr.text) == 0)
+				break;
+		if (k == rv->nlisteners)
+			continue;
+		conf_kp_child(p, ep, "tls_policy");
+		if (!rv->listeners[k].tls) {
+			conf_serr(x, conf_member(e, "tls_policy"), p, "only applies to a TLS listener (tls = true)");
+			continue;
+		}
+		g = conf_get_group(x, e, ep, "tls_policy", k_tls);
+		if (g == NULL)
+			continue;
+		rv->listener_tls[k] = conf_arena_alloc(conf_ctx_arena(x), sizeof *rv->listener_tls[k]);
+		read_policy(x, g, p, rv->listener_tls[k]);
+	}
 }
 
 void rev_conf_tls_site(struct conf_ctx *x, config_setting_t *e, const char *ep, struct conf_rev_site *si)

@@ -14,9 +14,14 @@ struct conf_rev_tls;
 struct conf_rev_site;
 struct conf_rev_acme;
 struct conf_rev_cert;
+struct conf_reverse;
 
 /* reverse.tls (r is the reverse group) into *t (zeroed by the caller). */
 void rev_conf_tls_read(struct conf_ctx *x, config_setting_t *r, struct conf_rev_tls *t);
+/* Each reverse listener's tls_policy group (the same keys as reverse.tls;
+ * TLS listeners only) into rv->listener_tls, by the listeners' positions.
+ * Call after the listeners are read. */
+void rev_conf_tls_listeners(struct conf_ctx *x, config_setting_t *r, struct conf_reverse *rv);
 /* The TLS keys of site element e (key path ep): hsts, client_ca, client_verify.
  * Call after the site's hosts are read. */
 void rev_conf_tls_site(struct conf_ctx *x, config_setting_t *e, const char *ep, struct conf_rev_site *si);

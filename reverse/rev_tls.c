@@ -58,10 +58,18 @@ int rev_tls_specs(const struct conf *cf, struct gw_tls_specs *sp)
 	}
 	for (size_t i = 0; i < r->nlisteners; i++) {
 		const struct conf_listener *l = &r->listeners[i];
+		const struct conf_rev_tls *lp = r->listener_tls != NULL ? r->listener_tls[i] : NULL;
 		struct gw_tls_listener_spec ls = {
 			.file = l->src.file, .line = l->src.line, .key_name = "reverse.listeners",
-			.needs = "reverse.certificates",
+			.needs = "reverse.certificates", .listener = l, .has_policy = lp != NULL,
 		};
+		if (lp != NULL) {
+			/* the listener's keys over reverse.tls's */
+			ls.policy.min_version = lp->min_version ? lp->min_version : r->tls.min_version;
+			ls.policy.ciphers = lp->ciphers ? lp->ciphers : r->tls.ciphers;
+			ls.policy.ciphersuites = lp->ciphersuites ? lp->ciphersuites : r->tls.ciphersuites;
+			ls.policy.groups = lp->groups ? lp->groups : r->tls.groups;
+		}
 		if (l->tls && gw_tls_specs_add_listener(sp, &ls) < 0)
 			return -1;
 	}

@@ -31,10 +31,13 @@ def pki(tmp_path_factory):
     }
 
 
-def conf(port, pport, origin_port, pki, tls=""):
+def conf(port, pport, origin_port, pki, tls="", lport=None):
+    extra = ("""{ address = "127.0.0.1:%d"; tls = true;
+                  tls_policy = { min_version = "1.3"; ciphersuites = "TLS_CHACHA20_POLY1305_SHA256"; }; },
+                """ % lport) if lport else ""
     return """
 reverse: {
-  listeners = ( { address = "127.0.0.1:%d"; tls = true; }, { address = "127.0.0.1:%d"; } );
+  listeners = ( %s{ address = "127.0.0.1:%d"; tls = true; }, { address = "127.0.0.1:%d"; } );
   certificates = ( { cert = "%s"; key = "%s"; } );
   %s
   upstreams = ( { name = "o"; servers = ( { address = "127.0.0.1:%d"; } ); } );
@@ -47,7 +50,8 @@ reverse: {
       routes = ( { path = "/"; upstream = "o"; } ); }
   );
 };
-""" % (port, pport, pki["site"][0], pki["site"][1], tls, origin_port, pki["partner_ca"], pki["partner_ca"])
+""" % (extra, port, pport, pki["site"][0], pki["site"][1], tls, origin_port, pki["partner_ca"],
+       pki["partner_ca"])
 
 
 POLICY = """tls: { min_version = "1.2"; ciphers = "ECDHE-ECDSA-AES256-GCM-SHA384";
@@ -57,9 +61,9 @@ POLICY = """tls: { min_version = "1.2"; ciphers = "ECDHE-ECDSA-AES256-GCM-SHA384
 @pytest.fixture(scope="module")
 def env(pki):
     origin = gh.Origin()
-    port, pport = gh.free_port(), gh.free_port()
-    g = gh.Gatehouse(conf(port, pport, origin.port, pki, POLICY)).start([port, pport])
-    g.port, g.pport = port, pport
+    port, pport, lport = gh.free_port(), gh.free_port(), gh.free_port()
+    g = gh.Gatehouse(conf(port, pport, origin.port, pki, POLICY, lport)).start([port, pport, lport])
+    g.port, g.pport, g.lport = port, pport, lport
     yield g, origin
     g.check_clean()
     origin.stop()
@@ -104,6 +108,20 @@ def test_openssl_refuses_what_the_policy_leaves_out(env):
     assert rc != 0, out
     rc, out = s_client(g.port, "-tls1_3")
     assert rc == 0 and "TLS_AES_256_GCM_SHA384" in out, out
+
+
+def test_listener_policy_overrides_the_global_one(env):
+    g, _ = env
+    rc, out = s_client(g.lport, "-tls1_2")
+    assert rc != 0, out                        # min_version 1.3 there
+    rc, out = s_client(g.lport, "-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384")
+    assert rc != 0, out                        # the global suite is not the listener's
+    rc, out = s_client(g.lport, "-tls1_3", "-groups", "X25519")
+    assert rc != 0, out                        # groups: the global P-256, inherited
+    rc, out = s_client(g.lport, "-tls1_3")
+    assert rc == 0 and "TLS_CHACHA20_POLY1305_SHA256" in out, out
+    rc, out = s_client(g.port, "-tls1_2")      # the other listener keeps the global policy
+    assert rc == 0 and "ECDHE-ECDSA-AES256-GCM-SHA384" in out, out
 
 
 def test_hsts_only_over_tls(env, pki):
@@ -217,6 +235,24 @@ def test_bad_policy_is_a_file_line_error_at_check(pki, tmp_path, text, err):
     p = subprocess.run([gh.BIN, "-t", "-c", str(path)], capture_output=True, text=True)
     assert p.returncode == 1
     assert p.stderr.splitlines() == ["%s:5: %s" % (path, err)], p.stderr
+
+
+def test_listener_policy_errors_at_check(pki, tmp_path):
+    path = tmp_path / "g.conf"
+    text = """reverse: {
+  listeners = ( { address = "127.0.0.1:%d"; tls_policy = { min_version = "1.3"; }; },
+                { address = "127.0.0.1:%d"; tls = true; tls_policy = { groups = "P-999"; size = 1; }; } );
+  certificates = ( { cert = "%s"; key = "%s"; } );
+};
+""" % (gh.free_port(), gh.free_port(), pki["site"][0], pki["site"][1])
+    path.write_text(text)
+    p = subprocess.run([gh.BIN, "-t", "-c", str(path)], capture_output=True, text=True)
+    assert p.returncode == 1
+    assert p.stderr.splitlines() == [
+        "%s:2: reverse.listeners.[0].tls_policy: only applies to a TLS listener (tls = true)" % path,
+        "%s:3: reverse.listeners.[1].tls_policy.size: unknown key" % path,
+        '%s:3: reverse.listeners.[1].tls_policy.groups: "P-999" is not a list of groups OpenSSL knows '
+        '(such as "X25519:P-256")' % path], p.stderr
 
 
 def test_client_ca_errors_at_check(pki, tmp_path):
