@@ -618,7 +618,7 @@ out:
 static int issue(struct session *s, struct acme_cert *c, const char *state_dir, char *err, size_t errlen)
 {
 	struct acme_resp r;
-	json_t *ids = json_array(), *o = NULL, *pl, *az, *v;
+	json_t *ids = json_array(), *o = NULL, *pl, *az = NULL, *v;
 	char *payload = NULL, *order_url = NULL, *finalize = NULL, *cert_url = NULL, *csr = NULL;
 	char *keypem = NULL;
 	EVP_PKEY *k = NULL;
@@ -645,7 +645,7 @@ static int issue(struct session *s, struct acme_cert *c, const char *state_dir, 
 		snprintf(err, errlen, "newOrder: the answer lacks the order URL or finalize");
 		goto out;
 	}
-	az = json_object_get(o, "authorizations");
+	az = json_incref(json_object_get(o, "authorizations"));
 	json_array_foreach(az, i, v) {
 		if (!json_is_string(v) || authorize(s, json_string_value(v), err, errlen) < 0)
 			goto out;
@@ -700,7 +700,18 @@ static int issue(struct session *s, struct acme_cert *c, const char *state_dir, 
 	if (gw_tls_live_install(c->id, c->crt, c->key, err, errlen) < 0)
 		goto out;
 	rc = 0;
+	/* give the proofs back (RFC 8555 7.5.2): the next renewal proves the
+	 * names again, so a broken challenge path shows a third of the
+	 * lifetime before expiry, not when a reused authorization runs out */
+	json_array_foreach(az, i, v) {
+		char e2[256];
+		if (json_is_string(v) &&
+		    post(s, json_string_value(v), "{\"status\":\"deactivated\"}", 0, "deactivate", &r, e2,
+		    sizeof e2) == 0)
+			acme_resp_free(&r);
+	}
 out:
+	json_decref(az);
 	json_decref(ids);
 	json_decref(o);
 	free(payload);
