@@ -916,6 +916,9 @@ struct gw_tls *gw_tls_new(const struct gw_tls_specs *sp, struct conf_errors *err
 	if (t == NULL)
 		return NULL;
 	pthread_once(&vx_once, vx_init);
+	/* registered before any user of the live sets (the ACME client's stop
+	 * handler, which joins its thread) so it runs after them */
+	pthread_once(&live_once, live_atexit);
 	if (sp->nverifies > 0) {
 		t->verifies = calloc(sp->nverifies, sizeof *t->verifies);
 		if (t->verifies == NULL)
