@@ -179,11 +179,13 @@ enum MHD_Result adm_api(struct MHD_Connection *c, const char *path, const char *
 		return adm_api_cache_purge(c, r, who);
 	else if (get && strcmp(path, "cluster") == 0)
 		j = adm_api_cluster();
+	else if (post && strcmp(path, "certificates/renew") == 0)
+		return adm_api_acme_renew(c, r, who);
 	else {
 		static const char *const known[] = { "session", "stats", "events", "forward", "forward/blocks", "tail", "config",
 			"certificates",
 			"audit", "reload", "policy/test", "upstreams", "sites", "servers/drain", "servers/enable",
-			"servers/disable", "cache", "cache/purge", "cluster", NULL };
+			"servers/disable", "cache", "cache/purge", "cluster", "certificates/renew", NULL };
 		for (int i = 0; known[i]; i++)
 			if (strcmp(path, known[i]) == 0)
 				return adm_send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");

@@ -188,8 +188,9 @@ static json_t *reverse_json(const struct conf *cf)
 	json_t *certs = json_array(), *ups = json_array(), *sites = json_array();
 
 	for (size_t i = 0; i < rv->ncertificates; i++)
-		json_array_append_new(certs, json_pack("{s:s,s:s,s:b}", "cert", rv->certificates[i].cert,
-		    "key", rv->certificates[i].key, "default", rv->certificates[i].is_default));
+		json_array_append_new(certs, json_pack("{s:s?,s:s?,s:b,s:o}", "cert", rv->certificates[i].cert,
+		    "key", rv->certificates[i].key, "default", rv->certificates[i].is_default,
+		    "acme", strs_json(&rv->certificates[i].acme)));
 	for (size_t i = 0; i < rv->nupstreams; i++) {
 		const struct conf_rev_upstream *u = &rv->upstreams[i];
 		json_t *servers = json_array();
@@ -317,10 +318,18 @@ json_t *adm_api_certificates(void)
 	json_t *a = json_array();
 
 	for (size_t i = 0; i < rv->ncertificates; i++) {
-		json_t *o = cert_json(rv->certificates[i].cert);
-		json_object_set_new(o, "key", json_string(rv->certificates[i].key));
-		json_object_set_new(o, "default", json_boolean(rv->certificates[i].is_default));
+		const struct conf_rev_cert *ce = &rv->certificates[i];
+		char path[4200];
+		json_t *o;
+		if (ce->acme.n > 0)   /* the file the ACME client keeps (may not exist yet) */
+			snprintf(path, sizeof path, "%s/acme/%s.crt", gw_control_snapshot()->conf->global.state_dir,
+			    ce->acme.v[0]);
+		o = cert_json(ce->acme.n > 0 ? path : ce->cert);
+		json_object_set_new(o, "key", ce->key != NULL ? json_string(ce->key) : json_null());
+		json_object_set_new(o, "default", json_boolean(ce->is_default));
+		if (ce->acme.n > 0)
+			json_object_set_new(o, "acme", strs_json(&ce->acme));
 		json_array_append_new(a, o);
 	}
-	return json_pack("{s:o}", "certificates", a);
+	return json_pack("{s:o,s:o}", "certificates", a, "acme", adm_api_acme_orders());
 }

@@ -46,6 +46,9 @@ json_t *adm_api_tail(struct MHD_Connection *c);                      /* GET tail
 /* ---- api_config.c ---- */
 json_t *adm_api_config(void);                                        /* GET config */
 json_t *adm_api_certificates(void);                                  /* GET certificates */
+json_t *adm_api_acme_orders(void);                                   /* (part of it) */
+enum MHD_Result adm_api_acme_renew(struct MHD_Connection *c, struct adm_req *r,
+    const struct adm_who *who);                                      /* POST certificates/renew */
 
 /* ---- api_fwd.c ---- */
 /* The policy tester's match block; 0 or -1. */

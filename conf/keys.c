@@ -748,7 +748,7 @@ const char *conf_chk_host(struct conf_ctx *x, char *v)
 
 static const char *const k_flistener[] = { "address", "max_connections_per_client", "freebind", NULL };
 static const char *const k_rlistener[] = { "address", "tls", "max_connections_per_client", "http2", "h2c",
-	"freebind", NULL };
+	"freebind", "tls_policy", NULL };
 
 /* http2 (TLS listeners: ALPN h2, on by default) and h2c (plain listeners:
  * HTTP/2 with prior knowledge, off by default); each only where it applies. */

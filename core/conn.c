@@ -1229,7 +1229,7 @@ void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, so
 	event_assign(&c->ev_to, w->base, -1, 0, client_to_cb, c);
 	c->state = CS_HEAD;
 	if (lspec->cl->tls) {
-		c->ssl = gw_tls_server_ssl(snap->tls);
+		c->ssl = gw_tls_server_ssl_on(snap->tls, lspec->cl);
 		if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1) {
 			if (c->ssl != NULL)
 				SSL_free(c->ssl);

@@ -251,6 +251,10 @@ int gw_req_body_sent(const struct gw_req *rq);
 int gw_req_status(const struct gw_req *rq);
 /* SNI name the client sent on a TLS listener (NULL if none). */
 const char *gw_req_sni(const struct gw_req *rq);
+/* The client's TLS connection (server side), for what core/tls.h reads
+ * from it (gw_tls_client_cert()); NULL on a plain connection and for a
+ * background request. */
+struct ssl_st *gw_req_client_ssl(const struct gw_req *rq);
 
 /*
  * Background request: a copy of rq (same head, listener family, config

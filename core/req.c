@@ -166,6 +166,11 @@ const char *gw_req_sni(const struct gw_req *rq)
 	return rq->c != NULL && rq->c->ssl ? SSL_get_servername(rq->c->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
 }
 
+struct ssl_st *gw_req_client_ssl(const struct gw_req *rq)
+{
+	return rq->c != NULL ? rq->c->ssl : NULL;
+}
+
 void gw_req_upstream_tls(struct gw_req *rq, int upstream)
 {
 	rq->up_tls = upstream + 1;

@@ -16,6 +16,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@
 
 struct srv_cert {
 	SSL_CTX *ctx;
+	char *live_id;             /* gw_tls_live_install() may replace it; NULL = never */
 	char *names[MAX_NAMES];    /* lower-case SAN DNS names (or CN) */
 	int nnames;
 	char *names_text;
@@ -45,7 +47,30 @@ struct gw_tls_client {
 	char id[GW_TLS_ID_LEN + 1];   /* gw_tls_client_id() */
 };
 
+/* Client certificates asked for under some SNI names (gw_tls_verify_spec). */
+struct srv_verify {
+	int id;
+	char **hosts;
+	size_t nhosts;
+	X509_STORE *store;
+	STACK_OF(X509_NAME) *names;    /* CA names sent in the CertificateRequest */
+	int required;
+	unsigned char sid[SSL_MAX_SID_CTX_LENGTH];
+	unsigned sidlen;
+};
+
+/* A listener's own policy, applied to each SSL accepted on it. */
+struct lst_policy {
+	const void *listener;
+	int min_version;
+	char *ciphers, *ciphersuites, *groups;
+};
+
 struct gw_tls {
+	struct lst_policy *lpol;
+	int nlpol;
+	struct srv_verify *verifies;
+	int nverifies;
 	struct srv_cert *certs;
 	int ncerts;
 	int dflt;
@@ -179,6 +204,332 @@ static int name_matches(const char *pattern, const char *host)
 	return 0;
 }
 
+/* ---- contexts a side replaces at run time: process-wide, by name ----
+ * Live certificates (gw_tls_live_install) and TLS-ALPN-01 challenge
+ * certificates (gw_tls_acme_challenge_set), each a set of (name, context)
+ * under one lock; names compare without case. */
+
+struct named_ctx {
+	char *name;
+	SSL_CTX *ctx;
+};
+
+struct ctx_set {
+	struct named_ctx *v;
+	size_t n;
+};
+
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ctx_set live, chals;
+static pthread_once_t live_once = PTHREAD_ONCE_INIT;
+
+static void set_clear(struct ctx_set *st)
+{
+	for (size_t i = 0; i < st->n; i++) {
+		free(st->v[i].name);
+		SSL_CTX_free(st->v[i].ctx);
+	}
+	free(st->v);
+	st->v = NULL;
+	st->n = 0;
+}
+
+static void live_free_all(void)
+{
+	pthread_mutex_lock(&live_lock);
+	set_clear(&live);
+	set_clear(&chals);
+	pthread_mutex_unlock(&live_lock);
+}
+
+static void live_atexit(void)
+{
+	atexit(live_free_all);
+}
+
+/* name's context in st, with a reference for the caller; NULL = none. */
+static SSL_CTX *set_get(struct ctx_set *st, const char *name)
+{
+	SSL_CTX *c = NULL;
+
+	pthread_mutex_lock(&live_lock);
+	for (size_t i = 0; i < st->n; i++)
+		if (strcasecmp(st->v[i].name, name) == 0) {
+			c = st->v[i].ctx;
+			SSL_CTX_up_ref(c);
+			break;
+		}
+	pthread_mutex_unlock(&live_lock);
+	return c;
+}
+
+/* Make ctx (its reference taken over, freed on failure) name's in st.  0, or -1. */
+static int set_put(struct ctx_set *st, const char *name, SSL_CTX *ctx)
+{
+	struct named_ctx *nv;
+	char *nn;
+
+	pthread_once(&live_once, live_atexit);
+	pthread_mutex_lock(&live_lock);
+	for (size_t i = 0; i < st->n; i++)
+		if (strcasecmp(st->v[i].name, name) == 0) {
+			SSL_CTX_free(st->v[i].ctx);
+			st->v[i].ctx = ctx;
+			pthread_mutex_unlock(&live_lock);
+			return 0;
+		}
+	nv = realloc(st->v, (st->n + 1) * sizeof *st->v);
+	nn = strdup(name);
+	if (nv != NULL)
+		st->v = nv;
+	if (nv == NULL || nn == NULL) {
+		pthread_mutex_unlock(&live_lock);
+		free(nn);
+		SSL_CTX_free(ctx);
+		return -1;
+	}
+	st->v[st->n].name = nn;
+	st->v[st->n].ctx = ctx;
+	st->n++;
+	pthread_mutex_unlock(&live_lock);
+	return 0;
+}
+
+static void set_del(struct ctx_set *st, const char *name)
+{
+	pthread_mutex_lock(&live_lock);
+	for (size_t i = 0; i < st->n; i++)
+		if (strcasecmp(st->v[i].name, name) == 0) {
+			free(st->v[i].name);
+			SSL_CTX_free(st->v[i].ctx);
+			st->v[i] = st->v[--st->n];
+			break;
+		}
+	if (st->n == 0)
+		set_clear(st);
+	pthread_mutex_unlock(&live_lock);
+}
+
+/* ---- client certificates (per SNI name) ---- */
+
+static void ssl_errors(char *buf, size_t len);
+
+static int vx_idx = -1;        /* SSL ex_data: the verify spec's id + 1 */
+static int ax_idx = -1;        /* SSL ex_data: non-NULL = a TLS-ALPN-01 validation */
+static pthread_once_t vx_once = PTHREAD_ONCE_INIT;
+
+static void vx_init(void)
+{
+	vx_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	ax_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+/* ---- TLS-ALPN-01 challenge certificates (RFC 8737): process-wide ---- */
+
+
+static const unsigned char acme_tls1[] = "\x0a" "acme-tls/1";
+
+static int acme_alpn_cb(SSL *s, const unsigned char **out, unsigned char *outlen,
+    const unsigned char *in, unsigned int inlen, void *arg)
+{
+	(void)s;
+	(void)arg;
+	if (SSL_select_next_proto((unsigned char **)out, outlen, acme_tls1, sizeof acme_tls1 - 1, in, inlen) !=
+	    OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+int gw_tls_acme_challenge_set(const char *name, X509 *x, EVP_PKEY *k)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	if (ctx == NULL)
+		return -1;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_TICKET);
+	if (SSL_CTX_use_certificate(ctx, x) != 1 || SSL_CTX_use_PrivateKey(ctx, k) != 1) {
+		ERR_clear_error();
+		SSL_CTX_free(ctx);
+		return -1;
+	}
+	SSL_CTX_set_alpn_select_cb(ctx, acme_alpn_cb, NULL);
+	return set_put(&chals, name, ctx);
+}
+
+void gw_tls_acme_challenge_clear(const char *name)
+{
+	set_del(&chals, name);
+}
+
+/* A validator's hello offers acme-tls/1 alone (RFC 8737 3): the challenge
+ * context for host, with a reference; NULL = an ordinary hello, or no
+ * challenge waits for host. */
+static SSL_CTX *acme_hello(SSL *s, const char *host)
+{
+	const unsigned char *p;
+	size_t len;
+
+	if (!SSL_client_hello_get0_ext(s, TLSEXT_TYPE_application_layer_protocol_negotiation, &p, &len) ||
+	    len != sizeof acme_tls1 + 1 || p[0] != 0 || p[1] != sizeof acme_tls1 - 1 ||
+	    memcmp(p + 2, acme_tls1, sizeof acme_tls1 - 1) != 0)
+		return NULL;
+	return set_get(&chals, host);
+}
+
+/* optional: the handshake goes on whatever the certificate; the verdict
+ * stays in SSL_get_verify_result() for the side */
+static int verify_optional_cb(int preverify, X509_STORE_CTX *x)
+{
+	(void)preverify;
+	(void)x;
+	return 1;
+}
+
+/*
+ * If host is one of a verify spec's names (exact first, then a wildcard),
+ * ask for a client certificate under that spec's CA.  Called from the SNI
+ * callback after the certificate's context is chosen: SSL_set_SSL_CTX()
+ * replaces the verify store and resets the session id context, so both are
+ * set after it.  The per-spec session id context keeps a session made
+ * without a client certificate (another site, or none) from being resumed
+ * here (nginx's CVE-2014-3616 class).
+ */
+static void verify_select(struct gw_tls *t, SSL *s, const char *host)
+{
+	struct srv_verify *v = NULL;
+	int best = 0;
+
+	for (int i = 0; i < t->nverifies && best < 2; i++)
+		for (size_t j = 0; j < t->verifies[i].nhosts; j++) {
+			int sc = name_matches(t->verifies[i].hosts[j], host);
+			if (sc > best) {
+				best = sc;
+				v = &t->verifies[i];
+			}
+		}
+	if (v == NULL)
+		return;
+	SSL_set_ex_data(s, vx_idx, (void *)(intptr_t)(v->id + 1));
+	SSL_set1_verify_cert_store(s, v->store);
+	SSL_set_client_CA_list(s, SSL_dup_CA_list(v->names));
+	SSL_set_session_id_context(s, v->sid, v->sidlen);
+	SSL_set_verify(s, SSL_VERIFY_PEER | (v->required ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+	    v->required ? NULL : verify_optional_cb);
+}
+
+int gw_tls_client_cert(SSL *s, int id, char *subject, size_t slen, char fp[65])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	X509 *x;
+	BIO *b;
+	long n;
+
+	if (s == NULL || vx_idx < 0 || (intptr_t)SSL_get_ex_data(s, vx_idx) != (intptr_t)id + 1)
+		return 0;
+	x = SSL_get0_peer_certificate(s);
+	if (x == NULL || SSL_get_verify_result(s) != X509_V_OK)
+		return 0;
+	if (X509_digest(x, EVP_sha256(), md, &mdlen) != 1 || mdlen != 32)
+		return 0;
+	for (unsigned i = 0; i < mdlen; i++) {
+		fp[2 * i] = hex[md[i] >> 4];
+		fp[2 * i + 1] = hex[md[i] & 15];
+	}
+	fp[64] = '\0';
+	subject[0] = '\0';
+	b = BIO_new(BIO_s_mem());
+	if (b == NULL)
+		return 0;
+	/* RFC 2253 escapes controls and non-ASCII bytes (\XX), so the text
+	 * is safe in a header; the loop below is a second guard */
+	X509_NAME_print_ex(b, X509_get_subject_name(x), 0, XN_FLAG_RFC2253);
+	n = BIO_read(b, subject, (int)slen - 1);
+	BIO_free(b);
+	subject[n > 0 ? n : 0] = '\0';
+	for (char *p = subject; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	return 1;
+}
+
+/*
+ * The client hello callback runs before OpenSSL looks up a TLS 1.2 session
+ * (the SNI callback runs after it): the session id context must be the
+ * site's by then, or a session from a site that asked no certificate would
+ * be resumed on one that requires it.  So the SNI is read here from the raw
+ * extension (RFC 6066 3: list length, then type 0, length, name).
+ */
+static int client_hello_cb(SSL *s, int *al, void *arg)
+{
+	struct gw_tls *t = arg;
+	SSL_CTX *ac;
+	const unsigned char *p;
+	size_t len, nlen;
+	char host[256];
+
+	(void)al;
+	if (!SSL_client_hello_get0_ext(s, TLSEXT_TYPE_server_name, &p, &len) || len < 5 ||
+	    (((size_t)p[0] << 8) | p[1]) != len - 2 || p[2] != TLSEXT_NAMETYPE_host_name)
+		return SSL_CLIENT_HELLO_SUCCESS;
+	nlen = ((size_t)p[3] << 8) | p[4];
+	if (nlen == 0 || nlen >= sizeof host || nlen > len - 5 || memchr(p + 5, 0, nlen) != NULL)
+		return SSL_CLIENT_HELLO_SUCCESS;   /* OpenSSL itself refuses it later */
+	memcpy(host, p + 5, nlen);
+	host[nlen] = '\0';
+	/* the ALPN callback cannot change the certificate and the SNI
+	 * callback cannot see the ALPN list: a validator is told apart here */
+	if ((ac = acme_hello(s, host)) != NULL) {
+		SSL_set_SSL_CTX(s, ac);
+		SSL_CTX_free(ac);
+		SSL_set_ex_data(s, ax_idx, (void *)1);
+		return SSL_CLIENT_HELLO_SUCCESS;
+	}
+	verify_select(t, s, host);
+	return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+static int load_verify(struct srv_verify *v, const struct gw_tls_verify_spec *vs, struct conf_errors *errs)
+{
+	char err[256];
+
+	v->id = vs->id;
+	v->required = vs->required;
+	v->hosts = calloc(vs->nhosts ? vs->nhosts : 1, sizeof *v->hosts);
+	if (v->hosts == NULL)
+		return -1;
+	for (size_t i = 0; i < vs->nhosts; i++) {
+		if ((v->hosts[i] = strdup(vs->hosts[i])) == NULL)
+			return -1;
+		v->nhosts++;
+	}
+	v->sidlen = (unsigned)snprintf((char *)v->sid, sizeof v->sid, "gw-verify-%d", vs->id);
+	v->store = X509_STORE_new();
+	if (v->store == NULL || X509_STORE_load_file(v->store, vs->ca_file) != 1 ||
+	    (v->names = SSL_load_client_CA_file(vs->ca_file)) == NULL) {
+		ssl_errors(err, sizeof err);
+		conf_err(errs, vs->file, vs->line, vs->key_name, "%s: no CA certificate could be read (%s)",
+		    vs->ca_file, err);
+		return -1;
+	}
+	return 0;
+}
+
+/* Serve certificate i: its live replacement when it has one. */
+static void use_cert(struct gw_tls *t, SSL *s, int i)
+{
+	SSL_CTX *lc = t->certs[i].live_id != NULL ? set_get(&live, t->certs[i].live_id) : NULL;
+
+	if (lc != NULL) {
+		SSL_set_SSL_CTX(s, lc);        /* takes its own reference */
+		SSL_CTX_free(lc);
+	} else if (i != t->dflt) {
+		SSL_set_SSL_CTX(s, t->certs[i].ctx);
+	}
+}
+
 static int sni_cb(SSL *s, int *al, void *arg)
 {
 	struct gw_tls *t = arg;
@@ -186,8 +537,12 @@ static int sni_cb(SSL *s, int *al, void *arg)
 	int best = -1, best_score = 0;
 
 	(void)al;
-	if (host == NULL)
-		return SSL_TLSEXT_ERR_OK;      /* default certificate */
+	if (ax_idx >= 0 && SSL_get_ex_data(s, ax_idx) != NULL)
+		return SSL_TLSEXT_ERR_OK;      /* a TLS-ALPN-01 validation: its certificate is set */
+	if (host == NULL) {
+		use_cert(t, s, t->dflt);       /* the default certificate */
+		return SSL_TLSEXT_ERR_OK;
+	}
 	for (int i = 0; i < t->ncerts && best_score < 2; i++)
 		for (int j = 0; j < t->certs[i].nnames; j++) {
 			int sc = name_matches(t->certs[i].names[j], host);
@@ -196,8 +551,9 @@ static int sni_cb(SSL *s, int *al, void *arg)
 				best = i;
 			}
 		}
-	if (best >= 0 && best != t->dflt)
-		SSL_set_SSL_CTX(s, t->certs[best].ctx);
+	use_cert(t, s, best >= 0 ? best : t->dflt);
+	/* again: SSL_set_SSL_CTX() replaced the verify store */
+	verify_select(t, s, host);
 	return SSL_TLSEXT_ERR_OK;
 }
 
@@ -295,6 +651,56 @@ static void base_options(SSL_CTX *ctx)
 	SSL_CTX_set_read_ahead(ctx, 1);
 }
 
+/* The side checked the strings; a failure here is reported all the same. */
+static int apply_policy(SSL_CTX *ctx, const struct gw_tls_policy *p, const struct gw_tls_server_spec *c,
+    struct conf_errors *errs)
+{
+	char err[256];
+
+	if ((p->min_version != 0 && SSL_CTX_set_min_proto_version(ctx, p->min_version) != 1) ||
+	    (p->ciphers != NULL && SSL_CTX_set_cipher_list(ctx, p->ciphers) != 1) ||
+	    (p->ciphersuites != NULL && SSL_CTX_set_ciphersuites(ctx, p->ciphersuites) != 1) ||
+	    (p->groups != NULL && SSL_CTX_set1_groups_list(ctx, p->groups) != 1)) {
+		ssl_errors(err, sizeof err);
+		conf_err(errs, c->file, c->line, c->key_name, "TLS policy: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* What every server context has, whoever loads its certificate. */
+static void server_callbacks(SSL_CTX *ctx)
+{
+	SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+	SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
+	SSL_CTX_set_num_tickets(ctx, 1);
+}
+
+int gw_tls_live_install(const char *id, const char *cert, const char *key, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	if (ctx == NULL) {
+		snprintf(err, errlen, "cannot create a TLS context");
+		return -1;
+	}
+	base_options(ctx);
+	SSL_CTX_set_mode(ctx, SSL_MODE_NO_AUTO_CHAIN);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		ssl_errors(err, errlen);
+		SSL_CTX_free(ctx);
+		return -1;
+	}
+	server_callbacks(ctx);
+	if (set_put(&live, id, ctx) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 static int load_server_cert(struct gw_tls *t, struct srv_cert *sc, const struct gw_tls_server_spec *c,
     struct conf_errors *errs)
 {
@@ -307,15 +713,28 @@ static int load_server_cert(struct gw_tls *t, struct srv_cert *sc, const struct 
 		return -1;
 	}
 	base_options(sc->ctx);
+	if (apply_policy(sc->ctx, &c->policy, c, errs) < 0)
+		return -1;
 	/* send the chain the file gives, as it is: otherwise OpenSSL tries to
 	 * build one (an X509_verify_cert) on every full handshake */
 	SSL_CTX_set_mode(sc->ctx, SSL_MODE_NO_AUTO_CHAIN);
-	if (SSL_CTX_use_certificate_chain_file(sc->ctx, c->cert) != 1) {
+	if (c->live_id != NULL && (sc->live_id = strdup(c->live_id)) == NULL) {
+		conf_err(errs, c->file, c->line, c->key_name, "out of memory");
+		return -1;
+	}
+	if (c->cert == NULL) {
+		if (SSL_CTX_use_certificate(sc->ctx, c->mem_cert) != 1 ||
+		    SSL_CTX_use_PrivateKey(sc->ctx, c->mem_key) != 1) {
+			ssl_errors(err, sizeof err);
+			conf_err(errs, c->file, c->line, c->key_name, "%s", err);
+			return -1;
+		}
+	} else if (SSL_CTX_use_certificate_chain_file(sc->ctx, c->cert) != 1) {
 		ssl_errors(err, sizeof err);
 		conf_err(errs, c->file, c->line, c->key_name, "%s: %s", c->cert, err);
 		return -1;
 	}
-	if (SSL_CTX_use_PrivateKey_file(sc->ctx, c->key, SSL_FILETYPE_PEM) != 1) {
+	if (c->cert != NULL && SSL_CTX_use_PrivateKey_file(sc->ctx, c->key, SSL_FILETYPE_PEM) != 1) {
 		if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
 			ERR_clear_error();
 			conf_err(errs, c->file, c->line, c->key_name,
@@ -335,9 +754,7 @@ static int load_server_cert(struct gw_tls *t, struct srv_cert *sc, const struct 
 	x = SSL_CTX_get0_certificate(sc->ctx);
 	if (x != NULL)
 		cert_names(sc, x);
-	SSL_CTX_set_alpn_select_cb(sc->ctx, alpn_cb, NULL);
-	SSL_CTX_set_tlsext_ticket_key_evp_cb(sc->ctx, ticket_cb);
-	SSL_CTX_set_num_tickets(sc->ctx, 1);
+	server_callbacks(sc->ctx);
 	if (c->ocsp != NULL) {
 		FILE *f = fopen(c->ocsp, "rb");
 		long n = -1;
@@ -445,6 +862,7 @@ void gw_tls_specs_free(struct gw_tls_specs *sp)
 	free(sp->servers);
 	free(sp->clients);
 	free(sp->listeners);
+	free(sp->verifies);
 	gw_tls_specs_init(sp);
 }
 
@@ -481,7 +899,41 @@ int gw_tls_specs_add_listener(struct gw_tls_specs *sp, const struct gw_tls_liste
 	return spec_push(&sp->listeners, &sp->nlisteners, &sp->cap_listeners, sizeof *l, l);
 }
 
+int gw_tls_specs_add_verify(struct gw_tls_specs *sp, const struct gw_tls_verify_spec *v)
+{
+	return spec_push(&sp->verifies, &sp->nverifies, &sp->cap_verifies, sizeof *v, v);
+}
+
 /* ---- the set ---- */
+
+/* Keep listener spec l's policy (checked on a scratch context first, so a
+ * bad one is a configuration error, not a refused connection).  0, or -1. */
+static int keep_listener_policy(struct gw_tls *t, const struct gw_tls_listener_spec *l,
+    struct conf_errors *errs)
+{
+	struct lst_policy *p = &t->lpol[t->nlpol];
+	struct gw_tls_server_spec probe = { .file = l->file, .line = l->line, .key_name = l->key_name };
+	SSL_CTX *c = SSL_CTX_new(TLS_server_method());
+	int bad;
+
+	if (c == NULL)
+		return -1;
+	bad = apply_policy(c, &l->policy, &probe, errs) < 0;
+	SSL_CTX_free(c);
+	if (bad)
+		return -1;
+	p->listener = l->listener;
+	p->min_version = l->policy.min_version;
+	if ((l->policy.ciphers != NULL && (p->ciphers = strdup(l->policy.ciphers)) == NULL) ||
+	    (l->policy.ciphersuites != NULL && (p->ciphersuites = strdup(l->policy.ciphersuites)) == NULL) ||
+	    (l->policy.groups != NULL && (p->groups = strdup(l->policy.groups)) == NULL)) {
+		free(p->ciphers);
+		free(p->ciphersuites);
+		return -1;
+	}
+	t->nlpol++;
+	return 0;
+}
 
 struct gw_tls *gw_tls_new(const struct gw_tls_specs *sp, struct conf_errors *errs)
 {
@@ -490,6 +942,19 @@ struct gw_tls *gw_tls_new(const struct gw_tls_specs *sp, struct conf_errors *err
 
 	if (t == NULL)
 		return NULL;
+	pthread_once(&vx_once, vx_init);
+	/* registered before any user of the live sets (the ACME client's stop
+	 * handler, which joins its thread) so it runs after them */
+	pthread_once(&live_once, live_atexit);
+	if (sp->nverifies > 0) {
+		t->verifies = calloc(sp->nverifies, sizeof *t->verifies);
+		if (t->verifies == NULL)
+			goto fail;
+		t->nverifies = (int)sp->nverifies;
+		for (size_t i = 0; i < sp->nverifies; i++)
+			if (load_verify(&t->verifies[i], &sp->verifies[i], errs) < 0)
+				bad = 1;
+	}
 	if (sp->nservers > 0) {
 		t->certs = calloc(sp->nservers, sizeof *t->certs);
 		if (t->certs == NULL)
@@ -505,6 +970,7 @@ struct gw_tls *gw_tls_new(const struct gw_tls_specs *sp, struct conf_errors *err
 			SSL_CTX *d = t->certs[t->dflt].ctx;
 			SSL_CTX_set_tlsext_servername_callback(d, sni_cb);
 			SSL_CTX_set_tlsext_servername_arg(d, t);
+			SSL_CTX_set_client_hello_cb(d, client_hello_cb, t);
 		}
 	}
 	if (sp->nclients > 0) {
@@ -536,12 +1002,17 @@ struct gw_tls *gw_tls_new(const struct gw_tls_specs *sp, struct conf_errors *err
 					t->by_index[sp->clients[i].index] = &t->clients[i];
 		}
 	}
-	for (size_t i = 0; i < sp->nlisteners; i++)
+	if (sp->nlisteners > 0 && (t->lpol = calloc(sp->nlisteners, sizeof *t->lpol)) == NULL)
+		goto fail;
+	for (size_t i = 0; i < sp->nlisteners; i++) {
+		const struct gw_tls_listener_spec *l = &sp->listeners[i];
 		if (t->ncerts == 0) {
-			const struct gw_tls_listener_spec *l = &sp->listeners[i];
 			conf_err(errs, l->file, l->line, l->key_name, "tls = true needs %s", l->needs);
 			bad = 1;
+		} else if (l->has_policy && keep_listener_policy(t, l, errs) < 0) {
+			bad = 1;
 		}
+	}
 	if (bad)
 		goto fail;
 	return t;
@@ -554,8 +1025,23 @@ void gw_tls_free(struct gw_tls *t)
 {
 	if (t == NULL)
 		return;
+	for (int i = 0; i < t->nlpol; i++) {
+		free(t->lpol[i].ciphers);
+		free(t->lpol[i].ciphersuites);
+		free(t->lpol[i].groups);
+	}
+	free(t->lpol);
+	for (int i = 0; i < t->nverifies; i++) {
+		for (size_t j = 0; j < t->verifies[i].nhosts; j++)
+			free(t->verifies[i].hosts[j]);
+		free(t->verifies[i].hosts);
+		X509_STORE_free(t->verifies[i].store);
+		sk_X509_NAME_pop_free(t->verifies[i].names, X509_NAME_free);
+	}
+	free(t->verifies);
 	for (int i = 0; i < t->ncerts; i++) {
 		SSL_CTX_free(t->certs[i].ctx);
+		free(t->certs[i].live_id);
 		for (int j = 0; j < t->certs[i].nnames; j++)
 			free(t->certs[i].names[j]);
 		free(t->certs[i].names_text);
@@ -580,6 +1066,29 @@ SSL *gw_tls_server_ssl(struct gw_tls *t)
 		return NULL;
 	return SSL_new(t->certs[t->dflt].ctx);
 }
+
+SSL *gw_tls_server_ssl_on(struct gw_tls *t, const void *listener)
+{
+	SSL *s = gw_tls_server_ssl(t);
+
+	for (int i = 0; s != NULL && i < t->nlpol; i++) {
+		const struct lst_policy *p = &t->lpol[i];
+		if (p->listener != listener)
+			continue;
+		/* SSL-level settings: an SNI switch of context keeps them */
+		if ((p->min_version != 0 && SSL_set_min_proto_version(s, p->min_version) != 1) ||
+		    (p->ciphers != NULL && SSL_set_cipher_list(s, p->ciphers) != 1) ||
+		    (p->ciphersuites != NULL && SSL_set_ciphersuites(s, p->ciphersuites) != 1) ||
+		    (p->groups != NULL && SSL_set1_groups_list(s, p->groups) != 1)) {
+			ERR_clear_error();
+			SSL_free(s);
+			return NULL;
+		}
+		break;
+	}
+	return s;
+}
+
 
 const struct gw_tls_client *gw_tls_client_find(const struct gw_tls *t, const char *name)
 {

@@ -33,12 +33,27 @@ struct conf_errors;
 struct gw_tls;
 struct gw_tls_client;
 
+/* A server-side TLS policy; members left 0/NULL keep the defaults (TLS 1.2
+ * and 1.3, ECDHE with AES-GCM or ChaCha20, OpenSSL's suites and groups).
+ * The side checks the strings when it reads them. */
+struct gw_tls_policy {
+	int min_version;           /* TLS1_2_VERSION, TLS1_3_VERSION; 0 = 1.2 */
+	const char *ciphers;       /* TLS 1.2 cipher list */
+	const char *ciphersuites;  /* TLS 1.3 suites */
+	const char *groups;        /* "X25519:P-256" */
+};
+
 /* A server certificate.  Errors about it read "file:line: key_name: ...". */
 struct gw_tls_server_spec {
 	const char *cert;          /* PEM file: the certificate, then its chain */
 	const char *key;           /* PEM private key file */
 	const char *ocsp;          /* DER OCSP response to staple; NULL = none */
 	int is_default;            /* served without SNI or on no match (else the first) */
+	struct gw_tls_policy policy;   /* all 0 = defaults */
+	X509 *mem_cert;            /* with cert NULL: this certificate and key instead of files */
+	EVP_PKEY *mem_key;         /* (borrowed; the context takes its own references) */
+	const char *live_id;       /* not NULL: gw_tls_live_install(live_id, ...) replaces this
+	                            * certificate for new handshakes, without a reload */
 	const char *file;          /* where it was configured */
 	int line;
 	const char *key_name;      /* the side's key, as its errors have always named it */
@@ -64,6 +79,28 @@ struct gw_tls_listener_spec {
 	int line;
 	const char *key_name;      /* the side's listeners key */
 	const char *needs;         /* the side's certificates key (what to configure) */
+	const void *listener;      /* the side's listener (its struct conf_listener), the key
+	                            * of gw_tls_server_ssl_on(); NULL = none */
+	int has_policy;            /* policy replaces the certificates' for this listener */
+	struct gw_tls_policy policy;
+};
+
+/* Client certificates asked for in the handshake when the client's SNI is
+ * one of hosts (exact, or "*.x" for one label), checked against ca_file:
+ * required = a missing or bad certificate ends the handshake with an
+ * alert; else the handshake goes on and the side decides (the result is
+ * gw_tls_client_cert()).  Each gets its own session id context, so a
+ * session made under one (or none) is never resumed under another.
+ * Errors about the CA file read "file:line: key_name: ...". */
+struct gw_tls_verify_spec {
+	int id;                    /* the side's number for it (>= 0), e.g. its site index */
+	char *const *hosts;
+	size_t nhosts;
+	const char *ca_file;
+	int required;
+	const char *file;
+	int line;
+	const char *key_name;
 };
 
 /* What the sides hand in: growable arrays, filled by the add functions
@@ -75,7 +112,9 @@ struct gw_tls_specs {
 	size_t nclients;
 	struct gw_tls_listener_spec *listeners;
 	size_t nlisteners;
-	size_t cap_servers, cap_clients, cap_listeners;
+	struct gw_tls_verify_spec *verifies;
+	size_t nverifies;
+	size_t cap_servers, cap_clients, cap_listeners, cap_verifies;
 };
 
 void gw_tls_specs_init(struct gw_tls_specs *sp);
@@ -86,6 +125,7 @@ void gw_tls_specs_free(struct gw_tls_specs *sp);
 int gw_tls_specs_add_server(struct gw_tls_specs *sp, const struct gw_tls_server_spec *s);
 int gw_tls_specs_add_client(struct gw_tls_specs *sp, const struct gw_tls_client_spec *c);
 int gw_tls_specs_add_listener(struct gw_tls_specs *sp, const struct gw_tls_listener_spec *l);
+int gw_tls_specs_add_verify(struct gw_tls_specs *sp, const struct gw_tls_verify_spec *v);
 
 /* Build every context of sp.  NULL with errors appended (a certificate or
  * key that cannot be read, a key that does not match its certificate, a CA
@@ -99,6 +139,16 @@ void gw_tls_free(struct gw_tls *t);
 int gw_tls_has_server(const struct gw_tls *t);
 /* New server-side SSL for an accepted connection (NULL on failure). */
 SSL *gw_tls_server_ssl(struct gw_tls *t);
+/* The same for a connection accepted on listener (the spec's listener
+ * key): with that listener's policy when its spec has one. */
+SSL *gw_tls_server_ssl_on(struct gw_tls *t, const void *listener);
+
+/* 1 when server-side connection s asked for a client certificate under
+ * verify spec id (its SNI chose it) and the client presented one that
+ * verified; then subject (RFC 2253, at most slen - 1 bytes) and fp (the
+ * certificate's SHA-256, lower-case hex) are filled in.  0 otherwise (s may
+ * be NULL: a plain connection). */
+int gw_tls_client_cert(SSL *s, int id, char *subject, size_t slen, char fp[65]);
 
 /* The client context named name, or the one given number index; NULL when
  * there is none (t may be NULL).  Owned by t. */
@@ -125,6 +175,19 @@ const char *gw_tls_upstream_id(const struct gw_tls *t, int upstream);
  * listener allows HTTP/2); after the handshake, whether h2 was chosen. */
 void gw_tls_allow_h2(SSL *s);
 int gw_tls_is_h2(const SSL *s);
+/* Install cert (PEM chain, leaf first) and key files as the live certificate
+ * id: every generation's server certificate whose spec has that live_id is
+ * served from it by SNI from the next handshake on (connections already up
+ * keep theirs).  Any thread.  0, or -1 with err filled in (the previous
+ * live certificate, if any, stays). */
+int gw_tls_live_install(const char *id, const char *cert, const char *key, char *err, size_t errlen);
+
+/* TLS-ALPN-01 (RFC 8737): until cleared, a hello whose SNI is name and
+ * whose ALPN list is "acme-tls/1" alone gets certificate x with key k (the
+ * context takes references) and acme-tls/1, on every TLS listener; other
+ * hellos are not affected.  Any thread.  0, or -1. */
+int gw_tls_acme_challenge_set(const char *name, X509 *x, EVP_PKEY *k);
+void gw_tls_acme_challenge_clear(const char *name);
 
 /* Names (SANs) and expiry of server certificate i, for the console. */
 int gw_tls_ncerts(const struct gw_tls *t);

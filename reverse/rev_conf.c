@@ -8,6 +8,7 @@
  */
 #include "reverse/rev_conf.h"
 #include "conf/keys.h"
+#include "reverse/rev_conf_tls.h"
 
 #include <ctype.h>
 #include <limits.h>
@@ -24,18 +25,18 @@ static struct conf_reverse *rev_of(struct conf_ctx *x)
 /* ---- reverse ---- */
 
 static const char *const k_reverse[] = { "listeners", "certificates", "trusted_proxies", "upstreams",
-    "sites", "cache", "strip_headers", NULL };
+    "sites", "cache", "strip_headers", "tls", "acme", NULL };
 static const char *const k_cache[] = { "memory", "max_object", "x_cache_header", NULL };
 static const char *const k_route_cache[] = { "ttl", "stale_if_error", "ignore_set_cookie",
     "ignore_cookie", NULL };
-static const char *const k_cert[] = { "cert", "key", "ocsp", "default", NULL };
+static const char *const k_cert[] = { "cert", "key", "ocsp", "default", "acme", NULL };
 static const char *const k_upstream[] = { "name", "balance", "servers", "health", "keepalive", "tls",
     "ca_file", "sni", "tls_verify", "max_fails", "fail_timeout", NULL };
 static const char *const k_server[] = { "address", "weight", "backup", "max_conns", NULL };
 static const char *const k_health[] = { "path", "interval", "timeout", "rise", "fall", "expect_status",
     "slow_start", NULL };
 static const char *const k_site[] = { "hosts", "default", "force_https", "allow_clients",
-    "deny_clients", "rate_limit", "routes", NULL };
+    "deny_clients", "rate_limit", "routes", "hsts", "client_ca", "client_verify", NULL };
 static const char *const k_rate[] = { "requests_per_second", "burst", NULL };
 static const char *const k_route[] = { "path", "upstream", "static", "redirect", "redirect_status",
     "strip_prefix", "set_headers", "max_body_bytes", "cache", "dotfiles", "keep_path", NULL };
@@ -60,12 +61,15 @@ static void read_certs(struct conf_ctx *x, config_setting_t *r)
 			continue;
 		memset(ce, 0, sizeof(*ce));   /* the slot may hold a rejected element */
 		ce->src = conf_src_of(x, e);
-		if (conf_get_path(x, e, ep, "cert", 0, &ce->cert) != 1) {
+		if (conf_member(e, "acme")) {
+			if (rev_conf_tls_cert_acme(x, e, ep, ce) < 0)
+				ok = 0;
+		} else if (conf_get_path(x, e, ep, "cert", 0, &ce->cert) != 1) {
 			if (!conf_member(e, "cert"))
 				conf_missing(x, e, ep, "cert");
 			ok = 0;
 		}
-		if (conf_get_path(x, e, ep, "key", 0, &ce->key) != 1) {
+		if (!conf_member(e, "acme") && conf_get_path(x, e, ep, "key", 0, &ce->key) != 1) {
 			if (!conf_member(e, "key"))
 				conf_missing(x, e, ep, "key");
 			ok = 0;
@@ -517,6 +521,7 @@ static void read_sites(struct conf_ctx *x, config_setting_t *r)
 				si->rate_burst = si->rate_rps < 1 ? 1 : si->rate_rps;
 		}
 		read_routes(x, e, ep, si);
+		rev_conf_tls_site(x, e, ep, si);
 		rv->nsites++;
 	}
 }
@@ -583,7 +588,10 @@ void rev_conf_read(struct conf_ctx *x, config_setting_t *root)
 	rv->present = 1;
 	conf_read_listeners(x, r, "reverse", 1, &rv->listeners, &rv->nlisteners);
 	conf_bind_listeners(x, "reverse", rv->listeners, rv->nlisteners);
+	rev_conf_tls_listeners(x, r, rv);
+	rev_conf_tls_acme(x, r, &rv->acme);
 	read_certs(x, r);
+	rev_conf_tls_read(x, r, &rv->tls);
 	conf_get_cidrs(x, r, "reverse", "trusted_proxies", &rv->trusted_proxies);
 	read_strip_headers(x, r);
 	read_upstreams(x, r);

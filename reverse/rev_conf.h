@@ -18,6 +18,7 @@ struct config_setting_t;
 enum conf_balance { CONF_BAL_ROUND_ROBIN, CONF_BAL_LEAST_CONN, CONF_BAL_IP_HASH, CONF_BAL_RANDOM_TWO };
 
 struct conf_rev_cert {
+	struct conf_strs acme;     /* acme = [ names ]: obtained from reverse.acme (then no cert/key) */
 	char *cert;
 	char *key;
 	char *ocsp;                /* optional DER OCSP response file; NULL = none */
@@ -102,7 +103,22 @@ struct conf_rev_site {
 	double rate_burst;
 	struct conf_rev_route *routes;
 	size_t nroutes;
+	char *hsts;                /* Strict-Transport-Security value sent over TLS; NULL = none */
+	char *client_ca;           /* PEM CA file for client certificates; NULL = none asked */
+	int client_verify;         /* CONF_CLIENT_VERIFY_* (REQUIRED when client_ca is set alone) */
 	struct conf_src src;
+};
+
+enum { CONF_CLIENT_VERIFY_NONE, CONF_CLIENT_VERIFY_REQUIRED, CONF_CLIENT_VERIFY_OPTIONAL };
+
+/* reverse.tls: the TLS policy of the reverse listeners (rev_conf_tls.c);
+ * unset members keep core/tls.c's defaults. */
+struct conf_rev_tls {
+	int present;
+	int min_version;           /* TLS1_2_VERSION or TLS1_3_VERSION; 0 = default (1.2) */
+	char *ciphers;             /* TLS 1.2 cipher list; NULL = default */
+	char *ciphersuites;        /* TLS 1.3 suites; NULL = default */
+	char *groups;              /* key exchange groups; NULL = default */
 };
 
 /* reverse.cache: the shared in-memory HTTP cache (reverse/cache.h). */
@@ -111,6 +127,19 @@ struct conf_rev_cache {
 	uint64_t memory;           /* bytes, default 256M */
 	uint64_t max_object;       /* bytes, default 8M; larger responses are not stored */
 	int x_cache_header;        /* X-Cache: HIT|MISS|STALE|REVALIDATED; default 1 */
+	struct conf_src src;
+};
+
+enum { CONF_ACME_HTTP01, CONF_ACME_TLSALPN01 };
+
+/* reverse.acme: the ACME (RFC 8555) server certificates with acme = [...] come from. */
+struct conf_rev_acme {
+	int present;
+	char *directory;           /* https:// URL of the directory */
+	char *email;               /* account contact; NULL = none */
+	char *ca_file;             /* trust for the ACME server; NULL = system store */
+	double renew_before;       /* days before expiry (default 30; at most a third of the lifetime) */
+	int challenge;             /* CONF_ACME_HTTP01 (default) or CONF_ACME_TLSALPN01 */
 	struct conf_src src;
 };
 
@@ -132,6 +161,11 @@ struct conf_reverse {
 	struct conf_rev_site *sites;
 	size_t nsites;
 	struct conf_rev_cache cache;
+	struct conf_rev_tls tls;
+	/* per listener (same index as listeners): its tls_policy, whose keys
+	 * override reverse.tls's; NULL = reverse.tls alone */
+	struct conf_rev_tls **listener_tls;
+	struct conf_rev_acme acme;
 };
 
 /* The reverse section's reader and cross-checks (conf/keys.h struct conf_section). */

@@ -29,6 +29,7 @@
 #include "core/log.h"
 #include "core/proto.h"
 #include "core/strlit.h"
+#include "reverse/acme.h"
 #include "reverse/balance.h"
 #include "reverse/cache_glue.h"
 #include "reverse/hcheck.h"
@@ -945,6 +946,8 @@ static void decide(struct gw_req *rq, void *side, int first)
 		gw_req_respond(rq, 200, "text/plain", "", 0, NULL);
 		return;
 	}
+	if (rev_tls_acme_challenge(rq, h->path, h->path_len))
+		return;
 	trusted = client_trusted(rq, d);   /* the TCP peer's trust: set_client does not change it */
 	if (trusted)
 		real_client(rq, d, h);
@@ -984,6 +987,8 @@ static void decide(struct gw_req *rq, void *side, int first)
 		return;
 	}
 	if (first && !gw_req_is_background(rq) && rate_limited(rq, d, site))   /* cache refreshes are ours */
+		return;
+	if (rev_tls_site_gate(rq, &d->cf->reverse.sites[site->index], site->index))
 		return;
 	if (site->force_https && !gw_req_is_tls(rq)) {
 		redirect_https(rq, h, host, hlen);
@@ -1036,6 +1041,7 @@ static void decide(struct gw_req *rq, void *side, int first)
 	case REV_ROUTE_UPSTREAM:
 		if (!trusted)
 			strip_untrusted(rq, d, h);
+		rev_tls_client_headers(rq, &d->cf->reverse.sites[site->index], site->index);
 		/* a rewrite header that goes to the application (a trusted
 		 * proxy's, or one strip_headers does not list): such a request
 		 * neither reads nor fills the cache */
@@ -1165,6 +1171,7 @@ static void activate(void *data, struct event_base *base)
 		state_loaded = 1;
 		rev_srvstate_load(d->cf->global.state_dir, restore_admin_state, NULL);
 	}
+	acme_activate(d->cf);
 	for (size_t i = 0; i < d->nups; i++)
 		total += d->ups[i].cu->health.present ? d->ups[i].n : 0;
 	for (size_t i = 0; i < d->nups; i++) {

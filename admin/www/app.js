@@ -495,7 +495,25 @@
         el('td', { text: x.not_after ? fmtTime(x.not_after) : '?' }), el('td', { class: cls, text: d < 0 ? 'expired' : d })));
     }
     if (!tb.firstChild) tb.append(el('tr', null, el('td', { colspan: 6, class: 'muted', text: 'no certificates configured' })));
+    const ab = clear($('ct-acme')), admin = session.role === 'admin';
+    for (const o of c.data.acme || []) {
+      const btn = el('button', { type: 'button', text: 'renew now' });
+      btn.disabled = !admin || o.state === 'ordering';
+      btn.addEventListener('click', () => renewNow(o.names.split(', ')[0]));
+      ab.append(el('tr', null, el('td', { class: 'mono', text: o.names }), el('td', null, tag(o.state)),
+        el('td', { text: o.not_after ? fmtTime(o.not_after) : 'no certificate yet' }),
+        el('td', { text: o.next ? fmtTime(o.next) : '' }),
+        el('td', { class: o.last_error ? 'error' : 'muted', text: o.last_error || 'none' }), el('td', null, btn)));
+    }
+    if (!ab.firstChild) ab.append(el('tr', null, el('td', { colspan: 6, class: 'muted', text: 'no ACME certificates configured' })));
+    if (!admin) $('ct-acme-note').textContent = 'renewing needs the admin role';
   };
+
+  async function renewNow(name) {
+    const r = await api('certificates/renew', { method: 'POST', body: { name } });
+    $('ct-acme-note').textContent = r.ok ? 'ordering a certificate for ' + name : (r.data && r.data.error) || 'error ' + r.status;
+    await loaders.certs();
+  }
 
   /* the live tail: the API parses each line (combined or json); a row opens its raw line */
   let tailSeq = 0;
