@@ -196,6 +196,20 @@ int gw_req_alive(const struct gw_req *rq);
  * streams after them.
  */
 void gw_req_read_body(struct gw_req *rq, uint64_t max);
+/*
+ * After a whole body was read (on_body with complete set, before the
+ * request is proxied): send hdrs[0..n) (copied) as the request's header
+ * fields and body[0..len) as its body instead, e.g. what a content
+ * adapter (ICAP REQMOD) rewrote.  The request line and target stay; the
+ * fields go through the family's header edits and the core's hop-by-hop
+ * rules as the client's would; framing is the core's (Content-Length of
+ * len; the fields' own Content-Length/Transfer-Encoding are not sent).
+ * 0, or -1 (no whole buffered body, already sent, len over the request's
+ * body limit, out of memory: the request is then unchanged or, if the body
+ * could not be copied, must not be proxied).
+ */
+struct gw_hdr;
+int gw_req_rewrite(struct gw_req *rq, const struct gw_hdr *hdrs, size_t n, const char *body, size_t len);
 
 /* The response filter (on_response_filter): gw_req_filter_response() turns
  * it on for rq (from on_response_head; 0, or -1 when out of memory: then

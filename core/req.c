@@ -568,6 +568,51 @@ void gw_req_read_body(struct gw_req *rq, uint64_t max)
 	rq->body_max = max;
 }
 
+/* (for a content adapter: see proto.h) */
+int gw_req_rewrite(struct gw_req *rq, const struct gw_hdr *hdrs, size_t n, const char *body, size_t len)
+{
+	struct gw_http_head *h = &rq->head;
+	struct gw_hdr *nh;
+
+	/* only a whole buffered body not yet sent can be replaced: its
+	 * framing (Content-Length) is then the core's, from len */
+	if (!rq->body_buffered || !rq->body_complete || rq->up != NULL ||
+	    h->body == GW_BODY_NONE || (rq->max_body > 0 && len > rq->max_body))
+		return -1;
+	if ((nh = gw_req_alloc(rq, (n + 1) * sizeof *nh)) == NULL)
+		return -1;
+	h->host_hdr = NULL;
+	h->host_hdr_len = 0;
+	for (size_t i = 0; i < n; i++) {
+		char *nm = gw_req_strndup(rq, hdrs[i].name, hdrs[i].name_len);
+		char *v = gw_req_strndup(rq, hdrs[i].value, hdrs[i].value_len);
+		if (nm == NULL || v == NULL)
+			return -1;   /* (the head is unchanged until the swap below) */
+		nh[i] = (struct gw_hdr){ nm, v, hdrs[i].name_len, hdrs[i].value_len };
+	}
+	if (evbuffer_drain(rq->bodybuf, evbuffer_get_length(rq->bodybuf)) < 0 ||
+	    evbuffer_add(rq->bodybuf, body, len) < 0)
+		return -1;
+	h->hdrs = nh;
+	h->nhdrs = n;
+	h->hdrs_cap = n + 1;
+	/* what the writer derives from the fields: Host, and whether a
+	 * Connection field names more hop-by-hop fields (the client-side
+	 * flags, close/keep-alive, stay the client's) */
+	h->flags &= ~GW_HF_HAS_CONNECTION;
+	for (size_t i = 0; i < n; i++) {
+		if (nh[i].name_len == 4 && strncasecmp(nh[i].name, "host", 4) == 0) {
+			h->host_hdr = nh[i].value;
+			h->host_hdr_len = nh[i].value_len;
+		}
+		if (nh[i].name_len == 10 && strncasecmp(nh[i].name, "connection", 10) == 0)
+			h->flags |= GW_HF_HAS_CONNECTION;
+	}
+	if (h->body == GW_BODY_LENGTH)
+		h->content_length = len;
+	return 0;
+}
+
 int gw_req_worker(const struct gw_req *rq) { return rq->w->id; }
 struct event_base *gw_req_base(const struct gw_req *rq) { return rq->w->base; }
 void gw_req_set_data(struct gw_req *rq, void *data) { rq->family_data = data; }

@@ -18,8 +18,8 @@
  *
  * A REQMOD exchange (an upload) is the same machine on a body the core
  * read whole before deciding: the request waits (gw_req_defer) and the
- * outcome (send it on, answer with the service's page, or fail) is handed
- * back through gw_req_wake.
+ * outcome (send it on, as it is or as the service rewrote it; answer with
+ * the service's page; or fail) is handed back through gw_req_wake.
  *
  * Never touch a tx after tx_kick()/gw_req_filter_abort(): the request
  * may end inside them, and fwd_icap_done() frees the tx.
@@ -138,10 +138,12 @@ struct fwd_icap_tx {
 	int page_status;
 	char page_type[128];
 	struct evbuffer *reply;     /* a 200's encapsulated body (REQMOD) */
+	struct gw_http_head qh;     /* a REQMOD 200's request head (parsed, in rq's arena) */
 	void (*fin)(struct gw_req *rq, void *arg);
 };
 
-#define REPLY_MAX (1024 * 1024)   /* a REQMOD answer's page or request body kept at most */
+#define REPLY_MAX (1024 * 1024)   /* a REQMOD answer's page kept at most (a request body: max_body_bytes) */
+#define QHDRS_MAX 128              /* header fields of a rewritten request, at most */
 
 static const char *const ctr_names[] = {
 #define X(id, s) s,
@@ -906,30 +908,75 @@ static int took_options(struct fwd_icap_tx *tx, const struct icap_head *h)
 	return 0;
 }
 
+/* Does the rewritten request go where the original went?  Method and
+ * request target byte for byte, and (origin-form: the target's authority
+ * is the Host field) the Host field case-blind.  The policy decided for
+ * that target only. */
+static int same_target(const struct gw_http_head *o, const struct gw_http_head *q)
+{
+	if (o->method_len != q->method_len || memcmp(o->method_str, q->method_str, o->method_len) != 0 ||
+	    o->target_len != q->target_len || memcmp(o->target, q->target, o->target_len) != 0)
+		return 0;
+	if (o->target_form == GW_TF_ABSOLUTE)
+		return 1;   /* (the core sends Host from the target) */
+	return (o->host_hdr == NULL) == (q->host_hdr == NULL) && (o->host_hdr == NULL ||
+	    (o->host_hdr_len == q->host_hdr_len && strncasecmp(o->host_hdr, q->host_hdr, o->host_hdr_len) == 0));
+}
+
 /* A REQMOD 200 read whole: its response goes to the client (a block
- * page), or its request goes on when it is the one sent (Gatehouse does
- * not send a request the service rewrote: a different body fails). */
+ * page), or its request goes on in place of the client's: the service's
+ * header fields and body (gw_req_rewrite), to the target the policy
+ * allowed; a request the service sent elsewhere is not sent (502). */
 static void reqmod_answered(struct fwd_icap_tx *tx)
 {
 	size_t n = evbuffer_get_length(tx->reply);
+	const char *body;
 
 	if (!tx->req_reply) {
 		decide_req(tx, FWD_ICAP_RESPOND);
 		return;
 	}
-	if (n == evbuffer_get_length(tx->orig) &&
-	    (n == 0 || memcmp(evbuffer_pullup(tx->reply, -1), evbuffer_pullup(tx->orig, -1), n) == 0)) {
-		decide_req(tx, FWD_ICAP_PROXY);
+	if (!same_target(gw_req_head(tx->rq), &tx->qh)) {
+		gw_warn("forward: %s: ICAP service %s changed the request's method or target to %.*s %.*s: "
+		    "not sent", gw_req_id(tx->rq), tx->s->c->name, (int)tx->qh.method_len, tx->qh.method_str,
+		    (int)(tx->qh.target_len < 200 ? tx->qh.target_len : 200), tx->qh.target);
+		gw_req_set_reason(tx->rq, "ICAP: the service changed the request's target (not sent)");
+		local_page(tx, 502, "Upload not sent", "The content scanner sent this request to another "
+		    "target; the gateway only sends a request where its policy allowed it.");
 		return;
 	}
-	gw_warn("forward: %s: ICAP service %s rewrote the request body: not supported, not sent",
-	    gw_req_id(tx->rq), tx->s->c->name);
-	gw_req_set_reason(tx->rq, "ICAP: the service rewrote the upload (not supported)");
-	local_page(tx, 502, "Upload not sent", "The content scanner changed this upload; the gateway "
-	    "does not send changed uploads.");
+	body = n > 0 ? (const char *)evbuffer_pullup(tx->reply, -1) : "";
+	if (body == NULL || gw_req_rewrite(tx->rq, tx->qh.hdrs, tx->qh.nhdrs, body, n) < 0) {
+		gw_warn("forward: %s: ICAP service %s: the rewritten request (%zu body bytes) cannot be sent",
+		    gw_req_id(tx->rq), tx->s->c->name, n);
+		gw_req_set_reason(tx->rq, "ICAP: the rewritten request cannot be sent (body limit or memory)");
+		local_page(tx, 502, "Upload not sent", "The content scanner changed this upload into one the "
+		    "gateway cannot send.");
+		return;
+	}
+	decide_req(tx, FWD_ICAP_PROXY);
 }
 
-/* Relay what there is of a 200's encapsulated body.  0 fine, -1 framing. */
+/* A REQMOD 200's rewritten body passed max_body_bytes: not sent, and not
+ * bypassed either (the service answered; its answer is not ours to drop). */
+static void reqmod_oversize(struct fwd_icap_tx *tx)
+{
+	gw_warn("forward: %s: ICAP service %s rewrote the upload over max_body_bytes (%llu): not sent",
+	    gw_req_id(tx->rq), tx->s->c->name, (unsigned long long)tx->s->c->max_body_bytes);
+	bump(tx->s, FWD_ICAP_C_OVERSIZE);
+	conn_close(tx);
+	wake_waiter(tx->ws);
+	event_del(&tx->ev_to);
+	tx->resp_done = 1;
+	tx->replying = 0;
+	gw_req_set_reason(tx->rq, "ICAP: the rewritten upload is over max_body_bytes (not sent)");
+	local_page(tx, 502, "Upload not sent", "The content scanner changed this upload into one larger "
+	    "than the gateway holds for scanning.");
+}
+
+/* Relay what there is of a 200's encapsulated body.  0 fine, -1 framing
+ * (or a page over REPLY_MAX), -2 a rewritten request body over
+ * max_body_bytes. */
 static int relay_body(struct fwd_icap_tx *tx)
 {
 	for (;;) {
@@ -948,7 +995,9 @@ static int relay_body(struct fwd_icap_tx *tx)
 		if (used == 0)
 			break;
 		if (dl > 0 && tx->reqmod) {
-			if (evbuffer_get_length(tx->reply) + dl > REPLY_MAX)
+			if (tx->req_reply && evbuffer_get_length(tx->reply) + dl > tx->s->c->max_body_bytes)
+				return -2;
+			if (!tx->req_reply && evbuffer_get_length(tx->reply) + dl > REPLY_MAX)
 				return -1;
 			evbuffer_add(tx->reply, p + off, dl);
 		} else if (dl > 0) {
@@ -1017,6 +1066,27 @@ static void note_threat(struct fwd_icap_tx *tx, const struct icap_head *h)
 }
 
 
+/* Copy the head src[0..n) into dst without its Content-Length and
+ * Transfer-Encoding lines: the rewritten body's framing is the proxy's
+ * (a service often leaves the original's length, or adds chunked beside
+ * it); returns the length copied. */
+static size_t strip_framing(char *dst, const char *src, size_t n)
+{
+	size_t at = 0, i = 0;
+
+	while (i < n) {
+		const char *nl = memchr(src + i, '\n', n - i);
+		size_t k = nl != NULL ? (size_t)(nl - (src + i)) + 1 : n - i;
+		if (i == 0 || !((k > 15 && strncasecmp(src + i, "content-length:", 15) == 0) ||
+		    (k > 18 && strncasecmp(src + i, "transfer-encoding:", 18) == 0))) {
+			memcpy(dst + at, src + i, k);
+			at += k;
+		}
+		i += k;
+	}
+	return at;
+}
+
 /* A REQMOD 200: a response for the client (res-hdr) or the request
  * (req-hdr), each with a body or null-body.  As took_answer. */
 static int took_reqmod_200(struct fwd_icap_tx *tx, const struct icap_head *h, const char *v, size_t n)
@@ -1053,11 +1123,27 @@ static int took_reqmod_200(struct fwd_icap_tx *tx, const struct icap_head *h, co
 		    ct ? ct->value : "text/html");
 		note_threat(tx, h);
 	} else {
+		/* the request as the service wants it sent: its fields are
+		 * copied by gw_req_rewrite() once the body is whole */
+		char *q = gw_req_alloc(tx->rq, (size_t)rb);
+		struct gw_http_limits ql = { ICAP_HEAD_MAX, QHDRS_MAX, ICAP_HEAD_MAX };
+		size_t ql_len;
+		if (q == NULL)
+			return -1;
+		ql_len = strip_framing(q, p, (size_t)rb);
+		memset(&tx->qh, 0, sizeof tx->qh);
+		tx->qh.hdrs = gw_req_alloc(tx->rq, QHDRS_MAX * sizeof *tx->qh.hdrs);
+		tx->qh.hdrs_cap = QHDRS_MAX;
+		if (tx->qh.hdrs == NULL || gw_http1_parse_request(q, ql_len, &ql, &tx->qh) != (ssize_t)ql_len)
+			return -1;
 		bump(tx->s, FWD_ICAP_C_MODIFIED);
 		log_verdict(tx, "request returned (200)");
 	}
 	evbuffer_drain(tx->in, h->len + (size_t)rb);
 	tx->discard = 1;
+	/* the core still holds the client's body: our copy of what went out
+	 * is not needed any more (the answer's body takes its place) */
+	evbuffer_drain(tx->orig, (size_t)(tx->sent - (tx->total - evbuffer_get_length(tx->orig))));
 	if (nb >= 0 && rb == nb) {
 		tx->resp_done = 1;
 		reqmod_answered(tx);
@@ -1148,7 +1234,13 @@ static void tx_rd(evutil_socket_t fd, short what, void *arg)
 		return;
 	for (;;) {
 		if (tx->replying) {
-			if (relay_body(tx) < 0) {
+			int rr = relay_body(tx);
+			if (rr == -2) {
+				reqmod_oversize(tx);
+				tx_kick(tx);
+				return;
+			}
+			if (rr < 0) {
 				/* (a response: cut, tx may be gone; an upload: decided) */
 				if (tx_fail(tx, "bad chunk framing in the answer's body"))
 					tx_kick(tx);

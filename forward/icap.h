@@ -7,7 +7,10 @@
  * on the request's worker loop: the response (head and body) is held by
  * the core's response filter while the body streams to the service
  * (Preview, ieof, 100 Continue); a 204 lets the original go on unchanged,
- * a 200 replaces it with the service's message.  Failures follow the
+ * a 200 replaces it with the service's message.  A REQMOD 200 with a
+ * response answers the client; one with a request sends that request's
+ * header fields and body to the origin, to the target the policy allowed
+ * (a changed method or target is refused with 502).  Failures follow the
  * service's bypass_on_error (fail open or closed), bodies over
  * max_body_bytes its on_oversize.
  */
@@ -47,7 +50,9 @@ void fwd_icap_respmod(struct fwd_icap *ic, int svc, struct gw_req *rq, const str
     const char *server_ip, struct fwd_icap_tx **txp);
 /* What a REQMOD exchange decided. */
 enum fwd_icap_outcome {
-	FWD_ICAP_PROXY = 0,   /* send the request on as it is */
+	FWD_ICAP_PROXY = 0,   /* send the request on: as it is, or as the service
+	                       * rewrote it (its header fields and body, already
+	                       * in place through gw_req_rewrite) */
 	FWD_ICAP_RESPOND      /* answer with the page fwd_icap_outcome() gives */
 };
 /*
