@@ -188,3 +188,38 @@ def test_rewritten_fields_go_through_anonymize(env):
             assert got.header(name) is None, (name, got.headers)
     finally:
         g.check_clean()
+
+
+def test_real_c_icap_echo_request_goes_through_the_rewrite(env):
+    """c-icap's srv_echo answers REQMOD with a 200 carrying the request back
+    (and 204 in turn): the 200 takes the rewrite path (its fields and body
+    replace the client's) and the origin gets the same body, framed once
+    (Content-Length, never Transfer-Encoding beside it), for a chunked upload
+    too."""
+    import icap_peers
+    _, _, origin, _ = env
+    peers = icap_peers.IcapPeers(with_clamd=False).start()
+    port = gh.free_port()
+    g = None
+    try:
+        text = conf(port, peers.port).replace("/rewrite\"", "/echo\"")
+        g = gh.Gatehouse(text)
+        g.start(wait_ports=[port])
+        body = bytes(range(256)) * 200   # (under the services' 64K)
+        for i in range(4):
+            path = "/rewrite/up-%s" % ("chunked" if i % 2 else "cl")
+            code, _ = upload((g, port, origin, None), path, body, chunked=bool(i % 2))
+            assert code == 200
+            got = origin.last(path)
+            names = [k.lower() for k, _ in got.headers]
+            assert got.body == body and names.count("content-length") == 1 and "transfer-encoding" not in names
+            assert got.header("X-Icap-Scanned") is None
+        lines = [ln for ln in g.access_lines(0.5) if "/rewrite/up-" in ln]
+        assert any("ICAP rewrite: request returned (200)" in ln for ln in lines), lines
+        assert any("ICAP rewrite: unchanged (204)" in ln for ln in lines), lines
+    finally:
+        try:
+            if g is not None:
+                g.check_clean()
+        finally:
+            peers.stop()
