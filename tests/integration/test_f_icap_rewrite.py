@@ -43,7 +43,7 @@ class Rewriter(BadIcap):
     broken mid-way)."""
 
     def fault(self, c, mode):
-        if mode not in ("rewrite", "retarget", "big", "badbody"):
+        if mode not in ("rewrite", "retarget", "big", "badbody", "nullbody"):
             return super().fault(c, mode)
         # the whole REQMOD message came in the head _read_msg returned: fetch it again
         msg = self.tls.msg
@@ -64,6 +64,9 @@ class Rewriter(BadIcap):
         if not any(x.lower().startswith(b"transfer-encoding") for x in lines):
             lines.append(b"Transfer-Encoding: chunked")   # beside a stale Content-Length, if any
         nh = b"\r\n".join(lines) + b"\r\n\r\n"
+        if mode == "nullbody":      # the service keeps the head and drops the body
+            c.sendall(b"ICAP/1.0 200 OK\r\nEncapsulated: req-hdr=0, null-body=%d\r\n\r\n" % len(nh) + nh)
+            return
         nb = rewritten(body) if mode != "big" else b"x" * 100000
         chunks = [b"%x\r\n" % len(nb[i:i + 700]) + nb[i:i + 700] + b"\r\n" for i in range(0, len(nb), 700)]
         # badbody: two good chunks, then a chunk-size line that is not hex
@@ -81,7 +84,7 @@ class Rewriter(BadIcap):
         return head, rest
 
 
-MODES = ("rewrite", "retarget", "big", "badbody")
+MODES = ("rewrite", "retarget", "big", "badbody", "nullbody")
 
 
 def conf(port, icap_port, anonymize=False):
@@ -105,7 +108,7 @@ forward: {
 def env():
     icap = Rewriter()
     origin = gh.CacheOrigin()
-    for p in ("/rewrite/up-cl", "/rewrite/up-chunked", "/rewrite/up-cl2", "/rewrite/up-chunked2"):
+    for p in ("/rewrite/up-cl", "/rewrite/up-chunked", "/rewrite/up-cl2", "/rewrite/up-chunked2", "/nullbody/up"):
         origin.script(p, body=b"stored\n")
     port = gh.free_port()
     g = gh.Gatehouse(conf(port, icap.port))
@@ -152,6 +155,19 @@ def test_rewritten_request_reaches_the_origin_with_its_body_and_framing(env, chu
     # the client's connection and the proxy go on: a second one works too
     code, _ = upload(env, path + "2", b"small 4111111111111111\n")
     assert code == 200 and origin.last(path + "2").body == rewritten(b"small 4111111111111111\n")
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_rewritten_to_no_body(env, chunked):
+    """A 200 whose request has null-body: the origin gets the request with
+    Content-Length: 0 (not the client's length, nor chunked framing)."""
+    _, _, origin, _ = env
+    code, _ = upload(env, "/nullbody/up", SECRET, chunked)
+    assert code == 200
+    got = origin.last("/nullbody/up")
+    names = [k.lower() for k, _ in got.headers]
+    assert got.body == b"" and got.header("Content-Length") == "0" and names.count("content-length") == 1
+    assert "transfer-encoding" not in names and got.header("X-Icap-Scanned") == "yes"
 
 
 @pytest.mark.parametrize("mode,why", [
