@@ -143,6 +143,7 @@ struct fwd_icap_tx {
 };
 
 #define REPLY_MAX (1024 * 1024)   /* a REQMOD answer's page kept at most (a request body: max_body_bytes) */
+#define REWRITE_GROWTH (64 * 1024) /* a rewritten request body is at most this longer than the upload */
 #define QHDRS_MAX 128              /* header fields of a rewritten request, at most */
 
 static const char *const ctr_names[] = {
@@ -957,26 +958,39 @@ static void reqmod_answered(struct fwd_icap_tx *tx)
 	decide_req(tx, FWD_ICAP_PROXY);
 }
 
-/* A REQMOD 200's rewritten body passed max_body_bytes: not sent, and not
+/* How long a rewritten request body may be: max_body_bytes, and at most
+ * REWRITE_GROWTH more than the upload.  The upload's scan memory was
+ * reserved for one copy while this exchange held two (the core's and
+ * orig, drained when the 200 came): the rewritten body takes orig's place
+ * and so the exchange holds what it held before, plus the growth. */
+static uint64_t rewrite_max(const struct fwd_icap_tx *tx)
+{
+	uint64_t m = tx->s->c->max_body_bytes, g = tx->total + REWRITE_GROWTH;
+
+	return g < m ? g : m;
+}
+
+/* A REQMOD 200's rewritten body passed rewrite_max(): not sent, and not
  * bypassed either (the service answered; its answer is not ours to drop). */
 static void reqmod_oversize(struct fwd_icap_tx *tx)
 {
-	gw_warn("forward: %s: ICAP service %s rewrote the upload over max_body_bytes (%llu): not sent",
-	    gw_req_id(tx->rq), tx->s->c->name, (unsigned long long)tx->s->c->max_body_bytes);
+	gw_warn("forward: %s: ICAP service %s rewrote the upload (%llu bytes) over %llu bytes (max_body_bytes, "
+	    "or 64 KiB more than the upload): not sent", gw_req_id(tx->rq), tx->s->c->name,
+	    (unsigned long long)tx->total, (unsigned long long)rewrite_max(tx));
 	bump(tx->s, FWD_ICAP_C_OVERSIZE);
 	conn_close(tx);
 	wake_waiter(tx->ws);
 	event_del(&tx->ev_to);
 	tx->resp_done = 1;
 	tx->replying = 0;
-	gw_req_set_reason(tx->rq, "ICAP: the rewritten upload is over max_body_bytes (not sent)");
+	gw_req_set_reason(tx->rq, "ICAP: the rewritten upload is too large (not sent)");
 	local_page(tx, 502, "Upload not sent", "The content scanner changed this upload into one larger "
 	    "than the gateway holds for scanning.");
 }
 
 /* Relay what there is of a 200's encapsulated body.  0 fine, -1 framing
  * (or a page over REPLY_MAX), -2 a rewritten request body over
- * max_body_bytes. */
+ * rewrite_max(). */
 static int relay_body(struct fwd_icap_tx *tx)
 {
 	for (;;) {
@@ -995,7 +1009,7 @@ static int relay_body(struct fwd_icap_tx *tx)
 		if (used == 0)
 			break;
 		if (dl > 0 && tx->reqmod) {
-			if (tx->req_reply && evbuffer_get_length(tx->reply) + dl > tx->s->c->max_body_bytes)
+			if (tx->req_reply && evbuffer_get_length(tx->reply) + dl > rewrite_max(tx))
 				return -2;
 			if (!tx->req_reply && evbuffer_get_length(tx->reply) + dl > REPLY_MAX)
 				return -1;

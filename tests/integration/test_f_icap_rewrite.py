@@ -90,8 +90,10 @@ MODES = ("rewrite", "retarget", "big", "badbody", "nullbody")
 def conf(port, icap_port, anonymize=False):
     svcs = ",\n".join('{ name = "%s"; uri = "icap://127.0.0.1:%d/%s"; method = "reqmod"; timeout = 10; '
                       'max_body_bytes = "64K"; }' % (m, icap_port, m) for m in MODES)
+    svcs += ',\n{ name = "grow"; uri = "icap://127.0.0.1:%d/big"; method = "reqmod"; max_body_bytes = "1M"; }' \
+        % icap_port
     rules = "\n".join('{ name = "%s"; action = "allow"; urls = [ "/%s/" ]; icap = [ "%s" ]; },' % (m, m, m)
-                      for m in MODES)
+                      for m in MODES + ("grow",))
     return """
 forward: {
   listeners = ( { address = "127.0.0.1:%d"; } );
@@ -170,15 +172,16 @@ def test_rewritten_to_no_body(env, chunked):
     assert "transfer-encoding" not in names and got.header("X-Icap-Scanned") == "yes"
 
 
-@pytest.mark.parametrize("mode,why", [
-    ("retarget", b"another target"),
-    ("big", b"larger than the gateway holds"),
-    ("badbody", b"could not check this upload"),
+@pytest.mark.parametrize("mode,size,why", [
+    ("retarget", 2050, b"another target"),
+    ("big", 60000, b"larger than the gateway holds"),     # 100000 bytes back: over max_body_bytes (64K)
+    ("grow", 2050, b"larger than the gateway holds"),     # the same, under 1M but 64 KiB over the upload
+    ("badbody", 2050, b"could not check this upload"),
 ])
-def test_rewrite_refused_sends_nothing(env, mode, why):
+def test_rewrite_refused_sends_nothing(env, mode, size, why):
     g, port, origin, icap = env
     path = "/%s/up" % mode
-    code, out = upload(env, path, SECRET)
+    code, out = upload(env, path, (SECRET * 40)[:size])
     assert code == 502 and why in out, out[-300:]
     assert origin.count(path) == 0
     with origin.lock:
