@@ -955,6 +955,7 @@ static void reqmod_answered(struct fwd_icap_tx *tx)
 		    "gateway cannot send.");
 		return;
 	}
+	evbuffer_drain(tx->reply, n);   /* (the core has its copy) */
 	decide_req(tx, FWD_ICAP_PROXY);
 }
 
