@@ -356,6 +356,7 @@ int main(int argc, char **argv)
 	atexit(gw_jobs_stop);
 	/* ---- end jobs ---- */
 	conf_errors_init(&errs);
+	fwd_inspect_allow_ca_creation(!test_only);   /* -t only checks: it writes no CA */
 	s = gw_control_load(path, &errs);
 	if (s == NULL) {
 		print_errors(&errs, 0);

@@ -67,6 +67,7 @@
 #include "forward/decide.h"
 #include "forward/dlp.h"
 #include "forward/dlp_body.h"
+#include "forward/inspect_ca.h"
 #include "forward/observe.h"
 #include "forward/pac.h"
 #include "forward/policy.h"
@@ -98,6 +99,8 @@ struct fwd_data {
 	/* forward.parent.auth as a Proxy-Authorization value ("" = none) */
 	char parent_auth[700];
 	size_t parent_auth_len;
+	/* forward.inspect's CA; NULL without forward.inspect */
+	struct fwd_ca *ca;
 	/* PAC text; NULL without forward.pac */
 	char *pac;
 	size_t pac_len;
@@ -377,6 +380,34 @@ static void serve_pac(struct gw_req *rq, struct fwd_data *d, const struct fwd_ve
 	gw_req_respond(rq, 200, "application/x-ns-proxy-autoconfig", d->pac, d->pac_len, NULL);
 }
 
+/* The inspection CA's certificate (PEM; "?der" or "?format=der": DER), or
+ * 404 without forward.inspect (fwd_decide() said which).  Never the key. */
+static void serve_ca(struct gw_req *rq, struct fwd_data *d, const struct fwd_verdict *v)
+{
+	const struct gw_http_head *h = gw_req_head(rq);
+	const char *q = h->path != NULL ? memchr(h->path, '?', h->path_len) : NULL;
+	size_t n;
+
+	gw_req_set_verdict(rq, "local", "ca");
+	if (v->status != 200 || d->ca == NULL) {
+		gw_req_respond(rq, 404, NULL, NULL, 0, v->reason[0] ? v->reason :
+		    "No inspection CA is loaded.");
+		return;
+	}
+	count(rq, FWD_C_CA_SERVED);
+	gw_req_resp_hdr_add(rq, "Cache-Control", GW_STRLIT("max-age=300"));
+	if (q != NULL && (size_t)(h->path + h->path_len - q) >= 4 &&
+	    (memmem(q, (size_t)(h->path + h->path_len - q), "der", 3) != NULL)) {
+		const unsigned char *der = fwd_ca_der(d->ca, &n);
+		gw_req_resp_hdr_add(rq, "Content-Disposition", GW_STRLIT("attachment; filename=\"gatehouse-ca.der\""));
+		gw_req_respond(rq, 200, "application/pkix-cert", (const char *)der, n, NULL);
+		return;
+	}
+	const char *pem = fwd_ca_pem(d->ca, &n);
+	gw_req_resp_hdr_add(rq, "Content-Disposition", GW_STRLIT("attachment; filename=\"gatehouse-ca.crt\""));
+	gw_req_respond(rq, 200, "application/x-x509-ca-cert", pem, n, NULL);
+}
+
 /* ---- header hygiene and proxying ---- */
 
 /* The registrable part of a host, approximately (no public-suffix list):
@@ -506,30 +537,6 @@ static void hygiene(struct gw_req *rq, struct fwd_data *d)
 	gw_req_hdr_add(rq, "X-Forwarded-For", v, n);
 }
 
-/* Does host match a bypass pattern ("name", "*.name" subdomains, ".name"
- * the domain and its subdomains)?  Patterns are lower-case (conf). */
-static int host_listed(const struct conf_strs *l, const char *host, size_t n)
-{
-	for (size_t i = 0; i < l->n; i++) {
-		const char *p = l->v[i];
-		size_t pn = strlen(p);
-		int sub = p[0] == '*' || p[0] == '.';
-		const char *dom = p[0] == '*' ? p + 1 : p;     /* ".name" */
-		size_t dn = strlen(dom);
-
-		if (!sub) {
-			if (pn == n && strncasecmp(p, host, n) == 0)
-				return 1;
-			continue;
-		}
-		if (p[0] == '.' && n == dn - 1 && strncasecmp(dom + 1, host, n) == 0)
-			return 1;
-		if (n > dn && strncasecmp(host + n - dn, dom, dn) == 0)
-			return 1;
-	}
-	return 0;
-}
-
 /* Does a request go through forward.parent?  Not without it, not for a
  * bypass_domains host.  Pure on the config, so on_resolved() gives the
  * same answer as proxy() and decide(). */
@@ -538,7 +545,7 @@ static int via_parent(const struct fwd_data *d, const struct gw_http_head *h)
 	const struct conf_fwd_parent *pp = &d->cf->forward.parent;
 
 	return pp->present && pp->naddrs > 0 && h->host != NULL &&
-	    !host_listed(&pp->bypass, h->host, h->host_len);
+	    !fwd_host_listed(&pp->bypass, h->host, h->host_len);
 }
 
 /* The first parent from index from on that is not being skipped; when all
@@ -1052,6 +1059,10 @@ static void decide(struct gw_req *rq, struct fwd_data *d, long ui, enum fwd_cred
 			serve_pac(rq, d, &v);
 			return;
 		}
+		if (name != NULL && strcmp(name, "ca") == 0) {
+			serve_ca(rq, d, &v);
+			return;
+		}
 		gw_req_set_verdict(rq, "local", name);
 		gw_req_respond(rq, v.status, NULL, NULL, 0, v.reason);
 		return;
@@ -1371,6 +1382,7 @@ static void side_free(void *data)
 	for (int w = 0; w < GW_MAX_WORKERS; w++)
 		fwd_dlp_views_free(d->views[w]);
 	fwd_dlp_free(d->dlp);
+	fwd_ca_free(d->ca);
 	free(d->pac);
 	free(d->parent_down);
 	fwd_policy_free(d->policy);
@@ -1432,6 +1444,46 @@ static int compile_hits(struct fwd_data *d)
 	return 0;
 }
 
+/* May forward.inspect make its CA when both files are missing?  Not for
+ * -t, which only checks (core/main.c says; a start and reloads may). */
+static atomic_int ca_create;
+
+void fwd_inspect_allow_ca_creation(int on)
+{
+	atomic_store(&ca_create, on);
+}
+
+/* forward.inspect's CA: ca_cert/ca_key, or state_dir/inspect-ca.{pem,key}. */
+static int compile_ca(struct fwd_data *d, const struct conf *cf, struct conf_errors *errs)
+{
+	const struct conf_fwd_inspect *in = &cf->forward.inspect;
+	char cbuf[4096], kbuf[4096], err[600];
+	const char *cp = in->ca_cert, *kp = in->ca_key;
+	int created = 0;
+
+	if (!in->present)
+		return 0;
+	if (cp == NULL || kp == NULL) {
+		const char *sd = cf->global.state_dir ? cf->global.state_dir : ".";
+		snprintf(cbuf, sizeof cbuf, "%s/inspect-ca.pem", sd);
+		snprintf(kbuf, sizeof kbuf, "%s/inspect-ca.key", sd);
+		cp = cbuf;
+		kp = kbuf;
+	}
+	d->ca = fwd_ca_load(cp, kp, atomic_load(&ca_create), &created, err, sizeof err);
+	if (d->ca == NULL) {
+		if (!atomic_load(&ca_create) && strstr(err, "(a CA is made there at the start)") != NULL)
+			return 0;   /* -t: the start will make it */
+		conf_err(errs, in->src.file, in->src.line, "forward.inspect", "%s", err);
+		return -1;
+	}
+	if (created)
+		gw_info("forward.inspect: made a new CA %s (key %s, mode 0600); fingerprint SHA-256 %s: "
+		    "give it to the clients (/gatehouse-ca.crt on the forward listener)", cp, kp,
+		    fwd_ca_fingerprint(d->ca));
+	return 0;
+}
+
 static int compile(const struct conf *cf, struct conf_errors *errs, void **data)
 {
 	struct fwd_data *d;
@@ -1458,6 +1510,8 @@ static int compile(const struct conf *cf, struct conf_errors *errs, void **data)
 		}
 	}
 	if (compile_auth(d, cf, errs) < 0 || errs->n > nerr)
+		ok = 0;
+	if (compile_ca(d, cf, errs) < 0)
 		ok = 0;
 	if (cf->forward.dlp.present && cf->forward.dlp.enabled) {
 		d->dlp = fwd_dlp_compile(&cf->forward.dlp, errs);

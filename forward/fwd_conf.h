@@ -36,6 +36,7 @@ struct conf_fwd_rule {
 	struct conf_strs users, groups, domains, lists, urls, methods, hours, schemes;
 	uint16_t *ports;
 	size_t nports;
+	int inspect;               /* inspect = false: tunnel what it matches (0); absent or true: 1 */
 	struct conf_src src;
 };
 
@@ -96,6 +97,20 @@ struct conf_fwd_pac {
 	struct conf_src src;
 };
 
+/* forward.inspect: TLS inspection of CONNECT tunnels (forward/inspect.h). */
+struct conf_fwd_inspect {
+	int present;
+	int mode_all;              /* mode: "off" (0, the default) | "all" (1) */
+	char *ca_cert, *ca_key;    /* NULL: state_dir/inspect-ca.pem and .key; both files
+	                            * missing: a CA is generated there at the start */
+	char *upstream_ca_file;    /* trust store for origins; NULL ("") = the system's */
+	struct conf_strs bypass_domains;   /* host patterns never inspected */
+	struct conf_strs bypass_lists;     /* forward.lists names never inspected */
+	struct conf_strs insecure_hosts;   /* host patterns whose certificate errors are accepted */
+	int64_t cert_cache;        /* minted certificates kept (LRU), default 10000 */
+	struct conf_src src;
+};
+
 struct conf_forward {
 	int present;               /* the forward group exists */
 	struct conf_listener *listeners;
@@ -122,6 +137,7 @@ struct conf_forward {
 	struct conf_fwd_dlp dlp;
 	struct conf_fwd_pac pac;
 	struct conf_fwd_parent parent;
+	struct conf_fwd_inspect inspect;
 };
 
 /* The forward section's reader (conf/keys.h struct conf_section). */
