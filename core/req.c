@@ -518,6 +518,7 @@ void gw_req__free(struct gw_req *rq)
 		evbuffer_free(rq->filt_in);
 	if (rq->filt_out != NULL)
 		evbuffer_free(rq->filt_out);
+	gw_req_bump__free(rq);
 	gw_arena_free(&rq->pool->blks, rq->arena);
 }
 

@@ -310,7 +310,7 @@ int fwd_decide(const struct fwd_decider *dc, const struct fwd_facts *f, struct f
 		if (!fwd_connect_port_allowed(p, f->port))
 			return answer(v, FWD_V_DENY, FWD_STAGE_CONNECT_PORTS, "connect_ports", 403,
 			    "CONNECT to port %u is not allowed (forward.connect_ports)", f->port);
-	} else if (f->https) {
+	} else if (f->https && !f->inspected) {
 		return answer(v, FWD_V_LOCAL, FWD_STAGE_SCHEME, NULL, 501,
 		    "https:// URLs must be requested with CONNECT.");
 	} else if (f->websocket && !fwd_websocket_port_allowed(p, f->port)) {

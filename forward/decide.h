@@ -108,6 +108,7 @@ struct fwd_facts {
 	enum gw_target_form form;        /* origin-form and "*" are meant for the proxy itself */
 	int connect;                     /* the method is CONNECT */
 	int https;                       /* an absolute-form target with scheme https */
+	int inspected;                   /* read inside an inspected CONNECT (https is fine) */
 	int websocket;                   /* an Upgrade: websocket request (a tunnel after 101) */
 	const char *method;              /* NUL-terminated, as sent (case-sensitive) */
 	const char *host;                /* NUL-terminated, lower-case; "" for origin-form */

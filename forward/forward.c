@@ -67,6 +67,7 @@
 #include "forward/decide.h"
 #include "forward/dlp.h"
 #include "forward/dlp_body.h"
+#include "forward/inspect.h"
 #include "forward/inspect_ca.h"
 #include "forward/observe.h"
 #include "forward/pac.h"
@@ -101,6 +102,8 @@ struct fwd_data {
 	size_t parent_auth_len;
 	/* forward.inspect's CA; NULL without forward.inspect */
 	struct fwd_ca *ca;
+	/* TLS inspection; NULL when off */
+	struct fwd_inspect *insp;
 	/* PAC text; NULL without forward.pac */
 	char *pac;
 	size_t pac_len;
@@ -602,6 +605,10 @@ static void proxy(struct gw_req *rq, struct fwd_data *d)
 		return;
 	}
 	gw_req_proxy(rq, h->host, h->host_len, h->port, NULL, 0);
+	if (d->insp != NULL && gw_req_conn_tag(rq) != NULL) {
+		gw_req_upstream_tls(rq, fwd_inspect_upstream_tls(d->insp, h->host, h->host_len));
+		gw_req_set_reason(rq, "inspected");
+	}
 }
 
 /* ---- DLP ---- */
@@ -995,6 +1002,7 @@ static int facts_of(struct gw_req *rq, struct fwd_data *d, long ui, enum fwd_cre
 	f->form = h->target_form;
 	f->connect = h->method == GW_M_CONNECT;
 	f->https = h->target_form == GW_TF_ABSOLUTE && h->scheme_len != 4;
+	f->inspected = gw_req_conn_tag(rq) != NULL;
 	f->websocket = wants_websocket(h);
 	f->method = gw_req_strndup(rq, h->method_str, h->method_len);
 	f->host = host_lc(rq, h);
@@ -1077,6 +1085,8 @@ static void decide(struct gw_req *rq, struct fwd_data *d, long ui, enum fwd_cred
 	}
 	gw_req_set_verdict(rq, "allow", name);
 	if (f.connect) {
+		if (!via_parent(d, h) && fwd_inspect_connect(d->insp, rq, &v.match))
+			return;   /* on_peek() goes on */
 		if (via_parent(d, h))
 			to_parent(rq, d, parent_pick(d, 0));
 		else
@@ -1126,7 +1136,8 @@ static void on_done(struct gw_req *rq, void *side)
 	/* the per-request slot holds the auth_req while the request waits for
 	 * the pool (set and cleared on this worker thread; the auth_req lives
 	 * until auth_wake() runs here, after this) */
-	struct auth_req *ar = scan_hold_of(gw_req_data(rq)) == NULL ? gw_req_data(rq) : NULL;
+	struct auth_req *ar = scan_hold_of(gw_req_data(rq)) == NULL && !fwd_inspect_owns_slot(gw_req_data(rq)) ?
+	    gw_req_data(rq) : NULL;
 	const char *v = gw_req_verdict(rq), *user = gw_req_user(rq);
 	const struct gw_http_head *h = gw_req_head(rq);
 	int what = v == NULL ? 0 : strcmp(v, "allow") == 0 ? FWD_OBS_ALLOWED :
@@ -1280,8 +1291,37 @@ static void on_request(struct gw_req *rq, void *side)
 	struct fwd_data *d = side;
 	int sent = d->dc.auth_used && d->pool != NULL &&
 	    gw_http1_find(gw_req_head(rq), "proxy-authorization") != NULL;
+	const char *tag = gw_req_conn_tag(rq);
 
+	if (tag != NULL) {   /* inside an inspected CONNECT */
+		const char *user, *problem = fwd_inspect_inner(rq, tag, &user);
+		long ui = user != NULL && d->db != NULL ? fwd_auth_db_find(d->db, user) : -1;
+		if (problem != NULL) {
+			count(rq, FWD_C_BLOCKS);
+			gw_req_set_verdict(rq, "deny", "inspect");
+			gw_req_respond(rq, 502, NULL, NULL, 0, problem);
+			return;
+		}
+		/* the CONNECT's user (a reload may have removed it: then none) */
+		decide(rq, d, ui, ui >= 0 ? FWD_CRED_OK : FWD_CRED_NONE, 0);
+		return;
+	}
 	decide(rq, d, -1, sent ? FWD_CRED_GIVEN : FWD_CRED_NONE, 0);
+}
+
+static void on_peek(struct gw_req *rq, const unsigned char *p, size_t n, int final, void *side)
+{
+	struct fwd_data *d = side;
+	struct fwd_inspect_ctx x = { &d->dc, d->db, thread_md() };
+
+	fwd_inspect_on_peek(d->insp, &x, rq, p, n, final);
+}
+
+static void on_tunnel_tls(struct gw_req *rq, struct ssl_st *up, const char *err, void *side)
+{
+	struct fwd_data *d = side;
+
+	fwd_inspect_on_tunnel_tls(d->insp, rq, up, err);
 }
 
 static int on_resolved(struct gw_req *rq, const struct sockaddr *sa, void *side)
@@ -1363,6 +1403,8 @@ static struct gw_proto fwd_proto = {   /* .family: set by gw_control_add_side() 
 	.on_done = on_done,
 	.on_upstream_error = on_upstream_error,
 	.on_response_head = on_response_head,
+	.on_peek = on_peek,
+	.on_tunnel_tls = on_tunnel_tls,
 };
 
 /* ---- per-snapshot data ---- */
@@ -1382,6 +1424,7 @@ static void side_free(void *data)
 	for (int w = 0; w < GW_MAX_WORKERS; w++)
 		fwd_dlp_views_free(d->views[w]);
 	fwd_dlp_free(d->dlp);
+	fwd_inspect_free(d->insp);
 	fwd_ca_free(d->ca);
 	free(d->pac);
 	free(d->parent_down);
@@ -1511,8 +1554,14 @@ static int compile(const struct conf *cf, struct conf_errors *errs, void **data)
 	}
 	if (compile_auth(d, cf, errs) < 0 || errs->n > nerr)
 		ok = 0;
-	if (compile_ca(d, cf, errs) < 0)
+	if (compile_ca(d, cf, errs) < 0) {
 		ok = 0;
+	} else {
+		int failed;
+		d->insp = fwd_inspect_new(cf, d->ca, errs, &failed);
+		if (failed)
+			ok = 0;
+	}
 	if (cf->forward.dlp.present && cf->forward.dlp.enabled) {
 		d->dlp = fwd_dlp_compile(&cf->forward.dlp, errs);
 		if (d->dlp == NULL)
@@ -1569,4 +1618,5 @@ const struct gw_side fwd_side = {
 	.compile = compile,
 	.free = side_free,
 	.listeners = listeners,
+	.tls = fwd_inspect_tls_specs,
 };

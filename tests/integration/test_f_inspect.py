@@ -100,3 +100,224 @@ def test_ca_problems_are_config_errors(case, tmp_path):
     r = subprocess.run([gh.BIN, "-t", "-c", g.conf], capture_output=True, text=True)
     assert r.returncode != 0
     assert "gatehouse.conf:" in r.stderr and "forward.inspect: " in r.stderr and want in r.stderr, r.stderr
+
+
+# ---- inspection end to end: real TLS origins (test CA), curl trusting the Gatehouse CA ----
+
+import json
+import socket
+import ssl
+import threading
+import time
+
+
+def origin_ctx(d, name, sans=None, days=30):
+    crt, key = gh.make_cert(d, name, sans or [name], days=days)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(crt, key)
+    return ctx
+
+
+INSPECT_CONF = """
+global: { workers = 1; user = ""; state_dir = "@DIR@";
+  log: { error = "stderr"; level = "info"; access = "@DIR@/access.log"; };
+  dns: { hosts_file = "@DIR@/hosts"; };
+};
+forward: {
+  listeners = ( { address = "127.0.0.1:%(port)d"; } );
+  allow_clients = [ "127.0.0.0/8" ];
+  deny_destinations = [ "169.254.0.0/16" ];
+  connect_ports = [ %(ports)s ];
+  %(extra)s
+  policy = (
+    { name = "no-secret"; action = "deny"; urls = [ "^https://origin\\\\.test(:[0-9]+)?/secret" ]; },
+    { name = "no-delete"; action = "deny"; methods = [ "DELETE" ]; },
+    { name = "tunnel-me"; action = "allow"; domains = [ "pinned.test" ]; inspect = false; },
+    { name = "blocked-site"; action = "deny"; domains = [ "blocked.test" ]; },
+    { name = "all"; action = "allow"; }
+  );
+  inspect: { mode = "all"; upstream_ca_file = "%(ca)s"; bypass_domains = [ ".bank.test" ];
+             insecure_hosts = [ "lax.test" ]; };
+};
+"""
+
+NAMES = ["origin.test", "bank.test", "pinned.test", "blocked.test", "expired.test", "wrongname.test",
+         "lax.test", "notls.test", "reset.test", "stall.test", "old.test"]
+
+
+class Env:
+    pass
+
+
+class RawServer:
+    """A TCP origin that is no TLS server: answers each connection's first
+    bytes with reply (None: an RST; b"": nothing, it stalls)."""
+
+    def __init__(self, reply):
+        self.reply = reply
+        self.port = gh.free_port()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen(64)
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self._one, args=(c,), daemon=True).start()
+
+    def _one(self, c):
+        try:
+            c.recv(65536)
+            if self.reply is None:
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                c.close()
+            elif self.reply:
+                c.sendall(self.reply)
+        except OSError:
+            pass
+
+    def stop(self):
+        self.sock.close()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    e = Env()
+    d = str(tmp_path_factory.mktemp("inspect"))
+    e.dir = d
+    e.ca, _ = gh.make_ca(d)
+    e.good = gh.Origin(tls=origin_ctx(d, "origin.test", ["origin.test", "bank.test", "pinned.test",
+                                                          "blocked.test", "lax.test"]))
+    e.expired = gh.Origin(tls=origin_ctx(d, "expired.test", days=-1))
+    e.wrong = gh.Origin(tls=origin_ctx(d, "other.test"))
+    e.lax = gh.Origin(tls=origin_ctx(d, "lax-other.test"))
+    e.plain = RawServer(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")   # speaks no TLS
+    e.reset = RawServer(None)      # reads the ClientHello, then resets
+    e.stall = RawServer(b"")       # accepts and never answers
+    e.port = gh.free_port()
+    ports = [e.good.port, e.expired.port, e.wrong.port, e.lax.port, e.plain.port, e.reset.port, e.stall.port]
+    e.conf = INSPECT_CONF % {"port": e.port, "ports": ", ".join(map(str, ports)), "ca": e.ca, "extra": ""}
+    e.g = gh.Gatehouse(e.conf, extra_files={"hosts": gh.hosts_file(NAMES)})
+    e.g.start([e.port])
+    e.gwca = os.path.join(e.g.dir, "gatehouse-ca.pem")
+    rc, pem, err = gh.curl("-sS", "http://127.0.0.1:%d/gatehouse-ca.crt" % e.port)
+    with open(e.gwca, "wb") as f:
+        f.write(pem)
+    yield e
+    for o in (e.good, e.expired, e.wrong, e.lax, e.plain, e.reset, e.stall):
+        o.stop()
+    e.g.check_clean()
+
+
+def https(e, url, *args):
+    return gh.curl("-sS", "--suppress-connect-headers", "-x", "http://127.0.0.1:%d" % e.port, "--cacert",
+                   e.gwca, *args, url)
+
+
+def test_inspected_get_keepalive_and_log(env):
+    u = "https://origin.test:%d/echo?a=1" % env.good.port
+    conns = env.good.connections
+    rc, out, err = https(env, u, u.replace("a=1", "a=2"))
+    assert rc == 0, err
+    dec = json.JSONDecoder()
+    first, i = dec.raw_decode(out.decode())
+    second, _ = dec.raw_decode(out.decode()[i:])
+    assert {first["target"], second["target"]} == {"/echo?a=1", "/echo?a=2"}
+    hosts = [v for k, v in first["headers"] if k.lower() == "host"]
+    assert hosts == ["origin.test:%d" % env.good.port]
+    # one upstream connection: the verified handshake made before minting
+    # carried both requests
+    assert env.good.connections == conns + 1
+    lines = env.g.access_lines()
+    inner = [l for l in lines if "https://origin.test:%d/echo" % env.good.port in l]
+    assert len(inner) == 2 and all("inspected" in l for l in inner), lines[-5:]
+    conn = [l for l in lines if "CONNECT origin.test:%d" % env.good.port in l]
+    assert conn and "inspected" in conn[-1], conn
+
+
+def test_minted_certificate(env):
+    """openssl s_client through the proxy: the leaf is the Gatehouse CA's,
+    names mirrored from the origin, ALPN http/1.1."""
+    r = subprocess.run(["openssl", "s_client", "-proxy", "127.0.0.1:%d" % env.port,
+                        "-connect", "origin.test:%d" % env.good.port, "-servername", "origin.test",
+                        "-alpn", "h2,http/1.1", "-CAfile", env.gwca, "-verify_return_error", "-showcerts", "-ign_eof",
+                        "-verify_hostname", "origin.test"],
+                       input=b"GET /echo HTTP/1.1\r\nHost: origin.test\r\nConnection: close\r\n\r\n",
+                       capture_output=True, timeout=20)
+    out = r.stdout.decode(errors="replace")
+    assert "Verify return code: 0 (ok)" in out, out[-2000:]
+    assert "ALPN protocol: http/1.1" in out
+    assert "HTTP/1.1 200" in out
+    pem = out[out.index("-----BEGIN CERTIFICATE-----"):out.index("-----END CERTIFICATE-----") + 25]
+    text = subprocess.run(["openssl", "x509", "-noout", "-text"], input=pem.encode(), capture_output=True,
+                          check=True).stdout.decode()
+    assert "DNS:origin.test" in text and "DNS:bank.test" in text   # mirrored SANs
+    assert "TLS Web Server Authentication" in text and "CA:FALSE" in text
+    assert "Gatehouse inspection CA" in text
+
+
+def test_policy_inside_tls(env):
+    # URL rule on the full https:// URL: block page inside TLS with the rule and request id
+    rc, out, err = https(env, "https://origin.test:%d/secret/x" % env.good.port, "-i")
+    assert rc == 0, err
+    assert out.startswith(b"HTTP/1.1 403"), out[:300]
+    assert b"no-secret" in out
+    rid = [l for l in out.split(b"\r\n") if l.lower().startswith(b"x-request-id")]
+    # method rule
+    rc, out, err = https(env, "https://origin.test:%d/echo" % env.good.port, "-i", "-X", "DELETE")
+    assert out.startswith(b"HTTP/1.1 403") and b"no-delete" in out, out[:300]
+    line = gh.access_line_for(env.g, "/secret/x")
+    assert line is not None and "verdict=deny" in line and "no-secret" in line
+
+
+def test_bypass_and_rule_tunnel(env):
+    before = len(env.good.requests)
+    for host in ("bank.test", "pinned.test"):
+        # the origin's own certificate reaches the client: the test CA, not Gatehouse's
+        rc, out, err = gh.curl("-sS", "-x", "http://127.0.0.1:%d" % env.port, "--cacert", env.ca,
+                               "https://%s:%d/echo" % (host, env.good.port))
+        assert rc == 0, (host, err)
+        line = gh.access_line_for(env.g, "CONNECT %s:%d" % (host, env.good.port))
+        assert line is not None and "inspected" not in line, line
+    # not bumped: the Gatehouse CA does not verify the origin's certificate
+    rc, out, err = https(env, "https://bank.test:%d/echo" % env.good.port)
+    assert rc != 0
+
+
+def test_connect_deny_is_unchanged(env):
+    rc, out, err = https(env, "https://blocked.test:%d/" % env.good.port)
+    assert rc != 0 and "403" in err
+
+
+@pytest.mark.parametrize("host,attr,want", [
+    ("expired.test", "expired", "has expired"),
+    ("wrongname.test", "wrong", "another name"),
+    ("notls.test", "plain", "does not speak TLS"),
+    ("reset.test", "reset", "broke off the TLS handshake"),
+])
+def test_origin_problem_block_page(env, host, attr, want):
+    port = getattr(env, attr).port
+    rc, out, err = https(env, "https://%s:%d/echo" % (host, port), "-i")
+    assert rc == 0, err   # the minted leaf is trusted: the page is readable
+    assert out.startswith(b"HTTP/1.1 502"), out[:300]
+    assert want.encode() in out, out[:1500]
+    assert b"request id: " in out.lower()
+
+
+def test_insecure_host_accepted_and_logged(env):
+    rc, out, err = https(env, "https://lax.test:%d/echo" % env.lax.port)
+    assert rc == 0, err
+    assert json.loads(out)["target"] == "/echo"
+    assert "lax.test is in insecure_hosts" in env.g.stderr()

@@ -334,7 +334,9 @@ static void test_mint(void)
 		y = fwd_ca_mint(ca, &sp, now, err, sizeof err);
 		CHECK(y != NULL && ASN1_INTEGER_cmp(X509_get0_serialNumber(x), X509_get0_serialNumber(y)) != 0,
 		    "random serials");
-		CHECK(BN_num_bits(ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL)) >= 64, "64+ bits");
+		BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+		CHECK(BN_num_bits(bn) >= 64, "64+ bits");
+		BN_free(bn);
 		X509_free(y);
 		X509_free(x);
 	}
