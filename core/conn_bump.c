@@ -22,8 +22,11 @@
  * lines: the CS_PEEK read, the TO_PEEK timer, the two decisions in
  * dispatch(), the head rewrite, and the sink's tunnel/error turns.
  */
+#include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <openssl/bio.h>
@@ -224,12 +227,87 @@ void gw_conn_bump__error(struct gw_req *rq, int status, const char *reason)
 	gw_conn__close(c, status == 504 ? GW_CLOSE_UPSTREAM_TIMEOUT : GW_CLOSE_UPSTREAM_ERROR);
 }
 
+/*
+ * The server session's read side: the bytes the client already sent (its
+ * ClientHello, read while peeking), then the socket itself.  Not
+ * BIO_f_buffer: it reads ahead into a buffer of its own, where epoll cannot
+ * see the next request waiting (OpenSSL's SSL_has_pending neither).
+ */
+struct prefix {
+	int fd;
+	size_t n, off;
+	unsigned char data[];
+};
+
+static int prefix_read(BIO *b, char *out, size_t len, size_t *got)
+{
+	struct prefix *px = BIO_get_data(b);
+	ssize_t r;
+
+	BIO_clear_retry_flags(b);
+	*got = 0;
+	if (px->off < px->n) {
+		size_t k = px->n - px->off < len ? px->n - px->off : len;
+		memcpy(out, px->data + px->off, k);
+		px->off += k;
+		*got = k;
+		return 1;
+	}
+	r = read(px->fd, out, len);
+	if (r > 0) {
+		*got = (size_t)r;
+		return 1;
+	}
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		BIO_set_retry_read(b);
+	return 0;
+}
+
+static long prefix_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct prefix *px = BIO_get_data(b);
+
+	(void)num;
+	(void)ptr;
+	switch (cmd) {
+	case BIO_CTRL_PENDING:
+		return px != NULL ? (long)(px->n - px->off) : 0;
+	case BIO_CTRL_FLUSH:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static int prefix_destroy(BIO *b)
+{
+	free(BIO_get_data(b));
+	BIO_set_data(b, NULL);
+	return 1;
+}
+
+static BIO_METHOD *prefix_method;
+static pthread_once_t prefix_once = PTHREAD_ONCE_INIT;
+
+static void prefix_method_make(void)
+{
+	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "gatehouse peeked prefix");
+
+	if (m != NULL && (BIO_meth_set_read_ex(m, prefix_read) != 1 || BIO_meth_set_ctrl(m, prefix_ctrl) != 1 ||
+	    BIO_meth_set_destroy(m, prefix_destroy) != 1)) {
+		BIO_meth_free(m);
+		m = NULL;
+	}
+	prefix_method = m;
+}
+
 /* The server session, reading the bytes the client already sent first. */
 static SSL *server_ssl(struct gw_conn *c, struct gw_req *rq)
 {
 	SSL *s = SSL_new(rq->srv_ctx);
 	size_t n = evbuffer_get_length(c->in);
-	BIO *sock, *buf;
+	struct prefix *px;
+	BIO *rd, *wr;
 
 	if (s == NULL || SSL_use_certificate(s, rq->srv_cert) != 1 || SSL_use_PrivateKey(s, rq->srv_key) != 1)
 		goto fail;
@@ -238,17 +316,24 @@ static SSL *server_ssl(struct gw_conn *c, struct gw_req *rq)
 			goto fail;
 		return s;
 	}
-	sock = BIO_new_socket(c->fd, BIO_NOCLOSE);
-	buf = BIO_new(BIO_f_buffer());
-	if (sock == NULL || buf == NULL ||
-	    BIO_set_buffer_read_data(buf, evbuffer_pullup(c->in, (ev_ssize_t)n), (long)n) != 1 ||
-	    BIO_up_ref(sock) != 1) {
-		BIO_free(sock);
-		BIO_free(buf);
+	pthread_once(&prefix_once, prefix_method_make);
+	if (prefix_method == NULL || (px = malloc(sizeof *px + n)) == NULL)
+		goto fail;
+	px->fd = c->fd;
+	px->n = n;
+	px->off = 0;
+	evbuffer_remove(c->in, px->data, n);
+	rd = BIO_new(prefix_method);
+	wr = BIO_new_socket(c->fd, BIO_NOCLOSE);
+	if (rd == NULL || wr == NULL) {
+		free(px);
+		BIO_free(rd);
+		BIO_free(wr);
 		goto fail;
 	}
-	SSL_set_bio(s, BIO_push(buf, sock), sock);
-	evbuffer_drain(c->in, n);
+	BIO_set_data(rd, px);
+	BIO_set_init(rd, 1);
+	SSL_set_bio(s, rd, wr);
 	return s;
 fail:
 	ERR_clear_error();

@@ -121,6 +121,7 @@ def origin_ctx(d, name, sans=None, days=30):
 INSPECT_CONF = """
 global: { workers = 1; user = ""; state_dir = "@DIR@";
   log: { error = "stderr"; level = "info"; access = "@DIR@/access.log"; };
+  timeouts: { client_header = 2.0; upstream_connect = 2.0; };
   dns: { hosts_file = "@DIR@/hosts"; };
 };
 forward: {
@@ -206,8 +207,16 @@ def env(tmp_path_factory):
     e.plain = RawServer(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")   # speaks no TLS
     e.reset = RawServer(None)      # reads the ClientHello, then resets
     e.stall = RawServer(b"")       # accepts and never answers
+    # an origin that speaks only TLS 1.0 (OpenSSL needs security level 0 for it)
+    e.old_port = gh.free_port()
+    ocrt, okey = gh.make_cert(d, "old.test", ["old.test"])
+    e.old = subprocess.Popen(["openssl", "s_server", "-accept", "127.0.0.1:%d" % e.old_port, "-cert", ocrt,
+                              "-key", okey, "-tls1", "-cipher", "DEFAULT@SECLEVEL=0", "-www", "-quiet"],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert gh.wait_port(e.old_port)
     e.port = gh.free_port()
-    ports = [e.good.port, e.expired.port, e.wrong.port, e.lax.port, e.plain.port, e.reset.port, e.stall.port]
+    ports = [e.good.port, e.expired.port, e.wrong.port, e.lax.port, e.plain.port, e.reset.port, e.stall.port,
+             e.old_port]
     e.conf = INSPECT_CONF % {"port": e.port, "ports": ", ".join(map(str, ports)), "ca": e.ca, "extra": ""}
     e.g = gh.Gatehouse(e.conf, extra_files={"hosts": gh.hosts_file(NAMES)})
     e.g.start([e.port])
@@ -218,6 +227,8 @@ def env(tmp_path_factory):
     yield e
     for o in (e.good, e.expired, e.wrong, e.lax, e.plain, e.reset, e.stall):
         o.stop()
+    e.old.terminate()
+    e.old.wait()
     e.g.check_clean()
 
 
@@ -306,9 +317,12 @@ def test_connect_deny_is_unchanged(env):
     ("wrongname.test", "wrong", "another name"),
     ("notls.test", "plain", "does not speak TLS"),
     ("reset.test", "reset", "broke off the TLS handshake"),
+    ("stall.test", "stall", "did not answer in time"),
+    ("old.test", "old_port", "TLS older than 1.2"),
 ])
 def test_origin_problem_block_page(env, host, attr, want):
-    port = getattr(env, attr).port
+    port = getattr(env, attr)
+    port = port if isinstance(port, int) else port.port
     rc, out, err = https(env, "https://%s:%d/echo" % (host, port), "-i")
     assert rc == 0, err   # the minted leaf is trusted: the page is readable
     assert out.startswith(b"HTTP/1.1 502"), out[:300]
@@ -321,3 +335,162 @@ def test_insecure_host_accepted_and_logged(env):
     assert rc == 0, err
     assert json.loads(out)["target"] == "/echo"
     assert "lax.test is in insecure_hosts" in env.g.stderr()
+
+
+# ---- bad input from the client: each a defined outcome, and the worker serves others after ----
+
+def connect(env, host, port):
+    s = socket.create_connection(("127.0.0.1", env.port), timeout=10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.sendall(b"CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n\r\n" % (host.encode(), port, host.encode(), port))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        b = s.recv(1)
+        assert b, head
+        head += b
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return s
+
+
+def tls_get(s, host, cafile, path="/echo", split=False, ctx=None):
+    """TLS over socket s with a MemoryBIO (the ClientHello sent a byte at a
+    time when split), then one GET; returns the response bytes."""
+    ctx = ctx or ssl.create_default_context(cafile=cafile)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname=host)
+    first = True
+    while True:
+        try:
+            obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            data = out.read()
+            if data and first and split:
+                for i in range(len(data)):
+                    s.send(data[i:i + 1])
+                    time.sleep(0.0005)
+            elif data:
+                s.sendall(data)
+            first = False
+            r = s.recv(65536)
+            if not r:
+                raise EOFError("closed during the handshake")
+            inc.write(r)
+    s.sendall(out.read())
+    obj.write(b"GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path.encode(), host.encode()))
+    s.sendall(out.read())
+    resp = b""
+    while True:
+        try:
+            chunk = obj.read(65536)
+            if not chunk:
+                break   # close_notify
+            resp += chunk
+            continue
+        except ssl.SSLWantReadError:
+            pass
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            break
+        r = s.recv(65536)
+        if not r:
+            break
+        inc.write(r)
+    return resp
+
+
+def closed_soon(s, timeout=6.0):
+    s.settimeout(timeout)
+    try:
+        while s.recv(65536):
+            pass
+        return True
+    except socket.timeout:
+        return False
+    except OSError:
+        return True
+
+
+def still_serving(env):
+    rc, out, err = https(env, "https://origin.test:%d/echo" % env.good.port)
+    assert rc == 0 and json.loads(out)["target"] == "/echo", err
+
+
+def test_hello_split_into_single_bytes(env):
+    s = connect(env, "origin.test", env.good.port)
+    resp = tls_get(s, "origin.test", env.gwca, split=True)
+    s.close()
+    assert resp.startswith(b"HTTP/1.1 200"), resp[:200]
+
+
+@pytest.mark.parametrize("what,data,reason", [
+    ("garbage", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "client hello: not TLS"),
+    ("sslv2", b"\x80\x2e\x01\x00\x02\x00\x15\x00\x00\x00\x10" + b"\x01" * 0x25, "client hello: SSLv2 hello"),
+    ("oversized", b"\x16\x03\x01\x40\x00\x01\x00\x50\x00" + b"\x03\x03" + b"\x00" * 0x3ff0, "over 16 KiB"),
+    ("silent", b"", "client hello: nothing sent"),
+], ids=["garbage", "sslv2", "oversized", "silent"])
+def test_bad_hello_closed_with_reason(env, what, data, reason):
+    s = connect(env, "origin.test", env.good.port)
+    if data:
+        s.sendall(data)
+    assert closed_soon(s), what
+    s.close()
+    line = gh.access_line_for(env.g, reason)
+    assert line is not None and "CONNECT origin.test" in line, (what, env.g.access_lines()[-3:])
+    still_serving(env)
+
+
+def test_tls10_client_hello_refused(env):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    ctx.minimum_version = ssl.TLSVersion.TLSv1
+    ctx.maximum_version = ssl.TLSVersion.TLSv1
+    s = connect(env, "origin.test", env.good.port)
+    with pytest.raises((EOFError, ssl.SSLError, OSError)):
+        tls_get(s, "origin.test", None, ctx=ctx)
+    s.close()
+    line = gh.access_line_for(env.g, "TLS version below 1.2")
+    assert line is not None, env.g.access_lines()[-3:]
+    still_serving(env)
+
+
+def test_handshake_never_finished_times_out(env):
+    ctx = ssl.create_default_context(cafile=env.gwca)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="origin.test")
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    s = connect(env, "origin.test", env.good.port)
+    s.sendall(out.read())   # the hello, and then nothing
+    t0 = time.time()
+    assert closed_soon(s, 8.0)
+    assert time.time() - t0 < 7.5
+    s.close()
+    still_serving(env)
+
+
+def test_client_that_distrusts_the_ca(env):
+    rc, out, err = gh.curl("-sS", "-x", "http://127.0.0.1:%d" % env.port, "--cacert", env.ca,
+                           "https://origin.test:%d/echo" % env.good.port)
+    assert rc == 60, (rc, err)   # curl: peer certificate cannot be authenticated
+    still_serving(env)
+
+
+def test_non_http_after_handshake(env):
+    s = connect(env, "origin.test", env.good.port)
+    ctx = ssl.create_default_context(cafile=env.gwca)
+    t = ctx.wrap_socket(s, server_hostname="origin.test")
+    t.sendall(b"\x00\x01\x02 not http at all\r\n\r\n")
+    resp = b""
+    try:
+        while True:
+            b = t.recv(65536)
+            if not b:
+                break
+            resp += b
+    except (ssl.SSLError, OSError):
+        pass
+    t.close()
+    assert resp.startswith(b"HTTP/1.1 400"), resp[:200]
+    still_serving(env)
