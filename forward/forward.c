@@ -128,6 +128,20 @@ const struct fwd_decider *fwd_side_decider(const void *side_data)
 	return d != NULL && d->magic == FWD_MAGIC ? &d->dc : NULL;
 }
 
+const struct fwd_ca *fwd_side_ca(const void *side_data)
+{
+	const struct fwd_data *d = side_data;
+
+	return d != NULL && d->magic == FWD_MAGIC ? d->ca : NULL;
+}
+
+const struct fwd_inspect *fwd_side_inspect(const void *side_data)
+{
+	const struct fwd_data *d = side_data;
+
+	return d != NULL && d->magic == FWD_MAGIC ? d->insp : NULL;
+}
+
 const struct fwd_auth_db *fwd_side_auth_db(const void *side_data)
 {
 	const struct fwd_data *d = side_data;

@@ -68,6 +68,14 @@ uint64_t fwd_dlp_scan_memory(void);
 uint64_t fwd_side_counter(const void *side_data, enum fwd_counter c);
 const char *fwd_counter_name(enum fwd_counter c);
 
+/* What the console shows of TLS inspection in side_data (NULL: none):
+ * the CA (forward/inspect_ca.h) and the inspection state
+ * (forward/inspect.h: counters, cache). */
+struct fwd_ca;
+struct fwd_inspect;
+const struct fwd_ca *fwd_side_ca(const void *side_data);
+const struct fwd_inspect *fwd_side_inspect(const void *side_data);
+
 /* Whether forward.inspect may generate its CA when both of its files are
  * missing: core/main.c turns it on for a start (and so for reloads), off
  * for -t (which must not write).  Off by default. */

@@ -140,6 +140,7 @@ forward: {
   inspect: { mode = "all"; upstream_ca_file = "%(ca)s"; bypass_domains = [ ".bank.test" ];
              insecure_hosts = [ "lax.test" ]; };
 };
+admin: { listen = "127.0.0.1:%(adm)d"; users_file = "@DIR@/users"; metrics_listen = "127.0.0.1:%(met)d"; };
 """
 
 NAMES = ["origin.test", "bank.test", "pinned.test", "blocked.test", "expired.test", "wrongname.test",
@@ -215,11 +216,15 @@ def env(tmp_path_factory):
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert gh.wait_port(e.old_port)
     e.port = gh.free_port()
+    e.adm, e.met = gh.free_port(), gh.free_port()
     ports = [e.good.port, e.expired.port, e.wrong.port, e.lax.port, e.plain.port, e.reset.port, e.stall.port,
              e.old_port]
-    e.conf = INSPECT_CONF % {"port": e.port, "ports": ", ".join(map(str, ports)), "ca": e.ca, "extra": ""}
-    e.g = gh.Gatehouse(e.conf, extra_files={"hosts": gh.hosts_file(NAMES)})
-    e.g.start([e.port])
+    e.conf = INSPECT_CONF % {"port": e.port, "ports": ", ".join(map(str, ports)), "ca": e.ca, "extra": "",
+                             "adm": e.adm, "met": e.met}
+    pw = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=b"pw-inspect-1", capture_output=True,
+                        check=True).stdout.decode().strip()
+    e.g = gh.Gatehouse(e.conf, extra_files={"hosts": gh.hosts_file(NAMES), "users": "admin:%s:admin\n" % pw})
+    e.g.start([e.port, e.adm, e.met])
     e.gwca = os.path.join(e.g.dir, "gatehouse-ca.pem")
     rc, pem, err = gh.curl("-sS", "http://127.0.0.1:%d/gatehouse-ca.crt" % e.port)
     with open(e.gwca, "wb") as f:
@@ -494,3 +499,44 @@ def test_non_http_after_handshake(env):
     t.close()
     assert resp.startswith(b"HTTP/1.1 400"), resp[:200]
     still_serving(env)
+
+
+def test_console_and_metrics(env):
+    import http.client
+    import re
+    still_serving(env)
+    m = gh.metrics(env.met)
+    assert m['gatehouse_forward_inspect_total{event="inspected"}'] >= 1
+    assert m['gatehouse_forward_inspect_total{event="minted"}'] >= 1
+    assert m['gatehouse_forward_inspect_total{event="cache_hits"}'] >= 1
+    assert m['gatehouse_forward_inspect_total{event="origin_errors"}'] >= 1
+    assert m["gatehouse_forward_inspect_cached_certs"] >= 1
+
+    def call(method, path, body=None, cookie=None, csrf=None):
+        c = http.client.HTTPConnection("127.0.0.1", env.adm, timeout=10)
+        h = {"Content-Type": "application/json"}
+        if cookie:
+            h["Cookie"] = cookie
+        if csrf:
+            h["X-CSRF-Token"] = csrf
+        c.request(method, path, body=json.dumps(body) if body is not None else None, headers=h)
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r, (json.loads(data) if data else None)
+
+    r, j = call("POST", "/api/v1/login", {"user": "admin", "password": "pw-inspect-1"})
+    assert r.status == 200
+    cookie = "gh_session=" + re.match(r"gh_session=([0-9a-f]{64});", r.getheader("Set-Cookie")).group(1)
+    r, cfg = call("GET", "/api/v1/config", cookie=cookie)
+    assert r.status == 200
+    ins = cfg["forward"]["inspect"]
+    assert ins["mode"] == "all" and ins["cached"] >= 1
+    assert ins["ca"]["fingerprint_sha256"].replace(":", "") == fingerprint(env.gwca).replace(":", "")
+    assert "PRIVATE" not in json.dumps(cfg)
+    for url, want in (("https://origin.test:%d/", "inspected"), ("https://www.bank.test:%d/", "tunnelled"),
+                      ("https://pinned.test:%d/", "tunnelled")):
+        url = url % env.good.port
+        r, v = call("POST", "/api/v1/policy/test", {"url": url, "client": "127.0.0.1"}, cookie=cookie,
+                    csrf=j["csrf"])
+        assert r.status == 200 and "tls" in v and v["tls"]["action"] == want, (url, v)
