@@ -130,7 +130,11 @@ forward: {
   deny_destinations = [ "169.254.0.0/16" ];
   connect_ports = [ %(ports)s ];
   %(extra)s
+  auth: { users_file = "@DIR@/fwdusers"; };
+  dlp: { detectors = [ "credit_card" ]; };
   policy = (
+    { name = "staff-login"; action = "auth"; domains = [ "staff.test" ]; },
+    { name = "not-for-bob"; action = "deny"; users = [ "bob" ]; urls = [ "/bob-blocked" ]; },
     { name = "no-secret"; action = "deny"; urls = [ "^https://origin\\\\.test(:[0-9]+)?/secret" ]; },
     { name = "no-delete"; action = "deny"; methods = [ "DELETE" ]; },
     { name = "tunnel-me"; action = "allow"; domains = [ "pinned.test" ]; inspect = false; },
@@ -143,7 +147,7 @@ forward: {
 admin: { listen = "127.0.0.1:%(adm)d"; users_file = "@DIR@/users"; metrics_listen = "127.0.0.1:%(met)d"; };
 """
 
-NAMES = ["origin.test", "bank.test", "pinned.test", "blocked.test", "expired.test", "wrongname.test",
+NAMES = ["staff.test", "origin.test", "bank.test", "pinned.test", "blocked.test", "expired.test", "wrongname.test",
          "lax.test", "notls.test", "reset.test", "stall.test", "old.test"]
 
 
@@ -201,7 +205,7 @@ def env(tmp_path_factory):
     e.dir = d
     e.ca, _ = gh.make_ca(d)
     e.good = gh.Origin(tls=origin_ctx(d, "origin.test", ["origin.test", "bank.test", "pinned.test",
-                                                          "blocked.test", "lax.test"]))
+                                                          "blocked.test", "lax.test", "staff.test"]))
     e.expired = gh.Origin(tls=origin_ctx(d, "expired.test", days=-1))
     e.wrong = gh.Origin(tls=origin_ctx(d, "other.test"))
     e.lax = gh.Origin(tls=origin_ctx(d, "lax-other.test"))
@@ -223,7 +227,9 @@ def env(tmp_path_factory):
                              "adm": e.adm, "met": e.met}
     pw = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=b"pw-inspect-1", capture_output=True,
                         check=True).stdout.decode().strip()
-    e.g = gh.Gatehouse(e.conf, extra_files={"hosts": gh.hosts_file(NAMES), "users": "admin:%s:admin\n" % pw})
+    fwdusers = "".join("%s:%s\n" % (u, gh.crypt_hash(p)) for u, p in (("alice", "wonder"), ("bob", "builder")))
+    e.g = gh.Gatehouse(e.conf, extra_files={"hosts": gh.hosts_file(NAMES), "users": "admin:%s:admin\n" % pw,
+                                            "fwdusers": fwdusers})
     e.g.start([e.port, e.adm, e.met])
     e.gwca = os.path.join(e.g.dir, "gatehouse-ca.pem")
     rc, pem, err = gh.curl("-sS", "http://127.0.0.1:%d/gatehouse-ca.crt" % e.port)
@@ -540,3 +546,23 @@ def test_console_and_metrics(env):
         r, v = call("POST", "/api/v1/policy/test", {"url": url, "client": "127.0.0.1"}, cookie=cookie,
                     csrf=j["csrf"])
         assert r.status == 200 and "tls" in v and v["tls"]["action"] == want, (url, v)
+
+
+def test_connect_user_carries_inside(env):
+    base = "https://staff.test:%d" % env.good.port
+    rc, out, err = https(env, base + "/echo")
+    assert rc != 0 and "407" in err, err            # the CONNECT needs a sign-in
+    rc, out, err = https(env, base + "/bob-blocked/echo", "-i", "--proxy-user", "bob:builder")
+    assert out.startswith(b"HTTP/1.1 403") and b"not-for-bob" in out, out[:300]
+    rc, out, err = https(env, base + "/bob-blocked/echo", "--proxy-user", "alice:wonder")
+    assert rc == 0 and json.loads(out)["target"] == "/bob-blocked/echo", err
+    line = gh.access_line_for(env.g, base + "/bob-blocked/echo")
+    assert line is not None and " alice " in line, line
+
+
+def test_dlp_inside_tls(env):
+    rc, out, err = https(env, "https://origin.test:%d/upload" % env.good.port, "-i",
+                         "--data-binary", "card=4111 1111 1111 1111")
+    assert out.startswith(b"HTTP/1.1 403"), out[:300]
+    line = gh.access_line_for(env.g, "https://origin.test:%d/upload" % env.good.port)
+    assert line is not None and "dlp" in line, line
