@@ -1310,6 +1310,14 @@ static void on_request(struct gw_req *rq, void *side)
 	if (tag != NULL) {   /* inside an inspected CONNECT */
 		const char *user, *problem = fwd_inspect_inner(rq, tag, &user);
 		long ui = user != NULL && d->db != NULL ? fwd_auth_db_find(d->db, user) : -1;
+		if (d->insp == NULL) {
+			/* a reload turned inspection off: this generation has no
+			 * upstream TLS context for it; the client reconnects */
+			gw_req_set_verdict(rq, "deny", "inspect");
+			gw_req_respond(rq, 503, NULL, NULL, 0, "TLS inspection was turned off by a reload: "
+			    "open the page again");
+			return;
+		}
 		if (problem != NULL) {
 			count(rq, FWD_C_BLOCKS);
 			gw_req_set_verdict(rq, "deny", "inspect");

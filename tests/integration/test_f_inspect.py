@@ -566,3 +566,28 @@ def test_dlp_inside_tls(env):
     assert out.startswith(b"HTTP/1.1 403"), out[:300]
     line = gh.access_line_for(env.g, "https://origin.test:%d/upload" % env.good.port)
     assert line is not None and "dlp" in line, line
+
+
+def test_reload_bypass_applies_to_new_tunnels(env):
+    """A reload that bypasses origin.test: a tunnel opened before keeps being
+    inspected; a new CONNECT is tunnelled (the origin's own certificate)."""
+    s = connect(env, "origin.test", env.good.port)
+    ctx = ssl.create_default_context(cafile=env.gwca)
+    t = ctx.wrap_socket(s, server_hostname="origin.test")
+    env.g.reload(env.conf.replace('bypass_domains = [ ".bank.test" ]', 'bypass_domains = [ ".bank.test", "origin.test" ]'))
+    try:
+        rc, out, err = gh.curl("-sS", "-x", "http://127.0.0.1:%d" % env.port, "--cacert", env.ca,
+                               "https://origin.test:%d/echo" % env.good.port)
+        assert rc == 0, err   # tunnelled: verified with the origin's own CA
+        t.sendall(b"GET /echo HTTP/1.1\r\nHost: origin.test\r\nConnection: close\r\n\r\n")
+        resp = b""
+        while True:
+            b = t.recv(65536)
+            if not b:
+                break
+            resp += b
+        assert resp.startswith(b"HTTP/1.1 200"), resp[:200]   # the open tunnel, still inspected
+    finally:
+        t.close()
+        env.g.reload(env.conf)
+    still_serving(env)
