@@ -591,3 +591,31 @@ def test_reload_bypass_applies_to_new_tunnels(env):
         t.close()
         env.g.reload(env.conf)
     still_serving(env)
+
+
+def test_chromium_inspected_page_and_block_page(env):
+    """One run of Debian's Chromium through the proxy: an inspected page and a
+    block page inside HTTPS (the browser trusts the leaves' shared key)."""
+    import test_a_browser as tb
+    assert os.path.exists("/usr/bin/chromium"), "chromium missing: run tests/deps.sh test"
+    tb.ensure_node_modules()
+    r = subprocess.run(["openssl", "s_client", "-proxy", "127.0.0.1:%d" % env.port,
+                        "-connect", "origin.test:%d" % env.good.port, "-servername", "origin.test"],
+                       input=b"", capture_output=True, timeout=20)
+    out = r.stdout.decode(errors="replace")
+    pem = out[out.index("-----BEGIN CERTIFICATE-----"):out.index("-----END CERTIFICATE-----") + 25]
+    pub = subprocess.run(["openssl", "x509", "-pubkey", "-noout"], input=pem.encode(), capture_output=True,
+                         check=True).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=pub, capture_output=True,
+                         check=True).stdout
+    import base64
+    import hashlib
+    spki = base64.b64encode(hashlib.sha256(der).digest()).decode()
+    envv = dict(os.environ, GH_FORWARD="127.0.0.1:%d" % env.port, GH_SPKI=spki,
+                GH_PAGE="https://origin.test:%d/echo" % env.good.port,
+                GH_BLOCKED="https://origin.test:%d/secret/x" % env.good.port)
+    p = subprocess.run(["node", os.path.join(tb.BROWSER_DIR, "inspect.test.mjs")], env=envv,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    line = gh.access_line_for(env.g, "https://origin.test:%d/secret/x" % env.good.port)
+    assert line is not None and "Chrom" in line
