@@ -97,6 +97,16 @@ static json_t *inspect_json(const struct conf *cf, const void *side)
 	    "bypass_domains", strs_json(&ic->bypass_domains), "bypass_lists", strs_json(&ic->bypass_lists),
 	    "insecure_hosts", strs_json(&ic->insecure_hosts), "cert_cache", (json_int_t)ic->cert_cache,
 	    "cached", (json_int_t)fwd_inspect_cached(fwd_side_inspect(side)), "counters", ctr);
+	{
+		/* hosts whose clients refuse the minted leaf: bypass candidates */
+		char hosts[FWD_INSPECT_ABORT_HOSTS][256];
+		uint64_t counts[FWD_INSPECT_ABORT_HOSTS];
+		size_t k = fwd_inspect_aborts(hosts, counts, FWD_INSPECT_ABORT_HOSTS);
+		json_t *ab = json_array();
+		for (size_t i = 0; i < k; i++)
+			json_array_append_new(ab, json_pack("{s:s,s:I}", "host", hosts[i], "aborts", (json_int_t)counts[i]));
+		json_object_set_new(o, "handshake_aborts", ab);
+	}
 	if (ca != NULL) {
 		const char *pem = fwd_ca_pem(ca, &n);
 		json_object_set_new(o, "ca", json_pack("{s:s,s:s,s:I,s:s}", "fingerprint_sha256", fwd_ca_fingerprint(ca),

@@ -1009,10 +1009,14 @@ static void client_handshake(struct gw_conn *c)
 	if (e == SSL_ERROR_WANT_WRITE) {
 		if (wr_enable(c, 1) == 0)
 			return;
-	} else if (gw_log_enabled(GW_LOG_DEBUG)) {
-		char buf[256], who[INET6_ADDRSTRLEN];
-		ERR_error_string_n(ERR_peek_error(), buf, sizeof buf);
-		gw_debug("TLS handshake with %s failed: %s", peer_fmt(c, who), buf);
+	} else {
+		if (gw_log_enabled(GW_LOG_DEBUG)) {
+			char buf[256], who[INET6_ADDRSTRLEN];
+			ERR_error_string_n(ERR_peek_error(), buf, sizeof buf);
+			gw_debug("TLS handshake with %s failed: %s", peer_fmt(c, who), buf);
+		}
+		if (c->bump_host != NULL && c->proto->on_tls_abort != NULL)   /* inspected CONNECT */
+			c->proto->on_tls_abort(c->bump_host, c->side);
 	}
 	ERR_clear_error();
 	gw_conn__close(c, GW_CLOSE_CLIENT_ERROR);

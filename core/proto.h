@@ -92,6 +92,10 @@ struct gw_proto {
 	 * gw_req_tls_serve(), gw_req_respond() (the client is closed) or
 	 * gw_req_defer().  May be NULL likewise. */
 	void (*on_tunnel_tls)(struct gw_req *rq, struct ssl_st *up, const char *err, void *side);
+	/* A client of an inspected connection (gw_req_tls_serve to host) broke
+	 * off the TLS handshake: it does not trust the minted certificate
+	 * (e.g. an application with a pinned key).  May be NULL. */
+	void (*on_tls_abort)(const char *host, void *side);
 };
 
 /* What on_response_filter returns. */

@@ -1339,6 +1339,12 @@ static void on_peek(struct gw_req *rq, const unsigned char *p, size_t n, int fin
 	fwd_inspect_on_peek(d->insp, &x, rq, p, n, final);
 }
 
+static void on_tls_abort(const char *host, void *side)
+{
+	(void)side;
+	fwd_inspect_abort(host);
+}
+
 static void on_tunnel_tls(struct gw_req *rq, struct ssl_st *up, const char *err, void *side)
 {
 	struct fwd_data *d = side;
@@ -1427,6 +1433,7 @@ static struct gw_proto fwd_proto = {   /* .family: set by gw_control_add_side() 
 	.on_response_head = on_response_head,
 	.on_peek = on_peek,
 	.on_tunnel_tls = on_tunnel_tls,
+	.on_tls_abort = on_tls_abort,
 };
 
 /* ---- per-snapshot data ---- */

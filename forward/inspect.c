@@ -57,6 +57,62 @@ const char *fwd_inspect_counter_name(enum fwd_inspect_counter c)
 	return (unsigned)c < FWD_IC_COUNT ? names[c] : "?";
 }
 
+/* ---- hosts whose clients abort the handshake (pinned applications) ----
+ *
+ * A small table with the Space-Saving replacement: a new host takes the
+ * least counted slot when full, so the frequent ones stay.  Rare events
+ * (a failed handshake): one mutex is enough. */
+
+static struct {
+	pthread_mutex_t mu;
+	char host[FWD_INSPECT_ABORT_HOSTS][256];
+	uint64_t n[FWD_INSPECT_ABORT_HOSTS];
+} aborts = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+void fwd_inspect_abort(const char *host)
+{
+	size_t i, low = 0;
+
+	pthread_mutex_lock(&aborts.mu);
+	for (i = 0; i < FWD_INSPECT_ABORT_HOSTS; i++) {
+		if (aborts.n[i] > 0 && strcmp(aborts.host[i], host) == 0)
+			break;
+		if (aborts.n[i] < aborts.n[low])
+			low = i;
+	}
+	if (i == FWD_INSPECT_ABORT_HOSTS) {
+		i = low;
+		snprintf(aborts.host[i], sizeof aborts.host[i], "%s", host);
+	}
+	aborts.n[i]++;
+	pthread_mutex_unlock(&aborts.mu);
+}
+
+size_t fwd_inspect_aborts(char (*hosts)[256], uint64_t *counts, size_t cap)
+{
+	size_t idx[FWD_INSPECT_ABORT_HOSTS], k = 0;
+
+	pthread_mutex_lock(&aborts.mu);
+	for (size_t i = 0; i < FWD_INSPECT_ABORT_HOSTS; i++)
+		if (aborts.n[i] > 0)
+			idx[k++] = i;
+	/* most first (at most 32 entries: a plain insertion sort) */
+	for (size_t i = 1; i < k; i++)
+		for (size_t j = i; j > 0 && aborts.n[idx[j - 1]] < aborts.n[idx[j]]; j--) {
+			size_t t = idx[j];
+			idx[j] = idx[j - 1];
+			idx[j - 1] = t;
+		}
+	if (k > cap)
+		k = cap;
+	for (size_t i = 0; i < k; i++) {
+		counts[i] = aborts.n[idx[i]];
+		memcpy(hosts[i], aborts.host[idx[i]], sizeof hosts[i]);
+	}
+	pthread_mutex_unlock(&aborts.mu);
+	return k;
+}
+
 /* ---- the certificate cache ---- */
 
 struct waiter {

@@ -102,6 +102,13 @@ const char *fwd_inspect_inner(struct gw_req *rq, const char *tag, const char **u
 /* The upstream TLS context number for an inspected request to host. */
 int fwd_inspect_upstream_tls(const struct fwd_inspect *in, const char *host, size_t n);
 
+/* A client broke off the handshake with a leaf for host (proto->on_tls_abort):
+ * counted per host in a small table of the most frequent (process-wide). */
+void fwd_inspect_abort(const char *host);
+/* The table: up to cap hosts and their counts, most first; returns how many. */
+#define FWD_INSPECT_ABORT_HOSTS 32
+size_t fwd_inspect_aborts(char (*hosts)[256], uint64_t *counts, size_t cap);
+
 /* 1 if slot (gw_req_data) is inspection's per-request state. */
 int fwd_inspect_owns_slot(const void *slot);
 

@@ -540,6 +540,8 @@ def test_console_and_metrics(env):
     assert ins["mode"] == "all" and ins["cached"] >= 1
     assert ins["ca"]["fingerprint_sha256"].replace(":", "") == fingerprint(env.gwca).replace(":", "")
     assert "PRIVATE" not in json.dumps(cfg)
+    # test_client_that_distrusts_the_ca: its client broke off the handshake
+    assert any(a["host"] == "origin.test" and a["aborts"] >= 1 for a in ins["handshake_aborts"]), ins
     for url, want in (("https://origin.test:%d/", "inspected"), ("https://www.bank.test:%d/", "tunnelled"),
                       ("https://pinned.test:%d/", "tunnelled")):
         url = url % env.good.port
