@@ -209,6 +209,18 @@ def env(tmp_path_factory):
     e.expired = gh.Origin(tls=origin_ctx(d, "expired.test", days=-1))
     e.wrong = gh.Origin(tls=origin_ctx(d, "other.test"))
     e.lax = gh.Origin(tls=origin_ctx(d, "lax-other.test"))
+    # an origin at an address literal: its certificate names 127.0.0.1 (iPAddress SAN)
+    ipcrt, ipkey = gh.make_cert(d, "iporigin", ["ip.test"])
+    ext = os.path.join(d, "ip.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    ca_crt, ca_key = gh.make_ca(d)
+    subprocess.run(["openssl", "x509", "-req", "-in", os.path.join(d, "iporigin.csr"), "-CA", ca_crt, "-CAkey",
+                    ca_key, "-CAcreateserial", "-out", ipcrt, "-days", "30", "-extfile", ext], check=True,
+                   capture_output=True)
+    ipctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ipctx.load_cert_chain(ipcrt, ipkey)
+    e.iporigin = gh.Origin(tls=ipctx)
     e.plain = RawServer(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")   # speaks no TLS
     e.reset = RawServer(None)      # reads the ClientHello, then resets
     e.stall = RawServer(b"")       # accepts and never answers
@@ -221,7 +233,7 @@ def env(tmp_path_factory):
     assert gh.wait_port(e.old_port)
     e.port = gh.free_port()
     e.adm, e.met = gh.free_port(), gh.free_port()
-    ports = [e.good.port, e.expired.port, e.wrong.port, e.lax.port, e.plain.port, e.reset.port, e.stall.port,
+    ports = [e.iporigin.port, e.good.port, e.expired.port, e.wrong.port, e.lax.port, e.plain.port, e.reset.port, e.stall.port,
              e.old_port]
     e.conf = INSPECT_CONF % {"port": e.port, "ports": ", ".join(map(str, ports)), "ca": e.ca, "extra": "",
                              "adm": e.adm, "met": e.met}
@@ -236,7 +248,7 @@ def env(tmp_path_factory):
     with open(e.gwca, "wb") as f:
         f.write(pem)
     yield e
-    for o in (e.good, e.expired, e.wrong, e.lax, e.plain, e.reset, e.stall):
+    for o in (e.iporigin, e.good, e.expired, e.wrong, e.lax, e.plain, e.reset, e.stall):
         o.stop()
     e.old.terminate()
     e.old.wait()
@@ -621,3 +633,15 @@ def test_chromium_inspected_page_and_block_page(env):
     assert p.returncode == 0, p.stdout + p.stderr
     line = gh.access_line_for(env.g, "https://origin.test:%d/secret/x" % env.good.port)
     assert line is not None and "Chrom" in line
+
+
+def test_ip_literal_connect_gets_ip_san(env):
+    r = subprocess.run(["openssl", "s_client", "-proxy", "127.0.0.1:%d" % env.port,
+                        "-connect", "127.0.0.1:%d" % env.iporigin.port, "-CAfile", env.gwca,
+                        "-verify_return_error", "-verify_ip", "127.0.0.1", "-ign_eof"],
+                       input=b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                       capture_output=True, timeout=20)
+    out = r.stdout.decode(errors="replace")
+    assert "Verify return code: 0 (ok)" in out and "HTTP/1.1 200" in out, out[-1500:]
+    line = gh.access_line_for(env.g, "https://127.0.0.1:%d/echo" % env.iporigin.port)
+    assert line is not None and "inspected" in line
