@@ -645,3 +645,32 @@ def test_ip_literal_connect_gets_ip_san(env):
     assert "Verify return code: 0 (ok)" in out and "HTTP/1.1 200" in out, out[-1500:]
     line = gh.access_line_for(env.g, "https://127.0.0.1:%d/echo" % env.iporigin.port)
     assert line is not None and "inspected" in line
+
+
+def test_idle_inspected_connection_memory(env):
+    """RSS per idle inspected connection (after one request each), bounded
+    loosely; the figure is printed for the report (pytest -s)."""
+    n = 100
+    ctx = ssl.create_default_context(cafile=env.gwca)
+    conns = []
+    still_serving(env)
+    time.sleep(0.3)
+    before = gh.rss_kb(env.g.proc.pid)
+    try:
+        for _ in range(n):
+            s = connect(env, "origin.test", env.good.port)
+            t = ctx.wrap_socket(s, server_hostname="origin.test")
+            t.sendall(b"GET /echo HTTP/1.1\r\nHost: origin.test\r\n\r\n")
+            got = b""
+            while b"\r\n\r\n" not in got or not got.rstrip().endswith(b"}"):
+                got += t.recv(65536)
+            conns.append(t)
+        time.sleep(0.3)
+        after = gh.rss_kb(env.g.proc.pid)
+    finally:
+        for t in conns:
+            t.close()
+    per = (after - before) / n
+    print("RSS per idle inspected connection: %.1f KiB (%d connections)" % (per, n))
+    if not gh.SANITIZED:
+        assert per < 256, per
