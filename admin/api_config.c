@@ -20,6 +20,8 @@
 #include "forward/domainset.h"
 #include "forward/forward.h"
 #include "forward/icap.h"
+#include "forward/inspect.h"
+#include "forward/inspect_ca.h"
 #include "forward/policy.h"
 
 static json_t *strs_json(const struct conf_strs *s)
@@ -77,6 +79,42 @@ static const struct fwd_policy *current_policy(const struct gw_snapshot *s)
 }
 
 /* ---- GET config (secrets redacted) ---- */
+
+/* forward.inspect for the console: mode, the CA to hand to clients (its
+ * certificate only: PEM, SHA-256 fingerprint, expiry), counters, cache. */
+static json_t *inspect_json(const struct conf *cf, const void *side)
+{
+	const struct conf_fwd_inspect *ic = &cf->forward.inspect;
+	const struct fwd_ca *ca = fwd_side_ca(side);
+	json_t *o, *ctr = json_object();
+	size_t n = 0;
+
+	if (!ic->present)
+		return json_null();
+	for (int k = 0; k < FWD_IC_COUNT; k++)
+		json_object_set_new(ctr, fwd_inspect_counter_name((enum fwd_inspect_counter)k),
+		    json_integer((json_int_t)fwd_inspect_counter((enum fwd_inspect_counter)k)));
+	o = json_pack("{s:s,s:o,s:o,s:o,s:I,s:I,s:o}", "mode", ic->mode_all ? "all" : "off",
+	    "bypass_domains", strs_json(&ic->bypass_domains), "bypass_lists", strs_json(&ic->bypass_lists),
+	    "insecure_hosts", strs_json(&ic->insecure_hosts), "cert_cache", (json_int_t)ic->cert_cache,
+	    "cached", (json_int_t)fwd_inspect_cached(fwd_side_inspect(side)), "counters", ctr);
+	{
+		/* hosts whose clients refuse the minted leaf: bypass candidates */
+		char hosts[FWD_INSPECT_ABORT_HOSTS][256];
+		uint64_t counts[FWD_INSPECT_ABORT_HOSTS];
+		size_t k = fwd_inspect_aborts(hosts, counts, FWD_INSPECT_ABORT_HOSTS);
+		json_t *ab = json_array();
+		for (size_t i = 0; i < k; i++)
+			json_array_append_new(ab, json_pack("{s:s,s:I}", "host", hosts[i], "aborts", (json_int_t)counts[i]));
+		json_object_set_new(o, "handshake_aborts", ab);
+	}
+	if (ca != NULL) {
+		const char *pem = fwd_ca_pem(ca, &n);
+		json_object_set_new(o, "ca", json_pack("{s:s,s:s,s:I,s:s}", "fingerprint_sha256", fwd_ca_fingerprint(ca),
+		    "pem", pem, "not_after", (json_int_t)fwd_ca_not_after(ca), "download", "/gatehouse-ca.crt"));
+	}
+	return o;
+}
 
 static json_t *policy_json(const struct conf *cf, const struct fwd_policy *p, const void *side)
 {
@@ -164,6 +202,7 @@ static json_t *forward_json(const struct conf *cf, const struct fwd_policy *p, c
 			json_object_set_new(ctr, fwd_counter_name((enum fwd_counter)k),
 			    json_integer((json_int_t)fwd_side_counter(side, (enum fwd_counter)k)));
 		json_object_set_new(o, "counters", ctr);
+		json_object_set_new(o, "inspect", inspect_json(cf, side));
 		json_object_set_new(o, "no_match_hits", json_integer((json_int_t)fwd_rule_hits(side,
 		    p != NULL ? fwd_policy_nrules(p) : 0)));
 	}

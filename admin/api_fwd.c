@@ -604,6 +604,14 @@ json_t *adm_api_policy_test(struct adm_req *r, const char *console_client, unsig
 		if (why->rule_index != SIZE_MAX)
 			json_object_set_new(out, "rule_index", json_integer((json_int_t)why->rule_index));
 	}
+	if (v.verdict == FWD_V_ALLOW && f.connect) {
+		/* TLS inspection: by the CONNECT host (the TLS name, when it
+		 * differs, is only known once the client sends it) */
+		char why[600];
+		int insp = fwd_decide_inspect(dc, host, NULL, &v.match, why, sizeof why);
+		json_object_set_new(out, "tls", json_pack("{s:s,s:s}", "action", insp ? "inspected" : "tunnelled",
+		    "reason", why));
+	}
 	/* what only the request itself can tell */
 	if (v.verdict == FWD_V_ALLOW) {
 		struct gw_addr a;

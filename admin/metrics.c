@@ -20,6 +20,7 @@
 #include "core/stats.h"
 #include "forward/forward.h"
 #include "forward/icap.h"
+#include "forward/inspect.h"
 #include "forward/policy.h"
 #include "reverse/cache_glue.h"
 #include "reverse/reverse.h"
@@ -231,6 +232,16 @@ enum MHD_Result adm_metrics(struct MHD_Connection *c)
 			    fwd_counter_name((enum fwd_counter)k),
 			    (unsigned long long)fwd_side_counter(side, (enum fwd_counter)k));
 		icap_metrics(&b, fwd_side_icap(side));
+		gw_sbuf_printf(&b, "# HELP gatehouse_forward_inspect_total TLS inspection: CONNECTs inspected and "
+		    "tunnelled, hellos refused, origin errors, leaves minted (and microseconds spent), cache hits "
+		    "since start.\n# TYPE gatehouse_forward_inspect_total counter\n");
+		for (int k = 0; k < FWD_IC_COUNT; k++)
+			gw_sbuf_printf(&b, "gatehouse_forward_inspect_total{event=\"%s\"} %llu\n",
+			    fwd_inspect_counter_name((enum fwd_inspect_counter)k),
+			    (unsigned long long)fwd_inspect_counter((enum fwd_inspect_counter)k));
+		gw_sbuf_printf(&b, "# HELP gatehouse_forward_inspect_cached_certs Minted certificates in the cache.\n"
+		    "# TYPE gatehouse_forward_inspect_cached_certs gauge\ngatehouse_forward_inspect_cached_certs %zu\n",
+		    fwd_inspect_cached(fwd_side_inspect(side)));
 		gw_sbuf_printf(&b, "# HELP gatehouse_forward_dlp_scan_memory_bytes Request bodies held for DLP "
 		    "scanning now (bounded by forward.dlp.max_scan_memory).\n"
 		    "# TYPE gatehouse_forward_dlp_scan_memory_bytes gauge\n"

@@ -192,6 +192,8 @@ void gw_bgreq__dispatch(struct gw_req *rq)
 		gw_upstream_start(rq);
 		return;
 	case DEC_TUNNEL:
+	case DEC_PEEK:
+	case DEC_TLS_SERVE:
 		break;
 	}
 	bg_fail(rq, 500, "not for a background request");

@@ -93,6 +93,7 @@ void gw_conn__timer(struct gw_conn *c, enum cto kind)
 	case TO_TUNNEL: s = t->tunnel_idle; break;
 	case TO_LINGER: s = LINGER_SECS; break;
 	case TO_DNS: s = t->upstream_connect; break;
+	case TO_PEEK: s = c->rq != NULL && c->rq->peek_timeout > 0 ? c->rq->peek_timeout : t->client_header; break;
 	case TO_FIRST:
 		/* a new connection that has sent nothing yet (on TLS: no byte of
 		 * the handshake, then no byte of the first request); never longer
@@ -180,6 +181,7 @@ static void conn_free_cb(evutil_socket_t fd, short what, void *arg)
 		event_free(c->ev_wr);
 	if (c->fam_data != NULL && c->fam_data_free != NULL)
 		c->fam_data_free(c->fam_data);
+	gw_conn_bump__free(c);
 	gw_snapshot_unref(c->snap);
 	c->magic = 0;
 	free(c);
@@ -648,6 +650,10 @@ static void dispatch(struct gw_conn *c, struct gw_req *rq)
 {
 	const struct gw_http_head *h = &rq->head;
 
+	if (rq->peeked && rq->dec != DEC_TUNNEL && rq->dec != DEC_DEFER && rq->dec != DEC_TLS_SERVE) {
+		gw_conn_bump__decided(c, rq);   /* after the 200 of an inspected CONNECT */
+		return;
+	}
 	if (rq->oom) {   /* the family's decision may lack parts */
 		gw_conn__oom(rq);
 		return;
@@ -710,7 +716,18 @@ static void dispatch(struct gw_conn *c, struct gw_req *rq)
 		rq->reqx.done = 1;
 		gw_upstream_start(rq);
 		return;
+	case DEC_PEEK:
+		gw_conn_bump__start(c, rq);
+		return;
+	case DEC_TLS_SERVE:
+		gw_conn_bump__serve(c, rq);
+		return;
 	}
+}
+
+void gw_conn__dispatch(struct gw_conn *c, struct gw_req *rq)
+{
+	dispatch(c, rq);
 }
 
 /* ---- request heads ---- */
@@ -885,6 +902,19 @@ static void handle_head(struct gw_conn *c)
 	evbuffer_drain(c->in, (size_t)r);
 	c->parsed_len = 0;
 	rq->bytes_in = (uint64_t)r;
+	if (c->bump_host != NULL) {   /* inside an inspected CONNECT */
+		const char *bad;
+		if (gw_conn_bump__absolute(c, rq, &bad) < 0) {
+			gw_conn__close(c, GW_CLOSE_INTERNAL);
+			return;
+		}
+		if (bad != NULL) {
+			gw_stat_add(&c->w->stats->fam[c->proto->family][GW_FC_REQUESTS], 1);
+			c->state = CS_BUSY;
+			gw_conn__respond_error(rq, 400, bad);
+			return;
+		}
+	}
 	start_request(c, rq);
 }
 
@@ -970,10 +1000,14 @@ static void client_handshake(struct gw_conn *c)
 	if (e == SSL_ERROR_WANT_WRITE) {
 		if (wr_enable(c, 1) == 0)
 			return;
-	} else if (gw_log_enabled(GW_LOG_DEBUG)) {
-		char buf[256], who[INET6_ADDRSTRLEN];
-		ERR_error_string_n(ERR_peek_error(), buf, sizeof buf);
-		gw_debug("TLS handshake with %s failed: %s", peer_fmt(c, who), buf);
+	} else {
+		if (gw_log_enabled(GW_LOG_DEBUG)) {
+			char buf[256], who[INET6_ADDRSTRLEN];
+			ERR_error_string_n(ERR_peek_error(), buf, sizeof buf);
+			gw_debug("TLS handshake with %s failed: %s", peer_fmt(c, who), buf);
+		}
+		if (c->bump_host != NULL && c->proto->on_tls_abort != NULL)   /* inspected CONNECT */
+			c->proto->on_tls_abort(c->bump_host, c->side);
 	}
 	ERR_clear_error();
 	gw_conn__close(c, GW_CLOSE_CLIENT_ERROR);
@@ -1060,6 +1094,9 @@ static void client_rd_cb(evutil_socket_t fd, short what, void *arg)
 	case CS_TUNNEL:
 		gw_conn__timer(c, TO_TUNNEL);
 		gw_conn__tunnel_pump(c);
+		break;
+	case CS_PEEK:
+		gw_conn_bump__peek(c);
 		break;
 	case CS_LINGER:
 		evbuffer_drain(c->in, evbuffer_get_length(c->in));
@@ -1149,6 +1186,9 @@ static void client_to_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	case TO_FIRST:
 		gw_conn__close(c, GW_CLOSE_FIRST_BYTE_TIMEOUT);
+		return;
+	case TO_PEEK:
+		gw_conn_bump__peek_timeout(c);
 		return;
 	case TO_DNS:
 		if (c->rq == NULL || c->rq->dnsq == NULL)

@@ -46,9 +46,10 @@
 #define POOL_KEY_MAX 300
 #define MAX_INTERIM 16              /* 1xx responses per request; one more is 502 */
 
-enum cstate { CS_HANDSHAKE, CS_HEAD, CS_BUSY, CS_TUNNEL, CS_LINGER, CS_CLOSED };
-enum decision { DEC_NONE, DEC_PROXY, DEC_TUNNEL, DEC_RESPOND, DEC_FILE, DEC_DEFER, DEC_READBODY };
-enum cto { TO_IDLE, TO_HEADER, TO_BODY, TO_SEND, TO_TUNNEL, TO_LINGER, TO_FIRST, TO_DNS };
+enum cstate { CS_HANDSHAKE, CS_HEAD, CS_BUSY, CS_TUNNEL, CS_LINGER, CS_CLOSED, CS_PEEK };
+enum decision { DEC_NONE, DEC_PROXY, DEC_TUNNEL, DEC_RESPOND, DEC_FILE, DEC_DEFER, DEC_READBODY, DEC_PEEK,
+	DEC_TLS_SERVE };
+enum cto { TO_IDLE, TO_HEADER, TO_BODY, TO_SEND, TO_TUNNEL, TO_LINGER, TO_FIRST, TO_DNS, TO_PEEK };
 
 struct upconn;
 
@@ -176,6 +177,18 @@ struct gw_req {
 	struct xfer fx;
 	/* an HTTP/2 stream's request (core/h2.c): its stream, NULL for HTTP/1 */
 	struct gw_h2s *h2s;
+	/* TLS inspection (core/conn_bump.c): gw_req_peek (the 200 went out
+	 * and the client's first bytes are looked at), gw_req_tunnel_tls (the
+	 * upstream's TLS handshake goes to on_tunnel_tls), gw_req_tls_serve
+	 * (references held until the request is freed; strings in the arena) */
+	int peeked, tunnel_tls;
+	size_t peek_max;
+	double peek_timeout;
+	SSL_CTX *srv_ctx;
+	X509 *srv_cert;
+	EVP_PKEY *srv_key;
+	char *srv_host, *srv_tag;
+	uint16_t srv_port;
 };
 
 /*
@@ -210,6 +223,10 @@ struct gw_conn {
 	struct gw_upowner upo;     /* owner of private upstream connections (pool_private) */
 	void *fam_data;            /* gw_req_set_conn_data (freed with the connection) */
 	void (*fam_data_free)(void *);
+	/* an inspected CONNECT turned TLS server (core/conn_bump.c): the
+	 * authority its requests go to, the family's tag (malloc'd) */
+	char *bump_host, *bump_tag;
+	uint16_t bump_port;
 };
 
 /* The body framing a sink reads (src of its on_body): the upstream's, or,
@@ -308,6 +325,26 @@ void gw_conn__close(struct gw_conn *c, enum gw_close_reason why);
 void gw_conn__write(struct gw_conn *c);
 /* (Re)arm c's timer for kind. */
 void gw_conn__timer(struct gw_conn *c, enum cto kind);
+/* Carry out the family's decision for rq (conn.c's dispatch). */
+void gw_conn__dispatch(struct gw_conn *c, struct gw_req *rq);
+
+/* conn_bump.c: an inspected CONNECT (peek, upstream TLS, TLS server). */
+void gw_conn_bump__start(struct gw_conn *c, struct gw_req *rq);   /* DEC_PEEK */
+void gw_conn_bump__peek(struct gw_conn *c);                       /* CS_PEEK: bytes came */
+void gw_conn_bump__peek_timeout(struct gw_conn *c);               /* TO_PEEK */
+void gw_conn_bump__tunnel(struct gw_req *rq);    /* sink on_tunnel of a peeked CONNECT */
+void gw_conn_bump__error(struct gw_req *rq, int status, const char *reason);  /* ... on_error */
+void gw_conn_bump__serve(struct gw_conn *c, struct gw_req *rq);   /* DEC_TLS_SERVE */
+/* A request head read inside an inspected connection: made absolute-form
+ * (https://host:port + its origin-form target).  0, or -1 out of memory;
+ * *bad set (and the head left) for a head in another form. */
+int gw_conn_bump__absolute(struct gw_conn *c, struct gw_req *rq, const char **bad);
+/* What the family decided after the 200 (dispatch() hands over all but a
+ * tunnel, a deferral and the TLS server, which it carries out). */
+void gw_conn_bump__decided(struct gw_conn *c, struct gw_req *rq);
+void gw_conn_bump__free(struct gw_conn *c);
+void gw_req_bump__free(struct gw_req *rq);
+
 /* Send rq's local response (DEC_RESPOND or DEC_FILE). */
 void gw_conn__send_local(struct gw_req *rq);
 /* Answer rq with a generated error page (closing after it for most statuses). */

@@ -289,6 +289,10 @@ static void h1_on_error(struct gw_req *rq, int status, const char *reason)
 {
 	struct gw_conn *c = rq->sink_arg;
 
+	if (rq->peeked) {   /* the 200 went out: only TLS or a close can follow */
+		gw_conn_bump__error(rq, status, reason);
+		return;
+	}
 	if (reason == NULL) {
 		gw_conn__oom(rq);
 		return;
@@ -365,6 +369,10 @@ static void h1_on_tunnel(struct gw_req *rq, const struct gw_http_head *r)
 {
 	struct gw_conn *c = rq->sink_arg;
 
+	if (r == NULL && rq->peeked) {   /* answered before the client's first bytes */
+		gw_conn_bump__tunnel(rq);
+		return;
+	}
 	if (r == NULL) {
 		static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
 		evbuffer_add(c->out, ok, sizeof ok - 1);

@@ -539,6 +539,8 @@ void gw_h2_dispatch(struct gw_req *rq)
 		gw_upstream_start(rq);
 		break;
 	case DEC_TUNNEL:
+	case DEC_PEEK:        /* (TLS inspection: a CONNECT's, never a stream's) */
+	case DEC_TLS_SERVE:
 		gw_h2__respond_error(rq, 501, "CONNECT over HTTP/2 is not supported on this listener");
 		break;
 	}

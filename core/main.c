@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 #include "admin/admin.h"
@@ -350,6 +351,10 @@ int main(int argc, char **argv)
 	/* ---- jobs: the off-loop thread pool (core/jobs.h), before any snapshot
 	 * (forward auth makes its port at compile); stopped by every way out of
 	 * main, after the snapshots and the console freed their ports ---- */
+	/* OpenSSL first: its exit handler then runs after gw_jobs_stop's, so
+	 * the job threads' OpenSSL state (certificate minting) is freed as
+	 * they end, not left behind by a library already cleaned up */
+	OPENSSL_init_ssl(0, NULL);
 	if (gw_jobs_start(GW_JOBS_THREADS, GW_JOBS_QUEUE) < 0) {
 		fprintf(stderr, "gatehouse: cannot start the job threads\n");
 		return 1;
@@ -357,6 +362,7 @@ int main(int argc, char **argv)
 	atexit(gw_jobs_stop);
 	/* ---- end jobs ---- */
 	conf_errors_init(&errs);
+	fwd_inspect_allow_ca_creation(!test_only);   /* -t only checks: it writes no CA */
 	s = gw_control_load(path, &errs);
 	if (s == NULL) {
 		print_errors(&errs, 0);

@@ -21,6 +21,10 @@
 
 struct gw_req;
 struct conf;
+struct ssl_st;       /* OpenSSL's SSL, SSL_CTX, X509, EVP_PKEY */
+struct ssl_ctx_st;
+struct x509_st;
+struct evp_pkey_st;
 
 struct gw_proto {
 	const char *name;          /* "forward" / "reverse": log family */
@@ -75,6 +79,23 @@ struct gw_proto {
 	 * client), else 0 when the request ends without it.  Called once,
 	 * before on_done.  May be NULL. */
 	void (*on_response_end)(struct gw_req *rq, int complete, void *side);
+	/* TLS inspection (see gw_req_peek below).  After gw_req_peek(): the
+	 * bytes the client sent after the 200 so far (p[0..n), at most the max
+	 * given), final = 1 when no more will come (the max was reached, the
+	 * client closed or was silent for the timeout).  Decide as on_request
+	 * does, or return without a decision to wait for more (not when
+	 * final).  May be NULL if the family never peeks. */
+	void (*on_peek)(struct gw_req *rq, const unsigned char *p, size_t n, int final, void *side);
+	/* After gw_req_tunnel_tls(): the upstream's TLS session once its
+	 * handshake succeeded (up; err NULL), or up NULL and err saying why the
+	 * upstream failed (connect, handshake, certificate).  Must call
+	 * gw_req_tls_serve(), gw_req_respond() (the client is closed) or
+	 * gw_req_defer().  May be NULL likewise. */
+	void (*on_tunnel_tls)(struct gw_req *rq, struct ssl_st *up, const char *err, void *side);
+	/* A client of an inspected connection (gw_req_tls_serve to host) broke
+	 * off the TLS handshake: it does not trust the minted certificate
+	 * (e.g. an application with a pinned key).  May be NULL. */
+	void (*on_tls_abort)(const char *host, void *side);
 };
 
 /* What on_response_filter returns. */
@@ -176,6 +197,34 @@ void gw_req_respond_ref(struct gw_req *rq, int status, const char *content_type,
  * For HEAD only the head is sent. */
 void gw_req_respond_file(struct gw_req *rq, int status, const char *content_type,
     int fd, uint64_t offset, uint64_t len);
+
+/*
+ * TLS inspection of a CONNECT (the core's part; the family decides):
+ *
+ *   gw_req_peek(rq, max, timeout)   instead of deciding in on_request: the
+ *       core answers "200 Connection established" at once and hands the
+ *       client's first bytes to proto->on_peek (kept: a tunnel or the TLS
+ *       server gets them all).  From then on no HTTP answer can be sent: a
+ *       gw_req_respond() closes the connection, its status and detail
+ *       logged.
+ *   gw_req_tunnel_tls(rq)           after gw_req_tunnel() + gw_req_upstream_tls()
+ *       from on_peek: once the upstream's TLS handshake is done (or it
+ *       failed), proto->on_tunnel_tls decides instead of the bytes being
+ *       spliced.
+ *   gw_req_tls_serve(rq, ctx, cert, key, host, port, tag)   from
+ *       on_tunnel_tls (or a wake after it): the client connection becomes
+ *       a TLS server (an SSL from ctx with cert and key: references taken),
+ *       the CONNECT ends (its log line), a verified upstream session is
+ *       pooled for the first request, and every request read inside is
+ *       made absolute-form "https://host:port/..." before on_request;
+ *       gw_req_conn_tag() gives them tag (copied).
+ */
+void gw_req_peek(struct gw_req *rq, size_t max, double timeout);
+void gw_req_tunnel_tls(struct gw_req *rq);
+void gw_req_tls_serve(struct gw_req *rq, struct ssl_ctx_st *ctx, struct x509_st *cert,
+    struct evp_pkey_st *key, const char *host, uint16_t port, const char *tag);
+/* The tag of the inspected connection rq was read on (NULL: not one). */
+const char *gw_req_conn_tag(const struct gw_req *rq);
 
 /*
  * Decide later.  on_request (or on_body) may call gw_req_defer() instead of

@@ -557,6 +557,7 @@ void gw_req__free(struct gw_req *rq)
 		evbuffer_free(rq->filt_out);
 	if (rq->filt_head != NULL)
 		evbuffer_free(rq->filt_head);
+	gw_req_bump__free(rq);
 	gw_arena_free(&rq->pool->blks, rq->arena);
 }
 

@@ -10,6 +10,7 @@
  */
 #include "core/tls.h"
 
+#include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ocsp.h>
@@ -44,6 +45,7 @@ struct gw_tls_client {
 	SSL_CTX *ctx;
 	char *name;                /* NULL = unnamed */
 	char *sni;
+	int sni_host;              /* no sni: send the host connected to (a name) */
 	char id[GW_TLS_ID_LEN + 1];   /* gw_tls_client_id() */
 };
 
@@ -829,7 +831,7 @@ static void client_identity(const struct gw_tls_client_spec *u, char out[GW_TLS_
 	if (u->sni != NULL)
 		EVP_DigestUpdate(m, u->sni, strlen(u->sni) + 1);
 	else
-		EVP_DigestUpdate(m, "\0\0", 2);   /* unlike any name */
+		EVP_DigestUpdate(m, u->sni_host ? "\0\1" : "\0\0", 2);   /* unlike any name */
 	EVP_DigestUpdate(m, "ca=", 3);
 	if (u->verify && u->ca_file != NULL) {
 		FILE *f = fopen(u->ca_file, "rb");
@@ -985,6 +987,7 @@ struct gw_tls *gw_tls_new(const struct gw_tls_specs *sp, struct conf_errors *err
 			if (u->index > maxi)
 				maxi = u->index;
 			c->ctx = client_ctx(u, errs);
+			c->sni_host = u->sni_host;
 			if (c->ctx == NULL)
 				bad = 1;
 			if ((u->name != NULL && (c->name = strdup(u->name)) == NULL) ||
@@ -1120,7 +1123,12 @@ SSL *gw_tls_client_ssl(const struct gw_tls_client *c, const char *host)
 		SSL_set_tlsext_host_name(s, c->sni);
 		if (verify && SSL_set1_host(s, c->sni) != 1)
 			goto fail;
-	} else if (verify && host != NULL) {
+	} else if (host != NULL) {
+		struct in6_addr ip;
+		if (c->sni_host && inet_pton(AF_INET, host, &ip) != 1 && inet_pton(AF_INET6, host, &ip) != 1)
+			SSL_set_tlsext_host_name(s, host);
+		if (!verify)
+			return s;
 		/* without a name to check, any certificate the CA (or the system
 		 * store) signed would pass: check the server's own address, as
 		 * nginx's proxy_ssl_verify does (an IP literal against the

@@ -67,6 +67,8 @@ struct gw_tls_client_spec {
 	int verify;                /* check the peer's certificate and name */
 	const char *ca_file;       /* trust anchors (PEM); NULL = the system store */
 	const char *sni;           /* name sent and checked; NULL = none */
+	int sni_host;              /* without sni: send the host connected to as SNI
+	                            * (a DNS name; forward inspection) */
 	const char *file;
 	int line;
 	const char *key_name;      /* the side's key for the CA file */

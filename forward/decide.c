@@ -15,6 +15,7 @@
 
 #include "conf/conf.h"
 #include "core/addr.h"
+#include "forward/domainset.h"
 #include "forward/policy.h"
 
 /* Is sa one of our own listening addresses (forward, reverse or console)?
@@ -152,9 +153,26 @@ static int is_pac_path(const char *p, size_t n)
 	    (n == 9 && memcmp(p, "/wpad.dat", 9) == 0);
 }
 
-/* A request to the proxy itself: the PAC file, or 400. */
+/* /gatehouse-ca.crt, with any query. */
+static int is_ca_path(const char *p, size_t n)
+{
+	static const char ca[] = "/gatehouse-ca.crt";
+
+	if (p == NULL || n < sizeof ca - 1 || memcmp(p, ca, sizeof ca - 1) != 0)
+		return 0;
+	return n == sizeof ca - 1 || p[sizeof ca - 1] == '?';
+}
+
+/* A request to the proxy itself: the PAC file, the inspection CA, or 400. */
 static int local_answer(const struct fwd_decider *dc, const struct fwd_facts *f, struct fwd_verdict *v)
 {
+	if (f->form == GW_TF_ORIGIN && is_ca_path(f->path, f->path_len) &&
+	    (strcmp(f->method, "GET") == 0 || strcmp(f->method, "HEAD") == 0)) {
+		if (!dc->cf->forward.inspect.present)
+			return answer(v, FWD_V_LOCAL, FWD_STAGE_LOCAL, "ca", 404,
+			    "TLS inspection is not configured (forward.inspect).");
+		return answer(v, FWD_V_LOCAL, FWD_STAGE_LOCAL, "ca", 200, NULL);
+	}
 	if (f->form == GW_TF_ORIGIN && is_pac_path(f->path, f->path_len) &&
 	    (strcmp(f->method, "GET") == 0 || strcmp(f->method, "HEAD") == 0)) {
 		if (!dc->cf->forward.pac.present)
@@ -298,7 +316,7 @@ int fwd_decide(const struct fwd_decider *dc, const struct fwd_facts *f, struct f
 		if (!fwd_connect_port_allowed(p, f->port))
 			return answer(v, FWD_V_DENY, FWD_STAGE_CONNECT_PORTS, "connect_ports", 403,
 			    "CONNECT to port %u is not allowed (forward.connect_ports)", f->port);
-	} else if (f->https) {
+	} else if (f->https && !f->inspected) {
 		return answer(v, FWD_V_LOCAL, FWD_STAGE_SCHEME, NULL, 501,
 		    "https:// URLs must be requested with CONNECT.");
 	} else if (f->websocket && !fwd_websocket_port_allowed(p, f->port)) {
@@ -323,4 +341,81 @@ int fwd_decide(const struct fwd_decider *dc, const struct fwd_facts *f, struct f
 		v->url = f->url_buf;
 	}
 	return policy_answer(dc, f, v);
+}
+
+int fwd_host_listed(const struct conf_strs *l, const char *host, size_t n)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		const char *p = l->v[i];
+		size_t pn = strlen(p);
+		int sub = p[0] == '*' || p[0] == '.';
+		const char *dom = p[0] == '*' ? p + 1 : p;     /* ".name" */
+		size_t dn = strlen(dom);
+
+		if (!sub) {
+			if (pn == n && strncasecmp(p, host, n) == 0)
+				return 1;
+			continue;
+		}
+		if (p[0] == '.' && n == dn - 1 && strncasecmp(dom + 1, host, n) == 0)
+			return 1;
+		if (n > dn && strncasecmp(host + n - dn, dom, dn) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* One name against the bypass keys: 1 (why set) when it is bypassed. */
+static int name_bypassed(const struct fwd_decider *dc, const char *host, size_t n, char *why, size_t cap)
+{
+	const struct conf_fwd_inspect *in = &dc->cf->forward.inspect;
+	const char *entry = NULL;
+
+	if (n == 0)
+		return 0;
+	if (fwd_host_listed(&in->bypass_domains, host, n)) {
+		snprintf(why, cap, "%.*s is in forward.inspect.bypass_domains", (int)(n < 255 ? n : 255), host);
+		return 1;
+	}
+	for (size_t i = 0; i < in->bypass_lists.n; i++) {
+		const struct fwd_domainset *set = fwd_policy_list(dc->policy, in->bypass_lists.v[i]);
+		if (set != NULL && fwd_domainset_match(set, host, n, &entry)) {
+			snprintf(why, cap, "%.*s is in list \"%s\" (forward.inspect.bypass_lists)",
+			    (int)(n < 255 ? n : 255), host, in->bypass_lists.v[i]);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+int fwd_decide_inspect(const struct fwd_decider *dc, const char *host, const char *sni,
+    const struct fwd_match *m, char *why, size_t cap)
+{
+	const struct conf_fwd_inspect *in;
+
+	why[0] = '\0';
+	if (dc == NULL || dc->magic != DECIDER_MAGIC) {
+		snprintf(why, cap, "no forward configuration");
+		return 0;
+	}
+	in = &dc->cf->forward.inspect;
+	if (!in->present || !in->mode_all) {
+		snprintf(why, cap, "inspection is off (forward.inspect.mode)");
+		return 0;
+	}
+	if (m != NULL && m->rule_index < dc->cf->forward.npolicy &&
+	    !dc->cf->forward.policy[m->rule_index].inspect) {
+		snprintf(why, cap, "rule %s says inspect = false", m->rule_name ? m->rule_name : "?");
+		return 0;
+	}
+	if (host != NULL && name_bypassed(dc, host, strlen(host), why, cap)) {
+		char why2[300];
+		if (sni == NULL || sni[0] == '\0' || strcasecmp(sni, host) == 0 ||
+		    name_bypassed(dc, sni, strlen(sni), why2, sizeof why2))
+			return 0;
+		snprintf(why, cap, "inspected: the CONNECT host is bypassed but the TLS name %.255s is not", sni);
+		return 1;
+	}
+	snprintf(why, cap, "inspected (forward.inspect.mode = \"all\")");
+	return 1;
 }

@@ -111,6 +111,7 @@ struct fwd_facts {
 	enum gw_target_form form;        /* origin-form and "*" are meant for the proxy itself */
 	int connect;                     /* the method is CONNECT */
 	int https;                       /* an absolute-form target with scheme https */
+	int inspected;                   /* read inside an inspected CONNECT (https is fine) */
 	int websocket;                   /* an Upgrade: websocket request (a tunnel after 101) */
 	const char *method;              /* NUL-terminated, as sent (case-sensitive) */
 	const char *host;                /* NUL-terminated, lower-case; "" for origin-form */
@@ -174,5 +175,22 @@ int fwd_own_listener(const struct conf *cf, const struct sockaddr *sa);
  * or "own_listener" of cf, static) with the reason in why, or NULL. Pure. */
 const char *fwd_dest_check(const struct fwd_policy *p, const struct conf *cf, const struct sockaddr *sa,
     char *why, size_t cap);
+
+/* Does host[0..n) match a pattern of l ("name"; "*.name": its subdomains;
+ * ".name": the domain and its subdomains; patterns lower-case)?  Pure. */
+int fwd_host_listed(const struct conf_strs *l, const char *host, size_t n);
+
+/*
+ * The inspection stage of an allowed CONNECT: 1 to inspect, 0 to tunnel it
+ * as it is, with the reason in why (cap bytes): inspection off, the matching
+ * rule m (the policy stage's match; NULL: none) says inspect = false, or the
+ * CONNECT host (may be NULL) is in forward.inspect.bypass_domains or one of
+ * its bypass_lists.  When the ClientHello's sni (NULL or "": none) names
+ * another host, that name must be bypassed too: otherwise a client could
+ * name a bypassed host in one place to carry another site uninspected.
+ * Pure.
+ */
+int fwd_decide_inspect(const struct fwd_decider *dc, const char *host, const char *sni,
+    const struct fwd_match *m, char *why, size_t cap);
 
 #endif

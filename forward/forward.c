@@ -68,6 +68,8 @@
 #include "forward/dlp.h"
 #include "forward/dlp_body.h"
 #include "forward/icap.h"
+#include "forward/inspect.h"
+#include "forward/inspect_ca.h"
 #include "forward/observe.h"
 #include "forward/pac.h"
 #include "forward/policy.h"
@@ -99,6 +101,10 @@ struct fwd_data {
 	/* forward.parent.auth as a Proxy-Authorization value ("" = none) */
 	char parent_auth[700];
 	size_t parent_auth_len;
+	/* forward.inspect's CA; NULL without forward.inspect */
+	struct fwd_ca *ca;
+	/* TLS inspection; NULL when off */
+	struct fwd_inspect *insp;
 	/* PAC text; NULL without forward.pac */
 	char *pac;
 	size_t pac_len;
@@ -144,6 +150,20 @@ struct fwd_directory *fwd_side_directory(const void *side_data)
 	const struct fwd_data *d = side_data;
 
 	return d != NULL && d->magic == FWD_MAGIC ? fwd_sso_dir(d->sso) : NULL;
+}
+
+const struct fwd_ca *fwd_side_ca(const void *side_data)
+{
+	const struct fwd_data *d = side_data;
+
+	return d != NULL && d->magic == FWD_MAGIC ? d->ca : NULL;
+}
+
+const struct fwd_inspect *fwd_side_inspect(const void *side_data)
+{
+	const struct fwd_data *d = side_data;
+
+	return d != NULL && d->magic == FWD_MAGIC ? d->insp : NULL;
 }
 
 const struct fwd_auth_db *fwd_side_auth_db(const void *side_data)
@@ -401,6 +421,34 @@ static void serve_pac(struct gw_req *rq, struct fwd_data *d, const struct fwd_ve
 	gw_req_respond(rq, 200, "application/x-ns-proxy-autoconfig", d->pac, d->pac_len, NULL);
 }
 
+/* The inspection CA's certificate (PEM; "?der" or "?format=der": DER), or
+ * 404 without forward.inspect (fwd_decide() said which).  Never the key. */
+static void serve_ca(struct gw_req *rq, struct fwd_data *d, const struct fwd_verdict *v)
+{
+	const struct gw_http_head *h = gw_req_head(rq);
+	const char *q = h->path != NULL ? memchr(h->path, '?', h->path_len) : NULL;
+	size_t n;
+
+	gw_req_set_verdict(rq, "local", "ca");
+	if (v->status != 200 || d->ca == NULL) {
+		gw_req_respond(rq, 404, NULL, NULL, 0, v->reason[0] ? v->reason :
+		    "No inspection CA is loaded.");
+		return;
+	}
+	count(rq, FWD_C_CA_SERVED);
+	gw_req_resp_hdr_add(rq, "Cache-Control", GW_STRLIT("max-age=300"));
+	if (q != NULL && (size_t)(h->path + h->path_len - q) >= 4 &&
+	    (memmem(q, (size_t)(h->path + h->path_len - q), "der", 3) != NULL)) {
+		const unsigned char *der = fwd_ca_der(d->ca, &n);
+		gw_req_resp_hdr_add(rq, "Content-Disposition", GW_STRLIT("attachment; filename=\"gatehouse-ca.der\""));
+		gw_req_respond(rq, 200, "application/pkix-cert", (const char *)der, n, NULL);
+		return;
+	}
+	const char *pem = fwd_ca_pem(d->ca, &n);
+	gw_req_resp_hdr_add(rq, "Content-Disposition", GW_STRLIT("attachment; filename=\"gatehouse-ca.crt\""));
+	gw_req_respond(rq, 200, "application/x-x509-ca-cert", pem, n, NULL);
+}
+
 /* ---- header hygiene and proxying ---- */
 
 /* The registrable part of a host, approximately (no public-suffix list):
@@ -530,30 +578,6 @@ static void hygiene(struct gw_req *rq, struct fwd_data *d)
 	gw_req_hdr_add(rq, "X-Forwarded-For", v, n);
 }
 
-/* Does host match a bypass pattern ("name", "*.name" subdomains, ".name"
- * the domain and its subdomains)?  Patterns are lower-case (conf). */
-static int host_listed(const struct conf_strs *l, const char *host, size_t n)
-{
-	for (size_t i = 0; i < l->n; i++) {
-		const char *p = l->v[i];
-		size_t pn = strlen(p);
-		int sub = p[0] == '*' || p[0] == '.';
-		const char *dom = p[0] == '*' ? p + 1 : p;     /* ".name" */
-		size_t dn = strlen(dom);
-
-		if (!sub) {
-			if (pn == n && strncasecmp(p, host, n) == 0)
-				return 1;
-			continue;
-		}
-		if (p[0] == '.' && n == dn - 1 && strncasecmp(dom + 1, host, n) == 0)
-			return 1;
-		if (n > dn && strncasecmp(host + n - dn, dom, dn) == 0)
-			return 1;
-	}
-	return 0;
-}
-
 /* Does a request go through forward.parent?  Not without it, not for a
  * bypass_domains host.  Pure on the config, so on_resolved() gives the
  * same answer as proxy() and decide(). */
@@ -562,7 +586,7 @@ static int via_parent(const struct fwd_data *d, const struct gw_http_head *h)
 	const struct conf_fwd_parent *pp = &d->cf->forward.parent;
 
 	return pp->present && pp->naddrs > 0 && h->host != NULL &&
-	    !host_listed(&pp->bypass, h->host, h->host_len);
+	    !fwd_host_listed(&pp->bypass, h->host, h->host_len);
 }
 
 /* The first parent from index from on that is not being skipped; when all
@@ -619,6 +643,10 @@ static void proxy(struct gw_req *rq, struct fwd_data *d)
 		return;
 	}
 	gw_req_proxy(rq, h->host, h->host_len, h->port, NULL, 0);
+	if (d->insp != NULL && gw_req_conn_tag(rq) != NULL) {
+		gw_req_upstream_tls(rq, fwd_inspect_upstream_tls(d->insp, h->host, h->host_len));
+		gw_req_set_reason(rq, "inspected");
+	}
 }
 
 /* ---- DLP ---- */
@@ -1052,6 +1080,7 @@ static int facts_of(struct gw_req *rq, const struct fwd_who *who, enum fwd_cred 
 	f->form = h->target_form;
 	f->connect = h->method == GW_M_CONNECT;
 	f->https = h->target_form == GW_TF_ABSOLUTE && h->scheme_len != 4;
+	f->inspected = gw_req_conn_tag(rq) != NULL;
 	f->websocket = wants_websocket(h);
 	f->method = gw_req_strndup(rq, h->method_str, h->method_len);
 	f->host = host_lc(rq, h);
@@ -1150,6 +1179,10 @@ static void decide(struct gw_req *rq, struct fwd_data *d, const struct fwd_who *
 			serve_pac(rq, d, &v);
 			return;
 		}
+		if (name != NULL && strcmp(name, "ca") == 0) {
+			serve_ca(rq, d, &v);
+			return;
+		}
 		gw_req_set_verdict(rq, "local", name);
 		gw_req_respond(rq, v.status, NULL, NULL, 0, v.reason);
 		return;
@@ -1166,6 +1199,8 @@ static void decide(struct gw_req *rq, struct fwd_data *d, const struct fwd_who *
 	if (!f.connect)
 		icap_plan(rq, d, v.stage == FWD_STAGE_POLICY ? v.match.rule_index : SIZE_MAX);
 	if (f.connect) {
+		if (!via_parent(d, h) && fwd_inspect_connect(d->insp, rq, &v.match))
+			return;   /* on_peek() goes on */
 		if (via_parent(d, h))
 			to_parent(rq, d, parent_pick(d, 0));
 		else
@@ -1260,7 +1295,8 @@ static void on_done(struct gw_req *rq, void *side)
 	/* the per-request slot holds the auth_req while the request waits for
 	 * the pool (set and cleared on this worker thread; the auth_req lives
 	 * until auth_wake() runs here, after this) */
-	struct auth_req *ar = scan_hold_of(slot_get(rq)) == NULL ? slot_get(rq) : NULL;
+	void *slot = slot_get(rq);
+	struct auth_req *ar = scan_hold_of(slot) == NULL && !fwd_inspect_owns_slot(slot) ? slot : NULL;
 	struct rq_icap *ri = icap_of(rq);
 	const char *v = gw_req_verdict(rq), *user = gw_req_user(rq);
 	const struct gw_http_head *h = gw_req_head(rq);
@@ -1458,7 +1494,35 @@ static void on_request(struct gw_req *rq, void *side)
 	int sent = d->dc.auth_used && d->pool != NULL &&
 	    gw_http1_find(gw_req_head(rq), "proxy-authorization") != NULL;
 	struct fwd_who who;
+	const char *tag = gw_req_conn_tag(rq);
 
+	if (tag != NULL) {   /* inside an inspected CONNECT */
+		const char *user, *problem = fwd_inspect_inner(rq, tag, &user);
+		long ui = user != NULL && d->db != NULL ? fwd_auth_db_find(d->db, user) : -1;
+		if (d->insp == NULL) {
+			/* a reload turned inspection off: this generation has no
+			 * upstream TLS context for it; the client reconnects */
+			gw_req_set_verdict(rq, "deny", "inspect");
+			gw_req_respond(rq, 503, NULL, NULL, 0, "TLS inspection was turned off by a reload: "
+			    "open the page again");
+			return;
+		}
+		if (problem != NULL) {
+			count(rq, FWD_C_BLOCKS);
+			gw_req_set_verdict(rq, "deny", "inspect");
+			gw_req_respond(rq, 502, NULL, NULL, 0, problem);
+			return;
+		}
+		/* the CONNECT's user: a users-file user (a reload may have removed
+		 * it: then none), or one signed in by Negotiate on this connection */
+		if (ui >= 0)
+			decide(rq, d, db_who(d, ui, &who), FWD_CRED_OK, 0);
+		else if (user != NULL && fwd_sso_conn_who(d->sso, rq, &who))
+			decide(rq, d, &who, FWD_CRED_OK, 0);
+		else
+			decide(rq, d, NULL, FWD_CRED_NONE, 0);
+		return;
+	}
 	/* signed in on this connection by Negotiate (no new token sent) */
 	if (!sent && d->dc.auth_used && fwd_sso_conn_who(d->sso, rq, &who)) {
 		count(rq, FWD_C_AUTH_CACHED);
@@ -1466,6 +1530,27 @@ static void on_request(struct gw_req *rq, void *side)
 		return;
 	}
 	decide(rq, d, NULL, sent ? FWD_CRED_GIVEN : FWD_CRED_NONE, 0);
+}
+
+static void on_peek(struct gw_req *rq, const unsigned char *p, size_t n, int final, void *side)
+{
+	struct fwd_data *d = side;
+	struct fwd_inspect_ctx x = { &d->dc, d->db, thread_md() };
+
+	fwd_inspect_on_peek(d->insp, &x, rq, p, n, final);
+}
+
+static void on_tls_abort(const char *host, void *side)
+{
+	(void)side;
+	fwd_inspect_abort(host);
+}
+
+static void on_tunnel_tls(struct gw_req *rq, struct ssl_st *up, const char *err, void *side)
+{
+	struct fwd_data *d = side;
+
+	fwd_inspect_on_tunnel_tls(d->insp, rq, up, err);
 }
 
 static int on_resolved(struct gw_req *rq, const struct sockaddr *sa, void *side)
@@ -1604,6 +1689,9 @@ static struct gw_proto fwd_proto = {   /* .family: set by gw_control_add_side() 
 	.on_upstream_error = on_upstream_error,
 	.on_response_head = on_response_head,
 	.on_response_filter = on_response_filter,
+	.on_peek = on_peek,
+	.on_tunnel_tls = on_tunnel_tls,
+	.on_tls_abort = on_tls_abort,
 };
 
 /* ---- per-snapshot data ---- */
@@ -1624,6 +1712,8 @@ static void side_free(void *data)
 	for (int w = 0; w < GW_MAX_WORKERS; w++)
 		fwd_dlp_views_free(d->views[w]);
 	fwd_dlp_free(d->dlp);
+	fwd_inspect_free(d->insp);
+	fwd_ca_free(d->ca);
 	free(d->pac);
 	free(d->parent_down);
 	fwd_policy_free(d->policy);
@@ -1721,6 +1811,46 @@ static int compile_icap(struct fwd_data *d, const struct conf *cf)
 	return 0;
 }
 
+/* May forward.inspect make its CA when both files are missing?  Not for
+ * -t, which only checks (core/main.c says; a start and reloads may). */
+static atomic_int ca_create;
+
+void fwd_inspect_allow_ca_creation(int on)
+{
+	atomic_store(&ca_create, on);
+}
+
+/* forward.inspect's CA: ca_cert/ca_key, or state_dir/inspect-ca.{pem,key}. */
+static int compile_ca(struct fwd_data *d, const struct conf *cf, struct conf_errors *errs)
+{
+	const struct conf_fwd_inspect *in = &cf->forward.inspect;
+	char cbuf[4096], kbuf[4096], err[600];
+	const char *cp = in->ca_cert, *kp = in->ca_key;
+	int created = 0;
+
+	if (!in->present)
+		return 0;
+	if (cp == NULL || kp == NULL) {
+		const char *sd = cf->global.state_dir ? cf->global.state_dir : ".";
+		snprintf(cbuf, sizeof cbuf, "%s/inspect-ca.pem", sd);
+		snprintf(kbuf, sizeof kbuf, "%s/inspect-ca.key", sd);
+		cp = cbuf;
+		kp = kbuf;
+	}
+	d->ca = fwd_ca_load(cp, kp, atomic_load(&ca_create), &created, err, sizeof err);
+	if (d->ca == NULL) {
+		if (!atomic_load(&ca_create) && strstr(err, "(a CA is made there at the start)") != NULL)
+			return 0;   /* -t: the start will make it */
+		conf_err(errs, in->src.file, in->src.line, "forward.inspect", "%s", err);
+		return -1;
+	}
+	if (created)
+		gw_info("forward.inspect: made a new CA %s (key %s, mode 0600); fingerprint SHA-256 %s: "
+		    "give it to the clients (/gatehouse-ca.crt on the forward listener)", cp, kp,
+		    fwd_ca_fingerprint(d->ca));
+	return 0;
+}
+
 static int compile(const struct conf *cf, struct conf_errors *errs, void **data)
 {
 	struct fwd_data *d;
@@ -1748,6 +1878,14 @@ static int compile(const struct conf *cf, struct conf_errors *errs, void **data)
 	}
 	if (compile_auth(d, cf, errs) < 0 || errs->n > nerr)
 		ok = 0;
+	if (compile_ca(d, cf, errs) < 0) {
+		ok = 0;
+	} else {
+		int failed;
+		d->insp = fwd_inspect_new(cf, d->ca, errs, &failed);
+		if (failed)
+			ok = 0;
+	}
 	if (cf->forward.dlp.present && cf->forward.dlp.enabled) {
 		d->dlp = fwd_dlp_compile(&cf->forward.dlp, errs);
 		if (d->dlp == NULL)
@@ -1808,4 +1946,5 @@ const struct gw_side fwd_side = {
 	.compile = compile,
 	.free = side_free,
 	.listeners = listeners,
+	.tls = fwd_inspect_tls_specs,
 };

@@ -59,7 +59,8 @@ size_t fwd_rule_hits(const void *side_data, size_t rule_index);
 	X(DLP_HITS, "dlp_hits")          /* detector matches (query or body) */ \
 	X(DLP_OVERSIZE, "dlp_oversize")  /* bodies over max_scan_bytes */ \
 	X(DLP_BUSY, "dlp_busy")          /* uploads refused with 503: max_scan_memory spent */ \
-	X(PAC_SERVED, "pac_served")      /* /proxy.pac and /wpad.dat answers */
+	X(PAC_SERVED, "pac_served")      /* /proxy.pac and /wpad.dat answers */ \
+	X(CA_SERVED, "ca_served")        /* /gatehouse-ca.crt answers */
 
 enum fwd_counter {
 #define X(id, s) FWD_C_##id,
@@ -75,5 +76,18 @@ uint64_t fwd_dlp_scan_memory(void);
 
 uint64_t fwd_side_counter(const void *side_data, enum fwd_counter c);
 const char *fwd_counter_name(enum fwd_counter c);
+
+/* What the console shows of TLS inspection in side_data (NULL: none):
+ * the CA (forward/inspect_ca.h) and the inspection state
+ * (forward/inspect.h: counters, cache). */
+struct fwd_ca;
+struct fwd_inspect;
+const struct fwd_ca *fwd_side_ca(const void *side_data);
+const struct fwd_inspect *fwd_side_inspect(const void *side_data);
+
+/* Whether forward.inspect may generate its CA when both of its files are
+ * missing: core/main.c turns it on for a start (and so for reloads), off
+ * for -t (which must not write).  Off by default. */
+void fwd_inspect_allow_ca_creation(int on);
 
 #endif

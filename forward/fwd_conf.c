@@ -26,12 +26,12 @@ static struct conf_forward *fwd_of(struct conf_ctx *x)
 
 static const char *const k_forward[] = { "listeners", "allow_clients", "deny_destinations",
     "connect_ports", "anonymize", "block_contact", "block_page", "auth", "lists", "policy", "dlp", "pac", "parent",
-    "websocket_ports", "icap", "icap_default", NULL };
+    "websocket_ports", "icap", "icap_default", "inspect", NULL };
 static const char *const k_auth[] = { "realm", "users_file", "groups_file", "cache_ttl",
     "schemes", "kerberos", "ldap", NULL };   /* the last ones: forward/sso_conf.c */
 static const char *const k_list[] = { "name", "file", "domains", "urls", NULL };
 static const char *const k_rule[] = { "name", "action", "clients", "users", "groups", "domains",
-    "lists", "urls", "methods", "ports", "hours", "schemes", "icap", NULL };
+    "lists", "urls", "methods", "ports", "hours", "schemes", "icap", "inspect", NULL };
 static const char *const k_dlp[] = { "enabled", "action", "oversize", "max_scan_bytes", "detectors",
     "patterns", "max_scan_memory", NULL };
 static const char *const k_pattern[] = { "name", "regex", NULL };
@@ -306,6 +306,9 @@ static void read_policy(struct conf_ctx *x, config_setting_t *f)
 			ok = 0;
 			break;
 		}
+		r->inspect = 1;
+		if (conf_get_bool(x, e, ep, "inspect", &r->inspect) < 0)
+			ok = 0;
 		{
 			static const char *const matchers[] = { "clients", "users", "groups", "domains", "lists",
 			    "urls", "methods", "ports", "hours", "schemes", NULL };
@@ -544,6 +547,54 @@ static void read_block_page(struct conf_ctx *x, config_setting_t *f)
 	fw->block_page_len = n;
 }
 
+static const char *const k_inspect[] = { "mode", "ca_cert", "ca_key", "upstream_ca_file", "bypass_domains",
+    "bypass_lists", "insecure_hosts", "cert_cache", NULL };
+
+/* forward.inspect (after forward.lists: bypass_lists names them). */
+static void read_inspect(struct conf_ctx *x, config_setting_t *f)
+{
+	static const char *const modes[] = { "off", "all", NULL };
+	struct conf_forward *fw = fwd_of(x);
+	struct conf_fwd_inspect *in = &fw->inspect;
+	config_setting_t *g = conf_get_group(x, f, "forward", "inspect", k_inspect), *ls;
+	int cert, key;
+
+	in->cert_cache = 10000;
+	if (!g)
+		return;
+	in->present = 1;
+	in->src = conf_src_of(x, g);
+	conf_get_enum(x, g, "forward.inspect", "mode", modes, &in->mode_all);
+	cert = conf_get_path(x, g, "forward.inspect", "ca_cert", 0, &in->ca_cert);
+	key = conf_get_path(x, g, "forward.inspect", "ca_key", 0, &in->ca_key);
+	if (cert == 1 && key == 0)
+		conf_serr(x, conf_member(g, "ca_cert"), "forward.inspect.ca_cert",
+		    "needs ca_key beside it (or leave both out: a CA is made in global.state_dir)");
+	else if (cert == 0 && key == 1)
+		conf_serr(x, conf_member(g, "ca_key"), "forward.inspect.ca_key",
+		    "needs ca_cert beside it (or leave both out: a CA is made in global.state_dir)");
+	if (conf_get_text(x, g, "forward.inspect", "upstream_ca_file", 1, &in->upstream_ca_file) == 1)
+		in->upstream_ca_file = in->upstream_ca_file[0] ? conf_abs_path(x, in->upstream_ca_file) : NULL;
+	conf_get_strs(x, g, "forward.inspect", "bypass_domains", 0, conf_chk_host, &in->bypass_domains);
+	conf_get_strs(x, g, "forward.inspect", "insecure_hosts", 0, conf_chk_host, &in->insecure_hosts);
+	conf_get_int(x, g, "forward.inspect", "cert_cache", 1, 10000000, &in->cert_cache);
+	if (conf_get_strs(x, g, "forward.inspect", "bypass_lists", 0, conf_chk_name, &in->bypass_lists) != 1)
+		return;
+	ls = conf_member(g, "bypass_lists");
+	for (size_t j = 0; j < in->bypass_lists.n; j++) {
+		size_t k;
+		for (k = 0; k < fw->nlists; k++)
+			if (strcmp(fw->lists[k].name, in->bypass_lists.v[j]) == 0)
+				break;
+		if (k == fw->nlists) {
+			char lp[CONF_KP];
+			conf_kp_elem(lp, "forward.inspect.bypass_lists", (unsigned)j);
+			conf_serr(x, config_setting_get_elem(ls, (unsigned)j), lp, "no list named \"%s\" in forward.lists",
+			    in->bypass_lists.v[j]);
+		}
+	}
+}
+
 void fwd_conf_read(struct conf_ctx *x, config_setting_t *root)
 {
 	static const char *const def_allow[] = { "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12",
@@ -561,6 +612,7 @@ void fwd_conf_read(struct conf_ctx *x, config_setting_t *root)
 	fw->block_contact = conf_arena_strdup(conf_ctx_arena(x), "");
 	read_auth(x, NULL);
 	read_dlp(x, NULL);
+	read_inspect(x, NULL);
 	if (!f)
 		return;
 	fw->present = 1;
@@ -580,5 +632,6 @@ void fwd_conf_read(struct conf_ctx *x, config_setting_t *root)
 	read_dlp(x, f);
 	read_pac(x, f);
 	read_parent(x, f);
+	read_inspect(x, f);
 }
 

@@ -37,6 +37,7 @@ struct conf_fwd_rule {
 	struct conf_strs users, groups, domains, lists, urls, methods, hours, schemes;
 	uint16_t *ports;
 	size_t nports;
+	int inspect;               /* inspect = false: tunnel what it matches (0); absent or true: 1 */
 	struct conf_src src;
 	/* icap: names from forward.icap (at most one respmod and one reqmod
 	 * service); icap_set: the key was given (else forward.icap_default) */
@@ -118,6 +119,20 @@ struct conf_fwd_icap {
 	double timeout;            /* seconds for a whole ICAP exchange (default 30) */
 };
 
+/* forward.inspect: TLS inspection of CONNECT tunnels (forward/inspect.h). */
+struct conf_fwd_inspect {
+	int present;
+	int mode_all;              /* mode: "off" (0, the default) | "all" (1) */
+	char *ca_cert, *ca_key;    /* NULL: state_dir/inspect-ca.pem and .key; both files
+	                            * missing: a CA is generated there at the start */
+	char *upstream_ca_file;    /* trust store for origins; NULL ("") = the system's */
+	struct conf_strs bypass_domains;   /* host patterns never inspected */
+	struct conf_strs bypass_lists;     /* forward.lists names never inspected */
+	struct conf_strs insecure_hosts;   /* host patterns whose certificate errors are accepted */
+	int64_t cert_cache;        /* minted certificates kept (LRU), default 10000 */
+	struct conf_src src;
+};
+
 struct conf_forward {
 	int present;               /* the forward group exists */
 	struct conf_listener *listeners;
@@ -147,6 +162,7 @@ struct conf_forward {
 	struct conf_fwd_icap *icap;
 	size_t nicap;
 	struct conf_strs icap_default;   /* services for allowed traffic without a rule's icap */
+	struct conf_fwd_inspect inspect;
 };
 
 /* The forward section's reader (conf/keys.h struct conf_section). */

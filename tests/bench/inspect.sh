@@ -1,0 +1,95 @@
+#!/bin/bash
+# TLS inspection: Gatehouse (forward.inspect) against Squid with ssl-bump
+# (Debian's squid-openssl, "ssl_bump bump all", its certificate generator),
+# both with the same ECDSA CA, both in front of the same nginx TLS origin on
+# loopback, in the same run.  A first, simple scenario (not in bench.py yet):
+#   ka     N small GETs over one inspected keep-alive connection (one curl,
+#          N URLs): requests/s and the proxy's CPU time per request
+#   conns  M curl runs, each a new CONNECT with full handshakes on both sides
+#          (the leaf cached after the first): connections/s
+# Both proxies on CPU 1, curl and nginx on CPU 0.  Usage (root, Debian 12):
+#   GATEHOUSE_BIN=build-release/gatehouse bash tests/bench/inspect.sh
+set -uo pipefail
+N=${N:-2000}
+M=${M:-200}
+GW=${GATEHOUSE_BIN:-build/gatehouse}
+T=$(mktemp -d /var/tmp/gh-inspect-bench.XXXXXX)
+trap 'kill $(cat $T/*.pid 2>/dev/null) 2>/dev/null || true; sleep 0.5; cp $T/squid.log /tmp/inspect-bench-squid.log 2>/dev/null; rm -rf $T' EXIT
+P_ORIGIN=$((20000 + RANDOM % 5000)); P_GW=$((P_ORIGIN + 1)); P_SQ=$((P_ORIGIN + 2))
+
+# CA (EC P-256) and an origin certificate for the address literal 127.0.0.1
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $T/ca.key -out $T/ca.pem \
+  -days 30 -subj /CN=BenchCA -addext basicConstraints=critical,CA:TRUE \
+  -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $T/o.key -out $T/o.csr \
+  -subj /CN=127.0.0.1 2>/dev/null
+echo "subjectAltName=IP:127.0.0.1" > $T/o.ext
+openssl x509 -req -in $T/o.csr -CA $T/ca.pem -CAkey $T/ca.key -CAcreateserial -out $T/o.pem -days 30 \
+  -extfile $T/o.ext 2>/dev/null
+# the proxies' CA (the same for both)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $T/gw.key -out $T/gw.pem \
+  -days 30 -subj /CN=ProxyCA -addext basicConstraints=critical,CA:TRUE \
+  -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+
+cat > $T/nginx.conf <<EOF
+worker_processes 1; daemon off; pid $T/nginx.pid; error_log $T/nginx.err;
+events { worker_connections 4096; }
+http { access_log off;
+  server { listen 127.0.0.1:$P_ORIGIN ssl; ssl_certificate $T/o.pem; ssl_certificate_key $T/o.key;
+           keepalive_requests 1000000; location / { return 200 "0123456789\n"; } } }
+EOF
+taskset -c 0 nginx -c $T/nginx.conf & echo $! > $T/nginx.pid
+
+cat > $T/gw.conf <<EOF
+global: { workers = 1; user = ""; state_dir = "$T"; log: { error = "$T/gw.err"; access = ""; }; };
+forward: { listeners = ( { address = "127.0.0.1:$P_GW"; } ); allow_clients = [ "127.0.0.0/8" ];
+  deny_destinations = [ "169.254.0.0/16" ]; connect_ports = [ $P_ORIGIN ];
+  inspect: { mode = "all"; ca_cert = "$T/gw.pem"; ca_key = "$T/gw.key"; upstream_ca_file = "$T/ca.pem"; }; };
+EOF
+taskset -c 1 $GW -c $T/gw.conf & echo $! > $T/gw.pid
+
+/usr/lib/squid/security_file_certgen -c -s $T/ssl_db -M 16MB >/dev/null
+# Squid drops to its own user (proxy): its files must be reachable (a throwaway test CA)
+chmod 0755 $T; chmod 0644 $T/gw.key; chown -R proxy: $T/ssl_db 2>/dev/null || chmod -R a+rwX $T/ssl_db
+touch $T/squid.log; chmod 0666 $T/squid.log
+cat > $T/squid.conf <<EOF
+http_port 127.0.0.1:$P_SQ ssl-bump tls-cert=$T/gw.pem tls-key=$T/gw.key generate-host-certificates=on dynamic_cert_mem_cache_size=16MB
+sslcrtd_program /usr/lib/squid/security_file_certgen -s $T/ssl_db -M 16MB
+sslcrtd_children 5 startup=1 idle=1
+ssl_bump bump all
+tls_outgoing_options cafile=$T/ca.pem
+acl SSL_ports port $P_ORIGIN
+http_access allow localhost
+http_access deny all
+cache deny all
+access_log none
+cache_log $T/squid.log
+pid_filename $T/squid.run.pid
+coredump_dir $T
+workers 1
+EOF
+taskset -c 1 squid -N -f $T/squid.conf & echo $! > $T/squid.pid
+sleep 3
+echo "pinned: proxies on CPU 1, curl and nginx on CPU 0; N=$N M=$M"
+
+cpu() { awk '{print $14 + $15}' /proc/$1/stat; }
+tck=$(getconf CLK_TCK)
+urls() { for i in $(seq 1 $N); do echo "url = \"https://127.0.0.1:$P_ORIGIN/?$i\""; echo "output = /dev/null"; done; }
+urls > $T/urls.txt
+for who in gw squid; do
+  port=$([ $who = gw ] && echo $P_GW || echo $P_SQ)
+  pid=$(cat $T/$who.pid)
+  # warm (the leaf cached); one timed connection for the record
+  taskset -c 0 curl -s -o /dev/null -w "$who one connection: connect %{time_connect} appconnect %{time_appconnect} total %{time_total}\n" -x http://127.0.0.1:$port --cacert $T/gw.pem https://127.0.0.1:$P_ORIGIN/
+  taskset -c 0 curl -s -o /dev/null -x http://127.0.0.1:$port --cacert $T/gw.pem https://127.0.0.1:$P_ORIGIN/
+  c0=$(cpu $pid); t0=$(date +%s.%N)
+  taskset -c 0 curl -s -x http://127.0.0.1:$port --cacert $T/gw.pem -K $T/urls.txt
+  t1=$(date +%s.%N); c1=$(cpu $pid)
+  echo "$who ka: $(echo "$N / ($t1 - $t0)" | bc -l | cut -c1-8) req/s, cpu $(echo "($c1 - $c0) * 1000000 / $tck / $N" | bc -l | cut -c1-6) us/req"
+  c0=$(cpu $pid); t0=$(date +%s.%N)
+  for i in $(seq 1 $M); do
+    taskset -c 0 curl -s -o /dev/null -x http://127.0.0.1:$port --cacert $T/gw.pem https://127.0.0.1:$P_ORIGIN/
+  done
+  t1=$(date +%s.%N); c1=$(cpu $pid)
+  echo "$who conns: $(echo "$M / ($t1 - $t0)" | bc -l | cut -c1-8) conn/s, cpu $(echo "($c1 - $c0) * 1000000 / $tck / $M" | bc -l | cut -c1-7) us/conn"
+done
