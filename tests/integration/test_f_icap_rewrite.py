@@ -43,7 +43,7 @@ class Rewriter(BadIcap):
     broken mid-way)."""
 
     def fault(self, c, mode):
-        if mode not in ("rewrite", "retarget", "big", "badbody", "nullbody"):
+        if mode not in ("rewrite", "retarget", "big", "badbody", "nullbody", "rehost"):
             return super().fault(c, mode)
         # the whole REQMOD message came in the head _read_msg returned: fetch it again
         msg = self.tls.msg
@@ -55,6 +55,8 @@ class Rewriter(BadIcap):
         lines = qhead.rstrip(b"\r\n").split(b"\r\n")
         if mode == "retarget":
             lines[0] = re.sub(rb"//127\.0\.0\.1:\d+/", b"//127.0.0.2:9/", lines[0])
+        if mode == "rehost":
+            lines = [b"Host: elsewhere.test" if x.lower().startswith(b"host:") else x for x in lines]
         lines.insert(1, b"X-Icap-Scanned: yes")
         lines.insert(2, b"Proxy-Authorization: Basic c21ndWdnbGVkOng=")
         # hop-by-hop fields (and one the Connection field names), and one
@@ -242,3 +244,72 @@ def test_real_c_icap_echo_request_goes_through_the_rewrite(env):
                 g.check_clean()
         finally:
             peers.stop()
+
+
+def inspect_conf():
+    """test_f_inspect_icap's configuration with the uploads rule's service
+    on this module's rewriter, and a rule whose service changes Host."""
+    import test_f_inspect_icap
+    text = test_f_inspect_icap.CONF
+    for a, b in (('/virus_scan"; method = "reqmod"', '/rewrite"; method = "reqmod"'),
+                 ('{ name = "av"; uri = "icap://127.0.0.1:%(icap)d/virus_scan"; method = "respmod"; }',
+                  '{ name = "rehost"; uri = "icap://127.0.0.1:%(icap)d/rehost"; method = "reqmod"; }'),
+                 ('icap_default = [ "av" ];', ''),
+                 ('{ name = "all";', '{ name = "rehost"; action = "allow"; urls = [ "/rehost" ]; '
+                                     'icap = [ "rehost" ]; },\n    { name = "all";')):
+        assert a in text, a
+        text = text.replace(a, b)
+    return text
+
+
+def test_rewrite_inside_inspected_https(env, tmp_path):
+    """Inside an inspected CONNECT the rewritten upload reaches the TLS
+    origin the same way; a service that changes the Host field does not
+    move the request: the inspected request's target is absolute-form
+    (https://origin.test:PORT/...), whose authority the origin gets as Host
+    (a changed absolute-form target is refused: test_rewrite_refused_...)."""
+    import os
+    import ssl
+    icap = env[3]
+    d = str(tmp_path)
+    ca, _ = gh.make_ca(d)
+    crt, key = gh.make_cert(d, "origin.test", ["origin.test"])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(crt, key)
+    origin = gh.CacheOrigin(tls=ctx)
+    origin.script("/up", body=b"stored\n")
+    origin.script("/rehost", body=b"stored\n")
+    port = gh.free_port()
+    g = gh.Gatehouse(inspect_conf() % {"port": port, "oport": origin.port, "icap": icap.port, "ca": ca},
+                     extra_files={"hosts": gh.hosts_file(["origin.test"])})
+    try:
+        g.start([port])
+        rc, pem, err = gh.curl("-sS", "http://127.0.0.1:%d/gatehouse-ca.crt" % port)
+        assert rc == 0 and b"BEGIN CERTIFICATE" in pem, err
+        gwca = os.path.join(g.dir, "gatehouse-ca.pem")
+        with open(gwca, "wb") as f:
+            f.write(pem)
+
+        def post(path):
+            out = subprocess.run(["curl", "-sS", "--http1.1", "--suppress-connect-headers", "-x",
+                                  "http://127.0.0.1:%d" % port, "--cacert", gwca, "-o", "-", "-w", "\n%{http_code}",
+                                  "--data-binary", "@-", "https://origin.test:%d%s" % (origin.port, path)],
+                                 input=SECRET, capture_output=True, timeout=60)
+            body, _, code = out.stdout.rpartition(b"\n")
+            return int(code), body, out.stderr
+        code, body, err = post("/up")
+        assert code == 200 and body == b"stored\n", (code, body, err)
+        got = origin.last("/up")
+        names = [k.lower() for k, _ in got.headers]
+        assert got.body == rewritten(SECRET) and names.count("content-length") == 1
+        assert "transfer-encoding" not in names and got.header("X-Icap-Scanned") == "yes"
+        code, body, err = post("/rehost")
+        with origin.lock:
+            hosts = [r.header("Host") or "" for r in origin.requests]
+        assert not any("elsewhere" in h for h in hosts), hosts
+        # (the inspected request's target is absolute-form: its authority is the Host sent)
+        assert code == 200 and origin.last("/rehost").header("Host") == "origin.test:%d" % origin.port, \
+            (code, body)
+    finally:
+        origin.stop()
+        g.check_clean()
