@@ -86,11 +86,12 @@ static json_t *inspect_json(const struct conf *cf, const void *side)
 {
 	const struct conf_fwd_inspect *ic = &cf->forward.inspect;
 	const struct fwd_ca *ca = fwd_side_ca(side);
-	json_t *o, *ctr = json_object();
+	json_t *o, *ctr;
 	size_t n = 0;
 
 	if (!ic->present)
 		return json_null();
+	ctr = json_object();   /* (after the return above: it leaked there) */
 	for (int k = 0; k < FWD_IC_COUNT; k++)
 		json_object_set_new(ctr, fwd_inspect_counter_name((enum fwd_inspect_counter)k),
 		    json_integer((json_int_t)fwd_inspect_counter((enum fwd_inspect_counter)k)));
