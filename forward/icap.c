@@ -1383,9 +1383,15 @@ static char *build_heads(struct gw_req *rq, const struct gw_http_head *resp, siz
 		return NULL;
 	evbuffer_add_printf(b, "%.*s %.*s HTTP/1.1\r\n", (int)h->method_len, h->method_str,
 	    (int)h->target_len, h->target);
-	for (size_t i = 0; i < h->nhdrs; i++)
+	for (size_t i = 0; i < h->nhdrs; i++) {
+		/* credentials for the proxy are not the service's (it gets the
+		 * user as X-Authenticated-User); nor may a rewritten request
+		 * carry them back */
+		if (h->hdrs[i].name_len == 19 && strncasecmp(h->hdrs[i].name, "proxy-authorization", 19) == 0)
+			continue;
 		evbuffer_add_printf(b, "%.*s: %.*s\r\n", (int)h->hdrs[i].name_len, h->hdrs[i].name,
 		    (int)h->hdrs[i].value_len, h->hdrs[i].value);
+	}
 	evbuffer_add(b, GW_STRLIT("\r\n"));
 	*rql = evbuffer_get_length(b);
 	if (resp != NULL) {

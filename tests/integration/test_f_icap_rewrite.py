@@ -156,6 +156,8 @@ def test_rewritten_request_reaches_the_origin_with_its_body_and_framing(env, chu
     with icap.lock:
         seen = [x[2] for x in icap.seen if x[0] == "rewrite"]
     assert seen and seen[-1].endswith(SECRET)
+    # the proxy credentials are the proxy's: the service gets the user as X-Authenticated-User only
+    assert b"proxy-authorization" not in seen[-1].lower() and b"YWxpY2U6cHc=" not in seen[-1]
     # the client's connection and the proxy go on: a second one works too
     code, _ = upload(env, path + "2", b"small 4111111111111111\n")
     assert code == 200 and origin.last(path + "2").body == rewritten(b"small 4111111111111111\n")
