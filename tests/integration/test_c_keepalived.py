@@ -6,7 +6,9 @@ hub namespace; 192.0.2.0/24 exists only there).  Under a bounded load
 (one new connection every 50 ms):
   1. the active node's gatehouse is killed: the VIP moves, the standby serves;
   2. it is restarted: it stays BACKUP (nopreempt), no request fails;
-  3. the now active node dies (its link goes down): the VIP moves back.
+  3. the now active node dies (its link goes down) with a request in flight
+     to the origin: the VIP moves back; stopping the cut-off node then waits
+     its shutdown_grace for that request and exits cleanly.
 The failover times and failed requests are printed (pytest -s) and bounded.
 
 Namespaces are held by `unshare -n sleep` processes and entered with
@@ -65,15 +67,21 @@ class Ns:
         self.holder.wait()
 
 
+# shutdown_grace: a node stopped with a request still in flight waits this
+# long for it (30 s by default: longer than gh's 20 s stop timeout)
+GRACE = 2.0
 NODE_CONF = """
+global: { timeouts: { shutdown_grace = %.1f; }; };
 reverse: {
   listeners = ( { address = "%s:8080"; freebind = true; } );
-  upstreams = ( { name = "o"; servers = ( { address = "%s:8000"; } ); } );
-  sites = ( { default = true; routes = ( { path = "/"; upstream = "o"; } ); } );
+  upstreams = ( { name = "o"; servers = ( { address = "%s:8000"; } ); },
+                { name = "slow"; servers = ( { address = "%s:8001"; } ); } );
+  sites = ( { default = true; routes = ( { path = "/slow"; upstream = "slow"; },
+                                         { path = "/"; upstream = "o"; } ); } );
 };
 admin: { listen = "127.0.0.1:9090"; users_file = "@DIR@/users"; metrics_listen = "127.0.0.1:9091"; };
 cluster: { redis = "%s:16379"; };
-""" % (VIP, HUB, HUB)
+""" % (GRACE, VIP, HUB, HUB, HUB)
 
 LOAD = r"""
 import os, socket, sys, time
@@ -100,6 +108,25 @@ while time.time() < end and not os.path.exists(stop):
         why = type(e).__name__
     out.write("%.4f %d %.3f %s\n" % (t, ok, time.time() - t, why))
     time.sleep(max(0.0, 0.05 - (time.time() - t)))
+"""
+
+# an origin that takes connections and never answers (the kernel accepts)
+SILENT = r"""
+import socket, sys, time
+s = socket.socket()
+s.bind((sys.argv[1], 8001))
+s.listen(64)
+print("listening", flush=True)
+time.sleep(900)
+"""
+
+# a request left waiting for that origin's answer
+HOLD = r"""
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], 8080), timeout=2)
+s.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+print("sent", flush=True)
+time.sleep(120)
 """
 
 
@@ -280,6 +307,9 @@ def body(tmp, nss, procs, nodes, loads, mark):
     procs.append(hub.popen("redis-server", "--port", "16379", "--bind", HUB, "--save", "",
                            "--appendonly", "no", "--protected-mode", "no", "--dir", tmp,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    silent = hub.popen("python3", "-c", SILENT, HUB, stdout=subprocess.PIPE)
+    procs.append(silent)
+    assert silent.stdout.readline() == b"listening\n"
     nodes += [Node(n1, 1, tmp), Node(n2, 2, tmp)]
     for nd in nodes:
         nd.start_gatehouse()      # both listen on the VIP before either holds it (freebind)
@@ -328,10 +358,15 @@ def body(tmp, nss, procs, nodes, loads, mark):
     assert all(ok for t, ok in samples), [t for t, ok in samples if not ok]
     print("HA: restarted node stayed BACKUP (nopreempt); %d requests, none failed" % len(samples))
 
-    # 3. the now active node dies (link down: no more adverts)
+    # 3. the now active node dies (link down: no more adverts) with a request
+    # in flight on it (waiting for the origin): that one is lost with the node
     load = Load(cl, tmp)
     loads.append(load)
     load.wait_ok()
+    held = cl.popen("python3", "-c", HOLD, VIP, stdout=subprocess.PIPE)
+    procs.append(held)
+    assert held.stdout.readline() == b"sent\n"
+    time.sleep(0.3)                        # read by the node's gatehouse
     t_down = time.time()
     mark("phase 3: link down on node %d" % standby.n)
     standby.ns.run("ip", "link", "set", "eth0", "down")
@@ -345,3 +380,14 @@ def body(tmp, nss, procs, nodes, loads, mark):
     for nd in nodes:
         text = nd.klog_text()
         assert "Entering MASTER STATE" in text or nd is standby
+
+    # the cut-off node still holds the request waiting for the origin: a stop
+    # gives it shutdown_grace, then closes it and exits cleanly
+    t_stop = time.time()
+    mark("stopping gatehouse on the cut-off node %d" % standby.n)
+    standby.g.check_clean()
+    took = time.time() - t_stop
+    mark("node %d stopped after %.2f s" % (standby.n, took))
+    assert "shutdown grace period over" in standby.g.stderr(), standby.g.stderr()[-2000:]
+    assert GRACE <= took < GRACE + 10, took
+    print("HA: cut-off node stopped in %.2f s (shutdown_grace %.1f s, a request in flight)" % (took, GRACE))
