@@ -15,6 +15,7 @@ Namespaces are held by `unshare -n sleep` processes and entered with
 nsenter, so nothing is mounted (no /run/netns) and nothing is left behind."""
 import os
 import re
+import select
 import signal
 import shutil
 import subprocess
@@ -133,6 +134,14 @@ s.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
 print("sent", flush=True)
 time.sleep(120)
 """
+
+
+def line_within(proc, secs=10):
+    """The next line proc prints, or b"" if none comes within secs (no hang);
+    proc.stdout unbuffered (bufsize=0), so select sees every line."""
+    if not select.select([proc.stdout], [], [], secs)[0]:
+        return b""
+    return proc.stdout.readline()
 
 
 class Node:
@@ -312,9 +321,9 @@ def body(tmp, nss, procs, nodes, loads, mark):
     procs.append(hub.popen("redis-server", "--port", "16379", "--bind", HUB, "--save", "",
                            "--appendonly", "no", "--protected-mode", "no", "--dir", tmp,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    silent = hub.popen("python3", "-c", SILENT, HUB, stdout=subprocess.PIPE)
+    silent = hub.popen("python3", "-c", SILENT, HUB, stdout=subprocess.PIPE, bufsize=0)
     procs.append(silent)
-    assert silent.stdout.readline() == b"listening\n"
+    assert line_within(silent) == b"listening\n"
     nodes += [Node(n1, 1, tmp), Node(n2, 2, tmp)]
     for nd in nodes:
         nd.start_gatehouse()      # both listen on the VIP before either holds it (freebind)
@@ -368,10 +377,10 @@ def body(tmp, nss, procs, nodes, loads, mark):
     load = Load(cl, tmp)
     loads.append(load)
     load.wait_ok()
-    held = cl.popen("python3", "-c", HOLD, VIP, stdout=subprocess.PIPE)
+    held = cl.popen("python3", "-c", HOLD, VIP, stdout=subprocess.PIPE, bufsize=0)
     procs.append(held)
-    assert held.stdout.readline() == b"sent\n"
-    assert silent.stdout.readline() == b"request\n"   # now waiting for the origin's answer
+    assert line_within(held) == b"sent\n"
+    assert line_within(silent) == b"request\n"   # now waiting for the origin's answer
     t_down = time.time()
     mark("phase 3: link down on node %d" % standby.n)
     standby.ns.run("ip", "link", "set", "eth0", "down")
