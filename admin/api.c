@@ -177,6 +177,8 @@ enum MHD_Result adm_api(struct MHD_Connection *c, const char *path, const char *
 		j = adm_api_cache();
 	else if (post && strcmp(path, "cache/purge") == 0)
 		return adm_api_cache_purge(c, r, who);
+	else if (get && (strcmp(path, "inspect/ca.pem") == 0 || strcmp(path, "inspect/ca.der") == 0))
+		return adm_api_inspect_ca(c, strcmp(path, "inspect/ca.der") == 0);
 	else if (get && strcmp(path, "cluster") == 0)
 		j = adm_api_cluster();
 	else if (post && strcmp(path, "certificates/renew") == 0)
@@ -185,7 +187,8 @@ enum MHD_Result adm_api(struct MHD_Connection *c, const char *path, const char *
 		static const char *const known[] = { "session", "stats", "events", "forward", "forward/blocks", "tail", "config",
 			"certificates",
 			"audit", "reload", "policy/test", "upstreams", "sites", "servers/drain", "servers/enable",
-			"servers/disable", "cache", "cache/purge", "cluster", "certificates/renew", NULL };
+			"servers/disable", "cache", "cache/purge", "cluster", "certificates/renew", "inspect/ca.pem",
+			"inspect/ca.der", NULL };
 		for (int i = 0; known[i]; i++)
 			if (strcmp(path, known[i]) == 0)
 				return adm_send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");

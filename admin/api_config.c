@@ -113,8 +113,32 @@ static json_t *inspect_json(const struct conf *cf, const void *side)
 		const char *pem = fwd_ca_pem(ca, &n);
 		json_object_set_new(o, "ca", json_pack("{s:s,s:s,s:I,s:s}", "fingerprint_sha256", fwd_ca_fingerprint(ca),
 		    "pem", pem, "not_after", (json_int_t)fwd_ca_not_after(ca), "download", "/gatehouse-ca.crt"));
+		/* the console's own copies (same certificate, no forward listener needed) */
+		json_object_set_new(json_object_get(o, "ca"), "console_pem", json_string("/api/v1/inspect/ca.pem"));
+		json_object_set_new(json_object_get(o, "ca"), "console_der", json_string("/api/v1/inspect/ca.der"));
 	}
 	return o;
+}
+
+/* GET inspect/ca.pem and inspect/ca.der: the company CA's certificate as a
+ * download for the console's users (viewer role is enough: it is public,
+ * the forward listener serves it too).  The key is never reachable here. */
+enum MHD_Result adm_api_inspect_ca(struct MHD_Connection *c, int der)
+{
+	const struct fwd_ca *ca = fwd_side_ca(adm_fwd_side(gw_control_snapshot()));
+	const char *const hdrs[] = { "Content-Disposition",
+		der ? "attachment; filename=\"gatehouse-ca.der\"" : "attachment; filename=\"gatehouse-ca.crt\"",
+		"Cache-Control", "no-store", NULL };
+	const void *body;
+	size_t n = 0;
+
+	if (ca == NULL)
+		return adm_send_error(c, MHD_HTTP_NOT_FOUND, "TLS inspection has no CA (forward.inspect is not configured)");
+	body = der ? (const void *)fwd_ca_der(ca, &n) : (const void *)fwd_ca_pem(ca, &n);
+	if (body == NULL || n == 0)
+		return adm_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "the CA certificate cannot be encoded");
+	return adm_send_hdrs(c, MHD_HTTP_OK, der ? "application/pkix-cert" : "application/x-pem-file",
+	    body, n, 0, hdrs);
 }
 
 static json_t *policy_json(const struct conf *cf, const struct fwd_policy *p, const void *side)

@@ -46,7 +46,9 @@ json_t *adm_api_tail(struct MHD_Connection *c);                      /* GET tail
 /* ---- api_config.c ---- */
 json_t *adm_api_config(void);                                        /* GET config */
 json_t *adm_api_certificates(void);                                  /* GET certificates */
-json_t *adm_api_acme_orders(void);                                   /* (part of it) */
+json_t *adm_api_acme_orders(void);
+/* GET inspect/ca.pem, inspect/ca.der: the inspection CA's certificate (never its key) */
+enum MHD_Result adm_api_inspect_ca(struct MHD_Connection *c, int der);                                   /* (part of it) */
 enum MHD_Result adm_api_acme_renew(struct MHD_Connection *c, struct adm_req *r,
     const struct adm_who *who);                                      /* POST certificates/renew */
 

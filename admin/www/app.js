@@ -267,6 +267,39 @@
     for (const name of Object.keys(ctr)) if (!seen.has(name)) card('Other', name.replace(/_/g, ' '), name);
   }
 
+  /* forward.inspect (GET config): counters, minting, cache, handshake aborts, the CA */
+  let mintSeen = null;     /* { t, minted } of the previous refresh: the minting rate */
+  function renderInspect(ins) {
+    $('fw-inspect').classList.toggle('hidden', !ins);
+    if (!ins) return;
+    const c = ins.counters || {};
+    $('fw-insp-mode').textContent = 'mode ' + ins.mode + (ins.bypass_domains.length ? ' · bypass ' + ins.bypass_domains.join(', ') : '') +
+      (ins.bypass_lists.length ? ' · bypass lists ' + ins.bypass_lists.join(', ') : '');
+    $('fw-insp-inspected').textContent = fmtInt(c.inspected || 0);
+    $('fw-insp-tunnelled').textContent = fmtInt(c.tunnelled || 0);
+    $('fw-insp-refused').textContent = fmtInt(c.hello_refused || 0) + ' hello(s) refused · ' + fmtInt(c.origin_errors || 0) + ' origin error(s)';
+    const minted = c.minted || 0, now = Date.now() / 1000;
+    let rate = '';
+    if (mintSeen && now > mintSeen.t && minted >= mintSeen.minted) rate = ((minted - mintSeen.minted) / (now - mintSeen.t)).toFixed(1) + '/s now · ';
+    mintSeen = { t: now, minted };
+    $('fw-insp-minted').textContent = fmtInt(minted);
+    $('fw-insp-rate').textContent = rate + (minted ? Math.round((c.mint_us_total || 0) / minted) + ' µs per certificate' : 'none minted yet') +
+      (c.mint_waits ? ' · ' + fmtInt(c.mint_waits) + ' waited' : '');
+    $('fw-insp-cached').textContent = fmtInt(ins.cached || 0) + ' / ' + fmtInt(ins.cert_cache);
+    $('fw-insp-hits').textContent = fmtInt(c.cache_hits || 0) + ' cache hit(s)' + (c.insecure_uses ? ' · ' + fmtInt(c.insecure_uses) + ' insecure use(s)' : '');
+    const tb = clear($('fw-insp-aborts'));
+    for (const a of ins.handshake_aborts || []) tb.append(el('tr', null, el('td', { class: 'mono', text: a.host }), el('td', { text: fmtInt(a.aborts) })));
+    none(tb, 2, 'no client has aborted a handshake');
+    const dl = clear($('fw-insp-ca')), add = (k, v) => dl.append(el('dt', { text: k }), v instanceof Node ? v : el('dd', { class: 'mono', text: v }));
+    if (!ins.ca) { add('Certificate', 'not loaded'); return; }
+    const left = Math.floor((ins.ca.not_after - now) / 86400);
+    add('SHA-256 fingerprint', el('dd', { class: 'mono small', id: 'fw-insp-fp', text: ins.ca.fingerprint_sha256 }));
+    add('Expires', el('dd', { id: 'fw-insp-exp', text: fmtTime(ins.ca.not_after) + ' (' + left + ' days left)' }));
+    add('Download', el('dd', null, el('a', { id: 'fw-insp-pem', href: ins.ca.console_pem, download: 'gatehouse-ca.crt', text: 'PEM (gatehouse-ca.crt)' }), ' · ',
+      el('a', { id: 'fw-insp-der', href: ins.ca.console_der, download: 'gatehouse-ca.der', text: 'DER (gatehouse-ca.der)' }), ' · ',
+      el('span', { class: 'muted small', text: 'clients of the proxy also get it at http://<proxy>' + ins.ca.download }), ' '));
+  }
+
   /* block events: newest first, a page at a time, filtered by the API */
   const BLOCKS_PAGE = 25;
   const blocks = { offset: 0, q: '' };
@@ -322,6 +355,7 @@
     if (!(fw.icap || []).length) icap.textContent = 'none';
     facts.append(el('dt', { text: 'ICAP services' }), icap);
     if (fw.counters) renderCounters(fw.counters);
+    renderInspect(fw.inspect);
     await loadBlocks();
   };
 
@@ -667,6 +701,7 @@
       if (current === 'forward') {
         api('forward').then((r) => { if (r.ok) renderObserved(r.data); }).catch(() => {});
         loadBlocks().catch(() => {});
+        api('config').then((r) => { if (r.ok) renderInspect(r.data.forward.inspect); }).catch(() => {});
       }
       if (current === 'reverse') refreshServers().catch(() => {});
     }, 2000);

@@ -10,17 +10,20 @@
 //   GH_NEW_PASSWORD  the password the test changes it to (through the console)
 //   GH_SHOTS    directory for the PNG screenshots
 //   GH_CONF     the running config file (the test breaks it once, then restores it)
+//   GH_TLS_PAGE an https:// URL of a TLS origin the proxy inspects (forward.inspect mode "all")
 // Prints one "BROWSER-RESULT {json}" line and exits 0 when every check passed.
 import { chromium } from 'playwright-core';
 import { execFile } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const env = (k) => { const v = process.env[k]; if (!v) throw new Error(k + ' is not set'); return v; };
 const CONSOLE = env('GH_CONSOLE'), REVERSE = env('GH_REVERSE'), FORWARD = env('GH_FORWARD');
 const CONF = env('GH_CONF'), ORIGIN = env('GH_ORIGIN'), PROXY_USER = env('GH_PROXY_USER');
 const USER = env('GH_USER'), PASSWORD = env('GH_PASSWORD'), SHOTS = env('GH_SHOTS');
-const NEW_PASSWORD = env('GH_NEW_PASSWORD');
+const NEW_PASSWORD = env('GH_NEW_PASSWORD'), TLS_PAGE = env('GH_TLS_PAGE');
 mkdirSync(SHOTS, { recursive: true });
 
 const checks = [];
@@ -36,15 +39,18 @@ function curlBurst(n) {
     { maxBuffer: 1 << 20 }, () => resolve()));
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// curl with its exit code and stdout (for the inspected requests)
+const curlRun = (...args) => new Promise((resolve) => execFile('curl', ['-sS', '--max-time', '10', ...args],
+  { maxBuffer: 1 << 20 }, (err, stdout, stderr) => resolve({ code: err ? (err.code ?? -1) : 0, stdout, stderr })));
 const curl = (...args) => new Promise((resolve) => execFile('curl', ['-s', '-o', '/dev/null', '--max-time', '10', ...args],
   { maxBuffer: 1 << 20 }, () => resolve()));
 
 // Poll a predicate in the page.  (Not page.waitForFunction: its polling
 // evaluates strings, which the console's CSP rightly forbids.)
-async function waitFor(page, fn, timeout = 10000) {
+async function waitFor(page, fn, timeout = 10000, arg = undefined) {
   const end = Date.now() + timeout;
   for (;;) {
-    if (await page.evaluate(fn)) return;
+    if (await page.evaluate(fn, arg)) return;
     if (Date.now() > end) throw new Error('timed out waiting for ' + fn.toString());
     await sleep(50);
   }
@@ -220,6 +226,50 @@ try {
     { total: apiPage.total, n: apiPage.blocks.length, first: apiPage.blocks[0] });
   await page.fill('#fw-blocks-q', '');
   await waitFor(page, () => / kept$/.test(document.getElementById('fw-blocks-total').textContent));
+  // TLS inspection: the card shows the company CA; its downloads are the certificate
+  // curl then trusts for an inspected request; a client that does not trust it aborts
+  // the handshake and its host is listed as a bypass candidate
+  await waitFor(page, () => !document.getElementById('fw-inspect').classList.contains('hidden') &&
+    !!document.getElementById('fw-insp-pem'));
+  const fpShown = (await page.textContent('#fw-insp-fp')).trim();
+  check('inspection CA fingerprint and expiry shown', /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/.test(fpShown) &&
+    /\(\d+ days left\)/.test(await page.textContent('#fw-insp-exp')), fpShown);
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#fw-insp-pem')]);
+  const pemPath = join(mkdtempSync(join(tmpdir(), 'gh-ca-')), 'gatehouse-ca.crt');
+  await dl.saveAs(pemPath);
+  const pemText = readFileSync(pemPath, 'utf8');
+  const pemCert = new X509Certificate(pemText);
+  check('PEM download is the CA certificate, no key', dl.suggestedFilename() === 'gatehouse-ca.crt' &&
+    pemCert.ca && pemCert.fingerprint256 === fpShown && !pemText.includes('PRIVATE'),
+    { name: dl.suggestedFilename(), fp: pemCert.fingerprint256 });
+  const derHref = await page.getAttribute('#fw-insp-der', 'href');
+  const derB64 = await page.evaluate(async (href) => {
+    const r = await fetch(href);
+    const b = new Uint8Array(await r.arrayBuffer());
+    return r.status === 200 ? btoa(String.fromCharCode(...b)) : 'status ' + r.status;
+  }, derHref);
+  let derFp = null;
+  try { derFp = new X509Certificate(Buffer.from(derB64, 'base64')).fingerprint256; } catch (e) { derFp = String(e) + derB64.slice(0, 40); }
+  check('DER download is the same certificate', derFp === fpShown, derFp);
+  const inspGood = await curlRun('-x', FORWARD, '--cacert', pemPath, TLS_PAGE);
+  check('curl trusting the downloaded CA gets the inspected page', inspGood.code === 0 && inspGood.stdout.includes('"target": "/echo"'),
+    { code: inspGood.code, out: inspGood.stdout.slice(0, 100), err: inspGood.stderr.slice(0, 200) });
+  const inspBad = await curlRun('-x', FORWARD, TLS_PAGE);   // the system store: no Gatehouse CA
+  check('a client without the CA aborts the handshake', inspBad.code !== 0, inspBad.stderr.slice(0, 200));
+  const tlsHost = new URL(TLS_PAGE).hostname;
+  let insp = null;
+  try {
+    await waitFor(page, () => (parseInt(document.getElementById('fw-insp-inspected').textContent.replace(/,/g, ''), 10) || 0) >= 1, 10000);
+    await waitFor(page, (h) => document.getElementById('fw-insp-aborts').textContent.includes(h), 10000, tlsHost);
+  } catch (e) { /* the checks below say what is missing */ }
+  insp = await page.evaluate(() => Object.fromEntries(['inspected', 'tunnelled', 'minted', 'rate', 'cached', 'hits', 'aborts']
+    .map((k) => [k, document.getElementById('fw-insp-' + k).textContent])));
+  check('inspection card: inspected and tunnelled counts', /^\d+$/.test(insp.inspected) && +insp.inspected >= 1 &&
+    /^\d+$/.test(insp.tunnelled), insp);
+  check('inspection card: minting and cache', +insp.minted >= 1 && /\d+ µs per certificate/.test(insp.rate) &&
+    /^[1-9]\d* \/ 10,000$/.test(insp.cached), insp);
+  check('inspection card: hosts whose clients abort the handshake', insp.aborts.includes(tlsHost) &&
+    /\d/.test(insp.aborts.replace(tlsHost, '')), insp.aborts);
   await page.screenshot({ path: join(SHOTS, 'forward.png'), fullPage: true });
   await page.click('#tabs button[data-tab="reverse"]');
   await waitFor(page, () => document.getElementById('rv-ups').textContent.includes('app'));
