@@ -686,3 +686,204 @@ def test_idle_inspected_connection_memory(env):
     print("RSS per idle inspected connection: %.1f KiB (%d connections)" % (per, n))
     if not gh.SANITIZED:
         assert per < 256, per
+
+
+# ---- WebSocket inside an inspected connection (issue 16: "every forward feature applies") ----
+import base64   # noqa: E402
+import hashlib  # noqa: E402
+import struct   # noqa: E402
+
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B65"
+
+
+def ws_frame(opcode, payload, mask):
+    """One final WebSocket frame (RFC 6455 5.2); masked with a random key when mask."""
+    n = len(payload)
+    head = bytes([0x80 | opcode])
+    mbit = 0x80 if mask else 0
+    if n < 126:
+        head += bytes([mbit | n])
+    elif n < 65536:
+        head += bytes([mbit | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([mbit | 127]) + struct.pack("!Q", n)
+    if not mask:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def ws_read(recv_exact):
+    """(opcode, payload, masked) of the next frame, read with recv_exact(n)."""
+    b0, b1 = recv_exact(2)
+    n = b1 & 0x7F
+    if n == 126:
+        n = struct.unpack("!H", recv_exact(2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", recv_exact(8))[0]
+    key = recv_exact(4) if b1 & 0x80 else None
+    data = recv_exact(n)
+    if key:
+        data = bytes(b ^ key[i % 4] for i, b in enumerate(data))
+    return b0 & 0x0F, data, key is not None
+
+
+def exact_reader(sock):
+    buf = bytearray()
+
+    def recv_exact(n):
+        while len(buf) < n:
+            b = sock.recv(65536)
+            if not b:
+                raise EOFError("closed after %d of %d bytes" % (len(buf), n))
+            buf.extend(b)
+        out = bytes(buf[:n])
+        del buf[:n]
+        return out
+    return recv_exact
+
+
+class WsTlsOrigin:
+    """A real WebSocket echo server over TLS: checks the client's handshake
+    (Upgrade, Connection, Sec-WebSocket-Key, version 13), answers 101 with
+    the computed Sec-WebSocket-Accept, greets with a text frame, then answers
+    each (masked) client frame with an unmasked one "echo: ..." (binary frames
+    as they came), pings with pongs, and a close with a close."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.port = gh.free_port()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen(16)
+        self.seen = []          # (request head, [client frames as (opcode, len, masked)])
+        self.errors = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(c,), daemon=True).start()
+
+    def _one(self, raw):
+        frames = []
+        try:
+            c = self.ctx.wrap_socket(raw, server_side=True)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                b = c.recv(1)
+                if not b:
+                    return
+                head += b
+            self.seen.append((head, frames))
+            hdrs = {}
+            for line in head.decode("latin-1").split("\r\n")[1:]:
+                if ":" in line:
+                    k, v = line.split(":", 1)
+                    hdrs[k.strip().lower()] = v.strip()
+            if (hdrs.get("upgrade", "").lower() != "websocket" or "upgrade" not in hdrs.get("connection", "").lower()
+                    or hdrs.get("sec-websocket-version") != "13" or "sec-websocket-key" not in hdrs):
+                c.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                return
+            accept = base64.b64encode(hashlib.sha1(hdrs["sec-websocket-key"].encode() + WS_GUID).digest())
+            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n" + ws_frame(1, b"hello from the origin", False))
+            rx = exact_reader(c)
+            while True:
+                op, data, masked = ws_read(rx)
+                frames.append((op, len(data), masked))
+                if op == 8:
+                    c.sendall(ws_frame(8, data[:2], False))
+                    return
+                if op == 9:
+                    c.sendall(ws_frame(10, data, False))
+                elif op == 1:
+                    c.sendall(ws_frame(1, b"echo: " + data, False))
+                else:
+                    c.sendall(ws_frame(op, data, False))
+        except (OSError, EOFError, ssl.SSLError) as e:
+            self.errors.append(repr(e))
+        finally:
+            raw.close()
+
+    def stop(self):
+        self.sock.close()
+
+
+def test_websocket_inside_inspected_connection(ns, tmp_path):
+    """A WebSocket upgrade inside an inspected CONNECT: the request is judged
+    and logged with its https:// URL, the origin (a real RFC 6455 echo server
+    over TLS, verified against upstream_ca_file) answers 101 with the right
+    Sec-WebSocket-Accept, and frames pass both ways through the two TLS
+    legs: the origin's greeting, small and 16-bit and 64-bit length frames,
+    ping/pong, close.  A WebSocket to a URL a rule denies gets the block page
+    inside the TLS connection instead of 101."""
+    assert gh.NetNS.inside()
+    d = str(tmp_path)
+    ca, _ = gh.make_ca(d)
+    ws = WsTlsOrigin(origin_ctx(d, "origin.test"))
+    port, adm, met = gh.free_port(), gh.free_port(), gh.free_port()
+    conf = INSPECT_CONF % {"port": port, "ports": str(ws.port), "ca": ca, "extra": "", "adm": adm, "met": met}
+    g = gh.Gatehouse(conf, extra_files={"hosts": gh.hosts_file(NAMES), "users": "", "fwdusers": ""})
+    try:
+        g.start([port])
+        rc, pem, err = gh.curl("-sS", "http://127.0.0.1:%d/gatehouse-ca.crt" % port)
+        assert rc == 0 and b"BEGIN CERTIFICATE" in pem, err
+        gwca = os.path.join(d, "gatehouse-ca.pem")
+        with open(gwca, "wb") as f:
+            f.write(pem)
+
+        def open_ws(path):
+            s = connect(type("E", (), {"port": port}), "origin.test", ws.port)
+            t = ssl.create_default_context(cafile=gwca).wrap_socket(s, server_hostname="origin.test")
+            key = base64.b64encode(os.urandom(16))
+            t.sendall(b"GET %s HTTP/1.1\r\nHost: origin.test:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (path.encode(), ws.port, key))
+            rx = exact_reader(t)
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                head += rx(1)
+            return t, rx, head, key
+
+        t, rx, head, key = open_ws("/chat")
+        try:
+            want = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+            assert head.startswith(b"HTTP/1.1 101 "), head
+            assert b"sec-websocket-accept: " + want.lower() in head.lower(), head
+            assert ws_read(rx) == (1, b"hello from the origin", False)      # origin -> client first
+            t.sendall(ws_frame(1, b"small", True))
+            assert ws_read(rx) == (1, b"echo: small", False)
+            mid, big = os.urandom(300), os.urandom(70000)                   # 16-bit and 64-bit lengths
+            t.sendall(ws_frame(2, mid, True) + ws_frame(2, big, True))
+            assert ws_read(rx) == (2, mid, False)
+            assert ws_read(rx) == (2, big, False)
+            t.sendall(ws_frame(9, b"are you there", True))
+            assert ws_read(rx) == (10, b"are you there", False)
+            t.sendall(ws_frame(8, struct.pack("!H", 1000), True))
+            assert ws_read(rx) == (8, struct.pack("!H", 1000), False)
+        finally:
+            t.close()
+        reqhead, frames = ws.seen[-1]
+        # the origin got the upgrade over its own verified TLS leg, every frame still masked
+        assert reqhead.startswith(b"GET /chat HTTP/1.1\r\n"), reqhead
+        assert [f[0] for f in frames] == [1, 2, 2, 9, 8] and all(f[2] for f in frames), frames
+        assert frames[2][1] == 70000
+        # a rule's URL denial applies to the upgrade inside TLS: the block page, no 101
+        t, rx, head, _ = open_ws("/secret/ws")
+        try:
+            assert head.startswith(b"HTTP/1.1 403"), head
+        finally:
+            t.close()
+        assert all(not h.startswith(b"GET /secret") for h, _ in ws.seen)
+        lines = g.access_lines(0.5)
+        inner = [l for l in lines if "https://origin.test:%d/chat" % ws.port in l]
+        assert inner and "inspected" in inner[-1] and '" 101 ' in inner[-1], lines[-6:]
+        assert any("https://origin.test:%d/secret/ws" % ws.port in l and "no-secret" in l for l in lines), lines[-6:]
+        assert ws.errors == [], ws.errors
+    finally:
+        ws.stop()
+        g.check_clean()
