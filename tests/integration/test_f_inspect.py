@@ -743,7 +743,7 @@ def exact_reader(sock):
     return recv_exact
 
 
-class WsTlsOrigin:
+class WsTlsOrigin(RawServer):
     """A real WebSocket echo server over TLS: checks the client's handshake
     (Upgrade, Connection, Sec-WebSocket-Key, version 13), answers 101 with
     the computed Sec-WebSocket-Accept, greets with a text frame, then answers
@@ -752,22 +752,9 @@ class WsTlsOrigin:
 
     def __init__(self, ctx):
         self.ctx = ctx
-        self.port = gh.free_port()
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", self.port))
-        self.sock.listen(16)
         self.seen = []          # (request head, [client frames as (opcode, len, masked)])
         self.errors = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(c,), daemon=True).start()
+        super().__init__(None)   # RawServer's listener and accept loop; _one below serves
 
     def _one(self, raw):
         frames = []
@@ -809,9 +796,6 @@ class WsTlsOrigin:
             self.errors.append(repr(e))
         finally:
             raw.close()
-
-    def stop(self):
-        self.sock.close()
 
 
 def test_websocket_inside_inspected_connection(ns, tmp_path):
