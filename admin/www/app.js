@@ -609,6 +609,7 @@
       el('p', { class: 'mono', text: d.why }),
       el('p', { class: 'muted small', text: d.input.method + ' ' + d.input.host + ':' + d.input.port + ' from ' + d.input.client +
         (d.input.user ? ' as ' + d.input.user : '') + ' at ' + d.input.time + ' · generation ' + d.generation }));
+    if (d.tls) box.append(el('p', { id: 'pt-tls' }, 'HTTPS (TLS inspection): ', el('strong', { text: d.tls.action }), ' · ' + d.tls.reason));
     if (d.icap) box.append(el('p', { id: 'pt-icap', text: 'Content scanners (ICAP): ' + (d.icap.length ? d.icap.join(', ') : 'none') }));
     if (d.input.groups && d.input.groups.length)
       box.append(el('p', { class: 'muted small', text: 'Groups: ' + d.input.groups.join(', ') + ' (from ' + d.input.groups_from + ')' }));

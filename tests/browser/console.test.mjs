@@ -163,6 +163,19 @@ try {
   await page.waitForSelector('#pt-verdict');
   check('policy tester: deny', (await page.textContent('#pt-verdict')).trim() === 'deny');
   check('policy tester: rule', (await page.textContent('#pt-rule')).trim() === 'no-games');
+  // ... and whether an allowed https:// site would be inspected or tunnelled (forward.inspect)
+  await page.fill('#pt-url', 'https://www.news.example/');
+  await page.click('#pt-submit');
+  await waitFor(page, () => /inspected/.test((document.getElementById('pt-tls') || {}).textContent || ''));
+  await page.fill('#pt-url', 'https://online.bank.example/');
+  await page.click('#pt-submit');
+  await waitFor(page, () => /tunnelled/.test((document.getElementById('pt-tls') || {}).textContent || ''));
+  const ptTls = await page.textContent('#pt-tls');
+  check('policy tester: inspected or tunnelled', /tunnelled/.test(ptTls) && /bank\.example/.test(ptTls), ptTls);
+  await page.fill('#pt-url', 'http://www.games.example/play');
+  await page.click('#pt-submit');
+  await waitFor(page, () => !document.getElementById('pt-tls') && document.getElementById('pt-rule') &&
+    document.getElementById('pt-rule').textContent.trim() === 'no-games');
   await page.screenshot({ path: join(SHOTS, 'policy-tester.png'), fullPage: true });
 
   // 7. the other pages render; first traffic through the proxy: blocked, allowed as a
