@@ -871,3 +871,34 @@ def test_websocket_inside_inspected_connection(ns, tmp_path):
     finally:
         ws.stop()
         g.check_clean()
+
+
+def test_console_ca_download(tmp_path):
+    """The console offers the inspection CA (GET /api/v1/inspect/ca.pem|.der,
+    any signed-in role): the same certificate the forward listener serves,
+    never the key; without forward.inspect it answers 404 with a reason, and
+    without a session 401."""
+    import test_a_console as tc
+    port, adm = gh.free_port(), gh.free_port()
+    admin = '\nadmin: { listen = "127.0.0.1:%d"; users_file = "@DIR@/users"; };\n' % adm
+    for inspect in (True, False):
+        text = conf(port) if inspect else conf(port).replace('inspect: { mode = "all"; };', "")
+        g = gh.Gatehouse(text + admin, extra_files={"users": tc.users_file()})
+        try:
+            g.start([port, adm])
+            v = tc.Console(adm)
+            assert v.get("/api/v1/inspect/ca.pem").status == 401
+            assert v.login("viewer", tc.VIEWER_PW).status == 200
+            pem, der = v.get("/api/v1/inspect/ca.pem"), v.get("/api/v1/inspect/ca.der")
+            if not inspect:
+                assert pem.status == 404 and der.status == 404 and "forward.inspect" in pem.json["error"], pem.body
+                continue
+            assert pem.status == 200 and der.status == 200
+            assert "attachment" in pem.getheader("Content-Disposition")
+            rc, fwd_pem, _ = gh.curl("-sS", "http://127.0.0.1:%d/gatehouse-ca.crt" % port)
+            rc2, fwd_der, _ = gh.curl("-sS", "http://127.0.0.1:%d/gatehouse-ca.crt?der" % port)
+            assert rc == 0 and rc2 == 0 and pem.body == fwd_pem and der.body == fwd_der
+            assert b"PRIVATE" not in pem.body and ssl.PEM_cert_to_DER_cert(pem.body.decode()) == der.body
+            assert v.post("/api/v1/inspect/ca.pem").status == 405
+        finally:
+            g.check_clean()
