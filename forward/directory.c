@@ -82,7 +82,8 @@ char *fwd_directory_filter(const char *tmpl, const char *user)
 		o = out;
 		for (const char *p = tmpl; *p; ) {
 			if (p[0] == '%' && p[1] == 's') {
-				memcpy(o, esc.bv_val, esc.bv_len);
+				if (esc.bv_len > 0)   /* (an empty name escapes to no buffer at all) */
+					memcpy(o, esc.bv_val, esc.bv_len);
 				o += esc.bv_len;
 				p += 2;
 			} else {
