@@ -97,7 +97,10 @@ for who in gw squid; do
   t1=$(date +%s.%N); c1=$(cpu $pid)
   echo "$who ka: $(echo "$N / ($t1 - $t0)" | bc -l | cut -c1-8) req/s, cpu $(echo "($c1 - $c0) * 1000000 / $tck / $N" | bc -l | cut -c1-6) us/req"
   c0=$(cpu $pid); t0=$(date +%s.%N)
+  # PERF=1: the proxy's profile over the new-connection phase, /tmp/inspect-bench-$who.perf
+  [ -n "${PERF:-}" ] && { perf record -q -g -p $pid -o /tmp/inspect-bench-$who.perf 2>/dev/null & echo $! > $T/perf.pid; }
   r=$(taskset -c 0 $T/inspectload -x $port -H 127.0.0.1 -p $P_ORIGIN -C $T/gw.pem -n $M -c $P -N)
+  [ -n "${PERF:-}" ] && { kill -INT $(cat $T/perf.pid); wait $(cat $T/perf.pid) 2>/dev/null; rm -f $T/perf.pid; }
   t1=$(date +%s.%N); c1=$(cpu $pid)
   echo "$who conns: $r; $(echo "$M / ($t1 - $t0)" | bc -l | cut -c1-8) conn/s, cpu $(echo "($c1 - $c0) * 1000000 / $tck / $M" | bc -l | cut -c1-7) us/conn"
 done
