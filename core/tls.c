@@ -9,6 +9,7 @@
  * are the side's own (the golden tests compare them byte for byte).
  */
 #include "core/tls.h"
+#include "core/tls_resume.h"
 
 #include <arpa/inet.h>
 #include <openssl/err.h>
@@ -46,6 +47,7 @@ struct gw_tls_client {
 	char *name;                /* NULL = unnamed */
 	char *sni;
 	int sni_host;              /* no sni: send the host connected to (a name) */
+	struct gw_tls_resume *resume;   /* NULL: no session resumption */
 	char id[GW_TLS_ID_LEN + 1];   /* gw_tls_client_id() */
 };
 
@@ -990,6 +992,8 @@ struct gw_tls *gw_tls_new(const struct gw_tls_specs *sp, struct conf_errors *err
 			c->sni_host = u->sni_host;
 			if (c->ctx == NULL)
 				bad = 1;
+			else if (u->resume && (c->resume = gw_tls_resume_new(c->ctx)) == NULL)
+				goto fail;
 			if ((u->name != NULL && (c->name = strdup(u->name)) == NULL) ||
 			    (u->sni != NULL && (c->sni = strdup(u->sni)) == NULL))
 				goto fail;
@@ -1053,6 +1057,7 @@ void gw_tls_free(struct gw_tls *t)
 	free(t->certs);
 	for (int i = 0; i < t->nclients; i++) {
 		SSL_CTX_free(t->clients[i].ctx);
+		gw_tls_resume_free(t->clients[i].resume);
 		free(t->clients[i].name);
 		free(t->clients[i].sni);
 	}
@@ -1148,6 +1153,14 @@ const char *gw_tls_client_id(const struct gw_tls_client *c) { return c != NULL ?
 SSL *gw_tls_upstream_ssl(struct gw_tls *t, int i, const char *host)
 {
 	return gw_tls_client_ssl(gw_tls_client_at(t, i), host);
+}
+
+void gw_tls_upstream_resume(struct gw_tls *t, int i, SSL *s, const char *host, const char *addr)
+{
+	const struct gw_tls_client *c = gw_tls_client_at(t, i);
+
+	if (c != NULL && c->resume != NULL && host != NULL && addr != NULL)
+		(void)gw_tls_resume_offer(c->resume, s, host, addr);   /* failing: a full handshake */
 }
 
 const char *gw_tls_upstream_id(const struct gw_tls *t, int i)

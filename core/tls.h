@@ -69,6 +69,8 @@ struct gw_tls_client_spec {
 	const char *sni;           /* name sent and checked; NULL = none */
 	int sni_host;              /* without sni: send the host connected to as SNI
 	                            * (a DNS name; forward inspection) */
+	int resume;                /* cache sessions per host and address and offer
+	                            * them again (core/tls_resume.c) */
 	const char *file;
 	int line;
 	const char *key_name;      /* the side's key for the CA file */
@@ -171,6 +173,10 @@ const char *gw_tls_client_id(const struct gw_tls_client *c);
  * position in its list), as core/conn.c calls them: NULL / "" when client i
  * does not exist (a plain upstream). */
 SSL *gw_tls_upstream_ssl(struct gw_tls *t, int upstream, const char *host);
+/* For a context made with spec.resume: offer s the session last verified for
+ * host at addr ("ip:port") under this generation, and keep the one s gets.
+ * No-op for other contexts. */
+void gw_tls_upstream_resume(struct gw_tls *t, int upstream, SSL *s, const char *host, const char *addr);
 const char *gw_tls_upstream_id(const struct gw_tls *t, int upstream);
 
 /* ALPN h2 (core/h2.c): offer h2 before http/1.1 on server session s (its

@@ -660,6 +660,7 @@ static void on_connected(struct gw_req *rq)
 			upstream_failed(rq, 502, "upstream TLS: cannot create a session");
 			return;
 		}
+		gw_tls_upstream_resume(rq->snap->tls, rq->up_tls - 1, u->ssl, rq->up_host, rq->upstream_str);
 		SSL_set_connect_state(u->ssl);
 		u->tls_hs = 1;
 		up_handshake(u);   /* the connect timer keeps running until it completes */

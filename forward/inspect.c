@@ -326,7 +326,7 @@ int fwd_inspect_tls_specs(const struct conf *cf, struct gw_tls_specs *sp)
 	const struct conf_fwd_inspect *ic = &cf->forward.inspect;
 	struct gw_tls_client_spec c = {
 		.name = "forward.inspect", .index = (int)cf->reverse.nupstreams, .verify = 1,
-		.ca_file = ic->upstream_ca_file, .sni_host = 1, .file = ic->src.file, .line = ic->src.line,
+		.ca_file = ic->upstream_ca_file, .sni_host = 1, .resume = 1, .file = ic->src.file, .line = ic->src.line,
 		.key_name = "forward.inspect.upstream_ca_file",
 	};
 

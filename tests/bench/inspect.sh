@@ -5,16 +5,22 @@
 # loopback, in the same run.  A first, simple scenario (not in bench.py yet):
 #   ka     N small GETs over one inspected keep-alive connection (one curl,
 #          N URLs): requests/s and the proxy's CPU time per request
-#   conns  M curl runs, each a new CONNECT with full handshakes on both sides
-#          (the leaf cached after the first): connections/s
+#   conns  M new CONNECTs with full handshakes client side (the leaf cached
+#          after the first), made by tests/bench/inspectload.c (one process,
+#          P in parallel; curl per connection measured process start-up):
+#          connections/s and the proxy's CPU time per connection (-N: the
+#          chain is verified, not the name: Squid's leaf for 127.0.0.1 has
+#          no iPAddress SAN)
 # Both proxies on CPU 1, curl and nginx on CPU 0.  Usage (root, Debian 12):
 #   GATEHOUSE_BIN=build-release/gatehouse bash tests/bench/inspect.sh
 set -uo pipefail
 N=${N:-2000}
-M=${M:-200}
+M=${M:-2000}
+P=${P:-4}
 GW=${GATEHOUSE_BIN:-build/gatehouse}
 T=$(mktemp -d /var/tmp/gh-inspect-bench.XXXXXX)
 trap 'kill $(cat $T/*.pid 2>/dev/null) 2>/dev/null || true; sleep 0.5; cp $T/squid.log /tmp/inspect-bench-squid.log 2>/dev/null; rm -rf $T' EXIT
+gcc -std=c11 -O2 -Wall tests/bench/inspectload.c -lssl -lcrypto -lpthread -o $T/inspectload || exit 1
 P_ORIGIN=$((20000 + RANDOM % 5000)); P_GW=$((P_ORIGIN + 1)); P_SQ=$((P_ORIGIN + 2))
 
 # CA (EC P-256) and an origin certificate for the address literal 127.0.0.1
@@ -70,6 +76,10 @@ workers 1
 EOF
 taskset -c 1 squid -N -f $T/squid.conf & echo $! > $T/squid.pid
 sleep 3
+# a random port someone else holds would measure their server: refuse
+for who in nginx gw squid; do
+  kill -0 $(cat $T/$who.pid) 2>/dev/null || { echo "$who did not start (port taken?)"; exit 1; }
+done
 echo "pinned: proxies on CPU 1, curl and nginx on CPU 0; N=$N M=$M"
 
 cpu() { awk '{print $14 + $15}' /proc/$1/stat; }
@@ -87,9 +97,10 @@ for who in gw squid; do
   t1=$(date +%s.%N); c1=$(cpu $pid)
   echo "$who ka: $(echo "$N / ($t1 - $t0)" | bc -l | cut -c1-8) req/s, cpu $(echo "($c1 - $c0) * 1000000 / $tck / $N" | bc -l | cut -c1-6) us/req"
   c0=$(cpu $pid); t0=$(date +%s.%N)
-  for i in $(seq 1 $M); do
-    taskset -c 0 curl -s -o /dev/null -x http://127.0.0.1:$port --cacert $T/gw.pem https://127.0.0.1:$P_ORIGIN/
-  done
+  # PERF=1: the proxy's profile over the new-connection phase, /tmp/inspect-bench-$who.perf
+  [ -n "${PERF:-}" ] && { perf record -q -g -p $pid -o /tmp/inspect-bench-$who.perf 2>/dev/null & echo $! > $T/perf.pid; }
+  r=$(taskset -c 0 $T/inspectload -x $port -H 127.0.0.1 -p $P_ORIGIN -C $T/gw.pem -n $M -c $P -N)
+  [ -n "${PERF:-}" ] && { kill -INT $(cat $T/perf.pid); wait $(cat $T/perf.pid) 2>/dev/null; rm -f $T/perf.pid; }
   t1=$(date +%s.%N); c1=$(cpu $pid)
-  echo "$who conns: $(echo "$M / ($t1 - $t0)" | bc -l | cut -c1-8) conn/s, cpu $(echo "($c1 - $c0) * 1000000 / $tck / $M" | bc -l | cut -c1-7) us/conn"
+  echo "$who conns: $r; $(echo "$M / ($t1 - $t0)" | bc -l | cut -c1-8) conn/s, cpu $(echo "($c1 - $c0) * 1000000 / $tck / $M" | bc -l | cut -c1-7) us/conn"
 done
