@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/strhash.h"
+
 #define RESUME_SLOTS 1024
 #define RESUME_KEY 320
 
@@ -47,14 +49,6 @@ static void make_idx(void)
 	ssl_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, free_key);
 }
 
-static uint32_t hash(const char *s)
-{
-	uint32_t h = 2166136261u;   /* FNV-1a */
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h;
-}
-
 /* OpenSSL hands over a reference when we return 1. */
 static int on_new_session(SSL *s, SSL_SESSION *sess)
 {
@@ -66,7 +60,7 @@ static int on_new_session(SSL *s, SSL_SESSION *sess)
 	/* never keep what was not verified under this context's rules */
 	if (r->verify && SSL_get_verify_result(s) != X509_V_OK)
 		return 0;
-	struct slot *sl = &r->slots[hash(key) % RESUME_SLOTS];
+	struct slot *sl = &r->slots[gw_strhash(key) % RESUME_SLOTS];
 	pthread_mutex_lock(&r->mu);
 	SSL_SESSION *old = sl->sess;
 	strcpy(sl->key, key);   /* fits: checked in gw_tls_resume_offer */
@@ -120,7 +114,7 @@ int gw_tls_resume_offer(struct gw_tls_resume *r, SSL *s, const char *host, const
 		free(key);
 		return -1;
 	}
-	struct slot *sl = &r->slots[hash(key) % RESUME_SLOTS];
+	struct slot *sl = &r->slots[gw_strhash(key) % RESUME_SLOTS];
 	SSL_SESSION *sess = NULL;
 	pthread_mutex_lock(&r->mu);
 	if (sl->sess != NULL && strcmp(sl->key, key) == 0 && SSL_SESSION_up_ref(sl->sess) == 1)

@@ -53,6 +53,7 @@
 #include "core/worker.h"
 
 #include "core/conn_int.h"
+#include "core/strhash.h"
 #include "core/strlit.h"
 
 #define MAX_INTERIM 16              /* 1xx responses per request; one more is 502 */
@@ -69,15 +70,6 @@ static void resp_tap(void *arg, const char *p, size_t n);
 static void filter_pump(struct gw_req *rq);
 
 /* ---- pool ---- */
-
-static unsigned key_hash32(const char *k)
-{
-	unsigned x = 2166136261u;
-
-	while (*k)
-		x = (x ^ (unsigned char)*k++) * 16777619u;
-	return x;
-}
 
 struct gw_pool *gw_pool_new(void)
 {
@@ -184,7 +176,7 @@ static struct upconn *pool_get(struct gw_worker *w, const char *key, const struc
 
 	if (key[0] == '\0')
 		return NULL;
-	for (struct upconn *u = p->b[key_hash32(key) % POOL_BUCKETS]; u != NULL; u = u->pnext) {
+	for (struct upconn *u = p->b[gw_strhash(key) % POOL_BUCKETS]; u != NULL; u = u->pnext) {
 		if ((u->owner != NULL && u->owner != c) || strcmp(u->key, key) != 0 ||
 		    (vetted != NULL && !addr_vetted(vetted, &u->peer)))
 			continue;
@@ -321,7 +313,7 @@ static struct upconn *up_new(struct gw_worker *w, int fd, const char *key)
 		return NULL;
 	}
 	memcpy(u->key, key, strlen(key) + 1);   /* pool keys fit (pool_key_make) */
-	u->kh = key_hash32(u->key);
+	u->kh = gw_strhash(u->key);
 	event_assign(&u->ev_rd, w->base, fd, EV_READ | EV_PERSIST, up_rd_cb, u);
 	event_assign(&u->ev_wr, w->base, fd, EV_WRITE | EV_PERSIST, up_wr_cb, u);
 	event_assign(&u->ev_to, w->base, -1, 0, up_to_cb, u);

@@ -24,6 +24,7 @@
 #include "core/jobs.h"
 #include "core/log.h"
 #include "core/proto.h"
+#include "core/strhash.h"
 #include "core/tls.h"
 #include "forward/auth.h"
 #include "forward/decide.h"
@@ -176,15 +177,6 @@ static struct insp_req *ireq(struct gw_req *rq)
 	void *s = gw_req_data(rq);
 
 	return fwd_inspect_owns_slot(s) ? (struct insp_req *)((uintptr_t)s & ~(uintptr_t)7) : NULL;
-}
-
-static unsigned khash(const char *k)
-{
-	unsigned h = 2166136261u;
-
-	for (; *k; k++)
-		h = (h ^ (unsigned char)*k) * 16777619u;
-	return h;
 }
 
 static void lru_unlink(struct fwd_inspect *in, struct centry *e)
@@ -692,7 +684,7 @@ void fwd_inspect_on_tunnel_tls(struct fwd_inspect *in, struct gw_req *rq, SSL *u
 			snprintf(key + 2 * i, 3, "%02x", md[i]);
 		snprintf(key + 32, sizeof key - 32, "|%s", ir->host);
 	}
-	h = khash(key);
+	h = gw_strhash(key);
 	pthread_mutex_lock(&in->mu);
 	for (e = in->b[h % CACHE_BUCKETS]; e != NULL; e = e->hnext)
 		if (e->hash == h && strcmp(e->key, key) == 0)
