@@ -50,11 +50,15 @@ unit() {    # unit DIR LABEL
 	done
 }
 
-integration() {   # integration DIR LABEL
-	local dir=$1 label=$2 log="$LOGDIR/integration-$2.log" line p f e
-	GATEHOUSE_BIN="$PWD/$dir/gatehouse" timeout 1800 /usr/bin/python3 -m pytest -q \
-		-p no:cacheprovider tests/integration >"$log" 2>&1
-	line=$(tail -1 "$log")
+run_integration() {   # run_integration DIR LABEL SLICE: pytest into $LOGDIR/integration-LABEL.log
+	local dir=$1 label=$2 slice=$3
+	GW_PORT_SLICE=$slice GATEHOUSE_BIN="$PWD/$dir/gatehouse" timeout 2400 /usr/bin/python3 -m pytest -q \
+		-p no:cacheprovider --durations=15 tests/integration >"$LOGDIR/integration-$label.log" 2>&1
+}
+
+count_integration() {   # count_integration LABEL: add that pass's result to the totals
+	local label=$1 log="$LOGDIR/integration-$1.log" line p f e
+	line=$(grep -E '^[=]* *[0-9]+ (passed|failed|errors?)' "$log" | tail -1)
 	p=$(echo "$line" | grep -Eo '[0-9]+ passed' | awk '{print $1}')
 	f=$(echo "$line" | grep -Eo '[0-9]+ failed' | awk '{print $1}')
 	e=$(echo "$line" | grep -Eo '[0-9]+ errors?' | awk '{print $1}')
@@ -69,27 +73,44 @@ integration() {   # integration DIR LABEL
 	fi
 }
 
-note "normal build"
-if build build; then
-	unit build plain
-	integration build plain
-else
-	FAIL=$((FAIL + 1))
-fi
-
-if [ "${GW_QUICK:-0}" != 1 ]; then
-	note "ASan+UBSan build"
+sanitizer_env() {
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1
 	export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
 	export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 	export GW_SANITIZED=1
+}
+
+# Both builds and their unit tests first; then the two integration passes run
+# side by side (most of a pass is waiting on sockets, peers and timeouts, not
+# CPU), each picking its loopback ports from its own half of the range.
+note "normal build"
+plain=0
+if build build; then
+	unit build plain
+	plain=1
+else
+	FAIL=$((FAIL + 1))
+fi
+
+asan=0
+if [ "${GW_QUICK:-0}" != 1 ]; then
+	note "ASan+UBSan build"
 	if build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug; then
-		unit build-asan asan
-		integration build-asan asan
+		(sanitizer_env; unit build-asan asan; echo "$PASS $FAIL" >"$LOGDIR/asan-unit.count")
+		read -r PASS FAIL <"$LOGDIR/asan-unit.count"
+		asan=1
 	else
 		FAIL=$((FAIL + 1))
 	fi
 fi
+
+note "integration tests ($([ $asan = 1 ] && echo 'normal and ASan+UBSan builds side by side' || echo 'normal build'))"
+pids=()
+[ $plain = 1 ] && { run_integration build plain 0/2 & pids+=($!); }
+[ $asan = 1 ] && { (sanitizer_env; run_integration build-asan asan 1/2) & pids+=($!); }
+for pid in "${pids[@]}"; do wait "$pid"; done
+[ $plain = 1 ] && count_integration plain
+[ $asan = 1 ] && count_integration asan
 
 note "logs in $LOGDIR"
 echo "$PASS passed, $FAIL failed"

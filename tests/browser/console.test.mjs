@@ -47,6 +47,20 @@ const curl = (...args) => new Promise((resolve) => execFile('curl', ['-s', '-o',
 
 // Poll a predicate in the page.  (Not page.waitForFunction: its polling
 // evaluates strings, which the console's CSP rightly forbids.)
+// Click a download link and return the download.  The dashboard rebuilds its
+// cards on every refresh (2 s), so on a loaded machine the link clicked can be
+// replaced under the click and no download starts: try again, a few times.
+async function download(page, sel) {
+  for (let i = 0; ; i++) {
+    try {
+      const [dl] = await Promise.all([page.waitForEvent('download', { timeout: 8000 }), page.click(sel)]);
+      return dl;
+    } catch (e) {
+      if (i >= 3) throw e;
+    }
+  }
+}
+
 async function waitFor(page, fn, timeout = 10000, arg = undefined) {
   const end = Date.now() + timeout;
   for (;;) {
@@ -247,7 +261,7 @@ try {
   const fpShown = (await page.textContent('#fw-insp-fp')).trim();
   check('inspection CA fingerprint and expiry shown', /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/.test(fpShown) &&
     /\(\d+ days left\)/.test(await page.textContent('#fw-insp-exp')), fpShown);
-  const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#fw-insp-pem')]);
+  const dl = await download(page, '#fw-insp-pem');
   const pemPath = join(mkdtempSync(join(tmpdir(), 'gh-ca-')), 'gatehouse-ca.crt');
   await dl.saveAs(pemPath);
   const pemText = readFileSync(pemPath, 'utf8');

@@ -26,13 +26,27 @@ SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSa
 _given_ports = set()
 
 
+def _port_range():
+    """20000-32767, or its K-th of N slices when GW_PORT_SLICE="K/N" is set:
+    tests/run.sh runs the normal and the sanitizer passes side by side, and
+    each pass must pick its ports where the other never does."""
+    lo, hi = 20000, 32768
+    sl = os.environ.get("GW_PORT_SLICE", "")
+    if sl:
+        k, n = (int(x) for x in sl.split("/"))
+        w = (hi - lo) // n
+        lo, hi = lo + k * w, lo + (k + 1) * w
+    return lo, hi
+
+
 def free_port():
     """A port that is free now, below the kernel's ephemeral range (32768 and
     up on Linux): a port from bind(0) can be taken as the source port of any
     outgoing connection before the test's server binds it."""
     import random
+    lo, hi = _port_range()
     for _ in range(1000):
-        p = random.randrange(20000, 32768)
+        p = random.randrange(lo, hi)
         if p in _given_ports:
             continue
         s = socket.socket()
