@@ -67,6 +67,7 @@
 #include "forward/decide.h"
 #include "forward/dlp.h"
 #include "forward/dlp_body.h"
+#include "forward/fwd_tls.h"
 #include "forward/icap.h"
 #include "forward/inspect.h"
 #include "forward/inspect_ca.h"
@@ -1946,5 +1947,5 @@ const struct gw_side fwd_side = {
 	.compile = compile,
 	.free = side_free,
 	.listeners = listeners,
-	.tls = fwd_inspect_tls_specs,
+	.tls = fwd_tls_specs,
 };
