@@ -1683,6 +1683,7 @@ static int on_response_filter(struct gw_req *rq, const char *p, size_t n, int la
 
 static struct gw_proto fwd_proto = {   /* .family: set by gw_control_add_side() */
 	.name = "forward",
+	.proxy = 1,
 	.on_request = on_request,
 	.on_resolved = on_resolved,
 	.on_body = on_body,
