@@ -1,0 +1,29 @@
+"""HTTP/2 streams whose upstream cannot be reached: the 502 ends the stream
+inside the engine's failure call (the client had sent END_STREAM), and the
+sink must not touch the freed stream afterwards (a use-after-free that
+crashed the worker); the connection serves the next streams."""
+import gh
+
+
+def test_h2_dead_upstream_502_then_next_stream(tmp_path):
+    d = str(tmp_path)
+    crt, key = gh.make_cert(d, "site", ["site.test"])
+    dead, port = gh.free_port(), gh.free_port()
+    g = gh.Gatehouse("""
+reverse: {
+  listeners = ( { address = "127.0.0.1:%d"; tls = true; } );
+  certificates = ( { cert = "%s"; key = "%s"; } );
+  upstreams = ( { name = "app"; servers = ( { address = "127.0.0.1:%d"; } ); } );
+  sites = ( { hosts = [ "site.test" ]; routes = ( { path = "/"; upstream = "app"; } ); } );
+};
+""" % (port, crt, key, dead)).start([port])
+    try:
+        url = "https://site.test:%d/x" % port
+        # two streams on one connection (curl reuses it), each a 502
+        rc, out, err = gh.curl("-sk", "--http2", "--resolve", "site.test:%d:127.0.0.1" % port,
+                               "-o", "/dev/null", "-o", "/dev/null", "-w", "%{http_code} %{http_version}\\n", url, url)
+        assert rc == 0 and out.split() == [b"502", b"2", b"502", b"2"], (rc, out, err)
+        lines = [l for l in g.access_lines() if '"GET /x HTTP/2.0" 502' in l]
+        assert len(lines) == 2, g.access_lines()
+    finally:
+        g.check_clean()
