@@ -407,7 +407,10 @@ static int head_text(struct gw_h2s *s, struct evbuffer *b)
 	}
 	/* a body without content-length: chunked to the parser, which then
 	 * frames it so for the upstream (nghttp2 refused transfer-encoding) */
-	if (!s->in_done && !(proxy && connect) && evbuffer_search(b, "\r\ncontent-length: ", 18, NULL).pos < 0)
+	/* (the whole body may have come with END_STREAM before the head is
+	 * made: it is a body all the same, not to be dropped) */
+	if ((!s->in_done || (s->in != NULL && evbuffer_get_length(s->in) > 0)) && !(proxy && connect) &&
+	    evbuffer_search(b, "\r\ncontent-length: ", 18, NULL).pos < 0)
 		r |= evbuffer_add(b, GW_STRLIT("Transfer-Encoding: chunked\r\n"));
 	r |= evbuffer_add(b, GW_STRLIT("\r\n"));
 	return r ? 503 : 0;

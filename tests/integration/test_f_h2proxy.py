@@ -28,16 +28,18 @@ CONNECT_ERROR = 0xa
 PROTOCOL_ERROR = 0x1
 
 
-def conf(port, connect_ports, extra=""):
+def conf(port, connect_ports, extra="", mport=0, http2=""):
     return """
+admin: { listen = ""; metrics_listen = "127.0.0.1:%d"; };
 @GLOBAL@
   dns: { hosts_file = "@DIR@/hosts"; };
   timeouts: { tunnel_idle = 3.0; upstream_connect = 3.0; };
 };
 forward: {
-  listeners = ( { address = "127.0.0.1:%d"; tls = true; cert = "@DIR@/proxy.pem"; key = "@DIR@/proxy.key"; } );
+  listeners = ( { address = "127.0.0.1:%d"; tls = true; cert = "@DIR@/proxy.pem"; key = "@DIR@/proxy.key"; %s } );
   allow_clients = [ "127.0.0.0/8" ];
   deny_destinations = [ "169.254.0.0/16", "10.9.9.9/32" ];
+  dlp: { action = "deny"; detectors = [ "credit_card" ]; };
   connect_ports = [ 443, %s ];
   pac: { proxy = "gw.corp.test:3129"; };
   auth: { realm = "H2 Realm"; users_file = "@DIR@/users"; };
@@ -48,7 +50,7 @@ forward: {
   );
   %s
 };
-""" % (port, ", ".join(str(p) for p in connect_ports), extra)
+""" % (mport, port, http2, ", ".join(str(p) for p in connect_ports), extra)
 
 
 class Echo:
@@ -152,6 +154,18 @@ class H2:
         self.c.send_data(sid, data, end_stream=end)
         self.flush()
 
+    def send_all(self, sid, data, end=False, timeout=30):
+        """Send data as flow control allows (waiting for WINDOW_UPDATEs)."""
+        view = memoryview(data)
+        while len(view) > 0:
+            self.pump(lambda: self.c.local_flow_control_window(sid) > 0, timeout=timeout)
+            n = min(len(view), self.c.local_flow_control_window(sid), self.c.max_outbound_frame_size)
+            self.c.send_data(sid, bytes(view[:n]))
+            self.flush()
+            view = view[n:]
+        if end:
+            self.send(sid, b"", end=True)
+
     def status(self, sid):
         h = self.st[sid]["headers"]
         return int(dict(h)[b":status"]) if h else None
@@ -214,22 +228,23 @@ class H2:
             pass
 
 
-def start(tmp_path, extra=""):
+def start(tmp_path, extra="", http2=""):
     d = str(tmp_path)
     ca = certs(d)
     echo = Echo()
     plain = gh.Origin()
     tlso = tls_origin(d)
     dead = gh.free_port()   # nobody listens: (in this test's own namespace)
-    port = gh.free_port()
+    port, mport = gh.free_port(), gh.free_port()
     files = {"users": "alice:%s\n" % gh.crypt_hash("wonderland"),
              "hosts": gh.hosts_file(["origin.test", "games.test", "private.test", "bypass.test"])}
-    g = gh.Gatehouse(conf(port, (echo.port, plain.port, tlso.port, dead), extra), extra_files=files)
+    g = gh.Gatehouse(conf(port, (echo.port, plain.port, tlso.port, dead), extra, mport, http2),
+                     extra_files=files)
     for n in ("proxy.pem", "proxy.key"):
         with open(os.path.join(d, n), "rb") as src, open(os.path.join(g.dir, n), "wb") as dst:
             dst.write(src.read())
     g.start([port])
-    g.port, g.ca, g.echo, g.plain, g.tlso, g.dead = port, ca, echo, plain, tlso, dead
+    g.port, g.mport, g.ca, g.echo, g.plain, g.tlso, g.dead = port, mport, ca, echo, plain, tlso, dead
     return g
 
 
@@ -440,4 +455,82 @@ def test_h2_connect_with_inspection_refused(netns, tmp_path):
         assert c.status(z) == 200 and bytes(c.st[z]["data"]) == b"xxxx"
     finally:
         c.close()
+        stop(g)
+
+
+def test_h2_bodies_dlp_upload_counters(netns, px):
+    g, c = px, px.client
+    origin = "origin.test:%d" % g.plain.port
+    # a request body over h2 through the proxy; DLP reads it per stream
+    post = [(":method", "POST"), (":scheme", "http"), (":authority", origin), (":path", "/echo")]
+    a = c.open(post)
+    c.send_all(a, b"a" * 200000, end=True)
+    b = c.open(post)
+    c.send(b, b"pay 4111 1111 1111 1111 now", end=True)
+    c.pump(lambda: c.done(a) and c.done(b))
+    assert c.status(a) == 200 and b'"nbytes": 200000' in c.st[a]["data"]
+    assert c.status(b) == 403 and b"credit_card" in c.st[b]["data"]
+    assert len(g.plain.requests) == 1
+    # 4 MB up a tunnel and back (the echo target): the window reopens as
+    # the target takes the bytes, and every byte arrives in order
+    t = c.connect("origin.test:%d" % g.echo.port)
+    c.pump(lambda: c.status(t) == 200)
+    data = bytes(range(256)) * (16 << 10)
+    c.send_all(t, data)
+    c.pump(lambda: len(c.st[t]["data"]) >= len(data), timeout=60)
+    assert bytes(c.st[t]["data"]) == data
+    m = gh.metrics(g.mport)
+    assert m['gatehouse_h2_connections_total{family="forward"}'] >= 1
+    assert m['gatehouse_h2_streams_total{family="forward"}'] >= 3
+    assert m['gatehouse_tunnels_total{family="forward"}'] >= 1
+
+
+def test_h2_upload_into_stalled_target_is_flow_controlled(netns, tmp_path):
+    """A target that never reads: the proxy queues at most its own buffer
+    plus the stream window; the client's window stays closed."""
+    g = start(tmp_path)
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.bind(("127.0.0.1", g.dead))   # the configured dead port, now listening and never reading
+    stuck.listen(1)
+    c = H2(g.port, g.ca)
+    try:
+        t = c.connect("origin.test:%d" % g.dead)
+        c.pump(lambda: c.status(t) == 200)
+        sent, chunk = 0, b"s" * 16384
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            if c.c.local_flow_control_window(t) < len(chunk):
+                try:
+                    c.pump(lambda: c.c.local_flow_control_window(t) >= len(chunk), timeout=3)
+                except TimeoutError:
+                    break   # the window stayed closed: flow control holds the client
+            c.send(t, chunk)
+            sent += len(chunk)
+        assert time.monotonic() < end, "the proxy kept taking data from the client"
+        # bounded by kernel buffers + the proxy's queue (HIWAT) + one window
+        assert sent < 16 << 20, sent
+        print("stalled after %d bytes" % sent)
+        if not c.done(t):   # (tunnel_idle may have reset it by now)
+            c.c.reset_stream(t, 0x8)
+            c.flush()
+        ok = c.get("http", "origin.test:%d" % g.plain.port, "/size/2")
+        c.pump(lambda: c.done(ok))
+        assert c.status(ok) == 200
+    finally:
+        c.close()
+        stuck.close()
+        stop(g)
+
+
+def test_h2_off_on_forward_tls_listener(netns, tmp_path):
+    g = start(tmp_path, http2="http2 = false;")
+    try:
+        ctx = ssl.create_default_context(cafile=g.ca)
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", g.port), timeout=5),
+                            server_hostname="localhost")
+        assert s.selected_alpn_protocol() == "http/1.1"
+        s.close()
+    finally:
         stop(g)

@@ -27,3 +27,35 @@ reverse: {
         assert len(lines) == 2, g.access_lines()
     finally:
         g.check_clean()
+
+
+def test_h2_body_without_length_in_the_same_read_is_relayed(tmp_path, origin):
+    """HEADERS without content-length, then DATA with END_STREAM, in one
+    write: the whole body is there before the head is made; it was dropped
+    (the upstream got a POST without a body)."""
+    from test_f_h2proxy import H2
+    d = str(tmp_path)
+    crt, key = gh.make_cert(d, "site", ["localhost"])
+    port = gh.free_port()
+    g = gh.Gatehouse("""
+reverse: {
+  listeners = ( { address = "127.0.0.1:%d"; tls = true; } );
+  certificates = ( { cert = "%s"; key = "%s"; } );
+  upstreams = ( { name = "app"; servers = ( { address = "127.0.0.1:%d"; } ); } );
+  sites = ( { hosts = [ "localhost" ]; routes = ( { path = "/"; upstream = "app"; } ); } );
+};
+""" % (port, crt, key, origin.port)).start([port])
+    c = H2(port, d + "/ca.pem")
+    try:
+        sid = c.c.get_next_available_stream_id()
+        c.s(sid)
+        c.c.send_headers(sid, [(":method", "POST"), (":scheme", "https"), (":authority", "localhost"),
+                               (":path", "/echo")])
+        c.c.send_data(sid, b"0123456789" * 10, end_stream=True)
+        c.flush()   # one write
+        c.pump(lambda: c.done(sid))
+        assert c.status(sid) == 200
+        assert b'"nbytes": 100' in c.st[sid]["data"], c.st[sid]["data"]
+    finally:
+        c.close()
+        g.check_clean()
