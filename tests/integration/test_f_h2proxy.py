@@ -382,14 +382,16 @@ def test_h2_connect_refusals_and_failures(netns, px):
     dst = c.connect("10.9.9.9:%d" % g.echo.port)               # deny_destinations
     auth = c.connect("private.test:%d" % g.echo.port)          # auth
     dead = c.connect("origin.test:%d" % g.dead)                # nobody listens
+    noport = c.connect("origin.test")                          # host without a port
     good = c.connect("origin.test:%d" % g.echo.port)
-    allids = (bad1, bad2, denied, port, dst, auth, dead)
+    allids = (bad1, bad2, denied, port, dst, auth, dead, noport)
     c.pump(lambda: all(c.done(x) for x in allids) and c.status(good) == 200)
     assert c.st[bad1]["reset"] == PROTOCOL_ERROR and c.st[bad2]["reset"] == PROTOCOL_ERROR
     assert c.status(denied) == 403 and b"no-games" in c.st[denied]["data"]
     assert c.status(port) == 403 and c.status(dst) == 403
     assert c.status(auth) == 407
     assert c.status(dead) == 502
+    assert c.status(noport) == 400 or c.st[noport]["reset"] == PROTOCOL_ERROR
     assert g.echo.conns == 1   # only the good one reached the target
     # the target breaks the connection mid-tunnel: CONNECT_ERROR
     c.send(good, b"DIE")

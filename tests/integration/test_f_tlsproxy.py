@@ -8,6 +8,7 @@ import os
 import socket
 import ssl
 import subprocess
+import time
 
 import gh
 
@@ -178,3 +179,56 @@ def test_config_errors(tmp_path):
         r = subprocess.run([gh.BIN, "-t", "-c", g.conf], capture_output=True, text=True)
         assert r.returncode != 0, li
         assert re.search(r"gatehouse\.conf:\d+: " + pat, r.stderr), (li, r.stderr)
+
+
+def served_cert_cn(port, sni):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname=sni) as s:
+        der = s.getpeercert(binary_form=True)
+    out = subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", "-subject"], input=der,
+                         capture_output=True, check=True).stdout.decode()
+    return out.strip().rsplit("=", 1)[1].strip()
+
+
+def wait_cn(port, cn, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if served_cert_cn(port, "localhost") == cn:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_certificates_stay_with_their_listener_and_reload(netns, tmp_path):
+    """The forward listener presents its own certificate whatever the SNI;
+    the reverse listener never picks the forward one by SNI; a reload that
+    changes the files serves the new certificate on new connections."""
+    d = str(tmp_path)
+    gh.make_cert(d, "proxy", ["localhost"])
+    gh.make_cert(d, "site", ["site.test"])
+    gh.make_cert(d, "proxy2", ["proxy2.test"])
+    fport, rport = gh.free_port(), gh.free_port()
+    text = """
+forward: {
+  listeners = ( { address = "127.0.0.1:%d"; tls = true; cert = "%s/@P@.pem"; key = "%s/@P@.key"; } );
+  allow_clients = [ "127.0.0.0/8" ];
+};
+reverse: {
+  listeners = ( { address = "127.0.0.1:%d"; tls = true; } );
+  certificates = ( { cert = "%s/site.pem"; key = "%s/site.key"; } );
+  sites = ( { hosts = [ "site.test" ]; routes = ( { path = "/"; redirect = "https://x.test/"; } ); } );
+};
+""" % (fport, d, d, rport, d, d)
+    g = gh.Gatehouse(text.replace("@P@", "proxy")).start([fport, rport])
+    try:
+        assert served_cert_cn(fport, "localhost") == "localhost"
+        assert served_cert_cn(fport, "site.test") == "localhost"
+        assert served_cert_cn(rport, "localhost") == "site.test"
+        assert served_cert_cn(rport, "site.test") == "site.test"
+        g.reload(text.replace("@P@", "proxy2"), settle=0.1)
+        assert wait_cn(fport, "proxy2.test")
+        assert served_cert_cn(rport, "proxy2.test") == "site.test"
+    finally:
+        g.check_clean()
