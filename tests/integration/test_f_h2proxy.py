@@ -536,3 +536,41 @@ def test_h2_off_on_forward_tls_listener(netns, tmp_path):
         s.close()
     finally:
         stop(g)
+
+
+def test_h2_connect_through_a_parent(netns, tmp_path):
+    """A CONNECT stream chained to a parent proxy (a second gatehouse): the
+    tunnel works through it; the parent's refusal is a 502 to the stream."""
+    pport = gh.free_port()
+    g = None
+    parent = gh.Gatehouse("""
+forward: {
+  listeners = ( { address = "127.0.0.1:%d"; } );
+  allow_clients = [ "127.0.0.0/8" ];
+  deny_destinations = [ "169.254.0.0/16" ];
+  connect_ports = [ @ECHO@ ];
+  policy = ( { name = "parent-no"; action = "deny"; domains = [ "bypass.test" ]; },
+             { name = "rest"; action = "allow"; } );
+};
+""" % pport)
+    try:
+        g = start(tmp_path, extra='parent: { address = "127.0.0.1:%d"; };' % pport)
+        parent.write_conf(open(parent.conf).read().replace("@ECHO@", str(g.echo.port)))
+        parent.start([pport])
+        c = H2(g.port, g.ca)
+        try:
+            t = c.connect("127.0.0.1:%d" % g.echo.port)
+            n = c.connect("bypass.test:%d" % g.echo.port)
+            c.pump(lambda: c.status(t) is not None and c.done(n))
+            assert c.status(t) == 200 and c.status(n) == 502
+            c.send(t, b"via the parent", end=True)
+            c.pump(lambda: c.done(t))
+            assert bytes(c.st[t]["data"]) == b"via the parentBYE" and c.st[t]["reset"] is None
+        finally:
+            c.close()
+        lines = parent.access_lines()
+        assert any('"CONNECT 127.0.0.1:%d HTTP/1.1" 200' % g.echo.port in l for l in lines), lines
+    finally:
+        if g is not None:
+            stop(g)
+        parent.check_clean()
