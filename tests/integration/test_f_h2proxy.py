@@ -312,6 +312,11 @@ def test_h2_connect_tunnels(netns, px):
     c.send(t, b"GET /size/5 HTTP/1.1\r\nHost: origin.test\r\n\r\n")
     c.pump(lambda: c.st[t]["data"].endswith(b"xxxxx"))
     assert c.st[t]["data"].startswith(b"HTTP/1.1 200")
+    # DATA sent before the 200 waits (within the stream window) for the tunnel
+    early = c.connect("origin.test:%d" % g.echo.port)
+    c.send(early, b"early bytes")
+    c.pump(lambda: bytes(c.st[early]["data"]) == b"early bytes")
+    assert c.status(early) == 200
     # END_STREAM is a half-close: the target sees EOF and still answers
     e = c.connect("origin.test:%d" % g.echo.port)
     c.pump(lambda: c.status(e) == 200)
