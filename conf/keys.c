@@ -746,7 +746,8 @@ const char *conf_chk_host(struct conf_ctx *x, char *v)
 
 /* ---- listeners ---- */
 
-static const char *const k_flistener[] = { "address", "max_connections_per_client", "freebind", NULL };
+static const char *const k_flistener[] = { "address", "max_connections_per_client", "freebind", "tls",
+	"cert", "key", "http2", NULL };
 static const char *const k_rlistener[] = { "address", "tls", "max_connections_per_client", "http2", "h2c",
 	"freebind", "tls_policy", NULL };
 
@@ -770,6 +771,28 @@ static void conf_read_listener_h2(struct conf_ctx *x, config_setting_t *e, const
 	}
 	li->http2 = li->tls && http2 != 0;
 	li->h2c = !li->tls && h2c;
+}
+
+/* A forward listener's TLS (an HTTPS proxy: the client's proxy credentials
+ * never cross the network in clear): its own cert and key, which tls = true
+ * needs and nothing else takes; http2 as on reverse listeners (default on). */
+static void conf_read_listener_ftls(struct conf_ctx *x, config_setting_t *e, const char *ep,
+    struct conf_listener *li)
+{
+	char kp[CONF_KP];
+
+	conf_get_bool(x, e, ep, "tls", &li->tls);
+	conf_get_path(x, e, ep, "cert", 0, &li->cert);
+	conf_get_path(x, e, ep, "key", 0, &li->key);
+	if (li->tls && (li->cert == NULL || li->key == NULL))
+		conf_serr(x, e, ep, "tls = true needs cert and key (the PEM certificate chain and private "
+		    "key this proxy listener presents)");
+	if (!li->tls && (li->cert != NULL || li->key != NULL)) {
+		conf_kp_child(kp, ep, li->cert != NULL ? "cert" : "key");
+		conf_serr(x, conf_member(e, li->cert != NULL ? "cert" : "key"), kp, "only for tls = true");
+	}
+	conf_read_listener_h2(x, e, ep, li);
+	li->h2c = 0;
 }
 
 void conf_read_listeners(struct conf_ctx *x, config_setting_t *g, const char *path, int allow_tls,
@@ -804,6 +827,8 @@ void conf_read_listeners(struct conf_ctx *x, config_setting_t *g, const char *pa
 		if (allow_tls) {
 			conf_get_bool(x, e, ep, "tls", &li->tls);
 			conf_read_listener_h2(x, e, ep, li);
+		} else {
+			conf_read_listener_ftls(x, e, ep, li);
 		}
 		conf_get_bool(x, e, ep, "freebind", &li->freebind);
 		(*nout)++;

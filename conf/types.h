@@ -74,6 +74,7 @@ struct conf_listener {
 	int http2;                 /* TLS: offer h2 in ALPN (reverse; default on) */
 	int h2c;                   /* plain: HTTP/2 with prior knowledge (default off) */
 	int freebind;              /* IP_FREEBIND: bind an address the box does not hold (yet): a VRRP VIP */
+	char *cert, *key;          /* forward TLS listener: its own certificate (PEM chain) and key */
 	struct conf_src src;
 };
 

@@ -84,6 +84,9 @@ static void stream_to_cb(evutil_socket_t fd, short what, void *arg)
 	case STO_SEND:
 		gw_h2__reset(s, NGHTTP2_CANCEL, "send timeout: the client's flow-control window stayed closed");
 		break;
+	case STO_TUNNEL:
+		gw_h2__reset(s, NGHTTP2_CANCEL, "tunnel idle timeout");
+		break;
 	case STO_DNS:
 		if (rq == NULL || rq->dnsq == NULL)
 			return;
@@ -115,6 +118,8 @@ void gw_h2__stream_timer(struct gw_h2s *s)
 		stream_arm(s, STO_HEADER, t->client_header);
 	} else if (s->to_kind == STO_DNS && rq != NULL && rq->dnsq != NULL) {
 		return;   /* (on_dns ends it) */
+	} else if (s->tunnel && rq != NULL && rq->tunnel) {
+		stream_arm(s, STO_TUNNEL, t->tunnel_idle);   /* (progress sets STO_NONE first) */
 	} else if (s->out != NULL && evbuffer_get_length(s->out) > 0) {
 		stream_arm(s, STO_SEND, t->client_idle);
 	} else if (rq != NULL && !s->in_done && !s->discard && !rq->reqx.done &&
@@ -378,13 +383,20 @@ static int head_text(struct gw_h2s *s, struct evbuffer *b)
 {
 	const char *host = s->authority != NULL ? s->authority : s->host;
 	int connect = s->method != NULL && strcmp(s->method, "CONNECT") == 0;
+	/* a proxy's stream for an http:// URL: absolute-form, as HTTP/1
+	 * proxy requests are (https is the proxy's own: PAC, CA download) */
+	int proxy = s->h->c->proto->proxy, absolute = proxy && !connect && s->authority != NULL &&
+	    s->scheme != NULL && strcmp(s->scheme, "http") == 0;
 	int r = 0;
 
 	if (s->method == NULL || (!connect && s->path == NULL))
 		return 400;   /* (nghttp2 checks this before) */
 	if (s->authority != NULL && s->host != NULL && strcasecmp(s->authority, s->host) != 0)
 		return 400;   /* RFC 9113 8.3.1: Host must name what :authority names */
-	r |= evbuffer_add_printf(b, "%s %s HTTP/1.1\r\n", s->method, connect ? (host ? host : "") : s->path) < 0;
+	if (absolute)
+		r |= evbuffer_add_printf(b, "%s http://%s%s HTTP/1.1\r\n", s->method, s->authority, s->path) < 0;
+	else
+		r |= evbuffer_add_printf(b, "%s %s HTTP/1.1\r\n", s->method, connect ? (host ? host : "") : s->path) < 0;
 	if (host != NULL)
 		r |= evbuffer_add_printf(b, "Host: %s\r\n", host) < 0;
 	r |= evbuffer_add_buffer(b, s->hdrs);
@@ -395,7 +407,10 @@ static int head_text(struct gw_h2s *s, struct evbuffer *b)
 	}
 	/* a body without content-length: chunked to the parser, which then
 	 * frames it so for the upstream (nghttp2 refused transfer-encoding) */
-	if (!s->in_done && evbuffer_search(b, "\r\ncontent-length: ", 18, NULL).pos < 0)
+	/* (the whole body may have come with END_STREAM before the head is
+	 * made: it is a body all the same, not to be dropped) */
+	if ((!s->in_done || (s->in != NULL && evbuffer_get_length(s->in) > 0)) && !(proxy && connect) &&
+	    evbuffer_search(b, "\r\ncontent-length: ", 18, NULL).pos < 0)
 		r |= evbuffer_add(b, GW_STRLIT("Transfer-Encoding: chunked\r\n"));
 	r |= evbuffer_add(b, GW_STRLIT("\r\n"));
 	return r ? 503 : 0;
@@ -539,9 +554,19 @@ void gw_h2_dispatch(struct gw_req *rq)
 		gw_upstream_start(rq);
 		break;
 	case DEC_TUNNEL:
-	case DEC_PEEK:        /* (TLS inspection: a CONNECT's, never a stream's) */
+		if (rq->proto->proxy) {
+			gw_h2_tunnel__start(rq);   /* RFC 9113 8.5 (core/h2_tunnel.c) */
+			break;
+		}
+		/* fall through */
 	case DEC_TLS_SERVE:
 		gw_h2__respond_error(rq, 501, "CONNECT over HTTP/2 is not supported on this listener");
+		break;
+	case DEC_PEEK:
+		/* TLS inspection does not run inside a stream: refused, never
+		 * tunnelled uninspected */
+		gw_h2__respond_error(rq, 501, "TLS inspection is not available for CONNECT over HTTP/2 "
+		    "(use HTTP/1.1 to a plain proxy listener)");
 		break;
 	}
 	/* (rq and s may be gone now: an answer may have been sent in full
@@ -684,7 +709,7 @@ static int cb_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *
 	if (s == NULL)
 		return 0;
 	s->sent_end = 1;
-	if (!s->in_done) {
+	if (!s->in_done && !s->tunnel) {   /* (a tunnel's END_STREAM is a half-close) */
 		/* answered before the request body ended: the rest is not
 		 * wanted (RFC 9113 8.1) */
 		s->discard = 1;
@@ -715,6 +740,12 @@ static void run_streams(struct gw_h2 *h)
 		}
 		if (s->rq == NULL)
 			continue;
+		if (s->tunnel) {
+			gw_h2_tunnel__run(s);
+			if (!s->closed)
+				gw_h2__stream_timer(s);
+			continue;
+		}
 		if ((s->reading_body || (s->up_ready && !s->in_paused)) && !s->rq->reqx.done &&
 		    ((s->in != NULL && evbuffer_get_length(s->in) > 0) || s->in_done))
 			gw_h2__pump_body(s);

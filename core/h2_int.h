@@ -24,7 +24,7 @@
 /* Streams a client may reset before their answer, net of answered ones. */
 #define H2_RESET_BUDGET 100
 
-enum h2_sto { STO_NONE, STO_HEADER, STO_BODY, STO_SEND, STO_DNS };
+enum h2_sto { STO_NONE, STO_HEADER, STO_BODY, STO_SEND, STO_DNS, STO_TUNNEL };
 
 struct gw_h2s {
 	struct gw_h2 *h;
@@ -55,6 +55,10 @@ struct gw_h2s {
 	unsigned reading_body : 1; /* gw_req_read_body under way */
 	unsigned closed : 1;       /* nghttp2 closed the stream */
 	unsigned sent_end : 1;     /* END_STREAM of the response went out */
+	/* a CONNECT tunnel (core/h2_tunnel.c) */
+	unsigned tunnel : 1;       /* DATA carries tunnel bytes both ways */
+	unsigned tun_up_shut : 1;  /* the client's END_STREAM passed on: upstream half-closed */
+	unsigned tun_up_held : 1;  /* upstream reading stopped: out is full */
 };
 
 struct gw_h2 {
@@ -101,5 +105,12 @@ int gw_h2__send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *f
     nghttp2_data_source *src, void *arg);
 /* After the session sent: let held upstreams go on. */
 void gw_h2__resume_held(struct gw_h2s *s);
+
+/* h2_tunnel.c: CONNECT streams on a proxy's listener (RFC 9113 8.5) */
+/* The family let CONNECT stream rq through (DEC_TUNNEL): connect, then tunnel. */
+void gw_h2_tunnel__start(struct gw_req *rq);
+/* From run_streams (outside the session): move what waits either way,
+ * pass the client's END_STREAM on as a half-close. */
+void gw_h2_tunnel__run(struct gw_h2s *s);
 
 #endif

@@ -455,6 +455,7 @@ static void s_on_flush(struct gw_req *rq)
 static void s_on_error(struct gw_req *rq, int status, const char *reason)
 {
 	struct gw_h2s *s = rq->sink_arg;
+	struct gw_h2 *h = s->h;   /* the answer may end (free) s: the connection stays */
 
 	if (reason == NULL)
 		status = 503, reason = "out of memory";
@@ -462,7 +463,7 @@ static void s_on_error(struct gw_req *rq, int status, const char *reason)
 		gw_h2__reset(s, NGHTTP2_INTERNAL_ERROR, reason);
 	else
 		gw_h2__respond_error(rq, status, reason);
-	gw_h2__io(s->h);
+	gw_h2__io(h);
 }
 
 static int s_on_ready(struct gw_req *rq)

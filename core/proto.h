@@ -29,6 +29,11 @@ struct evp_pkey_st;
 struct gw_proto {
 	const char *name;          /* "forward" / "reverse": log family */
 	int family;                /* stats family index: set by gw_control_add_side() */
+	/* A proxy's family (forward): over HTTP/2, a stream with :scheme http
+	 * is an absolute-form request for :authority, and a CONNECT stream
+	 * that the family lets through becomes a tunnel (RFC 9113 8.5,
+	 * core/h2_tunnel.c).  0: streams are origin-form, CONNECT gets 501. */
+	int proxy;
 	/* Decide what to do with a request.  side is this family's compiled
 	 * data from the connection's config snapshot. */
 	void (*on_request)(struct gw_req *rq, void *side);

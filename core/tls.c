@@ -70,7 +70,15 @@ struct lst_policy {
 	char *ciphers, *ciphersuites, *groups;
 };
 
+/* A certificate pinned to one listener (gw_tls_server_spec.listener). */
+struct srv_pin {
+	const void *listener;
+	struct srv_cert sc;
+};
+
 struct gw_tls {
+	struct srv_pin *pins;
+	int npins;
 	struct lst_policy *lpol;
 	int nlpol;
 	struct srv_verify *verifies;
@@ -939,6 +947,48 @@ static int keep_listener_policy(struct gw_tls *t, const struct gw_tls_listener_s
 	return 0;
 }
 
+static void srv_cert_free(struct srv_cert *sc)
+{
+	SSL_CTX_free(sc->ctx);
+	free(sc->live_id);
+	for (int j = 0; j < sc->nnames; j++)
+		free(sc->names[j]);
+	free(sc->names_text);
+	free(sc->ocsp);
+}
+
+/* The certificates pinned to a listener: contexts of their own, without
+ * the SNI callbacks of the shared set, each with a session id context of
+ * its own so that a session is resumed only on its listener.  0, or -1. */
+static int load_pins(struct gw_tls *t, const struct gw_tls_specs *sp, struct conf_errors *errs)
+{
+	size_t n = 0;
+	int bad = 0;
+
+	for (size_t i = 0; i < sp->nservers; i++)
+		n += sp->servers[i].listener != NULL;
+	if (n == 0)
+		return 0;
+	if ((t->pins = calloc(n, sizeof *t->pins)) == NULL)
+		return -1;
+	for (size_t i = 0; i < sp->nservers; i++) {
+		const struct gw_tls_server_spec *c = &sp->servers[i];
+		struct srv_pin *p = &t->pins[t->npins];
+		char sid[32];
+		if (c->listener == NULL)
+			continue;
+		p->listener = c->listener;
+		t->npins++;
+		if (load_server_cert(t, &p->sc, c, errs) < 0) {
+			bad = 1;
+			continue;
+		}
+		snprintf(sid, sizeof sid, "gw-pin-%d", t->npins);
+		SSL_CTX_set_session_id_context(p->sc.ctx, (const unsigned char *)sid, (unsigned)strlen(sid));
+	}
+	return bad ? -1 : 0;
+}
+
 struct gw_tls *gw_tls_new(const struct gw_tls_specs *sp, struct conf_errors *errs)
 {
 	struct gw_tls *t = calloc(1, sizeof *t);
@@ -959,16 +1009,20 @@ struct gw_tls *gw_tls_new(const struct gw_tls_specs *sp, struct conf_errors *err
 			if (load_verify(&t->verifies[i], &sp->verifies[i], errs) < 0)
 				bad = 1;
 	}
-	if (sp->nservers > 0) {
+	if (load_pins(t, sp, errs) < 0)
+		bad = 1;
+	if (sp->nservers > (size_t)t->npins) {
 		t->certs = calloc(sp->nservers, sizeof *t->certs);
 		if (t->certs == NULL)
 			goto fail;
-		t->ncerts = (int)sp->nservers;
 		for (size_t i = 0; i < sp->nservers; i++) {
-			if (load_server_cert(t, &t->certs[i], &sp->servers[i], errs) < 0)
+			if (sp->servers[i].listener != NULL)
+				continue;   /* (load_pins) */
+			if (load_server_cert(t, &t->certs[t->ncerts], &sp->servers[i], errs) < 0)
 				bad = 1;
 			if (sp->servers[i].is_default)
-				t->dflt = (int)i;
+				t->dflt = t->ncerts;
+			t->ncerts++;
 		}
 		if (!bad) {
 			SSL_CTX *d = t->certs[t->dflt].ctx;
@@ -1046,15 +1100,12 @@ void gw_tls_free(struct gw_tls *t)
 		sk_X509_NAME_pop_free(t->verifies[i].names, X509_NAME_free);
 	}
 	free(t->verifies);
-	for (int i = 0; i < t->ncerts; i++) {
-		SSL_CTX_free(t->certs[i].ctx);
-		free(t->certs[i].live_id);
-		for (int j = 0; j < t->certs[i].nnames; j++)
-			free(t->certs[i].names[j]);
-		free(t->certs[i].names_text);
-		free(t->certs[i].ocsp);
-	}
+	for (int i = 0; i < t->ncerts; i++)
+		srv_cert_free(&t->certs[i]);
 	free(t->certs);
+	for (int i = 0; i < t->npins; i++)
+		srv_cert_free(&t->pins[i].sc);
+	free(t->pins);
 	for (int i = 0; i < t->nclients; i++) {
 		SSL_CTX_free(t->clients[i].ctx);
 		gw_tls_resume_free(t->clients[i].resume);
@@ -1077,7 +1128,12 @@ SSL *gw_tls_server_ssl(struct gw_tls *t)
 
 SSL *gw_tls_server_ssl_on(struct gw_tls *t, const void *listener)
 {
-	SSL *s = gw_tls_server_ssl(t);
+	SSL *s;
+
+	for (int i = 0; t != NULL && i < t->npins; i++)
+		if (t->pins[i].listener == listener)
+			return t->pins[i].sc.ctx != NULL ? SSL_new(t->pins[i].sc.ctx) : NULL;
+	s = gw_tls_server_ssl(t);
 
 	for (int i = 0; s != NULL && i < t->nlpol; i++) {
 		const struct lst_policy *p = &t->lpol[i];

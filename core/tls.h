@@ -54,6 +54,10 @@ struct gw_tls_server_spec {
 	EVP_PKEY *mem_key;         /* (borrowed; the context takes its own references) */
 	const char *live_id;       /* not NULL: gw_tls_live_install(live_id, ...) replaces this
 	                            * certificate for new handshakes, without a reload */
+	const void *listener;      /* not NULL: pinned to this listener (gw_tls_server_ssl_on's
+	                            * key): served there whatever the SNI, never by SNI on
+	                            * others, and its sessions resume only there (a forward
+	                            * proxy listener's own certificate) */
 	const char *file;          /* where it was configured */
 	int line;
 	const char *key_name;      /* the side's key, as its errors have always named it */

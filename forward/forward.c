@@ -67,6 +67,7 @@
 #include "forward/decide.h"
 #include "forward/dlp.h"
 #include "forward/dlp_body.h"
+#include "forward/fwd_tls.h"
 #include "forward/icap.h"
 #include "forward/inspect.h"
 #include "forward/inspect_ca.h"
@@ -1682,6 +1683,7 @@ static int on_response_filter(struct gw_req *rq, const char *p, size_t n, int la
 
 static struct gw_proto fwd_proto = {   /* .family: set by gw_control_add_side() */
 	.name = "forward",
+	.proxy = 1,
 	.on_request = on_request,
 	.on_resolved = on_resolved,
 	.on_body = on_body,
@@ -1946,5 +1948,5 @@ const struct gw_side fwd_side = {
 	.compile = compile,
 	.free = side_free,
 	.listeners = listeners,
-	.tls = fwd_inspect_tls_specs,
+	.tls = fwd_tls_specs,
 };
