@@ -4,6 +4,7 @@
  * persistent connection per peer; the server side is two console endpoints.
  */
 #include "cluster/sync.h"
+#include "cluster/fileset.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -57,7 +58,7 @@ struct call {                  /* one request in flight, on its own connection *
 	struct evhttp_connection *conn;   /* freed by libevent once answered */
 	unsigned epoch;
 	int peer;
-	int is_sync;
+	int is_sync;               /* 0: a state poll; 1: the main file; 2: the set of cluster.sync_dir */
 	int dropping;              /* its connection is being freed: answered() must not touch it */
 	int done;                  /* answered: the reaper frees it */
 };
@@ -70,7 +71,8 @@ static struct {
 	char token[512];
 	int https;                 /* our console has TLS: so have the peers' */
 	SSL_CTX *tls;
-	char sha[65];              /* of our main file, as last loaded */
+	char sha[65];              /* of our main file, or of our packed set, as last loaded */
+	char sync_dir[256];        /* cluster.sync_dir ("" = the main file is what is offered) */
 	int applying;              /* a peer's file is being applied: do not offer it back */
 	struct event *ev_poll, *ev_reap;
 	struct call *calls;
@@ -159,10 +161,29 @@ static char *read_file(const char *path, size_t *len)
 	return p;
 }
 
+/* What this node offers: the packed set of cluster.sync_dir, or the main
+ * file (malloc'ed; NULL with a reason in err). */
+static char *offer(size_t *n, char *err, size_t errlen)
+{
+	char *p;
+
+	if (S.sync_dir[0])
+		return clu_fileset_pack(S.sync_dir, n, err, errlen);
+	if ((p = read_file(gw_control_config_path(), n)) == NULL)
+		snprintf(err, errlen, "cannot read %s: %s", gw_control_config_path(), strerror(errno));
+	else if (*n > SYNC_MAX_FILE) {
+		snprintf(err, errlen, "%s is over %d bytes", gw_control_config_path(), SYNC_MAX_FILE);
+		free(p);
+		p = NULL;
+	}
+	return p;
+}
+
 static void our_sha(void)
 {
 	size_t n;
-	char *p = read_file(gw_control_config_path(), &n);
+	char err[300];
+	char *p = offer(&n, err, sizeof err);
 
 	if (p == NULL) {
 		S.sha[0] = '\0';
@@ -296,8 +317,8 @@ static void send_call(int i, int is_sync, const char *body, size_t len)
 	struct peer *p = &S.peers[i];
 	struct call *c;
 	struct evhttp_request *req;
-	const char *method = is_sync ? "POST" : "GET", *path = is_sync ? "/api/v1/cluster/sync" :
-	    "/api/v1/cluster/state";
+	const char *method = is_sync ? "POST" : "GET", *path = is_sync == 2 ? "/api/v1/cluster/files" :
+	    is_sync ? "/api/v1/cluster/sync" : "/api/v1/cluster/state";
 	char sig[65], hdr[120], host[100];
 	long long t = (long long)time(NULL);
 
@@ -364,26 +385,20 @@ static void poll_cb(evutil_socket_t fd, short what, void *arg)
 void clu_sync_reloaded(void)
 {
 	size_t n;
-	char *file;
+	char *file, err[300];
 
 	our_sha();
 	if (S.applying || S.npeers == 0)
 		return;
-	file = read_file(gw_control_config_path(), &n);
+	file = offer(&n, err, sizeof err);
 	if (file == NULL) {
-		gw_warn("cluster: cannot read %s to offer it to the peers: %s", gw_control_config_path(),
-		    strerror(errno));
+		gw_warn("cluster: nothing offered to the peers: %s", err);
+		for (int i = 0; i < S.npeers; i++)
+			snprintf(S.peers[i].last_result, sizeof S.peers[i].last_result, "not sent: %.200s", err);
 		return;
 	}
-	if (n > SYNC_MAX_FILE) {
-		gw_warn("cluster: %s is over %d bytes: not offered to the peers", gw_control_config_path(),
-		    SYNC_MAX_FILE);
-		for (int i = 0; i < S.npeers; i++)
-			snprintf(S.peers[i].last_result, sizeof S.peers[i].last_result, "not sent: file too large");
-	} else {
-		for (int i = 0; i < S.npeers; i++)
-			send_call(i, 1, file, n);
-	}
+	for (int i = 0; i < S.npeers; i++)
+		send_call(i, S.sync_dir[0] ? 2 : 1, file, n);
 	free(file);
 }
 
@@ -401,6 +416,7 @@ void clu_sync_configure(struct event_base *base, const struct gw_snapshot *s)
 	static const struct timeval poll = { SYNC_POLL_S, 0 };
 
 	S.base = base;
+	snprintf(S.sync_dir, sizeof S.sync_dir, "%s", cl->sync_dir != NULL ? cl->sync_dir : "");
 	our_sha();
 	snprintf(S.token, sizeof S.token, "%s", cl->token != NULL ? cl->token : "");
 	S.https = s->conf->admin.tls_cert != NULL;
@@ -473,6 +489,27 @@ static int sig_ok(const char *hdr, const char *method, const char *path, const c
 	return 1;
 }
 
+/* Reload for a peer's offer (not offered back); 0, or -1 with the
+ * reload's errors appended. */
+static int reload_as_peer(json_t *errors)
+{
+	int rc, ok;
+	double when;
+	uint64_t gen;
+	const char *const *e;
+	size_t ne;
+
+	S.applying = 1;
+	rc = gw_control_reload();
+	S.applying = 0;
+	if (rc != 0) {
+		gw_control_last_reload(&ok, &when, &gen, &e, &ne);
+		for (size_t i = 0; i < ne; i++)
+			json_array_append_new(errors, json_string(e[i]));
+	}
+	return rc;
+}
+
 /* Put body in place of the main file and reload; 0, or -1 with errors in
  * *out (the old file and configuration stay). */
 static int apply(const char *body, size_t len, json_t *errors)
@@ -488,7 +525,9 @@ static int apply(const char *body, size_t len, json_t *errors)
 	snprintf(tmp, sizeof tmp, "%s.sync", path);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, stat(path, &st) == 0 ? st.st_mode & 0777 : 0640);
 	if (fd < 0 || write(fd, body, len) != (ssize_t)len || fsync(fd) != 0) {
-		json_array_append_new(errors, json_sprintf("cannot write %s: %s", tmp, strerror(errno)));
+		json_array_append_new(errors, json_sprintf("cannot write %s: %s%s", tmp, strerror(errno),
+		    errno == EROFS || errno == EACCES ? " (set cluster.sync_dir to a directory this node may write, "
+		    "e.g. /var/lib/gatehouse/cluster, on both nodes)" : ""));
 		if (fd >= 0)
 			close(fd);
 		unlink(tmp);
@@ -513,21 +552,11 @@ static int apply(const char *body, size_t len, json_t *errors)
 		unlink(tmp);
 		return -1;
 	}
-	S.applying = 1;
-	rc = gw_control_reload();
-	S.applying = 0;
+	rc = reload_as_peer(errors);
 	if (rc != 0) {
 		/* it passed the check but did not start (a listener?): the old file
 		 * goes back, so a restart finds what is serving */
-		int ok;
-		double when;
-		uint64_t gen;
-		const char *const *e;
-		size_t ne;
 		FILE *f = fopen(path, "we");
-		gw_control_last_reload(&ok, &when, &gen, &e, &ne);
-		for (size_t i = 0; i < ne; i++)
-			json_array_append_new(errors, json_string(e[i]));
 		if (f != NULL) {
 			fwrite(old, 1, oldlen, f);
 			fclose(f);
@@ -538,13 +567,68 @@ static int apply(const char *body, size_t len, json_t *errors)
 	return rc;
 }
 
+/* Does was name a set directory of ours (beside dir, "dir.<hex>")? */
+static int ours(const char *dir, const char *was)
+{
+	size_t n = strlen(dir);
+
+	return was[0] != '\0' && strncmp(was, dir, n) == 0 && was[n] == '.' && strchr(was + n, '/') == NULL;
+}
+
+/* Swap the set in body in for cluster.sync_dir, check as -t does, reload;
+ * on any failure the old set is back in place.  0, or -1 with errors. */
+static int apply_set(const char *body, size_t len, json_t *errors)
+{
+	char newdir[300], was[300], back[300], err[400];
+	struct conf_errors errs = { 0 };
+	struct gw_snapshot *s;
+	int rc;
+
+	if (S.sync_dir[0] == '\0') {
+		json_array_append_new(errors, json_string("this node has no cluster.sync_dir for a set of files"));
+		return -1;
+	}
+	if (clu_fileset_stage(S.sync_dir, body, len, newdir, sizeof newdir, err, sizeof err) != 0) {
+		json_array_append_new(errors, json_string(err));
+		return -1;
+	}
+	if (clu_fileset_switch(S.sync_dir, newdir, was, sizeof was, err, sizeof err) != 0) {
+		json_array_append_new(errors, json_string(err));
+		clu_fileset_remove(newdir);
+		return -1;
+	}
+	/* the check of gatehouse -t on the new set: everything but binding the listeners */
+	s = gw_control_load(gw_control_config_path(), &errs);
+	if (s != NULL) {
+		gw_snapshot_unref(s);
+		rc = reload_as_peer(errors);
+	} else {
+		for (size_t i = 0; i < errs.n; i++)
+			json_array_append_new(errors, json_string(errs.msgs[i]));
+		rc = -1;
+	}
+	conf_errors_free(&errs);
+	if (rc != 0) {
+		/* the old set goes back: a restart finds what is serving */
+		if (clu_fileset_switch(S.sync_dir, was, back, sizeof back, err, sizeof err) != 0)
+			gw_error("cluster: %s: the refused set stays in place", err);
+		else
+			clu_fileset_remove(newdir);
+		our_sha();
+		return -1;
+	}
+	if (ours(S.sync_dir, was))
+		clu_fileset_remove(was);
+	return 0;
+}
+
 json_t *clu_sync_endpoint(const char *method, const char *path, const char *sig, const char *body,
     size_t len, unsigned *status)
 {
 	char full[64];
 	const char *why = NULL;
 	const struct gw_snapshot *s = gw_control_snapshot();
-	int is_sync = strcmp(path, "sync") == 0;
+	int is_sync = strcmp(path, "sync") == 0 ? 1 : strcmp(path, "files") == 0 ? 2 : 0;
 
 	if (!is_sync && strcmp(path, "state") != 0) {
 		*status = 404;
@@ -588,10 +672,10 @@ json_t *clu_sync_endpoint(const char *method, const char *path, const char *sig,
 			return json_pack("{s:b,s:b,s:I}", "ok", 1, "unchanged", 1, "generation",
 			    (json_int_t)gw_control_snapshot()->generation);
 		}
-		if (len == 0 || memchr(body, '\0', len) != NULL) {
+		if (len == 0 || (is_sync == 1 && memchr(body, '\0', len) != NULL)) {
 			*status = 409;
 			json_array_append_new(errors, json_string("empty or binary configuration"));
-		} else if (apply(body, len, errors) != 0) {
+		} else if ((is_sync == 2 ? apply_set(body, len, errors) : apply(body, len, errors)) != 0) {
 			*status = 409;
 		} else {
 			*status = 200;
