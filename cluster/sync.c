@@ -19,6 +19,7 @@
 #include <openssl/core_names.h>
 #include <openssl/params.h>
 #include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +51,8 @@ struct peer {
 	double last_seen;          /* wall clock of the last state answer */
 	double last_sync;          /* wall clock of the last offer's answer */
 	char last_result[240];     /* of the last offer: "applied", "unchanged", "refused: ...", ... */
-	char state_error[80];      /* why the last state poll got no state ("" = it did) */
+	char state_error[160];     /* why the last state poll got no state ("" = it did) */
+	int tls_state;             /* 0 plain HTTP, 1 not checked, 2 verified, 3 refused (cluster.peer_ca) */
 };
 
 struct call {                  /* one request in flight, on its own connection */
@@ -61,6 +63,8 @@ struct call {                  /* one request in flight, on its own connection *
 	int is_sync;               /* 0: a state poll; 1: the main file; 2: the set of cluster.sync_dir */
 	int dropping;              /* its connection is being freed: answered() must not touch it */
 	int done;                  /* answered: the reaper frees it */
+	int verified;              /* TLS with cluster.peer_ca: the chain and address checked */
+	long verify_err;           /* the first X509_V_ERR_* of the peer's certificate (0 = none) */
 };
 
 static struct {
@@ -71,6 +75,7 @@ static struct {
 	char token[512];
 	int https;                 /* our console has TLS: so have the peers' */
 	SSL_CTX *tls;
+	char peer_ca[256];         /* cluster.peer_ca that S.tls trusts ("" = peers not verified) */
 	char sha[65];              /* of our main file, or of our packed set, as last loaded */
 	char sync_dir[256];        /* cluster.sync_dir ("" = the main file is what is offered) */
 	int applying;              /* a peer's file is being applied: do not offer it back */
@@ -264,7 +269,24 @@ static void answered(struct evhttp_request *req, void *arg)
 	}
 	p = &S.peers[c->peer];
 	j = code > 0 ? response_json(req) : NULL;
-	if (code == 0) {
+	if (code > 0 && S.https)
+		p->tls_state = c->verified ? 2 : 1;
+	if (code == 0 && c->verify_err != 0) {
+		/* refused: nothing was sent, nothing read */
+		char why[140];
+		snprintf(why, sizeof why, "certificate not verified with cluster.peer_ca: %s",
+		    X509_verify_cert_error_string(c->verify_err));
+		if (p->tls_state != 3 || c->is_sync)
+			gw_warn("cluster: peer %s refused: %s", p->addr, why);
+		p->tls_state = 3;
+		p->reachable = 0;
+		p->healthy = 0;
+		snprintf(p->state_error, sizeof p->state_error, "%s", why);
+		if (c->is_sync) {
+			p->last_sync = gw_wall_now();
+			snprintf(p->last_result, sizeof p->last_result, "not sent: %s", why);
+		}
+	} else if (code == 0) {
 		if (p->reachable || c->is_sync)
 			gw_warn("cluster: peer %s unreachable", p->addr);
 		p->reachable = 0;
@@ -312,6 +334,32 @@ static void answered(struct evhttp_request *req, void *arg)
 	call_done(c);
 }
 
+/* The SSL ex_data index of the call a handshake belongs to. */
+static int call_idx(void)
+{
+	static int idx = -1;
+
+	if (idx < 0)
+		idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	return idx;
+}
+
+/* OpenSSL's verification of a peer's certificate (cluster.peer_ca): keep
+ * the first error for the console; any error fails the handshake. */
+static int verify_cb(int ok, X509_STORE_CTX *x)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct call *c = ssl != NULL ? SSL_get_ex_data(ssl, call_idx()) : NULL;
+
+	if (c != NULL) {
+		if (!ok && c->verify_err == 0)
+			c->verify_err = X509_STORE_CTX_get_error(x);
+		if (ok && X509_STORE_CTX_get_error_depth(x) == 0 && c->verify_err == 0)
+			c->verified = 1;
+	}
+	return ok;
+}
+
 static void send_call(int i, int is_sync, const char *body, size_t len)
 {
 	struct peer *p = &S.peers[i];
@@ -325,9 +373,17 @@ static void send_call(int i, int is_sync, const char *body, size_t len)
 	if ((c = calloc(1, sizeof *c)) == NULL)
 		return;
 	if (S.https) {
-		/* the peer is not verified: the signature already proves who wrote
-		 * the request and what it says; TLS keeps the file from onlookers */
+		/* without cluster.peer_ca the peer is not verified: the signature
+		 * already proves who wrote the request and what it says; TLS keeps
+		 * the files from onlookers.  With it, the chain and the peer's
+		 * address (subjectAltName IP) must verify, or nothing is sent. */
 		SSL *ssl = S.tls != NULL ? SSL_new(S.tls) : NULL;
+		if (ssl != NULL && S.peer_ca[0] &&
+		    (SSL_set_ex_data(ssl, call_idx(), c) != 1 ||
+		    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), p->host) != 1)) {
+			SSL_free(ssl);
+			ssl = NULL;
+		}
 		struct bufferevent *bev = ssl != NULL ? bufferevent_openssl_socket_new(S.base, -1, ssl,
 		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS) : NULL;
 		if (bev == NULL)
@@ -409,6 +465,27 @@ static void drop_peers(void)
 	reap(1);   /* calls in flight: their connections go now */
 }
 
+/* The client context for the peers' consoles: verifying against ca, or
+ * not at all (ca NULL).  Calls in flight keep the old one (refcounted). */
+static void tls_context(const char *ca)
+{
+	SSL_CTX *t = SSL_CTX_new(TLS_client_method());
+
+	if (t == NULL) {
+		gw_error("cluster: out of memory for the peers' TLS");
+		return;
+	}
+	SSL_CTX_set_min_proto_version(t, TLS1_2_VERSION);
+	if (ca != NULL && SSL_CTX_load_verify_locations(t, ca, NULL) != 1) {
+		/* -t read it; it changed since: refuse every peer rather than trust any */
+		gw_error("cluster.peer_ca: cannot load %s: every peer is refused until it can be", ca);
+	}
+	SSL_CTX_set_verify(t, ca != NULL ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, ca != NULL ? verify_cb : NULL);
+	SSL_CTX_free(S.tls);
+	S.tls = t;
+	snprintf(S.peer_ca, sizeof S.peer_ca, "%s", ca != NULL ? ca : "");
+}
+
 void clu_sync_configure(struct event_base *base, const struct gw_snapshot *s)
 {
 	const struct conf_cluster *cl = &s->conf->cluster;
@@ -420,10 +497,11 @@ void clu_sync_configure(struct event_base *base, const struct gw_snapshot *s)
 	our_sha();
 	snprintf(S.token, sizeof S.token, "%s", cl->token != NULL ? cl->token : "");
 	S.https = s->conf->admin.tls_cert != NULL;
-	if (S.https && S.tls == NULL && (S.tls = SSL_CTX_new(TLS_client_method())) != NULL) {
-		SSL_CTX_set_min_proto_version(S.tls, TLS1_2_VERSION);
-		SSL_CTX_set_verify(S.tls, SSL_VERIFY_NONE, NULL);
-	}
+	if (cl->peer_ca != NULL && !S.https)
+		gw_warn("cluster.peer_ca: this console has no admin.tls_cert, so the peers are reached over plain "
+		    "HTTP and no certificate is checked");
+	if (S.https && (S.tls == NULL || strcmp(S.peer_ca, cl->peer_ca != NULL ? cl->peer_ca : "") != 0))
+		tls_context(cl->peer_ca);
 	for (size_t i = 0; same && i < cl->npeers; i++)
 		same = strcmp(S.peers[i].addr, cl->peers[i].text) == 0;
 	if (same)
@@ -452,6 +530,7 @@ void clu_sync_stop(void)
 	drop_peers();
 	SSL_CTX_free(S.tls);
 	S.tls = NULL;
+	S.peer_ca[0] = '\0';
 	if (S.ev_poll != NULL)
 		event_free(S.ev_poll);
 	if (S.ev_reap != NULL)
@@ -699,8 +778,10 @@ json_t *clu_sync_json(void)
 
 	for (int i = 0; i < S.npeers; i++) {
 		const struct peer *p = &S.peers[i];
-		json_array_append_new(a, json_pack("{s:s,s:b,s:b,s:s,s:I,s:s,s:f,s:f,s:s,s:b}", "address", p->addr,
+		static const char *const tls[] = { "none", "not verified", "verified", "refused" };
+		json_array_append_new(a, json_pack("{s:s,s:b,s:b,s:s,s:s,s:I,s:s,s:f,s:f,s:s,s:b}", "address", p->addr,
 		    "reachable", p->reachable, "healthy", p->healthy, "state_error", p->state_error,
+		    "tls", tls[p->tls_state],
 		    "generation", (json_int_t)p->generation,
 		    "config_sha256", p->sha, "last_seen", p->last_seen, "last_sync", p->last_sync,
 		    "last_result", p->last_result,

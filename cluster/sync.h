@@ -28,10 +28,12 @@
  * and flags the pair as diverged when the files differ.
  *
  * HTTPS to the peers' consoles when this node's console has TLS
- * (admin.tls_cert: the pair is configured alike), plain HTTP otherwise.  The
- * peer's certificate is not verified (consoles usually have self-signed
- * ones): the signature protects integrity and the token; TLS keeps the file
- * from passive onlookers only.  One connection per call.  Main thread only.
+ * (admin.tls_cert: the pair is configured alike), plain HTTP otherwise.
+ * Without cluster.peer_ca the peer's certificate is not verified (consoles
+ * usually have self-signed ones): the signature protects integrity and the
+ * token; TLS keeps the file from passive onlookers only.  With it, the
+ * certificate must chain to that CA and name the peer's IP address, or the
+ * call is dropped in the handshake (nothing sent) and the console shows why.  One connection per call.  Main thread only.
  */
 #ifndef GW_CLU_SYNC_H
 #define GW_CLU_SYNC_H
