@@ -190,3 +190,72 @@ def test_sync_dir_config_errors(tmp_path):
         p.write_text('reverse: { listeners = ( { address = "127.0.0.1:1"; } ); };\n' + text + "\n")
         r = subprocess.run([gh.BIN, "-t", "-c", str(p)], capture_output=True, text=True, timeout=30)
         assert r.returncode != 0 and want in r.stderr and "g.conf:2" in r.stderr, r.stderr
+
+
+class PackagedNode(Node):
+    """The packaged unit's layout: the node's own files in etc/ (read-only to
+    the daemon, as /etc/gatehouse under ProtectSystem=strict: a read-only
+    bind mount in a mount namespace of its own), the shared set in
+    var/cluster (writable, as /var/lib/gatehouse)."""
+
+    def __init__(self, fport, aport, peer, users, ro):
+        self.ro = ro
+        shared = SHARED.replace('"cluster/', '"../var/cluster/')
+        self.fport, self.aport, self.peer = fport, aport, peer
+        gh.Gatehouse.__init__(self, "", extra_files={
+            "etc/users": users_file(), "etc/token": TOKEN,
+            "etc/hosts": gh.hosts_file(["ok.test", "bad.test", "worse.test"]),
+            "etc/fwd-listeners.conf": 'listeners = ( { address = "127.0.0.1:%d"; } );\n' % fport,
+            "var/cluster/shared.conf": shared, "var/cluster/bad.domains": "bad.test\n",
+            "var/cluster/fwd-users": users})
+
+    def write_conf(self, conf_text):
+        self.conf = os.path.join(self.dir, "etc", "gatehouse.conf")
+        os.makedirs(os.path.dirname(self.conf), exist_ok=True)
+        with open(self.conf, "w") as f:
+            f.write(MAIN.replace('sync_dir = "cluster"', 'sync_dir = "../var/cluster"').replace(
+                '@include "cluster/shared.conf"', '@include "../var/cluster/shared.conf"')
+                % {"dir": os.path.join(self.dir, "var"), "aport": self.aport, "peer": self.peer})
+
+    def start(self, wait_ports=()):
+        import subprocess
+        if not self.ro:
+            return super().start(wait_ports)
+        etc = os.path.join(self.dir, "etc")
+        self.err = open(self.errlog, "wb")
+        # unshare and sh exec into gatehouse: self.proc is the daemon itself
+        self.proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                                      'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && exec "$2" -c "$3"',
+                                      "sh", etc, gh.BIN, self.conf], stdout=self.err, stderr=self.err)
+        for p in wait_ports:
+            assert gh.wait_port(p), self.stderr()
+        return self
+
+
+def test_set_reaches_a_node_whose_main_file_is_read_only(origin):
+    users = "erin:%s\n" % gh.crypt_hash("patient")
+    fa, fb, aa, ab = (gh.free_port() for _ in range(4))
+    a, b = PackagedNode(fa, aa, ab, users, False), PackagedNode(fb, ab, aa, users, True)
+    try:
+        for g in (a, b):
+            g.start([g.fport, g.aport])
+            g.c = Console(g.aport)
+            assert g.c.login("admin", ADMIN_PW).status == 200
+        # B's etc/ is read-only where B runs (its mount namespace, seen through /proc/PID/root)
+        with pytest.raises(OSError) as e:
+            open("/proc/%d/root%s/etc/probe" % (b.proc.pid, b.dir), "w")
+        assert e.value.errno == 30                       # EROFS
+        worse = "http://worse.test:%d/size/1" % origin.port
+        assert b.get(worse, "erin:patient") == 200
+        gen_b = b.c.get("/api/v1/reload").json["generation"]
+        a.write("var/cluster/bad.domains", "bad.test\nworse.test\n")
+        a.signal(signal.SIGHUP)
+        assert wait_for(lambda: cluster(a.c)["peers"][0]["last_result"] == "applied"), \
+            (cluster(a.c), b.stderr()[-2000:])
+        assert b.c.get("/api/v1/reload").json["generation"] == gen_b + 1
+        assert b.get(worse, "erin:patient") == 403
+        assert os.path.islink(b.path("var/cluster"))
+    finally:
+        for g in (a, b):
+            if g.proc is not None:
+                g.check_clean()
