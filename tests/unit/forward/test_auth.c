@@ -289,6 +289,11 @@ static void test_backoff(void)
 	fwd_auth_backoff_share(nc, "another-secret!!", "gh:");
 	CHECK(fwd_auth_backoff_collect(b = fwd_auth_backoff_new(16), dl, 8) == 0, "unshared: nothing to collect");
 	fwd_auth_backoff_free(b);
+	b = fwd_auth_backoff_new(16);
+	fwd_auth_backoff_share(b, "", "gatehouse:");       /* no cluster.token_file: a fixed namespace */
+	attempt(b, &a, "u", 5, 0, &n);
+	CHECK(fwd_auth_backoff_collect(b, dl, 8) == 1 && dl[0].added == 1, "shared without a secret too");
+	fwd_auth_backoff_free(b);
 	attempt(na, &a, "u", 10, 0, &n);
 	attempt(na, &a, "u", 10, 0, &n);
 	attempt(nc, &a, "u", 10, 0, &n);
