@@ -124,6 +124,13 @@ def test_the_set_reaches_b(pair, origin):
     assert os.readlink(b.path("cluster")) != link and len(sets(b)) == 2, sets(b)
     assert b.get(worse, "fay:fairy") == 200
 
+    # and back: B's own change is read through its link and reaches A
+    b.write("cluster/bad.domains", "bad.test\nok.test\n")
+    b.signal(signal.SIGHUP)
+    assert wait_for(lambda: cluster(b.c)["peers"][0]["last_result"] == "applied"), b.stderr()[-2000:]
+    assert a.read("cluster/bad.domains") == "bad.test\nok.test\n" and os.path.islink(a.path("cluster"))
+    assert a.get(ok, "fay:fairy") == 403
+
 
 def test_b_refuses_the_whole_set(pair, origin):
     a, b = pair
