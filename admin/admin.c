@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "admin/adm_int.h"
+#include "cluster/fileset.h"
 #include "conf/conf.h"
 #include "core/control.h"
 #include "core/events.h"
@@ -324,7 +325,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	if (r->magic != ADM_REQ_MAGIC)
 		return MHD_NO;
 	if (*upload_size > 0) {
-		if (!r->too_big && r->len + *upload_size <= ADM_BODY_MAX) {
+		/* a peer's set of configuration files (signed, checked once whole) may be larger */
+		size_t max = strcmp(url, "/api/v1/cluster/files") == 0 ? CLU_FILESET_MAX_BYTES : ADM_BODY_MAX;
+		if (!r->too_big && r->len + *upload_size <= max) {
 			if (r->len + *upload_size + 1 > r->cap) {
 				size_t cap = r->len + *upload_size + 1 + 1024;
 				char *nb = realloc(r->body, cap);
@@ -380,7 +383,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	}
 
 	/* the pair's own calls: signed with the cluster token, no session */
-	if (strcmp(url, "/api/v1/cluster/sync") == 0 || strcmp(url, "/api/v1/cluster/state") == 0)
+	if (strcmp(url, "/api/v1/cluster/sync") == 0 || strcmp(url, "/api/v1/cluster/state") == 0 ||
+	    strcmp(url, "/api/v1/cluster/files") == 0)
 		return adm_api_cluster_peer(c, method, url + 16, r);
 	if (!adm_auth_check(c, &who)) {
 		if (strncmp(url, GW_STRLIT("/api/")) == 0 || strcmp(url, "/metrics") == 0)

@@ -15,11 +15,12 @@ json_t *adm_api_cluster(void)
 
 	clu_status(&st);
 	/* "fallback": configured but unreachable, so limits count per node */
-	return json_pack("{s:s,s:o,s:{s:b,s:s,s:b,s:b,s:f,s:s,s:I,s:I,s:I,s:I,s:I,s:I}}", "node", st.node,
+	return json_pack("{s:s,s:o,s:{s:b,s:s,s:b,s:b,s:f,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}}", "node", st.node,
 	    "sync", clu_sync_json(), "redis",
 	    "configured", st.configured, "address", st.address, "up", st.up, "fallback", st.configured && !st.up,
 	    "since", st.since, "last_error", st.last_error, "outages", (json_int_t)st.outages,
 	    "rate_limit_syncs", (json_int_t)st.rl_sent, "rate_limit_charged", (json_int_t)st.rl_charged,
+	    "backoff_syncs", (json_int_t)st.bo_sent, "backoff_applied", (json_int_t)st.bo_in,
 	    "events_out", (json_int_t)st.events_out, "events_in", (json_int_t)st.events_in,
 	    "queued", (json_int_t)st.queued);
 }

@@ -6,11 +6,13 @@
 #include "conf/keys.h"
 
 #include <errno.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <string.h>
 
 static const char *const k_cluster[] = { "redis", "redis_prefix", "redis_password_file", "peers", "token_file",
-    NULL };
+    "sync_dir", "peer_ca", NULL };
 
 /* A secret file's first line into the arena (at least min characters, no
  * spaces); NULL after reporting why not under key. */
@@ -77,6 +79,32 @@ void clu_conf_read(struct conf_ctx *x, config_setting_t *root)
 	}
 	if (conf_get_path(x, g, "cluster", "token_file", 0, &cl->token_file) == 1)
 		cl->token = read_secret(x, conf_member(g, "token_file"), "cluster.token_file", cl->token_file, 16);
+	if (conf_get_path(x, g, "cluster", "peer_ca", 0, &cl->peer_ca) == 1) {
+		FILE *f = fopen(cl->peer_ca, "re");
+		X509 *c;
+		int n = 0;
+		if (f == NULL) {
+			conf_serr(x, conf_member(g, "peer_ca"), "cluster.peer_ca", "cannot read %s: %s", cl->peer_ca,
+			    strerror(errno));
+		} else {
+			while ((c = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+				X509_free(c);
+				n++;
+			}
+			fclose(f);
+			if (n == 0)
+				conf_serr(x, conf_member(g, "peer_ca"), "cluster.peer_ca", "no PEM certificate in %s",
+				    cl->peer_ca);
+		}
+	}
+	if (conf_get_path(x, g, "cluster", "sync_dir", 0, &cl->sync_dir) == 1) {
+		size_t n = strlen(cl->sync_dir);
+		while (n > 1 && cl->sync_dir[n - 1] == '/')
+			cl->sync_dir[--n] = '\0';
+		if (n <= 1 || strlen(cl->sync_dir) > 200)
+			conf_serr(x, conf_member(g, "sync_dir"), "cluster.sync_dir",
+			    "give a directory of its own (not /), at most 200 characters");
+	}
 	if (conf_get_path(x, g, "cluster", "redis_password_file", 0, &cl->redis_password_file) == 1)
 		cl->redis_password = read_secret(x, conf_member(g, "redis_password_file"), "cluster.redis_password_file",
 		    cl->redis_password_file, 1);

@@ -23,6 +23,10 @@ struct conf_cluster {
 	size_t npeers;
 	char *token_file;          /* the pair's shared secret (required with peers) */
 	char *token;               /* its first line, read at load (>= 16 characters) */
+	char *peer_ca;             /* CA file the peers' console certificates must verify against, their
+	                            * IP address in the subjectAltName (NULL: not verified) */
+	char *sync_dir;            /* the shared files: every file under it is offered to the peers as one
+	                            * set (NULL: only the main file is, as before) */
 };
 
 /* The cluster section's reader (conf/keys.h struct conf_section). */

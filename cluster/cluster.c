@@ -30,6 +30,8 @@
 #include "core/control.h"
 #include "core/log.h"
 #include "core/snapshot.h"
+#include "forward/auth.h"
+#include "forward/forward.h"
 #include "reverse/cache_glue.h"
 #include "reverse/ratelimit.h"
 #include "reverse/reverse.h"
@@ -41,6 +43,15 @@
 #define CLU_QUEUE_MAX 256          /* changes kept while Redis is away */
 #define CLU_RL_BATCH 512
 #define CLU_SERVERS_TTL_MS "2592000000"   /* 30 days */
+#define CLU_BO_BATCH 256
+
+/* A client's failed sign-ins across the pair: added, kept for the local
+ * forget time, and announced to the other nodes once it refuses anyone
+ * (ARGV[3] failures): they learn it before the client turns to them. */
+static const char bo_script[] =
+    "local v = redis.call('INCRBY', KEYS[1], ARGV[1]) "
+    "redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
+    "if v >= tonumber(ARGV[3]) then redis.call('PUBLISH', KEYS[2], ARGV[4] .. v) end return v";
 
 /* INCRBY and its expiry in one step: a counter never outlives its window */
 static const char rl_script[] =
@@ -52,6 +63,11 @@ enum { CMD, SUB };
 struct queued {
 	char *field, *value;       /* HSET PREFIX"servers" field value (NULL: a purge) */
 	char *msg;                 /* PUBLISH PREFIX"events" msg */
+};
+
+struct bo_pending {
+	struct fwd_auth_backoff *b;    /* the table it was collected from */
+	uint8_t key[16];
 };
 
 struct rl_pending {
@@ -82,10 +98,13 @@ static struct {
 	struct queued queue[CLU_QUEUE_MAX];
 	size_t nqueue;
 	struct rev_rl_delta rl_buf[CLU_RL_BATCH];
+	struct fwd_auth_bo_delta bo_buf[CLU_BO_BATCH];
 	struct clu_status st;
 } C;
 
 static void connect_all(void);
+static struct fwd_auth_backoff *backoff_table(void);
+static int unhex(uint8_t *out, size_t n, const char *s);
 
 /* ---- failure and reconnection ---- */
 
@@ -93,8 +112,8 @@ static void went_down(const char *why)
 {
 	snprintf(C.st.last_error, sizeof C.st.last_error, "%s", why);
 	if (C.up || !C.down_logged) {
-		gw_warn("cluster: Redis %s:%d unreachable (%s): rate limits count per node, and drain/disable "
-		    "and purges stay on this node until it is back", C.host, C.port, why);
+		gw_warn("cluster: Redis %s:%d unreachable (%s): rate limits and sign-in backoff count per node, "
+		    "and drain/disable and purges stay on this node until it is back", C.host, C.port, why);
 		C.down_logged = 1;
 		C.st.outages++;
 		C.st.since = gw_wall_now();
@@ -212,6 +231,18 @@ static void apply_message(const char *msg, size_t len)
 			return;
 		*st++ = '\0';
 		apply_server(a, st, 0);
+	} else if (strcmp(kind, "B") == 0 || strcmp(kind, "R") == 0) {
+		/* "B\tkey\ttotal": a client's failed sign-ins; "R\tkey": cleared */
+		uint8_t key[16];
+		char *t = strchr(a, '\t');
+		int reset = kind[0] == 'R';
+		if (t != NULL)
+			*t++ = '\0';
+		if (unhex(key, sizeof key, a) < 0 || (!reset && t == NULL))
+			return;
+		if (fwd_auth_backoff_remote(backoff_table(), key, reset ? 0 : (unsigned)strtoul(t, NULL, 10), reset,
+		    gw_mono_now()))
+			C.st.bo_in++;
 	} else if (strcmp(kind, "P") == 0 && (b = strchr(a, '\t')) != NULL) {
 		int n;
 		*b++ = '\0';
@@ -264,6 +295,19 @@ static void rl_reply(redisAsyncContext *ac, void *reply, void *priv)
 	if (reply_ok(r, "a rate-limit counter") && r->type == REDIS_REPLY_INTEGER && r->integer >= 0 &&
 	    p->rl == rev_rate_table())
 		C.st.rl_charged += rev_rl_remote(p->rl, p->key, p->klen, (uint64_t)r->integer, p->taken);
+	free(p);
+}
+
+static void bo_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct bo_pending *p = priv;
+	const redisReply *r = reply;
+
+	(void)ac;
+	cmd_done();
+	if (reply_ok(r, "a sign-in failure counter") && r->type == REDIS_REPLY_INTEGER && r->integer >= 0 &&
+	    r->integer <= 1000000 && p->b == backoff_table())
+		fwd_auth_backoff_remote(p->b, p->key, (unsigned)r->integer, 0, gw_mono_now());
 	free(p);
 }
 
@@ -540,6 +584,72 @@ static void sync_rate_limits(void)
 	} while (n == CLU_RL_BATCH);
 }
 
+static int unhex(uint8_t *out, size_t n, const char *s)
+{
+	if (strlen(s) != 2 * n)
+		return -1;
+	for (size_t i = 0; i < 2 * n; i++) {
+		int c = s[i], v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+		if (v < 0)
+			return -1;
+		out[i / 2] = (uint8_t)(i % 2 ? out[i / 2] << 4 | v : v);
+	}
+	return 0;
+}
+
+/* The forward side's sign-in backoff of the current generation (NULL
+ * without forward.auth). */
+static struct fwd_auth_backoff *backoff_table(void)
+{
+	const struct gw_snapshot *s = gw_control_snapshot();
+
+	for (int i = 0; s != NULL && i < s->nsides; i++)
+		if (s->sides[i] == &fwd_side)
+			return fwd_side_backoff(s->side_data[i]);
+	return NULL;
+}
+
+/* Failed Basic sign-ins: add this node's to the pair's count per client
+ * (key: the table's shared keyed digest, never an address or a name). */
+static void sync_backoff(void)
+{
+	struct fwd_auth_backoff *b = backoff_table();
+	char ttl[32], head[64];
+	size_t n;
+
+	if (b == NULL)
+		return;
+	snprintf(ttl, sizeof ttl, "%lld", (long long)(FWD_AUTH_FORGET_AFTER * 1000));
+	/* collected even while Redis is away: those counts are not replayed */
+	do {
+		n = fwd_auth_backoff_collect(b, C.bo_buf, CLU_BO_BATCH);
+		for (size_t i = 0; i < n && C.up; i++) {
+			const struct fwd_auth_bo_delta *d = &C.bo_buf[i];
+			char key[2 * sizeof d->key + 1];
+			struct bo_pending *p;
+			hex(key, d->key, sizeof d->key);
+			if (d->reset) {
+				snprintf(head, sizeof head, "%s\tR\t%s", C.st.node, key);
+				command(ignore_reply, NULL, "DEL %sab:%s", C.prefix, key);
+				command(ignore_reply, NULL, "PUBLISH %sevents %s", C.prefix, head);
+			}
+			if (d->added == 0)
+				continue;
+			if ((p = malloc(sizeof *p)) == NULL)
+				break;
+			p->b = b;
+			memcpy(p->key, d->key, sizeof p->key);
+			snprintf(head, sizeof head, "%s\tB\t%s\t", C.st.node, key);
+			if (command(bo_reply, p, "EVAL %s 2 %sab:%s %sevents %u %s %d %s", bo_script, C.prefix, key,
+			    C.prefix, d->added, ttl, FWD_AUTH_FREE_FAILURES, head) < 0) {
+				free(p);
+				break;
+			}
+			C.st.bo_sent++;
+		}
+	} while (n == CLU_BO_BATCH);
+}
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	double now = gw_wall_now();
@@ -555,6 +665,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	else if (C.up && C.outstanding > 0 && now - C.progress > CLU_TIMEOUT)
 		fail(NULL, "no answer within 2 s");
 	sync_rate_limits();
+	sync_backoff();
 }
 
 /* ---- life cycle ---- */

@@ -8,6 +8,11 @@
  *     0.1 s, adds what it took to a per-client counter in Redis (INCRBY +
  *     PEXPIRE in one script); the reply charges the local bucket with the
  *     other nodes' takes (reverse/ratelimit.h rev_rl_collect/rev_rl_remote);
+ *   - forward sign-in backoff: failed Basic sign-ins per client are added
+ *     the same way to PREFIX"ab:<keyed digest>" (expiring after the local
+ *     forget time); once a client is refused, the count is published on
+ *     PREFIX"events" so every node refuses it too; a success clears it
+ *     everywhere (forward/auth.h fwd_auth_backoff_collect/_remote);
  *   - drain/disable/enable and cache purges done on one node's console are
  *     published on PREFIX"events" and applied by every other node; server
  *     states are also kept in the hash PREFIX"servers", read again at every
@@ -54,6 +59,8 @@ struct clu_status {
 	uint64_t outages;
 	uint64_t rl_sent;          /* rate-limit counters added to */
 	uint64_t rl_charged;       /* tokens charged for other nodes' requests */
+	uint64_t bo_sent;          /* sign-in failure counts added to */
+	uint64_t bo_in;            /* client records raised or cleared by the other nodes */
 	uint64_t events_out, events_in;   /* drain/purge messages published, applied */
 	uint64_t queued;           /* changes waiting for Redis now */
 };

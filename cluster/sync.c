@@ -4,6 +4,7 @@
  * persistent connection per peer; the server side is two console endpoints.
  */
 #include "cluster/sync.h"
+#include "cluster/fileset.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -18,6 +19,7 @@
 #include <openssl/core_names.h>
 #include <openssl/params.h>
 #include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +51,8 @@ struct peer {
 	double last_seen;          /* wall clock of the last state answer */
 	double last_sync;          /* wall clock of the last offer's answer */
 	char last_result[240];     /* of the last offer: "applied", "unchanged", "refused: ...", ... */
-	char state_error[80];      /* why the last state poll got no state ("" = it did) */
+	char state_error[160];     /* why the last state poll got no state ("" = it did) */
+	int tls_state;             /* 0 plain HTTP, 1 not checked, 2 verified, 3 refused (cluster.peer_ca) */
 };
 
 struct call {                  /* one request in flight, on its own connection */
@@ -57,9 +60,11 @@ struct call {                  /* one request in flight, on its own connection *
 	struct evhttp_connection *conn;   /* freed by libevent once answered */
 	unsigned epoch;
 	int peer;
-	int is_sync;
+	int is_sync;               /* 0: a state poll; 1: the main file; 2: the set of cluster.sync_dir */
 	int dropping;              /* its connection is being freed: answered() must not touch it */
 	int done;                  /* answered: the reaper frees it */
+	int verified;              /* TLS with cluster.peer_ca: the chain and address checked */
+	long verify_err;           /* the first X509_V_ERR_* of the peer's certificate (0 = none) */
 };
 
 static struct {
@@ -70,7 +75,9 @@ static struct {
 	char token[512];
 	int https;                 /* our console has TLS: so have the peers' */
 	SSL_CTX *tls;
-	char sha[65];              /* of our main file, as last loaded */
+	char peer_ca[256];         /* cluster.peer_ca that S.tls trusts ("" = peers not verified) */
+	char sha[65];              /* of our main file, or of our packed set, as last loaded */
+	char sync_dir[256];        /* cluster.sync_dir ("" = the main file is what is offered) */
 	int applying;              /* a peer's file is being applied: do not offer it back */
 	struct event *ev_poll, *ev_reap;
 	struct call *calls;
@@ -159,10 +166,29 @@ static char *read_file(const char *path, size_t *len)
 	return p;
 }
 
+/* What this node offers: the packed set of cluster.sync_dir, or the main
+ * file (malloc'ed; NULL with a reason in err). */
+static char *offer(size_t *n, char *err, size_t errlen)
+{
+	char *p;
+
+	if (S.sync_dir[0])
+		return clu_fileset_pack(S.sync_dir, n, err, errlen);
+	if ((p = read_file(gw_control_config_path(), n)) == NULL)
+		snprintf(err, errlen, "cannot read %s: %s", gw_control_config_path(), strerror(errno));
+	else if (*n > SYNC_MAX_FILE) {
+		snprintf(err, errlen, "%s is over %d bytes", gw_control_config_path(), SYNC_MAX_FILE);
+		free(p);
+		p = NULL;
+	}
+	return p;
+}
+
 static void our_sha(void)
 {
 	size_t n;
-	char *p = read_file(gw_control_config_path(), &n);
+	char err[300];
+	char *p = offer(&n, err, sizeof err);
 
 	if (p == NULL) {
 		S.sha[0] = '\0';
@@ -243,7 +269,24 @@ static void answered(struct evhttp_request *req, void *arg)
 	}
 	p = &S.peers[c->peer];
 	j = code > 0 ? response_json(req) : NULL;
-	if (code == 0) {
+	if (code > 0 && S.https)
+		p->tls_state = c->verified ? 2 : 1;
+	if (code == 0 && c->verify_err != 0) {
+		/* refused: nothing was sent, nothing read */
+		char why[140];
+		snprintf(why, sizeof why, "certificate not verified with cluster.peer_ca: %s",
+		    X509_verify_cert_error_string(c->verify_err));
+		if (p->tls_state != 3 || c->is_sync)
+			gw_warn("cluster: peer %s refused: %s", p->addr, why);
+		p->tls_state = 3;
+		p->reachable = 0;
+		p->healthy = 0;
+		snprintf(p->state_error, sizeof p->state_error, "%s", why);
+		if (c->is_sync) {
+			p->last_sync = gw_wall_now();
+			snprintf(p->last_result, sizeof p->last_result, "not sent: %s", why);
+		}
+	} else if (code == 0) {
 		if (p->reachable || c->is_sync)
 			gw_warn("cluster: peer %s unreachable", p->addr);
 		p->reachable = 0;
@@ -291,22 +334,56 @@ static void answered(struct evhttp_request *req, void *arg)
 	call_done(c);
 }
 
+/* The SSL ex_data index of the call a handshake belongs to. */
+static int call_idx(void)
+{
+	static int idx = -1;
+
+	if (idx < 0)
+		idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	return idx;
+}
+
+/* OpenSSL's verification of a peer's certificate (cluster.peer_ca): keep
+ * the first error for the console; any error fails the handshake. */
+static int verify_cb(int ok, X509_STORE_CTX *x)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct call *c = ssl != NULL ? SSL_get_ex_data(ssl, call_idx()) : NULL;
+
+	if (c != NULL) {
+		if (!ok && c->verify_err == 0)
+			c->verify_err = X509_STORE_CTX_get_error(x);
+		if (ok && X509_STORE_CTX_get_error_depth(x) == 0 && c->verify_err == 0)
+			c->verified = 1;
+	}
+	return ok;
+}
+
 static void send_call(int i, int is_sync, const char *body, size_t len)
 {
 	struct peer *p = &S.peers[i];
 	struct call *c;
 	struct evhttp_request *req;
-	const char *method = is_sync ? "POST" : "GET", *path = is_sync ? "/api/v1/cluster/sync" :
-	    "/api/v1/cluster/state";
+	const char *method = is_sync ? "POST" : "GET", *path = is_sync == 2 ? "/api/v1/cluster/files" :
+	    is_sync ? "/api/v1/cluster/sync" : "/api/v1/cluster/state";
 	char sig[65], hdr[120], host[100];
 	long long t = (long long)time(NULL);
 
 	if ((c = calloc(1, sizeof *c)) == NULL)
 		return;
 	if (S.https) {
-		/* the peer is not verified: the signature already proves who wrote
-		 * the request and what it says; TLS keeps the file from onlookers */
+		/* without cluster.peer_ca the peer is not verified: the signature
+		 * already proves who wrote the request and what it says; TLS keeps
+		 * the files from onlookers.  With it, the chain and the peer's
+		 * address (subjectAltName IP) must verify, or nothing is sent. */
 		SSL *ssl = S.tls != NULL ? SSL_new(S.tls) : NULL;
+		if (ssl != NULL && S.peer_ca[0] &&
+		    (SSL_set_ex_data(ssl, call_idx(), c) != 1 ||
+		    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), p->host) != 1)) {
+			SSL_free(ssl);
+			ssl = NULL;
+		}
 		struct bufferevent *bev = ssl != NULL ? bufferevent_openssl_socket_new(S.base, -1, ssl,
 		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS) : NULL;
 		if (bev == NULL)
@@ -364,26 +441,20 @@ static void poll_cb(evutil_socket_t fd, short what, void *arg)
 void clu_sync_reloaded(void)
 {
 	size_t n;
-	char *file;
+	char *file, err[300];
 
 	our_sha();
 	if (S.applying || S.npeers == 0)
 		return;
-	file = read_file(gw_control_config_path(), &n);
+	file = offer(&n, err, sizeof err);
 	if (file == NULL) {
-		gw_warn("cluster: cannot read %s to offer it to the peers: %s", gw_control_config_path(),
-		    strerror(errno));
+		gw_warn("cluster: nothing offered to the peers: %s", err);
+		for (int i = 0; i < S.npeers; i++)
+			snprintf(S.peers[i].last_result, sizeof S.peers[i].last_result, "not sent: %.200s", err);
 		return;
 	}
-	if (n > SYNC_MAX_FILE) {
-		gw_warn("cluster: %s is over %d bytes: not offered to the peers", gw_control_config_path(),
-		    SYNC_MAX_FILE);
-		for (int i = 0; i < S.npeers; i++)
-			snprintf(S.peers[i].last_result, sizeof S.peers[i].last_result, "not sent: file too large");
-	} else {
-		for (int i = 0; i < S.npeers; i++)
-			send_call(i, 1, file, n);
-	}
+	for (int i = 0; i < S.npeers; i++)
+		send_call(i, S.sync_dir[0] ? 2 : 1, file, n);
 	free(file);
 }
 
@@ -394,6 +465,27 @@ static void drop_peers(void)
 	reap(1);   /* calls in flight: their connections go now */
 }
 
+/* The client context for the peers' consoles: verifying against ca, or
+ * not at all (ca NULL).  Calls in flight keep the old one (refcounted). */
+static void tls_context(const char *ca)
+{
+	SSL_CTX *t = SSL_CTX_new(TLS_client_method());
+
+	if (t == NULL) {
+		gw_error("cluster: out of memory for the peers' TLS");
+		return;
+	}
+	SSL_CTX_set_min_proto_version(t, TLS1_2_VERSION);
+	if (ca != NULL && SSL_CTX_load_verify_locations(t, ca, NULL) != 1) {
+		/* -t read it; it changed since: refuse every peer rather than trust any */
+		gw_error("cluster.peer_ca: cannot load %s: every peer is refused until it can be", ca);
+	}
+	SSL_CTX_set_verify(t, ca != NULL ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, ca != NULL ? verify_cb : NULL);
+	SSL_CTX_free(S.tls);
+	S.tls = t;
+	snprintf(S.peer_ca, sizeof S.peer_ca, "%s", ca != NULL ? ca : "");
+}
+
 void clu_sync_configure(struct event_base *base, const struct gw_snapshot *s)
 {
 	const struct conf_cluster *cl = &s->conf->cluster;
@@ -401,13 +493,15 @@ void clu_sync_configure(struct event_base *base, const struct gw_snapshot *s)
 	static const struct timeval poll = { SYNC_POLL_S, 0 };
 
 	S.base = base;
+	snprintf(S.sync_dir, sizeof S.sync_dir, "%s", cl->sync_dir != NULL ? cl->sync_dir : "");
 	our_sha();
 	snprintf(S.token, sizeof S.token, "%s", cl->token != NULL ? cl->token : "");
 	S.https = s->conf->admin.tls_cert != NULL;
-	if (S.https && S.tls == NULL && (S.tls = SSL_CTX_new(TLS_client_method())) != NULL) {
-		SSL_CTX_set_min_proto_version(S.tls, TLS1_2_VERSION);
-		SSL_CTX_set_verify(S.tls, SSL_VERIFY_NONE, NULL);
-	}
+	if (cl->peer_ca != NULL && !S.https)
+		gw_warn("cluster.peer_ca: this console has no admin.tls_cert, so the peers are reached over plain "
+		    "HTTP and no certificate is checked");
+	if (S.https && (S.tls == NULL || strcmp(S.peer_ca, cl->peer_ca != NULL ? cl->peer_ca : "") != 0))
+		tls_context(cl->peer_ca);
 	for (size_t i = 0; same && i < cl->npeers; i++)
 		same = strcmp(S.peers[i].addr, cl->peers[i].text) == 0;
 	if (same)
@@ -436,6 +530,7 @@ void clu_sync_stop(void)
 	drop_peers();
 	SSL_CTX_free(S.tls);
 	S.tls = NULL;
+	S.peer_ca[0] = '\0';
 	if (S.ev_poll != NULL)
 		event_free(S.ev_poll);
 	if (S.ev_reap != NULL)
@@ -473,6 +568,27 @@ static int sig_ok(const char *hdr, const char *method, const char *path, const c
 	return 1;
 }
 
+/* Reload for a peer's offer (not offered back); 0, or -1 with the
+ * reload's errors appended. */
+static int reload_as_peer(json_t *errors)
+{
+	int rc, ok;
+	double when;
+	uint64_t gen;
+	const char *const *e;
+	size_t ne;
+
+	S.applying = 1;
+	rc = gw_control_reload();
+	S.applying = 0;
+	if (rc != 0) {
+		gw_control_last_reload(&ok, &when, &gen, &e, &ne);
+		for (size_t i = 0; i < ne; i++)
+			json_array_append_new(errors, json_string(e[i]));
+	}
+	return rc;
+}
+
 /* Put body in place of the main file and reload; 0, or -1 with errors in
  * *out (the old file and configuration stay). */
 static int apply(const char *body, size_t len, json_t *errors)
@@ -488,7 +604,9 @@ static int apply(const char *body, size_t len, json_t *errors)
 	snprintf(tmp, sizeof tmp, "%s.sync", path);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, stat(path, &st) == 0 ? st.st_mode & 0777 : 0640);
 	if (fd < 0 || write(fd, body, len) != (ssize_t)len || fsync(fd) != 0) {
-		json_array_append_new(errors, json_sprintf("cannot write %s: %s", tmp, strerror(errno)));
+		json_array_append_new(errors, json_sprintf("cannot write %s: %s%s", tmp, strerror(errno),
+		    errno == EROFS || errno == EACCES ? " (set cluster.sync_dir to a directory this node may write, "
+		    "e.g. /var/lib/gatehouse/cluster, on both nodes)" : ""));
 		if (fd >= 0)
 			close(fd);
 		unlink(tmp);
@@ -513,21 +631,11 @@ static int apply(const char *body, size_t len, json_t *errors)
 		unlink(tmp);
 		return -1;
 	}
-	S.applying = 1;
-	rc = gw_control_reload();
-	S.applying = 0;
+	rc = reload_as_peer(errors);
 	if (rc != 0) {
 		/* it passed the check but did not start (a listener?): the old file
 		 * goes back, so a restart finds what is serving */
-		int ok;
-		double when;
-		uint64_t gen;
-		const char *const *e;
-		size_t ne;
 		FILE *f = fopen(path, "we");
-		gw_control_last_reload(&ok, &when, &gen, &e, &ne);
-		for (size_t i = 0; i < ne; i++)
-			json_array_append_new(errors, json_string(e[i]));
 		if (f != NULL) {
 			fwrite(old, 1, oldlen, f);
 			fclose(f);
@@ -538,13 +646,68 @@ static int apply(const char *body, size_t len, json_t *errors)
 	return rc;
 }
 
+/* Does was name a set directory of ours (beside dir, "dir.<hex>")? */
+static int ours(const char *dir, const char *was)
+{
+	size_t n = strlen(dir);
+
+	return was[0] != '\0' && strncmp(was, dir, n) == 0 && was[n] == '.' && strchr(was + n, '/') == NULL;
+}
+
+/* Swap the set in body in for cluster.sync_dir, check as -t does, reload;
+ * on any failure the old set is back in place.  0, or -1 with errors. */
+static int apply_set(const char *body, size_t len, json_t *errors)
+{
+	char newdir[300], was[300], back[300], err[400];
+	struct conf_errors errs = { 0 };
+	struct gw_snapshot *s;
+	int rc;
+
+	if (S.sync_dir[0] == '\0') {
+		json_array_append_new(errors, json_string("this node has no cluster.sync_dir for a set of files"));
+		return -1;
+	}
+	if (clu_fileset_stage(S.sync_dir, body, len, newdir, sizeof newdir, err, sizeof err) != 0) {
+		json_array_append_new(errors, json_string(err));
+		return -1;
+	}
+	if (clu_fileset_switch(S.sync_dir, newdir, was, sizeof was, err, sizeof err) != 0) {
+		json_array_append_new(errors, json_string(err));
+		clu_fileset_remove(newdir);
+		return -1;
+	}
+	/* the check of gatehouse -t on the new set: everything but binding the listeners */
+	s = gw_control_load(gw_control_config_path(), &errs);
+	if (s != NULL) {
+		gw_snapshot_unref(s);
+		rc = reload_as_peer(errors);
+	} else {
+		for (size_t i = 0; i < errs.n; i++)
+			json_array_append_new(errors, json_string(errs.msgs[i]));
+		rc = -1;
+	}
+	conf_errors_free(&errs);
+	if (rc != 0) {
+		/* the old set goes back: a restart finds what is serving */
+		if (clu_fileset_switch(S.sync_dir, was, back, sizeof back, err, sizeof err) != 0)
+			gw_error("cluster: %s: the refused set stays in place", err);
+		else
+			clu_fileset_remove(newdir);
+		our_sha();
+		return -1;
+	}
+	if (ours(S.sync_dir, was))
+		clu_fileset_remove(was);
+	return 0;
+}
+
 json_t *clu_sync_endpoint(const char *method, const char *path, const char *sig, const char *body,
     size_t len, unsigned *status)
 {
 	char full[64];
 	const char *why = NULL;
 	const struct gw_snapshot *s = gw_control_snapshot();
-	int is_sync = strcmp(path, "sync") == 0;
+	int is_sync = strcmp(path, "sync") == 0 ? 1 : strcmp(path, "files") == 0 ? 2 : 0;
 
 	if (!is_sync && strcmp(path, "state") != 0) {
 		*status = 404;
@@ -588,10 +751,10 @@ json_t *clu_sync_endpoint(const char *method, const char *path, const char *sig,
 			return json_pack("{s:b,s:b,s:I}", "ok", 1, "unchanged", 1, "generation",
 			    (json_int_t)gw_control_snapshot()->generation);
 		}
-		if (len == 0 || memchr(body, '\0', len) != NULL) {
+		if (len == 0 || (is_sync == 1 && memchr(body, '\0', len) != NULL)) {
 			*status = 409;
 			json_array_append_new(errors, json_string("empty or binary configuration"));
-		} else if (apply(body, len, errors) != 0) {
+		} else if ((is_sync == 2 ? apply_set(body, len, errors) : apply(body, len, errors)) != 0) {
 			*status = 409;
 		} else {
 			*status = 200;
@@ -615,8 +778,10 @@ json_t *clu_sync_json(void)
 
 	for (int i = 0; i < S.npeers; i++) {
 		const struct peer *p = &S.peers[i];
-		json_array_append_new(a, json_pack("{s:s,s:b,s:b,s:s,s:I,s:s,s:f,s:f,s:s,s:b}", "address", p->addr,
+		static const char *const tls[] = { "none", "not verified", "verified", "refused" };
+		json_array_append_new(a, json_pack("{s:s,s:b,s:b,s:s,s:s,s:I,s:s,s:f,s:f,s:s,s:b}", "address", p->addr,
 		    "reachable", p->reachable, "healthy", p->healthy, "state_error", p->state_error,
+		    "tls", tls[p->tls_state],
 		    "generation", (json_int_t)p->generation,
 		    "config_sha256", p->sha, "last_seen", p->last_seen, "last_sync", p->last_sync,
 		    "last_result", p->last_result,

@@ -12,6 +12,13 @@
  * are not sent: they are each node's own, so node-specific settings (the
  * cluster section with its peers) belong in an @include file.
  *
+ * With cluster.sync_dir the roles turn: the main file is the node's own
+ * (it may be read-only, as under the packaged unit) and what is offered is
+ * every file under sync_dir as one set (cluster/fileset.h), POSTed to
+ * /api/v1/cluster/files; the peer stages it beside its own sync_dir,
+ * switches the directory over, checks as -t does and reloads, and on any
+ * failure switches back (all files or none).
+ *
  * Requests between nodes carry X-Gatehouse-Cluster: t=UNIX;sig=HEX, the
  * HMAC-SHA256 under the pair's token of "t\nMETHOD PATH\nBODY"; a peer
  * refuses a missing or wrong signature and one older than 60 s.  The token
@@ -21,10 +28,12 @@
  * and flags the pair as diverged when the files differ.
  *
  * HTTPS to the peers' consoles when this node's console has TLS
- * (admin.tls_cert: the pair is configured alike), plain HTTP otherwise.  The
- * peer's certificate is not verified (consoles usually have self-signed
- * ones): the signature protects integrity and the token; TLS keeps the file
- * from passive onlookers only.  One connection per call.  Main thread only.
+ * (admin.tls_cert: the pair is configured alike), plain HTTP otherwise.
+ * Without cluster.peer_ca the peer's certificate is not verified (consoles
+ * usually have self-signed ones): the signature protects integrity and the
+ * token; TLS keeps the file from passive onlookers only.  With it, the
+ * certificate must chain to that CA and name the peer's IP address, or the
+ * call is dropped in the handshake (nothing sent) and the console shows why.  One connection per call.  Main thread only.
  */
 #ifndef GW_CLU_SYNC_H
 #define GW_CLU_SYNC_H

@@ -26,6 +26,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 /* ---------------------------------------------------------------- db */
@@ -805,6 +806,8 @@ struct bo_slot {
 	int kind;                 /* BO_* */
 	unsigned failures;        /* clients only: user names are never locked out */
 	unsigned inflight;
+	unsigned pending;         /* shared tables: failures not yet collected */
+	int reset;                /* shared tables: a success to pass on */
 	double last, until;
 };
 
@@ -813,6 +816,7 @@ struct fwd_auth_backoff {
 	struct bo_slot *slots;
 	size_t mask;
 	uint8_t salt[32];
+	int shared;               /* fwd_auth_backoff_share(): salt alike on every node */
 };
 
 struct fwd_auth_backoff *fwd_auth_backoff_new(size_t slots)
@@ -874,12 +878,12 @@ static size_t addr_text(const struct sockaddr *sa, char out[17])
  * keyed by the table's random salt.  A slot is reused only when it refuses
  * nobody (see auth.h): evicting a live one would reset its count.
  */
+static struct bo_slot *bo_probe(struct fwd_auth_backoff *b, int kind, const uint8_t d[16], double now);
+
 static struct bo_slot *bo_find(struct fwd_auth_backoff *b, int kind, const void *s, size_t n, double now)
 {
 	uint8_t d[32];
 	unsigned int dl = sizeof d;
-	struct bo_slot *victim = NULL;
-	uint64_t h;
 
 	if (EVP_Digest(s, n, d, &dl, EVP_sha256(), NULL) != 1)
 		return NULL;
@@ -891,7 +895,17 @@ static struct bo_slot *bo_find(struct fwd_auth_backoff *b, int kind, const void 
 	dl = sizeof d;
 	if (EVP_Digest(k, sizeof k, d, &dl, EVP_sha256(), NULL) != 1)
 		return NULL;
-	memcpy(&h, d + 16, sizeof h);
+	return bo_probe(b, kind, d, now);
+}
+
+/* The slot of the keyed digest d (its first 16 bytes are the key, the first
+ * 8 the probe start: a peer's key finds the same slot), made when missing. */
+static struct bo_slot *bo_probe(struct fwd_auth_backoff *b, int kind, const uint8_t d[16], double now)
+{
+	struct bo_slot *victim = NULL;
+	uint64_t h;
+
+	memcpy(&h, d, sizeof h);
 	for (size_t i = 0, j = h & b->mask; i < CACHE_PROBE; i++, j = (j + 1) & b->mask) {
 		struct bo_slot *e = &b->slots[j];
 		if (e->kind == kind && memcmp(e->key, d, 16) == 0) {
@@ -911,6 +925,15 @@ static struct bo_slot *bo_find(struct fwd_auth_backoff *b, int kind, const void 
 	victim->kind = kind;
 	memcpy(victim->key, d, 16);
 	return victim;
+}
+
+/* The refusal after the n-th failure (n >= FWD_AUTH_FREE_FAILURES). */
+static double bo_delay(unsigned n)
+{
+	unsigned sh = n - FWD_AUTH_FREE_FAILURES;
+	double d = sh >= 6 ? FWD_AUTH_MAX_DELAY : (double)(1u << sh);
+
+	return d > FWD_AUTH_MAX_DELAY ? FWD_AUTH_MAX_DELAY : d;
 }
 
 enum fwd_auth_gate fwd_auth_backoff_begin(struct fwd_auth_backoff *b, const struct sockaddr *client,
@@ -947,11 +970,10 @@ enum fwd_auth_gate fwd_auth_backoff_begin(struct fwd_auth_backoff *b, const stru
 		/* charged now, before the check: the next guess already sees it */
 		unsigned n = ++e->failures;
 		e->last = now;
-		if (n >= FWD_AUTH_FREE_FAILURES) {
-			unsigned sh = n - FWD_AUTH_FREE_FAILURES;
-			double d = sh >= 6 ? FWD_AUTH_MAX_DELAY : (double)(1u << sh);
-			e->until = now + (d > FWD_AUTH_MAX_DELAY ? FWD_AUTH_MAX_DELAY : d);
-		}
+		if (b->shared)
+			e->pending++;
+		if (n >= FWD_AUTH_FREE_FAILURES)
+			e->until = now + bo_delay(n);
 	}
 	*wait = 0;
 	g = FWD_AUTH_GO;
@@ -978,7 +1000,11 @@ double fwd_auth_backoff_end(struct fwd_auth_backoff *b, const struct sockaddr *c
 			if (e->inflight > 0)
 				e->inflight--;
 			if (ok) {
+				/* others only need to hear of it if they knew of a failure */
+				if (b->shared && e->failures > e->pending)
+					e->reset = 1;
 				e->failures = 0;
+				e->pending = 0;
 				e->until = 0;
 			}
 			n = e->failures;
@@ -989,6 +1015,78 @@ double fwd_auth_backoff_end(struct fwd_auth_backoff *b, const struct sockaddr *c
 	if (failures)
 		*failures = n;
 	return w;
+}
+
+void fwd_auth_backoff_share(struct fwd_auth_backoff *b, const char *secret, const char *ns)
+{
+	static const char label[] = "gatehouse forward-auth backoff v1";
+	uint8_t msg[sizeof label + 256];
+	size_t nl = strlen(ns) > 255 ? 255 : strlen(ns);
+	unsigned int len = sizeof b->salt;
+
+	memcpy(msg, label, sizeof label);       /* with its NUL: label and ns stay apart */
+	memcpy(msg + sizeof label, ns, nl);
+	pthread_mutex_lock(&b->mu);
+	if (HMAC(EVP_sha256(), secret, (int)strlen(secret), msg, sizeof label + nl, b->salt, &len) != NULL) {
+		memset(b->slots, 0, (b->mask + 1) * sizeof *b->slots);   /* keyed by the old salt */
+		b->shared = 1;
+	}
+	pthread_mutex_unlock(&b->mu);
+}
+
+size_t fwd_auth_backoff_collect(struct fwd_auth_backoff *b, struct fwd_auth_bo_delta *out, size_t max)
+{
+	size_t n = 0;
+
+	if (b == NULL || !b->shared)
+		return 0;
+	pthread_mutex_lock(&b->mu);
+	for (size_t i = 0; i <= b->mask && n < max; i++) {
+		struct bo_slot *e = &b->slots[i];
+		if (e->kind != BO_CLIENT || (e->pending == 0 && !e->reset))
+			continue;
+		memcpy(out[n].key, e->key, 16);
+		out[n].added = e->pending;
+		out[n].reset = e->reset;
+		e->pending = 0;
+		e->reset = 0;
+		n++;
+	}
+	pthread_mutex_unlock(&b->mu);
+	return n;
+}
+
+int fwd_auth_backoff_remote(struct fwd_auth_backoff *b, const uint8_t key[16], unsigned total, int reset,
+    double now)
+{
+	struct bo_slot *e;
+	int changed = 0;
+
+	if (b == NULL || !b->shared)
+		return 0;
+	pthread_mutex_lock(&b->mu);
+	if (reset) {
+		/* only an existing record: a reset never takes a slot */
+		uint64_t h;
+		memcpy(&h, key, sizeof h);
+		for (size_t i = 0, j = h & b->mask; i < CACHE_PROBE; i++, j = (j + 1) & b->mask) {
+			e = &b->slots[j];
+			if (e->kind == BO_CLIENT && memcmp(e->key, key, 16) == 0) {
+				changed = e->failures > e->pending || e->until > now;
+				e->failures = e->pending;   /* what happened here since stays */
+				e->until = 0;
+				break;
+			}
+		}
+	} else if ((e = bo_probe(b, BO_CLIENT, key, now)) != NULL && total + e->pending > e->failures) {
+		e->failures = total + e->pending;
+		e->last = now;
+		if (e->failures >= FWD_AUTH_FREE_FAILURES && now + bo_delay(e->failures) > e->until)
+			e->until = now + bo_delay(e->failures);
+		changed = 1;
+	}
+	pthread_mutex_unlock(&b->mu);
+	return changed;
 }
 
 /* ---------------------------------------------------------------- pool */

@@ -142,6 +142,33 @@ enum fwd_auth_gate fwd_auth_backoff_begin(struct fwd_auth_backoff *b, const stru
 double fwd_auth_backoff_end(struct fwd_auth_backoff *b, const struct sockaddr *client, const char *user,
     int ok, double now, unsigned *failures);
 
+/*
+ * Sharing with the other nodes of an HA pair (cluster/cluster.c, main
+ * thread, every 0.1 s).  fwd_auth_backoff_share() makes the table's key
+ * the same on every node: an HMAC-SHA256 under secret (cluster.token_file's
+ * line; "" without one) of a fixed label and ns (cluster.redis_prefix), so
+ * a client's slot key, the 16 bytes below, is alike everywhere and is all
+ * that leaves the process (never an address or a user name).  Call it
+ * right after fwd_auth_backoff_new(), before the table is used.
+ */
+void fwd_auth_backoff_share(struct fwd_auth_backoff *b, const char *secret, const char *ns);
+struct fwd_auth_bo_delta {
+	uint8_t key[16];
+	unsigned added;            /* failures charged here since the last collect */
+	int reset;                 /* a success cleared a count others knew of: clear theirs (before added) */
+};
+/* Copy out up to max client records changed since the last call (only on
+ * a shared table) and clear their changes.  Returns how many. */
+size_t fwd_auth_backoff_collect(struct fwd_auth_backoff *b, struct fwd_auth_bo_delta *out, size_t max);
+/*
+ * The pair's count of key's failures is total (reset: a success elsewhere
+ * cleared it): raise this node's record to it (plus what is not sent yet)
+ * and start the refusal the local rule gives that count, from now.
+ * Returns 1 when the record changed.
+ */
+int fwd_auth_backoff_remote(struct fwd_auth_backoff *b, const uint8_t key[16], unsigned total, int reset,
+    double now);
+
 /* ---- verification pool ---- */
 
 /*

@@ -132,6 +132,13 @@ const struct fwd_policy *fwd_side_policy(const void *side_data)
 	return side_data != NULL ? ((const struct fwd_data *)side_data)->policy : NULL;
 }
 
+struct fwd_auth_backoff *fwd_side_backoff(const void *side_data)
+{
+	const struct fwd_data *d = side_data;
+
+	return d != NULL && d->magic == FWD_MAGIC ? d->backoff : NULL;
+}
+
 const struct fwd_icap *fwd_side_icap(const void *side_data)
 {
 	const struct fwd_data *d = side_data;
@@ -1753,6 +1760,8 @@ static int compile_auth(struct fwd_data *d, const struct conf *cf, struct conf_e
 	}
 	d->cache = fwd_auth_cache_new(4096, au->cache_ttl);
 	d->backoff = fwd_auth_backoff_new(4096);
+	if (d->backoff != NULL && cf->cluster.redis_enabled)   /* one record per client across the pair */
+		fwd_auth_backoff_share(d->backoff, cf->cluster.token ? cf->cluster.token : "", cf->cluster.redis_prefix);
 	d->pool = fwd_auth_pool_new(AUTH_THREADS, AUTH_MAX_QUEUE);
 	if (d->cache == NULL || d->backoff == NULL || d->pool == NULL) {
 		conf_err(errs, au->src.file, au->src.line, "forward.auth",

@@ -26,6 +26,11 @@ struct fwd_icap;
  * forward/icap.h), for the console and /metrics.  Borrowed. */
 const struct fwd_icap *fwd_side_icap(const void *side_data);
 
+struct fwd_auth_backoff;
+/* The Basic sign-in backoff of the same side data (NULL without
+ * forward.auth): the cluster shares it (forward/auth.h).  Borrowed. */
+struct fwd_auth_backoff *fwd_side_backoff(const void *side_data);
+
 struct fwd_decider;
 struct fwd_auth_db;
 /* For the console's policy tester, from the same side data (NULL when

@@ -505,9 +505,11 @@
         (r.since ? ' since ' + fmtTime(r.since) : '') + ': limits count per node (' + (r.last_error || '?') + ')' +
         (r.queued ? ', ' + r.queued + ' change(s) waiting' : ''));
       for (const p of sy.peers) {
-        line('Peer ' + p.address, tag(!p.reachable ? 'unreachable' : p.healthy ? 'healthy' : 'unhealthy',
-          p.reachable && p.healthy ? 'ok' : 'failed'), p.diverged ? tag('diverged', 'warn') : '',
-          (p.state_error && p.reachable ? ' ' + p.state_error + ' ·' : '') +
+        const refused = p.tls === 'refused';   // cluster.peer_ca: its certificate did not verify
+        line('Peer ' + p.address, tag(refused ? 'certificate refused' : !p.reachable ? 'unreachable' :
+          p.healthy ? 'healthy' : 'unhealthy', p.reachable && p.healthy ? 'ok' : 'failed'),
+          p.diverged ? tag('diverged', 'warn') : '', p.tls === 'verified' ? tag('TLS verified', 'ok') : '',
+          (p.state_error && (p.reachable || refused) ? ' ' + p.state_error + ' ·' : '') +
           ' generation ' + p.generation + ' · last sync ' + fmtTime(p.last_sync) + ': ' + p.last_result);
       }
       if (sy.received && sy.received.when) line('Last offer received', fmtTime(sy.received.when) + ': ' + sy.received.result);

@@ -279,6 +279,52 @@ static void test_backoff(void)
 	CHECK(attempt(b, &victim, "v", 12, 1, &n) == 0, "its own backoff over: checked");
 	fwd_auth_backoff_free(b);
 	END_CASE();
+
+	BEGIN_CASE("backoff shared by a pair: same keys on both nodes, counts and resets carried");
+	struct fwd_auth_backoff *na = fwd_auth_backoff_new(64), *nb = fwd_auth_backoff_new(64);
+	struct fwd_auth_backoff *nc = fwd_auth_backoff_new(64);
+	struct fwd_auth_bo_delta dl[8], dc[8];
+	fwd_auth_backoff_share(na, "secret-of-the-pair", "gh:");
+	fwd_auth_backoff_share(nb, "secret-of-the-pair", "gh:");
+	fwd_auth_backoff_share(nc, "another-secret!!", "gh:");
+	CHECK(fwd_auth_backoff_collect(b = fwd_auth_backoff_new(16), dl, 8) == 0, "unshared: nothing to collect");
+	fwd_auth_backoff_free(b);
+	b = fwd_auth_backoff_new(16);
+	fwd_auth_backoff_share(b, "", "gatehouse:");       /* no cluster.token_file: a fixed namespace */
+	attempt(b, &a, "u", 5, 0, &n);
+	CHECK(fwd_auth_backoff_collect(b, dl, 8) == 1 && dl[0].added == 1, "shared without a secret too");
+	fwd_auth_backoff_free(b);
+	attempt(na, &a, "u", 10, 0, &n);
+	attempt(na, &a, "u", 10, 0, &n);
+	attempt(nc, &a, "u", 10, 0, &n);
+	CHECK(fwd_auth_backoff_collect(na, dl, 8) == 1 && dl[0].added == 2 && !dl[0].reset, "two failures out");
+	CHECK(fwd_auth_backoff_collect(na, dl + 1, 7) == 0, "and only once");
+	CHECK(fwd_auth_backoff_collect(nc, dc, 8) == 1 && memcmp(dc[0].key, dl[0].key, 16) != 0,
+	    "another secret, another key");
+	/* the pair's count (2 here + 1 elsewhere) reaches B, which never saw the client */
+	CHECK(fwd_auth_backoff_remote(nb, dl[0].key, 3, 0, 20) == 1, "B raised");
+	CHECK(fwd_auth_backoff_begin(nb, (struct sockaddr *)&a, "u", 20.5, &w) == FWD_AUTH_WAIT && w == 0.5,
+	    "B refuses the client unchecked (%g)", w);
+	CHECK(fwd_auth_backoff_remote(nb, dl[0].key, 2, 0, 20.6) == 0, "a lower count changes nothing");
+	CHECK(fwd_auth_backoff_begin(nb, (struct sockaddr *)&o, "u", 20.6, &w) == FWD_AUTH_GO, "others pass");
+	fwd_auth_backoff_end(nb, (struct sockaddr *)&o, "u", 0, 20.6, NULL);
+	/* B's 4th failure: 2 s, and it is collected as one added */
+	d = attempt(nb, &a, "u", 22, 0, &n);
+	CHECK(d == 2 && n == 4, "B counts on from the pair's count (%g, %u)", d, n);
+	/* a success on A after it knew of failures: reset out, and B clears */
+	fwd_auth_backoff_remote(na, dl[0].key, 4, 0, 22);
+	CHECK(attempt(na, &a, "u", 30, 1, &n) == 0 && n == 0, "A: success");
+	CHECK(fwd_auth_backoff_collect(na, dl, 8) == 1 && dl[0].reset && dl[0].added == 0, "reset out");
+	fwd_auth_backoff_collect(nb, dc, 8);
+	CHECK(fwd_auth_backoff_remote(nb, dl[0].key, 0, 1, 30) == 1, "B cleared");
+	CHECK(attempt(nb, &a, "u", 30.1, 0, &n) == 0 && n == 1, "B counts from 1 again (%u)", n);
+	/* a success nobody else knew of needs no message */
+	attempt(nc, &o, "u", 40, 1, &n);
+	CHECK(fwd_auth_backoff_collect(nc, dc, 8) == 0, "a plain success stays local");
+	fwd_auth_backoff_free(na);
+	fwd_auth_backoff_free(nb);
+	fwd_auth_backoff_free(nc);
+	END_CASE();
 }
 
 struct done_rec {
