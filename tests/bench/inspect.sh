@@ -26,6 +26,7 @@ GW=${GATEHOUSE_BIN:-build/gatehouse}
 T=$(mktemp -d /var/tmp/gh-inspect-bench.XXXXXX)
 trap 'kill $(cat $T/*.pid 2>/dev/null) 2>/dev/null || true; sleep 0.5; cp $T/squid.log /tmp/inspect-bench-squid.log 2>/dev/null; rm -rf $T' EXIT
 gcc -std=c11 -O2 -Wall tests/bench/inspectload.c -lssl -lcrypto -lpthread -o $T/inspectload || exit 1
+gcc -std=c11 -D_GNU_SOURCE -O2 -Wall tests/bench/tlsfloor.c -lssl -lcrypto -o $T/tlsfloor || exit 1
 P_ORIGIN=$((20000 + RANDOM % 5000)); P_GW=$((P_ORIGIN + 1)); P_SQ=$((P_ORIGIN + 2))
 
 # CA (EC P-256) and an origin certificate for the address literal 127.0.0.1
@@ -123,3 +124,10 @@ for who in ${ONLY:-gw squid}; do
   t1=$(date +%s.%N); c1=$(cpu $pid)
   echo "$who conns: $r; $(echo "$M / ($t1 - $t0)" | bc -l | cut -c1-8) conn/s, cpu $(echo "($c1 - $c0) * 1000000 / $tck / $M" | bc -l | cut -c1-7) us/conn, origin: $(awk '{n++; if ($1 == "r") r++; if (!lo || $2 < lo) lo = $2; if ($2 > hi) hi = $2} END {printf "%d requests, ~%d TLS connections opened (nginx connection serials), %d requests on resumed ones", n, hi - lo + 1, r}' $T/origin.log)"
 done
+# the floor: what OpenSSL alone spends per full handshake, each side, without
+# sockets (one ticket and a chain check = Gatehouse's origin handshake on a
+# memo miss; -m = on a hit)
+echo "OpenSSL floor, one full handshake (thread CPU, no sockets):"
+echo "  2 tickets:          $(taskset -c 1 $T/tlsfloor $T/ca.pem $T/o.pem $T/o.key 127.0.0.1 -n 300 -t 2)"
+echo "  1 ticket:           $(taskset -c 1 $T/tlsfloor $T/ca.pem $T/o.pem $T/o.key 127.0.0.1 -n 300 -t 1)"
+echo "  1 ticket, memo hit: $(taskset -c 1 $T/tlsfloor $T/ca.pem $T/o.pem $T/o.key 127.0.0.1 -n 300 -t 1 -m)"
