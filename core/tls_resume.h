@@ -1,7 +1,10 @@
 /*
  * Client-side TLS session resumption toward upstreams (forward inspection's
  * origin handshakes): a bounded cache of SSL_SESSIONs per client context,
- * keyed by the name verified and the address connected to.
+ * keyed by the name verified and the address connected to, and (verifying
+ * contexts) a memo of the chains that passed verification for that key, so a
+ * full handshake presenting the same chain skips the chain check (see
+ * tls_resume.c for why that is safe).
  */
 #ifndef GW_TLS_RESUME_H
 #define GW_TLS_RESUME_H

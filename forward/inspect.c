@@ -288,6 +288,13 @@ struct fwd_inspect *fwd_inspect_new(const struct conf *cf, struct fwd_ca *ca, st
 	SSL_CTX_set_alpn_select_cb(in->srv, alpn_cb, NULL);
 	SSL_CTX_set_session_id_context(in->srv, sid, sizeof sid - 1);
 	SSL_CTX_set_mode(in->srv, SSL_MODE_RELEASE_BUFFERS);
+	/* one ticket per full handshake, not OpenSSL's two: each costs a
+	 * session encoding, an encryption and a write(2) (~30 us measured), and
+	 * a client resumes with one */
+	SSL_CTX_set_num_tickets(in->srv, 1);
+	/* a record in one read(2), not header then body; conn.c asks
+	 * SSL_has_pending() before waiting for the socket (as for tls.c's) */
+	SSL_CTX_set_read_ahead(in->srv, 1);
 	if (gw_jobs_shared() != NULL)
 		in->port = gw_jobs_port_new(gw_jobs_shared(), NULL, 0);
 	return in;

@@ -523,6 +523,7 @@ def main():
                 "errors": sum(10000 - x["ok"] for x in v)}
             for k, v in samples.items()}, "samples": samples}
 
+    inspect_scenarios()   # TLS inspection vs Squid ssl-bump (its own block below)
     if not ONLY or "profile" in ONLY:
         profile()
     for n in list(PROCS):
@@ -530,6 +531,137 @@ def main():
     with open(os.path.join(OUT, "results.json"), "w") as f:
         json.dump(RESULTS, f, indent=1, default=str)
     print_table()
+
+
+# ---- TLS inspection (issue 16): Gatehouse forward.inspect vs Squid ssl-bump ----
+# Self-contained: its own TLS origin (nginx on CPU 0, two server blocks: one
+# that resumes TLS sessions, one that never does), one CA for both proxies'
+# minting (EC P-256), Gatehouse with forward.inspect, and two Squids with the
+# same CA: "squid" = "ssl_bump bump all" (client-first: it mints from the
+# CONNECT name and sends the requests over pooled origin connections, no
+# origin handshake per client connection) and "squid-stare" = "stare all;
+# bump all" (server-first: an origin handshake per client connection and the
+# origin's certificate mimicked, the work Gatehouse always does).
+#   fwd_inspect_ka       small GETs over one inspected keep-alive connection
+#                        (one curl, INSPECT_KA URLs): req/s, CPU per request
+# The origin is named (ORIGIN_NAME, in both proxies' hosts files), so every
+# client checks the leaf's name: Squid's client-first leaf for an address
+# literal has no iPAddress SAN, and a failed check had let an earlier script
+# time refused handshakes as "requests".
+#   fwd_inspect_new_full new CONNECTs with full TLS handshakes on both sides
+#                        (the origin never resumes; the leaf cached after the
+#                        warm-up): tests/bench/inspectload.c, 4 in parallel
+#   fwd_inspect_new      the same, the origin resuming sessions (as most do)
+P_INS_ORIGIN, P_INS_ORIGIN_FULL, P_INS_GH, P_INS_GH_B, P_INS_SQUID, P_INS_SQUID_STARE = \
+    18801, 18802, 18811, 18812, 18821, 18822
+ORIGIN_NAME = "origin.inspect.test"
+INSPECT_KA = int(os.environ.get("BENCH_INSPECT_KA", "1000"))
+INSPECT_NEW = int(os.environ.get("BENCH_INSPECT_NEW", "500"))
+
+
+def inspect_scenarios():
+    names = ("fwd_inspect_ka", "fwd_inspect_new_full", "fwd_inspect_new")
+    if ONLY and not any(n in ONLY for n in names):
+        return
+    d = os.path.join(OUT, "inspect")
+    os.makedirs(d, exist_ok=True)
+    os.chmod(d, 0o777)   # Squid runs as user proxy
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", os.path.join(BIN, "inspectload"),
+                    os.path.join(HERE, "inspectload.c"), "-lssl", "-lcrypto", "-lpthread"], check=True)
+
+    def ossl(*a):
+        subprocess.run(["openssl"] + list(a), check=True, capture_output=True)
+    f = {n: os.path.join(d, n) for n in ("oca.pem", "oca.key", "o.pem", "o.key", "o.csr", "o.ext",
+                                         "ca.pem", "ca.key", "urls.txt", "hosts")}
+    with open(f["hosts"], "w") as x:
+        x.write("127.0.0.1 %s\n" % ORIGIN_NAME)
+    ca_args = ["-days", "30", "-addext", "basicConstraints=critical,CA:TRUE",
+               "-addext", "keyUsage=critical,keyCertSign,cRLSign"]
+    ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", f["oca.key"],
+         "-out", f["oca.pem"], "-subj", "/CN=Bench Origin CA", *ca_args)
+    ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", f["ca.key"],
+         "-out", f["ca.pem"], "-subj", "/CN=Bench Inspection CA", *ca_args)
+    ossl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", f["o.key"],
+         "-out", f["o.csr"], "-subj", "/CN=" + ORIGIN_NAME)
+    with open(f["o.ext"], "w") as x:
+        x.write("subjectAltName=DNS:%s,IP:127.0.0.1\n" % ORIGIN_NAME)
+    ossl("x509", "-req", "-in", f["o.csr"], "-CA", f["oca.pem"], "-CAkey", f["oca.key"], "-CAcreateserial",
+         "-out", f["o.pem"], "-days", "30", "-extfile", f["o.ext"])
+    for k in ("ca.key", "o.key"):
+        os.chmod(f[k], 0o644)
+    with open(os.path.join(d, "nginx.conf"), "w") as x:
+        srv = ("server { listen 127.0.0.1:%d ssl; ssl_certificate %s; ssl_certificate_key %s; %s"
+               "keepalive_requests 10000000; location / { return 200 \"0123456789\\n\"; } }\n")
+        x.write("daemon off; master_process off; worker_processes 1; pid %s/nginx.pid; error_log %s/nginx.err;\n"
+                "events { worker_connections 4096; }\nhttp { access_log off;\n" % (d, d) +
+                srv % (P_INS_ORIGIN, f["o.pem"], f["o.key"], "") +
+                srv % (P_INS_ORIGIN_FULL, f["o.pem"], f["o.key"], "ssl_session_cache off; ssl_session_tickets off; ") +
+                "}\n")
+    start("inspect_origin", ["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf")], P_INS_ORIGIN, cpu="0")
+    for tag, port, binary in (("gatehouse_inspect", P_INS_GH, GH), ("gatehouse_inspect_b", P_INS_GH_B, GH_B)):
+        if not binary:
+            continue
+        gconf = os.path.join(d, tag + ".conf")
+        with open(gconf, "w") as x:
+            x.write('global: { workers = 1; user = ""; state_dir = "%s"; max_connections_per_client = 0;\n'
+                    '  log: { error = "%s/%s.err"; level = "warn"; access = ""; };\n'
+                    '  dns: { hosts_file = "%s"; }; };\n'
+                    'forward: { listeners = ( { address = "127.0.0.1:%d"; } ); allow_clients = [ "127.0.0.0/8" ];\n'
+                    '  deny_destinations = [ ]; connect_ports = [ %d, %d ];\n'
+                    '  inspect: { mode = "all"; ca_cert = "%s"; ca_key = "%s"; upstream_ca_file = "%s"; }; };\n'
+                    % (d, d, tag, f["hosts"], port, P_INS_ORIGIN, P_INS_ORIGIN_FULL, f["ca.pem"], f["ca.key"],
+                       f["oca.pem"]))
+        start(tag, [binary, "-c", gconf], port)
+    db = os.path.join(d, "ssl_db")
+    subprocess.run(["/usr/lib/squid/security_file_certgen", "-c", "-s", db, "-M", "16MB"], check=True,
+                   capture_output=True)
+    subprocess.run(["chown", "-R", "proxy:", db], check=False)
+    for tag, port, bump in (("squid_inspect", P_INS_SQUID, "ssl_bump bump all"),
+                            ("squid_stare", P_INS_SQUID_STARE, "ssl_bump stare all\nssl_bump bump all")):
+        sd = os.path.join(d, tag)
+        os.makedirs(sd, exist_ok=True)
+        os.chmod(sd, 0o777)
+        with open(os.path.join(sd, "squid.conf"), "w") as x:
+            x.write("http_port 127.0.0.1:%d ssl-bump tls-cert=%s tls-key=%s generate-host-certificates=on "
+                    "dynamic_cert_mem_cache_size=16MB\nsslcrtd_program /usr/lib/squid/security_file_certgen -s %s "
+                    "-M 16MB\nsslcrtd_children 5 startup=1 idle=1\n%s\ntls_outgoing_options cafile=%s\n"
+                    "http_access allow localhost\nhttp_access deny all\ncache deny all\naccess_log none\n"
+                    "cache_log %s/cache.log\npid_filename %s/squid.pid\ncoredump_dir %s\nworkers 1\n"
+                    "max_filedescriptors 40000\nshutdown_lifetime 1 seconds\nhosts_file %s\n"
+                    % (port, f["ca.pem"], f["ca.key"], db, bump, f["oca.pem"], sd, sd, sd, f["hosts"]))
+        start(tag, ["squid", "-N", "-f", os.path.join(sd, "squid.conf")], port)
+    with open(f["urls.txt"], "w") as x:
+        for i in range(INSPECT_KA):
+            x.write('url = "https://%s:%d/?%d"\noutput = /dev/null\n' % (ORIGIN_NAME, P_INS_ORIGIN, i))
+
+    contenders = [("gatehouse", "gatehouse_inspect", P_INS_GH), ("squid", "squid_inspect", P_INS_SQUID),
+                  ("squid-stare", "squid_stare", P_INS_SQUID_STARE)]
+    contenders[1:1] = [("gatehouse-B", "gatehouse_inspect_b", P_INS_GH_B)] if GH_B else []
+
+    def ka_run(c, warm):
+        urls = f["urls.txt"]
+        n = INSPECT_KA
+        if warm:   # one request: the leaf minted and cached
+            urls, n = "/dev/null", 1
+        t0 = time.time()
+        argv = ["taskset", "-c", "0", "curl", "-sS", "-x", "http://127.0.0.1:%d" % c[2], "--cacert", f["ca.pem"]]
+        argv += ["-o", "/dev/null", "https://%s:%d/" % (ORIGIN_NAME, P_INS_ORIGIN)] if warm else ["-K", urls]
+        p = subprocess.run(argv, capture_output=True, timeout=300)
+        dur = time.time() - t0
+        return {"rps": n / dur, "req": n if p.returncode == 0 else 0, "err": 0 if p.returncode == 0 else 1}
+
+    def new_runner(oport):
+        def run(c, warm):
+            r = tool("inspectload", "-x", c[2], "-H", ORIGIN_NAME, "-p", oport, "-C", f["ca.pem"],
+                     "-n", 50 if warm else INSPECT_NEW, "-c", 4, timeout=600)
+            return {"rps": float(r.get("rate", "0/s").rstrip("/s")), "req": int(r.get("ok", 0)),
+                    "err": int(r.get("err", 1))}
+        return run
+    interleave("fwd_inspect_ka", contenders, ka_run, "req/s", ["rps", "cpu_us_per_req"])
+    interleave("fwd_inspect_new_full", contenders, new_runner(P_INS_ORIGIN_FULL), "conn/s", ["rps", "cpu_us_per_req"])
+    interleave("fwd_inspect_new", contenders, new_runner(P_INS_ORIGIN), "conn/s", ["rps", "cpu_us_per_req"])
+    for n in ("gatehouse_inspect", "gatehouse_inspect_b", "squid_inspect", "squid_stare", "inspect_origin"):
+        stop(n)
 
 
 def profile():

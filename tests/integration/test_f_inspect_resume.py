@@ -3,7 +3,10 @@ session verified before for the same host and address (TLS 1.3 tickets of a
 Python TLS origin that reports SSLSocket.session_reused), never for another
 name, and never across a reload: a reload whose trust store no longer trusts
 the origin refuses it (no cached session carries the old trust over), and
-after the trust comes back the first handshake is a full one again."""
+after the trust comes back the first handshake is a full one again.
+An origin that never resumes (no tickets) makes every handshake a full one,
+where the verified-chain memo may skip the chain check: it must never
+accept any certificate other than the very chain verified for that name."""
 import os
 import shutil
 import socket
@@ -26,7 +29,7 @@ forward: {
   listeners = ( { address = "127.0.0.1:%(port)d"; } );
   allow_clients = [ "127.0.0.0/8" ];
   deny_destinations = [ "169.254.0.0/16" ];
-  connect_ports = [ %(oport)d ];
+  connect_ports = [ %(oport)d, %(fport)d ];
   policy = ( { name = "all"; action = "allow"; } );
   inspect: { mode = "all"; upstream_ca_file = "%(ca)s"; };
 };
@@ -107,7 +110,17 @@ def env(ns, tmp_path_factory):
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     e.origin = ResumeOrigin(ctx)
     e.port = gh.free_port()
-    e.g = gh.Gatehouse(CONF % {"port": e.port, "oport": e.origin.port, "ca": e.trust},
+    e.full_ctx = {}
+    for what, cd, sans in (("good", d, ["a.test"]), ("untrusted", other, ["a.test"]), ("wrongname", d, ["c.test"])):
+        crt, key = gh.make_cert(cd, "full-" + what, sans)
+        c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        c.load_cert_chain(crt, key)
+        c.minimum_version = ssl.TLSVersion.TLSv1_3
+        c.num_tickets = 0   # nothing to resume with: full handshakes only
+        e.full_ctx[what] = c
+    e.full = ResumeOrigin(e.full_ctx["good"])
+    e.port = gh.free_port()
+    e.g = gh.Gatehouse(CONF % {"port": e.port, "oport": e.origin.port, "fport": e.full.port, "ca": e.trust},
                        extra_files={"hosts": gh.hosts_file(NAMES)})
     e.g.start([e.port])
     rc, pem, err = gh.curl("-sS", "http://127.0.0.1:%d/gatehouse-ca.crt" % e.port)
@@ -116,13 +129,14 @@ def env(ns, tmp_path_factory):
         f.write(pem)
     yield e
     e.origin.stop()
+    e.full.stop()
     e.g.check_clean()
 
 
-def get(e, host):
+def get(e, host, port=None):
     """One new inspected CONNECT (its own curl): (curl exit, body)."""
     rc, out, err = gh.curl("-sS", "--suppress-connect-headers", "-x", "http://127.0.0.1:%d" % e.port,
-                           "--cacert", e.gwca, "https://%s:%d/" % (host, e.origin.port))
+                           "--cacert", e.gwca, "https://%s:%d/" % (host, port or e.origin.port))
     return rc, out.decode(errors="replace") + err
 
 
@@ -154,3 +168,25 @@ def test_reload_with_changed_trust_never_resumes(env):
     env.g.reload()
     assert get(env, "a.test") == (0, "reused=0\n")
     assert get(env, "a.test") == (0, "reused=1\n")
+
+
+def test_full_handshakes_accept_only_the_chain_verified(env):
+    o = env.full
+    o.ctx = env.full_ctx["good"]
+    n = len(o.reused)
+    for _ in range(3):   # the first verifies the chain, the next ones meet it again
+        assert get(env, "a.test", o.port) == (0, "reused=0\n")
+    # same name, same address, a certificate the trust store does not vouch
+    # for (another CA of the same name): refused, though a chain for a.test
+    # at this address passed a moment ago
+    o.ctx = env.full_ctx["untrusted"]
+    rc, out = get(env, "a.test", o.port)
+    assert rc == 0 and out.startswith("502 ") and "reused=" not in out, out
+    # a trusted certificate for another name: refused as such
+    o.ctx = env.full_ctx["wrongname"]
+    rc, out = get(env, "a.test", o.port)
+    assert rc == 0 and out.startswith("502 ") and "another name" in out, out
+    # the verified certificate again: accepted
+    o.ctx = env.full_ctx["good"]
+    assert get(env, "a.test", o.port) == (0, "reused=0\n")
+    assert True not in o.reused[n:]
