@@ -680,6 +680,11 @@ int gw_req_output_full(const struct gw_req *rq)
 	return rq->sink->on_full != NULL && rq->sink->on_full((struct gw_req *)rq);
 }
 
+void gw_req_output_wake(struct gw_req *rq, struct event *ev)
+{
+	rq->filt_wake = ev;
+}
+
 void gw_req_filter_abort(struct gw_req *rq, const char *reason)
 {
 	if (rq->up != NULL)

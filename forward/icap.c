@@ -438,13 +438,7 @@ static void decide_req(struct fwd_icap_tx *tx, enum fwd_icap_outcome o)
 
 static void emit_orig(struct fwd_icap_tx *tx)
 {
-	while (evbuffer_get_length(tx->orig) > 0) {
-		struct evbuffer_iovec v;
-		if (evbuffer_peek(tx->orig, -1, NULL, &v, 1) != 1)
-			break;
-		gw_req_body_emit(tx->rq, v.iov_base, v.iov_len, 0);
-		evbuffer_drain(tx->orig, v.iov_len);
-	}
+	gw_req_body_emit_buffer(tx->rq, tx->orig, evbuffer_get_length(tx->orig), 0);   /* (a move) */
 }
 
 /* Let the original through: what was held, and from now on what comes. */
@@ -576,21 +570,29 @@ static int tx_fail(struct fwd_icap_tx *tx, const char *why)
 	return 1;
 }
 
+/* src[off..off+n) as one chunk for the service: one copy, straight from
+ * src's segments (src keeps it: a 204 may still send it on) */
 static void add_chunk(struct evbuffer *o, struct evbuffer *src, size_t off, size_t n)
 {
 	struct evbuffer_ptr pos;
-	char tmp[16 * 1024];
+	struct evbuffer_iovec v[8];
 
 	evbuffer_add_printf(o, "%zx\r\n", n);
-	evbuffer_ptr_set(src, &pos, off, EVBUFFER_PTR_SET);
-	while (n > 0) {
-		size_t k = n < sizeof tmp ? n : sizeof tmp;
-		ev_ssize_t got = evbuffer_copyout_from(src, &pos, tmp, k);
-		if (got <= 0)
-			break;
-		evbuffer_add(o, tmp, (size_t)got);
-		evbuffer_ptr_set(src, &pos, (size_t)got, EVBUFFER_PTR_ADD);
-		n -= (size_t)got;
+	if (evbuffer_ptr_set(src, &pos, off, EVBUFFER_PTR_SET) == 0) {
+		while (n > 0) {
+			int k = evbuffer_peek(src, (ev_ssize_t)n, &pos, v, 8);
+			size_t took = 0;
+			if (k <= 0)
+				break;
+			for (int i = 0; i < k && i < 8 && took < n; i++) {
+				size_t m = v[i].iov_len < n - took ? v[i].iov_len : n - took;
+				evbuffer_add(o, v[i].iov_base, m);
+				took += m;
+			}
+			n -= took;
+			if (n > 0 && evbuffer_ptr_set(src, &pos, took, EVBUFFER_PTR_ADD) < 0)
+				break;
+		}
 	}
 	evbuffer_add(o, GW_STRLIT("\r\n"));
 }
@@ -820,6 +822,7 @@ static void tx_bp(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	event_del(&tx->ev_bp);   /* (woken: the fallback timer is not needed) */
 	if (tx->fd >= 0 && tx->have_ev)
 		event_add(&tx->ev_rd, NULL);   /* (tx_rd pauses again while still full) */
 }
@@ -995,30 +998,30 @@ static void reqmod_oversize(struct fwd_icap_tx *tx)
 static int relay_body(struct fwd_icap_tx *tx)
 {
 	for (;;) {
-		size_t len = evbuffer_get_length(tx->in), off = 0, dl = 0;
-		const char *p;
+		struct evbuffer_iovec v;
+		size_t off = 0, dl = 0;
 		ssize_t used;
 
-		if (len == 0 || tx->ck.done)
+		/* one segment at a time (the decoder keeps partial framing):
+		 * the data spans move out of tx->in, no pullup, no copy */
+		if (tx->ck.done || evbuffer_peek(tx->in, -1, NULL, &v, 1) != 1 || v.iov_len == 0)
 			break;
-		if (len > 64 * 1024)
-			len = 64 * 1024;
-		p = (const char *)evbuffer_pullup(tx->in, (ev_ssize_t)len);
-		used = gw_chunked_decode(&tx->ck, p, len, &off, &dl);
+		used = gw_chunked_decode(&tx->ck, v.iov_base, v.iov_len, &off, &dl);
 		if (used < 0)
 			return -1;
 		if (used == 0)
 			break;
+		evbuffer_drain(tx->in, off);
 		if (dl > 0 && tx->reqmod) {
 			if (tx->req_reply && evbuffer_get_length(tx->reply) + dl > rewrite_max(tx))
 				return -2;
 			if (!tx->req_reply && evbuffer_get_length(tx->reply) + dl > REPLY_MAX)
 				return -1;
-			evbuffer_add(tx->reply, p + off, dl);
+			evbuffer_remove_buffer(tx->in, tx->reply, dl);
 		} else if (dl > 0) {
-			gw_req_body_emit(tx->rq, p + off, dl, 0);
+			gw_req_body_emit_buffer(tx->rq, tx->in, dl, 0);
 		}
-		evbuffer_drain(tx->in, (size_t)used);
+		evbuffer_drain(tx->in, (size_t)used - off - dl);
 	}
 	if (tx->ck.done && tx->reqmod)
 		reqmod_answered(tx);
@@ -1239,7 +1242,8 @@ static void tx_rd(evutil_socket_t fd, short what, void *arg)
 		 * (the core does not call us when it drains, so look again soon) */
 		static const struct timeval again = { 0, 10 * 1000 };
 		event_del(&tx->ev_rd);
-		event_add(&tx->ev_bp, &again);
+		gw_req_output_wake(tx->rq, &tx->ev_bp);   /* at once when it drains (HTTP/1) */
+		event_add(&tx->ev_bp, &again);            /* (else look again soon) */
 		return;
 	}
 	n = evbuffer_read(tx->in, fd, 64 * 1024);
@@ -1534,8 +1538,21 @@ int fwd_icap_filter(struct fwd_icap_tx *tx, const char *p, size_t n, int last)
 	tx->body_last |= last;
 	if (tx->discard) {
 		if (tx->fd >= 0 && !tx->term_sent && tx->st == TX_SEND) {
-			evbuffer_add(tx->orig, p, n);   /* the service still reads the body */
+			/* the service still reads the body (its answer is what the
+			 * client gets): straight to it, nothing kept for a 204 */
+			if (n > 0 && evbuffer_get_length(tx->orig) == 0 && !tx->reqmod) {
+				evbuffer_add_printf(tx->out, "%zx\r\n", n);
+				evbuffer_add(tx->out, p, n);
+				evbuffer_add(tx->out, GW_STRLIT("\r\n"));
+				tx->sent += n;
+			} else {
+				evbuffer_add(tx->orig, p, n);
+			}
 			feed(tx);
+			if (evbuffer_get_length(tx->out) > HIWAT) {
+				tx->held = 1;   /* the service is slower than the origin: tx_wr resumes */
+				return GW_FILTER_HOLD;
+			}
 		}
 		return GW_FILTER_GO;
 	}
@@ -1573,6 +1590,7 @@ void fwd_icap_done(struct fwd_icap_tx *tx)
 	if (tx == NULL)
 		return;
 	unqueue(tx);
+	gw_req_output_wake(tx->rq, NULL);
 	/* a connection still busy with this exchange cannot be reused (the
 	 * service may still answer); an idle-clean one went back already */
 	conn_close(tx);

@@ -258,7 +258,7 @@ def proc_tree(pid):
     return out
 
 
-TREE_CPU = {"varnish"}   # contenders whose work runs in a child process
+TREE_CPU = {"varnish", "c-icap"}   # contenders whose work runs in a child process
 
 
 def cpu_s(name):
@@ -450,9 +450,21 @@ def main():
         start_icap_pair()
         icap = [("gatehouse", "gatehouse_icap", P_GHI_FWD), ("squid", "squid_icap", P_SQUID_ICAP),
                 ("fwd-plain", "gatehouse", P_GH_FWD)]
-        interleave("fwd_icap_small_c50", icap, wrk_runner(50, env=fwd_env), "req/s", k_small)
+        def icap_runner(inner):
+            # the shared c-icap's CPU per request too: whether the service is
+            # the ceiling, and how much work each proxy gives it
+            def run(c, warm):
+                c0 = cpu_s("c-icap")
+                r = inner(c, warm)
+                if r.get("req"):
+                    r["icap_us_per_req"] = (cpu_s("c-icap") - c0) / r["req"] * 1e6
+                return r
+            return run
+        interleave("fwd_icap_small_c50", icap, icap_runner(wrk_runner(50, env=fwd_env)), "req/s",
+                   k_small + ["icap_us_per_req"])
         env_1m = {"WRK_PATH": "http://127.0.0.1:%d/1m" % P_ORIGIN, "WRK_HOST": "127.0.0.1:%d" % P_ORIGIN}
-        interleave("fwd_icap_1m_c4", icap, wrk_runner(4, env=env_1m), "MB/s", ["MBps", "cpu", "p50", "p99"])
+        interleave("fwd_icap_1m_c4", icap, icap_runner(wrk_runner(4, env=env_1m)), "MB/s",
+                   ["MBps", "cpu", "p50", "p99", "icap_us_per_req"])
         for n in ("gatehouse_icap", "squid_icap", "c-icap"):
             stop(n)
 

@@ -104,3 +104,15 @@ class IcapPeers:
                     p.kill()
                     p.wait()
         self.procs = []
+
+
+def stop_all(origin, g, peers):
+    """A module fixture's end: the origin, Gatehouse (checked clean: no
+    sanitizer report, no crash), then the peers, whatever failed first."""
+    try:
+        if origin is not None:
+            origin.stop()
+        if g is not None:
+            g.check_clean()
+    finally:
+        peers.stop()
