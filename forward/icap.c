@@ -50,6 +50,7 @@
 #include "core/snapshot.h"
 #include "core/strlit.h"
 #include "forward/fwd_conf.h"
+#include "forward/icap_conf.h"
 
 #define ICAP_HEAD_MAX (16 * 1024)     /* an ICAP head, and an encapsulated head, at most */
 #define HIWAT (256 * 1024)            /* body bytes waiting for the service before we hold */
@@ -89,10 +90,20 @@ struct icap_svc {
 	char istag[72];            /* written by any worker: read with istag_gen (seqlock) */
 };
 
+/* A list's services of one method, run in order (respmod: each on the
+ * previous one's output; reqmod: one). */
+#define CHAIN_MAX FWD_ICAP_CHAIN_MAX
+struct icap_plan {
+	int n;
+	int svc[CHAIN_MAX];
+};
+
 struct fwd_icap {
 	size_t n;
 	struct icap_svc *s;
 	unsigned nworkers;
+	struct icap_plan *plans;   /* room for every list of the snapshot (see fwd_icap_plan) */
+	size_t nplans, plans_cap;
 };
 
 enum tx_state {
@@ -130,6 +141,13 @@ struct fwd_icap_tx {
 	struct gw_chunked ck;
 	struct fwd_icap_tx *wnext;
 	int queued;
+	/* a chain (respmod): the plan, this exchange's place in it, the next
+	 * service's exchange (started at this one's verdict: it reads this
+	 * one's output), the previous one's; the access log's note so far */
+	const struct icap_plan *plan;
+	int pos;
+	struct fwd_icap_tx *next, *prev;
+	const char *note;
 	int sock_err;               /* socket()/connect() failed at once: tx_go reports it */
 	/* REQMOD: the request waits (gw_req_defer) for the outcome; fin runs
 	 * through gw_req_wake once it is decided */
@@ -169,6 +187,13 @@ struct fwd_icap *fwd_icap_new(const struct conf_forward *fw, long workers, int *
 		return NULL;
 	}
 	ic->n = fw->nicap;
+	ic->plans_cap = 2 * (fw->npolicy + 1);   /* (each rule and icap_default, each method) */
+	if ((ic->plans = calloc(ic->plans_cap, sizeof *ic->plans)) == NULL) {
+		free(ic->s);
+		free(ic);
+		*oom = 1;
+		return NULL;
+	}
 	ic->nworkers = ncpu > 0 ? (unsigned)ncpu : 1;
 	for (size_t i = 0; i < fw->nicap; i++) {
 		struct icap_svc *s = &ic->s[i];
@@ -208,8 +233,32 @@ void fwd_icap_free(struct fwd_icap *ic)
 			free(ws);
 		}
 	}
+	free(ic->plans);
 	free(ic->s);
 	free(ic);
+}
+
+int fwd_icap_plan(struct fwd_icap *ic, const struct conf_strs *names, int reqmod)
+{
+	struct icap_plan p;
+
+	memset(&p, 0, sizeof p);
+	for (size_t i = 0; i < names->n && p.n < CHAIN_MAX; i++) {
+		int k = fwd_icap_find(ic, names->v[i]);
+		if (k >= 0 && ic->s[k].c->reqmod == reqmod)
+			p.svc[p.n++] = k;
+		if (reqmod && p.n == 1)
+			break;   /* (conf/ allows one) */
+	}
+	if (p.n == 0)
+		return -1;
+	for (size_t j = 0; j < ic->nplans; j++)
+		if (memcmp(&ic->plans[j], &p, sizeof p) == 0)
+			return (int)j;
+	if (ic->nplans == ic->plans_cap)
+		return -1;   /* (not reached: one per list at most) */
+	ic->plans[ic->nplans] = p;
+	return (int)ic->nplans++;
 }
 
 int fwd_icap_find(const struct fwd_icap *ic, const char *name)
@@ -220,19 +269,21 @@ int fwd_icap_find(const struct fwd_icap *ic, const char *name)
 	return -1;
 }
 
-uint64_t fwd_icap_max_body(const struct fwd_icap *ic, int svc)
+uint64_t fwd_icap_max_body(const struct fwd_icap *ic, int plan)
 {
-	return ic->s[svc].c->max_body_bytes;
+	uint64_t sum = 0;   /* (each exchange of a chain holds its own) */
+
+	for (int i = 0; i < ic->plans[plan].n; i++)
+		sum += ic->s[ic->plans[plan].svc[i]].c->max_body_bytes;
+	return sum;
 }
 
-int fwd_icap_bypassable(const struct fwd_icap *ic, int svc)
+int fwd_icap_bypassable(const struct fwd_icap *ic, int plan)
 {
-	return ic->s[svc].c->bypass_on_error;
-}
-
-int fwd_icap_is_reqmod(const struct fwd_icap *ic, int i)
-{
-	return ic->s[i].c->reqmod;
+	for (int i = 0; i < ic->plans[plan].n; i++)
+		if (!ic->s[ic->plans[plan].svc[i]].c->bypass_on_error)
+			return 0;
+	return 1;
 }
 
 size_t fwd_icap_count(const struct fwd_icap *ic) { return ic != NULL ? ic->n : 0; }
@@ -436,23 +487,95 @@ static void decide_req(struct fwd_icap_tx *tx, enum fwd_icap_outcome o)
 	tx->decided = 1;
 }
 
-static void emit_orig(struct fwd_icap_tx *tx)
+/* This exchange's output: the next service's input in a chain, else the
+ * client's (GW_FILTER_GO, or HOLD when the next one holds). */
+static int out_emit(struct fwd_icap_tx *tx, const void *p, size_t n, int last)
 {
-	gw_req_body_emit_buffer(tx->rq, tx->orig, evbuffer_get_length(tx->orig), 0);   /* (a move) */
+	if (tx->next != NULL)
+		return fwd_icap_filter(tx->next, p, n, last);
+	gw_req_body_emit(tx->rq, p, n, last);
+	return GW_FILTER_GO;
 }
 
-/* Let the original through: what was held, and from now on what comes. */
+/* The same for src[0..n), moved (to the client) or handed on (a chain). */
+static void out_emit_buffer(struct fwd_icap_tx *tx, struct evbuffer *src, size_t n)
+{
+	struct evbuffer_iovec v;
+
+	if (tx->next == NULL) {
+		gw_req_body_emit_buffer(tx->rq, src, n, 0);
+		return;
+	}
+	while (n > 0 && evbuffer_peek(src, -1, NULL, &v, 1) == 1) {
+		size_t k = v.iov_len < n ? v.iov_len : n;
+		fwd_icap_filter(tx->next, v.iov_base, k, 0);
+		evbuffer_drain(src, k);
+		n -= k;
+	}
+}
+
+/* Can the output take no more now?  The next service's exchange when it
+ * still holds what it got, else the client. */
+static int out_full(struct fwd_icap_tx *tx)
+{
+	for (struct fwd_icap_tx *t = tx->next; t != NULL; t = t->next)
+		if (!t->passing)
+			return t->total - t->sent > HIWAT || evbuffer_get_length(t->out) > HIWAT;
+	return gw_req_output_full(tx->rq);
+}
+
+static char *build_heads(struct gw_req *rq, const struct gw_http_head *resp, const char *raw, size_t rawlen,
+    size_t *rql, size_t *rsl);
+static struct fwd_icap_tx *tx_new(struct fwd_icap *ic, int svc, struct gw_req *rq, const char *server_ip);
+
+/* At this exchange's verdict, in a chain: the next service's exchange,
+ * on the response as this one leaves it (head res[0..rl)).  -1: out of
+ * memory (nothing started). */
+static int chain_next(struct fwd_icap_tx *tx, const char *res, size_t rl)
+{
+	struct fwd_icap_tx *nx;
+
+	if (tx->reqmod || tx->plan == NULL || tx->pos + 1 >= tx->plan->n || tx->next != NULL)
+		return 0;
+	if ((nx = tx_new(tx->ic, tx->plan->svc[tx->pos + 1], tx->rq, tx->server_ip)) == NULL)
+		return -1;
+	nx->plan = tx->plan;
+	nx->pos = tx->pos + 1;
+	nx->prev = tx;
+	nx->heads = build_heads(tx->rq, NULL, res, rl, &nx->req_len, &nx->res_len);
+	if (nx->out == NULL || nx->in == NULL || nx->orig == NULL || nx->heads == NULL) {
+		fwd_icap_done(nx);
+		return -1;
+	}
+	tx->next = nx;
+	tx_begin_conn(nx);
+	return 0;
+}
+
+static void emit_orig(struct fwd_icap_tx *tx)
+{
+	out_emit_buffer(tx, tx->orig, evbuffer_get_length(tx->orig));   /* (a move to the client) */
+}
+
+static void local_page(struct fwd_icap_tx *tx, int status, const char *title, const char *text);
+
+/* Let the original through: what was held, and from now on what comes
+ * (a chain: to the next service). */
 static void pass_original(struct fwd_icap_tx *tx)
 {
 	if (tx->reqmod) {
 		decide_req(tx, FWD_ICAP_PROXY);
 		return;
 	}
+	if (chain_next(tx, tx->heads + tx->req_len, tx->res_len) < 0) {
+		local_page(tx, 503, "Service Unavailable", "The gateway is out of memory.");
+		return;
+	}
 	tx->passing = 1;
 	emit_orig(tx);
 	if (tx->body_last && !tx->emitted_last) {
 		tx->emitted_last = 1;
-		gw_req_body_emit(tx->rq, "", 0, 1);
+		out_emit(tx, "", 0, 1);
 	}
 }
 
@@ -878,6 +1001,8 @@ static void tx_wr(evutil_socket_t fd, short what, void *arg)
 	}
 	if (tx->held && (tx->total - tx->sent) < HIWAT / 4 && tx->st != TX_WAIT100 && tx->st != TX_PREVIEW) {
 		tx->held = 0;
+		if (tx->prev != NULL)   /* (a chain: the previous one's relay may read on) */
+			event_active(&tx->prev->ev_bp, EV_TIMEOUT, 0);
 		tx_kick(tx);
 	}
 }
@@ -1019,7 +1144,7 @@ static int relay_body(struct fwd_icap_tx *tx)
 				return -1;
 			evbuffer_remove_buffer(tx->in, tx->reply, dl);
 		} else if (dl > 0) {
-			gw_req_body_emit_buffer(tx->rq, tx->in, dl, 0);
+			out_emit_buffer(tx, tx->in, dl);
 		}
 		evbuffer_drain(tx->in, (size_t)used - off - dl);
 	}
@@ -1027,7 +1152,7 @@ static int relay_body(struct fwd_icap_tx *tx)
 		reqmod_answered(tx);
 	else if (tx->ck.done) {
 		tx->emitted_last = 1;
-		gw_req_body_emit(tx->rq, "", 0, 1);
+		out_emit(tx, "", 0, 1);
 	}
 	return 0;
 }
@@ -1035,17 +1160,20 @@ static int relay_body(struct fwd_icap_tx *tx)
 /* The access log's reason=: "ICAP <service>: <what>". */
 static void log_verdict(struct fwd_icap_tx *tx, const char *what)
 {
-	size_t n = strlen(tx->s->c->name) + strlen(what) + 8;
+	const char *pre = tx->prev != NULL ? tx->prev->note : NULL;   /* (a chain: each says) */
+	size_t n = (pre != NULL ? strlen(pre) + 2 : 0) + strlen(tx->s->c->name) + strlen(what) + 8;
 	char *note = gw_req_alloc(tx->rq, n);
 
 	if (note != NULL) {
-		snprintf(note, n, "ICAP %s: %s", tx->s->c->name, what);
+		snprintf(note, n, "%s%sICAP %s: %s", pre != NULL ? pre : "", pre != NULL ? "; " : "",
+		    tx->s->c->name, what);
+		tx->note = note;
 		gw_req_set_reason(tx->rq, note);
 	}
 }
 
 /* A 200 naming what the service found: counted, logged (the Threat). */
-static void note_threat(struct fwd_icap_tx *tx, const struct icap_head *h)
+static int note_threat(struct fwd_icap_tx *tx, const struct icap_head *h)
 {
 	const char *t;
 	size_t tn;
@@ -1077,10 +1205,11 @@ static void note_threat(struct fwd_icap_tx *tx, const struct icap_head *h)
 		}
 		gw_warn("forward: %s: ICAP service %s found %.*s", gw_req_id(tx->rq), tx->s->c->name,
 		    t != NULL ? (int)tn : 10, t != NULL ? t : "violations");
-	} else {
-		bump(tx->s, FWD_ICAP_C_MODIFIED);
-		log_verdict(tx, "modified (200)");
+		return 1;
 	}
+	bump(tx->s, FWD_ICAP_C_MODIFIED);
+	log_verdict(tx, "modified (200)");
+	return 0;
 }
 
 
@@ -1211,10 +1340,15 @@ static int took_answer(struct fwd_icap_tx *tx, const struct icap_head *h)
 	if (evbuffer_get_length(tx->in) < h->len + (size_t)rb)
 		return 0;   /* the encapsulated head is still coming */
 	tx->verdict = 200;
-	if (gw_req_filter_replace_head(tx->rq, (const char *)evbuffer_pullup(tx->in,
-	    (ev_ssize_t)(h->len + (size_t)rb)) + h->len, (size_t)rb) < 0)
-		return -1;
-	note_threat(tx, h);   /* (before the drain: h points into tx->in) */
+	{
+		const char *eh = (const char *)evbuffer_pullup(tx->in, (ev_ssize_t)(h->len + (size_t)rb)) + h->len;
+		/* (h points into tx->in: all before the drain) */
+		if (gw_req_filter_replace_head(tx->rq, eh, (size_t)rb) < 0)
+			return -1;
+		/* a block ends a chain; else the next service gets this message */
+		if (!note_threat(tx, h) && !(nb >= 0 && rb == nb) && chain_next(tx, eh, (size_t)rb) < 0)
+			return -1;
+	}
 	evbuffer_drain(tx->in, h->len + (size_t)rb);
 	/* no 204 can come now: what the service has of the body is not kept */
 	evbuffer_drain(tx->orig, (size_t)(tx->sent - (tx->total - evbuffer_get_length(tx->orig))));
@@ -1237,12 +1371,13 @@ static void tx_rd(evutil_socket_t fd, short what, void *arg)
 	int n, r, resume = 0;
 
 	(void)what;
-	if (tx->replying && !tx->reqmod && gw_req_output_full(tx->rq)) {
+	if (tx->replying && !tx->reqmod && out_full(tx)) {
 		/* the client is slow: read the service no faster than it takes
 		 * (the core does not call us when it drains, so look again soon) */
 		static const struct timeval again = { 0, 10 * 1000 };
 		event_del(&tx->ev_rd);
-		gw_req_output_wake(tx->rq, &tx->ev_bp);   /* at once when it drains (HTTP/1) */
+		if (tx->next == NULL)
+			gw_req_output_wake(tx->rq, &tx->ev_bp);   /* at once when it drains (HTTP/1) */
 		event_add(&tx->ev_bp, &again);            /* (else look again soon) */
 		return;
 	}
@@ -1377,7 +1512,8 @@ out:
 /* ---- the hooks ---- */
 
 /* The heads the service sees: the client's request, the origin's response. */
-static char *build_heads(struct gw_req *rq, const struct gw_http_head *resp, size_t *rql, size_t *rsl)
+static char *build_heads(struct gw_req *rq, const struct gw_http_head *resp, const char *raw, size_t rawlen,
+    size_t *rql, size_t *rsl)
 {
 	const struct gw_http_head *h = gw_req_head(rq);
 	struct evbuffer *b = evbuffer_new();
@@ -1404,6 +1540,8 @@ static char *build_heads(struct gw_req *rq, const struct gw_http_head *resp, siz
 			evbuffer_add_printf(b, "%.*s: %.*s\r\n", (int)resp->hdrs[i].name_len, resp->hdrs[i].name,
 			    (int)resp->hdrs[i].value_len, resp->hdrs[i].value);
 		evbuffer_add(b, GW_STRLIT("\r\n"));
+	} else if (raw != NULL) {
+		evbuffer_add(b, raw, rawlen);   /* (a chain: the previous service's result, as it gave it) */
 	}
 	*rsl = evbuffer_get_length(b) - *rql;
 	if ((out = malloc(*rql + *rsl)) != NULL)
@@ -1440,31 +1578,44 @@ static struct fwd_icap_tx *tx_new(struct fwd_icap *ic, int svc, struct gw_req *r
 	return tx;
 }
 
-void fwd_icap_respmod(struct fwd_icap *ic, int svc, struct gw_req *rq, const struct gw_http_head *resp,
+void fwd_icap_respmod(struct fwd_icap *ic, int plan, struct gw_req *rq, const struct gw_http_head *resp,
     const char *server_ip, struct fwd_icap_tx **txp)
 {
-	struct icap_svc *s = &ic->s[svc];
-	struct icap_wsvc *ws;
-	struct fwd_icap_tx *tx;
+	const struct icap_plan *pl = &ic->plans[plan];
 	const struct gw_http_head *h = gw_req_head(rq);
+	struct fwd_icap_tx *tx;
+	int pos, svc = -1;
 
 	if (resp->body == GW_BODY_NONE || (resp->body == GW_BODY_LENGTH && resp->content_length == 0))
 		return;   /* nothing to scan */
-	if (resp->body == GW_BODY_LENGTH && resp->content_length > s->c->max_body_bytes) {
-		bump(s, FWD_ICAP_C_OVERSIZE);
-		if (s->c->oversize_block) {
-			gw_req_set_reason(rq, "ICAP: response over max_body_bytes");
-			gw_req_respond(rq, 403, NULL, NULL, 0, "The response is too large to be scanned for "
-			    "malware, and the gateway is set to withhold such responses.");
+	/* the first service of the chain that takes this response (one
+	 * passing it unscanned leaves it to the next) */
+	for (pos = 0; pos < pl->n; pos++) {
+		struct icap_svc *s = &ic->s[pl->svc[pos]];
+		struct icap_wsvc *ws;
+		if (resp->body == GW_BODY_LENGTH && resp->content_length > s->c->max_body_bytes) {
+			bump(s, FWD_ICAP_C_OVERSIZE);
+			if (s->c->oversize_block) {
+				gw_req_set_reason(rq, "ICAP: response over max_body_bytes");
+				gw_req_respond(rq, 403, NULL, NULL, 0, "The response is too large to be scanned for "
+				    "malware, and the gateway is set to withhold such responses.");
+				return;
+			}
+			continue;
 		}
-		return;
+		if (h->path != NULL && (ws = s->w[gw_req_worker(rq)]) != NULL && ws->have_opts &&
+		    ws->ignore[0] && ext_listed(ws->ignore, h->path, h->path_len))
+			continue;   /* Transfer-Ignore */
+		svc = pl->svc[pos];
+		break;
 	}
-	if (h->path != NULL && (ws = s->w[gw_req_worker(rq)]) != NULL && ws->have_opts &&
-	    ws->ignore[0] && ext_listed(ws->ignore, h->path, h->path_len))
-		return;   /* Transfer-Ignore */
+	if (svc < 0)
+		return;
 	if ((tx = tx_new(ic, svc, rq, server_ip)) == NULL)
 		goto oom;
-	tx->heads = build_heads(rq, resp, &tx->req_len, &tx->res_len);
+	tx->plan = pl;
+	tx->pos = pos;
+	tx->heads = build_heads(rq, resp, NULL, 0, &tx->req_len, &tx->res_len);
 	*txp = tx;   /* (fwd_icap_done frees it from now on) */
 	if (tx->out == NULL || tx->in == NULL || tx->orig == NULL || tx->heads == NULL ||
 	    gw_req_filter_response(rq) < 0 || gw_req_filter_hold_head(rq) < 0)
@@ -1476,9 +1627,10 @@ oom:
 	gw_req_respond(rq, 503, NULL, NULL, 0, NULL);
 }
 
-int fwd_icap_reqmod(struct fwd_icap *ic, int svc, struct gw_req *rq, const char *body, size_t len,
+int fwd_icap_reqmod(struct fwd_icap *ic, int plan, struct gw_req *rq, const char *body, size_t len,
     int complete, struct fwd_icap_tx **txp, void (*fin)(struct gw_req *rq, void *arg))
 {
+	int svc = ic->plans[plan].svc[0];   /* (a reqmod list has one) */
 	struct icap_svc *s = &ic->s[svc];
 	struct fwd_icap_tx *tx;
 	size_t rsl;
@@ -1500,7 +1652,7 @@ int fwd_icap_reqmod(struct fwd_icap *ic, int svc, struct gw_req *rq, const char 
 	tx->reqmod = 1;
 	tx->fin = fin;
 	tx->reply = evbuffer_new();
-	tx->heads = build_heads(rq, NULL, &tx->req_len, &rsl);
+	tx->heads = build_heads(rq, NULL, NULL, 0, &tx->req_len, &rsl);
 	if (tx->out == NULL || tx->in == NULL || tx->orig == NULL || tx->reply == NULL || tx->heads == NULL ||
 	    evbuffer_add(tx->orig, body, len) < 0)
 		goto oom;
@@ -1531,8 +1683,7 @@ int fwd_icap_filter(struct fwd_icap_tx *tx, const char *p, size_t n, int last)
 {
 	if (tx->passing) {
 		tx->emitted_last |= last;
-		gw_req_body_emit(tx->rq, p, n, last);
-		return GW_FILTER_GO;
+		return out_emit(tx, p, n, last);
 	}
 	tx->total += n;
 	tx->body_last |= last;
@@ -1589,6 +1740,7 @@ void fwd_icap_done(struct fwd_icap_tx *tx)
 {
 	if (tx == NULL)
 		return;
+	fwd_icap_done(tx->next);   /* (a chain ends with its first) */
 	unqueue(tx);
 	gw_req_output_wake(tx->rq, NULL);
 	/* a connection still busy with this exchange cannot be reused (the

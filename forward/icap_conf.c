@@ -104,7 +104,7 @@ int fwd_icap_names_ok(struct conf_ctx *x, const config_setting_t *s, const char 
 {
 	const struct conf_forward *fw = conf_section(x);
 	char lp[CONF_KP];
-	int ok = 1, seen[2] = { -1, -1 };
+	int ok = 1, reqmod = -1, nresp = 0;
 
 	for (size_t j = 0; j < names->n; j++) {
 		size_t k;
@@ -112,17 +112,28 @@ int fwd_icap_names_ok(struct conf_ctx *x, const config_setting_t *s, const char 
 			if (strcmp(fw->icap[k].name, names->v[j]) == 0)
 				break;
 		conf_kp_elem(lp, p, (unsigned)j);
-		if (k == fw->nicap) {
+		for (size_t i = 0; i < j && k < fw->nicap; i++)
+			if (strcmp(names->v[i], names->v[j]) == 0)
+				k = fw->nicap + 1;   /* (said below) */
+		if (k == fw->nicap + 1) {
+			conf_serr(x, config_setting_get_elem(s, (unsigned)j), lp,
+			    "\"%s\" is already in this list", names->v[j]);
+			ok = 0;
+		} else if (k == fw->nicap) {
 			conf_serr(x, config_setting_get_elem(s, (unsigned)j), lp,
 			    "no service named \"%s\" in forward.icap", names->v[j]);
 			ok = 0;
-		} else if (seen[fw->icap[k].reqmod] >= 0) {
+		} else if (fw->icap[k].reqmod && reqmod >= 0) {
 			conf_serr(x, config_setting_get_elem(s, (unsigned)j), lp,
-			    "\"%s\" is a second %s service in this list (one of each method: chaining is not "
-			    "supported)", names->v[j], fw->icap[k].reqmod ? "reqmod" : "respmod");
+			    "\"%s\" is a second reqmod service in this list (respmod services chain, one reqmod "
+			    "service at most)", names->v[j]);
 			ok = 0;
-		} else {
-			seen[fw->icap[k].reqmod] = (int)k;
+		} else if (!fw->icap[k].reqmod && ++nresp > FWD_ICAP_CHAIN_MAX) {
+			conf_serr(x, config_setting_get_elem(s, (unsigned)j), lp,
+			    "more than %d respmod services in this list", FWD_ICAP_CHAIN_MAX);
+			ok = 0;
+		} else if (fw->icap[k].reqmod) {
+			reqmod = (int)k;
 		}
 	}
 	return ok;
