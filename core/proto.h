@@ -298,6 +298,9 @@ void gw_req_output_wake(struct gw_req *rq, struct event *ev);
 /* The event loop of rq's worker (a filter's own I/O runs on it). */
 struct event_base;
 struct event_base *gw_req_base(const struct gw_req *rq);
+/* The resolver of rq's worker (core/dns.h; a family's own connections). */
+struct gw_dns;
+struct gw_dns *gw_req_dns(const struct gw_req *rq);
 
 /* One pointer of the family's own per-request state (NULL until set). */
 void gw_req_set_data(struct gw_req *rq, void *data);

@@ -616,6 +616,7 @@ int gw_req_rewrite(struct gw_req *rq, const struct gw_hdr *hdrs, size_t n, const
 
 int gw_req_worker(const struct gw_req *rq) { return rq->w->id; }
 struct event_base *gw_req_base(const struct gw_req *rq) { return rq->w->base; }
+struct gw_dns *gw_req_dns(const struct gw_req *rq) { return rq->w->dns; }
 void gw_req_set_data(struct gw_req *rq, void *data) { rq->family_data = data; }
 void *gw_req_data(const struct gw_req *rq) { return rq->family_data; }
 

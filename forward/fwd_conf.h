@@ -109,7 +109,10 @@ struct conf_fwd_icap {
 	char *name;
 	struct conf_src src;
 	char *uri;
-	char *host;                /* numeric, without brackets */
+	char *host;                /* numeric (without brackets) or a DNS name */
+	int host_is_name;          /* resolved per connection (core/dns.c) */
+	struct sockaddr_storage sa;   /* the address when not a name ("localhost": 127.0.0.1) */
+	socklen_t salen;
 	uint16_t port;
 	char *service;             /* the path after the authority, without '/' */
 	int reqmod;                /* method: "respmod" (0, default) | "reqmod" (1) */

@@ -44,6 +44,7 @@
 
 #include "conf/conf.h"
 #include "core/clock.h"
+#include "core/dns.h"
 #include "core/http1.h"
 #include "core/log.h"
 #include "core/proto.h"
@@ -149,6 +150,13 @@ struct fwd_icap_tx {
 	struct fwd_icap_tx *next, *prev;
 	const char *note;
 	int sock_err;               /* socket()/connect() failed at once: tx_go reports it */
+	/* the server's address: the service's, or (a name) what the worker's
+	 * resolver answered for this exchange */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	int have_addr;
+	struct gw_dns_query *dnsq;
+	const char *dns_err;        /* resolving failed at once: tx_go reports it */
 	/* REQMOD: the request waits (gw_req_defer) for the outcome; fin runs
 	 * through gw_req_wake once it is decided */
 	int reqmod, decided, woken, req_reply;
@@ -198,23 +206,15 @@ struct fwd_icap *fwd_icap_new(const struct conf_forward *fw, long workers, int *
 	for (size_t i = 0; i < fw->nicap; i++) {
 		struct icap_svc *s = &ic->s[i];
 		const struct conf_fwd_icap *c = &fw->icap[i];
-		struct sockaddr_in *a4 = (struct sockaddr_in *)&s->sa;
-		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&s->sa;
 
 		s->c = c;
 		atomic_init(&s->health, -1);
-		if (inet_pton(AF_INET, c->host, &a4->sin_addr) == 1) {
-			a4->sin_family = AF_INET;
-			a4->sin_port = htons(c->port);
-			s->salen = sizeof *a4;
-			snprintf(s->authority, sizeof s->authority, "%s:%u", c->host, (unsigned)c->port);
-		} else {   /* (conf/ checked it is one or the other) */
-			inet_pton(AF_INET6, c->host, &a6->sin6_addr);
-			a6->sin6_family = AF_INET6;
-			a6->sin6_port = htons(c->port);
-			s->salen = sizeof *a6;
-			snprintf(s->authority, sizeof s->authority, "[%s]:%u", c->host, (unsigned)c->port);
+		if (!c->host_is_name) {   /* (a name: per connection, tx_begin_conn) */
+			memcpy(&s->sa, &c->sa, c->salen);
+			s->salen = c->salen;
 		}
+		snprintf(s->authority, sizeof s->authority, strchr(c->host, ':') != NULL ? "[%s]:%u" : "%s:%u",
+		    c->host, (unsigned)c->port);
 	}
 	return ic;
 }
@@ -846,7 +846,17 @@ static void on_conn(struct fwd_icap_tx *tx)
 		send_respmod(tx);
 }
 
-/* Take a pooled connection, or connect, or wait for one. */
+static void tx_dns_done(void *arg, const struct gw_dns_result *res);
+
+static void take_addr(struct fwd_icap_tx *tx, const struct gw_dns_result *res)
+{
+	memcpy(&tx->addr, &res->addrs[0], res->lens[0]);   /* (the first answer) */
+	tx->addrlen = res->lens[0];
+	tx->have_addr = 1;
+}
+
+/* Take a pooled connection, or connect (a name resolved first), or wait
+ * for one. */
 static void tx_begin_conn(struct fwd_icap_tx *tx)
 {
 	int fd = pool_take(tx->ws), one = 1;
@@ -867,8 +877,23 @@ static void tx_begin_conn(struct fwd_icap_tx *tx)
 		tx->ws->wait_tail = tx;
 		return;
 	}
+	if (!tx->have_addr) {   /* a name: the worker's resolver (cached; tx_dns_done) */
+		struct gw_dns_result res;
+		int r = gw_dns_resolve(gw_req_dns(tx->rq), tx->s->c->host, tx->s->c->port, &res, tx_dns_done, tx,
+		    &tx->dnsq);
+		if (r == 0) {
+			tx->st = TX_WAIT;
+			return;
+		}
+		if (r < 0 || res.naddrs == 0) {
+			tx->dns_err = res.error != NULL ? res.error : "no address";
+			event_active(&tx->ev_go, EV_TIMEOUT, 0);   /* fails in tx_go */
+			return;
+		}
+		take_addr(tx, &res);
+	}
 	tx->reused = 0;
-	fd = socket(tx->s->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = socket(tx->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		tx->sock_err = errno;
 		event_active(&tx->ev_go, EV_TIMEOUT, 0);   /* fails in tx_go (not inside the filter) */
@@ -877,7 +902,7 @@ static void tx_begin_conn(struct fwd_icap_tx *tx)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	tx->fd = fd;
 	tx->ws->busy++;
-	if (connect(fd, (struct sockaddr *)&tx->s->sa, tx->s->salen) < 0 && errno != EINPROGRESS) {
+	if (connect(fd, (struct sockaddr *)&tx->addr, tx->addrlen) < 0 && errno != EINPROGRESS) {
 		tx->sock_err = errno;
 		event_active(&tx->ev_go, EV_TIMEOUT, 0);
 		return;
@@ -905,12 +930,35 @@ static int tx_retry(struct fwd_icap_tx *tx)
 	return 1;
 }
 
+/* The worker's resolver answered a name (tx_begin_conn). */
+static void tx_dns_done(void *arg, const struct gw_dns_result *res)
+{
+	struct fwd_icap_tx *tx = arg;
+
+	tx->dnsq = NULL;
+	if (res->naddrs == 0) {
+		tx->dns_err = res->error != NULL ? res->error : "no address";
+		tx_go(-1, 0, tx);
+		return;
+	}
+	take_addr(tx, res);
+	tx_begin_conn(tx);
+}
+
 static void tx_go(evutil_socket_t fd, short what, void *arg)
 {
 	struct fwd_icap_tx *tx = arg;
 
 	(void)fd;
 	(void)what;
+	if (tx->dns_err != NULL) {   /* the name did not resolve (tx_begin_conn) */
+		char why[160];
+		snprintf(why, sizeof why, "cannot resolve %s: %s", tx->s->c->host, tx->dns_err);
+		tx->dns_err = NULL;
+		if (tx_fail(tx, why))
+			tx_kick(tx);
+		return;
+	}
 	if (tx->sock_err) {   /* a socket error in tx_begin_conn */
 		char why[128];
 		snprintf(why, sizeof why, "cannot connect: %s", strerror(tx->sock_err));
@@ -939,6 +987,14 @@ static void unqueue(struct fwd_icap_tx *tx)
 	tx->queued = 0;
 }
 
+static void dns_cancel(struct fwd_icap_tx *tx)
+{
+	if (tx->dnsq != NULL) {
+		gw_dns_cancel(tx->dnsq);
+		tx->dnsq = NULL;
+	}
+}
+
 static void tx_bp(evutil_socket_t fd, short what, void *arg)
 {
 	struct fwd_icap_tx *tx = arg;
@@ -957,6 +1013,7 @@ static void tx_to(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	unqueue(tx);
+	dns_cancel(tx);
 	if (tx_fail(tx, "timed out (timeout)"))
 		tx_kick(tx);
 }
@@ -1566,6 +1623,11 @@ static struct fwd_icap_tx *tx_new(struct fwd_icap *ic, int svc, struct gw_req *r
 	tx->fd = -1;
 	tx->base = gw_req_base(rq);
 	snprintf(tx->server_ip, sizeof tx->server_ip, "%s", server_ip ? server_ip : "");
+	if (!s->c->host_is_name) {
+		memcpy(&tx->addr, &s->sa, s->salen);
+		tx->addrlen = s->salen;
+		tx->have_addr = 1;
+	}
 	tx->out = evbuffer_new();
 	tx->in = evbuffer_new();
 	tx->orig = evbuffer_new();
@@ -1742,6 +1804,7 @@ void fwd_icap_done(struct fwd_icap_tx *tx)
 		return;
 	fwd_icap_done(tx->next);   /* (a chain ends with its first) */
 	unqueue(tx);
+	dns_cancel(tx);
 	gw_req_output_wake(tx->rq, NULL);
 	/* a connection still busy with this exchange cannot be reused (the
 	 * service may still answer); an idle-clean one went back already */

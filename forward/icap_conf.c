@@ -5,8 +5,8 @@
  */
 #include "forward/icap_conf.h"
 
-#include <arpa/inet.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,14 +19,17 @@ static const char *const k_icap[] = { "name", "uri", "method", "bypass_on_error"
 /* "icap://ADDR[:PORT]/SERVICE": NULL, or what is wrong. */
 static const char *parse_uri(struct conf_ctx *x, struct conf_fwd_icap *s, const char *uri)
 {
-	const char *p = uri, *h, *he, *slash;
-	unsigned char tmp[16];
+	const char *p = uri, *h, *he, *slash, *err;
+	char hp[300];
+	struct conf_addr a;
+	int bracket = 0;
 	long port = 1344;
 
 	if (strncmp(p, "icap://", 7) != 0)
 		return "must start with \"icap://\" (icaps is not supported)";
 	p += 7;
 	if (*p == '[') {
+		bracket = 1;
 		h = p + 1;
 		he = strchr(h, ']');
 		if (he == NULL)
@@ -47,11 +50,18 @@ static const char *parse_uri(struct conf_ctx *x, struct conf_fwd_icap *s, const 
 	if (*p != '/' || p[1] == '\0')
 		return "needs a service path, e.g. icap://127.0.0.1:1344/avscan";
 	slash = p;
-	s->host = conf_arena_alloc(conf_ctx_arena(x), (size_t)(he - h) + 1);
-	memcpy(s->host, h, (size_t)(he - h));
-	s->host[he - h] = '\0';
-	if (inet_pton(AF_INET, s->host, tmp) != 1 && inet_pton(AF_INET6, s->host, tmp) != 1)
-		return "the server must be a numeric IPv4 or IPv6 address";
+	if ((size_t)(he - h) > 253 || he == h)
+		return "the server must be an IPv4 or [IPv6] address or a host name";
+	/* the core's reading of "host:port" (odd numerics such as 0177.0.0.1
+	 * refused, names checked as names) */
+	snprintf(hp, sizeof hp, "%s%.*s%s:%ld", bracket ? "[" : "", (int)(he - h), h, bracket ? "]" : "", port);
+	if ((err = conf_parse_addr(hp, 1, &a, conf_ctx_arena(x))) != NULL ||
+	    (bracket && a.ss.ss_family != AF_INET6))
+		return "the server must be an IPv4 or [IPv6] address or a host name";
+	s->host = a.host;
+	s->host_is_name = a.is_name;
+	s->sa = a.ss;
+	s->salen = a.sslen;
 	for (const char *q = slash + 1; *q; q++)
 		if ((unsigned char)*q <= ' ' || *q == '#' || *q == '?' || (unsigned char)*q >= 127)
 			return "the service path has a character that is not allowed";

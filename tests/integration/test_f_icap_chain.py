@@ -6,7 +6,6 @@ byte-identical; EICAR is blocked whichever place the scanner has; a block
 ends the chain (the service after it never sees the response); a first
 service that is down and may be bypassed leaves the response to the next."""
 import os
-import subprocess
 import time
 
 import pytest
@@ -60,12 +59,7 @@ def env():
 
 
 def get(env, path):
-    g, port, origin, _ = env
-    out = subprocess.run(["curl", "-s", "-x", "127.0.0.1:%d" % port, "-o", "-", "-w", "\n%{http_code}",
-                          "http://127.0.0.1:%d%s" % (origin.port, path)],
-                         capture_output=True, timeout=60).stdout
-    body, _, code = out.rpartition(b"\n")
-    return int(code), body
+    return icap_peers.proxied_get(env[1], env[2].port, path)
 
 
 def reason_of(g, path):
