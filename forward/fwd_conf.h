@@ -115,6 +115,8 @@ struct conf_fwd_icap {
 	socklen_t salen;
 	uint16_t port;
 	char *service;             /* the path after the authority, without '/' */
+	int tls;                   /* icaps:// (port 11344 by default) */
+	char *ca_file;             /* icaps: the CAs trusted for the server (NULL: the system's) */
 	int reqmod;                /* method: "respmod" (0, default) | "reqmod" (1) */
 	int bypass_on_error;       /* default 0: an ICAP failure blocks (fail closed) */
 	uint64_t max_body_bytes;   /* default 32M: bodies held for the verdict up to this */

@@ -52,6 +52,7 @@
 #include "core/strlit.h"
 #include "forward/fwd_conf.h"
 #include "forward/icap_conf.h"
+#include "forward/icap_tls.h"
 
 #define ICAP_HEAD_MAX (16 * 1024)     /* an ICAP head, and an encapsulated head, at most */
 #define HIWAT (256 * 1024)            /* body bytes waiting for the service before we hold */
@@ -60,6 +61,7 @@
 
 struct icap_conn {
 	int fd;
+	SSL *ssl;                  /* icaps: its TLS (NULL plain) */
 	unsigned uses;
 };
 
@@ -81,6 +83,8 @@ struct icap_wsvc {
 
 struct icap_svc {
 	const struct conf_fwd_icap *c;
+	SSL_CTX *tls;              /* icaps: the client context (NULL plain, or the CA failed) */
+	char tls_err[160];         /* why it failed */
 	struct sockaddr_storage sa;
 	socklen_t salen;
 	char authority[80];
@@ -125,6 +129,8 @@ struct fwd_icap_tx {
 	struct event_base *base;
 	enum tx_state st;
 	int fd;
+	SSL *ssl;                   /* icaps: the connection's TLS */
+	int handshaking;
 	int reused, retried, have_ev;
 	struct event ev_rd, ev_wr, ev_to, ev_go;
 	struct event ev_bp;         /* replaying a 200 to a full client: look again later */
@@ -209,6 +215,8 @@ struct fwd_icap *fwd_icap_new(const struct conf_forward *fw, long workers, int *
 
 		s->c = c;
 		atomic_init(&s->health, -1);
+		if (c->tls && (s->tls = fwd_icap_tls_ctx(c->ca_file, s->tls_err, sizeof s->tls_err)) == NULL)
+			gw_error("forward: ICAP service %s: %s", c->name, s->tls_err);   /* (each exchange fails) */
 		if (!c->host_is_name) {   /* (a name: per connection, tx_begin_conn) */
 			memcpy(&s->sa, &c->sa, c->salen);
 			s->salen = c->salen;
@@ -228,11 +236,15 @@ void fwd_icap_free(struct fwd_icap *ic)
 			struct icap_wsvc *ws = ic->s[i].w[w];
 			if (ws == NULL)
 				continue;
-			for (int k = 0; k < ws->nidle; k++)
+			for (int k = 0; k < ws->nidle; k++) {
+				SSL_free(ws->idle[k].ssl);
 				close(ws->idle[k].fd);   /* (idle ones have no event) */
+			}
 			free(ws);
 		}
 	}
+	for (size_t i = 0; i < ic->n; i++)
+		SSL_CTX_free(ic->s[i].tls);
 	free(ic->plans);
 	free(ic->s);
 	free(ic);
@@ -444,16 +456,20 @@ static unsigned share(const struct fwd_icap *ic, const struct icap_wsvc *ws)
 	return m > 0 ? m : 1;
 }
 
-/* An idle connection that the server did not close meanwhile, or -1. */
-static int pool_take(struct icap_wsvc *ws)
+/* An idle connection that the server did not close meanwhile (its TLS
+ * in *ssl), or -1. */
+static int pool_take(struct icap_wsvc *ws, SSL **ssl)
 {
 	while (ws->nidle > 0) {
 		struct icap_conn c = ws->idle[--ws->nidle];
 		char b;
 		ssize_t r = recv(c.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			*ssl = c.ssl;
 			return c.fd;
-		close(c.fd);   /* closed (or answering nothing asked): not usable */
+		}
+		SSL_free(c.ssl);   /* closed (or answering nothing asked; TLS: an alert): not usable */
+		close(c.fd);
 		ws->busy--;
 	}
 	return -1;
@@ -619,6 +635,8 @@ static void conn_close(struct fwd_icap_tx *tx)
 		tx->have_ev = 0;
 	}
 	if (tx->fd >= 0) {
+		SSL_free(tx->ssl);
+		tx->ssl = NULL;
 		close(tx->fd);
 		tx->fd = -1;
 		tx->ws->busy--;
@@ -650,8 +668,10 @@ static void conn_release(struct fwd_icap_tx *tx, int reuse)
 		event_del(&tx->ev_wr);
 		tx->have_ev = 0;
 		tx->ws->idle[tx->ws->nidle].fd = tx->fd;
+		tx->ws->idle[tx->ws->nidle].ssl = tx->ssl;
 		tx->ws->idle[tx->ws->nidle++].uses = 0;
 		tx->fd = -1;
+		tx->ssl = NULL;
 	} else {
 		conn_close(tx);
 	}
@@ -848,6 +868,34 @@ static void on_conn(struct fwd_icap_tx *tx)
 
 static void tx_dns_done(void *arg, const struct gw_dns_result *res);
 
+/* icaps: one step of the handshake (from the connection's events); done,
+ * the exchange goes on as over plain TCP. */
+static void tls_step(struct fwd_icap_tx *tx)
+{
+	char err[200];
+	int wr = 0, r = fwd_icap_tls_handshake(tx->ssl, &wr, err, sizeof err);
+
+	if (r < 0) {
+		if (tx_fail(tx, err))
+			tx_kick(tx);
+		return;
+	}
+	if (r == 0) {   /* (the events are persistent: the one it waits for) */
+		if (wr) {
+			event_del(&tx->ev_rd);
+			event_add(&tx->ev_wr, NULL);
+		} else {
+			event_del(&tx->ev_wr);
+			event_add(&tx->ev_rd, NULL);
+		}
+		return;
+	}
+	tx->handshaking = 0;
+	event_del(&tx->ev_rd);
+	event_del(&tx->ev_wr);
+	on_conn(tx);
+}
+
 static void take_addr(struct fwd_icap_tx *tx, const struct gw_dns_result *res)
 {
 	memcpy(&tx->addr, &res->addrs[0], res->lens[0]);   /* (the first answer) */
@@ -859,9 +907,11 @@ static void take_addr(struct fwd_icap_tx *tx, const struct gw_dns_result *res)
  * for one. */
 static void tx_begin_conn(struct fwd_icap_tx *tx)
 {
-	int fd = pool_take(tx->ws), one = 1;
+	SSL *ssl = NULL;
+	int fd = pool_take(tx->ws, &ssl), one = 1;
 
 	if (fd >= 0) {
+		tx->ssl = ssl;
 		tx->fd = fd;
 		tx->reused = 1;
 		on_conn(tx);
@@ -1002,8 +1052,11 @@ static void tx_bp(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	event_del(&tx->ev_bp);   /* (woken: the fallback timer is not needed) */
-	if (tx->fd >= 0 && tx->have_ev)
-		event_add(&tx->ev_rd, NULL);   /* (tx_rd pauses again while still full) */
+	if (tx->fd >= 0 && tx->have_ev) {
+		event_add(&tx->ev_rd, NULL);
+		if (tx->ssl != NULL && SSL_pending(tx->ssl) > 0)
+			event_active(&tx->ev_rd, EV_READ, 0);
+	}   /* (tx_rd pauses again while still full) */
 }
 
 static void tx_to(evutil_socket_t fd, short what, void *arg)
@@ -1034,11 +1087,25 @@ static void tx_wr(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		event_del(&tx->ev_wr);
+		if (tx->s->c->tls) {   /* icaps: the handshake first */
+			if (tx->s->tls == NULL || (tx->ssl = fwd_icap_tls_new(tx->s->tls, fd, tx->s->c->host)) == NULL) {
+				if (tx_fail(tx, tx->s->tls == NULL ? tx->s->tls_err : "TLS: out of memory"))
+					tx_kick(tx);
+				return;
+			}
+			tx->handshaking = 1;
+			tls_step(tx);
+			return;
+		}
 		on_conn(tx);
 		return;
 	}
+	if (tx->handshaking) {
+		tls_step(tx);
+		return;
+	}
 	while (evbuffer_get_length(tx->out) > 0) {
-		int n = evbuffer_write(tx->out, fd);
+		int n = tx->ssl != NULL ? fwd_icap_tls_write(tx->ssl, tx->out) : evbuffer_write(tx->out, fd);
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 			return;
 		if (n <= 0) {
@@ -1438,7 +1505,13 @@ static void tx_rd(evutil_socket_t fd, short what, void *arg)
 		event_add(&tx->ev_bp, &again);            /* (else look again soon) */
 		return;
 	}
-	n = evbuffer_read(tx->in, fd, 64 * 1024);
+	if (tx->handshaking) {
+		tls_step(tx);
+		return;
+	}
+	n = tx->ssl != NULL ? fwd_icap_tls_read(tx->ssl, tx->in, 64 * 1024) : evbuffer_read(tx->in, fd, 64 * 1024);
+	if (tx->ssl != NULL && SSL_pending(tx->ssl) > 0)
+		event_active(&tx->ev_rd, EV_READ, 0);   /* (decrypted bytes the socket will not signal) */
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
 	if (n <= 0 && evbuffer_get_length(tx->in) == 0 && tx->verdict == 0 && tx_retry(tx))

@@ -5,16 +5,18 @@
  */
 #include "forward/icap_conf.h"
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "conf/keys.h"
 #include "forward/fwd_conf.h"
 
 static const char *const k_icap[] = { "name", "uri", "method", "bypass_on_error", "max_body_bytes",
-    "on_oversize", "timeout", NULL };
+    "on_oversize", "timeout", "ca_file", NULL };
 
 /* "icap://ADDR[:PORT]/SERVICE": NULL, or what is wrong. */
 static const char *parse_uri(struct conf_ctx *x, struct conf_fwd_icap *s, const char *uri)
@@ -25,9 +27,15 @@ static const char *parse_uri(struct conf_ctx *x, struct conf_fwd_icap *s, const 
 	int bracket = 0;
 	long port = 1344;
 
-	if (strncmp(p, "icap://", 7) != 0)
-		return "must start with \"icap://\" (icaps is not supported)";
-	p += 7;
+	if (strncmp(p, "icaps://", 8) == 0) {
+		s->tls = 1;
+		port = 11344;
+		p += 8;
+	} else if (strncmp(p, "icap://", 7) == 0) {
+		p += 7;
+	} else {
+		return "must start with \"icap://\" or \"icaps://\" (ICAP over TLS)";
+	}
 	if (*p == '[') {
 		bracket = 1;
 		h = p + 1;
@@ -106,6 +114,17 @@ static int read_service(struct conf_ctx *x, config_setting_t *e, const char *ep,
 		ok = 0;
 	if (conf_get_num(x, e, ep, "timeout", 0.1, CONF_MAX_TIMEOUT, &s->timeout) < 0)
 		ok = 0;
+	if (conf_get_path(x, e, ep, "ca_file", 0, &s->ca_file) < 0)
+		ok = 0;
+	else if (s->ca_file != NULL && !s->tls && s->uri != NULL) {
+		conf_kp_child(p, ep, "ca_file");
+		conf_serr(x, conf_member(e, "ca_file"), p, "only for an icaps:// service (TLS)");
+		ok = 0;
+	} else if (s->ca_file != NULL && access(s->ca_file, R_OK) != 0) {
+		conf_kp_child(p, ep, "ca_file");
+		conf_serr(x, conf_member(e, "ca_file"), p, "cannot read %s: %s", s->ca_file, strerror(errno));
+		ok = 0;
+	}
 	return ok;
 }
 
