@@ -543,20 +543,31 @@ static int out_full(struct fwd_icap_tx *tx)
 static char *build_heads(struct gw_req *rq, const struct gw_http_head *resp, const char *raw, size_t rawlen,
     size_t *rql, size_t *rsl);
 static struct fwd_icap_tx *tx_new(struct fwd_icap *ic, int svc, struct gw_req *rq, const char *server_ip);
+static int ext_listed(const char *list, const char *path, size_t plen);
 
 /* At this exchange's verdict, in a chain: the next service's exchange,
  * on the response as this one leaves it (head res[0..rl)).  -1: out of
  * memory (nothing started). */
 static int chain_next(struct fwd_icap_tx *tx, const char *res, size_t rl)
 {
+	const struct gw_http_head *h = gw_req_head(tx->rq);
 	struct fwd_icap_tx *nx;
+	int pos;
 
-	if (tx->reqmod || tx->plan == NULL || tx->pos + 1 >= tx->plan->n || tx->next != NULL)
+	if (tx->reqmod || tx->plan == NULL || tx->next != NULL)
 		return 0;
-	if ((nx = tx_new(tx->ic, tx->plan->svc[tx->pos + 1], tx->rq, tx->server_ip)) == NULL)
+	for (pos = tx->pos + 1; pos < tx->plan->n; pos++) {   /* (Transfer-Ignore skips a service) */
+		const struct icap_wsvc *ws = tx->ic->s[tx->plan->svc[pos]].w[gw_req_worker(tx->rq)];
+		if (h->path == NULL || ws == NULL || !ws->have_opts || !ws->ignore[0] ||
+		    !ext_listed(ws->ignore, h->path, h->path_len))
+			break;
+	}
+	if (pos >= tx->plan->n)
+		return 0;
+	if ((nx = tx_new(tx->ic, tx->plan->svc[pos], tx->rq, tx->server_ip)) == NULL)
 		return -1;
 	nx->plan = tx->plan;
-	nx->pos = tx->pos + 1;
+	nx->pos = pos;
 	nx->prev = tx;
 	nx->heads = build_heads(tx->rq, NULL, res, rl, &nx->req_len, &nx->res_len);
 	if (nx->out == NULL || nx->in == NULL || nx->orig == NULL || nx->heads == NULL) {

@@ -12,11 +12,12 @@ import pytest
 
 import gh
 import icap_peers
+from test_f_icap_faults import BadIcap
 
 CLEAN = bytes((i * 11 + (i >> 7)) % 251 for i in range(300 * 1024))
 
 
-def conf(port, icap_port, dead_port):
+def conf(port, icap_port, dead_port, stub_port):
     return """
 forward: {
   listeners = ( { address = "127.0.0.1:%(P)d"; } );
@@ -25,36 +26,43 @@ forward: {
   icap = (
     { name = "av"; uri = "icap://127.0.0.1:%(I)d/virus_scan"; },
     { name = "echo"; uri = "icap://127.0.0.1:%(I)d/echo"; },
-    { name = "gone"; uri = "icap://127.0.0.1:%(D)d/x"; bypass_on_error = true; timeout = 5; }
+    { name = "gone"; uri = "icap://127.0.0.1:%(D)d/x"; bypass_on_error = true; timeout = 5; },
+    { name = "stub"; uri = "icap://127.0.0.1:%(S)d/xfer"; }
   );
   policy = (
     { name = "echo-av"; action = "allow"; urls = [ "/echo-av/" ]; icap = [ "echo", "av" ]; },
     { name = "av-echo"; action = "allow"; urls = [ "/av-echo/" ]; icap = [ "av", "echo" ]; },
     { name = "gone-av"; action = "allow"; urls = [ "/gone-av/" ]; icap = [ "gone", "av" ]; },
+    { name = "echo-stub"; action = "allow"; urls = [ "/echo-stub/" ]; icap = [ "echo", "stub" ]; },
     { name = "all"; action = "allow"; }
   );
 };
-""" % dict(P=port, I=icap_port, D=dead_port)
+""" % dict(P=port, I=icap_port, D=dead_port, S=stub_port)
 
 
 @pytest.fixture(scope="module")
 def env():
     peers = icap_peers.IcapPeers().start()
-    origin = g = None
+    origin = g = stub = None
     try:
         origin = gh.CacheOrigin()
-        for pre in ("/echo-av", "/av-echo", "/gone-av"):
+        stub = BadIcap()
+        for pre in ("/echo-av", "/av-echo", "/gone-av", "/echo-stub"):
             origin.script(pre + "/eicar.com", headers=[("Content-Type", "application/octet-stream")],
                           body=icap_peers.EICAR)
             origin.script(pre + "/clean.bin", headers=[("Content-Type", "application/octet-stream")],
                           body=CLEAN)
+            origin.script(pre + "/a.jpg", headers=[("Content-Type", "image/jpeg")], body=CLEAN)
             origin.script(pre + "/clean-chunked.bin", headers=[("Content-Type", "application/octet-stream")],
                           body=CLEAN, chunked=True)
         port = gh.free_port()
-        g = gh.Gatehouse(conf(port, peers.port, gh.free_port()))
+        g = gh.Gatehouse(conf(port, peers.port, gh.free_port(), stub.port))
         g.start(wait_ports=[port])
+        g.stub = stub
         yield g, port, origin, peers
     finally:
+        if stub is not None:
+            stub.sock.close()
         icap_peers.stop_all(origin, g, peers)
 
 
@@ -137,3 +145,22 @@ def test_bypassed_first_service_leaves_it_to_the_next(env):
     assert code == 403 and b"VIRUS FOUND" in body, (code, body[:300])
     code, body = get(env, "/gone-av/clean.bin")
     assert code == 200 and body == CLEAN
+
+
+def test_transfer_ignore_of_a_later_service(env):
+    """The second service's Transfer-Ignore (jpg) skips it in the chain:
+    the first one still scans, the client gets the file whole."""
+    g, _, _, peers = env
+    code, body = get(env, "/echo-stub/clean.bin")   # (the stub's OPTIONS are learnt)
+    assert code == 200 and body == CLEAN
+    with g.stub.lock:
+        sent = [x for x in g.stub.seen if x[0] == "xfer" and x[1] == "RESPMOD"]
+    assert len(sent) == 1 and b"/echo-stub/clean.bin" in sent[0][2], sent
+    # what echo left (its 200's head, or the original's after its 204) reached the stub
+    assert b"HTTP/1.1 200" in sent[0][2]
+    before = len(icap_log(peers))
+    code, body = get(env, "/echo-stub/a.jpg")
+    assert code == 200 and body == CLEAN
+    wait_seen(peers, before, (1, 0))
+    with g.stub.lock:
+        assert len([x for x in g.stub.seen if x[0] == "xfer" and x[1] == "RESPMOD"]) == 1, g.stub.seen
