@@ -674,7 +674,8 @@ static void conn_release(struct fwd_icap_tx *tx, int reuse)
 {
 	if (tx->fd < 0)
 		return;
-	if (reuse && !tx->conn_close && tx->ws->nidle < IDLE_MAX && evbuffer_get_length(tx->in) == 0) {
+	if (reuse && !tx->conn_close && tx->ws->nidle < IDLE_MAX && evbuffer_get_length(tx->in) == 0 &&
+	    (tx->ssl == NULL || SSL_pending(tx->ssl) == 0)) {   /* (TLS: nothing decrypted left over either) */
 		event_del(&tx->ev_rd);
 		event_del(&tx->ev_wr);
 		tx->have_ev = 0;
