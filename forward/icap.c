@@ -52,9 +52,9 @@
 #include "core/strlit.h"
 #include "forward/fwd_conf.h"
 #include "forward/icap_conf.h"
+#include "forward/icap_msg.h"
 #include "forward/icap_tls.h"
 
-#define ICAP_HEAD_MAX (16 * 1024)     /* an ICAP head, and an encapsulated head, at most */
 #define HIWAT (256 * 1024)            /* body bytes waiting for the service before we hold */
 #define IDLE_MAX 16                   /* idle connections kept per worker and service */
 #define DEFAULT_MAXCONN 100u          /* before OPTIONS said (c-icap's MaxServers*Threads is more) */
@@ -346,98 +346,6 @@ void fwd_icap_addr_str(const struct sockaddr *sa, char *buf, size_t cap)
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, (socklen_t)cap);
 }
 
-/* ---- ICAP heads ---- */
-
-struct icap_head {
-	int status;
-	const char *hdrs;           /* after the status line */
-	size_t hdrs_len;
-	size_t len;                 /* whole head with the empty line */
-};
-
-/* Parse an ICAP response head at the start of buf: 1 complete, 0 more
- * needed, -1 malformed or over ICAP_HEAD_MAX. */
-static int head_parse(const char *buf, size_t len, struct icap_head *h)
-{
-	const char *end, *eol;
-
-	if (len == 0)
-		return 0;
-	end = memmem(buf, len < ICAP_HEAD_MAX ? len : ICAP_HEAD_MAX, "\r\n\r\n", 4);
-	if (end == NULL)
-		return len >= ICAP_HEAD_MAX ? -1 : 0;
-	if (end - buf < 12 || memcmp(buf, "ICAP/1.", 7) != 0 || buf[8] != ' ' ||
-	    buf[9] < '1' || buf[9] > '5' || buf[10] < '0' || buf[10] > '9' || buf[11] < '0' || buf[11] > '9')
-		return -1;
-	h->status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
-	eol = memmem(buf, (size_t)(end - buf) + 2, "\r\n", 2);
-	h->hdrs = eol + 2;
-	h->hdrs_len = (size_t)(end + 2 - h->hdrs);
-	h->len = (size_t)(end - buf) + 4;
-	for (const char *p = buf; p < end; p++)
-		if (*p == '\0')
-			return -1;
-	return 1;
-}
-
-/* The value of header name in h (trimmed), or NULL. */
-static const char *head_get(const struct icap_head *h, const char *name, size_t *vlen)
-{
-	size_t nl = strlen(name);
-	const char *p = h->hdrs, *e = h->hdrs + h->hdrs_len;
-
-	while (p < e) {
-		const char *eol = memmem(p, (size_t)(e - p), "\r\n", 2);
-		if (eol == NULL)
-			eol = e;
-		if ((size_t)(eol - p) > nl && p[nl] == ':' && strncasecmp(p, name, nl) == 0) {
-			const char *v = p + nl + 1, *ve = eol;
-			while (v < ve && (*v == ' ' || *v == '\t'))
-				v++;
-			while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-				ve--;
-			*vlen = (size_t)(ve - v);
-			return v;
-		}
-		p = eol + 2;
-	}
-	return NULL;
-}
-
-static long head_num(const struct icap_head *h, const char *name, long dflt)
-{
-	size_t n;
-	const char *v = head_get(h, name, &n);
-	long r = 0;
-
-	if (v == NULL || n == 0 || n > 9)
-		return dflt;
-	for (size_t i = 0; i < n; i++) {
-		if (v[i] < '0' || v[i] > '9')
-			return dflt;
-		r = r * 10 + (v[i] - '0');
-	}
-	return r;
-}
-
-/* Encapsulated: the offset of part (e.g. "res-hdr"), -1 absent, -2 bad. */
-static long encap_off(const char *v, size_t n, const char *part)
-{
-	size_t pl = strlen(part);
-
-	for (size_t i = 0; i + pl < n; i++) {
-		if ((i == 0 || v[i - 1] == ' ' || v[i - 1] == ',') && strncasecmp(v + i, part, pl) == 0 &&
-		    v[i + pl] == '=') {
-			long r = 0;
-			size_t k = i + pl + 1, d = 0;
-			while (k < n && v[k] >= '0' && v[k] <= '9' && d < 9)
-				r = r * 10 + (v[k++] - '0'), d++;
-			return d == 0 || (k < n && v[k] != ',' && v[k] != ' ') ? -2 : r;
-		}
-	}
-	return -1;
-}
-
 /* ---- per-worker service state and the pool ---- */
 
 static struct icap_wsvc *wsvc(struct icap_svc *s, int w)
@@ -543,7 +451,6 @@ static int out_full(struct fwd_icap_tx *tx)
 static char *build_heads(struct gw_req *rq, const struct gw_http_head *resp, const char *raw, size_t rawlen,
     size_t *rql, size_t *rsl);
 static struct fwd_icap_tx *tx_new(struct fwd_icap *ic, int svc, struct gw_req *rq, const char *server_ip);
-static int ext_listed(const char *list, const char *path, size_t plen);
 
 /* At this exchange's verdict, in a chain: the next service's exchange,
  * on the response as this one leaves it (head res[0..rl)).  -1: out of
@@ -559,7 +466,7 @@ static int chain_next(struct fwd_icap_tx *tx, const char *res, size_t rl)
 	for (pos = tx->pos + 1; pos < tx->plan->n; pos++) {   /* (Transfer-Ignore skips a service) */
 		const struct icap_wsvc *ws = tx->ic->s[tx->plan->svc[pos]].w[gw_req_worker(tx->rq)];
 		if (h->path == NULL || ws == NULL || !ws->have_opts || !ws->ignore[0] ||
-		    !ext_listed(ws->ignore, h->path, h->path_len))
+		    !fwd_icap_msg_ext_listed(ws->ignore, h->path, h->path_len))
 			break;
 	}
 	if (pos >= tx->plan->n)
@@ -793,29 +700,6 @@ static void feed(struct fwd_icap_tx *tx)
 		event_add(&tx->ev_wr, NULL);
 }
 
-static int ext_listed(const char *list, const char *path, size_t plen)
-{
-	const char *q = memchr(path, '?', plen), *dot, *e;
-	size_t el;
-
-	if (q != NULL)
-		plen = (size_t)(q - path);
-	e = path + plen;
-	for (dot = e; dot > path && dot[-1] != '.' && dot[-1] != '/'; dot--)
-		;
-	if (dot == path || dot[-1] != '.')
-		return strcmp(list, "*") == 0;
-	el = (size_t)(e - dot);
-	for (const char *p = list; *p;) {
-		size_t n = strcspn(p, ", ");
-		if ((n == 1 && *p == '*') || (n == el && strncasecmp(p, dot, n) == 0))
-			return 1;
-		p += n;
-		p += strspn(p, ", ");
-	}
-	return 0;
-}
-
 /* Send the RESPMOD head and heads (the body follows through feed()). */
 static void send_respmod(struct fwd_icap_tx *tx)
 {
@@ -823,7 +707,7 @@ static void send_respmod(struct fwd_icap_tx *tx)
 	const char *user = gw_req_user(tx->rq);
 
 	tx->preview = tx->ws->preview;
-	if (h->path != NULL && tx->ws->complete[0] && ext_listed(tx->ws->complete, h->path, h->path_len))
+	if (h->path != NULL && tx->ws->complete[0] && fwd_icap_msg_ext_listed(tx->ws->complete, h->path, h->path_len))
 		tx->preview = -1;   /* Transfer-Complete: the whole body, no preview */
 	evbuffer_add_printf(tx->out, "%s icap://%s/%s ICAP/1.0\r\nHost: %s\r\n",
 	    tx->reqmod ? "REQMOD" : "RESPMOD", tx->s->authority, tx->s->c->service, tx->s->authority);
@@ -1144,7 +1028,7 @@ static void tx_wr(evutil_socket_t fd, short what, void *arg)
 }
 
 /* The OPTIONS answer: what this worker knows of the service from now. */
-static int took_options(struct fwd_icap_tx *tx, const struct icap_head *h)
+static int took_options(struct fwd_icap_tx *tx, const struct fwd_icap_msg *h)
 {
 	struct icap_wsvc *ws = tx->ws;
 	const char *v;
@@ -1153,21 +1037,21 @@ static int took_options(struct fwd_icap_tx *tx, const struct icap_head *h)
 
 	if (h->status != 200)
 		return -1;
-	v = head_get(h, "Methods", &n);
+	v = fwd_icap_msg_get(h, "Methods", &n);
 	if (v == NULL || !gw_http1_list_has(v, n, tx->reqmod ? "REQMOD" : "RESPMOD"))
 		return -2;
-	ws->preview = head_num(h, "Preview", -1);
-	ws->allow204 = (v = head_get(h, "Allow", &n)) != NULL && gw_http1_list_has(v, n, "204");
-	ttl = head_num(h, "Options-TTL", 3600);
-	mc = head_num(h, "Max-Connections", (long)DEFAULT_MAXCONN);
+	ws->preview = fwd_icap_msg_num(h, "Preview", -1);
+	ws->allow204 = (v = fwd_icap_msg_get(h, "Allow", &n)) != NULL && gw_http1_list_has(v, n, "204");
+	ttl = fwd_icap_msg_num(h, "Options-TTL", 3600);
+	mc = fwd_icap_msg_num(h, "Max-Connections", (long)DEFAULT_MAXCONN);
 	ws->max_conns = mc > 0 ? (unsigned)mc : 1;
 	ws->opts_until = gw_mono_now() + (double)(ttl > 0 ? ttl : 1);
 	ws->ignore[0] = ws->complete[0] = '\0';
-	if ((v = head_get(h, "Transfer-Ignore", &n)) != NULL && n < sizeof ws->ignore)
+	if ((v = fwd_icap_msg_get(h, "Transfer-Ignore", &n)) != NULL && n < sizeof ws->ignore)
 		memcpy(ws->ignore, v, n), ws->ignore[n] = '\0';
-	if ((v = head_get(h, "Transfer-Complete", &n)) != NULL && n < sizeof ws->complete)
+	if ((v = fwd_icap_msg_get(h, "Transfer-Complete", &n)) != NULL && n < sizeof ws->complete)
 		memcpy(ws->complete, v, n), ws->complete[n] = '\0';
-	if ((v = head_get(h, "ISTag", &n)) != NULL)
+	if ((v = fwd_icap_msg_get(h, "ISTag", &n)) != NULL)
 		set_istag(tx->s, v, n);
 	ws->have_opts = 1;
 	return 0;
@@ -1309,13 +1193,13 @@ static void log_verdict(struct fwd_icap_tx *tx, const char *what)
 }
 
 /* A 200 naming what the service found: counted, logged (the Threat). */
-static int note_threat(struct fwd_icap_tx *tx, const struct icap_head *h)
+static int note_threat(struct fwd_icap_tx *tx, const struct fwd_icap_msg *h)
 {
 	const char *t;
 	size_t tn;
 
-	if ((t = head_get(h, "X-Infection-Found", &tn)) != NULL ||
-	    head_num(h, "X-Violations-Found", 0) > 0) {
+	if ((t = fwd_icap_msg_get(h, "X-Infection-Found", &tn)) != NULL ||
+	    fwd_icap_msg_num(h, "X-Violations-Found", 0) > 0) {
 		const char *th = t != NULL ? memmem(t, tn, "Threat=", 7) : NULL;
 		char *note;
 		bump(tx->s, FWD_ICAP_C_INFECTED);
@@ -1349,40 +1233,19 @@ static int note_threat(struct fwd_icap_tx *tx, const struct icap_head *h)
 }
 
 
-/* Copy the head src[0..n) into dst without its Content-Length and
- * Transfer-Encoding lines: the rewritten body's framing is the proxy's
- * (a service often leaves the original's length, or adds chunked beside
- * it); returns the length copied. */
-static size_t strip_framing(char *dst, const char *src, size_t n)
-{
-	size_t at = 0, i = 0;
-
-	while (i < n) {
-		const char *nl = memchr(src + i, '\n', n - i);
-		size_t k = nl != NULL ? (size_t)(nl - (src + i)) + 1 : n - i;
-		if (i == 0 || !((k > 15 && strncasecmp(src + i, "content-length:", 15) == 0) ||
-		    (k > 18 && strncasecmp(src + i, "transfer-encoding:", 18) == 0))) {
-			memcpy(dst + at, src + i, k);
-			at += k;
-		}
-		i += k;
-	}
-	return at;
-}
-
 /* A REQMOD 200: a response for the client (res-hdr) or the request
  * (req-hdr), each with a body or null-body.  As took_answer. */
-static int took_reqmod_200(struct fwd_icap_tx *tx, const struct icap_head *h, const char *v, size_t n)
+static int took_reqmod_200(struct fwd_icap_tx *tx, const struct fwd_icap_msg *h, const char *v, size_t n)
 {
-	long rh = encap_off(v, n, "res-hdr"), qh = encap_off(v, n, "req-hdr");
-	long rb, nb = encap_off(v, n, "null-body");
+	long rh = fwd_icap_msg_encap(v, n, "res-hdr"), qh = fwd_icap_msg_encap(v, n, "req-hdr");
+	long rb, nb = fwd_icap_msg_encap(v, n, "null-body");
 	struct gw_hdr hdrs[64];
 	struct gw_http_head r;
 	struct gw_http_limits lim = { ICAP_HEAD_MAX, 64, ICAP_HEAD_MAX };
 	const char *p;
 
 	tx->req_reply = rh < 0 && qh == 0;
-	rb = encap_off(v, n, tx->req_reply ? "req-body" : "res-body");
+	rb = fwd_icap_msg_encap(v, n, tx->req_reply ? "req-body" : "res-body");
 	if ((rh != 0 && qh != 0) || (rh == 0 && qh >= 0) || (rb < 0) == (nb < 0))
 		return -1;
 	if (rb < 0)
@@ -1413,7 +1276,7 @@ static int took_reqmod_200(struct fwd_icap_tx *tx, const struct icap_head *h, co
 		size_t ql_len;
 		if (q == NULL)
 			return -1;
-		ql_len = strip_framing(q, p, (size_t)rb);
+		ql_len = fwd_icap_msg_strip_framing(q, p, (size_t)rb);
 		memset(&tx->qh, 0, sizeof tx->qh);
 		tx->qh.hdrs = gw_req_alloc(tx->rq, QHDRS_MAX * sizeof *tx->qh.hdrs);
 		tx->qh.hdrs_cap = QHDRS_MAX;
@@ -1438,15 +1301,15 @@ static int took_reqmod_200(struct fwd_icap_tx *tx, const struct icap_head *h, co
 }
 
 /* A final answer (204 or 200) was read; returns 1 to resume, -1 failed (resume). */
-static int took_answer(struct fwd_icap_tx *tx, const struct icap_head *h)
+static int took_answer(struct fwd_icap_tx *tx, const struct fwd_icap_msg *h)
 {
 	const char *v;
 	size_t n;
 	long rh, rb, nb;
 
-	if ((v = head_get(h, "ISTag", &n)) != NULL)
+	if ((v = fwd_icap_msg_get(h, "ISTag", &n)) != NULL)
 		set_istag(tx->s, v, n);
-	if ((v = head_get(h, "Connection", &n)) != NULL && gw_http1_list_has(v, n, "close"))
+	if ((v = fwd_icap_msg_get(h, "Connection", &n)) != NULL && gw_http1_list_has(v, n, "close"))
 		tx->conn_close = 1;
 	if (h->status == 204) {
 		evbuffer_drain(tx->in, h->len);
@@ -1459,15 +1322,15 @@ static int took_answer(struct fwd_icap_tx *tx, const struct icap_head *h)
 	}
 	if (h->status != 200)
 		return -1;
-	v = head_get(h, "Encapsulated", &n);
+	v = fwd_icap_msg_get(h, "Encapsulated", &n);
 	if (v == NULL)
 		return -1;
 	if (tx->reqmod)
 		return took_reqmod_200(tx, h, v, n);
-	rh = encap_off(v, n, "res-hdr");
-	rb = encap_off(v, n, "res-body");
-	nb = encap_off(v, n, "null-body");
-	if (rh != 0 || (rb < 0) == (nb < 0) || encap_off(v, n, "req-hdr") != -1 || encap_off(v, n, "req-body") != -1)
+	rh = fwd_icap_msg_encap(v, n, "res-hdr");
+	rb = fwd_icap_msg_encap(v, n, "res-body");
+	nb = fwd_icap_msg_encap(v, n, "null-body");
+	if (rh != 0 || (rb < 0) == (nb < 0) || fwd_icap_msg_encap(v, n, "req-hdr") != -1 || fwd_icap_msg_encap(v, n, "req-body") != -1)
 		return -1;   /* a RESPMOD answer: res-hdr first at 0, then res-body or null-body */
 	if (rb < 0)
 		rb = nb;
@@ -1503,7 +1366,7 @@ static int took_answer(struct fwd_icap_tx *tx, const struct icap_head *h)
 static void tx_rd(evutil_socket_t fd, short what, void *arg)
 {
 	struct fwd_icap_tx *tx = arg;
-	struct icap_head h;
+	struct fwd_icap_msg h;
 	int n, r, resume = 0;
 
 	(void)what;
@@ -1566,7 +1429,7 @@ static void tx_rd(evutil_socket_t fd, short what, void *arg)
 			}
 			break;
 		}
-		r = head_parse((const char *)evbuffer_pullup(tx->in, -1), evbuffer_get_length(tx->in), &h);
+		r = fwd_icap_msg_parse((const char *)evbuffer_pullup(tx->in, -1), evbuffer_get_length(tx->in), &h);
 		if (r < 0 || (r == 0 && n <= 0)) {
 			const char *why = r < 0 ? (evbuffer_get_length(tx->in) >= ICAP_HEAD_MAX ?
 			    "answer head too long" : "malformed answer") :
@@ -1590,7 +1453,7 @@ static void tx_rd(evutil_socket_t fd, short what, void *arg)
 			atomic_store(&tx->s->health, 1);
 			{
 				size_t cl;
-				const char *cv = head_get(&h, "Connection", &cl);
+				const char *cv = fwd_icap_msg_get(&h, "Connection", &cl);
 				tx->conn_close = cv != NULL && gw_http1_list_has(cv, cl, "close");
 			}
 			evbuffer_drain(tx->in, h.len);
@@ -1751,7 +1614,7 @@ void fwd_icap_respmod(struct fwd_icap *ic, int plan, struct gw_req *rq, const st
 			continue;
 		}
 		if (h->path != NULL && (ws = s->w[gw_req_worker(rq)]) != NULL && ws->have_opts &&
-		    ws->ignore[0] && ext_listed(ws->ignore, h->path, h->path_len))
+		    ws->ignore[0] && fwd_icap_msg_ext_listed(ws->ignore, h->path, h->path_len))
 			continue;   /* Transfer-Ignore */
 		svc = pl->svc[pos];
 		break;
