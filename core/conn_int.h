@@ -167,6 +167,7 @@ struct gw_req {
 	 * the framing (a close-delimited body: its end is the last emit) */
 	int filtering, filt_held, filt_last_given, filt_last_emitted;
 	struct evbuffer *filt_in, *filt_out;
+	struct event *filt_wake;   /* gw_req_output_wake: made active once the client drains */
 	/* gw_req_filter_hold_head: the sink keeps the rendered head in
 	 * filt_head until the filter's first emit (or last); filt_newhead
 	 * (arena copy) replaces it when the filter gave one */

@@ -272,6 +272,9 @@ int gw_req_rewrite(struct gw_req *rq, const struct gw_hdr *hdrs, size_t n, const
  * GW_FILTER_HOLD (on rq's worker, e.g. from a gw_req_wake()-like event). */
 int gw_req_filter_response(struct gw_req *rq);
 void gw_req_body_emit(struct gw_req *rq, const void *p, size_t n, int last);
+/* The same for the first n bytes of src, moved (whole chains, no copy). */
+struct evbuffer;
+void gw_req_body_emit_buffer(struct gw_req *rq, struct evbuffer *src, size_t n, int last);
 void gw_req_resume(struct gw_req *rq);
 /*
  * With the filter on (in on_response_head, after gw_req_filter_response):
@@ -292,9 +295,17 @@ void gw_req_filter_abort(struct gw_req *rq, const char *reason);
  * bytes come from elsewhere than the upstream (e.g. an ICAP server)
  * waits (and looks again later) instead of emitting without bound. */
 int gw_req_output_full(const struct gw_req *rq);
+/* Once the client's side of rq took what was full (HTTP/1 sink), ev is
+ * made active (once; the filter's own event, never run inside the core's
+ * call).  NULL forgets it (the filter ends). */
+struct event;
+void gw_req_output_wake(struct gw_req *rq, struct event *ev);
 /* The event loop of rq's worker (a filter's own I/O runs on it). */
 struct event_base;
 struct event_base *gw_req_base(const struct gw_req *rq);
+/* The resolver of rq's worker (core/dns.h; a family's own connections). */
+struct gw_dns;
+struct gw_dns *gw_req_dns(const struct gw_req *rq);
 
 /* One pointer of the family's own per-request state (NULL until set). */
 void gw_req_set_data(struct gw_req *rq, void *data);

@@ -616,6 +616,7 @@ int gw_req_rewrite(struct gw_req *rq, const struct gw_hdr *hdrs, size_t n, const
 
 int gw_req_worker(const struct gw_req *rq) { return rq->w->id; }
 struct event_base *gw_req_base(const struct gw_req *rq) { return rq->w->base; }
+struct gw_dns *gw_req_dns(const struct gw_req *rq) { return rq->w->dns; }
 void gw_req_set_data(struct gw_req *rq, void *data) { rq->family_data = data; }
 void *gw_req_data(const struct gw_req *rq) { return rq->family_data; }
 
@@ -678,6 +679,11 @@ int gw_req_filter_replace_head(struct gw_req *rq, const char *head, size_t len)
 int gw_req_output_full(const struct gw_req *rq)
 {
 	return rq->sink->on_full != NULL && rq->sink->on_full((struct gw_req *)rq);
+}
+
+void gw_req_output_wake(struct gw_req *rq, struct event *ev)
+{
+	rq->filt_wake = ev;
 }
 
 void gw_req_filter_abort(struct gw_req *rq, const char *reason)

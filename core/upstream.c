@@ -974,6 +974,13 @@ void gw_req_body_emit(struct gw_req *rq, const void *p, size_t n, int last)
 	rq->filt_last_emitted |= last;
 }
 
+void gw_req_body_emit_buffer(struct gw_req *rq, struct evbuffer *src, size_t n, int last)
+{
+	if (n > 0 && (size_t)evbuffer_remove_buffer(src, rq->filt_out, n) != n)
+		rq->oom = 1;
+	rq->filt_last_emitted |= last;
+}
+
 void gw_req_resume(struct gw_req *rq)
 {
 	rq->filt_held = 0;
@@ -1181,6 +1188,10 @@ void gw_upstream_resume(struct gw_req *rq)
 {
 	struct upconn *u = rq->up;
 
+	if (rq->filt_wake != NULL) {   /* (the client drained: the filter's source reads on) */
+		event_active(rq->filt_wake, EV_TIMEOUT, 0);
+		rq->filt_wake = NULL;
+	}
 	if (!rq->respx.done && !rq->filt_held)
 		gw_relay_up_rd_enable(u, 1);
 	if (rq->filtering && rq->resp_head_done)

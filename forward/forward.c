@@ -109,8 +109,8 @@ struct fwd_data {
 	/* PAC text; NULL without forward.pac */
 	char *pac;
 	size_t pac_len;
-	/* ICAP (forward.icap): NULL without services; the respmod service of
-	 * each rule (-1 none) and of forward.icap_default */
+	/* ICAP (forward.icap): NULL without services; the respmod plan (a chain) of
+	 * each rule (-1 none; fwd_icap_plan) and of forward.icap_default */
 	struct fwd_icap *icap;
 	int *rule_resp, def_resp;
 	int *rule_req, def_req;   /* the same for reqmod */
@@ -1787,15 +1787,10 @@ static int compile_hits(struct fwd_data *d)
 	return 0;
 }
 
-/* The service of a list of names for a method (reqmod 0/1), or -1. */
-static int service_of(const struct fwd_icap *ic, const struct conf_strs *names, int reqmod)
+/* The plan of a list of names for a method (reqmod 0/1), or -1. */
+static int service_of(struct fwd_icap *ic, const struct conf_strs *names, int reqmod)
 {
-	for (size_t i = 0; i < names->n; i++) {
-		int k = fwd_icap_find(ic, names->v[i]);
-		if (k >= 0 && fwd_icap_is_reqmod(ic, k) == reqmod)
-			return k;
-	}
-	return -1;
+	return fwd_icap_plan(ic, names, reqmod);   /* (respmod: a chain) */
 }
 
 /* forward.icap: the services, and which respmod service each rule uses

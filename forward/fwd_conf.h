@@ -109,9 +109,14 @@ struct conf_fwd_icap {
 	char *name;
 	struct conf_src src;
 	char *uri;
-	char *host;                /* numeric, without brackets */
+	char *host;                /* numeric (without brackets) or a DNS name */
+	int host_is_name;          /* resolved per connection (core/dns.c) */
+	struct sockaddr_storage sa;   /* the address when not a name ("localhost": 127.0.0.1) */
+	socklen_t salen;
 	uint16_t port;
 	char *service;             /* the path after the authority, without '/' */
+	int tls;                   /* icaps:// (port 11344 by default) */
+	char *ca_file;             /* icaps: the CAs trusted for the server (NULL: the system's) */
 	int reqmod;                /* method: "respmod" (0, default) | "reqmod" (1) */
 	int bypass_on_error;       /* default 0: an ICAP failure blocks (fail closed) */
 	uint64_t max_body_bytes;   /* default 32M: bodies held for the verdict up to this */

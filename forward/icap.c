@@ -44,20 +44,24 @@
 
 #include "conf/conf.h"
 #include "core/clock.h"
+#include "core/dns.h"
 #include "core/http1.h"
 #include "core/log.h"
 #include "core/proto.h"
 #include "core/snapshot.h"
 #include "core/strlit.h"
 #include "forward/fwd_conf.h"
+#include "forward/icap_conf.h"
+#include "forward/icap_msg.h"
+#include "forward/icap_tls.h"
 
-#define ICAP_HEAD_MAX (16 * 1024)     /* an ICAP head, and an encapsulated head, at most */
 #define HIWAT (256 * 1024)            /* body bytes waiting for the service before we hold */
 #define IDLE_MAX 16                   /* idle connections kept per worker and service */
 #define DEFAULT_MAXCONN 100u          /* before OPTIONS said (c-icap's MaxServers*Threads is more) */
 
 struct icap_conn {
 	int fd;
+	SSL *ssl;                  /* icaps: its TLS (NULL plain) */
 	unsigned uses;
 };
 
@@ -79,6 +83,8 @@ struct icap_wsvc {
 
 struct icap_svc {
 	const struct conf_fwd_icap *c;
+	SSL_CTX *tls;              /* icaps: the client context (NULL plain, or the CA failed) */
+	char tls_err[160];         /* why it failed */
 	struct sockaddr_storage sa;
 	socklen_t salen;
 	char authority[80];
@@ -89,10 +95,20 @@ struct icap_svc {
 	char istag[72];            /* written by any worker: read with istag_gen (seqlock) */
 };
 
+/* A list's services of one method, run in order (respmod: each on the
+ * previous one's output; reqmod: one). */
+#define CHAIN_MAX FWD_ICAP_CHAIN_MAX
+struct icap_plan {
+	int n;
+	int svc[CHAIN_MAX];
+};
+
 struct fwd_icap {
 	size_t n;
 	struct icap_svc *s;
 	unsigned nworkers;
+	struct icap_plan *plans;   /* room for every list of the snapshot (see fwd_icap_plan) */
+	size_t nplans, plans_cap;
 };
 
 enum tx_state {
@@ -113,6 +129,8 @@ struct fwd_icap_tx {
 	struct event_base *base;
 	enum tx_state st;
 	int fd;
+	SSL *ssl;                   /* icaps: the connection's TLS */
+	int handshaking;
 	int reused, retried, have_ev;
 	struct event ev_rd, ev_wr, ev_to, ev_go;
 	struct event ev_bp;         /* replaying a 200 to a full client: look again later */
@@ -130,7 +148,21 @@ struct fwd_icap_tx {
 	struct gw_chunked ck;
 	struct fwd_icap_tx *wnext;
 	int queued;
+	/* a chain (respmod): the plan, this exchange's place in it, the next
+	 * service's exchange (started at this one's verdict: it reads this
+	 * one's output), the previous one's; the access log's note so far */
+	const struct icap_plan *plan;
+	int pos;
+	struct fwd_icap_tx *next, *prev;
+	const char *note;
 	int sock_err;               /* socket()/connect() failed at once: tx_go reports it */
+	/* the server's address: the service's, or (a name) what the worker's
+	 * resolver answered for this exchange */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	int have_addr;
+	struct gw_dns_query *dnsq;
+	const char *dns_err;        /* resolving failed at once: tx_go reports it */
 	/* REQMOD: the request waits (gw_req_defer) for the outcome; fin runs
 	 * through gw_req_wake once it is decided */
 	int reqmod, decided, woken, req_reply;
@@ -169,27 +201,28 @@ struct fwd_icap *fwd_icap_new(const struct conf_forward *fw, long workers, int *
 		return NULL;
 	}
 	ic->n = fw->nicap;
+	ic->plans_cap = 2 * (fw->npolicy + 1);   /* (each rule and icap_default, each method) */
+	if ((ic->plans = calloc(ic->plans_cap, sizeof *ic->plans)) == NULL) {
+		free(ic->s);
+		free(ic);
+		*oom = 1;
+		return NULL;
+	}
 	ic->nworkers = ncpu > 0 ? (unsigned)ncpu : 1;
 	for (size_t i = 0; i < fw->nicap; i++) {
 		struct icap_svc *s = &ic->s[i];
 		const struct conf_fwd_icap *c = &fw->icap[i];
-		struct sockaddr_in *a4 = (struct sockaddr_in *)&s->sa;
-		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&s->sa;
 
 		s->c = c;
 		atomic_init(&s->health, -1);
-		if (inet_pton(AF_INET, c->host, &a4->sin_addr) == 1) {
-			a4->sin_family = AF_INET;
-			a4->sin_port = htons(c->port);
-			s->salen = sizeof *a4;
-			snprintf(s->authority, sizeof s->authority, "%s:%u", c->host, (unsigned)c->port);
-		} else {   /* (conf/ checked it is one or the other) */
-			inet_pton(AF_INET6, c->host, &a6->sin6_addr);
-			a6->sin6_family = AF_INET6;
-			a6->sin6_port = htons(c->port);
-			s->salen = sizeof *a6;
-			snprintf(s->authority, sizeof s->authority, "[%s]:%u", c->host, (unsigned)c->port);
+		if (c->tls && (s->tls = fwd_icap_tls_ctx(c->ca_file, s->tls_err, sizeof s->tls_err)) == NULL)
+			gw_error("forward: ICAP service %s: %s", c->name, s->tls_err);   /* (each exchange fails) */
+		if (!c->host_is_name) {   /* (a name: per connection, tx_begin_conn) */
+			memcpy(&s->sa, &c->sa, c->salen);
+			s->salen = c->salen;
 		}
+		snprintf(s->authority, sizeof s->authority, strchr(c->host, ':') != NULL ? "[%s]:%u" : "%s:%u",
+		    c->host, (unsigned)c->port);
 	}
 	return ic;
 }
@@ -203,13 +236,41 @@ void fwd_icap_free(struct fwd_icap *ic)
 			struct icap_wsvc *ws = ic->s[i].w[w];
 			if (ws == NULL)
 				continue;
-			for (int k = 0; k < ws->nidle; k++)
+			for (int k = 0; k < ws->nidle; k++) {
+				SSL_free(ws->idle[k].ssl);
 				close(ws->idle[k].fd);   /* (idle ones have no event) */
+			}
 			free(ws);
 		}
 	}
+	for (size_t i = 0; i < ic->n; i++)
+		SSL_CTX_free(ic->s[i].tls);
+	free(ic->plans);
 	free(ic->s);
 	free(ic);
+}
+
+int fwd_icap_plan(struct fwd_icap *ic, const struct conf_strs *names, int reqmod)
+{
+	struct icap_plan p;
+
+	memset(&p, 0, sizeof p);
+	for (size_t i = 0; i < names->n && p.n < CHAIN_MAX; i++) {
+		int k = fwd_icap_find(ic, names->v[i]);
+		if (k >= 0 && ic->s[k].c->reqmod == reqmod)
+			p.svc[p.n++] = k;
+		if (reqmod && p.n == 1)
+			break;   /* (conf/ allows one) */
+	}
+	if (p.n == 0)
+		return -1;
+	for (size_t j = 0; j < ic->nplans; j++)
+		if (memcmp(&ic->plans[j], &p, sizeof p) == 0)
+			return (int)j;
+	if (ic->nplans == ic->plans_cap)
+		return -1;   /* (not reached: one per list at most) */
+	ic->plans[ic->nplans] = p;
+	return (int)ic->nplans++;
 }
 
 int fwd_icap_find(const struct fwd_icap *ic, const char *name)
@@ -220,19 +281,21 @@ int fwd_icap_find(const struct fwd_icap *ic, const char *name)
 	return -1;
 }
 
-uint64_t fwd_icap_max_body(const struct fwd_icap *ic, int svc)
+uint64_t fwd_icap_max_body(const struct fwd_icap *ic, int plan)
 {
-	return ic->s[svc].c->max_body_bytes;
+	uint64_t sum = 0;   /* (each exchange of a chain holds its own) */
+
+	for (int i = 0; i < ic->plans[plan].n; i++)
+		sum += ic->s[ic->plans[plan].svc[i]].c->max_body_bytes;
+	return sum;
 }
 
-int fwd_icap_bypassable(const struct fwd_icap *ic, int svc)
+int fwd_icap_bypassable(const struct fwd_icap *ic, int plan)
 {
-	return ic->s[svc].c->bypass_on_error;
-}
-
-int fwd_icap_is_reqmod(const struct fwd_icap *ic, int i)
-{
-	return ic->s[i].c->reqmod;
+	for (int i = 0; i < ic->plans[plan].n; i++)
+		if (!ic->s[ic->plans[plan].svc[i]].c->bypass_on_error)
+			return 0;
+	return 1;
 }
 
 size_t fwd_icap_count(const struct fwd_icap *ic) { return ic != NULL ? ic->n : 0; }
@@ -283,98 +346,6 @@ void fwd_icap_addr_str(const struct sockaddr *sa, char *buf, size_t cap)
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, (socklen_t)cap);
 }
 
-/* ---- ICAP heads ---- */
-
-struct icap_head {
-	int status;
-	const char *hdrs;           /* after the status line */
-	size_t hdrs_len;
-	size_t len;                 /* whole head with the empty line */
-};
-
-/* Parse an ICAP response head at the start of buf: 1 complete, 0 more
- * needed, -1 malformed or over ICAP_HEAD_MAX. */
-static int head_parse(const char *buf, size_t len, struct icap_head *h)
-{
-	const char *end, *eol;
-
-	if (len == 0)
-		return 0;
-	end = memmem(buf, len < ICAP_HEAD_MAX ? len : ICAP_HEAD_MAX, "\r\n\r\n", 4);
-	if (end == NULL)
-		return len >= ICAP_HEAD_MAX ? -1 : 0;
-	if (end - buf < 12 || memcmp(buf, "ICAP/1.", 7) != 0 || buf[8] != ' ' ||
-	    buf[9] < '1' || buf[9] > '5' || buf[10] < '0' || buf[10] > '9' || buf[11] < '0' || buf[11] > '9')
-		return -1;
-	h->status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
-	eol = memmem(buf, (size_t)(end - buf) + 2, "\r\n", 2);
-	h->hdrs = eol + 2;
-	h->hdrs_len = (size_t)(end + 2 - h->hdrs);
-	h->len = (size_t)(end - buf) + 4;
-	for (const char *p = buf; p < end; p++)
-		if (*p == '\0')
-			return -1;
-	return 1;
-}
-
-/* The value of header name in h (trimmed), or NULL. */
-static const char *head_get(const struct icap_head *h, const char *name, size_t *vlen)
-{
-	size_t nl = strlen(name);
-	const char *p = h->hdrs, *e = h->hdrs + h->hdrs_len;
-
-	while (p < e) {
-		const char *eol = memmem(p, (size_t)(e - p), "\r\n", 2);
-		if (eol == NULL)
-			eol = e;
-		if ((size_t)(eol - p) > nl && p[nl] == ':' && strncasecmp(p, name, nl) == 0) {
-			const char *v = p + nl + 1, *ve = eol;
-			while (v < ve && (*v == ' ' || *v == '\t'))
-				v++;
-			while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-				ve--;
-			*vlen = (size_t)(ve - v);
-			return v;
-		}
-		p = eol + 2;
-	}
-	return NULL;
-}
-
-static long head_num(const struct icap_head *h, const char *name, long dflt)
-{
-	size_t n;
-	const char *v = head_get(h, name, &n);
-	long r = 0;
-
-	if (v == NULL || n == 0 || n > 9)
-		return dflt;
-	for (size_t i = 0; i < n; i++) {
-		if (v[i] < '0' || v[i] > '9')
-			return dflt;
-		r = r * 10 + (v[i] - '0');
-	}
-	return r;
-}
-
-/* Encapsulated: the offset of part (e.g. "res-hdr"), -1 absent, -2 bad. */
-static long encap_off(const char *v, size_t n, const char *part)
-{
-	size_t pl = strlen(part);
-
-	for (size_t i = 0; i + pl < n; i++) {
-		if ((i == 0 || v[i - 1] == ' ' || v[i - 1] == ',') && strncasecmp(v + i, part, pl) == 0 &&
-		    v[i + pl] == '=') {
-			long r = 0;
-			size_t k = i + pl + 1, d = 0;
-			while (k < n && v[k] >= '0' && v[k] <= '9' && d < 9)
-				r = r * 10 + (v[k++] - '0'), d++;
-			return d == 0 || (k < n && v[k] != ',' && v[k] != ' ') ? -2 : r;
-		}
-	}
-	return -1;
-}
-
 /* ---- per-worker service state and the pool ---- */
 
 static struct icap_wsvc *wsvc(struct icap_svc *s, int w)
@@ -393,16 +364,20 @@ static unsigned share(const struct fwd_icap *ic, const struct icap_wsvc *ws)
 	return m > 0 ? m : 1;
 }
 
-/* An idle connection that the server did not close meanwhile, or -1. */
-static int pool_take(struct icap_wsvc *ws)
+/* An idle connection that the server did not close meanwhile (its TLS
+ * in *ssl), or -1. */
+static int pool_take(struct icap_wsvc *ws, SSL **ssl)
 {
 	while (ws->nidle > 0) {
 		struct icap_conn c = ws->idle[--ws->nidle];
 		char b;
 		ssize_t r = recv(c.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			*ssl = c.ssl;
 			return c.fd;
-		close(c.fd);   /* closed (or answering nothing asked): not usable */
+		}
+		SSL_free(c.ssl);   /* closed (or answering nothing asked; TLS: an alert): not usable */
+		close(c.fd);
 		ws->busy--;
 	}
 	return -1;
@@ -436,29 +411,105 @@ static void decide_req(struct fwd_icap_tx *tx, enum fwd_icap_outcome o)
 	tx->decided = 1;
 }
 
-static void emit_orig(struct fwd_icap_tx *tx)
+/* This exchange's output: the next service's input in a chain, else the
+ * client's (GW_FILTER_GO, or HOLD when the next one holds). */
+static int out_emit(struct fwd_icap_tx *tx, const void *p, size_t n, int last)
 {
-	while (evbuffer_get_length(tx->orig) > 0) {
-		struct evbuffer_iovec v;
-		if (evbuffer_peek(tx->orig, -1, NULL, &v, 1) != 1)
-			break;
-		gw_req_body_emit(tx->rq, v.iov_base, v.iov_len, 0);
-		evbuffer_drain(tx->orig, v.iov_len);
+	if (tx->next != NULL)
+		return fwd_icap_filter(tx->next, p, n, last);
+	gw_req_body_emit(tx->rq, p, n, last);
+	return GW_FILTER_GO;
+}
+
+/* The same for src[0..n), moved (to the client) or handed on (a chain). */
+static void out_emit_buffer(struct fwd_icap_tx *tx, struct evbuffer *src, size_t n)
+{
+	struct evbuffer_iovec v;
+
+	if (tx->next == NULL) {
+		gw_req_body_emit_buffer(tx->rq, src, n, 0);
+		return;
+	}
+	while (n > 0 && evbuffer_peek(src, -1, NULL, &v, 1) == 1) {
+		size_t k = v.iov_len < n ? v.iov_len : n;
+		fwd_icap_filter(tx->next, v.iov_base, k, 0);
+		evbuffer_drain(src, k);
+		n -= k;
 	}
 }
 
-/* Let the original through: what was held, and from now on what comes. */
+/* Can the output take no more now?  The next service's exchange when it
+ * still holds what it got, else the client. */
+static int out_full(struct fwd_icap_tx *tx)
+{
+	for (struct fwd_icap_tx *t = tx->next; t != NULL; t = t->next)
+		if (!t->passing)
+			return t->total - t->sent > HIWAT || evbuffer_get_length(t->out) > HIWAT;
+	return gw_req_output_full(tx->rq);
+}
+
+static char *build_heads(struct gw_req *rq, const struct gw_http_head *resp, const char *raw, size_t rawlen,
+    size_t *rql, size_t *rsl);
+static struct fwd_icap_tx *tx_new(struct fwd_icap *ic, int svc, struct gw_req *rq, const char *server_ip);
+
+/* At this exchange's verdict, in a chain: the next service's exchange,
+ * on the response as this one leaves it (head res[0..rl)).  -1: out of
+ * memory (nothing started). */
+static int chain_next(struct fwd_icap_tx *tx, const char *res, size_t rl)
+{
+	const struct gw_http_head *h = gw_req_head(tx->rq);
+	struct fwd_icap_tx *nx;
+	int pos;
+
+	if (tx->reqmod || tx->plan == NULL || tx->next != NULL)
+		return 0;
+	for (pos = tx->pos + 1; pos < tx->plan->n; pos++) {   /* (Transfer-Ignore skips a service) */
+		const struct icap_wsvc *ws = tx->ic->s[tx->plan->svc[pos]].w[gw_req_worker(tx->rq)];
+		if (h->path == NULL || ws == NULL || !ws->have_opts || !ws->ignore[0] ||
+		    !fwd_icap_msg_ext_listed(ws->ignore, h->path, h->path_len))
+			break;
+	}
+	if (pos >= tx->plan->n)
+		return 0;
+	if ((nx = tx_new(tx->ic, tx->plan->svc[pos], tx->rq, tx->server_ip)) == NULL)
+		return -1;
+	nx->plan = tx->plan;
+	nx->pos = pos;
+	nx->prev = tx;
+	nx->heads = build_heads(tx->rq, NULL, res, rl, &nx->req_len, &nx->res_len);
+	if (nx->out == NULL || nx->in == NULL || nx->orig == NULL || nx->heads == NULL) {
+		fwd_icap_done(nx);
+		return -1;
+	}
+	tx->next = nx;
+	tx_begin_conn(nx);
+	return 0;
+}
+
+static void emit_orig(struct fwd_icap_tx *tx)
+{
+	out_emit_buffer(tx, tx->orig, evbuffer_get_length(tx->orig));   /* (a move to the client) */
+}
+
+static void local_page(struct fwd_icap_tx *tx, int status, const char *title, const char *text);
+
+/* Let the original through: what was held, and from now on what comes
+ * (a chain: to the next service). */
 static void pass_original(struct fwd_icap_tx *tx)
 {
 	if (tx->reqmod) {
 		decide_req(tx, FWD_ICAP_PROXY);
 		return;
 	}
+	if (chain_next(tx, tx->heads + tx->req_len, tx->res_len) < 0) {
+		local_page(tx, 503, "Service Unavailable", "The gateway is out of memory.");
+		return;
+	}
 	tx->passing = 1;
 	emit_orig(tx);
 	if (tx->body_last && !tx->emitted_last) {
 		tx->emitted_last = 1;
-		gw_req_body_emit(tx->rq, "", 0, 1);
+		out_emit(tx, "", 0, 1);
 	}
 }
 
@@ -502,6 +553,8 @@ static void conn_close(struct fwd_icap_tx *tx)
 		tx->have_ev = 0;
 	}
 	if (tx->fd >= 0) {
+		SSL_free(tx->ssl);
+		tx->ssl = NULL;
 		close(tx->fd);
 		tx->fd = -1;
 		tx->ws->busy--;
@@ -528,13 +581,16 @@ static void conn_release(struct fwd_icap_tx *tx, int reuse)
 {
 	if (tx->fd < 0)
 		return;
-	if (reuse && !tx->conn_close && tx->ws->nidle < IDLE_MAX && evbuffer_get_length(tx->in) == 0) {
+	if (reuse && !tx->conn_close && tx->ws->nidle < IDLE_MAX && evbuffer_get_length(tx->in) == 0 &&
+	    (tx->ssl == NULL || SSL_pending(tx->ssl) == 0)) {   /* (TLS: nothing decrypted left over either) */
 		event_del(&tx->ev_rd);
 		event_del(&tx->ev_wr);
 		tx->have_ev = 0;
 		tx->ws->idle[tx->ws->nidle].fd = tx->fd;
+		tx->ws->idle[tx->ws->nidle].ssl = tx->ssl;
 		tx->ws->idle[tx->ws->nidle++].uses = 0;
 		tx->fd = -1;
+		tx->ssl = NULL;
 	} else {
 		conn_close(tx);
 	}
@@ -576,21 +632,29 @@ static int tx_fail(struct fwd_icap_tx *tx, const char *why)
 	return 1;
 }
 
+/* src[off..off+n) as one chunk for the service: one copy, straight from
+ * src's segments (src keeps it: a 204 may still send it on) */
 static void add_chunk(struct evbuffer *o, struct evbuffer *src, size_t off, size_t n)
 {
 	struct evbuffer_ptr pos;
-	char tmp[16 * 1024];
+	struct evbuffer_iovec v[8];
 
 	evbuffer_add_printf(o, "%zx\r\n", n);
-	evbuffer_ptr_set(src, &pos, off, EVBUFFER_PTR_SET);
-	while (n > 0) {
-		size_t k = n < sizeof tmp ? n : sizeof tmp;
-		ev_ssize_t got = evbuffer_copyout_from(src, &pos, tmp, k);
-		if (got <= 0)
-			break;
-		evbuffer_add(o, tmp, (size_t)got);
-		evbuffer_ptr_set(src, &pos, (size_t)got, EVBUFFER_PTR_ADD);
-		n -= (size_t)got;
+	if (evbuffer_ptr_set(src, &pos, off, EVBUFFER_PTR_SET) == 0) {
+		while (n > 0) {
+			int k = evbuffer_peek(src, (ev_ssize_t)n, &pos, v, 8);
+			size_t took = 0;
+			if (k <= 0)
+				break;
+			for (int i = 0; i < k && i < 8 && took < n; i++) {
+				size_t m = v[i].iov_len < n - took ? v[i].iov_len : n - took;
+				evbuffer_add(o, v[i].iov_base, m);
+				took += m;
+			}
+			n -= took;
+			if (n > 0 && evbuffer_ptr_set(src, &pos, took, EVBUFFER_PTR_ADD) < 0)
+				break;
+		}
 	}
 	evbuffer_add(o, GW_STRLIT("\r\n"));
 }
@@ -636,29 +700,6 @@ static void feed(struct fwd_icap_tx *tx)
 		event_add(&tx->ev_wr, NULL);
 }
 
-static int ext_listed(const char *list, const char *path, size_t plen)
-{
-	const char *q = memchr(path, '?', plen), *dot, *e;
-	size_t el;
-
-	if (q != NULL)
-		plen = (size_t)(q - path);
-	e = path + plen;
-	for (dot = e; dot > path && dot[-1] != '.' && dot[-1] != '/'; dot--)
-		;
-	if (dot == path || dot[-1] != '.')
-		return strcmp(list, "*") == 0;
-	el = (size_t)(e - dot);
-	for (const char *p = list; *p;) {
-		size_t n = strcspn(p, ", ");
-		if ((n == 1 && *p == '*') || (n == el && strncasecmp(p, dot, n) == 0))
-			return 1;
-		p += n;
-		p += strspn(p, ", ");
-	}
-	return 0;
-}
-
 /* Send the RESPMOD head and heads (the body follows through feed()). */
 static void send_respmod(struct fwd_icap_tx *tx)
 {
@@ -666,7 +707,7 @@ static void send_respmod(struct fwd_icap_tx *tx)
 	const char *user = gw_req_user(tx->rq);
 
 	tx->preview = tx->ws->preview;
-	if (h->path != NULL && tx->ws->complete[0] && ext_listed(tx->ws->complete, h->path, h->path_len))
+	if (h->path != NULL && tx->ws->complete[0] && fwd_icap_msg_ext_listed(tx->ws->complete, h->path, h->path_len))
 		tx->preview = -1;   /* Transfer-Complete: the whole body, no preview */
 	evbuffer_add_printf(tx->out, "%s icap://%s/%s ICAP/1.0\r\nHost: %s\r\n",
 	    tx->reqmod ? "REQMOD" : "RESPMOD", tx->s->authority, tx->s->c->service, tx->s->authority);
@@ -721,12 +762,52 @@ static void on_conn(struct fwd_icap_tx *tx)
 		send_respmod(tx);
 }
 
-/* Take a pooled connection, or connect, or wait for one. */
+static void tx_dns_done(void *arg, const struct gw_dns_result *res);
+
+/* icaps: one step of the handshake (from the connection's events); done,
+ * the exchange goes on as over plain TCP. */
+static void tls_step(struct fwd_icap_tx *tx)
+{
+	char err[200];
+	int wr = 0, r = fwd_icap_tls_handshake(tx->ssl, &wr, err, sizeof err);
+
+	if (r < 0) {
+		if (tx_fail(tx, err))
+			tx_kick(tx);
+		return;
+	}
+	if (r == 0) {   /* (the events are persistent: the one it waits for) */
+		if (wr) {
+			event_del(&tx->ev_rd);
+			event_add(&tx->ev_wr, NULL);
+		} else {
+			event_del(&tx->ev_wr);
+			event_add(&tx->ev_rd, NULL);
+		}
+		return;
+	}
+	tx->handshaking = 0;
+	event_del(&tx->ev_rd);
+	event_del(&tx->ev_wr);
+	on_conn(tx);
+}
+
+static void take_addr(struct fwd_icap_tx *tx, const struct gw_dns_result *res)
+{
+	memcpy(&tx->addr, &res->addrs[0], res->lens[0]);   /* (the first answer) */
+	tx->addrlen = res->lens[0];
+	tx->have_addr = 1;
+}
+
+/* Take a pooled connection, or connect (a name resolved first), or wait
+ * for one. */
 static void tx_begin_conn(struct fwd_icap_tx *tx)
 {
-	int fd = pool_take(tx->ws), one = 1;
+	SSL *ssl = NULL;
+	int fd = pool_take(tx->ws, &ssl), one = 1;
 
 	if (fd >= 0) {
+		tx->ssl = ssl;
 		tx->fd = fd;
 		tx->reused = 1;
 		on_conn(tx);
@@ -742,8 +823,23 @@ static void tx_begin_conn(struct fwd_icap_tx *tx)
 		tx->ws->wait_tail = tx;
 		return;
 	}
+	if (!tx->have_addr) {   /* a name: the worker's resolver (cached; tx_dns_done) */
+		struct gw_dns_result res;
+		int r = gw_dns_resolve(gw_req_dns(tx->rq), tx->s->c->host, tx->s->c->port, &res, tx_dns_done, tx,
+		    &tx->dnsq);
+		if (r == 0) {
+			tx->st = TX_WAIT;
+			return;
+		}
+		if (r < 0 || res.naddrs == 0) {
+			tx->dns_err = res.error != NULL ? res.error : "no address";
+			event_active(&tx->ev_go, EV_TIMEOUT, 0);   /* fails in tx_go */
+			return;
+		}
+		take_addr(tx, &res);
+	}
 	tx->reused = 0;
-	fd = socket(tx->s->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = socket(tx->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		tx->sock_err = errno;
 		event_active(&tx->ev_go, EV_TIMEOUT, 0);   /* fails in tx_go (not inside the filter) */
@@ -752,7 +848,7 @@ static void tx_begin_conn(struct fwd_icap_tx *tx)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	tx->fd = fd;
 	tx->ws->busy++;
-	if (connect(fd, (struct sockaddr *)&tx->s->sa, tx->s->salen) < 0 && errno != EINPROGRESS) {
+	if (connect(fd, (struct sockaddr *)&tx->addr, tx->addrlen) < 0 && errno != EINPROGRESS) {
 		tx->sock_err = errno;
 		event_active(&tx->ev_go, EV_TIMEOUT, 0);
 		return;
@@ -780,12 +876,35 @@ static int tx_retry(struct fwd_icap_tx *tx)
 	return 1;
 }
 
+/* The worker's resolver answered a name (tx_begin_conn). */
+static void tx_dns_done(void *arg, const struct gw_dns_result *res)
+{
+	struct fwd_icap_tx *tx = arg;
+
+	tx->dnsq = NULL;
+	if (res->naddrs == 0) {
+		tx->dns_err = res->error != NULL ? res->error : "no address";
+		tx_go(-1, 0, tx);
+		return;
+	}
+	take_addr(tx, res);
+	tx_begin_conn(tx);
+}
+
 static void tx_go(evutil_socket_t fd, short what, void *arg)
 {
 	struct fwd_icap_tx *tx = arg;
 
 	(void)fd;
 	(void)what;
+	if (tx->dns_err != NULL) {   /* the name did not resolve (tx_begin_conn) */
+		char why[160];
+		snprintf(why, sizeof why, "cannot resolve %s: %s", tx->s->c->host, tx->dns_err);
+		tx->dns_err = NULL;
+		if (tx_fail(tx, why))
+			tx_kick(tx);
+		return;
+	}
 	if (tx->sock_err) {   /* a socket error in tx_begin_conn */
 		char why[128];
 		snprintf(why, sizeof why, "cannot connect: %s", strerror(tx->sock_err));
@@ -814,14 +933,26 @@ static void unqueue(struct fwd_icap_tx *tx)
 	tx->queued = 0;
 }
 
+static void dns_cancel(struct fwd_icap_tx *tx)
+{
+	if (tx->dnsq != NULL) {
+		gw_dns_cancel(tx->dnsq);
+		tx->dnsq = NULL;
+	}
+}
+
 static void tx_bp(evutil_socket_t fd, short what, void *arg)
 {
 	struct fwd_icap_tx *tx = arg;
 
 	(void)fd;
 	(void)what;
-	if (tx->fd >= 0 && tx->have_ev)
-		event_add(&tx->ev_rd, NULL);   /* (tx_rd pauses again while still full) */
+	event_del(&tx->ev_bp);   /* (woken: the fallback timer is not needed) */
+	if (tx->fd >= 0 && tx->have_ev) {
+		event_add(&tx->ev_rd, NULL);
+		if (tx->ssl != NULL && SSL_pending(tx->ssl) > 0)
+			event_active(&tx->ev_rd, EV_READ, 0);
+	}   /* (tx_rd pauses again while still full) */
 }
 
 static void tx_to(evutil_socket_t fd, short what, void *arg)
@@ -831,6 +962,7 @@ static void tx_to(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	unqueue(tx);
+	dns_cancel(tx);
 	if (tx_fail(tx, "timed out (timeout)"))
 		tx_kick(tx);
 }
@@ -851,11 +983,25 @@ static void tx_wr(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		event_del(&tx->ev_wr);
+		if (tx->s->c->tls) {   /* icaps: the handshake first */
+			if (tx->s->tls == NULL || (tx->ssl = fwd_icap_tls_new(tx->s->tls, fd, tx->s->c->host)) == NULL) {
+				if (tx_fail(tx, tx->s->tls == NULL ? tx->s->tls_err : "TLS: out of memory"))
+					tx_kick(tx);
+				return;
+			}
+			tx->handshaking = 1;
+			tls_step(tx);
+			return;
+		}
 		on_conn(tx);
 		return;
 	}
+	if (tx->handshaking) {
+		tls_step(tx);
+		return;
+	}
 	while (evbuffer_get_length(tx->out) > 0) {
-		int n = evbuffer_write(tx->out, fd);
+		int n = tx->ssl != NULL ? fwd_icap_tls_write(tx->ssl, tx->out) : evbuffer_write(tx->out, fd);
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 			return;
 		if (n <= 0) {
@@ -875,12 +1021,14 @@ static void tx_wr(evutil_socket_t fd, short what, void *arg)
 	}
 	if (tx->held && (tx->total - tx->sent) < HIWAT / 4 && tx->st != TX_WAIT100 && tx->st != TX_PREVIEW) {
 		tx->held = 0;
+		if (tx->prev != NULL)   /* (a chain: the previous one's relay may read on) */
+			event_active(&tx->prev->ev_bp, EV_TIMEOUT, 0);
 		tx_kick(tx);
 	}
 }
 
 /* The OPTIONS answer: what this worker knows of the service from now. */
-static int took_options(struct fwd_icap_tx *tx, const struct icap_head *h)
+static int took_options(struct fwd_icap_tx *tx, const struct fwd_icap_msg *h)
 {
 	struct icap_wsvc *ws = tx->ws;
 	const char *v;
@@ -889,21 +1037,21 @@ static int took_options(struct fwd_icap_tx *tx, const struct icap_head *h)
 
 	if (h->status != 200)
 		return -1;
-	v = head_get(h, "Methods", &n);
+	v = fwd_icap_msg_get(h, "Methods", &n);
 	if (v == NULL || !gw_http1_list_has(v, n, tx->reqmod ? "REQMOD" : "RESPMOD"))
 		return -2;
-	ws->preview = head_num(h, "Preview", -1);
-	ws->allow204 = (v = head_get(h, "Allow", &n)) != NULL && gw_http1_list_has(v, n, "204");
-	ttl = head_num(h, "Options-TTL", 3600);
-	mc = head_num(h, "Max-Connections", (long)DEFAULT_MAXCONN);
+	ws->preview = fwd_icap_msg_num(h, "Preview", -1);
+	ws->allow204 = (v = fwd_icap_msg_get(h, "Allow", &n)) != NULL && gw_http1_list_has(v, n, "204");
+	ttl = fwd_icap_msg_num(h, "Options-TTL", 3600);
+	mc = fwd_icap_msg_num(h, "Max-Connections", (long)DEFAULT_MAXCONN);
 	ws->max_conns = mc > 0 ? (unsigned)mc : 1;
 	ws->opts_until = gw_mono_now() + (double)(ttl > 0 ? ttl : 1);
 	ws->ignore[0] = ws->complete[0] = '\0';
-	if ((v = head_get(h, "Transfer-Ignore", &n)) != NULL && n < sizeof ws->ignore)
+	if ((v = fwd_icap_msg_get(h, "Transfer-Ignore", &n)) != NULL && n < sizeof ws->ignore)
 		memcpy(ws->ignore, v, n), ws->ignore[n] = '\0';
-	if ((v = head_get(h, "Transfer-Complete", &n)) != NULL && n < sizeof ws->complete)
+	if ((v = fwd_icap_msg_get(h, "Transfer-Complete", &n)) != NULL && n < sizeof ws->complete)
 		memcpy(ws->complete, v, n), ws->complete[n] = '\0';
-	if ((v = head_get(h, "ISTag", &n)) != NULL)
+	if ((v = fwd_icap_msg_get(h, "ISTag", &n)) != NULL)
 		set_istag(tx->s, v, n);
 	ws->have_opts = 1;
 	return 0;
@@ -995,36 +1143,36 @@ static void reqmod_oversize(struct fwd_icap_tx *tx)
 static int relay_body(struct fwd_icap_tx *tx)
 {
 	for (;;) {
-		size_t len = evbuffer_get_length(tx->in), off = 0, dl = 0;
-		const char *p;
+		struct evbuffer_iovec v;
+		size_t off = 0, dl = 0;
 		ssize_t used;
 
-		if (len == 0 || tx->ck.done)
+		/* one segment at a time (the decoder keeps partial framing):
+		 * the data spans move out of tx->in, no pullup, no copy */
+		if (tx->ck.done || evbuffer_peek(tx->in, -1, NULL, &v, 1) != 1 || v.iov_len == 0)
 			break;
-		if (len > 64 * 1024)
-			len = 64 * 1024;
-		p = (const char *)evbuffer_pullup(tx->in, (ev_ssize_t)len);
-		used = gw_chunked_decode(&tx->ck, p, len, &off, &dl);
+		used = gw_chunked_decode(&tx->ck, v.iov_base, v.iov_len, &off, &dl);
 		if (used < 0)
 			return -1;
 		if (used == 0)
 			break;
+		evbuffer_drain(tx->in, off);
 		if (dl > 0 && tx->reqmod) {
 			if (tx->req_reply && evbuffer_get_length(tx->reply) + dl > rewrite_max(tx))
 				return -2;
 			if (!tx->req_reply && evbuffer_get_length(tx->reply) + dl > REPLY_MAX)
 				return -1;
-			evbuffer_add(tx->reply, p + off, dl);
+			evbuffer_remove_buffer(tx->in, tx->reply, dl);
 		} else if (dl > 0) {
-			gw_req_body_emit(tx->rq, p + off, dl, 0);
+			out_emit_buffer(tx, tx->in, dl);
 		}
-		evbuffer_drain(tx->in, (size_t)used);
+		evbuffer_drain(tx->in, (size_t)used - off - dl);
 	}
 	if (tx->ck.done && tx->reqmod)
 		reqmod_answered(tx);
 	else if (tx->ck.done) {
 		tx->emitted_last = 1;
-		gw_req_body_emit(tx->rq, "", 0, 1);
+		out_emit(tx, "", 0, 1);
 	}
 	return 0;
 }
@@ -1032,23 +1180,26 @@ static int relay_body(struct fwd_icap_tx *tx)
 /* The access log's reason=: "ICAP <service>: <what>". */
 static void log_verdict(struct fwd_icap_tx *tx, const char *what)
 {
-	size_t n = strlen(tx->s->c->name) + strlen(what) + 8;
+	const char *pre = tx->prev != NULL ? tx->prev->note : NULL;   /* (a chain: each says) */
+	size_t n = (pre != NULL ? strlen(pre) + 2 : 0) + strlen(tx->s->c->name) + strlen(what) + 8;
 	char *note = gw_req_alloc(tx->rq, n);
 
 	if (note != NULL) {
-		snprintf(note, n, "ICAP %s: %s", tx->s->c->name, what);
+		snprintf(note, n, "%s%sICAP %s: %s", pre != NULL ? pre : "", pre != NULL ? "; " : "",
+		    tx->s->c->name, what);
+		tx->note = note;
 		gw_req_set_reason(tx->rq, note);
 	}
 }
 
 /* A 200 naming what the service found: counted, logged (the Threat). */
-static void note_threat(struct fwd_icap_tx *tx, const struct icap_head *h)
+static int note_threat(struct fwd_icap_tx *tx, const struct fwd_icap_msg *h)
 {
 	const char *t;
 	size_t tn;
 
-	if ((t = head_get(h, "X-Infection-Found", &tn)) != NULL ||
-	    head_num(h, "X-Violations-Found", 0) > 0) {
+	if ((t = fwd_icap_msg_get(h, "X-Infection-Found", &tn)) != NULL ||
+	    fwd_icap_msg_num(h, "X-Violations-Found", 0) > 0) {
 		const char *th = t != NULL ? memmem(t, tn, "Threat=", 7) : NULL;
 		char *note;
 		bump(tx->s, FWD_ICAP_C_INFECTED);
@@ -1074,47 +1225,27 @@ static void note_threat(struct fwd_icap_tx *tx, const struct icap_head *h)
 		}
 		gw_warn("forward: %s: ICAP service %s found %.*s", gw_req_id(tx->rq), tx->s->c->name,
 		    t != NULL ? (int)tn : 10, t != NULL ? t : "violations");
-	} else {
-		bump(tx->s, FWD_ICAP_C_MODIFIED);
-		log_verdict(tx, "modified (200)");
+		return 1;
 	}
+	bump(tx->s, FWD_ICAP_C_MODIFIED);
+	log_verdict(tx, "modified (200)");
+	return 0;
 }
 
-
-/* Copy the head src[0..n) into dst without its Content-Length and
- * Transfer-Encoding lines: the rewritten body's framing is the proxy's
- * (a service often leaves the original's length, or adds chunked beside
- * it); returns the length copied. */
-static size_t strip_framing(char *dst, const char *src, size_t n)
-{
-	size_t at = 0, i = 0;
-
-	while (i < n) {
-		const char *nl = memchr(src + i, '\n', n - i);
-		size_t k = nl != NULL ? (size_t)(nl - (src + i)) + 1 : n - i;
-		if (i == 0 || !((k > 15 && strncasecmp(src + i, "content-length:", 15) == 0) ||
-		    (k > 18 && strncasecmp(src + i, "transfer-encoding:", 18) == 0))) {
-			memcpy(dst + at, src + i, k);
-			at += k;
-		}
-		i += k;
-	}
-	return at;
-}
 
 /* A REQMOD 200: a response for the client (res-hdr) or the request
  * (req-hdr), each with a body or null-body.  As took_answer. */
-static int took_reqmod_200(struct fwd_icap_tx *tx, const struct icap_head *h, const char *v, size_t n)
+static int took_reqmod_200(struct fwd_icap_tx *tx, const struct fwd_icap_msg *h, const char *v, size_t n)
 {
-	long rh = encap_off(v, n, "res-hdr"), qh = encap_off(v, n, "req-hdr");
-	long rb, nb = encap_off(v, n, "null-body");
+	long rh = fwd_icap_msg_encap(v, n, "res-hdr"), qh = fwd_icap_msg_encap(v, n, "req-hdr");
+	long rb, nb = fwd_icap_msg_encap(v, n, "null-body");
 	struct gw_hdr hdrs[64];
 	struct gw_http_head r;
 	struct gw_http_limits lim = { ICAP_HEAD_MAX, 64, ICAP_HEAD_MAX };
 	const char *p;
 
 	tx->req_reply = rh < 0 && qh == 0;
-	rb = encap_off(v, n, tx->req_reply ? "req-body" : "res-body");
+	rb = fwd_icap_msg_encap(v, n, tx->req_reply ? "req-body" : "res-body");
 	if ((rh != 0 && qh != 0) || (rh == 0 && qh >= 0) || (rb < 0) == (nb < 0))
 		return -1;
 	if (rb < 0)
@@ -1145,7 +1276,7 @@ static int took_reqmod_200(struct fwd_icap_tx *tx, const struct icap_head *h, co
 		size_t ql_len;
 		if (q == NULL)
 			return -1;
-		ql_len = strip_framing(q, p, (size_t)rb);
+		ql_len = fwd_icap_msg_strip_framing(q, p, (size_t)rb);
 		memset(&tx->qh, 0, sizeof tx->qh);
 		tx->qh.hdrs = gw_req_alloc(tx->rq, QHDRS_MAX * sizeof *tx->qh.hdrs);
 		tx->qh.hdrs_cap = QHDRS_MAX;
@@ -1170,15 +1301,15 @@ static int took_reqmod_200(struct fwd_icap_tx *tx, const struct icap_head *h, co
 }
 
 /* A final answer (204 or 200) was read; returns 1 to resume, -1 failed (resume). */
-static int took_answer(struct fwd_icap_tx *tx, const struct icap_head *h)
+static int took_answer(struct fwd_icap_tx *tx, const struct fwd_icap_msg *h)
 {
 	const char *v;
 	size_t n;
 	long rh, rb, nb;
 
-	if ((v = head_get(h, "ISTag", &n)) != NULL)
+	if ((v = fwd_icap_msg_get(h, "ISTag", &n)) != NULL)
 		set_istag(tx->s, v, n);
-	if ((v = head_get(h, "Connection", &n)) != NULL && gw_http1_list_has(v, n, "close"))
+	if ((v = fwd_icap_msg_get(h, "Connection", &n)) != NULL && gw_http1_list_has(v, n, "close"))
 		tx->conn_close = 1;
 	if (h->status == 204) {
 		evbuffer_drain(tx->in, h->len);
@@ -1191,15 +1322,15 @@ static int took_answer(struct fwd_icap_tx *tx, const struct icap_head *h)
 	}
 	if (h->status != 200)
 		return -1;
-	v = head_get(h, "Encapsulated", &n);
+	v = fwd_icap_msg_get(h, "Encapsulated", &n);
 	if (v == NULL)
 		return -1;
 	if (tx->reqmod)
 		return took_reqmod_200(tx, h, v, n);
-	rh = encap_off(v, n, "res-hdr");
-	rb = encap_off(v, n, "res-body");
-	nb = encap_off(v, n, "null-body");
-	if (rh != 0 || (rb < 0) == (nb < 0) || encap_off(v, n, "req-hdr") != -1 || encap_off(v, n, "req-body") != -1)
+	rh = fwd_icap_msg_encap(v, n, "res-hdr");
+	rb = fwd_icap_msg_encap(v, n, "res-body");
+	nb = fwd_icap_msg_encap(v, n, "null-body");
+	if (rh != 0 || (rb < 0) == (nb < 0) || fwd_icap_msg_encap(v, n, "req-hdr") != -1 || fwd_icap_msg_encap(v, n, "req-body") != -1)
 		return -1;   /* a RESPMOD answer: res-hdr first at 0, then res-body or null-body */
 	if (rb < 0)
 		rb = nb;
@@ -1208,10 +1339,15 @@ static int took_answer(struct fwd_icap_tx *tx, const struct icap_head *h)
 	if (evbuffer_get_length(tx->in) < h->len + (size_t)rb)
 		return 0;   /* the encapsulated head is still coming */
 	tx->verdict = 200;
-	if (gw_req_filter_replace_head(tx->rq, (const char *)evbuffer_pullup(tx->in,
-	    (ev_ssize_t)(h->len + (size_t)rb)) + h->len, (size_t)rb) < 0)
-		return -1;
-	note_threat(tx, h);   /* (before the drain: h points into tx->in) */
+	{
+		const char *eh = (const char *)evbuffer_pullup(tx->in, (ev_ssize_t)(h->len + (size_t)rb)) + h->len;
+		/* (h points into tx->in: all before the drain) */
+		if (gw_req_filter_replace_head(tx->rq, eh, (size_t)rb) < 0)
+			return -1;
+		/* a block ends a chain; else the next service gets this message */
+		if (!note_threat(tx, h) && !(nb >= 0 && rb == nb) && chain_next(tx, eh, (size_t)rb) < 0)
+			return -1;
+	}
 	evbuffer_drain(tx->in, h->len + (size_t)rb);
 	/* no 204 can come now: what the service has of the body is not kept */
 	evbuffer_drain(tx->orig, (size_t)(tx->sent - (tx->total - evbuffer_get_length(tx->orig))));
@@ -1230,19 +1366,27 @@ static int took_answer(struct fwd_icap_tx *tx, const struct icap_head *h)
 static void tx_rd(evutil_socket_t fd, short what, void *arg)
 {
 	struct fwd_icap_tx *tx = arg;
-	struct icap_head h;
+	struct fwd_icap_msg h;
 	int n, r, resume = 0;
 
 	(void)what;
-	if (tx->replying && !tx->reqmod && gw_req_output_full(tx->rq)) {
+	if (tx->replying && !tx->reqmod && out_full(tx)) {
 		/* the client is slow: read the service no faster than it takes
 		 * (the core does not call us when it drains, so look again soon) */
 		static const struct timeval again = { 0, 10 * 1000 };
 		event_del(&tx->ev_rd);
-		event_add(&tx->ev_bp, &again);
+		if (tx->next == NULL)
+			gw_req_output_wake(tx->rq, &tx->ev_bp);   /* at once when it drains (HTTP/1) */
+		event_add(&tx->ev_bp, &again);            /* (else look again soon) */
 		return;
 	}
-	n = evbuffer_read(tx->in, fd, 64 * 1024);
+	if (tx->handshaking) {
+		tls_step(tx);
+		return;
+	}
+	n = tx->ssl != NULL ? fwd_icap_tls_read(tx->ssl, tx->in, 64 * 1024) : evbuffer_read(tx->in, fd, 64 * 1024);
+	if (tx->ssl != NULL && SSL_pending(tx->ssl) > 0)
+		event_active(&tx->ev_rd, EV_READ, 0);   /* (decrypted bytes the socket will not signal) */
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
 	if (n <= 0 && evbuffer_get_length(tx->in) == 0 && tx->verdict == 0 && tx_retry(tx))
@@ -1285,7 +1429,7 @@ static void tx_rd(evutil_socket_t fd, short what, void *arg)
 			}
 			break;
 		}
-		r = head_parse((const char *)evbuffer_pullup(tx->in, -1), evbuffer_get_length(tx->in), &h);
+		r = fwd_icap_msg_parse((const char *)evbuffer_pullup(tx->in, -1), evbuffer_get_length(tx->in), &h);
 		if (r < 0 || (r == 0 && n <= 0)) {
 			const char *why = r < 0 ? (evbuffer_get_length(tx->in) >= ICAP_HEAD_MAX ?
 			    "answer head too long" : "malformed answer") :
@@ -1309,7 +1453,7 @@ static void tx_rd(evutil_socket_t fd, short what, void *arg)
 			atomic_store(&tx->s->health, 1);
 			{
 				size_t cl;
-				const char *cv = head_get(&h, "Connection", &cl);
+				const char *cv = fwd_icap_msg_get(&h, "Connection", &cl);
 				tx->conn_close = cv != NULL && gw_http1_list_has(cv, cl, "close");
 			}
 			evbuffer_drain(tx->in, h.len);
@@ -1373,7 +1517,8 @@ out:
 /* ---- the hooks ---- */
 
 /* The heads the service sees: the client's request, the origin's response. */
-static char *build_heads(struct gw_req *rq, const struct gw_http_head *resp, size_t *rql, size_t *rsl)
+static char *build_heads(struct gw_req *rq, const struct gw_http_head *resp, const char *raw, size_t rawlen,
+    size_t *rql, size_t *rsl)
 {
 	const struct gw_http_head *h = gw_req_head(rq);
 	struct evbuffer *b = evbuffer_new();
@@ -1400,6 +1545,8 @@ static char *build_heads(struct gw_req *rq, const struct gw_http_head *resp, siz
 			evbuffer_add_printf(b, "%.*s: %.*s\r\n", (int)resp->hdrs[i].name_len, resp->hdrs[i].name,
 			    (int)resp->hdrs[i].value_len, resp->hdrs[i].value);
 		evbuffer_add(b, GW_STRLIT("\r\n"));
+	} else if (raw != NULL) {
+		evbuffer_add(b, raw, rawlen);   /* (a chain: the previous service's result, as it gave it) */
 	}
 	*rsl = evbuffer_get_length(b) - *rql;
 	if ((out = malloc(*rql + *rsl)) != NULL)
@@ -1424,6 +1571,11 @@ static struct fwd_icap_tx *tx_new(struct fwd_icap *ic, int svc, struct gw_req *r
 	tx->fd = -1;
 	tx->base = gw_req_base(rq);
 	snprintf(tx->server_ip, sizeof tx->server_ip, "%s", server_ip ? server_ip : "");
+	if (!s->c->host_is_name) {
+		memcpy(&tx->addr, &s->sa, s->salen);
+		tx->addrlen = s->salen;
+		tx->have_addr = 1;
+	}
 	tx->out = evbuffer_new();
 	tx->in = evbuffer_new();
 	tx->orig = evbuffer_new();
@@ -1436,31 +1588,44 @@ static struct fwd_icap_tx *tx_new(struct fwd_icap *ic, int svc, struct gw_req *r
 	return tx;
 }
 
-void fwd_icap_respmod(struct fwd_icap *ic, int svc, struct gw_req *rq, const struct gw_http_head *resp,
+void fwd_icap_respmod(struct fwd_icap *ic, int plan, struct gw_req *rq, const struct gw_http_head *resp,
     const char *server_ip, struct fwd_icap_tx **txp)
 {
-	struct icap_svc *s = &ic->s[svc];
-	struct icap_wsvc *ws;
-	struct fwd_icap_tx *tx;
+	const struct icap_plan *pl = &ic->plans[plan];
 	const struct gw_http_head *h = gw_req_head(rq);
+	struct fwd_icap_tx *tx;
+	int pos, svc = -1;
 
 	if (resp->body == GW_BODY_NONE || (resp->body == GW_BODY_LENGTH && resp->content_length == 0))
 		return;   /* nothing to scan */
-	if (resp->body == GW_BODY_LENGTH && resp->content_length > s->c->max_body_bytes) {
-		bump(s, FWD_ICAP_C_OVERSIZE);
-		if (s->c->oversize_block) {
-			gw_req_set_reason(rq, "ICAP: response over max_body_bytes");
-			gw_req_respond(rq, 403, NULL, NULL, 0, "The response is too large to be scanned for "
-			    "malware, and the gateway is set to withhold such responses.");
+	/* the first service of the chain that takes this response (one
+	 * passing it unscanned leaves it to the next) */
+	for (pos = 0; pos < pl->n; pos++) {
+		struct icap_svc *s = &ic->s[pl->svc[pos]];
+		struct icap_wsvc *ws;
+		if (resp->body == GW_BODY_LENGTH && resp->content_length > s->c->max_body_bytes) {
+			bump(s, FWD_ICAP_C_OVERSIZE);
+			if (s->c->oversize_block) {
+				gw_req_set_reason(rq, "ICAP: response over max_body_bytes");
+				gw_req_respond(rq, 403, NULL, NULL, 0, "The response is too large to be scanned for "
+				    "malware, and the gateway is set to withhold such responses.");
+				return;
+			}
+			continue;
 		}
-		return;
+		if (h->path != NULL && (ws = s->w[gw_req_worker(rq)]) != NULL && ws->have_opts &&
+		    ws->ignore[0] && fwd_icap_msg_ext_listed(ws->ignore, h->path, h->path_len))
+			continue;   /* Transfer-Ignore */
+		svc = pl->svc[pos];
+		break;
 	}
-	if (h->path != NULL && (ws = s->w[gw_req_worker(rq)]) != NULL && ws->have_opts &&
-	    ws->ignore[0] && ext_listed(ws->ignore, h->path, h->path_len))
-		return;   /* Transfer-Ignore */
+	if (svc < 0)
+		return;
 	if ((tx = tx_new(ic, svc, rq, server_ip)) == NULL)
 		goto oom;
-	tx->heads = build_heads(rq, resp, &tx->req_len, &tx->res_len);
+	tx->plan = pl;
+	tx->pos = pos;
+	tx->heads = build_heads(rq, resp, NULL, 0, &tx->req_len, &tx->res_len);
 	*txp = tx;   /* (fwd_icap_done frees it from now on) */
 	if (tx->out == NULL || tx->in == NULL || tx->orig == NULL || tx->heads == NULL ||
 	    gw_req_filter_response(rq) < 0 || gw_req_filter_hold_head(rq) < 0)
@@ -1472,9 +1637,10 @@ oom:
 	gw_req_respond(rq, 503, NULL, NULL, 0, NULL);
 }
 
-int fwd_icap_reqmod(struct fwd_icap *ic, int svc, struct gw_req *rq, const char *body, size_t len,
+int fwd_icap_reqmod(struct fwd_icap *ic, int plan, struct gw_req *rq, const char *body, size_t len,
     int complete, struct fwd_icap_tx **txp, void (*fin)(struct gw_req *rq, void *arg))
 {
+	int svc = ic->plans[plan].svc[0];   /* (a reqmod list has one) */
 	struct icap_svc *s = &ic->s[svc];
 	struct fwd_icap_tx *tx;
 	size_t rsl;
@@ -1496,7 +1662,7 @@ int fwd_icap_reqmod(struct fwd_icap *ic, int svc, struct gw_req *rq, const char 
 	tx->reqmod = 1;
 	tx->fin = fin;
 	tx->reply = evbuffer_new();
-	tx->heads = build_heads(rq, NULL, &tx->req_len, &rsl);
+	tx->heads = build_heads(rq, NULL, NULL, 0, &tx->req_len, &rsl);
 	if (tx->out == NULL || tx->in == NULL || tx->orig == NULL || tx->reply == NULL || tx->heads == NULL ||
 	    evbuffer_add(tx->orig, body, len) < 0)
 		goto oom;
@@ -1527,15 +1693,27 @@ int fwd_icap_filter(struct fwd_icap_tx *tx, const char *p, size_t n, int last)
 {
 	if (tx->passing) {
 		tx->emitted_last |= last;
-		gw_req_body_emit(tx->rq, p, n, last);
-		return GW_FILTER_GO;
+		return out_emit(tx, p, n, last);
 	}
 	tx->total += n;
 	tx->body_last |= last;
 	if (tx->discard) {
 		if (tx->fd >= 0 && !tx->term_sent && tx->st == TX_SEND) {
-			evbuffer_add(tx->orig, p, n);   /* the service still reads the body */
+			/* the service still reads the body (its answer is what the
+			 * client gets): straight to it, nothing kept for a 204 */
+			if (n > 0 && evbuffer_get_length(tx->orig) == 0 && !tx->reqmod) {
+				evbuffer_add_printf(tx->out, "%zx\r\n", n);
+				evbuffer_add(tx->out, p, n);
+				evbuffer_add(tx->out, GW_STRLIT("\r\n"));
+				tx->sent += n;
+			} else {
+				evbuffer_add(tx->orig, p, n);
+			}
 			feed(tx);
+			if (evbuffer_get_length(tx->out) > HIWAT) {
+				tx->held = 1;   /* the service is slower than the origin: tx_wr resumes */
+				return GW_FILTER_HOLD;
+			}
 		}
 		return GW_FILTER_GO;
 	}
@@ -1572,7 +1750,10 @@ void fwd_icap_done(struct fwd_icap_tx *tx)
 {
 	if (tx == NULL)
 		return;
+	fwd_icap_done(tx->next);   /* (a chain ends with its first) */
 	unqueue(tx);
+	dns_cancel(tx);
+	gw_req_output_wake(tx->rq, NULL);
 	/* a connection still busy with this exchange cannot be reused (the
 	 * service may still answer); an idle-clean one went back already */
 	conn_close(tx);

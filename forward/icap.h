@@ -34,19 +34,28 @@ struct fwd_icap *fwd_icap_new(const struct conf_forward *fw, long workers, int *
 void fwd_icap_free(struct fwd_icap *ic);
 /* Index of the service named name, or -1. */
 int fwd_icap_find(const struct fwd_icap *ic, const char *name);
-/* Whether service i is a reqmod one. */
-int fwd_icap_is_reqmod(const struct fwd_icap *ic, int i);
+/*
+ * The services of a list of names (a rule's icap, icap_default) of one
+ * method (reqmod 0/1) as a plan: its id, or -1 with none.  A respmod plan
+ * is a chain: the services in list order, each on the previous one's
+ * output (a 204 passes on what it got, a 200 its message; a block, i.e.
+ * a 200 naming a threat or violation, or a page of the gateway's own,
+ * ends it).  A reqmod plan has one service.  Only while the snapshot is
+ * built (at most one plan per list and method is stored).
+ */
+struct conf_strs;
+int fwd_icap_plan(struct fwd_icap *ic, const struct conf_strs *names, int reqmod);
 
 /*
  * From on_response_head: send the response of rq (head resp) to RESPMOD
- * service svc.  server_ip: numeric address of the origin ("" unknown).
+ * plan (fwd_icap_plan) plan.  server_ip: numeric address of the origin ("" unknown).
  * Turns the response filter on and holds the head; *txp then receives the
  * exchange, which fwd_icap_filter() feeds and fwd_icap_done() ends.  A
  * response without a body is not sent (nothing to scan); one whose
  * Content-Length is over max_body_bytes is passed or answered with 403
  * here (on_oversize).  Nothing is set in *txp then.
  */
-void fwd_icap_respmod(struct fwd_icap *ic, int svc, struct gw_req *rq, const struct gw_http_head *resp,
+void fwd_icap_respmod(struct fwd_icap *ic, int plan, struct gw_req *rq, const struct gw_http_head *resp,
     const char *server_ip, struct fwd_icap_tx **txp);
 /* What a REQMOD exchange decided. */
 enum fwd_icap_outcome {
@@ -57,22 +66,23 @@ enum fwd_icap_outcome {
 };
 /*
  * From on_body: send the upload of rq (body[0..len), complete or cut at
- * the limit the caller read) to REQMOD service svc.  Returns 0: the
+ * the limit the caller read) to REQMOD plan plan.  Returns 0: the
  * request is deferred and fin(rq, tx) runs once decided (gw_req_wake;
  * it reads fwd_icap_outcome() and decides); 1: send it on now (over
  * max_body_bytes with on_oversize "pass"); 2: answered already (403 over
  * max_body_bytes, or 503 out of memory).  *txp receives the exchange
  * (fwd_icap_done frees it).
  */
-int fwd_icap_reqmod(struct fwd_icap *ic, int svc, struct gw_req *rq, const char *body, size_t len,
+int fwd_icap_reqmod(struct fwd_icap *ic, int plan, struct gw_req *rq, const char *body, size_t len,
     int complete, struct fwd_icap_tx **txp, void (*fin)(struct gw_req *rq, void *arg));
 /* The outcome, and for FWD_ICAP_RESPOND the page (valid until
  * fwd_icap_done): status, content type, body. */
 enum fwd_icap_outcome fwd_icap_outcome(struct fwd_icap_tx *tx, int *status, const char **ctype,
     const char **body, size_t *len);
-/* max_body_bytes of service svc, and its bypass_on_error. */
-uint64_t fwd_icap_max_body(const struct fwd_icap *ic, int svc);
-int fwd_icap_bypassable(const struct fwd_icap *ic, int svc);
+/* max_body_bytes of plan (a chain: the sum, each exchange holds its
+ * own), and whether every service of it has bypass_on_error. */
+uint64_t fwd_icap_max_body(const struct fwd_icap *ic, int plan);
+int fwd_icap_bypassable(const struct fwd_icap *ic, int plan);
 
 /* on_response_filter for a request with an exchange (GW_FILTER_GO/HOLD). */
 int fwd_icap_filter(struct fwd_icap_tx *tx, const char *p, size_t n, int last);

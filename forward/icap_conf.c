@@ -5,28 +5,39 @@
  */
 #include "forward/icap_conf.h"
 
-#include <arpa/inet.h>
+#include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "conf/keys.h"
 #include "forward/fwd_conf.h"
 
 static const char *const k_icap[] = { "name", "uri", "method", "bypass_on_error", "max_body_bytes",
-    "on_oversize", "timeout", NULL };
+    "on_oversize", "timeout", "ca_file", NULL };
 
 /* "icap://ADDR[:PORT]/SERVICE": NULL, or what is wrong. */
 static const char *parse_uri(struct conf_ctx *x, struct conf_fwd_icap *s, const char *uri)
 {
-	const char *p = uri, *h, *he, *slash;
-	unsigned char tmp[16];
+	const char *p = uri, *h, *he, *slash, *err;
+	char hp[300];
+	struct conf_addr a;
+	int bracket = 0;
 	long port = 1344;
 
-	if (strncmp(p, "icap://", 7) != 0)
-		return "must start with \"icap://\" (icaps is not supported)";
-	p += 7;
+	if (strncmp(p, "icaps://", 8) == 0) {
+		s->tls = 1;
+		port = 11344;
+		p += 8;
+	} else if (strncmp(p, "icap://", 7) == 0) {
+		p += 7;
+	} else {
+		return "must start with \"icap://\" or \"icaps://\" (ICAP over TLS)";
+	}
 	if (*p == '[') {
+		bracket = 1;
 		h = p + 1;
 		he = strchr(h, ']');
 		if (he == NULL)
@@ -47,11 +58,18 @@ static const char *parse_uri(struct conf_ctx *x, struct conf_fwd_icap *s, const 
 	if (*p != '/' || p[1] == '\0')
 		return "needs a service path, e.g. icap://127.0.0.1:1344/avscan";
 	slash = p;
-	s->host = conf_arena_alloc(conf_ctx_arena(x), (size_t)(he - h) + 1);
-	memcpy(s->host, h, (size_t)(he - h));
-	s->host[he - h] = '\0';
-	if (inet_pton(AF_INET, s->host, tmp) != 1 && inet_pton(AF_INET6, s->host, tmp) != 1)
-		return "the server must be a numeric IPv4 or IPv6 address";
+	if ((size_t)(he - h) > 253 || he == h)
+		return "the server must be an IPv4 or [IPv6] address or a host name";
+	/* the core's reading of "host:port" (odd numerics such as 0177.0.0.1
+	 * refused, names checked as names) */
+	snprintf(hp, sizeof hp, "%s%.*s%s:%ld", bracket ? "[" : "", (int)(he - h), h, bracket ? "]" : "", port);
+	if ((err = conf_parse_addr(hp, 1, &a, conf_ctx_arena(x))) != NULL ||
+	    (bracket && a.ss.ss_family != AF_INET6))
+		return "the server must be an IPv4 or [IPv6] address or a host name";
+	s->host = a.host;
+	s->host_is_name = a.is_name;
+	s->sa = a.ss;
+	s->salen = a.sslen;
 	for (const char *q = slash + 1; *q; q++)
 		if ((unsigned char)*q <= ' ' || *q == '#' || *q == '?' || (unsigned char)*q >= 127)
 			return "the service path has a character that is not allowed";
@@ -96,6 +114,17 @@ static int read_service(struct conf_ctx *x, config_setting_t *e, const char *ep,
 		ok = 0;
 	if (conf_get_num(x, e, ep, "timeout", 0.1, CONF_MAX_TIMEOUT, &s->timeout) < 0)
 		ok = 0;
+	if (conf_get_path(x, e, ep, "ca_file", 0, &s->ca_file) < 0)
+		ok = 0;
+	else if (s->ca_file != NULL && !s->tls && s->uri != NULL) {
+		conf_kp_child(p, ep, "ca_file");
+		conf_serr(x, conf_member(e, "ca_file"), p, "only for an icaps:// service (TLS)");
+		ok = 0;
+	} else if (s->ca_file != NULL && access(s->ca_file, R_OK) != 0) {
+		conf_kp_child(p, ep, "ca_file");
+		conf_serr(x, conf_member(e, "ca_file"), p, "cannot read %s: %s", s->ca_file, strerror(errno));
+		ok = 0;
+	}
 	return ok;
 }
 
@@ -104,7 +133,7 @@ int fwd_icap_names_ok(struct conf_ctx *x, const config_setting_t *s, const char 
 {
 	const struct conf_forward *fw = conf_section(x);
 	char lp[CONF_KP];
-	int ok = 1, seen[2] = { -1, -1 };
+	int ok = 1, reqmod = -1, nresp = 0;
 
 	for (size_t j = 0; j < names->n; j++) {
 		size_t k;
@@ -112,17 +141,28 @@ int fwd_icap_names_ok(struct conf_ctx *x, const config_setting_t *s, const char 
 			if (strcmp(fw->icap[k].name, names->v[j]) == 0)
 				break;
 		conf_kp_elem(lp, p, (unsigned)j);
-		if (k == fw->nicap) {
+		for (size_t i = 0; i < j && k < fw->nicap; i++)
+			if (strcmp(names->v[i], names->v[j]) == 0)
+				k = fw->nicap + 1;   /* (said below) */
+		if (k == fw->nicap + 1) {
+			conf_serr(x, config_setting_get_elem(s, (unsigned)j), lp,
+			    "\"%s\" is already in this list", names->v[j]);
+			ok = 0;
+		} else if (k == fw->nicap) {
 			conf_serr(x, config_setting_get_elem(s, (unsigned)j), lp,
 			    "no service named \"%s\" in forward.icap", names->v[j]);
 			ok = 0;
-		} else if (seen[fw->icap[k].reqmod] >= 0) {
+		} else if (fw->icap[k].reqmod && reqmod >= 0) {
 			conf_serr(x, config_setting_get_elem(s, (unsigned)j), lp,
-			    "\"%s\" is a second %s service in this list (one of each method: chaining is not "
-			    "supported)", names->v[j], fw->icap[k].reqmod ? "reqmod" : "respmod");
+			    "\"%s\" is a second reqmod service in this list (respmod services chain, one reqmod "
+			    "service at most)", names->v[j]);
 			ok = 0;
-		} else {
-			seen[fw->icap[k].reqmod] = (int)k;
+		} else if (!fw->icap[k].reqmod && ++nresp > FWD_ICAP_CHAIN_MAX) {
+			conf_serr(x, config_setting_get_elem(s, (unsigned)j), lp,
+			    "more than %d respmod services in this list", FWD_ICAP_CHAIN_MAX);
+			ok = 0;
+		} else if (fw->icap[k].reqmod) {
+			reqmod = (int)k;
 		}
 	}
 	return ok;

@@ -8,7 +8,7 @@ ratios of the same run.  Results go to OUT/results.json and a Markdown table
 to stdout (tests/bench/RESULTS.md is written from it by hand).
 
 Environment: GATEHOUSE_BIN (default build-release/gatehouse in this tree), GATEHOUSE_BIN_B
-(optional second binary, contender "gatehouse-B" in rev_1m_c4 and the CONNECT scenarios), BENCH_ROUNDS
+(optional second binary, contender "gatehouse-B" in rev_1m_c4, fwd_icap_* and the CONNECT scenarios), BENCH_ROUNDS
 (3), BENCH_SECS (5), BENCH_ONLY (comma list of scenario names), BENCH_OUT.
 """
 import json
@@ -230,6 +230,10 @@ def start_icap_pair():
     start_gatehouse("gatehouse_icap", P_GHI_REV, P_GHI_FWD, fwd_extra=(
         'icap = ( { name = "echo"; uri = "icap://127.0.0.1:%d/echo"; max_body_bytes = "4M"; } );\n'
         '  icap_default = [ "echo" ];' % P_ICAP))
+    if GH_B:   # A/B: the second binary on the same service
+        start_gatehouse("gatehouse_icap_b", P_GHI_REV + 10, P_GHI_FWD + 10, binary=GH_B, fwd_extra=(
+            'icap = ( { name = "echo"; uri = "icap://127.0.0.1:%d/echo"; max_body_bytes = "4M"; } );\n'
+            '  icap_default = [ "echo" ];' % P_ICAP))
     conf = subst("squid-icap.conf", DIR=OUT, PORT=P_SQUID_ICAP, ICAP=P_ICAP)
     start("squid_icap", ["squid", "-N", "-f", conf], P_SQUID_ICAP)
 
@@ -258,7 +262,7 @@ def proc_tree(pid):
     return out
 
 
-TREE_CPU = {"varnish"}   # contenders whose work runs in a child process
+TREE_CPU = {"varnish", "c-icap"}   # contenders whose work runs in a child process
 
 
 def cpu_s(name):
@@ -450,10 +454,23 @@ def main():
         start_icap_pair()
         icap = [("gatehouse", "gatehouse_icap", P_GHI_FWD), ("squid", "squid_icap", P_SQUID_ICAP),
                 ("fwd-plain", "gatehouse", P_GH_FWD)]
-        interleave("fwd_icap_small_c50", icap, wrk_runner(50, env=fwd_env), "req/s", k_small)
+        icap[1:1] = [("gatehouse-B", "gatehouse_icap_b", P_GHI_FWD + 10)] if GH_B else []
+        def icap_runner(inner):
+            # the shared c-icap's CPU per request too: whether the service is
+            # the ceiling, and how much work each proxy gives it
+            def run(c, warm):
+                c0 = cpu_s("c-icap")
+                r = inner(c, warm)
+                if r.get("req"):
+                    r["icap_us_per_req"] = (cpu_s("c-icap") - c0) / r["req"] * 1e6
+                return r
+            return run
+        interleave("fwd_icap_small_c50", icap, icap_runner(wrk_runner(50, env=fwd_env)), "req/s",
+                   k_small + ["icap_us_per_req"])
         env_1m = {"WRK_PATH": "http://127.0.0.1:%d/1m" % P_ORIGIN, "WRK_HOST": "127.0.0.1:%d" % P_ORIGIN}
-        interleave("fwd_icap_1m_c4", icap, wrk_runner(4, env=env_1m), "MB/s", ["MBps", "cpu", "p50", "p99"])
-        for n in ("gatehouse_icap", "squid_icap", "c-icap"):
+        interleave("fwd_icap_1m_c4", icap, icap_runner(wrk_runner(4, env=env_1m)), "MB/s",
+                   ["MBps", "cpu", "p50", "p99", "icap_us_per_req"])
+        for n in ("gatehouse_icap", "gatehouse_icap_b", "squid_icap", "c-icap"):
             stop(n)
 
     def rate_run(c, warm):

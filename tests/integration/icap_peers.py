@@ -104,3 +104,24 @@ class IcapPeers:
                     p.kill()
                     p.wait()
         self.procs = []
+
+
+def stop_all(origin, g, peers):
+    """A module fixture's end: the origin, Gatehouse (checked clean: no
+    sanitizer report, no crash), then the peers, whatever failed first."""
+    try:
+        if origin is not None:
+            origin.stop()
+        if g is not None:
+            g.check_clean()
+    finally:
+        peers.stop()
+
+
+def proxied_get(port, origin_port, path):
+    """curl through the forward proxy on port: (status, body)."""
+    out = subprocess.run(["curl", "-s", "-x", "127.0.0.1:%d" % port, "-o", "-", "-w", "\n%{http_code}",
+                          "http://127.0.0.1:%d%s" % (origin_port, path)],
+                         capture_output=True, timeout=60).stdout
+    body, _, code = out.rpartition(b"\n")
+    return int(code), body
