@@ -73,7 +73,13 @@ void gw_relay_rd_enable(struct gw_conn *c, int on)
 
 void gw_relay_up_rd_enable(struct upconn *u, int on)
 {
+	int was = u->rd_on;
+
 	u->rd_on = read_arm(&u->ev_rd, u->rd_on, &u->rd_armed, u->eof, u->ssl, on);
+	/* an HTTP/2 stream's connection (fd -1) has no socket to wake the
+	 * read: look at what the stream holds (core/h2_client.c) */
+	if (u->fd < 0 && u->rd_on && !was)
+		event_active(&u->ev_rd, EV_READ, 0);
 }
 
 /*
