@@ -521,14 +521,18 @@ static void s_on_flush(struct gw_req *rq)
 static void s_on_error(struct gw_req *rq, int status, const char *reason)
 {
 	struct gw_h2s *s = rq->sink_arg;
+	struct gw_h2 *h = s->h;
 
 	if (reason == NULL)
 		status = 503, reason = "out of memory";
-	if (s->resp_started)
+	if (s->resp_started) {
 		gw_h2__reset(s, NGHTTP2_INTERNAL_ERROR, reason);
-	else
+		gw_h2__io(h);
+	} else {
+		/* (it runs the connection's I/O itself: the answer may go out
+		 * whole and the stream be freed, so s is not touched after) */
 		gw_h2__respond_error(rq, status, reason);
-	gw_h2__io(s->h);
+	}
 }
 
 static int s_on_ready(struct gw_req *rq)

@@ -525,3 +525,16 @@ def test_upstream_response_timeout_is_504(env):
     assert codes == [b"504"] * 5
     assert time.monotonic() - t0 < 8
     assert h2curl(env, "/after-hang", "-s") == b"/after-hang"
+
+
+def test_h2_client_gets_upstream_errors(env):
+    """An HTTP/2 client's stream whose h2 upstream fails before answering
+    gets the 502/504 page on its stream (the stream ends while the error is
+    being answered: it must not be touched after; this was a use after free
+    under ASan), and its connection goes on."""
+    r = subprocess.run(["curl", "-s", "--http2", "--cacert", env.ca, "--resolve", "a.test:%d:127.0.0.1" % env.port,
+                        "-w", " %{http_code}", "https://a.test:%d/dead/x" % env.port,
+                        "https://a.test:%d/hang-h2" % env.port, "https://a.test:%d/after" % env.port],
+                       capture_output=True, timeout=30)
+    out = r.stdout.decode()
+    assert out.count(" 502") == 1 and out.count(" 504") == 1 and out.endswith("/after 200"), out
