@@ -47,6 +47,8 @@ class H2Origin:
             self.ctx.load_cert_chain(*tls_cert)
             self.ctx.set_alpn_protocols(["h2"])
         self.conns = 0
+        self.sent = 0        # response DATA bytes sent (all streams)
+        self.unacked = 0     # request DATA bytes of /noack streams (never acknowledged)
         self.max_open = 0
         self.requests = []
         self.lock = threading.Lock()
@@ -99,6 +101,10 @@ class H2Origin:
                         with self.lock:
                             self.max_open = max(self.max_open, len(opened))
                     elif isinstance(ev, h2.events.DataReceived):
+                        if reqs[ev.stream_id]["h"][b":path"] == b"/noack":
+                            with self.lock:   # never given back: the sender must stop
+                                self.unacked += len(ev.data)
+                            continue
                         reqs[ev.stream_id]["body"] += ev.data
                         c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                     elif isinstance(ev, h2.events.TrailersReceived):
@@ -149,6 +155,9 @@ class H2Origin:
             c.send_data(sid, b"12345", end_stream=True)
         elif path == "/conn":
             c.send_headers(sid, [(":status", "200"), ("connection", "keep-alive")], end_stream=True)
+        elif path == "/huge":
+            c.send_headers(sid, [(":status", "200"), ("content-length", str(64 << 20))])
+            self._send(c, s, sid, b"h" * (64 << 20), end=True)
         elif path == "/big":
             c.send_headers(sid, [(":status", "200"), ("content-length", str(1 << 20))])
             self._send(c, s, sid, b"b" * (1 << 20), end=True)
@@ -163,13 +172,18 @@ class H2Origin:
             w = min(c.local_flow_control_window(sid), c.max_outbound_frame_size, len(data))
             if w <= 0:
                 s.sendall(c.data_to_send())
-                more = s.recv(65536)
+                try:
+                    more = s.recv(65536)
+                except socket.timeout:
+                    continue
                 if not more:
                     raise OSError("closed")
                 c.receive_data(more)   # (window updates; other events are not expected here)
                 continue
             c.send_data(sid, data[:w])
             data = data[w:]
+            with self.lock:
+                self.sent += w
             s.sendall(c.data_to_send())
         if end:
             c.end_stream(sid)
@@ -240,8 +254,8 @@ def _big(req, ctx):
     return req[::-1]
 
 
-def grpc_server():
-    h = grpc.method_handlers_generic_handler("gh.Test", {
+def grpc_server(tls_cert=None):
+    h = grpc.method_handlers_generic_handler("gh.Tls" if tls_cert else "gh.Test", {
         "Unary": grpc.unary_unary_rpc_method_handler(_unary),
         "Stream": grpc.unary_stream_rpc_method_handler(_stream),
         "Fail": grpc.unary_unary_rpc_method_handler(_fail),
@@ -253,7 +267,12 @@ def grpc_server():
                       options=[("grpc.max_receive_message_length", 4 << 20),
                                ("grpc.max_send_message_length", 4 << 20)])
     srv.add_generic_rpc_handlers((h,))
-    port = srv.add_insecure_port("127.0.0.1:0")
+    if tls_cert:
+        with open(tls_cert[0], "rb") as c, open(tls_cert[1], "rb") as k:
+            creds = grpc.ssl_server_credentials(((k.read(), c.read()),))
+        port = srv.add_secure_port("127.0.0.1:0", creds)
+    else:
+        port = srv.add_insecure_port("127.0.0.1:0")
     srv.start()
     return srv, port
 
@@ -269,6 +288,10 @@ reverse: {
   upstreams = ( %s );
   sites = ( { hosts = [ "a.test" ]; default = true; routes = (
       { path = "/gh.Test/"; upstream = "grpc"; max_body_bytes = 8388608; },
+      { path = "/gh.Tls/"; upstream = "grpctls"; },
+      { path = "/hc/"; upstream = "hc"; },
+      { path = "/bp/"; upstream = "bp"; strip_prefix = true; },
+      { path = "/bp2/"; upstream = "bp2"; strip_prefix = true; max_body_bytes = 0; },
       { path = "/h1/"; upstream = "h1"; strip_prefix = true; },
       { path = "/dead/"; upstream = "dead"; strip_prefix = true; },
       { path = "/tls/"; upstream = "h2tls"; strip_prefix = true; },
@@ -283,25 +306,40 @@ def env(tmp_path_factory):
     cert = gh.make_cert(d, "a", ["a.test"])
     ocert = gh.make_cert(d, "o", ["o.test"])
     srv, gport = grpc_server()
+    srvtls, gtport = grpc_server(ocert)
+    hco = H2Origin()
+    bpo = H2Origin()
+    bpo2 = H2Origin()   # (each backpressure test stalls its origin's connection)
     o = H2Origin()
     otls = H2Origin(tls_cert=ocert)
     h1 = H1Only()
     dead = gh.free_port()   # nothing listens there
     ups = """{ name = "grpc"; protocol = "h2"; servers = ( { address = "127.0.0.1:%d"; } ); },
+      { name = "grpctls"; protocol = "h2"; tls = true; sni = "o.test"; ca_file = "%s";
+        servers = ( { address = "127.0.0.1:%d"; } ); },
+      { name = "hc"; protocol = "h2"; health = { path = "/health-check"; interval = 0.5; timeout = 0.5; };
+        servers = ( { address = "127.0.0.1:%d"; } ); },
+      { name = "bp"; protocol = "h2"; servers = ( { address = "127.0.0.1:%d"; } ); },
+      { name = "bp2"; protocol = "h2"; servers = ( { address = "127.0.0.1:%d"; } ); },
       { name = "h2o"; protocol = "h2"; servers = ( { address = "127.0.0.1:%d"; } ); },
       { name = "h2tls"; protocol = "h2"; tls = true; sni = "o.test"; ca_file = "%s";
         servers = ( { address = "127.0.0.1:%d"; } ); },
       { name = "h1"; protocol = "h2"; servers = ( { address = "127.0.0.1:%d"; } ); },
       { name = "dead"; protocol = "h2"; servers = ( { address = "127.0.0.1:%d"; } ); }""" % (
-        gport, o.port, os.path.join(d, "ca.pem"), otls.port, h1.port, dead)
+        gport, os.path.join(d, "ca.pem"), gtport, hco.port, bpo.port, bpo2.port, o.port, os.path.join(d, "ca.pem"), otls.port,
+        h1.port, dead)
     port, pport, mport = gh.free_port(), gh.free_port(), gh.free_port()
     g = gh.Gatehouse(conf(port, pport, mport, cert, ups)).start([port, pport, mport])
     g.port, g.pport, g.mport = port, pport, mport
     g.ca = os.path.join(d, "ca.pem")
-    g.o, g.otls = o, otls
+    g.o, g.otls, g.hco, g.bpo, g.bpo2 = o, otls, hco, bpo, bpo2
     yield g
     g.check_clean()
     srv.stop(0)
+    srvtls.stop(0)
+    hco.stop()
+    bpo.stop()
+    bpo2.stop()
     o.stop()
     otls.stop()
     h1.stop()
@@ -377,6 +415,32 @@ def test_grpc_large_message(env):
     msg = bytes(range(256)) * 4096          # 1 MiB
     with channel(env) as ch:
         assert ch.unary_unary("/gh.Test/Big")(msg, timeout=20) == msg[::-1]
+
+
+def test_grpc_over_tls_upstream(env):
+    """The gRPC server itself on TLS: Gatehouse speaks h2 to it by ALPN,
+    verifying its certificate (sni o.test against the test CA)."""
+    with channel(env) as ch:
+        assert ch.unary_unary("/gh.Tls/Unary")(b"sec", timeout=10) == b"echo:sec|"
+        assert list(ch.unary_stream("/gh.Tls/Stream")(b"3", timeout=10)) == [b"msg-0", b"msg-1", b"msg-2"]
+        with pytest.raises(grpc.RpcError) as ei:
+            ch.unary_unary("/gh.Tls/Fail")(b"x", timeout=10)
+        assert ei.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_health_checks_speak_h2(env):
+    """Health checks of an h2 upstream go over HTTP/2 (the origin only
+    speaks h2: it sees them as h2 streams), on a fresh connection each."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with env.hco.lock:
+            seen = [r for r in env.hco.requests if r["h"][b":path"] == b"/health-check"]
+        if len(seen) >= 2:
+            break
+        time.sleep(0.1)
+    assert len(seen) >= 2
+    assert seen[0]["h"][b":method"] == b"GET"
+    assert h2curl(env, "/hc/ok", "-s") == b"/hc/ok"
 
 
 def test_grpc_many_concurrent_calls(env):
@@ -538,3 +602,49 @@ def test_h2_client_gets_upstream_errors(env):
                        capture_output=True, timeout=30)
     out = r.stdout.decode()
     assert out.count(" 502") == 1 and out.count(" 504") == 1 and out.endswith("/after 200"), out
+
+
+def test_response_backpressure_to_a_client_that_does_not_read(env):
+    """A 64 MiB response to an HTTP/1.1 client that reads nothing: the h2
+    origin is stopped by flow control (Gatehouse gives its window back only
+    as the client takes bytes), so it sends a few MiB at most, and
+    Gatehouse holds little."""
+    before = env.bpo.sent
+    rss0 = gh.rss_kb(env.proc.pid)
+    s = socket.create_connection(("127.0.0.1", env.pport))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.sendall(b"GET /bp/huge HTTP/1.1\r\nHost: a.test\r\n\r\n")
+    # the response starts; then 2 s in which an unbounded relay would take
+    # all 64 MiB (a loaded machine only makes it less)
+    deadline = time.monotonic() + 10
+    while env.bpo.sent == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(2)
+    sent = env.bpo.sent - before
+    assert 0 < sent < 12 << 20, "the origin sent %d bytes to a client that reads nothing" % sent
+    assert gh.rss_kb(env.proc.pid) - rss0 < 40 << 10
+    s.close()
+
+
+def test_request_backpressure_to_an_origin_that_does_not_read(env):
+    """A 64 MiB upload toward an h2 origin that never gives window back:
+    Gatehouse sends it only what the windows allow (64 KiB) and stops
+    reading the client, whose sending stalls well short of 64 MiB."""
+    s = socket.create_connection(("127.0.0.1", env.pport))
+    s.sendall(b"POST /bp2/noack HTTP/1.1\r\nHost: a.test\r\nContent-Length: %d\r\n\r\n" % (64 << 20))
+    s.setblocking(False)
+    chunk = b"u" * 65536
+    pushed, idle_since = 0, time.monotonic()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and time.monotonic() - idle_since < 1.0:
+        try:
+            pushed += s.send(chunk)
+            idle_since = time.monotonic()
+        except BlockingIOError:
+            time.sleep(0.02)
+        except (BrokenPipeError, ConnectionResetError):
+            break   # (the stalled upload met upstream_response: 504 and close)
+    s.close()
+    assert pushed < 32 << 20, "Gatehouse took %d bytes for an origin that reads nothing" % pushed
+    with env.bpo2.lock:
+        assert 0 < env.bpo2.unacked <= 65535, env.bpo2.unacked
