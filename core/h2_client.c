@@ -219,8 +219,12 @@ int gw_h2_client_attach(struct gw_req *rq, int may_open)
 	}
 	if (rq->retried && !may_open)
 		return 0;   /* a retry: a fresh connection (after DNS) */
-	for (s = p->h2c; s != NULL && !rq->retried; s = s->next) {
-		if (s->state == S_DEAD || s->closing || strcmp(s->key, rq->pool_key) != 0)
+	for (s = p->h2c; s != NULL; s = s->next) {
+		/* a retry joins only a session still being opened (as fresh as
+		 * its own would be: the refused streams of a GOAWAY go again on
+		 * one new connection, not one each) */
+		if (s->state == S_DEAD || s->closing || strcmp(s->key, rq->pool_key) != 0 ||
+		    (rq->retried && s->state == S_OPEN))
 			continue;
 		nsess++;
 		if (s->nactive + s->nqueued < sess_limit(s)) {

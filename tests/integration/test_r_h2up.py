@@ -50,6 +50,7 @@ class H2Origin:
         self.sent = 0        # response DATA bytes sent (all streams)
         self.unacked = 0     # request DATA bytes of /noack streams (never acknowledged)
         self.max_open = 0
+        self.gone_away = False
         self.requests = []
         self.lock = threading.Lock()
         self.stopping = False
@@ -146,6 +147,16 @@ class H2Origin:
             c.send_headers(sid, [(":status", "200"), ("content-type", "text/plain")])
             self._send(c, s, sid, b"body-before-trailers", end=False)
             c.send_headers(sid, [("x-checksum", "abc123"), ("x-final", "yes")], end_stream=True)
+        elif path == "/goaway":
+            # answered, then GOAWAY(last_stream_id=0) once: the streams
+            # still open were never processed (refused) and close with it
+            body = b"bye"
+            c.send_headers(sid, [(":status", "200"), ("content-length", "3")])
+            c.send_data(sid, body, end_stream=True)
+            if not self.gone_away:
+                self.gone_away = True
+                c.close_connection(last_stream_id=0)
+                return "close"
         elif path == "/die":
             c.send_headers(sid, [(":status", "200"), ("content-length", "100000")])
             c.send_data(sid, b"x" * 1000)
@@ -644,7 +655,41 @@ def test_request_backpressure_to_an_origin_that_does_not_read(env):
             time.sleep(0.02)
         except (BrokenPipeError, ConnectionResetError):
             break   # (the stalled upload met upstream_response: 504 and close)
-    s.close()
     assert pushed < 32 << 20, "Gatehouse took %d bytes for an origin that reads nothing" % pushed
+    deadline = time.monotonic() + 10   # (a loaded machine may still be on its way)
+    while env.bpo2.unacked == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    s.close()
     with env.bpo2.lock:
         assert 0 < env.bpo2.unacked <= 65535, env.bpo2.unacked
+
+
+def test_goaway_refused_streams_are_retried(env):
+    """The origin answers one stream, then sends GOAWAY(last-stream-id 0)
+    and closes: the GET streams open on that connection were refused (not
+    processed), so they are sent again on a new connection and succeed."""
+    o = H2Origin()
+    port = gh.free_port()
+    g = gh.Gatehouse("""@GLOBAL@ timeouts: { upstream_response = 5; }; };
+reverse: { listeners = ( { address = "127.0.0.1:%d"; } );
+  upstreams = ( { name = "o"; protocol = "h2"; servers = ( { address = "127.0.0.1:%d"; } ); } );
+  sites = ( { hosts = [ "a.test" ]; default = true; routes = ( { path = "/"; upstream = "o"; } ); } ); };
+""" % (port, o.port)).start([port])
+    try:
+        assert gh.curl("-H", "Host: a.test", "http://127.0.0.1:%d/warm" % port)[1] == b"/warm"
+        procs = [subprocess.Popen(["curl", "-s", "-H", "Host: a.test", "http://127.0.0.1:%d/slow-g%d" % (port, i)],
+                                  stdout=subprocess.PIPE) for i in range(5)]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:   # the five are open on the origin's connection
+            with o.lock:
+                n = len([r for r in o.requests if r["h"][b":path"].startswith(b"/slow-g")])
+            if n == 5:
+                break
+            time.sleep(0.02)
+        assert gh.curl("-H", "Host: a.test", "http://127.0.0.1:%d/goaway" % port)[1] == b"bye"
+        outs = sorted(p.communicate(timeout=30)[0] for p in procs)
+        assert outs == sorted(b"/slow-g%d" % i for i in range(5))
+        assert o.conns == 2
+    finally:
+        g.check_clean()
+        o.stop()
