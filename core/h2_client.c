@@ -24,6 +24,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
@@ -1101,35 +1102,44 @@ static void connect_next(struct gw_h2_client *s)
 	sess_kill(s, msg, 1);
 }
 
+/* The callbacks and options all sessions share, made once for the process
+ * (kept for its life). */
+static nghttp2_session_callbacks *h2c_cbs;
+static nghttp2_option *h2c_opt;
+static pthread_once_t h2c_once = PTHREAD_ONCE_INIT;
+
+static void h2c_setup(void)
+{
+	nghttp2_session_callbacks *c;
+
+	if (nghttp2_session_callbacks_new(&c) != 0)
+		return;
+	nghttp2_session_callbacks_set_send_callback(c, cb_send);
+	nghttp2_session_callbacks_set_on_begin_headers_callback(c, cb_begin_headers);
+	nghttp2_session_callbacks_set_on_header_callback(c, cb_header);
+	nghttp2_session_callbacks_set_on_invalid_header_callback(c, cb_invalid_header);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(c, cb_frame_recv);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(c, cb_data_chunk);
+	nghttp2_session_callbacks_set_on_stream_close_callback(c, cb_stream_close);
+	if (nghttp2_option_new(&h2c_opt) != 0) {
+		nghttp2_session_callbacks_del(c);
+		h2c_opt = NULL;
+		return;
+	}
+	/* window updates only once the exchange took the bytes */
+	nghttp2_option_set_no_auto_window_update(h2c_opt, 1);
+	nghttp2_option_set_max_continuations(h2c_opt, 8);
+	h2c_cbs = c;
+}
+
 struct gw_h2_client *gw_h2_client__open(struct gw_req *rq)
 {
-	static const nghttp2_session_callbacks *cbs;
-	static nghttp2_option *opt;
 	struct gw_pool *p = rq->w->pool;
 	struct gw_h2_client *s;
 
-	if (cbs == NULL) {
-		nghttp2_session_callbacks *c;
-		if (nghttp2_session_callbacks_new(&c) != 0)
-			goto oom;
-		nghttp2_session_callbacks_set_send_callback(c, cb_send);
-		nghttp2_session_callbacks_set_on_begin_headers_callback(c, cb_begin_headers);
-		nghttp2_session_callbacks_set_on_header_callback(c, cb_header);
-		nghttp2_session_callbacks_set_on_invalid_header_callback(c, cb_invalid_header);
-		nghttp2_session_callbacks_set_on_frame_recv_callback(c, cb_frame_recv);
-		nghttp2_session_callbacks_set_on_data_chunk_recv_callback(c, cb_data_chunk);
-		nghttp2_session_callbacks_set_on_stream_close_callback(c, cb_stream_close);
-		if (nghttp2_option_new(&opt) != 0) {
-			nghttp2_session_callbacks_del(c);
-			goto oom;
-		}
-		/* window updates only once the exchange took the bytes */
-		nghttp2_option_set_no_auto_window_update(opt, 1);
-		nghttp2_option_set_max_continuations(opt, 8);
-		/* (benign race: each worker thread may build its own once; the
-		 * loser's copy is kept for the process's life as well) */
-		cbs = c;
-	}
+	pthread_once(&h2c_once, h2c_setup);
+	if (h2c_cbs == NULL || h2c_opt == NULL)
+		goto oom;
 	if (rq->addrs == NULL || rq->addrs->naddrs == 0) {
 		gw_upstream_fail(rq, 502, "no address");
 		return NULL;
@@ -1149,7 +1159,7 @@ struct gw_h2_client *gw_h2_client__open(struct gw_req *rq)
 	event_assign(&s->ev_kick, s->w->base, -1, 0, sess_kick_cb, s);
 	event_assign(&s->ev_rd, s->w->base, -1, 0, sess_rd_cb, s);
 	event_assign(&s->ev_wr, s->w->base, -1, 0, sess_wr_cb, s);
-	if (s->in == NULL || s->out == NULL || nghttp2_session_client_new2(&s->ng, cbs, s, opt) != 0) {
+	if (s->in == NULL || s->out == NULL || nghttp2_session_client_new2(&s->ng, h2c_cbs, s, h2c_opt) != 0) {
 		s->ng = NULL;
 		goto fail;
 	}
