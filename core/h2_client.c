@@ -566,8 +566,12 @@ static int head_done(nghttp2_session *ng, struct gw_h2_client_strm *t, int end)
 	}
 	if (t->in_trailers) {
 		if (rq != NULL) {
-			rq->up_trailers = t->trailers;
+			rq->up_trailers = t->trailers;   /* for an HTTP/2 client (core/h2_sink.c) */
 			rq->up_trailers_n = t->trailers_n;
+			/* an HTTP/1.1 client gets them in its chunked body's last
+			 * chunk (not through a response filter: its body differs) */
+			rq->respx.trailers = t->trailers;
+			rq->respx.ntrailers = t->trailers_n;
 		}
 		return 0;
 	}

@@ -698,3 +698,11 @@ reverse: { listeners = ( { address = "127.0.0.1:%d"; } );
     finally:
         g.check_clean()
         o.stop()
+
+
+def test_response_trailers_to_h1_client_in_last_chunk(env):
+    """An HTTP/1.1 client gets the h2 origin's trailers in the last chunk of
+    its chunked body."""
+    out = gh.curl("--raw", "-H", "Host: a.test", "http://127.0.0.1:%d/trailers" % env.pport)[1]
+    assert b"body-before-trailers" in out
+    assert out.endswith(b"\r\n0\r\nx-checksum: abc123\r\nx-final: yes\r\n\r\n"), out
