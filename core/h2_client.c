@@ -103,6 +103,8 @@ struct gw_h2_client_strm {
 	size_t unconsumed;                     /* DATA bytes in pend not given back as window */
 	int status, has_len, chunked, final, deferred, closed, ended, refused, hd_err;
 	int in_trailers, trailers_n;
+	int req_eof;                           /* our END_STREAM went (or will, with the head) */
+	uint64_t clen, got;                    /* the response's content-length (has_len) and DATA so far */
 	struct gw_hdr *trailers;               /* (the exchange's arena) */
 	uint32_t err_code;
 	const char *fail;                      /* why the stream failed (static text) */
@@ -280,6 +282,13 @@ void gw_h2_client_gone(struct upconn *vu)
 
 	vu->h2s = NULL;
 	t->vu = NULL;
+	if (s != NULL && t->id != 0 && !t->closed && s->ng != NULL && t->req_eof && t->final &&
+	    (t->ended || (t->has_len && t->got >= t->clen))) {
+		/* the whole response came (only END_STREAM may still be on its
+		 * way): no RST_STREAM for a stream that ends by itself, which a
+		 * server's rapid-reset guard would count; freed at its close */
+		return;
+	}
 	if (s != NULL && t->id != 0 && !t->closed && s->ng != NULL) {
 		/* the exchange ended before the stream: cancel it; the stream's
 		 * unread share of the connection window is given back at close */
@@ -380,6 +389,7 @@ static int submit_head(struct gw_h2_client_strm *t)
 	t->rx.remaining = h.content_length;
 	gw_chunked_init(&t->rx.ck);
 	t->rx.done = h.body == GW_BODY_NONE || (h.body == GW_BODY_LENGTH && h.content_length == 0);
+	t->req_eof = t->rx.done;
 	if (!t->rx.done && (t->body = evbuffer_new()) == NULL)
 		return -1;
 	int32_t id = nghttp2_submit_request(s->ng, NULL, nv, n, t->rx.done ? NULL : &prd, t);
@@ -444,6 +454,7 @@ static ssize_t req_body_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size
 	if (t->rx.done && evbuffer_get_length(t->body) == 0) {
 		struct gw_req *rq = t->vu->rq;
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
+		t->req_eof = 1;
 		struct gw_hdr tr[GW_TRAILERS_MAX];
 		int k = rq != NULL ? gw_h2_req_trailers(rq, tr, GW_TRAILERS_MAX) : 0;
 		if (k > 0) {
@@ -521,8 +532,10 @@ static int cb_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
 		t->hd_err = 1;
 		return 0;
 	}
-	if (nl == 14 && memcmp(name, "content-length", 14) == 0)
-		t->has_len = 1;
+	if (nl == 14 && memcmp(name, "content-length", 14) == 0) {
+		t->has_len = 1;   /* (one valid value: nghttp2 checked it) */
+		t->clen = strtoull((const char *)value, NULL, 10);
+	}
 	/* names and values were checked by nghttp2 (no CR, LF, NUL; lowercase
 	 * tokens): the line cannot split */
 	r |= evbuffer_add(t->hd, name, nl);
@@ -652,6 +665,7 @@ static int cb_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
 	if (t->chunked)
 		r |= evbuffer_add(t->pend, "\r\n", 2);
 	t->unconsumed += len;
+	t->got += len;
 	strm_wake(t);
 	return r == 0 ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 }

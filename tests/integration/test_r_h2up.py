@@ -52,6 +52,7 @@ class H2Origin:
         self.unacked = 0     # request DATA bytes of /noack streams (never acknowledged)
         self.max_open = 0
         self.gone_away = False
+        self.resets = 0      # RST_STREAM frames received
         self.requests = []
         self.lock = threading.Lock()
         self.stopping = False
@@ -80,6 +81,7 @@ class H2Origin:
             reqs = {}
             opened = set()
             pending = []
+            ends = []   # /late-end streams: END_STREAM 0.3 s after their whole body
             s.settimeout(0.05)
             while True:
                 # /slow answers come 0.3 s after their request, without
@@ -89,6 +91,12 @@ class H2Origin:
                     _, sid, r = pending.pop(0)
                     self._answer(c, s, sid, r)
                     opened.discard(sid)
+                while ends and now - ends[0][0] >= 0.3:
+                    _, sid = ends.pop(0)
+                    try:
+                        c.end_stream(sid)
+                    except h2.exceptions.ProtocolError:
+                        pass   # (reset meanwhile)
                 s.sendall(c.data_to_send())
                 try:
                     data = s.recv(65536)
@@ -120,12 +128,19 @@ class H2Origin:
                         if r["h"][b":path"].startswith(b"/slow"):
                             pending.append((time.monotonic(), ev.stream_id, r))
                             continue
+                        if r["h"][b":path"] == b"/late-end":
+                            c.send_headers(ev.stream_id, [(":status", "200"), ("content-length", "5")])
+                            c.send_data(ev.stream_id, b"hello")
+                            ends.append((time.monotonic(), ev.stream_id))
+                            continue
                         if self._answer(c, s, ev.stream_id, r) == "close":
                             s.sendall(c.data_to_send())
                             s.close()
                             return
                         opened.discard(ev.stream_id)
                     elif isinstance(ev, h2.events.StreamReset):
+                        with self.lock:
+                            self.resets += 1
                         opened.discard(ev.stream_id)
                         reqs.pop(ev.stream_id, None)
                 s.sendall(c.data_to_send())
@@ -469,7 +484,7 @@ def test_multiplexed_on_one_upstream_connection(env):
     upstream HTTP/2 connection: the origin sees 1 connection (or very few)
     and several streams open at once."""
     o = env.o
-    before = o.conns
+    before, resets = o.conns, o.resets
     procs = []
     for i in range(15):
         procs.append(subprocess.Popen(["curl", "-s", "--http2", "--cacert", env.ca, "--resolve",
@@ -481,6 +496,7 @@ def test_multiplexed_on_one_upstream_connection(env):
     assert sorted(outs) == sorted([b"/slow-%d" % i for i in range(15)] + [b"/slow-h1-%d" % i for i in range(15)])
     assert o.conns - before <= 2, "the origin saw %d connections" % (o.conns - before)
     assert o.max_open >= 2, "streams were not multiplexed"
+    assert o.resets == resets, "complete responses must not be cancelled (RST_STREAM)"
     m = gh.metrics(env.mport)
     assert m['gatehouse_upstream_h2_streams_total{family="reverse"}'] >= 30, m
 
@@ -706,3 +722,16 @@ def test_response_trailers_to_h1_client_in_last_chunk(env):
     out = gh.curl("--raw", "-H", "Host: a.test", "http://127.0.0.1:%d/trailers" % env.pport)[1]
     assert b"body-before-trailers" in out
     assert out.endswith(b"\r\n0\r\nx-checksum: abc123\r\nx-final: yes\r\n\r\n"), out
+
+
+def test_complete_response_is_not_cancelled(env):
+    """The whole body (its content-length) came but END_STREAM comes later:
+    the exchange is over for Gatehouse, yet it must not RST_STREAM a stream
+    that ends by itself (a server's rapid-reset guard counts those)."""
+    before = env.o.resets
+    for i in range(3):
+        assert h2curl(env, "/late-end", "-s") == b"hello"
+        assert gh.curl("-H", "Host: a.test", "http://127.0.0.1:%d/late-end" % env.pport)[1] == b"hello"
+    time.sleep(0.5)   # (the last END_STREAMs go out 0.3 s after their bodies; a reset would be in by now)
+    assert env.o.resets == before
+    assert h2curl(env, "/after-late", "-s") == b"/after-late"
