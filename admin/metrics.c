@@ -177,6 +177,8 @@ enum MHD_Result adm_metrics(struct MHD_Connection *c)
 	family_counter(&b, &st, "h2_resets_received_total", "HTTP/2 RST_STREAM frames from clients, by family.",
 	    GW_FC_H2_RESETS);
 	family_counter(&b, &st, "h2_goaways_sent_total", "HTTP/2 GOAWAY frames sent, by family.", GW_FC_H2_GOAWAYS);
+	family_counter(&b, &st, "upstream_h2_streams_total", "Exchanges sent to upstreams over HTTP/2 (protocol \"h2\"), by family.",
+	    GW_FC_UPSTREAM_H2_STREAMS);
 	gw_sbuf_printf(&b, "# HELP gatehouse_connections_active Client connections open now, by family.\n"
 	    "# TYPE gatehouse_connections_active gauge\n");
 	for (int f = 0; f < gw_stats_nfamilies(); f++)

@@ -139,6 +139,14 @@ struct gw_req {
 	char *tun_target, *tun_extra;
 	size_t tun_extra_len;
 	int tun_wait, tun_ok;
+	/* protocol = "h2" (gw_req_upstream_h2): the exchange goes on an HTTP/2
+	 * session (core/h2_client.c); trailers beside the body: the h2
+	 * upstream's response trailers for the sink (arena, at most
+	 * GW_TRAILERS_MAX; an HTTP/2 client's request trailers stay on its
+	 * stream: gw_h2_req_trailers) */
+	int up_h2;
+	struct gw_hdr *up_trailers;
+	int up_trailers_n;
 
 	/* gw_req_defer / gw_req_wake */
 	struct event *ev_wake;     /* (arena) */
@@ -264,7 +272,12 @@ struct upconn {
 	unsigned kh;               /* key_hash32(key) */
 	unsigned keepalive;        /* idle connections of its key that may be pooled */
 	struct upconn *pnext, *pprev;
+	/* an HTTP/2 stream's translated connection (core/h2_client.c): no
+	 * socket (fd -1), never pooled; NULL for a real connection */
+	struct gw_h2_client_strm *h2s;
 };
+
+#define GW_TRAILERS_MAX 32
 
 #define POOL_BUCKETS 256
 /* idle connections per key and worker when the family says nothing (as
@@ -288,6 +301,8 @@ struct gw_pool {
 	struct gw_arena_spares blks;
 	/* the worker's background requests (gw_req_spawn, core/conn.c) */
 	struct gw_req *bg;
+	/* the worker's HTTP/2 upstream sessions (core/h2_client.c) */
+	struct gw_h2_client *h2c;
 };
 
 /* ---- small helpers of both ends ---- */
@@ -406,5 +421,12 @@ void gw_upstream__arm_write(struct upconn *u, size_t left);
 void gw_upstream__free(struct upconn *u);
 /* Pool u as idle (or close it when over the bounds). */
 void gw_upstream__pool_put(struct gw_worker *w, struct upconn *u);
+/* For core/h2_client.c: a socket-less connection for rq (rq->up), its
+ * bytes translated to an HTTP/2 stream; NULL out of memory. */
+struct upconn *gw_upstream__virtual(struct gw_req *rq);
+/* ... rq's connection is ready: the engine sends the request. */
+void gw_upstream__ready(struct gw_req *rq);
+/* ... rq failed at stage (GW_UPFAIL_*): the family's retry, else status. */
+void gw_upstream__stage_failed(struct gw_req *rq, int stage, int status, const char *reason);
 
 #endif

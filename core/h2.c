@@ -220,6 +220,8 @@ static void stream_end(struct gw_h2s *s, uint32_t code, int session_alive)
 	}
 	if (s->out != NULL)
 		evbuffer_free(s->out);
+	if (s->trail != NULL)
+		evbuffer_free(s->trail);
 	stream_free_head(s);
 	if (s->prev != NULL)
 		s->prev->next = s->next;
@@ -311,8 +313,10 @@ static int cb_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
 
 	(void)flags;
 	(void)arg;
+	if (s != NULL && frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_HEADERS)
+		return gw_h2__req_trailer(s, name, nl, value, vl);
 	if (s == NULL || frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
-		return 0;   /* trailers: not passed on (an HTTP/1 upstream gets no trailers) */
+		return 0;
 	L = &s->snap->conf->global.limits;
 	s->hdr_bytes += nl + vl + 4;
 	s->nhdrs++;
@@ -406,9 +410,9 @@ static int head_text(struct gw_h2s *s, struct evbuffer *b)
 		r |= evbuffer_add(b, GW_STRLIT("\r\n"));
 	}
 	/* a body without content-length: chunked to the parser, which then
-	 * frames it so for the upstream (nghttp2 refused transfer-encoding) */
-	/* (the whole body may have come with END_STREAM before the head is
-	 * made: it is a body all the same, not to be dropped) */
+	 * frames it so for the upstream (nghttp2 refused transfer-encoding).
+	 * END_STREAM may be here already (DATA in the same read as HEADERS,
+	 * as gRPC clients send): that body still needs its framing */
 	if ((!s->in_done || (s->in != NULL && evbuffer_get_length(s->in) > 0)) && !(proxy && connect) &&
 	    evbuffer_search(b, "\r\ncontent-length: ", 18, NULL).pos < 0)
 		r |= evbuffer_add(b, GW_STRLIT("Transfer-Encoding: chunked\r\n"));

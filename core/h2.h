@@ -36,4 +36,11 @@ void gw_h2_drain(struct gw_conn *c);
 /* A stream's deferred request woke (gw_req_wake): carry out its decision. */
 void gw_h2_dispatch(struct gw_req *rq);
 
+/* The HTTP/2 client's request trailers of rq (an h2 stream's request)
+ * into out (at most max; pointers valid while the stream lives), for an
+ * h2 upstream (core/h2_client.c).  Returns how many (0: none, or rq is
+ * not from an HTTP/2 client). */
+struct gw_hdr;
+int gw_h2_req_trailers(struct gw_req *rq, struct gw_hdr *out, int max);
+
 #endif

@@ -33,6 +33,8 @@ struct gw_h2s {
 	struct gw_snapshot *snap;  /* the stream's reference (rq->snap) */
 	void *side;                /* its family's data in snap */
 	struct evbuffer *in;       /* request body received, not yet passed on */
+	struct evbuffer *trail;    /* request trailers for an h2 upstream: name NUL value NUL ... */
+	int ntrail;
 	struct evbuffer *out;      /* response body waiting for the peer's window */
 	/* the request head as it arrives: HTTP/1 field lines, cookies, pseudo-headers */
 	struct evbuffer *hdrs, *cookie;
@@ -98,6 +100,8 @@ void gw_h2__respond_error(struct gw_req *rq, int status, const char *reason);
 /* Move request body from s->in onwards (upstream, or the read_body buffer). */
 void gw_h2__pump_body(struct gw_h2s *s);
 /* nghttp2's data source for a stream's response body. */
+int gw_h2__trailers(struct gw_h2s *s);
+int gw_h2__req_trailer(struct gw_h2s *s, const uint8_t *name, size_t nl, const uint8_t *value, size_t vl);
 ssize_t gw_h2__data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len,
     uint32_t *flags, nghttp2_data_source *src, void *arg);
 /* nghttp2's send_data_callback: a DATA frame from the stream's buffer. */

@@ -213,6 +213,23 @@ void gw_h2__respond_error(struct gw_req *rq, int status, const char *reason)
 
 /* ---- the response body: nghttp2's data source ---- */
 
+/* The h2 upstream's response trailers (rq->up_trailers, core/h2_client.c)
+ * as a HEADERS frame with END_STREAM after the last DATA.  0 when
+ * submitted. */
+int gw_h2__trailers(struct gw_h2s *s)
+{
+	struct gw_req *rq = s->rq;
+	nghttp2_nv nv[GW_TRAILERS_MAX];
+	size_t n = 0;
+
+	for (int i = 0; i < rq->up_trailers_n && n < GW_TRAILERS_MAX; i++) {
+		const struct gw_hdr *x = &rq->up_trailers[i];
+		nv[n++] = (nghttp2_nv){ (uint8_t *)x->name, (uint8_t *)x->value, x->name_len, x->value_len,
+			NGHTTP2_NV_FLAG_NONE };
+	}
+	return nghttp2_submit_trailer(s->h->ng, s->id, nv, n) == 0 ? 0 : -1;
+}
+
 /* The body is not copied into nghttp2's buffer: the data source only says
  * how much goes into the next DATA frame (NO_COPY), and gw_h2__send_data
  * copies those bytes once, from the stream's buffer to the connection's
@@ -232,8 +249,11 @@ ssize_t gw_h2__data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
 		return NGHTTP2_ERR_DEFERRED;   /* resumed by on_body */
 	}
 	*flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-	if (n == have && s->out_eof)
+	if (n == have && s->out_eof) {
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
+		if (s->rq != NULL && s->rq->up_trailers_n > 0 && gw_h2__trailers(s) == 0)
+			*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;   /* the trailers end it */
+	}
 	return (ssize_t)n;
 }
 
@@ -277,6 +297,52 @@ void gw_h2__resume_held(struct gw_h2s *s)
 }
 
 /* ---- the request body ---- */
+
+/* One field of the client's request trailers (they may come before the
+ * stream's request exists): kept on the stream as name NUL value NUL for an
+ * h2 upstream (gw_h2_req_trailers); an HTTP/1 upstream gets none.  Past
+ * GW_TRAILERS_MAX fields or max_header_bytes they are dropped, not the
+ * stream. */
+int gw_h2__req_trailer(struct gw_h2s *s, const uint8_t *name, size_t nl, const uint8_t *value, size_t vl)
+{
+	size_t max = (size_t)s->snap->conf->global.limits.max_header_bytes;
+	int r = 0;
+
+	if (s->trail == NULL && (s->trail = evbuffer_new()) == NULL)
+		return 0;
+	if (evbuffer_get_length(s->trail) + nl + vl + 2 > max || s->ntrail >= GW_TRAILERS_MAX)
+		return 0;
+	r |= evbuffer_add(s->trail, name, nl);
+	r |= evbuffer_add(s->trail, "", 1);
+	r |= evbuffer_add(s->trail, value, vl);
+	r |= evbuffer_add(s->trail, "", 1);
+	if (r == 0)
+		s->ntrail++;
+	return 0;
+}
+
+int gw_h2_req_trailers(struct gw_req *rq, struct gw_hdr *out, int max)
+{
+	struct gw_h2s *s = rq->h2s;
+	size_t len;
+	const char *p, *end;
+	int n = 0;
+
+	if (s == NULL || s->trail == NULL || (len = evbuffer_get_length(s->trail)) == 0 ||
+	    (p = (const char *)evbuffer_pullup(s->trail, -1)) == NULL)
+		return 0;
+	end = p + len;
+	while (p < end && n < max) {
+		size_t nl = strlen(p), vl = strlen(p + nl + 1);
+		out[n].name = p;
+		out[n].name_len = (uint32_t)nl;
+		out[n].value = p + nl + 1;
+		out[n].value_len = (uint32_t)vl;
+		n++;
+		p += nl + vl + 2;
+	}
+	return n;
+}
 
 /* gw_req_read_body: collect the body into rq->bodybuf, then ask the family. */
 static void read_body(struct gw_h2s *s)
@@ -459,11 +525,14 @@ static void s_on_error(struct gw_req *rq, int status, const char *reason)
 
 	if (reason == NULL)
 		status = 503, reason = "out of memory";
-	if (s->resp_started)
+	if (s->resp_started) {
 		gw_h2__reset(s, NGHTTP2_INTERNAL_ERROR, reason);
-	else
+		gw_h2__io(h);
+	} else {
+		/* (it runs the connection's I/O itself: the answer may go out
+		 * whole and the stream be freed, so s is not touched after) */
 		gw_h2__respond_error(rq, status, reason);
-	gw_h2__io(h);
+	}
 }
 
 static int s_on_ready(struct gw_req *rq)

@@ -161,6 +161,10 @@ void gw_req_proxy(struct gw_req *rq, const char *host, size_t host_len, uint16_t
 /* After gw_req_proxy(): speak TLS to the upstream, with the client context
  * of reverse.upstreams[upstream] (verification, SNI as configured). */
 void gw_req_upstream_tls(struct gw_req *rq, int upstream);
+/* After gw_req_proxy(): speak HTTP/2 to the upstream (TLS with ALPN h2, or
+ * h2c with prior knowledge when plain), on a session shared by the
+ * worker's exchanges to the same server (core/h2_client.c). */
+void gw_req_upstream_h2(struct gw_req *rq);
 /* After gw_req_proxy(): at most n idle connections of this upstream's pool
  * key are kept per worker (0 = none; default 32).  Every worker also keeps
  * no more idle upstream connections than its share of max_connections. */

@@ -73,7 +73,13 @@ void gw_relay_rd_enable(struct gw_conn *c, int on)
 
 void gw_relay_up_rd_enable(struct upconn *u, int on)
 {
+	int was = u->rd_on;
+
 	u->rd_on = read_arm(&u->ev_rd, u->rd_on, &u->rd_armed, u->eof, u->ssl, on);
+	/* an HTTP/2 stream's connection (fd -1) has no socket to wake the
+	 * read: look at what the stream holds (core/h2_client.c) */
+	if (u->fd < 0 && u->rd_on && !was)
+		event_active(&u->ev_rd, EV_READ, 0);
 }
 
 /*
@@ -415,6 +421,23 @@ static void xfer_tap(struct xfer *x, struct evbuffer *src, size_t n)
 	}
 }
 
+/* The last chunk of a re-encoded body, with x's trailer fields if any. */
+static void last_chunk(const struct xfer *x, struct evbuffer *dst)
+{
+	if (x->ntrailers == 0) {
+		evbuffer_add(dst, GW_STRLIT("0\r\n\r\n"));
+		return;
+	}
+	evbuffer_add(dst, GW_STRLIT("0\r\n"));
+	for (int i = 0; i < x->ntrailers; i++) {
+		evbuffer_add(dst, x->trailers[i].name, x->trailers[i].name_len);
+		evbuffer_add(dst, GW_STRLIT(": "));
+		evbuffer_add(dst, x->trailers[i].value, x->trailers[i].value_len);
+		evbuffer_add(dst, GW_STRLIT("\r\n"));
+	}
+	evbuffer_add(dst, GW_STRLIT("\r\n"));
+}
+
 /*
  * Move body bytes of x from src to dst, decoding chunked input and encoding
  * chunked output as x says.  Returns 0, or -1 on a framing error.
@@ -481,7 +504,7 @@ int gw_relay_xfer_pump(struct xfer *x, struct evbuffer *src, struct evbuffer *ds
 			x->done = 1;
 		}
 		if (x->done && x->out_chunked)
-			evbuffer_add(dst, GW_STRLIT("0\r\n\r\n"));
+			last_chunk(x, dst);
 	}
 	return 0;
 }

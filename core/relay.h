@@ -27,6 +27,10 @@ struct xfer {
 	uint64_t remaining;
 	struct gw_chunked ck;
 	int out_chunked;           /* re-encode as chunked */
+	/* trailer fields for the last chunk when re-encoding (an h2
+	 * upstream's, core/h2_client.c; valid checked fields, arena) */
+	const struct gw_hdr *trailers;
+	int ntrailers;
 	int done;
 	uint64_t moved;
 };

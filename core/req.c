@@ -176,6 +176,11 @@ void gw_req_upstream_tls(struct gw_req *rq, int upstream)
 	rq->up_tls = upstream + 1;
 }
 
+void gw_req_upstream_h2(struct gw_req *rq)
+{
+	rq->up_h2 = 1;
+}
+
 void gw_req_upstream_keepalive(struct gw_req *rq, unsigned n)
 {
 	rq->keepalive = n;
@@ -210,6 +215,7 @@ void gw_req_proxy(struct gw_req *rq, const char *host, size_t host_len, uint16_t
 	rq->up_host = gw_req_strndup(rq, host, host_len);
 	rq->up_port = port;
 	rq->keepalive = POOL_KEEPALIVE;
+	rq->up_h2 = 0;   /* (a retry on another upstream says again) */
 	if (path == NULL) {
 		path = rq->head.path;
 		path_len = rq->head.path_len;

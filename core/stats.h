@@ -58,7 +58,8 @@ enum gw_close_reason {
 	X(H2_CONNS, "h2_connections") \
 	X(H2_STREAMS, "h2_streams") \
 	X(H2_RESETS, "h2_resets_received") \
-	X(H2_GOAWAYS, "h2_goaways_sent")
+	X(H2_GOAWAYS, "h2_goaways_sent") \
+	X(UPSTREAM_H2_STREAMS, "upstream_h2_streams")
 
 enum gw_fcounter {
 #define X(id, s) GW_FC_##id,

@@ -41,6 +41,7 @@
 #include "core/climit.h"
 #include "core/clock.h"
 #include "core/dns.h"
+#include "core/h2_client.h"
 #include "core/hist.h"
 #include "core/http1.h"
 #include "core/httpdate.h"
@@ -93,6 +94,7 @@ static void pool_unlink(struct gw_pool *p, struct upconn *u)
 
 void gw_pool_flush(struct gw_pool *p)
 {
+	gw_h2_client_expire(p, 0, 1);
 	for (int i = 0; i < POOL_BUCKETS; i++)
 		while (p->b[i] != NULL) {
 			struct upconn *u = p->b[i];
@@ -105,6 +107,7 @@ void gw_pool_free(struct gw_pool *p)
 {
 	if (p == NULL)
 		return;
+	gw_h2_client_expire(p, 0, 2);
 	gw_pool_flush(p);
 	while (p->nspare > 0)
 		evbuffer_free(p->spare[--p->nspare]);
@@ -118,6 +121,7 @@ void gw_pool_expire(struct gw_worker *w)
 	double limit = w->snap->conf->global.timeouts.upstream_idle;
 	double now = gw_mono_now();
 
+	gw_h2_client_expire(p, limit, 0);
 	for (int i = 0; i < POOL_BUCKETS; i++) {
 		struct upconn *u = p->b[i];
 		while (u != NULL) {
@@ -314,14 +318,17 @@ static struct upconn *up_new(struct gw_worker *w, int fd, const char *key)
 	}
 	memcpy(u->key, key, strlen(key) + 1);   /* pool keys fit (pool_key_make) */
 	u->kh = gw_strhash(u->key);
-	event_assign(&u->ev_rd, w->base, fd, EV_READ | EV_PERSIST, up_rd_cb, u);
-	event_assign(&u->ev_wr, w->base, fd, EV_WRITE | EV_PERSIST, up_wr_cb, u);
+	/* (fd -1: an HTTP/2 stream's connection, woken by event_active) */
+	event_assign(&u->ev_rd, w->base, fd, fd >= 0 ? EV_READ | EV_PERSIST : 0, up_rd_cb, u);
+	event_assign(&u->ev_wr, w->base, fd, fd >= 0 ? EV_WRITE | EV_PERSIST : 0, up_wr_cb, u);
 	event_assign(&u->ev_to, w->base, -1, 0, up_to_cb, u);
 	return u;
 }
 
 void gw_upstream__free(struct upconn *u)
 {
+	if (u->h2s != NULL)
+		gw_h2_client_gone(u);
 	if (u->dead != NULL)
 		*u->dead = 1;
 	event_del(&u->ev_rd);
@@ -371,7 +378,9 @@ void gw_upstream__write(struct upconn *u)
 		return;
 	if (u->tls_hs)
 		return;
-	while (evbuffer_get_length(u->out) > 0) {
+	if (u->h2s != NULL)
+		gw_h2_client_out(u);   /* an HTTP/2 stream takes what its window allows */
+	while (u->h2s == NULL && evbuffer_get_length(u->out) > 0) {
 		int n = gw_relay_write(u->fd, u->ssl, u->out);
 		if (n < 0) {
 			/* the origin went away while we were sending: the response
@@ -469,6 +478,23 @@ static void upstream_failed(struct gw_req *rq, int status, const char *reason)
 void gw_upstream_fail(struct gw_req *rq, int status, const char *reason)
 {
 	upstream_failed(rq, status, reason);
+}
+
+void gw_upstream__stage_failed(struct gw_req *rq, int stage, int status, const char *reason)
+{
+	if (!family_retry(rq, stage))
+		upstream_failed(rq, status, reason);
+}
+
+struct upconn *gw_upstream__virtual(struct gw_req *rq)
+{
+	struct upconn *u = up_new(rq->w, -1, "");   /* (key "": never pooled) */
+
+	if (u == NULL)
+		return NULL;
+	u->rq = rq;
+	rq->up = u;
+	return u;
 }
 
 /* ---- request out ---- */
@@ -631,6 +657,11 @@ static void upstream_ready(struct gw_req *rq)
 	rq->sink->on_flush(rq);
 }
 
+void gw_upstream__ready(struct gw_req *rq)
+{
+	upstream_ready(rq);
+}
+
 /* ---- connect, DNS ---- */
 
 static void on_connected(struct gw_req *rq)
@@ -768,7 +799,7 @@ static int pool_reuse(struct gw_req *rq, const struct gw_dns_result *vetted)
 {
 	struct upconn *u;
 
-	if (rq->dec != DEC_PROXY || rq->upgrade || rq->retried ||
+	if (rq->dec != DEC_PROXY || rq->upgrade || rq->retried || rq->up_h2 ||
 	    (u = pool_get(rq->w, rq->pool_key, rq->owner, vetted)) == NULL)
 		return 0;
 	u->rq = rq;
@@ -821,6 +852,10 @@ static void resolved(struct gw_req *rq, const struct gw_dns_result *res)
 		rq->sink->on_error(rq, rq->refused_status, "destination address not allowed");
 		return;
 	}
+	if (rq->up_h2) {
+		(void)gw_h2_client_attach(rq, 1);   /* protocol = "h2": a shared session */
+		return;
+	}
 	if (rq->proto->on_resolved != NULL && pool_reuse(rq, rq->addrs))
 		return;
 	connect_next(rq);
@@ -849,7 +884,7 @@ void gw_upstream_start(struct gw_req *rq)
 	}
 	/* a family that vets addresses (on_resolved) takes a pooled connection
 	 * only after its checks passed, from resolved() */
-	if (rq->proto->on_resolved == NULL && pool_reuse(rq, NULL))
+	if (rq->proto->on_resolved == NULL && (rq->up_h2 ? gw_h2_client_attach(rq, 0) : pool_reuse(rq, NULL)))
 		return;
 	gw_stat_add(&rq->w->stats->dns_queries, 1);
 	r = gw_dns_resolve(rq->w->dns, rq->up_host, rq->up_port, &res, dns_done, rq, &rq->dnsq);
@@ -1331,7 +1366,10 @@ static void up_rd_cb(evutil_socket_t fd, short what, void *arg)
 		gw_upstream__free(u);
 		return;
 	}
-	if (!u->eof && u->rd_on) {
+	if (u->h2s != NULL) {
+		if (gw_h2_client_pull(u) < 0)
+			return;   /* (the exchange ended: u is gone) */
+	} else if (!u->eof && u->rd_on) {
 		n = gw_relay_read(u->fd, u->ssl, u->in, &u->rd_big);
 		if (n == 0 || n == -1) {
 			u->eof = 1;
@@ -1363,7 +1401,7 @@ static void up_wr_cb(evutil_socket_t fd, short what, void *arg)
 	rq = u->rq;
 	(void)fd;
 	(void)what;
-	if (u->connecting) {
+	if (u->connecting && u->h2s == NULL) {   /* (an h2 stream: its session connects) */
 		int err = 0;
 		socklen_t len = sizeof err;
 		getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &len);
@@ -1423,87 +1461,4 @@ void gw_upstream_release(struct gw_req *rq)
 	    !rq->resp_conn_close && !rq->resp_http10 && rq->respx.kind != GW_BODY_CLOSE &&
 	    evbuffer_get_length(u->in) == 0 && evbuffer_get_length(u->out) == 0 &&
 	    !atomic_load(&rq->w->stop));
-}
-
-/* ---- exchanges without a client connection ----
- *
- * Health checks (reverse/hcheck.c) and tests run exchanges on a loop that
- * is not a worker's: gw_upstream_loop_new gives them the little of a worker
- * the engine uses (event base, resolver, pool, counters, head scratch).
- * Its pool keeps nothing (max_conns 0: each connection closes after its
- * exchange) and its id is -1 (no latency histograms).
- */
-
-struct gw_worker *gw_upstream_loop_new(struct event_base *base, struct gw_dns *dns)
-{
-	struct gw_worker *w = calloc(1, sizeof *w);
-
-	if (w == NULL)
-		return NULL;
-	w->id = -1;
-	w->base = base;
-	w->dns = dns;
-	w->stats = calloc(1, sizeof *w->stats);
-	w->pool = gw_pool_new();
-	w->scratch = malloc(SCRATCH_HDRS * sizeof(struct gw_hdr));
-	if (w->stats == NULL || w->pool == NULL || w->scratch == NULL) {
-		gw_upstream_loop_free(w);
-		return NULL;
-	}
-	return w;
-}
-
-void gw_upstream_loop_free(struct gw_worker *w)
-{
-	if (w == NULL)
-		return;
-	if (w->pool != NULL)
-		gw_pool_free(w->pool);
-	free(w->stats);
-	free(w->scratch);
-	free(w);
-}
-
-struct gw_req *gw_upstream_req_new(struct gw_worker *w, struct gw_snapshot *snap,
-    const struct gw_proto *proto, const struct gw_sink *sink, void *sink_arg,
-    const char *head, size_t len)
-{
-	const struct conf_limits *L = &snap->conf->global.limits;
-	struct gw_http_limits lim = { (size_t)L->max_header_bytes, 64, (size_t)L->max_uri_bytes };
-	struct gw_req *rq = gw_req__new_bare(w, snap, proto, NULL);
-
-	if (rq == NULL)
-		return NULL;
-	w->snap = snap;            /* (pool_put reads the idle timeout there) */
-	rq->sink = sink;
-	rq->sink_arg = sink_arg;
-	rq->no_via = 1;
-	rq->headbuf = gw_arena_raw(&rq->arena, len);
-	rq->head.hdrs = gw_req_alloc(rq, lim.max_headers * sizeof *rq->head.hdrs);
-	rq->head.hdrs_cap = lim.max_headers;
-	if (rq->headbuf == NULL || rq->head.hdrs == NULL) {
-		gw_req__free(rq);
-		return NULL;
-	}
-	memcpy(rq->headbuf, head, len);
-	if (gw_http1_parse_request(rq->headbuf, len, &lim, &rq->head) != (ssize_t)len ||
-	    rq->head.body != GW_BODY_NONE) {
-		gw_req__free(rq);
-		return NULL;
-	}
-	rq->reqx.done = 1;         /* no request body */
-	return rq;
-}
-
-void gw_upstream_req_free(struct gw_req *rq)
-{
-	if (rq == NULL)
-		return;
-	if (rq->dnsq != NULL) {
-		gw_dns_cancel(rq->dnsq);
-		rq->dnsq = NULL;
-	}
-	if (rq->up != NULL)
-		gw_upstream_detach(rq);
-	gw_req__free(rq);
 }

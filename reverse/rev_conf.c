@@ -31,7 +31,7 @@ static const char *const k_route_cache[] = { "ttl", "stale_if_error", "ignore_se
     "ignore_cookie", NULL };
 static const char *const k_cert[] = { "cert", "key", "ocsp", "default", "acme", NULL };
 static const char *const k_upstream[] = { "name", "balance", "servers", "health", "keepalive", "tls",
-    "ca_file", "sni", "tls_verify", "max_fails", "fail_timeout", NULL };
+    "ca_file", "sni", "tls_verify", "max_fails", "fail_timeout", "protocol", NULL };
 static const char *const k_server[] = { "address", "weight", "backup", "max_conns", NULL };
 static const char *const k_health[] = { "path", "interval", "timeout", "rise", "fall", "expect_status",
     "slow_start", NULL };
@@ -134,6 +134,7 @@ static void read_status(struct conf_ctx *x, config_setting_t *h, const char *hp,
 static void read_upstreams(struct conf_ctx *x, config_setting_t *r)
 {
 	static const char *const balances[] = { "round_robin", "least_conn", "ip_hash", "random_two", NULL };
+	static const char *const protocols[] = { "http1.1", "h2", NULL };
 	struct conf_reverse *rv = rev_of(x);
 	config_setting_t *l = conf_get_glist(x, r, "reverse", "upstreams");
 	char ep[CONF_KP], p[CONF_KP], sp[CONF_KP], hp[CONF_KP];
@@ -148,7 +149,7 @@ static void read_upstreams(struct conf_ctx *x, config_setting_t *r)
 		struct conf_rev_upstream *u = &rv->upstreams[rv->nupstreams];
 		config_setting_t *e = conf_glist_elem(x, l, "reverse.upstreams", i, k_upstream, ep), *sl, *h;
 		struct conf_rev_health *he = &u->health;
-		int ok = 1, bal = 0;
+		int ok = 1, bal = 0, proto = 0;
 		if (!e)
 			continue;
 		memset(u, 0, sizeof(*u));   /* the slot may hold a rejected element */
@@ -191,6 +192,8 @@ static void read_upstreams(struct conf_ctx *x, config_setting_t *r)
 		if (conf_get_enum(x, e, ep, "balance", balances, &bal) == 1)
 			u->balance = (enum conf_balance)bal;
 		conf_get_int(x, e, ep, "keepalive", 0, 100000, &u->keepalive);
+		if (conf_get_enum(x, e, ep, "protocol", protocols, &proto) == 1)
+			u->h2 = proto == 1;
 		conf_get_bool(x, e, ep, "tls", &u->tls);
 		conf_get_path(x, e, ep, "ca_file", 0, &u->ca_file);
 		if (conf_get_text(x, e, ep, "sni", 0, &u->sni) == 1 && conf_chk_host(x, u->sni)) {

@@ -57,6 +57,7 @@ struct conf_rev_upstream {
 	int tls_verify;            /* default 1 */
 	int64_t max_fails;         /* passive ejection threshold; -1 = unset (health.fall, else 3); 0 = off */
 	double fail_timeout;       /* seconds, default 10: failure window and ejection length */
+	int h2;                    /* protocol = "h2" (default "http1.1") */
 	struct conf_src src;
 };
 

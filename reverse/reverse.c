@@ -662,6 +662,8 @@ static void proxy_to(struct gw_req *rq, const struct rev_data *d, const struct r
 	gw_req_upstream_keepalive(rq, (unsigned)cu->keepalive);
 	if (cu->tls)
 		gw_req_upstream_tls(rq, r->up);
+	if (cu->h2)
+		gw_req_upstream_h2(rq);
 }
 
 /* The request no longer occupies its server (failed attempt or done). */

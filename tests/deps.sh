@@ -8,7 +8,7 @@ BUILD="gcc meson ninja-build pkg-config libevent-dev libssl-dev libconfig-dev li
        libldap-dev libnghttp2-dev libhiredis-dev"
 TEST="python3 python3-pytest curl openssl procps iproute2 clang libclang-rt-14-dev
       python3-prometheus-client chromium nodejs c-icap libc-icap-mod-virus-scan clamav-daemon clamav
-      krb5-kdc krb5-admin-server krb5-user slapd ldap-utils faketime nghttp2-client python3-h2
+      krb5-kdc krb5-admin-server krb5-user slapd ldap-utils faketime nghttp2-client python3-h2 python3-grpcio
       redis-server redis-tools keepalived sslscan pebble"
 want="$BUILD"
 [ "${1:-build}" = test ] && want="$BUILD $TEST"
