@@ -2,7 +2,7 @@
  * forward: decisions for the explicit proxy.
  *
  * Steps 1-5 are decided by fwd_decide() (forward/decide.c), a pure
- * function that the console's policy tester calls as well: decide()
+ * function that the console's policy tester calls as well: fwd_rq_decide()
  * gathers the request's facts, calls it and acts on the verdict (and on
  * "verify", checks the credentials and decides again with the outcome).
  * A request goes through, in order:
@@ -67,6 +67,7 @@
 #include "forward/decide.h"
 #include "forward/dlp.h"
 #include "forward/dlp_body.h"
+#include "forward/fwd_int.h"
 #include "forward/fwd_tls.h"
 #include "forward/icap.h"
 #include "forward/inspect.h"
@@ -76,55 +77,9 @@
 #include "forward/policy.h"
 #include "forward/sso.h"
 
-#define FWD_MAGIC 0x46574431u   /* "FWD1" */
 #define AUTH_THREADS 2
 #define AUTH_MAX_QUEUE 4096
 
-struct fwd_data {
-	uint32_t magic;
-	struct fwd_policy *policy;
-	const struct conf *cf;
-	struct fwd_decider dc;    /* what fwd_decide() reads: policy, cf, auth */
-	/* auth (all NULL when forward.auth is absent) */
-	struct fwd_auth_db *db;
-	struct fwd_auth_cache *cache;
-	struct fwd_auth_backoff *backoff;
-	struct fwd_auth_pool *pool;
-	struct fwd_sso *sso;      /* schemes offered, Negotiate (forward/sso.h) */
-	/* DLP: NULL when off or without detectors */
-	struct fwd_dlp *dlp;
-	/* per worker, made on its first scan: scans run to the end within one
-	 * callback, so a worker never needs two at once */
-	struct fwd_dlp_views *views[GW_MAX_WORKERS];
-	/* forward.parent: per address, until when (gw_mono_now) it is skipped
-	 * after a failed connect (passive health; a reload starts afresh) */
-	_Atomic double *parent_down;
-	/* forward.parent.auth as a Proxy-Authorization value ("" = none) */
-	char parent_auth[700];
-	size_t parent_auth_len;
-	/* forward.inspect's CA; NULL without forward.inspect */
-	struct fwd_ca *ca;
-	/* TLS inspection; NULL when off */
-	struct fwd_inspect *insp;
-	/* PAC text; NULL without forward.pac */
-	char *pac;
-	size_t pac_len;
-	/* ICAP (forward.icap): NULL without services; the respmod plan (a chain) of
-	 * each rule (-1 none; fwd_icap_plan) and of forward.icap_default */
-	struct fwd_icap *icap;
-	int *rule_resp, def_resp;
-	int *rule_req, def_req;   /* the same for reqmod */
-	/* hit counters of rules 0..nrules-1, then of "no match" (see hit_slot) */
-	size_t nrules;
-	struct hit_slot **hits;
-};
-
-struct auth_req;
-struct fwd_who;
-
-static void dir_resume(struct gw_req *rq, void *arg, const struct fwd_who *who, enum fwd_cred cred);
-
-static int check_credentials(struct gw_req *rq, struct fwd_data *d, const struct gw_hdr *pa);
 static void proxy_upload(struct gw_req *rq, struct fwd_data *d, const char *data, size_t len, int complete);
 
 const struct fwd_policy *fwd_side_policy(const void *side_data)
@@ -221,7 +176,7 @@ static void bump(struct fwd_data *d, struct gw_req *rq, size_t idx)
 	gw_counters_add(&d->hits[idx]->c, gw_req_worker(rq), 0);
 }
 
-static void count(struct gw_req *rq, enum fwd_counter c)
+void fwd_count(struct gw_req *rq, enum fwd_counter c)
 {
 	gw_counters_add(&events, gw_req_worker(rq), (size_t)c);
 }
@@ -317,7 +272,7 @@ static const char *req_url(struct gw_req *rq, const struct gw_http_head *h)
 }
 
 /* Printable, bounded copy for events and the error log. */
-static void printable(char *out, size_t cap, const char *s)
+void fwd_printable(char *out, size_t cap, const char *s)
 {
 	size_t i = 0;
 
@@ -332,7 +287,7 @@ static void printable_url(char *out, size_t cap, const char *url)
 {
 	const char *q = url != NULL ? strchr(url, '?') : NULL;
 
-	printable(out, cap, url);
+	fwd_printable(out, cap, url);
 	if (q != NULL && (size_t)(q - url) + 3 < cap)
 		memcpy(out + (q - url), "?..", 4);
 }
@@ -344,8 +299,8 @@ static void block_event(struct gw_req *rq, const char *rule, const char *rawurl,
 	char url[120], rn[64], user[64];
 
 	printable_url(url, sizeof url, rawurl);
-	printable(rn, sizeof rn, rule);
-	printable(user, sizeof user, gw_req_user(rq) != NULL ? gw_req_user(rq) : "-");
+	fwd_printable(rn, sizeof rn, rule);
+	fwd_printable(user, sizeof user, gw_req_user(rq) != NULL ? gw_req_user(rq) : "-");
 	gw_event_push("block", "%s user=%s verdict=deny rule=\"%s\" id=%s %s: %s", gw_req_client_str(rq),
 	    user, rn, gw_req_id(rq), url, reason);
 }
@@ -379,7 +334,7 @@ static void block_url(struct gw_req *rq, struct fwd_data *d, const char *rule, c
 	}
 	gw_req_set_verdict(rq, "deny", rule);
 	gw_req_set_reason(rq, gw_req_strndup(rq, reason, strlen(reason)));   /* the log's reason= */
-	count(rq, FWD_C_BLOCKS);
+	fwd_count(rq, FWD_C_BLOCKS);
 	if (html && d->cf->forward.block_page_text != NULL) {
 		/* The operator's page; text clients keep the built-in text.  A
 		 * template repeating {{url}} could grow without bound: cap it. */
@@ -424,7 +379,7 @@ static void serve_pac(struct gw_req *rq, struct fwd_data *d, const struct fwd_ve
 		gw_req_respond(rq, 404, NULL, NULL, 0, v->reason);
 		return;
 	}
-	count(rq, FWD_C_PAC_SERVED);
+	fwd_count(rq, FWD_C_PAC_SERVED);
 	gw_req_resp_hdr_add(rq, "Cache-Control", GW_STRLIT("max-age=300"));
 	gw_req_respond(rq, 200, "application/x-ns-proxy-autoconfig", d->pac, d->pac_len, NULL);
 }
@@ -443,7 +398,7 @@ static void serve_ca(struct gw_req *rq, struct fwd_data *d, const struct fwd_ver
 		    "No inspection CA is loaded.");
 		return;
 	}
-	count(rq, FWD_C_CA_SERVED);
+	fwd_count(rq, FWD_C_CA_SERVED);
 	gw_req_resp_hdr_add(rq, "Cache-Control", GW_STRLIT("max-age=300"));
 	if (q != NULL && (size_t)(h->path + h->path_len - q) >= 4 &&
 	    (memmem(q, (size_t)(h->path + h->path_len - q), "der", 3) != NULL)) {
@@ -588,7 +543,7 @@ static void hygiene(struct gw_req *rq, struct fwd_data *d)
 
 /* Does a request go through forward.parent?  Not without it, not for a
  * bypass_domains host.  Pure on the config, so on_resolved() gives the
- * same answer as proxy() and decide(). */
+ * same answer as proxy() and fwd_rq_decide(). */
 static int via_parent(const struct fwd_data *d, const struct gw_http_head *h)
 {
 	const struct conf_fwd_parent *pp = &d->cf->forward.parent;
@@ -675,8 +630,8 @@ static _Atomic uint64_t scan_held;
 #define SCAN_SLACK (512u * 1024)
 
 /* The request's family data slot holds an auth_req while the request waits
- * for the auth pool, and a scan_hold after decide() reserved scan memory;
- * the two never overlap (auth_wake() clears the slot before decide()).  A
+ * for the auth pool, and a scan_hold after fwd_rq_decide() reserved scan memory;
+ * the two never overlap (auth_wake() clears the slot before fwd_rq_decide()).  A
  * scan_hold is stored with the low bit set to tell them apart (both are
  * aligned allocations). */
 struct scan_hold {
@@ -808,14 +763,14 @@ static int dlp_hit(struct gw_req *rq, struct fwd_data *d, const struct fwd_dlp_h
 	const char *shown = in_url ? req_origin(rq, h) : req_url(rq, h);
 	char url[120], det[64], what[200], wh[64];
 
-	count(rq, FWD_C_DLP_HITS);
+	fwd_count(rq, FWD_C_DLP_HITS);
 	if (in_url)
 		gw_req_log_no_path(rq);   /* the access log (and the console's tail) too */
 	else if (strncmp(where, GW_STRLIT("query string")) == 0)
 		gw_req_log_no_query(rq);
 	printable_url(url, sizeof url, shown);
-	printable(det, sizeof det, hit->detector);
-	printable(wh, sizeof wh, where);
+	fwd_printable(det, sizeof det, hit->detector);
+	fwd_printable(wh, sizeof wh, where);
 	snprintf(what, sizeof what, "%s %s in the %s", det, hit->redacted, wh);
 	gw_info("forward: dlp: %s %s from %s: %s (%s)", gw_req_id(rq), url, gw_req_client_str(rq),
 	    what, cd->action_deny ? "blocked" : "logged");
@@ -826,9 +781,9 @@ static int dlp_hit(struct gw_req *rq, struct fwd_data *d, const struct fwd_dlp_h
 		memset(&e, 0, sizeof e);
 		e.time = gw_wall_now();
 		snprintf(e.client, sizeof e.client, "%s", gw_req_client_str(rq));
-		printable(e.user, sizeof e.user, gw_req_user(rq));
+		fwd_printable(e.user, sizeof e.user, gw_req_user(rq));
 		printable_url(e.url, sizeof e.url, shown);
-		printable(e.host, sizeof e.host, host_lc(rq, h));
+		fwd_printable(e.host, sizeof e.host, host_lc(rq, h));
 		snprintf(e.detector, sizeof e.detector, "%s", det);
 		snprintf(e.match, sizeof e.match, "%s", hit->redacted);
 		snprintf(e.where, sizeof e.where, "%s", wh);
@@ -976,7 +931,7 @@ static void on_body(struct gw_req *rq, const char *data, size_t len, int complet
 	 * has gone upstream or been dropped with the request */
 	if (complete)
 		scan_trim(rq, len);
-	count(rq, FWD_C_DLP_SCANNED);
+	fwd_count(rq, FWD_C_DLP_SCANNED);
 	v = views_of(rq, d);
 	if (v == NULL) {
 		block(rq, d, "dlp", "data-loss prevention: out of memory while scanning");
@@ -995,7 +950,7 @@ static void on_body(struct gw_req *rq, const char *data, size_t len, int complet
 			return;
 		break;
 	case FWD_DLP_BODY_PARTIAL:
-		count(rq, FWD_C_DLP_OVERSIZE);
+		fwd_count(rq, FWD_C_DLP_OVERSIZE);
 		if (cd->oversize_deny) {
 			char reason[200];
 			if (strcmp(why, "larger than max_scan_bytes") == 0)
@@ -1025,7 +980,7 @@ static void require_auth(struct gw_req *rq, struct fwd_data *d, const char *rule
 	char msg[160];
 
 	fwd_sso_challenge(d->sso, rq);
-	count(rq, FWD_C_AUTH_REQUIRED);
+	fwd_count(rq, FWD_C_AUTH_REQUIRED);
 	gw_req_set_verdict(rq, fwd_verdict_name(v->verdict), rule);
 	switch (v->verdict) {
 	case FWD_V_AUTH_FAILED:
@@ -1144,7 +1099,7 @@ static void icap_plan(struct gw_req *rq, struct fwd_data *d, size_t rule)
  * cred says what happened to the credentials (FWD_CRED_GIVEN: sent, not
  * checked yet; the 407's wording); wait is the backoff left.
  */
-static void decide(struct gw_req *rq, struct fwd_data *d, const struct fwd_who *who, enum fwd_cred cred,
+void fwd_rq_decide(struct gw_req *rq, struct fwd_data *d, const struct fwd_who *who, enum fwd_cred cred,
     double wait)
 {
 	const struct gw_http_head *h = gw_req_head(rq);
@@ -1154,10 +1109,10 @@ static void decide(struct gw_req *rq, struct fwd_data *d, const struct fwd_who *
 	struct fwd_who dw;
 
 	/* a signed-in user's directory groups: cached, or looked up first
-	 * (decide() is called again from dir_resume()) */
+	 * (fwd_rq_decide() is called again from fwd_dir_resume()) */
 	if (who != NULL && cred == FWD_CRED_OK && !who->dir_done && fwd_sso_directory(d->sso)) {
 		dw = *who;
-		if (!fwd_sso_groups(d->sso, rq, &dw, dir_resume, d))
+		if (!fwd_sso_groups(d->sso, rq, &dw, fwd_dir_resume, d))
 			return;
 		who = &dw;
 	}
@@ -1174,12 +1129,12 @@ static void decide(struct gw_req *rq, struct fwd_data *d, const struct fwd_who *
 	name = v.rule != NULL && v.stage == FWD_STAGE_POLICY ? rq_strdup(rq, v.rule) : v.rule;
 	switch (v.verdict) {
 	case FWD_V_VERIFY: {
-		/* resumes in decide() with the outcome (at once, or from auth_wake()) */
+		/* resumes in fwd_rq_decide() with the outcome (at once, or from auth_wake()) */
 		const struct gw_hdr *pa = gw_http1_find(h, "proxy-authorization");
 		if (pa == NULL)
-			decide(rq, d, NULL, FWD_CRED_NONE, 0);   /* (only sent ones are GIVEN) */
+			fwd_rq_decide(rq, d, NULL, FWD_CRED_NONE, 0);   /* (only sent ones are GIVEN) */
 		else
-			check_credentials(rq, d, pa);
+			fwd_check_credentials(rq, d, pa);
 		return;
 	}
 	case FWD_V_LOCAL:
@@ -1221,7 +1176,7 @@ static void decide(struct gw_req *rq, struct fwd_data *d, const struct fwd_who *
 		if (h->body != GW_BODY_NONE && !(h->body == GW_BODY_LENGTH && h->content_length == 0)) {
 			uint64_t max = d->cf->forward.dlp.max_scan_bytes;
 			if (scan_reserve(rq, d, scan_need(h, max)) < 0) {
-				count(rq, FWD_C_DLP_BUSY);
+				fwd_count(rq, FWD_C_DLP_BUSY);
 				gw_req_resp_hdr_add(rq, "Retry-After", GW_STRLIT("2"));
 				gw_req_set_verdict(rq, "dlp-busy", "dlp max_scan_memory");
 				gw_req_respond(rq, 503, NULL, NULL, 0, "Too many uploads are being scanned for "
@@ -1282,20 +1237,6 @@ static void proxy_upload(struct gw_req *rq, struct fwd_data *d, const char *data
 		proxy(rq, d);
 }
 
-/* ---- authentication ---- */
-
-struct auth_req {
-	struct fwd_auth_job job;    /* first: the pool hands it back */
-	struct fwd_data *d;
-	struct gw_req *rq;
-	long ui;
-	int result;                 /* 1 ok, 0 bad, -1 cancelled, -2 backing off, -3 too many in flight */
-	int began;                  /* fwd_auth_backoff_begin said GO: _end is owed */
-	double wait, t0;
-	struct sockaddr_storage client;
-	char user[FWD_AUTH_USER_MAX + 1];
-};
-
 /* Request finished (its access-log line comes next).  If it still waits
  * for the pool, the client went away: do not hash for nobody. */
 static void on_done(struct gw_req *rq, void *side)
@@ -1328,171 +1269,6 @@ static void on_done(struct gw_req *rq, void *side)
 		    gw_req_client_str(rq), user != NULL ? gw_wall_now() : 0);
 }
 
-/* A users-file user (index ui) as a signed-in who. */
-static const struct fwd_who *db_who(const struct fwd_data *d, long ui, struct fwd_who *who)
-{
-	memset(who, 0, sizeof *who);
-	who->user = fwd_auth_db_name(d->db, ui);
-	who->groups = fwd_auth_db_groups(d->db, ui, &who->ngroups);
-	who->groups_from = "forward.auth.groups_file";
-	return who;
-}
-
-/* Worker thread: a Negotiate check's outcome (forward/sso.c). */
-static void sso_resume(struct gw_req *rq, void *arg, const struct fwd_who *who, enum fwd_cred cred)
-{
-	if (cred == FWD_CRED_OK || cred == FWD_CRED_BAD)
-		count(rq, cred == FWD_CRED_OK ? FWD_C_AUTH_OK : FWD_C_AUTH_FAIL);
-	else if (cred == FWD_CRED_BACKOFF || cred == FWD_CRED_THROTTLED)
-		count(rq, FWD_C_AUTH_BACKOFF);
-	decide(rq, arg, who, cred, 0);
-}
-
-/* Worker thread: a directory lookup's outcome (forward/sso.c). */
-static void dir_resume(struct gw_req *rq, void *arg, const struct fwd_who *who, enum fwd_cred cred)
-{
-	decide(rq, arg, who, cred, 0);
-}
-
-/* Worker thread: the verification finished. */
-static void auth_wake(struct gw_req *rq, void *arg)
-{
-	struct auth_req *ar = arg;
-	struct fwd_who who;
-
-	gw_req_set_data(rq, NULL);
-	if (gw_req_alive(rq)) {
-		struct fwd_data *d = ar->d;
-		if (ar->result == 1) {
-			count(rq, FWD_C_AUTH_OK);
-			gw_debug("forward: auth: %s verified in %.1f ms", gw_req_id(rq),
-			    (gw_mono_now() - ar->t0) * 1000);
-			decide(rq, d, db_who(d, ar->ui, &who), FWD_CRED_OK, 0);
-		} else if (ar->result == 0) {
-			count(rq, FWD_C_AUTH_FAIL);
-			decide(rq, d, NULL, FWD_CRED_BAD, ar->wait);
-		} else if (ar->result <= -2) {
-			count(rq, FWD_C_AUTH_BACKOFF);
-			decide(rq, d, NULL, ar->result == -2 ? FWD_CRED_BACKOFF : FWD_CRED_THROTTLED, ar->wait);
-		} else {
-			decide(rq, d, NULL, FWD_CRED_BUSY, 0);
-		}
-	}
-	OPENSSL_cleanse(ar, sizeof *ar);
-	free(ar);
-}
-
-/* Pool thread: record the outcome, then hand the request back to its worker. */
-static void auth_done(struct fwd_auth_job *job, int result)
-{
-	struct auth_req *ar = (struct auth_req *)job;
-	struct fwd_data *d = ar->d;
-	const struct sockaddr *client = (const struct sockaddr *)&ar->client;
-
-	ar->result = ar->ui < 0 && result == 1 ? 0 : result;
-	if (ar->result == 1)
-		fwd_auth_cache_put(d->cache, ar->user, job->pass, gw_mono_now());
-	if (ar->began) {   /* (a job that joined another one was not charged) */
-		char who[INET6_ADDRSTRLEN] = "?", user[FWD_AUTH_USER_MAX + 1];
-		unsigned n = 0;
-		ar->wait = fwd_auth_backoff_end(d->backoff, client, ar->user, ar->result == 1, gw_mono_now(), &n);
-		if (ar->result != 0)
-			goto wake;
-		if (client->sa_family == AF_INET)
-			inet_ntop(AF_INET, &((const struct sockaddr_in *)client)->sin_addr, who, sizeof who);
-		else if (client->sa_family == AF_INET6)
-			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)client)->sin6_addr, who, sizeof who);
-		printable(user, 64, ar->user);
-		if (ar->wait > 0)
-			gw_warn("forward: auth: %u failed sign-ins from %s (last as \"%s\"): its credentials "
-			    "are refused unchecked for %.0f s", n, who, user, ar->wait);
-		else
-			gw_info("forward: auth: failed sign-in from %s as \"%s\" (%u)", who, user, n);
-		gw_event_push("auth", "failed sign-in from %s as \"%s\" (%u in a row%s)", who, user, n,
-		    ar->wait > 0 ? ", backing off" : "");
-	}
-wake:
-	OPENSSL_cleanse(job->pass, sizeof job->pass);
-	gw_req_wake(ar->rq, auth_wake, ar);
-}
-
-/* Credentials present and the policy can use them: returns 1 when the
- * request was decided or deferred, 0 to go on without a user. */
-static int check_credentials(struct gw_req *rq, struct fwd_data *d, const struct gw_hdr *pa)
-{
-	char user[FWD_AUTH_USER_MAX + 1], pass[FWD_AUTH_PASS_MAX + 1];
-	const struct sockaddr *client = gw_req_client(rq);
-	double now = gw_mono_now();
-	enum fwd_auth_gate gate;
-	long ui;
-	struct auth_req *ar;
-	struct fwd_who who;
-
-	if (fwd_sso_negotiate(d->sso, rq, pa, sso_resume, d))
-		return 1;
-	if (!fwd_sso_basic(d->sso) || fwd_auth_parse_basic(pa->value, pa->value_len, user, pass) < 0) {
-		count(rq, FWD_C_AUTH_FAIL);
-		decide(rq, d, NULL, FWD_CRED_BAD, 0);
-		return 1;
-	}
-	ui = fwd_auth_db_find(d->db, user);
-	/* not in the users file: the directory (forward.auth.ldap.basic_bind) */
-	if (ui < 0 && fwd_sso_basic_bind(d->sso, rq, user, pass, sso_resume, d)) {
-		OPENSSL_cleanse(pass, sizeof pass);
-		return 1;
-	}
-	if (ui >= 0 && fwd_auth_cache_check(d->cache, user, pass, now)) {
-		OPENSSL_cleanse(pass, sizeof pass);
-		count(rq, FWD_C_AUTH_CACHED);
-		decide(rq, d, db_who(d, ui, &who), FWD_CRED_OK, 0);
-		return 1;
-	}
-	ar = calloc(1, sizeof *ar);
-	if (ar == NULL) {
-		OPENSSL_cleanse(pass, sizeof pass);
-		decide(rq, d, NULL, FWD_CRED_BUSY, 0);
-		return 1;
-	}
-	ar->d = d;
-	ar->rq = rq;
-	ar->ui = ui;
-	ar->t0 = now;
-	/* an unknown user is checked against a real entry's hash (same method
-	 * and cost, result ignored): timing does not tell who exists */
-	ar->job.hash = ui >= 0 ? fwd_auth_db_hash(d->db, ui) : fwd_auth_db_dummy(d->db);
-	ar->job.done = auth_done;
-	memcpy(ar->job.pass, pass, sizeof pass);
-	OPENSSL_cleanse(pass, sizeof pass);
-	memcpy(ar->user, user, sizeof user);
-	if (client != NULL)
-		memcpy(&ar->client, client, client->sa_family == AF_INET6 ?
-		    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
-	/* defer first: the pool may finish (and wake) before submit returns */
-	gw_req_defer(rq);   /* auth_done -> gw_req_wake -> auth_wake */
-	gw_req_set_data(rq, ar);   /* for on_done(): cancel if the client leaves */
-	/* the same credentials being checked already (a browser's parallel
-	 * requests after a sign-in): share that answer, uncharged */
-	if (fwd_auth_pool_join(d->pool, &ar->job))
-		return 1;
-	/* counted before the check, bounded in flight per client and user */
-	gate = fwd_auth_backoff_begin(d->backoff, client, user, now, &ar->wait);
-	if (gate != FWD_AUTH_GO) {
-		OPENSSL_cleanse(ar->job.pass, sizeof ar->job.pass);
-		ar->result = gate == FWD_AUTH_WAIT ? -2 : -3;
-		gw_req_wake(rq, auth_wake, ar);
-		return 1;
-	}
-	ar->began = 1;
-	if (fwd_auth_pool_submit(d->pool, &ar->job) < 0) {
-		/* queue full: the deferred request still needs its wake */
-		OPENSSL_cleanse(ar->job.pass, sizeof ar->job.pass);
-		fwd_auth_backoff_end(d->backoff, client, ar->user, 0, now, NULL);
-		ar->result = -1;
-		gw_req_wake(rq, auth_wake, ar);
-	}
-	return 1;
-}
-
 /* The checks and the policy are fwd_decide()'s (forward/decide.c); the
  * credentials, when sent and the policy can use them, are checked when it
  * asks (verdict "verify"). */
@@ -1516,7 +1292,7 @@ static void on_request(struct gw_req *rq, void *side)
 			return;
 		}
 		if (problem != NULL) {
-			count(rq, FWD_C_BLOCKS);
+			fwd_count(rq, FWD_C_BLOCKS);
 			gw_req_set_verdict(rq, "deny", "inspect");
 			gw_req_respond(rq, 502, NULL, NULL, 0, problem);
 			return;
@@ -1524,20 +1300,20 @@ static void on_request(struct gw_req *rq, void *side)
 		/* the CONNECT's user: a users-file user (a reload may have removed
 		 * it: then none), or one signed in by Negotiate on this connection */
 		if (ui >= 0)
-			decide(rq, d, db_who(d, ui, &who), FWD_CRED_OK, 0);
+			fwd_rq_decide(rq, d, fwd_db_who(d, ui, &who), FWD_CRED_OK, 0);
 		else if (user != NULL && fwd_sso_conn_who(d->sso, rq, &who))
-			decide(rq, d, &who, FWD_CRED_OK, 0);
+			fwd_rq_decide(rq, d, &who, FWD_CRED_OK, 0);
 		else
-			decide(rq, d, NULL, FWD_CRED_NONE, 0);
+			fwd_rq_decide(rq, d, NULL, FWD_CRED_NONE, 0);
 		return;
 	}
 	/* signed in on this connection by Negotiate (no new token sent) */
 	if (!sent && d->dc.auth_used && fwd_sso_conn_who(d->sso, rq, &who)) {
-		count(rq, FWD_C_AUTH_CACHED);
-		decide(rq, d, &who, FWD_CRED_OK, 0);
+		fwd_count(rq, FWD_C_AUTH_CACHED);
+		fwd_rq_decide(rq, d, &who, FWD_CRED_OK, 0);
 		return;
 	}
-	decide(rq, d, NULL, sent ? FWD_CRED_GIVEN : FWD_CRED_NONE, 0);
+	fwd_rq_decide(rq, d, NULL, sent ? FWD_CRED_GIVEN : FWD_CRED_NONE, 0);
 }
 
 static void on_peek(struct gw_req *rq, const unsigned char *p, size_t n, int final, void *side)
@@ -1586,7 +1362,7 @@ static int on_resolved(struct gw_req *rq, const struct sockaddr *sa, void *side)
 	}
 	gw_req_set_verdict(rq, "deny", rule);
 	gw_req_set_reason(rq, gw_req_strndup(rq, why, strlen(why)));
-	count(rq, FWD_C_BLOCKS);
+	fwd_count(rq, FWD_C_BLOCKS);
 	block_event(rq, rule, req_url(rq, gw_req_head(rq)), why);
 	return 403;
 }
