@@ -1109,10 +1109,10 @@ void fwd_rq_decide(struct gw_req *rq, struct fwd_data *d, const struct fwd_who *
 	struct fwd_who dw;
 
 	/* a signed-in user's directory groups: cached, or looked up first
-	 * (fwd_rq_decide() is called again from fwd_dir_resume()) */
+	 * (fwd_rq_decide() is called again from fwd_login_dir_resume()) */
 	if (who != NULL && cred == FWD_CRED_OK && !who->dir_done && fwd_sso_directory(d->sso)) {
 		dw = *who;
-		if (!fwd_sso_groups(d->sso, rq, &dw, fwd_dir_resume, d))
+		if (!fwd_sso_groups(d->sso, rq, &dw, fwd_login_dir_resume, d))
 			return;
 		who = &dw;
 	}
@@ -1134,7 +1134,7 @@ void fwd_rq_decide(struct gw_req *rq, struct fwd_data *d, const struct fwd_who *
 		if (pa == NULL)
 			fwd_rq_decide(rq, d, NULL, FWD_CRED_NONE, 0);   /* (only sent ones are GIVEN) */
 		else
-			fwd_check_credentials(rq, d, pa);
+			fwd_login_check(rq, d, pa);
 		return;
 	}
 	case FWD_V_LOCAL:
@@ -1300,7 +1300,7 @@ static void on_request(struct gw_req *rq, void *side)
 		/* the CONNECT's user: a users-file user (a reload may have removed
 		 * it: then none), or one signed in by Negotiate on this connection */
 		if (ui >= 0)
-			fwd_rq_decide(rq, d, fwd_db_who(d, ui, &who), FWD_CRED_OK, 0);
+			fwd_rq_decide(rq, d, fwd_login_db_who(d, ui, &who), FWD_CRED_OK, 0);
 		else if (user != NULL && fwd_sso_conn_who(d->sso, rq, &who))
 			fwd_rq_decide(rq, d, &who, FWD_CRED_OK, 0);
 		else

@@ -90,16 +90,16 @@ void fwd_rq_decide(struct gw_req *rq, struct fwd_data *d, const struct fwd_who *
 
 /* A users-file user (index ui of d's users file) as a signed-in who,
  * filled into *who (borrowing d's strings); returns who. */
-const struct fwd_who *fwd_db_who(const struct fwd_data *d, long ui, struct fwd_who *who);
+const struct fwd_who *fwd_login_db_who(const struct fwd_data *d, long ui, struct fwd_who *who);
 
 /* Worker thread: a directory lookup's outcome (a fwd_sso_groups callback;
  * arg is the struct fwd_data): decides rq again. */
-void fwd_dir_resume(struct gw_req *rq, void *arg, const struct fwd_who *who, enum fwd_cred cred);
+void fwd_login_dir_resume(struct gw_req *rq, void *arg, const struct fwd_who *who, enum fwd_cred cred);
 
 /* Credentials pa present and the policy can use them (Negotiate, Basic
  * against the users file or the directory): returns 1 when the request
  * was decided or deferred (it resumes in fwd_rq_decide()), 0 to go on
  * without a user. */
-int fwd_check_credentials(struct gw_req *rq, struct fwd_data *d, const struct gw_hdr *pa);
+int fwd_login_check(struct gw_req *rq, struct fwd_data *d, const struct gw_hdr *pa);
 
 #endif

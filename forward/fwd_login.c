@@ -24,7 +24,7 @@
 #include "forward/sso.h"
 
 /* A users-file user (index ui) as a signed-in who. */
-const struct fwd_who *fwd_db_who(const struct fwd_data *d, long ui, struct fwd_who *who)
+const struct fwd_who *fwd_login_db_who(const struct fwd_data *d, long ui, struct fwd_who *who)
 {
 	memset(who, 0, sizeof *who);
 	who->user = fwd_auth_db_name(d->db, ui);
@@ -44,7 +44,7 @@ static void sso_resume(struct gw_req *rq, void *arg, const struct fwd_who *who, 
 }
 
 /* Worker thread: a directory lookup's outcome (forward/sso.c). */
-void fwd_dir_resume(struct gw_req *rq, void *arg, const struct fwd_who *who, enum fwd_cred cred)
+void fwd_login_dir_resume(struct gw_req *rq, void *arg, const struct fwd_who *who, enum fwd_cred cred)
 {
 	fwd_rq_decide(rq, arg, who, cred, 0);
 }
@@ -62,7 +62,7 @@ static void auth_wake(struct gw_req *rq, void *arg)
 			fwd_count(rq, FWD_C_AUTH_OK);
 			gw_debug("forward: auth: %s verified in %.1f ms", gw_req_id(rq),
 			    (gw_mono_now() - ar->t0) * 1000);
-			fwd_rq_decide(rq, d, fwd_db_who(d, ar->ui, &who), FWD_CRED_OK, 0);
+			fwd_rq_decide(rq, d, fwd_login_db_who(d, ar->ui, &who), FWD_CRED_OK, 0);
 		} else if (ar->result == 0) {
 			fwd_count(rq, FWD_C_AUTH_FAIL);
 			fwd_rq_decide(rq, d, NULL, FWD_CRED_BAD, ar->wait);
@@ -113,7 +113,7 @@ wake:
 
 /* Credentials present and the policy can use them: returns 1 when the
  * request was decided or deferred, 0 to go on without a user. */
-int fwd_check_credentials(struct gw_req *rq, struct fwd_data *d, const struct gw_hdr *pa)
+int fwd_login_check(struct gw_req *rq, struct fwd_data *d, const struct gw_hdr *pa)
 {
 	char user[FWD_AUTH_USER_MAX + 1], pass[FWD_AUTH_PASS_MAX + 1];
 	const struct sockaddr *client = gw_req_client(rq);
@@ -139,7 +139,7 @@ int fwd_check_credentials(struct gw_req *rq, struct fwd_data *d, const struct gw
 	if (ui >= 0 && fwd_auth_cache_check(d->cache, user, pass, now)) {
 		OPENSSL_cleanse(pass, sizeof pass);
 		fwd_count(rq, FWD_C_AUTH_CACHED);
-		fwd_rq_decide(rq, d, fwd_db_who(d, ui, &who), FWD_CRED_OK, 0);
+		fwd_rq_decide(rq, d, fwd_login_db_who(d, ui, &who), FWD_CRED_OK, 0);
 		return 1;
 	}
 	ar = calloc(1, sizeof *ar);
