@@ -25,7 +25,7 @@
  *   6. DLP on plain-HTTP requests: the URL path and query and the header
  *      values at once, the body via gw_req_read_body() up to
  *      dlp.max_scan_bytes (within the process-wide dlp.max_scan_memory),
- *      decided in on_body(); each in the views of forward/dlp_body.h (raw,
+ *      decided in fwd_scan_on_body(); each in the views of forward/dlp_body.h (raw,
  *      percent-decoded, base64; bodies also inflated);
  *   7. header hygiene (credentials, anonymize) and gw_req_proxy(); every
  *      resolved address is then checked in on_resolved().
@@ -79,8 +79,6 @@
 
 #define AUTH_THREADS 2
 #define AUTH_MAX_QUEUE 4096
-
-static void proxy_upload(struct gw_req *rq, struct fwd_data *d, const char *data, size_t len, int complete);
 
 const struct fwd_policy *fwd_side_policy(const void *side_data)
 {
@@ -238,13 +236,13 @@ static struct fwd_matchdata *thread_md(void)
 	return md;
 }
 
-static char *rq_strdup(struct gw_req *rq, const char *s)
+char *fwd_rq_strdup(struct gw_req *rq, const char *s)
 {
 	return gw_req_strndup(rq, s, strlen(s));
 }
 
 /* Lower-cased NUL-terminated copy of the target host. */
-static char *host_lc(struct gw_req *rq, const struct gw_http_head *h)
+char *fwd_host_lc(struct gw_req *rq, const struct gw_http_head *h)
 {
 	char *s = gw_req_strndup(rq, h->host ? h->host : "", h->host ? h->host_len : 0);
 
@@ -255,7 +253,7 @@ static char *host_lc(struct gw_req *rq, const struct gw_http_head *h)
 }
 
 /* What the request asked for, for block pages and events (request-owned). */
-static const char *req_url(struct gw_req *rq, const struct gw_http_head *h)
+const char *fwd_req_url(struct gw_req *rq, const struct gw_http_head *h)
 {
 	const char *s;
 
@@ -264,7 +262,7 @@ static const char *req_url(struct gw_req *rq, const struct gw_http_head *h)
 		int v6 = h->host && memchr(h->host, ':', h->host_len) != NULL;
 		snprintf(buf, sizeof buf, "%s%.*s%s:%u", v6 ? "[" : "", (int)(h->host ? h->host_len : 0),
 		    h->host ? h->host : "", v6 ? "]" : "", h->port);
-		s = rq_strdup(rq, buf);
+		s = fwd_rq_strdup(rq, buf);
 	} else {
 		s = gw_req_strndup(rq, h->target, h->target_len);
 	}
@@ -283,7 +281,7 @@ void fwd_printable(char *out, size_t cap, const char *s)
 
 /* The same for a URL shown to the console: its query string (which may be
  * what DLP caught, or a token) is left out. */
-static void printable_url(char *out, size_t cap, const char *url)
+void fwd_printable_url(char *out, size_t cap, const char *url)
 {
 	const char *q = url != NULL ? strchr(url, '?') : NULL;
 
@@ -298,7 +296,7 @@ static void block_event(struct gw_req *rq, const char *rule, const char *rawurl,
 {
 	char url[120], rn[64], user[64];
 
-	printable_url(url, sizeof url, rawurl);
+	fwd_printable_url(url, sizeof url, rawurl);
 	fwd_printable(rn, sizeof rn, rule);
 	fwd_printable(user, sizeof user, gw_req_user(rq) != NULL ? gw_req_user(rq) : "-");
 	gw_event_push("block", "%s user=%s verdict=deny rule=\"%s\" id=%s %s: %s", gw_req_client_str(rq),
@@ -308,7 +306,7 @@ static void block_event(struct gw_req *rq, const char *rule, const char *rawurl,
 #define FWD_BLOCK_PAGE_OUT_MAX (256 * 1024)   /* bytes of a rendered forward.block_page */
 
 /* Answer 403 with the block page naming url and reason; log and tell the console. */
-static void block_url(struct gw_req *rq, struct fwd_data *d, const char *rule, const char *reason,
+void fwd_deny_url(struct gw_req *rq, struct fwd_data *d, const char *rule, const char *reason,
     const char *url)
 {
 	const struct gw_http_head *h = gw_req_head(rq);
@@ -364,9 +362,9 @@ static void block_url(struct gw_req *rq, struct fwd_data *d, const char *rule, c
 	block_event(rq, rule, b.url, reason);
 }
 
-static void block(struct gw_req *rq, struct fwd_data *d, const char *rule, const char *reason)
+void fwd_deny(struct gw_req *rq, struct fwd_data *d, const char *rule, const char *reason)
 {
-	block_url(rq, d, rule, reason, req_url(rq, gw_req_head(rq)));
+	fwd_deny_url(rq, d, rule, reason, fwd_req_url(rq, gw_req_head(rq)));
 }
 
 /* ---- PAC ---- */
@@ -612,365 +610,6 @@ static void proxy(struct gw_req *rq, struct fwd_data *d)
 	}
 }
 
-/* ---- DLP ---- */
-
-/*
- * Scan memory: bodies held for scanning, in bytes, summed over every worker
- * and configuration generation.  A request reserves what its held body can
- * reach before gw_req_read_body() (forward.dlp.max_scan_memory bounds the
- * sum; over it the upload gets 503 with Retry-After), trims the reservation
- * to what is really held once the body is scanned, and gives it back in
- * on_done(), after which the core frees the buffer.
- */
-static _Atomic uint64_t scan_held;
-
-/* The core pumps a whole read (<= 256 KiB) into the body buffer, and the
- * read that brought the head may carry as much body again: a chunked body's
- * buffer can pass the limit given to gw_req_read_body() by this much. */
-#define SCAN_SLACK (512u * 1024)
-
-/* The request's family data slot holds an auth_req while the request waits
- * for the auth pool, and a scan_hold after fwd_rq_decide() reserved scan memory;
- * the two never overlap (auth_wake() clears the slot before fwd_rq_decide()).  A
- * scan_hold is stored with the low bit set to tell them apart (both are
- * aligned allocations). */
-struct scan_hold {
-	uint64_t bytes;
-};
-#define HOLD_TAG ((uintptr_t)1)
-
-/* A request that goes to ICAP: its state in the data slot, tagged with
- * ICAP_TAG, holding what the slot held otherwise (inner: a scan_hold). */
-struct rq_icap {
-	void *inner;
-	int resp, req;             /* respmod and reqmod services (-1 none) */
-	struct fwd_icap_tx *tx;    /* the response's exchange */
-	struct fwd_icap_tx *rtx;   /* the upload's */
-	struct fwd_data *d;
-	uint64_t held;             /* scan memory reserved for the held response */
-	char server_ip[48];
-};
-#define ICAP_TAG ((uintptr_t)2)
-
-static struct rq_icap *icap_of(struct gw_req *rq)
-{
-	uintptr_t v = (uintptr_t)gw_req_data(rq);
-
-	return (v & ICAP_TAG) ? (struct rq_icap *)(v & ~ICAP_TAG) : NULL;
-}
-
-/* The data slot as the rest of this file sees it (through rq_icap). */
-static void *slot_get(struct gw_req *rq)
-{
-	struct rq_icap *ri = icap_of(rq);
-
-	return ri != NULL ? ri->inner : gw_req_data(rq);
-}
-
-static void slot_set(struct gw_req *rq, void *v)
-{
-	struct rq_icap *ri = icap_of(rq);
-
-	if (ri != NULL)
-		ri->inner = v;
-	else
-		gw_req_set_data(rq, v);
-}
-
-static struct scan_hold *scan_hold_of(void *slot)
-{
-	return ((uintptr_t)slot & HOLD_TAG) ? (struct scan_hold *)((uintptr_t)slot & ~HOLD_TAG) : NULL;
-}
-
-uint64_t fwd_dlp_scan_memory(void)
-{
-	return atomic_load_explicit(&scan_held, memory_order_relaxed);
-}
-
-/* Bytes the held body of h can reach with a cut at max + 1. */
-static uint64_t scan_need(const struct gw_http_head *h, uint64_t max)
-{
-	if (h->body == GW_BODY_LENGTH)
-		return h->content_length < max + 1 ? h->content_length : max + 1;
-	return max + 1 + SCAN_SLACK;
-}
-
-/* Reserve want bytes (at most the whole budget) for rq: 0, or -1 when the
- * budget is spent (nothing reserved). */
-static int scan_reserve(struct gw_req *rq, const struct fwd_data *d, uint64_t want)
-{
-	uint64_t limit = d->cf->forward.dlp.max_scan_memory;
-	uint64_t cur = atomic_load_explicit(&scan_held, memory_order_relaxed);
-	struct scan_hold *sh;
-
-	if (want > limit)
-		want = limit;   /* conf/ keeps limit >= max_scan_bytes: one upload always fits */
-	do {
-		if (cur + want > limit)
-			return -1;
-	} while (!atomic_compare_exchange_weak_explicit(&scan_held, &cur, cur + want,
-	    memory_order_relaxed, memory_order_relaxed));
-	sh = gw_req_alloc(rq, sizeof *sh);
-	if (sh == NULL) {
-		atomic_fetch_sub_explicit(&scan_held, want, memory_order_relaxed);
-		return -1;
-	}
-	sh->bytes = want;
-	slot_set(rq, (void *)((uintptr_t)sh | HOLD_TAG));
-	return 0;
-}
-
-/* Keep at most keep bytes of rq's reservation (0: give it all back). */
-static void scan_trim(struct gw_req *rq, uint64_t keep)
-{
-	struct scan_hold *sh = scan_hold_of(slot_get(rq));
-
-	if (sh == NULL || sh->bytes <= keep)
-		return;
-	atomic_fetch_sub_explicit(&scan_held, sh->bytes - keep, memory_order_relaxed);
-	sh->bytes = keep;
-}
-
-/* req_url() without path and query (scheme and authority, then "/..."):
- * what is shown of a URL in which DLP found something. */
-static const char *req_origin(struct gw_req *rq, const struct gw_http_head *h)
-{
-	if (h->target_form == GW_TF_ABSOLUTE && h->path != NULL &&
-	    (uintptr_t)h->path > (uintptr_t)h->target &&
-	    (uintptr_t)h->path <= (uintptr_t)(h->target + h->target_len)) {
-		size_t n = (size_t)(h->path - h->target);
-		char *s = gw_req_alloc(rq, n + 5);
-		if (s == NULL)
-			return "-";
-		memcpy(s, h->target, n);
-		memcpy(s + n, "/...", 5);
-		return s;
-	}
-	return req_url(rq, h);   /* host:port only */
-}
-
-/* A detector hit: log (redacted), tell the console; returns 1 when the
- * request was blocked (action deny).  where: "URL path...", "query
- * string...", "header NAME...", "request body..."; a hit in the path keeps
- * path and query out of the logs, the console and the block page, a hit
- * in the query its query. */
-static int dlp_hit(struct gw_req *rq, struct fwd_data *d, const struct fwd_dlp_hit *hit,
-    const char *where)
-{
-	const struct gw_http_head *h = gw_req_head(rq);
-	const struct conf_fwd_dlp *cd = &d->cf->forward.dlp;
-	int in_url = strncmp(where, GW_STRLIT("URL")) == 0;
-	const char *shown = in_url ? req_origin(rq, h) : req_url(rq, h);
-	char url[120], det[64], what[200], wh[64];
-
-	fwd_count(rq, FWD_C_DLP_HITS);
-	if (in_url)
-		gw_req_log_no_path(rq);   /* the access log (and the console's tail) too */
-	else if (strncmp(where, GW_STRLIT("query string")) == 0)
-		gw_req_log_no_query(rq);
-	printable_url(url, sizeof url, shown);
-	fwd_printable(det, sizeof det, hit->detector);
-	fwd_printable(wh, sizeof wh, where);
-	snprintf(what, sizeof what, "%s %s in the %s", det, hit->redacted, wh);
-	gw_info("forward: dlp: %s %s from %s: %s (%s)", gw_req_id(rq), url, gw_req_client_str(rq),
-	    what, cd->action_deny ? "blocked" : "logged");
-	gw_event_push("dlp", "%s %s: %s (%s, id %s)", gw_req_client_str(rq), url, what,
-	    cd->action_deny ? "blocked" : "logged", gw_req_id(rq));
-	{
-		struct fwd_obs_dlp e;
-		memset(&e, 0, sizeof e);
-		e.time = gw_wall_now();
-		snprintf(e.client, sizeof e.client, "%s", gw_req_client_str(rq));
-		fwd_printable(e.user, sizeof e.user, gw_req_user(rq));
-		printable_url(e.url, sizeof e.url, shown);
-		fwd_printable(e.host, sizeof e.host, host_lc(rq, h));
-		snprintf(e.detector, sizeof e.detector, "%s", det);
-		snprintf(e.match, sizeof e.match, "%s", hit->redacted);
-		snprintf(e.where, sizeof e.where, "%s", wh);
-		e.deny = cd->action_deny;
-		snprintf(e.request_id, sizeof e.request_id, "%s", gw_req_id(rq));
-		fwd_obs_dlp_push(&e);
-	}
-	if (cd->action_deny) {
-		char reason[256], rule[120];
-		snprintf(reason, sizeof reason, "data-loss prevention: %s", what);
-		snprintf(rule, sizeof rule, "dlp %s %s", det, hit->redacted);
-		block_url(rq, d, rq_strdup(rq, rule), reason, shown);
-		return 1;
-	}
-	char rule[120];
-	snprintf(rule, sizeof rule, "dlp-log %s %s", det, hit->redacted);
-	gw_req_set_verdict(rq, "allow", rq_strdup(rq, rule));
-	return 0;
-}
-
-/* "what" or "what (view)" into buf. */
-static const char *where_of(char *buf, size_t cap, const char *what, const char *view)
-{
-	snprintf(buf, cap, view != NULL && *view ? "%s (%s)" : "%s", what, view);
-	return buf;
-}
-
-/* This worker's views on d's engine, made on first use and freed with d
- * (a scan runs to its end within one callback: one per worker is enough).
- * NULL on out of memory. */
-static struct fwd_dlp_views *views_of(struct gw_req *rq, struct fwd_data *d)
-{
-	int w = gw_req_worker(rq);
-
-	if (w < 0 || w >= GW_MAX_WORKERS)
-		return NULL;
-	if (d->views[w] == NULL)
-		d->views[w] = fwd_dlp_views_new(d->dlp);
-	return d->views[w];
-}
-
-/* Proxy-Authorization is the proxy's own credential, removed before
- * forwarding; Host is the destination (see dlp_head()). */
-static int dlp_skip_header(const struct gw_hdr *x)
-{
-	return (x->name_len == 19 && strncasecmp(x->name, "proxy-authorization", 19) == 0) ||
-	    (x->name_len == 4 && strncasecmp(x->name, "host", 4) == 0);
-}
-
-/*
- * DLP on what a request carries in its head, whatever the method: the
- * path and the query, and every header value but Proxy-Authorization (the
- * proxy's own credentials, removed before forwarding) and Host.  Cookie is
- * scanned: a page can write what it likes into a cookie.  The destination
- * host (URL authority, Host, CONNECT) is not: it is what the policy judges
- * and what every log names, so a hit there could not be kept out of them.
- * Returns 1 when rq was answered.
- */
-static int dlp_head(struct gw_req *rq, struct fwd_data *d)
-{
-	const struct gw_http_head *h = gw_req_head(rq);
-	struct fwd_dlp_views *v = views_of(rq, d);
-	struct fwd_dlp_hit hit;
-	const char *view = "", *p, *q;
-	char where[64], what[48];
-	size_t plen, pn;
-
-	if (v == NULL) {
-		block(rq, d, "dlp", "data-loss prevention: out of memory while scanning");
-		return 1;
-	}
-	/* the path (h->path: path and query, after the authority), and the
-	 * query apart, so that a hit there hides only the query */
-	p = h->path != NULL ? h->path : "";
-	plen = h->path != NULL ? h->path_len : 0;
-	q = memchr(p, '?', plen);
-	pn = q != NULL ? (size_t)(q - p) : plen;
-	if (fwd_dlp_views_buffer(v, p, pn, &hit, &view) == 1)
-		return dlp_hit(rq, d, &hit, where_of(where, sizeof where, "URL path", view));
-	if (q != NULL && fwd_dlp_views_buffer(v, q + 1, plen - pn - 1, &hit, &view) == 1)
-		return dlp_hit(rq, d, &hit, where_of(where, sizeof where, "query string", view));
-	/* the values as one stream, NUL between them (no detector and no view
-	 * reads across a NUL): one pass per request, not one per header */
-	fwd_dlp_views_reset(v);
-	for (size_t i = 0; i < h->nhdrs; i++) {
-		const struct gw_hdr *x = &h->hdrs[i];
-		if (dlp_skip_header(x))
-			continue;
-		if (fwd_dlp_views_feed(v, x->value, x->value_len) || fwd_dlp_views_feed(v, "", 1))
-			break;
-	}
-	if (!fwd_dlp_views_finish(v))
-		return 0;
-	hit = *fwd_dlp_views_hit(v, &view);
-	snprintf(what, sizeof what, "headers");
-	/* which one: only after a hit, the values again one by one (a custom
-	 * pattern spanning two of them stays "headers") */
-	for (size_t i = 0; i < h->nhdrs; i++) {
-		const struct gw_hdr *x = &h->hdrs[i];
-		if (!dlp_skip_header(x) && fwd_dlp_views_buffer(v, x->value, x->value_len, NULL, NULL) == 1) {
-			snprintf(what, sizeof what, "header %.*s", (int)(x->name_len < 32 ? x->name_len : 32),
-			    x->name);
-			break;
-		}
-	}
-	return dlp_hit(rq, d, &hit, where_of(where, sizeof where, what, view));
-}
-
-/* The body's Content-Encoding as DLP can read it: several header lines
- * are stacked codings. */
-static enum fwd_coding body_coding(const struct gw_http_head *h)
-{
-	enum fwd_coding c = FWD_CODING_IDENTITY;
-
-	for (size_t i = 0; i < h->nhdrs; i++) {
-		const struct gw_hdr *x = &h->hdrs[i];
-		enum fwd_coding one;
-		if (x->name_len != 16 || strncasecmp(x->name, "content-encoding", 16) != 0)
-			continue;
-		one = fwd_dlp_coding(x->value, x->value_len);
-		if (one == FWD_CODING_IDENTITY)
-			continue;
-		if (c != FWD_CODING_IDENTITY)
-			return FWD_CODING_OTHER;
-		c = one;
-	}
-	return c;
-}
-
-static void on_body(struct gw_req *rq, const char *data, size_t len, int complete, void *side)
-{
-	struct fwd_data *d = side;
-	const struct conf_fwd_dlp *cd;
-	struct fwd_dlp_views *v;
-	struct fwd_dlp_hit hit;
-	const char *view = "", *why = "";
-	char where[64];
-
-	if (d->dlp == NULL) {
-		proxy_upload(rq, d, data, len, complete);
-		return;
-	}
-	cd = &d->cf->forward.dlp;
-	/* what stays held is this body (cut at max_scan_bytes + 1), until it
-	 * has gone upstream or been dropped with the request */
-	if (complete)
-		scan_trim(rq, len);
-	fwd_count(rq, FWD_C_DLP_SCANNED);
-	v = views_of(rq, d);
-	if (v == NULL) {
-		block(rq, d, "dlp", "data-loss prevention: out of memory while scanning");
-		return;
-	}
-	/* the core buffered the whole body (or its first max_scan_bytes + 1):
-	 * the views are streaming, so a secret split across chunks or reads
-	 * of the client is found all the same */
-	switch (fwd_dlp_scan_body(v, data, len, complete, body_coding(gw_req_head(rq)), cd->max_scan_bytes,
-	    &hit, &view, &why)) {
-	case FWD_DLP_BODY_NOMEM:
-		block(rq, d, "dlp", "data-loss prevention: out of memory while scanning");
-		return;
-	case FWD_DLP_BODY_HIT:
-		if (dlp_hit(rq, d, &hit, where_of(where, sizeof where, "request body", view)))
-			return;
-		break;
-	case FWD_DLP_BODY_PARTIAL:
-		fwd_count(rq, FWD_C_DLP_OVERSIZE);
-		if (cd->oversize_deny) {
-			char reason[200];
-			if (strcmp(why, "larger than max_scan_bytes") == 0)
-				snprintf(reason, sizeof reason, "data-loss prevention: the request body is larger "
-				    "than the %llu bytes that can be scanned", (unsigned long long)cd->max_scan_bytes);
-			else
-				snprintf(reason, sizeof reason, "data-loss prevention: the request body cannot be "
-				    "scanned: %s (limit %llu bytes)", why, (unsigned long long)cd->max_scan_bytes);
-			block(rq, d, "dlp oversize", reason);
-			return;
-		}
-		gw_info("forward: dlp: %s: request body not scanned whole (%s) passed (oversize = allow)",
-		    gw_req_id(rq), why);
-		break;
-	case FWD_DLP_BODY_CLEAN:
-		break;
-	}
-	proxy_upload(rq, d, data, len, complete);
-}
-
 /* ---- the decision ---- */
 
 static void require_auth(struct gw_req *rq, struct fwd_data *d, const char *rule,
@@ -992,12 +631,12 @@ static void require_auth(struct gw_req *rq, struct fwd_data *d, const char *rule
 		gw_req_resp_hdr_add(rq, "Retry-After", ra, (size_t)n);
 		snprintf(msg, sizeof msg, "Too many failed sign-ins from your address: try again in %s "
 		    "seconds.", ra);
-		detail = rq_strdup(rq, msg);
+		detail = fwd_rq_strdup(rq, msg);
 		break;
 	}
 	case FWD_V_AUTH_BUSY:   /* (a reason: the directory is unreachable) */
 		gw_req_resp_hdr_add(rq, "Retry-After", GW_STRLIT("5"));
-		gw_req_respond(rq, v->status, NULL, NULL, 0, v->reason[0] ? rq_strdup(rq, v->reason) :
+		gw_req_respond(rq, v->status, NULL, NULL, 0, v->reason[0] ? fwd_rq_strdup(rq, v->reason) :
 		    "Sign-in is overloaded; please try again.");
 		return;
 	case FWD_V_AUTH_THROTTLED:   /* not a 407: that would make a browser ask for the password again */
@@ -1046,7 +685,7 @@ static int facts_of(struct gw_req *rq, const struct fwd_who *who, enum fwd_cred 
 	f->inspected = gw_req_conn_tag(rq) != NULL;
 	f->websocket = wants_websocket(h);
 	f->method = gw_req_strndup(rq, h->method_str, h->method_len);
-	f->host = host_lc(rq, h);
+	f->host = fwd_host_lc(rq, h);
 	f->host_len = h->host != NULL ? h->host_len : 0;
 	f->port = h->port;
 	f->target = h->target;
@@ -1059,7 +698,7 @@ static int facts_of(struct gw_req *rq, const struct fwd_who *who, enum fwd_cred 
 		f->user_short = who->user_short;
 		f->groups = who->groups;
 		f->ngroups = who->ngroups;
-		gw_req_set_user(rq, rq_strdup(rq, f->user));
+		gw_req_set_user(rq, fwd_rq_strdup(rq, f->user));
 	}
 	f->local_time = &tm;
 	f->md = thread_md();
@@ -1079,7 +718,7 @@ static void icap_plan(struct gw_req *rq, struct fwd_data *d, size_t rule)
 	struct rq_icap *ri;
 	int svc, req;
 
-	if (d->icap == NULL || icap_of(rq) != NULL)
+	if (d->icap == NULL || fwd_scan_icap_of(rq) != NULL)
 		return;
 	svc = rule != SIZE_MAX && rule < d->nrules ? d->rule_resp[rule] : d->def_resp;
 	req = rule != SIZE_MAX && rule < d->nrules ? d->rule_req[rule] : d->def_req;
@@ -1091,7 +730,7 @@ static void icap_plan(struct gw_req *rq, struct fwd_data *d, size_t rule)
 	ri->resp = svc;
 	ri->req = req;
 	ri->d = d;
-	gw_req_set_data(rq, (void *)((uintptr_t)ri | ICAP_TAG));
+	gw_req_set_data(rq, (void *)((uintptr_t)ri | FWD_ICAP_TAG));
 }
 
 /*
@@ -1126,7 +765,7 @@ void fwd_rq_decide(struct gw_req *rq, struct fwd_data *d, const struct fwd_who *
 	if (v.stage == FWD_STAGE_POLICY)
 		bump(d, rq, v.match.rule_index != SIZE_MAX ? v.match.rule_index : d->nrules);
 	/* a rule's name lives with the policy; the log line may outlive it */
-	name = v.rule != NULL && v.stage == FWD_STAGE_POLICY ? rq_strdup(rq, v.rule) : v.rule;
+	name = v.rule != NULL && v.stage == FWD_STAGE_POLICY ? fwd_rq_strdup(rq, v.rule) : v.rule;
 	switch (v.verdict) {
 	case FWD_V_VERIFY: {
 		/* resumes in fwd_rq_decide() with the outcome (at once, or from auth_wake()) */
@@ -1150,7 +789,7 @@ void fwd_rq_decide(struct gw_req *rq, struct fwd_data *d, const struct fwd_who *
 		gw_req_respond(rq, v.status, NULL, NULL, 0, v.reason);
 		return;
 	case FWD_V_DENY:
-		block(rq, d, name, v.reason);
+		fwd_deny(rq, d, name, v.reason);
 		return;
 	case FWD_V_ALLOW:
 		break;
@@ -1171,11 +810,11 @@ void fwd_rq_decide(struct gw_req *rq, struct fwd_data *d, const struct fwd_who *
 		return;
 	}
 	if (d->dlp != NULL) {
-		if (dlp_head(rq, d))
+		if (fwd_scan_head(rq, d))
 			return;
 		if (h->body != GW_BODY_NONE && !(h->body == GW_BODY_LENGTH && h->content_length == 0)) {
 			uint64_t max = d->cf->forward.dlp.max_scan_bytes;
-			if (scan_reserve(rq, d, scan_need(h, max)) < 0) {
+			if (fwd_scan_reserve(rq, d, fwd_scan_need(h, max)) < 0) {
 				fwd_count(rq, FWD_C_DLP_BUSY);
 				gw_req_resp_hdr_add(rq, "Retry-After", GW_STRLIT("2"));
 				gw_req_set_verdict(rq, "dlp-busy", "dlp max_scan_memory");
@@ -1183,18 +822,18 @@ void fwd_rq_decide(struct gw_req *rq, struct fwd_data *d, const struct fwd_who *
 				    "data-loss prevention; please try again.");
 				return;
 			}
-			/* one byte more than we scan: len > max_scan_bytes in on_body()
+			/* one byte more than we scan: len > max_scan_bytes in fwd_scan_on_body()
 			 * then says "oversize" */
 			gw_req_read_body(rq, max + 1);
-			return;   /* on_body() goes on */
+			return;   /* fwd_scan_on_body() goes on */
 		}
 	}
-	if (icap_of(rq) != NULL && icap_of(rq)->req >= 0 && h->body != GW_BODY_NONE &&
+	if (fwd_scan_icap_of(rq) != NULL && fwd_scan_icap_of(rq)->req >= 0 && h->body != GW_BODY_NONE &&
 	    !(h->body == GW_BODY_LENGTH && h->content_length == 0)) {
-		/* the upload goes to the reqmod service first (on_body()), held
+		/* the upload goes to the reqmod service first (fwd_scan_on_body()), held
 		 * within the same memory bound as DLP's */
-		uint64_t max = fwd_icap_max_body(d->icap, icap_of(rq)->req);
-		if (scan_reserve(rq, d, scan_need(h, max)) < 0) {
+		uint64_t max = fwd_icap_max_body(d->icap, fwd_scan_icap_of(rq)->req);
+		if (fwd_scan_reserve(rq, d, fwd_scan_need(h, max)) < 0) {
 			gw_req_resp_hdr_add(rq, "Retry-After", GW_STRLIT("2"));
 			gw_req_set_verdict(rq, "icap-busy", "max_scan_memory");
 			gw_req_respond(rq, 503, NULL, NULL, 0, "Too many uploads are being scanned; please "
@@ -1221,13 +860,13 @@ static void upload_scanned(struct gw_req *rq, void *arg)
 		gw_req_respond(rq, status, ctype, body, len, NULL);
 		return;
 	}
-	proxy(rq, icap_of(rq)->d);
+	proxy(rq, fwd_scan_icap_of(rq)->d);
 }
 
 /* After DLP (if any): the upload to the reqmod service, else on. */
-static void proxy_upload(struct gw_req *rq, struct fwd_data *d, const char *data, size_t len, int complete)
+void fwd_proxy_upload(struct gw_req *rq, struct fwd_data *d, const char *data, size_t len, int complete)
 {
-	struct rq_icap *ri = icap_of(rq);
+	struct rq_icap *ri = fwd_scan_icap_of(rq);
 
 	if (ri == NULL || ri->req < 0 || ri->rtx != NULL) {
 		proxy(rq, d);
@@ -1244,9 +883,9 @@ static void on_done(struct gw_req *rq, void *side)
 	/* the per-request slot holds the auth_req while the request waits for
 	 * the pool (set and cleared on this worker thread; the auth_req lives
 	 * until auth_wake() runs here, after this) */
-	void *slot = slot_get(rq);
-	struct auth_req *ar = scan_hold_of(slot) == NULL && !fwd_inspect_owns_slot(slot) ? slot : NULL;
-	struct rq_icap *ri = icap_of(rq);
+	void *slot = fwd_scan_slot_get(rq);
+	struct auth_req *ar = fwd_scan_hold_of(slot) == NULL && !fwd_inspect_owns_slot(slot) ? slot : NULL;
+	struct rq_icap *ri = fwd_scan_icap_of(rq);
 	const char *v = gw_req_verdict(rq), *user = gw_req_user(rq);
 	const struct gw_http_head *h = gw_req_head(rq);
 	int what = v == NULL ? 0 : strcmp(v, "allow") == 0 ? FWD_OBS_ALLOWED :
@@ -1255,12 +894,12 @@ static void on_done(struct gw_req *rq, void *side)
 	(void)side;
 	if (ar != NULL)
 		atomic_store_explicit(&ar->job.cancelled, 1, memory_order_release);
-	scan_trim(rq, 0);
+	fwd_scan_trim(rq, 0);
 	if (ri != NULL) {
 		fwd_icap_done(ri->tx);
 		fwd_icap_done(ri->rtx);
 		ri->tx = ri->rtx = NULL;
-		atomic_fetch_sub_explicit(&scan_held, ri->held, memory_order_relaxed);
+		atomic_fetch_sub_explicit(&fwd_scan_held, ri->held, memory_order_relaxed);
 		ri->held = 0;
 	}
 	/* for the console: top domains by verdict, signed-in users */
@@ -1355,7 +994,7 @@ static int on_resolved(struct gw_req *rq, const struct sockaddr *sa, void *side)
 		rule = fwd_dest_check(d->policy, d->cf, sa, why, sizeof why);
 	}
 	if (rule == NULL) {
-		struct rq_icap *ri = icap_of(rq);
+		struct rq_icap *ri = fwd_scan_icap_of(rq);
 		if (ri != NULL)
 			fwd_icap_addr_str(sa, ri->server_ip, sizeof ri->server_ip);
 		return 0;
@@ -1363,7 +1002,7 @@ static int on_resolved(struct gw_req *rq, const struct sockaddr *sa, void *side)
 	gw_req_set_verdict(rq, "deny", rule);
 	gw_req_set_reason(rq, gw_req_strndup(rq, why, strlen(why)));
 	fwd_count(rq, FWD_C_BLOCKS);
-	block_event(rq, rule, req_url(rq, gw_req_head(rq)), why);
+	block_event(rq, rule, fwd_req_url(rq, gw_req_head(rq)), why);
 	return 403;
 }
 
@@ -1407,9 +1046,9 @@ static int on_upstream_error(struct gw_req *rq, int stage, void *side)
 static int icap_reserve(struct gw_req *rq, struct fwd_data *d, struct rq_icap *ri,
     const struct gw_http_head *resp)
 {
-	uint64_t max = fwd_icap_max_body(d->icap, ri->resp), want = max + SCAN_SLACK;
+	uint64_t max = fwd_icap_max_body(d->icap, ri->resp), want = max + FWD_SCAN_SLACK;
 	uint64_t limit = d->cf->forward.dlp.max_scan_memory;
-	uint64_t cur = atomic_load_explicit(&scan_held, memory_order_relaxed);
+	uint64_t cur = atomic_load_explicit(&fwd_scan_held, memory_order_relaxed);
 
 	if (resp->body == GW_BODY_NONE || (resp->body == GW_BODY_LENGTH && resp->content_length == 0))
 		return 1;   /* nothing to hold (fwd_icap_respmod skips it) */
@@ -1427,7 +1066,7 @@ static int icap_reserve(struct gw_req *rq, struct fwd_data *d, struct rq_icap *r
 			    "try again.");
 			return 0;
 		}
-	} while (!atomic_compare_exchange_weak_explicit(&scan_held, &cur, cur + want,
+	} while (!atomic_compare_exchange_weak_explicit(&fwd_scan_held, &cur, cur + want,
 	    memory_order_relaxed, memory_order_relaxed));
 	ri->held = want;
 	return 1;
@@ -1442,7 +1081,7 @@ static void on_response_head(struct gw_req *rq, const struct gw_http_head *resp,
 	struct fwd_data *d = side;
 
 	if (resp->status != 407 || !via_parent(d, gw_req_head(rq))) {
-		struct rq_icap *ri = icap_of(rq);
+		struct rq_icap *ri = fwd_scan_icap_of(rq);
 		if (ri != NULL && ri->resp >= 0 && ri->tx == NULL && icap_reserve(rq, d, ri, resp))
 			fwd_icap_respmod(d->icap, ri->resp, rq, resp, ri->server_ip, &ri->tx);
 		return;
@@ -1454,7 +1093,7 @@ static void on_response_head(struct gw_req *rq, const struct gw_http_head *resp,
 
 static int on_response_filter(struct gw_req *rq, const char *p, size_t n, int last, void *side)
 {
-	struct rq_icap *ri = icap_of(rq);
+	struct rq_icap *ri = fwd_scan_icap_of(rq);
 
 	(void)side;
 	if (ri == NULL || ri->tx == NULL) {   /* (not turned on without one) */
@@ -1469,7 +1108,7 @@ static struct gw_proto fwd_proto = {   /* .family: set by gw_control_add_side() 
 	.proxy = 1,
 	.on_request = on_request,
 	.on_resolved = on_resolved,
-	.on_body = on_body,
+	.on_body = fwd_scan_on_body,
 	.on_done = on_done,
 	.on_upstream_error = on_upstream_error,
 	.on_response_head = on_response_head,

@@ -2,7 +2,8 @@
  * forward internals: what the files of the forward side share and nobody
  * else may see (only for the forward/ sources).  forward/forward.c holds the
  * request flow (fwd_rq_decide, proxying, the gw_proto callbacks and the
- * per-snapshot data); forward/fwd_login.c checks Proxy-Authorization.
+ * per-snapshot data); forward/fwd_login.c checks Proxy-Authorization;
+ * forward/fwd_scan.c holds bodies for scanning and runs DLP on requests.
  * Each function here was a static of forward.c before the split: the
  * prefix is the only change.
  */
@@ -101,5 +102,81 @@ void fwd_login_dir_resume(struct gw_req *rq, void *arg, const struct fwd_who *wh
  * was decided or deferred (it resumes in fwd_rq_decide()), 0 to go on
  * without a user. */
 int fwd_login_check(struct gw_req *rq, struct fwd_data *d, const struct gw_hdr *pa);
+
+/* The core pumps a whole read (<= 256 KiB) into the body buffer, and the
+ * read that brought the head may carry as much body again: a chunked body's
+ * buffer can pass the limit given to gw_req_read_body() by this much. */
+#define FWD_SCAN_SLACK (512u * 1024)
+
+/* A request that goes to ICAP: its state in the data slot, tagged with
+ * FWD_ICAP_TAG, holding what the slot held otherwise (inner: a scan_hold). */
+struct rq_icap {
+	void *inner;
+	int resp, req;             /* respmod and reqmod services (-1 none) */
+	struct fwd_icap_tx *tx;    /* the response's exchange */
+	struct fwd_icap_tx *rtx;   /* the upload's */
+	struct fwd_data *d;
+	uint64_t held;             /* scan memory reserved for the held response */
+	char server_ip[48];
+};
+#define FWD_ICAP_TAG ((uintptr_t)2)
+
+/* Bodies held for scanning (DLP, REQMOD, held RESPMOD responses), in
+ * bytes, over every worker and generation (forward/fwd_scan.c). */
+extern _Atomic uint64_t fwd_scan_held;
+
+struct scan_hold;
+
+/* rq's ICAP state (the data slot tagged FWD_ICAP_TAG), or NULL. */
+struct rq_icap *fwd_scan_icap_of(struct gw_req *rq);
+
+/* The data slot as forward/ sees it (through rq_icap when there is one). */
+void *fwd_scan_slot_get(struct gw_req *rq);
+
+/* The scan_hold in a data slot value, or NULL when it holds something else. */
+struct scan_hold *fwd_scan_hold_of(void *slot);
+
+/* Bytes the held body of h can reach with a cut at max + 1. */
+uint64_t fwd_scan_need(const struct gw_http_head *h, uint64_t max);
+
+/* Reserve want bytes of scan memory (at most the whole budget) for rq, in
+ * its data slot: 0, or -1 when the budget is spent (nothing reserved). */
+int fwd_scan_reserve(struct gw_req *rq, const struct fwd_data *d, uint64_t want);
+
+/* Keep at most keep bytes of rq's reservation (0: give it all back). */
+void fwd_scan_trim(struct gw_req *rq, uint64_t keep);
+
+/* DLP on rq's head (path, query, header values): returns 1 when rq was
+ * answered (blocked), 0 to go on. */
+int fwd_scan_head(struct gw_req *rq, struct fwd_data *d);
+
+/* The gw_proto on_body callback (side: the struct fwd_data): DLP on the
+ * held upload, then fwd_proxy_upload(). */
+void fwd_scan_on_body(struct gw_req *rq, const char *data, size_t len, int complete, void *side);
+
+/* Request-owned copy of s (NULL on out of memory). */
+char *fwd_rq_strdup(struct gw_req *rq, const char *s);
+
+/* Lower-cased request-owned copy of h's target host (NULL on out of memory). */
+char *fwd_host_lc(struct gw_req *rq, const struct gw_http_head *h);
+
+/* What the request asked for, for block pages and events (request-owned;
+ * "-" on out of memory). */
+const char *fwd_req_url(struct gw_req *rq, const struct gw_http_head *h);
+
+/* fwd_printable() for a URL shown to the console: its query string is left out. */
+void fwd_printable_url(char *out, size_t cap, const char *url);
+
+/* Answer rq 403 with the block page naming url and reason (rule: the
+ * access log's rule=, borrowed for rq's life); log it, tell the console. */
+void fwd_deny_url(struct gw_req *rq, struct fwd_data *d, const char *rule, const char *reason,
+    const char *url);
+
+/* fwd_deny_url() with the request's own URL. */
+void fwd_deny(struct gw_req *rq, struct fwd_data *d, const char *rule, const char *reason);
+
+/* After DLP (if any): the upload (data, len; complete: the whole body) to
+ * the reqmod service, else proxied. */
+void fwd_proxy_upload(struct gw_req *rq, struct fwd_data *d, const char *data, size_t len, int complete);
 
 #endif
