@@ -3,7 +3,8 @@
  * else may see (only for the forward/ sources).  forward/forward.c holds the
  * request flow (fwd_rq_decide, proxying, the gw_proto callbacks and the
  * per-snapshot data); forward/fwd_login.c checks Proxy-Authorization;
- * forward/fwd_scan.c holds bodies for scanning and runs DLP on requests.
+ * forward/fwd_scan.c holds bodies for scanning and runs DLP on requests;
+ * forward/fwd_proxy.c cleans the headers and sends a request on.
  * Each function here was a static of forward.c before the split: the
  * prefix is the only change.
  */
@@ -178,5 +179,23 @@ void fwd_deny(struct gw_req *rq, struct fwd_data *d, const char *rule, const cha
 /* After DLP (if any): the upload (data, len; complete: the whole body) to
  * the reqmod service, else proxied. */
 void fwd_proxy_upload(struct gw_req *rq, struct fwd_data *d, const char *data, size_t len, int complete);
+
+/* Header hygiene (the proxy's own credentials out; forward.anonymize, else
+ * X-Forwarded-For), then rq proxied: to a parent (forward.parent) or to
+ * its target, inspected when it came inside an inspected CONNECT
+ * (forward/fwd_proxy.c). */
+void fwd_proxy(struct gw_req *rq, struct fwd_data *d);
+
+/* 1 when a request for h goes through forward.parent (pure on the config,
+ * so every caller gives the same answer), else 0. */
+int fwd_proxy_via_parent(const struct fwd_data *d, const struct gw_http_head *h);
+
+/* The first parent from index from on that is not being skipped after a
+ * failed connect; when all are, the one at from.  naddrs when from is past
+ * the end. */
+size_t fwd_proxy_parent_pick(const struct fwd_data *d, size_t from);
+
+/* Send rq to parent i (absolute-form, or a CONNECT to the parent first). */
+void fwd_proxy_to_parent(struct gw_req *rq, struct fwd_data *d, size_t i);
 
 #endif
