@@ -2,7 +2,7 @@
  * forward: decisions for the explicit proxy.
  *
  * Steps 1-5 are decided by fwd_decide() (forward/decide.c), a pure
- * function that the console's policy tester calls as well: decide()
+ * function that the console's policy tester calls as well: fwd_rq_decide()
  * gathers the request's facts, calls it and acts on the verdict (and on
  * "verify", checks the credentials and decides again with the outcome).
  * A request goes through, in order:
@@ -25,7 +25,7 @@
  *   6. DLP on plain-HTTP requests: the URL path and query and the header
  *      values at once, the body via gw_req_read_body() up to
  *      dlp.max_scan_bytes (within the process-wide dlp.max_scan_memory),
- *      decided in on_body(); each in the views of forward/dlp_body.h (raw,
+ *      decided in fwd_scan_on_body(); each in the views of forward/dlp_body.h (raw,
  *      percent-decoded, base64; bodies also inflated);
  *   7. header hygiene (credentials, anonymize) and gw_req_proxy(); every
  *      resolved address is then checked in on_resolved().
@@ -67,6 +67,7 @@
 #include "forward/decide.h"
 #include "forward/dlp.h"
 #include "forward/dlp_body.h"
+#include "forward/fwd_int.h"
 #include "forward/fwd_tls.h"
 #include "forward/icap.h"
 #include "forward/inspect.h"
@@ -76,56 +77,8 @@
 #include "forward/policy.h"
 #include "forward/sso.h"
 
-#define FWD_MAGIC 0x46574431u   /* "FWD1" */
 #define AUTH_THREADS 2
 #define AUTH_MAX_QUEUE 4096
-
-struct fwd_data {
-	uint32_t magic;
-	struct fwd_policy *policy;
-	const struct conf *cf;
-	struct fwd_decider dc;    /* what fwd_decide() reads: policy, cf, auth */
-	/* auth (all NULL when forward.auth is absent) */
-	struct fwd_auth_db *db;
-	struct fwd_auth_cache *cache;
-	struct fwd_auth_backoff *backoff;
-	struct fwd_auth_pool *pool;
-	struct fwd_sso *sso;      /* schemes offered, Negotiate (forward/sso.h) */
-	/* DLP: NULL when off or without detectors */
-	struct fwd_dlp *dlp;
-	/* per worker, made on its first scan: scans run to the end within one
-	 * callback, so a worker never needs two at once */
-	struct fwd_dlp_views *views[GW_MAX_WORKERS];
-	/* forward.parent: per address, until when (gw_mono_now) it is skipped
-	 * after a failed connect (passive health; a reload starts afresh) */
-	_Atomic double *parent_down;
-	/* forward.parent.auth as a Proxy-Authorization value ("" = none) */
-	char parent_auth[700];
-	size_t parent_auth_len;
-	/* forward.inspect's CA; NULL without forward.inspect */
-	struct fwd_ca *ca;
-	/* TLS inspection; NULL when off */
-	struct fwd_inspect *insp;
-	/* PAC text; NULL without forward.pac */
-	char *pac;
-	size_t pac_len;
-	/* ICAP (forward.icap): NULL without services; the respmod plan (a chain) of
-	 * each rule (-1 none; fwd_icap_plan) and of forward.icap_default */
-	struct fwd_icap *icap;
-	int *rule_resp, def_resp;
-	int *rule_req, def_req;   /* the same for reqmod */
-	/* hit counters of rules 0..nrules-1, then of "no match" (see hit_slot) */
-	size_t nrules;
-	struct hit_slot **hits;
-};
-
-struct auth_req;
-struct fwd_who;
-
-static void dir_resume(struct gw_req *rq, void *arg, const struct fwd_who *who, enum fwd_cred cred);
-
-static int check_credentials(struct gw_req *rq, struct fwd_data *d, const struct gw_hdr *pa);
-static void proxy_upload(struct gw_req *rq, struct fwd_data *d, const char *data, size_t len, int complete);
 
 const struct fwd_policy *fwd_side_policy(const void *side_data)
 {
@@ -221,7 +174,7 @@ static void bump(struct fwd_data *d, struct gw_req *rq, size_t idx)
 	gw_counters_add(&d->hits[idx]->c, gw_req_worker(rq), 0);
 }
 
-static void count(struct gw_req *rq, enum fwd_counter c)
+void fwd_count(struct gw_req *rq, enum fwd_counter c)
 {
 	gw_counters_add(&events, gw_req_worker(rq), (size_t)c);
 }
@@ -283,13 +236,13 @@ static struct fwd_matchdata *thread_md(void)
 	return md;
 }
 
-static char *rq_strdup(struct gw_req *rq, const char *s)
+char *fwd_rq_strdup(struct gw_req *rq, const char *s)
 {
 	return gw_req_strndup(rq, s, strlen(s));
 }
 
 /* Lower-cased NUL-terminated copy of the target host. */
-static char *host_lc(struct gw_req *rq, const struct gw_http_head *h)
+char *fwd_host_lc(struct gw_req *rq, const struct gw_http_head *h)
 {
 	char *s = gw_req_strndup(rq, h->host ? h->host : "", h->host ? h->host_len : 0);
 
@@ -300,7 +253,7 @@ static char *host_lc(struct gw_req *rq, const struct gw_http_head *h)
 }
 
 /* What the request asked for, for block pages and events (request-owned). */
-static const char *req_url(struct gw_req *rq, const struct gw_http_head *h)
+const char *fwd_req_url(struct gw_req *rq, const struct gw_http_head *h)
 {
 	const char *s;
 
@@ -309,7 +262,7 @@ static const char *req_url(struct gw_req *rq, const struct gw_http_head *h)
 		int v6 = h->host && memchr(h->host, ':', h->host_len) != NULL;
 		snprintf(buf, sizeof buf, "%s%.*s%s:%u", v6 ? "[" : "", (int)(h->host ? h->host_len : 0),
 		    h->host ? h->host : "", v6 ? "]" : "", h->port);
-		s = rq_strdup(rq, buf);
+		s = fwd_rq_strdup(rq, buf);
 	} else {
 		s = gw_req_strndup(rq, h->target, h->target_len);
 	}
@@ -317,7 +270,7 @@ static const char *req_url(struct gw_req *rq, const struct gw_http_head *h)
 }
 
 /* Printable, bounded copy for events and the error log. */
-static void printable(char *out, size_t cap, const char *s)
+void fwd_printable(char *out, size_t cap, const char *s)
 {
 	size_t i = 0;
 
@@ -328,11 +281,11 @@ static void printable(char *out, size_t cap, const char *s)
 
 /* The same for a URL shown to the console: its query string (which may be
  * what DLP caught, or a token) is left out. */
-static void printable_url(char *out, size_t cap, const char *url)
+void fwd_printable_url(char *out, size_t cap, const char *url)
 {
 	const char *q = url != NULL ? strchr(url, '?') : NULL;
 
-	printable(out, cap, url);
+	fwd_printable(out, cap, url);
 	if (q != NULL && (size_t)(q - url) + 3 < cap)
 		memcpy(out + (q - url), "?..", 4);
 }
@@ -343,9 +296,9 @@ static void block_event(struct gw_req *rq, const char *rule, const char *rawurl,
 {
 	char url[120], rn[64], user[64];
 
-	printable_url(url, sizeof url, rawurl);
-	printable(rn, sizeof rn, rule);
-	printable(user, sizeof user, gw_req_user(rq) != NULL ? gw_req_user(rq) : "-");
+	fwd_printable_url(url, sizeof url, rawurl);
+	fwd_printable(rn, sizeof rn, rule);
+	fwd_printable(user, sizeof user, gw_req_user(rq) != NULL ? gw_req_user(rq) : "-");
 	gw_event_push("block", "%s user=%s verdict=deny rule=\"%s\" id=%s %s: %s", gw_req_client_str(rq),
 	    user, rn, gw_req_id(rq), url, reason);
 }
@@ -353,7 +306,7 @@ static void block_event(struct gw_req *rq, const char *rule, const char *rawurl,
 #define FWD_BLOCK_PAGE_OUT_MAX (256 * 1024)   /* bytes of a rendered forward.block_page */
 
 /* Answer 403 with the block page naming url and reason; log and tell the console. */
-static void block_url(struct gw_req *rq, struct fwd_data *d, const char *rule, const char *reason,
+void fwd_deny_url(struct gw_req *rq, struct fwd_data *d, const char *rule, const char *reason,
     const char *url)
 {
 	const struct gw_http_head *h = gw_req_head(rq);
@@ -379,7 +332,7 @@ static void block_url(struct gw_req *rq, struct fwd_data *d, const char *rule, c
 	}
 	gw_req_set_verdict(rq, "deny", rule);
 	gw_req_set_reason(rq, gw_req_strndup(rq, reason, strlen(reason)));   /* the log's reason= */
-	count(rq, FWD_C_BLOCKS);
+	fwd_count(rq, FWD_C_BLOCKS);
 	if (html && d->cf->forward.block_page_text != NULL) {
 		/* The operator's page; text clients keep the built-in text.  A
 		 * template repeating {{url}} could grow without bound: cap it. */
@@ -409,9 +362,9 @@ static void block_url(struct gw_req *rq, struct fwd_data *d, const char *rule, c
 	block_event(rq, rule, b.url, reason);
 }
 
-static void block(struct gw_req *rq, struct fwd_data *d, const char *rule, const char *reason)
+void fwd_deny(struct gw_req *rq, struct fwd_data *d, const char *rule, const char *reason)
 {
-	block_url(rq, d, rule, reason, req_url(rq, gw_req_head(rq)));
+	fwd_deny_url(rq, d, rule, reason, fwd_req_url(rq, gw_req_head(rq)));
 }
 
 /* ---- PAC ---- */
@@ -424,7 +377,7 @@ static void serve_pac(struct gw_req *rq, struct fwd_data *d, const struct fwd_ve
 		gw_req_respond(rq, 404, NULL, NULL, 0, v->reason);
 		return;
 	}
-	count(rq, FWD_C_PAC_SERVED);
+	fwd_count(rq, FWD_C_PAC_SERVED);
 	gw_req_resp_hdr_add(rq, "Cache-Control", GW_STRLIT("max-age=300"));
 	gw_req_respond(rq, 200, "application/x-ns-proxy-autoconfig", d->pac, d->pac_len, NULL);
 }
@@ -443,7 +396,7 @@ static void serve_ca(struct gw_req *rq, struct fwd_data *d, const struct fwd_ver
 		    "No inspection CA is loaded.");
 		return;
 	}
-	count(rq, FWD_C_CA_SERVED);
+	fwd_count(rq, FWD_C_CA_SERVED);
 	gw_req_resp_hdr_add(rq, "Cache-Control", GW_STRLIT("max-age=300"));
 	if (q != NULL && (size_t)(h->path + h->path_len - q) >= 4 &&
 	    (memmem(q, (size_t)(h->path + h->path_len - q), "der", 3) != NULL)) {
@@ -457,565 +410,6 @@ static void serve_ca(struct gw_req *rq, struct fwd_data *d, const struct fwd_ver
 	gw_req_respond(rq, 200, "application/x-x509-ca-cert", pem, n, NULL);
 }
 
-/* ---- header hygiene and proxying ---- */
-
-/* The registrable part of a host, approximately (no public-suffix list):
- * the last two labels, or three when the last is a 2-letter country code and
- * the second-to-last is a common second-level label (co.uk, com.au, ...). */
-static void site_of(const char *h, size_t n, const char **s, size_t *sn)
-{
-	static const char *const sld[] = { "co", "com", "net", "org", "gov", "ac", "edu", "or", "ne",
-	    "go", "gv", "ltd", "plc", "nic", NULL };
-	size_t dots[3] = { 0, 0, 0 };
-	int nd = 0;
-
-	while (n > 0 && h[n - 1] == '.')
-		n--;
-	for (size_t i = n; i-- > 0 && nd < 3;)
-		if (h[i] == '.')
-			dots[nd++] = i;
-	*s = h;
-	*sn = n;
-	if (nd < 2)
-		return;   /* one or two labels: the host itself */
-	size_t keep = dots[1] + 1;   /* start of the last two labels */
-	if (n - dots[0] - 1 == 2 && nd >= 2) {
-		size_t l2 = dots[0] - dots[1] - 1;
-		for (int i = 0; sld[i]; i++)
-			if (strlen(sld[i]) == l2 && strncasecmp(h + dots[1] + 1, sld[i], l2) == 0) {
-				keep = nd >= 3 ? dots[2] + 1 : 0;
-				break;
-			}
-	}
-	*s = h + keep;
-	*sn = n - keep;
-}
-
-/* An IP literal (core/addr.h), or something an address parser would read as
- * one: compared exactly, never by its "site". */
-static int is_ip_literal(const char *h, size_t n)
-{
-	int ip;
-
-	return gw_addr_parse_host(h, n, NULL, &ip) != NULL || ip;
-}
-
-/* 1 if the Referer value points at the same site as the request host. */
-static int same_site_referer(const struct gw_http_head *h, const char *v, size_t n)
-{
-	const char *p = memmem(v, n, GW_STRLIT("://")), *hs, *he;
-	const char *a, *b;
-	size_t an, bn;
-
-	if (p == NULL || h->host == NULL)
-		return 0;
-	hs = p + 3;
-	he = hs;
-	while (he < v + n && *he != '/' && *he != '?' && *he != '#')
-		he++;
-	/* drop userinfo and port */
-	const char *at = memchr(hs, '@', (size_t)(he - hs));
-	if (at != NULL)
-		hs = at + 1;
-	if (hs < he && *hs == '[') {
-		const char *rb = memchr(hs, ']', (size_t)(he - hs));
-		if (rb == NULL)
-			return 0;
-		hs++;
-		he = rb;
-	} else {
-		const char *colon = memchr(hs, ':', (size_t)(he - hs));
-		if (colon != NULL)
-			he = colon;
-	}
-	if (is_ip_literal(hs, (size_t)(he - hs)) || is_ip_literal(h->host, h->host_len))
-		return (size_t)(he - hs) == h->host_len && strncasecmp(hs, h->host, h->host_len) == 0;
-	site_of(hs, (size_t)(he - hs), &a, &an);
-	site_of(h->host, h->host_len, &b, &bn);
-	return an == bn && an > 0 && strncasecmp(a, b, an) == 0;
-}
-
-/* Client-identifying fields removed by forward.anonymize, beside Via,
- * X-Forwarded-For, Forwarded and From. */
-static const char *const identity_headers[] = { "x-real-ip", "x-client-ip", "true-client-ip",
-    "cf-connecting-ip", "x-cluster-client-ip", "client-ip", "x-originating-ip", "x-remote-ip",
-    "x-remote-addr", "x-forwarded", "forwarded-for", "x-forwarded-host", "x-forwarded-server",
-    "x-proxyuser-ip", NULL };
-
-static void hygiene(struct gw_req *rq, struct fwd_data *d)
-{
-	const struct gw_http_head *h = gw_req_head(rq);
-
-	/* credentials for us are never forwarded */
-	gw_req_hdr_del(rq, "proxy-authorization");
-	gw_req_hdr_del(rq, "proxy-authenticate");
-	if (d->cf->forward.anonymize) {
-		gw_req_no_via(rq);
-		gw_req_hdr_del(rq, "via");
-		gw_req_hdr_del(rq, "x-forwarded-for");
-		gw_req_hdr_del(rq, "forwarded");
-		gw_req_hdr_del(rq, "from");
-		/* what other proxies and client software add to name the client:
-		 * anonymity means none of it leaves (the reverse side strips the
-		 * same family from untrusted clients, reverse.strip_headers) */
-		for (const char *const *n = identity_headers; *n != NULL; n++)
-			gw_req_hdr_del(rq, *n);
-		for (size_t i = 0; i < h->nhdrs; i++) {
-			const struct gw_hdr *x = &h->hdrs[i];
-			if (x->name_len > 6 && strncasecmp(x->name, "proxy-", 6) == 0)
-				gw_req_hdr_del(rq, gw_req_strndup(rq, x->name, x->name_len));
-		}
-		const struct gw_hdr *ref = gw_http1_find(h, "referer");
-		if (ref != NULL && !same_site_referer(h, ref->value, ref->value_len))
-			gw_req_hdr_del(rq, "referer");
-		return;
-	}
-	const struct gw_hdr *xff = gw_http1_find(h, "x-forwarded-for");
-	const char *client = gw_req_client_str(rq);
-	size_t cl = strlen(client), n = 0;
-	char v[512];
-	/* memcpy, not snprintf: this runs for every forwarded request */
-	if (xff != NULL && xff->value_len < 400) {
-		memcpy(v, xff->value, xff->value_len);
-		memcpy(v + xff->value_len, GW_STRLIT(", "));
-		n = xff->value_len + 2;
-	}
-	memcpy(v + n, client, cl);   /* cl < INET6_ADDRSTRLEN: fits */
-	n += cl;
-	gw_req_hdr_del(rq, "x-forwarded-for");
-	gw_req_hdr_add(rq, "X-Forwarded-For", v, n);
-}
-
-/* Does a request go through forward.parent?  Not without it, not for a
- * bypass_domains host.  Pure on the config, so on_resolved() gives the
- * same answer as proxy() and decide(). */
-static int via_parent(const struct fwd_data *d, const struct gw_http_head *h)
-{
-	const struct conf_fwd_parent *pp = &d->cf->forward.parent;
-
-	return pp->present && pp->naddrs > 0 && h->host != NULL &&
-	    !fwd_host_listed(&pp->bypass, h->host, h->host_len);
-}
-
-/* The first parent from index from on that is not being skipped; when all
- * of them are, the first one from there (trying beats refusing).  Returns
- * naddrs when from is past the end. */
-static size_t parent_pick(const struct fwd_data *d, size_t from)
-{
-	size_t n = d->cf->forward.parent.naddrs;
-	double now = gw_mono_now();
-
-	for (size_t i = from; i < n; i++) {
-		double until = atomic_load(&d->parent_down[i]);
-		if (until > now)
-			continue;
-		/* the end of a skip is logged once (the thread that clears it) */
-		if (until > 0 && atomic_compare_exchange_strong(&d->parent_down[i], &until, 0.0))
-			gw_info("forward: parent proxy %s: tried again after %g s (fail_timeout)",
-			    d->cf->forward.parent.addrs[i].text, d->cf->forward.parent.fail_timeout);
-		return i;
-	}
-	return from;
-}
-
-/* Send rq to parent i: a plain request in absolute-form as the client sent
- * it (RFC 9112 3.2.2), a CONNECT as a CONNECT to the parent first; the
- * parent resolves the target's name. */
-static void to_parent(struct gw_req *rq, struct fwd_data *d, size_t i)
-{
-	const struct gw_http_head *h = gw_req_head(rq);
-	const struct conf_addr *pa = &d->cf->forward.parent.addrs[i];
-
-	if (h->method == GW_M_CONNECT) {
-		char extra[sizeof d->parent_auth + 24];
-		int n = d->parent_auth_len == 0 ? 0 : snprintf(extra, sizeof extra,
-		    "Proxy-Authorization: %s\r\n", d->parent_auth);
-		gw_req_tunnel(rq, h->host, h->host_len, h->port);
-		gw_req_tunnel_via(rq, pa->host, strlen(pa->host), pa->port, n > 0 ? extra : NULL,
-		    n > 0 ? (size_t)n : 0);
-		return;
-	}
-	gw_req_proxy(rq, pa->host, strlen(pa->host), pa->port, h->target, h->target_len);
-}
-
-static void proxy(struct gw_req *rq, struct fwd_data *d)
-{
-	const struct gw_http_head *h = gw_req_head(rq);
-
-	hygiene(rq, d);
-	if (via_parent(d, h)) {
-		/* added once: header edits stay through a failover */
-		if (d->parent_auth_len > 0)
-			gw_req_hdr_add(rq, "Proxy-Authorization", d->parent_auth, d->parent_auth_len);
-		to_parent(rq, d, parent_pick(d, 0));
-		return;
-	}
-	gw_req_proxy(rq, h->host, h->host_len, h->port, NULL, 0);
-	if (d->insp != NULL && gw_req_conn_tag(rq) != NULL) {
-		gw_req_upstream_tls(rq, fwd_inspect_upstream_tls(d->insp, h->host, h->host_len));
-		gw_req_set_reason(rq, "inspected");
-	}
-}
-
-/* ---- DLP ---- */
-
-/*
- * Scan memory: bodies held for scanning, in bytes, summed over every worker
- * and configuration generation.  A request reserves what its held body can
- * reach before gw_req_read_body() (forward.dlp.max_scan_memory bounds the
- * sum; over it the upload gets 503 with Retry-After), trims the reservation
- * to what is really held once the body is scanned, and gives it back in
- * on_done(), after which the core frees the buffer.
- */
-static _Atomic uint64_t scan_held;
-
-/* The core pumps a whole read (<= 256 KiB) into the body buffer, and the
- * read that brought the head may carry as much body again: a chunked body's
- * buffer can pass the limit given to gw_req_read_body() by this much. */
-#define SCAN_SLACK (512u * 1024)
-
-/* The request's family data slot holds an auth_req while the request waits
- * for the auth pool, and a scan_hold after decide() reserved scan memory;
- * the two never overlap (auth_wake() clears the slot before decide()).  A
- * scan_hold is stored with the low bit set to tell them apart (both are
- * aligned allocations). */
-struct scan_hold {
-	uint64_t bytes;
-};
-#define HOLD_TAG ((uintptr_t)1)
-
-/* A request that goes to ICAP: its state in the data slot, tagged with
- * ICAP_TAG, holding what the slot held otherwise (inner: a scan_hold). */
-struct rq_icap {
-	void *inner;
-	int resp, req;             /* respmod and reqmod services (-1 none) */
-	struct fwd_icap_tx *tx;    /* the response's exchange */
-	struct fwd_icap_tx *rtx;   /* the upload's */
-	struct fwd_data *d;
-	uint64_t held;             /* scan memory reserved for the held response */
-	char server_ip[48];
-};
-#define ICAP_TAG ((uintptr_t)2)
-
-static struct rq_icap *icap_of(struct gw_req *rq)
-{
-	uintptr_t v = (uintptr_t)gw_req_data(rq);
-
-	return (v & ICAP_TAG) ? (struct rq_icap *)(v & ~ICAP_TAG) : NULL;
-}
-
-/* The data slot as the rest of this file sees it (through rq_icap). */
-static void *slot_get(struct gw_req *rq)
-{
-	struct rq_icap *ri = icap_of(rq);
-
-	return ri != NULL ? ri->inner : gw_req_data(rq);
-}
-
-static void slot_set(struct gw_req *rq, void *v)
-{
-	struct rq_icap *ri = icap_of(rq);
-
-	if (ri != NULL)
-		ri->inner = v;
-	else
-		gw_req_set_data(rq, v);
-}
-
-static struct scan_hold *scan_hold_of(void *slot)
-{
-	return ((uintptr_t)slot & HOLD_TAG) ? (struct scan_hold *)((uintptr_t)slot & ~HOLD_TAG) : NULL;
-}
-
-uint64_t fwd_dlp_scan_memory(void)
-{
-	return atomic_load_explicit(&scan_held, memory_order_relaxed);
-}
-
-/* Bytes the held body of h can reach with a cut at max + 1. */
-static uint64_t scan_need(const struct gw_http_head *h, uint64_t max)
-{
-	if (h->body == GW_BODY_LENGTH)
-		return h->content_length < max + 1 ? h->content_length : max + 1;
-	return max + 1 + SCAN_SLACK;
-}
-
-/* Reserve want bytes (at most the whole budget) for rq: 0, or -1 when the
- * budget is spent (nothing reserved). */
-static int scan_reserve(struct gw_req *rq, const struct fwd_data *d, uint64_t want)
-{
-	uint64_t limit = d->cf->forward.dlp.max_scan_memory;
-	uint64_t cur = atomic_load_explicit(&scan_held, memory_order_relaxed);
-	struct scan_hold *sh;
-
-	if (want > limit)
-		want = limit;   /* conf/ keeps limit >= max_scan_bytes: one upload always fits */
-	do {
-		if (cur + want > limit)
-			return -1;
-	} while (!atomic_compare_exchange_weak_explicit(&scan_held, &cur, cur + want,
-	    memory_order_relaxed, memory_order_relaxed));
-	sh = gw_req_alloc(rq, sizeof *sh);
-	if (sh == NULL) {
-		atomic_fetch_sub_explicit(&scan_held, want, memory_order_relaxed);
-		return -1;
-	}
-	sh->bytes = want;
-	slot_set(rq, (void *)((uintptr_t)sh | HOLD_TAG));
-	return 0;
-}
-
-/* Keep at most keep bytes of rq's reservation (0: give it all back). */
-static void scan_trim(struct gw_req *rq, uint64_t keep)
-{
-	struct scan_hold *sh = scan_hold_of(slot_get(rq));
-
-	if (sh == NULL || sh->bytes <= keep)
-		return;
-	atomic_fetch_sub_explicit(&scan_held, sh->bytes - keep, memory_order_relaxed);
-	sh->bytes = keep;
-}
-
-/* req_url() without path and query (scheme and authority, then "/..."):
- * what is shown of a URL in which DLP found something. */
-static const char *req_origin(struct gw_req *rq, const struct gw_http_head *h)
-{
-	if (h->target_form == GW_TF_ABSOLUTE && h->path != NULL &&
-	    (uintptr_t)h->path > (uintptr_t)h->target &&
-	    (uintptr_t)h->path <= (uintptr_t)(h->target + h->target_len)) {
-		size_t n = (size_t)(h->path - h->target);
-		char *s = gw_req_alloc(rq, n + 5);
-		if (s == NULL)
-			return "-";
-		memcpy(s, h->target, n);
-		memcpy(s + n, "/...", 5);
-		return s;
-	}
-	return req_url(rq, h);   /* host:port only */
-}
-
-/* A detector hit: log (redacted), tell the console; returns 1 when the
- * request was blocked (action deny).  where: "URL path...", "query
- * string...", "header NAME...", "request body..."; a hit in the path keeps
- * path and query out of the logs, the console and the block page, a hit
- * in the query its query. */
-static int dlp_hit(struct gw_req *rq, struct fwd_data *d, const struct fwd_dlp_hit *hit,
-    const char *where)
-{
-	const struct gw_http_head *h = gw_req_head(rq);
-	const struct conf_fwd_dlp *cd = &d->cf->forward.dlp;
-	int in_url = strncmp(where, GW_STRLIT("URL")) == 0;
-	const char *shown = in_url ? req_origin(rq, h) : req_url(rq, h);
-	char url[120], det[64], what[200], wh[64];
-
-	count(rq, FWD_C_DLP_HITS);
-	if (in_url)
-		gw_req_log_no_path(rq);   /* the access log (and the console's tail) too */
-	else if (strncmp(where, GW_STRLIT("query string")) == 0)
-		gw_req_log_no_query(rq);
-	printable_url(url, sizeof url, shown);
-	printable(det, sizeof det, hit->detector);
-	printable(wh, sizeof wh, where);
-	snprintf(what, sizeof what, "%s %s in the %s", det, hit->redacted, wh);
-	gw_info("forward: dlp: %s %s from %s: %s (%s)", gw_req_id(rq), url, gw_req_client_str(rq),
-	    what, cd->action_deny ? "blocked" : "logged");
-	gw_event_push("dlp", "%s %s: %s (%s, id %s)", gw_req_client_str(rq), url, what,
-	    cd->action_deny ? "blocked" : "logged", gw_req_id(rq));
-	{
-		struct fwd_obs_dlp e;
-		memset(&e, 0, sizeof e);
-		e.time = gw_wall_now();
-		snprintf(e.client, sizeof e.client, "%s", gw_req_client_str(rq));
-		printable(e.user, sizeof e.user, gw_req_user(rq));
-		printable_url(e.url, sizeof e.url, shown);
-		printable(e.host, sizeof e.host, host_lc(rq, h));
-		snprintf(e.detector, sizeof e.detector, "%s", det);
-		snprintf(e.match, sizeof e.match, "%s", hit->redacted);
-		snprintf(e.where, sizeof e.where, "%s", wh);
-		e.deny = cd->action_deny;
-		snprintf(e.request_id, sizeof e.request_id, "%s", gw_req_id(rq));
-		fwd_obs_dlp_push(&e);
-	}
-	if (cd->action_deny) {
-		char reason[256], rule[120];
-		snprintf(reason, sizeof reason, "data-loss prevention: %s", what);
-		snprintf(rule, sizeof rule, "dlp %s %s", det, hit->redacted);
-		block_url(rq, d, rq_strdup(rq, rule), reason, shown);
-		return 1;
-	}
-	char rule[120];
-	snprintf(rule, sizeof rule, "dlp-log %s %s", det, hit->redacted);
-	gw_req_set_verdict(rq, "allow", rq_strdup(rq, rule));
-	return 0;
-}
-
-/* "what" or "what (view)" into buf. */
-static const char *where_of(char *buf, size_t cap, const char *what, const char *view)
-{
-	snprintf(buf, cap, view != NULL && *view ? "%s (%s)" : "%s", what, view);
-	return buf;
-}
-
-/* This worker's views on d's engine, made on first use and freed with d
- * (a scan runs to its end within one callback: one per worker is enough).
- * NULL on out of memory. */
-static struct fwd_dlp_views *views_of(struct gw_req *rq, struct fwd_data *d)
-{
-	int w = gw_req_worker(rq);
-
-	if (w < 0 || w >= GW_MAX_WORKERS)
-		return NULL;
-	if (d->views[w] == NULL)
-		d->views[w] = fwd_dlp_views_new(d->dlp);
-	return d->views[w];
-}
-
-/* Proxy-Authorization is the proxy's own credential, removed before
- * forwarding; Host is the destination (see dlp_head()). */
-static int dlp_skip_header(const struct gw_hdr *x)
-{
-	return (x->name_len == 19 && strncasecmp(x->name, "proxy-authorization", 19) == 0) ||
-	    (x->name_len == 4 && strncasecmp(x->name, "host", 4) == 0);
-}
-
-/*
- * DLP on what a request carries in its head, whatever the method: the
- * path and the query, and every header value but Proxy-Authorization (the
- * proxy's own credentials, removed before forwarding) and Host.  Cookie is
- * scanned: a page can write what it likes into a cookie.  The destination
- * host (URL authority, Host, CONNECT) is not: it is what the policy judges
- * and what every log names, so a hit there could not be kept out of them.
- * Returns 1 when rq was answered.
- */
-static int dlp_head(struct gw_req *rq, struct fwd_data *d)
-{
-	const struct gw_http_head *h = gw_req_head(rq);
-	struct fwd_dlp_views *v = views_of(rq, d);
-	struct fwd_dlp_hit hit;
-	const char *view = "", *p, *q;
-	char where[64], what[48];
-	size_t plen, pn;
-
-	if (v == NULL) {
-		block(rq, d, "dlp", "data-loss prevention: out of memory while scanning");
-		return 1;
-	}
-	/* the path (h->path: path and query, after the authority), and the
-	 * query apart, so that a hit there hides only the query */
-	p = h->path != NULL ? h->path : "";
-	plen = h->path != NULL ? h->path_len : 0;
-	q = memchr(p, '?', plen);
-	pn = q != NULL ? (size_t)(q - p) : plen;
-	if (fwd_dlp_views_buffer(v, p, pn, &hit, &view) == 1)
-		return dlp_hit(rq, d, &hit, where_of(where, sizeof where, "URL path", view));
-	if (q != NULL && fwd_dlp_views_buffer(v, q + 1, plen - pn - 1, &hit, &view) == 1)
-		return dlp_hit(rq, d, &hit, where_of(where, sizeof where, "query string", view));
-	/* the values as one stream, NUL between them (no detector and no view
-	 * reads across a NUL): one pass per request, not one per header */
-	fwd_dlp_views_reset(v);
-	for (size_t i = 0; i < h->nhdrs; i++) {
-		const struct gw_hdr *x = &h->hdrs[i];
-		if (dlp_skip_header(x))
-			continue;
-		if (fwd_dlp_views_feed(v, x->value, x->value_len) || fwd_dlp_views_feed(v, "", 1))
-			break;
-	}
-	if (!fwd_dlp_views_finish(v))
-		return 0;
-	hit = *fwd_dlp_views_hit(v, &view);
-	snprintf(what, sizeof what, "headers");
-	/* which one: only after a hit, the values again one by one (a custom
-	 * pattern spanning two of them stays "headers") */
-	for (size_t i = 0; i < h->nhdrs; i++) {
-		const struct gw_hdr *x = &h->hdrs[i];
-		if (!dlp_skip_header(x) && fwd_dlp_views_buffer(v, x->value, x->value_len, NULL, NULL) == 1) {
-			snprintf(what, sizeof what, "header %.*s", (int)(x->name_len < 32 ? x->name_len : 32),
-			    x->name);
-			break;
-		}
-	}
-	return dlp_hit(rq, d, &hit, where_of(where, sizeof where, what, view));
-}
-
-/* The body's Content-Encoding as DLP can read it: several header lines
- * are stacked codings. */
-static enum fwd_coding body_coding(const struct gw_http_head *h)
-{
-	enum fwd_coding c = FWD_CODING_IDENTITY;
-
-	for (size_t i = 0; i < h->nhdrs; i++) {
-		const struct gw_hdr *x = &h->hdrs[i];
-		enum fwd_coding one;
-		if (x->name_len != 16 || strncasecmp(x->name, "content-encoding", 16) != 0)
-			continue;
-		one = fwd_dlp_coding(x->value, x->value_len);
-		if (one == FWD_CODING_IDENTITY)
-			continue;
-		if (c != FWD_CODING_IDENTITY)
-			return FWD_CODING_OTHER;
-		c = one;
-	}
-	return c;
-}
-
-static void on_body(struct gw_req *rq, const char *data, size_t len, int complete, void *side)
-{
-	struct fwd_data *d = side;
-	const struct conf_fwd_dlp *cd;
-	struct fwd_dlp_views *v;
-	struct fwd_dlp_hit hit;
-	const char *view = "", *why = "";
-	char where[64];
-
-	if (d->dlp == NULL) {
-		proxy_upload(rq, d, data, len, complete);
-		return;
-	}
-	cd = &d->cf->forward.dlp;
-	/* what stays held is this body (cut at max_scan_bytes + 1), until it
-	 * has gone upstream or been dropped with the request */
-	if (complete)
-		scan_trim(rq, len);
-	count(rq, FWD_C_DLP_SCANNED);
-	v = views_of(rq, d);
-	if (v == NULL) {
-		block(rq, d, "dlp", "data-loss prevention: out of memory while scanning");
-		return;
-	}
-	/* the core buffered the whole body (or its first max_scan_bytes + 1):
-	 * the views are streaming, so a secret split across chunks or reads
-	 * of the client is found all the same */
-	switch (fwd_dlp_scan_body(v, data, len, complete, body_coding(gw_req_head(rq)), cd->max_scan_bytes,
-	    &hit, &view, &why)) {
-	case FWD_DLP_BODY_NOMEM:
-		block(rq, d, "dlp", "data-loss prevention: out of memory while scanning");
-		return;
-	case FWD_DLP_BODY_HIT:
-		if (dlp_hit(rq, d, &hit, where_of(where, sizeof where, "request body", view)))
-			return;
-		break;
-	case FWD_DLP_BODY_PARTIAL:
-		count(rq, FWD_C_DLP_OVERSIZE);
-		if (cd->oversize_deny) {
-			char reason[200];
-			if (strcmp(why, "larger than max_scan_bytes") == 0)
-				snprintf(reason, sizeof reason, "data-loss prevention: the request body is larger "
-				    "than the %llu bytes that can be scanned", (unsigned long long)cd->max_scan_bytes);
-			else
-				snprintf(reason, sizeof reason, "data-loss prevention: the request body cannot be "
-				    "scanned: %s (limit %llu bytes)", why, (unsigned long long)cd->max_scan_bytes);
-			block(rq, d, "dlp oversize", reason);
-			return;
-		}
-		gw_info("forward: dlp: %s: request body not scanned whole (%s) passed (oversize = allow)",
-		    gw_req_id(rq), why);
-		break;
-	case FWD_DLP_BODY_CLEAN:
-		break;
-	}
-	proxy_upload(rq, d, data, len, complete);
-}
-
 /* ---- the decision ---- */
 
 static void require_auth(struct gw_req *rq, struct fwd_data *d, const char *rule,
@@ -1025,7 +419,7 @@ static void require_auth(struct gw_req *rq, struct fwd_data *d, const char *rule
 	char msg[160];
 
 	fwd_sso_challenge(d->sso, rq);
-	count(rq, FWD_C_AUTH_REQUIRED);
+	fwd_count(rq, FWD_C_AUTH_REQUIRED);
 	gw_req_set_verdict(rq, fwd_verdict_name(v->verdict), rule);
 	switch (v->verdict) {
 	case FWD_V_AUTH_FAILED:
@@ -1037,12 +431,12 @@ static void require_auth(struct gw_req *rq, struct fwd_data *d, const char *rule
 		gw_req_resp_hdr_add(rq, "Retry-After", ra, (size_t)n);
 		snprintf(msg, sizeof msg, "Too many failed sign-ins from your address: try again in %s "
 		    "seconds.", ra);
-		detail = rq_strdup(rq, msg);
+		detail = fwd_rq_strdup(rq, msg);
 		break;
 	}
 	case FWD_V_AUTH_BUSY:   /* (a reason: the directory is unreachable) */
 		gw_req_resp_hdr_add(rq, "Retry-After", GW_STRLIT("5"));
-		gw_req_respond(rq, v->status, NULL, NULL, 0, v->reason[0] ? rq_strdup(rq, v->reason) :
+		gw_req_respond(rq, v->status, NULL, NULL, 0, v->reason[0] ? fwd_rq_strdup(rq, v->reason) :
 		    "Sign-in is overloaded; please try again.");
 		return;
 	case FWD_V_AUTH_THROTTLED:   /* not a 407: that would make a browser ask for the password again */
@@ -1091,7 +485,7 @@ static int facts_of(struct gw_req *rq, const struct fwd_who *who, enum fwd_cred 
 	f->inspected = gw_req_conn_tag(rq) != NULL;
 	f->websocket = wants_websocket(h);
 	f->method = gw_req_strndup(rq, h->method_str, h->method_len);
-	f->host = host_lc(rq, h);
+	f->host = fwd_host_lc(rq, h);
 	f->host_len = h->host != NULL ? h->host_len : 0;
 	f->port = h->port;
 	f->target = h->target;
@@ -1104,7 +498,7 @@ static int facts_of(struct gw_req *rq, const struct fwd_who *who, enum fwd_cred 
 		f->user_short = who->user_short;
 		f->groups = who->groups;
 		f->ngroups = who->ngroups;
-		gw_req_set_user(rq, rq_strdup(rq, f->user));
+		gw_req_set_user(rq, fwd_rq_strdup(rq, f->user));
 	}
 	f->local_time = &tm;
 	f->md = thread_md();
@@ -1124,7 +518,7 @@ static void icap_plan(struct gw_req *rq, struct fwd_data *d, size_t rule)
 	struct rq_icap *ri;
 	int svc, req;
 
-	if (d->icap == NULL || icap_of(rq) != NULL)
+	if (d->icap == NULL || fwd_scan_icap_of(rq) != NULL)
 		return;
 	svc = rule != SIZE_MAX && rule < d->nrules ? d->rule_resp[rule] : d->def_resp;
 	req = rule != SIZE_MAX && rule < d->nrules ? d->rule_req[rule] : d->def_req;
@@ -1136,7 +530,7 @@ static void icap_plan(struct gw_req *rq, struct fwd_data *d, size_t rule)
 	ri->resp = svc;
 	ri->req = req;
 	ri->d = d;
-	gw_req_set_data(rq, (void *)((uintptr_t)ri | ICAP_TAG));
+	gw_req_set_data(rq, (void *)((uintptr_t)ri | FWD_ICAP_TAG));
 }
 
 /*
@@ -1144,7 +538,7 @@ static void icap_plan(struct gw_req *rq, struct fwd_data *d, size_t rule)
  * cred says what happened to the credentials (FWD_CRED_GIVEN: sent, not
  * checked yet; the 407's wording); wait is the backoff left.
  */
-static void decide(struct gw_req *rq, struct fwd_data *d, const struct fwd_who *who, enum fwd_cred cred,
+void fwd_rq_decide(struct gw_req *rq, struct fwd_data *d, const struct fwd_who *who, enum fwd_cred cred,
     double wait)
 {
 	const struct gw_http_head *h = gw_req_head(rq);
@@ -1154,10 +548,10 @@ static void decide(struct gw_req *rq, struct fwd_data *d, const struct fwd_who *
 	struct fwd_who dw;
 
 	/* a signed-in user's directory groups: cached, or looked up first
-	 * (decide() is called again from dir_resume()) */
+	 * (fwd_rq_decide() is called again from fwd_login_dir_resume()) */
 	if (who != NULL && cred == FWD_CRED_OK && !who->dir_done && fwd_sso_directory(d->sso)) {
 		dw = *who;
-		if (!fwd_sso_groups(d->sso, rq, &dw, dir_resume, d))
+		if (!fwd_sso_groups(d->sso, rq, &dw, fwd_login_dir_resume, d))
 			return;
 		who = &dw;
 	}
@@ -1171,15 +565,15 @@ static void decide(struct gw_req *rq, struct fwd_data *d, const struct fwd_who *
 	if (v.stage == FWD_STAGE_POLICY)
 		bump(d, rq, v.match.rule_index != SIZE_MAX ? v.match.rule_index : d->nrules);
 	/* a rule's name lives with the policy; the log line may outlive it */
-	name = v.rule != NULL && v.stage == FWD_STAGE_POLICY ? rq_strdup(rq, v.rule) : v.rule;
+	name = v.rule != NULL && v.stage == FWD_STAGE_POLICY ? fwd_rq_strdup(rq, v.rule) : v.rule;
 	switch (v.verdict) {
 	case FWD_V_VERIFY: {
-		/* resumes in decide() with the outcome (at once, or from auth_wake()) */
+		/* resumes in fwd_rq_decide() with the outcome (at once, or from auth_wake()) */
 		const struct gw_hdr *pa = gw_http1_find(h, "proxy-authorization");
 		if (pa == NULL)
-			decide(rq, d, NULL, FWD_CRED_NONE, 0);   /* (only sent ones are GIVEN) */
+			fwd_rq_decide(rq, d, NULL, FWD_CRED_NONE, 0);   /* (only sent ones are GIVEN) */
 		else
-			check_credentials(rq, d, pa);
+			fwd_login_check(rq, d, pa);
 		return;
 	}
 	case FWD_V_LOCAL:
@@ -1195,7 +589,7 @@ static void decide(struct gw_req *rq, struct fwd_data *d, const struct fwd_who *
 		gw_req_respond(rq, v.status, NULL, NULL, 0, v.reason);
 		return;
 	case FWD_V_DENY:
-		block(rq, d, name, v.reason);
+		fwd_deny(rq, d, name, v.reason);
 		return;
 	case FWD_V_ALLOW:
 		break;
@@ -1207,39 +601,39 @@ static void decide(struct gw_req *rq, struct fwd_data *d, const struct fwd_who *
 	if (!f.connect)
 		icap_plan(rq, d, v.stage == FWD_STAGE_POLICY ? v.match.rule_index : SIZE_MAX);
 	if (f.connect) {
-		if (!via_parent(d, h) && fwd_inspect_connect(d->insp, rq, &v.match))
+		if (!fwd_proxy_via_parent(d, h) && fwd_inspect_connect(d->insp, rq, &v.match))
 			return;   /* on_peek() goes on */
-		if (via_parent(d, h))
-			to_parent(rq, d, parent_pick(d, 0));
+		if (fwd_proxy_via_parent(d, h))
+			fwd_proxy_to_parent(rq, d, fwd_proxy_parent_pick(d, 0));
 		else
 			gw_req_tunnel(rq, h->host, h->host_len, h->port);
 		return;
 	}
 	if (d->dlp != NULL) {
-		if (dlp_head(rq, d))
+		if (fwd_scan_head(rq, d))
 			return;
 		if (h->body != GW_BODY_NONE && !(h->body == GW_BODY_LENGTH && h->content_length == 0)) {
 			uint64_t max = d->cf->forward.dlp.max_scan_bytes;
-			if (scan_reserve(rq, d, scan_need(h, max)) < 0) {
-				count(rq, FWD_C_DLP_BUSY);
+			if (fwd_scan_reserve(rq, d, fwd_scan_need(h, max)) < 0) {
+				fwd_count(rq, FWD_C_DLP_BUSY);
 				gw_req_resp_hdr_add(rq, "Retry-After", GW_STRLIT("2"));
 				gw_req_set_verdict(rq, "dlp-busy", "dlp max_scan_memory");
 				gw_req_respond(rq, 503, NULL, NULL, 0, "Too many uploads are being scanned for "
 				    "data-loss prevention; please try again.");
 				return;
 			}
-			/* one byte more than we scan: len > max_scan_bytes in on_body()
+			/* one byte more than we scan: len > max_scan_bytes in fwd_scan_on_body()
 			 * then says "oversize" */
 			gw_req_read_body(rq, max + 1);
-			return;   /* on_body() goes on */
+			return;   /* fwd_scan_on_body() goes on */
 		}
 	}
-	if (icap_of(rq) != NULL && icap_of(rq)->req >= 0 && h->body != GW_BODY_NONE &&
+	if (fwd_scan_icap_of(rq) != NULL && fwd_scan_icap_of(rq)->req >= 0 && h->body != GW_BODY_NONE &&
 	    !(h->body == GW_BODY_LENGTH && h->content_length == 0)) {
-		/* the upload goes to the reqmod service first (on_body()), held
+		/* the upload goes to the reqmod service first (fwd_scan_on_body()), held
 		 * within the same memory bound as DLP's */
-		uint64_t max = fwd_icap_max_body(d->icap, icap_of(rq)->req);
-		if (scan_reserve(rq, d, scan_need(h, max)) < 0) {
+		uint64_t max = fwd_icap_max_body(d->icap, fwd_scan_icap_of(rq)->req);
+		if (fwd_scan_reserve(rq, d, fwd_scan_need(h, max)) < 0) {
 			gw_req_resp_hdr_add(rq, "Retry-After", GW_STRLIT("2"));
 			gw_req_set_verdict(rq, "icap-busy", "max_scan_memory");
 			gw_req_respond(rq, 503, NULL, NULL, 0, "Too many uploads are being scanned; please "
@@ -1249,7 +643,7 @@ static void decide(struct gw_req *rq, struct fwd_data *d, const struct fwd_who *
 		gw_req_read_body(rq, max + 1);
 		return;
 	}
-	proxy(rq, d);
+	fwd_proxy(rq, d);
 }
 
 /* The upload's REQMOD is decided (gw_req_wake from forward/icap.c). */
@@ -1266,35 +660,21 @@ static void upload_scanned(struct gw_req *rq, void *arg)
 		gw_req_respond(rq, status, ctype, body, len, NULL);
 		return;
 	}
-	proxy(rq, icap_of(rq)->d);
+	fwd_proxy(rq, fwd_scan_icap_of(rq)->d);
 }
 
 /* After DLP (if any): the upload to the reqmod service, else on. */
-static void proxy_upload(struct gw_req *rq, struct fwd_data *d, const char *data, size_t len, int complete)
+void fwd_proxy_upload(struct gw_req *rq, struct fwd_data *d, const char *data, size_t len, int complete)
 {
-	struct rq_icap *ri = icap_of(rq);
+	struct rq_icap *ri = fwd_scan_icap_of(rq);
 
 	if (ri == NULL || ri->req < 0 || ri->rtx != NULL) {
-		proxy(rq, d);
+		fwd_proxy(rq, d);
 		return;
 	}
 	if (fwd_icap_reqmod(d->icap, ri->req, rq, data, len, complete, &ri->rtx, upload_scanned) == 1)
-		proxy(rq, d);
+		fwd_proxy(rq, d);
 }
-
-/* ---- authentication ---- */
-
-struct auth_req {
-	struct fwd_auth_job job;    /* first: the pool hands it back */
-	struct fwd_data *d;
-	struct gw_req *rq;
-	long ui;
-	int result;                 /* 1 ok, 0 bad, -1 cancelled, -2 backing off, -3 too many in flight */
-	int began;                  /* fwd_auth_backoff_begin said GO: _end is owed */
-	double wait, t0;
-	struct sockaddr_storage client;
-	char user[FWD_AUTH_USER_MAX + 1];
-};
 
 /* Request finished (its access-log line comes next).  If it still waits
  * for the pool, the client went away: do not hash for nobody. */
@@ -1303,9 +683,9 @@ static void on_done(struct gw_req *rq, void *side)
 	/* the per-request slot holds the auth_req while the request waits for
 	 * the pool (set and cleared on this worker thread; the auth_req lives
 	 * until auth_wake() runs here, after this) */
-	void *slot = slot_get(rq);
-	struct auth_req *ar = scan_hold_of(slot) == NULL && !fwd_inspect_owns_slot(slot) ? slot : NULL;
-	struct rq_icap *ri = icap_of(rq);
+	void *slot = fwd_scan_slot_get(rq);
+	struct auth_req *ar = fwd_scan_hold_of(slot) == NULL && !fwd_inspect_owns_slot(slot) ? slot : NULL;
+	struct rq_icap *ri = fwd_scan_icap_of(rq);
 	const char *v = gw_req_verdict(rq), *user = gw_req_user(rq);
 	const struct gw_http_head *h = gw_req_head(rq);
 	int what = v == NULL ? 0 : strcmp(v, "allow") == 0 ? FWD_OBS_ALLOWED :
@@ -1314,183 +694,18 @@ static void on_done(struct gw_req *rq, void *side)
 	(void)side;
 	if (ar != NULL)
 		atomic_store_explicit(&ar->job.cancelled, 1, memory_order_release);
-	scan_trim(rq, 0);
+	fwd_scan_trim(rq, 0);
 	if (ri != NULL) {
 		fwd_icap_done(ri->tx);
 		fwd_icap_done(ri->rtx);
 		ri->tx = ri->rtx = NULL;
-		atomic_fetch_sub_explicit(&scan_held, ri->held, memory_order_relaxed);
+		atomic_fetch_sub_explicit(&fwd_scan_held, ri->held, memory_order_relaxed);
 		ri->held = 0;
 	}
 	/* for the console: top domains by verdict, signed-in users */
 	if (what != 0 || user != NULL)
 		fwd_obs_request(gw_req_worker(rq), what, h->host, h->host ? h->host_len : 0, user,
 		    gw_req_client_str(rq), user != NULL ? gw_wall_now() : 0);
-}
-
-/* A users-file user (index ui) as a signed-in who. */
-static const struct fwd_who *db_who(const struct fwd_data *d, long ui, struct fwd_who *who)
-{
-	memset(who, 0, sizeof *who);
-	who->user = fwd_auth_db_name(d->db, ui);
-	who->groups = fwd_auth_db_groups(d->db, ui, &who->ngroups);
-	who->groups_from = "forward.auth.groups_file";
-	return who;
-}
-
-/* Worker thread: a Negotiate check's outcome (forward/sso.c). */
-static void sso_resume(struct gw_req *rq, void *arg, const struct fwd_who *who, enum fwd_cred cred)
-{
-	if (cred == FWD_CRED_OK || cred == FWD_CRED_BAD)
-		count(rq, cred == FWD_CRED_OK ? FWD_C_AUTH_OK : FWD_C_AUTH_FAIL);
-	else if (cred == FWD_CRED_BACKOFF || cred == FWD_CRED_THROTTLED)
-		count(rq, FWD_C_AUTH_BACKOFF);
-	decide(rq, arg, who, cred, 0);
-}
-
-/* Worker thread: a directory lookup's outcome (forward/sso.c). */
-static void dir_resume(struct gw_req *rq, void *arg, const struct fwd_who *who, enum fwd_cred cred)
-{
-	decide(rq, arg, who, cred, 0);
-}
-
-/* Worker thread: the verification finished. */
-static void auth_wake(struct gw_req *rq, void *arg)
-{
-	struct auth_req *ar = arg;
-	struct fwd_who who;
-
-	gw_req_set_data(rq, NULL);
-	if (gw_req_alive(rq)) {
-		struct fwd_data *d = ar->d;
-		if (ar->result == 1) {
-			count(rq, FWD_C_AUTH_OK);
-			gw_debug("forward: auth: %s verified in %.1f ms", gw_req_id(rq),
-			    (gw_mono_now() - ar->t0) * 1000);
-			decide(rq, d, db_who(d, ar->ui, &who), FWD_CRED_OK, 0);
-		} else if (ar->result == 0) {
-			count(rq, FWD_C_AUTH_FAIL);
-			decide(rq, d, NULL, FWD_CRED_BAD, ar->wait);
-		} else if (ar->result <= -2) {
-			count(rq, FWD_C_AUTH_BACKOFF);
-			decide(rq, d, NULL, ar->result == -2 ? FWD_CRED_BACKOFF : FWD_CRED_THROTTLED, ar->wait);
-		} else {
-			decide(rq, d, NULL, FWD_CRED_BUSY, 0);
-		}
-	}
-	OPENSSL_cleanse(ar, sizeof *ar);
-	free(ar);
-}
-
-/* Pool thread: record the outcome, then hand the request back to its worker. */
-static void auth_done(struct fwd_auth_job *job, int result)
-{
-	struct auth_req *ar = (struct auth_req *)job;
-	struct fwd_data *d = ar->d;
-	const struct sockaddr *client = (const struct sockaddr *)&ar->client;
-
-	ar->result = ar->ui < 0 && result == 1 ? 0 : result;
-	if (ar->result == 1)
-		fwd_auth_cache_put(d->cache, ar->user, job->pass, gw_mono_now());
-	if (ar->began) {   /* (a job that joined another one was not charged) */
-		char who[INET6_ADDRSTRLEN] = "?", user[FWD_AUTH_USER_MAX + 1];
-		unsigned n = 0;
-		ar->wait = fwd_auth_backoff_end(d->backoff, client, ar->user, ar->result == 1, gw_mono_now(), &n);
-		if (ar->result != 0)
-			goto wake;
-		if (client->sa_family == AF_INET)
-			inet_ntop(AF_INET, &((const struct sockaddr_in *)client)->sin_addr, who, sizeof who);
-		else if (client->sa_family == AF_INET6)
-			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)client)->sin6_addr, who, sizeof who);
-		printable(user, 64, ar->user);
-		if (ar->wait > 0)
-			gw_warn("forward: auth: %u failed sign-ins from %s (last as \"%s\"): its credentials "
-			    "are refused unchecked for %.0f s", n, who, user, ar->wait);
-		else
-			gw_info("forward: auth: failed sign-in from %s as \"%s\" (%u)", who, user, n);
-		gw_event_push("auth", "failed sign-in from %s as \"%s\" (%u in a row%s)", who, user, n,
-		    ar->wait > 0 ? ", backing off" : "");
-	}
-wake:
-	OPENSSL_cleanse(job->pass, sizeof job->pass);
-	gw_req_wake(ar->rq, auth_wake, ar);
-}
-
-/* Credentials present and the policy can use them: returns 1 when the
- * request was decided or deferred, 0 to go on without a user. */
-static int check_credentials(struct gw_req *rq, struct fwd_data *d, const struct gw_hdr *pa)
-{
-	char user[FWD_AUTH_USER_MAX + 1], pass[FWD_AUTH_PASS_MAX + 1];
-	const struct sockaddr *client = gw_req_client(rq);
-	double now = gw_mono_now();
-	enum fwd_auth_gate gate;
-	long ui;
-	struct auth_req *ar;
-	struct fwd_who who;
-
-	if (fwd_sso_negotiate(d->sso, rq, pa, sso_resume, d))
-		return 1;
-	if (!fwd_sso_basic(d->sso) || fwd_auth_parse_basic(pa->value, pa->value_len, user, pass) < 0) {
-		count(rq, FWD_C_AUTH_FAIL);
-		decide(rq, d, NULL, FWD_CRED_BAD, 0);
-		return 1;
-	}
-	ui = fwd_auth_db_find(d->db, user);
-	/* not in the users file: the directory (forward.auth.ldap.basic_bind) */
-	if (ui < 0 && fwd_sso_basic_bind(d->sso, rq, user, pass, sso_resume, d)) {
-		OPENSSL_cleanse(pass, sizeof pass);
-		return 1;
-	}
-	if (ui >= 0 && fwd_auth_cache_check(d->cache, user, pass, now)) {
-		OPENSSL_cleanse(pass, sizeof pass);
-		count(rq, FWD_C_AUTH_CACHED);
-		decide(rq, d, db_who(d, ui, &who), FWD_CRED_OK, 0);
-		return 1;
-	}
-	ar = calloc(1, sizeof *ar);
-	if (ar == NULL) {
-		OPENSSL_cleanse(pass, sizeof pass);
-		decide(rq, d, NULL, FWD_CRED_BUSY, 0);
-		return 1;
-	}
-	ar->d = d;
-	ar->rq = rq;
-	ar->ui = ui;
-	ar->t0 = now;
-	/* an unknown user is checked against a real entry's hash (same method
-	 * and cost, result ignored): timing does not tell who exists */
-	ar->job.hash = ui >= 0 ? fwd_auth_db_hash(d->db, ui) : fwd_auth_db_dummy(d->db);
-	ar->job.done = auth_done;
-	memcpy(ar->job.pass, pass, sizeof pass);
-	OPENSSL_cleanse(pass, sizeof pass);
-	memcpy(ar->user, user, sizeof user);
-	if (client != NULL)
-		memcpy(&ar->client, client, client->sa_family == AF_INET6 ?
-		    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
-	/* defer first: the pool may finish (and wake) before submit returns */
-	gw_req_defer(rq);   /* auth_done -> gw_req_wake -> auth_wake */
-	gw_req_set_data(rq, ar);   /* for on_done(): cancel if the client leaves */
-	/* the same credentials being checked already (a browser's parallel
-	 * requests after a sign-in): share that answer, uncharged */
-	if (fwd_auth_pool_join(d->pool, &ar->job))
-		return 1;
-	/* counted before the check, bounded in flight per client and user */
-	gate = fwd_auth_backoff_begin(d->backoff, client, user, now, &ar->wait);
-	if (gate != FWD_AUTH_GO) {
-		OPENSSL_cleanse(ar->job.pass, sizeof ar->job.pass);
-		ar->result = gate == FWD_AUTH_WAIT ? -2 : -3;
-		gw_req_wake(rq, auth_wake, ar);
-		return 1;
-	}
-	ar->began = 1;
-	if (fwd_auth_pool_submit(d->pool, &ar->job) < 0) {
-		/* queue full: the deferred request still needs its wake */
-		OPENSSL_cleanse(ar->job.pass, sizeof ar->job.pass);
-		fwd_auth_backoff_end(d->backoff, client, ar->user, 0, now, NULL);
-		ar->result = -1;
-		gw_req_wake(rq, auth_wake, ar);
-	}
-	return 1;
 }
 
 /* The checks and the policy are fwd_decide()'s (forward/decide.c); the
@@ -1516,7 +731,7 @@ static void on_request(struct gw_req *rq, void *side)
 			return;
 		}
 		if (problem != NULL) {
-			count(rq, FWD_C_BLOCKS);
+			fwd_count(rq, FWD_C_BLOCKS);
 			gw_req_set_verdict(rq, "deny", "inspect");
 			gw_req_respond(rq, 502, NULL, NULL, 0, problem);
 			return;
@@ -1524,20 +739,20 @@ static void on_request(struct gw_req *rq, void *side)
 		/* the CONNECT's user: a users-file user (a reload may have removed
 		 * it: then none), or one signed in by Negotiate on this connection */
 		if (ui >= 0)
-			decide(rq, d, db_who(d, ui, &who), FWD_CRED_OK, 0);
+			fwd_rq_decide(rq, d, fwd_login_db_who(d, ui, &who), FWD_CRED_OK, 0);
 		else if (user != NULL && fwd_sso_conn_who(d->sso, rq, &who))
-			decide(rq, d, &who, FWD_CRED_OK, 0);
+			fwd_rq_decide(rq, d, &who, FWD_CRED_OK, 0);
 		else
-			decide(rq, d, NULL, FWD_CRED_NONE, 0);
+			fwd_rq_decide(rq, d, NULL, FWD_CRED_NONE, 0);
 		return;
 	}
 	/* signed in on this connection by Negotiate (no new token sent) */
 	if (!sent && d->dc.auth_used && fwd_sso_conn_who(d->sso, rq, &who)) {
-		count(rq, FWD_C_AUTH_CACHED);
-		decide(rq, d, &who, FWD_CRED_OK, 0);
+		fwd_count(rq, FWD_C_AUTH_CACHED);
+		fwd_rq_decide(rq, d, &who, FWD_CRED_OK, 0);
 		return;
 	}
-	decide(rq, d, NULL, sent ? FWD_CRED_GIVEN : FWD_CRED_NONE, 0);
+	fwd_rq_decide(rq, d, NULL, sent ? FWD_CRED_GIVEN : FWD_CRED_NONE, 0);
 }
 
 static void on_peek(struct gw_req *rq, const unsigned char *p, size_t n, int final, void *side)
@@ -1570,7 +785,7 @@ static int on_resolved(struct gw_req *rq, const struct sockaddr *sa, void *side)
 	/* the parent proxy is trusted: the client's target was checked (an IP
 	 * literal in literal_refused()) and the parent resolves the name; but a
 	 * "parent" that is one of our own listeners would be a loop */
-	if (via_parent(d, gw_req_head(rq))) {
+	if (fwd_proxy_via_parent(d, gw_req_head(rq))) {
 		if (!fwd_own_listener(d->cf, sa))
 			return 0;
 		rule = "own_listener";
@@ -1579,15 +794,15 @@ static int on_resolved(struct gw_req *rq, const struct sockaddr *sa, void *side)
 		rule = fwd_dest_check(d->policy, d->cf, sa, why, sizeof why);
 	}
 	if (rule == NULL) {
-		struct rq_icap *ri = icap_of(rq);
+		struct rq_icap *ri = fwd_scan_icap_of(rq);
 		if (ri != NULL)
 			fwd_icap_addr_str(sa, ri->server_ip, sizeof ri->server_ip);
 		return 0;
 	}
 	gw_req_set_verdict(rq, "deny", rule);
 	gw_req_set_reason(rq, gw_req_strndup(rq, why, strlen(why)));
-	count(rq, FWD_C_BLOCKS);
-	block_event(rq, rule, req_url(rq, gw_req_head(rq)), why);
+	fwd_count(rq, FWD_C_BLOCKS);
+	block_event(rq, rule, fwd_req_url(rq, gw_req_head(rq)), why);
 	return 403;
 }
 
@@ -1601,7 +816,7 @@ static int on_upstream_error(struct gw_req *rq, int stage, void *side)
 	const char *host = gw_req_upstream_host(rq, &port);
 	size_t i, next;
 
-	if (stage != GW_UPFAIL_CONNECT || host == NULL || !via_parent(d, gw_req_head(rq)))
+	if (stage != GW_UPFAIL_CONNECT || host == NULL || !fwd_proxy_via_parent(d, gw_req_head(rq)))
 		return 0;
 	for (i = 0; i < pp->naddrs; i++)
 		if (pp->addrs[i].port == port && strcmp(pp->addrs[i].host, host) == 0)
@@ -1614,10 +829,10 @@ static int on_upstream_error(struct gw_req *rq, int stage, void *side)
 			    pp->addrs[i].text, pp->fail_timeout);
 		atomic_store(&d->parent_down[i], gw_mono_now() + pp->fail_timeout);
 	}
-	next = parent_pick(d, i + 1);
+	next = fwd_proxy_parent_pick(d, i + 1);
 	if (next >= pp->naddrs)
 		return 0;
-	to_parent(rq, d, next);
+	fwd_proxy_to_parent(rq, d, next);
 	return 1;
 }
 
@@ -1631,9 +846,9 @@ static int on_upstream_error(struct gw_req *rq, int stage, void *side)
 static int icap_reserve(struct gw_req *rq, struct fwd_data *d, struct rq_icap *ri,
     const struct gw_http_head *resp)
 {
-	uint64_t max = fwd_icap_max_body(d->icap, ri->resp), want = max + SCAN_SLACK;
+	uint64_t max = fwd_icap_max_body(d->icap, ri->resp), want = max + FWD_SCAN_SLACK;
 	uint64_t limit = d->cf->forward.dlp.max_scan_memory;
-	uint64_t cur = atomic_load_explicit(&scan_held, memory_order_relaxed);
+	uint64_t cur = atomic_load_explicit(&fwd_scan_held, memory_order_relaxed);
 
 	if (resp->body == GW_BODY_NONE || (resp->body == GW_BODY_LENGTH && resp->content_length == 0))
 		return 1;   /* nothing to hold (fwd_icap_respmod skips it) */
@@ -1651,7 +866,7 @@ static int icap_reserve(struct gw_req *rq, struct fwd_data *d, struct rq_icap *r
 			    "try again.");
 			return 0;
 		}
-	} while (!atomic_compare_exchange_weak_explicit(&scan_held, &cur, cur + want,
+	} while (!atomic_compare_exchange_weak_explicit(&fwd_scan_held, &cur, cur + want,
 	    memory_order_relaxed, memory_order_relaxed));
 	ri->held = want;
 	return 1;
@@ -1665,8 +880,8 @@ static void on_response_head(struct gw_req *rq, const struct gw_http_head *resp,
 {
 	struct fwd_data *d = side;
 
-	if (resp->status != 407 || !via_parent(d, gw_req_head(rq))) {
-		struct rq_icap *ri = icap_of(rq);
+	if (resp->status != 407 || !fwd_proxy_via_parent(d, gw_req_head(rq))) {
+		struct rq_icap *ri = fwd_scan_icap_of(rq);
 		if (ri != NULL && ri->resp >= 0 && ri->tx == NULL && icap_reserve(rq, d, ri, resp))
 			fwd_icap_respmod(d->icap, ri->resp, rq, resp, ri->server_ip, &ri->tx);
 		return;
@@ -1678,7 +893,7 @@ static void on_response_head(struct gw_req *rq, const struct gw_http_head *resp,
 
 static int on_response_filter(struct gw_req *rq, const char *p, size_t n, int last, void *side)
 {
-	struct rq_icap *ri = icap_of(rq);
+	struct rq_icap *ri = fwd_scan_icap_of(rq);
 
 	(void)side;
 	if (ri == NULL || ri->tx == NULL) {   /* (not turned on without one) */
@@ -1693,7 +908,7 @@ static struct gw_proto fwd_proto = {   /* .family: set by gw_control_add_side() 
 	.proxy = 1,
 	.on_request = on_request,
 	.on_resolved = on_resolved,
-	.on_body = on_body,
+	.on_body = fwd_scan_on_body,
 	.on_done = on_done,
 	.on_upstream_error = on_upstream_error,
 	.on_response_head = on_response_head,
