@@ -100,7 +100,7 @@ sleep 3
 for who in nginx gw squid; do
   kill -0 $(cat $T/$who.pid) 2>/dev/null || { echo "$who did not start (port taken?)"; exit 1; }
 done
-echo "pinned: proxies on CPU 1, curl and nginx on CPU 0; N=$N M=$M"
+echo "pinned: proxies on CPU 1, inspectload, curl and nginx on CPU 0; N=$N KC=$KC M=$M"
 
 cpu() { awk '{print $14 + $15}' /proc/$1/stat; }
 tck=$(getconf CLK_TCK)
