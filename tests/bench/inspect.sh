@@ -3,8 +3,10 @@
 # (Debian's squid-openssl, "ssl_bump bump all", its certificate generator),
 # both with the same ECDSA CA, both in front of the same nginx TLS origin on
 # loopback, in the same run.  A first, simple scenario (not in bench.py yet):
-#   ka     N small GETs over one inspected keep-alive connection (one curl,
-#          N URLs): requests/s and the proxy's CPU time per request
+#   ka     N small GETs over KC inspected keep-alive connections in parallel
+#          (inspectload -k: one TLS session each, N/KC GETs one after another,
+#          every response a 200 read in full; one curl with N URLs was the
+#          bottleneck): requests/s and the proxy's CPU time per request
 #   conns  M new CONNECTs with full handshakes client side (the leaf cached
 #          after the first), made by tests/bench/inspectload.c (one process,
 #          P in parallel; curl per connection measured process start-up):
@@ -19,7 +21,8 @@
 # proxy's profile over the new-connection phase; STRACE=1 counts its system
 # calls there (strace -c, slows it: CPU figures of that run are not comparable).
 set -uo pipefail
-N=${N:-2000}
+N=${N:-20000}
+KC=${KC:-4}
 M=${M:-2000}
 P=${P:-4}
 GW=${GATEHOUSE_BIN:-build/gatehouse}
@@ -97,12 +100,10 @@ sleep 3
 for who in nginx gw squid; do
   kill -0 $(cat $T/$who.pid) 2>/dev/null || { echo "$who did not start (port taken?)"; exit 1; }
 done
-echo "pinned: proxies on CPU 1, curl and nginx on CPU 0; N=$N M=$M"
+echo "pinned: proxies on CPU 1, inspectload, curl and nginx on CPU 0; N=$N KC=$KC M=$M"
 
 cpu() { awk '{print $14 + $15}' /proc/$1/stat; }
 tck=$(getconf CLK_TCK)
-urls() { for i in $(seq 1 $N); do echo "url = \"https://127.0.0.1:$P_ORIGIN/?$i\""; echo "output = /dev/null"; done; }
-urls > $T/urls.txt
 for who in ${ONLY:-gw squid}; do
   port=$([ $who = gw ] && echo $P_GW || echo $P_SQ)
   pid=$(cat $T/$who.pid)
@@ -110,9 +111,9 @@ for who in ${ONLY:-gw squid}; do
   taskset -c 0 curl -s -o /dev/null -w "$who one connection: connect %{time_connect} appconnect %{time_appconnect} total %{time_total}\n" -x http://127.0.0.1:$port --cacert $T/gw.pem https://127.0.0.1:$P_ORIGIN/
   taskset -c 0 curl -s -o /dev/null -x http://127.0.0.1:$port --cacert $T/gw.pem https://127.0.0.1:$P_ORIGIN/
   c0=$(cpu $pid); t0=$(date +%s.%N)
-  taskset -c 0 curl -s -x http://127.0.0.1:$port --cacert $T/gw.pem -K $T/urls.txt
+  r=$(taskset -c 0 $T/inspectload -x $port -H 127.0.0.1 -p $P_ORIGIN -C $T/gw.pem -n $KC -c $KC -k $((N / KC)) -N)
   t1=$(date +%s.%N); c1=$(cpu $pid)
-  echo "$who ka: $(echo "$N / ($t1 - $t0)" | bc -l | cut -c1-8) req/s, cpu $(echo "($c1 - $c0) * 1000000 / $tck / $N" | bc -l | cut -c1-6) us/req"
+  echo "$who ka: $r; $(echo "$N / ($t1 - $t0)" | bc -l | cut -c1-8) req/s, cpu $(echo "($c1 - $c0) * 1000000 / $tck / $N" | bc -l | cut -c1-6) us/req"
   c0=$(cpu $pid); t0=$(date +%s.%N)
   # PERF=1: the proxy's profile over the new-connection phase, /tmp/inspect-bench-$who.perf
   [ -n "${PERF:-}" ] && { perf record -q -g -p $pid -o /tmp/inspect-bench-$who.perf 2>/dev/null & echo $! > $T/perf.pid; }

@@ -1,7 +1,8 @@
 /*
- * inspectload: new inspected connections per second through a forward proxy.
+ * inspectload: new inspected connections (or keep-alive requests) per second
+ * through a forward proxy.
  *
- *   inspectload -x PROXYPORT -H HOST -p PORT -C CAFILE [-n CONNS] [-c PARALLEL] [-N]
+ *   inspectload -x PROXYPORT -H HOST -p PORT -C CAFILE [-n CONNS] [-c PARALLEL] [-N] [-k REQS]
  *
  * PARALLEL threads share CONNS connections; each connection: TCP connect to
  * 127.0.0.1:PROXYPORT, "CONNECT HOST:PORT", wait for the 200, a full TLS
@@ -12,7 +13,15 @@
  * connection did).  -N: check the chain only, not the name (Squid mints a
  * leaf for an address literal without an iPAddress SAN; the client-side
  * check costs the proxy nothing either way).
- * Output: "conns=.. ok=.. err=.. secs=.. rate=../s".
+ * -k REQS (keep-alive mode): each connection carries REQS GETs over its one TLS
+ * session instead, one at a time (no pipelining: the next request is written
+ * once the previous response was read in full, by its Content-Length or its
+ * chunked framing); every response must be a 200 and keep the connection.
+ * Output: "conns=.. ok=.. err=.. secs=.. rate=../s": without -k ok/err count
+ * connections, with -k requests (answered 200 in full, or not: a refused
+ * CONNECT or failed handshake counts all REQS of its connection as failed,
+ * never as requests; a connection that ends early fails the rest of its
+ * REQS), plus "conn_err=" (connections that failed before their first GET).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -22,10 +31,12 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,7 +46,119 @@ static const char *host = "127.0.0.1";
 static int pport, oport;
 static long total = 1000;
 static int noname;
-static atomic_long next, ok, err, reported;
+static long kreqs;		/* -k: GETs per connection; 0 = one with Connection: close */
+static atomic_long next, ok, err, conn_err, reported;
+
+/* A buffered reader over one TLS session (keep-alive responses are framed by
+ * their headers, not by EOF). */
+struct rd {
+	SSL *ssl;
+	char b[16384];
+	int off, len;
+};
+
+static int rd_fill(struct rd *r)
+{
+	int n;
+
+	if (r->off == r->len)
+		r->off = r->len = 0;
+	if (r->len == (int)sizeof r->b) {
+		if (r->off == 0)
+			return -1;	/* a line longer than the buffer */
+		memmove(r->b, r->b + r->off, r->len - r->off);
+		r->len -= r->off;
+		r->off = 0;
+	}
+	if ((n = SSL_read(r->ssl, r->b + r->len, sizeof r->b - r->len)) <= 0)
+		return -1;
+	r->len += n;
+	return 0;
+}
+
+/* One CRLF-terminated line into out (NUL-terminated, CRLF dropped). */
+static int rd_line(struct rd *r, char *out, int max)
+{
+	for (;;) {
+		char *e = memchr(r->b + r->off, '\n', r->len - r->off);
+		if (e) {
+			int n = e - (r->b + r->off);
+			if (n > 0 && e[-1] == '\r')
+				n--;
+			if (n >= max)
+				return -1;
+			memcpy(out, r->b + r->off, n);
+			out[n] = 0;
+			r->off = e + 1 - r->b;
+			return 0;
+		}
+		if (rd_fill(r))
+			return -1;
+	}
+}
+
+static int rd_skip(struct rd *r, long n)
+{
+	while (n > 0) {
+		if (r->off == r->len && rd_fill(r))
+			return -1;
+		long k = r->len - r->off < n ? r->len - r->off : n;
+		r->off += k;
+		n -= k;
+	}
+	return 0;
+}
+
+/* Reads one whole response; 0 when it was a 200 that leaves the connection
+ * open for the next request. */
+static int response(struct rd *r)
+{
+	char line[8192];
+	long cl = -1;
+	int status, chunked = 0, closing = 0;
+
+	do {	/* 1xx interim answers precede the real one */
+		if (rd_line(r, line, sizeof line) || sscanf(line, "HTTP/1.%*d %d", &status) != 1)
+			return -1;
+		for (;;) {
+			if (rd_line(r, line, sizeof line))
+				return -1;
+			if (!line[0])
+				break;
+			if (!strncasecmp(line, "content-length:", 15))
+				cl = atol(line + 15);
+			else if (!strncasecmp(line, "transfer-encoding:", 18) && strcasestr(line, "chunked"))
+				chunked = 1;
+			else if (!strncasecmp(line, "connection:", 11) && strcasestr(line, "close"))
+				closing = 1;
+		}
+	} while (status >= 100 && status < 200);
+	if (chunked) {
+		for (;;) {
+			char *end;
+			long sz;
+			if (rd_line(r, line, sizeof line))
+				return -1;
+			sz = strtol(line, &end, 16);
+			if (end == line || sz < 0)
+				return -1;
+			if (sz == 0)
+				break;
+			if (rd_skip(r, sz) || rd_line(r, line, sizeof line) || line[0])
+				return -1;
+		}
+		do {	/* trailers, up to the empty line */
+			if (rd_line(r, line, sizeof line))
+				return -1;
+		} while (line[0]);
+	} else if (cl >= 0) {
+		if (rd_skip(r, cl))
+			return -1;
+	} else {
+		return -1;	/* framed by EOF: cannot carry a next request */
+	}
+	return status == 200 && !closing ? 0 : -1;
+}
 
 static double now(void)
 {
@@ -89,16 +212,37 @@ static int one(void)
 			    X509_verify_cert_error_string(SSL_get_verify_result(ssl)));
 		goto out;
 	}
+	if (kreqs) {
+		struct rd *r = calloc(1, sizeof *r);
+		long i;
+
+		if (!r)
+			goto out;
+		r->ssl = ssl;
+		rc = 0;
+		for (i = 0; i < kreqs; i++) {
+			n = snprintf(buf, sizeof buf, "GET /?%ld HTTP/1.1\r\nHost: %s:%d\r\n\r\n", i, host, oport);
+			if (SSL_write(ssl, buf, n) != n || response(r))
+				break;
+			atomic_fetch_add(&ok, 1);
+		}
+		if (i < kreqs) {
+			atomic_fetch_add(&err, kreqs - i);
+			if (atomic_fetch_add(&reported, 1) == 0)
+				fprintf(stderr, "inspectload: request %ld of a connection failed\n", i + 1);
+		}
+		free(r);
+		goto out;
+	}
 	n = snprintf(buf, sizeof buf, "GET / HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n\r\n", host, oport);
 	if (SSL_write(ssl, buf, n) != n)
 		goto out;
-	got = 0;
-	while ((n = SSL_read(ssl, buf, sizeof buf)) > 0)
-		got += n;
-	if (got > 12 && !strncmp(buf, "HTTP/1.1 200", 12))
+	got = 0;	/* the status line is in the first read: check it there */
+	while ((n = SSL_read(ssl, buf + got, got ? (int)sizeof buf - got : 12)) > 0)
+		if ((got += n) == (int)sizeof buf)
+			got = 12;	/* the rest of the body: read to EOF, kept out of the status */
+	if (got >= 12 && !strncmp(buf, "HTTP/1.1 200", 12))
 		rc = 0;
-	else if (got > 0)
-		rc = 0; /* answer longer than one buffer: its first bytes are gone; it arrived */
 out:
 	if (ssl) {
 		SSL_shutdown(ssl);
@@ -113,10 +257,13 @@ static void *loop(void *arg)
 {
 	(void)arg;
 	while (atomic_fetch_add(&next, 1) < total) {
-		if (one() == 0)
-			atomic_fetch_add(&ok, 1);
-		else
-			atomic_fetch_add(&err, 1);
+		if (one() == 0) {
+			if (!kreqs)
+				atomic_fetch_add(&ok, 1);	/* with -k, one() counted its requests */
+		} else {
+			atomic_fetch_add(&conn_err, 1);
+			atomic_fetch_add(&err, kreqs ? kreqs : 1);
+		}
 	}
 	return NULL;
 }
@@ -128,7 +275,7 @@ int main(int argc, char **argv)
 	pthread_t th[256];
 	double t0, t1;
 
-	while ((o = getopt(argc, argv, "x:H:p:C:n:c:N")) != -1) {
+	while ((o = getopt(argc, argv, "x:H:p:C:n:c:Nk:")) != -1) {
 		switch (o) {
 		case 'x': pport = atoi(optarg); break;
 		case 'H': host = optarg; break;
@@ -137,11 +284,13 @@ int main(int argc, char **argv)
 		case 'n': total = atol(optarg); break;
 		case 'c': par = atoi(optarg); break;
 		case 'N': noname = 1; break;
+		case 'k': kreqs = atol(optarg); break;
 		default: goto usage;
 		}
 	}
-	if (!pport || !oport || !ca || par < 1 || par > 256 || total < 1)
+	if (!pport || !oport || !ca || par < 1 || par > 256 || total < 1 || kreqs < 0)
 		goto usage;
+	signal(SIGPIPE, SIG_IGN);	/* a peer that closes fails the request, not the process */
 	ctx = SSL_CTX_new(TLS_client_method());
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
@@ -156,10 +305,10 @@ int main(int argc, char **argv)
 	for (int i = 0; i < par; i++)
 		pthread_join(th[i], NULL);
 	t1 = now();
-	printf("conns=%ld ok=%ld err=%ld secs=%.3f rate=%.1f/s\n", total, (long)ok, (long)err, t1 - t0,
-	       ok / (t1 - t0));
+	printf("conns=%ld ok=%ld err=%ld conn_err=%ld secs=%.3f rate=%.1f/s\n", total, (long)ok, (long)err,
+	       (long)conn_err, t1 - t0, ok / (t1 - t0));
 	return err ? 2 : 0;
 usage:
-	fprintf(stderr, "usage: inspectload -x PROXYPORT -H HOST -p PORT -C CAFILE [-n CONNS] [-c PARALLEL] [-N]\n");
+	fprintf(stderr, "usage: inspectload -x PROXYPORT -H HOST -p PORT -C CAFILE [-n CONNS] [-c PARALLEL] [-N] [-k REQS]\n");
 	return 1;
 }
