@@ -45,7 +45,10 @@ static int walk(const char *base, const char *rel, int depth, struct names *ns, 
 	struct dirent *e;
 	int rc = 0;
 
-	snprintf(path, sizeof path, "%s/%s", base, rel);
+	if ((size_t)snprintf(path, sizeof path, "%s/%s", base, rel) >= sizeof path) {
+		snprintf(err, errlen, "%s/%s: path too long", base, rel);
+		return -1;
+	}
 	if ((d = opendir(path)) == NULL) {
 		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
 		return -1;
