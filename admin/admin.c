@@ -25,6 +25,7 @@
 
 #include "admin/adm_int.h"
 #include "cluster/fileset.h"
+#include "cluster/sync.h"
 #include "conf/conf.h"
 #include "core/control.h"
 #include "core/events.h"
@@ -325,8 +326,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	if (r->magic != ADM_REQ_MAGIC)
 		return MHD_NO;
 	if (*upload_size > 0) {
-		/* a peer's set of configuration files (signed, checked once whole) may be larger */
-		size_t max = strcmp(url, "/api/v1/cluster/files") == 0 ? CLU_FILESET_MAX_BYTES : ADM_BODY_MAX;
+		/* a peer's set of configuration files (signed, checked once whole)
+		 * may be larger: only from a peer's address with a fresh signature */
+		size_t max = strcmp(url, "/api/v1/cluster/files") == 0 &&
+		    clu_sync_set_welcome(r->client, MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+		    "X-Gatehouse-Cluster")) ? CLU_FILESET_MAX_BYTES : ADM_BODY_MAX;
 		if (!r->too_big && r->len + *upload_size <= max) {
 			if (r->len + *upload_size + 1 > r->cap) {
 				size_t cap = r->len + *upload_size + 1 + 1024;

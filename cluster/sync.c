@@ -6,6 +6,7 @@
 #include "cluster/sync.h"
 #include "cluster/fileset.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -566,6 +567,26 @@ static int sig_ok(const char *hdr, const char *method, const char *path, const c
 		return 0;
 	}
 	return 1;
+}
+
+int clu_sync_set_welcome(const char *ip, const char *sig)
+{
+	unsigned char a[16], b[16];
+	int fam = strchr(ip != NULL ? ip : "", ':') != NULL ? AF_INET6 : AF_INET;
+	long long t;
+	char got[65];
+	int n = 0;
+
+	if (S.token[0] == '\0' || S.sync_dir[0] == '\0' || ip == NULL || sig == NULL ||
+	    inet_pton(fam, ip, a) != 1)
+		return 0;
+	if (sscanf(sig, "t=%lld;sig=%64[0-9a-f]%n", &t, got, &n) != 2 || sig[n] != '\0' ||
+	    llabs((long long)time(NULL) - t) > SYNC_SKEW)
+		return 0;
+	for (int i = 0; i < S.npeers; i++)
+		if (inet_pton(fam, S.peers[i].host, b) == 1 && memcmp(a, b, fam == AF_INET ? 4 : 16) == 0)
+			return 1;
+	return 0;
 }
 
 /* Reload for a peer's offer (not offered back); 0, or -1 with the

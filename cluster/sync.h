@@ -59,6 +59,17 @@ void clu_sync_stop(void);
 json_t *clu_sync_endpoint(const char *method, const char *path, const char *sig, const char *body,
     size_t len, unsigned *status);
 
+/*
+ * May the client at ip (the console's client address text) send a set of
+ * files, up to CLU_FILESET_MAX_BYTES, before its signature can be checked
+ * (the signature covers the body)?  Only on a node with a token and
+ * cluster.sync_dir, from a configured peer's address, with a well-formed
+ * signature header inside its time window.  Everyone else keeps the
+ * console's usual body limit, so an unauthenticated client cannot make the
+ * console hold megabytes per connection.
+ */
+int clu_sync_set_welcome(const char *ip, const char *sig);
+
 /* The peers for GET /api/v1/cluster: [{address, reachable, healthy,
  * generation, config_sha256, last_sync, last_result, diverged}], plus what
  * this node last received.  A new reference. */

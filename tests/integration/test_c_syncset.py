@@ -6,6 +6,7 @@ files it names.  A reload on A offers the whole directory to B, which
 checks it as -t does with the new files in place and keeps it, or puts its
 old set back (all or none) and says why."""
 import os
+import time
 import signal
 
 import pytest
@@ -187,6 +188,26 @@ def test_hostile_sets_are_refused(pair):
     assert sorted(os.listdir(b.dir)) == listing and not os.path.exists(os.path.join(os.path.dirname(b.dir),
                                                                                     "escape.conf"))
     assert b.c.get("/api/v1/reload").json["generation"] == gen_b
+
+
+def test_large_sets_only_from_a_peer_address(pair):
+    """The set endpoint takes bodies above the console's 64 KiB only from a
+    configured peer's address with a fresh signature header: anyone else is
+    cut at 64 KiB (413) before the signature can be checked, so an
+    unauthenticated client cannot make the console hold megabytes."""
+    a, b = pair
+    body = b"GHSET1\n" + b"x" * (100 * 1024)
+    hdr = "X-Gatehouse-Cluster: t=%d;sig=%s" % (int(time.time()), "0" * 64)
+    url = "http://127.0.0.1:%d/api/v1/cluster/files" % b.aport
+    for src, want in (("127.0.0.2", b"413"), ("127.0.0.1", b"401")):
+        rc, out, err = gh.curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "--interface", src, "-X", "POST",
+                               "-H", hdr, "--data-binary", "@-", url, input=body)
+        assert out == want, (src, out, err)
+    # a stale signature header from the peer's address: cut at 64 KiB too
+    stale = "X-Gatehouse-Cluster: t=%d;sig=%s" % (int(time.time()) - 3600, "0" * 64)
+    rc, out, err = gh.curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H", stale,
+                           "--data-binary", "@-", url, input=body)
+    assert out == b"413", out
 
 
 def test_sync_dir_config_errors(tmp_path):
