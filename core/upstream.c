@@ -247,6 +247,30 @@ static int head_conn_bound(const struct gw_http_head *h, const char *name, size_
 	return 0;
 }
 
+/* Does a request's Authorization name a connection-bound scheme as its
+ * scheme (the value's first token)?  Stricter than head_conn_bound, where a
+ * false match only costs sharing: here it refuses the request, and a Bearer
+ * token may hold "ntlm" anywhere. */
+static int creds_conn_bound(const struct gw_http_head *h)
+{
+	static const char *const words[] = { "ntlm", "negotiate", "kerberos" };
+
+	for (size_t i = 0; i < h->nhdrs; i++) {
+		const struct gw_hdr *x = &h->hdrs[i];
+		size_t b = 0, e;
+		if (x->name_len != 13 || strncasecmp(x->name, "authorization", 13) != 0)
+			continue;
+		while (b < x->value_len && (x->value[b] == ' ' || x->value[b] == '\t'))
+			b++;
+		for (e = b; e < x->value_len && x->value[e] != ' ' && x->value[e] != '\t'; e++)
+			;
+		for (size_t k = 0; k < sizeof words / sizeof words[0]; k++)
+			if (e - b == strlen(words[k]) && strncasecmp(x->value + b, words[k], e - b) == 0)
+				return 1;
+	}
+	return 0;
+}
+
 void gw_upstream_drop_owned(struct gw_pool *p, const struct gw_upowner *c)
 {
 	for (int i = 0; i < POOL_BUCKETS; i++) {
@@ -880,6 +904,14 @@ void gw_upstream_start(struct gw_req *rq)
 		pool_key_make(rq);
 	if (rq->oom) {   /* the decision (host, path, CONNECT line) or the key lacks parts */
 		rq->sink->on_error(rq, 503, NULL);
+		return;
+	}
+	/* an HTTP/2 upstream connection carries many clients' streams at once:
+	 * it cannot be made private to one client, so credentials that bind the
+	 * connection (pool_private) would authenticate everyone's streams */
+	if (rq->up_h2 && creds_conn_bound(&rq->head)) {
+		gw_upstream_fail(rq, 502, "connection-bound authentication (NTLM, Negotiate) cannot go over a "
+		    "shared HTTP/2 upstream connection (protocol = \"http1.1\" keeps it private to one client)");
 		return;
 	}
 	/* a family that vets addresses (on_resolved) takes a pooled connection

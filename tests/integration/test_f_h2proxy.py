@@ -602,3 +602,25 @@ def test_h2_tunnel_survives_graceful_stop_notice(netns, tmp_path):
     finally:
         c.close()
         stop(g)
+
+
+def test_h2_odd_path_and_authority_never_reach_a_target(netns, px):
+    """A proxy stream's :path and :authority are rebuilt into an
+    absolute-form request line: a :path that is not origin-form ("@host",
+    an absolute URL, no leading slash) or an :authority with userinfo could
+    make that line name another host than :authority does.  Each is refused
+    (400 or a reset) and reaches no origin, the denied games.test least of
+    all; a plain request on the same connection still works."""
+    g, c = px, px.client
+    o = "origin.test:%d" % g.plain.port
+    games = "games.test:%d" % g.plain.port
+    before = len(g.plain.requests)
+    odd = [c.get("http", o, "@" + games + "/x"), c.get("http", o, "http://" + games + "/x"),
+           c.get("http", o, "x"), c.get("http", "x@" + games, "/x"), c.get("http", o + "@" + games, "/x")]
+    c.pump(lambda: all(c.done(x) for x in odd))
+    for sid in odd:
+        assert c.status(sid) == 400 or c.st[sid]["reset"] is not None, (sid, c.status(sid), c.st[sid])
+    ok = c.get("http", o, "/echo")
+    c.pump(lambda: c.done(ok))
+    assert c.status(ok) == 200
+    assert len(g.plain.requests) == before + 1

@@ -696,3 +696,25 @@ def test_max_forwards_zero_answered_here(env):
     assert {k.lower(): v for k, v in json.loads(body)["headers"]}["max-forwards"] == "2"   # one hop less
     r.close()
     assert len(env.origin.requests) == before + 1
+
+
+@pytest.mark.parametrize("path,authority", [
+    ("http://b.test/size/1", "a.test"),      # absolute-form smuggled in :path
+    ("size/1", "a.test"),                    # no leading slash
+    ("*", "a.test"),                         # asterisk for GET
+    ("/size/1", "user@a.test"),              # userinfo in :authority (RFC 9113 8.3.1)
+], ids=["absolute-path", "relative-path", "asterisk-get", "userinfo"])
+def test_odd_path_and_authority_never_reach_the_origin(env, path, authority):
+    """RFC 9113 8.3.1: :path of an http(s) request starts with "/" (or is
+    "*" for OPTIONS), :authority carries no userinfo.  Anything else is
+    refused (400 or a stream reset), never rebuilt into a request line the
+    parser would read another way (an absolute-form naming another host)."""
+    before = len(env.origin.requests)
+    r = Raw(env)
+    r.send(r.headers(1, path, authority=authority))
+    st, h, body, rst = r.response(1)
+    assert st == 400 or rst is not None, (st, rst)
+    r.send(r.headers(3, "/size/1"))
+    assert r.response(3)[0] == 200
+    r.close()
+    assert len(env.origin.requests) == before + 1

@@ -735,3 +735,26 @@ def test_complete_response_is_not_cancelled(env):
     time.sleep(0.5)   # (the last END_STREAMs go out 0.3 s after their bodies; a reset would be in by now)
     assert env.o.resets == before
     assert h2curl(env, "/after-late", "-s") == b"/after-late"
+
+
+def test_connection_bound_credentials_not_sent_over_shared_h2(env):
+    """An h2 upstream connection carries many clients' streams: NTLM or
+    Negotiate credentials, which authenticate the connection (an HTTP/1.1
+    upstream connection that carried them serves only its client), would
+    authenticate everyone's streams there.  They get a 502 naming the
+    reason and reach no origin; per-request schemes (Basic) go through."""
+    o = env.o
+    before = len(o.requests)
+    for scheme in ("NTLM TlRMTVNTUAABAAAAB4IIogAAAAAAAAAAAAAAAAAAAAAKAGFKAAAADw==", "Negotiate YIIBBgYGKwYB"):
+        out = h2curl(env, "/ntlm", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: " + scheme)
+        assert out == b"502", (scheme, out)
+        rc, out, err = gh.curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: a.test",
+                               "-H", "Authorization: " + scheme, "http://127.0.0.1:%d/ntlm-h1" % env.pport)
+        assert out == b"502", (scheme, out)
+    assert len(o.requests) == before
+    out = h2curl(env, "/basic", "-s", "-H", "Authorization: Basic YTpi")
+    assert out == b"/basic"
+    # only the scheme counts: a bearer token may hold "ntlm" anywhere
+    out = h2curl(env, "/bearer", "-s", "-H", "Authorization: Bearer eyJhbGntlmNegotiatekerberos")
+    assert out == b"/bearer"
+    assert "connection-bound authentication (NTLM, Negotiate) cannot go over a shared" in env.stderr()
