@@ -239,7 +239,9 @@ int clu_fileset_stage(const char *dir, const char *body, size_t len, char *newdi
 		unsigned long long n;
 		errno = 0;
 		n = strtoull(p, &e, 10);
-		if (nl == NULL || e == p || *e != ' ' || errno != 0 || n > (unsigned long long)(end - nl - 1) ||
+		/* (digits only: strtoull would skip a newline and take a sign) */
+		if (nl == NULL || *p < '0' || *p > '9' || e >= nl || *e != ' ' || errno != 0 ||
+		    n > (unsigned long long)(end - nl - 1) ||
 		    nfiles == CLU_FILESET_MAX_FILES) {
 			snprintf(err, errlen, "malformed set of files (entry %zu)", nfiles + 1);
 			goto fail;

@@ -179,6 +179,8 @@ def test_hostile_sets_are_refused(pair):
         out = signed_post(b, b"GHSET1\n3 " + name + b"\nabc")
         assert b"refused file name" in out, (name, out)
     for body, want in ((b"GHSET1\n99 x\nabc", b"malformed"), (b"GHSET1\nx y\n", b"malformed"),
+                       (b"GHSET1\n\n3 x\nabc", b"malformed"), (b"GHSET1\n -3 x\nabc", b"malformed"),
+                       (b"GHSET1\n+3 x\nabc", b"malformed"),
                        (b"not a set", b"not a set of configuration files")):
         assert want in signed_post(b, body), body
     # unsigned: 401 before anything is looked at
