@@ -145,6 +145,7 @@ struct gw_req {
 	 * GW_TRAILERS_MAX; an HTTP/2 client's request trailers stay on its
 	 * stream: gw_h2_req_trailers) */
 	int up_h2;
+	double up_ping_iv, up_ping_to;   /* gw_req_upstream_h2_ping: 0 = defaults, iv < 0 = off */
 	struct gw_hdr *up_trailers;
 	int up_trailers_n;
 

@@ -65,6 +65,8 @@
 #define H2C_WINDOW (256 * 1024)     /* our stream window (response bytes in flight) */
 #define H2C_IN_LOW (64 * 1024)      /* u->in below this: move more of the response in */
 #define H2C_HEAD_MAX 65536          /* a response head (the engine's parser bounds it again) */
+#define H2C_PING_IV 30.0            /* defaults of h2_ping_interval / h2_ping_timeout */
+#define H2C_PING_TO 10.0
 
 enum { S_CONNECT, S_TLS, S_OPEN, S_DEAD };
 
@@ -85,6 +87,12 @@ struct gw_h2_client {
 	struct gw_dns_result addrs;
 	int addr_idx, last_err;
 	double t_connect, idle_since;
+	/* liveness (h2_ping_interval/_timeout): a session that received
+	 * nothing for ping_iv is PINGed; no answer in ping_to closes it.
+	 * While probed (ping_out) it takes no new exchanges. */
+	double ping_iv, ping_to, last_rx, ping_sent;
+	int ping_out;
+	struct event ev_ping;
 	struct gw_h2_client_strm *streams;   /* all, submitted or queued */
 	int nactive, nqueued;
 	int in_io;
@@ -229,6 +237,8 @@ int gw_h2_client_attach(struct gw_req *rq, int may_open)
 		if (s->state == S_DEAD || s->closing || strcmp(s->key, rq->pool_key) != 0 ||
 		    (rq->retried && s->state == S_OPEN))
 			continue;
+		if (s->ping_out)
+			continue;   /* silent past its interval: not trusted until it answers */
 		nsess++;
 		if (s->nactive + s->nqueued < sess_limit(s)) {
 			best = s;
@@ -778,6 +788,7 @@ static void sess_free(struct gw_h2_client *s)
 	event_del(&s->ev_wr);
 	event_del(&s->ev_to);
 	event_del(&s->ev_kick);
+	event_del(&s->ev_ping);
 	if (s->dead != NULL)
 		*s->dead = 1;
 	if (s->ng != NULL)
@@ -915,6 +926,69 @@ static void sess_io(struct gw_h2_client *s)
 	sess_fill(s);
 }
 
+/* ---- liveness: PING a silent session ---- */
+
+static void ping_arm(struct gw_h2_client *s, double after)
+{
+	struct timeval tv;
+
+	if (s->ping_iv <= 0)
+		return;
+	if (after < 0.01)
+		after = 0.01;
+	tv.tv_sec = (time_t)after;
+	tv.tv_usec = (suseconds_t)((after - (double)tv.tv_sec) * 1e6);
+	event_add(&s->ev_ping, &tv);
+}
+
+/* Bytes came from the peer: it is there (whatever frame they carry, an
+ * answered PING among them). */
+static void ping_heard(struct gw_h2_client *s)
+{
+	s->last_rx = gw_mono_now();
+	if (s->ping_out) {
+		s->ping_out = 0;
+		ping_arm(s, s->ping_iv);
+		kick(s);   /* (exchanges may join it again) */
+	}
+}
+
+static void sess_ping_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_h2_client *s = arg;
+	double now = gw_mono_now();
+
+	GW_CHECK_OBJ(s, H2C_MAGIC);
+	(void)fd;
+	(void)what;
+	if (s->state != S_OPEN)
+		return;
+	if (s->ping_out) {
+		if (now - s->ping_sent < s->ping_to) {
+			ping_arm(s, s->ping_to - (now - s->ping_sent));
+			return;
+		}
+		/* the peer vanished without a FIN (a dropped route, a frozen
+		 * host): queued exchanges start over on a new connection,
+		 * submitted ones fail (their request may have been processed) */
+		gw_warn("h2 upstream %s: no answer to PING within %.1f s: connection closed", s->addr_str, s->ping_to);
+		sess_kill(s, "upstream did not answer an HTTP/2 PING", 0);
+		return;
+	}
+	if (now - s->last_rx < s->ping_iv) {
+		ping_arm(s, s->ping_iv - (now - s->last_rx));
+		return;
+	}
+	if (nghttp2_submit_ping(s->ng, NGHTTP2_FLAG_NONE, NULL) != 0) {
+		sess_kill(s, "cannot send an HTTP/2 PING", 0);
+		return;
+	}
+	s->ping_out = 1;
+	s->ping_sent = now;
+	ping_arm(s, s->ping_to);
+	sess_io(s);
+}
+
 static void open_done(struct gw_h2_client *s)
 {
 	nghttp2_settings_entry iv[] = {
@@ -928,6 +1002,8 @@ static void open_done(struct gw_h2_client *s)
 	nghttp2_submit_settings(s->ng, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]);
 	nghttp2_session_set_local_window_size(s->ng, NGHTTP2_FLAG_NONE, 0, 4 * H2C_WINDOW);
 	event_add(&s->ev_rd, NULL);
+	s->last_rx = gw_mono_now();
+	ping_arm(s, s->ping_iv);
 	for (struct gw_h2_client_strm *t = s->streams; t != NULL; t = t->next)
 		if (t->vu != NULL)
 			t->vu->reused = 0;   /* (a first use, not a shared one: no silent retry) */
@@ -1012,6 +1088,8 @@ static void sess_rd_cb(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 	}
+	if (n > 0)
+		ping_heard(s);
 	s->dead = &dead;
 	sess_io(s);
 	if (dead)
@@ -1175,6 +1253,9 @@ struct gw_h2_client *gw_h2_client__open(struct gw_req *rq)
 	s->out = evbuffer_new();
 	event_assign(&s->ev_to, s->w->base, -1, 0, sess_to_cb, s);
 	event_assign(&s->ev_kick, s->w->base, -1, 0, sess_kick_cb, s);
+	event_assign(&s->ev_ping, s->w->base, -1, 0, sess_ping_cb, s);
+	s->ping_iv = rq->up_ping_iv < 0 ? 0 : rq->up_ping_iv > 0 ? rq->up_ping_iv : H2C_PING_IV;
+	s->ping_to = rq->up_ping_to > 0 ? rq->up_ping_to : H2C_PING_TO;
 	event_assign(&s->ev_rd, s->w->base, -1, 0, sess_rd_cb, s);
 	event_assign(&s->ev_wr, s->w->base, -1, 0, sess_wr_cb, s);
 	if (s->in == NULL || s->out == NULL || nghttp2_session_client_new2(&s->ng, h2c_cbs, s, h2c_opt) != 0) {

@@ -622,6 +622,8 @@ void gw_access_log(struct gw_alog_buf *b, const struct gw_access_rec *r)
 		    "\"upstream\":", r->status,
 		    (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out, r->duration);
 		put_cstr(b, r->upstream, 1);
+		put(b, ",\"upstream_protocol\":\"%s\"", r->upstream == NULL || r->upstream[0] == '\0' ? "" :
+		    r->upstream_h2 ? "h2" : "http1.1");
 		put(b, ",\"user\":");
 		put_cstr(b, user, 1);
 		put(b, ",\"verdict\":");
@@ -644,7 +646,8 @@ void gw_access_log(struct gw_alog_buf *b, const struct gw_access_rec *r)
 	} else {
 		/* combined, then our fields: family, duration, upstream, verdict,
 		 * rule, request id, bytes in, reason, host (the Host header, else
-		 * the target's; combined has none, and the console filters on it).
+		 * the target's; combined has none, and the console filters on it),
+		 * upproto=h2 when the upstream exchange was an HTTP/2 stream.
 		 * Bare fields escape spaces, free text is quoted: a line always
 		 * splits into the same fields (shlex, or a regex on "..."/\S+). */
 		strftime(ts, sizeof ts, "%d/%b/%Y:%H:%M:%S %z", &tm);
@@ -674,6 +677,10 @@ void gw_access_log(struct gw_alog_buf *b, const struct gw_access_rec *r)
 		put_cstr(b, r->reason, 0);
 		put(b, " host=");
 		put_str(b, r->host, r->host_len, 0);
+		/* only for h2 upstreams: a line without it went over HTTP/1.1, and
+		 * lines that had no such field keep their shape (added, not renamed) */
+		if (r->upstream_h2 && r->upstream != NULL && r->upstream[0])
+			put(b, " upproto=h2");
 		if (r->peer != NULL) {
 			put(b, " peer=");
 			put_bare(b, r->peer);

@@ -57,6 +57,7 @@ struct gw_access_rec {
 	int status;
 	uint64_t bytes_in, bytes_out;
 	const char *upstream;      /* "" when none */
+	int upstream_h2;           /* that upstream exchange was an HTTP/2 stream */
 	const char *user;          /* "" or "-" when none */
 	const char *verdict;       /* "" when none */
 	const char *rule;          /* "" when none */

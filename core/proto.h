@@ -165,6 +165,10 @@ void gw_req_upstream_tls(struct gw_req *rq, int upstream);
  * h2c with prior knowledge when plain), on a session shared by the
  * worker's exchanges to the same server (core/h2_client.c). */
 void gw_req_upstream_h2(struct gw_req *rq);
+/* An h2 upstream's liveness probe: PING a session that received nothing
+ * for interval seconds (0 = never), close it when the answer takes longer
+ * than timeout.  Not called: 30 s and 10 s. */
+void gw_req_upstream_h2_ping(struct gw_req *rq, double interval, double timeout);
 /* After gw_req_proxy(): at most n idle connections of this upstream's pool
  * key are kept per worker (0 = none; default 32).  Every worker also keeps
  * no more idle upstream connections than its share of max_connections. */

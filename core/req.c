@@ -181,6 +181,12 @@ void gw_req_upstream_h2(struct gw_req *rq)
 	rq->up_h2 = 1;
 }
 
+void gw_req_upstream_h2_ping(struct gw_req *rq, double interval, double timeout)
+{
+	rq->up_ping_iv = interval > 0 ? interval : -1;
+	rq->up_ping_to = timeout;
+}
+
 void gw_req_upstream_keepalive(struct gw_req *rq, unsigned n)
 {
 	rq->keepalive = n;
@@ -216,6 +222,7 @@ void gw_req_proxy(struct gw_req *rq, const char *host, size_t host_len, uint16_t
 	rq->up_port = port;
 	rq->keepalive = POOL_KEEPALIVE;
 	rq->up_h2 = 0;   /* (a retry on another upstream says again) */
+	rq->up_ping_iv = rq->up_ping_to = 0;
 	if (path == NULL) {
 		path = rq->head.path;
 		path_len = rq->head.path_len;
@@ -526,6 +533,7 @@ void gw_req__log_free(struct gw_req *rq)
 		r.bytes_in = rq->bytes_in;
 		r.bytes_out = rq->bytes_out;
 		r.upstream = rq->upstream_str;
+		r.upstream_h2 = rq->up_h2;
 		r.user = rq->user;
 		r.verdict = rq->verdict;
 		r.rule = rq->rule;

@@ -31,7 +31,7 @@ static const char *const k_route_cache[] = { "ttl", "stale_if_error", "ignore_se
     "ignore_cookie", NULL };
 static const char *const k_cert[] = { "cert", "key", "ocsp", "default", "acme", NULL };
 static const char *const k_upstream[] = { "name", "balance", "servers", "health", "keepalive", "tls",
-    "ca_file", "sni", "tls_verify", "max_fails", "fail_timeout", "protocol", NULL };
+    "ca_file", "sni", "tls_verify", "max_fails", "fail_timeout", "protocol", "h2_ping_interval", "h2_ping_timeout", NULL };
 static const char *const k_server[] = { "address", "weight", "backup", "max_conns", NULL };
 static const char *const k_health[] = { "path", "interval", "timeout", "rise", "fall", "expect_status",
     "slow_start", NULL };
@@ -158,6 +158,8 @@ static void read_upstreams(struct conf_ctx *x, config_setting_t *r)
 		u->tls_verify = 1;
 		u->max_fails = -1;
 		u->fail_timeout = 10.0;
+		u->h2_ping_interval = 30.0;
+		u->h2_ping_timeout = 10.0;
 		he->path = conf_arena_strdup(conf_ctx_arena(x), "/");
 		he->status_min = 200;
 		he->status_max = 399;
@@ -194,6 +196,13 @@ static void read_upstreams(struct conf_ctx *x, config_setting_t *r)
 		conf_get_int(x, e, ep, "keepalive", 0, 100000, &u->keepalive);
 		if (conf_get_enum(x, e, ep, "protocol", protocols, &proto) == 1)
 			u->h2 = proto == 1;
+		/* 0 = no PINGs (an idle session is then only closed by upstream_idle) */
+		if (conf_get_num(x, e, ep, "h2_ping_interval", 0, 86400, &u->h2_ping_interval) == 1 &&
+		    u->h2_ping_interval > 0 && u->h2_ping_interval < 0.1) {
+			conf_kp_child(p, ep, "h2_ping_interval");
+			conf_serr(x, conf_member(e, "h2_ping_interval"), p, "must be 0 (off) or at least 0.1 seconds");
+		}
+		conf_get_num(x, e, ep, "h2_ping_timeout", 0.1, 3600, &u->h2_ping_timeout);
 		conf_get_bool(x, e, ep, "tls", &u->tls);
 		conf_get_path(x, e, ep, "ca_file", 0, &u->ca_file);
 		if (conf_get_text(x, e, ep, "sni", 0, &u->sni) == 1 && conf_chk_host(x, u->sni)) {

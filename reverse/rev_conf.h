@@ -58,6 +58,8 @@ struct conf_rev_upstream {
 	int64_t max_fails;         /* passive ejection threshold; -1 = unset (health.fall, else 3); 0 = off */
 	double fail_timeout;       /* seconds, default 10: failure window and ejection length */
 	int h2;                    /* protocol = "h2" (default "http1.1") */
+	double h2_ping_interval;   /* h2: PING a session silent this long (s), default 30; 0 = off */
+	double h2_ping_timeout;    /* h2: close it when the PING is not answered in this (s), default 10 */
 	struct conf_src src;
 };
 

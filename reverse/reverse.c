@@ -662,8 +662,10 @@ static void proxy_to(struct gw_req *rq, const struct rev_data *d, const struct r
 	gw_req_upstream_keepalive(rq, (unsigned)cu->keepalive);
 	if (cu->tls)
 		gw_req_upstream_tls(rq, r->up);
-	if (cu->h2)
+	if (cu->h2) {
 		gw_req_upstream_h2(rq);
+		gw_req_upstream_h2_ping(rq, cu->h2_ping_interval, cu->h2_ping_timeout);
+	}
 }
 
 /* The request no longer occupies its server (failed attempt or done). */

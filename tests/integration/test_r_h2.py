@@ -154,7 +154,13 @@ class Raw:
         """(status, headers, body, rst_code) of stream sid."""
         status, hdrs, body, rst = None, [], b"", None
         done = lambda f: f.stream_id == sid and ("END_STREAM" in f.flags or isinstance(f, hyperframe.RstStreamFrame))
-        for f in [x for x in self.frames if x.stream_id == sid] + self.read(timeout, done):
+        seen = [x for x in self.frames if x.stream_id == sid]
+        # an end read earlier (while waiting for another stream) is not
+        # waited for again: that wait ran out its whole timeout, and a few
+        # of them let the connection pass client_idle (the gateway closed it)
+        if not any(done(x) for x in seen):
+            seen += self.read(timeout, done)
+        for f in seen:
             if f.stream_id != sid:
                 continue
             if isinstance(f, hyperframe.HeadersFrame):
