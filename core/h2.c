@@ -636,11 +636,17 @@ static int cb_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
 			s->start_due = 1;
 		if (end)
 			s->in_done = 1;
+		if (end && s->rq != NULL && s->rq->up_h2 && s->rq->up != NULL)
+			event_active(&s->rq->up->ev_wr, EV_WRITE, 0);   /* (as for DATA, below) */
 		gw_h2__stream_timer(s);
 		break;
 	case NGHTTP2_DATA:
 		if (s != NULL && end)
 			s->in_done = 1;
+		/* an h2 upstream holds its END_STREAM for the client's trailers:
+		 * the end (after a body that had a content-length) lets it go */
+		if (s != NULL && end && s->rq != NULL && s->rq->up_h2 && s->rq->up != NULL)
+			event_active(&s->rq->up->ev_wr, EV_WRITE, 0);
 		break;
 	case NGHTTP2_RST_STREAM:
 		gw_stat_add(&h->c->w->stats->fam[h->c->proto->family][GW_FC_H2_RESETS], 1);

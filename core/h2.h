@@ -42,5 +42,8 @@ void gw_h2_dispatch(struct gw_req *rq);
  * not from an HTTP/2 client). */
 struct gw_hdr;
 int gw_h2_req_trailers(struct gw_req *rq, struct gw_hdr *out, int max);
+/* True once rq's HTTP/2 client stream sent END_STREAM (or rq is not an
+ * HTTP/2 client's): its request trailers, if any, are all there. */
+int gw_h2_req_ended(const struct gw_req *rq);
 
 #endif

@@ -111,6 +111,7 @@ struct gw_h2_client_strm {
 	size_t unconsumed;                     /* DATA bytes in pend not given back as window */
 	int status, has_len, chunked, final, deferred, closed, ended, refused, hd_err;
 	int in_trailers, trailers_n;
+	int rechunk;                           /* content-length dropped for chunked (client_takes_trailers) */
 	int req_eof;                           /* our END_STREAM went (or will, with the head) */
 	uint64_t clen, got;                    /* the response's content-length (has_len) and DATA so far */
 	struct gw_hdr *trailers;               /* (the exchange's arena) */
@@ -453,7 +454,12 @@ static ssize_t req_body_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size
 		event_active(&t->vu->ev_wr, EV_WRITE, 0);   /* the sink may send more (on_sent) */
 	}
 	have = evbuffer_get_length(t->body);
-	if (have == 0 && !t->rx.done) {
+	/* a body with a content-length is whole at its last byte, but an
+	 * HTTP/2 client's trailers come after it: END_STREAM waits for the
+	 * client's (core/h2.c wakes the exchange then) */
+	struct gw_req *rq = t->vu->rq;
+	int hold = t->rx.done && rq != NULL && !gw_h2_req_ended(rq);
+	if (have == 0 && (!t->rx.done || hold)) {
 		t->deferred = 1;
 		return NGHTTP2_ERR_DEFERRED;
 	}
@@ -461,20 +467,18 @@ static ssize_t req_body_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size
 		have = len;
 	if (have > 0)
 		evbuffer_remove(t->body, buf, have);
-	if (t->rx.done && evbuffer_get_length(t->body) == 0) {
-		struct gw_req *rq = t->vu->rq;
+	if (t->rx.done && !hold && evbuffer_get_length(t->body) == 0) {
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
 		t->req_eof = 1;
 		struct gw_hdr tr[GW_TRAILERS_MAX];
-		int k = rq != NULL ? gw_h2_req_trailers(rq, tr, GW_TRAILERS_MAX) : 0;
-		if (k > 0) {
-			/* the HTTP/2 client's trailers (core/h2.c keeps them) */
-			nghttp2_nv nv[GW_TRAILERS_MAX];
-			for (int i = 0; i < k; i++)
-				nv[i] = NV(tr[i].name, tr[i].name_len, tr[i].value, tr[i].value_len);
-			if (nghttp2_submit_trailer(ng, id, nv, (size_t)k) == 0)
-				*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-		}
+		int k = rq != NULL ? gw_h2_req_trailers(rq, tr, GW_TRAILERS_MAX) : 0, m = 0;
+		nghttp2_nv nv[GW_TRAILERS_MAX];
+		/* the HTTP/2 client's trailers (core/h2.c keeps them) */
+		for (int i = 0; i < k; i++)
+			if (!gw_http1_trailer_forbidden(tr[i].name, tr[i].name_len))
+				nv[m++] = NV(tr[i].name, tr[i].name_len, tr[i].value, tr[i].value_len);
+		if (m > 0 && nghttp2_submit_trailer(ng, id, nv, (size_t)m) == 0)
+			*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
 	}
 	return (ssize_t)have;
 }
@@ -502,6 +506,24 @@ static int cb_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *a
 	return 0;
 }
 
+/* An HTTP/1.1 client that said "TE: trailers" gets a response with a
+ * content-length as chunked, so the h2 upstream's trailers can follow in
+ * the last chunk (RFC 9110 6.5: a client that says nothing may not read
+ * them; it keeps the content-length and gets no trailers).  Not through a
+ * response filter (core/upstream.c re-frames a body it changes) and not
+ * for an HTTP/2 client (its trailers go as HEADERS anyway). */
+static int client_takes_trailers(const struct gw_req *rq)
+{
+	if (rq == NULL || rq->h2s != NULL || rq->head.version_minor < 1)
+		return 0;
+	for (size_t i = 0; i < rq->head.nhdrs; i++) {
+		const struct gw_hdr *x = &rq->head.hdrs[i];
+		if (gw_h1out_hdr_is(x, "te") && gw_http1_list_has(x->value, x->value_len, "trailers"))
+			return 1;
+	}
+	return 0;
+}
+
 static int cb_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name, size_t nl,
     const uint8_t *value, size_t vl, uint8_t flags, void *arg)
 {
@@ -518,6 +540,8 @@ static int cb_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
 			return 0;
 		if (t->trailers == NULL && (t->trailers = gw_req_alloc(rq, GW_TRAILERS_MAX * sizeof *t->trailers)) == NULL)
 			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+		if (gw_http1_trailer_forbidden((const char *)name, nl))
+			return 0;   /* (RFC 9110 6.5.1: never a header, never relayed) */
 		if (t->trailers_n >= GW_TRAILERS_MAX) {
 			t->hd_err = 1;
 			return 0;
@@ -545,6 +569,10 @@ static int cb_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
 	if (nl == 14 && memcmp(name, "content-length", 14) == 0) {
 		t->has_len = 1;   /* (one valid value: nghttp2 checked it) */
 		t->clen = strtoull((const char *)value, NULL, 10);
+		if (t->vu != NULL && client_takes_trailers(t->vu->rq)) {
+			t->rechunk = 1;   /* chunked instead: trailers may follow the body */
+			return 0;
+		}
 	}
 	/* names and values were checked by nghttp2 (no CR, LF, NUL; lowercase
 	 * tokens): the line cannot split */
@@ -607,7 +635,7 @@ static int head_done(nghttp2_session *ng, struct gw_h2_client_strm *t, int end)
 		int bodyless = t->status == 204 || t->status == 304 ||
 		    (rq != NULL && rq->head.method == GW_M_HEAD);
 		t->final = 1;
-		if (!t->has_len && !bodyless) {
+		if ((!t->has_len || t->rechunk) && !bodyless) {
 			if (end) {
 				r |= evbuffer_add(t->pend, "content-length: 0\r\n", 19);
 			} else {

@@ -344,6 +344,11 @@ int gw_h2_req_trailers(struct gw_req *rq, struct gw_hdr *out, int max)
 	return n;
 }
 
+int gw_h2_req_ended(const struct gw_req *rq)
+{
+	return rq->h2s == NULL || rq->h2s->in_done;
+}
+
 /* gw_req_read_body: collect the body into rq->bodybuf, then ask the family. */
 static void read_body(struct gw_h2s *s)
 {

@@ -25,6 +25,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <strings.h>
 
 /* Defaults used when a limit is 0 or lim is NULL. */
 #define DEF_MAX_HEADER_BYTES 65536u
@@ -138,6 +139,24 @@ static int list_next(const char *v, size_t len, size_t *pos, const char **e, siz
 	*elen = t - s;
 	*pos = i + 1;           /* past the comma; len + 1 marks the end */
 	return 1;
+}
+
+/* (name) rows: fields a trailer may not carry */
+#define GW_TRAILER_FORBIDDEN(X) \
+	X("content-length") X("transfer-encoding") X("content-encoding") X("content-type") \
+	X("content-range") X("trailer") X("host") X("cache-control") X("expect") \
+	X("max-forwards") X("pragma") X("range") X("te") X("authorization") \
+	X("proxy-authorization") X("www-authenticate") X("proxy-authenticate") \
+	X("authentication-info") X("proxy-authentication-info") X("cookie") X("set-cookie") \
+	X("age") X("expires") X("date") X("location") X("retry-after") X("vary") \
+	X("warning") X("connection") X("keep-alive") X("proxy-connection") X("upgrade")
+
+int gw_http1_trailer_forbidden(const char *name, size_t len)
+{
+#define X(n) if (len == sizeof(n) - 1 && strncasecmp(name, n, len) == 0) return 1;
+	GW_TRAILER_FORBIDDEN(X)
+#undef X
+	return len == 0 || name[0] == ':';
 }
 
 int gw_http1_list_has(const char *value, size_t len, const char *token)

@@ -256,6 +256,12 @@ const struct gw_hdr *gw_http1_find(const struct gw_http_head *h, const char *nam
  * (case-insensitive, OWS ignored). */
 int gw_http1_list_has(const char *value, size_t len, const char *token);
 
+/* True if a field of this name must not be relayed in trailers (RFC 9110
+ * 6.5.1: framing, routing, request modifiers, authentication, response
+ * control, content processing, and connection-specific fields): such a
+ * trailer is dropped, never merged into or turned into a header. */
+int gw_http1_trailer_forbidden(const char *name, size_t len);
+
 /* Method name for a method id ("GET"...); "OTHER" for GW_M_OTHER. */
 const char *gw_http1_method_name(enum gw_method m);
 

@@ -28,7 +28,7 @@ class Origin:
     staying open (its peer 'vanished'); new connections are served.
     Paths: /echo (the request body back; its trailers as x-req-trailer-*
     response headers, and x-req-cl its content-length), /cltr (a body with
-    content-length, then trailers, allowed and forbidden ones), anything
+    content-length, then trailers: allowed and forbidden ones), anything
     else: the path as the body (with content-length)."""
 
     def __init__(self):
@@ -113,7 +113,7 @@ class Origin:
         elif path.startswith("/cltr"):
             c.send_headers(sid, [(":status", "200"), ("content-length", "11"), ("content-type", "text/plain")])
             c.send_data(sid, b"hello world")
-            c.send_headers(sid, [("x-checksum", "c0ffee"), ("content-length", "999"), ("authorization", "x"),
+            c.send_headers(sid, [("x-checksum", "c0ffee"), ("set-cookie", "a=b"), ("authorization", "x"),
                                  ("x-final", "yes")], end_stream=True)
         else:
             body = path.encode()
@@ -129,7 +129,7 @@ CONF = """@GLOBAL@
   timeouts: { upstream_connect = 2; upstream_response = 3; };
 };
 reverse: {
-  listeners = ( { address = "127.0.0.1:%(port)d"; } );
+  listeners = ( { address = "127.0.0.1:%(port)d"; h2c = true; } );
   upstreams = (
     { name = "ping"; protocol = "h2"; h2_ping_interval = 0.5; h2_ping_timeout = 1;
       servers = ( { address = "127.0.0.1:%(po)d"; } ); },
@@ -250,3 +250,79 @@ def test_access_log_names_the_upstream_protocol(env):
     l1 = gh.access_line_for(env, "/h1/log-h1", wait=0)
     assert l2.endswith(' upproto=h2'), l2
     assert "upproto" not in l1 and l1.endswith('host="127.0.0.1:%d"' % env.port), l1
+
+
+# ---- trailers ----
+
+def h2c_exchange(g, path, headers=(), body=None, trailers=None, pause=0.0):
+    """One request over h2c (prior knowledge) with python3-h2: the body,
+    then after pause seconds the trailers (a separate write).  Returns
+    (response headers, body, response trailers)."""
+    s = socket.create_connection(("127.0.0.1", g.port), timeout=10)
+    c = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+    c.initiate_connection()
+    c.send_headers(1, [(":method", "POST" if body is not None else "GET"), (":path", path), (":scheme", "http"),
+                       (":authority", "a.test")] + list(headers), end_stream=body is None)
+    if body is not None:
+        c.send_data(1, body, end_stream=trailers is None)
+    s.sendall(c.data_to_send())
+    if trailers is not None:
+        time.sleep(pause)
+        c.send_headers(1, trailers, end_stream=True)
+        s.sendall(c.data_to_send())
+    hd, data, tr, done = {}, b"", {}, False
+    end = time.monotonic() + 15
+    while not done and time.monotonic() < end:
+        b = s.recv(65536)
+        if not b:
+            break
+        for ev in c.receive_data(b):
+            if isinstance(ev, h2.events.ResponseReceived):
+                hd = dict(ev.headers)
+            elif isinstance(ev, h2.events.DataReceived):
+                data += ev.data
+                c.acknowledge_received_data(ev.flow_controlled_length, 1)
+            elif isinstance(ev, h2.events.TrailersReceived):
+                tr = dict(ev.headers)
+            elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
+                done = True
+        s.sendall(c.data_to_send())
+    s.close()
+    assert done, (hd, data)
+    return hd, data, tr
+
+
+def test_h2_request_trailers_after_a_content_length_body(env):
+    """An h2 client sends content-length, the whole body, and its trailers
+    only later: the h2 upstream's END_STREAM waits for them, so they
+    arrive; a field not allowed in trailers (authorization) is dropped."""
+    hd, data, tr = h2c_exchange(env, "/echo/cl", headers=[("content-length", "7"), ("te", "trailers")],
+                                body=b"payload", trailers=[("x-sum", "42"), ("authorization", "Basic eDp5")],
+                                pause=0.5)
+    assert hd.get(b":status") == b"200" and data == b"payload", (hd, data)
+    assert hd.get(b"x-req-trailer-x-sum") == b"42", hd
+    assert hd.get(b"x-req-cl") == b"7", hd
+    assert b"x-req-trailer-authorization" not in hd, hd
+    r = env.pt.requests[-1]
+    assert r["tr"] == [(b"x-sum", b"42")], r["tr"]
+
+
+def test_response_trailers_with_content_length(env):
+    """The h2 origin answers with content-length + trailers.  An HTTP/1.1
+    client that said TE: trailers gets the body chunked with the allowed
+    trailers in the last chunk (set-cookie and authorization trailers
+    dropped, never headers; a content-length trailer nghttp2 itself refuses
+    as malformed); one that did not keeps the content-length and
+    gets none; an h2 client gets them as HEADERS."""
+    rc, out, err = gh.curl("-s", "-S", "--raw", "-D", "-", "-H", "TE: trailers", "--http1.1",
+                           "http://127.0.0.1:%d/cltr" % env.port)
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert b"transfer-encoding: chunked" in head.lower(), out
+    assert b"content-length" not in head.lower(), out
+    assert body == b"b\r\nhello world\r\n0\r\nx-checksum: c0ffee\r\nx-final: yes\r\n\r\n", out
+    rc, out, err = gh.curl("-s", "-S", "--raw", "-D", "-", "--http1.1", "http://127.0.0.1:%d/cltr" % env.port)
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert b"content-length: 11" in head.lower() and body == b"hello world", out
+    hd, data, tr = h2c_exchange(env, "/cltr")
+    assert data == b"hello world" and hd.get(b"content-length") == b"11", hd
+    assert tr == {b"x-checksum": b"c0ffee", b"x-final": b"yes"}, tr
