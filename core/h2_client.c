@@ -264,6 +264,10 @@ int gw_h2_client_attach(struct gw_req *rq, int may_open)
 		gw_upstream_fail(rq, 503, NULL);
 		return 1;
 	}
+	/* an HTTP/1.1 client's chunked trailers are kept as the body is
+	 * de-chunked (it moves only once attached) for req_body_read */
+	if (rq->h2s == NULL && rq->reqx.kind == GW_BODY_CHUNKED && !rq->reqx.done && rq->reqx.ck.tr == NULL)
+		rq->reqx.ck.tr = gw_req_alloc(rq, GW_CHUNKED_TRAILER_MAX);
 	t->vu = vu;
 	vu->h2s = t;
 	vu->connecting = 1;   /* until submitted: the engine writes nothing */
@@ -435,6 +439,42 @@ void gw_h2_client_out(struct upconn *vu)
 	kick(s);
 }
 
+/* An HTTP/1.1 client's chunked trailer lines (kept by the decoder, which
+ * checked their syntax) as fields: names lower-cased for HTTP/2, values
+ * without surrounding whitespace (the exchange's arena).  Returns how many. */
+static int h1_trailers(struct gw_req *rq, struct gw_hdr *out, int max)
+{
+	const char *p = rq->reqx.ck.tr, *end = p + rq->reqx.ck.tr_len;
+	int n = 0;
+
+	if (p == NULL || !rq->reqx.ck.done)
+		return 0;
+	while (p < end && n < max) {
+		const char *eol = memchr(p, '\r', (size_t)(end - p)), *colon, *v, *ve;
+		if (eol == NULL)
+			break;
+		colon = memchr(p, ':', (size_t)(eol - p));
+		if (colon == NULL)
+			break;   /* (the decoder refuses such a line) */
+		v = colon + 1;
+		ve = eol;
+		while (v < ve && (*v == ' ' || *v == '\t'))
+			v++;
+		while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+			ve--;
+		uint8_t *nm = lc_dup(rq, p, (size_t)(colon - p));
+		if (nm == NULL)
+			break;
+		out[n].name = (const char *)nm;
+		out[n].name_len = (uint32_t)(colon - p);
+		out[n].value = v;
+		out[n].value_len = (uint32_t)(ve - v);
+		n++;
+		p = eol + 2;
+	}
+	return n;
+}
+
 /* The request body for DATA frames: de-framed from vu->out as the window
  * allows (what stays there holds the sink back). */
 static ssize_t req_body_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len,
@@ -471,7 +511,8 @@ static ssize_t req_body_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
 		t->req_eof = 1;
 		struct gw_hdr tr[GW_TRAILERS_MAX];
-		int k = rq != NULL ? gw_h2_req_trailers(rq, tr, GW_TRAILERS_MAX) : 0, m = 0;
+		int k = rq == NULL ? 0 : rq->h2s != NULL ? gw_h2_req_trailers(rq, tr, GW_TRAILERS_MAX) :
+		    h1_trailers(rq, tr, GW_TRAILERS_MAX), m = 0;
 		nghttp2_nv nv[GW_TRAILERS_MAX];
 		/* the HTTP/2 client's trailers (core/h2.c keeps them) */
 		for (int i = 0; i < k; i++)

@@ -34,7 +34,7 @@
 /* RFC 9112 section 3: a method longer than any we implement gets 501. */
 #define MAX_METHOD_LEN       32u
 #define CHUNK_EXT_MAX        4096u
-#define CHUNK_TRAILER_MAX    4096u
+#define CHUNK_TRAILER_MAX    GW_CHUNKED_TRAILER_MAX
 #define CHUNK_SIZE_DIGITS    16u
 
 /* ---- character classes (ASCII only, no locale) ---- */
@@ -1219,6 +1219,10 @@ ssize_t gw_chunked_decode(struct gw_chunked *c, const char *in, size_t len,
 		default:
 			return cfail(c, "internal: bad decoder state");
 		}
+		/* a trailer line's bytes (aux caps them at the buffer's size) */
+		if (c->tr != NULL && st >= CS_TR_START && st <= CS_TR_LF && c->state != CS_FINAL_LF &&
+		    c->tr_len < CHUNK_TRAILER_MAX)
+			c->tr[c->tr_len++] = (char)ch;
 		i++;
 	}
 	return (ssize_t)i;

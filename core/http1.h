@@ -273,7 +273,14 @@ struct gw_chunked {
 	uint32_t aux;              /* private: counts extension/trailer bytes */
 	int done;                  /* set once the last chunk and trailers are read */
 	const char *err_reason;    /* set on error */
+	/* set by a caller that relays trailers (after gw_chunked_init): a
+	 * buffer of GW_CHUNKED_TRAILER_MAX bytes that receives the trailer
+	 * lines as read ("name: value\r\n"...), tr_len long */
+	char *tr;
+	uint32_t tr_len;
 };
+
+#define GW_CHUNKED_TRAILER_MAX 4096u
 
 void gw_chunked_init(struct gw_chunked *c);
 

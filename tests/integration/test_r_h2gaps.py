@@ -326,3 +326,24 @@ def test_response_trailers_with_content_length(env):
     hd, data, tr = h2c_exchange(env, "/cltr")
     assert data == b"hello world" and hd.get(b"content-length") == b"11", hd
     assert tr == {b"x-checksum": b"c0ffee", b"x-final": b"yes"}, tr
+
+
+def test_http1_chunked_request_trailers_to_h2_upstream(env):
+    """An HTTP/1.1 client's chunked body with trailers (a gRPC-web style
+    client): the allowed trailers reach the h2 upstream as a trailer
+    HEADERS frame (names lower-cased), Authorization and Content-Length
+    trailers are dropped and never become headers."""
+    req = (b"POST /echo/ck HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+           b"3\r\npay\r\n4\r\nload\r\n0\r\nX-Grpc-Sum:  42 \r\nAuthorization: Basic eDp5\r\n"
+           b"Content-Length: 99\r\nx-final: yes\r\n\r\n")
+    out = gh.raw_exchange(env.port, req, read_timeout=10, shutdown=False)
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), out
+    assert body == b"payload", out
+    low = head.lower()
+    assert b"x-req-trailer-x-grpc-sum: 42\r\n" in low and b"x-req-trailer-x-final: yes" in low, out
+    assert b"x-req-trailer-authorization" not in low and b"x-req-trailer-content-length" not in low, out
+    assert b"x-req-cl: -" in low, out
+    r = [x for x in env.pt.requests if x["h"][b":path"] == b"/echo/ck"][-1]
+    assert r["tr"] == [(b"x-grpc-sum", b"42"), (b"x-final", b"yes")], r["tr"]
+    assert b"authorization" not in r["h"], r["h"]
