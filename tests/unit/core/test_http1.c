@@ -1033,6 +1033,35 @@ static void test_chunked(void)
 	}
 	END_CASE();
 
+	BEGIN_CASE("chunked: trailer lines kept when asked, whole or byte by byte, never the final CRLF");
+	{
+		static const char b[] = "3\r\nabc\r\n0\r\nX-A: 1\r\nb:\t2 \r\n\r\nNEXT";
+		static const char want[] = "X-A: 1\r\nb:\t2 \r\n";
+		for (int step = 0; step < 2; step++) {
+			struct gw_chunked c;
+			char tr[GW_CHUNKED_TRAILER_MAX];
+			size_t off, dl, i = 0, n = sizeof(b) - 1;
+			gw_chunked_init(&c);
+			c.tr = tr;
+			while (i < n && !c.done) {
+				ssize_t r = gw_chunked_decode(&c, b + i, step ? 1 : n - i, &off, &dl);
+				CHECK(r > 0, "progress at %zu", i);
+				if (r <= 0)
+					break;
+				i += (size_t)r;
+			}
+			CHECK(c.done && i == n - 4, "ends before NEXT (%zu)", i);
+			CHECK(c.tr_len == sizeof(want) - 1 && memcmp(tr, want, c.tr_len) == 0, "kept '%.*s'",
+			    (int)c.tr_len, tr);
+		}
+		struct gw_chunked c;
+		size_t off, dl;
+		gw_chunked_init(&c);
+		CHECK(gw_chunked_decode(&c, "0\r\n\r\n", 5, &off, &dl) == 5 && c.done && c.tr_len == 0,
+		    "no buffer: nothing kept");
+	}
+	END_CASE();
+
 	BEGIN_CASE("chunked: one data span per call, remaining tracks the chunk");
 	{
 		struct gw_chunked c;
@@ -1190,6 +1219,18 @@ static void test_helpers(void)
 		free(b);
 		END_CASE();
 	}
+	BEGIN_CASE("fields forbidden in trailers");
+	{
+		static const char *const no[] = { "Content-Length", "transfer-encoding", "HOST", "authorization",
+			"Set-Cookie", "te", "trailer", "content-type", ":path", "" };
+		static const char *const yes[] = { "x-checksum", "grpc-status", "grpc-message", "server-timing",
+			"content-md5x", "tex", "digest" };
+		for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+			CHECK(gw_http1_trailer_forbidden(no[i], strlen(no[i])), "'%s' forbidden", no[i]);
+		for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+			CHECK(!gw_http1_trailer_forbidden(yes[i], strlen(yes[i])), "'%s' allowed", yes[i]);
+	}
+	END_CASE();
 	BEGIN_CASE("method names");
 	CHECK(strcmp(gw_http1_method_name(GW_M_GET), "GET") == 0, "GET");
 	CHECK(strcmp(gw_http1_method_name(GW_M_CONNECT), "CONNECT") == 0, "CONNECT");
