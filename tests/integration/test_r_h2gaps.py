@@ -153,7 +153,7 @@ def env():
     port = gh.free_port()
     g = gh.Gatehouse(CONF % {"port": port, "po": po.port, "pn": pn.port, "pt": pt.port, "p1": o1.port})
     g.start([port])
-    g.port, g.po, g.pn, g.pt = port, po, pn, pt
+    g.port, g.po, g.pn, g.pt, g.o1 = port, po, pn, pt, o1
     yield g
     g.check_clean()
     for o in (po, pn, pt):
@@ -347,3 +347,38 @@ def test_http1_chunked_request_trailers_to_h2_upstream(env):
     r = [x for x in env.pt.requests if x["h"][b":path"] == b"/echo/ck"][-1]
     assert r["tr"] == [(b"x-grpc-sum", b"42"), (b"x-final", b"yes")], r["tr"]
     assert b"authorization" not in r["h"], r["h"]
+
+
+def test_json_access_log_names_the_upstream_protocol(env):
+    """access_format = "json": upstream_protocol is "h2", "http1.1", or ""
+    when the request went to no upstream (a redirect)."""
+    port = gh.free_port()
+    conf = """
+global: { workers = 1; user = ""; state_dir = "@DIR@";
+  log: { error = "stderr"; level = "info"; access = "@DIR@/access.log"; access_format = "json"; };
+};
+reverse: {
+  listeners = ( { address = "127.0.0.1:%d"; } );
+  upstreams = ( { name = "tr"; protocol = "h2"; servers = ( { address = "127.0.0.1:%d"; } ); },
+    { name = "h1"; servers = ( { address = "127.0.0.1:%d"; } ); } );
+  sites = ( { hosts = [ "a.test" ]; default = true; routes = (
+      { path = "/h1/"; upstream = "h1"; strip_prefix = true; },
+      { path = "/go/"; redirect = "https://elsewhere.test/"; },
+      { path = "/"; upstream = "tr"; } ); } );
+};
+""" % (port, env.pt.port, env.o1.port)
+    g = gh.Gatehouse(conf).start([port])
+    try:
+        for p, st in (("/j-h2", b"200"), ("/h1/size/3", b"200"), ("/go/j-none", b"302")):
+            rc, out, err = gh.curl("-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:%d%s" % (port, p))
+            assert out == st, (p, out, err)
+        got = {}
+        def three():
+            for l in g.access_lines(wait=0):
+                d = json.loads(l)
+                got[d["target"]] = d.get("upstream_protocol")
+            return len(got) >= 3
+        assert wait_for(three), got
+        assert got == {"/j-h2": "h2", "/h1/size/3": "http1.1", "/go/j-none": ""}, got
+    finally:
+        g.check_clean()
