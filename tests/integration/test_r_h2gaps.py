@@ -42,6 +42,7 @@ class Origin:
         self.pings = 0
         self.requests = []
         self.frozen = set()     # connection numbers that no longer answer
+        self.unread = {}        # frozen connection -> frame types waiting in its socket
         self.stopping = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -72,7 +73,19 @@ class Origin:
                 with self.lock:
                     frozen = n in self.frozen
                 if frozen:
-                    time.sleep(0.05)   # holds the socket: no FIN, no answer
+                    # holds the socket: no FIN, no answer; notes the
+                    # frame types that arrive without reading them
+                    try:
+                        b = s.recv(65536, socket.MSG_PEEK)
+                    except socket.timeout:
+                        b = b""
+                    types, i = set(), 0
+                    while i + 9 <= len(b):
+                        types.add(b[i + 3])
+                        i += 9 + int.from_bytes(b[i:i + 3], "big")
+                    with self.lock:
+                        self.unread[n] = types
+                    time.sleep(0.05)
                     continue
                 try:
                     data = s.recv(65536)
@@ -133,6 +146,8 @@ reverse: {
   upstreams = (
     { name = "ping"; protocol = "h2"; h2_ping_interval = 0.5; h2_ping_timeout = 1;
       servers = ( { address = "127.0.0.1:%(po)d"; } ); },
+    { name = "probe"; protocol = "h2"; h2_ping_interval = 0.5; h2_ping_timeout = 8;
+      servers = ( { address = "127.0.0.1:%(pp)d"; } ); },
     { name = "noping"; protocol = "h2"; h2_ping_interval = 0;
       servers = ( { address = "127.0.0.1:%(pn)d"; } ); },
     { name = "tr"; protocol = "h2"; servers = ( { address = "127.0.0.1:%(pt)d"; } ); },
@@ -140,6 +155,7 @@ reverse: {
   sites = ( { hosts = [ "a.test" ]; default = true; routes = (
       { path = "/ping/"; upstream = "ping"; },
       { path = "/noping/"; upstream = "noping"; },
+      { path = "/probe/"; upstream = "probe"; },
       { path = "/h1/"; upstream = "h1"; },
       { path = "/"; upstream = "tr"; } ); } );
 };
@@ -148,15 +164,15 @@ reverse: {
 
 @pytest.fixture(scope="module")
 def env():
-    po, pn, pt = Origin(), Origin(), Origin()
+    po, pn, pt, pp = Origin(), Origin(), Origin(), Origin()
     o1 = gh.Origin()
     port = gh.free_port()
-    g = gh.Gatehouse(CONF % {"port": port, "po": po.port, "pn": pn.port, "pt": pt.port, "p1": o1.port})
+    g = gh.Gatehouse(CONF % {"port": port, "po": po.port, "pn": pn.port, "pt": pt.port, "pp": pp.port, "p1": o1.port})
     g.start([port])
-    g.port, g.po, g.pn, g.pt, g.o1 = port, po, pn, pt, o1
+    g.port, g.po, g.pn, g.pt, g.pp, g.o1 = port, po, pn, pt, pp, o1
     yield g
     g.check_clean()
-    for o in (po, pn, pt):
+    for o in (po, pn, pt, pp):
         o.stop()
     o1.stop()
 
@@ -204,6 +220,23 @@ def test_vanished_peer_found_by_ping(env):
     assert rc == 0 and out == b"/ping/after", err
     assert time.monotonic() - t0 < 2.5
     assert o.conns == conns + 1
+
+
+def test_session_being_probed_takes_no_new_request(env):
+    """While a silent session's PING is unanswered (its timeout here is
+    8 s), a new request does not join it: it opens a new connection and
+    is answered at once."""
+    o = env.pp
+    rc, out, err = get(env, "/probe/warm")
+    assert rc == 0, err
+    o.freeze()
+    # a PING (frame type 6) reached the frozen connection, unanswered
+    assert wait_for(lambda: 6 in o.unread.get(1, ()), timeout=15), o.unread
+    t0 = time.monotonic()
+    rc, out, err = get(env, "/probe/after")
+    assert rc == 0 and out == b"/probe/after", err
+    assert time.monotonic() - t0 < 2.5
+    assert o.conns == 2
 
 
 def test_without_ping_the_dead_session_hangs(env):
