@@ -89,7 +89,8 @@ struct gw_h2_client {
 	double t_connect, idle_since;
 	/* liveness (h2_ping_interval/_timeout): a session that received
 	 * nothing for ping_iv is PINGed; no answer in ping_to closes it.
-	 * While probed (ping_out) it takes no new exchanges. */
+	 * While probed (ping_out) it takes no new exchanges.  Set by the
+	 * request that opened it (a reload closes idle sessions). */
 	double ping_iv, ping_to, last_rx, ping_sent;
 	int ping_out;
 	struct event ev_ping;

@@ -207,8 +207,10 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	    strlen(hc->up->health.path));
 	if (tls >= 0)
 		gw_req_upstream_tls(rq, tls);
-	if (hc->up->h2)
+	if (hc->up->h2) {
 		gw_req_upstream_h2(rq);   /* checked in the protocol it is spoken to in */
+		gw_req_upstream_h2_ping(rq, hc->up->h2_ping_interval, hc->up->h2_ping_timeout);
+	}
 	hc->rq = rq;
 	gw_upstream_start(rq);   /* (may finish at once: every outcome reaches the sink) */
 }
