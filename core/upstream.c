@@ -702,7 +702,8 @@ static void on_connected(struct gw_req *rq)
 	}
 	if (rq->up_tls > 0) {
 		u->ssl = gw_tls_upstream_ssl(rq->snap->tls, rq->up_tls - 1, rq->up_host);
-		if (u->ssl == NULL || SSL_set_fd(u->ssl, u->fd) != 1) {
+		if (u->ssl == NULL || SSL_set_fd(u->ssl, u->fd) != 1 ||
+		    (rq->up_alpn_len > 0 && SSL_set_alpn_protos(u->ssl, rq->up_alpn, (unsigned)rq->up_alpn_len) != 0)) {
 			gw_upstream_detach(rq);
 			upstream_failed(rq, 502, "upstream TLS: cannot create a session");
 			return;
