@@ -371,6 +371,32 @@ def test_origin_failing_its_check_gets_block_page_per_stream(env):
     assert (ver, code) == ("1.1", 502), (ver, code, err)
 
 
+def test_chromium_speaks_h2_inside(env):
+    """Debian's Chromium through the proxy (test_f_inspect's browser script):
+    the inspected page and the block page, both over HTTP/2 inside."""
+    import base64
+    import hashlib
+    import test_a_browser as tb
+    assert os.path.exists("/usr/bin/chromium"), "chromium missing: run tests/deps.sh test"
+    tb.ensure_node_modules()
+    r = BumpedRaw(env, "h2.test", env.h2o.port)
+    leaf = r.s.getpeercert(binary_form=True)
+    r.close()
+    pub = subprocess.run(["openssl", "x509", "-inform", "DER", "-pubkey", "-noout"], input=leaf,
+                         capture_output=True, check=True).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=pub, capture_output=True,
+                         check=True).stdout
+    base = "https://h2.test:%d" % env.h2o.port
+    envv = dict(os.environ, GH_FORWARD="127.0.0.1:%d" % env.port,
+                GH_SPKI=base64.b64encode(hashlib.sha256(der).digest()).decode(),
+                GH_PAGE=base + "/echo", GH_BLOCKED=base + "/secret/chromium")
+    p = subprocess.run(["node", os.path.join(tb.BROWSER_DIR, "inspect.test.mjs")], env=envv,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    line = log_line(env, base + "/secret/chromium")
+    assert line is not None and "Chrom" in line and "HTTP/2.0" in line and "no-secret" in line, line
+
+
 # ---- faults ----
 
 def test_preface_garbage_and_proxy_lives(env):
