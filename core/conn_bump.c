@@ -35,6 +35,7 @@
 #include <openssl/ssl.h>
 
 #include "core/conn_int.h"
+#include "core/h2_client.h"
 #include "core/http1.h"
 #include "core/log.h"
 #include "core/tls.h"
@@ -99,6 +100,11 @@ int gw_req_upstream_alpn_h2(const SSL *up)
 void gw_req_tls_serve_h2(struct gw_req *rq)
 {
 	rq->srv_h2 = 1;
+}
+
+int gw_req_conn_upstream_h2(const struct gw_req *rq)
+{
+	return rq->c != NULL && rq->c->bump_host != NULL && rq->c->bump_up_h2 && !gw_upstream__conn_bound(&rq->head);
 }
 
 const char *gw_req_conn_tag(const struct gw_req *rq)
@@ -400,14 +406,18 @@ void gw_conn_bump__serve(struct gw_conn *c, struct gw_req *rq)
 	/* the verified origin session serves the first request (its pool
 	 * key is the one gw_req_proxy + gw_req_upstream_tls make) */
 	if (u != NULL) {
-		/* (an origin that chose h2 cannot take the HTTP/1.1 requests) */
 		int reuse = u->ssl != NULL && !u->tls_hs && !u->eof && u->key[0] != '\0' &&
-		    evbuffer_get_length(u->in) == 0 && evbuffer_get_length(u->out) == 0 && !gw_tls_is_h2(u->ssl);
+		    evbuffer_get_length(u->in) == 0 && evbuffer_get_length(u->out) == 0;
 		rq->up = NULL;
 		u->rq = NULL;
 		if (u->keepalive == 0)   /* a tunnel's connection is never pooled otherwise */
 			u->keepalive = POOL_KEEPALIVE;
-		if (reuse)
+		/* an origin that chose h2: its session serves the streams over
+		 * HTTP/2 (core/h2_client.c), never the HTTP/1.1 pool */
+		c->bump_up_h2 = u->ssl != NULL && gw_tls_is_h2(u->ssl);
+		if (reuse && c->bump_up_h2 && gw_h2_client_adopt(c->w, u) == 0)
+			u = NULL;   /* (taken) */
+		else if (reuse && !c->bump_up_h2)
 			gw_upstream__pool_put(c->w, u);
 		else
 			gw_upstream__free(u);

@@ -239,6 +239,7 @@ struct gw_conn {
 	 * authority its requests go to, the family's tag (malloc'd) */
 	char *bump_host, *bump_tag;
 	uint16_t bump_port;
+	int bump_up_h2;                 /* the origin's check handshake chose h2 */
 };
 
 /* The body framing a sink reads (src of its on_body): the upstream's, or,
@@ -362,6 +363,10 @@ int gw_conn_bump__absolute(struct gw_conn *c, struct gw_req *rq, const char **ba
  * the CONNECT's host (or TLS name) and port (else 421), then as above.
  * 0, or the status to answer with *why. */
 int gw_conn_bump__stream(struct gw_conn *c, struct gw_req *rq, const char **why);
+/* upstream.c: h carries credentials that bind the connection (NTLM ...). */
+int gw_upstream__conn_bound(const struct gw_http_head *h);
+/* upstream.c: a is one of v's addresses (address and port). */
+int gw_upstream__addr_vetted(const struct gw_dns_result *v, const union gw_sa *a);
 /* What the family decided after the 200 (dispatch() hands over all but a
  * tunnel, a deferral and the TLS server, which it carries out). */
 void gw_conn_bump__decided(struct gw_conn *c, struct gw_req *rq);

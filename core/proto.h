@@ -247,6 +247,12 @@ void gw_req_tls_serve(struct gw_req *rq, struct ssl_ctx_st *ctx, struct x509_st 
 void gw_req_upstream_alpn(struct gw_req *rq, int h2, int h1, int h2_first);
 int gw_req_upstream_alpn_h2(const struct ssl_st *up);
 void gw_req_tls_serve_h2(struct gw_req *rq);
+/* In a request read inside an inspected connection whose origin chose h2:
+ * 1 when it may go to the origin over HTTP/2 (gw_req_upstream_h2, on the
+ * verified check session while it lasts, else a new one to the vetted
+ * addresses); 0 for HTTP/1.1 (also for connection-bound credentials:
+ * NTLM, Negotiate need a connection of their own). */
+int gw_req_conn_upstream_h2(const struct gw_req *rq);
 /* The tag of the inspected connection rq was read on (NULL: not one). */
 const char *gw_req_conn_tag(const struct gw_req *rq);
 

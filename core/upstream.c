@@ -1495,3 +1495,13 @@ void gw_upstream_release(struct gw_req *rq)
 	    evbuffer_get_length(u->in) == 0 && evbuffer_get_length(u->out) == 0 &&
 	    !atomic_load(&rq->w->stop));
 }
+
+int gw_upstream__conn_bound(const struct gw_http_head *h)
+{
+	return creds_conn_bound(h);
+}
+
+int gw_upstream__addr_vetted(const struct gw_dns_result *v, const union gw_sa *a)
+{
+	return addr_vetted(v, a);
+}
