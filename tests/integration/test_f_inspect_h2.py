@@ -234,11 +234,11 @@ def connect(e, host, port, auth=None, via=None):
 class BumpedRaw(Raw):
     """test_r_h2's raw HTTP/2 client, over TLS inside a CONNECT (ALPN: alpn)."""
 
-    def __init__(self, e, host, port, alpn=("h2",), settings=None, via=None):
+    def __init__(self, e, host, port, alpn=("h2",), settings=None, via=None, sni=None):
         s = connect(e, host, port, via=via)
         ctx = ssl.create_default_context(cafile=e.gwca)
         ctx.set_alpn_protocols(list(alpn))
-        s = ctx.wrap_socket(s, server_hostname=host)
+        s = ctx.wrap_socket(s, server_hostname=sni or host)
         self.alpn = s.selected_alpn_protocol()
         self.s = s
         self.enc = hpack.Encoder()
@@ -408,6 +408,23 @@ def test_authority_must_be_the_connects(env):
     assert not any("bad=" in t or "http=1" in t for t in targets), targets
     line = log_line(env, "echo?bad=1")
     assert line is not None and " 421 " in line, line
+
+
+def test_authority_may_be_the_tls_name_but_goes_to_the_connects_host(env):
+    """A client that CONNECTs to one name and sends another as its TLS name
+    (both judged by the policy) may use that TLS name as :authority; the
+    request still goes to the CONNECT's host and port only."""
+    o = env.h2o
+    r = BumpedRaw(env, "h2.test", o.port, sni="other.test")
+    assert r.alpn == "h2"
+    try:
+        st, hdrs, body, rst = r.get(1, "/echo?sni=1", "other.test:%d" % o.port)
+        assert st == 200, (st, rst)
+        assert json.loads(body)["authority"] == "h2.test:%d" % o.port
+    finally:
+        r.close()
+    line = log_line(env, "https://h2.test:%d/echo?sni=1" % o.port)
+    assert line is not None and "HTTP/2.0" in line, line
 
 
 def _headers(r, sid, hdrs, end_stream=True):
