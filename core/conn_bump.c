@@ -26,6 +26,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -34,7 +35,10 @@
 #include <openssl/ssl.h>
 
 #include "core/conn_int.h"
+#include "core/h2_client.h"
+#include "core/http1.h"
 #include "core/log.h"
+#include "core/tls.h"
 
 /* ---- the family's calls (core/proto.h) ---- */
 
@@ -66,6 +70,41 @@ void gw_req_tls_serve(struct gw_req *rq, SSL_CTX *ctx, X509 *cert, EVP_PKEY *key
 	if (EVP_PKEY_up_ref(key) == 1)
 		rq->srv_key = key;
 	rq->dec = DEC_TLS_SERVE;
+}
+
+void gw_req_upstream_alpn(struct gw_req *rq, int h2, int h1, int h2_first)
+{
+	static const unsigned char l2[] = "\x02h2", l1[] = "\x08http/1.1";
+	size_t n = 0;
+
+	if (h2 && (h2_first || !h1)) {
+		memcpy(rq->up_alpn, l2, 3);
+		n = 3;
+	}
+	if (h1) {
+		memcpy(rq->up_alpn + n, l1, 9);
+		n += 9;
+	}
+	if (h2 && h1 && !h2_first) {
+		memcpy(rq->up_alpn + n, l2, 3);
+		n += 3;
+	}
+	rq->up_alpn_len = n;
+}
+
+int gw_req_upstream_alpn_h2(const SSL *up)
+{
+	return up != NULL && gw_tls_is_h2(up);
+}
+
+void gw_req_tls_serve_h2(struct gw_req *rq)
+{
+	rq->srv_h2 = 1;
+}
+
+int gw_req_conn_upstream_h2(const struct gw_req *rq)
+{
+	return rq->c != NULL && rq->c->bump_host != NULL && rq->c->bump_up_h2 && !gw_upstream__conn_bound(&rq->head);
 }
 
 const char *gw_req_conn_tag(const struct gw_req *rq)
@@ -358,6 +397,8 @@ void gw_conn_bump__serve(struct gw_conn *c, struct gw_req *rq)
 	c->bump_tag = strdup(rq->srv_tag);
 	c->bump_port = rq->srv_port;
 	c->ssl = s;
+	if (rq->srv_h2)
+		gw_tls_allow_h2(s);   /* the handshake's ALPN: core/tls.c; h2 runs core/h2.c */
 	if (c->bump_host == NULL || c->bump_tag == NULL) {
 		gw_conn__close(c, GW_CLOSE_INTERNAL);
 		return;
@@ -371,7 +412,12 @@ void gw_conn_bump__serve(struct gw_conn *c, struct gw_req *rq)
 		u->rq = NULL;
 		if (u->keepalive == 0)   /* a tunnel's connection is never pooled otherwise */
 			u->keepalive = POOL_KEEPALIVE;
-		if (reuse)
+		/* an origin that chose h2: its session serves the streams over
+		 * HTTP/2 (core/h2_client.c), never the HTTP/1.1 pool */
+		c->bump_up_h2 = u->ssl != NULL && gw_tls_is_h2(u->ssl);
+		if (reuse && c->bump_up_h2 && gw_h2_client_adopt(c->w, u) == 0)
+			u = NULL;   /* (taken) */
+		else if (reuse && !c->bump_up_h2)
 			gw_upstream__pool_put(c->w, u);
 		else
 			gw_upstream__free(u);
@@ -418,4 +464,32 @@ int gw_conn_bump__absolute(struct gw_conn *c, struct gw_req *rq, const char **ba
 	h->host_len = hl;
 	h->port = c->bump_port;
 	return 0;
+}
+
+int gw_conn_bump__stream(struct gw_conn *c, struct gw_req *rq, const char **why)
+{
+	const struct gw_http_head *h = &rq->head;
+	const char *host, *sni = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
+	size_t hl;
+	uint16_t port;
+
+	*why = NULL;
+	if (h->host_hdr == NULL ||
+	    gw_http1_parse_authority(h->host_hdr, h->host_hdr_len, 443, &host, &hl, &port) != NULL) {
+		*why = "inside an inspected connection a request needs a valid :authority";
+		return 400;
+	}
+	/* a browser coalesces the streams of hosts the (mirrored) certificate
+	 * covers onto one connection: only the CONNECT's own host (or the TLS
+	 * name, judged with it) is served here; 421 makes it open another */
+	if (port != c->bump_port || !((hl == strlen(c->bump_host) && strncasecmp(host, c->bump_host, hl) == 0) ||
+	    (sni != NULL && hl == strlen(sni) && strncasecmp(host, sni, hl) == 0))) {
+		*why = "misdirected: this inspected connection serves only its CONNECT's host and port";
+		return 421;
+	}
+	if (gw_conn_bump__absolute(c, rq, why) < 0) {
+		*why = "out of memory";
+		return 503;
+	}
+	return *why != NULL ? 400 : 0;
 }

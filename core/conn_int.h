@@ -199,6 +199,9 @@ struct gw_req {
 	EVP_PKEY *srv_key;
 	char *srv_host, *srv_tag;
 	uint16_t srv_port;
+	int srv_h2;                     /* gw_req_tls_serve_h2: the client may get h2 */
+	unsigned char up_alpn[12];      /* gw_req_upstream_alpn: the upstream handshake's */
+	size_t up_alpn_len;             /* ALPN list (0: its context's, http/1.1) */
 };
 
 /*
@@ -237,6 +240,7 @@ struct gw_conn {
 	 * authority its requests go to, the family's tag (malloc'd) */
 	char *bump_host, *bump_tag;
 	uint16_t bump_port;
+	int bump_up_h2;                 /* the origin's check handshake chose h2 */
 };
 
 /* The body framing a sink reads (src of its on_body): the upstream's, or,
@@ -356,6 +360,14 @@ void gw_conn_bump__serve(struct gw_conn *c, struct gw_req *rq);   /* DEC_TLS_SER
  * (https://host:port + its origin-form target).  0, or -1 out of memory;
  * *bad set (and the head left) for a head in another form. */
 int gw_conn_bump__absolute(struct gw_conn *c, struct gw_req *rq, const char **bad);
+/* An HTTP/2 stream's head inside one (core/h2.c): its :authority must be
+ * the CONNECT's host (or TLS name) and port (else 421), then as above.
+ * 0, or the status to answer with *why. */
+int gw_conn_bump__stream(struct gw_conn *c, struct gw_req *rq, const char **why);
+/* upstream.c: h carries credentials that bind the connection (NTLM ...). */
+int gw_upstream__conn_bound(const struct gw_http_head *h);
+/* upstream.c: a is one of v's addresses (address and port). */
+int gw_upstream__addr_vetted(const struct gw_dns_result *v, const union gw_sa *a);
 /* What the family decided after the 200 (dispatch() hands over all but a
  * tunnel, a deferral and the TLS server, which it carries out). */
 void gw_conn_bump__decided(struct gw_conn *c, struct gw_req *rq);

@@ -478,6 +478,13 @@ static void stream_start(struct gw_h2s *s)
 		    st == 503 ? "out of memory" : "bad request head");
 		return;
 	}
+	if (c->bump_host != NULL) {   /* inside an inspected CONNECT (core/conn_bump.c) */
+		const char *why;
+		if ((st = gw_conn_bump__stream(c, rq, &why)) != 0) {
+			gw_h2__respond_error(rq, st, why);
+			return;
+		}
+	}
 	body_setup(rq);
 	if (rq->head.flags & GW_HF_EXPECT_OTHER) {
 		gw_h2__respond_error(rq, 417, "unsupported expectation");

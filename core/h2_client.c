@@ -217,6 +217,16 @@ static void sess_fill(struct gw_h2_client *s)
 
 /* ---- the engine's side ---- */
 
+/* A family that vets addresses (on_resolved: the forward side) joins only
+ * a session connected to one of the addresses it allowed this time. */
+static int sess_vetted(const struct gw_h2_client *s, const struct gw_req *rq)
+{
+	if (rq->proto->on_resolved == NULL)
+		return 1;
+	return rq->addrs != NULL && s->addr_idx > 0 &&
+	    gw_upstream__addr_vetted(rq->addrs, (const union gw_sa *)&s->addrs.addrs[s->addr_idx - 1]);
+}
+
 int gw_h2_client_attach(struct gw_req *rq, int may_open)
 {
 	struct gw_pool *p = rq->w->pool;
@@ -237,7 +247,7 @@ int gw_h2_client_attach(struct gw_req *rq, int may_open)
 		 * its own would be: the refused streams of a GOAWAY go again on
 		 * one new connection, not one each) */
 		if (s->state == S_DEAD || s->closing || strcmp(s->key, rq->pool_key) != 0 ||
-		    (rq->retried && s->state == S_OPEN))
+		    (rq->retried && s->state == S_OPEN) || !sess_vetted(s, rq))
 			continue;
 		if (s->ping_out)
 			continue;   /* silent past its interval: not trusted until it answers */
@@ -1378,4 +1388,67 @@ void gw_h2_client_expire(struct gw_pool *p, double limit, int all)
 			sess_kill(s, all == 2 ? "the worker stops" : "idle", all == 2 ? 2 : 0);
 		}
 	}
+}
+
+/* ---- adopting a verified session (TLS inspection) ---- */
+
+int gw_h2_client_adopt(struct gw_worker *w, struct upconn *u)
+{
+	struct gw_pool *p = w->pool;
+	struct gw_h2_client *s;
+	size_t plen = u->peer.sa.sa_family == AF_INET6 ? sizeof u->peer.in6 : sizeof u->peer.in;
+	int dead = 0;
+
+	pthread_once(&h2c_once, h2c_setup);
+	if (h2c_cbs == NULL || h2c_opt == NULL || u->fd < 0 || u->ssl == NULL || u->key[0] == '\0' ||
+	    (s = calloc(1, sizeof *s)) == NULL)
+		return -1;
+	s->in = evbuffer_new();
+	s->out = evbuffer_new();
+	if (s->in == NULL || s->out == NULL || nghttp2_session_client_new2(&s->ng, h2c_cbs, s, h2c_opt) != 0) {
+		if (s->in != NULL)
+			evbuffer_free(s->in);
+		if (s->out != NULL)
+			evbuffer_free(s->out);
+		free(s);
+		return -1;
+	}
+	s->magic = H2C_MAGIC;
+	s->w = w;
+	s->pool = p;
+	snprintf(s->key, sizeof s->key, "%s", u->key);
+	snprintf(s->addr_str, sizeof s->addr_str, "%s", u->addr_str);
+	/* its one address: the one the CONNECT vetted (sess_vetted) */
+	memcpy(&s->addrs.addrs[0], &u->peer, plen);
+	s->addrs.lens[0] = (socklen_t)plen;
+	s->addrs.naddrs = 1;
+	s->addr_idx = 1;
+	s->t_connect = 10;
+	s->idle_since = gw_mono_now();
+	/* the socket and the TLS session move over; u is freed without them */
+	event_del(&u->ev_rd);
+	event_del(&u->ev_wr);
+	event_del(&u->ev_to);
+	s->fd = u->fd;
+	s->ssl = u->ssl;
+	u->fd = -1;
+	u->ssl = NULL;
+	gw_upstream__free(u);
+	event_assign(&s->ev_to, w->base, -1, 0, sess_to_cb, s);
+	event_assign(&s->ev_kick, w->base, -1, 0, sess_kick_cb, s);
+	event_assign(&s->ev_rd, w->base, s->fd, EV_READ | EV_PERSIST, sess_rd_cb, s);
+	event_assign(&s->ev_wr, w->base, s->fd, EV_WRITE | EV_PERSIST, sess_wr_cb, s);
+	s->next = p->h2c;
+	if (s->next != NULL)
+		s->next->prev = s;
+	p->h2c = s;
+	gw_debug("upstream %s: the inspected origin chose h2: its verified session carries the streams", s->addr_str);
+	s->dead = &dead;
+	open_done(s);   /* our preface and SETTINGS; the origin's may wait in OpenSSL */
+	if (dead)
+		return 0;   /* (it ended at once: this loop keeps no idle connection) */
+	s->dead = NULL;
+	if (s->state == S_OPEN && SSL_has_pending(s->ssl))
+		event_active(&s->ev_rd, EV_READ, 0);
+	return 0;
 }

@@ -30,6 +30,13 @@ void gw_h2_client_gone(struct upconn *vu);
  * idle one; 2: every session, streams failed: the pool is freed). */
 void gw_h2_client_expire(struct gw_pool *p, double limit, int all);
 
+/* TLS inspection (core/conn_bump.c): the origin's verified check session
+ * u (idle, its TLS done, ALPN h2) becomes an open session under its pool
+ * key, its address the one the CONNECT vetted.  0: u was taken (freed);
+ * -1: nothing changed (the caller frees u). */
+struct gw_worker;
+int gw_h2_client_adopt(struct gw_worker *w, struct upconn *u);
+
 /* internal: a new session for rq's key and addresses (not yet connecting)
  * or NULL (rq failed). */
 struct gw_h2_client *gw_h2_client__open(struct gw_req *rq);

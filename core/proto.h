@@ -236,6 +236,27 @@ void gw_req_peek(struct gw_req *rq, size_t max, double timeout);
 void gw_req_tunnel_tls(struct gw_req *rq);
 void gw_req_tls_serve(struct gw_req *rq, struct ssl_ctx_st *ctx, struct x509_st *cert,
     struct evp_pkey_st *key, const char *host, uint16_t port, const char *tag);
+/*
+ * HTTP/2 inside inspection (ALPN mirrored):
+ *   gw_req_upstream_alpn(rq, h2, h1, h2_first)   from on_peek, before the
+ *       upstream handshake: it offers those of h2 and http/1.1 (h2 first
+ *       when h2_first) instead of its context's http/1.1; none: unchanged.
+ *   gw_req_upstream_alpn_h2(up)   in on_tunnel_tls: the origin chose h2.
+ *       That session is then never pooled for the HTTP/1.1 requests inside.
+ *   gw_req_tls_serve_h2(rq)       with gw_req_tls_serve: the client's
+ *       handshake chooses h2 when offered (else http/1.1); its connection
+ *       then runs core/h2.c, each stream a request as gw_req_tls_serve says,
+ *       its :authority the CONNECT's host (or the TLS name) and port or 421.
+ */
+void gw_req_upstream_alpn(struct gw_req *rq, int h2, int h1, int h2_first);
+int gw_req_upstream_alpn_h2(const struct ssl_st *up);
+void gw_req_tls_serve_h2(struct gw_req *rq);
+/* In a request read inside an inspected connection whose origin chose h2:
+ * 1 when it may go to the origin over HTTP/2 (gw_req_upstream_h2, on the
+ * verified check session while it lasts, else a new one to the vetted
+ * addresses); 0 for HTTP/1.1 (also for connection-bound credentials:
+ * NTLM, Negotiate need a connection of their own). */
+int gw_req_conn_upstream_h2(const struct gw_req *rq);
 /* The tag of the inspected connection rq was read on (NULL: not one). */
 const char *gw_req_conn_tag(const struct gw_req *rq);
 

@@ -203,6 +203,12 @@ static int alpn_cb(SSL *s, const unsigned char **out, unsigned char *outlen,
 	return SSL_TLSEXT_ERR_OK;
 }
 
+void gw_tls_ctx_alpn(SSL_CTX *ctx)
+{
+	pthread_once(&h2_once, h2_idx_make);   /* (h2_idx for alpn_cb) */
+	SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+}
+
 static int name_matches(const char *pattern, const char *host)
 {
 	if (strcasecmp(pattern, host) == 0)

@@ -187,6 +187,10 @@ const char *gw_tls_upstream_id(const struct gw_tls *t, int upstream);
  * listener allows HTTP/2); after the handshake, whether h2 was chosen. */
 void gw_tls_allow_h2(SSL *s);
 int gw_tls_is_h2(const SSL *s);
+/* Server sessions of ctx choose ALPN as the listeners' do: h2 when the
+ * session was allowed it (gw_tls_allow_h2) and the client offers it, else
+ * http/1.1 when offered, else no ALPN (TLS inspection's minted sessions). */
+void gw_tls_ctx_alpn(SSL_CTX *ctx);
 /* Install cert (PEM chain, leaf first) and key files as the live certificate
  * id: every generation's server certificate whose spec has that live_id is
  * served from it by SNI from the next handshake on (connections already up

@@ -702,7 +702,8 @@ static void on_connected(struct gw_req *rq)
 	}
 	if (rq->up_tls > 0) {
 		u->ssl = gw_tls_upstream_ssl(rq->snap->tls, rq->up_tls - 1, rq->up_host);
-		if (u->ssl == NULL || SSL_set_fd(u->ssl, u->fd) != 1) {
+		if (u->ssl == NULL || SSL_set_fd(u->ssl, u->fd) != 1 ||
+		    (rq->up_alpn_len > 0 && SSL_set_alpn_protos(u->ssl, rq->up_alpn, (unsigned)rq->up_alpn_len) != 0)) {
 			gw_upstream_detach(rq);
 			upstream_failed(rq, 502, "upstream TLS: cannot create a session");
 			return;
@@ -1493,4 +1494,14 @@ void gw_upstream_release(struct gw_req *rq)
 	    !rq->resp_conn_close && !rq->resp_http10 && rq->respx.kind != GW_BODY_CLOSE &&
 	    evbuffer_get_length(u->in) == 0 && evbuffer_get_length(u->out) == 0 &&
 	    !atomic_load(&rq->w->stop));
+}
+
+int gw_upstream__conn_bound(const struct gw_http_head *h)
+{
+	return creds_conn_bound(h);
+}
+
+int gw_upstream__addr_vetted(const struct gw_dns_result *v, const union gw_sa *a)
+{
+	return addr_vetted(v, a);
 }

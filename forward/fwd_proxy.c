@@ -214,6 +214,8 @@ void fwd_proxy(struct gw_req *rq, struct fwd_data *d)
 	gw_req_proxy(rq, h->host, h->host_len, h->port, NULL, 0);
 	if (d->insp != NULL && gw_req_conn_tag(rq) != NULL) {
 		gw_req_upstream_tls(rq, fwd_inspect_upstream_tls(d->insp, h->host, h->host_len));
+		if (gw_req_conn_upstream_h2(rq))   /* the origin chose h2 for the CONNECT */
+			gw_req_upstream_h2(rq);
 		gw_req_set_reason(rq, "inspected");
 	}
 }

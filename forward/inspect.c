@@ -163,6 +163,8 @@ struct insp_req {
 	size_t rule_index;
 	const char *rule_name;
 	int insecure;
+	int alpn_h1, alpn_h2;      /* the client offers http/1.1, h2 */
+	int origin_h2;             /* the origin's check handshake chose h2 */
 	char sni[256];
 	struct waiter w;
 };
@@ -241,22 +243,6 @@ size_t fwd_inspect_cached(const struct fwd_inspect *in)
 
 /* ---- compile ---- */
 
-static int alpn_cb(SSL *s, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
-    unsigned int inlen, void *arg)
-{
-	(void)s;
-	(void)arg;
-	/* the inside path speaks HTTP/1.1 only */
-	for (unsigned i = 0; i < inlen; i += 1u + in[i]) {
-		if (in[i] == 8 && i + 9 <= inlen && memcmp(in + i + 1, "http/1.1", 8) == 0) {
-			*out = in + i + 1;
-			*outlen = 8;
-			return SSL_TLSEXT_ERR_OK;
-		}
-	}
-	return SSL_TLSEXT_ERR_NOACK;
-}
-
 struct fwd_inspect *fwd_inspect_new(const struct conf *cf, struct fwd_ca *ca, struct conf_errors *errs,
     int *failed)
 {
@@ -285,7 +271,9 @@ struct fwd_inspect *fwd_inspect_new(const struct conf *cf, struct fwd_ca *ca, st
 	in->tls_insecure = in->tls_verify + 1;
 	SSL_CTX_set_min_proto_version(in->srv, TLS1_2_VERSION);
 	SSL_CTX_set_options(in->srv, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-	SSL_CTX_set_alpn_select_cb(in->srv, alpn_cb, NULL);
+	/* h2 where serve() allows it (ALPN mirrored from the origin), else
+	 * http/1.1; a client offering neither gets no ALPN and HTTP/1.1 */
+	gw_tls_ctx_alpn(in->srv);
 	SSL_CTX_set_session_id_context(in->srv, sid, sizeof sid - 1);
 	SSL_CTX_set_mode(in->srv, SSL_MODE_RELEASE_BUFFERS);
 	/* one ticket per full handshake, not OpenSSL's two: each costs a
@@ -456,13 +444,18 @@ void fwd_inspect_on_peek(struct fwd_inspect *in, const struct fwd_inspect_ctx *x
 	memset(&m, 0, sizeof m);
 	m.rule_index = ir->rule_index;
 	m.rule_name = ir->rule_name;
-	if (hello.alpn_any && !hello.alpn_h1) {
-		/* the client speaks only protocols the inside path does not */
-		snprintf(why, sizeof why, "tunnelled: the client offers no http/1.1 (ALPN)");
-	} else if (fwd_decide_inspect(x->dc, ir->host, hello.sni[0] ? hello.sni : NULL, &m, why, sizeof why)) {
+	/* whatever its ALPN, a client is inspected: h2 and http/1.1 are served
+	 * inside, and one offering neither gets no ALPN (HTTP/1.1, as a server
+	 * ignoring ALPN would answer): an odd ALPN list is no way around the
+	 * inspection */
+	if (fwd_decide_inspect(x->dc, ir->host, hello.sni[0] ? hello.sni : NULL, &m, why, sizeof why)) {
 		ir->insecure = fwd_host_listed(&in->cf->forward.inspect.insecure_hosts, ir->host, strlen(ir->host));
 		gw_req_tunnel(rq, ir->host, strlen(ir->host), ir->port);
 		gw_req_upstream_tls(rq, ir->insecure ? in->tls_insecure : in->tls_verify);
+		/* the origin is offered what the client offered (h2, http/1.1) */
+		ir->alpn_h1 = hello.alpn_h1;
+		ir->alpn_h2 = hello.alpn_h2;
+		gw_req_upstream_alpn(rq, hello.alpn_h2, hello.alpn_h1, hello.alpn_h2_first);
 		gw_req_tunnel_tls(rq);
 		return;
 	}
@@ -548,6 +541,11 @@ static void serve(struct gw_req *rq, struct fwd_inspect *in, X509 *cert, const c
 		gw_req_set_reason(rq, "inspected");
 	}
 	gw_req_tls_serve(rq, in->srv, cert, fwd_ca_leaf_key(in->ca), ir->host, ir->port, tag);
+	/* h2 when the origin chose it, or when the client speaks nothing else
+	 * (its streams go to the origin over HTTP/1.1 then; a failed origin's
+	 * block page is served per stream) */
+	if (ir->alpn_h2 && (ir->origin_h2 || !ir->alpn_h1))
+		gw_req_tls_serve_h2(rq);
 }
 
 static void serve_wake(struct gw_req *rq, void *arg)
@@ -668,6 +666,7 @@ void fwd_inspect_on_tunnel_tls(struct fwd_inspect *in, struct gw_req *rq, SSL *u
 	}
 	ir->in = in;
 	ir->problem[0] = '\0';
+	ir->origin_h2 = 0;
 	if (up == NULL) {
 		problem_of(ir->problem, sizeof ir->problem, ir->host, err);
 		count(FWD_IC_ORIGIN_ERRORS, 1);
@@ -675,6 +674,7 @@ void fwd_inspect_on_tunnel_tls(struct fwd_inspect *in, struct gw_req *rq, SSL *u
 		gw_req_set_reason(rq, gw_req_strndup(rq, ir->problem, strlen(ir->problem)));
 		snprintf(key, sizeof key, "-|%s", ir->host);
 	} else {
+		ir->origin_h2 = gw_req_upstream_alpn_h2(up);
 		oc = SSL_get0_peer_certificate(up);
 		if (ir->insecure) {
 			long vr = SSL_get_verify_result(up);

@@ -98,8 +98,10 @@ static int ext_alpn(struct rd e, struct fwd_hello *h)
 			return -1;
 		if (proto.n == 8 && memcmp(proto.p, "http/1.1", 8) == 0)
 			h->alpn_h1 = 1;
-		else if (proto.n == 2 && memcmp(proto.p, "h2", 2) == 0)
+		else if (proto.n == 2 && memcmp(proto.p, "h2", 2) == 0 && !h->alpn_h2) {
+			h->alpn_h2_first = !h->alpn_h1;
 			h->alpn_h2 = 1;
+		}
 	}
 	return 0;
 }

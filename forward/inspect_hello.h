@@ -37,6 +37,7 @@ struct fwd_hello {
 	char sni[256];             /* host_name, lower-cased; "" when none */
 	unsigned version;          /* highest offered: 0x0303 TLS 1.2, 0x0304 TLS 1.3 */
 	int alpn_h1, alpn_h2;      /* "http/1.1" / "h2" offered */
+	int alpn_h2_first;         /* both offered, "h2" before "http/1.1" */
 	int alpn_any;              /* an ALPN extension was sent */
 	size_t bytes;              /* bytes of records the hello took (from the start) */
 };

@@ -100,8 +100,33 @@ static void test_hello(void)
 	CHECK(r == FWD_HELLO_OK, "%s", fwd_hello_result_name(r));
 	CHECK(strcmp(fh.sni, "www.example.com") == 0, "sni %s", fh.sni);
 	CHECK(fh.alpn_h1 && fh.alpn_h2 && fh.alpn_any, "alpn");
+	CHECK(fh.alpn_h2_first, "h2 offered first");
 	CHECK(fh.version == 0x0304, "version %x", fh.version);
 	CHECK(fh.bytes == n, "bytes %zu", fh.bytes);
+	END_CASE();
+
+	BEGIN_CASE("hello: ALPN order (mirrored to the origin) and odd lists");
+	{
+		static const struct {
+			const char *list;
+			size_t len;
+			int h1, h2, first;
+		} t[] = {
+			{ "\x08http/1.1\x02h2", 12, 1, 1, 0 },
+			{ "\x02h2", 3, 0, 1, 1 },
+			{ "\x08http/1.1", 9, 1, 0, 0 },
+			{ "\x06spdy/3\x02h2\x08http/1.1", 19, 1, 1, 1 },
+			{ "\x06spdy/3", 7, 0, 0, 0 },
+		};
+		for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+			unsigned char hb[8192];   /* (h stays the first hello: the cases below use it) */
+			size_t k = make_hello("a.test", (const unsigned char *)t[i].list, t[i].len, 0, hb, sizeof hb);
+			r = fwd_hello_parse(hb, k, &fh);
+			CHECK(r == FWD_HELLO_OK && fh.alpn_any && fh.alpn_h1 == t[i].h1 && fh.alpn_h2 == t[i].h2 &&
+			    fh.alpn_h2_first == t[i].first, "list %zu: h1 %d h2 %d first %d", i, fh.alpn_h1, fh.alpn_h2,
+			    fh.alpn_h2_first);
+		}
+	}
 	END_CASE();
 
 	BEGIN_CASE("hello: every prefix needs more");
