@@ -1436,6 +1436,9 @@ int gw_h2_client_adopt(struct gw_worker *w, struct upconn *u)
 	gw_upstream__free(u);
 	event_assign(&s->ev_to, w->base, -1, 0, sess_to_cb, s);
 	event_assign(&s->ev_kick, w->base, -1, 0, sess_kick_cb, s);
+	event_assign(&s->ev_ping, w->base, -1, 0, sess_ping_cb, s);
+	s->ping_iv = H2C_PING_IV;   /* (no upstream block: the defaults) */
+	s->ping_to = H2C_PING_TO;
 	event_assign(&s->ev_rd, w->base, s->fd, EV_READ | EV_PERSIST, sess_rd_cb, s);
 	event_assign(&s->ev_wr, w->base, s->fd, EV_WRITE | EV_PERSIST, sess_wr_cb, s);
 	s->next = p->h2c;
