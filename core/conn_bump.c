@@ -371,6 +371,11 @@ void gw_conn_bump__serve(struct gw_conn *c, struct gw_req *rq)
 		u->rq = NULL;
 		if (u->keepalive == 0)   /* a tunnel's connection is never pooled otherwise */
 			u->keepalive = POOL_KEEPALIVE;
+		/* private to this client connection: its requests keep the session
+		 * verified for it (no pool churn past keepalive when many clients
+		 * inspect one origin), and it closes with the client, as a tunnel */
+		u->owner = &c->upo;
+		c->upo.has_private = 1;
 		if (reuse)
 			gw_upstream__pool_put(c->w, u);
 		else

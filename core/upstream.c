@@ -295,9 +295,13 @@ void gw_upstream__pool_put(struct gw_worker *w, struct upconn *u)
 
 	/* a key that did not fit is never shared; idle connections are bounded
 	 * per key (the family's keepalive) and per worker (its share of
-	 * max_connections): past that the origin gets it closed, not kept */
-	if (u->key[0] == '\0' || p->kcount[u->kh % POOL_CSLOTS] >= u->keepalive ||
-	    p->n >= w->max_conns) {
+	 * max_connections): past that the origin gets it closed, not kept.
+	 * A private one is bounded by its client connection instead (closed
+	 * with it): under the per-key cap, more clients than keepalive would
+	 * lose theirs (an inspected connection its origin session, NTLM its
+	 * authentication) and make a new one for every request. */
+	if (u->key[0] == '\0' || p->n >= w->max_conns ||
+	    (u->owner == NULL && p->kcount[u->kh % POOL_CSLOTS] >= u->keepalive)) {
 		u->rq = NULL;
 		gw_upstream__free(u);
 		return;
