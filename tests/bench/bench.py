@@ -560,27 +560,33 @@ def main():
 # bump all" (server-first: an origin handshake per client connection and the
 # origin's certificate mimicked, the work Gatehouse always does).
 #   fwd_inspect_ka       small GETs over inspected keep-alive connections:
-#                        inspectload -k (one process, INSPECT_KA_CONNS
-#                        connections in parallel, each one TLS session carrying
-#                        INSPECT_KA / INSPECT_KA_CONNS GETs one after another,
-#                        every response a 200 read in full): req/s, CPU per
-#                        request.  (One curl with N URLs, used before, was
-#                        the bottleneck at ~1,000 req/s.)
+#                        inspectload -k (one epoll loop, INSPECT_KA_CONNS
+#                        connections open at once, each one TLS session
+#                        carrying INSPECT_KA / INSPECT_KA_CONNS GETs one after
+#                        another, every response a 200 read in full): req/s,
+#                        CPU per request.  (One curl with N URLs, used before,
+#                        was the bottleneck at ~1,000 req/s; 4 blocking
+#                        threads then left the proxy at half a core.)
 # The origin is named (ORIGIN_NAME, in both proxies' hosts files), so every
 # client checks the leaf's name: Squid's client-first leaf for an address
 # literal has no iPAddress SAN, and a failed check had let an earlier script
 # time refused handshakes as "requests".
 #   fwd_inspect_new_full new CONNECTs with full TLS handshakes on both sides
 #                        (the origin never resumes; the leaf cached after the
-#                        warm-up): tests/bench/inspectload.c, 4 in parallel
+#                        warm-up): tests/bench/inspectload.c, INSPECT_NEW
+#                        connections, INSPECT_NEW_PAR open at once
 #   fwd_inspect_new      the same, the origin resuming sessions (as most do)
+# Every round also reports how much of a core the proxy used (core: its CPU
+# seconds / wall seconds) and how busy CPU 0 was (cpu0: the load tool, the
+# origin, and anything else the machine ran there): a proxy well under 1.0
+# with cpu0 at 1.0 was limited by the load side, not by its own CPU.
 P_INS_ORIGIN, P_INS_ORIGIN_FULL, P_INS_GH, P_INS_GH_B, P_INS_SQUID, P_INS_SQUID_STARE = \
     18801, 18802, 18811, 18812, 18821, 18822
 ORIGIN_NAME = "origin.inspect.test"
-INSPECT_KA = int(os.environ.get("BENCH_INSPECT_KA", "20000"))
-INSPECT_KA_CONNS = int(os.environ.get("BENCH_INSPECT_KA_CONNS", "4"))
-INSPECT_NEW = int(os.environ.get("BENCH_INSPECT_NEW", "500"))
-INSPECT_NEW_PAR = int(os.environ.get("BENCH_INSPECT_NEW_PAR", "4"))
+INSPECT_KA = int(os.environ.get("BENCH_INSPECT_KA", "60000"))
+INSPECT_KA_CONNS = int(os.environ.get("BENCH_INSPECT_KA_CONNS", "64"))
+INSPECT_NEW = int(os.environ.get("BENCH_INSPECT_NEW", "2000"))
+INSPECT_NEW_PAR = int(os.environ.get("BENCH_INSPECT_NEW_PAR", "16"))
 
 
 def inspect_scenarios():
