@@ -88,6 +88,8 @@ static void pool_unlink(struct gw_pool *p, struct upconn *u)
 	if (u->pnext != NULL)
 		u->pnext->pprev = u->pprev;
 	u->pnext = u->pprev = NULL;
+	if (u->owner != NULL && u->owner->idle == u)
+		u->owner->idle = NULL;
 	p->n--;
 	p->kcount[u->kh % POOL_CSLOTS]--;
 }
@@ -180,6 +182,12 @@ static struct upconn *pool_get(struct gw_worker *w, const char *key, const struc
 
 	if (key[0] == '\0')
 		return NULL;
+	if (c != NULL && (shared = c->idle) != NULL && strcmp(shared->key, key) == 0 &&
+	    (vetted == NULL || addr_vetted(vetted, &shared->peer))) {
+		pool_unlink(p, shared);
+		return shared;
+	}
+	shared = NULL;
 	for (struct upconn *u = p->b[gw_strhash(key) % POOL_BUCKETS]; u != NULL; u = u->pnext) {
 		if ((u->owner != NULL && u->owner != c) || strcmp(u->key, key) != 0 ||
 		    (vetted != NULL && !addr_vetted(vetted, &u->peer)))
@@ -323,6 +331,8 @@ void gw_upstream__pool_put(struct gw_worker *w, struct upconn *u)
 	p->b[h] = u;
 	p->n++;
 	p->kcount[u->kh % POOL_CSLOTS]++;
+	if (u->owner != NULL)
+		u->owner->idle = u;
 }
 
 /* ---- upstream connections ---- */
