@@ -415,12 +415,19 @@ void gw_conn_bump__serve(struct gw_conn *c, struct gw_req *rq)
 		/* an origin that chose h2: its session serves the streams over
 		 * HTTP/2 (core/h2_client.c), never the HTTP/1.1 pool */
 		c->bump_up_h2 = u->ssl != NULL && gw_tls_is_h2(u->ssl);
-		if (reuse && c->bump_up_h2 && gw_h2_client_adopt(c->w, u) == 0)
+		if (reuse && c->bump_up_h2 && gw_h2_client_adopt(c->w, u) == 0) {
 			u = NULL;   /* (taken) */
-		else if (reuse && !c->bump_up_h2)
+		} else if (reuse && !c->bump_up_h2) {
+			/* private to this client connection: its requests keep the
+			 * session verified for it (no pool churn past keepalive when
+			 * many clients inspect one origin), and it closes with the
+			 * client, as a tunnel */
+			u->owner = &c->upo;
+			c->upo.has_private = 1;
 			gw_upstream__pool_put(c->w, u);
-		else
+		} else {
 			gw_upstream__free(u);
+		}
 	}
 	c->rq = NULL;
 	rq->finished = 1;

@@ -273,7 +273,7 @@ struct upconn {
 	/* private to this client connection (connection-bound authentication,
 	 * pool_private), NULL = shared; never a dangling pointer: conn_close()
 	 * drops the pooled connections its client owns */
-	const struct gw_upowner *owner;
+	struct gw_upowner *owner;
 	unsigned kh;               /* key_hash32(key) */
 	unsigned keepalive;        /* idle connections of its key that may be pooled */
 	struct upconn *pnext, *pprev;

@@ -88,6 +88,8 @@ static void pool_unlink(struct gw_pool *p, struct upconn *u)
 	if (u->pnext != NULL)
 		u->pnext->pprev = u->pprev;
 	u->pnext = u->pprev = NULL;
+	if (u->owner != NULL && u->owner->idle == u)
+		u->owner->idle = NULL;
 	p->n--;
 	p->kcount[u->kh % POOL_CSLOTS]--;
 }
@@ -180,6 +182,12 @@ static struct upconn *pool_get(struct gw_worker *w, const char *key, const struc
 
 	if (key[0] == '\0')
 		return NULL;
+	if (c != NULL && (shared = c->idle) != NULL && strcmp(shared->key, key) == 0 &&
+	    (vetted == NULL || addr_vetted(vetted, &shared->peer))) {
+		pool_unlink(p, shared);
+		return shared;
+	}
+	shared = NULL;
 	for (struct upconn *u = p->b[gw_strhash(key) % POOL_BUCKETS]; u != NULL; u = u->pnext) {
 		if ((u->owner != NULL && u->owner != c) || strcmp(u->key, key) != 0 ||
 		    (vetted != NULL && !addr_vetted(vetted, &u->peer)))
@@ -295,9 +303,13 @@ void gw_upstream__pool_put(struct gw_worker *w, struct upconn *u)
 
 	/* a key that did not fit is never shared; idle connections are bounded
 	 * per key (the family's keepalive) and per worker (its share of
-	 * max_connections): past that the origin gets it closed, not kept */
-	if (u->key[0] == '\0' || p->kcount[u->kh % POOL_CSLOTS] >= u->keepalive ||
-	    p->n >= w->max_conns) {
+	 * max_connections): past that the origin gets it closed, not kept.
+	 * A private one is bounded by its client connection instead (closed
+	 * with it): under the per-key cap, more clients than keepalive would
+	 * lose theirs (an inspected connection its origin session, NTLM its
+	 * authentication) and make a new one for every request. */
+	if (u->key[0] == '\0' || p->n >= w->max_conns ||
+	    (u->owner == NULL && p->kcount[u->kh % POOL_CSLOTS] >= u->keepalive)) {
 		u->rq = NULL;
 		gw_upstream__free(u);
 		return;
@@ -319,6 +331,8 @@ void gw_upstream__pool_put(struct gw_worker *w, struct upconn *u)
 	p->b[h] = u;
 	p->n++;
 	p->kcount[u->kh % POOL_CSLOTS]++;
+	if (u->owner != NULL)
+		u->owner->idle = u;
 }
 
 /* ---- upstream connections ---- */

@@ -101,6 +101,9 @@ struct gw_sink {
  * connection): embedded in it, pointed to by its exchanges' rq->owner. */
 struct gw_upowner {
 	unsigned has_private;   /* some pooled connection is private to it */
+	struct upconn *idle;    /* its private connection pooled last, NULL when none
+	                         * is pooled: found without walking the bucket (an
+	                         * inspected origin's bucket holds every client's) */
 };
 
 /* Start the exchange rq (its w, snap, proto, side, sink set; the family's

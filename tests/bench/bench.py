@@ -560,26 +560,33 @@ def main():
 # bump all" (server-first: an origin handshake per client connection and the
 # origin's certificate mimicked, the work Gatehouse always does).
 #   fwd_inspect_ka       small GETs over inspected keep-alive connections:
-#                        inspectload -k (one process, INSPECT_KA_CONNS
-#                        connections in parallel, each one TLS session carrying
-#                        INSPECT_KA / INSPECT_KA_CONNS GETs one after another,
-#                        every response a 200 read in full): req/s, CPU per
-#                        request.  (One curl with N URLs, used before, was
-#                        the bottleneck at ~1,000 req/s.)
+#                        inspectload -k (one epoll loop, INSPECT_KA_CONNS
+#                        connections open at once, each one TLS session
+#                        carrying INSPECT_KA / INSPECT_KA_CONNS GETs one after
+#                        another, every response a 200 read in full): req/s,
+#                        CPU per request.  (One curl with N URLs, used before,
+#                        was the bottleneck at ~1,000 req/s; 4 blocking
+#                        threads then left the proxy at half a core.)
 # The origin is named (ORIGIN_NAME, in both proxies' hosts files), so every
 # client checks the leaf's name: Squid's client-first leaf for an address
 # literal has no iPAddress SAN, and a failed check had let an earlier script
 # time refused handshakes as "requests".
 #   fwd_inspect_new_full new CONNECTs with full TLS handshakes on both sides
 #                        (the origin never resumes; the leaf cached after the
-#                        warm-up): tests/bench/inspectload.c, 4 in parallel
+#                        warm-up): tests/bench/inspectload.c, INSPECT_NEW
+#                        connections, INSPECT_NEW_PAR open at once
 #   fwd_inspect_new      the same, the origin resuming sessions (as most do)
+# Every round also reports how much of a core the proxy used (core: its CPU
+# seconds / wall seconds) and how busy CPU 0 was (cpu0: the load tool, the
+# origin, and anything else the machine ran there): a proxy well under 1.0
+# with cpu0 at 1.0 was limited by the load side, not by its own CPU.
 P_INS_ORIGIN, P_INS_ORIGIN_FULL, P_INS_GH, P_INS_GH_B, P_INS_SQUID, P_INS_SQUID_STARE = \
     18801, 18802, 18811, 18812, 18821, 18822
 ORIGIN_NAME = "origin.inspect.test"
-INSPECT_KA = int(os.environ.get("BENCH_INSPECT_KA", "20000"))
-INSPECT_KA_CONNS = int(os.environ.get("BENCH_INSPECT_KA_CONNS", "4"))
-INSPECT_NEW = int(os.environ.get("BENCH_INSPECT_NEW", "500"))
+INSPECT_KA = int(os.environ.get("BENCH_INSPECT_KA", "60000"))
+INSPECT_KA_CONNS = int(os.environ.get("BENCH_INSPECT_KA_CONNS", "64"))
+INSPECT_NEW = int(os.environ.get("BENCH_INSPECT_NEW", "2000"))
+INSPECT_NEW_PAR = int(os.environ.get("BENCH_INSPECT_NEW_PAR", "16"))
 
 
 def inspect_scenarios():
@@ -657,24 +664,37 @@ def inspect_scenarios():
                   ("squid-stare", "squid_stare", P_INS_SQUID_STARE)]
     contenders[1:1] = [("gatehouse-B", "gatehouse_inspect_b", P_INS_GH_B)] if GH_B else []
 
-    def ka_run(c, warm):
-        k = INSPECT_KA // INSPECT_KA_CONNS
-        r = tool("inspectload", "-x", c[2], "-H", ORIGIN_NAME, "-p", P_INS_ORIGIN, "-C", f["ca.pem"],
-                 "-n", 1 if warm else INSPECT_KA_CONNS, "-c", 1 if warm else INSPECT_KA_CONNS,
-                 "-k", 10 if warm else k, timeout=600)
+    def cpu0_busy():
+        """CPU 0's busy and total jiffies (/proc/stat): the load side's share of its core."""
+        with open("/proc/stat") as x:
+            for line in x:
+                if line.startswith("cpu0 "):
+                    v = [int(n) for n in line.split()[1:]]
+                    return sum(v) - v[3] - v[4], sum(v)
+        return 0, 1
+
+    def measured(c, args):
+        """One inspectload run, plus how much of a core the proxy (core) and the
+        whole of CPU 0 (cpu0: the load tool, the origin, anyone else) used."""
+        b0, t0, p0, w0 = *cpu0_busy(), cpu_s(c[1]), time.time()
+        r = tool("inspectload", "-x", c[2], "-H", ORIGIN_NAME, "-C", f["ca.pem"], *args, timeout=600)
+        b1, t1, p1, w1 = *cpu0_busy(), cpu_s(c[1]), time.time()
         return {"rps": float(r.get("rate", "0/s").rstrip("/s")), "req": int(r.get("ok", 0)),
-                "err": int(r.get("err", 1))}
+                "err": int(r.get("err", 1)), "core": (p1 - p0) / max(w1 - w0, 1e-6),
+                "cpu0": (b1 - b0) / max(t1 - t0, 1)}
+
+    def ka_run(c, warm):
+        n = 1 if warm else INSPECT_KA_CONNS
+        return measured(c, ["-p", P_INS_ORIGIN, "-n", n, "-c", n, "-k", 10 if warm else INSPECT_KA // n])
 
     def new_runner(oport):
         def run(c, warm):
-            r = tool("inspectload", "-x", c[2], "-H", ORIGIN_NAME, "-p", oport, "-C", f["ca.pem"],
-                     "-n", 50 if warm else INSPECT_NEW, "-c", 4, timeout=600)
-            return {"rps": float(r.get("rate", "0/s").rstrip("/s")), "req": int(r.get("ok", 0)),
-                    "err": int(r.get("err", 1))}
+            return measured(c, ["-p", oport, "-n", 50 if warm else INSPECT_NEW, "-c", INSPECT_NEW_PAR])
         return run
-    interleave("fwd_inspect_ka", contenders, ka_run, "req/s", ["rps", "cpu_us_per_req"])
-    interleave("fwd_inspect_new_full", contenders, new_runner(P_INS_ORIGIN_FULL), "conn/s", ["rps", "cpu_us_per_req"])
-    interleave("fwd_inspect_new", contenders, new_runner(P_INS_ORIGIN), "conn/s", ["rps", "cpu_us_per_req"])
+    keys = ["rps", "cpu_us_per_req", "core", "cpu0"]
+    interleave("fwd_inspect_ka", contenders, ka_run, "req/s", keys)
+    interleave("fwd_inspect_new_full", contenders, new_runner(P_INS_ORIGIN_FULL), "conn/s", keys)
+    interleave("fwd_inspect_new", contenders, new_runner(P_INS_ORIGIN), "conn/s", keys)
     for n in ("gatehouse_inspect", "gatehouse_inspect_b", "squid_inspect", "squid_stare", "inspect_origin"):
         stop(n)
 
