@@ -44,6 +44,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "conf/conf.h"
@@ -326,6 +327,7 @@ static int tx_fail(struct fwd_icap_tx *tx, const char *why)
 	fwd_icap_conn_close(tx);
 	fwd_icap_wake_waiter(tx->ws);
 	event_del(&tx->ev_to);
+	evtimer_del(&tx->ev_flush);
 	tx->resp_done = 1;
 	if (tx->replying && !tx->reqmod) {
 		gw_req_set_reason(tx->rq, "ICAP answer broke mid-body");
@@ -740,6 +742,69 @@ static void tx_wr(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* One read of what the service sent: bytes, 0 at EOF, -1 (errno).  Not
+ * evbuffer_read(): it asks the kernel first how much is there (an ioctl
+ * per read, and c-icap's echo writes 4 KiB at a time). */
+static int sock_read(struct evbuffer *b, int fd)
+{
+	struct evbuffer_iovec v[2];
+	struct iovec io[2];
+	int nv = evbuffer_reserve_space(b, READ_AT_ONCE, v, 2);
+	ssize_t n;
+	size_t left;
+
+	if (nv <= 0)
+		return -1;
+	for (int i = 0; i < nv; i++)
+		io[i].iov_base = v[i].iov_base, io[i].iov_len = v[i].iov_len;
+	n = readv(fd, io, nv);
+	if (n <= 0) {
+		evbuffer_commit_space(b, v, 0);
+		return (int)n;
+	}
+	left = (size_t)n;
+	for (int i = 0; i < nv; i++) {
+		v[i].iov_len = v[i].iov_len < left ? v[i].iov_len : left;
+		left -= v[i].iov_len;
+	}
+	evbuffer_commit_space(b, v, nv);
+	return (int)n;
+}
+
+/* The client's share of a 200 body goes out in batches of FLUSH_AT bytes
+ * (c-icap's echo sends 4 KiB pieces: one client write each, before);
+ * what is short of it goes out at the answer's end, when the client's
+ * output drains, or after FLUSH_WAIT at the latest. */
+static void tx_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct fwd_icap_tx *tx = arg;
+
+	(void)fd;
+	(void)what;
+	tx->unflushed = 0;
+	if (!tx->resp_done)   /* (ended or failed: flushed, or nothing to go on) */
+		tx_kick(tx);
+}
+
+/* After relaying: 1 when the client should get it now. */
+static int flush_now(struct fwd_icap_tx *tx, size_t relayed)
+{
+	static const struct timeval wait = { 0, FLUSH_WAIT_US };
+
+	if (tx->reqmod || tx->next != NULL || tx->ck.done)
+		goto now;
+	tx->unflushed += relayed;
+	if (tx->unflushed < FLUSH_AT) {
+		if (!evtimer_pending(&tx->ev_flush, NULL))
+			evtimer_add(&tx->ev_flush, &wait);
+		return 0;
+	}
+now:
+	tx->unflushed = 0;
+	evtimer_del(&tx->ev_flush);
+	return 1;
+}
+
 static void tx_rd(evutil_socket_t fd, short what, void *arg)
 {
 	struct fwd_icap_tx *tx = arg;
@@ -761,7 +826,7 @@ static void tx_rd(evutil_socket_t fd, short what, void *arg)
 		tls_step(tx);
 		return;
 	}
-	n = tx->ssl != NULL ? fwd_icap_tls_read(tx->ssl, tx->in, 64 * 1024) : evbuffer_read(tx->in, fd, 64 * 1024);
+	n = tx->ssl != NULL ? fwd_icap_tls_read(tx->ssl, tx->in, 64 * 1024) : sock_read(tx->in, fd);
 	if (tx->ssl != NULL && SSL_pending(tx->ssl) > 0)
 		event_active(&tx->ev_rd, EV_READ, 0);   /* (decrypted bytes the socket will not signal) */
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -770,6 +835,7 @@ static void tx_rd(evutil_socket_t fd, short what, void *arg)
 		return;
 	for (;;) {
 		if (tx->replying) {
+			size_t had = evbuffer_get_length(tx->in);
 			int rr = fwd_icap_answer_relay(tx);
 			if (rr == -2) {
 				fwd_icap_answer_oversize(tx);
@@ -782,7 +848,7 @@ static void tx_rd(evutil_socket_t fd, short what, void *arg)
 					tx_kick(tx);
 				return;
 			}
-			resume = 1;
+			resume = flush_now(tx, had - evbuffer_get_length(tx->in));
 			if (tx->ck.done) {
 				tx->replying = 0;
 				tx->resp_done = 1;
@@ -959,6 +1025,7 @@ static struct fwd_icap_tx *tx_new(struct fwd_icap *ic, int svc, struct gw_req *r
 	event_assign(&tx->ev_to, tx->base, -1, 0, tx_to, tx);
 	event_assign(&tx->ev_go, tx->base, -1, 0, tx_go, tx);
 	event_assign(&tx->ev_bp, tx->base, -1, 0, tx_bp, tx);
+	evtimer_assign(&tx->ev_flush, tx->base, tx_flush, tx);
 	tv.tv_sec = (time_t)s->c->timeout;
 	tv.tv_usec = (suseconds_t)((s->c->timeout - (double)tv.tv_sec) * 1e6);
 	event_add(&tx->ev_to, &tv);
@@ -1138,6 +1205,7 @@ void fwd_icap_done(struct fwd_icap_tx *tx)
 	event_del(&tx->ev_to);
 	event_del(&tx->ev_go);
 	event_del(&tx->ev_bp);
+	event_del(&tx->ev_flush);
 	if (tx->out)
 		evbuffer_free(tx->out);
 	if (tx->in)

@@ -22,6 +22,9 @@
 #include "forward/icap_conf.h"
 
 #define HIWAT (256 * 1024)            /* body bytes waiting for the service before we hold */
+#define READ_AT_ONCE (32 * 1024)      /* bytes per read of the service's socket, at most */
+#define FLUSH_AT (32 * 1024)          /* a 200's body reaches the client in batches of this */
+#define FLUSH_WAIT_US 1000            /* ... or after this long (microseconds) */
 #define IDLE_MAX 16                   /* idle connections kept per worker and service */
 #define DEFAULT_MAXCONN 100u          /* before OPTIONS said (c-icap's MaxServers*Threads is more) */
 
@@ -100,6 +103,8 @@ struct fwd_icap_tx {
 	int reused, retried, have_ev;
 	struct event ev_rd, ev_wr, ev_to, ev_go;
 	struct event ev_bp;         /* replaying a 200 to a full client: look again later */
+	struct event ev_flush;      /* a 200's body short of FLUSH_AT waits at most FLUSH_WAIT_US */
+	size_t unflushed;           /* relayed to the client's output, not yet flushed */
 	struct evbuffer *out, *in, *orig;
 	char *heads;                /* encapsulated req-hdr + res-hdr */
 	size_t req_len, res_len;
