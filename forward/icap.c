@@ -23,6 +23,10 @@
  *
  * Never touch a tx after tx_kick()/gw_req_filter_abort(): the request
  * may end inside them, and fwd_icap_done() frees the tx.
+ *
+ * What an answer means (OPTIONS, verdicts, a 200's body) is decided in
+ * forward/icap_answer.c; the services themselves are compiled in
+ * forward/icap_svc.c; the layouts they share are in forward/icap_int.h.
  */
 #include "forward/icap.h"
 
@@ -40,6 +44,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "conf/conf.h"
@@ -52,299 +57,9 @@
 #include "core/strlit.h"
 #include "forward/fwd_conf.h"
 #include "forward/icap_conf.h"
+#include "forward/icap_int.h"
 #include "forward/icap_msg.h"
 #include "forward/icap_tls.h"
-
-#define HIWAT (256 * 1024)            /* body bytes waiting for the service before we hold */
-#define IDLE_MAX 16                   /* idle connections kept per worker and service */
-#define DEFAULT_MAXCONN 100u          /* before OPTIONS said (c-icap's MaxServers*Threads is more) */
-
-struct icap_conn {
-	int fd;
-	SSL *ssl;                  /* icaps: its TLS (NULL plain) */
-	unsigned uses;
-};
-
-struct icap_tx_q;
-
-/* One worker's view of a service (touched only on that worker). */
-struct icap_wsvc {
-	int have_opts;
-	double opts_until;         /* gw_mono_now() when OPTIONS are stale */
-	long preview;              /* -1: none */
-	int allow204;
-	unsigned max_conns;
-	char ignore[256], complete[256];   /* Transfer-Ignore / -Complete lists */
-	struct icap_conn idle[IDLE_MAX];
-	int nidle;
-	unsigned busy;             /* connections in use */
-	struct fwd_icap_tx *wait_head, *wait_tail;   /* waiting for a connection */
-};
-
-struct icap_svc {
-	const struct conf_fwd_icap *c;
-	SSL_CTX *tls;              /* icaps: the client context (NULL plain, or the CA failed) */
-	char tls_err[160];         /* why it failed */
-	struct sockaddr_storage sa;
-	socklen_t salen;
-	char authority[80];
-	struct icap_wsvc *w[GW_MAX_WORKERS];
-	_Atomic uint64_t n[FWD_ICAP_C_COUNT];
-	_Atomic int health;
-	_Atomic unsigned istag_gen;
-	char istag[72];            /* written by any worker: read with istag_gen (seqlock) */
-};
-
-/* A list's services of one method, run in order (respmod: each on the
- * previous one's output; reqmod: one). */
-#define CHAIN_MAX FWD_ICAP_CHAIN_MAX
-struct icap_plan {
-	int n;
-	int svc[CHAIN_MAX];
-};
-
-struct fwd_icap {
-	size_t n;
-	struct icap_svc *s;
-	unsigned nworkers;
-	struct icap_plan *plans;   /* room for every list of the snapshot (see fwd_icap_plan) */
-	size_t nplans, plans_cap;
-};
-
-enum tx_state {
-	TX_WAIT,      /* for a connection */
-	TX_CONNECT,   /* connecting */
-	TX_OPTIONS,   /* OPTIONS sent, reading its answer */
-	TX_PREVIEW,   /* RESPMOD head sent; the preview goes when there is enough body */
-	TX_WAIT100,   /* preview sent without ieof: waiting for 100 or a final answer */
-	TX_SEND,      /* the body goes as it comes */
-	TX_SENT       /* all sent: waiting for the answer */
-};
-
-struct fwd_icap_tx {
-	struct fwd_icap *ic;
-	struct icap_svc *s;
-	struct icap_wsvc *ws;
-	struct gw_req *rq;
-	struct event_base *base;
-	enum tx_state st;
-	int fd;
-	SSL *ssl;                   /* icaps: the connection's TLS */
-	int handshaking;
-	int reused, retried, have_ev;
-	struct event ev_rd, ev_wr, ev_to, ev_go;
-	struct event ev_bp;         /* replaying a 200 to a full client: look again later */
-	struct evbuffer *out, *in, *orig;
-	char *heads;                /* encapsulated req-hdr + res-hdr */
-	size_t req_len, res_len;
-	char server_ip[48];
-	uint64_t total, sent;       /* body bytes seen, and queued to the service */
-	long preview;               /* this exchange's preview size, -1 none */
-	int body_last, term_sent, ieof;
-	int verdict;                /* 0 pending, 204, 200 */
-	int passing;                /* original relayed: the filter emits what comes */
-	int discard;                /* the answer is complete: the filter drops what comes */
-	int replying, resp_done, conn_close, emitted_last, held;
-	struct gw_chunked ck;
-	struct fwd_icap_tx *wnext;
-	int queued;
-	/* a chain (respmod): the plan, this exchange's place in it, the next
-	 * service's exchange (started at this one's verdict: it reads this
-	 * one's output), the previous one's; the access log's note so far */
-	const struct icap_plan *plan;
-	int pos;
-	struct fwd_icap_tx *next, *prev;
-	const char *note;
-	int sock_err;               /* socket()/connect() failed at once: tx_go reports it */
-	/* the server's address: the service's, or (a name) what the worker's
-	 * resolver answered for this exchange */
-	struct sockaddr_storage addr;
-	socklen_t addrlen;
-	int have_addr;
-	struct gw_dns_query *dnsq;
-	const char *dns_err;        /* resolving failed at once: tx_go reports it */
-	/* REQMOD: the request waits (gw_req_defer) for the outcome; fin runs
-	 * through gw_req_wake once it is decided */
-	int reqmod, decided, woken, req_reply;
-	enum fwd_icap_outcome outcome;
-	int page_status;
-	char page_type[128];
-	struct evbuffer *reply;     /* a 200's encapsulated body (REQMOD) */
-	struct gw_http_head qh;     /* a REQMOD 200's request head (parsed, in rq's arena) */
-	void (*fin)(struct gw_req *rq, void *arg);
-};
-
-#define REPLY_MAX (1024 * 1024)   /* a REQMOD answer's page kept at most (a request body: max_body_bytes) */
-#define REWRITE_GROWTH (64 * 1024) /* a rewritten request body is at most this longer than the upload */
-#define QHDRS_MAX 128              /* header fields of a rewritten request, at most */
-
-static const char *const ctr_names[] = {
-#define X(id, s) s,
-	FWD_ICAP_COUNTERS(X)
-#undef X
-};
-
-/* ---- compiled services ---- */
-
-struct fwd_icap *fwd_icap_new(const struct conf_forward *fw, long workers, int *oom)
-{
-	struct fwd_icap *ic;
-	long ncpu = workers > 0 ? workers : sysconf(_SC_NPROCESSORS_ONLN);
-
-	*oom = 0;
-	if (fw->nicap == 0)
-		return NULL;
-	ic = calloc(1, sizeof *ic);
-	if (ic == NULL || (ic->s = calloc(fw->nicap, sizeof *ic->s)) == NULL) {
-		free(ic);
-		*oom = 1;
-		return NULL;
-	}
-	ic->n = fw->nicap;
-	ic->plans_cap = 2 * (fw->npolicy + 1);   /* (each rule and icap_default, each method) */
-	if ((ic->plans = calloc(ic->plans_cap, sizeof *ic->plans)) == NULL) {
-		free(ic->s);
-		free(ic);
-		*oom = 1;
-		return NULL;
-	}
-	ic->nworkers = ncpu > 0 ? (unsigned)ncpu : 1;
-	for (size_t i = 0; i < fw->nicap; i++) {
-		struct icap_svc *s = &ic->s[i];
-		const struct conf_fwd_icap *c = &fw->icap[i];
-
-		s->c = c;
-		atomic_init(&s->health, -1);
-		if (c->tls && (s->tls = fwd_icap_tls_ctx(c->ca_file, s->tls_err, sizeof s->tls_err)) == NULL)
-			gw_error("forward: ICAP service %s: %s", c->name, s->tls_err);   /* (each exchange fails) */
-		if (!c->host_is_name) {   /* (a name: per connection, tx_begin_conn) */
-			memcpy(&s->sa, &c->sa, c->salen);
-			s->salen = c->salen;
-		}
-		snprintf(s->authority, sizeof s->authority, strchr(c->host, ':') != NULL ? "[%s]:%u" : "%s:%u",
-		    c->host, (unsigned)c->port);
-	}
-	return ic;
-}
-
-void fwd_icap_free(struct fwd_icap *ic)
-{
-	if (ic == NULL)
-		return;
-	for (size_t i = 0; i < ic->n; i++) {
-		for (int w = 0; w < GW_MAX_WORKERS; w++) {
-			struct icap_wsvc *ws = ic->s[i].w[w];
-			if (ws == NULL)
-				continue;
-			for (int k = 0; k < ws->nidle; k++) {
-				SSL_free(ws->idle[k].ssl);
-				close(ws->idle[k].fd);   /* (idle ones have no event) */
-			}
-			free(ws);
-		}
-	}
-	for (size_t i = 0; i < ic->n; i++)
-		SSL_CTX_free(ic->s[i].tls);
-	free(ic->plans);
-	free(ic->s);
-	free(ic);
-}
-
-int fwd_icap_plan(struct fwd_icap *ic, const struct conf_strs *names, int reqmod)
-{
-	struct icap_plan p;
-
-	memset(&p, 0, sizeof p);
-	for (size_t i = 0; i < names->n && p.n < CHAIN_MAX; i++) {
-		int k = fwd_icap_find(ic, names->v[i]);
-		if (k >= 0 && ic->s[k].c->reqmod == reqmod)
-			p.svc[p.n++] = k;
-		if (reqmod && p.n == 1)
-			break;   /* (conf/ allows one) */
-	}
-	if (p.n == 0)
-		return -1;
-	for (size_t j = 0; j < ic->nplans; j++)
-		if (memcmp(&ic->plans[j], &p, sizeof p) == 0)
-			return (int)j;
-	if (ic->nplans == ic->plans_cap)
-		return -1;   /* (not reached: one per list at most) */
-	ic->plans[ic->nplans] = p;
-	return (int)ic->nplans++;
-}
-
-int fwd_icap_find(const struct fwd_icap *ic, const char *name)
-{
-	for (size_t i = 0; ic != NULL && i < ic->n; i++)
-		if (strcmp(ic->s[i].c->name, name) == 0)
-			return (int)i;
-	return -1;
-}
-
-uint64_t fwd_icap_max_body(const struct fwd_icap *ic, int plan)
-{
-	uint64_t sum = 0;   /* (each exchange of a chain holds its own) */
-
-	for (int i = 0; i < ic->plans[plan].n; i++)
-		sum += ic->s[ic->plans[plan].svc[i]].c->max_body_bytes;
-	return sum;
-}
-
-int fwd_icap_bypassable(const struct fwd_icap *ic, int plan)
-{
-	for (int i = 0; i < ic->plans[plan].n; i++)
-		if (!ic->s[ic->plans[plan].svc[i]].c->bypass_on_error)
-			return 0;
-	return 1;
-}
-
-size_t fwd_icap_count(const struct fwd_icap *ic) { return ic != NULL ? ic->n : 0; }
-const char *fwd_icap_name(const struct fwd_icap *ic, size_t i) { return ic->s[i].c->name; }
-const char *fwd_icap_counter_name(enum fwd_icap_counter c) { return ctr_names[c]; }
-
-uint64_t fwd_icap_counter(const struct fwd_icap *ic, size_t i, enum fwd_icap_counter c)
-{
-	return atomic_load_explicit(&ic->s[i].n[c], memory_order_relaxed);
-}
-
-int fwd_icap_health(const struct fwd_icap *ic, size_t i, char *istag, size_t cap)
-{
-	const struct icap_svc *s = &ic->s[i];
-	unsigned g0, g1;
-
-	do {   /* a torn read is retried (writers bump the generation around the copy) */
-		g0 = atomic_load(&s->istag_gen);
-		snprintf(istag, cap, "%s", s->istag);
-		g1 = atomic_load(&s->istag_gen);
-	} while (g0 != g1 || (g0 & 1));
-	return atomic_load(&s->health);
-}
-
-static void bump(struct icap_svc *s, enum fwd_icap_counter c)
-{
-	atomic_fetch_add_explicit(&s->n[c], 1, memory_order_relaxed);
-}
-
-static void set_istag(struct icap_svc *s, const char *v, size_t n)
-{
-	if (n >= sizeof s->istag)
-		n = sizeof s->istag - 1;
-	if (strlen(s->istag) == n && memcmp(s->istag, v, n) == 0)
-		return;
-	atomic_fetch_add(&s->istag_gen, 1);
-	memcpy(s->istag, v, n);
-	s->istag[n] = '\0';
-	atomic_fetch_add(&s->istag_gen, 1);
-}
-
-void fwd_icap_addr_str(const struct sockaddr *sa, char *buf, size_t cap)
-{
-	buf[0] = '\0';
-	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)cap);
-	else if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, (socklen_t)cap);
-}
 
 /* ---- per-worker service state and the pool ---- */
 
@@ -405,7 +120,7 @@ static void tx_kick(struct fwd_icap_tx *tx)
 	}
 }
 
-static void decide_req(struct fwd_icap_tx *tx, enum fwd_icap_outcome o)
+void fwd_icap_decide_req(struct fwd_icap_tx *tx, enum fwd_icap_outcome o)
 {
 	tx->outcome = o;
 	tx->decided = 1;
@@ -413,7 +128,7 @@ static void decide_req(struct fwd_icap_tx *tx, enum fwd_icap_outcome o)
 
 /* This exchange's output: the next service's input in a chain, else the
  * client's (GW_FILTER_GO, or HOLD when the next one holds). */
-static int out_emit(struct fwd_icap_tx *tx, const void *p, size_t n, int last)
+int fwd_icap_out_emit(struct fwd_icap_tx *tx, const void *p, size_t n, int last)
 {
 	if (tx->next != NULL)
 		return fwd_icap_filter(tx->next, p, n, last);
@@ -422,7 +137,7 @@ static int out_emit(struct fwd_icap_tx *tx, const void *p, size_t n, int last)
 }
 
 /* The same for src[0..n), moved (to the client) or handed on (a chain). */
-static void out_emit_buffer(struct fwd_icap_tx *tx, struct evbuffer *src, size_t n)
+void fwd_icap_out_emit_buffer(struct fwd_icap_tx *tx, struct evbuffer *src, size_t n)
 {
 	struct evbuffer_iovec v;
 
@@ -455,7 +170,7 @@ static struct fwd_icap_tx *tx_new(struct fwd_icap *ic, int svc, struct gw_req *r
 /* At this exchange's verdict, in a chain: the next service's exchange,
  * on the response as this one leaves it (head res[0..rl)).  -1: out of
  * memory (nothing started). */
-static int chain_next(struct fwd_icap_tx *tx, const char *res, size_t rl)
+int fwd_icap_chain_next(struct fwd_icap_tx *tx, const char *res, size_t rl)
 {
 	const struct gw_http_head *h = gw_req_head(tx->rq);
 	struct fwd_icap_tx *nx;
@@ -488,34 +203,33 @@ static int chain_next(struct fwd_icap_tx *tx, const char *res, size_t rl)
 
 static void emit_orig(struct fwd_icap_tx *tx)
 {
-	out_emit_buffer(tx, tx->orig, evbuffer_get_length(tx->orig));   /* (a move to the client) */
+	fwd_icap_out_emit_buffer(tx, tx->orig, evbuffer_get_length(tx->orig));   /* (a move to the client) */
 }
 
-static void local_page(struct fwd_icap_tx *tx, int status, const char *title, const char *text);
 
 /* Let the original through: what was held, and from now on what comes
  * (a chain: to the next service). */
-static void pass_original(struct fwd_icap_tx *tx)
+void fwd_icap_pass_original(struct fwd_icap_tx *tx)
 {
 	if (tx->reqmod) {
-		decide_req(tx, FWD_ICAP_PROXY);
+		fwd_icap_decide_req(tx, FWD_ICAP_PROXY);
 		return;
 	}
-	if (chain_next(tx, tx->heads + tx->req_len, tx->res_len) < 0) {
-		local_page(tx, 503, "Service Unavailable", "The gateway is out of memory.");
+	if (fwd_icap_chain_next(tx, tx->heads + tx->req_len, tx->res_len) < 0) {
+		fwd_icap_local_page(tx, 503, "Service Unavailable", "The gateway is out of memory.");
 		return;
 	}
 	tx->passing = 1;
 	emit_orig(tx);
 	if (tx->body_last && !tx->emitted_last) {
 		tx->emitted_last = 1;
-		out_emit(tx, "", 0, 1);
+		fwd_icap_out_emit(tx, "", 0, 1);
 	}
 }
 
 /* Answer with a page of our own instead of the response (the held head is
  * replaced), and drop the rest of the upstream's body. */
-static void local_page(struct fwd_icap_tx *tx, int status, const char *title, const char *text)
+void fwd_icap_local_page(struct fwd_icap_tx *tx, int status, const char *title, const char *text)
 {
 	char head[256], body[1024];
 	int hl, bl;
@@ -527,7 +241,7 @@ static void local_page(struct fwd_icap_tx *tx, int status, const char *title, co
 		evbuffer_add_printf(tx->reply, "<!DOCTYPE html>\n<html><head><title>%d %s</title></head><body>\n"
 		    "<h1>%s</h1>\n<p>%s</p>\n<p>Request %s</p>\n</body></html>\n", status, title, title, text,
 		    gw_req_id(tx->rq));
-		decide_req(tx, FWD_ICAP_RESPOND);
+		fwd_icap_decide_req(tx, FWD_ICAP_RESPOND);
 		return;
 	}
 	bl = snprintf(body, sizeof body, "<!DOCTYPE html>\n<html><head><title>%d %s</title></head><body>\n"
@@ -545,7 +259,7 @@ static void local_page(struct fwd_icap_tx *tx, int status, const char *title, co
 	gw_req_body_emit(tx->rq, body, (size_t)bl, 1);
 }
 
-static void conn_close(struct fwd_icap_tx *tx)
+void fwd_icap_conn_close(struct fwd_icap_tx *tx)
 {
 	if (tx->have_ev) {
 		event_del(&tx->ev_rd);
@@ -562,7 +276,7 @@ static void conn_close(struct fwd_icap_tx *tx)
 }
 
 /* A connection came free (or a slot for one): the first waiter takes it. */
-static void wake_waiter(struct icap_wsvc *ws)
+void fwd_icap_wake_waiter(struct icap_wsvc *ws)
 {
 	struct fwd_icap_tx *t = ws->wait_head;
 
@@ -577,10 +291,28 @@ static void wake_waiter(struct icap_wsvc *ws)
 }
 
 /* Done with the exchange's connection: pool it (reuse) or close it. */
+/*
+ * While a 200's body streams from a plain connection, the socket wakes us
+ * only once FLUSH_AT bytes wait (SO_RCVLOWAT): c-icap's echo writes 4 KiB
+ * at a time, each a wakeup and a read of ours before.  The flush timer
+ * stays armed meanwhile, and turns it off (a slower or ending stream then
+ * wakes us byte by byte as before): nothing waits longer than FLUSH_WAIT.
+ */
+static void lowat(struct fwd_icap_tx *tx, int on)
+{
+	int v = on ? FLUSH_AT : 1;
+
+	if (tx->fd < 0 || tx->ssl != NULL || tx->lowat == on)
+		return;
+	if (setsockopt(tx->fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof v) == 0 || !on)
+		tx->lowat = on;
+}
+
 static void conn_release(struct fwd_icap_tx *tx, int reuse)
 {
 	if (tx->fd < 0)
 		return;
+	lowat(tx, 0);   /* (a pooled connection's next answer wakes us at once) */
 	if (reuse && !tx->conn_close && tx->ws->nidle < IDLE_MAX && evbuffer_get_length(tx->in) == 0 &&
 	    (tx->ssl == NULL || SSL_pending(tx->ssl) == 0)) {   /* (TLS: nothing decrypted left over either) */
 		event_del(&tx->ev_rd);
@@ -592,9 +324,9 @@ static void conn_release(struct fwd_icap_tx *tx, int reuse)
 		tx->fd = -1;
 		tx->ssl = NULL;
 	} else {
-		conn_close(tx);
+		fwd_icap_conn_close(tx);
 	}
-	wake_waiter(tx->ws);
+	fwd_icap_wake_waiter(tx->ws);
 }
 
 /*
@@ -610,9 +342,10 @@ static int tx_fail(struct fwd_icap_tx *tx, const char *why)
 	gw_warn("forward: %s: ICAP service %s (%s): %s", gw_req_id(tx->rq), s->c->name, s->authority, why);
 	atomic_store(&s->health, 0);
 	bump(s, FWD_ICAP_C_ERRORS);
-	conn_close(tx);
-	wake_waiter(tx->ws);
+	fwd_icap_conn_close(tx);
+	fwd_icap_wake_waiter(tx->ws);
 	event_del(&tx->ev_to);
+	evtimer_del(&tx->ev_flush);
 	tx->resp_done = 1;
 	if (tx->replying && !tx->reqmod) {
 		gw_req_set_reason(tx->rq, "ICAP answer broke mid-body");
@@ -622,10 +355,10 @@ static int tx_fail(struct fwd_icap_tx *tx, const char *why)
 	if (s->c->bypass_on_error) {
 		bump(s, FWD_ICAP_C_BYPASSED);
 		gw_req_set_reason(tx->rq, "ICAP failed: bypassed");
-		pass_original(tx);
+		fwd_icap_pass_original(tx);
 	} else {
 		gw_req_set_reason(tx->rq, "ICAP failed: blocked");
-		local_page(tx, 502, "Content scan failed", tx->reqmod ?
+		fwd_icap_local_page(tx, 502, "Content scan failed", tx->reqmod ?
 		    "The content scanner could not check this upload, so it was not sent." :
 		    "The content scanner could not check this response, so it was withheld.");
 	}
@@ -867,7 +600,7 @@ static int tx_retry(struct fwd_icap_tx *tx)
 	if (!tx->reused || tx->retried || tx->verdict != 0 || evbuffer_get_length(tx->orig) != tx->total)
 		return 0;
 	tx->retried = 1;
-	conn_close(tx);
+	fwd_icap_conn_close(tx);
 	evbuffer_drain(tx->out, evbuffer_get_length(tx->out));
 	evbuffer_drain(tx->in, evbuffer_get_length(tx->in));
 	tx->term_sent = tx->ieof = 0;
@@ -1027,339 +760,78 @@ static void tx_wr(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* The OPTIONS answer: what this worker knows of the service from now. */
-static int took_options(struct fwd_icap_tx *tx, const struct fwd_icap_msg *h)
+/* One read of what the service sent: bytes, 0 at EOF, -1 (errno).  Not
+ * evbuffer_read(): it asks the kernel first how much is there (an ioctl
+ * per read, and c-icap's echo writes 4 KiB at a time). */
+static int sock_read(struct evbuffer *b, int fd)
 {
-	struct icap_wsvc *ws = tx->ws;
-	const char *v;
-	size_t n;
-	long ttl, mc;
+	struct evbuffer_iovec v[2];
+	struct iovec io[2];
+	int nv = evbuffer_reserve_space(b, READ_AT_ONCE, v, 2);
+	ssize_t n;
+	size_t left;
 
-	if (h->status != 200)
+	if (nv <= 0)
 		return -1;
-	v = fwd_icap_msg_get(h, "Methods", &n);
-	if (v == NULL || !gw_http1_list_has(v, n, tx->reqmod ? "REQMOD" : "RESPMOD"))
-		return -2;
-	ws->preview = fwd_icap_msg_num(h, "Preview", -1);
-	ws->allow204 = (v = fwd_icap_msg_get(h, "Allow", &n)) != NULL && gw_http1_list_has(v, n, "204");
-	ttl = fwd_icap_msg_num(h, "Options-TTL", 3600);
-	mc = fwd_icap_msg_num(h, "Max-Connections", (long)DEFAULT_MAXCONN);
-	ws->max_conns = mc > 0 ? (unsigned)mc : 1;
-	ws->opts_until = gw_mono_now() + (double)(ttl > 0 ? ttl : 1);
-	ws->ignore[0] = ws->complete[0] = '\0';
-	if ((v = fwd_icap_msg_get(h, "Transfer-Ignore", &n)) != NULL && n < sizeof ws->ignore)
-		memcpy(ws->ignore, v, n), ws->ignore[n] = '\0';
-	if ((v = fwd_icap_msg_get(h, "Transfer-Complete", &n)) != NULL && n < sizeof ws->complete)
-		memcpy(ws->complete, v, n), ws->complete[n] = '\0';
-	if ((v = fwd_icap_msg_get(h, "ISTag", &n)) != NULL)
-		set_istag(tx->s, v, n);
-	ws->have_opts = 1;
-	return 0;
+	for (int i = 0; i < nv; i++)
+		io[i].iov_base = v[i].iov_base, io[i].iov_len = v[i].iov_len;
+	n = readv(fd, io, nv);
+	if (n <= 0) {
+		evbuffer_commit_space(b, v, 0);
+		return (int)n;
+	}
+	left = (size_t)n;
+	for (int i = 0; i < nv; i++) {
+		v[i].iov_len = v[i].iov_len < left ? v[i].iov_len : left;
+		left -= v[i].iov_len;
+	}
+	evbuffer_commit_space(b, v, nv);
+	return (int)n;
 }
 
-/* Does the rewritten request go where the original went?  Method and
- * request target byte for byte, and (origin-form: the target's authority
- * is the Host field) the Host field case-blind.  The policy decided for
- * that target only. */
-static int same_target(const struct gw_http_head *o, const struct gw_http_head *q)
+/* The client's share of a 200 body goes out in batches of FLUSH_AT bytes
+ * once FLUSH_AT went as it came (c-icap's echo sends 4 KiB pieces: one
+ * client write each, before);
+ * what is short of it goes out at the answer's end, when the client's
+ * output drains, or after FLUSH_WAIT at the latest. */
+static void tx_flush(evutil_socket_t fd, short what, void *arg)
 {
-	if (o->method_len != q->method_len || memcmp(o->method_str, q->method_str, o->method_len) != 0 ||
-	    o->target_len != q->target_len || memcmp(o->target, q->target, o->target_len) != 0)
+	struct fwd_icap_tx *tx = arg;
+
+	(void)fd;
+	(void)what;
+	tx->unflushed = 0;
+	if (tx->resp_done)   /* (ended or failed: flushed, or nothing to go on) */
+		return;
+	if (tx->lowat) {   /* less than FLUSH_AT came for FLUSH_WAIT: read what there is */
+		lowat(tx, 0);
+		if (tx->have_ev)
+			event_active(&tx->ev_rd, EV_READ, 0);
+	}
+	tx_kick(tx);
+}
+
+/* After relaying: 1 when the client should get it now. */
+static int flush_now(struct fwd_icap_tx *tx, size_t relayed)
+{
+	static const struct timeval wait = { 0, FLUSH_WAIT_US };
+
+	tx->streamed += relayed;
+	if (tx->reqmod || tx->next != NULL || tx->ck.done || tx->streamed <= FLUSH_AT)
+		goto now;   /* (a small answer goes on at once, as it comes) */
+	tx->unflushed += relayed;
+	lowat(tx, 1);
+	if (tx->unflushed < FLUSH_AT) {
+		if (!evtimer_pending(&tx->ev_flush, NULL))
+			evtimer_add(&tx->ev_flush, &wait);
 		return 0;
-	if (o->target_form == GW_TF_ABSOLUTE)
-		return 1;   /* (the core sends Host from the target) */
-	return (o->host_hdr == NULL) == (q->host_hdr == NULL) && (o->host_hdr == NULL ||
-	    (o->host_hdr_len == q->host_hdr_len && strncasecmp(o->host_hdr, q->host_hdr, o->host_hdr_len) == 0));
-}
-
-/* A REQMOD 200 read whole: its response goes to the client (a block
- * page), or its request goes on in place of the client's: the service's
- * header fields and body (gw_req_rewrite), to the target the policy
- * allowed; a request the service sent elsewhere is not sent (502). */
-static void reqmod_answered(struct fwd_icap_tx *tx)
-{
-	size_t n = evbuffer_get_length(tx->reply);
-	const char *body;
-
-	if (!tx->req_reply) {
-		decide_req(tx, FWD_ICAP_RESPOND);
-		return;
 	}
-	if (!same_target(gw_req_head(tx->rq), &tx->qh)) {
-		gw_warn("forward: %s: ICAP service %s changed the request's method or target to %.*s %.*s: "
-		    "not sent", gw_req_id(tx->rq), tx->s->c->name, (int)tx->qh.method_len, tx->qh.method_str,
-		    (int)(tx->qh.target_len < 200 ? tx->qh.target_len : 200), tx->qh.target);
-		gw_req_set_reason(tx->rq, "ICAP: the service changed the request's target (not sent)");
-		local_page(tx, 502, "Upload not sent", "The content scanner sent this request to another "
-		    "target; the gateway only sends a request where its policy allowed it.");
-		return;
-	}
-	body = n > 0 ? (const char *)evbuffer_pullup(tx->reply, -1) : "";
-	if (body == NULL || gw_req_rewrite(tx->rq, tx->qh.hdrs, tx->qh.nhdrs, body, n) < 0) {
-		gw_warn("forward: %s: ICAP service %s: the rewritten request (%zu body bytes) cannot be sent",
-		    gw_req_id(tx->rq), tx->s->c->name, n);
-		gw_req_set_reason(tx->rq, "ICAP: the rewritten request cannot be sent (body limit or memory)");
-		local_page(tx, 502, "Upload not sent", "The content scanner changed this upload into one the "
-		    "gateway cannot send.");
-		return;
-	}
-	evbuffer_drain(tx->reply, n);   /* (the core has its copy) */
-	decide_req(tx, FWD_ICAP_PROXY);
-}
-
-/* How long a rewritten request body may be: max_body_bytes, and at most
- * REWRITE_GROWTH more than the upload.  The upload's scan memory was
- * reserved for one copy while this exchange held two (the core's and
- * orig, drained when the 200 came): the rewritten body takes orig's place
- * and so the exchange holds what it held before, plus the growth. */
-static uint64_t rewrite_max(const struct fwd_icap_tx *tx)
-{
-	uint64_t m = tx->s->c->max_body_bytes, g = tx->total + REWRITE_GROWTH;
-
-	return g < m ? g : m;
-}
-
-/* A REQMOD 200's rewritten body passed rewrite_max(): not sent, and not
- * bypassed either (the service answered; its answer is not ours to drop). */
-static void reqmod_oversize(struct fwd_icap_tx *tx)
-{
-	gw_warn("forward: %s: ICAP service %s rewrote the upload (%llu bytes) over %llu bytes (max_body_bytes, "
-	    "or 64 KiB more than the upload): not sent", gw_req_id(tx->rq), tx->s->c->name,
-	    (unsigned long long)tx->total, (unsigned long long)rewrite_max(tx));
-	bump(tx->s, FWD_ICAP_C_OVERSIZE);
-	conn_close(tx);
-	wake_waiter(tx->ws);
-	event_del(&tx->ev_to);
-	tx->resp_done = 1;
-	tx->replying = 0;
-	gw_req_set_reason(tx->rq, "ICAP: the rewritten upload is too large (not sent)");
-	local_page(tx, 502, "Upload not sent", "The content scanner changed this upload into one larger "
-	    "than the gateway holds for scanning.");
-}
-
-/* Relay what there is of a 200's encapsulated body.  0 fine, -1 framing
- * (or a page over REPLY_MAX), -2 a rewritten request body over
- * rewrite_max(). */
-static int relay_body(struct fwd_icap_tx *tx)
-{
-	for (;;) {
-		struct evbuffer_iovec v;
-		size_t off = 0, dl = 0;
-		ssize_t used;
-
-		/* one segment at a time (the decoder keeps partial framing):
-		 * the data spans move out of tx->in, no pullup, no copy */
-		if (tx->ck.done || evbuffer_peek(tx->in, -1, NULL, &v, 1) != 1 || v.iov_len == 0)
-			break;
-		used = gw_chunked_decode(&tx->ck, v.iov_base, v.iov_len, &off, &dl);
-		if (used < 0)
-			return -1;
-		if (used == 0)
-			break;
-		evbuffer_drain(tx->in, off);
-		if (dl > 0 && tx->reqmod) {
-			if (tx->req_reply && evbuffer_get_length(tx->reply) + dl > rewrite_max(tx))
-				return -2;
-			if (!tx->req_reply && evbuffer_get_length(tx->reply) + dl > REPLY_MAX)
-				return -1;
-			evbuffer_remove_buffer(tx->in, tx->reply, dl);
-		} else if (dl > 0) {
-			out_emit_buffer(tx, tx->in, dl);
-		}
-		evbuffer_drain(tx->in, (size_t)used - off - dl);
-	}
-	if (tx->ck.done && tx->reqmod)
-		reqmod_answered(tx);
-	else if (tx->ck.done) {
-		tx->emitted_last = 1;
-		out_emit(tx, "", 0, 1);
-	}
-	return 0;
-}
-
-/* The access log's reason=: "ICAP <service>: <what>". */
-static void log_verdict(struct fwd_icap_tx *tx, const char *what)
-{
-	const char *pre = tx->prev != NULL ? tx->prev->note : NULL;   /* (a chain: each says) */
-	size_t n = (pre != NULL ? strlen(pre) + 2 : 0) + strlen(tx->s->c->name) + strlen(what) + 8;
-	char *note = gw_req_alloc(tx->rq, n);
-
-	if (note != NULL) {
-		snprintf(note, n, "%s%sICAP %s: %s", pre != NULL ? pre : "", pre != NULL ? "; " : "",
-		    tx->s->c->name, what);
-		tx->note = note;
-		gw_req_set_reason(tx->rq, note);
-	}
-}
-
-/* A 200 naming what the service found: counted, logged (the Threat). */
-static int note_threat(struct fwd_icap_tx *tx, const struct fwd_icap_msg *h)
-{
-	const char *t;
-	size_t tn;
-
-	if ((t = fwd_icap_msg_get(h, "X-Infection-Found", &tn)) != NULL ||
-	    fwd_icap_msg_num(h, "X-Violations-Found", 0) > 0) {
-		const char *th = t != NULL ? memmem(t, tn, "Threat=", 7) : NULL;
-		char *note;
-		bump(tx->s, FWD_ICAP_C_INFECTED);
-		if (th != NULL) {
-			size_t left = (size_t)(t + tn - th - 7), k = 0, cap;
-			const char *semi = memchr(th + 7, ';', left);
-			k = semi != NULL ? (size_t)(semi - th - 7) : left;
-			if (k > 128)
-				k = 128;
-			cap = k + strlen(tx->s->c->name) + 16;
-			note = gw_req_alloc(tx->rq, cap);
-			if (note != NULL) {
-				int at = snprintf(note, cap, "ICAP %s: ", tx->s->c->name);
-				for (size_t i = 0; i < k && at >= 0 && (size_t)at + 1 < cap; i++) {
-					unsigned char ch = (unsigned char)th[7 + i];
-					note[at++] = ch > ' ' && ch < 127 && ch != '"' && ch != '\\' ? (char)ch : '_';
-				}
-				note[at] = '\0';
-				gw_req_set_reason(tx->rq, note);
-			}
-		} else {
-			gw_req_set_reason(tx->rq, "ICAP: violation found");
-		}
-		gw_warn("forward: %s: ICAP service %s found %.*s", gw_req_id(tx->rq), tx->s->c->name,
-		    t != NULL ? (int)tn : 10, t != NULL ? t : "violations");
-		return 1;
-	}
-	bump(tx->s, FWD_ICAP_C_MODIFIED);
-	log_verdict(tx, "modified (200)");
-	return 0;
-}
-
-
-/* A REQMOD 200: a response for the client (res-hdr) or the request
- * (req-hdr), each with a body or null-body.  As took_answer. */
-static int took_reqmod_200(struct fwd_icap_tx *tx, const struct fwd_icap_msg *h, const char *v, size_t n)
-{
-	long rh = fwd_icap_msg_encap(v, n, "res-hdr"), qh = fwd_icap_msg_encap(v, n, "req-hdr");
-	long rb, nb = fwd_icap_msg_encap(v, n, "null-body");
-	struct gw_hdr hdrs[64];
-	struct gw_http_head r;
-	struct gw_http_limits lim = { ICAP_HEAD_MAX, 64, ICAP_HEAD_MAX };
-	const char *p;
-
-	tx->req_reply = rh < 0 && qh == 0;
-	rb = fwd_icap_msg_encap(v, n, tx->req_reply ? "req-body" : "res-body");
-	if ((rh != 0 && qh != 0) || (rh == 0 && qh >= 0) || (rb < 0) == (nb < 0))
-		return -1;
-	if (rb < 0)
-		rb = nb;
-	if (rb > ICAP_HEAD_MAX || rb < 12)
-		return -1;
-	if (evbuffer_get_length(tx->in) < h->len + (size_t)rb)
-		return 0;
-	tx->verdict = 200;
-	p = (const char *)evbuffer_pullup(tx->in, (ev_ssize_t)(h->len + (size_t)rb)) + h->len;
-	if (!tx->req_reply) {
-		const struct gw_hdr *ct;
-		memset(&r, 0, sizeof r);
-		r.hdrs = hdrs;
-		r.hdrs_cap = 64;
-		if (gw_http1_parse_response(p, (size_t)rb, &lim, GW_M_GET, &r) != (ssize_t)rb)
-			return -1;
-		tx->page_status = r.status;
-		ct = gw_http1_find(&r, "content-type");
-		snprintf(tx->page_type, sizeof tx->page_type, "%.*s", ct ? (int)ct->value_len : 9,
-		    ct ? ct->value : "text/html");
-		note_threat(tx, h);
-	} else {
-		/* the request as the service wants it sent: its fields are
-		 * copied by gw_req_rewrite() once the body is whole */
-		char *q = gw_req_alloc(tx->rq, (size_t)rb);
-		struct gw_http_limits ql = { ICAP_HEAD_MAX, QHDRS_MAX, ICAP_HEAD_MAX };
-		size_t ql_len;
-		if (q == NULL)
-			return -1;
-		ql_len = fwd_icap_msg_strip_framing(q, p, (size_t)rb);
-		memset(&tx->qh, 0, sizeof tx->qh);
-		tx->qh.hdrs = gw_req_alloc(tx->rq, QHDRS_MAX * sizeof *tx->qh.hdrs);
-		tx->qh.hdrs_cap = QHDRS_MAX;
-		if (tx->qh.hdrs == NULL || gw_http1_parse_request(q, ql_len, &ql, &tx->qh) != (ssize_t)ql_len)
-			return -1;
-		bump(tx->s, FWD_ICAP_C_MODIFIED);
-		log_verdict(tx, "request returned (200)");
-	}
-	evbuffer_drain(tx->in, h->len + (size_t)rb);
-	tx->discard = 1;
-	/* the core still holds the client's body: our copy of what went out
-	 * is not needed any more (the answer's body takes its place) */
-	evbuffer_drain(tx->orig, (size_t)(tx->sent - (tx->total - evbuffer_get_length(tx->orig))));
-	if (nb >= 0 && rb == nb) {
-		tx->resp_done = 1;
-		reqmod_answered(tx);
-	} else {
-		tx->replying = 1;
-		gw_chunked_init(&tx->ck);
-	}
-	return 1;
-}
-
-/* A final answer (204 or 200) was read; returns 1 to resume, -1 failed (resume). */
-static int took_answer(struct fwd_icap_tx *tx, const struct fwd_icap_msg *h)
-{
-	const char *v;
-	size_t n;
-	long rh, rb, nb;
-
-	if ((v = fwd_icap_msg_get(h, "ISTag", &n)) != NULL)
-		set_istag(tx->s, v, n);
-	if ((v = fwd_icap_msg_get(h, "Connection", &n)) != NULL && gw_http1_list_has(v, n, "close"))
-		tx->conn_close = 1;
-	if (h->status == 204) {
-		evbuffer_drain(tx->in, h->len);
-		log_verdict(tx, "unchanged (204)");
-		tx->verdict = 204;
-		tx->resp_done = 1;
-		bump(tx->s, FWD_ICAP_C_PASS204);
-		pass_original(tx);
-		return 1;
-	}
-	if (h->status != 200)
-		return -1;
-	v = fwd_icap_msg_get(h, "Encapsulated", &n);
-	if (v == NULL)
-		return -1;
-	if (tx->reqmod)
-		return took_reqmod_200(tx, h, v, n);
-	rh = fwd_icap_msg_encap(v, n, "res-hdr");
-	rb = fwd_icap_msg_encap(v, n, "res-body");
-	nb = fwd_icap_msg_encap(v, n, "null-body");
-	if (rh != 0 || (rb < 0) == (nb < 0) || fwd_icap_msg_encap(v, n, "req-hdr") != -1 || fwd_icap_msg_encap(v, n, "req-body") != -1)
-		return -1;   /* a RESPMOD answer: res-hdr first at 0, then res-body or null-body */
-	if (rb < 0)
-		rb = nb;
-	if (rb > ICAP_HEAD_MAX || rb < 12)
-		return -1;
-	if (evbuffer_get_length(tx->in) < h->len + (size_t)rb)
-		return 0;   /* the encapsulated head is still coming */
-	tx->verdict = 200;
-	{
-		const char *eh = (const char *)evbuffer_pullup(tx->in, (ev_ssize_t)(h->len + (size_t)rb)) + h->len;
-		/* (h points into tx->in: all before the drain) */
-		if (gw_req_filter_replace_head(tx->rq, eh, (size_t)rb) < 0)
-			return -1;
-		/* a block ends a chain; else the next service gets this message */
-		if (!note_threat(tx, h) && !(nb >= 0 && rb == nb) && chain_next(tx, eh, (size_t)rb) < 0)
-			return -1;
-	}
-	evbuffer_drain(tx->in, h->len + (size_t)rb);
-	/* no 204 can come now: what the service has of the body is not kept */
-	evbuffer_drain(tx->orig, (size_t)(tx->sent - (tx->total - evbuffer_get_length(tx->orig))));
-	if (nb >= 0 && rb == nb) {
-		tx->resp_done = 1;
-		tx->emitted_last = 1;
-		gw_req_body_emit(tx->rq, "", 0, 1);
-	} else {
-		tx->replying = 1;
-		gw_chunked_init(&tx->ck);
-	}
-	tx->discard = 1;   /* the upstream's body no longer goes to the client */
+now:
+	tx->unflushed = 0;
+	if (tx->lowat && !tx->ck.done)
+		evtimer_add(&tx->ev_flush, &wait);   /* (the rest may stay short of FLUSH_AT) */
+	else
+		evtimer_del(&tx->ev_flush);
 	return 1;
 }
 
@@ -1384,7 +856,7 @@ static void tx_rd(evutil_socket_t fd, short what, void *arg)
 		tls_step(tx);
 		return;
 	}
-	n = tx->ssl != NULL ? fwd_icap_tls_read(tx->ssl, tx->in, 64 * 1024) : evbuffer_read(tx->in, fd, 64 * 1024);
+	n = tx->ssl != NULL ? fwd_icap_tls_read(tx->ssl, tx->in, 64 * 1024) : sock_read(tx->in, fd);
 	if (tx->ssl != NULL && SSL_pending(tx->ssl) > 0)
 		event_active(&tx->ev_rd, EV_READ, 0);   /* (decrypted bytes the socket will not signal) */
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -1393,9 +865,10 @@ static void tx_rd(evutil_socket_t fd, short what, void *arg)
 		return;
 	for (;;) {
 		if (tx->replying) {
-			int rr = relay_body(tx);
+			size_t had = evbuffer_get_length(tx->in);
+			int rr = fwd_icap_answer_relay(tx);
 			if (rr == -2) {
-				reqmod_oversize(tx);
+				fwd_icap_answer_oversize(tx);
 				tx_kick(tx);
 				return;
 			}
@@ -1405,7 +878,7 @@ static void tx_rd(evutil_socket_t fd, short what, void *arg)
 					tx_kick(tx);
 				return;
 			}
-			resume = 1;
+			resume = flush_now(tx, had - evbuffer_get_length(tx->in));
 			if (tx->ck.done) {
 				tx->replying = 0;
 				tx->resp_done = 1;
@@ -1424,8 +897,8 @@ static void tx_rd(evutil_socket_t fd, short what, void *arg)
 		}
 		if (tx->resp_done) {
 			if (n <= 0 || evbuffer_get_length(tx->in) > 0) {
-				conn_close(tx);   /* closed, or more than was asked */
-				wake_waiter(tx->ws);
+				fwd_icap_conn_close(tx);   /* closed, or more than was asked */
+				fwd_icap_wake_waiter(tx->ws);
 			}
 			break;
 		}
@@ -1441,7 +914,7 @@ static void tx_rd(evutil_socket_t fd, short what, void *arg)
 		if (r == 0)
 			break;
 		if (tx->st == TX_OPTIONS) {
-			int k = took_options(tx, &h);
+			int k = fwd_icap_answer_options(tx, &h);
 			if (k < 0) {
 				char why[96];
 				snprintf(why, sizeof why, k == -1 ? "OPTIONS answered %d" :
@@ -1459,7 +932,7 @@ static void tx_rd(evutil_socket_t fd, short what, void *arg)
 			evbuffer_drain(tx->in, h.len);
 			if (tx->conn_close) {   /* a fresh connection for the RESPMOD */
 				tx->conn_close = 0;
-				conn_close(tx);
+				fwd_icap_conn_close(tx);
 				tx_begin_conn(tx);
 				return;
 			}
@@ -1477,7 +950,7 @@ static void tx_rd(evutil_socket_t fd, short what, void *arg)
 			feed(tx);
 			continue;
 		}
-		r = took_answer(tx, &h);
+		r = fwd_icap_answer_took(tx, &h);
 		if (r == 0) {
 			if (n <= 0) {
 				if (tx_fail(tx, "the service closed mid-answer"))
@@ -1503,7 +976,7 @@ static void tx_rd(evutil_socket_t fd, short what, void *arg)
 			if ((tx->term_sent && evbuffer_get_length(tx->out) == 0) || tx->st == TX_WAIT100)
 				conn_release(tx, 1);
 			else if (!tx->term_sent)
-				conn_close(tx), wake_waiter(tx->ws);
+				fwd_icap_conn_close(tx), fwd_icap_wake_waiter(tx->ws);
 			break;
 		}
 	}
@@ -1582,6 +1055,7 @@ static struct fwd_icap_tx *tx_new(struct fwd_icap *ic, int svc, struct gw_req *r
 	event_assign(&tx->ev_to, tx->base, -1, 0, tx_to, tx);
 	event_assign(&tx->ev_go, tx->base, -1, 0, tx_go, tx);
 	event_assign(&tx->ev_bp, tx->base, -1, 0, tx_bp, tx);
+	evtimer_assign(&tx->ev_flush, tx->base, tx_flush, tx);
 	tv.tv_sec = (time_t)s->c->timeout;
 	tv.tv_usec = (suseconds_t)((s->c->timeout - (double)tv.tv_sec) * 1e6);
 	event_add(&tx->ev_to, &tv);
@@ -1689,11 +1163,20 @@ enum fwd_icap_outcome fwd_icap_outcome(struct fwd_icap_tx *tx, int *status, cons
 	return tx->outcome;
 }
 
+/* p[0..n) as one chunk for the service, not kept for a 204. */
+static void chunk_direct(struct fwd_icap_tx *tx, const char *p, size_t n)
+{
+	evbuffer_add_printf(tx->out, "%zx\r\n", n);
+	evbuffer_add(tx->out, p, n);
+	evbuffer_add(tx->out, GW_STRLIT("\r\n"));
+	tx->sent += n;
+}
+
 int fwd_icap_filter(struct fwd_icap_tx *tx, const char *p, size_t n, int last)
 {
 	if (tx->passing) {
 		tx->emitted_last |= last;
-		return out_emit(tx, p, n, last);
+		return fwd_icap_out_emit(tx, p, n, last);
 	}
 	tx->total += n;
 	tx->body_last |= last;
@@ -1702,10 +1185,7 @@ int fwd_icap_filter(struct fwd_icap_tx *tx, const char *p, size_t n, int last)
 			/* the service still reads the body (its answer is what the
 			 * client gets): straight to it, nothing kept for a 204 */
 			if (n > 0 && evbuffer_get_length(tx->orig) == 0 && !tx->reqmod) {
-				evbuffer_add_printf(tx->out, "%zx\r\n", n);
-				evbuffer_add(tx->out, p, n);
-				evbuffer_add(tx->out, GW_STRLIT("\r\n"));
-				tx->sent += n;
+				chunk_direct(tx, p, n);
 			} else {
 				evbuffer_add(tx->orig, p, n);
 			}
@@ -1719,22 +1199,28 @@ int fwd_icap_filter(struct fwd_icap_tx *tx, const char *p, size_t n, int last)
 	}
 	if (tx->verdict == 0 && tx->total > tx->s->c->max_body_bytes) {
 		bump(tx->s, FWD_ICAP_C_OVERSIZE);
-		conn_close(tx);
-		wake_waiter(tx->ws);
+		fwd_icap_conn_close(tx);
+		fwd_icap_wake_waiter(tx->ws);
 		event_del(&tx->ev_to);
 		tx->resp_done = 1;
 		if (tx->s->c->oversize_block) {
 			gw_req_set_reason(tx->rq, "ICAP: response over max_body_bytes");
-			local_page(tx, 403, "Too large to scan", "The response is too large to be scanned for "
+			fwd_icap_local_page(tx, 403, "Too large to scan", "The response is too large to be scanned for "
 			    "malware, and the gateway is set to withhold such responses.");
 		} else {
 			gw_req_set_reason(tx->rq, "ICAP: over max_body_bytes: passed unscanned");
 			evbuffer_add(tx->orig, p, n);
-			pass_original(tx);
+			fwd_icap_pass_original(tx);
 		}
 		return GW_FILTER_GO;
 	}
-	if (n > 0 && evbuffer_add(tx->orig, p, n) < 0) {
+	if (n > 0 && tx->verdict == 200 && !tx->reqmod && tx->st == TX_SEND && tx->fd >= 0 && !tx->term_sent &&
+	    evbuffer_get_length(tx->orig) == 0) {
+		/* answered 200 (its message replaces this one, no 204 can come):
+		 * nothing is kept, the body goes straight to the service (one
+		 * copy instead of two, and no held chains) */
+		chunk_direct(tx, p, n);
+	} else if (n > 0 && evbuffer_add(tx->orig, p, n) < 0) {
 		gw_req_filter_abort(tx->rq, "ICAP: out of memory");   /* (the core stops at once) */
 		return GW_FILTER_HOLD;
 	}
@@ -1756,11 +1242,12 @@ void fwd_icap_done(struct fwd_icap_tx *tx)
 	gw_req_output_wake(tx->rq, NULL);
 	/* a connection still busy with this exchange cannot be reused (the
 	 * service may still answer); an idle-clean one went back already */
-	conn_close(tx);
-	wake_waiter(tx->ws);
+	fwd_icap_conn_close(tx);
+	fwd_icap_wake_waiter(tx->ws);
 	event_del(&tx->ev_to);
 	event_del(&tx->ev_go);
 	event_del(&tx->ev_bp);
+	event_del(&tx->ev_flush);
 	if (tx->out)
 		evbuffer_free(tx->out);
 	if (tx->in)

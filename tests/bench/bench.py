@@ -469,7 +469,11 @@ def main():
                    k_small + ["icap_us_per_req"])
         env_1m = {"WRK_PATH": "http://127.0.0.1:%d/1m" % P_ORIGIN, "WRK_HOST": "127.0.0.1:%d" % P_ORIGIN}
         interleave("fwd_icap_1m_c4", icap, icap_runner(wrk_runner(4, env=env_1m)), "MB/s",
-                   ["MBps", "cpu", "p50", "p99", "icap_us_per_req"])
+                   ["MBps", "cpu", "cpu_us_per_req", "p50", "p99", "icap_us_per_req"])
+        # the latency ICAP adds per request, without queueing: one
+        # connection, one request at a time (p50 against fwd-plain's)
+        interleave("fwd_icap_lat_c1", icap, icap_runner(wrk_runner(1, env=fwd_env)), "req/s",
+                   ["rps", "p50", "p99", "icap_us_per_req"])
         for n in ("gatehouse_icap", "gatehouse_icap_b", "squid_icap", "c-icap"):
             stop(n)
 
