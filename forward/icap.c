@@ -291,28 +291,10 @@ void fwd_icap_wake_waiter(struct icap_wsvc *ws)
 }
 
 /* Done with the exchange's connection: pool it (reuse) or close it. */
-/*
- * While a 200's body streams from a plain connection, the socket wakes us
- * only once FLUSH_AT bytes wait (SO_RCVLOWAT): c-icap's echo writes 4 KiB
- * at a time, each a wakeup and a read of ours before.  The flush timer
- * stays armed meanwhile, and turns it off (a slower or ending stream then
- * wakes us byte by byte as before): nothing waits longer than FLUSH_WAIT.
- */
-static void lowat(struct fwd_icap_tx *tx, int on)
-{
-	int v = on ? FLUSH_AT : 1;
-
-	if (tx->fd < 0 || tx->ssl != NULL || tx->lowat == on)
-		return;
-	if (setsockopt(tx->fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof v) == 0 || !on)
-		tx->lowat = on;
-}
-
 static void conn_release(struct fwd_icap_tx *tx, int reuse)
 {
 	if (tx->fd < 0)
 		return;
-	lowat(tx, 0);   /* (a pooled connection's next answer wakes us at once) */
 	if (reuse && !tx->conn_close && tx->ws->nidle < IDLE_MAX && evbuffer_get_length(tx->in) == 0 &&
 	    (tx->ssl == NULL || SSL_pending(tx->ssl) == 0)) {   /* (TLS: nothing decrypted left over either) */
 		event_del(&tx->ev_rd);
@@ -790,8 +772,7 @@ static int sock_read(struct evbuffer *b, int fd)
 }
 
 /* The client's share of a 200 body goes out in batches of FLUSH_AT bytes
- * once FLUSH_AT went as it came (c-icap's echo sends 4 KiB pieces: one
- * client write each, before);
+ * (c-icap's echo sends 4 KiB pieces: one client write each, before);
  * what is short of it goes out at the answer's end, when the client's
  * output drains, or after FLUSH_WAIT at the latest. */
 static void tx_flush(evutil_socket_t fd, short what, void *arg)
@@ -801,14 +782,8 @@ static void tx_flush(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	tx->unflushed = 0;
-	if (tx->resp_done)   /* (ended or failed: flushed, or nothing to go on) */
-		return;
-	if (tx->lowat) {   /* less than FLUSH_AT came for FLUSH_WAIT: read what there is */
-		lowat(tx, 0);
-		if (tx->have_ev)
-			event_active(&tx->ev_rd, EV_READ, 0);
-	}
-	tx_kick(tx);
+	if (!tx->resp_done)   /* (ended or failed: flushed, or nothing to go on) */
+		tx_kick(tx);
 }
 
 /* After relaying: 1 when the client should get it now. */
@@ -816,11 +791,9 @@ static int flush_now(struct fwd_icap_tx *tx, size_t relayed)
 {
 	static const struct timeval wait = { 0, FLUSH_WAIT_US };
 
-	tx->streamed += relayed;
-	if (tx->reqmod || tx->next != NULL || tx->ck.done || tx->streamed <= FLUSH_AT)
-		goto now;   /* (a small answer goes on at once, as it comes) */
+	if (tx->reqmod || tx->next != NULL || tx->ck.done)
+		goto now;
 	tx->unflushed += relayed;
-	lowat(tx, 1);
 	if (tx->unflushed < FLUSH_AT) {
 		if (!evtimer_pending(&tx->ev_flush, NULL))
 			evtimer_add(&tx->ev_flush, &wait);
@@ -828,10 +801,7 @@ static int flush_now(struct fwd_icap_tx *tx, size_t relayed)
 	}
 now:
 	tx->unflushed = 0;
-	if (tx->lowat && !tx->ck.done)
-		evtimer_add(&tx->ev_flush, &wait);   /* (the rest may stay short of FLUSH_AT) */
-	else
-		evtimer_del(&tx->ev_flush);
+	evtimer_del(&tx->ev_flush);
 	return 1;
 }
 

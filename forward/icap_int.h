@@ -105,8 +105,6 @@ struct fwd_icap_tx {
 	struct event ev_bp;         /* replaying a 200 to a full client: look again later */
 	struct event ev_flush;      /* a 200's body short of FLUSH_AT waits at most FLUSH_WAIT_US */
 	size_t unflushed;           /* relayed to the client's output, not yet flushed */
-	uint64_t streamed;          /* a 200's body bytes relayed so far */
-	int lowat;                  /* SO_RCVLOWAT is FLUSH_AT on the connection (see lowat()) */
 	struct evbuffer *out, *in, *orig;
 	char *heads;                /* encapsulated req-hdr + res-hdr */
 	size_t req_len, res_len;
