@@ -17,6 +17,9 @@
 /* Stop taking response body from the upstream above this much queued for
  * one stream (the peer's flow-control window drains it). */
 #define H2_STREAM_HIWAT (128 * 1024)
+/* A whole answer up to this size waits for the end of the loop pass to be
+ * written with the others (core/h2_sink.c s_on_flush): one TLS record. */
+#define H2_SMALL_ANSWER (16 * 1024)
 /* Connection receive window (streams keep the 64 KiB default): what a
  * client may have in flight towards us, all streams together. */
 #define H2_CONN_WINDOW (1 << 20)

@@ -12,9 +12,11 @@
  * acknowledged (WINDOW_UPDATE, nghttp2_session_consume) only when it moved
  * to the upstream, so the client can have at most its window in flight.
  *
- * Sink calls never run the connection's I/O themselves except on_flush,
- * on_error and on_local (which may end the exchange by contract): the
- * others only mark the connection (gw_h2__kick).
+ * Sink calls never run the connection's I/O themselves except on_error,
+ * on_local and on_flush (which may end the exchange by contract): the
+ * others, and on_flush of a small answer that came whole, only mark the
+ * connection (gw_h2__kick), so the small answers of every stream completed
+ * in one loop pass leave in one write.
  */
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -520,7 +522,15 @@ static void s_on_flush(struct gw_req *rq)
 	 * others while the client drains the rest */
 	if (rq->up != NULL && gw_upstream_complete(rq) && rq->reqx.done)
 		gw_upstream_release(rq);
-	gw_h2__io(s->h);
+	/* a small answer that came whole is written once the loop has run
+	 * every upstream that is ready: the answers of many streams share
+	 * TLS records and one write instead of one each (the contract
+	 * allows, does not require, ending the exchange here).  A body
+	 * still coming, or one already flowing, is written at once. */
+	if (rq->respx.done && rq->bytes_out == 0 && (s->out == NULL || evbuffer_get_length(s->out) <= H2_SMALL_ANSWER))
+		gw_h2__kick(s->h);
+	else
+		gw_h2__io(s->h);
 }
 
 static void s_on_error(struct gw_req *rq, int status, const char *reason)

@@ -103,7 +103,9 @@ def gh_conf(tag, rev, fwd, access, cache=False, fwd_extra=""):
     # Cache-Control-less answers (as nginx-cache.conf and varnish.vcl give)
     cache_conf = 'cache = { memory = "256M"; max_object = "1M"; };' if cache else ""
     route_cache = " cache = { ttl = 3600.0; };" if cache else ""
-    # max_connections_per_client = 0: the load generators are every client, from one address
+    # max_connections_per_client = 0: the load generators are every client, from one address.
+    # keepalive 1024 (nginx.conf too): HAProxy keeps every idle origin connection
+    # (pool-max-conn -1), so none of the three closes them under 500 requests in flight
     text = """global: { workers = 1; user = ""; state_dir = "%s"; max_connections = 100000;
   max_connections_per_client = 0;
   log: { error = "%s/error.log"; level = "warn"; access = "%s"; };
@@ -119,7 +121,7 @@ reverse: {
   listeners = ( { address = "127.0.0.1:%d"; }, { address = "127.0.0.1:%d"; tls = true; } );
   certificates = ( { cert = "%s"; key = "%s"; } );
   %s
-  upstreams = ( { name = "origin"; servers = ( { address = "127.0.0.1:%d"; } ); keepalive = 256; } );
+  upstreams = ( { name = "origin"; servers = ( { address = "127.0.0.1:%d"; } ); keepalive = 1024; } );
   sites = ( { default = true; routes = ( { path = "/"; upstream = "origin";%s } ); } );
 };
 """ % (d, d, access, fwd, P_SINK, fwd_extra, rev, rev + TLS_OFF, CERT, KEY, cache_conf, P_ORIGIN, route_cache)
@@ -311,18 +313,30 @@ def wrk(port, conns, secs, path="/", env=None, scheme="http"):
 
 def h2load(port, conns, streams, secs, path="/"):
     """h2load (nghttp2-client) over TLS with ALPN h2: -c conns, -m streams per connection."""
+    # one TLS 1.3 suite for all: h2load offers AES-128 first, nginx follows the
+    # client's order, HAProxy and Gatehouse their own (AES-256 first), and wrk
+    # (rev_tls_1m_c4, the HTTP/1.1 baseline) gets AES-256 too
     argv = ["taskset", "-c", "0", "h2load", "-t", "1", "-c", str(conns), "-m", str(streams),
+            "--tls13-ciphers=TLS_AES_256_GCM_SHA384",
             "-D", str(secs), "--warm-up-time", "1", "https://127.0.0.1:%d%s" % (port, path)]
     p = subprocess.run(argv, capture_output=True, text=True, timeout=secs + 60)
     m = re.search(r"finished in ([\d.]+)s, ([\d.]+) req/s, ([\d.]+)([KMG]?)B/s", p.stdout)
     n = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored",
                   p.stdout)
     if not m or not n or "h2" not in p.stdout:
-        log("h2load failed:", p.stdout[-800:], p.stderr[-400:])
+        log("h2load failed (exit %d):" % p.returncode, p.stdout[:300], "...", p.stdout[-800:], p.stderr[-400:])
         return {"req": 0, "rps": 0, "MBps": 0, "err": 1}
     scale = {"": 1e-6, "K": 1e-3, "M": 1, "G": 1e3}[m.group(4)]
+    # what was really negotiated, so a run shows the contenders were alike
+    tls = " ".join(x.group(1).strip() for x in re.finditer(r"^(?:TLS Protocol|Cipher|Server Temp Key): (.*)$",
+                                                           p.stdout, re.M))
+    if tls:
+        H2_TLS.setdefault(port, set()).add(tls)
     return {"req": int(n.group(1)), "rps": float(m.group(2)), "MBps": float(m.group(3)) * scale,
             "err": int(n.group(2)) + int(n.group(3))}
+
+
+H2_TLS = {}   # port -> the TLS parameters h2load reported
 
 
 def h2load_runner(conns, streams, path="/"):
@@ -415,9 +429,16 @@ def main():
     # "listen ... ssl http2", HAProxy "alpn h2,http/1.1", Gatehouse's default
     # http2 = true): small responses multiplexed, then 1 MiB responses, the
     # latter beside Gatehouse's own HTTP/1.1 over TLS (rev_tls_1m_c4, wrk).
-    interleave("rev_h2_c50_m10", rev_tls, h2load_runner(50, 10), "req/s", k_small[:2])
-    interleave("rev_h2_1m_c4", rev_tls, h2load_runner(4, 1, "/1m"), "MB/s", ["MBps", "cpu"])
-    interleave("rev_tls_1m_c4", rev_tls[:1], wrk_runner(4, "/1m", scheme="https"), "MB/s", ["MBps", "cpu"])
+    rev_tls_b = rev_tls[:1] + [(c[0], c[1], c[2] + TLS_OFF) for c in gh_b_rev] + rev_tls[1:]
+    interleave("rev_h2_c50_m10", rev_tls_b, h2load_runner(50, 10), "req/s", k_small[:2])
+    interleave("rev_h2_1m_c4", rev_tls_b, h2load_runner(4, 1, "/1m"), "MB/s", ["MBps", "cpu"])
+    interleave("rev_tls_1m_c4", rev_tls_b[:1 + len(gh_b_rev)], wrk_runner(4, "/1m", scheme="https"), "MB/s",
+               ["MBps", "cpu"])
+    for c in rev_tls_b:
+        if c[2] in H2_TLS:
+            log("  h2 TLS %-12s %s" % (c[0], " | ".join(sorted(H2_TLS[c[2]]))))
+    if "profile_h2" in ONLY:
+        profile_h2()
 
     # Full handshakes: tlsload offers no session (wrk would resume), so
     # every connection costs the server an ECDHE and a signature.
@@ -725,6 +746,25 @@ def profile():
             f.write(text + "\n")
         log("-- perf top, %s (self %%):\n%s" % (side, "\n".join(text.splitlines()[:30])))
     stop("gatehouse")
+
+
+def profile_h2():
+    """perf record (call graphs, 999 Hz) of Gatehouse under h2load -c50 -m10
+    (only with BENCH_ONLY=profile_h2): perf-h2.txt, self and children."""
+    log("== profile_h2")
+    data = os.path.join(OUT, "perf-h2.data")
+    rec = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-p", str(PROCS["gatehouse"].pid),
+                            "-o", data, "--", "sleep", "6"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    h2load(P_GH_REV + TLS_OFF, 50, 10, 8)
+    rec.wait(30)
+    for mode, extra in (("self", ["--no-children"]), ("children", ["--children"])):
+        rep = subprocess.run(["perf", "report", "-i", data, "--stdio", "-g", "none", "--sort", "dso,symbol",
+                              "--percent-limit", "0.5"] + extra, capture_output=True, text=True)
+        text = "\n".join(l for l in rep.stdout.splitlines() if l.strip() and not l.startswith("#"))
+        with open(os.path.join(OUT, "perf-h2-%s.txt" % mode), "w") as f:
+            f.write(text + "\n")
+        log("-- perf, h2 (%s %%):\n%s" % (mode, "\n".join(text.splitlines()[:45])))
 
 
 BETTER_LOW = {"cpu_us_per_req", "p50", "p99", "p999", "cpu", "bytes_per_conn"}
