@@ -457,7 +457,9 @@ try {
   await waitFor(page, () => document.getElementById('who').textContent.includes('password changed'));
   check('password changed', !(await page.evaluate(() => document.getElementById('pw-dlg').open)), await page.textContent('#who'));
   check('this session stays signed in', await page.evaluate(async () => (await fetch('/api/v1/stats')).status) === 200);
-  check("the user's other session ended", await op.evaluate(async () => (await fetch('/api/v1/stats')).status) === 401);
+  // (asked through the context's request API, not the page: the other page's own
+  // 2 s refresh may meet its 401 first and navigate to /login mid-evaluate)
+  check("the user's other session ended", (await other.request.get(CONSOLE + '/api/v1/stats')).status() === 401);
   await other.close();
   await page.click('#tabs button[data-tab="logs"]');
   await waitFor(page, () => document.getElementById('lg-audit').textContent.includes('password change'));
