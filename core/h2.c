@@ -857,6 +857,12 @@ void gw_h2__io(struct gw_h2 *h)
 			h->again = 1;
 	} while (h->again && ++rounds < 64);
 	h->busy = 0;
+	/* stopped by the round cap with more to do (a kick that came while
+	 * busy, or frames still wanting out): go on after the loop's other
+	 * events instead of waiting for the peer's next byte, which, with the
+	 * output empty and no write event armed, might never come */
+	if (h->again && !h->fatal)
+		event_active(&h->ev_kick, EV_TIMEOUT, 0);
 	if (h->fatal && (evbuffer_get_length(h->out) == 0 || !wrote)) {
 		linger(h);
 		return;

@@ -28,6 +28,7 @@
 #include "conf/conf.h"
 #include "core/control.h"
 #include "core/events.h"
+#include "core/heap.h"
 #include "core/jobs.h"
 #include "core/log.h"
 #include "core/sdnotify.h"
@@ -336,6 +337,9 @@ int main(int argc, char **argv)
 		usage();
 		return 2;
 	}
+	/* before any thread: the data path's buffer chains stop page-faulting
+	 * in fresh memory depending on the heap's history (core/heap.c) */
+	(void)gw_heap_tune();
 	conf_path = path;
 	gw_control_init(path);
 	wire();
