@@ -635,25 +635,20 @@ static int cb_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
 	struct gw_h2s *s = frame->hd.stream_id ? nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id) : NULL;
 	int end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
 
+	if (s != NULL && end && (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA)) {
+		s->in_done = 1;
+		/* an h2 upstream holds its END_STREAM for the client's trailers:
+		 * the end (after a body that had a content-length) lets it go */
+		if (s->rq != NULL && s->rq->up_h2 && s->rq->up != NULL)
+			event_active(&s->rq->up->ev_wr, EV_WRITE, 0);
+	}
 	switch (frame->hd.type) {
 	case NGHTTP2_HEADERS:
 		if (s == NULL)
 			break;
 		if (frame->headers.cat == NGHTTP2_HCAT_REQUEST && !s->started)
 			s->start_due = 1;
-		if (end)
-			s->in_done = 1;
-		if (end && s->rq != NULL && s->rq->up_h2 && s->rq->up != NULL)
-			event_active(&s->rq->up->ev_wr, EV_WRITE, 0);   /* (as for DATA, below) */
 		gw_h2__stream_timer(s);
-		break;
-	case NGHTTP2_DATA:
-		if (s != NULL && end)
-			s->in_done = 1;
-		/* an h2 upstream holds its END_STREAM for the client's trailers:
-		 * the end (after a body that had a content-length) lets it go */
-		if (s != NULL && end && s->rq != NULL && s->rq->up_h2 && s->rq->up != NULL)
-			event_active(&s->rq->up->ev_wr, EV_WRITE, 0);
 		break;
 	case NGHTTP2_RST_STREAM:
 		gw_stat_add(&h->c->w->stats->fam[h->c->proto->family][GW_FC_H2_RESETS], 1);
