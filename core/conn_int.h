@@ -314,15 +314,7 @@ struct gw_pool {
 
 static inline void set_timer(struct event *ev, double secs)
 {
-	struct timeval tv;
-
-	if (secs <= 0) {
-		event_del(ev);
-		return;
-	}
-	tv.tv_sec = (time_t)secs;
-	tv.tv_usec = (suseconds_t)((secs - (double)tv.tv_sec) * 1e6);
-	event_add(ev, &tv);
+	gw_timer_set(ev, secs);   /* (core/worker.c: common timeouts) */
 }
 
 static inline const struct conf_timeouts *TO(struct gw_conn *c)

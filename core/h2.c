@@ -40,6 +40,7 @@
 
 #include "conf/conf.h"
 #include "core/dns.h"
+#include "core/heap.h"
 #include "core/log.h"
 #include "core/relay.h"
 #include "core/snapshot.h"
@@ -168,17 +169,55 @@ static void conn_timer(struct gw_h2 *h, int progress)
 
 static void stream_free_head(struct gw_h2s *s)
 {
-	if (s->hdrs != NULL)
-		evbuffer_free(s->hdrs);
-	if (s->cookie != NULL)
-		evbuffer_free(s->cookie);
-	s->hdrs = s->cookie = NULL;
-	free(s->method);
-	free(s->path);
-	free(s->scheme);
-	free(s->authority);
-	free(s->host);
-	s->method = s->path = s->scheme = s->authority = s->host = NULL;
+	gw_heap_small_free(s->hdrs.p);
+	gw_heap_small_free(s->cookie.p);
+	gw_heap_small_free(s->pv.p);
+	memset(&s->hdrs, 0, sizeof s->hdrs);
+	memset(&s->cookie, 0, sizeof s->cookie);
+	memset(&s->pv, 0, sizeof s->pv);
+	memset(s->pv_off, 0, sizeof s->pv_off);
+}
+
+/* Append n bytes to t (grown by doubling; the head's size is bounded by
+ * max_header_bytes before this is called; core/heap.c keeps freed blocks
+ * for the next stream).  0, or -1 out of memory. */
+static int h2_text_add(struct h2_text *t, const void *a, size_t n)
+{
+	if ((size_t)t->len + n > t->cap) {
+		size_t cap = t->cap > 0 ? t->cap : 256;
+		char *p;
+		while (cap < (size_t)t->len + n)
+			cap *= 2;
+		if (cap > UINT32_MAX || (p = gw_heap_small_realloc(t->p, cap)) == NULL)
+			return -1;
+		t->p = p;
+		t->cap = (uint32_t)cap;
+	}
+	memcpy(t->p + t->len, a, n);
+	t->len += (uint32_t)n;
+	return 0;
+}
+
+/* Pseudo-header or Host value k of s, NUL-terminated, or NULL. */
+static const char *pv(const struct gw_h2s *s, enum h2_pv k)
+{
+	return s->pv_off[k] > 0 ? s->pv.p + s->pv_off[k] - 1 : NULL;
+}
+
+static size_t pv_len(const struct gw_h2s *s, enum h2_pv k)
+{
+	const char *v = pv(s, k);
+	return v != NULL ? strlen(v) : 0;
+}
+
+static int pv_set(struct gw_h2s *s, enum h2_pv k, const uint8_t *v, size_t n)
+{
+	uint32_t off = s->pv.len + 1;
+
+	if (h2_text_add(&s->pv, v, n) < 0 || h2_text_add(&s->pv, "", 1) < 0)
+		return -1;
+	s->pv_off[k] = off;
+	return 0;
 }
 
 /* Stream s is over (closed by nghttp2, or its connection went): its
@@ -231,7 +270,7 @@ static void stream_end(struct gw_h2s *s, uint32_t code, int session_alive)
 		s->next->prev = s->prev;
 	h->nstreams--;
 	gw_snapshot_unref(s->snap);
-	free(s);
+	gw_heap_small_free(s);
 }
 
 void gw_h2__reset(struct gw_h2s *s, uint32_t code, const char *reason)
@@ -274,11 +313,9 @@ static int cb_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
 
 	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
-	s = calloc(1, sizeof *s);
-	if (s == NULL || (s->hdrs = evbuffer_new()) == NULL) {
-		free(s);
+	s = gw_heap_small_calloc(sizeof *s);   /* (freed in stream_end) */
+	if (s == NULL)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;   /* RST_STREAM */
-	}
 	adopt_snapshot(c);
 	s->h = h;
 	s->id = frame->hd.stream_id;
@@ -308,7 +345,6 @@ static int cb_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
 {
 	struct gw_h2s *s = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
 	const struct conf_limits *L;
-	char **pseudo = NULL;
 	int r = 0;
 
 	(void)flags;
@@ -325,46 +361,41 @@ static int cb_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
 	if (s->hdr_bytes > (size_t)L->max_header_bytes || s->nhdrs > (size_t)L->max_headers) {
 		/* an HPACK bomb or a plain big head: nothing more is kept */
 		s->hdr_err = 431;
-		evbuffer_drain(s->hdrs, evbuffer_get_length(s->hdrs));
+		stream_free_head(s);
 		return 0;
 	}
 	if (nl > 0 && name[0] == ':') {
+		enum h2_pv k;
 		if (name_is(name, nl, ":method"))
-			pseudo = &s->method;
+			k = H2_PV_METHOD;
 		else if (name_is(name, nl, ":path"))
-			pseudo = &s->path;
+			k = H2_PV_PATH;
 		else if (name_is(name, nl, ":scheme"))
-			pseudo = &s->scheme;
+			k = H2_PV_SCHEME;
 		else if (name_is(name, nl, ":authority"))
-			pseudo = &s->authority;
+			k = H2_PV_AUTHORITY;
 		else
 			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;   /* (nghttp2 refuses others first) */
-		free(*pseudo);
-		if ((*pseudo = strndup((const char *)value, vl)) == NULL)
-			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-		return 0;
+		return pv_set(s, k, value, vl) == 0 ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	}
 	if (name_is(name, nl, "cookie")) {
 		/* RFC 9113 8.2.3: one HTTP/1 Cookie field, crumbs joined by "; " */
-		if (s->cookie == NULL && (s->cookie = evbuffer_new()) == NULL)
-			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-		if (evbuffer_get_length(s->cookie) > 0)
-			r |= evbuffer_add(s->cookie, "; ", 2);
-		r |= evbuffer_add(s->cookie, value, vl);
+		if (s->cookie.len > 0)
+			r |= h2_text_add(&s->cookie, "; ", 2);
+		r |= h2_text_add(&s->cookie, value, vl);
 		return r == 0 ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	}
 	if (name_is(name, nl, "host")) {
-		if (s->host != NULL) {
+		if (pv(s, H2_PV_HOST) != NULL) {
 			s->hdr_err = 400;   /* two Host fields */
 			return 0;
 		}
-		return (s->host = strndup((const char *)value, vl)) != NULL ? 0 :
-		    NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+		return pv_set(s, H2_PV_HOST, value, vl) == 0 ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	}
-	r |= evbuffer_add(s->hdrs, name, nl);
-	r |= evbuffer_add(s->hdrs, ": ", 2);
-	r |= evbuffer_add(s->hdrs, value, vl);
-	r |= evbuffer_add(s->hdrs, "\r\n", 2);
+	r |= h2_text_add(&s->hdrs, name, nl);
+	r |= h2_text_add(&s->hdrs, ": ", 2);
+	r |= h2_text_add(&s->hdrs, value, vl);
+	r |= h2_text_add(&s->hdrs, "\r\n", 2);
 	return r == 0 ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 }
 
@@ -382,42 +413,77 @@ static void body_setup(struct gw_req *rq)
 	rq->reqx.done = hd->body == GW_BODY_NONE || (hd->body == GW_BODY_LENGTH && hd->content_length == 0);
 }
 
-/* The HTTP/1.1 head of stream s into b; returns 0, or a status to answer. */
-static int head_text(struct gw_h2s *s, struct evbuffer *b)
+/* Does the field text t (lines "name: value\r\n", names lower case as
+ * HTTP/2 has them) carry a content-length? */
+static int has_content_length(const struct h2_text *t)
 {
-	const char *host = s->authority != NULL ? s->authority : s->host;
-	int connect = s->method != NULL && strcmp(s->method, "CONNECT") == 0;
+	static const char k[] = "content-length: ";
+
+	if (t->len >= sizeof k - 1 && memcmp(t->p, k, sizeof k - 1) == 0)
+		return 1;
+	return t->len > 0 && memmem(t->p, t->len, "\r\ncontent-length: ", sizeof k + 1) != NULL;
+}
+
+/* The HTTP/1.1 head of stream s, built in rq's arena (*out, *outlen):
+ * returns 0, or a status to answer.  Plain copies: this runs for every
+ * request of every HTTP/2 client. */
+static int head_text(struct gw_h2s *s, struct gw_req *rq, char **out, size_t *outlen)
+{
+	const char *method = pv(s, H2_PV_METHOD), *path = pv(s, H2_PV_PATH), *scheme = pv(s, H2_PV_SCHEME);
+	const char *authority = pv(s, H2_PV_AUTHORITY), *hosthdr = pv(s, H2_PV_HOST);
+	const char *host = authority != NULL ? authority : hosthdr;
+	int connect = method != NULL && strcmp(method, "CONNECT") == 0;
 	/* a proxy's stream for an http:// URL: absolute-form, as HTTP/1
 	 * proxy requests are (https is the proxy's own: PAC, CA download) */
-	int proxy = s->h->c->proto->proxy, absolute = proxy && !connect && s->authority != NULL &&
-	    s->scheme != NULL && strcmp(s->scheme, "http") == 0;
-	int r = 0;
-
-	if (s->method == NULL || (!connect && s->path == NULL))
-		return 400;   /* (nghttp2 checks this before) */
-	if (s->authority != NULL && s->host != NULL && strcasecmp(s->authority, s->host) != 0)
-		return 400;   /* RFC 9113 8.3.1: Host must name what :authority names */
-	if (absolute)
-		r |= evbuffer_add_printf(b, "%s http://%s%s HTTP/1.1\r\n", s->method, s->authority, s->path) < 0;
-	else
-		r |= evbuffer_add_printf(b, "%s %s HTTP/1.1\r\n", s->method, connect ? (host ? host : "") : s->path) < 0;
-	if (host != NULL)
-		r |= evbuffer_add_printf(b, "Host: %s\r\n", host) < 0;
-	r |= evbuffer_add_buffer(b, s->hdrs);
-	if (s->cookie != NULL && evbuffer_get_length(s->cookie) > 0) {
-		r |= evbuffer_add(b, GW_STRLIT("Cookie: "));
-		r |= evbuffer_add_buffer(b, s->cookie);
-		r |= evbuffer_add(b, GW_STRLIT("\r\n"));
-	}
+	int proxy = s->h->c->proto->proxy, absolute = proxy && !connect && authority != NULL &&
+	    scheme != NULL && strcmp(scheme, "http") == 0;
 	/* a body without content-length: chunked to the parser, which then
 	 * frames it so for the upstream (nghttp2 refused transfer-encoding).
 	 * END_STREAM may be here already (DATA in the same read as HEADERS,
 	 * as gRPC clients send): that body still needs its framing */
-	if ((!s->in_done || (s->in != NULL && evbuffer_get_length(s->in) > 0)) && !(proxy && connect) &&
-	    evbuffer_search(b, "\r\ncontent-length: ", 18, NULL).pos < 0)
-		r |= evbuffer_add(b, GW_STRLIT("Transfer-Encoding: chunked\r\n"));
-	r |= evbuffer_add(b, GW_STRLIT("\r\n"));
-	return r ? 503 : 0;
+	int chunked = (!s->in_done || (s->in != NULL && evbuffer_get_length(s->in) > 0)) && !(proxy && connect) &&
+	    !has_content_length(&s->hdrs);
+	const char *target = connect ? (host != NULL ? host : "") : path;
+	size_t ml = pv_len(s, H2_PV_METHOD), tl, hl = host != NULL ? strlen(host) : 0, n;
+	char *b, *p;
+
+	if (method == NULL || (!connect && path == NULL))
+		return 400;   /* (nghttp2 checks this before) */
+	if (authority != NULL && hosthdr != NULL && strcasecmp(authority, hosthdr) != 0)
+		return 400;   /* RFC 9113 8.3.1: Host must name what :authority names */
+	tl = strlen(target);
+	n = ml + 1 + (absolute ? 7 + hl : 0) + tl + 11 + (host != NULL ? 6 + hl + 2 : 0) + s->hdrs.len +
+	    (s->cookie.len > 0 ? 8 + s->cookie.len + 2 : 0) + (chunked ? 28 : 0) + 2;
+	if ((b = p = gw_arena_raw(&rq->arena, n)) == NULL)
+		return 503;
+#define PUT(a, k) (memcpy(p, (a), (k)), p += (k))
+	PUT(method, ml);
+	*p++ = ' ';
+	if (absolute) {
+		PUT("http://", 7);
+		PUT(authority, hl);
+	}
+	PUT(target, tl);
+	PUT(" HTTP/1.1\r\n", 11);
+	if (host != NULL) {
+		PUT("Host: ", 6);
+		PUT(host, hl);
+		PUT("\r\n", 2);
+	}
+	if (s->hdrs.len > 0)
+		PUT(s->hdrs.p, s->hdrs.len);
+	if (s->cookie.len > 0) {
+		PUT("Cookie: ", 8);
+		PUT(s->cookie.p, s->cookie.len);
+		PUT("\r\n", 2);
+	}
+	if (chunked)
+		PUT("Transfer-Encoding: chunked\r\n", 28);
+	PUT("\r\n", 2);
+#undef PUT
+	*out = b;
+	*outlen = (size_t)(p - b);
+	return 0;
 }
 
 /* The request head of s is complete: make its request and hand it to the
@@ -429,10 +495,9 @@ static void stream_start(struct gw_h2s *s)
 	const struct conf_limits *L = &s->snap->conf->global.limits;
 	struct gw_http_limits lim = { (size_t)L->max_header_bytes + 1024, s->nhdrs + 4,
 		(size_t)L->max_uri_bytes };
-	struct evbuffer *b = NULL;
 	struct gw_req *rq;
 	int st = s->hdr_err;
-	size_t len;
+	size_t len = 0;
 
 	s->start_due = 0;
 	s->started = 1;
@@ -449,27 +514,18 @@ static void stream_start(struct gw_h2s *s)
 	rq->h2s = s;
 	s->rq = rq;
 	gw_stat_add(&c->w->stats->fam[c->proto->family][GW_FC_REQUESTS], 1);
-	if (st == 0 && (b = evbuffer_new()) == NULL)
-		st = 503;
 	if (st == 0)
-		st = head_text(s, b);
+		st = head_text(s, rq, &rq->headbuf, &len);
 	stream_free_head(s);
 	if (st == 0) {
-		len = evbuffer_get_length(b);
-		rq->headbuf = gw_arena_raw(&rq->arena, len);
 		rq->head.hdrs = gw_req_alloc(rq, lim.max_headers * sizeof *rq->head.hdrs);
 		rq->head.hdrs_cap = lim.max_headers;
-		if (rq->headbuf == NULL || rq->head.hdrs == NULL) {
+		if (rq->head.hdrs == NULL)
 			st = 503;
-		} else {
-			evbuffer_remove(b, rq->headbuf, len);
-			if (gw_http1_parse_request(rq->headbuf, len, &lim, &rq->head) != (ssize_t)len)
-				st = rq->head.err_status ? rq->head.err_status : 400;
-		}
+		else if (gw_http1_parse_request(rq->headbuf, len, &lim, &rq->head) != (ssize_t)len)
+			st = rq->head.err_status ? rq->head.err_status : 400;
 		rq->bytes_in = len;
 	}
-	if (b != NULL)
-		evbuffer_free(b);
 	if (st != 0) {
 		rq->parse_error = 1;
 		memset(&rq->head, 0, sizeof rq->head);
@@ -1104,7 +1160,7 @@ void gw_h2_start(struct gw_conn *c, struct evbuffer *pre)
 	nghttp2_option_set_stream_reset_rate_limit(opt, 1000, 33);
 	nghttp2_option_set_max_outbound_ack(opt, 1000);
 	nghttp2_option_set_max_settings(opt, 32);
-	ok = nghttp2_session_server_new2(&h->ng, cbs, h, opt) == 0;
+	ok = nghttp2_session_server_new3(&h->ng, cbs, h, opt, gw_heap_nghttp2_mem()) == 0;
 	nghttp2_session_callbacks_del(cbs);
 	nghttp2_option_del(opt);
 	h->in = evbuffer_new();

@@ -45,6 +45,7 @@
 #include "core/clock.h"
 #include "core/dns.h"
 #include "core/h2.h"
+#include "core/heap.h"
 #include "core/http1.h"
 #include "core/http1_out.h"
 #include "core/log.h"
@@ -1338,7 +1339,7 @@ struct gw_h2_client *gw_h2_client__open(struct gw_req *rq)
 	s->ping_to = rq->up_ping_to > 0 ? rq->up_ping_to : H2C_PING_TO;
 	event_assign(&s->ev_rd, s->w->base, -1, 0, sess_rd_cb, s);
 	event_assign(&s->ev_wr, s->w->base, -1, 0, sess_wr_cb, s);
-	if (s->in == NULL || s->out == NULL || nghttp2_session_client_new2(&s->ng, h2c_cbs, s, h2c_opt) != 0) {
+	if (s->in == NULL || s->out == NULL || nghttp2_session_client_new3(&s->ng, h2c_cbs, s, h2c_opt, gw_heap_nghttp2_mem()) != 0) {
 		s->ng = NULL;
 		goto fail;
 	}
@@ -1405,7 +1406,7 @@ int gw_h2_client_adopt(struct gw_worker *w, struct upconn *u)
 		return -1;
 	s->in = evbuffer_new();
 	s->out = evbuffer_new();
-	if (s->in == NULL || s->out == NULL || nghttp2_session_client_new2(&s->ng, h2c_cbs, s, h2c_opt) != 0) {
+	if (s->in == NULL || s->out == NULL || nghttp2_session_client_new3(&s->ng, h2c_cbs, s, h2c_opt, gw_heap_nghttp2_mem()) != 0) {
 		if (s->in != NULL)
 			evbuffer_free(s->in);
 		if (s->out != NULL)

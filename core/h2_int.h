@@ -29,6 +29,15 @@
 
 enum h2_sto { STO_NONE, STO_HEADER, STO_BODY, STO_SEND, STO_DNS, STO_TUNNEL };
 
+/* Growable flat text (core/h2.c h2_text_add); freed with free(p). */
+struct h2_text {
+	char *p;
+	uint32_t len, cap;
+};
+
+/* The request's pseudo-headers and Host, kept in gw_h2s.pv */
+enum h2_pv { H2_PV_METHOD, H2_PV_PATH, H2_PV_SCHEME, H2_PV_AUTHORITY, H2_PV_HOST, H2_PV_N };
+
 struct gw_h2s {
 	struct gw_h2 *h;
 	int32_t id;
@@ -39,9 +48,11 @@ struct gw_h2s {
 	struct evbuffer *trail;    /* request trailers for an h2 upstream: name NUL value NUL ... */
 	int ntrail;
 	struct evbuffer *out;      /* response body waiting for the peer's window */
-	/* the request head as it arrives: HTTP/1 field lines, cookies, pseudo-headers */
-	struct evbuffer *hdrs, *cookie;
-	char *method, *path, *scheme, *authority, *host;
+	/* the request head as it arrives (flat text, no per-field allocation):
+	 * HTTP/1 field lines, cookie crumbs, and the pseudo-headers' and
+	 * Host's values (pv, each NUL-terminated, found by pv_off) */
+	struct h2_text hdrs, cookie, pv;
+	uint32_t pv_off[H2_PV_N];  /* +1: 0 = absent */
 	size_t hdr_bytes, nhdrs;
 	int hdr_err;               /* a status to answer (431) instead of the request */
 	struct event ev_to;

@@ -118,11 +118,16 @@ static void nv_via(struct nvlist *l, int minor)
 
 	if (l->rq->no_via || via == NULL || via[0] == '\0')
 		return;
-	n = strlen(via) + 8;
-	if ((v = gw_req_alloc(l->rq, n)) == NULL)
+	n = strlen(via);
+	if ((v = gw_req_alloc(l->rq, n + 4)) == NULL)
 		return;
-	snprintf(v, n, "1.%d %s", minor, via);
-	nv_add(l, "via", 3, v, strlen(v));
+	/* "1.<minor> <name>", not snprintf: every proxied answer has one */
+	v[0] = '1';
+	v[1] = '.';
+	v[2] = (char)('0' + (minor >= 0 && minor <= 9 ? minor : 1));
+	v[3] = ' ';
+	memcpy(v + 4, via, n);
+	nv_add(l, "via", 3, v, n + 4);
 }
 
 static int submit(struct gw_h2s *s, struct nvlist *l, int has_body)

@@ -14,6 +14,7 @@
 #include "conf/conf.h"
 #include "core/conn.h"
 #include "core/dns.h"
+#include "core/heap.h"
 #include "core/listener.h"
 #include "core/proto.h"
 #include "core/snapshot.h"
@@ -21,6 +22,47 @@
 char gw_id_prefix[8];
 
 #define TICK_SECS 0.2
+
+#define COMMON_TIMEOUTS 16
+
+void gw_timer_set(struct event *ev, double secs)
+{
+	static __thread struct {
+		struct event_base *base;
+		long secs;
+		const struct timeval *tv;
+	} known[COMMON_TIMEOUTS];
+	static __thread int nknown;
+	struct event_base *base;
+	struct timeval tv;
+
+	if (secs <= 0) {
+		event_del(ev);
+		return;
+	}
+	tv.tv_sec = (time_t)secs;
+	tv.tv_usec = (suseconds_t)((secs - (double)tv.tv_sec) * 1e6);
+	if (tv.tv_usec != 0 || (base = event_get_base(ev)) == NULL) {
+		event_add(ev, &tv);
+		return;
+	}
+	for (int i = 0; i < nknown; i++)
+		if (known[i].base == base && known[i].secs == (long)tv.tv_sec) {
+			event_add(ev, known[i].tv);
+			return;
+		}
+	if (nknown < COMMON_TIMEOUTS) {
+		const struct timeval *c = event_base_init_common_timeout(base, &tv);
+		if (c != NULL) {
+			known[nknown].base = base;
+			known[nknown].secs = (long)tv.tv_sec;
+			known[nknown++].tv = c;
+			event_add(ev, c);
+			return;
+		}
+	}
+	event_add(ev, &tv);
+}
 
 /* conn.c resumes accepting when a connection ends below max_conns. */
 void gw_worker_resume_accept(struct gw_worker *w)
@@ -114,6 +156,7 @@ static void *worker_main(void *arg)
 
 	event_base_dispatch(w->base);
 	gw_alog_flush(&w->alog);
+	gw_heap_small_flush();
 	atomic_store(&w->exited, 1);
 	return NULL;
 }

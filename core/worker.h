@@ -62,6 +62,13 @@ void gw_worker_post_abort(struct gw_worker *w);
 /* Worker thread: accept again after a connection ended below the worker's
  * share of max_connections (core/listener.c pauses accepting at it). */
 void gw_worker_resume_accept(struct gw_worker *w);
+/* Arm ev to fire in secs (<= 0: disarm).  Whole-second durations, the
+ * configured timeouts, use libevent's common timeouts on ev's base (one
+ * queue per duration: adding and deleting are O(1) where the heap is
+ * O(log n) with thousands of streams and upstream connections armed);
+ * other durations, and any past the first 16 a thread has seen, use the
+ * heap.  Call from the thread that runs ev's base. */
+void gw_timer_set(struct event *ev, double secs);
 void gw_worker_join_free(struct gw_worker *w);
 
 /* Process-wide random prefix for request ids (set once at start). */
