@@ -39,6 +39,7 @@
 #include <strings.h>
 
 #include "conf/conf.h"
+#include "core/clock.h"
 #include "core/dns.h"
 #include "core/heap.h"
 #include "core/log.h"
@@ -57,15 +58,15 @@ static void linger(struct gw_h2 *h);
 
 /* ---- timers ---- */
 
-static void stream_to_cb(evutil_socket_t fd, short what, void *arg)
+/* Stream s's timer ran out: what it was for decides. */
+static void stream_timeout(struct gw_h2s *s)
 {
-	struct gw_h2s *s = arg;
-	struct gw_h2 *h = s->h;
 	struct gw_req *rq = s->rq;
+	enum h2_sto kind = s->to_kind;
 
-	(void)fd;
-	(void)what;
-	switch (s->to_kind) {
+	s->to_kind = STO_NONE;
+	s->to_at = 0;
+	switch (kind) {
 	case STO_NONE:
 		return;
 	case STO_HEADER:
@@ -97,15 +98,71 @@ static void stream_to_cb(evutil_socket_t fd, short what, void *arg)
 		gw_upstream_fail(rq, 504, "DNS timeout");
 		break;
 	}
+}
+
+/* The connection's stream timer: every stream whose deadline passed times
+ * out (one at a time, the list looked at again after each: a timeout may
+ * end other streams' requests), then the timer moves to the next one. */
+static void sto_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_h2 *h = arg;
+	double now = gw_mono_now(), next = 0;
+	struct gw_h2s *s;
+
+	(void)fd;
+	(void)what;
+	h->sto_at = 0;
+	for (;;) {
+		for (s = h->streams; s != NULL; s = s->next)
+			if (s->to_kind != STO_NONE && s->to_at > 0 && s->to_at <= now + 0.001 && !s->closed)
+				break;
+		if (s == NULL || h->gone)
+			break;
+		stream_timeout(s);
+	}
+	for (s = h->streams; s != NULL && !h->gone; s = s->next)
+		if (s->to_kind != STO_NONE && s->to_at > 0 && !s->closed && (next == 0 || s->to_at < next))
+			next = s->to_at;
+	if (next > 0 && !h->gone) {
+		h->sto_at = next;
+		set_timer(&h->ev_sto, next - now > 0.001 ? next - now : 0.001);
+	}
 	gw_h2__io(h);
+}
+
+/*
+ * Streams do not have a libevent timer each: a busy connection re-arms its
+ * streams' timers several times per request (head, then send), hundreds of
+ * streams at once, and each event_add/event_del costs hundreds of
+ * instructions.  A stream keeps its deadline; the connection keeps one
+ * event at the earliest, moved only when a deadline comes before it (rare:
+ * streams of one kind share the duration, so later ones expire later).  A
+ * disarmed stream is only marked: the event finds nothing due and moves on.
+ */
+void gw_h2__stream_arm(struct gw_h2s *s, enum h2_sto kind, double secs)
+{
+	struct gw_h2 *h = s->h;
+	double now;
+
+	s->to_kind = kind;
+	if (kind == STO_NONE || secs <= 0) {
+		s->to_kind = STO_NONE;
+		s->to_at = 0;
+		return;
+	}
+	now = gw_mono_now();
+	s->to_at = now + secs;
+	if (h->sto_at == 0 || s->to_at < h->sto_at) {
+		h->sto_at = s->to_at;
+		set_timer(&h->ev_sto, secs);
+	}
 }
 
 static void stream_arm(struct gw_h2s *s, enum h2_sto kind, double secs)
 {
 	if (kind == s->to_kind)
 		return;
-	s->to_kind = kind;
-	set_timer(&s->ev_to, kind == STO_NONE ? 0 : secs);
+	gw_h2__stream_arm(s, kind, secs);
 }
 
 void gw_h2__stream_timer(struct gw_h2s *s)
@@ -228,7 +285,7 @@ static void stream_end(struct gw_h2s *s, uint32_t code, int session_alive)
 	struct gw_h2 *h = s->h;
 	struct gw_req *rq = s->rq;
 
-	event_del(&s->ev_to);
+	s->to_kind = STO_NONE;
 	if (rq != NULL) {
 		int complete = s->sent_end;   /* (a reset after the end changes nothing) */
 		if (complete && h->reset_budget < H2_RESET_BUDGET)
@@ -322,7 +379,6 @@ static int cb_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
 	s->snap = c->snap;
 	s->side = c->side;
 	gw_snapshot_ref(s->snap);
-	event_assign(&s->ev_to, c->w->base, -1, 0, stream_to_cb, s);
 	s->next = h->streams;
 	if (s->next != NULL)
 		s->next->prev = s;
@@ -1083,6 +1139,7 @@ void gw_h2_conn_gone(struct gw_conn *c, enum gw_close_reason why)
 	event_del(&h->ev_rd);
 	event_del(&h->ev_wr);
 	event_del(&h->ev_to);
+	event_del(&h->ev_sto);
 	event_del(&h->ev_goaway);
 	event_del(&h->ev_kick);
 	nghttp2_session_del(h->ng);
@@ -1193,6 +1250,7 @@ void gw_h2_start(struct gw_conn *c, struct evbuffer *pre)
 	event_assign(&h->ev_rd, c->w->base, c->fd, EV_READ | EV_PERSIST, rd_cb, h);
 	event_assign(&h->ev_wr, c->w->base, c->fd, EV_WRITE | EV_PERSIST, wr_cb, h);
 	event_assign(&h->ev_to, c->w->base, -1, 0, conn_to_cb, h);
+	event_assign(&h->ev_sto, c->w->base, -1, 0, sto_cb, h);
 	event_assign(&h->ev_free, c->w->base, -1, 0, free_cb, h);
 	event_assign(&h->ev_goaway, c->w->base, -1, 0, goaway_cb, h);
 	event_assign(&h->ev_kick, c->w->base, -1, 0, kick_cb, h);

@@ -55,8 +55,8 @@ struct gw_h2s {
 	uint32_t pv_off[H2_PV_N];  /* +1: 0 = absent */
 	size_t hdr_bytes, nhdrs;
 	int hdr_err;               /* a status to answer (431) instead of the request */
-	struct event ev_to;
-	enum h2_sto to_kind;
+	double to_at;              /* its timer's deadline (gw_mono_now), 0: none */
+	enum h2_sto to_kind;       /* what the timer is for (STO_NONE: disarmed) */
 	struct gw_h2s *next, *prev;
 	unsigned in_done : 1;      /* END_STREAM received */
 	unsigned started : 1;      /* the request went to its family */
@@ -81,6 +81,10 @@ struct gw_h2 {
 	struct gw_conn *c;
 	nghttp2_session *ng;
 	struct event ev_rd, ev_wr, ev_to, ev_free, ev_goaway, ev_kick;
+	/* the streams' timers: one event at the earliest deadline (sto_at, 0:
+	 * not armed); core/h2.c stream_arm says why */
+	struct event ev_sto;
+	double sto_at;
 	struct evbuffer *in, *out;
 	struct gw_h2s *streams;
 	unsigned nstreams;
@@ -102,6 +106,8 @@ void gw_h2__io(struct gw_h2 *h);
 void gw_h2__kick(struct gw_h2 *h);
 /* Arm or disarm s's timer after a change of its state. */
 void gw_h2__stream_timer(struct gw_h2s *s);
+/* Arm s's timer for kind in secs (STO_NONE or secs <= 0: disarm). */
+void gw_h2__stream_arm(struct gw_h2s *s, enum h2_sto kind, double secs);
 /* Reset stream s with code (the request ends when nghttp2 closes it). */
 void gw_h2__reset(struct gw_h2s *s, uint32_t code, const char *reason);
 

@@ -593,13 +593,10 @@ static void s_on_dns(struct gw_req *rq, int waiting)
 
 	/* evdns's own timeout does not cover a query waiting in its queue:
 	 * upstream_connect bounds the resolution (as for HTTP/1) */
-	if (waiting) {
-		s->to_kind = STO_DNS;
-		set_timer(&s->ev_to, RTO(rq)->upstream_connect);
-	} else if (s->to_kind == STO_DNS) {
-		s->to_kind = STO_NONE;
-		event_del(&s->ev_to);
-	}
+	if (waiting)
+		gw_h2__stream_arm(s, STO_DNS, RTO(rq)->upstream_connect);
+	else if (s->to_kind == STO_DNS)
+		gw_h2__stream_arm(s, STO_NONE, 0);
 }
 
 const struct gw_sink gw_h2_sink = {

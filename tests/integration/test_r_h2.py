@@ -24,7 +24,7 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 def h2_conf(port, pport, hport, origin_port, pki, extra_listener="", mport=0):
     return """@GLOBAL@
-  timeouts: { client_idle = 3; client_body = 3; };
+  timeouts: { client_idle = 3; client_body = 3; client_header = 3; };
 };
 admin: { listen = ""; metrics_listen = "%s"; };
 reverse: {
@@ -667,6 +667,52 @@ def test_trickled_request_body_is_cut_at_min_rate(env):
     assert st == 408, st
     assert 2.5 <= time.time() - t0 < 8
     assert gh.access_line_for(env, "request body too slow") is not None
+    r.close()
+
+
+def test_stalled_header_block_is_timed_out(env):
+    """HEADERS without END_HEADERS and then nothing: the stream's head timer
+    (client_header, 3 s here) ends it; with a stream open the connection's
+    idle timer is off, so nothing else would."""
+    r = Raw(env)
+    # the server's SETTINGS first: its ACK may not come inside the block
+    r.read(5, lambda f: isinstance(f, hyperframe.SettingsFrame) and "ACK" not in f.flags)
+    r.read(0.3, lambda f: False)
+    t0 = time.time()
+    r.send(r.headers(1, "/size/1", end_headers=False))
+    got = r.read(12, lambda f: isinstance(f, (hyperframe.RstStreamFrame, hyperframe.GoAwayFrame)))
+    took = time.time() - t0
+    assert r.closed or any(isinstance(f, (hyperframe.RstStreamFrame, hyperframe.GoAwayFrame)) for f in got), r.frames
+    assert 2 <= took < 12, took
+    r.close()
+
+
+def test_stream_timers_fire_each_at_its_own_deadline(env):
+    """Streams share one connection timer (core/h2.c): three stalled bodies
+    started 1 s apart are each answered 408 about client_body (3 s) after
+    their own start, in order; a fourth stream in between is served."""
+    r = Raw(env)
+    starts, ends = {}, {}
+    for i, sid in enumerate((1, 3, 5)):
+        if i:
+            r.read(1.0, lambda f: False)
+        starts[sid] = time.time()
+        r.send(r.headers(sid, "/upload", method="POST", extra=[("content-length", "10")], end_stream=False))
+    r.send(r.headers(7, "/size/3"))
+    assert r.response(7)[0] == 200
+    deadline = time.time() + 12
+    while time.time() < deadline and len(ends) < 3 and not r.closed:
+        for f in r.read(0.2, lambda f: False):
+            if f.stream_id in starts and f.stream_id not in ends and \
+                    isinstance(f, (hyperframe.HeadersFrame, hyperframe.RstStreamFrame)):
+                st = int(dict(f.headers)[":status"]) if isinstance(f, hyperframe.HeadersFrame) else -f.error_code
+                ends[f.stream_id] = (st, time.time())
+    assert sorted(ends) == [1, 3, 5], (ends, r.frames)
+    for sid in (1, 3, 5):
+        st, t = ends[sid]
+        assert st == 408, (sid, st)
+        assert 2.5 <= t - starts[sid] < 6, (sid, t - starts[sid])
+    assert ends[1][1] <= ends[3][1] <= ends[5][1]
     r.close()
 
 
