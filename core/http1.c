@@ -39,6 +39,25 @@
 
 /* ---- character classes (ASCII only, no locale) ---- */
 
+const unsigned char gw_http1_tchar_tab[256] = {
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,   /* 0x00 */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,   /* 0x10 */
+	0, 1, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, 0,   /* 0x20 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0,   /* 0x30 */
+	0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,   /* 0x40 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1,   /* 0x50 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,   /* 0x60 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 0,   /* 0x70 */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,   /* 0x80 */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,   /* 0x90 */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,   /* 0xa0 */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,   /* 0xb0 */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,   /* 0xc0 */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,   /* 0xd0 */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,   /* 0xe0 */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,   /* 0xf0 */
+};
+
 static inline int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
 static inline int is_alpha(unsigned char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
 static inline unsigned char lower(unsigned char c) { return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c; }
@@ -65,6 +84,16 @@ static inline int is_field_char(unsigned char c)
 }
 
 static inline int is_ows(unsigned char c) { return c == ' ' || c == '\t'; }
+
+/* Is any of the 8 bytes of w below 0x20 or 0x7f (a CTL)?  Exact: bytes
+ * 0x80-0xff (obs-text) are never flagged. */
+static inline int ctl_in8(uint64_t w)
+{
+	const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+	uint64_t del = w ^ (0x7f * ones);
+
+	return (((w - 0x20 * ones) & ~w) | ((del - ones) & ~del)) & high ? 1 : 0;
+}
 
 /* Host characters we accept in a reg-name or IPv4 address.  Stricter than
  * RFC 3986 reg-name on purpose: no sub-delims and no pct-encoding, which no
@@ -680,6 +709,15 @@ static ssize_t fields(struct pctx *p, size_t from, size_t end)
 		while (k < eol && is_ows((unsigned char)b[k]))
 			k++;
 		vs = k;
+		/* eight bytes at a time while none is a CTL (HTAB included: the
+		 * byte loop decides those) */
+		while (eol - k >= 8) {
+			uint64_t w;
+			memcpy(&w, b + k, 8);
+			if (ctl_in8(w))
+				break;
+			k += 8;
+		}
 		for (; k < eol; k++) {
 			unsigned char c = (unsigned char)b[k];
 			if (!is_field_char(c))

@@ -90,6 +90,7 @@ struct rev_data {
 	struct rev_hcheck **hc;
 	size_t nhc;
 	struct gw_dns *dns;            /* resolver on main_base for named servers' checks */
+	size_t *strip_len;             /* lengths of reverse.strip_headers (looked up per header) */
 };
 
 /* The first of the 5 status-class counters of (site, upstream slot). */
@@ -487,7 +488,7 @@ static const char *strip_listed(const struct rev_data *d, const char *name, size
 	const struct conf_strs *sh = &d->cf->reverse.strip_headers;
 
 	for (size_t k = 0; k < sh->n; k++)
-		if (strlen(sh->v[k]) == nl && strncasecmp(sh->v[k], name, nl) == 0)
+		if (d->strip_len[k] == nl && strncasecmp(sh->v[k], name, nl) == 0)
 			return sh->v[k];
 	return NULL;
 }
@@ -1087,6 +1088,7 @@ static void side_free(void *data)
 	}
 	free(d->ups);
 	free(d->hc);
+	free(d->strip_len);
 	rev_routes_free(d->routes);
 	d->magic = 0;
 	free(d);
@@ -1115,6 +1117,10 @@ static int compile(const struct conf *cf, struct conf_errors *errs, void **data)
 	d->routes = rt;
 	d->cf = cf;
 	d->nups = nu;
+	if ((d->strip_len = calloc(cf->reverse.strip_headers.n + 1, sizeof *d->strip_len)) == NULL)
+		goto fail;
+	for (size_t k = 0; k < cf->reverse.strip_headers.n; k++)
+		d->strip_len[k] = strlen(cf->reverse.strip_headers.v[k]);
 	d->nsites = rev_routes_nsites(rt);
 	for (size_t i = 0; i < d->nsites && d->rl == NULL; i++)
 		if (rev_routes_site(rt, i)->rate_rps > 0 && (d->rl = rev_rl_new(RL_CLIENTS)) == NULL)

@@ -281,6 +281,17 @@ static const struct rq reqs[] = {
 	{ S("GET / HTTP/1.1\r\nHost: a\r\nX: a\x7f\r\n\r\n"), .st = 400, .why = "control" },
 	{ S("GET / HTTP/1.1\r\nHost: a\r\nX: a\x0b\r\n\r\n"), .st = 400, .why = "control" },
 	{ S("GET / HTTP/1.1\r\nHost: a\r\nX: a\x1b[31m\r\n\r\n"), .st = 400, .why = "control" },
+	/* long values: the parser checks eight bytes at a time, a CTL at any
+	 * place of a word, and in the tail after the last whole word */
+	{ S("GET / HTTP/1.1\r\nHost: a\r\nX: \x01" "bcdefghijklmnopqrstuvwxyz\r\n\r\n"), .st = 400, .why = "control" },
+	{ S("GET / HTTP/1.1\r\nHost: a\r\nX: abcdefg\x7fijklmnopqrstuvwxyz\r\n\r\n"), .st = 400, .why = "control" },
+	{ S("GET / HTTP/1.1\r\nHost: a\r\nX: abcdefghijk\x1fmnopqrstuvwxyz\r\n\r\n"), .st = 400, .why = "control" },
+	{ S("GET / HTTP/1.1\r\nHost: a\r\nX: abcdefghijklmnopqrstuvwx\x7f\r\n\r\n"), .st = 400, .why = "control" },
+	{ S("GET / HTTP/1.1\r\nHost: a\r\nX: abcdefghijklmnopqrstuvw\x0b\r\n\r\n"), .st = 400, .why = "control" },
+	{ S("GET / HTTP/1.1\r\nHost: a\r\nX: abcdefghijklmnop\0rstuvwxyz\r\n\r\n"), .st = 400, .why = "NUL" },
+	{ S("GET / HTTP/1.1\r\nHost: a\r\nX: abcdefghijklmnop\rrstuvwxyz\r\n\r\n"), .st = 400, .why = "bare CR" },
+	{ S("GET / HTTP/1.1\r\nHost: a\r\nX: \xff\x80\xfe\xa0" "abcd\tefgh ijkl\x81\x7e~!\r\n\r\n"), .host = "a",
+	  .path = "/", H11, .nh = 2 },
 
 	/* ---- field syntax ---- */
 	{ S("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n"), .st = 400, .why = "obs-fold" },
