@@ -22,6 +22,7 @@
  */
 #include "core/heap.h"
 
+#include <event2/event.h>
 #include <nghttp2/nghttp2.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -52,7 +53,7 @@ int gw_heap_tune(void)
 #if defined(__SANITIZE_ADDRESS__)
 #define SMALL_KEEP 0       /* keep use-after-free visible to ASan */
 #else
-#define SMALL_KEEP 256     /* per class and thread: at most ~8 MB kept */
+#define SMALL_KEEP (4 << 20)   /* bytes kept per thread, all classes */
 #endif
 
 /* Before each block: its class (SMALL_CLASSES: a big one) and usable size;
@@ -70,6 +71,7 @@ static __thread struct {
 	struct small_free *head;
 	unsigned n;
 } kept[SMALL_CLASSES];
+static __thread size_t kept_bytes;
 
 static void *small_alloc(size_t n)
 {
@@ -80,6 +82,7 @@ static void *small_alloc(size_t n)
 		struct small_free *f = kept[cls].head;
 		kept[cls].head = f->next;
 		kept[cls].n--;
+		kept_bytes -= (cls + 1) * SMALL_STEP;
 		return f;
 	}
 	if (cls < SMALL_CLASSES) {
@@ -104,11 +107,12 @@ static void small_free(void *p)
 		return;
 	h = (struct small_hdr *)p - 1;
 #if SMALL_KEEP > 0
-	if (h->cls < SMALL_CLASSES && kept[h->cls].n < SMALL_KEEP) {
+	if (h->cls < SMALL_CLASSES && kept_bytes + h->size <= SMALL_KEEP) {
 		struct small_free *f = p;
 		f->next = kept[h->cls].head;
 		kept[h->cls].head = f;
 		kept[h->cls].n++;
+		kept_bytes += h->size;
 		return;
 	}
 #endif
@@ -125,6 +129,7 @@ void gw_heap_small_flush(void)
 		}
 		kept[i].n = 0;
 	}
+	kept_bytes = 0;
 }
 
 static void *mem_malloc(size_t n, void *u)
@@ -189,4 +194,24 @@ static nghttp2_mem nghttp2_mem_small = { NULL, mem_malloc, mem_free, mem_calloc,
 nghttp2_mem *gw_heap_nghttp2_mem(void)
 {
 	return &nghttp2_mem_small;
+}
+
+static void *ev_malloc(size_t n)
+{
+	return small_alloc(n);
+}
+
+static void *ev_realloc(void *p, size_t n)
+{
+	return mem_realloc(p, n, NULL);
+}
+
+static void ev_free(void *p)
+{
+	small_free(p);
+}
+
+void gw_heap_libevent(void)
+{
+	event_set_mem_functions(ev_malloc, ev_realloc, ev_free);
 }

@@ -18,8 +18,8 @@
 int gw_heap_tune(void);
 
 /* libnghttp2's allocator for Gatehouse's sessions: blocks up to 2 KiB are
- * kept on a per-thread list per size class when freed (up to 256 each) and
- * handed out again.  Why: a session allocates a handful of small blocks
+ * kept on a per-thread list per size class when freed (up to 4 MiB per
+ * thread) and handed out again.  Why: a session allocates a handful of small blocks
  * per stream (the stream, queued frames, header copies), hundreds in
  * flight at once on a busy worker, which overflow glibc's per-thread cache
  * (7 per size) into its slow path.  Under AddressSanitizer nothing is kept. */
@@ -29,6 +29,10 @@ nghttp2_mem *gw_heap_nghttp2_mem(void);
 void *gw_heap_small_calloc(size_t n);
 void *gw_heap_small_realloc(void *p, size_t n);
 void gw_heap_small_free(void *p);
+/* libevent allocates through the same cache (its evbuffers and buffer
+ * chains come and go with every request).  Call in main before any other
+ * libevent call: a block libevent took before would be freed wrongly. */
+void gw_heap_libevent(void);
 /* Free the calling thread's kept blocks (a worker thread's last call). */
 void gw_heap_small_flush(void);
 

@@ -340,6 +340,7 @@ int main(int argc, char **argv)
 	/* before any thread: the data path's buffer chains stop page-faulting
 	 * in fresh memory depending on the heap's history (core/heap.c) */
 	(void)gw_heap_tune();
+	gw_heap_libevent();   /* (before any libevent call) */
 	conf_path = path;
 	gw_control_init(path);
 	wire();
