@@ -574,10 +574,8 @@ void gw_h2_dispatch(struct gw_req *rq)
 		gw_h2__respond_error(rq, 501, "CONNECT over HTTP/2 is not supported on this listener");
 		break;
 	case DEC_PEEK:
-		/* TLS inspection does not run inside a stream: refused, never
-		 * tunnelled uninspected */
-		gw_h2__respond_error(rq, 501, "TLS inspection is not available for CONNECT over HTTP/2 "
-		    "(use HTTP/1.1 to a plain proxy listener)");
+		/* inspected on a connection of its own (core/conn_nest.c) */
+		gw_conn_nest__h2(rq);
 		break;
 	}
 	/* (rq and s may be gone now: an answer may have been sent in full

@@ -1,0 +1,480 @@
+"""TLS inspection of CONNECTs that arrive over the HTTPS proxy listener
+(forward.listeners[] tls = true): HTTP/1.1 CONNECT inside the proxy's TLS,
+and CONNECT over HTTP/2 (RFC 9113 8.5, as Chrome sends it to an HTTPS
+proxy).  The inspected session inside behaves as on a plain listener: the
+minted certificate, per-request policy on full https:// URLs, users and
+groups from the CONNECT's sign-in, DLP, block pages, the access log's
+"inspected", bypass rules, the origin-verification block page.  Before
+this, such a CONNECT was answered 500 (HTTP/1.1) or 501 (HTTP/2).
+
+Real peers: TLS origins from a test CA (gh.Origin), curl --proxy https://
+and a python3-h2 client doing TLS inside its CONNECT streams (ssl.MemoryBIO).
+The module runs in its own network namespace (odd hellos reach the proxy)."""
+import json
+import os
+import re
+import socket
+import ssl
+import time
+
+import h2.events  # python3-h2 (Debian): missing = the test fails
+import pytest
+
+import gh
+from test_f_inspect import ns  # noqa: F401 (the module's network namespace, entered first)
+from test_f_h2proxy import H2
+
+CARD = "4111 1111 1111 1111"
+
+CONF = """
+@GLOBAL@
+  dns: { hosts_file = "@DIR@/hosts"; };
+  timeouts: { client_header = 3.0; upstream_connect = 3.0; tunnel_idle = 20.0; };
+};
+forward: {
+  listeners = ( { address = "127.0.0.1:%(port)d"; tls = true; cert = "@DIR@/proxy.pem"; key = "@DIR@/proxy.key"; } );
+  allow_clients = [ "127.0.0.0/8" ];
+  deny_destinations = [ "169.254.0.0/16" ];
+  connect_ports = [ %(ports)s ];
+  auth: { users_file = "@DIR@/users"; groups_file = "@DIR@/groups"; };
+  dlp: { action = "deny"; detectors = [ "credit_card" ]; };
+  policy = (
+    { name = "staff-login"; action = "auth"; domains = [ "staff.test" ]; },
+    { name = "not-for-interns"; action = "deny"; groups = [ "interns" ]; urls = [ "/intern-blocked" ]; },
+    { name = "no-secret"; action = "deny"; urls = [ "^https://(origin|staff)\\\\.test(:[0-9]+)?/secret" ]; },
+    { name = "all"; action = "allow"; }
+  );
+  inspect: { mode = "all"; upstream_ca_file = "%(ca)s"; bypass_domains = [ "bypass.test" ]; };
+};
+"""
+
+NAMES = ["origin.test", "staff.test", "bypass.test", "expired.test"]
+
+
+class Env:
+    pass
+
+
+@pytest.fixture(scope="module")
+def env(ns, tmp_path_factory):
+    assert gh.NetNS.inside()
+    e = Env()
+    d = str(tmp_path_factory.mktemp("inspect_tlsproxy"))
+    e.ca, _ = gh.make_ca(d)
+    gh.make_cert(d, "proxy", ["localhost"])
+
+    def origin(name, sans, days=30):
+        crt, key = gh.make_cert(d, name, sans, days=days)
+        c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        c.load_cert_chain(crt, key)
+        return gh.Origin(tls=c)
+
+    e.o = origin("origin.test", ["origin.test", "staff.test", "bypass.test"])
+    e.expired = origin("expired.test", ["expired.test"], days=-1)
+    e.port = gh.free_port()
+    users = "".join("%s:%s\n" % (u, gh.crypt_hash(p)) for u, p in (("alice", "wonder"), ("ivan", "intern")))
+    conf = CONF % {"port": e.port, "ports": "%d, %d" % (e.o.port, e.expired.port), "ca": e.ca}
+    e.g = gh.Gatehouse(conf, extra_files={"hosts": gh.hosts_file(NAMES), "users": users,
+                                          "groups": "interns: ivan\n"})
+    for n in ("proxy.pem", "proxy.key"):
+        with open(os.path.join(d, n), "rb") as src, open(os.path.join(e.g.dir, n), "wb") as dst:
+            dst.write(src.read())
+    e.g.start([e.port])
+    e.proxy = "https://localhost:%d" % e.port
+    # the inspection CA, fetched over the TLS listener itself
+    rc, pem, err = gh.curl("-sS", "--cacert", e.ca, "https://localhost:%d/gatehouse-ca.crt" % e.port)
+    assert rc == 0 and b"BEGIN CERTIFICATE" in pem, err
+    e.gwca = os.path.join(e.g.dir, "gatehouse-ca.pem")
+    with open(e.gwca, "wb") as f:
+        f.write(pem)
+    e.lines = []
+    yield e
+    e.o.stop()
+    e.expired.stop()
+    e.g.check_clean()
+
+
+def lines(e):
+    """Every access-log line so far (the file is read whole: no line is lost
+    between calls)."""
+    try:
+        with open(e.g.access, encoding="utf-8", errors="replace") as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def wait_line(e, pred, timeout=10.0):
+    """The first access-log line for which pred holds, polled (the log is
+    written by another thread); None after timeout."""
+    end = time.monotonic() + timeout
+    while True:
+        for line in lines(e):
+            if pred(line):
+                return line
+        if time.monotonic() > end:
+            return None
+        time.sleep(0.1)
+
+
+def pcurl(e, url, *args, cacert=None, input=None):
+    """curl through the HTTPS proxy trusting cacert (default: the inspection
+    CA only): (rc, status, body, stderr)."""
+    rc, out, err = gh.curl("-sS", "-o", "-", "-w", "\n%{http_code}", "--proxy", e.proxy, "--proxy-cacert", e.ca,
+                           "--cacert", cacert or e.gwca, *args, url, input=input)
+    body, _, code = out.rpartition(b"\n")
+    return rc, int(code or b"0"), body, err
+
+
+def origin_saw(e, path):
+    return [r for r in e.o.requests if r.target == path]
+
+
+# ---- HTTP/1.1 CONNECT over the TLS listener ----
+
+def test_h1_connect_inspected(env):
+    e = env
+    url = "https://origin.test:%d/echo?h1-inspected" % e.o.port
+    rc, st, body, err = pcurl(e, url, "-v")
+    # curl trusts only the inspection CA: the certificate it saw was minted
+    assert rc == 0 and st == 200, err
+    assert json.loads(body)["target"] == "/echo?h1-inspected"
+    assert re.search(r"issuer: .*Gatehouse", err, re.I), err
+    assert len(origin_saw(e, "/echo?h1-inspected")) == 1
+    inner = wait_line(e, lambda l: '"GET https://origin.test:%d/echo?h1-inspected HTTP/1.1" 200' % e.o.port in l)
+    assert inner is not None
+    # the CONNECT's line: one, "inspected" (the outer relay is not logged)
+    conn = [l for l in lines(e) if '"CONNECT origin.test:%d HTTP/1.1" 200' % e.o.port in l]
+    assert len(conn) >= 1 and all("inspected" in l for l in conn), conn
+
+
+def test_h1_connect_counted_once(env):
+    e = env
+    before = [l for l in lines(e) if "CONNECT origin.test:%d" % e.o.port in l]
+    rc, st, body, err = pcurl(e, "https://origin.test:%d/size/5" % e.o.port)
+    assert rc == 0 and st == 200 and body == b"xxxxx", err
+    assert wait_line(e, lambda l: '"GET https://origin.test:%d/size/5 HTTP/1.1" 200' % e.o.port in l)
+    # curl ended: both lines are written by now; exactly one more CONNECT line
+    end = time.monotonic() + 5
+    while True:
+        after = [l for l in lines(e) if "CONNECT origin.test:%d" % e.o.port in l]
+        if len(after) > len(before) or time.monotonic() > end:
+            break
+        time.sleep(0.1)
+    time.sleep(0.3)   # (a second line, if one came, would trail the first)
+    after = [l for l in lines(e) if "CONNECT origin.test:%d" % e.o.port in l]
+    assert len(after) == len(before) + 1, after[len(before):]
+
+
+def test_h1_url_rule_block_page(env):
+    e = env
+    rc, st, body, err = pcurl(e, "https://origin.test:%d/secret/x" % e.o.port)
+    assert rc == 0 and st == 403, err
+    assert b"no-secret" in body
+    assert origin_saw(e, "/secret/x") == []
+    line = wait_line(e, lambda l: '"GET https://origin.test:%d/secret/x HTTP/1.1" 403' % e.o.port in l)
+    assert line is not None and 'rule="no-secret"' in line, line
+
+
+def test_h1_dlp_post_blocked(env):
+    e = env
+    rc, st, body, err = pcurl(e, "https://origin.test:%d/upload-dlp" % e.o.port, "--data-binary", "@-",
+                              input=("pay %s now" % CARD).encode())
+    assert rc == 0 and st == 403, err
+    assert b"credit_card" in body and CARD.encode() not in body
+    assert origin_saw(e, "/upload-dlp") == []
+    # a clean POST goes through
+    rc, st, body, err = pcurl(e, "https://origin.test:%d/echo" % e.o.port, "--data-binary", "hello")
+    assert rc == 0 and st == 200 and json.loads(body)["body"] == "hello", err
+
+
+def test_h1_basic_user_and_group_inside(env):
+    e = env
+    base = "https://staff.test:%d" % e.o.port
+    # no credentials: 407 to the CONNECT (curl fails the proxy CONNECT)
+    rc, st, body, err = pcurl(e, base + "/echo")
+    assert rc != 0 and "407" in err, err
+    rc, st, body, err = pcurl(e, base + "/echo?alice", "--proxy-user", "alice:wonder")
+    assert rc == 0 and st == 200, err
+    # the CONNECT's credentials are never forwarded into the inspected session
+    hdrs = [h[0].lower() for h in json.loads(body)["headers"]]
+    assert "proxy-authorization" not in hdrs
+    line = wait_line(e, lambda l: "/echo?alice HTTP/1.1\" 200" in l)
+    assert line is not None and "alice" in line, line
+    # the group rule per request inside: ivan (interns) is blocked, alice not
+    rc, st, body, err = pcurl(e, base + "/intern-blocked", "--proxy-user", "ivan:intern")
+    assert rc == 0 and st == 403 and b"not-for-interns" in body, (st, body[:300], err)
+    assert origin_saw(e, "/intern-blocked") == []
+    rc, st, body, err = pcurl(e, base + "/intern-blocked", "--proxy-user", "alice:wonder")
+    assert rc == 0 and st != 403, (st, err)
+    assert len(origin_saw(e, "/intern-blocked")) == 1
+    line = wait_line(e, lambda l: "staff.test" in l and "/intern-blocked" in l and " 403 " in l)
+    assert line is not None and "ivan" in line, line
+
+
+def test_h1_bypass_tunnels_uninspected(env):
+    e = env
+    # the origin's own certificate (the test CA): not inspected
+    rc, st, body, err = pcurl(e, "https://bypass.test:%d/echo?bypass" % e.o.port, cacert=e.ca)
+    assert rc == 0 and st == 200, err
+    rc, st, body, err = pcurl(e, "https://bypass.test:%d/echo?bypass2" % e.o.port)
+    assert rc != 0   # the inspection CA does not verify the origin's certificate
+    line = wait_line(e, lambda l: '"CONNECT bypass.test:%d HTTP/1.1" 200' % e.o.port in l)
+    assert line is not None and "inspected" not in line, line
+
+
+def test_h1_origin_problem_block_page(env):
+    e = env
+    rc, st, body, err = pcurl(e, "https://expired.test:%d/echo" % e.expired.port)
+    assert rc == 0 and st == 502, err   # the minted leaf is trusted: the page is readable
+    assert b"has expired" in body, body[:1500]
+    assert e.expired.requests == []
+
+
+def test_h1_client_closes_mid_handshake(env):
+    e = env
+    ctx = ssl.create_default_context(cafile=e.ca)
+    for cut in (0, 30):
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", e.port), timeout=10), server_hostname="localhost")
+        s.sendall(b"CONNECT origin.test:%d HTTP/1.1\r\nHost: origin.test:%d\r\n\r\n" % (e.o.port, e.o.port))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            b = s.recv(1)
+            assert b, head
+            head += b
+        assert head.startswith(b"HTTP/1.1 200"), head
+        # the start of a ClientHello (or nothing), then gone
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = ssl.create_default_context().wrap_bio(inc, out, server_hostname="origin.test")
+        try:
+            obj.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        if cut:
+            s.sendall(out.read()[:cut])
+        s.close()
+    # each is logged (the hello never came whole) and the proxy serves on
+    assert wait_line(e, lambda l: '"CONNECT origin.test:%d HTTP/1.1" 408' % e.o.port in l) is not None
+    rc, st, body, err = pcurl(e, "https://origin.test:%d/size/2" % e.o.port)
+    assert rc == 0 and st == 200 and body == b"xx", err
+
+
+# ---- CONNECT over HTTP/2 ----
+
+class Inner:
+    """TLS inside an h2 CONNECT stream (ssl.MemoryBIO over its DATA)."""
+
+    def __init__(self, c, sid, host, cafile, alpn=None):
+        self.c, self.sid = c, sid
+        ctx = ssl.create_default_context(cafile=cafile)
+        if alpn:
+            ctx.set_alpn_protocols(alpn)
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.inc, self.out, server_hostname=host)
+        self.got = 0
+
+    def _feed(self):
+        d = self.c.st[self.sid]["data"]
+        if len(d) > self.got:
+            self.inc.write(bytes(d[self.got:]))
+            self.got = len(d)
+
+    def _flush(self):
+        d = self.out.read()
+        if d:
+            self.c.send(self.sid, d)
+
+    def handshake(self, timeout=10):
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                self.obj.do_handshake()
+                self._flush()
+                return
+            except ssl.SSLWantReadError:
+                self._flush()
+            have = self.got
+            self.c.pump(lambda: len(self.c.st[self.sid]["data"]) > have or self.c.done(self.sid),
+                        timeout=max(0.1, end - time.monotonic()))
+            if self.c.done(self.sid) and len(self.c.st[self.sid]["data"]) == have:
+                raise ConnectionError("stream ended during the handshake")
+            self._feed()
+
+    def request(self, req, timeout=10):
+        """Send req, read until the response (Content-Length framed) is whole."""
+        self.obj.write(req)
+        self._flush()
+        buf = b""
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                while True:
+                    buf += self.obj.read(65536)
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                pass
+            if b"\r\n\r\n" in buf:
+                head, _, body = buf.partition(b"\r\n\r\n")
+                m = re.search(rb"content-length: *(\d+)", head, re.I)
+                if m and len(body) >= int(m.group(1)):
+                    return head, body[:int(m.group(1))]
+            have = self.got
+            self.c.pump(lambda: len(self.c.st[self.sid]["data"]) > have or self.c.done(self.sid),
+                        timeout=max(0.1, end - time.monotonic()))
+            self._feed()
+            if self.c.done(self.sid) and self.inc.pending == 0:
+                try:
+                    buf += self.obj.read(65536)
+                except ssl.SSLError:
+                    pass
+                raise ConnectionError("stream ended: %r" % buf[:300])
+
+
+def h2_connect(e, c, host, port, extra=()):
+    sid = c.connect("%s:%d" % (host, port), extra)
+    c.pump(lambda: c.st[sid]["headers"] is not None or c.done(sid))
+    return sid
+
+
+def test_h2_connect_inspected_two_streams(env):
+    e = env
+    c = H2(e.port, e.ca)
+    try:
+        a = h2_connect(e, c, "origin.test", e.o.port)
+        b = h2_connect(e, c, "origin.test", e.o.port)
+        assert c.status(a) == 200 and c.status(b) == 200
+        ia = Inner(c, a, "origin.test", e.gwca)   # verifies: minted by the inspection CA
+        ib = Inner(c, b, "origin.test", e.gwca)
+        ia.handshake()
+        ib.handshake()
+        assert "Gatehouse" in str(ia.obj.getpeercert()["issuer"])
+        host = b"origin.test:%d" % e.o.port
+        head, body = ia.request(b"GET /echo?h2-a HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        assert json.loads(body)["target"] == "/echo?h2-a"
+        # the other stream, independently: a block page inside
+        head, body = ib.request(b"GET /secret/h2 HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 403"), head
+        assert b"no-secret" in body
+        assert origin_saw(e, "/secret/h2") == []
+        # and a DLP upload on the first
+        post = ("card %s" % CARD).encode()
+        head, body = ia.request(b"POST /upload-h2 HTTP/1.1\r\nHost: " + host + b"\r\nContent-Length: %d\r\n\r\n"
+                                % len(post) + post)
+        assert head.startswith(b"HTTP/1.1 403") and b"credit_card" in body, head
+        assert origin_saw(e, "/upload-h2") == []
+        assert len(origin_saw(e, "/echo?h2-a")) == 1
+        line = wait_line(e, lambda l: '"CONNECT origin.test:%d HTTP/2.0" 200' % e.o.port in l)
+        assert line is not None and "inspected" in line, line
+        line = wait_line(e, lambda l: '"GET https://origin.test:%d/secret/h2 HTTP/1.1" 403' % e.o.port in l)
+        assert line is not None and 'rule="no-secret"' in line, line
+    finally:
+        c.close()
+
+
+def test_h2_connect_h2_inside(env):
+    e = env
+    c = H2(e.port, e.ca)
+    try:
+        a = h2_connect(e, c, "origin.test", e.o.port)
+        assert c.status(a) == 200
+        ia = Inner(c, a, "origin.test", e.gwca, alpn=["h2"])   # h2 only: served h2 inside
+        ia.handshake()
+        assert ia.obj.selected_alpn_protocol() == "h2"
+        import h2.config
+        import h2.connection
+        inner = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        inner.initiate_connection()
+        inner.send_headers(1, [(":method", "GET"), (":scheme", "https"),
+                               (":authority", "origin.test:%d" % e.o.port), (":path", "/echo?h2-in-h2")],
+                           end_stream=True)
+        ia.obj.write(inner.data_to_send())
+        ia._flush()
+        status, body, done = None, b"", False
+        end = time.monotonic() + 10
+        while not done:
+            assert time.monotonic() < end, "no answer inside"
+            try:
+                while True:
+                    for ev in inner.receive_data(ia.obj.read(65536)):
+                        if isinstance(ev, h2.events.ResponseReceived):
+                            status = dict(ev.headers)[b":status"]
+                        elif isinstance(ev, h2.events.DataReceived):
+                            body += ev.data
+                        elif isinstance(ev, h2.events.StreamEnded):
+                            done = True
+            except ssl.SSLWantReadError:
+                pass
+            d = inner.data_to_send()
+            if d:
+                ia.obj.write(d)
+                ia._flush()
+            if not done:
+                have = ia.got
+                c.pump(lambda: len(c.st[a]["data"]) > have or c.done(a), timeout=2)
+                ia._feed()
+        assert status == b"200" and json.loads(body)["target"] == "/echo?h2-in-h2"
+        line = wait_line(e, lambda l: '"GET https://origin.test:%d/echo?h2-in-h2 HTTP/2.0" 200' % e.o.port in l)
+        assert line is not None
+    finally:
+        c.close()
+
+
+def test_h2_connect_auth_bypass_and_origin_problem(env):
+    e = env
+    c = H2(e.port, e.ca)
+    try:
+        # staff.test needs a sign-in: 407 on the stream, then Basic per stream
+        x = h2_connect(e, c, "staff.test", e.o.port)
+        assert c.status(x) == 407
+        import base64
+        cred = ("proxy-authorization", "Basic " + base64.b64encode(b"ivan:intern").decode())
+        y = h2_connect(e, c, "staff.test", e.o.port, [cred])
+        assert c.status(y) == 200
+        iy = Inner(c, y, "staff.test", e.gwca)
+        iy.handshake()
+        host = b"staff.test:%d" % e.o.port
+        head, body = iy.request(b"GET /intern-blocked HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 403") and b"not-for-interns" in body, head
+        head, body = iy.request(b"GET /echo?ivan-h2 HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        line = wait_line(e, lambda l: "/echo?ivan-h2 HTTP/1.1\" 200" in l)
+        assert line is not None and "ivan" in line, line
+        # bypassed: the origin's own certificate, through the stream
+        z = h2_connect(e, c, "bypass.test", e.o.port)
+        assert c.status(z) == 200
+        iz = Inner(c, z, "bypass.test", e.ca)
+        iz.handshake()
+        head, body = iz.request(b"GET /echo?bypass-h2 HTTP/1.1\r\nHost: bypass.test\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        # an origin that fails verification: the block page, as on a plain listener
+        v = h2_connect(e, c, "expired.test", e.expired.port)
+        assert c.status(v) == 200
+        iv = Inner(c, v, "expired.test", e.gwca)
+        iv.handshake()
+        head, body = iv.request(b"GET /echo HTTP/1.1\r\nHost: expired.test\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 502") and b"has expired" in body, head
+        assert e.expired.requests == []
+    finally:
+        c.close()
+
+
+def test_h2_client_goes_mid_handshake(env):
+    e = env
+    c = H2(e.port, e.ca)
+    a = h2_connect(e, c, "origin.test", e.o.port)
+    assert c.status(a) == 200
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ssl.create_default_context().wrap_bio(inc, out, server_hostname="origin.test")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    c.send(a, out.read()[:40])
+    b = h2_connect(e, c, "origin.test", e.o.port)   # and one with nothing sent
+    assert c.status(b) == 200
+    c.close()
+    line = wait_line(e, lambda l: '"CONNECT origin.test:%d HTTP/2.0" 408' % e.o.port in l)
+    assert line is not None, lines(e)[-5:]
+    # the proxy serves on
+    rc, st, body, err = pcurl(e, "https://origin.test:%d/size/3" % e.o.port)
+    assert rc == 0 and st == 200 and body == b"xxx", err
