@@ -1107,7 +1107,7 @@ static void client_rd_cb(evutil_socket_t fd, short what, void *arg)
 	case CS_CLOSED:
 		break;
 	}
-	if (c->state != CS_CLOSED && c->ssl != NULL && c->rd_on && SSL_has_pending(c->ssl))
+	if (c->state != CS_CLOSED && c->rd_on && gw_relay_ssl_more(c->ssl, n))
 		event_active(&c->ev_rd, EV_READ, 0);
 }
 

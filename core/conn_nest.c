@@ -54,9 +54,13 @@ static struct gw_conn *inner_new(const struct gw_conn *o, struct gw_req *rq, int
 
 /* rq leaves where it came from for ic (the same worker, so its arena and
  * every event it holds stay valid). */
-static void move(struct gw_req *rq, struct gw_conn *ic)
+static void move(struct gw_req *rq, const struct gw_conn *o, struct gw_conn *ic)
 {
 	(void)gw_req_local(rq);   /* the listener's address, not the socketpair's */
+	/* the outer connection's sign-in (Negotiate is per connection): its
+	 * requests inside are judged as that connection's would be */
+	if (o->fam_data != NULL && rq->proto->conn_data_dup != NULL)
+		ic->fam_data = rq->proto->conn_data_dup(o->fam_data, &ic->fam_data_free);
 	rq->c = ic;
 	rq->sink = &gw_conn_sink;
 	rq->sink_arg = ic;
@@ -95,7 +99,7 @@ void gw_conn_nest__h1(struct gw_conn *c, struct gw_req *rq)
 		gw_conn__respond_error(rq, 503, "out of memory");
 		return;
 	}
-	move(rq, ic);
+	move(rq, c, ic);
 	c->rq = r;
 	r->reqx.done = 1;
 	if (gw_upstream__local(r, fd, "inspection") < 0) {   /* (else its 200 is out or queued) */
@@ -130,7 +134,7 @@ void gw_conn_nest__h2(struct gw_req *rq)
 	r->sink = &gw_h2_sink;
 	r->sink_arg = s;
 	r->h2s = s;
-	move(rq, ic);
+	move(rq, c, ic);
 	rq->nest_h2 = 1;
 	s->rq = r;
 	if (gw_h2_tunnel__nest(r, fd) < 0) {

@@ -943,7 +943,7 @@ static void rd_cb(evutil_socket_t fd, short what, void *arg)
 		evbuffer_drain(h->in, evbuffer_get_length(h->in));
 		if (n == 0 || n == -1)
 			h2_close(h, h->why);
-		else if (c->ssl != NULL && SSL_has_pending(c->ssl))
+		else if (gw_relay_ssl_more(c->ssl, n))
 			event_active(&h->ev_rd, EV_READ, 0);
 		return;
 	}
@@ -953,7 +953,7 @@ static void rd_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	feed(h);
 	gw_h2__io(h);
-	if (!h->gone && !h->rd_off && c->ssl != NULL && SSL_has_pending(c->ssl))
+	if (!h->gone && !h->rd_off && gw_relay_ssl_more(c->ssl, n))
 		event_active(&h->ev_rd, EV_READ, 0);
 }
 

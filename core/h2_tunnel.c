@@ -102,7 +102,7 @@ static void t_on_tunnel_rd(struct gw_req *rq, struct upconn *u)
 	}
 	gw_h2__kick(s->h);
 	/* records read ahead into OpenSSL (a parent over TLS), unseen by epoll */
-	if (!u->eof && u->rd_on && u->ssl != NULL && SSL_has_pending(u->ssl))
+	if (!u->eof && u->rd_on && gw_relay_ssl_more(u->ssl, n))
 		event_active(&u->ev_rd, EV_READ, 0);
 }
 

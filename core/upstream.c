@@ -1398,7 +1398,7 @@ static void up_rd_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct upconn *u = arg;
 	struct gw_req *rq;
-	ssize_t n;
+	ssize_t n = 0;
 	int dead = 0;
 
 	GW_CHECK_OBJ(u, UP_MAGIC);
@@ -1456,7 +1456,7 @@ static void up_rd_cb(evutil_socket_t fd, short what, void *arg)
 	u->dead = NULL;
 	/* gw_relay_read stopped at READ_MAX with records read ahead into OpenSSL,
 	 * where epoll cannot see them (the client side: end of client_rd_cb) */
-	if (u->rq != NULL && u->ssl != NULL && u->rd_on && !u->eof && SSL_has_pending(u->ssl))
+	if (u->rq != NULL && u->rd_on && !u->eof && gw_relay_ssl_more(u->ssl, n))
 		event_active(&u->ev_rd, EV_READ, 0);
 }
 

@@ -71,6 +71,7 @@ def env(ns, tmp_path_factory):
 
     e.o = origin("origin.test", ["origin.test", "staff.test", "bypass.test"])
     e.expired = origin("expired.test", ["expired.test"], days=-1)
+    e.plain = gh.Origin()
     e.port = gh.free_port()
     users = "".join("%s:%s\n" % (u, gh.crypt_hash(p)) for u, p in (("alice", "wonder"), ("ivan", "intern")))
     conf = CONF % {"port": e.port, "ports": "%d, %d" % (e.o.port, e.expired.port), "ca": e.ca}
@@ -91,6 +92,7 @@ def env(ns, tmp_path_factory):
     yield e
     e.o.stop()
     e.expired.stop()
+    e.plain.stop()
     e.g.check_clean()
 
 
@@ -221,6 +223,19 @@ def test_h1_bypass_tunnels_uninspected(env):
     assert rc != 0   # the inspection CA does not verify the origin's certificate
     line = wait_line(e, lambda l: '"CONNECT bypass.test:%d HTTP/1.1" 200' % e.o.port in l)
     assert line is not None and "inspected" not in line, line
+
+
+def test_h1_large_bodies_inspected_and_bypassed(env):
+    e = env
+    n = 4 * 1024 * 1024
+    rc, st, body, err = pcurl(e, "https://origin.test:%d/size/%d" % (e.o.port, n))
+    assert rc == 0 and st == 200 and len(body) == n, err
+    # the bypassed tunnel's bytes cross the socketpair (spliced when bulk)
+    rc, st, body, err = pcurl(e, "https://bypass.test:%d/size/%d" % (e.o.port, n), cacert=e.ca)
+    assert rc == 0 and st == 200 and len(body) == n, err
+    up = os.urandom(3 * 1024 * 1024)
+    rc, st, body, err = pcurl(e, "https://origin.test:%d/upload" % e.o.port, "--data-binary", "@-", input=up)
+    assert rc == 0 and st == 200 and body == b"%d" % len(up), (st, body[:200], err)
 
 
 def test_h1_origin_problem_block_page(env):
@@ -363,6 +378,9 @@ def test_h2_connect_inspected_two_streams(env):
         assert head.startswith(b"HTTP/1.1 403") and b"credit_card" in body, head
         assert origin_saw(e, "/upload-h2") == []
         assert len(origin_saw(e, "/echo?h2-a")) == 1
+        # a large body through the stream's flow control, both ways
+        head, body = ib.request(b"GET /size/2000000 HTTP/1.1\r\nHost: " + host + b"\r\n\r\n", timeout=60)
+        assert head.startswith(b"HTTP/1.1 200") and len(body) == 2000000, head
         line = wait_line(e, lambda l: '"CONNECT origin.test:%d HTTP/2.0" 200' % e.o.port in l)
         assert line is not None and "inspected" in line, line
         line = wait_line(e, lambda l: '"GET https://origin.test:%d/secret/h2 HTTP/1.1" 403' % e.o.port in l)
@@ -478,3 +496,128 @@ def test_h2_client_goes_mid_handshake(env):
     # the proxy serves on
     rc, st, body, err = pcurl(e, "https://origin.test:%d/size/3" % e.o.port)
     assert rc == 0 and st == 200 and body == b"xxx", err
+
+
+# ---- a Negotiate (Kerberos) sign-in on the CONNECT, carried inside ----
+
+NEG_CONF = """
+@GLOBAL@
+  dns: { hosts_file = "@DIR@/hosts"; };
+};
+forward: {
+  listeners = ( { address = "127.0.0.1:%(port)d"; tls = true; cert = "@DIR@/proxy.pem"; key = "@DIR@/proxy.key"; } );
+  allow_clients = [ "127.0.0.0/8" ];
+  deny_destinations = [ "169.254.0.0/16" ];
+  connect_ports = [ %(oport)d ];
+  auth: { realm = "Corp"; schemes = [ "negotiate" ];
+    kerberos: { keytab = "%(keytab)s"; principal = "HTTP/localhost@%(realm)s"; }; };
+  policy = (
+    { name = "login"; action = "auth"; },
+    { name = "not-for-alice"; action = "deny"; users = [ "alice" ]; urls = [ "/alice-blocked" ]; },
+    { name = "rest"; action = "allow"; }
+  );
+  inspect: { mode = "all"; upstream_ca_file = "%(ca)s"; };
+};
+"""
+
+
+def test_h1_negotiate_signin_carried_inside(env):
+    import sso_peers
+    e = env
+    k = sso_peers.Kdc()
+    g = None
+    saved = {n: os.environ.get(n) for n in ("KRB5_CONFIG", "KRB5RCACHEDIR")}
+    try:
+        k.user("alice", "alicepw")
+        k.service("HTTP/localhost")
+        keytab = os.path.join(k.dir, "proxy.keytab")
+        k.keytab("HTTP/localhost", keytab)
+        os.environ["KRB5_CONFIG"] = k.env["KRB5_CONFIG"]   # gatehouse inherits these
+        os.environ["KRB5RCACHEDIR"] = k.dir
+        port = gh.free_port()
+        g = gh.Gatehouse(NEG_CONF % {"port": port, "oport": e.o.port, "keytab": keytab, "realm": sso_peers.REALM,
+                                     "ca": e.ca}, extra_files={"hosts": gh.hosts_file(NAMES)})
+        for n in ("proxy.pem", "proxy.key"):
+            with open(os.path.join(e.g.dir, n), "rb") as src, open(os.path.join(g.dir, n), "wb") as dst:
+                dst.write(src.read())
+        g.start([port])
+        rc, pem, err = gh.curl("-sS", "--cacert", e.ca, "https://localhost:%d/gatehouse-ca.crt" % port)
+        assert rc == 0 and b"BEGIN CERTIFICATE" in pem, err
+        gwca = os.path.join(g.dir, "gatehouse-ca.pem")
+        with open(gwca, "wb") as f:
+            f.write(pem)
+        alice = k.kinit("alice", "alicepw")
+
+        def neg(path):
+            rc, out, err = sso_peers.curl_env(alice, "-s", "-o", "-", "-w", "\n%{http_code}", "--proxy-negotiate",
+                                              "-U", ":", "--proxy", "https://localhost:%d" % port, "--proxy-cacert",
+                                              e.ca, "--cacert", gwca, "https://origin.test:%d%s" % (e.o.port, path))
+            body, _, code = out.rpartition(b"\n")
+            return rc, int(code or b"0"), body, err
+
+        rc, st, body, err = neg("/echo?negotiated")
+        assert rc == 0 and st == 200, err
+        assert json.loads(body)["target"] == "/echo?negotiated"
+        # the inner requests carry the CONNECT's Kerberos identity: the
+        # per-user rule applies inside (without it they would be 407)
+        rc, st, body, err = neg("/alice-blocked")
+        assert rc == 0 and st == 403 and b"not-for-alice" in body, (st, body[:300], err)
+        assert origin_saw(e, "/alice-blocked") == []
+        end = time.monotonic() + 10
+        line = None
+        while line is None and time.monotonic() < end:
+            line = next((l for l in g.access_lines(wait=0.1) if "/echo?negotiated HTTP/1.1\" 200" in l), None)
+        assert line is not None and ("alice@%s" % sso_peers.REALM) in line, line
+    finally:
+        for n, v in saved.items():
+            if v is None:
+                os.environ.pop(n, None)
+            else:
+                os.environ[n] = v
+        if g is not None:
+            g.check_clean()
+        k.stop()
+
+
+def test_partial_tls_record_does_not_stall_the_worker(env):
+    """A client that stops in the middle of a TLS record: OpenSSL holds the
+    part (read ahead) and SSL_has_pending says so; the worker must wait for
+    the socket, not spin on it (it then never polled again: every other
+    client of the worker stalled, this nested inspection's first)."""
+    e = env
+    s = socket.create_connection(("127.0.0.1", e.port), timeout=10)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ssl.create_default_context(cafile=e.ca).wrap_bio(inc, out, server_hostname="localhost")
+    while True:
+        try:
+            obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            s.sendall(out.read())
+            d = s.recv(65536)
+            assert d, "proxy closed during the handshake"
+            inc.write(d)
+    s.sendall(out.read())
+    obj.write(b"GET http://origin.test:%d/size/6 HTTP/1.1\r\nHost: origin.test:%d\r\n\r\n" % (e.plain.port, e.plain.port))
+    rec = out.read()
+    s.sendall(rec[:len(rec) // 2])
+    try:
+        # the single worker serves another client meanwhile (and its inspection)
+        rc, st, body, err = pcurl(e, "https://origin.test:%d/size/4" % e.o.port, "--max-time", "10")
+        assert rc == 0 and st == 200 and body == b"xxxx", err
+        s.sendall(rec[len(rec) // 2:])
+        got = b""
+        end = time.monotonic() + 10
+        while b"xxxxxx" not in got and time.monotonic() < end:
+            try:
+                got += obj.read(65536)
+                continue
+            except ssl.SSLWantReadError:
+                pass
+            d = s.recv(65536)
+            if not d:
+                break
+            inc.write(d)
+        assert got.startswith(b"HTTP/1.1 200") and got.endswith(b"xxxxxx"), got
+    finally:
+        s.close()
