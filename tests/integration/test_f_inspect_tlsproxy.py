@@ -621,3 +621,58 @@ def test_partial_tls_record_does_not_stall_the_worker(env):
         assert got.startswith(b"HTTP/1.1 200") and got.endswith(b"xxxxxx"), got
     finally:
         s.close()
+
+
+def test_h2_inner_end_ends_the_stream_only(env):
+    """The inner connection closing (here: no ClientHello within
+    client_header, 408) ends its CONNECT stream; the proxy connection and
+    its other streams go on."""
+    e = env
+    c = H2(e.port, e.ca)
+    try:
+        a = h2_connect(e, c, "origin.test", e.o.port)
+        assert c.status(a) == 200
+        c.pump(lambda: c.done(a), timeout=15)
+        assert c.st[a]["data"] == bytearray()
+        b = h2_connect(e, c, "origin.test", e.o.port)
+        assert c.status(b) == 200
+        ib = Inner(c, b, "origin.test", e.gwca)
+        ib.handshake()
+        head, body = ib.request(b"GET /echo?after-408 HTTP/1.1\r\nHost: origin.test:%d\r\n\r\n" % e.o.port)
+        assert head.startswith(b"HTTP/1.1 200"), head
+    finally:
+        c.close()
+
+
+def test_zz_reload_mid_connection(env):
+    """A reload: the next request inside an open inspected session (over an
+    HTTP/2 CONNECT stream) is judged by the new rules.  (Last in the module:
+    it changes the configuration.)"""
+    e = env
+    c = H2(e.port, e.ca)
+    try:
+        a = h2_connect(e, c, "origin.test", e.o.port)
+        assert c.status(a) == 200
+        ia = Inner(c, a, "origin.test", e.gwca)
+        ia.handshake()
+        host = b"origin.test:%d" % e.o.port
+        head, body = ia.request(b"GET /echo?before-reload HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        with open(e.g.conf) as f:
+            old = f.read()
+        new = old.replace('{ name = "all"; action = "allow"; }',
+                          '{ name = "new-rule"; action = "deny"; urls = [ "/after-reload" ]; },\n'
+                          '    { name = "all"; action = "allow"; }')
+        assert new != old
+        with open(e.g.conf, "w") as f:
+            f.write(new)
+        e.g.reload(settle=0)
+        deadline = time.monotonic() + 10
+        while True:   # (the reload is applied a little after the signal)
+            head, body = ia.request(b"GET /echo/after-reload HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+            if head.startswith(b"HTTP/1.1 403") or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert head.startswith(b"HTTP/1.1 403") and b"new-rule" in body, head
+    finally:
+        c.close()
