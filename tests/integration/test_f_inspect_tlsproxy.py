@@ -644,6 +644,127 @@ def test_h2_inner_end_ends_the_stream_only(env):
         c.close()
 
 
+LIMIT_CONF = """
+admin: { listen = ""; metrics_listen = "127.0.0.1:%(mport)d"; };
+@GLOBAL@
+  max_connections_per_client = 2;
+  dns: { hosts_file = "@DIR@/hosts"; };
+};
+forward: {
+  listeners = ( { address = "127.0.0.1:%(port)d"; tls = true; cert = "@DIR@/proxy.pem"; key = "@DIR@/proxy.key"; } );
+  allow_clients = [ "127.0.0.0/8" ];
+  deny_destinations = [ "169.254.0.0/16" ];
+  connect_ports = [ %(oport)d ];
+  inspect: { mode = "all"; upstream_ca_file = "%(ca)s"; };
+};
+"""
+
+
+def test_counted_once_and_inner_connection_limited(env):
+    """/metrics: an inspected CONNECT over the TLS listener and one request
+    inside are two requests received and answered, one check tunnel (as on
+    a plain listener: the carrying tunnel is not counted).  The inner
+    connection counts against max_connections_per_client: the proxy
+    connection plus one inspected stream fill 2, the next stream gets 503."""
+    e = env
+    port, mport = gh.free_port(), gh.free_port()
+    g = gh.Gatehouse(LIMIT_CONF % {"port": port, "mport": mport, "oport": e.o.port, "ca": e.ca},
+                     extra_files={"hosts": gh.hosts_file(NAMES)})
+    for n in ("proxy.pem", "proxy.key"):
+        with open(os.path.join(e.g.dir, n), "rb") as src, open(os.path.join(g.dir, n), "wb") as dst:
+            dst.write(src.read())
+    g.start([port, mport])
+
+    def m(name):
+        return gh.metrics(mport).get('gatehouse_%s{family="forward"}' % name, 0)
+
+    def m2xx():
+        return gh.metrics(mport).get('gatehouse_requests_total{family="forward",class="2xx"}', 0)
+
+    def settle(pred, timeout=10):
+        end = time.monotonic() + timeout
+        while not pred():
+            assert time.monotonic() < end, "metrics: condition not met"
+            time.sleep(0.1)
+
+    try:
+        rc, pem, err = gh.curl("-sS", "--cacert", e.ca, "https://localhost:%d/gatehouse-ca.crt" % port)
+        assert rc == 0 and b"BEGIN CERTIFICATE" in pem, err
+        gwca = os.path.join(g.dir, "gatehouse-ca.pem")
+        with open(gwca, "wb") as f:
+            f.write(pem)
+        settle(lambda: m("connections_active") == 0 and m2xx() == 1)
+        rx, ok, tun = m("requests_received_total"), m2xx(), m("tunnels_total")
+        rc, out, err = gh.curl("-sS", "--proxy", "https://localhost:%d" % port, "--proxy-cacert", e.ca,
+                               "--cacert", gwca, "https://origin.test:%d/size/3" % e.o.port)
+        assert rc == 0 and out == b"xxx", err
+        settle(lambda: m("connections_active") == 0 and m2xx() >= ok + 2)
+        time.sleep(0.5)   # (a third count, if one came, would trail the others)
+        assert m("requests_received_total") == rx + 2
+        assert m2xx() == ok + 2
+        assert m("tunnels_total") == tun + 1
+        # the limit: the proxy connection is 1, an inspected stream's inner 2
+        c = H2(port, e.ca)
+        try:
+            a = h2_connect(e, c, "origin.test", e.o.port)
+            assert c.status(a) == 200
+            b = h2_connect(e, c, "origin.test", e.o.port)
+            assert c.status(b) == 503
+            ia = Inner(c, a, "origin.test", gwca)
+            ia.handshake()
+            head, body = ia.request(b"GET /size/2 HTTP/1.1\r\nHost: origin.test:%d\r\n\r\n" % e.o.port)
+            assert head.startswith(b"HTTP/1.1 200") and body == b"xx", head
+        finally:
+            c.close()
+    finally:
+        g.check_clean()
+
+
+def spki_b64(der_cert):
+    import base64
+    import hashlib
+    import subprocess
+    pub = subprocess.run(["openssl", "x509", "-inform", "DER", "-pubkey", "-noout"], input=der_cert,
+                         capture_output=True, check=True).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=pub, capture_output=True,
+                         check=True).stdout
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+def test_chromium_through_the_https_proxy(env):
+    """Debian's Chromium with --proxy-server=https://...: it speaks HTTP/2 to
+    the proxy, so its CONNECTs are streams; the inspected page and the block
+    page load (test_f_inspect's browser script)."""
+    import subprocess
+    import test_a_browser as tb
+    e = env
+    assert os.path.exists("/usr/bin/chromium"), "chromium missing: run tests/deps.sh test"
+    tb.ensure_node_modules()
+    # the keys Chromium is told to accept: the proxy's, and the minted leaves' (one shared key)
+    ctx = ssl.create_default_context(cafile=e.ca)
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", e.port), timeout=10), server_hostname="localhost")
+    proxy_spki = spki_b64(s.getpeercert(binary_form=True))
+    s.close()
+    c = H2(e.port, e.ca)
+    try:
+        a = h2_connect(e, c, "origin.test", e.o.port)
+        ia = Inner(c, a, "origin.test", e.gwca)
+        ia.handshake()
+        leaf_spki = spki_b64(ia.obj.getpeercert(binary_form=True))
+    finally:
+        c.close()
+    base = "https://origin.test:%d" % e.o.port
+    envv = dict(os.environ, GH_FORWARD="localhost:%d" % e.port, GH_PROXY_SCHEME="https",
+                GH_SPKI=leaf_spki + "," + proxy_spki, GH_PAGE=base + "/echo", GH_BLOCKED=base + "/secret/chromium")
+    p = subprocess.run(["node", os.path.join(tb.BROWSER_DIR, "inspect.test.mjs")], env=envv,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    line = wait_line(e, lambda l: base + "/secret/chromium" in l)
+    assert line is not None and "Chrom" in line and "no-secret" in line, line
+    line = wait_line(e, lambda l: '"CONNECT origin.test:%d HTTP/2.0" 200' % e.o.port in l and "Chrom" in l)
+    assert line is not None and "inspected" in line, line
+
+
 def test_zz_reload_mid_connection(env):
     """A reload: the next request inside an open inspected session (over an
     HTTP/2 CONNECT stream) is judged by the new rules.  (Last in the module:
