@@ -132,6 +132,25 @@ def origin_saw(e, path):
     return [r for r in e.o.requests if r.target == path]
 
 
+def other_proxy(e, conf, files, port, more_ports=()):
+    """Another Gatehouse with the module's proxy certificate, started; the
+    inspection CA it serves (fetched over its TLS listener) written beside
+    it.  Returns (g, that CA's path)."""
+    g = gh.Gatehouse(conf, extra_files=files)
+    for n in ("proxy.pem", "proxy.key"):
+        with open(os.path.join(e.g.dir, n), "rb") as src, open(os.path.join(g.dir, n), "wb") as dst:
+            dst.write(src.read())
+    g.start([port, *more_ports])
+    rc, pem, err = gh.curl("-sS", "--cacert", e.ca, "https://localhost:%d/gatehouse-ca.crt" % port)
+    if rc != 0 or b"BEGIN CERTIFICATE" not in pem:
+        g.stop()
+        raise AssertionError("no inspection CA from the proxy: " + err)
+    gwca = os.path.join(g.dir, "gatehouse-ca.pem")
+    with open(gwca, "wb") as f:
+        f.write(pem)
+    return g, gwca
+
+
 # ---- HTTP/1.1 CONNECT over the TLS listener ----
 
 def test_h1_connect_inspected(env):
@@ -535,17 +554,9 @@ def test_h1_negotiate_signin_carried_inside(env):
         os.environ["KRB5_CONFIG"] = k.env["KRB5_CONFIG"]   # gatehouse inherits these
         os.environ["KRB5RCACHEDIR"] = k.dir
         port = gh.free_port()
-        g = gh.Gatehouse(NEG_CONF % {"port": port, "oport": e.o.port, "keytab": keytab, "realm": sso_peers.REALM,
-                                     "ca": e.ca}, extra_files={"hosts": gh.hosts_file(NAMES)})
-        for n in ("proxy.pem", "proxy.key"):
-            with open(os.path.join(e.g.dir, n), "rb") as src, open(os.path.join(g.dir, n), "wb") as dst:
-                dst.write(src.read())
-        g.start([port])
-        rc, pem, err = gh.curl("-sS", "--cacert", e.ca, "https://localhost:%d/gatehouse-ca.crt" % port)
-        assert rc == 0 and b"BEGIN CERTIFICATE" in pem, err
-        gwca = os.path.join(g.dir, "gatehouse-ca.pem")
-        with open(gwca, "wb") as f:
-            f.write(pem)
+        g, gwca = other_proxy(e, NEG_CONF % {"port": port, "oport": e.o.port, "keytab": keytab,
+                                             "realm": sso_peers.REALM, "ca": e.ca},
+                              {"hosts": gh.hosts_file(NAMES)}, port)
         alice = k.kinit("alice", "alicepw")
 
         def neg(path):
@@ -668,12 +679,8 @@ def test_counted_once_and_inner_connection_limited(env):
     connection plus one inspected stream fill 2, the next stream gets 503."""
     e = env
     port, mport = gh.free_port(), gh.free_port()
-    g = gh.Gatehouse(LIMIT_CONF % {"port": port, "mport": mport, "oport": e.o.port, "ca": e.ca},
-                     extra_files={"hosts": gh.hosts_file(NAMES)})
-    for n in ("proxy.pem", "proxy.key"):
-        with open(os.path.join(e.g.dir, n), "rb") as src, open(os.path.join(g.dir, n), "wb") as dst:
-            dst.write(src.read())
-    g.start([port, mport])
+    g, gwca = other_proxy(e, LIMIT_CONF % {"port": port, "mport": mport, "oport": e.o.port, "ca": e.ca},
+                          {"hosts": gh.hosts_file(NAMES)}, port, [mport])
 
     def m(name):
         return gh.metrics(mport).get('gatehouse_%s{family="forward"}' % name, 0)
@@ -688,11 +695,6 @@ def test_counted_once_and_inner_connection_limited(env):
             time.sleep(0.1)
 
     try:
-        rc, pem, err = gh.curl("-sS", "--cacert", e.ca, "https://localhost:%d/gatehouse-ca.crt" % port)
-        assert rc == 0 and b"BEGIN CERTIFICATE" in pem, err
-        gwca = os.path.join(g.dir, "gatehouse-ca.pem")
-        with open(gwca, "wb") as f:
-            f.write(pem)
         settle(lambda: m("connections_active") == 0 and m2xx() == 1)
         rx, ok, tun = m("requests_received_total"), m2xx(), m("tunnels_total")
         rc, out, err = gh.curl("-sS", "--proxy", "https://localhost:%d" % port, "--proxy-cacert", e.ca,
