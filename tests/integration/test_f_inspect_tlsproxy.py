@@ -590,15 +590,19 @@ def test_h1_negotiate_signin_carried_inside(env):
         k.stop()
 
 
-def test_partial_tls_record_does_not_stall_the_worker(env):
+@pytest.mark.parametrize("alpn", ["http/1.1", "h2"])
+def test_partial_tls_record_does_not_stall_the_worker(env, alpn):
     """A client that stops in the middle of a TLS record: OpenSSL holds the
     part (read ahead) and SSL_has_pending says so; the worker must wait for
     the socket, not spin on it (it then never polled again: every other
-    client of the worker stalled, this nested inspection's first)."""
+    client of the worker stalled, this nested inspection's first).  On an
+    HTTP/1.1 connection and on an HTTP/2 one (its preface cut)."""
     e = env
     s = socket.create_connection(("127.0.0.1", e.port), timeout=10)
     inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ssl.create_default_context(cafile=e.ca).wrap_bio(inc, out, server_hostname="localhost")
+    ctx = ssl.create_default_context(cafile=e.ca)
+    ctx.set_alpn_protocols([alpn])
+    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
     while True:
         try:
             obj.do_handshake()
@@ -609,6 +613,20 @@ def test_partial_tls_record_does_not_stall_the_worker(env):
             assert d, "proxy closed during the handshake"
             inc.write(d)
     s.sendall(out.read())
+    assert obj.selected_alpn_protocol() == alpn
+    if alpn == "h2":
+        import h2.config
+        import h2.connection
+        hc = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        hc.initiate_connection()
+        obj.write(hc.data_to_send())
+        s.sendall(out.read()[:20])
+        try:
+            rc, st, body, err = pcurl(e, "https://origin.test:%d/size/4" % e.o.port, "--max-time", "10")
+            assert rc == 0 and st == 200 and body == b"xxxx", err
+        finally:
+            s.close()
+        return
     obj.write(b"GET http://origin.test:%d/size/6 HTTP/1.1\r\nHost: origin.test:%d\r\n\r\n" % (e.plain.port, e.plain.port))
     rec = out.read()
     s.sendall(rec[:len(rec) // 2])
