@@ -1107,7 +1107,7 @@ static void client_rd_cb(evutil_socket_t fd, short what, void *arg)
 	case CS_CLOSED:
 		break;
 	}
-	if (c->state != CS_CLOSED && c->ssl != NULL && c->rd_on && SSL_has_pending(c->ssl))
+	if (c->state != CS_CLOSED && c->rd_on && gw_relay_ssl_more(c->ssl, n))
 		event_active(&c->ev_rd, EV_READ, 0);
 }
 
@@ -1289,6 +1289,40 @@ void gw_conn_accept(struct gw_worker *w, int fd, const struct sockaddr *peer, so
 	gw_stat_add(&w->stats->fam[c->proto->family][GW_FC_CONN_ACCEPTED], 1);
 	gw_relay_rd_enable(c, 1);
 	gw_conn__timer(c, TO_FIRST);
+}
+
+struct gw_conn *gw_conn__nested(const struct gw_conn *o, struct gw_snapshot *snap, void *side, int fd)
+{
+	struct gw_conn *c;
+	int64_t limit = snap->conf->global.max_connections_per_client;
+
+	if (o->w->nconns >= o->w->max_conns || (c = calloc(1, sizeof *c)) == NULL)
+		return NULL;
+	c->peer = o->peer;
+	if (gw_climit_take(&c->peer.sa, (uint64_t)limit) == 0) {
+		client_limit_warn(c, (uint64_t)limit);
+		gw_stat_add(&o->w->stats->close[GW_CLOSE_CLIENT_LIMIT], 1);
+		free(c);
+		return NULL;
+	}
+	c->magic = CONN_MAGIC;
+	c->fd = fd;
+	c->lfd = o->lfd;   /* a reload that removes the listener reaches it too */
+	c->w = o->w;
+	c->snap = snap;
+	gw_snapshot_ref(snap);
+	c->proto = o->proto;
+	c->side = side;
+	event_assign(&c->ev_rd, c->w->base, fd, EV_READ | EV_PERSIST, client_rd_cb, c);
+	event_assign(&c->ev_to, c->w->base, -1, 0, client_to_cb, c);
+	c->state = CS_BUSY;
+	conn_link(c->w, c);
+	if (conn_bufs(c) < 0) {
+		c->fd = -1;   /* (the caller closes fd) */
+		gw_conn__close(c, GW_CLOSE_INTERNAL);
+		return NULL;
+	}
+	return c;
 }
 
 /* An idle keep-alive client: no request under way and no byte of the next. */

@@ -173,14 +173,23 @@ void gw_conn_bump__start(struct gw_conn *c, struct gw_req *rq)
 {
 	static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
 
-	if (c->proto->on_peek == NULL || c->ssl != NULL) {
+	if (c->proto->on_peek == NULL) {
 		gw_conn__respond_error(rq, 500, "cannot inspect here");
 		return;
 	}
+	if (c->ssl != NULL) {   /* an HTTPS proxy listener: core/conn_nest.c */
+		gw_conn_nest__h1(c, rq);
+		return;
+	}
+	evbuffer_add(c->out, ok, sizeof ok - 1);
+	gw_conn_bump__peek_begin(c, rq);
+}
+
+void gw_conn_bump__peek_begin(struct gw_conn *c, struct gw_req *rq)
+{
 	rq->peeked = 1;
 	rq->status = 200;
 	rq->resp_head_done = 1;
-	evbuffer_add(c->out, ok, sizeof ok - 1);
 	c->state = CS_PEEK;
 	gw_conn__timer(c, TO_PEEK);
 	gw_relay_rd_enable(c, 1);

@@ -202,6 +202,11 @@ struct gw_req {
 	int srv_h2;                     /* gw_req_tls_serve_h2: the client may get h2 */
 	unsigned char up_alpn[12];      /* gw_req_upstream_alpn: the upstream handshake's */
 	size_t up_alpn_len;             /* ALPN list (0: its context's, http/1.1) */
+	/* a CONNECT inspected inside a TLS connection or an HTTP/2 stream
+	 * (core/conn_nest.c): nest_relay marks the outer exchange that only
+	 * carries its bytes (neither logged nor counted: the CONNECT moved to
+	 * the inner connection is); nest_h2: that CONNECT came on a stream */
+	int nest_relay, nest_h2;
 };
 
 /*
@@ -356,6 +361,23 @@ int gw_conn_bump__absolute(struct gw_conn *c, struct gw_req *rq, const char **ba
  * the CONNECT's host (or TLS name) and port (else 421), then as above.
  * 0, or the status to answer with *why. */
 int gw_conn_bump__stream(struct gw_conn *c, struct gw_req *rq, const char **why);
+/* conn_nest.c: an inspected CONNECT (DEC_PEEK) that came over TLS (c->ssl)
+ * or on an HTTP/2 stream: it moves to a new plain client connection on one
+ * end of a socketpair, which peeks and inspects as on a plain listener; the
+ * outer connection or stream tunnels to the other end.  Answers the
+ * CONNECT (503) itself when that cannot be made. */
+void gw_conn_nest__h1(struct gw_conn *c, struct gw_req *rq);
+void gw_conn_nest__h2(struct gw_req *rq);
+/* conn.c: that inner connection on fd (outer's peer, listener and family;
+ * counted against max_conns and the per-client limit); NULL when over a
+ * limit or out of memory (fd is the caller's then). */
+struct gw_conn *gw_conn__nested(const struct gw_conn *o, struct gw_snapshot *snap, void *side, int fd);
+/* conn_bump.c: c takes rq (DEC_PEEK, its 200 sent by the outer side) and
+ * peeks at the client's first bytes. */
+void gw_conn_bump__peek_begin(struct gw_conn *c, struct gw_req *rq);
+/* upstream.c: rq's tunnel to fd, a local socket (what names it in the
+ * log); the sink's on_tunnel runs.  -1 out of memory (fd is the caller's). */
+int gw_upstream__local(struct gw_req *rq, int fd, const char *what);
 /* upstream.c: h carries credentials that bind the connection (NTLM ...). */
 int gw_upstream__conn_bound(const struct gw_http_head *h);
 /* upstream.c: a is one of v's addresses (address and port). */

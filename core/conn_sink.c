@@ -403,7 +403,7 @@ static void h1_on_tunnel(struct gw_req *rq, const struct gw_http_head *r)
 static void h1_on_tunnel_rd(struct gw_req *rq, struct upconn *u)
 {
 	struct gw_conn *c = rq->sink_arg;
-	ssize_t n;
+	ssize_t n = 0;
 
 	if (gw_relay_read_unwanted(&u->ev_rd, u->rd_on, &u->rd_armed))
 		return;
@@ -425,8 +425,7 @@ static void h1_on_tunnel_rd(struct gw_req *rq, struct upconn *u)
 	gw_conn__tunnel_pump(c);
 	/* gw_relay_read stopped at READ_MAX with records read ahead into OpenSSL,
 	 * where epoll cannot see them (as at the end of client_rd_cb) */
-	if (c->state != CS_CLOSED && conn_up(c) == u && u->ssl != NULL && u->rd_on && !u->eof &&
-	    SSL_has_pending(u->ssl))
+	if (c->state != CS_CLOSED && conn_up(c) == u && u->rd_on && !u->eof && gw_relay_ssl_more(u->ssl, n))
 		event_active(&u->ev_rd, EV_READ, 0);
 }
 

@@ -686,10 +686,8 @@ void gw_h2_dispatch(struct gw_req *rq)
 		gw_h2__respond_error(rq, 501, "CONNECT over HTTP/2 is not supported on this listener");
 		break;
 	case DEC_PEEK:
-		/* TLS inspection does not run inside a stream: refused, never
-		 * tunnelled uninspected */
-		gw_h2__respond_error(rq, 501, "TLS inspection is not available for CONNECT over HTTP/2 "
-		    "(use HTTP/1.1 to a plain proxy listener)");
+		/* inspected on a connection of its own (core/conn_nest.c) */
+		gw_conn_nest__h2(rq);
 		break;
 	}
 	/* (rq and s may be gone now: an answer may have been sent in full
@@ -1057,7 +1055,7 @@ static void rd_cb(evutil_socket_t fd, short what, void *arg)
 		evbuffer_drain(h->in, evbuffer_get_length(h->in));
 		if (n == 0 || n == -1)
 			h2_close(h, h->why);
-		else if (c->ssl != NULL && SSL_has_pending(c->ssl))
+		else if (gw_relay_ssl_more(c->ssl, n))
 			event_active(&h->ev_rd, EV_READ, 0);
 		return;
 	}
@@ -1067,7 +1065,7 @@ static void rd_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	feed(h);
 	gw_h2__io(h);
-	if (!h->gone && !h->rd_off && c->ssl != NULL && SSL_has_pending(c->ssl))
+	if (!h->gone && !h->rd_off && gw_relay_ssl_more(c->ssl, n))
 		event_active(&h->ev_rd, EV_READ, 0);
 }
 

@@ -1177,7 +1177,7 @@ static void sess_rd_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	s->dead = NULL;
 	/* records OpenSSL read ahead are invisible to epoll */
-	if (s->state == S_OPEN && s->ssl != NULL && SSL_has_pending(s->ssl))
+	if (s->state == S_OPEN && gw_relay_ssl_more(s->ssl, n))
 		event_active(&s->ev_rd, EV_READ, 0);
 }
 

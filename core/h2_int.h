@@ -133,6 +133,9 @@ void gw_h2__resume_held(struct gw_h2s *s);
 /* h2_tunnel.c: CONNECT streams on a proxy's listener (RFC 9113 8.5) */
 /* The family let CONNECT stream rq through (DEC_TUNNEL): connect, then tunnel. */
 void gw_h2_tunnel__start(struct gw_req *rq);
+/* rq (a stream's relay, core/conn_nest.c) tunnels to the local socket fd;
+ * -1 out of memory (fd is the caller's). */
+int gw_h2_tunnel__nest(struct gw_req *rq, int fd);
 /* From run_streams (outside the session): move what waits either way,
  * pass the client's END_STREAM on as a half-close. */
 void gw_h2_tunnel__run(struct gw_h2s *s);

@@ -19,6 +19,8 @@
  *   broken upstream connection once the tunnel is up resets the stream
  *   with CONNECT_ERROR.  tunnel_idle bounds a tunnel without bytes either
  *   way.  Other streams of the connection are not affected by any of it.
+ * - An inspected CONNECT (core/conn_nest.c) tunnels the same way to a local
+ *   socket, the inner connection that inspects it.
  */
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -100,7 +102,7 @@ static void t_on_tunnel_rd(struct gw_req *rq, struct upconn *u)
 	}
 	gw_h2__kick(s->h);
 	/* records read ahead into OpenSSL (a parent over TLS), unseen by epoll */
-	if (!u->eof && u->rd_on && u->ssl != NULL && SSL_has_pending(u->ssl))
+	if (!u->eof && u->rd_on && gw_relay_ssl_more(u->ssl, n))
 		event_active(&u->ev_rd, EV_READ, 0);
 }
 
@@ -149,6 +151,14 @@ void gw_h2_tunnel__start(struct gw_req *rq)
 	rq->sink = &tsink;
 	rq->reqx.done = 1;   /* no request body: DATA is the tunnel's */
 	gw_upstream_start(rq);
+}
+
+int gw_h2_tunnel__nest(struct gw_req *rq, int fd)
+{
+	pthread_once(&tsink_once, tsink_init);
+	rq->sink = &tsink;
+	rq->reqx.done = 1;
+	return gw_upstream__local(rq, fd, "inspection");
 }
 
 void gw_h2_tunnel__run(struct gw_h2s *s)

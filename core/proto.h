@@ -101,6 +101,11 @@ struct gw_proto {
 	 * off the TLS handshake: it does not trust the minted certificate
 	 * (e.g. an application with a pinned key).  May be NULL. */
 	void (*on_tls_abort)(const char *host, void *side);
+	/* An inspected CONNECT over TLS or HTTP/2 moves to a connection of its
+	 * own (core/conn_nest.c), which gets a copy of the outer connection's
+	 * gw_req_set_conn_data (its sign-in) made here, with *free_fn for it;
+	 * NULL: none (out of memory, or nothing to carry).  May be NULL. */
+	void *(*conn_data_dup)(const void *data, void (**free_fn)(void *data));
 };
 
 /* What on_response_filter returns. */

@@ -174,6 +174,11 @@ ssize_t gw_relay_read(int fd, SSL *ssl, struct evbuffer *buf, int *big)
 	return total ? (ssize_t)total : -2;
 }
 
+int gw_relay_ssl_more(SSL *ssl, ssize_t n)
+{
+	return ssl != NULL && n > 0 && SSL_has_pending(ssl);
+}
+
 /* Write from buf (draining what was written).  Returns bytes written, 0 if
  * the socket is full, -1 on error. */
 int gw_relay_write(int fd, SSL *ssl, struct evbuffer *buf)

@@ -48,6 +48,14 @@ int gw_relay_truncate(struct evbuffer *b, size_t keep);
  * kept per endpoint.  Returns bytes read, 0 on EOF, -1 on error, -2 when
  * nothing is available now. */
 ssize_t gw_relay_read(int fd, SSL *ssl, struct evbuffer *buf, int *big);
+/* After a read callback's gw_relay_read returned n: whether OpenSSL may hold
+ * whole records read ahead that epoll cannot see (so the callback should
+ * run again at once).  Only after a read that got bytes: when nothing came
+ * (-2), what it holds is at most part of a record (SSL_has_pending counts
+ * that too), the socket's next bytes wake the read, and re-activating
+ * would run the callback forever without the loop ever polling again (a
+ * peer that stops mid-record would spin its worker and stall the rest). */
+int gw_relay_ssl_more(SSL *ssl, ssize_t n);
 /* Write from buf (draining what was written).  Returns bytes written, 0 if
  * the socket is full, -1 on error. */
 int gw_relay_write(int fd, SSL *ssl, struct evbuffer *buf);

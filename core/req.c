@@ -484,6 +484,10 @@ void gw_req__log_free(struct gw_req *rq)
 	int fam = rq->proto->family;
 	int st = rq->status;
 
+	if (rq->nest_relay) {   /* the CONNECT it carried is logged (core/conn_nest.c) */
+		gw_req__free(rq);
+		return;
+	}
 	if (rq->proto->on_response_end != NULL && rq->dec == DEC_PROXY && rq->resp_head_done &&
 	    rq->status != 101 && !rq->resp_ended)
 		rq->proto->on_response_end(rq, 0, rq->side);
@@ -528,7 +532,7 @@ void gw_req__log_free(struct gw_req *rq)
 				r.target_len = (size_t)(h->path - h->target);
 		}
 		r.version_minor = h->version_minor;
-		r.http2 = rq->h2s != NULL;
+		r.http2 = rq->h2s != NULL || rq->nest_h2;
 		r.status = st;
 		r.bytes_in = rq->bytes_in;
 		r.bytes_out = rq->bytes_out;

@@ -695,6 +695,27 @@ static void upstream_ready(struct gw_req *rq)
 	rq->sink->on_flush(rq);
 }
 
+int gw_upstream__local(struct gw_req *rq, int fd, const char *what)
+{
+	struct upconn *u = up_new(rq->w, fd, "");
+
+	if (u == NULL)
+		return -1;
+	u->rq = rq;
+	rq->up = u;
+	snprintf(u->addr_str, sizeof u->addr_str, "%s", what);
+	snprintf(rq->upstream_str, sizeof rq->upstream_str, "%s", what);
+	/* as upstream_ready's tunnel, not counted as one: the exchange on
+	 * the other end is (core/conn_nest.c) */
+	rq->dec = DEC_TUNNEL;
+	rq->status = 200;
+	rq->resp_head_done = 1;
+	rq->tunnel = 1;
+	gw_relay_up_rd_enable(u, 1);
+	rq->sink->on_tunnel(rq, NULL);
+	return 0;
+}
+
 void gw_upstream__ready(struct gw_req *rq)
 {
 	upstream_ready(rq);
@@ -1377,7 +1398,7 @@ static void up_rd_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct upconn *u = arg;
 	struct gw_req *rq;
-	ssize_t n;
+	ssize_t n = 0;
 	int dead = 0;
 
 	GW_CHECK_OBJ(u, UP_MAGIC);
@@ -1435,7 +1456,7 @@ static void up_rd_cb(evutil_socket_t fd, short what, void *arg)
 	u->dead = NULL;
 	/* gw_relay_read stopped at READ_MAX with records read ahead into OpenSSL,
 	 * where epoll cannot see them (the client side: end of client_rd_cb) */
-	if (u->rq != NULL && u->ssl != NULL && u->rd_on && !u->eof && SSL_has_pending(u->ssl))
+	if (u->rq != NULL && u->rd_on && !u->eof && gw_relay_ssl_more(u->ssl, n))
 		event_active(&u->ev_rd, EV_READ, 0);
 }
 

@@ -915,6 +915,7 @@ static struct gw_proto fwd_proto = {   /* .family: set by gw_control_add_side() 
 	.on_response_filter = on_response_filter,
 	.on_peek = on_peek,
 	.on_tunnel_tls = on_tunnel_tls,
+	.conn_data_dup = fwd_sso_conn_dup,
 	.on_tls_abort = on_tls_abort,
 };
 

@@ -175,6 +175,18 @@ static void ident_free(void *p)
 	free(id);
 }
 
+void *fwd_sso_conn_dup(const void *data, void (**free_fn)(void *data))
+{
+	const struct conn_ident *id = data;
+	struct conn_ident *n;
+
+	if (id == NULL || id->magic != IDENT_MAGIC || (n = malloc(sizeof *n)) == NULL)
+		return NULL;
+	*n = *id;
+	*free_fn = ident_free;
+	return n;
+}
+
 static const char *client_of(struct gw_req *rq)
 {
 	const char *c = gw_req_client_str(rq);

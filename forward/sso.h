@@ -68,6 +68,9 @@ int fwd_sso_basic(const struct fwd_sso *s);
  * returns 1; else 0.
  */
 int fwd_sso_conn_who(const struct fwd_sso *s, struct gw_req *rq, struct fwd_who *who);
+/* A copy of a connection's sign-in (gw_req_set_conn_data) for the
+ * connection an inspected CONNECT moves to (struct gw_proto.conn_data_dup). */
+void *fwd_sso_conn_dup(const void *data, void (**free_fn)(void *data));
 
 /*
  * resume: where a Negotiate check hands its outcome, on rq's worker: who

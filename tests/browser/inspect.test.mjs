@@ -3,6 +3,8 @@
 // --ignore-certificate-errors-spki-list: what a company CA in the browser's
 // store would give).  Started by tests/integration/test_f_inspect.py:
 //   GH_FORWARD  host:port of the forward proxy
+//   GH_PROXY_SCHEME  https for the HTTPS proxy listener (default http; Chromium
+//               then speaks HTTP/2 to the proxy: CONNECT streams)
 //   GH_SPKI     base64 SHA-256 of the leaves' public key
 //   GH_PAGE     an https:// URL the policy allows (an origin's /echo)
 //   GH_BLOCKED  an https:// URL a URL rule blocks (the block page inside TLS)
@@ -21,7 +23,8 @@ const browser = await chromium.launch({
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
          '--disable-background-networking', '--disable-component-update', '--disable-sync',
          '--disable-dev-shm-usage',
-         '--proxy-server=http://' + env('GH_FORWARD'), '--proxy-bypass-list=<-loopback>',
+         '--proxy-server=' + (process.env.GH_PROXY_SCHEME || 'http') + '://' + env('GH_FORWARD'),
+         '--proxy-bypass-list=<-loopback>',
          '--ignore-certificate-errors-spki-list=' + env('GH_SPKI')],
 });
 try {

@@ -4,8 +4,8 @@ over HTTP/2 (RFC 9113 8.5): decided like an HTTP/1 CONNECT (auth per stream,
 407/403 as HEADERS), then DATA carries the tunnel both ways with flow
 control, END_STREAM is a half-close, a broken target connection is
 RST_STREAM(CONNECT_ERROR), tunnel_idle applies, a reset tunnel leaves the
-others alone.  With TLS inspection on, a CONNECT stream is refused (501),
-never tunnelled uninspected.  Client: python3-h2 over ssl (curl 7.88 has no
+others alone.  With TLS inspection on, a CONNECT stream is inspected
+(test_f_inspect_tlsproxy.py), never tunnelled uninspected.  Client: python3-h2 over ssl (curl 7.88 has no
 --proxy-http2)."""
 import base64
 import os
@@ -441,21 +441,25 @@ def test_h2_tunnel_backpressure(netns, tmp_path):
         stop(g)
 
 
-def test_h2_connect_with_inspection_refused(netns, tmp_path):
+def test_h2_connect_with_inspection_never_tunnelled_uninspected(netns, tmp_path):
+    # (was: refused with 501; inspected streams now work, see
+    # test_f_inspect_tlsproxy.py.)  Bytes that are no ClientHello on an
+    # inspected stream end it: nothing reaches the target uninspected, even
+    # for a bypass_domains name (the bypass is decided on the ClientHello too)
     g = start(tmp_path, extra='inspect: { mode = "all"; bypass_domains = [ "bypass.test" ]; };')
     c = H2(g.port, g.ca)
     try:
         x = c.connect("origin.test:%d" % g.tlso.port)
         y = c.connect("bypass.test:%d" % g.echo.port)
+        c.pump(lambda: c.status(x) is not None and c.status(y) is not None)
+        assert c.status(x) == 200 and c.status(y) == 200
+        c.send(x, b"GET / HTTP/1.1\r\nHost: origin.test\r\n\r\n")
+        c.send(y, b"HELLO echo\r\n\r\n")
         c.pump(lambda: c.done(x) and c.done(y))
-        assert c.status(x) == 501
-        line = log_line(g, '"CONNECT origin.test:%d HTTP/2.0" 501' % g.tlso.port)
-        assert line is not None and "TLS inspection is not available" in line, line
-        assert g.tlso.connections == 0   # nothing went to the origin uninspected
-        # even a bypass_domains name: the bypass is decided on the client's
-        # ClientHello too (SNI and CONNECT host), which a stream cannot give
-        assert c.status(y) == 501
+        line = log_line(g, '"CONNECT origin.test:%d HTTP/2.0" 400' % g.tlso.port)
+        assert line is not None and "client hello" in line, line
         assert g.tlso.connections == 0 and g.echo.conns == 0
+        assert bytes(c.st[y]["data"]) == b""
         # plain requests on the same connection are served
         z = c.get("http", "origin.test:%d" % g.plain.port, "/size/4")
         c.pump(lambda: c.done(z))
