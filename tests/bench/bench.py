@@ -40,6 +40,7 @@ CLK = os.sysconf("SC_CLK_TCK")
 P_ORIGIN, P_SINK = 18080, 18090
 P_GH_REV, P_GH_FWD, P_GHL_REV, P_GHL_FWD = 18101, 18102, 18111, 18112
 P_NGINX, P_HAPROXY, P_SQUID, P_TINY = 18201, 18301, 18401, 18501
+P_HAPROXY_BARE = 18311
 P_GHC_REV, P_GHC_FWD, P_NGINX_CACHE, P_VARNISH = 18121, 18122, 18211, 18601
 P_GHB_REV, P_GHB_FWD = 18131, 18132
 P_ICAP, P_GHI_REV, P_GHI_FWD, P_SQUID_ICAP = 18701, 18141, 18142, 18411
@@ -85,12 +86,16 @@ def make_cert():
         f.write(open(CERT).read() + open(KEY).read())
 
 
-def subst(name, **kw):
+def subst(name, out=None, drop=None, **kw):
+    """HERE/name with @KEY@ replaced, written to OUT/(out or name); lines
+    ending with the marker drop are left out."""
     with open(os.path.join(HERE, name)) as f:
         text = f.read()
+    if drop:
+        text = "\n".join(l for l in text.split("\n") if not l.rstrip().endswith(drop))
     for k, v in kw.items():
         text = text.replace("@%s@" % k, str(v))
-    path = os.path.join(OUT, name)
+    path = os.path.join(OUT, out or name)
     with open(path, "w") as f:
         f.write(text)
     return path
@@ -203,8 +208,11 @@ def cache_status(port):
         c.close()
 
 
-def start_haproxy(tag="haproxy", port=P_HAPROXY):
-    conf = subst("haproxy.cfg", PORT=port, TLSPORT=port + TLS_OFF, PEM=PEM, ORIGIN=P_ORIGIN)
+def start_haproxy(tag="haproxy", port=P_HAPROXY, bare=False):
+    """bare: without the forwarding fields Gatehouse adds by default (the
+    lines of haproxy.cfg marked "# fwd"): HAProxy doing less per request."""
+    conf = subst("haproxy.cfg", out=tag + ".cfg", drop="# fwd" if bare else None, PORT=port,
+                 TLSPORT=port + TLS_OFF, PEM=PEM, ORIGIN=P_ORIGIN)
     start(tag, ["haproxy", "-db", "-f", conf], port)
 
 
@@ -401,6 +409,7 @@ def main():
         start_gatehouse("gatehouse_b", P_GHB_REV, P_GHB_FWD, binary=GH_B)
     start_nginx()
     start_haproxy()
+    start_haproxy("haproxy_bare", P_HAPROXY_BARE, bare=True)
     start_squid()
     start_tinyproxy()
     time.sleep(1)
@@ -430,7 +439,9 @@ def main():
     # http2 = true): small responses multiplexed, then 1 MiB responses, the
     # latter beside Gatehouse's own HTTP/1.1 over TLS (rev_tls_1m_c4, wrk).
     rev_tls_b = rev_tls[:1] + [(c[0], c[1], c[2] + TLS_OFF) for c in gh_b_rev] + rev_tls[1:]
-    interleave("rev_h2_c50_m10", rev_tls_b, h2load_runner(50, 10), "req/s", k_small[:2])
+    # and HAProxy without the forwarding fields (it then does less than the others)
+    interleave("rev_h2_c50_m10", rev_tls_b + [("haproxy-bare", "haproxy_bare", P_HAPROXY_BARE + TLS_OFF)],
+               h2load_runner(50, 10), "req/s", k_small[:2])
     interleave("rev_h2_1m_c4", rev_tls_b, h2load_runner(4, 1, "/1m"), "MB/s", ["MBps", "cpu"])
     interleave("rev_tls_1m_c4", rev_tls_b[:1 + len(gh_b_rev)], wrk_runner(4, "/1m", scheme="https"), "MB/s",
                ["MBps", "cpu"])
@@ -525,7 +536,7 @@ def main():
     # Idle keep-alive connection memory: a fresh process per measurement.
     if not ONLY or "idle_rss_10k" in ONLY:
         log("== idle_rss_10k")
-        for n in ("gatehouse", "gatehouse_log", "gatehouse_b", "nginx", "haproxy", "squid", "tinyproxy"):
+        for n in ("gatehouse", "gatehouse_log", "gatehouse_b", "nginx", "haproxy", "haproxy_bare", "squid", "tinyproxy"):
             stop(n)
         samples = {"gatehouse": [], "nginx": []}   # haproxy: maxconn < 10,000 here
         for r in range(2):
