@@ -34,7 +34,13 @@ static struct {
 	size_t nreg;
 } L;
 
-static int open_listener(const struct conf_listener *cl, char *err, size_t errlen)
+/* A listening socket for cl (reuseport: shared by the workers), or, with
+ * probe, a bound socket without SO_REUSEPORT that is closed again: the bind
+ * fails while any other socket listens there, one of another process with
+ * SO_REUSEPORT too (which would otherwise share our connections silently:
+ * the kernel spreads them over every socket of the port).  Returns the fd
+ * (probe: 0) or -1 with err set. */
+static int open_listener(const struct conf_listener *cl, int probe, char *err, size_t errlen)
 {
 	const struct sockaddr *sa = (const struct sockaddr *)&cl->addr.ss;
 	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -45,7 +51,8 @@ static int open_listener(const struct conf_listener *cl, char *err, size_t errle
 		return -1;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+	if (!probe)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
 	if (sa->sa_family == AF_INET6 && cl->addr.host[0] == '\0')
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
 	/* a VRRP VIP is held by one node at a time: the standby listens on it
@@ -55,12 +62,38 @@ static int open_listener(const struct conf_listener *cl, char *err, size_t errle
 		close(fd);
 		return -1;
 	}
+	if (probe) {
+		int r = bind(fd, sa, cl->addr.sslen), e = errno;
+		close(fd);
+		if (r == 0)
+			return 0;
+		if (e == EADDRINUSE)
+			snprintf(err, errlen, "cannot listen on %s: another process listens there", cl->addr.text);
+		else
+			snprintf(err, errlen, "cannot listen on %s: %s", cl->addr.text, strerror(e));
+		return -1;
+	}
 	if (bind(fd, sa, cl->addr.sslen) < 0 || listen(fd, 511) < 0) {
 		snprintf(err, errlen, "cannot listen on %s: %s", cl->addr.text, strerror(errno));
 		close(fd);
 		return -1;
 	}
 	return fd;
+}
+
+/* Does this process listen on cl's address already (any family, TLS or
+ * not: a reload may change either)?  Then the probe would find our own
+ * sockets. */
+static int addr_held(const struct conf_listener *cl)
+{
+	size_t al = strlen(cl->addr.text);
+
+	for (size_t i = 0; i < L.nreg; i++) {
+		const char *a = strchr(L.reg[i].key, '|'), *b = strrchr(L.reg[i].key, '|');
+		if (a != NULL && b != NULL && b > a && (size_t)(b - a - 1) == al && memcmp(a + 1, cl->addr.text, al) == 0)
+			return 1;
+	}
+	return 0;
 }
 
 /* A socket's registry key: "family|address|tls". */
@@ -112,9 +145,17 @@ int gw_listener_build(struct gw_snapshot *s, int nworkers, struct conf_errors *e
 				k++;
 				continue;
 			}
+			if (!addr_held(cl)) {
+				char err[256];
+				if (open_listener(cl, 1, err, sizeof err) < 0) {
+					conf_err(errs, cl->src.file, cl->src.line, "listeners", "%s", err);
+					failed = 1;
+					break;
+				}
+			}
 			for (int w = 0; w < nworkers; w++) {
 				char err[256];
-				ls->fds[w] = open_listener(cl, err, sizeof err);
+				ls->fds[w] = open_listener(cl, 0, err, sizeof err);
 				if (ls->fds[w] < 0) {
 					conf_err(errs, cl->src.file, cl->src.line, "listeners", "%s", err);
 					for (int x = 0; x < w; x++)

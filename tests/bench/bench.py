@@ -42,9 +42,18 @@ P_GH_REV, P_GH_FWD, P_GHL_REV, P_GHL_FWD = 18101, 18102, 18111, 18112
 P_NGINX, P_HAPROXY, P_SQUID, P_TINY = 18201, 18301, 18401, 18501
 P_HAPROXY_BARE = 18311
 P_GHC_REV, P_GHC_FWD, P_NGINX_CACHE, P_VARNISH = 18121, 18122, 18211, 18601
-P_GHB_REV, P_GHB_FWD = 18131, 18132
-P_ICAP, P_GHI_REV, P_GHI_FWD, P_SQUID_ICAP = 18701, 18141, 18142, 18411
+# (gatehouse-B was on 18131, gatehouse's TLS port: both bound it with
+# SO_REUSEPORT and the kernel split h2load's and wrk's connections between
+# the two, the plain listener failing the TLS ones: the "first slot" wrk
+# errors and the h2 rounds where no request started and Gatehouse used no
+# CPU.  The check below keeps every port and TLS port distinct.)
+P_GHB_REV, P_GHB_FWD = 18105, 18106
+P_ICAP, P_GHI_REV, P_GHI_FWD, P_SQUID_ICAP = 18701, 18145, 18146, 18411
 TLS_OFF = 30        # each reverse proxy also listens with TLS on its port + TLS_OFF
+_REV = (P_GH_REV, P_GHL_REV, P_NGINX, P_HAPROXY, P_HAPROXY_BARE, P_GHC_REV, P_NGINX_CACHE, P_GHB_REV, P_GHI_REV)
+_ALL = _REV + tuple(x + TLS_OFF for x in _REV) + (P_ORIGIN, P_SINK, P_GH_FWD, P_GHL_FWD, P_SQUID, P_TINY,
+                                                  P_GHC_FWD, P_VARNISH, P_GHB_FWD, P_ICAP, P_GHI_FWD, P_SQUID_ICAP)
+assert len(set(_ALL)) == len(_ALL), sorted(x for x in _ALL if _ALL.count(x) > 1)
 CERT, KEY, PEM = (os.path.join(OUT, n) for n in ("bench.crt", "bench.key", "bench.pem"))
 
 PROCS = {}
