@@ -440,8 +440,12 @@ def test_http2_off_per_listener_and_config_errors(env, tmp_path):
     cert = (os.path.join(os.path.dirname(env.ca), "a.pem"), os.path.join(os.path.dirname(env.ca), "a.key"))
     port = gh.free_port()
     conf = h2_conf(env.port, env.pport, env.hport, env.origin.port, cert)
-    off = conf.replace('{ address = "127.0.0.1:%d"; tls = true; },' % env.port,
-                       '{ address = "127.0.0.1:%d"; tls = true; http2 = false; },' % port)
+    # a second process: every listener on ports of its own (the module's
+    # gatehouse holds env's; another process's address is refused)
+    off = h2_conf(port, gh.free_port(), gh.free_port(), env.origin.port, cert).replace(
+        '{ address = "127.0.0.1:%d"; tls = true; },' % port,
+        '{ address = "127.0.0.1:%d"; tls = true; http2 = false; },' % port)
+    assert "http2 = false" in off
     g = gh.Gatehouse(off).start([port])
     try:
         ctx = ssl.create_default_context(cafile=env.ca)
