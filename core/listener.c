@@ -81,16 +81,20 @@ static int open_listener(const struct conf_listener *cl, int probe, char *err, s
 	return fd;
 }
 
-/* Does this process listen on cl's address already (any family, TLS or
- * not: a reload may change either)?  Then the probe would find our own
- * sockets. */
-static int addr_held(const struct conf_listener *cl)
+/* Does this process listen on cl's port already (any address, family,
+ * TLS or not: a reload may change each, and our own socket on 0.0.0.0:P
+ * would fail the probe of 127.0.0.1:P)?  Then the probe is skipped. */
+static int port_held(const struct conf_listener *cl)
 {
-	size_t al = strlen(cl->addr.text);
+	const char *p = strrchr(cl->addr.text, ':');
 
-	for (size_t i = 0; i < L.nreg; i++) {
-		const char *a = strchr(L.reg[i].key, '|'), *b = strrchr(L.reg[i].key, '|');
-		if (a != NULL && b != NULL && b > a && (size_t)(b - a - 1) == al && memcmp(a + 1, cl->addr.text, al) == 0)
+	for (size_t i = 0; p != NULL && i < L.nreg; i++) {
+		const char *b = strrchr(L.reg[i].key, '|'), *c;
+		if (b == NULL)
+			continue;
+		for (c = b; c > L.reg[i].key && *c != ':'; c--)
+			;
+		if (*c == ':' && (size_t)(b - c) == strlen(p) && memcmp(c, p, (size_t)(b - c)) == 0)
 			return 1;
 	}
 	return 0;
@@ -145,7 +149,7 @@ int gw_listener_build(struct gw_snapshot *s, int nworkers, struct conf_errors *e
 				k++;
 				continue;
 			}
-			if (!addr_held(cl)) {
+			if (!port_held(cl)) {
 				char err[256];
 				if (open_listener(cl, 1, err, sizeof err) < 0) {
 					conf_err(errs, cl->src.file, cl->src.line, "listeners", "%s", err);

@@ -23,17 +23,10 @@ char gw_id_prefix[8];
 
 #define TICK_SECS 0.2
 
-#define COMMON_TIMEOUTS 16
-
 void gw_timer_set(struct event *ev, double secs)
 {
-	static __thread struct {
-		struct event_base *base;
-		long secs;
-		const struct timeval *tv;
-	} known[COMMON_TIMEOUTS];
-	static __thread int nknown;
 	struct event_base *base;
+	const struct timeval *c;
 	struct timeval tv;
 
 	if (secs <= 0) {
@@ -42,26 +35,13 @@ void gw_timer_set(struct event *ev, double secs)
 	}
 	tv.tv_sec = (time_t)secs;
 	tv.tv_usec = (suseconds_t)((secs - (double)tv.tv_sec) * 1e6);
-	if (tv.tv_usec != 0 || (base = event_get_base(ev)) == NULL) {
+	/* (asked each time, not cached: a cached pointer would outlive a
+	 * freed base; the base finds its few durations by a short scan) */
+	if (tv.tv_usec == 0 && (base = event_get_base(ev)) != NULL &&
+	    (c = event_base_init_common_timeout(base, &tv)) != NULL)
+		event_add(ev, c);
+	else
 		event_add(ev, &tv);
-		return;
-	}
-	for (int i = 0; i < nknown; i++)
-		if (known[i].base == base && known[i].secs == (long)tv.tv_sec) {
-			event_add(ev, known[i].tv);
-			return;
-		}
-	if (nknown < COMMON_TIMEOUTS) {
-		const struct timeval *c = event_base_init_common_timeout(base, &tv);
-		if (c != NULL) {
-			known[nknown].base = base;
-			known[nknown].secs = (long)tv.tv_sec;
-			known[nknown++].tv = c;
-			event_add(ev, c);
-			return;
-		}
-	}
-	event_add(ev, &tv);
 }
 
 /* conn.c resumes accepting when a connection ends below max_conns. */

@@ -65,9 +65,9 @@ void gw_worker_resume_accept(struct gw_worker *w);
 /* Arm ev to fire in secs (<= 0: disarm).  Whole-second durations, the
  * configured timeouts, use libevent's common timeouts on ev's base (one
  * queue per duration: adding and deleting are O(1) where the heap is
- * O(log n) with thousands of streams and upstream connections armed);
- * other durations, and any past the first 16 a thread has seen, use the
- * heap.  Call from the thread that runs ev's base. */
+ * O(log n) with thousands of upstream connections armed); other
+ * durations, and any past libevent's 256 per base, use the heap.  Call
+ * from the thread that runs ev's base. */
 void gw_timer_set(struct event *ev, double secs);
 void gw_worker_join_free(struct gw_worker *w);
 

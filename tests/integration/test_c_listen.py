@@ -105,3 +105,19 @@ def test_reload_may_turn_its_own_listener_to_tls(origin, ports, tmp_path):
         assert st == 200, g.stderr()
     finally:
         g.stop()
+
+
+def test_reload_from_any_address_to_one_on_the_same_port(netns, origin, ports):
+    """Our own socket on 0.0.0.0:P conflicts with a probe of 127.0.0.1:P:
+    a port this process listens on is not probed (inside a namespace with
+    only lo, where 0.0.0.0 reaches nothing else)."""
+    g = gh.Gatehouse(rev_conf(origin.port, ['{ address = "0.0.0.0:%d"; }' % ports[0]]))
+    g.start(wait_ports=[ports[0]])
+    try:
+        assert gh.curl_status("http://127.0.0.1:%d/size/2" % ports[0]) == 200
+        g.reload(rev_conf(origin.port, ['{ address = "127.0.0.1:%d"; }' % ports[0]]), settle=1.0)
+        assert "reload failed" not in g.stderr(), g.stderr()
+        assert gh.curl_status("http://127.0.0.1:%d/size/2" % ports[0]) == 200
+    finally:
+        rc = g.stop()
+    assert rc == 0, g.stderr()
